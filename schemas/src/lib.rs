@@ -1,0 +1,334 @@
+//! The event catalogue of Gatehouse.
+//!
+//! Every change to the server's state is one of the [`Event`]s below, wrapped in an
+//! [`Envelope`] that records when, by whom and where it happened. Events are encoded
+//! with MessagePack using *named* fields (`rmp_serde::to_vec_named`), so a field can be
+//! added later without breaking old logs.
+//!
+//! # Version rules (events are forever)
+//! - An event type, once released, decodes forever: `golden/` holds an encoded sample
+//!   of every type and a test decodes each one.
+//! - New fields are `Option` (or have a `#[serde(default)]`), so old events still decode.
+//! - A changed meaning is a new event type, never a reinterpretation of an old one.
+//! - Events are named in the past tense (`UserCreated`), because they are facts.
+//!
+//! This crate has no I/O and no clock: it is pure data.
+
+use serde::{Deserialize, Serialize};
+
+/// One entry of the log: an [`Event`] and the facts about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Position in the log, starting at 1, without gaps.
+    pub seq: u64,
+    /// Unix time in milliseconds. INVARIANT: never smaller than the previous event's.
+    pub time_ms: u64,
+    /// Who caused the event: a username, or `system` for the server itself.
+    pub actor: String,
+    /// The service id of the server that wrote the event (`jfac@<ulid>`).
+    pub origin: String,
+    /// The request that caused the event (also in the server's logs).
+    pub request_id: String,
+    pub event: Event,
+}
+
+/// Status of a user account, as the JFrog Access API spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum UserStatus {
+    Enabled,
+    Disabled,
+    Locked,
+    Invited,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Enabled => "enabled",
+            UserStatus::Disabled => "disabled",
+            UserStatus::Locked => "locked",
+            UserStatus::Invited => "invited",
+        }
+    }
+}
+
+/// A user as created. Passwords only ever appear as argon2id PHC strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserCreated {
+    /// INVARIANT: lower-case, validated by the domain before the event is written.
+    pub username: String,
+    pub email: Option<String>,
+    /// argon2id hash in PHC format; `None` when `internal_password_disabled`.
+    pub password_hash: Option<String>,
+    pub admin: bool,
+    pub profile_updatable: bool,
+    pub internal_password_disabled: bool,
+    pub disable_ui_access: bool,
+    pub realm: String,
+    pub status: UserStatus,
+    /// Groups the user joins at creation (requested ones plus auto-join groups).
+    pub groups: Vec<String>,
+}
+
+/// A partial update of a user: `None` means "unchanged".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserUpdated {
+    pub username: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub admin: Option<bool>,
+    #[serde(default)]
+    pub profile_updatable: Option<bool>,
+    #[serde(default)]
+    pub internal_password_disabled: Option<bool>,
+    #[serde(default)]
+    pub disable_ui_access: Option<bool>,
+    #[serde(default)]
+    pub status: Option<UserStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupCreated {
+    pub name: String,
+    pub description: Option<String>,
+    pub auto_join: bool,
+    pub admin_privileges: bool,
+    pub realm: String,
+    pub realm_attributes: Option<String>,
+    pub external_id: Option<String>,
+    /// Members at creation. INVARIANT: every name is an existing user.
+    pub members: Vec<String>,
+}
+
+/// A partial update of a group: `None` means "unchanged".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupUpdated {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub auto_join: Option<bool>,
+    #[serde(default)]
+    pub admin_privileges: Option<bool>,
+    #[serde(default)]
+    pub realm: Option<String>,
+    #[serde(default)]
+    pub realm_attributes: Option<String>,
+    #[serde(default)]
+    pub external_id: Option<String>,
+}
+
+/// Every kind of change Gatehouse knows. See the crate docs for the version rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// The first event of every log: the server's identity.
+    ServiceCreated { service_id: String },
+    UserCreated(UserCreated),
+    UserUpdated(UserUpdated),
+    UserPasswordChanged { username: String, password_hash: String },
+    /// The user must change its password before doing anything else.
+    UserPasswordExpired { username: String },
+    /// Too many failed sign-ins in a row (or an admin's decision).
+    UserLocked { username: String },
+    UserUnlocked { username: String },
+    /// Removes the user from every group it belonged to.
+    UserDeleted { username: String },
+    GroupCreated(GroupCreated),
+    GroupUpdated(GroupUpdated),
+    /// Removes the group from every member.
+    GroupDeleted { name: String },
+    /// Membership changed from the group's side (`PATCH /groups/{name}/members`).
+    GroupMembersChanged { group: String, added: Vec<String>, removed: Vec<String> },
+    /// Membership changed from the user's side (`PATCH /users/{name}/groups`).
+    UserGroupsChanged { username: String, added: Vec<String>, removed: Vec<String> },
+}
+
+impl Event {
+    /// Every event type's name. A test checks that `golden/` has a sample of each.
+    pub const KINDS: &'static [&'static str] = &[
+        "ServiceCreated",
+        "UserCreated",
+        "UserUpdated",
+        "UserPasswordChanged",
+        "UserPasswordExpired",
+        "UserLocked",
+        "UserUnlocked",
+        "UserDeleted",
+        "GroupCreated",
+        "GroupUpdated",
+        "GroupDeleted",
+        "GroupMembersChanged",
+        "UserGroupsChanged",
+    ];
+
+    /// The event type's name, as stored and as shown in the audit trail.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::ServiceCreated { .. } => "ServiceCreated",
+            Event::UserCreated(_) => "UserCreated",
+            Event::UserUpdated(_) => "UserUpdated",
+            Event::UserPasswordChanged { .. } => "UserPasswordChanged",
+            Event::UserPasswordExpired { .. } => "UserPasswordExpired",
+            Event::UserLocked { .. } => "UserLocked",
+            Event::UserUnlocked { .. } => "UserUnlocked",
+            Event::UserDeleted { .. } => "UserDeleted",
+            Event::GroupCreated(_) => "GroupCreated",
+            Event::GroupUpdated(_) => "GroupUpdated",
+            Event::GroupDeleted { .. } => "GroupDeleted",
+            Event::GroupMembersChanged { .. } => "GroupMembersChanged",
+            Event::UserGroupsChanged { .. } => "UserGroupsChanged",
+        }
+    }
+}
+
+/// Encode an envelope the one way the log stores it: MessagePack with named fields.
+pub fn encode(envelope: &Envelope) -> Vec<u8> {
+    // INVARIANT: serialising these plain structs cannot fail (no maps with non-string
+    // keys, no custom serialisers), so a failure here is a programming error.
+    rmp_serde::to_vec_named(envelope).expect("an envelope always encodes")
+}
+
+/// Decode an envelope as stored in the log.
+pub fn decode(bytes: &[u8]) -> Result<Envelope, rmp_serde::decode::Error> {
+    rmp_serde::from_slice(bytes)
+}
+
+/// One envelope per event type, with made-up but realistic content. Used to write and
+/// check the golden samples; never used by the server.
+pub fn samples() -> Vec<Envelope> {
+    let user_created = UserCreated {
+        username: "alice@example.com".into(),
+        email: Some("alice@example.com".into()),
+        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".into()),
+        admin: false,
+        profile_updatable: true,
+        internal_password_disabled: false,
+        disable_ui_access: false,
+        realm: "internal".into(),
+        status: UserStatus::Enabled,
+        groups: vec!["readers".into()],
+    };
+    let events = vec![
+        Event::ServiceCreated { service_id: "jfac@01jc5x3y4z5a6b7c8d9e0f1g2h".into() },
+        Event::UserCreated(user_created),
+        Event::UserUpdated(UserUpdated {
+            username: "alice@example.com".into(),
+            email: Some("alice@corp.example".into()),
+            admin: Some(true),
+            status: Some(UserStatus::Disabled),
+            ..Default::default()
+        }),
+        Event::UserPasswordChanged {
+            username: "alice@example.com".into(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$bmV3aGFzaG5ld2hhc2g".into(),
+        },
+        Event::UserPasswordExpired { username: "alice@example.com".into() },
+        Event::UserLocked { username: "alice@example.com".into() },
+        Event::UserUnlocked { username: "alice@example.com".into() },
+        Event::UserDeleted { username: "alice@example.com".into() },
+        Event::GroupCreated(GroupCreated {
+            name: "readers".into(),
+            description: Some("read-only users".into()),
+            auto_join: true,
+            admin_privileges: false,
+            realm: "internal".into(),
+            realm_attributes: None,
+            external_id: Some("00g1abcd".into()),
+            members: vec!["bob".into()],
+        }),
+        Event::GroupUpdated(GroupUpdated {
+            name: "readers".into(),
+            description: Some("readers of everything".into()),
+            auto_join: Some(false),
+            ..Default::default()
+        }),
+        Event::GroupDeleted { name: "readers".into() },
+        Event::GroupMembersChanged {
+            group: "readers".into(),
+            added: vec!["carol".into()],
+            removed: vec!["bob".into()],
+        },
+        Event::UserGroupsChanged {
+            username: "carol".into(),
+            added: vec!["writers".into()],
+            removed: vec!["readers".into()],
+        },
+    ];
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| Envelope {
+            seq: i as u64 + 1,
+            time_ms: 1_763_000_000_000 + i as u64,
+            actor: "admin".into(),
+            origin: "jfac@01jc5x3y4z5a6b7c8d9e0f1g2h".into(),
+            request_id: format!("req-{i}"),
+            event,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn golden_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("golden")
+    }
+
+    #[test]
+    fn samples_cover_every_kind() {
+        let kinds: Vec<&str> = samples().iter().map(|e| e.event.kind()).collect();
+        assert_eq!(kinds, Event::KINDS, "samples() must list one envelope per event kind, in KINDS order");
+    }
+
+    /// Golden samples are written once (`GATEHOUSE_BLESS=1 cargo test -p gatehouse-schemas`)
+    /// when an event type is added, and never rewritten: an old sample that stops decoding
+    /// means a released event type was broken.
+    #[test]
+    fn golden_samples_decode() {
+        let dir = golden_dir();
+        let bless = std::env::var_os("GATEHOUSE_BLESS").is_some();
+        for sample in samples() {
+            let path = dir.join(format!("{}.msgpack", sample.event.kind()));
+            if bless && !path.exists() {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, encode(&sample)).unwrap();
+            }
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+                panic!("missing golden sample {} ({e}); write it with GATEHOUSE_BLESS=1", path.display())
+            });
+            let decoded = decode(&bytes)
+                .unwrap_or_else(|e| panic!("golden sample {} no longer decodes: {e}", path.display()));
+            assert_eq!(decoded.event.kind(), sample.event.kind());
+            assert_eq!(decoded, sample, "golden sample {} decodes to something else", path.display());
+        }
+    }
+
+    #[test]
+    fn encoding_uses_named_fields() {
+        let bytes = encode(&samples()[0]);
+        // Named fields mean the field names are in the bytes (schema evolution by name).
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("service_id") && text.contains("time_ms"));
+    }
+
+    #[test]
+    fn an_added_optional_field_is_tolerated_when_missing() {
+        // UserUpdated with only a username: every optional field defaults.
+        #[derive(Serialize)]
+        struct Old<'a> {
+            username: &'a str,
+        }
+        #[derive(Serialize)]
+        enum OldEvent<'a> {
+            UserUpdated(Old<'a>),
+        }
+        let bytes = rmp_serde::to_vec_named(&OldEvent::UserUpdated(Old { username: "a" })).unwrap();
+        let event: Event = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(event, Event::UserUpdated(UserUpdated { username: "a".into(), ..Default::default() }));
+    }
+}

@@ -1,0 +1,155 @@
+//! Start-up and shutdown: open the log, rebuild the read models, start the writer, create
+//! the service identity on a new log, bind the listener.
+
+use crate::auth::{password, Authenticator};
+use crate::config::Settings;
+use crate::domain::Command;
+use crate::http::{self, AppState};
+use crate::log::{EventLog, LogError};
+use crate::writer::{CommandContext, Writer, WriterHandle};
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+use std::net::TcpListener;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot start: {0}")]
+    Log(#[from] LogError),
+    #[error("cannot start: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot start: {0}")]
+    Other(String),
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    writer: WriterHandle,
+    writer_thread: std::thread::JoinHandle<()>,
+    service_id: String,
+}
+
+/// Where the first admin's generated password is written (mode 0600).
+pub const INITIAL_PASSWORD_FILE: &str = "initial-admin-password";
+
+impl Application {
+    /// Everything up to a bound, not yet running, server. `handle_signals: false` is for
+    /// tests that run several servers in one process and stop them through the handle.
+    pub async fn build(settings: Settings, handle_signals: bool) -> Result<Application, StartError> {
+        let started = Instant::now();
+        let log = EventLog::open(&settings.data_dir)?;
+        let (state, report) = log.load(settings.config.startup_verify)?;
+        tracing::info!(
+            events = state.seq,
+            snapshot = report.snapshot_seq,
+            replayed = report.tail_events,
+            millis = started.elapsed().as_millis() as u64,
+            "read models rebuilt from the log"
+        );
+        let shared = Arc::new(RwLock::new(state.clone()));
+        let needs_init = state.service_id.is_none();
+        let (writer, writer_thread) =
+            Writer::spawn(log, state, shared.clone(), settings.config.snapshot_every, settings.config.writer_queue);
+        if needs_init {
+            initialize(&settings, &writer).await?;
+        }
+        let service_id = shared.read().unwrap_or_else(|p| p.into_inner()).service_id.clone().unwrap_or_default();
+
+        let listener = TcpListener::bind(&settings.listen)?;
+        let port = listener.local_addr()?.port();
+        let data = web::Data::new(AppState {
+            state: shared,
+            writer: writer.clone(),
+            auth: Authenticator::new(
+                Duration::from_secs(settings.config.auth_cache_ttl_secs),
+                settings.config.lockout_threshold,
+            ),
+            config: settings.config.clone(),
+            started,
+        });
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .wrap(actix_web::middleware::from_fn(http::request_middleware))
+                .configure(http::configure)
+        })
+        .shutdown_timeout(10)
+        .listen(listener)?;
+        if let Some(n) = settings.config.workers {
+            server = server.workers(n.max(1));
+        }
+        if !handle_signals {
+            server = server.disable_signals();
+        }
+        Ok(Application { port, server: server.run(), writer, writer_thread, service_id })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn service_id(&self) -> &str {
+        &self.service_id
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serve until stopped (SIGTERM/SIGINT or the handle), then let in-flight requests
+    /// finish, stop the writer (which flushes and writes a snapshot) and return.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        let writer = self.writer;
+        let thread = self.writer_thread;
+        // Both calls block: keep them off the async threads.
+        let _ = tokio::task::spawn_blocking(move || {
+            writer.shutdown();
+            let _ = thread.join();
+        })
+        .await;
+        tracing::info!("stopped");
+        result
+    }
+}
+
+/// A new log: the service identity and the `admin` user in one commit.
+async fn initialize(settings: &Settings, writer: &WriterHandle) -> Result<(), StartError> {
+    let service_id = format!("jfac@{}", ulid::Ulid::new().to_string().to_lowercase());
+    let password = match std::env::var("GATEHOUSE_ADMIN_PASSWORD") {
+        Ok(p) if !p.is_empty() => p,
+        _ => {
+            let p = password::generate();
+            let path = settings.data_dir.join(INITIAL_PASSWORD_FILE);
+            write_private(&path, &p)?;
+            tracing::info!(path = %path.display(), "the initial password of `admin` was written to this file");
+            p
+        }
+    };
+    let admin_password_hash = tokio::task::spawn_blocking(move || password::hash(&password))
+        .await
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    let ctx = CommandContext { actor: "system".into(), request_id: "startup".into() };
+    writer
+        .submit(Command::InitializeService { service_id: service_id.clone(), admin_password_hash }, ctx)
+        .await
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    tracing::info!(%service_id, "new event log: service identity created");
+    Ok(())
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts.open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()
+}

@@ -1,0 +1,72 @@
+//! Settings: command-line flags (also `GATEHOUSE_*` environment variables) and the
+//! optional `--config` file (TOML, kebab-case keys; every key has a default).
+
+use crate::log::StartupVerify;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Tunables read from the `--config` file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Config {
+    /// Write a snapshot of the read models every this many events (and at clean shutdown).
+    pub snapshot_every: u64,
+    /// Request bodies above this many bytes are answered 413.
+    pub max_body_bytes: usize,
+    /// This many failed sign-ins in a row lock the user until an admin unlocks it.
+    pub lockout_threshold: u32,
+    /// How long a verified password stays cached (seconds). 0 disables the cache.
+    pub auth_cache_ttl_secs: u64,
+    /// How much of the hash chain start-up verifies before serving: `full` or `tail`.
+    pub startup_verify: StartupVerify,
+    /// Commands that may wait for the writer before senders are made to wait.
+    pub writer_queue: usize,
+    /// HTTP worker threads (default: one per core).
+    pub workers: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            snapshot_every: 10_000,
+            max_body_bytes: 1024 * 1024,
+            lockout_threshold: 5,
+            auth_cache_ttl_secs: 300,
+            startup_verify: StartupVerify::Full,
+            writer_queue: 8192,
+            workers: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let Some(path) = path else { return Ok(Config::default()) };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let config: Config =
+            toml::from_str(&text).map_err(|e| ConfigError::Invalid { path: path.into(), message: e.message().to_string() })?;
+        if config.lockout_threshold == 0 {
+            return Err(ConfigError::Invalid { path: path.into(), message: "`lockout-threshold` must be at least 1".into() });
+        }
+        if config.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid { path: path.into(), message: "`max-body-bytes` must be at least 1024".into() });
+        }
+        Ok(config)
+    }
+}
+
+/// Everything a server needs to start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub listen: String,
+    pub config: Config,
+}

@@ -1,0 +1,341 @@
+//! The domain: commands, their validation, and `decide`.
+//!
+//! `decide(&State, &Command) -> Result<Vec<Event>, DomainError>` is pure: no clock, no
+//! randomness, no I/O. Whatever it needs that is not in the state (a password hash, a new
+//! service id) is computed before and carried in the command. That is what lets the
+//! writer run it in a tight loop and what keeps replay deterministic.
+
+mod names;
+
+pub use names::{normalize_username, validate_email, validate_group_name, validate_password};
+
+use gatehouse_projections::State;
+use gatehouse_schemas::{Event, GroupCreated, GroupUpdated, UserCreated, UserStatus, UserUpdated};
+use std::collections::BTreeSet;
+
+/// Expected failures of a command: each maps to a 4xx.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// Bad input; `field` names it for the client.
+    #[error("invalid `{field}`: {message}")]
+    Invalid { field: String, message: String },
+}
+
+impl DomainError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> DomainError {
+        DomainError::Invalid { field: field.into(), message: message.into() }
+    }
+}
+
+/// A new user, validated and with its password already hashed.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: String,
+    pub email: Option<String>,
+    pub password_hash: Option<String>,
+    pub admin: bool,
+    pub profile_updatable: bool,
+    pub internal_password_disabled: bool,
+    pub disable_ui_access: bool,
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UserChanges {
+    pub email: Option<String>,
+    pub password_hash: Option<String>,
+    pub admin: Option<bool>,
+    pub profile_updatable: Option<bool>,
+    pub internal_password_disabled: Option<bool>,
+    pub disable_ui_access: Option<bool>,
+    /// Only `enabled` or `disabled` (locking has its own commands).
+    pub status: Option<UserStatus>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewGroup {
+    pub name: String,
+    pub description: Option<String>,
+    pub auto_join: bool,
+    pub admin_privileges: bool,
+    pub realm: Option<String>,
+    pub realm_attributes: Option<String>,
+    pub external_id: Option<String>,
+    pub members: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct GroupChanges {
+    pub description: Option<String>,
+    pub auto_join: Option<bool>,
+    pub admin_privileges: Option<bool>,
+    pub realm: Option<String>,
+    pub realm_attributes: Option<String>,
+    pub external_id: Option<String>,
+    /// The complete new member list, when given.
+    pub members: Option<Vec<String>>,
+}
+
+/// Everything that can be asked of the writer.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// First start: the service identity and the `admin` user. A no-op on a log that has one.
+    InitializeService { service_id: String, admin_password_hash: String },
+    CreateUser(NewUser),
+    UpdateUser { username: String, changes: UserChanges },
+    DeleteUser { username: String },
+    ChangePassword { username: String, password_hash: String },
+    ExpirePassword { username: String },
+    LockUser { username: String },
+    UnlockUser { username: String },
+    ChangeUserGroups { username: String, add: Vec<String>, remove: Vec<String> },
+    CreateGroup(NewGroup),
+    UpdateGroup { name: String, changes: GroupChanges },
+    DeleteGroup { name: String },
+    ChangeGroupMembers { group: String, add: Vec<String>, remove: Vec<String> },
+}
+
+/// The realm of users and groups created through this server's own API.
+pub const INTERNAL_REALM: &str = "internal";
+
+pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainError> {
+    let dir = &state.directory;
+    let user_must_exist = |name: &str| {
+        if dir.users.contains_key(name) {
+            Ok(())
+        } else {
+            Err(DomainError::NotFound(format!("user `{name}`")))
+        }
+    };
+    let group_must_exist = |name: &str| {
+        if dir.groups.contains_key(name) {
+            Ok(())
+        } else {
+            Err(DomainError::NotFound(format!("group `{name}`")))
+        }
+    };
+    match command {
+        Command::InitializeService { service_id, admin_password_hash } => {
+            if state.service_id.is_some() {
+                return Ok(vec![]);
+            }
+            Ok(vec![
+                Event::ServiceCreated { service_id: service_id.clone() },
+                Event::UserCreated(UserCreated {
+                    username: "admin".into(),
+                    email: None,
+                    password_hash: Some(admin_password_hash.clone()),
+                    admin: true,
+                    profile_updatable: true,
+                    internal_password_disabled: false,
+                    disable_ui_access: false,
+                    realm: INTERNAL_REALM.into(),
+                    status: UserStatus::Enabled,
+                    groups: vec![],
+                }),
+            ])
+        }
+        Command::CreateUser(u) => {
+            if dir.users.contains_key(&u.username) {
+                return Err(DomainError::AlreadyExists(format!("user `{}`", u.username)));
+            }
+            if u.password_hash.is_none() && !u.internal_password_disabled {
+                return Err(DomainError::invalid("password", "is required unless `internal_password_disabled` is true"));
+            }
+            let mut groups = BTreeSet::new();
+            for (i, g) in u.groups.iter().enumerate() {
+                if !dir.groups.contains_key(g) {
+                    return Err(DomainError::invalid(format!("groups[{i}]"), format!("group `{g}` does not exist")));
+                }
+                groups.insert(g.clone());
+            }
+            // Groups marked auto-join take every new user.
+            groups.extend(dir.groups.values().filter(|g| g.auto_join).map(|g| g.name.clone()));
+            Ok(vec![Event::UserCreated(UserCreated {
+                username: u.username.clone(),
+                email: u.email.clone(),
+                password_hash: if u.internal_password_disabled { None } else { u.password_hash.clone() },
+                admin: u.admin,
+                profile_updatable: u.profile_updatable,
+                internal_password_disabled: u.internal_password_disabled,
+                disable_ui_access: u.disable_ui_access,
+                realm: INTERNAL_REALM.into(),
+                status: UserStatus::Enabled,
+                groups: groups.into_iter().collect(),
+            })])
+        }
+        Command::UpdateUser { username, changes } => {
+            let user = dir.users.get(username).ok_or_else(|| DomainError::NotFound(format!("user `{username}`")))?;
+            if let Some(status) = changes.status {
+                if !matches!(status, UserStatus::Enabled | UserStatus::Disabled) {
+                    return Err(DomainError::invalid(
+                        "status",
+                        "can only be set to `enabled` or `disabled` (use the unlock endpoint for locked users)",
+                    ));
+                }
+            }
+            let enabling_password = changes.internal_password_disabled == Some(false) && user.internal_password_disabled;
+            if enabling_password && changes.password_hash.is_none() {
+                return Err(DomainError::invalid("password", "is required when `internal_password_disabled` becomes false"));
+            }
+            if changes.internal_password_disabled == Some(true) && changes.password_hash.is_some() {
+                return Err(DomainError::invalid("password", "cannot be set while `internal_password_disabled` is true"));
+            }
+            if changes.password_hash.is_some() && user.internal_password_disabled && changes.internal_password_disabled != Some(false) {
+                return Err(DomainError::invalid("password", "cannot be set while `internal_password_disabled` is true"));
+            }
+            let mut events = Vec::new();
+            let update = UserUpdated {
+                username: username.clone(),
+                email: changes.email.clone(),
+                admin: changes.admin,
+                profile_updatable: changes.profile_updatable,
+                internal_password_disabled: changes.internal_password_disabled,
+                disable_ui_access: changes.disable_ui_access,
+                status: changes.status,
+            };
+            // An empty PATCH changes nothing and writes nothing.
+            if update != (UserUpdated { username: username.clone(), ..Default::default() }) {
+                events.push(Event::UserUpdated(update));
+            }
+            if let Some(hash) = &changes.password_hash {
+                events.push(Event::UserPasswordChanged { username: username.clone(), password_hash: hash.clone() });
+            }
+            Ok(events)
+        }
+        Command::DeleteUser { username } => {
+            user_must_exist(username)?;
+            Ok(vec![Event::UserDeleted { username: username.clone() }])
+        }
+        Command::ChangePassword { username, password_hash } => {
+            let user = dir.users.get(username).ok_or_else(|| DomainError::NotFound(format!("user `{username}`")))?;
+            if user.internal_password_disabled {
+                return Err(DomainError::invalid("password", "the user's internal password is disabled"));
+            }
+            Ok(vec![Event::UserPasswordChanged { username: username.clone(), password_hash: password_hash.clone() }])
+        }
+        Command::ExpirePassword { username } => {
+            user_must_exist(username)?;
+            Ok(vec![Event::UserPasswordExpired { username: username.clone() }])
+        }
+        Command::LockUser { username } => {
+            let user = dir.users.get(username).ok_or_else(|| DomainError::NotFound(format!("user `{username}`")))?;
+            if user.status == UserStatus::Locked {
+                return Ok(vec![]);
+            }
+            Ok(vec![Event::UserLocked { username: username.clone() }])
+        }
+        Command::UnlockUser { username } => {
+            let user = dir.users.get(username).ok_or_else(|| DomainError::NotFound(format!("user `{username}`")))?;
+            if user.status != UserStatus::Locked {
+                return Ok(vec![]);
+            }
+            Ok(vec![Event::UserUnlocked { username: username.clone() }])
+        }
+        Command::ChangeUserGroups { username, add, remove } => {
+            let user = dir.users.get(username).ok_or_else(|| DomainError::NotFound(format!("user `{username}`")))?;
+            check_add_remove(add, remove, "group", |g| dir.groups.contains_key(g))?;
+            let added: Vec<String> = add.iter().filter(|g| !user.groups.contains(*g)).cloned().collect();
+            let removed: Vec<String> = remove.iter().filter(|g| user.groups.contains(*g)).cloned().collect();
+            if added.is_empty() && removed.is_empty() {
+                return Ok(vec![]);
+            }
+            Ok(vec![Event::UserGroupsChanged { username: username.clone(), added: dedup(added), removed: dedup(removed) }])
+        }
+        Command::CreateGroup(g) => {
+            if dir.groups.contains_key(&g.name) {
+                return Err(DomainError::AlreadyExists(format!("group `{}`", g.name)));
+            }
+            for (i, m) in g.members.iter().enumerate() {
+                if !dir.users.contains_key(m) {
+                    return Err(DomainError::invalid(format!("members[{i}]"), format!("user `{m}` does not exist")));
+                }
+            }
+            Ok(vec![Event::GroupCreated(GroupCreated {
+                name: g.name.clone(),
+                description: g.description.clone(),
+                auto_join: g.auto_join,
+                admin_privileges: g.admin_privileges,
+                realm: g.realm.clone().unwrap_or_else(|| INTERNAL_REALM.into()),
+                realm_attributes: g.realm_attributes.clone(),
+                external_id: g.external_id.clone(),
+                members: dedup(g.members.clone()),
+            })])
+        }
+        Command::UpdateGroup { name, changes } => {
+            let group = dir.groups.get(name).ok_or_else(|| DomainError::NotFound(format!("group `{name}`")))?;
+            let mut events = Vec::new();
+            let update = GroupUpdated {
+                name: name.clone(),
+                description: changes.description.clone(),
+                auto_join: changes.auto_join,
+                admin_privileges: changes.admin_privileges,
+                realm: changes.realm.clone(),
+                realm_attributes: changes.realm_attributes.clone(),
+                external_id: changes.external_id.clone(),
+            };
+            if update != (GroupUpdated { name: name.clone(), ..Default::default() }) {
+                events.push(Event::GroupUpdated(update));
+            }
+            if let Some(members) = &changes.members {
+                for (i, m) in members.iter().enumerate() {
+                    if !dir.users.contains_key(m) {
+                        return Err(DomainError::invalid(format!("members[{i}]"), format!("user `{m}` does not exist")));
+                    }
+                }
+                let wanted: BTreeSet<&String> = members.iter().collect();
+                let added: Vec<String> = wanted.iter().filter(|m| !group.members.contains(**m)).map(|m| (*m).clone()).collect();
+                let removed: Vec<String> = group.members.iter().filter(|m| !wanted.contains(m)).cloned().collect();
+                if !added.is_empty() || !removed.is_empty() {
+                    events.push(Event::GroupMembersChanged { group: name.clone(), added, removed });
+                }
+            }
+            Ok(events)
+        }
+        Command::DeleteGroup { name } => {
+            group_must_exist(name)?;
+            Ok(vec![Event::GroupDeleted { name: name.clone() }])
+        }
+        Command::ChangeGroupMembers { group, add, remove } => {
+            let g = dir.groups.get(group).ok_or_else(|| DomainError::NotFound(format!("group `{group}`")))?;
+            check_add_remove(add, remove, "user", |u| dir.users.contains_key(u))?;
+            let added: Vec<String> = add.iter().filter(|u| !g.members.contains(*u)).cloned().collect();
+            let removed: Vec<String> = remove.iter().filter(|u| g.members.contains(*u)).cloned().collect();
+            if added.is_empty() && removed.is_empty() {
+                return Ok(vec![]);
+            }
+            Ok(vec![Event::GroupMembersChanged { group: group.clone(), added: dedup(added), removed: dedup(removed) }])
+        }
+    }
+}
+
+/// The seed's rules for `{add, remove}` bodies: a name may not be in both lists and every
+/// name must exist. (Both lists missing is rejected by the HTTP layer, which sees the body.)
+fn check_add_remove(
+    add: &[String],
+    remove: &[String],
+    what: &str,
+    exists: impl Fn(&str) -> bool,
+) -> Result<(), DomainError> {
+    if let Some(both) = add.iter().find(|a| remove.contains(a)) {
+        return Err(DomainError::invalid("add", format!("{what} `{both}` is in both `add` and `remove`")));
+    }
+    for (field, list) in [("add", add), ("remove", remove)] {
+        for (i, name) in list.iter().enumerate() {
+            if !exists(name) {
+                return Err(DomainError::invalid(format!("{field}[{i}]"), format!("{what} `{name}` does not exist")));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn dedup(mut v: Vec<String>) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    v.retain(|x| seen.insert(x.clone()));
+    v
+}

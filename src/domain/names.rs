@@ -1,0 +1,112 @@
+//! Validation of names and other free-text input.
+//!
+//! Identity providers send user names that are e-mail addresses or UUIDs, so the rules
+//! are permissive about *what* a name looks like and strict only about what can hurt:
+//! control and invisible formatting characters (log injection, look-alike names), path
+//! separators (names appear in URL paths), surrounding whitespace, and length.
+
+use super::DomainError;
+
+/// User ids are limited to 128 characters, as in Artifactory (seed 002).
+pub const MAX_NAME_CHARS: usize = 128;
+pub const MAX_EMAIL_CHARS: usize = 320;
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// argon2 time grows with input; a cap keeps one request from costing seconds.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+fn check_name(field: &str, name: &str) -> Result<(), DomainError> {
+    let chars = name.chars().count();
+    if chars == 0 {
+        return Err(DomainError::invalid(field, "must not be empty"));
+    }
+    if chars > MAX_NAME_CHARS {
+        return Err(DomainError::invalid(field, format!("must be at most {MAX_NAME_CHARS} characters (got {chars})")));
+    }
+    if name.trim() != name {
+        return Err(DomainError::invalid(field, "must not start or end with whitespace"));
+    }
+    if let Some(c) = name.chars().find(|c| forbidden(*c)) {
+        return Err(DomainError::invalid(field, format!("must not contain the character U+{:04X}", c as u32)));
+    }
+    if name == "." || name == ".." {
+        return Err(DomainError::invalid(field, "must not be `.` or `..`"));
+    }
+    Ok(())
+}
+
+/// Control characters, path separators, and invisible format characters (zero-width
+/// spaces, bidirectional overrides, byte-order marks) that make two names look alike.
+fn forbidden(c: char) -> bool {
+    c.is_control()
+        || c == '/'
+        || c == '\\'
+        || matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+        || ('\u{E000}'..='\u{F8FF}').contains(&c)
+}
+
+/// Validate a user name and return its stored, lower-case form.
+pub fn normalize_username(field: &str, name: &str) -> Result<String, DomainError> {
+    check_name(field, name)?;
+    Ok(name.to_lowercase())
+}
+
+pub fn validate_group_name(field: &str, name: &str) -> Result<(), DomainError> {
+    check_name(field, name)
+}
+
+/// An empty string clears the e-mail; anything else must look like an address.
+pub fn validate_email(email: &str) -> Result<(), DomainError> {
+    if email.is_empty() {
+        return Ok(());
+    }
+    let chars = email.chars().count();
+    if chars > MAX_EMAIL_CHARS {
+        return Err(DomainError::invalid("email", format!("must be at most {MAX_EMAIL_CHARS} characters")));
+    }
+    let valid = match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@') && !email.chars().any(|c| c.is_whitespace() || forbidden(c))
+        }
+        None => false,
+    };
+    if !valid {
+        return Err(DomainError::invalid("email", format!("`{}` is not an e-mail address", email.escape_debug())));
+    }
+    Ok(())
+}
+
+pub fn validate_password(password: &str) -> Result<(), DomainError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(DomainError::invalid("password", format!("must be at least {MIN_PASSWORD_CHARS} characters")));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(DomainError::invalid("password", format!("must be at most {MAX_PASSWORD_BYTES} bytes")));
+    }
+    if password.chars().any(|c| c.is_control()) {
+        return Err(DomainError::invalid("password", "must not contain control characters"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_provider_names_are_accepted() {
+        for ok in ["alice", "Bob.Smith@Example.COM", "2819c223-7f76-453a-919d-413861904646", "o'neil+ci", "josé", "李雷"] {
+            assert!(normalize_username("username", ok).is_ok(), "{ok}");
+        }
+        assert_eq!(normalize_username("username", "Bob@X.io").unwrap(), "bob@x.io");
+    }
+
+    #[test]
+    fn harmful_names_are_rejected() {
+        let long = "a".repeat(129);
+        for bad in ["", " a", "a ", "a/b", "a\\b", "a\nb", "a\u{0}b", "a\u{202E}b", "a\u{200B}b", "..", long.as_str()] {
+            assert!(normalize_username("username", bad).is_err(), "{bad:?}");
+        }
+        assert!(normalize_username("username", &"a".repeat(128)).is_ok());
+    }
+}

@@ -1,0 +1,161 @@
+//! Extractors: the JSON body (with field-naming errors and a size limit), the caller
+//! (`Principal`), and the request id.
+
+use super::error::ApiError;
+use super::AppState;
+use crate::auth::Principal;
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use std::future::Future;
+use std::pin::Pin;
+
+/// The request id: from the client's `X-Request-Id` when it is sane, else generated.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+impl FromRequest for RequestId {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(Ok(request_id(req)))
+    }
+}
+
+pub fn request_id(req: &HttpRequest) -> RequestId {
+    req.extensions().get::<RequestId>().cloned().unwrap_or_else(|| RequestId("-".into()))
+}
+
+/// A JSON request body of type `T`.
+///
+/// Unlike actix's `Json`, a bad body is answered in the API's error shape and the
+/// message names the field (`invalid request body at `groups[1]`: ...`).
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req.app_data::<web::Data<AppState>>().map(|s| s.config.max_body_bytes).unwrap_or(1 << 20);
+        let content_type = req.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("").to_string());
+        let declared_len = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if declared_len.is_some_and(|n| n > limit) {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            // Read chunk by chunk so a body without Content-Length cannot exceed the limit.
+            let mut bytes = web::BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
+                if bytes.len() + chunk.len() > limit {
+                    return Err(ApiError::PayloadTooLarge(limit));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+                return Err(ApiError::BadRequest("a JSON request body is required".into()));
+            }
+            match content_type.as_deref() {
+                Some(ct) if is_json(ct) => {}
+                Some(ct) => {
+                    return Err(ApiError::UnsupportedMediaType(format!(
+                        "content type `{ct}` is not supported; send `Content-Type: application/json`"
+                    )))
+                }
+                None => {
+                    return Err(ApiError::UnsupportedMediaType(
+                        "missing content type; send `Content-Type: application/json`".into(),
+                    ))
+                }
+            }
+            parse_json(&bytes).map(Body)
+        })
+    }
+}
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Deserialize JSON, naming the path of the first bad field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::BadRequest(format!("malformed JSON: {inner}"))
+        } else if path == "." || path.is_empty() {
+            ApiError::BadRequest(format!("invalid request body: {inner}"))
+        } else {
+            ApiError::BadRequest(format!("invalid request body at `{path}`: {inner}"))
+        }
+    })
+}
+
+/// An authenticated caller whose password is not expired.
+pub struct Caller(pub Principal);
+
+/// An authenticated caller who may have an expired password (only the change-password
+/// endpoint accepts this).
+pub struct CallerAllowExpired(pub Principal);
+
+async fn authenticate(req: HttpRequest) -> Result<Principal, ApiError> {
+    let app = req
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal("no application state".into()))?;
+    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let rid = request_id(&req);
+    let principal = app.auth.authenticate(header.as_deref(), &app.state, &app.writer, &rid.0).await?;
+    Ok(principal)
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let p = authenticate(req).await?;
+            if p.password_expired {
+                return Err(ApiError::Forbidden(format!(
+                    "the password of `{}` has expired; change it with PUT /access/api/v2/users/{}/password",
+                    p.username, p.username
+                )));
+            }
+            Ok(Caller(p))
+        })
+    }
+}
+
+impl FromRequest for CallerAllowExpired {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move { Ok(CallerAllowExpired(authenticate(req).await?)) })
+    }
+}
+
+impl Caller {
+    pub fn require_admin(&self) -> Result<&Principal, ApiError> {
+        if self.0.admin {
+            Ok(&self.0)
+        } else {
+            Err(ApiError::Forbidden("this operation requires an admin".into()))
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Groups, v2 API (seed 004 "Groups"). Input accepts the seed's camelCase spellings too.
+
+use super::error::ApiError;
+use super::extract::{Body, Caller, RequestId};
+use super::users::AddRemove;
+use super::{base_url, limit_param, query_param, resource, written, AppState};
+use crate::domain::{self, Command, GroupChanges, NewGroup};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use gatehouse_projections::Group;
+use serde::{Deserialize, Serialize};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/access/api/v2/groups").route(web::get().to(list)).route(web::post().to(create)))
+        .service(
+            resource("/access/api/v2/groups/{name}")
+                .route(web::get().to(get))
+                .route(web::patch().to(patch))
+                .route(web::delete().to(delete)),
+        )
+        .service(resource("/access/api/v2/groups/{name}/members").route(web::patch().to(change_members)));
+}
+
+#[derive(Serialize)]
+struct GroupView<'a> {
+    name: &'a str,
+    description: Option<&'a str>,
+    auto_join: bool,
+    admin_privileges: bool,
+    realm: &'a str,
+    realm_attributes: Option<&'a str>,
+    external_id: Option<&'a str>,
+    members: Vec<&'a str>,
+}
+
+impl<'a> From<&'a Group> for GroupView<'a> {
+    fn from(g: &'a Group) -> Self {
+        GroupView {
+            name: &g.name,
+            description: g.description.as_deref(),
+            auto_join: g.auto_join,
+            admin_privileges: g.admin_privileges,
+            realm: &g.realm,
+            realm_attributes: g.realm_attributes.as_deref(),
+            external_id: g.external_id.as_deref(),
+            members: g.members.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+fn group_response(app: &AppState, name: &str, status: StatusCode) -> Result<HttpResponse, ApiError> {
+    let s = app.read();
+    let group = s.directory.groups.get(name).ok_or_else(|| ApiError::NotFound(format!("group `{name}` not found")))?;
+    Ok(HttpResponse::build(status).json(GroupView::from(group)))
+}
+
+fn path_name(name: &str) -> Result<String, ApiError> {
+    domain::validate_group_name("name", name)?;
+    Ok(name.to_string())
+}
+
+/// Members are user names: compare them the way users are stored (lower case).
+fn normalize_members(field: &str, names: Vec<String>) -> Result<Vec<String>, ApiError> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Ok(domain::normalize_username(&format!("{field}[{i}]"), n)?))
+        .collect()
+}
+
+async fn list(app: web::Data<AppState>, caller: Caller, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let limit = limit_param(&req)?;
+    let cursor = query_param(&req, "cursor")?;
+    let base = base_url(&req);
+    let s = app.read();
+    let groups = &s.directory.groups;
+    let iter: Box<dyn Iterator<Item = (&String, &Group)>> = match &cursor {
+        Some(c) => Box::new(groups.range::<String, _>((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded))),
+        None => Box::new(groups.iter()),
+    };
+    let page: Vec<&Group> = iter.map(|(_, g)| g).take(limit + 1).collect();
+    let more = page.len() > limit;
+    let items: Vec<_> = page
+        .iter()
+        .take(limit)
+        .map(|g| serde_json::json!({"group_name": g.name, "uri": format!("{base}/access/api/v2/groups/{}", g.name)}))
+        .collect();
+    let mut body = serde_json::json!({ "groups": items });
+    if more {
+        body["cursor"] = serde_json::Value::String(page[limit - 1].name.clone());
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default, alias = "autoJoin")]
+    auto_join: Option<bool>,
+    #[serde(default, alias = "adminPrivileges")]
+    admin_privileges: Option<bool>,
+    #[serde(default)]
+    realm: Option<String>,
+    #[serde(default, alias = "realmAttributes")]
+    realm_attributes: Option<String>,
+    #[serde(default, alias = "externalId")]
+    external_id: Option<String>,
+    #[serde(default)]
+    members: Option<Vec<String>>,
+}
+
+fn check_text(field: &str, value: &Option<String>, max: usize) -> Result<(), ApiError> {
+    if let Some(v) = value {
+        if v.chars().count() > max {
+            return Err(ApiError::BadRequest(format!("invalid `{field}`: must be at most {max} characters")));
+        }
+        if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            return Err(ApiError::BadRequest(format!("invalid `{field}`: must not contain control characters")));
+        }
+    }
+    Ok(())
+}
+
+fn check_fields(body: &GroupBody) -> Result<(), ApiError> {
+    check_text("description", &body.description, 1024)?;
+    check_text("realm", &body.realm, 64)?;
+    check_text("realm_attributes", &body.realm_attributes, 4096)?;
+    check_text("external_id", &body.external_id, 256)?;
+    Ok(())
+}
+
+async fn create(app: web::Data<AppState>, caller: Caller, rid: RequestId, Body(body): Body<GroupBody>) -> Result<HttpResponse, ApiError> {
+    let admin = caller.require_admin()?;
+    let name = body.name.clone().ok_or_else(|| ApiError::BadRequest("invalid request body: missing field `name`".into()))?;
+    domain::validate_group_name("name", &name)?;
+    check_fields(&body)?;
+    let members = normalize_members("members", body.members.unwrap_or_default())?;
+    let cmd = Command::CreateGroup(NewGroup {
+        name: name.clone(),
+        description: body.description,
+        auto_join: body.auto_join.unwrap_or(false),
+        admin_privileges: body.admin_privileges.unwrap_or(false),
+        realm: body.realm,
+        realm_attributes: body.realm_attributes,
+        external_id: body.external_id,
+        members,
+    });
+    let committed = app.submit(cmd, &admin.username, &rid).await?;
+    Ok(written(group_response(&app, &name, StatusCode::CREATED)?, committed))
+}
+
+async fn get(app: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let name = path_name(&path)?;
+    group_response(&app, &name, StatusCode::OK)
+}
+
+async fn patch(
+    app: web::Data<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    path: web::Path<String>,
+    Body(body): Body<GroupBody>,
+) -> Result<HttpResponse, ApiError> {
+    let admin = caller.require_admin()?;
+    let name = path_name(&path)?;
+    if body.name.as_ref().is_some_and(|n| *n != name) {
+        return Err(ApiError::BadRequest("invalid `name`: a group cannot be renamed".into()));
+    }
+    check_fields(&body)?;
+    let members = body.members.map(|m| normalize_members("members", m)).transpose()?;
+    let changes = GroupChanges {
+        description: body.description,
+        auto_join: body.auto_join,
+        admin_privileges: body.admin_privileges,
+        realm: body.realm,
+        realm_attributes: body.realm_attributes,
+        external_id: body.external_id,
+        members,
+    };
+    let committed = app.submit(Command::UpdateGroup { name: name.clone(), changes }, &admin.username, &rid).await?;
+    Ok(written(group_response(&app, &name, StatusCode::OK)?, committed))
+}
+
+async fn delete(app: web::Data<AppState>, caller: Caller, rid: RequestId, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let admin = caller.require_admin()?;
+    let name = path_name(&path)?;
+    let committed = app.submit(Command::DeleteGroup { name }, &admin.username, &rid).await?;
+    Ok(written(HttpResponse::NoContent().finish(), committed))
+}
+
+async fn change_members(
+    app: web::Data<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    path: web::Path<String>,
+    Body(body): Body<AddRemove>,
+) -> Result<HttpResponse, ApiError> {
+    let admin = caller.require_admin()?;
+    let name = path_name(&path)?;
+    let (add, remove) = body.lists()?;
+    let add = normalize_members("add", add)?;
+    let remove = normalize_members("remove", remove)?;
+    let committed = app
+        .submit(Command::ChangeGroupMembers { group: name.clone(), add, remove }, &admin.username, &rid)
+        .await?;
+    let s = app.read();
+    let group = s.directory.groups.get(&name).ok_or_else(|| ApiError::NotFound(format!("group `{name}` not found")))?;
+    Ok(written(HttpResponse::Ok().json(serde_json::json!({"members": group.members})), committed))
+}

@@ -1,0 +1,197 @@
+//! The REST surface (actix-web). One module per resource; handlers extract, call one
+//! function (usually `WriterHandle::submit`), and map the result.
+//!
+//! **Architecture invariant:** no handler touches the log; writes go through commands,
+//! reads come from the shared read models.
+
+pub mod error;
+pub mod extract;
+mod groups;
+mod system;
+mod users;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::domain::Command;
+use crate::writer::{CommandContext, Committed, WriterHandle};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use error::ApiError;
+use extract::RequestId;
+use gatehouse_projections::State;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub state: Arc<RwLock<State>>,
+    pub writer: WriterHandle,
+    pub auth: Authenticator,
+    pub config: Config,
+    pub started: Instant,
+}
+
+impl AppState {
+    /// Read the read models. Poisoning cannot leave them half-applied (the writer applies
+    /// under the lock without panicking paths), so a poisoned lock is still readable.
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Submit a command on behalf of `actor`.
+    pub async fn submit(&self, command: Command, actor: &str, rid: &RequestId) -> Result<Committed, ApiError> {
+        let ctx = CommandContext { actor: actor.to_string(), request_id: rid.0.clone() };
+        Ok(self.writer.submit(command, ctx).await?)
+    }
+}
+
+pub const SEQ_HEADER: &str = "x-gatehouse-seq";
+
+/// A response to a write, carrying the log position of its last event.
+pub fn written(mut res: HttpResponse, committed: Committed) -> HttpResponse {
+    res.headers_mut().insert(HeaderName::from_static(SEQ_HEADER), HeaderValue::from(committed.seq));
+    res
+}
+
+/// Every route this server serves, as `(METHOD, OpenAPI path)`. The OpenAPI test checks
+/// this list, `schemas/openapi.yaml` and the live server against each other.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/access/api/v1/system/ping"),
+    ("GET", "/api/system/ping"),
+    ("GET", "/api/v1/system/readiness"),
+    ("GET", "/api/v1/system/liveness"),
+    ("GET", "/router/api/v1/system/health"),
+    ("GET", "/api/system/version"),
+    ("GET", "/access/api/v1/system/state/digest"),
+    ("GET", "/access/api/v2/users"),
+    ("POST", "/access/api/v2/users"),
+    ("GET", "/access/api/v2/users/{username}"),
+    ("PATCH", "/access/api/v2/users/{username}"),
+    ("DELETE", "/access/api/v2/users/{username}"),
+    ("PATCH", "/access/api/v1/users/{username}"),
+    ("PATCH", "/access/api/v2/users/{username}/groups"),
+    ("PUT", "/access/api/v2/users/{username}/password"),
+    ("POST", "/access/api/v2/users/{username}/password/expire"),
+    ("POST", "/access/api/v2/users/{username}/unlock"),
+    ("PATCH", "/access/api/v2/{username}/groups"),
+    ("PUT", "/access/api/v2/{username}/password"),
+    ("POST", "/access/api/v2/{username}/password/expire"),
+    ("POST", "/access/api/v2/{username}/unlock"),
+    ("GET", "/access/api/v2/groups"),
+    ("POST", "/access/api/v2/groups"),
+    ("GET", "/access/api/v2/groups/{name}"),
+    ("PATCH", "/access/api/v2/groups/{name}"),
+    ("DELETE", "/access/api/v2/groups/{name}"),
+    ("PATCH", "/access/api/v2/groups/{name}/members"),
+];
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!("no such endpoint: {} {}", req.method(), req.path())))
+}
+
+/// A resource whose unmatched methods answer 405 in the API's error shape.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+/// Register every route. Specific paths come before the seed's alias spellings
+/// (`/access/api/v2/{username}/unlock`) so that the aliases never shadow them.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    system::configure(cfg);
+    users::configure(cfg);
+    groups::configure(cfg);
+    users::configure_aliases(cfg);
+    cfg.default_service(web::to(not_found));
+}
+
+/// Request id, a tracing line per request, and the `X-Request-Id` response header.
+pub async fn request_middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let rid = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(new_request_id);
+    req.extensions_mut().insert(RequestId(rid.clone()));
+    let method = req.method().clone();
+    let path = req.path().to_string();
+    let start = Instant::now();
+    let mut res = next.call(req).await?;
+    let status = res.status().as_u16();
+    tracing::debug!(request_id = %rid, %method, %path, status, micros = start.elapsed().as_micros() as u64, "request");
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        res.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
+    }
+    Ok(res)
+}
+
+fn new_request_id() -> String {
+    let mut b = [0u8; 8];
+    getrandom::getrandom(&mut b).expect("the OS has randomness");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Optional query parameters, parsed by hand so that errors name the parameter.
+pub fn query_param(req: &HttpRequest, name: &str) -> Result<Option<String>, ApiError> {
+    let q = req.query_string();
+    for pair in q.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k == name {
+            let v = percent_decode(v).ok_or_else(|| ApiError::BadRequest(format!("invalid `{name}`: bad percent-encoding")))?;
+            return Ok(Some(v));
+        }
+    }
+    Ok(None)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `limit` as the seed defines it: 1..=99999, default 1000.
+pub fn limit_param(req: &HttpRequest) -> Result<usize, ApiError> {
+    match query_param(req, "limit")? {
+        None => Ok(1000),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=99_999).contains(&n) => Ok(n),
+            _ => Err(ApiError::BadRequest(format!("invalid `limit`: `{}` is not a number between 1 and 99999", v.escape_debug()))),
+        },
+    }
+}
+
+/// The base URL the client used, for `uri` fields.
+pub fn base_url(req: &HttpRequest) -> String {
+    let info = req.connection_info();
+    format!("{}://{}", info.scheme(), info.host())
+}

@@ -1,0 +1,67 @@
+//! Health probes and version: no authentication (load balancers call these).
+
+use super::error::ApiError;
+use super::extract::Caller;
+use super::{resource, AppState};
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/access/api/v1/system/ping").route(web::get().to(ping)))
+        .service(resource("/api/system/ping").route(web::get().to(ping)))
+        .service(resource("/api/v1/system/readiness").route(web::get().to(readiness)))
+        .service(resource("/api/v1/system/liveness").route(web::get().to(liveness)))
+        .service(resource("/router/api/v1/system/health").route(web::get().to(health)))
+        .service(resource("/api/system/version").route(web::get().to(version)))
+        .service(resource("/access/api/v1/system/state/digest").route(web::get().to(digest)));
+}
+
+async fn ping() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("OK")
+}
+
+async fn liveness() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "OK"}))
+}
+
+/// Ready when the log has a service identity, i.e. start-up (load + verify) finished.
+async fn readiness(app: web::Data<AppState>) -> HttpResponse {
+    if app.read().service_id.is_some() {
+        HttpResponse::Ok().json(json!({"status": "OK"}))
+    } else {
+        HttpResponse::ServiceUnavailable().json(json!({"status": "NOT_READY"}))
+    }
+}
+
+async fn health(app: web::Data<AppState>) -> HttpResponse {
+    let (service_id, seq) = {
+        let s = app.read();
+        (s.service_id.clone().unwrap_or_default(), s.seq)
+    };
+    let node_id = service_id.clone();
+    HttpResponse::Ok().json(json!({
+        "router": {"node_id": node_id, "state": "HEALTHY", "message": "OK"},
+        "services": [{
+            "service_id": service_id,
+            "node_id": node_id,
+            "state": "HEALTHY",
+            "message": format!("OK; log position {seq}, up {}s", app.started.elapsed().as_secs()),
+        }]
+    }))
+}
+
+async fn version() -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "revision": option_env!("GATEHOUSE_REVISION").unwrap_or("dev"),
+        "addons": [],
+    }))
+}
+
+/// Gatehouse's own: the position and blake3 digest of the live read models, so anyone can
+/// check that a replay of the log (`gatehouse verify`) gives exactly this state.
+async fn digest(app: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let s = app.read();
+    Ok(HttpResponse::Ok().json(json!({"seq": s.seq, "digest": s.digest(), "service_id": s.service_id})))
+}

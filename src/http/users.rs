@@ -1,0 +1,356 @@
+//! Users, v2 API (seed 004 "Users").
+
+use super::error::ApiError;
+use super::extract::{Body, Caller, CallerAllowExpired, RequestId};
+use super::{base_url, limit_param, query_param, resource, written, AppState};
+use crate::auth::password;
+use crate::domain::{self, Command, NewUser, UserChanges};
+use actix_web::{web, HttpRequest, HttpResponse};
+use gatehouse_projections::User;
+use gatehouse_schemas::UserStatus;
+use serde::{Deserialize, Serialize};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/access/api/v2/users").route(web::get().to(list)).route(web::post().to(create)))
+        .service(
+            resource("/access/api/v2/users/{username}")
+                .route(web::get().to(get))
+                .route(web::patch().to(patch))
+                .route(web::delete().to(delete)),
+        )
+        .service(resource("/access/api/v1/users/{username}").route(web::patch().to(patch)))
+        .service(resource("/access/api/v2/users/{username}/groups").route(web::patch().to(change_groups)))
+        .service(resource("/access/api/v2/users/{username}/password").route(web::put().to(change_password)))
+        .service(resource("/access/api/v2/users/{username}/password/expire").route(web::post().to(expire_password)))
+        .service(resource("/access/api/v2/users/{username}/unlock").route(web::post().to(unlock)));
+}
+
+/// The seed prints these without the `users/` segment; real scripts copy them.
+pub fn configure_aliases(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/access/api/v2/{username}/groups").route(web::patch().to(change_groups)))
+        .service(resource("/access/api/v2/{username}/password").route(web::put().to(change_password)))
+        .service(resource("/access/api/v2/{username}/password/expire").route(web::post().to(expire_password)))
+        .service(resource("/access/api/v2/{username}/unlock").route(web::post().to(unlock)));
+}
+
+#[derive(Serialize)]
+pub struct UserView<'a> {
+    username: &'a str,
+    email: Option<&'a str>,
+    groups: Vec<&'a str>,
+    realm: &'a str,
+    status: &'static str,
+    admin: bool,
+    profile_updatable: bool,
+    internal_password_disabled: bool,
+    disable_ui_access: bool,
+    password_expired: bool,
+}
+
+impl<'a> From<&'a User> for UserView<'a> {
+    fn from(u: &'a User) -> Self {
+        UserView {
+            username: &u.username,
+            email: u.email.as_deref(),
+            groups: u.groups.iter().map(String::as_str).collect(),
+            realm: &u.realm,
+            status: u.status.as_str(),
+            admin: u.admin,
+            profile_updatable: u.profile_updatable,
+            internal_password_disabled: u.internal_password_disabled,
+            disable_ui_access: u.disable_ui_access,
+            password_expired: u.password_expired,
+        }
+    }
+}
+
+fn path_username(path: &str) -> Result<String, ApiError> {
+    Ok(domain::normalize_username("username", path)?)
+}
+
+/// Render the user as it is now (after the caller's write).
+fn user_response(app: &AppState, username: &str, status: actix_web::http::StatusCode) -> Result<HttpResponse, ApiError> {
+    let s = app.read();
+    let user = s.directory.users.get(username).ok_or_else(|| ApiError::NotFound(format!("user `{username}` not found")))?;
+    Ok(HttpResponse::build(status).json(UserView::from(user)))
+}
+
+async fn list(app: web::Data<AppState>, caller: Caller, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let limit = limit_param(&req)?;
+    let cursor = query_param(&req, "cursor")?;
+    let base = base_url(&req);
+    let s = app.read();
+    let users = &s.directory.users;
+    let iter: Box<dyn Iterator<Item = (&String, &User)>> = match &cursor {
+        Some(c) => Box::new(users.range::<String, _>((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded))),
+        None => Box::new(users.iter()),
+    };
+    let page: Vec<&User> = iter.map(|(_, u)| u).take(limit + 1).collect();
+    let more = page.len() > limit;
+    let items: Vec<_> = page
+        .iter()
+        .take(limit)
+        .map(|u| {
+            serde_json::json!({
+                "username": u.username,
+                "realm": u.realm,
+                "status": u.status.as_str(),
+                "uri": format!("{base}/access/api/v2/users/{}", u.username),
+            })
+        })
+        .collect();
+    let mut body = serde_json::json!({ "users": items });
+    if more {
+        body["cursor"] = serde_json::Value::String(page[limit - 1].username.clone());
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUser {
+    username: String,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    groups: Option<Vec<String>>,
+    #[serde(default)]
+    admin: Option<bool>,
+    #[serde(default)]
+    profile_updatable: Option<bool>,
+    #[serde(default)]
+    internal_password_disabled: Option<bool>,
+    #[serde(default)]
+    disable_ui_access: Option<bool>,
+    /// Accepted for symmetry with responses; users created here are always `internal`.
+    #[serde(default)]
+    #[allow(dead_code)]
+    realm: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+async fn hash_password(password: String) -> Result<String, ApiError> {
+    domain::validate_password(&password)?;
+    web::block(move || password::hash(&password))
+        .await
+        .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))
+}
+
+fn parse_status(s: &str) -> Result<UserStatus, ApiError> {
+    match s {
+        "enabled" => Ok(UserStatus::Enabled),
+        "disabled" => Ok(UserStatus::Disabled),
+        other => Err(ApiError::BadRequest(format!(
+            "invalid `status`: `{}` (use `enabled` or `disabled`)",
+            other.escape_debug()
+        ))),
+    }
+}
+
+async fn create(app: web::Data<AppState>, caller: Caller, rid: RequestId, Body(body): Body<CreateUser>) -> Result<HttpResponse, ApiError> {
+    let admin = caller.require_admin()?;
+    let username = domain::normalize_username("username", &body.username)?;
+    if let Some(email) = &body.email {
+        domain::validate_email(email)?;
+    }
+    let groups = body.groups.unwrap_or_default();
+    for (i, g) in groups.iter().enumerate() {
+        domain::validate_group_name(&format!("groups[{i}]"), g)?;
+    }
+    let internal_password_disabled = body.internal_password_disabled.unwrap_or(false);
+    if internal_password_disabled && body.password.is_some() {
+        return Err(ApiError::BadRequest("invalid `password`: must be absent when `internal_password_disabled` is true".into()));
+    }
+    if let Some(s) = &body.status {
+        if parse_status(s)? != UserStatus::Enabled {
+            return Err(ApiError::BadRequest("invalid `status`: new users are `enabled`".into()));
+        }
+    }
+    let password_hash = match body.password {
+        Some(p) => Some(hash_password(p).await?),
+        None if internal_password_disabled => None,
+        None => return Err(ApiError::BadRequest("invalid `password`: is required unless `internal_password_disabled` is true".into())),
+    };
+    let cmd = Command::CreateUser(NewUser {
+        username: username.clone(),
+        email: body.email.filter(|e| !e.is_empty()),
+        password_hash,
+        admin: body.admin.unwrap_or(false),
+        profile_updatable: body.profile_updatable.unwrap_or(true),
+        internal_password_disabled,
+        disable_ui_access: body.disable_ui_access.unwrap_or(false),
+        groups,
+    });
+    let committed = app.submit(cmd, &admin.username, &rid).await?;
+    Ok(written(user_response(&app, &username, actix_web::http::StatusCode::CREATED)?, committed))
+}
+
+async fn get(app: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let username = path_username(&path)?;
+    if !caller.0.admin && caller.0.username != username {
+        return Err(ApiError::Forbidden("only an admin can read other users".into()));
+    }
+    user_response(&app, &username, actix_web::http::StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchUser {
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    admin: Option<bool>,
+    #[serde(default)]
+    profile_updatable: Option<bool>,
+    #[serde(default)]
+    internal_password_disabled: Option<bool>,
+    #[serde(default)]
+    disable_ui_access: Option<bool>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    groups: Option<serde_json::Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    realm: Option<String>,
+}
+
+async fn patch(
+    app: web::Data<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    path: web::Path<String>,
+    Body(body): Body<PatchUser>,
+) -> Result<HttpResponse, ApiError> {
+    let admin = caller.require_admin()?;
+    let username = path_username(&path)?;
+    if let Some(n) = &body.username {
+        if n.to_lowercase() != username {
+            return Err(ApiError::BadRequest("invalid `username`: a user cannot be renamed".into()));
+        }
+    }
+    if body.groups.is_some() {
+        return Err(ApiError::BadRequest(format!(
+            "invalid `groups`: change memberships with PATCH /access/api/v2/users/{username}/groups"
+        )));
+    }
+    if let Some(email) = &body.email {
+        domain::validate_email(email)?;
+    }
+    let status = body.status.as_deref().map(parse_status).transpose()?;
+    if status == Some(UserStatus::Disabled) && username == admin.username {
+        return Err(ApiError::BadRequest("invalid `status`: you cannot disable yourself".into()));
+    }
+    let password_hash = match body.password {
+        Some(p) => Some(hash_password(p).await?),
+        None => None,
+    };
+    let changes = UserChanges {
+        email: body.email,
+        password_hash,
+        admin: body.admin,
+        profile_updatable: body.profile_updatable,
+        internal_password_disabled: body.internal_password_disabled,
+        disable_ui_access: body.disable_ui_access,
+        status,
+    };
+    let committed = app.submit(Command::UpdateUser { username: username.clone(), changes }, &admin.username, &rid).await?;
+    Ok(written(user_response(&app, &username, actix_web::http::StatusCode::OK)?, committed))
+}
+
+async fn delete(app: web::Data<AppState>, caller: Caller, rid: RequestId, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let admin = caller.require_admin()?;
+    let username = path_username(&path)?;
+    if username == admin.username {
+        return Err(ApiError::BadRequest("you cannot delete the user you are signed in as".into()));
+    }
+    let committed = app.submit(Command::DeleteUser { username }, &admin.username, &rid).await?;
+    Ok(written(HttpResponse::NoContent().finish(), committed))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddRemove {
+    #[serde(default)]
+    pub add: Option<Vec<String>>,
+    #[serde(default)]
+    pub remove: Option<Vec<String>>,
+}
+
+impl AddRemove {
+    /// The seed's first rule: at least one list must be given.
+    pub fn lists(self) -> Result<(Vec<String>, Vec<String>), ApiError> {
+        if self.add.is_none() && self.remove.is_none() {
+            return Err(ApiError::BadRequest("invalid request body: either `add` or `remove` is required".into()));
+        }
+        Ok((self.add.unwrap_or_default(), self.remove.unwrap_or_default()))
+    }
+}
+
+async fn change_groups(
+    app: web::Data<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    path: web::Path<String>,
+    Body(body): Body<AddRemove>,
+) -> Result<HttpResponse, ApiError> {
+    let admin = caller.require_admin()?;
+    let username = path_username(&path)?;
+    let (add, remove) = body.lists()?;
+    let committed = app
+        .submit(Command::ChangeUserGroups { username: username.clone(), add, remove }, &admin.username, &rid)
+        .await?;
+    let s = app.read();
+    let user = s.directory.users.get(&username).ok_or_else(|| ApiError::NotFound(format!("user `{username}` not found")))?;
+    Ok(written(HttpResponse::Ok().json(serde_json::json!({"groups": user.groups})), committed))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPassword {
+    password: String,
+}
+
+async fn change_password(
+    app: web::Data<AppState>,
+    caller: CallerAllowExpired,
+    rid: RequestId,
+    path: web::Path<String>,
+    Body(body): Body<NewPassword>,
+) -> Result<HttpResponse, ApiError> {
+    let username = path_username(&path)?;
+    let caller = caller.0;
+    if !caller.admin && caller.username != username {
+        return Err(ApiError::Forbidden("only an admin or the user itself can change a password".into()));
+    }
+    if caller.password_expired && caller.username != username {
+        return Err(ApiError::Forbidden("your password has expired; change your own password first".into()));
+    }
+    let password_hash = hash_password(body.password).await?;
+    let committed = app.submit(Command::ChangePassword { username, password_hash }, &caller.username, &rid).await?;
+    Ok(written(HttpResponse::NoContent().finish(), committed))
+}
+
+async fn expire_password(app: web::Data<AppState>, caller: Caller, rid: RequestId, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let admin = caller.require_admin()?;
+    let username = path_username(&path)?;
+    let committed = app.submit(Command::ExpirePassword { username }, &admin.username, &rid).await?;
+    Ok(written(HttpResponse::NoContent().finish(), committed))
+}
+
+async fn unlock(app: web::Data<AppState>, caller: Caller, rid: RequestId, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let admin = caller.require_admin()?;
+    let username = path_username(&path)?;
+    let committed = app.submit(Command::UnlockUser { username: username.clone() }, &admin.username, &rid).await?;
+    app.auth.forget_failures(&username);
+    Ok(written(HttpResponse::NoContent().finish(), committed))
+}

@@ -1,0 +1,13 @@
+//! Gatehouse: an event-sourced access-control server speaking the JFrog Access dialect.
+//! See ARCHITECTURE.md at the repository root for the map.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod log;
+pub mod writer;
+
+pub use app::Application;
+pub use config::{Config, Settings};
