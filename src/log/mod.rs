@@ -309,6 +309,14 @@ impl EventLog {
         Ok(())
     }
 
+    /// For tests: remove the stored event at `seq`.
+    #[doc(hidden)]
+    pub fn remove_raw(&self, seq: u64) -> Result<(), LogError> {
+        self.events.remove(key(seq))?;
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// For tests: the stored value (hash ‖ bytes) at `seq`.
     #[doc(hidden)]
     pub fn raw_value(&self, seq: u64) -> Result<Option<Vec<u8>>, LogError> {

@@ -1,0 +1,290 @@
+//! Starting servers and talking to them.
+
+use gatehouse::{Application, Config, Settings};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A server running in this process (its own actix system on its own thread).
+pub struct TestApp {
+    pub base: String,
+    pub dir: PathBuf,
+    pub admin_password: String,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl TestApp {
+    pub fn spawn() -> TestApp {
+        Self::spawn_with(Config::default())
+    }
+
+    pub fn spawn_with(config: Config) -> TestApp {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut app = Self::start(tmp.path().to_path_buf(), config).expect("server starts");
+        app._tmp = Some(tmp);
+        app
+    }
+
+    /// Start on an existing data directory (restart tests).
+    pub fn start(dir: PathBuf, config: Config) -> Result<TestApp, String> {
+        let settings = Settings { data_dir: dir.clone(), listen: "127.0.0.1:0".into(), config };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                match Application::build(settings, false).await {
+                    Ok(app) => {
+                        tx.send(Ok((app.port(), app.handle()))).unwrap();
+                        app.run_until_stopped().await.unwrap();
+                    }
+                    Err(e) => tx.send(Err(e.to_string())).unwrap(),
+                }
+            })
+        });
+        let (port, handle) = match rx.recv().expect("server thread reports") {
+            Ok(v) => v,
+            Err(e) => {
+                thread.join().unwrap();
+                return Err(e);
+            }
+        };
+        let admin_password = std::fs::read_to_string(dir.join("initial-admin-password"))
+            .expect("the initial admin password file")
+            .trim()
+            .to_string();
+        Ok(TestApp {
+            base: format!("http://127.0.0.1:{port}"),
+            dir,
+            admin_password,
+            handle,
+            thread: Some(thread),
+            _tmp: None,
+        })
+    }
+
+    /// Graceful stop (drain, final snapshot); returns the temp dir so the data survives.
+    pub fn stop(mut self) -> Option<tempfile::TempDir> {
+        self.shutdown();
+        self._tmp.take()
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let h = self.handle.clone();
+            actix_web::rt::System::new().block_on(h.stop(true));
+            t.join().unwrap();
+        }
+    }
+
+    pub fn admin(&self) -> Client {
+        Client::new(&self.base, Some(("admin", &self.admin_password)))
+    }
+
+    pub fn anon(&self) -> Client {
+        Client::new(&self.base, None)
+    }
+
+    pub fn as_user(&self, user: &str, password: &str) -> Client {
+        Client::new(&self.base, Some((user, password)))
+    }
+
+    /// Create a user with a password (admin), panicking on failure.
+    pub fn create_user(&self, name: &str, password: &str) {
+        let r = self.admin().post("/access/api/v2/users", &serde_json::json!({"username": name, "password": password}));
+        assert_eq!(r.status, 201, "create user {name}: {}", r.text);
+    }
+
+    pub fn create_group(&self, name: &str) {
+        let r = self.admin().post("/access/api/v2/groups", &serde_json::json!({"name": name}));
+        assert_eq!(r.status, 201, "create group {name}: {}", r.text);
+    }
+
+    pub fn digest(&self) -> Value {
+        let r = self.admin().get("/access/api/v1/system/state/digest");
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// A minimal HTTP client with optional Basic credentials.
+#[derive(Clone)]
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    auth: Option<String>,
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub text: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The API's error message (`errors[0].message`), checking the error shape.
+    pub fn error_message(&self) -> String {
+        let v = self.json();
+        assert_eq!(v["errors"][0]["status"].as_u64(), Some(self.status as u64), "error shape: {}", self.text);
+        v["errors"][0]["message"].as_str().expect("message").to_string()
+    }
+}
+
+impl Client {
+    pub fn new(base: &str, creds: Option<(&str, &str)>) -> Client {
+        use base64::Engine;
+        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build();
+        let auth = creds.map(|(u, p)| {
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}")))
+        });
+        Client { agent, base: base.to_string(), auth }
+    }
+
+    pub fn base_url(&self) -> String {
+        self.base.clone()
+    }
+
+    pub fn with_header_auth(&self, value: &str) -> Client {
+        Client { agent: self.agent.clone(), base: self.base.clone(), auth: Some(value.to_string()) }
+    }
+
+    pub fn raw(&self, method: &str, path: &str, content_type: Option<&str>, body: Option<&[u8]>) -> Resp {
+        let mut req = self.agent.request(method, &format!("{}{}", self.base, path));
+        if let Some(a) = &self.auth {
+            req = req.set("Authorization", a);
+        }
+        if let Some(ct) = content_type {
+            req = req.set("Content-Type", ct);
+        }
+        let result = match body {
+            Some(b) => req.send_bytes(b),
+            None => req.call(),
+        };
+        let resp = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        let status = resp.status();
+        let headers = resp
+            .headers_names()
+            .into_iter()
+            .map(|n| {
+                let v = resp.header(&n).unwrap_or("").to_string();
+                (n, v)
+            })
+            .collect();
+        let text = resp.into_string().unwrap_or_default();
+        Resp { status, text, headers }
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        self.raw("GET", path, None, None)
+    }
+
+    pub fn delete(&self, path: &str) -> Resp {
+        self.raw("DELETE", path, None, None)
+    }
+
+    pub fn send(&self, method: &str, path: &str, body: &Value) -> Resp {
+        self.raw(method, path, Some("application/json"), Some(body.to_string().as_bytes()))
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Resp {
+        self.send("POST", path, body)
+    }
+
+    pub fn patch(&self, path: &str, body: &Value) -> Resp {
+        self.send("PATCH", path, body)
+    }
+
+    pub fn put(&self, path: &str, body: &Value) -> Resp {
+        self.send("PUT", path, body)
+    }
+
+    /// POST with no body at all (the seed's "Request: Blank" endpoints).
+    pub fn post_empty(&self, path: &str) -> Resp {
+        self.raw("POST", path, None, Some(b""))
+    }
+}
+
+/// The real `gatehouse` binary as a child process.
+pub struct ServerProcess {
+    pub child: Child,
+    pub base: String,
+}
+
+pub const BINARY_ADMIN_PASSWORD: &str = "binary-admin-pw";
+
+impl ServerProcess {
+    pub fn start(dir: &Path) -> ServerProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["serve", "--data-dir"])
+            .arg(dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("GATEHOUSE_ADMIN_PASSWORD", BINARY_ADMIN_PASSWORD)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start gatehouse");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no listening line, got {line:?}"))
+            .to_string();
+        ServerProcess { child, base: url }
+    }
+
+    pub fn admin(&self) -> Client {
+        Client::new(&self.base, Some(("admin", BINARY_ADMIN_PASSWORD)))
+    }
+
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().unwrap();
+    }
+
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run `gatehouse verify --data-dir DIR`: (exit success, stdout).
+pub fn verify(dir: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["verify", "--data-dir"])
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
+}

@@ -1,0 +1,12 @@
+//! Black-box tests: a real Gatehouse on 127.0.0.1 port 0 with its own temporary data
+//! directory, spoken to over HTTP the way a client would. One test binary (modules
+//! below) so the two-core machines link once.
+
+mod bad_input;
+mod durability;
+mod groups;
+mod helpers;
+mod openapi;
+mod read_your_writes;
+mod system;
+mod users;

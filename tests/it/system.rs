@@ -1,0 +1,66 @@
+use crate::helpers::TestApp;
+
+#[test]
+fn probes_answer_without_credentials() {
+    let app = TestApp::spawn();
+    let anon = app.anon();
+    for path in ["/access/api/v1/system/ping", "/api/system/ping"] {
+        let r = anon.get(path);
+        assert_eq!((r.status, r.text.as_str()), (200, "OK"), "{path}");
+        assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+    }
+    for path in ["/api/v1/system/readiness", "/api/v1/system/liveness"] {
+        let r = anon.get(path);
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.json()["status"], "OK");
+    }
+    let health = anon.get("/router/api/v1/system/health");
+    assert_eq!(health.status, 200);
+    let h = health.json();
+    assert_eq!(h["router"]["state"], "HEALTHY");
+    assert!(h["services"][0]["service_id"].as_str().unwrap().starts_with("jfac@"));
+    let version = anon.get("/api/system/version").json();
+    assert_eq!(version["version"], env!("CARGO_PKG_VERSION"));
+    assert!(version["addons"].is_array());
+}
+
+#[test]
+fn unknown_routes_are_404_and_wrong_methods_405_in_the_error_shape() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.get("/access/api/v2/nothing/here/at/all");
+    assert_eq!(r.status, 404);
+    assert!(r.error_message().contains("no such endpoint"));
+    let r = admin.raw("PUT", "/access/api/v2/users", Some("application/json"), Some(b"{}"));
+    assert_eq!(r.status, 405);
+    r.error_message();
+    let r = admin.raw("POST", "/api/system/ping", None, None);
+    assert_eq!(r.status, 405);
+}
+
+#[test]
+fn request_ids_are_echoed_or_generated() {
+    let app = TestApp::spawn();
+    let anon = app.anon();
+    let r = anon.get("/api/system/ping");
+    assert!(r.header("x-request-id").is_some_and(|v| v.len() == 16));
+    let agent = ureq::agent();
+    let resp = agent.get(&format!("{}/api/system/ping", app.base)).set("X-Request-Id", "ci-build-42").call().unwrap();
+    assert_eq!(resp.header("x-request-id"), Some("ci-build-42"));
+}
+
+#[test]
+fn first_start_writes_the_admin_password_file_private() {
+    let app = TestApp::spawn();
+    let path = app.dir.join("initial-admin-password");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    assert!(app.admin_password.len() >= 20);
+    let me = app.admin().get("/access/api/v2/users/admin").json();
+    assert_eq!(me["admin"], true);
+    assert_eq!(me["realm"], "internal");
+}

@@ -1,0 +1,275 @@
+use crate::helpers::TestApp;
+use serde_json::json;
+
+#[test]
+fn create_get_and_conflict() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "Logenn@Example.com", "password": "s3cret-pass", "email": "logenn@example.com",
+                "admin": false, "profile_updatable": true, "disable_ui_access": false}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(r.header("x-gatehouse-seq").unwrap().parse::<u64>().unwrap() > 2);
+    let u = r.json();
+    assert_eq!(u["username"], "logenn@example.com", "stored lower-case");
+    assert_eq!(u["realm"], "internal");
+    assert_eq!(u["status"], "enabled");
+    assert_eq!(u["email"], "logenn@example.com");
+    assert!(u.get("password").is_none(), "password is write-only");
+    // Case-insensitive lookup and uniqueness.
+    assert_eq!(admin.get("/access/api/v2/users/LOGENN@example.com").status, 200);
+    let dup = admin.post("/access/api/v2/users", &json!({"username": "LOGENN@EXAMPLE.COM", "password": "another-pass"}));
+    assert_eq!(dup.status, 409);
+    assert!(dup.error_message().contains("already exists"));
+    let missing = admin.get("/access/api/v2/users/nobody");
+    assert_eq!(missing.status, 404);
+    assert!(missing.error_message().contains("nobody"));
+}
+
+#[test]
+fn password_rules_on_create() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.post("/access/api/v2/users", &json!({"username": "nopw"}));
+    assert_eq!(r.status, 400);
+    assert!(r.error_message().contains("`password`"));
+    let r = admin.post("/access/api/v2/users", &json!({"username": "short", "password": "abc"}));
+    assert_eq!(r.status, 400);
+    assert!(r.error_message().contains("at least 8"));
+    let r = admin.post("/access/api/v2/users", &json!({"username": "sso-user", "internal_password_disabled": true}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json()["internal_password_disabled"], true);
+    let r = admin.put("/access/api/v2/users/sso-user/password", &json!({"password": "new-password"}));
+    assert_eq!(r.status, 400, "internal password disabled: {}", r.text);
+    let r = admin.post("/access/api/v2/users", &json!({"username": "bad-group", "password": "password1", "groups": ["ghost"]}));
+    assert_eq!(r.status, 400);
+    assert!(r.error_message().contains("groups[0]"));
+}
+
+#[test]
+fn list_pages_with_limit_and_cursor() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for i in 0..5 {
+        let r = admin.post("/access/api/v2/users", &json!({"username": format!("u{i}"), "internal_password_disabled": true}));
+        assert_eq!(r.status, 201);
+    }
+    let mut seen = Vec::new();
+    let mut path = "/access/api/v2/users?limit=2".to_string();
+    loop {
+        let page = admin.get(&path).json();
+        let users = page["users"].as_array().unwrap();
+        assert!(users.len() <= 2);
+        for u in users {
+            assert!(u["uri"].as_str().unwrap().ends_with(&format!("/access/api/v2/users/{}", u["username"].as_str().unwrap())));
+            assert_eq!(u["status"], "enabled");
+            seen.push(u["username"].as_str().unwrap().to_string());
+        }
+        match page["cursor"].as_str() {
+            Some(c) => path = format!("/access/api/v2/users?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["admin", "u0", "u1", "u2", "u3", "u4"]);
+    for bad in ["0", "100000", "abc", "-1"] {
+        let r = admin.get(&format!("/access/api/v2/users?limit={bad}"));
+        assert_eq!(r.status, 400, "limit={bad}");
+        assert!(r.error_message().contains("`limit`"));
+    }
+}
+
+#[test]
+fn patch_is_partial_and_has_a_v1_spelling() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("pat", "password-1");
+    let r = admin.patch("/access/api/v2/users/pat", &json!({"email": "pat@example.com"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.header("x-gatehouse-seq").is_some());
+    let u = r.json();
+    assert_eq!(u["email"], "pat@example.com");
+    assert_eq!(u["profile_updatable"], true, "untouched fields keep their values");
+    let r = admin.patch("/access/api/v1/users/pat", &json!({"disable_ui_access": true, "admin": true}));
+    assert_eq!(r.status, 200);
+    let u = admin.get("/access/api/v2/users/pat").json();
+    assert_eq!((u["disable_ui_access"].clone(), u["admin"].clone(), u["email"].clone()), (json!(true), json!(true), json!("pat@example.com")));
+    assert_eq!(admin.patch("/access/api/v2/users/ghost", &json!({"admin": true})).status, 404);
+    let r = admin.patch("/access/api/v2/users/pat", &json!({"username": "other"}));
+    assert_eq!(r.status, 400);
+    let r = admin.patch("/access/api/v2/users/pat", &json!({"email": "not-an-address"}));
+    assert_eq!(r.status, 400);
+    assert!(r.error_message().contains("`email`"));
+    // Password through PATCH works and the old one stops.
+    assert_eq!(admin.patch("/access/api/v2/users/pat", &json!({"password": "password-2"})).status, 200);
+    assert_eq!(app.as_user("pat", "password-1").get("/access/api/v2/users/pat").status, 401);
+    assert_eq!(app.as_user("pat", "password-2").get("/access/api/v2/users/pat").status, 200);
+}
+
+#[test]
+fn disabling_a_user_stops_its_sign_in_and_enabling_restores_it() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("dina", "password-1");
+    let dina = app.as_user("dina", "password-1");
+    assert_eq!(dina.get("/access/api/v2/users/dina").status, 200, "signed in and cached");
+    let r = admin.patch("/access/api/v2/users/dina", &json!({"status": "disabled"}));
+    assert_eq!(r.json()["status"], "disabled");
+    let r = dina.get("/access/api/v2/users/dina");
+    assert_eq!(r.status, 401, "the cached sign-in must not survive the status change");
+    assert!(r.error_message().contains("disabled"));
+    admin.patch("/access/api/v2/users/dina", &json!({"status": "enabled"}));
+    assert_eq!(dina.get("/access/api/v2/users/dina").status, 200);
+    let r = admin.patch("/access/api/v2/users/dina", &json!({"status": "locked"}));
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn delete_removes_the_user_from_its_groups() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_group("team");
+    let r = admin.post("/access/api/v2/users", &json!({"username": "gone", "password": "password-1", "groups": ["team"]}));
+    assert_eq!(r.json()["groups"], json!(["team"]));
+    assert_eq!(admin.get("/access/api/v2/groups/team").json()["members"], json!(["gone"]));
+    let r = admin.delete("/access/api/v2/users/gone");
+    assert_eq!(r.status, 204);
+    assert!(r.header("x-gatehouse-seq").is_some());
+    assert_eq!(admin.get("/access/api/v2/users/gone").status, 404);
+    assert_eq!(admin.get("/access/api/v2/groups/team").json()["members"], json!([]));
+    assert_eq!(admin.delete("/access/api/v2/users/gone").status, 404);
+    assert_eq!(app.as_user("gone", "password-1").get("/access/api/v2/users/gone").status, 401);
+    let r = admin.delete("/access/api/v2/users/admin");
+    assert_eq!(r.status, 400, "cannot delete yourself");
+}
+
+#[test]
+fn add_and_remove_groups_of_a_user_with_the_seed_rules() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("gina", "password-1");
+    app.create_group("a");
+    app.create_group("b");
+    let r = admin.patch("/access/api/v2/users/gina/groups", &json!({"add": ["a", "b"]}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["groups"], json!(["a", "b"]));
+    let r = admin.patch("/access/api/v2/gina/groups", &json!({"remove": ["a"]}));
+    assert_eq!(r.status, 200, "the seed's spelling without `users/`");
+    assert_eq!(r.json()["groups"], json!(["b"]));
+    let r = admin.patch("/access/api/v2/users/gina/groups", &json!({}));
+    assert_eq!(r.status, 400);
+    assert!(r.error_message().contains("`add` or `remove`"));
+    let r = admin.patch("/access/api/v2/users/gina/groups", &json!({"add": ["a"], "remove": ["a"]}));
+    assert_eq!(r.status, 400);
+    assert!(r.error_message().contains("both"));
+    let r = admin.patch("/access/api/v2/users/gina/groups", &json!({"add": ["zzz"]}));
+    assert_eq!(r.status, 400);
+    assert!(r.error_message().contains("`zzz`"));
+    assert_eq!(admin.patch("/access/api/v2/users/nobody/groups", &json!({"add": ["a"]})).status, 404);
+}
+
+#[test]
+fn password_change_by_self_or_admin_only() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("pia", "password-1");
+    app.create_user("eve", "password-e");
+    let r = app.as_user("pia", "password-1").put("/access/api/v2/users/pia/password", &json!({"password": "password-2"}));
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert!(r.header("x-gatehouse-seq").is_some());
+    assert_eq!(app.as_user("pia", "password-1").get("/access/api/v2/users/pia").status, 401);
+    let r = app.as_user("eve", "password-e").put("/access/api/v2/users/pia/password", &json!({"password": "hijacked!"}));
+    assert_eq!(r.status, 403);
+    let r = admin.put("/access/api/v2/pia/password", &json!({"password": "password-3"}));
+    assert_eq!(r.status, 204, "admin, through the seed's spelling");
+    assert_eq!(app.as_user("pia", "password-3").get("/access/api/v2/users/pia").status, 200);
+    assert_eq!(admin.put("/access/api/v2/users/ghost/password", &json!({"password": "password-3"})).status, 404);
+    assert_eq!(admin.put("/access/api/v2/users/pia/password", &json!({})).status, 400);
+}
+
+#[test]
+fn an_expired_password_only_allows_changing_it() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("exa", "password-1");
+    let r = admin.post_empty("/access/api/v2/users/exa/password/expire");
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(admin.post_empty("/access/api/v2/exa/password/expire").status, 204, "seed spelling");
+    assert_eq!(admin.post_empty("/access/api/v2/users/ghost/password/expire").status, 404);
+    let exa = app.as_user("exa", "password-1");
+    let r = exa.get("/access/api/v2/users/exa");
+    assert_eq!(r.status, 403);
+    assert!(r.error_message().contains("expired"));
+    assert_eq!(exa.put("/access/api/v2/users/exa/password", &json!({"password": "password-2"})).status, 204);
+    let r = app.as_user("exa", "password-2").get("/access/api/v2/users/exa");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["password_expired"], false);
+}
+
+#[test]
+fn repeated_failures_lock_until_an_admin_unlocks() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("lou", "password-1");
+    let wrong = app.as_user("lou", "wrong-password");
+    for _ in 0..5 {
+        assert_eq!(wrong.get("/access/api/v2/users/lou").status, 401);
+    }
+    assert_eq!(admin.get("/access/api/v2/users/lou").json()["status"], "locked");
+    let r = app.as_user("lou", "password-1").get("/access/api/v2/users/lou");
+    assert_eq!(r.status, 401, "locked users cannot sign in even with the right password");
+    assert!(r.error_message().contains("locked"));
+    let r = admin.post_empty("/access/api/v2/users/lou/unlock");
+    assert_eq!(r.status, 204);
+    assert_eq!(admin.post_empty("/access/api/v2/lou/unlock").status, 204, "seed spelling; idempotent");
+    assert_eq!(admin.post_empty("/access/api/v2/users/ghost/unlock").status, 404);
+    assert_eq!(app.as_user("lou", "password-1").get("/access/api/v2/users/lou").status, 200);
+    assert_eq!(admin.get("/access/api/v2/users/lou").json()["status"], "enabled");
+}
+
+#[test]
+fn admin_endpoints_say_401_without_credentials_and_403_for_users() {
+    let app = TestApp::spawn();
+    app.create_user("norm", "password-1");
+    let anon = app.anon();
+    let r = anon.get("/access/api/v2/users");
+    assert_eq!(r.status, 401);
+    assert!(r.header("www-authenticate").unwrap().starts_with("Basic"));
+    r.error_message();
+    let norm = app.as_user("norm", "password-1");
+    for (method, path) in [
+        ("GET", "/access/api/v2/users"),
+        ("GET", "/access/api/v2/users/admin"),
+        ("GET", "/access/api/v2/groups"),
+        ("DELETE", "/access/api/v2/users/admin"),
+        ("POST", "/access/api/v2/users/admin/unlock"),
+    ] {
+        let r = norm.raw(method, path, None, None);
+        assert_eq!(r.status, 403, "{method} {path}");
+        r.error_message();
+    }
+    let r = norm.post("/access/api/v2/users", &json!({"username": "x", "password": "password-1"}));
+    assert_eq!(r.status, 403);
+    assert_eq!(norm.get("/access/api/v2/users/norm").status, 200, "users may read themselves");
+    let r = anon.with_header_auth("Bearer abc").get("/access/api/v2/users");
+    assert_eq!(r.status, 401);
+    let r = anon.with_header_auth("Basic !!!notbase64").get("/access/api/v2/users");
+    assert_eq!(r.status, 401);
+}
+
+#[test]
+fn admin_group_members_are_admins_and_auto_join_groups_take_new_users() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.post("/access/api/v2/groups", &json!({"name": "ops", "admin_privileges": true}));
+    assert_eq!(r.status, 201);
+    let r = admin.post("/access/api/v2/groups", &json!({"name": "everyone", "auto_join": true}));
+    assert_eq!(r.status, 201);
+    app.create_user("opal", "password-1");
+    assert_eq!(admin.get("/access/api/v2/users/opal").json()["groups"], json!(["everyone"]));
+    let opal = app.as_user("opal", "password-1");
+    assert_eq!(opal.get("/access/api/v2/users").status, 403);
+    admin.patch("/access/api/v2/groups/ops/members", &json!({"add": ["opal"]}));
+    assert_eq!(opal.get("/access/api/v2/users").status, 200, "admin through an admin-privileged group");
+}
