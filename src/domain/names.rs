@@ -34,14 +34,15 @@ fn check_name(field: &str, name: &str) -> Result<(), DomainError> {
     Ok(())
 }
 
-/// Control characters, path separators, and invisible format characters (zero-width
+/// Control characters, path separators, the replacement character U+FFFD (what broken
+/// UTF-8 decodes to), and invisible format characters (zero-width
 /// spaces, bidirectional overrides, byte-order marks) that make two names look alike.
 fn forbidden(c: char) -> bool {
     c.is_control()
         || c == '/'
         || c == '\\'
         || matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFD}')
         || ('\u{E000}'..='\u{F8FF}').contains(&c)
 }
 
