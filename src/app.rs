@@ -40,11 +40,14 @@ impl Application {
     pub async fn build(settings: Settings, handle_signals: bool) -> Result<Application, StartError> {
         let started = Instant::now();
         let log = EventLog::open(&settings.data_dir)?;
+        let open_ms = started.elapsed().as_millis() as u64;
         let (state, report) = log.load(settings.config.startup_verify)?;
         tracing::info!(
             events = state.seq,
             snapshot = report.snapshot_seq,
             replayed = report.tail_events,
+            open_ms,
+            snapshot_decode_ms = report.snapshot_decode_ms,
             millis = started.elapsed().as_millis() as u64,
             "read models rebuilt from the log"
         );

@@ -62,6 +62,8 @@ pub struct Authenticator {
     cache: Mutex<HashMap<[u8; 32], CachedLogin>>,
     failures: Mutex<HashMap<String, u32>>,
     lockout_threshold: u32,
+    /// Password checks in progress, so that identical concurrent ones run once.
+    inflight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>>,
 }
 
 impl Authenticator {
@@ -74,6 +76,7 @@ impl Authenticator {
             cache: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             lockout_threshold,
+            inflight: Mutex::new(HashMap::new()),
         }
     }
 
@@ -130,8 +133,7 @@ impl Authenticator {
             })
         };
         if !cached {
-            let pw = password.to_string();
-            let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &hash)).await.unwrap_or(false);
+            let ok = self.verify_once(key, password, hash).await;
             if !ok {
                 self.record_failure(username, writer, request_id).await?;
                 return Err(AuthError::Invalid);
@@ -164,6 +166,27 @@ impl Authenticator {
             admin: s.directory.is_admin(username),
             password_expired: user.password_expired,
         })
+    }
+
+    /// Run argon2 for these credentials once, however many requests carry them at the
+    /// same moment: a fleet of CI jobs that start together (or a restart that empties the
+    /// cache) would otherwise pay ~18 ms of CPU per request until the first one finishes.
+    async fn verify_once(&self, key: [u8; 32], password: &str, hash: String) -> bool {
+        let cell = {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            inflight.entry(key).or_insert_with(|| Arc::new(tokio::sync::OnceCell::new())).clone()
+        };
+        let pw = password.to_string();
+        let ok = *cell
+            .get_or_init(|| async move {
+                tokio::task::spawn_blocking(move || password::verify(&pw, &hash)).await.unwrap_or(false)
+            })
+            .await;
+        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if inflight.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            inflight.remove(&key);
+        }
+        ok
     }
 
     async fn record_failure(&self, username: &str, writer: &WriterHandle, request_id: &str) -> Result<(), AuthError> {

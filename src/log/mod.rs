@@ -344,10 +344,13 @@ impl EventLog {
             (StartupVerify::Full, Some((k, _))) => seq_of(&k).unwrap_or(0).min(self.head_seq),
             _ => 0,
         };
+        let mut snapshot_decode_ms = 0;
         // The prefix check and the snapshot decoding are independent: run them side by side.
         let (prefix, snapshot) = std::thread::scope(|scope| {
             let prefix = scope.spawn(|| self.verify_prefix(snapshot_seq));
+            let t = std::time::Instant::now();
             let snapshot = self.usable_snapshot();
+            snapshot_decode_ms = t.elapsed().as_millis() as u64;
             (prefix.join().expect("the prefix check does not panic"), snapshot)
         });
         let prefix_hash = prefix?;
@@ -364,7 +367,7 @@ impl EventLog {
         };
         let snapshot_seq = from - 1;
         let report = self.walk(from, prev, |env| state.apply(&env))?;
-        Ok((state, LoadReport { snapshot_seq, tail_events: report.events }))
+        Ok((state, LoadReport { snapshot_seq, tail_events: report.events, snapshot_decode_ms }))
     }
 
     /// Hash-only check of positions `1..=to`; returns the chain hash at `to`.
@@ -485,6 +488,8 @@ impl EventLog {
 pub struct LoadReport {
     pub snapshot_seq: u64,
     pub tail_events: u64,
+    /// Time spent finding and decoding the snapshot.
+    pub snapshot_decode_ms: u64,
 }
 
 #[cfg(test)]
