@@ -70,3 +70,34 @@ pub struct Settings {
     pub listen: String,
     pub config: Config,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gatehouse.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(Some(&path))
+    }
+
+    #[test]
+    fn keys_are_optional_and_kebab_case() {
+        let c = load("snapshot-every = 7\nstartup-verify = \"tail\"\n").unwrap();
+        assert_eq!(c.snapshot_every, 7);
+        assert_eq!(c.startup_verify, StartupVerify::Tail);
+        assert_eq!(c.lockout_threshold, Config::default().lockout_threshold);
+        assert_eq!(Config::load(None).unwrap().max_body_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let e = load("snapshot-evry = 7\n").unwrap_err().to_string();
+        assert!(e.contains("snapshot-evry"), "{e}");
+        let e = load("lockout-threshold = 0\n").unwrap_err().to_string();
+        assert!(e.contains("lockout-threshold"), "{e}");
+        let e = load("startup-verify = \"sometimes\"\n").unwrap_err().to_string();
+        assert!(e.contains("sometimes") || e.contains("variant"), "{e}");
+    }
+}

@@ -150,12 +150,47 @@ impl FromRequest for CallerAllowExpired {
     }
 }
 
-impl Caller {
-    pub fn require_admin(&self) -> Result<&Principal, ApiError> {
-        if self.0.admin {
-            Ok(&self.0)
-        } else {
-            Err(ApiError::Forbidden("this operation requires an admin".into()))
-        }
+/// An authenticated admin. Put it before the body in a handler's arguments: extractors
+/// run in order, so a non-admin gets 403 before its body is even read.
+pub struct Admin(pub Principal);
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let caller = Caller::from_request(req, payload);
+        Box::pin(async move {
+            let Caller(p) = caller.await?;
+            if !p.admin {
+                return Err(ApiError::Forbidden("this operation requires an admin".into()));
+            }
+            Ok(Admin(p))
+        })
+    }
+}
+
+/// The user named by the `{username}` path segment itself (even with an expired
+/// password), or an admin. Checked before the body is read, like [`Admin`].
+pub struct SelfOrAdmin(pub Principal);
+
+impl FromRequest for SelfOrAdmin {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let target = req.match_info().get("username").map(|u| u.to_lowercase());
+        let caller = CallerAllowExpired::from_request(req, payload);
+        Box::pin(async move {
+            let CallerAllowExpired(p) = caller.await?;
+            let is_self = target.as_deref() == Some(p.username.as_str());
+            if !is_self && !p.admin {
+                return Err(ApiError::Forbidden("only an admin or the user itself can do this".into()));
+            }
+            if !is_self && p.password_expired {
+                return Err(ApiError::Forbidden("your password has expired; change your own password first".into()));
+            }
+            Ok(SelfOrAdmin(p))
+        })
     }
 }

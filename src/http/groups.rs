@@ -1,7 +1,7 @@
 //! Groups, v2 API (seed 004 "Groups"). Input accepts the seed's camelCase spellings too.
 
 use super::error::ApiError;
-use super::extract::{Body, Caller, RequestId};
+use super::extract::{Admin, Body, RequestId};
 use super::users::AddRemove;
 use super::{base_url, limit_param, query_param, resource, written, AppState};
 use crate::domain::{self, Command, GroupChanges, NewGroup};
@@ -68,8 +68,7 @@ fn normalize_members(field: &str, names: Vec<String>) -> Result<Vec<String>, Api
         .collect()
 }
 
-async fn list(app: web::Data<AppState>, caller: Caller, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
+async fn list(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let limit = limit_param(&req)?;
     let cursor = query_param(&req, "cursor")?;
     let base = base_url(&req);
@@ -134,8 +133,8 @@ fn check_fields(body: &GroupBody) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn create(app: web::Data<AppState>, caller: Caller, rid: RequestId, Body(body): Body<GroupBody>) -> Result<HttpResponse, ApiError> {
-    let admin = caller.require_admin()?;
+async fn create(app: web::Data<AppState>, admin: Admin, rid: RequestId, Body(body): Body<GroupBody>) -> Result<HttpResponse, ApiError> {
+    let admin = &admin.0;
     let name = body.name.clone().ok_or_else(|| ApiError::BadRequest("invalid request body: missing field `name`".into()))?;
     domain::validate_group_name("name", &name)?;
     check_fields(&body)?;
@@ -154,20 +153,19 @@ async fn create(app: web::Data<AppState>, caller: Caller, rid: RequestId, Body(b
     Ok(written(group_response(&app, &name, StatusCode::CREATED)?, committed))
 }
 
-async fn get(app: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
+async fn get(app: web::Data<AppState>, _admin: Admin, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let name = path_name(&path)?;
     group_response(&app, &name, StatusCode::OK)
 }
 
 async fn patch(
     app: web::Data<AppState>,
-    caller: Caller,
+    admin: Admin,
     rid: RequestId,
     path: web::Path<String>,
     Body(body): Body<GroupBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let admin = caller.require_admin()?;
+    let admin = &admin.0;
     let name = path_name(&path)?;
     if body.name.as_ref().is_some_and(|n| *n != name) {
         return Err(ApiError::BadRequest("invalid `name`: a group cannot be renamed".into()));
@@ -187,8 +185,8 @@ async fn patch(
     Ok(written(group_response(&app, &name, StatusCode::OK)?, committed))
 }
 
-async fn delete(app: web::Data<AppState>, caller: Caller, rid: RequestId, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let admin = caller.require_admin()?;
+async fn delete(app: web::Data<AppState>, admin: Admin, rid: RequestId, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let admin = &admin.0;
     let name = path_name(&path)?;
     let committed = app.submit(Command::DeleteGroup { name }, &admin.username, &rid).await?;
     Ok(written(HttpResponse::NoContent().finish(), committed))
@@ -196,12 +194,12 @@ async fn delete(app: web::Data<AppState>, caller: Caller, rid: RequestId, path: 
 
 async fn change_members(
     app: web::Data<AppState>,
-    caller: Caller,
+    admin: Admin,
     rid: RequestId,
     path: web::Path<String>,
     Body(body): Body<AddRemove>,
 ) -> Result<HttpResponse, ApiError> {
-    let admin = caller.require_admin()?;
+    let admin = &admin.0;
     let name = path_name(&path)?;
     let (add, remove) = body.lists()?;
     let add = normalize_members("add", add)?;

@@ -1,7 +1,7 @@
 //! Users, v2 API (seed 004 "Users").
 
 use super::error::ApiError;
-use super::extract::{Body, Caller, CallerAllowExpired, RequestId};
+use super::extract::{Admin, Body, Caller, RequestId, SelfOrAdmin};
 use super::{base_url, limit_param, query_param, resource, written, AppState};
 use crate::auth::password;
 use crate::domain::{self, Command, NewUser, UserChanges};
@@ -75,8 +75,7 @@ fn user_response(app: &AppState, username: &str, status: actix_web::http::Status
     Ok(HttpResponse::build(status).json(UserView::from(user)))
 }
 
-async fn list(app: web::Data<AppState>, caller: Caller, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
+async fn list(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let limit = limit_param(&req)?;
     let cursor = query_param(&req, "cursor")?;
     let base = base_url(&req);
@@ -151,8 +150,8 @@ fn parse_status(s: &str) -> Result<UserStatus, ApiError> {
     }
 }
 
-async fn create(app: web::Data<AppState>, caller: Caller, rid: RequestId, Body(body): Body<CreateUser>) -> Result<HttpResponse, ApiError> {
-    let admin = caller.require_admin()?;
+async fn create(app: web::Data<AppState>, admin: Admin, rid: RequestId, Body(body): Body<CreateUser>) -> Result<HttpResponse, ApiError> {
+    let admin = &admin.0;
     let username = domain::normalize_username("username", &body.username)?;
     if let Some(email) = &body.email {
         domain::validate_email(email)?;
@@ -226,12 +225,12 @@ struct PatchUser {
 
 async fn patch(
     app: web::Data<AppState>,
-    caller: Caller,
+    admin: Admin,
     rid: RequestId,
     path: web::Path<String>,
     Body(body): Body<PatchUser>,
 ) -> Result<HttpResponse, ApiError> {
-    let admin = caller.require_admin()?;
+    let admin = &admin.0;
     let username = path_username(&path)?;
     if let Some(n) = &body.username {
         if n.to_lowercase() != username {
@@ -267,8 +266,8 @@ async fn patch(
     Ok(written(user_response(&app, &username, actix_web::http::StatusCode::OK)?, committed))
 }
 
-async fn delete(app: web::Data<AppState>, caller: Caller, rid: RequestId, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let admin = caller.require_admin()?;
+async fn delete(app: web::Data<AppState>, admin: Admin, rid: RequestId, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let admin = &admin.0;
     let username = path_username(&path)?;
     if username == admin.username {
         return Err(ApiError::BadRequest("you cannot delete the user you are signed in as".into()));
@@ -298,12 +297,12 @@ impl AddRemove {
 
 async fn change_groups(
     app: web::Data<AppState>,
-    caller: Caller,
+    admin: Admin,
     rid: RequestId,
     path: web::Path<String>,
     Body(body): Body<AddRemove>,
 ) -> Result<HttpResponse, ApiError> {
-    let admin = caller.require_admin()?;
+    let admin = &admin.0;
     let username = path_username(&path)?;
     let (add, remove) = body.lists()?;
     let committed = app
@@ -322,33 +321,27 @@ struct NewPassword {
 
 async fn change_password(
     app: web::Data<AppState>,
-    caller: CallerAllowExpired,
+    caller: SelfOrAdmin,
     rid: RequestId,
     path: web::Path<String>,
     Body(body): Body<NewPassword>,
 ) -> Result<HttpResponse, ApiError> {
     let username = path_username(&path)?;
     let caller = caller.0;
-    if !caller.admin && caller.username != username {
-        return Err(ApiError::Forbidden("only an admin or the user itself can change a password".into()));
-    }
-    if caller.password_expired && caller.username != username {
-        return Err(ApiError::Forbidden("your password has expired; change your own password first".into()));
-    }
     let password_hash = hash_password(body.password).await?;
     let committed = app.submit(Command::ChangePassword { username, password_hash }, &caller.username, &rid).await?;
     Ok(written(HttpResponse::NoContent().finish(), committed))
 }
 
-async fn expire_password(app: web::Data<AppState>, caller: Caller, rid: RequestId, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let admin = caller.require_admin()?;
+async fn expire_password(app: web::Data<AppState>, admin: Admin, rid: RequestId, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let admin = &admin.0;
     let username = path_username(&path)?;
     let committed = app.submit(Command::ExpirePassword { username }, &admin.username, &rid).await?;
     Ok(written(HttpResponse::NoContent().finish(), committed))
 }
 
-async fn unlock(app: web::Data<AppState>, caller: Caller, rid: RequestId, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let admin = caller.require_admin()?;
+async fn unlock(app: web::Data<AppState>, admin: Admin, rid: RequestId, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let admin = &admin.0;
     let username = path_username(&path)?;
     let committed = app.submit(Command::UnlockUser { username: username.clone() }, &admin.username, &rid).await?;
     app.auth.forget_failures(&username);

@@ -136,11 +136,30 @@ impl EventLog {
     /// Open (or create) the log under `dir`.
     pub fn open(dir: &Path) -> Result<EventLog, LogError> {
         std::fs::create_dir_all(dir).map_err(|e| LogError::Storage(sled::Error::Io(e)))?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir.join("log"))
             // The default 1 GiB page cache is far more than an access server needs.
-            .cache_capacity(256 * 1024 * 1024)
-            .open()?;
+            .cache_capacity(256 * 1024 * 1024);
+        // sled releases its file lock when its background flusher lets go of the database,
+        // a moment after the last handle is dropped: a quick restart in the same process
+        // (or right after another process exits) may find it still held. Wait briefly.
+        let mut attempts = 0;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 150 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    return Err(LogError::Storage(sled::Error::Io(std::io::Error::new(
+                        e.kind(),
+                        format!("{} is in use by another gatehouse process", dir.display()),
+                    ))))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let events = db.open_tree("events")?;
         let snapshots = db.open_tree("snapshots")?;
         let mut log = EventLog { db, events, snapshots, head_seq: 0, head_hash: GENESIS_HASH, head_time_ms: 0 };

@@ -6,8 +6,13 @@ use std::collections::BTreeSet;
 /// (METHOD, path) pairs from the OpenAPI document's `paths:` section. The document is
 /// kept in the plain two-space layout this reads.
 fn documented() -> BTreeSet<(String, String)> {
+    documented_with_codes().into_iter().map(|(m, p, _)| (m, p)).collect()
+}
+
+/// (METHOD, path, documented response codes).
+fn documented_with_codes() -> Vec<(String, String, Vec<u16>)> {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/openapi.yaml")).unwrap();
-    let mut out = BTreeSet::new();
+    let mut out: Vec<(String, String, Vec<u16>)> = Vec::new();
     let mut in_paths = false;
     let mut current: Option<String> = None;
     for line in text.lines() {
@@ -22,11 +27,15 @@ fn documented() -> BTreeSet<(String, String)> {
             continue;
         }
         if let Some(p) = line.strip_prefix("  /") {
-            current = Some(format!("/{}", p.trim_end_matches(':').trim_end_matches(['\'', '"']).trim_start_matches(['\'', '"'])));
-        } else if let Some(m) = line.strip_prefix("    ") {
+            current = Some(format!("/{}", p.trim_end_matches(':')));
+        } else if let Some(m) = line.strip_prefix("    ").filter(|m| !m.starts_with(' ')) {
             let m = m.trim_end_matches(':');
             if ["get", "post", "put", "patch", "delete"].contains(&m) {
-                out.insert((m.to_uppercase(), current.clone().expect("a method under a path")));
+                out.push((m.to_uppercase(), current.clone().expect("a method under a path"), Vec::new()));
+            }
+        } else if let Some(code) = line.strip_prefix("        '").and_then(|c| c.strip_suffix("':")) {
+            if let (Some(last), Ok(code)) = (out.last_mut(), code.parse()) {
+                last.2.push(code);
             }
         }
     }
@@ -42,6 +51,31 @@ fn the_document_and_the_route_table_agree() {
     let phantom: Vec<_> = documented.difference(&served).collect();
     assert!(undocumented.is_empty(), "served but not in openapi.yaml: {undocumented:?}");
     assert!(phantom.is_empty(), "in openapi.yaml but not served: {phantom:?}");
+}
+
+/// Every operation documented with 401 answers 401 without credentials, and every one
+/// documented with 403 (and no self-service) answers 403 to a signed-in non-admin.
+#[test]
+fn documented_auth_codes_are_the_served_ones() {
+    let app = TestApp::spawn();
+    app.create_user("plain", "password-1");
+    let anon = app.anon();
+    let plain = app.as_user("plain", "password-1");
+    for (method, path, codes) in documented_with_codes() {
+        let concrete = path.replace("{username}", "admin").replace("{name}", "probe");
+        let body: Option<&[u8]> = if method == "GET" || method == "DELETE" { None } else { Some(b"{}") };
+        if codes.contains(&401) {
+            let r = anon.raw(&method, &concrete, Some("application/json"), body);
+            assert_eq!(r.status, 401, "{method} {path} without credentials: {}", r.text);
+        } else {
+            let r = anon.raw(&method, &concrete, Some("application/json"), body);
+            assert!(r.status < 400, "{method} {path} is documented as public but answered {}", r.status);
+        }
+        if codes.contains(&403) {
+            let r = plain.raw(&method, &concrete, Some("application/json"), body);
+            assert_eq!(r.status, 403, "{method} {path} as a non-admin (on another user): {}", r.text);
+        }
+    }
 }
 
 #[test]
