@@ -127,3 +127,6 @@ fn main() {
     println!("stage_read_decode_per_sec={:.0}", total as f64 / t.elapsed().as_secs_f64());
     println!("users={} groups={}", state.directory.users.len(), state.directory.groups.len());
 }
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -51,10 +51,10 @@ impl Application {
             millis = started.elapsed().as_millis() as u64,
             "read models rebuilt from the log"
         );
-        let shared = Arc::new(RwLock::new(state.clone()));
         let needs_init = state.service_id.is_none();
+        let shared = Arc::new(RwLock::new(state));
         let (writer, writer_thread) =
-            Writer::spawn(log, state, shared.clone(), settings.config.snapshot_every, settings.config.writer_queue);
+            Writer::spawn(log, shared.clone(), settings.config.snapshot_every, settings.config.writer_queue);
         if needs_init {
             initialize(&settings, &writer).await?;
         }

@@ -7,6 +7,10 @@ use gatehouse_projections::State;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// See Cargo.toml: replay and request handling allocate many small strings across threads.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "gatehouse", version, about = "An event-sourced access-control server (JFrog Access REST dialect)")]
 struct Cli {

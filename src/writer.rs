@@ -106,19 +106,24 @@ fn now_ms() -> u64 {
 }
 
 impl Writer {
-    /// Start the writer thread. `state` must be the state at the log's head.
+    /// Start the writer thread. `shared` must hold the state at the log's head; the
+    /// writer makes its own copy on its thread, so the server can start serving reads
+    /// while a large state is still being copied (writes wait for it in the queue).
     pub fn spawn(
         log: EventLog,
-        state: State,
         shared: Arc<RwLock<State>>,
         snapshot_every: u64,
         queue: usize,
     ) -> (WriterHandle, std::thread::JoinHandle<()>) {
         let (tx, rx) = crossbeam_channel::bounded(queue);
-        let writer = Writer { log, state, shared, snapshot_every: snapshot_every.max(1), since_snapshot: 0 };
         let thread = std::thread::Builder::new()
             .name("gatehouse-writer".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || {
+                let state = shared.read().unwrap_or_else(|p| p.into_inner()).clone();
+                debug_assert_eq!(state.seq, log.head_seq());
+                let writer = Writer { log, state, shared, snapshot_every: snapshot_every.max(1), since_snapshot: 0 };
+                writer.run(rx)
+            })
             .expect("spawn the writer thread");
         (WriterHandle { tx }, thread)
     }
