@@ -3,7 +3,7 @@
 use super::error::ApiError;
 use super::extract::{Admin, Body, RequestId};
 use super::users::AddRemove;
-use super::{base_url, limit_param, query_param, resource, written, AppState};
+use super::{base_url, limit_param, page, query_param, resource, with_cursor, written, AppState};
 use crate::domain::{self, Command, GroupChanges, NewGroup};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -73,23 +73,12 @@ async fn list(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> Resu
     let cursor = query_param(&req, "cursor")?;
     let base = base_url(&req);
     let s = app.read();
-    let groups = &s.directory.groups;
-    let iter: Box<dyn Iterator<Item = (&String, &Group)>> = match &cursor {
-        Some(c) => Box::new(groups.range::<String, _>((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded))),
-        None => Box::new(groups.iter()),
-    };
-    let page: Vec<&Group> = iter.map(|(_, g)| g).take(limit + 1).collect();
-    let more = page.len() > limit;
-    let items: Vec<_> = page
+    let (page, next) = page(&s.directory.groups, cursor.as_deref(), limit);
+    let groups: Vec<_> = page
         .iter()
-        .take(limit)
         .map(|g| serde_json::json!({"group_name": g.name, "uri": format!("{base}/access/api/v2/groups/{}", g.name)}))
         .collect();
-    let mut body = serde_json::json!({ "groups": items });
-    if more {
-        body["cursor"] = serde_json::Value::String(page[limit - 1].name.clone());
-    }
-    Ok(HttpResponse::Ok().json(body))
+    Ok(HttpResponse::Ok().json(with_cursor(serde_json::json!({ "groups": groups }), next)))
 }
 
 #[derive(Deserialize)]

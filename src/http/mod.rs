@@ -190,6 +190,37 @@ pub fn limit_param(req: &HttpRequest) -> Result<usize, ApiError> {
     }
 }
 
+/// One page of a name-ordered map: at most `limit` values after `cursor`, and the cursor
+/// of the next page when there is one. A cursor is the last name of the previous page, so
+/// paging stays correct while entries are added or removed.
+pub fn page<'a, V>(
+    map: &'a std::collections::BTreeMap<String, V>,
+    cursor: Option<&str>,
+    limit: usize,
+) -> (Vec<&'a V>, Option<String>) {
+    use std::ops::Bound::{Excluded, Unbounded};
+    let mut iter: Box<dyn Iterator<Item = (&String, &V)>> = match cursor {
+        Some(c) => Box::new(map.range::<str, _>((Excluded(c), Unbounded))),
+        None => Box::new(map.iter()),
+    };
+    let mut out = Vec::with_capacity(limit.min(1024));
+    let mut last = None;
+    for (name, value) in iter.by_ref().take(limit) {
+        out.push(value);
+        last = Some(name);
+    }
+    let next = if iter.next().is_some() { last.cloned() } else { None };
+    (out, next)
+}
+
+/// Add `cursor` to a list response when there is a next page.
+pub fn with_cursor(mut body: serde_json::Value, next: Option<String>) -> serde_json::Value {
+    if let Some(c) = next {
+        body["cursor"] = serde_json::Value::String(c);
+    }
+    body
+}
+
 /// The base URL the client used, for `uri` fields.
 pub fn base_url(req: &HttpRequest) -> String {
     let info = req.connection_info();

@@ -2,7 +2,7 @@
 
 use super::error::ApiError;
 use super::extract::{Admin, Body, Caller, RequestId, SelfOrAdmin};
-use super::{base_url, limit_param, query_param, resource, written, AppState};
+use super::{base_url, limit_param, page, query_param, resource, with_cursor, written, AppState};
 use crate::auth::password;
 use crate::domain::{self, Command, NewUser, UserChanges};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -80,16 +80,9 @@ async fn list(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> Resu
     let cursor = query_param(&req, "cursor")?;
     let base = base_url(&req);
     let s = app.read();
-    let users = &s.directory.users;
-    let iter: Box<dyn Iterator<Item = (&String, &User)>> = match &cursor {
-        Some(c) => Box::new(users.range::<String, _>((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded))),
-        None => Box::new(users.iter()),
-    };
-    let page: Vec<&User> = iter.map(|(_, u)| u).take(limit + 1).collect();
-    let more = page.len() > limit;
-    let items: Vec<_> = page
+    let (page, next) = page(&s.directory.users, cursor.as_deref(), limit);
+    let users: Vec<_> = page
         .iter()
-        .take(limit)
         .map(|u| {
             serde_json::json!({
                 "username": u.username,
@@ -99,11 +92,7 @@ async fn list(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> Resu
             })
         })
         .collect();
-    let mut body = serde_json::json!({ "users": items });
-    if more {
-        body["cursor"] = serde_json::Value::String(page[limit - 1].username.clone());
-    }
-    Ok(HttpResponse::Ok().json(body))
+    Ok(HttpResponse::Ok().json(with_cursor(serde_json::json!({ "users": users }), next)))
 }
 
 #[derive(Deserialize)]
