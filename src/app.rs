@@ -5,6 +5,8 @@ use crate::auth::{password, Authenticator};
 use crate::config::Settings;
 use crate::domain::Command;
 use crate::http::{self, AppState};
+use crate::keys::{self, KeyRing};
+use gatehouse_projections::State;
 use crate::log::{EventLog, LogError};
 use crate::writer::{CommandContext, Writer, WriterHandle};
 use actix_web::dev::{Server, ServerHandle};
@@ -58,6 +60,8 @@ impl Application {
         if needs_init {
             initialize(&settings, &writer).await?;
         }
+        let keys = Arc::new(KeyRing::open(&settings.data_dir).map_err(|e| StartError::Other(e.to_string()))?);
+        ensure_keys(&shared, &keys, &writer).await?;
         let service_id = shared.read().unwrap_or_else(|p| p.into_inner()).service_id.clone().unwrap_or_default();
 
         let listener = TcpListener::bind(&settings.listen)?;
@@ -65,7 +69,9 @@ impl Application {
         let data = web::Data::new(AppState {
             state: shared,
             writer: writer.clone(),
+            keys: keys.clone(),
             auth: Authenticator::new(
+                keys,
                 Duration::from_secs(settings.config.auth_cache_ttl_secs),
                 settings.config.lockout_threshold,
             ),
@@ -143,7 +149,39 @@ async fn initialize(settings: &Settings, writer: &WriterHandle) -> Result<(), St
     Ok(())
 }
 
-fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+/// A log without a token-signing key or a signed-URL key (new, or written by a version
+/// before tokens) gets them now: the private halves go to the data directory first, then
+/// the log records the public facts.
+async fn ensure_keys(shared: &Arc<RwLock<State>>, keys: &KeyRing, writer: &WriterHandle) -> Result<(), StartError> {
+    let (active, url_version) = {
+        let s = shared.read().unwrap_or_else(|p| p.into_inner());
+        (s.keys.active.clone(), s.keys.signed_url_version)
+    };
+    let ctx = || CommandContext { actor: "system".into(), request_id: "startup".into() };
+    let missing_private = active.as_deref().is_some_and(|kid| keys.signing_key(kid).is_none());
+    if active.is_none() || missing_private {
+        if missing_private {
+            tracing::warn!("the private half of the active signing key is missing from the data directory; making a new key");
+        }
+        let (kid, public) = keys.generate().map_err(|e| StartError::Other(e.to_string()))?;
+        writer
+            .submit(Command::AddSigningKey { kid: kid.clone(), public_key: keys::public_b64(&public) }, ctx())
+            .await
+            .map_err(|e| StartError::Other(e.to_string()))?;
+        tracing::info!(%kid, "token signing key created");
+    }
+    if url_version == 0 || keys.signed_url_key(url_version).is_none() {
+        let version = url_version + 1;
+        keys.new_signed_url_key(version).map_err(|e| StartError::Other(e.to_string()))?;
+        writer
+            .submit(Command::ReplaceSignedUrlKey { version }, ctx())
+            .await
+            .map_err(|e| StartError::Other(e.to_string()))?;
+    }
+    Ok(())
+}
+
+pub fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;

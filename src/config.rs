@@ -23,6 +23,16 @@ pub struct Config {
     pub writer_queue: usize,
     /// HTTP worker threads (default: one per core).
     pub workers: Option<usize>,
+    /// Token expiry (seconds) when a request gives none; 0 = tokens do not expire by default.
+    pub default_expiry: u64,
+    /// Longest expiry (seconds) a non-admin may ask for; 0 = unlimited (seed 004).
+    pub max_expiry: u64,
+    /// When false, non-admin tokens are created non-refreshable.
+    pub allow_refreshable: bool,
+    /// Tokens that live shorter than this (seconds) are not kept as revocable records.
+    pub revocable_expiry_threshold: u64,
+    /// How long after expiry a refresh token still works (seconds).
+    pub refresh_grace_period: u64,
 }
 
 impl Default for Config {
@@ -35,6 +45,11 @@ impl Default for Config {
             startup_verify: StartupVerify::Full,
             writer_queue: 8192,
             workers: None,
+            default_expiry: 365 * 24 * 3600,
+            max_expiry: 0,
+            allow_refreshable: true,
+            revocable_expiry_threshold: 6 * 3600,
+            refresh_grace_period: 24 * 3600,
         }
     }
 }
@@ -55,6 +70,9 @@ impl Config {
             toml::from_str(&text).map_err(|e| ConfigError::Invalid { path: path.into(), message: e.message().to_string() })?;
         if config.lockout_threshold == 0 {
             return Err(ConfigError::Invalid { path: path.into(), message: "`lockout-threshold` must be at least 1".into() });
+        }
+        if config.max_expiry > 0 && config.default_expiry > config.max_expiry {
+            return Err(ConfigError::Invalid { path: path.into(), message: "`max-expiry` must be at least `default-expiry`".into() });
         }
         if config.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid { path: path.into(), message: "`max-body-bytes` must be at least 1024".into() });

@@ -6,7 +6,9 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod keys;
 pub mod log;
+pub mod tokens;
 pub mod writer;
 
 pub use app::Application;

@@ -11,7 +11,7 @@
 //! written, so an event that refers to something missing is simply a no-op here rather
 //! than a reason to stop.
 
-use gatehouse_schemas::{Envelope, Event, GroupCreated, UserCreated, UserStatus};
+use gatehouse_schemas::{Envelope, Event, GroupCreated, TokenIssued, UserCreated, UserStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,6 +25,32 @@ pub struct State {
     /// Time of the last applied event, unix milliseconds.
     pub time_ms: u64,
     pub directory: Directory,
+    #[serde(default)]
+    pub tokens: Tokens,
+    #[serde(default)]
+    pub keys: Keys,
+}
+
+/// Revocable access tokens (short-lived ones are not kept: they cannot be revoked).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tokens {
+    pub by_id: BTreeMap<String, TokenIssued>,
+    /// blake3 (hex) of a refresh token -> token id.
+    pub by_refresh_hash: BTreeMap<String, String>,
+    /// blake3 (hex) of a reference token -> token id.
+    pub by_reference_hash: BTreeMap<String, String>,
+}
+
+/// Public keys that verify tokens, and the signed-URL key version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Keys {
+    /// This server's signing keys by kid (base64url Ed25519 public keys), oldest first.
+    pub signing: BTreeMap<String, String>,
+    /// The kid new tokens are signed with.
+    pub active: Option<String>,
+    /// Trusted peers by name: (kid, public key).
+    pub trusted: BTreeMap<String, (String, String)>,
+    pub signed_url_version: u64,
 }
 
 /// Users and groups.
@@ -188,6 +214,23 @@ impl State {
                     dir.leave(username, group, seq);
                 }
             }
+            Event::TokenIssued(t) => self.tokens.insert(t),
+            Event::TokenRefreshed { old_token_id, issued } => {
+                self.tokens.remove(old_token_id);
+                self.tokens.insert(issued);
+            }
+            Event::TokenRevoked { token_id } => self.tokens.remove(token_id),
+            Event::SigningKeyAdded { kid, public_key } => {
+                self.keys.signing.insert(kid.clone(), public_key.clone());
+                self.keys.active = Some(kid.clone());
+            }
+            Event::TrustedKeyAdded { name, kid, public_key } => {
+                self.keys.trusted.insert(name.clone(), (kid.clone(), public_key.clone()));
+            }
+            Event::TrustedKeyRemoved { name } => {
+                self.keys.trusted.remove(name);
+            }
+            Event::SignedUrlKeyReplaced { version } => self.keys.signed_url_version = *version,
         }
     }
 
@@ -205,6 +248,32 @@ impl State {
     /// blake3 over the canonical encoding: equal digests mean equal states.
     pub fn digest(&self) -> String {
         blake3::hash(&self.encode()).to_hex().to_string()
+    }
+}
+
+impl Tokens {
+    fn insert(&mut self, t: &TokenIssued) {
+        if !t.revocable {
+            return;
+        }
+        if let Some(h) = &t.refresh_hash {
+            self.by_refresh_hash.insert(h.clone(), t.token_id.clone());
+        }
+        if let Some(h) = &t.reference_hash {
+            self.by_reference_hash.insert(h.clone(), t.token_id.clone());
+        }
+        self.by_id.insert(t.token_id.clone(), t.clone());
+    }
+
+    fn remove(&mut self, token_id: &str) {
+        if let Some(t) = self.by_id.remove(token_id) {
+            if let Some(h) = &t.refresh_hash {
+                self.by_refresh_hash.remove(h);
+            }
+            if let Some(h) = &t.reference_hash {
+                self.by_reference_hash.remove(h);
+            }
+        }
     }
 }
 

@@ -120,6 +120,34 @@ pub struct GroupUpdated {
     pub external_id: Option<String>,
 }
 
+/// An access token as issued. The token strings themselves are never stored: only
+/// blake3 hashes (hex) of the access, refresh and reference tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenIssued {
+    /// The JWT's `jti`.
+    pub token_id: String,
+    /// The user name (lower-case) the token acts for.
+    pub subject: String,
+    /// The subject has no user record here (an admin issued it for an outside identity).
+    pub transient: bool,
+    /// Space-separated scope tokens (`applied-permissions/user` …).
+    pub scope: String,
+    pub audience: String,
+    /// Unix seconds.
+    pub issued_at: u64,
+    /// Unix seconds; `None` for a token that never expires.
+    pub expires_at: Option<u64>,
+    pub refreshable: bool,
+    /// Kept as a record that can be listed and revoked (see `revocable-expiry-threshold`).
+    pub revocable: bool,
+    pub description: Option<String>,
+    /// Key id of the signing key.
+    pub kid: String,
+    pub access_hash: String,
+    pub refresh_hash: Option<String>,
+    pub reference_hash: Option<String>,
+}
+
 /// Every kind of change Gatehouse knows. See the crate docs for the version rules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
@@ -143,6 +171,18 @@ pub enum Event {
     GroupMembersChanged { group: String, added: Vec<String>, removed: Vec<String> },
     /// Membership changed from the user's side (`PATCH /users/{name}/groups`).
     UserGroupsChanged { username: String, added: Vec<String>, removed: Vec<String> },
+    TokenIssued(TokenIssued),
+    /// The old pair stops working; the new one keeps the scope.
+    TokenRefreshed { old_token_id: String, issued: TokenIssued },
+    TokenRevoked { token_id: String },
+    /// A new token-signing key; it becomes the active one. Earlier keys keep verifying.
+    /// Only the public half is here: private keys live in the data directory.
+    SigningKeyAdded { kid: String, public_key: String },
+    /// A peer's public key is trusted for verifying tokens (circle of trust).
+    TrustedKeyAdded { name: String, kid: String, public_key: String },
+    TrustedKeyRemoved { name: String },
+    /// The signed-URL key was replaced: URLs signed with earlier versions stop working.
+    SignedUrlKeyReplaced { version: u64 },
 }
 
 impl Event {
@@ -161,6 +201,13 @@ impl Event {
         "GroupDeleted",
         "GroupMembersChanged",
         "UserGroupsChanged",
+        "TokenIssued",
+        "TokenRefreshed",
+        "TokenRevoked",
+        "SigningKeyAdded",
+        "TrustedKeyAdded",
+        "TrustedKeyRemoved",
+        "SignedUrlKeyReplaced",
     ];
 
     /// The event type's name, as stored and as shown in the audit trail.
@@ -179,6 +226,13 @@ impl Event {
             Event::GroupDeleted { .. } => "GroupDeleted",
             Event::GroupMembersChanged { .. } => "GroupMembersChanged",
             Event::UserGroupsChanged { .. } => "UserGroupsChanged",
+            Event::TokenIssued(_) => "TokenIssued",
+            Event::TokenRefreshed { .. } => "TokenRefreshed",
+            Event::TokenRevoked { .. } => "TokenRevoked",
+            Event::SigningKeyAdded { .. } => "SigningKeyAdded",
+            Event::TrustedKeyAdded { .. } => "TrustedKeyAdded",
+            Event::TrustedKeyRemoved { .. } => "TrustedKeyRemoved",
+            Event::SignedUrlKeyReplaced { .. } => "SignedUrlKeyReplaced",
         }
     }
 }
@@ -193,6 +247,25 @@ pub fn encode(envelope: &Envelope) -> Vec<u8> {
 /// Decode an envelope as stored in the log.
 pub fn decode(bytes: &[u8]) -> Result<Envelope, rmp_serde::decode::Error> {
     rmp_serde::from_slice(bytes)
+}
+
+fn sample_token(id: &str) -> TokenIssued {
+    TokenIssued {
+        token_id: id.into(),
+        subject: "alice@example.com".into(),
+        transient: false,
+        scope: "applied-permissions/user".into(),
+        audience: "*@*".into(),
+        issued_at: 1_763_000_000,
+        expires_at: Some(1_794_536_000),
+        refreshable: true,
+        revocable: true,
+        description: Some("ci".into()),
+        kid: "3f2a9c0d1e4b5a6f".into(),
+        access_hash: "aa".repeat(32),
+        refresh_hash: Some("bb".repeat(32)),
+        reference_hash: None,
+    }
 }
 
 /// One envelope per event type, with made-up but realistic content. Used to write and
@@ -255,6 +328,20 @@ pub fn samples() -> Vec<Envelope> {
             added: vec!["writers".into()],
             removed: vec!["readers".into()],
         },
+        Event::TokenIssued(sample_token("01jc5x3y4z5a6b7c8d9e0f1g2h")),
+        Event::TokenRefreshed {
+            old_token_id: "01jc5x3y4z5a6b7c8d9e0f1g2h".into(),
+            issued: sample_token("01jc5x3y4z5a6b7c8d9e0f1g2j"),
+        },
+        Event::TokenRevoked { token_id: "01jc5x3y4z5a6b7c8d9e0f1g2j".into() },
+        Event::SigningKeyAdded { kid: "3f2a9c0d1e4b5a6f".into(), public_key: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into() },
+        Event::TrustedKeyAdded {
+            name: "us-east".into(),
+            kid: "9b8a7c6d5e4f3a2b".into(),
+            public_key: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
+        },
+        Event::TrustedKeyRemoved { name: "us-east".into() },
+        Event::SignedUrlKeyReplaced { version: 2 },
     ];
     events
         .into_iter()

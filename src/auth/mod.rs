@@ -10,6 +10,7 @@
 //! Failed sign-ins are counted in memory; the threshold-th failure in a row writes a
 //! `UserLocked` event (the lock itself is durable, the counter is not).
 
+pub mod jwt;
 pub mod password;
 
 use crate::domain::Command;
@@ -28,6 +29,17 @@ pub struct Principal {
     pub admin: bool,
     /// The password must be changed before anything else is allowed.
     pub password_expired: bool,
+    /// Set when the caller signed in with an access token.
+    pub token: Option<TokenCredential>,
+}
+
+/// What a token-authenticated caller presented.
+#[derive(Debug, Clone)]
+pub struct TokenCredential {
+    pub token_id: String,
+    /// Issued by this server (rather than a trusted peer).
+    pub local: bool,
+    pub scope: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,8 +48,10 @@ pub enum AuthError {
     Missing,
     #[error("invalid credentials")]
     Invalid,
-    #[error("unsupported authorization scheme (use Basic)")]
+    #[error("unsupported authorization scheme (use Basic or Bearer)")]
     UnsupportedScheme,
+    #[error("invalid token: {0}")]
+    Token(String),
     #[error("user `{0}` is locked after too many failed sign-ins; an admin must unlock it")]
     Locked(String),
     #[error("user `{0}` is disabled")]
@@ -57,6 +71,11 @@ struct CachedLogin {
 const MAX_CACHED: usize = 100_000;
 
 pub struct Authenticator {
+    keys: Arc<crate::keys::KeyRing>,
+    /// Verified JWT signatures by blake3 of the token. Only the signature check is cached:
+    /// expiry, revocation and the subject are checked on every request, so a revoked token
+    /// fails at once.
+    tokens: Mutex<HashMap<[u8; 32], jwt::Claims>>,
     key: [u8; 32],
     ttl: Duration,
     cache: Mutex<HashMap<[u8; 32], CachedLogin>>,
@@ -67,10 +86,12 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(ttl: Duration, lockout_threshold: u32) -> Authenticator {
+    pub fn new(keys: Arc<crate::keys::KeyRing>, ttl: Duration, lockout_threshold: u32) -> Authenticator {
         let mut key = [0u8; 32];
         getrandom::getrandom(&mut key).expect("the OS has randomness");
         Authenticator {
+            keys,
+            tokens: Mutex::new(HashMap::new()),
             key,
             ttl,
             cache: Mutex::new(HashMap::new()),
@@ -98,6 +119,9 @@ impl Authenticator {
     ) -> Result<Principal, AuthError> {
         let header = header.ok_or(AuthError::Missing)?;
         let (scheme, value) = header.split_once(' ').ok_or(AuthError::UnsupportedScheme)?;
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return self.token_login(value.trim(), state, None);
+        }
         if !scheme.eq_ignore_ascii_case("basic") {
             return Err(AuthError::UnsupportedScheme);
         }
@@ -105,7 +129,100 @@ impl Authenticator {
         let decoded = String::from_utf8(decoded).map_err(|_| AuthError::Invalid)?;
         let (username, password) = decoded.split_once(':').ok_or(AuthError::Invalid)?;
         let username = username.to_lowercase();
+        // A token used as the password (seed 003): `user:<access or reference token>`.
+        if looks_like_token(password) {
+            return self.token_login(password, state, Some(&username));
+        }
         self.password_login(&username, password, state, writer, request_id).await
+    }
+
+    /// Authenticate a JWT or a 128-character reference token.
+    pub fn token_login(
+        &self,
+        token: &str,
+        state: &Arc<RwLock<State>>,
+        expected_user: Option<&str>,
+    ) -> Result<Principal, AuthError> {
+        let now = unix_secs();
+        let s = state.read().unwrap_or_else(|p| p.into_inner());
+        let service_id = s.service_id.clone().unwrap_or_default();
+        let (subject, transient_ok, scope, token_id, local) = if !token.contains('.') {
+            let hash = blake3::hash(token.as_bytes()).to_hex().to_string();
+            let record = s
+                .tokens
+                .by_reference_hash
+                .get(&hash)
+                .and_then(|id| s.tokens.by_id.get(id))
+                .ok_or_else(|| AuthError::Token("unknown or revoked reference token".into()))?;
+            if record.expires_at.is_some_and(|e| e <= now) {
+                return Err(AuthError::Token("the token has expired".into()));
+            }
+            (record.subject.clone(), record.transient, record.scope.clone(), record.token_id.clone(), true)
+        } else {
+            let claims = self.verified_claims(token, &s)?;
+            if claims.exp.is_some_and(|e| e <= now) {
+                return Err(AuthError::Token("the token has expired".into()));
+            }
+            if !audience_matches(&claims.aud, &service_id) {
+                return Err(AuthError::Token(format!("the token is not meant for `{service_id}`")));
+            }
+            let local = claims.iss == service_id;
+            let record = s.tokens.by_id.get(&claims.jti);
+            if claims.revocable() {
+                if !local {
+                    return Err(AuthError::Token("revocable tokens are only valid on the server that issued them".into()));
+                }
+                if record.is_none() {
+                    return Err(AuthError::Token("the token has been revoked".into()));
+                }
+            }
+            let subject = claims.username().ok_or_else(|| AuthError::Token("the token has no user subject".into()))?.to_string();
+            // Local tokens name transient subjects in their record or extension; a peer's
+            // subject that is unknown here is transient by nature.
+            let transient_ok = !local || record.is_some_and(|r| r.transient) || ext_flag(&claims, "transient");
+            (subject, transient_ok, claims.scp.clone(), claims.jti.clone(), local)
+        };
+        if let Some(expected) = expected_user {
+            if expected != subject {
+                return Err(AuthError::Invalid);
+            }
+        }
+        let admin = match s.directory.users.get(&subject) {
+            Some(user) => {
+                match user.status {
+                    UserStatus::Enabled => {}
+                    UserStatus::Locked => return Err(AuthError::Locked(subject)),
+                    _ => return Err(AuthError::Disabled(subject)),
+                }
+                scope_is_admin(&scope, &s.directory, Some(&subject))
+            }
+            None if transient_ok => scope_is_admin(&scope, &s.directory, None),
+            None => return Err(AuthError::Token(format!("user `{subject}` no longer exists"))),
+        };
+        Ok(Principal {
+            username: subject,
+            admin,
+            password_expired: false,
+            token: Some(TokenCredential { token_id, local, scope }),
+        })
+    }
+
+    /// Verify a JWT's signature, from the cache when this exact token was seen before.
+    fn verified_claims(&self, token: &str, s: &State) -> Result<jwt::Claims, AuthError> {
+        let key = *blake3::hash(token.as_bytes()).as_bytes();
+        if let Some(c) = self.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            // The key that signed it must still be trusted (a removed peer key stops it).
+            if self.keys.verifying_key(s, &parse_kid(token).unwrap_or_default()).is_some() {
+                return Ok(c.clone());
+            }
+        }
+        let claims = verify_token(&self.keys, s, token)?;
+        let mut cache = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(key, claims.clone());
+        Ok(claims)
     }
 
     async fn password_login(
@@ -165,6 +282,7 @@ impl Authenticator {
             username: user.username.clone(),
             admin: s.directory.is_admin(username),
             password_expired: user.password_expired,
+            token: None,
         })
     }
 
@@ -212,4 +330,52 @@ impl Authenticator {
     pub fn forget_failures(&self, username: &str) {
         self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(username);
     }
+}
+
+/// Full, uncached verification of a JWT against the keys that verify tokens here.
+pub fn verify_token(keys: &crate::keys::KeyRing, s: &State, token: &str) -> Result<jwt::Claims, AuthError> {
+    let unverified = jwt::parse(token).map_err(|e| AuthError::Token(e.to_string()))?;
+    let key = keys
+        .verifying_key(s, &unverified.header.kid)
+        .ok_or_else(|| AuthError::Token(format!("unknown signing key `{}`", unverified.header.kid)))?;
+    unverified.verify(&key).map_err(|e| AuthError::Token(e.to_string()))
+}
+
+fn parse_kid(token: &str) -> Option<String> {
+    jwt::parse(token).ok().map(|u| u.header.kid)
+}
+
+fn ext_flag(claims: &jwt::Claims, name: &str) -> bool {
+    claims
+        .ext
+        .as_deref()
+        .and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok())
+        .is_some_and(|v| v[name] == "true" || v[name] == true)
+}
+
+/// JWTs are three base64url parts; reference tokens are 128 url-safe characters.
+pub fn looks_like_token(s: &str) -> bool {
+    (s.len() > 40 && s.starts_with("eyJ") && s.matches('.').count() == 2)
+        || (s.len() == crate::tokens::REFERENCE_TOKEN_LEN && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+}
+
+/// `aud` is a space-separated list of service ids; `*@*` and `<type>@*` are wildcards.
+fn audience_matches(aud: &str, service_id: &str) -> bool {
+    let kind = service_id.split('@').next().unwrap_or("");
+    aud.split_whitespace().any(|a| a == "*@*" || a == service_id || a.strip_suffix("@*").is_some_and(|k| k == kind))
+}
+
+/// What a token's scope grants in admin terms.
+pub fn scope_is_admin(scope: &str, dir: &gatehouse_projections::Directory, user: Option<&str>) -> bool {
+    scope.split_whitespace().any(|s| {
+        s == "applied-permissions/admin"
+            || (s == "applied-permissions/user" && user.is_some_and(|u| dir.is_admin(u)))
+            || s.strip_prefix("applied-permissions/groups:").is_some_and(|gs| {
+                gs.split(',').any(|g| dir.groups.get(g.trim()).is_some_and(|g| g.admin_privileges))
+            })
+    })
+}
+
+pub fn unix_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

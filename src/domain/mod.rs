@@ -10,7 +10,7 @@ mod names;
 pub use names::{normalize_username, validate_email, validate_group_name, validate_password};
 
 use gatehouse_projections::State;
-use gatehouse_schemas::{Event, GroupCreated, GroupUpdated, UserCreated, UserStatus, UserUpdated};
+use gatehouse_schemas::{Event, GroupCreated, GroupUpdated, TokenIssued, UserCreated, UserStatus, UserUpdated};
 use std::collections::BTreeSet;
 
 /// Expected failures of a command: each maps to a 4xx.
@@ -97,6 +97,15 @@ pub enum Command {
     UpdateGroup { name: String, changes: GroupChanges },
     DeleteGroup { name: String },
     ChangeGroupMembers { group: String, add: Vec<String>, remove: Vec<String> },
+    /// The token is already signed; the command carries only its record (hashes).
+    IssueToken(TokenIssued),
+    RefreshToken { old_token_id: String, issued: TokenIssued },
+    /// A no-op for an unknown id (the seed answers 204 then).
+    RevokeToken { token_id: String },
+    AddSigningKey { kid: String, public_key: String },
+    AddTrustedKey { name: String, kid: String, public_key: String },
+    RemoveTrustedKey { name: String },
+    ReplaceSignedUrlKey { version: u64 },
 }
 
 /// The realm of users and groups created through this server's own API.
@@ -310,6 +319,65 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             }
             Ok(vec![Event::GroupMembersChanged { group: group.clone(), added: dedup(added), removed: dedup(removed) }])
         }
+        Command::IssueToken(t) => {
+            check_token_subject(state, t)?;
+            Ok(vec![Event::TokenIssued(t.clone())])
+        }
+        Command::RefreshToken { old_token_id, issued } => {
+            if !state.tokens.by_id.contains_key(old_token_id) {
+                return Err(DomainError::invalid("refresh_token", "the token was revoked or refreshed already"));
+            }
+            check_token_subject(state, issued)?;
+            Ok(vec![Event::TokenRefreshed { old_token_id: old_token_id.clone(), issued: issued.clone() }])
+        }
+        Command::RevokeToken { token_id } => {
+            if state.tokens.by_id.contains_key(token_id) {
+                Ok(vec![Event::TokenRevoked { token_id: token_id.clone() }])
+            } else {
+                Ok(vec![])
+            }
+        }
+        Command::AddSigningKey { kid, public_key } => {
+            if state.keys.signing.contains_key(kid) {
+                return Err(DomainError::AlreadyExists(format!("signing key `{kid}`")));
+            }
+            Ok(vec![Event::SigningKeyAdded { kid: kid.clone(), public_key: public_key.clone() }])
+        }
+        Command::AddTrustedKey { name, kid, public_key } => {
+            if state.keys.trusted.contains_key(name) {
+                return Err(DomainError::AlreadyExists(format!("trusted key `{name}`")));
+            }
+            if state.keys.signing.contains_key(kid) {
+                return Err(DomainError::invalid("certificate", "this is one of this server's own keys"));
+            }
+            Ok(vec![Event::TrustedKeyAdded { name: name.clone(), kid: kid.clone(), public_key: public_key.clone() }])
+        }
+        Command::RemoveTrustedKey { name } => {
+            if !state.keys.trusted.contains_key(name) {
+                return Err(DomainError::NotFound(format!("trusted key `{name}`")));
+            }
+            Ok(vec![Event::TrustedKeyRemoved { name: name.clone() }])
+        }
+        Command::ReplaceSignedUrlKey { version } => {
+            if *version != state.keys.signed_url_version + 1 {
+                return Err(DomainError::invalid("version", "the signed-URL key was replaced concurrently; try again"));
+            }
+            Ok(vec![Event::SignedUrlKeyReplaced { version: *version }])
+        }
+    }
+}
+
+/// A token acts for an existing, enabled user, or for a transient subject that has no
+/// user record here (only admins issue those, and never with the user scope).
+fn check_token_subject(state: &State, t: &TokenIssued) -> Result<(), DomainError> {
+    if state.tokens.by_id.contains_key(&t.token_id) {
+        return Err(DomainError::AlreadyExists(format!("token `{}`", t.token_id)));
+    }
+    match state.directory.users.get(&t.subject) {
+        Some(u) if u.status == UserStatus::Enabled => Ok(()),
+        Some(_) => Err(DomainError::invalid("username", format!("user `{}` is not enabled", t.subject))),
+        None if t.transient => Ok(()),
+        None => Err(DomainError::invalid("username", format!("user `{}` does not exist", t.subject))),
     }
 }
 

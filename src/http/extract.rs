@@ -35,50 +35,133 @@ pub fn request_id(req: &HttpRequest) -> RequestId {
 /// message names the field (`invalid request body at `groups[1]`: ...`).
 pub struct Body<T>(pub T);
 
+/// The raw request body (at most `max-body-bytes`) and its content type.
+struct RawBody {
+    bytes: web::BytesMut,
+    content_type: Option<String>,
+}
+
+fn read_body(req: &HttpRequest, payload: &mut Payload) -> Pin<Box<dyn Future<Output = Result<RawBody, ApiError>>>> {
+    let limit = req.app_data::<web::Data<AppState>>().map(|s| s.config.max_body_bytes).unwrap_or(1 << 20);
+    let content_type = req.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("").to_string());
+    let declared_len =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let mut payload = payload.take();
+    Box::pin(async move {
+        if declared_len.is_some_and(|n| n > limit) {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        // Read chunk by chunk so a body without Content-Length cannot exceed the limit.
+        let mut bytes = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
+            if bytes.len() + chunk.len() > limit {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(RawBody { bytes, content_type })
+    })
+}
+
+fn unsupported(ct: Option<&str>, wanted: &str) -> ApiError {
+    match ct {
+        Some(ct) => ApiError::UnsupportedMediaType(format!("content type `{ct}` is not supported; send `Content-Type: {wanted}`")),
+        None => ApiError::UnsupportedMediaType(format!("missing content type; send `Content-Type: {wanted}`")),
+    }
+}
+
 impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req.app_data::<web::Data<AppState>>().map(|s| s.config.max_body_bytes).unwrap_or(1 << 20);
-        let content_type = req.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("").to_string());
-        let declared_len = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let mut payload = payload.take();
+        let body = read_body(req, payload);
         Box::pin(async move {
-            if declared_len.is_some_and(|n| n > limit) {
-                return Err(ApiError::PayloadTooLarge(limit));
-            }
-            // Read chunk by chunk so a body without Content-Length cannot exceed the limit.
-            let mut bytes = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
-                if bytes.len() + chunk.len() > limit {
-                    return Err(ApiError::PayloadTooLarge(limit));
-                }
-                bytes.extend_from_slice(&chunk);
-            }
+            let RawBody { bytes, content_type } = body.await?;
             if bytes.iter().all(|b| b.is_ascii_whitespace()) {
                 return Err(ApiError::BadRequest("a JSON request body is required".into()));
             }
-            match content_type.as_deref() {
-                Some(ct) if is_json(ct) => {}
-                Some(ct) => {
-                    return Err(ApiError::UnsupportedMediaType(format!(
-                        "content type `{ct}` is not supported; send `Content-Type: application/json`"
-                    )))
-                }
-                None => {
-                    return Err(ApiError::UnsupportedMediaType(
-                        "missing content type; send `Content-Type: application/json`".into(),
-                    ))
-                }
+            if !content_type.as_deref().is_some_and(is_json) {
+                return Err(unsupported(content_type.as_deref(), "application/json"));
             }
             parse_json(&bytes).map(Body)
         })
+    }
+}
+
+/// A flat body sent either as `application/x-www-form-urlencoded` or as a JSON object
+/// (the token endpoint takes both, seed 004). Form values arrive as strings; the typed
+/// getters accept either spelling and name the field when a value is wrong.
+pub struct FormOrJson(pub serde_json::Map<String, serde_json::Value>);
+
+impl FromRequest for FormOrJson {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = read_body(req, payload);
+        Box::pin(async move {
+            let RawBody { bytes, content_type } = body.await?;
+            let ct = content_type.as_deref().unwrap_or("");
+            if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+                return Ok(FormOrJson(serde_json::Map::new()));
+            }
+            if is_json(ct) {
+                return parse_json(&bytes).map(FormOrJson);
+            }
+            let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            if essence == "application/x-www-form-urlencoded" || content_type.is_none() {
+                let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
+                    .map_err(|e| ApiError::BadRequest(format!("malformed form body: {e}")))?;
+                let mut map = serde_json::Map::new();
+                for (k, v) in pairs {
+                    if map.insert(k.clone(), serde_json::Value::String(v)).is_some() {
+                        return Err(ApiError::BadRequest(format!("invalid `{k}`: given more than once")));
+                    }
+                }
+                return Ok(FormOrJson(map));
+            }
+            Err(unsupported(content_type.as_deref(), "application/x-www-form-urlencoded` or `application/json"))
+        })
+    }
+}
+
+impl FormOrJson {
+    /// Reject fields outside `known`, naming the first one.
+    pub fn only(&self, known: &[&str]) -> Result<(), ApiError> {
+        match self.0.keys().find(|k| !known.contains(&k.as_str())) {
+            Some(k) => Err(ApiError::BadRequest(format!("unknown field `{k}`, expected one of {}", known.join(", ")))),
+            None => Ok(()),
+        }
+    }
+
+    pub fn string(&self, name: &str) -> Result<Option<String>, ApiError> {
+        match self.0.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(ApiError::BadRequest(format!("invalid `{name}`: expected a string, got {other}"))),
+        }
+    }
+
+    pub fn boolean(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.0.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::Bool(b)) => Ok(Some(*b)),
+            Some(serde_json::Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Some(serde_json::Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
+            Some(other) => Err(ApiError::BadRequest(format!("invalid `{name}`: expected true or false, got {other}"))),
+        }
+    }
+
+    pub fn unsigned(&self, name: &str) -> Result<Option<u64>, ApiError> {
+        let bad = |v: &dyn std::fmt::Display| ApiError::BadRequest(format!("invalid `{name}`: expected a non-negative whole number, got {v}"));
+        match self.0.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| bad(n)),
+            Some(serde_json::Value::String(s)) => s.trim().parse::<u64>().map(Some).map_err(|_| bad(&format!("`{}`", s.escape_debug()))),
+            Some(other) => Err(bad(other)),
+        }
     }
 }
 

@@ -4,10 +4,13 @@
 //! **Architecture invariant:** no handler touches the log; writes go through commands,
 //! reads come from the shared read models.
 
+mod certs;
 pub mod error;
 pub mod extract;
 mod groups;
+mod signed_urls;
 mod system;
+mod tokens;
 mod users;
 
 use crate::auth::Authenticator;
@@ -30,6 +33,7 @@ pub struct AppState {
     pub state: Arc<RwLock<State>>,
     pub writer: WriterHandle,
     pub auth: Authenticator,
+    pub keys: Arc<crate::keys::KeyRing>,
     pub config: Config,
     pub started: Instant,
 }
@@ -86,6 +90,19 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PATCH", "/access/api/v2/groups/{name}"),
     ("DELETE", "/access/api/v2/groups/{name}"),
     ("PATCH", "/access/api/v2/groups/{name}/members"),
+    ("POST", "/access/api/v1/tokens"),
+    ("GET", "/access/api/v1/tokens"),
+    ("GET", "/access/api/v1/tokens/{id}"),
+    ("DELETE", "/access/api/v1/tokens/{id}"),
+    ("GET", "/access/api/v1/cert/root"),
+    ("POST", "/access/api/v1/cert/root/rotate"),
+    ("GET", "/access/api/v1/cert/jwks"),
+    ("GET", "/access/api/v1/cert/trusted"),
+    ("POST", "/access/api/v1/cert/trusted"),
+    ("DELETE", "/access/api/v1/cert/trusted/{name}"),
+    ("POST", "/artifactory/api/signed/url"),
+    ("GET", "/artifactory/api/signed/url/verify"),
+    ("POST", "/artifactory/api/signed/url/key"),
 ];
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
@@ -107,6 +124,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     system::configure(cfg);
     users::configure(cfg);
     groups::configure(cfg);
+    tokens::configure(cfg);
+    certs::configure(cfg);
+    signed_urls::configure(cfg);
     users::configure_aliases(cfg);
     cfg.default_service(web::to(not_found));
 }

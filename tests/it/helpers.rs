@@ -234,14 +234,23 @@ pub const BINARY_ADMIN_PASSWORD: &str = "binary-admin-pw";
 
 impl ServerProcess {
     pub fn start(dir: &Path) -> ServerProcess {
+        Self::spawn(dir, "warn", Stdio::inherit())
+    }
+
+    /// Start with every log line (debug level) written to `log`.
+    pub fn start_logging(dir: &Path, log: &Path) -> ServerProcess {
+        Self::spawn(dir, "debug", Stdio::from(std::fs::File::create(log).unwrap()))
+    }
+
+    fn spawn(dir: &Path, level: &str, stderr: Stdio) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
             .args(["serve", "--data-dir"])
             .arg(dir)
             .args(["--listen", "127.0.0.1:0"])
             .env("GATEHOUSE_ADMIN_PASSWORD", BINARY_ADMIN_PASSWORD)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", level)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start gatehouse");
         let stdout = child.stdout.take().unwrap();

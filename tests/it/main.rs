@@ -8,5 +8,7 @@ mod groups;
 mod helpers;
 mod openapi;
 mod read_your_writes;
+mod secrets;
 mod system;
+mod tokens;
 mod users;

@@ -69,9 +69,11 @@ fn documented_auth_codes_are_the_served_ones() {
             assert_eq!(r.status, 401, "{method} {path} without credentials: {}", r.text);
         } else {
             let r = anon.raw(&method, &concrete, Some("application/json"), body);
-            assert!(r.status < 400, "{method} {path} is documented as public but answered {}", r.status);
+            assert!(r.status != 401 && r.status != 403, "{method} {path} is documented as public but answered {}", r.status);
         }
-        if codes.contains(&403) {
+        // The token endpoints' 403s depend on what is asked (scope, user, expiry) and on
+        // whose token it is; tests/it/tokens.rs covers each of them.
+        if codes.contains(&401) && codes.contains(&403) && !path.starts_with("/access/api/v1/tokens") {
             let r = plain.raw(&method, &concrete, Some("application/json"), body);
             assert_eq!(r.status, 403, "{method} {path} as a non-admin (on another user): {}", r.text);
         }

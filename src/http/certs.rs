@@ -1,0 +1,99 @@
+//! Keys that verify tokens: the root key (PEM), the JWKS document, rotation, and the
+//! circle of trust (seed 003, seed 004 "Get Root Certificate").
+
+use super::error::ApiError;
+use super::extract::{Admin, Body, RequestId};
+use super::{query_param, resource, written, AppState};
+use crate::domain::{self, Command};
+use crate::keys::{self, public_from_b64};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/access/api/v1/cert/root").route(web::get().to(root)))
+        .service(resource("/access/api/v1/cert/root/rotate").route(web::post().to(rotate)))
+        .service(resource("/access/api/v1/cert/jwks").route(web::get().to(jwks)))
+        .service(resource("/access/api/v1/cert/trusted").route(web::get().to(list_trusted)).route(web::post().to(add_trusted)))
+        .service(resource("/access/api/v1/cert/trusted/{name}").route(web::delete().to(remove_trusted)));
+}
+
+/// The active public key: base64 DER on one line, or PEM with `?formatted=true`.
+async fn root(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let formatted = match query_param(&req, "formatted")?.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(v) => return Err(ApiError::BadRequest(format!("invalid `formatted`: `{}` (use true or false)", v.escape_debug()))),
+    };
+    let s = app.read();
+    let key = s
+        .keys
+        .active
+        .as_ref()
+        .and_then(|kid| s.keys.signing.get(kid))
+        .and_then(|p| public_from_b64(p))
+        .ok_or_else(|| ApiError::Unavailable("no signing key yet".into()))?;
+    let body = if formatted { keys::public_pem(&key) } else { keys::public_der_b64(&key) };
+    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(body))
+}
+
+/// Every key that verifies tokens here (RFC 7517/8037), public so JWT libraries can fetch it.
+async fn jwks(app: web::Data<AppState>) -> HttpResponse {
+    let s = app.read();
+    let keys: Vec<_> = app
+        .keys
+        .all_verifying(&s)
+        .into_iter()
+        .map(|(kid, k)| json!({"kty": "OKP", "crv": "Ed25519", "x": keys::public_b64(&k), "kid": kid, "alg": "EdDSA", "use": "sig"}))
+        .collect();
+    HttpResponse::Ok().json(json!({ "keys": keys }))
+}
+
+/// New tokens are signed with a new key; the old one keeps verifying until its tokens expire.
+async fn rotate(app: web::Data<AppState>, admin: Admin, rid: RequestId) -> Result<HttpResponse, ApiError> {
+    let (kid, public) = app.keys.generate().map_err(|e| {
+        tracing::error!(error = %e, "cannot store a new signing key");
+        ApiError::Internal(rid.0.clone())
+    })?;
+    let cmd = Command::AddSigningKey { kid: kid.clone(), public_key: keys::public_b64(&public) };
+    let committed = app.submit(cmd, &admin.0.username, &rid).await?;
+    Ok(written(HttpResponse::Ok().json(json!({"kid": kid, "certificate": keys::public_pem(&public)})), committed))
+}
+
+async fn list_trusted(app: web::Data<AppState>, _admin: Admin) -> HttpResponse {
+    let s = app.read();
+    let trusted: Vec<_> = s
+        .keys
+        .trusted
+        .iter()
+        .map(|(name, (kid, p))| {
+            let pem = public_from_b64(p).map(|k| keys::public_pem(&k)).unwrap_or_default();
+            json!({"name": name, "kid": kid, "certificate": pem})
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({ "trusted": trusted }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrustedBody {
+    name: String,
+    certificate: String,
+}
+
+async fn add_trusted(app: web::Data<AppState>, admin: Admin, rid: RequestId, Body(body): Body<TrustedBody>) -> Result<HttpResponse, ApiError> {
+    domain::validate_group_name("name", &body.name)?;
+    let key = keys::parse_public(&body.certificate).ok_or_else(|| {
+        ApiError::BadRequest("invalid `certificate`: not an Ed25519 public key (send the PEM a peer serves at /access/api/v1/cert/root?formatted=true)".into())
+    })?;
+    let kid = keys::kid_of(&key);
+    let cmd = Command::AddTrustedKey { name: body.name.clone(), kid: kid.clone(), public_key: keys::public_b64(&key) };
+    let committed = app.submit(cmd, &admin.0.username, &rid).await?;
+    Ok(written(HttpResponse::build(StatusCode::CREATED).json(json!({"name": body.name, "kid": kid})), committed))
+}
+
+async fn remove_trusted(app: web::Data<AppState>, admin: Admin, rid: RequestId, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let committed = app.submit(Command::RemoveTrustedKey { name: path.into_inner() }, &admin.0.username, &rid).await?;
+    Ok(written(HttpResponse::NoContent().finish(), committed))
+}

@@ -1,0 +1,296 @@
+//! Access tokens (seed 004 "Access Tokens", seed 003): create, refresh, list, get, revoke.
+
+use super::error::ApiError;
+use super::extract::{Caller, FormOrJson, RequestId};
+use super::{query_param, resource, written, AppState};
+use crate::auth::{unix_secs, Principal};
+use crate::domain::{self, Command};
+use crate::tokens::{self, Spec};
+use actix_web::{web, HttpRequest, HttpResponse};
+use gatehouse_schemas::TokenIssued;
+use serde_json::json;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/access/api/v1/tokens").route(web::post().to(create)).route(web::get().to(list)))
+        .service(resource("/access/api/v1/tokens/{id}").route(web::get().to(get)).route(web::delete().to(revoke)));
+}
+
+const USER_SCOPE: &str = "applied-permissions/user";
+const MAX_SCOPE_CHARS: usize = 500;
+const MAX_AUDIENCE_CHARS: usize = 255;
+const MAX_DESCRIPTION_CHARS: usize = 1024;
+const FIELDS: &[&str] = &[
+    "grant_type",
+    "username",
+    "scope",
+    "expires_in",
+    "refreshable",
+    "description",
+    "audience",
+    "include_reference_token",
+    "force_revocable",
+    "refresh_token",
+    "access_token",
+    "project_key",
+];
+
+/// Check the scope's syntax: space-separated `applied-permissions/{user,admin,groups:a,b}`.
+fn parse_scope(scope: &str) -> Result<(), ApiError> {
+    if scope.chars().count() > MAX_SCOPE_CHARS {
+        return Err(ApiError::BadRequest(format!("invalid `scope`: at most {MAX_SCOPE_CHARS} characters")));
+    }
+    if scope.split_whitespace().next().is_none() {
+        return Err(ApiError::BadRequest("invalid `scope`: must not be empty".into()));
+    }
+    for part in scope.split_whitespace() {
+        if part == USER_SCOPE || part == "applied-permissions/admin" {
+            continue;
+        }
+        match part.strip_prefix("applied-permissions/groups:") {
+            Some(groups) if !groups.is_empty() => {
+                for g in groups.split(',') {
+                    domain::validate_group_name("scope", g.trim())?;
+                }
+            }
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "invalid `scope`: unknown scope `{}` (use applied-permissions/user, applied-permissions/admin or applied-permissions/groups:<g1>,<g2>)",
+                    part.escape_debug()
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn token_response(m: &tokens::Minted, now: u64) -> serde_json::Value {
+    let mut body = json!({
+        "token_id": m.record.token_id,
+        "access_token": m.access_token,
+        "scope": m.record.scope,
+        "token_type": "Bearer",
+    });
+    if let Some(r) = &m.refresh_token {
+        body["refresh_token"] = json!(r);
+    }
+    if let Some(e) = m.record.expires_at {
+        body["expires_in"] = json!(e.saturating_sub(now));
+    }
+    if let Some(r) = &m.reference_token {
+        body["reference_token"] = json!(r);
+    }
+    body
+}
+
+async fn create(app: web::Data<AppState>, caller: Caller, rid: RequestId, FormOrJson(fields): FormOrJson) -> Result<HttpResponse, ApiError> {
+    let form = FormOrJson(fields);
+    form.only(FIELDS)?;
+    match form.string("grant_type")?.as_deref() {
+        None | Some("client_credentials") => issue(&app, &caller.0, &rid, &form).await,
+        Some("refresh_token") => refresh(&app, &caller.0, &rid, &form).await,
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "invalid `grant_type`: `{}` (use client_credentials or refresh_token)",
+            other.escape_debug()
+        ))),
+    }
+}
+
+async fn issue(app: &AppState, caller: &Principal, rid: &RequestId, form: &FormOrJson) -> Result<HttpResponse, ApiError> {
+    let cfg = &app.config;
+    let username = match form.string("username")? {
+        Some(u) => domain::normalize_username("username", &u)?,
+        None => caller.username.clone(),
+    };
+    let scope = form.string("scope")?.unwrap_or_else(|| USER_SCOPE.to_string());
+    parse_scope(&scope)?;
+    let scope = scope.split_whitespace().collect::<Vec<_>>().join(" ");
+    if !caller.admin {
+        if username != caller.username {
+            return Err(ApiError::Forbidden("only an admin can create tokens for another user".into()));
+        }
+        if scope != USER_SCOPE {
+            return Err(ApiError::Forbidden("only an admin can create tokens with a group or admin scope".into()));
+        }
+    }
+    let expires_in = match form.unsigned("expires_in")? {
+        Some(0) => None,
+        Some(n) => Some(n),
+        None if cfg.default_expiry == 0 => None,
+        None => Some(cfg.default_expiry),
+    };
+    if !caller.admin && cfg.max_expiry > 0 && expires_in.is_none_or(|e| e > cfg.max_expiry) {
+        return Err(ApiError::Forbidden(format!(
+            "`expires_in` must be between 1 and {} seconds for non-admin tokens",
+            cfg.max_expiry
+        )));
+    }
+    let mut refreshable = form.boolean("refreshable")?.unwrap_or(false);
+    if !caller.admin && !cfg.allow_refreshable {
+        refreshable = false;
+    }
+    let description = form.string("description")?;
+    if description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS) {
+        return Err(ApiError::BadRequest(format!("invalid `description`: at most {MAX_DESCRIPTION_CHARS} characters")));
+    }
+    let audience = form.string("audience")?.unwrap_or_else(|| "*@*".into());
+    if audience.chars().count() > MAX_AUDIENCE_CHARS || audience.split_whitespace().next().is_none() {
+        return Err(ApiError::BadRequest(format!("invalid `audience`: 1 to {MAX_AUDIENCE_CHARS} characters")));
+    }
+    let reference = form.boolean("include_reference_token")?.unwrap_or(false);
+    let force_revocable = form.boolean("force_revocable")?.unwrap_or(false);
+    let (service_id, kid, user_exists) = {
+        let s = app.read();
+        (s.service_id.clone().unwrap_or_default(), s.keys.active.clone(), s.directory.users.contains_key(&username))
+    };
+    if !user_exists && scope.split_whitespace().any(|p| p == USER_SCOPE) {
+        return Err(ApiError::BadRequest(format!(
+            "invalid `username`: user `{username}` does not exist (tokens for other identities need a group or admin scope)"
+        )));
+    }
+    let kid = kid.ok_or_else(|| ApiError::Unavailable("no signing key yet".into()))?;
+    let revocable = force_revocable
+        || refreshable
+        || reference
+        || expires_in.is_none_or(|e| e >= cfg.revocable_expiry_threshold);
+    let now = unix_secs();
+    let spec = Spec {
+        service_id: &service_id,
+        subject: &username,
+        transient: !user_exists,
+        scope: &scope,
+        audience: &audience,
+        description: description.as_deref(),
+        expires_in,
+        refreshable,
+        reference,
+        revocable,
+        now,
+    };
+    let minted = tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| ApiError::Internal(rid.0.clone()))?;
+    let committed = app.submit(Command::IssueToken(minted.record.clone()), &caller.username, rid).await?;
+    Ok(written(HttpResponse::Ok().json(token_response(&minted, now)), committed))
+}
+
+async fn refresh(app: &AppState, caller: &Principal, rid: &RequestId, form: &FormOrJson) -> Result<HttpResponse, ApiError> {
+    let refresh_token =
+        form.string("refresh_token")?.ok_or_else(|| ApiError::BadRequest("invalid `refresh_token`: required for grant_type=refresh_token".into()))?;
+    let now = unix_secs();
+    let (old, service_id, kid) = {
+        let s = app.read();
+        let old = s
+            .tokens
+            .by_refresh_hash
+            .get(&tokens::hash_hex(&refresh_token))
+            .and_then(|id| s.tokens.by_id.get(id))
+            .cloned()
+            .ok_or_else(|| ApiError::BadRequest("invalid `refresh_token`: unknown, revoked or already used".into()))?;
+        (old, s.service_id.clone().unwrap_or_default(), s.keys.active.clone())
+    };
+    if old.subject != caller.username && !caller.admin {
+        return Err(ApiError::Forbidden("the refresh token belongs to another user".into()));
+    }
+    if old.expires_at.is_some_and(|e| e + app.config.refresh_grace_period < now) {
+        return Err(ApiError::BadRequest("invalid `refresh_token`: the token expired beyond the grace period".into()));
+    }
+    let kid = kid.ok_or_else(|| ApiError::Unavailable("no signing key yet".into()))?;
+    let spec = Spec {
+        service_id: &service_id,
+        subject: &old.subject,
+        transient: old.transient,
+        scope: &old.scope,
+        audience: &old.audience,
+        description: old.description.as_deref(),
+        expires_in: old.expires_at.map(|e| e.saturating_sub(old.issued_at)),
+        refreshable: true,
+        reference: old.reference_hash.is_some(),
+        revocable: true,
+        now,
+    };
+    let minted = tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| ApiError::Internal(rid.0.clone()))?;
+    let cmd = Command::RefreshToken { old_token_id: old.token_id.clone(), issued: minted.record.clone() };
+    let committed = app.submit(cmd, &caller.username, rid).await?;
+    Ok(written(HttpResponse::Ok().json(token_response(&minted, now)), committed))
+}
+
+fn token_view(t: &TokenIssued, service_id: &str) -> serde_json::Value {
+    let mut v = json!({
+        "token_id": t.token_id,
+        "subject": format!("{service_id}/users/{}", t.subject),
+        "issued_at": t.issued_at,
+        "issuer": service_id,
+        "refreshable": t.refreshable,
+        "scope": t.scope,
+    });
+    if let Some(e) = t.expires_at {
+        v["expiry"] = json!(e);
+    }
+    if let Some(d) = &t.description {
+        v["description"] = json!(d);
+    }
+    v
+}
+
+async fn list(app: web::Data<AppState>, caller: Caller, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let description = query_param(&req, "description")?;
+    let refreshable = match query_param(&req, "refreshable")?.as_deref() {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(other) => return Err(ApiError::BadRequest(format!("invalid `refreshable`: `{}` (use true or false)", other.escape_debug()))),
+    };
+    let matches_description = |d: Option<&String>| match &description {
+        None => true,
+        Some(pattern) => match pattern.strip_suffix('*') {
+            Some(prefix) => d.is_some_and(|d| d.starts_with(prefix)),
+            None => d.is_some_and(|d| d == pattern),
+        },
+    };
+    let s = app.read();
+    let service_id = s.service_id.clone().unwrap_or_default();
+    let tokens: Vec<_> = s
+        .tokens
+        .by_id
+        .values()
+        .filter(|t| caller.0.admin || t.subject == caller.0.username)
+        .filter(|t| refreshable.is_none_or(|r| t.refreshable == r))
+        .filter(|t| matches_description(t.description.as_ref()))
+        .map(|t| token_view(t, &service_id))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "tokens": tokens })))
+}
+
+/// `me` means the token the caller signed in with.
+fn resolve_id(caller: &Principal, id: &str) -> Result<String, ApiError> {
+    if id != "me" {
+        return Ok(id.to_string());
+    }
+    match &caller.token {
+        Some(t) if t.local => Ok(t.token_id.clone()),
+        Some(_) => Err(ApiError::BadRequest("the token was issued by another server and cannot be managed here".into())),
+        None => Err(ApiError::BadRequest("`me` refers to the token you signed in with; this request used a password".into())),
+    }
+}
+
+async fn get(app: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = resolve_id(&caller.0, &path)?;
+    let s = app.read();
+    let t = s.tokens.by_id.get(&id).ok_or_else(|| ApiError::NotFound(format!("token `{id}` not found")))?;
+    if !caller.0.admin && t.subject != caller.0.username {
+        return Err(ApiError::Forbidden("only an admin can read other users' tokens".into()));
+    }
+    Ok(HttpResponse::Ok().json(token_view(t, s.service_id.as_deref().unwrap_or(""))))
+}
+
+async fn revoke(app: web::Data<AppState>, caller: Caller, rid: RequestId, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = resolve_id(&caller.0, &path)?;
+    let owner = app.read().tokens.by_id.get(&id).map(|t| t.subject.clone());
+    let Some(owner) = owner else {
+        // Unknown or already revoked: 204, as the seed says.
+        return Ok(HttpResponse::NoContent().finish());
+    };
+    if !caller.0.admin && owner != caller.0.username {
+        return Err(ApiError::Forbidden("only an admin can revoke other users' tokens".into()));
+    }
+    let committed = app.submit(Command::RevokeToken { token_id: id }, &caller.0.username, &rid).await?;
+    Ok(written(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("Token revoked"), committed))
+}

@@ -1,0 +1,237 @@
+//! Signing keys and the circle of trust.
+//!
+//! Private keys live only in `<data-dir>/keys/` as files with mode 0600 (never in the
+//! event log, never in responses or logs). The log records only public halves
+//! (`SigningKeyAdded`, `TrustedKeyAdded`), so every server that replays it knows which
+//! keys verify which tokens. Peers' public keys can also be dropped as PEM files into
+//! `<data-dir>/trusted/`; that folder is re-read when a token names an unknown key.
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use gatehouse_projections::State;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+/// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): the key's 32 bytes follow.
+const SPKI_PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+
+/// A key id: the first 16 hex digits of blake3 of the public key.
+pub fn kid_of(public: &VerifyingKey) -> String {
+    blake3::hash(public.as_bytes()).to_hex()[..16].to_string()
+}
+
+pub fn public_b64(public: &VerifyingKey) -> String {
+    URL_SAFE_NO_PAD.encode(public.as_bytes())
+}
+
+pub fn public_from_b64(text: &str) -> Option<VerifyingKey> {
+    let bytes: [u8; 32] = URL_SAFE_NO_PAD.decode(text).ok()?.try_into().ok()?;
+    VerifyingKey::from_bytes(&bytes).ok()
+}
+
+/// The public key as PEM (`-----BEGIN PUBLIC KEY-----`, SubjectPublicKeyInfo), the form
+/// JWT libraries load for EdDSA.
+pub fn public_pem(public: &VerifyingKey) -> String {
+    let mut der = SPKI_PREFIX.to_vec();
+    der.extend_from_slice(public.as_bytes());
+    let body = STANDARD.encode(der);
+    let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).expect("base64")).collect();
+    format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", lines.join("\n"))
+}
+
+/// The base64 DER without PEM armour (what `/cert/root` answers unformatted).
+pub fn public_der_b64(public: &VerifyingKey) -> String {
+    let mut der = SPKI_PREFIX.to_vec();
+    der.extend_from_slice(public.as_bytes());
+    STANDARD.encode(der)
+}
+
+/// Parse a public key from PEM, bare base64 DER, or base64url raw 32 bytes.
+pub fn parse_public(text: &str) -> Option<VerifyingKey> {
+    let body: String = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<Vec<_>>()
+        .join("");
+    if let Ok(der) = STANDARD.decode(body.as_bytes()) {
+        if der.len() == 44 && der[..12] == SPKI_PREFIX {
+            return VerifyingKey::from_bytes(&der[12..].try_into().ok()?).ok();
+        }
+    }
+    public_from_b64(body.trim())
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot use the key directory {path}: {source}")]
+pub struct KeyError {
+    path: PathBuf,
+    source: std::io::Error,
+}
+
+/// This server's private keys, plus a cache of parsed public keys.
+pub struct KeyRing {
+    dir: PathBuf,
+    trusted_dir: PathBuf,
+    signing: RwLock<HashMap<String, SigningKey>>,
+    /// Public keys from `trusted/` files by kid, with the time of the last scan.
+    trusted_files: RwLock<(HashMap<String, VerifyingKey>, Option<Instant>)>,
+    /// Parsed public keys by kid (parsing decompresses a curve point: worth caching).
+    parsed: RwLock<HashMap<String, VerifyingKey>>,
+}
+
+/// How often an unknown `kid` may trigger a re-read of `trusted/`.
+const TRUSTED_RESCAN: Duration = Duration::from_secs(1);
+
+impl KeyRing {
+    /// Load every private key under `<data_dir>/keys/`.
+    pub fn open(data_dir: &Path) -> Result<KeyRing, KeyError> {
+        let dir = data_dir.join("keys");
+        let trusted_dir = data_dir.join("trusted");
+        for d in [&dir, &trusted_dir] {
+            std::fs::create_dir_all(d).map_err(|source| KeyError { path: d.clone(), source })?;
+        }
+        let mut signing = HashMap::new();
+        let entries = std::fs::read_dir(&dir).map_err(|source| KeyError { path: dir.clone(), source })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("key") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).map_err(|source| KeyError { path: path.clone(), source })?;
+            let Some(bytes) = URL_SAFE_NO_PAD.decode(text.trim()).ok().and_then(|b| <[u8; 32]>::try_from(b).ok()) else {
+                tracing::warn!(path = %path.display(), "ignoring a key file that is not 32 base64url bytes");
+                continue;
+            };
+            let key = SigningKey::from_bytes(&bytes);
+            signing.insert(kid_of(&key.verifying_key()), key);
+        }
+        Ok(KeyRing {
+            dir,
+            trusted_dir,
+            signing: RwLock::new(signing),
+            trusted_files: RwLock::new((HashMap::new(), None)),
+            parsed: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// Make a new signing key and store it (0600). Returns its kid and public key; the
+    /// caller records `SigningKeyAdded` so the key becomes active.
+    pub fn generate(&self) -> Result<(String, VerifyingKey), KeyError> {
+        let mut seed = [0u8; 32];
+        getrandom::getrandom(&mut seed).expect("the OS has randomness");
+        let key = SigningKey::from_bytes(&seed);
+        let public = key.verifying_key();
+        let kid = kid_of(&public);
+        let path = self.dir.join(format!("{kid}.key"));
+        crate::app::write_private(&path, &URL_SAFE_NO_PAD.encode(seed)).map_err(|source| KeyError { path, source })?;
+        self.signing.write().unwrap_or_else(|p| p.into_inner()).insert(kid.clone(), key);
+        Ok((kid, public))
+    }
+
+    pub fn signing_key(&self, kid: &str) -> Option<SigningKey> {
+        self.signing.read().unwrap_or_else(|p| p.into_inner()).get(kid).cloned()
+    }
+
+    /// The key that verifies tokens with this `kid`: ours, a trusted peer's from the log,
+    /// or one from the `trusted/` folder.
+    pub fn verifying_key(&self, state: &State, kid: &str) -> Option<VerifyingKey> {
+        if let Some(k) = self.parsed.read().unwrap_or_else(|p| p.into_inner()).get(kid) {
+            // Still listed? A removed trusted key must stop verifying at once.
+            if state.keys.signing.contains_key(kid) || state.keys.trusted.values().any(|(k2, _)| k2 == kid) {
+                return Some(*k);
+            }
+        }
+        let from_state = state
+            .keys
+            .signing
+            .get(kid)
+            .or_else(|| state.keys.trusted.values().find(|(k, _)| k == kid).map(|(_, p)| p))
+            .and_then(|p| public_from_b64(p));
+        if let Some(k) = from_state {
+            self.parsed.write().unwrap_or_else(|p| p.into_inner()).insert(kid.to_string(), k);
+            return Some(k);
+        }
+        self.trusted_file_key(kid)
+    }
+
+    fn trusted_file_key(&self, kid: &str) -> Option<VerifyingKey> {
+        {
+            let files = self.trusted_files.read().unwrap_or_else(|p| p.into_inner());
+            let fresh = files.1.is_some_and(|t| t.elapsed() < TRUSTED_RESCAN);
+            if fresh {
+                return files.0.get(kid).copied();
+            }
+        }
+        let mut found = HashMap::new();
+        if let Ok(entries) = std::fs::read_dir(&self.trusted_dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(text) = std::fs::read_to_string(&path) else { continue };
+                match parse_public(&text) {
+                    Some(k) => {
+                        found.insert(kid_of(&k), k);
+                    }
+                    None => tracing::warn!(path = %path.display(), "ignoring a trusted file that is not an Ed25519 public key"),
+                }
+            }
+        }
+        let key = found.get(kid).copied();
+        *self.trusted_files.write().unwrap_or_else(|p| p.into_inner()) = (found, Some(Instant::now()));
+        key
+    }
+
+    /// Every public key that verifies tokens here, by kid (for the JWKS document).
+    pub fn all_verifying(&self, state: &State) -> Vec<(String, VerifyingKey)> {
+        let mut out: Vec<(String, VerifyingKey)> = state
+            .keys
+            .signing
+            .iter()
+            .chain(state.keys.trusted.values().map(|(k, p)| (k, p)))
+            .filter_map(|(kid, p)| public_from_b64(p).map(|k| (kid.clone(), k)))
+            .collect();
+        let _ = self.trusted_file_key("");
+        let files = self.trusted_files.read().unwrap_or_else(|p| p.into_inner());
+        for (kid, k) in &files.0 {
+            if !out.iter().any(|(o, _)| o == kid) {
+                out.push((kid.clone(), *k));
+            }
+        }
+        out
+    }
+
+    /// The signed-URL key of `version`, if it exists.
+    pub fn signed_url_key(&self, version: u64) -> Option<[u8; 32]> {
+        let text = std::fs::read_to_string(self.dir.join(format!("signed-url-{version}.secret"))).ok()?;
+        URL_SAFE_NO_PAD.decode(text.trim()).ok().and_then(|b| <[u8; 32]>::try_from(b).ok())
+    }
+
+    /// Make the signed-URL key of `version` (0600); the caller then records
+    /// `SignedUrlKeyReplaced { version }`.
+    pub fn new_signed_url_key(&self, version: u64) -> Result<(), KeyError> {
+        let path = self.dir.join(format!("signed-url-{version}.secret"));
+        let mut key = [0u8; 32];
+        getrandom::getrandom(&mut key).expect("the OS has randomness");
+        crate::app::write_private(&path, &URL_SAFE_NO_PAD.encode(key)).map_err(|source| KeyError { path, source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_round_trip() {
+        let key = SigningKey::from_bytes(&[7u8; 32]);
+        let public = key.verifying_key();
+        let pem = public_pem(&public);
+        assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
+        assert_eq!(parse_public(&pem), Some(public));
+        assert_eq!(parse_public(&public_der_b64(&public)), Some(public));
+        assert_eq!(parse_public(&public_b64(&public)), Some(public));
+        assert_eq!(parse_public("not a key"), None);
+    }
+}

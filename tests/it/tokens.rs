@@ -1,0 +1,316 @@
+//! Access tokens, keys, the circle of trust and signed URLs (issue 3).
+
+use crate::helpers::{Client, TestApp};
+use gatehouse::Config;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+pub fn create_token(client: &Client, body: Value) -> Value {
+    let r = client.post("/access/api/v1/tokens", &body);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.header("x-gatehouse-seq").is_some());
+    r.json()
+}
+
+fn bearer(app: &TestApp, token: &str) -> Client {
+    app.anon().with_header_auth(&format!("Bearer {token}"))
+}
+
+#[test]
+fn lifecycle_create_use_list_get_revoke() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    // Shorter than `revocable-expiry-threshold` (6 h): works, but is not kept as a record.
+    let short = create_token(&admin, json!({"description": "short", "expires_in": 600}));
+    assert_eq!(bearer(&app, short["access_token"].as_str().unwrap()).get("/access/api/v2/users").status, 200);
+    assert_eq!(admin.get("/access/api/v1/tokens").json()["tokens"], json!([]));
+    let t = create_token(&admin, json!({"description": "ci build", "expires_in": 86400}));
+    assert_eq!(t["token_type"], "Bearer");
+    assert_eq!(t["scope"], "applied-permissions/user");
+    assert!(t["expires_in"].as_u64().unwrap() <= 86400);
+    assert!(t.get("refresh_token").is_none(), "not refreshable by default");
+    let token = t["access_token"].as_str().unwrap();
+    let id = t["token_id"].as_str().unwrap();
+    let me = bearer(&app, token);
+    assert_eq!(me.get("/access/api/v2/users").status, 200, "an admin's user-scoped token acts as the admin");
+    let list = admin.get("/access/api/v1/tokens").json();
+    let listed = &list["tokens"].as_array().unwrap()[0];
+    assert_eq!(listed["token_id"], id);
+    assert_eq!(listed["description"], "ci build");
+    assert!(listed["subject"].as_str().unwrap().ends_with("/users/admin"));
+    assert_eq!(admin.get("/access/api/v1/tokens?description=ci*").json()["tokens"].as_array().unwrap().len(), 1);
+    assert_eq!(admin.get("/access/api/v1/tokens?description=other*").json()["tokens"].as_array().unwrap().len(), 0);
+    assert_eq!(admin.get("/access/api/v1/tokens?refreshable=true").json()["tokens"].as_array().unwrap().len(), 0);
+    assert_eq!(admin.get("/access/api/v1/tokens?refreshable=maybe").status, 400);
+    assert_eq!(me.get("/access/api/v1/tokens/me").json()["token_id"], id);
+    assert_eq!(admin.get(&format!("/access/api/v1/tokens/{id}")).status, 200);
+    assert_eq!(admin.get("/access/api/v1/tokens/nope").status, 404);
+    assert_eq!(admin.get("/access/api/v1/tokens/me").status, 400, "`me` with a password");
+    let r = me.delete("/access/api/v1/tokens/me");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = me.get("/access/api/v2/users");
+    assert_eq!(r.status, 401, "a revoked token fails on the very next request");
+    assert!(r.error_message().contains("revoked"));
+    assert_eq!(admin.delete(&format!("/access/api/v1/tokens/{id}")).status, 204, "already revoked");
+    assert_eq!(admin.delete("/access/api/v1/tokens/never-existed").status, 204);
+    assert_eq!(app.anon().post("/access/api/v1/tokens", &json!({})).status, 401);
+}
+
+#[test]
+fn non_admins_get_identity_tokens_for_themselves_only() {
+    let config = Config { max_expiry: 7200, default_expiry: 3600, ..Config::default() };
+    let app = TestApp::spawn_with(config);
+    app.create_user("nina", "password-1");
+    app.create_user("otto", "password-1");
+    let nina = app.as_user("nina", "password-1");
+    // Form-encoded, as curl -d sends it.
+    let r = nina.raw("POST", "/access/api/v1/tokens", Some("application/x-www-form-urlencoded"), Some(b"scope=applied-permissions/user&expires_in=600&refreshable=true"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let t = r.json();
+    assert!(t["refresh_token"].is_string());
+    let token = t["access_token"].as_str().unwrap().to_string();
+    assert_eq!(bearer(&app, &token).get("/access/api/v2/users/nina").status, 200);
+    assert_eq!(bearer(&app, &token).get("/access/api/v2/users").status, 403, "nina's token is not an admin's");
+    for (body, status, needle) in [
+        (json!({"username": "otto"}), 403, "another user"),
+        (json!({"scope": "applied-permissions/admin"}), 403, "admin"),
+        (json!({"scope": "applied-permissions/groups:readers"}), 403, "group"),
+        (json!({"expires_in": 0}), 403, "expires_in"),
+        (json!({"expires_in": 99999}), 403, "expires_in"),
+        (json!({"expires_in": "soon"}), 400, "expires_in"),
+        (json!({"scope": "root"}), 400, "scope"),
+        (json!({"scope": "x ".repeat(300)}), 400, "scope"),
+        (json!({"grant_type": "password"}), 400, "grant_type"),
+        (json!({"colour": "red"}), 400, "colour"),
+        (json!({"refreshable": "perhaps"}), 400, "refreshable"),
+    ] {
+        let r = nina.post("/access/api/v1/tokens", &body);
+        assert_eq!(r.status, status, "{body}: {}", r.text);
+        assert!(r.error_message().contains(needle), "{body}: {}", r.text);
+    }
+    // Otto cannot see or revoke nina's token.
+    let id = t["token_id"].as_str().unwrap();
+    let otto = app.as_user("otto", "password-1");
+    assert_eq!(otto.get(&format!("/access/api/v1/tokens/{id}")).status, 403);
+    assert_eq!(otto.delete(&format!("/access/api/v1/tokens/{id}")).status, 403);
+    assert_eq!(otto.get("/access/api/v1/tokens").json()["tokens"], json!([]));
+    assert_eq!(nina.get("/access/api/v1/tokens").json()["tokens"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn tokens_as_passwords_reference_tokens_and_disabled_subjects() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("rita", "password-1");
+    let t = create_token(&admin, json!({"username": "rita", "include_reference_token": true, "expires_in": 600}));
+    let access = t["access_token"].as_str().unwrap();
+    let reference = t["reference_token"].as_str().unwrap();
+    assert_eq!(reference.len(), 128);
+    assert_eq!(app.as_user("rita", access).get("/access/api/v2/users/rita").status, 200, "Basic with the token as password");
+    assert_eq!(app.as_user("admin", access).get("/access/api/v2/users/rita").status, 401, "the token names rita");
+    assert_eq!(bearer(&app, reference).get("/access/api/v2/users/rita").status, 200, "reference token as bearer");
+    assert_eq!(app.as_user("rita", reference).get("/access/api/v2/users/rita").status, 200);
+    admin.patch("/access/api/v2/users/rita", &json!({"status": "disabled"}));
+    assert_eq!(bearer(&app, access).get("/access/api/v2/users/rita").status, 401, "disabled subject");
+    admin.patch("/access/api/v2/users/rita", &json!({"status": "enabled"}));
+    assert_eq!(bearer(&app, access).get("/access/api/v2/users/rita").status, 200);
+    admin.delete("/access/api/v2/users/rita");
+    assert_eq!(bearer(&app, access).get("/access/api/v2/users/rita").status, 401, "deleted subject");
+    assert_eq!(bearer(&app, "eyJhbGciOiJFZERTQSJ9.e30.AAAA").get("/access/api/v2/users").status, 401);
+}
+
+#[test]
+fn transient_subjects_need_an_admin_and_a_non_user_scope() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.post("/access/api/v1/tokens", &json!({"username": "ghost"}));
+    assert_eq!(r.status, 400, "user scope needs an existing user");
+    let t = create_token(&admin, json!({"username": "ci-robot", "scope": "applied-permissions/admin", "expires_in": 600}));
+    let robot = bearer(&app, t["access_token"].as_str().unwrap());
+    assert_eq!(robot.get("/access/api/v2/users").status, 200, "admin-scoped transient subject");
+}
+
+#[test]
+fn refresh_replaces_the_pair_and_keeps_the_scope() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("fred", "password-1");
+    app.create_user("gail", "password-1");
+    let fred = app.as_user("fred", "password-1");
+    let t = create_token(&fred, json!({"refreshable": true, "expires_in": 600}));
+    let old_access = t["access_token"].as_str().unwrap();
+    let old_refresh = t["refresh_token"].as_str().unwrap();
+    let gail = app.as_user("gail", "password-1");
+    let r = gail.post("/access/api/v1/tokens", &json!({"grant_type": "refresh_token", "refresh_token": old_refresh}));
+    assert_eq!(r.status, 403, "someone else's refresh token");
+    let r = fred.raw(
+        "POST",
+        "/access/api/v1/tokens",
+        Some("application/x-www-form-urlencoded"),
+        Some(format!("grant_type=refresh_token&refresh_token={old_refresh}").as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let n = r.json();
+    assert_ne!(n["access_token"], t["access_token"]);
+    assert_eq!(n["scope"], t["scope"]);
+    assert!(n["refresh_token"].is_string());
+    assert_eq!(bearer(&app, old_access).get("/access/api/v2/users/fred").status, 401, "the old pair stops working");
+    assert_eq!(bearer(&app, n["access_token"].as_str().unwrap()).get("/access/api/v2/users/fred").status, 200);
+    let r = fred.post("/access/api/v1/tokens", &json!({"grant_type": "refresh_token", "refresh_token": old_refresh}));
+    assert_eq!(r.status, 400, "a used refresh token");
+    assert_eq!(fred.post("/access/api/v1/tokens", &json!({"grant_type": "refresh_token"})).status, 400);
+    assert_eq!(admin.get("/access/api/v1/tokens").json()["tokens"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn an_independent_jwt_library_verifies_our_tokens() {
+    use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let t = create_token(&admin, json!({"expires_in": 600, "audience": "jfrt@* jfac@*"}));
+    let token = t["access_token"].as_str().unwrap();
+    let pem = admin.get("/access/api/v1/cert/root?formatted=true").text;
+    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"));
+    let unformatted = admin.get("/access/api/v1/cert/root").text;
+    assert!(!unformatted.contains("BEGIN") && pem.contains(&unformatted[..40]));
+    assert_eq!(app.anon().get("/access/api/v1/cert/root").status, 401);
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.set_audience(&["jfac@*"]);
+    let data = decode::<Value>(token, &DecodingKey::from_ed_pem(pem.as_bytes()).unwrap(), &validation).expect("PEM verifies");
+    assert_eq!(data.claims["jti"], t["token_id"]);
+    assert!(data.claims["sub"].as_str().unwrap().ends_with("/users/admin"));
+    assert!(data.claims["iss"].as_str().unwrap().starts_with("jfac@"));
+    assert_eq!(data.claims["scp"], "applied-permissions/user");
+    // The public JWKS works too, found by `kid`.
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&app.anon().get("/access/api/v1/cert/jwks").text).unwrap();
+    let kid = decode_header(token).unwrap().kid.unwrap();
+    let jwk = jwks.find(&kid).expect("kid in JWKS");
+    decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &validation).expect("JWKS verifies");
+    // A changed claim fails the independent check.
+    let parts: Vec<&str> = token.split('.').collect();
+    use base64::Engine;
+    let forged_claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"sub":"x/users/root","scp":"applied-permissions/admin","aud":"*@*","iss":"x","iat":1,"jti":"j"}"#);
+    let forged = format!("{}.{}.{}", parts[0], forged_claims, parts[2]);
+    assert!(decode::<Value>(&forged, &DecodingKey::from_jwk(jwk).unwrap(), &validation).is_err());
+    assert_eq!(bearer(&app, &forged).get("/access/api/v2/users").status, 401);
+}
+
+#[test]
+fn rotation_keeps_old_tokens_working_and_signs_new_ones_with_the_new_key() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let old = create_token(&admin, json!({"expires_in": 600}));
+    let old_kid = jsonwebtoken::decode_header(old["access_token"].as_str().unwrap()).unwrap().kid.unwrap();
+    let r = admin.post_empty("/access/api/v1/cert/root/rotate");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let new_kid = r.json()["kid"].as_str().unwrap().to_string();
+    assert_ne!(new_kid, old_kid);
+    let new = create_token(&admin, json!({"expires_in": 600}));
+    assert_eq!(jsonwebtoken::decode_header(new["access_token"].as_str().unwrap()).unwrap().kid.unwrap(), new_kid);
+    assert_eq!(bearer(&app, old["access_token"].as_str().unwrap()).get("/access/api/v2/users").status, 200);
+    assert_eq!(bearer(&app, new["access_token"].as_str().unwrap()).get("/access/api/v2/users").status, 200);
+    let kids: Vec<String> = app.anon().get("/access/api/v1/cert/jwks").json()["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_string())
+        .collect();
+    assert!(kids.contains(&old_kid) && kids.contains(&new_kid));
+    // After a restart the keys (private halves from the data directory) still work.
+    let dir = app.dir.clone();
+    let _tmp = app.stop();
+    let app = TestApp::start(dir, Config::default()).unwrap();
+    assert_eq!(bearer(&app, old["access_token"].as_str().unwrap()).get("/access/api/v2/users").status, 200);
+    let again = create_token(&app.admin(), json!({"expires_in": 600}));
+    assert_eq!(jsonwebtoken::decode_header(again["access_token"].as_str().unwrap()).unwrap().kid.unwrap(), new_kid);
+}
+
+fn wait_for_status(client: &Client, path: &str, status: u16) -> u16 {
+    let start = Instant::now();
+    loop {
+        let s = client.get(path).status;
+        if s == status || start.elapsed() > Duration::from_secs(10) {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn circle_of_trust_between_two_servers_without_restart() {
+    let a = TestApp::spawn();
+    let b = TestApp::spawn();
+    a.create_user("amy", "password-1");
+    // Non-revocable (shorter than the 6 h threshold): the kind that crosses servers.
+    let t = create_token(&a.admin(), json!({"username": "amy", "expires_in": 600}));
+    let on_b = bearer(&b, t["access_token"].as_str().unwrap());
+    let path = "/access/api/v2/users/amy";
+    let r = on_b.get(path);
+    assert_eq!(r.status, 401, "B does not trust A yet");
+    assert!(r.error_message().contains("unknown signing key"));
+    let pem = a.admin().get("/access/api/v1/cert/root?formatted=true").text;
+    let r = b.admin().post("/access/api/v1/cert/trusted", &json!({"name": "site-a", "certificate": pem}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(b.admin().post("/access/api/v1/cert/trusted", &json!({"name": "site-a", "certificate": pem})).status, 409);
+    assert_eq!(b.admin().post("/access/api/v1/cert/trusted", &json!({"name": "junk", "certificate": "hello"})).status, 400);
+    // amy is unknown on B: a transient subject, reading herself is allowed.
+    assert_eq!(on_b.get("/access/api/v1/tokens").status, 200, "accepted once trusted");
+    assert_eq!(b.admin().get("/access/api/v1/cert/trusted").json()["trusted"][0]["name"], "site-a");
+    // One-way: B's tokens are still unknown to A.
+    let tb = create_token(&b.admin(), json!({"expires_in": 600, "scope": "applied-permissions/admin"}));
+    assert_eq!(bearer(&a, tb["access_token"].as_str().unwrap()).get("/access/api/v2/users").status, 401);
+    assert_eq!(b.admin().delete("/access/api/v1/cert/trusted/site-a").status, 204);
+    assert_eq!(on_b.get("/access/api/v1/tokens").status, 401, "rejected again once trust is removed");
+    assert_eq!(b.admin().delete("/access/api/v1/cert/trusted/site-a").status, 404);
+    // A revocable token from A is not valid on B even with trust (seed 003).
+    b.admin().post("/access/api/v1/cert/trusted", &json!({"name": "site-a", "certificate": pem}));
+    let long = create_token(&a.admin(), json!({"username": "amy", "expires_in": 86400}));
+    let r = bearer(&b, long["access_token"].as_str().unwrap()).get("/access/api/v1/tokens");
+    assert_eq!(r.status, 401);
+    assert!(r.error_message().contains("revocable"));
+    b.admin().delete("/access/api/v1/cert/trusted/site-a");
+    // Trust by dropping the PEM into B's trusted/ folder, also without restart.
+    std::fs::write(b.dir.join("trusted").join("site-a.pem"), &pem).unwrap();
+    assert_eq!(wait_for_status(&on_b, "/access/api/v1/tokens", 200), 200);
+}
+
+#[test]
+fn signed_urls_valid_expired_tampered_and_after_key_replacement() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.post("/artifactory/api/signed/url", &json!({"repo_path": "libs-release/org/acme/app-1.0.jar", "valid_for_secs": 3600}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let url = r.text.clone();
+    assert!(url.contains("/artifactory/libs-release/org/acme/app-1.0.jar?sig="));
+    let verify = |u: &str| app.anon().get(&format!("/artifactory/api/signed/url/verify?url={}", urlencode(u)));
+    let ok = verify(&url);
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    assert_eq!(ok.json()["repo_path"], "libs-release/org/acme/app-1.0.jar");
+    assert_eq!(verify(&url.replace("app-1.0.jar", "app-2.0.jar")).status, 403, "another path");
+    let mut tampered = url.clone();
+    let exp_at = tampered.find("exp=").unwrap() + 4;
+    tampered.replace_range(exp_at..exp_at + 1, "9");
+    assert_eq!(verify(&tampered).status, 403, "a longer expiry");
+    let short = admin.post("/artifactory/api/signed/url", &json!({"repo_path": "libs/a.txt", "valid_for_secs": 1})).text;
+    std::thread::sleep(Duration::from_millis(2100));
+    let r = verify(&short);
+    assert_eq!(r.status, 403);
+    assert!(r.error_message().contains("expired"));
+    assert_eq!(admin.post_empty("/artifactory/api/signed/url/key").status, 200);
+    let r = verify(&url);
+    assert_eq!(r.status, 403, "URLs signed before the key replacement fail");
+    let fresh = admin.post("/artifactory/api/signed/url", &json!({"repo_path": "libs-release/x"})).text;
+    assert_eq!(verify(&fresh).status, 200);
+    for body in [json!({"repo_path": ""}), json!({"repo_path": "a/../b"}), json!({"repo_path": "a/b", "valid_for_secs": 0}),
+                 json!({"repo_path": "a/b", "valid_for_secs": 40_000_000}), json!({"repo_path": "a/b", "expiry": 1})] {
+        assert_eq!(admin.post("/artifactory/api/signed/url", &body).status, 400, "{body}");
+    }
+    app.create_user("uma", "password-1");
+    assert_eq!(app.as_user("uma", "password-1").post("/artifactory/api/signed/url", &json!({"repo_path": "a/b"})).status, 403);
+}
+
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
