@@ -35,6 +35,7 @@ fn main() {
                 reference: false,
                 revocable: false,
                 now: 1_800_000_000,
+                ext: vec![],
             };
             mint(&keys, &kid, &spec).expect("mint").access_token
         })

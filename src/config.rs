@@ -33,6 +33,8 @@ pub struct Config {
     pub revocable_expiry_threshold: u64,
     /// How long after expiry a refresh token still works (seconds).
     pub refresh_grace_period: u64,
+    /// Lifetime of a pairing token (seconds; seed 004: 5 minutes).
+    pub pairing_token_expiry: u64,
 }
 
 impl Default for Config {
@@ -50,6 +52,7 @@ impl Default for Config {
             allow_refreshable: true,
             revocable_expiry_threshold: 6 * 3600,
             refresh_grace_period: 24 * 3600,
+            pairing_token_expiry: 300,
         }
     }
 }

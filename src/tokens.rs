@@ -8,6 +8,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use gatehouse_schemas::TokenIssued;
 
+/// Scope of pairing tokens: `internal:service-trust/pairing/<use case>:x`.
+pub const PAIRING_SCOPE_PREFIX: &str = "internal:service-trust/pairing/";
+
 /// Reference tokens are 128 characters (seed 003): 96 random bytes in base64url.
 pub const REFERENCE_TOKEN_LEN: usize = 128;
 
@@ -33,6 +36,8 @@ pub struct Spec<'a> {
     pub reference: bool,
     pub revocable: bool,
     pub now: u64,
+    /// More members of the `ext` claim (pairing tokens carry their URLs there).
+    pub ext: Vec<(&'a str, String)>,
 }
 
 fn random_b64(n: usize) -> String {
@@ -55,6 +60,9 @@ pub fn mint(keys: &KeyRing, kid: &str, spec: &Spec) -> Option<Minted> {
     }
     if spec.transient {
         ext.insert("transient".into(), "true".into());
+    }
+    for (k, v) in &spec.ext {
+        ext.insert((*k).into(), v.clone().into());
     }
     let claims = Claims {
         sub: format!("{}/users/{}", spec.service_id, spec.subject),

@@ -51,6 +51,9 @@ pub struct Keys {
     /// Trusted peers by name: (kid, public key).
     pub trusted: BTreeMap<String, (String, String)>,
     pub signed_url_version: u64,
+    /// Completed pairings: use case -> peer service id -> the name its key is trusted under.
+    #[serde(default)]
+    pub pairings: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Users and groups.
@@ -231,6 +234,10 @@ impl State {
                 self.keys.trusted.remove(name);
             }
             Event::SignedUrlKeyReplaced { version } => self.keys.signed_url_version = *version,
+            Event::ServicePaired { use_case, name, service_id, kid, public_key } => {
+                self.keys.trusted.insert(name.clone(), (kid.clone(), public_key.clone()));
+                self.keys.pairings.entry(use_case.clone()).or_default().insert(service_id.clone(), name.clone());
+            }
         }
     }
 

@@ -183,6 +183,8 @@ pub enum Event {
     TrustedKeyRemoved { name: String },
     /// The signed-URL key was replaced: URLs signed with earlier versions stop working.
     SignedUrlKeyReplaced { version: u64 },
+    /// A pairing completed: the peer's key is trusted under `name` for `use_case`.
+    ServicePaired { use_case: String, name: String, service_id: String, kid: String, public_key: String },
 }
 
 impl Event {
@@ -208,6 +210,7 @@ impl Event {
         "TrustedKeyAdded",
         "TrustedKeyRemoved",
         "SignedUrlKeyReplaced",
+        "ServicePaired",
     ];
 
     /// The event type's name, as stored and as shown in the audit trail.
@@ -233,6 +236,7 @@ impl Event {
             Event::TrustedKeyAdded { .. } => "TrustedKeyAdded",
             Event::TrustedKeyRemoved { .. } => "TrustedKeyRemoved",
             Event::SignedUrlKeyReplaced { .. } => "SignedUrlKeyReplaced",
+            Event::ServicePaired { .. } => "ServicePaired",
         }
     }
 }
@@ -342,6 +346,13 @@ pub fn samples() -> Vec<Envelope> {
         },
         Event::TrustedKeyRemoved { name: "us-east".into() },
         Event::SignedUrlKeyReplaced { version: 2 },
+        Event::ServicePaired {
+            use_case: "federation".into(),
+            name: "jfac@01jc5x3y4z5a6b7c8d9e0f1g2k".into(),
+            service_id: "jfac@01jc5x3y4z5a6b7c8d9e0f1g2k".into(),
+            kid: "9b8a7c6d5e4f3a2b".into(),
+            public_key: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
+        },
     ];
     events
         .into_iter()

@@ -182,6 +182,9 @@ impl Authenticator {
             let transient_ok = !local || record.is_some_and(|r| r.transient) || ext_flag(&claims, "transient");
             (subject, transient_ok, claims.scp.clone(), claims.jti.clone(), local)
         };
+        if scope.starts_with(crate::tokens::PAIRING_SCOPE_PREFIX) {
+            return Err(AuthError::Token("a pairing token can only be used to pair".into()));
+        }
         if let Some(expected) = expected_user {
             if expected != subject {
                 return Err(AuthError::Invalid);

@@ -106,6 +106,15 @@ pub enum Command {
     AddTrustedKey { name: String, kid: String, public_key: String },
     RemoveTrustedKey { name: String },
     ReplaceSignedUrlKey { version: u64 },
+    /// Record a peer's key from a pairing; with `pairing_token_id`, also use up that
+    /// (single-use) pairing token in the same commit.
+    CompletePairing {
+        pairing_token_id: Option<String>,
+        use_case: String,
+        service_id: String,
+        kid: String,
+        public_key: String,
+    },
 }
 
 /// The realm of users and groups created through this server's own API.
@@ -357,6 +366,26 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
                 return Err(DomainError::NotFound(format!("trusted key `{name}`")));
             }
             Ok(vec![Event::TrustedKeyRemoved { name: name.clone() }])
+        }
+        Command::CompletePairing { pairing_token_id, use_case, service_id, kid, public_key } => {
+            let mut events = Vec::new();
+            if let Some(id) = pairing_token_id {
+                if !state.tokens.by_id.contains_key(id) {
+                    return Err(DomainError::invalid("pairing_token", "the pairing token was used already or revoked"));
+                }
+                events.push(Event::TokenRevoked { token_id: id.clone() });
+            }
+            if state.keys.signing.contains_key(kid) {
+                return Err(DomainError::invalid("certificate", "this is one of this server's own keys"));
+            }
+            events.push(Event::ServicePaired {
+                use_case: use_case.clone(),
+                name: service_id.clone(),
+                service_id: service_id.clone(),
+                kid: kid.clone(),
+                public_key: public_key.clone(),
+            });
+            Ok(events)
         }
         Command::ReplaceSignedUrlKey { version } => {
             if *version != state.keys.signed_url_version + 1 {

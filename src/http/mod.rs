@@ -8,6 +8,7 @@ mod certs;
 pub mod error;
 pub mod extract;
 mod groups;
+mod pairing;
 mod signed_urls;
 mod system;
 mod tokens;
@@ -103,6 +104,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/artifactory/api/signed/url"),
     ("GET", "/artifactory/api/signed/url/verify"),
     ("POST", "/artifactory/api/signed/url/key"),
+    ("POST", "/access/api/v1/service_trust/pairing/{use_case}"),
+    ("GET", "/access/api/v1/service_trust/pairing/{use_case}"),
+    ("POST", "/access/api/v1/service_trust/pairing/initiate"),
+    ("POST", "/access/api/v1/service_trust/pairing/exchange"),
 ];
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
@@ -127,6 +132,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     tokens::configure(cfg);
     certs::configure(cfg);
     signed_urls::configure(cfg);
+    pairing::configure(cfg);
     users::configure_aliases(cfg);
     cfg.default_service(web::to(not_found));
 }

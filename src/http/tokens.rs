@@ -165,6 +165,7 @@ async fn issue(app: &AppState, caller: &Principal, rid: &RequestId, form: &FormO
         reference,
         revocable,
         now,
+        ext: vec![],
     };
     let minted = tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| ApiError::Internal(rid.0.clone()))?;
     let committed = app.submit(Command::IssueToken(minted.record.clone()), &caller.username, rid).await?;
@@ -205,6 +206,7 @@ async fn refresh(app: &AppState, caller: &Principal, rid: &RequestId, form: &For
         reference: old.reference_hash.is_some(),
         revocable: true,
         now,
+        ext: vec![],
     };
     let minted = tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| ApiError::Internal(rid.0.clone()))?;
     let cmd = Command::RefreshToken { old_token_id: old.token_id.clone(), issued: minted.record.clone() };

@@ -314,3 +314,46 @@ pub fn urlencode(s: &str) -> String {
         .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
         .collect()
 }
+
+#[test]
+fn pairing_is_single_use_expires_and_records_trust_on_both_sides() {
+    let a = TestApp::spawn();
+    let b = TestApp::spawn();
+    let r = a.admin().post_empty("/access/api/v1/service_trust/pairing/federation");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let pairing = r.json()["pairing_token"].as_str().unwrap().to_string();
+    assert_eq!(r.json()["expires_in"], 300);
+    // A pairing token is for pairing only.
+    assert_eq!(bearer(&a, &pairing).get("/access/api/v1/tokens").status, 401);
+    let r = b.admin().post("/access/api/v1/service_trust/pairing/initiate", &json!({"pairing_token": pairing}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Trust is recorded on both sides: short-lived tokens now cross both ways.
+    a.create_user("ann", "password-1");
+    let ta = create_token(&a.admin(), json!({"username": "ann", "expires_in": 600}));
+    assert_eq!(bearer(&b, ta["access_token"].as_str().unwrap()).get("/access/api/v1/tokens").status, 200);
+    let tb = create_token(&b.admin(), json!({"scope": "applied-permissions/admin", "username": "b-robot", "expires_in": 600}));
+    assert_eq!(bearer(&a, tb["access_token"].as_str().unwrap()).get("/access/api/v2/users").status, 200);
+    let b_id = b.digest()["service_id"].as_str().unwrap().to_string();
+    let listed = a.admin().get("/access/api/v1/service_trust/pairing/federation").json();
+    assert_eq!(listed["pairings"][0]["service_id"], b_id.as_str());
+    assert_eq!(b.admin().get("/access/api/v1/service_trust/pairing/federation").json()["pairings"].as_array().unwrap().len(), 1);
+    // Single use.
+    let c = TestApp::spawn();
+    let r = c.admin().post("/access/api/v1/service_trust/pairing/initiate", &json!({"pairing_token": pairing}));
+    assert_eq!(r.status, 400);
+    assert!(r.error_message().contains("used already"), "{}", r.text);
+    assert_eq!(c.admin().post("/access/api/v1/service_trust/pairing/initiate", &json!({"pairing_token": "nope"})).status, 400);
+    assert_eq!(c.admin().post_empty("/access/api/v1/service_trust/pairing/bad%20case").status, 400);
+}
+
+#[test]
+fn an_expired_pairing_token_is_refused() {
+    let a = TestApp::spawn_with(Config { pairing_token_expiry: 1, ..Config::default() });
+    let b = TestApp::spawn();
+    let pairing = a.admin().post_empty("/access/api/v1/service_trust/pairing/federation").json()["pairing_token"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(2100));
+    let r = b.admin().post("/access/api/v1/service_trust/pairing/initiate", &json!({"pairing_token": pairing}));
+    assert_eq!(r.status, 400);
+    assert!(r.error_message().contains("expired"), "{}", r.text);
+    assert_eq!(b.admin().get("/access/api/v1/cert/trusted").json()["trusted"], json!([]));
+}

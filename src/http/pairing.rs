@@ -1,0 +1,247 @@
+//! Pairing tokens (seed 004 "Pairing Token"): two servers establish a two-way circle of
+//! trust without copying certificates by hand.
+//!
+//! 1. An admin of A creates a pairing token for a use case: a 5-minute, single-use,
+//!    revocable token whose audience is A itself and whose `ext` carries A's base URL and
+//!    exchange URL.
+//! 2. An admin of B hands it to B (`initiate`). B calls A's exchange URL with the token
+//!    as bearer and its own public key; A checks the token, uses it up, trusts B's key
+//!    and answers with its own; B checks that A's key signed the token and trusts it.
+//!    Each side records a `ServicePaired` event.
+
+use super::error::ApiError;
+use super::extract::{Admin, Body, RequestId};
+use super::{base_url, resource, written, AppState};
+use crate::auth::{unix_secs, verify_token};
+use crate::domain::Command;
+use crate::keys::{self, public_from_b64};
+use crate::tokens::{self, Spec, PAIRING_SCOPE_PREFIX};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    // Fixed paths before the `{use_case}` one.
+    cfg.service(resource("/access/api/v1/service_trust/pairing/initiate").route(web::post().to(initiate)))
+        .service(resource("/access/api/v1/service_trust/pairing/exchange").route(web::post().to(exchange)))
+        .service(
+            resource("/access/api/v1/service_trust/pairing/{use_case}")
+                .route(web::post().to(create))
+                .route(web::get().to(list)),
+        );
+}
+
+const EXCHANGE_PATH: &str = "/access/api/v1/service_trust/pairing/exchange";
+
+fn check_use_case(u: &str) -> Result<(), ApiError> {
+    if u.is_empty() || u.len() > 64 || !u.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+        return Err(ApiError::BadRequest("invalid `use_case`: 1 to 64 letters, digits, `-`, `_` or `.`".into()));
+    }
+    Ok(())
+}
+
+/// The base URL peers should use: `X-JFrog-Override-Base-Url` when a proxy sets it.
+fn own_base_url(req: &HttpRequest) -> String {
+    req.headers()
+        .get("x-jfrog-override-base-url")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| base_url(req))
+}
+
+async fn create(app: web::Data<AppState>, admin: Admin, rid: RequestId, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let use_case = path.into_inner();
+    check_use_case(&use_case)?;
+    let (service_id, kid) = {
+        let s = app.read();
+        (s.service_id.clone().unwrap_or_default(), s.keys.active.clone())
+    };
+    let kid = kid.ok_or_else(|| ApiError::Unavailable("no signing key yet".into()))?;
+    let base = own_base_url(&req);
+    let now = unix_secs();
+    let scope = format!("{PAIRING_SCOPE_PREFIX}{use_case}:x");
+    let spec = Spec {
+        service_id: &service_id,
+        subject: &admin.0.username,
+        transient: false,
+        scope: &scope,
+        audience: &service_id,
+        description: Some("pairing token"),
+        expires_in: Some(app.config.pairing_token_expiry.max(1)),
+        refreshable: false,
+        reference: false,
+        revocable: true,
+        now,
+        ext: vec![("base_url", base.clone()), ("exchange_url", format!("{base}{EXCHANGE_PATH}")), ("use_case", use_case.clone())],
+    };
+    let minted = tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| ApiError::Internal(rid.0.clone()))?;
+    let committed = app.submit(Command::IssueToken(minted.record.clone()), &admin.0.username, &rid).await?;
+    Ok(written(
+        HttpResponse::Ok().json(json!({
+            "pairing_token": minted.access_token,
+            "token_id": minted.record.token_id,
+            "expires_in": app.config.pairing_token_expiry.max(1),
+            "use_case": use_case,
+        })),
+        committed,
+    ))
+}
+
+async fn list(app: web::Data<AppState>, _admin: Admin, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    check_use_case(&path)?;
+    let s = app.read();
+    let pairings: Vec<_> = s
+        .keys
+        .pairings
+        .get(path.as_str())
+        .map(|m| {
+            m.iter()
+                .map(|(service_id, name)| json!({"service_id": service_id, "name": name, "kid": s.keys.trusted.get(name).map(|(k, _)| k)}))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(HttpResponse::Ok().json(json!({"use_case": path.as_str(), "pairings": pairings})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExchangeBody {
+    service_id: String,
+    certificate: String,
+}
+
+/// The bearer token of a request, checked before its body is read.
+struct BearerToken(String);
+
+impl actix_web::FromRequest for BearerToken {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let token = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| BearerToken(t.trim().to_string()))
+            .ok_or_else(|| ApiError::Unauthorized("present the pairing token as a bearer token".into()));
+        std::future::ready(token)
+    }
+}
+
+/// A's side: a peer presents our pairing token (as bearer) and its key.
+async fn exchange(
+    app: web::Data<AppState>,
+    BearerToken(token): BearerToken,
+    rid: RequestId,
+    Body(body): Body<ExchangeBody>,
+) -> Result<HttpResponse, ApiError> {
+    let peer = keys::parse_public(&body.certificate)
+        .ok_or_else(|| ApiError::BadRequest("invalid `certificate`: not an Ed25519 public key".into()))?;
+    crate::domain::validate_group_name("service_id", &body.service_id)?;
+    let (claims, own_key) = {
+        let s = app.read();
+        let service_id = s.service_id.clone().unwrap_or_default();
+        let claims = verify_token(&app.keys, &s, &token).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+        if claims.iss != service_id || claims.aud != service_id || !claims.scp.starts_with(PAIRING_SCOPE_PREFIX) {
+            return Err(ApiError::Unauthorized("not a pairing token of this server".into()));
+        }
+        if claims.exp.is_some_and(|e| e <= unix_secs()) {
+            return Err(ApiError::Unauthorized("the pairing token has expired".into()));
+        }
+        if !s.tokens.by_id.contains_key(&claims.jti) {
+            return Err(ApiError::Unauthorized("the pairing token was used already or revoked".into()));
+        }
+        let own = s.keys.active.as_ref().and_then(|k| s.keys.signing.get(k)).and_then(|p| public_from_b64(p));
+        (claims, own.ok_or_else(|| ApiError::Unavailable("no signing key yet".into()))?)
+    };
+    let use_case = claims
+        .scp
+        .strip_prefix(PAIRING_SCOPE_PREFIX)
+        .and_then(|r| r.strip_suffix(":x"))
+        .unwrap_or("default")
+        .to_string();
+    let cmd = Command::CompletePairing {
+        pairing_token_id: Some(claims.jti.clone()),
+        use_case,
+        service_id: body.service_id,
+        kid: keys::kid_of(&peer),
+        public_key: keys::public_b64(&peer),
+    };
+    let actor = claims.username().unwrap_or("system").to_string();
+    let committed = app.submit(cmd, &actor, &rid).await?;
+    let service_id = app.read().service_id.clone().unwrap_or_default();
+    Ok(written(HttpResponse::Ok().json(json!({"service_id": service_id, "certificate": keys::public_pem(&own_key)})), committed))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InitiateBody {
+    pairing_token: String,
+}
+
+#[derive(Deserialize)]
+struct ExchangeReply {
+    service_id: String,
+    certificate: String,
+}
+
+/// B's side: an admin hands us a peer's pairing token; we call the peer and trust it.
+async fn initiate(app: web::Data<AppState>, admin: Admin, rid: RequestId, Body(body): Body<InitiateBody>) -> Result<HttpResponse, ApiError> {
+    // We cannot verify the token before we know the peer's key: read it, call the peer,
+    // then check that the key it answers with signed this token.
+    let unverified = crate::auth::jwt::parse(&body.pairing_token)
+        .map_err(|_| ApiError::BadRequest("invalid `pairing_token`: not a JWT".into()))?;
+    let claims = unverified.claims.clone();
+    let ext: serde_json::Value = claims.ext.as_deref().and_then(|e| serde_json::from_str(e).ok()).unwrap_or_default();
+    let exchange_url = ext["exchange_url"]
+        .as_str()
+        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+        .ok_or_else(|| ApiError::BadRequest("invalid `pairing_token`: no exchange URL in its extension".into()))?
+        .to_string();
+    if !claims.scp.starts_with(PAIRING_SCOPE_PREFIX) {
+        return Err(ApiError::BadRequest("invalid `pairing_token`: not a pairing token".into()));
+    }
+    let (own_id, own_key) = {
+        let s = app.read();
+        let own = s.keys.active.as_ref().and_then(|k| s.keys.signing.get(k)).and_then(|p| public_from_b64(p));
+        (s.service_id.clone().unwrap_or_default(), own.ok_or_else(|| ApiError::Unavailable("no signing key yet".into()))?)
+    };
+    let request = json!({"service_id": own_id, "certificate": keys::public_pem(&own_key)});
+    let token = body.pairing_token.clone();
+    let reply = web::block(move || -> Result<ExchangeReply, String> {
+        let agent = ureq::AgentBuilder::new().timeout(std::time::Duration::from_secs(10)).build();
+        match agent.post(&exchange_url).set("Authorization", &format!("Bearer {token}")).send_json(request) {
+            Ok(r) => r.into_json::<ExchangeReply>().map_err(|e| format!("unreadable answer: {e}")),
+            Err(ureq::Error::Status(code, r)) => {
+                let text = r.into_string().unwrap_or_default();
+                Err(format!("the peer answered {code}: {}", text.chars().take(300).collect::<String>()))
+            }
+            Err(e) => Err(format!("cannot reach the peer: {e}")),
+        }
+    })
+    .await
+    .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?
+    .map_err(|e| ApiError::BadRequest(format!("pairing failed: {e}")))?;
+    let peer = keys::parse_public(&reply.certificate)
+        .ok_or_else(|| ApiError::BadRequest("pairing failed: the peer's certificate is not an Ed25519 key".into()))?;
+    if reply.service_id != claims.iss {
+        return Err(ApiError::BadRequest("pairing failed: the peer is not the service that issued the token".into()));
+    }
+    unverified
+        .verify(&peer)
+        .map_err(|_| ApiError::BadRequest("pairing failed: the peer's key did not sign the pairing token".into()))?;
+    crate::domain::validate_group_name("service_id", &reply.service_id)?;
+    let use_case = ext["use_case"].as_str().unwrap_or("default").to_string();
+    let kid = keys::kid_of(&peer);
+    let cmd = Command::CompletePairing {
+        pairing_token_id: None,
+        use_case: use_case.clone(),
+        service_id: reply.service_id.clone(),
+        kid: kid.clone(),
+        public_key: keys::public_b64(&peer),
+    };
+    let committed = app.submit(cmd, &admin.0.username, &rid).await?;
+    Ok(written(HttpResponse::Ok().json(json!({"service_id": reply.service_id, "kid": kid, "use_case": use_case})), committed))
+}
