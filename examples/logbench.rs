@@ -3,8 +3,8 @@
 //! `cargo run --release --example logbench -- DIR [EVENTS]` appends EVENTS (default
 //! 1,000,000) realistic events in group-commit batches of 1,000 (one flush each), then
 //! replays the whole log with chain verification, and leaves DIR as a data directory a
-//! server can start from (snapshot 5,000 events before the head, like a server that
-//! snapshots every 10,000). Prints `key=value` lines for the script to tabulate.
+//! server can start from (a snapshot 5,000 events before the head, as if the server
+//! has just written one). Prints `key=value` lines for the script to tabulate.
 
 use gatehouse::log::{EventLog, GENESIS_HASH};
 use gatehouse_projections::State;

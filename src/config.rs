@@ -40,7 +40,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            snapshot_every: 10_000,
+            snapshot_every: 100_000,
             max_body_bytes: 1024 * 1024,
             lockout_threshold: 5,
             auth_cache_ttl_secs: 300,

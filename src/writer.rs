@@ -99,6 +99,8 @@ pub struct Writer {
     shared: Arc<RwLock<State>>,
     snapshot_every: u64,
     since_snapshot: u64,
+    /// The snapshot being written in the background, if any.
+    snapshotting: Option<std::thread::JoinHandle<()>>,
 }
 
 fn now_ms() -> u64 {
@@ -121,7 +123,14 @@ impl Writer {
             .spawn(move || {
                 let state = shared.read().unwrap_or_else(|p| p.into_inner()).clone();
                 debug_assert_eq!(state.seq, log.head_seq());
-                let writer = Writer { log, state, shared, snapshot_every: snapshot_every.max(1), since_snapshot: 0 };
+                let writer = Writer {
+                    log,
+                    state,
+                    shared,
+                    snapshot_every: snapshot_every.max(1),
+                    since_snapshot: 0,
+                    snapshotting: None,
+                };
                 writer.run(rx)
             })
             .expect("spawn the writer thread");
@@ -148,8 +157,11 @@ impl Writer {
             }
             self.commit(submissions);
             if self.since_snapshot >= self.snapshot_every {
-                self.snapshot();
+                self.snapshot_in_background();
             }
+        }
+        if let Some(t) = self.snapshotting.take() {
+            let _ = t.join();
         }
         if self.since_snapshot > 0 {
             self.snapshot();
@@ -210,6 +222,29 @@ impl Writer {
         for (reply, result) in replies {
             let _ = reply.send(result);
         }
+    }
+
+    /// Encoding and storing a large state takes long; the writer only pays for a copy and
+    /// goes on committing while another thread writes it. One snapshot at a time: when
+    /// the previous one is still being written, try again after the next batch.
+    fn snapshot_in_background(&mut self) {
+        if self.snapshotting.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let state = self.state.clone();
+        let hash = self.log.head_hash();
+        let store = self.log.snapshot_store();
+        self.since_snapshot = 0;
+        self.snapshotting = Some(
+            std::thread::Builder::new()
+                .name("gatehouse-snapshot".into())
+                .spawn(move || match store.write(&state, hash) {
+                    Ok(()) => tracing::debug!(seq = state.seq, "snapshot written"),
+                    // A missing snapshot only makes the next start slower; keep serving.
+                    Err(e) => tracing::warn!(error = %e, "cannot write a snapshot"),
+                })
+                .expect("spawn the snapshot thread"),
+        );
     }
 
     fn snapshot(&mut self) {

@@ -17,7 +17,7 @@
 
 use gatehouse_projections::State;
 use gatehouse_schemas::{decode, encode, Envelope};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::path::Path;
 
 pub const HASH_LEN: usize = 32;
@@ -56,13 +56,47 @@ pub struct RawEvent {
 }
 
 /// The read models as of `seq`, plus the chain hash at `seq` so the tail can be verified
-/// from there without reading the events before it.
-#[derive(Serialize, Deserialize)]
+/// from there without reading the events before it. Stored as
+/// `seq (8 bytes BE) ‖ chain hash (32) ‖ State::encode()`.
 pub struct Snapshot {
     pub seq: u64,
     pub head_hash: ChainHash,
-    /// `State::encode()` bytes.
     pub state: Vec<u8>,
+}
+
+impl Snapshot {
+    fn parse(value: &[u8]) -> Option<Snapshot> {
+        let seq = u64::from_be_bytes(value.get(..8)?.try_into().ok()?);
+        let head_hash: ChainHash = value.get(8..40)?.try_into().ok()?;
+        Some(Snapshot { seq, head_hash, state: value[40..].to_vec() })
+    }
+}
+
+/// Writes snapshots; cheap to clone, so a background thread can write while the writer
+/// goes on appending.
+#[derive(Clone)]
+pub struct SnapshotStore {
+    db: sled::Db,
+    snapshots: sled::Tree,
+}
+
+impl SnapshotStore {
+    /// Store a snapshot of `state`, whose last event has chain hash `head_hash`, and keep
+    /// only the two newest.
+    pub fn write(&self, state: &State, head_hash: ChainHash) -> Result<(), LogError> {
+        let encoded = state.encode();
+        let mut value = Vec::with_capacity(40 + encoded.len());
+        value.extend_from_slice(&state.seq.to_be_bytes());
+        value.extend_from_slice(&head_hash);
+        value.extend_from_slice(&encoded);
+        self.snapshots.insert(key(state.seq), value)?;
+        let keep: Vec<_> = self.snapshots.iter().keys().rev().skip(2).collect::<Result<_, _>>()?;
+        for k in keep {
+            self.snapshots.remove(k)?;
+        }
+        self.db.flush()?;
+        Ok(())
+    }
 }
 
 /// What a walk over the chain found.
@@ -417,7 +451,7 @@ impl EventLog {
     fn usable_snapshot(&self) -> Result<Option<(Snapshot, State)>, LogError> {
         for item in self.snapshots.iter().rev() {
             let (_, v) = item?;
-            let Ok(snap) = rmp_serde::from_slice::<Snapshot>(&v) else {
+            let Some(snap) = Snapshot::parse(&v) else {
                 tracing::warn!("skipping a snapshot that does not decode");
                 continue;
             };
@@ -437,15 +471,11 @@ impl EventLog {
     /// the two newest ones.
     pub fn write_snapshot(&self, state: &State) -> Result<(), LogError> {
         debug_assert_eq!(state.seq, self.head_seq);
-        let snap = Snapshot { seq: state.seq, head_hash: self.head_hash, state: state.encode() };
-        let bytes = rmp_serde::to_vec_named(&snap).expect("snapshot encodes");
-        self.snapshots.insert(key(snap.seq), bytes)?;
-        let keep: Vec<_> = self.snapshots.iter().keys().rev().skip(2).collect::<Result<_, _>>()?;
-        for k in keep {
-            self.snapshots.remove(k)?;
-        }
-        self.db.flush()?;
-        Ok(())
+        self.snapshot_store().write(state, self.head_hash)
+    }
+
+    pub fn snapshot_store(&self) -> SnapshotStore {
+        SnapshotStore { db: self.db.clone(), snapshots: self.snapshots.clone() }
     }
 
     /// Rewrite the chunk holding `seq` with `edit` applied to its records (tests only).
