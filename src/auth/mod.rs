@@ -60,6 +60,14 @@ pub enum AuthError {
     Unavailable,
 }
 
+/// A JWT whose signature verified, with what every request needs already worked out.
+struct VerifiedToken {
+    claims: jwt::Claims,
+    kid: String,
+    revocable: bool,
+    transient: bool,
+}
+
 struct CachedLogin {
     username: String,
     credentials_seq: u64,
@@ -75,7 +83,7 @@ pub struct Authenticator {
     /// Verified JWT signatures by blake3 of the token. Only the signature check is cached:
     /// expiry, revocation and the subject are checked on every request, so a revoked token
     /// fails at once.
-    tokens: Mutex<HashMap<[u8; 32], jwt::Claims>>,
+    tokens: Mutex<HashMap<[u8; 32], Arc<VerifiedToken>>>,
     key: [u8; 32],
     ttl: Duration,
     cache: Mutex<HashMap<[u8; 32], CachedLogin>>,
@@ -159,7 +167,8 @@ impl Authenticator {
             }
             (record.subject.clone(), record.transient, record.scope.clone(), record.token_id.clone(), true)
         } else {
-            let claims = self.verified_claims(token, &s)?;
+            let verified = self.verified_token(token, &s)?;
+            let claims = &verified.claims;
             if claims.exp.is_some_and(|e| e <= now) {
                 return Err(AuthError::Token("the token has expired".into()));
             }
@@ -168,7 +177,7 @@ impl Authenticator {
             }
             let local = claims.iss == service_id;
             let record = s.tokens.by_id.get(&claims.jti);
-            if claims.revocable() {
+            if verified.revocable {
                 if !local {
                     return Err(AuthError::Token("revocable tokens are only valid on the server that issued them".into()));
                 }
@@ -179,7 +188,7 @@ impl Authenticator {
             let subject = claims.username().ok_or_else(|| AuthError::Token("the token has no user subject".into()))?.to_string();
             // Local tokens name transient subjects in their record or extension; a peer's
             // subject that is unknown here is transient by nature.
-            let transient_ok = !local || record.is_some_and(|r| r.transient) || ext_flag(&claims, "transient");
+            let transient_ok = !local || record.is_some_and(|r| r.transient) || verified.transient;
             (subject, transient_ok, claims.scp.clone(), claims.jti.clone(), local)
         };
         if scope.starts_with(crate::tokens::PAIRING_SCOPE_PREFIX) {
@@ -211,21 +220,30 @@ impl Authenticator {
     }
 
     /// Verify a JWT's signature, from the cache when this exact token was seen before.
-    fn verified_claims(&self, token: &str, s: &State) -> Result<jwt::Claims, AuthError> {
+    fn verified_token(&self, token: &str, s: &State) -> Result<Arc<VerifiedToken>, AuthError> {
         let key = *blake3::hash(token.as_bytes()).as_bytes();
-        if let Some(c) = self.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        let cached = self.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
+        if let Some(v) = cached {
             // The key that signed it must still be trusted (a removed peer key stops it).
-            if self.keys.verifying_key(s, &parse_kid(token).unwrap_or_default()).is_some() {
-                return Ok(c.clone());
+            if self.keys.verifying_key(s, &v.kid).is_some() {
+                return Ok(v);
             }
         }
+        let unverified = jwt::parse(token).map_err(|e| AuthError::Token(e.to_string()))?;
+        let kid = unverified.header.kid.clone();
         let claims = verify_token(&self.keys, s, token)?;
+        let verified = Arc::new(VerifiedToken {
+            revocable: claims.revocable(),
+            transient: ext_flag(&claims, "transient"),
+            claims,
+            kid,
+        });
         let mut cache = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= MAX_CACHED {
             cache.clear();
         }
-        cache.insert(key, claims.clone());
-        Ok(claims)
+        cache.insert(key, verified.clone());
+        Ok(verified)
     }
 
     async fn password_login(
@@ -342,10 +360,6 @@ pub fn verify_token(keys: &crate::keys::KeyRing, s: &State, token: &str) -> Resu
         .verifying_key(s, &unverified.header.kid)
         .ok_or_else(|| AuthError::Token(format!("unknown signing key `{}`", unverified.header.kid)))?;
     unverified.verify(&key).map_err(|e| AuthError::Token(e.to_string()))
-}
-
-fn parse_kid(token: &str) -> Option<String> {
-    jwt::parse(token).ok().map(|u| u.header.kid)
 }
 
 fn ext_flag(claims: &jwt::Claims, name: &str) -> bool {
