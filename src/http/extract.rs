@@ -90,6 +90,29 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
     }
 }
 
+/// A JSON body that may also be absent altogether (the seed's group PATCH: "if the
+/// request payload is empty, returns 200").
+pub struct OptionalBody<T>(pub Option<T>);
+
+impl<T: DeserializeOwned + 'static> FromRequest for OptionalBody<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = read_body(req, payload);
+        Box::pin(async move {
+            let RawBody { bytes, content_type } = body.await?;
+            if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+                return Ok(OptionalBody(None));
+            }
+            if !content_type.as_deref().is_some_and(is_json) {
+                return Err(unsupported(content_type.as_deref(), "application/json"));
+            }
+            parse_json(&bytes).map(|v| OptionalBody(Some(v)))
+        })
+    }
+}
+
 /// A flat body sent either as `application/x-www-form-urlencoded` or as a JSON object
 /// (the token endpoint takes both, seed 004). Form values arrive as strings; the typed
 /// getters accept either spelling and name the field when a value is wrong.

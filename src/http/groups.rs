@@ -1,7 +1,7 @@
 //! Groups, v2 API (seed 004 "Groups"). Input accepts the seed's camelCase spellings too.
 
 use super::error::ApiError;
-use super::extract::{Admin, Body, RequestId};
+use super::extract::{Admin, Body, OptionalBody, RequestId};
 use super::users::AddRemove;
 use super::{base_url, limit_param, page, query_param, resource, with_cursor, written, AppState};
 use crate::domain::{self, Command, GroupChanges, NewGroup};
@@ -81,7 +81,7 @@ async fn list(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> Resu
     Ok(HttpResponse::Ok().json(with_cursor(serde_json::json!({ "groups": groups }), next)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct GroupBody {
     #[serde(default)]
@@ -152,9 +152,10 @@ async fn patch(
     admin: Admin,
     rid: RequestId,
     path: web::Path<String>,
-    Body(body): Body<GroupBody>,
+    OptionalBody(body): OptionalBody<GroupBody>,
 ) -> Result<HttpResponse, ApiError> {
     let admin = &admin.0;
+    let body = body.unwrap_or_default();
     let name = path_name(&path)?;
     if body.name.as_ref().is_some_and(|n| *n != name) {
         return Err(ApiError::BadRequest("invalid `name`: a group cannot be renamed".into()));

@@ -72,6 +72,9 @@ fn patch_is_partial_accepts_both_spellings_and_replaces_members() {
     assert_eq!(r.json()["description"], "developers");
     let r = admin.patch("/access/api/v2/groups/devs", &json!({}));
     assert_eq!(r.status, 200, "an empty patch changes nothing");
+    let r = admin.raw("PATCH", "/access/api/v2/groups/devs", None, Some(b""));
+    assert_eq!(r.status, 200, "an empty payload returns 200 (seed 004): {}", r.text);
+    assert_eq!(r.json()["description"], "developers");
     assert_eq!(admin.patch("/access/api/v2/groups/ghost", &json!({"description": "x"})).status, 404);
     assert_eq!(admin.patch("/access/api/v2/groups/devs", &json!({"name": "renamed"})).status, 400);
 }
