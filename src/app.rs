@@ -66,10 +66,12 @@ impl Application {
 
         let listener = TcpListener::bind(&settings.listen)?;
         let port = listener.local_addr()?.port();
+        let index = Arc::new(crate::authorize::PermissionIndex::build(&shared.read().unwrap_or_else(|p| p.into_inner())));
         let data = web::Data::new(AppState {
             state: shared,
             writer: writer.clone(),
             keys: keys.clone(),
+            permission_index: RwLock::new(index),
             auth: Authenticator::new(
                 keys,
                 Duration::from_secs(settings.config.auth_cache_ttl_secs),

@@ -11,7 +11,7 @@
 //! written, so an event that refers to something missing is simply a no-op here rather
 //! than a reason to stop.
 
-use gatehouse_schemas::{Envelope, Event, GroupCreated, TokenIssued, UserCreated, UserStatus};
+use gatehouse_schemas::{Envelope, Event, GroupCreated, PermissionTarget, TokenIssued, UserCreated, UserStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -29,6 +29,16 @@ pub struct State {
     pub tokens: Tokens,
     #[serde(default)]
     pub keys: Keys,
+    #[serde(default)]
+    pub permissions: Permissions,
+}
+
+/// Permission targets by name, and the position of the last change to any of them (so
+/// a compiled index knows when it is stale).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Permissions {
+    pub targets: BTreeMap<String, PermissionTarget>,
+    pub changed_seq: u64,
 }
 
 /// Revocable access tokens (short-lived ones are not kept: they cannot be revoked).
@@ -234,6 +244,14 @@ impl State {
                 self.keys.trusted.remove(name);
             }
             Event::SignedUrlKeyReplaced { version } => self.keys.signed_url_version = *version,
+            Event::PermissionTargetSaved(t) => {
+                self.permissions.targets.insert(t.name.clone(), t.clone());
+                self.permissions.changed_seq = seq;
+            }
+            Event::PermissionTargetDeleted { name } => {
+                self.permissions.targets.remove(name);
+                self.permissions.changed_seq = seq;
+            }
             Event::ServicePaired { use_case, name, service_id, kid, public_key } => {
                 self.keys.trusted.insert(name.clone(), (kid.clone(), public_key.clone()));
                 self.keys.pairings.entry(use_case.clone()).or_default().insert(service_id.clone(), name.clone());

@@ -148,6 +148,29 @@ pub struct TokenIssued {
     pub reference_hash: Option<String>,
 }
 
+/// One resource section of a permission target (Artifactory v2 format): which
+/// repositories and paths, and which actions each user and group has there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermissionSection {
+    /// Ant-style patterns (`**`, `*`, `?`); empty means `**`.
+    pub include_patterns: Vec<String>,
+    pub exclude_patterns: Vec<String>,
+    /// Repository names, or `ANY`, `ANY LOCAL`, `ANY REMOTE`.
+    pub repositories: Vec<String>,
+    /// User name -> actions among read, annotate, write, delete, manage.
+    pub users: std::collections::BTreeMap<String, Vec<String>>,
+    pub groups: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// A permission target, always saved whole (create and replace are the same event).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermissionTarget {
+    pub name: String,
+    pub repo: Option<PermissionSection>,
+    pub build: Option<PermissionSection>,
+    pub release_bundle: Option<PermissionSection>,
+}
+
 /// Every kind of change Gatehouse knows. See the crate docs for the version rules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
@@ -185,6 +208,8 @@ pub enum Event {
     SignedUrlKeyReplaced { version: u64 },
     /// A pairing completed: the peer's key is trusted under `name` for `use_case`.
     ServicePaired { use_case: String, name: String, service_id: String, kid: String, public_key: String },
+    PermissionTargetSaved(PermissionTarget),
+    PermissionTargetDeleted { name: String },
 }
 
 impl Event {
@@ -211,6 +236,8 @@ impl Event {
         "TrustedKeyRemoved",
         "SignedUrlKeyReplaced",
         "ServicePaired",
+        "PermissionTargetSaved",
+        "PermissionTargetDeleted",
     ];
 
     /// The event type's name, as stored and as shown in the audit trail.
@@ -237,6 +264,8 @@ impl Event {
             Event::TrustedKeyRemoved { .. } => "TrustedKeyRemoved",
             Event::SignedUrlKeyReplaced { .. } => "SignedUrlKeyReplaced",
             Event::ServicePaired { .. } => "ServicePaired",
+            Event::PermissionTargetSaved(_) => "PermissionTargetSaved",
+            Event::PermissionTargetDeleted { .. } => "PermissionTargetDeleted",
         }
     }
 }
@@ -353,6 +382,19 @@ pub fn samples() -> Vec<Envelope> {
             kid: "9b8a7c6d5e4f3a2b".into(),
             public_key: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
         },
+        Event::PermissionTargetSaved(PermissionTarget {
+            name: "java-developers".into(),
+            repo: Some(PermissionSection {
+                include_patterns: vec!["org/acme/**".into()],
+                exclude_patterns: vec!["**/*-SNAPSHOT/**".into()],
+                repositories: vec!["libs-release".into(), "ANY REMOTE".into()],
+                users: [("bob".to_string(), vec!["read".to_string(), "write".to_string()])].into(),
+                groups: [("java-devs".to_string(), vec!["read".to_string(), "annotate".to_string()])].into(),
+            }),
+            build: None,
+            release_bundle: None,
+        }),
+        Event::PermissionTargetDeleted { name: "java-developers".into() },
     ];
     events
         .into_iter()

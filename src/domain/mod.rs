@@ -108,6 +108,9 @@ pub enum Command {
     ReplaceSignedUrlKey { version: u64 },
     /// Record a peer's key from a pairing; with `pairing_token_id`, also use up that
     /// (single-use) pairing token in the same commit.
+    /// Create (`create_only`) or create-or-replace a permission target.
+    SavePermissionTarget { target: gatehouse_schemas::PermissionTarget, create_only: bool },
+    DeletePermissionTarget { name: String },
     CompletePairing {
         pairing_token_id: Option<String>,
         use_case: String,
@@ -366,6 +369,18 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
                 return Err(DomainError::NotFound(format!("trusted key `{name}`")));
             }
             Ok(vec![Event::TrustedKeyRemoved { name: name.clone() }])
+        }
+        Command::SavePermissionTarget { target, create_only } => {
+            if *create_only && state.permissions.targets.contains_key(&target.name) {
+                return Err(DomainError::AlreadyExists(format!("permission target `{}`", target.name)));
+            }
+            Ok(vec![Event::PermissionTargetSaved(target.clone())])
+        }
+        Command::DeletePermissionTarget { name } => {
+            if !state.permissions.targets.contains_key(name) {
+                return Err(DomainError::NotFound(format!("permission target `{name}`")));
+            }
+            Ok(vec![Event::PermissionTargetDeleted { name: name.clone() }])
         }
         Command::CompletePairing { pairing_token_id, use_case, service_id, kid, public_key } => {
             let mut events = Vec::new();

@@ -4,11 +4,13 @@
 //! **Architecture invariant:** no handler touches the log; writes go through commands,
 //! reads come from the shared read models.
 
+mod authorize;
 mod certs;
 pub mod error;
 pub mod extract;
 mod groups;
 mod pairing;
+mod permissions;
 mod signed_urls;
 mod system;
 mod tokens;
@@ -35,6 +37,8 @@ pub struct AppState {
     pub writer: WriterHandle,
     pub auth: Authenticator,
     pub keys: Arc<crate::keys::KeyRing>,
+    /// Compiled permission targets; rebuilt when a permission event made it stale.
+    pub permission_index: RwLock<Arc<crate::authorize::PermissionIndex>>,
     pub config: Config,
     pub started: Instant,
 }
@@ -44,6 +48,18 @@ impl AppState {
     /// under the lock without panicking paths), so a poisoned lock is still readable.
     pub fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The compiled permission index for the current state.
+    pub fn permission_index(&self) -> Arc<crate::authorize::PermissionIndex> {
+        let current = self.read().permissions.changed_seq;
+        let index = self.permission_index.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if index.built_from == current {
+            return index;
+        }
+        let fresh = Arc::new(crate::authorize::PermissionIndex::build(&self.read()));
+        *self.permission_index.write().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+        fresh
     }
 
     /// Submit a command on behalf of `actor`.
@@ -108,6 +124,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/access/api/v1/service_trust/pairing/{use_case}"),
     ("POST", "/access/api/v1/service_trust/pairing/initiate"),
     ("POST", "/access/api/v1/service_trust/pairing/exchange"),
+    ("GET", "/artifactory/api/v2/security/permissions"),
+    ("GET", "/artifactory/api/v2/security/permissions/{name}"),
+    ("POST", "/artifactory/api/v2/security/permissions/{name}"),
+    ("PUT", "/artifactory/api/v2/security/permissions/{name}"),
+    ("DELETE", "/artifactory/api/v2/security/permissions/{name}"),
+    ("GET", "/access/api/v1/authorize"),
 ];
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
@@ -133,6 +155,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     certs::configure(cfg);
     signed_urls::configure(cfg);
     pairing::configure(cfg);
+    permissions::configure(cfg);
+    authorize::configure(cfg);
     users::configure_aliases(cfg);
     cfg.default_service(web::to(not_found));
 }
@@ -181,7 +205,7 @@ pub fn query_param(req: &HttpRequest, name: &str) -> Result<Option<String>, ApiE
     Ok(None)
 }
 
-fn percent_decode(s: &str) -> Option<String> {
+pub fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

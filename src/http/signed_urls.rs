@@ -76,6 +76,17 @@ async fn create(app: web::Data<AppState>, _admin: Admin, req: HttpRequest, Body(
 /// `GET …/verify?url=<the signed URL>`: 200 with the path when valid, 403 with the reason.
 async fn verify(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let url = query_param(&req, "url")?.ok_or_else(|| ApiError::BadRequest("invalid `url`: required".into()))?;
+    let exp = expiry_of(&url);
+    let repo_path = check(&app, &url)?;
+    Ok(HttpResponse::Ok().json(json!({"valid": true, "repo_path": repo_path, "expiry": exp})))
+}
+
+fn expiry_of(url: &str) -> Option<u64> {
+    url.split_once('?')?.1.split('&').find_map(|p| p.strip_prefix("exp=")).and_then(|v| v.parse().ok())
+}
+
+/// Check a signed URL; its `repo_path` when valid, 403 with the reason otherwise.
+pub fn check(app: &AppState, url: &str) -> Result<String, ApiError> {
     let (path, query) = url.split_once('?').ok_or_else(|| ApiError::Forbidden("the URL is not signed".into()))?;
     let repo_path = path
         .split_once("/artifactory/")
@@ -106,7 +117,7 @@ async fn verify(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRespon
     if exp <= unix_secs() * 1000 {
         return Err(ApiError::Forbidden("the signed URL has expired".into()));
     }
-    Ok(HttpResponse::Ok().json(json!({"valid": true, "repo_path": repo_path, "expiry": exp})))
+    Ok(repo_path)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -177,15 +177,19 @@ impl EventLog {
         // sled releases its file lock when its background flusher lets go of the database,
         // a moment after the last handle is dropped: a quick restart in the same process
         // (or right after another process exits) may find it still held. Wait briefly.
+        // sled wraps the OS error in one of its own, so look at both.
+        let locked = |e: &std::io::Error| {
+            e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
+        };
         let mut attempts = 0;
         let db = loop {
             match config.open() {
                 Ok(db) => break db,
-                Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 150 => {
+                Err(sled::Error::Io(e)) if locked(&e) && attempts < 150 => {
                     attempts += 1;
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
-                Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                Err(sled::Error::Io(e)) if locked(&e) => {
                     return Err(LogError::Storage(sled::Error::Io(std::io::Error::new(
                         e.kind(),
                         format!("{} is in use by another gatehouse process", dir.display()),

@@ -156,6 +156,10 @@ impl Client {
         Client { agent, base: base.to_string(), auth }
     }
 
+    pub fn auth_header(&self) -> Option<String> {
+        self.auth.clone()
+    }
+
     pub fn base_url(&self) -> String {
         self.base.clone()
     }

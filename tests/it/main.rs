@@ -7,6 +7,7 @@ mod durability;
 mod groups;
 mod helpers;
 mod openapi;
+mod permissions;
 mod read_your_writes;
 mod secrets;
 mod system;

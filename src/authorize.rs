@@ -1,0 +1,218 @@
+//! The decision: may this subject do this action on `<repository>/<path>`, and why.
+//!
+//! Permission targets are compiled into an index (globs compiled once, targets grouped
+//! by repository) that is rebuilt only when a permission event changed them, so a
+//! decision looks at the targets of one repository plus the `ANY` ones, never at all.
+
+use gatehouse_projections::{Directory, State};
+use gatehouse_schemas::PermissionSection;
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use std::collections::{BTreeSet, HashMap};
+
+/// The five repository actions (seed 002 "Assigning Permissions").
+pub const ACTIONS: &[&str] = &["read", "annotate", "write", "delete", "manage"];
+
+/// Who is asking, after credentials and token scope are taken into account.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    pub username: String,
+    pub admin: bool,
+    /// Groups whose grants apply (all the user's groups, or exactly those of a
+    /// `applied-permissions/groups:` token).
+    pub groups: BTreeSet<String>,
+    /// Whether the user's own grants apply (not for a groups-only token).
+    pub own_grants: bool,
+}
+
+impl Subject {
+    /// The subject for a principal with an optional token scope.
+    pub fn new(dir: &Directory, username: &str, admin: bool, scope: Option<&str>) -> Subject {
+        let user_groups: BTreeSet<String> = dir.users.get(username).map(|u| u.groups.clone()).unwrap_or_default();
+        let Some(scope) = scope else {
+            return Subject { username: username.into(), admin, groups: user_groups, own_grants: true };
+        };
+        let mut groups = BTreeSet::new();
+        let mut own = false;
+        for part in scope.split_whitespace() {
+            if part == "applied-permissions/user" {
+                own = true;
+                groups.extend(user_groups.iter().cloned());
+            } else if let Some(list) = part.strip_prefix("applied-permissions/groups:") {
+                groups.extend(list.split(',').map(|g| g.trim().to_string()).filter(|g| dir.groups.contains_key(g)));
+            }
+        }
+        Subject { username: username.into(), admin, groups, own_grants: own }
+    }
+}
+
+/// The answer, with the grant that decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub via: String,
+}
+
+struct CompiledSection {
+    target: String,
+    include: GlobSet,
+    exclude: GlobSet,
+    users: HashMap<String, Vec<String>>,
+    groups: HashMap<String, Vec<String>>,
+}
+
+/// Compiled repository sections of every permission target.
+pub struct PermissionIndex {
+    pub built_from: u64,
+    sections: Vec<CompiledSection>,
+    by_repo: HashMap<String, Vec<usize>>,
+    any: Vec<usize>,
+}
+
+/// Ant-style glob: `*` and `?` stay inside one path segment, `**` crosses them.
+fn glob(pattern: &str) -> Option<Glob> {
+    GlobBuilder::new(pattern).literal_separator(true).backslash_escape(false).build().ok()
+}
+
+/// Patterns were validated on the way in; an unparsable one (which cannot happen for
+/// stored targets) matches nothing, never everything.
+fn glob_set(patterns: &[String], default_all: bool) -> GlobSet {
+    let mut b = GlobSetBuilder::new();
+    let mut any = false;
+    for p in patterns.iter().filter(|p| !p.is_empty()) {
+        if let Some(g) = glob(p) {
+            b.add(g);
+            any = true;
+        }
+    }
+    if !any && default_all {
+        b.add(glob("**").expect("`**` is a glob"));
+    }
+    b.build().unwrap_or_else(|_| GlobSet::empty())
+}
+
+/// Check a pattern as a client sends it (for a clear 400 naming it).
+pub fn valid_pattern(p: &str) -> bool {
+    p.is_empty() || glob(p).is_some()
+}
+
+impl PermissionIndex {
+    pub fn build(state: &State) -> PermissionIndex {
+        let mut index =
+            PermissionIndex { built_from: state.permissions.changed_seq, sections: vec![], by_repo: HashMap::new(), any: vec![] };
+        for target in state.permissions.targets.values() {
+            let Some(section) = &target.repo else { continue };
+            index.add(&target.name, section);
+        }
+        index
+    }
+
+    fn add(&mut self, target: &str, s: &PermissionSection) {
+        let i = self.sections.len();
+        self.sections.push(CompiledSection {
+            target: target.to_string(),
+            include: glob_set(&s.include_patterns, true),
+            exclude: glob_set(&s.exclude_patterns, false),
+            users: s.users.iter().map(|(k, v)| (k.to_lowercase(), v.clone())).collect(),
+            groups: s.groups.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        });
+        for repo in &s.repositories {
+            match repo.as_str() {
+                "ANY" => self.any.push(i),
+                // Gatehouse keeps no registry of repository types yet, so it cannot tell
+                // a local repository from a remote one: these match nothing rather than
+                // everything (never grant more than was written).
+                "ANY LOCAL" | "ANY REMOTE" => {}
+                name => self.by_repo.entry(name.to_string()).or_default().push(i),
+            }
+        }
+    }
+
+    /// May `subject` do `action` on `path` in `repo`? `via` names the deciding grant.
+    pub fn decide(&self, subject: &Subject, repo: &str, path: &str, action: &str) -> Decision {
+        if subject.admin {
+            return Decision { allowed: true, via: "admin".into() };
+        }
+        let candidates = self.by_repo.get(repo).into_iter().flatten().chain(self.any.iter());
+        for &i in candidates {
+            let s = &self.sections[i];
+            if !s.include.is_match(path) || s.exclude.is_match(path) {
+                continue;
+            }
+            if subject.own_grants {
+                if let Some(actions) = s.users.get(&subject.username) {
+                    if actions.iter().any(|a| a == action) {
+                        return Decision { allowed: true, via: format!("permission target `{}` (user `{}`)", s.target, subject.username) };
+                    }
+                }
+            }
+            for g in &subject.groups {
+                if let Some(actions) = s.groups.get(g) {
+                    if actions.iter().any(|a| a == action) {
+                        return Decision { allowed: true, via: format!("permission target `{}` (group `{g}`)", s.target) };
+                    }
+                }
+            }
+        }
+        Decision { allowed: false, via: "no grant".into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_schemas::PermissionTarget;
+
+    fn state_with(section: PermissionSection) -> State {
+        let mut s = State::default();
+        s.permissions.targets.insert("t".into(), PermissionTarget { name: "t".into(), repo: Some(section), ..Default::default() });
+        s
+    }
+
+    fn bob() -> Subject {
+        Subject { username: "bob".into(), admin: false, groups: ["devs".to_string()].into(), own_grants: true }
+    }
+
+    #[test]
+    fn pattern_semantics_table() {
+        let section = PermissionSection {
+            include_patterns: vec!["org/acme/**".into(), "*.txt".into()],
+            exclude_patterns: vec!["**/*-SNAPSHOT/**".into(), "org/acme/secret/**".into()],
+            repositories: vec!["libs".into()],
+            users: [("bob".to_string(), vec!["read".to_string()])].into(),
+            groups: [("devs".to_string(), vec!["write".to_string()])].into(),
+        };
+        let index = PermissionIndex::build(&state_with(section));
+        // (repo, path, action, allowed)
+        let table = [
+            ("libs", "org/acme/app/1.0/app-1.0.jar", "read", true),
+            ("libs", "org/acme/app/1.0/app-1.0.jar", "write", true),
+            ("libs", "org/acme/app/1.0/app-1.0.jar", "delete", false),
+            ("libs", "org/acme/app/1.0-SNAPSHOT/app.jar", "read", false),
+            ("libs", "org/acme/secret/key.pem", "read", false),
+            ("libs", "readme.txt", "read", true),
+            ("libs", "docs/readme.txt", "read", false),
+            ("libs", "Org/Acme/app.jar", "read", false),
+            ("other", "org/acme/app.jar", "read", false),
+        ];
+        for (repo, path, action, allowed) in table {
+            assert_eq!(index.decide(&bob(), repo, path, action).allowed, allowed, "{repo} {path} {action}");
+        }
+    }
+
+    #[test]
+    fn any_repository_and_defaults() {
+        let section = PermissionSection {
+            repositories: vec!["ANY".into()],
+            groups: [("devs".to_string(), vec!["read".to_string()])].into(),
+            ..Default::default()
+        };
+        let index = PermissionIndex::build(&state_with(section));
+        let d = index.decide(&bob(), "whatever", "a/b/c", "read");
+        assert!(d.allowed);
+        assert!(d.via.contains("group `devs`"));
+        let groups_only = Subject { own_grants: false, groups: BTreeSet::new(), ..bob() };
+        assert!(!index.decide(&groups_only, "whatever", "a", "read").allowed);
+        let local_only = PermissionSection { repositories: vec!["ANY LOCAL".into()], ..Default::default() };
+        assert!(!PermissionIndex::build(&state_with(local_only)).decide(&bob(), "libs", "a", "read").allowed);
+    }
+}

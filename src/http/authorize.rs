@@ -1,0 +1,127 @@
+//! `GET /access/api/v1/authorize`: the one decision for every credential kind, usable
+//! directly or as an nginx `auth_request` target.
+
+use super::error::ApiError;
+use super::extract::request_id;
+use super::{percent_decode, query_param, resource, signed_urls, AppState};
+use crate::authorize::{Decision, Subject, ACTIONS};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/access/api/v1/authorize").route(web::get().to(authorize)));
+}
+
+/// What is asked: from the query (`resource`, `action`), or from nginx's
+/// `X-Original-URI` / `X-Original-Method` when the query has no `resource`.
+struct Question {
+    repo: String,
+    path: String,
+    action: String,
+    /// The original URI's query, where a signed URL carries `sig`.
+    original_query: Option<String>,
+}
+
+fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+fn question(req: &HttpRequest) -> Result<Question, ApiError> {
+    let (resource, action, original_query) = match query_param(req, "resource")? {
+        Some(r) => {
+            let action = query_param(req, "action")?.unwrap_or_else(|| "read".into());
+            (r, action, None)
+        }
+        None => {
+            let uri = header_str(req, "x-original-uri")
+                .ok_or_else(|| ApiError::BadRequest("invalid request: give `resource` (and `action`) or X-Original-URI".into()))?;
+            let (path, query) = match uri.split_once('?') {
+                Some((p, q)) => (p, Some(q.to_string())),
+                None => (uri, None),
+            };
+            let path = percent_decode(path).ok_or_else(|| ApiError::BadRequest("invalid X-Original-URI: bad percent-encoding".into()))?;
+            let path = path.trim_start_matches('/');
+            let resource = path.strip_prefix("artifactory/").unwrap_or(path).to_string();
+            let action = match header_str(req, "x-original-method").unwrap_or("GET") {
+                "GET" | "HEAD" => "read",
+                "PUT" | "POST" => "write",
+                "DELETE" => "delete",
+                other => return Err(ApiError::BadRequest(format!("invalid X-Original-Method: `{}`", other.escape_debug()))),
+            };
+            (resource, action.to_string(), query)
+        }
+    };
+    if !ACTIONS.contains(&action.as_str()) {
+        return Err(ApiError::BadRequest(format!("invalid `action`: `{}` (use {})", action.escape_debug(), ACTIONS.join(", "))));
+    }
+    let resource = resource.trim_start_matches('/');
+    let (repo, path) = resource.split_once('/').unwrap_or((resource, ""));
+    if repo.is_empty() || resource.split('/').any(|s| s == "..") || resource.chars().any(|c| c.is_control()) {
+        return Err(ApiError::BadRequest("invalid `resource`: expected `<repository>/<path>`".into()));
+    }
+    Ok(Question { repo: repo.to_string(), path: path.to_string(), action, original_query })
+}
+
+fn answer(q: &Question, subject: &str, d: Decision) -> HttpResponse {
+    let body = json!({
+        "allowed": d.allowed,
+        "subject": subject,
+        "via": d.via,
+        "resource": format!("{}/{}", q.repo, q.path),
+        "action": q.action,
+    });
+    if d.allowed {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::Forbidden().json(body)
+    }
+}
+
+async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let auth_header = header_str(&req, header::AUTHORIZATION.as_str()).map(str::to_string);
+    let signed = header_str(&req, "x-original-uri")
+        .and_then(|u| u.split_once('?'))
+        .is_some_and(|(_, q)| q.split('&').any(|p| p.starts_with("sig=")));
+    // Credentials first: an anonymous caller learns nothing, not even what is malformed.
+    if auth_header.is_none() && !signed {
+        return Err(crate::auth::AuthError::Missing.into());
+    }
+    let q = question(&req)?;
+    // A signed URL is its own credential: read access to exactly its path, until it expires.
+    if auth_header.is_none() {
+        if let Some(query) = q.original_query.as_deref().filter(|q| q.split('&').any(|p| p.starts_with("sig="))) {
+            let url = format!("/artifactory/{}/{}?{query}", q.repo, q.path);
+            let signed = signed_urls::check(&app, &url);
+            let ok = matches!(&signed, Ok(path) if *path == format!("{}/{}", q.repo, q.path)) && q.action == "read";
+            let via = match signed {
+                Ok(_) if ok => "signed URL".to_string(),
+                Ok(_) => "a signed URL grants read of its own path only".to_string(),
+                Err(e) => e.to_string(),
+            };
+            return Ok(answer(&q, "signed-url", Decision { allowed: ok, via }));
+        }
+    }
+    let rid = request_id(&req);
+    let principal = app.auth.authenticate(auth_header.as_deref(), &app.state, &app.writer, &rid.0).await?;
+    if principal.password_expired {
+        return Err(ApiError::Forbidden("the password has expired; change it first".into()));
+    }
+    let index = app.permission_index();
+    let s = app.read();
+    let subject = match query_param(&req, "user")? {
+        Some(other) => {
+            if !principal.admin {
+                return Err(ApiError::Forbidden("only an admin can ask on behalf of another user".into()));
+            }
+            let name = crate::domain::normalize_username("user", &other)?;
+            if !s.directory.users.contains_key(&name) {
+                return Err(ApiError::NotFound(format!("user `{name}` not found")));
+            }
+            Subject::new(&s.directory, &name, s.directory.is_admin(&name), None)
+        }
+        None => Subject::new(&s.directory, &principal.username, principal.admin, principal.token.as_ref().map(|t| t.scope.as_str())),
+    };
+    let decision = index.decide(&subject, &q.repo, &q.path, &q.action);
+    Ok(answer(&q, &subject.username, decision))
+}
