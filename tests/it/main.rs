@@ -6,6 +6,7 @@ mod bad_input;
 mod durability;
 mod groups;
 mod helpers;
+mod nginx;
 mod openapi;
 mod permissions;
 mod read_your_writes;
