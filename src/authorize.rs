@@ -83,6 +83,11 @@ fn glob_set(patterns: &[String], default_all: bool) -> GlobSet {
             b.add(g);
             any = true;
         }
+        // Ant: a trailing `/**` matches zero or more directories, so `org/acme/**` also
+        // matches `org/acme` itself; globset needs at least one more segment.
+        if let Some(g) = p.strip_suffix("/**").filter(|s| !s.is_empty()).and_then(glob) {
+            b.add(g);
+        }
     }
     if !any && default_all {
         b.add(glob("**").expect("`**` is a glob"));
@@ -157,6 +162,35 @@ impl PermissionIndex {
     }
 }
 
+/// Everything a subject holds, target by target, and through whom (user or group).
+pub fn effective(state: &State, subject: &Subject) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for t in state.permissions.targets.values() {
+        let Some(s) = &t.repo else { continue };
+        let mut grants = Vec::new();
+        if subject.own_grants {
+            if let Some(a) = s.users.get(&subject.username) {
+                grants.push(serde_json::json!({"via": format!("user `{}`", subject.username), "actions": a}));
+            }
+        }
+        for g in &subject.groups {
+            if let Some(a) = s.groups.get(g) {
+                grants.push(serde_json::json!({"via": format!("group `{g}`"), "actions": a}));
+            }
+        }
+        if !grants.is_empty() {
+            out.push(serde_json::json!({
+                "permission_target": t.name,
+                "repositories": s.repositories,
+                "include_patterns": if s.include_patterns.iter().all(|p| p.is_empty()) { vec!["**".to_string()] } else { s.include_patterns.clone() },
+                "exclude_patterns": s.exclude_patterns,
+                "grants": grants,
+            }));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +224,7 @@ mod tests {
             ("libs", "org/acme/app/1.0-SNAPSHOT/app.jar", "read", false),
             ("libs", "org/acme/secret/key.pem", "read", false),
             ("libs", "readme.txt", "read", true),
+            ("libs", "org/acme", "read", true),
             ("libs", "docs/readme.txt", "read", false),
             ("libs", "Org/Acme/app.jar", "read", false),
             ("other", "org/acme/app.jar", "read", false),
@@ -214,5 +249,107 @@ mod tests {
         assert!(!index.decide(&groups_only, "whatever", "a", "read").allowed);
         let local_only = PermissionSection { repositories: vec!["ANY LOCAL".into()], ..Default::default() };
         assert!(!PermissionIndex::build(&state_with(local_only)).decide(&bob(), "libs", "a", "read").allowed);
+    }
+
+    /// Ant semantics, written out the slow and obvious way: `**` is zero or more whole
+    /// path segments; `*` any characters and `?` one character, inside one segment.
+    fn ant_match(pattern: &str, path: &str) -> bool {
+        fn seg(p: &[char], s: &[char]) -> bool {
+            match (p.first(), s.first()) {
+                (None, None) => true,
+                (Some('*'), _) => seg(&p[1..], s) || (!s.is_empty() && seg(p, &s[1..])),
+                (Some('?'), Some(_)) => seg(&p[1..], &s[1..]),
+                (Some(a), Some(b)) if a == b => seg(&p[1..], &s[1..]),
+                _ => false,
+            }
+        }
+        fn segs(p: &[&str], s: &[&str]) -> bool {
+            match p.first() {
+                None => s.is_empty(),
+                Some(&"**") => segs(&p[1..], s) || (!s.is_empty() && segs(p, &s[1..])),
+                Some(first) => {
+                    !s.is_empty()
+                        && seg(&first.chars().collect::<Vec<_>>(), &s[0].chars().collect::<Vec<_>>())
+                        && segs(&p[1..], &s[1..])
+                }
+            }
+        }
+        let p: Vec<&str> = pattern.split('/').collect();
+        let s: Vec<&str> = if path.is_empty() { vec![] } else { path.split('/').collect() };
+        segs(&p, &s)
+    }
+
+    /// The reference decision: scan every target, no index.
+    fn reference(state: &State, subject: &Subject, repo: &str, path: &str, action: &str) -> bool {
+        if subject.admin {
+            return true;
+        }
+        state.permissions.targets.values().filter_map(|t| t.repo.as_ref()).any(|s| {
+            let repo_ok = s.repositories.iter().any(|r| r == repo || r == "ANY");
+            let includes: Vec<&String> = s.include_patterns.iter().filter(|p| !p.is_empty()).collect();
+            let included = if includes.is_empty() { true } else { includes.iter().any(|p| ant_match(p, path)) };
+            let excluded = s.exclude_patterns.iter().filter(|p| !p.is_empty()).any(|p| ant_match(p, path));
+            let user_grant = subject.own_grants && s.users.get(&subject.username).is_some_and(|a| a.iter().any(|x| x == action));
+            let group_grant = subject.groups.iter().any(|g| s.groups.get(g).is_some_and(|a| a.iter().any(|x| x == action)));
+            repo_ok && included && !excluded && (user_grant || group_grant)
+        })
+    }
+
+    #[test]
+    fn the_index_agrees_with_a_brute_force_reference() {
+        // xorshift: a tiny deterministic generator, so a failure is reproducible.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        let patterns = ["**", "a/**", "**/*.jar", "a/*/c", "*/b/**", "a/?/c", "b", "a/b*", "**/c", "*"];
+        let repos = ["r1", "r2", "ANY"];
+        let names = ["u1", "u2", "u3"];
+        let groups = ["g1", "g2"];
+        let segments = ["a", "b", "c", "x.jar", "bb"];
+        for round in 0..200 {
+            let mut state = State::default();
+            for t in 0..(1 + next(6)) {
+                let mut section = PermissionSection::default();
+                for _ in 0..next(3) {
+                    section.include_patterns.push(patterns[next(patterns.len())].into());
+                }
+                for _ in 0..next(2) {
+                    section.exclude_patterns.push(patterns[next(patterns.len())].into());
+                }
+                section.repositories.push(repos[next(repos.len())].into());
+                for _ in 0..next(3) {
+                    section.users.insert(names[next(names.len())].into(), vec![ACTIONS[next(ACTIONS.len())].into()]);
+                }
+                for _ in 0..next(3) {
+                    section.groups.insert(groups[next(groups.len())].into(), vec![ACTIONS[next(ACTIONS.len())].into()]);
+                }
+                let name = format!("t{t}");
+                state.permissions.targets.insert(
+                    name.clone(),
+                    gatehouse_schemas::PermissionTarget { name, repo: Some(section), ..Default::default() },
+                );
+            }
+            let index = PermissionIndex::build(&state);
+            for _ in 0..100 {
+                let subject = Subject {
+                    username: names[next(names.len())].into(),
+                    admin: next(20) == 0,
+                    groups: groups.iter().filter(|_| next(2) == 0).map(|g| g.to_string()).collect(),
+                    own_grants: next(4) != 0,
+                };
+                let depth = 1 + next(4);
+                let path: Vec<&str> = (0..depth).map(|_| segments[next(segments.len())]).collect();
+                let path = path.join("/");
+                let repo = ["r1", "r2", "r3"][next(3)];
+                let action = ACTIONS[next(ACTIONS.len())];
+                let expected = reference(&state, &subject, repo, &path, action);
+                let got = index.decide(&subject, repo, &path, action).allowed;
+                assert_eq!(got, expected, "round {round}: {subject:?} {action} {repo}/{path} with {:#?}", state.permissions.targets);
+            }
+        }
     }
 }

@@ -10,7 +10,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/access/api/v1/authorize").route(web::get().to(authorize)));
+    cfg.service(resource("/access/api/v1/authorize").route(web::get().to(authorize)))
+        .service(resource("/access/api/v1/authorize/effective").route(web::get().to(effective)));
 }
 
 /// What is asked: from the query (`resource`, `action`), or from nginx's
@@ -124,4 +125,29 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
     };
     let decision = index.decide(&subject, &q.repo, &q.path, &q.action);
     Ok(answer(&q, &subject.username, decision))
+}
+
+/// Everything the caller (or, for an admin, `user=`) holds, and why.
+async fn effective(app: web::Data<AppState>, caller: super::extract::Caller, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let caller = caller.0;
+    let s = app.read();
+    let subject = match query_param(&req, "user")? {
+        Some(other) => {
+            let name = crate::domain::normalize_username("user", &other)?;
+            if name != caller.username && !caller.admin {
+                return Err(ApiError::Forbidden("only an admin can list another user's permissions".into()));
+            }
+            if !s.directory.users.contains_key(&name) {
+                return Err(ApiError::NotFound(format!("user `{name}` not found")));
+            }
+            Subject::new(&s.directory, &name, s.directory.is_admin(&name), None)
+        }
+        None => Subject::new(&s.directory, &caller.username, caller.admin, caller.token.as_ref().map(|t| t.scope.as_str())),
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "subject": subject.username,
+        "admin": subject.admin,
+        "groups": subject.groups,
+        "permissions": crate::authorize::effective(&s, &subject),
+    })))
 }

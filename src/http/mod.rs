@@ -130,6 +130,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/artifactory/api/v2/security/permissions/{name}"),
     ("DELETE", "/artifactory/api/v2/security/permissions/{name}"),
     ("GET", "/access/api/v1/authorize"),
+    ("GET", "/access/api/v1/authorize/effective"),
 ];
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {

@@ -101,6 +101,14 @@ fn the_decision_follows_grants_memberships_and_token_scopes_at_once() {
     assert_eq!(ask(&bob, "libs-release/a", "fly").0, 400);
     assert_eq!(app.anon().get("/access/api/v1/authorize?resource=libs-release/a").status, 401);
     assert_eq!(app.as_user("bob", "wrong-pass").get("/access/api/v1/authorize?resource=libs-release/a").status, 401);
+    // The effective listing explains the grants.
+    let eff = bob.get("/access/api/v1/authorize/effective").json();
+    assert_eq!(eff["permissions"][0]["permission_target"], "java-developers");
+    assert_eq!(eff["permissions"][0]["grants"][0]["via"], "user `bob`");
+    assert_eq!(eff["permissions"][0]["grants"][0]["actions"], json!(["read", "write"]));
+    let r = admin.get("/access/api/v1/authorize/effective?user=cara");
+    assert_eq!(r.json()["permissions"], json!([]), "cara left `readers`");
+    assert_eq!(bob.get("/access/api/v1/authorize/effective?user=cara").status, 403);
     // Revoking the grant takes effect at once.
     admin.delete("/artifactory/api/v2/security/permissions/java-developers");
     assert_eq!(ask(&bob, "libs-release/org/acme/app/1.0/app.jar", "write").0, 403);
