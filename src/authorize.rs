@@ -138,24 +138,22 @@ impl PermissionIndex {
             return Decision { allowed: true, via: "admin".into() };
         }
         let candidates = self.by_repo.get(repo).into_iter().flatten().chain(self.any.iter());
+        // Built once per decision: globset normalises the path for every set otherwise.
+        let candidate = globset::Candidate::new(path);
         for &i in candidates {
             let s = &self.sections[i];
-            if !s.include.is_match(path) || s.exclude.is_match(path) {
+            // Who is granted is a hash lookup; paths are globs: ask the cheap question first.
+            let via = if subject.own_grants && s.users.get(&subject.username).is_some_and(|a| a.iter().any(|x| x == action)) {
+                format!("permission target `{}` (user `{}`)", s.target, subject.username)
+            } else if let Some(g) =
+                subject.groups.iter().find(|g| s.groups.get(*g).is_some_and(|a| a.iter().any(|x| x == action)))
+            {
+                format!("permission target `{}` (group `{g}`)", s.target)
+            } else {
                 continue;
-            }
-            if subject.own_grants {
-                if let Some(actions) = s.users.get(&subject.username) {
-                    if actions.iter().any(|a| a == action) {
-                        return Decision { allowed: true, via: format!("permission target `{}` (user `{}`)", s.target, subject.username) };
-                    }
-                }
-            }
-            for g in &subject.groups {
-                if let Some(actions) = s.groups.get(g) {
-                    if actions.iter().any(|a| a == action) {
-                        return Decision { allowed: true, via: format!("permission target `{}` (group `{g}`)", s.target) };
-                    }
-                }
+            };
+            if s.include.is_match_candidate(&candidate) && !s.exclude.is_match_candidate(&candidate) {
+                return Decision { allowed: true, via };
             }
         }
         Decision { allowed: false, via: "no grant".into() }
