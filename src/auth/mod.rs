@@ -139,7 +139,13 @@ impl Authenticator {
         let username = username.to_lowercase();
         // A token used as the password (seed 003): `user:<access or reference token>`.
         if looks_like_token(password) {
-            return self.token_login(password, state, Some(&username));
+            match self.token_login(password, state, Some(&username)) {
+                Ok(p) => return Ok(p),
+                // 128 url-safe characters may also be a generated password: if no
+                // reference token has this hash, try it as one.
+                Err(AuthError::Token(_)) if !password.contains('.') => {}
+                Err(e) => return Err(e),
+            }
         }
         self.password_login(&username, password, state, writer, request_id).await
     }

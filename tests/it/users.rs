@@ -273,3 +273,13 @@ fn admin_group_members_are_admins_and_auto_join_groups_take_new_users() {
     admin.patch("/access/api/v2/groups/ops/members", &json!({"add": ["opal"]}));
     assert_eq!(opal.get("/access/api/v2/users").status, 200, "admin through an admin-privileged group");
 }
+
+#[test]
+fn a_password_shaped_like_a_reference_token_still_works_as_a_password() {
+    let app = TestApp::spawn();
+    let password = "Ab3".repeat(42) + "xy"; // 128 url-safe characters
+    assert_eq!(password.len(), 128);
+    app.create_user("gen", &password);
+    assert_eq!(app.as_user("gen", &password).get("/access/api/v2/users/gen").status, 200);
+    assert_eq!(app.as_user("gen", &("x".repeat(128))).get("/access/api/v2/users/gen").status, 401);
+}
