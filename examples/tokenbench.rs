@@ -36,6 +36,7 @@ fn main() {
                 revocable: false,
                 now: 1_800_000_000,
                 ext: vec![],
+                user_seq: None,
             };
             mint(&keys, &kid, &spec).expect("mint").access_token
         })

@@ -38,6 +38,9 @@ pub struct Spec<'a> {
     pub now: u64,
     /// More members of the `ext` claim (pairing tokens carry their URLs there).
     pub ext: Vec<(&'a str, String)>,
+    /// `created_seq` of the subject's user record, so a later user of the same name is
+    /// not taken for this one.
+    pub user_seq: Option<u64>,
 }
 
 fn random_b64(n: usize) -> String {
@@ -61,6 +64,9 @@ pub fn mint(keys: &KeyRing, kid: &str, spec: &Spec) -> Option<Minted> {
     if spec.transient {
         ext.insert("transient".into(), "true".into());
     }
+    if let Some(n) = spec.user_seq {
+        ext.insert("user_seq".into(), n.to_string().into());
+    }
     for (k, v) in &spec.ext {
         ext.insert((*k).into(), v.clone().into());
     }
@@ -70,7 +76,7 @@ pub fn mint(keys: &KeyRing, kid: &str, spec: &Spec) -> Option<Minted> {
         aud: spec.audience.to_string(),
         iss: spec.service_id.to_string(),
         iat: spec.now,
-        exp: spec.expires_in.map(|e| spec.now + e),
+        exp: spec.expires_in.map(|e| spec.now.saturating_add(e)),
         jti: token_id.clone(),
         ext: (!ext.is_empty()).then(|| serde_json::Value::Object(ext).to_string()),
     };

@@ -168,6 +168,17 @@ impl State {
             Event::UserLocked { username } => dir.set_status(username, UserStatus::Locked, seq),
             Event::UserUnlocked { username } => dir.set_status(username, UserStatus::Enabled, seq),
             Event::UserDeleted { username } => {
+                // Its tokens go with it: a later user of the same name is someone else.
+                let ids: Vec<String> = self
+                    .tokens
+                    .by_id
+                    .values()
+                    .filter(|t| &t.subject == username && !t.transient)
+                    .map(|t| t.token_id.clone())
+                    .collect();
+                for id in ids {
+                    self.tokens.remove(&id);
+                }
                 if let Some(user) = dir.users.remove(username) {
                     for group in &user.groups {
                         if let Some(g) = dir.groups.get_mut(group) {

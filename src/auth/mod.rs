@@ -66,6 +66,9 @@ struct VerifiedToken {
     kid: String,
     revocable: bool,
     transient: bool,
+    /// `created_seq` of the user the token was issued to (a re-created user of the same
+    /// name is someone else).
+    user_seq: Option<u64>,
 }
 
 struct CachedLogin {
@@ -160,7 +163,7 @@ impl Authenticator {
         let now = unix_secs();
         let s = state.read().unwrap_or_else(|p| p.into_inner());
         let service_id = s.service_id.clone().unwrap_or_default();
-        let (subject, transient_ok, scope, token_id, local) = if !token.contains('.') {
+        let (subject, transient_ok, scope, token_id, local, user_seq) = if !token.contains('.') {
             let hash = blake3::hash(token.as_bytes()).to_hex().to_string();
             let record = s
                 .tokens
@@ -171,7 +174,7 @@ impl Authenticator {
             if record.expires_at.is_some_and(|e| e <= now) {
                 return Err(AuthError::Token("the token has expired".into()));
             }
-            (record.subject.clone(), record.transient, record.scope.clone(), record.token_id.clone(), true)
+            (record.subject.clone(), record.transient, record.scope.clone(), record.token_id.clone(), true, None)
         } else {
             let verified = self.verified_token(token, &s)?;
             let claims = &verified.claims;
@@ -195,7 +198,7 @@ impl Authenticator {
             // Local tokens name transient subjects in their record or extension; a peer's
             // subject that is unknown here is transient by nature.
             let transient_ok = !local || record.is_some_and(|r| r.transient) || verified.transient;
-            (subject, transient_ok, claims.scp.clone(), claims.jti.clone(), local)
+            (subject, transient_ok, claims.scp.clone(), claims.jti.clone(), local, verified.user_seq)
         };
         if scope.starts_with(crate::tokens::PAIRING_SCOPE_PREFIX) {
             return Err(AuthError::Token("a pairing token can only be used to pair".into()));
@@ -205,8 +208,13 @@ impl Authenticator {
                 return Err(AuthError::Invalid);
             }
         }
+        let mut password_expired = false;
         let admin = match s.directory.users.get(&subject) {
             Some(user) => {
+                if local && user_seq.is_some_and(|n| n != user.created_seq) {
+                    return Err(AuthError::Token(format!("the token was issued to an earlier user named `{subject}`")));
+                }
+                password_expired = local && user.password_expired;
                 match user.status {
                     UserStatus::Enabled => {}
                     UserStatus::Locked => return Err(AuthError::Locked(subject)),
@@ -220,7 +228,7 @@ impl Authenticator {
         Ok(Principal {
             username: subject,
             admin,
-            password_expired: false,
+            password_expired,
             token: Some(TokenCredential { token_id, local, scope }),
         })
     }
@@ -238,9 +246,15 @@ impl Authenticator {
         let unverified = jwt::parse(token).map_err(|e| AuthError::Token(e.to_string()))?;
         let kid = unverified.header.kid.clone();
         let claims = verify_token(&self.keys, s, token)?;
+        let user_seq = claims
+            .ext
+            .as_deref()
+            .and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok())
+            .and_then(|v| v["user_seq"].as_str().and_then(|n| n.parse().ok()));
         let verified = Arc::new(VerifiedToken {
             revocable: claims.revocable(),
             transient: ext_flag(&claims, "transient"),
+            user_seq,
             claims,
             kid,
         });
@@ -276,10 +290,23 @@ impl Authenticator {
                 c.username == username && c.credentials_seq == credentials_seq && c.expires > Instant::now()
             })
         };
-        if !cached {
-            let ok = self.verify_once(key, password, hash).await;
+        if cached {
+            let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            if !failures.is_empty() {
+                failures.remove(username);
+            }
+        } else {
+            // The in-flight check is for this password *and this hash*: a request that saw
+            // a newer password must never share the result of a check of an older one.
+            let mut inflight_key = blake3::Hasher::new_keyed(&key);
+            inflight_key.update(&credentials_seq.to_le_bytes());
+            let ok = self.verify_once(*inflight_key.finalize().as_bytes(), password, hash).await;
             if !ok {
-                self.record_failure(username, writer, request_id).await?;
+                // Only an enabled user can be locked: locking a disabled one would turn
+                // a later unlock into an enable.
+                if status == UserStatus::Enabled {
+                    self.record_failure(username, writer, request_id).await?;
+                }
                 return Err(AuthError::Invalid);
             }
             self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(username);

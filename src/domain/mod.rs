@@ -393,6 +393,10 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             if state.keys.signing.contains_key(kid) {
                 return Err(DomainError::invalid("certificate", "this is one of this server's own keys"));
             }
+            // Pairing never replaces a key trusted under the same name.
+            if state.keys.trusted.get(service_id).is_some_and(|(k, _)| k != kid) {
+                return Err(DomainError::AlreadyExists(format!("a different key trusted as `{service_id}`")));
+            }
             events.push(Event::ServicePaired {
                 use_case: use_case.clone(),
                 name: service_id.clone(),

@@ -199,14 +199,24 @@ pub fn query_param(req: &HttpRequest, name: &str) -> Result<Option<String>, ApiE
     for pair in q.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if k == name {
-            let v = percent_decode(v).ok_or_else(|| ApiError::BadRequest(format!("invalid `{name}`: bad percent-encoding")))?;
+            let v = percent_decode_query(v).ok_or_else(|| ApiError::BadRequest(format!("invalid `{name}`: bad percent-encoding")))?;
             return Ok(Some(v));
         }
     }
     Ok(None)
 }
 
+/// Query values: `+` is a space (application/x-www-form-urlencoded).
+fn percent_decode_query(s: &str) -> Option<String> {
+    percent_decode_with(s, true)
+}
+
+/// Paths: `+` is a plus sign.
 pub fn percent_decode(s: &str) -> Option<String> {
+    percent_decode_with(s, false)
+}
+
+fn percent_decode_with(s: &str, plus_is_space: bool) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -217,7 +227,7 @@ pub fn percent_decode(s: &str) -> Option<String> {
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
             }
-            b'+' => {
+            b'+' if plus_is_space => {
                 out.push(b' ');
                 i += 1;
             }

@@ -53,9 +53,9 @@ fn own_base_url(req: &HttpRequest) -> String {
 async fn create(app: web::Data<AppState>, admin: Admin, rid: RequestId, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let use_case = path.into_inner();
     check_use_case(&use_case)?;
-    let (service_id, kid) = {
+    let (service_id, kid, user_seq) = {
         let s = app.read();
-        (s.service_id.clone().unwrap_or_default(), s.keys.active.clone())
+        (s.service_id.clone().unwrap_or_default(), s.keys.active.clone(), s.directory.users.get(&admin.0.username).map(|u| u.created_seq))
     };
     let kid = kid.ok_or_else(|| ApiError::Unavailable("no signing key yet".into()))?;
     let base = own_base_url(&req);
@@ -74,6 +74,7 @@ async fn create(app: web::Data<AppState>, admin: Admin, rid: RequestId, req: Htt
         revocable: true,
         now,
         ext: vec![("base_url", base.clone()), ("exchange_url", format!("{base}{EXCHANGE_PATH}")), ("use_case", use_case.clone())],
+        user_seq,
     };
     let minted = tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| ApiError::Internal(rid.0.clone()))?;
     let committed = app.submit(Command::IssueToken(minted.record.clone()), &admin.0.username, &rid).await?;
@@ -143,6 +144,12 @@ async fn exchange(
     let (claims, own_key) = {
         let s = app.read();
         let service_id = s.service_id.clone().unwrap_or_default();
+        // Only a token signed with one of our own keys: a trusted peer's key verifies too,
+        // but a peer must not be able to forge our pairing tokens.
+        let kid = crate::auth::jwt::parse(&token).map(|u| u.header.kid).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+        if !s.keys.signing.contains_key(&kid) {
+            return Err(ApiError::Unauthorized("not a pairing token of this server".into()));
+        }
         let claims = verify_token(&app.keys, &s, &token).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
         if claims.iss != service_id || claims.aud != service_id || !claims.scp.starts_with(PAIRING_SCOPE_PREFIX) {
             return Err(ApiError::Unauthorized("not a pairing token of this server".into()));

@@ -19,6 +19,20 @@ const USER_SCOPE: &str = "applied-permissions/user";
 const MAX_SCOPE_CHARS: usize = 500;
 const MAX_AUDIENCE_CHARS: usize = 255;
 const MAX_DESCRIPTION_CHARS: usize = 1024;
+/// A hundred years: longer is a typo (and would overflow a timestamp).
+const MAX_EXPIRES_IN: u64 = 100 * 365 * 24 * 3600;
+
+/// A caller signed in with a token may mint only what that token itself could do: a
+/// groups-only token or a peer's token must not become a full identity token here.
+fn token_may_mint(caller: &Principal) -> Result<(), ApiError> {
+    match &caller.token {
+        Some(t) if !t.local => Err(ApiError::Forbidden("a token from another server cannot create tokens here".into())),
+        Some(t) if !caller.admin && !t.scope.split_whitespace().any(|s| s == USER_SCOPE) => {
+            Err(ApiError::Forbidden("this token's scope does not allow creating tokens".into()))
+        }
+        _ => Ok(()),
+    }
+}
 const FIELDS: &[&str] = &[
     "grant_type",
     "username",
@@ -97,6 +111,7 @@ async fn create(app: web::Data<AppState>, caller: Caller, rid: RequestId, FormOr
 
 async fn issue(app: &AppState, caller: &Principal, rid: &RequestId, form: &FormOrJson) -> Result<HttpResponse, ApiError> {
     let cfg = &app.config;
+    token_may_mint(caller)?;
     let username = match form.string("username")? {
         Some(u) => domain::normalize_username("username", &u)?,
         None => caller.username.clone(),
@@ -111,6 +126,9 @@ async fn issue(app: &AppState, caller: &Principal, rid: &RequestId, form: &FormO
         if scope != USER_SCOPE {
             return Err(ApiError::Forbidden("only an admin can create tokens with a group or admin scope".into()));
         }
+    }
+    if form.unsigned("expires_in")?.is_some_and(|e| e > MAX_EXPIRES_IN) {
+        return Err(ApiError::BadRequest(format!("invalid `expires_in`: at most {MAX_EXPIRES_IN} seconds (0 = never expires)")));
     }
     let expires_in = match form.unsigned("expires_in")? {
         Some(0) => None,
@@ -138,10 +156,11 @@ async fn issue(app: &AppState, caller: &Principal, rid: &RequestId, form: &FormO
     }
     let reference = form.boolean("include_reference_token")?.unwrap_or(false);
     let force_revocable = form.boolean("force_revocable")?.unwrap_or(false);
-    let (service_id, kid, user_exists) = {
+    let (service_id, kid, user_seq) = {
         let s = app.read();
-        (s.service_id.clone().unwrap_or_default(), s.keys.active.clone(), s.directory.users.contains_key(&username))
+        (s.service_id.clone().unwrap_or_default(), s.keys.active.clone(), s.directory.users.get(&username).map(|u| u.created_seq))
     };
+    let user_exists = user_seq.is_some();
     if !user_exists && scope.split_whitespace().any(|p| p == USER_SCOPE) {
         return Err(ApiError::BadRequest(format!(
             "invalid `username`: user `{username}` does not exist (tokens for other identities need a group or admin scope)"
@@ -166,6 +185,7 @@ async fn issue(app: &AppState, caller: &Principal, rid: &RequestId, form: &FormO
         revocable,
         now,
         ext: vec![],
+        user_seq,
     };
     let minted = tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| ApiError::Internal(rid.0.clone()))?;
     let committed = app.submit(Command::IssueToken(minted.record.clone()), &caller.username, rid).await?;
@@ -190,6 +210,8 @@ async fn refresh(app: &AppState, caller: &Principal, rid: &RequestId, form: &For
     if old.subject != caller.username && !caller.admin {
         return Err(ApiError::Forbidden("the refresh token belongs to another user".into()));
     }
+    token_may_mint(caller)?;
+    let user_seq = app.read().directory.users.get(&old.subject).map(|u| u.created_seq);
     if old.expires_at.is_some_and(|e| e + app.config.refresh_grace_period < now) {
         return Err(ApiError::BadRequest("invalid `refresh_token`: the token expired beyond the grace period".into()));
     }
@@ -207,6 +229,7 @@ async fn refresh(app: &AppState, caller: &Principal, rid: &RequestId, form: &For
         revocable: true,
         now,
         ext: vec![],
+        user_seq,
     };
     let minted = tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| ApiError::Internal(rid.0.clone()))?;
     let cmd = Command::RefreshToken { old_token_id: old.token_id.clone(), issued: minted.record.clone() };

@@ -151,3 +151,23 @@ fn nginx_style_requests_and_signed_urls() {
 fn client_auth(c: &crate::helpers::Client) -> Option<String> {
     c.auth_header()
 }
+
+#[test]
+fn a_plus_in_a_path_is_a_plus() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("bob", "password-1");
+    let t = json!({"repo": {"repositories": ["libs"], "include-patterns": ["**"], "exclude-patterns": ["c++/**"],
+                            "actions": {"users": {"bob": ["read"]}}}});
+    admin.put("/artifactory/api/v2/security/permissions/cpp", &t);
+    let r = ureq::get(&format!("{}/access/api/v1/authorize", app.base))
+        .set("X-Original-URI", "/artifactory/libs/c++/x.h")
+        .set("Authorization", &app.as_user("bob", "password-1").auth_header().unwrap())
+        .call();
+    let status = match r {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(code, _)) => code,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(status, 403, "c++/x.h is excluded; decoding + as a space would let it through");
+}

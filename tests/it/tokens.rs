@@ -357,3 +357,45 @@ fn an_expired_pairing_token_is_refused() {
     assert!(r.error_message().contains("expired"), "{}", r.text);
     assert_eq!(b.admin().get("/access/api/v1/cert/trusted").json()["trusted"], json!([]));
 }
+
+/// Findings of a review, each a way to keep or gain access one should not have.
+#[test]
+fn narrowed_tokens_recreated_users_expired_passwords_and_huge_expiries() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("alice", "password-1");
+    app.create_group("readers");
+    // A groups-only token for alice cannot act as alice herself.
+    let t = create_token(&admin, json!({"username": "alice", "scope": "applied-permissions/groups:readers", "expires_in": 600}));
+    let narrow = bearer(&app, t["access_token"].as_str().unwrap());
+    assert_eq!(narrow.put("/access/api/v2/users/alice/password", &json!({"password": "taken-over-1"})).status, 403);
+    assert_eq!(narrow.post("/access/api/v1/tokens", &json!({"expires_in": 0})).status, 403);
+    // A user-scoped token of alice may.
+    let full = create_token(&app.as_user("alice", "password-1"), json!({"expires_in": 86400, "refreshable": true}));
+    let short = create_token(&app.as_user("alice", "password-1"), json!({"expires_in": 600}));
+    // Her password expires: her tokens stop working too (except for changing it).
+    admin.post_empty("/access/api/v2/users/alice/password/expire");
+    let r = bearer(&app, full["access_token"].as_str().unwrap()).get("/access/api/v2/users/alice");
+    assert_eq!(r.status, 403, "{}", r.text);
+    admin.put("/access/api/v2/users/alice/password", &json!({"password": "password-2"}));
+    assert_eq!(bearer(&app, full["access_token"].as_str().unwrap()).get("/access/api/v2/users/alice").status, 200);
+    // Delete and re-create `alice`: the old tokens belong to someone else.
+    admin.delete("/access/api/v2/users/alice");
+    app.create_user("alice", "password-3");
+    for token in [&full["access_token"], &short["access_token"]] {
+        assert_eq!(bearer(&app, token.as_str().unwrap()).get("/access/api/v2/users/alice").status, 401);
+    }
+    let r = app.as_user("alice", "password-3").post("/access/api/v1/tokens", &json!({"grant_type": "refresh_token", "refresh_token": full["refresh_token"]}));
+    assert_eq!(r.status, 400, "the old refresh token is gone: {}", r.text);
+    // Overflowing expiries are refused.
+    let r = admin.post("/access/api/v1/tokens", &json!({"expires_in": u64::MAX}));
+    assert_eq!(r.status, 400);
+    assert!(r.error_message().contains("expires_in"));
+    // A disabled user is not locked by failed sign-ins (unlock would re-enable it).
+    app.create_user("dora", "password-1");
+    admin.patch("/access/api/v2/users/dora", &json!({"status": "disabled"}));
+    for _ in 0..6 {
+        app.as_user("dora", "wrong-password").get("/access/api/v2/users/dora");
+    }
+    assert_eq!(admin.get("/access/api/v2/users/dora").json()["status"], "disabled");
+}
