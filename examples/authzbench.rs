@@ -8,7 +8,9 @@
 use gatehouse::authorize::{PermissionIndex, Subject, ACTIONS};
 use gatehouse::log::EventLog;
 use gatehouse_projections::State;
-use gatehouse_schemas::{Envelope, Event, GroupCreated, PermissionSection, PermissionTarget, UserCreated, UserStatus};
+use gatehouse_schemas::{
+    Envelope, Event, GroupCreated, PermissionSection, PermissionTarget, UserCreated, UserStatus,
+};
 use std::time::Instant;
 
 #[global_allocator]
@@ -22,7 +24,15 @@ const REPOS: usize = 2_000;
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0)))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse()
+                    .unwrap_or(0)
+            })
+        })
         .unwrap_or(0)
 }
 
@@ -35,7 +45,9 @@ fn main() {
         x ^= x << 17;
         (x % n as u64) as usize
     };
-    let mut events = vec![Event::ServiceCreated { service_id: "jfac@01benchauthzbenchauthzbenc".into() }];
+    let mut events = vec![Event::ServiceCreated {
+        service_id: "jfac@01benchauthzbenchauthzbenc".into(),
+    }];
     let user = |name: String, groups: Vec<String>, password_hash: Option<String>, admin: bool| {
         Event::UserCreated(UserCreated {
             username: name,
@@ -50,7 +62,12 @@ fn main() {
             groups,
         })
     };
-    events.push(user("admin".into(), vec![], Some(gatehouse::auth::password::hash("bench-admin-pw")), true));
+    events.push(user(
+        "admin".into(),
+        vec![],
+        Some(gatehouse::auth::password::hash("bench-admin-pw")),
+        true,
+    ));
     for g in 0..GROUPS {
         events.push(Event::GroupCreated(GroupCreated {
             name: format!("group-{g}"),
@@ -64,24 +81,47 @@ fn main() {
         }));
     }
     for u in 0..USERS {
-        let groups = (0..1 + next(3)).map(|_| format!("group-{}", next(GROUPS))).collect::<std::collections::BTreeSet<_>>();
-        events.push(user(format!("user-{u}"), groups.into_iter().collect(), None, false));
+        let groups = (0..1 + next(3))
+            .map(|_| format!("group-{}", next(GROUPS)))
+            .collect::<std::collections::BTreeSet<_>>();
+        events.push(user(
+            format!("user-{u}"),
+            groups.into_iter().collect(),
+            None,
+            false,
+        ));
     }
     let patterns = ["**", "org/**", "org/acme/**", "**/*.jar", "com/*/lib/**"];
     for t in 0..TARGETS {
         let mut section = PermissionSection {
             include_patterns: vec![patterns[next(patterns.len())].into()],
-            exclude_patterns: if next(4) == 0 { vec!["**/*-SNAPSHOT/**".into()] } else { vec![] },
-            repositories: (0..1 + next(3)).map(|_| format!("repo-{}", next(REPOS))).collect(),
+            exclude_patterns: if next(4) == 0 {
+                vec!["**/*-SNAPSHOT/**".into()]
+            } else {
+                vec![]
+            },
+            repositories: (0..1 + next(3))
+                .map(|_| format!("repo-{}", next(REPOS)))
+                .collect(),
             ..Default::default()
         };
         for _ in 0..next(4) {
-            section.users.insert(format!("user-{}", next(USERS)), vec![ACTIONS[next(ACTIONS.len())].into()]);
+            section.users.insert(
+                format!("user-{}", next(USERS)),
+                vec![ACTIONS[next(ACTIONS.len())].into()],
+            );
         }
         for _ in 0..1 + next(3) {
-            section.groups.insert(format!("group-{}", next(GROUPS)), vec!["read".into(), ACTIONS[next(ACTIONS.len())].into()]);
+            section.groups.insert(
+                format!("group-{}", next(GROUPS)),
+                vec!["read".into(), ACTIONS[next(ACTIONS.len())].into()],
+            );
         }
-        events.push(Event::PermissionTargetSaved(PermissionTarget { name: format!("target-{t}"), repo: Some(section), ..Default::default() }));
+        events.push(Event::PermissionTargetSaved(PermissionTarget {
+            name: format!("target-{t}"),
+            repo: Some(section),
+            ..Default::default()
+        }));
     }
     let rss_before = rss_kib();
     let mut state = State::default();
@@ -106,7 +146,16 @@ fn main() {
     let questions = 200_000;
     let mut times = Vec::with_capacity(questions);
     let mut allowed = 0;
-    let segs = ["org", "acme", "com", "lib", "app", "1.0", "app-1.0.jar", "x-SNAPSHOT"];
+    let segs = [
+        "org",
+        "acme",
+        "com",
+        "lib",
+        "app",
+        "1.0",
+        "app-1.0.jar",
+        "x-SNAPSHOT",
+    ];
     for _ in 0..questions {
         let name = format!("user-{}", next(USERS));
         let repo = format!("repo-{}", next(REPOS));
@@ -120,11 +169,15 @@ fn main() {
         allowed += d.allowed as usize;
     }
     times.sort_unstable();
-    let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)] as f64 / 1000.0;
+    let pct =
+        |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)] as f64 / 1000.0;
     println!("questions={questions} allowed={allowed}");
     println!("decision_p50_us={:.2}", pct(0.50));
     println!("decision_p99_us={:.2}", pct(0.99));
-    println!("dataset_rss_mib={:.0}", (rss_after.saturating_sub(rss_before)) as f64 / 1024.0);
+    println!(
+        "dataset_rss_mib={:.0}",
+        (rss_after.saturating_sub(rss_before)) as f64 / 1024.0
+    );
 
     // A data directory with the same data, for the HTTP measurement.
     let mut log = EventLog::open(&dir).expect("open");

@@ -12,12 +12,17 @@ use gatehouse_schemas::{Envelope, Event, GroupCreated, UserCreated, UserStatus};
 use std::time::Instant;
 
 fn batch() -> u64 {
-    std::env::var("BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(1000)
+    std::env::var("BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
 }
 
 fn event(seq: u64) -> Event {
     if seq == 1 {
-        return Event::ServiceCreated { service_id: "jfac@01benchbenchbenchbenchbenc".into() };
+        return Event::ServiceCreated {
+            service_id: "jfac@01benchbenchbenchbenchbenc".into(),
+        };
     }
     // Per 10 events: 2 users, 1 group, 7 membership changes.
     let n = seq / 10;
@@ -55,7 +60,10 @@ fn event(seq: u64) -> Event {
 fn main() {
     let mut args = std::env::args().skip(1);
     let dir = std::path::PathBuf::from(args.next().expect("usage: logbench DIR [EVENTS]"));
-    let total: u64 = args.next().map(|s| s.parse().expect("EVENTS is a number")).unwrap_or(1_000_000);
+    let total: u64 = args
+        .next()
+        .map(|s| s.parse().expect("EVENTS is a number"))
+        .unwrap_or(1_000_000);
     let snapshot_at = total.saturating_sub(5_000);
 
     let mut log = EventLog::open(&dir).expect("open");
@@ -92,12 +100,22 @@ fn main() {
     let t = Instant::now();
     let mut prev = GENESIS_HASH;
     for s in 1..=total.min(200_000) {
-        let env = Envelope { seq: s, time_ms: s, actor: "admin".into(), origin: "jfac@01benchbenchbenchbenchbenc".into(), request_id: format!("{s:016x}"), event: event(s) };
+        let env = Envelope {
+            seq: s,
+            time_ms: s,
+            actor: "admin".into(),
+            origin: "jfac@01benchbenchbenchbenchbenc".into(),
+            request_id: format!("{s:016x}"),
+            event: event(s),
+        };
         let bytes = gatehouse_schemas::encode(&env);
         prev = gatehouse::log::chain_hash(&prev, &bytes);
     }
     std::hint::black_box(prev);
-    println!("stage_build_encode_hash_per_sec={:.0}", total.min(200_000) as f64 / t.elapsed().as_secs_f64());
+    println!(
+        "stage_build_encode_hash_per_sec={:.0}",
+        total.min(200_000) as f64 / t.elapsed().as_secs_f64()
+    );
     println!("append_events_per_sec={:.0}", total as f64 / append_time);
     println!("build_secs={:.2}", start.elapsed().as_secs_f64());
     println!("flushes={}", total.div_ceil(batch()));
@@ -105,27 +123,46 @@ fn main() {
     // Replay from position 1: hash chain + decode + apply, as `gatehouse verify` does.
     let t = Instant::now();
     let mut replayed = State::default();
-    let report = log.walk(1, GENESIS_HASH, |e| replayed.apply(&e)).expect("chain verifies");
+    let report = log
+        .walk(1, GENESIS_HASH, |e| replayed.apply(&e))
+        .expect("chain verifies");
     let secs = t.elapsed().as_secs_f64();
     assert_eq!(report.events, total);
-    assert_eq!(replayed.digest(), state.digest(), "replay equals the state built while appending");
+    assert_eq!(
+        replayed.digest(),
+        state.digest(),
+        "replay equals the state built while appending"
+    );
     println!("replay_events_per_sec={:.0}", total as f64 / secs);
     // Where replay time goes: read, +hash, +decode (apply is the rest).
     let t = Instant::now();
     let n = log.raw_from(1).unwrap().len();
-    println!("stage_read_per_sec={:.0}", n as f64 / t.elapsed().as_secs_f64());
+    println!(
+        "stage_read_per_sec={:.0}",
+        n as f64 / t.elapsed().as_secs_f64()
+    );
     let t = Instant::now();
     let mut prev = GENESIS_HASH;
     for r in log.raw_from(1).unwrap() {
         prev = gatehouse::log::chain_hash(&prev, &r.bytes);
     }
-    println!("stage_read_hash_per_sec={:.0}", total as f64 / t.elapsed().as_secs_f64());
+    println!(
+        "stage_read_hash_per_sec={:.0}",
+        total as f64 / t.elapsed().as_secs_f64()
+    );
     let t = Instant::now();
     for r in log.raw_from(1).unwrap() {
         std::hint::black_box(gatehouse_schemas::decode(&r.bytes).unwrap());
     }
-    println!("stage_read_decode_per_sec={:.0}", total as f64 / t.elapsed().as_secs_f64());
-    println!("users={} groups={}", state.directory.users.len(), state.directory.groups.len());
+    println!(
+        "stage_read_decode_per_sec={:.0}",
+        total as f64 / t.elapsed().as_secs_f64()
+    );
+    println!(
+        "users={} groups={}",
+        state.directory.users.len(),
+        state.directory.groups.len()
+    );
 }
 
 #[global_allocator]

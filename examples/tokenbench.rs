@@ -11,7 +11,10 @@ use std::time::Instant;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let n: usize = std::env::args().nth(1).map(|s| s.parse().expect("a count")).unwrap_or(20_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse().expect("a count"))
+        .unwrap_or(20_000);
     let dir = tempfile_dir();
     let keys = KeyRing::open(&dir).expect("key dir");
     let (kid, public) = keys.generate().expect("a key");

@@ -6,11 +6,11 @@ use crate::config::Settings;
 use crate::domain::Command;
 use crate::http::{self, AppState};
 use crate::keys::{self, KeyRing};
-use gatehouse_projections::State;
 use crate::log::{EventLog, LogError};
 use crate::writer::{CommandContext, Writer, WriterHandle};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
+use gatehouse_projections::State;
 use std::net::TcpListener;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -39,7 +39,10 @@ pub const INITIAL_PASSWORD_FILE: &str = "initial-admin-password";
 impl Application {
     /// Everything up to a bound, not yet running, server. `handle_signals: false` is for
     /// tests that run several servers in one process and stop them through the handle.
-    pub async fn build(settings: Settings, handle_signals: bool) -> Result<Application, StartError> {
+    pub async fn build(
+        settings: Settings,
+        handle_signals: bool,
+    ) -> Result<Application, StartError> {
         let started = Instant::now();
         let log = EventLog::open(&settings.data_dir)?;
         let open_ms = started.elapsed().as_millis() as u64;
@@ -55,18 +58,31 @@ impl Application {
         );
         let needs_init = state.service_id.is_none();
         let shared = Arc::new(RwLock::new(state));
-        let (writer, writer_thread) =
-            Writer::spawn(log, shared.clone(), settings.config.snapshot_every, settings.config.writer_queue);
+        let (writer, writer_thread) = Writer::spawn(
+            log,
+            shared.clone(),
+            settings.config.snapshot_every,
+            settings.config.writer_queue,
+        );
         if needs_init {
             initialize(&settings, &writer).await?;
         }
-        let keys = Arc::new(KeyRing::open(&settings.data_dir).map_err(|e| StartError::Other(e.to_string()))?);
+        let keys = Arc::new(
+            KeyRing::open(&settings.data_dir).map_err(|e| StartError::Other(e.to_string()))?,
+        );
         ensure_keys(&shared, &keys, &writer).await?;
-        let service_id = shared.read().unwrap_or_else(|p| p.into_inner()).service_id.clone().unwrap_or_default();
+        let service_id = shared
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .service_id
+            .clone()
+            .unwrap_or_default();
 
         let listener = TcpListener::bind(&settings.listen)?;
         let port = listener.local_addr()?.port();
-        let index = Arc::new(crate::authorize::PermissionIndex::build(&shared.read().unwrap_or_else(|p| p.into_inner())));
+        let index = Arc::new(crate::authorize::PermissionIndex::build(
+            &shared.read().unwrap_or_else(|p| p.into_inner()),
+        ));
         let data = web::Data::new(AppState {
             state: shared,
             writer: writer.clone(),
@@ -94,7 +110,13 @@ impl Application {
         if !handle_signals {
             server = server.disable_signals();
         }
-        Ok(Application { port, server: server.run(), writer, writer_thread, service_id })
+        Ok(Application {
+            port,
+            server: server.run(),
+            writer,
+            writer_thread,
+            service_id,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -142,9 +164,18 @@ async fn initialize(settings: &Settings, writer: &WriterHandle) -> Result<(), St
     let admin_password_hash = tokio::task::spawn_blocking(move || password::hash(&password))
         .await
         .map_err(|e| StartError::Other(e.to_string()))?;
-    let ctx = CommandContext { actor: "system".into(), request_id: "startup".into() };
+    let ctx = CommandContext {
+        actor: "system".into(),
+        request_id: "startup".into(),
+    };
     writer
-        .submit(Command::InitializeService { service_id: service_id.clone(), admin_password_hash }, ctx)
+        .submit(
+            Command::InitializeService {
+                service_id: service_id.clone(),
+                admin_password_hash,
+            },
+            ctx,
+        )
         .await
         .map_err(|e| StartError::Other(e.to_string()))?;
     tracing::info!(%service_id, "new event log: service identity created");
@@ -154,27 +185,45 @@ async fn initialize(settings: &Settings, writer: &WriterHandle) -> Result<(), St
 /// A log without a token-signing key or a signed-URL key (new, or written by a version
 /// before tokens) gets them now: the private halves go to the data directory first, then
 /// the log records the public facts.
-async fn ensure_keys(shared: &Arc<RwLock<State>>, keys: &KeyRing, writer: &WriterHandle) -> Result<(), StartError> {
+async fn ensure_keys(
+    shared: &Arc<RwLock<State>>,
+    keys: &KeyRing,
+    writer: &WriterHandle,
+) -> Result<(), StartError> {
     let (active, url_version) = {
         let s = shared.read().unwrap_or_else(|p| p.into_inner());
         (s.keys.active.clone(), s.keys.signed_url_version)
     };
-    let ctx = || CommandContext { actor: "system".into(), request_id: "startup".into() };
-    let missing_private = active.as_deref().is_some_and(|kid| keys.signing_key(kid).is_none());
+    let ctx = || CommandContext {
+        actor: "system".into(),
+        request_id: "startup".into(),
+    };
+    let missing_private = active
+        .as_deref()
+        .is_some_and(|kid| keys.signing_key(kid).is_none());
     if active.is_none() || missing_private {
         if missing_private {
             tracing::warn!("the private half of the active signing key is missing from the data directory; making a new key");
         }
-        let (kid, public) = keys.generate().map_err(|e| StartError::Other(e.to_string()))?;
+        let (kid, public) = keys
+            .generate()
+            .map_err(|e| StartError::Other(e.to_string()))?;
         writer
-            .submit(Command::AddSigningKey { kid: kid.clone(), public_key: keys::public_b64(&public) }, ctx())
+            .submit(
+                Command::AddSigningKey {
+                    kid: kid.clone(),
+                    public_key: keys::public_b64(&public),
+                },
+                ctx(),
+            )
             .await
             .map_err(|e| StartError::Other(e.to_string()))?;
         tracing::info!(%kid, "token signing key created");
     }
     if url_version == 0 || keys.signed_url_key(url_version).is_none() {
         let version = url_version + 1;
-        keys.new_signed_url_key(version).map_err(|e| StartError::Other(e.to_string()))?;
+        keys.new_signed_url_key(version)
+            .map_err(|e| StartError::Other(e.to_string()))?;
         writer
             .submit(Command::ReplaceSignedUrlKey { version }, ctx())
             .await

@@ -27,9 +27,18 @@ pub struct Subject {
 impl Subject {
     /// The subject for a principal with an optional token scope.
     pub fn new(dir: &Directory, username: &str, admin: bool, scope: Option<&str>) -> Subject {
-        let user_groups: BTreeSet<String> = dir.users.get(username).map(|u| u.groups.clone()).unwrap_or_default();
+        let user_groups: BTreeSet<String> = dir
+            .users
+            .get(username)
+            .map(|u| u.groups.clone())
+            .unwrap_or_default();
         let Some(scope) = scope else {
-            return Subject { username: username.into(), admin, groups: user_groups, own_grants: true };
+            return Subject {
+                username: username.into(),
+                admin,
+                groups: user_groups,
+                own_grants: true,
+            };
         };
         let mut groups = BTreeSet::new();
         let mut own = false;
@@ -38,10 +47,19 @@ impl Subject {
                 own = true;
                 groups.extend(user_groups.iter().cloned());
             } else if let Some(list) = part.strip_prefix("applied-permissions/groups:") {
-                groups.extend(list.split(',').map(|g| g.trim().to_string()).filter(|g| dir.groups.contains_key(g)));
+                groups.extend(
+                    list.split(',')
+                        .map(|g| g.trim().to_string())
+                        .filter(|g| dir.groups.contains_key(g)),
+                );
             }
         }
-        Subject { username: username.into(), admin, groups, own_grants: own }
+        Subject {
+            username: username.into(),
+            admin,
+            groups,
+            own_grants: own,
+        }
     }
 }
 
@@ -70,7 +88,11 @@ pub struct PermissionIndex {
 
 /// Ant-style glob: `*` and `?` stay inside one path segment, `**` crosses them.
 fn glob(pattern: &str) -> Option<Glob> {
-    GlobBuilder::new(pattern).literal_separator(true).backslash_escape(false).build().ok()
+    GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .backslash_escape(false)
+        .build()
+        .ok()
 }
 
 /// Patterns were validated on the way in; an unparsable one (which cannot happen for
@@ -85,7 +107,11 @@ fn glob_set(patterns: &[String], default_all: bool) -> GlobSet {
         }
         // Ant: a trailing `/**` matches zero or more directories, so `org/acme/**` also
         // matches `org/acme` itself; globset needs at least one more segment.
-        if let Some(g) = p.strip_suffix("/**").filter(|s| !s.is_empty()).and_then(glob) {
+        if let Some(g) = p
+            .strip_suffix("/**")
+            .filter(|s| !s.is_empty())
+            .and_then(glob)
+        {
             b.add(g);
         }
     }
@@ -102,10 +128,16 @@ pub fn valid_pattern(p: &str) -> bool {
 
 impl PermissionIndex {
     pub fn build(state: &State) -> PermissionIndex {
-        let mut index =
-            PermissionIndex { built_from: state.permissions.changed_seq, sections: vec![], by_repo: HashMap::new(), any: vec![] };
+        let mut index = PermissionIndex {
+            built_from: state.permissions.changed_seq,
+            sections: vec![],
+            by_repo: HashMap::new(),
+            any: vec![],
+        };
         for target in state.permissions.targets.values() {
-            let Some(section) = &target.repo else { continue };
+            let Some(section) = &target.repo else {
+                continue;
+            };
             index.add(&target.name, section);
         }
         index
@@ -117,8 +149,16 @@ impl PermissionIndex {
             target: target.to_string(),
             include: glob_set(&s.include_patterns, true),
             exclude: glob_set(&s.exclude_patterns, false),
-            users: s.users.iter().map(|(k, v)| (k.to_lowercase(), v.clone())).collect(),
-            groups: s.groups.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            users: s
+                .users
+                .iter()
+                .map(|(k, v)| (k.to_lowercase(), v.clone()))
+                .collect(),
+            groups: s
+                .groups
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         });
         for repo in &s.repositories {
             match repo.as_str() {
@@ -135,28 +175,49 @@ impl PermissionIndex {
     /// May `subject` do `action` on `path` in `repo`? `via` names the deciding grant.
     pub fn decide(&self, subject: &Subject, repo: &str, path: &str, action: &str) -> Decision {
         if subject.admin {
-            return Decision { allowed: true, via: "admin".into() };
+            return Decision {
+                allowed: true,
+                via: "admin".into(),
+            };
         }
-        let candidates = self.by_repo.get(repo).into_iter().flatten().chain(self.any.iter());
+        let candidates = self
+            .by_repo
+            .get(repo)
+            .into_iter()
+            .flatten()
+            .chain(self.any.iter());
         // Built once per decision: globset normalises the path for every set otherwise.
         let candidate = globset::Candidate::new(path);
         for &i in candidates {
             let s = &self.sections[i];
             // Who is granted is a hash lookup; paths are globs: ask the cheap question first.
-            let via = if subject.own_grants && s.users.get(&subject.username).is_some_and(|a| a.iter().any(|x| x == action)) {
-                format!("permission target `{}` (user `{}`)", s.target, subject.username)
-            } else if let Some(g) =
-                subject.groups.iter().find(|g| s.groups.get(*g).is_some_and(|a| a.iter().any(|x| x == action)))
+            let via = if subject.own_grants
+                && s.users
+                    .get(&subject.username)
+                    .is_some_and(|a| a.iter().any(|x| x == action))
             {
+                format!(
+                    "permission target `{}` (user `{}`)",
+                    s.target, subject.username
+                )
+            } else if let Some(g) = subject.groups.iter().find(|g| {
+                s.groups
+                    .get(*g)
+                    .is_some_and(|a| a.iter().any(|x| x == action))
+            }) {
                 format!("permission target `{}` (group `{g}`)", s.target)
             } else {
                 continue;
             };
-            if s.include.is_match_candidate(&candidate) && !s.exclude.is_match_candidate(&candidate) {
+            if s.include.is_match_candidate(&candidate) && !s.exclude.is_match_candidate(&candidate)
+            {
                 return Decision { allowed: true, via };
             }
         }
-        Decision { allowed: false, via: "no grant".into() }
+        Decision {
+            allowed: false,
+            via: "no grant".into(),
+        }
     }
 }
 
@@ -196,12 +257,24 @@ mod tests {
 
     fn state_with(section: PermissionSection) -> State {
         let mut s = State::default();
-        s.permissions.targets.insert("t".into(), PermissionTarget { name: "t".into(), repo: Some(section), ..Default::default() });
+        s.permissions.targets.insert(
+            "t".into(),
+            PermissionTarget {
+                name: "t".into(),
+                repo: Some(section),
+                ..Default::default()
+            },
+        );
         s
     }
 
     fn bob() -> Subject {
-        Subject { username: "bob".into(), admin: false, groups: ["devs".to_string()].into(), own_grants: true }
+        Subject {
+            username: "bob".into(),
+            admin: false,
+            groups: ["devs".to_string()].into(),
+            own_grants: true,
+        }
     }
 
     #[test]
@@ -228,7 +301,11 @@ mod tests {
             ("other", "org/acme/app.jar", "read", false),
         ];
         for (repo, path, action, allowed) in table {
-            assert_eq!(index.decide(&bob(), repo, path, action).allowed, allowed, "{repo} {path} {action}");
+            assert_eq!(
+                index.decide(&bob(), repo, path, action).allowed,
+                allowed,
+                "{repo} {path} {action}"
+            );
         }
     }
 
@@ -243,10 +320,21 @@ mod tests {
         let d = index.decide(&bob(), "whatever", "a/b/c", "read");
         assert!(d.allowed);
         assert!(d.via.contains("group `devs`"));
-        let groups_only = Subject { own_grants: false, groups: BTreeSet::new(), ..bob() };
+        let groups_only = Subject {
+            own_grants: false,
+            groups: BTreeSet::new(),
+            ..bob()
+        };
         assert!(!index.decide(&groups_only, "whatever", "a", "read").allowed);
-        let local_only = PermissionSection { repositories: vec!["ANY LOCAL".into()], ..Default::default() };
-        assert!(!PermissionIndex::build(&state_with(local_only)).decide(&bob(), "libs", "a", "read").allowed);
+        let local_only = PermissionSection {
+            repositories: vec!["ANY LOCAL".into()],
+            ..Default::default()
+        };
+        assert!(
+            !PermissionIndex::build(&state_with(local_only))
+                .decide(&bob(), "libs", "a", "read")
+                .allowed
+        );
     }
 
     /// Ant semantics, written out the slow and obvious way: `**` is zero or more whole
@@ -267,13 +355,20 @@ mod tests {
                 Some(&"**") => segs(&p[1..], s) || (!s.is_empty() && segs(p, &s[1..])),
                 Some(first) => {
                     !s.is_empty()
-                        && seg(&first.chars().collect::<Vec<_>>(), &s[0].chars().collect::<Vec<_>>())
+                        && seg(
+                            &first.chars().collect::<Vec<_>>(),
+                            &s[0].chars().collect::<Vec<_>>(),
+                        )
                         && segs(&p[1..], &s[1..])
                 }
             }
         }
         let p: Vec<&str> = pattern.split('/').collect();
-        let s: Vec<&str> = if path.is_empty() { vec![] } else { path.split('/').collect() };
+        let s: Vec<&str> = if path.is_empty() {
+            vec![]
+        } else {
+            path.split('/').collect()
+        };
         segs(&p, &s)
     }
 
@@ -282,15 +377,39 @@ mod tests {
         if subject.admin {
             return true;
         }
-        state.permissions.targets.values().filter_map(|t| t.repo.as_ref()).any(|s| {
-            let repo_ok = s.repositories.iter().any(|r| r == repo || r == "ANY");
-            let includes: Vec<&String> = s.include_patterns.iter().filter(|p| !p.is_empty()).collect();
-            let included = if includes.is_empty() { true } else { includes.iter().any(|p| ant_match(p, path)) };
-            let excluded = s.exclude_patterns.iter().filter(|p| !p.is_empty()).any(|p| ant_match(p, path));
-            let user_grant = subject.own_grants && s.users.get(&subject.username).is_some_and(|a| a.iter().any(|x| x == action));
-            let group_grant = subject.groups.iter().any(|g| s.groups.get(g).is_some_and(|a| a.iter().any(|x| x == action)));
-            repo_ok && included && !excluded && (user_grant || group_grant)
-        })
+        state
+            .permissions
+            .targets
+            .values()
+            .filter_map(|t| t.repo.as_ref())
+            .any(|s| {
+                let repo_ok = s.repositories.iter().any(|r| r == repo || r == "ANY");
+                let includes: Vec<&String> = s
+                    .include_patterns
+                    .iter()
+                    .filter(|p| !p.is_empty())
+                    .collect();
+                let included = if includes.is_empty() {
+                    true
+                } else {
+                    includes.iter().any(|p| ant_match(p, path))
+                };
+                let excluded = s
+                    .exclude_patterns
+                    .iter()
+                    .filter(|p| !p.is_empty())
+                    .any(|p| ant_match(p, path));
+                let user_grant = subject.own_grants
+                    && s.users
+                        .get(&subject.username)
+                        .is_some_and(|a| a.iter().any(|x| x == action));
+                let group_grant = subject.groups.iter().any(|g| {
+                    s.groups
+                        .get(g)
+                        .is_some_and(|a| a.iter().any(|x| x == action))
+                });
+                repo_ok && included && !excluded && (user_grant || group_grant)
+            })
     }
 
     #[test]
@@ -303,7 +422,9 @@ mod tests {
             x ^= x << 17;
             (x % n as u64) as usize
         };
-        let patterns = ["**", "a/**", "**/*.jar", "a/*/c", "*/b/**", "a/?/c", "b", "a/b*", "**/c", "*"];
+        let patterns = [
+            "**", "a/**", "**/*.jar", "a/*/c", "*/b/**", "a/?/c", "b", "a/b*", "**/c", "*",
+        ];
         let repos = ["r1", "r2", "ANY"];
         let names = ["u1", "u2", "u3"];
         let groups = ["g1", "g2"];
@@ -313,22 +434,36 @@ mod tests {
             for t in 0..(1 + next(6)) {
                 let mut section = PermissionSection::default();
                 for _ in 0..next(3) {
-                    section.include_patterns.push(patterns[next(patterns.len())].into());
+                    section
+                        .include_patterns
+                        .push(patterns[next(patterns.len())].into());
                 }
                 for _ in 0..next(2) {
-                    section.exclude_patterns.push(patterns[next(patterns.len())].into());
+                    section
+                        .exclude_patterns
+                        .push(patterns[next(patterns.len())].into());
                 }
                 section.repositories.push(repos[next(repos.len())].into());
                 for _ in 0..next(3) {
-                    section.users.insert(names[next(names.len())].into(), vec![ACTIONS[next(ACTIONS.len())].into()]);
+                    section.users.insert(
+                        names[next(names.len())].into(),
+                        vec![ACTIONS[next(ACTIONS.len())].into()],
+                    );
                 }
                 for _ in 0..next(3) {
-                    section.groups.insert(groups[next(groups.len())].into(), vec![ACTIONS[next(ACTIONS.len())].into()]);
+                    section.groups.insert(
+                        groups[next(groups.len())].into(),
+                        vec![ACTIONS[next(ACTIONS.len())].into()],
+                    );
                 }
                 let name = format!("t{t}");
                 state.permissions.targets.insert(
                     name.clone(),
-                    gatehouse_schemas::PermissionTarget { name, repo: Some(section), ..Default::default() },
+                    gatehouse_schemas::PermissionTarget {
+                        name,
+                        repo: Some(section),
+                        ..Default::default()
+                    },
                 );
             }
             let index = PermissionIndex::build(&state);
@@ -336,7 +471,11 @@ mod tests {
                 let subject = Subject {
                     username: names[next(names.len())].into(),
                     admin: next(20) == 0,
-                    groups: groups.iter().filter(|_| next(2) == 0).map(|g| g.to_string()).collect(),
+                    groups: groups
+                        .iter()
+                        .filter(|_| next(2) == 0)
+                        .map(|g| g.to_string())
+                        .collect(),
                     own_grants: next(4) != 0,
                 };
                 let depth = 1 + next(4);
@@ -346,7 +485,11 @@ mod tests {
                 let action = ACTIONS[next(ACTIONS.len())];
                 let expected = reference(&state, &subject, repo, &path, action);
                 let got = index.decide(&subject, repo, &path, action).allowed;
-                assert_eq!(got, expected, "round {round}: {subject:?} {action} {repo}/{path} with {:#?}", state.permissions.targets);
+                assert_eq!(
+                    got, expected,
+                    "round {round}: {subject:?} {action} {repo}/{path} with {:#?}",
+                    state.permissions.targets
+                );
             }
         }
     }

@@ -60,25 +60,44 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read the config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {message}")]
     Invalid { path: PathBuf, message: String },
 }
 
 impl Config {
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let Some(path) = path else { return Ok(Config::default()) };
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        let config: Config =
-            toml::from_str(&text).map_err(|e| ConfigError::Invalid { path: path.into(), message: e.message().to_string() })?;
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.into(),
+            message: e.message().to_string(),
+        })?;
         if config.lockout_threshold == 0 {
-            return Err(ConfigError::Invalid { path: path.into(), message: "`lockout-threshold` must be at least 1".into() });
+            return Err(ConfigError::Invalid {
+                path: path.into(),
+                message: "`lockout-threshold` must be at least 1".into(),
+            });
         }
         if config.max_expiry > 0 && config.default_expiry > config.max_expiry {
-            return Err(ConfigError::Invalid { path: path.into(), message: "`max-expiry` must be at least `default-expiry`".into() });
+            return Err(ConfigError::Invalid {
+                path: path.into(),
+                message: "`max-expiry` must be at least `default-expiry`".into(),
+            });
         }
         if config.max_body_bytes < 1024 {
-            return Err(ConfigError::Invalid { path: path.into(), message: "`max-body-bytes` must be at least 1024".into() });
+            return Err(ConfigError::Invalid {
+                path: path.into(),
+                message: "`max-body-bytes` must be at least 1024".into(),
+            });
         }
         Ok(config)
     }
@@ -118,7 +137,9 @@ mod tests {
         assert!(e.contains("snapshot-evry"), "{e}");
         let e = load("lockout-threshold = 0\n").unwrap_err().to_string();
         assert!(e.contains("lockout-threshold"), "{e}");
-        let e = load("startup-verify = \"sometimes\"\n").unwrap_err().to_string();
+        let e = load("startup-verify = \"sometimes\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("sometimes") || e.contains("variant"), "{e}");
     }
 }

@@ -12,7 +12,11 @@ use std::process::ExitCode;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "gatehouse", version, about = "An event-sourced access-control server (JFrog Access REST dialect)")]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "An event-sourced access-control server (JFrog Access REST dialect)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -42,13 +46,18 @@ enum Cmd {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,actix_server=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,actix_server=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Serve { data_dir, listen, config } => serve(data_dir, listen, config),
+        Cmd::Serve {
+            data_dir,
+            listen,
+            config,
+        } => serve(data_dir, listen, config),
         Cmd::Verify { data_dir } => verify(data_dir),
     }
 }
@@ -61,12 +70,25 @@ fn serve(data_dir: PathBuf, listen: String, config: Option<PathBuf>) -> ExitCode
             return ExitCode::from(2);
         }
     };
-    let settings = Settings { data_dir, listen, config };
+    let settings = Settings {
+        data_dir,
+        listen,
+        config,
+    };
     let result = actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings.clone(), true).await?;
-        let addr = settings.listen.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1").to_string();
+        let addr = settings
+            .listen
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or("127.0.0.1")
+            .to_string();
         // Tests and scripts read this line to learn the port (`--listen 127.0.0.1:0`).
-        println!("gatehouse listening on http://{addr}:{} as {}", app.port(), app.service_id());
+        println!(
+            "gatehouse listening on http://{addr}:{} as {}",
+            app.port(),
+            app.service_id()
+        );
         app.run_until_stopped().await?;
         Ok::<(), gatehouse::app::StartError>(())
     });

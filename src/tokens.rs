@@ -83,7 +83,9 @@ pub fn mint(keys: &KeyRing, kid: &str, spec: &Spec) -> Option<Minted> {
     let access_token = jwt::sign(&claims, kid, &key);
     let refresh_token = spec.refreshable.then(|| random_b64(32));
     let reference_token = spec.reference.then(|| random_b64(96));
-    debug_assert!(reference_token.as_ref().is_none_or(|r| r.len() == REFERENCE_TOKEN_LEN));
+    debug_assert!(reference_token
+        .as_ref()
+        .is_none_or(|r| r.len() == REFERENCE_TOKEN_LEN));
     let record = TokenIssued {
         token_id,
         subject: spec.subject.to_string(),
@@ -100,5 +102,10 @@ pub fn mint(keys: &KeyRing, kid: &str, spec: &Spec) -> Option<Minted> {
         refresh_hash: refresh_token.as_deref().map(hash_hex),
         reference_hash: reference_token.as_deref().map(hash_hex),
     };
-    Some(Minted { record, access_token, refresh_token, reference_token })
+    Some(Minted {
+        record,
+        access_token,
+        refresh_token,
+        reference_token,
+    })
 }

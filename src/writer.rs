@@ -45,8 +45,14 @@ pub enum SubmitError {
 }
 
 enum Message {
-    Submit { command: Command, ctx: CommandContext, reply: oneshot::Sender<Result<Committed, SubmitError>> },
-    Shutdown { reply: std::sync::mpsc::Sender<()> },
+    Submit {
+        command: Command,
+        ctx: CommandContext,
+        reply: oneshot::Sender<Result<Committed, SubmitError>>,
+    },
+    Shutdown {
+        reply: std::sync::mpsc::Sender<()>,
+    },
 }
 
 /// The handle the HTTP layer holds. Cheap to clone.
@@ -57,9 +63,17 @@ pub struct WriterHandle {
 
 impl WriterHandle {
     /// Submit a command and wait (asynchronously) until its events are durable and visible.
-    pub async fn submit(&self, command: Command, ctx: CommandContext) -> Result<Committed, SubmitError> {
+    pub async fn submit(
+        &self,
+        command: Command,
+        ctx: CommandContext,
+    ) -> Result<Committed, SubmitError> {
         let (reply, rx) = oneshot::channel();
-        let msg = Message::Submit { command, ctx, reply };
+        let msg = Message::Submit {
+            command,
+            ctx,
+            reply,
+        };
         // The channel is bounded: when the writer is behind, this waits (back-pressure)
         // instead of queueing without limit. `send` blocks, so do it off the async thread
         // only when the channel is full.
@@ -72,15 +86,27 @@ impl WriterHandle {
                     .map_err(|_| SubmitError::Unavailable)?
                     .map_err(|_| SubmitError::Unavailable)?;
             }
-            Err(crossbeam_channel::TrySendError::Disconnected(_)) => return Err(SubmitError::Unavailable),
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
+                return Err(SubmitError::Unavailable)
+            }
         }
         rx.await.map_err(|_| SubmitError::Unavailable)?
     }
 
     /// Blocking variant for start-up code that runs outside the async runtime.
-    pub fn submit_blocking(&self, command: Command, ctx: CommandContext) -> Result<Committed, SubmitError> {
+    pub fn submit_blocking(
+        &self,
+        command: Command,
+        ctx: CommandContext,
+    ) -> Result<Committed, SubmitError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Message::Submit { command, ctx, reply }).map_err(|_| SubmitError::Unavailable)?;
+        self.tx
+            .send(Message::Submit {
+                command,
+                ctx,
+                reply,
+            })
+            .map_err(|_| SubmitError::Unavailable)?;
         rx.blocking_recv().map_err(|_| SubmitError::Unavailable)?
     }
 
@@ -104,7 +130,10 @@ pub struct Writer {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl Writer {
@@ -151,7 +180,11 @@ impl Writer {
             let mut submissions = Vec::with_capacity(batch.len());
             for m in batch {
                 match m {
-                    Message::Submit { command, ctx, reply } => submissions.push((command, ctx, reply)),
+                    Message::Submit {
+                        command,
+                        ctx,
+                        reply,
+                    } => submissions.push((command, ctx, reply)),
                     Message::Shutdown { reply } => shutdown_reply = Some(reply),
                 }
             }
@@ -172,7 +205,14 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, submissions: Vec<(Command, CommandContext, oneshot::Sender<Result<Committed, SubmitError>>)>) {
+    fn commit(
+        &mut self,
+        submissions: Vec<(
+            Command,
+            CommandContext,
+            oneshot::Sender<Result<Committed, SubmitError>>,
+        )>,
+    ) {
         let origin = self.state.service_id.clone().unwrap_or_default();
         let mut envelopes: Vec<Envelope> = Vec::new();
         let mut replies = Vec::with_capacity(submissions.len());
@@ -183,8 +223,14 @@ impl Writer {
                     for event in events {
                         let origin = match &event {
                             // The first event names the service that writes it.
-                            gatehouse_schemas::Event::ServiceCreated { service_id } => service_id.clone(),
-                            _ => self.state.service_id.clone().unwrap_or_else(|| origin.clone()),
+                            gatehouse_schemas::Event::ServiceCreated { service_id } => {
+                                service_id.clone()
+                            }
+                            _ => self
+                                .state
+                                .service_id
+                                .clone()
+                                .unwrap_or_else(|| origin.clone()),
                         };
                         time = time.max(self.state.time_ms);
                         let env = Envelope {
@@ -198,7 +244,12 @@ impl Writer {
                         self.state.apply(&env);
                         envelopes.push(env);
                     }
-                    replies.push((reply, Ok(Committed { seq: self.state.seq })));
+                    replies.push((
+                        reply,
+                        Ok(Committed {
+                            seq: self.state.seq,
+                        }),
+                    ));
                 }
                 Err(e) => replies.push((reply, Err(SubmitError::Domain(e)))),
             }

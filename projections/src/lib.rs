@@ -11,7 +11,9 @@
 //! written, so an event that refers to something missing is simply a no-op here rather
 //! than a reason to stop.
 
-use gatehouse_schemas::{Envelope, Event, GroupCreated, PermissionTarget, TokenIssued, UserCreated, UserStatus};
+use gatehouse_schemas::{
+    Envelope, Event, GroupCreated, PermissionTarget, TokenIssued, UserCreated, UserStatus,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -149,7 +151,10 @@ impl State {
                     user.updated_seq = seq;
                 }
             }
-            Event::UserPasswordChanged { username, password_hash } => {
+            Event::UserPasswordChanged {
+                username,
+                password_hash,
+            } => {
                 if let Some(user) = dir.users.get_mut(username) {
                     user.password_hash = Some(password_hash.clone());
                     user.password_expired = false;
@@ -222,7 +227,11 @@ impl State {
                     }
                 }
             }
-            Event::GroupMembersChanged { group, added, removed } => {
+            Event::GroupMembersChanged {
+                group,
+                added,
+                removed,
+            } => {
                 for user in added {
                     dir.join(user, group, seq);
                 }
@@ -230,7 +239,11 @@ impl State {
                     dir.leave(user, group, seq);
                 }
             }
-            Event::UserGroupsChanged { username, added, removed } => {
+            Event::UserGroupsChanged {
+                username,
+                added,
+                removed,
+            } => {
                 for group in added {
                     dir.join(username, group, seq);
                 }
@@ -239,7 +252,10 @@ impl State {
                 }
             }
             Event::TokenIssued(t) => self.tokens.insert(t),
-            Event::TokenRefreshed { old_token_id, issued } => {
+            Event::TokenRefreshed {
+                old_token_id,
+                issued,
+            } => {
                 self.tokens.remove(old_token_id);
                 self.tokens.insert(issued);
             }
@@ -248,8 +264,14 @@ impl State {
                 self.keys.signing.insert(kid.clone(), public_key.clone());
                 self.keys.active = Some(kid.clone());
             }
-            Event::TrustedKeyAdded { name, kid, public_key } => {
-                self.keys.trusted.insert(name.clone(), (kid.clone(), public_key.clone()));
+            Event::TrustedKeyAdded {
+                name,
+                kid,
+                public_key,
+            } => {
+                self.keys
+                    .trusted
+                    .insert(name.clone(), (kid.clone(), public_key.clone()));
             }
             Event::TrustedKeyRemoved { name } => {
                 self.keys.trusted.remove(name);
@@ -263,9 +285,21 @@ impl State {
                 self.permissions.targets.remove(name);
                 self.permissions.changed_seq = seq;
             }
-            Event::ServicePaired { use_case, name, service_id, kid, public_key } => {
-                self.keys.trusted.insert(name.clone(), (kid.clone(), public_key.clone()));
-                self.keys.pairings.entry(use_case.clone()).or_default().insert(service_id.clone(), name.clone());
+            Event::ServicePaired {
+                use_case,
+                name,
+                service_id,
+                kid,
+                public_key,
+            } => {
+                self.keys
+                    .trusted
+                    .insert(name.clone(), (kid.clone(), public_key.clone()));
+                self.keys
+                    .pairings
+                    .entry(use_case.clone())
+                    .or_default()
+                    .insert(service_id.clone(), name.clone());
             }
         }
     }
@@ -386,7 +420,10 @@ impl Directory {
     /// A user's effective admin right: its own flag or an admin-privileged group.
     pub fn is_admin(&self, username: &str) -> bool {
         self.users.get(username).is_some_and(|u| {
-            u.admin || u.groups.iter().any(|g| self.groups.get(g).is_some_and(|g| g.admin_privileges))
+            u.admin
+                || u.groups
+                    .iter()
+                    .any(|g| self.groups.get(g).is_some_and(|g| g.admin_privileges))
         })
     }
 }
@@ -397,7 +434,14 @@ mod tests {
     use gatehouse_schemas::samples;
 
     fn env(seq: u64, event: Event) -> Envelope {
-        Envelope { seq, time_ms: seq, actor: "t".into(), origin: "o".into(), request_id: "r".into(), event }
+        Envelope {
+            seq,
+            time_ms: seq,
+            actor: "t".into(),
+            origin: "o".into(),
+            request_id: "r".into(),
+            event,
+        }
     }
 
     fn user(name: &str, groups: &[&str]) -> Event {
@@ -437,8 +481,20 @@ mod tests {
         s.apply(&env(3, Event::GroupDeleted { name: "g".into() }));
         assert!(s.directory.users["u"].groups.is_empty());
         s.apply(&env(4, group("h")));
-        s.apply(&env(5, Event::GroupMembersChanged { group: "h".into(), added: vec!["u".into()], removed: vec![] }));
-        s.apply(&env(6, Event::UserDeleted { username: "u".into() }));
+        s.apply(&env(
+            5,
+            Event::GroupMembersChanged {
+                group: "h".into(),
+                added: vec!["u".into()],
+                removed: vec![],
+            },
+        ));
+        s.apply(&env(
+            6,
+            Event::UserDeleted {
+                username: "u".into(),
+            },
+        ));
         assert!(s.directory.groups["h"].members.is_empty());
     }
 

@@ -175,41 +175,88 @@ pub struct PermissionTarget {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
     /// The first event of every log: the server's identity.
-    ServiceCreated { service_id: String },
+    ServiceCreated {
+        service_id: String,
+    },
     UserCreated(UserCreated),
     UserUpdated(UserUpdated),
-    UserPasswordChanged { username: String, password_hash: String },
+    UserPasswordChanged {
+        username: String,
+        password_hash: String,
+    },
     /// The user must change its password before doing anything else.
-    UserPasswordExpired { username: String },
+    UserPasswordExpired {
+        username: String,
+    },
     /// Too many failed sign-ins in a row (or an admin's decision).
-    UserLocked { username: String },
-    UserUnlocked { username: String },
+    UserLocked {
+        username: String,
+    },
+    UserUnlocked {
+        username: String,
+    },
     /// Removes the user from every group it belonged to.
-    UserDeleted { username: String },
+    UserDeleted {
+        username: String,
+    },
     GroupCreated(GroupCreated),
     GroupUpdated(GroupUpdated),
     /// Removes the group from every member.
-    GroupDeleted { name: String },
+    GroupDeleted {
+        name: String,
+    },
     /// Membership changed from the group's side (`PATCH /groups/{name}/members`).
-    GroupMembersChanged { group: String, added: Vec<String>, removed: Vec<String> },
+    GroupMembersChanged {
+        group: String,
+        added: Vec<String>,
+        removed: Vec<String>,
+    },
     /// Membership changed from the user's side (`PATCH /users/{name}/groups`).
-    UserGroupsChanged { username: String, added: Vec<String>, removed: Vec<String> },
+    UserGroupsChanged {
+        username: String,
+        added: Vec<String>,
+        removed: Vec<String>,
+    },
     TokenIssued(TokenIssued),
     /// The old pair stops working; the new one keeps the scope.
-    TokenRefreshed { old_token_id: String, issued: TokenIssued },
-    TokenRevoked { token_id: String },
+    TokenRefreshed {
+        old_token_id: String,
+        issued: TokenIssued,
+    },
+    TokenRevoked {
+        token_id: String,
+    },
     /// A new token-signing key; it becomes the active one. Earlier keys keep verifying.
     /// Only the public half is here: private keys live in the data directory.
-    SigningKeyAdded { kid: String, public_key: String },
+    SigningKeyAdded {
+        kid: String,
+        public_key: String,
+    },
     /// A peer's public key is trusted for verifying tokens (circle of trust).
-    TrustedKeyAdded { name: String, kid: String, public_key: String },
-    TrustedKeyRemoved { name: String },
+    TrustedKeyAdded {
+        name: String,
+        kid: String,
+        public_key: String,
+    },
+    TrustedKeyRemoved {
+        name: String,
+    },
     /// The signed-URL key was replaced: URLs signed with earlier versions stop working.
-    SignedUrlKeyReplaced { version: u64 },
+    SignedUrlKeyReplaced {
+        version: u64,
+    },
     /// A pairing completed: the peer's key is trusted under `name` for `use_case`.
-    ServicePaired { use_case: String, name: String, service_id: String, kid: String, public_key: String },
+    ServicePaired {
+        use_case: String,
+        name: String,
+        service_id: String,
+        kid: String,
+        public_key: String,
+    },
     PermissionTargetSaved(PermissionTarget),
-    PermissionTargetDeleted { name: String },
+    PermissionTargetDeleted {
+        name: String,
+    },
 }
 
 impl Event {
@@ -317,7 +364,9 @@ pub fn samples() -> Vec<Envelope> {
         groups: vec!["readers".into()],
     };
     let events = vec![
-        Event::ServiceCreated { service_id: "jfac@01jc5x3y4z5a6b7c8d9e0f1g2h".into() },
+        Event::ServiceCreated {
+            service_id: "jfac@01jc5x3y4z5a6b7c8d9e0f1g2h".into(),
+        },
         Event::UserCreated(user_created),
         Event::UserUpdated(UserUpdated {
             username: "alice@example.com".into(),
@@ -330,10 +379,18 @@ pub fn samples() -> Vec<Envelope> {
             username: "alice@example.com".into(),
             password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$bmV3aGFzaG5ld2hhc2g".into(),
         },
-        Event::UserPasswordExpired { username: "alice@example.com".into() },
-        Event::UserLocked { username: "alice@example.com".into() },
-        Event::UserUnlocked { username: "alice@example.com".into() },
-        Event::UserDeleted { username: "alice@example.com".into() },
+        Event::UserPasswordExpired {
+            username: "alice@example.com".into(),
+        },
+        Event::UserLocked {
+            username: "alice@example.com".into(),
+        },
+        Event::UserUnlocked {
+            username: "alice@example.com".into(),
+        },
+        Event::UserDeleted {
+            username: "alice@example.com".into(),
+        },
         Event::GroupCreated(GroupCreated {
             name: "readers".into(),
             description: Some("read-only users".into()),
@@ -350,7 +407,9 @@ pub fn samples() -> Vec<Envelope> {
             auto_join: Some(false),
             ..Default::default()
         }),
-        Event::GroupDeleted { name: "readers".into() },
+        Event::GroupDeleted {
+            name: "readers".into(),
+        },
         Event::GroupMembersChanged {
             group: "readers".into(),
             added: vec!["carol".into()],
@@ -366,14 +425,21 @@ pub fn samples() -> Vec<Envelope> {
             old_token_id: "01jc5x3y4z5a6b7c8d9e0f1g2h".into(),
             issued: sample_token("01jc5x3y4z5a6b7c8d9e0f1g2j"),
         },
-        Event::TokenRevoked { token_id: "01jc5x3y4z5a6b7c8d9e0f1g2j".into() },
-        Event::SigningKeyAdded { kid: "3f2a9c0d1e4b5a6f".into(), public_key: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into() },
+        Event::TokenRevoked {
+            token_id: "01jc5x3y4z5a6b7c8d9e0f1g2j".into(),
+        },
+        Event::SigningKeyAdded {
+            kid: "3f2a9c0d1e4b5a6f".into(),
+            public_key: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
+        },
         Event::TrustedKeyAdded {
             name: "us-east".into(),
             kid: "9b8a7c6d5e4f3a2b".into(),
             public_key: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
         },
-        Event::TrustedKeyRemoved { name: "us-east".into() },
+        Event::TrustedKeyRemoved {
+            name: "us-east".into(),
+        },
         Event::SignedUrlKeyReplaced { version: 2 },
         Event::ServicePaired {
             use_case: "federation".into(),
@@ -388,13 +454,23 @@ pub fn samples() -> Vec<Envelope> {
                 include_patterns: vec!["org/acme/**".into()],
                 exclude_patterns: vec!["**/*-SNAPSHOT/**".into()],
                 repositories: vec!["libs-release".into(), "ANY REMOTE".into()],
-                users: [("bob".to_string(), vec!["read".to_string(), "write".to_string()])].into(),
-                groups: [("java-devs".to_string(), vec!["read".to_string(), "annotate".to_string()])].into(),
+                users: [(
+                    "bob".to_string(),
+                    vec!["read".to_string(), "write".to_string()],
+                )]
+                .into(),
+                groups: [(
+                    "java-devs".to_string(),
+                    vec!["read".to_string(), "annotate".to_string()],
+                )]
+                .into(),
             }),
             build: None,
             release_bundle: None,
         }),
-        Event::PermissionTargetDeleted { name: "java-developers".into() },
+        Event::PermissionTargetDeleted {
+            name: "java-developers".into(),
+        },
     ];
     events
         .into_iter()
@@ -422,7 +498,11 @@ mod tests {
     #[test]
     fn samples_cover_every_kind() {
         let kinds: Vec<&str> = samples().iter().map(|e| e.event.kind()).collect();
-        assert_eq!(kinds, Event::KINDS, "samples() must list one envelope per event kind, in KINDS order");
+        assert_eq!(
+            kinds,
+            Event::KINDS,
+            "samples() must list one envelope per event kind, in KINDS order"
+        );
     }
 
     /// Golden samples are written once (`GATEHOUSE_BLESS=1 cargo test -p gatehouse-schemas`)
@@ -439,12 +519,21 @@ mod tests {
                 std::fs::write(&path, encode(&sample)).unwrap();
             }
             let bytes = std::fs::read(&path).unwrap_or_else(|e| {
-                panic!("missing golden sample {} ({e}); write it with GATEHOUSE_BLESS=1", path.display())
+                panic!(
+                    "missing golden sample {} ({e}); write it with GATEHOUSE_BLESS=1",
+                    path.display()
+                )
             });
-            let decoded = decode(&bytes)
-                .unwrap_or_else(|e| panic!("golden sample {} no longer decodes: {e}", path.display()));
+            let decoded = decode(&bytes).unwrap_or_else(|e| {
+                panic!("golden sample {} no longer decodes: {e}", path.display())
+            });
             assert_eq!(decoded.event.kind(), sample.event.kind());
-            assert_eq!(decoded, sample, "golden sample {} decodes to something else", path.display());
+            assert_eq!(
+                decoded,
+                sample,
+                "golden sample {} decodes to something else",
+                path.display()
+            );
         }
     }
 
@@ -469,6 +558,12 @@ mod tests {
         }
         let bytes = rmp_serde::to_vec_named(&OldEvent::UserUpdated(Old { username: "a" })).unwrap();
         let event: Event = rmp_serde::from_slice(&bytes).unwrap();
-        assert_eq!(event, Event::UserUpdated(UserUpdated { username: "a".into(), ..Default::default() }));
+        assert_eq!(
+            event,
+            Event::UserUpdated(UserUpdated {
+                username: "a".into(),
+                ..Default::default()
+            })
+        );
     }
 }

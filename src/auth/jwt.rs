@@ -40,7 +40,10 @@ pub struct Claims {
 impl Claims {
     /// The user name in `sub`.
     pub fn username(&self) -> Option<&str> {
-        self.sub.split_once("/users/").map(|(_, u)| u).filter(|u| !u.is_empty())
+        self.sub
+            .split_once("/users/")
+            .map(|(_, u)| u)
+            .filter(|u| !u.is_empty())
     }
 
     /// Whether the issuer keeps a revocation record for this token.
@@ -79,7 +82,11 @@ mod audience {
 }
 
 pub fn sign(claims: &Claims, kid: &str, key: &SigningKey) -> String {
-    let header = Header { alg: "EdDSA".into(), typ: Some("JWT".into()), kid: kid.into() };
+    let header = Header {
+        alg: "EdDSA".into(),
+        typ: Some("JWT".into()),
+        kid: kid.into(),
+    };
     let h = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).expect("header encodes"));
     let c = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("claims encode"));
     let input = format!("{h}.{c}");
@@ -107,7 +114,9 @@ pub struct Unverified {
 
 pub fn parse(token: &str) -> Result<Unverified, JwtError> {
     let mut parts = token.split('.');
-    let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(h), Some(c), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(JwtError::Malformed);
     };
     let header: Header = URL_SAFE_NO_PAD
@@ -128,12 +137,18 @@ pub fn parse(token: &str) -> Result<Unverified, JwtError> {
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or(JwtError::Malformed)?;
-    Ok(Unverified { header, claims, signing_input: format!("{h}.{c}"), signature: Signature::from_bytes(&sig) })
+    Ok(Unverified {
+        header,
+        claims,
+        signing_input: format!("{h}.{c}"),
+        signature: Signature::from_bytes(&sig),
+    })
 }
 
 impl Unverified {
     pub fn verify(self, key: &VerifyingKey) -> Result<Claims, JwtError> {
-        key.verify_strict(self.signing_input.as_bytes(), &self.signature).map_err(|_| JwtError::BadSignature)?;
+        key.verify_strict(self.signing_input.as_bytes(), &self.signature)
+            .map_err(|_| JwtError::BadSignature)?;
         Ok(self.claims)
     }
 }
@@ -166,10 +181,15 @@ mod tests {
         assert_eq!(c.username(), Some("alice"));
         assert!(c.revocable());
         let other = SigningKey::from_bytes(&[2u8; 32]);
-        assert_eq!(parse(&token).unwrap().verify(&other.verifying_key()), Err(JwtError::BadSignature));
+        assert_eq!(
+            parse(&token).unwrap().verify(&other.verifying_key()),
+            Err(JwtError::BadSignature)
+        );
         let mut tampered = token.clone();
         tampered.insert(token.find('.').unwrap() + 3, 'x');
-        assert!(parse(&tampered).map(|u| u.verify(&key.verifying_key())).map_or(true, |r| r.is_err()));
+        assert!(parse(&tampered)
+            .map(|u| u.verify(&key.verifying_key()))
+            .map_or(true, |r| r.is_err()));
         assert_eq!(parse("a.b").err(), Some(JwtError::Malformed));
     }
 }

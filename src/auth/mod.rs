@@ -97,7 +97,11 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(keys: Arc<crate::keys::KeyRing>, ttl: Duration, lockout_threshold: u32) -> Authenticator {
+    pub fn new(
+        keys: Arc<crate::keys::KeyRing>,
+        ttl: Duration,
+        lockout_threshold: u32,
+    ) -> Authenticator {
         let mut key = [0u8; 32];
         getrandom::getrandom(&mut key).expect("the OS has randomness");
         Authenticator {
@@ -136,7 +140,9 @@ impl Authenticator {
         if !scheme.eq_ignore_ascii_case("basic") {
             return Err(AuthError::UnsupportedScheme);
         }
-        let decoded = base64::engine::general_purpose::STANDARD.decode(value.trim()).map_err(|_| AuthError::Invalid)?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(value.trim())
+            .map_err(|_| AuthError::Invalid)?;
         let decoded = String::from_utf8(decoded).map_err(|_| AuthError::Invalid)?;
         let (username, password) = decoded.split_once(':').ok_or(AuthError::Invalid)?;
         let username = username.to_lowercase();
@@ -150,7 +156,8 @@ impl Authenticator {
                 Err(e) => return Err(e),
             }
         }
-        self.password_login(&username, password, state, writer, request_id).await
+        self.password_login(&username, password, state, writer, request_id)
+            .await
     }
 
     /// Authenticate a JWT or a 128-character reference token.
@@ -174,7 +181,14 @@ impl Authenticator {
             if record.expires_at.is_some_and(|e| e <= now) {
                 return Err(AuthError::Token("the token has expired".into()));
             }
-            (record.subject.clone(), record.transient, record.scope.clone(), record.token_id.clone(), true, None)
+            (
+                record.subject.clone(),
+                record.transient,
+                record.scope.clone(),
+                record.token_id.clone(),
+                true,
+                None,
+            )
         } else {
             let verified = self.verified_token(token, &s)?;
             let claims = &verified.claims;
@@ -182,26 +196,42 @@ impl Authenticator {
                 return Err(AuthError::Token("the token has expired".into()));
             }
             if !audience_matches(&claims.aud, &service_id) {
-                return Err(AuthError::Token(format!("the token is not meant for `{service_id}`")));
+                return Err(AuthError::Token(format!(
+                    "the token is not meant for `{service_id}`"
+                )));
             }
             let local = claims.iss == service_id;
             let record = s.tokens.by_id.get(&claims.jti);
             if verified.revocable {
                 if !local {
-                    return Err(AuthError::Token("revocable tokens are only valid on the server that issued them".into()));
+                    return Err(AuthError::Token(
+                        "revocable tokens are only valid on the server that issued them".into(),
+                    ));
                 }
                 if record.is_none() {
                     return Err(AuthError::Token("the token has been revoked".into()));
                 }
             }
-            let subject = claims.username().ok_or_else(|| AuthError::Token("the token has no user subject".into()))?.to_string();
+            let subject = claims
+                .username()
+                .ok_or_else(|| AuthError::Token("the token has no user subject".into()))?
+                .to_string();
             // Local tokens name transient subjects in their record or extension; a peer's
             // subject that is unknown here is transient by nature.
             let transient_ok = !local || record.is_some_and(|r| r.transient) || verified.transient;
-            (subject, transient_ok, claims.scp.clone(), claims.jti.clone(), local, verified.user_seq)
+            (
+                subject,
+                transient_ok,
+                claims.scp.clone(),
+                claims.jti.clone(),
+                local,
+                verified.user_seq,
+            )
         };
         if scope.starts_with(crate::tokens::PAIRING_SCOPE_PREFIX) {
-            return Err(AuthError::Token("a pairing token can only be used to pair".into()));
+            return Err(AuthError::Token(
+                "a pairing token can only be used to pair".into(),
+            ));
         }
         if let Some(expected) = expected_user {
             if expected != subject {
@@ -212,7 +242,9 @@ impl Authenticator {
         let admin = match s.directory.users.get(&subject) {
             Some(user) => {
                 if local && user_seq.is_some_and(|n| n != user.created_seq) {
-                    return Err(AuthError::Token(format!("the token was issued to an earlier user named `{subject}`")));
+                    return Err(AuthError::Token(format!(
+                        "the token was issued to an earlier user named `{subject}`"
+                    )));
                 }
                 password_expired = local && user.password_expired;
                 match user.status {
@@ -223,20 +255,33 @@ impl Authenticator {
                 scope_is_admin(&scope, &s.directory, Some(&subject))
             }
             None if transient_ok => scope_is_admin(&scope, &s.directory, None),
-            None => return Err(AuthError::Token(format!("user `{subject}` no longer exists"))),
+            None => {
+                return Err(AuthError::Token(format!(
+                    "user `{subject}` no longer exists"
+                )))
+            }
         };
         Ok(Principal {
             username: subject,
             admin,
             password_expired,
-            token: Some(TokenCredential { token_id, local, scope }),
+            token: Some(TokenCredential {
+                token_id,
+                local,
+                scope,
+            }),
         })
     }
 
     /// Verify a JWT's signature, from the cache when this exact token was seen before.
     fn verified_token(&self, token: &str, s: &State) -> Result<Arc<VerifiedToken>, AuthError> {
         let key = *blake3::hash(token.as_bytes()).as_bytes();
-        let cached = self.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
+        let cached = self
+            .tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned();
         if let Some(v) = cached {
             // The key that signed it must still be trusted (a removed peer key stops it).
             if self.keys.verifying_key(s, &v.kid).is_some() {
@@ -277,7 +322,11 @@ impl Authenticator {
         let (hash, status, credentials_seq) = {
             let s = state.read().unwrap_or_else(|p| p.into_inner());
             let user = s.directory.users.get(username).ok_or(AuthError::Invalid)?;
-            (user.password_hash.clone(), user.status, user.credentials_seq)
+            (
+                user.password_hash.clone(),
+                user.status,
+                user.credentials_seq,
+            )
         };
         if status == UserStatus::Locked {
             return Err(AuthError::Locked(username.into()));
@@ -287,7 +336,9 @@ impl Authenticator {
         let cached = !self.ttl.is_zero() && {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             cache.get(&key).is_some_and(|c| {
-                c.username == username && c.credentials_seq == credentials_seq && c.expires > Instant::now()
+                c.username == username
+                    && c.credentials_seq == credentials_seq
+                    && c.expires > Instant::now()
             })
         };
         if cached {
@@ -300,7 +351,9 @@ impl Authenticator {
             // a newer password must never share the result of a check of an older one.
             let mut inflight_key = blake3::Hasher::new_keyed(&key);
             inflight_key.update(&credentials_seq.to_le_bytes());
-            let ok = self.verify_once(*inflight_key.finalize().as_bytes(), password, hash).await;
+            let ok = self
+                .verify_once(*inflight_key.finalize().as_bytes(), password, hash)
+                .await;
             if !ok {
                 // Only an enabled user can be locked: locking a disabled one would turn
                 // a later unlock into an enable.
@@ -309,7 +362,10 @@ impl Authenticator {
                 }
                 return Err(AuthError::Invalid);
             }
-            self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(username);
+            self.failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(username);
             if !self.ttl.is_zero() {
                 let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
                 if cache.len() >= MAX_CACHED {
@@ -317,7 +373,11 @@ impl Authenticator {
                 }
                 cache.insert(
                     key,
-                    CachedLogin { username: username.into(), credentials_seq, expires: Instant::now() + self.ttl },
+                    CachedLogin {
+                        username: username.into(),
+                        credentials_seq,
+                        expires: Instant::now() + self.ttl,
+                    },
                 );
             }
         }
@@ -330,7 +390,9 @@ impl Authenticator {
         match user.status {
             UserStatus::Enabled => {}
             UserStatus::Locked => return Err(AuthError::Locked(username.into())),
-            UserStatus::Disabled | UserStatus::Invited => return Err(AuthError::Disabled(username.into())),
+            UserStatus::Disabled | UserStatus::Invited => {
+                return Err(AuthError::Disabled(username.into()))
+            }
         }
         Ok(Principal {
             username: user.username.clone(),
@@ -346,12 +408,17 @@ impl Authenticator {
     async fn verify_once(&self, key: [u8; 32], password: &str, hash: String) -> bool {
         let cell = {
             let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-            inflight.entry(key).or_insert_with(|| Arc::new(tokio::sync::OnceCell::new())).clone()
+            inflight
+                .entry(key)
+                .or_insert_with(|| Arc::new(tokio::sync::OnceCell::new()))
+                .clone()
         };
         let pw = password.to_string();
         let ok = *cell
             .get_or_init(|| async move {
-                tokio::task::spawn_blocking(move || password::verify(&pw, &hash)).await.unwrap_or(false)
+                tokio::task::spawn_blocking(move || password::verify(&pw, &hash))
+                    .await
+                    .unwrap_or(false)
             })
             .await;
         let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
@@ -361,7 +428,12 @@ impl Authenticator {
         ok
     }
 
-    async fn record_failure(&self, username: &str, writer: &WriterHandle, request_id: &str) -> Result<(), AuthError> {
+    async fn record_failure(
+        &self,
+        username: &str,
+        writer: &WriterHandle,
+        request_id: &str,
+    ) -> Result<(), AuthError> {
         let count = {
             let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
             let n = failures.entry(username.to_string()).or_insert(0);
@@ -369,30 +441,56 @@ impl Authenticator {
             *n
         };
         if count >= self.lockout_threshold {
-            tracing::warn!(user = username, failures = count, "locking user after repeated failed sign-ins");
-            let ctx = CommandContext { actor: "system".into(), request_id: request_id.into() };
+            tracing::warn!(
+                user = username,
+                failures = count,
+                "locking user after repeated failed sign-ins"
+            );
+            let ctx = CommandContext {
+                actor: "system".into(),
+                request_id: request_id.into(),
+            };
             writer
-                .submit(Command::LockUser { username: username.into() }, ctx)
+                .submit(
+                    Command::LockUser {
+                        username: username.into(),
+                    },
+                    ctx,
+                )
                 .await
                 .map_err(|_| AuthError::Unavailable)?;
-            self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(username);
+            self.failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(username);
         }
         Ok(())
     }
 
     /// An admin unlocked the user: its failure count starts again.
     pub fn forget_failures(&self, username: &str) {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(username);
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(username);
     }
 }
 
 /// Full, uncached verification of a JWT against the keys that verify tokens here.
-pub fn verify_token(keys: &crate::keys::KeyRing, s: &State, token: &str) -> Result<jwt::Claims, AuthError> {
+pub fn verify_token(
+    keys: &crate::keys::KeyRing,
+    s: &State,
+    token: &str,
+) -> Result<jwt::Claims, AuthError> {
     let unverified = jwt::parse(token).map_err(|e| AuthError::Token(e.to_string()))?;
     let key = keys
         .verifying_key(s, &unverified.header.kid)
-        .ok_or_else(|| AuthError::Token(format!("unknown signing key `{}`", unverified.header.kid)))?;
-    unverified.verify(&key).map_err(|e| AuthError::Token(e.to_string()))
+        .ok_or_else(|| {
+            AuthError::Token(format!("unknown signing key `{}`", unverified.header.kid))
+        })?;
+    unverified
+        .verify(&key)
+        .map_err(|e| AuthError::Token(e.to_string()))
 }
 
 fn ext_flag(claims: &jwt::Claims, name: &str) -> bool {
@@ -406,26 +504,38 @@ fn ext_flag(claims: &jwt::Claims, name: &str) -> bool {
 /// JWTs are three base64url parts; reference tokens are 128 url-safe characters.
 pub fn looks_like_token(s: &str) -> bool {
     (s.len() > 40 && s.starts_with("eyJ") && s.matches('.').count() == 2)
-        || (s.len() == crate::tokens::REFERENCE_TOKEN_LEN && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        || (s.len() == crate::tokens::REFERENCE_TOKEN_LEN
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
 }
 
 /// `aud` is a space-separated list of service ids; `*@*` and `<type>@*` are wildcards.
 fn audience_matches(aud: &str, service_id: &str) -> bool {
     let kind = service_id.split('@').next().unwrap_or("");
-    aud.split_whitespace().any(|a| a == "*@*" || a == service_id || a.strip_suffix("@*").is_some_and(|k| k == kind))
+    aud.split_whitespace()
+        .any(|a| a == "*@*" || a == service_id || a.strip_suffix("@*").is_some_and(|k| k == kind))
 }
 
 /// What a token's scope grants in admin terms.
-pub fn scope_is_admin(scope: &str, dir: &gatehouse_projections::Directory, user: Option<&str>) -> bool {
+pub fn scope_is_admin(
+    scope: &str,
+    dir: &gatehouse_projections::Directory,
+    user: Option<&str>,
+) -> bool {
     scope.split_whitespace().any(|s| {
         s == "applied-permissions/admin"
             || (s == "applied-permissions/user" && user.is_some_and(|u| dir.is_admin(u)))
-            || s.strip_prefix("applied-permissions/groups:").is_some_and(|gs| {
-                gs.split(',').any(|g| dir.groups.get(g.trim()).is_some_and(|g| g.admin_privileges))
-            })
+            || s.strip_prefix("applied-permissions/groups:")
+                .is_some_and(|gs| {
+                    gs.split(',')
+                        .any(|g| dir.groups.get(g.trim()).is_some_and(|g| g.admin_privileges))
+                })
     })
 }
 
 pub fn unix_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

@@ -10,7 +10,9 @@ mod names;
 pub use names::{normalize_username, validate_email, validate_group_name, validate_password};
 
 use gatehouse_projections::State;
-use gatehouse_schemas::{Event, GroupCreated, GroupUpdated, TokenIssued, UserCreated, UserStatus, UserUpdated};
+use gatehouse_schemas::{
+    Event, GroupCreated, GroupUpdated, TokenIssued, UserCreated, UserStatus, UserUpdated,
+};
 use std::collections::BTreeSet;
 
 /// Expected failures of a command: each maps to a 4xx.
@@ -27,7 +29,10 @@ pub enum DomainError {
 
 impl DomainError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> DomainError {
-        DomainError::Invalid { field: field.into(), message: message.into() }
+        DomainError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -84,33 +89,84 @@ pub struct GroupChanges {
 #[derive(Debug, Clone)]
 pub enum Command {
     /// First start: the service identity and the `admin` user. A no-op on a log that has one.
-    InitializeService { service_id: String, admin_password_hash: String },
+    InitializeService {
+        service_id: String,
+        admin_password_hash: String,
+    },
     CreateUser(NewUser),
-    UpdateUser { username: String, changes: UserChanges },
-    DeleteUser { username: String },
-    ChangePassword { username: String, password_hash: String },
-    ExpirePassword { username: String },
-    LockUser { username: String },
-    UnlockUser { username: String },
-    ChangeUserGroups { username: String, add: Vec<String>, remove: Vec<String> },
+    UpdateUser {
+        username: String,
+        changes: UserChanges,
+    },
+    DeleteUser {
+        username: String,
+    },
+    ChangePassword {
+        username: String,
+        password_hash: String,
+    },
+    ExpirePassword {
+        username: String,
+    },
+    LockUser {
+        username: String,
+    },
+    UnlockUser {
+        username: String,
+    },
+    ChangeUserGroups {
+        username: String,
+        add: Vec<String>,
+        remove: Vec<String>,
+    },
     CreateGroup(NewGroup),
-    UpdateGroup { name: String, changes: GroupChanges },
-    DeleteGroup { name: String },
-    ChangeGroupMembers { group: String, add: Vec<String>, remove: Vec<String> },
+    UpdateGroup {
+        name: String,
+        changes: GroupChanges,
+    },
+    DeleteGroup {
+        name: String,
+    },
+    ChangeGroupMembers {
+        group: String,
+        add: Vec<String>,
+        remove: Vec<String>,
+    },
     /// The token is already signed; the command carries only its record (hashes).
     IssueToken(TokenIssued),
-    RefreshToken { old_token_id: String, issued: TokenIssued },
+    RefreshToken {
+        old_token_id: String,
+        issued: TokenIssued,
+    },
     /// A no-op for an unknown id (the seed answers 204 then).
-    RevokeToken { token_id: String },
-    AddSigningKey { kid: String, public_key: String },
-    AddTrustedKey { name: String, kid: String, public_key: String },
-    RemoveTrustedKey { name: String },
-    ReplaceSignedUrlKey { version: u64 },
+    RevokeToken {
+        token_id: String,
+    },
+    AddSigningKey {
+        kid: String,
+        public_key: String,
+    },
+    AddTrustedKey {
+        name: String,
+        kid: String,
+        public_key: String,
+    },
+    RemoveTrustedKey {
+        name: String,
+    },
+    ReplaceSignedUrlKey {
+        version: u64,
+    },
     /// Record a peer's key from a pairing; with `pairing_token_id`, also use up that
     /// (single-use) pairing token in the same commit.
     /// Create (`create_only`) or create-or-replace a permission target.
-    SavePermissionTarget { target: gatehouse_schemas::PermissionTarget, create_only: bool },
-    DeletePermissionTarget { name: String },
+    SavePermissionTarget {
+        target: gatehouse_schemas::PermissionTarget,
+        create_only: bool,
+    },
+    DeletePermissionTarget {
+        name: String,
+    },
     CompletePairing {
         pairing_token_id: Option<String>,
         use_case: String,
@@ -140,12 +196,17 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
         }
     };
     match command {
-        Command::InitializeService { service_id, admin_password_hash } => {
+        Command::InitializeService {
+            service_id,
+            admin_password_hash,
+        } => {
             if state.service_id.is_some() {
                 return Ok(vec![]);
             }
             Ok(vec![
-                Event::ServiceCreated { service_id: service_id.clone() },
+                Event::ServiceCreated {
+                    service_id: service_id.clone(),
+                },
                 Event::UserCreated(UserCreated {
                     username: "admin".into(),
                     email: None,
@@ -165,21 +226,36 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
                 return Err(DomainError::AlreadyExists(format!("user `{}`", u.username)));
             }
             if u.password_hash.is_none() && !u.internal_password_disabled {
-                return Err(DomainError::invalid("password", "is required unless `internal_password_disabled` is true"));
+                return Err(DomainError::invalid(
+                    "password",
+                    "is required unless `internal_password_disabled` is true",
+                ));
             }
             let mut groups = BTreeSet::new();
             for (i, g) in u.groups.iter().enumerate() {
                 if !dir.groups.contains_key(g) {
-                    return Err(DomainError::invalid(format!("groups[{i}]"), format!("group `{g}` does not exist")));
+                    return Err(DomainError::invalid(
+                        format!("groups[{i}]"),
+                        format!("group `{g}` does not exist"),
+                    ));
                 }
                 groups.insert(g.clone());
             }
             // Groups marked auto-join take every new user.
-            groups.extend(dir.groups.values().filter(|g| g.auto_join).map(|g| g.name.clone()));
+            groups.extend(
+                dir.groups
+                    .values()
+                    .filter(|g| g.auto_join)
+                    .map(|g| g.name.clone()),
+            );
             Ok(vec![Event::UserCreated(UserCreated {
                 username: u.username.clone(),
                 email: u.email.clone(),
-                password_hash: if u.internal_password_disabled { None } else { u.password_hash.clone() },
+                password_hash: if u.internal_password_disabled {
+                    None
+                } else {
+                    u.password_hash.clone()
+                },
                 admin: u.admin,
                 profile_updatable: u.profile_updatable,
                 internal_password_disabled: u.internal_password_disabled,
@@ -190,7 +266,10 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             })])
         }
         Command::UpdateUser { username, changes } => {
-            let user = dir.users.get(username).ok_or_else(|| DomainError::NotFound(format!("user `{username}`")))?;
+            let user = dir
+                .users
+                .get(username)
+                .ok_or_else(|| DomainError::NotFound(format!("user `{username}`")))?;
             if let Some(status) = changes.status {
                 if !matches!(status, UserStatus::Enabled | UserStatus::Disabled) {
                     return Err(DomainError::invalid(
@@ -199,15 +278,28 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
                     ));
                 }
             }
-            let enabling_password = changes.internal_password_disabled == Some(false) && user.internal_password_disabled;
+            let enabling_password = changes.internal_password_disabled == Some(false)
+                && user.internal_password_disabled;
             if enabling_password && changes.password_hash.is_none() {
-                return Err(DomainError::invalid("password", "is required when `internal_password_disabled` becomes false"));
+                return Err(DomainError::invalid(
+                    "password",
+                    "is required when `internal_password_disabled` becomes false",
+                ));
             }
             if changes.internal_password_disabled == Some(true) && changes.password_hash.is_some() {
-                return Err(DomainError::invalid("password", "cannot be set while `internal_password_disabled` is true"));
+                return Err(DomainError::invalid(
+                    "password",
+                    "cannot be set while `internal_password_disabled` is true",
+                ));
             }
-            if changes.password_hash.is_some() && user.internal_password_disabled && changes.internal_password_disabled != Some(false) {
-                return Err(DomainError::invalid("password", "cannot be set while `internal_password_disabled` is true"));
+            if changes.password_hash.is_some()
+                && user.internal_password_disabled
+                && changes.internal_password_disabled != Some(false)
+            {
+                return Err(DomainError::invalid(
+                    "password",
+                    "cannot be set while `internal_password_disabled` is true",
+                ));
             }
             let mut events = Vec::new();
             let update = UserUpdated {
@@ -220,52 +312,105 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
                 status: changes.status,
             };
             // An empty PATCH changes nothing and writes nothing.
-            if update != (UserUpdated { username: username.clone(), ..Default::default() }) {
+            if update
+                != (UserUpdated {
+                    username: username.clone(),
+                    ..Default::default()
+                })
+            {
                 events.push(Event::UserUpdated(update));
             }
             if let Some(hash) = &changes.password_hash {
-                events.push(Event::UserPasswordChanged { username: username.clone(), password_hash: hash.clone() });
+                events.push(Event::UserPasswordChanged {
+                    username: username.clone(),
+                    password_hash: hash.clone(),
+                });
             }
             Ok(events)
         }
         Command::DeleteUser { username } => {
             user_must_exist(username)?;
-            Ok(vec![Event::UserDeleted { username: username.clone() }])
+            Ok(vec![Event::UserDeleted {
+                username: username.clone(),
+            }])
         }
-        Command::ChangePassword { username, password_hash } => {
-            let user = dir.users.get(username).ok_or_else(|| DomainError::NotFound(format!("user `{username}`")))?;
+        Command::ChangePassword {
+            username,
+            password_hash,
+        } => {
+            let user = dir
+                .users
+                .get(username)
+                .ok_or_else(|| DomainError::NotFound(format!("user `{username}`")))?;
             if user.internal_password_disabled {
-                return Err(DomainError::invalid("password", "the user's internal password is disabled"));
+                return Err(DomainError::invalid(
+                    "password",
+                    "the user's internal password is disabled",
+                ));
             }
-            Ok(vec![Event::UserPasswordChanged { username: username.clone(), password_hash: password_hash.clone() }])
+            Ok(vec![Event::UserPasswordChanged {
+                username: username.clone(),
+                password_hash: password_hash.clone(),
+            }])
         }
         Command::ExpirePassword { username } => {
             user_must_exist(username)?;
-            Ok(vec![Event::UserPasswordExpired { username: username.clone() }])
+            Ok(vec![Event::UserPasswordExpired {
+                username: username.clone(),
+            }])
         }
         Command::LockUser { username } => {
-            let user = dir.users.get(username).ok_or_else(|| DomainError::NotFound(format!("user `{username}`")))?;
+            let user = dir
+                .users
+                .get(username)
+                .ok_or_else(|| DomainError::NotFound(format!("user `{username}`")))?;
             if user.status == UserStatus::Locked {
                 return Ok(vec![]);
             }
-            Ok(vec![Event::UserLocked { username: username.clone() }])
+            Ok(vec![Event::UserLocked {
+                username: username.clone(),
+            }])
         }
         Command::UnlockUser { username } => {
-            let user = dir.users.get(username).ok_or_else(|| DomainError::NotFound(format!("user `{username}`")))?;
+            let user = dir
+                .users
+                .get(username)
+                .ok_or_else(|| DomainError::NotFound(format!("user `{username}`")))?;
             if user.status != UserStatus::Locked {
                 return Ok(vec![]);
             }
-            Ok(vec![Event::UserUnlocked { username: username.clone() }])
+            Ok(vec![Event::UserUnlocked {
+                username: username.clone(),
+            }])
         }
-        Command::ChangeUserGroups { username, add, remove } => {
-            let user = dir.users.get(username).ok_or_else(|| DomainError::NotFound(format!("user `{username}`")))?;
+        Command::ChangeUserGroups {
+            username,
+            add,
+            remove,
+        } => {
+            let user = dir
+                .users
+                .get(username)
+                .ok_or_else(|| DomainError::NotFound(format!("user `{username}`")))?;
             check_add_remove(add, remove, "group", |g| dir.groups.contains_key(g))?;
-            let added: Vec<String> = add.iter().filter(|g| !user.groups.contains(*g)).cloned().collect();
-            let removed: Vec<String> = remove.iter().filter(|g| user.groups.contains(*g)).cloned().collect();
+            let added: Vec<String> = add
+                .iter()
+                .filter(|g| !user.groups.contains(*g))
+                .cloned()
+                .collect();
+            let removed: Vec<String> = remove
+                .iter()
+                .filter(|g| user.groups.contains(*g))
+                .cloned()
+                .collect();
             if added.is_empty() && removed.is_empty() {
                 return Ok(vec![]);
             }
-            Ok(vec![Event::UserGroupsChanged { username: username.clone(), added: dedup(added), removed: dedup(removed) }])
+            Ok(vec![Event::UserGroupsChanged {
+                username: username.clone(),
+                added: dedup(added),
+                removed: dedup(removed),
+            }])
         }
         Command::CreateGroup(g) => {
             if dir.groups.contains_key(&g.name) {
@@ -273,7 +418,10 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             }
             for (i, m) in g.members.iter().enumerate() {
                 if !dir.users.contains_key(m) {
-                    return Err(DomainError::invalid(format!("members[{i}]"), format!("user `{m}` does not exist")));
+                    return Err(DomainError::invalid(
+                        format!("members[{i}]"),
+                        format!("user `{m}` does not exist"),
+                    ));
                 }
             }
             Ok(vec![Event::GroupCreated(GroupCreated {
@@ -288,7 +436,10 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             })])
         }
         Command::UpdateGroup { name, changes } => {
-            let group = dir.groups.get(name).ok_or_else(|| DomainError::NotFound(format!("group `{name}`")))?;
+            let group = dir
+                .groups
+                .get(name)
+                .ok_or_else(|| DomainError::NotFound(format!("group `{name}`")))?;
             let mut events = Vec::new();
             let update = GroupUpdated {
                 name: name.clone(),
@@ -299,20 +450,41 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
                 realm_attributes: changes.realm_attributes.clone(),
                 external_id: changes.external_id.clone(),
             };
-            if update != (GroupUpdated { name: name.clone(), ..Default::default() }) {
+            if update
+                != (GroupUpdated {
+                    name: name.clone(),
+                    ..Default::default()
+                })
+            {
                 events.push(Event::GroupUpdated(update));
             }
             if let Some(members) = &changes.members {
                 for (i, m) in members.iter().enumerate() {
                     if !dir.users.contains_key(m) {
-                        return Err(DomainError::invalid(format!("members[{i}]"), format!("user `{m}` does not exist")));
+                        return Err(DomainError::invalid(
+                            format!("members[{i}]"),
+                            format!("user `{m}` does not exist"),
+                        ));
                     }
                 }
                 let wanted: BTreeSet<&String> = members.iter().collect();
-                let added: Vec<String> = wanted.iter().filter(|m| !group.members.contains(**m)).map(|m| (*m).clone()).collect();
-                let removed: Vec<String> = group.members.iter().filter(|m| !wanted.contains(m)).cloned().collect();
+                let added: Vec<String> = wanted
+                    .iter()
+                    .filter(|m| !group.members.contains(**m))
+                    .map(|m| (*m).clone())
+                    .collect();
+                let removed: Vec<String> = group
+                    .members
+                    .iter()
+                    .filter(|m| !wanted.contains(m))
+                    .cloned()
+                    .collect();
                 if !added.is_empty() || !removed.is_empty() {
-                    events.push(Event::GroupMembersChanged { group: name.clone(), added, removed });
+                    events.push(Event::GroupMembersChanged {
+                        group: name.clone(),
+                        added,
+                        removed,
+                    });
                 }
             }
             Ok(events)
@@ -322,29 +494,55 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             Ok(vec![Event::GroupDeleted { name: name.clone() }])
         }
         Command::ChangeGroupMembers { group, add, remove } => {
-            let g = dir.groups.get(group).ok_or_else(|| DomainError::NotFound(format!("group `{group}`")))?;
+            let g = dir
+                .groups
+                .get(group)
+                .ok_or_else(|| DomainError::NotFound(format!("group `{group}`")))?;
             check_add_remove(add, remove, "user", |u| dir.users.contains_key(u))?;
-            let added: Vec<String> = add.iter().filter(|u| !g.members.contains(*u)).cloned().collect();
-            let removed: Vec<String> = remove.iter().filter(|u| g.members.contains(*u)).cloned().collect();
+            let added: Vec<String> = add
+                .iter()
+                .filter(|u| !g.members.contains(*u))
+                .cloned()
+                .collect();
+            let removed: Vec<String> = remove
+                .iter()
+                .filter(|u| g.members.contains(*u))
+                .cloned()
+                .collect();
             if added.is_empty() && removed.is_empty() {
                 return Ok(vec![]);
             }
-            Ok(vec![Event::GroupMembersChanged { group: group.clone(), added: dedup(added), removed: dedup(removed) }])
+            Ok(vec![Event::GroupMembersChanged {
+                group: group.clone(),
+                added: dedup(added),
+                removed: dedup(removed),
+            }])
         }
         Command::IssueToken(t) => {
             check_token_subject(state, t)?;
             Ok(vec![Event::TokenIssued(t.clone())])
         }
-        Command::RefreshToken { old_token_id, issued } => {
+        Command::RefreshToken {
+            old_token_id,
+            issued,
+        } => {
             if !state.tokens.by_id.contains_key(old_token_id) {
-                return Err(DomainError::invalid("refresh_token", "the token was revoked or refreshed already"));
+                return Err(DomainError::invalid(
+                    "refresh_token",
+                    "the token was revoked or refreshed already",
+                ));
             }
             check_token_subject(state, issued)?;
-            Ok(vec![Event::TokenRefreshed { old_token_id: old_token_id.clone(), issued: issued.clone() }])
+            Ok(vec![Event::TokenRefreshed {
+                old_token_id: old_token_id.clone(),
+                issued: issued.clone(),
+            }])
         }
         Command::RevokeToken { token_id } => {
             if state.tokens.by_id.contains_key(token_id) {
-                Ok(vec![Event::TokenRevoked { token_id: token_id.clone() }])
+                Ok(vec![Event::TokenRevoked {
+                    token_id: token_id.clone(),
+                }])
             } else {
                 Ok(vec![])
             }
@@ -353,16 +551,30 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             if state.keys.signing.contains_key(kid) {
                 return Err(DomainError::AlreadyExists(format!("signing key `{kid}`")));
             }
-            Ok(vec![Event::SigningKeyAdded { kid: kid.clone(), public_key: public_key.clone() }])
+            Ok(vec![Event::SigningKeyAdded {
+                kid: kid.clone(),
+                public_key: public_key.clone(),
+            }])
         }
-        Command::AddTrustedKey { name, kid, public_key } => {
+        Command::AddTrustedKey {
+            name,
+            kid,
+            public_key,
+        } => {
             if state.keys.trusted.contains_key(name) {
                 return Err(DomainError::AlreadyExists(format!("trusted key `{name}`")));
             }
             if state.keys.signing.contains_key(kid) {
-                return Err(DomainError::invalid("certificate", "this is one of this server's own keys"));
+                return Err(DomainError::invalid(
+                    "certificate",
+                    "this is one of this server's own keys",
+                ));
             }
-            Ok(vec![Event::TrustedKeyAdded { name: name.clone(), kid: kid.clone(), public_key: public_key.clone() }])
+            Ok(vec![Event::TrustedKeyAdded {
+                name: name.clone(),
+                kid: kid.clone(),
+                public_key: public_key.clone(),
+            }])
         }
         Command::RemoveTrustedKey { name } => {
             if !state.keys.trusted.contains_key(name) {
@@ -370,9 +582,15 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             }
             Ok(vec![Event::TrustedKeyRemoved { name: name.clone() }])
         }
-        Command::SavePermissionTarget { target, create_only } => {
+        Command::SavePermissionTarget {
+            target,
+            create_only,
+        } => {
             if *create_only && state.permissions.targets.contains_key(&target.name) {
-                return Err(DomainError::AlreadyExists(format!("permission target `{}`", target.name)));
+                return Err(DomainError::AlreadyExists(format!(
+                    "permission target `{}`",
+                    target.name
+                )));
             }
             Ok(vec![Event::PermissionTargetSaved(target.clone())])
         }
@@ -382,20 +600,41 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             }
             Ok(vec![Event::PermissionTargetDeleted { name: name.clone() }])
         }
-        Command::CompletePairing { pairing_token_id, use_case, service_id, kid, public_key } => {
+        Command::CompletePairing {
+            pairing_token_id,
+            use_case,
+            service_id,
+            kid,
+            public_key,
+        } => {
             let mut events = Vec::new();
             if let Some(id) = pairing_token_id {
                 if !state.tokens.by_id.contains_key(id) {
-                    return Err(DomainError::invalid("pairing_token", "the pairing token was used already or revoked"));
+                    return Err(DomainError::invalid(
+                        "pairing_token",
+                        "the pairing token was used already or revoked",
+                    ));
                 }
-                events.push(Event::TokenRevoked { token_id: id.clone() });
+                events.push(Event::TokenRevoked {
+                    token_id: id.clone(),
+                });
             }
             if state.keys.signing.contains_key(kid) {
-                return Err(DomainError::invalid("certificate", "this is one of this server's own keys"));
+                return Err(DomainError::invalid(
+                    "certificate",
+                    "this is one of this server's own keys",
+                ));
             }
             // Pairing never replaces a key trusted under the same name.
-            if state.keys.trusted.get(service_id).is_some_and(|(k, _)| k != kid) {
-                return Err(DomainError::AlreadyExists(format!("a different key trusted as `{service_id}`")));
+            if state
+                .keys
+                .trusted
+                .get(service_id)
+                .is_some_and(|(k, _)| k != kid)
+            {
+                return Err(DomainError::AlreadyExists(format!(
+                    "a different key trusted as `{service_id}`"
+                )));
             }
             events.push(Event::ServicePaired {
                 use_case: use_case.clone(),
@@ -408,7 +647,10 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
         }
         Command::ReplaceSignedUrlKey { version } => {
             if *version != state.keys.signed_url_version + 1 {
-                return Err(DomainError::invalid("version", "the signed-URL key was replaced concurrently; try again"));
+                return Err(DomainError::invalid(
+                    "version",
+                    "the signed-URL key was replaced concurrently; try again",
+                ));
             }
             Ok(vec![Event::SignedUrlKeyReplaced { version: *version }])
         }
@@ -419,13 +661,22 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
 /// user record here (only admins issue those, and never with the user scope).
 fn check_token_subject(state: &State, t: &TokenIssued) -> Result<(), DomainError> {
     if state.tokens.by_id.contains_key(&t.token_id) {
-        return Err(DomainError::AlreadyExists(format!("token `{}`", t.token_id)));
+        return Err(DomainError::AlreadyExists(format!(
+            "token `{}`",
+            t.token_id
+        )));
     }
     match state.directory.users.get(&t.subject) {
         Some(u) if u.status == UserStatus::Enabled => Ok(()),
-        Some(_) => Err(DomainError::invalid("username", format!("user `{}` is not enabled", t.subject))),
+        Some(_) => Err(DomainError::invalid(
+            "username",
+            format!("user `{}` is not enabled", t.subject),
+        )),
         None if t.transient => Ok(()),
-        None => Err(DomainError::invalid("username", format!("user `{}` does not exist", t.subject))),
+        None => Err(DomainError::invalid(
+            "username",
+            format!("user `{}` does not exist", t.subject),
+        )),
     }
 }
 
@@ -438,12 +689,18 @@ fn check_add_remove(
     exists: impl Fn(&str) -> bool,
 ) -> Result<(), DomainError> {
     if let Some(both) = add.iter().find(|a| remove.contains(a)) {
-        return Err(DomainError::invalid("add", format!("{what} `{both}` is in both `add` and `remove`")));
+        return Err(DomainError::invalid(
+            "add",
+            format!("{what} `{both}` is in both `add` and `remove`"),
+        ));
     }
     for (field, list) in [("add", add), ("remove", remove)] {
         for (i, name) in list.iter().enumerate() {
             if !exists(name) {
-                return Err(DomainError::invalid(format!("{field}[{i}]"), format!("{what} `{name}` does not exist")));
+                return Err(DomainError::invalid(
+                    format!("{field}[{i}]"),
+                    format!("{what} `{name}` does not exist"),
+                ));
             }
         }
     }

@@ -20,13 +20,22 @@ fn check_name(field: &str, name: &str) -> Result<(), DomainError> {
         return Err(DomainError::invalid(field, "must not be empty"));
     }
     if chars > MAX_NAME_CHARS {
-        return Err(DomainError::invalid(field, format!("must be at most {MAX_NAME_CHARS} characters (got {chars})")));
+        return Err(DomainError::invalid(
+            field,
+            format!("must be at most {MAX_NAME_CHARS} characters (got {chars})"),
+        ));
     }
     if name.trim() != name {
-        return Err(DomainError::invalid(field, "must not start or end with whitespace"));
+        return Err(DomainError::invalid(
+            field,
+            "must not start or end with whitespace",
+        ));
     }
     if let Some(c) = name.chars().find(|c| forbidden(*c)) {
-        return Err(DomainError::invalid(field, format!("must not contain the character U+{:04X}", c as u32)));
+        return Err(DomainError::invalid(
+            field,
+            format!("must not contain the character U+{:04X}", c as u32),
+        ));
     }
     if name == "." || name == ".." {
         return Err(DomainError::invalid(field, "must not be `.` or `..`"));
@@ -63,29 +72,47 @@ pub fn validate_email(email: &str) -> Result<(), DomainError> {
     }
     let chars = email.chars().count();
     if chars > MAX_EMAIL_CHARS {
-        return Err(DomainError::invalid("email", format!("must be at most {MAX_EMAIL_CHARS} characters")));
+        return Err(DomainError::invalid(
+            "email",
+            format!("must be at most {MAX_EMAIL_CHARS} characters"),
+        ));
     }
     let valid = match email.split_once('@') {
         Some((local, domain)) => {
-            !local.is_empty() && !domain.is_empty() && !domain.contains('@') && !email.chars().any(|c| c.is_whitespace() || forbidden(c))
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !email.chars().any(|c| c.is_whitespace() || forbidden(c))
         }
         None => false,
     };
     if !valid {
-        return Err(DomainError::invalid("email", format!("`{}` is not an e-mail address", email.escape_debug())));
+        return Err(DomainError::invalid(
+            "email",
+            format!("`{}` is not an e-mail address", email.escape_debug()),
+        ));
     }
     Ok(())
 }
 
 pub fn validate_password(password: &str) -> Result<(), DomainError> {
     if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(DomainError::invalid("password", format!("must be at least {MIN_PASSWORD_CHARS} characters")));
+        return Err(DomainError::invalid(
+            "password",
+            format!("must be at least {MIN_PASSWORD_CHARS} characters"),
+        ));
     }
     if password.len() > MAX_PASSWORD_BYTES {
-        return Err(DomainError::invalid("password", format!("must be at most {MAX_PASSWORD_BYTES} bytes")));
+        return Err(DomainError::invalid(
+            "password",
+            format!("must be at most {MAX_PASSWORD_BYTES} bytes"),
+        ));
     }
     if password.chars().any(|c| c.is_control()) {
-        return Err(DomainError::invalid("password", "must not contain control characters"));
+        return Err(DomainError::invalid(
+            "password",
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -96,16 +123,38 @@ mod tests {
 
     #[test]
     fn identity_provider_names_are_accepted() {
-        for ok in ["alice", "Bob.Smith@Example.COM", "2819c223-7f76-453a-919d-413861904646", "o'neil+ci", "josé", "李雷"] {
+        for ok in [
+            "alice",
+            "Bob.Smith@Example.COM",
+            "2819c223-7f76-453a-919d-413861904646",
+            "o'neil+ci",
+            "josé",
+            "李雷",
+        ] {
             assert!(normalize_username("username", ok).is_ok(), "{ok}");
         }
-        assert_eq!(normalize_username("username", "Bob@X.io").unwrap(), "bob@x.io");
+        assert_eq!(
+            normalize_username("username", "Bob@X.io").unwrap(),
+            "bob@x.io"
+        );
     }
 
     #[test]
     fn harmful_names_are_rejected() {
         let long = "a".repeat(129);
-        for bad in ["", " a", "a ", "a/b", "a\\b", "a\nb", "a\u{0}b", "a\u{202E}b", "a\u{200B}b", "..", long.as_str()] {
+        for bad in [
+            "",
+            " a",
+            "a ",
+            "a/b",
+            "a\\b",
+            "a\nb",
+            "a\u{0}b",
+            "a\u{202E}b",
+            "a\u{200B}b",
+            "..",
+            long.as_str(),
+        ] {
             assert!(normalize_username("username", bad).is_err(), "{bad:?}");
         }
         assert!(normalize_username("username", &"a".repeat(128)).is_ok());

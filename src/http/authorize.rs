@@ -35,33 +35,60 @@ fn question(req: &HttpRequest) -> Result<Question, ApiError> {
             (r, action, None)
         }
         None => {
-            let uri = header_str(req, "x-original-uri")
-                .ok_or_else(|| ApiError::BadRequest("invalid request: give `resource` (and `action`) or X-Original-URI".into()))?;
+            let uri = header_str(req, "x-original-uri").ok_or_else(|| {
+                ApiError::BadRequest(
+                    "invalid request: give `resource` (and `action`) or X-Original-URI".into(),
+                )
+            })?;
             let (path, query) = match uri.split_once('?') {
                 Some((p, q)) => (p, Some(q.to_string())),
                 None => (uri, None),
             };
-            let path = percent_decode(path).ok_or_else(|| ApiError::BadRequest("invalid X-Original-URI: bad percent-encoding".into()))?;
+            let path = percent_decode(path).ok_or_else(|| {
+                ApiError::BadRequest("invalid X-Original-URI: bad percent-encoding".into())
+            })?;
             let path = path.trim_start_matches('/');
-            let resource = path.strip_prefix("artifactory/").unwrap_or(path).to_string();
+            let resource = path
+                .strip_prefix("artifactory/")
+                .unwrap_or(path)
+                .to_string();
             let action = match header_str(req, "x-original-method").unwrap_or("GET") {
                 "GET" | "HEAD" => "read",
                 "PUT" | "POST" => "write",
                 "DELETE" => "delete",
-                other => return Err(ApiError::BadRequest(format!("invalid X-Original-Method: `{}`", other.escape_debug()))),
+                other => {
+                    return Err(ApiError::BadRequest(format!(
+                        "invalid X-Original-Method: `{}`",
+                        other.escape_debug()
+                    )))
+                }
             };
             (resource, action.to_string(), query)
         }
     };
     if !ACTIONS.contains(&action.as_str()) {
-        return Err(ApiError::BadRequest(format!("invalid `action`: `{}` (use {})", action.escape_debug(), ACTIONS.join(", "))));
+        return Err(ApiError::BadRequest(format!(
+            "invalid `action`: `{}` (use {})",
+            action.escape_debug(),
+            ACTIONS.join(", ")
+        )));
     }
     let resource = resource.trim_start_matches('/');
     let (repo, path) = resource.split_once('/').unwrap_or((resource, ""));
-    if repo.is_empty() || resource.split('/').any(|s| s == "..") || resource.chars().any(|c| c.is_control()) {
-        return Err(ApiError::BadRequest("invalid `resource`: expected `<repository>/<path>`".into()));
+    if repo.is_empty()
+        || resource.split('/').any(|s| s == "..")
+        || resource.chars().any(|c| c.is_control())
+    {
+        return Err(ApiError::BadRequest(
+            "invalid `resource`: expected `<repository>/<path>`".into(),
+        ));
     }
-    Ok(Question { repo: repo.to_string(), path: path.to_string(), action, original_query })
+    Ok(Question {
+        repo: repo.to_string(),
+        path: path.to_string(),
+        action,
+        original_query,
+    })
 }
 
 fn answer(q: &Question, subject: &str, d: Decision) -> HttpResponse {
@@ -91,10 +118,15 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
     let q = question(&req)?;
     // A signed URL is its own credential: read access to exactly its path, until it expires.
     if auth_header.is_none() {
-        if let Some(query) = q.original_query.as_deref().filter(|q| q.split('&').any(|p| p.starts_with("sig="))) {
+        if let Some(query) = q
+            .original_query
+            .as_deref()
+            .filter(|q| q.split('&').any(|p| p.starts_with("sig=")))
+        {
             let url = format!("/artifactory/{}/{}?{query}", q.repo, q.path);
             let signed = signed_urls::check(&app, &url);
-            let ok = matches!(&signed, Ok(path) if *path == format!("{}/{}", q.repo, q.path)) && q.action == "read";
+            let ok = matches!(&signed, Ok(path) if *path == format!("{}/{}", q.repo, q.path))
+                && q.action == "read";
             let via = match signed {
                 Ok(_) if ok => "signed URL".to_string(),
                 Ok(_) => "a signed URL grants read of its own path only".to_string(),
@@ -104,16 +136,23 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
         }
     }
     let rid = request_id(&req);
-    let principal = app.auth.authenticate(auth_header.as_deref(), &app.state, &app.writer, &rid.0).await?;
+    let principal = app
+        .auth
+        .authenticate(auth_header.as_deref(), &app.state, &app.writer, &rid.0)
+        .await?;
     if principal.password_expired {
-        return Err(ApiError::Forbidden("the password has expired; change it first".into()));
+        return Err(ApiError::Forbidden(
+            "the password has expired; change it first".into(),
+        ));
     }
     let index = app.permission_index();
     let s = app.read();
     let subject = match query_param(&req, "user")? {
         Some(other) => {
             if !principal.admin {
-                return Err(ApiError::Forbidden("only an admin can ask on behalf of another user".into()));
+                return Err(ApiError::Forbidden(
+                    "only an admin can ask on behalf of another user".into(),
+                ));
             }
             let name = crate::domain::normalize_username("user", &other)?;
             if !s.directory.users.contains_key(&name) {
@@ -121,28 +160,44 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
             }
             Subject::new(&s.directory, &name, s.directory.is_admin(&name), None)
         }
-        None => Subject::new(&s.directory, &principal.username, principal.admin, principal.token.as_ref().map(|t| t.scope.as_str())),
+        None => Subject::new(
+            &s.directory,
+            &principal.username,
+            principal.admin,
+            principal.token.as_ref().map(|t| t.scope.as_str()),
+        ),
     };
     let decision = index.decide(&subject, &q.repo, &q.path, &q.action);
     Ok(answer(&q, &subject.username, decision))
 }
 
 /// Everything the caller (or, for an admin, `user=`) holds, and why.
-async fn effective(app: web::Data<AppState>, caller: super::extract::Caller, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn effective(
+    app: web::Data<AppState>,
+    caller: super::extract::Caller,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let caller = caller.0;
     let s = app.read();
     let subject = match query_param(&req, "user")? {
         Some(other) => {
             let name = crate::domain::normalize_username("user", &other)?;
             if name != caller.username && !caller.admin {
-                return Err(ApiError::Forbidden("only an admin can list another user's permissions".into()));
+                return Err(ApiError::Forbidden(
+                    "only an admin can list another user's permissions".into(),
+                ));
             }
             if !s.directory.users.contains_key(&name) {
                 return Err(ApiError::NotFound(format!("user `{name}` not found")));
             }
             Subject::new(&s.directory, &name, s.directory.is_admin(&name), None)
         }
-        None => Subject::new(&s.directory, &caller.username, caller.admin, caller.token.as_ref().map(|t| t.scope.as_str())),
+        None => Subject::new(
+            &s.directory,
+            &caller.username,
+            caller.admin,
+            caller.token.as_ref().map(|t| t.scope.as_str()),
+        ),
     };
     Ok(HttpResponse::Ok().json(json!({
         "subject": subject.username,

@@ -15,16 +15,31 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/access/api/v1/cert/root").route(web::get().to(root)))
         .service(resource("/access/api/v1/cert/root/rotate").route(web::post().to(rotate)))
         .service(resource("/access/api/v1/cert/jwks").route(web::get().to(jwks)))
-        .service(resource("/access/api/v1/cert/trusted").route(web::get().to(list_trusted)).route(web::post().to(add_trusted)))
-        .service(resource("/access/api/v1/cert/trusted/{name}").route(web::delete().to(remove_trusted)));
+        .service(
+            resource("/access/api/v1/cert/trusted")
+                .route(web::get().to(list_trusted))
+                .route(web::post().to(add_trusted)),
+        )
+        .service(
+            resource("/access/api/v1/cert/trusted/{name}").route(web::delete().to(remove_trusted)),
+        );
 }
 
 /// The active public key: base64 DER on one line, or PEM with `?formatted=true`.
-async fn root(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn root(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let formatted = match query_param(&req, "formatted")?.as_deref() {
         None | Some("false") => false,
         Some("true") => true,
-        Some(v) => return Err(ApiError::BadRequest(format!("invalid `formatted`: `{}` (use true or false)", v.escape_debug()))),
+        Some(v) => {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `formatted`: `{}` (use true or false)",
+                v.escape_debug()
+            )))
+        }
     };
     let s = app.read();
     let key = s
@@ -34,8 +49,14 @@ async fn root(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> Resu
         .and_then(|kid| s.keys.signing.get(kid))
         .and_then(|p| public_from_b64(p))
         .ok_or_else(|| ApiError::Unavailable("no signing key yet".into()))?;
-    let body = if formatted { keys::public_pem(&key) } else { keys::public_der_b64(&key) };
-    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(body))
+    let body = if formatted {
+        keys::public_pem(&key)
+    } else {
+        keys::public_der_b64(&key)
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(body))
 }
 
 /// Every key that verifies tokens here (RFC 7517/8037), public so JWT libraries can fetch it.
@@ -51,14 +72,24 @@ async fn jwks(app: web::Data<AppState>) -> HttpResponse {
 }
 
 /// New tokens are signed with a new key; the old one keeps verifying until its tokens expire.
-async fn rotate(app: web::Data<AppState>, admin: Admin, rid: RequestId) -> Result<HttpResponse, ApiError> {
+async fn rotate(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+) -> Result<HttpResponse, ApiError> {
     let (kid, public) = app.keys.generate().map_err(|e| {
         tracing::error!(error = %e, "cannot store a new signing key");
         ApiError::Internal(rid.0.clone())
     })?;
-    let cmd = Command::AddSigningKey { kid: kid.clone(), public_key: keys::public_b64(&public) };
+    let cmd = Command::AddSigningKey {
+        kid: kid.clone(),
+        public_key: keys::public_b64(&public),
+    };
     let committed = app.submit(cmd, &admin.0.username, &rid).await?;
-    Ok(written(HttpResponse::Ok().json(json!({"kid": kid, "certificate": keys::public_pem(&public)})), committed))
+    Ok(written(
+        HttpResponse::Ok().json(json!({"kid": kid, "certificate": keys::public_pem(&public)})),
+        committed,
+    ))
 }
 
 async fn list_trusted(app: web::Data<AppState>, _admin: Admin) -> HttpResponse {
@@ -68,7 +99,9 @@ async fn list_trusted(app: web::Data<AppState>, _admin: Admin) -> HttpResponse {
         .trusted
         .iter()
         .map(|(name, (kid, p))| {
-            let pem = public_from_b64(p).map(|k| keys::public_pem(&k)).unwrap_or_default();
+            let pem = public_from_b64(p)
+                .map(|k| keys::public_pem(&k))
+                .unwrap_or_default();
             json!({"name": name, "kid": kid, "certificate": pem})
         })
         .collect();
@@ -82,18 +115,43 @@ struct TrustedBody {
     certificate: String,
 }
 
-async fn add_trusted(app: web::Data<AppState>, admin: Admin, rid: RequestId, Body(body): Body<TrustedBody>) -> Result<HttpResponse, ApiError> {
+async fn add_trusted(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    Body(body): Body<TrustedBody>,
+) -> Result<HttpResponse, ApiError> {
     domain::validate_group_name("name", &body.name)?;
     let key = keys::parse_public(&body.certificate).ok_or_else(|| {
         ApiError::BadRequest("invalid `certificate`: not an Ed25519 public key (send the PEM a peer serves at /access/api/v1/cert/root?formatted=true)".into())
     })?;
     let kid = keys::kid_of(&key);
-    let cmd = Command::AddTrustedKey { name: body.name.clone(), kid: kid.clone(), public_key: keys::public_b64(&key) };
+    let cmd = Command::AddTrustedKey {
+        name: body.name.clone(),
+        kid: kid.clone(),
+        public_key: keys::public_b64(&key),
+    };
     let committed = app.submit(cmd, &admin.0.username, &rid).await?;
-    Ok(written(HttpResponse::build(StatusCode::CREATED).json(json!({"name": body.name, "kid": kid})), committed))
+    Ok(written(
+        HttpResponse::build(StatusCode::CREATED).json(json!({"name": body.name, "kid": kid})),
+        committed,
+    ))
 }
 
-async fn remove_trusted(app: web::Data<AppState>, admin: Admin, rid: RequestId, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let committed = app.submit(Command::RemoveTrustedKey { name: path.into_inner() }, &admin.0.username, &rid).await?;
+async fn remove_trusted(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let committed = app
+        .submit(
+            Command::RemoveTrustedKey {
+                name: path.into_inner(),
+            },
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
     Ok(written(HttpResponse::NoContent().finish(), committed))
 }

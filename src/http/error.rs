@@ -73,7 +73,9 @@ impl From<SubmitError> for ApiError {
     fn from(e: SubmitError) -> Self {
         match e {
             SubmitError::Domain(d) => d.into(),
-            SubmitError::Unavailable => ApiError::Unavailable("the event log is not available".into()),
+            SubmitError::Unavailable => {
+                ApiError::Unavailable("the event log is not available".into())
+            }
         }
     }
 }

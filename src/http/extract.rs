@@ -26,7 +26,10 @@ impl FromRequest for RequestId {
 }
 
 pub fn request_id(req: &HttpRequest) -> RequestId {
-    req.extensions().get::<RequestId>().cloned().unwrap_or_else(|| RequestId("-".into()))
+    req.extensions()
+        .get::<RequestId>()
+        .cloned()
+        .unwrap_or_else(|| RequestId("-".into()))
 }
 
 /// A JSON request body of type `T`.
@@ -41,11 +44,23 @@ struct RawBody {
     content_type: Option<String>,
 }
 
-fn read_body(req: &HttpRequest, payload: &mut Payload) -> Pin<Box<dyn Future<Output = Result<RawBody, ApiError>>>> {
-    let limit = req.app_data::<web::Data<AppState>>().map(|s| s.config.max_body_bytes).unwrap_or(1 << 20);
-    let content_type = req.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("").to_string());
-    let declared_len =
-        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+fn read_body(
+    req: &HttpRequest,
+    payload: &mut Payload,
+) -> Pin<Box<dyn Future<Output = Result<RawBody, ApiError>>>> {
+    let limit = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.config.max_body_bytes)
+        .unwrap_or(1 << 20);
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("").to_string());
+    let declared_len = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
     let mut payload = payload.take();
     Box::pin(async move {
         if declared_len.is_some_and(|n| n > limit) {
@@ -54,20 +69,28 @@ fn read_body(req: &HttpRequest, payload: &mut Payload) -> Pin<Box<dyn Future<Out
         // Read chunk by chunk so a body without Content-Length cannot exceed the limit.
         let mut bytes = web::BytesMut::new();
         while let Some(chunk) = payload.next().await {
-            let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
+            let chunk = chunk
+                .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
             if bytes.len() + chunk.len() > limit {
                 return Err(ApiError::PayloadTooLarge(limit));
             }
             bytes.extend_from_slice(&chunk);
         }
-        Ok(RawBody { bytes, content_type })
+        Ok(RawBody {
+            bytes,
+            content_type,
+        })
     })
 }
 
 fn unsupported(ct: Option<&str>, wanted: &str) -> ApiError {
     match ct {
-        Some(ct) => ApiError::UnsupportedMediaType(format!("content type `{ct}` is not supported; send `Content-Type: {wanted}`")),
-        None => ApiError::UnsupportedMediaType(format!("missing content type; send `Content-Type: {wanted}`")),
+        Some(ct) => ApiError::UnsupportedMediaType(format!(
+            "content type `{ct}` is not supported; send `Content-Type: {wanted}`"
+        )),
+        None => ApiError::UnsupportedMediaType(format!(
+            "missing content type; send `Content-Type: {wanted}`"
+        )),
     }
 }
 
@@ -78,9 +101,14 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let body = read_body(req, payload);
         Box::pin(async move {
-            let RawBody { bytes, content_type } = body.await?;
+            let RawBody {
+                bytes,
+                content_type,
+            } = body.await?;
             if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-                return Err(ApiError::BadRequest("a JSON request body is required".into()));
+                return Err(ApiError::BadRequest(
+                    "a JSON request body is required".into(),
+                ));
             }
             if !content_type.as_deref().is_some_and(is_json) {
                 return Err(unsupported(content_type.as_deref(), "application/json"));
@@ -101,7 +129,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalBody<T> {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let body = read_body(req, payload);
         Box::pin(async move {
-            let RawBody { bytes, content_type } = body.await?;
+            let RawBody {
+                bytes,
+                content_type,
+            } = body.await?;
             if bytes.iter().all(|b| b.is_ascii_whitespace()) {
                 return Ok(OptionalBody(None));
             }
@@ -125,7 +156,10 @@ impl FromRequest for FormOrJson {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let body = read_body(req, payload);
         Box::pin(async move {
-            let RawBody { bytes, content_type } = body.await?;
+            let RawBody {
+                bytes,
+                content_type,
+            } = body.await?;
             let ct = content_type.as_deref().unwrap_or("");
             if bytes.iter().all(|b| b.is_ascii_whitespace()) {
                 return Ok(FormOrJson(serde_json::Map::new()));
@@ -133,19 +167,32 @@ impl FromRequest for FormOrJson {
             if is_json(ct) {
                 return parse_json(&bytes).map(FormOrJson);
             }
-            let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let essence = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             if essence == "application/x-www-form-urlencoded" || content_type.is_none() {
                 let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
                     .map_err(|e| ApiError::BadRequest(format!("malformed form body: {e}")))?;
                 let mut map = serde_json::Map::new();
                 for (k, v) in pairs {
-                    if map.insert(k.clone(), serde_json::Value::String(v)).is_some() {
-                        return Err(ApiError::BadRequest(format!("invalid `{k}`: given more than once")));
+                    if map
+                        .insert(k.clone(), serde_json::Value::String(v))
+                        .is_some()
+                    {
+                        return Err(ApiError::BadRequest(format!(
+                            "invalid `{k}`: given more than once"
+                        )));
                     }
                 }
                 return Ok(FormOrJson(map));
             }
-            Err(unsupported(content_type.as_deref(), "application/x-www-form-urlencoded` or `application/json"))
+            Err(unsupported(
+                content_type.as_deref(),
+                "application/x-www-form-urlencoded` or `application/json",
+            ))
         })
     }
 }
@@ -154,7 +201,10 @@ impl FormOrJson {
     /// Reject fields outside `known`, naming the first one.
     pub fn only(&self, known: &[&str]) -> Result<(), ApiError> {
         match self.0.keys().find(|k| !known.contains(&k.as_str())) {
-            Some(k) => Err(ApiError::BadRequest(format!("unknown field `{k}`, expected one of {}", known.join(", ")))),
+            Some(k) => Err(ApiError::BadRequest(format!(
+                "unknown field `{k}`, expected one of {}",
+                known.join(", ")
+            ))),
             None => Ok(()),
         }
     }
@@ -163,7 +213,9 @@ impl FormOrJson {
         match self.0.get(name) {
             None | Some(serde_json::Value::Null) => Ok(None),
             Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(ApiError::BadRequest(format!("invalid `{name}`: expected a string, got {other}"))),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "invalid `{name}`: expected a string, got {other}"
+            ))),
         }
     }
 
@@ -172,25 +224,43 @@ impl FormOrJson {
             None | Some(serde_json::Value::Null) => Ok(None),
             Some(serde_json::Value::Bool(b)) => Ok(Some(*b)),
             Some(serde_json::Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
-            Some(serde_json::Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
-            Some(other) => Err(ApiError::BadRequest(format!("invalid `{name}`: expected true or false, got {other}"))),
+            Some(serde_json::Value::String(s)) if s.eq_ignore_ascii_case("false") => {
+                Ok(Some(false))
+            }
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "invalid `{name}`: expected true or false, got {other}"
+            ))),
         }
     }
 
     pub fn unsigned(&self, name: &str) -> Result<Option<u64>, ApiError> {
-        let bad = |v: &dyn std::fmt::Display| ApiError::BadRequest(format!("invalid `{name}`: expected a non-negative whole number, got {v}"));
+        let bad = |v: &dyn std::fmt::Display| {
+            ApiError::BadRequest(format!(
+                "invalid `{name}`: expected a non-negative whole number, got {v}"
+            ))
+        };
         match self.0.get(name) {
             None | Some(serde_json::Value::Null) => Ok(None),
             Some(serde_json::Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| bad(n)),
-            Some(serde_json::Value::String(s)) => s.trim().parse::<u64>().map(Some).map_err(|_| bad(&format!("`{}`", s.escape_debug()))),
+            Some(serde_json::Value::String(s)) => s
+                .trim()
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| bad(&format!("`{}`", s.escape_debug()))),
             Some(other) => Err(bad(other)),
         }
     }
 }
 
 fn is_json(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Deserialize JSON, naming the path of the first bad field.
@@ -221,9 +291,16 @@ async fn authenticate(req: HttpRequest) -> Result<Principal, ApiError> {
         .app_data::<web::Data<AppState>>()
         .cloned()
         .ok_or_else(|| ApiError::Internal("no application state".into()))?;
-    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let rid = request_id(&req);
-    let principal = app.auth.authenticate(header.as_deref(), &app.state, &app.writer, &rid.0).await?;
+    let principal = app
+        .auth
+        .authenticate(header.as_deref(), &app.state, &app.writer, &rid.0)
+        .await?;
     Ok(principal)
 }
 
@@ -269,7 +346,9 @@ impl FromRequest for Admin {
         Box::pin(async move {
             let Caller(p) = caller.await?;
             if !p.admin {
-                return Err(ApiError::Forbidden("this operation requires an admin".into()));
+                return Err(ApiError::Forbidden(
+                    "this operation requires an admin".into(),
+                ));
             }
             Ok(Admin(p))
         })
@@ -294,16 +373,27 @@ impl FromRequest for SelfOrAdmin {
             // with the user scope (not a groups-only token, not a peer's token).
             let whole_identity = match &p.token {
                 None => true,
-                Some(t) => t.local && t.scope.split_whitespace().any(|s| s == "applied-permissions/user"),
+                Some(t) => {
+                    t.local
+                        && t.scope
+                            .split_whitespace()
+                            .any(|s| s == "applied-permissions/user")
+                }
             };
             if is_self && !p.admin && !whole_identity {
-                return Err(ApiError::Forbidden("this token's scope does not allow acting as the user itself".into()));
+                return Err(ApiError::Forbidden(
+                    "this token's scope does not allow acting as the user itself".into(),
+                ));
             }
             if !is_self && !p.admin {
-                return Err(ApiError::Forbidden("only an admin or the user itself can do this".into()));
+                return Err(ApiError::Forbidden(
+                    "only an admin or the user itself can do this".into(),
+                ));
             }
             if !is_self && p.password_expired {
-                return Err(ApiError::Forbidden("your password has expired; change your own password first".into()));
+                return Err(ApiError::Forbidden(
+                    "your password has expired; change your own password first".into(),
+                ));
             }
             Ok(SelfOrAdmin(p))
         })

@@ -11,14 +11,20 @@ use gatehouse_projections::Group;
 use serde::{Deserialize, Serialize};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/access/api/v2/groups").route(web::get().to(list)).route(web::post().to(create)))
-        .service(
-            resource("/access/api/v2/groups/{name}")
-                .route(web::get().to(get))
-                .route(web::patch().to(patch))
-                .route(web::delete().to(delete)),
-        )
-        .service(resource("/access/api/v2/groups/{name}/members").route(web::patch().to(change_members)));
+    cfg.service(
+        resource("/access/api/v2/groups")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(
+        resource("/access/api/v2/groups/{name}")
+            .route(web::get().to(get))
+            .route(web::patch().to(patch))
+            .route(web::delete().to(delete)),
+    )
+    .service(
+        resource("/access/api/v2/groups/{name}/members").route(web::patch().to(change_members)),
+    );
 }
 
 #[derive(Serialize)]
@@ -48,9 +54,17 @@ impl<'a> From<&'a Group> for GroupView<'a> {
     }
 }
 
-fn group_response(app: &AppState, name: &str, status: StatusCode) -> Result<HttpResponse, ApiError> {
+fn group_response(
+    app: &AppState,
+    name: &str,
+    status: StatusCode,
+) -> Result<HttpResponse, ApiError> {
     let s = app.read();
-    let group = s.directory.groups.get(name).ok_or_else(|| ApiError::NotFound(format!("group `{name}` not found")))?;
+    let group = s
+        .directory
+        .groups
+        .get(name)
+        .ok_or_else(|| ApiError::NotFound(format!("group `{name}` not found")))?;
     Ok(HttpResponse::build(status).json(GroupView::from(group)))
 }
 
@@ -68,7 +82,11 @@ fn normalize_members(field: &str, names: Vec<String>) -> Result<Vec<String>, Api
         .collect()
 }
 
-async fn list(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn list(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let limit = limit_param(&req)?;
     let cursor = query_param(&req, "cursor")?;
     let base = base_url(&req);
@@ -105,10 +123,14 @@ struct GroupBody {
 fn check_text(field: &str, value: &Option<String>, max: usize) -> Result<(), ApiError> {
     if let Some(v) = value {
         if v.chars().count() > max {
-            return Err(ApiError::BadRequest(format!("invalid `{field}`: must be at most {max} characters")));
+            return Err(ApiError::BadRequest(format!(
+                "invalid `{field}`: must be at most {max} characters"
+            )));
         }
         if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-            return Err(ApiError::BadRequest(format!("invalid `{field}`: must not contain control characters")));
+            return Err(ApiError::BadRequest(format!(
+                "invalid `{field}`: must not contain control characters"
+            )));
         }
     }
     Ok(())
@@ -122,9 +144,17 @@ fn check_fields(body: &GroupBody) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn create(app: web::Data<AppState>, admin: Admin, rid: RequestId, Body(body): Body<GroupBody>) -> Result<HttpResponse, ApiError> {
+async fn create(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    Body(body): Body<GroupBody>,
+) -> Result<HttpResponse, ApiError> {
     let admin = &admin.0;
-    let name = body.name.clone().ok_or_else(|| ApiError::BadRequest("invalid request body: missing field `name`".into()))?;
+    let name = body
+        .name
+        .clone()
+        .ok_or_else(|| ApiError::BadRequest("invalid request body: missing field `name`".into()))?;
     domain::validate_group_name("name", &name)?;
     check_fields(&body)?;
     let members = normalize_members("members", body.members.unwrap_or_default())?;
@@ -139,10 +169,17 @@ async fn create(app: web::Data<AppState>, admin: Admin, rid: RequestId, Body(bod
         members,
     });
     let committed = app.submit(cmd, &admin.username, &rid).await?;
-    Ok(written(group_response(&app, &name, StatusCode::CREATED)?, committed))
+    Ok(written(
+        group_response(&app, &name, StatusCode::CREATED)?,
+        committed,
+    ))
 }
 
-async fn get(app: web::Data<AppState>, _admin: Admin, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn get(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let name = path_name(&path)?;
     group_response(&app, &name, StatusCode::OK)
 }
@@ -158,10 +195,15 @@ async fn patch(
     let body = body.unwrap_or_default();
     let name = path_name(&path)?;
     if body.name.as_ref().is_some_and(|n| *n != name) {
-        return Err(ApiError::BadRequest("invalid `name`: a group cannot be renamed".into()));
+        return Err(ApiError::BadRequest(
+            "invalid `name`: a group cannot be renamed".into(),
+        ));
     }
     check_fields(&body)?;
-    let members = body.members.map(|m| normalize_members("members", m)).transpose()?;
+    let members = body
+        .members
+        .map(|m| normalize_members("members", m))
+        .transpose()?;
     let changes = GroupChanges {
         description: body.description,
         auto_join: body.auto_join,
@@ -171,14 +213,33 @@ async fn patch(
         external_id: body.external_id,
         members,
     };
-    let committed = app.submit(Command::UpdateGroup { name: name.clone(), changes }, &admin.username, &rid).await?;
-    Ok(written(group_response(&app, &name, StatusCode::OK)?, committed))
+    let committed = app
+        .submit(
+            Command::UpdateGroup {
+                name: name.clone(),
+                changes,
+            },
+            &admin.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(
+        group_response(&app, &name, StatusCode::OK)?,
+        committed,
+    ))
 }
 
-async fn delete(app: web::Data<AppState>, admin: Admin, rid: RequestId, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn delete(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let admin = &admin.0;
     let name = path_name(&path)?;
-    let committed = app.submit(Command::DeleteGroup { name }, &admin.username, &rid).await?;
+    let committed = app
+        .submit(Command::DeleteGroup { name }, &admin.username, &rid)
+        .await?;
     Ok(written(HttpResponse::NoContent().finish(), committed))
 }
 
@@ -195,9 +256,24 @@ async fn change_members(
     let add = normalize_members("add", add)?;
     let remove = normalize_members("remove", remove)?;
     let committed = app
-        .submit(Command::ChangeGroupMembers { group: name.clone(), add, remove }, &admin.username, &rid)
+        .submit(
+            Command::ChangeGroupMembers {
+                group: name.clone(),
+                add,
+                remove,
+            },
+            &admin.username,
+            &rid,
+        )
         .await?;
     let s = app.read();
-    let group = s.directory.groups.get(&name).ok_or_else(|| ApiError::NotFound(format!("group `{name}` not found")))?;
-    Ok(written(HttpResponse::Ok().json(serde_json::json!({"members": group.members})), committed))
+    let group = s
+        .directory
+        .groups
+        .get(&name)
+        .ok_or_else(|| ApiError::NotFound(format!("group `{name}` not found")))?;
+    Ok(written(
+        HttpResponse::Ok().json(serde_json::json!({"members": group.members})),
+        committed,
+    ))
 }

@@ -53,18 +53,33 @@ impl AppState {
     /// The compiled permission index for the current state.
     pub fn permission_index(&self) -> Arc<crate::authorize::PermissionIndex> {
         let current = self.read().permissions.changed_seq;
-        let index = self.permission_index.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let index = self
+            .permission_index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         if index.built_from == current {
             return index;
         }
         let fresh = Arc::new(crate::authorize::PermissionIndex::build(&self.read()));
-        *self.permission_index.write().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+        *self
+            .permission_index
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = fresh.clone();
         fresh
     }
 
     /// Submit a command on behalf of `actor`.
-    pub async fn submit(&self, command: Command, actor: &str, rid: &RequestId) -> Result<Committed, ApiError> {
-        let ctx = CommandContext { actor: actor.to_string(), request_id: rid.0.clone() };
+    pub async fn submit(
+        &self,
+        command: Command,
+        actor: &str,
+        rid: &RequestId,
+    ) -> Result<Committed, ApiError> {
+        let ctx = CommandContext {
+            actor: actor.to_string(),
+            request_id: rid.0.clone(),
+        };
         Ok(self.writer.submit(command, ctx).await?)
     }
 }
@@ -73,7 +88,10 @@ pub const SEQ_HEADER: &str = "x-gatehouse-seq";
 
 /// A response to a write, carrying the log position of its last event.
 pub fn written(mut res: HttpResponse, committed: Committed) -> HttpResponse {
-    res.headers_mut().insert(HeaderName::from_static(SEQ_HEADER), HeaderValue::from(committed.seq));
+    res.headers_mut().insert(
+        HeaderName::from_static(SEQ_HEADER),
+        HeaderValue::from(committed.seq),
+    );
     res
 }
 
@@ -138,7 +156,11 @@ async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!("no such endpoint: {} {}", req.method(), req.path())))
+    Err(ApiError::NotFound(format!(
+        "no such endpoint: {} {}",
+        req.method(),
+        req.path()
+    )))
 }
 
 /// A resource whose unmatched methods answer 405 in the API's error shape.
@@ -182,7 +204,8 @@ pub async fn request_middleware(
     let status = res.status().as_u16();
     tracing::debug!(request_id = %rid, %method, %path, status, micros = start.elapsed().as_micros() as u64, "request");
     if let Ok(v) = HeaderValue::from_str(&rid) {
-        res.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
+        res.headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), v);
     }
     Ok(res)
 }
@@ -199,7 +222,9 @@ pub fn query_param(req: &HttpRequest, name: &str) -> Result<Option<String>, ApiE
     for pair in q.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if k == name {
-            let v = percent_decode_query(v).ok_or_else(|| ApiError::BadRequest(format!("invalid `{name}`: bad percent-encoding")))?;
+            let v = percent_decode_query(v).ok_or_else(|| {
+                ApiError::BadRequest(format!("invalid `{name}`: bad percent-encoding"))
+            })?;
             return Ok(Some(v));
         }
     }
@@ -246,7 +271,10 @@ pub fn limit_param(req: &HttpRequest) -> Result<usize, ApiError> {
         None => Ok(1000),
         Some(v) => match v.parse::<usize>() {
             Ok(n) if (1..=99_999).contains(&n) => Ok(n),
-            _ => Err(ApiError::BadRequest(format!("invalid `limit`: `{}` is not a number between 1 and 99999", v.escape_debug()))),
+            _ => Err(ApiError::BadRequest(format!(
+                "invalid `limit`: `{}` is not a number between 1 and 99999",
+                v.escape_debug()
+            ))),
         },
     }
 }
@@ -270,7 +298,11 @@ pub fn page<'a, V>(
         out.push(value);
         last = Some(name);
     }
-    let next = if iter.next().is_some() { last.cloned() } else { None };
+    let next = if iter.next().is_some() {
+        last.cloned()
+    } else {
+        None
+    };
     (out, next)
 }
 

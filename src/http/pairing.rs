@@ -23,20 +23,31 @@ use serde_json::json;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // Fixed paths before the `{use_case}` one.
-    cfg.service(resource("/access/api/v1/service_trust/pairing/initiate").route(web::post().to(initiate)))
-        .service(resource("/access/api/v1/service_trust/pairing/exchange").route(web::post().to(exchange)))
-        .service(
-            resource("/access/api/v1/service_trust/pairing/{use_case}")
-                .route(web::post().to(create))
-                .route(web::get().to(list)),
-        );
+    cfg.service(
+        resource("/access/api/v1/service_trust/pairing/initiate").route(web::post().to(initiate)),
+    )
+    .service(
+        resource("/access/api/v1/service_trust/pairing/exchange").route(web::post().to(exchange)),
+    )
+    .service(
+        resource("/access/api/v1/service_trust/pairing/{use_case}")
+            .route(web::post().to(create))
+            .route(web::get().to(list)),
+    );
 }
 
 const EXCHANGE_PATH: &str = "/access/api/v1/service_trust/pairing/exchange";
 
 fn check_use_case(u: &str) -> Result<(), ApiError> {
-    if u.is_empty() || u.len() > 64 || !u.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
-        return Err(ApiError::BadRequest("invalid `use_case`: 1 to 64 letters, digits, `-`, `_` or `.`".into()));
+    if u.is_empty()
+        || u.len() > 64
+        || !u
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(ApiError::BadRequest(
+            "invalid `use_case`: 1 to 64 letters, digits, `-`, `_` or `.`".into(),
+        ));
     }
     Ok(())
 }
@@ -50,12 +61,25 @@ fn own_base_url(req: &HttpRequest) -> String {
         .unwrap_or_else(|| base_url(req))
 }
 
-async fn create(app: web::Data<AppState>, admin: Admin, rid: RequestId, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn create(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let use_case = path.into_inner();
     check_use_case(&use_case)?;
     let (service_id, kid, user_seq) = {
         let s = app.read();
-        (s.service_id.clone().unwrap_or_default(), s.keys.active.clone(), s.directory.users.get(&admin.0.username).map(|u| u.created_seq))
+        (
+            s.service_id.clone().unwrap_or_default(),
+            s.keys.active.clone(),
+            s.directory
+                .users
+                .get(&admin.0.username)
+                .map(|u| u.created_seq),
+        )
     };
     let kid = kid.ok_or_else(|| ApiError::Unavailable("no signing key yet".into()))?;
     let base = own_base_url(&req);
@@ -73,11 +97,22 @@ async fn create(app: web::Data<AppState>, admin: Admin, rid: RequestId, req: Htt
         reference: false,
         revocable: true,
         now,
-        ext: vec![("base_url", base.clone()), ("exchange_url", format!("{base}{EXCHANGE_PATH}")), ("use_case", use_case.clone())],
+        ext: vec![
+            ("base_url", base.clone()),
+            ("exchange_url", format!("{base}{EXCHANGE_PATH}")),
+            ("use_case", use_case.clone()),
+        ],
         user_seq,
     };
-    let minted = tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| ApiError::Internal(rid.0.clone()))?;
-    let committed = app.submit(Command::IssueToken(minted.record.clone()), &admin.0.username, &rid).await?;
+    let minted =
+        tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| ApiError::Internal(rid.0.clone()))?;
+    let committed = app
+        .submit(
+            Command::IssueToken(minted.record.clone()),
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
     Ok(written(
         HttpResponse::Ok().json(json!({
             "pairing_token": minted.access_token,
@@ -89,7 +124,11 @@ async fn create(app: web::Data<AppState>, admin: Admin, rid: RequestId, req: Htt
     ))
 }
 
-async fn list(app: web::Data<AppState>, _admin: Admin, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn list(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     check_use_case(&path)?;
     let s = app.read();
     let pairings: Vec<_> = s
@@ -126,7 +165,9 @@ impl actix_web::FromRequest for BearerToken {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|t| BearerToken(t.trim().to_string()))
-            .ok_or_else(|| ApiError::Unauthorized("present the pairing token as a bearer token".into()));
+            .ok_or_else(|| {
+                ApiError::Unauthorized("present the pairing token as a bearer token".into())
+            });
         std::future::ready(token)
     }
 }
@@ -138,30 +179,53 @@ async fn exchange(
     rid: RequestId,
     Body(body): Body<ExchangeBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let peer = keys::parse_public(&body.certificate)
-        .ok_or_else(|| ApiError::BadRequest("invalid `certificate`: not an Ed25519 public key".into()))?;
+    let peer = keys::parse_public(&body.certificate).ok_or_else(|| {
+        ApiError::BadRequest("invalid `certificate`: not an Ed25519 public key".into())
+    })?;
     crate::domain::validate_group_name("service_id", &body.service_id)?;
     let (claims, own_key) = {
         let s = app.read();
         let service_id = s.service_id.clone().unwrap_or_default();
         // Only a token signed with one of our own keys: a trusted peer's key verifies too,
         // but a peer must not be able to forge our pairing tokens.
-        let kid = crate::auth::jwt::parse(&token).map(|u| u.header.kid).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+        let kid = crate::auth::jwt::parse(&token)
+            .map(|u| u.header.kid)
+            .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
         if !s.keys.signing.contains_key(&kid) {
-            return Err(ApiError::Unauthorized("not a pairing token of this server".into()));
+            return Err(ApiError::Unauthorized(
+                "not a pairing token of this server".into(),
+            ));
         }
-        let claims = verify_token(&app.keys, &s, &token).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
-        if claims.iss != service_id || claims.aud != service_id || !claims.scp.starts_with(PAIRING_SCOPE_PREFIX) {
-            return Err(ApiError::Unauthorized("not a pairing token of this server".into()));
+        let claims = verify_token(&app.keys, &s, &token)
+            .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+        if claims.iss != service_id
+            || claims.aud != service_id
+            || !claims.scp.starts_with(PAIRING_SCOPE_PREFIX)
+        {
+            return Err(ApiError::Unauthorized(
+                "not a pairing token of this server".into(),
+            ));
         }
         if claims.exp.is_some_and(|e| e <= unix_secs()) {
-            return Err(ApiError::Unauthorized("the pairing token has expired".into()));
+            return Err(ApiError::Unauthorized(
+                "the pairing token has expired".into(),
+            ));
         }
         if !s.tokens.by_id.contains_key(&claims.jti) {
-            return Err(ApiError::Unauthorized("the pairing token was used already or revoked".into()));
+            return Err(ApiError::Unauthorized(
+                "the pairing token was used already or revoked".into(),
+            ));
         }
-        let own = s.keys.active.as_ref().and_then(|k| s.keys.signing.get(k)).and_then(|p| public_from_b64(p));
-        (claims, own.ok_or_else(|| ApiError::Unavailable("no signing key yet".into()))?)
+        let own = s
+            .keys
+            .active
+            .as_ref()
+            .and_then(|k| s.keys.signing.get(k))
+            .and_then(|p| public_from_b64(p));
+        (
+            claims,
+            own.ok_or_else(|| ApiError::Unavailable("no signing key yet".into()))?,
+        )
     };
     let use_case = claims
         .scp
@@ -179,7 +243,11 @@ async fn exchange(
     let actor = claims.username().unwrap_or("system").to_string();
     let committed = app.submit(cmd, &actor, &rid).await?;
     let service_id = app.read().service_id.clone().unwrap_or_default();
-    Ok(written(HttpResponse::Ok().json(json!({"service_id": service_id, "certificate": keys::public_pem(&own_key)})), committed))
+    Ok(written(
+        HttpResponse::Ok()
+            .json(json!({"service_id": service_id, "certificate": keys::public_pem(&own_key)})),
+        committed,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -195,35 +263,67 @@ struct ExchangeReply {
 }
 
 /// B's side: an admin hands us a peer's pairing token; we call the peer and trust it.
-async fn initiate(app: web::Data<AppState>, admin: Admin, rid: RequestId, Body(body): Body<InitiateBody>) -> Result<HttpResponse, ApiError> {
+async fn initiate(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    Body(body): Body<InitiateBody>,
+) -> Result<HttpResponse, ApiError> {
     // We cannot verify the token before we know the peer's key: read it, call the peer,
     // then check that the key it answers with signed this token.
     let unverified = crate::auth::jwt::parse(&body.pairing_token)
         .map_err(|_| ApiError::BadRequest("invalid `pairing_token`: not a JWT".into()))?;
     let claims = unverified.claims.clone();
-    let ext: serde_json::Value = claims.ext.as_deref().and_then(|e| serde_json::from_str(e).ok()).unwrap_or_default();
+    let ext: serde_json::Value = claims
+        .ext
+        .as_deref()
+        .and_then(|e| serde_json::from_str(e).ok())
+        .unwrap_or_default();
     let exchange_url = ext["exchange_url"]
         .as_str()
         .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
-        .ok_or_else(|| ApiError::BadRequest("invalid `pairing_token`: no exchange URL in its extension".into()))?
+        .ok_or_else(|| {
+            ApiError::BadRequest("invalid `pairing_token`: no exchange URL in its extension".into())
+        })?
         .to_string();
     if !claims.scp.starts_with(PAIRING_SCOPE_PREFIX) {
-        return Err(ApiError::BadRequest("invalid `pairing_token`: not a pairing token".into()));
+        return Err(ApiError::BadRequest(
+            "invalid `pairing_token`: not a pairing token".into(),
+        ));
     }
     let (own_id, own_key) = {
         let s = app.read();
-        let own = s.keys.active.as_ref().and_then(|k| s.keys.signing.get(k)).and_then(|p| public_from_b64(p));
-        (s.service_id.clone().unwrap_or_default(), own.ok_or_else(|| ApiError::Unavailable("no signing key yet".into()))?)
+        let own = s
+            .keys
+            .active
+            .as_ref()
+            .and_then(|k| s.keys.signing.get(k))
+            .and_then(|p| public_from_b64(p));
+        (
+            s.service_id.clone().unwrap_or_default(),
+            own.ok_or_else(|| ApiError::Unavailable("no signing key yet".into()))?,
+        )
     };
     let request = json!({"service_id": own_id, "certificate": keys::public_pem(&own_key)});
     let token = body.pairing_token.clone();
     let reply = web::block(move || -> Result<ExchangeReply, String> {
-        let agent = ureq::AgentBuilder::new().timeout(std::time::Duration::from_secs(10)).build();
-        match agent.post(&exchange_url).set("Authorization", &format!("Bearer {token}")).send_json(request) {
-            Ok(r) => r.into_json::<ExchangeReply>().map_err(|e| format!("unreadable answer: {e}")),
+        let agent = ureq::AgentBuilder::new()
+            .timeout(std::time::Duration::from_secs(10))
+            .build();
+        match agent
+            .post(&exchange_url)
+            .set("Authorization", &format!("Bearer {token}"))
+            .send_json(request)
+        {
+            Ok(r) => r
+                .into_json::<ExchangeReply>()
+                .map_err(|e| format!("unreadable answer: {e}")),
             Err(ureq::Error::Status(code, r)) => {
                 let text = r.into_string().unwrap_or_default();
-                Err(format!("the peer answered {code}: {}", text.chars().take(300).collect::<String>()))
+                Err(format!(
+                    "the peer answered {code}: {}",
+                    text.chars().take(300).collect::<String>()
+                ))
             }
             Err(e) => Err(format!("cannot reach the peer: {e}")),
         }
@@ -231,14 +331,17 @@ async fn initiate(app: web::Data<AppState>, admin: Admin, rid: RequestId, Body(b
     .await
     .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?
     .map_err(|e| ApiError::BadRequest(format!("pairing failed: {e}")))?;
-    let peer = keys::parse_public(&reply.certificate)
-        .ok_or_else(|| ApiError::BadRequest("pairing failed: the peer's certificate is not an Ed25519 key".into()))?;
+    let peer = keys::parse_public(&reply.certificate).ok_or_else(|| {
+        ApiError::BadRequest("pairing failed: the peer's certificate is not an Ed25519 key".into())
+    })?;
     if reply.service_id != claims.iss {
-        return Err(ApiError::BadRequest("pairing failed: the peer is not the service that issued the token".into()));
+        return Err(ApiError::BadRequest(
+            "pairing failed: the peer is not the service that issued the token".into(),
+        ));
     }
-    unverified
-        .verify(&peer)
-        .map_err(|_| ApiError::BadRequest("pairing failed: the peer's key did not sign the pairing token".into()))?;
+    unverified.verify(&peer).map_err(|_| {
+        ApiError::BadRequest("pairing failed: the peer's key did not sign the pairing token".into())
+    })?;
     crate::domain::validate_group_name("service_id", &reply.service_id)?;
     let use_case = ext["use_case"].as_str().unwrap_or("default").to_string();
     let kid = keys::kid_of(&peer);
@@ -250,5 +353,9 @@ async fn initiate(app: web::Data<AppState>, admin: Admin, rid: RequestId, Body(b
         public_key: keys::public_b64(&peer),
     };
     let committed = app.submit(cmd, &admin.0.username, &rid).await?;
-    Ok(written(HttpResponse::Ok().json(json!({"service_id": reply.service_id, "kid": kid, "use_case": use_case})), committed))
+    Ok(written(
+        HttpResponse::Ok()
+            .json(json!({"service_id": reply.service_id, "kid": kid, "use_case": use_case})),
+        committed,
+    ))
 }

@@ -34,9 +34,19 @@ struct ActionsWire {
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SectionWire {
-    #[serde(rename = "include-patterns", alias = "include_patterns", alias = "includePatterns", default)]
+    #[serde(
+        rename = "include-patterns",
+        alias = "include_patterns",
+        alias = "includePatterns",
+        default
+    )]
     include_patterns: Vec<String>,
-    #[serde(rename = "exclude-patterns", alias = "exclude_patterns", alias = "excludePatterns", default)]
+    #[serde(
+        rename = "exclude-patterns",
+        alias = "exclude_patterns",
+        alias = "excludePatterns",
+        default
+    )]
     exclude_patterns: Vec<String>,
     #[serde(default)]
     repositories: Vec<String>,
@@ -53,15 +63,26 @@ struct TargetWire {
     repo: Option<SectionWire>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     build: Option<SectionWire>,
-    #[serde(rename = "releaseBundle", alias = "release_bundle", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "releaseBundle",
+        alias = "release_bundle",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     release_bundle: Option<SectionWire>,
 }
 
 fn section_in(field: &str, w: SectionWire) -> Result<PermissionSection, ApiError> {
-    for (kind, list) in [("include-patterns", &w.include_patterns), ("exclude-patterns", &w.exclude_patterns)] {
+    for (kind, list) in [
+        ("include-patterns", &w.include_patterns),
+        ("exclude-patterns", &w.exclude_patterns),
+    ] {
         for (i, p) in list.iter().enumerate() {
             if !valid_pattern(p) || p.len() > 1024 {
-                return Err(ApiError::BadRequest(format!("invalid `{field}.{kind}[{i}]`: `{}` is not a valid pattern", p.escape_debug())));
+                return Err(ApiError::BadRequest(format!(
+                    "invalid `{field}.{kind}[{i}]`: `{}` is not a valid pattern",
+                    p.escape_debug()
+                )));
             }
         }
     }
@@ -104,7 +125,10 @@ fn section_out(s: &PermissionSection) -> SectionWire {
         include_patterns: s.include_patterns.clone(),
         exclude_patterns: s.exclude_patterns.clone(),
         repositories: s.repositories.clone(),
-        actions: ActionsWire { users: s.users.clone(), groups: s.groups.clone() },
+        actions: ActionsWire {
+            users: s.users.clone(),
+            groups: s.groups.clone(),
+        },
     }
 }
 
@@ -120,13 +144,18 @@ fn target_out(t: &PermissionTarget) -> TargetWire {
 fn target_in(name: &str, w: TargetWire) -> Result<PermissionTarget, ApiError> {
     domain::validate_group_name("name", name)?;
     if w.name.as_ref().is_some_and(|n| n != name) {
-        return Err(ApiError::BadRequest("invalid `name`: must match the name in the path".into()));
+        return Err(ApiError::BadRequest(
+            "invalid `name`: must match the name in the path".into(),
+        ));
     }
     Ok(PermissionTarget {
         name: name.to_string(),
         repo: w.repo.map(|s| section_in("repo", s)).transpose()?,
         build: w.build.map(|s| section_in("build", s)).transpose()?,
-        release_bundle: w.release_bundle.map(|s| section_in("releaseBundle", s)).transpose()?,
+        release_bundle: w
+            .release_bundle
+            .map(|s| section_in("releaseBundle", s))
+            .transpose()?,
     })
 }
 
@@ -142,31 +171,91 @@ async fn list(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> Http
     HttpResponse::Ok().json(items)
 }
 
-async fn get(app: web::Data<AppState>, _admin: Admin, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn get(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let s = app.read();
-    let t = s.permissions.targets.get(path.as_str()).ok_or_else(|| ApiError::NotFound(format!("permission target `{path}` not found")))?;
+    let t = s
+        .permissions
+        .targets
+        .get(path.as_str())
+        .ok_or_else(|| ApiError::NotFound(format!("permission target `{path}` not found")))?;
     Ok(HttpResponse::Ok().json(target_out(t)))
 }
 
-async fn save(app: &AppState, admin: &Admin, rid: &RequestId, name: &str, body: TargetWire, create_only: bool) -> Result<HttpResponse, ApiError> {
+async fn save(
+    app: &AppState,
+    admin: &Admin,
+    rid: &RequestId,
+    name: &str,
+    body: TargetWire,
+    create_only: bool,
+) -> Result<HttpResponse, ApiError> {
     let target = target_in(name, body)?;
     let existed = app.read().permissions.targets.contains_key(name);
-    let committed = app.submit(Command::SavePermissionTarget { target, create_only }, &admin.0.username, rid).await?;
-    let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
+    let committed = app
+        .submit(
+            Command::SavePermissionTarget {
+                target,
+                create_only,
+            },
+            &admin.0.username,
+            rid,
+        )
+        .await?;
+    let status = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     let s = app.read();
-    let t = s.permissions.targets.get(name).ok_or_else(|| ApiError::NotFound(format!("permission target `{name}` not found")))?;
-    Ok(written(HttpResponse::build(status).json(target_out(t)), committed))
+    let t = s
+        .permissions
+        .targets
+        .get(name)
+        .ok_or_else(|| ApiError::NotFound(format!("permission target `{name}` not found")))?;
+    Ok(written(
+        HttpResponse::build(status).json(target_out(t)),
+        committed,
+    ))
 }
 
-async fn create(app: web::Data<AppState>, admin: Admin, rid: RequestId, path: web::Path<String>, Body(body): Body<TargetWire>) -> Result<HttpResponse, ApiError> {
+async fn create(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+    Body(body): Body<TargetWire>,
+) -> Result<HttpResponse, ApiError> {
     save(&app, &admin, &rid, &path, body, true).await
 }
 
-async fn replace(app: web::Data<AppState>, admin: Admin, rid: RequestId, path: web::Path<String>, Body(body): Body<TargetWire>) -> Result<HttpResponse, ApiError> {
+async fn replace(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+    Body(body): Body<TargetWire>,
+) -> Result<HttpResponse, ApiError> {
     save(&app, &admin, &rid, &path, body, false).await
 }
 
-async fn delete(app: web::Data<AppState>, admin: Admin, rid: RequestId, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let committed = app.submit(Command::DeletePermissionTarget { name: path.into_inner() }, &admin.0.username, &rid).await?;
+async fn delete(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let committed = app
+        .submit(
+            Command::DeletePermissionTarget {
+                name: path.into_inner(),
+            },
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
     Ok(written(HttpResponse::NoContent().finish(), committed))
 }

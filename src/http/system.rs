@@ -17,7 +17,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 async fn ping() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("OK")
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body("OK")
 }
 
 async fn liveness() -> HttpResponse {
@@ -62,5 +64,6 @@ async fn version() -> HttpResponse {
 /// check that a replay of the log (`gatehouse verify`) gives exactly this state.
 async fn digest(app: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
     let s = app.read();
-    Ok(HttpResponse::Ok().json(json!({"seq": s.seq, "digest": s.digest(), "service_id": s.service_id})))
+    Ok(HttpResponse::Ok()
+        .json(json!({"seq": s.seq, "digest": s.digest(), "service_id": s.service_id})))
 }

@@ -11,8 +11,16 @@ use gatehouse_schemas::TokenIssued;
 use serde_json::json;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/access/api/v1/tokens").route(web::post().to(create)).route(web::get().to(list)))
-        .service(resource("/access/api/v1/tokens/{id}").route(web::get().to(get)).route(web::delete().to(revoke)));
+    cfg.service(
+        resource("/access/api/v1/tokens")
+            .route(web::post().to(create))
+            .route(web::get().to(list)),
+    )
+    .service(
+        resource("/access/api/v1/tokens/{id}")
+            .route(web::get().to(get))
+            .route(web::delete().to(revoke)),
+    );
 }
 
 const USER_SCOPE: &str = "applied-permissions/user";
@@ -26,10 +34,12 @@ const MAX_EXPIRES_IN: u64 = 100 * 365 * 24 * 3600;
 /// groups-only token or a peer's token must not become a full identity token here.
 fn token_may_mint(caller: &Principal) -> Result<(), ApiError> {
     match &caller.token {
-        Some(t) if !t.local => Err(ApiError::Forbidden("a token from another server cannot create tokens here".into())),
-        Some(t) if !caller.admin && !t.scope.split_whitespace().any(|s| s == USER_SCOPE) => {
-            Err(ApiError::Forbidden("this token's scope does not allow creating tokens".into()))
-        }
+        Some(t) if !t.local => Err(ApiError::Forbidden(
+            "a token from another server cannot create tokens here".into(),
+        )),
+        Some(t) if !caller.admin && !t.scope.split_whitespace().any(|s| s == USER_SCOPE) => Err(
+            ApiError::Forbidden("this token's scope does not allow creating tokens".into()),
+        ),
         _ => Ok(()),
     }
 }
@@ -51,10 +61,14 @@ const FIELDS: &[&str] = &[
 /// Check the scope's syntax: space-separated `applied-permissions/{user,admin,groups:a,b}`.
 fn parse_scope(scope: &str) -> Result<(), ApiError> {
     if scope.chars().count() > MAX_SCOPE_CHARS {
-        return Err(ApiError::BadRequest(format!("invalid `scope`: at most {MAX_SCOPE_CHARS} characters")));
+        return Err(ApiError::BadRequest(format!(
+            "invalid `scope`: at most {MAX_SCOPE_CHARS} characters"
+        )));
     }
     if scope.split_whitespace().next().is_none() {
-        return Err(ApiError::BadRequest("invalid `scope`: must not be empty".into()));
+        return Err(ApiError::BadRequest(
+            "invalid `scope`: must not be empty".into(),
+        ));
     }
     for part in scope.split_whitespace() {
         if part == USER_SCOPE || part == "applied-permissions/admin" {
@@ -96,7 +110,12 @@ fn token_response(m: &tokens::Minted, now: u64) -> serde_json::Value {
     body
 }
 
-async fn create(app: web::Data<AppState>, caller: Caller, rid: RequestId, FormOrJson(fields): FormOrJson) -> Result<HttpResponse, ApiError> {
+async fn create(
+    app: web::Data<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    FormOrJson(fields): FormOrJson,
+) -> Result<HttpResponse, ApiError> {
     let form = FormOrJson(fields);
     form.only(FIELDS)?;
     match form.string("grant_type")?.as_deref() {
@@ -109,26 +128,42 @@ async fn create(app: web::Data<AppState>, caller: Caller, rid: RequestId, FormOr
     }
 }
 
-async fn issue(app: &AppState, caller: &Principal, rid: &RequestId, form: &FormOrJson) -> Result<HttpResponse, ApiError> {
+async fn issue(
+    app: &AppState,
+    caller: &Principal,
+    rid: &RequestId,
+    form: &FormOrJson,
+) -> Result<HttpResponse, ApiError> {
     let cfg = &app.config;
     token_may_mint(caller)?;
     let username = match form.string("username")? {
         Some(u) => domain::normalize_username("username", &u)?,
         None => caller.username.clone(),
     };
-    let scope = form.string("scope")?.unwrap_or_else(|| USER_SCOPE.to_string());
+    let scope = form
+        .string("scope")?
+        .unwrap_or_else(|| USER_SCOPE.to_string());
     parse_scope(&scope)?;
     let scope = scope.split_whitespace().collect::<Vec<_>>().join(" ");
     if !caller.admin {
         if username != caller.username {
-            return Err(ApiError::Forbidden("only an admin can create tokens for another user".into()));
+            return Err(ApiError::Forbidden(
+                "only an admin can create tokens for another user".into(),
+            ));
         }
         if scope != USER_SCOPE {
-            return Err(ApiError::Forbidden("only an admin can create tokens with a group or admin scope".into()));
+            return Err(ApiError::Forbidden(
+                "only an admin can create tokens with a group or admin scope".into(),
+            ));
         }
     }
-    if form.unsigned("expires_in")?.is_some_and(|e| e > MAX_EXPIRES_IN) {
-        return Err(ApiError::BadRequest(format!("invalid `expires_in`: at most {MAX_EXPIRES_IN} seconds (0 = never expires)")));
+    if form
+        .unsigned("expires_in")?
+        .is_some_and(|e| e > MAX_EXPIRES_IN)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "invalid `expires_in`: at most {MAX_EXPIRES_IN} seconds (0 = never expires)"
+        )));
     }
     let expires_in = match form.unsigned("expires_in")? {
         Some(0) => None,
@@ -147,18 +182,30 @@ async fn issue(app: &AppState, caller: &Principal, rid: &RequestId, form: &FormO
         refreshable = false;
     }
     let description = form.string("description")?;
-    if description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS) {
-        return Err(ApiError::BadRequest(format!("invalid `description`: at most {MAX_DESCRIPTION_CHARS} characters")));
+    if description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "invalid `description`: at most {MAX_DESCRIPTION_CHARS} characters"
+        )));
     }
     let audience = form.string("audience")?.unwrap_or_else(|| "*@*".into());
-    if audience.chars().count() > MAX_AUDIENCE_CHARS || audience.split_whitespace().next().is_none() {
-        return Err(ApiError::BadRequest(format!("invalid `audience`: 1 to {MAX_AUDIENCE_CHARS} characters")));
+    if audience.chars().count() > MAX_AUDIENCE_CHARS || audience.split_whitespace().next().is_none()
+    {
+        return Err(ApiError::BadRequest(format!(
+            "invalid `audience`: 1 to {MAX_AUDIENCE_CHARS} characters"
+        )));
     }
     let reference = form.boolean("include_reference_token")?.unwrap_or(false);
     let force_revocable = form.boolean("force_revocable")?.unwrap_or(false);
     let (service_id, kid, user_seq) = {
         let s = app.read();
-        (s.service_id.clone().unwrap_or_default(), s.keys.active.clone(), s.directory.users.get(&username).map(|u| u.created_seq))
+        (
+            s.service_id.clone().unwrap_or_default(),
+            s.keys.active.clone(),
+            s.directory.users.get(&username).map(|u| u.created_seq),
+        )
     };
     let user_exists = user_seq.is_some();
     if !user_exists && scope.split_whitespace().any(|p| p == USER_SCOPE) {
@@ -187,14 +234,32 @@ async fn issue(app: &AppState, caller: &Principal, rid: &RequestId, form: &FormO
         ext: vec![],
         user_seq,
     };
-    let minted = tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| ApiError::Internal(rid.0.clone()))?;
-    let committed = app.submit(Command::IssueToken(minted.record.clone()), &caller.username, rid).await?;
-    Ok(written(HttpResponse::Ok().json(token_response(&minted, now)), committed))
+    let minted =
+        tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| ApiError::Internal(rid.0.clone()))?;
+    let committed = app
+        .submit(
+            Command::IssueToken(minted.record.clone()),
+            &caller.username,
+            rid,
+        )
+        .await?;
+    Ok(written(
+        HttpResponse::Ok().json(token_response(&minted, now)),
+        committed,
+    ))
 }
 
-async fn refresh(app: &AppState, caller: &Principal, rid: &RequestId, form: &FormOrJson) -> Result<HttpResponse, ApiError> {
-    let refresh_token =
-        form.string("refresh_token")?.ok_or_else(|| ApiError::BadRequest("invalid `refresh_token`: required for grant_type=refresh_token".into()))?;
+async fn refresh(
+    app: &AppState,
+    caller: &Principal,
+    rid: &RequestId,
+    form: &FormOrJson,
+) -> Result<HttpResponse, ApiError> {
+    let refresh_token = form.string("refresh_token")?.ok_or_else(|| {
+        ApiError::BadRequest(
+            "invalid `refresh_token`: required for grant_type=refresh_token".into(),
+        )
+    })?;
     let now = unix_secs();
     let (old, service_id, kid) = {
         let s = app.read();
@@ -204,16 +269,36 @@ async fn refresh(app: &AppState, caller: &Principal, rid: &RequestId, form: &For
             .get(&tokens::hash_hex(&refresh_token))
             .and_then(|id| s.tokens.by_id.get(id))
             .cloned()
-            .ok_or_else(|| ApiError::BadRequest("invalid `refresh_token`: unknown, revoked or already used".into()))?;
-        (old, s.service_id.clone().unwrap_or_default(), s.keys.active.clone())
+            .ok_or_else(|| {
+                ApiError::BadRequest(
+                    "invalid `refresh_token`: unknown, revoked or already used".into(),
+                )
+            })?;
+        (
+            old,
+            s.service_id.clone().unwrap_or_default(),
+            s.keys.active.clone(),
+        )
     };
     if old.subject != caller.username && !caller.admin {
-        return Err(ApiError::Forbidden("the refresh token belongs to another user".into()));
+        return Err(ApiError::Forbidden(
+            "the refresh token belongs to another user".into(),
+        ));
     }
     token_may_mint(caller)?;
-    let user_seq = app.read().directory.users.get(&old.subject).map(|u| u.created_seq);
-    if old.expires_at.is_some_and(|e| e + app.config.refresh_grace_period < now) {
-        return Err(ApiError::BadRequest("invalid `refresh_token`: the token expired beyond the grace period".into()));
+    let user_seq = app
+        .read()
+        .directory
+        .users
+        .get(&old.subject)
+        .map(|u| u.created_seq);
+    if old
+        .expires_at
+        .is_some_and(|e| e + app.config.refresh_grace_period < now)
+    {
+        return Err(ApiError::BadRequest(
+            "invalid `refresh_token`: the token expired beyond the grace period".into(),
+        ));
     }
     let kid = kid.ok_or_else(|| ApiError::Unavailable("no signing key yet".into()))?;
     let spec = Spec {
@@ -231,10 +316,17 @@ async fn refresh(app: &AppState, caller: &Principal, rid: &RequestId, form: &For
         ext: vec![],
         user_seq,
     };
-    let minted = tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| ApiError::Internal(rid.0.clone()))?;
-    let cmd = Command::RefreshToken { old_token_id: old.token_id.clone(), issued: minted.record.clone() };
+    let minted =
+        tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| ApiError::Internal(rid.0.clone()))?;
+    let cmd = Command::RefreshToken {
+        old_token_id: old.token_id.clone(),
+        issued: minted.record.clone(),
+    };
     let committed = app.submit(cmd, &caller.username, rid).await?;
-    Ok(written(HttpResponse::Ok().json(token_response(&minted, now)), committed))
+    Ok(written(
+        HttpResponse::Ok().json(token_response(&minted, now)),
+        committed,
+    ))
 }
 
 fn token_view(t: &TokenIssued, service_id: &str) -> serde_json::Value {
@@ -255,13 +347,22 @@ fn token_view(t: &TokenIssued, service_id: &str) -> serde_json::Value {
     v
 }
 
-async fn list(app: web::Data<AppState>, caller: Caller, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn list(
+    app: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let description = query_param(&req, "description")?;
     let refreshable = match query_param(&req, "refreshable")?.as_deref() {
         None => None,
         Some("true") => Some(true),
         Some("false") => Some(false),
-        Some(other) => return Err(ApiError::BadRequest(format!("invalid `refreshable`: `{}` (use true or false)", other.escape_debug()))),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `refreshable`: `{}` (use true or false)",
+                other.escape_debug()
+            )))
+        }
     };
     let matches_description = |d: Option<&String>| match &description {
         None => true,
@@ -291,22 +392,41 @@ fn resolve_id(caller: &Principal, id: &str) -> Result<String, ApiError> {
     }
     match &caller.token {
         Some(t) if t.local => Ok(t.token_id.clone()),
-        Some(_) => Err(ApiError::BadRequest("the token was issued by another server and cannot be managed here".into())),
-        None => Err(ApiError::BadRequest("`me` refers to the token you signed in with; this request used a password".into())),
+        Some(_) => Err(ApiError::BadRequest(
+            "the token was issued by another server and cannot be managed here".into(),
+        )),
+        None => Err(ApiError::BadRequest(
+            "`me` refers to the token you signed in with; this request used a password".into(),
+        )),
     }
 }
 
-async fn get(app: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn get(
+    app: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = resolve_id(&caller.0, &path)?;
     let s = app.read();
-    let t = s.tokens.by_id.get(&id).ok_or_else(|| ApiError::NotFound(format!("token `{id}` not found")))?;
+    let t = s
+        .tokens
+        .by_id
+        .get(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("token `{id}` not found")))?;
     if !caller.0.admin && t.subject != caller.0.username {
-        return Err(ApiError::Forbidden("only an admin can read other users' tokens".into()));
+        return Err(ApiError::Forbidden(
+            "only an admin can read other users' tokens".into(),
+        ));
     }
     Ok(HttpResponse::Ok().json(token_view(t, s.service_id.as_deref().unwrap_or(""))))
 }
 
-async fn revoke(app: web::Data<AppState>, caller: Caller, rid: RequestId, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn revoke(
+    app: web::Data<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = resolve_id(&caller.0, &path)?;
     let owner = app.read().tokens.by_id.get(&id).map(|t| t.subject.clone());
     let Some(owner) = owner else {
@@ -314,8 +434,21 @@ async fn revoke(app: web::Data<AppState>, caller: Caller, rid: RequestId, path: 
         return Ok(HttpResponse::NoContent().finish());
     };
     if !caller.0.admin && owner != caller.0.username {
-        return Err(ApiError::Forbidden("only an admin can revoke other users' tokens".into()));
+        return Err(ApiError::Forbidden(
+            "only an admin can revoke other users' tokens".into(),
+        ));
     }
-    let committed = app.submit(Command::RevokeToken { token_id: id }, &caller.0.username, &rid).await?;
-    Ok(written(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("Token revoked"), committed))
+    let committed = app
+        .submit(
+            Command::RevokeToken { token_id: id },
+            &caller.0.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(
+        HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            .body("Token revoked"),
+        committed,
+    ))
 }

@@ -11,25 +11,41 @@ use gatehouse_schemas::UserStatus;
 use serde::{Deserialize, Serialize};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/access/api/v2/users").route(web::get().to(list)).route(web::post().to(create)))
-        .service(
-            resource("/access/api/v2/users/{username}")
-                .route(web::get().to(get))
-                .route(web::patch().to(patch))
-                .route(web::delete().to(delete)),
-        )
-        .service(resource("/access/api/v1/users/{username}").route(web::patch().to(patch)))
-        .service(resource("/access/api/v2/users/{username}/groups").route(web::patch().to(change_groups)))
-        .service(resource("/access/api/v2/users/{username}/password").route(web::put().to(change_password)))
-        .service(resource("/access/api/v2/users/{username}/password/expire").route(web::post().to(expire_password)))
-        .service(resource("/access/api/v2/users/{username}/unlock").route(web::post().to(unlock)));
+    cfg.service(
+        resource("/access/api/v2/users")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(
+        resource("/access/api/v2/users/{username}")
+            .route(web::get().to(get))
+            .route(web::patch().to(patch))
+            .route(web::delete().to(delete)),
+    )
+    .service(resource("/access/api/v1/users/{username}").route(web::patch().to(patch)))
+    .service(
+        resource("/access/api/v2/users/{username}/groups").route(web::patch().to(change_groups)),
+    )
+    .service(
+        resource("/access/api/v2/users/{username}/password").route(web::put().to(change_password)),
+    )
+    .service(
+        resource("/access/api/v2/users/{username}/password/expire")
+            .route(web::post().to(expire_password)),
+    )
+    .service(resource("/access/api/v2/users/{username}/unlock").route(web::post().to(unlock)));
 }
 
 /// The seed prints these without the `users/` segment; real scripts copy them.
 pub fn configure_aliases(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/access/api/v2/{username}/groups").route(web::patch().to(change_groups)))
-        .service(resource("/access/api/v2/{username}/password").route(web::put().to(change_password)))
-        .service(resource("/access/api/v2/{username}/password/expire").route(web::post().to(expire_password)))
+        .service(
+            resource("/access/api/v2/{username}/password").route(web::put().to(change_password)),
+        )
+        .service(
+            resource("/access/api/v2/{username}/password/expire")
+                .route(web::post().to(expire_password)),
+        )
         .service(resource("/access/api/v2/{username}/unlock").route(web::post().to(unlock)));
 }
 
@@ -69,13 +85,25 @@ fn path_username(path: &str) -> Result<String, ApiError> {
 }
 
 /// Render the user as it is now (after the caller's write).
-fn user_response(app: &AppState, username: &str, status: actix_web::http::StatusCode) -> Result<HttpResponse, ApiError> {
+fn user_response(
+    app: &AppState,
+    username: &str,
+    status: actix_web::http::StatusCode,
+) -> Result<HttpResponse, ApiError> {
     let s = app.read();
-    let user = s.directory.users.get(username).ok_or_else(|| ApiError::NotFound(format!("user `{username}` not found")))?;
+    let user = s
+        .directory
+        .users
+        .get(username)
+        .ok_or_else(|| ApiError::NotFound(format!("user `{username}` not found")))?;
     Ok(HttpResponse::build(status).json(UserView::from(user)))
 }
 
-async fn list(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn list(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let limit = limit_param(&req)?;
     let cursor = query_param(&req, "cursor")?;
     let base = base_url(&req);
@@ -139,7 +167,12 @@ fn parse_status(s: &str) -> Result<UserStatus, ApiError> {
     }
 }
 
-async fn create(app: web::Data<AppState>, admin: Admin, rid: RequestId, Body(body): Body<CreateUser>) -> Result<HttpResponse, ApiError> {
+async fn create(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    Body(body): Body<CreateUser>,
+) -> Result<HttpResponse, ApiError> {
     let admin = &admin.0;
     let username = domain::normalize_username("username", &body.username)?;
     if let Some(email) = &body.email {
@@ -151,17 +184,26 @@ async fn create(app: web::Data<AppState>, admin: Admin, rid: RequestId, Body(bod
     }
     let internal_password_disabled = body.internal_password_disabled.unwrap_or(false);
     if internal_password_disabled && body.password.is_some() {
-        return Err(ApiError::BadRequest("invalid `password`: must be absent when `internal_password_disabled` is true".into()));
+        return Err(ApiError::BadRequest(
+            "invalid `password`: must be absent when `internal_password_disabled` is true".into(),
+        ));
     }
     if let Some(s) = &body.status {
         if parse_status(s)? != UserStatus::Enabled {
-            return Err(ApiError::BadRequest("invalid `status`: new users are `enabled`".into()));
+            return Err(ApiError::BadRequest(
+                "invalid `status`: new users are `enabled`".into(),
+            ));
         }
     }
     let password_hash = match body.password {
         Some(p) => Some(hash_password(p).await?),
         None if internal_password_disabled => None,
-        None => return Err(ApiError::BadRequest("invalid `password`: is required unless `internal_password_disabled` is true".into())),
+        None => {
+            return Err(ApiError::BadRequest(
+                "invalid `password`: is required unless `internal_password_disabled` is true"
+                    .into(),
+            ))
+        }
     };
     let cmd = Command::CreateUser(NewUser {
         username: username.clone(),
@@ -174,13 +216,22 @@ async fn create(app: web::Data<AppState>, admin: Admin, rid: RequestId, Body(bod
         groups,
     });
     let committed = app.submit(cmd, &admin.username, &rid).await?;
-    Ok(written(user_response(&app, &username, actix_web::http::StatusCode::CREATED)?, committed))
+    Ok(written(
+        user_response(&app, &username, actix_web::http::StatusCode::CREATED)?,
+        committed,
+    ))
 }
 
-async fn get(app: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn get(
+    app: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let username = path_username(&path)?;
     if !caller.0.admin && caller.0.username != username {
-        return Err(ApiError::Forbidden("only an admin can read other users".into()));
+        return Err(ApiError::Forbidden(
+            "only an admin can read other users".into(),
+        ));
     }
     user_response(&app, &username, actix_web::http::StatusCode::OK)
 }
@@ -223,7 +274,9 @@ async fn patch(
     let username = path_username(&path)?;
     if let Some(n) = &body.username {
         if n.to_lowercase() != username {
-            return Err(ApiError::BadRequest("invalid `username`: a user cannot be renamed".into()));
+            return Err(ApiError::BadRequest(
+                "invalid `username`: a user cannot be renamed".into(),
+            ));
         }
     }
     if body.groups.is_some() {
@@ -236,7 +289,9 @@ async fn patch(
     }
     let status = body.status.as_deref().map(parse_status).transpose()?;
     if status == Some(UserStatus::Disabled) && username == admin.username {
-        return Err(ApiError::BadRequest("invalid `status`: you cannot disable yourself".into()));
+        return Err(ApiError::BadRequest(
+            "invalid `status`: you cannot disable yourself".into(),
+        ));
     }
     let password_hash = match body.password {
         Some(p) => Some(hash_password(p).await?),
@@ -251,17 +306,38 @@ async fn patch(
         disable_ui_access: body.disable_ui_access,
         status,
     };
-    let committed = app.submit(Command::UpdateUser { username: username.clone(), changes }, &admin.username, &rid).await?;
-    Ok(written(user_response(&app, &username, actix_web::http::StatusCode::OK)?, committed))
+    let committed = app
+        .submit(
+            Command::UpdateUser {
+                username: username.clone(),
+                changes,
+            },
+            &admin.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(
+        user_response(&app, &username, actix_web::http::StatusCode::OK)?,
+        committed,
+    ))
 }
 
-async fn delete(app: web::Data<AppState>, admin: Admin, rid: RequestId, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn delete(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let admin = &admin.0;
     let username = path_username(&path)?;
     if username == admin.username {
-        return Err(ApiError::BadRequest("you cannot delete the user you are signed in as".into()));
+        return Err(ApiError::BadRequest(
+            "you cannot delete the user you are signed in as".into(),
+        ));
     }
-    let committed = app.submit(Command::DeleteUser { username }, &admin.username, &rid).await?;
+    let committed = app
+        .submit(Command::DeleteUser { username }, &admin.username, &rid)
+        .await?;
     Ok(written(HttpResponse::NoContent().finish(), committed))
 }
 
@@ -278,9 +354,14 @@ impl AddRemove {
     /// The seed's first rule: at least one list must be given.
     pub fn lists(self) -> Result<(Vec<String>, Vec<String>), ApiError> {
         if self.add.is_none() && self.remove.is_none() {
-            return Err(ApiError::BadRequest("invalid request body: either `add` or `remove` is required".into()));
+            return Err(ApiError::BadRequest(
+                "invalid request body: either `add` or `remove` is required".into(),
+            ));
         }
-        Ok((self.add.unwrap_or_default(), self.remove.unwrap_or_default()))
+        Ok((
+            self.add.unwrap_or_default(),
+            self.remove.unwrap_or_default(),
+        ))
     }
 }
 
@@ -295,11 +376,26 @@ async fn change_groups(
     let username = path_username(&path)?;
     let (add, remove) = body.lists()?;
     let committed = app
-        .submit(Command::ChangeUserGroups { username: username.clone(), add, remove }, &admin.username, &rid)
+        .submit(
+            Command::ChangeUserGroups {
+                username: username.clone(),
+                add,
+                remove,
+            },
+            &admin.username,
+            &rid,
+        )
         .await?;
     let s = app.read();
-    let user = s.directory.users.get(&username).ok_or_else(|| ApiError::NotFound(format!("user `{username}` not found")))?;
-    Ok(written(HttpResponse::Ok().json(serde_json::json!({"groups": user.groups})), committed))
+    let user = s
+        .directory
+        .users
+        .get(&username)
+        .ok_or_else(|| ApiError::NotFound(format!("user `{username}` not found")))?;
+    Ok(written(
+        HttpResponse::Ok().json(serde_json::json!({"groups": user.groups})),
+        committed,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -318,21 +414,50 @@ async fn change_password(
     let username = path_username(&path)?;
     let caller = caller.0;
     let password_hash = hash_password(body.password).await?;
-    let committed = app.submit(Command::ChangePassword { username, password_hash }, &caller.username, &rid).await?;
+    let committed = app
+        .submit(
+            Command::ChangePassword {
+                username,
+                password_hash,
+            },
+            &caller.username,
+            &rid,
+        )
+        .await?;
     Ok(written(HttpResponse::NoContent().finish(), committed))
 }
 
-async fn expire_password(app: web::Data<AppState>, admin: Admin, rid: RequestId, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn expire_password(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let admin = &admin.0;
     let username = path_username(&path)?;
-    let committed = app.submit(Command::ExpirePassword { username }, &admin.username, &rid).await?;
+    let committed = app
+        .submit(Command::ExpirePassword { username }, &admin.username, &rid)
+        .await?;
     Ok(written(HttpResponse::NoContent().finish(), committed))
 }
 
-async fn unlock(app: web::Data<AppState>, admin: Admin, rid: RequestId, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn unlock(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let admin = &admin.0;
     let username = path_username(&path)?;
-    let committed = app.submit(Command::UnlockUser { username: username.clone() }, &admin.username, &rid).await?;
+    let committed = app
+        .submit(
+            Command::UnlockUser {
+                username: username.clone(),
+            },
+            &admin.username,
+            &rid,
+        )
+        .await?;
     app.auth.forget_failures(&username);
     Ok(written(HttpResponse::NoContent().finish(), committed))
 }

@@ -16,7 +16,9 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 /// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): the key's 32 bytes follow.
-const SPKI_PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+const SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
 
 /// A key id: the first 16 hex digits of blake3 of the public key.
 pub fn kid_of(public: &VerifyingKey) -> String {
@@ -38,8 +40,15 @@ pub fn public_pem(public: &VerifyingKey) -> String {
     let mut der = SPKI_PREFIX.to_vec();
     der.extend_from_slice(public.as_bytes());
     let body = STANDARD.encode(der);
-    let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).expect("base64")).collect();
-    format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", lines.join("\n"))
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).expect("base64"))
+        .collect();
+    format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        lines.join("\n")
+    )
 }
 
 /// The base64 DER without PEM armour (what `/cert/root` answers unformatted).
@@ -92,17 +101,30 @@ impl KeyRing {
         let dir = data_dir.join("keys");
         let trusted_dir = data_dir.join("trusted");
         for d in [&dir, &trusted_dir] {
-            std::fs::create_dir_all(d).map_err(|source| KeyError { path: d.clone(), source })?;
+            std::fs::create_dir_all(d).map_err(|source| KeyError {
+                path: d.clone(),
+                source,
+            })?;
         }
         let mut signing = HashMap::new();
-        let entries = std::fs::read_dir(&dir).map_err(|source| KeyError { path: dir.clone(), source })?;
+        let entries = std::fs::read_dir(&dir).map_err(|source| KeyError {
+            path: dir.clone(),
+            source,
+        })?;
         for entry in entries.flatten() {
             let path = entry.path();
             if path.extension().and_then(|e| e.to_str()) != Some("key") {
                 continue;
             }
-            let text = std::fs::read_to_string(&path).map_err(|source| KeyError { path: path.clone(), source })?;
-            let Some(bytes) = URL_SAFE_NO_PAD.decode(text.trim()).ok().and_then(|b| <[u8; 32]>::try_from(b).ok()) else {
+            let text = std::fs::read_to_string(&path).map_err(|source| KeyError {
+                path: path.clone(),
+                source,
+            })?;
+            let Some(bytes) = URL_SAFE_NO_PAD
+                .decode(text.trim())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            else {
                 tracing::warn!(path = %path.display(), "ignoring a key file that is not 32 base64url bytes");
                 continue;
             };
@@ -127,21 +149,36 @@ impl KeyRing {
         let public = key.verifying_key();
         let kid = kid_of(&public);
         let path = self.dir.join(format!("{kid}.key"));
-        crate::app::write_private(&path, &URL_SAFE_NO_PAD.encode(seed)).map_err(|source| KeyError { path, source })?;
-        self.signing.write().unwrap_or_else(|p| p.into_inner()).insert(kid.clone(), key);
+        crate::app::write_private(&path, &URL_SAFE_NO_PAD.encode(seed))
+            .map_err(|source| KeyError { path, source })?;
+        self.signing
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(kid.clone(), key);
         Ok((kid, public))
     }
 
     pub fn signing_key(&self, kid: &str) -> Option<SigningKey> {
-        self.signing.read().unwrap_or_else(|p| p.into_inner()).get(kid).cloned()
+        self.signing
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(kid)
+            .cloned()
     }
 
     /// The key that verifies tokens with this `kid`: ours, a trusted peer's from the log,
     /// or one from the `trusted/` folder.
     pub fn verifying_key(&self, state: &State, kid: &str) -> Option<VerifyingKey> {
-        if let Some(k) = self.parsed.read().unwrap_or_else(|p| p.into_inner()).get(kid) {
+        if let Some(k) = self
+            .parsed
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(kid)
+        {
             // Still listed? A removed trusted key must stop verifying at once.
-            if state.keys.signing.contains_key(kid) || state.keys.trusted.values().any(|(k2, _)| k2 == kid) {
+            if state.keys.signing.contains_key(kid)
+                || state.keys.trusted.values().any(|(k2, _)| k2 == kid)
+            {
                 return Some(*k);
             }
         }
@@ -149,10 +186,20 @@ impl KeyRing {
             .keys
             .signing
             .get(kid)
-            .or_else(|| state.keys.trusted.values().find(|(k, _)| k == kid).map(|(_, p)| p))
+            .or_else(|| {
+                state
+                    .keys
+                    .trusted
+                    .values()
+                    .find(|(k, _)| k == kid)
+                    .map(|(_, p)| p)
+            })
             .and_then(|p| public_from_b64(p));
         if let Some(k) = from_state {
-            self.parsed.write().unwrap_or_else(|p| p.into_inner()).insert(kid.to_string(), k);
+            self.parsed
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(kid.to_string(), k);
             return Some(k);
         }
         self.trusted_file_key(kid)
@@ -170,17 +217,24 @@ impl KeyRing {
         if let Ok(entries) = std::fs::read_dir(&self.trusted_dir) {
             for entry in entries.flatten() {
                 let path = entry.path();
-                let Ok(text) = std::fs::read_to_string(&path) else { continue };
+                let Ok(text) = std::fs::read_to_string(&path) else {
+                    continue;
+                };
                 match parse_public(&text) {
                     Some(k) => {
                         found.insert(kid_of(&k), k);
                     }
-                    None => tracing::warn!(path = %path.display(), "ignoring a trusted file that is not an Ed25519 public key"),
+                    None => {
+                        tracing::warn!(path = %path.display(), "ignoring a trusted file that is not an Ed25519 public key")
+                    }
                 }
             }
         }
         let key = found.get(kid).copied();
-        *self.trusted_files.write().unwrap_or_else(|p| p.into_inner()) = (found, Some(Instant::now()));
+        *self
+            .trusted_files
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = (found, Some(Instant::now()));
         key
     }
 
@@ -205,8 +259,12 @@ impl KeyRing {
 
     /// The signed-URL key of `version`, if it exists.
     pub fn signed_url_key(&self, version: u64) -> Option<[u8; 32]> {
-        let text = std::fs::read_to_string(self.dir.join(format!("signed-url-{version}.secret"))).ok()?;
-        URL_SAFE_NO_PAD.decode(text.trim()).ok().and_then(|b| <[u8; 32]>::try_from(b).ok())
+        let text =
+            std::fs::read_to_string(self.dir.join(format!("signed-url-{version}.secret"))).ok()?;
+        URL_SAFE_NO_PAD
+            .decode(text.trim())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
     }
 
     /// Make the signed-URL key of `version` (0600); the caller then records
@@ -215,7 +273,8 @@ impl KeyRing {
         let path = self.dir.join(format!("signed-url-{version}.secret"));
         let mut key = [0u8; 32];
         getrandom::getrandom(&mut key).expect("the OS has randomness");
-        crate::app::write_private(&path, &URL_SAFE_NO_PAD.encode(key)).map_err(|source| KeyError { path, source })
+        crate::app::write_private(&path, &URL_SAFE_NO_PAD.encode(key))
+            .map_err(|source| KeyError { path, source })
     }
 }
 

@@ -68,7 +68,11 @@ impl Snapshot {
     fn parse(value: &[u8]) -> Option<Snapshot> {
         let seq = u64::from_be_bytes(value.get(..8)?.try_into().ok()?);
         let head_hash: ChainHash = value.get(8..40)?.try_into().ok()?;
-        Some(Snapshot { seq, head_hash, state: value[40..].to_vec() })
+        Some(Snapshot {
+            seq,
+            head_hash,
+            state: value[40..].to_vec(),
+        })
     }
 }
 
@@ -90,7 +94,13 @@ impl SnapshotStore {
         value.extend_from_slice(&head_hash);
         value.extend_from_slice(&encoded);
         self.snapshots.insert(key(state.seq), value)?;
-        let keep: Vec<_> = self.snapshots.iter().keys().rev().skip(2).collect::<Result<_, _>>()?;
+        let keep: Vec<_> = self
+            .snapshots
+            .iter()
+            .keys()
+            .rev()
+            .skip(2)
+            .collect::<Result<_, _>>()?;
         for k in keep {
             self.snapshots.remove(k)?;
         }
@@ -147,10 +157,24 @@ fn parse_chunk(first: u64, chunk: &[u8]) -> Result<Vec<(ChainHash, &[u8])>, LogE
     let mut rest = chunk;
     while !rest.is_empty() {
         let seq = first + out.len() as u64;
-        let broken = || LogError::ChainBroken { seq, reason: "the stored record is truncated".into() };
-        let len = u32::from_le_bytes(rest.get(..4).ok_or_else(broken)?.try_into().expect("4 bytes")) as usize;
-        let hash: ChainHash = rest.get(4..4 + HASH_LEN).ok_or_else(broken)?.try_into().expect("32 bytes");
-        let bytes = rest.get(4 + HASH_LEN..4 + HASH_LEN + len).ok_or_else(broken)?;
+        let broken = || LogError::ChainBroken {
+            seq,
+            reason: "the stored record is truncated".into(),
+        };
+        let len = u32::from_le_bytes(
+            rest.get(..4)
+                .ok_or_else(broken)?
+                .try_into()
+                .expect("4 bytes"),
+        ) as usize;
+        let hash: ChainHash = rest
+            .get(4..4 + HASH_LEN)
+            .ok_or_else(broken)?
+            .try_into()
+            .expect("32 bytes");
+        let bytes = rest
+            .get(4 + HASH_LEN..4 + HASH_LEN + len)
+            .ok_or_else(broken)?;
         out.push((hash, bytes));
         rest = &rest[4 + HASH_LEN + len..];
     }
@@ -179,7 +203,8 @@ impl EventLog {
         // (or right after another process exits) may find it still held. Wait briefly.
         // sled wraps the OS error in one of its own, so look at both.
         let locked = |e: &std::io::Error| {
-            e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
+            e.kind() == std::io::ErrorKind::WouldBlock
+                || e.to_string().contains("could not acquire lock")
         };
         let mut attempts = 0;
         let db = loop {
@@ -200,15 +225,31 @@ impl EventLog {
         };
         let events = db.open_tree("events")?;
         let snapshots = db.open_tree("snapshots")?;
-        let mut log = EventLog { db, events, snapshots, head_seq: 0, head_hash: GENESIS_HASH, head_time_ms: 0 };
+        let mut log = EventLog {
+            db,
+            events,
+            snapshots,
+            head_seq: 0,
+            head_hash: GENESIS_HASH,
+            head_time_ms: 0,
+        };
         if let Some((k, v)) = log.events.last()? {
-            let first = seq_of(&k).ok_or_else(|| LogError::ChainBroken { seq: 0, reason: "a key is not a position".into() })?;
+            let first = seq_of(&k).ok_or_else(|| LogError::ChainBroken {
+                seq: 0,
+                reason: "a key is not a position".into(),
+            })?;
             let records = parse_chunk(first, &v)?;
             let Some((hash, bytes)) = records.last() else {
-                return Err(LogError::ChainBroken { seq: first, reason: "an empty chunk".into() });
+                return Err(LogError::ChainBroken {
+                    seq: first,
+                    reason: "an empty chunk".into(),
+                });
             };
             let seq = first + records.len() as u64 - 1;
-            let env = decode(bytes).map_err(|e| LogError::Undecodable { seq, reason: e.to_string() })?;
+            let env = decode(bytes).map_err(|e| LogError::Undecodable {
+                seq,
+                reason: e.to_string(),
+            })?;
             log.head_seq = seq;
             log.head_hash = *hash;
             log.head_time_ms = env.time_ms;
@@ -281,7 +322,10 @@ impl EventLog {
         let start = self.chunk_key_for(from)?;
         for item in self.events.range(start..) {
             let (k, v) = item?;
-            let first = seq_of(&k).ok_or_else(|| LogError::ChainBroken { seq: 0, reason: "a key is not a position".into() })?;
+            let first = seq_of(&k).ok_or_else(|| LogError::ChainBroken {
+                seq: 0,
+                reason: "a key is not a position".into(),
+            })?;
             if to.is_some_and(|t| first > t) {
                 break;
             }
@@ -302,7 +346,11 @@ impl EventLog {
     pub fn raw_from(&self, from: u64) -> Result<Vec<RawEvent>, LogError> {
         let mut out = Vec::new();
         self.for_each_raw(from, None, |seq, hash, bytes| {
-            out.push(RawEvent { seq, hash: *hash, bytes: bytes.to_vec() });
+            out.push(RawEvent {
+                seq,
+                hash: *hash,
+                bytes: bytes.to_vec(),
+            });
             Ok(true)
         })?;
         Ok(out)
@@ -312,7 +360,11 @@ impl EventLog {
     pub fn raw_at(&self, seq: u64) -> Result<Option<RawEvent>, LogError> {
         let mut found = None;
         self.for_each_raw(seq, Some(seq), |s, hash, bytes| {
-            found = Some(RawEvent { seq: s, hash: *hash, bytes: bytes.to_vec() });
+            found = Some(RawEvent {
+                seq: s,
+                hash: *hash,
+                bytes: bytes.to_vec(),
+            });
             Ok(false)
         })?;
         Ok(found)
@@ -329,7 +381,12 @@ impl EventLog {
     ///
     /// Reading, hashing and decoding run on a helper thread while `each` runs on the
     /// caller's, so a replay uses both cores.
-    pub fn walk(&self, from: u64, prev: ChainHash, mut each: impl FnMut(Envelope)) -> Result<ChainReport, LogError> {
+    pub fn walk(
+        &self,
+        from: u64,
+        prev: ChainHash,
+        mut each: impl FnMut(Envelope),
+    ) -> Result<ChainReport, LogError> {
         let (tx, rx) = crossbeam_channel::bounded::<Vec<Envelope>>(8);
         std::thread::scope(|scope| {
             let reader = scope.spawn(move || -> Result<ChainReport, LogError> {
@@ -341,24 +398,41 @@ impl EventLog {
                     if seq != expected {
                         return Err(LogError::ChainBroken {
                             seq: expected,
-                            reason: format!("position {expected} is missing (next stored is {seq})"),
+                            reason: format!(
+                                "position {expected} is missing (next stored is {seq})"
+                            ),
                         });
                     }
                     let computed = chain_hash(&prev, bytes);
                     if computed != *hash {
-                        return Err(LogError::ChainBroken { seq, reason: "the stored hash does not match the event".into() });
+                        return Err(LogError::ChainBroken {
+                            seq,
+                            reason: "the stored hash does not match the event".into(),
+                        });
                     }
-                    let env = decode(bytes).map_err(|e| LogError::Undecodable { seq, reason: e.to_string() })?;
+                    let env = decode(bytes).map_err(|e| LogError::Undecodable {
+                        seq,
+                        reason: e.to_string(),
+                    })?;
                     if env.seq != seq {
                         return Err(LogError::ChainBroken {
                             seq,
-                            reason: format!("the event stored at position {seq} says it is position {}", env.seq),
+                            reason: format!(
+                                "the event stored at position {seq} says it is position {}",
+                                env.seq
+                            ),
                         });
                     }
                     batch.push(env);
                     if batch.len() == WALK_BATCH {
                         // A closed channel means the caller stopped: stop reading too.
-                        if tx.send(std::mem::replace(&mut batch, Vec::with_capacity(WALK_BATCH))).is_err() {
+                        if tx
+                            .send(std::mem::replace(
+                                &mut batch,
+                                Vec::with_capacity(WALK_BATCH),
+                            ))
+                            .is_err()
+                        {
                             return Ok(false);
                         }
                     }
@@ -370,7 +444,10 @@ impl EventLog {
                 if !batch.is_empty() {
                     let _ = tx.send(batch);
                 }
-                Ok(ChainReport { events: count, head_hash: prev })
+                Ok(ChainReport {
+                    events: count,
+                    head_hash: prev,
+                })
             });
             // Events before a break are still applied: the caller sees everything up to
             // the first bad position, and the error names that position.
@@ -408,15 +485,24 @@ impl EventLog {
             let t = std::time::Instant::now();
             let snapshot = self.usable_snapshot();
             snapshot_decode_ms = t.elapsed().as_millis() as u64;
-            (prefix.join().expect("the prefix check does not panic"), snapshot)
+            (
+                prefix.join().expect("the prefix check does not panic"),
+                snapshot,
+            )
         });
         let prefix_hash = prefix?;
         let (mut state, from, prev) = match snapshot? {
             Some((snap, state)) => {
                 if verify == StartupVerify::Full && snap.seq > snapshot_seq {
                     self.verify_prefix(snap.seq)?;
-                } else if verify == StartupVerify::Full && snap.seq == snapshot_seq && prefix_hash != snap.head_hash {
-                    return Err(LogError::ChainBroken { seq: snap.seq, reason: "the snapshot disagrees with the log".into() });
+                } else if verify == StartupVerify::Full
+                    && snap.seq == snapshot_seq
+                    && prefix_hash != snap.head_hash
+                {
+                    return Err(LogError::ChainBroken {
+                        seq: snap.seq,
+                        reason: "the snapshot disagrees with the log".into(),
+                    });
                 }
                 (state, snap.seq + 1, snap.head_hash)
             }
@@ -424,7 +510,14 @@ impl EventLog {
         };
         let snapshot_seq = from - 1;
         let report = self.walk(from, prev, |env| state.apply(&env))?;
-        Ok((state, LoadReport { snapshot_seq, tail_events: report.events, snapshot_decode_ms }))
+        Ok((
+            state,
+            LoadReport {
+                snapshot_seq,
+                tail_events: report.events,
+                snapshot_decode_ms,
+            },
+        ))
     }
 
     /// Hash-only check of positions `1..=to`; returns the chain hash at `to`.
@@ -436,17 +529,26 @@ impl EventLog {
         }
         self.for_each_raw(1, Some(to), |seq, hash, bytes| {
             if seq != expected {
-                return Err(LogError::ChainBroken { seq: expected, reason: format!("position {expected} is missing") });
+                return Err(LogError::ChainBroken {
+                    seq: expected,
+                    reason: format!("position {expected} is missing"),
+                });
             }
             prev = chain_hash(&prev, bytes);
             if prev != *hash {
-                return Err(LogError::ChainBroken { seq, reason: "the stored hash does not match the event".into() });
+                return Err(LogError::ChainBroken {
+                    seq,
+                    reason: "the stored hash does not match the event".into(),
+                });
             }
             expected += 1;
             Ok(true)
         })?;
         if expected != to + 1 {
-            return Err(LogError::ChainBroken { seq: expected, reason: format!("position {expected} is missing") });
+            return Err(LogError::ChainBroken {
+                seq: expected,
+                reason: format!("position {expected} is missing"),
+            });
         }
         Ok(prev)
     }
@@ -460,12 +562,18 @@ impl EventLog {
                 continue;
             };
             if snap.seq > self.head_seq || self.hash_at(snap.seq)? != Some(snap.head_hash) {
-                tracing::warn!(seq = snap.seq, "skipping a snapshot that does not match the log");
+                tracing::warn!(
+                    seq = snap.seq,
+                    "skipping a snapshot that does not match the log"
+                );
                 continue;
             }
             match State::decode(&snap.state) {
                 Ok(state) if state.seq == snap.seq => return Ok(Some((snap, state))),
-                _ => tracing::warn!(seq = snap.seq, "skipping a snapshot whose state does not decode"),
+                _ => tracing::warn!(
+                    seq = snap.seq,
+                    "skipping a snapshot whose state does not decode"
+                ),
             }
         }
         Ok(None)
@@ -479,16 +587,27 @@ impl EventLog {
     }
 
     pub fn snapshot_store(&self) -> SnapshotStore {
-        SnapshotStore { db: self.db.clone(), snapshots: self.snapshots.clone() }
+        SnapshotStore {
+            db: self.db.clone(),
+            snapshots: self.snapshots.clone(),
+        }
     }
 
     /// Rewrite the chunk holding `seq` with `edit` applied to its records (tests only).
-    fn edit_chunk(&self, seq: u64, edit: impl FnOnce(&mut Vec<(ChainHash, Vec<u8>)>, usize)) -> Result<(), LogError> {
+    fn edit_chunk(
+        &self,
+        seq: u64,
+        edit: impl FnOnce(&mut Vec<(ChainHash, Vec<u8>)>, usize),
+    ) -> Result<(), LogError> {
         let k = self.chunk_key_for(seq)?;
         let first = u64::from_be_bytes(k);
-        let Some(v) = self.events.get(k)? else { return Ok(()) };
-        let mut records: Vec<(ChainHash, Vec<u8>)> =
-            parse_chunk(first, &v)?.into_iter().map(|(h, b)| (h, b.to_vec())).collect();
+        let Some(v) = self.events.get(k)? else {
+            return Ok(());
+        };
+        let mut records: Vec<(ChainHash, Vec<u8>)> = parse_chunk(first, &v)?
+            .into_iter()
+            .map(|(h, b)| (h, b.to_vec()))
+            .collect();
         let index = (seq - first) as usize;
         if index >= records.len() {
             return Ok(());
@@ -526,7 +645,9 @@ impl EventLog {
     /// For tests: the stored `hash ‖ bytes` at `seq`.
     #[doc(hidden)]
     pub fn raw_value(&self, seq: u64) -> Result<Option<Vec<u8>>, LogError> {
-        Ok(self.raw_at(seq)?.map(|r| [r.hash.as_slice(), &r.bytes].concat()))
+        Ok(self
+            .raw_at(seq)?
+            .map(|r| [r.hash.as_slice(), &r.bytes].concat()))
     }
 
     /// For tests: drop every snapshot so the next start replays from scratch.
@@ -557,7 +678,9 @@ mod tests {
             actor: "t".into(),
             origin: "o".into(),
             request_id: "r".into(),
-            event: Event::GroupDeleted { name: format!("g{seq}") },
+            event: Event::GroupDeleted {
+                name: format!("g{seq}"),
+            },
         }
     }
 
@@ -583,7 +706,10 @@ mod tests {
             // Walking from the middle of a chunk, anchored on the stored hash before it.
             let from = model.len() as u64 / 2 + 1;
             let mut tail = Vec::new();
-            log.walk(from, log.hash_at(from - 1).unwrap().unwrap(), |e| tail.push(e)).unwrap();
+            log.walk(from, log.hash_at(from - 1).unwrap().unwrap(), |e| {
+                tail.push(e)
+            })
+            .unwrap();
             assert_eq!(tail, model[from as usize - 1..]);
             assert_eq!(log.raw_at(from).unwrap().unwrap().seq, from);
         }

@@ -19,8 +19,14 @@ fn populate(app: &TestApp) {
         );
         assert_eq!(r.status, 201);
     }
-    admin.patch("/access/api/v2/groups/beta/members", &json!({"add": ["user1@example.com", "user2@example.com"]}));
-    admin.patch("/access/api/v2/users/user3@example.com", &json!({"email": "three@example.com", "status": "disabled"}));
+    admin.patch(
+        "/access/api/v2/groups/beta/members",
+        &json!({"add": ["user1@example.com", "user2@example.com"]}),
+    );
+    admin.patch(
+        "/access/api/v2/users/user3@example.com",
+        &json!({"email": "three@example.com", "status": "disabled"}),
+    );
     admin.delete("/access/api/v2/users/user4@example.com");
     admin.post_empty("/access/api/v2/users/user5@example.com/password/expire");
 }
@@ -35,13 +41,19 @@ fn reads(app: &TestApp) -> Vec<String> {
         admin.get("/access/api/v2/groups/alpha").json(),
         admin.get("/access/api/v2/groups/beta").json(),
     ];
-    reads.iter().map(|r| r.to_string().replace(&app.base, "BASE")).collect()
+    reads
+        .iter()
+        .map(|r| r.to_string().replace(&app.base, "BASE"))
+        .collect()
 }
 
 #[test]
 fn state_after_restart_equals_state_before() {
     // A tiny snapshot interval so the restart goes through snapshot + tail.
-    let config = Config { snapshot_every: 4, ..Config::default() };
+    let config = Config {
+        snapshot_every: 4,
+        ..Config::default()
+    };
     let app = TestApp::spawn_with(config.clone());
     populate(&app);
     let digest = app.digest();
@@ -55,16 +67,29 @@ fn state_after_restart_equals_state_before() {
     assert_eq!(app.digest(), digest);
     assert_eq!(reads(&app), before);
     // Signing in still works (password hashes survived) and new writes continue the log.
-    assert_eq!(app.as_user("user0@example.com", "password-1").get("/access/api/v2/users/user0@example.com").status, 200);
-    let r = app.admin().post("/access/api/v2/groups", &json!({"name": "gamma"}));
-    assert_eq!(r.header("x-gatehouse-seq").unwrap().parse::<u64>().unwrap(), digest["seq"].as_u64().unwrap() + 1);
+    assert_eq!(
+        app.as_user("user0@example.com", "password-1")
+            .get("/access/api/v2/users/user0@example.com")
+            .status,
+        200
+    );
+    let r = app
+        .admin()
+        .post("/access/api/v2/groups", &json!({"name": "gamma"}));
+    assert_eq!(
+        r.header("x-gatehouse-seq").unwrap().parse::<u64>().unwrap(),
+        digest["seq"].as_u64().unwrap() + 1
+    );
     drop(app);
     drop(tmp);
 }
 
 #[test]
 fn replay_from_scratch_equals_the_live_state() {
-    let app = TestApp::spawn_with(Config { snapshot_every: 5, ..Config::default() });
+    let app = TestApp::spawn_with(Config {
+        snapshot_every: 5,
+        ..Config::default()
+    });
     populate(&app);
     let live = app.digest();
     let dir = app.dir.clone();
@@ -73,7 +98,10 @@ fn replay_from_scratch_equals_the_live_state() {
     let (ok, out) = verify(&dir);
     assert!(ok, "{out}");
     assert!(out.contains(&format!("{} events", live["seq"])), "{out}");
-    assert!(out.contains(live["digest"].as_str().unwrap()), "replayed digest differs from live: {out} vs {live}");
+    assert!(
+        out.contains(live["digest"].as_str().unwrap()),
+        "replayed digest differs from live: {out} vs {live}"
+    );
     // And a server that must rebuild without snapshots reaches the same state.
     EventLog::open(&dir).unwrap().clear_snapshots().unwrap();
     let app = TestApp::start(dir, Config::default()).unwrap();
@@ -98,11 +126,16 @@ fn a_flipped_byte_is_found_at_its_position_and_stops_start_up() {
     let (ok, out) = verify(&dir);
     assert!(!ok);
     assert!(out.contains("position 5"), "{out}");
-    let err = TestApp::start(dir.clone(), Config::default()).err().expect("start-up must refuse a broken chain");
+    let err = TestApp::start(dir.clone(), Config::default())
+        .err()
+        .expect("start-up must refuse a broken chain");
     assert!(err.contains("position 5"), "{err}");
     // `tail` verification still catches it when there is no snapshot past it.
     EventLog::open(&dir).unwrap().clear_snapshots().unwrap();
-    let config = Config { startup_verify: gatehouse::log::StartupVerify::Tail, ..Config::default() };
+    let config = Config {
+        startup_verify: gatehouse::log::StartupVerify::Tail,
+        ..Config::default()
+    };
     let err = TestApp::start(dir, config).err().expect("refused");
     assert!(err.contains("position 5"), "{err}");
 }
@@ -118,7 +151,9 @@ fn a_missing_event_is_found() {
         // itself must still be caught.
         let log = EventLog::open(&dir).unwrap();
         let head = log.head_seq();
-        let mut values: Vec<Vec<u8>> = (1..=head).map(|s| log.raw_value(s).unwrap().unwrap()).collect();
+        let mut values: Vec<Vec<u8>> = (1..=head)
+            .map(|s| log.raw_value(s).unwrap().unwrap())
+            .collect();
         values.remove(3); // drop position 4
         let mut prev = [0u8; HASH_LEN];
         for (i, v) in values.iter().enumerate() {
@@ -153,8 +188,13 @@ fn an_event_that_does_not_decode_stops_start_up() {
         value.extend_from_slice(&garbage);
         log.overwrite_raw(head, value).unwrap();
     }
-    let err = TestApp::start(dir.clone(), Config::default()).err().expect("must not skip an event");
-    assert!(err.contains(&format!("position {head}")) && err.contains("does not decode"), "{err}");
+    let err = TestApp::start(dir.clone(), Config::default())
+        .err()
+        .expect("must not skip an event");
+    assert!(
+        err.contains(&format!("position {head}")) && err.contains("does not decode"),
+        "{err}"
+    );
     let (ok, out) = verify(&dir);
     assert!(!ok);
     assert!(out.contains(&format!("position {head}")), "{out}");
@@ -186,7 +226,9 @@ fn acknowledged_writes_survive_sigkill() {
                     match res {
                         Ok(r) if r.status() == 201 => acked.lock().unwrap().push(name),
                         Ok(r) => panic!("unexpected status {}", r.status()),
-                        Err(ureq::Error::Status(code, r)) => panic!("unexpected {code}: {}", r.into_string().unwrap_or_default()),
+                        Err(ureq::Error::Status(code, r)) => {
+                            panic!("unexpected {code}: {}", r.into_string().unwrap_or_default())
+                        }
                         Err(_) => break,
                     }
                     i += 1;
@@ -202,17 +244,30 @@ fn acknowledged_writes_survive_sigkill() {
         w.join().unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 50, "too few writes before the kill to mean anything: {}", acked.len());
+    assert!(
+        acked.len() > 50,
+        "too few writes before the kill to mean anything: {}",
+        acked.len()
+    );
 
     let (ok, out) = verify(tmp.path());
     assert!(ok, "chain must verify after SIGKILL: {out}");
     let server = ServerProcess::start(tmp.path());
     let admin = server.admin();
     let listed = admin.get("/access/api/v2/groups?limit=99999").json();
-    let present: std::collections::HashSet<String> =
-        listed["groups"].as_array().unwrap().iter().map(|g| g["group_name"].as_str().unwrap().to_string()).collect();
+    let present: std::collections::HashSet<String> = listed["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["group_name"].as_str().unwrap().to_string())
+        .collect();
     let lost: Vec<&String> = acked.iter().filter(|n| !present.contains(*n)).collect();
-    assert!(lost.is_empty(), "{} acknowledged writes lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
     // A clean stop (SIGTERM) exits 0 after writing a snapshot.
     assert!(server.terminate().success());
     let (ok, out) = verify(tmp.path());
@@ -228,6 +283,7 @@ fn basic() -> String {
     use base64::Engine;
     format!(
         "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("admin:{}", crate::helpers::BINARY_ADMIN_PASSWORD))
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("admin:{}", crate::helpers::BINARY_ADMIN_PASSWORD))
     )
 }

@@ -17,12 +17,30 @@ fn create_get_list_conflict_and_delete() {
     assert_eq!(g["realm"], "ldap");
     assert_eq!(g["realm_attributes"], "cn=readers");
     assert_eq!(g["external_id"], "00g1");
-    assert_eq!(g["members"], json!(["m1"]), "members are user names, compared lower-case");
-    assert_eq!(admin.get("/access/api/v2/users/m1").json()["groups"], json!(["readers"]));
-    assert_eq!(admin.post("/access/api/v2/groups", &json!({"name": "readers"})).status, 409);
-    assert_eq!(admin.get("/access/api/v2/groups/readers").json()["description"], "read-only");
+    assert_eq!(
+        g["members"],
+        json!(["m1"]),
+        "members are user names, compared lower-case"
+    );
+    assert_eq!(
+        admin.get("/access/api/v2/users/m1").json()["groups"],
+        json!(["readers"])
+    );
+    assert_eq!(
+        admin
+            .post("/access/api/v2/groups", &json!({"name": "readers"}))
+            .status,
+        409
+    );
+    assert_eq!(
+        admin.get("/access/api/v2/groups/readers").json()["description"],
+        "read-only"
+    );
     assert_eq!(admin.get("/access/api/v2/groups/nope").status, 404);
-    let r = admin.post("/access/api/v2/groups", &json!({"name": "bad", "members": ["ghost"]}));
+    let r = admin.post(
+        "/access/api/v2/groups",
+        &json!({"name": "bad", "members": ["ghost"]}),
+    );
     assert_eq!(r.status, 400);
     assert!(r.error_message().contains("members[0]"));
     let r = admin.post("/access/api/v2/groups", &json!({"description": "no name"}));
@@ -32,7 +50,11 @@ fn create_get_list_conflict_and_delete() {
     let r = admin.delete("/access/api/v2/groups/readers");
     assert_eq!(r.status, 204);
     assert!(r.header("x-gatehouse-seq").is_some());
-    assert_eq!(admin.get("/access/api/v2/users/m1").json()["groups"], json!([]), "deleting a group removes it from its members");
+    assert_eq!(
+        admin.get("/access/api/v2/users/m1").json()["groups"],
+        json!([]),
+        "deleting a group removes it from its members"
+    );
     assert_eq!(admin.delete("/access/api/v2/groups/readers").status, 404);
 }
 
@@ -46,10 +68,18 @@ fn list_pages_with_cursor() {
     let first = admin.get("/access/api/v2/groups?limit=2").json();
     assert_eq!(first["groups"].as_array().unwrap().len(), 2);
     assert_eq!(first["groups"][0]["group_name"], "g1");
-    assert!(first["groups"][0]["uri"].as_str().unwrap().ends_with("/access/api/v2/groups/g1"));
+    assert!(first["groups"][0]["uri"]
+        .as_str()
+        .unwrap()
+        .ends_with("/access/api/v2/groups/g1"));
     let cursor = first["cursor"].as_str().unwrap();
-    let second = admin.get(&format!("/access/api/v2/groups?limit=2&cursor={cursor}")).json();
-    assert_eq!(second["groups"], json!([{"group_name": "g3", "uri": format!("{}/access/api/v2/groups/g3", app.base)}]));
+    let second = admin
+        .get(&format!("/access/api/v2/groups?limit=2&cursor={cursor}"))
+        .json();
+    assert_eq!(
+        second["groups"],
+        json!([{"group_name": "g3", "uri": format!("{}/access/api/v2/groups/g3", app.base)}])
+    );
     assert!(second.get("cursor").is_none());
     assert_eq!(admin.get("/access/api/v2/groups?limit=x").status, 400);
 }
@@ -61,11 +91,24 @@ fn patch_is_partial_accepts_both_spellings_and_replaces_members() {
     app.create_group("devs");
     app.create_user("ann", "password-1");
     app.create_user("ben", "password-1");
-    let r = admin.patch("/access/api/v2/groups/devs", &json!({"description": "developers", "autoJoin": true}));
+    let r = admin.patch(
+        "/access/api/v2/groups/devs",
+        &json!({"description": "developers", "autoJoin": true}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     let g = r.json();
-    assert_eq!((g["description"].clone(), g["auto_join"].clone(), g["admin_privileges"].clone()), (json!("developers"), json!(true), json!(false)));
-    let r = admin.patch("/access/api/v2/groups/devs", &json!({"admin_privileges": true, "members": ["ann", "ben"]}));
+    assert_eq!(
+        (
+            g["description"].clone(),
+            g["auto_join"].clone(),
+            g["admin_privileges"].clone()
+        ),
+        (json!("developers"), json!(true), json!(false))
+    );
+    let r = admin.patch(
+        "/access/api/v2/groups/devs",
+        &json!({"admin_privileges": true, "members": ["ann", "ben"]}),
+    );
     assert_eq!(r.json()["members"], json!(["ann", "ben"]));
     let r = admin.patch("/access/api/v2/groups/devs", &json!({"members": ["ben"]}));
     assert_eq!(r.json()["members"], json!(["ben"]));
@@ -73,10 +116,24 @@ fn patch_is_partial_accepts_both_spellings_and_replaces_members() {
     let r = admin.patch("/access/api/v2/groups/devs", &json!({}));
     assert_eq!(r.status, 200, "an empty patch changes nothing");
     let r = admin.raw("PATCH", "/access/api/v2/groups/devs", None, Some(b""));
-    assert_eq!(r.status, 200, "an empty payload returns 200 (seed 004): {}", r.text);
+    assert_eq!(
+        r.status, 200,
+        "an empty payload returns 200 (seed 004): {}",
+        r.text
+    );
     assert_eq!(r.json()["description"], "developers");
-    assert_eq!(admin.patch("/access/api/v2/groups/ghost", &json!({"description": "x"})).status, 404);
-    assert_eq!(admin.patch("/access/api/v2/groups/devs", &json!({"name": "renamed"})).status, 400);
+    assert_eq!(
+        admin
+            .patch("/access/api/v2/groups/ghost", &json!({"description": "x"}))
+            .status,
+        404
+    );
+    assert_eq!(
+        admin
+            .patch("/access/api/v2/groups/devs", &json!({"name": "renamed"}))
+            .status,
+        400
+    );
 }
 
 #[test]
@@ -86,13 +143,22 @@ fn members_add_and_remove_with_the_seed_rules() {
     app.create_group("crew");
     app.create_user("cat", "password-1");
     app.create_user("dog", "password-1");
-    let r = admin.patch("/access/api/v2/groups/crew/members", &json!({"add": ["cat", "dog"]}));
+    let r = admin.patch(
+        "/access/api/v2/groups/crew/members",
+        &json!({"add": ["cat", "dog"]}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.header("x-gatehouse-seq").is_some());
     assert_eq!(r.json()["members"], json!(["cat", "dog"]));
-    let r = admin.patch("/access/api/v2/groups/crew/members", &json!({"remove": ["cat"]}));
+    let r = admin.patch(
+        "/access/api/v2/groups/crew/members",
+        &json!({"remove": ["cat"]}),
+    );
     assert_eq!(r.json()["members"], json!(["dog"]));
-    assert_eq!(admin.get("/access/api/v2/users/cat").json()["groups"], json!([]));
+    assert_eq!(
+        admin.get("/access/api/v2/users/cat").json()["groups"],
+        json!([])
+    );
     for (body, needle) in [
         (json!({}), "`add` or `remove`"),
         (json!({"add": ["cat"], "remove": ["cat"]}), "both"),
@@ -103,5 +169,13 @@ fn members_add_and_remove_with_the_seed_rules() {
         assert_eq!(r.status, 400, "{body}");
         assert!(r.error_message().contains(needle), "{body}: {}", r.text);
     }
-    assert_eq!(admin.patch("/access/api/v2/groups/ghost/members", &json!({"add": ["cat"]})).status, 404);
+    assert_eq!(
+        admin
+            .patch(
+                "/access/api/v2/groups/ghost/members",
+                &json!({"add": ["cat"]})
+            )
+            .status,
+        404
+    );
 }

@@ -31,7 +31,11 @@ impl TestApp {
 
     /// Start on an existing data directory (restart tests).
     pub fn start(dir: PathBuf, config: Config) -> Result<TestApp, String> {
-        let settings = Settings { data_dir: dir.clone(), listen: "127.0.0.1:0".into(), config };
+        let settings = Settings {
+            data_dir: dir.clone(),
+            listen: "127.0.0.1:0".into(),
+            config,
+        };
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
@@ -93,12 +97,17 @@ impl TestApp {
 
     /// Create a user with a password (admin), panicking on failure.
     pub fn create_user(&self, name: &str, password: &str) {
-        let r = self.admin().post("/access/api/v2/users", &serde_json::json!({"username": name, "password": password}));
+        let r = self.admin().post(
+            "/access/api/v2/users",
+            &serde_json::json!({"username": name, "password": password}),
+        );
         assert_eq!(r.status, 201, "create user {name}: {}", r.text);
     }
 
     pub fn create_group(&self, name: &str) {
-        let r = self.admin().post("/access/api/v2/groups", &serde_json::json!({"name": name}));
+        let r = self
+            .admin()
+            .post("/access/api/v2/groups", &serde_json::json!({"name": name}));
         assert_eq!(r.status, 201, "create group {name}: {}", r.text);
     }
 
@@ -135,25 +144,45 @@ impl Resp {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The API's error message (`errors[0].message`), checking the error shape.
     pub fn error_message(&self) -> String {
         let v = self.json();
-        assert_eq!(v["errors"][0]["status"].as_u64(), Some(self.status as u64), "error shape: {}", self.text);
-        v["errors"][0]["message"].as_str().expect("message").to_string()
+        assert_eq!(
+            v["errors"][0]["status"].as_u64(),
+            Some(self.status as u64),
+            "error shape: {}",
+            self.text
+        );
+        v["errors"][0]["message"]
+            .as_str()
+            .expect("message")
+            .to_string()
     }
 }
 
 impl Client {
     pub fn new(base: &str, creds: Option<(&str, &str)>) -> Client {
         use base64::Engine;
-        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build();
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(60))
+            .build();
         let auth = creds.map(|(u, p)| {
-            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}")))
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )
         });
-        Client { agent, base: base.to_string(), auth }
+        Client {
+            agent,
+            base: base.to_string(),
+            auth,
+        }
     }
 
     pub fn auth_header(&self) -> Option<String> {
@@ -165,11 +194,23 @@ impl Client {
     }
 
     pub fn with_header_auth(&self, value: &str) -> Client {
-        Client { agent: self.agent.clone(), base: self.base.clone(), auth: Some(value.to_string()) }
+        Client {
+            agent: self.agent.clone(),
+            base: self.base.clone(),
+            auth: Some(value.to_string()),
+        }
     }
 
-    pub fn raw(&self, method: &str, path: &str, content_type: Option<&str>, body: Option<&[u8]>) -> Resp {
-        let mut req = self.agent.request(method, &format!("{}{}", self.base, path));
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Resp {
+        let mut req = self
+            .agent
+            .request(method, &format!("{}{}", self.base, path));
         if let Some(a) = &self.auth {
             req = req.set("Authorization", a);
         }
@@ -195,7 +236,11 @@ impl Client {
             })
             .collect();
         let text = resp.into_string().unwrap_or_default();
-        Resp { status, text, headers }
+        Resp {
+            status,
+            text,
+            headers,
+        }
     }
 
     pub fn get(&self, path: &str) -> Resp {
@@ -207,7 +252,12 @@ impl Client {
     }
 
     pub fn send(&self, method: &str, path: &str, body: &Value) -> Resp {
-        self.raw(method, path, Some("application/json"), Some(body.to_string().as_bytes()))
+        self.raw(
+            method,
+            path,
+            Some("application/json"),
+            Some(body.to_string().as_bytes()),
+        )
     }
 
     pub fn post(&self, path: &str, body: &Value) -> Resp {
@@ -243,7 +293,11 @@ impl ServerProcess {
 
     /// Start with every log line (debug level) written to `log`.
     pub fn start_logging(dir: &Path, log: &Path) -> ServerProcess {
-        Self::spawn(dir, "debug", Stdio::from(std::fs::File::create(log).unwrap()))
+        Self::spawn(
+            dir,
+            "debug",
+            Stdio::from(std::fs::File::create(log).unwrap()),
+        )
     }
 
     fn spawn(dir: &Path, level: &str, stderr: Stdio) -> ServerProcess {
@@ -259,7 +313,9 @@ impl ServerProcess {
             .expect("start gatehouse");
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
         let url = line
             .split_whitespace()
             .find(|w| w.starts_with("http://"))
@@ -299,5 +355,8 @@ pub fn verify(dir: &Path) -> (bool, String) {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+    )
 }

@@ -11,7 +11,13 @@ use std::time::{Duration, Instant};
 fn nginx_binary() -> Option<String> {
     ["nginx", "/usr/sbin/nginx"]
         .into_iter()
-        .find(|b| Command::new(b).arg("-v").stderr(Stdio::null()).status().is_ok_and(|s| s.success()))
+        .find(|b| {
+            Command::new(b)
+                .arg("-v")
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
         .map(str::to_string)
 }
 
@@ -20,7 +26,9 @@ struct Nginx(Child);
 impl Drop for Nginx {
     /// SIGTERM, not SIGKILL: the master must stay alive long enough to stop its workers.
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(5) {
             if let Ok(Some(_)) = self.0.try_wait() {
@@ -34,7 +42,11 @@ impl Drop for Nginx {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn status(req: ureq::Request) -> u16 {
@@ -55,7 +67,12 @@ fn nginx_serves_files_only_when_gatehouse_allows() {
     let admin = app.admin();
     app.create_user("rob", "password-1");
     let target = json!({"repo": {"repositories": ["libs-release"], "actions": {"users": {"rob": ["read"]}}}});
-    assert_eq!(admin.put("/artifactory/api/v2/security/permissions/readers", &target).status, 201);
+    assert_eq!(
+        admin
+            .put("/artifactory/api/v2/security/permissions/readers", &target)
+            .status,
+        201
+    );
 
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("root");
@@ -65,13 +82,27 @@ fn nginx_serves_files_only_when_gatehouse_allows() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        for d in [work.path().to_path_buf(), root.clone(), root.join("libs-release"), root.join("libs-release/org"), root.join("libs-release/org/acme")] {
+        for d in [
+            work.path().to_path_buf(),
+            root.clone(),
+            root.join("libs-release"),
+            root.join("libs-release/org"),
+            root.join("libs-release/org/acme"),
+        ] {
             std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
-        std::fs::set_permissions(root.join("libs-release/org/acme/app.jar"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(
+            root.join("libs-release/org/acme/app.jar"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
     }
     let port = free_port();
-    let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/nginx/nginx.conf.template")).unwrap();
+    let template = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/nginx/nginx.conf.template"
+    ))
+    .unwrap();
     let conf = template
         .replace("{{PREFIX}}", &work.path().display().to_string())
         .replace("{{LISTEN}}", &format!("127.0.0.1:{port}"))
@@ -91,24 +122,59 @@ fn nginx_serves_files_only_when_gatehouse_allows() {
     let base = format!("http://127.0.0.1:{port}");
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(10), "nginx did not start: {}", std::fs::read_to_string(work.path().join("error.log")).unwrap_or_default());
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "nginx did not start: {}",
+            std::fs::read_to_string(work.path().join("error.log")).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let file = format!("{base}/artifactory/libs-release/org/acme/app.jar");
     let agent = ureq::agent();
     assert_eq!(status(agent.get(&file)), 401, "anonymous");
-    let token = create_token(&admin, json!({"username": "rob", "expires_in": 600}))["access_token"].as_str().unwrap().to_string();
-    let resp = agent.get(&file).set("Authorization", &format!("Bearer {token}")).call().expect("rob may read");
+    let token = create_token(&admin, json!({"username": "rob", "expires_in": 600}))["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resp = agent
+        .get(&file)
+        .set("Authorization", &format!("Bearer {token}"))
+        .call()
+        .expect("rob may read");
     assert_eq!(resp.into_string().unwrap(), "jar bytes");
-    assert_eq!(status(agent.put(&file).set("Authorization", &format!("Bearer {token}"))), 403, "read-only token cannot PUT");
+    assert_eq!(
+        status(
+            agent
+                .put(&file)
+                .set("Authorization", &format!("Bearer {token}"))
+        ),
+        403,
+        "read-only token cannot PUT"
+    );
     app.create_user("eve", "password-1");
     use base64::Engine;
-    let eve = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("eve:password-1"));
-    assert_eq!(status(agent.get(&file).set("Authorization", &eve)), 403, "no grant for eve");
+    let eve = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("eve:password-1")
+    );
+    assert_eq!(
+        status(agent.get(&file).set("Authorization", &eve)),
+        403,
+        "no grant for eve"
+    );
     // A signed URL works without credentials until it expires.
-    let signed = admin.post("/artifactory/api/signed/url", &json!({"repo_path": "libs-release/org/acme/app.jar", "valid_for_secs": 2})).text;
+    let signed = admin
+        .post(
+            "/artifactory/api/signed/url",
+            &json!({"repo_path": "libs-release/org/acme/app.jar", "valid_for_secs": 2}),
+        )
+        .text;
     let signed_uri = &signed[signed.find("/artifactory/").unwrap()..];
     assert_eq!(status(agent.get(&format!("{base}{signed_uri}"))), 200);
     std::thread::sleep(Duration::from_millis(3100));
-    assert_eq!(status(agent.get(&format!("{base}{signed_uri}"))), 403, "expired");
+    assert_eq!(
+        status(agent.get(&format!("{base}{signed_uri}"))),
+        403,
+        "expired"
+    );
 }

@@ -6,12 +6,17 @@ use std::collections::BTreeSet;
 /// (METHOD, path) pairs from the OpenAPI document's `paths:` section. The document is
 /// kept in the plain two-space layout this reads.
 fn documented() -> BTreeSet<(String, String)> {
-    documented_with_codes().into_iter().map(|(m, p, _)| (m, p)).collect()
+    documented_with_codes()
+        .into_iter()
+        .map(|(m, p, _)| (m, p))
+        .collect()
 }
 
 /// (METHOD, path, documented response codes).
 fn documented_with_codes() -> Vec<(String, String, Vec<u16>)> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/openapi.yaml")).unwrap();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/openapi.yaml"))
+            .unwrap();
     let mut out: Vec<(String, String, Vec<u16>)> = Vec::new();
     let mut in_paths = false;
     let mut current: Option<String> = None;
@@ -31,9 +36,16 @@ fn documented_with_codes() -> Vec<(String, String, Vec<u16>)> {
         } else if let Some(m) = line.strip_prefix("    ").filter(|m| !m.starts_with(' ')) {
             let m = m.trim_end_matches(':');
             if ["get", "post", "put", "patch", "delete"].contains(&m) {
-                out.push((m.to_uppercase(), current.clone().expect("a method under a path"), Vec::new()));
+                out.push((
+                    m.to_uppercase(),
+                    current.clone().expect("a method under a path"),
+                    Vec::new(),
+                ));
             }
-        } else if let Some(code) = line.strip_prefix("        '").and_then(|c| c.strip_suffix("':")) {
+        } else if let Some(code) = line
+            .strip_prefix("        '")
+            .and_then(|c| c.strip_suffix("':"))
+        {
             if let (Some(last), Ok(code)) = (out.last_mut(), code.parse()) {
                 last.2.push(code);
             }
@@ -44,13 +56,21 @@ fn documented_with_codes() -> Vec<(String, String, Vec<u16>)> {
 
 #[test]
 fn the_document_and_the_route_table_agree() {
-    let served: BTreeSet<(String, String)> =
-        gatehouse::http::ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    let served: BTreeSet<(String, String)> = gatehouse::http::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
     let documented = documented();
     let undocumented: Vec<_> = served.difference(&documented).collect();
     let phantom: Vec<_> = documented.difference(&served).collect();
-    assert!(undocumented.is_empty(), "served but not in openapi.yaml: {undocumented:?}");
-    assert!(phantom.is_empty(), "in openapi.yaml but not served: {phantom:?}");
+    assert!(
+        undocumented.is_empty(),
+        "served but not in openapi.yaml: {undocumented:?}"
+    );
+    assert!(
+        phantom.is_empty(),
+        "in openapi.yaml but not served: {phantom:?}"
+    );
 }
 
 /// Every operation documented with 401 answers 401 without credentials, and every one
@@ -62,21 +82,40 @@ fn documented_auth_codes_are_the_served_ones() {
     let anon = app.anon();
     let plain = app.as_user("plain", "password-1");
     for (method, path, codes) in documented_with_codes() {
-        let concrete = path.replace("{username}", "admin").replace("{name}", "probe");
-        let body: Option<&[u8]> = if method == "GET" || method == "DELETE" { None } else { Some(b"{}") };
+        let concrete = path
+            .replace("{username}", "admin")
+            .replace("{name}", "probe");
+        let body: Option<&[u8]> = if method == "GET" || method == "DELETE" {
+            None
+        } else {
+            Some(b"{}")
+        };
         if codes.contains(&401) {
             let r = anon.raw(&method, &concrete, Some("application/json"), body);
-            assert_eq!(r.status, 401, "{method} {path} without credentials: {}", r.text);
+            assert_eq!(
+                r.status, 401,
+                "{method} {path} without credentials: {}",
+                r.text
+            );
         } else {
             let r = anon.raw(&method, &concrete, Some("application/json"), body);
-            assert!(r.status != 401 && r.status != 403, "{method} {path} is documented as public but answered {}", r.status);
+            assert!(
+                r.status != 401 && r.status != 403,
+                "{method} {path} is documented as public but answered {}",
+                r.status
+            );
         }
         // The 403s of the token endpoints and of authorize depend on what is asked (scope,
         // user, expiry, resource); tests/it/tokens.rs and permissions.rs cover them.
-        let depends_on_question = path.starts_with("/access/api/v1/tokens") || path.starts_with("/access/api/v1/authorize");
+        let depends_on_question = path.starts_with("/access/api/v1/tokens")
+            || path.starts_with("/access/api/v1/authorize");
         if codes.contains(&401) && codes.contains(&403) && !depends_on_question {
             let r = plain.raw(&method, &concrete, Some("application/json"), body);
-            assert_eq!(r.status, 403, "{method} {path} as a non-admin (on another user): {}", r.text);
+            assert_eq!(
+                r.status, 403,
+                "{method} {path} as a non-admin (on another user): {}",
+                r.text
+            );
         }
     }
 }
@@ -86,8 +125,15 @@ fn every_documented_operation_is_served() {
     let app = TestApp::spawn();
     let anon = app.anon();
     for (method, path) in documented() {
-        let concrete = path.replace("{username}", "probe").replace("{name}", "probe");
-        let r = anon.raw(&method, &concrete, Some("application/json"), if method == "GET" { None } else { Some(b"{}") });
+        let concrete = path
+            .replace("{username}", "probe")
+            .replace("{name}", "probe");
+        let r = anon.raw(
+            &method,
+            &concrete,
+            Some("application/json"),
+            if method == "GET" { None } else { Some(b"{}") },
+        );
         assert!(
             r.status != 405 && !(r.status == 404 && r.text.contains("no such endpoint")),
             "{method} {path} is documented but answered {}: {}",

@@ -16,7 +16,10 @@ fn every_client_reads_its_own_write_at_once() {
                 for i in 0..per_client {
                     let name = format!("ryw-{c}-{i}");
                     let desc = format!("written by client {c}, round {i}");
-                    let r = admin.post("/access/api/v2/groups", &json!({"name": name, "description": desc}));
+                    let r = admin.post(
+                        "/access/api/v2/groups",
+                        &json!({"name": name, "description": desc}),
+                    );
                     assert_eq!(r.status, 201, "{}", r.text);
                     let seq: u64 = r.header("x-gatehouse-seq").unwrap().parse().unwrap();
                     let g = admin.get(&format!("/access/api/v2/groups/{name}"));
@@ -24,11 +27,18 @@ fn every_client_reads_its_own_write_at_once() {
                     assert_eq!(g.json()["description"], desc.as_str());
                     // An update is visible at once too.
                     let changed = format!("{desc} (changed)");
-                    let r = admin.patch(&format!("/access/api/v2/groups/{name}"), &json!({"description": changed}));
+                    let r = admin.patch(
+                        &format!("/access/api/v2/groups/{name}"),
+                        &json!({"description": changed}),
+                    );
                     assert_eq!(r.status, 200);
                     assert!(r.header("x-gatehouse-seq").unwrap().parse::<u64>().unwrap() > seq);
                     let g = admin.get(&format!("/access/api/v2/groups/{name}"));
-                    assert_eq!(g.json()["description"], changed.as_str(), "stale read of {name}");
+                    assert_eq!(
+                        g.json()["description"],
+                        changed.as_str(),
+                        "stale read of {name}"
+                    );
                 }
             })
         })
@@ -37,5 +47,8 @@ fn every_client_reads_its_own_write_at_once() {
         t.join().expect("a client saw a stale or missing read");
     }
     let list = app.admin().get("/access/api/v2/groups?limit=99999").json();
-    assert_eq!(list["groups"].as_array().unwrap().len(), clients * per_client);
+    assert_eq!(
+        list["groups"].as_array().unwrap().len(),
+        clients * per_client
+    );
 }

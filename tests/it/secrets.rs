@@ -18,7 +18,9 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
 }
 
 #[test]
@@ -29,19 +31,38 @@ fn secrets_never_reach_the_log_or_the_server_output() {
     let server = ServerProcess::start_logging(&data, &out_path);
     let admin = server.admin();
     let password = "Very-Secret-Password-42";
-    let r = admin.post("/access/api/v2/users", &json!({"username": "sam", "password": password}));
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "sam", "password": password}),
+    );
     assert_eq!(r.status, 201);
     let sam = crate::helpers::Client::new(&server.base, Some(("sam", password)));
-    let t = sam.post("/access/api/v1/tokens", &json!({"refreshable": true, "include_reference_token": true, "expires_in": 600})).json();
+    let t = sam
+        .post(
+            "/access/api/v1/tokens",
+            &json!({"refreshable": true, "include_reference_token": true, "expires_in": 600}),
+        )
+        .json();
     let access = t["access_token"].as_str().unwrap().to_string();
     let refresh = t["refresh_token"].as_str().unwrap().to_string();
     let reference = t["reference_token"].as_str().unwrap().to_string();
     let bearer = sam.with_header_auth(&format!("Bearer {access}"));
     assert_eq!(bearer.get("/access/api/v2/users/sam").status, 200);
-    assert_eq!(sam.post("/access/api/v1/tokens", &json!({"grant_type": "refresh_token", "refresh_token": refresh})).status, 200);
-    admin.put("/access/api/v2/users/sam/password", &json!({"password": "Another-Secret-Pass-7"}));
+    assert_eq!(
+        sam.post(
+            "/access/api/v1/tokens",
+            &json!({"grant_type": "refresh_token", "refresh_token": refresh})
+        )
+        .status,
+        200
+    );
+    admin.put(
+        "/access/api/v2/users/sam/password",
+        &json!({"password": "Another-Secret-Pass-7"}),
+    );
     // Failed attempts (wrong passwords) are logged without the attempt.
-    crate::helpers::Client::new(&server.base, Some(("sam", "Wrong-Guess-Secret-9"))).get("/access/api/v2/users/sam");
+    crate::helpers::Client::new(&server.base, Some(("sam", "Wrong-Guess-Secret-9")))
+        .get("/access/api/v2/users/sam");
     admin.post_empty("/access/api/v1/cert/root/rotate");
     admin.post_empty("/artifactory/api/signed/url/key");
     assert!(server.terminate().success());
@@ -60,14 +81,23 @@ fn secrets_never_reach_the_log_or_the_server_output() {
         secrets.push(std::fs::read_to_string(&f).unwrap().trim().to_string());
     }
     assert!(secrets.len() >= 10, "keys were found: {secrets:?}");
-    let mut haystacks: Vec<(String, Vec<u8>)> =
-        files_under(&data.join("log")).into_iter().map(|p| (p.display().to_string(), std::fs::read(&p).unwrap())).collect();
+    let mut haystacks: Vec<(String, Vec<u8>)> = files_under(&data.join("log"))
+        .into_iter()
+        .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+        .collect();
     let output = std::fs::read(&out_path).unwrap();
-    assert!(contains(&output, "request"), "the server logged requests at debug level");
+    assert!(
+        contains(&output, "request"),
+        "the server logged requests at debug level"
+    );
     haystacks.push(("server output".into(), output));
     for (name, bytes) in &haystacks {
         for s in &secrets {
-            assert!(!contains(bytes, s), "a secret ({}…) appears in {name}", &s[..6]);
+            assert!(
+                !contains(bytes, s),
+                "a secret ({}…) appears in {name}",
+                &s[..6]
+            );
         }
     }
 }

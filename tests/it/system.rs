@@ -18,7 +18,10 @@ fn probes_answer_without_credentials() {
     assert_eq!(health.status, 200);
     let h = health.json();
     assert_eq!(h["router"]["state"], "HEALTHY");
-    assert!(h["services"][0]["service_id"].as_str().unwrap().starts_with("jfac@"));
+    assert!(h["services"][0]["service_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("jfac@"));
     let version = anon.get("/api/system/version").json();
     assert_eq!(version["version"], env!("CARGO_PKG_VERSION"));
     assert!(version["addons"].is_array());
@@ -31,7 +34,12 @@ fn unknown_routes_are_404_and_wrong_methods_405_in_the_error_shape() {
     let r = admin.get("/access/api/v2/nothing/here/at/all");
     assert_eq!(r.status, 404);
     assert!(r.error_message().contains("no such endpoint"));
-    let r = admin.raw("PUT", "/access/api/v2/users", Some("application/json"), Some(b"{}"));
+    let r = admin.raw(
+        "PUT",
+        "/access/api/v2/users",
+        Some("application/json"),
+        Some(b"{}"),
+    );
     assert_eq!(r.status, 405);
     r.error_message();
     let r = admin.raw("POST", "/api/system/ping", None, None);
@@ -45,7 +53,11 @@ fn request_ids_are_echoed_or_generated() {
     let r = anon.get("/api/system/ping");
     assert!(r.header("x-request-id").is_some_and(|v| v.len() == 16));
     let agent = ureq::agent();
-    let resp = agent.get(&format!("{}/api/system/ping", app.base)).set("X-Request-Id", "ci-build-42").call().unwrap();
+    let resp = agent
+        .get(&format!("{}/api/system/ping", app.base))
+        .set("X-Request-Id", "ci-build-42")
+        .call()
+        .unwrap();
     assert_eq!(resp.header("x-request-id"), Some("ci-build-42"));
 }
 

@@ -22,59 +22,141 @@ fn lifecycle_create_use_list_get_revoke() {
     let admin = app.admin();
     // Shorter than `revocable-expiry-threshold` (6 h): works, but is not kept as a record.
     let short = create_token(&admin, json!({"description": "short", "expires_in": 600}));
-    assert_eq!(bearer(&app, short["access_token"].as_str().unwrap()).get("/access/api/v2/users").status, 200);
-    assert_eq!(admin.get("/access/api/v1/tokens").json()["tokens"], json!([]));
-    let t = create_token(&admin, json!({"description": "ci build", "expires_in": 86400}));
+    assert_eq!(
+        bearer(&app, short["access_token"].as_str().unwrap())
+            .get("/access/api/v2/users")
+            .status,
+        200
+    );
+    assert_eq!(
+        admin.get("/access/api/v1/tokens").json()["tokens"],
+        json!([])
+    );
+    let t = create_token(
+        &admin,
+        json!({"description": "ci build", "expires_in": 86400}),
+    );
     assert_eq!(t["token_type"], "Bearer");
     assert_eq!(t["scope"], "applied-permissions/user");
     assert!(t["expires_in"].as_u64().unwrap() <= 86400);
-    assert!(t.get("refresh_token").is_none(), "not refreshable by default");
+    assert!(
+        t.get("refresh_token").is_none(),
+        "not refreshable by default"
+    );
     let token = t["access_token"].as_str().unwrap();
     let id = t["token_id"].as_str().unwrap();
     let me = bearer(&app, token);
-    assert_eq!(me.get("/access/api/v2/users").status, 200, "an admin's user-scoped token acts as the admin");
+    assert_eq!(
+        me.get("/access/api/v2/users").status,
+        200,
+        "an admin's user-scoped token acts as the admin"
+    );
     let list = admin.get("/access/api/v1/tokens").json();
     let listed = &list["tokens"].as_array().unwrap()[0];
     assert_eq!(listed["token_id"], id);
     assert_eq!(listed["description"], "ci build");
-    assert!(listed["subject"].as_str().unwrap().ends_with("/users/admin"));
-    assert_eq!(admin.get("/access/api/v1/tokens?description=ci*").json()["tokens"].as_array().unwrap().len(), 1);
-    assert_eq!(admin.get("/access/api/v1/tokens?description=other*").json()["tokens"].as_array().unwrap().len(), 0);
-    assert_eq!(admin.get("/access/api/v1/tokens?refreshable=true").json()["tokens"].as_array().unwrap().len(), 0);
-    assert_eq!(admin.get("/access/api/v1/tokens?refreshable=maybe").status, 400);
+    assert!(listed["subject"]
+        .as_str()
+        .unwrap()
+        .ends_with("/users/admin"));
+    assert_eq!(
+        admin.get("/access/api/v1/tokens?description=ci*").json()["tokens"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        admin.get("/access/api/v1/tokens?description=other*").json()["tokens"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        admin.get("/access/api/v1/tokens?refreshable=true").json()["tokens"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        admin.get("/access/api/v1/tokens?refreshable=maybe").status,
+        400
+    );
     assert_eq!(me.get("/access/api/v1/tokens/me").json()["token_id"], id);
-    assert_eq!(admin.get(&format!("/access/api/v1/tokens/{id}")).status, 200);
+    assert_eq!(
+        admin.get(&format!("/access/api/v1/tokens/{id}")).status,
+        200
+    );
     assert_eq!(admin.get("/access/api/v1/tokens/nope").status, 404);
-    assert_eq!(admin.get("/access/api/v1/tokens/me").status, 400, "`me` with a password");
+    assert_eq!(
+        admin.get("/access/api/v1/tokens/me").status,
+        400,
+        "`me` with a password"
+    );
     let r = me.delete("/access/api/v1/tokens/me");
     assert_eq!(r.status, 200, "{}", r.text);
     let r = me.get("/access/api/v2/users");
-    assert_eq!(r.status, 401, "a revoked token fails on the very next request");
+    assert_eq!(
+        r.status, 401,
+        "a revoked token fails on the very next request"
+    );
     assert!(r.error_message().contains("revoked"));
-    assert_eq!(admin.delete(&format!("/access/api/v1/tokens/{id}")).status, 204, "already revoked");
-    assert_eq!(admin.delete("/access/api/v1/tokens/never-existed").status, 204);
-    assert_eq!(app.anon().post("/access/api/v1/tokens", &json!({})).status, 401);
+    assert_eq!(
+        admin.delete(&format!("/access/api/v1/tokens/{id}")).status,
+        204,
+        "already revoked"
+    );
+    assert_eq!(
+        admin.delete("/access/api/v1/tokens/never-existed").status,
+        204
+    );
+    assert_eq!(
+        app.anon().post("/access/api/v1/tokens", &json!({})).status,
+        401
+    );
 }
 
 #[test]
 fn non_admins_get_identity_tokens_for_themselves_only() {
-    let config = Config { max_expiry: 7200, default_expiry: 3600, ..Config::default() };
+    let config = Config {
+        max_expiry: 7200,
+        default_expiry: 3600,
+        ..Config::default()
+    };
     let app = TestApp::spawn_with(config);
     app.create_user("nina", "password-1");
     app.create_user("otto", "password-1");
     let nina = app.as_user("nina", "password-1");
     // Form-encoded, as curl -d sends it.
-    let r = nina.raw("POST", "/access/api/v1/tokens", Some("application/x-www-form-urlencoded"), Some(b"scope=applied-permissions/user&expires_in=600&refreshable=true"));
+    let r = nina.raw(
+        "POST",
+        "/access/api/v1/tokens",
+        Some("application/x-www-form-urlencoded"),
+        Some(b"scope=applied-permissions/user&expires_in=600&refreshable=true"),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     let t = r.json();
     assert!(t["refresh_token"].is_string());
     let token = t["access_token"].as_str().unwrap().to_string();
-    assert_eq!(bearer(&app, &token).get("/access/api/v2/users/nina").status, 200);
-    assert_eq!(bearer(&app, &token).get("/access/api/v2/users").status, 403, "nina's token is not an admin's");
+    assert_eq!(
+        bearer(&app, &token).get("/access/api/v2/users/nina").status,
+        200
+    );
+    assert_eq!(
+        bearer(&app, &token).get("/access/api/v2/users").status,
+        403,
+        "nina's token is not an admin's"
+    );
     for (body, status, needle) in [
         (json!({"username": "otto"}), 403, "another user"),
         (json!({"scope": "applied-permissions/admin"}), 403, "admin"),
-        (json!({"scope": "applied-permissions/groups:readers"}), 403, "group"),
+        (
+            json!({"scope": "applied-permissions/groups:readers"}),
+            403,
+            "group",
+        ),
         (json!({"expires_in": 0}), 403, "expires_in"),
         (json!({"expires_in": 99999}), 403, "expires_in"),
         (json!({"expires_in": "soon"}), 400, "expires_in"),
@@ -92,9 +174,21 @@ fn non_admins_get_identity_tokens_for_themselves_only() {
     let id = t["token_id"].as_str().unwrap();
     let otto = app.as_user("otto", "password-1");
     assert_eq!(otto.get(&format!("/access/api/v1/tokens/{id}")).status, 403);
-    assert_eq!(otto.delete(&format!("/access/api/v1/tokens/{id}")).status, 403);
-    assert_eq!(otto.get("/access/api/v1/tokens").json()["tokens"], json!([]));
-    assert_eq!(nina.get("/access/api/v1/tokens").json()["tokens"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        otto.delete(&format!("/access/api/v1/tokens/{id}")).status,
+        403
+    );
+    assert_eq!(
+        otto.get("/access/api/v1/tokens").json()["tokens"],
+        json!([])
+    );
+    assert_eq!(
+        nina.get("/access/api/v1/tokens").json()["tokens"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -102,21 +196,63 @@ fn tokens_as_passwords_reference_tokens_and_disabled_subjects() {
     let app = TestApp::spawn();
     let admin = app.admin();
     app.create_user("rita", "password-1");
-    let t = create_token(&admin, json!({"username": "rita", "include_reference_token": true, "expires_in": 600}));
+    let t = create_token(
+        &admin,
+        json!({"username": "rita", "include_reference_token": true, "expires_in": 600}),
+    );
     let access = t["access_token"].as_str().unwrap();
     let reference = t["reference_token"].as_str().unwrap();
     assert_eq!(reference.len(), 128);
-    assert_eq!(app.as_user("rita", access).get("/access/api/v2/users/rita").status, 200, "Basic with the token as password");
-    assert_eq!(app.as_user("admin", access).get("/access/api/v2/users/rita").status, 401, "the token names rita");
-    assert_eq!(bearer(&app, reference).get("/access/api/v2/users/rita").status, 200, "reference token as bearer");
-    assert_eq!(app.as_user("rita", reference).get("/access/api/v2/users/rita").status, 200);
+    assert_eq!(
+        app.as_user("rita", access)
+            .get("/access/api/v2/users/rita")
+            .status,
+        200,
+        "Basic with the token as password"
+    );
+    assert_eq!(
+        app.as_user("admin", access)
+            .get("/access/api/v2/users/rita")
+            .status,
+        401,
+        "the token names rita"
+    );
+    assert_eq!(
+        bearer(&app, reference)
+            .get("/access/api/v2/users/rita")
+            .status,
+        200,
+        "reference token as bearer"
+    );
+    assert_eq!(
+        app.as_user("rita", reference)
+            .get("/access/api/v2/users/rita")
+            .status,
+        200
+    );
     admin.patch("/access/api/v2/users/rita", &json!({"status": "disabled"}));
-    assert_eq!(bearer(&app, access).get("/access/api/v2/users/rita").status, 401, "disabled subject");
+    assert_eq!(
+        bearer(&app, access).get("/access/api/v2/users/rita").status,
+        401,
+        "disabled subject"
+    );
     admin.patch("/access/api/v2/users/rita", &json!({"status": "enabled"}));
-    assert_eq!(bearer(&app, access).get("/access/api/v2/users/rita").status, 200);
+    assert_eq!(
+        bearer(&app, access).get("/access/api/v2/users/rita").status,
+        200
+    );
     admin.delete("/access/api/v2/users/rita");
-    assert_eq!(bearer(&app, access).get("/access/api/v2/users/rita").status, 401, "deleted subject");
-    assert_eq!(bearer(&app, "eyJhbGciOiJFZERTQSJ9.e30.AAAA").get("/access/api/v2/users").status, 401);
+    assert_eq!(
+        bearer(&app, access).get("/access/api/v2/users/rita").status,
+        401,
+        "deleted subject"
+    );
+    assert_eq!(
+        bearer(&app, "eyJhbGciOiJFZERTQSJ9.e30.AAAA")
+            .get("/access/api/v2/users")
+            .status,
+        401
+    );
 }
 
 #[test]
@@ -125,9 +261,16 @@ fn transient_subjects_need_an_admin_and_a_non_user_scope() {
     let admin = app.admin();
     let r = admin.post("/access/api/v1/tokens", &json!({"username": "ghost"}));
     assert_eq!(r.status, 400, "user scope needs an existing user");
-    let t = create_token(&admin, json!({"username": "ci-robot", "scope": "applied-permissions/admin", "expires_in": 600}));
+    let t = create_token(
+        &admin,
+        json!({"username": "ci-robot", "scope": "applied-permissions/admin", "expires_in": 600}),
+    );
     let robot = bearer(&app, t["access_token"].as_str().unwrap());
-    assert_eq!(robot.get("/access/api/v2/users").status, 200, "admin-scoped transient subject");
+    assert_eq!(
+        robot.get("/access/api/v2/users").status,
+        200,
+        "admin-scoped transient subject"
+    );
 }
 
 #[test]
@@ -141,7 +284,10 @@ fn refresh_replaces_the_pair_and_keeps_the_scope() {
     let old_access = t["access_token"].as_str().unwrap();
     let old_refresh = t["refresh_token"].as_str().unwrap();
     let gail = app.as_user("gail", "password-1");
-    let r = gail.post("/access/api/v1/tokens", &json!({"grant_type": "refresh_token", "refresh_token": old_refresh}));
+    let r = gail.post(
+        "/access/api/v1/tokens",
+        &json!({"grant_type": "refresh_token", "refresh_token": old_refresh}),
+    );
     assert_eq!(r.status, 403, "someone else's refresh token");
     let r = fred.raw(
         "POST",
@@ -154,12 +300,39 @@ fn refresh_replaces_the_pair_and_keeps_the_scope() {
     assert_ne!(n["access_token"], t["access_token"]);
     assert_eq!(n["scope"], t["scope"]);
     assert!(n["refresh_token"].is_string());
-    assert_eq!(bearer(&app, old_access).get("/access/api/v2/users/fred").status, 401, "the old pair stops working");
-    assert_eq!(bearer(&app, n["access_token"].as_str().unwrap()).get("/access/api/v2/users/fred").status, 200);
-    let r = fred.post("/access/api/v1/tokens", &json!({"grant_type": "refresh_token", "refresh_token": old_refresh}));
+    assert_eq!(
+        bearer(&app, old_access)
+            .get("/access/api/v2/users/fred")
+            .status,
+        401,
+        "the old pair stops working"
+    );
+    assert_eq!(
+        bearer(&app, n["access_token"].as_str().unwrap())
+            .get("/access/api/v2/users/fred")
+            .status,
+        200
+    );
+    let r = fred.post(
+        "/access/api/v1/tokens",
+        &json!({"grant_type": "refresh_token", "refresh_token": old_refresh}),
+    );
     assert_eq!(r.status, 400, "a used refresh token");
-    assert_eq!(fred.post("/access/api/v1/tokens", &json!({"grant_type": "refresh_token"})).status, 400);
-    assert_eq!(admin.get("/access/api/v1/tokens").json()["tokens"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        fred.post(
+            "/access/api/v1/tokens",
+            &json!({"grant_type": "refresh_token"})
+        )
+        .status,
+        400
+    );
+    assert_eq!(
+        admin.get("/access/api/v1/tokens").json()["tokens"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -167,7 +340,10 @@ fn an_independent_jwt_library_verifies_our_tokens() {
     use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
     let app = TestApp::spawn();
     let admin = app.admin();
-    let t = create_token(&admin, json!({"expires_in": 600, "audience": "jfrt@* jfac@*"}));
+    let t = create_token(
+        &admin,
+        json!({"expires_in": 600, "audience": "jfrt@* jfac@*"}),
+    );
     let token = t["access_token"].as_str().unwrap();
     let pem = admin.get("/access/api/v1/cert/root?formatted=true").text;
     assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"));
@@ -176,23 +352,36 @@ fn an_independent_jwt_library_verifies_our_tokens() {
     assert_eq!(app.anon().get("/access/api/v1/cert/root").status, 401);
     let mut validation = Validation::new(Algorithm::EdDSA);
     validation.set_audience(&["jfac@*"]);
-    let data = decode::<Value>(token, &DecodingKey::from_ed_pem(pem.as_bytes()).unwrap(), &validation).expect("PEM verifies");
+    let data = decode::<Value>(
+        token,
+        &DecodingKey::from_ed_pem(pem.as_bytes()).unwrap(),
+        &validation,
+    )
+    .expect("PEM verifies");
     assert_eq!(data.claims["jti"], t["token_id"]);
-    assert!(data.claims["sub"].as_str().unwrap().ends_with("/users/admin"));
+    assert!(data.claims["sub"]
+        .as_str()
+        .unwrap()
+        .ends_with("/users/admin"));
     assert!(data.claims["iss"].as_str().unwrap().starts_with("jfac@"));
     assert_eq!(data.claims["scp"], "applied-permissions/user");
     // The public JWKS works too, found by `kid`.
-    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&app.anon().get("/access/api/v1/cert/jwks").text).unwrap();
+    let jwks: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_str(&app.anon().get("/access/api/v1/cert/jwks").text).unwrap();
     let kid = decode_header(token).unwrap().kid.unwrap();
     let jwk = jwks.find(&kid).expect("kid in JWKS");
-    decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &validation).expect("JWKS verifies");
+    decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &validation)
+        .expect("JWKS verifies");
     // A changed claim fails the independent check.
     let parts: Vec<&str> = token.split('.').collect();
     use base64::Engine;
     let forged_claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"sub":"x/users/root","scp":"applied-permissions/admin","aud":"*@*","iss":"x","iat":1,"jti":"j"}"#);
     let forged = format!("{}.{}.{}", parts[0], forged_claims, parts[2]);
     assert!(decode::<Value>(&forged, &DecodingKey::from_jwk(jwk).unwrap(), &validation).is_err());
-    assert_eq!(bearer(&app, &forged).get("/access/api/v2/users").status, 401);
+    assert_eq!(
+        bearer(&app, &forged).get("/access/api/v2/users").status,
+        401
+    );
 }
 
 #[test]
@@ -200,15 +389,34 @@ fn rotation_keeps_old_tokens_working_and_signs_new_ones_with_the_new_key() {
     let app = TestApp::spawn();
     let admin = app.admin();
     let old = create_token(&admin, json!({"expires_in": 600}));
-    let old_kid = jsonwebtoken::decode_header(old["access_token"].as_str().unwrap()).unwrap().kid.unwrap();
+    let old_kid = jsonwebtoken::decode_header(old["access_token"].as_str().unwrap())
+        .unwrap()
+        .kid
+        .unwrap();
     let r = admin.post_empty("/access/api/v1/cert/root/rotate");
     assert_eq!(r.status, 200, "{}", r.text);
     let new_kid = r.json()["kid"].as_str().unwrap().to_string();
     assert_ne!(new_kid, old_kid);
     let new = create_token(&admin, json!({"expires_in": 600}));
-    assert_eq!(jsonwebtoken::decode_header(new["access_token"].as_str().unwrap()).unwrap().kid.unwrap(), new_kid);
-    assert_eq!(bearer(&app, old["access_token"].as_str().unwrap()).get("/access/api/v2/users").status, 200);
-    assert_eq!(bearer(&app, new["access_token"].as_str().unwrap()).get("/access/api/v2/users").status, 200);
+    assert_eq!(
+        jsonwebtoken::decode_header(new["access_token"].as_str().unwrap())
+            .unwrap()
+            .kid
+            .unwrap(),
+        new_kid
+    );
+    assert_eq!(
+        bearer(&app, old["access_token"].as_str().unwrap())
+            .get("/access/api/v2/users")
+            .status,
+        200
+    );
+    assert_eq!(
+        bearer(&app, new["access_token"].as_str().unwrap())
+            .get("/access/api/v2/users")
+            .status,
+        200
+    );
     let kids: Vec<String> = app.anon().get("/access/api/v1/cert/jwks").json()["keys"]
         .as_array()
         .unwrap()
@@ -220,9 +428,20 @@ fn rotation_keeps_old_tokens_working_and_signs_new_ones_with_the_new_key() {
     let dir = app.dir.clone();
     let _tmp = app.stop();
     let app = TestApp::start(dir, Config::default()).unwrap();
-    assert_eq!(bearer(&app, old["access_token"].as_str().unwrap()).get("/access/api/v2/users").status, 200);
+    assert_eq!(
+        bearer(&app, old["access_token"].as_str().unwrap())
+            .get("/access/api/v2/users")
+            .status,
+        200
+    );
     let again = create_token(&app.admin(), json!({"expires_in": 600}));
-    assert_eq!(jsonwebtoken::decode_header(again["access_token"].as_str().unwrap()).unwrap().kid.unwrap(), new_kid);
+    assert_eq!(
+        jsonwebtoken::decode_header(again["access_token"].as_str().unwrap())
+            .unwrap()
+            .kid
+            .unwrap(),
+        new_kid
+    );
 }
 
 fn wait_for_status(client: &Client, path: &str, status: u16) -> u16 {
@@ -248,22 +467,76 @@ fn circle_of_trust_between_two_servers_without_restart() {
     let r = on_b.get(path);
     assert_eq!(r.status, 401, "B does not trust A yet");
     assert!(r.error_message().contains("unknown signing key"));
-    let pem = a.admin().get("/access/api/v1/cert/root?formatted=true").text;
-    let r = b.admin().post("/access/api/v1/cert/trusted", &json!({"name": "site-a", "certificate": pem}));
+    let pem = a
+        .admin()
+        .get("/access/api/v1/cert/root?formatted=true")
+        .text;
+    let r = b.admin().post(
+        "/access/api/v1/cert/trusted",
+        &json!({"name": "site-a", "certificate": pem}),
+    );
     assert_eq!(r.status, 201, "{}", r.text);
-    assert_eq!(b.admin().post("/access/api/v1/cert/trusted", &json!({"name": "site-a", "certificate": pem})).status, 409);
-    assert_eq!(b.admin().post("/access/api/v1/cert/trusted", &json!({"name": "junk", "certificate": "hello"})).status, 400);
+    assert_eq!(
+        b.admin()
+            .post(
+                "/access/api/v1/cert/trusted",
+                &json!({"name": "site-a", "certificate": pem})
+            )
+            .status,
+        409
+    );
+    assert_eq!(
+        b.admin()
+            .post(
+                "/access/api/v1/cert/trusted",
+                &json!({"name": "junk", "certificate": "hello"})
+            )
+            .status,
+        400
+    );
     // amy is unknown on B: a transient subject, reading herself is allowed.
-    assert_eq!(on_b.get("/access/api/v1/tokens").status, 200, "accepted once trusted");
-    assert_eq!(b.admin().get("/access/api/v1/cert/trusted").json()["trusted"][0]["name"], "site-a");
+    assert_eq!(
+        on_b.get("/access/api/v1/tokens").status,
+        200,
+        "accepted once trusted"
+    );
+    assert_eq!(
+        b.admin().get("/access/api/v1/cert/trusted").json()["trusted"][0]["name"],
+        "site-a"
+    );
     // One-way: B's tokens are still unknown to A.
-    let tb = create_token(&b.admin(), json!({"expires_in": 600, "scope": "applied-permissions/admin"}));
-    assert_eq!(bearer(&a, tb["access_token"].as_str().unwrap()).get("/access/api/v2/users").status, 401);
-    assert_eq!(b.admin().delete("/access/api/v1/cert/trusted/site-a").status, 204);
-    assert_eq!(on_b.get("/access/api/v1/tokens").status, 401, "rejected again once trust is removed");
-    assert_eq!(b.admin().delete("/access/api/v1/cert/trusted/site-a").status, 404);
+    let tb = create_token(
+        &b.admin(),
+        json!({"expires_in": 600, "scope": "applied-permissions/admin"}),
+    );
+    assert_eq!(
+        bearer(&a, tb["access_token"].as_str().unwrap())
+            .get("/access/api/v2/users")
+            .status,
+        401
+    );
+    assert_eq!(
+        b.admin()
+            .delete("/access/api/v1/cert/trusted/site-a")
+            .status,
+        204
+    );
+    assert_eq!(
+        on_b.get("/access/api/v1/tokens").status,
+        401,
+        "rejected again once trust is removed"
+    );
+    assert_eq!(
+        b.admin()
+            .delete("/access/api/v1/cert/trusted/site-a")
+            .status,
+        404
+    );
     // A revocable token from A is not valid on B even with trust (seed 003).
-    b.admin().post("/access/api/v1/cert/trusted", &json!({"name": "site-a", "certificate": pem}));
+    b.admin().post(
+        "/access/api/v1/cert/trusted",
+        &json!({"name": "site-a", "certificate": pem}),
+    );
     let long = create_token(&a.admin(), json!({"username": "amy", "expires_in": 86400}));
     let r = bearer(&b, long["access_token"].as_str().unwrap()).get("/access/api/v1/tokens");
     assert_eq!(r.status, 401);
@@ -278,40 +551,85 @@ fn circle_of_trust_between_two_servers_without_restart() {
 fn signed_urls_valid_expired_tampered_and_after_key_replacement() {
     let app = TestApp::spawn();
     let admin = app.admin();
-    let r = admin.post("/artifactory/api/signed/url", &json!({"repo_path": "libs-release/org/acme/app-1.0.jar", "valid_for_secs": 3600}));
+    let r = admin.post(
+        "/artifactory/api/signed/url",
+        &json!({"repo_path": "libs-release/org/acme/app-1.0.jar", "valid_for_secs": 3600}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     let url = r.text.clone();
     assert!(url.contains("/artifactory/libs-release/org/acme/app-1.0.jar?sig="));
-    let verify = |u: &str| app.anon().get(&format!("/artifactory/api/signed/url/verify?url={}", urlencode(u)));
+    let verify = |u: &str| {
+        app.anon().get(&format!(
+            "/artifactory/api/signed/url/verify?url={}",
+            urlencode(u)
+        ))
+    };
     let ok = verify(&url);
     assert_eq!(ok.status, 200, "{}", ok.text);
     assert_eq!(ok.json()["repo_path"], "libs-release/org/acme/app-1.0.jar");
-    assert_eq!(verify(&url.replace("app-1.0.jar", "app-2.0.jar")).status, 403, "another path");
+    assert_eq!(
+        verify(&url.replace("app-1.0.jar", "app-2.0.jar")).status,
+        403,
+        "another path"
+    );
     let mut tampered = url.clone();
     let exp_at = tampered.find("exp=").unwrap() + 4;
     tampered.replace_range(exp_at..exp_at + 1, "9");
     assert_eq!(verify(&tampered).status, 403, "a longer expiry");
-    let short = admin.post("/artifactory/api/signed/url", &json!({"repo_path": "libs/a.txt", "valid_for_secs": 1})).text;
+    let short = admin
+        .post(
+            "/artifactory/api/signed/url",
+            &json!({"repo_path": "libs/a.txt", "valid_for_secs": 1}),
+        )
+        .text;
     std::thread::sleep(Duration::from_millis(2100));
     let r = verify(&short);
     assert_eq!(r.status, 403);
     assert!(r.error_message().contains("expired"));
-    assert_eq!(admin.post_empty("/artifactory/api/signed/url/key").status, 200);
+    assert_eq!(
+        admin.post_empty("/artifactory/api/signed/url/key").status,
+        200
+    );
     let r = verify(&url);
     assert_eq!(r.status, 403, "URLs signed before the key replacement fail");
-    let fresh = admin.post("/artifactory/api/signed/url", &json!({"repo_path": "libs-release/x"})).text;
+    let fresh = admin
+        .post(
+            "/artifactory/api/signed/url",
+            &json!({"repo_path": "libs-release/x"}),
+        )
+        .text;
     assert_eq!(verify(&fresh).status, 200);
-    for body in [json!({"repo_path": ""}), json!({"repo_path": "a/../b"}), json!({"repo_path": "a/b", "valid_for_secs": 0}),
-                 json!({"repo_path": "a/b", "valid_for_secs": 40_000_000}), json!({"repo_path": "a/b", "expiry": 1})] {
-        assert_eq!(admin.post("/artifactory/api/signed/url", &body).status, 400, "{body}");
+    for body in [
+        json!({"repo_path": ""}),
+        json!({"repo_path": "a/../b"}),
+        json!({"repo_path": "a/b", "valid_for_secs": 0}),
+        json!({"repo_path": "a/b", "valid_for_secs": 40_000_000}),
+        json!({"repo_path": "a/b", "expiry": 1}),
+    ] {
+        assert_eq!(
+            admin.post("/artifactory/api/signed/url", &body).status,
+            400,
+            "{body}"
+        );
     }
     app.create_user("uma", "password-1");
-    assert_eq!(app.as_user("uma", "password-1").post("/artifactory/api/signed/url", &json!({"repo_path": "a/b"})).status, 403);
+    assert_eq!(
+        app.as_user("uma", "password-1")
+            .post("/artifactory/api/signed/url", &json!({"repo_path": "a/b"}))
+            .status,
+        403
+    );
 }
 
 pub fn urlencode(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -319,43 +637,106 @@ pub fn urlencode(s: &str) -> String {
 fn pairing_is_single_use_expires_and_records_trust_on_both_sides() {
     let a = TestApp::spawn();
     let b = TestApp::spawn();
-    let r = a.admin().post_empty("/access/api/v1/service_trust/pairing/federation");
+    let r = a
+        .admin()
+        .post_empty("/access/api/v1/service_trust/pairing/federation");
     assert_eq!(r.status, 200, "{}", r.text);
     let pairing = r.json()["pairing_token"].as_str().unwrap().to_string();
     assert_eq!(r.json()["expires_in"], 300);
     // A pairing token is for pairing only.
-    assert_eq!(bearer(&a, &pairing).get("/access/api/v1/tokens").status, 401);
-    let r = b.admin().post("/access/api/v1/service_trust/pairing/initiate", &json!({"pairing_token": pairing}));
+    assert_eq!(
+        bearer(&a, &pairing).get("/access/api/v1/tokens").status,
+        401
+    );
+    let r = b.admin().post(
+        "/access/api/v1/service_trust/pairing/initiate",
+        &json!({"pairing_token": pairing}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     // Trust is recorded on both sides: short-lived tokens now cross both ways.
     a.create_user("ann", "password-1");
     let ta = create_token(&a.admin(), json!({"username": "ann", "expires_in": 600}));
-    assert_eq!(bearer(&b, ta["access_token"].as_str().unwrap()).get("/access/api/v1/tokens").status, 200);
-    let tb = create_token(&b.admin(), json!({"scope": "applied-permissions/admin", "username": "b-robot", "expires_in": 600}));
-    assert_eq!(bearer(&a, tb["access_token"].as_str().unwrap()).get("/access/api/v2/users").status, 200);
+    assert_eq!(
+        bearer(&b, ta["access_token"].as_str().unwrap())
+            .get("/access/api/v1/tokens")
+            .status,
+        200
+    );
+    let tb = create_token(
+        &b.admin(),
+        json!({"scope": "applied-permissions/admin", "username": "b-robot", "expires_in": 600}),
+    );
+    assert_eq!(
+        bearer(&a, tb["access_token"].as_str().unwrap())
+            .get("/access/api/v2/users")
+            .status,
+        200
+    );
     let b_id = b.digest()["service_id"].as_str().unwrap().to_string();
-    let listed = a.admin().get("/access/api/v1/service_trust/pairing/federation").json();
+    let listed = a
+        .admin()
+        .get("/access/api/v1/service_trust/pairing/federation")
+        .json();
     assert_eq!(listed["pairings"][0]["service_id"], b_id.as_str());
-    assert_eq!(b.admin().get("/access/api/v1/service_trust/pairing/federation").json()["pairings"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        b.admin()
+            .get("/access/api/v1/service_trust/pairing/federation")
+            .json()["pairings"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     // Single use.
     let c = TestApp::spawn();
-    let r = c.admin().post("/access/api/v1/service_trust/pairing/initiate", &json!({"pairing_token": pairing}));
+    let r = c.admin().post(
+        "/access/api/v1/service_trust/pairing/initiate",
+        &json!({"pairing_token": pairing}),
+    );
     assert_eq!(r.status, 400);
     assert!(r.error_message().contains("used already"), "{}", r.text);
-    assert_eq!(c.admin().post("/access/api/v1/service_trust/pairing/initiate", &json!({"pairing_token": "nope"})).status, 400);
-    assert_eq!(c.admin().post_empty("/access/api/v1/service_trust/pairing/bad%20case").status, 400);
+    assert_eq!(
+        c.admin()
+            .post(
+                "/access/api/v1/service_trust/pairing/initiate",
+                &json!({"pairing_token": "nope"})
+            )
+            .status,
+        400
+    );
+    assert_eq!(
+        c.admin()
+            .post_empty("/access/api/v1/service_trust/pairing/bad%20case")
+            .status,
+        400
+    );
 }
 
 #[test]
 fn an_expired_pairing_token_is_refused() {
-    let a = TestApp::spawn_with(Config { pairing_token_expiry: 1, ..Config::default() });
+    let a = TestApp::spawn_with(Config {
+        pairing_token_expiry: 1,
+        ..Config::default()
+    });
     let b = TestApp::spawn();
-    let pairing = a.admin().post_empty("/access/api/v1/service_trust/pairing/federation").json()["pairing_token"].as_str().unwrap().to_string();
+    let pairing = a
+        .admin()
+        .post_empty("/access/api/v1/service_trust/pairing/federation")
+        .json()["pairing_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     std::thread::sleep(Duration::from_millis(2100));
-    let r = b.admin().post("/access/api/v1/service_trust/pairing/initiate", &json!({"pairing_token": pairing}));
+    let r = b.admin().post(
+        "/access/api/v1/service_trust/pairing/initiate",
+        &json!({"pairing_token": pairing}),
+    );
     assert_eq!(r.status, 400);
     assert!(r.error_message().contains("expired"), "{}", r.text);
-    assert_eq!(b.admin().get("/access/api/v1/cert/trusted").json()["trusted"], json!([]));
+    assert_eq!(
+        b.admin().get("/access/api/v1/cert/trusted").json()["trusted"],
+        json!([])
+    );
 }
 
 /// Findings of a review, each a way to keep or gain access one should not have.
@@ -366,26 +747,64 @@ fn narrowed_tokens_recreated_users_expired_passwords_and_huge_expiries() {
     app.create_user("alice", "password-1");
     app.create_group("readers");
     // A groups-only token for alice cannot act as alice herself.
-    let t = create_token(&admin, json!({"username": "alice", "scope": "applied-permissions/groups:readers", "expires_in": 600}));
+    let t = create_token(
+        &admin,
+        json!({"username": "alice", "scope": "applied-permissions/groups:readers", "expires_in": 600}),
+    );
     let narrow = bearer(&app, t["access_token"].as_str().unwrap());
-    assert_eq!(narrow.put("/access/api/v2/users/alice/password", &json!({"password": "taken-over-1"})).status, 403);
-    assert_eq!(narrow.post("/access/api/v1/tokens", &json!({"expires_in": 0})).status, 403);
+    assert_eq!(
+        narrow
+            .put(
+                "/access/api/v2/users/alice/password",
+                &json!({"password": "taken-over-1"})
+            )
+            .status,
+        403
+    );
+    assert_eq!(
+        narrow
+            .post("/access/api/v1/tokens", &json!({"expires_in": 0}))
+            .status,
+        403
+    );
     // A user-scoped token of alice may.
-    let full = create_token(&app.as_user("alice", "password-1"), json!({"expires_in": 86400, "refreshable": true}));
-    let short = create_token(&app.as_user("alice", "password-1"), json!({"expires_in": 600}));
+    let full = create_token(
+        &app.as_user("alice", "password-1"),
+        json!({"expires_in": 86400, "refreshable": true}),
+    );
+    let short = create_token(
+        &app.as_user("alice", "password-1"),
+        json!({"expires_in": 600}),
+    );
     // Her password expires: her tokens stop working too (except for changing it).
     admin.post_empty("/access/api/v2/users/alice/password/expire");
     let r = bearer(&app, full["access_token"].as_str().unwrap()).get("/access/api/v2/users/alice");
     assert_eq!(r.status, 403, "{}", r.text);
-    admin.put("/access/api/v2/users/alice/password", &json!({"password": "password-2"}));
-    assert_eq!(bearer(&app, full["access_token"].as_str().unwrap()).get("/access/api/v2/users/alice").status, 200);
+    admin.put(
+        "/access/api/v2/users/alice/password",
+        &json!({"password": "password-2"}),
+    );
+    assert_eq!(
+        bearer(&app, full["access_token"].as_str().unwrap())
+            .get("/access/api/v2/users/alice")
+            .status,
+        200
+    );
     // Delete and re-create `alice`: the old tokens belong to someone else.
     admin.delete("/access/api/v2/users/alice");
     app.create_user("alice", "password-3");
     for token in [&full["access_token"], &short["access_token"]] {
-        assert_eq!(bearer(&app, token.as_str().unwrap()).get("/access/api/v2/users/alice").status, 401);
+        assert_eq!(
+            bearer(&app, token.as_str().unwrap())
+                .get("/access/api/v2/users/alice")
+                .status,
+            401
+        );
     }
-    let r = app.as_user("alice", "password-3").post("/access/api/v1/tokens", &json!({"grant_type": "refresh_token", "refresh_token": full["refresh_token"]}));
+    let r = app.as_user("alice", "password-3").post(
+        "/access/api/v1/tokens",
+        &json!({"grant_type": "refresh_token", "refresh_token": full["refresh_token"]}),
+    );
     assert_eq!(r.status, 400, "the old refresh token is gone: {}", r.text);
     // Overflowing expiries are refused.
     let r = admin.post("/access/api/v1/tokens", &json!({"expires_in": u64::MAX}));
@@ -395,7 +814,11 @@ fn narrowed_tokens_recreated_users_expired_passwords_and_huge_expiries() {
     app.create_user("dora", "password-1");
     admin.patch("/access/api/v2/users/dora", &json!({"status": "disabled"}));
     for _ in 0..6 {
-        app.as_user("dora", "wrong-password").get("/access/api/v2/users/dora");
+        app.as_user("dora", "wrong-password")
+            .get("/access/api/v2/users/dora");
     }
-    assert_eq!(admin.get("/access/api/v2/users/dora").json()["status"], "disabled");
+    assert_eq!(
+        admin.get("/access/api/v2/users/dora").json()["status"],
+        "disabled"
+    );
 }

@@ -19,8 +19,14 @@ fn create_get_and_conflict() {
     assert_eq!(u["email"], "logenn@example.com");
     assert!(u.get("password").is_none(), "password is write-only");
     // Case-insensitive lookup and uniqueness.
-    assert_eq!(admin.get("/access/api/v2/users/LOGENN@example.com").status, 200);
-    let dup = admin.post("/access/api/v2/users", &json!({"username": "LOGENN@EXAMPLE.COM", "password": "another-pass"}));
+    assert_eq!(
+        admin.get("/access/api/v2/users/LOGENN@example.com").status,
+        200
+    );
+    let dup = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "LOGENN@EXAMPLE.COM", "password": "another-pass"}),
+    );
     assert_eq!(dup.status, 409);
     assert!(dup.error_message().contains("already exists"));
     let missing = admin.get("/access/api/v2/users/nobody");
@@ -35,15 +41,27 @@ fn password_rules_on_create() {
     let r = admin.post("/access/api/v2/users", &json!({"username": "nopw"}));
     assert_eq!(r.status, 400);
     assert!(r.error_message().contains("`password`"));
-    let r = admin.post("/access/api/v2/users", &json!({"username": "short", "password": "abc"}));
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "short", "password": "abc"}),
+    );
     assert_eq!(r.status, 400);
     assert!(r.error_message().contains("at least 8"));
-    let r = admin.post("/access/api/v2/users", &json!({"username": "sso-user", "internal_password_disabled": true}));
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "sso-user", "internal_password_disabled": true}),
+    );
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.json()["internal_password_disabled"], true);
-    let r = admin.put("/access/api/v2/users/sso-user/password", &json!({"password": "new-password"}));
+    let r = admin.put(
+        "/access/api/v2/users/sso-user/password",
+        &json!({"password": "new-password"}),
+    );
     assert_eq!(r.status, 400, "internal password disabled: {}", r.text);
-    let r = admin.post("/access/api/v2/users", &json!({"username": "bad-group", "password": "password1", "groups": ["ghost"]}));
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "bad-group", "password": "password1", "groups": ["ghost"]}),
+    );
     assert_eq!(r.status, 400);
     assert!(r.error_message().contains("groups[0]"));
 }
@@ -53,7 +71,10 @@ fn list_pages_with_limit_and_cursor() {
     let app = TestApp::spawn();
     let admin = app.admin();
     for i in 0..5 {
-        let r = admin.post("/access/api/v2/users", &json!({"username": format!("u{i}"), "internal_password_disabled": true}));
+        let r = admin.post(
+            "/access/api/v2/users",
+            &json!({"username": format!("u{i}"), "internal_password_disabled": true}),
+        );
         assert_eq!(r.status, 201);
     }
     let mut seen = Vec::new();
@@ -63,7 +84,10 @@ fn list_pages_with_limit_and_cursor() {
         let users = page["users"].as_array().unwrap();
         assert!(users.len() <= 2);
         for u in users {
-            assert!(u["uri"].as_str().unwrap().ends_with(&format!("/access/api/v2/users/{}", u["username"].as_str().unwrap())));
+            assert!(u["uri"].as_str().unwrap().ends_with(&format!(
+                "/access/api/v2/users/{}",
+                u["username"].as_str().unwrap()
+            )));
             assert_eq!(u["status"], "enabled");
             seen.push(u["username"].as_str().unwrap().to_string());
         }
@@ -85,26 +109,68 @@ fn patch_is_partial_and_has_a_v1_spelling() {
     let app = TestApp::spawn();
     let admin = app.admin();
     app.create_user("pat", "password-1");
-    let r = admin.patch("/access/api/v2/users/pat", &json!({"email": "pat@example.com"}));
+    let r = admin.patch(
+        "/access/api/v2/users/pat",
+        &json!({"email": "pat@example.com"}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.header("x-gatehouse-seq").is_some());
     let u = r.json();
     assert_eq!(u["email"], "pat@example.com");
-    assert_eq!(u["profile_updatable"], true, "untouched fields keep their values");
-    let r = admin.patch("/access/api/v1/users/pat", &json!({"disable_ui_access": true, "admin": true}));
+    assert_eq!(
+        u["profile_updatable"], true,
+        "untouched fields keep their values"
+    );
+    let r = admin.patch(
+        "/access/api/v1/users/pat",
+        &json!({"disable_ui_access": true, "admin": true}),
+    );
     assert_eq!(r.status, 200);
     let u = admin.get("/access/api/v2/users/pat").json();
-    assert_eq!((u["disable_ui_access"].clone(), u["admin"].clone(), u["email"].clone()), (json!(true), json!(true), json!("pat@example.com")));
-    assert_eq!(admin.patch("/access/api/v2/users/ghost", &json!({"admin": true})).status, 404);
+    assert_eq!(
+        (
+            u["disable_ui_access"].clone(),
+            u["admin"].clone(),
+            u["email"].clone()
+        ),
+        (json!(true), json!(true), json!("pat@example.com"))
+    );
+    assert_eq!(
+        admin
+            .patch("/access/api/v2/users/ghost", &json!({"admin": true}))
+            .status,
+        404
+    );
     let r = admin.patch("/access/api/v2/users/pat", &json!({"username": "other"}));
     assert_eq!(r.status, 400);
-    let r = admin.patch("/access/api/v2/users/pat", &json!({"email": "not-an-address"}));
+    let r = admin.patch(
+        "/access/api/v2/users/pat",
+        &json!({"email": "not-an-address"}),
+    );
     assert_eq!(r.status, 400);
     assert!(r.error_message().contains("`email`"));
     // Password through PATCH works and the old one stops.
-    assert_eq!(admin.patch("/access/api/v2/users/pat", &json!({"password": "password-2"})).status, 200);
-    assert_eq!(app.as_user("pat", "password-1").get("/access/api/v2/users/pat").status, 401);
-    assert_eq!(app.as_user("pat", "password-2").get("/access/api/v2/users/pat").status, 200);
+    assert_eq!(
+        admin
+            .patch(
+                "/access/api/v2/users/pat",
+                &json!({"password": "password-2"})
+            )
+            .status,
+        200
+    );
+    assert_eq!(
+        app.as_user("pat", "password-1")
+            .get("/access/api/v2/users/pat")
+            .status,
+        401
+    );
+    assert_eq!(
+        app.as_user("pat", "password-2")
+            .get("/access/api/v2/users/pat")
+            .status,
+        200
+    );
 }
 
 #[test]
@@ -113,11 +179,18 @@ fn disabling_a_user_stops_its_sign_in_and_enabling_restores_it() {
     let admin = app.admin();
     app.create_user("dina", "password-1");
     let dina = app.as_user("dina", "password-1");
-    assert_eq!(dina.get("/access/api/v2/users/dina").status, 200, "signed in and cached");
+    assert_eq!(
+        dina.get("/access/api/v2/users/dina").status,
+        200,
+        "signed in and cached"
+    );
     let r = admin.patch("/access/api/v2/users/dina", &json!({"status": "disabled"}));
     assert_eq!(r.json()["status"], "disabled");
     let r = dina.get("/access/api/v2/users/dina");
-    assert_eq!(r.status, 401, "the cached sign-in must not survive the status change");
+    assert_eq!(
+        r.status, 401,
+        "the cached sign-in must not survive the status change"
+    );
     assert!(r.error_message().contains("disabled"));
     admin.patch("/access/api/v2/users/dina", &json!({"status": "enabled"}));
     assert_eq!(dina.get("/access/api/v2/users/dina").status, 200);
@@ -130,16 +203,30 @@ fn delete_removes_the_user_from_its_groups() {
     let app = TestApp::spawn();
     let admin = app.admin();
     app.create_group("team");
-    let r = admin.post("/access/api/v2/users", &json!({"username": "gone", "password": "password-1", "groups": ["team"]}));
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "gone", "password": "password-1", "groups": ["team"]}),
+    );
     assert_eq!(r.json()["groups"], json!(["team"]));
-    assert_eq!(admin.get("/access/api/v2/groups/team").json()["members"], json!(["gone"]));
+    assert_eq!(
+        admin.get("/access/api/v2/groups/team").json()["members"],
+        json!(["gone"])
+    );
     let r = admin.delete("/access/api/v2/users/gone");
     assert_eq!(r.status, 204);
     assert!(r.header("x-gatehouse-seq").is_some());
     assert_eq!(admin.get("/access/api/v2/users/gone").status, 404);
-    assert_eq!(admin.get("/access/api/v2/groups/team").json()["members"], json!([]));
+    assert_eq!(
+        admin.get("/access/api/v2/groups/team").json()["members"],
+        json!([])
+    );
     assert_eq!(admin.delete("/access/api/v2/users/gone").status, 404);
-    assert_eq!(app.as_user("gone", "password-1").get("/access/api/v2/users/gone").status, 401);
+    assert_eq!(
+        app.as_user("gone", "password-1")
+            .get("/access/api/v2/users/gone")
+            .status,
+        401
+    );
     let r = admin.delete("/access/api/v2/users/admin");
     assert_eq!(r.status, 400, "cannot delete yourself");
 }
@@ -151,7 +238,10 @@ fn add_and_remove_groups_of_a_user_with_the_seed_rules() {
     app.create_user("gina", "password-1");
     app.create_group("a");
     app.create_group("b");
-    let r = admin.patch("/access/api/v2/users/gina/groups", &json!({"add": ["a", "b"]}));
+    let r = admin.patch(
+        "/access/api/v2/users/gina/groups",
+        &json!({"add": ["a", "b"]}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["groups"], json!(["a", "b"]));
     let r = admin.patch("/access/api/v2/gina/groups", &json!({"remove": ["a"]}));
@@ -160,13 +250,21 @@ fn add_and_remove_groups_of_a_user_with_the_seed_rules() {
     let r = admin.patch("/access/api/v2/users/gina/groups", &json!({}));
     assert_eq!(r.status, 400);
     assert!(r.error_message().contains("`add` or `remove`"));
-    let r = admin.patch("/access/api/v2/users/gina/groups", &json!({"add": ["a"], "remove": ["a"]}));
+    let r = admin.patch(
+        "/access/api/v2/users/gina/groups",
+        &json!({"add": ["a"], "remove": ["a"]}),
+    );
     assert_eq!(r.status, 400);
     assert!(r.error_message().contains("both"));
     let r = admin.patch("/access/api/v2/users/gina/groups", &json!({"add": ["zzz"]}));
     assert_eq!(r.status, 400);
     assert!(r.error_message().contains("`zzz`"));
-    assert_eq!(admin.patch("/access/api/v2/users/nobody/groups", &json!({"add": ["a"]})).status, 404);
+    assert_eq!(
+        admin
+            .patch("/access/api/v2/users/nobody/groups", &json!({"add": ["a"]}))
+            .status,
+        404
+    );
 }
 
 #[test]
@@ -175,17 +273,49 @@ fn password_change_by_self_or_admin_only() {
     let admin = app.admin();
     app.create_user("pia", "password-1");
     app.create_user("eve", "password-e");
-    let r = app.as_user("pia", "password-1").put("/access/api/v2/users/pia/password", &json!({"password": "password-2"}));
+    let r = app.as_user("pia", "password-1").put(
+        "/access/api/v2/users/pia/password",
+        &json!({"password": "password-2"}),
+    );
     assert_eq!(r.status, 204, "{}", r.text);
     assert!(r.header("x-gatehouse-seq").is_some());
-    assert_eq!(app.as_user("pia", "password-1").get("/access/api/v2/users/pia").status, 401);
-    let r = app.as_user("eve", "password-e").put("/access/api/v2/users/pia/password", &json!({"password": "hijacked!"}));
+    assert_eq!(
+        app.as_user("pia", "password-1")
+            .get("/access/api/v2/users/pia")
+            .status,
+        401
+    );
+    let r = app.as_user("eve", "password-e").put(
+        "/access/api/v2/users/pia/password",
+        &json!({"password": "hijacked!"}),
+    );
     assert_eq!(r.status, 403);
-    let r = admin.put("/access/api/v2/pia/password", &json!({"password": "password-3"}));
+    let r = admin.put(
+        "/access/api/v2/pia/password",
+        &json!({"password": "password-3"}),
+    );
     assert_eq!(r.status, 204, "admin, through the seed's spelling");
-    assert_eq!(app.as_user("pia", "password-3").get("/access/api/v2/users/pia").status, 200);
-    assert_eq!(admin.put("/access/api/v2/users/ghost/password", &json!({"password": "password-3"})).status, 404);
-    assert_eq!(admin.put("/access/api/v2/users/pia/password", &json!({})).status, 400);
+    assert_eq!(
+        app.as_user("pia", "password-3")
+            .get("/access/api/v2/users/pia")
+            .status,
+        200
+    );
+    assert_eq!(
+        admin
+            .put(
+                "/access/api/v2/users/ghost/password",
+                &json!({"password": "password-3"})
+            )
+            .status,
+        404
+    );
+    assert_eq!(
+        admin
+            .put("/access/api/v2/users/pia/password", &json!({}))
+            .status,
+        400
+    );
 }
 
 #[test]
@@ -195,14 +325,34 @@ fn an_expired_password_only_allows_changing_it() {
     app.create_user("exa", "password-1");
     let r = admin.post_empty("/access/api/v2/users/exa/password/expire");
     assert_eq!(r.status, 204, "{}", r.text);
-    assert_eq!(admin.post_empty("/access/api/v2/exa/password/expire").status, 204, "seed spelling");
-    assert_eq!(admin.post_empty("/access/api/v2/users/ghost/password/expire").status, 404);
+    assert_eq!(
+        admin
+            .post_empty("/access/api/v2/exa/password/expire")
+            .status,
+        204,
+        "seed spelling"
+    );
+    assert_eq!(
+        admin
+            .post_empty("/access/api/v2/users/ghost/password/expire")
+            .status,
+        404
+    );
     let exa = app.as_user("exa", "password-1");
     let r = exa.get("/access/api/v2/users/exa");
     assert_eq!(r.status, 403);
     assert!(r.error_message().contains("expired"));
-    assert_eq!(exa.put("/access/api/v2/users/exa/password", &json!({"password": "password-2"})).status, 204);
-    let r = app.as_user("exa", "password-2").get("/access/api/v2/users/exa");
+    assert_eq!(
+        exa.put(
+            "/access/api/v2/users/exa/password",
+            &json!({"password": "password-2"})
+        )
+        .status,
+        204
+    );
+    let r = app
+        .as_user("exa", "password-2")
+        .get("/access/api/v2/users/exa");
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["password_expired"], false);
 }
@@ -216,16 +366,39 @@ fn repeated_failures_lock_until_an_admin_unlocks() {
     for _ in 0..5 {
         assert_eq!(wrong.get("/access/api/v2/users/lou").status, 401);
     }
-    assert_eq!(admin.get("/access/api/v2/users/lou").json()["status"], "locked");
-    let r = app.as_user("lou", "password-1").get("/access/api/v2/users/lou");
-    assert_eq!(r.status, 401, "locked users cannot sign in even with the right password");
+    assert_eq!(
+        admin.get("/access/api/v2/users/lou").json()["status"],
+        "locked"
+    );
+    let r = app
+        .as_user("lou", "password-1")
+        .get("/access/api/v2/users/lou");
+    assert_eq!(
+        r.status, 401,
+        "locked users cannot sign in even with the right password"
+    );
     assert!(r.error_message().contains("locked"));
     let r = admin.post_empty("/access/api/v2/users/lou/unlock");
     assert_eq!(r.status, 204);
-    assert_eq!(admin.post_empty("/access/api/v2/lou/unlock").status, 204, "seed spelling; idempotent");
-    assert_eq!(admin.post_empty("/access/api/v2/users/ghost/unlock").status, 404);
-    assert_eq!(app.as_user("lou", "password-1").get("/access/api/v2/users/lou").status, 200);
-    assert_eq!(admin.get("/access/api/v2/users/lou").json()["status"], "enabled");
+    assert_eq!(
+        admin.post_empty("/access/api/v2/lou/unlock").status,
+        204,
+        "seed spelling; idempotent"
+    );
+    assert_eq!(
+        admin.post_empty("/access/api/v2/users/ghost/unlock").status,
+        404
+    );
+    assert_eq!(
+        app.as_user("lou", "password-1")
+            .get("/access/api/v2/users/lou")
+            .status,
+        200
+    );
+    assert_eq!(
+        admin.get("/access/api/v2/users/lou").json()["status"],
+        "enabled"
+    );
 }
 
 #[test]
@@ -249,12 +422,23 @@ fn admin_endpoints_say_401_without_credentials_and_403_for_users() {
         assert_eq!(r.status, 403, "{method} {path}");
         r.error_message();
     }
-    let r = norm.post("/access/api/v2/users", &json!({"username": "x", "password": "password-1"}));
+    let r = norm.post(
+        "/access/api/v2/users",
+        &json!({"username": "x", "password": "password-1"}),
+    );
     assert_eq!(r.status, 403);
-    assert_eq!(norm.get("/access/api/v2/users/norm").status, 200, "users may read themselves");
-    let r = anon.with_header_auth("Bearer abc").get("/access/api/v2/users");
+    assert_eq!(
+        norm.get("/access/api/v2/users/norm").status,
+        200,
+        "users may read themselves"
+    );
+    let r = anon
+        .with_header_auth("Bearer abc")
+        .get("/access/api/v2/users");
     assert_eq!(r.status, 401);
-    let r = anon.with_header_auth("Basic !!!notbase64").get("/access/api/v2/users");
+    let r = anon
+        .with_header_auth("Basic !!!notbase64")
+        .get("/access/api/v2/users");
     assert_eq!(r.status, 401);
 }
 
@@ -262,16 +446,32 @@ fn admin_endpoints_say_401_without_credentials_and_403_for_users() {
 fn admin_group_members_are_admins_and_auto_join_groups_take_new_users() {
     let app = TestApp::spawn();
     let admin = app.admin();
-    let r = admin.post("/access/api/v2/groups", &json!({"name": "ops", "admin_privileges": true}));
+    let r = admin.post(
+        "/access/api/v2/groups",
+        &json!({"name": "ops", "admin_privileges": true}),
+    );
     assert_eq!(r.status, 201);
-    let r = admin.post("/access/api/v2/groups", &json!({"name": "everyone", "auto_join": true}));
+    let r = admin.post(
+        "/access/api/v2/groups",
+        &json!({"name": "everyone", "auto_join": true}),
+    );
     assert_eq!(r.status, 201);
     app.create_user("opal", "password-1");
-    assert_eq!(admin.get("/access/api/v2/users/opal").json()["groups"], json!(["everyone"]));
+    assert_eq!(
+        admin.get("/access/api/v2/users/opal").json()["groups"],
+        json!(["everyone"])
+    );
     let opal = app.as_user("opal", "password-1");
     assert_eq!(opal.get("/access/api/v2/users").status, 403);
-    admin.patch("/access/api/v2/groups/ops/members", &json!({"add": ["opal"]}));
-    assert_eq!(opal.get("/access/api/v2/users").status, 200, "admin through an admin-privileged group");
+    admin.patch(
+        "/access/api/v2/groups/ops/members",
+        &json!({"add": ["opal"]}),
+    );
+    assert_eq!(
+        opal.get("/access/api/v2/users").status,
+        200,
+        "admin through an admin-privileged group"
+    );
 }
 
 #[test]
@@ -280,6 +480,16 @@ fn a_password_shaped_like_a_reference_token_still_works_as_a_password() {
     let password = "Ab3".repeat(42) + "xy"; // 128 url-safe characters
     assert_eq!(password.len(), 128);
     app.create_user("gen", &password);
-    assert_eq!(app.as_user("gen", &password).get("/access/api/v2/users/gen").status, 200);
-    assert_eq!(app.as_user("gen", &("x".repeat(128))).get("/access/api/v2/users/gen").status, 401);
+    assert_eq!(
+        app.as_user("gen", &password)
+            .get("/access/api/v2/users/gen")
+            .status,
+        200
+    );
+    assert_eq!(
+        app.as_user("gen", &("x".repeat(128)))
+            .get("/access/api/v2/users/gen")
+            .status,
+        401
+    );
 }
