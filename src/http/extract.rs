@@ -99,21 +99,14 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let body = read_body(req, payload);
+        let body = OptionalBody::<T>::from_request(req, payload);
         Box::pin(async move {
-            let RawBody {
-                bytes,
-                content_type,
-            } = body.await?;
-            if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-                return Err(ApiError::BadRequest(
+            match body.await? {
+                OptionalBody(Some(v)) => Ok(Body(v)),
+                OptionalBody(None) => Err(ApiError::BadRequest(
                     "a JSON request body is required".into(),
-                ));
+                )),
             }
-            if !content_type.as_deref().is_some_and(is_json) {
-                return Err(unsupported(content_type.as_deref(), "application/json"));
-            }
-            parse_json(&bytes).map(Body)
         })
     }
 }
