@@ -1,13 +1,19 @@
 //! The decision: may this subject do this action on `<repository>/<path>`, and why.
 //!
-//! Permission targets are compiled into an index (globs compiled once, targets grouped
-//! by repository) that is rebuilt only when a permission event changed them, so a
-//! decision looks at the targets of one repository plus the `ANY` ones, never at all.
+//! Three kinds of grant meet here:
+//! - permission targets, compiled into a [`TargetIndex`] (globs compiled once, targets
+//!   grouped by repository) that is rebuilt only when a permission or repository event
+//!   changed them, so a decision looks at the targets of one repository plus the `ANY`
+//!   ones, never at all;
+//! - project roles, compiled into a [`ProjectIndex`] (repository -> who holds which
+//!   actions there through which project role), rebuilt when a project event changed it;
+//! - entitlements of access keys ([`decide_access_key`]), looked up by key.
 
 use gatehouse_projections::{Directory, State};
 use gatehouse_schemas::PermissionSection;
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// The five repository actions (seed 002 "Assigning Permissions").
 pub const ACTIONS: &[&str] = &["read", "annotate", "write", "delete", "manage"];
@@ -79,11 +85,308 @@ struct CompiledSection {
 }
 
 /// Compiled repository sections of every permission target.
-pub struct PermissionIndex {
+pub struct TargetIndex {
     pub built_from: u64,
     sections: Vec<CompiledSection>,
     by_repo: HashMap<String, Vec<usize>>,
     any: Vec<usize>,
+    any_local: Vec<usize>,
+    any_remote: Vec<usize>,
+    /// Repository key -> class (`local`, `remote`, …) for `ANY LOCAL` / `ANY REMOTE`.
+    classes: HashMap<String, String>,
+}
+
+/// Both compiled indexes; each part is rebuilt only when its own data changed.
+pub struct PermissionIndex {
+    pub targets: Arc<TargetIndex>,
+    pub projects: Arc<ProjectIndex>,
+}
+
+impl PermissionIndex {
+    pub fn build(state: &State) -> PermissionIndex {
+        PermissionIndex {
+            targets: Arc::new(TargetIndex::build(state)),
+            projects: Arc::new(ProjectIndex::build(state)),
+        }
+    }
+
+    /// Whether the state moved on since this index was built.
+    pub fn is_current(&self, state: &State) -> bool {
+        self.targets.built_from == state.permissions.changed_seq
+            && self.projects.built_from == state.projects.changed_seq
+    }
+
+    /// A current index, reusing the parts that did not change.
+    pub fn refreshed(&self, state: &State) -> PermissionIndex {
+        PermissionIndex {
+            targets: if self.targets.built_from == state.permissions.changed_seq {
+                self.targets.clone()
+            } else {
+                Arc::new(TargetIndex::build(state))
+            },
+            projects: if self.projects.built_from == state.projects.changed_seq {
+                self.projects.clone()
+            } else {
+                Arc::new(ProjectIndex::build(state))
+            },
+        }
+    }
+
+    /// May `subject` do `action` on `path` in `repo`? `via` names the deciding grant:
+    /// admin, then permission targets, then project roles.
+    pub fn decide(&self, subject: &Subject, repo: &str, path: &str, action: &str) -> Decision {
+        let d = self.targets.decide(subject, repo, path, action);
+        if d.allowed || subject.admin {
+            return d;
+        }
+        self.projects.decide(subject, repo, action).unwrap_or(d)
+    }
+}
+
+/// Project role actions that are repository actions, and the action each one is.
+pub const ROLE_REPOSITORY_ACTIONS: &[(&str, &str)] = &[
+    ("READ_REPOSITORY", "read"),
+    ("ANNOTATE_REPOSITORY", "annotate"),
+    ("DEPLOY_CACHE_REPOSITORY", "write"),
+    ("DELETE_OVERWRITE_REPOSITORY", "delete"),
+    ("MANAGE_XRAY_MD_REPOSITORY", "manage"),
+];
+
+/// Every role action JFrog projects know (the repository ones feed the decision; the
+/// others are kept for the products that ask about builds, bundles and pipelines).
+pub const ROLE_ACTIONS: &[&str] = &[
+    "READ_REPOSITORY",
+    "ANNOTATE_REPOSITORY",
+    "DEPLOY_CACHE_REPOSITORY",
+    "DELETE_OVERWRITE_REPOSITORY",
+    "MANAGE_XRAY_MD_REPOSITORY",
+    "READ_RELEASE_BUNDLE",
+    "ANNOTATE_RELEASE_BUNDLE",
+    "CREATE_RELEASE_BUNDLE",
+    "DISTRIBUTE_RELEASE_BUNDLE",
+    "DELETE_RELEASE_BUNDLE",
+    "MANAGE_XRAY_MD_RELEASE_BUNDLE",
+    "READ_BUILD",
+    "ANNOTATE_BUILD",
+    "DEPLOY_BUILD",
+    "DELETE_BUILD",
+    "MANAGE_XRAY_MD_BUILD",
+    "READ_SOURCES_PIPELINE",
+    "TRIGGER_PIPELINE",
+    "READ_INTEGRATIONS_PIPELINE",
+    "READ_POOLS_PIPELINE",
+    "MANAGE_INTEGRATIONS_PIPELINE",
+    "MANAGE_SOURCES_PIPELINE",
+    "MANAGE_POOLS_PIPELINE",
+    "TRIGGER_SECURITY",
+    "ISSUES_SECURITY",
+    "REPORTS_SECURITY",
+    "WATCHES_SECURITY",
+    "POLICIES_SECURITY",
+    "RULES_SECURITY",
+    "MANAGE_MEMBERS",
+    "MANAGE_RESOURCES",
+];
+
+/// Environments of a repository; one without any is in `DEV` (JFrog's default).
+pub fn repository_environments(r: &gatehouse_schemas::Repository) -> Vec<String> {
+    if r.environments.is_empty() {
+        vec!["DEV".into()]
+    } else {
+        r.environments.clone()
+    }
+}
+
+/// One member's repository actions in one repository, through one project role.
+#[derive(Debug, Clone)]
+struct ProjectGrant {
+    project: String,
+    role: String,
+    group: bool,
+    member: String,
+    actions: Vec<&'static str>,
+}
+
+/// Project roles compiled per repository: the repository's own project and the projects
+/// it is shared with, each member's roles whose environments meet the repository's.
+pub struct ProjectIndex {
+    pub built_from: u64,
+    by_repo: HashMap<String, Vec<ProjectGrant>>,
+}
+
+impl ProjectIndex {
+    pub fn build(state: &State) -> ProjectIndex {
+        let mut by_repo: HashMap<String, Vec<ProjectGrant>> = HashMap::new();
+        for (key, repo) in &state.repositories.by_key {
+            let envs = repository_environments(&repo.config);
+            let projects = state.projects.by_key.values().filter(|p| {
+                let k = &p.config.project_key;
+                repo.project.as_ref() == Some(k)
+                    || repo.shared_with_all
+                    || repo.shared_with.contains(k)
+            });
+            let mut grants = Vec::new();
+            for p in projects {
+                let members = p
+                    .users
+                    .iter()
+                    .map(|m| (false, m))
+                    .chain(p.groups.iter().map(|m| (true, m)));
+                for (group, (member, roles)) in members {
+                    for role_name in roles {
+                        let Some(role) = p.role(role_name) else {
+                            continue;
+                        };
+                        if !role.environments.iter().any(|e| envs.contains(e)) {
+                            continue;
+                        }
+                        let actions: Vec<&'static str> = ROLE_REPOSITORY_ACTIONS
+                            .iter()
+                            .filter(|(name, _)| role.actions.iter().any(|a| a == name))
+                            .map(|(_, action)| *action)
+                            .collect();
+                        if actions.is_empty() {
+                            continue;
+                        }
+                        grants.push(ProjectGrant {
+                            project: p.config.project_key.clone(),
+                            role: role.name.clone(),
+                            group,
+                            member: member.clone(),
+                            actions,
+                        });
+                    }
+                }
+            }
+            if !grants.is_empty() {
+                by_repo.insert(key.clone(), grants);
+            }
+        }
+        ProjectIndex {
+            built_from: state.projects.changed_seq,
+            by_repo,
+        }
+    }
+
+    /// The project role that lets `subject` do `action` anywhere in `repo`, if any.
+    fn decide(&self, subject: &Subject, repo: &str, action: &str) -> Option<Decision> {
+        let g = self.by_repo.get(repo)?.iter().find(|g| {
+            g.actions.contains(&action)
+                && if g.group {
+                    subject.groups.contains(&g.member)
+                } else {
+                    subject.own_grants && g.member == subject.username
+                }
+        })?;
+        Some(Decision {
+            allowed: true,
+            via: format!(
+                "project `{}` role `{}` ({} `{}`)",
+                g.project,
+                g.role,
+                if g.group { "group" } else { "user" },
+                g.member
+            ),
+        })
+    }
+
+    /// What `subject` holds through project roles, repository by repository.
+    fn effective(&self, subject: &Subject) -> Vec<serde_json::Value> {
+        let mut out: Vec<serde_json::Value> = Vec::new();
+        let mut repos: Vec<&String> = self.by_repo.keys().collect();
+        repos.sort();
+        for repo in repos {
+            for g in &self.by_repo[repo] {
+                let holds = if g.group {
+                    subject.groups.contains(&g.member)
+                } else {
+                    subject.own_grants && g.member == subject.username
+                };
+                if holds {
+                    out.push(serde_json::json!({
+                        "repository": repo,
+                        "project": g.project,
+                        "role": g.role,
+                        "via": format!("{} `{}`", if g.group { "group" } else { "user" }, g.member),
+                        "actions": g.actions,
+                    }));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The entitlement that lets the access key `<id>@<org>` do `action` on `path` in
+/// `repo`. `r` grants read; `rw` grants read, annotate and write (push and pull, in
+/// Bintray's words) — never delete or manage.
+pub fn decide_access_key(
+    state: &State,
+    key: &str,
+    repo: &str,
+    path: &str,
+    action: &str,
+) -> Decision {
+    let ids = state.access_keys.entitlements_by_key.get(key);
+    for id in ids.into_iter().flatten() {
+        let Some(e) = state.access_keys.entitlements.get(id) else {
+            continue;
+        };
+        let e = &e.entitlement;
+        let access_ok = match e.access.as_str() {
+            "rw" => matches!(action, "read" | "annotate" | "write"),
+            _ => action == "read",
+        };
+        if access_ok && e.repo == repo && entitlement_covers(e, path) {
+            return Decision {
+                allowed: true,
+                via: format!(
+                    "entitlement `{}` ({} on {}, access key `{key}`)",
+                    e.id,
+                    e.access,
+                    entitlement_scope(e)
+                ),
+            };
+        }
+    }
+    Decision {
+        allowed: false,
+        via: "no entitlement".into(),
+    }
+}
+
+/// The scope of an entitlement as a path prefix inside its repository: a package's
+/// files live under `<package>/`, a version's under `<package>/<version>/` (Bintray's
+/// generic layout), a path entitlement covers the path and everything below it.
+fn entitlement_prefix(e: &gatehouse_schemas::Entitlement) -> Option<String> {
+    match (&e.package, &e.version, &e.path) {
+        (Some(p), Some(v), _) => Some(format!("{p}/{v}")),
+        (Some(p), None, _) => Some(p.clone()),
+        (None, _, Some(path)) => Some(path.trim_matches('/').to_string()).filter(|p| !p.is_empty()),
+        _ => None,
+    }
+}
+
+fn entitlement_covers(e: &gatehouse_schemas::Entitlement, path: &str) -> bool {
+    match entitlement_prefix(e) {
+        None => true,
+        Some(prefix) => {
+            path == prefix
+                || path
+                    .strip_prefix(prefix.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        }
+    }
+}
+
+/// `repo`, `repo/package`, `repo/package/version` or `repo:path`, for messages.
+pub fn entitlement_scope(e: &gatehouse_schemas::Entitlement) -> String {
+    match (&e.package, &e.version, &e.path) {
+        (Some(p), Some(v), _) => format!("version `{}/{p}/{v}`", e.repo),
+        (Some(p), None, _) => format!("package `{}/{p}`", e.repo),
+        (None, _, Some(path)) => format!("path `{}/{path}`", e.repo),
+        _ => format!("repository `{}`", e.repo),
+    }
 }
 
 /// Ant-style glob: `*` and `?` stay inside one path segment, `**` crosses them.
@@ -126,13 +429,21 @@ pub fn valid_pattern(p: &str) -> bool {
     p.is_empty() || glob(p).is_some()
 }
 
-impl PermissionIndex {
-    pub fn build(state: &State) -> PermissionIndex {
-        let mut index = PermissionIndex {
+impl TargetIndex {
+    pub fn build(state: &State) -> TargetIndex {
+        let mut index = TargetIndex {
             built_from: state.permissions.changed_seq,
             sections: vec![],
             by_repo: HashMap::new(),
             any: vec![],
+            any_local: vec![],
+            any_remote: vec![],
+            classes: state
+                .repositories
+                .by_key
+                .iter()
+                .map(|(k, r)| (k.clone(), r.config.rclass.clone()))
+                .collect(),
         };
         for target in state.permissions.targets.values() {
             let Some(section) = &target.repo else {
@@ -163,10 +474,10 @@ impl PermissionIndex {
         for repo in &s.repositories {
             match repo.as_str() {
                 "ANY" => self.any.push(i),
-                // Gatehouse keeps no registry of repository types yet, so it cannot tell
-                // a local repository from a remote one: these match nothing rather than
-                // everything (never grant more than was written).
-                "ANY LOCAL" | "ANY REMOTE" => {}
+                // By the class of the registered repository; an unregistered one is of
+                // no known class, so neither matches it (never grant more than written).
+                "ANY LOCAL" => self.any_local.push(i),
+                "ANY REMOTE" => self.any_remote.push(i),
                 name => self.by_repo.entry(name.to_string()).or_default().push(i),
             }
         }
@@ -180,12 +491,18 @@ impl PermissionIndex {
                 via: "admin".into(),
             };
         }
+        let by_class: &[usize] = match self.classes.get(repo).map(String::as_str) {
+            Some("local") | Some("federated") => &self.any_local,
+            Some("remote") => &self.any_remote,
+            _ => &[],
+        };
         let candidates = self
             .by_repo
             .get(repo)
             .into_iter()
             .flatten()
-            .chain(self.any.iter());
+            .chain(self.any.iter())
+            .chain(by_class.iter());
         // Built once per decision: globset normalises the path for every set otherwise.
         let candidate = globset::Candidate::new(path);
         for &i in candidates {
@@ -219,6 +536,14 @@ impl PermissionIndex {
             via: "no grant".into(),
         }
     }
+}
+
+/// What a subject holds through project roles.
+pub fn effective_project_roles(
+    index: &PermissionIndex,
+    subject: &Subject,
+) -> Vec<serde_json::Value> {
+    index.projects.effective(subject)
 }
 
 /// Everything a subject holds, target by target, and through whom (user or group).

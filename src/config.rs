@@ -35,6 +35,10 @@ pub struct Config {
     pub refresh_grace_period: u64,
     /// Lifetime of a pairing token (seconds; seed 004: 5 minutes).
     pub pairing_token_expiry: u64,
+    /// Reverse proxies (CIDRs) whose `X-Forwarded-For` is believed. Empty (the default):
+    /// the client address is the TCP peer, and `X-Forwarded-For` is ignored, so no
+    /// client can pick the address an access key's CIDRs are checked against.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Config {
@@ -53,6 +57,7 @@ impl Default for Config {
             revocable_expiry_threshold: 6 * 3600,
             refresh_grace_period: 24 * 3600,
             pairing_token_expiry: 300,
+            trusted_proxies: vec![],
         }
     }
 }
@@ -91,6 +96,16 @@ impl Config {
             return Err(ConfigError::Invalid {
                 path: path.into(),
                 message: "`max-expiry` must be at least `default-expiry`".into(),
+            });
+        }
+        if let Some(bad) = config
+            .trusted_proxies
+            .iter()
+            .find(|c| crate::auth::parse_cidr(c).is_none())
+        {
+            return Err(ConfigError::Invalid {
+                path: path.into(),
+                message: format!("`trusted-proxies`: `{bad}` is not a CIDR or an IP address"),
             });
         }
         if config.max_body_bytes < 1024 {

@@ -12,7 +12,8 @@
 //! than a reason to stop.
 
 use gatehouse_schemas::{
-    Envelope, Event, GroupCreated, PermissionTarget, TokenIssued, UserCreated, UserStatus,
+    AccessKey, Entitlement, Envelope, Event, GroupCreated, PermissionTarget, Project, ProjectRole,
+    Repository, TokenIssued, UserCreated, UserStatus,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,6 +34,162 @@ pub struct State {
     pub keys: Keys,
     #[serde(default)]
     pub permissions: Permissions,
+    #[serde(default)]
+    pub repositories: Repositories,
+    #[serde(default)]
+    pub projects: Projects,
+    #[serde(default)]
+    pub access_keys: AccessKeys,
+}
+
+/// Repositories by key, with their project assignment and sharing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repositories {
+    pub by_key: BTreeMap<String, RepositoryRecord>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepositoryRecord {
+    pub config: Repository,
+    /// The project the repository is assigned to.
+    pub project: Option<String>,
+    /// Shared with every project.
+    pub shared_with_all: bool,
+    /// Shared with these projects.
+    pub shared_with: BTreeSet<String>,
+    pub created_seq: u64,
+    pub updated_seq: u64,
+}
+
+/// Projects by key, and the position of the last change to anything that project roles
+/// are decided from (so the compiled decision index knows when it is stale).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Projects {
+    pub by_key: BTreeMap<String, ProjectRecord>,
+    pub changed_seq: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectRecord {
+    pub config: Project,
+    /// Custom roles by name (the predefined ones are [`predefined_roles`]).
+    pub roles: BTreeMap<String, ProjectRole>,
+    /// Member user -> role names.
+    pub users: BTreeMap<String, BTreeSet<String>>,
+    /// Member group -> role names.
+    pub groups: BTreeMap<String, BTreeSet<String>>,
+    pub created_seq: u64,
+    pub updated_seq: u64,
+}
+
+impl ProjectRecord {
+    /// A role by name: custom ones first, then the predefined ones.
+    pub fn role(&self, name: &str) -> Option<ProjectRole> {
+        self.roles
+            .get(name)
+            .cloned()
+            .or_else(|| predefined_roles().into_iter().find(|r| r.name == name))
+    }
+}
+
+/// The roles every project has (JFrog's predefined ones); they cannot be changed.
+pub fn predefined_roles() -> Vec<ProjectRole> {
+    let role = |name: &str, actions: &[&str], envs: &[&str]| ProjectRole {
+        name: name.into(),
+        description: None,
+        actions: actions.iter().map(|a| a.to_string()).collect(),
+        environments: envs.iter().map(|e| e.to_string()).collect(),
+    };
+    vec![
+        role(
+            "Project Admin",
+            &[
+                "READ_REPOSITORY",
+                "ANNOTATE_REPOSITORY",
+                "DEPLOY_CACHE_REPOSITORY",
+                "DELETE_OVERWRITE_REPOSITORY",
+                "MANAGE_XRAY_MD_REPOSITORY",
+                "READ_BUILD",
+                "ANNOTATE_BUILD",
+                "DEPLOY_BUILD",
+                "DELETE_BUILD",
+                "MANAGE_XRAY_MD_BUILD",
+                "MANAGE_MEMBERS",
+                "MANAGE_RESOURCES",
+            ],
+            &["DEV", "PROD"],
+        ),
+        role(
+            "Developer",
+            &[
+                "READ_REPOSITORY",
+                "ANNOTATE_REPOSITORY",
+                "DEPLOY_CACHE_REPOSITORY",
+                "DELETE_OVERWRITE_REPOSITORY",
+                "READ_BUILD",
+                "ANNOTATE_BUILD",
+                "DEPLOY_BUILD",
+            ],
+            &["DEV"],
+        ),
+        role(
+            "Contributor",
+            &[
+                "READ_REPOSITORY",
+                "ANNOTATE_REPOSITORY",
+                "DEPLOY_CACHE_REPOSITORY",
+                "READ_BUILD",
+            ],
+            &["DEV"],
+        ),
+        role(
+            "Release Manager",
+            &[
+                "READ_REPOSITORY",
+                "ANNOTATE_REPOSITORY",
+                "DEPLOY_CACHE_REPOSITORY",
+                "DELETE_OVERWRITE_REPOSITORY",
+                "READ_BUILD",
+                "ANNOTATE_BUILD",
+                "DEPLOY_BUILD",
+                "DELETE_BUILD",
+            ],
+            &["DEV", "PROD"],
+        ),
+        role(
+            "Viewer",
+            &["READ_REPOSITORY", "READ_BUILD"],
+            &["DEV", "PROD"],
+        ),
+    ]
+}
+
+/// Access keys by `<id>@<org>` (the name they sign in with) and entitlements by id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessKeys {
+    pub keys: BTreeMap<String, AccessKeyRecord>,
+    pub entitlements: BTreeMap<String, EntitlementRecord>,
+    /// `<id>@<org>` -> ids of the entitlements that name the key (derived).
+    pub entitlements_by_key: BTreeMap<String, BTreeSet<String>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessKeyRecord {
+    pub key: AccessKey,
+    pub created_seq: u64,
+    pub updated_seq: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntitlementRecord {
+    pub entitlement: Entitlement,
+    pub created_seq: u64,
+    pub updated_seq: u64,
+}
+
+/// The name an access key signs in with.
+pub fn access_key_username(org: &str, id: &str) -> String {
+    format!("{id}@{org}")
 }
 
 /// Permission targets by name, and the position of the last change to any of them (so
@@ -184,6 +341,9 @@ impl State {
                 for id in ids {
                     self.tokens.remove(&id);
                 }
+                if self.projects.remove_member("user", username, seq) {
+                    self.projects.changed_seq = seq;
+                }
                 if let Some(user) = dir.users.remove(username) {
                     for group in &user.groups {
                         if let Some(g) = dir.groups.get_mut(group) {
@@ -218,6 +378,9 @@ impl State {
                 }
             }
             Event::GroupDeleted { name } => {
+                if self.projects.remove_member("group", name, seq) {
+                    self.projects.changed_seq = seq;
+                }
                 if let Some(group) = dir.groups.remove(name) {
                     for member in &group.members {
                         if let Some(u) = dir.users.get_mut(member) {
@@ -285,6 +448,194 @@ impl State {
                 self.permissions.targets.remove(name);
                 self.permissions.changed_seq = seq;
             }
+            Event::RepositorySaved(r) => {
+                let rec = self
+                    .repositories
+                    .by_key
+                    .entry(r.key.clone())
+                    .or_insert_with(|| RepositoryRecord {
+                        created_seq: seq,
+                        ..Default::default()
+                    });
+                rec.config = r.clone();
+                rec.updated_seq = seq;
+                // Repository classes decide `ANY LOCAL`/`ANY REMOTE`, environments decide roles.
+                self.permissions.changed_seq = seq;
+                self.projects.changed_seq = seq;
+            }
+            Event::RepositoryDeleted { key } => {
+                self.repositories.by_key.remove(key);
+                self.permissions.changed_seq = seq;
+                self.projects.changed_seq = seq;
+            }
+            Event::ProjectSaved(p) => {
+                let rec = self
+                    .projects
+                    .by_key
+                    .entry(p.project_key.clone())
+                    .or_insert_with(|| ProjectRecord {
+                        created_seq: seq,
+                        ..Default::default()
+                    });
+                rec.config = p.clone();
+                rec.updated_seq = seq;
+                self.projects.changed_seq = seq;
+            }
+            Event::ProjectDeleted { project_key } => {
+                self.projects.by_key.remove(project_key);
+                for r in self.repositories.by_key.values_mut() {
+                    if r.project.as_deref() == Some(project_key.as_str()) {
+                        r.project = None;
+                        r.updated_seq = seq;
+                    }
+                    if r.shared_with.remove(project_key) {
+                        r.updated_seq = seq;
+                    }
+                }
+                self.projects.changed_seq = seq;
+            }
+            Event::ProjectRoleSaved { project_key, role } => {
+                if let Some(p) = self.projects.by_key.get_mut(project_key) {
+                    p.roles.insert(role.name.clone(), role.clone());
+                    p.updated_seq = seq;
+                    self.projects.changed_seq = seq;
+                }
+            }
+            Event::ProjectRoleDeleted { project_key, role } => {
+                if let Some(p) = self.projects.by_key.get_mut(project_key) {
+                    p.roles.remove(role);
+                    for roles in p.users.values_mut().chain(p.groups.values_mut()) {
+                        roles.remove(role);
+                    }
+                    p.updated_seq = seq;
+                    self.projects.changed_seq = seq;
+                }
+            }
+            Event::ProjectMemberSaved {
+                project_key,
+                kind,
+                name,
+                roles,
+            } => {
+                if let Some(p) = self.projects.by_key.get_mut(project_key) {
+                    let members = if kind == "group" {
+                        &mut p.groups
+                    } else {
+                        &mut p.users
+                    };
+                    members.insert(name.clone(), roles.iter().cloned().collect());
+                    p.updated_seq = seq;
+                    self.projects.changed_seq = seq;
+                }
+            }
+            Event::ProjectMemberRemoved {
+                project_key,
+                kind,
+                name,
+            } => {
+                if let Some(p) = self.projects.by_key.get_mut(project_key) {
+                    let members = if kind == "group" {
+                        &mut p.groups
+                    } else {
+                        &mut p.users
+                    };
+                    members.remove(name);
+                    p.updated_seq = seq;
+                    self.projects.changed_seq = seq;
+                }
+            }
+            Event::RepositoryAttached { repo, project_key } => {
+                if let Some(r) = self.repositories.by_key.get_mut(repo) {
+                    r.project = Some(project_key.clone());
+                    r.updated_seq = seq;
+                    self.projects.changed_seq = seq;
+                }
+            }
+            Event::RepositoryUnassigned { repo } => {
+                if let Some(r) = self.repositories.by_key.get_mut(repo) {
+                    r.project = None;
+                    r.updated_seq = seq;
+                    self.projects.changed_seq = seq;
+                }
+            }
+            Event::RepositoryShared { repo, project_key } => {
+                if let Some(r) = self.repositories.by_key.get_mut(repo) {
+                    match project_key {
+                        Some(p) => {
+                            r.shared_with.insert(p.clone());
+                        }
+                        None => r.shared_with_all = true,
+                    }
+                    r.updated_seq = seq;
+                    self.projects.changed_seq = seq;
+                }
+            }
+            Event::RepositoryUnshared { repo, project_key } => {
+                if let Some(r) = self.repositories.by_key.get_mut(repo) {
+                    match project_key {
+                        Some(p) => {
+                            r.shared_with.remove(p);
+                        }
+                        None => r.shared_with_all = false,
+                    }
+                    r.updated_seq = seq;
+                    self.projects.changed_seq = seq;
+                }
+            }
+            Event::AccessKeySaved(k) => {
+                let name = access_key_username(&k.org, &k.id);
+                let rec = self
+                    .access_keys
+                    .keys
+                    .entry(name)
+                    .or_insert_with(|| AccessKeyRecord {
+                        created_seq: seq,
+                        ..Default::default()
+                    });
+                rec.key = k.clone();
+                rec.updated_seq = seq;
+            }
+            Event::AccessKeyDeleted { org, id } => {
+                let name = access_key_username(org, id);
+                self.access_keys.keys.remove(&name);
+                let ids = self
+                    .access_keys
+                    .entitlements_by_key
+                    .remove(&name)
+                    .unwrap_or_default();
+                for eid in ids {
+                    if let Some(e) = self.access_keys.entitlements.get_mut(&eid) {
+                        e.entitlement.access_keys.retain(|k| k != id);
+                        e.updated_seq = seq;
+                    }
+                }
+            }
+            Event::EntitlementSaved(e) => {
+                let a = &mut self.access_keys;
+                let created_seq = match a.entitlements.get(&e.id) {
+                    Some(old) => {
+                        let old = old.clone();
+                        a.unindex(&old.entitlement);
+                        old.created_seq
+                    }
+                    None => seq,
+                };
+                a.index(e);
+                a.entitlements.insert(
+                    e.id.clone(),
+                    EntitlementRecord {
+                        entitlement: e.clone(),
+                        created_seq,
+                        updated_seq: seq,
+                    },
+                );
+            }
+            Event::EntitlementDeleted { id, .. } => {
+                let a = &mut self.access_keys;
+                if let Some(old) = a.entitlements.remove(id) {
+                    a.unindex(&old.entitlement);
+                }
+            }
             Event::ServicePaired {
                 use_case,
                 name,
@@ -318,6 +669,48 @@ impl State {
     /// blake3 over the canonical encoding: equal digests mean equal states.
     pub fn digest(&self) -> String {
         blake3::hash(&self.encode()).to_hex().to_string()
+    }
+}
+
+impl Projects {
+    /// Drop a deleted user or group from every project; whether anything changed.
+    fn remove_member(&mut self, kind: &str, name: &str, seq: u64) -> bool {
+        let mut changed = false;
+        for p in self.by_key.values_mut() {
+            let members = if kind == "group" {
+                &mut p.groups
+            } else {
+                &mut p.users
+            };
+            if members.remove(name).is_some() {
+                p.updated_seq = seq;
+                changed = true;
+            }
+        }
+        changed
+    }
+}
+
+impl AccessKeys {
+    fn index(&mut self, e: &Entitlement) {
+        for k in &e.access_keys {
+            self.entitlements_by_key
+                .entry(access_key_username(&e.org, k))
+                .or_default()
+                .insert(e.id.clone());
+        }
+    }
+
+    fn unindex(&mut self, e: &Entitlement) {
+        for k in &e.access_keys {
+            let name = access_key_username(&e.org, k);
+            if let Some(ids) = self.entitlements_by_key.get_mut(&name) {
+                ids.remove(&e.id);
+                if ids.is_empty() {
+                    self.entitlements_by_key.remove(&name);
+                }
+            }
+        }
     }
 }
 

@@ -171,6 +171,87 @@ pub struct PermissionTarget {
     pub release_bundle: Option<PermissionSection>,
 }
 
+/// A repository known to Gatehouse: what `ANY LOCAL` / `ANY REMOTE` and project roles
+/// (through its environments) need to know of it. Saved whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repository {
+    pub key: String,
+    /// `local`, `remote`, `virtual` or `federated`.
+    pub rclass: String,
+    pub package_type: Option<String>,
+    pub description: Option<String>,
+    /// Environments (`DEV`, `PROD`, custom); project roles apply per environment.
+    pub environments: Vec<String>,
+}
+
+/// What a project's admins may do (seed 004).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminPrivileges {
+    pub manage_members: bool,
+    pub manage_resources: bool,
+    pub manage_security_assets: bool,
+    pub index_resources: bool,
+    pub allow_ignore_rules: bool,
+}
+
+/// A project's own fields (seed 004), saved whole on create and update.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Project {
+    pub project_key: String,
+    pub display_name: String,
+    pub description: Option<String>,
+    pub admin_privileges: AdminPrivileges,
+    pub storage_quota_bytes: i64,
+    pub soft_limit: bool,
+    pub storage_quota_email_notification: bool,
+}
+
+/// A custom project role: actions (`READ_REPOSITORY`, …) in some environments.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectRole {
+    pub name: String,
+    pub description: Option<String>,
+    pub actions: Vec<String>,
+    pub environments: Vec<String>,
+}
+
+/// Where an existence check asks whether an access key's holder still exists.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExistenceCheck {
+    pub url: String,
+    pub cache_for_secs: u64,
+}
+
+/// A Bintray-style access key of an org, saved whole. Signs in as `<id>@<org>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessKey {
+    pub org: String,
+    pub id: String,
+    /// argon2id PHC string; the password itself is never stored.
+    pub password_hash: String,
+    /// Unix milliseconds; `None` never expires.
+    pub expiry_ms: Option<u64>,
+    pub existence_check: Option<ExistenceCheck>,
+    pub allowed_cidrs: Vec<String>,
+    pub blocked_cidrs: Vec<String>,
+}
+
+/// An entitlement: `r` or `rw` on a repository, a package, a version or a path, for
+/// some access keys of its org. Saved whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entitlement {
+    pub id: String,
+    pub org: String,
+    pub repo: String,
+    pub package: Option<String>,
+    pub version: Option<String>,
+    pub path: Option<String>,
+    /// `r` or `rw`.
+    pub access: String,
+    pub access_keys: Vec<String>,
+    pub tags: Vec<String>,
+}
+
 /// Every kind of change Gatehouse knows. See the crate docs for the version rules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
@@ -257,6 +338,66 @@ pub enum Event {
     PermissionTargetDeleted {
         name: String,
     },
+    RepositorySaved(Repository),
+    /// Also ends its project assignment and sharing.
+    RepositoryDeleted {
+        key: String,
+    },
+    /// Create or update (the whole record).
+    ProjectSaved(Project),
+    /// Also unassigns its repositories and withdraws its shares.
+    ProjectDeleted {
+        project_key: String,
+    },
+    ProjectRoleSaved {
+        project_key: String,
+        role: ProjectRole,
+    },
+    /// Also removes the role from every member that had it.
+    ProjectRoleDeleted {
+        project_key: String,
+        role: String,
+    },
+    /// A user or group (`kind` = `user` | `group`) holds exactly these roles in the project.
+    ProjectMemberSaved {
+        project_key: String,
+        kind: String,
+        name: String,
+        roles: Vec<String>,
+    },
+    ProjectMemberRemoved {
+        project_key: String,
+        kind: String,
+        name: String,
+    },
+    /// The repository belongs to the project (moved there if it belonged to another).
+    RepositoryAttached {
+        repo: String,
+        project_key: String,
+    },
+    RepositoryUnassigned {
+        repo: String,
+    },
+    /// Shared with one project, or with all (`project_key` = `None`).
+    RepositoryShared {
+        repo: String,
+        project_key: Option<String>,
+    },
+    RepositoryUnshared {
+        repo: String,
+        project_key: Option<String>,
+    },
+    AccessKeySaved(AccessKey),
+    /// Also removes the key from every entitlement of its org.
+    AccessKeyDeleted {
+        org: String,
+        id: String,
+    },
+    EntitlementSaved(Entitlement),
+    EntitlementDeleted {
+        org: String,
+        id: String,
+    },
 }
 
 impl Event {
@@ -285,6 +426,22 @@ impl Event {
         "ServicePaired",
         "PermissionTargetSaved",
         "PermissionTargetDeleted",
+        "RepositorySaved",
+        "RepositoryDeleted",
+        "ProjectSaved",
+        "ProjectDeleted",
+        "ProjectRoleSaved",
+        "ProjectRoleDeleted",
+        "ProjectMemberSaved",
+        "ProjectMemberRemoved",
+        "RepositoryAttached",
+        "RepositoryUnassigned",
+        "RepositoryShared",
+        "RepositoryUnshared",
+        "AccessKeySaved",
+        "AccessKeyDeleted",
+        "EntitlementSaved",
+        "EntitlementDeleted",
     ];
 
     /// The event type's name, as stored and as shown in the audit trail.
@@ -313,6 +470,22 @@ impl Event {
             Event::ServicePaired { .. } => "ServicePaired",
             Event::PermissionTargetSaved(_) => "PermissionTargetSaved",
             Event::PermissionTargetDeleted { .. } => "PermissionTargetDeleted",
+            Event::RepositorySaved(_) => "RepositorySaved",
+            Event::RepositoryDeleted { .. } => "RepositoryDeleted",
+            Event::ProjectSaved(_) => "ProjectSaved",
+            Event::ProjectDeleted { .. } => "ProjectDeleted",
+            Event::ProjectRoleSaved { .. } => "ProjectRoleSaved",
+            Event::ProjectRoleDeleted { .. } => "ProjectRoleDeleted",
+            Event::ProjectMemberSaved { .. } => "ProjectMemberSaved",
+            Event::ProjectMemberRemoved { .. } => "ProjectMemberRemoved",
+            Event::RepositoryAttached { .. } => "RepositoryAttached",
+            Event::RepositoryUnassigned { .. } => "RepositoryUnassigned",
+            Event::RepositoryShared { .. } => "RepositoryShared",
+            Event::RepositoryUnshared { .. } => "RepositoryUnshared",
+            Event::AccessKeySaved(_) => "AccessKeySaved",
+            Event::AccessKeyDeleted { .. } => "AccessKeyDeleted",
+            Event::EntitlementSaved(_) => "EntitlementSaved",
+            Event::EntitlementDeleted { .. } => "EntitlementDeleted",
         }
     }
 }
@@ -470,6 +643,102 @@ pub fn samples() -> Vec<Envelope> {
         }),
         Event::PermissionTargetDeleted {
             name: "java-developers".into(),
+        },
+        Event::RepositorySaved(Repository {
+            key: "libs-release".into(),
+            rclass: "local".into(),
+            package_type: Some("maven".into()),
+            description: Some("releases".into()),
+            environments: vec!["DEV".into(), "PROD".into()],
+        }),
+        Event::RepositoryDeleted {
+            key: "libs-release".into(),
+        },
+        Event::ProjectSaved(Project {
+            project_key: "rtfct".into(),
+            display_name: "artifactory".into(),
+            description: Some("The binary repository manager".into()),
+            admin_privileges: AdminPrivileges {
+                manage_members: true,
+                manage_resources: true,
+                ..Default::default()
+            },
+            storage_quota_bytes: -1,
+            soft_limit: false,
+            storage_quota_email_notification: true,
+        }),
+        Event::ProjectDeleted {
+            project_key: "rtfct".into(),
+        },
+        Event::ProjectRoleSaved {
+            project_key: "rtfct".into(),
+            role: ProjectRole {
+                name: "senior developer".into(),
+                description: None,
+                actions: vec!["READ_REPOSITORY".into()],
+                environments: vec!["DEV".into()],
+            },
+        },
+        Event::ProjectRoleDeleted {
+            project_key: "rtfct".into(),
+            role: "senior developer".into(),
+        },
+        Event::ProjectMemberSaved {
+            project_key: "rtfct".into(),
+            kind: "user".into(),
+            name: "bob".into(),
+            roles: vec!["Developer".into()],
+        },
+        Event::ProjectMemberRemoved {
+            project_key: "rtfct".into(),
+            kind: "group".into(),
+            name: "java-devs".into(),
+        },
+        Event::RepositoryAttached {
+            repo: "libs-release".into(),
+            project_key: "rtfct".into(),
+        },
+        Event::RepositoryUnassigned {
+            repo: "libs-release".into(),
+        },
+        Event::RepositoryShared {
+            repo: "libs-release".into(),
+            project_key: None,
+        },
+        Event::RepositoryUnshared {
+            repo: "libs-release".into(),
+            project_key: Some("other".into()),
+        },
+        Event::AccessKeySaved(AccessKey {
+            org: "myorg".into(),
+            id: "bob".into(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".into(),
+            expiry_ms: Some(1_794_536_000_000),
+            existence_check: Some(ExistenceCheck {
+                url: "https://idp.example/users/bob".into(),
+                cache_for_secs: 60,
+            }),
+            allowed_cidrs: vec!["10.0.0.0/8".into()],
+            blocked_cidrs: vec!["10.9.0.0/16".into()],
+        }),
+        Event::AccessKeyDeleted {
+            org: "myorg".into(),
+            id: "bob".into(),
+        },
+        Event::EntitlementSaved(Entitlement {
+            id: "01jc5x3y4z5a6b7c8d9e0f1g2m".into(),
+            org: "myorg".into(),
+            repo: "client1-images".into(),
+            package: Some("app".into()),
+            version: None,
+            path: None,
+            access: "rw".into(),
+            access_keys: vec!["bob".into()],
+            tags: vec!["customer-1".into()],
+        }),
+        Event::EntitlementDeleted {
+            org: "myorg".into(),
+            id: "01jc5x3y4z5a6b7c8d9e0f1g2m".into(),
         },
     ];
     events

@@ -31,6 +31,10 @@ pub struct Principal {
     pub password_expired: bool,
     /// Set when the caller signed in with an access token.
     pub token: Option<TokenCredential>,
+    /// Signed in with a Bintray-style access key (`<id>@<org>`): a *scoped* principal
+    /// that reaches only what its entitlements allow (the authorize decision), nothing
+    /// of the management API.
+    pub access_key: bool,
 }
 
 /// What a token-authenticated caller presented.
@@ -56,6 +60,8 @@ pub enum AuthError {
     Locked(String),
     #[error("user `{0}` is disabled")]
     Disabled(String),
+    #[error("access key refused: {0}")]
+    AccessKey(String),
     #[error("the service is shutting down")]
     Unavailable,
 }
@@ -94,6 +100,9 @@ pub struct Authenticator {
     lockout_threshold: u32,
     /// Password checks in progress, so that identical concurrent ones run once.
     inflight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>>,
+    /// Outcomes of access keys' existence checks: key name -> (the key record's
+    /// `updated_seq`, when asked, answer). Kept for the key's `cache_for_secs`.
+    existence: Mutex<HashMap<String, (u64, Instant, bool)>>,
 }
 
 impl Authenticator {
@@ -113,6 +122,7 @@ impl Authenticator {
             failures: Mutex::new(HashMap::new()),
             lockout_threshold,
             inflight: Mutex::new(HashMap::new()),
+            existence: Mutex::new(HashMap::new()),
         }
     }
 
@@ -124,13 +134,15 @@ impl Authenticator {
         *h.finalize().as_bytes()
     }
 
-    /// Authenticate the `Authorization` header value.
+    /// Authenticate the `Authorization` header value. `client_ip` is the caller's
+    /// address as far as it can be trusted (access keys may be limited by CIDR).
     pub async fn authenticate(
         &self,
         header: Option<&str>,
         state: &Arc<RwLock<State>>,
         writer: &WriterHandle,
         request_id: &str,
+        client_ip: Option<std::net::IpAddr>,
     ) -> Result<Principal, AuthError> {
         let header = header.ok_or(AuthError::Missing)?;
         let (scheme, value) = header.split_once(' ').ok_or(AuthError::UnsupportedScheme)?;
@@ -156,8 +168,159 @@ impl Authenticator {
                 Err(e) => return Err(e),
             }
         }
+        // `<id>@<org>` that is not a user's name: an access key (the domain keeps the
+        // two namespaces apart).
+        if username.contains('@') {
+            let is_key = {
+                let s = state.read().unwrap_or_else(|p| p.into_inner());
+                !s.directory.users.contains_key(&username)
+                    && s.access_keys.keys.contains_key(&username)
+            };
+            if is_key {
+                return self
+                    .access_key_login(&username, password, state, client_ip)
+                    .await;
+            }
+        }
         self.password_login(&username, password, state, writer, request_id)
             .await
+    }
+
+    /// Sign in with an access key: password (argon2id, cached like users' passwords),
+    /// then expiry, client address and the existence check. The reasons are told only
+    /// to a caller that knew the password.
+    async fn access_key_login(
+        &self,
+        name: &str,
+        password: &str,
+        state: &Arc<RwLock<State>>,
+        client_ip: Option<std::net::IpAddr>,
+    ) -> Result<Principal, AuthError> {
+        let record = {
+            let s = state.read().unwrap_or_else(|p| p.into_inner());
+            s.access_keys
+                .keys
+                .get(name)
+                .cloned()
+                .ok_or(AuthError::Invalid)?
+        };
+        let seq = record.updated_seq;
+        let key = record.key;
+        let cache_key = self.cache_key(name, password);
+        let cached = !self.ttl.is_zero() && {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            cache.get(&cache_key).is_some_and(|c| {
+                c.username == name && c.credentials_seq == seq && c.expires > Instant::now()
+            })
+        };
+        if !cached {
+            let mut inflight_key = blake3::Hasher::new_keyed(&cache_key);
+            inflight_key.update(&seq.to_le_bytes());
+            let ok = self
+                .verify_once(
+                    *inflight_key.finalize().as_bytes(),
+                    password,
+                    key.password_hash.clone(),
+                )
+                .await;
+            if !ok {
+                return Err(AuthError::Invalid);
+            }
+            if !self.ttl.is_zero() {
+                let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+                if cache.len() >= MAX_CACHED {
+                    cache.clear();
+                }
+                cache.insert(
+                    cache_key,
+                    CachedLogin {
+                        username: name.into(),
+                        credentials_seq: seq,
+                        expires: Instant::now() + self.ttl,
+                    },
+                );
+            }
+        }
+        if key.expiry_ms.is_some_and(|e| e <= unix_millis()) {
+            return Err(AuthError::AccessKey("the access key has expired".into()));
+        }
+        if !key.allowed_cidrs.is_empty() || !key.blocked_cidrs.is_empty() {
+            let ip = client_ip
+                .ok_or_else(|| AuthError::AccessKey("the client address is unknown".into()))?;
+            if !key.allowed_cidrs.is_empty() && !cidrs_contain(&key.allowed_cidrs, ip) {
+                return Err(AuthError::AccessKey(format!(
+                    "client address {ip} is not in the key's allowed CIDRs"
+                )));
+            }
+            if cidrs_contain(&key.blocked_cidrs, ip) {
+                return Err(AuthError::AccessKey(format!(
+                    "client address {ip} is in the key's blocked CIDRs"
+                )));
+            }
+        }
+        if let Some(check) = &key.existence_check {
+            if !self.exists(name, seq, check).await {
+                return Err(AuthError::AccessKey(
+                    "the existence check did not confirm the key's holder".into(),
+                ));
+            }
+        }
+        // The key may have changed (or gone) while argon2 ran.
+        let s = state.read().unwrap_or_else(|p| p.into_inner());
+        if s.access_keys.keys.get(name).map(|r| r.updated_seq) != Some(seq) {
+            return Err(AuthError::Invalid);
+        }
+        Ok(Principal {
+            username: name.into(),
+            admin: false,
+            password_expired: false,
+            token: None,
+            access_key: true,
+        })
+    }
+
+    /// Ask the key's existence-check URL (GET; any 2xx means the holder still exists),
+    /// or remember the last answer for `cache_for_secs`. An unreachable URL counts as
+    /// "no": a key must not outlive its holder because the check is down.
+    async fn exists(
+        &self,
+        name: &str,
+        seq: u64,
+        check: &gatehouse_schemas::ExistenceCheck,
+    ) -> bool {
+        let ttl = Duration::from_secs(check.cache_for_secs);
+        if let Some((s, at, ok)) = self
+            .existence
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
+            if *s == seq && at.elapsed() < ttl {
+                return *ok;
+            }
+        }
+        let url = check.url.clone();
+        let ok = tokio::task::spawn_blocking(move || {
+            let agent = ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(5))
+                .redirects(0)
+                .build();
+            match agent.get(&url).call() {
+                Ok(r) => (200..300).contains(&r.status()),
+                Err(e) => {
+                    tracing::info!(error = %e, "access key existence check said no");
+                    false
+                }
+            }
+        })
+        .await
+        .unwrap_or(false);
+        let mut cache = self.existence.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(name.to_string(), (seq, Instant::now(), ok));
+        ok
     }
 
     /// Authenticate a JWT or a 128-character reference token.
@@ -270,6 +433,7 @@ impl Authenticator {
                 local,
                 scope,
             }),
+            access_key: false,
         })
     }
 
@@ -399,6 +563,7 @@ impl Authenticator {
             admin: s.directory.is_admin(username),
             password_expired: user.password_expired,
             token: None,
+            access_key: false,
         })
     }
 
@@ -531,6 +696,29 @@ pub fn scope_is_admin(
                         .any(|g| dir.groups.get(g.trim()).is_some_and(|g| g.admin_privileges))
                 })
     })
+}
+
+/// Whether `ip` is in one of the CIDRs (validated on the way in; a bare address is a
+/// one-address network).
+pub fn cidrs_contain(cidrs: &[String], ip: std::net::IpAddr) -> bool {
+    cidrs.iter().any(|c| match parse_cidr(c) {
+        Some(net) => net.contains(&ip),
+        None => false,
+    })
+}
+
+/// `10.0.0.0/8`, `2001:db8::/32`, or a bare address.
+pub fn parse_cidr(s: &str) -> Option<ipnet::IpNet> {
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
+pub fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 pub fn unix_secs() -> u64 {

@@ -22,6 +22,9 @@ pub enum DomainError {
     NotFound(String),
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// The request is valid but clashes with the current state (409).
+    #[error("{0}")]
+    Conflict(String),
     /// Bad input; `field` names it for the client.
     #[error("invalid `{field}`: {message}")]
     Invalid { field: String, message: String },
@@ -167,6 +170,74 @@ pub enum Command {
     DeletePermissionTarget {
         name: String,
     },
+    SaveRepository(gatehouse_schemas::Repository),
+    DeleteRepository {
+        key: String,
+    },
+    /// Create (`create_only`) or update an existing project.
+    SaveProject {
+        project: gatehouse_schemas::Project,
+        create_only: bool,
+    },
+    DeleteProject {
+        project_key: String,
+    },
+    /// Create (`create_only`) or update a custom role.
+    SaveProjectRole {
+        project_key: String,
+        role: gatehouse_schemas::ProjectRole,
+        create_only: bool,
+    },
+    DeleteProjectRole {
+        project_key: String,
+        role: String,
+    },
+    /// `kind` is `user` or `group`.
+    SetProjectMember {
+        project_key: String,
+        kind: String,
+        name: String,
+        roles: Vec<String>,
+    },
+    RemoveProjectMember {
+        project_key: String,
+        kind: String,
+        name: String,
+    },
+    /// Move the repository into the project (`force` to take it from another one).
+    AttachRepository {
+        repo: String,
+        project_key: String,
+        force: bool,
+    },
+    UnassignRepository {
+        repo: String,
+    },
+    /// With one project, or with all (`None`).
+    ShareRepository {
+        repo: String,
+        project_key: Option<String>,
+    },
+    UnshareRepository {
+        repo: String,
+        project_key: Option<String>,
+    },
+    SaveAccessKey {
+        key: gatehouse_schemas::AccessKey,
+        create_only: bool,
+    },
+    DeleteAccessKey {
+        org: String,
+        id: String,
+    },
+    SaveEntitlement {
+        entitlement: gatehouse_schemas::Entitlement,
+        create_only: bool,
+    },
+    DeleteEntitlement {
+        org: String,
+        id: String,
+    },
     CompletePairing {
         pairing_token_id: Option<String>,
         use_case: String,
@@ -224,6 +295,13 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
         Command::CreateUser(u) => {
             if dir.users.contains_key(&u.username) {
                 return Err(DomainError::AlreadyExists(format!("user `{}`", u.username)));
+            }
+            // Users and access keys sign in by the same name: one namespace.
+            if state.access_keys.keys.contains_key(&u.username) {
+                return Err(DomainError::Conflict(format!(
+                    "`{}` is the name of an access key",
+                    u.username
+                )));
             }
             if u.password_hash.is_none() && !u.internal_password_disabled {
                 return Err(DomainError::invalid(
@@ -645,6 +723,269 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             });
             Ok(events)
         }
+        Command::SaveRepository(r) => Ok(vec![Event::RepositorySaved(r.clone())]),
+        Command::DeleteRepository { key } => {
+            repository_must_exist(state, key)?;
+            Ok(vec![Event::RepositoryDeleted { key: key.clone() }])
+        }
+        Command::SaveProject {
+            project,
+            create_only,
+        } => {
+            let key = &project.project_key;
+            let exists = state.projects.by_key.contains_key(key);
+            if *create_only && exists {
+                return Err(DomainError::AlreadyExists(format!("project `{key}`")));
+            }
+            if !*create_only && !exists {
+                return Err(DomainError::NotFound(format!("project `{key}`")));
+            }
+            if let Some(other) = state.projects.by_key.values().find(|p| {
+                p.config.project_key != *key
+                    && p.config
+                        .display_name
+                        .eq_ignore_ascii_case(&project.display_name)
+            }) {
+                return Err(DomainError::Conflict(format!(
+                    "project `{}` already has the display name `{}`",
+                    other.config.project_key, project.display_name
+                )));
+            }
+            Ok(vec![Event::ProjectSaved(project.clone())])
+        }
+        Command::DeleteProject { project_key } => {
+            project_must_exist(state, project_key)?;
+            Ok(vec![Event::ProjectDeleted {
+                project_key: project_key.clone(),
+            }])
+        }
+        Command::SaveProjectRole {
+            project_key,
+            role,
+            create_only,
+        } => {
+            let p = project_must_exist(state, project_key)?;
+            if gatehouse_projections::predefined_roles()
+                .iter()
+                .any(|r| r.name == role.name)
+            {
+                return Err(if *create_only {
+                    DomainError::AlreadyExists(format!("predefined role `{}`", role.name))
+                } else {
+                    DomainError::invalid("name", "predefined roles cannot be changed")
+                });
+            }
+            let exists = p.roles.contains_key(&role.name);
+            if *create_only && exists {
+                return Err(DomainError::AlreadyExists(format!("role `{}`", role.name)));
+            }
+            if !*create_only && !exists {
+                return Err(DomainError::NotFound(format!("role `{}`", role.name)));
+            }
+            Ok(vec![Event::ProjectRoleSaved {
+                project_key: project_key.clone(),
+                role: role.clone(),
+            }])
+        }
+        Command::DeleteProjectRole { project_key, role } => {
+            let p = project_must_exist(state, project_key)?;
+            if !p.roles.contains_key(role) {
+                if p.role(role).is_some() {
+                    return Err(DomainError::invalid(
+                        "role",
+                        "predefined roles cannot be deleted",
+                    ));
+                }
+                return Err(DomainError::NotFound(format!("role `{role}`")));
+            }
+            Ok(vec![Event::ProjectRoleDeleted {
+                project_key: project_key.clone(),
+                role: role.clone(),
+            }])
+        }
+        Command::SetProjectMember {
+            project_key,
+            kind,
+            name,
+            roles,
+        } => {
+            let p = project_must_exist(state, project_key)?;
+            if kind == "group" {
+                group_must_exist(name)?;
+            } else {
+                user_must_exist(name)?;
+            }
+            if roles.is_empty() {
+                return Err(DomainError::invalid("roles", "give at least one role"));
+            }
+            for (i, r) in roles.iter().enumerate() {
+                if p.role(r).is_none() {
+                    return Err(DomainError::invalid(
+                        format!("roles[{i}]"),
+                        format!("project `{project_key}` has no role `{r}`"),
+                    ));
+                }
+            }
+            Ok(vec![Event::ProjectMemberSaved {
+                project_key: project_key.clone(),
+                kind: kind.clone(),
+                name: name.clone(),
+                roles: dedup(roles.clone()),
+            }])
+        }
+        Command::RemoveProjectMember {
+            project_key,
+            kind,
+            name,
+        } => {
+            let p = project_must_exist(state, project_key)?;
+            let members = if kind == "group" { &p.groups } else { &p.users };
+            if !members.contains_key(name) {
+                return Err(DomainError::NotFound(format!(
+                    "{kind} `{name}` in project `{project_key}`"
+                )));
+            }
+            Ok(vec![Event::ProjectMemberRemoved {
+                project_key: project_key.clone(),
+                kind: kind.clone(),
+                name: name.clone(),
+            }])
+        }
+        Command::AttachRepository {
+            repo,
+            project_key,
+            force,
+        } => {
+            let r = repository_must_exist(state, repo)?;
+            project_must_exist(state, project_key)?;
+            match &r.project {
+                Some(p) if p == project_key => Ok(vec![]),
+                Some(p) if !*force => Err(DomainError::Conflict(format!(
+                    "repository `{repo}` is assigned to project `{p}`; move it with force=true"
+                ))),
+                _ => Ok(vec![Event::RepositoryAttached {
+                    repo: repo.clone(),
+                    project_key: project_key.clone(),
+                }]),
+            }
+        }
+        Command::UnassignRepository { repo } => {
+            let r = repository_must_exist(state, repo)?;
+            if r.project.is_none() {
+                return Err(DomainError::NotFound(format!(
+                    "a project assignment of repository `{repo}`"
+                )));
+            }
+            Ok(vec![Event::RepositoryUnassigned { repo: repo.clone() }])
+        }
+        Command::ShareRepository { repo, project_key } => {
+            let r = repository_must_exist(state, repo)?;
+            let Some(owner) = &r.project else {
+                return Err(DomainError::invalid(
+                    "repo_name",
+                    format!("repository `{repo}` is not assigned to a project; attach it first"),
+                ));
+            };
+            if let Some(p) = project_key {
+                project_must_exist(state, p)?;
+                if p == owner {
+                    return Err(DomainError::invalid(
+                        "target_project_key",
+                        format!("repository `{repo}` already belongs to project `{p}`"),
+                    ));
+                }
+            }
+            Ok(vec![Event::RepositoryShared {
+                repo: repo.clone(),
+                project_key: project_key.clone(),
+            }])
+        }
+        Command::UnshareRepository { repo, project_key } => {
+            let r = repository_must_exist(state, repo)?;
+            let shared = match project_key {
+                Some(p) => r.shared_with.contains(p),
+                None => r.shared_with_all,
+            };
+            if !shared {
+                return Err(DomainError::NotFound(format!(
+                    "a share of repository `{repo}` with {}",
+                    project_key
+                        .as_ref()
+                        .map(|p| format!("project `{p}`"))
+                        .unwrap_or_else(|| "all projects".into())
+                )));
+            }
+            Ok(vec![Event::RepositoryUnshared {
+                repo: repo.clone(),
+                project_key: project_key.clone(),
+            }])
+        }
+        Command::SaveAccessKey { key, create_only } => {
+            let name = gatehouse_projections::access_key_username(&key.org, &key.id);
+            let exists = state.access_keys.keys.contains_key(&name);
+            if *create_only && exists {
+                return Err(DomainError::AlreadyExists(format!("access key `{name}`")));
+            }
+            if !*create_only && !exists {
+                return Err(DomainError::NotFound(format!("access key `{name}`")));
+            }
+            if dir.users.contains_key(&name) {
+                return Err(DomainError::Conflict(format!(
+                    "`{name}` is the name of a user: access keys and users sign in by the same names"
+                )));
+            }
+            Ok(vec![Event::AccessKeySaved(key.clone())])
+        }
+        Command::DeleteAccessKey { org, id } => {
+            let name = gatehouse_projections::access_key_username(org, id);
+            if !state.access_keys.keys.contains_key(&name) {
+                return Err(DomainError::NotFound(format!("access key `{name}`")));
+            }
+            Ok(vec![Event::AccessKeyDeleted {
+                org: org.clone(),
+                id: id.clone(),
+            }])
+        }
+        Command::SaveEntitlement {
+            entitlement,
+            create_only,
+        } => {
+            let e = entitlement;
+            let existing = state.access_keys.entitlements.get(&e.id);
+            if *create_only && existing.is_some() {
+                return Err(DomainError::AlreadyExists(format!(
+                    "entitlement `{}`",
+                    e.id
+                )));
+            }
+            if !*create_only && existing.is_none_or(|x| x.entitlement.org != e.org) {
+                return Err(DomainError::NotFound(format!("entitlement `{}`", e.id)));
+            }
+            for (i, k) in e.access_keys.iter().enumerate() {
+                let name = gatehouse_projections::access_key_username(&e.org, k);
+                if !state.access_keys.keys.contains_key(&name) {
+                    return Err(DomainError::invalid(
+                        format!("access_keys[{i}]"),
+                        format!("org `{}` has no access key `{k}`", e.org),
+                    ));
+                }
+            }
+            Ok(vec![Event::EntitlementSaved(e.clone())])
+        }
+        Command::DeleteEntitlement { org, id } => {
+            if !state
+                .access_keys
+                .entitlements
+                .get(id)
+                .is_some_and(|e| &e.entitlement.org == org)
+            {
+                return Err(DomainError::NotFound(format!("entitlement `{id}`")));
+            }
+            Ok(vec![Event::EntitlementDeleted {
+                org: org.clone(),
+                id: id.clone(),
+            }])
+        }
         Command::ReplaceSignedUrlKey { version } => {
             if *version != state.keys.signed_url_version + 1 {
                 return Err(DomainError::invalid(
@@ -655,6 +996,28 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             Ok(vec![Event::SignedUrlKeyReplaced { version: *version }])
         }
     }
+}
+
+fn repository_must_exist<'a>(
+    state: &'a State,
+    key: &str,
+) -> Result<&'a gatehouse_projections::RepositoryRecord, DomainError> {
+    state
+        .repositories
+        .by_key
+        .get(key)
+        .ok_or_else(|| DomainError::NotFound(format!("repository `{key}`")))
+}
+
+fn project_must_exist<'a>(
+    state: &'a State,
+    key: &str,
+) -> Result<&'a gatehouse_projections::ProjectRecord, DomainError> {
+    state
+        .projects
+        .by_key
+        .get(key)
+        .ok_or_else(|| DomainError::NotFound(format!("project `{key}`")))
 }
 
 /// A token acts for an existing, enabled user, or for a transient subject that has no

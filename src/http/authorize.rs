@@ -4,7 +4,7 @@
 use super::error::ApiError;
 use super::extract::request_id;
 use super::{percent_decode, query_param, resource, signed_urls, AppState};
-use crate::authorize::{Decision, Subject, ACTIONS};
+use crate::authorize::{decide_access_key, Decision, Subject, ACTIONS};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
@@ -136,14 +136,25 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
         }
     }
     let rid = request_id(&req);
+    let ip = super::client_ip(&req, &app.config);
     let principal = app
         .auth
-        .authenticate(auth_header.as_deref(), &app.state, &app.writer, &rid.0)
+        .authenticate(auth_header.as_deref(), &app.state, &app.writer, &rid.0, ip)
         .await?;
     if principal.password_expired {
         return Err(ApiError::Forbidden(
             "the password has expired; change it first".into(),
         ));
+    }
+    if principal.access_key {
+        if query_param(&req, "user")?.is_some() {
+            return Err(ApiError::Forbidden(
+                "only an admin can ask on behalf of another user".into(),
+            ));
+        }
+        let s = app.read();
+        let d = decide_access_key(&s, &principal.username, &q.repo, &q.path, &q.action);
+        return Ok(answer(&q, &principal.username, d));
     }
     let index = app.permission_index();
     let s = app.read();
@@ -155,6 +166,10 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
                 ));
             }
             let name = crate::domain::normalize_username("user", &other)?;
+            if !s.directory.users.contains_key(&name) && s.access_keys.keys.contains_key(&name) {
+                let d = decide_access_key(&s, &name, &q.repo, &q.path, &q.action);
+                return Ok(answer(&q, &name, d));
+            }
             if !s.directory.users.contains_key(&name) {
                 return Err(ApiError::NotFound(format!("user `{name}` not found")));
             }
@@ -178,6 +193,7 @@ async fn effective(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let caller = caller.0;
+    let index = app.permission_index();
     let s = app.read();
     let subject = match query_param(&req, "user")? {
         Some(other) => {
@@ -186,6 +202,22 @@ async fn effective(
                 return Err(ApiError::Forbidden(
                     "only an admin can list another user's permissions".into(),
                 ));
+            }
+            if !s.directory.users.contains_key(&name) && s.access_keys.keys.contains_key(&name) {
+                let entitlements: Vec<_> = s
+                    .access_keys
+                    .entitlements_by_key
+                    .get(&name)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|id| s.access_keys.entitlements.get(id))
+                    .map(|e| super::access_keys::entitlement_out(&e.entitlement))
+                    .collect();
+                return Ok(HttpResponse::Ok().json(json!({
+                    "subject": name,
+                    "access_key": true,
+                    "entitlements": entitlements,
+                })));
             }
             if !s.directory.users.contains_key(&name) {
                 return Err(ApiError::NotFound(format!("user `{name}` not found")));
@@ -204,5 +236,6 @@ async fn effective(
         "admin": subject.admin,
         "groups": subject.groups,
         "permissions": crate::authorize::effective(&s, &subject),
+        "project_roles": crate::authorize::effective_project_roles(&index, &subject),
     })))
 }

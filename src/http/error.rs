@@ -64,6 +64,7 @@ impl From<DomainError> for ApiError {
         match e {
             DomainError::NotFound(_) => ApiError::NotFound(e.to_string()),
             DomainError::AlreadyExists(_) => ApiError::Conflict(e.to_string()),
+            DomainError::Conflict(m) => ApiError::Conflict(m),
             DomainError::Invalid { .. } => ApiError::BadRequest(e.to_string()),
         }
     }

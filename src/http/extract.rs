@@ -290,10 +290,19 @@ async fn authenticate(req: HttpRequest) -> Result<Principal, ApiError> {
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let rid = request_id(&req);
+    let ip = super::client_ip(&req, &app.config);
     let principal = app
         .auth
-        .authenticate(header.as_deref(), &app.state, &app.writer, &rid.0)
+        .authenticate(header.as_deref(), &app.state, &app.writer, &rid.0, ip)
         .await?;
+    // An access key is scoped to its entitlements: it may ask the authorize decision
+    // (which authenticates on its own), nothing else.
+    if principal.access_key {
+        return Err(ApiError::Forbidden(format!(
+            "`{}` is an access key: it is scoped to its entitlements and can only ask GET /access/api/v1/authorize",
+            principal.username
+        )));
+    }
     Ok(principal)
 }
 

@@ -4,6 +4,7 @@
 //! **Architecture invariant:** no handler touches the log; writes go through commands,
 //! reads come from the shared read models.
 
+mod access_keys;
 mod authorize;
 mod certs;
 pub mod error;
@@ -11,6 +12,8 @@ pub mod extract;
 mod groups;
 mod pairing;
 mod permissions;
+mod projects;
+mod repositories;
 mod signed_urls;
 mod system;
 mod tokens;
@@ -52,16 +55,15 @@ impl AppState {
 
     /// The compiled permission index for the current state.
     pub fn permission_index(&self) -> Arc<crate::authorize::PermissionIndex> {
-        let current = self.read().permissions.changed_seq;
         let index = self
             .permission_index
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        if index.built_from == current {
+        if index.is_current(&self.read()) {
             return index;
         }
-        let fresh = Arc::new(crate::authorize::PermissionIndex::build(&self.read()));
+        let fresh = Arc::new(index.refreshed(&self.read()));
         *self
             .permission_index
             .write()
@@ -147,6 +149,68 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/artifactory/api/v2/security/permissions/{name}"),
     ("PUT", "/artifactory/api/v2/security/permissions/{name}"),
     ("DELETE", "/artifactory/api/v2/security/permissions/{name}"),
+    ("GET", "/artifactory/api/repositories"),
+    ("GET", "/artifactory/api/repositories/{key}"),
+    ("PUT", "/artifactory/api/repositories/{key}"),
+    ("DELETE", "/artifactory/api/repositories/{key}"),
+    ("GET", "/access/api/v1/projects"),
+    ("POST", "/access/api/v1/projects"),
+    ("GET", "/access/api/v1/projects/{project_key}"),
+    ("PUT", "/access/api/v1/projects/{project_key}"),
+    ("DELETE", "/access/api/v1/projects/{project_key}"),
+    ("GET", "/access/api/v1/projects/{project_key}/users"),
+    ("GET", "/access/api/v1/projects/{project_key}/users/{name}"),
+    ("PUT", "/access/api/v1/projects/{project_key}/users/{name}"),
+    (
+        "DELETE",
+        "/access/api/v1/projects/{project_key}/users/{name}",
+    ),
+    ("GET", "/access/api/v1/projects/{project_key}/groups"),
+    ("GET", "/access/api/v1/projects/{project_key}/groups/{name}"),
+    ("PUT", "/access/api/v1/projects/{project_key}/groups/{name}"),
+    (
+        "DELETE",
+        "/access/api/v1/projects/{project_key}/groups/{name}",
+    ),
+    ("GET", "/access/api/v1/projects/{project_key}/roles"),
+    ("POST", "/access/api/v1/projects/{project_key}/roles"),
+    ("GET", "/access/api/v1/projects/{project_key}/roles/{role}"),
+    ("PUT", "/access/api/v1/projects/{project_key}/roles/{role}"),
+    (
+        "DELETE",
+        "/access/api/v1/projects/{project_key}/roles/{role}",
+    ),
+    (
+        "PUT",
+        "/access/api/v1/projects/_/attach/repositories/{repo}/{project_key}",
+    ),
+    (
+        "DELETE",
+        "/access/api/v1/projects/_/attach/repositories/{repo}",
+    ),
+    ("PUT", "/access/api/v1/projects/_/share/repositories/{repo}"),
+    (
+        "DELETE",
+        "/access/api/v1/projects/_/share/repositories/{repo}",
+    ),
+    (
+        "PUT",
+        "/access/api/v1/projects/_/share/repositories/{repo}/{project_key}",
+    ),
+    (
+        "DELETE",
+        "/access/api/v1/projects/_/share/repositories/{repo}/{project_key}",
+    ),
+    ("GET", "/access/api/v1/orgs/{org}/access_keys"),
+    ("POST", "/access/api/v1/orgs/{org}/access_keys"),
+    ("GET", "/access/api/v1/orgs/{org}/access_keys/{id}"),
+    ("PATCH", "/access/api/v1/orgs/{org}/access_keys/{id}"),
+    ("DELETE", "/access/api/v1/orgs/{org}/access_keys/{id}"),
+    ("GET", "/access/api/v1/orgs/{org}/entitlements"),
+    ("POST", "/access/api/v1/orgs/{org}/entitlements"),
+    ("GET", "/access/api/v1/orgs/{org}/entitlements/{id}"),
+    ("PATCH", "/access/api/v1/orgs/{org}/entitlements/{id}"),
+    ("DELETE", "/access/api/v1/orgs/{org}/entitlements/{id}"),
     ("GET", "/access/api/v1/authorize"),
     ("GET", "/access/api/v1/authorize/effective"),
 ];
@@ -179,6 +243,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     signed_urls::configure(cfg);
     pairing::configure(cfg);
     permissions::configure(cfg);
+    repositories::configure(cfg);
+    projects::configure(cfg);
+    access_keys::configure(cfg);
     authorize::configure(cfg);
     users::configure_aliases(cfg);
     cfg.default_service(web::to(not_found));
@@ -312,6 +379,34 @@ pub fn with_cursor(mut body: serde_json::Value, next: Option<String>) -> serde_j
         body["cursor"] = serde_json::Value::String(c);
     }
     body
+}
+
+/// The caller's address: the TCP peer, or — only when the peer is one of the configured
+/// `trusted-proxies` — the right-most `X-Forwarded-For` entry that is not itself a
+/// trusted proxy (the left-most entries are whatever the client chose to send).
+pub fn client_ip(req: &HttpRequest, config: &Config) -> Option<std::net::IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    let trusted = |ip: std::net::IpAddr| crate::auth::cidrs_contain(&config.trusted_proxies, ip);
+    if config.trusted_proxies.is_empty() || !trusted(peer) {
+        return Some(peer);
+    }
+    // Several headers are one list, in order.
+    let mut hops = Vec::new();
+    for value in req.headers().get_all("x-forwarded-for") {
+        let Ok(value) = value.to_str() else {
+            return Some(peer);
+        };
+        hops.extend(value.split(',').map(str::trim));
+    }
+    let mut client = peer;
+    for hop in hops.into_iter().rev() {
+        match hop.parse::<std::net::IpAddr>() {
+            Ok(ip) if trusted(ip) => client = ip,
+            Ok(ip) => return Some(ip),
+            Err(_) => return Some(client),
+        }
+    }
+    Some(client)
 }
 
 /// The base URL the client used, for `uri` fields.

@@ -1,0 +1,616 @@
+//! Bintray-style access keys and entitlements (seeds 000/001), under
+//! `/access/api/v1/orgs/{org}/…`. An access key signs in as `<id>@<org>` with its
+//! password and is *scoped*: it reaches only what its entitlements grant, through the
+//! authorize decision (`crate::authorize::decide_access_key`). Admin only.
+
+use super::error::ApiError;
+use super::extract::{Admin, Body, RequestId};
+use super::{query_param, resource, written, AppState};
+use crate::auth::{parse_cidr, password};
+use crate::domain::{self, Command, DomainError};
+use actix_web::{web, HttpRequest, HttpResponse};
+use gatehouse_projections::access_key_username;
+use gatehouse_schemas::{AccessKey, Entitlement, ExistenceCheck};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+const BASE: &str = "/access/api/v1/orgs/{org}";
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource(&format!("{BASE}/access_keys"))
+            .route(web::get().to(list_keys))
+            .route(web::post().to(create_key)),
+    )
+    .service(
+        resource(&format!("{BASE}/access_keys/{{id}}"))
+            .route(web::get().to(get_key))
+            .route(web::patch().to(update_key))
+            .route(web::delete().to(delete_key)),
+    )
+    .service(
+        resource(&format!("{BASE}/entitlements"))
+            .route(web::get().to(list_entitlements))
+            .route(web::post().to(create_entitlement)),
+    )
+    .service(
+        resource(&format!("{BASE}/entitlements/{{id}}"))
+            .route(web::get().to(get_entitlement))
+            .route(web::patch().to(update_entitlement))
+            .route(web::delete().to(delete_entitlement)),
+    );
+}
+
+/// Org names and key ids: what a name may be, minus `@` (it separates them when
+/// signing in) and at most 64 characters.
+fn validate_part(field: &str, v: &str) -> Result<(), DomainError> {
+    domain::validate_group_name(field, v)?;
+    if v.contains('@') || v.chars().count() > 64 || v.chars().any(char::is_whitespace) {
+        return Err(DomainError::invalid(
+            field,
+            "at most 64 characters, without `@` or whitespace",
+        ));
+    }
+    Ok(())
+}
+
+fn check_cidrs(field: &str, list: &[String]) -> Result<(), ApiError> {
+    for (i, c) in list.iter().enumerate() {
+        if parse_cidr(c).is_none() {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `{field}[{i}]`: `{}` is not a CIDR (like 10.0.0.0/8) or an IP address",
+                c.escape_debug()
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExistenceCheckIn {
+    url: String,
+    #[serde(default)]
+    cache_for_secs: u64,
+}
+
+fn existence_in(c: ExistenceCheckIn) -> Result<ExistenceCheck, ApiError> {
+    let url = c.url.trim();
+    let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+    if !scheme_ok || url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ApiError::BadRequest(
+            "invalid `existence_check.url`: an http:// or https:// URL".into(),
+        ));
+    }
+    if c.cache_for_secs > 30 * 24 * 3600 {
+        return Err(ApiError::BadRequest(
+            "invalid `existence_check.cache_for_secs`: at most 30 days".into(),
+        ));
+    }
+    Ok(ExistenceCheck {
+        url: url.to_string(),
+        cache_for_secs: c.cache_for_secs,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyIn {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    /// Unix milliseconds (Bintray's `expiry`); `null` in a PATCH removes the expiry.
+    #[serde(default)]
+    expiry: Option<Value>,
+    /// `null` in a PATCH removes the check.
+    #[serde(default)]
+    existence_check: Option<Value>,
+    #[serde(default, alias = "white_cidrs")]
+    allowed_cidrs: Option<Vec<String>>,
+    #[serde(default, alias = "black_cidrs")]
+    blocked_cidrs: Option<Vec<String>>,
+}
+
+fn key_out(k: &AccessKey) -> Value {
+    json!({
+        "id": k.id,
+        "org": k.org,
+        "username": access_key_username(&k.org, &k.id),
+        "expiry": k.expiry_ms,
+        "existence_check": k.existence_check.as_ref().map(|c| json!({"url": c.url, "cache_for_secs": c.cache_for_secs})),
+        "allowed_cidrs": k.allowed_cidrs,
+        "blocked_cidrs": k.blocked_cidrs,
+    })
+}
+
+async fn hash(password: String) -> Result<String, ApiError> {
+    domain::validate_password(&password)?;
+    web::block(move || password::hash(&password))
+        .await
+        .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))
+}
+
+/// Apply the fields of `body` to `key`; returns the generated password, if one was made.
+async fn apply_key_fields(
+    key: &mut AccessKey,
+    body: KeyIn,
+    creating: bool,
+) -> Result<Option<String>, ApiError> {
+    let mut generated = None;
+    match body.password {
+        Some(p) => key.password_hash = hash(p).await?,
+        None if creating => {
+            let p = password::generate();
+            key.password_hash = hash(p.clone()).await?;
+            generated = Some(p);
+        }
+        None => {}
+    }
+    match body.expiry {
+        None => {}
+        Some(Value::Null) => key.expiry_ms = None,
+        Some(v) => {
+            key.expiry_ms = Some(v.as_u64().ok_or_else(|| {
+                ApiError::BadRequest(
+                    "invalid `expiry`: unix time in milliseconds, or null for none".into(),
+                )
+            })?)
+        }
+    }
+    match body.existence_check {
+        None => {}
+        Some(Value::Null) => key.existence_check = None,
+        Some(v) => {
+            let c: ExistenceCheckIn = serde_json::from_value(v)
+                .map_err(|e| ApiError::BadRequest(format!("invalid `existence_check`: {e}")))?;
+            key.existence_check = Some(existence_in(c)?);
+        }
+    }
+    if let Some(list) = body.allowed_cidrs {
+        check_cidrs("allowed_cidrs", &list)?;
+        key.allowed_cidrs = list;
+    }
+    if let Some(list) = body.blocked_cidrs {
+        check_cidrs("blocked_cidrs", &list)?;
+        key.blocked_cidrs = list;
+    }
+    Ok(generated)
+}
+
+async fn list_keys(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    validate_part("org", &path)?;
+    let s = app.read();
+    let items: Vec<_> = s
+        .access_keys
+        .keys
+        .values()
+        .filter(|k| k.key.org == *path)
+        .map(|k| key_out(&k.key))
+        .collect();
+    Ok(HttpResponse::Ok().json(items))
+}
+
+/// 201 with the key; `password` is in the answer only when the server generated it
+/// (the one time it is ever shown).
+async fn create_key(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+    Body(body): Body<KeyIn>,
+) -> Result<HttpResponse, ApiError> {
+    let org = path.into_inner();
+    validate_part("org", &org)?;
+    let id = body
+        .id
+        .clone()
+        .ok_or_else(|| ApiError::BadRequest("invalid `id`: required".into()))?;
+    validate_part("id", &id)?;
+    let mut key = AccessKey {
+        org,
+        id,
+        ..Default::default()
+    };
+    let generated = apply_key_fields(&mut key, body, true).await?;
+    let committed = app
+        .submit(
+            Command::SaveAccessKey {
+                key: key.clone(),
+                create_only: true,
+            },
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
+    let mut out = key_out(&key);
+    if let Some(p) = generated {
+        out["password"] = Value::String(p);
+    }
+    Ok(written(HttpResponse::Created().json(out), committed))
+}
+
+fn find_key(app: &AppState, org: &str, id: &str) -> Result<AccessKey, ApiError> {
+    validate_part("org", org)?;
+    validate_part("id", id)?;
+    let name = access_key_username(org, id);
+    app.read()
+        .access_keys
+        .keys
+        .get(&name)
+        .map(|r| r.key.clone())
+        .ok_or_else(|| ApiError::NotFound(format!("access key `{name}` not found")))
+}
+
+async fn get_key(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let key = find_key(&app, &path.0, &path.1)?;
+    Ok(HttpResponse::Ok().json(key_out(&key)))
+}
+
+async fn update_key(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<(String, String)>,
+    Body(body): Body<KeyIn>,
+) -> Result<HttpResponse, ApiError> {
+    let mut key = find_key(&app, &path.0, &path.1)?;
+    if body.id.as_ref().is_some_and(|i| *i != key.id) {
+        return Err(ApiError::BadRequest(
+            "invalid `id`: must match the id in the path".into(),
+        ));
+    }
+    apply_key_fields(&mut key, body, false).await?;
+    let committed = app
+        .submit(
+            Command::SaveAccessKey {
+                key: key.clone(),
+                create_only: false,
+            },
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(HttpResponse::Ok().json(key_out(&key)), committed))
+}
+
+async fn delete_key(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (org, id) = path.into_inner();
+    validate_part("org", &org)?;
+    validate_part("id", &id)?;
+    let committed = app
+        .submit(
+            Command::DeleteAccessKey { org, id },
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(HttpResponse::NoContent().finish(), committed))
+}
+
+// ---- entitlements -----------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntitlementIn {
+    repo: String,
+    #[serde(default)]
+    package: Option<String>,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+    access: String,
+    #[serde(default)]
+    access_keys: Vec<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntitlementPatch {
+    #[serde(default)]
+    access: Option<String>,
+    #[serde(default)]
+    access_keys: Option<Vec<String>>,
+    #[serde(default)]
+    access_keys_add: Vec<String>,
+    #[serde(default)]
+    access_keys_remove: Vec<String>,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    #[serde(default)]
+    tags_add: Vec<String>,
+    #[serde(default)]
+    tags_remove: Vec<String>,
+}
+
+pub fn entitlement_out(e: &Entitlement) -> Value {
+    json!({
+        "id": e.id,
+        "org": e.org,
+        "repo": e.repo,
+        "package": e.package,
+        "version": e.version,
+        "path": e.path,
+        "scope": crate::authorize::entitlement_scope(e),
+        "access": e.access,
+        "access_keys": e.access_keys,
+        "tags": e.tags,
+    })
+}
+
+fn check_access(a: &str) -> Result<(), ApiError> {
+    if a == "r" || a == "rw" {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "invalid `access`: `{}` (use r or rw)",
+            a.escape_debug()
+        )))
+    }
+}
+
+fn check_segment(field: &str, v: &str) -> Result<(), ApiError> {
+    if v.is_empty()
+        || v.len() > 256
+        || v.contains('/')
+        || v == "."
+        || v == ".."
+        || v.chars().any(|c| c.is_control())
+    {
+        return Err(ApiError::BadRequest(format!(
+            "invalid `{field}`: one path segment, 1 to 256 characters"
+        )));
+    }
+    Ok(())
+}
+
+fn check_tags(field: &str, tags: &[String]) -> Result<(), ApiError> {
+    for (i, t) in tags.iter().enumerate() {
+        if t.trim().is_empty() || t.chars().count() > 128 || t.chars().any(char::is_control) {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `{field}[{i}]`: 1 to 128 characters, no control characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_key_ids(field: &str, ids: &[String]) -> Result<(), ApiError> {
+    for (i, k) in ids.iter().enumerate() {
+        validate_part(&format!("{field}[{i}]"), k)?;
+    }
+    Ok(())
+}
+
+fn merged(list: &mut Vec<String>, add: &[String], remove: &[String]) {
+    list.retain(|x| !remove.contains(x));
+    for a in add {
+        if !list.contains(a) {
+            list.push(a.clone());
+        }
+    }
+}
+
+async fn create_entitlement(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+    Body(body): Body<EntitlementIn>,
+) -> Result<HttpResponse, ApiError> {
+    let org = path.into_inner();
+    validate_part("org", &org)?;
+    super::repositories::validate_repo_key("repo", &body.repo)?;
+    if let Some(p) = &body.package {
+        check_segment("package", p)?;
+    }
+    if let Some(v) = &body.version {
+        check_segment("version", v)?;
+        if body.package.is_none() {
+            return Err(ApiError::BadRequest(
+                "invalid `version`: a version entitlement needs its `package`".into(),
+            ));
+        }
+    }
+    if let Some(p) = &body.path {
+        if body.package.is_some() {
+            return Err(ApiError::BadRequest(
+                "invalid `path`: give a package (and version) or a path, not both".into(),
+            ));
+        }
+        let trimmed = p.trim_matches('/');
+        if trimmed.is_empty()
+            || p.len() > 1024
+            || trimmed
+                .split('/')
+                .any(|s| s.is_empty() || s == "." || s == "..")
+            || p.chars().any(char::is_control)
+        {
+            return Err(ApiError::BadRequest(
+                "invalid `path`: a relative path inside the repository, like `a/b`".into(),
+            ));
+        }
+    }
+    check_access(&body.access)?;
+    check_key_ids("access_keys", &body.access_keys)?;
+    check_tags("tags", &body.tags)?;
+    let mut keys = Vec::new();
+    merged(&mut keys, &body.access_keys, &[]);
+    let mut tags = Vec::new();
+    merged(&mut tags, &body.tags, &[]);
+    let entitlement = Entitlement {
+        id: ulid::Ulid::new().to_string().to_lowercase(),
+        org,
+        repo: body.repo,
+        package: body.package,
+        version: body.version,
+        path: body.path.map(|p| p.trim_matches('/').to_string()),
+        access: body.access,
+        access_keys: keys,
+        tags,
+    };
+    let committed = app
+        .submit(
+            Command::SaveEntitlement {
+                entitlement: entitlement.clone(),
+                create_only: true,
+            },
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(
+        HttpResponse::Created().json(entitlement_out(&entitlement)),
+        committed,
+    ))
+}
+
+/// List and search: every filter given must match (`tag`, `access_key`, `access`,
+/// `repo`, `package`, `version`, `path`).
+async fn list_entitlements(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let org = path.into_inner();
+    validate_part("org", &org)?;
+    let tag = query_param(&req, "tag")?;
+    let key = query_param(&req, "access_key")?;
+    let access = query_param(&req, "access")?;
+    if let Some(a) = &access {
+        check_access(a)?;
+    }
+    let repo = query_param(&req, "repo")?;
+    let package = query_param(&req, "package")?;
+    let version = query_param(&req, "version")?;
+    let epath = query_param(&req, "path")?.map(|p| p.trim_matches('/').to_string());
+    let s = app.read();
+    let items: Vec<_> = s
+        .access_keys
+        .entitlements
+        .values()
+        .map(|r| &r.entitlement)
+        .filter(|e| e.org == org)
+        .filter(|e| tag.as_ref().is_none_or(|t| e.tags.contains(t)))
+        .filter(|e| key.as_ref().is_none_or(|k| e.access_keys.contains(k)))
+        .filter(|e| access.as_ref().is_none_or(|a| e.access == *a))
+        .filter(|e| repo.as_ref().is_none_or(|r| e.repo == *r))
+        .filter(|e| {
+            package
+                .as_ref()
+                .is_none_or(|p| e.package.as_ref() == Some(p))
+        })
+        .filter(|e| {
+            version
+                .as_ref()
+                .is_none_or(|v| e.version.as_ref() == Some(v))
+        })
+        .filter(|e| epath.as_ref().is_none_or(|p| e.path.as_ref() == Some(p)))
+        .map(entitlement_out)
+        .collect();
+    Ok(HttpResponse::Ok().json(items))
+}
+
+fn find_entitlement(app: &AppState, org: &str, id: &str) -> Result<Entitlement, ApiError> {
+    validate_part("org", org)?;
+    app.read()
+        .access_keys
+        .entitlements
+        .get(id)
+        .filter(|e| e.entitlement.org == org)
+        .map(|e| e.entitlement.clone())
+        .ok_or_else(|| ApiError::NotFound(format!("entitlement `{id}` not found in org `{org}`")))
+}
+
+async fn get_entitlement(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let e = find_entitlement(&app, &path.0, &path.1)?;
+    Ok(HttpResponse::Ok().json(entitlement_out(&e)))
+}
+
+/// Change access, replace or add/remove keys and tags (Bintray's `tags_add`,
+/// `tags_remove`, `access_keys_add`, `access_keys_remove`).
+async fn update_entitlement(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<(String, String)>,
+    Body(body): Body<EntitlementPatch>,
+) -> Result<HttpResponse, ApiError> {
+    let mut e = find_entitlement(&app, &path.0, &path.1)?;
+    if let Some(a) = body.access {
+        check_access(&a)?;
+        e.access = a;
+    }
+    if let Some(keys) = &body.access_keys {
+        check_key_ids("access_keys", keys)?;
+        e.access_keys.clear();
+        merged(&mut e.access_keys, keys, &[]);
+    }
+    check_key_ids("access_keys_add", &body.access_keys_add)?;
+    check_key_ids("access_keys_remove", &body.access_keys_remove)?;
+    merged(
+        &mut e.access_keys,
+        &body.access_keys_add,
+        &body.access_keys_remove,
+    );
+    if let Some(tags) = &body.tags {
+        check_tags("tags", tags)?;
+        e.tags.clear();
+        merged(&mut e.tags, tags, &[]);
+    }
+    check_tags("tags_add", &body.tags_add)?;
+    merged(&mut e.tags, &body.tags_add, &body.tags_remove);
+    let committed = app
+        .submit(
+            Command::SaveEntitlement {
+                entitlement: e.clone(),
+                create_only: false,
+            },
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(
+        HttpResponse::Ok().json(entitlement_out(&e)),
+        committed,
+    ))
+}
+
+async fn delete_entitlement(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (org, id) = path.into_inner();
+    validate_part("org", &org)?;
+    let committed = app
+        .submit(
+            Command::DeleteEntitlement { org, id },
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(HttpResponse::NoContent().finish(), committed))
+}

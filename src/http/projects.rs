@@ -1,0 +1,919 @@
+//! Projects (seed 004 "PROJECTS"): projects, their members and roles, and repository
+//! assignment and sharing. Roles' repository actions feed the authorize decision
+//! (`crate::authorize::ProjectIndex`).
+//!
+//! Who may do what, as the seed says: a platform admin everything; a member holding the
+//! `Project Admin` role in a project may read it, manage its members when
+//! `admin_privileges.manage_members` is set, and its roles and repository assignment
+//! when `admin_privileges.manage_resources` is set. Creating, changing and deleting
+//! projects, moving and sharing repositories stay with platform admins.
+
+use super::error::ApiError;
+use super::extract::{Admin, Body, Caller, RequestId};
+use super::repositories::normalize_environment;
+use super::{query_param, resource, written, AppState};
+use crate::auth::Principal;
+use crate::authorize::{Subject, ROLE_ACTIONS};
+use crate::domain::{self, Command, DomainError};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use gatehouse_projections::{predefined_roles, ProjectRecord, State};
+use gatehouse_schemas::{AdminPrivileges, Project, ProjectRole};
+use serde::Deserialize;
+use serde_json::json;
+
+const BASE: &str = "/access/api/v1/projects";
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let r = |p: &str| resource(&format!("{BASE}{p}"));
+    cfg.service(
+        r("")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(r("/_/attach/repositories/{repo}/{project_key}").route(web::put().to(attach)))
+    .service(r("/_/attach/repositories/{repo}").route(web::delete().to(unassign)))
+    .service(
+        r("/_/share/repositories/{repo}/{project_key}")
+            .route(web::put().to(share_one))
+            .route(web::delete().to(unshare_one)),
+    )
+    .service(
+        r("/_/share/repositories/{repo}")
+            .route(web::put().to(share_all))
+            .route(web::delete().to(unshare_all)),
+    )
+    .service(
+        r("/{project_key}")
+            .route(web::get().to(get))
+            .route(web::put().to(update))
+            .route(web::delete().to(delete)),
+    )
+    .service(r("/{project_key}/users").route(web::get().to(list_users)))
+    .service(
+        r("/{project_key}/users/{name}")
+            .route(web::get().to(get_user))
+            .route(web::put().to(put_user))
+            .route(web::delete().to(delete_user)),
+    )
+    .service(r("/{project_key}/groups").route(web::get().to(list_groups)))
+    .service(
+        r("/{project_key}/groups/{name}")
+            .route(web::get().to(get_group))
+            .route(web::put().to(put_group))
+            .route(web::delete().to(delete_group)),
+    )
+    .service(
+        r("/{project_key}/roles")
+            .route(web::get().to(list_roles))
+            .route(web::post().to(create_role)),
+    )
+    .service(
+        r("/{project_key}/roles/{role}")
+            .route(web::get().to(get_role))
+            .route(web::put().to(update_role))
+            .route(web::delete().to(delete_role)),
+    );
+}
+
+/// What a request needs beyond being a project admin.
+#[derive(Clone, Copy)]
+enum Need {
+    View,
+    Members,
+    Resources,
+}
+
+/// Whether the caller holds the `Project Admin` role in the project (directly or
+/// through a group its credentials carry).
+fn is_project_admin(s: &State, p: &ProjectRecord, caller: &Principal) -> bool {
+    let subject = Subject::new(
+        &s.directory,
+        &caller.username,
+        caller.admin,
+        caller.token.as_ref().map(|t| t.scope.as_str()),
+    );
+    let holds = |roles: &std::collections::BTreeSet<String>| roles.contains("Project Admin");
+    (subject.own_grants && p.users.get(&caller.username).is_some_and(holds))
+        || subject
+            .groups
+            .iter()
+            .any(|g| p.groups.get(g).is_some_and(holds))
+}
+
+/// Check the caller may act on the project; 404 for an admin asking about a missing
+/// project, 403 for anyone else (a non-admin learns nothing about other projects).
+fn check(s: &State, caller: &Principal, key: &str, need: Need) -> Result<(), ApiError> {
+    let project = s.projects.by_key.get(key);
+    if caller.admin {
+        return project
+            .map(|_| ())
+            .ok_or_else(|| ApiError::NotFound(format!("project `{key}` not found")));
+    }
+    let Some(p) = project.filter(|p| is_project_admin(s, p, caller)) else {
+        return Err(ApiError::Forbidden(format!(
+            "this needs an admin or a Project Admin of `{key}`"
+        )));
+    };
+    let privileges = &p.config.admin_privileges;
+    match need {
+        Need::View => Ok(()),
+        Need::Members if privileges.manage_members => Ok(()),
+        Need::Resources if privileges.manage_resources => Ok(()),
+        Need::Members => Err(ApiError::Forbidden(format!(
+            "project `{key}` does not let its admins manage members (admin_privileges.manage_members)"
+        ))),
+        Need::Resources => Err(ApiError::Forbidden(format!(
+            "project `{key}` does not let its admins manage resources (admin_privileges.manage_resources)"
+        ))),
+    }
+}
+
+/// Project keys: 2 to 32 lower-case letters and digits, starting with a letter (the
+/// key prefixes repository names, so it must be URL- and file-name-safe).
+fn validate_project_key(field: &str, key: &str) -> Result<(), DomainError> {
+    let ok = (2..=32).contains(&key.len())
+        && key.starts_with(|c: char| c.is_ascii_lowercase())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(DomainError::invalid(
+            field,
+            format!(
+                "`{}` is not a project key (2 to 32 lower-case letters and digits, starting with a letter)",
+                key.escape_debug()
+            ),
+        ))
+    }
+}
+
+fn check_text(field: &str, v: &str, max: usize, required: bool) -> Result<(), ApiError> {
+    if required && v.trim().is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "invalid `{field}`: must not be empty"
+        )));
+    }
+    if v.chars().count() > max || v.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(format!(
+            "invalid `{field}`: at most {max} characters, no control characters"
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PrivilegesIn {
+    manage_members: Option<bool>,
+    manage_resources: Option<bool>,
+    manage_security_assets: Option<bool>,
+    index_resources: Option<bool>,
+    allow_ignore_rules: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectIn {
+    project_key: Option<String>,
+    display_name: Option<String>,
+    description: Option<String>,
+    /// The seed's update sample spells it `admin_priviledges`.
+    #[serde(alias = "admin_priviledges")]
+    admin_privileges: Option<PrivilegesIn>,
+    storage_quota_bytes: Option<i64>,
+    soft_limit: Option<bool>,
+    storage_quota_email_notification: Option<bool>,
+}
+
+/// Apply the fields given to `base` (all of them for a new project).
+fn merge(mut base: Project, body: ProjectIn) -> Result<Project, ApiError> {
+    if let Some(v) = body.display_name {
+        check_text("display_name", &v, 64, true)?;
+        base.display_name = v;
+    }
+    if let Some(v) = body.description {
+        check_text("description", &v, 2048, false)?;
+        base.description = Some(v).filter(|d| !d.is_empty());
+    }
+    if let Some(p) = body.admin_privileges {
+        let a: &mut AdminPrivileges = &mut base.admin_privileges;
+        for (slot, v) in [
+            (&mut a.manage_members, p.manage_members),
+            (&mut a.manage_resources, p.manage_resources),
+            (&mut a.manage_security_assets, p.manage_security_assets),
+            (&mut a.index_resources, p.index_resources),
+            (&mut a.allow_ignore_rules, p.allow_ignore_rules),
+        ] {
+            if let Some(v) = v {
+                *slot = v;
+            }
+        }
+    }
+    if let Some(q) = body.storage_quota_bytes {
+        if q < -1 {
+            return Err(ApiError::BadRequest(
+                "invalid `storage_quota_bytes`: -1 (no quota) or a number of bytes".into(),
+            ));
+        }
+        base.storage_quota_bytes = q;
+    }
+    if let Some(v) = body.soft_limit {
+        base.soft_limit = v;
+    }
+    if let Some(v) = body.storage_quota_email_notification {
+        base.storage_quota_email_notification = v;
+    }
+    Ok(base)
+}
+
+fn project_out(p: &Project) -> serde_json::Value {
+    json!({
+        "project_key": p.project_key,
+        "display_name": p.display_name,
+        "description": p.description.clone().unwrap_or_default(),
+        "admin_privileges": {
+            "manage_members": p.admin_privileges.manage_members,
+            "manage_resources": p.admin_privileges.manage_resources,
+            "manage_security_assets": p.admin_privileges.manage_security_assets,
+            "index_resources": p.admin_privileges.index_resources,
+            "allow_ignore_rules": p.admin_privileges.allow_ignore_rules,
+        },
+        "storage_quota_bytes": p.storage_quota_bytes,
+        "soft_limit": p.soft_limit,
+        "storage_quota_email_notification": p.storage_quota_email_notification,
+    })
+}
+
+fn project_key(path: &str) -> Result<String, ApiError> {
+    validate_project_key("project_key", path)?;
+    Ok(path.to_string())
+}
+
+async fn list(app: web::Data<AppState>, caller: Caller) -> HttpResponse {
+    let s = app.read();
+    let items: Vec<_> = s
+        .projects
+        .by_key
+        .values()
+        .filter(|p| caller.0.admin || is_project_admin(&s, p, &caller.0))
+        .map(|p| project_out(&p.config))
+        .collect();
+    HttpResponse::Ok().json(items)
+}
+
+async fn create(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    Body(body): Body<ProjectIn>,
+) -> Result<HttpResponse, ApiError> {
+    let key = body
+        .project_key
+        .clone()
+        .ok_or_else(|| ApiError::BadRequest("invalid `project_key`: required".into()))?;
+    validate_project_key("project_key", &key)?;
+    if body.display_name.is_none() {
+        return Err(ApiError::BadRequest(
+            "invalid `display_name`: required".into(),
+        ));
+    }
+    let base = Project {
+        project_key: key.clone(),
+        storage_quota_bytes: -1,
+        storage_quota_email_notification: true,
+        ..Default::default()
+    };
+    let project = merge(base, body)?;
+    let committed = app
+        .submit(
+            Command::SaveProject {
+                project: project.clone(),
+                create_only: true,
+            },
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(
+        HttpResponse::Created().json(project_out(&project)),
+        committed,
+    ))
+}
+
+async fn get(
+    app: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let key = project_key(&path)?;
+    let s = app.read();
+    check(&s, &caller.0, &key, Need::View)?;
+    Ok(HttpResponse::Ok().json(project_out(&s.projects.by_key[&key].config)))
+}
+
+async fn update(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+    Body(body): Body<ProjectIn>,
+) -> Result<HttpResponse, ApiError> {
+    let key = project_key(&path)?;
+    if body.project_key.as_ref().is_some_and(|k| *k != key) {
+        return Err(ApiError::BadRequest(
+            "invalid `project_key`: must match the key in the path".into(),
+        ));
+    }
+    let current = app
+        .read()
+        .projects
+        .by_key
+        .get(&key)
+        .map(|p| p.config.clone())
+        .ok_or_else(|| ApiError::NotFound(format!("project `{key}` not found")))?;
+    let project = merge(current, body)?;
+    let committed = app
+        .submit(
+            Command::SaveProject {
+                project: project.clone(),
+                create_only: false,
+            },
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(
+        HttpResponse::Ok().json(project_out(&project)),
+        committed,
+    ))
+}
+
+async fn delete(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let key = project_key(&path)?;
+    let committed = app
+        .submit(
+            Command::DeleteProject { project_key: key },
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(HttpResponse::NoContent().finish(), committed))
+}
+
+// ---- members ----------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberIn {
+    #[serde(default)]
+    name: Option<String>,
+    roles: Vec<String>,
+}
+
+fn members_of<'a>(
+    p: &'a ProjectRecord,
+    kind: &str,
+) -> &'a std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    if kind == "group" {
+        &p.groups
+    } else {
+        &p.users
+    }
+}
+
+fn list_members(
+    app: &AppState,
+    caller: &Principal,
+    key: &str,
+    kind: &str,
+) -> Result<HttpResponse, ApiError> {
+    let key = project_key(key)?;
+    let s = app.read();
+    check(&s, caller, &key, Need::Members)?;
+    let items: Vec<_> = members_of(&s.projects.by_key[&key], kind)
+        .iter()
+        .map(|(name, roles)| json!({"name": name, "roles": roles}))
+        .collect();
+    Ok(HttpResponse::Ok().json(items))
+}
+
+fn get_member(
+    app: &AppState,
+    caller: &Principal,
+    key: &str,
+    kind: &str,
+    name: &str,
+) -> Result<HttpResponse, ApiError> {
+    let key = project_key(key)?;
+    let name = member_name(kind, name)?;
+    let s = app.read();
+    check(&s, caller, &key, Need::Members)?;
+    let roles = members_of(&s.projects.by_key[&key], kind)
+        .get(&name)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "{kind} `{name}` is not a member of project `{key}`"
+            ))
+        })?;
+    Ok(HttpResponse::Ok().json(json!({"name": name, "roles": roles})))
+}
+
+fn member_name(kind: &str, name: &str) -> Result<String, ApiError> {
+    if kind == "group" {
+        domain::validate_group_name("name", name)?;
+        Ok(name.to_string())
+    } else {
+        Ok(domain::normalize_username("name", name)?)
+    }
+}
+
+async fn put_member(
+    app: &AppState,
+    caller: &Principal,
+    rid: &RequestId,
+    key: &str,
+    kind: &str,
+    name: &str,
+    body: MemberIn,
+) -> Result<HttpResponse, ApiError> {
+    let key = project_key(key)?;
+    let name = member_name(kind, name)?;
+    {
+        let s = app.read();
+        check(&s, caller, &key, Need::Members)?;
+    }
+    if let Some(n) = &body.name {
+        if member_name(kind, n)? != name {
+            return Err(ApiError::BadRequest(
+                "invalid `name`: must match the name in the path".into(),
+            ));
+        }
+    }
+    let committed = app
+        .submit(
+            Command::SetProjectMember {
+                project_key: key.clone(),
+                kind: kind.into(),
+                name: name.clone(),
+                roles: body.roles,
+            },
+            &caller.username,
+            rid,
+        )
+        .await?;
+    let s = app.read();
+    let roles = s
+        .projects
+        .by_key
+        .get(&key)
+        .and_then(|p| members_of(p, kind).get(&name).cloned())
+        .unwrap_or_default();
+    Ok(written(
+        HttpResponse::Ok().json(json!({"name": name, "roles": roles})),
+        committed,
+    ))
+}
+
+async fn delete_member(
+    app: &AppState,
+    caller: &Principal,
+    rid: &RequestId,
+    key: &str,
+    kind: &str,
+    name: &str,
+) -> Result<HttpResponse, ApiError> {
+    let key = project_key(key)?;
+    let name = member_name(kind, name)?;
+    {
+        let s = app.read();
+        check(&s, caller, &key, Need::Members)?;
+    }
+    let committed = app
+        .submit(
+            Command::RemoveProjectMember {
+                project_key: key,
+                kind: kind.into(),
+                name,
+            },
+            &caller.username,
+            rid,
+        )
+        .await?;
+    Ok(written(HttpResponse::NoContent().finish(), committed))
+}
+
+async fn list_users(
+    app: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    list_members(&app, &caller.0, &path, "user")
+}
+
+async fn list_groups(
+    app: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    list_members(&app, &caller.0, &path, "group")
+}
+
+async fn get_user(
+    app: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    get_member(&app, &caller.0, &path.0, "user", &path.1)
+}
+
+async fn get_group(
+    app: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    get_member(&app, &caller.0, &path.0, "group", &path.1)
+}
+
+async fn put_user(
+    app: web::Data<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    path: web::Path<(String, String)>,
+    Body(body): Body<MemberIn>,
+) -> Result<HttpResponse, ApiError> {
+    put_member(&app, &caller.0, &rid, &path.0, "user", &path.1, body).await
+}
+
+async fn put_group(
+    app: web::Data<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    path: web::Path<(String, String)>,
+    Body(body): Body<MemberIn>,
+) -> Result<HttpResponse, ApiError> {
+    put_member(&app, &caller.0, &rid, &path.0, "group", &path.1, body).await
+}
+
+async fn delete_user(
+    app: web::Data<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    delete_member(&app, &caller.0, &rid, &path.0, "user", &path.1).await
+}
+
+async fn delete_group(
+    app: web::Data<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    delete_member(&app, &caller.0, &rid, &path.0, "group", &path.1).await
+}
+
+// ---- roles ------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleIn {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    actions: Vec<String>,
+    environments: Vec<String>,
+    /// Roles made through the API are always `CUSTOM` (the seed's sample sends
+    /// `PREDEFINED` and gets `CUSTOM` back).
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+}
+
+fn role_out(r: &ProjectRole, predefined: bool) -> serde_json::Value {
+    json!({
+        "name": r.name,
+        "description": r.description,
+        "actions": r.actions,
+        "type": if predefined { "PREDEFINED" } else { "CUSTOM" },
+        "environments": r.environments,
+    })
+}
+
+fn role_in(name: &str, body: RoleIn) -> Result<ProjectRole, ApiError> {
+    check_text("name", name, 64, true)?;
+    if name.trim() != name {
+        return Err(ApiError::BadRequest(
+            "invalid `name`: must not start or end with whitespace".into(),
+        ));
+    }
+    if let Some(k) = &body.kind {
+        if k != "CUSTOM" && k != "PREDEFINED" {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `type`: `{}` (use CUSTOM)",
+                k.escape_debug()
+            )));
+        }
+    }
+    if let Some(d) = &body.description {
+        check_text("description", d, 2048, false)?;
+    }
+    if body.actions.is_empty() {
+        return Err(ApiError::BadRequest(
+            "invalid `actions`: give at least one action".into(),
+        ));
+    }
+    let mut actions = Vec::new();
+    for (i, a) in body.actions.iter().enumerate() {
+        if !ROLE_ACTIONS.contains(&a.as_str()) {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `actions[{i}]`: unknown action `{}` (use {})",
+                a.escape_debug(),
+                ROLE_ACTIONS.join(", ")
+            )));
+        }
+        if !actions.contains(a) {
+            actions.push(a.clone());
+        }
+    }
+    if body.environments.is_empty() {
+        return Err(ApiError::BadRequest(
+            "invalid `environments`: give at least one environment".into(),
+        ));
+    }
+    let mut environments = Vec::new();
+    for (i, e) in body.environments.iter().enumerate() {
+        let e = normalize_environment(&format!("environments[{i}]"), e)?;
+        if !environments.contains(&e) {
+            environments.push(e);
+        }
+    }
+    Ok(ProjectRole {
+        name: name.to_string(),
+        description: body.description.filter(|d| !d.is_empty()),
+        actions,
+        environments,
+    })
+}
+
+async fn list_roles(
+    app: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let key = project_key(&path)?;
+    let s = app.read();
+    check(&s, &caller.0, &key, Need::Resources)?;
+    let p = &s.projects.by_key[&key];
+    let items: Vec<_> = predefined_roles()
+        .iter()
+        .map(|r| role_out(r, true))
+        .chain(p.roles.values().map(|r| role_out(r, false)))
+        .collect();
+    Ok(HttpResponse::Ok().json(items))
+}
+
+async fn get_role(
+    app: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let key = project_key(&path.0)?;
+    let s = app.read();
+    check(&s, &caller.0, &key, Need::View)?;
+    let p = &s.projects.by_key[&key];
+    let role = p.role(&path.1).ok_or_else(|| {
+        ApiError::NotFound(format!("role `{}` not found in project `{key}`", path.1))
+    })?;
+    Ok(HttpResponse::Ok().json(role_out(&role, !p.roles.contains_key(&path.1))))
+}
+
+async fn save_role(
+    app: &AppState,
+    caller: &Principal,
+    rid: &RequestId,
+    key: &str,
+    name: &str,
+    body: RoleIn,
+    create_only: bool,
+) -> Result<HttpResponse, ApiError> {
+    let key = project_key(key)?;
+    {
+        let s = app.read();
+        check(&s, caller, &key, Need::Resources)?;
+    }
+    let role = role_in(name, body)?;
+    let committed = app
+        .submit(
+            Command::SaveProjectRole {
+                project_key: key,
+                role: role.clone(),
+                create_only,
+            },
+            &caller.username,
+            rid,
+        )
+        .await?;
+    let status = if create_only {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(written(
+        HttpResponse::build(status).json(role_out(&role, false)),
+        committed,
+    ))
+}
+
+async fn create_role(
+    app: web::Data<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    path: web::Path<String>,
+    Body(body): Body<RoleIn>,
+) -> Result<HttpResponse, ApiError> {
+    let name = body
+        .name
+        .clone()
+        .ok_or_else(|| ApiError::BadRequest("invalid `name`: required".into()))?;
+    save_role(&app, &caller.0, &rid, &path, &name, body, true).await
+}
+
+async fn update_role(
+    app: web::Data<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    path: web::Path<(String, String)>,
+    Body(body): Body<RoleIn>,
+) -> Result<HttpResponse, ApiError> {
+    if body.name.as_ref().is_some_and(|n| *n != path.1) {
+        return Err(ApiError::BadRequest(
+            "invalid `name`: must match the role in the path (roles cannot be renamed)".into(),
+        ));
+    }
+    save_role(&app, &caller.0, &rid, &path.0, &path.1, body, false).await
+}
+
+async fn delete_role(
+    app: web::Data<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let key = project_key(&path.0)?;
+    {
+        let s = app.read();
+        check(&s, &caller.0, &key, Need::Resources)?;
+    }
+    let committed = app
+        .submit(
+            Command::DeleteProjectRole {
+                project_key: key,
+                role: path.1.clone(),
+            },
+            &caller.0.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(HttpResponse::NoContent().finish(), committed))
+}
+
+// ---- repositories -----------------------------------------------------------------
+
+fn force_param(req: &HttpRequest) -> Result<bool, ApiError> {
+    match query_param(req, "force")?.as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") | Some("") => Ok(true),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "invalid `force`: `{}` (use true or false)",
+            other.escape_debug()
+        ))),
+    }
+}
+
+async fn attach(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (repo, key) = path.into_inner();
+    let key = project_key(&key)?;
+    let force = force_param(&req)?;
+    let committed = app
+        .submit(
+            Command::AttachRepository {
+                repo,
+                project_key: key,
+                force,
+            },
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(HttpResponse::NoContent().finish(), committed))
+}
+
+/// Unassign: an admin, or an admin of the repository's project with `manage_resources`.
+async fn unassign(
+    app: web::Data<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let repo = path.into_inner();
+    if !caller.0.admin {
+        let s = app.read();
+        let owner = s
+            .repositories
+            .by_key
+            .get(&repo)
+            .and_then(|r| r.project.clone());
+        match owner {
+            Some(p) => check(&s, &caller.0, &p, Need::Resources)?,
+            None => {
+                return Err(ApiError::Forbidden(
+                    "this needs an admin or a Project Admin of the repository's project".into(),
+                ))
+            }
+        }
+    }
+    let committed = app
+        .submit(
+            Command::UnassignRepository { repo },
+            &caller.0.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(HttpResponse::NoContent().finish(), committed))
+}
+
+async fn share(
+    app: &AppState,
+    admin: &Admin,
+    rid: &RequestId,
+    repo: String,
+    target: Option<String>,
+    on: bool,
+) -> Result<HttpResponse, ApiError> {
+    let target = target.map(|k| project_key(&k)).transpose()?;
+    let command = if on {
+        Command::ShareRepository {
+            repo,
+            project_key: target,
+        }
+    } else {
+        Command::UnshareRepository {
+            repo,
+            project_key: target,
+        }
+    };
+    let committed = app.submit(command, &admin.0.username, rid).await?;
+    Ok(written(HttpResponse::NoContent().finish(), committed))
+}
+
+async fn share_all(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    share(&app, &admin, &rid, path.into_inner(), None, true).await
+}
+
+async fn unshare_all(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    share(&app, &admin, &rid, path.into_inner(), None, false).await
+}
+
+async fn share_one(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (repo, key) = path.into_inner();
+    share(&app, &admin, &rid, repo, Some(key), true).await
+}
+
+async fn unshare_one(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (repo, key) = path.into_inner();
+    share(&app, &admin, &rid, repo, Some(key), false).await
+}

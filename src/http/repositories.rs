@@ -1,0 +1,223 @@
+//! The repository registry (`/artifactory/api/repositories`): the few facts about a
+//! repository that access decisions need — its class (for `ANY LOCAL` / `ANY REMOTE`),
+//! its environments (for project roles) — and its project assignment and sharing.
+//! Gatehouse stores no artifacts; a file server registers its repositories here.
+
+use super::error::ApiError;
+use super::extract::{Admin, Body, Caller, RequestId};
+use super::{resource, written, AppState};
+use crate::domain::{Command, DomainError};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use gatehouse_projections::RepositoryRecord;
+use gatehouse_schemas::Repository;
+use serde::Deserialize;
+use serde_json::json;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/artifactory/api/repositories").route(web::get().to(list)))
+        .service(
+            resource("/artifactory/api/repositories/{key}")
+                .route(web::get().to(get))
+                .route(web::put().to(save))
+                .route(web::delete().to(delete)),
+        );
+}
+
+pub const CLASSES: &[&str] = &["local", "remote", "virtual", "federated"];
+
+/// Repository keys as Artifactory allows them: letters, digits, `-`, `_`, `.`; at most
+/// 64 characters.
+pub fn validate_repo_key(field: &str, key: &str) -> Result<(), DomainError> {
+    if key.is_empty() || key.len() > 64 {
+        return Err(DomainError::invalid(field, "must be 1 to 64 characters"));
+    }
+    if key == "." || key == ".." {
+        return Err(DomainError::invalid(field, "must not be `.` or `..`"));
+    }
+    if let Some(c) = key
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(DomainError::invalid(
+            field,
+            format!(
+                "must contain only letters, digits, `-`, `_` and `.` (found `{}`)",
+                c.escape_debug()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Environment names (`DEV`, `PROD`, custom), stored upper-case.
+pub fn normalize_environment(field: &str, env: &str) -> Result<String, DomainError> {
+    if env.is_empty()
+        || env.len() > 32
+        || !env
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+    {
+        return Err(DomainError::invalid(
+            field,
+            format!(
+                "`{}` is not an environment name (1 to 32 letters, digits, `-`, `_`)",
+                env.escape_debug()
+            ),
+        ));
+    }
+    Ok(env.to_ascii_uppercase())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RepositoryIn {
+    #[serde(default)]
+    key: Option<String>,
+    rclass: String,
+    #[serde(default, rename = "packageType", alias = "package_type")]
+    package_type: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    environments: Option<Vec<String>>,
+    /// Accepted so that a GET body can be sent back; assignment itself is the projects
+    /// API's job (`PUT /access/api/v1/projects/_/attach/repositories/...`).
+    #[serde(default, rename = "projectKey", alias = "project_key")]
+    project_key: Option<String>,
+}
+
+pub fn repository_out(r: &RepositoryRecord) -> serde_json::Value {
+    let c = &r.config;
+    json!({
+        "key": c.key,
+        "rclass": c.rclass,
+        "packageType": c.package_type,
+        "description": c.description,
+        "environments": crate::authorize::repository_environments(c),
+        "projectKey": r.project,
+        "sharedWithAllProjects": r.shared_with_all,
+        "sharedWithProjects": r.shared_with,
+    })
+}
+
+async fn list(app: web::Data<AppState>, _caller: Caller) -> HttpResponse {
+    let s = app.read();
+    let items: Vec<_> = s.repositories.by_key.values().map(repository_out).collect();
+    HttpResponse::Ok().json(items)
+}
+
+async fn get(
+    app: web::Data<AppState>,
+    _caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let s = app.read();
+    let r = s
+        .repositories
+        .by_key
+        .get(path.as_str())
+        .ok_or_else(|| ApiError::NotFound(format!("repository `{path}` not found")))?;
+    Ok(HttpResponse::Ok().json(repository_out(r)))
+}
+
+/// Create (201) or replace (200) a repository's registration.
+async fn save(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+    Body(body): Body<RepositoryIn>,
+) -> Result<HttpResponse, ApiError> {
+    let key = path.into_inner();
+    validate_repo_key("key", &key)?;
+    if body.key.as_ref().is_some_and(|k| *k != key) {
+        return Err(ApiError::BadRequest(
+            "invalid `key`: must match the key in the path".into(),
+        ));
+    }
+    if !CLASSES.contains(&body.rclass.as_str()) {
+        return Err(ApiError::BadRequest(format!(
+            "invalid `rclass`: `{}` (use {})",
+            body.rclass.escape_debug(),
+            CLASSES.join(", ")
+        )));
+    }
+    let mut environments = Vec::new();
+    for (i, e) in body.environments.unwrap_or_default().iter().enumerate() {
+        let e = normalize_environment(&format!("environments[{i}]"), e)?;
+        if !environments.contains(&e) {
+            environments.push(e);
+        }
+    }
+    for (field, v) in [
+        ("packageType", &body.package_type),
+        ("description", &body.description),
+    ] {
+        if v.as_ref()
+            .is_some_and(|v| v.len() > 1024 || v.chars().any(char::is_control))
+        {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `{field}`: at most 1024 characters, no control characters"
+            )));
+        }
+    }
+    let existed = {
+        let s = app.read();
+        let current = s.repositories.by_key.get(&key);
+        if let Some(p) = &body.project_key {
+            if current.and_then(|r| r.project.as_ref()) != Some(p) {
+                return Err(ApiError::BadRequest(format!(
+                    "invalid `projectKey`: assign a repository with PUT /access/api/v1/projects/_/attach/repositories/{key}/{p}"
+                )));
+            }
+        }
+        current.is_some()
+    };
+    let committed = app
+        .submit(
+            Command::SaveRepository(Repository {
+                key: key.clone(),
+                rclass: body.rclass,
+                package_type: body.package_type,
+                description: body.description,
+                environments,
+            }),
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
+    let s = app.read();
+    let r = s
+        .repositories
+        .by_key
+        .get(&key)
+        .ok_or_else(|| ApiError::NotFound(format!("repository `{key}` not found")))?;
+    let status = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(written(
+        HttpResponse::build(status).json(repository_out(r)),
+        committed,
+    ))
+}
+
+async fn delete(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let committed = app
+        .submit(
+            Command::DeleteRepository {
+                key: path.into_inner(),
+            },
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(HttpResponse::NoContent().finish(), committed))
+}
