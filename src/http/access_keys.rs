@@ -101,15 +101,20 @@ struct KeyIn {
     #[serde(default)]
     password: Option<String>,
     /// Unix milliseconds (Bintray's `expiry`); `null` in a PATCH removes the expiry.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     expiry: Option<Value>,
     /// `null` in a PATCH removes the check.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     existence_check: Option<Value>,
     #[serde(default, alias = "white_cidrs")]
     allowed_cidrs: Option<Vec<String>>,
     #[serde(default, alias = "black_cidrs")]
     blocked_cidrs: Option<Vec<String>>,
+}
+
+/// A field that is present, even as `null` (absent stays `None` through `default`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 fn key_out(k: &AccessKey) -> Value {

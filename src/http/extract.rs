@@ -256,6 +256,20 @@ fn is_json(content_type: &str) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// Deserialize an already parsed JSON body (for handlers that must check who is asking
+/// before they judge the body), naming the path of the first bad field.
+pub fn from_value<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(v).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if path == "." || path.is_empty() {
+            ApiError::BadRequest(format!("invalid request body: {inner}"))
+        } else {
+            ApiError::BadRequest(format!("invalid request body at `{path}`: {inner}"))
+        }
+    })
+}
+
 /// Deserialize JSON, naming the path of the first bad field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);

@@ -9,7 +9,7 @@
 //! projects, moving and sharing repositories stay with platform admins.
 
 use super::error::ApiError;
-use super::extract::{Admin, Body, Caller, RequestId};
+use super::extract::{from_value, Admin, Body, Caller, RequestId};
 use super::repositories::normalize_environment;
 use super::{query_param, resource, written, AppState};
 use crate::auth::Principal;
@@ -308,10 +308,9 @@ async fn get(
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = project_key(&path)?;
     let s = app.read();
-    check(&s, &caller.0, &key, Need::View)?;
-    Ok(HttpResponse::Ok().json(project_out(&s.projects.by_key[&key].config)))
+    check(&s, &caller.0, &path, Need::View)?;
+    Ok(HttpResponse::Ok().json(project_out(&s.projects.by_key[path.as_str()].config)))
 }
 
 async fn update(
@@ -395,10 +394,9 @@ fn list_members(
     key: &str,
     kind: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let key = project_key(key)?;
     let s = app.read();
-    check(&s, caller, &key, Need::Members)?;
-    let items: Vec<_> = members_of(&s.projects.by_key[&key], kind)
+    check(&s, caller, key, Need::Members)?;
+    let items: Vec<_> = members_of(&s.projects.by_key[key], kind)
         .iter()
         .map(|(name, roles)| json!({"name": name, "roles": roles}))
         .collect();
@@ -412,11 +410,10 @@ fn get_member(
     kind: &str,
     name: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let key = project_key(key)?;
-    let name = member_name(kind, name)?;
     let s = app.read();
-    check(&s, caller, &key, Need::Members)?;
-    let roles = members_of(&s.projects.by_key[&key], kind)
+    check(&s, caller, key, Need::Members)?;
+    let name = member_name(kind, name)?;
+    let roles = members_of(&s.projects.by_key[key], kind)
         .get(&name)
         .ok_or_else(|| {
             ApiError::NotFound(format!(
@@ -442,14 +439,15 @@ async fn put_member(
     key: &str,
     kind: &str,
     name: &str,
-    body: MemberIn,
+    body: serde_json::Value,
 ) -> Result<HttpResponse, ApiError> {
-    let key = project_key(key)?;
-    let name = member_name(kind, name)?;
     {
         let s = app.read();
-        check(&s, caller, &key, Need::Members)?;
+        check(&s, caller, key, Need::Members)?;
     }
+    let key = key.to_string();
+    let name = member_name(kind, name)?;
+    let body: MemberIn = from_value(body)?;
     if let Some(n) = &body.name {
         if member_name(kind, n)? != name {
             return Err(ApiError::BadRequest(
@@ -490,12 +488,12 @@ async fn delete_member(
     kind: &str,
     name: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let key = project_key(key)?;
-    let name = member_name(kind, name)?;
     {
         let s = app.read();
-        check(&s, caller, &key, Need::Members)?;
+        check(&s, caller, key, Need::Members)?;
     }
+    let key = key.to_string();
+    let name = member_name(kind, name)?;
     let committed = app
         .submit(
             Command::RemoveProjectMember {
@@ -547,7 +545,7 @@ async fn put_user(
     caller: Caller,
     rid: RequestId,
     path: web::Path<(String, String)>,
-    Body(body): Body<MemberIn>,
+    Body(body): Body<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
     put_member(&app, &caller.0, &rid, &path.0, "user", &path.1, body).await
 }
@@ -557,7 +555,7 @@ async fn put_group(
     caller: Caller,
     rid: RequestId,
     path: web::Path<(String, String)>,
-    Body(body): Body<MemberIn>,
+    Body(body): Body<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
     put_member(&app, &caller.0, &rid, &path.0, "group", &path.1, body).await
 }
@@ -668,10 +666,9 @@ async fn list_roles(
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = project_key(&path)?;
     let s = app.read();
-    check(&s, &caller.0, &key, Need::Resources)?;
-    let p = &s.projects.by_key[&key];
+    check(&s, &caller.0, &path, Need::Resources)?;
+    let p = &s.projects.by_key[path.as_str()];
     let items: Vec<_> = predefined_roles()
         .iter()
         .map(|r| role_out(r, true))
@@ -685,7 +682,7 @@ async fn get_role(
     caller: Caller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = project_key(&path.0)?;
+    let key = path.0.clone();
     let s = app.read();
     check(&s, &caller.0, &key, Need::View)?;
     let p = &s.projects.by_key[&key];
@@ -700,16 +697,32 @@ async fn save_role(
     caller: &Principal,
     rid: &RequestId,
     key: &str,
-    name: &str,
-    body: RoleIn,
+    name: Option<&str>,
+    body: serde_json::Value,
     create_only: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let key = project_key(key)?;
     {
         let s = app.read();
-        check(&s, caller, &key, Need::Resources)?;
+        check(&s, caller, key, Need::Resources)?;
     }
-    let role = role_in(name, body)?;
+    let key = key.to_string();
+    let body: RoleIn = from_value(body)?;
+    let name = match name {
+        Some(n) => {
+            if body.name.as_ref().is_some_and(|b| b != n) {
+                return Err(ApiError::BadRequest(
+                    "invalid `name`: must match the role in the path (roles cannot be renamed)"
+                        .into(),
+                ));
+            }
+            n.to_string()
+        }
+        None => body
+            .name
+            .clone()
+            .ok_or_else(|| ApiError::BadRequest("invalid `name`: required".into()))?,
+    };
+    let role = role_in(&name, body)?;
     let committed = app
         .submit(
             Command::SaveProjectRole {
@@ -737,13 +750,9 @@ async fn create_role(
     caller: Caller,
     rid: RequestId,
     path: web::Path<String>,
-    Body(body): Body<RoleIn>,
+    Body(body): Body<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = body
-        .name
-        .clone()
-        .ok_or_else(|| ApiError::BadRequest("invalid `name`: required".into()))?;
-    save_role(&app, &caller.0, &rid, &path, &name, body, true).await
+    save_role(&app, &caller.0, &rid, &path, None, body, true).await
 }
 
 async fn update_role(
@@ -751,14 +760,9 @@ async fn update_role(
     caller: Caller,
     rid: RequestId,
     path: web::Path<(String, String)>,
-    Body(body): Body<RoleIn>,
+    Body(body): Body<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
-    if body.name.as_ref().is_some_and(|n| *n != path.1) {
-        return Err(ApiError::BadRequest(
-            "invalid `name`: must match the role in the path (roles cannot be renamed)".into(),
-        ));
-    }
-    save_role(&app, &caller.0, &rid, &path.0, &path.1, body, false).await
+    save_role(&app, &caller.0, &rid, &path.0, Some(&path.1), body, false).await
 }
 
 async fn delete_role(
@@ -767,7 +771,7 @@ async fn delete_role(
     rid: RequestId,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = project_key(&path.0)?;
+    let key = path.0.clone();
     {
         let s = app.read();
         check(&s, &caller.0, &key, Need::Resources)?;

@@ -208,9 +208,28 @@ impl Client {
         content_type: Option<&str>,
         body: Option<&[u8]>,
     ) -> Resp {
+        self.raw_with(method, path, content_type, body, &[])
+    }
+
+    /// A GET with extra request headers.
+    pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        self.raw_with("GET", path, None, None, headers)
+    }
+
+    pub fn raw_with(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<&[u8]>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         let mut req = self
             .agent
             .request(method, &format!("{}{}", self.base, path));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
         if let Some(a) = &self.auth {
             req = req.set("Authorization", a);
         }

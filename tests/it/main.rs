@@ -2,6 +2,7 @@
 //! directory, spoken to over HTTP the way a client would. One test binary (modules
 //! below) so the two-core machines link once.
 
+mod access_keys;
 mod bad_input;
 mod durability;
 mod groups;
@@ -9,6 +10,7 @@ mod helpers;
 mod nginx;
 mod openapi;
 mod permissions;
+mod projects;
 mod read_your_writes;
 mod secrets;
 mod system;

@@ -1,0 +1,618 @@
+//! Repositories, projects, roles, members and sharing, and project roles in the
+//! authorize decision (issue 4).
+
+use crate::helpers::{Client, TestApp};
+use serde_json::json;
+
+const P: &str = "/access/api/v1/projects";
+
+fn repo(admin: &Client, key: &str, rclass: &str, envs: &[&str]) {
+    let r = admin.put(
+        &format!("/artifactory/api/repositories/{key}"),
+        &json!({"rclass": rclass, "environments": envs}),
+    );
+    assert!(r.status == 201 || r.status == 200, "{}", r.text);
+}
+
+fn project(admin: &Client, key: &str) {
+    let r = admin.post(
+        P,
+        &json!({"project_key": key, "display_name": format!("Project {key}"),
+                "admin_privileges": {"manage_members": true, "manage_resources": true}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+}
+
+/// `allowed` of GET /access/api/v1/authorize as `client`, with the status checked.
+fn allowed(client: &Client, resource: &str, action: &str) -> (bool, String) {
+    let r = client.get(&format!(
+        "/access/api/v1/authorize?resource={resource}&action={action}"
+    ));
+    assert!(r.status == 200 || r.status == 403, "{}", r.text);
+    let body = r.json();
+    assert_eq!(body["allowed"], r.status == 200);
+    (
+        body["allowed"].as_bool().unwrap(),
+        body["via"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+#[test]
+fn repositories_crud_and_any_local_any_remote() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.put(
+        "/artifactory/api/repositories/libs-local",
+        &json!({"rclass": "local", "packageType": "maven", "environments": ["dev", "PROD"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json()["environments"], json!(["DEV", "PROD"]));
+    assert!(r.header("x-gatehouse-seq").is_some());
+    let r = admin.put(
+        "/artifactory/api/repositories/libs-local",
+        &json!({"rclass": "local"}),
+    );
+    assert_eq!(r.status, 200, "replace: {}", r.text);
+    assert_eq!(
+        r.json()["environments"],
+        json!(["DEV"]),
+        "no environments means DEV"
+    );
+    repo(&admin, "central-remote", "remote", &[]);
+    for (body, needle) in [
+        (json!({"rclass": "attic"}), "rclass"),
+        (
+            json!({"rclass": "local", "environments": ["a b"]}),
+            "environments[0]",
+        ),
+        (json!({"rclass": "local", "key": "other"}), "key"),
+        (json!({"rclass": "local", "projectKey": "p1"}), "projectKey"),
+        (json!({}), "rclass"),
+    ] {
+        let r = admin.put("/artifactory/api/repositories/libs-local", &body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text);
+        assert!(r.error_message().contains(needle), "{body}: {}", r.text);
+    }
+    let r = admin.put(
+        "/artifactory/api/repositories/bad%20key",
+        &json!({"rclass": "local"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    app.create_user("reader", "password-1");
+    let reader = app.as_user("reader", "password-1");
+    assert_eq!(
+        reader
+            .get("/artifactory/api/repositories")
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        reader
+            .put(
+                "/artifactory/api/repositories/x",
+                &json!({"rclass": "local"})
+            )
+            .status,
+        403
+    );
+    // ANY LOCAL / ANY REMOTE follow the registered class.
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/locals",
+        &json!({"repo": {"repositories": ["ANY LOCAL"], "actions": {"users": {"reader": ["read"]}}}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(allowed(&reader, "libs-local/a.jar", "read").0);
+    assert!(!allowed(&reader, "central-remote/a.jar", "read").0);
+    assert!(
+        !allowed(&reader, "unregistered/a.jar", "read").0,
+        "an unregistered repository is of no known class"
+    );
+    admin.put(
+        "/artifactory/api/v2/security/permissions/locals",
+        &json!({"repo": {"repositories": ["ANY REMOTE"], "actions": {"users": {"reader": ["read"]}}}}),
+    );
+    assert!(!allowed(&reader, "libs-local/a.jar", "read").0);
+    assert!(allowed(&reader, "central-remote/a.jar", "read").0);
+    // A deleted repository has no class any more.
+    assert_eq!(
+        admin
+            .delete("/artifactory/api/repositories/central-remote")
+            .status,
+        204
+    );
+    assert!(!allowed(&reader, "central-remote/a.jar", "read").0);
+    assert_eq!(
+        admin
+            .delete("/artifactory/api/repositories/central-remote")
+            .status,
+        404
+    );
+    assert_eq!(
+        admin
+            .get("/artifactory/api/repositories/central-remote")
+            .status,
+        404
+    );
+}
+
+#[test]
+fn projects_crud_roles_and_members() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    // The seed's sample body.
+    let r = admin.post(
+        P,
+        &json!({ "display_name": "artifactory", "description": "The binary repository manager",
+                 "admin_privileges": { "manage_members": true, "manage_resources": true,
+                   "manage_security_assets": true, "index_resources": true, "allow_ignore_rules": true },
+                 "storage_quota_bytes": 0, "project_key": "rtfct" }),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json()["admin_privileges"]["index_resources"], true);
+    assert_eq!(
+        admin
+            .post(P, &json!({"project_key": "rtfct", "display_name": "x"}))
+            .status,
+        409
+    );
+    assert_eq!(
+        admin
+            .post(
+                P,
+                &json!({"project_key": "other", "display_name": "Artifactory"})
+            )
+            .status,
+        409,
+        "display names are unique"
+    );
+    for (body, needle) in [
+        (
+            json!({"project_key": "A1", "display_name": "x"}),
+            "project_key",
+        ),
+        (
+            json!({"project_key": "x", "display_name": "x"}),
+            "project_key",
+        ),
+        (json!({"project_key": "ok1"}), "display_name"),
+        (json!({"display_name": "x"}), "project_key"),
+        (
+            json!({"project_key": "ok1", "display_name": "x", "storage_quota_bytes": -5}),
+            "storage_quota_bytes",
+        ),
+        (
+            json!({"project_key": "ok1", "display_name": "x", "colour": "red"}),
+            "colour",
+        ),
+    ] {
+        let r = admin.post(P, &body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text);
+        assert!(r.error_message().contains(needle), "{body}: {}", r.text);
+    }
+    // PUT patches the fields given; the seed's update sample spells admin_priviledges.
+    let r = admin.put(
+        &format!("{P}/rtfct"),
+        &json!({"description": "modified project description",
+                "admin_priviledges": {"index_resources": false}, "storage_quota_bytes": 10000}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let p = admin.get(&format!("{P}/rtfct")).json();
+    assert_eq!(p["display_name"], "artifactory");
+    assert_eq!(p["description"], "modified project description");
+    assert_eq!(p["admin_privileges"]["index_resources"], false);
+    assert_eq!(p["admin_privileges"]["manage_members"], true);
+    assert_eq!(p["storage_quota_bytes"], 10000);
+    assert_eq!(admin.get(P).json().as_array().unwrap().len(), 1);
+    assert_eq!(admin.get(&format!("{P}/nope")).status, 404);
+    assert_eq!(admin.put(&format!("{P}/nope"), &json!({})).status, 404);
+
+    // Roles: the predefined ones are there and fixed; custom ones are CRUD.
+    let roles = admin.get(&format!("{P}/rtfct/roles")).json();
+    let names: Vec<&str> = roles
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    for n in [
+        "Project Admin",
+        "Developer",
+        "Contributor",
+        "Viewer",
+        "Release Manager",
+    ] {
+        assert!(names.contains(&n), "{names:?}");
+    }
+    let r = admin.post(
+        &format!("{P}/rtfct/roles"),
+        &json!({"name": "senior developer", "actions": ["READ_REPOSITORY"], "type": "PREDEFINED", "environments": ["DEV"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        r.json()["type"],
+        "CUSTOM",
+        "as in the seed's sample response"
+    );
+    assert_eq!(
+        admin
+            .get(&format!("{P}/rtfct/roles/senior%20developer"))
+            .json()["actions"],
+        json!(["READ_REPOSITORY"])
+    );
+    for (body, needle) in [
+        (
+            json!({"name": "r2", "actions": ["FLY"], "environments": ["DEV"]}),
+            "actions[0]",
+        ),
+        (
+            json!({"name": "r2", "actions": [], "environments": ["DEV"]}),
+            "actions",
+        ),
+        (
+            json!({"name": "r2", "actions": ["READ_BUILD"], "environments": []}),
+            "environments",
+        ),
+        (
+            json!({"name": "r2", "actions": ["READ_BUILD"], "environments": ["D V"]}),
+            "environments[0]",
+        ),
+        (
+            json!({"actions": ["READ_BUILD"], "environments": ["DEV"]}),
+            "name",
+        ),
+    ] {
+        let r = admin.post(&format!("{P}/rtfct/roles"), &body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text);
+        assert!(r.error_message().contains(needle), "{body}: {}", r.text);
+    }
+    let dev = json!({"name": "Developer", "actions": ["READ_REPOSITORY"], "environments": ["DEV"]});
+    assert_eq!(admin.post(&format!("{P}/rtfct/roles"), &dev).status, 409);
+    assert_eq!(
+        admin
+            .put(&format!("{P}/rtfct/roles/Developer"), &dev)
+            .status,
+        400
+    );
+    assert_eq!(
+        admin.delete(&format!("{P}/rtfct/roles/Developer")).status,
+        400
+    );
+    let r = admin.put(
+        &format!("{P}/rtfct/roles/senior%20developer"),
+        &json!({"actions": ["READ_REPOSITORY", "DEPLOY_CACHE_REPOSITORY"], "environments": ["DEV", "PROD"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        admin
+            .put(
+                &format!("{P}/rtfct/roles/ghost"),
+                &json!({"actions": ["READ_BUILD"], "environments": ["DEV"]})
+            )
+            .status,
+        404
+    );
+
+    // Members.
+    app.create_user("bob", "password-1");
+    app.create_group("devs");
+    let r = admin.put(
+        &format!("{P}/rtfct/users/Bob"),
+        &json!({"name": "bob", "roles": ["Developer", "senior developer"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json(),
+        json!({"name": "bob", "roles": ["Developer", "senior developer"]})
+    );
+    assert_eq!(
+        admin.get(&format!("{P}/rtfct/users")).json(),
+        json!([{"name": "bob", "roles": ["Developer", "senior developer"]}])
+    );
+    assert_eq!(
+        admin
+            .put(
+                &format!("{P}/rtfct/users/ghost"),
+                &json!({"roles": ["Developer"]})
+            )
+            .status,
+        404
+    );
+    let r = admin.put(
+        &format!("{P}/rtfct/users/bob"),
+        &json!({"roles": ["Pilot"]}),
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.error_message().contains("roles[0]"), "{}", r.text);
+    assert_eq!(
+        admin
+            .put(&format!("{P}/rtfct/users/bob"), &json!({"roles": []}))
+            .status,
+        400
+    );
+    assert_eq!(
+        admin
+            .put(
+                &format!("{P}/rtfct/groups/devs"),
+                &json!({"roles": ["Viewer"]})
+            )
+            .status,
+        200
+    );
+    assert_eq!(
+        admin.get(&format!("{P}/rtfct/groups/devs")).json()["roles"],
+        json!(["Viewer"])
+    );
+    // Deleting a role takes it from its holders.
+    assert_eq!(
+        admin
+            .delete(&format!("{P}/rtfct/roles/senior%20developer"))
+            .status,
+        204
+    );
+    assert_eq!(
+        admin.get(&format!("{P}/rtfct/users/bob")).json()["roles"],
+        json!(["Developer"])
+    );
+    assert_eq!(admin.delete(&format!("{P}/rtfct/groups/devs")).status, 204);
+    assert_eq!(admin.get(&format!("{P}/rtfct/groups/devs")).status, 404);
+    assert_eq!(admin.delete(&format!("{P}/rtfct/groups/devs")).status, 404);
+    // Deleting a user takes it out of projects.
+    assert_eq!(admin.delete("/access/api/v2/users/bob").status, 204);
+    assert_eq!(admin.get(&format!("{P}/rtfct/users")).json(), json!([]));
+    assert_eq!(admin.delete(&format!("{P}/rtfct")).status, 204);
+    assert_eq!(admin.get(&format!("{P}/rtfct")).status, 404);
+    assert_eq!(admin.delete(&format!("{P}/rtfct")).status, 404);
+}
+
+#[test]
+fn project_admins_act_within_their_privileges() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    project(&admin, "alpha");
+    let r = admin.post(
+        P,
+        &json!({"project_key": "beta", "display_name": "Beta", "admin_privileges": {"manage_members": false}}),
+    );
+    assert_eq!(r.status, 201);
+    app.create_user("pa", "password-1");
+    app.create_user("dev", "password-1");
+    for p in ["alpha", "beta"] {
+        let r = admin.put(
+            &format!("{P}/{p}/users/pa"),
+            &json!({"roles": ["Project Admin"]}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let pa = app.as_user("pa", "password-1");
+    let listed = pa.get(P).json();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(pa.get(&format!("{P}/alpha")).status, 200);
+    // manage_members in alpha, not in beta.
+    assert_eq!(
+        pa.put(
+            &format!("{P}/alpha/users/dev"),
+            &json!({"roles": ["Developer"]})
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        pa.put(
+            &format!("{P}/beta/users/dev"),
+            &json!({"roles": ["Developer"]})
+        )
+        .status,
+        403
+    );
+    // Platform-level operations stay with admins.
+    assert_eq!(
+        pa.post(P, &json!({"project_key": "gamma", "display_name": "G"}))
+            .status,
+        403
+    );
+    assert_eq!(pa.delete(&format!("{P}/alpha")).status, 403);
+    // A plain member sees nothing.
+    let dev = app.as_user("dev", "password-1");
+    assert_eq!(dev.get(P).json(), json!([]));
+    assert_eq!(dev.get(&format!("{P}/alpha")).status, 403);
+    assert_eq!(dev.get(&format!("{P}/alpha/users")).status, 403);
+    assert_eq!(
+        dev.get(&format!("{P}/nope")).status,
+        403,
+        "non-admins learn nothing about other projects"
+    );
+}
+
+#[test]
+fn project_roles_grant_and_revoke_through_the_decision() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    repo(&admin, "alpha-dev", "local", &["DEV"]);
+    repo(&admin, "alpha-prod", "local", &["PROD"]);
+    project(&admin, "alpha");
+    project(&admin, "beta");
+    for r in ["alpha-dev", "alpha-prod"] {
+        let res = admin.put(&format!("{P}/_/attach/repositories/{r}/alpha"), &json!({}));
+        assert_eq!(res.status, 204, "{}", res.text);
+    }
+    app.create_user("bob", "password-1");
+    app.create_user("carol", "password-1");
+    app.create_group("qa");
+    let bob = app.as_user("bob", "password-1");
+    let carol = app.as_user("carol", "password-1");
+    assert!(!allowed(&bob, "alpha-dev/a/b.jar", "read").0);
+
+    // Developer: DEV only, read/annotate/deploy/delete.
+    admin.put(
+        &format!("{P}/alpha/users/bob"),
+        &json!({"roles": ["Developer"]}),
+    );
+    let (ok, via) = allowed(&bob, "alpha-dev/a/b.jar", "write");
+    assert!(ok);
+    assert_eq!(via, "project `alpha` role `Developer` (user `bob`)");
+    assert!(allowed(&bob, "alpha-dev/a/b.jar", "delete").0);
+    assert!(!allowed(&bob, "alpha-dev/a/b.jar", "manage").0);
+    assert!(
+        !allowed(&bob, "alpha-prod/a/b.jar", "read").0,
+        "Developer is DEV only"
+    );
+    // Viewer through a group: read in DEV and PROD.
+    admin.put(
+        &format!("{P}/alpha/groups/qa"),
+        &json!({"roles": ["Viewer"]}),
+    );
+    admin.patch(
+        "/access/api/v2/groups/qa/members",
+        &json!({"add": ["carol"]}),
+    );
+    let (ok, via) = allowed(&carol, "alpha-prod/x", "read");
+    assert!(ok);
+    assert!(via.contains("group `qa`"), "{via}");
+    assert!(!allowed(&carol, "alpha-prod/x", "write").0);
+    // Leaving the group ends it at once.
+    admin.patch(
+        "/access/api/v2/groups/qa/members",
+        &json!({"remove": ["carol"]}),
+    );
+    assert!(!allowed(&carol, "alpha-prod/x", "read").0);
+    // A custom role with PROD deploy.
+    admin.post(
+        &format!("{P}/alpha/roles"),
+        &json!({"name": "shipper", "actions": ["DEPLOY_CACHE_REPOSITORY"], "environments": ["PROD"]}),
+    );
+    admin.put(
+        &format!("{P}/alpha/users/bob"),
+        &json!({"roles": ["Developer", "shipper"]}),
+    );
+    assert!(allowed(&bob, "alpha-prod/a", "write").0);
+    assert!(!allowed(&bob, "alpha-prod/a", "read").0);
+    // Changing the role's environments applies on the next request.
+    admin.put(
+        &format!("{P}/alpha/roles/shipper"),
+        &json!({"actions": ["DEPLOY_CACHE_REPOSITORY"], "environments": ["QA"]}),
+    );
+    assert!(!allowed(&bob, "alpha-prod/a", "write").0);
+    // Removing the member revokes.
+    assert_eq!(admin.delete(&format!("{P}/alpha/users/bob")).status, 204);
+    assert!(!allowed(&bob, "alpha-dev/a/b.jar", "read").0);
+
+    // Sharing: a beta Viewer reads alpha-prod only while it is shared with beta.
+    admin.put(
+        &format!("{P}/beta/users/carol"),
+        &json!({"roles": ["Viewer"]}),
+    );
+    assert!(!allowed(&carol, "alpha-prod/x", "read").0);
+    assert_eq!(
+        admin
+            .put(
+                &format!("{P}/_/share/repositories/alpha-prod/beta"),
+                &json!({})
+            )
+            .status,
+        204
+    );
+    let (ok, via) = allowed(&carol, "alpha-prod/x", "read");
+    assert!(ok && via.contains("project `beta`"), "{via}");
+    assert_eq!(
+        admin
+            .delete(&format!("{P}/_/share/repositories/alpha-prod/beta"))
+            .status,
+        204
+    );
+    assert!(!allowed(&carol, "alpha-prod/x", "read").0);
+    assert_eq!(
+        admin
+            .delete(&format!("{P}/_/share/repositories/alpha-prod/beta"))
+            .status,
+        404
+    );
+    // Shared with all projects.
+    assert_eq!(
+        admin
+            .put(&format!("{P}/_/share/repositories/alpha-prod"), &json!({}))
+            .status,
+        204
+    );
+    assert!(allowed(&carol, "alpha-prod/x", "read").0);
+    assert_eq!(
+        admin
+            .delete(&format!("{P}/_/share/repositories/alpha-prod"),)
+            .status,
+        204
+    );
+    assert!(!allowed(&carol, "alpha-prod/x", "read").0);
+    assert_eq!(
+        admin
+            .put(
+                &format!("{P}/_/share/repositories/alpha-prod/alpha"),
+                &json!({})
+            )
+            .status,
+        400,
+        "a repository is not shared with its own project"
+    );
+    assert_eq!(
+        admin
+            .put(&format!("{P}/_/share/repositories/ghost"), &json!({}))
+            .status,
+        404
+    );
+
+    // Moving needs force; the roles follow the repository's new project.
+    let r = admin.put(
+        &format!("{P}/_/attach/repositories/alpha-prod/beta"),
+        &json!({}),
+    );
+    assert_eq!(r.status, 409, "{}", r.text);
+    let r = admin.put(
+        &format!("{P}/_/attach/repositories/alpha-prod/beta?force=true"),
+        &json!({}),
+    );
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert!(allowed(&carol, "alpha-prod/x", "read").0);
+    assert_eq!(
+        admin.get("/artifactory/api/repositories/alpha-prod").json()["projectKey"],
+        "beta"
+    );
+    // Unassign ends it.
+    assert_eq!(
+        admin
+            .delete(&format!("{P}/_/attach/repositories/alpha-prod"))
+            .status,
+        204
+    );
+    assert!(!allowed(&carol, "alpha-prod/x", "read").0);
+    assert_eq!(
+        admin
+            .delete(&format!("{P}/_/attach/repositories/alpha-prod"))
+            .status,
+        404
+    );
+    // Deleting a project unassigns its repositories.
+    admin.put(
+        &format!("{P}/alpha/users/bob"),
+        &json!({"roles": ["Developer"]}),
+    );
+    assert!(allowed(&bob, "alpha-dev/a", "read").0);
+    assert_eq!(admin.delete(&format!("{P}/alpha")).status, 204);
+    assert!(!allowed(&bob, "alpha-dev/a", "read").0);
+    assert_eq!(
+        admin.get("/artifactory/api/repositories/alpha-dev").json()["projectKey"],
+        serde_json::Value::Null
+    );
+    // The effective listing explains project grants too.
+    admin.put(
+        &format!("{P}/_/attach/repositories/alpha-dev/beta"),
+        &json!({}),
+    );
+    admin.put(
+        &format!("{P}/beta/users/bob"),
+        &json!({"roles": ["Contributor"]}),
+    );
+    let eff = bob.get("/access/api/v1/authorize/effective").json();
+    assert_eq!(eff["project_roles"][0]["repository"], "alpha-dev", "{eff}");
+    assert_eq!(eff["project_roles"][0]["role"], "Contributor");
+}
