@@ -697,18 +697,28 @@ mod tests {
         segs(&p, &s)
     }
 
-    /// The reference decision: scan every target, no index.
+    /// The reference decision: scan every target and every project, no index.
     fn reference(state: &State, subject: &Subject, repo: &str, path: &str, action: &str) -> bool {
         if subject.admin {
             return true;
         }
-        state
+        let class = state
+            .repositories
+            .by_key
+            .get(repo)
+            .map(|r| r.config.rclass.as_str());
+        let by_target = state
             .permissions
             .targets
             .values()
             .filter_map(|t| t.repo.as_ref())
             .any(|s| {
-                let repo_ok = s.repositories.iter().any(|r| r == repo || r == "ANY");
+                let repo_ok = s.repositories.iter().any(|r| {
+                    r == repo
+                        || r == "ANY"
+                        || (r == "ANY LOCAL" && matches!(class, Some("local") | Some("federated")))
+                        || (r == "ANY REMOTE" && class == Some("remote"))
+                });
                 let includes: Vec<&String> = s
                     .include_patterns
                     .iter()
@@ -734,7 +744,46 @@ mod tests {
                         .is_some_and(|a| a.iter().any(|x| x == action))
                 });
                 repo_ok && included && !excluded && (user_grant || group_grant)
-            })
+            });
+        if by_target {
+            return true;
+        }
+        // Project roles: a project that owns or shares the repository, a role the
+        // subject holds there whose environments meet the repository's, with the action.
+        let Some(r) = state.repositories.by_key.get(repo) else {
+            return false;
+        };
+        let envs = if r.config.environments.is_empty() {
+            vec!["DEV".to_string()]
+        } else {
+            r.config.environments.clone()
+        };
+        let role_action = match action {
+            "read" => "READ_REPOSITORY",
+            "annotate" => "ANNOTATE_REPOSITORY",
+            "write" => "DEPLOY_CACHE_REPOSITORY",
+            "delete" => "DELETE_OVERWRITE_REPOSITORY",
+            _ => "MANAGE_XRAY_MD_REPOSITORY",
+        };
+        state.projects.by_key.values().any(|p| {
+            let k = &p.config.project_key;
+            let visible =
+                r.project.as_ref() == Some(k) || r.shared_with_all || r.shared_with.contains(k);
+            let mut roles: Vec<&String> = Vec::new();
+            if subject.own_grants {
+                roles.extend(p.users.get(&subject.username).into_iter().flatten());
+            }
+            for g in &subject.groups {
+                roles.extend(p.groups.get(g).into_iter().flatten());
+            }
+            visible
+                && roles.iter().any(|name| {
+                    p.role(name).is_some_and(|role| {
+                        role.actions.iter().any(|a| a == role_action)
+                            && role.environments.iter().any(|e| envs.contains(e))
+                    })
+                })
+        })
     }
 
     #[test]
@@ -750,10 +799,14 @@ mod tests {
         let patterns = [
             "**", "a/**", "**/*.jar", "a/*/c", "*/b/**", "a/?/c", "b", "a/b*", "**/c", "*",
         ];
-        let repos = ["r1", "r2", "ANY"];
+        let repos = ["r1", "r2", "ANY", "ANY LOCAL", "ANY REMOTE"];
+        let classes = ["local", "remote", "federated", "virtual"];
+        let envs = ["DEV", "PROD", "QA"];
+        let role_names = ["Project Admin", "Developer", "Viewer", "custom"];
         let names = ["u1", "u2", "u3"];
         let groups = ["g1", "g2"];
         let segments = ["a", "b", "c", "x.jar", "bb"];
+        let mut by_project = 0;
         for round in 0..200 {
             let mut state = State::default();
             for t in 0..(1 + next(6)) {
@@ -791,6 +844,67 @@ mod tests {
                     },
                 );
             }
+            // Repositories r1, r2 (r3 stays unregistered), with classes and environments.
+            for key in ["r1", "r2"] {
+                let mut environments = Vec::new();
+                for e in envs {
+                    if next(3) == 0 {
+                        environments.push(e.to_string());
+                    }
+                }
+                state.repositories.by_key.insert(
+                    key.into(),
+                    gatehouse_projections::RepositoryRecord {
+                        config: gatehouse_schemas::Repository {
+                            key: key.into(),
+                            rclass: classes[next(classes.len())].into(),
+                            environments,
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    },
+                );
+            }
+            // Two projects with random members, a random custom role, and repositories
+            // assigned and shared at random.
+            for key in ["pa", "pb"] {
+                let mut p = gatehouse_projections::ProjectRecord::default();
+                p.config.project_key = key.into();
+                let actions: Vec<String> = ROLE_REPOSITORY_ACTIONS
+                    .iter()
+                    .filter(|_| next(2) == 0)
+                    .map(|(a, _)| a.to_string())
+                    .collect();
+                p.roles.insert(
+                    "custom".into(),
+                    gatehouse_schemas::ProjectRole {
+                        name: "custom".into(),
+                        description: None,
+                        actions,
+                        environments: vec![envs[next(envs.len())].into()],
+                    },
+                );
+                for _ in 0..next(3) {
+                    p.users
+                        .entry(names[next(names.len())].into())
+                        .or_default()
+                        .insert(role_names[next(role_names.len())].into());
+                }
+                for _ in 0..next(2) {
+                    p.groups
+                        .entry(groups[next(groups.len())].into())
+                        .or_default()
+                        .insert(role_names[next(role_names.len())].into());
+                }
+                state.projects.by_key.insert(key.into(), p);
+            }
+            for r in state.repositories.by_key.values_mut() {
+                r.project = [None, Some("pa".to_string()), Some("pb".to_string())][next(3)].clone();
+                r.shared_with_all = next(5) == 0;
+                if next(4) == 0 {
+                    r.shared_with.insert(["pa", "pb"][next(2)].into());
+                }
+            }
             let index = PermissionIndex::build(&state);
             for _ in 0..100 {
                 let subject = Subject {
@@ -809,13 +923,22 @@ mod tests {
                 let repo = ["r1", "r2", "r3"][next(3)];
                 let action = ACTIONS[next(ACTIONS.len())];
                 let expected = reference(&state, &subject, repo, &path, action);
-                let got = index.decide(&subject, repo, &path, action).allowed;
+                let decision = index.decide(&subject, repo, &path, action);
+                let got = decision.allowed;
+                if got && decision.via.starts_with("project") {
+                    by_project += 1;
+                }
                 assert_eq!(
                     got, expected,
-                    "round {round}: {subject:?} {action} {repo}/{path} with {:#?}",
-                    state.permissions.targets
+                    "round {round}: {subject:?} {action} {repo}/{path} with {:#?} {:#?} {:#?}",
+                    state.permissions.targets, state.repositories, state.projects
                 );
             }
         }
+        // The random data must exercise project roles, not just targets.
+        assert!(
+            by_project > 100,
+            "only {by_project} decisions came from project roles"
+        );
     }
 }
