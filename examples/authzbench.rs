@@ -1,15 +1,18 @@
 //! The authorize decision at scale (used by `scripts/bench`): 100,000 users in 1,000
-//! groups and 10,000 permission targets over 2,000 repositories.
+//! groups and 10,000 permission targets over 2,000 registered repositories, 200
+//! projects (each owning 10 repositories, with 50 user and 5 group members holding
+//! predefined roles), and 1,000 access keys with 10,000 entitlements.
 //!
 //! `authzbench DIR` prints the in-process decision latency (p50/p99 over 200,000 random
-//! questions), the resident memory of the data set, and leaves DIR as a data directory a
+//! questions, users and access keys separately), the resident memory of the data set, and leaves DIR as a data directory a
 //! server starts from (user `admin` with password `bench-admin-pw`).
 
-use gatehouse::authorize::{PermissionIndex, Subject, ACTIONS};
+use gatehouse::authorize::{decide_access_key, PermissionIndex, Subject, ACTIONS};
 use gatehouse::log::EventLog;
 use gatehouse_projections::State;
 use gatehouse_schemas::{
-    Envelope, Event, GroupCreated, PermissionSection, PermissionTarget, UserCreated, UserStatus,
+    AccessKey, Entitlement, Envelope, Event, GroupCreated, PermissionSection, PermissionTarget,
+    Project, Repository, UserCreated, UserStatus,
 };
 use std::time::Instant;
 
@@ -20,6 +23,9 @@ const USERS: usize = 100_000;
 const GROUPS: usize = 1_000;
 const TARGETS: usize = 10_000;
 const REPOS: usize = 2_000;
+const PROJECTS: usize = 200;
+const KEYS: usize = 1_000;
+const ENTITLEMENTS: usize = 10_000;
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -123,6 +129,70 @@ fn main() {
             ..Default::default()
         }));
     }
+    let classes = ["local", "remote", "federated", "virtual"];
+    for r in 0..REPOS {
+        events.push(Event::RepositorySaved(Repository {
+            key: format!("repo-{r}"),
+            rclass: classes[next(classes.len())].into(),
+            environments: vec![["DEV", "PROD"][next(2)].into()],
+            ..Default::default()
+        }));
+    }
+    let roles = [
+        "Project Admin",
+        "Developer",
+        "Contributor",
+        "Viewer",
+        "Release Manager",
+    ];
+    for p in 0..PROJECTS {
+        let key = format!("p{p}");
+        events.push(Event::ProjectSaved(Project {
+            project_key: key.clone(),
+            display_name: key.clone(),
+            ..Default::default()
+        }));
+        for r in (p..REPOS).step_by(PROJECTS) {
+            events.push(Event::RepositoryAttached {
+                repo: format!("repo-{r}"),
+                project_key: key.clone(),
+            });
+        }
+        for (kind, n, count) in [("user", USERS, 50), ("group", GROUPS, 5)] {
+            for _ in 0..count {
+                events.push(Event::ProjectMemberSaved {
+                    project_key: key.clone(),
+                    kind: kind.into(),
+                    name: format!("{kind}-{}", next(n)),
+                    roles: vec![roles[next(roles.len())].into()],
+                });
+            }
+        }
+    }
+    // key-0@org signs in with `bench-key-pw` (the HTTP measurement); the others' hashes
+    // are never checked.
+    let key_hash = gatehouse::auth::password::hash("bench-key-pw");
+    for k in 0..KEYS {
+        events.push(Event::AccessKeySaved(AccessKey {
+            org: "org".into(),
+            id: format!("key-{k}"),
+            password_hash: key_hash.clone(),
+            ..Default::default()
+        }));
+    }
+    for e in 0..ENTITLEMENTS {
+        events.push(Event::EntitlementSaved(Entitlement {
+            id: format!("ent-{e}"),
+            org: "org".into(),
+            repo: format!("repo-{}", next(REPOS)),
+            package: Some(["org", "com", "app"][next(3)].into()),
+            access: ["r", "rw"][next(2)].into(),
+            access_keys: (0..1 + next(3))
+                .map(|_| format!("key-{}", next(KEYS)))
+                .collect(),
+            ..Default::default()
+        }));
+    }
     let rss_before = rss_kib();
     let mut state = State::default();
     let envelopes: Vec<Envelope> = events
@@ -168,12 +238,29 @@ fn main() {
         times.push(t.elapsed().as_nanos() as u64);
         allowed += d.allowed as usize;
     }
+    let mut key_times = Vec::with_capacity(questions);
+    let mut key_allowed = 0;
+    for _ in 0..questions {
+        let key = format!("key-{}@org", next(KEYS));
+        let repo = format!("repo-{}", next(REPOS));
+        let path: Vec<&str> = (0..1 + next(5)).map(|_| segs[next(segs.len())]).collect();
+        let path = path.join("/");
+        let action = ACTIONS[next(ACTIONS.len())];
+        let t = Instant::now();
+        let d = decide_access_key(&state, &key, &repo, &path, action);
+        key_times.push(t.elapsed().as_nanos() as u64);
+        key_allowed += d.allowed as usize;
+    }
     times.sort_unstable();
-    let pct =
-        |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)] as f64 / 1000.0;
-    println!("questions={questions} allowed={allowed}");
-    println!("decision_p50_us={:.2}", pct(0.50));
-    println!("decision_p99_us={:.2}", pct(0.99));
+    key_times.sort_unstable();
+    let pct = |times: &[u64], p: f64| {
+        times[((times.len() as f64 * p) as usize).min(times.len() - 1)] as f64 / 1000.0
+    };
+    println!("questions={questions} allowed={allowed} access_key_allowed={key_allowed}");
+    println!("decision_p50_us={:.2}", pct(&times, 0.50));
+    println!("decision_p99_us={:.2}", pct(&times, 0.99));
+    println!("access_key_p50_us={:.2}", pct(&key_times, 0.50));
+    println!("access_key_p99_us={:.2}", pct(&key_times, 0.99));
     println!(
         "dataset_rss_mib={:.0}",
         (rss_after.saturating_sub(rss_before)) as f64 / 1024.0
