@@ -379,7 +379,7 @@ fn entitlement_covers(e: &gatehouse_schemas::Entitlement, path: &str) -> bool {
     }
 }
 
-/// `repo`, `repo/package`, `repo/package/version` or `repo:path`, for messages.
+/// What an entitlement covers, in words (``package `repo/app` ``), for messages.
 pub fn entitlement_scope(e: &gatehouse_schemas::Entitlement) -> String {
     match (&e.package, &e.version, &e.path) {
         (Some(p), Some(v), _) => format!("version `{}/{p}/{v}`", e.repo),

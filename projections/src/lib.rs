@@ -507,6 +507,9 @@ impl State {
                     for roles in p.users.values_mut().chain(p.groups.values_mut()) {
                         roles.remove(role);
                     }
+                    // A member always holds at least one role: one left with none leaves.
+                    p.users.retain(|_, roles| !roles.is_empty());
+                    p.groups.retain(|_, roles| !roles.is_empty());
                     p.updated_seq = seq;
                     self.projects.changed_seq = seq;
                 }
@@ -547,6 +550,8 @@ impl State {
             Event::RepositoryAttached { repo, project_key } => {
                 if let Some(r) = self.repositories.by_key.get_mut(repo) {
                     r.project = Some(project_key.clone());
+                    // The owner is not also a project it is shared with.
+                    r.shared_with.remove(project_key);
                     r.updated_seq = seq;
                     self.projects.changed_seq = seq;
                 }
@@ -554,6 +559,10 @@ impl State {
             Event::RepositoryUnassigned { repo } => {
                 if let Some(r) = self.repositories.by_key.get_mut(repo) {
                     r.project = None;
+                    // Sharing is a project's repository shared with others: it ends with
+                    // the assignment.
+                    r.shared_with_all = false;
+                    r.shared_with.clear();
                     r.updated_seq = seq;
                     self.projects.changed_seq = seq;
                 }

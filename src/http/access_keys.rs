@@ -42,8 +42,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Org names and key ids: what a name may be, minus `@` (it separates them when
-/// signing in) and at most 64 characters.
-fn validate_part(field: &str, v: &str) -> Result<(), DomainError> {
+/// signing in) and at most 64 characters; stored lower-case, because the name a key
+/// signs in with is case-insensitive like every user name.
+fn part(field: &str, v: &str) -> Result<String, DomainError> {
     domain::validate_group_name(field, v)?;
     if v.contains('@') || v.chars().count() > 64 || v.chars().any(char::is_whitespace) {
         return Err(DomainError::invalid(
@@ -51,7 +52,7 @@ fn validate_part(field: &str, v: &str) -> Result<(), DomainError> {
             "at most 64 characters, without `@` or whitespace",
         ));
     }
-    Ok(())
+    Ok(v.to_lowercase())
 }
 
 fn check_cidrs(field: &str, list: &[String]) -> Result<(), ApiError> {
@@ -188,13 +189,13 @@ async fn list_keys(
     _admin: Admin,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    validate_part("org", &path)?;
+    let org = part("org", &path)?;
     let s = app.read();
     let items: Vec<_> = s
         .access_keys
         .keys
         .values()
-        .filter(|k| k.key.org == *path)
+        .filter(|k| k.key.org == org)
         .map(|k| key_out(&k.key))
         .collect();
     Ok(HttpResponse::Ok().json(items))
@@ -209,13 +210,12 @@ async fn create_key(
     path: web::Path<String>,
     Body(body): Body<KeyIn>,
 ) -> Result<HttpResponse, ApiError> {
-    let org = path.into_inner();
-    validate_part("org", &org)?;
+    let org = part("org", &path)?;
     let id = body
         .id
         .clone()
         .ok_or_else(|| ApiError::BadRequest("invalid `id`: required".into()))?;
-    validate_part("id", &id)?;
+    let id = part("id", &id)?;
     let mut key = AccessKey {
         org,
         id,
@@ -240,9 +240,7 @@ async fn create_key(
 }
 
 fn find_key(app: &AppState, org: &str, id: &str) -> Result<AccessKey, ApiError> {
-    validate_part("org", org)?;
-    validate_part("id", id)?;
-    let name = access_key_username(org, id);
+    let name = access_key_username(&part("org", org)?, &part("id", id)?);
     app.read()
         .access_keys
         .keys
@@ -268,7 +266,7 @@ async fn update_key(
     Body(body): Body<KeyIn>,
 ) -> Result<HttpResponse, ApiError> {
     let mut key = find_key(&app, &path.0, &path.1)?;
-    if body.id.as_ref().is_some_and(|i| *i != key.id) {
+    if body.id.as_ref().is_some_and(|i| i.to_lowercase() != key.id) {
         return Err(ApiError::BadRequest(
             "invalid `id`: must match the id in the path".into(),
         ));
@@ -293,9 +291,8 @@ async fn delete_key(
     rid: RequestId,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (org, id) = path.into_inner();
-    validate_part("org", &org)?;
-    validate_part("id", &id)?;
+    let org = part("org", &path.0)?;
+    let id = part("id", &path.1)?;
     let committed = app
         .submit(
             Command::DeleteAccessKey { org, id },
@@ -396,11 +393,13 @@ fn check_tags(field: &str, tags: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_key_ids(field: &str, ids: &[String]) -> Result<(), ApiError> {
+/// Key ids as stored (lower-case), each checked.
+fn key_ids(field: &str, ids: &[String]) -> Result<Vec<String>, ApiError> {
+    let mut out = Vec::with_capacity(ids.len());
     for (i, k) in ids.iter().enumerate() {
-        validate_part(&format!("{field}[{i}]"), k)?;
+        out.push(part(&format!("{field}[{i}]"), k)?);
     }
-    Ok(())
+    Ok(out)
 }
 
 fn merged(list: &mut Vec<String>, add: &[String], remove: &[String]) {
@@ -419,8 +418,7 @@ async fn create_entitlement(
     path: web::Path<String>,
     Body(body): Body<EntitlementIn>,
 ) -> Result<HttpResponse, ApiError> {
-    let org = path.into_inner();
-    validate_part("org", &org)?;
+    let org = part("org", &path)?;
     super::repositories::validate_repo_key("repo", &body.repo)?;
     if let Some(p) = &body.package {
         check_segment("package", p)?;
@@ -453,10 +451,10 @@ async fn create_entitlement(
         }
     }
     check_access(&body.access)?;
-    check_key_ids("access_keys", &body.access_keys)?;
+    let ids = key_ids("access_keys", &body.access_keys)?;
     check_tags("tags", &body.tags)?;
     let mut keys = Vec::new();
-    merged(&mut keys, &body.access_keys, &[]);
+    merged(&mut keys, &ids, &[]);
     let mut tags = Vec::new();
     merged(&mut tags, &body.tags, &[]);
     let entitlement = Entitlement {
@@ -494,10 +492,9 @@ async fn list_entitlements(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let org = path.into_inner();
-    validate_part("org", &org)?;
+    let org = part("org", &path)?;
     let tag = query_param(&req, "tag")?;
-    let key = query_param(&req, "access_key")?;
+    let key = query_param(&req, "access_key")?.map(|k| k.to_lowercase());
     let access = query_param(&req, "access")?;
     if let Some(a) = &access {
         check_access(a)?;
@@ -534,7 +531,7 @@ async fn list_entitlements(
 }
 
 fn find_entitlement(app: &AppState, org: &str, id: &str) -> Result<Entitlement, ApiError> {
-    validate_part("org", org)?;
+    let org = part("org", org)?;
     app.read()
         .access_keys
         .entitlements
@@ -568,17 +565,13 @@ async fn update_entitlement(
         e.access = a;
     }
     if let Some(keys) = &body.access_keys {
-        check_key_ids("access_keys", keys)?;
+        let keys = key_ids("access_keys", keys)?;
         e.access_keys.clear();
-        merged(&mut e.access_keys, keys, &[]);
+        merged(&mut e.access_keys, &keys, &[]);
     }
-    check_key_ids("access_keys_add", &body.access_keys_add)?;
-    check_key_ids("access_keys_remove", &body.access_keys_remove)?;
-    merged(
-        &mut e.access_keys,
-        &body.access_keys_add,
-        &body.access_keys_remove,
-    );
+    let add = key_ids("access_keys_add", &body.access_keys_add)?;
+    let remove = key_ids("access_keys_remove", &body.access_keys_remove)?;
+    merged(&mut e.access_keys, &add, &remove);
     if let Some(tags) = &body.tags {
         check_tags("tags", tags)?;
         e.tags.clear();
@@ -608,8 +601,8 @@ async fn delete_entitlement(
     rid: RequestId,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (org, id) = path.into_inner();
-    validate_part("org", &org)?;
+    let org = part("org", &path.0)?;
+    let id = path.1.clone();
     let committed = app
         .submit(
             Command::DeleteEntitlement { org, id },

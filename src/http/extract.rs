@@ -121,7 +121,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalBody<T> {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let body = read_body(req, payload);
-        Box::pin(async move {
+        gated(req, async move {
             let RawBody {
                 bytes,
                 content_type,
@@ -142,13 +142,53 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalBody<T> {
 /// getters accept either spelling and name the field when a value is wrong.
 pub struct FormOrJson(pub serde_json::Map<String, serde_json::Value>);
 
+/// Authentication of this request has finished (either way). actix-web polls a handler's
+/// extractors together and answers with the first error *any* of them returns, so a
+/// body error would otherwise beat a 401/403 whose password check is still running; the
+/// body extractors wait for this before they report an error.
+#[derive(Clone)]
+struct AuthGate(tokio::sync::watch::Receiver<bool>);
+
+/// Opens the gate when dropped, i.e. when the authenticating future ends or is dropped.
+struct AuthDone(tokio::sync::watch::Sender<bool>);
+
+impl Drop for AuthDone {
+    fn drop(&mut self) {
+        let _ = self.0.send(true);
+    }
+}
+
+/// Called synchronously by authenticating extractors, before later extractors run.
+fn auth_started(req: &HttpRequest) -> AuthDone {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    req.extensions_mut().insert(AuthGate(rx));
+    AuthDone(tx)
+}
+
+/// A body extractor's future whose error waits until authentication has finished.
+fn gated<T: 'static>(
+    req: &HttpRequest,
+    fut: impl Future<Output = Result<T, ApiError>> + 'static,
+) -> Pin<Box<dyn Future<Output = Result<T, ApiError>>>> {
+    let gate = req.extensions().get::<AuthGate>().cloned();
+    Box::pin(async move {
+        let result = fut.await;
+        if result.is_err() {
+            if let Some(AuthGate(mut rx)) = gate {
+                let _ = rx.wait_for(|done| *done).await;
+            }
+        }
+        result
+    })
+}
+
 impl FromRequest for FormOrJson {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let body = read_body(req, payload);
-        Box::pin(async move {
+        gated(req, async move {
             let RawBody {
                 bytes,
                 content_type,
@@ -325,8 +365,10 @@ impl FromRequest for Caller {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let done = auth_started(req);
         let req = req.clone();
         Box::pin(async move {
+            let _done = done;
             let p = authenticate(req).await?;
             if p.password_expired {
                 return Err(ApiError::Forbidden(format!(
@@ -344,8 +386,12 @@ impl FromRequest for CallerAllowExpired {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let done = auth_started(req);
         let req = req.clone();
-        Box::pin(async move { Ok(CallerAllowExpired(authenticate(req).await?)) })
+        Box::pin(async move {
+            let _done = done;
+            Ok(CallerAllowExpired(authenticate(req).await?))
+        })
     }
 }
 

@@ -84,25 +84,37 @@ enum Need {
     Resources,
 }
 
-/// Whether the caller holds the `Project Admin` role in the project (directly or
-/// through a group its credentials carry).
-fn is_project_admin(s: &State, p: &ProjectRecord, caller: &Principal) -> bool {
+/// The roles the caller holds in the project (directly or through a group its
+/// credentials carry).
+fn held_roles(s: &State, p: &ProjectRecord, caller: &Principal) -> Vec<String> {
     let subject = Subject::new(
         &s.directory,
         &caller.username,
         caller.admin,
         caller.token.as_ref().map(|t| t.scope.as_str()),
     );
-    let holds = |roles: &std::collections::BTreeSet<String>| roles.contains("Project Admin");
-    (subject.own_grants && p.users.get(&caller.username).is_some_and(holds))
-        || subject
-            .groups
-            .iter()
-            .any(|g| p.groups.get(g).is_some_and(holds))
+    let mut roles: Vec<String> = Vec::new();
+    if subject.own_grants {
+        roles.extend(p.users.get(&caller.username).into_iter().flatten().cloned());
+    }
+    for g in &subject.groups {
+        roles.extend(p.groups.get(g).into_iter().flatten().cloned());
+    }
+    roles
+}
+
+/// Whether the caller holds the `Project Admin` role in the project.
+fn is_project_admin(s: &State, p: &ProjectRecord, caller: &Principal) -> bool {
+    held_roles(s, p, caller)
+        .iter()
+        .any(|r| r == "Project Admin")
 }
 
 /// Check the caller may act on the project; 404 for an admin asking about a missing
 /// project, 403 for anyone else (a non-admin learns nothing about other projects).
+/// Project Admins act within the project's `admin_privileges`; a custom role with the
+/// `MANAGE_MEMBERS` or `MANAGE_RESOURCES` action grants exactly that (and reading the
+/// project).
 fn check(s: &State, caller: &Principal, key: &str, need: Need) -> Result<(), ApiError> {
     let project = s.projects.by_key.get(key);
     if caller.admin {
@@ -110,21 +122,36 @@ fn check(s: &State, caller: &Principal, key: &str, need: Need) -> Result<(), Api
             .map(|_| ())
             .ok_or_else(|| ApiError::NotFound(format!("project `{key}` not found")));
     }
-    let Some(p) = project.filter(|p| is_project_admin(s, p, caller)) else {
-        return Err(ApiError::Forbidden(format!(
+    let denied = || {
+        Err(ApiError::Forbidden(format!(
             "this needs an admin or a Project Admin of `{key}`"
-        )));
+        )))
     };
+    let Some(p) = project else { return denied() };
+    let held = held_roles(s, p, caller);
+    let project_admin = held.iter().any(|r| r == "Project Admin");
+    let custom_grants = |action: &str| {
+        held.iter()
+            .filter_map(|r| p.roles.get(r))
+            .any(|r| r.actions.iter().any(|a| a == action))
+    };
+    let (members, resources) = (
+        custom_grants("MANAGE_MEMBERS"),
+        custom_grants("MANAGE_RESOURCES"),
+    );
+    if !project_admin && !members && !resources {
+        return denied();
+    }
     let privileges = &p.config.admin_privileges;
     match need {
         Need::View => Ok(()),
-        Need::Members if privileges.manage_members => Ok(()),
-        Need::Resources if privileges.manage_resources => Ok(()),
+        Need::Members if members || (project_admin && privileges.manage_members) => Ok(()),
+        Need::Resources if resources || (project_admin && privileges.manage_resources) => Ok(()),
         Need::Members => Err(ApiError::Forbidden(format!(
-            "project `{key}` does not let its admins manage members (admin_privileges.manage_members)"
+            "managing the members of `{key}` needs admin_privileges.manage_members for its Project Admins, or a role with MANAGE_MEMBERS"
         ))),
         Need::Resources => Err(ApiError::Forbidden(format!(
-            "project `{key}` does not let its admins manage resources (admin_privileges.manage_resources)"
+            "managing the resources of `{key}` needs admin_privileges.manage_resources for its Project Admins, or a role with MANAGE_RESOURCES"
         ))),
     }
 }

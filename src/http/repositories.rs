@@ -85,6 +85,12 @@ struct RepositoryIn {
     /// API's job (`PUT /access/api/v1/projects/_/attach/repositories/...`).
     #[serde(default, rename = "projectKey", alias = "project_key")]
     project_key: Option<String>,
+    /// Read-only, like `projectKey`: accepted so a GET body can be sent back unchanged;
+    /// sharing is changed with `/access/api/v1/projects/_/share/...`.
+    #[serde(default, rename = "sharedWithAllProjects")]
+    _shared_with_all: Option<serde_json::Value>,
+    #[serde(default, rename = "sharedWithProjects")]
+    _shared_with: Option<serde_json::Value>,
 }
 
 pub fn repository_out(r: &RepositoryRecord) -> serde_json::Value {

@@ -358,3 +358,31 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// Who is asking is judged before what is asked: a non-admin's bad body gets 403, a
+/// wrong password's 401, even on the first request, while the password check (argon2,
+/// not cached yet) is still running when the body has already failed to parse.
+#[test]
+fn authorization_errors_come_before_body_errors_even_uncached() {
+    let app = TestApp::spawn();
+    for i in 0..5 {
+        let name = format!("plain{i}");
+        app.create_user(&name, "password-1");
+        // A fresh user each round: its first request cannot hit the sign-in cache.
+        let plain = app.as_user(&name, "password-1");
+        let r = plain.raw(
+            "POST",
+            "/access/api/v2/groups",
+            Some("application/json"),
+            Some(b"{not json"),
+        );
+        assert_eq!(r.status, 403, "round {i}: {}", r.text);
+        let r = app.as_user(&name, "wrong-password").raw(
+            "PUT",
+            "/artifactory/api/repositories/x",
+            Some("text/plain"),
+            Some(b"x"),
+        );
+        assert_eq!(r.status, 401, "round {i}: {}", r.text);
+    }
+}

@@ -63,6 +63,29 @@ fn secrets_never_reach_the_log_or_the_server_output() {
     // Failed attempts (wrong passwords) are logged without the attempt.
     crate::helpers::Client::new(&server.base, Some(("sam", "Wrong-Guess-Secret-9")))
         .get("/access/api/v2/users/sam");
+    // Access keys: a given password, a generated one, and a sign-in with each.
+    let r = admin.post(
+        "/access/api/v1/orgs/acme/access_keys",
+        &json!({"id": "ext", "password": "Access-Key-Secret-5"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let generated = admin
+        .post(
+            "/access/api/v1/orgs/acme/access_keys",
+            &json!({"id": "gen"}),
+        )
+        .json()["password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (id, pw) in [
+        ("ext@acme", "Access-Key-Secret-5"),
+        ("gen@acme", generated.as_str()),
+    ] {
+        let r = crate::helpers::Client::new(&server.base, Some((id, pw)))
+            .get("/access/api/v1/authorize?resource=r/x&action=read");
+        assert_eq!(r.status, 403, "signed in, nothing entitled: {}", r.text);
+    }
     admin.post_empty("/access/api/v1/cert/root/rotate");
     admin.post_empty("/artifactory/api/signed/url/key");
     assert!(server.terminate().success());
@@ -76,6 +99,8 @@ fn secrets_never_reach_the_log_or_the_server_output() {
         access.split('.').nth(2).unwrap().to_string(), // the signature alone
         refresh,
         reference,
+        "Access-Key-Secret-5".into(),
+        generated,
     ];
     for f in files_under(&data.join("keys")) {
         secrets.push(std::fs::read_to_string(&f).unwrap().trim().to_string());
