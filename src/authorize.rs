@@ -84,14 +84,22 @@ struct CompiledSection {
     groups: HashMap<String, Vec<String>>,
 }
 
+/// The sections that name a repository (or `ANY`, …), by who they grant something to:
+/// a decision looks up the subject and its groups instead of scanning every section.
+#[derive(Default)]
+struct Bucket {
+    users: HashMap<String, Vec<usize>>,
+    groups: HashMap<String, Vec<usize>>,
+}
+
 /// Compiled repository sections of every permission target.
 pub struct TargetIndex {
     pub built_from: u64,
     sections: Vec<CompiledSection>,
-    by_repo: HashMap<String, Vec<usize>>,
-    any: Vec<usize>,
-    any_local: Vec<usize>,
-    any_remote: Vec<usize>,
+    by_repo: HashMap<String, Bucket>,
+    any: Bucket,
+    any_local: Bucket,
+    any_remote: Bucket,
     /// Repository key -> class (`local`, `remote`, …) for `ANY LOCAL` / `ANY REMOTE`.
     classes: HashMap<String, String>,
 }
@@ -211,12 +219,13 @@ struct ProjectGrant {
 /// it is shared with, each member's roles whose environments meet the repository's.
 pub struct ProjectIndex {
     pub built_from: u64,
-    by_repo: HashMap<String, Vec<ProjectGrant>>,
+    /// Repository -> its grants, and the same grants by member.
+    by_repo: HashMap<String, (Vec<ProjectGrant>, Bucket)>,
 }
 
 impl ProjectIndex {
     pub fn build(state: &State) -> ProjectIndex {
-        let mut by_repo: HashMap<String, Vec<ProjectGrant>> = HashMap::new();
+        let mut by_repo: HashMap<String, (Vec<ProjectGrant>, Bucket)> = HashMap::new();
         for (key, repo) in &state.repositories.by_key {
             let envs = repository_environments(&repo.config);
             let projects = state.projects.by_key.values().filter(|p| {
@@ -259,7 +268,16 @@ impl ProjectIndex {
                 }
             }
             if !grants.is_empty() {
-                by_repo.insert(key.clone(), grants);
+                let mut bucket = Bucket::default();
+                for (i, g) in grants.iter().enumerate() {
+                    let members = if g.group {
+                        &mut bucket.groups
+                    } else {
+                        &mut bucket.users
+                    };
+                    members.entry(g.member.clone()).or_default().push(i);
+                }
+                by_repo.insert(key.clone(), (grants, bucket));
             }
         }
         ProjectIndex {
@@ -270,14 +288,18 @@ impl ProjectIndex {
 
     /// The project role that lets `subject` do `action` anywhere in `repo`, if any.
     fn decide(&self, subject: &Subject, repo: &str, action: &str) -> Option<Decision> {
-        let g = self.by_repo.get(repo)?.iter().find(|g| {
-            g.actions.contains(&action)
-                && if g.group {
-                    subject.groups.contains(&g.member)
-                } else {
-                    subject.own_grants && g.member == subject.username
-                }
-        })?;
+        let (grants, bucket) = self.by_repo.get(repo)?;
+        let own = subject
+            .own_grants
+            .then(|| bucket.users.get(&subject.username))
+            .flatten();
+        let groups = subject.groups.iter().filter_map(|g| bucket.groups.get(g));
+        let g = own
+            .into_iter()
+            .chain(groups)
+            .flatten()
+            .map(|&i| &grants[i])
+            .find(|g| g.actions.contains(&action))?;
         Some(Decision {
             allowed: true,
             via: format!(
@@ -296,7 +318,7 @@ impl ProjectIndex {
         let mut repos: Vec<&String> = self.by_repo.keys().collect();
         repos.sort();
         for repo in repos {
-            for g in &self.by_repo[repo] {
+            for g in &self.by_repo[repo].0 {
                 let holds = if g.group {
                     subject.groups.contains(&g.member)
                 } else {
@@ -435,9 +457,9 @@ impl TargetIndex {
             built_from: state.permissions.changed_seq,
             sections: vec![],
             by_repo: HashMap::new(),
-            any: vec![],
-            any_local: vec![],
-            any_remote: vec![],
+            any: Bucket::default(),
+            any_local: Bucket::default(),
+            any_remote: Bucket::default(),
             classes: state
                 .repositories
                 .by_key
@@ -471,14 +493,23 @@ impl TargetIndex {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         });
+        let section = &self.sections[i];
+        let users: Vec<String> = section.users.keys().cloned().collect();
+        let groups: Vec<String> = section.groups.keys().cloned().collect();
         for repo in &s.repositories {
-            match repo.as_str() {
-                "ANY" => self.any.push(i),
+            let bucket = match repo.as_str() {
+                "ANY" => &mut self.any,
                 // By the class of the registered repository; an unregistered one is of
                 // no known class, so neither matches it (never grant more than written).
-                "ANY LOCAL" => self.any_local.push(i),
-                "ANY REMOTE" => self.any_remote.push(i),
-                name => self.by_repo.entry(name.to_string()).or_default().push(i),
+                "ANY LOCAL" => &mut self.any_local,
+                "ANY REMOTE" => &mut self.any_remote,
+                name => self.by_repo.entry(name.to_string()).or_default(),
+            };
+            for u in &users {
+                bucket.users.entry(u.clone()).or_default().push(i);
+            }
+            for g in &groups {
+                bucket.groups.entry(g.clone()).or_default().push(i);
             }
         }
     }
@@ -491,44 +522,46 @@ impl TargetIndex {
                 via: "admin".into(),
             };
         }
-        let by_class: &[usize] = match self.classes.get(repo).map(String::as_str) {
-            Some("local") | Some("federated") => &self.any_local,
-            Some("remote") => &self.any_remote,
-            _ => &[],
+        let by_class = match self.classes.get(repo).map(String::as_str) {
+            Some("local") | Some("federated") => Some(&self.any_local),
+            Some("remote") => Some(&self.any_remote),
+            _ => None,
         };
-        let candidates = self
-            .by_repo
-            .get(repo)
-            .into_iter()
-            .flatten()
-            .chain(self.any.iter())
-            .chain(by_class.iter());
         // Built once per decision: globset normalises the path for every set otherwise.
         let candidate = globset::Candidate::new(path);
-        for &i in candidates {
-            let s = &self.sections[i];
-            // Who is granted is a hash lookup; paths are globs: ask the cheap question first.
-            let via = if subject.own_grants
-                && s.users
-                    .get(&subject.username)
-                    .is_some_and(|a| a.iter().any(|x| x == action))
-            {
-                format!(
-                    "permission target `{}` (user `{}`)",
-                    s.target, subject.username
-                )
-            } else if let Some(g) = subject.groups.iter().find(|g| {
-                s.groups
-                    .get(*g)
-                    .is_some_and(|a| a.iter().any(|x| x == action))
-            }) {
-                format!("permission target `{}` (group `{g}`)", s.target)
-            } else {
-                continue;
-            };
-            if s.include.is_match_candidate(&candidate) && !s.exclude.is_match_candidate(&candidate)
-            {
-                return Decision { allowed: true, via };
+        let matches = |s: &CompiledSection| {
+            s.include.is_match_candidate(&candidate) && !s.exclude.is_match_candidate(&candidate)
+        };
+        let has =
+            |grants: Option<&Vec<String>>| grants.is_some_and(|a| a.iter().any(|x| x == action));
+        for bucket in [self.by_repo.get(repo), Some(&self.any), by_class]
+            .into_iter()
+            .flatten()
+        {
+            if subject.own_grants {
+                for &i in bucket.users.get(&subject.username).into_iter().flatten() {
+                    let s = &self.sections[i];
+                    if has(s.users.get(&subject.username)) && matches(s) {
+                        return Decision {
+                            allowed: true,
+                            via: format!(
+                                "permission target `{}` (user `{}`)",
+                                s.target, subject.username
+                            ),
+                        };
+                    }
+                }
+            }
+            for g in &subject.groups {
+                for &i in bucket.groups.get(g).into_iter().flatten() {
+                    let s = &self.sections[i];
+                    if has(s.groups.get(g)) && matches(s) {
+                        return Decision {
+                            allowed: true,
+                            via: format!("permission target `{}` (group `{g}`)", s.target),
+                        };
+                    }
+                }
             }
         }
         Decision {
