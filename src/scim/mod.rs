@@ -1,0 +1,537 @@
+//! SCIM 2.0 (RFC 7643 / RFC 7644): the schemas Gatehouse serves, checking and
+//! normalising resources against them, filters (`filter.rs`) and PATCH (`patch.rs`).
+//! The REST endpoints are in `http/scim.rs`.
+//!
+//! `rfc7643-schemas.json` is the complete core User, core Group and Enterprise User
+//! schema of RFC 7643 §8.7.1 (as shipped by the Apache-2.0 `scim2-server` project).
+//!
+//! SCIM and the v2 API are two views of the same users and groups. What only SCIM
+//! knows (name parts, typed e-mails, addresses, the enterprise extension, …) is kept as
+//! one JSON document per user or group, written by `UserScimSaved` / `GroupScimSaved`
+//! events; what the domain knows (the user name, `active`, the primary e-mail, group
+//! membership) comes from the domain's own fields.
+
+pub mod filter;
+pub mod patch;
+
+use serde_json::{Map, Value};
+use std::sync::OnceLock;
+
+pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+pub const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+pub const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+pub const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+pub const SEARCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+
+/// The schema documents, with `meta` as the RFC shows them.
+pub fn schemas() -> &'static Vec<Value> {
+    static SCHEMAS: OnceLock<Vec<Value>> = OnceLock::new();
+    SCHEMAS.get_or_init(|| {
+        serde_json::from_str(include_str!("rfc7643-schemas.json"))
+            .expect("the embedded SCIM schemas are valid JSON")
+    })
+}
+
+pub fn schema(id: &str) -> Option<&'static Value> {
+    schemas()
+        .iter()
+        .find(|s| s["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(id)))
+}
+
+/// The two resource types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    User,
+    Group,
+}
+
+impl Kind {
+    pub fn core(self) -> &'static str {
+        match self {
+            Kind::User => USER_SCHEMA,
+            Kind::Group => GROUP_SCHEMA,
+        }
+    }
+
+    pub fn extensions(self) -> &'static [&'static str] {
+        match self {
+            Kind::User => &[ENTERPRISE_SCHEMA],
+            Kind::Group => &[],
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::User => "User",
+            Kind::Group => "Group",
+        }
+    }
+
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            Kind::User => "Users",
+            Kind::Group => "Groups",
+        }
+    }
+}
+
+/// An attribute's definition (a schema's `attributes` entry).
+pub type Attr = Value;
+
+/// `externalId` is common to every resource (RFC 7643 §3.1), not part of a schema.
+fn external_id_attr() -> &'static Value {
+    static A: OnceLock<Value> = OnceLock::new();
+    A.get_or_init(|| {
+        serde_json::json!({"name": "externalId", "type": "string", "multiValued": false,
+            "required": false, "caseExact": true, "mutability": "readWrite",
+            "returned": "default", "uniqueness": "none"})
+    })
+}
+
+fn find_attr<'a>(attrs: &'a [Value], name: &str) -> Option<&'a Value> {
+    attrs.iter().find(|a| {
+        a["name"]
+            .as_str()
+            .is_some_and(|n| n.eq_ignore_ascii_case(name))
+    })
+}
+
+fn attrs_of(schema_id: &str) -> &'static [Value] {
+    schema(schema_id)
+        .and_then(|s| s["attributes"].as_array())
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+/// The definition of a top-level attribute of `kind` (in the core schema, or `urn`'s).
+pub fn attribute(kind: Kind, urn: Option<&str>, name: &str) -> Option<&'static Value> {
+    match urn {
+        Some(u) if !u.eq_ignore_ascii_case(kind.core()) => {
+            let ext = kind
+                .extensions()
+                .iter()
+                .find(|e| e.eq_ignore_ascii_case(u))?;
+            find_attr(attrs_of(ext), name)
+        }
+        _ => {
+            if name.eq_ignore_ascii_case("externalId") {
+                return Some(external_id_attr());
+            }
+            find_attr(attrs_of(kind.core()), name)
+        }
+    }
+}
+
+pub fn sub_attribute<'a>(attr: &'a Value, name: &str) -> Option<&'a Value> {
+    find_attr(attr["subAttributes"].as_array()?, name)
+}
+
+/// The extension URN a key names, if it is one of `kind`'s.
+pub fn extension(kind: Kind, key: &str) -> Option<&'static str> {
+    kind.extensions()
+        .iter()
+        .find(|e| e.eq_ignore_ascii_case(key))
+        .copied()
+}
+
+/// Is a path one `kind` knows (for filters and `attributes=`)? Common attributes
+/// (`id`, `meta.*`, `schemas`, `externalId`) count.
+pub fn known_path(kind: Kind, urn: Option<&str>, attr: &str, sub: Option<&str>) -> bool {
+    if urn.is_none() {
+        let a = attr.to_ascii_lowercase();
+        if a == "id" || a == "schemas" || a == "externalid" {
+            return sub.is_none();
+        }
+        if a == "meta" {
+            return sub.is_none_or(|s| {
+                [
+                    "resourcetype",
+                    "created",
+                    "lastmodified",
+                    "location",
+                    "version",
+                ]
+                .contains(&s.to_ascii_lowercase().as_str())
+            });
+        }
+    }
+    if urn.is_some_and(|u| extension(kind, u).is_some())
+        && sub.is_none()
+        && attribute(kind, urn, attr).is_none()
+    {
+        return false;
+    }
+    match attribute(kind, urn, attr) {
+        None => false,
+        Some(a) => sub.is_none_or(|s| sub_attribute(a, s).is_some()),
+    }
+}
+
+/// A value that does not fit the schema (400, `invalidValue`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid(pub String);
+
+fn check_simple(path: &str, def: &Value, v: &Value) -> Result<Value, Invalid> {
+    let ty = def["type"].as_str().unwrap_or("string");
+    let ok = match ty {
+        "string" | "reference" | "binary" | "dateTime" => v.is_string(),
+        "boolean" => v.is_boolean(),
+        "integer" => v.is_i64() || v.is_u64(),
+        "decimal" => v.is_number(),
+        _ => true,
+    };
+    if !ok {
+        // Some provisioning clients send booleans as strings ("True").
+        if ty == "boolean" {
+            if let Some(b) = v
+                .as_str()
+                .and_then(|s| match s.to_ascii_lowercase().as_str() {
+                    "true" => Some(true),
+                    "false" => Some(false),
+                    _ => None,
+                })
+            {
+                return Ok(Value::Bool(b));
+            }
+        }
+        return Err(Invalid(format!("`{path}` must be a {ty}")));
+    }
+    if let Some(s) = v.as_str() {
+        if s.len() > 65_536 {
+            return Err(Invalid(format!("`{path}` is longer than 65536 bytes")));
+        }
+    }
+    Ok(v.clone())
+}
+
+/// Check one attribute's value against its definition and give it its canonical shape
+/// (canonical sub-attribute names, a single value of a multi-valued attribute wrapped in
+/// a list, nulls dropped). `None` means "absent".
+fn normalize_value(path: &str, def: &Value, v: &Value) -> Result<Option<Value>, Invalid> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    let multi = def["multiValued"].as_bool().unwrap_or(false);
+    if multi {
+        let items: Vec<&Value> = match v {
+            Value::Array(a) => a.iter().collect(),
+            other => vec![other],
+        };
+        let mut out = Vec::new();
+        let mut primaries = 0;
+        for (i, item) in items.into_iter().enumerate() {
+            if let Some(x) = normalize_single(&format!("{path}[{i}]"), def, item)? {
+                if x.get("primary") == Some(&Value::Bool(true)) {
+                    primaries += 1;
+                }
+                out.push(x);
+            }
+        }
+        if primaries > 1 {
+            return Err(Invalid(format!(
+                "`{path}`: at most one value may be primary"
+            )));
+        }
+        if out.is_empty() {
+            return Ok(None);
+        }
+        return Ok(Some(Value::Array(out)));
+    }
+    if v.is_array() {
+        return Err(Invalid(format!("`{path}` is single-valued")));
+    }
+    normalize_single(path, def, v)
+}
+
+fn normalize_single(path: &str, def: &Value, v: &Value) -> Result<Option<Value>, Invalid> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    if def["type"] == "complex" {
+        let Some(obj) = v.as_object() else {
+            return Err(Invalid(format!("`{path}` must be an object")));
+        };
+        let mut out = Map::new();
+        for (k, sv) in obj {
+            let sub = sub_attribute(def, k)
+                .ok_or_else(|| Invalid(format!("`{path}` has no sub-attribute `{k}`")))?;
+            let name = sub["name"].as_str().unwrap_or(k);
+            if let Some(x) = normalize_value(&format!("{path}.{name}"), sub, sv)? {
+                out.insert(name.to_string(), x);
+            }
+        }
+        if out.is_empty() {
+            return Ok(None);
+        }
+        return Ok(Some(Value::Object(out)));
+    }
+    check_simple(path, def, v).map(Some)
+}
+
+/// Normalise a resource as a client sent it: canonical attribute names, values checked
+/// against the schema, read-only attributes (`id`, `meta`, `groups`) dropped, unknown
+/// attributes refused. `schemas` is kept as sent.
+pub fn normalize(kind: Kind, input: &Value) -> Result<Map<String, Value>, Invalid> {
+    let Some(obj) = input.as_object() else {
+        return Err(Invalid("the resource must be a JSON object".into()));
+    };
+    let mut out = Map::new();
+    for (k, v) in obj {
+        let lower = k.to_ascii_lowercase();
+        if lower == "schemas" {
+            continue;
+        }
+        if lower == "id" || lower == "meta" {
+            continue;
+        }
+        if let Some(ext) = extension(kind, k) {
+            if v.is_null() {
+                continue;
+            }
+            let Some(ext_obj) = v.as_object() else {
+                return Err(Invalid(format!("`{ext}` must be an object")));
+            };
+            let mut e = Map::new();
+            for (ek, ev) in ext_obj {
+                let def = attribute(kind, Some(ext), ek)
+                    .ok_or_else(|| Invalid(format!("unknown attribute `{ext}:{ek}`")))?;
+                let name = def["name"].as_str().unwrap_or(ek);
+                if def["mutability"] == "readOnly" {
+                    continue;
+                }
+                if let Some(x) = normalize_value(name, def, ev)? {
+                    e.insert(name.to_string(), x);
+                }
+            }
+            if !e.is_empty() {
+                out.insert(ext.to_string(), Value::Object(e));
+            }
+            continue;
+        }
+        // `urn:…:core:2.0:User:userName` written out in full.
+        let (urn, attr) = match k.rfind(':') {
+            Some(i) if k.to_ascii_lowercase().starts_with("urn:") => (Some(&k[..i]), &k[i + 1..]),
+            _ => (None, k.as_str()),
+        };
+        if urn.is_some_and(|u| !u.eq_ignore_ascii_case(kind.core())) {
+            return Err(Invalid(format!("unknown attribute `{k}`")));
+        }
+        let def = attribute(kind, None, attr)
+            .ok_or_else(|| Invalid(format!("unknown attribute `{k}`")))?;
+        if def["mutability"] == "readOnly" {
+            continue;
+        }
+        let name = def["name"].as_str().unwrap_or(attr);
+        if let Some(x) = normalize_value(name, def, v)? {
+            out.insert(name.to_string(), x);
+        }
+    }
+    Ok(out)
+}
+
+/// Keep only what `attributes` asks for (plus what is always returned), or drop what
+/// `excludedAttributes` names. Paths are `attr`, `attr.sub` or URN-qualified.
+pub fn project(kind: Kind, resource: &mut Value, attributes: &[String], excluded: &[String]) {
+    let Some(obj) = resource.as_object_mut() else {
+        return;
+    };
+    let split = |p: &str| -> (Option<String>, String, Option<String>) {
+        if let Some(ext) = extension(kind, p) {
+            return (Some(ext.to_string()), String::new(), None);
+        }
+        match filter::parse_attr_path(p) {
+            Ok(a) => (a.urn, a.attr, a.sub),
+            Err(_) => (None, p.to_string(), None),
+        }
+    };
+    let always = ["id", "schemas", "username"];
+    if !attributes.is_empty() {
+        let wanted: Vec<_> = attributes.iter().map(|p| split(p)).collect();
+        let keys: Vec<String> = obj.keys().cloned().collect();
+        for k in keys {
+            let lower = k.to_ascii_lowercase();
+            if always.contains(&lower.as_str()) && !(lower == "username" && kind == Kind::Group) {
+                continue;
+            }
+            if let Some(ext) = extension(kind, &k) {
+                // Keep the extension's wanted attributes only.
+                let whole = wanted.iter().any(|(u, a, _)| {
+                    u.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(ext)) && a.is_empty()
+                });
+                if whole {
+                    continue;
+                }
+                let names: Vec<&String> = wanted
+                    .iter()
+                    .filter(|(u, a, _)| {
+                        u.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(ext)) && !a.is_empty()
+                    })
+                    .map(|(_, a, _)| a)
+                    .collect();
+                if let Some(Value::Object(e)) = obj.get_mut(&k) {
+                    e.retain(|ek, _| names.iter().any(|n| n.eq_ignore_ascii_case(ek)));
+                    if e.is_empty() {
+                        obj.remove(&k);
+                    }
+                }
+                continue;
+            }
+            let subs: Vec<&Option<String>> = wanted
+                .iter()
+                .filter(|(u, a, _)| {
+                    u.as_deref()
+                        .is_none_or(|u| u.eq_ignore_ascii_case(kind.core()))
+                        && a.eq_ignore_ascii_case(&k)
+                })
+                .map(|(_, _, s)| s)
+                .collect();
+            if subs.is_empty() {
+                obj.remove(&k);
+            } else if subs.iter().all(|s| s.is_some()) {
+                let keep: Vec<&str> = subs.iter().filter_map(|s| s.as_deref()).collect();
+                let retain = |v: &mut Value| {
+                    if let Value::Object(o) = v {
+                        o.retain(|sk, _| keep.iter().any(|n| n.eq_ignore_ascii_case(sk)));
+                    }
+                };
+                match obj.get_mut(&k) {
+                    Some(Value::Array(items)) => items.iter_mut().for_each(retain),
+                    Some(v) => retain(v),
+                    None => {}
+                }
+            }
+        }
+    }
+    for p in excluded {
+        let (urn, attr, sub) = split(p);
+        let lower = attr.to_ascii_lowercase();
+        if urn.is_none() && always.contains(&lower.as_str()) {
+            continue;
+        }
+        match (urn.as_deref().and_then(|u| extension(kind, u)), sub) {
+            (Some(ext), _) if attr.is_empty() => {
+                obj.remove(ext);
+            }
+            (Some(ext), _) => {
+                if let Some(Value::Object(e)) = obj.get_mut(ext) {
+                    let key = e.keys().find(|k| k.eq_ignore_ascii_case(&attr)).cloned();
+                    if let Some(key) = key {
+                        e.remove(&key);
+                    }
+                }
+            }
+            (None, None) => {
+                let key = obj.keys().find(|k| k.eq_ignore_ascii_case(&attr)).cloned();
+                if let Some(key) = key {
+                    obj.remove(&key);
+                }
+            }
+            (None, Some(s)) => {
+                let key = obj.keys().find(|k| k.eq_ignore_ascii_case(&attr)).cloned();
+                let strip = |v: &mut Value| {
+                    if let Value::Object(o) = v {
+                        let sk = o.keys().find(|k| k.eq_ignore_ascii_case(&s)).cloned();
+                        if let Some(sk) = sk {
+                            o.remove(&sk);
+                        }
+                    }
+                };
+                match key.and_then(|k| obj.get_mut(&k)) {
+                    Some(Value::Array(items)) => items.iter_mut().for_each(strip),
+                    Some(v) => strip(v),
+                    None => {}
+                }
+            }
+        }
+    }
+}
+
+/// RFC 3339 (UTC, seconds) for a unix time in milliseconds.
+pub fn rfc3339(ms: u64) -> String {
+    let secs = (ms / 1000) as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_schemas_are_complete() {
+        let user = schema(USER_SCHEMA).unwrap();
+        let names: Vec<&str> = user["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap())
+            .collect();
+        for n in [
+            "userName",
+            "name",
+            "emails",
+            "addresses",
+            "x509Certificates",
+            "groups",
+            "password",
+        ] {
+            assert!(names.contains(&n), "{n}");
+        }
+        assert!(schema(ENTERPRISE_SCHEMA).is_some());
+        assert!(schema(GROUP_SCHEMA).is_some());
+    }
+
+    #[test]
+    fn normalize_names_types_and_read_only() {
+        let n = normalize(
+            Kind::User,
+            &json!({"USERNAME": "a", "Name": {"GivenName": "B"}, "emails": {"value": "a@b"},
+                    "groups": [{"value": "x"}], "id": "zzz", "active": "True",
+                    ENTERPRISE_SCHEMA: {"employeenumber": "7"}}),
+        )
+        .unwrap();
+        assert_eq!(n["userName"], "a");
+        assert_eq!(n["name"]["givenName"], "B");
+        assert_eq!(n["emails"], json!([{"value": "a@b"}]));
+        assert_eq!(n["active"], true);
+        assert!(n.get("groups").is_none() && n.get("id").is_none());
+        assert_eq!(n[ENTERPRISE_SCHEMA]["employeeNumber"], "7");
+        for bad in [
+            json!({"colour": 1}),
+            json!({"active": 3}),
+            json!({"name": "x"}),
+            json!({"emails": [{"value": "a", "primary": true}, {"value": "b", "primary": true}]}),
+            json!({"userName": ["a"]}),
+            json!({"name": {"nick": "x"}}),
+        ] {
+            assert!(normalize(Kind::User, &bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_763_000_000_000), "2025-11-13T02:13:20Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
+    }
+}
