@@ -231,6 +231,9 @@ pub struct Directory {
     /// Keyed by lower-case username.
     pub users: BTreeMap<String, User>,
     pub groups: BTreeMap<String, Group>,
+    /// SCIM ids of renamed users -> their current user name.
+    #[serde(default)]
+    pub scim_ids: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,6 +254,18 @@ pub struct User {
     /// Position of the last event that changed how this user signs in (password,
     /// status, expiry). Caches of verified credentials compare against it.
     pub credentials_seq: u64,
+    /// Unix milliseconds of the creating and of the last changing event (SCIM `meta`).
+    #[serde(default)]
+    pub created_ms: u64,
+    #[serde(default)]
+    pub updated_ms: u64,
+    /// SCIM-only attributes (name parts, typed e-mails, enterprise fields, …) as a JSON
+    /// object, from `UserScimSaved`.
+    #[serde(default)]
+    pub scim: Option<String>,
+    /// The SCIM id when it is not the user name (the user was renamed: ids are stable).
+    #[serde(default)]
+    pub scim_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -265,12 +280,20 @@ pub struct Group {
     pub members: BTreeSet<String>,
     pub created_seq: u64,
     pub updated_seq: u64,
+    #[serde(default)]
+    pub created_ms: u64,
+    #[serde(default)]
+    pub updated_ms: u64,
+    /// SCIM-only attributes (`displayName`, `externalId`) as a JSON object.
+    #[serde(default)]
+    pub scim: Option<String>,
 }
 
 impl State {
     /// Fold one event into the state. See the crate docs for why this cannot fail.
     pub fn apply(&mut self, envelope: &Envelope) {
         let seq = envelope.seq;
+        let now = envelope.time_ms;
         self.seq = seq;
         self.time_ms = self.time_ms.max(envelope.time_ms);
         let dir = &mut self.directory;
@@ -278,7 +301,7 @@ impl State {
             Event::ServiceCreated { service_id } => {
                 self.service_id = Some(service_id.clone());
             }
-            Event::UserCreated(created) => dir.create_user(created, seq),
+            Event::UserCreated(created) => dir.create_user(created, seq, now),
             Event::UserUpdated(update) => {
                 if let Some(user) = dir.users.get_mut(&update.username) {
                     if let Some(email) = &update.email {
@@ -306,6 +329,7 @@ impl State {
                         user.credentials_seq = seq;
                     }
                     user.updated_seq = seq;
+                    user.updated_ms = now;
                 }
             }
             Event::UserPasswordChanged {
@@ -318,6 +342,7 @@ impl State {
                     user.internal_password_disabled = false;
                     user.credentials_seq = seq;
                     user.updated_seq = seq;
+                    user.updated_ms = now;
                 }
             }
             Event::UserPasswordExpired { username } => {
@@ -325,10 +350,11 @@ impl State {
                     user.password_expired = true;
                     user.credentials_seq = seq;
                     user.updated_seq = seq;
+                    user.updated_ms = now;
                 }
             }
-            Event::UserLocked { username } => dir.set_status(username, UserStatus::Locked, seq),
-            Event::UserUnlocked { username } => dir.set_status(username, UserStatus::Enabled, seq),
+            Event::UserLocked { username } => dir.set_status(username, UserStatus::Locked, seq, now),
+            Event::UserUnlocked { username } => dir.set_status(username, UserStatus::Enabled, seq, now),
             Event::UserDeleted { username } => {
                 // Its tokens go with it: a later user of the same name is someone else.
                 let ids: Vec<String> = self
@@ -345,15 +371,19 @@ impl State {
                     self.projects.changed_seq = seq;
                 }
                 if let Some(user) = dir.users.remove(username) {
+                    if let Some(id) = &user.scim_id {
+                        dir.scim_ids.remove(id);
+                    }
                     for group in &user.groups {
                         if let Some(g) = dir.groups.get_mut(group) {
                             g.members.remove(username);
                             g.updated_seq = seq;
+                            g.updated_ms = now;
                         }
                     }
                 }
             }
-            Event::GroupCreated(created) => dir.create_group(created, seq),
+            Event::GroupCreated(created) => dir.create_group(created, seq, now),
             Event::GroupUpdated(update) => {
                 if let Some(group) = dir.groups.get_mut(&update.name) {
                     if let Some(v) = &update.description {
@@ -375,6 +405,7 @@ impl State {
                         group.external_id = Some(v.clone());
                     }
                     group.updated_seq = seq;
+                    group.updated_ms = now;
                 }
             }
             Event::GroupDeleted { name } => {
@@ -386,6 +417,7 @@ impl State {
                         if let Some(u) = dir.users.get_mut(member) {
                             u.groups.remove(name);
                             u.updated_seq = seq;
+                            u.updated_ms = now;
                         }
                     }
                 }
@@ -396,10 +428,10 @@ impl State {
                 removed,
             } => {
                 for user in added {
-                    dir.join(user, group, seq);
+                    dir.join(user, group, seq, now);
                 }
                 for user in removed {
-                    dir.leave(user, group, seq);
+                    dir.leave(user, group, seq, now);
                 }
             }
             Event::UserGroupsChanged {
@@ -408,11 +440,31 @@ impl State {
                 removed,
             } => {
                 for group in added {
-                    dir.join(username, group, seq);
+                    dir.join(username, group, seq, now);
                 }
                 for group in removed {
-                    dir.leave(username, group, seq);
+                    dir.leave(username, group, seq, now);
                 }
+            }
+            Event::UserScimSaved {
+                username,
+                attributes,
+            } => {
+                if let Some(user) = dir.users.get_mut(username) {
+                    user.scim = Some(attributes.clone());
+                    user.updated_seq = seq;
+                    user.updated_ms = now;
+                }
+            }
+            Event::GroupScimSaved { name, attributes } => {
+                if let Some(group) = dir.groups.get_mut(name) {
+                    group.scim = Some(attributes.clone());
+                    group.updated_seq = seq;
+                    group.updated_ms = now;
+                }
+            }
+            Event::UserRenamed { from, to } => {
+                self.rename_user(from, to, seq, now);
             }
             Event::TokenIssued(t) => self.tokens.insert(t),
             Event::TokenRefreshed {
@@ -681,6 +733,66 @@ impl State {
     }
 }
 
+impl State {
+    /// Everything that names a user by its name follows the rename: group membership,
+    /// project membership, permission targets. Its tokens end (a token names the old
+    /// name). The SCIM id stays what it was.
+    fn rename_user(&mut self, from: &str, to: &str, seq: u64, now: u64) {
+        let dir = &mut self.directory;
+        let Some(mut user) = dir.users.remove(from) else {
+            return;
+        };
+        if dir.users.contains_key(to) {
+            dir.users.insert(from.to_string(), user);
+            return;
+        }
+        let id = user.scim_id.take().unwrap_or_else(|| from.to_string());
+        dir.scim_ids.retain(|_, name| name != from);
+        if id != to {
+            dir.scim_ids.insert(id.clone(), to.to_string());
+            user.scim_id = Some(id);
+        }
+        user.username = to.to_string();
+        user.updated_seq = seq;
+        user.updated_ms = now;
+        user.credentials_seq = seq;
+        for g in &user.groups {
+            if let Some(group) = dir.groups.get_mut(g) {
+                group.members.remove(from);
+                group.members.insert(to.to_string());
+            }
+        }
+        dir.users.insert(to.to_string(), user);
+        let ids: Vec<String> = self
+            .tokens
+            .by_id
+            .values()
+            .filter(|t| t.subject == from && !t.transient)
+            .map(|t| t.token_id.clone())
+            .collect();
+        for id in ids {
+            self.tokens.remove(&id);
+        }
+        for p in self.projects.by_key.values_mut() {
+            if let Some(roles) = p.users.remove(from) {
+                p.users.insert(to.to_string(), roles);
+                self.projects.changed_seq = seq;
+            }
+        }
+        for t in self.permissions.targets.values_mut() {
+            for section in [&mut t.repo, &mut t.build, &mut t.release_bundle]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(actions) = section.users.remove(from) {
+                    section.users.insert(to.to_string(), actions);
+                    self.permissions.changed_seq = seq;
+                }
+            }
+        }
+    }
+}
+
 impl Projects {
     /// Drop a deleted user or group from every project; whether anything changed.
     fn remove_member(&mut self, kind: &str, name: &str, seq: u64) -> bool {
@@ -750,7 +862,7 @@ impl Tokens {
 }
 
 impl Directory {
-    fn create_user(&mut self, c: &UserCreated, seq: u64) {
+    fn create_user(&mut self, c: &UserCreated, seq: u64, now: u64) {
         let user = User {
             username: c.username.clone(),
             email: c.email.clone(),
@@ -766,14 +878,18 @@ impl Directory {
             created_seq: seq,
             updated_seq: seq,
             credentials_seq: seq,
+            created_ms: now,
+            updated_ms: now,
+            scim: None,
+            scim_id: None,
         };
         self.users.insert(c.username.clone(), user);
         for group in &c.groups {
-            self.join(&c.username, group, seq);
+            self.join(&c.username, group, seq, now);
         }
     }
 
-    fn create_group(&mut self, c: &GroupCreated, seq: u64) {
+    fn create_group(&mut self, c: &GroupCreated, seq: u64, now: u64) {
         let group = Group {
             name: c.name.clone(),
             description: c.description.clone(),
@@ -785,37 +901,45 @@ impl Directory {
             members: BTreeSet::new(),
             created_seq: seq,
             updated_seq: seq,
+            created_ms: now,
+            updated_ms: now,
+            scim: None,
         };
         self.groups.insert(c.name.clone(), group);
         for member in &c.members {
-            self.join(member, &c.name, seq);
+            self.join(member, &c.name, seq, now);
         }
     }
 
-    fn set_status(&mut self, username: &str, status: UserStatus, seq: u64) {
+    fn set_status(&mut self, username: &str, status: UserStatus, seq: u64, now: u64) {
         if let Some(user) = self.users.get_mut(username) {
             user.status = status;
             user.credentials_seq = seq;
             user.updated_seq = seq;
+            user.updated_ms = now;
         }
     }
 
     /// INVARIANT: membership is recorded on both sides or on neither.
-    fn join(&mut self, username: &str, group: &str, seq: u64) {
+    fn join(&mut self, username: &str, group: &str, seq: u64, now: u64) {
         if let (Some(u), Some(g)) = (self.users.get_mut(username), self.groups.get_mut(group)) {
             u.groups.insert(group.to_string());
             g.members.insert(username.to_string());
             u.updated_seq = seq;
+            u.updated_ms = now;
             g.updated_seq = seq;
+            g.updated_ms = now;
         }
     }
 
-    fn leave(&mut self, username: &str, group: &str, seq: u64) {
+    fn leave(&mut self, username: &str, group: &str, seq: u64, now: u64) {
         if let (Some(u), Some(g)) = (self.users.get_mut(username), self.groups.get_mut(group)) {
             u.groups.remove(group);
             g.members.remove(username);
             u.updated_seq = seq;
+            u.updated_ms = now;
             g.updated_seq = seq;
+            g.updated_ms = now;
         }
     }
 

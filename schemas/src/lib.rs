@@ -338,6 +338,22 @@ pub enum Event {
     PermissionTargetDeleted {
         name: String,
     },
+    /// SCIM-only attributes of a user, as a JSON object (replaces the previous ones).
+    UserScimSaved {
+        username: String,
+        attributes: String,
+    },
+    /// SCIM-only attributes of a group (`displayName`, `externalId`), as a JSON object.
+    GroupScimSaved {
+        name: String,
+        attributes: String,
+    },
+    /// The user signs in by a new name from now on; memberships and grants follow, its
+    /// tokens end.
+    UserRenamed {
+        from: String,
+        to: String,
+    },
     RepositorySaved(Repository),
     /// Also ends its project assignment and sharing.
     RepositoryDeleted {
@@ -426,6 +442,9 @@ impl Event {
         "ServicePaired",
         "PermissionTargetSaved",
         "PermissionTargetDeleted",
+        "UserScimSaved",
+        "GroupScimSaved",
+        "UserRenamed",
         "RepositorySaved",
         "RepositoryDeleted",
         "ProjectSaved",
@@ -470,6 +489,9 @@ impl Event {
             Event::ServicePaired { .. } => "ServicePaired",
             Event::PermissionTargetSaved(_) => "PermissionTargetSaved",
             Event::PermissionTargetDeleted { .. } => "PermissionTargetDeleted",
+            Event::UserScimSaved { .. } => "UserScimSaved",
+            Event::GroupScimSaved { .. } => "GroupScimSaved",
+            Event::UserRenamed { .. } => "UserRenamed",
             Event::RepositorySaved(_) => "RepositorySaved",
             Event::RepositoryDeleted { .. } => "RepositoryDeleted",
             Event::ProjectSaved(_) => "ProjectSaved",
@@ -643,6 +665,18 @@ pub fn samples() -> Vec<Envelope> {
         }),
         Event::PermissionTargetDeleted {
             name: "java-developers".into(),
+        },
+        Event::UserScimSaved {
+            username: "alice@example.com".into(),
+            attributes: r#"{"name":{"givenName":"Alice"},"emails":[{"value":"alice@example.com","type":"work","primary":true}]}"#.into(),
+        },
+        Event::GroupScimSaved {
+            name: "readers".into(),
+            attributes: r#"{"displayName":"Readers","externalId":"00g1abcd"}"#.into(),
+        },
+        Event::UserRenamed {
+            from: "alice@example.com".into(),
+            to: "alice@corp.example".into(),
         },
         Event::RepositorySaved(Repository {
             key: "libs-release".into(),

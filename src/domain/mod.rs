@@ -22,6 +22,9 @@ pub enum DomainError {
     NotFound(String),
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// `If-Match` named another version than the current one (412).
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// The request is valid but clashes with the current state (409).
     #[error("{0}")]
     Conflict(String),
@@ -238,6 +241,31 @@ pub enum Command {
         org: String,
         id: String,
     },
+    /// SCIM create or replace of a user, as one atomic change: the domain fields, the
+    /// password, the SCIM-only attributes and (last) a rename.
+    ScimSaveUser {
+        username: String,
+        create: Option<NewUser>,
+        /// Includes a new password (hashed), as for `UpdateUser`.
+        changes: UserChanges,
+        attributes: String,
+        rename_to: Option<String>,
+        /// The `meta.version` the client last saw (`If-Match`).
+        if_match: Option<u64>,
+    },
+    /// SCIM create or replace of a group: its members (user names) and attributes.
+    ScimSaveGroup {
+        name: String,
+        create: Option<NewGroup>,
+        members: Option<Vec<String>>,
+        attributes: String,
+        if_match: Option<u64>,
+    },
+    ScimDelete {
+        group: bool,
+        name: String,
+        if_match: Option<u64>,
+    },
     CompletePairing {
         pairing_token_id: Option<String>,
         use_case: String,
@@ -295,6 +323,13 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
         Command::CreateUser(u) => {
             if dir.users.contains_key(&u.username) {
                 return Err(DomainError::AlreadyExists(format!("user `{}`", u.username)));
+            }
+            // A renamed user keeps its old name as its SCIM id.
+            if dir.scim_ids.contains_key(&u.username) {
+                return Err(DomainError::AlreadyExists(format!(
+                    "a user with SCIM id `{}`",
+                    u.username
+                )));
             }
             // Users and access keys sign in by the same name: one namespace.
             if state.access_keys.keys.contains_key(&u.username) {
@@ -986,6 +1021,132 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
                 id: id.clone(),
             }])
         }
+        Command::ScimSaveUser {
+            username,
+            create,
+            changes,
+            attributes,
+            rename_to,
+            if_match,
+        } => {
+            let mut events = Vec::new();
+            if let Some(new) = create {
+                events.extend(decide(state, &Command::CreateUser(new.clone()))?);
+            } else {
+                let user = dir
+                    .users
+                    .get(username)
+                    .ok_or_else(|| DomainError::NotFound(format!("user `{username}`")))?;
+                check_version(*if_match, user.updated_seq)?;
+                events.extend(decide(
+                    state,
+                    &Command::UpdateUser {
+                        username: username.clone(),
+                        changes: changes.clone(),
+                    },
+                )?);
+            }
+            if create.is_some() && changes.status == Some(UserStatus::Disabled) {
+                events.push(Event::UserUpdated(UserUpdated {
+                    username: username.clone(),
+                    status: Some(UserStatus::Disabled),
+                    ..Default::default()
+                }));
+            }
+            events.push(Event::UserScimSaved {
+                username: username.clone(),
+                attributes: attributes.clone(),
+            });
+            if let Some(to) = rename_to.as_ref().filter(|t| *t != username) {
+                if dir.users.contains_key(to) || dir.scim_ids.contains_key(to) {
+                    return Err(DomainError::AlreadyExists(format!("user `{to}`")));
+                }
+                if state.access_keys.keys.contains_key(to) {
+                    return Err(DomainError::Conflict(format!(
+                        "`{to}` is the name of an access key"
+                    )));
+                }
+                events.push(Event::UserRenamed {
+                    from: username.clone(),
+                    to: to.clone(),
+                });
+            }
+            Ok(events)
+        }
+        Command::ScimSaveGroup {
+            name,
+            create,
+            members,
+            attributes,
+            if_match,
+        } => {
+            let mut events = Vec::new();
+            match create {
+                Some(new) => events.extend(decide(state, &Command::CreateGroup(new.clone()))?),
+                None => {
+                    let g = dir
+                        .groups
+                        .get(name)
+                        .ok_or_else(|| DomainError::NotFound(format!("group `{name}`")))?;
+                    check_version(*if_match, g.updated_seq)?;
+                    if let Some(wanted) = members {
+                        for (i, m) in wanted.iter().enumerate() {
+                            if !dir.users.contains_key(m) {
+                                return Err(DomainError::invalid(
+                                    format!("members[{i}]"),
+                                    format!("user `{m}` does not exist"),
+                                ));
+                            }
+                        }
+                        let added: Vec<String> = wanted
+                            .iter()
+                            .filter(|m| !g.members.contains(*m))
+                            .cloned()
+                            .collect();
+                        let removed: Vec<String> = g
+                            .members
+                            .iter()
+                            .filter(|m| !wanted.contains(m))
+                            .cloned()
+                            .collect();
+                        if !added.is_empty() || !removed.is_empty() {
+                            events.push(Event::GroupMembersChanged {
+                                group: name.clone(),
+                                added: dedup(added),
+                                removed,
+                            });
+                        }
+                    }
+                }
+            }
+            events.push(Event::GroupScimSaved {
+                name: name.clone(),
+                attributes: attributes.clone(),
+            });
+            Ok(events)
+        }
+        Command::ScimDelete {
+            group,
+            name,
+            if_match,
+        } => {
+            let version = if *group {
+                dir.groups.get(name).map(|g| g.updated_seq)
+            } else {
+                dir.users.get(name).map(|u| u.updated_seq)
+            };
+            let what = if *group { "group" } else { "user" };
+            let version =
+                version.ok_or_else(|| DomainError::NotFound(format!("{what} `{name}`")))?;
+            check_version(*if_match, version)?;
+            Ok(vec![if *group {
+                Event::GroupDeleted { name: name.clone() }
+            } else {
+                Event::UserDeleted {
+                    username: name.clone(),
+                }
+            }])
+        }
         Command::ReplaceSignedUrlKey { version } => {
             if *version != state.keys.signed_url_version + 1 {
                 return Err(DomainError::invalid(
@@ -995,6 +1156,16 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             }
             Ok(vec![Event::SignedUrlKeyReplaced { version: *version }])
         }
+    }
+}
+
+/// `If-Match` against a resource's version (the position of its last change).
+fn check_version(if_match: Option<u64>, current: u64) -> Result<(), DomainError> {
+    match if_match {
+        Some(v) if v != current => Err(DomainError::PreconditionFailed(format!(
+            "the resource is at version {current}, not {v}"
+        ))),
+        _ => Ok(()),
     }
 }
 

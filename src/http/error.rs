@@ -19,6 +19,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    PreconditionFailed(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("request body is larger than the limit of {0} bytes")]
@@ -40,6 +42,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -65,6 +68,7 @@ impl From<DomainError> for ApiError {
             DomainError::NotFound(_) => ApiError::NotFound(e.to_string()),
             DomainError::AlreadyExists(_) => ApiError::Conflict(e.to_string()),
             DomainError::Conflict(m) => ApiError::Conflict(m),
+            DomainError::PreconditionFailed(m) => ApiError::PreconditionFailed(m),
             DomainError::Invalid { .. } => ApiError::BadRequest(e.to_string()),
         }
     }

@@ -333,7 +333,7 @@ pub struct Caller(pub Principal);
 /// endpoint accepts this).
 pub struct CallerAllowExpired(pub Principal);
 
-async fn authenticate(req: HttpRequest) -> Result<Principal, ApiError> {
+pub async fn authenticate(req: HttpRequest) -> Result<Principal, ApiError> {
     let app = req
         .app_data::<web::Data<AppState>>()
         .cloned()

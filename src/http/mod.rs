@@ -14,6 +14,7 @@ mod pairing;
 mod permissions;
 mod projects;
 mod repositories;
+pub mod scim;
 mod signed_urls;
 mod system;
 mod tokens;
@@ -211,6 +212,27 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/access/api/v1/orgs/{org}/entitlements/{id}"),
     ("PATCH", "/access/api/v1/orgs/{org}/entitlements/{id}"),
     ("DELETE", "/access/api/v1/orgs/{org}/entitlements/{id}"),
+    ("POST", "/access/api/v1/scim/v2/Users/.search"),
+    ("POST", "/access/api/v1/scim/v2/Groups/.search"),
+    ("POST", "/access/api/v1/scim/v2/.search"),
+    ("GET", "/access/api/v1/scim/v2/Users"),
+    ("POST", "/access/api/v1/scim/v2/Users"),
+    ("GET", "/access/api/v1/scim/v2/Users/{id}"),
+    ("PUT", "/access/api/v1/scim/v2/Users/{id}"),
+    ("PATCH", "/access/api/v1/scim/v2/Users/{id}"),
+    ("DELETE", "/access/api/v1/scim/v2/Users/{id}"),
+    ("GET", "/access/api/v1/scim/v2/Groups"),
+    ("POST", "/access/api/v1/scim/v2/Groups"),
+    ("GET", "/access/api/v1/scim/v2/Groups/{id}"),
+    ("PUT", "/access/api/v1/scim/v2/Groups/{id}"),
+    ("PATCH", "/access/api/v1/scim/v2/Groups/{id}"),
+    ("DELETE", "/access/api/v1/scim/v2/Groups/{id}"),
+    ("GET", "/access/api/v1/scim/v2/ServiceProviderConfig"),
+    ("GET", "/access/api/v1/scim/v2/ServiceProviderConfigs"),
+    ("GET", "/access/api/v1/scim/v2/ResourceTypes"),
+    ("GET", "/access/api/v1/scim/v2/ResourceTypes/{id}"),
+    ("GET", "/access/api/v1/scim/v2/Schemas"),
+    ("GET", "/access/api/v1/scim/v2/Schemas/{id}"),
     ("GET", "/access/api/v1/authorize"),
     ("GET", "/access/api/v1/authorize/effective"),
 ];
@@ -246,6 +268,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     repositories::configure(cfg);
     projects::configure(cfg);
     access_keys::configure(cfg);
+    scim::configure(cfg);
     authorize::configure(cfg);
     users::configure_aliases(cfg);
     cfg.default_service(web::to(not_found));

@@ -295,6 +295,9 @@ pub fn normalize(kind: Kind, input: &Value) -> Result<Map<String, Value>, Invali
             };
             let mut e = Map::new();
             for (ek, ev) in ext_obj {
+                if ek.eq_ignore_ascii_case("schemas") {
+                    continue;
+                }
                 let def = attribute(kind, Some(ext), ek)
                     .ok_or_else(|| Invalid(format!("unknown attribute `{ext}:{ek}`")))?;
                 let name = def["name"].as_str().unwrap_or(ek);

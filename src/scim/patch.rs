@@ -94,6 +94,9 @@ pub fn apply(kind: Kind, doc: &mut Value, body: &Value) -> Result<(), PatchError
                             return Err(PatchError::Value(format!("`{ext}` must be an object")));
                         };
                         for (ek, ev) in ext_attrs {
+                            if ek.eq_ignore_ascii_case("schemas") {
+                                continue;
+                            }
                             one(kind, doc, &format!("{ext}:{ek}"), op_kind, Some(ev))?;
                         }
                     } else if k.eq_ignore_ascii_case("schemas")

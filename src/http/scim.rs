@@ -1,0 +1,1197 @@
+//! SCIM 2.0 under `/access/api/v1/scim/v2` (RFC 7644; seed 004 "SCIM"): Users and
+//! Groups (list with filter/paging/sorting/projection, `.search`, create, get, replace,
+//! patch, delete, `If-Match`), ServiceProviderConfig, ResourceTypes and Schemas.
+//!
+//! Resources are rendered from the directory (`render_user`, `render_group`); writes
+//! turn the resource a client sent (or a PATCHed rendering) into one domain command, so
+//! SCIM and the v2 API write the same events. Every error is a SCIM error body.
+
+use super::error::ApiError;
+use super::extract::{authenticate, request_id, RequestId};
+use super::{written, AppState};
+use crate::domain::{self, Command, NewGroup, NewUser, UserChanges};
+use crate::scim::filter::{self, Filter};
+use crate::scim::{self, patch, Kind};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use gatehouse_projections::{Group, State, User};
+use gatehouse_schemas::UserStatus;
+use serde_json::{json, Map, Value};
+
+pub const BASE: &str = "/access/api/v1/scim/v2";
+const CONTENT_TYPE: &str = "application/scim+json";
+/// The most resources one list answer holds (`filter.maxResults`).
+pub const MAX_RESULTS: usize = 1000;
+const DEFAULT_COUNT: usize = 100;
+
+/// A SCIM error (RFC 7644 §3.12).
+#[derive(Debug)]
+pub struct ScimError {
+    status: StatusCode,
+    scim_type: Option<&'static str>,
+    detail: String,
+}
+
+impl ScimError {
+    fn new(status: StatusCode, scim_type: Option<&'static str>, detail: impl Into<String>) -> Self {
+        ScimError {
+            status,
+            scim_type,
+            detail: detail.into(),
+        }
+    }
+
+    fn bad(scim_type: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, Some(scim_type), detail)
+    }
+
+    fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, None, detail)
+    }
+}
+
+impl std::fmt::Display for ScimError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.detail)
+    }
+}
+
+impl ResponseError for ScimError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut body = json!({
+            "schemas": [scim::ERROR_SCHEMA],
+            "status": self.status.as_u16().to_string(),
+            "detail": self.detail,
+        });
+        if let Some(t) = self.scim_type {
+            body["scimType"] = json!(t);
+        }
+        let mut res = HttpResponse::build(self.status);
+        res.content_type(CONTENT_TYPE);
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"gatehouse\""));
+        }
+        res.body(body.to_string())
+    }
+}
+
+impl From<ApiError> for ScimError {
+    fn from(e: ApiError) -> Self {
+        let status = e.status_code();
+        let scim_type = match &e {
+            ApiError::Conflict(_) => Some("uniqueness"),
+            ApiError::BadRequest(_) => Some("invalidValue"),
+            _ => None,
+        };
+        ScimError::new(status, scim_type, e.to_string())
+    }
+}
+
+impl From<domain::DomainError> for ScimError {
+    fn from(e: domain::DomainError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+impl From<scim::Invalid> for ScimError {
+    fn from(e: scim::Invalid) -> Self {
+        ScimError::bad("invalidValue", e.0)
+    }
+}
+
+impl From<patch::PatchError> for ScimError {
+    fn from(e: patch::PatchError) -> Self {
+        use patch::PatchError::*;
+        match e {
+            Syntax(m) => ScimError::bad("invalidSyntax", m),
+            Path(m) => ScimError::bad("invalidPath", m),
+            NoTarget(m) => ScimError::bad("noTarget", m),
+            Value(m) => ScimError::bad("invalidValue", m),
+            Mutability(m) => ScimError::bad("mutability", m),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, ScimError>;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let r = |p: &str| web::resource(format!("{BASE}{p}")).default_service(web::to(method_not_allowed));
+    cfg.service(r("/Users/.search").route(web::post().to(search_users)))
+        .service(r("/Groups/.search").route(web::post().to(search_groups)))
+        .service(r("/.search").route(web::post().to(search_all)))
+        .service(
+            r("/Users")
+                .route(web::get().to(list_users))
+                .route(web::post().to(create_user)),
+        )
+        .service(
+            r("/Users/{id}")
+                .route(web::get().to(get_user))
+                .route(web::put().to(put_user))
+                .route(web::patch().to(patch_user))
+                .route(web::delete().to(delete_user)),
+        )
+        .service(
+            r("/Groups")
+                .route(web::get().to(list_groups))
+                .route(web::post().to(create_group)),
+        )
+        .service(
+            r("/Groups/{id}")
+                .route(web::get().to(get_group))
+                .route(web::put().to(put_group))
+                .route(web::patch().to(patch_group))
+                .route(web::delete().to(delete_group)),
+        )
+        .service(r("/ServiceProviderConfig").route(web::get().to(service_provider_config)))
+        .service(r("/ServiceProviderConfigs").route(web::get().to(service_provider_config)))
+        .service(r("/ResourceTypes").route(web::get().to(resource_types)))
+        .service(r("/ResourceTypes/{id}").route(web::get().to(resource_type)))
+        .service(r("/Schemas").route(web::get().to(list_schemas)))
+        .service(r("/Schemas/{id}").route(web::get().to(get_schema)))
+        .service(web::resource(format!("{BASE}/{{tail:.*}}")).to(unknown));
+}
+
+async fn method_not_allowed() -> Result<HttpResponse> {
+    Err(ScimError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        None,
+        "method not allowed",
+    ))
+}
+
+async fn unknown(req: HttpRequest) -> Result<HttpResponse> {
+    Err(ScimError::not_found(format!("no such SCIM endpoint: {}", req.path())))
+}
+
+/// SCIM is for provisioning clients: admins (an admin token, or Basic).
+async fn admin(req: &HttpRequest) -> Result<crate::auth::Principal> {
+    let p = authenticate(req.clone()).await?;
+    if p.password_expired || !p.admin {
+        return Err(ScimError::new(
+            StatusCode::FORBIDDEN,
+            None,
+            "SCIM provisioning requires an admin",
+        ));
+    }
+    Ok(p)
+}
+
+fn app_of(req: &HttpRequest) -> web::Data<AppState> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .expect("the application state is registered")
+}
+
+fn base_url(req: &HttpRequest) -> String {
+    format!("{}{BASE}", super::base_url(req))
+}
+
+fn scim_json(status: StatusCode, body: &Value) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type(CONTENT_TYPE)
+        .body(body.to_string())
+}
+
+/// A resource answer with its `ETag` (and `Location`).
+fn resource_response(status: StatusCode, body: &Value) -> HttpResponse {
+    let mut res = scim_json(status, body);
+    if let Some(v) = body["meta"]["version"].as_str() {
+        if let Ok(v) = header::HeaderValue::from_str(v) {
+            res.headers_mut().insert(header::ETAG, v);
+        }
+    }
+    if let Some(l) = body["meta"]["location"].as_str() {
+        if let Ok(l) = header::HeaderValue::from_str(l) {
+            res.headers_mut().insert(header::LOCATION, l);
+        }
+    }
+    res
+}
+
+fn version(seq: u64) -> String {
+    format!("W/\"{seq}\"")
+}
+
+/// `If-Match`: `*` (or none) is no condition; otherwise one version this server gave.
+fn if_match(req: &HttpRequest) -> Result<Option<u64>> {
+    let Some(v) = req.headers().get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let v = v.to_str().unwrap_or("").trim();
+    if v == "*" {
+        return Ok(None);
+    }
+    let n = v
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .parse::<u64>()
+        .map_err(|_| {
+            ScimError::new(
+                StatusCode::PRECONDITION_FAILED,
+                None,
+                format!("`If-Match: {v}` is not a version of this resource"),
+            )
+        })?;
+    Ok(Some(n))
+}
+
+fn parse_body(bytes: &[u8], req: &HttpRequest) -> Result<Value> {
+    if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        if essence != "application/scim+json" && essence != "application/json" {
+            return Err(ScimError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                None,
+                "send `Content-Type: application/scim+json` (or application/json)",
+            ));
+        }
+    }
+    serde_json::from_slice(bytes).map_err(|e| ScimError::bad("invalidSyntax", format!("malformed JSON: {e}")))
+}
+
+// ---- rendering ----------------------------------------------------------------------
+
+pub fn user_id(u: &User) -> &str {
+    u.scim_id.as_deref().unwrap_or(&u.username)
+}
+
+/// The user a SCIM id names.
+fn user_by_id<'a>(s: &'a State, id: &str) -> Option<&'a User> {
+    if let Some(name) = s.directory.scim_ids.get(id) {
+        return s.directory.users.get(name);
+    }
+    s.directory
+        .users
+        .get(id)
+        .or_else(|| s.directory.users.get(&id.to_lowercase()))
+        .filter(|u| u.scim_id.is_none())
+}
+
+fn attributes_of(stored: &Option<String>) -> Map<String, Value> {
+    stored
+        .as_deref()
+        .and_then(|a| serde_json::from_str::<Value>(a).ok())
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default()
+}
+
+fn group_display(g: &Group) -> String {
+    attributes_of(&g.scim)
+        .get("displayName")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| g.name.clone())
+}
+
+pub fn render_user(s: &State, u: &User, base: &str) -> Value {
+    let mut doc = attributes_of(&u.scim);
+    let id = user_id(u).to_string();
+    doc.insert("id".into(), json!(id));
+    doc.insert("userName".into(), json!(u.username));
+    // `active` as the client last set it; a user SCIM never described (or one that is
+    // not enabled) always shows it.
+    if u.scim.is_none() || doc.contains_key("active") || u.status != UserStatus::Enabled {
+        doc.insert("active".into(), json!(u.status == UserStatus::Enabled));
+    }
+    // The domain's e-mail is the primary one (the v2 API may have changed it).
+    if let Some(email) = &u.email {
+        let emails = doc.entry("emails").or_insert_with(|| json!([]));
+        if let Some(list) = emails.as_array_mut() {
+            if !list.iter().any(|e| e["value"] == json!(email)) {
+                match list.iter_mut().find(|e| e["primary"] == json!(true)) {
+                    Some(primary) => primary["value"] = json!(email),
+                    None => list.insert(0, json!({"value": email, "primary": true})),
+                }
+            }
+        }
+    }
+    if !u.groups.is_empty() {
+        let groups: Vec<Value> = u
+            .groups
+            .iter()
+            .filter_map(|g| s.directory.groups.get(g))
+            .map(|g| json!({"value": g.name, "display": group_display(g), "$ref": format!("{base}/Groups/{}", g.name), "type": "direct"}))
+            .collect();
+        doc.insert("groups".into(), json!(groups));
+    }
+    let mut schemas = vec![json!(scim::USER_SCHEMA)];
+    if doc.contains_key(scim::ENTERPRISE_SCHEMA) {
+        schemas.push(json!(scim::ENTERPRISE_SCHEMA));
+    }
+    doc.insert("schemas".into(), json!(schemas));
+    doc.insert(
+        "meta".into(),
+        json!({
+            "resourceType": "User",
+            "created": scim::rfc3339(u.created_ms),
+            "lastModified": scim::rfc3339(u.updated_ms),
+            "location": format!("{base}/Users/{id}"),
+            "version": version(u.updated_seq),
+        }),
+    );
+    Value::Object(doc)
+}
+
+pub fn render_group(s: &State, g: &Group, base: &str) -> Value {
+    let mut doc = attributes_of(&g.scim);
+    doc.insert("id".into(), json!(g.name));
+    if !doc.contains_key("displayName") {
+        doc.insert("displayName".into(), json!(g.name));
+    }
+    // A group SCIM never described shows the v2 API's external id.
+    if g.scim.is_none() {
+        if let Some(e) = &g.external_id {
+            doc.insert("externalId".into(), json!(e));
+        }
+    }
+    // Membership is the directory's; `display` is what the client last said of a member.
+    let said = doc.remove("members").and_then(|m| m.as_array().cloned()).unwrap_or_default();
+    if !g.members.is_empty() {
+        let members: Vec<Value> = g
+            .members
+            .iter()
+            .filter_map(|m| s.directory.users.get(m))
+            .map(|u| {
+                let id = user_id(u);
+                let display = said
+                    .iter()
+                    .find(|m| m["value"] == json!(id))
+                    .and_then(|m| m["display"].as_str())
+                    .unwrap_or(&u.username);
+                json!({"value": id, "display": display, "$ref": format!("{base}/Users/{id}"), "type": "User"})
+            })
+            .collect();
+        doc.insert("members".into(), json!(members));
+    }
+    doc.insert("schemas".into(), json!([scim::GROUP_SCHEMA]));
+    doc.insert(
+        "meta".into(),
+        json!({
+            "resourceType": "Group",
+            "created": scim::rfc3339(g.created_ms),
+            "lastModified": scim::rfc3339(g.updated_ms),
+            "location": format!("{base}/Groups/{}", g.name),
+            "version": version(g.updated_seq),
+        }),
+    );
+    Value::Object(doc)
+}
+
+// ---- discovery -----------------------------------------------------------------------
+
+async fn service_provider_config(req: HttpRequest) -> Result<HttpResponse> {
+    admin(&req).await?;
+    let base = base_url(&req);
+    Ok(scim_json(
+        StatusCode::OK,
+        &json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+            "documentationUri": "https://github.com/gatehouse/gatehouse#scim",
+            "patch": {"supported": true},
+            "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+            "filter": {"supported": true, "maxResults": MAX_RESULTS},
+            "changePassword": {"supported": true},
+            "sort": {"supported": true},
+            "etag": {"supported": true},
+            "authenticationSchemes": [
+                {"type": "oauthbearertoken", "name": "OAuth Bearer Token",
+                 "description": "An admin access token (POST /access/api/v1/tokens)", "primary": true},
+                {"type": "httpbasic", "name": "HTTP Basic",
+                 "description": "An admin's user name and password"}
+            ],
+            "meta": {"resourceType": "ServiceProviderConfig", "location": format!("{base}/ServiceProviderConfig")}
+        }),
+    ))
+}
+
+fn resource_type_doc(kind: Kind, base: &str) -> Value {
+    let mut doc = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+        "id": kind.name(),
+        "name": kind.name(),
+        "endpoint": format!("/{}", kind.endpoint()),
+        "description": if kind == Kind::User { "User Account" } else { "Group" },
+        "schema": kind.core(),
+        "meta": {"resourceType": "ResourceType", "location": format!("{base}/ResourceTypes/{}", kind.name())},
+    });
+    if !kind.extensions().is_empty() {
+        doc["schemaExtensions"] = json!(kind
+            .extensions()
+            .iter()
+            .map(|e| json!({"schema": e, "required": false}))
+            .collect::<Vec<_>>());
+    }
+    doc
+}
+
+fn list_response(resources: Vec<Value>, total: usize, start: usize) -> Value {
+    json!({
+        "schemas": [scim::LIST_SCHEMA],
+        "totalResults": total,
+        "itemsPerPage": resources.len(),
+        "startIndex": start,
+        "Resources": resources,
+    })
+}
+
+async fn resource_types(req: HttpRequest) -> Result<HttpResponse> {
+    admin(&req).await?;
+    let base = base_url(&req);
+    let all = vec![resource_type_doc(Kind::User, &base), resource_type_doc(Kind::Group, &base)];
+    Ok(scim_json(StatusCode::OK, &list_response(all, 2, 1)))
+}
+
+async fn resource_type(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse> {
+    admin(&req).await?;
+    let base = base_url(&req);
+    let kind = match path.as_str() {
+        "User" => Kind::User,
+        "Group" => Kind::Group,
+        other => return Err(ScimError::not_found(format!("resource type `{other}` not found"))),
+    };
+    Ok(scim_json(StatusCode::OK, &resource_type_doc(kind, &base)))
+}
+
+fn schema_doc(s: &Value, base: &str) -> Value {
+    let mut s = s.clone();
+    let id = s["id"].as_str().unwrap_or("").to_string();
+    s["schemas"] = json!(["urn:ietf:params:scim:schemas:core:2.0:Schema"]);
+    s["meta"] = json!({"resourceType": "Schema", "location": format!("{base}/Schemas/{id}")});
+    s
+}
+
+async fn list_schemas(req: HttpRequest) -> Result<HttpResponse> {
+    admin(&req).await?;
+    let base = base_url(&req);
+    let all: Vec<Value> = scim::schemas().iter().map(|s| schema_doc(s, &base)).collect();
+    let n = all.len();
+    Ok(scim_json(StatusCode::OK, &list_response(all, n, 1)))
+}
+
+async fn get_schema(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse> {
+    admin(&req).await?;
+    let base = base_url(&req);
+    let s = scim::schema(&path).ok_or_else(|| ScimError::not_found(format!("schema `{path}` not found")))?;
+    Ok(scim_json(StatusCode::OK, &schema_doc(s, &base)))
+}
+
+// ---- queries -------------------------------------------------------------------------
+
+/// What a list or `.search` asks.
+struct Query {
+    filter: Option<Filter>,
+    start: usize,
+    count: usize,
+    sort_by: Option<filter::AttrPath>,
+    descending: bool,
+    attributes: Vec<String>,
+    excluded: Vec<String>,
+}
+
+fn check_paths(kinds: &[Kind], f: &Filter) -> Result<()> {
+    for p in f.paths() {
+        let known = kinds.iter().any(|k| {
+            scim::known_path(*k, p.urn.as_deref(), &p.attr, p.sub.as_deref())
+                || scim::attribute(*k, p.urn.as_deref(), &p.attr).is_some_and(|a| {
+                    // Inside `emails[...]`, paths name sub-attributes.
+                    p.sub.is_none() && a["type"] != "complex"
+                })
+                || kinds.iter().any(|k| {
+                    scim::schemas()
+                        .iter()
+                        .filter(|s| {
+                            s["id"].as_str().is_some_and(|id| id == k.core() || k.extensions().contains(&id))
+                        })
+                        .flat_map(|s| s["attributes"].as_array().into_iter().flatten())
+                        .filter_map(|a| a["subAttributes"].as_array())
+                        .flatten()
+                        .any(|sa| sa["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(&p.attr)))
+                })
+        });
+        if !known {
+            return Err(ScimError::bad("invalidFilter", format!("unknown attribute `{p}` in the filter")));
+        }
+    }
+    Ok(())
+}
+
+fn number(field: &str, v: &str) -> Result<i64> {
+    v.parse::<i64>()
+        .map_err(|_| ScimError::bad("invalidValue", format!("`{field}` must be an integer")))
+}
+
+fn make_query(
+    kinds: &[Kind],
+    filter: Option<&str>,
+    start: Option<i64>,
+    count: Option<i64>,
+    sort_by: Option<&str>,
+    sort_order: Option<&str>,
+    attributes: Vec<String>,
+    excluded: Vec<String>,
+) -> Result<Query> {
+    let filter = match filter.filter(|f| !f.trim().is_empty()) {
+        Some(f) => {
+            let parsed = filter::parse(f).map_err(|e| ScimError::bad("invalidFilter", format!("invalid filter: {e}")))?;
+            check_paths(kinds, &parsed)?;
+            Some(parsed)
+        }
+        None => None,
+    };
+    let start = start.unwrap_or(1).max(1) as usize;
+    let count = match count {
+        None => DEFAULT_COUNT,
+        Some(c) if c < 0 => 0,
+        Some(c) if c as usize > MAX_RESULTS => {
+            return Err(ScimError::bad(
+                "tooMany",
+                format!("`count` is at most {MAX_RESULTS}"),
+            ))
+        }
+        Some(c) => c as usize,
+    };
+    let sort_by = match sort_by {
+        Some(s) => Some(filter::parse_attr_path(s).map_err(|e| ScimError::bad("invalidValue", format!("invalid `sortBy`: {e}")))?),
+        None => None,
+    };
+    let descending = match sort_order.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("ascending") => false,
+        Some("descending") => true,
+        Some(o) => return Err(ScimError::bad("invalidValue", format!("invalid `sortOrder` `{o}` (ascending or descending)"))),
+    };
+    for a in attributes.iter().chain(excluded.iter()) {
+        let ok = kinds.iter().any(|k| {
+            scim::extension(*k, a).is_some()
+                || filter::parse_attr_path(a).is_ok_and(|p| scim::known_path(*k, p.urn.as_deref(), &p.attr, p.sub.as_deref()))
+        });
+        if !ok {
+            return Err(ScimError::bad("invalidValue", format!("unknown attribute `{a}`")));
+        }
+    }
+    Ok(Query {
+        filter,
+        start,
+        count,
+        sort_by,
+        descending,
+        attributes,
+        excluded,
+    })
+}
+
+fn list_param(req: &HttpRequest, name: &str) -> Result<Vec<String>> {
+    Ok(super::query_param(req, name)
+        .map_err(ScimError::from)?
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default())
+}
+
+fn query_from_request(kinds: &[Kind], req: &HttpRequest) -> Result<Query> {
+    let q = |n: &str| super::query_param(req, n).map_err(ScimError::from);
+    let start = q("startIndex")?.map(|v| number("startIndex", &v)).transpose()?;
+    let count = q("count")?.map(|v| number("count", &v)).transpose()?;
+    make_query(
+        kinds,
+        q("filter")?.as_deref(),
+        start,
+        count,
+        q("sortBy")?.as_deref(),
+        q("sortOrder")?.as_deref(),
+        list_param(req, "attributes")?,
+        list_param(req, "excludedAttributes")?,
+    )
+}
+
+fn query_from_body(kinds: &[Kind], body: &Value) -> Result<Query> {
+    let str_field = |n: &str| -> Result<Option<String>> {
+        match filter::get_ci(body, n) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(ScimError::bad("invalidValue", format!("`{n}` must be a string"))),
+        }
+    };
+    let int_field = |n: &str| -> Result<Option<i64>> {
+        match filter::get_ci(body, n) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_i64().map(Some).ok_or_else(|| ScimError::bad("invalidValue", format!("`{n}` must be an integer"))),
+        }
+    };
+    let list_field = |n: &str| -> Result<Vec<String>> {
+        match filter::get_ci(body, n) {
+            None | Some(Value::Null) => Ok(vec![]),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|x| x.as_str().map(str::to_string).ok_or_else(|| ScimError::bad("invalidValue", format!("`{n}` must be a list of strings"))))
+                .collect(),
+            Some(Value::String(s)) => Ok(s.split(',').map(|x| x.trim().to_string()).collect()),
+            Some(_) => Err(ScimError::bad("invalidValue", format!("`{n}` must be a list of strings"))),
+        }
+    };
+    make_query(
+        kinds,
+        str_field("filter")?.as_deref(),
+        int_field("startIndex")?,
+        int_field("count")?,
+        str_field("sortBy")?.as_deref(),
+        str_field("sortOrder")?.as_deref(),
+        list_field("attributes")?,
+        list_field("excludedAttributes")?,
+    )
+}
+
+fn sort_key(v: &Value, path: &filter::AttrPath, core: &str) -> String {
+    let base = match &path.urn {
+        Some(u) if !u.eq_ignore_ascii_case(core) => filter::get_ci(v, u),
+        _ => Some(v),
+    };
+    let mut x = base.and_then(|b| filter::get_ci(b, &path.attr));
+    if let Some(Value::Array(items)) = x {
+        x = items
+            .iter()
+            .find(|i| i["primary"] == json!(true))
+            .or(items.first());
+    }
+    if let Some(sub) = &path.sub {
+        x = x.and_then(|y| filter::get_ci(y, sub));
+    } else if x.is_some_and(Value::is_object) {
+        x = x.and_then(|y| filter::get_ci(y, "value"));
+    }
+    match x {
+        Some(Value::String(s)) => s.to_lowercase(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
+}
+
+/// Run a query over users and/or groups.
+fn run_query(s: &State, kinds: &[Kind], q: &Query, base: &str) -> Value {
+    // `userName eq "x"` is answered from the directory's index, not by a scan.
+    if kinds == [Kind::User] && q.sort_by.is_none() {
+        if let Some(name) = q.filter.as_ref().and_then(Filter::as_username_eq) {
+            let found: Vec<Value> = s
+                .directory
+                .users
+                .get(&name.to_lowercase())
+                .map(|u| render_user(s, u, base))
+                .into_iter()
+                .collect();
+            let total = found.len();
+            let page: Vec<Value> = found
+                .into_iter()
+                .skip(q.start - 1)
+                .take(q.count)
+                .map(|mut r| {
+                    scim::project(Kind::User, &mut r, &q.attributes, &q.excluded);
+                    r
+                })
+                .collect();
+            return list_response(page, total, q.start);
+        }
+    }
+    // Without a filter or sort, only the page is rendered.
+    if q.filter.is_none() && q.sort_by.is_none() {
+        enum Item<'a> {
+            U(&'a User),
+            G(&'a Group),
+        }
+        let with_users = kinds.contains(&Kind::User);
+        let with_groups = kinds.contains(&Kind::Group);
+        let users = if with_users { s.directory.users.len() } else { 0 };
+        let groups = if with_groups { s.directory.groups.len() } else { 0 };
+        let items = s
+            .directory
+            .users
+            .values()
+            .filter(|_| with_users)
+            .map(Item::U)
+            .chain(s.directory.groups.values().filter(|_| with_groups).map(Item::G));
+        let page: Vec<Value> = items
+            .skip(q.start - 1)
+            .take(q.count)
+            .map(|item| {
+                let (kind, mut r) = match item {
+                    Item::U(u) => (Kind::User, render_user(s, u, base)),
+                    Item::G(g) => (Kind::Group, render_group(s, g, base)),
+                };
+                scim::project(kind, &mut r, &q.attributes, &q.excluded);
+                r
+            })
+            .collect();
+        return list_response(page, users + groups, q.start);
+    }
+    let mut hits: Vec<(Kind, Value)> = Vec::new();
+    if kinds.contains(&Kind::User) {
+        for u in s.directory.users.values() {
+            let r = render_user(s, u, base);
+            if q.filter.as_ref().is_none_or(|f| f.matches(&r, scim::USER_SCHEMA)) {
+                hits.push((Kind::User, r));
+            }
+        }
+    }
+    if kinds.contains(&Kind::Group) {
+        for g in s.directory.groups.values() {
+            let r = render_group(s, g, base);
+            if q.filter.as_ref().is_none_or(|f| f.matches(&r, scim::GROUP_SCHEMA)) {
+                hits.push((Kind::Group, r));
+            }
+        }
+    }
+    if let Some(p) = &q.sort_by {
+        hits.sort_by_cached_key(|(k, r)| sort_key(r, p, k.core()));
+        if q.descending {
+            hits.reverse();
+        }
+    }
+    let total = hits.len();
+    let page: Vec<Value> = hits
+        .into_iter()
+        .skip(q.start - 1)
+        .take(q.count)
+        .map(|(k, mut r)| {
+            scim::project(k, &mut r, &q.attributes, &q.excluded);
+            r
+        })
+        .collect();
+    list_response(page, total, q.start)
+}
+
+async fn list(req: HttpRequest, kinds: &[Kind]) -> Result<HttpResponse> {
+    admin(&req).await?;
+    let q = query_from_request(kinds, &req)?;
+    let app = app_of(&req);
+    let base = base_url(&req);
+    let s = app.read();
+    Ok(scim_json(StatusCode::OK, &run_query(&s, kinds, &q, &base)))
+}
+
+async fn search(req: HttpRequest, body: web::Bytes, kinds: &[Kind]) -> Result<HttpResponse> {
+    admin(&req).await?;
+    let body = parse_body(&body, &req)?;
+    if let Some(schemas) = filter::get_ci(&body, "schemas") {
+        if !schemas.as_array().is_some_and(|a| a.iter().any(|s| s == scim::SEARCH_SCHEMA)) {
+            return Err(ScimError::bad("invalidSyntax", format!("`schemas` must contain {}", scim::SEARCH_SCHEMA)));
+        }
+    }
+    let q = query_from_body(kinds, &body)?;
+    let app = app_of(&req);
+    let base = base_url(&req);
+    let s = app.read();
+    Ok(scim_json(StatusCode::OK, &run_query(&s, kinds, &q, &base)))
+}
+
+async fn list_users(req: HttpRequest) -> Result<HttpResponse> {
+    list(req, &[Kind::User]).await
+}
+
+async fn list_groups(req: HttpRequest) -> Result<HttpResponse> {
+    list(req, &[Kind::Group]).await
+}
+
+async fn search_users(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse> {
+    search(req, body, &[Kind::User]).await
+}
+
+async fn search_groups(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse> {
+    search(req, body, &[Kind::Group]).await
+}
+
+async fn search_all(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse> {
+    search(req, body, &[Kind::User, Kind::Group]).await
+}
+
+// ---- users ---------------------------------------------------------------------------
+
+fn projected(req: &HttpRequest, kind: Kind, mut r: Value) -> Result<Value> {
+    let attributes = list_param(req, "attributes")?;
+    let excluded = list_param(req, "excludedAttributes")?;
+    scim::project(kind, &mut r, &attributes, &excluded);
+    Ok(r)
+}
+
+async fn get_user(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse> {
+    admin(&req).await?;
+    let app = app_of(&req);
+    let base = base_url(&req);
+    let s = app.read();
+    let u = user_by_id(&s, &path).ok_or_else(|| ScimError::not_found(format!("user `{path}` not found")))?;
+    if let Some(v) = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        if v == version(u.updated_seq) {
+            return Ok(HttpResponse::NotModified().finish());
+        }
+    }
+    let r = projected(&req, Kind::User, render_user(&s, u, &base))?;
+    Ok(resource_response(StatusCode::OK, &r))
+}
+
+/// What a SCIM user resource means to the domain.
+struct UserInput {
+    username: String,
+    email: Option<String>,
+    active: Option<bool>,
+    password: Option<String>,
+    attributes: String,
+}
+
+fn user_input(body: &Value) -> Result<UserInput> {
+    let mut attrs = scim::normalize(Kind::User, body)?;
+    let username = attrs
+        .remove("userName")
+        .and_then(|v| v.as_str().map(str::to_string))
+        .ok_or_else(|| ScimError::bad("invalidValue", "`userName` is required"))?;
+    let username = domain::normalize_username("userName", &username).map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
+    let active = attrs.get("active").and_then(|v| v.as_bool());
+    let password = attrs.remove("password").and_then(|v| v.as_str().map(str::to_string));
+    let email = attrs.get("emails").and_then(Value::as_array).and_then(|list| {
+        list.iter()
+            .find(|e| e["primary"] == json!(true))
+            .or(list.first())
+            .and_then(|e| e["value"].as_str())
+            .map(str::to_string)
+    });
+    if let Some(e) = &email {
+        domain::validate_email(e).map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
+    }
+    Ok(UserInput {
+        username,
+        email,
+        active,
+        password,
+        attributes: Value::Object(attrs).to_string(),
+    })
+}
+
+async fn hash(password: String) -> Result<String> {
+    domain::validate_password(&password).map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
+    web::block(move || crate::auth::password::hash(&password))
+        .await
+        .map_err(|_| ScimError::new(StatusCode::SERVICE_UNAVAILABLE, None, "the server is shutting down"))
+}
+
+async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse> {
+    let caller = admin(&req).await?;
+    let body = parse_body(&body, &req)?;
+    let input = user_input(&body)?;
+    let password_hash = match input.password {
+        Some(p) => Some(hash(p).await?),
+        None => None,
+    };
+    let new = NewUser {
+        username: input.username.clone(),
+        email: input.email.clone(),
+        internal_password_disabled: password_hash.is_none(),
+        password_hash,
+        admin: false,
+        profile_updatable: true,
+        disable_ui_access: false,
+        groups: vec![],
+    };
+    let app = app_of(&req);
+    let rid: RequestId = request_id(&req);
+    let committed = app
+        .submit(
+            Command::ScimSaveUser {
+                username: input.username.clone(),
+                create: Some(new),
+                changes: UserChanges {
+                    status: (input.active == Some(false)).then_some(UserStatus::Disabled),
+                    ..Default::default()
+                },
+                attributes: input.attributes,
+                rename_to: None,
+                if_match: None,
+            },
+            &caller.username,
+            &rid,
+        )
+        .await?;
+    let base = base_url(&req);
+    let s = app.read();
+    let u = s.directory.users.get(&input.username).ok_or_else(|| ScimError::not_found("the user was deleted meanwhile"))?;
+    let r = projected(&req, Kind::User, render_user(&s, u, &base))?;
+    Ok(written(resource_response(StatusCode::CREATED, &r), committed))
+}
+
+/// Store `doc` (a whole user as the client wants it) over the user named `username`.
+async fn replace_user(req: &HttpRequest, caller: &crate::auth::Principal, username: &str, doc: &Value, if_match: Option<u64>) -> Result<HttpResponse> {
+    let input = user_input(doc)?;
+    let app = app_of(req);
+    let (had_password_disabled, current_status) = {
+        let s = app.read();
+        let u = s.directory.users.get(username).ok_or_else(|| ScimError::not_found(format!("user `{username}` not found")))?;
+        (u.internal_password_disabled, u.status)
+    };
+    let mut changes = UserChanges {
+        email: Some(input.email.clone().unwrap_or_default()),
+        ..Default::default()
+    };
+    // No `active` means no statement, and a user is active by default.
+    match input.active.unwrap_or(true) {
+        true if current_status != UserStatus::Enabled => changes.status = Some(UserStatus::Enabled),
+        false if current_status != UserStatus::Disabled => changes.status = Some(UserStatus::Disabled),
+        _ => {}
+    }
+    if let Some(p) = input.password {
+        changes.password_hash = Some(hash(p).await?);
+        if had_password_disabled {
+            changes.internal_password_disabled = Some(false);
+        }
+    }
+    let rid: RequestId = request_id(req);
+    let committed = app
+        .submit(
+            Command::ScimSaveUser {
+                username: username.to_string(),
+                create: None,
+                changes,
+                attributes: input.attributes,
+                rename_to: Some(input.username.clone()).filter(|n| n != username),
+                if_match,
+            },
+            &caller.username,
+            &rid,
+        )
+        .await?;
+    let base = base_url(req);
+    let s = app.read();
+    let u = s.directory.users.get(&input.username).ok_or_else(|| ScimError::not_found("the user was deleted meanwhile"))?;
+    let r = projected(req, Kind::User, render_user(&s, u, &base))?;
+    Ok(written(resource_response(StatusCode::OK, &r), committed))
+}
+
+fn current_user(req: &HttpRequest, id: &str) -> Result<(String, Value, u64)> {
+    let app = app_of(req);
+    let base = base_url(req);
+    let s = app.read();
+    let u = user_by_id(&s, id).ok_or_else(|| ScimError::not_found(format!("user `{id}` not found")))?;
+    Ok((u.username.clone(), render_user(&s, u, &base), u.updated_seq))
+}
+
+async fn put_user(req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse> {
+    let caller = admin(&req).await?;
+    let body = parse_body(&body, &req)?;
+    let (username, _, _) = current_user(&req, &path)?;
+    if let Some(id) = filter::get_ci(&body, "id").and_then(Value::as_str) {
+        if id != path.as_str() {
+            return Err(ScimError::bad("mutability", "`id` cannot be changed"));
+        }
+    }
+    let m = if_match(&req)?;
+    replace_user(&req, &caller, &username, &body, m).await
+}
+
+async fn patch_user(req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse> {
+    let caller = admin(&req).await?;
+    let body = parse_body(&body, &req)?;
+    let (username, mut doc, seq) = current_user(&req, &path)?;
+    let m = if_match(&req)?;
+    if m.is_some_and(|v| v != seq) {
+        return Err(ScimError::new(StatusCode::PRECONDITION_FAILED, None, format!("the resource is at version {seq}")));
+    }
+    patch::apply(Kind::User, &mut doc, &body)?;
+    replace_user(&req, &caller, &username, &doc, Some(seq)).await
+}
+
+async fn delete_user(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse> {
+    let caller = admin(&req).await?;
+    let (username, _, _) = current_user(&req, &path)?;
+    let app = app_of(&req);
+    let rid: RequestId = request_id(&req);
+    let committed = app
+        .submit(
+            Command::ScimDelete {
+                group: false,
+                name: username,
+                if_match: if_match(&req)?,
+            },
+            &caller.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(HttpResponse::NoContent().finish(), committed))
+}
+
+// ---- groups --------------------------------------------------------------------------
+
+struct GroupInput {
+    display_name: String,
+    members: Vec<String>,
+    attributes: String,
+}
+
+fn group_input(s: &State, body: &Value) -> Result<GroupInput> {
+    let mut attrs = scim::normalize(Kind::Group, body)?;
+    let display_name = attrs
+        .get("displayName")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| ScimError::bad("invalidValue", "`displayName` is required"))?;
+    let mut members = Vec::new();
+    // Members are kept in the directory; what is stored of them is only their `display`.
+    if let Some(list) = attrs.get("members").and_then(|m| m.as_array().cloned()) {
+        for (i, m) in list.iter().enumerate() {
+            let id = m["value"]
+                .as_str()
+                .ok_or_else(|| ScimError::bad("invalidValue", format!("`members[{i}].value` is required")))?;
+            let u = user_by_id(s, id)
+                .ok_or_else(|| ScimError::bad("invalidValue", format!("`members[{i}]`: no user has the id `{id}` (groups cannot be members)")))?;
+            if !members.contains(&u.username) {
+                members.push(u.username.clone());
+            }
+        }
+    }
+    if let Some(Value::Array(list)) = attrs.get_mut("members") {
+        for m in list.iter_mut() {
+            if let Some(o) = m.as_object_mut() {
+                o.retain(|k, _| k == "value" || k == "display");
+            }
+        }
+    }
+    Ok(GroupInput {
+        display_name,
+        members,
+        attributes: Value::Object(attrs).to_string(),
+    })
+}
+
+async fn get_group(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse> {
+    admin(&req).await?;
+    let app = app_of(&req);
+    let base = base_url(&req);
+    let s = app.read();
+    let g = s.directory.groups.get(path.as_str()).ok_or_else(|| ScimError::not_found(format!("group `{path}` not found")))?;
+    if let Some(v) = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        if v == version(g.updated_seq) {
+            return Ok(HttpResponse::NotModified().finish());
+        }
+    }
+    let r = projected(&req, Kind::Group, render_group(&s, g, &base))?;
+    Ok(resource_response(StatusCode::OK, &r))
+}
+
+async fn create_group(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse> {
+    let caller = admin(&req).await?;
+    let body = parse_body(&body, &req)?;
+    let app = app_of(&req);
+    let input = {
+        let s = app.read();
+        group_input(&s, &body)?
+    };
+    // The group's name (its id) is the display name it was created with; a later
+    // `displayName` is an attribute, the id stays.
+    let name = input.display_name.clone();
+    domain::validate_group_name("displayName", &name).map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
+    let external_id = filter::get_ci(&body, "externalId").and_then(Value::as_str).map(str::to_string);
+    let rid: RequestId = request_id(&req);
+    let committed = app
+        .submit(
+            Command::ScimSaveGroup {
+                name: name.clone(),
+                create: Some(NewGroup {
+                    name: name.clone(),
+                    description: None,
+                    auto_join: false,
+                    admin_privileges: false,
+                    realm: None,
+                    realm_attributes: None,
+                    external_id,
+                    members: input.members,
+                }),
+                members: None,
+                attributes: input.attributes,
+                if_match: None,
+            },
+            &caller.username,
+            &rid,
+        )
+        .await?;
+    let base = base_url(&req);
+    let s = app.read();
+    let g = s.directory.groups.get(&name).ok_or_else(|| ScimError::not_found("the group was deleted meanwhile"))?;
+    let r = projected(&req, Kind::Group, render_group(&s, g, &base))?;
+    Ok(written(resource_response(StatusCode::CREATED, &r), committed))
+}
+
+async fn replace_group(req: &HttpRequest, caller: &crate::auth::Principal, name: &str, doc: &Value, if_match: Option<u64>) -> Result<HttpResponse> {
+    let app = app_of(req);
+    let input = {
+        let s = app.read();
+        group_input(&s, doc)?
+    };
+    let rid: RequestId = request_id(req);
+    let committed = app
+        .submit(
+            Command::ScimSaveGroup {
+                name: name.to_string(),
+                create: None,
+                members: Some(input.members),
+                attributes: input.attributes,
+                if_match,
+            },
+            &caller.username,
+            &rid,
+        )
+        .await?;
+    let base = base_url(req);
+    let s = app.read();
+    let g = s.directory.groups.get(name).ok_or_else(|| ScimError::not_found("the group was deleted meanwhile"))?;
+    let r = projected(req, Kind::Group, render_group(&s, g, &base))?;
+    Ok(written(resource_response(StatusCode::OK, &r), committed))
+}
+
+fn current_group(req: &HttpRequest, id: &str) -> Result<(Value, u64)> {
+    let app = app_of(req);
+    let base = base_url(req);
+    let s = app.read();
+    let g = s.directory.groups.get(id).ok_or_else(|| ScimError::not_found(format!("group `{id}` not found")))?;
+    Ok((render_group(&s, g, &base), g.updated_seq))
+}
+
+async fn put_group(req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse> {
+    let caller = admin(&req).await?;
+    let body = parse_body(&body, &req)?;
+    current_group(&req, &path)?;
+    if let Some(id) = filter::get_ci(&body, "id").and_then(Value::as_str) {
+        if id != path.as_str() {
+            return Err(ScimError::bad("mutability", "`id` cannot be changed"));
+        }
+    }
+    let m = if_match(&req)?;
+    replace_group(&req, &caller, &path, &body, m).await
+}
+
+async fn patch_group(req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse> {
+    let caller = admin(&req).await?;
+    let body = parse_body(&body, &req)?;
+    let (mut doc, seq) = current_group(&req, &path)?;
+    let m = if_match(&req)?;
+    if m.is_some_and(|v| v != seq) {
+        return Err(ScimError::new(StatusCode::PRECONDITION_FAILED, None, format!("the resource is at version {seq}")));
+    }
+    patch::apply(Kind::Group, &mut doc, &body)?;
+    replace_group(&req, &caller, &path, &doc, Some(seq)).await
+}
+
+async fn delete_group(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse> {
+    let caller = admin(&req).await?;
+    current_group(&req, &path)?;
+    let app = app_of(&req);
+    let rid: RequestId = request_id(&req);
+    let committed = app
+        .submit(
+            Command::ScimDelete {
+                group: true,
+                name: path.into_inner(),
+                if_match: if_match(&req)?,
+            },
+            &caller.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(HttpResponse::NoContent().finish(), committed))
+}
