@@ -353,8 +353,12 @@ impl State {
                     user.updated_ms = now;
                 }
             }
-            Event::UserLocked { username } => dir.set_status(username, UserStatus::Locked, seq, now),
-            Event::UserUnlocked { username } => dir.set_status(username, UserStatus::Enabled, seq, now),
+            Event::UserLocked { username } => {
+                dir.set_status(username, UserStatus::Locked, seq, now)
+            }
+            Event::UserUnlocked { username } => {
+                dir.set_status(username, UserStatus::Enabled, seq, now)
+            }
             Event::UserDeleted { username } => {
                 // Its tokens go with it: a later user of the same name is someone else.
                 let ids: Vec<String> = self

@@ -119,7 +119,8 @@ impl From<patch::PatchError> for ScimError {
 type Result<T> = std::result::Result<T, ScimError>;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let r = |p: &str| web::resource(format!("{BASE}{p}")).default_service(web::to(method_not_allowed));
+    let r =
+        |p: &str| web::resource(format!("{BASE}{p}")).default_service(web::to(method_not_allowed));
     cfg.service(r("/Users/.search").route(web::post().to(search_users)))
         .service(r("/Groups/.search").route(web::post().to(search_groups)))
         .service(r("/.search").route(web::post().to(search_all)))
@@ -165,7 +166,10 @@ async fn method_not_allowed() -> Result<HttpResponse> {
 }
 
 async fn unknown(req: HttpRequest) -> Result<HttpResponse> {
-    Err(ScimError::not_found(format!("no such SCIM endpoint: {}", req.path())))
+    Err(ScimError::not_found(format!(
+        "no such SCIM endpoint: {}",
+        req.path()
+    )))
 }
 
 /// SCIM is for provisioning clients: admins (an admin token, or Basic).
@@ -252,7 +256,8 @@ fn parse_body(bytes: &[u8], req: &HttpRequest) -> Result<Value> {
             ));
         }
     }
-    serde_json::from_slice(bytes).map_err(|e| ScimError::bad("invalidSyntax", format!("malformed JSON: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| ScimError::bad("invalidSyntax", format!("malformed JSON: {e}")))
 }
 
 // ---- rendering ----------------------------------------------------------------------
@@ -351,7 +356,10 @@ pub fn render_group(s: &State, g: &Group, base: &str) -> Value {
         }
     }
     // Membership is the directory's; `display` is what the client last said of a member.
-    let said = doc.remove("members").and_then(|m| m.as_array().cloned()).unwrap_or_default();
+    let said = doc
+        .remove("members")
+        .and_then(|m| m.as_array().cloned())
+        .unwrap_or_default();
     if !g.members.is_empty() {
         let members: Vec<Value> = g
             .members
@@ -443,7 +451,10 @@ fn list_response(resources: Vec<Value>, total: usize, start: usize) -> Value {
 async fn resource_types(req: HttpRequest) -> Result<HttpResponse> {
     admin(&req).await?;
     let base = base_url(&req);
-    let all = vec![resource_type_doc(Kind::User, &base), resource_type_doc(Kind::Group, &base)];
+    let all = vec![
+        resource_type_doc(Kind::User, &base),
+        resource_type_doc(Kind::Group, &base),
+    ];
     Ok(scim_json(StatusCode::OK, &list_response(all, 2, 1)))
 }
 
@@ -453,7 +464,11 @@ async fn resource_type(req: HttpRequest, path: web::Path<String>) -> Result<Http
     let kind = match path.as_str() {
         "User" => Kind::User,
         "Group" => Kind::Group,
-        other => return Err(ScimError::not_found(format!("resource type `{other}` not found"))),
+        other => {
+            return Err(ScimError::not_found(format!(
+                "resource type `{other}` not found"
+            )))
+        }
     };
     Ok(scim_json(StatusCode::OK, &resource_type_doc(kind, &base)))
 }
@@ -469,7 +484,10 @@ fn schema_doc(s: &Value, base: &str) -> Value {
 async fn list_schemas(req: HttpRequest) -> Result<HttpResponse> {
     admin(&req).await?;
     let base = base_url(&req);
-    let all: Vec<Value> = scim::schemas().iter().map(|s| schema_doc(s, &base)).collect();
+    let all: Vec<Value> = scim::schemas()
+        .iter()
+        .map(|s| schema_doc(s, &base))
+        .collect();
     let n = all.len();
     Ok(scim_json(StatusCode::OK, &list_response(all, n, 1)))
 }
@@ -477,7 +495,8 @@ async fn list_schemas(req: HttpRequest) -> Result<HttpResponse> {
 async fn get_schema(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse> {
     admin(&req).await?;
     let base = base_url(&req);
-    let s = scim::schema(&path).ok_or_else(|| ScimError::not_found(format!("schema `{path}` not found")))?;
+    let s = scim::schema(&path)
+        .ok_or_else(|| ScimError::not_found(format!("schema `{path}` not found")))?;
     Ok(scim_json(StatusCode::OK, &schema_doc(s, &base)))
 }
 
@@ -506,16 +525,25 @@ fn check_paths(kinds: &[Kind], f: &Filter) -> Result<()> {
                     scim::schemas()
                         .iter()
                         .filter(|s| {
-                            s["id"].as_str().is_some_and(|id| id == k.core() || k.extensions().contains(&id))
+                            s["id"]
+                                .as_str()
+                                .is_some_and(|id| id == k.core() || k.extensions().contains(&id))
                         })
                         .flat_map(|s| s["attributes"].as_array().into_iter().flatten())
                         .filter_map(|a| a["subAttributes"].as_array())
                         .flatten()
-                        .any(|sa| sa["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(&p.attr)))
+                        .any(|sa| {
+                            sa["name"]
+                                .as_str()
+                                .is_some_and(|n| n.eq_ignore_ascii_case(&p.attr))
+                        })
                 })
         });
         if !known {
-            return Err(ScimError::bad("invalidFilter", format!("unknown attribute `{p}` in the filter")));
+            return Err(ScimError::bad(
+                "invalidFilter",
+                format!("unknown attribute `{p}` in the filter"),
+            ));
         }
     }
     Ok(())
@@ -538,7 +566,8 @@ fn make_query(
 ) -> Result<Query> {
     let filter = match filter.filter(|f| !f.trim().is_empty()) {
         Some(f) => {
-            let parsed = filter::parse(f).map_err(|e| ScimError::bad("invalidFilter", format!("invalid filter: {e}")))?;
+            let parsed = filter::parse(f)
+                .map_err(|e| ScimError::bad("invalidFilter", format!("invalid filter: {e}")))?;
             check_paths(kinds, &parsed)?;
             Some(parsed)
         }
@@ -557,21 +586,34 @@ fn make_query(
         Some(c) => c as usize,
     };
     let sort_by = match sort_by {
-        Some(s) => Some(filter::parse_attr_path(s).map_err(|e| ScimError::bad("invalidValue", format!("invalid `sortBy`: {e}")))?),
+        Some(s) => Some(
+            filter::parse_attr_path(s)
+                .map_err(|e| ScimError::bad("invalidValue", format!("invalid `sortBy`: {e}")))?,
+        ),
         None => None,
     };
     let descending = match sort_order.map(str::to_ascii_lowercase).as_deref() {
         None | Some("ascending") => false,
         Some("descending") => true,
-        Some(o) => return Err(ScimError::bad("invalidValue", format!("invalid `sortOrder` `{o}` (ascending or descending)"))),
+        Some(o) => {
+            return Err(ScimError::bad(
+                "invalidValue",
+                format!("invalid `sortOrder` `{o}` (ascending or descending)"),
+            ))
+        }
     };
     for a in attributes.iter().chain(excluded.iter()) {
         let ok = kinds.iter().any(|k| {
             scim::extension(*k, a).is_some()
-                || filter::parse_attr_path(a).is_ok_and(|p| scim::known_path(*k, p.urn.as_deref(), &p.attr, p.sub.as_deref()))
+                || filter::parse_attr_path(a).is_ok_and(|p| {
+                    scim::known_path(*k, p.urn.as_deref(), &p.attr, p.sub.as_deref())
+                })
         });
         if !ok {
-            return Err(ScimError::bad("invalidValue", format!("unknown attribute `{a}`")));
+            return Err(ScimError::bad(
+                "invalidValue",
+                format!("unknown attribute `{a}`"),
+            ));
         }
     }
     Ok(Query {
@@ -588,13 +630,20 @@ fn make_query(
 fn list_param(req: &HttpRequest, name: &str) -> Result<Vec<String>> {
     Ok(super::query_param(req, name)
         .map_err(ScimError::from)?
-        .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
         .unwrap_or_default())
 }
 
 fn query_from_request(kinds: &[Kind], req: &HttpRequest) -> Result<Query> {
     let q = |n: &str| super::query_param(req, n).map_err(ScimError::from);
-    let start = q("startIndex")?.map(|v| number("startIndex", &v)).transpose()?;
+    let start = q("startIndex")?
+        .map(|v| number("startIndex", &v))
+        .transpose()?;
     let count = q("count")?.map(|v| number("count", &v)).transpose()?;
     make_query(
         kinds,
@@ -613,13 +662,19 @@ fn query_from_body(kinds: &[Kind], body: &Value) -> Result<Query> {
         match filter::get_ci(body, n) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(ScimError::bad("invalidValue", format!("`{n}` must be a string"))),
+            Some(_) => Err(ScimError::bad(
+                "invalidValue",
+                format!("`{n}` must be a string"),
+            )),
         }
     };
     let int_field = |n: &str| -> Result<Option<i64>> {
         match filter::get_ci(body, n) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => v.as_i64().map(Some).ok_or_else(|| ScimError::bad("invalidValue", format!("`{n}` must be an integer"))),
+            Some(v) => v
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| ScimError::bad("invalidValue", format!("`{n}` must be an integer"))),
         }
     };
     let list_field = |n: &str| -> Result<Vec<String>> {
@@ -627,10 +682,17 @@ fn query_from_body(kinds: &[Kind], body: &Value) -> Result<Query> {
             None | Some(Value::Null) => Ok(vec![]),
             Some(Value::Array(a)) => a
                 .iter()
-                .map(|x| x.as_str().map(str::to_string).ok_or_else(|| ScimError::bad("invalidValue", format!("`{n}` must be a list of strings"))))
+                .map(|x| {
+                    x.as_str().map(str::to_string).ok_or_else(|| {
+                        ScimError::bad("invalidValue", format!("`{n}` must be a list of strings"))
+                    })
+                })
                 .collect(),
             Some(Value::String(s)) => Ok(s.split(',').map(|x| x.trim().to_string()).collect()),
-            Some(_) => Err(ScimError::bad("invalidValue", format!("`{n}` must be a list of strings"))),
+            Some(_) => Err(ScimError::bad(
+                "invalidValue",
+                format!("`{n}` must be a list of strings"),
+            )),
         }
     };
     make_query(
@@ -702,15 +764,29 @@ fn run_query(s: &State, kinds: &[Kind], q: &Query, base: &str) -> Value {
         }
         let with_users = kinds.contains(&Kind::User);
         let with_groups = kinds.contains(&Kind::Group);
-        let users = if with_users { s.directory.users.len() } else { 0 };
-        let groups = if with_groups { s.directory.groups.len() } else { 0 };
+        let users = if with_users {
+            s.directory.users.len()
+        } else {
+            0
+        };
+        let groups = if with_groups {
+            s.directory.groups.len()
+        } else {
+            0
+        };
         let items = s
             .directory
             .users
             .values()
             .filter(|_| with_users)
             .map(Item::U)
-            .chain(s.directory.groups.values().filter(|_| with_groups).map(Item::G));
+            .chain(
+                s.directory
+                    .groups
+                    .values()
+                    .filter(|_| with_groups)
+                    .map(Item::G),
+            );
         let page: Vec<Value> = items
             .skip(q.start - 1)
             .take(q.count)
@@ -729,7 +805,10 @@ fn run_query(s: &State, kinds: &[Kind], q: &Query, base: &str) -> Value {
     if kinds.contains(&Kind::User) {
         for u in s.directory.users.values() {
             let r = render_user(s, u, base);
-            if q.filter.as_ref().is_none_or(|f| f.matches(&r, scim::USER_SCHEMA)) {
+            if q.filter
+                .as_ref()
+                .is_none_or(|f| f.matches(&r, scim::USER_SCHEMA))
+            {
                 hits.push((Kind::User, r));
             }
         }
@@ -737,7 +816,10 @@ fn run_query(s: &State, kinds: &[Kind], q: &Query, base: &str) -> Value {
     if kinds.contains(&Kind::Group) {
         for g in s.directory.groups.values() {
             let r = render_group(s, g, base);
-            if q.filter.as_ref().is_none_or(|f| f.matches(&r, scim::GROUP_SCHEMA)) {
+            if q.filter
+                .as_ref()
+                .is_none_or(|f| f.matches(&r, scim::GROUP_SCHEMA))
+            {
                 hits.push((Kind::Group, r));
             }
         }
@@ -774,8 +856,14 @@ async fn search(req: HttpRequest, body: web::Bytes, kinds: &[Kind]) -> Result<Ht
     admin(&req).await?;
     let body = parse_body(&body, &req)?;
     if let Some(schemas) = filter::get_ci(&body, "schemas") {
-        if !schemas.as_array().is_some_and(|a| a.iter().any(|s| s == scim::SEARCH_SCHEMA)) {
-            return Err(ScimError::bad("invalidSyntax", format!("`schemas` must contain {}", scim::SEARCH_SCHEMA)));
+        if !schemas
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s == scim::SEARCH_SCHEMA))
+        {
+            return Err(ScimError::bad(
+                "invalidSyntax",
+                format!("`schemas` must contain {}", scim::SEARCH_SCHEMA),
+            ));
         }
     }
     let q = query_from_body(kinds, &body)?;
@@ -819,8 +907,13 @@ async fn get_user(req: HttpRequest, path: web::Path<String>) -> Result<HttpRespo
     let app = app_of(&req);
     let base = base_url(&req);
     let s = app.read();
-    let u = user_by_id(&s, &path).ok_or_else(|| ScimError::not_found(format!("user `{path}` not found")))?;
-    if let Some(v) = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+    let u = user_by_id(&s, &path)
+        .ok_or_else(|| ScimError::not_found(format!("user `{path}` not found")))?;
+    if let Some(v) = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
         if v == version(u.updated_seq) {
             return Ok(HttpResponse::NotModified().finish());
         }
@@ -844,16 +937,22 @@ fn user_input(body: &Value) -> Result<UserInput> {
         .remove("userName")
         .and_then(|v| v.as_str().map(str::to_string))
         .ok_or_else(|| ScimError::bad("invalidValue", "`userName` is required"))?;
-    let username = domain::normalize_username("userName", &username).map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
+    let username = domain::normalize_username("userName", &username)
+        .map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
     let active = attrs.get("active").and_then(|v| v.as_bool());
-    let password = attrs.remove("password").and_then(|v| v.as_str().map(str::to_string));
-    let email = attrs.get("emails").and_then(Value::as_array).and_then(|list| {
-        list.iter()
-            .find(|e| e["primary"] == json!(true))
-            .or(list.first())
-            .and_then(|e| e["value"].as_str())
-            .map(str::to_string)
-    });
+    let password = attrs
+        .remove("password")
+        .and_then(|v| v.as_str().map(str::to_string));
+    let email = attrs
+        .get("emails")
+        .and_then(Value::as_array)
+        .and_then(|list| {
+            list.iter()
+                .find(|e| e["primary"] == json!(true))
+                .or(list.first())
+                .and_then(|e| e["value"].as_str())
+                .map(str::to_string)
+        });
     if let Some(e) = &email {
         domain::validate_email(e).map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
     }
@@ -867,10 +966,17 @@ fn user_input(body: &Value) -> Result<UserInput> {
 }
 
 async fn hash(password: String) -> Result<String> {
-    domain::validate_password(&password).map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
+    domain::validate_password(&password)
+        .map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
     web::block(move || crate::auth::password::hash(&password))
         .await
-        .map_err(|_| ScimError::new(StatusCode::SERVICE_UNAVAILABLE, None, "the server is shutting down"))
+        .map_err(|_| {
+            ScimError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                "the server is shutting down",
+            )
+        })
 }
 
 async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse> {
@@ -912,18 +1018,35 @@ async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse>
         .await?;
     let base = base_url(&req);
     let s = app.read();
-    let u = s.directory.users.get(&input.username).ok_or_else(|| ScimError::not_found("the user was deleted meanwhile"))?;
+    let u = s
+        .directory
+        .users
+        .get(&input.username)
+        .ok_or_else(|| ScimError::not_found("the user was deleted meanwhile"))?;
     let r = projected(&req, Kind::User, render_user(&s, u, &base))?;
-    Ok(written(resource_response(StatusCode::CREATED, &r), committed))
+    Ok(written(
+        resource_response(StatusCode::CREATED, &r),
+        committed,
+    ))
 }
 
 /// Store `doc` (a whole user as the client wants it) over the user named `username`.
-async fn replace_user(req: &HttpRequest, caller: &crate::auth::Principal, username: &str, doc: &Value, if_match: Option<u64>) -> Result<HttpResponse> {
+async fn replace_user(
+    req: &HttpRequest,
+    caller: &crate::auth::Principal,
+    username: &str,
+    doc: &Value,
+    if_match: Option<u64>,
+) -> Result<HttpResponse> {
     let input = user_input(doc)?;
     let app = app_of(req);
     let (had_password_disabled, current_status) = {
         let s = app.read();
-        let u = s.directory.users.get(username).ok_or_else(|| ScimError::not_found(format!("user `{username}` not found")))?;
+        let u = s
+            .directory
+            .users
+            .get(username)
+            .ok_or_else(|| ScimError::not_found(format!("user `{username}` not found")))?;
         (u.internal_password_disabled, u.status)
     };
     let mut changes = UserChanges {
@@ -933,7 +1056,9 @@ async fn replace_user(req: &HttpRequest, caller: &crate::auth::Principal, userna
     // No `active` means no statement, and a user is active by default.
     match input.active.unwrap_or(true) {
         true if current_status != UserStatus::Enabled => changes.status = Some(UserStatus::Enabled),
-        false if current_status != UserStatus::Disabled => changes.status = Some(UserStatus::Disabled),
+        false if current_status != UserStatus::Disabled => {
+            changes.status = Some(UserStatus::Disabled)
+        }
         _ => {}
     }
     if let Some(p) = input.password {
@@ -959,7 +1084,11 @@ async fn replace_user(req: &HttpRequest, caller: &crate::auth::Principal, userna
         .await?;
     let base = base_url(req);
     let s = app.read();
-    let u = s.directory.users.get(&input.username).ok_or_else(|| ScimError::not_found("the user was deleted meanwhile"))?;
+    let u = s
+        .directory
+        .users
+        .get(&input.username)
+        .ok_or_else(|| ScimError::not_found("the user was deleted meanwhile"))?;
     let r = projected(req, Kind::User, render_user(&s, u, &base))?;
     Ok(written(resource_response(StatusCode::OK, &r), committed))
 }
@@ -968,11 +1097,16 @@ fn current_user(req: &HttpRequest, id: &str) -> Result<(String, Value, u64)> {
     let app = app_of(req);
     let base = base_url(req);
     let s = app.read();
-    let u = user_by_id(&s, id).ok_or_else(|| ScimError::not_found(format!("user `{id}` not found")))?;
+    let u =
+        user_by_id(&s, id).ok_or_else(|| ScimError::not_found(format!("user `{id}` not found")))?;
     Ok((u.username.clone(), render_user(&s, u, &base), u.updated_seq))
 }
 
-async fn put_user(req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse> {
+async fn put_user(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse> {
     let caller = admin(&req).await?;
     let body = parse_body(&body, &req)?;
     let (username, _, _) = current_user(&req, &path)?;
@@ -985,13 +1119,21 @@ async fn put_user(req: HttpRequest, path: web::Path<String>, body: web::Bytes) -
     replace_user(&req, &caller, &username, &body, m).await
 }
 
-async fn patch_user(req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse> {
+async fn patch_user(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse> {
     let caller = admin(&req).await?;
     let body = parse_body(&body, &req)?;
     let (username, mut doc, seq) = current_user(&req, &path)?;
     let m = if_match(&req)?;
     if m.is_some_and(|v| v != seq) {
-        return Err(ScimError::new(StatusCode::PRECONDITION_FAILED, None, format!("the resource is at version {seq}")));
+        return Err(ScimError::new(
+            StatusCode::PRECONDITION_FAILED,
+            None,
+            format!("the resource is at version {seq}"),
+        ));
     }
     patch::apply(Kind::User, &mut doc, &body)?;
     replace_user(&req, &caller, &username, &doc, Some(seq)).await
@@ -1035,11 +1177,15 @@ fn group_input(s: &State, body: &Value) -> Result<GroupInput> {
     // Members are kept in the directory; what is stored of them is only their `display`.
     if let Some(list) = attrs.get("members").and_then(|m| m.as_array().cloned()) {
         for (i, m) in list.iter().enumerate() {
-            let id = m["value"]
-                .as_str()
-                .ok_or_else(|| ScimError::bad("invalidValue", format!("`members[{i}].value` is required")))?;
-            let u = user_by_id(s, id)
-                .ok_or_else(|| ScimError::bad("invalidValue", format!("`members[{i}]`: no user has the id `{id}` (groups cannot be members)")))?;
+            let id = m["value"].as_str().ok_or_else(|| {
+                ScimError::bad("invalidValue", format!("`members[{i}].value` is required"))
+            })?;
+            let u = user_by_id(s, id).ok_or_else(|| {
+                ScimError::bad(
+                    "invalidValue",
+                    format!("`members[{i}]`: no user has the id `{id}` (groups cannot be members)"),
+                )
+            })?;
             if !members.contains(&u.username) {
                 members.push(u.username.clone());
             }
@@ -1064,8 +1210,16 @@ async fn get_group(req: HttpRequest, path: web::Path<String>) -> Result<HttpResp
     let app = app_of(&req);
     let base = base_url(&req);
     let s = app.read();
-    let g = s.directory.groups.get(path.as_str()).ok_or_else(|| ScimError::not_found(format!("group `{path}` not found")))?;
-    if let Some(v) = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+    let g = s
+        .directory
+        .groups
+        .get(path.as_str())
+        .ok_or_else(|| ScimError::not_found(format!("group `{path}` not found")))?;
+    if let Some(v) = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
         if v == version(g.updated_seq) {
             return Ok(HttpResponse::NotModified().finish());
         }
@@ -1085,8 +1239,11 @@ async fn create_group(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse
     // The group's name (its id) is the display name it was created with; a later
     // `displayName` is an attribute, the id stays.
     let name = input.display_name.clone();
-    domain::validate_group_name("displayName", &name).map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
-    let external_id = filter::get_ci(&body, "externalId").and_then(Value::as_str).map(str::to_string);
+    domain::validate_group_name("displayName", &name)
+        .map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
+    let external_id = filter::get_ci(&body, "externalId")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let rid: RequestId = request_id(&req);
     let committed = app
         .submit(
@@ -1112,12 +1269,25 @@ async fn create_group(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse
         .await?;
     let base = base_url(&req);
     let s = app.read();
-    let g = s.directory.groups.get(&name).ok_or_else(|| ScimError::not_found("the group was deleted meanwhile"))?;
+    let g = s
+        .directory
+        .groups
+        .get(&name)
+        .ok_or_else(|| ScimError::not_found("the group was deleted meanwhile"))?;
     let r = projected(&req, Kind::Group, render_group(&s, g, &base))?;
-    Ok(written(resource_response(StatusCode::CREATED, &r), committed))
+    Ok(written(
+        resource_response(StatusCode::CREATED, &r),
+        committed,
+    ))
 }
 
-async fn replace_group(req: &HttpRequest, caller: &crate::auth::Principal, name: &str, doc: &Value, if_match: Option<u64>) -> Result<HttpResponse> {
+async fn replace_group(
+    req: &HttpRequest,
+    caller: &crate::auth::Principal,
+    name: &str,
+    doc: &Value,
+    if_match: Option<u64>,
+) -> Result<HttpResponse> {
     let app = app_of(req);
     let input = {
         let s = app.read();
@@ -1139,7 +1309,11 @@ async fn replace_group(req: &HttpRequest, caller: &crate::auth::Principal, name:
         .await?;
     let base = base_url(req);
     let s = app.read();
-    let g = s.directory.groups.get(name).ok_or_else(|| ScimError::not_found("the group was deleted meanwhile"))?;
+    let g = s
+        .directory
+        .groups
+        .get(name)
+        .ok_or_else(|| ScimError::not_found("the group was deleted meanwhile"))?;
     let r = projected(req, Kind::Group, render_group(&s, g, &base))?;
     Ok(written(resource_response(StatusCode::OK, &r), committed))
 }
@@ -1148,11 +1322,19 @@ fn current_group(req: &HttpRequest, id: &str) -> Result<(Value, u64)> {
     let app = app_of(req);
     let base = base_url(req);
     let s = app.read();
-    let g = s.directory.groups.get(id).ok_or_else(|| ScimError::not_found(format!("group `{id}` not found")))?;
+    let g = s
+        .directory
+        .groups
+        .get(id)
+        .ok_or_else(|| ScimError::not_found(format!("group `{id}` not found")))?;
     Ok((render_group(&s, g, &base), g.updated_seq))
 }
 
-async fn put_group(req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse> {
+async fn put_group(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse> {
     let caller = admin(&req).await?;
     let body = parse_body(&body, &req)?;
     current_group(&req, &path)?;
@@ -1165,13 +1347,21 @@ async fn put_group(req: HttpRequest, path: web::Path<String>, body: web::Bytes) 
     replace_group(&req, &caller, &path, &body, m).await
 }
 
-async fn patch_group(req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse> {
+async fn patch_group(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse> {
     let caller = admin(&req).await?;
     let body = parse_body(&body, &req)?;
     let (mut doc, seq) = current_group(&req, &path)?;
     let m = if_match(&req)?;
     if m.is_some_and(|v| v != seq) {
-        return Err(ScimError::new(StatusCode::PRECONDITION_FAILED, None, format!("the resource is at version {seq}")));
+        return Err(ScimError::new(
+            StatusCode::PRECONDITION_FAILED,
+            None,
+            format!("the resource is at version {seq}"),
+        ));
     }
     patch::apply(Kind::Group, &mut doc, &body)?;
     replace_group(&req, &caller, &path, &doc, Some(seq)).await

@@ -12,6 +12,7 @@ mod openapi;
 mod permissions;
 mod projects;
 mod read_your_writes;
+mod scim;
 mod secrets;
 mod system;
 mod tokens;

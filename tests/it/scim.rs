@@ -1,0 +1,543 @@
+//! SCIM 2.0 over HTTP (issue 5): the same users and groups as the v2 API, errors in the
+//! SCIM shape, ETags, paging, renames, `active`. The full conformance run is
+//! `scripts/conformance/scim.sh` (scim2-tester); these pin the behaviour down in Rust.
+
+use crate::helpers::{Client, Resp, TestApp};
+use gatehouse::Config;
+use serde_json::{json, Value};
+
+const S: &str = "/access/api/v1/scim/v2";
+const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+fn scim(client: &Client, method: &str, path: &str, body: &Value) -> Resp {
+    client.raw(
+        method,
+        &format!("{S}{path}"),
+        Some("application/scim+json"),
+        Some(body.to_string().as_bytes()),
+    )
+}
+
+fn with_headers(
+    client: &Client,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+) -> Resp {
+    let text = body.map(|b| b.to_string());
+    client.raw_with(
+        method,
+        &format!("{S}{path}"),
+        body.map(|_| "application/scim+json"),
+        text.as_deref().map(str::as_bytes),
+        headers,
+    )
+}
+
+fn scim_error(r: &Resp, status: u16, scim_type: Option<&str>) {
+    assert_eq!(r.status, status, "{}", r.text);
+    let body = r.json();
+    assert_eq!(
+        body["schemas"],
+        json!(["urn:ietf:params:scim:api:messages:2.0:Error"]),
+        "{}",
+        r.text
+    );
+    assert_eq!(body["status"], json!(status.to_string()));
+    if let Some(t) = scim_type {
+        assert_eq!(body["scimType"], t, "{}", r.text);
+    }
+    assert!(r
+        .header("content-type")
+        .unwrap_or("")
+        .starts_with("application/scim+json"));
+}
+
+fn patch_ops(ops: Value) -> Value {
+    json!({"schemas": [PATCH], "Operations": ops})
+}
+
+#[test]
+fn scim_and_the_v2_api_are_two_views_of_the_same_users() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let app = TestApp::start(dir.clone(), Config::default()).unwrap();
+    let admin = app.admin();
+    let r = scim(
+        &admin,
+        "POST",
+        "/Users",
+        &json!({
+            "schemas": [USER, ENT],
+            "userName": "Barbara.Jensen@Example.com",
+            "externalId": "00u1",
+            "name": {"givenName": "Barbara", "familyName": "Jensen"},
+            "emails": [{"value": "bjensen@example.com", "type": "work", "primary": true},
+                       {"value": "babs@home.example", "type": "home"}],
+            ENT: {"employeeNumber": "701984", "manager": {"value": "boss"}}
+        }),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/scim+json"));
+    let u = r.json();
+    assert_eq!(
+        u["userName"], "barbara.jensen@example.com",
+        "user names are lower-cased (seed)"
+    );
+    assert_eq!(
+        u["id"], "barbara.jensen@example.com",
+        "the id is the user name (seed)"
+    );
+    assert_eq!(r.header("location"), u["meta"]["location"].as_str());
+    assert_eq!(r.header("etag"), u["meta"]["version"].as_str());
+    assert!(u["meta"]["version"].as_str().unwrap().starts_with("W/\""));
+    assert_eq!(u["schemas"], json!([USER, ENT]));
+    assert!(u.get("password").is_none());
+    // The v2 API sees the same user, with the primary e-mail.
+    let v2 = admin
+        .get("/access/api/v2/users/barbara.jensen@example.com")
+        .json();
+    assert_eq!(v2["email"], "bjensen@example.com");
+    // A user made by the v2 API is a SCIM user too; an e-mail change there shows here.
+    app.create_user("carol", "password-1");
+    admin.patch(
+        "/access/api/v2/users/carol",
+        &json!({"email": "carol@example.com"}),
+    );
+    let c = admin.get(&format!("{S}/Users/carol")).json();
+    assert_eq!(
+        c["emails"],
+        json!([{"value": "carol@example.com", "primary": true}])
+    );
+    assert_eq!(c["active"], true);
+    // Groups: created over SCIM with a member, seen by the v2 API.
+    let g = scim(
+        &admin,
+        "POST",
+        "/Groups",
+        &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "tour-guides", "members": [{"value": "barbara.jensen@example.com"}]}),
+    );
+    assert_eq!(g.status, 201, "{}", g.text);
+    assert_eq!(
+        admin.get("/access/api/v2/groups/tour-guides").json()["members"],
+        json!(["barbara.jensen@example.com"])
+    );
+    let u = admin
+        .get(&format!("{S}/Users/barbara.jensen@example.com"))
+        .json();
+    assert_eq!(u["groups"][0]["value"], "tour-guides");
+    // The v2 API's membership changes show in SCIM.
+    admin.patch(
+        "/access/api/v2/groups/tour-guides/members",
+        &json!({"add": ["carol"]}),
+    );
+    let members = admin.get(&format!("{S}/Groups/tour-guides")).json()["members"].clone();
+    assert_eq!(members.as_array().unwrap().len(), 2, "{members}");
+    // SCIM-only attributes are events: they survive a restart (snapshot or replay).
+    drop(admin);
+    app.stop();
+    let app = TestApp::start(dir, Config::default()).unwrap();
+    let u = app
+        .admin()
+        .get(&format!("{S}/Users/barbara.jensen@example.com"))
+        .json();
+    assert_eq!(u["name"]["givenName"], "Barbara");
+    assert_eq!(u["emails"][1]["type"], "home");
+    assert_eq!(u[ENT]["employeeNumber"], "701984");
+    assert_eq!(u["externalId"], "00u1");
+}
+
+#[test]
+fn active_false_disables_and_true_enables_again() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = scim(
+        &admin,
+        "POST",
+        "/Users",
+        &json!({"userName": "dana", "password": "password-1", "active": true}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let dana = app.as_user("dana", "password-1");
+    assert_eq!(dana.get("/access/api/v2/users/dana").status, 200);
+    let token = crate::tokens::create_token(&dana, json!({"expires_in": 3600}))["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bearer = app.anon().with_header_auth(&format!("Bearer {token}"));
+    assert_eq!(bearer.get("/access/api/v2/users/dana").status, 200);
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Users/dana",
+        &patch_ops(json!([{"op": "Replace", "path": "active", "value": false}])),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["active"], false);
+    assert_eq!(
+        admin.get("/access/api/v2/users/dana").json()["status"],
+        "disabled"
+    );
+    assert_eq!(dana.get("/access/api/v2/users/dana").status, 401);
+    assert_eq!(
+        bearer.get("/access/api/v2/users/dana").status,
+        401,
+        "its tokens stop working"
+    );
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Users/dana",
+        &patch_ops(json!([{"op": "replace", "value": {"active": true}}])),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(dana.get("/access/api/v2/users/dana").status, 200);
+    assert_eq!(bearer.get("/access/api/v2/users/dana").status, 200);
+}
+
+#[test]
+fn etags_and_if_match() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = scim(&admin, "POST", "/Users", &json!({"userName": "erin"}));
+    let v1 = r.header("etag").unwrap().to_string();
+    let r = with_headers(
+        &admin,
+        "GET",
+        "/Users/erin",
+        None,
+        &[("If-None-Match", &v1)],
+    );
+    assert_eq!(r.status, 304);
+    let r = with_headers(
+        &admin,
+        "PUT",
+        "/Users/erin",
+        Some(&json!({"userName": "erin", "title": "A"})),
+        &[("If-Match", &v1)],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v2 = r.header("etag").unwrap().to_string();
+    assert_ne!(v1, v2, "a change is a new version");
+    for (method, body) in [
+        ("PUT", Some(json!({"userName": "erin"}))),
+        (
+            "PATCH",
+            Some(patch_ops(
+                json!([{"op": "add", "path": "title", "value": "B"}]),
+            )),
+        ),
+        ("DELETE", None),
+    ] {
+        let r = with_headers(
+            &admin,
+            method,
+            "/Users/erin",
+            body.as_ref(),
+            &[("If-Match", &v1)],
+        );
+        scim_error(&r, 412, None);
+    }
+    let r = with_headers(
+        &admin,
+        "PATCH",
+        "/Users/erin",
+        Some(&patch_ops(
+            json!([{"op": "add", "path": "title", "value": "B"}]),
+        )),
+        &[("If-Match", &v2)],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v3 = r.header("etag").unwrap().to_string();
+    let r = with_headers(&admin, "DELETE", "/Users/erin", None, &[("If-Match", "*")]);
+    assert_eq!(r.status, 204);
+    let _ = v3;
+    // Groups too.
+    let r = scim(&admin, "POST", "/Groups", &json!({"displayName": "g1"}));
+    let gv = r.header("etag").unwrap().to_string();
+    scim(
+        &admin,
+        "PATCH",
+        "/Groups/g1",
+        &patch_ops(json!([{"op": "replace", "path": "displayName", "value": "Group One"}])),
+    );
+    let r = with_headers(
+        &admin,
+        "PUT",
+        "/Groups/g1",
+        Some(&json!({"displayName": "x"})),
+        &[("If-Match", &gv)],
+    );
+    scim_error(&r, 412, None);
+    let g = admin.get(&format!("{S}/Groups/g1")).json();
+    assert_eq!(g["displayName"], "Group One");
+    assert_eq!(g["id"], "g1", "the id stays");
+}
+
+#[test]
+fn paging_sorting_filters_and_projection() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for i in 0..25 {
+        let r = scim(
+            &admin,
+            "POST",
+            "/Users",
+            &json!({"userName": format!("user{i:02}"), "title": if i % 2 == 0 { "even" } else { "odd" },
+            "emails": [{"value": format!("u{i}@example.com"), "type": "work"}]}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let total = 26; // and admin
+    let list = |q: &str| {
+        let r = admin.get(&format!("{S}/Users{q}"));
+        assert_eq!(r.status, 200, "{q}: {}", r.text);
+        r.json()
+    };
+    let all = list("");
+    assert_eq!(all["totalResults"], total);
+    assert_eq!(all["startIndex"], 1);
+    assert_eq!(
+        all["schemas"],
+        json!(["urn:ietf:params:scim:api:messages:2.0:ListResponse"])
+    );
+    let page = list("?startIndex=25&count=10");
+    assert_eq!(page["itemsPerPage"], 2);
+    assert_eq!(page["totalResults"], total);
+    assert_eq!(list("?count=0")["Resources"], json!([]));
+    assert_eq!(list("?count=0")["totalResults"], total);
+    assert_eq!(list("?startIndex=100")["Resources"], json!([]));
+    assert_eq!(
+        list("?startIndex=0&count=1")["startIndex"],
+        1,
+        "startIndex below 1 is 1"
+    );
+    assert_eq!(
+        list("?startIndex=-5&count=-1")["itemsPerPage"],
+        0,
+        "a negative count is 0"
+    );
+    let even = list("?filter=title%20eq%20%22EVEN%22");
+    assert_eq!(even["totalResults"], 13, "string comparison ignores case");
+    let one = list("?filter=userName%20eq%20%22USER07%22");
+    assert_eq!(one["totalResults"], 1);
+    assert_eq!(one["Resources"][0]["userName"], "user07");
+    let co = list("?filter=emails%5Btype%20eq%20%22work%22%20and%20value%20co%20%22u1%22%5D");
+    assert_eq!(co["totalResults"], 11, "u1, u10..u19");
+    let sorted = list("?sortBy=userName&sortOrder=descending&count=2");
+    assert_eq!(sorted["Resources"][0]["userName"], "user24");
+    assert_eq!(sorted["Resources"][1]["userName"], "user23");
+    let paged = list("?filter=title%20eq%20%22odd%22&sortBy=userName&startIndex=3&count=2");
+    assert_eq!(paged["Resources"][0]["userName"], "user05");
+    assert_eq!(paged["totalResults"], 12);
+    let slim = list("?filter=userName%20eq%20%22user03%22&attributes=title");
+    let r = &slim["Resources"][0];
+    assert_eq!(r["title"], "odd");
+    assert!(r.get("emails").is_none() && r.get("meta").is_none(), "{r}");
+    assert_eq!(r["id"], "user03", "id is always returned");
+    let no_emails = list("?filter=userName%20eq%20%22user03%22&excludedAttributes=emails,meta");
+    assert!(no_emails["Resources"][0].get("emails").is_none());
+    assert_eq!(no_emails["Resources"][0]["title"], "odd");
+    // POST .search says the same.
+    let r = scim(
+        &admin,
+        "POST",
+        "/Users/.search",
+        &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+        "filter": "title eq \"odd\"", "startIndex": 1, "count": 5, "attributes": ["userName"], "sortBy": "userName"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["totalResults"], 12);
+    assert_eq!(r.json()["Resources"][0]["userName"], "user01");
+    // The root .search covers users and groups.
+    scim(
+        &admin,
+        "POST",
+        "/Groups",
+        &json!({"displayName": "user-group"}),
+    );
+    let r = scim(
+        &admin,
+        "POST",
+        "/.search",
+        &json!({"filter": "meta.resourceType eq \"Group\""}),
+    );
+    assert_eq!(r.json()["totalResults"], 1, "{}", r.text);
+}
+
+#[test]
+fn bad_input_gets_scim_errors_never_500() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    scim(&admin, "POST", "/Users", &json!({"userName": "frank"}));
+    for (q, t) in [
+        ("?filter=userName%20eq", "invalidFilter"),
+        ("?filter=userName%20xx%20%22a%22", "invalidFilter"),
+        ("?filter=colour%20eq%20%22red%22", "invalidFilter"),
+        ("?filter=(userName%20pr", "invalidFilter"),
+        ("?count=1001", "tooMany"),
+        ("?count=ten", "invalidValue"),
+        ("?sortOrder=sideways", "invalidValue"),
+        ("?attributes=colour", "invalidValue"),
+    ] {
+        scim_error(&admin.get(&format!("{S}/Users{q}")), 400, Some(t));
+    }
+    for (body, t) in [
+        (json!({"userName": "g", "colour": "red"}), "invalidValue"),
+        (json!({"userName": "g", "active": 5}), "invalidValue"),
+        (json!({"userName": "g", "name": "Gus"}), "invalidValue"),
+        (
+            json!({"userName": "g", "emails": [{"value": "a@b", "primary": true}, {"value": "c@d", "primary": true}]}),
+            "invalidValue",
+        ),
+        (json!({"title": "no user name"}), "invalidValue"),
+        (json!({"userName": "bad/name"}), "invalidValue"),
+        (json!({"userName": "FRANK"}), "uniqueness"),
+    ] {
+        let r = scim(&admin, "POST", "/Users", &body);
+        scim_error(&r, if t == "uniqueness" { 409 } else { 400 }, Some(t));
+    }
+    let r = admin.raw(
+        "POST",
+        &format!("{S}/Users"),
+        Some("application/scim+json"),
+        Some(b"{not json"),
+    );
+    scim_error(&r, 400, Some("invalidSyntax"));
+    let r = admin.raw(
+        "POST",
+        &format!("{S}/Users"),
+        Some("text/plain"),
+        Some(b"{}"),
+    );
+    scim_error(&r, 415, None);
+    // Real provisioning clients send application/json: accepted.
+    let r = admin.post(&format!("{S}/Users"), &json!({"userName": "gina"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    for (ops, t) in [
+        (json!([{"op": "remove"}]), "noTarget"),
+        (
+            json!([{"op": "replace", "path": "emails[type eq", "value": "x"}]),
+            "invalidPath",
+        ),
+        (
+            json!([{"op": "replace", "path": "colour", "value": "x"}]),
+            "invalidPath",
+        ),
+        (
+            json!([{"op": "replace", "path": "groups", "value": []}]),
+            "mutability",
+        ),
+        (
+            json!([{"op": "replace", "path": "id", "value": "x"}]),
+            "mutability",
+        ),
+        (
+            json!([{"op": "replace", "path": "ims[type eq \"a\" or type eq \"b\"]", "value": {"value": "x"}}]),
+            "noTarget",
+        ),
+        (json!([{"op": "fly", "path": "title"}]), "invalidSyntax"),
+        (
+            json!([{"op": "replace", "path": "active", "value": "maybe"}]),
+            "invalidValue",
+        ),
+    ] {
+        scim_error(
+            &scim(&admin, "PATCH", "/Users/frank", &patch_ops(ops.clone())),
+            400,
+            Some(t),
+        );
+    }
+    scim_error(&admin.get(&format!("{S}/Users/nobody")), 404, None);
+    scim_error(&admin.get(&format!("{S}/Groups/nobody")), 404, None);
+    scim_error(&admin.get(&format!("{S}/Schemas/urn:nope")), 404, None);
+    scim_error(&admin.get(&format!("{S}/ResourceTypes/Printer")), 404, None);
+    scim_error(&admin.get(&format!("{S}/Nothing")), 404, None);
+    for path in ["/ServiceProviderConfig", "/ResourceTypes", "/Schemas"] {
+        scim_error(&scim(&admin, "POST", path, &json!({})), 405, None);
+    }
+    scim_error(&app.anon().get(&format!("{S}/Users")), 401, None);
+    app.create_user("plain", "password-1");
+    scim_error(
+        &app.as_user("plain", "password-1")
+            .get(&format!("{S}/Users")),
+        403,
+        None,
+    );
+    // Group members must be users.
+    let r = scim(
+        &admin,
+        "POST",
+        "/Groups",
+        &json!({"displayName": "g", "members": [{"value": "ghost"}]}),
+    );
+    scim_error(&r, 400, Some("invalidValue"));
+    // Nothing above wrote anything it should not have: frank is as he was.
+    let f = admin.get(&format!("{S}/Users/frank")).json();
+    assert!(f.get("title").is_none() && f.get("emails").is_none(), "{f}");
+}
+
+#[test]
+fn a_rename_keeps_the_id_and_moves_the_sign_in_name() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    scim(
+        &admin,
+        "POST",
+        "/Users",
+        &json!({"userName": "hank", "password": "password-1"}),
+    );
+    scim(
+        &admin,
+        "POST",
+        "/Groups",
+        &json!({"displayName": "crew", "members": [{"value": "hank"}]}),
+    );
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Users/hank",
+        &patch_ops(json!([{"op": "replace", "path": "userName", "value": "henry"}])),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let u = r.json();
+    assert_eq!(u["id"], "hank", "ids are stable");
+    assert_eq!(u["userName"], "henry");
+    assert_eq!(
+        admin.get(&format!("{S}/Users/hank")).json()["userName"],
+        "henry"
+    );
+    assert_eq!(
+        app.as_user("henry", "password-1")
+            .get("/access/api/v2/users/henry")
+            .status,
+        200
+    );
+    assert_eq!(
+        app.as_user("hank", "password-1")
+            .get("/access/api/v2/users/hank")
+            .status,
+        401
+    );
+    assert_eq!(
+        admin.get("/access/api/v2/groups/crew").json()["members"],
+        json!(["henry"])
+    );
+    assert_eq!(
+        admin.get(&format!("{S}/Groups/crew")).json()["members"][0]["value"],
+        "hank"
+    );
+    // The old name is taken (it is an id).
+    let r = scim(&admin, "POST", "/Users", &json!({"userName": "hank"}));
+    scim_error(&r, 409, Some("uniqueness"));
+    // Deleting by id.
+    assert_eq!(admin.delete(&format!("{S}/Users/hank")).status, 204);
+    assert_eq!(admin.get("/access/api/v2/users/henry").status, 404);
+}
