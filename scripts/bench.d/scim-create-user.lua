@@ -1,0 +1,26 @@
+-- wrk script: every request creates a new user over SCIM (no password: a provisioned
+-- user), a durable write. Names are unique per wrk thread and request: every answer 201.
+local counter = 0
+local prefix
+local auth = os.getenv("GH_AUTH")
+local run = os.getenv("GH_RUN") or "0"
+local next_id = 0
+
+function setup(thread)
+  next_id = next_id + 1
+  thread:set("tid", next_id)
+end
+
+function init(args)
+  prefix = "scim-" .. run .. "-" .. tostring(tid) .. "-"
+end
+
+function request()
+  counter = counter + 1
+  local name = prefix .. counter
+  local body = '{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"' .. name ..
+    '","name":{"givenName":"Bench","familyName":"User"},"emails":[{"value":"' .. name ..
+    '@example.com","type":"work","primary":true}],"active":true}'
+  return wrk.format("POST", "/access/api/v1/scim/v2/Users",
+    {["Content-Type"] = "application/scim+json", ["Authorization"] = auth}, body)
+end
