@@ -234,6 +234,9 @@ pub struct Directory {
     /// SCIM ids of renamed users -> their current user name.
     #[serde(default)]
     pub scim_ids: BTreeMap<String, String>,
+    /// Groups every new user joins (derived: creating a user must not scan all groups).
+    #[serde(default)]
+    pub auto_join_groups: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -395,6 +398,11 @@ impl State {
                     }
                     if let Some(v) = update.auto_join {
                         group.auto_join = v;
+                        if v {
+                            dir.auto_join_groups.insert(update.name.clone());
+                        } else {
+                            dir.auto_join_groups.remove(&update.name);
+                        }
                     }
                     if let Some(v) = update.admin_privileges {
                         group.admin_privileges = v;
@@ -413,6 +421,7 @@ impl State {
                 }
             }
             Event::GroupDeleted { name } => {
+                dir.auto_join_groups.remove(name);
                 if self.projects.remove_member("group", name, seq) {
                     self.projects.changed_seq = seq;
                 }
@@ -894,6 +903,9 @@ impl Directory {
     }
 
     fn create_group(&mut self, c: &GroupCreated, seq: u64, now: u64) {
+        if c.auto_join {
+            self.auto_join_groups.insert(c.name.clone());
+        }
         let group = Group {
             name: c.name.clone(),
             description: c.description.clone(),

@@ -442,9 +442,6 @@ impl Event {
         "ServicePaired",
         "PermissionTargetSaved",
         "PermissionTargetDeleted",
-        "UserScimSaved",
-        "GroupScimSaved",
-        "UserRenamed",
         "RepositorySaved",
         "RepositoryDeleted",
         "ProjectSaved",
@@ -461,6 +458,9 @@ impl Event {
         "AccessKeyDeleted",
         "EntitlementSaved",
         "EntitlementDeleted",
+        "UserScimSaved",
+        "GroupScimSaved",
+        "UserRenamed",
     ];
 
     /// The event type's name, as stored and as shown in the audit trail.
@@ -666,18 +666,6 @@ pub fn samples() -> Vec<Envelope> {
         Event::PermissionTargetDeleted {
             name: "java-developers".into(),
         },
-        Event::UserScimSaved {
-            username: "alice@example.com".into(),
-            attributes: r#"{"name":{"givenName":"Alice"},"emails":[{"value":"alice@example.com","type":"work","primary":true}]}"#.into(),
-        },
-        Event::GroupScimSaved {
-            name: "readers".into(),
-            attributes: r#"{"displayName":"Readers","externalId":"00g1abcd"}"#.into(),
-        },
-        Event::UserRenamed {
-            from: "alice@example.com".into(),
-            to: "alice@corp.example".into(),
-        },
         Event::RepositorySaved(Repository {
             key: "libs-release".into(),
             rclass: "local".into(),
@@ -773,6 +761,18 @@ pub fn samples() -> Vec<Envelope> {
         Event::EntitlementDeleted {
             org: "myorg".into(),
             id: "01jc5x3y4z5a6b7c8d9e0f1g2m".into(),
+        },
+        Event::UserScimSaved {
+            username: "alice@example.com".into(),
+            attributes: r#"{"name":{"givenName":"Alice"},"emails":[{"value":"alice@example.com","type":"work","primary":true}]}"#.into(),
+        },
+        Event::GroupScimSaved {
+            name: "readers".into(),
+            attributes: r#"{"displayName":"Readers","externalId":"00g1abcd"}"#.into(),
+        },
+        Event::UserRenamed {
+            from: "alice@example.com".into(),
+            to: "alice@corp.example".into(),
         },
     ];
     events

@@ -355,12 +355,7 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
                 groups.insert(g.clone());
             }
             // Groups marked auto-join take every new user.
-            groups.extend(
-                dir.groups
-                    .values()
-                    .filter(|g| g.auto_join)
-                    .map(|g| g.name.clone()),
-            );
+            groups.extend(dir.auto_join_groups.iter().cloned());
             Ok(vec![Event::UserCreated(UserCreated {
                 username: u.username.clone(),
                 email: u.email.clone(),
@@ -1058,7 +1053,8 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
                 attributes: attributes.clone(),
             });
             if let Some(to) = rename_to.as_ref().filter(|t| *t != username) {
-                if dir.users.contains_key(to) || dir.scim_ids.contains_key(to) {
+                let own_id = dir.scim_ids.get(to).is_some_and(|n| n == username);
+                if dir.users.contains_key(to) || (dir.scim_ids.contains_key(to) && !own_id) {
                     return Err(DomainError::AlreadyExists(format!("user `{to}`")));
                 }
                 if state.access_keys.keys.contains_key(to) {

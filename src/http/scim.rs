@@ -201,9 +201,10 @@ fn scim_json(status: StatusCode, body: &Value) -> HttpResponse {
         .body(body.to_string())
 }
 
-/// A resource answer with its `ETag` (and `Location`).
-fn resource_response(status: StatusCode, body: &Value) -> HttpResponse {
+/// A resource answer (`body`, projected) with the `ETag` and `Location` of `full`.
+fn resource_response(status: StatusCode, full: &Value, body: &Value) -> HttpResponse {
     let mut res = scim_json(status, body);
+    let body = full;
     if let Some(v) = body["meta"]["version"].as_str() {
         if let Ok(v) = header::HeaderValue::from_str(v) {
             res.headers_mut().insert(header::ETAG, v);
@@ -895,11 +896,22 @@ async fn search_all(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse> 
 
 // ---- users ---------------------------------------------------------------------------
 
-fn projected(req: &HttpRequest, kind: Kind, mut r: Value) -> Result<Value> {
+/// The answer to a single-resource request: projected as `attributes` /
+/// `excludedAttributes` ask, with the `ETag` and `Location` of the whole resource.
+fn answer(req: &HttpRequest, kind: Kind, status: StatusCode, full: Value) -> Result<HttpResponse> {
+    let mut r = full.clone();
     let attributes = list_param(req, "attributes")?;
     let excluded = list_param(req, "excludedAttributes")?;
     scim::project(kind, &mut r, &attributes, &excluded);
-    Ok(r)
+    Ok(resource_response(status, &full, &r))
+}
+
+/// Check `attributes` / `excludedAttributes` before a write, so that a bad one cannot
+/// answer 400 after the change was made.
+fn check_projection(req: &HttpRequest) -> Result<()> {
+    list_param(req, "attributes")?;
+    list_param(req, "excludedAttributes")?;
+    Ok(())
 }
 
 async fn get_user(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse> {
@@ -918,8 +930,7 @@ async fn get_user(req: HttpRequest, path: web::Path<String>) -> Result<HttpRespo
             return Ok(HttpResponse::NotModified().finish());
         }
     }
-    let r = projected(&req, Kind::User, render_user(&s, u, &base))?;
-    Ok(resource_response(StatusCode::OK, &r))
+    answer(&req, Kind::User, StatusCode::OK, render_user(&s, u, &base))
 }
 
 /// What a SCIM user resource means to the domain.
@@ -981,6 +992,7 @@ async fn hash(password: String) -> Result<String> {
 
 async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse> {
     let caller = admin(&req).await?;
+    check_projection(&req)?;
     let body = parse_body(&body, &req)?;
     let input = user_input(&body)?;
     let password_hash = match input.password {
@@ -1023,9 +1035,13 @@ async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse>
         .users
         .get(&input.username)
         .ok_or_else(|| ScimError::not_found("the user was deleted meanwhile"))?;
-    let r = projected(&req, Kind::User, render_user(&s, u, &base))?;
     Ok(written(
-        resource_response(StatusCode::CREATED, &r),
+        answer(
+            &req,
+            Kind::User,
+            StatusCode::CREATED,
+            render_user(&s, u, &base),
+        )?,
         committed,
     ))
 }
@@ -1089,8 +1105,10 @@ async fn replace_user(
         .users
         .get(&input.username)
         .ok_or_else(|| ScimError::not_found("the user was deleted meanwhile"))?;
-    let r = projected(req, Kind::User, render_user(&s, u, &base))?;
-    Ok(written(resource_response(StatusCode::OK, &r), committed))
+    Ok(written(
+        answer(req, Kind::User, StatusCode::OK, render_user(&s, u, &base))?,
+        committed,
+    ))
 }
 
 fn current_user(req: &HttpRequest, id: &str) -> Result<(String, Value, u64)> {
@@ -1108,6 +1126,7 @@ async fn put_user(
     body: web::Bytes,
 ) -> Result<HttpResponse> {
     let caller = admin(&req).await?;
+    check_projection(&req)?;
     let body = parse_body(&body, &req)?;
     let (username, _, _) = current_user(&req, &path)?;
     if let Some(id) = filter::get_ci(&body, "id").and_then(Value::as_str) {
@@ -1125,6 +1144,7 @@ async fn patch_user(
     body: web::Bytes,
 ) -> Result<HttpResponse> {
     let caller = admin(&req).await?;
+    check_projection(&req)?;
     let body = parse_body(&body, &req)?;
     let (username, mut doc, seq) = current_user(&req, &path)?;
     let m = if_match(&req)?;
@@ -1224,12 +1244,17 @@ async fn get_group(req: HttpRequest, path: web::Path<String>) -> Result<HttpResp
             return Ok(HttpResponse::NotModified().finish());
         }
     }
-    let r = projected(&req, Kind::Group, render_group(&s, g, &base))?;
-    Ok(resource_response(StatusCode::OK, &r))
+    answer(
+        &req,
+        Kind::Group,
+        StatusCode::OK,
+        render_group(&s, g, &base),
+    )
 }
 
 async fn create_group(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse> {
     let caller = admin(&req).await?;
+    check_projection(&req)?;
     let body = parse_body(&body, &req)?;
     let app = app_of(&req);
     let input = {
@@ -1274,9 +1299,13 @@ async fn create_group(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse
         .groups
         .get(&name)
         .ok_or_else(|| ScimError::not_found("the group was deleted meanwhile"))?;
-    let r = projected(&req, Kind::Group, render_group(&s, g, &base))?;
     Ok(written(
-        resource_response(StatusCode::CREATED, &r),
+        answer(
+            &req,
+            Kind::Group,
+            StatusCode::CREATED,
+            render_group(&s, g, &base),
+        )?,
         committed,
     ))
 }
@@ -1314,8 +1343,10 @@ async fn replace_group(
         .groups
         .get(name)
         .ok_or_else(|| ScimError::not_found("the group was deleted meanwhile"))?;
-    let r = projected(req, Kind::Group, render_group(&s, g, &base))?;
-    Ok(written(resource_response(StatusCode::OK, &r), committed))
+    Ok(written(
+        answer(req, Kind::Group, StatusCode::OK, render_group(&s, g, &base))?,
+        committed,
+    ))
 }
 
 fn current_group(req: &HttpRequest, id: &str) -> Result<(Value, u64)> {
@@ -1336,6 +1367,7 @@ async fn put_group(
     body: web::Bytes,
 ) -> Result<HttpResponse> {
     let caller = admin(&req).await?;
+    check_projection(&req)?;
     let body = parse_body(&body, &req)?;
     current_group(&req, &path)?;
     if let Some(id) = filter::get_ci(&body, "id").and_then(Value::as_str) {
@@ -1353,6 +1385,7 @@ async fn patch_group(
     body: web::Bytes,
 ) -> Result<HttpResponse> {
     let caller = admin(&req).await?;
+    check_projection(&req)?;
     let body = parse_body(&body, &req)?;
     let (mut doc, seq) = current_group(&req, &path)?;
     let m = if_match(&req)?;
