@@ -1077,6 +1077,9 @@ async fn replace_user(
         }
         _ => {}
     }
+    if username == caller.username && changes.status == Some(UserStatus::Disabled) {
+        return Err(ScimError::bad("invalidValue", "you cannot disable yourself"));
+    }
     if let Some(p) = input.password {
         changes.password_hash = Some(hash(p).await?);
         if had_password_disabled {
@@ -1162,6 +1165,12 @@ async fn patch_user(
 async fn delete_user(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse> {
     let caller = admin(&req).await?;
     let (username, _, _) = current_user(&req, &path)?;
+    if username == caller.username {
+        return Err(ScimError::bad(
+            "invalidValue",
+            "you cannot delete the user you are signed in as",
+        ));
+    }
     let app = app_of(&req);
     let rid: RequestId = request_id(&req);
     let committed = app

@@ -385,6 +385,17 @@ impl EventLog {
         &self,
         from: u64,
         prev: ChainHash,
+        each: impl FnMut(Envelope),
+    ) -> Result<ChainReport, LogError> {
+        self.walk_range(from, prev, None, each)
+    }
+
+    /// [`walk`](Self::walk), stopping after position `to` when given.
+    pub fn walk_range(
+        &self,
+        from: u64,
+        prev: ChainHash,
+        to: Option<u64>,
         mut each: impl FnMut(Envelope),
     ) -> Result<ChainReport, LogError> {
         let (tx, rx) = crossbeam_channel::bounded::<Vec<Envelope>>(8);
@@ -394,7 +405,7 @@ impl EventLog {
                 let mut expected = from.max(1);
                 let mut count = 0;
                 let mut batch = Vec::with_capacity(WALK_BATCH);
-                self.for_each_raw(expected, None, |seq, hash, bytes| {
+                self.for_each_raw(expected, to, |seq, hash, bytes| {
                     if seq != expected {
                         return Err(LogError::ChainBroken {
                             seq: expected,
@@ -458,6 +469,80 @@ impl EventLog {
             }
             reader.join().expect("the log reader thread does not panic")
         })
+    }
+
+    /// A second handle on the same log for readers (audit, point-in-time reads). It
+    /// shares the storage; its `head_*` are those of the moment it was made.
+    /// INVARIANT: a reader never appends (only the writer thread does).
+    pub fn reader(&self) -> EventLog {
+        EventLog {
+            db: self.db.clone(),
+            events: self.events.clone(),
+            snapshots: self.snapshots.clone(),
+            head_seq: self.head_seq,
+            head_hash: self.head_hash,
+            head_time_ms: self.head_time_ms,
+        }
+    }
+
+    /// The newest snapshot at or before `seq` that decodes.
+    pub fn snapshot_at_or_before(&self, seq: u64) -> Result<Option<(Snapshot, State)>, LogError> {
+        for item in self.snapshots.range(..=key(seq)).rev() {
+            let (_, v) = item?;
+            if let Some(snap) = Snapshot::parse(&v) {
+                if let Ok(state) = State::decode(&snap.state) {
+                    return Ok(Some((snap, state)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The read models as they were right after position `seq` (0: before the first
+    /// event): the nearest snapshot at or before it plus the events after it, through
+    /// the same `State::apply` as the live server, verifying the chain on the way.
+    pub fn state_at(&self, seq: u64) -> Result<State, LogError> {
+        let (mut state, from, prev) = match self.snapshot_at_or_before(seq)? {
+            Some((snap, state)) => (state, snap.seq + 1, snap.head_hash),
+            None => (State::default(), 1, GENESIS_HASH),
+        };
+        if seq >= from {
+            self.walk_range(from, prev, Some(seq), |env| state.apply(&env))?;
+        }
+        if state.seq != seq {
+            return Err(LogError::ChainBroken {
+                seq: state.seq + 1,
+                reason: format!("position {seq} is not in the log"),
+            });
+        }
+        Ok(state)
+    }
+
+    /// The decoded event at `seq`.
+    pub fn event_at(&self, seq: u64) -> Result<Option<Envelope>, LogError> {
+        match self.raw_at(seq)? {
+            None => Ok(None),
+            Some(r) => decode(&r.bytes).map(Some).map_err(|e| LogError::Undecodable {
+                seq,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// The last position whose event happened at or before `time_ms` (0 when none did),
+    /// among positions `1..=head`. Event times never decrease, so this is a binary search.
+    pub fn position_at_time(&self, time_ms: u64, head: u64) -> Result<u64, LogError> {
+        let (mut lo, mut hi) = (0u64, head);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            let t = self.event_at(mid)?.map(|e| e.time_ms).unwrap_or(u64::MAX);
+            if t <= time_ms {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        Ok(lo)
     }
 
     /// Verify the whole chain.

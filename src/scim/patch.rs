@@ -523,6 +523,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(g["members"], json!([{"value": "2819c223"}]));
+        // 3.5.2.2: remove the values a complex filter selects.
+        let mut u = user();
+        patch(&mut u, json!([{"op": "remove", "path": "emails[type eq \"work\" and value ew \"example.com\"]"}])).unwrap();
+        assert_eq!(u["emails"], json!([{"value": "b@example.com", "type": "home"}]));
         // 3.5.2.2: remove a sub-attribute of matching values.
         let mut u = user();
         patch(
