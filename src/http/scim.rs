@@ -1078,7 +1078,10 @@ async fn replace_user(
         _ => {}
     }
     if username == caller.username && changes.status == Some(UserStatus::Disabled) {
-        return Err(ScimError::bad("invalidValue", "you cannot disable yourself"));
+        return Err(ScimError::bad(
+            "invalidValue",
+            "you cannot disable yourself",
+        ));
     }
     if let Some(p) = input.password {
         changes.password_hash = Some(hash(p).await?);

@@ -522,10 +522,12 @@ impl EventLog {
     pub fn event_at(&self, seq: u64) -> Result<Option<Envelope>, LogError> {
         match self.raw_at(seq)? {
             None => Ok(None),
-            Some(r) => decode(&r.bytes).map(Some).map_err(|e| LogError::Undecodable {
-                seq,
-                reason: e.to_string(),
-            }),
+            Some(r) => decode(&r.bytes)
+                .map(Some)
+                .map_err(|e| LogError::Undecodable {
+                    seq,
+                    reason: e.to_string(),
+                }),
         }
     }
 

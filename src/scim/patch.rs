@@ -526,7 +526,10 @@ mod tests {
         // 3.5.2.2: remove the values a complex filter selects.
         let mut u = user();
         patch(&mut u, json!([{"op": "remove", "path": "emails[type eq \"work\" and value ew \"example.com\"]"}])).unwrap();
-        assert_eq!(u["emails"], json!([{"value": "b@example.com", "type": "home"}]));
+        assert_eq!(
+            u["emails"],
+            json!([{"value": "b@example.com", "type": "home"}])
+        );
         // 3.5.2.2: remove a sub-attribute of matching values.
         let mut u = user();
         patch(

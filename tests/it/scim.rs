@@ -472,8 +472,17 @@ fn bad_input_gets_scim_errors_never_500() {
         None,
     );
     // An admin cannot delete or disable itself over SCIM either.
-    scim_error(&admin.delete(&format!("{S}/Users/admin")), 400, Some("invalidValue"));
-    let r = scim(&admin, "PATCH", "/Users/admin", &patch_ops(json!([{"op": "replace", "path": "active", "value": false}])));
+    scim_error(
+        &admin.delete(&format!("{S}/Users/admin")),
+        400,
+        Some("invalidValue"),
+    );
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Users/admin",
+        &patch_ops(json!([{"op": "replace", "path": "active", "value": false}])),
+    );
     scim_error(&r, 400, Some("invalidValue"));
     // Group members must be users.
     let r = scim(
