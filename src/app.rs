@@ -58,6 +58,7 @@ impl Application {
         );
         let needs_init = state.service_id.is_none();
         let shared = Arc::new(RwLock::new(state));
+        let log_reader = log.reader();
         let (writer, writer_thread) = Writer::spawn(
             log,
             shared.clone(),
@@ -95,10 +96,13 @@ impl Application {
             ),
             config: settings.config.clone(),
             started,
+            log: log_reader,
+            past: std::sync::Mutex::new(Vec::new()),
         });
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .wrap(actix_web::middleware::from_fn(http::as_of_middleware))
                 .wrap(actix_web::middleware::from_fn(http::request_middleware))
                 .configure(http::configure)
         })

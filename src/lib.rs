@@ -10,6 +10,7 @@ pub mod http;
 pub mod keys;
 pub mod log;
 pub mod scim;
+pub mod timefmt;
 pub mod tokens;
 pub mod writer;
 

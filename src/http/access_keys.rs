@@ -188,9 +188,10 @@ async fn list_keys(
     app: web::Data<AppState>,
     _admin: Admin,
     path: web::Path<String>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let org = part("org", &path)?;
-    let s = app.read();
+    let s = app.view(&req);
     let items: Vec<_> = s
         .access_keys
         .keys
@@ -239,10 +240,9 @@ async fn create_key(
     Ok(written(HttpResponse::Created().json(out), committed))
 }
 
-fn find_key(app: &AppState, org: &str, id: &str) -> Result<AccessKey, ApiError> {
+fn find_key(s: &gatehouse_projections::State, org: &str, id: &str) -> Result<AccessKey, ApiError> {
     let name = access_key_username(&part("org", org)?, &part("id", id)?);
-    app.read()
-        .access_keys
+    s.access_keys
         .keys
         .get(&name)
         .map(|r| r.key.clone())
@@ -253,8 +253,9 @@ async fn get_key(
     app: web::Data<AppState>,
     _admin: Admin,
     path: web::Path<(String, String)>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let key = find_key(&app, &path.0, &path.1)?;
+    let key = find_key(&app.view(&req), &path.0, &path.1)?;
     Ok(HttpResponse::Ok().json(key_out(&key)))
 }
 
@@ -265,7 +266,7 @@ async fn update_key(
     path: web::Path<(String, String)>,
     Body(body): Body<KeyIn>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut key = find_key(&app, &path.0, &path.1)?;
+    let mut key = find_key(&app.read(), &path.0, &path.1)?;
     if body.id.as_ref().is_some_and(|i| i.to_lowercase() != key.id) {
         return Err(ApiError::BadRequest(
             "invalid `id`: must match the id in the path".into(),
@@ -503,7 +504,7 @@ async fn list_entitlements(
     let package = query_param(&req, "package")?;
     let version = query_param(&req, "version")?;
     let epath = query_param(&req, "path")?.map(|p| p.trim_matches('/').to_string());
-    let s = app.read();
+    let s = app.view(&req);
     let items: Vec<_> = s
         .access_keys
         .entitlements
@@ -530,10 +531,13 @@ async fn list_entitlements(
     Ok(HttpResponse::Ok().json(items))
 }
 
-fn find_entitlement(app: &AppState, org: &str, id: &str) -> Result<Entitlement, ApiError> {
+fn find_entitlement(
+    s: &gatehouse_projections::State,
+    org: &str,
+    id: &str,
+) -> Result<Entitlement, ApiError> {
     let org = part("org", org)?;
-    app.read()
-        .access_keys
+    s.access_keys
         .entitlements
         .get(id)
         .filter(|e| e.entitlement.org == org)
@@ -545,8 +549,9 @@ async fn get_entitlement(
     app: web::Data<AppState>,
     _admin: Admin,
     path: web::Path<(String, String)>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let e = find_entitlement(&app, &path.0, &path.1)?;
+    let e = find_entitlement(&app.view(&req), &path.0, &path.1)?;
     Ok(HttpResponse::Ok().json(entitlement_out(&e)))
 }
 
@@ -559,7 +564,7 @@ async fn update_entitlement(
     path: web::Path<(String, String)>,
     Body(body): Body<EntitlementPatch>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut e = find_entitlement(&app, &path.0, &path.1)?;
+    let mut e = find_entitlement(&app.read(), &path.0, &path.1)?;
     if let Some(a) = body.access {
         check_access(&a)?;
         e.access = a;

@@ -6,7 +6,7 @@ use super::extract::request_id;
 use super::{percent_decode, query_param, resource, signed_urls, AppState};
 use crate::authorize::{decide_access_key, Decision, Subject, ACTIONS};
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde_json::json;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -152,12 +152,27 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
                 "only an admin can ask on behalf of another user".into(),
             ));
         }
-        let s = app.read();
+        let s = app.view(&req);
         let d = decide_access_key(&s, &principal.username, &q.repo, &q.path, &q.action);
         return Ok(answer(&q, &principal.username, d));
     }
-    let index = app.permission_index();
-    let s = app.read();
+    // `as_of`: who asks is judged now; what they were allowed, then (the grants and
+    // memberships of that moment).
+    let past = req.extensions().get::<super::AsOf>().map(|a| a.0.clone());
+    let index = match &past {
+        Some(state) => std::sync::Arc::new(crate::authorize::PermissionIndex::build(state)),
+        None => app.permission_index(),
+    };
+    let s = app.view(&req);
+    let caller_admin = match &past {
+        None => principal.admin,
+        Some(_) => match &principal.token {
+            Some(t) => {
+                crate::auth::scope_is_admin(&t.scope, &s.directory, Some(&principal.username))
+            }
+            None => s.directory.is_admin(&principal.username),
+        },
+    };
     let subject = match query_param(&req, "user")? {
         Some(other) => {
             if !principal.admin {
@@ -178,7 +193,7 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
         None => Subject::new(
             &s.directory,
             &principal.username,
-            principal.admin,
+            caller_admin,
             principal.token.as_ref().map(|t| t.scope.as_str()),
         ),
     };
@@ -193,8 +208,12 @@ async fn effective(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let caller = caller.0;
-    let index = app.permission_index();
-    let s = app.read();
+    let past = req.extensions().get::<super::AsOf>().map(|a| a.0.clone());
+    let index = match &past {
+        Some(state) => std::sync::Arc::new(crate::authorize::PermissionIndex::build(state)),
+        None => app.permission_index(),
+    };
+    let s = app.view(&req);
     let subject = match query_param(&req, "user")? {
         Some(other) => {
             let name = crate::domain::normalize_username("user", &other)?;

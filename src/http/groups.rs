@@ -90,7 +90,7 @@ async fn list(
     let limit = limit_param(&req)?;
     let cursor = query_param(&req, "cursor")?;
     let base = base_url(&req);
-    let s = app.read();
+    let s = app.view(&req);
     let (page, next) = page(&s.directory.groups, cursor.as_deref(), limit);
     let groups: Vec<_> = page
         .iter()
@@ -179,9 +179,16 @@ async fn get(
     app: web::Data<AppState>,
     _admin: Admin,
     path: web::Path<String>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let name = path_name(&path)?;
-    group_response(&app, &name, StatusCode::OK)
+    let s = app.view(&req);
+    let group = s
+        .directory
+        .groups
+        .get(&name)
+        .ok_or_else(|| ApiError::NotFound(format!("group `{name}` not found")))?;
+    Ok(HttpResponse::Ok().json(GroupView::from(group)))
 }
 
 async fn patch(

@@ -45,7 +45,35 @@ pub struct AppState {
     pub permission_index: RwLock<Arc<crate::authorize::PermissionIndex>>,
     pub config: Config,
     pub started: Instant,
+    /// A read handle on the log (audit, point-in-time reads). Never appends.
+    pub log: crate::log::EventLog,
+    /// Recently rebuilt past states, newest last (point-in-time reads come in bursts).
+    pub past: std::sync::Mutex<Vec<Arc<State>>>,
 }
+
+/// How many past states are kept rebuilt.
+const PAST_CACHE: usize = 4;
+
+/// A request's view of the read models: the live state, or the state as of the position
+/// its `as_of` named (put in the request by [`as_of_middleware`]).
+pub enum View<'a> {
+    Live(std::sync::RwLockReadGuard<'a, State>),
+    Past(Arc<State>),
+}
+
+impl std::ops::Deref for View<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        match self {
+            View::Live(g) => g,
+            View::Past(s) => s,
+        }
+    }
+}
+
+/// The past state a request reads (request extension).
+#[derive(Clone)]
+pub struct AsOf(pub Arc<State>);
 
 impl AppState {
     /// Read the read models. Poisoning cannot leave them half-applied (the writer applies
@@ -70,6 +98,63 @@ impl AppState {
             .write()
             .unwrap_or_else(|p| p.into_inner()) = fresh.clone();
         fresh
+    }
+
+    /// The state this request reads: as of its `as_of`, or live.
+    pub fn view(&self, req: &HttpRequest) -> View<'_> {
+        match req.extensions().get::<AsOf>() {
+            Some(a) => View::Past(a.0.clone()),
+            None => View::Live(self.read()),
+        }
+    }
+
+    /// `as_of` as a log position: a position, or an RFC 3339 time (the last event at or
+    /// before it; 0 before the first event).
+    pub fn resolve_as_of(&self, value: &str) -> Result<u64, ApiError> {
+        let head = self.read().seq;
+        if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+            let pos: u64 = value.parse().map_err(|_| {
+                ApiError::BadRequest(format!("invalid `as_of`: `{value}` is too large"))
+            })?;
+            if pos > head {
+                return Err(ApiError::BadRequest(format!(
+                    "invalid `as_of`: position {pos} is after the last event ({head})"
+                )));
+            }
+            return Ok(pos);
+        }
+        let ms = crate::timefmt::parse(value).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "invalid `as_of`: `{}` is neither a log position nor an RFC 3339 time",
+                value.escape_debug()
+            ))
+        })?;
+        self.log
+            .position_at_time(ms, head)
+            .map_err(|e| ApiError::Internal(e.to_string()))
+    }
+
+    /// The state right after `position` (from a snapshot plus the events after it).
+    pub fn state_at(&self, position: u64) -> Result<Arc<State>, ApiError> {
+        if let Some(s) = self
+            .past
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|s| s.seq == position)
+        {
+            return Ok(s.clone());
+        }
+        let state =
+            Arc::new(self.log.state_at(position).map_err(|e| {
+                ApiError::Internal(format!("cannot rebuild position {position}: {e}"))
+            })?);
+        let mut past = self.past.lock().unwrap_or_else(|p| p.into_inner());
+        past.push(state.clone());
+        if past.len() > PAST_CACHE {
+            past.remove(0);
+        }
+        Ok(state)
     }
 
     /// Submit a command on behalf of `actor`.
@@ -272,6 +357,42 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     authorize::configure(cfg);
     users::configure_aliases(cfg);
     cfg.default_service(web::to(not_found));
+}
+
+/// `as_of=<position or RFC 3339 time>`: reads answer from the state of that moment
+/// (rebuilt off the HTTP threads); writes refuse it.
+pub async fn as_of_middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let value = query_param(req.request(), "as_of");
+    let value = match value {
+        Ok(v) => v,
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(value) = value {
+        if !matches!(
+            *req.method(),
+            actix_web::http::Method::GET | actix_web::http::Method::HEAD
+        ) {
+            return Err(ApiError::BadRequest(
+                "invalid `as_of`: the past is read-only (as_of is for GET requests)".into(),
+            )
+            .into());
+        }
+        let app = req
+            .app_data::<web::Data<AppState>>()
+            .cloned()
+            .ok_or_else(|| ApiError::Internal("no application state".into()))?;
+        let position = app.resolve_as_of(&value)?;
+        if position != app.read().seq {
+            let state = web::block(move || app.state_at(position))
+                .await
+                .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))??;
+            req.extensions_mut().insert(AsOf(state));
+        }
+    }
+    next.call(req).await
 }
 
 /// Request id, a tracing line per request, and the `X-Request-Id` response header.

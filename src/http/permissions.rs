@@ -161,7 +161,7 @@ fn target_in(name: &str, w: TargetWire) -> Result<PermissionTarget, ApiError> {
 
 async fn list(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> HttpResponse {
     let base = base_url(&req);
-    let s = app.read();
+    let s = app.view(&req);
     let items: Vec<_> = s
         .permissions
         .targets
@@ -175,8 +175,9 @@ async fn get(
     app: web::Data<AppState>,
     _admin: Admin,
     path: web::Path<String>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let s = app.read();
+    let s = app.view(&req);
     let t = s
         .permissions
         .targets

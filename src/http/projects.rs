@@ -279,8 +279,8 @@ fn project_key(path: &str) -> Result<String, ApiError> {
     Ok(path.to_string())
 }
 
-async fn list(app: web::Data<AppState>, caller: Caller) -> HttpResponse {
-    let s = app.read();
+async fn list(app: web::Data<AppState>, caller: Caller, req: HttpRequest) -> HttpResponse {
+    let s = app.view(&req);
     let items: Vec<_> = s
         .projects
         .by_key
@@ -334,8 +334,9 @@ async fn get(
     app: web::Data<AppState>,
     caller: Caller,
     path: web::Path<String>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let s = app.read();
+    let s = app.view(&req);
     check(&s, &caller.0, &path, Need::View)?;
     Ok(HttpResponse::Ok().json(project_out(&s.projects.by_key[path.as_str()].config)))
 }
@@ -417,11 +418,12 @@ fn members_of<'a>(
 
 fn list_members(
     app: &AppState,
+    req: &HttpRequest,
     caller: &Principal,
     key: &str,
     kind: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let s = app.read();
+    let s = app.view(req);
     check(&s, caller, key, Need::Members)?;
     let items: Vec<_> = members_of(&s.projects.by_key[key], kind)
         .iter()
@@ -432,12 +434,13 @@ fn list_members(
 
 fn get_member(
     app: &AppState,
+    req: &HttpRequest,
     caller: &Principal,
     key: &str,
     kind: &str,
     name: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let s = app.read();
+    let s = app.view(req);
     check(&s, caller, key, Need::Members)?;
     let name = member_name(kind, name)?;
     let roles = members_of(&s.projects.by_key[key], kind)
@@ -539,32 +542,36 @@ async fn list_users(
     app: web::Data<AppState>,
     caller: Caller,
     path: web::Path<String>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    list_members(&app, &caller.0, &path, "user")
+    list_members(&app, &req, &caller.0, &path, "user")
 }
 
 async fn list_groups(
     app: web::Data<AppState>,
     caller: Caller,
     path: web::Path<String>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    list_members(&app, &caller.0, &path, "group")
+    list_members(&app, &req, &caller.0, &path, "group")
 }
 
 async fn get_user(
     app: web::Data<AppState>,
     caller: Caller,
     path: web::Path<(String, String)>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    get_member(&app, &caller.0, &path.0, "user", &path.1)
+    get_member(&app, &req, &caller.0, &path.0, "user", &path.1)
 }
 
 async fn get_group(
     app: web::Data<AppState>,
     caller: Caller,
     path: web::Path<(String, String)>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    get_member(&app, &caller.0, &path.0, "group", &path.1)
+    get_member(&app, &req, &caller.0, &path.0, "group", &path.1)
 }
 
 async fn put_user(
@@ -692,8 +699,9 @@ async fn list_roles(
     app: web::Data<AppState>,
     caller: Caller,
     path: web::Path<String>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let s = app.read();
+    let s = app.view(&req);
     check(&s, &caller.0, &path, Need::Resources)?;
     let p = &s.projects.by_key[path.as_str()];
     let items: Vec<_> = predefined_roles()
@@ -708,9 +716,10 @@ async fn get_role(
     app: web::Data<AppState>,
     caller: Caller,
     path: web::Path<(String, String)>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let key = path.0.clone();
-    let s = app.read();
+    let s = app.view(&req);
     check(&s, &caller.0, &key, Need::View)?;
     let p = &s.projects.by_key[&key];
     let role = p.role(&path.1).ok_or_else(|| {

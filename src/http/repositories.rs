@@ -8,7 +8,7 @@ use super::extract::{Admin, Body, Caller, RequestId};
 use super::{resource, written, AppState};
 use crate::domain::{Command, DomainError};
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use gatehouse_projections::RepositoryRecord;
 use gatehouse_schemas::Repository;
 use serde::Deserialize;
@@ -107,8 +107,8 @@ pub fn repository_out(r: &RepositoryRecord) -> serde_json::Value {
     })
 }
 
-async fn list(app: web::Data<AppState>, _caller: Caller) -> HttpResponse {
-    let s = app.read();
+async fn list(app: web::Data<AppState>, _caller: Caller, req: HttpRequest) -> HttpResponse {
+    let s = app.view(&req);
     let items: Vec<_> = s.repositories.by_key.values().map(repository_out).collect();
     HttpResponse::Ok().json(items)
 }
@@ -117,8 +117,9 @@ async fn get(
     app: web::Data<AppState>,
     _caller: Caller,
     path: web::Path<String>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let s = app.read();
+    let s = app.view(&req);
     let r = s
         .repositories
         .by_key

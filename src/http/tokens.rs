@@ -371,7 +371,7 @@ async fn list(
             None => d.is_some_and(|d| d == pattern),
         },
     };
-    let s = app.read();
+    let s = app.view(&req);
     let service_id = s.service_id.clone().unwrap_or_default();
     let tokens: Vec<_> = s
         .tokens
@@ -405,9 +405,10 @@ async fn get(
     app: web::Data<AppState>,
     caller: Caller,
     path: web::Path<String>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let id = resolve_id(&caller.0, &path)?;
-    let s = app.read();
+    let s = app.view(&req);
     let t = s
         .tokens
         .by_id

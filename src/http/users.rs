@@ -107,7 +107,7 @@ async fn list(
     let limit = limit_param(&req)?;
     let cursor = query_param(&req, "cursor")?;
     let base = base_url(&req);
-    let s = app.read();
+    let s = app.view(&req);
     let (page, next) = page(&s.directory.users, cursor.as_deref(), limit);
     let users: Vec<_> = page
         .iter()
@@ -226,6 +226,7 @@ async fn get(
     app: web::Data<AppState>,
     caller: Caller,
     path: web::Path<String>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let username = path_username(&path)?;
     if !caller.0.admin && caller.0.username != username {
@@ -233,7 +234,13 @@ async fn get(
             "only an admin can read other users".into(),
         ));
     }
-    user_response(&app, &username, actix_web::http::StatusCode::OK)
+    let s = app.view(&req);
+    let user = s
+        .directory
+        .users
+        .get(&username)
+        .ok_or_else(|| ApiError::NotFound(format!("user `{username}` not found")))?;
+    Ok(HttpResponse::Ok().json(UserView::from(user)))
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,132 @@
+//! RFC 3339 times (UTC) to and from unix milliseconds, without a date-time dependency:
+//! the server only ever needs "when was this event", never calendars or zones.
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// `2026-11-23T10:30:58Z` (seconds) or with milliseconds when `millis`.
+pub fn format(ms: u64, millis: bool) -> String {
+    let secs = (ms / 1000) as i64;
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    let base = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    );
+    if millis {
+        format!("{base}.{:03}Z", ms % 1000)
+    } else {
+        format!("{base}Z")
+    }
+}
+
+/// Parse `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` (a space or `t` instead of `T` and a
+/// lower-case `z` are accepted, as RFC 3339 §5.6 allows) into unix milliseconds.
+/// Times before 1970 are `None` (no event can be that old).
+pub fn parse(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() < 20 {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = s.get(r)?;
+        if !part.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        part.parse().ok()
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut frac_ms = 0i64;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        let digits = &s[start..i.min(start + 3)];
+        frac_ms = format!("{digits:0<3}").parse().ok()?;
+    }
+    let offset_min = match b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => 0,
+        c @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
+            let oh = num(i + 1..i + 3)?;
+            let om = num(i + 4..i + 6)?;
+            let off = oh * 60 + om;
+            if *c == b'+' {
+                off
+            } else {
+                -off
+            }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo, d);
+    let secs = days * 86_400 + h * 3600 + mi * 60 + se.min(59) - offset_min * 60;
+    let ms = secs * 1000 + frac_ms;
+    u64::try_from(ms).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_offsets() {
+        for ms in [0u64, 951_782_400_000, 1_763_000_000_123, 4_102_444_799_999] {
+            assert_eq!(parse(&format(ms, true)), Some(ms), "{}", format(ms, true));
+        }
+        assert_eq!(format(1_763_000_000_000, false), "2025-11-13T02:13:20Z");
+        assert_eq!(parse("2025-11-13T03:13:20+01:00"), Some(1_763_000_000_000));
+        assert_eq!(parse("2025-11-13t02:13:20.5z"), Some(1_763_000_000_500));
+        assert_eq!(parse("2025-11-12T21:13:20-05:00"), Some(1_763_000_000_000));
+        for bad in [
+            "",
+            "2025-11-13",
+            "2025-13-01T00:00:00Z",
+            "2025-11-13T02:13:20",
+            "2025-11-13T02:13:20+0100",
+            "1969-12-31T23:59:59Z",
+            "2025-11-13T02:13:20.Z",
+            "x025-11-13T02:13:20Z",
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+    }
+}
