@@ -5,6 +5,7 @@
 //! reads come from the shared read models.
 
 mod access_keys;
+pub mod audit;
 mod authorize;
 mod certs;
 pub mod error;
@@ -318,6 +319,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/access/api/v1/scim/v2/ResourceTypes/{id}"),
     ("GET", "/access/api/v1/scim/v2/Schemas"),
     ("GET", "/access/api/v1/scim/v2/Schemas/{id}"),
+    ("GET", "/access/api/v1/audit/events"),
+    ("GET", "/access/api/v1/audit/chain"),
+    ("GET", "/access/api/v1/audit/state"),
+    ("GET", "/access/api/v1/audit/diff"),
     ("GET", "/access/api/v1/authorize"),
     ("GET", "/access/api/v1/authorize/effective"),
 ];
@@ -354,6 +359,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     projects::configure(cfg);
     access_keys::configure(cfg);
     scim::configure(cfg);
+    audit::configure(cfg);
     authorize::configure(cfg);
     users::configure_aliases(cfg);
     cfg.default_service(web::to(not_found));

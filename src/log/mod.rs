@@ -518,6 +518,24 @@ impl EventLog {
         Ok(state)
     }
 
+    /// Decoded events with their stored hashes, positions `from..=to`, without verifying
+    /// the chain (the audit trail's reading; `verify` checks the chain). `f` returns
+    /// false to stop.
+    pub fn for_each_event(
+        &self,
+        from: u64,
+        to: Option<u64>,
+        mut f: impl FnMut(u64, &ChainHash, Envelope) -> bool,
+    ) -> Result<(), LogError> {
+        self.for_each_raw(from.max(1), to, |seq, hash, bytes| {
+            let env = decode(bytes).map_err(|e| LogError::Undecodable {
+                seq,
+                reason: e.to_string(),
+            })?;
+            Ok(f(seq, hash, env))
+        })
+    }
+
     /// The decoded event at `seq`.
     pub fn event_at(&self, seq: u64) -> Result<Option<Envelope>, LogError> {
         match self.raw_at(seq)? {

@@ -3,6 +3,7 @@
 //! below) so the two-core machines link once.
 
 mod access_keys;
+mod audit;
 mod bad_input;
 mod durability;
 mod groups;

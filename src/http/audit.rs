@@ -1,0 +1,425 @@
+//! The audit trail (admin): the log's events by position, time, entity, actor and type
+//! (JSON pages, or NDJSON streamed for any range), the chain's status, the whole state
+//! as of any point, and what changed between two points.
+//!
+//! Secrets never leave: password and token hashes are shown as `[redacted]`.
+
+use super::error::ApiError;
+use super::extract::Admin;
+use super::{query_param, resource, AppState};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use gatehouse_projections::State;
+use gatehouse_schemas::Envelope;
+use serde_json::{json, Map, Value};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/access/api/v1/audit/events").route(web::get().to(events)))
+        .service(resource("/access/api/v1/audit/chain").route(web::get().to(chain)))
+        .service(resource("/access/api/v1/audit/state").route(web::get().to(state)))
+        .service(resource("/access/api/v1/audit/diff").route(web::get().to(diff)));
+}
+
+/// Keys whose values are secrets (or hashes of them): never shown.
+const REDACTED_KEYS: &[&str] = &[
+    "password_hash",
+    "access_hash",
+    "refresh_hash",
+    "reference_hash",
+];
+
+/// Replace secret values; drop maps keyed by token hashes.
+pub fn redact(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            map.remove("by_refresh_hash");
+            map.remove("by_reference_hash");
+            for (k, x) in map.iter_mut() {
+                if REDACTED_KEYS.contains(&k.as_str()) && !x.is_null() {
+                    *x = json!("[redacted]");
+                } else {
+                    redact(x);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+/// One event as the audit trail shows it.
+pub fn render_event(env: &Envelope, hash: &[u8; 32]) -> Value {
+    let mut body = serde_json::to_value(&env.event).unwrap_or(Value::Null);
+    // Externally tagged: `{"UserCreated": {...}}` -> `{...}`.
+    if let Value::Object(m) = &mut body {
+        if m.len() == 1 {
+            body = m.values().next().cloned().unwrap_or(Value::Null);
+        }
+    }
+    redact(&mut body);
+    json!({
+        "position": env.seq,
+        "time": crate::timefmt::format(env.time_ms, true),
+        "time_ms": env.time_ms,
+        "actor": env.actor,
+        "origin": env.origin,
+        "request_id": env.request_id,
+        "type": env.event.kind(),
+        "body": body,
+        "hash": hex(hash),
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Does any string in `v` equal `needle`?
+fn mentions(v: &Value, needle: &str) -> bool {
+    match v {
+        Value::String(s) => s == needle,
+        Value::Array(items) => items.iter().any(|x| mentions(x, needle)),
+        Value::Object(m) => m.values().any(|x| mentions(x, needle)),
+        _ => false,
+    }
+}
+
+/// What an events query asks.
+struct EventQuery {
+    from: u64,
+    to: u64,
+    types: Option<Vec<String>>,
+    actor: Option<String>,
+    entity: Option<String>,
+}
+
+impl EventQuery {
+    fn matches(&self, env: &Envelope) -> bool {
+        if let Some(t) = &self.types {
+            if !t.iter().any(|t| t == env.event.kind()) {
+                return false;
+            }
+        }
+        if let Some(a) = &self.actor {
+            if &env.actor != a {
+                return false;
+            }
+        }
+        if let Some(e) = &self.entity {
+            let body = serde_json::to_value(&env.event).unwrap_or(Value::Null);
+            if !mentions(&body, e) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn position_param(req: &HttpRequest, name: &str) -> Result<Option<u64>, ApiError> {
+    match query_param(req, name)? {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            ApiError::BadRequest(format!("invalid `{name}`: `{v}` is not a log position"))
+        }),
+    }
+}
+
+fn time_param(req: &HttpRequest, name: &str) -> Result<Option<u64>, ApiError> {
+    match query_param(req, name)? {
+        None => Ok(None),
+        Some(v) => crate::timefmt::parse(&v).map(Some).ok_or_else(|| {
+            ApiError::BadRequest(format!("invalid `{name}`: `{v}` is not an RFC 3339 time"))
+        }),
+    }
+}
+
+fn event_query(app: &AppState, req: &HttpRequest) -> Result<EventQuery, ApiError> {
+    let head = app.read().seq;
+    let internal = |e: crate::log::LogError| ApiError::Internal(e.to_string());
+    let mut from = position_param(req, "from")?.unwrap_or(1).max(1);
+    let mut to = position_param(req, "to")?.unwrap_or(head).min(head);
+    if let Some(since) = time_param(req, "since")? {
+        // The first event at or after `since`.
+        let before = app
+            .log
+            .position_at_time(since.saturating_sub(1), head)
+            .map_err(internal)?;
+        from = from.max(before + 1);
+    }
+    if let Some(until) = time_param(req, "until")? {
+        to = to.min(app.log.position_at_time(until, head).map_err(internal)?);
+    }
+    let types = query_param(req, "type")?.map(|t| {
+        t.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+    });
+    if let Some(types) = &types {
+        if let Some(bad) = types
+            .iter()
+            .find(|t| !gatehouse_schemas::Event::KINDS.contains(&t.as_str()))
+        {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `type`: `{bad}` is not an event type (see GET /access/api/v1/audit/events?type=...: {})",
+                gatehouse_schemas::Event::KINDS.join(", ")
+            )));
+        }
+    }
+    Ok(EventQuery {
+        from,
+        to,
+        types,
+        actor: query_param(req, "actor")?,
+        entity: query_param(req, "entity")?,
+    })
+}
+
+fn wants_ndjson(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/x-ndjson"))
+}
+
+/// `GET /access/api/v1/audit/events`: a page (`limit`, default 100, at most 10,000;
+/// `next` is the position to continue from), or with `Accept: application/x-ndjson`
+/// every matching event of the range, streamed.
+async fn events(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q = event_query(&app, &req)?;
+    if wants_ndjson(&req) {
+        return Ok(stream_ndjson(&app, q));
+    }
+    let limit = match query_param(&req, "limit")? {
+        None => 100,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=10_000).contains(&n) => n,
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "invalid `limit`: `{v}` is not a number between 1 and 10000"
+                )))
+            }
+        },
+    };
+    let log = app.log.reader();
+    let (page, next) = web::block(move || -> Result<(Vec<Value>, Option<u64>), ApiError> {
+        let mut page = Vec::new();
+        let mut next = None;
+        if q.from <= q.to {
+            log.for_each_event(q.from, Some(q.to), |seq, hash, env| {
+                if q.matches(&env) {
+                    if page.len() == limit {
+                        next = Some(seq);
+                        return false;
+                    }
+                    page.push(render_event(&env, hash));
+                }
+                true
+            })
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        }
+        Ok((page, next))
+    })
+    .await
+    .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))??;
+    let mut body = json!({"events": page});
+    if let Some(n) = next {
+        body["next"] = json!(n);
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// Stream the range as NDJSON from a reader thread through a small bounded channel, so
+/// memory stays flat however long the range is; a client that goes away stops it.
+fn stream_ndjson(app: &AppState, q: EventQuery) -> HttpResponse {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<web::Bytes, std::io::Error>>(16);
+    let log = app.log.reader();
+    std::thread::spawn(move || {
+        let mut buf = Vec::with_capacity(64 * 1024);
+        let result = log.for_each_event(q.from, Some(q.to), |_, hash, env| {
+            if !q.matches(&env) {
+                return true;
+            }
+            if serde_json::to_writer(&mut buf, &render_event(&env, hash)).is_err() {
+                return false;
+            }
+            buf.push(b'\n');
+            if buf.len() >= 60 * 1024 {
+                let chunk =
+                    web::Bytes::from(std::mem::replace(&mut buf, Vec::with_capacity(64 * 1024)));
+                return tx.blocking_send(Ok(chunk)).is_ok();
+            }
+            true
+        });
+        if !buf.is_empty() {
+            let _ = tx.blocking_send(Ok(web::Bytes::from(buf)));
+        }
+        if let Err(e) = result {
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .streaming(stream)
+}
+
+/// `GET /access/api/v1/audit/chain`: verify the whole hash chain now.
+async fn chain(app: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
+    let log = app.log.reader();
+    let result = web::block(move || log.verify())
+        .await
+        .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
+    Ok(HttpResponse::Ok().json(match result {
+        Ok(report) => json!({
+            "status": "intact",
+            "verified_to": report.events,
+            "events": report.events,
+            "head_hash": hex(&report.head_hash),
+        }),
+        Err(e) => {
+            let broken = e.position();
+            json!({
+                "status": "broken",
+                "verified_to": broken.map(|p| p.saturating_sub(1)),
+                "broken_at": broken,
+                "reason": e.to_string(),
+            })
+        }
+    }))
+}
+
+/// The whole state as JSON, secrets redacted.
+pub fn state_json(s: &State) -> Value {
+    let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
+    redact(&mut v);
+    v
+}
+
+/// `GET /access/api/v1/audit/state[?as_of=…]`.
+async fn state(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let s = app.view(&req);
+    Ok(HttpResponse::Ok().json(state_json(&s)))
+}
+
+/// The entity collections a diff compares, by kind.
+fn collections(s: &State) -> Vec<(&'static str, Map<String, Value>)> {
+    let map = |v: Value| match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    let j = |x: Value| {
+        let mut x = x;
+        redact(&mut x);
+        map(x)
+    };
+    vec![
+        (
+            "user",
+            j(serde_json::to_value(&s.directory.users).unwrap_or_default()),
+        ),
+        (
+            "group",
+            j(serde_json::to_value(&s.directory.groups).unwrap_or_default()),
+        ),
+        (
+            "token",
+            j(serde_json::to_value(&s.tokens.by_id).unwrap_or_default()),
+        ),
+        (
+            "permission_target",
+            j(serde_json::to_value(&s.permissions.targets).unwrap_or_default()),
+        ),
+        (
+            "repository",
+            j(serde_json::to_value(&s.repositories.by_key).unwrap_or_default()),
+        ),
+        (
+            "project",
+            j(serde_json::to_value(&s.projects.by_key).unwrap_or_default()),
+        ),
+        (
+            "access_key",
+            j(serde_json::to_value(&s.access_keys.keys).unwrap_or_default()),
+        ),
+        (
+            "entitlement",
+            j(serde_json::to_value(&s.access_keys.entitlements).unwrap_or_default()),
+        ),
+        (
+            "trusted_key",
+            j(serde_json::to_value(&s.keys.trusted).unwrap_or_default()),
+        ),
+    ]
+}
+
+/// Bookkeeping fields that change with every event touching an entity.
+fn bookkeeping(field: &str) -> bool {
+    field.ends_with("_seq") || field.ends_with("_ms")
+}
+
+/// What changed from `a` to `b`, entity by entity.
+pub fn diff_states(a: &State, b: &State) -> Vec<Value> {
+    let mut out = Vec::new();
+    for ((kind, before), (_, after)) in collections(a).into_iter().zip(collections(b)) {
+        for (id, old) in &before {
+            match after.get(id) {
+                None => out.push(json!({"entity": kind, "id": id, "change": "deleted"})),
+                Some(new) if new != old => {
+                    let mut fields: Vec<&String> = match (old, new) {
+                        (Value::Object(o), Value::Object(n)) => o
+                            .keys()
+                            .chain(n.keys())
+                            .filter(|k| !bookkeeping(k) && o.get(*k) != n.get(*k))
+                            .collect(),
+                        _ => vec![],
+                    };
+                    fields.sort();
+                    fields.dedup();
+                    if !fields.is_empty() {
+                        out.push(json!({"entity": kind, "id": id, "change": "changed", "fields": fields}));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        for id in after.keys() {
+            if !before.contains_key(id) {
+                out.push(json!({"entity": kind, "id": id, "change": "created"}));
+            }
+        }
+    }
+    out
+}
+
+/// `GET /access/api/v1/audit/diff?from=…&to=…` (positions or RFC 3339 times).
+async fn diff(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let from = query_param(&req, "from")?
+        .ok_or_else(|| ApiError::BadRequest("invalid `from`: required".into()))?;
+    let to = query_param(&req, "to")?.unwrap_or_else(|| app.read().seq.to_string());
+    let from = app.resolve_as_of(&from)?;
+    let to = app.resolve_as_of(&to)?;
+    let app2 = app.clone();
+    let (a, b) = web::block(move || -> Result<_, ApiError> {
+        Ok((app2.state_at(from)?, app2.state_at(to)?))
+    })
+    .await
+    .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))??;
+    Ok(HttpResponse::Ok().json(json!({
+        "from": from,
+        "to": to,
+        "changes": diff_states(&a, &b),
+    })))
+}

@@ -1,0 +1,385 @@
+//! The audit trail and point-in-time reads (issue 6): every recorded state comes back
+//! exactly through `as_of`, by position and by time; diffs; the events API.
+
+use crate::helpers::{Client, TestApp};
+use gatehouse::Config;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+fn seq_of(r: &crate::helpers::Resp) -> u64 {
+    r.header("x-gatehouse-seq")
+        .unwrap_or_else(|| panic!("no X-Gatehouse-Seq: {} {}", r.status, r.text))
+        .parse()
+        .unwrap()
+}
+
+fn state(admin: &Client, as_of: Option<&str>) -> Value {
+    let path = match as_of {
+        Some(a) => format!("/access/api/v1/audit/state?as_of={a}"),
+        None => "/access/api/v1/audit/state".to_string(),
+    };
+    let r = admin.get(&path);
+    assert_eq!(r.status, 200, "{path}: {}", r.text);
+    r.json()
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// A random history over every kind of entity; after each write the whole state is
+/// recorded; `as_of` at every recorded position must give exactly that state back, and
+/// a diff between two positions must name exactly the entities created and deleted.
+#[test]
+fn as_of_gives_back_every_recorded_state_and_diffs_match() {
+    // Frequent snapshots, so that rebuilding goes through snapshots as well as events.
+    let app = TestApp::spawn_with(Config {
+        snapshot_every: 25,
+        ..Config::default()
+    });
+    let admin = app.admin();
+    let mut x: u64 = 0x853c_49e6_748f_ea9b;
+    let mut next = move |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    };
+    let mut recorded: Vec<(u64, Value, Value)> = Vec::new();
+    let mut users: Vec<String> = vec![];
+    let mut groups: Vec<String> = vec![];
+    let mut n = 0;
+    while recorded.len() < 160 {
+        n += 1;
+        let r = match next(12) {
+            0 | 1 => {
+                let name = format!("u{n}");
+                users.push(name.clone());
+                admin.post("/access/api/v2/users", &json!({"username": name, "password": "password-1", "email": format!("{name}@example.com")}))
+            }
+            2 if !users.is_empty() => {
+                let u = &users[next(users.len())];
+                admin.patch(
+                    &format!("/access/api/v2/users/{u}"),
+                    &json!({"email": format!("new{n}@example.com")}),
+                )
+            }
+            3 if users.len() > 2 => {
+                let u = users.remove(next(users.len()));
+                admin.delete(&format!("/access/api/v2/users/{u}"))
+            }
+            4 => {
+                let name = format!("g{n}");
+                groups.push(name.clone());
+                admin.post("/access/api/v2/groups", &json!({"name": name}))
+            }
+            5 if !groups.is_empty() && !users.is_empty() => {
+                let g = &groups[next(groups.len())];
+                let u = &users[next(users.len())];
+                admin.patch(
+                    &format!("/access/api/v2/groups/{g}/members"),
+                    &json!({"add": [u]}),
+                )
+            }
+            6 if groups.len() > 1 => {
+                let g = groups.remove(next(groups.len()));
+                admin.delete(&format!("/access/api/v2/groups/{g}"))
+            }
+            7 if !users.is_empty() => {
+                let u = &users[next(users.len())];
+                admin.put(&format!("/artifactory/api/v2/security/permissions/t{}", next(4)),
+                    &json!({"repo": {"repositories": ["libs"], "actions": {"users": {u: ["read"]}}}}))
+            }
+            8 => admin.put(
+                &format!("/artifactory/api/repositories/r{}", next(3)),
+                &json!({"rclass": if next(2) == 0 { "local" } else { "remote" }}),
+            ),
+            9 => admin.post(
+                "/access/api/v1/projects",
+                &json!({"project_key": format!("p{n}"), "display_name": format!("P {n}")}),
+            ),
+            10 => admin.post(
+                "/access/api/v1/orgs/acme/access_keys",
+                &json!({"id": format!("k{n}"), "password": "password-1"}),
+            ),
+            _ => admin.post(
+                "/access/api/v1/orgs/acme/entitlements",
+                &json!({"repo": "libs", "access": "r", "tags": [format!("t{n}")]}),
+            ),
+        };
+        if r.status >= 300 {
+            continue; // a refused write (name taken, …) records nothing
+        }
+        let seq = seq_of(&r);
+        let users_page = admin.get("/access/api/v2/users").json();
+        recorded.push((seq, state(&admin, None), users_page));
+    }
+    for (seq, expected, users_page) in &recorded {
+        let got = state(&admin, Some(&seq.to_string()));
+        assert_eq!(&got, expected, "as_of={seq}");
+        let page = admin.get(&format!("/access/api/v2/users?as_of={seq}"));
+        assert_eq!(page.status, 200, "{}", page.text);
+        assert_eq!(&page.json(), users_page, "users as_of={seq}");
+    }
+    for _ in 0..25 {
+        let (i, j) = (next(recorded.len()), next(recorded.len()));
+        let (i, j) = (i.min(j), i.max(j));
+        let (from, a, _) = &recorded[i];
+        let (to, b, _) = &recorded[j];
+        let d = admin.get(&format!("/access/api/v1/audit/diff?from={from}&to={to}"));
+        assert_eq!(d.status, 200, "{}", d.text);
+        let changes = d.json()["changes"].as_array().unwrap().clone();
+        for (entity, pick) in [
+            (
+                "user",
+                (|s: &Value| s["directory"]["users"].clone()) as fn(&Value) -> Value,
+            ),
+            ("group", |s: &Value| s["directory"]["groups"].clone()),
+            ("permission_target", |s: &Value| {
+                s["permissions"]["targets"].clone()
+            }),
+            ("access_key", |s: &Value| s["access_keys"]["keys"].clone()),
+        ] {
+            let (before, after) = (keys(&pick(a)), keys(&pick(b)));
+            let named = |change: &str| -> BTreeSet<String> {
+                changes
+                    .iter()
+                    .filter(|c| c["entity"] == entity && c["change"] == change)
+                    .map(|c| c["id"].as_str().unwrap().to_string())
+                    .collect()
+            };
+            assert_eq!(
+                named("created"),
+                after.difference(&before).cloned().collect(),
+                "{entity} created {from}..{to}"
+            );
+            assert_eq!(
+                named("deleted"),
+                before.difference(&after).cloned().collect(),
+                "{entity} deleted {from}..{to}"
+            );
+            for id in before.intersection(&after) {
+                let changed = pick(a)[id] != pick(b)[id];
+                let listed = named("changed").contains(id);
+                if listed {
+                    assert!(changed, "{entity} {id} listed as changed {from}..{to}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn as_of_by_time_and_read_only_past() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "early", "password": "password-1"}),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    let between = gatehouse::timefmt::format(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64,
+        true,
+    );
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "late", "password": "password-1"}),
+    );
+    let names = |as_of: &str| -> Vec<String> {
+        let r = admin.get(&format!("/access/api/v2/users?as_of={as_of}"));
+        assert_eq!(r.status, 200, "{as_of}: {}", r.text);
+        r.json()["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["username"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let then = names(&between);
+    assert!(
+        then.contains(&"early".to_string()) && !then.contains(&"late".to_string()),
+        "{then:?}"
+    );
+    assert!(
+        names("2000-01-01T00:00:00Z").is_empty(),
+        "before the first event there is nothing"
+    );
+    let later = names("2999-01-01T00:00:00%2B01:00");
+    assert!(later.contains(&"late".to_string()));
+    // A user that did not exist then is 404 then.
+    assert_eq!(
+        admin
+            .get(&format!("/access/api/v2/users/late?as_of={between}"))
+            .status,
+        404
+    );
+    assert_eq!(
+        admin
+            .get(&format!("/access/api/v2/users/early?as_of={between}"))
+            .status,
+        200
+    );
+    // Bad values and writes.
+    for bad in ["yesterday", "99999999", "-1", "2025-13-01T00:00:00Z"] {
+        let r = admin.get(&format!("/access/api/v2/users?as_of={bad}"));
+        assert_eq!(r.status, 400, "{bad}: {}", r.text);
+        assert!(r.error_message().contains("as_of"), "{}", r.text);
+    }
+    let r = admin.post(
+        "/access/api/v2/users?as_of=1",
+        &json!({"username": "x", "password": "password-1"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(
+        admin.get("/access/api/v2/users/x").status,
+        404,
+        "nothing was written"
+    );
+}
+
+#[test]
+fn was_it_allowed_then() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("bob", "password-1");
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/t",
+        &json!({"repo": {"repositories": ["libs"], "actions": {"users": {"bob": ["read"]}}}}),
+    );
+    let granted = seq_of(&r);
+    let r = admin.delete("/artifactory/api/v2/security/permissions/t");
+    let revoked = seq_of(&r);
+    let bob = app.as_user("bob", "password-1");
+    let ask = |as_of: Option<u64>| {
+        let q = as_of.map(|a| format!("&as_of={a}")).unwrap_or_default();
+        bob.get(&format!(
+            "/access/api/v1/authorize?resource=libs/a.jar&action=read{q}"
+        ))
+    };
+    assert_eq!(ask(None).status, 403);
+    let then = ask(Some(granted));
+    assert_eq!(then.status, 200, "{}", then.text);
+    assert!(then.json()["via"]
+        .as_str()
+        .unwrap()
+        .contains("permission target `t`"));
+    assert_eq!(ask(Some(revoked)).status, 403);
+    assert_eq!(ask(Some(granted - 1)).status, 403, "before the grant");
+}
+
+#[test]
+fn the_events_api_filters_pages_streams_and_redacts() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for i in 0..30 {
+        app.create_user(&format!("user{i}"), "Secret-Password-1");
+    }
+    app.create_group("ops");
+    admin.patch(
+        "/access/api/v2/groups/ops/members",
+        &json!({"add": ["user7"]}),
+    );
+    let page = admin
+        .get("/access/api/v1/audit/events?type=UserCreated&limit=10")
+        .json();
+    let events = page["events"].as_array().unwrap();
+    assert_eq!(events.len(), 10);
+    assert!(events.iter().all(|e| e["type"] == "UserCreated"));
+    assert_eq!(events[0]["body"]["password_hash"], "[redacted]");
+    assert_eq!(
+        events[0]["actor"], "system",
+        "the first admin is created by the server"
+    );
+    assert_eq!(events[0]["hash"].as_str().unwrap().len(), 64);
+    let next = page["next"].as_u64().expect("more pages");
+    let rest = admin
+        .get(&format!(
+            "/access/api/v1/audit/events?type=UserCreated&from={next}&limit=1000"
+        ))
+        .json();
+    assert_eq!(
+        rest["events"].as_array().unwrap().len(),
+        21,
+        "31 users in all (admin too)"
+    );
+    assert!(rest.get("next").is_none());
+    let about7 = admin.get("/access/api/v1/audit/events?entity=user7").json();
+    let kinds: Vec<&str> = about7["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["UserCreated", "GroupMembersChanged"]);
+    let by_admin = admin
+        .get("/access/api/v1/audit/events?actor=admin&type=GroupCreated")
+        .json();
+    assert_eq!(by_admin["events"].as_array().unwrap().len(), 1);
+    let window = admin.get("/access/api/v1/audit/events?from=5&to=7").json();
+    let positions: Vec<u64> = window["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(positions, vec![5, 6, 7]);
+    // NDJSON: every event of the range, one per line, no secrets.
+    let r = admin.raw_with(
+        "GET",
+        "/access/api/v1/audit/events",
+        None,
+        None,
+        &[("Accept", "application/x-ndjson")],
+    );
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/x-ndjson"));
+    let lines: Vec<Value> = r
+        .text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let head = app.digest()["seq"].as_u64().unwrap();
+    assert_eq!(lines.len() as u64, head);
+    assert!(!r.text.contains("$argon2"), "password hashes are redacted");
+    for (i, e) in lines.iter().enumerate() {
+        assert_eq!(e["position"], i as u64 + 1);
+    }
+    // Since / until.
+    let t = lines[10]["time"].as_str().unwrap();
+    let since = admin
+        .get(&format!(
+            "/access/api/v1/audit/events?since={t}&limit=10000"
+        ))
+        .json();
+    assert!(since["events"][0]["position"].as_u64().unwrap() <= 11);
+    for bad in ["type=Nope", "from=x", "since=yesterday", "limit=0"] {
+        assert_eq!(
+            admin
+                .get(&format!("/access/api/v1/audit/events?{bad}"))
+                .status,
+            400,
+            "{bad}"
+        );
+    }
+    // The chain.
+    let c = admin.get("/access/api/v1/audit/chain").json();
+    assert_eq!(c["status"], "intact");
+    assert_eq!(c["verified_to"], head);
+    app.create_user("plain", "password-1");
+    assert_eq!(
+        app.as_user("plain", "password-1")
+            .get("/access/api/v1/audit/events")
+            .status,
+        403
+    );
+}
