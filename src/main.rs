@@ -1,4 +1,4 @@
-//! The `gatehouse` command: `serve` and `verify`.
+//! The `gatehouse` command: `serve`, `verify`, `replay`, `export`, `import`.
 
 use clap::{Parser, Subcommand};
 use gatehouse::log::{EventLog, LogError};
@@ -41,6 +41,39 @@ enum Cmd {
         #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = "./gatehouse-data")]
         data_dir: PathBuf,
     },
+    /// Rebuild every read model from the log (verifying the chain), with a progress bar,
+    /// and print the state digest.
+    Replay {
+        #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = "./gatehouse-data")]
+        data_dir: PathBuf,
+        /// Stop after this log position (default: the whole log).
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// Write the log to a file: `ndjson` (one event a line, with its stored bytes) or
+    /// `binary` (compact). `import` reads either back.
+    Export {
+        #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = "./gatehouse-data")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "binary")]
+        format: ExportFormat,
+    },
+    /// Load an export into an empty data directory; the chain and the digest come out
+    /// the same.
+    Import {
+        #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = "./gatehouse-data")]
+        data_dir: PathBuf,
+        #[arg(long = "in")]
+        input: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    Ndjson,
+    Binary,
 }
 
 fn main() -> ExitCode {
@@ -59,6 +92,13 @@ fn main() -> ExitCode {
             config,
         } => serve(data_dir, listen, config),
         Cmd::Verify { data_dir } => verify(data_dir),
+        Cmd::Replay { data_dir, to } => replay(data_dir, to),
+        Cmd::Export {
+            data_dir,
+            out,
+            format,
+        } => export(data_dir, out, format),
+        Cmd::Import { data_dir, input } => import(data_dir, input),
     }
 }
 
@@ -116,6 +156,216 @@ fn verify(data_dir: PathBuf) -> ExitCode {
         Ok(report) => {
             println!(
                 "chain intact: {} events, head hash {}, state digest {}",
+                report.events,
+                hex(&report.head_hash),
+                state.digest()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => report_broken(e),
+    }
+}
+
+fn open_existing(data_dir: &std::path::Path) -> Result<EventLog, ExitCode> {
+    if !data_dir.join("log").exists() {
+        eprintln!("gatehouse: no event log in {}", data_dir.display());
+        return Err(ExitCode::from(2));
+    }
+    EventLog::open(data_dir).map_err(report_broken)
+}
+
+fn replay(data_dir: PathBuf, to: Option<u64>) -> ExitCode {
+    let log = match open_existing(&data_dir) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let total = to.unwrap_or(log.head_seq()).min(log.head_seq());
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} events, {per_sec}, eta {eta}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    let started = std::time::Instant::now();
+    let mut state = State::default();
+    let mut n = 0u64;
+    let result = log.walk_range(1, gatehouse::log::GENESIS_HASH, Some(total), |env| {
+        state.apply(&env);
+        n += 1;
+        if n % 65_536 == 0 {
+            bar.set_position(n);
+        }
+    });
+    bar.set_position(n);
+    bar.finish();
+    match result {
+        Ok(report) => {
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "replayed {} events in {:.2} s ({:.0} events/s), position {}, head hash {}, state digest {}",
+                report.events,
+                secs,
+                report.events as f64 / secs.max(1e-9),
+                state.seq,
+                hex(&report.head_hash),
+                state.digest()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => report_broken(e),
+    }
+}
+
+/// The binary export: this header, then per event `position (u64 BE) ‖ hash (32) ‖
+/// length (u32 BE) ‖ the stored bytes`.
+const EXPORT_MAGIC: &[u8] = b"GATEHOUSE-LOG\x01\n";
+
+fn export(data_dir: PathBuf, out: PathBuf, format: ExportFormat) -> ExitCode {
+    use base64::Engine;
+    use std::io::Write;
+    let log = match open_existing(&data_dir) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let file = match std::fs::File::create(&out) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("gatehouse: cannot write {}: {e}", out.display());
+            return ExitCode::from(2);
+        }
+    };
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut io_error = None;
+    let mut n = 0u64;
+    if let ExportFormat::Binary = format {
+        if let Err(e) = w.write_all(EXPORT_MAGIC) {
+            io_error = Some(e);
+        }
+    }
+    let result = log.for_each_stored(1, None, |seq, hash, bytes| {
+        let written = match format {
+            ExportFormat::Binary => w
+                .write_all(&seq.to_be_bytes())
+                .and_then(|_| w.write_all(hash))
+                .and_then(|_| w.write_all(&(bytes.len() as u32).to_be_bytes()))
+                .and_then(|_| w.write_all(bytes)),
+            ExportFormat::Ndjson => {
+                let line = serde_json::json!({
+                    "position": seq,
+                    "hash": hex(hash),
+                    "event": base64::engine::general_purpose::STANDARD.encode(bytes),
+                });
+                serde_json::to_writer(&mut w, &line)
+                    .map_err(std::io::Error::other)
+                    .and_then(|_| w.write_all(b"\n"))
+            }
+        };
+        n += 1;
+        match written {
+            Ok(()) => true,
+            Err(e) => {
+                io_error = Some(e);
+                false
+            }
+        }
+    });
+    if let Err(e) = result {
+        return report_broken(e);
+    }
+    if let Some(e) = io_error.or_else(|| w.flush().err()) {
+        eprintln!("gatehouse: cannot write {}: {e}", out.display());
+        return ExitCode::from(1);
+    }
+    println!("exported {n} events to {}", out.display());
+    ExitCode::SUCCESS
+}
+
+fn unhex(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if s.len() != 64 {
+        return None;
+    }
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Read an export (either format) into raw events.
+fn read_export(input: &std::path::Path) -> Result<Vec<gatehouse::log::RawEvent>, String> {
+    use base64::Engine;
+    let data = std::fs::read(input).map_err(|e| format!("cannot read {}: {e}", input.display()))?;
+    let mut out = Vec::new();
+    if let Some(mut rest) = data.strip_prefix(EXPORT_MAGIC) {
+        while !rest.is_empty() {
+            if rest.len() < 44 {
+                return Err("the export ends in the middle of an event".into());
+            }
+            let seq = u64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
+            let hash: [u8; 32] = rest[8..40].try_into().expect("32 bytes");
+            let len = u32::from_be_bytes(rest[40..44].try_into().expect("4 bytes")) as usize;
+            let bytes = rest
+                .get(44..44 + len)
+                .ok_or("the export ends in the middle of an event")?
+                .to_vec();
+            out.push(gatehouse::log::RawEvent { seq, hash, bytes });
+            rest = &rest[44 + len..];
+        }
+        return Ok(out);
+    }
+    for (i, line) in data.split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(line).map_err(|e| format!("line {}: {e}", i + 1))?;
+        let seq = v["position"]
+            .as_u64()
+            .ok_or(format!("line {}: no position", i + 1))?;
+        let hash = v["hash"]
+            .as_str()
+            .and_then(unhex)
+            .ok_or(format!("line {}: no hash", i + 1))?;
+        let bytes = v["event"]
+            .as_str()
+            .and_then(|e| base64::engine::general_purpose::STANDARD.decode(e).ok())
+            .ok_or(format!("line {}: no event", i + 1))?;
+        out.push(gatehouse::log::RawEvent { seq, hash, bytes });
+    }
+    Ok(out)
+}
+
+fn import(data_dir: PathBuf, input: PathBuf) -> ExitCode {
+    if data_dir.join("log").exists() {
+        eprintln!(
+            "gatehouse: {} already holds a log; import only into an empty data directory",
+            data_dir.display()
+        );
+        return ExitCode::from(2);
+    }
+    let records = match read_export(&input) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gatehouse: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut log = match EventLog::open(&data_dir) {
+        Ok(l) => l,
+        Err(e) => return report_broken(e),
+    };
+    for chunk in records.chunks(10_000) {
+        if let Err(e) = log.append_raw(chunk) {
+            return report_broken(e);
+        }
+    }
+    let mut state = State::default();
+    match log.verify_with(|env| state.apply(&env)) {
+        Ok(report) => {
+            println!(
+                "imported {} events, head hash {}, state digest {}",
                 report.events,
                 hex(&report.head_hash),
                 state.digest()

@@ -303,6 +303,65 @@ impl EventLog {
         Ok(())
     }
 
+    /// Append events exactly as another log stored them (an import): each must be the
+    /// next position, its time must not go back, and the hash this log computes must be
+    /// the one the export recorded — so an import reproduces the chain bit for bit.
+    pub fn append_raw(&mut self, records: &[RawEvent]) -> Result<(), LogError> {
+        let mut batch = sled::Batch::default();
+        let mut prev = self.head_hash;
+        let mut seq = self.head_seq;
+        let mut time = self.head_time_ms;
+        for group in records.chunks(CHUNK_EVENTS) {
+            let mut chunk = Vec::with_capacity(group.len() * 320);
+            for r in group {
+                if r.seq != seq + 1 {
+                    return Err(LogError::ChainBroken {
+                        seq: seq + 1,
+                        reason: format!("position {} follows {seq}", r.seq),
+                    });
+                }
+                let env = decode(&r.bytes).map_err(|e| LogError::Undecodable {
+                    seq: r.seq,
+                    reason: e.to_string(),
+                })?;
+                if env.seq != r.seq || env.time_ms < time {
+                    return Err(LogError::ChainBroken {
+                        seq: r.seq,
+                        reason: "the event's own position or time does not fit".into(),
+                    });
+                }
+                let hash = chain_hash(&prev, &r.bytes);
+                if hash != r.hash {
+                    return Err(LogError::ChainBroken {
+                        seq: r.seq,
+                        reason: "the recorded hash does not match the event".into(),
+                    });
+                }
+                push_record(&mut chunk, &hash, &r.bytes);
+                prev = hash;
+                seq = r.seq;
+                time = env.time_ms;
+            }
+            batch.insert(&key(group[0].seq), chunk);
+        }
+        self.events.apply_batch(batch)?;
+        self.db.flush()?;
+        self.head_hash = prev;
+        self.head_seq = seq;
+        self.head_time_ms = time;
+        Ok(())
+    }
+
+    /// Raw stored events `from..=to`, handed to `f` (an export); `f` returns false to stop.
+    pub fn for_each_stored(
+        &self,
+        from: u64,
+        to: Option<u64>,
+        mut f: impl FnMut(u64, &ChainHash, &[u8]) -> bool,
+    ) -> Result<(), LogError> {
+        self.for_each_raw(from.max(1), to, |seq, hash, bytes| Ok(f(seq, hash, bytes)))
+    }
+
     /// Key of the chunk that holds `seq` (or the first chunk after it).
     fn chunk_key_for(&self, seq: u64) -> Result<[u8; 8], LogError> {
         Ok(match self.events.range(..=key(seq.max(1))).next_back() {
