@@ -99,6 +99,37 @@ impl Application {
             log: log_reader,
             past: std::sync::Mutex::new(Vec::new()),
         });
+        // Signed checkpoints every `checkpoint-every` events, from a task that looks once
+        // a second (the writer never waits for a signature).
+        if settings.config.checkpoint_every > 0 {
+            let every = settings.config.checkpoint_every;
+            let app = data.clone();
+            actix_web::rt::spawn(async move {
+                loop {
+                    actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+                    let due = {
+                        let s = app.read();
+                        let last = s.checkpoints.last().map(|c| c.position).unwrap_or(0);
+                        s.seq >= last + every
+                    };
+                    if !due {
+                        continue;
+                    }
+                    let rid = crate::http::extract::RequestId("checkpoint".into());
+                    match crate::http::audit::sign_checkpoint(&app) {
+                        Ok(c) => {
+                            if let Err(e) = app
+                                .submit(crate::domain::Command::RecordCheckpoint(c), "system", &rid)
+                                .await
+                            {
+                                tracing::warn!(error = %e, "could not record a checkpoint");
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "could not sign a checkpoint"),
+                    }
+                }
+            });
+        }
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())

@@ -39,6 +39,8 @@ pub struct Config {
     /// the client address is the TCP peer, and `X-Forwarded-For` is ignored, so no
     /// client can pick the address an access key's CIDRs are checked against.
     pub trusted_proxies: Vec<String>,
+    /// Sign a checkpoint of the log every this many events (0: only on demand).
+    pub checkpoint_every: u64,
 }
 
 impl Default for Config {
@@ -58,6 +60,7 @@ impl Default for Config {
             refresh_grace_period: 24 * 3600,
             pairing_token_expiry: 300,
             trusted_proxies: vec![],
+            checkpoint_every: 10_000,
         }
     }
 }

@@ -36,10 +36,19 @@ enum Cmd {
         #[arg(long, env = "GATEHOUSE_CONFIG")]
         config: Option<PathBuf>,
     },
-    /// Walk the hash chain, decode and replay every event; exit 0 when intact.
+    /// Walk the hash chain, decode and replay every event, and check every signed
+    /// checkpoint; exit 0 when all hold. With `--export FILE`, check an exported log
+    /// offline instead (with `--key PEM`, the server's public key, checkpoints prove
+    /// the log was not rewritten).
     Verify {
         #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = "./gatehouse-data")]
         data_dir: PathBuf,
+        #[arg(long)]
+        export: Option<PathBuf>,
+        /// The public key (PEM, as `GET /access/api/v1/cert/root?formatted=true` serves
+        /// it) that must have signed the checkpoints.
+        #[arg(long)]
+        key: Option<PathBuf>,
     },
     /// Rebuild every read model from the log (verifying the chain), with a progress bar,
     /// and print the state digest.
@@ -91,7 +100,11 @@ fn main() -> ExitCode {
             listen,
             config,
         } => serve(data_dir, listen, config),
-        Cmd::Verify { data_dir } => verify(data_dir),
+        Cmd::Verify {
+            data_dir,
+            export,
+            key,
+        } => verify(data_dir, export, key),
         Cmd::Replay { data_dir, to } => replay(data_dir, to),
         Cmd::Export {
             data_dir,
@@ -142,27 +155,146 @@ fn serve(data_dir: PathBuf, listen: String, config: Option<PathBuf>) -> ExitCode
     }
 }
 
-fn verify(data_dir: PathBuf) -> ExitCode {
-    if !data_dir.join("log").exists() {
-        eprintln!("gatehouse: no event log in {}", data_dir.display());
-        return ExitCode::from(2);
+fn verify(data_dir: PathBuf, export: Option<PathBuf>, key: Option<PathBuf>) -> ExitCode {
+    let key = match key.map(|k| std::fs::read_to_string(&k).map(|t| (k, t))) {
+        None => None,
+        Some(Ok((path, text))) => match gatehouse::keys::parse_public(&text) {
+            Some(k) => Some(k),
+            None => {
+                eprintln!("gatehouse: {} holds no Ed25519 public key", path.display());
+                return ExitCode::from(2);
+            }
+        },
+        Some(Err(e)) => {
+            eprintln!("gatehouse: cannot read the key: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(file) = export {
+        return verify_export(&file, key);
     }
-    let log = match EventLog::open(&data_dir) {
+    let log = match open_existing(&data_dir) {
         Ok(l) => l,
-        Err(e) => return report_broken(e),
+        Err(code) => return code,
     };
     let mut state = State::default();
     match log.verify_with(|env| state.apply(&env)) {
         Ok(report) => {
+            let hash_at = |p: u64| log.hash_at(p).ok().flatten();
+            match check_checkpoints(&state, hash_at, key.as_ref()) {
+                Ok(n) => {
+                    println!(
+                        "chain intact: {} events, head hash {}, {n} checkpoints verified, state digest {}",
+                        report.events,
+                        hex(&report.head_hash),
+                        state.digest()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    println!("{e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Err(e) => report_broken(e),
+    }
+}
+
+/// Every checkpoint names the hash the chain really has at its position and carries a
+/// valid signature: by `key` when given, else by the log's own key of that kid.
+fn check_checkpoints(
+    state: &State,
+    hash_at: impl Fn(u64) -> Option<[u8; 32]>,
+    key: Option<&ed25519_dalek::VerifyingKey>,
+) -> Result<usize, String> {
+    use base64::Engine;
+    for c in &state.checkpoints {
+        let actual = hash_at(c.position).map(|h| hex(&h));
+        if actual.as_deref() != Some(c.head_hash.as_str()) {
+            return Err(format!(
+                "checkpoint at position {} does not match the chain (checkpoint {}, chain {})",
+                c.position,
+                c.head_hash,
+                actual.unwrap_or_else(|| "missing".into())
+            ));
+        }
+        let public = match key {
+            Some(k) => Some(*k),
+            None => state
+                .keys
+                .signing
+                .get(&c.kid)
+                .and_then(|b| gatehouse::keys::public_from_b64(b)),
+        };
+        let public = public.ok_or(format!(
+            "checkpoint at position {}: unknown signing key `{}`",
+            c.position, c.kid
+        ))?;
+        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&c.signature)
+            .ok()
+            .and_then(|b| ed25519_dalek::Signature::from_slice(&b).ok())
+            .ok_or(format!(
+                "checkpoint at position {}: malformed signature",
+                c.position
+            ))?;
+        public.verify_strict(&c.message(), &sig).map_err(|_| {
+            format!(
+                "checkpoint at position {}: the signature does not verify",
+                c.position
+            )
+        })?;
+    }
+    Ok(state.checkpoints.len())
+}
+
+fn verify_export(file: &std::path::Path, key: Option<ed25519_dalek::VerifyingKey>) -> ExitCode {
+    let records = match read_export(file) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gatehouse: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut prev = gatehouse::log::GENESIS_HASH;
+    let mut hashes = Vec::with_capacity(records.len());
+    let mut state = State::default();
+    for (i, r) in records.iter().enumerate() {
+        let expected = i as u64 + 1;
+        let computed = gatehouse::log::chain_hash(&prev, &r.bytes);
+        if r.seq != expected || computed != r.hash {
             println!(
-                "chain intact: {} events, head hash {}, state digest {}",
-                report.events,
-                hex(&report.head_hash),
+                "chain broken at position {expected}: the recorded hash does not match the event"
+            );
+            return ExitCode::from(1);
+        }
+        match gatehouse_schemas::decode(&r.bytes) {
+            Ok(env) if env.seq == expected => state.apply(&env),
+            _ => {
+                println!("chain broken at position {expected}: the event does not decode");
+                return ExitCode::from(1);
+            }
+        }
+        hashes.push(computed);
+        prev = computed;
+    }
+    let hash_at = |p: u64| hashes.get((p as usize).wrapping_sub(1)).copied();
+    match check_checkpoints(&state, hash_at, key.as_ref()) {
+        Ok(n) => {
+            println!(
+                "export intact: {} events, head hash {}, {n} checkpoints verified{}, state digest {}",
+                records.len(),
+                hex(&prev),
+                if key.is_some() { " with the given key" } else { "" },
                 state.digest()
             );
             ExitCode::SUCCESS
         }
-        Err(e) => report_broken(e),
+        Err(e) => {
+            println!("{e}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -40,6 +40,9 @@ pub struct State {
     pub projects: Projects,
     #[serde(default)]
     pub access_keys: AccessKeys,
+    /// Signed checkpoints, oldest first.
+    #[serde(default)]
+    pub checkpoints: Vec<gatehouse_schemas::Checkpoint>,
 }
 
 /// Repositories by key, with their project assignment and sharing.
@@ -476,6 +479,7 @@ impl State {
                     group.updated_ms = now;
                 }
             }
+            Event::CheckpointSigned(c) => self.checkpoints.push(c.clone()),
             Event::UserRenamed { from, to } => {
                 self.rename_user(from, to, seq, now);
             }

@@ -252,6 +252,32 @@ pub struct Entitlement {
     pub tags: Vec<String>,
 }
 
+/// A signed statement that the log's hash chain at `position` ends in `head_hash`:
+/// anyone with the server's public key can check an exported log up to there offline.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub position: u64,
+    /// Hex of the chain hash at `position`.
+    pub head_hash: String,
+    pub time_ms: u64,
+    pub service_id: String,
+    /// The signing key (`SigningKeyAdded`) that made `signature`.
+    pub kid: String,
+    /// Ed25519 over [`Checkpoint::message`], base64url without padding.
+    pub signature: String,
+}
+
+impl Checkpoint {
+    /// The exact bytes that are signed.
+    pub fn message(&self) -> Vec<u8> {
+        format!(
+            "gatehouse-checkpoint:v1:{}:{}:{}:{}",
+            self.service_id, self.position, self.head_hash, self.time_ms
+        )
+        .into_bytes()
+    }
+}
+
 /// Every kind of change Gatehouse knows. See the crate docs for the version rules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
@@ -354,6 +380,7 @@ pub enum Event {
         from: String,
         to: String,
     },
+    CheckpointSigned(Checkpoint),
     RepositorySaved(Repository),
     /// Also ends its project assignment and sharing.
     RepositoryDeleted {
@@ -461,6 +488,7 @@ impl Event {
         "UserScimSaved",
         "GroupScimSaved",
         "UserRenamed",
+        "CheckpointSigned",
     ];
 
     /// The event type's name, as stored and as shown in the audit trail.
@@ -492,6 +520,7 @@ impl Event {
             Event::UserScimSaved { .. } => "UserScimSaved",
             Event::GroupScimSaved { .. } => "GroupScimSaved",
             Event::UserRenamed { .. } => "UserRenamed",
+            Event::CheckpointSigned(_) => "CheckpointSigned",
             Event::RepositorySaved(_) => "RepositorySaved",
             Event::RepositoryDeleted { .. } => "RepositoryDeleted",
             Event::ProjectSaved(_) => "ProjectSaved",
@@ -774,6 +803,14 @@ pub fn samples() -> Vec<Envelope> {
             from: "alice@example.com".into(),
             to: "alice@corp.example".into(),
         },
+        Event::CheckpointSigned(Checkpoint {
+            position: 10_000,
+            head_hash: "ab".repeat(32),
+            time_ms: 1_763_000_000_000,
+            service_id: "jfac@01jc5x3y4z5a6b7c8d9e0f1g2h".into(),
+            kid: "3f2a9c0d1e4b5a6f".into(),
+            signature: "c2lnbmF0dXJl".into(),
+        }),
     ];
     events
         .into_iter()

@@ -266,6 +266,8 @@ pub enum Command {
         name: String,
         if_match: Option<u64>,
     },
+    /// Record a signed checkpoint (a no-op when one at or after its position exists).
+    RecordCheckpoint(gatehouse_schemas::Checkpoint),
     CompletePairing {
         pairing_token_id: Option<String>,
         use_case: String,
@@ -1142,6 +1144,22 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
                     username: name.clone(),
                 }
             }])
+        }
+        Command::RecordCheckpoint(c) => {
+            if c.position > state.seq {
+                return Err(DomainError::invalid(
+                    "position",
+                    "a checkpoint cannot be ahead of the log",
+                ));
+            }
+            if state
+                .checkpoints
+                .last()
+                .is_some_and(|l| l.position >= c.position)
+            {
+                return Ok(vec![]);
+            }
+            Ok(vec![Event::CheckpointSigned(c.clone())])
         }
         Command::ReplaceSignedUrlKey { version } => {
             if *version != state.keys.signed_url_version + 1 {

@@ -17,7 +17,90 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/access/api/v1/audit/events").route(web::get().to(events)))
         .service(resource("/access/api/v1/audit/chain").route(web::get().to(chain)))
         .service(resource("/access/api/v1/audit/state").route(web::get().to(state)))
-        .service(resource("/access/api/v1/audit/diff").route(web::get().to(diff)));
+        .service(resource("/access/api/v1/audit/diff").route(web::get().to(diff)))
+        .service(
+            resource("/access/api/v1/audit/checkpoints")
+                .route(web::get().to(list_checkpoints))
+                .route(web::post().to(create_checkpoint)),
+        );
+}
+
+/// Sign a checkpoint of the log as it is now: its head position and chain hash.
+pub fn sign_checkpoint(app: &AppState) -> Result<gatehouse_schemas::Checkpoint, ApiError> {
+    use base64::Engine;
+    use ed25519_dalek::Signer;
+    let (position, time_ms, service_id, kid) = {
+        let s = app.read();
+        (
+            s.seq,
+            s.time_ms,
+            s.service_id.clone().unwrap_or_default(),
+            s.keys.active.clone(),
+        )
+    };
+    let kid = kid.ok_or_else(|| ApiError::Internal("the server has no signing key".into()))?;
+    let key = app
+        .keys
+        .signing_key(&kid)
+        .ok_or_else(|| ApiError::Internal(format!("the private key `{kid}` is missing")))?;
+    let hash = app
+        .log
+        .hash_at(position)
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .ok_or_else(|| ApiError::Internal(format!("position {position} is not in the log")))?;
+    let mut c = gatehouse_schemas::Checkpoint {
+        position,
+        head_hash: hex(&hash),
+        time_ms,
+        service_id,
+        kid,
+        signature: String::new(),
+    };
+    c.signature =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.sign(&c.message()).to_bytes());
+    Ok(c)
+}
+
+fn checkpoint_json(c: &gatehouse_schemas::Checkpoint) -> Value {
+    json!({
+        "position": c.position,
+        "head_hash": c.head_hash,
+        "time": crate::timefmt::format(c.time_ms, true),
+        "service_id": c.service_id,
+        "kid": c.kid,
+        "signature": c.signature,
+    })
+}
+
+/// `GET /access/api/v1/audit/checkpoints`: every signed checkpoint, oldest first.
+async fn list_checkpoints(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    req: HttpRequest,
+) -> HttpResponse {
+    let s = app.view(&req);
+    let items: Vec<Value> = s.checkpoints.iter().map(checkpoint_json).collect();
+    HttpResponse::Ok().json(json!({ "checkpoints": items }))
+}
+
+/// `POST /access/api/v1/audit/checkpoints`: sign one now (201).
+async fn create_checkpoint(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: super::extract::RequestId,
+) -> Result<HttpResponse, ApiError> {
+    let c = sign_checkpoint(&app)?;
+    let committed = app
+        .submit(
+            crate::domain::Command::RecordCheckpoint(c.clone()),
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
+    Ok(super::written(
+        HttpResponse::Created().json(checkpoint_json(&c)),
+        committed,
+    ))
 }
 
 /// Keys whose values are secrets (or hashes of them): never shown.

@@ -323,6 +323,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/access/api/v1/audit/chain"),
     ("GET", "/access/api/v1/audit/state"),
     ("GET", "/access/api/v1/audit/diff"),
+    ("GET", "/access/api/v1/audit/checkpoints"),
+    ("POST", "/access/api/v1/audit/checkpoints"),
     ("GET", "/access/api/v1/authorize"),
     ("GET", "/access/api/v1/authorize/effective"),
 ];
