@@ -97,6 +97,7 @@ impl Application {
             config: settings.config.clone(),
             started,
             log: log_reader,
+            data_dir: settings.data_dir.clone(),
             past: std::sync::Mutex::new(Vec::new()),
         });
         // Signed checkpoints every `checkpoint-every` events, from a task that looks once

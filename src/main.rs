@@ -1,7 +1,7 @@
 //! The `gatehouse` command: `serve`, `verify`, `replay`, `export`, `import`.
 
 use clap::{Parser, Subcommand};
-use gatehouse::log::{EventLog, LogError};
+use gatehouse::log::{export, EventLog, LogError};
 use gatehouse::{Application, Config, Settings};
 use gatehouse_projections::State;
 use std::path::PathBuf;
@@ -350,13 +350,7 @@ fn replay(data_dir: PathBuf, to: Option<u64>) -> ExitCode {
     }
 }
 
-/// The binary export: this header, then per event `position (u64 BE) ‖ hash (32) ‖
-/// length (u32 BE) ‖ the stored bytes`.
-const EXPORT_MAGIC: &[u8] = b"GATEHOUSE-LOG\x01\n";
-
 fn export(data_dir: PathBuf, out: PathBuf, format: ExportFormat) -> ExitCode {
-    use base64::Engine;
-    use std::io::Write;
     let log = match open_existing(&data_dir) {
         Ok(l) => l,
         Err(code) => return code,
@@ -369,104 +363,27 @@ fn export(data_dir: PathBuf, out: PathBuf, format: ExportFormat) -> ExitCode {
         }
     };
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-    let mut io_error = None;
-    let mut n = 0u64;
-    if let ExportFormat::Binary = format {
-        if let Err(e) = w.write_all(EXPORT_MAGIC) {
-            io_error = Some(e);
+    let format = match format {
+        ExportFormat::Binary => export::Format::Binary,
+        ExportFormat::Ndjson => export::Format::Ndjson,
+    };
+    match export::write(&log, &mut w, format) {
+        Ok(n) => {
+            println!("exported {n} events to {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(export::ExportError::Log(e)) => report_broken(e),
+        Err(e) => {
+            eprintln!("gatehouse: {}: {e}", out.display());
+            ExitCode::from(1)
         }
     }
-    let result = log.for_each_stored(1, None, |seq, hash, bytes| {
-        let written = match format {
-            ExportFormat::Binary => w
-                .write_all(&seq.to_be_bytes())
-                .and_then(|_| w.write_all(hash))
-                .and_then(|_| w.write_all(&(bytes.len() as u32).to_be_bytes()))
-                .and_then(|_| w.write_all(bytes)),
-            ExportFormat::Ndjson => {
-                let line = serde_json::json!({
-                    "position": seq,
-                    "hash": hex(hash),
-                    "event": base64::engine::general_purpose::STANDARD.encode(bytes),
-                });
-                serde_json::to_writer(&mut w, &line)
-                    .map_err(std::io::Error::other)
-                    .and_then(|_| w.write_all(b"\n"))
-            }
-        };
-        n += 1;
-        match written {
-            Ok(()) => true,
-            Err(e) => {
-                io_error = Some(e);
-                false
-            }
-        }
-    });
-    if let Err(e) = result {
-        return report_broken(e);
-    }
-    if let Some(e) = io_error.or_else(|| w.flush().err()) {
-        eprintln!("gatehouse: cannot write {}: {e}", out.display());
-        return ExitCode::from(1);
-    }
-    println!("exported {n} events to {}", out.display());
-    ExitCode::SUCCESS
-}
-
-fn unhex(s: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if s.len() != 64 {
-        return None;
-    }
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// Read an export (either format) into raw events.
 fn read_export(input: &std::path::Path) -> Result<Vec<gatehouse::log::RawEvent>, String> {
-    use base64::Engine;
     let data = std::fs::read(input).map_err(|e| format!("cannot read {}: {e}", input.display()))?;
-    let mut out = Vec::new();
-    if let Some(mut rest) = data.strip_prefix(EXPORT_MAGIC) {
-        while !rest.is_empty() {
-            if rest.len() < 44 {
-                return Err("the export ends in the middle of an event".into());
-            }
-            let seq = u64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
-            let hash: [u8; 32] = rest[8..40].try_into().expect("32 bytes");
-            let len = u32::from_be_bytes(rest[40..44].try_into().expect("4 bytes")) as usize;
-            let bytes = rest
-                .get(44..44 + len)
-                .ok_or("the export ends in the middle of an event")?
-                .to_vec();
-            out.push(gatehouse::log::RawEvent { seq, hash, bytes });
-            rest = &rest[44 + len..];
-        }
-        return Ok(out);
-    }
-    for (i, line) in data.split(|b| *b == b'\n').enumerate() {
-        if line.iter().all(|b| b.is_ascii_whitespace()) {
-            continue;
-        }
-        let v: serde_json::Value =
-            serde_json::from_slice(line).map_err(|e| format!("line {}: {e}", i + 1))?;
-        let seq = v["position"]
-            .as_u64()
-            .ok_or(format!("line {}: no position", i + 1))?;
-        let hash = v["hash"]
-            .as_str()
-            .and_then(unhex)
-            .ok_or(format!("line {}: no hash", i + 1))?;
-        let bytes = v["event"]
-            .as_str()
-            .and_then(|e| base64::engine::general_purpose::STANDARD.decode(e).ok())
-            .ok_or(format!("line {}: no event", i + 1))?;
-        out.push(gatehouse::log::RawEvent { seq, hash, bytes });
-    }
-    Ok(out)
+    export::read(&data)
 }
 
 fn import(data_dir: PathBuf, input: PathBuf) -> ExitCode {

@@ -18,6 +18,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/access/api/v1/audit/chain").route(web::get().to(chain)))
         .service(resource("/access/api/v1/audit/state").route(web::get().to(state)))
         .service(resource("/access/api/v1/audit/diff").route(web::get().to(diff)))
+        .service(resource("/access/api/v1/system/backup/export").route(web::post().to(backup)))
         .service(
             resource("/access/api/v1/audit/checkpoints")
                 .route(web::get().to(list_checkpoints))
@@ -504,5 +505,35 @@ async fn diff(
         "from": from,
         "to": to,
         "changes": diff_states(&a, &b),
+    })))
+}
+
+/// `POST /access/api/v1/system/backup/export` (seed 004): write the whole log in the
+/// binary export form to `<data-dir>/backup/gatehouse-<position>.bin` — what
+/// `gatehouse import` restores into an empty data directory (the private keys are not
+/// in it: they stay files in `<data-dir>/keys/`).
+async fn backup(app: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
+    let log = app.log.reader();
+    let position = app.read().seq;
+    let dir = app.data_dir.join("backup");
+    let (path, events) = web::block(move || -> Result<_, ApiError> {
+        let io = |e: std::io::Error| ApiError::Internal(format!("cannot write the backup: {e}"));
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let path = dir.join(format!("gatehouse-{position}.bin"));
+        let tmp = dir.join(format!(".gatehouse-{position}.bin.partial"));
+        let file = std::fs::File::create(&tmp).map_err(io)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+        let n = crate::log::export::write(&log, &mut w, crate::log::export::Format::Binary)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let file = w.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        Ok((path, n))
+    })
+    .await
+    .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))??;
+    Ok(HttpResponse::Ok().json(json!({
+        "file": path.display().to_string(),
+        "events": events,
     })))
 }

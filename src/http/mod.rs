@@ -48,6 +48,7 @@ pub struct AppState {
     pub started: Instant,
     /// A read handle on the log (audit, point-in-time reads). Never appends.
     pub log: crate::log::EventLog,
+    pub data_dir: std::path::PathBuf,
     /// Recently rebuilt past states, newest last (point-in-time reads come in bursts).
     pub past: std::sync::Mutex<Vec<Arc<State>>>,
 }
@@ -324,6 +325,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/access/api/v1/audit/state"),
     ("GET", "/access/api/v1/audit/diff"),
     ("GET", "/access/api/v1/audit/checkpoints"),
+    ("POST", "/access/api/v1/system/backup/export"),
     ("POST", "/access/api/v1/audit/checkpoints"),
     ("GET", "/access/api/v1/authorize"),
     ("GET", "/access/api/v1/authorize/effective"),

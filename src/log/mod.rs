@@ -15,6 +15,8 @@
 //! Only the writer thread appends (see `crate::writer`); readers of ranges (verify,
 //! replay) may run at any time because sled gives them a consistent view per key.
 
+pub mod export;
+
 use gatehouse_projections::State;
 use gatehouse_schemas::{decode, encode, Envelope};
 use serde::Deserialize;

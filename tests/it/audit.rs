@@ -619,3 +619,33 @@ fn signed_checkpoints_catch_a_rewritten_history() {
     ]);
     assert!(!ok && out.contains("signature does not verify"), "{out}");
 }
+
+/// The backup endpoint writes the same export form: importing it gives the same digest.
+#[test]
+fn a_backup_over_http_restores_with_import() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for i in 0..5 {
+        app.create_user(&format!("user{i}"), "password-1");
+    }
+    let r = admin.post_empty("/access/api/v1/system/backup/export");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let file = r.json()["file"].as_str().unwrap().to_string();
+    assert!(
+        file.starts_with(app.dir.join("backup").to_str().unwrap()),
+        "{file}"
+    );
+    let digest = app.digest()["digest"].as_str().unwrap().to_string();
+    let target = tempfile::tempdir().unwrap();
+    let t = target.path().join("restored");
+    let (ok, out) = gatehouse(&["import", "--data-dir", t.to_str().unwrap(), "--in", &file]);
+    assert!(ok, "{out}");
+    assert_eq!(digest_in(&out), digest);
+    app.create_user("plain", "password-1");
+    assert_eq!(
+        app.as_user("plain", "password-1")
+            .post_empty("/access/api/v1/system/backup/export")
+            .status,
+        403
+    );
+}

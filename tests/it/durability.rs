@@ -172,6 +172,36 @@ fn a_missing_event_is_found() {
 }
 
 #[test]
+fn two_reordered_events_are_found() {
+    let app = TestApp::spawn();
+    populate(&app);
+    let dir = app.dir.clone();
+    let _tmp = app.stop();
+    {
+        // Swap positions 6 and 7 and re-hash everything from there, as a forger would:
+        // each event still names its own position, so the order gives it away.
+        let log = EventLog::open(&dir).unwrap();
+        let head = log.head_seq();
+        let mut values: Vec<Vec<u8>> = (1..=head)
+            .map(|s| log.raw_value(s).unwrap().unwrap())
+            .collect();
+        values.swap(5, 6);
+        let mut prev = [0u8; HASH_LEN];
+        for (i, v) in values.iter().enumerate() {
+            let body = &v[HASH_LEN..];
+            let h = chain_hash(&prev, body);
+            let mut nv = h.to_vec();
+            nv.extend_from_slice(body);
+            log.overwrite_raw(i as u64 + 1, nv).unwrap();
+            prev = h;
+        }
+    }
+    let (ok, out) = verify(&dir);
+    assert!(!ok, "{out}");
+    assert!(out.contains("position 6"), "{out}");
+}
+
+#[test]
 fn an_event_that_does_not_decode_stops_start_up() {
     let app = TestApp::spawn();
     populate(&app);

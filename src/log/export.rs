@@ -1,0 +1,125 @@
+//! The log's portable forms, shared by `gatehouse export|import|verify --export` and
+//! `POST /access/api/v1/system/backup/export`: binary (compact) or NDJSON (one event a
+//! line). Both carry each event's stored bytes and chain hash, so an import reproduces
+//! the chain bit for bit and an offline check needs nothing else.
+
+use super::{ChainHash, EventLog, LogError, RawEvent};
+use base64::Engine;
+use std::io::Write;
+
+/// The binary form: this header, then per event `position (u64 BE) ‖ hash (32) ‖
+/// length (u32 BE) ‖ the stored bytes`.
+pub const MAGIC: &[u8] = b"GATEHOUSE-LOG\x01\n";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Binary,
+    Ndjson,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("cannot write: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Write every stored event; returns how many.
+pub fn write(log: &EventLog, out: &mut impl Write, format: Format) -> Result<u64, ExportError> {
+    let mut io_error = None;
+    let mut n = 0u64;
+    if format == Format::Binary {
+        out.write_all(MAGIC)?;
+    }
+    log.for_each_stored(1, None, |seq, hash, bytes| {
+        let written = match format {
+            Format::Binary => out
+                .write_all(&seq.to_be_bytes())
+                .and_then(|_| out.write_all(hash))
+                .and_then(|_| out.write_all(&(bytes.len() as u32).to_be_bytes()))
+                .and_then(|_| out.write_all(bytes)),
+            Format::Ndjson => {
+                let line = serde_json::json!({
+                    "position": seq,
+                    "hash": hex(hash),
+                    "event": base64::engine::general_purpose::STANDARD.encode(bytes),
+                });
+                serde_json::to_writer(&mut *out, &line)
+                    .map_err(std::io::Error::other)
+                    .and_then(|_| out.write_all(b"\n"))
+            }
+        };
+        n += 1;
+        match written {
+            Ok(()) => true,
+            Err(e) => {
+                io_error = Some(e);
+                false
+            }
+        }
+    })?;
+    if let Some(e) = io_error {
+        return Err(e.into());
+    }
+    out.flush()?;
+    Ok(n)
+}
+
+fn unhex(s: &str) -> Option<ChainHash> {
+    let mut out = [0u8; 32];
+    if s.len() != 64 {
+        return None;
+    }
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Read either form back into raw events (not yet checked: `EventLog::append_raw` and
+/// `gatehouse verify --export` check them).
+pub fn read(data: &[u8]) -> Result<Vec<RawEvent>, String> {
+    let mut out = Vec::new();
+    if let Some(mut rest) = data.strip_prefix(MAGIC) {
+        while !rest.is_empty() {
+            if rest.len() < 44 {
+                return Err("the export ends in the middle of an event".into());
+            }
+            let seq = u64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
+            let hash: ChainHash = rest[8..40].try_into().expect("32 bytes");
+            let len = u32::from_be_bytes(rest[40..44].try_into().expect("4 bytes")) as usize;
+            let bytes = rest
+                .get(44..44 + len)
+                .ok_or("the export ends in the middle of an event")?
+                .to_vec();
+            out.push(RawEvent { seq, hash, bytes });
+            rest = &rest[44 + len..];
+        }
+        return Ok(out);
+    }
+    for (i, line) in data.split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(line).map_err(|e| format!("line {}: {e}", i + 1))?;
+        let seq = v["position"]
+            .as_u64()
+            .ok_or(format!("line {}: no position", i + 1))?;
+        let hash = v["hash"]
+            .as_str()
+            .and_then(unhex)
+            .ok_or(format!("line {}: no hash", i + 1))?;
+        let bytes = v["event"]
+            .as_str()
+            .and_then(|e| base64::engine::general_purpose::STANDARD.decode(e).ok())
+            .ok_or(format!("line {}: no event", i + 1))?;
+        out.push(RawEvent { seq, hash, bytes });
+    }
+    Ok(out)
+}
