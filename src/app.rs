@@ -44,7 +44,8 @@ impl Application {
         handle_signals: bool,
     ) -> Result<Application, StartError> {
         let started = Instant::now();
-        let log = EventLog::open(&settings.data_dir)?;
+        let mut log = EventLog::open(&settings.data_dir)?;
+        log.set_snapshot_keep(settings.config.snapshot_keep);
         let open_ms = started.elapsed().as_millis() as u64;
         let (state, report) = log.load(settings.config.startup_verify)?;
         tracing::info!(

@@ -39,6 +39,9 @@ pub struct Config {
     /// the client address is the TCP peer, and `X-Forwarded-For` is ignored, so no
     /// client can pick the address an access key's CIDRs are checked against.
     pub trusted_proxies: Vec<String>,
+    /// How many snapshots to keep (0: all). Start-up needs only the newest; point-in-time
+    /// reads start from the nearest snapshot before their position.
+    pub snapshot_keep: usize,
     /// Sign a checkpoint of the log every this many events (0: only on demand).
     pub checkpoint_every: u64,
 }
@@ -61,6 +64,7 @@ impl Default for Config {
             pairing_token_expiry: 300,
             trusted_proxies: vec![],
             checkpoint_every: 10_000,
+            snapshot_keep: 20,
         }
     }
 }

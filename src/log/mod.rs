@@ -84,11 +84,14 @@ impl Snapshot {
 pub struct SnapshotStore {
     db: sled::Db,
     snapshots: sled::Tree,
+    /// How many snapshots to keep (0: all). Older ones only serve point-in-time reads.
+    keep: usize,
 }
 
 impl SnapshotStore {
     /// Store a snapshot of `state`, whose last event has chain hash `head_hash`, and keep
-    /// only the two newest.
+    /// only the `keep` newest (start-up needs the newest; `as_of` reads start from the
+    /// nearest one before their position, so more of them make the past faster).
     pub fn write(&self, state: &State, head_hash: ChainHash) -> Result<(), LogError> {
         let encoded = state.encode();
         let mut value = Vec::with_capacity(40 + encoded.len());
@@ -101,7 +104,11 @@ impl SnapshotStore {
             .iter()
             .keys()
             .rev()
-            .skip(2)
+            .skip(if self.keep == 0 {
+                usize::MAX
+            } else {
+                self.keep.max(2)
+            })
             .collect::<Result<_, _>>()?;
         for k in keep {
             self.snapshots.remove(k)?;
@@ -135,6 +142,7 @@ pub struct EventLog {
     head_seq: u64,
     head_hash: ChainHash,
     head_time_ms: u64,
+    snapshot_keep: usize,
 }
 
 fn key(seq: u64) -> [u8; 8] {
@@ -234,6 +242,7 @@ impl EventLog {
             head_seq: 0,
             head_hash: GENESIS_HASH,
             head_time_ms: 0,
+            snapshot_keep: 2,
         };
         if let Some((k, v)) = log.events.last()? {
             let first = seq_of(&k).ok_or_else(|| LogError::ChainBroken {
@@ -543,7 +552,25 @@ impl EventLog {
             head_seq: self.head_seq,
             head_hash: self.head_hash,
             head_time_ms: self.head_time_ms,
+            snapshot_keep: self.snapshot_keep,
         }
+    }
+
+    /// How many snapshots to keep (0: all; at least 2 otherwise).
+    pub fn set_snapshot_keep(&mut self, keep: usize) {
+        self.snapshot_keep = keep;
+    }
+
+    /// Bytes the stored snapshots take, and how many there are.
+    pub fn snapshot_disk(&self) -> Result<(u64, usize), LogError> {
+        let mut bytes = 0u64;
+        let mut n = 0;
+        for item in self.snapshots.iter() {
+            let (_, v) = item?;
+            bytes += v.len() as u64;
+            n += 1;
+        }
+        Ok((bytes, n))
     }
 
     /// The newest snapshot at or before `seq` that decodes.
@@ -754,6 +781,7 @@ impl EventLog {
 
     pub fn snapshot_store(&self) -> SnapshotStore {
         SnapshotStore {
+            keep: self.snapshot_keep,
             db: self.db.clone(),
             snapshots: self.snapshots.clone(),
         }
