@@ -649,3 +649,101 @@ fn a_backup_over_http_restores_with_import() {
         403
     );
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// Streaming a 1,000,000-event range as NDJSON keeps the server's memory flat: the
+/// answer is hundreds of megabytes, the server's resident memory grows by a bounded
+/// amount (it streams through a small channel, it does not build the answer).
+#[test]
+fn streaming_a_million_events_keeps_memory_flat() {
+    use gatehouse::log::EventLog;
+    use gatehouse_schemas::{Envelope, Event};
+    use std::io::BufRead;
+    let events: u64 = std::env::var("GATEHOUSE_STREAM_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    // A real server makes the service, its admin and its keys; then a million events
+    // are appended to its log directly (as a long life would have).
+    let server = crate::helpers::ServerProcess::start(&dir);
+    assert_eq!(server.admin().get("/access/api/v2/users/admin").status, 200);
+    assert!(server.terminate().success());
+    {
+        let mut log = EventLog::open(&dir).unwrap();
+        let (mut state, _) = log.load(gatehouse::log::StartupVerify::Tail).unwrap();
+        let mut seq = log.head_seq();
+        let time = log.head_time_ms();
+        let mut batch = Vec::with_capacity(10_000);
+        while seq < events {
+            seq += 1;
+            let env = Envelope {
+                seq,
+                time_ms: time,
+                actor: "admin".into(),
+                origin: state.service_id.clone().unwrap_or_default(),
+                request_id: format!("r{seq}"),
+                event: Event::TrustedKeyRemoved {
+                    name: format!("peer-{seq}"),
+                },
+            };
+            state.apply(&env);
+            batch.push(env);
+            if batch.len() == 10_000 {
+                log.append(&batch).unwrap();
+                batch.clear();
+            }
+        }
+        log.append(&batch).unwrap();
+        log.write_snapshot(&state).unwrap();
+    }
+    let server = crate::helpers::ServerProcess::start(&dir);
+    let pid = server.pid();
+    let admin = server.admin();
+    let auth = admin.auth_header().unwrap();
+    let before = rss_kib(pid);
+    let resp = ureq::get(&format!("{}/access/api/v1/audit/events", server.base))
+        .set("Authorization", &auth)
+        .set("Accept", "application/x-ndjson")
+        .call()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(resp.into_reader());
+    let mut line = String::new();
+    let (mut lines, mut bytes, mut peak) = (0u64, 0u64, before);
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line).unwrap();
+        if n == 0 {
+            break;
+        }
+        lines += 1;
+        bytes += n as u64;
+        if lines % 50_000 == 0 {
+            peak = peak.max(rss_kib(pid));
+        }
+    }
+    peak = peak.max(rss_kib(pid));
+    assert_eq!(lines, events, "every event, once");
+    let growth_mib = (peak.saturating_sub(before)) / 1024;
+    assert!(
+        bytes > 100 * 1024 * 1024,
+        "the answer is big ({} MiB)",
+        bytes / (1024 * 1024)
+    );
+    assert!(
+        growth_mib < 64,
+        "streaming {} MiB grew the server by {growth_mib} MiB",
+        bytes / (1024 * 1024)
+    );
+    server.kill();
+}

@@ -347,6 +347,10 @@ impl ServerProcess {
         Client::new(&self.base, Some(("admin", BINARY_ADMIN_PASSWORD)))
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn kill(mut self) {
         self.child.kill().expect("SIGKILL");
         self.child.wait().unwrap();
