@@ -97,6 +97,10 @@ impl Application {
             ),
             config: settings.config.clone(),
             started,
+            personal: Arc::new(
+                crate::personal::PersonalKeys::open(&settings.data_dir)
+                    .map_err(|e| StartError::Other(e.to_string()))?,
+            ),
             log: log_reader,
             data_dir: settings.data_dir.clone(),
             past: std::sync::Mutex::new(Vec::new()),

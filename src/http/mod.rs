@@ -49,8 +49,19 @@ pub struct AppState {
     /// A read handle on the log (audit, point-in-time reads). Never appends.
     pub log: crate::log::EventLog,
     pub data_dir: std::path::PathBuf,
+    /// Keys of users' personal data (outside the log; destroyed by a purge).
+    pub personal: Arc<crate::personal::PersonalKeys>,
     /// Recently rebuilt past states, newest last (point-in-time reads come in bursts).
     pub past: std::sync::Mutex<Vec<Arc<State>>>,
+}
+
+/// The key id of a user's encrypted personal data, if any is encrypted.
+pub fn user_key_id(u: &gatehouse_projections::User) -> Option<String> {
+    u.email
+        .as_deref()
+        .and_then(crate::personal::key_id)
+        .or_else(|| u.scim.as_deref().and_then(crate::personal::key_id))
+        .map(str::to_string)
 }
 
 /// How many past states are kept rebuilt.
@@ -100,6 +111,26 @@ impl AppState {
             .write()
             .unwrap_or_else(|p| p.into_inner()) = fresh.clone();
         fresh
+    }
+
+    /// The key that encrypts this user's personal data (its existing one, or a new one).
+    pub fn personal_key(
+        &self,
+        user: Option<&gatehouse_projections::User>,
+    ) -> Result<String, ApiError> {
+        if let Some(id) = user.and_then(user_key_id) {
+            return Ok(id);
+        }
+        self.personal
+            .create()
+            .map_err(|e| ApiError::Internal(e.to_string()))
+    }
+
+    /// Encrypt a piece of personal data with key `id`.
+    pub fn seal(&self, id: &str, plain: &str) -> Result<String, ApiError> {
+        self.personal
+            .encrypt(id, plain)
+            .map_err(|e| ApiError::Internal(e.to_string()))
     }
 
     /// The state this request reads: as of its `as_of`, or live.

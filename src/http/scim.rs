@@ -10,6 +10,7 @@ use super::error::ApiError;
 use super::extract::{authenticate, request_id, RequestId};
 use super::{written, AppState};
 use crate::domain::{self, Command, NewGroup, NewUser, UserChanges};
+use crate::personal::PersonalKeys;
 use crate::scim::filter::{self, Filter};
 use crate::scim::{self, patch, Kind};
 use actix_web::http::{header, StatusCode};
@@ -295,8 +296,13 @@ fn group_display(g: &Group) -> String {
         .unwrap_or_else(|| g.name.clone())
 }
 
-pub fn render_user(s: &State, u: &User, base: &str) -> Value {
-    let mut doc = attributes_of(&u.scim);
+pub fn render_user(s: &State, u: &User, base: &str, keys: &PersonalKeys) -> Value {
+    // Personal data is stored encrypted; after a purge it reads as erased.
+    let mut doc = match u.scim.as_deref().map(|a| keys.decrypt(a)) {
+        None => Map::new(),
+        Some(Some(plain)) => attributes_of(&Some(plain)),
+        Some(None) => Map::new(),
+    };
     let id = user_id(u).to_string();
     doc.insert("id".into(), json!(id));
     doc.insert("userName".into(), json!(u.username));
@@ -306,7 +312,7 @@ pub fn render_user(s: &State, u: &User, base: &str) -> Value {
         doc.insert("active".into(), json!(u.status == UserStatus::Enabled));
     }
     // The domain's e-mail is the primary one (the v2 API may have changed it).
-    if let Some(email) = &u.email {
+    if let Some(email) = u.email.as_deref().map(|e| keys.show(e)) {
         let emails = doc.entry("emails").or_insert_with(|| json!([]));
         if let Some(list) = emails.as_array_mut() {
             if !list.iter().any(|e| e["value"] == json!(email)) {
@@ -733,7 +739,7 @@ fn sort_key(v: &Value, path: &filter::AttrPath, core: &str) -> String {
 }
 
 /// Run a query over users and/or groups.
-fn run_query(s: &State, kinds: &[Kind], q: &Query, base: &str) -> Value {
+fn run_query(s: &State, kinds: &[Kind], q: &Query, base: &str, keys: &PersonalKeys) -> Value {
     // `userName eq "x"` is answered from the directory's index, not by a scan.
     if kinds == [Kind::User] && q.sort_by.is_none() {
         if let Some(name) = q.filter.as_ref().and_then(Filter::as_username_eq) {
@@ -741,7 +747,7 @@ fn run_query(s: &State, kinds: &[Kind], q: &Query, base: &str) -> Value {
                 .directory
                 .users
                 .get(&name.to_lowercase())
-                .map(|u| render_user(s, u, base))
+                .map(|u| render_user(s, u, base, keys))
                 .into_iter()
                 .collect();
             let total = found.len();
@@ -793,7 +799,7 @@ fn run_query(s: &State, kinds: &[Kind], q: &Query, base: &str) -> Value {
             .take(q.count)
             .map(|item| {
                 let (kind, mut r) = match item {
-                    Item::U(u) => (Kind::User, render_user(s, u, base)),
+                    Item::U(u) => (Kind::User, render_user(s, u, base, keys)),
                     Item::G(g) => (Kind::Group, render_group(s, g, base)),
                 };
                 scim::project(kind, &mut r, &q.attributes, &q.excluded);
@@ -805,7 +811,7 @@ fn run_query(s: &State, kinds: &[Kind], q: &Query, base: &str) -> Value {
     let mut hits: Vec<(Kind, Value)> = Vec::new();
     if kinds.contains(&Kind::User) {
         for u in s.directory.users.values() {
-            let r = render_user(s, u, base);
+            let r = render_user(s, u, base, keys);
             if q.filter
                 .as_ref()
                 .is_none_or(|f| f.matches(&r, scim::USER_SCHEMA))
@@ -850,7 +856,10 @@ async fn list(req: HttpRequest, kinds: &[Kind]) -> Result<HttpResponse> {
     let app = app_of(&req);
     let base = base_url(&req);
     let s = app.read();
-    Ok(scim_json(StatusCode::OK, &run_query(&s, kinds, &q, &base)))
+    Ok(scim_json(
+        StatusCode::OK,
+        &run_query(&s, kinds, &q, &base, &app.personal),
+    ))
 }
 
 async fn search(req: HttpRequest, body: web::Bytes, kinds: &[Kind]) -> Result<HttpResponse> {
@@ -871,7 +880,10 @@ async fn search(req: HttpRequest, body: web::Bytes, kinds: &[Kind]) -> Result<Ht
     let app = app_of(&req);
     let base = base_url(&req);
     let s = app.read();
-    Ok(scim_json(StatusCode::OK, &run_query(&s, kinds, &q, &base)))
+    Ok(scim_json(
+        StatusCode::OK,
+        &run_query(&s, kinds, &q, &base, &app.personal),
+    ))
 }
 
 async fn list_users(req: HttpRequest) -> Result<HttpResponse> {
@@ -930,7 +942,12 @@ async fn get_user(req: HttpRequest, path: web::Path<String>) -> Result<HttpRespo
             return Ok(HttpResponse::NotModified().finish());
         }
     }
-    answer(&req, Kind::User, StatusCode::OK, render_user(&s, u, &base))
+    answer(
+        &req,
+        Kind::User,
+        StatusCode::OK,
+        render_user(&s, u, &base, &app.personal),
+    )
 }
 
 /// What a SCIM user resource means to the domain.
@@ -999,9 +1016,18 @@ async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse>
         Some(p) => Some(hash(p).await?),
         None => None,
     };
+    // Personal data enters the log encrypted with the user's own key.
+    let app = app_of(&req);
+    let key = app.personal_key(None)?;
+    let sealed_email = input
+        .email
+        .as_deref()
+        .map(|e| app.seal(&key, e))
+        .transpose()?;
+    let sealed_attributes = app.seal(&key, &input.attributes)?;
     let new = NewUser {
         username: input.username.clone(),
-        email: input.email.clone(),
+        email: sealed_email,
         internal_password_disabled: password_hash.is_none(),
         password_hash,
         admin: false,
@@ -1020,7 +1046,7 @@ async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse>
                     status: (input.active == Some(false)).then_some(UserStatus::Disabled),
                     ..Default::default()
                 },
-                attributes: input.attributes,
+                attributes: sealed_attributes,
                 rename_to: None,
                 if_match: None,
             },
@@ -1040,7 +1066,7 @@ async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse>
             &req,
             Kind::User,
             StatusCode::CREATED,
-            render_user(&s, u, &base),
+            render_user(&s, u, &base, &app.personal),
         )?,
         committed,
     ))
@@ -1065,10 +1091,18 @@ async fn replace_user(
             .ok_or_else(|| ScimError::not_found(format!("user `{username}` not found")))?;
         (u.internal_password_disabled, u.status)
     };
+    let key = {
+        let s = app.read();
+        app.personal_key(s.directory.users.get(username))?
+    };
     let mut changes = UserChanges {
-        email: Some(input.email.clone().unwrap_or_default()),
+        email: Some(match &input.email {
+            Some(e) => app.seal(&key, e)?,
+            None => String::new(),
+        }),
         ..Default::default()
     };
+    let sealed_attributes = app.seal(&key, &input.attributes)?;
     // No `active` means no statement, and a user is active by default.
     match input.active.unwrap_or(true) {
         true if current_status != UserStatus::Enabled => changes.status = Some(UserStatus::Enabled),
@@ -1096,7 +1130,7 @@ async fn replace_user(
                 username: username.to_string(),
                 create: None,
                 changes,
-                attributes: input.attributes,
+                attributes: sealed_attributes,
                 rename_to: Some(input.username.clone()).filter(|n| n != username),
                 if_match,
             },
@@ -1112,7 +1146,12 @@ async fn replace_user(
         .get(&input.username)
         .ok_or_else(|| ScimError::not_found("the user was deleted meanwhile"))?;
     Ok(written(
-        answer(req, Kind::User, StatusCode::OK, render_user(&s, u, &base))?,
+        answer(
+            req,
+            Kind::User,
+            StatusCode::OK,
+            render_user(&s, u, &base, &app.personal),
+        )?,
         committed,
     ))
 }
@@ -1123,7 +1162,11 @@ fn current_user(req: &HttpRequest, id: &str) -> Result<(String, Value, u64)> {
     let s = app.read();
     let u =
         user_by_id(&s, id).ok_or_else(|| ScimError::not_found(format!("user `{id}` not found")))?;
-    Ok((u.username.clone(), render_user(&s, u, &base), u.updated_seq))
+    Ok((
+        u.username.clone(),
+        render_user(&s, u, &base, &app.personal),
+        u.updated_seq,
+    ))
 }
 
 async fn put_user(

@@ -52,7 +52,8 @@ pub fn configure_aliases(cfg: &mut web::ServiceConfig) {
 #[derive(Serialize)]
 pub struct UserView<'a> {
     username: &'a str,
-    email: Option<&'a str>,
+    /// Decrypted for the answer; `[erased]` after a purge.
+    email: Option<String>,
     groups: Vec<&'a str>,
     realm: &'a str,
     status: &'static str,
@@ -63,11 +64,11 @@ pub struct UserView<'a> {
     password_expired: bool,
 }
 
-impl<'a> From<&'a User> for UserView<'a> {
-    fn from(u: &'a User) -> Self {
+impl<'a> UserView<'a> {
+    pub fn new(u: &'a User, keys: &crate::personal::PersonalKeys) -> Self {
         UserView {
             username: &u.username,
-            email: u.email.as_deref(),
+            email: u.email.as_deref().map(|e| keys.show(e)),
             groups: u.groups.iter().map(String::as_str).collect(),
             realm: &u.realm,
             status: u.status.as_str(),
@@ -96,7 +97,7 @@ fn user_response(
         .users
         .get(username)
         .ok_or_else(|| ApiError::NotFound(format!("user `{username}` not found")))?;
-    Ok(HttpResponse::build(status).json(UserView::from(user)))
+    Ok(HttpResponse::build(status).json(UserView::new(user, &app.personal)))
 }
 
 async fn list(
@@ -205,9 +206,17 @@ async fn create(
             ))
         }
     };
+    // Personal data is encrypted with the user's own key before it enters an event.
+    let email = match body.email.filter(|e| !e.is_empty()) {
+        Some(e) => {
+            let key = app.personal_key(None)?;
+            Some(app.seal(&key, &e)?)
+        }
+        None => None,
+    };
     let cmd = Command::CreateUser(NewUser {
         username: username.clone(),
-        email: body.email.filter(|e| !e.is_empty()),
+        email,
         password_hash,
         admin: body.admin.unwrap_or(false),
         profile_updatable: body.profile_updatable.unwrap_or(true),
@@ -240,7 +249,7 @@ async fn get(
         .users
         .get(&username)
         .ok_or_else(|| ApiError::NotFound(format!("user `{username}` not found")))?;
-    Ok(HttpResponse::Ok().json(UserView::from(user)))
+    Ok(HttpResponse::Ok().json(UserView::new(user, &app.personal)))
 }
 
 #[derive(Deserialize)]
@@ -304,8 +313,18 @@ async fn patch(
         Some(p) => Some(hash_password(p).await?),
         None => None,
     };
+    let email = match body.email {
+        Some(e) if !e.is_empty() => {
+            let key = {
+                let s = app.read();
+                app.personal_key(s.directory.users.get(&username))?
+            };
+            Some(app.seal(&key, &e)?)
+        }
+        other => other,
+    };
     let changes = UserChanges {
-        email: body.email,
+        email,
         password_hash,
         admin: body.admin,
         profile_updatable: body.profile_updatable,
@@ -329,11 +348,15 @@ async fn patch(
     ))
 }
 
+/// `?purge=true` also destroys the key of the user's personal data (crypto-shredding):
+/// the events stay and the chain still verifies, but the e-mail and SCIM attributes in
+/// them — and in snapshots, backups and exports — can no longer be read.
 async fn delete(
     app: web::Data<AppState>,
     admin: Admin,
     rid: RequestId,
     path: web::Path<String>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let admin = &admin.0;
     let username = path_username(&path)?;
@@ -342,9 +365,32 @@ async fn delete(
             "you cannot delete the user you are signed in as".into(),
         ));
     }
+    let purge = match query_param(&req, "purge")?.as_deref() {
+        None | Some("false") => false,
+        Some("true") | Some("") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `purge`: `{}` (use true or false)",
+                other.escape_debug()
+            )))
+        }
+    };
+    let key = app
+        .read()
+        .directory
+        .users
+        .get(&username)
+        .and_then(crate::http::user_key_id);
     let committed = app
         .submit(Command::DeleteUser { username }, &admin.username, &rid)
         .await?;
+    if purge {
+        if let Some(key) = key {
+            app.personal
+                .destroy(&key)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+        }
+    }
     Ok(written(HttpResponse::NoContent().finish(), committed))
 }
 

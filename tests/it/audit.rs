@@ -747,3 +747,112 @@ fn streaming_a_million_events_keeps_memory_flat() {
     );
     server.kill();
 }
+
+fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = vec![];
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            hits.extend(files_containing(&p, needle));
+        } else if std::fs::read(&p)
+            .map(|b| b.windows(needle.len()).any(|w| w == needle))
+            .unwrap_or(false)
+        {
+            hits.push(p.display().to_string());
+        }
+    }
+    hits
+}
+
+/// Personal data is never on disk in clear; a purge destroys the user's key, so what the
+/// events, snapshots and exports hold of it is unreadable, while the chain verifies.
+#[test]
+fn a_purge_erases_personal_data_and_the_chain_still_verifies() {
+    let app = TestApp::spawn_with(Config {
+        snapshot_every: 5,
+        ..Config::default()
+    });
+    let admin = app.admin();
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "erin", "password": "password-1", "email": "erin.private@example.com"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json()["email"], "erin.private@example.com");
+    let r = admin.raw(
+        "PATCH",
+        "/access/api/v1/scim/v2/Users/erin",
+        Some("application/scim+json"),
+        Some(
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "add", "value": {"name": {"givenName": "Erinprivatename"},
+            "addresses": [{"streetAddress": "1 Privacy Lane"}]}}]})
+            .to_string()
+            .as_bytes(),
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["name"]["givenName"], "Erinprivatename");
+    let before = seq_of(&r);
+    for i in 0..10 {
+        app.create_user(&format!("other{i}"), "password-1");
+    }
+    let secrets: [&[u8]; 3] = [
+        b"erin.private@example.com",
+        b"Erinprivatename",
+        b"Privacy Lane",
+    ];
+    for s in secrets {
+        let hits = files_containing(&app.dir, s);
+        assert!(
+            hits.is_empty(),
+            "{} in clear in {hits:?}",
+            String::from_utf8_lossy(s)
+        );
+    }
+    // The past can still read it before the purge…
+    let then = admin
+        .get(&format!("/access/api/v2/users/erin?as_of={before}"))
+        .json();
+    assert_eq!(then["email"], "erin.private@example.com");
+    let r = admin.delete("/access/api/v2/users/erin?purge=true");
+    assert_eq!(r.status, 204, "{}", r.text);
+    // …and no longer after it.
+    let then = admin
+        .get(&format!("/access/api/v2/users/erin?as_of={before}"))
+        .json();
+    assert_eq!(then["email"], "[erased]");
+    let state = state(&admin, Some(&before.to_string()));
+    assert!(!state.to_string().contains("Erinprivatename"));
+    assert_eq!(
+        admin
+            .delete("/access/api/v2/users/other1?purge=maybe")
+            .status,
+        400
+    );
+    let dir = app.dir.clone();
+    let tmp = app.stop().unwrap();
+    let (ok, out) = gatehouse(&["verify", "--data-dir", dir.to_str().unwrap()]);
+    assert!(ok, "the chain still verifies: {out}");
+    for s in secrets {
+        assert!(files_containing(&dir, s).is_empty());
+    }
+    // An export made after the purge cannot bring it back either.
+    let export = tmp.path().join("after-purge.bin");
+    assert!(
+        gatehouse(&[
+            "export",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--out",
+            export.to_str().unwrap(),
+            "--format",
+            "ndjson"
+        ])
+        .0
+    );
+    let text = std::fs::read(&export).unwrap();
+    for s in secrets {
+        assert!(!text.windows(s.len()).any(|w| w == s));
+    }
+}
