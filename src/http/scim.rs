@@ -855,7 +855,7 @@ async fn list(req: HttpRequest, kinds: &[Kind]) -> Result<HttpResponse> {
     let q = query_from_request(kinds, &req)?;
     let app = app_of(&req);
     let base = base_url(&req);
-    let s = app.read();
+    let s = app.view(&req);
     Ok(scim_json(
         StatusCode::OK,
         &run_query(&s, kinds, &q, &base, &app.personal),
@@ -930,7 +930,7 @@ async fn get_user(req: HttpRequest, path: web::Path<String>) -> Result<HttpRespo
     admin(&req).await?;
     let app = app_of(&req);
     let base = base_url(&req);
-    let s = app.read();
+    let s = app.view(&req);
     let u = user_by_id(&s, &path)
         .ok_or_else(|| ScimError::not_found(format!("user `{path}` not found")))?;
     if let Some(v) = req
@@ -1284,7 +1284,7 @@ async fn get_group(req: HttpRequest, path: web::Path<String>) -> Result<HttpResp
     admin(&req).await?;
     let app = app_of(&req);
     let base = base_url(&req);
-    let s = app.read();
+    let s = app.view(&req);
     let g = s
         .directory
         .groups

@@ -226,6 +226,15 @@ fn as_of_by_time_and_read_only_past() {
             .status,
         200
     );
+    // SCIM reads are reads too.
+    let scim = |path: &str| admin.get(&format!("/access/api/v1/scim/v2{path}"));
+    assert_eq!(scim(&format!("/Users/late?as_of={between}")).status, 404);
+    assert_eq!(scim(&format!("/Users/early?as_of={between}")).status, 200);
+    assert_eq!(
+        scim(&format!("/Users?as_of={between}")).json()["totalResults"],
+        2,
+        "admin and early"
+    );
     // Bad values and writes.
     for bad in ["yesterday", "99999999", "-1", "2025-13-01T00:00:00Z"] {
         let r = admin.get(&format!("/access/api/v2/users?as_of={bad}"));
