@@ -68,6 +68,71 @@ fn main() {
     println!("as_of_p50_ms={:.0}", pct(0.5));
     println!("as_of_p99_ms={:.0}", pct(0.99));
 
+    // One user as of a random position, from its own timeline (what
+    // `GET /access/api/v2/users/{name}?as_of=` does); the index is built once first.
+    let users: Vec<String> = log
+        .state_at(head)
+        .expect("state")
+        .directory
+        .users
+        .keys()
+        .cloned()
+        .collect();
+    let mut timeline = gatehouse::timeline::Timeline::default();
+    let t = Instant::now();
+    timeline.extend(&log, head).expect("index");
+    println!(
+        "timeline_index_ms={:.0}",
+        t.elapsed().as_secs_f64() * 1000.0
+    );
+    let mut one = Vec::new();
+    for _ in 0..200 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let position = 1 + x % head;
+        let name = &users[(x >> 20) as usize % users.len()];
+        let t = Instant::now();
+        let u = timeline.user_at(&log, name, position).expect("user_at");
+        std::hint::black_box(u);
+        one.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    // The fast path must agree with the whole-state rebuild.
+    let mut found = 0;
+    for _ in 0..10 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let position = 1 + x % head;
+        let whole = log.state_at(position).expect("state");
+        for name in users
+            .iter()
+            .skip((x >> 24) as usize % 1000)
+            .step_by(997)
+            .take(20)
+        {
+            let fast = timeline.user_at(&log, name, position).expect("user_at");
+            let slow = whole.directory.users.get(name);
+            let same = match (&fast, slow) {
+                (Some(a), Some(b)) => {
+                    a.username == b.username
+                        && a.groups == b.groups
+                        && a.status == b.status
+                        && a.email == b.email
+                }
+                (None, None) => true,
+                _ => false,
+            };
+            assert!(same, "{name} at {position}: {fast:?} vs {slow:?}");
+            found += fast.is_some() as usize;
+        }
+    }
+    println!("one_user_checked_against_full_rebuild={found}");
+    one.sort_by(|a, b| a.partial_cmp(b).expect("numbers"));
+    let pct1 = |p: f64| one[((one.len() as f64 * p) as usize).min(one.len() - 1)];
+    println!("one_user_p50_ms={:.2}", pct1(0.5));
+    println!("one_user_p99_ms={:.2}", pct1(0.99));
+
     // The NDJSON audit export: decode, render (with redaction), serialise every event.
     let t = Instant::now();
     let mut sink = std::io::sink();

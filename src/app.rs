@@ -97,6 +97,7 @@ impl Application {
             ),
             config: settings.config.clone(),
             started,
+            timeline: std::sync::Mutex::new(crate::timeline::Timeline::default()),
             personal: Arc::new(
                 crate::personal::PersonalKeys::open(&settings.data_dir)
                     .map_err(|e| StartError::Other(e.to_string()))?,
@@ -105,6 +106,18 @@ impl Application {
             data_dir: settings.data_dir.clone(),
             past: std::sync::Mutex::new(Vec::new()),
         });
+        // Index which events shape which user now, in the background, so that the first
+        // one-user `as_of` read does not pay for it.
+        {
+            let app = data.clone();
+            std::thread::spawn(move || {
+                let head = app.read().seq;
+                let mut t = app.timeline.lock().unwrap_or_else(|p| p.into_inner());
+                if let Err(e) = t.extend(&app.log, head) {
+                    tracing::warn!(error = %e, "could not index user timelines");
+                }
+            });
+        }
         // Signed checkpoints every `checkpoint-every` events, from a task that looks once
         // a second (the writer never waits for a signature).
         if settings.config.checkpoint_every > 0 {

@@ -12,6 +12,7 @@ pub mod log;
 pub mod personal;
 pub mod scim;
 pub mod timefmt;
+pub mod timeline;
 pub mod tokens;
 pub mod writer;
 

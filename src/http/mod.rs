@@ -49,6 +49,8 @@ pub struct AppState {
     /// A read handle on the log (audit, point-in-time reads). Never appends.
     pub log: crate::log::EventLog,
     pub data_dir: std::path::PathBuf,
+    /// Which events shape which user (for fast one-user `as_of` reads).
+    pub timeline: std::sync::Mutex<crate::timeline::Timeline>,
     /// Keys of users' personal data (outside the log; destroyed by a purge).
     pub personal: Arc<crate::personal::PersonalKeys>,
     /// Recently rebuilt past states, newest last (point-in-time reads come in bursts).
@@ -87,6 +89,20 @@ impl std::ops::Deref for View<'_> {
 /// The past state a request reads (request extension).
 #[derive(Clone)]
 pub struct AsOf(pub Arc<State>);
+
+/// The past position a one-user read asks about (request extension): that read rebuilds
+/// only the user (`crate::timeline`), not the whole state.
+#[derive(Clone, Copy)]
+pub struct AsOfPosition(pub u64);
+
+/// `GET /access/api/v2/users/{name}`: answered from the user's own timeline.
+fn one_user_read(req: &ServiceRequest) -> bool {
+    req.method() == actix_web::http::Method::GET
+        && req
+            .path()
+            .strip_prefix("/access/api/v2/users/")
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
+}
 
 impl AppState {
     /// Read the read models. Poisoning cannot leave them half-applied (the writer applies
@@ -426,7 +442,9 @@ pub async fn as_of_middleware(
             .cloned()
             .ok_or_else(|| ApiError::Internal("no application state".into()))?;
         let position = app.resolve_as_of(&value)?;
-        if position != app.read().seq {
+        if one_user_read(&req) {
+            req.extensions_mut().insert(AsOfPosition(position));
+        } else if position != app.read().seq {
             let state = web::block(move || app.state_at(position))
                 .await
                 .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))??;

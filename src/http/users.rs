@@ -5,7 +5,7 @@ use super::extract::{Admin, Body, Caller, RequestId, SelfOrAdmin};
 use super::{base_url, limit_param, page, query_param, resource, with_cursor, written, AppState};
 use crate::auth::password;
 use crate::domain::{self, Command, NewUser, UserChanges};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use gatehouse_projections::User;
 use gatehouse_schemas::UserStatus;
 use serde::{Deserialize, Serialize};
@@ -242,6 +242,23 @@ async fn get(
         return Err(ApiError::Forbidden(
             "only an admin can read other users".into(),
         ));
+    }
+    let past = req.extensions().get::<super::AsOfPosition>().copied();
+    if let Some(super::AsOfPosition(position)) = past {
+        // One user as it was: replay only the events that shaped it.
+        let app2 = app.clone();
+        let name = username.clone();
+        let user = web::block(move || {
+            app2.timeline
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .user_at(&app2.log, &name, position)
+        })
+        .await
+        .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .ok_or_else(|| ApiError::NotFound(format!("user `{username}` not found")))?;
+        return Ok(HttpResponse::Ok().json(UserView::new(&user, &app.personal)));
     }
     let s = app.view(&req);
     let user = s

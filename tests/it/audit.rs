@@ -116,9 +116,47 @@ fn as_of_gives_back_every_recorded_state_and_diffs_match() {
         let users_page = admin.get("/access/api/v2/users").json();
         recorded.push((seq, state(&admin, None), users_page));
     }
+    let mut all_users: Vec<String> = recorded
+        .iter()
+        .flat_map(|(_, st, _)| keys(&st["directory"]["users"]))
+        .collect();
+    all_users.sort();
+    all_users.dedup();
     for (seq, expected, users_page) in &recorded {
         let got = state(&admin, Some(&seq.to_string()));
         assert_eq!(&got, expected, "as_of={seq}");
+        // One user's read is rebuilt from that user's own timeline: it must agree.
+        for _ in 0..3 {
+            let u = &all_users[next(all_users.len())];
+            let r = admin.get(&format!("/access/api/v2/users/{u}?as_of={seq}"));
+            let then = &expected["directory"]["users"][u];
+            if then.is_null() {
+                assert_eq!(r.status, 404, "{u} as_of={seq}: {}", r.text);
+                continue;
+            }
+            assert_eq!(r.status, 200, "{u} as_of={seq}: {}", r.text);
+            let view = r.json();
+            let groups: BTreeSet<String> = then["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| g.as_str().unwrap().to_string())
+                .collect();
+            let got_groups: BTreeSet<String> = view["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| g.as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(got_groups, groups, "{u} groups as_of={seq}");
+            assert_eq!(view["status"], then["status"], "{u} status as_of={seq}");
+            assert_eq!(view["admin"], then["admin"], "{u} admin as_of={seq}");
+            assert_eq!(
+                view["email"].is_null(),
+                then["email"].is_null(),
+                "{u} email as_of={seq}"
+            );
+        }
         let page = admin.get(&format!("/access/api/v2/users?as_of={seq}"));
         assert_eq!(page.status, 200, "{}", page.text);
         assert_eq!(&page.json(), users_page, "users as_of={seq}");

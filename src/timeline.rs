@@ -1,0 +1,143 @@
+//! One user as of a past position, fast: instead of rebuilding the whole state (the
+//! nearest snapshot plus every event after it), replay only the events that shape that
+//! user's record — the ones that name it, and the creation and deletion of the groups it
+//! was ever in — into an otherwise empty state, through the same `State::apply`.
+//!
+//! The index of which positions name which user or group is built from the log on first
+//! use and extended with the events written since on every later use.
+
+use crate::log::{EventLog, LogError};
+use gatehouse_projections::{State, User};
+use gatehouse_schemas::Event;
+use std::collections::{BTreeSet, HashMap};
+
+#[derive(Default)]
+pub struct Timeline {
+    indexed_to: u64,
+    by_user: HashMap<String, Vec<u64>>,
+    by_group: HashMap<String, Vec<u64>>,
+    /// Group names a user's events connect it to.
+    groups_of: HashMap<String, BTreeSet<String>>,
+    /// `to` -> `from` of every rename, to follow a user back to its earlier names.
+    renamed_from: HashMap<String, Vec<String>>,
+}
+
+impl Timeline {
+    fn user(&mut self, name: &str, seq: u64) {
+        self.by_user.entry(name.to_string()).or_default().push(seq);
+    }
+
+    fn member(&mut self, user: &str, group: &str) {
+        self.groups_of
+            .entry(user.to_string())
+            .or_default()
+            .insert(group.to_string());
+    }
+
+    /// Index the events after the last indexed position, up to `to`.
+    pub fn extend(&mut self, log: &EventLog, to: u64) -> Result<(), LogError> {
+        if to <= self.indexed_to {
+            return Ok(());
+        }
+        let mut events = Vec::new();
+        log.for_each_event(self.indexed_to + 1, Some(to), |seq, _, env| {
+            events.push((seq, env.event));
+            true
+        })?;
+        for (seq, event) in events {
+            match &event {
+                Event::UserCreated(c) => {
+                    self.user(&c.username, seq);
+                    for g in &c.groups {
+                        self.member(&c.username, g);
+                    }
+                }
+                Event::UserUpdated(u) => self.user(&u.username, seq),
+                Event::UserPasswordChanged { username, .. }
+                | Event::UserPasswordExpired { username }
+                | Event::UserLocked { username }
+                | Event::UserUnlocked { username }
+                | Event::UserDeleted { username }
+                | Event::UserScimSaved { username, .. } => self.user(username, seq),
+                Event::UserRenamed { from, to } => {
+                    self.user(from, seq);
+                    self.user(to, seq);
+                    self.renamed_from
+                        .entry(to.clone())
+                        .or_default()
+                        .push(from.clone());
+                }
+                Event::UserGroupsChanged {
+                    username,
+                    added,
+                    removed,
+                } => {
+                    self.user(username, seq);
+                    for g in added.iter().chain(removed) {
+                        self.member(username, g);
+                    }
+                }
+                Event::GroupMembersChanged {
+                    group,
+                    added,
+                    removed,
+                } => {
+                    for u in added.iter().chain(removed) {
+                        self.user(u, seq);
+                        self.member(u, group);
+                    }
+                }
+                Event::GroupCreated(g) => {
+                    self.by_group.entry(g.name.clone()).or_default().push(seq);
+                    for m in &g.members {
+                        self.user(m, seq);
+                        self.member(m, &g.name);
+                    }
+                }
+                Event::GroupDeleted { name } => {
+                    self.by_group.entry(name.clone()).or_default().push(seq)
+                }
+                _ => {}
+            }
+        }
+        self.indexed_to = to;
+        Ok(())
+    }
+
+    /// The user named `name` right after `position` (`None`: it did not exist then).
+    pub fn user_at(
+        &mut self,
+        log: &EventLog,
+        name: &str,
+        position: u64,
+    ) -> Result<Option<User>, LogError> {
+        self.extend(log, position)?;
+        // The user and the names it had before a rename.
+        let mut names = vec![name.to_string()];
+        let mut i = 0;
+        while i < names.len() {
+            if let Some(earlier) = self.renamed_from.get(&names[i]) {
+                for e in earlier {
+                    if !names.contains(e) {
+                        names.push(e.clone());
+                    }
+                }
+            }
+            i += 1;
+        }
+        let mut positions: BTreeSet<u64> = BTreeSet::new();
+        for n in &names {
+            positions.extend(self.by_user.get(n).into_iter().flatten());
+            for g in self.groups_of.get(n).into_iter().flatten() {
+                positions.extend(self.by_group.get(g).into_iter().flatten());
+            }
+        }
+        let mut state = State::default();
+        for seq in positions.range(..=position) {
+            if let Some(env) = log.event_at(*seq)? {
+                state.apply(&env);
+            }
+        }
+        Ok(state.directory.users.remove(name))
+    }
+}
