@@ -39,13 +39,17 @@ impl Timeline {
         if to <= self.indexed_to {
             return Ok(());
         }
-        let mut events = Vec::new();
         log.for_each_event(self.indexed_to + 1, Some(to), |seq, _, env| {
-            events.push((seq, env.event));
+            self.index(seq, &env.event);
             true
         })?;
-        for (seq, event) in events {
-            match &event {
+        self.indexed_to = to;
+        Ok(())
+    }
+
+    fn index(&mut self, seq: u64, event: &Event) {
+        {
+            match event {
                 Event::UserCreated(c) => {
                     self.user(&c.username, seq);
                     for g in &c.groups {
@@ -100,8 +104,6 @@ impl Timeline {
                 _ => {}
             }
         }
-        self.indexed_to = to;
-        Ok(())
     }
 
     /// The user named `name` right after `position` (`None`: it did not exist then).

@@ -53,6 +53,12 @@ enum Message {
     Shutdown {
         reply: std::sync::mpsc::Sender<()>,
     },
+    /// Events from a backup that continue this log (checked by the caller and again by
+    /// `EventLog::append_raw`): appended as they are, then applied.
+    Import {
+        records: Vec<crate::log::RawEvent>,
+        reply: oneshot::Sender<Result<Committed, SubmitError>>,
+    },
 }
 
 /// The handle the HTTP layer holds. Cheap to clone.
@@ -108,6 +114,20 @@ impl WriterHandle {
             })
             .map_err(|_| SubmitError::Unavailable)?;
         rx.blocking_recv().map_err(|_| SubmitError::Unavailable)?
+    }
+
+    /// Append a backup's continuation of this log (see `Message::Import`).
+    pub async fn import(
+        &self,
+        records: Vec<crate::log::RawEvent>,
+    ) -> Result<Committed, SubmitError> {
+        let (reply, rx) = oneshot::channel();
+        let tx = self.tx.clone();
+        tokio::task::spawn_blocking(move || tx.send(Message::Import { records, reply }))
+            .await
+            .map_err(|_| SubmitError::Unavailable)?
+            .map_err(|_| SubmitError::Unavailable)?;
+        rx.await.map_err(|_| SubmitError::Unavailable)?
     }
 
     /// Ask the writer to finish what is queued, write a snapshot and stop.
@@ -186,6 +206,11 @@ impl Writer {
                         reply,
                     } => submissions.push((command, ctx, reply)),
                     Message::Shutdown { reply } => shutdown_reply = Some(reply),
+                    Message::Import { records, reply } => {
+                        // Everything submitted before it is committed first, in order.
+                        self.commit(std::mem::take(&mut submissions));
+                        let _ = reply.send(self.import(records));
+                    }
                 }
             }
             self.commit(submissions);
@@ -273,6 +298,39 @@ impl Writer {
         for (reply, result) in replies {
             let _ = reply.send(result);
         }
+    }
+
+    fn import(&mut self, records: Vec<crate::log::RawEvent>) -> Result<Committed, SubmitError> {
+        if let Err(e) = self.log.append_raw(&records) {
+            tracing::warn!(error = %e, "backup import refused");
+            return Err(SubmitError::Domain(DomainError::Conflict(format!(
+                "the backup does not continue this log: {e}"
+            ))));
+        }
+        let mut envelopes = Vec::with_capacity(records.len());
+        for r in &records {
+            match gatehouse_schemas::decode(&r.bytes) {
+                Ok(env) => envelopes.push(env),
+                Err(e) => {
+                    // append_raw decoded every one of them already.
+                    tracing::error!(error = %e, "an imported event stopped decoding; stopping");
+                    std::process::exit(70);
+                }
+            }
+        }
+        for env in &envelopes {
+            self.state.apply(env);
+        }
+        {
+            let mut shared = self.shared.write().unwrap_or_else(|p| p.into_inner());
+            for env in &envelopes {
+                shared.apply(env);
+            }
+        }
+        self.since_snapshot += envelopes.len() as u64;
+        Ok(Committed {
+            seq: self.state.seq,
+        })
     }
 
     /// Encoding and storing a large state takes long; the writer only pays for a copy and

@@ -19,6 +19,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/access/api/v1/audit/state").route(web::get().to(state)))
         .service(resource("/access/api/v1/audit/diff").route(web::get().to(diff)))
         .service(resource("/access/api/v1/system/backup/export").route(web::post().to(backup)))
+        .service(resource("/access/api/v1/system/backup/import").route(web::post().to(restore)))
         .service(
             resource("/access/api/v1/audit/checkpoints")
                 .route(web::get().to(list_checkpoints))
@@ -536,4 +537,90 @@ async fn backup(app: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse,
         "file": path.display().to_string(),
         "events": events,
     })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreBody {
+    /// A file name in `<data-dir>/backup/` (no directories).
+    file: String,
+}
+
+/// `POST /access/api/v1/system/backup/import` `{"file": "gatehouse-123.bin"}` (seed 004):
+/// a backup from `<data-dir>/backup/` that *continues* this server's log — the same
+/// chain up to this server's head, and more after it (a replica's or a later backup) —
+/// is checked whole (every hash, every event decodes) and its further events are
+/// appended as they are. A backup that diverges from this log, or is behind it, is
+/// refused (409): a different history is restored offline, into an empty data
+/// directory, with `gatehouse import`.
+async fn restore(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    super::extract::Body(body): super::extract::Body<RestoreBody>,
+) -> Result<HttpResponse, ApiError> {
+    let name = body.file;
+    if name.is_empty()
+        || name.contains('/')
+        || name.contains('\\')
+        || name.starts_with('.')
+        || name.len() > 255
+    {
+        return Err(ApiError::BadRequest(
+            "invalid `file`: a file name in <data-dir>/backup/, without directories".into(),
+        ));
+    }
+    let path = app.data_dir.join("backup").join(&name);
+    if !path.is_file() {
+        return Err(ApiError::NotFound(format!(
+            "no backup `{name}` in <data-dir>/backup/"
+        )));
+    }
+    let log = app.log.reader();
+    let head = app.read().seq;
+    let records = web::block(move || -> Result<Vec<crate::log::RawEvent>, ApiError> {
+        let data = std::fs::read(&path)
+            .map_err(|e| ApiError::Internal(format!("cannot read the backup: {e}")))?;
+        let records = crate::log::export::read(&data)
+            .map_err(|e| ApiError::BadRequest(format!("invalid `file`: {e}")))?;
+        // The whole backup must be a sound chain, not just the part that is new.
+        let mut prev = crate::log::GENESIS_HASH;
+        for (i, r) in records.iter().enumerate() {
+            let expected = i as u64 + 1;
+            if r.seq != expected || crate::log::chain_hash(&prev, &r.bytes) != r.hash {
+                return Err(ApiError::BadRequest(format!(
+                    "invalid `file`: the backup's chain is broken at position {expected}"
+                )));
+            }
+            prev = r.hash;
+        }
+        if (records.len() as u64) < head {
+            return Err(ApiError::Conflict(format!(
+                "the backup ends at position {} and this log is at {head}: it is behind",
+                records.len()
+            )));
+        }
+        if head > 0 {
+            let ours = log
+                .hash_at(head)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            if ours != Some(records[head as usize - 1].hash) {
+                return Err(ApiError::Conflict(format!(
+                    "the backup's history differs from this log's at or before position {head}; restore it into an empty data directory with `gatehouse import`"
+                )));
+            }
+        }
+        Ok(records.into_iter().skip(head as usize).collect())
+    })
+    .await
+    .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))??;
+    let imported = records.len();
+    let committed = if imported == 0 {
+        crate::writer::Committed { seq: head }
+    } else {
+        app.writer.import(records).await?
+    };
+    Ok(super::written(
+        HttpResponse::Ok().json(json!({"imported": imported, "position": committed.seq})),
+        committed,
+    ))
 }

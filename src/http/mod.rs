@@ -373,6 +373,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/access/api/v1/audit/diff"),
     ("GET", "/access/api/v1/audit/checkpoints"),
     ("POST", "/access/api/v1/system/backup/export"),
+    ("POST", "/access/api/v1/system/backup/import"),
     ("POST", "/access/api/v1/audit/checkpoints"),
     ("GET", "/access/api/v1/authorize"),
     ("GET", "/access/api/v1/authorize/effective"),

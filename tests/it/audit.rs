@@ -903,3 +903,117 @@ fn a_purge_erases_personal_data_and_the_chain_still_verifies() {
         assert!(!text.windows(s.len()).any(|w| w == s));
     }
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// A backup that continues a server's log is imported over HTTP (a server restored from
+/// an older backup catches up); one that diverges is refused.
+#[test]
+fn a_later_backup_is_imported_over_http_and_a_foreign_one_refused() {
+    let a = TestApp::spawn();
+    let admin = a.admin();
+    for i in 0..5 {
+        a.create_user(&format!("early{i}"), "password-1");
+    }
+    let first = admin
+        .post_empty("/access/api/v1/system/backup/export")
+        .json()["file"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for i in 0..7 {
+        a.create_user(&format!("late{i}"), "password-1");
+    }
+    let second = admin
+        .post_empty("/access/api/v1/system/backup/export")
+        .json()["file"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let digest = a.digest()["digest"].as_str().unwrap().to_string();
+    let a_dir = a.dir.clone();
+    let _a_tmp = a.stop();
+    // B: restored from the first backup, with A's keys (they are not in backups).
+    let tmp = tempfile::tempdir().unwrap();
+    let b_dir = tmp.path().join("b");
+    let (ok, out) = gatehouse(&[
+        "import",
+        "--data-dir",
+        b_dir.to_str().unwrap(),
+        "--in",
+        &first,
+    ]);
+    assert!(ok, "{out}");
+    copy_dir(&a_dir.join("keys"), &b_dir.join("keys"));
+    std::fs::copy(
+        a_dir.join("initial-admin-password"),
+        b_dir.join("initial-admin-password"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(b_dir.join("backup")).unwrap();
+    std::fs::copy(&second, b_dir.join("backup").join("later.bin")).unwrap();
+    let b = TestApp::start(b_dir.clone(), Config::default()).unwrap();
+    let b_admin = Client::new(&b.base, Some(("admin", &b.admin_password)));
+    assert_eq!(b_admin.get("/access/api/v2/users/late3").status, 404);
+    let r = b_admin.post(
+        "/access/api/v1/system/backup/import",
+        &json!({"file": "later.bin"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["imported"], 7);
+    assert_eq!(b_admin.get("/access/api/v2/users/late3").status, 200);
+    assert_eq!(
+        b.digest()["digest"],
+        digest.as_str(),
+        "the same state as A's"
+    );
+    let r = b_admin.post(
+        "/access/api/v1/system/backup/import",
+        &json!({"file": "later.bin"}),
+    );
+    assert_eq!(
+        r.json()["imported"],
+        0,
+        "importing it again changes nothing"
+    );
+    // Refused: names outside the backup folder, missing files, other histories.
+    for (body, status) in [
+        (json!({"file": "../log/db"}), 400),
+        (json!({"file": ".hidden"}), 400),
+        (json!({"file": "nope.bin"}), 404),
+        (json!({"name": "x"}), 400),
+    ] {
+        assert_eq!(
+            b_admin
+                .post("/access/api/v1/system/backup/import", &body)
+                .status,
+            status,
+            "{body}"
+        );
+    }
+    let c = TestApp::spawn();
+    let foreign = c
+        .admin()
+        .post_empty("/access/api/v1/system/backup/export")
+        .json()["file"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::copy(&foreign, b_dir.join("backup").join("foreign.bin")).unwrap();
+    let r = b_admin.post(
+        "/access/api/v1/system/backup/import",
+        &json!({"file": "foreign.bin"}),
+    );
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(b.digest()["digest"], digest.as_str(), "nothing changed");
+}
