@@ -100,6 +100,14 @@ fn as_of_gives_back_every_recorded_state_and_diffs_match() {
                 "/access/api/v1/projects",
                 &json!({"project_key": format!("p{n}"), "display_name": format!("P {n}")}),
             ),
+            10 if next(2) == 0 && !users.is_empty() => {
+                // A revocable token (kept as a record), or a revocation of one.
+                let u = users[next(users.len())].clone();
+                admin.post(
+                    "/access/api/v1/tokens",
+                    &json!({"username": u, "scope": "applied-permissions/user", "expires_in": 86400}),
+                )
+            }
             10 => admin.post(
                 "/access/api/v1/orgs/acme/access_keys",
                 &json!({"id": format!("k{n}"), "password": "password-1"}),
