@@ -130,15 +130,27 @@ impl AppState {
     }
 
     /// The key that encrypts this user's personal data (its existing one, or a new one).
-    pub fn personal_key(
-        &self,
-        user: Option<&gatehouse_projections::User>,
-    ) -> Result<String, ApiError> {
-        if let Some(id) = user.and_then(user_key_id) {
-            return Ok(id);
+    pub async fn personal_key(&self, username: &str) -> Result<String, ApiError> {
+        let existing = self
+            .read()
+            .directory
+            .users
+            .get(username)
+            .and_then(user_key_id);
+        match existing {
+            Some(id) => Ok(id),
+            None => self.new_personal_key().await,
         }
-        self.personal
-            .create()
+    }
+
+    /// A new personal-data key. Its file is fsynced before the event that needs it can
+    /// be written, so this runs on the blocking pool: many creations sync in parallel
+    /// instead of stalling the HTTP workers one fsync at a time.
+    pub async fn new_personal_key(&self) -> Result<String, ApiError> {
+        let keys = self.personal.clone();
+        web::block(move || keys.create())
+            .await
+            .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?
             .map_err(|e| ApiError::Internal(e.to_string()))
     }
 

@@ -1018,7 +1018,7 @@ async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse>
     };
     // Personal data enters the log encrypted with the user's own key.
     let app = app_of(&req);
-    let key = app.personal_key(None)?;
+    let key = app.new_personal_key().await?;
     let sealed_email = input
         .email
         .as_deref()
@@ -1091,10 +1091,7 @@ async fn replace_user(
             .ok_or_else(|| ScimError::not_found(format!("user `{username}` not found")))?;
         (u.internal_password_disabled, u.status)
     };
-    let key = {
-        let s = app.read();
-        app.personal_key(s.directory.users.get(username))?
-    };
+    let key = app.personal_key(username).await?;
     let mut changes = UserChanges {
         email: Some(match &input.email {
             Some(e) => app.seal(&key, e)?,

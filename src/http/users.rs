@@ -209,7 +209,7 @@ async fn create(
     // Personal data is encrypted with the user's own key before it enters an event.
     let email = match body.email.filter(|e| !e.is_empty()) {
         Some(e) => {
-            let key = app.personal_key(None)?;
+            let key = app.new_personal_key().await?;
             Some(app.seal(&key, &e)?)
         }
         None => None,
@@ -332,10 +332,7 @@ async fn patch(
     };
     let email = match body.email {
         Some(e) if !e.is_empty() => {
-            let key = {
-                let s = app.read();
-                app.personal_key(s.directory.users.get(&username))?
-            };
+            let key = app.personal_key(&username).await?;
             Some(app.seal(&key, &e)?)
         }
         other => other,
