@@ -81,6 +81,25 @@ impl PersonalKeys {
         Ok(id)
     }
 
+    /// A key with a fixed name (for server secrets such as webhook secrets), made on
+    /// first use.
+    pub fn named(&self, name: &str) -> Result<String, KeyStoreError> {
+        if !Self::valid_id(name) {
+            return Err(KeyStoreError(format!("`{name}` is not a key name")));
+        }
+        if self.key(name).is_none() {
+            let mut key = [0u8; 32];
+            getrandom::getrandom(&mut key).map_err(|e| KeyStoreError(e.to_string()))?;
+            crate::app::write_private(&self.dir.join(name), &URL_SAFE_NO_PAD.encode(key))
+                .map_err(|e| KeyStoreError(e.to_string()))?;
+            self.cache
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.to_string(), Some(key));
+        }
+        Ok(name.to_string())
+    }
+
     /// Encrypt `plain` with key `id`.
     pub fn encrypt(&self, id: &str, plain: &str) -> Result<String, KeyStoreError> {
         let key = self

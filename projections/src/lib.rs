@@ -43,6 +43,16 @@ pub struct State {
     /// Signed checkpoints, oldest first.
     #[serde(default)]
     pub checkpoints: Vec<gatehouse_schemas::Checkpoint>,
+    /// Webhook subscriptions by key.
+    #[serde(default)]
+    pub subscriptions: BTreeMap<String, SubscriptionRecord>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionRecord {
+    pub subscription: gatehouse_schemas::Subscription,
+    pub created_seq: u64,
+    pub updated_seq: u64,
 }
 
 /// Repositories by key, with their project assignment and sharing.
@@ -480,6 +490,20 @@ impl State {
                 }
             }
             Event::CheckpointSigned(c) => self.checkpoints.push(c.clone()),
+            Event::SubscriptionSaved(sub) => {
+                let rec = self
+                    .subscriptions
+                    .entry(sub.key.clone())
+                    .or_insert_with(|| SubscriptionRecord {
+                        created_seq: seq,
+                        ..Default::default()
+                    });
+                rec.subscription = sub.clone();
+                rec.updated_seq = seq;
+            }
+            Event::SubscriptionDeleted { key } => {
+                self.subscriptions.remove(key);
+            }
             Event::UserRenamed { from, to } => {
                 self.rename_user(from, to, seq, now);
             }

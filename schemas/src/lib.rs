@@ -252,6 +252,38 @@ pub struct Entitlement {
     pub tags: Vec<String>,
 }
 
+/// One way a webhook subscription delivers: `webhook` (a JSON POST signed with
+/// `secret`) or `custom-webhook` (a `payload` template with `{{.data.…}}` and
+/// `{{.secrets.…}}` placeholders). Secret values are stored encrypted
+/// (`enc:v1:…`, see the server's `personal` module), never in clear.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionHandler {
+    pub handler_type: String,
+    pub url: String,
+    /// `webhook`: the encrypted secret.
+    pub secret: Option<String>,
+    pub proxy: Option<String>,
+    /// Extra request headers (name, value).
+    pub headers: Vec<(String, String)>,
+    /// `custom-webhook`: the body template.
+    pub payload: Option<String>,
+    /// `custom-webhook`: named secrets (name, encrypted value).
+    pub secrets: Vec<(String, String)>,
+}
+
+/// A webhook subscription (seed 004 "WEBHOOKS"), saved whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub key: String,
+    pub description: Option<String>,
+    pub enabled: bool,
+    pub domain: String,
+    pub event_types: Vec<String>,
+    pub include_patterns: Vec<String>,
+    pub exclude_patterns: Vec<String>,
+    pub handlers: Vec<SubscriptionHandler>,
+}
+
 /// A signed statement that the log's hash chain at `position` ends in `head_hash`:
 /// anyone with the server's public key can check an exported log up to there offline.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -381,6 +413,10 @@ pub enum Event {
         to: String,
     },
     CheckpointSigned(Checkpoint),
+    SubscriptionSaved(Subscription),
+    SubscriptionDeleted {
+        key: String,
+    },
     RepositorySaved(Repository),
     /// Also ends its project assignment and sharing.
     RepositoryDeleted {
@@ -489,6 +525,8 @@ impl Event {
         "GroupScimSaved",
         "UserRenamed",
         "CheckpointSigned",
+        "SubscriptionSaved",
+        "SubscriptionDeleted",
     ];
 
     /// The event type's name, as stored and as shown in the audit trail.
@@ -521,6 +559,8 @@ impl Event {
             Event::GroupScimSaved { .. } => "GroupScimSaved",
             Event::UserRenamed { .. } => "UserRenamed",
             Event::CheckpointSigned(_) => "CheckpointSigned",
+            Event::SubscriptionSaved(_) => "SubscriptionSaved",
+            Event::SubscriptionDeleted { .. } => "SubscriptionDeleted",
             Event::RepositorySaved(_) => "RepositorySaved",
             Event::RepositoryDeleted { .. } => "RepositoryDeleted",
             Event::ProjectSaved(_) => "ProjectSaved",
@@ -811,6 +851,27 @@ pub fn samples() -> Vec<Envelope> {
             kid: "3f2a9c0d1e4b5a6f".into(),
             signature: "c2lnbmF0dXJl".into(),
         }),
+        Event::SubscriptionSaved(Subscription {
+            key: "QaAudit".into(),
+            description: Some("audit user changes".into()),
+            enabled: true,
+            domain: "user".into(),
+            event_types: vec!["created".into(), "deleted".into()],
+            include_patterns: vec!["qa-*".into()],
+            exclude_patterns: vec![],
+            handlers: vec![SubscriptionHandler {
+                handler_type: "webhook".into(),
+                url: "https://qa.my-company.test/".into(),
+                secret: Some("enc:v1:webhooks:bm9uY2VjaXBoZXJ0ZXh0".into()),
+                proxy: None,
+                headers: vec![("X-MyCompany-Header".into(), "whatever".into())],
+                payload: None,
+                secrets: vec![],
+            }],
+        }),
+        Event::SubscriptionDeleted {
+            key: "QaAudit".into(),
+        },
     ];
     events
         .into_iter()

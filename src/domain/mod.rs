@@ -266,6 +266,14 @@ pub enum Command {
         name: String,
         if_match: Option<u64>,
     },
+    /// Create (`create_only`) or replace a webhook subscription.
+    SaveSubscription {
+        subscription: gatehouse_schemas::Subscription,
+        create_only: bool,
+    },
+    DeleteSubscription {
+        key: String,
+    },
     /// Record a signed checkpoint (a no-op when one at or after its position exists).
     RecordCheckpoint(gatehouse_schemas::Checkpoint),
     CompletePairing {
@@ -1144,6 +1152,31 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
                     username: name.clone(),
                 }
             }])
+        }
+        Command::SaveSubscription {
+            subscription,
+            create_only,
+        } => {
+            let exists = state.subscriptions.contains_key(&subscription.key);
+            if *create_only && exists {
+                return Err(DomainError::AlreadyExists(format!(
+                    "subscription `{}`",
+                    subscription.key
+                )));
+            }
+            if !*create_only && !exists {
+                return Err(DomainError::NotFound(format!(
+                    "subscription `{}`",
+                    subscription.key
+                )));
+            }
+            Ok(vec![Event::SubscriptionSaved(subscription.clone())])
+        }
+        Command::DeleteSubscription { key } => {
+            if !state.subscriptions.contains_key(key) {
+                return Err(DomainError::NotFound(format!("subscription `{key}`")));
+            }
+            Ok(vec![Event::SubscriptionDeleted { key: key.clone() }])
         }
         Command::RecordCheckpoint(c) => {
             if c.position > state.seq {

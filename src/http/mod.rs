@@ -20,6 +20,7 @@ mod signed_urls;
 mod system;
 mod tokens;
 mod users;
+mod webhooks;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
@@ -387,6 +388,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/access/api/v1/system/backup/export"),
     ("POST", "/access/api/v1/system/backup/import"),
     ("POST", "/access/api/v1/audit/checkpoints"),
+    ("GET", "/event/api/v1/subscriptions"),
+    ("POST", "/event/api/v1/subscriptions"),
+    ("POST", "/event/api/v1/subscriptions/test"),
+    ("GET", "/event/api/v1/subscriptions/{key}"),
+    ("PUT", "/event/api/v1/subscriptions/{key}"),
+    ("DELETE", "/event/api/v1/subscriptions/{key}"),
     ("GET", "/access/api/v1/authorize"),
     ("GET", "/access/api/v1/authorize/effective"),
 ];
@@ -424,6 +431,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     access_keys::configure(cfg);
     scim::configure(cfg);
     audit::configure(cfg);
+    webhooks::configure(cfg);
     authorize::configure(cfg);
     users::configure_aliases(cfg);
     cfg.default_service(web::to(not_found));

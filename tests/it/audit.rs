@@ -803,22 +803,6 @@ fn streaming_a_million_events_keeps_memory_flat() {
     server.kill();
 }
 
-fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
-    let mut hits = vec![];
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = entry.path();
-        if p.is_dir() {
-            hits.extend(files_containing(&p, needle));
-        } else if std::fs::read(&p)
-            .map(|b| b.windows(needle.len()).any(|w| w == needle))
-            .unwrap_or(false)
-        {
-            hits.push(p.display().to_string());
-        }
-    }
-    hits
-}
-
 /// Personal data is never on disk in clear; a purge destroys the user's key, so what the
 /// events, snapshots and exports hold of it is unreadable, while the chain verifies.
 #[test]
@@ -858,7 +842,7 @@ fn a_purge_erases_personal_data_and_the_chain_still_verifies() {
         b"Privacy Lane",
     ];
     for s in secrets {
-        let hits = files_containing(&app.dir, s);
+        let hits = crate::helpers::files_containing(&app.dir, s);
         assert!(
             hits.is_empty(),
             "{} in clear in {hits:?}",
@@ -890,7 +874,7 @@ fn a_purge_erases_personal_data_and_the_chain_still_verifies() {
     let (ok, out) = gatehouse(&["verify", "--data-dir", dir.to_str().unwrap()]);
     assert!(ok, "the chain still verifies: {out}");
     for s in secrets {
-        assert!(files_containing(&dir, s).is_empty());
+        assert!(crate::helpers::files_containing(&dir, s).is_empty());
     }
     // An export made after the purge cannot bring it back either.
     let export = tmp.path().join("after-purge.bin");

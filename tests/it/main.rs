@@ -18,3 +18,4 @@ mod secrets;
 mod system;
 mod tokens;
 mod users;
+mod webhooks;

@@ -1,0 +1,672 @@
+//! Webhook subscriptions (seed 004 "WEBHOOKS", under `/event/api/v1`): list, create,
+//! get, replace, delete, and `POST …/subscriptions/test`, which sends a sample event to
+//! a definition's handlers and says how the receiver answered.
+//!
+//! Subscriptions are events (so they have a history and `as_of`). Secret values are
+//! write-only: they are stored encrypted with the server's `webhooks` key (outside the
+//! log) and answers show only that a secret is set, or the names of named secrets.
+//! Delivering committed events to subscriptions is not built yet (see the issue notes).
+
+use super::error::ApiError;
+use super::extract::{Admin, Body, RequestId};
+use super::{resource, written, AppState};
+use crate::authorize::valid_pattern;
+use crate::domain::Command;
+use actix_web::{web, HttpRequest, HttpResponse};
+use gatehouse_schemas::{Subscription, SubscriptionHandler};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/event/api/v1/subscriptions")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(resource("/event/api/v1/subscriptions/test").route(web::post().to(test)))
+    .service(
+        resource("/event/api/v1/subscriptions/{key}")
+            .route(web::get().to(get))
+            .route(web::put().to(replace))
+            .route(web::delete().to(delete)),
+    );
+}
+
+/// Domains and their event types (documented in README and openapi.yaml).
+pub const DOMAINS: &[(&str, &[&str])] = &[
+    (
+        "user",
+        &[
+            "created",
+            "updated",
+            "deleted",
+            "locked",
+            "unlocked",
+            "password_changed",
+        ],
+    ),
+    (
+        "group",
+        &["created", "updated", "deleted", "members_changed"],
+    ),
+    ("token", &["created", "refreshed", "revoked"]),
+    ("permission", &["created", "updated", "deleted"]),
+    ("entitlement", &["created", "updated", "deleted"]),
+    ("access_key", &["created", "updated", "deleted"]),
+    (
+        "project",
+        &["created", "updated", "deleted", "member_changed"],
+    ),
+    ("federation", &["target_changed", "broadcast_done"]),
+];
+
+const SECRETS_KEY: &str = "webhooks";
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CriteriaIn {
+    #[serde(default, alias = "include_patterns", rename = "includePatterns")]
+    include_patterns: Vec<String>,
+    #[serde(default, alias = "exclude_patterns", rename = "excludePatterns")]
+    exclude_patterns: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilterIn {
+    domain: String,
+    event_types: Vec<String>,
+    #[serde(default)]
+    criteria: Option<CriteriaIn>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeaderIn {
+    name: String,
+    value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretIn {
+    name: String,
+    /// Absent on a replace: keep the value stored under this name.
+    #[serde(default)]
+    value: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HandlerIn {
+    handler_type: String,
+    url: String,
+    /// Absent on a replace: keep the stored one.
+    #[serde(default)]
+    secret: Option<String>,
+    #[serde(default)]
+    proxy: Option<String>,
+    #[serde(default)]
+    custom_http_headers: Vec<HeaderIn>,
+    #[serde(default)]
+    http_headers: Vec<HeaderIn>,
+    #[serde(default)]
+    payload: Option<String>,
+    #[serde(default)]
+    secrets: Vec<SecretIn>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscriptionIn {
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    enabled: Option<bool>,
+    event_filter: FilterIn,
+    handlers: Vec<HandlerIn>,
+}
+
+fn bad(msg: String) -> ApiError {
+    ApiError::BadRequest(msg)
+}
+
+fn check_key(key: &str) -> Result<(), ApiError> {
+    if key.is_empty()
+        || key.len() > 64
+        || !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(bad(format!(
+            "invalid `key`: `{}` (1 to 64 letters, digits, `-`, `_`, `.`)",
+            key.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+/// Only `http` and `https`, with a host, no whitespace.
+fn check_url(field: &str, url: &str) -> Result<(), ApiError> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    let ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/') && !r.starts_with(':'))
+        && url.len() <= 2048
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !ok {
+        return Err(bad(format!(
+            "invalid `{field}`: an http:// or https:// URL"
+        )));
+    }
+    Ok(())
+}
+
+fn check_header(field: &str, h: &HeaderIn) -> Result<(String, String), ApiError> {
+    let name_ok = !h.name.is_empty()
+        && h.name.len() <= 128
+        && h.name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !name_ok {
+        return Err(bad(format!(
+            "invalid `{field}.name`: `{}` is not a header name",
+            h.name.escape_debug()
+        )));
+    }
+    if h.value.len() > 4096 || h.value.chars().any(|c| c.is_control()) {
+        return Err(bad(format!(
+            "invalid `{field}.value`: at most 4096 characters, no control characters"
+        )));
+    }
+    Ok((h.name.clone(), h.value.clone()))
+}
+
+/// Validate a definition and turn it into what is stored; `previous` supplies secrets a
+/// replace leaves out.
+fn subscription_in(
+    app: &AppState,
+    key: String,
+    w: SubscriptionIn,
+    previous: Option<&Subscription>,
+) -> Result<Subscription, ApiError> {
+    check_key(&key)?;
+    if let Some(d) = &w.description {
+        if d.chars().count() > 1000 || d.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(bad("invalid `description`: at most 1000 characters".into()));
+        }
+    }
+    let f = w.event_filter;
+    let types = DOMAINS
+        .iter()
+        .find(|(d, _)| *d == f.domain)
+        .map(|(_, t)| *t)
+        .ok_or_else(|| {
+            bad(format!(
+                "invalid `event_filter.domain`: `{}` (use {})",
+                f.domain.escape_debug(),
+                DOMAINS
+                    .iter()
+                    .map(|(d, _)| *d)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+    if f.event_types.is_empty() {
+        return Err(bad(
+            "invalid `event_filter.event_types`: give at least one".into()
+        ));
+    }
+    for (i, t) in f.event_types.iter().enumerate() {
+        if !types.contains(&t.as_str()) {
+            return Err(bad(format!(
+                "invalid `event_filter.event_types[{i}]`: `{}` is not a `{}` event (use {})",
+                t.escape_debug(),
+                f.domain,
+                types.join(", ")
+            )));
+        }
+    }
+    let criteria = f.criteria.unwrap_or_default();
+    for (field, list) in [
+        ("includePatterns", &criteria.include_patterns),
+        ("excludePatterns", &criteria.exclude_patterns),
+    ] {
+        for (i, p) in list.iter().enumerate() {
+            if !valid_pattern(p) || p.len() > 1024 {
+                return Err(bad(format!(
+                    "invalid `event_filter.criteria.{field}[{i}]`: `{}` is not a valid pattern",
+                    p.escape_debug()
+                )));
+            }
+        }
+    }
+    if w.handlers.is_empty() {
+        return Err(bad("invalid `handlers`: give at least one".into()));
+    }
+    let seal = |plain: &str| -> Result<String, ApiError> {
+        let id = app
+            .personal
+            .named(SECRETS_KEY)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        app.seal(&id, plain)
+    };
+    let mut handlers = Vec::new();
+    for (i, h) in w.handlers.into_iter().enumerate() {
+        let field = format!("handlers[{i}]");
+        let before = previous
+            .and_then(|p| p.handlers.get(i))
+            .filter(|b| b.handler_type == h.handler_type);
+        check_url(&format!("{field}.url"), &h.url)?;
+        match h.handler_type.as_str() {
+            "webhook" => {
+                if h.payload.is_some() || !h.secrets.is_empty() || !h.http_headers.is_empty() {
+                    return Err(bad(format!(
+                        "invalid `{field}`: `payload`, `secrets` and `http_headers` belong to `custom-webhook` handlers"
+                    )));
+                }
+                let headers = h
+                    .custom_http_headers
+                    .iter()
+                    .enumerate()
+                    .map(|(j, x)| check_header(&format!("{field}.custom_http_headers[{j}]"), x))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let secret = match &h.secret {
+                    Some(s) if s.len() > 1024 => {
+                        return Err(bad(format!(
+                            "invalid `{field}.secret`: at most 1024 characters"
+                        )))
+                    }
+                    Some(s) => Some(seal(s)?),
+                    None => before.and_then(|b| b.secret.clone()),
+                };
+                handlers.push(SubscriptionHandler {
+                    handler_type: h.handler_type,
+                    url: h.url,
+                    secret,
+                    proxy: h.proxy,
+                    headers,
+                    payload: None,
+                    secrets: vec![],
+                });
+            }
+            "custom-webhook" => {
+                if h.secret.is_some() || !h.custom_http_headers.is_empty() {
+                    return Err(bad(format!(
+                        "invalid `{field}`: `secret` and `custom_http_headers` belong to `webhook` handlers (use `secrets`, `http_headers`)"
+                    )));
+                }
+                if h.payload.as_ref().is_some_and(|p| p.len() > 65_536) {
+                    return Err(bad(format!("invalid `{field}.payload`: at most 64 KiB")));
+                }
+                let headers = h
+                    .http_headers
+                    .iter()
+                    .enumerate()
+                    .map(|(j, x)| check_header(&format!("{field}.http_headers[{j}]"), x))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut secrets = Vec::new();
+                for (j, s) in h.secrets.iter().enumerate() {
+                    let name_ok = !s.name.is_empty()
+                        && s.name.len() <= 64
+                        && s.name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+                    if !name_ok {
+                        return Err(bad(format!(
+                            "invalid `{field}.secrets[{j}].name`: letters, digits and `_`"
+                        )));
+                    }
+                    let value = match &s.value {
+                        Some(v) => seal(v)?,
+                        None => before
+                            .and_then(|b| b.secrets.iter().find(|(n, _)| *n == s.name))
+                            .map(|(_, v)| v.clone())
+                            .ok_or_else(|| {
+                                bad(format!(
+                                    "invalid `{field}.secrets[{j}].value`: required for a new secret"
+                                ))
+                            })?,
+                    };
+                    secrets.push((s.name.clone(), value));
+                }
+                handlers.push(SubscriptionHandler {
+                    handler_type: h.handler_type,
+                    url: h.url,
+                    secret: None,
+                    proxy: h.proxy,
+                    headers,
+                    payload: h.payload,
+                    secrets,
+                });
+            }
+            other => {
+                return Err(bad(format!(
+                    "invalid `{field}.handler_type`: `{}` (use webhook or custom-webhook)",
+                    other.escape_debug()
+                )))
+            }
+        }
+    }
+    Ok(Subscription {
+        key,
+        description: w.description,
+        enabled: w.enabled.unwrap_or(true),
+        domain: f.domain,
+        event_types: f.event_types,
+        include_patterns: criteria.include_patterns,
+        exclude_patterns: criteria.exclude_patterns,
+        handlers,
+    })
+}
+
+/// A subscription as answers show it: no secret values.
+fn subscription_out(s: &Subscription) -> Value {
+    let handlers: Vec<Value> = s
+        .handlers
+        .iter()
+        .map(|h| {
+            let headers: Vec<Value> = h
+                .headers
+                .iter()
+                .map(|(n, v)| json!({"name": n, "value": v}))
+                .collect();
+            if h.handler_type == "webhook" {
+                json!({
+                    "handler_type": h.handler_type,
+                    "url": h.url,
+                    "secret_set": h.secret.is_some(),
+                    "proxy": h.proxy,
+                    "custom_http_headers": headers,
+                })
+            } else {
+                json!({
+                    "handler_type": h.handler_type,
+                    "url": h.url,
+                    "payload": h.payload,
+                    "secrets": h.secrets.iter().map(|(n, _)| json!({"name": n})).collect::<Vec<_>>(),
+                    "http_headers": headers,
+                })
+            }
+        })
+        .collect();
+    json!({
+        "key": s.key,
+        "description": s.description,
+        "enabled": s.enabled,
+        "event_filter": {
+            "domain": s.domain,
+            "event_types": s.event_types,
+            "criteria": {"includePatterns": s.include_patterns, "excludePatterns": s.exclude_patterns},
+        },
+        "handlers": handlers,
+    })
+}
+
+async fn list(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> HttpResponse {
+    let s = app.view(&req);
+    let items: Vec<Value> = s
+        .subscriptions
+        .values()
+        .map(|r| subscription_out(&r.subscription))
+        .collect();
+    HttpResponse::Ok().json(items)
+}
+
+async fn get(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let s = app.view(&req);
+    let r = s
+        .subscriptions
+        .get(path.as_str())
+        .ok_or_else(|| ApiError::NotFound(format!("subscription `{path}` not found")))?;
+    Ok(HttpResponse::Ok().json(subscription_out(&r.subscription)))
+}
+
+async fn create(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    Body(body): Body<SubscriptionIn>,
+) -> Result<HttpResponse, ApiError> {
+    let key = body
+        .key
+        .clone()
+        .ok_or_else(|| bad("invalid `key`: required".into()))?;
+    let sub = subscription_in(&app, key, body, None)?;
+    let committed = app
+        .submit(
+            Command::SaveSubscription {
+                subscription: sub.clone(),
+                create_only: true,
+            },
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(
+        HttpResponse::Created().json(subscription_out(&sub)),
+        committed,
+    ))
+}
+
+/// PUT answers 204 (seed 004); secrets left out keep their stored values.
+async fn replace(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+    Body(body): Body<SubscriptionIn>,
+) -> Result<HttpResponse, ApiError> {
+    let key = path.into_inner();
+    if body.key.as_ref().is_some_and(|k| *k != key) {
+        return Err(bad("invalid `key`: must match the key in the path".into()));
+    }
+    let previous = app
+        .read()
+        .subscriptions
+        .get(&key)
+        .map(|r| r.subscription.clone())
+        .ok_or_else(|| ApiError::NotFound(format!("subscription `{key}` not found")))?;
+    let sub = subscription_in(&app, key, body, Some(&previous))?;
+    let committed = app
+        .submit(
+            Command::SaveSubscription {
+                subscription: sub,
+                create_only: false,
+            },
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(HttpResponse::NoContent().finish(), committed))
+}
+
+async fn delete(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let committed = app
+        .submit(
+            Command::DeleteSubscription {
+                key: path.into_inner(),
+            },
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(HttpResponse::NoContent().finish(), committed))
+}
+
+/// HMAC-SHA256 of `body` with `secret`, hex.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(body);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Fill a custom payload template: `{{.secrets.name}}`, and any path into the event
+/// (`{{.data.name}}`, `{{.event_type}}`, `{{.domain}}`, …).
+pub fn render_template(template: &str, data: &Value, secrets: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find("}}") else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let expr = rest[start + 2..start + end].trim();
+        let value = if let Some(name) = expr.strip_prefix(".secrets.") {
+            secrets
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        } else if let Some(path) = expr.strip_prefix('.') {
+            let mut v = data;
+            for part in path.split('.') {
+                v = &v[part];
+            }
+            match v {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            }
+        } else {
+            String::new()
+        };
+        out.push_str(&value);
+        rest = &rest[start + end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Send one delivery (blocking): 5-second timeout, redirects not followed.
+pub fn send(url: &str, body: &[u8], headers: &[(String, String)]) -> Result<u16, String> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(std::time::Duration::from_secs(5))
+        .redirects(0)
+        .build();
+    let mut req = agent.post(url);
+    for (n, v) in headers {
+        req = req.set(n, v);
+    }
+    match req.send_bytes(body) {
+        Ok(r) => Ok(r.status()),
+        Err(ureq::Error::Status(code, _)) => Ok(code),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `POST /event/api/v1/subscriptions/test`: send a sample event for the given definition
+/// (not stored) to each of its handlers.
+async fn test(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    Body(body): Body<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let key = body["key"].as_str().unwrap_or("test").to_string();
+    let def: SubscriptionIn = super::extract::from_value(body.clone())?;
+    // Secrets of the definition are used as given (in clear, for this request only).
+    let clear: Vec<(Option<String>, Vec<(String, String)>)> = def
+        .handlers
+        .iter()
+        .map(|h| {
+            (
+                h.secret.clone(),
+                h.secrets
+                    .iter()
+                    .map(|s| (s.name.clone(), s.value.clone().unwrap_or_default()))
+                    .collect(),
+            )
+        })
+        .collect();
+    let sub = subscription_in(&app, key.clone(), def, None)?;
+    let (service_id, position, time_ms) = {
+        let s = app.read();
+        (s.service_id.clone().unwrap_or_default(), s.seq, s.time_ms)
+    };
+    let data = json!({"name": "sample", "note": "a test delivery from Gatehouse"});
+    let event = json!({
+        "domain": sub.domain,
+        "event_type": sub.event_types[0],
+        "subscription_key": key,
+        "source": service_id,
+        "position": position,
+        "timestamp": crate::timefmt::format(time_ms, true),
+        "data": data,
+    });
+    let mut failures = Vec::new();
+    let mut statuses = Vec::new();
+    for (h, (secret, secrets)) in sub.handlers.iter().zip(clear) {
+        let (bytes, mut headers) = if h.handler_type == "custom-webhook" {
+            let body = match &h.payload {
+                Some(t) => render_template(t, &event, &secrets),
+                None => event.to_string(),
+            };
+            (
+                body.into_bytes(),
+                vec![("Content-Type".to_string(), "application/json".to_string())],
+            )
+        } else {
+            let bytes = event.to_string().into_bytes();
+            let mut headers = vec![
+                ("Content-Type".to_string(), "application/json".to_string()),
+                (
+                    "X-Gatehouse-Idempotency-Key".to_string(),
+                    format!("{position}-{key}"),
+                ),
+            ];
+            if let Some(secret) = &secret {
+                headers.push((
+                    "X-Gatehouse-Signature".into(),
+                    format!("sha256={}", signature(secret, &bytes)),
+                ));
+                headers.push(("X-JFrog-Event-Auth".into(), secret.clone()));
+            }
+            (bytes, headers)
+        };
+        // A custom webhook's headers may use the same placeholders as its payload.
+        let custom = h.handler_type == "custom-webhook";
+        headers.extend(h.headers.iter().map(|(n, v)| {
+            let v = if custom {
+                render_template(v, &event, &secrets)
+            } else {
+                v.clone()
+            };
+            (n.clone(), v)
+        }));
+        let url = h.url.clone();
+        let result = web::block(move || send(&url, &bytes, &headers))
+            .await
+            .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
+        match result {
+            Ok(code) if (200..300).contains(&code) => {
+                statuses.push(format!("{} answered {code}", h.url))
+            }
+            Ok(code) => failures.push(format!("{} answered {code}", h.url)),
+            Err(e) => failures.push(format!("{}: {e}", h.url)),
+        }
+    }
+    Ok(HttpResponse::Ok().json(if failures.is_empty() {
+        json!({"result": "success", "message": statuses.join("; ")})
+    } else {
+        json!({"result": "failure", "message": failures.join("; ")})
+    }))
+}

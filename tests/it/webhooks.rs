@@ -1,0 +1,280 @@
+//! Webhook subscriptions (issue 7, first part): CRUD with every status code, write-only
+//! secrets, history through `as_of`, and the test endpoint against a real receiver.
+
+use crate::helpers::TestApp;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+
+const SUBS: &str = "/event/api/v1/subscriptions";
+
+fn definition(key: &str, url: &str) -> Value {
+    json!({
+        "key": key,
+        "description": "Triggers an audit when a user is created",
+        "enabled": true,
+        "event_filter": {"domain": "user", "event_types": ["created", "deleted"],
+                         "criteria": {"includePatterns": ["qa-*"], "excludePatterns": []}},
+        "handlers": [{"handler_type": "webhook", "url": url, "secret": "tell-no-one-123",
+                      "proxy": "mainProxy",
+                      "custom_http_headers": [{"name": "X-MyCompany-Header", "value": "whatever"}]}]
+    })
+}
+
+/// A loopback HTTP receiver: records each request's head and body, answers `status`.
+struct Receiver {
+    url: String,
+    status: Arc<AtomicU16>,
+    seen: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+}
+
+fn receiver() -> Receiver {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let status = Arc::new(AtomicU16::new(200));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (st, sn) = (status.clone(), seen.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let mut reader = BufReader::new(stream);
+            let mut head = String::new();
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            sn.lock().unwrap().push((head, body));
+            let code = st.load(Ordering::SeqCst);
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    Receiver { url, status, seen }
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[test]
+fn subscriptions_crud_with_write_only_secrets() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.post(SUBS, &definition("QaAudit", "https://qa.my-company.test/"));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let created_at: u64 = r.header("x-gatehouse-seq").unwrap().parse().unwrap();
+    assert!(!r.text.contains("tell-no-one-123"), "{}", r.text);
+    assert_eq!(r.json()["handlers"][0]["secret_set"], true);
+    assert_eq!(
+        admin
+            .post(SUBS, &definition("QaAudit", "https://x.test/"))
+            .status,
+        409
+    );
+    for (mutate, needle) in [
+        (
+            json!({"event_filter": {"domain": "artifact", "event_types": ["deployed"]}}),
+            "event_filter.domain",
+        ),
+        (
+            json!({"event_filter": {"domain": "user", "event_types": ["exploded"]}}),
+            "event_filter.event_types[0]",
+        ),
+        (
+            json!({"event_filter": {"domain": "user", "event_types": []}}),
+            "event_filter.event_types",
+        ),
+        (
+            json!({"event_filter": {"domain": "user", "event_types": ["created"], "criteria": {"includePatterns": ["a[b"]}}}),
+            "includePatterns[0]",
+        ),
+        (json!({"handlers": []}), "handlers"),
+        (
+            json!({"handlers": [{"handler_type": "webhook", "url": "ftp://x.test/"}]}),
+            "handlers[0].url",
+        ),
+        (
+            json!({"handlers": [{"handler_type": "webhook", "url": "file:///etc/passwd"}]}),
+            "handlers[0].url",
+        ),
+        (
+            json!({"handlers": [{"handler_type": "pigeon", "url": "https://x.test/"}]}),
+            "handlers[0].handler_type",
+        ),
+        (
+            json!({"handlers": [{"handler_type": "webhook", "url": "https://x.test/", "custom_http_headers": [{"name": "Bad Header", "value": "x"}]}]}),
+            "custom_http_headers[0].name",
+        ),
+        (
+            json!({"handlers": [{"handler_type": "custom-webhook", "url": "https://x.test/", "secrets": [{"name": "token"}]}]}),
+            "secrets[0].value",
+        ),
+        (json!({"key": "bad key"}), "key"),
+        (json!({"colour": "red"}), "colour"),
+    ] {
+        let mut body = definition("Other", "https://x.test/");
+        for (k, v) in mutate.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let r = admin.post(SUBS, &body);
+        assert_eq!(r.status, 400, "{mutate}: {}", r.text);
+        assert!(r.error_message().contains(needle), "{mutate}: {}", r.text);
+    }
+    let one = admin.get(&format!("{SUBS}/QaAudit")).json();
+    assert_eq!(
+        one["event_filter"]["criteria"]["includePatterns"],
+        json!(["qa-*"])
+    );
+    assert_eq!(
+        one["handlers"][0]["custom_http_headers"][0]["name"],
+        "X-MyCompany-Header"
+    );
+    assert!(one["handlers"][0].get("secret").is_none());
+    assert_eq!(admin.get(SUBS).json().as_array().unwrap().len(), 1);
+    // A replace without the secret keeps it; snake_case criteria are accepted too.
+    let mut changed = definition("QaAudit", "https://qa2.my-company.test/");
+    changed["handlers"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("secret");
+    changed["event_filter"]["criteria"] = json!({"include_patterns": ["qa-*", "ops-*"]});
+    let r = admin.put(&format!("{SUBS}/QaAudit"), &changed);
+    assert_eq!(r.status, 204, "{}", r.text);
+    let one = admin.get(&format!("{SUBS}/QaAudit")).json();
+    assert_eq!(one["handlers"][0]["secret_set"], true);
+    assert_eq!(one["handlers"][0]["url"], "https://qa2.my-company.test/");
+    assert_eq!(
+        one["event_filter"]["criteria"]["includePatterns"],
+        json!(["qa-*", "ops-*"])
+    );
+    // Custom webhooks show their secrets' names, never the values.
+    let custom = json!({"key": "Chat", "event_filter": {"domain": "group", "event_types": ["members_changed"]},
+        "handlers": [{"handler_type": "custom-webhook", "url": "https://chat.test/hook",
+                      "payload": "{\"text\": \"{{.data.name}}\"}",
+                      "secrets": [{"name": "token", "value": "chat-secret-456"}],
+                      "http_headers": [{"name": "Authorization", "value": "Bearer {{.secrets.token}}"}]}]});
+    let r = admin.post(SUBS, &custom);
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        r.json()["handlers"][0]["secrets"],
+        json!([{"name": "token"}])
+    );
+    assert!(!admin.get(SUBS).text.contains("chat-secret-456"));
+    assert_eq!(
+        admin
+            .put(
+                &format!("{SUBS}/Nope"),
+                &definition("Nope", "https://x.test/")
+            )
+            .status,
+        404
+    );
+    assert_eq!(
+        admin
+            .put(
+                &format!("{SUBS}/QaAudit"),
+                &definition("Other", "https://x.test/")
+            )
+            .status,
+        400
+    );
+    let deleted = admin.delete(&format!("{SUBS}/QaAudit"));
+    assert_eq!(deleted.status, 204);
+    assert_eq!(admin.delete(&format!("{SUBS}/QaAudit")).status, 404);
+    assert_eq!(admin.get(&format!("{SUBS}/QaAudit")).status, 404);
+    // Subscriptions are events: the past still has it.
+    assert_eq!(
+        admin
+            .get(&format!("{SUBS}/QaAudit?as_of={created_at}"))
+            .status,
+        200
+    );
+    // Secrets are never on disk in clear.
+    for secret in ["tell-no-one-123", "chat-secret-456"] {
+        let hits = crate::helpers::files_containing(&app.dir, secret.as_bytes());
+        assert!(hits.is_empty(), "{secret} in {hits:?}");
+    }
+    app.create_user("plain", "password-1");
+    assert_eq!(app.as_user("plain", "password-1").get(SUBS).status, 403);
+}
+
+#[test]
+fn the_test_endpoint_delivers_a_signed_sample_to_a_real_receiver() {
+    use hmac::Mac;
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let rx = receiver();
+    let r = admin.post(&format!("{SUBS}/test"), &definition("QaAudit", &rx.url));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["result"], "success", "{}", r.text);
+    let (head, body) = rx.seen.lock().unwrap()[0].clone();
+    assert!(head.starts_with("POST /hook "), "{head}");
+    assert_eq!(header(&head, "content-type"), Some("application/json"));
+    assert_eq!(header(&head, "x-mycompany-header"), Some("whatever"));
+    assert_eq!(header(&head, "x-jfrog-event-auth"), Some("tell-no-one-123"));
+    // The signature, checked with an independent HMAC.
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"tell-no-one-123").unwrap();
+    mac.update(&body);
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        header(&head, "x-gatehouse-signature"),
+        Some(format!("sha256={expected}").as_str())
+    );
+    let event: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(event["domain"], "user");
+    assert_eq!(event["event_type"], "created");
+    assert_eq!(event["subscription_key"], "QaAudit");
+    assert!(event["source"].as_str().unwrap().starts_with("jfac@"));
+    assert!(event["data"].is_object());
+    // A custom webhook: the template is filled.
+    let custom = json!({"key": "Chat", "event_filter": {"domain": "group", "event_types": ["members_changed"]},
+        "handlers": [{"handler_type": "custom-webhook", "url": rx.url,
+                      "payload": "{\"text\": \"{{.data.name}} by {{.secrets.token}}\"}",
+                      "secrets": [{"name": "token", "value": "s3"}],
+                      "http_headers": [{"name": "Authorization", "value": "Bearer {{.secrets.token}}"}]}]});
+    let r = admin.post(&format!("{SUBS}/test"), &custom);
+    assert_eq!(r.json()["result"], "success", "{}", r.text);
+    let (head, body) = rx.seen.lock().unwrap()[1].clone();
+    assert_eq!(header(&head, "authorization"), Some("Bearer s3"));
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        "{\"text\": \"sample by s3\"}"
+    );
+    // Failures say why.
+    rx.status.store(500, Ordering::SeqCst);
+    let r = admin.post(&format!("{SUBS}/test"), &definition("QaAudit", &rx.url));
+    assert_eq!(r.json()["result"], "failure");
+    assert!(
+        r.json()["message"].as_str().unwrap().contains("500"),
+        "{}",
+        r.text
+    );
+    let r = admin.post(
+        &format!("{SUBS}/test"),
+        &definition("QaAudit", "http://127.0.0.1:9/nothing"),
+    );
+    assert_eq!(r.json()["result"], "failure", "{}", r.text);
+    // Nothing was stored by testing.
+    assert_eq!(admin.get(SUBS).json(), json!([]));
+}
