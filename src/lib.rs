@@ -9,6 +9,7 @@ pub mod domain;
 pub mod http;
 pub mod keys;
 pub mod log;
+pub mod notices;
 pub mod personal;
 pub mod scim;
 pub mod timefmt;

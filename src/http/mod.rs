@@ -67,6 +67,11 @@ pub fn user_key_id(u: &gatehouse_projections::User) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The webhook domains and their event types (`webhooks::DOMAINS`).
+pub fn webhook_domains() -> &'static [(&'static str, &'static [&'static str])] {
+    webhooks::DOMAINS
+}
+
 /// How many past states are kept rebuilt.
 const PAST_CACHE: usize = 4;
 
