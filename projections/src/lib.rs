@@ -96,6 +96,15 @@ pub struct ProjectRecord {
 }
 
 impl ProjectRecord {
+    /// The member users (`kind` = `user`) or groups (`group`) and their roles.
+    pub fn members_mut(&mut self, kind: &str) -> &mut BTreeMap<String, BTreeSet<String>> {
+        if kind == "group" {
+            &mut self.groups
+        } else {
+            &mut self.users
+        }
+    }
+
     /// A role by name: custom ones first, then the predefined ones.
     pub fn role(&self, name: &str) -> Option<ProjectRole> {
         self.roles
@@ -614,11 +623,7 @@ impl State {
                 roles,
             } => {
                 if let Some(p) = self.projects.by_key.get_mut(project_key) {
-                    let members = if kind == "group" {
-                        &mut p.groups
-                    } else {
-                        &mut p.users
-                    };
+                    let members = p.members_mut(kind);
                     members.insert(name.clone(), roles.iter().cloned().collect());
                     p.updated_seq = seq;
                     self.projects.changed_seq = seq;
@@ -630,11 +635,7 @@ impl State {
                 name,
             } => {
                 if let Some(p) = self.projects.by_key.get_mut(project_key) {
-                    let members = if kind == "group" {
-                        &mut p.groups
-                    } else {
-                        &mut p.users
-                    };
+                    let members = p.members_mut(kind);
                     members.remove(name);
                     p.updated_seq = seq;
                     self.projects.changed_seq = seq;
@@ -839,11 +840,7 @@ impl Projects {
     fn remove_member(&mut self, kind: &str, name: &str, seq: u64) -> bool {
         let mut changed = false;
         for p in self.by_key.values_mut() {
-            let members = if kind == "group" {
-                &mut p.groups
-            } else {
-                &mut p.users
-            };
+            let members = p.members_mut(kind);
             if members.remove(name).is_some() {
                 p.updated_seq = seq;
                 changed = true;

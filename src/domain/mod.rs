@@ -1058,10 +1058,16 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
                     ..Default::default()
                 }));
             }
-            events.push(Event::UserScimSaved {
-                username: username.clone(),
-                attributes: attributes.clone(),
-            });
+            // Unchanged attributes are not written again.
+            let unchanged = create.is_none()
+                && dir.users.get(username).and_then(|u| u.scim.as_deref())
+                    == Some(attributes.as_str());
+            if !unchanged {
+                events.push(Event::UserScimSaved {
+                    username: username.clone(),
+                    attributes: attributes.clone(),
+                });
+            }
             if let Some(to) = rename_to.as_ref().filter(|t| *t != username) {
                 let own_id = dir.scim_ids.get(to).is_some_and(|n| n == username);
                 if dir.users.contains_key(to) || (dir.scim_ids.contains_key(to) && !own_id) {

@@ -1082,28 +1082,49 @@ async fn replace_user(
 ) -> Result<HttpResponse> {
     let input = user_input(doc)?;
     let app = app_of(req);
-    let (had_password_disabled, current_status) = {
+    let (had_password_disabled, current_status, stored_email, stored_attributes) = {
         let s = app.read();
         let u = s
             .directory
             .users
             .get(username)
             .ok_or_else(|| ScimError::not_found(format!("user `{username}` not found")))?;
-        (u.internal_password_disabled, u.status)
+        (
+            u.internal_password_disabled,
+            u.status,
+            u.email.clone(),
+            u.scim.clone(),
+        )
     };
     let key = app.personal_key(username).await?;
+    // What did not change keeps its stored ciphertext: re-encrypting it (a new nonce)
+    // would write an event, and a new version, for nothing.
+    let current_email = stored_email
+        .as_deref()
+        .and_then(|e| app.personal.decrypt(e));
+    let email = match &input.email {
+        Some(e) if current_email.as_deref() == Some(e.as_str()) => None,
+        Some(e) => Some(app.seal(&key, e)?),
+        None if stored_email.is_none() => None,
+        None => Some(String::new()),
+    };
     let mut changes = UserChanges {
-        email: Some(match &input.email {
-            Some(e) => app.seal(&key, e)?,
-            None => String::new(),
-        }),
+        email,
         ..Default::default()
     };
-    let sealed_attributes = app.seal(&key, &input.attributes)?;
+    let sealed_attributes = match &stored_attributes {
+        Some(stored)
+            if app.personal.decrypt(stored).as_deref() == Some(input.attributes.as_str()) =>
+        {
+            stored.clone()
+        }
+        _ => app.seal(&key, &input.attributes)?,
+    };
     // No `active` means no statement, and a user is active by default.
     match input.active.unwrap_or(true) {
         true if current_status != UserStatus::Enabled => changes.status = Some(UserStatus::Enabled),
-        false if current_status != UserStatus::Disabled => {
+        // A locked user already is inactive: `active: false` leaves it locked.
+        false if current_status == UserStatus::Enabled => {
             changes.status = Some(UserStatus::Disabled)
         }
         _ => {}

@@ -736,6 +736,31 @@ mod tests {
         assert!(parse_patch_path("a b").is_err());
     }
 
+    /// Random input never panics the parsers (it is a 400, not a 500).
+    #[test]
+    fn random_input_never_panics() {
+        let mut x: u64 = 0xdead_beef_cafe_f00d;
+        let alphabet: Vec<char> = "ab eqprandot()[]\".\\:$-_1é€0.urn:TZ+".chars().collect();
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 40) as usize;
+            let text: String = (0..len)
+                .map(|i| alphabet[((x >> (i % 50)) as usize + i * 7) % alphabet.len()])
+                .collect();
+            let _ = parse(&text);
+            let _ = parse_patch_path(&text);
+            let _ = crate::timefmt::parse(&text);
+            let mut doc = serde_json::json!({"userName": "u", "emails": [{"value": "a"}]});
+            let _ = super::super::patch::apply(
+                super::super::Kind::User,
+                &mut doc,
+                &serde_json::json!({"Operations": [{"op": "replace", "path": text, "value": "v"}]}),
+            );
+        }
+    }
+
     /// parse ∘ print is the identity on random trees.
     #[test]
     fn print_then_parse_is_identity() {

@@ -203,6 +203,39 @@ fn active_false_disables_and_true_enables_again() {
 }
 
 #[test]
+fn a_locked_user_stays_locked_through_unrelated_patches() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    scim(
+        &admin,
+        "POST",
+        "/Users",
+        &json!({"userName": "lou", "password": "password-1"}),
+    );
+    for _ in 0..5 {
+        app.as_user("lou", "wrong-password")
+            .get("/access/api/v2/users/lou");
+    }
+    assert_eq!(
+        admin.get("/access/api/v2/users/lou").json()["status"],
+        "locked"
+    );
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Users/lou",
+        &patch_ops(json!([{"op": "add", "path": "title", "value": "Pilot"}])),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["active"], false);
+    assert_eq!(
+        admin.get("/access/api/v2/users/lou").json()["status"],
+        "locked",
+        "not turned into disabled"
+    );
+}
+
+#[test]
 fn etags_and_if_match() {
     let app = TestApp::spawn();
     let admin = app.admin();
@@ -256,6 +289,16 @@ fn etags_and_if_match() {
     );
     assert_eq!(r.status, 200, "{}", r.text);
     let v3 = r.header("etag").unwrap().to_string();
+    // Replacing with what is already there changes nothing, not even the version.
+    let same = json!({"userName": "erin", "title": "B", "emails": [{"value": "erin@example.com", "primary": true}]});
+    let first = scim(&admin, "PUT", "/Users/erin", &same);
+    let again = scim(&admin, "PUT", "/Users/erin", &same);
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(
+        first.header("etag"),
+        again.header("etag"),
+        "an identical PUT is no change"
+    );
     let r = with_headers(&admin, "DELETE", "/Users/erin", None, &[("If-Match", "*")]);
     assert_eq!(r.status, 204);
     let _ = v3;
