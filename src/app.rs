@@ -31,6 +31,7 @@ pub struct Application {
     writer: WriterHandle,
     writer_thread: std::thread::JoinHandle<()>,
     service_id: String,
+    deliveries: Arc<crate::webhooks::Deliveries>,
 }
 
 /// Where the first admin's generated password is written (mode 0600).
@@ -85,6 +86,23 @@ impl Application {
         let index = Arc::new(crate::authorize::PermissionIndex::build(
             &shared.read().unwrap_or_else(|p| p.into_inner()),
         ));
+        let personal = Arc::new(
+            crate::personal::PersonalKeys::open(&settings.data_dir)
+                .map_err(|e| StartError::Other(e.to_string()))?,
+        );
+        // Webhook deliveries follow the committed log from their own cursor.
+        let (deliveries, bell) = crate::webhooks::Deliveries::start(
+            &log_reader,
+            shared.clone(),
+            personal.clone(),
+            crate::webhooks::DeliverySettings {
+                max_attempts: settings.config.webhook_max_attempts,
+                retry_base_ms: settings.config.webhook_retry_base_ms,
+                retry_max_ms: settings.config.webhook_retry_max_ms,
+                timeout_ms: settings.config.webhook_timeout_ms,
+            },
+        )?;
+        writer.add_doorbell(bell);
         let data = web::Data::new(AppState {
             state: shared,
             writer: writer.clone(),
@@ -98,10 +116,8 @@ impl Application {
             config: settings.config.clone(),
             started,
             timeline: std::sync::Mutex::new(crate::timeline::Timeline::default()),
-            personal: Arc::new(
-                crate::personal::PersonalKeys::open(&settings.data_dir)
-                    .map_err(|e| StartError::Other(e.to_string()))?,
-            ),
+            personal,
+            deliveries: deliveries.clone(),
             log: log_reader,
             data_dir: settings.data_dir.clone(),
             past: std::sync::Mutex::new(Vec::new()),
@@ -170,6 +186,7 @@ impl Application {
             writer,
             writer_thread,
             service_id,
+            deliveries,
         })
     }
 
@@ -191,10 +208,12 @@ impl Application {
         let result = self.server.await;
         let writer = self.writer;
         let thread = self.writer_thread;
-        // Both calls block: keep them off the async threads.
+        let deliveries = self.deliveries;
+        // These calls block: keep them off the async threads.
         let _ = tokio::task::spawn_blocking(move || {
             writer.shutdown();
             let _ = thread.join();
+            deliveries.stop();
         })
         .await;
         tracing::info!("stopped");

@@ -44,6 +44,14 @@ pub struct Config {
     pub snapshot_keep: usize,
     /// Sign a checkpoint of the log every this many events (0: only on demand).
     pub checkpoint_every: u64,
+    /// Attempts of one webhook delivery before it goes to the dead letters.
+    pub webhook_max_attempts: u32,
+    /// First retry delay of a webhook delivery (milliseconds); it doubles per attempt.
+    pub webhook_retry_base_ms: u64,
+    /// Longest retry delay of a webhook delivery (milliseconds).
+    pub webhook_retry_max_ms: u64,
+    /// Timeout of one webhook request (milliseconds).
+    pub webhook_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -65,6 +73,10 @@ impl Default for Config {
             trusted_proxies: vec![],
             checkpoint_every: 10_000,
             snapshot_keep: 20,
+            webhook_max_attempts: 10,
+            webhook_retry_base_ms: 1000,
+            webhook_retry_max_ms: 300_000,
+            webhook_timeout_ms: 10_000,
         }
     }
 }
@@ -113,6 +125,13 @@ impl Config {
             return Err(ConfigError::Invalid {
                 path: path.into(),
                 message: format!("`trusted-proxies`: `{bad}` is not a CIDR or an IP address"),
+            });
+        }
+        if config.webhook_max_attempts == 0 || config.webhook_timeout_ms == 0 {
+            return Err(ConfigError::Invalid {
+                path: path.into(),
+                message: "`webhook-max-attempts` and `webhook-timeout-ms` must be at least 1"
+                    .into(),
             });
         }
         if config.max_body_bytes < 1024 {

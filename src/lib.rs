@@ -15,6 +15,7 @@ pub mod scim;
 pub mod timefmt;
 pub mod timeline;
 pub mod tokens;
+pub mod webhooks;
 pub mod writer;
 
 pub use app::Application;

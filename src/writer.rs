@@ -65,6 +65,7 @@ enum Message {
 #[derive(Clone)]
 pub struct WriterHandle {
     tx: crossbeam_channel::Sender<Message>,
+    doorbells: Arc<RwLock<Vec<crossbeam_channel::Sender<()>>>>,
 }
 
 impl WriterHandle {
@@ -131,6 +132,14 @@ impl WriterHandle {
     }
 
     /// Ask the writer to finish what is queued, write a snapshot and stop.
+    /// Ring `bell` after every commit that wrote events.
+    pub fn add_doorbell(&self, bell: crossbeam_channel::Sender<()>) {
+        self.doorbells
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(bell);
+    }
+
     pub fn shutdown(&self) {
         let (reply, rx) = std::sync::mpsc::channel();
         if self.tx.send(Message::Shutdown { reply }).is_ok() {
@@ -147,6 +156,10 @@ pub struct Writer {
     since_snapshot: u64,
     /// The snapshot being written in the background, if any.
     snapshotting: Option<std::thread::JoinHandle<()>>,
+    /// Consumers of the committed stream (webhooks, federation) to wake after a commit.
+    /// A doorbell, not the data: they read the events from the log at their own cursor,
+    /// so a full channel loses nothing.
+    doorbells: Arc<RwLock<Vec<crossbeam_channel::Sender<()>>>>,
 }
 
 fn now_ms() -> u64 {
@@ -167,6 +180,8 @@ impl Writer {
         queue: usize,
     ) -> (WriterHandle, std::thread::JoinHandle<()>) {
         let (tx, rx) = crossbeam_channel::bounded(queue);
+        let doorbells: Arc<RwLock<Vec<crossbeam_channel::Sender<()>>>> = Default::default();
+        let bells = doorbells.clone();
         let thread = std::thread::Builder::new()
             .name("gatehouse-writer".into())
             .spawn(move || {
@@ -179,11 +194,12 @@ impl Writer {
                     snapshot_every: snapshot_every.max(1),
                     since_snapshot: 0,
                     snapshotting: None,
+                    doorbells: bells,
                 };
                 writer.run(rx)
             })
             .expect("spawn the writer thread");
-        (WriterHandle { tx }, thread)
+        (WriterHandle { tx, doorbells }, thread)
     }
 
     fn run(mut self, rx: crossbeam_channel::Receiver<Message>) {
@@ -289,14 +305,28 @@ impl Writer {
             std::process::exit(70);
         }
         if !envelopes.is_empty() {
-            let mut shared = self.shared.write().unwrap_or_else(|p| p.into_inner());
-            for env in &envelopes {
-                shared.apply(env);
+            {
+                let mut shared = self.shared.write().unwrap_or_else(|p| p.into_inner());
+                for env in &envelopes {
+                    shared.apply(env);
+                }
             }
+            self.ring();
         }
         self.since_snapshot += envelopes.len() as u64;
         for (reply, result) in replies {
             let _ = reply.send(result);
+        }
+    }
+
+    fn ring(&self) {
+        for bell in self
+            .doorbells
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = bell.try_send(());
         }
     }
 
@@ -328,6 +358,7 @@ impl Writer {
             }
         }
         self.since_snapshot += envelopes.len() as u64;
+        self.ring();
         Ok(Committed {
             seq: self.state.seq,
         })

@@ -118,7 +118,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::E
     Value::deserialize(d).map(Some)
 }
 
-fn key_out(k: &AccessKey) -> Value {
+pub(crate) fn key_out(k: &AccessKey) -> Value {
     json!({
         "id": k.id,
         "org": k.org,

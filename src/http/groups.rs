@@ -28,7 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 #[derive(Serialize)]
-struct GroupView<'a> {
+pub(crate) struct GroupView<'a> {
     name: &'a str,
     description: Option<&'a str>,
     auto_join: bool,

@@ -20,7 +20,8 @@ mod signed_urls;
 mod system;
 mod tokens;
 mod users;
-mod webhooks;
+pub mod views;
+pub mod webhooks;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub personal: Arc<crate::personal::PersonalKeys>,
     /// Recently rebuilt past states, newest last (point-in-time reads come in bursts).
     pub past: std::sync::Mutex<Vec<Arc<State>>>,
+    /// Webhook delivery (outbox, workers, history, dead letters).
+    pub deliveries: Arc<crate::webhooks::Deliveries>,
 }
 
 /// The key id of a user's encrypted personal data, if any is encrypted.
@@ -399,6 +402,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/event/api/v1/subscriptions/{key}"),
     ("PUT", "/event/api/v1/subscriptions/{key}"),
     ("DELETE", "/event/api/v1/subscriptions/{key}"),
+    ("GET", "/event/api/v1/subscriptions/{key}/deliveries"),
+    ("GET", "/event/api/v1/subscriptions/{key}/failed"),
+    ("POST", "/event/api/v1/subscriptions/{key}/failed/redrive"),
     ("GET", "/access/api/v1/authorize"),
     ("GET", "/access/api/v1/authorize/effective"),
 ];

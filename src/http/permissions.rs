@@ -56,7 +56,7 @@ struct SectionWire {
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TargetWire {
+pub(crate) struct TargetWire {
     #[serde(default)]
     name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,7 +132,7 @@ fn section_out(s: &PermissionSection) -> SectionWire {
     }
 }
 
-fn target_out(t: &PermissionTarget) -> TargetWire {
+pub(crate) fn target_out(t: &PermissionTarget) -> TargetWire {
     TargetWire {
         name: Some(t.name.clone()),
         repo: t.repo.as_ref().map(section_out),

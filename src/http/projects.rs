@@ -256,7 +256,7 @@ fn merge(mut base: Project, body: ProjectIn) -> Result<Project, ApiError> {
     Ok(base)
 }
 
-fn project_out(p: &Project) -> serde_json::Value {
+pub(crate) fn project_out(p: &Project) -> serde_json::Value {
     json!({
         "project_key": p.project_key,
         "display_name": p.display_name,

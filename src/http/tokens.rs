@@ -329,7 +329,7 @@ async fn refresh(
     ))
 }
 
-fn token_view(t: &TokenIssued, service_id: &str) -> serde_json::Value {
+pub(crate) fn token_view(t: &TokenIssued, service_id: &str) -> serde_json::Value {
     let mut v = json!({
         "token_id": t.token_id,
         "subject": format!("{service_id}/users/{}", t.subject),

@@ -5,7 +5,8 @@
 //! Subscriptions are events (so they have a history and `as_of`). Secret values are
 //! write-only: they are stored encrypted with the server's `webhooks` key (outside the
 //! log) and answers show only that a secret is set, or the names of named secrets.
-//! Delivering committed events to subscriptions is not built yet (see the issue notes).
+//! Delivery of committed events is `crate::webhooks`; its history, dead letters and
+//! re-drive are served here too.
 
 use super::error::ApiError;
 use super::extract::{Admin, Body, RequestId};
@@ -29,6 +30,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(get))
             .route(web::put().to(replace))
             .route(web::delete().to(delete)),
+    )
+    .service(
+        resource("/event/api/v1/subscriptions/{key}/deliveries").route(web::get().to(deliveries)),
+    )
+    .service(resource("/event/api/v1/subscriptions/{key}/failed").route(web::get().to(failed)))
+    .service(
+        resource("/event/api/v1/subscriptions/{key}/failed/redrive").route(web::post().to(redrive)),
     );
 }
 
@@ -60,7 +68,7 @@ pub const DOMAINS: &[(&str, &[&str])] = &[
     ("federation", &["target_changed", "broadcast_done"]),
 ];
 
-const SECRETS_KEY: &str = "webhooks";
+use crate::webhooks::SECRETS_KEY;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -332,6 +340,16 @@ fn subscription_in(
                     };
                     secrets.push((s.name.clone(), value));
                 }
+                let names: Vec<&str> = secrets.iter().map(|(n, _)| n.as_str()).collect();
+                if let Some(t) = &h.payload {
+                    check_template(t, &names)
+                        .map_err(|e| bad(format!("invalid `{field}.payload`: {e}")))?;
+                }
+                for (j, (_, v)) in headers.iter().enumerate() {
+                    check_template(v, &names).map_err(|e| {
+                        bad(format!("invalid `{field}.http_headers[{j}].value`: {e}"))
+                    })?;
+                }
                 handlers.push(SubscriptionHandler {
                     handler_type: h.handler_type,
                     url: h.url,
@@ -519,6 +537,52 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
         .collect()
 }
 
+/// The fields of a delivery body a template may name (besides `.data.…` and
+/// `.secrets.<name>`).
+const EVENT_FIELDS: &[&str] = &[
+    "domain",
+    "event_type",
+    "subscription_key",
+    "source",
+    "position",
+    "timestamp",
+    "data",
+];
+
+/// Check a template's placeholders: `{{.data}}`, `{{.data.<path>}}`, the event fields,
+/// and `{{.secrets.<name>}}` for a secret the handler defines. Anything else would
+/// render as nothing, silently, at every delivery: refuse it now.
+pub fn check_template(template: &str, secret_names: &[&str]) -> Result<(), String> {
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let Some(end) = rest[start..].find("}}") else {
+            return Err("a `{{` is not closed by `}}`".into());
+        };
+        let expr = rest[start + 2..start + end].trim();
+        let known = match expr.strip_prefix('.') {
+            Some(path) => {
+                if let Some(name) = path.strip_prefix("secrets.") {
+                    secret_names.contains(&name)
+                } else if let Some(p) = path.strip_prefix("data.") {
+                    !p.is_empty() && p.split('.').all(|s| !s.is_empty())
+                } else {
+                    EVENT_FIELDS.contains(&path)
+                }
+            }
+            None => false,
+        };
+        if !known {
+            return Err(format!(
+                "unknown placeholder `{{{{{}}}}}` (use {{{{.data.<field>}}}}, {{{{.secrets.<name>}}}} of a defined secret, or one of .{})",
+                expr.escape_debug(),
+                EVENT_FIELDS.join(", .")
+            ));
+        }
+        rest = &rest[start + end + 2..];
+    }
+    Ok(())
+}
+
 /// Fill a custom payload template: `{{.secrets.name}}`, and any path into the event
 /// (`{{.data.name}}`, `{{.event_type}}`, `{{.domain}}`, …).
 pub fn render_template(template: &str, data: &Value, secrets: &[(String, String)]) -> String {
@@ -555,23 +619,6 @@ pub fn render_template(template: &str, data: &Value, secrets: &[(String, String)
     }
     out.push_str(rest);
     out
-}
-
-/// Send one delivery (blocking): 5-second timeout, redirects not followed.
-pub fn send(url: &str, body: &[u8], headers: &[(String, String)]) -> Result<u16, String> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(std::time::Duration::from_secs(5))
-        .redirects(0)
-        .build();
-    let mut req = agent.post(url);
-    for (n, v) in headers {
-        req = req.set(n, v);
-    }
-    match req.send_bytes(body) {
-        Ok(r) => Ok(r.status()),
-        Err(ureq::Error::Status(code, _)) => Ok(code),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 /// `POST /event/api/v1/subscriptions/test`: send a sample event for the given definition
@@ -614,46 +661,22 @@ async fn test(
     });
     let mut failures = Vec::new();
     let mut statuses = Vec::new();
+    let agent = ureq::AgentBuilder::new()
+        .timeout(std::time::Duration::from_millis(
+            app.config.webhook_timeout_ms,
+        ))
+        .redirects(0)
+        .build();
     for (h, (secret, secrets)) in sub.handlers.iter().zip(clear) {
-        let (bytes, mut headers) = if h.handler_type == "custom-webhook" {
-            let body = match &h.payload {
-                Some(t) => render_template(t, &event, &secrets),
-                None => event.to_string(),
-            };
-            (
-                body.into_bytes(),
-                vec![("Content-Type".to_string(), "application/json".to_string())],
-            )
-        } else {
-            let bytes = event.to_string().into_bytes();
-            let mut headers = vec![
-                ("Content-Type".to_string(), "application/json".to_string()),
-                (
-                    "X-Gatehouse-Idempotency-Key".to_string(),
-                    format!("{position}-{key}"),
-                ),
-            ];
-            if let Some(secret) = &secret {
-                headers.push((
-                    "X-Gatehouse-Signature".into(),
-                    format!("sha256={}", signature(secret, &bytes)),
-                ));
-                headers.push(("X-JFrog-Event-Auth".into(), secret.clone()));
-            }
-            (bytes, headers)
-        };
-        // A custom webhook's headers may use the same placeholders as its payload.
-        let custom = h.handler_type == "custom-webhook";
-        headers.extend(h.headers.iter().map(|(n, v)| {
-            let v = if custom {
-                render_template(v, &event, &secrets)
-            } else {
-                v.clone()
-            };
-            (n.clone(), v)
-        }));
-        let url = h.url.clone();
-        let result = web::block(move || send(&url, &bytes, &headers))
+        let (bytes, headers) = crate::webhooks::build_request(
+            h,
+            &event,
+            secret.as_deref(),
+            &secrets,
+            &crate::webhooks::idempotency_key(position, 0),
+        );
+        let (url, agent) = (h.url.clone(), agent.clone());
+        let result = web::block(move || crate::webhooks::post(&agent, &url, &bytes, &headers))
             .await
             .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
         match result {
@@ -669,4 +692,117 @@ async fn test(
     } else {
         json!({"result": "failure", "message": failures.join("; ")})
     }))
+}
+
+fn existing(app: &AppState, key: &str) -> Result<(), ApiError> {
+    if app.read().subscriptions.contains_key(key) {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!(
+            "subscription `{key}` not found"
+        )))
+    }
+}
+
+fn storage(e: sled::Error) -> ApiError {
+    ApiError::Internal(format!("the delivery store: {e}"))
+}
+
+fn pending_out(p: &crate::webhooks::Pending) -> Value {
+    json!({
+        "position": p.position,
+        "idempotency_key": crate::webhooks::idempotency_key(p.position, p.notice),
+        "handler": p.handler,
+        "domain": p.domain,
+        "event_type": p.event_type,
+        "name": p.name,
+        "attempts": p.attempts,
+        "last_status": p.last_status,
+        "last_error": p.last_error,
+        "committed": crate::timefmt::format(p.committed_ms, true),
+    })
+}
+
+/// `GET …/subscriptions/{key}/deliveries?limit=`: the subscription's cursor, what is
+/// pending, and its newest attempts (status code, latency, attempt count), newest first.
+async fn deliveries(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    existing(&app, &path)?;
+    let limit = super::limit_param(&req)?;
+    let status = app.deliveries.status(&path).map_err(storage)?;
+    let attempts = app.deliveries.history(&path, limit).map_err(storage)?;
+    let pending = app.deliveries.pending(&path, limit).map_err(storage)?;
+    let attempts: Vec<Value> = attempts
+        .iter()
+        .map(|a| {
+            json!({
+                "position": a.position,
+                "idempotency_key": crate::webhooks::idempotency_key(a.position, a.notice),
+                "handler": a.handler,
+                "event_type": a.event_type,
+                "url": a.url,
+                "status_code": a.status,
+                "error": a.error,
+                "latency_ms": a.latency_ms,
+                "attempt": a.attempt,
+                "outcome": a.outcome,
+                "time": crate::timefmt::format(a.time_ms, true),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "subscription_key": path.as_str(),
+        "cursor": status.cursor,
+        "pending_count": status.pending,
+        "failed_count": status.failed,
+        "last_error": status.last_error,
+        "pending": pending.iter().map(pending_out).collect::<Vec<_>>(),
+        "attempts": attempts,
+    })))
+}
+
+/// `GET …/subscriptions/{key}/failed`: the dead letters, oldest first.
+async fn failed(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    existing(&app, &path)?;
+    let limit = super::limit_param(&req)?;
+    let list = app.deliveries.failed(&path, limit).map_err(storage)?;
+    Ok(HttpResponse::Ok().json(json!({
+        "failed": list.iter().map(pending_out).collect::<Vec<_>>(),
+    })))
+}
+
+/// `POST …/subscriptions/{key}/failed/redrive[?position=N]`: deliver the dead letters
+/// (all, or those of one event) again, from a fresh attempt count.
+async fn redrive(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    existing(&app, &path)?;
+    let position = match super::query_param(&req, "position")? {
+        None => None,
+        Some(p) => Some(p.parse::<u64>().map_err(|_| {
+            bad(format!(
+                "invalid `position`: `{}` is not a log position",
+                p.escape_debug()
+            ))
+        })?),
+    };
+    let key = path.into_inner();
+    let d = app.deliveries.clone();
+    let n = web::block(move || d.redrive(&key, position))
+        .await
+        .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?
+        .map_err(storage)?;
+    Ok(HttpResponse::Ok().json(json!({ "redriven": n })))
 }

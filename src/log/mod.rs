@@ -556,6 +556,12 @@ impl EventLog {
         }
     }
 
+    /// A tree of the log's database for a consumer's own bookkeeping (webhook outbox,
+    /// federation cursors). It is flushed with every append, and on its own by `flush`.
+    pub fn side_tree(&self, name: &str) -> Result<sled::Tree, LogError> {
+        Ok(self.db.open_tree(name)?)
+    }
+
     /// How many snapshots to keep (0: all; at least 2 otherwise).
     pub fn set_snapshot_keep(&mut self, keep: usize) {
         self.snapshot_keep = keep;

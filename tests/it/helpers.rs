@@ -245,6 +245,25 @@ impl Client {
             Err(ureq::Error::Status(_, r)) => r,
             Err(e) => panic!("{method} {path}: {e}"),
         };
+        Self::read(resp)
+    }
+
+    /// A POST that answers `None` when the server is gone (crash tests).
+    pub fn try_post(&self, path: &str, body: &Value) -> Option<Resp> {
+        let mut req = self
+            .agent
+            .request("POST", &format!("{}{}", self.base, path))
+            .set("Content-Type", "application/json");
+        if let Some(a) = &self.auth {
+            req = req.set("Authorization", a);
+        }
+        match req.send_bytes(body.to_string().as_bytes()) {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => Some(Self::read(r)),
+            Err(_) => None,
+        }
+    }
+
+    fn read(resp: ureq::Response) -> Resp {
         let status = resp.status();
         let headers = resp
             .headers_names()
@@ -307,7 +326,12 @@ pub const BINARY_ADMIN_PASSWORD: &str = "binary-admin-pw";
 
 impl ServerProcess {
     pub fn start(dir: &Path) -> ServerProcess {
-        Self::spawn(dir, "warn", Stdio::inherit())
+        Self::spawn(dir, "warn", Stdio::inherit(), None)
+    }
+
+    /// Start with a `--config` file.
+    pub fn start_with_config(dir: &Path, config: &Path) -> ServerProcess {
+        Self::spawn(dir, "warn", Stdio::inherit(), Some(config))
     }
 
     /// Start with every log line (debug level) written to `log`.
@@ -316,14 +340,19 @@ impl ServerProcess {
             dir,
             "debug",
             Stdio::from(std::fs::File::create(log).unwrap()),
+            None,
         )
     }
 
-    fn spawn(dir: &Path, level: &str, stderr: Stdio) -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-            .args(["serve", "--data-dir"])
+    fn spawn(dir: &Path, level: &str, stderr: Stdio, config: Option<&Path>) -> ServerProcess {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        cmd.args(["serve", "--data-dir"])
             .arg(dir)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0"]);
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        let mut child = cmd
             .env("GATEHOUSE_ADMIN_PASSWORD", BINARY_ADMIN_PASSWORD)
             .env("RUST_LOG", level)
             .stdout(Stdio::piped())

@@ -1,0 +1,930 @@
+//! Webhook delivery: a consumer of the committed log, never part of a command.
+//!
+//! ```text
+//! writer ──doorbell──► dispatcher ──outbox (sled, durable)──► one worker per subscription ──► receiver
+//!                      (own State,                            (in order, retries with
+//!                       classify + render)                     backoff, dead letters)
+//! ```
+//!
+//! The **dispatcher** follows the log from its persisted cursor. It keeps its own copy
+//! of the read models (built from the nearest snapshot when it needs one, dropped while
+//! there are no subscriptions), so it can judge each event against the state just
+//! before it (`notices::classify`) and render the entity as the REST API shows it just
+//! after it (or, for a deletion, just before). Every matching (subscription, handler)
+//! becomes an entry of the **outbox**, written in one atomic sled batch together with
+//! the dispatcher's new cursor: a crash loses both or neither, so nothing is skipped.
+//!
+//! Each subscription has a **worker** thread that drains its own outbox entries in key
+//! order (= log order), POSTs them, and on success removes the entry, advances the
+//! subscription's cursor and records the attempt in the delivery history, again in one
+//! batch. A failed attempt is retried with exponential backoff and jitter; after
+//! `webhook-max-attempts` the entry moves to the dead-letter list, from which an admin
+//! can re-drive it. A crash between a POST and its batch means the entry is sent again:
+//! delivery is at least once, and the idempotency key tells the duplicates apart.
+//!
+//! A slow or dead receiver only holds up its own worker: the dispatcher never waits for
+//! a worker (the outbox is on disk, not in a bounded queue in memory), and the writer
+//! never waits for the dispatcher (its doorbell is a `try_send` on a channel of one).
+//!
+//! The outbox holds the event body encrypted with the `webhooks` key (it contains
+//! personal data such as e-mails); secrets are decrypted only when a request is built.
+
+use crate::http::webhooks::{render_template, signature};
+use crate::log::EventLog;
+use crate::notices::{classify, matches, Notice};
+use crate::personal::PersonalKeys;
+use gatehouse_projections::State;
+use gatehouse_schemas::{Envelope, Event, Subscription, SubscriptionHandler};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The name of the sled tree (in the log's database) that holds the outbox, the dead
+/// letters, the delivery history and the cursors. Prefixes inside it:
+/// `c` the dispatcher's cursor; `o<key>\0<pos><n><h>` outbox; `d<key>\0…` dead letters;
+/// `h<key>\0<counter>` history; `p<key>` a subscription's cursor.
+pub const TREE: &str = "webhooks";
+
+/// Delivery history entries kept per subscription (older ones are dropped).
+pub const HISTORY_KEEP: u64 = 1000;
+
+/// Events the dispatcher reads from the log per round.
+const DISPATCH_BATCH: u64 = 1024;
+
+/// The name of the personal-data key that encrypts webhook secrets and outbox bodies.
+pub const SECRETS_KEY: &str = "webhooks";
+
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub max_attempts: u32,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    pub timeout_ms: u64,
+}
+
+/// One delivery waiting in the outbox (or, after its last attempt, a dead letter).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pending {
+    pub position: u64,
+    /// Which notice of the event (an event can concern several groups).
+    pub notice: u16,
+    pub handler: u16,
+    pub domain: String,
+    pub event_type: String,
+    pub name: String,
+    /// The event body (`{domain, event_type, …, data}`), encrypted.
+    pub body: String,
+    pub attempts: u32,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub committed_ms: u64,
+}
+
+/// One attempt, as the delivery history shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Attempt {
+    pub position: u64,
+    pub notice: u16,
+    pub handler: u16,
+    pub event_type: String,
+    pub url: String,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub latency_ms: u64,
+    pub attempt: u32,
+    /// `delivered`, `retrying` or `failed` (moved to the dead letters).
+    pub outcome: String,
+    pub time_ms: u64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn prefixed(tag: u8, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 2);
+    k.push(tag);
+    k.extend_from_slice(key.as_bytes());
+    k.push(0);
+    k
+}
+
+fn entry_key(tag: u8, key: &str, position: u64, notice: u16, handler: u16) -> Vec<u8> {
+    let mut k = prefixed(tag, key);
+    k.extend_from_slice(&position.to_be_bytes());
+    k.extend_from_slice(&notice.to_be_bytes());
+    k.extend_from_slice(&handler.to_be_bytes());
+    k
+}
+
+fn cursor_key(key: &str) -> Vec<u8> {
+    let mut k = vec![b'p'];
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// The idempotency key of a delivery: the event's position (`.n` for the n-th notice of
+/// one event, when an event concerns several entities).
+pub fn idempotency_key(position: u64, notice: u16) -> String {
+    if notice == 0 {
+        position.to_string()
+    } else {
+        format!("{position}.{notice}")
+    }
+}
+
+/// The body and headers of one request to `handler` for `event`. `secret` / `secrets`
+/// are the handler's secrets in clear (decrypted for this request only).
+pub fn build_request(
+    handler: &SubscriptionHandler,
+    event: &Value,
+    secret: Option<&str>,
+    secrets: &[(String, String)],
+    idempotency: &str,
+) -> (Vec<u8>, Vec<(String, String)>) {
+    let custom = handler.handler_type == "custom-webhook";
+    let bytes = if custom {
+        match &handler.payload {
+            Some(t) => render_template(t, event, secrets).into_bytes(),
+            None => event.to_string().into_bytes(),
+        }
+    } else {
+        event.to_string().into_bytes()
+    };
+    let mut headers = vec![
+        ("Content-Type".to_string(), "application/json".to_string()),
+        (
+            "X-Gatehouse-Idempotency-Key".to_string(),
+            idempotency.to_string(),
+        ),
+    ];
+    if let Some(secret) = secret {
+        headers.push((
+            "X-Gatehouse-Signature".into(),
+            format!("sha256={}", signature(secret, &bytes)),
+        ));
+        // JFrog's receivers compare this header with the shared secret.
+        headers.push(("X-JFrog-Event-Auth".into(), secret.to_string()));
+    }
+    // A custom webhook's headers may use the same placeholders as its payload.
+    headers.extend(handler.headers.iter().map(|(n, v)| {
+        let v = if custom {
+            render_template(v, event, secrets)
+        } else {
+            v.clone()
+        };
+        (n.clone(), v)
+    }));
+    (bytes, headers)
+}
+
+/// POST once; the status code, or the transport error.
+pub fn post(
+    agent: &ureq::Agent,
+    url: &str,
+    body: &[u8],
+    headers: &[(String, String)],
+) -> Result<u16, String> {
+    let mut req = agent.post(url);
+    for (n, v) in headers {
+        req = req.set(n, v);
+    }
+    match req.send_bytes(body) {
+        Ok(r) => {
+            let status = r.status();
+            // Read the (small) answer so that the connection can be reused.
+            let _ = std::io::copy(
+                &mut std::io::Read::take(r.into_reader(), 64 * 1024),
+                &mut std::io::sink(),
+            );
+            Ok(status)
+        }
+        Err(ureq::Error::Status(code, _)) => Ok(code),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The entity a notice is about, as the REST API shows it in `state` (no secrets:
+/// password hashes, token hashes and access-key passwords are never part of a view).
+fn entity_data(state: &State, personal: &PersonalKeys, notice: &Notice, event: &Event) -> Value {
+    use crate::http::views;
+    let service_id = state.service_id.clone().unwrap_or_default();
+    let name = notice.name.as_str();
+    let found = match notice.domain {
+        "user" => state
+            .directory
+            .users
+            .get(name)
+            .map(|u| views::user(u, personal)),
+        "group" => state.directory.groups.get(name).map(views::group),
+        "token" => match event {
+            Event::TokenIssued(t) => Some(views::token(t, &service_id)),
+            Event::TokenRefreshed { issued, .. } => Some(views::token(issued, &service_id)),
+            Event::TokenRevoked { token_id } => state
+                .tokens
+                .by_id
+                .get(token_id)
+                .map(|t| views::token(t, &service_id)),
+            _ => None,
+        },
+        "permission" => state.permissions.targets.get(name).map(views::permission),
+        "entitlement" => state
+            .access_keys
+            .entitlements
+            .get(name)
+            .map(|e| views::entitlement(&e.entitlement)),
+        "access_key" => state
+            .access_keys
+            .keys
+            .get(name)
+            .map(|k| views::access_key(&k.key)),
+        "project" => state.projects.by_key.get(name).map(|p| {
+            let mut v = views::project(&p.config);
+            if notice.event_type == "member_changed" {
+                v["members"] = json!({"users": p.users, "groups": p.groups});
+            }
+            v
+        }),
+        _ => None,
+    };
+    found.unwrap_or_else(|| json!({ "name": name }))
+}
+
+/// Notices that describe something that is gone after the event: their data is
+/// rendered from the state before it.
+fn gone(notice: &Notice) -> bool {
+    matches!(notice.event_type, "deleted" | "revoked")
+}
+
+struct WorkerHandle {
+    doorbell: crossbeam_channel::Sender<()>,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+/// The delivery side as the HTTP layer and start-up see it: the outbox tree, the
+/// workers, and the doorbell the writer rings.
+pub struct Deliveries {
+    tree: sled::Tree,
+    settings: DeliverySettings,
+    personal: Arc<PersonalKeys>,
+    shared: Arc<RwLock<State>>,
+    workers: Mutex<HashMap<String, WorkerHandle>>,
+    stop: Arc<AtomicBool>,
+    dispatcher: Mutex<Option<JoinHandle<()>>>,
+    doorbell: crossbeam_channel::Sender<()>,
+}
+
+/// A subscription's delivery status.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// Position of the last event whose delivery finished (delivered or failed).
+    pub cursor: u64,
+    pub pending: usize,
+    pub failed: usize,
+    pub last_error: Option<String>,
+}
+
+impl Deliveries {
+    /// Start the dispatcher (and, as it finds subscriptions, their workers). Returns the
+    /// handle and the doorbell the writer rings after each commit.
+    pub fn start(
+        log: &EventLog,
+        shared: Arc<RwLock<State>>,
+        personal: Arc<PersonalKeys>,
+        settings: DeliverySettings,
+    ) -> Result<(Arc<Deliveries>, crossbeam_channel::Sender<()>), crate::log::LogError> {
+        let tree = log.side_tree(TREE)?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let deliveries = Arc::new(Deliveries {
+            tree: tree.clone(),
+            settings,
+            personal,
+            shared,
+            workers: Mutex::new(HashMap::new()),
+            stop: Arc::new(AtomicBool::new(false)),
+            dispatcher: Mutex::new(None),
+            doorbell: tx.clone(),
+        });
+        let cursor = tree
+            .get(b"c")?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0);
+        let dispatcher = Dispatcher {
+            log: log.reader(),
+            deliveries: deliveries.clone(),
+            state: None,
+            cursor,
+            doorbell: rx,
+        };
+        let thread = std::thread::Builder::new()
+            .name("gatehouse-webhooks".into())
+            .spawn(move || dispatcher.run())
+            .expect("spawn the webhook dispatcher");
+        *deliveries
+            .dispatcher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(thread);
+        Ok((deliveries.clone(), tx))
+    }
+
+    /// Stop the dispatcher and the workers (a worker in the middle of a request finishes
+    /// it first, at most `webhook-timeout-ms`), then flush what they wrote.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.doorbell.try_send(());
+        if let Some(t) = self
+            .dispatcher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            let _ = t.join();
+        }
+        let workers: Vec<WorkerHandle> = self
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, w)| w)
+            .collect();
+        for w in &workers {
+            w.stop.store(true, Ordering::SeqCst);
+            let _ = w.doorbell.try_send(());
+        }
+        // A worker waiting on a hung receiver would hold shutdown for its whole timeout:
+        // wait a little, then leave it (its next write would only repeat a delivery).
+        let deadline = Instant::now() + Duration::from_secs(2);
+        for w in workers {
+            while !w.thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if w.thread.is_finished() {
+                let _ = w.thread.join();
+            }
+        }
+        let _ = self.tree.flush();
+    }
+
+    fn wake(&self, key: &str) {
+        if let Some(w) = self
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+        {
+            let _ = w.doorbell.try_send(());
+        }
+    }
+
+    /// Start workers for subscriptions that have none, stop those whose subscription is
+    /// gone.
+    fn sync_workers(self: &Arc<Self>, keys: &[String]) {
+        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        let gone: Vec<String> = workers
+            .keys()
+            .filter(|k| !keys.contains(k))
+            .cloned()
+            .collect();
+        for k in gone {
+            if let Some(w) = workers.remove(&k) {
+                w.stop.store(true, Ordering::SeqCst);
+                let _ = w.doorbell.try_send(());
+                // Not joined: it may be in the middle of a request; it exits after it.
+                drop(w.thread);
+            }
+        }
+        for k in keys {
+            if workers.contains_key(k) || self.stop.load(Ordering::SeqCst) {
+                continue;
+            }
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let stop = Arc::new(AtomicBool::new(false));
+            let worker = Worker {
+                key: k.clone(),
+                deliveries: self.clone(),
+                doorbell: rx,
+                stop: stop.clone(),
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("gatehouse-webhook-{k}"))
+                .spawn(move || worker.run())
+                .expect("spawn a webhook worker");
+            workers.insert(
+                k.clone(),
+                WorkerHandle {
+                    doorbell: tx,
+                    stop,
+                    thread,
+                },
+            );
+        }
+    }
+
+    fn list(&self, tag: u8, key: &str, limit: usize) -> Result<Vec<Pending>, sled::Error> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(prefixed(tag, key)).take(limit) {
+            let (_, v) = item?;
+            if let Ok(p) = rmp_serde::from_slice(&v) {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The dead letters of subscription `key`, oldest first.
+    pub fn failed(&self, key: &str, limit: usize) -> Result<Vec<Pending>, sled::Error> {
+        self.list(b'd', key, limit)
+    }
+
+    /// The deliveries still to be made for subscription `key`, in order.
+    pub fn pending(&self, key: &str, limit: usize) -> Result<Vec<Pending>, sled::Error> {
+        self.list(b'o', key, limit)
+    }
+
+    /// The newest `limit` attempts for subscription `key`, newest first.
+    pub fn history(&self, key: &str, limit: usize) -> Result<Vec<Attempt>, sled::Error> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(prefixed(b'h', key)).rev().take(limit) {
+            let (_, v) = item?;
+            if let Ok(a) = rmp_serde::from_slice(&v) {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn status(&self, key: &str) -> Result<Status, sled::Error> {
+        let cursor = self
+            .tree
+            .get(cursor_key(key))?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0);
+        let pending = self.tree.scan_prefix(prefixed(b'o', key)).count();
+        let failed = self.tree.scan_prefix(prefixed(b'd', key)).count();
+        let last_error = self.history(key, 1)?.into_iter().next().and_then(|a| {
+            if a.outcome == "delivered" {
+                None
+            } else {
+                a.error
+                    .or(a.status.map(|s| format!("the receiver answered {s}")))
+            }
+        });
+        Ok(Status {
+            cursor,
+            pending,
+            failed,
+            last_error,
+        })
+    }
+
+    /// Move the dead letters of `key` (all, or the one at `position`) back into the
+    /// outbox with a fresh attempt count. Returns how many were moved.
+    pub fn redrive(&self, key: &str, position: Option<u64>) -> Result<usize, sled::Error> {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for item in self.tree.scan_prefix(prefixed(b'd', key)) {
+            let (k, v) = item?;
+            let Ok(mut p) = rmp_serde::from_slice::<Pending>(&v) else {
+                continue;
+            };
+            if position.is_some_and(|pos| pos != p.position) {
+                continue;
+            }
+            p.attempts = 0;
+            batch.remove(k.clone());
+            batch.insert(
+                entry_key(b'o', key, p.position, p.notice, p.handler),
+                rmp_serde::to_vec_named(&p).expect("a delivery encodes"),
+            );
+            n += 1;
+        }
+        self.tree.apply_batch(batch)?;
+        self.tree.flush()?;
+        self.wake(key);
+        Ok(n)
+    }
+}
+
+/// Follows the log and fills the outbox.
+struct Dispatcher {
+    log: EventLog,
+    deliveries: Arc<Deliveries>,
+    /// The read models as of `cursor`, while there are subscriptions to judge events for.
+    state: Option<State>,
+    cursor: u64,
+    doorbell: crossbeam_channel::Receiver<()>,
+}
+
+impl Dispatcher {
+    fn run(mut self) {
+        let d = self.deliveries.clone();
+        let mut known: Vec<String> = Vec::new();
+        while !d.stop.load(Ordering::SeqCst) {
+            let (head, keys) = {
+                let s = d.shared.read().unwrap_or_else(|p| p.into_inner());
+                (s.seq, s.subscriptions.keys().cloned().collect::<Vec<_>>())
+            };
+            if keys != known {
+                d.sync_workers(&keys);
+                known = keys.clone();
+            }
+            if self.cursor >= head {
+                let _ = self.doorbell.recv_timeout(Duration::from_millis(250));
+                continue;
+            }
+            if let Err(e) = self.round(head, keys.is_empty()) {
+                // Storage trouble: keep the cursor where it is and try again shortly.
+                tracing::warn!(error = %e, cursor = self.cursor, "webhook dispatch failed; retrying");
+                self.state = None;
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+
+    /// Dispatch the events after the cursor, up to `head` (at most one batch).
+    fn round(&mut self, head: u64, no_subscriptions: bool) -> Result<(), String> {
+        let d = self.deliveries.clone();
+        if self.state.is_none() {
+            if no_subscriptions {
+                // Nobody to deliver to up to `head`: a subscription made and deleted in
+                // between has nothing pending either (a deletion drops its deliveries).
+                self.cursor = head;
+                d.tree
+                    .insert(b"c", &head.to_be_bytes())
+                    .map_err(|e| e.to_string())?;
+                return Ok(());
+            }
+            let started = Instant::now();
+            self.state = Some(self.log.state_at(self.cursor).map_err(|e| e.to_string())?);
+            tracing::info!(
+                cursor = self.cursor,
+                millis = started.elapsed().as_millis() as u64,
+                "webhook dispatcher: read models rebuilt"
+            );
+        }
+        let to = head.min(self.cursor + DISPATCH_BATCH);
+        let mut envelopes = Vec::new();
+        self.log
+            .for_each_event(self.cursor + 1, Some(to), |_, _, env| {
+                envelopes.push(env);
+                true
+            })
+            .map_err(|e| e.to_string())?;
+        if envelopes.last().map(|e| e.seq) != Some(to) {
+            return Err(format!("position {to} is not readable yet"));
+        }
+        let secrets_key = d.personal.named(SECRETS_KEY).map_err(|e| e.to_string())?;
+        let mut batch = sled::Batch::default();
+        let mut touched: Vec<String> = Vec::new();
+        for env in envelopes {
+            if let Event::SubscriptionDeleted { key } = &env.event {
+                // Its pending deliveries, dead letters, history and cursor go with it.
+                d.tree
+                    .apply_batch(std::mem::take(&mut batch))
+                    .map_err(|e| e.to_string())?;
+                let mut drop_batch = sled::Batch::default();
+                for tag in [b'o', b'd', b'h'] {
+                    for item in d.tree.scan_prefix(prefixed(tag, key)) {
+                        let (k, _) = item.map_err(|e| e.to_string())?;
+                        drop_batch.remove(k);
+                    }
+                }
+                drop_batch.remove(cursor_key(key));
+                d.tree.apply_batch(drop_batch).map_err(|e| e.to_string())?;
+            }
+            self.dispatch_one(&env, &secrets_key, &mut batch, &mut touched)?;
+        }
+        self.cursor = to;
+        batch.insert(b"c", &to.to_be_bytes());
+        d.tree.apply_batch(batch).map_err(|e| e.to_string())?;
+        if no_subscriptions
+            && self
+                .state
+                .as_ref()
+                .is_some_and(|s| s.subscriptions.is_empty())
+        {
+            // Free the copy of the read models until a subscription needs it again.
+            self.state = None;
+        }
+        touched.sort();
+        touched.dedup();
+        for k in &touched {
+            d.wake(k);
+        }
+        Ok(())
+    }
+
+    fn dispatch_one(
+        &mut self,
+        env: &Envelope,
+        secrets_key: &str,
+        batch: &mut sled::Batch,
+        touched: &mut Vec<String>,
+    ) -> Result<(), String> {
+        let d = &self.deliveries;
+        let state = self.state.as_mut().expect("the dispatcher has a state");
+        if state.subscriptions.is_empty() {
+            state.apply(env);
+            return Ok(());
+        }
+        let notices = classify(state, &env.event);
+        // (subscription, notice index, notice, data rendered before the event)
+        let mut wanted: Vec<(String, u16, Notice, Option<Value>)> = Vec::new();
+        for (i, notice) in notices.into_iter().enumerate() {
+            let subs: Vec<String> = state
+                .subscriptions
+                .iter()
+                .filter(|(_, r)| r.created_seq < env.seq && matches(&r.subscription, &notice))
+                .map(|(k, _)| k.clone())
+                .collect();
+            if subs.is_empty() {
+                continue;
+            }
+            let before =
+                gone(&notice).then(|| entity_data(state, &d.personal, &notice, &env.event));
+            for k in subs {
+                wanted.push((k, i as u16, notice.clone(), before.clone()));
+            }
+        }
+        state.apply(env);
+        for (key, i, notice, before) in wanted {
+            let data =
+                before.unwrap_or_else(|| entity_data(state, &d.personal, &notice, &env.event));
+            let event = json!({
+                "domain": notice.domain,
+                "event_type": notice.event_type,
+                "subscription_key": key,
+                "source": env.origin,
+                "position": env.seq,
+                "timestamp": crate::timefmt::format(env.time_ms, true),
+                "data": data,
+            });
+            let body = d
+                .personal
+                .encrypt(secrets_key, &event.to_string())
+                .map_err(|e| e.to_string())?;
+            let handlers = state
+                .subscriptions
+                .get(&key)
+                .map(|r| r.subscription.handlers.len())
+                .unwrap_or(0);
+            for h in 0..handlers {
+                let p = Pending {
+                    position: env.seq,
+                    notice: i,
+                    handler: h as u16,
+                    domain: notice.domain.to_string(),
+                    event_type: notice.event_type.to_string(),
+                    name: notice.name.clone(),
+                    body: body.clone(),
+                    attempts: 0,
+                    last_status: None,
+                    last_error: None,
+                    committed_ms: env.time_ms,
+                };
+                batch.insert(
+                    entry_key(b'o', &key, env.seq, i, h as u16),
+                    rmp_serde::to_vec_named(&p).expect("a delivery encodes"),
+                );
+            }
+            touched.push(key);
+        }
+        Ok(())
+    }
+}
+
+/// Delivers one subscription's outbox, in order.
+struct Worker {
+    key: String,
+    deliveries: Arc<Deliveries>,
+    doorbell: crossbeam_channel::Receiver<()>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Worker {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst) || self.deliveries.stop.load(Ordering::SeqCst)
+    }
+
+    /// Sleep `ms`, waking early to stop.
+    fn pause(&self, ms: u64) {
+        let until = Instant::now() + Duration::from_millis(ms);
+        while !self.stopped() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
+    }
+
+    fn run(self) {
+        let d = self.deliveries.clone();
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_millis(d.settings.timeout_ms))
+            // Never follow a redirect: a receiver could otherwise point deliveries
+            // (and their signatures) anywhere.
+            .redirects(0)
+            .build();
+        let mut counter = d
+            .tree
+            .scan_prefix(prefixed(b'h', &self.key))
+            .keys()
+            .next_back()
+            .and_then(|k| k.ok())
+            .and_then(|k| k.get(k.len() - 8..).and_then(|b| b.try_into().ok()))
+            .map(u64::from_be_bytes)
+            .unwrap_or(0);
+        while !self.stopped() {
+            let next = match d.tree.scan_prefix(prefixed(b'o', &self.key)).next() {
+                None => None,
+                Some(Ok((k, v))) => Some((k, v)),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "webhook outbox unreadable; retrying");
+                    self.pause(1000);
+                    continue;
+                }
+            };
+            let Some((k, v)) = next else {
+                let _ = self.doorbell.recv_timeout(Duration::from_millis(500));
+                continue;
+            };
+            let Ok(mut p) = rmp_serde::from_slice::<Pending>(&v) else {
+                tracing::warn!(subscription = %self.key, "an undecodable outbox entry was dropped");
+                let _ = d.tree.remove(k);
+                continue;
+            };
+            let sub: Option<Subscription> = d
+                .shared
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .subscriptions
+                .get(&self.key)
+                .map(|r| r.subscription.clone());
+            let Some(sub) = sub else {
+                // Deleted: the dispatcher drops its deliveries and stops this worker.
+                self.pause(100);
+                continue;
+            };
+            let started = Instant::now();
+            let (url, result) = match sub.handlers.get(p.handler as usize) {
+                None => (
+                    String::new(),
+                    Err("the subscription no longer has this handler".to_string()),
+                ),
+                Some(h) => (h.url.clone(), self.attempt(&agent, h, &p)),
+            };
+            let latency_ms = started.elapsed().as_millis() as u64;
+            p.attempts += 1;
+            let (status, error) = match &result {
+                Ok(code) => (Some(*code), None),
+                Err(e) => (None, Some(e.clone())),
+            };
+            let delivered = status.is_some_and(|c| (200..300).contains(&c));
+            let out_of_attempts = p.attempts >= d.settings.max_attempts
+                || sub.handlers.get(p.handler as usize).is_none();
+            let outcome = if delivered {
+                "delivered"
+            } else if out_of_attempts {
+                "failed"
+            } else {
+                "retrying"
+            };
+            p.last_status = status;
+            p.last_error = error.clone();
+            counter += 1;
+            let attempt = Attempt {
+                position: p.position,
+                notice: p.notice,
+                handler: p.handler,
+                event_type: p.event_type.clone(),
+                url,
+                status,
+                error,
+                latency_ms,
+                attempt: p.attempts,
+                outcome: outcome.into(),
+                time_ms: now_ms(),
+            };
+            let mut batch = sled::Batch::default();
+            let mut hk = prefixed(b'h', &self.key);
+            hk.extend_from_slice(&counter.to_be_bytes());
+            batch.insert(
+                hk,
+                rmp_serde::to_vec_named(&attempt).expect("an attempt encodes"),
+            );
+            if counter > HISTORY_KEEP {
+                let mut old = prefixed(b'h', &self.key);
+                old.extend_from_slice(&(counter - HISTORY_KEEP).to_be_bytes());
+                batch.remove(old);
+            }
+            match outcome {
+                "retrying" => {
+                    batch.insert(k.clone(), rmp_serde::to_vec_named(&p).expect("encodes"));
+                }
+                _ => {
+                    batch.remove(k.clone());
+                    batch.insert(cursor_key(&self.key), &p.position.to_be_bytes());
+                    if outcome == "failed" {
+                        tracing::warn!(subscription = %self.key, position = p.position, attempts = p.attempts, "webhook delivery failed; moved to the dead letters");
+                        batch.insert(
+                            entry_key(b'd', &self.key, p.position, p.notice, p.handler),
+                            rmp_serde::to_vec_named(&p).expect("encodes"),
+                        );
+                    }
+                }
+            }
+            if let Err(e) = d.tree.apply_batch(batch) {
+                tracing::warn!(error = %e, "cannot record a webhook delivery");
+            }
+            if outcome == "retrying" {
+                self.pause(backoff_ms(&d.settings, p.attempts));
+            }
+        }
+    }
+
+    fn attempt(
+        &self,
+        agent: &ureq::Agent,
+        h: &SubscriptionHandler,
+        p: &Pending,
+    ) -> Result<u16, String> {
+        let personal = &self.deliveries.personal;
+        let event: Value = personal
+            .decrypt(&p.body)
+            .and_then(|b| serde_json::from_str(&b).ok())
+            .ok_or_else(|| "the stored event cannot be decrypted".to_string())?;
+        let secret = h.secret.as_deref().and_then(|s| personal.decrypt(s));
+        let secrets: Vec<(String, String)> = h
+            .secrets
+            .iter()
+            .map(|(n, v)| (n.clone(), personal.decrypt(v).unwrap_or_default()))
+            .collect();
+        let (body, headers) = build_request(
+            h,
+            &event,
+            secret.as_deref(),
+            &secrets,
+            &idempotency_key(p.position, p.notice),
+        );
+        post(agent, &h.url, &body, &headers)
+    }
+}
+
+/// Exponential backoff with "equal jitter": half the step fixed, half random, so that
+/// many failing deliveries do not retry in lockstep.
+fn backoff_ms(s: &DeliverySettings, attempts: u32) -> u64 {
+    let step = s
+        .retry_base_ms
+        .saturating_mul(1u64 << attempts.saturating_sub(1).min(30))
+        .min(s.retry_max_ms)
+        .max(1);
+    let mut r = [0u8; 8];
+    let _ = getrandom::getrandom(&mut r);
+    step / 2 + u64::from_le_bytes(r) % (step / 2 + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let s = DeliverySettings {
+            max_attempts: 10,
+            retry_base_ms: 100,
+            retry_max_ms: 1000,
+            timeout_ms: 1000,
+        };
+        for _ in 0..100 {
+            let b1 = backoff_ms(&s, 1);
+            assert!((50..=100).contains(&b1), "{b1}");
+            let b3 = backoff_ms(&s, 3);
+            assert!((200..=400).contains(&b3), "{b3}");
+            let b20 = backoff_ms(&s, 20);
+            assert!((500..=1000).contains(&b20), "{b20}");
+        }
+        let spread: std::collections::BTreeSet<u64> = (0..50).map(|_| backoff_ms(&s, 5)).collect();
+        assert!(spread.len() > 5, "jitter varies the delay: {spread:?}");
+    }
+
+    #[test]
+    fn outbox_keys_sort_in_log_order() {
+        let a = entry_key(b'o', "k", 9, 0, 1);
+        let b = entry_key(b'o', "k", 10, 0, 0);
+        let c = entry_key(b'o', "k", 10, 1, 0);
+        assert!(a < b && b < c);
+        // A key that extends another is not inside its prefix.
+        assert!(!entry_key(b'o', "k2", 1, 0, 0).starts_with(&prefixed(b'o', "k")));
+        assert_eq!(idempotency_key(7, 0), "7");
+        assert_eq!(idempotency_key(7, 2), "7.2");
+    }
+}

@@ -1,0 +1,586 @@
+//! Webhook delivery (issue 7): committed events reach real loopback receivers, in log
+//! order, signed, at least once — through receiver outages, a SIGKILL of the server,
+//! and receivers that always fail (dead letters, re-drive).
+
+use crate::helpers::{Client, ServerProcess, TestApp};
+use gatehouse::Config;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SUBS: &str = "/event/api/v1/subscriptions";
+
+/// One request a receiver got.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// A loopback HTTP receiver that records each request and answers `status` (or, when
+/// `hang` is set, reads the request and never answers).
+pub struct Receiver {
+    pub url: String,
+    pub status: Arc<AtomicU16>,
+    pub hang: Arc<AtomicBool>,
+    pub seen: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    pub fn start() -> Receiver {
+        Self::on(TcpListener::bind("127.0.0.1:0").unwrap())
+    }
+
+    pub fn on(listener: TcpListener) -> Receiver {
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let status = Arc::new(AtomicU16::new(200));
+        let hang = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (st, hg, sn) = (status.clone(), hang.clone(), seen.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (st, hg, sn) = (st.clone(), hg.clone(), sn.clone());
+                // One thread per connection: a hanging one must not block the others.
+                std::thread::spawn(move || serve(stream, st, hg, sn));
+            }
+        });
+        Receiver {
+            url,
+            status,
+            hang,
+            seen,
+        }
+    }
+
+    pub fn events(&self) -> Vec<Received> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Wait until `n` requests arrived (panics after `secs`).
+    pub fn wait_for(&self, n: usize, secs: u64) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let seen = self.events();
+            if seen.len() >= n {
+                return seen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {n} deliveries after {secs} s: {:?}",
+                seen.len(),
+                seen.iter().map(|r| r.json()).collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn serve(
+    stream: std::net::TcpStream,
+    status: Arc<AtomicU16>,
+    hang: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<Received>>>,
+) {
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut head = String::new();
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+            head.push_str(&line);
+        }
+        let mut body = vec![0u8; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        if hang.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_secs(3600));
+            return;
+        }
+        let code = status.load(Ordering::SeqCst);
+        if (200..300).contains(&code) {
+            seen.lock().unwrap().push(Received { head, body });
+        }
+        let stream = reader.get_mut();
+        if write!(stream, "HTTP/1.1 {code} X\r\nContent-Length: 0\r\n\r\n").is_err() {
+            return;
+        }
+    }
+}
+
+fn quick_retries() -> Config {
+    Config {
+        webhook_retry_base_ms: 30,
+        webhook_retry_max_ms: 200,
+        webhook_max_attempts: 3,
+        webhook_timeout_ms: 2000,
+        ..Config::default()
+    }
+}
+
+fn subscribe(admin: &Client, key: &str, url: &str, types: &[&str], include: &[&str]) {
+    let r = admin.post(
+        SUBS,
+        &json!({
+            "key": key,
+            "event_filter": {"domain": "user", "event_types": types,
+                             "criteria": {"includePatterns": include}},
+            "handlers": [{"handler_type": "webhook", "url": url, "secret": "s3cr3t-hook",
+                          "custom_http_headers": [{"name": "X-Team", "value": "qa"}]}]
+        }),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+}
+
+fn create_user(admin: &Client, name: &str) -> u64 {
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": name, "email": format!("{name}@example.com"), "password": "Password-123"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.header("x-gatehouse-seq").unwrap().parse().unwrap()
+}
+
+fn hmac_hex(secret: &[u8], body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(body);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn a_receiver_gets_exactly_what_its_filter_selects_in_order_and_signed() {
+    let app = TestApp::spawn_with(quick_retries());
+    let admin = app.admin();
+    let rx = Receiver::start();
+    let other = Receiver::start();
+    subscribe(&admin, "qa", &rx.url, &["created", "deleted"], &["qa-*"]);
+    subscribe(&admin, "everyone", &other.url, &["created"], &[]);
+    let p1 = create_user(&admin, "qa-one");
+    create_user(&admin, "dev-one");
+    let p3 = create_user(&admin, "qa-two");
+    assert_eq!(
+        admin
+            .patch(
+                "/access/api/v2/users/qa-one",
+                &json!({"email": "new@example.com"})
+            )
+            .status,
+        200
+    );
+    let del = admin.delete("/access/api/v2/users/qa-one");
+    assert_eq!(del.status, 204, "{}", del.text);
+    let p5: u64 = del.header("x-gatehouse-seq").unwrap().parse().unwrap();
+    let got = rx.wait_for(3, 20);
+    std::thread::sleep(Duration::from_millis(300));
+    let got_all = rx.events();
+    assert_eq!(got_all.len(), 3, "exactly the selected events");
+    let events: Vec<Value> = got.iter().map(Received::json).collect();
+    let summary: Vec<(String, String, u64)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap().to_string(),
+                e["data"]["username"].as_str().unwrap().to_string(),
+                e["position"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("created".into(), "qa-one".into(), p1),
+            ("created".into(), "qa-two".into(), p3),
+            ("deleted".into(), "qa-one".into(), p5),
+        ]
+    );
+    for (r, e) in got.iter().zip(&events) {
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert_eq!(r.header("x-team"), Some("qa"));
+        let sig = format!("sha256={}", hmac_hex(b"s3cr3t-hook", &r.body));
+        assert_eq!(r.header("x-gatehouse-signature"), Some(sig.as_str()));
+        assert_eq!(r.header("x-jfrog-event-auth"), Some("s3cr3t-hook"));
+        assert_eq!(
+            r.header("x-gatehouse-idempotency-key"),
+            Some(e["position"].to_string().as_str())
+        );
+        assert_eq!(e["domain"], "user");
+        assert_eq!(e["subscription_key"], "qa");
+        assert!(e["source"].as_str().unwrap().starts_with("jfac@"));
+        assert!(e["timestamp"].as_str().unwrap().ends_with('Z'));
+        // The entity as the REST API shows it: no password hash, ever.
+        let text = String::from_utf8_lossy(&r.body);
+        assert!(
+            !text.contains("argon2") && !text.contains("Password-123"),
+            "{text}"
+        );
+    }
+    // Created: as it was created; deleted: as it was just before (the changed e-mail).
+    assert_eq!(events[0]["data"]["email"], "qa-one@example.com");
+    assert_eq!(events[2]["data"]["email"], "new@example.com");
+    // The other subscription has its own order: all three creations (and the admin?
+    // no: it existed before the subscription).
+    let all = other.wait_for(3, 20);
+    let names: Vec<String> = all
+        .iter()
+        .map(|r| r.json()["data"]["username"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, vec!["qa-one", "dev-one", "qa-two"]);
+    // History and status are queryable.
+    let d = admin.get(&format!("{SUBS}/qa/deliveries")).json();
+    assert_eq!(d["cursor"], p5);
+    assert_eq!(d["pending_count"], 0);
+    let attempts = d["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3, "{d}");
+    assert_eq!(attempts[0]["position"], p5, "newest first");
+    assert_eq!(attempts[0]["status_code"], 200);
+    assert_eq!(attempts[0]["outcome"], "delivered");
+    assert_eq!(attempts[0]["attempt"], 1);
+    assert!(attempts[0]["latency_ms"].is_u64());
+    assert_eq!(admin.get(&format!("{SUBS}/nope/deliveries")).status, 404);
+    assert_eq!(
+        app.as_user("qa-two", "Password-123")
+            .get(&format!("{SUBS}/qa/deliveries"))
+            .status,
+        403
+    );
+    // A disabled subscription gets nothing new; a deleted one stops.
+    let mut off = admin.get(&format!("{SUBS}/everyone")).json();
+    off["enabled"] = json!(false);
+    off["handlers"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("secret_set");
+    assert_eq!(admin.put(&format!("{SUBS}/everyone"), &off).status, 204);
+    create_user(&admin, "qa-three");
+    rx.wait_for(4, 20);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(other.events().len(), 3, "disabled: nothing new");
+    assert_eq!(admin.delete(&format!("{SUBS}/qa")).status, 204);
+    create_user(&admin, "qa-four");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(rx.events().len(), 4, "deleted: nothing new");
+}
+
+#[test]
+fn deliveries_wait_for_a_receiver_that_is_down_and_keep_their_order() {
+    let app = TestApp::spawn_with(Config {
+        webhook_max_attempts: 1000,
+        ..quick_retries()
+    });
+    let admin = app.admin();
+    // Reserve a port, then close it: nothing listens there for a while.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    subscribe(
+        &admin,
+        "later",
+        &format!("http://127.0.0.1:{port}/hook"),
+        &["created"],
+        &[],
+    );
+    let mut positions = Vec::new();
+    for i in 0..15 {
+        positions.push(create_user(&admin, &format!("u{i:02}")));
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    let status = admin.get(&format!("{SUBS}/later/deliveries")).json();
+    assert_eq!(status["pending_count"], 15, "{status}");
+    assert!(status["last_error"].is_string(), "{status}");
+    assert_eq!(status["attempts"][0]["outcome"], "retrying");
+    // The receiver comes up: everything arrives, once each, in log order.
+    let rx = Receiver::on(TcpListener::bind(("127.0.0.1", port)).unwrap());
+    let got = rx.wait_for(15, 30);
+    let seen: Vec<u64> = got
+        .iter()
+        .map(|r| r.json()["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seen, positions);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(rx.events().len(), 15);
+}
+
+#[test]
+fn a_receiver_that_always_fails_ends_in_the_dead_letters_and_can_be_redriven() {
+    let app = TestApp::spawn_with(quick_retries());
+    let admin = app.admin();
+    let rx = Receiver::start();
+    rx.status.store(500, Ordering::SeqCst);
+    subscribe(&admin, "flaky", &rx.url, &["created"], &[]);
+    let p1 = create_user(&admin, "first");
+    let p2 = create_user(&admin, "second");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let failed = loop {
+        let f = admin.get(&format!("{SUBS}/flaky/failed")).json();
+        if f["failed"].as_array().unwrap().len() == 2 {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "{f}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let first = &failed["failed"][0];
+    assert_eq!(first["position"], p1);
+    assert_eq!(first["attempts"], 3);
+    assert_eq!(first["last_status"], 500);
+    assert_eq!(failed["failed"][1]["position"], p2);
+    let d = admin.get(&format!("{SUBS}/flaky/deliveries")).json();
+    assert_eq!(d["failed_count"], 2);
+    assert_eq!(d["pending_count"], 0);
+    assert_eq!(d["cursor"], p2, "a dead letter does not hold up the rest");
+    let outcomes: Vec<&str> = d["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec!["failed", "retrying", "retrying", "failed", "retrying", "retrying"]
+    );
+    assert!(rx.events().is_empty());
+    // The receiver is fixed; re-drive one event, then the rest.
+    rx.status.store(200, Ordering::SeqCst);
+    let r = admin.post_empty(&format!("{SUBS}/flaky/failed/redrive?position={p2}"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["redriven"], 1);
+    let got = rx.wait_for(1, 20);
+    assert_eq!(got[0].json()["position"], p2);
+    let r = admin.post_empty(&format!("{SUBS}/flaky/failed/redrive"));
+    assert_eq!(r.json()["redriven"], 1);
+    let got = rx.wait_for(2, 20);
+    assert_eq!(got[1].json()["position"], p1);
+    assert_eq!(
+        admin.get(&format!("{SUBS}/flaky/failed")).json()["failed"],
+        json!([])
+    );
+    assert_eq!(
+        admin
+            .post_empty(&format!("{SUBS}/flaky/failed/redrive?position=x"))
+            .status,
+        400
+    );
+    assert_eq!(
+        admin
+            .post_empty(&format!("{SUBS}/nope/failed/redrive"))
+            .status,
+        404
+    );
+}
+
+#[test]
+fn a_hanging_receiver_holds_up_only_its_own_subscription() {
+    let app = TestApp::spawn_with(Config {
+        webhook_timeout_ms: 30_000,
+        ..quick_retries()
+    });
+    let admin = app.admin();
+    let stuck = Receiver::start();
+    stuck.hang.store(true, Ordering::SeqCst);
+    let fine = Receiver::start();
+    subscribe(&admin, "stuck", &stuck.url, &["created"], &[]);
+    subscribe(&admin, "fine", &fine.url, &["created"], &[]);
+    let started = Instant::now();
+    for i in 0..20 {
+        create_user(&admin, &format!("h{i}"));
+    }
+    fine.wait_for(20, 20);
+    // The stuck one is still on its first request; writes went on regardless.
+    assert!(started.elapsed() < Duration::from_secs(25));
+    let d = admin.get(&format!("{SUBS}/stuck/deliveries")).json();
+    assert_eq!(d["pending_count"], 20, "{d}");
+    // Stopping the server waits a moment for the hung request, not its 30 s timeout.
+    let stopping = Instant::now();
+    drop(app);
+    assert!(stopping.elapsed() < Duration::from_secs(15));
+}
+
+#[test]
+fn custom_webhooks_render_data_and_secrets_and_refuse_unknown_placeholders() {
+    let app = TestApp::spawn_with(quick_retries());
+    let admin = app.admin();
+    let rx = Receiver::start();
+    let custom = |payload: &str, header: &str| {
+        json!({"key": "chat", "event_filter": {"domain": "group", "event_types": ["created", "members_changed"]},
+            "handlers": [{"handler_type": "custom-webhook", "url": rx.url,
+                          "payload": payload,
+                          "secrets": [{"name": "token", "value": "chat-secret-789"}],
+                          "http_headers": [{"name": "Authorization", "value": header}]}]})
+    };
+    for (payload, header, field) in [
+        (
+            "{\"text\": \"{{.data.nme\"}",
+            "Bearer x",
+            "handlers[0].payload",
+        ),
+        (
+            "{\"text\": \"{{.user}}\"}",
+            "Bearer x",
+            "handlers[0].payload",
+        ),
+        (
+            "{\"text\": \"{{.secrets.other}}\"}",
+            "Bearer x",
+            "handlers[0].payload",
+        ),
+        (
+            "{\"text\": \"{{data.name}}\"}",
+            "Bearer x",
+            "handlers[0].payload",
+        ),
+        (
+            "{}",
+            "Bearer {{.secrets.nope}}",
+            "handlers[0].http_headers[0].value",
+        ),
+    ] {
+        let r = admin.post(SUBS, &custom(payload, header));
+        assert_eq!(r.status, 400, "{payload}: {}", r.text);
+        assert!(r.error_message().contains(field), "{}", r.text);
+        assert!(
+            r.error_message().contains("placeholder") || r.error_message().contains("not closed"),
+            "{}",
+            r.text
+        );
+    }
+    let r = admin.post(
+        SUBS,
+        &custom(
+            "{\"text\": \"{{.event_type}}: {{.data.name}} ({{.data.description}}) #{{.position}}\", \"key\": \"{{.secrets.token}}\"}",
+            "Bearer {{.secrets.token}}",
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let g = admin.post(
+        "/access/api/v2/groups",
+        &json!({"name": "readers", "description": "They read"}),
+    );
+    assert_eq!(g.status, 201, "{}", g.text);
+    let pos = g.header("x-gatehouse-seq").unwrap().to_string();
+    let got = rx.wait_for(1, 20);
+    assert_eq!(
+        got[0].header("authorization"),
+        Some("Bearer chat-secret-789")
+    );
+    assert_eq!(
+        String::from_utf8(got[0].body.clone()).unwrap(),
+        format!(
+            "{{\"text\": \"created: readers (They read) #{pos}\", \"key\": \"chat-secret-789\"}}"
+        )
+    );
+    // The secret never reaches the disk in clear (the outbox holds bodies encrypted).
+    let hits = crate::helpers::files_containing(&app.dir, b"chat-secret-789");
+    assert!(hits.is_empty(), "{hits:?}");
+}
+
+#[test]
+fn after_a_sigkill_every_acknowledged_event_is_delivered_at_least_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let config = tmp.path().join("gatehouse.toml");
+    std::fs::write(
+        &config,
+        "webhook-retry-base-ms = 30\nwebhook-retry-max-ms = 200\nwebhook-max-attempts = 1000\n",
+    )
+    .unwrap();
+    let rx = Receiver::start();
+    let server = ServerProcess::start_with_config(&data, &config);
+    subscribe(&server.admin(), "audit", &rx.url, &["created"], &[]);
+    // Writers go on while the server is killed.
+    let acknowledged = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let base = server.base.clone();
+    let acks = acknowledged.clone();
+    let writer = std::thread::spawn(move || {
+        let admin = Client::new(
+            &base,
+            Some(("admin", crate::helpers::BINARY_ADMIN_PASSWORD)),
+        );
+        for i in 0.. {
+            let r = admin.try_post(
+                "/access/api/v2/users",
+                &json!({"username": format!("k{i:04}"), "password": "Password-123"}),
+            );
+            match r {
+                Some(r) if r.status == 201 => acks
+                    .lock()
+                    .unwrap()
+                    .push(r.header("x-gatehouse-seq").unwrap().parse().unwrap()),
+                _ => break,
+            }
+        }
+    });
+    // Kill it while deliveries are in flight.
+    rx.wait_for(30, 30);
+    server.kill();
+    writer.join().unwrap();
+    let acked = acknowledged.lock().unwrap().clone();
+    assert!(acked.len() >= 30, "{}", acked.len());
+    let server = ServerProcess::start_with_config(&data, &config);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got: std::collections::BTreeSet<u64> = rx
+            .events()
+            .iter()
+            .map(|r| r.json()["position"].as_u64().unwrap())
+            .collect();
+        if acked.iter().all(|p| got.contains(p)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "missing after restart: {:?}",
+            acked
+                .iter()
+                .filter(|p| !got.contains(p))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Duplicates carry the same idempotency key and the same body.
+    let mut by_key: std::collections::BTreeMap<String, Vec<u8>> = Default::default();
+    let mut last = 0;
+    for r in rx.events() {
+        let key = r.header("x-gatehouse-idempotency-key").unwrap().to_string();
+        let pos: u64 = r.json()["position"].as_u64().unwrap();
+        assert_eq!(key, pos.to_string());
+        if let Some(body) = by_key.get(&key) {
+            assert_eq!(body, &r.body, "a duplicate is the same delivery");
+        } else {
+            assert!(pos > last, "first deliveries come in log order");
+            last = pos;
+            by_key.insert(key, r.body.clone());
+        }
+    }
+    drop(server);
+}
