@@ -32,6 +32,7 @@ pub struct Application {
     writer_thread: std::thread::JoinHandle<()>,
     service_id: String,
     deliveries: Arc<crate::webhooks::Deliveries>,
+    federation: Arc<crate::federation::Federation>,
 }
 
 /// Where the first admin's generated password is written (mode 0600).
@@ -90,9 +91,24 @@ impl Application {
             crate::personal::PersonalKeys::open(&settings.data_dir)
                 .map_err(|e| StartError::Other(e.to_string()))?,
         );
-        // Webhook deliveries follow the committed log from their own cursor.
+        // Webhook deliveries and the federation stream follow the committed log from
+        // their own cursor.
+        let outbox = log_reader.side_tree(crate::webhooks::TREE)?;
+        let federation = crate::federation::Federation::new(
+            outbox.clone(),
+            shared.clone(),
+            keys.clone(),
+            personal.clone(),
+            writer.clone(),
+            crate::federation::FederationSettings {
+                max_lag_events: settings.config.federation_max_lag_events,
+                retry_max_ms: settings.config.federation_retry_max_ms,
+                timeout_ms: settings.config.federation_timeout_ms,
+            },
+        );
         let (deliveries, bell) = crate::webhooks::Deliveries::start(
             &log_reader,
+            outbox,
             shared.clone(),
             personal.clone(),
             crate::webhooks::DeliverySettings {
@@ -101,6 +117,7 @@ impl Application {
                 retry_max_ms: settings.config.webhook_retry_max_ms,
                 timeout_ms: settings.config.webhook_timeout_ms,
             },
+            federation.clone(),
         )?;
         writer.add_doorbell(bell);
         let data = web::Data::new(AppState {
@@ -118,6 +135,7 @@ impl Application {
             timeline: std::sync::Mutex::new(crate::timeline::Timeline::default()),
             personal,
             deliveries: deliveries.clone(),
+            federation: federation.clone(),
             log: log_reader,
             data_dir: settings.data_dir.clone(),
             past: std::sync::Mutex::new(Vec::new()),
@@ -187,6 +205,7 @@ impl Application {
             writer_thread,
             service_id,
             deliveries,
+            federation,
         })
     }
 
@@ -209,11 +228,13 @@ impl Application {
         let writer = self.writer;
         let thread = self.writer_thread;
         let deliveries = self.deliveries;
+        let federation = self.federation;
         // These calls block: keep them off the async threads.
         let _ = tokio::task::spawn_blocking(move || {
             writer.shutdown();
             let _ = thread.join();
             deliveries.stop();
+            federation.stop();
         })
         .await;
         tracing::info!("stopped");

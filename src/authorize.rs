@@ -8,6 +8,17 @@
 //! - project roles, compiled into a [`ProjectIndex`] (repository -> who holds which
 //!   actions there through which project role), rebuilt when a project event changed it;
 //! - entitlements of access keys ([`decide_access_key`]), looked up by key.
+//!
+//! A permission target has three sections, and a question is decided by the sections
+//! of its repository's kind only ([`ResourceKind`]): `build` sections for the
+//! build-info repository, `releaseBundle` sections for release-bundle repositories,
+//! `repo` sections (and project roles) for every other repository.
+//!
+//! Case rules: user names are case-insensitive (stored lower-case, seed 004 "User names
+//! are converted to lowercase automatically"); group names, repository keys and paths
+//! are case-sensitive — Artifactory addresses a repository by its exact key (it only
+//! refuses to *create* a key that differs from an existing one by case) and its paths
+//! are case-sensitive.
 
 use gatehouse_projections::{Directory, State};
 use gatehouse_schemas::PermissionSection;
@@ -17,6 +28,48 @@ use std::sync::Arc;
 
 /// The five repository actions (seed 002 "Assigning Permissions").
 pub const ACTIONS: &[&str] = &["read", "annotate", "write", "delete", "manage"];
+
+/// Where Artifactory keeps build info (`<build-name>/<build-number>-<started>.json`).
+/// Build sections apply here and nowhere else: Artifactory fixes their `repositories`
+/// to this one ("default, can't be changed"), so a stored list is not consulted.
+pub const BUILD_INFO_REPOSITORY: &str = "artifactory-build-info";
+
+/// The default release-bundle repository (bundles live at `<name>/<version>/…`); a
+/// `releaseBundle` section with no `repositories` applies to it.
+pub const RELEASE_BUNDLES_REPOSITORY: &str = "release-bundles";
+
+/// `ANY`, `ANY LOCAL`, `ANY REMOTE`: words for artifact repositories, meaningless in a
+/// `releaseBundle` section (refused on input; ignored in one stored before that).
+pub fn is_any_repository(name: &str) -> bool {
+    matches!(name, "ANY" | "ANY LOCAL" | "ANY REMOTE")
+}
+
+/// Which sections decide a question about a repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceKind {
+    /// An artifact repository: `repo` sections (by name, `ANY`, class) and project roles.
+    Repository,
+    /// [`BUILD_INFO_REPOSITORY`]: `build` sections; patterns are on `<build-name>/…`.
+    Build,
+    /// [`RELEASE_BUNDLES_REPOSITORY`] or a repository a `releaseBundle` section names:
+    /// `releaseBundle` sections only; patterns are on `<bundle-name>/<version>/…`.
+    ReleaseBundle,
+}
+
+/// The repositories a stored `releaseBundle` section applies to.
+fn bundle_repositories(s: &PermissionSection) -> Vec<&str> {
+    let named: Vec<&str> = s
+        .repositories
+        .iter()
+        .map(String::as_str)
+        .filter(|r| !is_any_repository(r) && *r != BUILD_INFO_REPOSITORY)
+        .collect();
+    if s.repositories.is_empty() {
+        vec![RELEASE_BUNDLES_REPOSITORY]
+    } else {
+        named
+    }
+}
 
 /// Who is asking, after credentials and token scope are taken into account.
 #[derive(Debug, Clone)]
@@ -92,14 +145,20 @@ struct Bucket {
     groups: HashMap<String, Vec<usize>>,
 }
 
-/// Compiled repository sections of every permission target.
+/// Compiled sections (`repo`, `build`, `releaseBundle`) of every permission target.
 pub struct TargetIndex {
     pub built_from: u64,
     sections: Vec<CompiledSection>,
+    /// `repo` sections.
     by_repo: HashMap<String, Bucket>,
     any: Bucket,
     any_local: Bucket,
     any_remote: Bucket,
+    /// `build` sections (all of them apply to [`BUILD_INFO_REPOSITORY`]).
+    builds: Bucket,
+    /// `releaseBundle` sections by the repository they apply to; its keys are the
+    /// release-bundle repositories (always with [`RELEASE_BUNDLES_REPOSITORY`]).
+    bundles: HashMap<String, Bucket>,
     /// Repository key -> class (`local`, `remote`, …) for `ANY LOCAL` / `ANY REMOTE`.
     classes: HashMap<String, String>,
 }
@@ -141,10 +200,11 @@ impl PermissionIndex {
     }
 
     /// May `subject` do `action` on `path` in `repo`? `via` names the deciding grant:
-    /// admin, then permission targets, then project roles.
+    /// admin, then permission targets, then project roles (whose actions here are
+    /// repository actions: they do not reach build info or release bundles).
     pub fn decide(&self, subject: &Subject, repo: &str, path: &str, action: &str) -> Decision {
         let d = self.targets.decide(subject, repo, path, action);
-        if d.allowed || subject.admin {
+        if d.allowed || subject.admin || self.targets.kind(repo) != ResourceKind::Repository {
             return d;
         }
         self.projects.decide(subject, repo, action).unwrap_or(d)
@@ -460,6 +520,8 @@ impl TargetIndex {
             any: Bucket::default(),
             any_local: Bucket::default(),
             any_remote: Bucket::default(),
+            builds: Bucket::default(),
+            bundles: [(RELEASE_BUNDLES_REPOSITORY.to_string(), Bucket::default())].into(),
             classes: state
                 .repositories
                 .by_key
@@ -468,15 +530,31 @@ impl TargetIndex {
                 .collect(),
         };
         for target in state.permissions.targets.values() {
-            let Some(section) = &target.repo else {
-                continue;
-            };
-            index.add(&target.name, section);
+            if let Some(section) = &target.repo {
+                index.add(&target.name, section, ResourceKind::Repository);
+            }
+            if let Some(section) = &target.build {
+                index.add(&target.name, section, ResourceKind::Build);
+            }
+            if let Some(section) = &target.release_bundle {
+                index.add(&target.name, section, ResourceKind::ReleaseBundle);
+            }
         }
         index
     }
 
-    fn add(&mut self, target: &str, s: &PermissionSection) {
+    /// Which sections decide a question about `repo`.
+    pub fn kind(&self, repo: &str) -> ResourceKind {
+        if repo == BUILD_INFO_REPOSITORY {
+            ResourceKind::Build
+        } else if self.bundles.contains_key(repo) {
+            ResourceKind::ReleaseBundle
+        } else {
+            ResourceKind::Repository
+        }
+    }
+
+    fn add(&mut self, target: &str, s: &PermissionSection, kind: ResourceKind) {
         let i = self.sections.len();
         self.sections.push(CompiledSection {
             target: target.to_string(),
@@ -496,14 +574,25 @@ impl TargetIndex {
         let section = &self.sections[i];
         let users: Vec<String> = section.users.keys().cloned().collect();
         let groups: Vec<String> = section.groups.keys().cloned().collect();
-        for repo in &s.repositories {
-            let bucket = match repo.as_str() {
-                "ANY" => &mut self.any,
+        let repos: Vec<&str> = match kind {
+            ResourceKind::Repository => s.repositories.iter().map(String::as_str).collect(),
+            ResourceKind::Build => vec![BUILD_INFO_REPOSITORY],
+            ResourceKind::ReleaseBundle => bundle_repositories(s),
+        };
+        for repo in repos {
+            let bucket = match (kind, repo) {
+                (ResourceKind::Build, _) => &mut self.builds,
+                (ResourceKind::ReleaseBundle, name) => {
+                    self.bundles.entry(name.to_string()).or_default()
+                }
+                (ResourceKind::Repository, "ANY") => &mut self.any,
                 // By the class of the registered repository; an unregistered one is of
                 // no known class, so neither matches it (never grant more than written).
-                "ANY LOCAL" => &mut self.any_local,
-                "ANY REMOTE" => &mut self.any_remote,
-                name => self.by_repo.entry(name.to_string()).or_default(),
+                (ResourceKind::Repository, "ANY LOCAL") => &mut self.any_local,
+                (ResourceKind::Repository, "ANY REMOTE") => &mut self.any_remote,
+                (ResourceKind::Repository, name) => {
+                    self.by_repo.entry(name.to_string()).or_default()
+                }
             };
             for u in &users {
                 bucket.users.entry(u.clone()).or_default().push(i);
@@ -522,10 +611,20 @@ impl TargetIndex {
                 via: "admin".into(),
             };
         }
-        let by_class = match self.classes.get(repo).map(String::as_str) {
-            Some("local") | Some("federated") => Some(&self.any_local),
-            Some("remote") => Some(&self.any_remote),
-            _ => None,
+        // Only the sections of the repository's kind: `ANY` in a `repo` section means any
+        // artifact repository, never build info or release bundles (Artifactory keeps
+        // those under their own sections, and reserves their repository keys).
+        let buckets = match self.kind(repo) {
+            ResourceKind::Build => [Some(&self.builds), None, None],
+            ResourceKind::ReleaseBundle => [self.bundles.get(repo), None, None],
+            ResourceKind::Repository => {
+                let by_class = match self.classes.get(repo).map(String::as_str) {
+                    Some("local") | Some("federated") => Some(&self.any_local),
+                    Some("remote") => Some(&self.any_remote),
+                    _ => None,
+                };
+                [self.by_repo.get(repo), Some(&self.any), by_class]
+            }
         };
         // Built once per decision: globset normalises the path for every set otherwise.
         let candidate = globset::Candidate::new(path);
@@ -534,10 +633,7 @@ impl TargetIndex {
         };
         let has =
             |grants: Option<&Vec<String>>| grants.is_some_and(|a| a.iter().any(|x| x == action));
-        for bucket in [self.by_repo.get(repo), Some(&self.any), by_class]
-            .into_iter()
-            .flatten()
-        {
+        for bucket in buckets.into_iter().flatten() {
             if subject.own_grants {
                 for &i in bucket.users.get(&subject.username).into_iter().flatten() {
                     let s = &self.sections[i];
@@ -579,33 +675,66 @@ pub fn effective_project_roles(
     index.projects.effective(subject)
 }
 
-/// Everything a subject holds, target by target, and through whom (user or group).
+/// Everything a subject holds, section by section of each target (`section` is `repo`,
+/// `build` or `releaseBundle`, `repositories` what the section applies to), and through
+/// whom (user or group).
 pub fn effective(state: &State, subject: &Subject) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     for t in state.permissions.targets.values() {
-        let Some(s) = &t.repo else { continue };
-        let mut grants = Vec::new();
-        if subject.own_grants {
-            if let Some(a) = s.users.get(&subject.username) {
-                grants.push(serde_json::json!({"via": format!("user `{}`", subject.username), "actions": a}));
+        let sections = [
+            ("repo", t.repo.as_ref()),
+            ("build", t.build.as_ref()),
+            ("releaseBundle", t.release_bundle.as_ref()),
+        ];
+        for (kind, s) in sections {
+            let Some(s) = s else { continue };
+            let repositories: Vec<String> = match kind {
+                "repo" => s.repositories.clone(),
+                "build" => vec![BUILD_INFO_REPOSITORY.to_string()],
+                _ => bundle_repositories(s)
+                    .into_iter()
+                    .map(String::from)
+                    .collect(),
+            };
+            if let Some(entry) = effective_section(&t.name, kind, repositories, s, subject) {
+                out.push(entry);
             }
-        }
-        for g in &subject.groups {
-            if let Some(a) = s.groups.get(g) {
-                grants.push(serde_json::json!({"via": format!("group `{g}`"), "actions": a}));
-            }
-        }
-        if !grants.is_empty() {
-            out.push(serde_json::json!({
-                "permission_target": t.name,
-                "repositories": s.repositories,
-                "include_patterns": if s.include_patterns.iter().all(|p| p.is_empty()) { vec!["**".to_string()] } else { s.include_patterns.clone() },
-                "exclude_patterns": s.exclude_patterns,
-                "grants": grants,
-            }));
         }
     }
     out
+}
+
+fn effective_section(
+    target: &str,
+    kind: &str,
+    repositories: Vec<String>,
+    s: &PermissionSection,
+    subject: &Subject,
+) -> Option<serde_json::Value> {
+    let mut grants = Vec::new();
+    if subject.own_grants {
+        if let Some(a) = s.users.get(&subject.username) {
+            grants.push(
+                serde_json::json!({"via": format!("user `{}`", subject.username), "actions": a}),
+            );
+        }
+    }
+    for g in &subject.groups {
+        if let Some(a) = s.groups.get(g) {
+            grants.push(serde_json::json!({"via": format!("group `{g}`"), "actions": a}));
+        }
+    }
+    if grants.is_empty() {
+        return None;
+    }
+    Some(serde_json::json!({
+        "permission_target": target,
+        "section": kind,
+        "repositories": repositories,
+        "include_patterns": if s.include_patterns.iter().all(|p| p.is_empty()) { vec!["**".to_string()] } else { s.include_patterns.clone() },
+        "exclude_patterns": s.exclude_patterns,
+        "grants": grants,
+    }))
 }
 
 #[cfg(test)]
@@ -641,30 +770,203 @@ mod tests {
             include_patterns: vec!["org/acme/**".into(), "*.txt".into()],
             exclude_patterns: vec!["**/*-SNAPSHOT/**".into(), "org/acme/secret/**".into()],
             repositories: vec!["libs".into()],
-            users: [("bob".to_string(), vec!["read".to_string()])].into(),
+            // The API stores user names lower-case; a key that is not (written by hand
+            // into a state) still means its lower-case user: names are case-insensitive.
+            users: [
+                ("bob".to_string(), vec!["read".to_string()]),
+                ("Cara".to_string(), vec!["read".to_string()]),
+            ]
+            .into(),
             groups: [("devs".to_string(), vec!["write".to_string()])].into(),
         };
         let index = PermissionIndex::build(&state_with(section));
-        // (repo, path, action, allowed)
+        let cara = Subject {
+            username: "cara".into(),
+            groups: BTreeSet::new(),
+            ..bob()
+        };
+        // Group names are case-sensitive (two groups may differ by case only).
+        let dana = Subject {
+            username: "dana".into(),
+            groups: ["Devs".to_string()].into(),
+            ..bob()
+        };
+        // (subject, repo, path, action, allowed)
         let table = [
-            ("libs", "org/acme/app/1.0/app-1.0.jar", "read", true),
-            ("libs", "org/acme/app/1.0/app-1.0.jar", "write", true),
-            ("libs", "org/acme/app/1.0/app-1.0.jar", "delete", false),
-            ("libs", "org/acme/app/1.0-SNAPSHOT/app.jar", "read", false),
-            ("libs", "org/acme/secret/key.pem", "read", false),
-            ("libs", "readme.txt", "read", true),
-            ("libs", "org/acme", "read", true),
-            ("libs", "docs/readme.txt", "read", false),
-            ("libs", "Org/Acme/app.jar", "read", false),
-            ("other", "org/acme/app.jar", "read", false),
+            (&bob(), "libs", "org/acme/app/1.0/app-1.0.jar", "read", true),
+            (
+                &bob(),
+                "libs",
+                "org/acme/app/1.0/app-1.0.jar",
+                "write",
+                true,
+            ),
+            (
+                &bob(),
+                "libs",
+                "org/acme/app/1.0/app-1.0.jar",
+                "delete",
+                false,
+            ),
+            (
+                &bob(),
+                "libs",
+                "org/acme/app/1.0-SNAPSHOT/app.jar",
+                "read",
+                false,
+            ),
+            (&bob(), "libs", "org/acme/secret/key.pem", "read", false),
+            (&bob(), "libs", "readme.txt", "read", true),
+            (&bob(), "libs", "org/acme", "read", true),
+            (&bob(), "libs", "docs/readme.txt", "read", false),
+            (&bob(), "other", "org/acme/app.jar", "read", false),
+            // Paths are case-sensitive, in patterns and in excludes.
+            (&bob(), "libs", "Org/Acme/app.jar", "read", false),
+            (&bob(), "libs", "readme.TXT", "read", false),
+            (&bob(), "libs", "org/acme/Secret/key.pem", "read", true),
+            // Repository keys are case-sensitive: Artifactory addresses a repository by
+            // its exact key.
+            (&bob(), "Libs", "org/acme/app.jar", "read", false),
+            (&bob(), "LIBS", "org/acme/app.jar", "read", false),
+            // User names are not.
+            (&cara, "libs", "org/acme/app.jar", "read", true),
+            (&cara, "libs", "org/acme/app.jar", "write", false),
+            (&dana, "libs", "org/acme/app.jar", "write", false),
         ];
-        for (repo, path, action, allowed) in table {
+        for (who, repo, path, action, allowed) in table {
             assert_eq!(
-                index.decide(&bob(), repo, path, action).allowed,
+                index.decide(who, repo, path, action).allowed,
                 allowed,
+                "{} {repo} {path} {action}",
+                who.username
+            );
+        }
+    }
+
+    #[test]
+    fn build_and_release_bundle_sections_decide_their_own_repositories() {
+        let mut state = State::default();
+        let section =
+            |include: &[&str], repos: &[&str], users: &[(&str, &str)], groups: &[(&str, &str)]| {
+                PermissionSection {
+                    include_patterns: include.iter().map(|p| p.to_string()).collect(),
+                    exclude_patterns: vec![],
+                    repositories: repos.iter().map(|r| r.to_string()).collect(),
+                    users: users
+                        .iter()
+                        .map(|(u, a)| (u.to_string(), vec![a.to_string()]))
+                        .collect(),
+                    groups: groups
+                        .iter()
+                        .map(|(g, a)| (g.to_string(), vec![a.to_string()]))
+                        .collect(),
+                }
+            };
+        state.permissions.targets.insert(
+            "ci".into(),
+            PermissionTarget {
+                name: "ci".into(),
+                repo: Some(section(&[], &["ANY"], &[("bob", "read")], &[])),
+                build: Some(section(
+                    &["app-*/**"],
+                    &[BUILD_INFO_REPOSITORY],
+                    &[("bob", "write")],
+                    &[],
+                )),
+                release_bundle: Some(section(
+                    &["app/**"],
+                    &[RELEASE_BUNDLES_REPOSITORY, "edge-bundles"],
+                    &[],
+                    &[("devs", "read")],
+                )),
+            },
+        );
+        state.permissions.targets.insert(
+            "default-bundles".into(),
+            PermissionTarget {
+                name: "default-bundles".into(),
+                release_bundle: Some(section(&[], &[], &[("bob", "annotate")], &[])),
+                ..Default::default()
+            },
+        );
+        let index = PermissionIndex::build(&state);
+        let b = BUILD_INFO_REPOSITORY;
+        let rb = RELEASE_BUNDLES_REPOSITORY;
+        // (repo, path, action, allowed, via)
+        let table = [
+            (
+                b,
+                "app-web/12-1700000000000.json",
+                "write",
+                true,
+                "permission target `ci` (user `bob`)",
+            ),
+            (
+                b,
+                "app-web",
+                "write",
+                true,
+                "permission target `ci` (user `bob`)",
+            ),
+            (b, "other/1-1700000000000.json", "write", false, "no grant"),
+            // `ANY` in the `repo` section is every artifact repository, not build info.
+            (
+                b,
+                "app-web/12-1700000000000.json",
+                "read",
+                false,
+                "no grant",
+            ),
+            (
+                rb,
+                "app/1.0/manifest.json",
+                "read",
+                true,
+                "permission target `ci` (group `devs`)",
+            ),
+            (
+                "edge-bundles",
+                "app/1.0",
+                "read",
+                true,
+                "permission target `ci` (group `devs`)",
+            ),
+            (rb, "app/1.0", "write", false, "no grant"),
+            (rb, "other/1.0", "read", false, "no grant"),
+            // No `repositories` in a `releaseBundle` section: the default repository.
+            (
+                rb,
+                "other/1.0",
+                "annotate",
+                true,
+                "permission target `default-bundles` (user `bob`)",
+            ),
+            ("edge-bundles", "other/1.0", "annotate", false, "no grant"),
+            // Nor does it reach a release-bundle repository (bob's `ANY` read).
+            (rb, "other/1.0", "read", false, "no grant"),
+            ("edge-bundles", "other/1.0", "read", false, "no grant"),
+            (
+                "libs",
+                "app-web/1.jar",
+                "read",
+                true,
+                "permission target `ci` (user `bob`)",
+            ),
+            ("libs", "app-web/1.jar", "write", false, "no grant"),
+        ];
+        for (repo, path, action, allowed, via) in table {
+            let d = index.decide(&bob(), repo, path, action);
+            assert_eq!(
+                (d.allowed, d.via.as_str()),
+                (allowed, via),
                 "{repo} {path} {action}"
             );
         }
+        assert_eq!(
+            index.targets.kind("edge-bundles"),
+            ResourceKind::ReleaseBundle
+        );
+        assert_eq!(index.targets.kind("libs"), ResourceKind::Repository);
     }
 
     #[test]
@@ -740,18 +1042,51 @@ mod tests {
             .by_key
             .get(repo)
             .map(|r| r.config.rclass.as_str());
-        let by_target = state
-            .permissions
-            .targets
-            .values()
-            .filter_map(|t| t.repo.as_ref())
-            .any(|s| {
-                let repo_ok = s.repositories.iter().any(|r| {
-                    r == repo
-                        || r == "ANY"
-                        || (r == "ANY LOCAL" && matches!(class, Some("local") | Some("federated")))
-                        || (r == "ANY REMOTE" && class == Some("remote"))
-                });
+        let any_word = |r: &str| r == "ANY" || r == "ANY LOCAL" || r == "ANY REMOTE";
+        // Which repositories a release-bundle section is about: those it names (not the
+        // `ANY` words, not build info), or `release-bundles` when it names none.
+        let bundle_covers = |s: &PermissionSection, repo: &str| {
+            if s.repositories.is_empty() {
+                repo == "release-bundles"
+            } else {
+                s.repositories
+                    .iter()
+                    .any(|r| r == repo && !any_word(r) && r != "artifactory-build-info")
+            }
+        };
+        let is_bundle_repo = repo == "release-bundles"
+            || state
+                .permissions
+                .targets
+                .values()
+                .filter_map(|t| t.release_bundle.as_ref())
+                .any(|s| bundle_covers(s, repo));
+        let is_build_repo = repo == "artifactory-build-info";
+        let by_target = state.permissions.targets.values().any(|t| {
+            // The sections that may answer, and whether each is about this repository.
+            let candidates: Vec<(&PermissionSection, bool)> = if is_build_repo {
+                t.build.iter().map(|s| (s, true)).collect()
+            } else if is_bundle_repo {
+                t.release_bundle
+                    .iter()
+                    .map(|s| (s, bundle_covers(s, repo)))
+                    .collect()
+            } else {
+                t.repo
+                    .iter()
+                    .map(|s| {
+                        let repo_ok = s.repositories.iter().any(|r| {
+                            r == repo
+                                || r == "ANY"
+                                || (r == "ANY LOCAL"
+                                    && matches!(class, Some("local") | Some("federated")))
+                                || (r == "ANY REMOTE" && class == Some("remote"))
+                        });
+                        (s, repo_ok)
+                    })
+                    .collect()
+            };
+            candidates.into_iter().any(|(s, repo_ok)| {
                 let includes: Vec<&String> = s
                     .include_patterns
                     .iter()
@@ -777,9 +1112,14 @@ mod tests {
                         .is_some_and(|a| a.iter().any(|x| x == action))
                 });
                 repo_ok && included && !excluded && (user_grant || group_grant)
-            });
+            })
+        });
         if by_target {
             return true;
+        }
+        // Project roles grant repository actions: not on build info or release bundles.
+        if is_build_repo || is_bundle_repo {
+            return false;
         }
         // Project roles: a project that owns or shares the repository, a role the
         // subject holds there whose environments meet the repository's, with the action.
@@ -832,53 +1172,101 @@ mod tests {
         let patterns = [
             "**", "a/**", "**/*.jar", "a/*/c", "*/b/**", "a/?/c", "b", "a/b*", "**/c", "*",
         ];
-        let repos = ["r1", "r2", "ANY", "ANY LOCAL", "ANY REMOTE"];
+        // `b1` is a release-bundle repository when a `releaseBundle` section names it;
+        // `repo` sections that name it (or build info) are then never consulted there.
+        let repos = [
+            "r1",
+            "r2",
+            "ANY",
+            "ANY LOCAL",
+            "ANY REMOTE",
+            "b1",
+            "artifactory-build-info",
+        ];
+        // Build sections apply to build info whatever they list.
+        let build_repos: [&[&str]; 4] = [&[], &["artifactory-build-info"], &["r1"], &["ANY"]];
+        // Mostly bundle repositories; now and then an artifact repository (`r2`) turned
+        // into one, or the `ANY` word that means nothing there.
+        let bundle_repos: [&[&str]; 8] = [
+            &[],
+            &[],
+            &["release-bundles"],
+            &["b1"],
+            &["release-bundles", "b1"],
+            &["b1", "ANY"],
+            &["ANY"],
+            &["r2"],
+        ];
         let classes = ["local", "remote", "federated", "virtual"];
         let envs = ["DEV", "PROD", "QA"];
         let role_names = ["Project Admin", "Developer", "Viewer", "custom"];
         let names = ["u1", "u2", "u3"];
         let groups = ["g1", "g2"];
         let segments = ["a", "b", "c", "x.jar", "bb"];
-        let mut by_project = 0;
+        let random_section = |next: &mut dyn FnMut(usize) -> usize, repositories: &[&str]| {
+            let mut section = PermissionSection {
+                repositories: repositories.iter().map(|r| r.to_string()).collect(),
+                ..Default::default()
+            };
+            for _ in 0..next(3) {
+                section
+                    .include_patterns
+                    .push(patterns[next(patterns.len())].into());
+            }
+            for _ in 0..next(2) {
+                section
+                    .exclude_patterns
+                    .push(patterns[next(patterns.len())].into());
+            }
+            for _ in 0..next(3) {
+                section.users.insert(
+                    names[next(names.len())].into(),
+                    vec![ACTIONS[next(ACTIONS.len())].into()],
+                );
+            }
+            for _ in 0..next(3) {
+                section.groups.insert(
+                    groups[next(groups.len())].into(),
+                    vec![ACTIONS[next(ACTIONS.len())].into()],
+                );
+            }
+            section
+        };
+        let (mut by_project, mut by_build, mut by_bundle) = (0, 0, 0);
         for round in 0..200 {
             let mut state = State::default();
             for t in 0..(1 + next(6)) {
-                let mut section = PermissionSection::default();
-                for _ in 0..next(3) {
-                    section
-                        .include_patterns
-                        .push(patterns[next(patterns.len())].into());
-                }
-                for _ in 0..next(2) {
-                    section
-                        .exclude_patterns
-                        .push(patterns[next(patterns.len())].into());
-                }
-                section.repositories.push(repos[next(repos.len())].into());
-                for _ in 0..next(3) {
-                    section.users.insert(
-                        names[next(names.len())].into(),
-                        vec![ACTIONS[next(ACTIONS.len())].into()],
-                    );
-                }
-                for _ in 0..next(3) {
-                    section.groups.insert(
-                        groups[next(groups.len())].into(),
-                        vec![ACTIONS[next(ACTIONS.len())].into()],
-                    );
-                }
+                let r = repos[next(repos.len())];
+                let repo = random_section(&mut next, &[r]);
+                let build = match next(2) {
+                    0 => {
+                        let r = build_repos[next(build_repos.len())];
+                        Some(random_section(&mut next, r))
+                    }
+                    _ => None,
+                };
+                let release_bundle = match next(3) {
+                    0 => {
+                        let r = bundle_repos[next(bundle_repos.len())];
+                        Some(random_section(&mut next, r))
+                    }
+                    _ => None,
+                };
                 let name = format!("t{t}");
                 state.permissions.targets.insert(
                     name.clone(),
                     gatehouse_schemas::PermissionTarget {
                         name,
-                        repo: Some(section),
-                        ..Default::default()
+                        repo: Some(repo),
+                        build,
+                        release_bundle,
                     },
                 );
             }
-            // Repositories r1, r2 (r3 stays unregistered), with classes and environments.
-            for key in ["r1", "r2"] {
+            // Repositories r1, r2, b1 (r3 stays unregistered), with classes and
+            // environments; b1 is in projects too, so project roles must stay out of it
+            // whenever it holds release bundles.
+            for key in ["r1", "r2", "b1"] {
                 let mut environments = Vec::new();
                 for e in envs {
                     if next(3) == 0 {
@@ -939,7 +1327,7 @@ mod tests {
                 }
             }
             let index = PermissionIndex::build(&state);
-            for _ in 0..100 {
+            for _ in 0..150 {
                 let subject = Subject {
                     username: names[next(names.len())].into(),
                     admin: next(20) == 0,
@@ -953,13 +1341,27 @@ mod tests {
                 let depth = 1 + next(4);
                 let path: Vec<&str> = (0..depth).map(|_| segments[next(segments.len())]).collect();
                 let path = path.join("/");
-                let repo = ["r1", "r2", "r3"][next(3)];
+                let repo = [
+                    "r1",
+                    "r2",
+                    "r3",
+                    "b1",
+                    "artifactory-build-info",
+                    "release-bundles",
+                ][next(6)];
                 let action = ACTIONS[next(ACTIONS.len())];
                 let expected = reference(&state, &subject, repo, &path, action);
                 let decision = index.decide(&subject, repo, &path, action);
                 let got = decision.allowed;
                 if got && decision.via.starts_with("project") {
                     by_project += 1;
+                }
+                if got && !subject.admin {
+                    match index.targets.kind(repo) {
+                        ResourceKind::Build => by_build += 1,
+                        ResourceKind::ReleaseBundle => by_bundle += 1,
+                        ResourceKind::Repository => {}
+                    }
                 }
                 assert_eq!(
                     got, expected,
@@ -968,10 +1370,16 @@ mod tests {
                 );
             }
         }
-        // The random data must exercise project roles, not just targets.
+        // The random data must exercise project roles, build and release-bundle
+        // sections, not just `repo` sections.
         assert!(
             by_project > 100,
             "only {by_project} decisions came from project roles"
+        );
+        assert!(by_build > 100, "only {by_build} build decisions allowed");
+        assert!(
+            by_bundle > 100,
+            "only {by_bundle} release-bundle decisions allowed"
         );
     }
 }

@@ -52,6 +52,13 @@ pub struct Config {
     pub webhook_retry_max_ms: u64,
     /// Timeout of one webhook request (milliseconds).
     pub webhook_timeout_ms: u64,
+    /// Pending changes a federation target may fall behind by before the source drops
+    /// them and sends it a full broadcast instead.
+    pub federation_max_lag_events: usize,
+    /// Longest delay between retries of the federation stream (milliseconds).
+    pub federation_retry_max_ms: u64,
+    /// Timeout of one request to a federation peer (milliseconds).
+    pub federation_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -77,6 +84,9 @@ impl Default for Config {
             webhook_retry_base_ms: 1000,
             webhook_retry_max_ms: 300_000,
             webhook_timeout_ms: 10_000,
+            federation_max_lag_events: 100_000,
+            federation_retry_max_ms: 5_000,
+            federation_timeout_ms: 30_000,
         }
     }
 }

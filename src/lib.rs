@@ -6,6 +6,7 @@ pub mod auth;
 pub mod authorize;
 pub mod config;
 pub mod domain;
+pub mod federation;
 pub mod http;
 pub mod keys;
 pub mod log;

@@ -181,7 +181,9 @@ fn verify(data_dir: PathBuf, export: Option<PathBuf>, key: Option<PathBuf>) -> E
     match log.verify_with(|env| state.apply(&env)) {
         Ok(report) => {
             let hash_at = |p: u64| log.hash_at(p).ok().flatten();
-            match check_checkpoints(&state, hash_at, key.as_ref()) {
+            match check_checkpoints(&state, hash_at, key.as_ref())
+                .and_then(|n| signed_coverage(&state, report.events, key.is_some()).map(|_| n))
+            {
                 Ok(n) => {
                     println!(
                         "chain intact: {} events, head hash {}, {n} checkpoints verified, state digest {}",
@@ -249,6 +251,29 @@ fn check_checkpoints(
     Ok(state.checkpoints.len())
 }
 
+/// With `--key`, how much of the log the key's signatures vouch for (printed), after
+/// [`check_checkpoints`] verified every checkpoint with it. Checkpoints are events of the
+/// log they vouch for: a log stripped of them, its chain recomputed, is consistent but
+/// proven by nothing, so it fails; and what follows the last checkpoint is counted, since
+/// no signature covers it.
+fn signed_coverage(state: &State, events: u64, with_key: bool) -> Result<(), String> {
+    if !with_key {
+        return Ok(());
+    }
+    match state.checkpoints.iter().map(|c| c.position).max() {
+        None => Err(format!(
+            "no checkpoint signed by the given key: none of the {events} events is proven by it"
+        )),
+        Some(last) => {
+            println!(
+                "proven by the given key: positions 1 to {last} (the last verified checkpoint); {} events after it are not covered by a signature",
+                events.saturating_sub(last)
+            );
+            Ok(())
+        }
+    }
+}
+
 fn verify_export(file: &std::path::Path, key: Option<ed25519_dalek::VerifyingKey>) -> ExitCode {
     let records = match read_export(file) {
         Ok(r) => r,
@@ -280,7 +305,9 @@ fn verify_export(file: &std::path::Path, key: Option<ed25519_dalek::VerifyingKey
         prev = computed;
     }
     let hash_at = |p: u64| hashes.get((p as usize).wrapping_sub(1)).copied();
-    match check_checkpoints(&state, hash_at, key.as_ref()) {
+    match check_checkpoints(&state, hash_at, key.as_ref())
+        .and_then(|n| signed_coverage(&state, records.len() as u64, key.is_some()).map(|_| n))
+    {
         Ok(n) => {
             println!(
                 "export intact: {} events, head hash {}, {n} checkpoints verified{}, state digest {}",

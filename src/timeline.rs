@@ -101,19 +101,70 @@ impl Timeline {
                 Event::GroupDeleted { name } => {
                     self.by_group.entry(name.clone()).or_default().push(seq)
                 }
+                // Federation: a replicated group sets its whole member list, so every one
+                // of its events shapes each user that was ever listed in it.
+                Event::UserReplicated { user, .. } => self.user(&user.username, seq),
+                Event::GroupReplicated { group, .. } => {
+                    self.by_group
+                        .entry(group.name.clone())
+                        .or_default()
+                        .push(seq);
+                    for m in &group.members {
+                        self.user(m, seq);
+                        self.member(m, &group.name);
+                    }
+                }
+                Event::ReplicaRemoved { entity, name, .. } if entity == "user" => {
+                    self.user(name, seq)
+                }
+                Event::ReplicaRemoved { entity, name, .. } if entity == "group" => {
+                    self.by_group.entry(name.clone()).or_default().push(seq)
+                }
                 _ => {}
             }
         }
     }
 
-    /// The user named `name` right after `position` (`None`: it did not exist then).
-    pub fn user_at(
+    /// Every personal-data key ever used by the user whose deletion is the last
+    /// `UserDeleted` of `name` at or before `position`: the keys of its e-mail and SCIM
+    /// attributes after each of its events, under its earlier names too. A cleared and
+    /// re-set e-mail is sealed with a new key, so the user's current record alone does
+    /// not name them all. Records are told apart by `created_seq` (kept by renames), so
+    /// an earlier user of the same name keeps its keys.
+    pub fn personal_keys_of_deleted(
         &mut self,
         log: &EventLog,
         name: &str,
         position: u64,
-    ) -> Result<Option<User>, LogError> {
+    ) -> Result<BTreeSet<String>, LogError> {
         self.extend(log, position)?;
+        let mut state = State::default();
+        let mut used: HashMap<u64, BTreeSet<String>> = HashMap::new();
+        let mut deleted = None;
+        for seq in self.positions_of(name).range(..=position) {
+            let Some(env) = log.event_at(*seq)? else {
+                continue;
+            };
+            if matches!(&env.event, Event::UserDeleted { username } if username == name) {
+                deleted = state.directory.users.get(name).map(|u| u.created_seq);
+            }
+            state.apply(&env);
+            for u in state.directory.users.values() {
+                let ids = [u.email.as_deref(), u.scim.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(crate::personal::key_id);
+                used.entry(u.created_seq)
+                    .or_default()
+                    .extend(ids.map(str::to_string));
+            }
+        }
+        Ok(deleted.and_then(|c| used.remove(&c)).unwrap_or_default())
+    }
+
+    /// The positions that shape user `name`: its own events (under its earlier names
+    /// too) and the creation and deletion of the groups it was connected to.
+    fn positions_of(&self, name: &str) -> BTreeSet<u64> {
         // The user and the names it had before a rename.
         let mut names = vec![name.to_string()];
         let mut i = 0;
@@ -134,6 +185,18 @@ impl Timeline {
                 positions.extend(self.by_group.get(g).into_iter().flatten());
             }
         }
+        positions
+    }
+
+    /// The user named `name` right after `position` (`None`: it did not exist then).
+    pub fn user_at(
+        &mut self,
+        log: &EventLog,
+        name: &str,
+        position: u64,
+    ) -> Result<Option<User>, LogError> {
+        self.extend(log, position)?;
+        let positions = self.positions_of(name);
         let mut state = State::default();
         for seq in positions.range(..=position) {
             if let Some(env) = log.event_at(*seq)? {

@@ -34,6 +34,8 @@ pub struct CommandContext {
 #[derive(Debug, Clone, Copy)]
 pub struct Committed {
     pub seq: u64,
+    /// How many events the command wrote.
+    pub events: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -261,17 +263,22 @@ impl Writer {
         for (command, ctx, reply) in submissions {
             match decide(&self.state, &command) {
                 Ok(events) => {
+                    let count = events.len();
                     for event in events {
                         let origin = match &event {
                             // The first event names the service that writes it.
                             gatehouse_schemas::Event::ServiceCreated { service_id } => {
                                 service_id.clone()
                             }
-                            _ => self
-                                .state
-                                .service_id
-                                .clone()
-                                .unwrap_or_else(|| origin.clone()),
+                            // A federated change keeps the service id it was made at.
+                            e => match e.replicated_origin() {
+                                Some(o) => o.to_string(),
+                                None => self
+                                    .state
+                                    .service_id
+                                    .clone()
+                                    .unwrap_or_else(|| origin.clone()),
+                            },
                         };
                         time = time.max(self.state.time_ms);
                         let env = Envelope {
@@ -289,6 +296,7 @@ impl Writer {
                         reply,
                         Ok(Committed {
                             seq: self.state.seq,
+                            events: count,
                         }),
                     ));
                 }
@@ -361,6 +369,7 @@ impl Writer {
         self.ring();
         Ok(Committed {
             seq: self.state.seq,
+            events: envelopes.len(),
         })
     }
 

@@ -12,8 +12,9 @@
 //! than a reason to stop.
 
 use gatehouse_schemas::{
-    AccessKey, Entitlement, Envelope, Event, GroupCreated, PermissionTarget, Project, ProjectRole,
-    Repository, TokenIssued, UserCreated, UserStatus,
+    AccessKey, Entitlement, EntityVersion, Envelope, Event, FederationTarget, GroupCreated,
+    PermissionTarget, Project, ProjectRole, ReplicatedGroup, ReplicatedUser, Repository,
+    TokenIssued, UserCreated, UserStatus,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,6 +47,95 @@ pub struct State {
     /// Webhook subscriptions by key.
     #[serde(default)]
     pub subscriptions: BTreeMap<String, SubscriptionRecord>,
+    /// Federation targets and the version of every federated entity.
+    #[serde(default)]
+    pub federation: Federation,
+}
+
+/// Access Federation: the peers this server sends to, and, for every entity that can
+/// be federated (users, groups, permission targets, token records), the version of its
+/// last write — made here or received — so that every server keeps the greater one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Federation {
+    pub targets: BTreeMap<String, FederationTargetRecord>,
+    /// `<entity>:<name>` (`user:alice`, `group:readers`, `permission:t`, `token:<id>`)
+    /// -> the version of its last write, kept after a deletion as a tombstone.
+    pub versions: BTreeMap<String, VersionRecord>,
+    /// Token records that came from a peer -> the service id that issued them.
+    pub token_issuers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FederationTargetRecord {
+    pub target: FederationTarget,
+    pub created_seq: u64,
+    pub updated_seq: u64,
+    /// The position the last full broadcast to it covered.
+    pub broadcast_position: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    pub version: EntityVersion,
+    /// The peer it came from (`None`: written here).
+    pub source: Option<String>,
+    /// Position of the event here that wrote it.
+    pub applied_seq: u64,
+    /// The entity no longer exists (deleted, revoked, or left out of a full broadcast).
+    pub removed: bool,
+}
+
+/// The federated entities an event made here changes, as (`entity`, name, removed):
+/// what the version table records and what the federation stream sends.
+pub fn federated_entities(event: &Event) -> Vec<(&'static str, String, bool)> {
+    let one = |e: &'static str, n: &str, removed: bool| vec![(e, n.to_string(), removed)];
+    match event {
+        Event::UserCreated(c) => {
+            let mut v = one("user", &c.username, false);
+            v.extend(c.groups.iter().map(|g| ("group", g.clone(), false)));
+            v
+        }
+        Event::UserUpdated(u) => one("user", &u.username, false),
+        Event::UserPasswordChanged { username, .. }
+        | Event::UserPasswordExpired { username }
+        | Event::UserLocked { username }
+        | Event::UserUnlocked { username }
+        | Event::UserScimSaved { username, .. } => one("user", username, false),
+        Event::UserDeleted { username } => one("user", username, true),
+        Event::UserRenamed { from, to } => {
+            vec![("user", from.clone(), true), ("user", to.clone(), false)]
+        }
+        Event::GroupCreated(g) => one("group", &g.name, false),
+        Event::GroupUpdated(g) => one("group", &g.name, false),
+        Event::GroupScimSaved { name, .. } => one("group", name, false),
+        Event::GroupDeleted { name } => one("group", name, true),
+        Event::GroupMembersChanged { group, .. } => one("group", group, false),
+        Event::UserGroupsChanged { added, removed, .. } => added
+            .iter()
+            .chain(removed)
+            .map(|g| ("group", g.clone(), false))
+            .collect(),
+        Event::PermissionTargetSaved(t) => one("permission", &t.name, false),
+        Event::PermissionTargetDeleted { name } => one("permission", name, true),
+        Event::TokenIssued(t) if t.revocable => one("token", &t.token_id, false),
+        Event::TokenRefreshed {
+            old_token_id,
+            issued,
+        } => {
+            let mut v = one("token", old_token_id, true);
+            if issued.revocable {
+                v.push(("token", issued.token_id.clone(), false));
+            }
+            v
+        }
+        Event::TokenRevoked { token_id } => one("token", token_id, true),
+        _ => vec![],
+    }
+}
+
+/// The key of an entity in [`Federation::versions`].
+pub fn version_key(entity: &str, name: &str) -> String {
+    format!("{entity}:{name}")
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -321,8 +411,87 @@ impl State {
         let now = envelope.time_ms;
         self.seq = seq;
         self.time_ms = self.time_ms.max(envelope.time_ms);
+        self.apply_event(&envelope.event, seq, now);
+        self.track_versions(envelope);
+    }
+
+    /// Record the version of every federated entity the event wrote.
+    fn track_versions(&mut self, env: &Envelope) {
+        let seq = env.seq;
+        let replicated = match &env.event {
+            Event::UserReplicated {
+                source,
+                version,
+                user,
+            } => Some((source, version, "user", &user.username, false)),
+            Event::GroupReplicated {
+                source,
+                version,
+                group,
+            } => Some((source, version, "group", &group.name, false)),
+            Event::PermissionReplicated {
+                source,
+                version,
+                target,
+            } => Some((source, version, "permission", &target.name, false)),
+            Event::TokenReplicated {
+                source,
+                version,
+                token,
+                ..
+            } => Some((source, version, "token", &token.token_id, false)),
+            Event::ReplicaRemoved {
+                source,
+                version,
+                entity,
+                name,
+            } => Some((source, version, entity.as_str(), name, true)),
+            _ => None,
+        };
+        if let Some((source, version, entity, name, removed)) = replicated {
+            let entity = match entity {
+                "user" => "user",
+                "group" => "group",
+                "permission" => "permission",
+                "token" => "token",
+                _ => return,
+            };
+            self.federation.versions.insert(
+                version_key(entity, name),
+                VersionRecord {
+                    version: version.clone(),
+                    source: Some(source.clone()),
+                    applied_seq: seq,
+                    removed,
+                },
+            );
+            return;
+        }
+        let touched = federated_entities(&env.event);
+        if touched.is_empty() {
+            return;
+        }
+        let version = EntityVersion {
+            time_ms: env.time_ms,
+            origin: env.origin.clone(),
+            origin_seq: seq,
+        };
+        for (entity, name, removed) in touched {
+            self.federation.versions.insert(
+                version_key(entity, &name),
+                VersionRecord {
+                    version: version.clone(),
+                    source: None,
+                    applied_seq: seq,
+                    removed,
+                },
+            );
+        }
+    }
+
+    fn apply_event(&mut self, event: &Event, seq: u64, now: u64) {
         let dir = &mut self.directory;
-        match &envelope.event {
+        match event {
             Event::ServiceCreated { service_id } => {
                 self.service_id = Some(service_id.clone());
             }
@@ -524,7 +693,10 @@ impl State {
                 self.tokens.remove(old_token_id);
                 self.tokens.insert(issued);
             }
-            Event::TokenRevoked { token_id } => self.tokens.remove(token_id),
+            Event::TokenRevoked { token_id } => {
+                self.tokens.remove(token_id);
+                self.federation.token_issuers.remove(token_id);
+            }
             Event::SigningKeyAdded { kid, public_key } => {
                 self.keys.signing.insert(kid.clone(), public_key.clone());
                 self.keys.active = Some(kid.clone());
@@ -755,6 +927,59 @@ impl State {
                     .or_default()
                     .insert(service_id.clone(), name.clone());
             }
+            Event::FederationTargetSaved(t) => {
+                let rec = self
+                    .federation
+                    .targets
+                    .entry(t.name.clone())
+                    .or_insert_with(|| FederationTargetRecord {
+                        created_seq: seq,
+                        ..Default::default()
+                    });
+                rec.target = t.clone();
+                rec.updated_seq = seq;
+            }
+            Event::FederationTargetDeleted { name } => {
+                self.federation.targets.remove(name);
+            }
+            Event::FederationBroadcastDone {
+                target, position, ..
+            } => {
+                if let Some(rec) = self.federation.targets.get_mut(target) {
+                    rec.broadcast_position = Some(*position);
+                }
+            }
+            Event::UserReplicated { user, .. } => dir.replicate_user(user, seq, now),
+            Event::GroupReplicated { group, .. } => dir.replicate_group(group, seq, now),
+            Event::PermissionReplicated { target, .. } => {
+                self.apply_event(&Event::PermissionTargetSaved(target.clone()), seq, now)
+            }
+            Event::TokenReplicated { issuer, token, .. } => {
+                // Kept like a record issued here, so that the token works here until its
+                // revocation (which removes it) arrives.
+                let revocable = TokenIssued {
+                    revocable: true,
+                    ..token.clone()
+                };
+                self.tokens.insert(&revocable);
+                self.federation
+                    .token_issuers
+                    .insert(token.token_id.clone(), issuer.clone());
+            }
+            Event::ReplicaRemoved { entity, name, .. } => {
+                let local = match entity.as_str() {
+                    "user" => Event::UserDeleted {
+                        username: name.clone(),
+                    },
+                    "group" => Event::GroupDeleted { name: name.clone() },
+                    "permission" => Event::PermissionTargetDeleted { name: name.clone() },
+                    "token" => Event::TokenRevoked {
+                        token_id: name.clone(),
+                    },
+                    _ => return,
+                };
+                self.apply_event(&local, seq, now);
+            }
         }
     }
 
@@ -949,6 +1174,98 @@ impl Directory {
         self.groups.insert(c.name.clone(), group);
         for member in &c.members {
             self.join(member, &c.name, seq, now);
+        }
+    }
+
+    /// Create or overwrite a user from a federation peer. Group membership is the
+    /// groups' business and stays as it is.
+    fn replicate_user(&mut self, r: &ReplicatedUser, seq: u64, now: u64) {
+        let user = self
+            .users
+            .entry(r.username.clone())
+            .or_insert_with(|| User {
+                username: r.username.clone(),
+                email: None,
+                password_hash: None,
+                admin: false,
+                profile_updatable: false,
+                internal_password_disabled: false,
+                disable_ui_access: false,
+                realm: String::new(),
+                status: r.status,
+                password_expired: false,
+                groups: BTreeSet::new(),
+                created_seq: seq,
+                updated_seq: seq,
+                credentials_seq: seq,
+                created_ms: now,
+                updated_ms: now,
+                scim: None,
+                scim_id: None,
+            });
+        if user.password_hash != r.password_hash
+            || user.status != r.status
+            || user.password_expired != r.password_expired
+        {
+            user.credentials_seq = seq;
+        }
+        user.email = r.email.clone();
+        user.password_hash = r.password_hash.clone();
+        user.admin = r.admin;
+        user.profile_updatable = r.profile_updatable;
+        user.internal_password_disabled = r.internal_password_disabled;
+        user.disable_ui_access = r.disable_ui_access;
+        user.realm = r.realm.clone();
+        user.status = r.status;
+        user.password_expired = r.password_expired;
+        user.updated_seq = seq;
+        user.updated_ms = now;
+    }
+
+    /// Create or overwrite a group from a federation peer, with exactly the members
+    /// given that exist here.
+    fn replicate_group(&mut self, r: &ReplicatedGroup, seq: u64, now: u64) {
+        if !self.groups.contains_key(&r.name) {
+            self.create_group(
+                &GroupCreated {
+                    name: r.name.clone(),
+                    description: None,
+                    auto_join: false,
+                    admin_privileges: false,
+                    realm: r.realm.clone(),
+                    realm_attributes: None,
+                    external_id: None,
+                    members: vec![],
+                },
+                seq,
+                now,
+            );
+        }
+        let Some(group) = self.groups.get_mut(&r.name) else {
+            return;
+        };
+        group.description = r.description.clone();
+        group.auto_join = r.auto_join;
+        group.admin_privileges = r.admin_privileges;
+        group.realm = r.realm.clone();
+        group.realm_attributes = r.realm_attributes.clone();
+        group.external_id = r.external_id.clone();
+        group.updated_seq = seq;
+        group.updated_ms = now;
+        if r.auto_join {
+            self.auto_join_groups.insert(r.name.clone());
+        } else {
+            self.auto_join_groups.remove(&r.name);
+        }
+        let wanted: BTreeSet<&String> = r.members.iter().collect();
+        let current: Vec<String> = group.members.iter().cloned().collect();
+        for m in &current {
+            if !wanted.contains(m) {
+                self.leave(m, &r.name, seq, now);
+            }
+        }
+        for m in &r.members {
+            self.join(m, &r.name, seq, now);
         }
     }
 

@@ -33,9 +33,12 @@ pub struct Envelope {
 }
 
 /// Status of a user account, as the JFrog Access API spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, Hash,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum UserStatus {
+    #[default]
     Enabled,
     Disabled,
     Locked,
@@ -284,6 +287,61 @@ pub struct Subscription {
     pub handlers: Vec<SubscriptionHandler>,
 }
 
+/// A peer this server federates to (seed 004 "Access Federation").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FederationTarget {
+    pub name: String,
+    /// The peer's Access base URL (`https://host/access/` or `http://host:port`).
+    pub url: String,
+    /// A subset of `users`, `groups`, `permissions`, `tokens`.
+    pub entities: Vec<String>,
+    /// Globs on permission target names.
+    pub include_patterns: Vec<String>,
+    pub exclude_patterns: Vec<String>,
+    pub active: bool,
+}
+
+/// Which write of a federated entity this is, wherever it was made: the conflict rule
+/// is "the greater version wins", compared as (`time_ms`, `origin`, `origin_seq`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EntityVersion {
+    /// When the change was made at its origin (unix milliseconds).
+    pub time_ms: u64,
+    /// The service id of the server where the change was made.
+    pub origin: String,
+    /// Its position in the origin's log.
+    pub origin_seq: u64,
+}
+
+/// A user as federation carries it: everything but group membership (which belongs
+/// to groups) and SCIM-only attributes. `email` is encrypted with this server's key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicatedUser {
+    pub username: String,
+    pub email: Option<String>,
+    pub password_hash: Option<String>,
+    pub admin: bool,
+    pub profile_updatable: bool,
+    pub internal_password_disabled: bool,
+    pub disable_ui_access: bool,
+    pub realm: String,
+    pub status: UserStatus,
+    pub password_expired: bool,
+}
+
+/// A group as federation carries it, with its members.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicatedGroup {
+    pub name: String,
+    pub description: Option<String>,
+    pub auto_join: bool,
+    pub admin_privileges: bool,
+    pub realm: String,
+    pub realm_attributes: Option<String>,
+    pub external_id: Option<String>,
+    pub members: Vec<String>,
+}
+
 /// A signed statement that the log's hash chain at `position` ends in `head_hash`:
 /// anyone with the server's public key can check an exported log up to there offline.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -477,6 +535,50 @@ pub enum Event {
         org: String,
         id: String,
     },
+    FederationTargetSaved(FederationTarget),
+    FederationTargetDeleted {
+        name: String,
+    },
+    /// A full broadcast to `target` sent everything selected as of `position`.
+    FederationBroadcastDone {
+        target: String,
+        position: u64,
+        entities: u64,
+    },
+    /// A federated user, as `source` sent it (the whole record, not its groups). The
+    /// envelope's origin is `version.origin`.
+    UserReplicated {
+        source: String,
+        version: EntityVersion,
+        user: ReplicatedUser,
+    },
+    /// A federated group with its members (those that exist here).
+    GroupReplicated {
+        source: String,
+        version: EntityVersion,
+        group: ReplicatedGroup,
+    },
+    PermissionReplicated {
+        source: String,
+        version: EntityVersion,
+        target: PermissionTarget,
+    },
+    /// A federated token record (hashes only), issued by `issuer`: while it is here, the
+    /// token works here; its revocation removes it.
+    TokenReplicated {
+        source: String,
+        version: EntityVersion,
+        issuer: String,
+        token: TokenIssued,
+    },
+    /// A federated entity (`entity` = `user` | `group` | `permission` | `token`) is gone:
+    /// deleted or revoked at its origin, or no longer in the source's full broadcast.
+    ReplicaRemoved {
+        source: String,
+        version: EntityVersion,
+        entity: String,
+        name: String,
+    },
 }
 
 impl Event {
@@ -527,7 +629,28 @@ impl Event {
         "CheckpointSigned",
         "SubscriptionSaved",
         "SubscriptionDeleted",
+        "FederationTargetSaved",
+        "FederationTargetDeleted",
+        "FederationBroadcastDone",
+        "UserReplicated",
+        "GroupReplicated",
+        "PermissionReplicated",
+        "TokenReplicated",
+        "ReplicaRemoved",
     ];
+
+    /// The service id a federated event originated at (its envelope's origin), when
+    /// the event was not made here.
+    pub fn replicated_origin(&self) -> Option<&str> {
+        match self {
+            Event::UserReplicated { version, .. }
+            | Event::GroupReplicated { version, .. }
+            | Event::PermissionReplicated { version, .. }
+            | Event::TokenReplicated { version, .. }
+            | Event::ReplicaRemoved { version, .. } => Some(&version.origin),
+            _ => None,
+        }
+    }
 
     /// The event type's name, as stored and as shown in the audit trail.
     pub fn kind(&self) -> &'static str {
@@ -577,6 +700,14 @@ impl Event {
             Event::AccessKeyDeleted { .. } => "AccessKeyDeleted",
             Event::EntitlementSaved(_) => "EntitlementSaved",
             Event::EntitlementDeleted { .. } => "EntitlementDeleted",
+            Event::FederationTargetSaved(_) => "FederationTargetSaved",
+            Event::FederationTargetDeleted { .. } => "FederationTargetDeleted",
+            Event::FederationBroadcastDone { .. } => "FederationBroadcastDone",
+            Event::UserReplicated { .. } => "UserReplicated",
+            Event::GroupReplicated { .. } => "GroupReplicated",
+            Event::PermissionReplicated { .. } => "PermissionReplicated",
+            Event::TokenReplicated { .. } => "TokenReplicated",
+            Event::ReplicaRemoved { .. } => "ReplicaRemoved",
         }
     }
 }
@@ -871,6 +1002,94 @@ pub fn samples() -> Vec<Envelope> {
         }),
         Event::SubscriptionDeleted {
             key: "QaAudit".into(),
+        },
+        Event::FederationTargetSaved(FederationTarget {
+            name: "access-2".into(),
+            url: "https://access.example.com/access/".into(),
+            entities: vec!["users".into(), "groups".into(), "permissions".into()],
+            include_patterns: vec!["team_a_*".into()],
+            exclude_patterns: vec!["none_federated_*".into()],
+            active: true,
+        }),
+        Event::FederationTargetDeleted {
+            name: "access-2".into(),
+        },
+        Event::FederationBroadcastDone {
+            target: "access-2".into(),
+            position: 40,
+            entities: 12,
+        },
+        Event::UserReplicated {
+            source: "jfac@01jc5x3y4z5a6b7c8d9e0f1peer".into(),
+            version: EntityVersion {
+                time_ms: 1_763_000_000_500,
+                origin: "jfac@01jc5x3y4z5a6b7c8d9e0f1peer".into(),
+                origin_seq: 77,
+            },
+            user: ReplicatedUser {
+                username: "bob".into(),
+                email: Some("enc:v1:0123456789abcdef:bm9uY2VjaXBoZXJ0ZXh0".into()),
+                password_hash: Some(
+                    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".into(),
+                ),
+                admin: false,
+                profile_updatable: true,
+                internal_password_disabled: false,
+                disable_ui_access: false,
+                realm: "internal".into(),
+                status: UserStatus::Enabled,
+                password_expired: false,
+            },
+        },
+        Event::GroupReplicated {
+            source: "jfac@01jc5x3y4z5a6b7c8d9e0f1peer".into(),
+            version: EntityVersion {
+                time_ms: 1_763_000_000_501,
+                origin: "jfac@01jc5x3y4z5a6b7c8d9e0f1peer".into(),
+                origin_seq: 78,
+            },
+            group: ReplicatedGroup {
+                name: "team_a_readers".into(),
+                description: Some("readers".into()),
+                auto_join: false,
+                admin_privileges: false,
+                realm: "internal".into(),
+                realm_attributes: None,
+                external_id: None,
+                members: vec!["bob".into()],
+            },
+        },
+        Event::PermissionReplicated {
+            source: "jfac@01jc5x3y4z5a6b7c8d9e0f1peer".into(),
+            version: EntityVersion {
+                time_ms: 1_763_000_000_502,
+                origin: "jfac@01jc5x3y4z5a6b7c8d9e0f1peer".into(),
+                origin_seq: 79,
+            },
+            target: PermissionTarget {
+                name: "team_a_read".into(),
+                ..Default::default()
+            },
+        },
+        Event::TokenReplicated {
+            source: "jfac@01jc5x3y4z5a6b7c8d9e0f1peer".into(),
+            version: EntityVersion {
+                time_ms: 1_763_000_000_503,
+                origin: "jfac@01jc5x3y4z5a6b7c8d9e0f1peer".into(),
+                origin_seq: 80,
+            },
+            issuer: "jfac@01jc5x3y4z5a6b7c8d9e0f1peer".into(),
+            token: sample_token("01jc5x3y4z5a6b7c8d9e0f1tok2"),
+        },
+        Event::ReplicaRemoved {
+            source: "jfac@01jc5x3y4z5a6b7c8d9e0f1peer".into(),
+            version: EntityVersion {
+                time_ms: 1_763_000_000_504,
+                origin: "jfac@01jc5x3y4z5a6b7c8d9e0f1peer".into(),
+                origin_seq: 81,
+            },
+            entity: "user".into(),
+            name: "bob".into(),
         },
     ];
     events

@@ -366,9 +366,12 @@ impl Authenticator {
             let local = claims.iss == service_id;
             let record = s.tokens.by_id.get(&claims.jti);
             if verified.revocable {
-                if !local {
+                // A peer's revocable token works here only while its record, federated
+                // from the issuer, is here: its revocation there removes it here.
+                let federated = s.federation.token_issuers.get(&claims.jti) == Some(&claims.iss);
+                if !local && !federated {
                     return Err(AuthError::Token(
-                        "revocable tokens are only valid on the server that issued them".into(),
+                        "revocable tokens are only valid on the server that issued them (and its federation targets)".into(),
                     ));
                 }
                 if record.is_none() {

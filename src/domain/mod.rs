@@ -13,7 +13,46 @@ use gatehouse_projections::State;
 use gatehouse_schemas::{
     Event, GroupCreated, GroupUpdated, TokenIssued, UserCreated, UserStatus, UserUpdated,
 };
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One change a federation peer sent, with the version of the write it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicatedChange {
+    pub version: gatehouse_schemas::EntityVersion,
+    pub change: Replicated,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replicated {
+    User(gatehouse_schemas::ReplicatedUser),
+    Group(gatehouse_schemas::ReplicatedGroup),
+    Permission(gatehouse_schemas::PermissionTarget),
+    Token {
+        issuer: String,
+        token: TokenIssued,
+    },
+    /// `entity` = `user` | `group` | `permission` | `token`.
+    Removed {
+        entity: String,
+        name: String,
+    },
+}
+
+impl ReplicatedChange {
+    /// (`entity`, name): the key of its version.
+    pub fn entity(&self) -> (&str, &str) {
+        match &self.change {
+            Replicated::User(u) => ("user", &u.username),
+            Replicated::Group(g) => ("group", &g.name),
+            Replicated::Permission(t) => ("permission", &t.name),
+            Replicated::Token { token, .. } => ("token", &token.token_id),
+            Replicated::Removed { entity, name } => (entity, name),
+        }
+    }
+}
+
+/// The built-in `admin` of each server is its own: federation never carries it.
+pub const UNFEDERATED_USER: &str = "admin";
 
 /// Expected failures of a command: each maps to a 4xx.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -273,6 +312,32 @@ pub enum Command {
     },
     DeleteSubscription {
         key: String,
+    },
+    SaveFederationTarget {
+        target: gatehouse_schemas::FederationTarget,
+        create_only: bool,
+    },
+    DeleteFederationTarget {
+        name: String,
+    },
+    RecordBroadcast {
+        target: String,
+        position: u64,
+        entities: u64,
+    },
+    /// Apply what federation peer `source` sent: each change only when its version is
+    /// greater than the one here (so a batch applied twice changes nothing the second
+    /// time, and a change that went round a ring stops where it started).
+    ApplyReplicated {
+        source: String,
+        changes: Vec<ReplicatedChange>,
+    },
+    /// The end of a full broadcast from `source`: what it sent before position `since`
+    /// here and does not name in `names` (by entity) is gone at the source.
+    EndBroadcast {
+        source: String,
+        since: u64,
+        names: BTreeMap<String, BTreeSet<String>>,
     },
     /// Record a signed checkpoint (a no-op when one at or after its position exists).
     RecordCheckpoint(gatehouse_schemas::Checkpoint),
@@ -1183,6 +1248,127 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
                 return Err(DomainError::NotFound(format!("subscription `{key}`")));
             }
             Ok(vec![Event::SubscriptionDeleted { key: key.clone() }])
+        }
+        Command::SaveFederationTarget {
+            target,
+            create_only,
+        } => {
+            let exists = state.federation.targets.contains_key(&target.name);
+            if *create_only && exists {
+                return Err(DomainError::AlreadyExists(format!(
+                    "federation target `{}`",
+                    target.name
+                )));
+            }
+            if !*create_only && !exists {
+                return Err(DomainError::NotFound(format!(
+                    "federation target `{}`",
+                    target.name
+                )));
+            }
+            Ok(vec![Event::FederationTargetSaved(target.clone())])
+        }
+        Command::DeleteFederationTarget { name } => {
+            if !state.federation.targets.contains_key(name) {
+                return Err(DomainError::NotFound(format!("federation target `{name}`")));
+            }
+            Ok(vec![Event::FederationTargetDeleted { name: name.clone() }])
+        }
+        Command::RecordBroadcast {
+            target,
+            position,
+            entities,
+        } => {
+            if !state.federation.targets.contains_key(target) {
+                return Err(DomainError::NotFound(format!(
+                    "federation target `{target}`"
+                )));
+            }
+            Ok(vec![Event::FederationBroadcastDone {
+                target: target.clone(),
+                position: *position,
+                entities: *entities,
+            }])
+        }
+        Command::ApplyReplicated { source, changes } => {
+            let own = state.service_id.as_deref().unwrap_or_default();
+            // Versions written by earlier changes of this same batch.
+            let mut batch: BTreeMap<String, &gatehouse_schemas::EntityVersion> = BTreeMap::new();
+            let mut events = Vec::new();
+            for c in changes {
+                let (entity, name) = c.entity();
+                if c.version.origin == own || (entity == "user" && name == UNFEDERATED_USER) {
+                    continue;
+                }
+                let key = gatehouse_projections::version_key(entity, name);
+                let current = batch
+                    .get(&key)
+                    .copied()
+                    .or_else(|| state.federation.versions.get(&key).map(|r| &r.version));
+                if current.is_some_and(|cur| *cur >= c.version) {
+                    continue;
+                }
+                batch.insert(key, &c.version);
+                let (source, version) = (source.clone(), c.version.clone());
+                events.push(match &c.change {
+                    Replicated::User(user) => Event::UserReplicated {
+                        source,
+                        version,
+                        user: user.clone(),
+                    },
+                    Replicated::Group(group) => Event::GroupReplicated {
+                        source,
+                        version,
+                        group: group.clone(),
+                    },
+                    Replicated::Permission(target) => Event::PermissionReplicated {
+                        source,
+                        version,
+                        target: target.clone(),
+                    },
+                    Replicated::Token { issuer, token } => Event::TokenReplicated {
+                        source,
+                        version,
+                        issuer: issuer.clone(),
+                        token: token.clone(),
+                    },
+                    Replicated::Removed { entity, name } => Event::ReplicaRemoved {
+                        source,
+                        version,
+                        entity: entity.clone(),
+                        name: name.clone(),
+                    },
+                });
+            }
+            Ok(events)
+        }
+        Command::EndBroadcast {
+            source,
+            since,
+            names,
+        } => {
+            let mut events = Vec::new();
+            for (key, rec) in &state.federation.versions {
+                if rec.removed || rec.applied_seq > *since || rec.source.as_ref() != Some(source) {
+                    continue;
+                }
+                let Some((entity, name)) = key.split_once(':') else {
+                    continue;
+                };
+                let Some(kept) = names.get(entity) else {
+                    // Not part of this broadcast (no longer selected): left as it is.
+                    continue;
+                };
+                if !kept.contains(name) {
+                    events.push(Event::ReplicaRemoved {
+                        source: source.clone(),
+                        version: rec.version.clone(),
+                        entity: entity.to_string(),
+                        name: name.to_string(),
+                    });
+                }
+            }
+            Ok(events)
         }
         Command::RecordCheckpoint(c) => {
             if c.position > state.seq {

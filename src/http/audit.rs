@@ -443,6 +443,18 @@ fn collections(s: &State) -> Vec<(&'static str, Map<String, Value>)> {
             "trusted_key",
             j(serde_json::to_value(&s.keys.trusted).unwrap_or_default()),
         ),
+        (
+            // The definition itself, so that changed fields name its parts (`handlers`,
+            // `event_types`, …) rather than the whole record.
+            "subscription",
+            j(serde_json::to_value(
+                s.subscriptions
+                    .iter()
+                    .map(|(k, r)| (k, &r.subscription))
+                    .collect::<std::collections::BTreeMap<_, _>>(),
+            )
+            .unwrap_or_default()),
+        ),
     ]
 }
 
@@ -615,7 +627,10 @@ async fn restore(
     .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))??;
     let imported = records.len();
     let committed = if imported == 0 {
-        crate::writer::Committed { seq: head }
+        crate::writer::Committed {
+            seq: head,
+            events: 0,
+        }
     } else {
         app.writer.import(records).await?
     };

@@ -20,19 +20,40 @@ struct Question {
     repo: String,
     path: String,
     action: String,
-    /// The original URI's query, where a signed URL carries `sig`.
-    original_query: Option<String>,
+    /// A signed URL's query (`sig`, `exp`, `v`): the original URI's, or this request's
+    /// own when it asks with `resource=` and carries `sig=` beside it.
+    signed_query: Option<String>,
 }
 
 fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
+fn has_sig(query: &str) -> bool {
+    query.split('&').any(|p| p.starts_with("sig="))
+}
+
+/// The signed-URL parameters of this request's own query (`…&sig=…&exp=…&v=…`, what
+/// `POST /artifactory/api/signed/url` puts in a URL), put back together for
+/// `signed_urls::check`; `None` without `sig`.
+fn own_signed_query(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    if !has_sig(req.query_string()) {
+        return Ok(None);
+    }
+    let mut parts = Vec::new();
+    for name in ["sig", "exp", "v"] {
+        if let Some(v) = query_param(req, name)? {
+            parts.push(format!("{name}={v}"));
+        }
+    }
+    Ok(Some(parts.join("&")))
+}
+
 fn question(req: &HttpRequest) -> Result<Question, ApiError> {
-    let (resource, action, original_query) = match query_param(req, "resource")? {
+    let (resource, action, signed_query) = match query_param(req, "resource")? {
         Some(r) => {
             let action = query_param(req, "action")?.unwrap_or_else(|| "read".into());
-            (r, action, None)
+            (r, action, own_signed_query(req)?)
         }
         None => {
             let uri = header_str(req, "x-original-uri").ok_or_else(|| {
@@ -63,7 +84,7 @@ fn question(req: &HttpRequest) -> Result<Question, ApiError> {
                     )))
                 }
             };
-            (resource, action.to_string(), query)
+            (resource, action.to_string(), query.filter(|q| has_sig(q)))
         }
     };
     if !ACTIONS.contains(&action.as_str()) {
@@ -87,7 +108,7 @@ fn question(req: &HttpRequest) -> Result<Question, ApiError> {
         repo: repo.to_string(),
         path: path.to_string(),
         action,
-        original_query,
+        signed_query,
     })
 }
 
@@ -128,31 +149,39 @@ fn answer(q: &Question, subject: &str, d: Decision) -> HttpResponse {
 
 async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let auth_header = header_str(&req, header::AUTHORIZATION.as_str()).map(str::to_string);
-    let signed = header_str(&req, "x-original-uri")
-        .and_then(|u| u.split_once('?'))
-        .is_some_and(|(_, q)| q.split('&').any(|p| p.starts_with("sig=")));
+    let signed = has_sig(req.query_string())
+        || header_str(&req, "x-original-uri")
+            .and_then(|u| u.split_once('?'))
+            .is_some_and(|(_, q)| has_sig(q));
     // Credentials first: an anonymous caller learns nothing, not even what is malformed.
     if auth_header.is_none() && !signed {
         return Err(crate::auth::AuthError::Missing.into());
     }
     let q = question(&req)?;
-    // A signed URL is its own credential: read access to exactly its path, until it expires.
+    // A signed URL is its own credential (when no other is given): read access to
+    // exactly its path, until it expires. One that does not verify is a bad credential
+    // (401); a good one asked for more than reading its path is refused (403).
     if auth_header.is_none() {
-        if let Some(query) = q
-            .original_query
-            .as_deref()
-            .filter(|q| q.split('&').any(|p| p.starts_with("sig=")))
-        {
+        if let Some(query) = q.signed_query.as_deref() {
             let url = format!("/artifactory/{}/{}?{query}", q.repo, q.path);
-            let signed = signed_urls::check(&app, &url);
-            let ok = matches!(&signed, Ok(path) if *path == format!("{}/{}", q.repo, q.path))
-                && q.action == "read";
-            let via = match signed {
-                Ok(_) if ok => "signed URL".to_string(),
-                Ok(_) => "a signed URL grants read of its own path only".to_string(),
-                Err(e) => e.to_string(),
+            let signed = match signed_urls::check(&app, &url) {
+                Ok(path) => path,
+                Err(ApiError::Forbidden(why)) => {
+                    return Err(ApiError::Unauthorized(format!("invalid signed URL: {why}")))
+                }
+                Err(e) => return Err(e),
             };
-            return Ok(answer(&q, "signed-url", Decision { allowed: ok, via }));
+            let ok = signed == format!("{}/{}", q.repo, q.path) && q.action == "read";
+            let via = if ok {
+                "signed URL"
+            } else {
+                "a signed URL grants read of its own path only"
+            };
+            let d = Decision {
+                allowed: ok,
+                via: via.into(),
+            };
+            return Ok(answer(&q, "signed-url", d));
         }
     }
     let rid = request_id(&req);

@@ -369,16 +369,21 @@ impl FromRequest for Caller {
         let req = req.clone();
         Box::pin(async move {
             let _done = done;
-            let p = authenticate(req).await?;
-            if p.password_expired {
-                return Err(ApiError::Forbidden(format!(
-                    "the password of `{}` has expired; change it with PUT /access/api/v2/users/{}/password",
-                    p.username, p.username
-                )));
-            }
-            Ok(Caller(p))
+            Ok(Caller(authenticate_caller(req).await?))
         })
     }
+}
+
+/// What [`Caller`] checks: valid credentials, not an access key, password not expired.
+pub async fn authenticate_caller(req: HttpRequest) -> Result<Principal, ApiError> {
+    let p = authenticate(req).await?;
+    if p.password_expired {
+        return Err(ApiError::Forbidden(format!(
+            "the password of `{}` has expired; change it with PUT /access/api/v2/users/{}/password",
+            p.username, p.username
+        )));
+    }
+    Ok(p)
 }
 
 impl FromRequest for CallerAllowExpired {

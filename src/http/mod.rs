@@ -10,6 +10,7 @@ mod authorize;
 mod certs;
 pub mod error;
 pub mod extract;
+pub mod federation;
 mod groups;
 mod pairing;
 mod permissions;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub past: std::sync::Mutex<Vec<Arc<State>>>,
     /// Webhook delivery (outbox, workers, history, dead letters).
     pub deliveries: Arc<crate::webhooks::Deliveries>,
+    /// The federation stream's senders and status.
+    pub federation: Arc<crate::federation::Federation>,
 }
 
 /// The key id of a user's encrypted personal data, if any is encrypted.
@@ -215,6 +218,7 @@ impl AppState {
         {
             return Ok(s.clone());
         }
+        tracing::debug!(position, "rebuilding the state as of a past position");
         let state =
             Arc::new(self.log.state_at(position).map_err(|e| {
                 ApiError::Internal(format!("cannot rebuild position {position}: {e}"))
@@ -405,6 +409,20 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/event/api/v1/subscriptions/{key}/deliveries"),
     ("GET", "/event/api/v1/subscriptions/{key}/failed"),
     ("POST", "/event/api/v1/subscriptions/{key}/failed/redrive"),
+    ("GET", "/access/api/v1/system/federation"),
+    ("POST", "/access/api/v1/system/federation"),
+    ("POST", "/access/api/v1/system/federation/validate_server"),
+    ("PUT", "/access/api/v1/system/federation/full_broadcast"),
+    ("POST", "/access/api/v1/system/federation/receive"),
+    ("POST", "/access/api/v1/system/federation/challenge"),
+    ("GET", "/access/api/v1/system/federation/{name}"),
+    ("PATCH", "/access/api/v1/system/federation/{name}"),
+    ("DELETE", "/access/api/v1/system/federation/{name}"),
+    ("GET", "/access/api/v1/system/federation/{name}/status"),
+    (
+        "PUT",
+        "/access/api/v1/system/federation/{access_id}/full_broadcast",
+    ),
     ("GET", "/access/api/v1/authorize"),
     ("GET", "/access/api/v1/authorize/effective"),
 ];
@@ -443,13 +461,62 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     scim::configure(cfg);
     audit::configure(cfg);
     webhooks::configure(cfg);
+    federation::configure(cfg);
     authorize::configure(cfg);
     users::configure_aliases(cfg);
     cfg.default_service(web::to(not_found));
 }
 
+/// The GET routes that answer for the past (their handlers read `app.view`, or the
+/// one-user timeline), by route pattern. A new point-in-time read joins this list; any
+/// other request is served as if it had no `as_of`, and nothing is rebuilt for it.
+pub const AS_OF_READS: &[&str] = &[
+    "/access/api/v2/users",
+    "/access/api/v2/users/{username}",
+    "/access/api/v2/groups",
+    "/access/api/v2/groups/{name}",
+    "/access/api/v1/tokens",
+    "/access/api/v1/tokens/{id}",
+    "/artifactory/api/v2/security/permissions",
+    "/artifactory/api/v2/security/permissions/{name}",
+    "/artifactory/api/repositories",
+    "/artifactory/api/repositories/{key}",
+    "/access/api/v1/projects",
+    "/access/api/v1/projects/{project_key}",
+    "/access/api/v1/projects/{project_key}/users",
+    "/access/api/v1/projects/{project_key}/users/{name}",
+    "/access/api/v1/projects/{project_key}/groups",
+    "/access/api/v1/projects/{project_key}/groups/{name}",
+    "/access/api/v1/projects/{project_key}/roles",
+    "/access/api/v1/projects/{project_key}/roles/{role}",
+    "/access/api/v1/orgs/{org}/access_keys",
+    "/access/api/v1/orgs/{org}/access_keys/{id}",
+    "/access/api/v1/orgs/{org}/entitlements",
+    "/access/api/v1/orgs/{org}/entitlements/{id}",
+    "/access/api/v1/scim/v2/Users",
+    "/access/api/v1/scim/v2/Users/{id}",
+    "/access/api/v1/scim/v2/Groups",
+    "/access/api/v1/scim/v2/Groups/{id}",
+    "/access/api/v1/audit/state",
+    "/access/api/v1/audit/checkpoints",
+    "/event/api/v1/subscriptions",
+    "/event/api/v1/subscriptions/{key}",
+    "/access/api/v1/system/federation",
+    "/access/api/v1/system/federation/{name}",
+    AUTHORIZE,
+    "/access/api/v1/authorize/effective",
+];
+
+/// The decision, which (unlike the rest of the API) access keys may ask.
+const AUTHORIZE: &str = "/access/api/v1/authorize";
+
 /// `as_of=<position or RFC 3339 time>`: reads answer from the state of that moment
 /// (rebuilt off the HTTP threads); writes refuse it.
+///
+/// A rebuild costs a snapshot load plus a replay, so it is done only for a caller whose
+/// credentials are valid, on a route that reads the past ([`AS_OF_READS`]): anyone else
+/// is answered 401/403 here (one authentication, so a bad password counts one failure)
+/// before anything is resolved or rebuilt.
 pub async fn as_of_middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -469,10 +536,42 @@ pub async fn as_of_middleware(
             )
             .into());
         }
+        let pattern = req.match_pattern();
+        let Some(pattern) = pattern.filter(|p| AS_OF_READS.contains(&p.as_str())) else {
+            return next.call(req).await;
+        };
         let app = req
             .app_data::<web::Data<AppState>>()
             .cloned()
             .ok_or_else(|| ApiError::Internal("no application state".into()))?;
+        if pattern == AUTHORIZE {
+            // As the decision itself authenticates: access keys too.
+            let header = req
+                .headers()
+                .get(actix_web::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            if header.is_none() {
+                // A signed URL (judged now, as always) or a 401: the decision's own
+                // answer, with nothing rebuilt.
+                return next.call(req).await;
+            }
+            let rid = extract::request_id(req.request());
+            let ip = client_ip(req.request(), &app.config);
+            let p = app
+                .auth
+                .authenticate(header.as_deref(), &app.state, &app.writer, &rid.0, ip)
+                .await
+                .map_err(ApiError::from)?;
+            if p.password_expired {
+                return Err(ApiError::Forbidden(
+                    "the password has expired; change it first".into(),
+                )
+                .into());
+            }
+        } else {
+            extract::authenticate_caller(req.request().clone()).await?;
+        }
         let position = app.resolve_as_of(&value)?;
         if one_user_read(&req) {
             req.extensions_mut().insert(AsOfPosition(position));
@@ -648,4 +747,18 @@ pub fn client_ip(req: &HttpRequest, config: &Config) -> Option<std::net::IpAddr>
 pub fn base_url(req: &HttpRequest) -> String {
     let info = req.connection_info();
     format!("{}://{}", info.scheme(), info.host())
+}
+
+#[cfg(test)]
+mod tests {
+    /// A misspelt pattern would silently turn a point-in-time read into a live one.
+    #[test]
+    fn every_as_of_read_is_a_get_route() {
+        for p in super::AS_OF_READS {
+            assert!(
+                super::ROUTES.contains(&("GET", p)),
+                "`{p}` is not a GET route"
+            );
+        }
+    }
 }

@@ -3,7 +3,9 @@
 use super::error::ApiError;
 use super::extract::{Admin, Body, RequestId};
 use super::{base_url, resource, written, AppState};
-use crate::authorize::{valid_pattern, ACTIONS};
+use crate::authorize::{
+    is_any_repository, valid_pattern, ACTIONS, BUILD_INFO_REPOSITORY, RELEASE_BUNDLES_REPOSITORY,
+};
 use crate::domain::{self, Command};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -86,9 +88,42 @@ fn section_in(field: &str, w: SectionWire) -> Result<PermissionSection, ApiError
             }
         }
     }
-    for (i, r) in w.repositories.iter().enumerate() {
-        if !matches!(r.as_str(), "ANY" | "ANY LOCAL" | "ANY REMOTE") {
-            domain::validate_group_name(&format!("{field}.repositories[{i}]"), r)?;
+    // Each section is about its own repositories (see `crate::authorize::ResourceKind`):
+    // refuse what would be stored but never consulted.
+    let mut repositories = w.repositories;
+    for (i, r) in repositories.iter().enumerate() {
+        let at = format!("{field}.repositories[{i}]");
+        let misplaced = match field {
+            "build" if r != BUILD_INFO_REPOSITORY => Some(format!(
+                "build permissions apply to `{BUILD_INFO_REPOSITORY}` only"
+            )),
+            "releaseBundle" if is_any_repository(r) || r == BUILD_INFO_REPOSITORY => {
+                Some("name the release-bundle repositories (default `release-bundles`)".to_string())
+            }
+            "repo" if r == BUILD_INFO_REPOSITORY => {
+                Some("build info is granted in the `build` section".to_string())
+            }
+            "repo" if r == RELEASE_BUNDLES_REPOSITORY => {
+                Some("release bundles are granted in the `releaseBundle` section".to_string())
+            }
+            _ => None,
+        };
+        if let Some(why) = misplaced {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `{at}`: `{}`: {why}",
+                r.escape_debug()
+            )));
+        }
+        if !is_any_repository(r) {
+            domain::validate_group_name(&at, r)?;
+        }
+    }
+    // Stored as Artifactory shows them: with the repository they default to.
+    if repositories.is_empty() {
+        match field {
+            "build" => repositories.push(BUILD_INFO_REPOSITORY.to_string()),
+            "releaseBundle" => repositories.push(RELEASE_BUNDLES_REPOSITORY.to_string()),
+            _ => {}
         }
     }
     let check_actions = |who: &str, name: &str, actions: &[String]| -> Result<(), ApiError> {
@@ -114,7 +149,7 @@ fn section_in(field: &str, w: SectionWire) -> Result<PermissionSection, ApiError
     Ok(PermissionSection {
         include_patterns: w.include_patterns,
         exclude_patterns: w.exclude_patterns,
-        repositories: w.repositories,
+        repositories,
         users,
         groups: w.actions.groups,
     })

@@ -274,6 +274,12 @@ async fn refresh(
                     "invalid `refresh_token`: unknown, revoked or already used".into(),
                 )
             })?;
+        if let Some(issuer) = s.federation.token_issuers.get(&old.token_id) {
+            // A federated record: only the server that issued the token refreshes it.
+            return Err(ApiError::BadRequest(format!(
+                "invalid `refresh_token`: the token was issued by `{issuer}`; refresh it there"
+            )));
+        }
         (
             old,
             s.service_id.clone().unwrap_or_default(),

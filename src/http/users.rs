@@ -389,19 +389,40 @@ async fn delete(
             )))
         }
     };
-    let key = app
+    let current = app
         .read()
         .directory
         .users
         .get(&username)
         .and_then(crate::http::user_key_id);
     let committed = app
-        .submit(Command::DeleteUser { username }, &admin.username, &rid)
+        .submit(
+            Command::DeleteUser {
+                username: username.clone(),
+            },
+            &admin.username,
+            &rid,
+        )
         .await?;
     if purge {
-        if let Some(key) = key {
+        // Every key the user's events ever used, not only its current record's: after a
+        // cleared and re-set e-mail the older values are sealed with another key. Found
+        // from the log once the deletion is in it, so a write that raced the deletion
+        // is covered too.
+        let app2 = app.clone();
+        let position = committed.seq;
+        let keys = web::block(move || {
+            app2.timeline
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .personal_keys_of_deleted(&app2.log, &username, position)
+        })
+        .await
+        .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?
+        .map_err(|e| ApiError::Internal(format!("cannot find the keys to purge: {e}")))?;
+        for key in keys.iter().chain(current.as_ref()) {
             app.personal
-                .destroy(&key)
+                .destroy(key)
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
         }
     }

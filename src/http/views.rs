@@ -33,3 +33,7 @@ pub fn access_key(k: &AccessKey) -> Value {
 pub fn project(p: &Project) -> Value {
     super::projects::project_out(p)
 }
+
+pub fn federation_target(t: &gatehouse_schemas::FederationTarget) -> Value {
+    super::federation::target_out(t)
+}

@@ -43,11 +43,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// The name of the sled tree (in the log's database) that holds the outbox, the dead
-/// letters, the delivery history and the cursors. Prefixes inside it:
-/// `c` the dispatcher's cursor; `o<key>\0<pos><n><h>` outbox; `d<key>\0…` dead letters;
-/// `h<key>\0<counter>` history; `p<key>` a subscription's cursor.
-pub const TREE: &str = "webhooks";
+/// The name of the sled tree (in the log's database) that holds the outboxes, the dead
+/// letters, the delivery history and the cursors, so that one atomic batch can write
+/// entries and the cursor together. Prefixes inside it: `c` the dispatcher's cursor;
+/// `o<key>\0<pos><n><h>` webhook outbox; `d<key>\0…` dead letters; `h<key>\0<counter>`
+/// history; `p<key>` a subscription's cursor; `f<target>\0<pos><n>` federation outbox,
+/// `g<target>\0` its cursor, `n<target>\0` a full broadcast owed (see
+/// `crate::federation`).
+pub const TREE: &str = "outbox";
 
 /// Delivery history entries kept per subscription (older ones are dropped).
 pub const HISTORY_KEEP: u64 = 1000;
@@ -232,6 +235,12 @@ fn entity_data(state: &State, personal: &PersonalKeys, notice: &Notice, event: &
                 .by_id
                 .get(token_id)
                 .map(|t| views::token(t, &service_id)),
+            Event::TokenReplicated { token, .. } => Some(views::token(token, &service_id)),
+            Event::ReplicaRemoved { name, .. } => state
+                .tokens
+                .by_id
+                .get(name)
+                .map(|t| views::token(t, &service_id)),
             _ => None,
         },
         "permission" => state.permissions.targets.get(name).map(views::permission),
@@ -252,6 +261,11 @@ fn entity_data(state: &State, personal: &PersonalKeys, notice: &Notice, event: &
             }
             v
         }),
+        "federation" => state
+            .federation
+            .targets
+            .get(name)
+            .map(|r| views::federation_target(&r.target)),
         _ => None,
     };
     found.unwrap_or_else(|| json!({ "name": name }))
@@ -280,6 +294,8 @@ pub struct Deliveries {
     stop: Arc<AtomicBool>,
     dispatcher: Mutex<Option<JoinHandle<()>>>,
     doorbell: crossbeam_channel::Sender<()>,
+    /// The federation stream is fed by the same dispatcher (one copy of the read models).
+    federation: Arc<crate::federation::Federation>,
 }
 
 /// A subscription's delivery status.
@@ -297,11 +313,12 @@ impl Deliveries {
     /// handle and the doorbell the writer rings after each commit.
     pub fn start(
         log: &EventLog,
+        tree: sled::Tree,
         shared: Arc<RwLock<State>>,
         personal: Arc<PersonalKeys>,
         settings: DeliverySettings,
+        federation: Arc<crate::federation::Federation>,
     ) -> Result<(Arc<Deliveries>, crossbeam_channel::Sender<()>), crate::log::LogError> {
-        let tree = log.side_tree(TREE)?;
         let (tx, rx) = crossbeam_channel::bounded(1);
         let deliveries = Arc::new(Deliveries {
             tree: tree.clone(),
@@ -312,6 +329,7 @@ impl Deliveries {
             stop: Arc::new(AtomicBool::new(false)),
             dispatcher: Mutex::new(None),
             doorbell: tx.clone(),
+            federation,
         });
         let cursor = tree
             .get(b"c")?
@@ -527,20 +545,29 @@ impl Dispatcher {
     fn run(mut self) {
         let d = self.deliveries.clone();
         let mut known: Vec<String> = Vec::new();
+        let mut known_targets: Vec<String> = Vec::new();
         while !d.stop.load(Ordering::SeqCst) {
-            let (head, keys) = {
+            let (head, keys, targets) = {
                 let s = d.shared.read().unwrap_or_else(|p| p.into_inner());
-                (s.seq, s.subscriptions.keys().cloned().collect::<Vec<_>>())
+                (
+                    s.seq,
+                    s.subscriptions.keys().cloned().collect::<Vec<_>>(),
+                    s.federation.targets.keys().cloned().collect::<Vec<_>>(),
+                )
             };
             if keys != known {
                 d.sync_workers(&keys);
                 known = keys.clone();
             }
+            if targets != known_targets {
+                d.federation.sync_senders(&targets);
+                known_targets = targets.clone();
+            }
             if self.cursor >= head {
                 let _ = self.doorbell.recv_timeout(Duration::from_millis(250));
                 continue;
             }
-            if let Err(e) = self.round(head, keys.is_empty()) {
+            if let Err(e) = self.round(head, keys.is_empty() && targets.is_empty()) {
                 // Storage trouble: keep the cursor where it is and try again shortly.
                 tracing::warn!(error = %e, cursor = self.cursor, "webhook dispatch failed; retrying");
                 self.state = None;
@@ -584,7 +611,14 @@ impl Dispatcher {
         let secrets_key = d.personal.named(SECRETS_KEY).map_err(|e| e.to_string())?;
         let mut batch = sled::Batch::default();
         let mut touched: Vec<String> = Vec::new();
+        let mut targets_touched: Vec<String> = Vec::new();
         for env in envelopes {
+            if let Event::FederationTargetDeleted { name } = &env.event {
+                d.tree
+                    .apply_batch(std::mem::take(&mut batch))
+                    .map_err(|e| e.to_string())?;
+                d.federation.forget(name)?;
+            }
             if let Event::SubscriptionDeleted { key } = &env.event {
                 // Its pending deliveries, dead letters, history and cursor go with it.
                 d.tree
@@ -601,6 +635,9 @@ impl Dispatcher {
                 d.tree.apply_batch(drop_batch).map_err(|e| e.to_string())?;
             }
             self.dispatch_one(&env, &secrets_key, &mut batch, &mut touched)?;
+            let state = self.state.as_ref().expect("the dispatcher has a state");
+            d.federation
+                .dispatch(state, &env, &secrets_key, &mut batch, &mut targets_touched)?;
         }
         self.cursor = to;
         batch.insert(b"c", &to.to_be_bytes());
@@ -609,7 +646,7 @@ impl Dispatcher {
             && self
                 .state
                 .as_ref()
-                .is_some_and(|s| s.subscriptions.is_empty())
+                .is_some_and(|s| s.subscriptions.is_empty() && s.federation.targets.is_empty())
         {
             // Free the copy of the read models until a subscription needs it again.
             self.state = None;
@@ -618,6 +655,11 @@ impl Dispatcher {
         touched.dedup();
         for k in &touched {
             d.wake(k);
+        }
+        targets_touched.sort();
+        targets_touched.dedup();
+        for t in &targets_touched {
+            d.federation.wake(t);
         }
         Ok(())
     }

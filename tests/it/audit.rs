@@ -34,9 +34,11 @@ fn keys(v: &Value) -> BTreeSet<String> {
 /// a diff between two positions must name exactly the entities created and deleted.
 #[test]
 fn as_of_gives_back_every_recorded_state_and_diffs_match() {
-    // Frequent snapshots, so that rebuilding goes through snapshots as well as events.
+    // Frequent snapshots, so that rebuilding goes through snapshots as well as events;
+    // two failed sign-ins lock a user.
     let app = TestApp::spawn_with(Config {
         snapshot_every: 25,
+        lockout_threshold: 2,
         ..Config::default()
     });
     let admin = app.admin();
@@ -50,10 +52,14 @@ fn as_of_gives_back_every_recorded_state_and_diffs_match() {
     let mut recorded: Vec<(u64, Value, Value)> = Vec::new();
     let mut users: Vec<String> = vec![];
     let mut groups: Vec<String> = vec![];
+    let mut projects: Vec<String> = vec![];
+    let mut tokens: Vec<String> = vec![];
+    let mut subscriptions: Vec<String> = vec![];
+    let mut head = app.digest()["seq"].as_u64().unwrap();
     let mut n = 0;
-    while recorded.len() < 160 {
+    while recorded.len() < 200 {
         n += 1;
-        let r = match next(12) {
+        let r = match next(18) {
             0 | 1 => {
                 let name = format!("u{n}");
                 users.push(name.clone());
@@ -96,33 +102,142 @@ fn as_of_gives_back_every_recorded_state_and_diffs_match() {
                 &format!("/artifactory/api/repositories/r{}", next(3)),
                 &json!({"rclass": if next(2) == 0 { "local" } else { "remote" }}),
             ),
-            9 => admin.post(
-                "/access/api/v1/projects",
-                &json!({"project_key": format!("p{n}"), "display_name": format!("P {n}")}),
-            ),
-            10 if next(2) == 0 && !users.is_empty() => {
-                // A revocable token (kept as a record), or a revocation of one.
-                let u = users[next(users.len())].clone();
+            9 => {
+                let key = format!("p{n}");
+                projects.push(key.clone());
                 admin.post(
+                    "/access/api/v1/projects",
+                    &json!({"project_key": key, "display_name": format!("P {n}")}),
+                )
+            }
+            10 if next(2) == 0 && !users.is_empty() => {
+                // A revocable token (kept as a record).
+                let u = users[next(users.len())].clone();
+                let r = admin.post(
                     "/access/api/v1/tokens",
                     &json!({"username": u, "scope": "applied-permissions/user", "expires_in": 86400}),
-                )
+                );
+                if let Some(id) = r.json()["token_id"].as_str() {
+                    tokens.push(id.to_string());
+                }
+                r
             }
             10 => admin.post(
                 "/access/api/v1/orgs/acme/access_keys",
                 &json!({"id": format!("k{n}"), "password": "password-1"}),
             ),
+            11 if !tokens.is_empty() => {
+                let id = tokens.remove(next(tokens.len()));
+                admin.delete(&format!("/access/api/v1/tokens/{id}"))
+            }
+            12 => {
+                // Disabled: nothing is delivered (deliveries are not this test's subject).
+                let key = format!("s{n}");
+                subscriptions.push(key.clone());
+                admin.post(
+                    "/event/api/v1/subscriptions",
+                    &json!({"key": key, "enabled": false,
+                            "event_filter": {"domain": "user", "event_types": ["created"]},
+                            "handlers": [{"handler_type": "webhook", "url": "https://hooks.example.test/in",
+                                          "secret": "hook-secret-1"}]}),
+                )
+            }
+            13 if !subscriptions.is_empty() && next(3) == 0 => {
+                let key = subscriptions.remove(next(subscriptions.len()));
+                admin.delete(&format!("/event/api/v1/subscriptions/{key}"))
+            }
+            13 if !subscriptions.is_empty() => {
+                let key = &subscriptions[next(subscriptions.len())];
+                admin.put(
+                    &format!("/event/api/v1/subscriptions/{key}"),
+                    &json!({"key": key, "enabled": false, "description": format!("changed at {n}"),
+                            "event_filter": {"domain": "group", "event_types": ["created", "deleted"]},
+                            "handlers": [{"handler_type": "webhook", "url": format!("https://hooks.example.test/{n}")}]}),
+                )
+            }
+            14 if !users.is_empty() => {
+                // Failed sign-ins lock the user (the server writes that); or an unlock.
+                let u = &users[next(users.len())];
+                if next(2) == 0 {
+                    for _ in 0..2 {
+                        app.as_user(u, "not-the-password")
+                            .get(&format!("/access/api/v2/users/{u}"));
+                    }
+                    admin.get("/api/system/ping")
+                } else {
+                    admin.post_empty(&format!("/access/api/v2/users/{u}/unlock"))
+                }
+            }
+            15 if !users.is_empty() => {
+                // A rename through SCIM (the id stays, the name moves).
+                let i = next(users.len());
+                let to = format!("renamed{n}");
+                let r = admin.raw(
+                    "PATCH",
+                    &format!("/access/api/v1/scim/v2/Users/{}", users[i]),
+                    Some("application/scim+json"),
+                    Some(
+                        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                               "Operations": [{"op": "replace", "path": "userName", "value": to}]})
+                        .to_string()
+                        .as_bytes(),
+                    ),
+                );
+                if r.status < 300 {
+                    users[i] = to;
+                }
+                r
+            }
+            16 if !projects.is_empty() && !users.is_empty() => {
+                let p = &projects[next(projects.len())];
+                let u = &users[next(users.len())];
+                if next(3) == 0 {
+                    admin.delete(&format!("/access/api/v1/projects/{p}/users/{u}"))
+                } else {
+                    admin.put(
+                        &format!("/access/api/v1/projects/{p}/users/{u}"),
+                        &json!({"roles": ["Developer"]}),
+                    )
+                }
+            }
             _ => admin.post(
                 "/access/api/v1/orgs/acme/entitlements",
                 &json!({"repo": "libs", "access": "r", "tags": [format!("t{n}")]}),
             ),
         };
-        if r.status >= 300 {
-            continue; // a refused write (name taken, …) records nothing
+        if r.status >= 500 {
+            panic!("{}", r.text);
         }
-        let seq = seq_of(&r);
+        // What was written, if anything (a refused write, or a sign-in that failed
+        // without locking, writes nothing).
+        let seq = app.digest()["seq"].as_u64().unwrap();
+        if seq == head {
+            continue;
+        }
+        if r.status < 300 && r.header("x-gatehouse-seq").is_some() {
+            assert_eq!(seq_of(&r), seq, "{}", r.text);
+        }
+        head = seq;
         let users_page = admin.get("/access/api/v2/users").json();
         recorded.push((seq, state(&admin, None), users_page));
+    }
+    // Every kind of change happened.
+    let kinds: BTreeSet<String> = admin.get("/access/api/v1/audit/events?limit=10000").json()
+        ["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_string())
+        .collect();
+    for kind in [
+        "TokenRevoked",
+        "UserLocked",
+        "UserUnlocked",
+        "UserRenamed",
+        "SubscriptionSaved",
+        "SubscriptionDeleted",
+    ] {
+        assert!(kinds.contains(kind), "no {kind} in {kinds:?}");
     }
     let mut all_users: Vec<String> = recorded
         .iter()
@@ -187,6 +302,9 @@ fn as_of_gives_back_every_recorded_state_and_diffs_match() {
                 s["permissions"]["targets"].clone()
             }),
             ("access_key", |s: &Value| s["access_keys"]["keys"].clone()),
+            ("token", |s: &Value| s["tokens"]["by_id"].clone()),
+            ("project", |s: &Value| s["projects"]["by_key"].clone()),
+            ("subscription", |s: &Value| s["subscriptions"].clone()),
         ] {
             let (before, after) = (keys(&pick(a)), keys(&pick(b)));
             let named = |change: &str| -> BTreeSet<String> {
@@ -211,6 +329,12 @@ fn as_of_gives_back_every_recorded_state_and_diffs_match() {
                 let listed = named("changed").contains(id);
                 if listed {
                     assert!(changed, "{entity} {id} listed as changed {from}..{to}");
+                }
+                // A subscription's definition changed: the diff says so.
+                if entity == "subscription"
+                    && pick(a)[id]["subscription"] != pick(b)[id]["subscription"]
+                {
+                    assert!(listed, "{entity} {id} changed {from}..{to}: {changes:?}");
                 }
             }
         }
@@ -854,6 +978,17 @@ fn a_purge_erases_personal_data_and_the_chain_still_verifies() {
         .get(&format!("/access/api/v2/users/erin?as_of={before}"))
         .json();
     assert_eq!(then["email"], "erin.private@example.com");
+    // (The SCIM view of then, from the whole past state: its given name and e-mail.)
+    let scim_then = |admin: &Client| {
+        let r = admin.get(&format!("/access/api/v1/scim/v2/Users/erin?as_of={before}"));
+        assert_eq!(r.status, 200, "{}", r.text);
+        let u = r.json();
+        json!([u["name"]["givenName"], u["emails"][0]["value"]])
+    };
+    assert_eq!(
+        scim_then(&admin),
+        json!(["Erinprivatename", "erin.private@example.com"])
+    );
     let r = admin.delete("/access/api/v2/users/erin?purge=true");
     assert_eq!(r.status, 204, "{}", r.text);
     // …and no longer after it.
@@ -861,8 +996,7 @@ fn a_purge_erases_personal_data_and_the_chain_still_verifies() {
         .get(&format!("/access/api/v2/users/erin?as_of={before}"))
         .json();
     assert_eq!(then["email"], "[erased]");
-    let state = state(&admin, Some(&before.to_string()));
-    assert!(!state.to_string().contains("Erinprivatename"));
+    assert_eq!(scim_then(&admin), json!([null, "[erased]"]));
     assert_eq!(
         admin
             .delete("/access/api/v2/users/other1?purge=maybe")
@@ -876,6 +1010,15 @@ fn a_purge_erases_personal_data_and_the_chain_still_verifies() {
     for s in secrets {
         assert!(crate::helpers::files_containing(&dir, s).is_empty());
     }
+    // A restart (snapshots, caches gone) brings nothing back.
+    let app = TestApp::start(dir.clone(), Config::default()).unwrap();
+    let admin = app.admin();
+    let then = admin
+        .get(&format!("/access/api/v2/users/erin?as_of={before}"))
+        .json();
+    assert_eq!(then["email"], "[erased]");
+    assert_eq!(scim_then(&admin), json!([null, "[erased]"]));
+    drop(app);
     // An export made after the purge cannot bring it back either.
     let export = tmp.path().join("after-purge.bin");
     assert!(
@@ -1008,4 +1151,210 @@ fn a_later_backup_is_imported_over_http_and_a_foreign_one_refused() {
     );
     assert_eq!(r.status, 409, "{}", r.text);
     assert_eq!(b.digest()["digest"], digest.as_str(), "nothing changed");
+}
+
+/// Rebuilding a past state is work (a snapshot load plus a replay): only a caller with
+/// valid credentials gets one, and only on a route that reads the past. Anyone else is
+/// refused first, and routes that do not read the past answer as without `as_of`. The
+/// server's debug log names every rebuild.
+#[test]
+fn as_of_rebuilds_nothing_for_anonymous_callers_or_other_routes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let log = tmp.path().join("server.log");
+    let server = crate::helpers::ServerProcess::start_logging(&dir, &log);
+    let admin = server.admin();
+    for i in 0..3 {
+        let r = admin.post(
+            "/access/api/v2/users",
+            &json!({"username": format!("user{i}"), "password": "password-1"}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let rebuilds = || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .matches("rebuilding the state as of a past position")
+            .count()
+    };
+    let anon = Client::new(&server.base, None);
+    let wrong = Client::new(&server.base, Some(("user1", "not-the-password")));
+    for (client, path) in [
+        (&anon, "/access/api/v2/users?as_of=1"),
+        (&anon, "/access/api/v2/users/admin?as_of=2"),
+        (&anon, "/access/api/v1/audit/state?as_of=2"),
+        (&anon, "/access/api/v1/scim/v2/Users?as_of=2"),
+        (
+            &anon,
+            "/access/api/v1/authorize?resource=libs/a.jar&action=read&as_of=2",
+        ),
+        (&wrong, "/access/api/v2/groups?as_of=1"),
+        (&anon, "/access/api/v2/users?as_of=2000-01-01T00:00:00Z"),
+    ] {
+        let r = client.get(path);
+        assert_eq!(r.status, 401, "{path}: {}", r.text);
+    }
+    // Routes that do not read the past: as if `as_of` were not there.
+    let ping = anon.get("/api/system/ping");
+    for q in ["as_of=1", "as_of=yesterday"] {
+        let r = anon.get(&format!("/api/system/ping?{q}"));
+        assert_eq!((r.status, &r.text), (ping.status, &ping.text), "{q}");
+    }
+    assert_eq!(anon.get("/no/such/endpoint?as_of=1").status, 404);
+    assert_eq!(rebuilds(), 0, "nothing was rebuilt for them");
+    // Writes still refuse `as_of`, and a valid caller still reads the past.
+    let r = admin.post(
+        "/access/api/v2/users?as_of=1",
+        &json!({"username": "x", "password": "password-1"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = admin.get("/access/api/v2/users?as_of=2");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(!r.text.contains("user0"), "{}", r.text);
+    assert_eq!(rebuilds(), 1, "the probe sees a rebuild");
+    server.kill();
+}
+
+/// A cleared and re-set e-mail is sealed with a new key; a purge destroys every key the
+/// user's events used, so no past read shows any of its e-mails.
+#[test]
+fn a_purge_destroys_every_key_the_user_ever_had() {
+    let app = TestApp::spawn_with(Config {
+        snapshot_every: 3,
+        ..Config::default()
+    });
+    let admin = app.admin();
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "fay", "password": "password-1", "email": "fay.first@example.com"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let first = seq_of(&r);
+    let r = admin.patch("/access/api/v2/users/fay", &json!({"email": ""}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = admin.patch(
+        "/access/api/v2/users/fay",
+        &json!({"email": "fay.second@example.com"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let second = seq_of(&r);
+    app.create_user("bystander", "password-1");
+    let emails = |admin: &Client| -> Vec<Value> {
+        [first, second]
+            .iter()
+            .flat_map(|at| {
+                // One user (its own timeline) and SCIM (the whole past state).
+                let one = admin.get(&format!("/access/api/v2/users/fay?as_of={at}"));
+                let scim = admin.get(&format!("/access/api/v1/scim/v2/Users/fay?as_of={at}"));
+                assert_eq!((one.status, scim.status), (200, 200), "{}", scim.text);
+                [
+                    one.json()["email"].clone(),
+                    scim.json()["emails"][0]["value"].clone(),
+                ]
+            })
+            .collect()
+    };
+    let (a, b) = ("fay.first@example.com", "fay.second@example.com");
+    assert_eq!(emails(&admin), vec![json!(a), json!(a), json!(b), json!(b)]);
+    let keys = std::fs::read_dir(app.dir.join("keys").join("personal"))
+        .unwrap()
+        .count();
+    let r = admin.delete("/access/api/v2/users/fay?purge=true");
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(emails(&admin), vec![json!("[erased]"); 4]);
+    assert_eq!(
+        std::fs::read_dir(app.dir.join("keys").join("personal"))
+            .unwrap()
+            .count(),
+        keys - 2,
+        "both of fay's keys are gone, nobody else's"
+    );
+    for s in [a, b] {
+        let hits = crate::helpers::files_containing(&app.dir, s.as_bytes());
+        assert!(hits.is_empty(), "{s} in clear in {hits:?}");
+    }
+    let dir = app.dir.clone();
+    let _tmp = app.stop().unwrap();
+    let (ok, out) = gatehouse(&["verify", "--data-dir", dir.to_str().unwrap()]);
+    assert!(ok, "the chain still verifies: {out}");
+    let app = TestApp::start(dir.clone(), Config::default()).unwrap();
+    assert_eq!(emails(&app.admin()), vec![json!("[erased]"); 4]);
+    for s in [a, b] {
+        assert!(crate::helpers::files_containing(&dir, s.as_bytes()).is_empty());
+    }
+}
+
+/// Checkpoints are events of the log they vouch for: a log stripped of them, its chain
+/// recomputed, is consistent, but with `--key` nothing proves it, so it fails. A genuine
+/// export says how far the key's signatures reach and how much comes after.
+#[test]
+fn stripping_the_checkpoints_does_not_pass_verification_with_the_key() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for i in 0..4 {
+        app.create_user(&format!("user{i}"), "password-1");
+    }
+    let r = admin.post_empty("/access/api/v1/audit/checkpoints");
+    assert_eq!(r.status, 201, "{}", r.text);
+    for i in 4..8 {
+        app.create_user(&format!("user{i}"), "password-1");
+    }
+    let r = admin.post_empty("/access/api/v1/audit/checkpoints");
+    let last = r.json()["position"].as_u64().unwrap();
+    for i in 8..11 {
+        app.create_user(&format!("user{i}"), "password-1");
+    }
+    let head = app.digest()["seq"].as_u64().unwrap();
+    let pem = admin.get("/access/api/v1/cert/root?formatted=true").text;
+    let dir = app.dir.clone();
+    let tmp = app.stop().unwrap();
+    let d = dir.to_str().unwrap();
+    let key = tmp.path().join("root.pem");
+    std::fs::write(&key, pem).unwrap();
+    let k = key.to_str().unwrap();
+    let export = tmp.path().join("log.bin");
+    let e = export.to_str().unwrap();
+    assert!(gatehouse(&["export", "--data-dir", d, "--out", e]).0);
+    let (ok, out) = gatehouse(&["verify", "--export", e, "--key", k]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "positions 1 to {last} (the last verified checkpoint); {} events after it are not covered by a signature",
+            head - last
+        )),
+        "{out}"
+    );
+    let (ok, out) = gatehouse(&["verify", "--data-dir", d, "--key", k]);
+    assert!(
+        ok && out.contains(&format!("positions 1 to {last} ")),
+        "{out}"
+    );
+    // Strip every checkpoint, renumber the events after them, recompute the chain.
+    let mut stripped = vec![];
+    for (_, bytes) in parse_binary(&std::fs::read(&export).unwrap()) {
+        let mut env = gatehouse_schemas::decode(&bytes).unwrap();
+        if matches!(env.event, gatehouse_schemas::Event::CheckpointSigned(_)) {
+            continue;
+        }
+        env.seq = stripped.len() as u64 + 1;
+        stripped.push((env.seq, gatehouse_schemas::encode(&env)));
+    }
+    assert_eq!(stripped.len() as u64, head - 2);
+    let forged = tmp.path().join("stripped.bin");
+    let f = forged.to_str().unwrap();
+    std::fs::write(&forged, write_binary_rechained(&stripped)).unwrap();
+    let (ok, out) = gatehouse(&["verify", "--export", f]);
+    assert!(
+        ok && out.contains("0 checkpoints verified"),
+        "without a key the chain alone is consistent: {out}"
+    );
+    let (ok, out) = gatehouse(&["verify", "--export", f, "--key", k]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "no checkpoint signed by the given key: none of the {} events is proven by it",
+            head - 2
+        )),
+        "{out}"
+    );
 }

@@ -326,12 +326,17 @@ pub const BINARY_ADMIN_PASSWORD: &str = "binary-admin-pw";
 
 impl ServerProcess {
     pub fn start(dir: &Path) -> ServerProcess {
-        Self::spawn(dir, "warn", Stdio::inherit(), None)
+        Self::spawn(dir, "warn", Stdio::inherit(), None, "127.0.0.1:0")
     }
 
     /// Start with a `--config` file.
     pub fn start_with_config(dir: &Path, config: &Path) -> ServerProcess {
-        Self::spawn(dir, "warn", Stdio::inherit(), Some(config))
+        Self::spawn(dir, "warn", Stdio::inherit(), Some(config), "127.0.0.1:0")
+    }
+
+    /// Start on a given address (a restart that peers must find again), with a config.
+    pub fn start_on(dir: &Path, listen: &str, config: &Path) -> ServerProcess {
+        Self::spawn(dir, "warn", Stdio::inherit(), Some(config), listen)
     }
 
     /// Start with every log line (debug level) written to `log`.
@@ -341,14 +346,21 @@ impl ServerProcess {
             "debug",
             Stdio::from(std::fs::File::create(log).unwrap()),
             None,
+            "127.0.0.1:0",
         )
     }
 
-    fn spawn(dir: &Path, level: &str, stderr: Stdio, config: Option<&Path>) -> ServerProcess {
+    fn spawn(
+        dir: &Path,
+        level: &str,
+        stderr: Stdio,
+        config: Option<&Path>,
+        listen: &str,
+    ) -> ServerProcess {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
         cmd.args(["serve", "--data-dir"])
             .arg(dir)
-            .args(["--listen", "127.0.0.1:0"]);
+            .args(["--listen", listen]);
         if let Some(c) = config {
             cmd.arg("--config").arg(c);
         }

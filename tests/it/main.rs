@@ -7,6 +7,7 @@ mod audit;
 mod bad_input;
 mod deliveries;
 mod durability;
+mod federation;
 mod groups;
 mod helpers;
 mod nginx;

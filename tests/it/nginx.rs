@@ -174,7 +174,7 @@ fn nginx_serves_files_only_when_gatehouse_allows() {
     std::thread::sleep(Duration::from_millis(3100));
     assert_eq!(
         status(agent.get(&format!("{base}{signed_uri}"))),
-        403,
-        "expired"
+        401,
+        "expired: a bad credential, which nginx passes on"
     );
 }

@@ -288,8 +288,8 @@ fn nginx_style_requests_and_signed_urls() {
     let other = uri.replace("a.jar", "b.jar");
     assert_eq!(
         nginx(&app.anon(), "GET", &other),
-        403,
-        "nor for another path"
+        401,
+        "nor for another path: the signature does not hold for it, a bad credential"
     );
 }
 
@@ -320,5 +320,411 @@ fn a_plus_in_a_path_is_a_plus() {
     assert_eq!(
         status, 403,
         "c++/x.h is excluded; decoding + as a space would let it through"
+    );
+}
+
+/// `?resource=…&action=…` in authorize, as an anonymous caller with nothing but a signed
+/// URL's query parameters.
+fn ask_signed(
+    app: &TestApp,
+    resource: &str,
+    action: &str,
+    signed_query: &str,
+) -> crate::helpers::Resp {
+    app.anon().get(&format!(
+        "/access/api/v1/authorize?resource={}&action={action}&{signed_query}",
+        urlencode(resource)
+    ))
+}
+
+/// The query (`sig=…&exp=…&v=…`) of a signed URL made for `repo_path`.
+fn signed_query(admin: &crate::helpers::Client, repo_path: &str, valid_for_secs: u64) -> String {
+    let r = admin.post(
+        "/artifactory/api/signed/url",
+        &json!({"repo_path": repo_path, "valid_for_secs": valid_for_secs}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.text.split_once('?').unwrap().1.to_string()
+}
+
+#[test]
+fn a_signed_urls_sig_works_directly_in_authorize_for_reading_only() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let path = "libs-release/org/acme/a.jar";
+    let query = signed_query(&admin, path, 3600);
+    assert!(query.starts_with("sig=") && query.contains("&exp=") && query.contains("&v="));
+    let r = ask_signed(&app, path, "read", &query);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let body = r.json();
+    assert_eq!(
+        (
+            body["allowed"].clone(),
+            body["via"].clone(),
+            body["subject"].clone()
+        ),
+        (json!(true), json!("signed URL"), json!("signed-url"))
+    );
+    // The parameters in any order, and `action` left out (read).
+    let mut parts: Vec<&str> = query.split('&').collect();
+    parts.reverse();
+    let r = app.anon().get(&format!(
+        "/access/api/v1/authorize?{}&resource={}",
+        parts.join("&"),
+        urlencode(path)
+    ));
+    assert_eq!(r.status, 200, "{}", r.text);
+    // A good signature never grants more than reading.
+    for action in ["write", "annotate", "delete", "manage"] {
+        let r = ask_signed(&app, path, action, &query);
+        assert_eq!(r.status, 403, "{action}: {}", r.text);
+        assert_eq!(r.json()["allowed"], false);
+        assert!(r.json()["via"]
+            .as_str()
+            .unwrap()
+            .contains("read of its own path only"));
+    }
+    // Tampered: another path, a changed signature, a longer expiry, a missing part.
+    let r = ask_signed(&app, "libs-release/org/acme/b.jar", "read", &query);
+    assert_eq!(r.status, 401, "another path: {}", r.text);
+    assert!(r.error_message().contains("signature"), "{}", r.text);
+    let sig_at = query.find("sig=").unwrap() + 4;
+    let mut bad_sig = query.clone();
+    let c = if &query[sig_at..sig_at + 1] == "A" {
+        "B"
+    } else {
+        "A"
+    };
+    bad_sig.replace_range(sig_at..sig_at + 1, c);
+    assert_eq!(
+        ask_signed(&app, path, "read", &bad_sig).status,
+        401,
+        "changed sig"
+    );
+    let exp_at = query.find("exp=").unwrap() + 4;
+    let mut later = query.clone();
+    later.replace_range(exp_at..exp_at + 1, "9");
+    assert_eq!(
+        ask_signed(&app, path, "read", &later).status,
+        401,
+        "longer expiry"
+    );
+    let no_exp: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.starts_with("exp="))
+        .collect();
+    assert_eq!(
+        ask_signed(&app, path, "read", &no_exp.join("&")).status,
+        401,
+        "no expiry"
+    );
+    // Tampered and asking to write: still 401 (the credential is checked first).
+    assert_eq!(ask_signed(&app, path, "write", &bad_sig).status, 401);
+    // Expired.
+    let short = signed_query(&admin, path, 1);
+    assert_eq!(ask_signed(&app, path, "read", &short).status, 200);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let r = ask_signed(&app, path, "read", &short);
+    assert_eq!(r.status, 401, "{}", r.text);
+    assert!(r.error_message().contains("expired"), "{}", r.text);
+    // The same through nginx's headers: expired is 401 there too.
+    let r = app.anon().get_with(
+        "/access/api/v1/authorize",
+        &[("X-Original-URI", &format!("/artifactory/{path}?{short}"))],
+    );
+    assert_eq!(r.status, 401, "{}", r.text);
+    // After the key is replaced, earlier URLs are bad credentials.
+    assert_eq!(
+        admin.post_empty("/artifactory/api/signed/url/key").status,
+        200
+    );
+    assert_eq!(ask_signed(&app, path, "read", &query).status, 401);
+    // Real credentials win over a `sig` beside them: bob has no grant here.
+    app.create_user("bob", "password-1");
+    let fresh = signed_query(&admin, path, 3600);
+    let r = app.as_user("bob", "password-1").get(&format!(
+        "/access/api/v1/authorize?resource={}&{fresh}",
+        urlencode(path)
+    ));
+    assert_eq!((r.status, r.json()["subject"].clone()), (403, json!("bob")));
+}
+
+#[test]
+fn build_and_release_bundle_sections_decide_through_authorize() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("bob", "password-1");
+    app.create_user("cara", "password-1");
+    app.create_group("release-managers");
+    admin.patch(
+        "/access/api/v2/groups/release-managers/members",
+        &json!({"add": ["cara"]}),
+    );
+    let t = json!({
+        "repo": {"repositories": ["ANY"], "actions": {"users": {"bob": ["read"]}}},
+        "build": {
+            "include-patterns": ["app-*/**"],
+            "actions": {"users": {"bob": ["read", "write"]}}
+        },
+        "releaseBundle": {
+            "include-patterns": ["app/**"],
+            "repositories": ["release-bundles", "edge-bundles"],
+            "actions": {"groups": {"release-managers": ["read", "annotate"]}}
+        }
+    });
+    let path = "/artifactory/api/v2/security/permissions/ci";
+    let r = admin.put(path, &t);
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        r.json()["build"]["repositories"],
+        json!(["artifactory-build-info"]),
+        "the build section applies to the build-info repository, as Artifactory shows it"
+    );
+    let ask = |who: &crate::helpers::Client, resource: &str, action: &str| {
+        let r = who.get(&format!(
+            "/access/api/v1/authorize?resource={}&action={action}",
+            urlencode(resource)
+        ));
+        (
+            r.status,
+            r.json()["via"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    let bob = app.as_user("bob", "password-1");
+    let cara = app.as_user("cara", "password-1");
+    let by_bob = "permission target `ci` (user `bob`)".to_string();
+    let by_managers = "permission target `ci` (group `release-managers`)".to_string();
+    let build = "artifactory-build-info/app-web/12-1700000000000.json";
+    assert_eq!(ask(&bob, build, "write"), (200, by_bob.clone()));
+    assert_eq!(ask(&bob, build, "delete").0, 403);
+    assert_eq!(
+        ask(
+            &bob,
+            "artifactory-build-info/other/1-1700000000000.json",
+            "read"
+        )
+        .0,
+        403,
+        "outside the build patterns; bob's `ANY` read is for artifact repositories"
+    );
+    assert_eq!(ask(&cara, build, "read").0, 403);
+    assert_eq!(
+        ask(&bob, "libs/app-web/1.jar", "read"),
+        (200, by_bob.clone())
+    );
+    assert_eq!(
+        ask(&bob, "libs/app-web/1.jar", "write").0,
+        403,
+        "build write is not artifact write"
+    );
+    let bundle = "release-bundles/app/1.0/manifest.json";
+    assert_eq!(ask(&cara, bundle, "annotate"), (200, by_managers.clone()));
+    assert_eq!(
+        ask(&cara, "edge-bundles/app/2.0", "read"),
+        (200, by_managers.clone())
+    );
+    assert_eq!(ask(&cara, bundle, "write").0, 403);
+    assert_eq!(
+        ask(&cara, "release-bundles/tools/1.0", "read").0,
+        403,
+        "outside the patterns"
+    );
+    assert_eq!(
+        ask(&bob, bundle, "read").0,
+        403,
+        "bob's `ANY` does not reach bundles"
+    );
+    assert_eq!(ask(&bob, "edge-bundles/app/2.0", "read").0, 403);
+    // Membership still decides on the next request.
+    admin.patch(
+        "/access/api/v2/groups/release-managers/members",
+        &json!({"remove": ["cara"]}),
+    );
+    assert_eq!(ask(&cara, bundle, "read").0, 403);
+    // The effective listing shows every section, with what it applies to.
+    let eff = bob.get("/access/api/v1/authorize/effective").json();
+    let sections: Vec<(String, serde_json::Value)> = eff["permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["section"].as_str().unwrap().to_string(),
+                p["repositories"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sections,
+        vec![
+            ("repo".to_string(), json!(["ANY"])),
+            ("build".to_string(), json!(["artifactory-build-info"])),
+        ]
+    );
+    // Sections naming repositories they can never apply to are refused, naming the field.
+    for (body, needle) in [
+        (
+            json!({"build": {"repositories": ["libs"]}}),
+            "build.repositories[0]",
+        ),
+        (
+            json!({"repo": {"repositories": ["artifactory-build-info"]}}),
+            "repo.repositories[0]",
+        ),
+        (
+            json!({"repo": {"repositories": ["libs", "release-bundles"]}}),
+            "repo.repositories[1]",
+        ),
+        (
+            json!({"releaseBundle": {"repositories": ["ANY"]}}),
+            "releaseBundle.repositories[0]",
+        ),
+    ] {
+        let r = admin.put(path, &body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text);
+        assert!(r.error_message().contains(needle), "{body}: {}", r.text);
+    }
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/bundles",
+        &json!({"releaseBundle": {"actions": {"users": {"bob": ["read"]}}}}),
+    );
+    assert_eq!(
+        r.json()["releaseBundle"]["repositories"],
+        json!(["release-bundles"]),
+        "the default release-bundle repository"
+    );
+    assert_eq!(
+        ask(&bob, "release-bundles/tools/1.0", "read").0,
+        200,
+        "{}",
+        r.text
+    );
+}
+
+#[test]
+fn an_admin_scoped_token_and_a_token_as_basic_password_through_authorize() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("bob", "password-1");
+    app.create_user("cara", "password-1");
+    app.create_group("others");
+    admin.post(
+        "/artifactory/api/v2/security/permissions/java-developers",
+        &target(),
+    );
+    let ask = |who: &crate::helpers::Client, resource: &str, action: &str| {
+        let r = who.get(&format!(
+            "/access/api/v1/authorize?resource={}&action={action}",
+            urlencode(resource)
+        ));
+        (r.status, r.json())
+    };
+    let token = |body: serde_json::Value| {
+        let t = create_token(&admin, body);
+        (
+            t["access_token"].as_str().unwrap().to_string(),
+            t["token_id"].as_str().unwrap().to_string(),
+        )
+    };
+    // `applied-permissions/admin`: everything, for a user who is no admin himself…
+    let (admin_scoped, _) =
+        token(json!({"username": "bob", "scope": "applied-permissions/admin", "expires_in": 600}));
+    let bob_admin = app
+        .anon()
+        .with_header_auth(&format!("Bearer {admin_scoped}"));
+    let (status, body) = ask(&bob_admin, "anything/at/all", "manage");
+    assert_eq!(
+        (status, body["via"].clone(), body["subject"].clone()),
+        (200, json!("admin"), json!("bob"))
+    );
+    let r = bob_admin.get("/access/api/v1/authorize?resource=libs-release/a&user=cara");
+    assert_eq!(
+        (r.status, r.json()["subject"].clone()),
+        (403, json!("cara")),
+        "may ask for others"
+    );
+    // …and for a subject that is no user here (transient).
+    let (transient, _) = token(
+        json!({"username": "ci-bot", "scope": "applied-permissions/admin", "expires_in": 600}),
+    );
+    let bot = app.anon().with_header_auth(&format!("Bearer {transient}"));
+    assert_eq!(ask(&bot, "libs-release/x", "delete").1["via"], "admin");
+    let bob = app.as_user("bob", "password-1");
+    assert_eq!(
+        ask(&bob, "anything/at/all", "manage").0,
+        403,
+        "bob's own rights"
+    );
+    // A token as the password of HTTP Basic: the same decision, the same scope rules.
+    use base64::Engine;
+    let basic = |user: &str, secret: &str| {
+        app.anon().with_header_auth(&format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"))
+        ))
+    };
+    let (bob_token, bob_token_id) = token(json!({"username": "bob", "expires_in": 86400}));
+    let (status, body) = ask(
+        &basic("bob", &bob_token),
+        "libs-release/org/acme/a.jar",
+        "write",
+    );
+    assert_eq!(
+        (status, body["subject"].clone()),
+        (200, json!("bob")),
+        "{body}"
+    );
+    assert!(body["via"].as_str().unwrap().contains("java-developers"));
+    assert_eq!(
+        ask(
+            &basic("bob", &bob_token),
+            "libs-release/org/acme/a.jar",
+            "delete"
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        ask(
+            &basic("cara", &bob_token),
+            "libs-release/org/acme/a.jar",
+            "read"
+        )
+        .0,
+        401,
+        "the token is bob's, not cara's"
+    );
+    let (groups_only, _) = token(
+        json!({"username": "bob", "scope": "applied-permissions/groups:others", "expires_in": 600}),
+    );
+    assert_eq!(
+        ask(
+            &basic("bob", &groups_only),
+            "libs-release/org/acme/a.jar",
+            "read"
+        )
+        .0,
+        403,
+        "the token's scope narrows Basic as it does Bearer"
+    );
+    assert_eq!(
+        ask(&basic("bob", &admin_scoped), "anything", "manage").1["via"],
+        "admin"
+    );
+    assert_eq!(
+        admin
+            .delete(&format!("/access/api/v1/tokens/{bob_token_id}"))
+            .status,
+        200
+    );
+    assert_eq!(
+        ask(
+            &basic("bob", &bob_token),
+            "libs-release/org/acme/a.jar",
+            "read"
+        )
+        .0,
+        401,
+        "revoked"
     );
 }

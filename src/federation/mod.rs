@@ -1,0 +1,988 @@
+//! Access Federation, sending side: the live stream and the full broadcast.
+//!
+//! ```text
+//! log ──► dispatcher (crate::webhooks, one copy of the read models for every consumer)
+//!           │  each committed event that changes a federated entity, per active target
+//!           ▼  whose selection takes it: an outbox entry (sled, encrypted, with the cursor)
+//!         one sender per target ──batches, signed──► POST <peer>/access/api/v1/system/federation/receive
+//! ```
+//!
+//! What travels is entities, not events: the user, group, permission target or token
+//! record as it is right after the change (or its removal), with the **version** of that
+//! write — (time at the origin, origin service id, position at the origin). A receiver
+//! applies a change only when its version is greater than the one it has, so:
+//! - a batch delivered twice changes nothing the second time (idempotent);
+//! - a change that went round a ring A → B → C → A stops at its origin, and in a mesh
+//!   each server applies it once, however many paths it takes;
+//! - the same entity changed at two sites ends the same everywhere: the later write
+//!   wins, ties broken by service id then position (last writer wins, deterministic).
+//!
+//! Servers forward what they received as well as what they wrote (that is how a ring
+//! carries a change to every member); the version check is what stops it.
+//!
+//! Batches are authenticated by a short-lived JWT signed with this server's key whose
+//! `jti` is the blake3 of the body: the receiver checks the signature against its circle
+//! of trust and the hash against the body, so a tampered batch is refused.
+//!
+//! A target that is down accumulates entries (on disk) and gets them, in order, when it
+//! is back. Past `federation-max-lag-events` pending entries the source drops them and
+//! sends the target a full broadcast by itself once it answers again.
+
+use crate::auth::jwt;
+use crate::domain::UNFEDERATED_USER;
+use crate::keys::KeyRing;
+use crate::personal::PersonalKeys;
+use crate::writer::{CommandContext, WriterHandle};
+use gatehouse_projections::{version_key, State};
+use gatehouse_schemas::{
+    EntityVersion, Event, FederationTarget, PermissionTarget, ReplicatedGroup, ReplicatedUser,
+    TokenIssued,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Entities a target may select, and the entity names their changes carry.
+pub const ENTITIES: &[(&str, &str)] = &[
+    ("users", "user"),
+    ("groups", "group"),
+    ("permissions", "permission"),
+    ("tokens", "token"),
+];
+
+/// Changes per batch of the live stream and of a full broadcast.
+const STREAM_BATCH: usize = 512;
+const BROADCAST_BATCH: usize = 2000;
+
+/// The scopes of the tokens federation peers sign.
+pub const BATCH_SCOPE: &str = "federation:batch";
+pub const CHALLENGE_SCOPE: &str = "federation:challenge";
+pub const ANSWER_SCOPE: &str = "federation:challenge-answer";
+
+#[derive(Debug, Clone)]
+pub struct FederationSettings {
+    pub max_lag_events: usize,
+    pub retry_max_ms: u64,
+    pub timeout_ms: u64,
+}
+
+/// One change on the wire. `user.email` is in clear here (the receiver encrypts it
+/// with its own key); hashes stay hashes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeWire {
+    /// `user` | `group` | `permission` | `token`.
+    pub entity: String,
+    pub name: String,
+    /// `upsert` | `remove`.
+    pub op: String,
+    pub version: EntityVersion,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<ReplicatedUser>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<ReplicatedGroup>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permission: Option<PermissionTarget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenIssued>,
+    /// The service id that issued `token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+}
+
+/// What one POST to a peer's receive endpoint carries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    /// The sending server's service id (must be the token's issuer).
+    pub source: String,
+    /// `changes` (the stream, or a part of a full broadcast), `begin` or `end` (of a
+    /// full broadcast).
+    pub kind: String,
+    #[serde(default)]
+    pub changes: Vec<ChangeWire>,
+    /// `end`: the receiver's position that `begin` answered.
+    #[serde(default)]
+    pub since: Option<u64>,
+    /// `end`: every entity name the broadcast sent, by entity.
+    #[serde(default)]
+    pub names: Option<BTreeMap<String, BTreeSet<String>>>,
+}
+
+/// The entities an event changes that federation carries: those it wrote here and
+/// those it received from a peer (forwarded on: see the module docs).
+pub fn changed_entities(event: &Event) -> Vec<(&'static str, String, bool)> {
+    match event {
+        Event::UserReplicated { user, .. } => vec![("user", user.username.clone(), false)],
+        Event::GroupReplicated { group, .. } => vec![("group", group.name.clone(), false)],
+        Event::PermissionReplicated { target, .. } => {
+            vec![("permission", target.name.clone(), false)]
+        }
+        Event::TokenReplicated { token, .. } => vec![("token", token.token_id.clone(), false)],
+        Event::ReplicaRemoved { entity, name, .. } => {
+            let e = match entity.as_str() {
+                "user" => "user",
+                "group" => "group",
+                "permission" => "permission",
+                "token" => "token",
+                _ => return vec![],
+            };
+            vec![(e, name.clone(), true)]
+        }
+        other => gatehouse_projections::federated_entities(other),
+    }
+}
+
+/// Does `target` take changes of `entity` named `name`?
+pub fn selects(target: &FederationTarget, entity: &str, name: &str) -> bool {
+    let Some((plural, _)) = ENTITIES.iter().find(|(_, e)| *e == entity) else {
+        return false;
+    };
+    if !target.entities.iter().any(|e| e == plural) {
+        return false;
+    }
+    if entity == "user" && name == UNFEDERATED_USER {
+        return false;
+    }
+    if entity != "permission" {
+        return true;
+    }
+    let glob = |p: &str| {
+        globset::GlobBuilder::new(p)
+            .literal_separator(false)
+            .build()
+            .map(|g| g.compile_matcher().is_match(name))
+            .unwrap_or(false)
+    };
+    (target.include_patterns.is_empty() || target.include_patterns.iter().any(|p| glob(p)))
+        && !target.exclude_patterns.iter().any(|p| glob(p))
+}
+
+/// The version of `entity` `name` in `state` (one made up from the record for data
+/// written before versions were kept).
+fn version_of(state: &State, entity: &str, name: &str) -> EntityVersion {
+    if let Some(r) = state.federation.versions.get(&version_key(entity, name)) {
+        return r.version.clone();
+    }
+    EntityVersion {
+        time_ms: 0,
+        origin: state.service_id.clone().unwrap_or_default(),
+        origin_seq: 0,
+    }
+}
+
+/// The change that brings a peer to `state`'s `entity` `name` (an upsert when it
+/// exists, a removal otherwise).
+pub fn render(state: &State, personal: &PersonalKeys, entity: &str, name: &str) -> ChangeWire {
+    let version = version_of(state, entity, name);
+    let mut c = ChangeWire {
+        entity: entity.to_string(),
+        name: name.to_string(),
+        op: "upsert".into(),
+        version,
+        user: None,
+        group: None,
+        permission: None,
+        token: None,
+        issuer: None,
+    };
+    let own = state.service_id.clone().unwrap_or_default();
+    let found = match entity {
+        "user" => state.directory.users.get(name).map(|u| {
+            c.user = Some(ReplicatedUser {
+                username: u.username.clone(),
+                // In clear for the peer to seal with its own key; `None` when erased.
+                email: u.email.as_deref().and_then(|e| personal.decrypt(e)),
+                password_hash: u.password_hash.clone(),
+                admin: u.admin,
+                profile_updatable: u.profile_updatable,
+                internal_password_disabled: u.internal_password_disabled,
+                disable_ui_access: u.disable_ui_access,
+                realm: u.realm.clone(),
+                status: u.status,
+                password_expired: u.password_expired,
+            })
+        }),
+        "group" => state.directory.groups.get(name).map(|g| {
+            c.group = Some(ReplicatedGroup {
+                name: g.name.clone(),
+                description: g.description.clone(),
+                auto_join: g.auto_join,
+                admin_privileges: g.admin_privileges,
+                realm: g.realm.clone(),
+                realm_attributes: g.realm_attributes.clone(),
+                external_id: g.external_id.clone(),
+                members: g
+                    .members
+                    .iter()
+                    .filter(|m| m.as_str() != UNFEDERATED_USER)
+                    .cloned()
+                    .collect(),
+            })
+        }),
+        "permission" => state
+            .permissions
+            .targets
+            .get(name)
+            .map(|t| c.permission = Some(t.clone())),
+        "token" => state.tokens.by_id.get(name).map(|t| {
+            c.token = Some(t.clone());
+            c.issuer = Some(
+                state
+                    .federation
+                    .token_issuers
+                    .get(name)
+                    .cloned()
+                    .unwrap_or(own.clone()),
+            );
+        }),
+        _ => None,
+    };
+    if found.is_none() {
+        c.op = "remove".into();
+    }
+    c
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The receive endpoint of a peer whose Access base URL is `url` (`https://h/access/`,
+/// `http://h:8082`, …).
+pub fn peer_endpoint(url: &str, path: &str) -> String {
+    let base = url.trim_end_matches('/');
+    let base = if base.ends_with("/access") {
+        base.to_string()
+    } else {
+        format!("{base}/access")
+    };
+    format!("{base}/api/v1/system/federation/{path}")
+}
+
+/// Sign a federation token: `scp` says what for, `jti` carries the nonce or the body
+/// hash, it lives a minute.
+pub fn sign(
+    keys: &KeyRing,
+    state: &State,
+    scp: &str,
+    aud: &str,
+    jti: &str,
+) -> Result<String, String> {
+    let kid = state
+        .keys
+        .active
+        .clone()
+        .ok_or_else(|| "this server has no signing key yet".to_string())?;
+    let key = keys
+        .signing_key(&kid)
+        .ok_or_else(|| "the private half of the signing key is missing".to_string())?;
+    let own = state.service_id.clone().unwrap_or_default();
+    let now = now_ms() / 1000;
+    let claims = jwt::Claims {
+        sub: format!("{own}/federation"),
+        scp: scp.into(),
+        aud: aud.into(),
+        iss: own,
+        iat: now,
+        exp: Some(now + 60),
+        jti: jti.into(),
+        ext: None,
+    };
+    Ok(jwt::sign(&claims, &kid, &key))
+}
+
+/// A full broadcast's progress, as the status call shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BroadcastProgress {
+    /// `idle`, `running`, `done` or `failed`.
+    pub state: String,
+    pub sent: u64,
+    pub total: u64,
+    pub position: u64,
+    pub started: Option<u64>,
+    pub finished: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// How a target's stream is doing (for the status call).
+#[derive(Debug, Clone, Default)]
+pub struct StreamStatus {
+    pub last_error: Option<String>,
+    pub last_success_ms: Option<u64>,
+    pub broadcast: BroadcastProgress,
+}
+
+struct SenderHandle {
+    doorbell: crossbeam_channel::Sender<()>,
+    broadcast: crossbeam_channel::Sender<crossbeam_channel::Sender<Result<u64, String>>>,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+/// The sending side, shared by the dispatcher, the senders and the HTTP layer.
+pub struct Federation {
+    tree: sled::Tree,
+    shared: Arc<RwLock<State>>,
+    keys: Arc<KeyRing>,
+    personal: Arc<PersonalKeys>,
+    writer: WriterHandle,
+    settings: FederationSettings,
+    senders: Mutex<HashMap<String, SenderHandle>>,
+    status: Mutex<HashMap<String, StreamStatus>>,
+    stop: AtomicBool,
+}
+
+fn prefixed(tag: u8, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 2);
+    k.push(tag);
+    k.extend_from_slice(key.as_bytes());
+    k.push(0);
+    k
+}
+
+fn entry_key(target: &str, position: u64, n: u16) -> Vec<u8> {
+    let mut k = prefixed(b'f', target);
+    k.extend_from_slice(&position.to_be_bytes());
+    k.extend_from_slice(&n.to_be_bytes());
+    k
+}
+
+fn position_of(key: &[u8]) -> u64 {
+    key.len()
+        .checked_sub(10)
+        .and_then(|i| key.get(i..i + 8))
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+/// One pending change for a target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Pending {
+    committed_ms: u64,
+    /// The change as JSON, encrypted (it may hold an e-mail).
+    change: String,
+}
+
+impl Federation {
+    pub fn new(
+        tree: sled::Tree,
+        shared: Arc<RwLock<State>>,
+        keys: Arc<KeyRing>,
+        personal: Arc<PersonalKeys>,
+        writer: WriterHandle,
+        settings: FederationSettings,
+    ) -> Arc<Federation> {
+        Arc::new(Federation {
+            tree,
+            shared,
+            keys,
+            personal,
+            writer,
+            settings,
+            senders: Mutex::new(HashMap::new()),
+            status: Mutex::new(HashMap::new()),
+            stop: AtomicBool::new(false),
+        })
+    }
+
+    /// Called by the dispatcher for every committed event, with the read models right
+    /// after it: queue the changes each active target selects.
+    pub fn dispatch(
+        &self,
+        state: &State,
+        env: &gatehouse_schemas::Envelope,
+        secrets_key: &str,
+        batch: &mut sled::Batch,
+        touched: &mut Vec<String>,
+    ) -> Result<(), String> {
+        if state.federation.targets.is_empty() {
+            return Ok(());
+        }
+        let changes = changed_entities(&env.event);
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut rendered: Vec<Option<String>> = vec![None; changes.len()];
+        for (name, rec) in &state.federation.targets {
+            if !rec.target.active || rec.created_seq >= env.seq {
+                continue;
+            }
+            for (i, (entity, ename, _)) in changes.iter().enumerate() {
+                if !selects(&rec.target, entity, ename) {
+                    continue;
+                }
+                if rendered[i].is_none() {
+                    let c = render(state, &self.personal, entity, ename);
+                    let text = serde_json::to_string(&c).map_err(|e| e.to_string())?;
+                    rendered[i] = Some(
+                        self.personal
+                            .encrypt(secrets_key, &text)
+                            .map_err(|e| e.to_string())?,
+                    );
+                }
+                let p = Pending {
+                    committed_ms: env.time_ms,
+                    change: rendered[i].clone().unwrap_or_default(),
+                };
+                batch.insert(
+                    entry_key(name, env.seq, i as u16),
+                    rmp_serde::to_vec_named(&p).expect("a pending change encodes"),
+                );
+                touched.push(name.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// A target was deleted: its pending changes and cursor go with it.
+    pub fn forget(&self, target: &str) -> Result<(), String> {
+        let mut batch = sled::Batch::default();
+        for item in self.tree.scan_prefix(prefixed(b'f', target)) {
+            let (k, _) = item.map_err(|e| e.to_string())?;
+            batch.remove(k);
+        }
+        batch.remove(prefixed(b'g', target));
+        batch.remove(prefixed(b'n', target));
+        self.tree.apply_batch(batch).map_err(|e| e.to_string())
+    }
+
+    pub fn wake(&self, target: &str) {
+        if let Some(s) = self
+            .senders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(target)
+        {
+            let _ = s.doorbell.try_send(());
+        }
+    }
+
+    /// One sender per target that exists (active or not: an inactive one keeps what
+    /// it has pending until it is active again or deleted).
+    pub fn sync_senders(self: &Arc<Self>, names: &[String]) {
+        let mut senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
+        let gone: Vec<String> = senders
+            .keys()
+            .filter(|k| !names.contains(k))
+            .cloned()
+            .collect();
+        for k in gone {
+            if let Some(s) = senders.remove(&k) {
+                s.stop.store(true, Ordering::SeqCst);
+                let _ = s.doorbell.try_send(());
+                drop(s.thread);
+            }
+        }
+        for name in names {
+            if senders.contains_key(name) || self.stop.load(Ordering::SeqCst) {
+                continue;
+            }
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let (btx, brx) = crossbeam_channel::unbounded();
+            let stop = Arc::new(AtomicBool::new(false));
+            let sender = Sender {
+                name: name.clone(),
+                federation: self.clone(),
+                doorbell: rx,
+                broadcasts: brx,
+                stop: stop.clone(),
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("gatehouse-federation-{name}"))
+                .spawn(move || sender.run())
+                .expect("spawn a federation sender");
+            senders.insert(
+                name.clone(),
+                SenderHandle {
+                    doorbell: tx,
+                    broadcast: btx,
+                    stop,
+                    thread,
+                },
+            );
+        }
+    }
+
+    /// Ask the sender of `target` for a full broadcast; the receiver gets the number of
+    /// entities sent, or why it failed.
+    pub fn request_broadcast(
+        &self,
+        target: &str,
+    ) -> Result<crossbeam_channel::Receiver<Result<u64, String>>, String> {
+        let senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
+        let s = senders
+            .get(target)
+            .ok_or_else(|| format!("federation target `{target}` has no sender yet"))?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        s.broadcast
+            .send(tx)
+            .map_err(|_| "the sender stopped".to_string())?;
+        let _ = s.doorbell.try_send(());
+        Ok(rx)
+    }
+
+    /// The status call: (cursor, pending changes, oldest pending commit time, status).
+    pub fn stream_status(&self, target: &str) -> (u64, usize, Option<u64>, StreamStatus) {
+        let cursor = self
+            .tree
+            .get(prefixed(b'g', target))
+            .ok()
+            .flatten()
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0);
+        let mut pending = 0;
+        let mut oldest = None;
+        for item in self.tree.scan_prefix(prefixed(b'f', target)) {
+            let Ok((_, v)) = item else { break };
+            if oldest.is_none() {
+                oldest = rmp_serde::from_slice::<Pending>(&v)
+                    .ok()
+                    .map(|p| p.committed_ms);
+            }
+            pending += 1;
+        }
+        let status = self
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(target)
+            .cloned()
+            .unwrap_or_default();
+        (cursor, pending, oldest, status)
+    }
+
+    fn set_status(&self, target: &str, f: impl FnOnce(&mut StreamStatus)) {
+        let mut all = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        f(all.entry(target.to_string()).or_default());
+    }
+
+    /// Stop the senders (waiting a moment for one in the middle of a request).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let senders: Vec<SenderHandle> = self
+            .senders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        for s in &senders {
+            s.stop.store(true, Ordering::SeqCst);
+            let _ = s.doorbell.try_send(());
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        for s in senders {
+            while !s.thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if s.thread.is_finished() {
+                let _ = s.thread.join();
+            }
+        }
+        let _ = self.tree.flush();
+    }
+
+    /// POST a batch to `url`'s receive endpoint, signed; the answer's JSON.
+    fn post(
+        &self,
+        agent: &ureq::Agent,
+        url: &str,
+        batch: &Batch,
+    ) -> Result<serde_json::Value, String> {
+        let body = serde_json::to_vec(batch).map_err(|e| e.to_string())?;
+        let hash = blake3::hash(&body).to_hex().to_string();
+        let token = {
+            let s = self.shared.read().unwrap_or_else(|p| p.into_inner());
+            sign(&self.keys, &s, BATCH_SCOPE, "*@*", &hash)?
+        };
+        match agent
+            .post(&peer_endpoint(url, "receive"))
+            .set("Authorization", &format!("Bearer {token}"))
+            .set("Content-Type", "application/json")
+            .send_bytes(&body)
+        {
+            Ok(r) => r.into_json().map_err(|e| e.to_string()),
+            Err(ureq::Error::Status(code, r)) => Err(format!(
+                "the target answered {code}: {}",
+                r.into_string()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(500)
+                    .collect::<String>()
+            )),
+            Err(e) => Err(format!("the target is unreachable: {e}")),
+        }
+    }
+}
+
+/// Streams one target's outbox, and runs its full broadcasts.
+struct Sender {
+    name: String,
+    federation: Arc<Federation>,
+    doorbell: crossbeam_channel::Receiver<()>,
+    broadcasts: crossbeam_channel::Receiver<crossbeam_channel::Sender<Result<u64, String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Sender {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst) || self.federation.stop.load(Ordering::SeqCst)
+    }
+
+    fn pause(&self, ms: u64) {
+        let until = Instant::now() + Duration::from_millis(ms);
+        while !self.stopped() && self.broadcasts.is_empty() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(20)));
+        }
+    }
+
+    fn target(&self) -> Option<FederationTarget> {
+        self.federation
+            .shared
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .federation
+            .targets
+            .get(&self.name)
+            .map(|r| r.target.clone())
+    }
+
+    fn run(self) {
+        let f = self.federation.clone();
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_millis(f.settings.timeout_ms))
+            .redirects(0)
+            .build();
+        let mut failures: u32 = 0;
+        while !self.stopped() {
+            let Some(target) = self.target() else {
+                self.pause(100);
+                continue;
+            };
+            // Broadcasts asked for over the API, or owed after too much lag.
+            let owed = f
+                .tree
+                .contains_key(prefixed(b'n', &self.name))
+                .unwrap_or(false);
+            let asked: Vec<_> = self.broadcasts.try_iter().collect();
+            if !asked.is_empty() || (owed && target.active) {
+                let result = self.broadcast(&agent, &target);
+                if result.is_err() && asked.is_empty() {
+                    failures += 1;
+                    self.pause(self.backoff(failures));
+                } else if result.is_ok() {
+                    failures = 0;
+                }
+                for reply in asked {
+                    let _ = reply.send(result.clone());
+                }
+                continue;
+            }
+            if !target.active {
+                let _ = self.doorbell.recv_timeout(Duration::from_millis(500));
+                continue;
+            }
+            let mut keys = Vec::new();
+            let mut changes = Vec::new();
+            for item in f
+                .tree
+                .scan_prefix(prefixed(b'f', &self.name))
+                .take(STREAM_BATCH)
+            {
+                let Ok((k, v)) = item else { break };
+                let change = rmp_serde::from_slice::<Pending>(&v)
+                    .ok()
+                    .and_then(|p| f.personal.decrypt(&p.change))
+                    .and_then(|text| serde_json::from_str::<ChangeWire>(&text).ok());
+                keys.push(k);
+                if let Some(c) = change {
+                    changes.push(c);
+                }
+            }
+            if keys.is_empty() {
+                let _ = self.doorbell.recv_timeout(Duration::from_millis(500));
+                continue;
+            }
+            let source = f
+                .shared
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .service_id
+                .clone()
+                .unwrap_or_default();
+            let batch = Batch {
+                source,
+                kind: "changes".into(),
+                changes,
+                since: None,
+                names: None,
+            };
+            match f.post(&agent, &target.url, &batch) {
+                Ok(_) => {
+                    failures = 0;
+                    let last = keys.last().map(|k| position_of(k)).unwrap_or(0);
+                    let mut b = sled::Batch::default();
+                    for k in keys {
+                        b.remove(k);
+                    }
+                    b.insert(prefixed(b'g', &self.name), &last.to_be_bytes());
+                    if let Err(e) = f.tree.apply_batch(b) {
+                        tracing::warn!(error = %e, "cannot record a federation delivery");
+                    }
+                    f.set_status(&self.name, |s| {
+                        s.last_success_ms = Some(now_ms());
+                        s.last_error = None;
+                    });
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::debug!(target = %self.name, error = %e, "federation stream: retrying");
+                    f.set_status(&self.name, |s| s.last_error = Some(e));
+                    self.check_lag();
+                    self.pause(self.backoff(failures));
+                }
+            }
+        }
+    }
+
+    fn backoff(&self, failures: u32) -> u64 {
+        let max = self.federation.settings.retry_max_ms.max(1);
+        (50u64 << failures.min(16)).min(max)
+    }
+
+    /// Too far behind: drop what is pending and owe the target a full broadcast.
+    fn check_lag(&self) {
+        let f = &self.federation;
+        let max = f.settings.max_lag_events;
+        let pending = f
+            .tree
+            .scan_prefix(prefixed(b'f', &self.name))
+            .keys()
+            .take(max + 1)
+            .count();
+        if pending <= max {
+            return;
+        }
+        tracing::warn!(target = %self.name, pending, "federation target too far behind: a full broadcast will follow");
+        let mut b = sled::Batch::default();
+        for k in f
+            .tree
+            .scan_prefix(prefixed(b'f', &self.name))
+            .keys()
+            .flatten()
+        {
+            b.remove(k);
+        }
+        b.insert(prefixed(b'n', &self.name), &[1u8]);
+        if let Err(e) = f.tree.apply_batch(b) {
+            tracing::warn!(error = %e, "cannot drop a lagging federation stream");
+        }
+    }
+
+    /// Send everything the target selects, as of now, then what is gone.
+    fn broadcast(&self, agent: &ureq::Agent, target: &FederationTarget) -> Result<u64, String> {
+        let f = &self.federation;
+        let started = now_ms();
+        f.set_status(&self.name, |s| {
+            s.broadcast = BroadcastProgress {
+                state: "running".into(),
+                started: Some(started),
+                ..Default::default()
+            }
+        });
+        let result = self.broadcast_inner(agent, target);
+        f.set_status(&self.name, |s| match &result {
+            Ok(_) => {
+                s.broadcast.state = "done".into();
+                s.broadcast.finished = Some(now_ms());
+                s.last_error = None;
+            }
+            Err(e) => {
+                s.broadcast.state = "failed".into();
+                s.broadcast.finished = Some(now_ms());
+                s.broadcast.error = Some(e.clone());
+                s.last_error = Some(e.clone());
+            }
+        });
+        result
+    }
+
+    fn broadcast_inner(
+        &self,
+        agent: &ureq::Agent,
+        target: &FederationTarget,
+    ) -> Result<u64, String> {
+        let f = &self.federation;
+        // A copy, so the writer is not held up while thousands of entities are sent.
+        let state = f.shared.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let source = state.service_id.clone().unwrap_or_default();
+        let mut names: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut all: Vec<(&'static str, String)> = Vec::new();
+        for (plural, entity) in ENTITIES {
+            if !target.entities.iter().any(|e| e == plural) {
+                continue;
+            }
+            let list: Vec<String> = match *entity {
+                "user" => state.directory.users.keys().cloned().collect(),
+                "group" => state.directory.groups.keys().cloned().collect(),
+                "permission" => state.permissions.targets.keys().cloned().collect(),
+                _ => state.tokens.by_id.keys().cloned().collect(),
+            };
+            let kept = names.entry(entity.to_string()).or_default();
+            for n in list {
+                if selects(target, entity, &n) {
+                    kept.insert(n.clone());
+                    all.push((entity, n));
+                }
+            }
+        }
+        let total = all.len() as u64;
+        f.set_status(&self.name, |s| {
+            s.broadcast.total = total;
+            s.broadcast.position = state.seq;
+        });
+        let begin = f.post(
+            agent,
+            &target.url,
+            &Batch {
+                source: source.clone(),
+                kind: "begin".into(),
+                changes: vec![],
+                since: None,
+                names: None,
+            },
+        )?;
+        let since = begin["position"]
+            .as_u64()
+            .ok_or_else(|| "the target did not say where the broadcast begins".to_string())?;
+        let mut sent = 0u64;
+        for chunk in all.chunks(BROADCAST_BATCH) {
+            if self.stopped() {
+                return Err("the server is stopping".into());
+            }
+            let changes: Vec<ChangeWire> = chunk
+                .iter()
+                .map(|(e, n)| render(&state, &f.personal, e, n))
+                .collect();
+            f.post(
+                agent,
+                &target.url,
+                &Batch {
+                    source: source.clone(),
+                    kind: "changes".into(),
+                    changes,
+                    since: None,
+                    names: None,
+                },
+            )?;
+            sent += chunk.len() as u64;
+            f.set_status(&self.name, |s| s.broadcast.sent = sent);
+        }
+        f.post(
+            agent,
+            &target.url,
+            &Batch {
+                source,
+                kind: "end".into(),
+                changes: vec![],
+                since: Some(since),
+                names: Some(names),
+            },
+        )?;
+        // What was pending up to the copy's position is in the broadcast.
+        let mut b = sled::Batch::default();
+        for k in f
+            .tree
+            .scan_prefix(prefixed(b'f', &self.name))
+            .keys()
+            .flatten()
+        {
+            if position_of(&k) <= state.seq {
+                b.remove(k);
+            }
+        }
+        b.remove(prefixed(b'n', &self.name));
+        f.tree.apply_batch(b).map_err(|e| e.to_string())?;
+        let ctx = CommandContext {
+            actor: "system".into(),
+            request_id: "federation-broadcast".into(),
+        };
+        if let Err(e) = f.writer.submit_blocking(
+            crate::domain::Command::RecordBroadcast {
+                target: self.name.clone(),
+                position: state.seq,
+                entities: total,
+            },
+            ctx,
+        ) {
+            tracing::warn!(error = %e, "could not record a full broadcast");
+        }
+        Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_endpoints_take_either_form_of_base_url() {
+        for url in [
+            "https://access.example.com/access/",
+            "https://access.example.com/access",
+            "https://access.example.com",
+            "https://access.example.com/",
+        ] {
+            assert_eq!(
+                peer_endpoint(url, "receive"),
+                "https://access.example.com/access/api/v1/system/federation/receive"
+            );
+        }
+    }
+
+    #[test]
+    fn selection_by_entity_and_permission_patterns() {
+        let t = FederationTarget {
+            name: "b".into(),
+            url: "http://b".into(),
+            entities: vec!["users".into(), "permissions".into()],
+            include_patterns: vec!["team_a_*".into()],
+            exclude_patterns: vec!["team_a_secret*".into()],
+            active: true,
+        };
+        assert!(selects(&t, "user", "alice"));
+        assert!(
+            !selects(&t, "user", "admin"),
+            "each server keeps its own admin"
+        );
+        assert!(!selects(&t, "group", "readers"));
+        assert!(selects(&t, "permission", "team_a_read"));
+        assert!(!selects(&t, "permission", "team_b_read"));
+        assert!(!selects(&t, "permission", "team_a_secret_write"));
+        assert!(!selects(&t, "token", "id"));
+    }
+
+    #[test]
+    fn versions_order_by_time_then_origin_then_position() {
+        let v = |t, o: &str, s| EntityVersion {
+            time_ms: t,
+            origin: o.into(),
+            origin_seq: s,
+        };
+        assert!(v(2, "a", 1) > v(1, "z", 9));
+        assert!(v(1, "b", 1) > v(1, "a", 9));
+        assert!(v(1, "a", 2) > v(1, "a", 1));
+    }
+}

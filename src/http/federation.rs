@@ -1,0 +1,692 @@
+//! Access Federation (seed 004) under `/access/api/v1/system/federation`: targets,
+//! validation of the circle of trust, full broadcasts, the stream's status, and the
+//! receiving side (`receive`, `challenge`) that peers call. How changes travel and why
+//! they converge is in `crate::federation`.
+
+use super::error::ApiError;
+use super::extract::{Admin, Body, RequestId};
+use super::{resource, written, AppState};
+use crate::authorize::valid_pattern;
+use crate::domain::{self, Command, Replicated, ReplicatedChange, UNFEDERATED_USER};
+use crate::federation::{self as fed, Batch, ChangeWire, ENTITIES};
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use gatehouse_schemas::FederationTarget;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+const BASE: &str = "/access/api/v1/system/federation";
+
+/// Batches of a full broadcast carry thousands of entities: far more than the general
+/// request limit.
+const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    // Fixed paths first: `{name}` would take them otherwise.
+    cfg.service(
+        resource(BASE)
+            .route(web::get().to(list))
+            .route(web::post().to(register)),
+    )
+    .service(resource(&format!("{BASE}/validate_server")).route(web::post().to(validate)))
+    .service(resource(&format!("{BASE}/full_broadcast")).route(web::put().to(broadcast_all)))
+    .service(resource(&format!("{BASE}/receive")).route(web::post().to(receive)))
+    .service(resource(&format!("{BASE}/challenge")).route(web::post().to(challenge)))
+    .service(
+        resource(&format!("{BASE}/{{name}}"))
+            .route(web::get().to(get))
+            .route(web::patch().to(patch))
+            .route(web::delete().to(delete)),
+    )
+    .service(resource(&format!("{BASE}/{{name}}/status")).route(web::get().to(status)))
+    .service(
+        resource(&format!("{BASE}/{{access_id}}/full_broadcast"))
+            .route(web::put().to(broadcast_from)),
+    );
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FiltersIn {
+    #[serde(default, alias = "include_patterns", rename = "includePatterns")]
+    include_patterns: Vec<String>,
+    #[serde(default, alias = "exclude_patterns", rename = "excludePatterns")]
+    exclude_patterns: Vec<String>,
+}
+
+/// Register and patch bodies; the seed shows both spellings of the filters.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetIn {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    entities: Option<Vec<String>>,
+    #[serde(default, alias = "permission_filters", rename = "permissionFilters")]
+    permission_filters: Option<FiltersIn>,
+    #[serde(default)]
+    active: Option<bool>,
+}
+
+fn bad(msg: String) -> ApiError {
+    ApiError::BadRequest(msg)
+}
+
+/// A target as the seed's register and get answers show it.
+pub fn target_out(t: &FederationTarget) -> Value {
+    json!({
+        "name": t.name,
+        "url": t.url,
+        "entities": t.entities,
+        "permissionFilters": {
+            "includePatterns": t.include_patterns,
+            "excludePatterns": t.exclude_patterns,
+        },
+        "active": t.active,
+    })
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+    {
+        return Err(bad(format!(
+            "invalid `name`: `{}` (1 to 64 letters, digits, `-`, `_`, `.`, `@`)",
+            name.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+fn check_url(url: &str) -> Result<(), ApiError> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    let ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/') && !r.starts_with(':'))
+        && url.len() <= 2048
+        && !url.contains(['?', '#'])
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !ok {
+        return Err(bad(
+            "invalid `url`: the peer's Access base URL (http:// or https://, e.g. `https://access.example.com/access/`)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Apply the fields of `body` to `t` (all of them for a register, some for a patch).
+fn apply_fields(t: &mut FederationTarget, body: TargetIn) -> Result<(), ApiError> {
+    if let Some(url) = body.url {
+        check_url(&url)?;
+        t.url = url;
+    }
+    if let Some(entities) = body.entities {
+        let mut seen = BTreeSet::new();
+        for (i, e) in entities.iter().enumerate() {
+            if !ENTITIES.iter().any(|(p, _)| p == e) {
+                return Err(bad(format!(
+                    "invalid `entities[{i}]`: `{}` (use users, groups, permissions, tokens)",
+                    e.escape_debug()
+                )));
+            }
+            seen.insert(e.clone());
+        }
+        if seen.is_empty() {
+            return Err(bad("invalid `entities`: give at least one".into()));
+        }
+        t.entities = ENTITIES
+            .iter()
+            .map(|(p, _)| p.to_string())
+            .filter(|p| seen.contains(p))
+            .collect();
+    }
+    if let Some(f) = body.permission_filters {
+        for (field, list) in [
+            ("includePatterns", &f.include_patterns),
+            ("excludePatterns", &f.exclude_patterns),
+        ] {
+            for (i, p) in list.iter().enumerate() {
+                if !valid_pattern(p) || p.len() > 1024 {
+                    return Err(bad(format!(
+                        "invalid `permissionFilters.{field}[{i}]`: `{}` is not a valid pattern",
+                        p.escape_debug()
+                    )));
+                }
+            }
+        }
+        t.include_patterns = f.include_patterns;
+        t.exclude_patterns = f.exclude_patterns;
+    }
+    if let Some(a) = body.active {
+        t.active = a;
+    }
+    Ok(())
+}
+
+async fn list(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> HttpResponse {
+    let s = app.view(&req);
+    let all: Vec<Value> = s
+        .federation
+        .targets
+        .values()
+        .map(|r| target_out(&r.target))
+        .collect();
+    HttpResponse::Ok().json(json!({ "configurations": all }))
+}
+
+async fn get(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let s = app.view(&req);
+    let r = s
+        .federation
+        .targets
+        .get(path.as_str())
+        .ok_or_else(|| ApiError::NotFound(format!("no such federation target `{path}`")))?;
+    Ok(HttpResponse::Ok().json(target_out(&r.target)))
+}
+
+async fn register(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    Body(body): Body<TargetIn>,
+) -> Result<HttpResponse, ApiError> {
+    let name = body
+        .name
+        .clone()
+        .ok_or_else(|| bad("invalid `name`: required".into()))?;
+    check_name(&name)?;
+    if body.url.is_none() {
+        return Err(bad("invalid `url`: required".into()));
+    }
+    // Seed 004 answers a name that is taken with 404 "Already exists".
+    if app.read().federation.targets.contains_key(&name) {
+        return Err(ApiError::NotFound(format!(
+            "federation target `{name}` already exists"
+        )));
+    }
+    let mut t = FederationTarget {
+        name,
+        entities: vec!["users".into(), "groups".into(), "permissions".into()],
+        active: true,
+        ..Default::default()
+    };
+    apply_fields(&mut t, body)?;
+    let committed = app
+        .submit(
+            Command::SaveFederationTarget {
+                target: t.clone(),
+                create_only: true,
+            },
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(
+        HttpResponse::Created().json(target_out(&t)),
+        committed,
+    ))
+}
+
+async fn patch(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+    Body(body): Body<TargetIn>,
+) -> Result<HttpResponse, ApiError> {
+    let name = path.into_inner();
+    if body.name.as_ref().is_some_and(|n| *n != name) {
+        return Err(bad("invalid `name`: a target cannot be renamed".into()));
+    }
+    let mut t = app
+        .read()
+        .federation
+        .targets
+        .get(&name)
+        .map(|r| r.target.clone())
+        .ok_or_else(|| ApiError::NotFound(format!("no such federation target `{name}`")))?;
+    apply_fields(&mut t, body)?;
+    let committed = app
+        .submit(
+            Command::SaveFederationTarget {
+                target: t,
+                create_only: false,
+            },
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(HttpResponse::NoContent().finish(), committed))
+}
+
+async fn delete(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let committed = app
+        .submit(
+            Command::DeleteFederationTarget {
+                name: path.into_inner(),
+            },
+            &admin.0.username,
+            &rid,
+        )
+        .await
+        .map_err(|e| match e {
+            ApiError::NotFound(m) => ApiError::NotFound(format!("no such {m}")),
+            other => other,
+        })?;
+    Ok(written(HttpResponse::NoContent().finish(), committed))
+}
+
+/// `GET …/{name}/status`: the stream's cursor, lag (events and seconds), last error and
+/// the last full broadcast's progress.
+async fn status(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let name = path.into_inner();
+    let (target, head, broadcast_position) = {
+        let s = app.read();
+        let r = s
+            .federation
+            .targets
+            .get(&name)
+            .ok_or_else(|| ApiError::NotFound(format!("no such federation target `{name}`")))?;
+        (r.target.clone(), s.seq, r.broadcast_position)
+    };
+    let f = app.federation.clone();
+    let n = name.clone();
+    let (cursor, pending, oldest, st) = web::block(move || f.stream_status(&n))
+        .await
+        .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
+    let now = crate::auth::unix_millis();
+    Ok(HttpResponse::Ok().json(json!({
+        "name": name,
+        "active": target.active,
+        "head": head,
+        "cursor": cursor,
+        "lag_events": pending,
+        "lag_seconds": oldest.map(|t| now.saturating_sub(t) as f64 / 1000.0).unwrap_or(0.0),
+        "last_error": st.last_error,
+        "last_success": st.last_success_ms.map(|t| crate::timefmt::format(t, true)),
+        "broadcast_position": broadcast_position,
+        "broadcast": st.broadcast,
+    })))
+}
+
+/// Run a full broadcast to each of `targets` and wait for it.
+async fn run_broadcasts(app: &AppState, targets: Vec<String>) -> Result<HttpResponse, ApiError> {
+    let mut failures = Vec::new();
+    for name in targets {
+        let rx = app
+            .federation
+            .request_broadcast(&name)
+            .map_err(ApiError::Unavailable)?;
+        let result = web::block(move || rx.recv_timeout(std::time::Duration::from_secs(3600)))
+            .await
+            .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
+        match result {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => failures.push(format!("`{name}`: {e}")),
+            Err(_) => failures.push(format!("`{name}`: the broadcast did not finish")),
+        }
+    }
+    if failures.is_empty() {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::Unavailable(format!(
+            "full broadcast failed for {}",
+            failures.join("; ")
+        )))
+    }
+}
+
+fn active_targets(app: &AppState) -> Vec<String> {
+    app.read()
+        .federation
+        .targets
+        .values()
+        .filter(|r| r.target.active)
+        .map(|r| r.target.name.clone())
+        .collect()
+}
+
+/// `PUT …/full_broadcast`: everything selected, to every active target; 204 when done.
+async fn broadcast_all(app: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
+    let targets = active_targets(&app);
+    run_broadcasts(&app, targets).await
+}
+
+/// `PUT …/{access_id}/full_broadcast`: the same, naming this server's service id.
+async fn broadcast_from(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let own = app.read().service_id.clone().unwrap_or_default();
+    if path.as_str() != own {
+        return Err(ApiError::NotFound(format!(
+            "`{path}` is not this server's access id (`{own}`)"
+        )));
+    }
+    let targets = active_targets(&app);
+    run_broadcasts(&app, targets).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ValidateIn {
+    url: String,
+}
+
+/// `POST …/validate_server {url}`: 204 when the circle of trust holds both ways. We
+/// send the target a challenge signed with our key (it must trust us to answer) and
+/// check its answer, signed with its key, against our own trust (we must trust it).
+async fn validate(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    Body(body): Body<ValidateIn>,
+) -> Result<HttpResponse, ApiError> {
+    check_url(&body.url)?;
+    let mut nonce = [0u8; 16];
+    getrandom::getrandom(&mut nonce).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    let token = {
+        let s = app.read();
+        fed::sign(&app.keys, &s, fed::CHALLENGE_SCOPE, "*@*", &nonce).map_err(ApiError::Internal)?
+    };
+    let url = fed::peer_endpoint(&body.url, "challenge");
+    let timeout = app.config.federation_timeout_ms;
+    let answer = web::block(move || {
+        let agent = ureq::AgentBuilder::new()
+            .timeout(std::time::Duration::from_millis(timeout))
+            .redirects(0)
+            .build();
+        match agent.post(&url).send_json(json!({ "token": token })) {
+            Ok(r) => r.into_json::<Value>().map_err(|e| e.to_string()),
+            Err(ureq::Error::Status(code, r)) => Err(format!(
+                "{code} {}",
+                r.into_string()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(500)
+                    .collect::<String>()
+            )),
+            Err(e) => Err(format!("unreachable: {e}")),
+        }
+    })
+    .await
+    .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
+    let failed = |why: String| {
+        ApiError::PreconditionFailed(format!(
+            "circle of trust validation failed (response from target server: {why})"
+        ))
+    };
+    let answer = answer.map_err(failed)?;
+    let their_token = answer["token"]
+        .as_str()
+        .ok_or_else(|| failed("no signed answer".into()))?;
+    let claims = {
+        let s = app.read();
+        crate::auth::verify_token(&app.keys, &s, their_token)
+    }
+    .map_err(|e| {
+        ApiError::PreconditionFailed(format!(
+            "circle of trust validation failed: this server does not trust the target's key ({e})"
+        ))
+    })?;
+    let now = crate::auth::unix_secs();
+    if claims.scp != fed::ANSWER_SCOPE
+        || claims.jti != nonce
+        || claims.exp.is_some_and(|e| e <= now)
+    {
+        return Err(failed("an answer that does not match the challenge".into()));
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChallengeIn {
+    #[serde(default)]
+    token: Option<String>,
+}
+
+/// `POST …/challenge {token}` (peers): answer a validation challenge signed by a key we
+/// trust, with its nonce signed by ours; 401 when we do not trust the signer.
+async fn challenge(
+    app: web::Data<AppState>,
+    Body(body): Body<ChallengeIn>,
+) -> Result<HttpResponse, ApiError> {
+    let token = body
+        .token
+        .ok_or_else(|| ApiError::Unauthorized("a challenge needs a signed `token`".into()))?;
+    let s = app.read();
+    let claims = crate::auth::verify_token(&app.keys, &s, &token).map_err(|e| {
+        ApiError::Unauthorized(format!(
+            "the challenge is not signed by a trusted key ({e})"
+        ))
+    })?;
+    let now = crate::auth::unix_secs();
+    if claims.scp != fed::CHALLENGE_SCOPE || claims.exp.is_some_and(|e| e <= now) {
+        return Err(ApiError::Unauthorized(
+            "not a current federation challenge".into(),
+        ));
+    }
+    let own = s.service_id.clone().unwrap_or_default();
+    let answer = fed::sign(&app.keys, &s, fed::ANSWER_SCOPE, &claims.iss, &claims.jti)
+        .map_err(ApiError::Internal)?;
+    Ok(HttpResponse::Ok().json(json!({ "service_id": own, "token": answer })))
+}
+
+/// Check a batch's token (trusted signer, batch scope, current, `jti` = blake3 of the
+/// body) and return the signer's service id.
+fn authenticate_batch(app: &AppState, req: &HttpRequest, body: &[u8]) -> Result<String, ApiError> {
+    let token = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::Unauthorized("a federation batch needs a signed bearer token".into())
+        })?;
+    let claims = {
+        let s = app.read();
+        crate::auth::verify_token(&app.keys, &s, token)
+    }
+    .map_err(|e| {
+        ApiError::Unauthorized(format!("the batch is not signed by a trusted key ({e})"))
+    })?;
+    let now = crate::auth::unix_secs();
+    if claims.exp.is_some_and(|e| e <= now) {
+        return Err(ApiError::Unauthorized(
+            "the batch's token has expired".into(),
+        ));
+    }
+    if claims.scp != fed::BATCH_SCOPE {
+        return Err(ApiError::Forbidden(
+            "the token is not a federation batch token".into(),
+        ));
+    }
+    if claims.jti != blake3::hash(body).to_hex().as_str() {
+        return Err(ApiError::Unauthorized(
+            "the batch does not match its signature (changed in transit?)".into(),
+        ));
+    }
+    Ok(claims.iss)
+}
+
+/// A change from the wire, checked, with its e-mail sealed with our key for the user.
+async fn change_in(app: &AppState, i: usize, c: ChangeWire) -> Result<ReplicatedChange, ApiError> {
+    let field = |f: &str| format!("changes[{i}].{f}");
+    let invalid = |f: &str, m: &str| bad(format!("invalid `{}`: {m}", field(f)));
+    if c.version.origin.is_empty() {
+        return Err(invalid("version.origin", "required"));
+    }
+    let change = match (c.op.as_str(), c.entity.as_str()) {
+        ("remove", "user" | "group" | "permission" | "token") => Replicated::Removed {
+            entity: c.entity.clone(),
+            name: c.name.clone(),
+        },
+        ("upsert", "user") => {
+            let mut u = c
+                .user
+                .ok_or_else(|| invalid("user", "required for a user"))?;
+            let name = domain::normalize_username("user.username", &u.username)?;
+            if name != u.username || name != c.name {
+                return Err(invalid(
+                    "user.username",
+                    "must be the change's lower-case `name`",
+                ));
+            }
+            if let Some(email) = u.email.take().filter(|e| !e.is_empty()) {
+                domain::validate_email(&email)?;
+                let key = app.personal_key(&u.username).await?;
+                u.email = Some(app.seal(&key, &email)?);
+            }
+            Replicated::User(u)
+        }
+        ("upsert", "group") => {
+            let g = c
+                .group
+                .ok_or_else(|| invalid("group", "required for a group"))?;
+            domain::validate_group_name("group.name", &g.name)?;
+            if g.name != c.name {
+                return Err(invalid("group.name", "must be the change's `name`"));
+            }
+            Replicated::Group(g)
+        }
+        ("upsert", "permission") => {
+            let t = c
+                .permission
+                .ok_or_else(|| invalid("permission", "required for a permission target"))?;
+            if t.name != c.name || t.name.is_empty() {
+                return Err(invalid("permission.name", "must be the change's `name`"));
+            }
+            Replicated::Permission(t)
+        }
+        ("upsert", "token") => {
+            let t = c
+                .token
+                .ok_or_else(|| invalid("token", "required for a token"))?;
+            if t.token_id != c.name {
+                return Err(invalid("token.token_id", "must be the change's `name`"));
+            }
+            Replicated::Token {
+                issuer: c
+                    .issuer
+                    .ok_or_else(|| invalid("issuer", "required for a token"))?,
+                token: t,
+            }
+        }
+        (op, entity) => return Err(bad(format!(
+            "invalid `{}`: `{}` of `{}` (use upsert or remove of user, group, permission, token)",
+            field("op"),
+            op.escape_debug(),
+            entity.escape_debug()
+        ))),
+    };
+    Ok(ReplicatedChange {
+        version: c.version,
+        change,
+    })
+}
+
+/// `POST …/receive` (peers): a batch of the stream or of a full broadcast, signed by a
+/// trusted peer. Applied idempotently through the writer, with the change's origin.
+async fn receive(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    mut payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| bad(format!("cannot read the body: {e}")))?;
+        if body.len() + chunk.len() > MAX_BATCH_BYTES {
+            return Err(ApiError::PayloadTooLarge(MAX_BATCH_BYTES));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let signer = authenticate_batch(&app, &req, &body)?;
+    let batch: Batch = super::extract::from_value(
+        serde_json::from_slice(&body).map_err(|e| bad(format!("invalid batch: {e}")))?,
+    )?;
+    if batch.source != signer {
+        return Err(ApiError::Forbidden(format!(
+            "the batch says it comes from `{}` but is signed by `{signer}`",
+            batch.source.escape_debug()
+        )));
+    }
+    let rid = RequestId(format!("federation-{}", crate::auth::unix_millis()));
+    let actor = format!("federation:{signer}");
+    match batch.kind.as_str() {
+        "begin" => Ok(HttpResponse::Ok().json(json!({ "position": app.read().seq }))),
+        "changes" => {
+            let received = batch.changes.len();
+            let mut changes = Vec::with_capacity(received);
+            for (i, c) in batch.changes.into_iter().enumerate() {
+                if c.entity == "user" && c.name == UNFEDERATED_USER {
+                    continue;
+                }
+                changes.push(change_in(&app, i, c).await?);
+            }
+            let committed = app
+                .submit(
+                    Command::ApplyReplicated {
+                        source: signer,
+                        changes,
+                    },
+                    &actor,
+                    &rid,
+                )
+                .await?;
+            Ok(written(
+                HttpResponse::Ok()
+                    .json(json!({ "received": received, "applied": committed.events })),
+                committed,
+            ))
+        }
+        "end" => {
+            let since = batch
+                .since
+                .ok_or_else(|| bad("invalid `since`: required at the end of a broadcast".into()))?;
+            let names = batch
+                .names
+                .ok_or_else(|| bad("invalid `names`: required at the end of a broadcast".into()))?;
+            let committed = app
+                .submit(
+                    Command::EndBroadcast {
+                        source: signer,
+                        since,
+                        names,
+                    },
+                    &actor,
+                    &rid,
+                )
+                .await?;
+            Ok(written(
+                HttpResponse::Ok().json(json!({ "removed": committed.events })),
+                committed,
+            ))
+        }
+        other => Err(bad(format!(
+            "invalid `kind`: `{}` (use begin, changes, end)",
+            other.escape_debug()
+        ))),
+    }
+}

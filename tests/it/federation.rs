@@ -1,0 +1,756 @@
+//! Access Federation (issue 8) between real `gatehouse` processes on loopback, each
+//! with its own data directory: register, validate, full broadcast, the live stream,
+//! filters, a SIGKILLed target, a ring of three, tokens, and bad batches.
+
+use crate::helpers::{Client, ServerProcess, BINARY_ADMIN_PASSWORD};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const FED: &str = "/access/api/v1/system/federation";
+
+/// One Gatehouse site: a data directory, a fixed port (so peers find it after a
+/// restart) and the running process.
+struct Site {
+    _tmp: tempfile::TempDir,
+    data: PathBuf,
+    config: PathBuf,
+    listen: String,
+    process: Option<ServerProcess>,
+}
+
+impl Site {
+    fn start() -> Site {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let config = tmp.path().join("gatehouse.toml");
+        std::fs::write(&config, "federation-retry-max-ms = 200\n").unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let process = Some(ServerProcess::start_on(&data, &listen, &config));
+        Site {
+            _tmp: tmp,
+            data,
+            config,
+            listen,
+            process,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.listen)
+    }
+
+    fn admin(&self) -> Client {
+        Client::new(&self.url(), Some(("admin", BINARY_ADMIN_PASSWORD)))
+    }
+
+    fn kill(&mut self) {
+        self.process.take().unwrap().kill();
+    }
+
+    fn restart(&mut self) {
+        self.process = Some(ServerProcess::start_on(
+            &self.data,
+            &self.listen,
+            &self.config,
+        ));
+    }
+
+    fn service_id(&self) -> String {
+        self.admin()
+            .get("/access/api/v1/system/state/digest")
+            .json()["service_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn pem(&self) -> String {
+        self.admin()
+            .get("/access/api/v1/cert/root?formatted=true")
+            .text
+    }
+
+    /// This site trusts `other`'s key (one direction of the circle of trust).
+    fn trust(&self, name: &str, other: &Site) {
+        let r = self.admin().post(
+            "/access/api/v1/cert/trusted",
+            &json!({"name": name, "certificate": other.pem()}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+
+    fn register(&self, name: &str, to: &Site, body: Value) {
+        let mut b = body;
+        b["name"] = json!(name);
+        b["url"] = json!(format!("{}/access/", to.url()));
+        let r = self.admin().post(FED, &b);
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+
+    fn user(&self, name: &str) -> Option<Value> {
+        let r = self.admin().get(&format!("/access/api/v2/users/{name}"));
+        (r.status == 200).then(|| r.json())
+    }
+
+    fn group(&self, name: &str) -> Option<Value> {
+        let r = self.admin().get(&format!("/access/api/v2/groups/{name}"));
+        (r.status == 200).then(|| r.json())
+    }
+
+    /// Events in this site's log that mention `entity`.
+    fn events_about(&self, entity: &str) -> Vec<Value> {
+        self.admin()
+            .get(&format!(
+                "/access/api/v1/audit/events?entity={entity}&limit=10000"
+            ))
+            .json()["events"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    fn digest(&self) -> String {
+        self.admin()
+            .get("/access/api/v1/system/state/digest")
+            .json()["digest"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+fn wait_until(secs: u64, what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !ok() {
+        assert!(Instant::now() < deadline, "not after {secs} s: {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn create_user(site: &Site, name: &str, email: &str) {
+    let r = site.admin().post(
+        "/access/api/v2/users",
+        &json!({"username": name, "email": email, "password": "Password-123"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+}
+
+fn create_group(site: &Site, name: &str, members: &[&str]) {
+    let r = site.admin().post(
+        "/access/api/v2/groups",
+        &json!({"name": name, "members": members}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+}
+
+fn create_target(site: &Site, name: &str, group: &str) {
+    let r = site.admin().put(
+        &format!("/artifactory/api/v2/security/permissions/{name}"),
+        &json!({"name": name, "repo": {"repositories": ["libs"], "include-patterns": ["**"],
+                "actions": {"groups": {group: ["read"]}}}}),
+    );
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+}
+
+fn trust_both(a: &Site, b: &Site) {
+    a.trust("peer-b", b);
+    b.trust("peer-a", a);
+}
+
+#[test]
+fn a_to_b_register_validate_broadcast_then_stream() {
+    let a = Site::start();
+    let b = Site::start();
+    trust_both(&a, &b);
+    create_user(&a, "alice", "alice@example.com");
+    create_user(&a, "bob", "bob@example.com");
+    create_group(&a, "team_a", &["alice", "bob"]);
+    create_target(&a, "team_a_read", "team_a");
+    create_target(&a, "team_b_read", "team_a");
+    // Register: the seed's form, both spellings of the filters, the seed's codes.
+    let r = a.admin().post(
+        FED,
+        &json!({"name": "site-b", "url": format!("{}/access/", b.url()),
+                "entities": ["users", "groups", "permissions"],
+                "permissionFilters": {"includePatterns": ["team_a_*"], "excludePatterns": ["none_federated_*"]},
+                "active": true}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        r.json(),
+        json!({"name": "site-b", "url": format!("{}/access/", b.url()),
+               "entities": ["users", "groups", "permissions"],
+               "permissionFilters": {"includePatterns": ["team_a_*"], "excludePatterns": ["none_federated_*"]},
+               "active": true})
+    );
+    let again = a
+        .admin()
+        .post(FED, &json!({"name": "site-b", "url": b.url()}));
+    assert_eq!(again.status, 404, "the seed's code for a name in use");
+    for (body, field) in [
+        (json!({"name": "x", "url": "ftp://b"}), "url"),
+        (
+            json!({"name": "x", "url": b.url(), "entities": ["widgets"]}),
+            "entities[0]",
+        ),
+        (
+            json!({"name": "x", "url": b.url(), "entities": []}),
+            "entities",
+        ),
+        (json!({"name": "bad name", "url": b.url()}), "name"),
+        (json!({"name": "x"}), "url"),
+        (
+            json!({"name": "x", "url": b.url(), "permission_filters": {"include_patterns": ["a[b"]}}),
+            "includePatterns[0]",
+        ),
+        (
+            json!({"name": "x", "url": b.url(), "colour": "red"}),
+            "colour",
+        ),
+    ] {
+        let r = a.admin().post(FED, &body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text);
+        assert!(r.error_message().contains(field), "{body}: {}", r.text);
+    }
+    let list = a.admin().get(FED).json();
+    assert_eq!(list["configurations"].as_array().unwrap().len(), 1);
+    assert_eq!(a.admin().get(&format!("{FED}/nope")).status, 404);
+    // PATCH with the snake_case spelling; answers in the seed's form.
+    let r = a.admin().patch(
+        &format!("{FED}/site-b"),
+        &json!({"permission_filters": {"include_patterns": ["team_a_*"], "exclude_patterns": []}, "active": true}),
+    );
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(
+        a.admin().get(&format!("{FED}/site-b")).json()["permissionFilters"],
+        json!({"includePatterns": ["team_a_*"], "excludePatterns": []})
+    );
+    assert_eq!(
+        a.admin()
+            .patch(&format!("{FED}/nope"), &json!({"active": false}))
+            .status,
+        404
+    );
+    // The circle of trust holds both ways.
+    let r = a.admin().post(
+        &format!("{FED}/validate_server"),
+        &json!({"url": format!("{}/access/", b.url())}),
+    );
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(
+        a.admin()
+            .post(
+                &format!("{FED}/validate_server"),
+                &json!({"url": "nonsense"})
+            )
+            .status,
+        400
+    );
+    // Full broadcast (by this server's access id): B serves A's entities.
+    let a_id = a.service_id();
+    let r = a
+        .admin()
+        .put(&format!("{FED}/{a_id}/full_broadcast"), &json!({}));
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(
+        a.admin()
+            .put(&format!("{FED}/jfac@nobody/full_broadcast"), &json!({}))
+            .status,
+        404
+    );
+    let alice = b.user("alice").expect("alice reached B");
+    assert_eq!(alice["email"], "alice@example.com");
+    assert_eq!(alice["groups"], json!(["team_a"]));
+    assert_eq!(
+        b.group("team_a").unwrap()["members"],
+        json!(["alice", "bob"])
+    );
+    assert_eq!(
+        b.admin()
+            .get("/artifactory/api/v2/security/permissions/team_a_read")
+            .status,
+        200
+    );
+    assert_eq!(
+        b.admin()
+            .get("/artifactory/api/v2/security/permissions/team_b_read")
+            .status,
+        404,
+        "filtered out by the permission patterns"
+    );
+    // Her password works at B; B's own admin is B's.
+    assert_eq!(
+        Client::new(&b.url(), Some(("alice", "Password-123")))
+            .get("/access/api/v2/users/alice")
+            .status,
+        200
+    );
+    // B's audit trail says where the change came from.
+    let events = b.events_about("alice");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "UserReplicated" && e["origin"] == a_id.as_str()),
+        "{events:?}"
+    );
+    // The status call.
+    let st = a.admin().get(&format!("{FED}/site-b/status")).json();
+    assert_eq!(st["broadcast"]["state"], "done", "{st}");
+    assert!(st["broadcast_position"].as_u64().unwrap() > 0, "{st}");
+    // A change at A appears at B: the live stream.
+    create_user(&a, "carol", "carol@example.com");
+    assert_eq!(
+        a.admin()
+            .patch(
+                "/access/api/v2/users/alice",
+                &json!({"email": "alice@new.example"})
+            )
+            .status,
+        200
+    );
+    assert_eq!(a.admin().delete("/access/api/v2/users/bob").status, 204);
+    wait_until(10, "the stream reached B", || {
+        b.user("carol").is_some()
+            && b.user("alice")
+                .is_some_and(|u| u["email"] == "alice@new.example")
+            && b.user("bob").is_none()
+    });
+    assert_eq!(b.group("team_a").unwrap()["members"], json!(["alice"]));
+    wait_until(5, "the stream is idle", || {
+        a.admin().get(&format!("{FED}/site-b/status")).json()["lag_events"] == 0
+    });
+    let st = a.admin().get(&format!("{FED}/site-b/status")).json();
+    assert!(
+        st["cursor"].as_u64().unwrap() > 0 && st["last_error"].is_null(),
+        "{st}"
+    );
+    // A second broadcast changes nothing (idempotent)...
+    let before = b.digest();
+    let r = a.admin().put(&format!("{FED}/full_broadcast"), &json!({}));
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(b.digest(), before, "a batch applied twice changes nothing");
+    // ...and one after B got something A no longer has removes it.
+    assert_eq!(
+        a.admin()
+            .delete("/artifactory/api/v2/security/permissions/team_a_read")
+            .status,
+        204
+    );
+    wait_until(10, "the deletion reached B", || {
+        b.admin()
+            .get("/artifactory/api/v2/security/permissions/team_a_read")
+            .status
+            == 404
+    });
+    // Deleting the target.
+    assert_eq!(a.admin().delete(&format!("{FED}/site-b")).status, 204);
+    assert_eq!(a.admin().delete(&format!("{FED}/site-b")).status, 404);
+    create_user(&a, "dave", "dave@example.com");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(b.user("dave").is_none());
+}
+
+#[test]
+fn validation_fails_when_trust_is_one_way() {
+    let a = Site::start();
+    let b = Site::start();
+    // A trusts B, B does not trust A: B refuses the challenge.
+    a.trust("peer-b", &b);
+    let r = a
+        .admin()
+        .post(&format!("{FED}/validate_server"), &json!({"url": b.url()}));
+    assert_eq!(r.status, 412, "{}", r.text);
+    assert!(
+        r.error_message().contains("response from target server"),
+        "{}",
+        r.text
+    );
+    assert!(r.error_message().contains("401"), "{}", r.text);
+    // The other way round: B trusts C, C does not trust B.
+    let c = Site::start();
+    c.trust("peer-b", &b);
+    let r = b
+        .admin()
+        .post(&format!("{FED}/validate_server"), &json!({"url": c.url()}));
+    assert_eq!(r.status, 412, "{}", r.text);
+    assert!(
+        r.error_message().contains("does not trust the target"),
+        "{}",
+        r.text
+    );
+    // Nobody listening.
+    let r = a.admin().post(
+        &format!("{FED}/validate_server"),
+        &json!({"url": "http://127.0.0.1:9"}),
+    );
+    assert_eq!(r.status, 412, "{}", r.text);
+    // Both ways: 204.
+    b.trust("peer-a", &a);
+    let r = a
+        .admin()
+        .post(&format!("{FED}/validate_server"), &json!({"url": b.url()}));
+    assert_eq!(r.status, 204, "{}", r.text);
+}
+
+#[test]
+fn entity_selection_and_permission_filters_are_respected() {
+    let a = Site::start();
+    let b = Site::start();
+    trust_both(&a, &b);
+    create_user(&a, "erin", "erin@example.com");
+    create_group(&a, "hidden", &["erin"]);
+    create_target(&a, "team_a_read", "hidden");
+    create_target(&a, "secret_read", "hidden");
+    a.register(
+        "site-b",
+        &b,
+        json!({"entities": ["users", "permissions"],
+               "permission_filters": {"include_patterns": ["*_read"], "exclude_patterns": ["secret_*"]}}),
+    );
+    assert_eq!(
+        a.admin()
+            .put(&format!("{FED}/full_broadcast"), &json!({}))
+            .status,
+        204
+    );
+    // Live changes too: a new group and a change to the hidden one.
+    create_group(&a, "hidden2", &["erin"]);
+    let r = a.admin().patch(
+        "/access/api/v2/groups/hidden",
+        &json!({"description": "still hidden"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    create_target(&a, "secret_two_read", "hidden");
+    create_user(&a, "frank", "frank@example.com");
+    wait_until(10, "frank reached B", || b.user("frank").is_some());
+    assert!(b.user("erin").is_some());
+    assert_eq!(b.user("erin").unwrap()["groups"], json!([]));
+    for g in ["hidden", "hidden2"] {
+        assert!(b.group(g).is_none(), "group {g} must never reach B");
+    }
+    let perms = |name: &str| {
+        b.admin()
+            .get(&format!("/artifactory/api/v2/security/permissions/{name}"))
+            .status
+    };
+    assert_eq!(perms("team_a_read"), 200);
+    assert_eq!(perms("secret_read"), 404);
+    assert_eq!(perms("secret_two_read"), 404);
+    assert!(
+        b.events_about("hidden").is_empty(),
+        "not even an event names it"
+    );
+}
+
+/// Users, groups and permissions of a site as comparable JSON (the federated subset).
+fn federated_subset(site: &Site) -> BTreeMap<String, Value> {
+    let admin = site.admin();
+    let mut out = BTreeMap::new();
+    for u in admin.get("/access/api/v2/users?limit=10000").json()["users"]
+        .as_array()
+        .unwrap()
+    {
+        let name = u["username"].as_str().unwrap();
+        if name != "admin" {
+            out.insert(format!("user:{name}"), site.user(name).unwrap());
+        }
+    }
+    for g in admin.get("/access/api/v2/groups?limit=10000").json()["groups"]
+        .as_array()
+        .unwrap()
+    {
+        let name = g["group_name"]
+            .as_str()
+            .or_else(|| g["name"].as_str())
+            .unwrap();
+        out.insert(format!("group:{name}"), site.group(name).unwrap());
+    }
+    out
+}
+
+#[test]
+fn a_target_killed_with_sigkill_converges_with_nothing_lost_or_duplicated() {
+    let a = Site::start();
+    let mut b = Site::start();
+    trust_both(&a, &b);
+    create_group(&a, "crew", &[]);
+    a.register("site-b", &b, json!({"entities": ["users", "groups"]}));
+    assert_eq!(
+        a.admin()
+            .put(&format!("{FED}/full_broadcast"), &json!({}))
+            .status,
+        204
+    );
+    let writer = {
+        let base = a.url();
+        std::thread::spawn(move || {
+            let admin = Client::new(&base, Some(("admin", BINARY_ADMIN_PASSWORD)));
+            for i in 0..120 {
+                let name = format!("w{i:03}");
+                let r = admin.post(
+                    "/access/api/v2/users",
+                    &json!({"username": name, "email": format!("{name}@example.com"), "password": "Password-123"}),
+                );
+                assert_eq!(r.status, 201, "{}", r.text);
+                if i % 10 == 0 {
+                    let r = admin.patch(
+                        "/access/api/v2/groups/crew/members",
+                        &json!({"add": [name]}),
+                    );
+                    assert_eq!(r.status, 200, "{}", r.text);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    wait_until(20, "some users reached B", || b.user("w010").is_some());
+    b.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    let st = a.admin().get(&format!("{FED}/site-b/status")).json();
+    writer.join().unwrap();
+    b.restart();
+    wait_until(30, "B converged", || {
+        let st = a.admin().get(&format!("{FED}/site-b/status")).json();
+        st["lag_events"] == 0 && federated_subset(&a) == federated_subset(&b)
+    });
+    assert!(
+        st["lag_events"].as_u64().unwrap() > 0 || st["last_error"].is_string(),
+        "B was behind while it was down: {st}"
+    );
+    // Nothing duplicated: each user was written once at B.
+    for i in 0..120 {
+        let name = format!("w{i:03}");
+        let created: Vec<Value> = b
+            .events_about(&name)
+            .into_iter()
+            .filter(|e| e["type"] == "UserReplicated")
+            .collect();
+        assert_eq!(created.len(), 1, "{name}: {created:?}");
+    }
+}
+
+#[test]
+fn a_ring_of_three_writes_each_change_once_per_server() {
+    let a = Site::start();
+    let b = Site::start();
+    let c = Site::start();
+    for (x, y) in [(&a, &b), (&b, &c), (&c, &a)] {
+        trust_both(x, y);
+    }
+    a.register(
+        "to-b",
+        &b,
+        json!({"entities": ["users", "groups", "permissions", "tokens"]}),
+    );
+    b.register(
+        "to-c",
+        &c,
+        json!({"entities": ["users", "groups", "permissions", "tokens"]}),
+    );
+    c.register(
+        "to-a",
+        &a,
+        json!({"entities": ["users", "groups", "permissions", "tokens"]}),
+    );
+    create_user(&a, "ringo", "ringo@example.com");
+    wait_until(10, "ringo went round", || c.user("ringo").is_some());
+    // Let a loop show itself if there were one.
+    std::thread::sleep(Duration::from_millis(1500));
+    for (site, kind) in [
+        (&a, "UserCreated"),
+        (&b, "UserReplicated"),
+        (&c, "UserReplicated"),
+    ] {
+        let events = site.events_about("ringo");
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0]["type"], kind);
+    }
+    // A change made at C goes round too and stops at C.
+    let r = c.admin().patch(
+        "/access/api/v2/users/ringo",
+        &json!({"email": "ringo@c.example"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_until(10, "the change went round", || {
+        a.user("ringo")
+            .is_some_and(|u| u["email"] == "ringo@c.example")
+            && b.user("ringo")
+                .is_some_and(|u| u["email"] == "ringo@c.example")
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    for site in [&a, &b, &c] {
+        assert_eq!(site.events_about("ringo").len(), 2);
+    }
+}
+
+#[test]
+fn a_token_issued_at_a_works_at_b_until_it_is_revoked_at_a() {
+    let a = Site::start();
+    let b = Site::start();
+    trust_both(&a, &b);
+    a.register("site-b", &b, json!({"entities": ["users", "tokens"]}));
+    create_user(&a, "tess", "tess@example.com");
+    // A revocable token (longer than the revocable-expiry-threshold).
+    let r = a.admin().post(
+        "/access/api/v1/tokens",
+        &json!({"username": "tess", "expires_in": 86400, "scope": "applied-permissions/user"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let token = r.json()["access_token"].as_str().unwrap().to_string();
+    let token_id = r.json()["token_id"].as_str().unwrap().to_string();
+    let on_b = Client::new(&b.url(), None).with_header_auth(&format!("Bearer {token}"));
+    wait_until(10, "the token works at B", || {
+        on_b.get("/access/api/v2/users/tess").status == 200
+    });
+    let r = a
+        .admin()
+        .delete(&format!("/access/api/v1/tokens/{token_id}"));
+    assert!(r.status == 200 || r.status == 204, "{}", r.text);
+    let revoked = Instant::now();
+    wait_until(2, "the revocation reached B within 2 s", || {
+        on_b.get("/access/api/v2/users/tess").status == 401
+    });
+    eprintln!("revocation at B after {:?}", revoked.elapsed());
+}
+
+#[test]
+fn tampered_or_untrusted_batches_are_refused_and_change_nothing() {
+    use gatehouse::auth::jwt;
+    let b = Site::start();
+    // A key of our own, trusted by B, to sign batches the way a peer would.
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let public = key.verifying_key();
+    let kid = gatehouse::keys::kid_of(&public);
+    let r = b.admin().post(
+        "/access/api/v1/cert/trusted",
+        &json!({"name": "test-peer", "certificate": gatehouse::keys::public_pem(&public)}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let untrusted = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+    let untrusted_kid = gatehouse::keys::kid_of(&untrusted.verifying_key());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let sign = |body: &[u8], scp: &str, iss: &str, k: &ed25519_dalek::SigningKey, kid: &str| {
+        jwt::sign(
+            &jwt::Claims {
+                sub: format!("{iss}/federation"),
+                scp: scp.into(),
+                aud: "*@*".into(),
+                iss: iss.into(),
+                iat: now,
+                exp: Some(now + 60),
+                jti: blake3::hash(body).to_hex().to_string(),
+                ext: None,
+            },
+            kid,
+            k,
+        )
+    };
+    let peer = "jfac@01testpeer";
+    let batch = |name: &str| {
+        serde_json::to_vec(&json!({"source": peer, "kind": "changes", "changes": [
+            {"entity": "user", "name": name, "op": "upsert",
+             "version": {"time_ms": 1, "origin": peer, "origin_seq": 1},
+             "user": {"username": name, "email": null, "password_hash": null, "admin": false,
+                      "profile_updatable": true, "internal_password_disabled": false,
+                      "disable_ui_access": false, "realm": "internal", "status": "enabled",
+                      "password_expired": false}}]}))
+        .unwrap()
+    };
+    let post = |body: &[u8], token: Option<String>| {
+        let c = match token {
+            Some(t) => Client::new(&b.url(), None).with_header_auth(&format!("Bearer {t}")),
+            None => Client::new(&b.url(), None),
+        };
+        c.raw(
+            "POST",
+            &format!("{FED}/receive"),
+            Some("application/json"),
+            Some(body),
+        )
+    };
+    let before = b.digest();
+    let body = batch("mallory");
+    // No token; a key B does not trust; a body changed after signing; another scope;
+    // a source that is not the signer.
+    assert_eq!(post(&body, None).status, 401);
+    assert_eq!(
+        post(
+            &body,
+            Some(sign(
+                &body,
+                "federation:batch",
+                peer,
+                &untrusted,
+                &untrusted_kid
+            ))
+        )
+        .status,
+        401
+    );
+    let signed = sign(&body, "federation:batch", peer, &key, &kid);
+    let mut tampered = body.clone();
+    let at = tampered.windows(7).position(|w| w == b"mallory").unwrap();
+    tampered[at] = b'n';
+    let r = post(&tampered, Some(signed.clone()));
+    assert_eq!(r.status, 401, "{}", r.text);
+    assert!(r.error_message().contains("does not match"), "{}", r.text);
+    assert_eq!(
+        post(
+            &body,
+            Some(sign(&body, "applied-permissions/admin", peer, &key, &kid))
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        post(
+            &body,
+            Some(sign(
+                &body,
+                "federation:batch",
+                "jfac@someone-else",
+                &key,
+                &kid
+            ))
+        )
+        .status,
+        403
+    );
+    assert_eq!(b.digest(), before, "nothing changed");
+    assert!(b.user("mallory").is_none() && b.user("nallory").is_none());
+    // Bad input in a signed batch: 400 naming the field.
+    let bad = serde_json::to_vec(&json!({"source": peer, "kind": "changes", "changes": [
+        {"entity": "user", "name": "Bad Name", "op": "upsert",
+         "version": {"time_ms": 1, "origin": peer, "origin_seq": 1}}]}))
+    .unwrap();
+    let r = post(&bad, Some(sign(&bad, "federation:batch", peer, &key, &kid)));
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error_message().contains("changes[0].user"), "{}", r.text);
+    assert_eq!(b.digest(), before);
+    // The genuine batch is accepted, once.
+    let r = post(&body, Some(signed.clone()));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["applied"], 1);
+    assert!(b.user("mallory").is_some());
+    let after = b.digest();
+    let r = post(
+        &body,
+        Some(sign(&body, "federation:batch", peer, &key, &kid)),
+    );
+    assert_eq!(
+        r.json()["applied"],
+        0,
+        "delivered twice: nothing the second time"
+    );
+    assert_eq!(b.digest(), after);
+}
