@@ -1,11 +1,12 @@
 //! Webhook delivery under load (used by `scripts/bench`), against a running server.
 //!
 //! `webhookbench BASE ADMIN_PASSWORD [SECONDS]`:
-//! 1. write rate with no subscription vs with one whose receiver hangs (alternating
-//!    runs, medians): a hung receiver must not slow writes;
-//! 2. ten subscriptions to a fast loopback receiver while writes come at 2,000/s:
+//! 1. ten subscriptions to a fast loopback receiver while writes come at 2,000/s:
 //!    does delivery keep up, and how long from commit (the event's timestamp) to
-//!    receipt, p50 / p99.
+//!    receipt, p50 / p99;
+//! 2. write rate with one subscription whose receiver hangs vs one whose receiver
+//!    answers at once (alternating runs, medians), and vs no subscription at all: a
+//!    hung receiver must not slow writes.
 //!
 //! Prints `key=value` lines.
 
@@ -79,6 +80,18 @@ impl Api {
         match self
             .agent
             .post(&format!("{}{}", self.base, path))
+            .set("Authorization", &self.auth)
+            .send_json(body.clone())
+        {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(c, _)) => c,
+            Err(e) => panic!("{path}: {e}"),
+        }
+    }
+    fn put(&self, path: &str, body: &Value) -> u16 {
+        match self
+            .agent
+            .put(&format!("{}{}", self.base, path))
             .set("Authorization", &self.auth)
             .send_json(body.clone())
         {
@@ -179,26 +192,7 @@ fn main() {
     });
     let threads = 32;
 
-    // 1. A receiver that never answers.
-    let (hang_url, _) = receiver(true);
-    let (mut plain, mut hung) = (Vec::new(), Vec::new());
-    for run in 0..3 {
-        let (n, s) = write_groups(&api, &format!("plain{run}"), threads, secs, 0.0);
-        plain.push(n as f64 / s);
-        subscribe(&api, "hang", &hang_url);
-        let (n, s) = write_groups(&api, &format!("hung{run}"), threads, secs, 0.0);
-        hung.push(n as f64 / s);
-        api.delete("/event/api/v1/subscriptions/hang");
-    }
-    println!("writes_plain_per_sec={:.0}", median(plain.clone()));
-    println!("writes_hung_receiver_per_sec={:.0}", median(hung.clone()));
-    println!(
-        "hung_vs_plain={:.2}",
-        median(hung.clone()) / median(plain.clone())
-    );
-    println!("runs_plain={plain:.0?} runs_hung={hung:.0?}");
-
-    // 2. Ten subscriptions, one fast receiver, 2,000 writes/s.
+    // 1. Ten subscriptions, one fast receiver, 2,000 writes/s (first, on a fresh server).
     let (url, seen) = receiver(false);
     for i in 0..10 {
         subscribe(&api, &format!("fast{i}"), &url);
@@ -213,6 +207,9 @@ fn main() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let seen = seen.lock().unwrap().clone();
+    for i in 0..10 {
+        api.delete(&format!("/event/api/v1/subscriptions/fast{i}"));
+    }
     let mut latencies: Vec<u64> = Vec::with_capacity(seen.len());
     let mut last = 0;
     for (at, body) in &seen {
@@ -237,4 +234,48 @@ fn main() {
     );
     println!("latency_p50_ms={}", pct(0.50));
     println!("latency_p99_ms={}", pct(0.99));
+
+    // 2. A receiver that never answers, against a receiver that answers at once (one
+    // subscription each; the runs alternate which one is enabled, so that the
+    // machine's drift hits both), and against no subscription at all.
+    let (hang_url, _) = receiver(true);
+    let (ok_url, _) = receiver(false);
+    let (n, s) = write_groups(&api, "none", threads, secs, 0.0);
+    let none = n as f64 / s;
+    subscribe(&api, "hang", &hang_url);
+    subscribe(&api, "ok", &ok_url);
+    let set_enabled = |key: &str, url: &str, on: bool| {
+        let code = api.put(
+            &format!("/event/api/v1/subscriptions/{key}"),
+            &json!({"key": key, "enabled": on,
+                    "event_filter": {"domain": "group", "event_types": ["created"]},
+                    "handlers": [{"handler_type": "webhook", "url": url}]}),
+        );
+        assert_eq!(code, 204);
+    };
+    let (mut healthy, mut hung) = (Vec::new(), Vec::new());
+    for run in 0..3 {
+        set_enabled("hang", &hang_url, false);
+        set_enabled("ok", &ok_url, true);
+        let (n, s) = write_groups(&api, &format!("ok{run}"), threads, secs, 0.0);
+        healthy.push(n as f64 / s);
+        set_enabled("ok", &ok_url, false);
+        set_enabled("hang", &hang_url, true);
+        let (n, s) = write_groups(&api, &format!("hung{run}"), threads, secs, 0.0);
+        hung.push(n as f64 / s);
+    }
+    api.delete("/event/api/v1/subscriptions/hang");
+    api.delete("/event/api/v1/subscriptions/ok");
+    println!("writes_no_subscription_per_sec={none:.0}");
+    println!(
+        "writes_healthy_receiver_per_sec={:.0}",
+        median(healthy.clone())
+    );
+    println!("writes_hung_receiver_per_sec={:.0}", median(hung.clone()));
+    println!(
+        "hung_vs_healthy={:.2}",
+        median(hung.clone()) / median(healthy.clone())
+    );
+    println!("hung_vs_none={:.2}", median(hung.clone()) / none);
+    println!("runs_healthy={healthy:.0?} runs_hung={hung:.0?}");
 }

@@ -93,7 +93,19 @@ impl Application {
         );
         // Webhook deliveries and the federation stream follow the committed log from
         // their own cursor.
-        let outbox = log_reader.side_tree(crate::webhooks::TREE)?;
+        // Their outboxes are a sled database of their own: the writer's flush of the log
+        // does not carry them, and sled flushes them in the background (a crash loses a
+        // suffix of outbox writes together with the cursor that covers them: those
+        // events are dispatched again from the log).
+        let outbox = crate::log::open_db(
+            sled::Config::new()
+                .path(settings.data_dir.join("outbox"))
+                .cache_capacity(64 * 1024 * 1024)
+                .flush_every_ms(Some(100)),
+            &settings.data_dir,
+        )?
+        .open_tree(crate::webhooks::TREE)
+        .map_err(crate::log::LogError::from)?;
         let federation = crate::federation::Federation::new(
             outbox.clone(),
             shared.clone(),

@@ -594,12 +594,14 @@ async fn change_in(app: &AppState, i: usize, c: ChangeWire) -> Result<Replicated
                 token: t,
             }
         }
-        (op, entity) => return Err(bad(format!(
+        (op, entity) => {
+            return Err(bad(format!(
             "invalid `{}`: `{}` of `{}` (use upsert or remove of user, group, permission, token)",
             field("op"),
             op.escape_debug(),
             entity.escape_debug()
-        ))),
+        )))
+        }
     };
     Ok(ReplicatedChange {
         version: c.version,

@@ -670,7 +670,7 @@ async fn test(
     for (h, (secret, secrets)) in sub.handlers.iter().zip(clear) {
         let (bytes, headers) = crate::webhooks::build_request(
             h,
-            &event,
+            &event.to_string(),
             secret.as_deref(),
             &secrets,
             &crate::webhooks::idempotency_key(position, 0),

@@ -197,6 +197,35 @@ fn push_record(chunk: &mut Vec<u8>, hash: &ChainHash, bytes: &[u8]) {
     chunk.extend_from_slice(bytes);
 }
 
+/// Open a sled database, waiting briefly for its lock: sled releases its file lock when
+/// its background flusher lets go of the database, a moment after the last handle is
+/// dropped, so a quick restart in the same process (or right after another process
+/// exits) may find it still held. sled wraps the OS error in one of its own, so look at
+/// both.
+pub fn open_db(config: sled::Config, dir: &Path) -> Result<sled::Db, LogError> {
+    let locked = |e: &std::io::Error| {
+        e.kind() == std::io::ErrorKind::WouldBlock
+            || e.to_string().contains("could not acquire lock")
+    };
+    let mut attempts = 0;
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e)) if locked(&e) && attempts < 150 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(sled::Error::Io(e)) if locked(&e) => {
+                return Err(LogError::Storage(sled::Error::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("{} is in use by another gatehouse process", dir.display()),
+                ))))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Events per message between the reading thread and the applying thread of a walk.
 const WALK_BATCH: usize = 1024;
 
@@ -204,35 +233,13 @@ impl EventLog {
     /// Open (or create) the log under `dir`.
     pub fn open(dir: &Path) -> Result<EventLog, LogError> {
         std::fs::create_dir_all(dir).map_err(|e| LogError::Storage(sled::Error::Io(e)))?;
-        let config = sled::Config::new()
-            .path(dir.join("log"))
-            // The default 1 GiB page cache is far more than an access server needs.
-            .cache_capacity(256 * 1024 * 1024);
-        // sled releases its file lock when its background flusher lets go of the database,
-        // a moment after the last handle is dropped: a quick restart in the same process
-        // (or right after another process exits) may find it still held. Wait briefly.
-        // sled wraps the OS error in one of its own, so look at both.
-        let locked = |e: &std::io::Error| {
-            e.kind() == std::io::ErrorKind::WouldBlock
-                || e.to_string().contains("could not acquire lock")
-        };
-        let mut attempts = 0;
-        let db = loop {
-            match config.open() {
-                Ok(db) => break db,
-                Err(sled::Error::Io(e)) if locked(&e) && attempts < 150 => {
-                    attempts += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(sled::Error::Io(e)) if locked(&e) => {
-                    return Err(LogError::Storage(sled::Error::Io(std::io::Error::new(
-                        e.kind(),
-                        format!("{} is in use by another gatehouse process", dir.display()),
-                    ))))
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+        let db = open_db(
+            sled::Config::new()
+                .path(dir.join("log"))
+                // The default 1 GiB page cache is far more than an access server needs.
+                .cache_capacity(256 * 1024 * 1024),
+            dir,
+        )?;
         let events = db.open_tree("events")?;
         let snapshots = db.open_tree("snapshots")?;
         let mut log = EventLog {
@@ -554,12 +561,6 @@ impl EventLog {
             head_time_ms: self.head_time_ms,
             snapshot_keep: self.snapshot_keep,
         }
-    }
-
-    /// A tree of the log's database for a consumer's own bookkeeping (webhook outbox,
-    /// federation cursors). It is flushed with every append, and on its own by `flush`.
-    pub fn side_tree(&self, name: &str) -> Result<sled::Tree, LogError> {
-        Ok(self.db.open_tree(name)?)
     }
 
     /// How many snapshots to keep (0: all; at least 2 otherwise).

@@ -43,17 +43,23 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// The name of the sled tree (in the log's database) that holds the outboxes, the dead
+/// The name of the sled tree (in `<data-dir>/outbox`) that holds the outboxes, the dead
 /// letters, the delivery history and the cursors, so that one atomic batch can write
 /// entries and the cursor together. Prefixes inside it: `c` the dispatcher's cursor;
-/// `o<key>\0<pos><n><h>` webhook outbox; `d<key>\0…` dead letters; `h<key>\0<counter>`
-/// history; `p<key>` a subscription's cursor; `f<target>\0<pos><n>` federation outbox,
+/// `o<key>\0<pos><n><h>` webhook outbox; `d<key>\0…` dead letters; `p<key>` a
+/// subscription's cursor; `f<target>\0<pos><n>` federation outbox,
 /// `g<target>\0` its cursor, `n<target>\0` a full broadcast owed (see
 /// `crate::federation`).
 pub const TREE: &str = "outbox";
 
-/// Delivery history entries kept per subscription (older ones are dropped).
-pub const HISTORY_KEEP: u64 = 1000;
+/// Delivery history entries kept per subscription (older ones are dropped). The history
+/// is kept in memory: writing every attempt to disk doubled the cost of a delivery,
+/// and what must survive a restart is durable anyway (pending deliveries, dead letters
+/// with their last status and error, cursors).
+pub const HISTORY_KEEP: usize = 1000;
+
+/// Outbox entries a worker reads, delivers and records at a time.
+const WORKER_CHUNK: usize = 64;
 
 /// Events the dispatcher reads from the log per round.
 const DISPATCH_BATCH: u64 = 1024;
@@ -147,19 +153,21 @@ pub fn idempotency_key(position: u64, notice: u16) -> String {
 /// are the handler's secrets in clear (decrypted for this request only).
 pub fn build_request(
     handler: &SubscriptionHandler,
-    event: &Value,
+    event_json: &str,
     secret: Option<&str>,
     secrets: &[(String, String)],
     idempotency: &str,
 ) -> (Vec<u8>, Vec<(String, String)>) {
     let custom = handler.handler_type == "custom-webhook";
-    let bytes = if custom {
-        match &handler.payload {
-            Some(t) => render_template(t, event, secrets).into_bytes(),
-            None => event.to_string().into_bytes(),
-        }
+    // Templates need the event as a tree; a plain webhook sends the stored bytes.
+    let event: Value = if custom {
+        serde_json::from_str(event_json).unwrap_or(Value::Null)
     } else {
-        event.to_string().into_bytes()
+        Value::Null
+    };
+    let bytes = match (&handler.payload, custom) {
+        (Some(t), true) => render_template(t, &event, secrets).into_bytes(),
+        _ => event_json.as_bytes().to_vec(),
     };
     let mut headers = vec![
         ("Content-Type".to_string(), "application/json".to_string()),
@@ -179,7 +187,7 @@ pub fn build_request(
     // A custom webhook's headers may use the same placeholders as its payload.
     headers.extend(handler.headers.iter().map(|(n, v)| {
         let v = if custom {
-            render_template(v, event, secrets)
+            render_template(v, &event, secrets)
         } else {
             v.clone()
         };
@@ -294,6 +302,8 @@ pub struct Deliveries {
     stop: Arc<AtomicBool>,
     dispatcher: Mutex<Option<JoinHandle<()>>>,
     doorbell: crossbeam_channel::Sender<()>,
+    /// The newest attempts per subscription, oldest first.
+    history: Mutex<HashMap<String, std::collections::VecDeque<Attempt>>>,
     /// The federation stream is fed by the same dispatcher (one copy of the read models).
     federation: Arc<crate::federation::Federation>,
 }
@@ -329,6 +339,7 @@ impl Deliveries {
             stop: Arc::new(AtomicBool::new(false)),
             dispatcher: Mutex::new(None),
             doorbell: tx.clone(),
+            history: Mutex::new(HashMap::new()),
             federation,
         });
         let cursor = tree
@@ -467,16 +478,27 @@ impl Deliveries {
         self.list(b'o', key, limit)
     }
 
-    /// The newest `limit` attempts for subscription `key`, newest first.
+    /// The newest `limit` attempts for subscription `key`, newest first (since start).
     pub fn history(&self, key: &str, limit: usize) -> Result<Vec<Attempt>, sled::Error> {
-        let mut out = Vec::new();
-        for item in self.tree.scan_prefix(prefixed(b'h', key)).rev().take(limit) {
-            let (_, v) = item?;
-            if let Ok(a) = rmp_serde::from_slice(&v) {
-                out.push(a);
-            }
+        Ok(self
+            .history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .map(|h| h.iter().rev().take(limit).cloned().collect())
+            .unwrap_or_default())
+    }
+
+    fn record(&self, key: &str, attempts: Vec<Attempt>) {
+        if attempts.is_empty() {
+            return;
         }
-        Ok(out)
+        let mut all = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let h = all.entry(key.to_string()).or_default();
+        h.extend(attempts);
+        while h.len() > HISTORY_KEEP {
+            h.pop_front();
+        }
     }
 
     pub fn status(&self, key: &str) -> Result<Status, sled::Error> {
@@ -547,12 +569,16 @@ impl Dispatcher {
         let mut known: Vec<String> = Vec::new();
         let mut known_targets: Vec<String> = Vec::new();
         while !d.stop.load(Ordering::SeqCst) {
-            let (head, keys, targets) = {
+            let (head, keys, targets, idle) = {
                 let s = d.shared.read().unwrap_or_else(|p| p.into_inner());
+                // Nothing enabled or active: nobody is owed the events up to `head`.
+                let idle = !s.subscriptions.values().any(|r| r.subscription.enabled)
+                    && !s.federation.targets.values().any(|r| r.target.active);
                 (
                     s.seq,
                     s.subscriptions.keys().cloned().collect::<Vec<_>>(),
                     s.federation.targets.keys().cloned().collect::<Vec<_>>(),
+                    idle,
                 )
             };
             if keys != known {
@@ -567,7 +593,7 @@ impl Dispatcher {
                 let _ = self.doorbell.recv_timeout(Duration::from_millis(250));
                 continue;
             }
-            if let Err(e) = self.round(head, keys.is_empty() && targets.is_empty()) {
+            if let Err(e) = self.round(head, idle) {
                 // Storage trouble: keep the cursor where it is and try again shortly.
                 tracing::warn!(error = %e, cursor = self.cursor, "webhook dispatch failed; retrying");
                 self.state = None;
@@ -581,8 +607,9 @@ impl Dispatcher {
         let d = self.deliveries.clone();
         if self.state.is_none() {
             if no_subscriptions {
-                // Nobody to deliver to up to `head`: a subscription made and deleted in
-                // between has nothing pending either (a deletion drops its deliveries).
+                // Nobody to deliver to up to `head`: no subscription is enabled and no
+                // federation target active (one made and deleted in between has nothing
+                // pending either: a deletion drops its deliveries).
                 self.cursor = head;
                 d.tree
                     .insert(b"c", &head.to_be_bytes())
@@ -625,7 +652,11 @@ impl Dispatcher {
                     .apply_batch(std::mem::take(&mut batch))
                     .map_err(|e| e.to_string())?;
                 let mut drop_batch = sled::Batch::default();
-                for tag in [b'o', b'd', b'h'] {
+                d.history
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(key);
+                for tag in [b'o', b'd'] {
                     for item in d.tree.scan_prefix(prefixed(tag, key)) {
                         let (k, _) = item.map_err(|e| e.to_string())?;
                         drop_batch.remove(k);
@@ -643,10 +674,10 @@ impl Dispatcher {
         batch.insert(b"c", &to.to_be_bytes());
         d.tree.apply_batch(batch).map_err(|e| e.to_string())?;
         if no_subscriptions
-            && self
-                .state
-                .as_ref()
-                .is_some_and(|s| s.subscriptions.is_empty() && s.federation.targets.is_empty())
+            && self.state.as_ref().is_some_and(|s| {
+                !s.subscriptions.values().any(|r| r.subscription.enabled)
+                    && !s.federation.targets.values().any(|r| r.target.active)
+            })
         {
             // Free the copy of the read models until a subscription needs it again.
             self.state = None;
@@ -697,21 +728,38 @@ impl Dispatcher {
             }
         }
         state.apply(env);
+        // The body of a notice is the same for every subscription but for its key: render
+        // the rest once (`{"domain":…,"data":…}`) and put the key in front.
+        let mut rendered: Vec<Option<String>> = Vec::new();
         for (key, i, notice, before) in wanted {
-            let data =
-                before.unwrap_or_else(|| entity_data(state, &d.personal, &notice, &env.event));
-            let event = json!({
-                "domain": notice.domain,
-                "event_type": notice.event_type,
-                "subscription_key": key,
-                "source": env.origin,
-                "position": env.seq,
-                "timestamp": crate::timefmt::format(env.time_ms, true),
-                "data": data,
-            });
+            let slot = i as usize;
+            if rendered.len() <= slot {
+                rendered.resize(slot + 1, None);
+            }
+            if rendered[slot].is_none() {
+                let data =
+                    before.unwrap_or_else(|| entity_data(state, &d.personal, &notice, &env.event));
+                rendered[slot] = Some(
+                    json!({
+                        "domain": notice.domain,
+                        "event_type": notice.event_type,
+                        "source": env.origin,
+                        "position": env.seq,
+                        "timestamp": crate::timefmt::format(env.time_ms, true),
+                        "data": data,
+                    })
+                    .to_string(),
+                );
+            }
+            let rest = rendered[slot].as_deref().unwrap_or("{}");
+            let text = format!(
+                "{{\"subscription_key\":{},{}",
+                Value::String(key.clone()),
+                &rest[1..]
+            );
             let body = d
                 .personal
-                .encrypt(secrets_key, &event.to_string())
+                .encrypt(secrets_key, &text)
                 .map_err(|e| e.to_string())?;
             let handlers = state
                 .subscriptions
@@ -776,34 +824,33 @@ impl Worker {
             // (and their signatures) anywhere.
             .redirects(0)
             .build();
-        let mut counter = d
-            .tree
-            .scan_prefix(prefixed(b'h', &self.key))
-            .keys()
-            .next_back()
-            .and_then(|k| k.ok())
-            .and_then(|k| k.get(k.len() - 8..).and_then(|b| b.try_into().ok()))
-            .map(u64::from_be_bytes)
-            .unwrap_or(0);
+
         while !self.stopped() {
-            let next = match d.tree.scan_prefix(prefixed(b'o', &self.key)).next() {
-                None => None,
-                Some(Ok((k, v))) => Some((k, v)),
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "webhook outbox unreadable; retrying");
-                    self.pause(1000);
-                    continue;
+            // A chunk of the outbox, in order; delivered one by one, recorded together.
+            let mut chunk = Vec::with_capacity(WORKER_CHUNK);
+            for item in d
+                .tree
+                .scan_prefix(prefixed(b'o', &self.key))
+                .take(WORKER_CHUNK)
+            {
+                match item {
+                    Ok((k, v)) => match rmp_serde::from_slice::<Pending>(&v) {
+                        Ok(p) => chunk.push((k, p)),
+                        Err(_) => {
+                            tracing::warn!(subscription = %self.key, "an undecodable outbox entry was dropped");
+                            let _ = d.tree.remove(k);
+                        }
+                    },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "webhook outbox unreadable; retrying");
+                        break;
+                    }
                 }
-            };
-            let Some((k, v)) = next else {
+            }
+            if chunk.is_empty() {
                 let _ = self.doorbell.recv_timeout(Duration::from_millis(500));
                 continue;
-            };
-            let Ok(mut p) = rmp_serde::from_slice::<Pending>(&v) else {
-                tracing::warn!(subscription = %self.key, "an undecodable outbox entry was dropped");
-                let _ = d.tree.remove(k);
-                continue;
-            };
+            }
             let sub: Option<Subscription> = d
                 .shared
                 .read()
@@ -816,79 +863,98 @@ impl Worker {
                 self.pause(100);
                 continue;
             };
-            let started = Instant::now();
-            let (url, result) = match sub.handlers.get(p.handler as usize) {
-                None => (
-                    String::new(),
-                    Err("the subscription no longer has this handler".to_string()),
-                ),
-                Some(h) => (h.url.clone(), self.attempt(&agent, h, &p)),
-            };
-            let latency_ms = started.elapsed().as_millis() as u64;
-            p.attempts += 1;
-            let (status, error) = match &result {
-                Ok(code) => (Some(*code), None),
-                Err(e) => (None, Some(e.clone())),
-            };
-            let delivered = status.is_some_and(|c| (200..300).contains(&c));
-            let out_of_attempts = p.attempts >= d.settings.max_attempts
-                || sub.handlers.get(p.handler as usize).is_none();
-            let outcome = if delivered {
-                "delivered"
-            } else if out_of_attempts {
-                "failed"
-            } else {
-                "retrying"
-            };
-            p.last_status = status;
-            p.last_error = error.clone();
-            counter += 1;
-            let attempt = Attempt {
-                position: p.position,
-                notice: p.notice,
-                handler: p.handler,
-                event_type: p.event_type.clone(),
-                url,
-                status,
-                error,
-                latency_ms,
-                attempt: p.attempts,
-                outcome: outcome.into(),
-                time_ms: now_ms(),
-            };
             let mut batch = sled::Batch::default();
-            let mut hk = prefixed(b'h', &self.key);
-            hk.extend_from_slice(&counter.to_be_bytes());
-            batch.insert(
-                hk,
-                rmp_serde::to_vec_named(&attempt).expect("an attempt encodes"),
-            );
-            if counter > HISTORY_KEEP {
-                let mut old = prefixed(b'h', &self.key);
-                old.extend_from_slice(&(counter - HISTORY_KEEP).to_be_bytes());
-                batch.remove(old);
-            }
-            match outcome {
-                "retrying" => {
-                    batch.insert(k.clone(), rmp_serde::to_vec_named(&p).expect("encodes"));
+            let mut retry_after = None;
+            let mut cursor = None;
+            let mut attempts = Vec::new();
+            // Secrets in clear for this chunk only.
+            let secrets: Vec<(Option<String>, Vec<(String, String)>)> = sub
+                .handlers
+                .iter()
+                .map(|h| {
+                    (
+                        h.secret.as_deref().and_then(|s| d.personal.decrypt(s)),
+                        h.secrets
+                            .iter()
+                            .map(|(n, v)| (n.clone(), d.personal.decrypt(v).unwrap_or_default()))
+                            .collect(),
+                    )
+                })
+                .collect();
+            for (k, mut p) in chunk {
+                if self.stopped() {
+                    break;
                 }
-                _ => {
-                    batch.remove(k.clone());
-                    batch.insert(cursor_key(&self.key), &p.position.to_be_bytes());
-                    if outcome == "failed" {
-                        tracing::warn!(subscription = %self.key, position = p.position, attempts = p.attempts, "webhook delivery failed; moved to the dead letters");
-                        batch.insert(
-                            entry_key(b'd', &self.key, p.position, p.notice, p.handler),
-                            rmp_serde::to_vec_named(&p).expect("encodes"),
-                        );
-                    }
+                let started = Instant::now();
+                let handler = sub.handlers.get(p.handler as usize);
+                let (url, result) = match handler {
+                    None => (
+                        String::new(),
+                        Err("the subscription no longer has this handler".to_string()),
+                    ),
+                    Some(h) => (
+                        h.url.clone(),
+                        self.attempt(&agent, h, &secrets[p.handler as usize], &p),
+                    ),
+                };
+                let latency_ms = started.elapsed().as_millis() as u64;
+                p.attempts += 1;
+                let (status, error) = match &result {
+                    Ok(code) => (Some(*code), None),
+                    Err(e) => (None, Some(e.clone())),
+                };
+                let delivered = status.is_some_and(|c| (200..300).contains(&c));
+                let out_of_attempts = p.attempts >= d.settings.max_attempts || handler.is_none();
+                let outcome = if delivered {
+                    "delivered"
+                } else if out_of_attempts {
+                    "failed"
+                } else {
+                    "retrying"
+                };
+                p.last_status = status;
+                p.last_error = error.clone();
+                let attempt = Attempt {
+                    position: p.position,
+                    notice: p.notice,
+                    handler: p.handler,
+                    event_type: p.event_type.clone(),
+                    url,
+                    status,
+                    error,
+                    latency_ms,
+                    attempt: p.attempts,
+                    outcome: outcome.into(),
+                    time_ms: now_ms(),
+                };
+                attempts.push(attempt);
+                if outcome == "retrying" {
+                    // In order: nothing after it goes before it is delivered.
+                    batch.insert(k, rmp_serde::to_vec_named(&p).expect("encodes"));
+                    retry_after = Some(backoff_ms(&d.settings, p.attempts));
+                    break;
+                }
+                batch.remove(k);
+                cursor = Some(p.position);
+                if outcome == "failed" {
+                    tracing::warn!(subscription = %self.key, position = p.position, attempts = p.attempts, "webhook delivery failed; moved to the dead letters");
+                    batch.insert(
+                        entry_key(b'd', &self.key, p.position, p.notice, p.handler),
+                        rmp_serde::to_vec_named(&p).expect("encodes"),
+                    );
                 }
             }
+            if let Some(c) = cursor {
+                batch.insert(cursor_key(&self.key), &c.to_be_bytes());
+            }
+            d.record(&self.key, attempts);
+            // A crash before this batch lands repeats these deliveries (at least once).
             if let Err(e) = d.tree.apply_batch(batch) {
-                tracing::warn!(error = %e, "cannot record a webhook delivery");
+                tracing::warn!(error = %e, "cannot record webhook deliveries");
+                self.pause(1000);
             }
-            if outcome == "retrying" {
-                self.pause(backoff_ms(&d.settings, p.attempts));
+            if let Some(ms) = retry_after {
+                self.pause(ms);
             }
         }
     }
@@ -897,19 +963,14 @@ impl Worker {
         &self,
         agent: &ureq::Agent,
         h: &SubscriptionHandler,
+        (secret, secrets): &(Option<String>, Vec<(String, String)>),
         p: &Pending,
     ) -> Result<u16, String> {
-        let personal = &self.deliveries.personal;
-        let event: Value = personal
+        let event = self
+            .deliveries
+            .personal
             .decrypt(&p.body)
-            .and_then(|b| serde_json::from_str(&b).ok())
             .ok_or_else(|| "the stored event cannot be decrypted".to_string())?;
-        let secret = h.secret.as_deref().and_then(|s| personal.decrypt(s));
-        let secrets: Vec<(String, String)> = h
-            .secrets
-            .iter()
-            .map(|(n, v)| (n.clone(), personal.decrypt(v).unwrap_or_default()))
-            .collect();
         let (body, headers) = build_request(
             h,
             &event,
