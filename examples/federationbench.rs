@@ -194,7 +194,7 @@ fn stream(a: &str, b: &str, password: &str, secs: f64, rate: f64) {
                     let r = agent
                         .post(&format!("{a}/access/api/v2/users"))
                         .set("Authorization", &auth)
-                        .send_json(json!({"username": format!("live-{t}-{i}")}));
+                        .send_json(json!({"username": format!("live-{t}-{i}"), "internal_password_disabled": true}));
                     assert!(r.is_ok(), "{r:?}");
                     count.fetch_add(1, Ordering::Relaxed);
                     i += 1;

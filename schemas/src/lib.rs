@@ -578,6 +578,10 @@ pub enum Event {
         version: EntityVersion,
         entity: String,
         name: String,
+        /// Removed because the source's full broadcast no longer had it (rather than
+        /// deleted at its origin): the same version sent again brings it back.
+        #[serde(default)]
+        swept: bool,
     },
 }
 
@@ -1090,6 +1094,7 @@ pub fn samples() -> Vec<Envelope> {
             },
             entity: "user".into(),
             name: "bob".into(),
+            swept: false,
         },
     ];
     events

@@ -1293,22 +1293,27 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
         Command::ApplyReplicated { source, changes } => {
             let own = state.service_id.as_deref().unwrap_or_default();
             // Versions written by earlier changes of this same batch.
-            let mut batch: BTreeMap<String, &gatehouse_schemas::EntityVersion> = BTreeMap::new();
+            let mut batch: BTreeMap<(&str, &str), &gatehouse_schemas::EntityVersion> =
+                BTreeMap::new();
             let mut events = Vec::new();
             for c in changes {
                 let (entity, name) = c.entity();
                 if c.version.origin == own || (entity == "user" && name == UNFEDERATED_USER) {
                     continue;
                 }
-                let key = gatehouse_projections::version_key(entity, name);
-                let current = batch
-                    .get(&key)
-                    .copied()
-                    .or_else(|| state.federation.versions.get(&key).map(|r| &r.version));
-                if current.is_some_and(|cur| *cur >= c.version) {
+                let newer = match batch.get(&(entity, name)) {
+                    Some(v) => c.version > **v,
+                    None => match state.federation.versions.get(entity, name) {
+                        // Swept by a full broadcast: the same version brings it back.
+                        Some(r) if r.swept => c.version >= r.version,
+                        Some(r) => c.version > r.version,
+                        None => state.version_of(entity, name).is_none_or(|v| c.version > v),
+                    },
+                };
+                if !newer {
                     continue;
                 }
-                batch.insert(key, &c.version);
+                batch.insert((entity, name), &c.version);
                 let (source, version) = (source.clone(), c.version.clone());
                 events.push(match &c.change {
                     Replicated::User(user) => Event::UserReplicated {
@@ -1337,6 +1342,7 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
                         version,
                         entity: entity.clone(),
                         name: name.clone(),
+                        swept: false,
                     },
                 });
             }
@@ -1348,13 +1354,10 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             names,
         } => {
             let mut events = Vec::new();
-            for (key, rec) in &state.federation.versions {
+            for (entity, name, rec) in state.federation.versions.iter() {
                 if rec.removed || rec.applied_seq > *since || rec.source.as_ref() != Some(source) {
                     continue;
                 }
-                let Some((entity, name)) = key.split_once(':') else {
-                    continue;
-                };
                 let Some(kept) = names.get(entity) else {
                     // Not part of this broadcast (no longer selected): left as it is.
                     continue;
@@ -1365,6 +1368,7 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
                         version: rec.version.clone(),
                         entity: entity.to_string(),
                         name: name.to_string(),
+                        swept: true,
                     });
                 }
             }

@@ -33,7 +33,7 @@ use crate::domain::UNFEDERATED_USER;
 use crate::keys::KeyRing;
 use crate::personal::PersonalKeys;
 use crate::writer::{CommandContext, WriterHandle};
-use gatehouse_projections::{version_key, State};
+use gatehouse_projections::State;
 use gatehouse_schemas::{
     EntityVersion, Event, FederationTarget, PermissionTarget, ReplicatedGroup, ReplicatedUser,
     TokenIssued,
@@ -114,7 +114,11 @@ pub struct Batch {
 
 /// The entities an event changes that federation carries: those it wrote here and
 /// those it received from a peer (forwarded on: see the module docs).
-pub fn changed_entities(event: &Event) -> Vec<(&'static str, String, bool)> {
+pub fn changed_entities(
+    state: &State,
+    event: &Event,
+    left: &[String],
+) -> Vec<(&'static str, String, bool)> {
     match event {
         Event::UserReplicated { user, .. } => vec![("user", user.username.clone(), false)],
         Event::GroupReplicated { group, .. } => vec![("group", group.name.clone(), false)],
@@ -132,7 +136,7 @@ pub fn changed_entities(event: &Event) -> Vec<(&'static str, String, bool)> {
             };
             vec![(e, name.clone(), true)]
         }
-        other => gatehouse_projections::federated_entities(other),
+        other => state.federated_changes(other, left),
     }
 }
 
@@ -164,14 +168,13 @@ pub fn selects(target: &FederationTarget, entity: &str, name: &str) -> bool {
 /// The version of `entity` `name` in `state` (one made up from the record for data
 /// written before versions were kept).
 fn version_of(state: &State, entity: &str, name: &str) -> EntityVersion {
-    if let Some(r) = state.federation.versions.get(&version_key(entity, name)) {
-        return r.version.clone();
-    }
-    EntityVersion {
-        time_ms: 0,
-        origin: state.service_id.clone().unwrap_or_default(),
-        origin_seq: 0,
-    }
+    state
+        .version_of(entity, name)
+        .unwrap_or_else(|| EntityVersion {
+            time_ms: 0,
+            origin: state.service_id.clone().unwrap_or_default(),
+            origin_seq: 0,
+        })
 }
 
 /// The change that brings a peer to `state`'s `entity` `name` (an upsert when it
@@ -363,10 +366,18 @@ fn position_of(key: &[u8]) -> u64 {
         .unwrap_or(0)
 }
 
+/// The key that says a full broadcast is owed to `target`.
+pub fn owed_key(target: &str) -> Vec<u8> {
+    prefixed(b'n', target)
+}
+
 /// One pending change for a target.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Pending {
     committed_ms: u64,
+    /// The target's `created_seq` when it was queued (see the webhook outbox).
+    #[serde(default)]
+    generation: u64,
     /// The change as JSON, encrypted (it may hold an e-mail).
     change: String,
 }
@@ -399,6 +410,7 @@ impl Federation {
         &self,
         state: &State,
         env: &gatehouse_schemas::Envelope,
+        left: &[String],
         secrets_key: &str,
         batch: &mut sled::Batch,
         touched: &mut Vec<String>,
@@ -406,7 +418,7 @@ impl Federation {
         if state.federation.targets.is_empty() {
             return Ok(());
         }
-        let changes = changed_entities(&env.event);
+        let changes = changed_entities(state, &env.event, left);
         if changes.is_empty() {
             return Ok(());
         }
@@ -430,6 +442,7 @@ impl Federation {
                 }
                 let p = Pending {
                     committed_ms: env.time_ms,
+                    generation: rec.created_seq,
                     change: rendered[i].clone().unwrap_or_default(),
                 };
                 batch.insert(
@@ -514,9 +527,20 @@ impl Federation {
     /// Ask the sender of `target` for a full broadcast; the receiver gets the number of
     /// entities sent, or why it failed.
     pub fn request_broadcast(
-        &self,
+        self: &Arc<Self>,
         target: &str,
     ) -> Result<crossbeam_channel::Receiver<Result<u64, String>>, String> {
+        // A target registered a moment ago may not have its sender yet.
+        let names: Vec<String> = self
+            .shared
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .federation
+            .targets
+            .keys()
+            .cloned()
+            .collect();
+        self.sync_senders(&names);
         let senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
         let s = senders
             .get(target)
@@ -527,6 +551,12 @@ impl Federation {
             .map_err(|_| "the sender stopped".to_string())?;
         let _ = s.doorbell.try_send(());
         Ok(rx)
+    }
+
+    /// Whether `target` is owed a full broadcast (it fell too far behind, or was made
+    /// active again).
+    pub fn broadcast_owed(&self, target: &str) -> bool {
+        self.tree.contains_key(owed_key(target)).unwrap_or(false)
     }
 
     /// The status call: (cursor, pending changes, oldest pending commit time, status).
@@ -549,13 +579,17 @@ impl Federation {
             }
             pending += 1;
         }
-        let status = self
+        let mut status = self
             .status
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(target)
             .cloned()
             .unwrap_or_default();
+        if status.broadcast.state.is_empty() {
+            // None since this server started (the last one's position is in the log).
+            status.broadcast.state = "idle".into();
+        }
         (cursor, pending, oldest, status)
     }
 
@@ -648,7 +682,7 @@ impl Sender {
         }
     }
 
-    fn target(&self) -> Option<FederationTarget> {
+    fn target(&self) -> Option<(FederationTarget, u64)> {
         self.federation
             .shared
             .read()
@@ -656,7 +690,7 @@ impl Sender {
             .federation
             .targets
             .get(&self.name)
-            .map(|r| r.target.clone())
+            .map(|r| (r.target.clone(), r.created_seq))
     }
 
     fn run(self) {
@@ -667,7 +701,7 @@ impl Sender {
             .build();
         let mut failures: u32 = 0;
         while !self.stopped() {
-            let Some(target) = self.target() else {
+            let Some((target, generation)) = self.target() else {
                 self.pause(100);
                 continue;
             };
@@ -678,6 +712,11 @@ impl Sender {
                 .unwrap_or(false);
             let asked: Vec<_> = self.broadcasts.try_iter().collect();
             if !asked.is_empty() || (owed && target.active) {
+                if owed {
+                    // What is pending is older than the copy the broadcast will send:
+                    // drop it, so that a target that stays away cannot fill the disk.
+                    self.drop_pending();
+                }
                 let result = self.broadcast(&agent, &target);
                 if result.is_err() && asked.is_empty() {
                     failures += 1;
@@ -704,6 +743,8 @@ impl Sender {
                 let Ok((k, v)) = item else { break };
                 let change = rmp_serde::from_slice::<Pending>(&v)
                     .ok()
+                    // Left over from an earlier target of the same name: not sent.
+                    .filter(|p| p.generation == 0 || p.generation == generation)
                     .and_then(|p| f.personal.decrypt(&p.change))
                     .and_then(|text| serde_json::from_str::<ChangeWire>(&text).ok());
                 keys.push(k);
@@ -776,6 +817,15 @@ impl Sender {
             return;
         }
         tracing::warn!(target = %self.name, pending, "federation target too far behind: a full broadcast will follow");
+        if let Err(e) = f.tree.insert(owed_key(&self.name), &[1u8]) {
+            tracing::warn!(error = %e, "cannot record an owed full broadcast");
+            return;
+        }
+        self.drop_pending();
+    }
+
+    fn drop_pending(&self) {
+        let f = &self.federation;
         let mut b = sled::Batch::default();
         for k in f
             .tree
@@ -785,7 +835,6 @@ impl Sender {
         {
             b.remove(k);
         }
-        b.insert(prefixed(b'n', &self.name), &[1u8]);
         if let Err(e) = f.tree.apply_batch(b) {
             tracing::warn!(error = %e, "cannot drop a lagging federation stream");
         }
@@ -972,6 +1021,137 @@ mod tests {
         assert!(!selects(&t, "permission", "team_b_read"));
         assert!(!selects(&t, "permission", "team_a_secret_write"));
         assert!(!selects(&t, "token", "id"));
+    }
+
+    use crate::domain::{decide, Command, Replicated, ReplicatedChange};
+    use gatehouse_schemas::{Envelope, UserUpdated};
+
+    fn at(state: &mut State, time_ms: u64, origin: &str, event: Event) {
+        let env = Envelope {
+            seq: state.seq + 1,
+            time_ms,
+            actor: "t".into(),
+            origin: origin.into(),
+            request_id: "t".into(),
+            event,
+        };
+        state.apply(&env);
+    }
+
+    fn from_a(name: &str, time_ms: u64, origin_seq: u64) -> ReplicatedChange {
+        ReplicatedChange {
+            version: EntityVersion {
+                time_ms,
+                origin: "jfac@a".into(),
+                origin_seq,
+            },
+            change: Replicated::User(ReplicatedUser {
+                username: name.into(),
+                realm: "internal".into(),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn apply_from_a(b: &mut State, changes: Vec<ReplicatedChange>) -> usize {
+        let events = decide(
+            b,
+            &Command::ApplyReplicated {
+                source: "jfac@a".into(),
+                changes,
+            },
+        )
+        .unwrap();
+        let n = events.len();
+        for e in events {
+            let origin = e.replicated_origin().unwrap_or("jfac@b").to_string();
+            at(b, 500, &origin, e);
+        }
+        n
+    }
+
+    #[test]
+    fn a_local_write_wins_over_a_peer_whose_clock_runs_ahead() {
+        let mut b = State::default();
+        at(
+            &mut b,
+            0,
+            "jfac@b",
+            Event::ServiceCreated {
+                service_id: "jfac@b".into(),
+            },
+        );
+        // A's clock is ahead: its write says 1000 while B's clock says 500.
+        assert_eq!(apply_from_a(&mut b, vec![from_a("u", 1000, 5)]), 1);
+        assert_eq!(
+            apply_from_a(&mut b, vec![from_a("u", 1000, 5)]),
+            0,
+            "idempotent"
+        );
+        // B edits the user at 600 by its own clock: the edit is versioned above A's.
+        at(
+            &mut b,
+            600,
+            "jfac@b",
+            Event::UserUpdated(UserUpdated {
+                username: "u".into(),
+                admin: Some(true),
+                ..Default::default()
+            }),
+        );
+        let v = b.version_of("user", "u").unwrap();
+        assert_eq!((v.time_ms, v.origin.as_str()), (1001, "jfac@b"));
+        // So A's earlier write, sent again, loses; a later one of A's wins.
+        assert_eq!(apply_from_a(&mut b, vec![from_a("u", 1000, 5)]), 0);
+        assert_eq!(apply_from_a(&mut b, vec![from_a("u", 1002, 9)]), 1);
+        assert!(!b.directory.users["u"].admin);
+    }
+
+    #[test]
+    fn what_a_broadcast_swept_comes_back_with_the_same_version() {
+        let mut b = State::default();
+        at(
+            &mut b,
+            0,
+            "jfac@b",
+            Event::ServiceCreated {
+                service_id: "jfac@b".into(),
+            },
+        );
+        assert_eq!(apply_from_a(&mut b, vec![from_a("w", 100, 3)]), 1);
+        // A's next broadcast no longer has `w` (its filters changed): swept.
+        let events = decide(
+            &b,
+            &Command::EndBroadcast {
+                source: "jfac@a".into(),
+                since: b.seq,
+                names: [("user".to_string(), BTreeSet::new())].into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(events.len(), 1);
+        for e in events {
+            at(&mut b, 600, "jfac@a", e);
+        }
+        assert!(!b.directory.users.contains_key("w"));
+        // The filters change back: the same version brings it back, once.
+        assert_eq!(apply_from_a(&mut b, vec![from_a("w", 100, 3)]), 1);
+        assert!(b.directory.users.contains_key("w"));
+        assert_eq!(apply_from_a(&mut b, vec![from_a("w", 100, 3)]), 0);
+        // A deletion at the origin is not swept: the old version does not revive it.
+        let removed = ReplicatedChange {
+            version: EntityVersion {
+                time_ms: 200,
+                origin: "jfac@a".into(),
+                origin_seq: 4,
+            },
+            change: Replicated::Removed {
+                entity: "user".into(),
+                name: "w".into(),
+            },
+        };
+        assert_eq!(apply_from_a(&mut b, vec![removed]), 1);
+        assert_eq!(apply_from_a(&mut b, vec![from_a("w", 100, 3)]), 0);
     }
 
     #[test]

@@ -22,6 +22,9 @@ const BASE: &str = "/access/api/v1/system/federation";
 /// request limit.
 const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 
+/// How far ahead of our clock a peer's version may be.
+const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // Fixed paths first: `{name}` would take them otherwise.
     cfg.service(
@@ -311,6 +314,7 @@ async fn status(
     };
     let f = app.federation.clone();
     let n = name.clone();
+    let owed = app.federation.broadcast_owed(&name);
     let (cursor, pending, oldest, st) = web::block(move || f.stream_status(&n))
         .await
         .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
@@ -325,6 +329,7 @@ async fn status(
         "last_error": st.last_error,
         "last_success": st.last_success_ms.map(|t| crate::timefmt::format(t, true)),
         "broadcast_position": broadcast_position,
+        "broadcast_owed": owed,
         "broadcast": st.broadcast,
     })))
 }
@@ -451,9 +456,12 @@ async fn validate(
         ))
     })?;
     let now = crate::auth::unix_secs();
+    let own = app.read().service_id.clone().unwrap_or_default();
     if claims.scp != fed::ANSWER_SCOPE
         || claims.jti != nonce
-        || claims.exp.is_some_and(|e| e <= now)
+        || claims.aud != own
+        || answer["service_id"].as_str() != Some(claims.iss.as_str())
+        || claims.exp.is_none_or(|e| e <= now)
     {
         return Err(failed("an answer that does not match the challenge".into()));
     }
@@ -494,9 +502,12 @@ async fn challenge(
     Ok(HttpResponse::Ok().json(json!({ "service_id": own, "token": answer })))
 }
 
-/// Check a batch's token (trusted signer, batch scope, current, `jti` = blake3 of the
-/// body) and return the signer's service id.
-fn authenticate_batch(app: &AppState, req: &HttpRequest, body: &[u8]) -> Result<String, ApiError> {
+/// Check a batch's token (trusted signer, batch scope, current) before its body is read,
+/// and return its claims; the body is checked against `jti` once read.
+fn authenticate_batch(
+    app: &AppState,
+    req: &HttpRequest,
+) -> Result<crate::auth::jwt::Claims, ApiError> {
     let token = req
         .headers()
         .get("authorization")
@@ -518,17 +529,15 @@ fn authenticate_batch(app: &AppState, req: &HttpRequest, body: &[u8]) -> Result<
             "the batch's token has expired".into(),
         ));
     }
+    if claims.exp.is_none() {
+        return Err(ApiError::Unauthorized("a batch token must expire".into()));
+    }
     if claims.scp != fed::BATCH_SCOPE {
         return Err(ApiError::Forbidden(
             "the token is not a federation batch token".into(),
         ));
     }
-    if claims.jti != blake3::hash(body).to_hex().as_str() {
-        return Err(ApiError::Unauthorized(
-            "the batch does not match its signature (changed in transit?)".into(),
-        ));
-    }
-    Ok(claims.iss)
+    Ok(claims)
 }
 
 /// A change from the wire, checked, with its e-mail sealed with our key for the user.
@@ -537,6 +546,13 @@ async fn change_in(app: &AppState, i: usize, c: ChangeWire) -> Result<Replicated
     let invalid = |f: &str, m: &str| bad(format!("invalid `{}`: {m}", field(f)));
     if c.version.origin.is_empty() {
         return Err(invalid("version.origin", "required"));
+    }
+    // A version from the future would win every conflict for as long as that lasts.
+    if c.version.time_ms > crate::auth::unix_millis() + MAX_CLOCK_SKEW_MS {
+        return Err(invalid(
+            "version.time_ms",
+            "is more than 5 minutes ahead of this server's clock",
+        ));
     }
     let change = match (c.op.as_str(), c.entity.as_str()) {
         ("remove", "user" | "group" | "permission" | "token") => Replicated::Removed {
@@ -616,6 +632,8 @@ async fn receive(
     req: HttpRequest,
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    // Only a trusted peer gets to send a (large) body.
+    let claims = authenticate_batch(&app, &req)?;
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| bad(format!("cannot read the body: {e}")))?;
@@ -624,7 +642,12 @@ async fn receive(
         }
         body.extend_from_slice(&chunk);
     }
-    let signer = authenticate_batch(&app, &req, &body)?;
+    if claims.jti != blake3::hash(&body).to_hex().as_str() {
+        return Err(ApiError::Unauthorized(
+            "the batch does not match its signature (changed in transit?)".into(),
+        ));
+    }
+    let signer = claims.iss;
     let batch: Batch = super::extract::from_value(
         serde_json::from_slice(&body).map_err(|e| bad(format!("invalid batch: {e}")))?,
     )?;

@@ -583,6 +583,12 @@ pub fn check_template(template: &str, secret_names: &[&str]) -> Result<(), Strin
     Ok(())
 }
 
+/// `s` as the inside of a JSON string literal (without the quotes).
+fn json_escaped(s: &str) -> String {
+    let quoted = Value::String(s.to_string()).to_string();
+    quoted[1..quoted.len() - 1].to_string()
+}
+
 /// Fill a custom payload template: `{{.secrets.name}}`, and any path into the event
 /// (`{{.data.name}}`, `{{.event_type}}`, `{{.domain}}`, …).
 pub fn render_template(template: &str, data: &Value, secrets: &[(String, String)]) -> String {
@@ -599,18 +605,21 @@ pub fn render_template(template: &str, data: &Value, secrets: &[(String, String)
             secrets
                 .iter()
                 .find(|(n, _)| n == name)
-                .map(|(_, v)| v.clone())
+                .map(|(_, v)| json_escaped(v))
                 .unwrap_or_default()
         } else if let Some(path) = expr.strip_prefix('.') {
             let mut v = data;
             for part in path.split('.') {
                 v = &v[part];
             }
-            match v {
+            // Escaped as inside a JSON string (where placeholders stand in payloads), so
+            // a quote in the data cannot break the payload or add fields to it.
+            let text = match v {
                 Value::String(s) => s.clone(),
                 Value::Null => String::new(),
                 other => other.to_string(),
-            }
+            };
+            json_escaped(&text)
         } else {
             String::new()
         };

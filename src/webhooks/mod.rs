@@ -91,6 +91,10 @@ pub struct Pending {
     pub last_status: Option<u16>,
     pub last_error: Option<String>,
     pub committed_ms: u64,
+    /// The `created_seq` of the subscription it was made for: one deleted and made
+    /// again under the same key does not get the deliveries of the earlier one.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 /// One attempt, as the delivery history shows it.
@@ -571,9 +575,17 @@ impl Dispatcher {
         while !d.stop.load(Ordering::SeqCst) {
             let (head, keys, targets, idle) = {
                 let s = d.shared.read().unwrap_or_else(|p| p.into_inner());
-                // Nothing enabled or active: nobody is owed the events up to `head`.
+                // Nothing enabled or active, and nothing changed since the cursor (so
+                // nothing was enabled in between): nobody is owed the events up to `head`.
                 let idle = !s.subscriptions.values().any(|r| r.subscription.enabled)
-                    && !s.federation.targets.values().any(|r| r.target.active);
+                    && !s.federation.targets.values().any(|r| r.target.active)
+                    && s.subscriptions
+                        .values()
+                        .all(|r| r.updated_seq <= self.cursor)
+                    && s.federation
+                        .targets
+                        .values()
+                        .all(|r| r.updated_seq <= self.cursor);
                 (
                     s.seq,
                     s.subscriptions.keys().cloned().collect::<Vec<_>>(),
@@ -640,6 +652,18 @@ impl Dispatcher {
         let mut touched: Vec<String> = Vec::new();
         let mut targets_touched: Vec<String> = Vec::new();
         for env in envelopes {
+            if let Event::FederationTargetSaved(t) = &env.event {
+                // Made active again: what it missed meanwhile comes as a full broadcast.
+                let was_inactive = self.state.as_ref().is_some_and(|s| {
+                    s.federation
+                        .targets
+                        .get(&t.name)
+                        .is_some_and(|r| !r.target.active)
+                });
+                if t.active && was_inactive {
+                    batch.insert(crate::federation::owed_key(&t.name), &[1u8]);
+                }
+            }
             if let Event::FederationTargetDeleted { name } = &env.event {
                 d.tree
                     .apply_batch(std::mem::take(&mut batch))
@@ -665,10 +689,21 @@ impl Dispatcher {
                 drop_batch.remove(cursor_key(key));
                 d.tree.apply_batch(drop_batch).map_err(|e| e.to_string())?;
             }
+            let left = self
+                .state
+                .as_ref()
+                .map(|s| s.groups_left_by(&env.event))
+                .unwrap_or_default();
             self.dispatch_one(&env, &secrets_key, &mut batch, &mut touched)?;
             let state = self.state.as_ref().expect("the dispatcher has a state");
-            d.federation
-                .dispatch(state, &env, &secrets_key, &mut batch, &mut targets_touched)?;
+            d.federation.dispatch(
+                state,
+                &env,
+                &left,
+                &secrets_key,
+                &mut batch,
+                &mut targets_touched,
+            )?;
         }
         self.cursor = to;
         batch.insert(b"c", &to.to_be_bytes());
@@ -761,11 +796,11 @@ impl Dispatcher {
                 .personal
                 .encrypt(secrets_key, &text)
                 .map_err(|e| e.to_string())?;
-            let handlers = state
+            let (handlers, generation) = state
                 .subscriptions
                 .get(&key)
-                .map(|r| r.subscription.handlers.len())
-                .unwrap_or(0);
+                .map(|r| (r.subscription.handlers.len(), r.created_seq))
+                .unwrap_or((0, 0));
             for h in 0..handlers {
                 let p = Pending {
                     position: env.seq,
@@ -779,6 +814,7 @@ impl Dispatcher {
                     last_status: None,
                     last_error: None,
                     committed_ms: env.time_ms,
+                    generation,
                 };
                 batch.insert(
                     entry_key(b'o', &key, env.seq, i, h as u16),
@@ -851,19 +887,26 @@ impl Worker {
                 let _ = self.doorbell.recv_timeout(Duration::from_millis(500));
                 continue;
             }
-            let sub: Option<Subscription> = d
+            let sub: Option<(Subscription, u64)> = d
                 .shared
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
                 .subscriptions
                 .get(&self.key)
-                .map(|r| r.subscription.clone());
-            let Some(sub) = sub else {
+                .map(|r| (r.subscription.clone(), r.created_seq));
+            let Some((sub, generation)) = sub else {
                 // Deleted: the dispatcher drops its deliveries and stops this worker.
                 self.pause(100);
                 continue;
             };
             let mut batch = sled::Batch::default();
+            // Left over from an earlier subscription of the same key: not ours to send.
+            let (chunk, stale): (Vec<_>, Vec<_>) = chunk
+                .into_iter()
+                .partition(|(_, p)| p.generation == 0 || p.generation == generation);
+            for (k, _) in stale {
+                batch.remove(k);
+            }
             let mut retry_after = None;
             let mut cursor = None;
             let mut attempts = Vec::new();

@@ -22,10 +22,18 @@ struct Site {
 
 impl Site {
     fn start() -> Site {
+        Self::start_with("")
+    }
+
+    fn start_with(extra_config: &str) -> Site {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
         let config = tmp.path().join("gatehouse.toml");
-        std::fs::write(&config, "federation-retry-max-ms = 200\n").unwrap();
+        std::fs::write(
+            &config,
+            format!("federation-retry-max-ms = 200\n{extra_config}"),
+        )
+        .unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -183,6 +191,7 @@ fn a_to_b_register_validate_broadcast_then_stream() {
                 "active": true}),
     );
     assert_eq!(r.status, 201, "{}", r.text);
+    let registered_at = r.header("x-gatehouse-seq").unwrap().to_string();
     assert_eq!(
         r.json(),
         json!({"name": "site-b", "url": format!("{}/access/", b.url()),
@@ -352,6 +361,16 @@ fn a_to_b_register_validate_broadcast_then_stream() {
     // Deleting the target.
     assert_eq!(a.admin().delete(&format!("{FED}/site-b")).status, 204);
     assert_eq!(a.admin().delete(&format!("{FED}/site-b")).status, 404);
+    assert_eq!(a.admin().get(&format!("{FED}/site-b")).status, 404);
+    // Targets are events: the past still has it.
+    let past = a
+        .admin()
+        .get(&format!("{FED}/site-b?as_of={registered_at}"));
+    assert_eq!(past.status, 200, "{}", past.text);
+    assert_eq!(
+        past.json()["permissionFilters"]["excludePatterns"],
+        json!(["none_federated_*"])
+    );
     create_user(&a, "dave", "dave@example.com");
     std::thread::sleep(Duration::from_millis(500));
     assert!(b.user("dave").is_none());
@@ -447,6 +466,49 @@ fn entity_selection_and_permission_filters_are_respected() {
         b.events_about("hidden").is_empty(),
         "not even an event names it"
     );
+    // The filters change: the next full broadcast removes what this source no longer
+    // sends (nothing was deleted at A, so only the broadcast's end can do it)...
+    let filters = |exclude: Value| {
+        let r = a.admin().patch(
+            &format!("{FED}/site-b"),
+            &json!({"permission_filters": {"include_patterns": ["*_read"], "exclude_patterns": exclude}}),
+        );
+        assert_eq!(r.status, 204, "{}", r.text);
+        let r = a.admin().put(&format!("{FED}/full_broadcast"), &json!({}));
+        assert_eq!(r.status, 204, "{}", r.text);
+    };
+    filters(json!(["secret_*", "team_a_*"]));
+    assert_eq!(perms("team_a_read"), 404, "swept by the broadcast");
+    assert!(b.user("erin").is_some(), "users are still selected");
+    // ...and brings it back when they change back.
+    filters(json!(["secret_*"]));
+    assert_eq!(perms("team_a_read"), 200);
+}
+
+#[test]
+fn a_target_too_far_behind_gets_a_full_broadcast_by_itself() {
+    let a = Site::start_with("federation-max-lag-events = 5\n");
+    let mut b = Site::start();
+    trust_both(&a, &b);
+    a.register("site-b", &b, json!({"entities": ["users"]}));
+    create_user(&a, "early", "early@example.com");
+    wait_until(10, "the stream works", || b.user("early").is_some());
+    b.kill();
+    for i in 0..12 {
+        create_user(&a, &format!("late{i}"), &format!("late{i}@example.com"));
+    }
+    // More than 5 pending: A drops them and owes B a broadcast.
+    wait_until(15, "A gave up on the backlog", || {
+        let st = a.admin().get(&format!("{FED}/site-b/status")).json();
+        st["broadcast_owed"] == true && st["lag_events"].as_u64().unwrap() <= 5
+    });
+    b.restart();
+    wait_until(20, "the broadcast brought B up to date", || {
+        (0..12).all(|i| b.user(&format!("late{i}")).is_some())
+    });
+    let st = a.admin().get(&format!("{FED}/site-b/status")).json();
+    assert_eq!(st["broadcast"]["state"], "done", "{st}");
+    assert_eq!(st["broadcast_owed"], false, "{st}");
 }
 
 /// Users, groups and permissions of a site as comparable JSON (the federated subset).
