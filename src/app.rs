@@ -124,6 +124,7 @@ impl Application {
             shared.clone(),
             personal.clone(),
             crate::webhooks::DeliverySettings {
+                max_pending: settings.config.webhook_max_pending,
                 max_attempts: settings.config.webhook_max_attempts,
                 retry_base_ms: settings.config.webhook_retry_base_ms,
                 retry_max_ms: settings.config.webhook_retry_max_ms,

@@ -44,6 +44,9 @@ pub struct Config {
     pub snapshot_keep: usize,
     /// Sign a checkpoint of the log every this many events (0: only on demand).
     pub checkpoint_every: u64,
+    /// Deliveries a subscription may have waiting on disk; beyond, they are read from
+    /// the log again once the receiver is back.
+    pub webhook_max_pending: usize,
     /// Attempts of one webhook delivery before it goes to the dead letters.
     pub webhook_max_attempts: u32,
     /// First retry delay of a webhook delivery (milliseconds); it doubles per attempt.
@@ -80,6 +83,7 @@ impl Default for Config {
             trusted_proxies: vec![],
             checkpoint_every: 10_000,
             snapshot_keep: 20,
+            webhook_max_pending: 100_000,
             webhook_max_attempts: 10,
             webhook_retry_base_ms: 1000,
             webhook_retry_max_ms: 300_000,
@@ -137,10 +141,13 @@ impl Config {
                 message: format!("`trusted-proxies`: `{bad}` is not a CIDR or an IP address"),
             });
         }
-        if config.webhook_max_attempts == 0 || config.webhook_timeout_ms == 0 {
+        if config.webhook_max_attempts == 0
+            || config.webhook_timeout_ms == 0
+            || config.webhook_max_pending == 0
+        {
             return Err(ConfigError::Invalid {
                 path: path.into(),
-                message: "`webhook-max-attempts` and `webhook-timeout-ms` must be at least 1"
+                message: "`webhook-max-attempts`, `webhook-max-pending` and `webhook-timeout-ms` must be at least 1"
                     .into(),
             });
         }

@@ -567,6 +567,25 @@ impl State {
             }
             return;
         }
+        // The common case — a server that never received anything, a user or group
+        // event — needs no entry at all (its version is derived from the record).
+        let needs_entry = match &env.event {
+            Event::UserDeleted { .. } | Event::GroupDeleted { .. } | Event::UserRenamed { .. } => {
+                true
+            }
+            Event::PermissionTargetSaved(_)
+            | Event::PermissionTargetDeleted { .. }
+            | Event::TokenIssued(_)
+            | Event::TokenRefreshed { .. }
+            | Event::TokenRevoked { .. } => true,
+            _ => {
+                !self.federation.versions.users.is_empty()
+                    || !self.federation.versions.groups.is_empty()
+            }
+        };
+        if !needs_entry {
+            return;
+        }
         let touched = federated_entities(&env.event);
         if touched.is_empty() {
             return;

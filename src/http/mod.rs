@@ -447,7 +447,13 @@ fn resource(path: &str) -> actix_web::Resource {
 /// Register every route. Specific paths come before the seed's alias spellings
 /// (`/access/api/v2/{username}/unlock`) so that the aliases never shadow them.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    // actix tries resources in the order they are registered (a regex match for each
+    // one with path parameters): the hot paths go first — the decision file servers
+    // and nginx ask on every request, then the probes, then SCIM (which identity
+    // providers poll). None of their paths overlaps another module's.
+    authorize::configure(cfg);
     system::configure(cfg);
+    scim::configure(cfg);
     users::configure(cfg);
     groups::configure(cfg);
     tokens::configure(cfg);
@@ -458,11 +464,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     repositories::configure(cfg);
     projects::configure(cfg);
     access_keys::configure(cfg);
-    scim::configure(cfg);
     audit::configure(cfg);
     webhooks::configure(cfg);
     federation::configure(cfg);
-    authorize::configure(cfg);
     users::configure_aliases(cfg);
     cfg.default_service(web::to(not_found));
 }

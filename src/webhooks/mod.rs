@@ -37,7 +37,7 @@ use gatehouse_projections::State;
 use gatehouse_schemas::{Envelope, Event, Subscription, SubscriptionHandler};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -61,6 +61,25 @@ pub const HISTORY_KEEP: usize = 1000;
 /// Outbox entries a worker reads, delivers and records at a time.
 const WORKER_CHUNK: usize = 64;
 
+/// Events a lagging subscription's worker renders from the log per refill.
+const REFILL_WINDOW: u64 = 256;
+
+/// How many entries the dispatcher writes for a subscription between two looks at the
+/// size of its outbox.
+const CHECK_EVERY: usize = 1024;
+
+/// `l<key>`: the subscription's outbox was full; events after this position are not in
+/// it, and its worker renders them from the log itself.
+fn lag_key(key: &str) -> Vec<u8> {
+    let mut k = vec![b'l'];
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn position_value(v: Option<sled::IVec>) -> Option<u64> {
+    v.and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+}
+
 /// Events the dispatcher reads from the log per round.
 const DISPATCH_BATCH: u64 = 1024;
 
@@ -69,6 +88,9 @@ pub const SECRETS_KEY: &str = "webhooks";
 
 #[derive(Debug, Clone)]
 pub struct DeliverySettings {
+    /// Entries a subscription's outbox may hold before its worker refills it from the
+    /// log instead (bounded disk for a receiver that is away for long).
+    pub max_pending: usize,
     pub max_attempts: u32,
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,
@@ -310,6 +332,8 @@ pub struct Deliveries {
     history: Mutex<HashMap<String, std::collections::VecDeque<Attempt>>>,
     /// The federation stream is fed by the same dispatcher (one copy of the read models).
     federation: Arc<crate::federation::Federation>,
+    /// A read handle on the log, for workers that catch up from it.
+    log: EventLog,
 }
 
 /// A subscription's delivery status.
@@ -345,6 +369,7 @@ impl Deliveries {
             doorbell: tx.clone(),
             history: Mutex::new(HashMap::new()),
             federation,
+            log: log.reader(),
         });
         let cursor = tree
             .get(b"c")?
@@ -356,6 +381,7 @@ impl Deliveries {
             state: None,
             cursor,
             doorbell: rx,
+            written: HashMap::new(),
         };
         let thread = std::thread::Builder::new()
             .name("gatehouse-webhooks".into())
@@ -565,6 +591,8 @@ struct Dispatcher {
     state: Option<State>,
     cursor: u64,
     doorbell: crossbeam_channel::Receiver<()>,
+    /// Entries written per subscription since its outbox was last measured.
+    written: HashMap<String, usize>,
 }
 
 impl Dispatcher {
@@ -651,6 +679,24 @@ impl Dispatcher {
         let mut batch = sled::Batch::default();
         let mut touched: Vec<String> = Vec::new();
         let mut targets_touched: Vec<String> = Vec::new();
+        // Subscriptions refilling from the log; one that caught up with this cursor
+        // is fed from here again.
+        let mut lagging: BTreeMap<String, u64> = BTreeMap::new();
+        for item in d.tree.scan_prefix([b'l']) {
+            let (k, v) = item.map_err(|e| e.to_string())?;
+            let key = String::from_utf8_lossy(&k[1..]).to_string();
+            // Caught up: its worker refilled up to here and delivered all of it.
+            let drained = || d.tree.scan_prefix(prefixed(b'o', &key)).next().is_none();
+            match position_value(Some(v)) {
+                Some(l) if l >= self.cursor && drained() => {
+                    batch.remove(k);
+                }
+                Some(l) => {
+                    lagging.insert(key, l);
+                }
+                None => {}
+            }
+        }
         for env in envelopes {
             if let Event::FederationTargetSaved(t) = &env.event {
                 // Made active again: what it missed meanwhile comes as a full broadcast.
@@ -687,6 +733,8 @@ impl Dispatcher {
                     }
                 }
                 drop_batch.remove(cursor_key(key));
+                drop_batch.remove(lag_key(key));
+                self.written.remove(key);
                 d.tree.apply_batch(drop_batch).map_err(|e| e.to_string())?;
             }
             let left = self
@@ -694,7 +742,7 @@ impl Dispatcher {
                 .as_ref()
                 .map(|s| s.groups_left_by(&env.event))
                 .unwrap_or_default();
-            self.dispatch_one(&env, &secrets_key, &mut batch, &mut touched)?;
+            self.dispatch_one(&env, &secrets_key, &lagging, &mut batch, &mut touched)?;
             let state = self.state.as_ref().expect("the dispatcher has a state");
             d.federation.dispatch(
                 state,
@@ -704,6 +752,28 @@ impl Dispatcher {
                 &mut batch,
                 &mut targets_touched,
             )?;
+        }
+        // An outbox that grew past `webhook-max-pending` (its receiver is away) stops
+        // growing: its worker refills it from the log when it has delivered the rest.
+        let full: Vec<String> = self
+            .written
+            .iter()
+            .filter(|(_, n)| **n >= CHECK_EVERY.min(d.settings.max_pending))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in full {
+            self.written.insert(key.clone(), 0);
+            let max = d.settings.max_pending;
+            let pending = d
+                .tree
+                .scan_prefix(prefixed(b'o', &key))
+                .keys()
+                .take(max + 1)
+                .count();
+            if pending > max && !lagging.contains_key(&key) {
+                tracing::warn!(subscription = %key, pending, "webhook outbox full: the rest will be read from the log when the receiver is back");
+                batch.insert(lag_key(&key), &to.to_be_bytes());
+            }
         }
         self.cursor = to;
         batch.insert(b"c", &to.to_be_bytes());
@@ -734,15 +804,49 @@ impl Dispatcher {
         &mut self,
         env: &Envelope,
         secrets_key: &str,
+        lagging: &BTreeMap<String, u64>,
         batch: &mut sled::Batch,
         touched: &mut Vec<String>,
     ) -> Result<(), String> {
-        let d = &self.deliveries;
         let state = self.state.as_mut().expect("the dispatcher has a state");
+        let d = &self.deliveries;
+        // A subscription that fell too far behind refills its outbox from the log.
+        let wanted = |key: &str| !lagging.contains_key(key);
+        let n = outbox_entries(
+            state,
+            &d.personal,
+            env,
+            secrets_key,
+            &wanted,
+            batch,
+            touched,
+        )?;
+        for k in touched.iter().rev().take(n) {
+            *self.written.entry(k.clone()).or_default() += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Judge `env` against `state` (the read models just before it), apply it, and put in
+/// `batch` an outbox entry per handler of every subscription that `wanted` selects and
+/// whose filter takes it. Returns how many subscriptions got entries (their keys are
+/// pushed to `touched`). Shared by the dispatcher and a worker catching up.
+fn outbox_entries(
+    state: &mut State,
+    personal: &PersonalKeys,
+    env: &Envelope,
+    secrets_key: &str,
+    wanted_sub: &dyn Fn(&str) -> bool,
+    batch: &mut sled::Batch,
+    touched: &mut Vec<String>,
+) -> Result<usize, String> {
+    {
         if state.subscriptions.is_empty() {
             state.apply(env);
-            return Ok(());
+            return Ok(0);
         }
+        let mut n = 0;
         let notices = classify(state, &env.event);
         // (subscription, notice index, notice, data rendered before the event)
         let mut wanted: Vec<(String, u16, Notice, Option<Value>)> = Vec::new();
@@ -750,14 +854,15 @@ impl Dispatcher {
             let subs: Vec<String> = state
                 .subscriptions
                 .iter()
-                .filter(|(_, r)| r.created_seq < env.seq && matches(&r.subscription, &notice))
+                .filter(|(k, r)| {
+                    r.created_seq < env.seq && wanted_sub(k) && matches(&r.subscription, &notice)
+                })
                 .map(|(k, _)| k.clone())
                 .collect();
             if subs.is_empty() {
                 continue;
             }
-            let before =
-                gone(&notice).then(|| entity_data(state, &d.personal, &notice, &env.event));
+            let before = gone(&notice).then(|| entity_data(state, personal, &notice, &env.event));
             for k in subs {
                 wanted.push((k, i as u16, notice.clone(), before.clone()));
             }
@@ -773,7 +878,7 @@ impl Dispatcher {
             }
             if rendered[slot].is_none() {
                 let data =
-                    before.unwrap_or_else(|| entity_data(state, &d.personal, &notice, &env.event));
+                    before.unwrap_or_else(|| entity_data(state, personal, &notice, &env.event));
                 rendered[slot] = Some(
                     json!({
                         "domain": notice.domain,
@@ -792,8 +897,7 @@ impl Dispatcher {
                 Value::String(key.clone()),
                 &rest[1..]
             );
-            let body = d
-                .personal
+            let body = personal
                 .encrypt(secrets_key, &text)
                 .map_err(|e| e.to_string())?;
             let (handlers, generation) = state
@@ -822,8 +926,9 @@ impl Dispatcher {
                 );
             }
             touched.push(key);
+            n += 1;
         }
-        Ok(())
+        Ok(n)
     }
 }
 
@@ -861,6 +966,8 @@ impl Worker {
             .redirects(0)
             .build();
 
+        // The read models at the position a lagging subscription has been refilled to.
+        let mut catching_up: Option<State> = None;
         while !self.stopped() {
             // A chunk of the outbox, in order; delivered one by one, recorded together.
             let mut chunk = Vec::with_capacity(WORKER_CHUNK);
@@ -884,6 +991,14 @@ impl Worker {
                 }
             }
             if chunk.is_empty() {
+                match self.refill(&mut catching_up) {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(subscription = %self.key, error = %e, "cannot read the log to catch up; retrying");
+                        self.pause(1000);
+                    }
+                }
                 let _ = self.doorbell.recv_timeout(Duration::from_millis(500));
                 continue;
             }
@@ -1002,6 +1117,54 @@ impl Worker {
         }
     }
 
+    /// For a subscription whose outbox overflowed: render the next events after its lag
+    /// position from the log into its (now empty) outbox, as the dispatcher would have.
+    /// `false` when it is not lagging, or has caught up with the dispatcher (which then
+    /// takes over at its next round).
+    fn refill(&self, state: &mut Option<State>) -> Result<bool, String> {
+        let d = &self.deliveries;
+        let err = |e: sled::Error| e.to_string();
+        let Some(lag) = position_value(d.tree.get(lag_key(&self.key)).map_err(err)?) else {
+            *state = None;
+            return Ok(false);
+        };
+        let head = position_value(d.tree.get(b"c").map_err(err)?).unwrap_or(0);
+        if lag >= head {
+            return Ok(false);
+        }
+        let to = head.min(lag + REFILL_WINDOW);
+        if state.as_ref().is_none_or(|s| s.seq != lag) {
+            *state = Some(d.log.state_at(lag).map_err(|e| e.to_string())?);
+        }
+        let st = state.as_mut().expect("just built");
+        let mut envelopes = Vec::new();
+        d.log
+            .for_each_event(lag + 1, Some(to), |_, _, env| {
+                envelopes.push(env);
+                true
+            })
+            .map_err(|e| e.to_string())?;
+        let secrets_key = d.personal.named(SECRETS_KEY).map_err(|e| e.to_string())?;
+        let mut batch = sled::Batch::default();
+        let mut touched = Vec::new();
+        let key = self.key.clone();
+        let only = |k: &str| k == key;
+        for env in &envelopes {
+            outbox_entries(
+                st,
+                &d.personal,
+                env,
+                &secrets_key,
+                &only,
+                &mut batch,
+                &mut touched,
+            )?;
+        }
+        batch.insert(lag_key(&self.key), &to.to_be_bytes());
+        d.tree.apply_batch(batch).map_err(err)?;
+        Ok(true)
+    }
+
     fn attempt(
         &self,
         agent: &ureq::Agent,
@@ -1045,6 +1208,7 @@ mod tests {
     #[test]
     fn backoff_grows_is_capped_and_jittered() {
         let s = DeliverySettings {
+            max_pending: 100,
             max_attempts: 10,
             retry_base_ms: 100,
             retry_max_ms: 1000,

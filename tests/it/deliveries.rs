@@ -333,6 +333,55 @@ fn deliveries_wait_for_a_receiver_that_is_down_and_keep_their_order() {
 }
 
 #[test]
+fn an_outbox_that_fills_up_is_refilled_from_the_log_in_order() {
+    // At most 4 deliveries wait on disk; the rest are read from the log again.
+    let app = TestApp::spawn_with(Config {
+        webhook_max_attempts: 1000,
+        webhook_max_pending: 4,
+        ..quick_retries()
+    });
+    let admin = app.admin();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    subscribe(
+        &admin,
+        "bounded",
+        &format!("http://127.0.0.1:{port}/hook"),
+        &["created", "deleted"],
+        &[],
+    );
+    let mut positions = Vec::new();
+    let mut most_pending = 0;
+    for i in 0..40 {
+        positions.push(create_user(&admin, &format!("b{i:02}")));
+        let d = admin.get(&format!("{SUBS}/bounded/deliveries")).json();
+        most_pending = most_pending.max(d["pending_count"].as_u64().unwrap());
+    }
+    // One deletion, rendered from the log as it was (the user just before it).
+    let del = admin.delete("/access/api/v2/users/b03");
+    positions.push(del.header("x-gatehouse-seq").unwrap().parse().unwrap());
+    assert!(most_pending < 20, "the outbox stayed small: {most_pending}");
+    let rx = Receiver::on(TcpListener::bind(("127.0.0.1", port)).unwrap());
+    let got = rx.wait_for(41, 30);
+    let seen: Vec<u64> = got
+        .iter()
+        .map(|r| r.json()["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seen, positions, "all of them, once, in log order");
+    let last = got.last().unwrap().json();
+    assert_eq!(last["event_type"], "deleted");
+    assert_eq!(last["data"]["username"], "b03");
+    assert_eq!(last["data"]["email"], "b03@example.com");
+    // Caught up: new events go through the outbox again.
+    let p = create_user(&admin, "after");
+    let got = rx.wait_for(42, 20);
+    assert_eq!(got[41].json()["position"], p);
+}
+
+#[test]
 fn a_receiver_that_always_fails_ends_in_the_dead_letters_and_can_be_redriven() {
     let app = TestApp::spawn_with(quick_retries());
     let admin = app.admin();
