@@ -461,5 +461,5 @@ fn report_broken(e: LogError) -> ExitCode {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    gatehouse::hex(bytes)
 }

@@ -156,7 +156,7 @@ pub fn render_event(env: &Envelope, hash: &[u8; 32]) -> Value {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex(bytes)
 }
 
 /// Does any string in `v` equal `needle`?

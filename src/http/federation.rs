@@ -410,7 +410,7 @@ async fn validate(
     check_url(&body.url)?;
     let mut nonce = [0u8; 16];
     getrandom::getrandom(&mut nonce).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    let nonce = crate::hex(&nonce);
     let token = {
         let s = app.read();
         fed::sign(&app.keys, &s, fed::CHALLENGE_SCOPE, "*@*", &nonce).map_err(ApiError::Internal)?

@@ -26,7 +26,7 @@ pub enum ExportError {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex(bytes)
 }
 
 /// Write every stored event; returns how many.
