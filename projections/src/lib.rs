@@ -1097,14 +1097,14 @@ impl State {
             Event::UserReplicated { user, .. } => dir.replicate_user(user, seq, now),
             Event::GroupReplicated { group, .. } => dir.replicate_group(group, seq, now),
             Event::PermissionReplicated { target, .. } => {
-                self.apply_event(&Event::PermissionTargetSaved(target.clone()), seq, now)
+                self.apply_event(&Event::PermissionTargetSaved((**target).clone()), seq, now)
             }
             Event::TokenReplicated { issuer, token, .. } => {
                 // Kept like a record issued here, so that the token works here until its
                 // revocation (which removes it) arrives.
                 let revocable = TokenIssued {
                     revocable: true,
-                    ..token.clone()
+                    ..(**token).clone()
                 };
                 self.tokens.insert(&revocable);
                 self.federation

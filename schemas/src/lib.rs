@@ -558,10 +558,12 @@ pub enum Event {
         version: EntityVersion,
         group: ReplicatedGroup,
     },
+    /// (Boxed, as is the token below, so that these rare events do not make every
+    /// decoded event larger: the log is replayed a million events at a time.)
     PermissionReplicated {
         source: String,
         version: EntityVersion,
-        target: PermissionTarget,
+        target: Box<PermissionTarget>,
     },
     /// A federated token record (hashes only), issued by `issuer`: while it is here, the
     /// token works here; its revocation removes it.
@@ -569,7 +571,7 @@ pub enum Event {
         source: String,
         version: EntityVersion,
         issuer: String,
-        token: TokenIssued,
+        token: Box<TokenIssued>,
     },
     /// A federated entity (`entity` = `user` | `group` | `permission` | `token`) is gone:
     /// deleted or revoked at its origin, or no longer in the source's full broadcast.
@@ -1070,10 +1072,10 @@ pub fn samples() -> Vec<Envelope> {
                 origin: "jfac@01jc5x3y4z5a6b7c8d9e0f1peer".into(),
                 origin_seq: 79,
             },
-            target: PermissionTarget {
+            target: Box::new(PermissionTarget {
                 name: "team_a_read".into(),
                 ..Default::default()
-            },
+            }),
         },
         Event::TokenReplicated {
             source: "jfac@01jc5x3y4z5a6b7c8d9e0f1peer".into(),
@@ -1083,7 +1085,7 @@ pub fn samples() -> Vec<Envelope> {
                 origin_seq: 80,
             },
             issuer: "jfac@01jc5x3y4z5a6b7c8d9e0f1peer".into(),
-            token: sample_token("01jc5x3y4z5a6b7c8d9e0f1tok2"),
+            token: Box::new(sample_token("01jc5x3y4z5a6b7c8d9e0f1tok2")),
         },
         Event::ReplicaRemoved {
             source: "jfac@01jc5x3y4z5a6b7c8d9e0f1peer".into(),

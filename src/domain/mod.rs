@@ -1329,13 +1329,13 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
                     Replicated::Permission(target) => Event::PermissionReplicated {
                         source,
                         version,
-                        target: target.clone(),
+                        target: Box::new(target.clone()),
                     },
                     Replicated::Token { issuer, token } => Event::TokenReplicated {
                         source,
                         version,
                         issuer: issuer.clone(),
-                        token: token.clone(),
+                        token: Box::new(token.clone()),
                     },
                     Replicated::Removed { entity, name } => Event::ReplicaRemoved {
                         source,
