@@ -798,9 +798,14 @@ impl Sender {
         }
     }
 
+    /// Exponential, capped, with "equal jitter" (half fixed, half random), so that the
+    /// senders of many sources do not knock on a target that comes back in lockstep.
     fn backoff(&self, failures: u32) -> u64 {
-        let max = self.federation.settings.retry_max_ms.max(1);
-        (50u64 << failures.min(16)).min(max)
+        let max = self.federation.settings.retry_max_ms.max(2);
+        let step = (50u64 << failures.min(16)).min(max);
+        let mut r = [0u8; 8];
+        let _ = getrandom::getrandom(&mut r);
+        step / 2 + u64::from_le_bytes(r) % (step / 2 + 1)
     }
 
     /// Too far behind: drop what is pending and owe the target a full broadcast.
