@@ -108,13 +108,9 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 }
 
 fn check_url(url: &str) -> Result<(), ApiError> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"));
-    let ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/') && !r.starts_with(':'))
-        && url.len() <= 2048
-        && !url.contains(['?', '#'])
-        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
+    // The webhooks' rule (http/https, a host, no whitespace), and no query or fragment:
+    // paths are appended to it.
+    let ok = super::webhooks::check_url("url", url).is_ok() && !url.contains(['?', '#']);
     if !ok {
         return Err(bad(
             "invalid `url`: the peer's Access base URL (http:// or https://, e.g. `https://access.example.com/access/`)".into(),

@@ -157,7 +157,7 @@ fn check_key(key: &str) -> Result<(), ApiError> {
 }
 
 /// Only `http` and `https`, with a host, no whitespace.
-fn check_url(field: &str, url: &str) -> Result<(), ApiError> {
+pub(crate) fn check_url(field: &str, url: &str) -> Result<(), ApiError> {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"));
