@@ -123,11 +123,11 @@ fn main() {
                 vec!["read".into(), ACTIONS[next(ACTIONS.len())].into()],
             );
         }
-        events.push(Event::PermissionTargetSaved(PermissionTarget {
+        events.push(Event::PermissionTargetSaved(Box::new(PermissionTarget {
             name: format!("target-{t}"),
             repo: Some(section),
             ..Default::default()
-        }));
+        })));
     }
     let classes = ["local", "remote", "federated", "virtual"];
     for r in 0..REPOS {

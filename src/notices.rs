@@ -191,10 +191,10 @@ mod tests {
     #[test]
     fn saved_is_created_then_updated() {
         let mut state = State::default();
-        let saved = Event::PermissionTargetSaved(PermissionTarget {
+        let saved = Event::PermissionTargetSaved(Box::new(PermissionTarget {
             name: "t".into(),
             ..Default::default()
-        });
+        }));
         assert_eq!(classify(&state, &saved)[0].event_type, "created");
         state
             .permissions

@@ -860,7 +860,9 @@ impl State {
             }
             Event::SignedUrlKeyReplaced { version } => self.keys.signed_url_version = *version,
             Event::PermissionTargetSaved(t) => {
-                self.permissions.targets.insert(t.name.clone(), t.clone());
+                self.permissions
+                    .targets
+                    .insert(t.name.clone(), (**t).clone());
                 self.permissions.changed_seq = seq;
             }
             Event::PermissionTargetDeleted { name } => {
@@ -1097,7 +1099,7 @@ impl State {
             Event::UserReplicated { user, .. } => dir.replicate_user(user, seq, now),
             Event::GroupReplicated { group, .. } => dir.replicate_group(group, seq, now),
             Event::PermissionReplicated { target, .. } => {
-                self.apply_event(&Event::PermissionTargetSaved((**target).clone()), seq, now)
+                self.apply_event(&Event::PermissionTargetSaved(target.clone()), seq, now)
             }
             Event::TokenReplicated { issuer, token, .. } => {
                 // Kept like a record issued here, so that the token works here until its

@@ -414,11 +414,11 @@ pub enum Event {
         added: Vec<String>,
         removed: Vec<String>,
     },
-    TokenIssued(TokenIssued),
+    TokenIssued(Box<TokenIssued>),
     /// The old pair stops working; the new one keeps the scope.
     TokenRefreshed {
         old_token_id: String,
-        issued: TokenIssued,
+        issued: Box<TokenIssued>,
     },
     TokenRevoked {
         token_id: String,
@@ -450,7 +450,8 @@ pub enum Event {
         kid: String,
         public_key: String,
     },
-    PermissionTargetSaved(PermissionTarget),
+    /// (Boxed: the largest payload would otherwise set the size of every event.)
+    PermissionTargetSaved(Box<PermissionTarget>),
     PermissionTargetDeleted {
         name: String,
     },
@@ -821,10 +822,10 @@ pub fn samples() -> Vec<Envelope> {
             added: vec!["writers".into()],
             removed: vec!["readers".into()],
         },
-        Event::TokenIssued(sample_token("01jc5x3y4z5a6b7c8d9e0f1g2h")),
+        Event::TokenIssued(Box::new(sample_token("01jc5x3y4z5a6b7c8d9e0f1g2h"))),
         Event::TokenRefreshed {
             old_token_id: "01jc5x3y4z5a6b7c8d9e0f1g2h".into(),
-            issued: sample_token("01jc5x3y4z5a6b7c8d9e0f1g2j"),
+            issued: Box::new(sample_token("01jc5x3y4z5a6b7c8d9e0f1g2j")),
         },
         Event::TokenRevoked {
             token_id: "01jc5x3y4z5a6b7c8d9e0f1g2j".into(),
@@ -849,7 +850,7 @@ pub fn samples() -> Vec<Envelope> {
             kid: "9b8a7c6d5e4f3a2b".into(),
             public_key: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
         },
-        Event::PermissionTargetSaved(PermissionTarget {
+        Event::PermissionTargetSaved(Box::new(PermissionTarget {
             name: "java-developers".into(),
             repo: Some(PermissionSection {
                 include_patterns: vec!["org/acme/**".into()],
@@ -868,7 +869,7 @@ pub fn samples() -> Vec<Envelope> {
             }),
             build: None,
             release_bundle: None,
-        }),
+        })),
         Event::PermissionTargetDeleted {
             name: "java-developers".into(),
         },

@@ -703,7 +703,7 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
         }
         Command::IssueToken(t) => {
             check_token_subject(state, t)?;
-            Ok(vec![Event::TokenIssued(t.clone())])
+            Ok(vec![Event::TokenIssued(Box::new(t.clone()))])
         }
         Command::RefreshToken {
             old_token_id,
@@ -718,7 +718,7 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             check_token_subject(state, issued)?;
             Ok(vec![Event::TokenRefreshed {
                 old_token_id: old_token_id.clone(),
-                issued: issued.clone(),
+                issued: Box::new(issued.clone()),
             }])
         }
         Command::RevokeToken { token_id } => {
@@ -775,7 +775,7 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
                     target.name
                 )));
             }
-            Ok(vec![Event::PermissionTargetSaved(target.clone())])
+            Ok(vec![Event::PermissionTargetSaved(Box::new(target.clone()))])
         }
         Command::DeletePermissionTarget { name } => {
             if !state.permissions.targets.contains_key(name) {
