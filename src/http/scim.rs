@@ -197,9 +197,11 @@ fn base_url(req: &HttpRequest) -> String {
 }
 
 fn scim_json(status: StatusCode, body: &Value) -> HttpResponse {
+    // `to_vec`, not `to_string`: `Display` goes through `fmt::Write` a piece at a time,
+    // which showed in the profile of the `userName eq` hot path.
     HttpResponse::build(status)
         .content_type(CONTENT_TYPE)
-        .body(body.to_string())
+        .body(serde_json::to_vec(body).unwrap_or_default())
 }
 
 /// A resource answer (`body`, projected) with the `ETag` and `Location` of `full`.
