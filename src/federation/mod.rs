@@ -32,6 +32,7 @@ use crate::auth::jwt;
 use crate::domain::UNFEDERATED_USER;
 use crate::keys::KeyRing;
 use crate::personal::PersonalKeys;
+use crate::webhooks::prefixed;
 use crate::writer::{CommandContext, WriterHandle};
 use gatehouse_projections::State;
 use gatehouse_schemas::{
@@ -43,7 +44,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Entities a target may select, and the entity names their changes carry.
 pub const ENTITIES: &[(&str, &str)] = &[
@@ -250,13 +251,6 @@ pub fn render(state: &State, personal: &PersonalKeys, entity: &str, name: &str) 
     c
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// The receive endpoint of a peer whose Access base URL is `url` (`https://h/access/`,
 /// `http://h:8082`, …).
 pub fn peer_endpoint(url: &str, path: &str) -> String {
@@ -287,7 +281,7 @@ pub fn sign(
         .signing_key(&kid)
         .ok_or_else(|| "the private half of the signing key is missing".to_string())?;
     let own = state.service_id.clone().unwrap_or_default();
-    let now = now_ms() / 1000;
+    let now = crate::auth::unix_millis() / 1000;
     let claims = jwt::Claims {
         sub: format!("{own}/federation"),
         scp: scp.into(),
@@ -340,14 +334,6 @@ pub struct Federation {
     senders: Mutex<HashMap<String, SenderHandle>>,
     status: Mutex<HashMap<String, StreamStatus>>,
     stop: AtomicBool,
-}
-
-fn prefixed(tag: u8, key: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(key.len() + 2);
-    k.push(tag);
-    k.extend_from_slice(key.as_bytes());
-    k.push(0);
-    k
 }
 
 fn entry_key(target: &str, position: u64, n: u16) -> Vec<u8> {
@@ -783,7 +769,7 @@ impl Sender {
                         tracing::warn!(error = %e, "cannot record a federation delivery");
                     }
                     f.set_status(&self.name, |s| {
-                        s.last_success_ms = Some(now_ms());
+                        s.last_success_ms = Some(crate::auth::unix_millis());
                         s.last_error = None;
                     });
                 }
@@ -848,7 +834,7 @@ impl Sender {
     /// Send everything the target selects, as of now, then what is gone.
     fn broadcast(&self, agent: &ureq::Agent, target: &FederationTarget) -> Result<u64, String> {
         let f = &self.federation;
-        let started = now_ms();
+        let started = crate::auth::unix_millis();
         f.set_status(&self.name, |s| {
             s.broadcast = BroadcastProgress {
                 state: "running".into(),
@@ -860,12 +846,12 @@ impl Sender {
         f.set_status(&self.name, |s| match &result {
             Ok(_) => {
                 s.broadcast.state = "done".into();
-                s.broadcast.finished = Some(now_ms());
+                s.broadcast.finished = Some(crate::auth::unix_millis());
                 s.last_error = None;
             }
             Err(e) => {
                 s.broadcast.state = "failed".into();
-                s.broadcast.finished = Some(now_ms());
+                s.broadcast.finished = Some(crate::auth::unix_millis());
                 s.broadcast.error = Some(e.clone());
                 s.last_error = Some(e.clone());
             }

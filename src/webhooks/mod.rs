@@ -41,7 +41,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// The name of the sled tree (in `<data-dir>/outbox`) that holds the outboxes, the dead
 /// letters, the delivery history and the cursors, so that one atomic batch can write
@@ -136,14 +136,9 @@ pub struct Attempt {
     pub time_ms: u64,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-fn prefixed(tag: u8, key: &str) -> Vec<u8> {
+/// `<tag><key>\0`: the prefix of one subscription's (or target's) entries in the
+/// outbox tree, shared with `crate::federation`.
+pub(crate) fn prefixed(tag: u8, key: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(key.len() + 2);
     k.push(tag);
     k.extend_from_slice(key.as_bytes());
@@ -1083,7 +1078,7 @@ impl Worker {
                     latency_ms,
                     attempt: p.attempts,
                     outcome: outcome.into(),
-                    time_ms: now_ms(),
+                    time_ms: crate::auth::unix_millis(),
                 };
                 attempts.push(attempt);
                 if outcome == "retrying" {
