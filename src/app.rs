@@ -152,6 +152,7 @@ impl Application {
             log: log_reader,
             data_dir: settings.data_dir.clone(),
             past: std::sync::Mutex::new(Vec::new()),
+            scim_renders: Default::default(),
         });
         // Index which events shape which user now, in the background, so that the first
         // one-user `as_of` read does not pay for it.

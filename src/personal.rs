@@ -24,6 +24,9 @@ pub const ERASED: &str = "[erased]";
 pub struct PersonalKeys {
     dir: PathBuf,
     cache: RwLock<HashMap<String, Option<[u8; 32]>>>,
+    /// Moves on every destroyed key: what was decrypted before may now read as erased
+    /// (caches of decrypted renderings compare it).
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +45,7 @@ impl PersonalKeys {
         Ok(PersonalKeys {
             dir,
             cache: RwLock::new(HashMap::new()),
+            epoch: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -159,7 +163,14 @@ impl PersonalKeys {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id.to_string(), None);
+        self.epoch
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
+    }
+
+    /// How many keys this process destroyed (see the field).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 

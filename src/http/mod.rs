@@ -62,6 +62,8 @@ pub struct AppState {
     pub deliveries: Arc<crate::webhooks::Deliveries>,
     /// The federation stream's senders and status.
     pub federation: Arc<crate::federation::Federation>,
+    /// Rendered SCIM users, reused while nothing they show changed.
+    pub scim_renders: crate::scim::render_cache::RenderCache,
 }
 
 /// The key id of a user's encrypted personal data, if any is encrypted.

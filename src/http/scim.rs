@@ -12,7 +12,9 @@ use super::{written, AppState};
 use crate::domain::{self, Command, NewGroup, NewUser, UserChanges};
 use crate::personal::PersonalKeys;
 use crate::scim::filter::{self, Filter};
+use crate::scim::render_cache::{Rendered, Stamp};
 use crate::scim::{self, patch, Kind};
+use std::sync::Arc;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use gatehouse_projections::{Group, State, User};
@@ -350,6 +352,63 @@ pub fn render_user(s: &State, u: &User, base: &str, keys: &PersonalKeys) -> Valu
         }),
     );
     Value::Object(doc)
+}
+
+/// [`render_user`], serialised, from the render cache when nothing it shows changed.
+fn rendered_user(app: &AppState, s: &State, u: &User, base: &str) -> Arc<Rendered> {
+    let stamp = Stamp {
+        updated_seq: u.updated_seq,
+        group_seqs: u
+            .groups
+            .iter()
+            .map(|g| s.directory.groups.get(g).map_or(0, |g| g.updated_seq))
+            .collect(),
+        keys_epoch: app.personal.epoch(),
+        base: base.to_string(),
+    };
+    if let Some(r) = app.scim_renders.get(&u.username, &stamp) {
+        return r;
+    }
+    let full = render_user(s, u, base, &app.personal);
+    let r = Arc::new(Rendered {
+        json: serde_json::to_vec(&full).unwrap_or_default(),
+        version: version(u.updated_seq),
+        location: format!("{base}/Users/{}", user_id(u)),
+    });
+    app.scim_renders.put(&u.username, stamp, r.clone());
+    r
+}
+
+/// `userName eq "x"` with the whole resource asked for: the list answer written around
+/// the cached rendering, byte for byte what [`list_response`] would serialise (its keys
+/// in the same, sorted, order).
+fn username_eq_answer(app: &AppState, s: &State, kinds: &[Kind], q: &Query, base: &str) -> Option<Vec<u8>> {
+    if kinds != [Kind::User]
+        || q.sort_by.is_some()
+        || !q.attributes.is_empty()
+        || !q.excluded.is_empty()
+    {
+        return None;
+    }
+    let name = q.filter.as_ref().and_then(Filter::as_username_eq)?;
+    let user = s.directory.users.get(&name.to_lowercase());
+    let shown = user.filter(|_| q.start == 1 && q.count > 0);
+    let mut out = Vec::with_capacity(1600);
+    out.extend_from_slice(b"{\"Resources\":[");
+    if let Some(u) = shown {
+        out.extend_from_slice(&rendered_user(app, s, u, base).json);
+    }
+    out.extend_from_slice(
+        format!(
+            "],\"itemsPerPage\":{},\"schemas\":[\"{}\"],\"startIndex\":{},\"totalResults\":{}}}",
+            usize::from(shown.is_some()),
+            scim::LIST_SCHEMA,
+            q.start,
+            usize::from(user.is_some()),
+        )
+        .as_bytes(),
+    );
+    Some(out)
 }
 
 pub fn render_group(s: &State, g: &Group, base: &str) -> Value {
@@ -858,6 +917,9 @@ async fn list(req: HttpRequest, kinds: &[Kind]) -> Result<HttpResponse> {
     let app = app_of(&req);
     let base = base_url(&req);
     let s = app.view(&req);
+    if let Some(body) = username_eq_answer(&app, &s, kinds, &q, &base) {
+        return Ok(HttpResponse::Ok().content_type(CONTENT_TYPE).body(body));
+    }
     Ok(scim_json(
         StatusCode::OK,
         &run_query(&s, kinds, &q, &base, &app.personal),
@@ -882,6 +944,9 @@ async fn search(req: HttpRequest, body: web::Bytes, kinds: &[Kind]) -> Result<Ht
     let app = app_of(&req);
     let base = base_url(&req);
     let s = app.read();
+    if let Some(body) = username_eq_answer(&app, &s, kinds, &q, &base) {
+        return Ok(HttpResponse::Ok().content_type(CONTENT_TYPE).body(body));
+    }
     Ok(scim_json(
         StatusCode::OK,
         &run_query(&s, kinds, &q, &base, &app.personal),
@@ -943,6 +1008,21 @@ async fn get_user(req: HttpRequest, path: web::Path<String>) -> Result<HttpRespo
         if v == version(u.updated_seq) {
             return Ok(HttpResponse::NotModified().finish());
         }
+    }
+    let attributes = list_param(&req, "attributes")?;
+    let excluded = list_param(&req, "excludedAttributes")?;
+    if attributes.is_empty() && excluded.is_empty() {
+        // The whole resource: the cached rendering as it is.
+        let r = rendered_user(&app, &s, u, &base);
+        let mut res = HttpResponse::Ok()
+            .content_type(CONTENT_TYPE)
+            .body(r.json.clone());
+        for (name, value) in [(header::ETAG, &r.version), (header::LOCATION, &r.location)] {
+            if let Ok(v) = header::HeaderValue::from_str(value) {
+                res.headers_mut().insert(name, v);
+            }
+        }
+        return Ok(res);
     }
     answer(
         &req,

@@ -13,6 +13,7 @@
 
 pub mod filter;
 pub mod patch;
+pub mod render_cache;
 
 use serde_json::{Map, Value};
 use std::sync::OnceLock;

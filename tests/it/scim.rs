@@ -597,3 +597,118 @@ fn a_rename_keeps_the_id_and_moves_the_sign_in_name() {
     assert_eq!(admin.delete(&format!("{S}/Users/hank")).status, 204);
     assert_eq!(admin.get("/access/api/v2/users/henry").status, 404);
 }
+
+/// Users are answered from a cache of renderings (the `userName eq` and GET-by-id hot
+/// paths): every change a user resource shows must reach it, and the cached answer must
+/// be the one the general query path gives.
+#[test]
+fn cached_user_renderings_follow_every_change_they_show() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = scim(
+        &admin,
+        "POST",
+        "/Users",
+        &json!({"schemas": [USER], "userName": "dora", "emails": [{"value": "dora@example.com", "type": "work"}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = scim(
+        &admin,
+        "POST",
+        "/Groups",
+        &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "Team One", "members": [{"value": "dora"}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let group = r.json()["id"].as_str().unwrap().to_string();
+    let eq = format!("{S}/Users?filter=userName%20eq%20%22DORA%22");
+    let by_id = format!("{S}/Users/dora");
+    let both = |admin: &Client| -> (Value, Value) {
+        let a = admin.get(&eq);
+        let b = admin.get(&by_id);
+        assert_eq!(a.status, 200, "{}", a.text);
+        assert_eq!(b.status, 200, "{}", b.text);
+        assert!(a.header("content-type").unwrap().starts_with("application/scim+json"));
+        assert_eq!(b.header("etag"), b.json()["meta"]["version"].as_str());
+        assert_eq!(b.header("location"), b.json()["meta"]["location"].as_str());
+        let list = a.json();
+        assert_eq!(list["Resources"][0], b.json(), "eq and GET by id agree");
+        (list, b.json())
+    };
+    let (_, u) = both(&admin);
+    assert_eq!(u["groups"][0]["display"], "Team One");
+    // Asked twice (the second from the cache): the same answer as the scan with a sort,
+    // which never takes the cached path, for a hit, a miss and pages past the hit.
+    for query in [
+        "filter=userName%20eq%20%22dora%22",
+        "filter=userName%20eq%20%22nobody%22",
+        "filter=userName%20eq%20%22dora%22&startIndex=2",
+        "filter=userName%20eq%20%22dora%22&count=0",
+    ] {
+        for _ in 0..2 {
+            let fast = admin.get(&format!("{S}/Users?{query}"));
+            let scan = admin.get(&format!("{S}/Users?{query}&sortBy=userName"));
+            assert_eq!(fast.status, 200, "{}", fast.text);
+            assert_eq!(fast.json(), scan.json(), "{query}");
+        }
+    }
+    // The group's display name is shown on the user: renaming the group reaches it.
+    let r = scim(
+        &admin,
+        "PATCH",
+        &format!("/Groups/{group}"),
+        &patch_ops(json!([{"op": "replace", "path": "displayName", "value": "Team Two"}])),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (_, u) = both(&admin);
+    assert_eq!(u["groups"][0]["display"], "Team Two");
+    // The user's own attributes, and `active`.
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Users/dora",
+        &patch_ops(json!([{"op": "replace", "path": "active", "value": false},
+                         {"op": "add", "path": "nickName", "value": "D"}])),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (_, u) = both(&admin);
+    assert_eq!(u["active"], false);
+    assert_eq!(u["nickName"], "D");
+    // The v2 API changes the same user.
+    admin.patch(
+        "/access/api/v2/users/dora",
+        &json!({"email": "dora@new.example.com"}),
+    );
+    let (_, u) = both(&admin);
+    assert!(
+        u["emails"].to_string().contains("dora@new.example.com"),
+        "{u}"
+    );
+    // Membership removed, then the group deleted: both reach the user.
+    let r = scim(
+        &admin,
+        "PATCH",
+        &format!("/Groups/{group}"),
+        &patch_ops(json!([{"op": "remove", "path": "members[value eq \"dora\"]"}])),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (_, u) = both(&admin);
+    assert!(u.get("groups").is_none(), "{u}");
+    admin.patch(
+        &format!("/access/api/v2/groups/{group}/members"),
+        &json!({"add": ["dora"]}),
+    );
+    let (_, u) = both(&admin);
+    assert_eq!(u["groups"][0]["value"], group.as_str());
+    let r = scim(&admin, "DELETE", &format!("/Groups/{group}"), &json!({}));
+    assert_eq!(r.status, 204, "{}", r.text);
+    let (_, u) = both(&admin);
+    assert!(u.get("groups").is_none(), "{u}");
+    // Another Host: the absolute URLs are that host's, not the cached one's.
+    let r = admin.get_with(&by_id, &[("host", "scim.example.test")]);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json()["meta"]["location"],
+        "http://scim.example.test/access/api/v1/scim/v2/Users/dora"
+    );
+}
