@@ -7,7 +7,7 @@ use gatehouse::Config;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,8 @@ pub struct Receiver {
     pub status: Arc<AtomicU16>,
     pub hang: Arc<AtomicBool>,
     pub seen: Arc<Mutex<Vec<Received>>>,
+    /// When set to n: the first attempt at every position divisible by n answers 503.
+    pub flaky_every: Arc<AtomicU64>,
 }
 
 impl Receiver {
@@ -51,13 +53,16 @@ impl Receiver {
         let status = Arc::new(AtomicU16::new(200));
         let hang = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (st, hg, sn) = (status.clone(), hang.clone(), seen.clone());
+        let flaky_every = Arc::new(AtomicU64::new(0));
+        let failed_once = Arc::new(Mutex::new(std::collections::HashSet::new()));
+        let (st, hg, sn, fl) = (status.clone(), hang.clone(), seen.clone(), flaky_every.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 let (st, hg, sn) = (st.clone(), hg.clone(), sn.clone());
+                let flaky = (fl.clone(), failed_once.clone());
                 // One thread per connection: a hanging one must not block the others.
-                std::thread::spawn(move || serve(stream, st, hg, sn));
+                std::thread::spawn(move || serve(stream, st, hg, sn, flaky));
             }
         });
         Receiver {
@@ -65,6 +70,7 @@ impl Receiver {
             status,
             hang,
             seen,
+            flaky_every,
         }
     }
 
@@ -96,6 +102,7 @@ fn serve(
     status: Arc<AtomicU16>,
     hang: Arc<AtomicBool>,
     seen: Arc<Mutex<Vec<Received>>>,
+    (flaky_every, failed_once): (Arc<AtomicU64>, Arc<Mutex<std::collections::HashSet<u64>>>),
 ) {
     let mut reader = BufReader::new(stream);
     loop {
@@ -122,7 +129,17 @@ fn serve(
             std::thread::sleep(Duration::from_secs(3600));
             return;
         }
-        let code = status.load(Ordering::SeqCst);
+        let mut code = status.load(Ordering::SeqCst);
+        let every = flaky_every.load(Ordering::SeqCst);
+        if every > 0 {
+            let position = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v["position"].as_u64())
+                .unwrap_or(1);
+            if position % every == 0 && failed_once.lock().unwrap().insert(position) {
+                code = 503;
+            }
+        }
         if (200..300).contains(&code) {
             seen.lock().unwrap().push(Received { head, body });
         }
@@ -330,6 +347,56 @@ fn deliveries_wait_for_a_receiver_that_is_down_and_keep_their_order() {
     assert_eq!(seen, positions);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(rx.events().len(), 15);
+}
+
+/// Concurrent writers make rounds of several events, so outbox entries hold several
+/// deliveries; a receiver that refuses some of them the first time makes the worker
+/// stop in the middle of an entry. Everything still arrives exactly once (no crash
+/// here), in log order.
+#[test]
+fn a_retry_in_the_middle_of_a_batch_keeps_order_and_repeats_nothing() {
+    let app = TestApp::spawn_with(Config {
+        webhook_max_attempts: 1000,
+        ..quick_retries()
+    });
+    let admin = app.admin();
+    let rx = Receiver::start();
+    rx.flaky_every.store(7, Ordering::SeqCst);
+    subscribe(&admin, "batched", &rx.url, &["created"], &[]);
+    let positions = Arc::new(Mutex::new(Vec::new()));
+    let writers: Vec<_> = (0..8)
+        .map(|t| {
+            let (client, positions) = (app.admin(), positions.clone());
+            std::thread::spawn(move || {
+                for i in 0..12 {
+                    let p = create_user(&client, &format!("w{t}-{i:02}"));
+                    positions.lock().unwrap().push(p);
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let mut positions = positions.lock().unwrap().clone();
+    positions.sort_unstable();
+    let got = rx.wait_for(positions.len(), 30);
+    let seen: Vec<u64> = got
+        .iter()
+        .map(|r| r.json()["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seen, positions, "each once, in log order");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(rx.events().len(), positions.len(), "nothing repeated");
+    let status = admin.get(&format!("{SUBS}/batched/deliveries")).json();
+    assert_eq!(status["pending_count"], 0, "{status}");
+    let retried = status["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["outcome"] == "retrying")
+        .count();
+    assert!(retried > 0, "the receiver refused some first attempts: {status}");
 }
 
 #[test]
