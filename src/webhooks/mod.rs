@@ -396,6 +396,47 @@ pub struct Deliveries {
     federation: Arc<crate::federation::Federation>,
     /// A read handle on the log, for workers that catch up from it.
     log: EventLog,
+    /// Bodies decrypted lately (one notice goes to every subscription that takes it).
+    opened: OpenedBodies,
+}
+
+/// How many decrypted bodies [`OpenedBodies`] keeps.
+const OPENED_KEEP: usize = 2048;
+
+/// The bodies workers decrypted lately, by (position, notice). The dispatcher encrypts a
+/// notice's body once for all the subscriptions it goes to, and their workers send it at
+/// about the same time: one decryption serves them all, instead of one each (which was
+/// the largest cost of a delivery after the HTTP request). An entry is used only for
+/// the very ciphertext it was decrypted from. Bounded; process memory only.
+#[derive(Default)]
+struct OpenedBodies {
+    recent: Mutex<(HashMap<(u64, u16), (String, Arc<str>)>, std::collections::VecDeque<(u64, u16)>)>,
+}
+
+impl OpenedBodies {
+    fn open(&self, personal: &PersonalKeys, p: &Pending) -> Option<Arc<str>> {
+        let id = (p.position, p.notice);
+        {
+            let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((sealed, plain)) = recent.0.get(&id) {
+                if *sealed == p.body {
+                    return Some(plain.clone());
+                }
+            }
+        }
+        let plain: Arc<str> = personal.decrypt(&p.body)?.into();
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let (map, order) = &mut *recent;
+        if map.insert(id, (p.body.clone(), plain.clone())).is_none() {
+            order.push_back(id);
+            while order.len() > OPENED_KEEP {
+                if let Some(old) = order.pop_front() {
+                    map.remove(&old);
+                }
+            }
+        }
+        Some(plain)
+    }
 }
 
 /// A subscription's delivery status.
@@ -432,6 +473,7 @@ impl Deliveries {
             history: Mutex::new(HashMap::new()),
             federation,
             log: log.reader(),
+            opened: OpenedBodies::default(),
         });
         let cursor = tree
             .get(b"c")?
@@ -1287,8 +1329,8 @@ impl Worker {
     ) -> Result<u16, String> {
         let event = self
             .deliveries
-            .personal
-            .decrypt(&p.body)
+            .opened
+            .open(&self.deliveries.personal, p)
             .ok_or_else(|| "the stored event cannot be decrypted".to_string())?;
         let event = if p.bare_body {
             format!(
@@ -1297,7 +1339,7 @@ impl Worker {
                 event.get(1..).unwrap_or("}")
             )
         } else {
-            event
+            event.to_string()
         };
         let (body, headers) = build_request(
             h,
@@ -1442,6 +1484,31 @@ mod tests {
         assert_eq!(lens("a"), vec![(1, WORKER_CHUNK), (WORKER_CHUNK as u64 + 1, 5)]);
         assert_eq!(lens("b"), vec![(2, (WORKER_CHUNK + 5) / 2)]);
         assert!(lens("gone").is_empty());
+    }
+
+    #[test]
+    fn a_body_is_decrypted_once_for_all_its_subscriptions() {
+        let dir = tempfile::tempdir().unwrap();
+        let personal = PersonalKeys::open(dir.path()).unwrap();
+        let key = personal.named(SECRETS_KEY).unwrap();
+        let opened = OpenedBodies::default();
+        let mut p = pending(5, 0);
+        p.body = personal.encrypt(&key, r#"{"position":5}"#).unwrap();
+        let a = opened.open(&personal, &p).unwrap();
+        let b = opened.open(&personal, &p).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "the second subscription reuses it");
+        // Another ciphertext under the same (position, notice) is decrypted for itself.
+        let mut q = p.clone();
+        q.body = personal.encrypt(&key, r#"{"position":5,"other":1}"#).unwrap();
+        assert_eq!(&*opened.open(&personal, &q).unwrap(), r#"{"position":5,"other":1}"#);
+        // Bounded.
+        for pos in 0..(OPENED_KEEP as u64 + 10) {
+            let mut r = p.clone();
+            r.position = pos;
+            opened.open(&personal, &r).unwrap();
+        }
+        let recent = opened.recent.lock().unwrap();
+        assert!(recent.0.len() <= OPENED_KEEP && recent.1.len() <= OPENED_KEEP);
     }
 
     #[test]
