@@ -229,6 +229,31 @@ pub fn open_db(config: sled::Config, dir: &Path) -> Result<sled::Db, LogError> {
 /// Events per message between the reading thread and the applying thread of a walk.
 const WALK_BATCH: usize = 1024;
 
+/// Verified, not yet decoded events on their way from the reading to the decoding
+/// thread of a walk: their bytes back to back, one allocation a batch.
+#[derive(Default)]
+struct RawBatch {
+    bytes: Vec<u8>,
+    /// (position, end of its bytes)
+    ends: Vec<(u64, usize)>,
+}
+
+impl RawBatch {
+    fn push(&mut self, seq: u64, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+        self.ends.push((seq, self.bytes.len()));
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> + '_ {
+        let mut start = 0;
+        self.ends.iter().map(move |&(seq, end)| {
+            let b = &self.bytes[start..end];
+            start = end;
+            (seq, b)
+        })
+    }
+}
+
 impl EventLog {
     /// Open (or create) the log under `dir`.
     pub fn open(dir: &Path) -> Result<EventLog, LogError> {
@@ -475,14 +500,18 @@ impl EventLog {
         to: Option<u64>,
         mut each: impl FnMut(Envelope),
     ) -> Result<ChainReport, LogError> {
+        // Three stages, each on its own thread: read and verify the chain, decode, apply
+        // (the caller's). Decoding named msgpack is about as costly as the other two
+        // together, so with two of them on one thread that thread held replay back.
+        let (raw_tx, raw_rx) = crossbeam_channel::bounded::<RawBatch>(8);
         let (tx, rx) = crossbeam_channel::bounded::<Vec<Envelope>>(8);
         std::thread::scope(|scope| {
             let reader = scope.spawn(move || -> Result<ChainReport, LogError> {
                 let mut prev = prev;
                 let mut expected = from.max(1);
                 let mut count = 0;
-                let mut batch = Vec::with_capacity(WALK_BATCH);
-                self.for_each_raw(expected, to, |seq, hash, bytes| {
+                let mut batch = RawBatch::default();
+                let read = self.for_each_raw(expected, to, |seq, hash, bytes| {
                     if seq != expected {
                         return Err(LogError::ChainBroken {
                             seq: expected,
@@ -498,29 +527,10 @@ impl EventLog {
                             reason: "the stored hash does not match the event".into(),
                         });
                     }
-                    let env = decode(bytes).map_err(|e| LogError::Undecodable {
-                        seq,
-                        reason: e.to_string(),
-                    })?;
-                    if env.seq != seq {
-                        return Err(LogError::ChainBroken {
-                            seq,
-                            reason: format!(
-                                "the event stored at position {seq} says it is position {}",
-                                env.seq
-                            ),
-                        });
-                    }
-                    batch.push(env);
-                    if batch.len() == WALK_BATCH {
+                    batch.push(seq, bytes);
+                    if batch.ends.len() == WALK_BATCH {
                         // A closed channel means the caller stopped: stop reading too.
-                        if tx
-                            .send(std::mem::replace(
-                                &mut batch,
-                                Vec::with_capacity(WALK_BATCH),
-                            ))
-                            .is_err()
-                        {
+                        if raw_tx.send(std::mem::take(&mut batch)).is_err() {
                             return Ok(false);
                         }
                     }
@@ -528,14 +538,52 @@ impl EventLog {
                     expected += 1;
                     count += 1;
                     Ok(true)
-                })?;
-                if !batch.is_empty() {
-                    let _ = tx.send(batch);
+                });
+                // What was verified before a break is decoded and applied too.
+                if !batch.ends.is_empty() {
+                    let _ = raw_tx.send(batch);
                 }
+                read?;
                 Ok(ChainReport {
                     events: count,
                     head_hash: prev,
                 })
+            });
+            let decoder = scope.spawn(move || -> Result<(), LogError> {
+                for raw in raw_rx.iter() {
+                    let mut out = Vec::with_capacity(raw.ends.len());
+                    let mut failed = None;
+                    for (seq, bytes) in raw.iter() {
+                        match decode(bytes) {
+                            Ok(env) if env.seq == seq => out.push(env),
+                            Ok(env) => {
+                                failed = Some(LogError::ChainBroken {
+                                    seq,
+                                    reason: format!(
+                                        "the event stored at position {seq} says it is position {}",
+                                        env.seq
+                                    ),
+                                });
+                                break;
+                            }
+                            Err(e) => {
+                                failed = Some(LogError::Undecodable {
+                                    seq,
+                                    reason: e.to_string(),
+                                });
+                                break;
+                            }
+                        }
+                    }
+                    let stopped = tx.send(out).is_err();
+                    if let Some(e) = failed {
+                        return Err(e);
+                    }
+                    if stopped {
+                        return Ok(());
+                    }
+                }
+                Ok(())
             });
             // Events before a break are still applied: the caller sees everything up to
             // the first bad position, and the error names that position.
@@ -544,7 +592,14 @@ impl EventLog {
                     each(env);
                 }
             }
-            reader.join().expect("the log reader thread does not panic")
+            // The decoder only saw positions before any the reader refused, so its
+            // error, if it has one, is the first.
+            let decoded = decoder
+                .join()
+                .expect("the log decoder thread does not panic");
+            let read = reader.join().expect("the log reader thread does not panic");
+            decoded?;
+            read
         })
     }
 
@@ -883,6 +938,47 @@ mod tests {
                 name: format!("g{seq}"),
             },
         }
+    }
+
+    /// The walk reads, decodes and applies on three threads: an event that does not
+    /// decode in the middle of a batch still stops it at its own position, after every
+    /// event before it was applied, and before a broken link further on.
+    #[test]
+    fn a_walk_stops_at_the_first_bad_position_after_applying_the_ones_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = EventLog::open(dir.path()).unwrap();
+        let n = 3 * WALK_BATCH as u64;
+        log.append(&(1..=n).map(env).collect::<Vec<_>>()).unwrap();
+        let bad = WALK_BATCH as u64 + 17;
+        let prev = log.hash_at(bad - 1).unwrap().unwrap();
+        let garbage = b"\xc1 not messagepack".to_vec();
+        let mut value = chain_hash(&prev, &garbage).to_vec();
+        value.extend_from_slice(&garbage);
+        log.overwrite_raw(bad, value).unwrap();
+        // And a link that is broken later: the earlier position is the one reported.
+        let mut broken = [0u8; 32].to_vec();
+        broken.extend_from_slice(&encode(&env(n - 5)));
+        log.overwrite_raw(n - 5, broken).unwrap();
+        let mut seen = Vec::new();
+        let err = log.walk(1, GENESIS_HASH, |e| seen.push(e.seq)).unwrap_err();
+        assert!(
+            matches!(err, LogError::Undecodable { seq, .. } if seq == bad),
+            "{err}"
+        );
+        assert_eq!(seen, (1..bad).collect::<Vec<_>>());
+        // (Its replacement also breaks the link to the next one, which comes after.)
+        // From further on: the broken link, with everything before it applied.
+        let mut seen = Vec::new();
+        let err = log
+            .walk(bad + 2, log.hash_at(bad + 1).unwrap().unwrap(), |e| {
+                seen.push(e.seq)
+            })
+            .unwrap_err();
+        assert!(
+            matches!(err, LogError::ChainBroken { seq, .. } if seq == n - 5),
+            "{err}"
+        );
+        assert_eq!(seen, (bad + 2..n - 5).collect::<Vec<_>>());
     }
 
     /// Model test against a naive reference (a Vec), with a restart in the middle.
