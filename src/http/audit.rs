@@ -135,10 +135,13 @@ pub fn redact(v: &mut Value) {
 /// One event as the audit trail shows it.
 pub fn render_event(env: &Envelope, hash: &[u8; 32]) -> Value {
     let mut body = serde_json::to_value(&env.event).unwrap_or(Value::Null);
-    // Externally tagged: `{"UserCreated": {...}}` -> `{...}`.
+    // Externally tagged: `{"UserCreated": {...}}` -> `{...}` (moved out, not copied).
     if let Value::Object(m) = &mut body {
         if m.len() == 1 {
-            body = m.values().next().cloned().unwrap_or(Value::Null);
+            body = std::mem::take(m)
+                .into_iter()
+                .next()
+                .map_or(Value::Null, |(_, inner)| inner);
         }
     }
     redact(&mut body);
