@@ -11,15 +11,17 @@
 //! there are no subscriptions), so it can judge each event against the state just
 //! before it (`notices::classify`) and render the entity as the REST API shows it just
 //! after it (or, for a deletion, just before). Every matching (subscription, handler)
-//! becomes an entry of the **outbox**, written in one atomic sled batch together with
-//! the dispatcher's new cursor: a crash loses both or neither, so nothing is skipped.
+//! becomes a delivery in the **outbox** — one entry per subscription holds what a round
+//! found for it — written in one atomic sled batch together with the dispatcher's new
+//! cursor: a crash loses both or neither, so nothing is skipped.
 //!
 //! Each subscription has a **worker** thread that drains its own outbox entries in key
-//! order (= log order), POSTs them, and on success removes the entry, advances the
+//! order (= log order), POSTs their deliveries one by one, and removes the entry (or
+//! rewrites what is left of it, when one is held back for a retry), advances the
 //! subscription's cursor and records the attempt in the delivery history, again in one
 //! batch. A failed attempt is retried with exponential backoff and jitter; after
-//! `webhook-max-attempts` the entry moves to the dead-letter list, from which an admin
-//! can re-drive it. A crash between a POST and its batch means the entry is sent again:
+//! `webhook-max-attempts` the delivery moves to the dead-letter list, from which an admin
+//! can re-drive it. A crash between a POST and its batch means it is sent again:
 //! delivery is at least once, and the idempotency key tells the duplicates apart.
 //!
 //! A slow or dead receiver only holds up its own worker: the dispatcher never waits for
