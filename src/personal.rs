@@ -163,8 +163,7 @@ impl PersonalKeys {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id.to_string(), None);
-        self.epoch
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 

@@ -14,12 +14,12 @@ use crate::personal::PersonalKeys;
 use crate::scim::filter::{self, Filter};
 use crate::scim::render_cache::{Rendered, Stamp};
 use crate::scim::{self, patch, Kind};
-use std::sync::Arc;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use gatehouse_projections::{Group, State, User};
 use gatehouse_schemas::UserStatus;
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 
 pub const BASE: &str = "/access/api/v1/scim/v2";
 const CONTENT_TYPE: &str = "application/scim+json";
@@ -382,7 +382,13 @@ fn rendered_user(app: &AppState, s: &State, u: &User, base: &str) -> Arc<Rendere
 /// `userName eq "x"` with the whole resource asked for: the list answer written around
 /// the cached rendering, byte for byte what [`list_response`] would serialise (its keys
 /// in the same, sorted, order).
-fn username_eq_answer(app: &AppState, s: &State, kinds: &[Kind], q: &Query, base: &str) -> Option<Vec<u8>> {
+fn username_eq_answer(
+    app: &AppState,
+    s: &State,
+    kinds: &[Kind],
+    q: &Query,
+    base: &str,
+) -> Option<Vec<u8>> {
     if kinds != [Kind::User]
         || q.sort_by.is_some()
         || !q.attributes.is_empty()

@@ -412,7 +412,10 @@ const OPENED_KEEP: usize = 2048;
 /// the very ciphertext it was decrypted from. Bounded; process memory only.
 #[derive(Default)]
 struct OpenedBodies {
-    recent: Mutex<(HashMap<(u64, u16), (String, Arc<str>)>, std::collections::VecDeque<(u64, u16)>)>,
+    recent: Mutex<(
+        HashMap<(u64, u16), (String, Arc<str>)>,
+        std::collections::VecDeque<(u64, u16)>,
+    )>,
 }
 
 impl OpenedBodies {
@@ -1417,7 +1420,9 @@ mod tests {
         assert_eq!(entry_len(&v), 3);
         let back = decode_entry(&v).unwrap();
         assert_eq!(
-            back.iter().map(|p| (p.position, p.handler)).collect::<Vec<_>>(),
+            back.iter()
+                .map(|p| (p.position, p.handler))
+                .collect::<Vec<_>>(),
             vec![(5, 0), (5, 1), (9, 0)]
         );
         // One delivery on its own (a dead letter, or an outbox from before lists), in
@@ -1454,7 +1459,10 @@ mod tests {
         .unwrap();
         assert_eq!(entry_len(&old), 1);
         let one = decode_entry(&old).unwrap();
-        assert_eq!((one.len(), one[0].attempts, one[0].bare_body), (1, 2, false));
+        assert_eq!(
+            (one.len(), one[0].attempts, one[0].bare_body),
+            (1, 2, false)
+        );
         assert!(decode_entry(b"not an entry").is_none());
     }
 
@@ -1483,7 +1491,10 @@ mod tests {
                 })
                 .collect()
         };
-        assert_eq!(lens("a"), vec![(1, WORKER_CHUNK), (WORKER_CHUNK as u64 + 1, 5)]);
+        assert_eq!(
+            lens("a"),
+            vec![(1, WORKER_CHUNK), (WORKER_CHUNK as u64 + 1, 5)]
+        );
         assert_eq!(lens("b"), vec![(2, (WORKER_CHUNK + 5) / 2)]);
         assert!(lens("gone").is_empty());
     }
@@ -1501,8 +1512,13 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &b), "the second subscription reuses it");
         // Another ciphertext under the same (position, notice) is decrypted for itself.
         let mut q = p.clone();
-        q.body = personal.encrypt(&key, r#"{"position":5,"other":1}"#).unwrap();
-        assert_eq!(&*opened.open(&personal, &q).unwrap(), r#"{"position":5,"other":1}"#);
+        q.body = personal
+            .encrypt(&key, r#"{"position":5,"other":1}"#)
+            .unwrap();
+        assert_eq!(
+            &*opened.open(&personal, &q).unwrap(),
+            r#"{"position":5,"other":1}"#
+        );
         // Bounded.
         for pos in 0..(OPENED_KEEP as u64 + 10) {
             let mut r = p.clone();

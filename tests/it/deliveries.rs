@@ -55,7 +55,12 @@ impl Receiver {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let flaky_every = Arc::new(AtomicU64::new(0));
         let failed_once = Arc::new(Mutex::new(std::collections::HashSet::new()));
-        let (st, hg, sn, fl) = (status.clone(), hang.clone(), seen.clone(), flaky_every.clone());
+        let (st, hg, sn, fl) = (
+            status.clone(),
+            hang.clone(),
+            seen.clone(),
+            flaky_every.clone(),
+        );
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
@@ -396,7 +401,10 @@ fn a_retry_in_the_middle_of_a_batch_keeps_order_and_repeats_nothing() {
         .iter()
         .filter(|a| a["outcome"] == "retrying")
         .count();
-    assert!(retried > 0, "the receiver refused some first attempts: {status}");
+    assert!(
+        retried > 0,
+        "the receiver refused some first attempts: {status}"
+    );
 }
 
 #[test]

@@ -628,7 +628,10 @@ fn cached_user_renderings_follow_every_change_they_show() {
         let b = admin.get(&by_id);
         assert_eq!(a.status, 200, "{}", a.text);
         assert_eq!(b.status, 200, "{}", b.text);
-        assert!(a.header("content-type").unwrap().starts_with("application/scim+json"));
+        assert!(a
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/scim+json"));
         assert_eq!(b.header("etag"), b.json()["meta"]["version"].as_str());
         assert_eq!(b.header("location"), b.json()["meta"]["location"].as_str());
         let list = a.json();
