@@ -155,6 +155,13 @@ fn serve(
     }
 }
 
+/// The log positions of the deliveries a receiver got, in the order it got them.
+fn positions_of(got: &[Received]) -> Vec<u64> {
+    got.iter()
+        .map(|r| r.json()["position"].as_u64().unwrap())
+        .collect()
+}
+
 fn quick_retries() -> Config {
     Config {
         webhook_retry_base_ms: 30,
@@ -345,10 +352,7 @@ fn deliveries_wait_for_a_receiver_that_is_down_and_keep_their_order() {
     // The receiver comes up: everything arrives, once each, in log order.
     let rx = Receiver::on(TcpListener::bind(("127.0.0.1", port)).unwrap());
     let got = rx.wait_for(15, 30);
-    let seen: Vec<u64> = got
-        .iter()
-        .map(|r| r.json()["position"].as_u64().unwrap())
-        .collect();
+    let seen = positions_of(&got);
     assert_eq!(seen, positions);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(rx.events().len(), 15);
@@ -386,10 +390,7 @@ fn a_retry_in_the_middle_of_a_batch_keeps_order_and_repeats_nothing() {
     let mut positions = positions.lock().unwrap().clone();
     positions.sort_unstable();
     let got = rx.wait_for(positions.len(), 30);
-    let seen: Vec<u64> = got
-        .iter()
-        .map(|r| r.json()["position"].as_u64().unwrap())
-        .collect();
+    let seen = positions_of(&got);
     assert_eq!(seen, positions, "each once, in log order");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(rx.events().len(), positions.len(), "nothing repeated");
@@ -441,10 +442,7 @@ fn an_outbox_that_fills_up_is_refilled_from_the_log_in_order() {
     assert!(most_pending < 20, "the outbox stayed small: {most_pending}");
     let rx = Receiver::on(TcpListener::bind(("127.0.0.1", port)).unwrap());
     let got = rx.wait_for(41, 30);
-    let seen: Vec<u64> = got
-        .iter()
-        .map(|r| r.json()["position"].as_u64().unwrap())
-        .collect();
+    let seen = positions_of(&got);
     assert_eq!(seen, positions, "all of them, once, in log order");
     let last = got.last().unwrap().json();
     assert_eq!(last["event_type"], "deleted");
@@ -672,11 +670,7 @@ fn after_a_sigkill_every_acknowledged_event_is_delivered_at_least_once() {
     let server = ServerProcess::start_with_config(&data, &config);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let got: std::collections::BTreeSet<u64> = rx
-            .events()
-            .iter()
-            .map(|r| r.json()["position"].as_u64().unwrap())
-            .collect();
+        let got: std::collections::BTreeSet<u64> = positions_of(&rx.events()).into_iter().collect();
         if acked.iter().all(|p| got.contains(p)) {
             break;
         }
