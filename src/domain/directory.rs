@@ -1,0 +1,614 @@
+//! Decides the directory: the service's first start, users, groups, their passwords,
+//! lock state and membership, and the SCIM saves and deletes of users and groups.
+
+use super::{dedup, group_must_exist, user_must_exist, DomainError, INTERNAL_REALM};
+use gatehouse_projections::State;
+use gatehouse_schemas::{Event, GroupCreated, GroupUpdated, UserCreated, UserStatus, UserUpdated};
+use std::collections::BTreeSet;
+
+/// A new user, validated and with its password already hashed.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: String,
+    pub email: Option<String>,
+    pub password_hash: Option<String>,
+    pub admin: bool,
+    pub profile_updatable: bool,
+    pub internal_password_disabled: bool,
+    pub disable_ui_access: bool,
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UserChanges {
+    pub email: Option<String>,
+    pub password_hash: Option<String>,
+    pub admin: Option<bool>,
+    pub profile_updatable: Option<bool>,
+    pub internal_password_disabled: Option<bool>,
+    pub disable_ui_access: Option<bool>,
+    /// Only `enabled` or `disabled` (locking has its own commands).
+    pub status: Option<UserStatus>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewGroup {
+    pub name: String,
+    pub description: Option<String>,
+    pub auto_join: bool,
+    pub admin_privileges: bool,
+    pub realm: Option<String>,
+    pub realm_attributes: Option<String>,
+    pub external_id: Option<String>,
+    pub members: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct GroupChanges {
+    pub description: Option<String>,
+    pub auto_join: Option<bool>,
+    pub admin_privileges: Option<bool>,
+    pub realm: Option<String>,
+    pub realm_attributes: Option<String>,
+    pub external_id: Option<String>,
+    /// The complete new member list, when given.
+    pub members: Option<Vec<String>>,
+}
+
+/// First start: the service identity and the `admin` user. A no-op on a log that has one.
+pub(super) fn initialize_service(
+    state: &State,
+    service_id: &str,
+    admin_password_hash: &str,
+) -> Result<Vec<Event>, DomainError> {
+    if state.service_id.is_some() {
+        return Ok(vec![]);
+    }
+    Ok(vec![
+        Event::ServiceCreated {
+            service_id: service_id.to_string(),
+        },
+        Event::UserCreated(UserCreated {
+            username: "admin".into(),
+            email: None,
+            password_hash: Some(admin_password_hash.to_string()),
+            admin: true,
+            profile_updatable: true,
+            internal_password_disabled: false,
+            disable_ui_access: false,
+            realm: INTERNAL_REALM.into(),
+            status: UserStatus::Enabled,
+            groups: vec![],
+        }),
+    ])
+}
+
+pub(super) fn create_user(state: &State, u: &NewUser) -> Result<Vec<Event>, DomainError> {
+    let dir = &state.directory;
+    if dir.users.contains_key(&u.username) {
+        return Err(DomainError::AlreadyExists(format!("user `{}`", u.username)));
+    }
+    // A renamed user keeps its old name as its SCIM id.
+    if dir.scim_ids.contains_key(&u.username) {
+        return Err(DomainError::AlreadyExists(format!(
+            "a user with SCIM id `{}`",
+            u.username
+        )));
+    }
+    // Users and access keys sign in by the same name: one namespace. (The other half of
+    // the rule is in `access_keys::save`; a SCIM rename checks it too, in `scim_save_user`.)
+    if state.access_keys.keys.contains_key(&u.username) {
+        return Err(DomainError::Conflict(format!(
+            "`{}` is the name of an access key",
+            u.username
+        )));
+    }
+    if u.password_hash.is_none() && !u.internal_password_disabled {
+        return Err(DomainError::invalid(
+            "password",
+            "is required unless `internal_password_disabled` is true",
+        ));
+    }
+    let mut groups = BTreeSet::new();
+    for (i, g) in u.groups.iter().enumerate() {
+        if !dir.groups.contains_key(g) {
+            return Err(DomainError::invalid(
+                format!("groups[{i}]"),
+                format!("group `{g}` does not exist"),
+            ));
+        }
+        groups.insert(g.clone());
+    }
+    // Groups marked auto-join take every new user.
+    groups.extend(dir.auto_join_groups.iter().cloned());
+    Ok(vec![Event::UserCreated(UserCreated {
+        username: u.username.clone(),
+        email: u.email.clone(),
+        password_hash: if u.internal_password_disabled {
+            None
+        } else {
+            u.password_hash.clone()
+        },
+        admin: u.admin,
+        profile_updatable: u.profile_updatable,
+        internal_password_disabled: u.internal_password_disabled,
+        disable_ui_access: u.disable_ui_access,
+        realm: INTERNAL_REALM.into(),
+        status: UserStatus::Enabled,
+        groups: groups.into_iter().collect(),
+    })])
+}
+
+pub(super) fn update_user(
+    state: &State,
+    username: &str,
+    changes: &UserChanges,
+) -> Result<Vec<Event>, DomainError> {
+    let user = state
+        .directory
+        .users
+        .get(username)
+        .ok_or_else(|| DomainError::NotFound(format!("user `{username}`")))?;
+    if let Some(status) = changes.status {
+        if !matches!(status, UserStatus::Enabled | UserStatus::Disabled) {
+            return Err(DomainError::invalid(
+                "status",
+                "can only be set to `enabled` or `disabled` (use the unlock endpoint for locked users)",
+            ));
+        }
+    }
+    let enabling_password =
+        changes.internal_password_disabled == Some(false) && user.internal_password_disabled;
+    if enabling_password && changes.password_hash.is_none() {
+        return Err(DomainError::invalid(
+            "password",
+            "is required when `internal_password_disabled` becomes false",
+        ));
+    }
+    if changes.internal_password_disabled == Some(true) && changes.password_hash.is_some() {
+        return Err(DomainError::invalid(
+            "password",
+            "cannot be set while `internal_password_disabled` is true",
+        ));
+    }
+    if changes.password_hash.is_some()
+        && user.internal_password_disabled
+        && changes.internal_password_disabled != Some(false)
+    {
+        return Err(DomainError::invalid(
+            "password",
+            "cannot be set while `internal_password_disabled` is true",
+        ));
+    }
+    let mut events = Vec::new();
+    let update = UserUpdated {
+        username: username.to_string(),
+        email: changes.email.clone(),
+        admin: changes.admin,
+        profile_updatable: changes.profile_updatable,
+        internal_password_disabled: changes.internal_password_disabled,
+        disable_ui_access: changes.disable_ui_access,
+        status: changes.status,
+    };
+    // An empty PATCH changes nothing and writes nothing.
+    if update
+        != (UserUpdated {
+            username: username.to_string(),
+            ..Default::default()
+        })
+    {
+        events.push(Event::UserUpdated(update));
+    }
+    if let Some(hash) = &changes.password_hash {
+        events.push(Event::UserPasswordChanged {
+            username: username.to_string(),
+            password_hash: hash.clone(),
+        });
+    }
+    Ok(events)
+}
+
+/// The rest of a user's deletion is not decided here but applied with `UserDeleted`
+/// (`State::apply`, gatehouse-projections): its tokens, its group memberships and its
+/// project memberships go with it. Permission targets keep naming it.
+pub(super) fn delete_user(state: &State, username: &str) -> Result<Vec<Event>, DomainError> {
+    user_must_exist(state, username)?;
+    Ok(vec![Event::UserDeleted {
+        username: username.to_string(),
+    }])
+}
+
+pub(super) fn change_password(
+    state: &State,
+    username: &str,
+    password_hash: &str,
+) -> Result<Vec<Event>, DomainError> {
+    let user = state
+        .directory
+        .users
+        .get(username)
+        .ok_or_else(|| DomainError::NotFound(format!("user `{username}`")))?;
+    if user.internal_password_disabled {
+        return Err(DomainError::invalid(
+            "password",
+            "the user's internal password is disabled",
+        ));
+    }
+    Ok(vec![Event::UserPasswordChanged {
+        username: username.to_string(),
+        password_hash: password_hash.to_string(),
+    }])
+}
+
+pub(super) fn expire_password(state: &State, username: &str) -> Result<Vec<Event>, DomainError> {
+    user_must_exist(state, username)?;
+    Ok(vec![Event::UserPasswordExpired {
+        username: username.to_string(),
+    }])
+}
+
+pub(super) fn lock_user(state: &State, username: &str) -> Result<Vec<Event>, DomainError> {
+    let user = state
+        .directory
+        .users
+        .get(username)
+        .ok_or_else(|| DomainError::NotFound(format!("user `{username}`")))?;
+    if user.status == UserStatus::Locked {
+        return Ok(vec![]);
+    }
+    Ok(vec![Event::UserLocked {
+        username: username.to_string(),
+    }])
+}
+
+pub(super) fn unlock_user(state: &State, username: &str) -> Result<Vec<Event>, DomainError> {
+    let user = state
+        .directory
+        .users
+        .get(username)
+        .ok_or_else(|| DomainError::NotFound(format!("user `{username}`")))?;
+    if user.status != UserStatus::Locked {
+        return Ok(vec![]);
+    }
+    Ok(vec![Event::UserUnlocked {
+        username: username.to_string(),
+    }])
+}
+
+pub(super) fn change_user_groups(
+    state: &State,
+    username: &str,
+    add: &[String],
+    remove: &[String],
+) -> Result<Vec<Event>, DomainError> {
+    let dir = &state.directory;
+    let user = dir
+        .users
+        .get(username)
+        .ok_or_else(|| DomainError::NotFound(format!("user `{username}`")))?;
+    check_add_remove(add, remove, "group", |g| dir.groups.contains_key(g))?;
+    let added: Vec<String> = add
+        .iter()
+        .filter(|g| !user.groups.contains(*g))
+        .cloned()
+        .collect();
+    let removed: Vec<String> = remove
+        .iter()
+        .filter(|g| user.groups.contains(*g))
+        .cloned()
+        .collect();
+    if added.is_empty() && removed.is_empty() {
+        return Ok(vec![]);
+    }
+    Ok(vec![Event::UserGroupsChanged {
+        username: username.to_string(),
+        added: dedup(added),
+        removed: dedup(removed),
+    }])
+}
+
+pub(super) fn create_group(state: &State, g: &NewGroup) -> Result<Vec<Event>, DomainError> {
+    let dir = &state.directory;
+    if dir.groups.contains_key(&g.name) {
+        return Err(DomainError::AlreadyExists(format!("group `{}`", g.name)));
+    }
+    for (i, m) in g.members.iter().enumerate() {
+        if !dir.users.contains_key(m) {
+            return Err(DomainError::invalid(
+                format!("members[{i}]"),
+                format!("user `{m}` does not exist"),
+            ));
+        }
+    }
+    Ok(vec![Event::GroupCreated(GroupCreated {
+        name: g.name.clone(),
+        description: g.description.clone(),
+        auto_join: g.auto_join,
+        admin_privileges: g.admin_privileges,
+        realm: g.realm.clone().unwrap_or_else(|| INTERNAL_REALM.into()),
+        realm_attributes: g.realm_attributes.clone(),
+        external_id: g.external_id.clone(),
+        members: dedup(g.members.clone()),
+    })])
+}
+
+pub(super) fn update_group(
+    state: &State,
+    name: &str,
+    changes: &GroupChanges,
+) -> Result<Vec<Event>, DomainError> {
+    let dir = &state.directory;
+    let group = dir
+        .groups
+        .get(name)
+        .ok_or_else(|| DomainError::NotFound(format!("group `{name}`")))?;
+    let mut events = Vec::new();
+    let update = GroupUpdated {
+        name: name.to_string(),
+        description: changes.description.clone(),
+        auto_join: changes.auto_join,
+        admin_privileges: changes.admin_privileges,
+        realm: changes.realm.clone(),
+        realm_attributes: changes.realm_attributes.clone(),
+        external_id: changes.external_id.clone(),
+    };
+    if update
+        != (GroupUpdated {
+            name: name.to_string(),
+            ..Default::default()
+        })
+    {
+        events.push(Event::GroupUpdated(update));
+    }
+    if let Some(members) = &changes.members {
+        for (i, m) in members.iter().enumerate() {
+            if !dir.users.contains_key(m) {
+                return Err(DomainError::invalid(
+                    format!("members[{i}]"),
+                    format!("user `{m}` does not exist"),
+                ));
+            }
+        }
+        let wanted: BTreeSet<&String> = members.iter().collect();
+        let added: Vec<String> = wanted
+            .iter()
+            .filter(|m| !group.members.contains(**m))
+            .map(|m| (*m).clone())
+            .collect();
+        let removed: Vec<String> = group
+            .members
+            .iter()
+            .filter(|m| !wanted.contains(m))
+            .cloned()
+            .collect();
+        if !added.is_empty() || !removed.is_empty() {
+            events.push(Event::GroupMembersChanged {
+                group: name.to_string(),
+                added,
+                removed,
+            });
+        }
+    }
+    Ok(events)
+}
+
+/// As for a user, the rest of a group's deletion is applied with `GroupDeleted`
+/// (`State::apply`, gatehouse-projections): it leaves its users, the auto-join list and
+/// the projects it is a member of. Permission targets keep naming it.
+pub(super) fn delete_group(state: &State, name: &str) -> Result<Vec<Event>, DomainError> {
+    group_must_exist(state, name)?;
+    Ok(vec![Event::GroupDeleted {
+        name: name.to_string(),
+    }])
+}
+
+pub(super) fn change_group_members(
+    state: &State,
+    group: &str,
+    add: &[String],
+    remove: &[String],
+) -> Result<Vec<Event>, DomainError> {
+    let dir = &state.directory;
+    let g = dir
+        .groups
+        .get(group)
+        .ok_or_else(|| DomainError::NotFound(format!("group `{group}`")))?;
+    check_add_remove(add, remove, "user", |u| dir.users.contains_key(u))?;
+    let added: Vec<String> = add
+        .iter()
+        .filter(|u| !g.members.contains(*u))
+        .cloned()
+        .collect();
+    let removed: Vec<String> = remove
+        .iter()
+        .filter(|u| g.members.contains(*u))
+        .cloned()
+        .collect();
+    if added.is_empty() && removed.is_empty() {
+        return Ok(vec![]);
+    }
+    Ok(vec![Event::GroupMembersChanged {
+        group: group.to_string(),
+        added: dedup(added),
+        removed: dedup(removed),
+    }])
+}
+
+/// SCIM create or replace of a user, as one atomic change: the domain fields, the
+/// password, the SCIM-only attributes and (last) a rename.
+pub(super) fn scim_save_user(
+    state: &State,
+    username: &str,
+    create: Option<&NewUser>,
+    changes: &UserChanges,
+    attributes: &str,
+    rename_to: Option<&str>,
+    if_match: Option<u64>,
+) -> Result<Vec<Event>, DomainError> {
+    let dir = &state.directory;
+    let mut events = Vec::new();
+    if let Some(new) = create {
+        events.extend(create_user(state, new)?);
+    } else {
+        let user = dir
+            .users
+            .get(username)
+            .ok_or_else(|| DomainError::NotFound(format!("user `{username}`")))?;
+        check_version(if_match, user.updated_seq)?;
+        events.extend(update_user(state, username, changes)?);
+    }
+    if create.is_some() && changes.status == Some(UserStatus::Disabled) {
+        events.push(Event::UserUpdated(UserUpdated {
+            username: username.to_string(),
+            status: Some(UserStatus::Disabled),
+            ..Default::default()
+        }));
+    }
+    // Unchanged attributes are not written again.
+    let unchanged = create.is_none()
+        && dir.users.get(username).and_then(|u| u.scim.as_deref()) == Some(attributes);
+    if !unchanged {
+        events.push(Event::UserScimSaved {
+            username: username.to_string(),
+            attributes: attributes.to_string(),
+        });
+    }
+    if let Some(to) = rename_to.filter(|t| *t != username) {
+        let own_id = dir.scim_ids.get(to).is_some_and(|n| n == username);
+        if dir.users.contains_key(to) || (dir.scim_ids.contains_key(to) && !own_id) {
+            return Err(DomainError::AlreadyExists(format!("user `{to}`")));
+        }
+        // The namespace shared with access keys, as in `create_user`.
+        if state.access_keys.keys.contains_key(to) {
+            return Err(DomainError::Conflict(format!(
+                "`{to}` is the name of an access key"
+            )));
+        }
+        events.push(Event::UserRenamed {
+            from: username.to_string(),
+            to: to.to_string(),
+        });
+    }
+    Ok(events)
+}
+
+/// SCIM create or replace of a group: its members (user names) and attributes.
+pub(super) fn scim_save_group(
+    state: &State,
+    name: &str,
+    create: Option<&NewGroup>,
+    members: Option<&[String]>,
+    attributes: &str,
+    if_match: Option<u64>,
+) -> Result<Vec<Event>, DomainError> {
+    let dir = &state.directory;
+    let mut events = Vec::new();
+    match create {
+        Some(new) => events.extend(create_group(state, new)?),
+        None => {
+            let g = dir
+                .groups
+                .get(name)
+                .ok_or_else(|| DomainError::NotFound(format!("group `{name}`")))?;
+            check_version(if_match, g.updated_seq)?;
+            if let Some(wanted) = members {
+                for (i, m) in wanted.iter().enumerate() {
+                    if !dir.users.contains_key(m) {
+                        return Err(DomainError::invalid(
+                            format!("members[{i}]"),
+                            format!("user `{m}` does not exist"),
+                        ));
+                    }
+                }
+                let added: Vec<String> = wanted
+                    .iter()
+                    .filter(|m| !g.members.contains(*m))
+                    .cloned()
+                    .collect();
+                let removed: Vec<String> = g
+                    .members
+                    .iter()
+                    .filter(|m| !wanted.contains(m))
+                    .cloned()
+                    .collect();
+                if !added.is_empty() || !removed.is_empty() {
+                    events.push(Event::GroupMembersChanged {
+                        group: name.to_string(),
+                        added: dedup(added),
+                        removed,
+                    });
+                }
+            }
+        }
+    }
+    events.push(Event::GroupScimSaved {
+        name: name.to_string(),
+        attributes: attributes.to_string(),
+    });
+    Ok(events)
+}
+
+/// SCIM delete of a user or (`group`) a group; what goes with it is as for
+/// `delete_user` and `delete_group`.
+pub(super) fn scim_delete(
+    state: &State,
+    group: bool,
+    name: &str,
+    if_match: Option<u64>,
+) -> Result<Vec<Event>, DomainError> {
+    let dir = &state.directory;
+    let version = if group {
+        dir.groups.get(name).map(|g| g.updated_seq)
+    } else {
+        dir.users.get(name).map(|u| u.updated_seq)
+    };
+    let what = if group { "group" } else { "user" };
+    let version = version.ok_or_else(|| DomainError::NotFound(format!("{what} `{name}`")))?;
+    check_version(if_match, version)?;
+    Ok(vec![if group {
+        Event::GroupDeleted {
+            name: name.to_string(),
+        }
+    } else {
+        Event::UserDeleted {
+            username: name.to_string(),
+        }
+    }])
+}
+
+/// `If-Match` against a resource's version (the position of its last change).
+fn check_version(if_match: Option<u64>, current: u64) -> Result<(), DomainError> {
+    match if_match {
+        Some(v) if v != current => Err(DomainError::PreconditionFailed(format!(
+            "the resource is at version {current}, not {v}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The seed's rules for `{add, remove}` bodies: a name may not be in both lists and every
+/// name must exist. (Both lists missing is rejected by the HTTP layer, which sees the body.)
+fn check_add_remove(
+    add: &[String],
+    remove: &[String],
+    what: &str,
+    exists: impl Fn(&str) -> bool,
+) -> Result<(), DomainError> {
+    if let Some(both) = add.iter().find(|a| remove.contains(a)) {
+        return Err(DomainError::invalid(
+            "add",
+            format!("{what} `{both}` is in both `add` and `remove`"),
+        ));
+    }
+    for (field, list) in [("add", add), ("remove", remove)] {
+        for (i, name) in list.iter().enumerate() {
+            if !exists(name) {
+                return Err(DomainError::invalid(
+                    format!("{field}[{i}]"),
+                    format!("{what} `{name}` does not exist"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}

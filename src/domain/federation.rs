@@ -1,0 +1,189 @@
+//! Decides federation: the targets this server broadcasts to, the record of a broadcast,
+//! and what peers send here (changes, and the end of a full broadcast).
+
+use super::DomainError;
+use gatehouse_projections::State;
+use gatehouse_schemas::{Event, FederationTarget, TokenIssued};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One change a federation peer sent, with the version of the write it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicatedChange {
+    pub version: gatehouse_schemas::EntityVersion,
+    pub change: Replicated,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replicated {
+    User(gatehouse_schemas::ReplicatedUser),
+    Group(gatehouse_schemas::ReplicatedGroup),
+    Permission(gatehouse_schemas::PermissionTarget),
+    Token {
+        issuer: String,
+        token: TokenIssued,
+    },
+    /// `entity` = `user` | `group` | `permission` | `token`.
+    Removed {
+        entity: String,
+        name: String,
+    },
+}
+
+impl ReplicatedChange {
+    /// (`entity`, name): the key of its version.
+    pub fn entity(&self) -> (&str, &str) {
+        match &self.change {
+            Replicated::User(u) => ("user", &u.username),
+            Replicated::Group(g) => ("group", &g.name),
+            Replicated::Permission(t) => ("permission", &t.name),
+            Replicated::Token { token, .. } => ("token", &token.token_id),
+            Replicated::Removed { entity, name } => (entity, name),
+        }
+    }
+}
+
+/// The built-in `admin` of each server is its own: federation never carries it.
+pub const UNFEDERATED_USER: &str = "admin";
+
+pub(super) fn save_target(
+    state: &State,
+    target: &FederationTarget,
+    create_only: bool,
+) -> Result<Vec<Event>, DomainError> {
+    let exists = state.federation.targets.contains_key(&target.name);
+    if create_only && exists {
+        return Err(DomainError::AlreadyExists(format!(
+            "federation target `{}`",
+            target.name
+        )));
+    }
+    if !create_only && !exists {
+        return Err(DomainError::NotFound(format!(
+            "federation target `{}`",
+            target.name
+        )));
+    }
+    Ok(vec![Event::FederationTargetSaved(target.clone())])
+}
+
+pub(super) fn delete_target(state: &State, name: &str) -> Result<Vec<Event>, DomainError> {
+    if !state.federation.targets.contains_key(name) {
+        return Err(DomainError::NotFound(format!("federation target `{name}`")));
+    }
+    Ok(vec![Event::FederationTargetDeleted {
+        name: name.to_string(),
+    }])
+}
+
+pub(super) fn record_broadcast(
+    state: &State,
+    target: &str,
+    position: u64,
+    entities: u64,
+) -> Result<Vec<Event>, DomainError> {
+    if !state.federation.targets.contains_key(target) {
+        return Err(DomainError::NotFound(format!(
+            "federation target `{target}`"
+        )));
+    }
+    Ok(vec![Event::FederationBroadcastDone {
+        target: target.to_string(),
+        position,
+        entities,
+    }])
+}
+
+/// Apply what federation peer `source` sent: each change only when its version is
+/// greater than the one here (so a batch applied twice changes nothing the second
+/// time, and a change that went round a ring stops where it started).
+pub(super) fn apply_replicated(
+    state: &State,
+    source: &str,
+    changes: &[ReplicatedChange],
+) -> Result<Vec<Event>, DomainError> {
+    let own = state.service_id.as_deref().unwrap_or_default();
+    // Versions written by earlier changes of this same batch.
+    let mut batch: BTreeMap<(&str, &str), &gatehouse_schemas::EntityVersion> = BTreeMap::new();
+    let mut events = Vec::new();
+    for c in changes {
+        let (entity, name) = c.entity();
+        if c.version.origin == own || (entity == "user" && name == UNFEDERATED_USER) {
+            continue;
+        }
+        let newer = match batch.get(&(entity, name)) {
+            Some(v) => c.version > **v,
+            None => match state.federation.versions.get(entity, name) {
+                // Swept by a full broadcast: the same version brings it back.
+                Some(r) if r.swept => c.version >= r.version,
+                Some(r) => c.version > r.version,
+                None => state.version_of(entity, name).is_none_or(|v| c.version > v),
+            },
+        };
+        if !newer {
+            continue;
+        }
+        batch.insert((entity, name), &c.version);
+        let (source, version) = (source.to_string(), c.version.clone());
+        events.push(match &c.change {
+            Replicated::User(user) => Event::UserReplicated {
+                source,
+                version,
+                user: user.clone(),
+            },
+            Replicated::Group(group) => Event::GroupReplicated {
+                source,
+                version,
+                group: group.clone(),
+            },
+            Replicated::Permission(target) => Event::PermissionReplicated {
+                source,
+                version,
+                target: Box::new(target.clone()),
+            },
+            Replicated::Token { issuer, token } => Event::TokenReplicated {
+                source,
+                version,
+                issuer: issuer.clone(),
+                token: Box::new(token.clone()),
+            },
+            Replicated::Removed { entity, name } => Event::ReplicaRemoved {
+                source,
+                version,
+                entity: entity.clone(),
+                name: name.clone(),
+                swept: false,
+            },
+        });
+    }
+    Ok(events)
+}
+
+/// The end of a full broadcast from `source`: what it sent before position `since`
+/// here and does not name in `names` (by entity) is gone at the source.
+pub(super) fn end_broadcast(
+    state: &State,
+    source: &str,
+    since: u64,
+    names: &BTreeMap<String, BTreeSet<String>>,
+) -> Result<Vec<Event>, DomainError> {
+    let mut events = Vec::new();
+    for (entity, name, rec) in state.federation.versions.iter() {
+        if rec.removed || rec.applied_seq > since || rec.source.as_deref() != Some(source) {
+            continue;
+        }
+        let Some(kept) = names.get(entity) else {
+            // Not part of this broadcast (no longer selected): left as it is.
+            continue;
+        };
+        if !kept.contains(name) {
+            events.push(Event::ReplicaRemoved {
+                source: source.to_string(),
+                version: rec.version.clone(),
+                entity: entity.to_string(),
+                name: name.to_string(),
+                swept: true,
+            });
+        }
+    }
+    Ok(events)
+}

@@ -1,0 +1,114 @@
+//! Decides keys: this server's signing keys, the keys it trusts (added by hand or by a
+//! pairing), and the version of the signed-URL key.
+
+use super::DomainError;
+use gatehouse_projections::State;
+use gatehouse_schemas::Event;
+
+pub(super) fn add_signing_key(
+    state: &State,
+    kid: &str,
+    public_key: &str,
+) -> Result<Vec<Event>, DomainError> {
+    if state.keys.signing.contains_key(kid) {
+        return Err(DomainError::AlreadyExists(format!("signing key `{kid}`")));
+    }
+    Ok(vec![Event::SigningKeyAdded {
+        kid: kid.to_string(),
+        public_key: public_key.to_string(),
+    }])
+}
+
+pub(super) fn add_trusted_key(
+    state: &State,
+    name: &str,
+    kid: &str,
+    public_key: &str,
+) -> Result<Vec<Event>, DomainError> {
+    if state.keys.trusted.contains_key(name) {
+        return Err(DomainError::AlreadyExists(format!("trusted key `{name}`")));
+    }
+    if state.keys.signing.contains_key(kid) {
+        return Err(DomainError::invalid(
+            "certificate",
+            "this is one of this server's own keys",
+        ));
+    }
+    Ok(vec![Event::TrustedKeyAdded {
+        name: name.to_string(),
+        kid: kid.to_string(),
+        public_key: public_key.to_string(),
+    }])
+}
+
+pub(super) fn remove_trusted_key(state: &State, name: &str) -> Result<Vec<Event>, DomainError> {
+    if !state.keys.trusted.contains_key(name) {
+        return Err(DomainError::NotFound(format!("trusted key `{name}`")));
+    }
+    Ok(vec![Event::TrustedKeyRemoved {
+        name: name.to_string(),
+    }])
+}
+
+/// Record a peer's key from a pairing; with `pairing_token_id`, also use up that
+/// (single-use) pairing token in the same commit (a `TokenRevoked`, as `tokens::revoke`
+/// writes).
+pub(super) fn complete_pairing(
+    state: &State,
+    pairing_token_id: Option<&str>,
+    use_case: &str,
+    service_id: &str,
+    kid: &str,
+    public_key: &str,
+) -> Result<Vec<Event>, DomainError> {
+    let mut events = Vec::new();
+    if let Some(id) = pairing_token_id {
+        if !state.tokens.by_id.contains_key(id) {
+            return Err(DomainError::invalid(
+                "pairing_token",
+                "the pairing token was used already or revoked",
+            ));
+        }
+        events.push(Event::TokenRevoked {
+            token_id: id.to_string(),
+        });
+    }
+    if state.keys.signing.contains_key(kid) {
+        return Err(DomainError::invalid(
+            "certificate",
+            "this is one of this server's own keys",
+        ));
+    }
+    // Pairing never replaces a key trusted under the same name.
+    if state
+        .keys
+        .trusted
+        .get(service_id)
+        .is_some_and(|(k, _)| k != kid)
+    {
+        return Err(DomainError::AlreadyExists(format!(
+            "a different key trusted as `{service_id}`"
+        )));
+    }
+    events.push(Event::ServicePaired {
+        use_case: use_case.to_string(),
+        name: service_id.to_string(),
+        service_id: service_id.to_string(),
+        kid: kid.to_string(),
+        public_key: public_key.to_string(),
+    });
+    Ok(events)
+}
+
+pub(super) fn replace_signed_url_key(
+    state: &State,
+    version: u64,
+) -> Result<Vec<Event>, DomainError> {
+    if version != state.keys.signed_url_version + 1 {
+        return Err(DomainError::invalid(
+            "version",
+            "the signed-URL key was replaced concurrently; try again",
+        ));
+    }
+    Ok(vec![Event::SignedUrlKeyReplaced { version }])
+}

@@ -1,0 +1,245 @@
+//! Decides projects: the projects themselves, their roles and members, and which
+//! repositories they own (attach, unassign) or share.
+
+use super::{dedup, group_must_exist, repository_must_exist, user_must_exist, DomainError};
+use gatehouse_projections::State;
+use gatehouse_schemas::{Event, Project, ProjectRole};
+
+/// Create (`create_only`) or update an existing project.
+pub(super) fn save(
+    state: &State,
+    project: &Project,
+    create_only: bool,
+) -> Result<Vec<Event>, DomainError> {
+    let key = &project.project_key;
+    let exists = state.projects.by_key.contains_key(key);
+    if create_only && exists {
+        return Err(DomainError::AlreadyExists(format!("project `{key}`")));
+    }
+    if !create_only && !exists {
+        return Err(DomainError::NotFound(format!("project `{key}`")));
+    }
+    if let Some(other) = state.projects.by_key.values().find(|p| {
+        p.config.project_key != *key
+            && p.config
+                .display_name
+                .eq_ignore_ascii_case(&project.display_name)
+    }) {
+        return Err(DomainError::Conflict(format!(
+            "project `{}` already has the display name `{}`",
+            other.config.project_key, project.display_name
+        )));
+    }
+    Ok(vec![Event::ProjectSaved(project.clone())])
+}
+
+/// The rest of a project's deletion is applied with `ProjectDeleted` (`State::apply`,
+/// gatehouse-projections): its repositories become unassigned and its shares end.
+pub(super) fn delete(state: &State, project_key: &str) -> Result<Vec<Event>, DomainError> {
+    project_must_exist(state, project_key)?;
+    Ok(vec![Event::ProjectDeleted {
+        project_key: project_key.to_string(),
+    }])
+}
+
+/// Create (`create_only`) or update a custom role.
+pub(super) fn save_role(
+    state: &State,
+    project_key: &str,
+    role: &ProjectRole,
+    create_only: bool,
+) -> Result<Vec<Event>, DomainError> {
+    let p = project_must_exist(state, project_key)?;
+    if gatehouse_projections::predefined_roles()
+        .iter()
+        .any(|r| r.name == role.name)
+    {
+        return Err(if create_only {
+            DomainError::AlreadyExists(format!("predefined role `{}`", role.name))
+        } else {
+            DomainError::invalid("name", "predefined roles cannot be changed")
+        });
+    }
+    let exists = p.roles.contains_key(&role.name);
+    if create_only && exists {
+        return Err(DomainError::AlreadyExists(format!("role `{}`", role.name)));
+    }
+    if !create_only && !exists {
+        return Err(DomainError::NotFound(format!("role `{}`", role.name)));
+    }
+    Ok(vec![Event::ProjectRoleSaved {
+        project_key: project_key.to_string(),
+        role: role.clone(),
+    }])
+}
+
+pub(super) fn delete_role(
+    state: &State,
+    project_key: &str,
+    role: &str,
+) -> Result<Vec<Event>, DomainError> {
+    let p = project_must_exist(state, project_key)?;
+    if !p.roles.contains_key(role) {
+        if p.role(role).is_some() {
+            return Err(DomainError::invalid(
+                "role",
+                "predefined roles cannot be deleted",
+            ));
+        }
+        return Err(DomainError::NotFound(format!("role `{role}`")));
+    }
+    Ok(vec![Event::ProjectRoleDeleted {
+        project_key: project_key.to_string(),
+        role: role.to_string(),
+    }])
+}
+
+/// `kind` is `user` or `group`. (A member leaves its projects when it is deleted: see
+/// `directory::delete_user` and `directory::delete_group`.)
+pub(super) fn set_member(
+    state: &State,
+    project_key: &str,
+    kind: &str,
+    name: &str,
+    roles: &[String],
+) -> Result<Vec<Event>, DomainError> {
+    let p = project_must_exist(state, project_key)?;
+    if kind == "group" {
+        group_must_exist(state, name)?;
+    } else {
+        user_must_exist(state, name)?;
+    }
+    if roles.is_empty() {
+        return Err(DomainError::invalid("roles", "give at least one role"));
+    }
+    for (i, r) in roles.iter().enumerate() {
+        if p.role(r).is_none() {
+            return Err(DomainError::invalid(
+                format!("roles[{i}]"),
+                format!("project `{project_key}` has no role `{r}`"),
+            ));
+        }
+    }
+    Ok(vec![Event::ProjectMemberSaved {
+        project_key: project_key.to_string(),
+        kind: kind.to_string(),
+        name: name.to_string(),
+        roles: dedup(roles.to_vec()),
+    }])
+}
+
+pub(super) fn remove_member(
+    state: &State,
+    project_key: &str,
+    kind: &str,
+    name: &str,
+) -> Result<Vec<Event>, DomainError> {
+    let p = project_must_exist(state, project_key)?;
+    let members = if kind == "group" { &p.groups } else { &p.users };
+    if !members.contains_key(name) {
+        return Err(DomainError::NotFound(format!(
+            "{kind} `{name}` in project `{project_key}`"
+        )));
+    }
+    Ok(vec![Event::ProjectMemberRemoved {
+        project_key: project_key.to_string(),
+        kind: kind.to_string(),
+        name: name.to_string(),
+    }])
+}
+
+/// Move the repository into the project (`force` to take it from another one).
+pub(super) fn attach_repository(
+    state: &State,
+    repo: &str,
+    project_key: &str,
+    force: bool,
+) -> Result<Vec<Event>, DomainError> {
+    let r = repository_must_exist(state, repo)?;
+    project_must_exist(state, project_key)?;
+    match &r.project {
+        Some(p) if p == project_key => Ok(vec![]),
+        Some(p) if !force => Err(DomainError::Conflict(format!(
+            "repository `{repo}` is assigned to project `{p}`; move it with force=true"
+        ))),
+        _ => Ok(vec![Event::RepositoryAttached {
+            repo: repo.to_string(),
+            project_key: project_key.to_string(),
+        }]),
+    }
+}
+
+pub(super) fn unassign_repository(state: &State, repo: &str) -> Result<Vec<Event>, DomainError> {
+    let r = repository_must_exist(state, repo)?;
+    if r.project.is_none() {
+        return Err(DomainError::NotFound(format!(
+            "a project assignment of repository `{repo}`"
+        )));
+    }
+    Ok(vec![Event::RepositoryUnassigned {
+        repo: repo.to_string(),
+    }])
+}
+
+/// With one project, or with all (`None`).
+pub(super) fn share_repository(
+    state: &State,
+    repo: &str,
+    project_key: Option<&str>,
+) -> Result<Vec<Event>, DomainError> {
+    let r = repository_must_exist(state, repo)?;
+    let Some(owner) = &r.project else {
+        return Err(DomainError::invalid(
+            "repo_name",
+            format!("repository `{repo}` is not assigned to a project; attach it first"),
+        ));
+    };
+    if let Some(p) = project_key {
+        project_must_exist(state, p)?;
+        if p == owner {
+            return Err(DomainError::invalid(
+                "target_project_key",
+                format!("repository `{repo}` already belongs to project `{p}`"),
+            ));
+        }
+    }
+    Ok(vec![Event::RepositoryShared {
+        repo: repo.to_string(),
+        project_key: project_key.map(str::to_string),
+    }])
+}
+
+pub(super) fn unshare_repository(
+    state: &State,
+    repo: &str,
+    project_key: Option<&str>,
+) -> Result<Vec<Event>, DomainError> {
+    let r = repository_must_exist(state, repo)?;
+    let shared = match project_key {
+        Some(p) => r.shared_with.contains(p),
+        None => r.shared_with_all,
+    };
+    if !shared {
+        return Err(DomainError::NotFound(format!(
+            "a share of repository `{repo}` with {}",
+            project_key
+                .map(|p| format!("project `{p}`"))
+                .unwrap_or_else(|| "all projects".into())
+        )));
+    }
+    Ok(vec![Event::RepositoryUnshared {
+        repo: repo.to_string(),
+        project_key: project_key.map(str::to_string),
+    }])
+}
+
+fn project_must_exist<'a>(
+    state: &'a State,
+    key: &str,
+) -> Result<&'a gatehouse_projections::ProjectRecord, DomainError> {
+    state
+        .projects
+        .by_key
+        .get(key)
+        .ok_or_else(|| DomainError::NotFound(format!("project `{key}`")))
+}
