@@ -687,8 +687,8 @@ fn the_encoding_of_a_state_that_has_everything_is_unchanged() {
 fn public_paths_and_signatures() {
     let _: fn(&mut State, &Envelope) = State::apply;
     let _: fn(&State, &Event) -> Vec<String> = State::groups_left_by;
-    let _: for<'a> fn(&'a State, &'a Event, &'a [String]) -> Vec<(&'static str, String, bool)> =
-        State::federated_changes;
+    type Changes = Vec<(&'static str, String, bool)>;
+    let _: fn(&State, &Event, &[String]) -> Changes = State::federated_changes;
     let _: fn(&State, &str, &str) -> Option<EntityVersion> = State::version_of;
     let _: fn(&State) -> Vec<u8> = State::encode;
     let _: fn(&[u8]) -> Result<State, rmp_serde::decode::Error> = State::decode;
