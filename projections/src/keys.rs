@@ -1,0 +1,60 @@
+//! Keys: this server's token-signing keys, trusted peer keys, completed pairings and
+//! the signed-URL key version.
+
+use gatehouse_schemas::Event;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Public keys that verify tokens, and the signed-URL key version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Keys {
+    /// This server's signing keys by kid (base64url Ed25519 public keys), oldest first.
+    pub signing: BTreeMap<String, String>,
+    /// The kid new tokens are signed with.
+    pub active: Option<String>,
+    /// Trusted peers by name: (kid, public key).
+    pub trusted: BTreeMap<String, (String, String)>,
+    pub signed_url_version: u64,
+    /// Completed pairings: use case -> peer service id -> the name its key is trusted under.
+    #[serde(default)]
+    pub pairings: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Keys {
+    /// Signing keys, trusted keys, pairings and the signed-URL key.
+    pub(crate) fn apply(&mut self, event: &Event) {
+        match event {
+            Event::SigningKeyAdded { kid, public_key } => {
+                self.signing.insert(kid.clone(), public_key.clone());
+                self.active = Some(kid.clone());
+            }
+            Event::TrustedKeyAdded {
+                name,
+                kid,
+                public_key,
+            } => {
+                self.trusted
+                    .insert(name.clone(), (kid.clone(), public_key.clone()));
+            }
+            Event::TrustedKeyRemoved { name } => {
+                self.trusted.remove(name);
+            }
+            Event::SignedUrlKeyReplaced { version } => self.signed_url_version = *version,
+            Event::ServicePaired {
+                use_case,
+                name,
+                service_id,
+                kid,
+                public_key,
+            } => {
+                self.trusted
+                    .insert(name.clone(), (kid.clone(), public_key.clone()));
+                self.pairings
+                    .entry(use_case.clone())
+                    .or_default()
+                    .insert(service_id.clone(), name.clone());
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Tokens: the records of revocable access tokens, indexed by the hashes of their
+//! refresh and reference tokens.
+
+use crate::Federation;
+use gatehouse_schemas::{Event, TokenIssued};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Revocable access tokens (short-lived ones are not kept: they cannot be revoked).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tokens {
+    pub by_id: BTreeMap<String, TokenIssued>,
+    /// blake3 (hex) of a refresh token -> token id.
+    pub by_refresh_hash: BTreeMap<String, String>,
+    /// blake3 (hex) of a reference token -> token id.
+    pub by_reference_hash: BTreeMap<String, String>,
+}
+
+impl Tokens {
+    /// Token events. A token record from a federation peer also goes into
+    /// `federation.token_issuers`, and a revocation takes it out again.
+    pub(crate) fn apply(&mut self, event: &Event, federation: &mut Federation) {
+        match event {
+            Event::TokenIssued(t) => self.insert(t),
+            Event::TokenRefreshed {
+                old_token_id,
+                issued,
+            } => {
+                self.remove(old_token_id);
+                self.insert(issued);
+            }
+            Event::TokenRevoked { token_id } => {
+                self.remove(token_id);
+                federation.token_issuers.remove(token_id);
+            }
+            Event::TokenReplicated { issuer, token, .. } => {
+                // Kept like a record issued here, so that the token works here until its
+                // revocation (which removes it) arrives.
+                let revocable = TokenIssued {
+                    revocable: true,
+                    ..(**token).clone()
+                };
+                self.insert(&revocable);
+                federation
+                    .token_issuers
+                    .insert(token.token_id.clone(), issuer.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// The tokens of a deleted or renamed user end (see `State::delete_user` and
+    /// `State::rename_user`); tokens of a transient subject (no user record) are not its.
+    pub(crate) fn remove_subject(&mut self, subject: &str) {
+        let ids: Vec<String> = self
+            .by_id
+            .values()
+            .filter(|t| t.subject == subject && !t.transient)
+            .map(|t| t.token_id.clone())
+            .collect();
+        for id in ids {
+            self.remove(&id);
+        }
+    }
+
+    fn insert(&mut self, t: &TokenIssued) {
+        if !t.revocable {
+            return;
+        }
+        if let Some(h) = &t.refresh_hash {
+            self.by_refresh_hash.insert(h.clone(), t.token_id.clone());
+        }
+        if let Some(h) = &t.reference_hash {
+            self.by_reference_hash.insert(h.clone(), t.token_id.clone());
+        }
+        self.by_id.insert(t.token_id.clone(), t.clone());
+    }
+
+    fn remove(&mut self, token_id: &str) {
+        if let Some(t) = self.by_id.remove(token_id) {
+            if let Some(h) = &t.refresh_hash {
+                self.by_refresh_hash.remove(h);
+            }
+            if let Some(h) = &t.reference_hash {
+                self.by_reference_hash.remove(h);
+            }
+        }
+    }
+}
