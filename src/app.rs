@@ -182,8 +182,9 @@ impl Application {
                     if !due {
                         continue;
                     }
-                    let rid = crate::http::extract::RequestId("checkpoint".into());
-                    match crate::http::audit::sign_checkpoint(&app) {
+                    let rid = http::extract::RequestId("checkpoint".into());
+                    let signed = crate::checkpoints::sign(&app.read(), &app.keys, &app.log);
+                    match signed {
                         Ok(c) => {
                             if let Err(e) = app
                                 .submit(crate::domain::Command::RecordCheckpoint(c), "system", &rid)

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod auth;
 pub mod authorize;
+pub mod checkpoints;
 pub mod config;
 pub mod domain;
 pub mod federation;
@@ -16,6 +17,7 @@ pub mod scim;
 pub mod timefmt;
 pub mod timeline;
 pub mod tokens;
+pub mod views;
 pub mod webhooks;
 pub mod writer;
 

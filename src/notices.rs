@@ -166,7 +166,7 @@ mod tests {
         let mut seen = std::collections::BTreeSet::new();
         for env in samples() {
             for notice in classify(&state, &env.event) {
-                let known = crate::http::webhook_domains()
+                let known = crate::webhooks::payload::DOMAINS
                     .iter()
                     .any(|(d, types)| *d == notice.domain && types.contains(&notice.event_type));
                 assert!(known, "{notice:?} is not in the table");

@@ -25,6 +25,7 @@ mod tokens;
 pub use directory::{GroupChanges, NewGroup, NewUser, UserChanges};
 pub use federation::{Replicated, ReplicatedChange, UNFEDERATED_USER};
 pub use names::{normalize_username, validate_email, validate_group_name, validate_password};
+pub use permissions::normalize_target;
 
 use gatehouse_projections::State;
 use gatehouse_schemas::{Event, TokenIssued};

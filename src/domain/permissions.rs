@@ -1,8 +1,114 @@
 //! Decides permission targets, and the repositories they (and projects) grant on.
 
-use super::{repository_must_exist, DomainError};
+use super::{normalize_username, repository_must_exist, validate_group_name, DomainError};
+use crate::authorize::{
+    is_any_repository, valid_pattern, ACTIONS, BUILD_INFO_REPOSITORY, RELEASE_BUNDLES_REPOSITORY,
+};
 use gatehouse_projections::State;
-use gatehouse_schemas::{Event, PermissionTarget, Repository};
+use gatehouse_schemas::{Event, PermissionSection, PermissionTarget, Repository};
+use std::collections::BTreeMap;
+
+/// A permission target as it is stored: its names checked, user names in their
+/// canonical form, and each section's default repository filled in. Every API family
+/// that writes targets (Artifactory v2 and v1, Access v2 permissions) goes through this
+/// one rule; fields are named as in the Artifactory v2 format (`repo`, `build`,
+/// `releaseBundle`), the model's own names.
+pub fn normalize_target(t: PermissionTarget) -> Result<PermissionTarget, DomainError> {
+    validate_group_name("name", &t.name)?;
+    Ok(PermissionTarget {
+        name: t.name,
+        repo: t.repo.map(|s| normalize_section("repo", s)).transpose()?,
+        build: t.build.map(|s| normalize_section("build", s)).transpose()?,
+        release_bundle: t
+            .release_bundle
+            .map(|s| normalize_section("releaseBundle", s))
+            .transpose()?,
+    })
+}
+
+fn normalize_section(field: &str, w: PermissionSection) -> Result<PermissionSection, DomainError> {
+    for (kind, list) in [
+        ("include-patterns", &w.include_patterns),
+        ("exclude-patterns", &w.exclude_patterns),
+    ] {
+        for (i, p) in list.iter().enumerate() {
+            if !valid_pattern(p) || p.len() > 1024 {
+                return Err(DomainError::invalid(
+                    format!("{field}.{kind}[{i}]"),
+                    format!("`{}` is not a valid pattern", p.escape_debug()),
+                ));
+            }
+        }
+    }
+    // Each section is about its own repositories (see `crate::authorize::ResourceKind`):
+    // refuse what would be stored but never consulted.
+    let mut repositories = w.repositories;
+    for (i, r) in repositories.iter().enumerate() {
+        let at = format!("{field}.repositories[{i}]");
+        let misplaced = match field {
+            "build" if r != BUILD_INFO_REPOSITORY => Some(format!(
+                "build permissions apply to `{BUILD_INFO_REPOSITORY}` only"
+            )),
+            "releaseBundle" if is_any_repository(r) || r == BUILD_INFO_REPOSITORY => {
+                Some("name the release-bundle repositories (default `release-bundles`)".to_string())
+            }
+            "repo" if r == BUILD_INFO_REPOSITORY => {
+                Some("build info is granted in the `build` section".to_string())
+            }
+            "repo" if r == RELEASE_BUNDLES_REPOSITORY => {
+                Some("release bundles are granted in the `releaseBundle` section".to_string())
+            }
+            _ => None,
+        };
+        if let Some(why) = misplaced {
+            return Err(DomainError::invalid(
+                at,
+                format!("`{}`: {why}", r.escape_debug()),
+            ));
+        }
+        if !is_any_repository(r) {
+            validate_group_name(&at, r)?;
+        }
+    }
+    // Stored as Artifactory shows them: with the repository they default to.
+    if repositories.is_empty() {
+        match field {
+            "build" => repositories.push(BUILD_INFO_REPOSITORY.to_string()),
+            "releaseBundle" => repositories.push(RELEASE_BUNDLES_REPOSITORY.to_string()),
+            _ => {}
+        }
+    }
+    let check_actions = |who: &str, name: &str, actions: &[String]| -> Result<(), DomainError> {
+        match actions.iter().find(|a| !ACTIONS.contains(&a.as_str())) {
+            Some(a) => Err(DomainError::invalid(
+                format!("{field}.actions.{who}.{name}"),
+                format!(
+                    "unknown action `{}` (use {})",
+                    a.escape_debug(),
+                    ACTIONS.join(", ")
+                ),
+            )),
+            None => Ok(()),
+        }
+    };
+    let mut users = BTreeMap::new();
+    for (name, actions) in w.users {
+        let name = normalize_username(&format!("{field}.actions.users"), &name)?;
+        check_actions("users", &name, &actions)?;
+        users.insert(name, actions);
+    }
+    for (name, actions) in &w.groups {
+        validate_group_name(&format!("{field}.actions.groups"), name)?;
+        check_actions("groups", name, actions)?;
+    }
+    Ok(PermissionSection {
+        include_patterns: w.include_patterns,
+        exclude_patterns: w.exclude_patterns,
+        repositories,
+        users,
+        groups: w.groups,
+    })
+}
 
 /// Create (`create_only`) or create-or-replace a permission target.
 pub(super) fn save_target(
@@ -10,6 +116,14 @@ pub(super) fn save_target(
     target: &PermissionTarget,
     create_only: bool,
 ) -> Result<Vec<Event>, DomainError> {
+    // INVARIANT: a stored target is normalised; an API that skipped the rule cannot
+    // write one that is not.
+    if normalize_target(target.clone())? != *target {
+        return Err(DomainError::invalid(
+            "name",
+            "the permission target is not in its normal form",
+        ));
+    }
     if create_only && state.permissions.targets.contains_key(&target.name) {
         return Err(DomainError::AlreadyExists(format!(
             "permission target `{}`",

@@ -12,7 +12,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use gatehouse_projections::access_key_username;
 use gatehouse_schemas::{AccessKey, Entitlement, ExistenceCheck};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const BASE: &str = "/access/api/v1/orgs/{org}";
 
@@ -68,7 +68,6 @@ fn check_cidrs(field: &str, list: &[String]) -> Result<(), ApiError> {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ExistenceCheckIn {
     url: String,
     #[serde(default)]
@@ -95,7 +94,6 @@ fn existence_in(c: ExistenceCheckIn) -> Result<ExistenceCheck, ApiError> {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct KeyIn {
     #[serde(default)]
     id: Option<String>,
@@ -116,18 +114,6 @@ struct KeyIn {
 /// A field that is present, even as `null` (absent stays `None` through `default`).
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
     Value::deserialize(d).map(Some)
-}
-
-pub(crate) fn key_out(k: &AccessKey) -> Value {
-    json!({
-        "id": k.id,
-        "org": k.org,
-        "username": access_key_username(&k.org, &k.id),
-        "expiry": k.expiry_ms,
-        "existence_check": k.existence_check.as_ref().map(|c| json!({"url": c.url, "cache_for_secs": c.cache_for_secs})),
-        "allowed_cidrs": k.allowed_cidrs,
-        "blocked_cidrs": k.blocked_cidrs,
-    })
 }
 
 async fn hash(password: String) -> Result<String, ApiError> {
@@ -197,7 +183,7 @@ async fn list_keys(
         .keys
         .values()
         .filter(|k| k.key.org == org)
-        .map(|k| key_out(&k.key))
+        .map(|k| crate::views::access_key(&k.key))
         .collect();
     Ok(HttpResponse::Ok().json(items))
 }
@@ -233,7 +219,7 @@ async fn create_key(
             &rid,
         )
         .await?;
-    let mut out = key_out(&key);
+    let mut out = crate::views::access_key(&key);
     if let Some(p) = generated {
         out["password"] = Value::String(p);
     }
@@ -256,7 +242,7 @@ async fn get_key(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let key = find_key(&app.view(&req), &path.0, &path.1)?;
-    Ok(HttpResponse::Ok().json(key_out(&key)))
+    Ok(HttpResponse::Ok().json(crate::views::access_key(&key)))
 }
 
 async fn update_key(
@@ -283,7 +269,10 @@ async fn update_key(
             &rid,
         )
         .await?;
-    Ok(written(HttpResponse::Ok().json(key_out(&key)), committed))
+    Ok(written(
+        HttpResponse::Ok().json(crate::views::access_key(&key)),
+        committed,
+    ))
 }
 
 async fn delete_key(
@@ -307,7 +296,6 @@ async fn delete_key(
 // ---- entitlements -----------------------------------------------------------------
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct EntitlementIn {
     repo: String,
     #[serde(default)]
@@ -317,44 +305,28 @@ struct EntitlementIn {
     #[serde(default)]
     path: Option<String>,
     access: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::views::null_as_default")]
     access_keys: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::views::null_as_default")]
     tags: Vec<String>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct EntitlementPatch {
     #[serde(default)]
     access: Option<String>,
     #[serde(default)]
     access_keys: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::views::null_as_default")]
     access_keys_add: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::views::null_as_default")]
     access_keys_remove: Vec<String>,
     #[serde(default)]
     tags: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::views::null_as_default")]
     tags_add: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::views::null_as_default")]
     tags_remove: Vec<String>,
-}
-
-pub fn entitlement_out(e: &Entitlement) -> Value {
-    json!({
-        "id": e.id,
-        "org": e.org,
-        "repo": e.repo,
-        "package": e.package,
-        "version": e.version,
-        "path": e.path,
-        "scope": crate::authorize::entitlement_scope(e),
-        "access": e.access,
-        "access_keys": e.access_keys,
-        "tags": e.tags,
-    })
 }
 
 fn check_access(a: &str) -> Result<(), ApiError> {
@@ -480,7 +452,7 @@ async fn create_entitlement(
         )
         .await?;
     Ok(written(
-        HttpResponse::Created().json(entitlement_out(&entitlement)),
+        HttpResponse::Created().json(crate::views::entitlement(&entitlement)),
         committed,
     ))
 }
@@ -526,7 +498,7 @@ async fn list_entitlements(
                 .is_none_or(|v| e.version.as_ref() == Some(v))
         })
         .filter(|e| epath.as_ref().is_none_or(|p| e.path.as_ref() == Some(p)))
-        .map(entitlement_out)
+        .map(crate::views::entitlement)
         .collect();
     Ok(HttpResponse::Ok().json(items))
 }
@@ -552,7 +524,7 @@ async fn get_entitlement(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let e = find_entitlement(&app.view(&req), &path.0, &path.1)?;
-    Ok(HttpResponse::Ok().json(entitlement_out(&e)))
+    Ok(HttpResponse::Ok().json(crate::views::entitlement(&e)))
 }
 
 /// Change access, replace or add/remove keys and tags (Bintray's `tags_add`,
@@ -595,7 +567,7 @@ async fn update_entitlement(
         )
         .await?;
     Ok(written(
-        HttpResponse::Ok().json(entitlement_out(&e)),
+        HttpResponse::Ok().json(crate::views::entitlement(&e)),
         committed,
     ))
 }

@@ -27,40 +27,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-/// Sign a checkpoint of the log as it is now: its head position and chain hash.
-pub fn sign_checkpoint(app: &AppState) -> Result<gatehouse_schemas::Checkpoint, ApiError> {
-    use base64::Engine;
-    use ed25519_dalek::Signer;
-    let (position, time_ms, service_id, kid) = {
-        let s = app.read();
-        (
-            s.seq,
-            s.time_ms,
-            s.service_id.clone().unwrap_or_default(),
-            s.keys.active.clone(),
-        )
-    };
-    let kid = kid.ok_or_else(|| ApiError::Internal("the server has no signing key".into()))?;
-    let key = app
-        .keys
-        .signing_key(&kid)
-        .ok_or_else(|| ApiError::Internal(format!("the private key `{kid}` is missing")))?;
-    let hash = app
-        .log
-        .hash_at(position)
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .ok_or_else(|| ApiError::Internal(format!("position {position} is not in the log")))?;
-    let mut c = gatehouse_schemas::Checkpoint {
-        position,
-        head_hash: hex(&hash),
-        time_ms,
-        service_id,
-        kid,
-        signature: String::new(),
-    };
-    c.signature =
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.sign(&c.message()).to_bytes());
-    Ok(c)
+/// Sign a checkpoint of the log as it is now (see `crate::checkpoints`).
+fn sign_checkpoint(app: &AppState) -> Result<gatehouse_schemas::Checkpoint, ApiError> {
+    crate::checkpoints::sign(&app.read(), &app.keys, &app.log).map_err(ApiError::Internal)
 }
 
 fn checkpoint_json(c: &gatehouse_schemas::Checkpoint) -> Value {
@@ -555,7 +524,6 @@ async fn backup(app: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse,
 }
 
 #[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RestoreBody {
     /// A file name in `<data-dir>/backup/` (no directories).
     file: String,

@@ -279,7 +279,7 @@ async fn effective(
                     .into_iter()
                     .flatten()
                     .filter_map(|id| s.access_keys.entitlements.get(id))
-                    .map(|e| super::access_keys::entitlement_out(&e.entitlement))
+                    .map(|e| crate::views::entitlement(&e.entitlement))
                     .collect();
                 return Ok(HttpResponse::Ok().json(json!({
                     "subject": name,

@@ -109,7 +109,6 @@ async fn list_trusted(app: web::Data<AppState>, _admin: Admin) -> HttpResponse {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct TrustedBody {
     name: String,
     certificate: String,

@@ -121,7 +121,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalBody<T> {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let body = read_body(req, payload);
-        gated(req, async move {
+        let req = req.clone();
+        gated(&req.clone(), async move {
             let RawBody {
                 bytes,
                 content_type,
@@ -132,7 +133,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalBody<T> {
             if !content_type.as_deref().is_some_and(is_json) {
                 return Err(unsupported(content_type.as_deref(), "application/json"));
             }
-            parse_json(&bytes).map(|v| OptionalBody(Some(v)))
+            parse_json_noting(&req, &bytes).map(|v| OptionalBody(Some(v)))
         })
     }
 }
@@ -231,15 +232,16 @@ impl FromRequest for FormOrJson {
 }
 
 impl FormOrJson {
-    /// Reject fields outside `known`, naming the first one.
-    pub fn only(&self, known: &[&str]) -> Result<(), ApiError> {
-        match self.0.keys().find(|k| !known.contains(&k.as_str())) {
-            Some(k) => Err(ApiError::BadRequest(format!(
-                "unknown field `{k}`, expected one of {}",
-                known.join(", ")
-            ))),
-            None => Ok(()),
-        }
+    /// Note the fields outside `known` as ignored (accepted, not acted on, named in the
+    /// answer's `X-Gatehouse-Ignored-Fields`): JFrog accepts fields it does not know.
+    pub fn only(&self, req: &HttpRequest, known: &[&str]) {
+        note_ignored(
+            req,
+            self.0
+                .keys()
+                .filter(|k| !known.contains(&k.as_str()))
+                .cloned(),
+        );
     }
 
     pub fn string(&self, name: &str) -> Result<Option<String>, ApiError> {
@@ -296,10 +298,39 @@ fn is_json(content_type: &str) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// The fields of a request's body that no wire type knows: accepted and ignored, as
+/// JFrog does, and named in the answer (`X-Gatehouse-Ignored-Fields`, by
+/// `request_middleware`) and the debug log, so that a typo does not go unnoticed.
+#[derive(Clone, Default, Debug)]
+pub struct IgnoredFields(pub Vec<String>);
+
+/// Add `fields` to the request's [`IgnoredFields`].
+pub fn note_ignored(req: &HttpRequest, fields: impl IntoIterator<Item = String>) {
+    let mut fields = fields.into_iter().peekable();
+    if fields.peek().is_none() {
+        return;
+    }
+    let mut ext = req.extensions_mut();
+    match ext.get_mut::<IgnoredFields>() {
+        Some(known) => known.0.extend(fields),
+        None => {
+            ext.insert(IgnoredFields(fields.collect()));
+        }
+    }
+}
+
 /// Deserialize an already parsed JSON body (for handlers that must check who is asking
-/// before they judge the body), naming the path of the first bad field.
-pub fn from_value<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(v).map_err(|err| {
+/// before they judge the body), naming the path of the first bad field; fields no wire
+/// type knows are noted as ignored.
+pub fn from_value<T: DeserializeOwned>(
+    req: &HttpRequest,
+    v: serde_json::Value,
+) -> Result<T, ApiError> {
+    let mut ignored = Vec::new();
+    let mut note = |path: serde_ignored::Path| ignored.push(path.to_string());
+    let result = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(v, &mut note));
+    note_ignored(req, ignored);
+    result.map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         if path == "." || path.is_empty() {
@@ -310,9 +341,31 @@ pub fn from_value<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, ApiErr
     })
 }
 
-/// Deserialize JSON, naming the path of the first bad field.
+/// Deserialize JSON, naming the path of the first bad field; fields no wire type knows
+/// are noted as ignored.
+pub fn parse_json_noting<T: DeserializeOwned>(
+    req: &HttpRequest,
+    bytes: &[u8],
+) -> Result<T, ApiError> {
+    let mut ignored = Vec::new();
+    let result = parse_json_with(bytes, |path| ignored.push(path));
+    note_ignored(req, ignored);
+    result
+}
+
+/// Deserialize JSON, naming the path of the first bad field (unknown fields are dropped
+/// silently: for bodies that are not a client's request).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    parse_json_with(bytes, |_| {})
+}
+
+fn parse_json_with<T: DeserializeOwned>(
+    bytes: &[u8],
+    mut on_ignored: impl FnMut(String),
+) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let mut note = |path: serde_ignored::Path| on_ignored(path.to_string());
+    let de = serde_ignored::Deserializer::new(de, &mut note);
     serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();

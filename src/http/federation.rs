@@ -50,17 +50,25 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct FiltersIn {
-    #[serde(default, alias = "include_patterns", rename = "includePatterns")]
+    #[serde(
+        default,
+        alias = "include_patterns",
+        rename = "includePatterns",
+        deserialize_with = "crate::views::null_as_default"
+    )]
     include_patterns: Vec<String>,
-    #[serde(default, alias = "exclude_patterns", rename = "excludePatterns")]
+    #[serde(
+        default,
+        alias = "exclude_patterns",
+        rename = "excludePatterns",
+        deserialize_with = "crate::views::null_as_default"
+    )]
     exclude_patterns: Vec<String>,
 }
 
 /// Register and patch bodies; the seed shows both spellings of the filters.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct TargetIn {
     #[serde(default)]
     name: Option<String>,
@@ -76,20 +84,6 @@ struct TargetIn {
 
 fn bad(msg: String) -> ApiError {
     ApiError::BadRequest(msg)
-}
-
-/// A target as the seed's register and get answers show it.
-pub fn target_out(t: &FederationTarget) -> Value {
-    json!({
-        "name": t.name,
-        "url": t.url,
-        "entities": t.entities,
-        "permissionFilters": {
-            "includePatterns": t.include_patterns,
-            "excludePatterns": t.exclude_patterns,
-        },
-        "active": t.active,
-    })
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
@@ -174,7 +168,7 @@ async fn list(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> Http
         .federation
         .targets
         .values()
-        .map(|r| target_out(&r.target))
+        .map(|r| crate::views::federation_target(&r.target))
         .collect();
     HttpResponse::Ok().json(json!({ "configurations": all }))
 }
@@ -191,7 +185,7 @@ async fn get(
         .targets
         .get(path.as_str())
         .ok_or_else(|| ApiError::NotFound(format!("no such federation target `{path}`")))?;
-    Ok(HttpResponse::Ok().json(target_out(&r.target)))
+    Ok(HttpResponse::Ok().json(crate::views::federation_target(&r.target)))
 }
 
 async fn register(
@@ -232,7 +226,7 @@ async fn register(
         )
         .await?;
     Ok(written(
-        HttpResponse::Created().json(target_out(&t)),
+        HttpResponse::Created().json(crate::views::federation_target(&t)),
         committed,
     ))
 }
@@ -390,7 +384,6 @@ async fn broadcast_from(
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ValidateIn {
     url: String,
 }
@@ -465,7 +458,6 @@ async fn validate(
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ChallengeIn {
     #[serde(default)]
     token: Option<String>,
@@ -645,6 +637,7 @@ async fn receive(
     }
     let signer = claims.iss;
     let batch: Batch = super::extract::from_value(
+        &req,
         serde_json::from_slice(&body).map_err(|e| bad(format!("invalid batch: {e}")))?,
     )?;
     if batch.source != signer {

@@ -7,8 +7,7 @@ use super::{base_url, limit_param, page, query_param, resource, with_cursor, wri
 use crate::domain::{self, Command, GroupChanges, NewGroup};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use gatehouse_projections::Group;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -27,33 +26,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[derive(Serialize)]
-pub(crate) struct GroupView<'a> {
-    name: &'a str,
-    description: Option<&'a str>,
-    auto_join: bool,
-    admin_privileges: bool,
-    realm: &'a str,
-    realm_attributes: Option<&'a str>,
-    external_id: Option<&'a str>,
-    members: Vec<&'a str>,
-}
-
-impl<'a> From<&'a Group> for GroupView<'a> {
-    fn from(g: &'a Group) -> Self {
-        GroupView {
-            name: &g.name,
-            description: g.description.as_deref(),
-            auto_join: g.auto_join,
-            admin_privileges: g.admin_privileges,
-            realm: &g.realm,
-            realm_attributes: g.realm_attributes.as_deref(),
-            external_id: g.external_id.as_deref(),
-            members: g.members.iter().map(String::as_str).collect(),
-        }
-    }
-}
-
 fn group_response(
     app: &AppState,
     name: &str,
@@ -65,7 +37,7 @@ fn group_response(
         .groups
         .get(name)
         .ok_or_else(|| ApiError::NotFound(format!("group `{name}` not found")))?;
-    Ok(HttpResponse::build(status).json(GroupView::from(group)))
+    Ok(HttpResponse::build(status).json(crate::views::GroupView::from(group)))
 }
 
 fn path_name(name: &str) -> Result<String, ApiError> {
@@ -100,7 +72,6 @@ async fn list(
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct GroupBody {
     #[serde(default)]
     name: Option<String>,
@@ -188,7 +159,7 @@ async fn get(
         .groups
         .get(&name)
         .ok_or_else(|| ApiError::NotFound(format!("group `{name}` not found")))?;
-    Ok(HttpResponse::Ok().json(GroupView::from(group)))
+    Ok(HttpResponse::Ok().json(crate::views::GroupView::from(group)))
 }
 
 async fn patch(

@@ -21,7 +21,6 @@ mod signed_urls;
 mod system;
 mod tokens;
 mod users;
-pub mod views;
 pub mod webhooks;
 
 use crate::auth::Authenticator;
@@ -73,11 +72,6 @@ pub fn user_key_id(u: &gatehouse_projections::User) -> Option<String> {
         .and_then(crate::personal::key_id)
         .or_else(|| u.scim.as_deref().and_then(crate::personal::key_id))
         .map(str::to_string)
-}
-
-/// The webhook domains and their event types (`webhooks::DOMAINS`).
-pub fn webhook_domains() -> &'static [(&'static str, &'static [&'static str])] {
-    webhooks::DOMAINS
 }
 
 /// How many past states are kept rebuilt.
@@ -610,6 +604,18 @@ pub async fn request_middleware(
     let mut res = next.call(req).await?;
     let status = res.status().as_u16();
     tracing::debug!(request_id = %rid, %method, %path, status, micros = start.elapsed().as_micros() as u64, "request");
+    let ignored = res
+        .request()
+        .extensions()
+        .get::<extract::IgnoredFields>()
+        .cloned();
+    if let Some(extract::IgnoredFields(fields)) = ignored {
+        tracing::debug!(request_id = %rid, fields = %fields.join(", "), "ignored unknown body fields");
+        if let Ok(v) = HeaderValue::from_str(&fields.join(", ")) {
+            res.headers_mut()
+                .insert(HeaderName::from_static("x-gatehouse-ignored-fields"), v);
+        }
+    }
     if let Ok(v) = HeaderValue::from_str(&rid) {
         res.headers_mut()
             .insert(HeaderName::from_static("x-request-id"), v);

@@ -145,7 +145,6 @@ async fn list(
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ExchangeBody {
     service_id: String,
     certificate: String,
@@ -251,7 +250,6 @@ async fn exchange(
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct InitiateBody {
     pairing_token: String,
 }

@@ -192,7 +192,6 @@ fn check_text(field: &str, v: &str, max: usize, required: bool) -> Result<(), Ap
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct PrivilegesIn {
     manage_members: Option<bool>,
     manage_resources: Option<bool>,
@@ -202,7 +201,6 @@ struct PrivilegesIn {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ProjectIn {
     project_key: Option<String>,
     display_name: Option<String>,
@@ -256,24 +254,6 @@ fn merge(mut base: Project, body: ProjectIn) -> Result<Project, ApiError> {
     Ok(base)
 }
 
-pub(crate) fn project_out(p: &Project) -> serde_json::Value {
-    json!({
-        "project_key": p.project_key,
-        "display_name": p.display_name,
-        "description": p.description.clone().unwrap_or_default(),
-        "admin_privileges": {
-            "manage_members": p.admin_privileges.manage_members,
-            "manage_resources": p.admin_privileges.manage_resources,
-            "manage_security_assets": p.admin_privileges.manage_security_assets,
-            "index_resources": p.admin_privileges.index_resources,
-            "allow_ignore_rules": p.admin_privileges.allow_ignore_rules,
-        },
-        "storage_quota_bytes": p.storage_quota_bytes,
-        "soft_limit": p.soft_limit,
-        "storage_quota_email_notification": p.storage_quota_email_notification,
-    })
-}
-
 fn project_key(path: &str) -> Result<String, ApiError> {
     validate_project_key("project_key", path)?;
     Ok(path.to_string())
@@ -286,7 +266,7 @@ async fn list(app: web::Data<AppState>, caller: Caller, req: HttpRequest) -> Htt
         .by_key
         .values()
         .filter(|p| caller.0.admin || is_project_admin(&s, p, &caller.0))
-        .map(|p| project_out(&p.config))
+        .map(|p| crate::views::project(&p.config))
         .collect();
     HttpResponse::Ok().json(items)
 }
@@ -325,7 +305,7 @@ async fn create(
         )
         .await?;
     Ok(written(
-        HttpResponse::Created().json(project_out(&project)),
+        HttpResponse::Created().json(crate::views::project(&project)),
         committed,
     ))
 }
@@ -338,7 +318,9 @@ async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let s = app.view(&req);
     check(&s, &caller.0, &path, Need::View)?;
-    Ok(HttpResponse::Ok().json(project_out(&s.projects.by_key[path.as_str()].config)))
+    Ok(HttpResponse::Ok().json(crate::views::project(
+        &s.projects.by_key[path.as_str()].config,
+    )))
 }
 
 async fn update(
@@ -373,7 +355,7 @@ async fn update(
         )
         .await?;
     Ok(written(
-        HttpResponse::Ok().json(project_out(&project)),
+        HttpResponse::Ok().json(crate::views::project(&project)),
         committed,
     ))
 }
@@ -398,7 +380,6 @@ async fn delete(
 // ---- members ----------------------------------------------------------------------
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct MemberIn {
     #[serde(default)]
     name: Option<String>,
@@ -464,6 +445,7 @@ fn member_name(kind: &str, name: &str) -> Result<String, ApiError> {
 
 async fn put_member(
     app: &AppState,
+    req: &HttpRequest,
     caller: &Principal,
     rid: &RequestId,
     key: &str,
@@ -477,7 +459,7 @@ async fn put_member(
     }
     let key = key.to_string();
     let name = member_name(kind, name)?;
-    let body: MemberIn = from_value(body)?;
+    let body: MemberIn = from_value(req, body)?;
     if let Some(n) = &body.name {
         if member_name(kind, n)? != name {
             return Err(ApiError::BadRequest(
@@ -579,9 +561,10 @@ async fn put_user(
     caller: Caller,
     rid: RequestId,
     path: web::Path<(String, String)>,
+    req: HttpRequest,
     Body(body): Body<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
-    put_member(&app, &caller.0, &rid, &path.0, "user", &path.1, body).await
+    put_member(&app, &req, &caller.0, &rid, &path.0, "user", &path.1, body).await
 }
 
 async fn put_group(
@@ -589,9 +572,10 @@ async fn put_group(
     caller: Caller,
     rid: RequestId,
     path: web::Path<(String, String)>,
+    req: HttpRequest,
     Body(body): Body<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
-    put_member(&app, &caller.0, &rid, &path.0, "group", &path.1, body).await
+    put_member(&app, &req, &caller.0, &rid, &path.0, "group", &path.1, body).await
 }
 
 async fn delete_user(
@@ -615,7 +599,6 @@ async fn delete_group(
 // ---- roles ------------------------------------------------------------------------
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RoleIn {
     #[serde(default)]
     name: Option<String>,
@@ -730,6 +713,7 @@ async fn get_role(
 
 async fn save_role(
     app: &AppState,
+    req: &HttpRequest,
     caller: &Principal,
     rid: &RequestId,
     key: &str,
@@ -742,7 +726,7 @@ async fn save_role(
         check(&s, caller, key, Need::Resources)?;
     }
     let key = key.to_string();
-    let body: RoleIn = from_value(body)?;
+    let body: RoleIn = from_value(req, body)?;
     let name = match name {
         Some(n) => {
             if body.name.as_ref().is_some_and(|b| b != n) {
@@ -786,9 +770,10 @@ async fn create_role(
     caller: Caller,
     rid: RequestId,
     path: web::Path<String>,
+    req: HttpRequest,
     Body(body): Body<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
-    save_role(&app, &caller.0, &rid, &path, None, body, true).await
+    save_role(&app, &req, &caller.0, &rid, &path, None, body, true).await
 }
 
 async fn update_role(
@@ -796,9 +781,20 @@ async fn update_role(
     caller: Caller,
     rid: RequestId,
     path: web::Path<(String, String)>,
+    req: HttpRequest,
     Body(body): Body<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
-    save_role(&app, &caller.0, &rid, &path.0, Some(&path.1), body, false).await
+    save_role(
+        &app,
+        &req,
+        &caller.0,
+        &rid,
+        &path.0,
+        Some(&path.1),
+        body,
+        false,
+    )
+    .await
 }
 
 async fn delete_role(

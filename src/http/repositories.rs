@@ -70,7 +70,6 @@ pub fn normalize_environment(field: &str, env: &str) -> Result<String, DomainErr
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RepositoryIn {
     #[serde(default)]
     key: Option<String>,

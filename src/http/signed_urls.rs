@@ -30,7 +30,6 @@ fn signature(key: &[u8; 32], version: u64, repo_path: &str, expiry_ms: u64) -> S
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct CreateBody {
     repo_path: String,
     #[serde(default)]

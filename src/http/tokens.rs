@@ -7,7 +7,6 @@ use crate::auth::{unix_secs, Principal};
 use crate::domain::{self, Command};
 use crate::tokens::{self, Spec};
 use actix_web::{web, HttpRequest, HttpResponse};
-use gatehouse_schemas::TokenIssued;
 use serde_json::json;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -114,10 +113,11 @@ async fn create(
     app: web::Data<AppState>,
     caller: Caller,
     rid: RequestId,
+    req: HttpRequest,
     FormOrJson(fields): FormOrJson,
 ) -> Result<HttpResponse, ApiError> {
     let form = FormOrJson(fields);
-    form.only(FIELDS)?;
+    form.only(&req, FIELDS);
     match form.string("grant_type")?.as_deref() {
         None | Some("client_credentials") => issue(&app, &caller.0, &rid, &form).await,
         Some("refresh_token") => refresh(&app, &caller.0, &rid, &form).await,
@@ -335,24 +335,6 @@ async fn refresh(
     ))
 }
 
-pub(crate) fn token_view(t: &TokenIssued, service_id: &str) -> serde_json::Value {
-    let mut v = json!({
-        "token_id": t.token_id,
-        "subject": format!("{service_id}/users/{}", t.subject),
-        "issued_at": t.issued_at,
-        "issuer": service_id,
-        "refreshable": t.refreshable,
-        "scope": t.scope,
-    });
-    if let Some(e) = t.expires_at {
-        v["expiry"] = json!(e);
-    }
-    if let Some(d) = &t.description {
-        v["description"] = json!(d);
-    }
-    v
-}
-
 async fn list(
     app: web::Data<AppState>,
     caller: Caller,
@@ -386,7 +368,7 @@ async fn list(
         .filter(|t| caller.0.admin || t.subject == caller.0.username)
         .filter(|t| refreshable.is_none_or(|r| t.refreshable == r))
         .filter(|t| matches_description(t.description.as_ref()))
-        .map(|t| token_view(t, &service_id))
+        .map(|t| crate::views::token(t, &service_id))
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "tokens": tokens })))
 }
@@ -425,7 +407,10 @@ async fn get(
             "only an admin can read other users' tokens".into(),
         ));
     }
-    Ok(HttpResponse::Ok().json(token_view(t, s.service_id.as_deref().unwrap_or(""))))
+    Ok(HttpResponse::Ok().json(crate::views::token(
+        t,
+        s.service_id.as_deref().unwrap_or(""),
+    )))
 }
 
 async fn revoke(

@@ -6,9 +6,8 @@ use super::{base_url, limit_param, page, query_param, resource, with_cursor, wri
 use crate::auth::password;
 use crate::domain::{self, Command, NewUser, UserChanges};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
-use gatehouse_projections::User;
 use gatehouse_schemas::UserStatus;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -49,38 +48,6 @@ pub fn configure_aliases(cfg: &mut web::ServiceConfig) {
         .service(resource("/access/api/v2/{username}/unlock").route(web::post().to(unlock)));
 }
 
-#[derive(Serialize)]
-pub struct UserView<'a> {
-    username: &'a str,
-    /// Decrypted for the answer; `[erased]` after a purge.
-    email: Option<String>,
-    groups: Vec<&'a str>,
-    realm: &'a str,
-    status: &'static str,
-    admin: bool,
-    profile_updatable: bool,
-    internal_password_disabled: bool,
-    disable_ui_access: bool,
-    password_expired: bool,
-}
-
-impl<'a> UserView<'a> {
-    pub fn new(u: &'a User, keys: &crate::personal::PersonalKeys) -> Self {
-        UserView {
-            username: &u.username,
-            email: u.email.as_deref().map(|e| keys.show(e)),
-            groups: u.groups.iter().map(String::as_str).collect(),
-            realm: &u.realm,
-            status: u.status.as_str(),
-            admin: u.admin,
-            profile_updatable: u.profile_updatable,
-            internal_password_disabled: u.internal_password_disabled,
-            disable_ui_access: u.disable_ui_access,
-            password_expired: u.password_expired,
-        }
-    }
-}
-
 fn path_username(path: &str) -> Result<String, ApiError> {
     Ok(domain::normalize_username("username", path)?)
 }
@@ -97,7 +64,7 @@ fn user_response(
         .users
         .get(username)
         .ok_or_else(|| ApiError::NotFound(format!("user `{username}` not found")))?;
-    Ok(HttpResponse::build(status).json(UserView::new(user, &app.personal)))
+    Ok(HttpResponse::build(status).json(crate::views::UserView::new(user, &app.personal)))
 }
 
 async fn list(
@@ -125,7 +92,6 @@ async fn list(
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct CreateUser {
     username: String,
     #[serde(default)]
@@ -258,7 +224,7 @@ async fn get(
         .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .ok_or_else(|| ApiError::NotFound(format!("user `{username}` not found")))?;
-        return Ok(HttpResponse::Ok().json(UserView::new(&user, &app.personal)));
+        return Ok(HttpResponse::Ok().json(crate::views::UserView::new(&user, &app.personal)));
     }
     let s = app.view(&req);
     let user = s
@@ -266,11 +232,10 @@ async fn get(
         .users
         .get(&username)
         .ok_or_else(|| ApiError::NotFound(format!("user `{username}` not found")))?;
-    Ok(HttpResponse::Ok().json(UserView::new(user, &app.personal)))
+    Ok(HttpResponse::Ok().json(crate::views::UserView::new(user, &app.personal)))
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct PatchUser {
     #[serde(default)]
     username: Option<String>,
@@ -430,7 +395,6 @@ async fn delete(
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AddRemove {
     #[serde(default)]
     pub add: Option<Vec<String>>,
@@ -487,7 +451,6 @@ async fn change_groups(
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct NewPassword {
     password: String,
 }

@@ -40,47 +40,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// Domains and their event types (documented in README and openapi.yaml).
-pub const DOMAINS: &[(&str, &[&str])] = &[
-    (
-        "user",
-        &[
-            "created",
-            "updated",
-            "deleted",
-            "locked",
-            "unlocked",
-            "password_changed",
-        ],
-    ),
-    (
-        "group",
-        &["created", "updated", "deleted", "members_changed"],
-    ),
-    ("token", &["created", "refreshed", "revoked"]),
-    ("permission", &["created", "updated", "deleted"]),
-    ("entitlement", &["created", "updated", "deleted"]),
-    ("access_key", &["created", "updated", "deleted"]),
-    (
-        "project",
-        &["created", "updated", "deleted", "member_changed"],
-    ),
-    ("federation", &["target_changed", "broadcast_done"]),
-];
-
+use crate::webhooks::payload::{check_template, DOMAINS};
 use crate::webhooks::SECRETS_KEY;
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct CriteriaIn {
-    #[serde(default, alias = "include_patterns", rename = "includePatterns")]
+    #[serde(
+        default,
+        alias = "include_patterns",
+        rename = "includePatterns",
+        deserialize_with = "crate::views::null_as_default"
+    )]
     include_patterns: Vec<String>,
-    #[serde(default, alias = "exclude_patterns", rename = "excludePatterns")]
+    #[serde(
+        default,
+        alias = "exclude_patterns",
+        rename = "excludePatterns",
+        deserialize_with = "crate::views::null_as_default"
+    )]
     exclude_patterns: Vec<String>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct FilterIn {
     domain: String,
     event_types: Vec<String>,
@@ -89,14 +70,12 @@ struct FilterIn {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct HeaderIn {
     name: String,
     value: String,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct SecretIn {
     name: String,
     /// Absent on a replace: keep the value stored under this name.
@@ -105,7 +84,6 @@ struct SecretIn {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct HandlerIn {
     handler_type: String,
     url: String,
@@ -114,18 +92,17 @@ struct HandlerIn {
     secret: Option<String>,
     #[serde(default)]
     proxy: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::views::null_as_default")]
     custom_http_headers: Vec<HeaderIn>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::views::null_as_default")]
     http_headers: Vec<HeaderIn>,
     #[serde(default)]
     payload: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::views::null_as_default")]
     secrets: Vec<SecretIn>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct SubscriptionIn {
     #[serde(default)]
     key: Option<String>,
@@ -524,117 +501,16 @@ async fn delete(
     Ok(written(HttpResponse::NoContent().finish(), committed))
 }
 
-/// HMAC-SHA256 of `body` with `secret`, hex.
-pub fn signature(secret: &str, body: &[u8]) -> String {
-    use hmac::Mac;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
-        .expect("HMAC takes keys of any length");
-    mac.update(body);
-    crate::hex(&mac.finalize().into_bytes())
-}
-
-/// The fields of a delivery body a template may name (besides `.data.…` and
-/// `.secrets.<name>`).
-const EVENT_FIELDS: &[&str] = &[
-    "domain",
-    "event_type",
-    "subscription_key",
-    "source",
-    "position",
-    "timestamp",
-    "data",
-];
-
-/// Check a template's placeholders: `{{.data}}`, `{{.data.<path>}}`, the event fields,
-/// and `{{.secrets.<name>}}` for a secret the handler defines. Anything else would
-/// render as nothing, silently, at every delivery: refuse it now.
-pub fn check_template(template: &str, secret_names: &[&str]) -> Result<(), String> {
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        let Some(end) = rest[start..].find("}}") else {
-            return Err("a `{{` is not closed by `}}`".into());
-        };
-        let expr = rest[start + 2..start + end].trim();
-        let known = match expr.strip_prefix('.') {
-            Some(path) => {
-                if let Some(name) = path.strip_prefix("secrets.") {
-                    secret_names.contains(&name)
-                } else if let Some(p) = path.strip_prefix("data.") {
-                    !p.is_empty() && p.split('.').all(|s| !s.is_empty())
-                } else {
-                    EVENT_FIELDS.contains(&path)
-                }
-            }
-            None => false,
-        };
-        if !known {
-            return Err(format!(
-                "unknown placeholder `{{{{{}}}}}` (use {{{{.data.<field>}}}}, {{{{.secrets.<name>}}}} of a defined secret, or one of .{})",
-                expr.escape_debug(),
-                EVENT_FIELDS.join(", .")
-            ));
-        }
-        rest = &rest[start + end + 2..];
-    }
-    Ok(())
-}
-
-/// `s` as the inside of a JSON string literal (without the quotes).
-fn json_escaped(s: &str) -> String {
-    let quoted = Value::String(s.to_string()).to_string();
-    quoted[1..quoted.len() - 1].to_string()
-}
-
-/// Fill a custom payload template: `{{.secrets.name}}`, and any path into the event
-/// (`{{.data.name}}`, `{{.event_type}}`, `{{.domain}}`, …).
-pub fn render_template(template: &str, data: &Value, secrets: &[(String, String)]) -> String {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let Some(end) = rest[start..].find("}}") else {
-            out.push_str(&rest[start..]);
-            return out;
-        };
-        let expr = rest[start + 2..start + end].trim();
-        let value = if let Some(name) = expr.strip_prefix(".secrets.") {
-            secrets
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| json_escaped(v))
-                .unwrap_or_default()
-        } else if let Some(path) = expr.strip_prefix('.') {
-            let mut v = data;
-            for part in path.split('.') {
-                v = &v[part];
-            }
-            // Escaped as inside a JSON string (where placeholders stand in payloads), so
-            // a quote in the data cannot break the payload or add fields to it.
-            let text = match v {
-                Value::String(s) => s.clone(),
-                Value::Null => String::new(),
-                other => other.to_string(),
-            };
-            json_escaped(&text)
-        } else {
-            String::new()
-        };
-        out.push_str(&value);
-        rest = &rest[start + end + 2..];
-    }
-    out.push_str(rest);
-    out
-}
-
 /// `POST /event/api/v1/subscriptions/test`: send a sample event for the given definition
 /// (not stored) to each of its handlers.
 async fn test(
     app: web::Data<AppState>,
     _admin: Admin,
+    req: HttpRequest,
     Body(body): Body<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let key = body["key"].as_str().unwrap_or("test").to_string();
-    let def: SubscriptionIn = super::extract::from_value(body.clone())?;
+    let def: SubscriptionIn = super::extract::from_value(&req, body.clone())?;
     // Secrets of the definition are used as given (in clear, for this request only).
     let clear: Vec<(Option<String>, Vec<(String, String)>)> = def
         .handlers

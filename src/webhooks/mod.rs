@@ -31,12 +31,14 @@
 //! The outbox holds the event body encrypted with the `webhooks` key (it contains
 //! personal data such as e-mails); secrets are decrypted only when a request is built.
 
-use crate::http::webhooks::{render_template, signature};
+pub mod payload;
+
 use crate::log::EventLog;
 use crate::notices::{classify, matches, Notice};
 use crate::personal::PersonalKeys;
 use gatehouse_projections::State;
 use gatehouse_schemas::{Envelope, Event, Subscription, SubscriptionHandler};
+use payload::{render_template, signature};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -315,7 +317,7 @@ pub fn post(
 /// The entity a notice is about, as the REST API shows it in `state` (no secrets:
 /// password hashes, token hashes and access-key passwords are never part of a view).
 fn entity_data(state: &State, personal: &PersonalKeys, notice: &Notice, event: &Event) -> Value {
-    use crate::http::views;
+    use crate::views;
     let service_id = state.service_id.clone().unwrap_or_default();
     let name = notice.name.as_str();
     let found = match notice.domain {

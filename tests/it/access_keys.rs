@@ -98,7 +98,12 @@ fn access_keys_crud_without_ever_showing_a_password() {
             json!({"id": "x", "existence_check": {"url": "ftp://x"}}),
             "existence_check.url",
         ),
-        (json!({"id": "x", "colour": 1}), "colour"),
+        // An unknown field is ignored (named in X-Gatehouse-Ignored-Fields), never masks
+        // a bad one.
+        (
+            json!({"id": "x", "colour": 1, "expiry": "tomorrow"}),
+            "expiry",
+        ),
     ] {
         let r = admin.post(&format!("{ORG}/access_keys"), &body);
         assert_eq!(r.status, 400, "{body}: {}", r.text);

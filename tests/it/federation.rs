@@ -220,8 +220,9 @@ fn a_to_b_register_validate_broadcast_then_stream() {
             "includePatterns[0]",
         ),
         (
-            json!({"name": "x", "url": b.url(), "colour": "red"}),
-            "colour",
+            // An unknown field is ignored, never masks a bad one.
+            json!({"name": "x", "url": b.url(), "colour": "red", "active": "yes"}),
+            "active",
         ),
     ] {
         let r = a.admin().post(FED, &body);

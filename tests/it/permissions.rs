@@ -65,7 +65,11 @@ fn permission_targets_crud_in_the_v2_format() {
             json!({"repo": {"repositories": ["a/b"]}}),
             "repo.repositories[0]",
         ),
-        (json!({"repo": {"colour": 1}}), "colour"),
+        // An unknown field is ignored, never masks a bad one.
+        (
+            json!({"repo": {"colour": 1, "repositories": ["a/b"]}}),
+            "repo.repositories[0]",
+        ),
     ] {
         let r = admin.put(path, &body);
         assert_eq!(r.status, 400, "{body}: {}", r.text);

@@ -184,8 +184,9 @@ fn projects_crud_roles_and_members() {
             "storage_quota_bytes",
         ),
         (
-            json!({"project_key": "ok1", "display_name": "x", "colour": "red"}),
-            "colour",
+            // An unknown field is ignored, never masks a bad one.
+            json!({"project_key": "ok1", "display_name": "x", "colour": "red", "soft_limit": 3}),
+            "soft_limit",
         ),
     ] {
         let r = admin.post(P, &body);

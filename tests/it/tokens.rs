@@ -163,7 +163,12 @@ fn non_admins_get_identity_tokens_for_themselves_only() {
         (json!({"scope": "root"}), 400, "scope"),
         (json!({"scope": "x ".repeat(300)}), 400, "scope"),
         (json!({"grant_type": "password"}), 400, "grant_type"),
-        (json!({"colour": "red"}), 400, "colour"),
+        // An unknown field is ignored, never masks a bad one.
+        (
+            json!({"colour": "red", "refreshable": 3}),
+            400,
+            "refreshable",
+        ),
         (json!({"refreshable": "perhaps"}), 400, "refreshable"),
     ] {
         let r = nina.post("/access/api/v1/tokens", &body);

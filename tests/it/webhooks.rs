@@ -126,7 +126,8 @@ fn subscriptions_crud_with_write_only_secrets() {
             "secrets[0].value",
         ),
         (json!({"key": "bad key"}), "key"),
-        (json!({"colour": "red"}), "colour"),
+        // An unknown field is ignored, never masks a bad one.
+        (json!({"colour": "red", "key": "bad key"}), "key"),
     ] {
         let mut body = definition("Other", "https://x.test/");
         for (k, v) in mutate.as_object().unwrap() {

@@ -1,0 +1,258 @@
+//! What an entity looks like to the outside: the REST JSON that the API answers,
+//! webhooks deliver (`data`) and federation sends. One rendering per entity, so a
+//! webhook's `data` is exactly what a GET would answer.
+//!
+//! **Architecture invariant:** this module uses neither `http`, `webhooks` nor
+//! `federation`; all three use it.
+
+use gatehouse_projections::{access_key_username, Group, User};
+use gatehouse_schemas::{
+    AccessKey, Entitlement, FederationTarget, PermissionSection, PermissionTarget, Project,
+    TokenIssued,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+// ---- users and groups (Access v2) ----
+
+#[derive(Serialize)]
+pub struct UserView<'a> {
+    username: &'a str,
+    /// Decrypted for the answer; `[erased]` after a purge.
+    email: Option<String>,
+    groups: Vec<&'a str>,
+    realm: &'a str,
+    status: &'static str,
+    admin: bool,
+    profile_updatable: bool,
+    internal_password_disabled: bool,
+    disable_ui_access: bool,
+    password_expired: bool,
+}
+
+impl<'a> UserView<'a> {
+    pub fn new(u: &'a User, keys: &crate::personal::PersonalKeys) -> Self {
+        UserView {
+            username: &u.username,
+            email: u.email.as_deref().map(|e| keys.show(e)),
+            groups: u.groups.iter().map(String::as_str).collect(),
+            realm: &u.realm,
+            status: u.status.as_str(),
+            admin: u.admin,
+            profile_updatable: u.profile_updatable,
+            internal_password_disabled: u.internal_password_disabled,
+            disable_ui_access: u.disable_ui_access,
+            password_expired: u.password_expired,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct GroupView<'a> {
+    name: &'a str,
+    description: Option<&'a str>,
+    auto_join: bool,
+    admin_privileges: bool,
+    realm: &'a str,
+    realm_attributes: Option<&'a str>,
+    external_id: Option<&'a str>,
+    members: Vec<&'a str>,
+}
+
+impl<'a> From<&'a Group> for GroupView<'a> {
+    fn from(g: &'a Group) -> Self {
+        GroupView {
+            name: &g.name,
+            description: g.description.as_deref(),
+            auto_join: g.auto_join,
+            admin_privileges: g.admin_privileges,
+            realm: &g.realm,
+            realm_attributes: g.realm_attributes.as_deref(),
+            external_id: g.external_id.as_deref(),
+            members: g.members.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+pub fn user(u: &User, personal: &crate::personal::PersonalKeys) -> Value {
+    serde_json::to_value(UserView::new(u, personal)).unwrap_or_default()
+}
+
+pub fn group(g: &Group) -> Value {
+    serde_json::to_value(GroupView::from(g)).unwrap_or_default()
+}
+
+// ---- tokens ----
+
+pub fn token(t: &TokenIssued, service_id: &str) -> serde_json::Value {
+    let mut v = json!({
+        "token_id": t.token_id,
+        "subject": format!("{service_id}/users/{}", t.subject),
+        "issued_at": t.issued_at,
+        "issuer": service_id,
+        "refreshable": t.refreshable,
+        "scope": t.scope,
+    });
+    if let Some(e) = t.expires_at {
+        v["expiry"] = json!(e);
+    }
+    if let Some(d) = &t.description {
+        v["description"] = json!(d);
+    }
+    v
+}
+
+// ---- permission targets (Artifactory v2 format) ----
+
+#[derive(Serialize, Deserialize, Default)]
+pub struct ActionsWire {
+    #[serde(default, deserialize_with = "crate::views::null_as_default")]
+    pub users: BTreeMap<String, Vec<String>>,
+    #[serde(default, deserialize_with = "crate::views::null_as_default")]
+    pub groups: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct SectionWire {
+    #[serde(
+        rename = "include-patterns",
+        alias = "include_patterns",
+        alias = "includePatterns",
+        default,
+        deserialize_with = "null_as_default"
+    )]
+    pub include_patterns: Vec<String>,
+    #[serde(
+        rename = "exclude-patterns",
+        alias = "exclude_patterns",
+        alias = "excludePatterns",
+        default,
+        deserialize_with = "null_as_default"
+    )]
+    pub exclude_patterns: Vec<String>,
+    #[serde(default, deserialize_with = "crate::views::null_as_default")]
+    pub repositories: Vec<String>,
+    #[serde(default, deserialize_with = "crate::views::null_as_default")]
+    pub actions: ActionsWire,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct TargetWire {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<SectionWire>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<SectionWire>,
+    #[serde(
+        rename = "releaseBundle",
+        alias = "release_bundle",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub release_bundle: Option<SectionWire>,
+}
+
+fn section_out(s: &PermissionSection) -> SectionWire {
+    SectionWire {
+        include_patterns: s.include_patterns.clone(),
+        exclude_patterns: s.exclude_patterns.clone(),
+        repositories: s.repositories.clone(),
+        actions: ActionsWire {
+            users: s.users.clone(),
+            groups: s.groups.clone(),
+        },
+    }
+}
+
+pub fn target_out(t: &PermissionTarget) -> TargetWire {
+    TargetWire {
+        name: Some(t.name.clone()),
+        repo: t.repo.as_ref().map(section_out),
+        build: t.build.as_ref().map(section_out),
+        release_bundle: t.release_bundle.as_ref().map(section_out),
+    }
+}
+
+pub fn permission(t: &PermissionTarget) -> Value {
+    serde_json::to_value(target_out(t)).unwrap_or_default()
+}
+
+// ---- access keys and entitlements ----
+
+pub fn access_key(k: &AccessKey) -> Value {
+    json!({
+        "id": k.id,
+        "org": k.org,
+        "username": access_key_username(&k.org, &k.id),
+        "expiry": k.expiry_ms,
+        "existence_check": k.existence_check.as_ref().map(|c| json!({"url": c.url, "cache_for_secs": c.cache_for_secs})),
+        "allowed_cidrs": k.allowed_cidrs,
+        "blocked_cidrs": k.blocked_cidrs,
+    })
+}
+
+pub fn entitlement(e: &Entitlement) -> Value {
+    json!({
+        "id": e.id,
+        "org": e.org,
+        "repo": e.repo,
+        "package": e.package,
+        "version": e.version,
+        "path": e.path,
+        "scope": crate::authorize::entitlement_scope(e),
+        "access": e.access,
+        "access_keys": e.access_keys,
+        "tags": e.tags,
+    })
+}
+
+// ---- projects ----
+
+pub fn project(p: &Project) -> serde_json::Value {
+    json!({
+        "project_key": p.project_key,
+        "display_name": p.display_name,
+        "description": p.description.clone().unwrap_or_default(),
+        "admin_privileges": {
+            "manage_members": p.admin_privileges.manage_members,
+            "manage_resources": p.admin_privileges.manage_resources,
+            "manage_security_assets": p.admin_privileges.manage_security_assets,
+            "index_resources": p.admin_privileges.index_resources,
+            "allow_ignore_rules": p.admin_privileges.allow_ignore_rules,
+        },
+        "storage_quota_bytes": p.storage_quota_bytes,
+        "soft_limit": p.soft_limit,
+        "storage_quota_email_notification": p.storage_quota_email_notification,
+    })
+}
+
+// ---- federation ----
+
+/// A target as the seed's register and get answers show it.
+pub fn federation_target(t: &FederationTarget) -> Value {
+    json!({
+        "name": t.name,
+        "url": t.url,
+        "entities": t.entities,
+        "permissionFilters": {
+            "includePatterns": t.include_patterns,
+            "excludePatterns": t.exclude_patterns,
+        },
+        "active": t.active,
+    })
+}
+
+// ---- reading what clients send ----
+
+/// `null` read as "not given" for a field with a default (a list, a map, a flag):
+/// JFrog's clients send `"groups": null` where they mean none (pyartifactory does), and
+/// JFrog takes it so.
+pub fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
