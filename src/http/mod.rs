@@ -307,6 +307,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/artifactory/api/v2/security/permissions/{name}"),
     ("PUT", "/artifactory/api/v2/security/permissions/{name}"),
     ("DELETE", "/artifactory/api/v2/security/permissions/{name}"),
+    ("GET", "/access/api/v1/cert/ca"),
+    ("GET", "/artifactory/api/system/service_id"),
     ("DELETE", "/access/api/v1/tokens/revoke"),
     ("POST", "/access/api/v1/tokens/revoke"),
     ("GET", "/artifactory/api/security/users"),
