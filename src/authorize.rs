@@ -27,7 +27,19 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// The five repository actions (seed 002 "Assigning Permissions").
-pub const ACTIONS: &[&str] = &["read", "annotate", "write", "delete", "manage"];
+///
+/// `distribute` and `managedXrayMeta` are Artifactory's too (pyartifactory and dohq send
+/// them): stored and decided like the others, though nothing here distributes or runs
+/// Xray, so only a file server that asks about them makes them matter.
+pub const ACTIONS: &[&str] = &[
+    "read",
+    "annotate",
+    "write",
+    "delete",
+    "manage",
+    "distribute",
+    "managedXrayMeta",
+];
 
 /// Where Artifactory keeps build info (`<build-name>/<build-number>-<started>.json`).
 /// Build sections apply here and nowhere else: Artifactory fixes their `repositories`

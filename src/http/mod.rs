@@ -645,6 +645,7 @@ pub async fn request_middleware(
         .unwrap_or_else(new_request_id);
     req.extensions_mut().insert(RequestId(rid.clone()));
     serve_artifactory_prefix(&mut req);
+    art_api_header_as_bearer(&mut req);
     let method = req.method().clone();
     let path = req.path().to_string();
     let start = Instant::now();
@@ -685,6 +686,30 @@ fn serve_artifactory_prefix(req: &mut ServiceRequest) {
     if let Ok(uri) = target.parse::<actix_web::http::Uri>() {
         req.match_info_mut().get_mut().update(&uri);
         req.head_mut().uri = uri;
+    }
+}
+
+/// `X-JFrog-Art-Api: <token>` (dohq-artifactory's `apikey=`): Artifactory's header
+/// for a credential without a user name. Gatehouse keeps no API keys (JFrog removed
+/// them), so the header is taken for what a client can put there today: an access or
+/// reference token, exactly as `Authorization: Bearer` — and only when no
+/// `Authorization` header was sent.
+fn art_api_header_as_bearer(req: &mut ServiceRequest) {
+    use actix_web::http::header::AUTHORIZATION;
+    if req.headers().contains_key(AUTHORIZATION) {
+        return;
+    }
+    let Some(value) = req
+        .headers()
+        .get("x-jfrog-art-api")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+    else {
+        return;
+    };
+    if let Ok(v) = HeaderValue::from_str(&format!("Bearer {value}")) {
+        req.headers_mut().insert(AUTHORIZATION, v);
     }
 }
 

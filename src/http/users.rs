@@ -74,10 +74,56 @@ async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let limit = limit_param(&req)?;
     let cursor = query_param(&req, "cursor")?;
+    // JFrog's filters: a part of the name (any case), a status, admins only.
+    let name_part = query_param(&req, "username")?.map(|u| u.to_lowercase());
+    let status = query_param(&req, "status")?;
+    if let Some(st) = &status {
+        if !["enabled", "disabled", "locked", "invited"].contains(&st.as_str()) {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `status`: `{}` (use enabled, disabled, locked or invited)",
+                st.escape_debug()
+            )));
+        }
+    }
+    let only_admins = match query_param(&req, "onlyAdmins")?.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `onlyAdmins`: `{}` (use true or false)",
+                other.escape_debug()
+            )))
+        }
+    };
     let base = base_url(&req);
     let s = app.view(&req);
-    let (page, next) = page(&s.directory.users, cursor.as_deref(), limit);
-    let users: Vec<_> = page
+    let filtered;
+    let users_map = if name_part.is_some() || status.is_some() || only_admins {
+        filtered = s
+            .directory
+            .users
+            .iter()
+            .filter(|(_, u)| {
+                name_part
+                    .as_ref()
+                    .is_none_or(|p| u.username.contains(p.as_str()))
+            })
+            .filter(|(_, u)| status.as_ref().is_none_or(|st| u.status.as_str() == st))
+            .filter(|(_, u)| !only_admins || u.admin)
+            .map(|(k, u)| (k.clone(), u))
+            .collect::<std::collections::BTreeMap<_, _>>();
+        Some(&filtered)
+    } else {
+        None
+    };
+    let (page_items, next): (Vec<&gatehouse_projections::User>, _) = match users_map {
+        Some(m) => {
+            let (p, n) = page(m, cursor.as_deref(), limit);
+            (p.into_iter().copied().collect(), n)
+        }
+        None => page(&s.directory.users, cursor.as_deref(), limit),
+    };
+    let users: Vec<_> = page_items
         .iter()
         .map(|u| {
             serde_json::json!({

@@ -166,6 +166,11 @@ pub fn federation_target(t: &FederationTarget) -> Value {
             "includePatterns": t.include_patterns,
             "excludePatterns": t.exclude_patterns,
         },
+        // The snake_case spelling of the seed's PATCH example and JFrog's description.
+        "permission_filters": {
+            "include_patterns": t.include_patterns,
+            "exclude_patterns": t.exclude_patterns,
+        },
         "active": t.active,
     })
 }

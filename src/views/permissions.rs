@@ -165,14 +165,17 @@ pub struct WireError {
 fn action_in(field: &str, a: &str) -> Result<String, WireError> {
     let lower = a.to_ascii_lowercase();
     match lower.as_str() {
-        "read" | "annotate" | "write" | "delete" | "manage" => Ok(lower),
+        "read" | "annotate" | "write" | "delete" | "manage" | "distribute" => Ok(lower),
+        "managed_xray_metadata" | "managed_xray_meta" | "managedxraymeta" => {
+            Ok("managedXrayMeta".into())
+        }
         // Artifactory's older words for the same actions.
         "deploy" => Ok("write".into()),
         "admin" => Ok("manage".into()),
         _ => Err(WireError {
             field: field.to_string(),
             message: format!(
-                "unknown action `{}` (use READ, ANNOTATE, WRITE, DELETE, MANAGE)",
+                "unknown action `{}` (use READ, ANNOTATE, WRITE, DELETE, MANAGE, DISTRIBUTE, MANAGED_XRAY_METADATA)",
                 a.escape_debug()
             ),
         }),
@@ -238,15 +241,18 @@ pub fn access_resource_in(field: &str, r: AccessResource) -> Result<PermissionSe
     Ok(section)
 }
 
+/// `read` → `READ`, `managedXrayMeta` → `MANAGED_XRAY_METADATA`.
+fn access_action_out(a: &str) -> String {
+    match a {
+        "managedXrayMeta" => "MANAGED_XRAY_METADATA".into(),
+        other => other.to_ascii_uppercase(),
+    }
+}
+
 pub fn access_resource_out(s: &PermissionSection) -> AccessResource {
     let upper = |m: &BTreeMap<String, Vec<String>>| {
         m.iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    v.iter().map(|a| a.to_ascii_uppercase()).collect(),
-                )
-            })
+            .map(|(k, v)| (k.clone(), v.iter().map(|a| access_action_out(a)).collect()))
             .collect()
     };
     AccessResource {
@@ -392,6 +398,8 @@ const LETTERS: &[(&str, &str)] = &[
     ("annotate", "n"),
     ("delete", "d"),
     ("manage", "m"),
+    ("distribute", "x"),
+    ("managedXrayMeta", "mxm"),
 ];
 
 #[derive(Serialize, Deserialize, Default, Debug)]
@@ -432,7 +440,7 @@ fn letters_in(
                 .ok_or_else(|| WireError {
                     field: format!("{field}.{name}"),
                     message: format!(
-                        "unknown permission `{}` (use r, w, n, d, m)",
+                        "unknown permission `{}` (use r, w, n, d, m, x, mxm)",
                         l.escape_debug()
                     ),
                 })?;

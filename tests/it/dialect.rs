@@ -429,3 +429,62 @@ fn tokens_are_revoked_by_value_and_spoken_to_under_artifactory_prefixes() {
     );
     assert_eq!(r.status, 404, "{}", r.text);
 }
+
+#[test]
+fn art_api_header_filters_and_the_xray_actions() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("una", "Una-password-1");
+    app.create_user("ursula", "Ursula-password-1");
+    // dohq's `apikey=`: the header carries a token where no Authorization is sent.
+    let t = admin.post(
+        "/access/api/v1/tokens",
+        &json!({"username": "una", "expires_in": 86400}),
+    );
+    let token = t.json()["access_token"].as_str().unwrap().to_string();
+    let r = app.anon().get_with(
+        "/access/api/v2/users/una",
+        &[("X-JFrog-Art-Api", token.as_str())],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = app.anon().get_with(
+        "/access/api/v2/users/una",
+        &[("X-JFrog-Art-Api", "not-a-token")],
+    );
+    assert_eq!(r.status, 401, "{}", r.text);
+    // Users v2 list filters.
+    let names = |q: &str| -> Vec<String> {
+        admin.get(&format!("/access/api/v2/users{q}")).json()["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["username"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names("?username=U"), vec!["una", "ursula"]);
+    assert_eq!(names("?onlyAdmins=true"), vec!["admin"]);
+    assert_eq!(names("?status=enabled&username=urs"), vec!["ursula"]);
+    assert_eq!(admin.get("/access/api/v2/users?status=sleepy").status, 400);
+    // distribute / managedXrayMeta in all three formats.
+    let r = admin.put(
+        "/artifactory/api/security/permissions/x1",
+        &json!({"repositories": ["r1"], "principals": {"users": {"una": ["r", "x", "mxm"]}}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let v2 = admin
+        .get("/artifactory/api/v2/security/permissions/x1")
+        .json();
+    assert_eq!(
+        v2["repo"]["actions"]["users"]["una"],
+        json!(["read", "distribute", "managedXrayMeta"])
+    );
+    let a = admin.get("/access/api/v2/permissions/x1").json();
+    assert_eq!(
+        a["resources"]["artifact"]["actions"]["users"]["una"],
+        json!(["READ", "DISTRIBUTE", "MANAGED_XRAY_METADATA"])
+    );
+    assert_eq!(
+        admin.get("/artifactory/api/security/permissions/x1").json()["principals"]["users"]["una"],
+        json!(["r", "x", "mxm"])
+    );
+}
