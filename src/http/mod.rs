@@ -308,6 +308,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/artifactory/api/v2/security/permissions/{name}"),
     ("DELETE", "/artifactory/api/v2/security/permissions/{name}"),
     ("GET", "/access/api/v1/cert/ca"),
+    ("GET", "/access/api/v1/projects/_/repositories/{repo}"),
     ("GET", "/artifactory/api/system/service_id"),
     ("DELETE", "/access/api/v1/tokens/revoke"),
     ("POST", "/access/api/v1/tokens/revoke"),

@@ -33,6 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(r("/_/attach/repositories/{repo}/{project_key}").route(web::put().to(attach)))
     .service(r("/_/attach/repositories/{repo}").route(web::delete().to(unassign)))
+    .service(r("/_/repositories/{repo}").route(web::get().to(repository_status)))
     .service(
         r("/_/share/repositories/{repo}/{project_key}")
             .route(web::put().to(share_one))
@@ -832,6 +833,30 @@ fn force_param(req: &HttpRequest) -> Result<bool, ApiError> {
             other.escape_debug()
         ))),
     }
+}
+
+/// `GET …/_/repositories/{repo}`: which project a repository is assigned to and whom
+/// it is shared with (admin). Shares here are never read-only (README).
+async fn repository_status(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let s = app.view(&req);
+    let r = s
+        .repositories
+        .by_key
+        .get(path.as_str())
+        .ok_or_else(|| ApiError::NotFound(format!("repository `{path}` not found")))?;
+    Ok(HttpResponse::Ok().json(json!({
+        "resource_name": r.config.key,
+        "assigned_to": r.project,
+        "environments": r.config.environments,
+        "shared_with_projects": r.shared_with,
+        "shared_with_all_projects": r.shared_with_all,
+        "shared_read_only": false,
+    })))
 }
 
 async fn attach(

@@ -488,3 +488,73 @@ fn art_api_header_filters_and_the_xray_actions() {
         json!(["r", "x", "mxm"])
     );
 }
+
+#[test]
+fn a_repository_status_and_a_broadcast_to_one_named_target() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.put(
+        "/artifactory/api/repositories/p-dev",
+        &json!({"rclass": "local", "environments": ["DEV"]}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    for key in ["pone", "ptwo"] {
+        let r = admin.post(
+            "/access/api/v1/projects",
+            &json!({"project_key": key, "display_name": key}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let status = |app: &TestApp| {
+        app.admin()
+            .get("/access/api/v1/projects/_/repositories/p-dev")
+            .json()
+    };
+    assert_eq!(status(&app)["assigned_to"], json!(null));
+    assert!(
+        admin
+            .put(
+                "/access/api/v1/projects/_/attach/repositories/p-dev/pone",
+                &json!({})
+            )
+            .status
+            < 300
+    );
+    assert!(
+        admin
+            .put(
+                "/access/api/v1/projects/_/share/repositories/p-dev/ptwo",
+                &json!({})
+            )
+            .status
+            < 300
+    );
+    let s = status(&app);
+    assert_eq!(s["resource_name"], "p-dev");
+    assert_eq!(s["assigned_to"], "pone");
+    assert_eq!(s["shared_with_projects"], json!(["ptwo"]));
+    assert_eq!(s["environments"], json!(["DEV"]));
+    assert_eq!(
+        admin
+            .get("/access/api/v1/projects/_/repositories/nope")
+            .status,
+        404
+    );
+
+    // py-jfrog-client names the target in the broadcast path: queued (202).
+    let r = admin.post(
+        "/access/api/v1/system/federation",
+        &json!({"name": "far", "url": "http://127.0.0.1:9/access/"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.put(
+        "/access/api/v1/system/federation/far/full_broadcast",
+        &json!({}),
+    );
+    assert_eq!(r.status, 202, "{}", r.text);
+    let r = admin.put(
+        "/access/api/v1/system/federation/nobody/full_broadcast",
+        &json!({}),
+    );
+    assert_eq!(r.status, 404, "{}", r.text);
+}
