@@ -1205,7 +1205,9 @@ mod tests {
             "annotate" => "ANNOTATE_REPOSITORY",
             "write" => "DEPLOY_CACHE_REPOSITORY",
             "delete" => "DELETE_OVERWRITE_REPOSITORY",
-            _ => "MANAGE_XRAY_MD_REPOSITORY",
+            "manage" => "MANAGE_XRAY_MD_REPOSITORY",
+            // No project role grants `distribute` or `managedXrayMeta`.
+            _ => return false,
         };
         state.projects.by_key.values().any(|p| {
             let k = &p.config.project_key;

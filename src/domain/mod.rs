@@ -24,8 +24,13 @@ mod tokens;
 
 pub use directory::{GroupChanges, NewGroup, NewUser, UserChanges};
 pub use federation::{Replicated, ReplicatedChange, UNFEDERATED_USER};
-pub use names::{normalize_username, validate_email, validate_group_name, validate_password};
+pub use names::{
+    normalize_environment, normalize_key_part, normalize_username, validate_email,
+    validate_group_name, validate_password, validate_project_key, validate_repo_key,
+    REPOSITORY_CLASSES,
+};
 pub use permissions::normalize_target;
+pub use projects::normalize_role;
 
 use gatehouse_projections::State;
 use gatehouse_schemas::{Event, TokenIssued};

@@ -160,3 +160,83 @@ mod tests {
         assert!(normalize_username("username", &"a".repeat(128)).is_ok());
     }
 }
+
+/// The classes of repository Artifactory has (`rclass`).
+pub const REPOSITORY_CLASSES: &[&str] = &["local", "remote", "virtual", "federated"];
+
+/// Repository keys as Artifactory allows them: letters, digits, `-`, `_`, `.`; at most
+/// 64 characters.
+pub fn validate_repo_key(field: &str, key: &str) -> Result<(), DomainError> {
+    if key.is_empty() || key.len() > 64 {
+        return Err(DomainError::invalid(field, "must be 1 to 64 characters"));
+    }
+    if key == "." || key == ".." {
+        return Err(DomainError::invalid(field, "must not be `.` or `..`"));
+    }
+    if let Some(c) = key
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(DomainError::invalid(
+            field,
+            format!(
+                "must contain only letters, digits, `-`, `_` and `.` (found `{}`)",
+                c.escape_debug()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Environment names (`DEV`, `PROD`, custom), stored upper-case.
+pub fn normalize_environment(field: &str, env: &str) -> Result<String, DomainError> {
+    if env.is_empty()
+        || env.len() > 32
+        || !env
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+    {
+        return Err(DomainError::invalid(
+            field,
+            format!(
+                "`{}` is not an environment name (1 to 32 letters, digits, `-`, `_`)",
+                env.escape_debug()
+            ),
+        ));
+    }
+    Ok(env.to_ascii_uppercase())
+}
+
+/// Project keys: 2 to 32 lower-case letters and digits, starting with a letter.
+pub fn validate_project_key(field: &str, key: &str) -> Result<(), DomainError> {
+    let ok = (2..=32).contains(&key.len())
+        && key.starts_with(|c: char| c.is_ascii_lowercase())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(DomainError::invalid(
+            field,
+            format!(
+                "`{}` is not a project key (2 to 32 lower-case letters and digits, starting with a letter)",
+                key.escape_debug()
+            ),
+        ))
+    }
+}
+
+/// Org names and key ids: what a name may be, minus `@` (it separates them when
+/// signing in) and at most 64 characters; stored lower-case, because the name a key
+/// signs in with is case-insensitive like every user name.
+pub fn normalize_key_part(field: &str, v: &str) -> Result<String, DomainError> {
+    validate_group_name(field, v)?;
+    if v.contains('@') || v.chars().count() > 64 || v.chars().any(char::is_whitespace) {
+        return Err(DomainError::invalid(
+            field,
+            "at most 64 characters, without `@` or whitespace",
+        ));
+    }
+    Ok(v.to_lowercase())
+}

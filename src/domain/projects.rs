@@ -43,6 +43,49 @@ pub(super) fn delete(state: &State, project_key: &str) -> Result<Vec<Event>, Dom
 }
 
 /// Create (`create_only`) or update a custom role.
+/// A role as it is stored: at least one known action and one environment, each once,
+/// environments upper-case. Project roles and (global) roles share this rule.
+pub fn normalize_role(role: ProjectRole) -> Result<ProjectRole, DomainError> {
+    use crate::authorize::ROLE_ACTIONS;
+    if role.actions.is_empty() {
+        return Err(DomainError::invalid("actions", "give at least one action"));
+    }
+    let mut actions: Vec<String> = Vec::new();
+    for (i, a) in role.actions.iter().enumerate() {
+        if !ROLE_ACTIONS.contains(&a.as_str()) {
+            return Err(DomainError::invalid(
+                format!("actions[{i}]"),
+                format!(
+                    "unknown action `{}` (use {})",
+                    a.escape_debug(),
+                    ROLE_ACTIONS.join(", ")
+                ),
+            ));
+        }
+        if !actions.contains(a) {
+            actions.push(a.clone());
+        }
+    }
+    if role.environments.is_empty() {
+        return Err(DomainError::invalid(
+            "environments",
+            "give at least one environment",
+        ));
+    }
+    let mut environments: Vec<String> = Vec::new();
+    for (i, e) in role.environments.iter().enumerate() {
+        let e = super::normalize_environment(&format!("environments[{i}]"), e)?;
+        if !environments.contains(&e) {
+            environments.push(e);
+        }
+    }
+    Ok(ProjectRole {
+        actions,
+        environments,
+        ..role
+    })
+}
+
 pub(super) fn save_role(
     state: &State,
     project_key: &str,
@@ -50,6 +93,13 @@ pub(super) fn save_role(
     create_only: bool,
 ) -> Result<Vec<Event>, DomainError> {
     let p = project_must_exist(state, project_key)?;
+    // INVARIANT: a stored role is normalised, whichever API sent it.
+    if normalize_role(role.clone())? != *role {
+        return Err(DomainError::invalid(
+            "name",
+            "the role is not in its normal form",
+        ));
+    }
     if gatehouse_projections::predefined_roles()
         .iter()
         .any(|r| r.name == role.name)
