@@ -138,6 +138,8 @@ impl State {
             | Event::ProjectDeleted { .. }
             | Event::ProjectRoleSaved { .. }
             | Event::ProjectRoleDeleted { .. }
+            | Event::GlobalRoleSaved(_)
+            | Event::GlobalRoleDeleted { .. }
             | Event::ProjectMemberSaved { .. }
             | Event::ProjectMemberRemoved { .. } => {
                 self.projects.apply(event, seq, &mut self.repositories)

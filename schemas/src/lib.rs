@@ -509,6 +509,13 @@ pub enum Event {
         project_key: String,
         role: String,
     },
+    /// A global role (JFrog's `CUSTOM_GLOBAL`): a role every project can give its
+    /// members, defined once (create or update, the whole role).
+    GlobalRoleSaved(ProjectRole),
+    /// Also takes the role from every member of every project that held it.
+    GlobalRoleDeleted {
+        name: String,
+    },
     /// A user or group (`kind` = `user` | `group`) holds exactly these roles in the project.
     ProjectMemberSaved {
         project_key: String,
@@ -657,6 +664,8 @@ impl Event {
         "PermissionReplicated",
         "TokenReplicated",
         "ReplicaRemoved",
+        "GlobalRoleSaved",
+        "GlobalRoleDeleted",
     ];
 
     /// The service id a federated event originated at (its envelope's origin), when
@@ -710,6 +719,8 @@ impl Event {
             Event::ProjectDeleted { .. } => "ProjectDeleted",
             Event::ProjectRoleSaved { .. } => "ProjectRoleSaved",
             Event::ProjectRoleDeleted { .. } => "ProjectRoleDeleted",
+            Event::GlobalRoleSaved(_) => "GlobalRoleSaved",
+            Event::GlobalRoleDeleted { .. } => "GlobalRoleDeleted",
             Event::ProjectMemberSaved { .. } => "ProjectMemberSaved",
             Event::ProjectMemberRemoved { .. } => "ProjectMemberRemoved",
             Event::RepositoryAttached { .. } => "RepositoryAttached",
@@ -1112,6 +1123,15 @@ pub fn samples() -> Vec<Envelope> {
             entity: "user".into(),
             name: "bob".into(),
             swept: false,
+        },
+        Event::GlobalRoleSaved(ProjectRole {
+            name: "ci-auditor".into(),
+            description: Some("reads everything, everywhere".into()),
+            actions: vec!["READ_REPOSITORY".into(), "READ_BUILD".into()],
+            environments: vec!["DEV".into(), "PROD".into()],
+        }),
+        Event::GlobalRoleDeleted {
+            name: "ci-auditor".into(),
         },
     ];
     events

@@ -165,6 +165,14 @@ pub enum Command {
         project_key: String,
         role: String,
     },
+    /// Create (`create_only`) or update a global role (`CUSTOM_GLOBAL`).
+    SaveGlobalRole {
+        role: gatehouse_schemas::ProjectRole,
+        create_only: bool,
+    },
+    DeleteGlobalRole {
+        name: String,
+    },
     /// `kind` is `user` or `group`.
     SetProjectMember {
         project_key: String,
@@ -398,6 +406,10 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
         Command::DeleteProjectRole { project_key, role } => {
             projects::delete_role(state, project_key, role)
         }
+        Command::SaveGlobalRole { role, create_only } => {
+            projects::save_global_role(state, role, *create_only)
+        }
+        Command::DeleteGlobalRole { name } => projects::delete_global_role(state, name),
         Command::SetProjectMember {
             project_key,
             kind,

@@ -163,7 +163,7 @@ pub(super) fn set_member(
         return Err(DomainError::invalid("roles", "give at least one role"));
     }
     for (i, r) in roles.iter().enumerate() {
-        if p.role(r).is_none() {
+        if state.projects.role_in(p, r).is_none() {
             return Err(DomainError::invalid(
                 format!("roles[{i}]"),
                 format!("project `{project_key}` has no role `{r}`"),
@@ -292,4 +292,61 @@ fn project_must_exist<'a>(
         .by_key
         .get(key)
         .ok_or_else(|| DomainError::NotFound(format!("project `{key}`")))
+}
+
+/// Create (`create_only`) or change a global role. Predefined names are taken; the type
+/// of a global role is always `CUSTOM_GLOBAL`.
+pub(super) fn save_global_role(
+    state: &State,
+    role: &ProjectRole,
+    create_only: bool,
+) -> Result<Vec<Event>, DomainError> {
+    if normalize_role(role.clone())? != *role {
+        return Err(DomainError::invalid(
+            "name",
+            "the role is not in its normal form",
+        ));
+    }
+    if role.name.trim().is_empty() || role.name.trim() != role.name || role.name.len() > 64 {
+        return Err(DomainError::invalid(
+            "name",
+            "1 to 64 characters, not starting or ending with whitespace",
+        ));
+    }
+    if gatehouse_projections::predefined_roles()
+        .iter()
+        .any(|r| r.name == role.name)
+    {
+        return Err(if create_only {
+            DomainError::AlreadyExists(format!("predefined role `{}`", role.name))
+        } else {
+            DomainError::invalid("name", "predefined roles cannot be changed")
+        });
+    }
+    let exists = state.projects.global_roles.contains_key(&role.name);
+    if create_only && exists {
+        return Err(DomainError::AlreadyExists(format!("role `{}`", role.name)));
+    }
+    if !create_only && !exists {
+        return Err(DomainError::NotFound(format!("role `{}`", role.name)));
+    }
+    Ok(vec![Event::GlobalRoleSaved(role.clone())])
+}
+
+pub(super) fn delete_global_role(state: &State, name: &str) -> Result<Vec<Event>, DomainError> {
+    if !state.projects.global_roles.contains_key(name) {
+        if gatehouse_projections::predefined_roles()
+            .iter()
+            .any(|r| r.name == name)
+        {
+            return Err(DomainError::invalid(
+                "role",
+                "predefined roles cannot be deleted",
+            ));
+        }
+        return Err(DomainError::NotFound(format!("role `{name}`")));
+    }
+    Ok(vec![Event::GlobalRoleDeleted {
+        name: name.to_string(),
+    }])
 }

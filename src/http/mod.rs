@@ -18,6 +18,7 @@ mod pairing;
 mod permissions;
 mod projects;
 mod repositories;
+mod roles;
 pub mod scim;
 mod signed_urls;
 mod system;
@@ -308,6 +309,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/artifactory/api/v2/security/permissions/{name}"),
     ("DELETE", "/artifactory/api/v2/security/permissions/{name}"),
     ("GET", "/access/api/v1/cert/ca"),
+    ("GET", "/access/api/v1/roles"),
+    ("POST", "/access/api/v1/roles"),
+    ("GET", "/access/api/v1/roles/{role}"),
+    ("PUT", "/access/api/v1/roles/{role}"),
+    ("DELETE", "/access/api/v1/roles/{role}"),
+    ("GET", "/access/api/v2/projects"),
     ("GET", "/access/api/v1/projects/_/repositories/{repo}"),
     ("GET", "/artifactory/api/system/service_id"),
     ("DELETE", "/access/api/v1/tokens/revoke"),
@@ -497,6 +504,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     artifactory::configure(cfg);
     repositories::configure(cfg);
     projects::configure(cfg);
+    roles::configure(cfg);
     access_keys::configure(cfg);
     audit::configure(cfg);
     webhooks::configure(cfg);
@@ -518,6 +526,9 @@ pub const AS_OF_READS: &[&str] = &[
     "/artifactory/api/v2/security/permissions",
     "/artifactory/api/v2/security/permissions/{name}",
     "/access/api/v2/permissions",
+    "/access/api/v1/roles",
+    "/access/api/v1/roles/{role}",
+    "/access/api/v2/projects",
     "/artifactory/api/security/users",
     "/artifactory/api/security/users/{name}",
     "/artifactory/api/security/groups",
