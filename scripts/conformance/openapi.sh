@@ -4,14 +4,19 @@
 # the admin with HTTP Basic. Every operation gets generated requests (valid and invalid);
 # no answer may be a 5xx, carry a status code or content type the description does not
 # list for that operation, or have a body that breaks the description's schema.
-# The seed is fixed and generation is deterministic, so a run repeats the same requests.
-# Ends with one line `openapi: N passed, N failed (...)`, counting operations, and exits non-zero on any
-# failure, error, or when the run lost its credentials.
+# The seed is fixed and generation is deterministic, so a run repeats the same requests
+# (about 9,500, under two minutes on two cores). Fixtures made first through the API
+# (openapi_fixtures.py) and hooks (openapi_hooks.py) let requests reach existing things,
+# keep the admin's own account out of harm's way and point every URL the server is given
+# at a closed loopback port. Ends with one line `openapi: N passed, N failed (...)`,
+# counting operations, and exits non-zero on any failure or error, or when the run lost
+# its credentials.
 #
 #   scripts/conformance/openapi.sh            # uses target/debug/gatehouse (builds it)
 #   GATEHOUSE_BIN=target/release/gatehouse scripts/conformance/openapi.sh
 #   OPENAPI_EXAMPLES=50 scripts/conformance/openapi.sh   # more cases per operation
 #   OPENAPI_ARGS='--include-tag users' scripts/conformance/openapi.sh   # extra st run flags
+#   OPENAPI_CHECKS=all scripts/conformance/openapi.sh   # every check schemathesis has
 # The reports (JSON summary, NDJSON of every exchange) are left in target/openapi-report/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,6 +24,10 @@ VENV=${OPENAPI_VENV:-target/openapi-venv}
 REPORT_DIR=${OPENAPI_REPORT_DIR:-target/openapi-report}
 EXAMPLES=${OPENAPI_EXAMPLES:-10}
 SEED=${OPENAPI_SEED:-20261202}
+# What must hold for every answer. (negative_data_rejection is left out: many request
+# schemas here are loose `{type: object}`, so "invalid" data is rarely generated, and what
+# the server refuses beyond the description is not a conformance failure.)
+CHECKS=${OPENAPI_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance}
 # A safety cap only (seconds): the run is bounded by the number of examples per operation,
 # not by time. (Schemathesis' own --max-time is not used: with it, fuzzing repeats until
 # the budget is spent, which makes every run as long as the budget and not repeatable.)
@@ -82,23 +91,30 @@ EOF
 )
 
 # One of each kind of thing, so that generated requests also reach existing resources.
-fixtures=$(GATEHOUSE_URL=$base GATEHOUSE_ADMIN_PASSWORD=$password "$VENV/bin/python" scripts/conformance/openapi_fixtures.py)
+service_id=$(sed -n 's/.*listening on http:[^ ]* as \([^ ]*\).*/\1/p' "$tmp/server.out" | head -1)
+fixtures=$(GATEHOUSE_URL=$base GATEHOUSE_ADMIN_PASSWORD=$password GATEHOUSE_SERVICE_ID=$service_id "$VENV/bin/python" scripts/conformance/openapi_fixtures.py)
 
 rm -rf "$REPORT_DIR"
 mkdir -p "$REPORT_DIR"
 # Left out, each because it would end or invalidate the rest of the run:
 #  - POST /access/api/v1/system/backup/import: replaces the server's state with a backup.
+# Kept, though they look destructive: POST /cert/root/rotate (earlier keys keep verifying,
+# so the Basic-auth run is untouched), POST /artifactory/api/signed/url/key (only signed
+# URLs stop working), the full broadcasts (every federation target the run can register
+# points at a closed loopback port, so they fail at once), GET /audit/events (its ndjson
+# stream is finite), backup export (writes under the temporary data directory). Changes
+# to the admin itself are kept away by openapi_hooks.py.
 exclude=(
   --exclude-path /access/api/v1/system/backup/import
 )
 set +e
 # shellcheck disable=SC2086
-HYPOTHESIS_STORAGE_DIRECTORY="$tmp/hypothesis" \
+HYPOTHESIS_STORAGE_DIRECTORY="$tmp/hypothesis" PYTHONDONTWRITEBYTECODE=1 \
 OPENAPI_PROTECT="admin,$admin_scim_id" OPENAPI_FIXTURES=$fixtures PYTHONPATH=scripts/conformance SCHEMATHESIS_HOOKS=openapi_hooks \
   timeout -k 10 "$TIME_CAP" "$VENV/bin/schemathesis" --config-file "$tmp/schemathesis.toml" \
   run schemas/openapi.yaml --url "$base" \
   --auth "admin:$password" \
-  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+  --checks "$CHECKS" \
   "${exclude[@]}" \
   --max-examples "$EXAMPLES" --seed "$SEED" --generation-deterministic \
   --no-shrink \

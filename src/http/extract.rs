@@ -326,6 +326,11 @@ pub fn from_value<T: DeserializeOwned>(
     req: &HttpRequest,
     v: serde_json::Value,
 ) -> Result<T, ApiError> {
+    if v.is_array() && expects_object::<T>() {
+        return Err(ApiError::BadRequest(
+            "invalid request body: expected a JSON object, got an array".into(),
+        ));
+    }
     let mut ignored = Vec::new();
     let mut note = |path: serde_ignored::Path| ignored.push(path.to_string());
     let result = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(v, &mut note));
@@ -363,6 +368,14 @@ fn parse_json_with<T: DeserializeOwned>(
     bytes: &[u8],
     mut on_ignored: impl FnMut(String),
 ) -> Result<T, ApiError> {
+    // serde reads a struct from a JSON array too (`[]` as `{}`): a body that must be an
+    // object is refused when it is an array, as its description says.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') && expects_object::<T>() {
+        return Err(ApiError::BadRequest(
+            "invalid request body: expected a JSON object, got an array".into(),
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let mut note = |path: serde_ignored::Path| on_ignored(path.to_string());
     let de = serde_ignored::Deserializer::new(de, &mut note);
@@ -518,4 +531,51 @@ impl FromRequest for SelfOrAdmin {
             Ok(SelfOrAdmin(p))
         })
     }
+}
+
+/// Whether `T` is read from a JSON object (a struct or a map): asks `T`'s `Deserialize`
+/// what it wants first, with a deserializer that only records the question.
+fn expects_object<T: DeserializeOwned>() -> bool {
+    use serde::de::{Deserializer, Error, Visitor};
+    #[derive(Debug)]
+    struct Asked;
+    impl std::fmt::Display for Asked {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("probe")
+        }
+    }
+    impl std::error::Error for Asked {}
+    impl Error for Asked {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Asked
+        }
+    }
+    struct Probe<'a>(&'a mut bool);
+    impl<'de> Deserializer<'de> for Probe<'_> {
+        type Error = Asked;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Asked> {
+            Err(Asked)
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            _: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Asked> {
+            *self.0 = true;
+            Err(Asked)
+        }
+        fn deserialize_map<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Asked> {
+            *self.0 = true;
+            Err(Asked)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct enum
+            identifier ignored_any
+        }
+    }
+    let mut object = false;
+    let _ = T::deserialize(Probe(&mut object));
+    object
 }

@@ -679,3 +679,43 @@ fn global_roles_are_held_in_any_project_and_decide() {
     );
     assert_eq!(admin.delete("/access/api/v1/roles/Viewer").status, 400);
 }
+
+#[test]
+fn an_array_is_not_an_object() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/t",
+        &json!({"repo": {"repositories": ["r"], "actions": {"users": {"admin": ["read"]}}}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let seq = app.digest()["seq"].as_u64().unwrap();
+    for (method, path) in [
+        ("PUT", "/artifactory/api/v2/security/permissions/t"),
+        ("PUT", "/access/api/v2/permissions/t"),
+        ("PUT", "/artifactory/api/security/permissions/t"),
+        ("POST", "/artifactory/api/security/groups/g"),
+        ("PATCH", "/access/api/v2/users/admin"),
+    ] {
+        let r = admin.raw(
+            method,
+            path,
+            Some("application/json"),
+            Some(b"[null, null]"),
+        );
+        assert_eq!(r.status, 400, "{method} {path}: {}", r.text);
+        assert!(
+            r.error_message().contains("expected a JSON object"),
+            "{}",
+            r.text
+        );
+    }
+    assert_eq!(
+        app.digest()["seq"].as_u64().unwrap(),
+        seq,
+        "nothing written"
+    );
+    // A list where a list is meant still is one.
+    let r = admin.send("PATCH", "/access/api/v2/groups/nope/members", &json!([]));
+    assert!(r.status == 400 || r.status == 404, "{}", r.text);
+}
