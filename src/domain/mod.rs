@@ -19,13 +19,16 @@ mod keys;
 mod names;
 mod permissions;
 mod projects;
+pub mod settings;
 mod subscriptions;
 mod tokens;
 
 pub use directory::{GroupChanges, NewGroup, NewUser, UserChanges};
 pub use federation::{Replicated, ReplicatedChange, UNFEDERATED_USER};
+pub use names::default_password_policy;
 pub use names::{normalize_username, validate_email, validate_group_name, validate_password};
 pub use permissions::normalize_target;
+pub use settings::SettingChange;
 
 use gatehouse_projections::State;
 use gatehouse_schemas::{Event, TokenIssued};
@@ -267,6 +270,26 @@ pub enum Command {
     },
     /// Record a signed checkpoint (a no-op when one at or after its position exists).
     RecordCheckpoint(gatehouse_schemas::Checkpoint),
+    /// A security setting, whole (see `settings.rs`).
+    ChangeSetting(SettingChange),
+    /// Lift the expiry of a password without changing it.
+    UnexpirePassword {
+        username: String,
+    },
+    /// Expire the passwords of these users, or of every user with one (`None`).
+    ExpirePasswords {
+        usernames: Option<Vec<String>>,
+    },
+    /// Lift the expiry of these users' passwords, or of every expired one (`None`),
+    /// judged at `now_ms` against the expiration policy.
+    UnexpirePasswords {
+        usernames: Option<Vec<String>>,
+        now_ms: u64,
+    },
+    /// Unlock these users (unknown ones skipped), or every locked one (`None`).
+    UnlockUsers {
+        usernames: Option<Vec<String>>,
+    },
     /// Record a peer's key from a pairing; with `pairing_token_id`, also use up that
     /// (single-use) pairing token in the same commit.
     CompletePairing {
@@ -447,6 +470,15 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             names,
         } => federation::end_broadcast(state, source, *since, names),
         Command::RecordCheckpoint(c) => checkpoints::record(state, c),
+        Command::ChangeSetting(change) => settings::change(state, change),
+        Command::UnexpirePassword { username } => settings::unexpire_password(state, username),
+        Command::ExpirePasswords { usernames } => {
+            settings::expire_passwords(state, usernames.as_deref())
+        }
+        Command::UnexpirePasswords { usernames, now_ms } => {
+            settings::unexpire_passwords(state, usernames.as_deref(), *now_ms)
+        }
+        Command::UnlockUsers { usernames } => settings::unlock_users(state, usernames.as_deref()),
     }
 }
 
