@@ -276,9 +276,11 @@ pub enum Command {
     UnexpirePassword {
         username: String,
     },
-    /// Expire the passwords of these users, or of every user with one (`None`).
+    /// Expire the passwords of these users, or of every user with one (`None`) but
+    /// `except` (the admin who asks).
     ExpirePasswords {
         usernames: Option<Vec<String>>,
+        except: Option<String>,
     },
     /// Lift the expiry of these users' passwords, or of every expired one (`None`),
     /// judged at `now_ms` against the expiration policy.
@@ -472,8 +474,8 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
         Command::RecordCheckpoint(c) => checkpoints::record(state, c),
         Command::ChangeSetting(change) => settings::change(state, change),
         Command::UnexpirePassword { username } => settings::unexpire_password(state, username),
-        Command::ExpirePasswords { usernames } => {
-            settings::expire_passwords(state, usernames.as_deref())
+        Command::ExpirePasswords { usernames, except } => {
+            settings::expire_passwords(state, usernames.as_deref(), except.as_deref())
         }
         Command::UnexpirePasswords { usernames, now_ms } => {
             settings::unexpire_passwords(state, usernames.as_deref(), *now_ms)

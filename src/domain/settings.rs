@@ -188,15 +188,22 @@ fn chosen<'a>(
 }
 
 /// Expire the passwords of these users (all that exist, or 404 naming the first that
-/// does not), or of every user that has a password. Already expired ones are left.
+/// does not), or of every user that has a password but `except`. Already expired ones
+/// are left.
+///
+/// "Every user" leaves out the admin who asks: an expired password also stops the
+/// user's tokens (but for changing it), so expiring one's own would leave no one able
+/// to undo it — nor to do anything else — until a password is changed.
 pub(super) fn expire_passwords(
     state: &State,
     usernames: Option<&[String]>,
+    except: Option<&str>,
 ) -> Result<Vec<Event>, DomainError> {
     let users = chosen(state, usernames, false)?;
     Ok(users
         .into_iter()
         .filter(|u| !u.password_expired && (usernames.is_some() || u.password_hash.is_some()))
+        .filter(|u| usernames.is_some() || Some(u.username.as_str()) != except)
         .map(|u| Event::UserPasswordExpired {
             username: u.username.clone(),
         })

@@ -381,7 +381,10 @@ async fn expire_all(
 ) -> Result<HttpResponse, ApiError> {
     let committed = app
         .submit(
-            Command::ExpirePasswords { usernames: None },
+            Command::ExpirePasswords {
+                usernames: None,
+                except: Some(admin.0.username.clone()),
+            },
             &admin.0.username,
             &rid,
         )
@@ -413,6 +416,7 @@ async fn expire_listed(
 ) -> Result<HttpResponse, ApiError> {
     let cmd = Command::ExpirePasswords {
         usernames: Some(names),
+        except: None,
     };
     let committed = app.submit(cmd, &admin.0.username, &rid).await?;
     Ok(written(counted("Passwords expired", &committed), committed))
@@ -426,6 +430,7 @@ async fn expire_one(
 ) -> Result<HttpResponse, ApiError> {
     let cmd = Command::ExpirePasswords {
         usernames: Some(vec![path.into_inner()]),
+        except: None,
     };
     let committed = app.submit(cmd, &admin.0.username, &rid).await?;
     Ok(written(text("Password expired"), committed))

@@ -297,16 +297,37 @@ fn passwords_of_some_or_all_users_expire_and_unexpire_without_a_change() {
     );
     assert_eq!(sign_in(&app, "cat", "password-1"), 403);
 
-    // Everyone, the calling admin included (Access spelling).
+    // Everyone but the calling admin (Access spelling): another admin's tokens stop.
+    app.create_user("root2", "password-1");
+    assert_eq!(
+        admin
+            .patch("/access/api/v2/users/root2", &json!({"admin": true}))
+            .status,
+        200
+    );
+    let other_admin = token_for(
+        &app,
+        json!({"username": "root2", "scope": "applied-permissions/user", "expires_in": 3600}),
+    )["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let r = admin.post_empty("/access/api/v2/users/expire_password_for_all_users");
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.text.contains("Passwords expired"), "{}", r.text);
     assert_eq!(sign_in(&app, "ann", "password-1"), 403);
-    assert_eq!(sign_in(&app, "admin", &app.admin_password), 403);
+    assert_eq!(sign_in(&app, "root2", "password-1"), 403);
+    assert_eq!(
+        bearer(&app, &other_admin)
+            .get("/access/api/v2/users/ann")
+            .status,
+        403
+    );
+    assert_eq!(sign_in(&app, "admin", &app.admin_password), 200);
     assert_eq!(by_token.get("/access/api/v2/users/ann").status, 200);
     let r = by_token.post_empty("/access/api/v2/users/unexpire_password_for_all_users");
     assert_eq!(r.status, 200, "{}", r.text);
-    for u in ["ann", "bob", "cat"] {
+    for u in ["ann", "bob", "cat", "root2"] {
         assert_eq!(sign_in(&app, u, "password-1"), 200, "{u}");
     }
     assert_eq!(sign_in(&app, "admin", &app.admin_password), 200);
