@@ -118,7 +118,7 @@ OPENAPI_PROTECT="admin,$admin_scim_id" OPENAPI_FIXTURES=$fixtures PYTHONPATH=scr
   "${exclude[@]}" \
   --max-examples "$EXAMPLES" --seed "$SEED" --generation-deterministic \
   --no-shrink \
-  --workers 2 --request-timeout 30 \
+  --workers 1 --request-timeout 30 \
   --no-color --output-truncate true \
   --report json,ndjson --report-dir "$REPORT_DIR" \
   --report-json-path "$REPORT_DIR/report.json" --report-ndjson-path "$REPORT_DIR/exchanges.ndjson" \

@@ -7,13 +7,14 @@
 //! Any password, status or expiry event bumps that position, and deleting the user
 //! removes it, so a cached entry stops matching at once: no explicit invalidation races.
 //!
-//! Failed sign-ins are counted in memory; the threshold-th failure in a row writes a
+//! Failed sign-ins are counted in memory; the threshold-th failure in a row (the user
+//! lock policy in force: `domain::settings::lock_threshold`) writes a
 //! `UserLocked` event (the lock itself is durable, the counter is not).
 
 pub mod jwt;
 pub mod password;
 
-use crate::domain::Command;
+use crate::domain::{settings, Command};
 use crate::writer::{CommandContext, WriterHandle};
 use base64::Engine;
 use gatehouse_projections::State;
@@ -60,6 +61,10 @@ pub enum AuthError {
     Locked(String),
     #[error("user `{0}` is disabled")]
     Disabled(String),
+    #[error(
+        "sign-in with a password is disabled for users other than admins; use an access token"
+    )]
+    BasicDisabled,
     #[error("access key refused: {0}")]
     AccessKey(String),
     #[error("the service is shutting down")]
@@ -97,6 +102,7 @@ pub struct Authenticator {
     ttl: Duration,
     cache: Mutex<HashMap<[u8; 32], CachedLogin>>,
     failures: Mutex<HashMap<String, u32>>,
+    /// The configured `lockout-threshold`; a user lock policy set at run time replaces it.
     lockout_threshold: u32,
     /// Password checks in progress, so that identical concurrent ones run once.
     inflight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>>,
@@ -486,13 +492,20 @@ impl Authenticator {
         writer: &WriterHandle,
         request_id: &str,
     ) -> Result<Principal, AuthError> {
-        let (hash, status, credentials_seq) = {
+        let (hash, status, credentials_seq, lock_threshold) = {
             let s = state.read().unwrap_or_else(|p| p.into_inner());
+            // Basic authentication switched off: only admins still sign in with a
+            // password (so that no one is locked out), and it is said before the user
+            // is looked up, so it tells nothing about who exists.
+            if !settings::basic_authentication(&s) && !s.directory.is_admin(username) {
+                return Err(AuthError::BasicDisabled);
+            }
             let user = s.directory.users.get(username).ok_or(AuthError::Invalid)?;
             (
                 user.password_hash.clone(),
                 user.status,
                 user.credentials_seq,
+                settings::lock_threshold(&s, self.lockout_threshold),
             )
         };
         if status == UserStatus::Locked {
@@ -524,8 +537,9 @@ impl Authenticator {
             if !ok {
                 // Only an enabled user can be locked: locking a disabled one would turn
                 // a later unlock into an enable.
-                if status == UserStatus::Enabled {
-                    self.record_failure(username, writer, request_id).await?;
+                if let (UserStatus::Enabled, Some(threshold)) = (status, lock_threshold) {
+                    self.record_failure(username, threshold, writer, request_id)
+                        .await?;
                 }
                 return Err(AuthError::Invalid);
             }
@@ -564,7 +578,9 @@ impl Authenticator {
         Ok(Principal {
             username: user.username.clone(),
             admin: s.directory.is_admin(username),
-            password_expired: user.password_expired,
+            // Expired by an admin, or older than the password expiration policy allows.
+            password_expired: user.password_expired
+                || s.settings.password_too_old(user, unix_millis()),
             token: None,
             access_key: false,
         })
@@ -599,6 +615,7 @@ impl Authenticator {
     async fn record_failure(
         &self,
         username: &str,
+        threshold: u32,
         writer: &WriterHandle,
         request_id: &str,
     ) -> Result<(), AuthError> {
@@ -608,7 +625,7 @@ impl Authenticator {
             *n += 1;
             *n
         };
-        if count >= self.lockout_threshold {
+        if count >= threshold {
             tracing::warn!(
                 user = username,
                 failures = count,

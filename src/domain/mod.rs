@@ -19,6 +19,7 @@ mod keys;
 mod names;
 mod permissions;
 mod projects;
+pub mod settings;
 mod subscriptions;
 mod tokens;
 
@@ -31,6 +32,8 @@ pub use names::{
 };
 pub use permissions::normalize_target;
 pub use projects::normalize_role;
+pub use names::default_password_policy;
+pub use settings::SettingChange;
 
 use gatehouse_projections::State;
 use gatehouse_schemas::{Event, TokenIssued};
@@ -280,6 +283,28 @@ pub enum Command {
     },
     /// Record a signed checkpoint (a no-op when one at or after its position exists).
     RecordCheckpoint(gatehouse_schemas::Checkpoint),
+    /// A security setting, whole (see `settings.rs`).
+    ChangeSetting(SettingChange),
+    /// Lift the expiry of a password without changing it.
+    UnexpirePassword {
+        username: String,
+    },
+    /// Expire the passwords of these users, or of every user with one (`None`) but
+    /// `except` (the admin who asks).
+    ExpirePasswords {
+        usernames: Option<Vec<String>>,
+        except: Option<String>,
+    },
+    /// Lift the expiry of these users' passwords, or of every expired one (`None`),
+    /// judged at `now_ms` against the expiration policy.
+    UnexpirePasswords {
+        usernames: Option<Vec<String>>,
+        now_ms: u64,
+    },
+    /// Unlock these users (unknown ones skipped), or every locked one (`None`).
+    UnlockUsers {
+        usernames: Option<Vec<String>>,
+    },
     /// Record a peer's key from a pairing; with `pairing_token_id`, also use up that
     /// (single-use) pairing token in the same commit.
     CompletePairing {
@@ -464,6 +489,15 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             names,
         } => federation::end_broadcast(state, source, *since, names),
         Command::RecordCheckpoint(c) => checkpoints::record(state, c),
+        Command::ChangeSetting(change) => settings::change(state, change),
+        Command::UnexpirePassword { username } => settings::unexpire_password(state, username),
+        Command::ExpirePasswords { usernames, except } => {
+            settings::expire_passwords(state, usernames.as_deref(), except.as_deref())
+        }
+        Command::UnexpirePasswords { usernames, now_ms } => {
+            settings::unexpire_passwords(state, usernames.as_deref(), *now_ms)
+        }
+        Command::UnlockUsers { usernames } => settings::unlock_users(state, usernames.as_deref()),
     }
 }
 

@@ -102,8 +102,13 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::E
     Value::deserialize(d).map(Some)
 }
 
-async fn hash(password: String) -> Result<String, ApiError> {
-    domain::validate_password(&password)?;
+/// A given password meets the password policy in force; a generated one (random, 144
+/// bits) is not held to it.
+async fn hash(app: &AppState, password: String) -> Result<String, ApiError> {
+    super::settings::new_password_hash(app, None, password).await
+}
+
+async fn hash_generated(password: String) -> Result<String, ApiError> {
     web::block(move || password::hash(&password))
         .await
         .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))
@@ -111,16 +116,17 @@ async fn hash(password: String) -> Result<String, ApiError> {
 
 /// Apply the fields of `body` to `key`; returns the generated password, if one was made.
 async fn apply_key_fields(
+    app: &AppState,
     key: &mut AccessKey,
     body: KeyIn,
     creating: bool,
 ) -> Result<Option<String>, ApiError> {
     let mut generated = None;
     match body.password {
-        Some(p) => key.password_hash = hash(p).await?,
+        Some(p) => key.password_hash = hash(app, p).await?,
         None if creating => {
             let p = password::generate();
-            key.password_hash = hash(p.clone()).await?;
+            key.password_hash = hash_generated(p.clone()).await?;
             generated = Some(p);
         }
         None => {}
@@ -194,7 +200,7 @@ async fn create_key(
         id,
         ..Default::default()
     };
-    let generated = apply_key_fields(&mut key, body, true).await?;
+    let generated = apply_key_fields(&app, &mut key, body, true).await?;
     let committed = app
         .submit(
             Command::SaveAccessKey {
@@ -247,7 +253,7 @@ async fn update_key(
             "invalid `id`: must match the id in the path".into(),
         ));
     }
-    apply_key_fields(&mut key, body, false).await?;
+    apply_key_fields(&app, &mut key, body, false).await?;
     let committed = app
         .submit(
             Command::SaveAccessKey {

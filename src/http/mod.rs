@@ -20,6 +20,7 @@ mod projects;
 mod repositories;
 mod roles;
 pub mod scim;
+mod settings;
 mod signed_urls;
 mod system;
 mod tokens;
@@ -464,6 +465,58 @@ pub const ROUTES: &[(&str, &str)] = &[
     ),
     ("GET", "/access/api/v1/authorize"),
     ("GET", "/access/api/v1/authorize/effective"),
+    ("POST", "/access/api/v2/users/expire_password_for_all_users"),
+    (
+        "POST",
+        "/access/api/v2/users/unexpire_password_for_all_users",
+    ),
+    ("GET", "/access/api/v1/config/token/default_expiry"),
+    ("PUT", "/access/api/v1/config/token/default_expiry"),
+    ("GET", "/access/api/v1/config/security/password_policy"),
+    ("PUT", "/access/api/v1/config/security/password_policy"),
+    ("PATCH", "/access/api/v1/config/security/password_policy"),
+    (
+        "GET",
+        "/access/api/v1/config/security/authentication/basic_authentication_enabled",
+    ),
+    (
+        "PUT",
+        "/access/api/v1/config/security/authentication/basic_authentication_enabled",
+    ),
+    ("GET", "/artifactory/api/security/userLockPolicy"),
+    ("PUT", "/artifactory/api/security/userLockPolicy"),
+    ("GET", "/artifactory/api/security/lockedUsers"),
+    ("POST", "/artifactory/api/security/unlockUsers"),
+    ("POST", "/artifactory/api/security/unlockUsers/{userName}"),
+    ("POST", "/artifactory/api/security/unlockAllUsers"),
+    (
+        "GET",
+        "/artifactory/api/security/configuration/passwordExpirationPolicy",
+    ),
+    (
+        "PUT",
+        "/artifactory/api/security/configuration/passwordExpirationPolicy",
+    ),
+    (
+        "POST",
+        "/artifactory/api/security/users/authorization/expirePassword",
+    ),
+    (
+        "POST",
+        "/artifactory/api/security/users/authorization/expirePassword/{userName}",
+    ),
+    (
+        "POST",
+        "/artifactory/api/security/users/authorization/unexpirePassword/{userName}",
+    ),
+    (
+        "POST",
+        "/artifactory/api/security/users/authorization/expirePasswordForAllUsers",
+    ),
+    (
+        "POST",
+        "/artifactory/api/security/users/authorization/unexpirePasswordForAllUsers",
+    ),
 ];
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
@@ -493,6 +546,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     authorize::configure(cfg);
     system::configure(cfg);
     scim::configure(cfg);
+    settings::configure(cfg);
     users::configure(cfg);
     groups::configure(cfg);
     tokens::configure(cfg);

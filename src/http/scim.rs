@@ -1081,17 +1081,17 @@ fn user_input(body: &Value) -> Result<UserInput> {
     })
 }
 
-async fn hash(password: String) -> Result<String> {
-    domain::validate_password(&password)
-        .map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
-    web::block(move || crate::auth::password::hash(&password))
+/// Under the password policy in force (`username`: the user whose password it replaces).
+async fn hash(app: &AppState, username: Option<&str>, password: String) -> Result<String> {
+    crate::http::settings::new_password_hash(app, username, password)
         .await
-        .map_err(|_| {
-            ScimError::new(
+        .map_err(|e| match e {
+            ApiError::BadRequest(m) => ScimError::bad("invalidValue", m),
+            _ => ScimError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 None,
                 "the server is shutting down",
-            )
+            ),
         })
 }
 
@@ -1100,12 +1100,12 @@ async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse>
     check_projection(&req)?;
     let body = parse_body(&body, &req)?;
     let input = user_input(&body)?;
-    let password_hash = match input.password {
-        Some(p) => Some(hash(p).await?),
-        None => None,
-    };
     // Personal data enters the log encrypted with the user's own key.
     let app = app_of(&req);
+    let password_hash = match input.password {
+        Some(p) => Some(hash(&app, None, p).await?),
+        None => None,
+    };
     let key = app.new_personal_key().await?;
     let sealed_email = input
         .email
@@ -1224,7 +1224,7 @@ async fn replace_user(
         ));
     }
     if let Some(p) = input.password {
-        changes.password_hash = Some(hash(p).await?);
+        changes.password_hash = Some(hash(&app, Some(username), p).await?);
         if had_password_disabled {
             changes.internal_password_disabled = Some(false);
         }
