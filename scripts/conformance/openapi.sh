@@ -98,14 +98,22 @@ rm -rf "$REPORT_DIR"
 mkdir -p "$REPORT_DIR"
 # Left out, each because it would end or invalidate the rest of the run:
 #  - POST /access/api/v1/system/backup/import: replaces the server's state with a backup.
+#  - POST /access/api/v2/users/expire_password_for_all_users and its Artifactory spelling
+#    POST /artifactory/api/security/users/authorization/expirePasswordForAllUsers: expire
+#    the caller's password too, after which the admin may only change it (403 elsewhere).
 # Kept, though they look destructive: POST /cert/root/rotate (earlier keys keep verifying,
 # so the Basic-auth run is untouched), POST /artifactory/api/signed/url/key (only signed
 # URLs stop working), the full broadcasts (every federation target the run can register
 # points at a closed loopback port, so they fail at once), GET /audit/events (its ndjson
 # stream is finite), backup export (writes under the temporary data directory). Changes
-# to the admin itself are kept away by openapi_hooks.py.
+# to the admin itself are kept away by openapi_hooks.py, which also keeps the user lock
+# policy (PUT /artifactory/api/security/userLockPolicy) from locking the admin: that
+# setting replaces the lockout-threshold below. Turning Basic sign-in off is kept: admins
+# always may.
 exclude=(
   --exclude-path /access/api/v1/system/backup/import
+  --exclude-path /access/api/v2/users/expire_password_for_all_users
+  --exclude-path /artifactory/api/security/users/authorization/expirePasswordForAllUsers
 )
 set +e
 # shellcheck disable=SC2086

@@ -54,6 +54,7 @@ USER, GROUP, PROJECT, REPO, PERM, ORG, KEY = (
 if call("POST", "/access/api/v2/users",
         json={"username": USER, "email": "openapi@example.com", "password": "Openapi-user-1"}) is not None:
     offer("username", USER)
+    offer("userName", USER)
     offer("name", USER, r"/users/\{name\}")
     offer("id", USER, r"/scim/v2/Users/")
 if call("POST", "/access/api/v2/groups", json={"name": GROUP, "members": [USER]}) is not None:
