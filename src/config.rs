@@ -291,4 +291,21 @@ mod tests {
             .to_string();
         assert!(e.contains("sometimes") || e.contains("variant"), "{e}");
     }
+
+    #[test]
+    fn operations_keys_parse_and_the_scrape_token_is_not_printed() {
+        let c = load(
+            "metrics-token = \"s3cret-scrape\"\nlockout-from = \"any\"\nsignin-user-burst = 0\n",
+        )
+        .unwrap();
+        assert_eq!(c.lockout_from, LockoutFrom::Any);
+        assert_eq!(c.signin_user_burst, 0);
+        assert!(!format!("{c:?}").contains("s3cret-scrape"));
+        let e = load("tls-cert = \"/x/cert.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tls-key"), "{e}");
+        let e = load("lockout-from = \"nobody\"\n").unwrap_err().to_string();
+        assert!(e.contains("nobody") || e.contains("variant"), "{e}");
+    }
 }
