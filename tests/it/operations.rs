@@ -831,3 +831,49 @@ fn slow_headers_and_slow_bodies_are_cut_off() {
     // The server is fine.
     assert_eq!(app.anon().get("/api/system/ping").status, 200);
 }
+
+/// With room for one connection, a second one is not served while the first is open,
+/// and is served as soon as it closes.
+#[test]
+fn the_connection_cap_holds_further_connections_back() {
+    let app = TestApp::spawn_with(Config {
+        workers: Some(1),
+        max_connections: 1,
+        keep_alive_secs: 60,
+        ..Config::default()
+    });
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let ping = b"GET /api/system/ping HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut first = std::net::TcpStream::connect(&addr).unwrap();
+    first.write_all(ping).unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = first.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // The kernel accepts the second connection into the backlog; the server does not.
+    let mut second = std::net::TcpStream::connect(&addr).unwrap();
+    second.write_all(ping).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    match second.read(&mut buf) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        other => panic!("the second connection was served beside the first: {other:?}"),
+    }
+    drop(first);
+    second
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let n = second.read(&mut buf).unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+}
