@@ -332,6 +332,24 @@ fn failed_sign_ins_are_limited_and_a_stranger_cannot_lock_the_owner() {
     assert_eq!(r.status, 429, "{}", r.text);
 }
 
+/// SCIM clients get the same 429 and `Retry-After`, in SCIM's error shape.
+#[test]
+fn scim_sign_ins_are_limited_too() {
+    let app = TestApp::spawn_with(Config {
+        signin_address_burst: 1,
+        signin_address_per_minute: 1,
+        ..Config::default()
+    });
+    let wrong = app.as_user("admin", "not-the-password");
+    assert_eq!(wrong.get("/access/api/v1/scim/v2/Users").status, 401);
+    let r = wrong.get("/access/api/v1/scim/v2/Users");
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert!(r
+        .header("retry-after")
+        .is_some_and(|s| s.parse::<u64>().is_ok()));
+    assert_eq!(r.json()["status"], "429", "{}", r.text);
+}
+
 /// An unknown name is checked against a dummy hash: one argon2 verification per
 /// attempt, exactly as a known name with a wrong password, and the same answer.
 #[test]
