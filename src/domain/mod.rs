@@ -25,6 +25,7 @@ mod tokens;
 
 pub use directory::{GroupChanges, NewGroup, NewUser, UserChanges};
 pub use federation::{Replicated, ReplicatedChange, UNFEDERATED_USER};
+pub use names::default_password_policy;
 pub use names::{
     normalize_environment, normalize_key_part, normalize_username, validate_email,
     validate_group_name, validate_password, validate_project_key, validate_repo_key,
@@ -32,7 +33,6 @@ pub use names::{
 };
 pub use permissions::normalize_target;
 pub use projects::normalize_role;
-pub use names::default_password_policy;
 pub use settings::SettingChange;
 
 use gatehouse_projections::State;

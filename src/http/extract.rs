@@ -32,6 +32,10 @@ pub fn request_id(req: &HttpRequest) -> RequestId {
         .unwrap_or_else(|| RequestId("-".into()))
 }
 
+/// The name of the authenticated caller (request extension), for the access log.
+#[derive(Debug, Clone)]
+pub struct PrincipalName(pub String);
+
 /// A JSON request body of type `T`.
 ///
 /// Unlike actix's `Json`, a bad body is answered in the API's error shape and the
@@ -48,10 +52,10 @@ fn read_body(
     req: &HttpRequest,
     payload: &mut Payload,
 ) -> Pin<Box<dyn Future<Output = Result<RawBody, ApiError>>>> {
-    let limit = req
+    let (limit, timeout_ms) = req
         .app_data::<web::Data<AppState>>()
-        .map(|s| s.config.max_body_bytes)
-        .unwrap_or(1 << 20);
+        .map(|s| (s.config.max_body_bytes, s.config.body_timeout_ms))
+        .unwrap_or((1 << 20, 30_000));
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -66,16 +70,24 @@ fn read_body(
         if declared_len.is_some_and(|n| n > limit) {
             return Err(ApiError::PayloadTooLarge(limit));
         }
-        // Read chunk by chunk so a body without Content-Length cannot exceed the limit.
+        // Read chunk by chunk so a body without Content-Length cannot exceed the limit,
+        // and within `body-timeout-ms` so a slow client cannot hold a request open.
         let mut bytes = web::BytesMut::new();
-        while let Some(chunk) = payload.next().await {
-            let chunk = chunk
-                .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
-            if bytes.len() + chunk.len() > limit {
-                return Err(ApiError::PayloadTooLarge(limit));
+        let read = async {
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| {
+                    ApiError::BadRequest(format!("cannot read the request body: {e}"))
+                })?;
+                if bytes.len() + chunk.len() > limit {
+                    return Err(ApiError::PayloadTooLarge(limit));
+                }
+                bytes.extend_from_slice(&chunk);
             }
-            bytes.extend_from_slice(&chunk);
-        }
+            Ok(())
+        };
+        actix_web::rt::time::timeout(std::time::Duration::from_millis(timeout_ms), read)
+            .await
+            .map_err(|_| ApiError::RequestTimeout(timeout_ms))??;
         Ok(RawBody {
             bytes,
             content_type,
@@ -415,6 +427,8 @@ pub async fn authenticate(req: HttpRequest) -> Result<Principal, ApiError> {
         .auth
         .authenticate(header.as_deref(), &app.state, &app.writer, &rid.0, ip)
         .await?;
+    req.extensions_mut()
+        .insert(PrincipalName(principal.username.clone()));
     // An access key is scoped to its entitlements: it may ask the authorize decision
     // (which authenticates on its own), nothing else.
     if principal.access_key {

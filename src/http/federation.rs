@@ -422,7 +422,7 @@ async fn validate(
     let url = fed::peer_endpoint(&body.url, "challenge");
     let timeout = app.config.federation_timeout_ms;
     let answer = web::block(move || {
-        let agent = ureq::AgentBuilder::new()
+        let agent = crate::tls::agent()
             .timeout(std::time::Duration::from_millis(timeout))
             .redirects(0)
             .build();

@@ -14,6 +14,7 @@ pub mod error;
 pub mod extract;
 pub mod federation;
 mod groups;
+mod metrics;
 mod pairing;
 mod permissions;
 mod projects;
@@ -67,6 +68,8 @@ pub struct AppState {
     pub federation: Arc<crate::federation::Federation>,
     /// Rendered SCIM users, reused while nothing they show changed.
     pub scim_renders: crate::scim::render_cache::RenderCache,
+    /// Counters and histograms (`/metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The key id of a user's encrypted personal data, if any is encrypted.
@@ -219,10 +222,15 @@ impl AppState {
             return Ok(s.clone());
         }
         tracing::debug!(position, "rebuilding the state as of a past position");
+        let started = Instant::now();
         let state =
             Arc::new(self.log.state_at(position).map_err(|e| {
                 ApiError::Internal(format!("cannot rebuild position {position}: {e}"))
             })?);
+        self.metrics.as_of_rebuilds.inc();
+        self.metrics
+            .as_of_rebuild_seconds
+            .observe(started.elapsed().as_secs_f64());
         let mut past = self.past.lock().unwrap_or_else(|p| p.into_inner());
         past.push(state.clone());
         if past.len() > PAST_CACHE {
@@ -517,6 +525,8 @@ pub const ROUTES: &[(&str, &str)] = &[
         "POST",
         "/artifactory/api/security/users/authorization/unexpirePasswordForAllUsers",
     ),
+    ("GET", "/access/api/v1/metrics"),
+    ("GET", "/metrics"),
 ];
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
@@ -563,6 +573,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     audit::configure(cfg);
     webhooks::configure(cfg);
     federation::configure(cfg);
+    metrics::configure(cfg);
     users::configure_aliases(cfg);
     cfg.default_service(web::to(not_found));
 }
@@ -713,11 +724,47 @@ pub async fn request_middleware(
     serve_artifactory_prefix(&mut req);
     art_api_header_as_bearer(&mut req);
     let method = req.method().clone();
-    let path = req.path().to_string();
     let start = Instant::now();
     let mut res = next.call(req).await?;
     let status = res.status().as_u16();
-    tracing::debug!(request_id = %rid, %method, %path, status, micros = start.elapsed().as_micros() as u64, "request");
+    let elapsed = start.elapsed();
+    // The route *template*, never the path: bounded label values, and no query string
+    // (signed-URL signatures) or path segment a client chose can reach the log.
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
+    let principal = res
+        .request()
+        .extensions()
+        .get::<extract::PrincipalName>()
+        .map(|p| p.0.clone());
+    if let Some(app) = res.request().app_data::<web::Data<AppState>>() {
+        let m = &app.metrics;
+        m.requests
+            .get_or_create(&crate::metrics::RequestLabels {
+                method: method.to_string(),
+                route: route.clone(),
+                status,
+            })
+            .inc();
+        m.request_seconds
+            .get_or_create(&crate::metrics::RouteLabels {
+                method: method.to_string(),
+                route: route.clone(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+    tracing::info!(
+        target: "gatehouse::access",
+        request_id = %rid,
+        principal = principal.as_deref().unwrap_or("-"),
+        %method,
+        route = %route,
+        status,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        "request"
+    );
     let ignored = res
         .request()
         .extensions()

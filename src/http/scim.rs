@@ -33,6 +33,8 @@ pub struct ScimError {
     status: StatusCode,
     scim_type: Option<&'static str>,
     detail: String,
+    /// `Retry-After` (seconds) of a 429 or a 503 from the sign-in limits.
+    retry_after: Option<u64>,
 }
 
 impl ScimError {
@@ -41,6 +43,7 @@ impl ScimError {
             status,
             scim_type,
             detail: detail.into(),
+            retry_after: None,
         }
     }
 
@@ -78,6 +81,9 @@ impl ResponseError for ScimError {
         if self.status == StatusCode::UNAUTHORIZED {
             res.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"gatehouse\""));
         }
+        if let Some(secs) = self.retry_after {
+            res.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
         res.body(body.to_string())
     }
 }
@@ -90,7 +96,15 @@ impl From<ApiError> for ScimError {
             ApiError::BadRequest(_) => Some("invalidValue"),
             _ => None,
         };
-        ScimError::new(status, scim_type, e.to_string())
+        let retry_after = match &e {
+            ApiError::TooManyRequests(_, secs) => Some(*secs),
+            ApiError::Overloaded(_) => Some(1),
+            _ => None,
+        };
+        ScimError {
+            retry_after,
+            ..ScimError::new(status, scim_type, e.to_string())
+        }
     }
 }
 

@@ -14,6 +14,7 @@ mod helpers;
 mod layout;
 mod nginx;
 mod openapi;
+mod operations;
 mod permissions;
 mod projects;
 mod read_your_writes;
