@@ -151,7 +151,9 @@ impl State {
             | Event::ProjectRoleSaved { .. }
             | Event::ProjectRoleDeleted { .. }
             | Event::ProjectMemberSaved { .. }
-            | Event::ProjectMemberRemoved { .. } => {
+            | Event::ProjectMemberRemoved { .. }
+            | Event::GlobalRoleSaved(_)
+            | Event::GlobalRoleDeleted { .. } => {
                 self.projects.apply(event, seq, &mut self.repositories)
             }
             Event::AccessKeySaved(_)

@@ -599,9 +599,9 @@ async fn delete_group(
 // ---- roles ------------------------------------------------------------------------
 
 #[derive(Deserialize)]
-struct RoleIn {
+pub(super) struct RoleIn {
     #[serde(default)]
-    name: Option<String>,
+    pub(super) name: Option<String>,
     #[serde(default)]
     description: Option<String>,
     actions: Vec<String>,
@@ -609,7 +609,7 @@ struct RoleIn {
     /// Roles made through the API are always `CUSTOM` (the seed's sample sends
     /// `PREDEFINED` and gets `CUSTOM` back).
     #[serde(default, rename = "type")]
-    kind: Option<String>,
+    pub(super) kind: Option<String>,
 }
 
 fn role_out(r: &ProjectRole, predefined: bool) -> serde_json::Value {
@@ -622,7 +622,7 @@ fn role_out(r: &ProjectRole, predefined: bool) -> serde_json::Value {
     })
 }
 
-fn role_in(name: &str, body: RoleIn) -> Result<ProjectRole, ApiError> {
+pub(super) fn role_in(name: &str, body: RoleIn) -> Result<ProjectRole, ApiError> {
     check_text("name", name, 64, true)?;
     if name.trim() != name {
         return Err(ApiError::BadRequest(

@@ -17,6 +17,7 @@ mod openapi;
 mod permissions;
 mod projects;
 mod read_your_writes;
+mod roles;
 mod scim;
 mod secrets;
 mod settings;
