@@ -303,7 +303,7 @@ impl ProjectIndex {
                     .chain(p.groups.iter().map(|m| (true, m)));
                 for (group, (member, roles)) in members {
                     for role_name in roles {
-                        let Some(role) = state.projects.role_in(p, role_name) else {
+                        let Some(role) = p.role(role_name) else {
                             continue;
                         };
                         if !role.environments.iter().any(|e| envs.contains(e)) {
@@ -1151,7 +1151,7 @@ mod tests {
             }
             visible
                 && roles.iter().any(|name| {
-                    state.projects.role_in(p, name).is_some_and(|role| {
+                    p.role(name).is_some_and(|role| {
                         role.actions.iter().any(|a| a == role_action)
                             && role.environments.iter().any(|e| envs.contains(e))
                     })

@@ -151,9 +151,7 @@ impl State {
             | Event::ProjectRoleSaved { .. }
             | Event::ProjectRoleDeleted { .. }
             | Event::ProjectMemberSaved { .. }
-            | Event::ProjectMemberRemoved { .. }
-            | Event::GlobalRoleSaved(_)
-            | Event::GlobalRoleDeleted { .. } => {
+            | Event::ProjectMemberRemoved { .. } => {
                 self.projects.apply(event, seq, &mut self.repositories)
             }
             Event::AccessKeySaved(_)

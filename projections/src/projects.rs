@@ -12,10 +12,6 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct Projects {
     pub by_key: BTreeMap<String, ProjectRecord>,
     pub changed_seq: u64,
-    /// Custom global roles by name: any project may give them to its members.
-    /// INVARIANT: the last field, left out while empty (the encoding of older states).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub global_roles: BTreeMap<String, ProjectRole>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,15 +43,6 @@ impl ProjectRecord {
             .get(name)
             .cloned()
             .or_else(|| predefined_roles().into_iter().find(|r| r.name == name))
-    }
-}
-
-impl Projects {
-    /// A role a member of `p` may hold, by name: the project's own, a predefined one,
-    /// or a custom global role.
-    pub fn role_in(&self, p: &ProjectRecord, name: &str) -> Option<ProjectRole> {
-        p.role(name)
-            .or_else(|| self.global_roles.get(name).cloned())
     }
 }
 
@@ -172,28 +159,6 @@ impl Projects {
                     p.updated_seq = seq;
                     self.changed_seq = seq;
                 }
-            }
-            Event::GlobalRoleSaved(role) => {
-                self.global_roles.insert(role.name.clone(), role.clone());
-                self.changed_seq = seq;
-            }
-            Event::GlobalRoleDeleted { name } => {
-                self.global_roles.remove(name);
-                for p in self.by_key.values_mut() {
-                    if p.roles.contains_key(name) {
-                        continue;
-                    }
-                    let mut changed = false;
-                    for roles in p.users.values_mut().chain(p.groups.values_mut()) {
-                        changed |= roles.remove(name);
-                    }
-                    if changed {
-                        p.users.retain(|_, roles| !roles.is_empty());
-                        p.groups.retain(|_, roles| !roles.is_empty());
-                        p.updated_seq = seq;
-                    }
-                }
-                self.changed_seq = seq;
             }
             Event::ProjectMemberSaved {
                 project_key,

@@ -635,13 +635,6 @@ pub enum Event {
     UserPasswordUnexpired {
         username: String,
     },
-    /// A custom global role (`CUSTOM_GLOBAL`): a role any project may give its members,
-    /// beside its own roles and the predefined ones. Saved whole.
-    GlobalRoleSaved(ProjectRole),
-    /// Also taken from every project member that held it.
-    GlobalRoleDeleted {
-        name: String,
-    },
 }
 
 impl Event {
@@ -706,8 +699,6 @@ impl Event {
         "PasswordPolicyChanged",
         "BasicAuthenticationChanged",
         "UserPasswordUnexpired",
-        "GlobalRoleSaved",
-        "GlobalRoleDeleted",
     ];
 
     /// The service id a federated event originated at (its envelope's origin), when
@@ -785,8 +776,6 @@ impl Event {
             Event::PasswordPolicyChanged(_) => "PasswordPolicyChanged",
             Event::BasicAuthenticationChanged { .. } => "BasicAuthenticationChanged",
             Event::UserPasswordUnexpired { .. } => "UserPasswordUnexpired",
-            Event::GlobalRoleSaved(_) => "GlobalRoleSaved",
-            Event::GlobalRoleDeleted { .. } => "GlobalRoleDeleted",
         }
     }
 }
@@ -1192,15 +1181,6 @@ pub fn samples() -> Vec<Envelope> {
         Event::BasicAuthenticationChanged { enabled: false },
         Event::UserPasswordUnexpired {
             username: "bob".into(),
-        },
-        Event::GlobalRoleSaved(ProjectRole {
-            name: "ci-auditor".into(),
-            description: Some("reads everything everywhere".into()),
-            actions: vec!["READ_REPOSITORY".into()],
-            environments: vec!["DEV".into(), "PROD".into()],
-        }),
-        Event::GlobalRoleDeleted {
-            name: "ci-auditor".into(),
         },
     ];
     events

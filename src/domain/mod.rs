@@ -270,14 +270,6 @@ pub enum Command {
     },
     /// Record a signed checkpoint (a no-op when one at or after its position exists).
     RecordCheckpoint(gatehouse_schemas::Checkpoint),
-    /// Create (`create_only`) or replace a custom global role.
-    SaveGlobalRole {
-        role: gatehouse_schemas::ProjectRole,
-        create_only: bool,
-    },
-    DeleteGlobalRole {
-        name: String,
-    },
     /// A security setting, whole (see `settings.rs`).
     ChangeSetting(SettingChange),
     /// Lift the expiry of a password without changing it.
@@ -480,10 +472,6 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             names,
         } => federation::end_broadcast(state, source, *since, names),
         Command::RecordCheckpoint(c) => checkpoints::record(state, c),
-        Command::SaveGlobalRole { role, create_only } => {
-            projects::save_global_role(state, role, *create_only)
-        }
-        Command::DeleteGlobalRole { name } => projects::delete_global_role(state, name),
         Command::ChangeSetting(change) => settings::change(state, change),
         Command::UnexpirePassword { username } => settings::unexpire_password(state, username),
         Command::ExpirePasswords { usernames, except } => {

@@ -64,13 +64,6 @@ pub(super) fn save_role(
     if create_only && exists {
         return Err(DomainError::AlreadyExists(format!("role `{}`", role.name)));
     }
-    // A member's role names must mean one role: none shadows a global one.
-    if state.projects.global_roles.contains_key(&role.name) {
-        return Err(DomainError::AlreadyExists(format!(
-            "global role `{}`",
-            role.name
-        )));
-    }
     if !create_only && !exists {
         return Err(DomainError::NotFound(format!("role `{}`", role.name)));
     }
@@ -120,7 +113,7 @@ pub(super) fn set_member(
         return Err(DomainError::invalid("roles", "give at least one role"));
     }
     for (i, r) in roles.iter().enumerate() {
-        if state.projects.role_in(p, r).is_none() {
+        if p.role(r).is_none() {
             return Err(DomainError::invalid(
                 format!("roles[{i}]"),
                 format!("project `{project_key}` has no role `{r}`"),
@@ -249,60 +242,4 @@ fn project_must_exist<'a>(
         .by_key
         .get(key)
         .ok_or_else(|| DomainError::NotFound(format!("project `{key}`")))
-}
-
-/// Create (`create_only`) or replace a custom global role. Its name may be neither a
-/// predefined role's nor any project's own role's, so that a role name in a membership
-/// always means one role.
-pub(super) fn save_global_role(
-    state: &State,
-    role: &ProjectRole,
-    create_only: bool,
-) -> Result<Vec<Event>, DomainError> {
-    let predefined = gatehouse_projections::predefined_roles()
-        .iter()
-        .any(|r| r.name == role.name);
-    let exists = state.projects.global_roles.contains_key(&role.name);
-    if create_only {
-        if predefined || exists {
-            return Err(DomainError::AlreadyExists(format!("role `{}`", role.name)));
-        }
-        if let Some(p) = state
-            .projects
-            .by_key
-            .values()
-            .find(|p| p.roles.contains_key(&role.name))
-        {
-            return Err(DomainError::AlreadyExists(format!(
-                "role `{}` (a role of project `{}`)",
-                role.name, p.config.project_key
-            )));
-        }
-    } else if predefined {
-        return Err(DomainError::invalid(
-            "name",
-            "predefined roles cannot be changed",
-        ));
-    } else if !exists {
-        return Err(DomainError::NotFound(format!("role `{}`", role.name)));
-    }
-    Ok(vec![Event::GlobalRoleSaved(role.clone())])
-}
-
-pub(super) fn delete_global_role(state: &State, name: &str) -> Result<Vec<Event>, DomainError> {
-    if !state.projects.global_roles.contains_key(name) {
-        if gatehouse_projections::predefined_roles()
-            .iter()
-            .any(|r| r.name == name)
-        {
-            return Err(DomainError::invalid(
-                "role",
-                "predefined roles cannot be deleted",
-            ));
-        }
-        return Err(DomainError::NotFound(format!("role `{name}`")));
-    }
-    Ok(vec![Event::GlobalRoleDeleted {
-        name: name.to_string(),
-    }])
 }

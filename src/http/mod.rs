@@ -16,7 +16,6 @@ mod pairing;
 mod permissions;
 mod projects;
 mod repositories;
-mod roles;
 pub mod scim;
 mod settings;
 mod signed_urls;
@@ -475,12 +474,6 @@ pub const ROUTES: &[(&str, &str)] = &[
         "POST",
         "/artifactory/api/security/users/authorization/unexpirePasswordForAllUsers",
     ),
-    ("GET", "/access/api/v1/roles"),
-    ("POST", "/access/api/v1/roles"),
-    ("GET", "/access/api/v1/roles/{role}"),
-    ("PUT", "/access/api/v1/roles/{role}"),
-    ("DELETE", "/access/api/v1/roles/{role}"),
-    ("GET", "/access/api/v2/projects"),
 ];
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
@@ -520,7 +513,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     permissions::configure(cfg);
     repositories::configure(cfg);
     projects::configure(cfg);
-    roles::configure(cfg);
     access_keys::configure(cfg);
     audit::configure(cfg);
     webhooks::configure(cfg);

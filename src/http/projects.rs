@@ -599,9 +599,9 @@ async fn delete_group(
 // ---- roles ------------------------------------------------------------------------
 
 #[derive(Deserialize)]
-pub(super) struct RoleIn {
+struct RoleIn {
     #[serde(default)]
-    pub(super) name: Option<String>,
+    name: Option<String>,
     #[serde(default)]
     description: Option<String>,
     actions: Vec<String>,
@@ -609,7 +609,7 @@ pub(super) struct RoleIn {
     /// Roles made through the API are always `CUSTOM` (the seed's sample sends
     /// `PREDEFINED` and gets `CUSTOM` back).
     #[serde(default, rename = "type")]
-    pub(super) kind: Option<String>,
+    kind: Option<String>,
 }
 
 fn role_out(r: &ProjectRole, predefined: bool) -> serde_json::Value {
@@ -622,7 +622,7 @@ fn role_out(r: &ProjectRole, predefined: bool) -> serde_json::Value {
     })
 }
 
-pub(super) fn role_in(name: &str, body: RoleIn) -> Result<ProjectRole, ApiError> {
+fn role_in(name: &str, body: RoleIn) -> Result<ProjectRole, ApiError> {
     check_text("name", name, 64, true)?;
     if name.trim() != name {
         return Err(ApiError::BadRequest(

@@ -17,7 +17,6 @@ mod openapi;
 mod permissions;
 mod projects;
 mod read_your_writes;
-mod roles;
 mod scim;
 mod secrets;
 mod settings;
