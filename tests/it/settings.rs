@@ -583,3 +583,133 @@ fn basic_authentication_off_refuses_passwords_except_admins_tokens_keep_working(
         403
     );
 }
+
+fn gatehouse(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "gatehouse {args:?}: {text}");
+    text
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The same log as if every event had happened `shift_ms` earlier: an export whose
+/// event times are moved back and whose hash chain is computed again.
+fn aged_export(export: &std::path::Path, shift_ms: u64) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut prev = gatehouse::log::GENESIS_HASH;
+    let mut out = String::new();
+    for line in std::fs::read_to_string(export).unwrap().lines() {
+        let mut record: Value = serde_json::from_str(line).unwrap();
+        let bytes = b64.decode(record["event"].as_str().unwrap()).unwrap();
+        let mut envelope = gatehouse_schemas::decode(&bytes).unwrap();
+        envelope.time_ms -= shift_ms;
+        let bytes = gatehouse_schemas::encode(&envelope);
+        prev = gatehouse::log::chain_hash(&prev, &bytes);
+        record["event"] = json!(b64.encode(&bytes));
+        record["hash"] = json!(gatehouse::hex(&prev));
+        out.push_str(&record.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn under_the_expiration_policy_an_old_password_counts_as_expired_at_sign_in() {
+    const DAY_MS: u64 = 24 * 3600 * 1000;
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let policy = "/artifactory/api/security/configuration/passwordExpirationPolicy";
+    let r = admin.put(policy, &json!({"enabled": "true", "passwordMaxAge": "2"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    app.create_user("aged", "password-1");
+    app.create_user("renewed", "password-1");
+    let token = token_for(
+        &app,
+        json!({"scope": "applied-permissions/admin", "expires_in": 86400}),
+    )["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let old_dir = app.dir.clone();
+    let _old = app.stop();
+
+    // The same history, three days ago.
+    let work = tempfile::tempdir().unwrap();
+    let export = work.path().join("log.ndjson");
+    gatehouse(&[
+        "export",
+        "--data-dir",
+        old_dir.to_str().unwrap(),
+        "--out",
+        export.to_str().unwrap(),
+        "--format",
+        "ndjson",
+    ]);
+    let aged = work.path().join("aged.ndjson");
+    std::fs::write(&aged, aged_export(&export, 3 * DAY_MS)).unwrap();
+    let dir = work.path().join("data");
+    gatehouse(&[
+        "import",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--in",
+        aged.to_str().unwrap(),
+    ]);
+    copy_dir(&old_dir.join("keys"), &dir.join("keys"));
+    std::fs::copy(
+        old_dir.join("initial-admin-password"),
+        dir.join("initial-admin-password"),
+    )
+    .unwrap();
+    let app = TestApp::start(dir, Config::default()).unwrap();
+
+    // Three days old under a two-day policy: expired at sign-in, the admin too; the
+    // user record itself was never expired by anyone.
+    let r = app
+        .as_user("aged", "password-1")
+        .get("/access/api/v2/users/aged");
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.text.contains("expired"), "{}", r.text);
+    assert_eq!(sign_in(&app, "admin", &app.admin_password), 403);
+    // Changing the password is still allowed, and makes it young again.
+    let r = app.as_user("renewed", "password-1").put(
+        "/access/api/v2/users/renewed/password",
+        &json!({"password": "password-2"}),
+    );
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(sign_in(&app, "renewed", "password-2"), 200);
+    // Un-expiring starts the age again, without a new password.
+    let by_token = bearer(&app, &token);
+    let r =
+        by_token.post_empty("/artifactory/api/security/users/authorization/unexpirePassword/aged");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(sign_in(&app, "aged", "password-1"), 200);
+    // "Unexpire all" also lifts what the policy expired.
+    let r = by_token.post_empty("/access/api/v2/users/unexpire_password_for_all_users");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(sign_in(&app, "admin", &app.admin_password), 200);
+    // Switched off, the age no longer matters.
+    let r = by_token.put(policy, &json!({"enabled": false}));
+    assert_eq!(r.status, 200, "{}", r.text);
+}
