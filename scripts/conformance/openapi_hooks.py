@@ -8,7 +8,7 @@ before every request of every phase and change nothing but these:
   disable, demote, re-password or delete that very user, and every later request would
   be answered 401/403. A request whose path names it (its user name, or its SCIM id
   from OPENAPI_PROTECT) is sent for a harmless made-up name instead.
-* Half of the requests other than DELETE name, in their path, things that exist: the
+* Every other request of an operation (but DELETE) names, in its path, things that exist: the
   values of OPENAPI_FIXTURES (JSON rules [path regex, parameter, values], printed by
   openapi_fixtures.py), so generated requests reach existing users, groups, projects,
   keys... and not only 404s.
@@ -22,7 +22,6 @@ before every request of every phase and change nothing but these:
 import json
 import os
 import re
-import zlib
 
 import schemathesis
 
@@ -54,12 +53,18 @@ def _scrub(value):
             _scrub(item)
 
 
+_calls: dict = {}
+
+
 def _fixture(case, name, values):
-    """A fixture for half of the requests, chosen by a hash of the whole generated request
-    (the same in every run: generation is deterministic); None for the other half."""
-    h = zlib.crc32(repr((case.method, case.path, sorted((case.path_parameters or {}).items()),
-                         sorted((case.query or {}).items()), case.body, name)).encode())
-    return values[(h >> 1) % len(values)] if h % 2 == 0 else None
+    """A fixture for every other request of an operation, None for the rest. Counted per
+    operation, not drawn from the generated values: those include ids the server made
+    up in this run (from Schemathesis' pool of values seen in answers), so a choice based
+    on them would differ from run to run. The run uses one worker, so the order of an
+    operation's requests, and with it this choice, is the same every time."""
+    key = (case.method.upper(), case.path, name)
+    n = _calls[key] = _calls.get(key, -1) + 1
+    return values[(n // 2) % len(values)] if n % 2 == 0 else None
 
 
 @schemathesis.hook
