@@ -124,7 +124,11 @@ fn metrics_are_read_by_an_independent_parser_and_name_route_templates() {
         401
     );
     assert_eq!(admin.get("/access/api/v1/metrics").status, 200);
+    // A method a client invents is not a label value of its own.
+    app.anon().raw("BREW", "/api/system/ping", None, None);
     let text = scrape(&app.base);
+    assert!(!text.contains("BREW"), "{text}");
+    assert!(text.contains(r#"method="other""#), "{text}");
 
     // Route templates, never paths.
     assert!(
