@@ -13,7 +13,8 @@ pub struct Config {
     pub snapshot_every: u64,
     /// Request bodies above this many bytes are answered 413.
     pub max_body_bytes: usize,
-    /// This many failed sign-ins in a row lock the user until an admin unlocks it.
+    /// This many failed sign-ins in a row lock the user until an admin unlocks it (only
+    /// failures from familiar addresses count, unless `lockout-from = "any"`).
     pub lockout_threshold: u32,
     /// How long a verified password stays cached (seconds). 0 disables the cache.
     pub auth_cache_ttl_secs: u64,

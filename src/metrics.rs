@@ -22,14 +22,14 @@ use std::sync::Mutex;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub method: String,
+    pub method: &'static str,
     pub route: String,
     pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
-    pub method: String,
+    pub method: &'static str,
     pub route: String,
 }
 
@@ -324,6 +324,21 @@ pub fn process_usage() -> Option<(u64, u64)> {
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     let fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
     Some((pages * 4096, fds))
+}
+
+/// A method as a label: the standard ones by name, anything a client invents as `other`.
+pub fn method_label(m: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// The content type of [`Metrics::encode`]'s output.

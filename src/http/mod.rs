@@ -743,14 +743,14 @@ pub async fn request_middleware(
         let m = &app.metrics;
         m.requests
             .get_or_create(&crate::metrics::RequestLabels {
-                method: method.to_string(),
+                method: crate::metrics::method_label(&method),
                 route: route.clone(),
                 status,
             })
             .inc();
         m.request_seconds
             .get_or_create(&crate::metrics::RouteLabels {
-                method: method.to_string(),
+                method: crate::metrics::method_label(&method),
                 route: route.clone(),
             })
             .observe(elapsed.as_secs_f64());
