@@ -116,7 +116,7 @@ impl State {
             Event::TokenIssued(_)
             | Event::TokenRefreshed { .. }
             | Event::TokenRevoked { .. }
-            | Event::TokenReplicated { .. } => self.tokens.apply(event, &mut self.federation),
+            | Event::TokenReplicated { .. } => self.tokens.apply(event, &mut self.federation, now),
             Event::SigningKeyAdded { .. }
             | Event::TrustedKeyAdded { .. }
             | Event::TrustedKeyRemoved { .. }

@@ -19,6 +19,7 @@ mod projects;
 mod read_your_writes;
 mod scim;
 mod secrets;
+mod seeds;
 mod system;
 mod tokens;
 mod users;

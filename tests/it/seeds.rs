@@ -1,0 +1,212 @@
+//! The seeds, as written (issue 20): token and trust rules, anonymous access and seed
+//! 004's remaining endpoints. Each test names the seed passage it holds the server to.
+
+use crate::helpers::{Client, TestApp};
+use gatehouse::Config;
+use serde_json::{json, Value};
+
+fn bearer(app: &TestApp, token: &str) -> Client {
+    app.anon().with_header_auth(&format!("Bearer {token}"))
+}
+
+fn form(client: &Client, body: &str) -> crate::helpers::Resp {
+    client.raw(
+        "POST",
+        "/access/api/v1/tokens",
+        Some("application/x-www-form-urlencoded"),
+        Some(body.as_bytes()),
+    )
+}
+
+fn token(client: &Client, body: Value) -> Value {
+    let r = client.post("/access/api/v1/tokens", &body);
+    assert_eq!(r.status, 200, "{body}: {}", r.text);
+    r.json()
+}
+
+/// Seed 003: "If only the access token and the refresh token are provided (and no other
+/// parameters), this pair is used for authentication. If username or any other parameter
+/// is provided, then the request must be authenticated by a token that grants admin
+/// permissions."
+#[test]
+fn refresh_with_the_pair_alone_and_other_parameters_only_for_admins() {
+    let app = TestApp::spawn();
+    app.create_group("writers");
+    app.create_user("dave", "password-1");
+    let admin = app.admin();
+    // A CI job's transient, group-scoped, refreshable token.
+    let t = token(
+        &admin,
+        json!({"username": "ci-job", "scope": "applied-permissions/groups:writers", "refreshable": true, "expires_in": 7200}),
+    );
+    let (at, rt) = (
+        t["access_token"].as_str().unwrap(),
+        t["refresh_token"].as_str().unwrap(),
+    );
+    // No credentials at all: the pair authenticates.
+    let r = form(
+        &app.anon(),
+        &format!("grant_type=refresh_token&refresh_token={rt}&access_token={at}"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let t2 = r.json();
+    assert_eq!(t2["scope"], "applied-permissions/groups:writers");
+    assert_eq!(
+        bearer(&app, at).get("/access/api/v1/tokens/me").status,
+        401,
+        "the old token is gone"
+    );
+    // The token itself as bearer may refresh itself.
+    let (at2, rt2) = (
+        t2["access_token"].as_str().unwrap(),
+        t2["refresh_token"].as_str().unwrap(),
+    );
+    let r = form(
+        &bearer(&app, at2),
+        &format!("grant_type=refresh_token&refresh_token={rt2}"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let t3 = r.json();
+    let (at3, rt3) = (
+        t3["access_token"].as_str().unwrap(),
+        t3["refresh_token"].as_str().unwrap(),
+    );
+    // A wrong access token is not a pair; no pair and no credentials is 401.
+    let r = form(
+        &app.anon(),
+        &format!("grant_type=refresh_token&refresh_token={rt3}&access_token={at2}"),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = form(
+        &app.anon(),
+        &format!("grant_type=refresh_token&refresh_token={rt3}"),
+    );
+    assert_eq!(r.status, 401, "{}", r.text);
+    // Any other parameter needs an admin: without credentials 401, a non-admin 403.
+    let extra = format!(
+        "grant_type=refresh_token&refresh_token={rt3}&access_token={at3}&scope=applied-permissions/admin"
+    );
+    assert_eq!(form(&app.anon(), &extra).status, 401);
+    let dave = app.as_user("dave", "password-1");
+    let d = token(&dave, json!({"refreshable": true, "expires_in": 30000}));
+    let drt = d["refresh_token"].as_str().unwrap();
+    for param in [
+        "scope=applied-permissions/admin",
+        "username=admin",
+        "expires_in=100",
+    ] {
+        let r = form(
+            &dave,
+            &format!("grant_type=refresh_token&refresh_token={drt}&{param}"),
+        );
+        assert_eq!(r.status, 403, "{param}: {}", r.text);
+        assert!(r.error_message().contains("admin"), "{}", r.text);
+    }
+    // An admin's parameters shape the new token.
+    let r = form(
+        &admin,
+        &format!("grant_type=refresh_token&refresh_token={rt3}&access_token={at3}&expires_in=600&description=narrowed"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let t4 = r.json();
+    assert!(t4["expires_in"].as_u64().unwrap() <= 600);
+    assert_eq!(t4["scope"], "applied-permissions/groups:writers");
+}
+
+/// Seed 003: "Administrators can set any scope, while non-admin users can only set the
+/// scope to a subset of the groups to which they belong."
+#[test]
+fn non_admins_scope_tokens_to_their_own_groups() {
+    let app = TestApp::spawn();
+    app.create_group("readers");
+    app.create_group("writers");
+    app.create_user("dave", "password-1");
+    let r = app.admin().patch(
+        "/access/api/v2/users/dave/groups",
+        &json!({"add": ["readers"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let dave = app.as_user("dave", "password-1");
+    let t = token(
+        &dave,
+        json!({"scope": "applied-permissions/groups:readers"}),
+    );
+    assert_eq!(t["scope"], "applied-permissions/groups:readers");
+    let r = dave.post(
+        "/access/api/v1/tokens",
+        &json!({"scope": "applied-permissions/groups:readers,writers"}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.error_message().contains("writers"));
+    let r = dave.post(
+        "/access/api/v1/tokens",
+        &json!({"scope": "applied-permissions/admin"}),
+    );
+    assert_eq!(r.status, 403);
+}
+
+/// Seed 003: "If not used the default value will be 3600 meaning your token will be valid
+/// for one hour."
+#[test]
+fn tokens_expire_after_an_hour_by_default() {
+    let app = TestApp::spawn();
+    let t = token(&app.admin(), json!({"description": "default"}));
+    let e = t["expires_in"].as_u64().unwrap();
+    assert!((3590..=3600).contains(&e), "{t}");
+}
+
+/// Seed 004: "allow-refreshable: when disabled, all the user tokens will be created as non
+/// refreshable" (admins' too), and said so; seed 003's `system:livelogs:r` scope.
+#[test]
+fn allow_refreshable_false_binds_everyone_and_livelogs_scope() {
+    let app = TestApp::spawn_with(Config {
+        allow_refreshable: false,
+        ..Config::default()
+    });
+    app.create_user("dave", "password-1");
+    for client in [app.admin(), app.as_user("dave", "password-1")] {
+        let r = client.post(
+            "/access/api/v1/tokens",
+            &json!({"refreshable": true, "expires_in": 3600}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(r.json().get("refresh_token").is_none(), "{}", r.text);
+        assert!(r
+            .header("x-gatehouse-notice")
+            .is_some_and(|n| n.contains("allow-refreshable")));
+    }
+    let t = token(&app.admin(), json!({"scope": "system:livelogs:r"}));
+    assert_eq!(t["scope"], "system:livelogs:r");
+    assert_eq!(
+        bearer(&app, t["access_token"].as_str().unwrap())
+            .get("/access/api/v2/users")
+            .status,
+        403,
+        "a live-logs token grants nothing else"
+    );
+    let r = app.as_user("dave", "password-1").post(
+        "/access/api/v1/tokens",
+        &json!({"scope": "system:livelogs:r"}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+}
+
+/// Seed 004, Revoke Token by ID: 204 when not found, 400 when the token cannot be
+/// revoked here; a short-lived token is not revocable and says so.
+#[test]
+fn revoking_what_cannot_be_revoked_says_why() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let short = token(&admin, json!({"expires_in": 600}));
+    let id = short["token_id"].as_str().unwrap();
+    let r = admin.delete(&format!("/access/api/v1/tokens/{id}"));
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error_message().contains("not revocable"));
+    let r =
+        bearer(&app, short["access_token"].as_str().unwrap()).delete("/access/api/v1/tokens/me");
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(
+        admin.delete("/access/api/v1/tokens/no-such-token").status,
+        204
+    );
+}
