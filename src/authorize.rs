@@ -27,7 +27,19 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// The five repository actions (seed 002 "Assigning Permissions").
-pub const ACTIONS: &[&str] = &["read", "annotate", "write", "delete", "manage"];
+///
+/// `distribute` and `managedXrayMeta` are Artifactory's too (pyartifactory and dohq send
+/// them): stored and decided like the others, though nothing here distributes or runs
+/// Xray, so only a file server that asks about them makes them matter.
+pub const ACTIONS: &[&str] = &[
+    "read",
+    "annotate",
+    "write",
+    "delete",
+    "manage",
+    "distribute",
+    "managedXrayMeta",
+];
 
 /// Where Artifactory keeps build info (`<build-name>/<build-number>-<started>.json`).
 /// Build sections apply here and nowhere else: Artifactory fixes their `repositories`
@@ -555,11 +567,50 @@ impl TargetIndex {
     }
 
     fn add(&mut self, target: &str, s: &PermissionSection, kind: ResourceKind) {
+        let repos: Vec<&str> = match kind {
+            ResourceKind::Repository => s.repositories.iter().map(String::as_str).collect(),
+            ResourceKind::Build => vec![BUILD_INFO_REPOSITORY],
+            ResourceKind::ReleaseBundle => bundle_repositories(s),
+        };
+        // Repositories with patterns of their own (Access v2 permissions keep patterns
+        // per target) get a compiled section each; the rest share the section's.
+        let (own, shared): (Vec<&str>, Vec<&str>) = repos
+            .into_iter()
+            .partition(|r| s.patterns_by_repository.contains_key(*r));
+        if !shared.is_empty() {
+            self.add_compiled(
+                target,
+                s,
+                (&s.include_patterns, &s.exclude_patterns),
+                kind,
+                &shared,
+            );
+        }
+        for repo in own {
+            let p = &s.patterns_by_repository[repo];
+            self.add_compiled(
+                target,
+                s,
+                (&p.include_patterns, &p.exclude_patterns),
+                kind,
+                &[repo],
+            );
+        }
+    }
+
+    fn add_compiled(
+        &mut self,
+        target: &str,
+        s: &PermissionSection,
+        (include, exclude): (&[String], &[String]),
+        kind: ResourceKind,
+        repos: &[&str],
+    ) {
         let i = self.sections.len();
         self.sections.push(CompiledSection {
             target: target.to_string(),
-            include: glob_set(&s.include_patterns, true),
-            exclude: glob_set(&s.exclude_patterns, false),
+            include: glob_set(include, true),
+            exclude: glob_set(exclude, false),
             users: s
                 .users
                 .iter()
@@ -574,12 +625,7 @@ impl TargetIndex {
         let section = &self.sections[i];
         let users: Vec<String> = section.users.keys().cloned().collect();
         let groups: Vec<String> = section.groups.keys().cloned().collect();
-        let repos: Vec<&str> = match kind {
-            ResourceKind::Repository => s.repositories.iter().map(String::as_str).collect(),
-            ResourceKind::Build => vec![BUILD_INFO_REPOSITORY],
-            ResourceKind::ReleaseBundle => bundle_repositories(s),
-        };
-        for repo in repos {
+        for &repo in repos {
             let bucket = match (kind, repo) {
                 (ResourceKind::Build, _) => &mut self.builds,
                 (ResourceKind::ReleaseBundle, name) => {
@@ -778,6 +824,7 @@ mod tests {
             ]
             .into(),
             groups: [("devs".to_string(), vec!["write".to_string()])].into(),
+            ..Default::default()
         };
         let index = PermissionIndex::build(&state_with(section));
         let cara = Subject {
@@ -860,6 +907,7 @@ mod tests {
                         .iter()
                         .map(|(g, a)| (g.to_string(), vec![a.to_string()]))
                         .collect(),
+                    ..Default::default()
                 }
             };
         state.permissions.targets.insert(
@@ -1064,41 +1112,62 @@ mod tests {
         let is_build_repo = repo == "artifactory-build-info";
         let by_target = state.permissions.targets.values().any(|t| {
             // The sections that may answer, and whether each is about this repository.
-            let candidates: Vec<(&PermissionSection, bool)> = if is_build_repo {
-                t.build.iter().map(|s| (s, true)).collect()
+            // Each with the entries of its `repositories` that are about this repository
+            // (the patterns of an entry are its own, where it has some).
+            let candidates: Vec<(&PermissionSection, Vec<&str>)> = if is_build_repo {
+                t.build.iter().map(|s| (s, vec![repo])).collect()
             } else if is_bundle_repo {
                 t.release_bundle
                     .iter()
-                    .map(|s| (s, bundle_covers(s, repo)))
+                    .map(|s| {
+                        (
+                            s,
+                            if bundle_covers(s, repo) {
+                                vec![repo]
+                            } else {
+                                vec![]
+                            },
+                        )
+                    })
                     .collect()
             } else {
                 t.repo
                     .iter()
                     .map(|s| {
-                        let repo_ok = s.repositories.iter().any(|r| {
-                            r == repo
-                                || r == "ANY"
-                                || (r == "ANY LOCAL"
-                                    && matches!(class, Some("local") | Some("federated")))
-                                || (r == "ANY REMOTE" && class == Some("remote"))
-                        });
-                        (s, repo_ok)
+                        let entries = s
+                            .repositories
+                            .iter()
+                            .map(String::as_str)
+                            .filter(|r| {
+                                *r == repo
+                                    || *r == "ANY"
+                                    || (*r == "ANY LOCAL"
+                                        && matches!(class, Some("local") | Some("federated")))
+                                    || (*r == "ANY REMOTE" && class == Some("remote"))
+                            })
+                            .collect();
+                        (s, entries)
                     })
                     .collect()
             };
-            candidates.into_iter().any(|(s, repo_ok)| {
-                let includes: Vec<&String> = s
-                    .include_patterns
-                    .iter()
-                    .filter(|p| !p.is_empty())
-                    .collect();
+            let pairs = candidates
+                .into_iter()
+                .flat_map(|(s, entries)| entries.into_iter().map(move |e| (s, e)));
+            pairs.into_iter().any(|(s, entry)| {
+                let (include_patterns, exclude_patterns) = match s.patterns_by_repository.get(entry)
+                {
+                    Some(p) => (&p.include_patterns, &p.exclude_patterns),
+                    None => (&s.include_patterns, &s.exclude_patterns),
+                };
+                let repo_ok = true;
+                let includes: Vec<&String> =
+                    include_patterns.iter().filter(|p| !p.is_empty()).collect();
                 let included = if includes.is_empty() {
                     true
                 } else {
                     includes.iter().any(|p| ant_match(p, path))
                 };
-                let excluded = s
-                    .exclude_patterns
+                let excluded = exclude_patterns
                     .iter()
                     .filter(|p| !p.is_empty())
                     .any(|p| ant_match(p, path));
@@ -1229,6 +1298,26 @@ mod tests {
                     groups[next(groups.len())].into(),
                     vec![ACTIONS[next(ACTIONS.len())].into()],
                 );
+            }
+            // Sometimes patterns of one repository's own (the Access v2 format).
+            let keys: Vec<String> = if repositories.is_empty() {
+                vec!["release-bundles".into()]
+            } else {
+                repositories.iter().map(|r| r.to_string()).collect()
+            };
+            for key in keys {
+                if next(3) == 0 {
+                    let mut own = gatehouse_schemas::RepositoryPatterns::default();
+                    for _ in 0..next(3) {
+                        own.include_patterns
+                            .push(patterns[next(patterns.len())].into());
+                    }
+                    for _ in 0..next(2) {
+                        own.exclude_patterns
+                            .push(patterns[next(patterns.len())].into());
+                    }
+                    section.patterns_by_repository.insert(key, own);
+                }
             }
             section
         };

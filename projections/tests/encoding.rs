@@ -104,6 +104,7 @@ fn section(users: &[(&str, &[&str])], groups: &[(&str, &[&str])]) -> PermissionS
         repositories: vec!["ANY LOCAL".into(), "libs-local".into()],
         users: map(users),
         groups: map(groups),
+        ..Default::default()
     }
 }
 

@@ -163,6 +163,19 @@ pub struct PermissionSection {
     /// User name -> actions among read, annotate, write, delete, manage.
     pub users: std::collections::BTreeMap<String, Vec<String>>,
     pub groups: std::collections::BTreeMap<String, Vec<String>>,
+    /// The patterns of a repository of `repositories` whose patterns differ from the
+    /// section's: JFrog's Access permissions API keeps include and exclude patterns per
+    /// target. Empty for targets written in the Artifactory formats (and then not
+    /// encoded at all, so older events and states read and hash as before).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub patterns_by_repository: std::collections::BTreeMap<String, RepositoryPatterns>,
+}
+
+/// Include and exclude patterns of one repository in a permission section.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepositoryPatterns {
+    pub include_patterns: Vec<String>,
+    pub exclude_patterns: Vec<String>,
 }
 
 /// A permission target, always saved whole (create and replace are the same event).
@@ -866,6 +879,7 @@ pub fn samples() -> Vec<Envelope> {
                     vec!["read".to_string(), "annotate".to_string()],
                 )]
                 .into(),
+                ..Default::default()
             }),
             build: None,
             release_bundle: None,

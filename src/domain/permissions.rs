@@ -101,12 +101,37 @@ fn normalize_section(field: &str, w: PermissionSection) -> Result<PermissionSect
         validate_group_name(&format!("{field}.actions.groups"), name)?;
         check_actions("groups", name, actions)?;
     }
+    // Patterns of one repository: checked like the section's; kept only for a
+    // repository of the section and only where they differ (the normal form, so that
+    // the same grant written through any API is the same target).
+    let mut patterns_by_repository = BTreeMap::new();
+    for (repo, p) in w.patterns_by_repository {
+        for (kind, list) in [
+            ("include-patterns", &p.include_patterns),
+            ("exclude-patterns", &p.exclude_patterns),
+        ] {
+            for (i, pat) in list.iter().enumerate() {
+                if !valid_pattern(pat) || pat.len() > 1024 {
+                    return Err(DomainError::invalid(
+                        format!("{field}.targets.{repo}.{kind}[{i}]"),
+                        format!("`{}` is not a valid pattern", pat.escape_debug()),
+                    ));
+                }
+            }
+        }
+        let same =
+            p.include_patterns == w.include_patterns && p.exclude_patterns == w.exclude_patterns;
+        if !same && repositories.contains(&repo) {
+            patterns_by_repository.insert(repo, p);
+        }
+    }
     Ok(PermissionSection {
         include_patterns: w.include_patterns,
         exclude_patterns: w.exclude_patterns,
         repositories,
         users,
         groups: w.groups,
+        patterns_by_repository,
     })
 }
 

@@ -13,6 +13,7 @@ use serde_json::json;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/access/api/v1/cert/root").route(web::get().to(root)))
+        .service(resource("/access/api/v1/cert/ca").route(web::get().to(root)))
         .service(resource("/access/api/v1/cert/root/rotate").route(web::post().to(rotate)))
         .service(resource("/access/api/v1/cert/jwks").route(web::get().to(jwks)))
         .service(
@@ -25,7 +26,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-/// The active public key: base64 DER on one line, or PEM with `?formatted=true`.
+/// The root certificate (X.509, self-signed over the active signing key, see
+/// `keys::certificate`): base64 DER on one line, or PEM with `?formatted=true`. Also at
+/// `cert/ca`, where JFrog serves its CA.
 async fn root(
     app: web::Data<AppState>,
     _admin: Admin,
@@ -41,18 +44,25 @@ async fn root(
             )))
         }
     };
-    let s = app.read();
-    let key = s
+    let (kid, service_id) = {
+        let s = app.read();
+        (
+            s.keys.active.clone(),
+            s.service_id.clone().unwrap_or_default(),
+        )
+    };
+    let kid = kid.ok_or_else(|| ApiError::Unavailable("no signing key yet".into()))?;
+    let key = app
         .keys
-        .active
-        .as_ref()
-        .and_then(|kid| s.keys.signing.get(kid))
-        .and_then(|p| public_from_b64(p))
-        .ok_or_else(|| ApiError::Unavailable("no signing key yet".into()))?;
+        .signing_key(&kid)
+        .ok_or_else(|| ApiError::Internal(format!("the private key `{kid}` is missing")))?;
+    let der =
+        keys::certificate::root_certificate(&key, &kid, &service_id).map_err(ApiError::Internal)?;
     let body = if formatted {
-        keys::public_pem(&key)
+        keys::certificate::pem(&der)
     } else {
-        keys::public_der_b64(&key)
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(&der)
     };
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")

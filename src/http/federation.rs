@@ -170,7 +170,9 @@ async fn list(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> Http
         .values()
         .map(|r| crate::views::federation_target(&r.target))
         .collect();
-    HttpResponse::Ok().json(json!({ "configurations": all }))
+    // `targets` is what JFrog's OpenAPI description (and py-jfrog-client) reads;
+    // `configurations` stays for clients of the earlier shape.
+    HttpResponse::Ok().json(json!({ "targets": all, "configurations": all }))
 }
 
 async fn get(
@@ -253,14 +255,18 @@ async fn patch(
     let committed = app
         .submit(
             Command::SaveFederationTarget {
-                target: t,
+                target: t.clone(),
                 create_only: false,
             },
             &admin.0.username,
             &rid,
         )
         .await?;
-    Ok(written(HttpResponse::NoContent().finish(), committed))
+    // The target as it is now (JFrog's description answers 200 with it).
+    Ok(written(
+        HttpResponse::Ok().json(crate::views::federation_target(&t)),
+        committed,
+    ))
 }
 
 async fn delete(

@@ -40,13 +40,13 @@ fn group_response(
     Ok(HttpResponse::build(status).json(crate::views::GroupView::from(group)))
 }
 
-fn path_name(name: &str) -> Result<String, ApiError> {
+pub(super) fn path_name(name: &str) -> Result<String, ApiError> {
     domain::validate_group_name("name", name)?;
     Ok(name.to_string())
 }
 
 /// Members are user names: compare them the way users are stored (lower case).
-fn normalize_members(field: &str, names: Vec<String>) -> Result<Vec<String>, ApiError> {
+pub(super) fn normalize_members(field: &str, names: Vec<String>) -> Result<Vec<String>, ApiError> {
     names
         .iter()
         .enumerate()

@@ -5,6 +5,8 @@
 //! reads come from the shared read models.
 
 mod access_keys;
+mod access_permissions;
+mod artifactory;
 pub mod audit;
 mod authorize;
 mod certs;
@@ -305,6 +307,39 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/artifactory/api/v2/security/permissions/{name}"),
     ("PUT", "/artifactory/api/v2/security/permissions/{name}"),
     ("DELETE", "/artifactory/api/v2/security/permissions/{name}"),
+    ("GET", "/access/api/v1/cert/ca"),
+    ("GET", "/artifactory/api/system/service_id"),
+    ("DELETE", "/access/api/v1/tokens/revoke"),
+    ("POST", "/access/api/v1/tokens/revoke"),
+    ("GET", "/artifactory/api/security/users"),
+    ("GET", "/artifactory/api/security/users/{name}"),
+    ("PUT", "/artifactory/api/security/users/{name}"),
+    ("POST", "/artifactory/api/security/users/{name}"),
+    ("DELETE", "/artifactory/api/security/users/{name}"),
+    ("GET", "/artifactory/api/security/groups"),
+    ("GET", "/artifactory/api/security/groups/{name}"),
+    ("PUT", "/artifactory/api/security/groups/{name}"),
+    ("POST", "/artifactory/api/security/groups/{name}"),
+    ("DELETE", "/artifactory/api/security/groups/{name}"),
+    ("GET", "/artifactory/api/security/permissions"),
+    ("GET", "/artifactory/api/security/permissions/{name}"),
+    ("PUT", "/artifactory/api/security/permissions/{name}"),
+    ("DELETE", "/artifactory/api/security/permissions/{name}"),
+    ("POST", "/artifactory/api/security/token"),
+    ("GET", "/artifactory/api/security/token"),
+    ("POST", "/artifactory/api/security/token/revoke"),
+    ("GET", "/access/api/v2/permissions"),
+    ("POST", "/access/api/v2/permissions"),
+    ("GET", "/access/api/v2/permissions/{name}"),
+    ("PUT", "/access/api/v2/permissions/{name}"),
+    ("DELETE", "/access/api/v2/permissions/{name}"),
+    ("GET", "/access/api/v2/permissions/{name}/{resource_type}"),
+    ("PUT", "/access/api/v2/permissions/{name}/{resource_type}"),
+    ("PATCH", "/access/api/v2/permissions/{name}/{resource_type}"),
+    (
+        "DELETE",
+        "/access/api/v2/permissions/{name}/{resource_type}",
+    ),
     ("GET", "/artifactory/api/repositories"),
     ("GET", "/artifactory/api/repositories/{key}"),
     ("PUT", "/artifactory/api/repositories/{key}"),
@@ -457,6 +492,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     signed_urls::configure(cfg);
     pairing::configure(cfg);
     permissions::configure(cfg);
+    access_permissions::configure(cfg);
+    artifactory::configure(cfg);
     repositories::configure(cfg);
     projects::configure(cfg);
     access_keys::configure(cfg);
@@ -479,6 +516,15 @@ pub const AS_OF_READS: &[&str] = &[
     "/access/api/v1/tokens/{id}",
     "/artifactory/api/v2/security/permissions",
     "/artifactory/api/v2/security/permissions/{name}",
+    "/access/api/v2/permissions",
+    "/artifactory/api/security/users",
+    "/artifactory/api/security/users/{name}",
+    "/artifactory/api/security/groups",
+    "/artifactory/api/security/groups/{name}",
+    "/artifactory/api/security/permissions",
+    "/artifactory/api/security/permissions/{name}",
+    "/access/api/v2/permissions/{name}",
+    "/access/api/v2/permissions/{name}/{resource_type}",
     "/artifactory/api/repositories",
     "/artifactory/api/repositories/{key}",
     "/access/api/v1/projects",
@@ -587,7 +633,7 @@ pub async fn as_of_middleware(
 
 /// Request id, a tracing line per request, and the `X-Request-Id` response header.
 pub async fn request_middleware(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let rid = req
@@ -598,6 +644,8 @@ pub async fn request_middleware(
         .map(str::to_string)
         .unwrap_or_else(new_request_id);
     req.extensions_mut().insert(RequestId(rid.clone()));
+    serve_artifactory_prefix(&mut req);
+    art_api_header_as_bearer(&mut req);
     let method = req.method().clone();
     let path = req.path().to_string();
     let start = Instant::now();
@@ -621,6 +669,48 @@ pub async fn request_middleware(
             .insert(HeaderName::from_static("x-request-id"), v);
     }
     Ok(res)
+}
+
+/// Artifactory serves Access under its own prefix (`/artifactory/access/api/…`), and
+/// clients such as pyartifactory call it there: the same routes, handlers and answers.
+/// Rewritten before routing (this middleware wraps the router).
+fn serve_artifactory_prefix(req: &mut ServiceRequest) {
+    let Some(rest) = req.path().strip_prefix("/artifactory/access/") else {
+        return;
+    };
+    let mut target = format!("/access/{rest}");
+    if let Some(q) = req.uri().query() {
+        target.push('?');
+        target.push_str(q);
+    }
+    if let Ok(uri) = target.parse::<actix_web::http::Uri>() {
+        req.match_info_mut().get_mut().update(&uri);
+        req.head_mut().uri = uri;
+    }
+}
+
+/// `X-JFrog-Art-Api: <token>` (dohq-artifactory's `apikey=`): Artifactory's header
+/// for a credential without a user name. Gatehouse keeps no API keys (JFrog removed
+/// them), so the header is taken for what a client can put there today: an access or
+/// reference token, exactly as `Authorization: Bearer` — and only when no
+/// `Authorization` header was sent.
+fn art_api_header_as_bearer(req: &mut ServiceRequest) {
+    use actix_web::http::header::AUTHORIZATION;
+    if req.headers().contains_key(AUTHORIZATION) {
+        return;
+    }
+    let Some(value) = req
+        .headers()
+        .get("x-jfrog-art-api")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+    else {
+        return;
+    };
+    if let Ok(v) = HeaderValue::from_str(&format!("Bearer {value}")) {
+        req.headers_mut().insert(AUTHORIZATION, v);
+    }
 }
 
 fn new_request_id() -> String {

@@ -27,6 +27,7 @@ fn section_in(w: SectionWire) -> PermissionSection {
         repositories: w.repositories,
         users: w.actions.users,
         groups: w.actions.groups,
+        patterns_by_repository: Default::default(),
     }
 }
 

@@ -13,7 +13,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/v1/system/liveness").route(web::get().to(liveness)))
         .service(resource("/router/api/v1/system/health").route(web::get().to(health)))
         .service(resource("/api/system/version").route(web::get().to(version)))
-        .service(resource("/access/api/v1/system/state/digest").route(web::get().to(digest)));
+        .service(resource("/access/api/v1/system/state/digest").route(web::get().to(digest)))
+        .service(resource("/artifactory/api/system/service_id").route(web::get().to(service_id)));
+}
+
+/// `GET /artifactory/api/system/service_id`: the service id (`jfac@…`, the tokens'
+/// issuer), as plain text. Any signed-in caller may read it, as in Artifactory.
+async fn service_id(
+    app: web::Data<AppState>,
+    _caller: super::extract::Caller,
+) -> Result<HttpResponse, ApiError> {
+    let id = app
+        .read()
+        .service_id
+        .clone()
+        .ok_or_else(|| ApiError::Unavailable("the server is starting".into()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(id))
 }
 
 async fn ping() -> HttpResponse {

@@ -15,6 +15,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(create))
             .route(web::get().to(list)),
     )
+    // Before `{id}`, which would take `revoke` for a token id.
+    .service(
+        resource("/access/api/v1/tokens/revoke")
+            .route(web::delete().to(revoke_by_value))
+            .route(web::post().to(revoke_by_value)),
+    )
     .service(
         resource("/access/api/v1/tokens/{id}")
             .route(web::get().to(get))
@@ -113,7 +119,7 @@ fn token_response(m: &tokens::Minted, now: u64) -> serde_json::Value {
     body
 }
 
-async fn create(
+pub(super) async fn create(
     app: web::Data<AppState>,
     caller: MaybeCaller,
     rid: RequestId,
@@ -142,7 +148,7 @@ async fn create(
 /// for authentication").
 const PAIR_FIELDS: &[&str] = &["grant_type", "refresh_token", "access_token"];
 
-async fn issue(
+pub(super) async fn issue(
     app: &AppState,
     caller: &Principal,
     rid: &RequestId,
@@ -298,7 +304,7 @@ fn check_non_admin_scope(app: &AppState, caller: &Principal, scope: &str) -> Res
 /// else) the pair is the credential; with any other parameter the caller must be an
 /// admin, and the parameters shape the new token; otherwise the caller must be the
 /// token's user (or the token itself, as bearer) or an admin.
-async fn refresh(
+pub(super) async fn refresh(
     app: &AppState,
     caller: Option<&Principal>,
     rid: &RequestId,
@@ -465,7 +471,7 @@ async fn refresh(
     ))
 }
 
-async fn list(
+pub(super) async fn list(
     app: web::Data<AppState>,
     caller: Caller,
     req: HttpRequest,
@@ -597,6 +603,72 @@ async fn revoke(
         HttpResponse::Ok()
             .content_type("text/plain; charset=utf-8")
             .body("Token revoked"),
+        committed,
+    ))
+}
+
+/// The id of the token whose value is `value`: a reference token by its hash, a JWT by
+/// its `jti` — and only when the record's hash is this value's, so a forged JWT naming
+/// another token's id finds nothing.
+pub(super) fn token_id_of_value(s: &gatehouse_projections::State, value: &str) -> Option<String> {
+    let hash = tokens::hash_hex(value);
+    if let Some(id) = s.tokens.by_reference_hash.get(&hash) {
+        return Some(id.clone());
+    }
+    use base64::Engine;
+    let payload = value.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let jti = claims.get("jti")?.as_str()?;
+    let record = s.tokens.by_id.get(jti)?;
+    (record.access_hash == hash).then(|| jti.to_string())
+}
+
+/// Revoke the token `id` for `caller` (its owner or an admin).
+pub(super) async fn revoke_id(
+    app: &AppState,
+    caller: &Principal,
+    rid: &RequestId,
+    id: String,
+) -> Result<crate::writer::Committed, ApiError> {
+    let owner = app.read().tokens.by_id.get(&id).map(|t| t.subject.clone());
+    let Some(owner) = owner else {
+        return Err(ApiError::NotFound(format!("token `{id}` not found")));
+    };
+    if !caller.admin && owner != caller.username {
+        return Err(ApiError::Forbidden(
+            "only an admin can revoke other users' tokens".into(),
+        ));
+    }
+    app.submit(Command::RevokeToken { token_id: id }, &caller.username, rid)
+        .await
+}
+
+/// `DELETE /access/api/v1/tokens/revoke` with `{"token": "<access or reference
+/// token>"}` (JSON or form): revoke by value. 404 for a value with no record here (a
+/// token that was never revocable, or is not this server's), so that a caller never
+/// believes a token revoked that still works.
+async fn revoke_by_value(
+    app: web::Data<AppState>,
+    caller: Caller,
+    rid: RequestId,
+    req: HttpRequest,
+    FormOrJson(fields): FormOrJson,
+) -> Result<HttpResponse, ApiError> {
+    let form = FormOrJson(fields);
+    form.only(&req, &["token"]);
+    let value = form
+        .string("token")?
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("invalid `token`: required".into()))?;
+    let id = token_id_of_value(&app.read(), &value).ok_or_else(|| {
+        ApiError::NotFound("no revocable token of this server has this value".into())
+    })?;
+    let committed = revoke_id(&app, &caller.0, &rid, id.clone()).await?;
+    Ok(written(
+        HttpResponse::Ok().json(json!({ "revoked_token_id": id })),
         committed,
     ))
 }

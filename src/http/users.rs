@@ -48,7 +48,7 @@ pub fn configure_aliases(cfg: &mut web::ServiceConfig) {
         .service(resource("/access/api/v2/{username}/unlock").route(web::post().to(unlock)));
 }
 
-fn path_username(path: &str) -> Result<String, ApiError> {
+pub(super) fn path_username(path: &str) -> Result<String, ApiError> {
     Ok(domain::normalize_username("username", path)?)
 }
 
@@ -74,10 +74,56 @@ async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let limit = limit_param(&req)?;
     let cursor = query_param(&req, "cursor")?;
+    // JFrog's filters: a part of the name (any case), a status, admins only.
+    let name_part = query_param(&req, "username")?.map(|u| u.to_lowercase());
+    let status = query_param(&req, "status")?;
+    if let Some(st) = &status {
+        if !["enabled", "disabled", "locked", "invited"].contains(&st.as_str()) {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `status`: `{}` (use enabled, disabled, locked or invited)",
+                st.escape_debug()
+            )));
+        }
+    }
+    let only_admins = match query_param(&req, "onlyAdmins")?.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `onlyAdmins`: `{}` (use true or false)",
+                other.escape_debug()
+            )))
+        }
+    };
     let base = base_url(&req);
     let s = app.view(&req);
-    let (page, next) = page(&s.directory.users, cursor.as_deref(), limit);
-    let users: Vec<_> = page
+    let filtered;
+    let users_map = if name_part.is_some() || status.is_some() || only_admins {
+        filtered = s
+            .directory
+            .users
+            .iter()
+            .filter(|(_, u)| {
+                name_part
+                    .as_ref()
+                    .is_none_or(|p| u.username.contains(p.as_str()))
+            })
+            .filter(|(_, u)| status.as_ref().is_none_or(|st| u.status.as_str() == st))
+            .filter(|(_, u)| !only_admins || u.admin)
+            .map(|(k, u)| (k.clone(), u))
+            .collect::<std::collections::BTreeMap<_, _>>();
+        Some(&filtered)
+    } else {
+        None
+    };
+    let (page_items, next): (Vec<&gatehouse_projections::User>, _) = match users_map {
+        Some(m) => {
+            let (p, n) = page(m, cursor.as_deref(), limit);
+            (p.into_iter().copied().collect(), n)
+        }
+        None => page(&s.directory.users, cursor.as_deref(), limit),
+    };
+    let users: Vec<_> = page_items
         .iter()
         .map(|u| {
             serde_json::json!({
@@ -92,28 +138,28 @@ async fn list(
 }
 
 #[derive(Deserialize)]
-struct CreateUser {
-    username: String,
+pub(super) struct CreateUser {
+    pub username: String,
     #[serde(default)]
-    password: Option<String>,
+    pub password: Option<String>,
     #[serde(default)]
-    email: Option<String>,
+    pub email: Option<String>,
     #[serde(default)]
-    groups: Option<Vec<String>>,
+    pub groups: Option<Vec<String>>,
     #[serde(default)]
-    admin: Option<bool>,
+    pub admin: Option<bool>,
     #[serde(default)]
-    profile_updatable: Option<bool>,
+    pub profile_updatable: Option<bool>,
     #[serde(default)]
-    internal_password_disabled: Option<bool>,
+    pub internal_password_disabled: Option<bool>,
     #[serde(default)]
-    disable_ui_access: Option<bool>,
+    pub disable_ui_access: Option<bool>,
     /// Accepted for symmetry with responses; users created here are always `internal`.
     #[serde(default)]
     #[allow(dead_code)]
-    realm: Option<String>,
+    pub realm: Option<String>,
     #[serde(default)]
-    status: Option<String>,
+    pub status: Option<String>,
 }
 
 async fn hash_password(password: String) -> Result<String, ApiError> {
@@ -140,7 +186,21 @@ async fn create(
     rid: RequestId,
     Body(body): Body<CreateUser>,
 ) -> Result<HttpResponse, ApiError> {
-    let admin = &admin.0;
+    let (username, committed) = create_user(&app, &admin.0, &rid, body).await?;
+    Ok(written(
+        user_response(&app, &username, actix_web::http::StatusCode::CREATED)?,
+        committed,
+    ))
+}
+
+/// Create a user (any API family that creates users comes here); its name and the
+/// commit.
+pub(super) async fn create_user(
+    app: &AppState,
+    admin: &crate::auth::Principal,
+    rid: &RequestId,
+    body: CreateUser,
+) -> Result<(String, crate::writer::Committed), ApiError> {
     let username = domain::normalize_username("username", &body.username)?;
     if let Some(email) = &body.email {
         domain::validate_email(email)?;
@@ -190,11 +250,8 @@ async fn create(
         disable_ui_access: body.disable_ui_access.unwrap_or(false),
         groups,
     });
-    let committed = app.submit(cmd, &admin.username, &rid).await?;
-    Ok(written(
-        user_response(&app, &username, actix_web::http::StatusCode::CREATED)?,
-        committed,
-    ))
+    let committed = app.submit(cmd, &admin.username, rid).await?;
+    Ok((username, committed))
 }
 
 async fn get(
@@ -236,29 +293,29 @@ async fn get(
 }
 
 #[derive(Deserialize)]
-struct PatchUser {
+pub(super) struct PatchUser {
     #[serde(default)]
-    username: Option<String>,
+    pub username: Option<String>,
     #[serde(default)]
-    email: Option<String>,
+    pub email: Option<String>,
     #[serde(default)]
-    password: Option<String>,
+    pub password: Option<String>,
     #[serde(default)]
-    admin: Option<bool>,
+    pub admin: Option<bool>,
     #[serde(default)]
-    profile_updatable: Option<bool>,
+    pub profile_updatable: Option<bool>,
     #[serde(default)]
-    internal_password_disabled: Option<bool>,
+    pub internal_password_disabled: Option<bool>,
     #[serde(default)]
-    disable_ui_access: Option<bool>,
+    pub disable_ui_access: Option<bool>,
     #[serde(default)]
-    status: Option<String>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    groups: Option<serde_json::Value>,
+    pub status: Option<String>,
     #[serde(default)]
     #[allow(dead_code)]
-    realm: Option<String>,
+    pub groups: Option<serde_json::Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub realm: Option<String>,
 }
 
 async fn patch(
@@ -268,19 +325,35 @@ async fn patch(
     path: web::Path<String>,
     Body(body): Body<PatchUser>,
 ) -> Result<HttpResponse, ApiError> {
-    let admin = &admin.0;
     let username = path_username(&path)?;
+    if body.groups.is_some() {
+        return Err(ApiError::BadRequest(format!(
+            "invalid `groups`: change memberships with PATCH /access/api/v2/users/{username}/groups"
+        )));
+    }
+    let committed = update_user(&app, &admin.0, &rid, &username, body).await?;
+    Ok(written(
+        user_response(&app, &username, actix_web::http::StatusCode::OK)?,
+        committed,
+    ))
+}
+
+/// Change the fields of a user that `body` gives (`groups` is not one of them: see
+/// `ChangeUserGroups`).
+pub(super) async fn update_user(
+    app: &AppState,
+    admin: &crate::auth::Principal,
+    rid: &RequestId,
+    username: &str,
+    body: PatchUser,
+) -> Result<crate::writer::Committed, ApiError> {
+    let username = username.to_string();
     if let Some(n) = &body.username {
         if n.to_lowercase() != username {
             return Err(ApiError::BadRequest(
                 "invalid `username`: a user cannot be renamed".into(),
             ));
         }
-    }
-    if body.groups.is_some() {
-        return Err(ApiError::BadRequest(format!(
-            "invalid `groups`: change memberships with PATCH /access/api/v2/users/{username}/groups"
-        )));
     }
     if let Some(email) = &body.email {
         domain::validate_email(email)?;
@@ -311,20 +384,15 @@ async fn patch(
         disable_ui_access: body.disable_ui_access,
         status,
     };
-    let committed = app
-        .submit(
-            Command::UpdateUser {
-                username: username.clone(),
-                changes,
-            },
-            &admin.username,
-            &rid,
-        )
-        .await?;
-    Ok(written(
-        user_response(&app, &username, actix_web::http::StatusCode::OK)?,
-        committed,
-    ))
+    app.submit(
+        Command::UpdateUser {
+            username: username.clone(),
+            changes,
+        },
+        &admin.username,
+        rid,
+    )
+    .await
 }
 
 /// `?purge=true` also destroys the key of the user's personal data (crypto-shredding):

@@ -6,6 +6,8 @@
 //! keys verify which tokens. Peers' public keys can also be dropped as PEM files into
 //! `<data-dir>/trusted/`; that folder is re-read when a token names an unknown key.
 
+pub mod certificate;
+
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -58,7 +60,8 @@ pub fn public_der_b64(public: &VerifyingKey) -> String {
     STANDARD.encode(der)
 }
 
-/// Parse a public key from PEM, bare base64 DER, or base64url raw 32 bytes.
+/// Parse a public key from PEM or bare base64 DER (a public key or an Ed25519
+/// certificate), or base64url raw 32 bytes.
 pub fn parse_public(text: &str) -> Option<VerifyingKey> {
     let body: String = text
         .lines()
@@ -69,6 +72,14 @@ pub fn parse_public(text: &str) -> Option<VerifyingKey> {
     if let Ok(der) = STANDARD.decode(body.as_bytes()) {
         if der.len() == 44 && der[..12] == SPKI_PREFIX {
             return VerifyingKey::from_bytes(&der[12..].try_into().ok()?).ok();
+        }
+        // An X.509 certificate over an Ed25519 key (what `cert/root` serves): its
+        // SubjectPublicKeyInfo has this same fixed encoding inside the certificate.
+        if der.first() == Some(&0x30) && der.len() > 44 {
+            if let Some(at) = der.windows(12).position(|w| w == SPKI_PREFIX) {
+                let key: [u8; 32] = der.get(at + 12..at + 44)?.try_into().ok()?;
+                return VerifyingKey::from_bytes(&key).ok();
+            }
         }
     }
     public_from_b64(body.trim())

@@ -6,13 +6,11 @@
 //! `federation`; all three use it.
 
 use gatehouse_projections::{access_key_username, Group, User};
-use gatehouse_schemas::{
-    AccessKey, Entitlement, FederationTarget, PermissionSection, PermissionTarget, Project,
-    TokenIssued,
-};
+use gatehouse_schemas::{AccessKey, Entitlement, FederationTarget, Project, TokenIssued};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+
+pub mod permissions;
 
 // ---- users and groups (Access v2) ----
 
@@ -103,81 +101,9 @@ pub fn token(t: &TokenIssued, service_id: &str) -> serde_json::Value {
     v
 }
 
-// ---- permission targets (Artifactory v2 format) ----
+// ---- permission targets: see `permissions` (three formats) ----
 
-#[derive(Serialize, Deserialize, Default)]
-pub struct ActionsWire {
-    #[serde(default, deserialize_with = "crate::views::null_as_default")]
-    pub users: BTreeMap<String, Vec<String>>,
-    #[serde(default, deserialize_with = "crate::views::null_as_default")]
-    pub groups: BTreeMap<String, Vec<String>>,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct SectionWire {
-    #[serde(
-        rename = "include-patterns",
-        alias = "include_patterns",
-        alias = "includePatterns",
-        default,
-        deserialize_with = "null_as_default"
-    )]
-    pub include_patterns: Vec<String>,
-    #[serde(
-        rename = "exclude-patterns",
-        alias = "exclude_patterns",
-        alias = "excludePatterns",
-        default,
-        deserialize_with = "null_as_default"
-    )]
-    pub exclude_patterns: Vec<String>,
-    #[serde(default, deserialize_with = "crate::views::null_as_default")]
-    pub repositories: Vec<String>,
-    #[serde(default, deserialize_with = "crate::views::null_as_default")]
-    pub actions: ActionsWire,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct TargetWire {
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repo: Option<SectionWire>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub build: Option<SectionWire>,
-    #[serde(
-        rename = "releaseBundle",
-        alias = "release_bundle",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub release_bundle: Option<SectionWire>,
-}
-
-fn section_out(s: &PermissionSection) -> SectionWire {
-    SectionWire {
-        include_patterns: s.include_patterns.clone(),
-        exclude_patterns: s.exclude_patterns.clone(),
-        repositories: s.repositories.clone(),
-        actions: ActionsWire {
-            users: s.users.clone(),
-            groups: s.groups.clone(),
-        },
-    }
-}
-
-pub fn target_out(t: &PermissionTarget) -> TargetWire {
-    TargetWire {
-        name: Some(t.name.clone()),
-        repo: t.repo.as_ref().map(section_out),
-        build: t.build.as_ref().map(section_out),
-        release_bundle: t.release_bundle.as_ref().map(section_out),
-    }
-}
-
-pub fn permission(t: &PermissionTarget) -> Value {
-    serde_json::to_value(target_out(t)).unwrap_or_default()
-}
+pub use permissions::{permission, target_out, ActionsWire, SectionWire, TargetWire};
 
 // ---- access keys and entitlements ----
 
@@ -240,6 +166,11 @@ pub fn federation_target(t: &FederationTarget) -> Value {
             "includePatterns": t.include_patterns,
             "excludePatterns": t.exclude_patterns,
         },
+        // The snake_case spelling of the seed's PATCH example and JFrog's description.
+        "permission_filters": {
+            "include_patterns": t.include_patterns,
+            "exclude_patterns": t.exclude_patterns,
+        },
         "active": t.active,
     })
 }
@@ -255,4 +186,48 @@ where
     T: Deserialize<'de> + Default,
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+// ---- Artifactory's security API (`/artifactory/api/security/users|groups`) ----
+
+/// A user as Artifactory's security API shows it (camelCase; status upper case; no
+/// `email` key when there is none, as pyartifactory validates the address).
+pub fn artifactory_user(u: &User, personal: &crate::personal::PersonalKeys) -> Value {
+    let mut v = json!({
+        "name": u.username,
+        "admin": u.admin,
+        "profileUpdatable": u.profile_updatable,
+        "disableUIAccess": u.disable_ui_access,
+        "internalPasswordDisabled": u.internal_password_disabled,
+        "groups": u.groups,
+        "realm": u.realm,
+        "offlineMode": false,
+        "status": u.status.as_str().to_ascii_uppercase(),
+        // Xray and reporting roles: Gatehouse has neither (README: accepted, ignored).
+        "watchManager": false,
+        "policyManager": false,
+        "reportsManager": false,
+        "policyViewer": false,
+    });
+    if let Some(e) = u.email.as_deref() {
+        v["email"] = json!(personal.show(e));
+    }
+    v
+}
+
+/// A group as Artifactory's security API shows it: `userNames` always present (dohq
+/// never asks for `includeUsers`), the booleans never null.
+pub fn artifactory_group(g: &Group) -> Value {
+    json!({
+        "name": g.name,
+        "description": g.description,
+        "autoJoin": g.auto_join,
+        "adminPrivileges": g.admin_privileges,
+        "realm": g.realm,
+        "realmAttributes": g.realm_attributes,
+        "userNames": g.members,
+        "watchManager": false,
+        "policyManager": false,
+        "reportsManager": false,
+    })
 }

@@ -661,8 +661,13 @@ fn after_a_sigkill_every_acknowledged_event_is_delivered_at_least_once() {
             }
         }
     });
-    // Kill it while deliveries are in flight.
+    // Kill it while deliveries are in flight (a delivery can arrive before its write's
+    // answer does: wait for 30 answers too).
     rx.wait_for(30, 30);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acknowledged.lock().unwrap().len() < 30 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     server.kill();
     writer.join().unwrap();
     let acked = acknowledged.lock().unwrap().clone();

@@ -84,3 +84,407 @@ fn a_v2_permission_target_as_pyartifactory_sends_it() {
         json!(["read", "write"])
     );
 }
+
+fn allowed(app: &TestApp, user: &str, resource: &str, action: &str) -> bool {
+    let r = app.admin().get(&format!(
+        "/access/api/v1/authorize?user={user}&resource={resource}&action={action}"
+    ));
+    assert!(r.status == 200 || r.status == 403, "{}", r.text);
+    r.json()["allowed"].as_bool().unwrap()
+}
+
+#[test]
+fn an_access_v2_permission_is_one_target_in_all_three_formats() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("pat", "Pat-password-1");
+    app.create_group("devs");
+    // Patterns per target: libs-a everything but secret/, libs-b only org/.
+    let r = admin.post(
+        "/access/api/v2/permissions",
+        &json!({
+            "name": "p1",
+            "resources": {
+                "artifact": {
+                    "actions": {"users": {"pat": ["READ", "WRITE"]}, "groups": {"devs": ["READ"]}},
+                    "targets": {
+                        "libs-a": {"include_patterns": ["**"], "exclude_patterns": ["secret/**"]},
+                        "libs-b": {"include_patterns": ["org/**"], "exclude_patterns": []},
+                    },
+                },
+                "build": {
+                    "actions": {"groups": {"devs": ["READ"]}},
+                    "targets": {"artifactory-build-info": {"include_patterns": ["app-*/**"]}},
+                },
+            },
+        }),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let p = r.json();
+    assert_eq!(
+        p["resources"]["artifact"]["actions"]["users"]["pat"],
+        json!(["READ", "WRITE"])
+    );
+    assert_eq!(
+        p["resources"]["artifact"]["targets"]["libs-b"],
+        json!({"include_patterns": ["org/**"], "exclude_patterns": []})
+    );
+    // The same name again is a conflict.
+    let again = admin.post("/access/api/v2/permissions", &json!({"name": "p1"}));
+    assert_eq!(again.status, 409, "{}", again.text);
+
+    // The decision uses each target's own patterns, whichever API wrote them.
+    assert!(allowed(&app, "pat", "libs-a/x/y.jar", "write"));
+    assert!(!allowed(&app, "pat", "libs-a/secret/y.jar", "read"));
+    assert!(allowed(&app, "pat", "libs-b/org/y.jar", "read"));
+    assert!(!allowed(&app, "pat", "libs-b/com/y.jar", "read"));
+
+    // Artifactory v2 and v1 see the same target.
+    let v2 = admin
+        .get("/artifactory/api/v2/security/permissions/p1")
+        .json();
+    assert_eq!(v2["repo"]["repositories"], json!(["libs-a", "libs-b"]));
+    assert_eq!(
+        v2["repo"]["actions"]["users"]["pat"],
+        json!(["read", "write"])
+    );
+    assert_eq!(v2["build"]["include-patterns"], json!(["app-*/**"]));
+    let v1 = admin.get("/artifactory/api/security/permissions/p1").json();
+    assert_eq!(v1["repositories"], json!(["libs-a", "libs-b"]));
+    assert_eq!(v1["principals"]["users"]["pat"], json!(["r", "w"]));
+    assert_eq!(v1["principals"]["groups"]["devs"], json!(["r"]));
+    let listed = admin.get("/access/api/v2/permissions").json();
+    assert_eq!(listed["permissions"][0]["name"], "p1");
+    assert!(listed["permissions"][0]["uri"]
+        .as_str()
+        .unwrap()
+        .ends_with("/access/api/v2/permissions/p1"));
+
+    // One resource: PATCH sets the principals it names and keeps the others.
+    let r = admin.patch(
+        "/access/api/v2/permissions/p1/artifact",
+        &json!({"actions": {"users": {"pat": ["READ", "DELETE"]}}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json()["actions"]["users"]["pat"],
+        json!(["READ", "DELETE"])
+    );
+    assert_eq!(r.json()["actions"]["groups"]["devs"], json!(["READ"]));
+    assert!(allowed(&app, "pat", "libs-a/x/y.jar", "delete"));
+    assert!(!allowed(&app, "pat", "libs-a/x/y.jar", "write"));
+    let r = admin.get("/access/api/v2/permissions/p1/build");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = admin.delete("/access/api/v2/permissions/p1/build");
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(admin.get("/access/api/v2/permissions/p1/build").status, 404);
+    assert!(admin
+        .get("/artifactory/api/v2/security/permissions/p1")
+        .json()
+        .get("build")
+        .is_none());
+    assert_eq!(
+        admin.get("/access/api/v2/permissions/p1/nonsense").status,
+        404
+    );
+
+    // A bad action names its field; nothing is written.
+    let seq = app.digest()["seq"].as_u64().unwrap();
+    let r = admin.put(
+        "/access/api/v2/permissions/p1/artifact",
+        &json!({"actions": {"users": {"pat": ["FLY"]}}, "targets": {"libs-a": {}}}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.error_message().contains("artifact.actions.users.pat"),
+        "{}",
+        r.text
+    );
+    assert_eq!(app.digest()["seq"].as_u64().unwrap(), seq);
+
+    // v1 PUT replaces the repository section and keeps the others.
+    admin.patch(
+        "/access/api/v2/permissions/p1/release_bundle",
+        &json!({"actions": {"groups": {"devs": ["READ"]}}}),
+    );
+    let r = admin.put(
+        "/artifactory/api/security/permissions/p1",
+        &json!({"name": "p1", "includesPattern": "org/**,com/**", "excludesPattern": "",
+                "repositories": ["libs-c"], "principals": {"users": {"pat": ["r", "m"]}}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v2 = admin
+        .get("/artifactory/api/v2/security/permissions/p1")
+        .json();
+    assert_eq!(v2["repo"]["include-patterns"], json!(["org/**", "com/**"]));
+    assert_eq!(
+        v2["repo"]["actions"]["users"]["pat"],
+        json!(["read", "manage"])
+    );
+    assert!(v2.get("releaseBundle").is_some(), "{v2}");
+    let r = admin.delete("/access/api/v2/permissions/p1");
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        admin.get("/artifactory/api/security/permissions/p1").status,
+        404
+    );
+}
+
+#[test]
+fn artifactory_security_users_and_groups_are_the_same_directory() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_group("readers");
+    // pyartifactory's / dohq's create.
+    let r = admin.put(
+        "/artifactory/api/security/users/Art",
+        &json!({"name": "art", "email": "art@example.com", "password": "Art-password-1",
+                "admin": false, "profileUpdatable": true, "disableUIAccess": false,
+                "internalPasswordDisabled": false, "groups": ["readers"], "realm": "internal",
+                "watchManager": false}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    // The Access API sees the same user.
+    let v2 = admin.get("/access/api/v2/users/art").json();
+    assert_eq!(v2["email"], "art@example.com");
+    assert_eq!(v2["groups"], json!(["readers"]));
+    let a = admin.get("/artifactory/api/security/users/art").json();
+    assert_eq!(a["name"], "art");
+    assert_eq!(a["profileUpdatable"], true);
+    assert_eq!(a["status"], "ENABLED");
+    assert_eq!(a["groups"], json!(["readers"]));
+    // dohq's update: nulls stay unchanged; groups replace the membership.
+    app.create_group("writers");
+    let r = admin.post(
+        "/artifactory/api/security/users/art",
+        &json!({"name": "art", "password": null, "email": null, "admin": true, "groups": ["writers"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v2 = admin.get("/access/api/v2/users/art").json();
+    assert_eq!(v2["admin"], true);
+    assert_eq!(v2["email"], "art@example.com");
+    assert_eq!(v2["groups"], json!(["writers"]));
+    assert!(admin
+        .get("/artifactory/api/security/users")
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|u| u["name"] == "art"));
+    assert_eq!(
+        app.as_user("art", "Art-password-1")
+            .get("/access/api/v2/users/art")
+            .status,
+        200
+    );
+    // A wrong type is still a 400 that names the field.
+    let r = admin.post(
+        "/artifactory/api/security/users/art",
+        &json!({"admin": "yes"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error_message().contains("admin"), "{}", r.text);
+    assert_eq!(
+        admin
+            .post("/artifactory/api/security/users/nobody", &json!({}))
+            .status,
+        404
+    );
+
+    // Groups: camelCase and snake_case, userNames always shown.
+    let r = admin.put(
+        "/artifactory/api/security/groups/team",
+        &json!({"name": "team", "description": "the team", "autoJoin": false,
+                "adminPrivileges": false, "realm": "artifactory", "userNames": ["art"],
+                "external": false, "newUserDefault": false}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let g = admin.get("/artifactory/api/security/groups/team").json();
+    assert_eq!(g["userNames"], json!(["art"]));
+    assert_eq!(g["realm"], "internal");
+    assert_eq!(g["autoJoin"], false);
+    assert_eq!(
+        admin.get("/access/api/v2/groups/team").json()["members"],
+        json!(["art"])
+    );
+    let r = admin.post(
+        "/artifactory/api/security/groups/team",
+        &json!({"auto_join": true, "userNames": []}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let g = admin.get("/access/api/v2/groups/team").json();
+    assert_eq!(g["auto_join"], true);
+    assert_eq!(g["members"], json!([]));
+    let r = admin.delete("/artifactory/api/security/groups/team");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(admin.get("/access/api/v2/groups/team").status, 404);
+    let r = admin.delete("/artifactory/api/security/users/art");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(admin.get("/access/api/v2/users/art").status, 404);
+    // Non-admins are refused.
+    app.create_user("plain", "Plain-password-1");
+    let plain = app.as_user("plain", "Plain-password-1");
+    assert_eq!(plain.get("/artifactory/api/security/users").status, 403);
+}
+
+fn form(
+    client: &crate::helpers::Client,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> crate::helpers::Resp {
+    client.raw(
+        method,
+        path,
+        Some("application/x-www-form-urlencoded"),
+        Some(body.as_bytes()),
+    )
+}
+
+#[test]
+fn tokens_are_revoked_by_value_and_spoken_to_under_artifactory_prefixes() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("tim", "Tim-password-1");
+    app.create_group("builders");
+    let tim = app.as_user("tim", "Tim-password-1");
+    // pyartifactory creates tokens under Artifactory's prefix for Access.
+    let r = form(
+        &admin,
+        "POST",
+        "/artifactory/access/api/v1/tokens",
+        "username=tim&scope=applied-permissions/user&expires_in=86400",
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let token = r.json()["access_token"].as_str().unwrap().to_string();
+    let bearer = app.anon().with_header_auth(&format!("Bearer {token}"));
+    assert_eq!(bearer.get("/access/api/v1/tokens/me").status, 200);
+    // Revoking by value: a forged JWT that names this token's id finds nothing.
+    let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
+    parts[2] = parts[2].chars().rev().collect();
+    let forged = parts.join(".");
+    let r = admin.send(
+        "DELETE",
+        "/access/api/v1/tokens/revoke",
+        &json!({"token": forged}),
+    );
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert_eq!(bearer.get("/access/api/v1/tokens/me").status, 200);
+    // Another user may not revoke it; its owner (or an admin) may, by value, as a form.
+    app.create_user("eve", "Eve-password-1");
+    let r = form(
+        &app.as_user("eve", "Eve-password-1"),
+        "DELETE",
+        "/access/api/v1/tokens/revoke",
+        &format!("token={token}"),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = form(
+        &tim,
+        "DELETE",
+        "/artifactory/access/api/v1/tokens/revoke",
+        &format!("token={token}"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.json()["revoked_token_id"].is_string());
+    assert_eq!(bearer.get("/access/api/v1/tokens/me").status, 401);
+    // Again: nothing revocable has this value any more.
+    let r = admin.send(
+        "DELETE",
+        "/access/api/v1/tokens/revoke",
+        &json!({"token": token}),
+    );
+    assert_eq!(r.status, 404, "{}", r.text);
+
+    // dohq: Artifactory's token API, with its scope words.
+    let r = form(
+        &admin,
+        "POST",
+        "/artifactory/api/security/token",
+        "username=tim&scope=member-of-groups:builders api:*&expires_in=86400",
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let t = r.json();
+    assert_eq!(t["scope"], "applied-permissions/groups:builders");
+    let id = admin.get("/artifactory/api/security/token").json()["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["subject"].as_str().unwrap().ends_with("/users/tim"))
+        .map(|x| x["token_id"].as_str().unwrap().to_string())
+        .unwrap();
+    let r = form(
+        &admin,
+        "POST",
+        "/artifactory/api/security/token/revoke",
+        &format!("token_id={id}"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.text, "Token revoked");
+    let r = form(
+        &admin,
+        "POST",
+        "/artifactory/api/security/token/revoke",
+        &format!("token_id={id}"),
+    );
+    assert_eq!(r.status, 404, "{}", r.text);
+}
+
+#[test]
+fn art_api_header_filters_and_the_xray_actions() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("una", "Una-password-1");
+    app.create_user("ursula", "Ursula-password-1");
+    // dohq's `apikey=`: the header carries a token where no Authorization is sent.
+    let t = admin.post(
+        "/access/api/v1/tokens",
+        &json!({"username": "una", "expires_in": 86400}),
+    );
+    let token = t.json()["access_token"].as_str().unwrap().to_string();
+    let r = app.anon().get_with(
+        "/access/api/v2/users/una",
+        &[("X-JFrog-Art-Api", token.as_str())],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = app.anon().get_with(
+        "/access/api/v2/users/una",
+        &[("X-JFrog-Art-Api", "not-a-token")],
+    );
+    assert_eq!(r.status, 401, "{}", r.text);
+    // Users v2 list filters.
+    let names = |q: &str| -> Vec<String> {
+        admin.get(&format!("/access/api/v2/users{q}")).json()["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["username"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names("?username=U"), vec!["una", "ursula"]);
+    assert_eq!(names("?onlyAdmins=true"), vec!["admin"]);
+    assert_eq!(names("?status=enabled&username=urs"), vec!["ursula"]);
+    assert_eq!(admin.get("/access/api/v2/users?status=sleepy").status, 400);
+    // distribute / managedXrayMeta in all three formats.
+    let r = admin.put(
+        "/artifactory/api/security/permissions/x1",
+        &json!({"repositories": ["r1"], "principals": {"users": {"una": ["r", "x", "mxm"]}}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let v2 = admin
+        .get("/artifactory/api/v2/security/permissions/x1")
+        .json();
+    assert_eq!(
+        v2["repo"]["actions"]["users"]["una"],
+        json!(["read", "distribute", "managedXrayMeta"])
+    );
+    let a = admin.get("/access/api/v2/permissions/x1").json();
+    assert_eq!(
+        a["resources"]["artifact"]["actions"]["users"]["una"],
+        json!(["READ", "DISTRIBUTE", "MANAGED_XRAY_METADATA"])
+    );
+    assert_eq!(
+        admin.get("/artifactory/api/security/permissions/x1").json()["principals"]["users"]["una"],
+        json!(["r", "x", "mxm"])
+    );
+}

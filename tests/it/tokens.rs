@@ -351,9 +351,17 @@ fn an_independent_jwt_library_verifies_our_tokens() {
     );
     let token = t["access_token"].as_str().unwrap();
     let pem = admin.get("/access/api/v1/cert/root?formatted=true").text;
-    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"));
+    // An X.509 certificate, as JFrog serves (trust stores import only certificates);
+    // the JWT library takes its key from it.
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
     let unformatted = admin.get("/access/api/v1/cert/root").text;
     assert!(!unformatted.contains("BEGIN") && pem.contains(&unformatted[..40]));
+    assert_eq!(admin.get("/access/api/v1/cert/ca").text, unformatted);
+    assert_eq!(
+        admin.get("/access/api/v1/cert/root").text,
+        unformatted,
+        "the same key, the same certificate"
+    );
     assert_eq!(app.anon().get("/access/api/v1/cert/root").status, 401);
     let mut validation = Validation::new(Algorithm::EdDSA);
     validation.set_audience(&["jfac@*"]);

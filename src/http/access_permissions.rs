@@ -1,0 +1,271 @@
+//! Permissions, JFrog Access format (`/access/api/v2/permissions`): the API
+//! py-jfrog-client and JFrog's current documentation use. A view over the same
+//! permission targets as the Artifactory v2 and v1 formats (`crate::views::permissions`).
+
+use super::error::ApiError;
+use super::extract::{Admin, Body, RequestId};
+use super::{base_url, limit_param, page, query_param, resource, with_cursor, written, AppState};
+use crate::domain::{self, Command};
+use crate::views::permissions::{
+    access_permission_in, access_permission_out, access_resource_in, access_resource_out,
+    access_resource_patch, section_of, section_of_mut, AccessPermission, AccessResource,
+    AccessResourcePatch, WireError, RESOURCE_TYPES,
+};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use gatehouse_schemas::PermissionTarget;
+use serde_json::json;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/access/api/v2/permissions")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(
+        resource("/access/api/v2/permissions/{name}")
+            .route(web::get().to(get))
+            .route(web::put().to(replace))
+            .route(web::delete().to(delete)),
+    )
+    .service(
+        resource("/access/api/v2/permissions/{name}/{resource_type}")
+            .route(web::get().to(get_resource))
+            .route(web::put().to(replace_resource))
+            .route(web::patch().to(patch_resource))
+            .route(web::delete().to(delete_resource)),
+    );
+}
+
+fn wire(e: WireError) -> ApiError {
+    ApiError::BadRequest(format!("invalid `{}`: {}", e.field, e.message))
+}
+
+fn resource_type(t: &str) -> Result<&str, ApiError> {
+    RESOURCE_TYPES
+        .iter()
+        .find(|r| **r == t)
+        .copied()
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "resource type `{}` not found (use {})",
+                t.escape_debug(),
+                RESOURCE_TYPES.join(", ")
+            ))
+        })
+}
+
+fn current(app: &AppState, name: &str) -> Result<PermissionTarget, ApiError> {
+    app.read()
+        .permissions
+        .targets
+        .get(name)
+        .cloned()
+        .ok_or_else(|| ApiError::NotFound(format!("permission `{name}` not found")))
+}
+
+/// Normalise by the domain's rules and save; answer with the target as stored.
+async fn save(
+    app: &AppState,
+    admin: &Admin,
+    rid: &RequestId,
+    target: PermissionTarget,
+    create_only: bool,
+) -> Result<(PermissionTarget, crate::writer::Committed), ApiError> {
+    let target = domain::normalize_target(target)?;
+    let name = target.name.clone();
+    let committed = app
+        .submit(
+            Command::SavePermissionTarget {
+                target,
+                create_only,
+            },
+            &admin.0.username,
+            rid,
+        )
+        .await?;
+    Ok((current(app, &name)?, committed))
+}
+
+/// `GET /access/api/v2/permissions`: names and URIs, by name, `limit` and `cursor`.
+async fn list(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let limit = limit_param(&req)?;
+    let cursor = query_param(&req, "cursor")?;
+    let base = base_url(&req);
+    let s = app.view(&req);
+    let (items, next) = page(&s.permissions.targets, cursor.as_deref(), limit);
+    let permissions: Vec<_> = items
+        .iter()
+        .map(|t| json!({"name": t.name, "uri": format!("{base}/access/api/v2/permissions/{}", t.name)}))
+        .collect();
+    Ok(HttpResponse::Ok().json(with_cursor(json!({ "permissions": permissions }), next)))
+}
+
+/// `POST /access/api/v2/permissions`: create (409 when the name is taken).
+async fn create(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    Body(body): Body<AccessPermission>,
+) -> Result<HttpResponse, ApiError> {
+    let name = body
+        .name
+        .clone()
+        .ok_or_else(|| ApiError::BadRequest("invalid `name`: required".into()))?;
+    let target = access_permission_in(&name, body).map_err(wire)?;
+    let (t, committed) = save(&app, &admin, &rid, target, true).await?;
+    Ok(written(
+        HttpResponse::Created().json(access_permission_out(&t)),
+        committed,
+    ))
+}
+
+async fn get(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let s = app.view(&req);
+    let t = s
+        .permissions
+        .targets
+        .get(path.as_str())
+        .ok_or_else(|| ApiError::NotFound(format!("permission `{path}` not found")))?;
+    Ok(HttpResponse::Ok().json(access_permission_out(t)))
+}
+
+/// `PUT /access/api/v2/permissions/{name}`: create or replace the whole permission.
+async fn replace(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+    Body(body): Body<AccessPermission>,
+) -> Result<HttpResponse, ApiError> {
+    if body.name.as_ref().is_some_and(|n| n != path.as_str()) {
+        return Err(ApiError::BadRequest(
+            "invalid `name`: must match the name in the path".into(),
+        ));
+    }
+    let existed = app.read().permissions.targets.contains_key(path.as_str());
+    let target = access_permission_in(&path, body).map_err(wire)?;
+    let (t, committed) = save(&app, &admin, &rid, target, false).await?;
+    let status = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(written(
+        HttpResponse::build(status).json(access_permission_out(&t)),
+        committed,
+    ))
+}
+
+async fn delete(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let committed = app
+        .submit(
+            Command::DeletePermissionTarget {
+                name: path.into_inner(),
+            },
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(HttpResponse::NoContent().finish(), committed))
+}
+
+async fn get_resource(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let kind = resource_type(&path.1)?;
+    let s = app.view(&req);
+    let t = s
+        .permissions
+        .targets
+        .get(&path.0)
+        .ok_or_else(|| ApiError::NotFound(format!("permission `{}` not found", path.0)))?;
+    let section = section_of(t, kind).ok_or_else(|| {
+        ApiError::NotFound(format!("permission `{}` has no `{kind}` resource", path.0))
+    })?;
+    Ok(HttpResponse::Ok().json(access_resource_out(section)))
+}
+
+/// Answer with the resource as stored after a change of it.
+fn resource_answer(
+    t: &PermissionTarget,
+    kind: &str,
+    committed: crate::writer::Committed,
+) -> HttpResponse {
+    let body = section_of(t, kind)
+        .map(access_resource_out)
+        .unwrap_or_default();
+    written(HttpResponse::Ok().json(body), committed)
+}
+
+/// `PUT …/{name}/{resourceType}`: set one resource of an existing permission.
+async fn replace_resource(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<(String, String)>,
+    Body(body): Body<AccessResource>,
+) -> Result<HttpResponse, ApiError> {
+    let kind = resource_type(&path.1)?;
+    let mut target = current(&app, &path.0)?;
+    let section = access_resource_in(kind, body).map_err(wire)?;
+    *section_of_mut(&mut target, kind).expect("a known resource type") = Some(section);
+    let (t, committed) = save(&app, &admin, &rid, target, false).await?;
+    Ok(resource_answer(&t, kind, committed))
+}
+
+/// `PATCH …/{name}/{resourceType}`: change the named users, groups and targets of one
+/// resource (see `AccessResourcePatch`); a resource the permission lacks starts empty.
+async fn patch_resource(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<(String, String)>,
+    Body(body): Body<AccessResourcePatch>,
+) -> Result<HttpResponse, ApiError> {
+    let kind = resource_type(&path.1)?;
+    let mut target = current(&app, &path.0)?;
+    let slot = section_of_mut(&mut target, kind).expect("a known resource type");
+    let mut section = slot.take().unwrap_or_default();
+    access_resource_patch(kind, &mut section, body).map_err(wire)?;
+    *slot = Some(section);
+    let (t, committed) = save(&app, &admin, &rid, target, false).await?;
+    Ok(resource_answer(&t, kind, committed))
+}
+
+/// `DELETE …/{name}/{resourceType}`: the permission without that resource (204).
+async fn delete_resource(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let kind = resource_type(&path.1)?;
+    let mut target = current(&app, &path.0)?;
+    let slot = section_of_mut(&mut target, kind).expect("a known resource type");
+    if slot.take().is_none() {
+        return Err(ApiError::NotFound(format!(
+            "permission `{}` has no `{kind}` resource",
+            path.0
+        )));
+    }
+    let (_, committed) = save(&app, &admin, &rid, target, false).await?;
+    Ok(written(HttpResponse::NoContent().finish(), committed))
+}

@@ -1,0 +1,167 @@
+//! `/artifactory/api/security/groups[/{name}]`: groups in Artifactory's shape.
+
+use super::super::error::ApiError;
+use super::super::extract::{Admin, Body, RequestId};
+use super::super::groups::{normalize_members, path_name};
+use super::super::{base_url, resource, written, AppState};
+use super::{created_or_ok, name_matches, text};
+use crate::domain::{self, Command, GroupChanges, NewGroup};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/artifactory/api/security/groups").route(web::get().to(list)))
+        .service(
+            resource("/artifactory/api/security/groups/{name}")
+                .route(web::get().to(get))
+                .route(web::put().to(put))
+                .route(web::post().to(post))
+                .route(web::delete().to(delete)),
+        );
+}
+
+/// Artifactory's group fields; py-jfrog-client sends the snake_case spellings here too.
+#[derive(Deserialize, Default)]
+struct GroupIn {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default, rename = "autoJoin", alias = "auto_join")]
+    auto_join: Option<bool>,
+    #[serde(default, rename = "adminPrivileges", alias = "admin_privileges")]
+    admin_privileges: Option<bool>,
+    #[serde(default)]
+    realm: Option<String>,
+    #[serde(default, rename = "realmAttributes", alias = "realm_attributes")]
+    realm_attributes: Option<String>,
+    #[serde(default, rename = "userNames", alias = "usersNames", alias = "members")]
+    user_names: Option<Vec<String>>,
+}
+
+/// Artifactory calls its own realm `artifactory`; here it is `internal`.
+fn realm_in(realm: Option<String>) -> Option<String> {
+    realm.filter(|r| r != "artifactory" && r != "internal")
+}
+
+async fn list(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> HttpResponse {
+    let base = base_url(&req);
+    let s = app.view(&req);
+    let groups: Vec<_> = s
+        .directory
+        .groups
+        .values()
+        .map(|g| json!({"name": g.name, "uri": format!("{base}/artifactory/api/security/groups/{}", g.name)}))
+        .collect();
+    HttpResponse::Ok().json(groups)
+}
+
+async fn get(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let name = path_name(&path)?;
+    let s = app.view(&req);
+    let g = s
+        .directory
+        .groups
+        .get(&name)
+        .ok_or_else(|| ApiError::NotFound(format!("group `{name}` not found")))?;
+    Ok(HttpResponse::Ok().json(crate::views::artifactory_group(g)))
+}
+
+fn changes(body: GroupIn) -> Result<GroupChanges, ApiError> {
+    Ok(GroupChanges {
+        description: body.description,
+        auto_join: body.auto_join,
+        admin_privileges: body.admin_privileges,
+        realm: realm_in(body.realm),
+        realm_attributes: body.realm_attributes,
+        external_id: None,
+        members: body
+            .user_names
+            .map(|m| normalize_members("userNames", m))
+            .transpose()?,
+    })
+}
+
+/// `PUT …/groups/{name}`: create (201) or change (200); no body in the answer.
+async fn put(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+    Body(body): Body<GroupIn>,
+) -> Result<HttpResponse, ApiError> {
+    let name = path_name(&path)?;
+    name_matches(body.name.as_deref(), &name)?;
+    domain::validate_group_name("name", &name)?;
+    let existed = app.read().directory.groups.contains_key(&name);
+    let cmd = if existed {
+        Command::UpdateGroup {
+            name: name.clone(),
+            changes: changes(body)?,
+        }
+    } else {
+        Command::CreateGroup(NewGroup {
+            name: name.clone(),
+            description: body.description,
+            auto_join: body.auto_join.unwrap_or(false),
+            admin_privileges: body.admin_privileges.unwrap_or(false),
+            realm: realm_in(body.realm),
+            realm_attributes: body.realm_attributes,
+            external_id: None,
+            members: normalize_members("userNames", body.user_names.unwrap_or_default())?,
+        })
+    };
+    let committed = app.submit(cmd, &admin.0.username, &rid).await?;
+    Ok(written(
+        HttpResponse::build(created_or_ok(existed)).finish(),
+        committed,
+    ))
+}
+
+/// `POST …/groups/{name}`: change the fields given; `userNames` replaces the members.
+async fn post(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+    Body(body): Body<GroupIn>,
+) -> Result<HttpResponse, ApiError> {
+    let name = path_name(&path)?;
+    name_matches(body.name.as_deref(), &name)?;
+    let cmd = Command::UpdateGroup {
+        name: name.clone(),
+        changes: changes(body)?,
+    };
+    let committed = app.submit(cmd, &admin.0.username, &rid).await?;
+    Ok(written(HttpResponse::Ok().finish(), committed))
+}
+
+async fn delete(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let name = path_name(&path)?;
+    let committed = app
+        .submit(
+            Command::DeleteGroup { name: name.clone() },
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(
+        text(
+            StatusCode::OK,
+            format!("Group '{name}' has been removed successfully."),
+        ),
+        committed,
+    ))
+}

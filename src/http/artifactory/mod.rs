@@ -1,0 +1,45 @@
+//! Artifactory's security API (`/artifactory/api/security/…`): the dialect
+//! pyartifactory and dohq-artifactory speak. Another view over the same users, groups,
+//! permission targets and tokens as the Access API — the same commands and events, so
+//! a user created here is the user `/access/api/v2/users` shows, and the other way
+//! round. Only the shapes differ (camelCase JSON, v1 permission letters, form bodies).
+
+use super::error::ApiError;
+use actix_web::{web, HttpResponse};
+
+mod groups;
+mod permissions;
+mod tokens;
+mod users;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    users::configure(cfg);
+    groups::configure(cfg);
+    permissions::configure(cfg);
+    tokens::configure(cfg);
+}
+
+/// Artifactory answers most security writes with a short sentence in plain text.
+fn text(status: actix_web::http::StatusCode, message: String) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/plain; charset=utf-8")
+        .body(message)
+}
+
+/// 201 for a write that created the entity, 200 for one that changed it.
+fn created_or_ok(existed: bool) -> actix_web::http::StatusCode {
+    if existed {
+        actix_web::http::StatusCode::OK
+    } else {
+        actix_web::http::StatusCode::CREATED
+    }
+}
+
+fn name_matches(body_name: Option<&str>, path: &str) -> Result<(), ApiError> {
+    match body_name {
+        Some(n) if !n.eq_ignore_ascii_case(path) => Err(ApiError::BadRequest(
+            "invalid `name`: must match the name in the path".into(),
+        )),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,109 @@
+//! `/artifactory/api/security/permissions[/{name}]`: permission targets in
+//! Artifactory's v1 format — the repository section only, letters for actions. A PUT
+//! keeps the target's build and release-bundle sections, which v1 cannot show.
+
+use super::super::error::ApiError;
+use super::super::extract::{Admin, Body, RequestId};
+use super::super::{base_url, resource, written, AppState};
+use super::{created_or_ok, name_matches, text};
+use crate::domain::{self, Command};
+use crate::views::permissions::{permission_v1, v1_section_in, PermissionV1};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use gatehouse_schemas::PermissionTarget;
+use serde_json::json;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/artifactory/api/security/permissions").route(web::get().to(list)))
+        .service(
+            resource("/artifactory/api/security/permissions/{name}")
+                .route(web::get().to(get))
+                .route(web::put().to(put))
+                .route(web::delete().to(delete)),
+        );
+}
+
+async fn list(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> HttpResponse {
+    let base = base_url(&req);
+    let s = app.view(&req);
+    let items: Vec<_> = s
+        .permissions
+        .targets
+        .keys()
+        .map(|n| json!({"name": n, "uri": format!("{base}/artifactory/api/security/permissions/{n}")}))
+        .collect();
+    HttpResponse::Ok().json(items)
+}
+
+async fn get(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let s = app.view(&req);
+    let t = s
+        .permissions
+        .targets
+        .get(path.as_str())
+        .ok_or_else(|| ApiError::NotFound(format!("permission target `{path}` not found")))?;
+    Ok(HttpResponse::Ok().json(permission_v1(t)))
+}
+
+async fn put(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+    Body(body): Body<PermissionV1>,
+) -> Result<HttpResponse, ApiError> {
+    let name = path.into_inner();
+    name_matches(body.name.as_deref(), &name)?;
+    let current = app.read().permissions.targets.get(&name).cloned();
+    let existed = current.is_some();
+    let repo = v1_section_in(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid `{}`: {}", e.field, e.message)))?;
+    let target = PermissionTarget {
+        name: name.clone(),
+        repo: Some(repo),
+        ..current.unwrap_or_default()
+    };
+    let target = domain::normalize_target(target)?;
+    let committed = app
+        .submit(
+            Command::SavePermissionTarget {
+                target,
+                create_only: false,
+            },
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(
+        HttpResponse::build(created_or_ok(existed)).finish(),
+        committed,
+    ))
+}
+
+async fn delete(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let name = path.into_inner();
+    let committed = app
+        .submit(
+            Command::DeletePermissionTarget { name: name.clone() },
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(
+        text(
+            StatusCode::OK,
+            format!("Permission Target '{name}' has been removed successfully."),
+        ),
+        committed,
+    ))
+}

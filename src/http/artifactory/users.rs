@@ -1,0 +1,230 @@
+//! `/artifactory/api/security/users[/{name}]`: users in Artifactory's shape.
+
+use super::super::error::ApiError;
+use super::super::extract::{Admin, Body, RequestId};
+use super::super::users::{create_user, path_username, update_user, CreateUser, PatchUser};
+use super::super::{base_url, resource, written, AppState};
+use super::{created_or_ok, name_matches, text};
+use crate::domain::Command;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/artifactory/api/security/users").route(web::get().to(list)))
+        .service(
+            resource("/artifactory/api/security/users/{name}")
+                .route(web::get().to(get))
+                .route(web::put().to(put))
+                .route(web::post().to(post))
+                .route(web::delete().to(delete)),
+        );
+}
+
+/// Artifactory's user fields (camelCase; the Access spellings are taken too). `null`
+/// means "not given" (dohq sends `"password": null` on every update).
+#[derive(Deserialize, Default)]
+struct UserIn {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    admin: Option<bool>,
+    #[serde(default, rename = "profileUpdatable", alias = "profile_updatable")]
+    profile_updatable: Option<bool>,
+    #[serde(default, rename = "disableUIAccess", alias = "disable_ui_access")]
+    disable_ui_access: Option<bool>,
+    #[serde(
+        default,
+        rename = "internalPasswordDisabled",
+        alias = "internal_password_disabled"
+    )]
+    internal_password_disabled: Option<bool>,
+    #[serde(default)]
+    groups: Option<Vec<String>>,
+}
+
+async fn list(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> HttpResponse {
+    let base = base_url(&req);
+    let s = app.view(&req);
+    let users: Vec<_> = s
+        .directory
+        .users
+        .values()
+        .map(|u| {
+            json!({
+                "name": u.username,
+                "uri": format!("{base}/artifactory/api/security/users/{}", u.username),
+                "realm": u.realm,
+            })
+        })
+        .collect();
+    HttpResponse::Ok().json(users)
+}
+
+async fn get(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let name = path_username(&path)?;
+    let s = app.view(&req);
+    let u = s
+        .directory
+        .users
+        .get(&name)
+        .ok_or_else(|| ApiError::NotFound(format!("user `{name}` not found")))?;
+    Ok(HttpResponse::Ok().json(crate::views::artifactory_user(u, &app.personal)))
+}
+
+/// Set the user's groups to exactly `groups` (Artifactory replaces the membership).
+async fn set_groups(
+    app: &AppState,
+    admin: &crate::auth::Principal,
+    rid: &RequestId,
+    username: &str,
+    groups: Vec<String>,
+) -> Result<Option<crate::writer::Committed>, ApiError> {
+    let current = app
+        .read()
+        .directory
+        .users
+        .get(username)
+        .map(|u| u.groups.clone())
+        .unwrap_or_default();
+    let add: Vec<String> = groups
+        .iter()
+        .filter(|g| !current.contains(*g))
+        .cloned()
+        .collect();
+    let remove: Vec<String> = current
+        .iter()
+        .filter(|g| !groups.contains(g))
+        .cloned()
+        .collect();
+    if add.is_empty() && remove.is_empty() {
+        return Ok(None);
+    }
+    let cmd = Command::ChangeUserGroups {
+        username: username.to_string(),
+        add,
+        remove,
+    };
+    Ok(Some(app.submit(cmd, &admin.username, rid).await?))
+}
+
+/// The fields of `body` as a change of an existing user.
+async fn update(
+    app: &AppState,
+    admin: &crate::auth::Principal,
+    rid: &RequestId,
+    username: &str,
+    body: UserIn,
+) -> Result<crate::writer::Committed, ApiError> {
+    let patch = PatchUser {
+        username: None,
+        email: body.email.filter(|e| !e.is_empty()),
+        password: body.password,
+        admin: body.admin,
+        profile_updatable: body.profile_updatable,
+        internal_password_disabled: body.internal_password_disabled,
+        disable_ui_access: body.disable_ui_access,
+        status: None,
+        groups: None,
+        realm: None,
+    };
+    let mut committed = update_user(app, admin, rid, username, patch).await?;
+    if let Some(groups) = body.groups {
+        if let Some(c) = set_groups(app, admin, rid, username, groups).await? {
+            committed = c;
+        }
+    }
+    Ok(committed)
+}
+
+/// `PUT …/users/{name}`: create the user (201), or change the one there is (200).
+async fn put(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+    Body(body): Body<UserIn>,
+) -> Result<HttpResponse, ApiError> {
+    let name = path_username(&path)?;
+    name_matches(body.name.as_deref(), &name)?;
+    let existed = app.read().directory.users.contains_key(&name);
+    let committed = if existed {
+        update(&app, &admin.0, &rid, &name, body).await?
+    } else {
+        let create = CreateUser {
+            username: name.clone(),
+            password: body.password,
+            email: body.email.filter(|e| !e.is_empty()),
+            groups: body.groups,
+            admin: body.admin,
+            profile_updatable: body.profile_updatable,
+            internal_password_disabled: body.internal_password_disabled,
+            disable_ui_access: body.disable_ui_access,
+            realm: None,
+            status: None,
+        };
+        create_user(&app, &admin.0, &rid, create).await?.1
+    };
+    Ok(written(
+        HttpResponse::build(created_or_ok(existed)).finish(),
+        committed,
+    ))
+}
+
+/// `POST …/users/{name}`: change the fields given (absent or `null`: unchanged);
+/// `groups` replaces the membership.
+async fn post(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+    Body(body): Body<UserIn>,
+) -> Result<HttpResponse, ApiError> {
+    let name = path_username(&path)?;
+    name_matches(body.name.as_deref(), &name)?;
+    if !app.read().directory.users.contains_key(&name) {
+        return Err(ApiError::NotFound(format!("user `{name}` not found")));
+    }
+    let committed = update(&app, &admin.0, &rid, &name, body).await?;
+    Ok(written(HttpResponse::Ok().finish(), committed))
+}
+
+async fn delete(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let name = path_username(&path)?;
+    if name == admin.0.username {
+        return Err(ApiError::BadRequest(
+            "you cannot delete the user you are signed in as".into(),
+        ));
+    }
+    let committed = app
+        .submit(
+            Command::DeleteUser {
+                username: name.clone(),
+            },
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(
+        text(
+            StatusCode::OK,
+            format!("User '{name}' has been removed successfully."),
+        ),
+        committed,
+    ))
+}
