@@ -18,13 +18,31 @@ pub struct Keys {
     /// Completed pairings: use case -> peer service id -> the name its key is trusted under.
     #[serde(default)]
     pub pairings: BTreeMap<String, BTreeMap<String, String>>,
+    /// Signing keys retired by a reset: still listed in `signing` (earlier checkpoints
+    /// were signed with them) but they verify no token unless trusted again.
+    #[serde(default)]
+    pub retired: std::collections::BTreeSet<String>,
 }
 
 impl Keys {
+    /// Whether `kid` is one of this server's signing keys that still verifies tokens.
+    pub fn is_live_signing_key(&self, kid: &str) -> bool {
+        self.signing.contains_key(kid) && !self.retired.contains(kid)
+    }
+
     /// Signing keys, trusted keys, pairings and the signed-URL key.
     pub(crate) fn apply(&mut self, event: &Event) {
         match event {
             Event::SigningKeyAdded { kid, public_key } => {
+                self.signing.insert(kid.clone(), public_key.clone());
+                self.active = Some(kid.clone());
+            }
+            Event::SigningKeysReset {
+                kid,
+                public_key,
+                retired,
+            } => {
+                self.retired.extend(retired.iter().cloned());
                 self.signing.insert(kid.clone(), public_key.clone());
                 self.active = Some(kid.clone());
             }

@@ -118,6 +118,7 @@ impl State {
             | Event::TokenRevoked { .. }
             | Event::TokenReplicated { .. } => self.tokens.apply(event, &mut self.federation, now),
             Event::SigningKeyAdded { .. }
+            | Event::SigningKeysReset { .. }
             | Event::TrustedKeyAdded { .. }
             | Event::TrustedKeyRemoved { .. }
             | Event::SignedUrlKeyReplaced { .. }

@@ -442,6 +442,16 @@ pub enum Event {
         kid: String,
         public_key: String,
     },
+    /// The token-signing keys were reset (seed 003, "resetting the certificate"): `kid`
+    /// becomes the active key, and the `retired` keys -- every earlier one -- no longer
+    /// verify this server's tokens, so every token they signed stops working, unless a
+    /// retired key is trusted again (`TrustedKeyAdded`: "copy the old root.crt into the
+    /// trusted directory"). Their public halves stay known for earlier checkpoints.
+    SigningKeysReset {
+        kid: String,
+        public_key: String,
+        retired: Vec<String>,
+    },
     /// A peer's public key is trusted for verifying tokens (circle of trust).
     TrustedKeyAdded {
         name: String,
@@ -657,6 +667,7 @@ impl Event {
         "PermissionReplicated",
         "TokenReplicated",
         "ReplicaRemoved",
+        "SigningKeysReset",
     ];
 
     /// The service id a federated event originated at (its envelope's origin), when
@@ -728,6 +739,7 @@ impl Event {
             Event::PermissionReplicated { .. } => "PermissionReplicated",
             Event::TokenReplicated { .. } => "TokenReplicated",
             Event::ReplicaRemoved { .. } => "ReplicaRemoved",
+            Event::SigningKeysReset { .. } => "SigningKeysReset",
         }
     }
 }
@@ -1112,6 +1124,11 @@ pub fn samples() -> Vec<Envelope> {
             entity: "user".into(),
             name: "bob".into(),
             swept: false,
+        },
+        Event::SigningKeysReset {
+            kid: "0a1b2c3d4e5f6a7b".into(),
+            public_key: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
+            retired: vec!["9b8a7c6d5e4f3a2b".into()],
         },
     ];
     events

@@ -19,6 +19,30 @@ pub(super) fn add_signing_key(
     }])
 }
 
+/// Seed 003: "resetting the certificate will effectively revoke all of the tokens that
+/// have been generated" -- every earlier signing key is retired.
+pub(super) fn reset_signing_keys(
+    state: &State,
+    kid: &str,
+    public_key: &str,
+) -> Result<Vec<Event>, DomainError> {
+    if state.keys.signing.contains_key(kid) {
+        return Err(DomainError::AlreadyExists(format!("signing key `{kid}`")));
+    }
+    let retired = state
+        .keys
+        .signing
+        .keys()
+        .filter(|k| !state.keys.retired.contains(*k))
+        .cloned()
+        .collect();
+    Ok(vec![Event::SigningKeysReset {
+        kid: kid.to_string(),
+        public_key: public_key.to_string(),
+        retired,
+    }])
+}
+
 pub(super) fn add_trusted_key(
     state: &State,
     name: &str,
@@ -28,7 +52,7 @@ pub(super) fn add_trusted_key(
     if state.keys.trusted.contains_key(name) {
         return Err(DomainError::AlreadyExists(format!("trusted key `{name}`")));
     }
-    if state.keys.signing.contains_key(kid) {
+    if state.keys.is_live_signing_key(kid) {
         return Err(DomainError::invalid(
             "certificate",
             "this is one of this server's own keys",
@@ -73,7 +97,7 @@ pub(super) fn complete_pairing(
             token_id: id.to_string(),
         });
     }
-    if state.keys.signing.contains_key(kid) {
+    if state.keys.is_live_signing_key(kid) {
         return Err(DomainError::invalid(
             "certificate",
             "this is one of this server's own keys",

@@ -119,6 +119,11 @@ pub enum Command {
         kid: String,
         public_key: String,
     },
+    /// A new signing key that replaces every earlier one (they stop verifying tokens).
+    ResetSigningKeys {
+        kid: String,
+        public_key: String,
+    },
     AddTrustedKey {
         name: String,
         kid: String,
@@ -352,6 +357,9 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
         } => tokens::refresh(state, old_token_id, issued),
         Command::RevokeToken { token_id } => tokens::revoke(state, token_id),
         Command::AddSigningKey { kid, public_key } => keys::add_signing_key(state, kid, public_key),
+        Command::ResetSigningKeys { kid, public_key } => {
+            keys::reset_signing_keys(state, kid, public_key)
+        }
         Command::AddTrustedKey {
             name,
             kid,

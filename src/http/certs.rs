@@ -15,6 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/access/api/v1/cert/root").route(web::get().to(root)))
         .service(resource("/access/api/v1/cert/ca").route(web::get().to(root)))
         .service(resource("/access/api/v1/cert/root/rotate").route(web::post().to(rotate)))
+        .service(resource("/access/api/v1/cert/root/reset").route(web::post().to(reset)))
         .service(resource("/access/api/v1/cert/jwks").route(web::get().to(jwks)))
         .service(
             resource("/access/api/v1/cert/trusted")
@@ -98,6 +99,49 @@ async fn rotate(
     let committed = app.submit(cmd, &admin.0.username, &rid).await?;
     Ok(written(
         HttpResponse::Ok().json(json!({"kid": kid, "certificate": keys::public_pem(&public)})),
+        committed,
+    ))
+}
+
+/// Seed 003: "resetting the certificate will effectively revoke all of the tokens that
+/// have been generated"; to keep them, "copy the old root.crt into the trusted
+/// directory" (or `POST cert/trusted` it). The retired keys' private halves are deleted.
+async fn reset(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+) -> Result<HttpResponse, ApiError> {
+    let (kid, public) = app.keys.generate().map_err(|e| {
+        tracing::error!(error = %e, "cannot store a new signing key");
+        ApiError::Internal(rid.0.clone())
+    })?;
+    let cmd = Command::ResetSigningKeys {
+        kid: kid.clone(),
+        public_key: keys::public_b64(&public),
+    };
+    let committed = app.submit(cmd, &admin.0.username, &rid).await?;
+    let (retired, service_id) = {
+        let s = app.read();
+        (
+            s.keys.retired.iter().cloned().collect::<Vec<_>>(),
+            s.service_id.clone().unwrap_or_default(),
+        )
+    };
+    for old in &retired {
+        app.keys.forget_signing_key(old);
+    }
+    let key = app
+        .keys
+        .signing_key(&kid)
+        .ok_or_else(|| ApiError::Internal(rid.0.clone()))?;
+    let der =
+        keys::certificate::root_certificate(&key, &kid, &service_id).map_err(ApiError::Internal)?;
+    Ok(written(
+        HttpResponse::Ok().json(json!({
+            "kid": kid,
+            "certificate": keys::certificate::pem(&der),
+            "retired": retired,
+        })),
         committed,
     ))
 }

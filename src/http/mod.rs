@@ -291,6 +291,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/access/api/v1/tokens/{id}"),
     ("GET", "/access/api/v1/cert/root"),
     ("POST", "/access/api/v1/cert/root/rotate"),
+    ("POST", "/access/api/v1/cert/root/reset"),
     ("GET", "/access/api/v1/cert/jwks"),
     ("GET", "/access/api/v1/cert/trusted"),
     ("POST", "/access/api/v1/cert/trusted"),

@@ -190,7 +190,7 @@ async fn exchange(
         let kid = crate::auth::jwt::parse(&token)
             .map(|u| u.header.kid)
             .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
-        if !s.keys.signing.contains_key(&kid) {
+        if !s.keys.is_live_signing_key(&kid) {
             return Err(ApiError::Unauthorized(
                 "not a pairing token of this server".into(),
             ));

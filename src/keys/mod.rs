@@ -186,8 +186,9 @@ impl KeyRing {
             .unwrap_or_else(|p| p.into_inner())
             .get(kid)
         {
-            // Still listed? A removed trusted key must stop verifying at once.
-            if state.keys.signing.contains_key(kid)
+            // Still listed? A removed trusted key (or a signing key retired by a reset)
+            // must stop verifying at once.
+            if state.keys.is_live_signing_key(kid)
                 || state.keys.trusted.values().any(|(k2, _)| k2 == kid)
             {
                 return Some(*k);
@@ -197,6 +198,7 @@ impl KeyRing {
             .keys
             .signing
             .get(kid)
+            .filter(|_| !state.keys.retired.contains(kid))
             .or_else(|| {
                 state
                     .keys
@@ -255,6 +257,7 @@ impl KeyRing {
             .keys
             .signing
             .iter()
+            .filter(|(kid, _)| !state.keys.retired.contains(*kid))
             .chain(state.keys.trusted.values().map(|(k, p)| (k, p)))
             .filter_map(|(kid, p)| public_from_b64(p).map(|k| (kid.clone(), k)))
             .collect();
@@ -266,6 +269,21 @@ impl KeyRing {
             }
         }
         out
+    }
+
+    /// Forget the private half of a retired signing key (a reset is often made because
+    /// a key may have leaked: it must not be able to sign again).
+    pub fn forget_signing_key(&self, kid: &str) {
+        self.signing
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(kid);
+        let path = self.dir.join(format!("{kid}.key"));
+        if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove a retired signing key");
+            }
+        }
     }
 
     /// The signed-URL key of `version`, if it exists.

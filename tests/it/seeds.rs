@@ -210,3 +210,64 @@ fn revoking_what_cannot_be_revoked_says_why() {
         204
     );
 }
+
+/// Seed 003: "Resetting the certificate will effectively revoke all of the tokens that
+/// have been generated … If you want to reset your certificates but maintain the tokens
+/// … copy the old root.crt into the trusted directory." A rotation keeps them.
+#[test]
+fn resetting_the_certificate_revokes_every_token_unless_the_old_one_is_trusted() {
+    let app = TestApp::spawn();
+    app.create_user("dave", "password-1");
+    let admin = app.admin();
+    let old_root = admin.get("/access/api/v1/cert/root?formatted=true");
+    assert_eq!(old_root.status, 200);
+    let admin_token = token(&admin, json!({"scope": "applied-permissions/admin"}));
+    let dave_token = token(
+        &app.as_user("dave", "password-1"),
+        json!({"expires_in": 86400}),
+    );
+    let at = admin_token["access_token"].as_str().unwrap();
+    let dt = dave_token["access_token"].as_str().unwrap();
+    // A rotation keeps earlier tokens.
+    assert_eq!(
+        admin.post_empty("/access/api/v1/cert/root/rotate").status,
+        200
+    );
+    assert_eq!(bearer(&app, at).get("/access/api/v2/users").status, 200);
+    let rotated_root = admin.get("/access/api/v1/cert/root?formatted=true").text;
+    assert_eq!(
+        app.as_user("dave", "password-1")
+            .post_empty("/access/api/v1/cert/root/reset")
+            .status,
+        403
+    );
+    let r = admin.post_empty("/access/api/v1/cert/root/reset");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["retired"].as_array().unwrap().len(), 2);
+    for t in [at, dt] {
+        let r = bearer(&app, t).get("/access/api/v1/tokens/me");
+        assert_eq!(r.status, 401, "{}", r.text);
+    }
+    let new = token(&admin, json!({}));
+    assert_eq!(
+        bearer(&app, new["access_token"].as_str().unwrap())
+            .get("/access/api/v2/users")
+            .status,
+        200
+    );
+    // Trusting the old root certificate again brings its tokens back, revocable ones too.
+    let r = admin.post(
+        "/access/api/v1/cert/trusted",
+        &json!({"name": "old-root", "certificate": old_root.text}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(bearer(&app, at).get("/access/api/v2/users").status, 200);
+    assert_eq!(
+        bearer(&app, dt).get("/access/api/v2/users/dave").status,
+        200
+    );
+    assert_ne!(rotated_root, old_root.text);
+    // Keys retired by the reset are not in the JWKS.
+    let jwks = admin.get("/access/api/v1/cert/jwks").json();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "{jwks}");
+}
