@@ -166,6 +166,8 @@ impl Application {
                 }
             });
         }
+        // Key files dropped into `trusted/` are taken into the log (seed 003).
+        actix_web::rt::spawn(http::certs::import_trusted_folder(data.clone()));
         // Signed checkpoints every `checkpoint-every` events, from a task that looks once
         // a second (the writer never waits for a signature).
         if settings.config.checkpoint_every > 0 {

@@ -12,7 +12,8 @@ pub struct Keys {
     pub signing: BTreeMap<String, String>,
     /// The kid new tokens are signed with.
     pub active: Option<String>,
-    /// Trusted peers by name: (kid, public key).
+    /// Trusted peers by name: (kid, public key). The public key is base64url raw
+    /// Ed25519, or `spki:<base64 DER>` for another kind (RSA).
     pub trusted: BTreeMap<String, (String, String)>,
     pub signed_url_version: u64,
     /// Completed pairings: use case -> peer service id -> the name its key is trusted under.
@@ -50,9 +51,13 @@ impl Keys {
                 name,
                 kid,
                 public_key,
+                spki,
             } => {
-                self.trusted
-                    .insert(name.clone(), (kid.clone(), public_key.clone()));
+                let public = match spki {
+                    Some(der) => format!("spki:{der}"),
+                    None => public_key.clone(),
+                };
+                self.trusted.insert(name.clone(), (kid.clone(), public));
             }
             Event::TrustedKeyRemoved { name } => {
                 self.trusted.remove(name);

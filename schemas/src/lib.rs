@@ -456,7 +456,12 @@ pub enum Event {
     TrustedKeyAdded {
         name: String,
         kid: String,
+        /// Base64url of the raw Ed25519 key; empty when `spki` holds the key.
         public_key: String,
+        /// A key that is not Ed25519 (a JFrog root certificate's RSA key): its
+        /// SubjectPublicKeyInfo, DER in standard base64.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        spki: Option<String>,
     },
     TrustedKeyRemoved {
         name: String,
@@ -863,6 +868,7 @@ pub fn samples() -> Vec<Envelope> {
             name: "us-east".into(),
             kid: "9b8a7c6d5e4f3a2b".into(),
             public_key: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
+            spki: None,
         },
         Event::TrustedKeyRemoved {
             name: "us-east".into(),

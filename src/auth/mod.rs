@@ -451,13 +451,11 @@ impl Authenticator {
             .cloned();
         if let Some(v) = cached {
             // The key that signed it must still be trusted (a removed peer key stops it).
-            if self.keys.verifying_key(s, &v.kid).is_some() {
+            if self.keys.still_trusted(s, &v.kid) {
                 return Ok(v);
             }
         }
-        let unverified = jwt::parse(token).map_err(|e| AuthError::Token(e.to_string()))?;
-        let kid = unverified.header.kid.clone();
-        let claims = verify_token(&self.keys, s, token)?;
+        let (claims, kid) = verify_token_kid(&self.keys, s, token)?;
         let user_seq = claims
             .ext
             .as_deref()
@@ -650,15 +648,30 @@ pub fn verify_token(
     s: &State,
     token: &str,
 ) -> Result<jwt::Claims, AuthError> {
+    verify_token_kid(keys, s, token).map(|(c, _)| c)
+}
+
+/// [`verify_token`], and the kid (ours) of the key that verified it. EdDSA tokens name
+/// their key; RS256 tokens (a trusted JFrog's) are tried against the trusted RSA keys.
+pub fn verify_token_kid(
+    keys: &crate::keys::KeyRing,
+    s: &State,
+    token: &str,
+) -> Result<(jwt::Claims, String), AuthError> {
     let unverified = jwt::parse(token).map_err(|e| AuthError::Token(e.to_string()))?;
-    let key = keys
-        .verifying_key(s, &unverified.header.kid)
-        .ok_or_else(|| {
-            AuthError::Token(format!("unknown signing key `{}`", unverified.header.kid))
-        })?;
-    unverified
-        .verify(&key)
-        .map_err(|e| AuthError::Token(e.to_string()))
+    let candidates = keys.candidate_keys(s, &unverified.header.alg, &unverified.header.kid);
+    if candidates.is_empty() {
+        return Err(AuthError::Token(format!(
+            "unknown signing key `{}`",
+            unverified.header.kid
+        )));
+    }
+    for (kid, key) in &candidates {
+        if unverified.check(key).is_ok() {
+            return Ok((unverified.into_claims(), kid.clone()));
+        }
+    }
+    Err(AuthError::Token(jwt::JwtError::BadSignature.to_string()))
 }
 
 fn ext_flag(claims: &jwt::Claims, name: &str) -> bool {

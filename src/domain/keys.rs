@@ -58,10 +58,16 @@ pub(super) fn add_trusted_key(
             "this is one of this server's own keys",
         ));
     }
+    // `public_key` in the read model's form: `spki:<base64 DER>` for a non-Ed25519 key.
+    let (public_key, spki) = match public_key.strip_prefix("spki:") {
+        Some(der) => (String::new(), Some(der.to_string())),
+        None => (public_key.to_string(), None),
+    };
     Ok(vec![Event::TrustedKeyAdded {
         name: name.to_string(),
         kid: kid.to_string(),
-        public_key: public_key.to_string(),
+        public_key,
+        spki,
     }])
 }
 

@@ -9,7 +9,7 @@ mod access_permissions;
 mod artifactory;
 pub mod audit;
 mod authorize;
-mod certs;
+pub mod certs;
 pub mod error;
 pub mod extract;
 pub mod federation;

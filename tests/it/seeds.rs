@@ -271,3 +271,107 @@ fn resetting_the_certificate_revokes_every_token_unless_the_old_one_is_trusted()
     let jwks = admin.get("/access/api/v1/cert/jwks").json();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "{jwks}");
 }
+
+/// A token as a JFrog instance signs it: RS256 with the key of its root certificate.
+fn jfrog_token(key_pem: &[u8], scope: &str) -> String {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut header = Header::new(Algorithm::RS256);
+    // JFrog's own key id (not derived the way Gatehouse derives its kids).
+    header.kid = Some("zYaVB5EFZd9yimkB6FSl0-Iaa0tOZWK_owsPSU3SfgM".into());
+    let claims = json!({
+        "sub": "jfrt@01testjfrogservice0000000/users/admin",
+        "scp": scope,
+        "aud": "*@*",
+        "iss": "jfrt@01testjfrogservice0000000",
+        "iat": now,
+        "exp": now + 600,
+        "jti": "4be13896-2fef-418d-b07c-951cbd05ba71",
+    });
+    encode(
+        &header,
+        &claims,
+        &EncodingKey::from_rsa_pem(key_pem).unwrap(),
+    )
+    .unwrap()
+}
+
+fn wait_for(mut f: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < until {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
+/// Seed 003: a real JFrog's root.crt (an X.509 certificate over an RSA key) joins the
+/// circle of trust, from the trusted folder ("the root.crt will disappear from the
+/// target's trusted folder and will be placed in the database") or the REST API, and
+/// that JFrog's RS256 tokens verify.
+#[test]
+fn a_jfrog_root_certificate_joins_the_circle_of_trust() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let cert = include_str!("fixtures/jfrog-root.crt");
+    let key = include_bytes!("fixtures/jfrog-rsa.key");
+    let token = jfrog_token(key, "applied-permissions/admin");
+    let r = bearer(&app, &token).get("/access/api/v2/users");
+    assert_eq!(r.status, 401, "not trusted yet: {}", r.text);
+    let file = app.dir.join("trusted").join("jfrog-us.crt");
+    std::fs::write(&file, cert).unwrap();
+    assert!(wait_for(|| bearer(&app, &token)
+        .get("/access/api/v2/users")
+        .status
+        == 200));
+    assert!(
+        wait_for(|| !file.exists()),
+        "the file is taken into the store"
+    );
+    let listed = admin.get("/access/api/v1/cert/trusted").json();
+    let entry = listed["trusted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "jfrog-us")
+        .unwrap_or_else(|| panic!("{listed}"))
+        .clone();
+    assert_eq!(entry["alg"], "RS256");
+    assert!(entry["certificate"]
+        .as_str()
+        .unwrap()
+        .starts_with("-----BEGIN PUBLIC KEY-----"));
+    // A token signed by another RSA key does not verify.
+    let forged = {
+        let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
+        parts[2] = parts[2].chars().rev().collect();
+        parts.join(".")
+    };
+    assert_eq!(
+        bearer(&app, &forged).get("/access/api/v2/users").status,
+        401
+    );
+    // Untrusting it ends it; the REST API takes the certificate as well.
+    assert_eq!(
+        admin.delete("/access/api/v1/cert/trusted/jfrog-us").status,
+        204
+    );
+    assert_eq!(bearer(&app, &token).get("/access/api/v2/users").status, 401);
+    let r = admin.post(
+        "/access/api/v1/cert/trusted",
+        &json!({"name": "jfrog-eu", "certificate": cert}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(bearer(&app, &token).get("/access/api/v2/users").status, 200);
+    // Something that is not a key is refused.
+    let r = admin.post(
+        "/access/api/v1/cert/trusted",
+        &json!({"name": "bad", "certificate": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}),
+    );
+    assert_eq!(r.status, 400);
+}
