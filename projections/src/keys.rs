@@ -19,6 +19,14 @@ pub struct Keys {
     /// Completed pairings: use case -> peer service id -> the name its key is trusted under.
     #[serde(default)]
     pub pairings: BTreeMap<String, BTreeMap<String, String>>,
+    /// Completed pairings' peer base URLs: use case -> peer service id -> base URL.
+    #[serde(default)]
+    pub pairing_base_urls: BTreeMap<String, BTreeMap<String, String>>,
+    /// The master token handed to a paired peer and the pairing token it used, by token
+    /// id -> the trusted-key name of the peer. Revoking either ends the trust, and ending
+    /// the trust revokes the master token (`decide`).
+    #[serde(default)]
+    pub pairing_tokens: BTreeMap<String, String>,
     /// Signing keys retired by a reset: still listed in `signing` (earlier checkpoints
     /// were signed with them) but they verify no token unless trusted again.
     #[serde(default)]
@@ -61,6 +69,23 @@ impl Keys {
             }
             Event::TrustedKeyRemoved { name } => {
                 self.trusted.remove(name);
+                // A pairing ends with the trust it created.
+                self.pairing_tokens.retain(|_, n| n != name);
+                for (use_case, peers) in self.pairings.iter_mut() {
+                    let gone: Vec<String> = peers
+                        .iter()
+                        .filter(|(_, n)| *n == name)
+                        .map(|(s, _)| s.clone())
+                        .collect();
+                    for service_id in gone {
+                        peers.remove(&service_id);
+                        if let Some(urls) = self.pairing_base_urls.get_mut(use_case) {
+                            urls.remove(&service_id);
+                        }
+                    }
+                }
+                self.pairings.retain(|_, peers| !peers.is_empty());
+                self.pairing_base_urls.retain(|_, urls| !urls.is_empty());
             }
             Event::SignedUrlKeyReplaced { version } => self.signed_url_version = *version,
             Event::ServicePaired {
@@ -69,6 +94,9 @@ impl Keys {
                 service_id,
                 kid,
                 public_key,
+                base_url,
+                master_token_id,
+                pairing_token_id,
             } => {
                 self.trusted
                     .insert(name.clone(), (kid.clone(), public_key.clone()));
@@ -76,6 +104,15 @@ impl Keys {
                     .entry(use_case.clone())
                     .or_default()
                     .insert(service_id.clone(), name.clone());
+                if let Some(url) = base_url {
+                    self.pairing_base_urls
+                        .entry(use_case.clone())
+                        .or_default()
+                        .insert(service_id.clone(), url.clone());
+                }
+                for id in [master_token_id, pairing_token_id].into_iter().flatten() {
+                    self.pairing_tokens.insert(id.clone(), name.clone());
+                }
             }
             _ => {}
         }

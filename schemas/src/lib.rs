@@ -477,6 +477,16 @@ pub enum Event {
         service_id: String,
         kid: String,
         public_key: String,
+        /// The peer's base URL (seed 004 "Get Pairings" lists it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        base_url: Option<String>,
+        /// On the side that issued the pairing token: the master token handed to the peer
+        /// (seed 003: "an admin user can revoke trust by revoking this token").
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        master_token_id: Option<String>,
+        /// On the same side: the (used-up) pairing token; revoking it ends the trust too.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pairing_token_id: Option<String>,
     },
     /// (Boxed: the largest payload would otherwise set the size of every event.)
     PermissionTargetSaved(Box<PermissionTarget>),
@@ -880,6 +890,9 @@ pub fn samples() -> Vec<Envelope> {
             service_id: "jfac@01jc5x3y4z5a6b7c8d9e0f1g2k".into(),
             kid: "9b8a7c6d5e4f3a2b".into(),
             public_key: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
+            base_url: None,
+            master_token_id: None,
+            pairing_token_id: None,
         },
         Event::PermissionTargetSaved(Box::new(PermissionTarget {
             name: "java-developers".into(),

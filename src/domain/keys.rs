@@ -71,13 +71,22 @@ pub(super) fn add_trusted_key(
     }])
 }
 
+/// Ending a paired peer's trust also revokes the master token it was given.
 pub(super) fn remove_trusted_key(state: &State, name: &str) -> Result<Vec<Event>, DomainError> {
     if !state.keys.trusted.contains_key(name) {
         return Err(DomainError::NotFound(format!("trusted key `{name}`")));
     }
-    Ok(vec![Event::TrustedKeyRemoved {
+    let mut events = vec![Event::TrustedKeyRemoved {
         name: name.to_string(),
-    }])
+    }];
+    for (id, n) in &state.keys.pairing_tokens {
+        if n == name && state.tokens.by_id.contains_key(id) {
+            events.push(Event::TokenRevoked {
+                token_id: id.clone(),
+            });
+        }
+    }
+    Ok(events)
 }
 
 /// Record a peer's key from a pairing; with `pairing_token_id`, also use up that
@@ -90,6 +99,8 @@ pub(super) fn complete_pairing(
     service_id: &str,
     kid: &str,
     public_key: &str,
+    base_url: Option<&str>,
+    master: Option<&gatehouse_schemas::TokenIssued>,
 ) -> Result<Vec<Event>, DomainError> {
     let mut events = Vec::new();
     if let Some(id) = pairing_token_id {
@@ -120,12 +131,24 @@ pub(super) fn complete_pairing(
             "a different key trusted as `{service_id}`"
         )));
     }
+    if let Some(m) = master {
+        if state.tokens.by_id.contains_key(&m.token_id) {
+            return Err(DomainError::AlreadyExists(format!(
+                "token `{}`",
+                m.token_id
+            )));
+        }
+        events.push(Event::TokenIssued(Box::new(m.clone())));
+    }
     events.push(Event::ServicePaired {
         use_case: use_case.to_string(),
         name: service_id.to_string(),
         service_id: service_id.to_string(),
         kid: kid.to_string(),
         public_key: public_key.to_string(),
+        base_url: base_url.map(str::to_string),
+        master_token_id: master.map(|m| m.token_id.clone()),
+        pairing_token_id: pairing_token_id.map(str::to_string),
     });
     Ok(events)
 }

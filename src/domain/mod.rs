@@ -280,6 +280,9 @@ pub enum Command {
         service_id: String,
         kid: String,
         public_key: String,
+        base_url: Option<String>,
+        /// The master token minted for the peer (on the side that issued the pairing token).
+        master: Option<Box<gatehouse_schemas::TokenIssued>>,
     },
 }
 
@@ -372,6 +375,8 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             service_id,
             kid,
             public_key,
+            base_url,
+            master,
         } => keys::complete_pairing(
             state,
             pairing_token_id.as_deref(),
@@ -379,6 +384,8 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             service_id,
             kid,
             public_key,
+            base_url.as_deref(),
+            master.as_deref(),
         ),
         Command::ReplaceSignedUrlKey { version } => keys::replace_signed_url_key(state, *version),
         Command::SavePermissionTarget {

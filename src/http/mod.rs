@@ -301,6 +301,20 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/artifactory/api/signed/url/key"),
     ("POST", "/access/api/v1/service_trust/pairing/{use_case}"),
     ("GET", "/access/api/v1/service_trust/pairing/{use_case}"),
+    ("PUT", "/access/api/v1/service_trust/pairing/{use_case}"),
+    ("GET", "/access/api/v1/service_trust/pairings/{use_case}"),
+    (
+        "POST",
+        "/artifactory/api/v1/service_trust/pairing/{use_case}",
+    ),
+    (
+        "PUT",
+        "/artifactory/api/v1/service_trust/pairing/{use_case}",
+    ),
+    (
+        "GET",
+        "/artifactory/api/v1/service_trust/pairings/{use_case}",
+    ),
     ("POST", "/access/api/v1/service_trust/pairing/initiate"),
     ("POST", "/access/api/v1/service_trust/pairing/exchange"),
     ("GET", "/artifactory/api/v2/security/permissions"),

@@ -576,6 +576,23 @@ async fn revoke(
         )));
     }
     let Some(owner) = owner else {
+        // A used pairing token: revoking it ends the trust its pairing created.
+        let paired = app.read().keys.pairing_tokens.contains_key(&id);
+        if paired && caller.0.admin {
+            let committed = app
+                .submit(
+                    Command::RevokeToken { token_id: id },
+                    &caller.0.username,
+                    &rid,
+                )
+                .await?;
+            return Ok(written(
+                HttpResponse::Ok()
+                    .content_type("text/plain; charset=utf-8")
+                    .body("Token revoked"),
+                committed,
+            ));
+        }
         if let Some(subject) = non_revocable {
             if caller.0.admin || subject == caller.0.username {
                 return Err(ApiError::BadRequest(format!(

@@ -375,3 +375,79 @@ fn a_jfrog_root_certificate_joins_the_circle_of_trust() {
     );
     assert_eq!(r.status, 400);
 }
+
+/// Seed 004, pairing: PUT initiates, GET …/pairings/{use_case} lists `base_url`, both
+/// also under /artifactory; an unknown use case is 404; revoking the master token or the
+/// pairing token (seed 003: "an admin user can revoke trust by revoking this token") ends
+/// the trust the pairing created.
+#[test]
+fn pairing_as_the_seed_writes_it() {
+    let a = TestApp::spawn();
+    let b = TestApp::spawn();
+    let (aa, ba) = (a.admin(), b.admin());
+    let r = aa.post_empty("/artifactory/api/v1/service_trust/pairing/unknown-use-case");
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert_eq!(
+        aa.get("/access/api/v1/service_trust/pairings/unknown-use-case")
+            .status,
+        404
+    );
+    let pair = |use_case: &str| -> String {
+        let r = aa.post_empty(&format!(
+            "/artifactory/api/v1/service_trust/pairing/{use_case}"
+        ));
+        assert_eq!(r.status, 200, "{}", r.text);
+        let t = r.json();
+        let r = ba.put(
+            &format!("/artifactory/api/v1/service_trust/pairing/{use_case}"),
+            &json!({"pairing_token": t["pairing_token"]}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(
+            r.json()["message"],
+            "Trust with Artifactory was established successfully"
+        );
+        t["token_id"].as_str().unwrap().to_string()
+    };
+    let _ = pair("federated-repo/libs");
+    let listed = ba
+        .get("/access/api/v1/service_trust/pairings/federated-repo/libs")
+        .json();
+    assert_eq!(listed[0]["base_url"], a.base.as_str(), "{listed}");
+    let listed = aa
+        .get("/artifactory/api/v1/service_trust/pairings/federated-repo/libs")
+        .json();
+    assert_eq!(listed[0]["base_url"], b.base.as_str(), "{listed}");
+    // B's tokens work on A; revoking the master token A handed to B ends that.
+    let bt = token(&ba, json!({"scope": "applied-permissions/admin"}));
+    let on_a = bearer(&a, bt["access_token"].as_str().unwrap());
+    assert_eq!(on_a.get("/access/api/v2/users").status, 200);
+    let tokens = aa.get("/access/api/v1/tokens").json();
+    let master = tokens["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| {
+            t["description"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("pairing master token"))
+        })
+        .unwrap_or_else(|| panic!("{tokens}"))["token_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = aa.delete(&format!("/access/api/v1/tokens/{master}"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(on_a.get("/access/api/v2/users").status, 401);
+    assert_eq!(
+        aa.get("/artifactory/api/v1/service_trust/pairings/federated-repo/libs")
+            .json(),
+        json!([])
+    );
+    // Pair again; revoking the (used) pairing token ends it as well.
+    let pairing_token = pair("federation");
+    assert_eq!(on_a.get("/access/api/v2/users").status, 200);
+    let r = aa.delete(&format!("/access/api/v1/tokens/{pairing_token}"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(on_a.get("/access/api/v2/users").status, 401);
+}
