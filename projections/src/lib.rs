@@ -25,7 +25,7 @@ mod subscriptions;
 mod tokens;
 
 pub use access_keys::{access_key_username, AccessKeyRecord, AccessKeys, EntitlementRecord};
-pub use directory::{Directory, Group, User};
+pub use directory::{Directory, Group, User, ANONYMOUS};
 pub use federation::{
     federated_entities, Federation, FederationTargetRecord, VersionRecord, Versions,
 };
@@ -101,6 +101,7 @@ impl State {
             | Event::UserPasswordChanged { .. }
             | Event::UserPasswordExpired { .. }
             | Event::UserLocked { .. }
+            | Event::AnonymousAccessChanged { .. }
             | Event::UserUnlocked { .. }
             | Event::UserScimSaved { .. }
             | Event::UserGroupsChanged { .. }

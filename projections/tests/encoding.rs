@@ -21,9 +21,9 @@ use gatehouse_schemas::{
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Digest of the state after the whole scenario.
-const FINAL_DIGEST: &str = "21425e77725078a18fc2cc955d903c6f23e12637ac4c469b45011aaa8ea15bf1";
+const FINAL_DIGEST: &str = "ff2d92afe899a1f3c5597098755520417e1c783695939a34ddb98a5774c53292";
 /// blake3 over the digests after every event of the scenario, one a line.
-const TRAIL_DIGEST: &str = "1fb54068c1bb4e8530d3ab70fc1db022f0d730c648b29767f0982cf95d9a9ae9";
+const TRAIL_DIGEST: &str = "03b9de04c52408aa55ee617192c55249ac5530b11f9b1ab75f0636886632fea1";
 
 const HERE: &str = "jfac@01here";
 const PEER: &str = "jfac@01peer";

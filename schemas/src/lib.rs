@@ -442,6 +442,11 @@ pub enum Event {
         kid: String,
         public_key: String,
     },
+    /// Anonymous access was turned on or off (seeds 002, 004): when on, a request without
+    /// credentials acts as the built-in `anonymous` user, whose status follows this.
+    AnonymousAccessChanged {
+        enabled: bool,
+    },
     /// The token-signing keys were reset (seed 003, "resetting the certificate"): `kid`
     /// becomes the active key, and the `retired` keys -- every earlier one -- no longer
     /// verify this server's tokens, so every token they signed stops working, unless a
@@ -683,6 +688,7 @@ impl Event {
         "TokenReplicated",
         "ReplicaRemoved",
         "SigningKeysReset",
+        "AnonymousAccessChanged",
     ];
 
     /// The service id a federated event originated at (its envelope's origin), when
@@ -755,6 +761,7 @@ impl Event {
             Event::TokenReplicated { .. } => "TokenReplicated",
             Event::ReplicaRemoved { .. } => "ReplicaRemoved",
             Event::SigningKeysReset { .. } => "SigningKeysReset",
+            Event::AnonymousAccessChanged { .. } => "AnonymousAccessChanged",
         }
     }
 }
@@ -1149,6 +1156,7 @@ pub fn samples() -> Vec<Envelope> {
             public_key: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
             retired: vec!["9b8a7c6d5e4f3a2b".into()],
         },
+        Event::AnonymousAccessChanged { enabled: true },
     ];
     events
         .into_iter()

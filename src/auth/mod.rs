@@ -144,7 +144,9 @@ impl Authenticator {
         request_id: &str,
         client_ip: Option<std::net::IpAddr>,
     ) -> Result<Principal, AuthError> {
-        let header = header.ok_or(AuthError::Missing)?;
+        let Some(header) = header else {
+            return anonymous(state);
+        };
         let (scheme, value) = header.split_once(' ').ok_or(AuthError::UnsupportedScheme)?;
         if scheme.eq_ignore_ascii_case("bearer") {
             return self.token_login(value.trim(), state, None);
@@ -640,6 +642,28 @@ impl Authenticator {
             .unwrap_or_else(|p| p.into_inner())
             .remove(username);
     }
+}
+
+/// A request without credentials: the `anonymous` user when anonymous access is on (and
+/// the user enabled), otherwise "authentication is required".
+fn anonymous(state: &Arc<RwLock<State>>) -> Result<Principal, AuthError> {
+    let s = state.read().unwrap_or_else(|p| p.into_inner());
+    let name = gatehouse_projections::ANONYMOUS;
+    let on = s.directory.anonymous_access
+        && s.directory
+            .users
+            .get(name)
+            .is_some_and(|u| u.status == UserStatus::Enabled);
+    if !on {
+        return Err(AuthError::Missing);
+    }
+    Ok(Principal {
+        username: name.to_string(),
+        admin: false,
+        password_expired: false,
+        token: None,
+        access_key: false,
+    })
 }
 
 /// Full, uncached verification of a JWT against the keys that verify tokens here.

@@ -66,6 +66,9 @@ pub enum Command {
         service_id: String,
         admin_password_hash: String,
     },
+    SetAnonymousAccess {
+        enabled: bool,
+    },
     CreateUser(NewUser),
     UpdateUser {
         username: String,
@@ -295,6 +298,7 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             service_id,
             admin_password_hash,
         } => directory::initialize_service(state, service_id, admin_password_hash),
+        Command::SetAnonymousAccess { enabled } => directory::set_anonymous_access(state, *enabled),
         Command::CreateUser(u) => directory::create_user(state, u),
         Command::UpdateUser { username, changes } => {
             directory::update_user(state, username, changes)

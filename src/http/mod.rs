@@ -6,6 +6,7 @@
 
 mod access_keys;
 mod access_permissions;
+mod anonymous;
 mod artifactory;
 pub mod audit;
 mod authorize;
@@ -292,6 +293,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/access/api/v1/cert/root"),
     ("POST", "/access/api/v1/cert/root/rotate"),
     ("POST", "/access/api/v1/cert/root/reset"),
+    ("GET", "/access/api/v1/config/security/anonymous_access"),
+    ("PUT", "/access/api/v1/config/security/anonymous_access"),
     ("GET", "/access/api/v1/cert/jwks"),
     ("GET", "/access/api/v1/cert/trusted"),
     ("POST", "/access/api/v1/cert/trusted"),
@@ -504,6 +507,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     groups::configure(cfg);
     tokens::configure(cfg);
     certs::configure(cfg);
+    anonymous::configure(cfg);
     signed_urls::configure(cfg);
     pairing::configure(cfg);
     permissions::configure(cfg);

@@ -451,3 +451,104 @@ fn pairing_as_the_seed_writes_it() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(on_a.get("/access/api/v2/users").status, 401);
 }
+
+/// Seed 002 "Allowing anonymous access to specific repositories", seed 004 "Requires a
+/// valid user (can be anonymous)": an `anonymous` user from the start, disabled until an
+/// admin turns anonymous access on; then requests without credentials are that user, and
+/// a permission target granting `anonymous` read lets nginx serve the repository to
+/// anyone. It never widens what signed-in users may do.
+#[test]
+fn anonymous_access_is_a_setting_and_reaches_only_what_anonymous_is_granted() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("dave", "password-1");
+    let user = admin.get("/access/api/v2/users/anonymous");
+    assert_eq!(user.status, 200, "{}", user.text);
+    assert_eq!(user.json()["status"], "disabled");
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/public",
+        &json!({"name": "public", "repo": {"repositories": ["public-repo"], "actions": {"users": {"anonymous": ["read"]}}}}),
+    );
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let ask = |c: &Client, resource: &str| {
+        c.get(&format!("/access/api/v1/authorize?resource={resource}"))
+            .status
+    };
+    let nginx = |c: &Client| {
+        c.get_with(
+            "/access/api/v1/authorize",
+            &[
+                ("X-Original-URI", "/artifactory/public-repo/a.bin"),
+                ("X-Original-Method", "GET"),
+            ],
+        )
+        .status
+    };
+    assert_eq!(ask(&app.anon(), "public-repo/a.bin"), 401, "off by default");
+    assert_eq!(
+        admin
+            .get("/access/api/v1/config/security/anonymous_access")
+            .json()["enabled"],
+        false
+    );
+    let dave = app.as_user("dave", "password-1");
+    assert_eq!(
+        dave.put(
+            "/access/api/v1/config/security/anonymous_access",
+            &json!({"enabled": true})
+        )
+        .status,
+        403
+    );
+    let r = admin.put(
+        "/access/api/v1/config/security/anonymous_access",
+        &json!({"enabled": true}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        admin.get("/access/api/v2/users/anonymous").json()["status"],
+        "enabled"
+    );
+    assert_eq!(ask(&app.anon(), "public-repo/a.bin"), 200);
+    assert_eq!(nginx(&app.anon()), 200);
+    assert_eq!(ask(&app.anon(), "private-repo/a.bin"), 403);
+    let r = app
+        .anon()
+        .get("/access/api/v1/authorize?resource=public-repo/a.bin&action=write");
+    assert_eq!(r.status, 403, "{}", r.text);
+    // Anonymous is a user like any other: no admin API.
+    assert_eq!(app.anon().get("/access/api/v2/users").status, 403);
+    // Signed-in users keep exactly their own grants; bad credentials are still 401.
+    assert_eq!(ask(&dave, "public-repo/a.bin"), 403);
+    assert_eq!(
+        ask(&app.as_user("dave", "wrong-password"), "public-repo/a.bin"),
+        401
+    );
+    let r = admin.put(
+        "/access/api/v1/config/security/anonymous_access",
+        &json!({"enabled": false}),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(ask(&app.anon(), "public-repo/a.bin"), 401);
+    assert_eq!(nginx(&app.anon()), 401);
+}
+
+/// Seed 004, SCIM: list results are "limited to the first 20" (`count` still up to 1000).
+#[test]
+fn scim_lists_default_to_twenty() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for i in 0..25 {
+        let r = admin.post(
+            "/access/api/v2/users",
+            &json!({"username": format!("s{i:02}"), "internal_password_disabled": true}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let page = admin.get("/access/api/v1/scim/v2/Users").json();
+    assert_eq!(page["Resources"].as_array().unwrap().len(), 20);
+    assert_eq!(page["itemsPerPage"], 20);
+    assert_eq!(page["totalResults"], 27, "25, admin and anonymous");
+    let more = admin.get("/access/api/v1/scim/v2/Users?count=25").json();
+    assert_eq!(more["Resources"].as_array().unwrap().len(), 25);
+}
