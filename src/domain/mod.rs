@@ -25,7 +25,7 @@ mod tokens;
 pub use directory::{GroupChanges, NewGroup, NewUser, UserChanges};
 pub use federation::{Replicated, ReplicatedChange, UNFEDERATED_USER};
 pub use names::{normalize_username, validate_email, validate_group_name, validate_password};
-pub use permissions::normalize_target;
+pub use permissions::{manages, normalize_target};
 
 use gatehouse_projections::State;
 use gatehouse_schemas::{Event, TokenIssued};
@@ -145,6 +145,11 @@ pub enum Command {
     },
     DeletePermissionTarget {
         name: String,
+    },
+    /// A non-admin holding `manage` on the target changes its members' actions.
+    SavePermissionTargetAsManager {
+        target: gatehouse_schemas::PermissionTarget,
+        manager: String,
     },
     SaveRepository(gatehouse_schemas::Repository),
     DeleteRepository {
@@ -397,6 +402,9 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             create_only,
         } => permissions::save_target(state, target, *create_only),
         Command::DeletePermissionTarget { name } => permissions::delete_target(state, name),
+        Command::SavePermissionTargetAsManager { target, manager } => {
+            permissions::save_target_as_manager(state, target, manager)
+        }
         Command::SaveRepository(r) => permissions::save_repository(r),
         Command::DeleteRepository { key } => permissions::delete_repository(state, key),
         Command::SaveProject {

@@ -552,3 +552,125 @@ fn scim_lists_default_to_twenty() {
     let more = admin.get("/access/api/v1/scim/v2/Users?count=25").json();
     assert_eq!(more["Resources"].as_array().unwrap().len(), 25);
 }
+
+/// Seed 004, project members and groups: "Requires … a Project Admin if
+/// admin_privileges.manage_resources is set" (followed as written: see README), and the
+/// sample's role `"developer"` is the predefined `Developer`.
+#[test]
+fn project_admins_manage_members_with_manage_resources() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("pa", "password-1");
+    app.create_user("dev", "password-1");
+    app.create_group("team");
+    for (key, members, resources) in [("res", false, true), ("mem", true, false)] {
+        let r = admin.post(
+            "/access/api/v1/projects",
+            &json!({"project_key": key, "display_name": key,
+                "admin_privileges": {"manage_members": members, "manage_resources": resources}}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        let r = admin.put(
+            &format!("/access/api/v1/projects/{key}/users/pa"),
+            &json!({"roles": ["Project Admin"]}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let pa = app.as_user("pa", "password-1");
+    let r = pa.put(
+        "/access/api/v1/projects/res/users/dev",
+        &json!({"roles": ["developer"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["roles"], json!(["Developer"]));
+    assert_eq!(pa.get("/access/api/v1/projects/res/users").status, 200);
+    assert_eq!(pa.get("/access/api/v1/projects/res/users/dev").status, 200);
+    let r = pa.put(
+        "/access/api/v1/projects/res/groups/team",
+        &json!({"roles": ["viewer"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(pa.get("/access/api/v1/projects/res/groups").status, 200);
+    assert_eq!(
+        pa.delete("/access/api/v1/projects/res/groups/team").status,
+        204
+    );
+    assert_eq!(
+        pa.delete("/access/api/v1/projects/res/users/dev").status,
+        204
+    );
+    for path in ["users", "groups", "users/pa"] {
+        let r = pa.get(&format!("/access/api/v1/projects/mem/{path}"));
+        assert_eq!(r.status, 403, "{path}: {}", r.text);
+    }
+}
+
+/// Seed 002: "Manage — allows changing the permission settings for other users" of the
+/// same permission target: a holder of `manage` may read the target and change its
+/// members' actions, and nothing else.
+#[test]
+fn manage_lets_a_user_change_the_members_of_that_target_only() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("dave", "password-1");
+    app.create_user("erin", "password-1");
+    app.create_group("leads");
+    let r = admin.patch(
+        "/access/api/v2/users/dave/groups",
+        &json!({"add": ["leads"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let path = "/artifactory/api/v2/security/permissions/team";
+    let target = json!({"name": "team", "repo": {"repositories": ["team-repo"],
+        "actions": {"users": {"erin": ["read"]}, "groups": {"leads": ["read", "manage"]}}}});
+    let r = admin.put(path, &target);
+    assert!(r.status == 201 || r.status == 200, "{}", r.text);
+    admin.put(
+        "/artifactory/api/v2/security/permissions/other",
+        &json!({"name": "other", "repo": {"repositories": ["other-repo"], "actions": {"users": {"erin": ["read"]}}}}),
+    );
+    let dave = app.as_user("dave", "password-1");
+    let erin = app.as_user("erin", "password-1");
+    assert_eq!(dave.get(path).status, 200);
+    assert_eq!(erin.get(path).status, 403, "read alone is not manage");
+    assert_eq!(
+        dave.get("/artifactory/api/v2/security/permissions/other")
+            .status,
+        403
+    );
+    // Dave gives erin write on the same repository.
+    let mut changed = target.clone();
+    changed["repo"]["actions"]["users"]["erin"] = json!(["read", "write"]);
+    let r = dave.put(path, &changed);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        erin.get("/access/api/v1/authorize?resource=team-repo/a&action=write")
+            .status,
+        200
+    );
+    // But not more repositories, not another target, not a new one, not a deletion.
+    let mut wider = changed.clone();
+    wider["repo"]["repositories"] = json!(["team-repo", "other-repo"]);
+    assert_eq!(dave.put(path, &wider).status, 400);
+    assert_eq!(
+        dave.put(
+            "/artifactory/api/v2/security/permissions/other",
+            &json!({"name": "other", "repo": {"repositories": ["other-repo"], "actions": {"users": {"dave": ["read"]}}}})
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        dave.post(
+            "/artifactory/api/v2/security/permissions/mine",
+            &json!({"name": "mine", "repo": {"repositories": ["team-repo"]}})
+        )
+        .status,
+        403
+    );
+    assert_eq!(dave.delete(path).status, 403);
+    assert_eq!(
+        dave.get("/artifactory/api/v2/security/permissions").status,
+        403
+    );
+}
