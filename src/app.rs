@@ -336,7 +336,7 @@ async fn ensure_keys(
         keys.new_signed_url_key(version)
             .map_err(|e| StartError::Other(e.to_string()))?;
         writer
-            .submit(Command::ReplaceSignedUrlKey { version }, ctx())
+            .submit(Command::ReplaceSignedUrlKey { version, org: None }, ctx())
             .await
             .map_err(|e| StartError::Other(e.to_string()))?;
     }

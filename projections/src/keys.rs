@@ -19,6 +19,9 @@ pub struct Keys {
     /// Completed pairings: use case -> peer service id -> the name its key is trusted under.
     #[serde(default)]
     pub pairings: BTreeMap<String, BTreeMap<String, String>>,
+    /// Organisations' own signed-URL key versions (org -> version).
+    #[serde(default)]
+    pub org_signed_url_versions: BTreeMap<String, u64>,
     /// Completed pairings' peer base URLs: use case -> peer service id -> base URL.
     #[serde(default)]
     pub pairing_base_urls: BTreeMap<String, BTreeMap<String, String>>,
@@ -87,7 +90,15 @@ impl Keys {
                 self.pairings.retain(|_, peers| !peers.is_empty());
                 self.pairing_base_urls.retain(|_, urls| !urls.is_empty());
             }
-            Event::SignedUrlKeyReplaced { version } => self.signed_url_version = *version,
+            Event::SignedUrlKeyReplaced { version, org: None } => {
+                self.signed_url_version = *version
+            }
+            Event::SignedUrlKeyReplaced {
+                version,
+                org: Some(org),
+            } => {
+                self.org_signed_url_versions.insert(org.clone(), *version);
+            }
             Event::ServicePaired {
                 use_case,
                 name,

@@ -474,6 +474,10 @@ pub enum Event {
     /// The signed-URL key was replaced: URLs signed with earlier versions stop working.
     SignedUrlKeyReplaced {
         version: u64,
+        /// An organisation's own key (as Bintray kept one per org); absent: the
+        /// server-wide default key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        org: Option<String>,
     },
     /// A pairing completed: the peer's key is trusted under `name` for `use_case`.
     ServicePaired {
@@ -890,7 +894,10 @@ pub fn samples() -> Vec<Envelope> {
         Event::TrustedKeyRemoved {
             name: "us-east".into(),
         },
-        Event::SignedUrlKeyReplaced { version: 2 },
+        Event::SignedUrlKeyReplaced {
+            version: 2,
+            org: None,
+        },
         Event::ServicePaired {
             use_case: "federation".into(),
             name: "jfac@01jc5x3y4z5a6b7c8d9e0f1g2k".into(),

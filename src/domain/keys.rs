@@ -156,12 +156,28 @@ pub(super) fn complete_pairing(
 pub(super) fn replace_signed_url_key(
     state: &State,
     version: u64,
+    org: Option<&str>,
 ) -> Result<Vec<Event>, DomainError> {
-    if version != state.keys.signed_url_version + 1 {
+    let current = match org {
+        None => state.keys.signed_url_version,
+        Some(o) => {
+            super::validate_group_name("org", o)?;
+            state
+                .keys
+                .org_signed_url_versions
+                .get(o)
+                .copied()
+                .unwrap_or(0)
+        }
+    };
+    if version != current + 1 {
         return Err(DomainError::invalid(
             "version",
             "the signed-URL key was replaced concurrently; try again",
         ));
     }
-    Ok(vec![Event::SignedUrlKeyReplaced { version }])
+    Ok(vec![Event::SignedUrlKeyReplaced {
+        version,
+        org: org.map(str::to_string),
+    }])
 }

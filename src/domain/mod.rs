@@ -137,6 +137,8 @@ pub enum Command {
     },
     ReplaceSignedUrlKey {
         version: u64,
+        /// An organisation's own key; `None`: the server-wide default.
+        org: Option<String>,
     },
     /// Create (`create_only`) or create-or-replace a permission target.
     SavePermissionTarget {
@@ -396,7 +398,9 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             base_url.as_deref(),
             master.as_deref(),
         ),
-        Command::ReplaceSignedUrlKey { version } => keys::replace_signed_url_key(state, *version),
+        Command::ReplaceSignedUrlKey { version, org } => {
+            keys::replace_signed_url_key(state, *version, org.as_deref())
+        }
         Command::SavePermissionTarget {
             target,
             create_only,

@@ -358,6 +358,33 @@ impl KeyRing {
         }
     }
 
+    /// The signed-URL key of `version` of an organisation (`Some`) or the server-wide one.
+    pub fn signed_url_key_of(&self, org: Option<&str>, version: u64) -> Option<[u8; 32]> {
+        let Some(org) = org else {
+            return self.signed_url_key(version);
+        };
+        let text = std::fs::read_to_string(
+            self.dir
+                .join(format!("signed-url-org-{org}-{version}.secret")),
+        )
+        .ok()?;
+        URL_SAFE_NO_PAD
+            .decode(text.trim())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+    }
+
+    /// Make an organisation's signed-URL key of `version` (0600).
+    pub fn new_org_signed_url_key(&self, org: &str, version: u64) -> Result<(), KeyError> {
+        let path = self
+            .dir
+            .join(format!("signed-url-org-{org}-{version}.secret"));
+        let mut key = [0u8; 32];
+        getrandom::getrandom(&mut key).expect("the OS has randomness");
+        crate::app::write_private(&path, &URL_SAFE_NO_PAD.encode(key))
+            .map_err(|source| KeyError { path, source })
+    }
+
     /// The signed-URL key of `version`, if it exists.
     pub fn signed_url_key(&self, version: u64) -> Option<[u8; 32]> {
         let text =

@@ -674,3 +674,77 @@ fn manage_lets_a_user_change_the_members_of_that_target_only() {
         403
     );
 }
+
+/// Seeds 000/001/002, signed URLs: created by admins or users with `manage` on the
+/// repository, 201 with JSON; an organisation may have its own URL-signing key (as
+/// Bintray kept one per org), replaced without touching the others.
+#[test]
+fn signed_urls_by_managers_as_json_and_per_organisation_keys() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("dave", "password-1");
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/dl",
+        &json!({"name": "dl", "repo": {"repositories": ["example-repo-local"], "actions": {"users": {"dave": ["read", "manage"]}}}}),
+    );
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let dave = app.as_user("dave", "password-1");
+    let r = dave.post(
+        "/artifactory/api/signed/url",
+        &json!({"repo_path": "example-repo-local/1.txt"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(r
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("application/json")));
+    let url = r.json().as_str().unwrap().to_string();
+    let verify = |u: &str| {
+        app.anon()
+            .get(&format!(
+                "/artifactory/api/signed/url/verify?url={}",
+                crate::tokens::urlencode(u)
+            ))
+            .status
+    };
+    assert_eq!(verify(&url), 200);
+    let r = dave.post(
+        "/artifactory/api/signed/url",
+        &json!({"repo_path": "other-repo/1.txt"}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    // An organisation's own key.
+    let r = admin.post(
+        "/artifactory/api/signed/url",
+        &json!({"repo_path": "example-repo-local/2.txt", "org": "myorg"}),
+    );
+    assert_eq!(r.status, 404, "no key for myorg yet: {}", r.text);
+    let r = admin.post("/artifactory/api/signed/url/key", &json!({"org": "myorg"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json()["version"], 1);
+    let r = admin.post(
+        "/artifactory/api/signed/url",
+        &json!({"repo_path": "example-repo-local/2.txt", "org": "myorg"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let org_url = r.json().as_str().unwrap().to_string();
+    assert!(org_url.contains("&org=myorg"));
+    assert_eq!(verify(&org_url), 200);
+    // Replacing myorg's key ends myorg's URLs only; the default key's URLs still work.
+    assert_eq!(
+        admin
+            .post("/artifactory/api/signed/url/key", &json!({"org": "myorg"}))
+            .status,
+        201
+    );
+    assert_eq!(verify(&org_url), 403);
+    assert_eq!(verify(&url), 200);
+    assert_eq!(
+        dave.post(
+            "/artifactory/api/signed/url",
+            &json!({"repo_path": "example-repo-local/1.txt", "org": "myorg"})
+        )
+        .status,
+        403,
+        "an organisation's key is for admins"
+    );
+}
