@@ -27,6 +27,7 @@ pub enum StartError {
 
 pub struct Application {
     port: u16,
+    tls: bool,
     server: Server,
     writer: WriterHandle,
     writer_thread: std::thread::JoinHandle<()>,
@@ -59,6 +60,19 @@ impl Application {
             millis = started.elapsed().as_millis() as u64,
             "read models rebuilt from the log"
         );
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        if report.snapshot_seq > 0 {
+            metrics.snapshot_taken(report.snapshot_seq);
+        }
+        crate::tls::init_client(settings.config.ca_file.as_deref())
+            .map_err(|e| StartError::Other(e.to_string()))?;
+        let cert_store = match (&settings.config.tls_cert, &settings.config.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                crate::tls::CertStore::open(cert, key)
+                    .map_err(|e| StartError::Other(e.to_string()))?,
+            ),
+            _ => None,
+        };
         let needs_init = state.service_id.is_none();
         let shared = Arc::new(RwLock::new(state));
         let log_reader = log.reader();
@@ -67,6 +81,7 @@ impl Application {
             shared.clone(),
             settings.config.snapshot_every,
             settings.config.writer_queue,
+            metrics.clone(),
         );
         if needs_init {
             initialize(&settings, &writer).await?;
@@ -142,7 +157,9 @@ impl Application {
                 keys,
                 Duration::from_secs(settings.config.auth_cache_ttl_secs),
                 settings.config.lockout_threshold,
-            ),
+            )
+            .with_operations(&settings.config, metrics.clone()),
+            metrics,
             config: settings.config.clone(),
             started,
             timeline: std::sync::Mutex::new(crate::timeline::Timeline::default()),
@@ -200,6 +217,10 @@ impl Application {
                 }
             });
         }
+        let config = &settings.config;
+        let workers = config
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
@@ -208,15 +229,58 @@ impl Application {
                 .configure(http::configure)
         })
         .shutdown_timeout(10)
-        .listen(listener)?;
-        if let Some(n) = settings.config.workers {
-            server = server.workers(n.max(1));
+        .workers(workers.max(1))
+        // The cap is per worker in actix; the setting is for the whole server.
+        .max_connections(config.max_connections.div_ceil(workers.max(1)).max(1))
+        .client_request_timeout(Duration::from_millis(config.header_timeout_ms))
+        .keep_alive(match config.keep_alive_secs {
+            0 => actix_web::http::KeepAlive::Disabled,
+            n => actix_web::http::KeepAlive::Timeout(Duration::from_secs(n)),
+        });
+        server = match &cert_store {
+            Some(store) => {
+                let tls = store
+                    .server_config()
+                    .map_err(|e| StartError::Other(e.to_string()))?;
+                server
+                    .tls_handshake_timeout(Duration::from_millis(
+                        config.header_timeout_ms.max(1000),
+                    ))
+                    .listen_rustls_0_23(listener, tls)?
+            }
+            None => server.listen(listener)?,
+        };
+        if let Some(store) = cert_store.clone() {
+            // SIGHUP: read the certificate and key again (new handshakes use them; open
+            // connections are not touched).
+            #[cfg(unix)]
+            actix_web::rt::spawn(async move {
+                use tokio::signal::unix::{signal, SignalKind};
+                let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                    tracing::warn!(
+                        "cannot listen for SIGHUP; the certificate will not be reloaded"
+                    );
+                    return;
+                };
+                while hup.recv().await.is_some() {
+                    let store = store.clone();
+                    let result = tokio::task::spawn_blocking(move || store.reload()).await;
+                    match result {
+                        Ok(Ok(())) => tracing::info!("TLS certificate reloaded"),
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "TLS certificate not reloaded; keeping the old one")
+                        }
+                        Err(_) => {}
+                    }
+                }
+            });
         }
         if !handle_signals {
             server = server.disable_signals();
         }
         Ok(Application {
             port,
+            tls: cert_store.is_some(),
             server: server.run(),
             writer,
             writer_thread,
@@ -228,6 +292,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Whether the listener speaks HTTPS.
+    pub fn tls(&self) -> bool {
+        self.tls
     }
 
     pub fn service_id(&self) -> &str {

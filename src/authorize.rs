@@ -315,7 +315,7 @@ impl ProjectIndex {
                     .chain(p.groups.iter().map(|m| (true, m)));
                 for (group, (member, roles)) in members {
                     for role_name in roles {
-                        let Some(role) = p.role(role_name) else {
+                        let Some(role) = state.projects.role_in(p, role_name) else {
                             continue;
                         };
                         if !role.environments.iter().any(|e| envs.contains(e)) {
@@ -1205,7 +1205,9 @@ mod tests {
             "annotate" => "ANNOTATE_REPOSITORY",
             "write" => "DEPLOY_CACHE_REPOSITORY",
             "delete" => "DELETE_OVERWRITE_REPOSITORY",
-            _ => "MANAGE_XRAY_MD_REPOSITORY",
+            "manage" => "MANAGE_XRAY_MD_REPOSITORY",
+            // No project role grants `distribute` or `managedXrayMeta`.
+            _ => return false,
         };
         state.projects.by_key.values().any(|p| {
             let k = &p.config.project_key;
@@ -1220,7 +1222,7 @@ mod tests {
             }
             visible
                 && roles.iter().any(|name| {
-                    p.role(name).is_some_and(|role| {
+                    state.projects.role_in(p, name).is_some_and(|role| {
                         role.actions.iter().any(|a| a == role_action)
                             && role.environments.iter().any(|e| envs.contains(e))
                     })

@@ -62,6 +62,60 @@ pub struct Config {
     pub federation_retry_max_ms: u64,
     /// Timeout of one request to a federation peer (milliseconds).
     pub federation_timeout_ms: u64,
+    /// A bearer token that may read the metrics (besides admins). Also
+    /// `GATEHOUSE_METRICS_TOKEN`.
+    pub metrics_token: Option<Secret>,
+    /// Failed sign-ins one client address may make at once (0: no limit) ...
+    pub signin_address_burst: u32,
+    /// ... and per minute after that.
+    pub signin_address_per_minute: u32,
+    /// Failed sign-ins on one user name from addresses it never signed in from, at once
+    /// (0: no limit) ...
+    pub signin_user_burst: u32,
+    /// ... and per minute after that.
+    pub signin_user_per_minute: u32,
+    /// Which failed sign-ins count towards `lockout-threshold`: `familiar` (from an
+    /// address the user signed in from within `familiar-address-days`) or `any`.
+    pub lockout_from: LockoutFrom,
+    /// How long an address stays familiar to a user after a successful sign-in (days).
+    pub familiar_address_days: u64,
+    /// Password checks (argon2id) that run at once (0: one less than the cores, at least 1).
+    pub argon2_concurrency: usize,
+    /// Password checks that may wait for one of those; beyond, 503 with `Retry-After`.
+    pub argon2_queue: usize,
+    /// Time a client has to send a request's headers (milliseconds; 0: no limit).
+    pub header_timeout_ms: u64,
+    /// Time a client has to send a request's body (milliseconds).
+    pub body_timeout_ms: u64,
+    /// Idle time before a kept-alive connection is closed (seconds; 0: no keep-alive).
+    pub keep_alive_secs: u64,
+    /// Open connections the server accepts at once (spread over the workers).
+    pub max_connections: usize,
+    /// TLS: the certificate chain (PEM). With `tls-key`, the server speaks HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS: the private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
+    /// Extra root certificates (PEM) that outgoing calls trust besides the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Which failed sign-ins may lock a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LockoutFrom {
+    Familiar,
+    Any,
+}
+
+/// A configured secret: never printed by `Debug`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
 }
 
 impl Default for Config {
@@ -91,6 +145,22 @@ impl Default for Config {
             federation_max_lag_events: 100_000,
             federation_retry_max_ms: 5_000,
             federation_timeout_ms: 30_000,
+            metrics_token: None,
+            signin_address_burst: 20,
+            signin_address_per_minute: 10,
+            signin_user_burst: 10,
+            signin_user_per_minute: 2,
+            lockout_from: LockoutFrom::Familiar,
+            familiar_address_days: 30,
+            argon2_concurrency: 0,
+            argon2_queue: 64,
+            header_timeout_ms: 5_000,
+            body_timeout_ms: 30_000,
+            keep_alive_secs: 5,
+            max_connections: 25_000,
+            tls_cert: None,
+            tls_key: None,
+            ca_file: None,
         }
     }
 }
@@ -107,6 +177,15 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Password checks that run at once.
+    pub fn argon2_slots(&self) -> usize {
+        if self.argon2_concurrency > 0 {
+            return self.argon2_concurrency;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        cores.saturating_sub(1).max(1)
+    }
+
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let Some(path) = path else {
             return Ok(Config::default());
@@ -149,6 +228,18 @@ impl Config {
                 path: path.into(),
                 message: "`webhook-max-attempts`, `webhook-max-pending` and `webhook-timeout-ms` must be at least 1"
                     .into(),
+            });
+        }
+        if config.tls_cert.is_some() != config.tls_key.is_some() {
+            return Err(ConfigError::Invalid {
+                path: path.into(),
+                message: "`tls-cert` and `tls-key` go together".into(),
+            });
+        }
+        if config.max_connections == 0 || config.body_timeout_ms == 0 {
+            return Err(ConfigError::Invalid {
+                path: path.into(),
+                message: "`max-connections` and `body-timeout-ms` must be at least 1".into(),
             });
         }
         if config.max_body_bytes < 1024 {
@@ -199,5 +290,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("sometimes") || e.contains("variant"), "{e}");
+    }
+
+    #[test]
+    fn operations_keys_parse_and_the_scrape_token_is_not_printed() {
+        let c = load(
+            "metrics-token = \"s3cret-scrape\"\nlockout-from = \"any\"\nsignin-user-burst = 0\n",
+        )
+        .unwrap();
+        assert_eq!(c.lockout_from, LockoutFrom::Any);
+        assert_eq!(c.signin_user_burst, 0);
+        assert!(!format!("{c:?}").contains("s3cret-scrape"));
+        let e = load("tls-cert = \"/x/cert.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tls-key"), "{e}");
+        let e = load("lockout-from = \"nobody\"\n").unwrap_err().to_string();
+        assert!(e.contains("nobody") || e.contains("variant"), "{e}");
     }
 }

@@ -35,6 +35,18 @@ enum Cmd {
         /// A TOML file of tunables (see README).
         #[arg(long, env = "GATEHOUSE_CONFIG")]
         config: Option<PathBuf>,
+        /// Serve HTTPS with this certificate chain (PEM; with --tls-key). Re-read on SIGHUP.
+        #[arg(long, env = "GATEHOUSE_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, env = "GATEHOUSE_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Root certificates (PEM) that outgoing calls trust besides the system's.
+        #[arg(long, env = "GATEHOUSE_CA_FILE")]
+        ca_file: Option<PathBuf>,
+        /// `text` (the default) or `json` (one object a line).
+        #[arg(long, env = "GATEHOUSE_LOG_FORMAT", value_enum, default_value = "text")]
+        log_format: LogFormat,
     },
     /// Walk the hash chain, decode and replay every event, and check every signed
     /// checkpoint; exit 0 when all hold. With `--export FILE`, check an exported log
@@ -79,6 +91,12 @@ enum Cmd {
     },
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ExportFormat {
     Ndjson,
@@ -86,20 +104,39 @@ enum ExportFormat {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,actix_server=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let format = match &cli.command {
+        Cmd::Serve { log_format, .. } => *log_format,
+        _ => LogFormat::Text,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,actix_server=warn".into());
+    match format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
+        // One JSON object a line; the event's fields at the top level (`request_id`,
+        // `principal`, `route`, `status`, `duration_ms` for the access log).
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
+    }
     match cli.command {
         Cmd::Serve {
             data_dir,
             listen,
             config,
-        } => serve(data_dir, listen, config),
+            tls_cert,
+            tls_key,
+            ca_file,
+            log_format: _,
+        } => serve(data_dir, listen, config, (tls_cert, tls_key, ca_file)),
         Cmd::Verify {
             data_dir,
             export,
@@ -115,14 +152,34 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(data_dir: PathBuf, listen: String, config: Option<PathBuf>) -> ExitCode {
-    let config = match Config::load(config.as_deref()) {
+type TlsFiles = (Option<PathBuf>, Option<PathBuf>, Option<PathBuf>);
+
+fn serve(
+    data_dir: PathBuf,
+    listen: String,
+    config: Option<PathBuf>,
+    (tls_cert, tls_key, ca_file): TlsFiles,
+) -> ExitCode {
+    let mut config = match Config::load(config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("gatehouse: {e}");
             return ExitCode::from(2);
         }
     };
+    // Flags (and their environment variables) win over the config file.
+    if tls_cert.is_some() {
+        config.tls_cert = tls_cert;
+        config.tls_key = tls_key;
+    }
+    if ca_file.is_some() {
+        config.ca_file = ca_file;
+    }
+    if let Ok(token) = std::env::var("GATEHOUSE_METRICS_TOKEN") {
+        if !token.is_empty() {
+            config.metrics_token = Some(gatehouse::config::Secret(token));
+        }
+    }
     let settings = Settings {
         data_dir,
         listen,
@@ -138,7 +195,8 @@ fn serve(data_dir: PathBuf, listen: String, config: Option<PathBuf>) -> ExitCode
             .to_string();
         // Tests and scripts read this line to learn the port (`--listen 127.0.0.1:0`).
         println!(
-            "gatehouse listening on http://{addr}:{} as {}",
+            "gatehouse listening on {}://{addr}:{} as {}",
+            if app.tls() { "https" } else { "http" },
             app.port(),
             app.service_id()
         );

@@ -59,6 +59,7 @@ impl Timeline {
                 Event::UserUpdated(u) => self.user(&u.username, seq),
                 Event::UserPasswordChanged { username, .. }
                 | Event::UserPasswordExpired { username }
+                | Event::UserPasswordUnexpired { username }
                 | Event::UserLocked { username }
                 | Event::UserUnlocked { username }
                 | Event::UserDeleted { username }

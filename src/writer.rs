@@ -142,6 +142,11 @@ impl WriterHandle {
             .push(bell);
     }
 
+    /// Commands waiting in the queue (a metric).
+    pub fn queue_len(&self) -> usize {
+        self.tx.len()
+    }
+
     pub fn shutdown(&self) {
         let (reply, rx) = std::sync::mpsc::channel();
         if self.tx.send(Message::Shutdown { reply }).is_ok() {
@@ -162,6 +167,7 @@ pub struct Writer {
     /// A doorbell, not the data: they read the events from the log at their own cursor,
     /// so a full channel loses nothing.
     doorbells: Arc<RwLock<Vec<crossbeam_channel::Sender<()>>>>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 fn now_ms() -> u64 {
@@ -180,6 +186,7 @@ impl Writer {
         shared: Arc<RwLock<State>>,
         snapshot_every: u64,
         queue: usize,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> (WriterHandle, std::thread::JoinHandle<()>) {
         let (tx, rx) = crossbeam_channel::bounded(queue);
         let doorbells: Arc<RwLock<Vec<crossbeam_channel::Sender<()>>>> = Default::default();
@@ -197,6 +204,7 @@ impl Writer {
                     since_snapshot: 0,
                     snapshotting: None,
                     doorbells: bells,
+                    metrics,
                 };
                 writer.run(rx)
             })
@@ -303,7 +311,17 @@ impl Writer {
                 Err(e) => replies.push((reply, Err(SubmitError::Domain(e)))),
             }
         }
-        if let Err(e) = self.log.append(&envelopes) {
+        let commands = replies.len();
+        let flush = std::time::Instant::now();
+        let appended = self.log.append(&envelopes);
+        if commands > 0 {
+            self.metrics
+                .writer_flush_seconds
+                .observe(flush.elapsed().as_secs_f64());
+            self.metrics.writer_batch_commands.observe(commands as f64);
+            self.metrics.writer_events.inc_by(envelopes.len() as u64);
+        }
+        if let Err(e) = appended {
             // The writer's state now holds events that are not on disk: nothing it decides
             // from here could be trusted. Fail-stop; a restart recovers from the log.
             tracing::error!(error = %e, "cannot append to the event log; stopping");
@@ -383,12 +401,16 @@ impl Writer {
         let state = self.state.clone();
         let hash = self.log.head_hash();
         let store = self.log.snapshot_store();
+        let metrics = self.metrics.clone();
         self.since_snapshot = 0;
         self.snapshotting = Some(
             std::thread::Builder::new()
                 .name("gatehouse-snapshot".into())
                 .spawn(move || match store.write(&state, hash) {
-                    Ok(()) => tracing::debug!(seq = state.seq, "snapshot written"),
+                    Ok(()) => {
+                        metrics.snapshot_taken(state.seq);
+                        tracing::debug!(seq = state.seq, "snapshot written")
+                    }
                     // A missing snapshot only makes the next start slower; keep serving.
                     Err(e) => tracing::warn!(error = %e, "cannot write a snapshot"),
                 })
@@ -400,6 +422,7 @@ impl Writer {
         match self.log.write_snapshot(&self.state) {
             Ok(()) => {
                 self.since_snapshot = 0;
+                self.metrics.snapshot_taken(self.state.seq);
                 tracing::debug!(seq = self.state.seq, "snapshot written");
             }
             // A missing snapshot only makes the next start slower; keep serving.

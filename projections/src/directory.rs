@@ -59,6 +59,11 @@ pub struct User {
     /// The SCIM id when it is not the user name (the user was renamed: ids are stable).
     #[serde(default)]
     pub scim_id: Option<String>,
+    /// When the password was last set (unix milliseconds), kept only once a password
+    /// expiration policy exists (see `Settings::password_ages_since_ms`).
+    /// INVARIANT: the last field, left out when `None` (the encoding of older states).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_changed_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,6 +139,14 @@ impl Directory {
             Event::UserPasswordExpired { username } => {
                 if let Some(user) = self.users.get_mut(username) {
                     user.password_expired = true;
+                    user.credentials_seq = seq;
+                    user.updated_seq = seq;
+                    user.updated_ms = now;
+                }
+            }
+            Event::UserPasswordUnexpired { username } => {
+                if let Some(user) = self.users.get_mut(username) {
+                    user.password_expired = false;
                     user.credentials_seq = seq;
                     user.updated_seq = seq;
                     user.updated_ms = now;
@@ -251,6 +264,7 @@ impl Directory {
             updated_ms: now,
             scim: None,
             scim_id: None,
+            password_changed_ms: None,
         };
         self.users.insert(c.username.clone(), user);
         for group in &c.groups {
@@ -308,6 +322,7 @@ impl Directory {
                 updated_ms: now,
                 scim: None,
                 scim_id: None,
+                password_changed_ms: None,
             });
         if user.password_hash != r.password_hash
             || user.status != r.status

@@ -107,6 +107,7 @@ pub fn federated_entities(event: &Event) -> Vec<(&'static str, &str, bool)> {
         Event::UserUpdated(u) => vec![("user", u.username.as_str(), false)],
         Event::UserPasswordChanged { username, .. }
         | Event::UserPasswordExpired { username }
+        | Event::UserPasswordUnexpired { username }
         | Event::UserLocked { username }
         | Event::UserUnlocked { username }
         | Event::UserScimSaved { username, .. } => vec![("user", username.as_str(), false)],

@@ -21,6 +21,7 @@ mod keys;
 mod permissions;
 mod projects;
 mod repositories;
+mod settings;
 mod subscriptions;
 mod tokens;
 
@@ -33,6 +34,7 @@ pub use keys::Keys;
 pub use permissions::Permissions;
 pub use projects::{predefined_roles, ProjectRecord, Projects};
 pub use repositories::{Repositories, RepositoryRecord};
+pub use settings::Settings;
 pub use subscriptions::SubscriptionRecord;
 pub use tokens::Tokens;
 
@@ -71,6 +73,11 @@ pub struct State {
     /// Federation targets and the version of every federated entity.
     #[serde(default)]
     pub federation: Federation,
+    /// Security settings changed at run time. Left out while unset, so that the state
+    /// of a log without settings events encodes (and digests) as it always did.
+    /// INVARIANT: the last field (a positional encoding may only omit a trailing one).
+    #[serde(default, skip_serializing_if = "Settings::is_unset")]
+    pub settings: Settings,
 }
 
 impl State {
@@ -82,7 +89,11 @@ impl State {
         self.time_ms = self.time_ms.max(envelope.time_ms);
         // A deleted or renamed user leaves its groups: their member lists change too.
         let left = self.groups_left_by(&envelope.event);
+        let password_set = self.password_set_by(&envelope.event).map(str::to_string);
         self.apply_event(&envelope.event, seq, now);
+        if let Some(username) = password_set {
+            self.record_password_set(&username, now);
+        }
         self.track_versions(envelope, &left);
     }
 
@@ -103,6 +114,7 @@ impl State {
             | Event::UserLocked { .. }
             | Event::AnonymousAccessChanged { .. }
             | Event::UserUnlocked { .. }
+            | Event::UserPasswordUnexpired { .. }
             | Event::UserScimSaved { .. }
             | Event::UserGroupsChanged { .. }
             | Event::GroupCreated(_)
@@ -140,6 +152,8 @@ impl State {
             | Event::ProjectDeleted { .. }
             | Event::ProjectRoleSaved { .. }
             | Event::ProjectRoleDeleted { .. }
+            | Event::GlobalRoleSaved(_)
+            | Event::GlobalRoleDeleted { .. }
             | Event::ProjectMemberSaved { .. }
             | Event::ProjectMemberRemoved { .. } => {
                 self.projects.apply(event, seq, &mut self.repositories)
@@ -157,6 +171,11 @@ impl State {
             Event::ReplicaRemoved { entity, name, .. } => {
                 self.remove_replica(entity, name, seq, now)
             }
+            Event::DefaultTokenExpiryChanged { .. }
+            | Event::UserLockPolicyChanged(_)
+            | Event::PasswordExpirationPolicyChanged(_)
+            | Event::PasswordPolicyChanged(_)
+            | Event::BasicAuthenticationChanged { .. } => self.settings.apply(event, now),
         }
     }
 

@@ -12,6 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct Projects {
     pub by_key: BTreeMap<String, ProjectRecord>,
     pub changed_seq: u64,
+    /// Global roles (`CUSTOM_GLOBAL`) by name: roles every project can give. Not
+    /// encoded while there are none, so earlier states keep their digest.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub global_roles: BTreeMap<String, ProjectRole>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +123,13 @@ pub fn predefined_roles() -> Vec<ProjectRole> {
 }
 
 impl Projects {
+    /// A role a member of `p` can hold: the project's own roles first, then the
+    /// predefined ones, then the global ones.
+    pub fn role_in(&self, p: &ProjectRecord, name: &str) -> Option<ProjectRole> {
+        p.role(name)
+            .or_else(|| self.global_roles.get(name).cloned())
+    }
+
     /// Project events. Deleting a project also unassigns its repositories and withdraws
     /// their shares with it, in `repositories`.
     pub(crate) fn apply(&mut self, event: &Event, seq: u64, repositories: &mut Repositories) {
@@ -159,6 +170,29 @@ impl Projects {
                     p.updated_seq = seq;
                     self.changed_seq = seq;
                 }
+            }
+            Event::GlobalRoleSaved(role) => {
+                self.global_roles.insert(role.name.clone(), role.clone());
+                self.changed_seq = seq;
+            }
+            Event::GlobalRoleDeleted { name } => {
+                self.global_roles.remove(name);
+                for p in self.by_key.values_mut() {
+                    // A project role of the same name is the project's own: it stays.
+                    if p.roles.contains_key(name) {
+                        continue;
+                    }
+                    let mut changed = false;
+                    for roles in p.users.values_mut().chain(p.groups.values_mut()) {
+                        changed |= roles.remove(name);
+                    }
+                    p.users.retain(|_, roles| !roles.is_empty());
+                    p.groups.retain(|_, roles| !roles.is_empty());
+                    if changed {
+                        p.updated_seq = seq;
+                    }
+                }
+                self.changed_seq = seq;
             }
             Event::ProjectMemberSaved {
                 project_key,

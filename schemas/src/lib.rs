@@ -381,6 +381,39 @@ impl Checkpoint {
     }
 }
 
+/// Artifactory's user lock policy: this many failed sign-ins in a row lock a user
+/// (`enabled` false: never). Replaces the configured `lockout-threshold` once set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserLockPolicy {
+    pub enabled: bool,
+    /// INVARIANT: 1..=100 (checked by the domain).
+    pub login_attempts: u32,
+}
+
+/// Artifactory's password expiration policy: when `enabled`, a password older than
+/// `max_age_days` counts as expired at sign-in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordExpirationPolicy {
+    pub enabled: bool,
+    /// INVARIANT: 1..=999.
+    pub max_age_days: u32,
+    /// Stored and shown; Gatehouse sends no e-mail.
+    pub notify_by_email: bool,
+}
+
+/// Access's password policy: the least number of characters of each class, the least
+/// length, and whether a new password may equal the current one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordPolicy {
+    pub uppercase: u32,
+    pub lowercase: u32,
+    pub digit: u32,
+    pub special_char: u32,
+    /// INVARIANT: 1..=1024.
+    pub length: u32,
+    pub not_match_old: bool,
+}
+
 /// Every kind of change Gatehouse knows. See the crate docs for the version rules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
@@ -543,6 +576,13 @@ pub enum Event {
         project_key: String,
         role: String,
     },
+    /// A global role (JFrog's `CUSTOM_GLOBAL`): a role every project can give its
+    /// members, defined once (create or update, the whole role).
+    GlobalRoleSaved(ProjectRole),
+    /// Also takes the role from every member of every project that held it.
+    GlobalRoleDeleted {
+        name: String,
+    },
     /// A user or group (`kind` = `user` | `group`) holds exactly these roles in the project.
     ProjectMemberSaved {
         project_key: String,
@@ -633,6 +673,22 @@ pub enum Event {
         #[serde(default)]
         swept: bool,
     },
+    /// Tokens created without an expiry get this many seconds (0: they do not expire),
+    /// in place of the configured `default-expiry`.
+    DefaultTokenExpiryChanged {
+        seconds: u64,
+    },
+    UserLockPolicyChanged(UserLockPolicy),
+    PasswordExpirationPolicyChanged(PasswordExpirationPolicy),
+    PasswordPolicyChanged(PasswordPolicy),
+    /// Whether users other than admins may sign in with HTTP Basic and a password.
+    BasicAuthenticationChanged {
+        enabled: bool,
+    },
+    /// An admin lifted the expiry of the user's password without changing it.
+    UserPasswordUnexpired {
+        username: String,
+    },
 }
 
 impl Event {
@@ -691,6 +747,14 @@ impl Event {
         "PermissionReplicated",
         "TokenReplicated",
         "ReplicaRemoved",
+        "DefaultTokenExpiryChanged",
+        "UserLockPolicyChanged",
+        "PasswordExpirationPolicyChanged",
+        "PasswordPolicyChanged",
+        "BasicAuthenticationChanged",
+        "UserPasswordUnexpired",
+        "GlobalRoleSaved",
+        "GlobalRoleDeleted",
         "SigningKeysReset",
         "AnonymousAccessChanged",
     ];
@@ -746,6 +810,8 @@ impl Event {
             Event::ProjectDeleted { .. } => "ProjectDeleted",
             Event::ProjectRoleSaved { .. } => "ProjectRoleSaved",
             Event::ProjectRoleDeleted { .. } => "ProjectRoleDeleted",
+            Event::GlobalRoleSaved(_) => "GlobalRoleSaved",
+            Event::GlobalRoleDeleted { .. } => "GlobalRoleDeleted",
             Event::ProjectMemberSaved { .. } => "ProjectMemberSaved",
             Event::ProjectMemberRemoved { .. } => "ProjectMemberRemoved",
             Event::RepositoryAttached { .. } => "RepositoryAttached",
@@ -764,6 +830,12 @@ impl Event {
             Event::PermissionReplicated { .. } => "PermissionReplicated",
             Event::TokenReplicated { .. } => "TokenReplicated",
             Event::ReplicaRemoved { .. } => "ReplicaRemoved",
+            Event::DefaultTokenExpiryChanged { .. } => "DefaultTokenExpiryChanged",
+            Event::UserLockPolicyChanged(_) => "UserLockPolicyChanged",
+            Event::PasswordExpirationPolicyChanged(_) => "PasswordExpirationPolicyChanged",
+            Event::PasswordPolicyChanged(_) => "PasswordPolicyChanged",
+            Event::BasicAuthenticationChanged { .. } => "BasicAuthenticationChanged",
+            Event::UserPasswordUnexpired { .. } => "UserPasswordUnexpired",
             Event::SigningKeysReset { .. } => "SigningKeysReset",
             Event::AnonymousAccessChanged { .. } => "AnonymousAccessChanged",
         }
@@ -1157,6 +1229,37 @@ pub fn samples() -> Vec<Envelope> {
             entity: "user".into(),
             name: "bob".into(),
             swept: false,
+        },
+        Event::DefaultTokenExpiryChanged { seconds: 43_200 },
+        Event::UserLockPolicyChanged(UserLockPolicy {
+            enabled: true,
+            login_attempts: 3,
+        }),
+        Event::PasswordExpirationPolicyChanged(PasswordExpirationPolicy {
+            enabled: true,
+            max_age_days: 90,
+            notify_by_email: false,
+        }),
+        Event::PasswordPolicyChanged(PasswordPolicy {
+            uppercase: 1,
+            lowercase: 1,
+            digit: 1,
+            special_char: 0,
+            length: 12,
+            not_match_old: true,
+        }),
+        Event::BasicAuthenticationChanged { enabled: false },
+        Event::UserPasswordUnexpired {
+            username: "bob".into(),
+        },
+        Event::GlobalRoleSaved(ProjectRole {
+            name: "ci-auditor".into(),
+            description: Some("reads everything, everywhere".into()),
+            actions: vec!["READ_REPOSITORY".into(), "READ_BUILD".into()],
+            environments: vec!["DEV".into(), "PROD".into()],
+        }),
+        Event::GlobalRoleDeleted {
+            name: "ci-auditor".into(),
         },
         Event::SigningKeysReset {
             kid: "0a1b2c3d4e5f6a7b".into(),

@@ -7,13 +7,14 @@
 //! Any password, status or expiry event bumps that position, and deleting the user
 //! removes it, so a cached entry stops matching at once: no explicit invalidation races.
 //!
-//! Failed sign-ins are counted in memory; the threshold-th failure in a row writes a
+//! Failed sign-ins are counted in memory; the threshold-th failure in a row (the user
+//! lock policy in force: `domain::settings::lock_threshold`) writes a
 //! `UserLocked` event (the lock itself is durable, the counter is not).
 
 pub mod jwt;
 pub mod password;
 
-use crate::domain::Command;
+use crate::domain::{settings, Command};
 use crate::writer::{CommandContext, WriterHandle};
 use base64::Engine;
 use gatehouse_projections::State;
@@ -60,10 +61,20 @@ pub enum AuthError {
     Locked(String),
     #[error("user `{0}` is disabled")]
     Disabled(String),
+    #[error(
+        "sign-in with a password is disabled for users other than admins; use an access token"
+    )]
+    BasicDisabled,
     #[error("access key refused: {0}")]
     AccessKey(String),
     #[error("the service is shutting down")]
     Unavailable,
+    /// Too many failed sign-ins from this address or on this name; try again later.
+    #[error("too many failed sign-ins; try again in {0} seconds")]
+    Limited(u64),
+    /// Too many password checks are waiting already.
+    #[error("too many sign-ins are being checked; try again in a moment")]
+    Busy,
 }
 
 /// A JWT whose signature verified, with what every request needs already worked out.
@@ -97,12 +108,50 @@ pub struct Authenticator {
     ttl: Duration,
     cache: Mutex<HashMap<[u8; 32], CachedLogin>>,
     failures: Mutex<HashMap<String, u32>>,
+    /// The configured `lockout-threshold`; a user lock policy set at run time replaces it.
     lockout_threshold: u32,
     /// Password checks in progress, so that identical concurrent ones run once.
     inflight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>>,
     /// Outcomes of access keys' existence checks: key name -> (the key record's
     /// `updated_seq`, when asked, answer). Kept for the key's `cache_for_secs`.
     existence: Mutex<HashMap<String, (u64, Instant, bool)>>,
+    ops: Operations,
+}
+
+/// What issue 16 added around password checks: metrics, failed-sign-in limits, the
+/// argon2 queue and the dummy hash that unknown names are checked against.
+struct Operations {
+    metrics: Arc<crate::metrics::Metrics>,
+    limits: crate::limits::SignInLimits,
+    lockout_from: crate::config::LockoutFrom,
+    /// Password checks that may run at once (argon2 is ~18 ms of one core each).
+    slots: tokio::sync::Semaphore,
+    /// Checks running or waiting; beyond `slots + queue`, refused with 503.
+    waiting: std::sync::atomic::AtomicUsize,
+    queue: usize,
+}
+
+impl Operations {
+    fn new(config: &crate::config::Config, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        let rule = |burst, per_minute| crate::limits::BucketRule { burst, per_minute };
+        // Made now rather than on the first unknown name (which would pay for it twice).
+        let _ = password::dummy_hash();
+        Operations {
+            metrics,
+            limits: crate::limits::SignInLimits::new(
+                rule(
+                    config.signin_address_burst,
+                    config.signin_address_per_minute,
+                ),
+                rule(config.signin_user_burst, config.signin_user_per_minute),
+                Duration::from_secs(config.familiar_address_days.saturating_mul(86_400)),
+            ),
+            lockout_from: config.lockout_from,
+            slots: tokio::sync::Semaphore::new(config.argon2_slots()),
+            waiting: Default::default(),
+            queue: config.argon2_slots() + config.argon2_queue,
+        }
+    }
 }
 
 impl Authenticator {
@@ -123,7 +172,26 @@ impl Authenticator {
             lockout_threshold,
             inflight: Mutex::new(HashMap::new()),
             existence: Mutex::new(HashMap::new()),
+            ops: Operations::new(
+                &crate::config::Config::default(),
+                Arc::new(crate::metrics::Metrics::new()),
+            ),
         }
+    }
+
+    /// Limits, queue and metrics as configured (the defaults otherwise).
+    pub fn with_operations(
+        mut self,
+        config: &crate::config::Config,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
+        self.ops = Operations::new(config, metrics);
+        self
+    }
+
+    /// The metrics this authenticator counts into.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.ops.metrics
     }
 
     fn cache_key(&self, username: &str, password: &str) -> [u8; 32] {
@@ -184,7 +252,7 @@ impl Authenticator {
                     .await;
             }
         }
-        self.password_login(&username, password, state, writer, request_id)
+        self.password_login(&username, password, state, writer, request_id, client_ip)
             .await
     }
 
@@ -215,7 +283,11 @@ impl Authenticator {
                 c.username == name && c.credentials_seq == seq && c.expires > Instant::now()
             })
         };
-        if !cached {
+        if cached {
+            self.cache_hit("password");
+        } else {
+            self.cache_miss("password");
+            self.check_limits(name, client_ip, false)?;
             let mut inflight_key = blake3::Hasher::new_keyed(&cache_key);
             inflight_key.update(&seq.to_le_bytes());
             let ok = self
@@ -224,8 +296,10 @@ impl Authenticator {
                     password,
                     key.password_hash.clone(),
                 )
-                .await;
+                .await?;
             if !ok {
+                self.ops.metrics.signins_failed.inc();
+                self.ops.limits.failed(name, client_ip, false);
                 return Err(AuthError::Invalid);
             }
             if !self.ttl.is_zero() {
@@ -303,7 +377,7 @@ impl Authenticator {
         }
         let url = check.url.clone();
         let ok = tokio::task::spawn_blocking(move || {
-            let agent = ureq::AgentBuilder::new()
+            let agent = crate::tls::agent()
                 .timeout(Duration::from_secs(5))
                 .redirects(0)
                 .build();
@@ -454,9 +528,11 @@ impl Authenticator {
         if let Some(v) = cached {
             // The key that signed it must still be trusted (a removed peer key stops it).
             if self.keys.still_trusted(s, &v.kid) {
+                self.cache_hit("token");
                 return Ok(v);
             }
         }
+        self.cache_miss("token");
         let (claims, kid) = verify_token_kid(&self.keys, s, token)?;
         let user_seq = claims
             .ext
@@ -478,6 +554,7 @@ impl Authenticator {
         Ok(verified)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn password_login(
         &self,
         username: &str,
@@ -485,22 +562,32 @@ impl Authenticator {
         state: &Arc<RwLock<State>>,
         writer: &WriterHandle,
         request_id: &str,
+        client_ip: Option<std::net::IpAddr>,
     ) -> Result<Principal, AuthError> {
-        let (hash, status, credentials_seq) = {
+        // An unknown name (or one without a password) is checked against a dummy hash:
+        // it costs the same argon2 work and goes through the same limits as a known one,
+        // so neither the time nor the answer tells which names exist.
+        let (hash, status, credentials_seq, lock_threshold) = {
             let s = state.read().unwrap_or_else(|p| p.into_inner());
-            let user = s.directory.users.get(username).ok_or(AuthError::Invalid)?;
-            (
-                user.password_hash.clone(),
-                user.status,
-                user.credentials_seq,
-            )
+            // Basic authentication switched off: only admins still sign in with a
+            // password (so that no one is locked out), and it is said before the user
+            // is looked up, so it tells nothing about who exists.
+            if !settings::basic_authentication(&s) && !s.directory.is_admin(username) {
+                return Err(AuthError::BasicDisabled);
+            }
+            let threshold = settings::lock_threshold(&s, self.lockout_threshold);
+            match s.directory.users.get(username) {
+                Some(user) => (
+                    user.password_hash.clone(),
+                    Some(user.status),
+                    user.credentials_seq,
+                    threshold,
+                ),
+                None => (None, None, 0, threshold),
+            }
         };
-        if status == UserStatus::Locked {
-            return Err(AuthError::Locked(username.into()));
-        }
-        let hash = hash.ok_or(AuthError::Invalid)?;
         let key = self.cache_key(username, password);
-        let cached = !self.ttl.is_zero() && {
+        let cached = hash.is_some() && !self.ttl.is_zero() && {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             cache.get(&key).is_some_and(|c| {
                 c.username == username
@@ -509,26 +596,41 @@ impl Authenticator {
             })
         };
         if cached {
+            self.cache_hit("password");
             let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
             if !failures.is_empty() {
                 failures.remove(username);
             }
         } else {
+            self.cache_miss("password");
+            let familiar = self.ops.limits.is_familiar(username, client_ip);
+            self.check_limits(username, client_ip, familiar)?;
             // The in-flight check is for this password *and this hash*: a request that saw
             // a newer password must never share the result of a check of an older one.
             let mut inflight_key = blake3::Hasher::new_keyed(&key);
             inflight_key.update(&credentials_seq.to_le_bytes());
+            inflight_key.update(&[hash.is_some() as u8]);
+            let known = hash.is_some();
+            let checked = hash.unwrap_or_else(|| password::dummy_hash().to_string());
             let ok = self
-                .verify_once(*inflight_key.finalize().as_bytes(), password, hash)
-                .await;
+                .verify_once(*inflight_key.finalize().as_bytes(), password, checked)
+                .await?
+                && known;
             if !ok {
+                self.ops.metrics.signins_failed.inc();
+                self.ops.limits.failed(username, client_ip, familiar);
                 // Only an enabled user can be locked: locking a disabled one would turn
                 // a later unlock into an enable.
-                if status == UserStatus::Enabled {
-                    self.record_failure(username, writer, request_id).await?;
+                let counts = familiar || self.ops.lockout_from == crate::config::LockoutFrom::Any;
+                if let (Some(UserStatus::Enabled), Some(threshold), true) =
+                    (status, lock_threshold, counts)
+                {
+                    self.record_failure(username, threshold, writer, request_id)
+                        .await?;
                 }
                 return Err(AuthError::Invalid);
             }
+            self.ops.limits.signed_in(username, client_ip);
             self.failures
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -548,7 +650,8 @@ impl Authenticator {
                 );
             }
         }
-        // Read the user again: it may have changed while argon2 ran.
+        // Read the user again: it may have changed while argon2 ran. Locked and disabled
+        // are told only now, to a caller that knew the password.
         let s = state.read().unwrap_or_else(|p| p.into_inner());
         let user = s.directory.users.get(username).ok_or(AuthError::Invalid)?;
         if user.credentials_seq != credentials_seq {
@@ -564,16 +667,64 @@ impl Authenticator {
         Ok(Principal {
             username: user.username.clone(),
             admin: s.directory.is_admin(username),
-            password_expired: user.password_expired,
+            // Expired by an admin, or older than the password expiration policy allows.
+            password_expired: user.password_expired
+                || s.settings.password_too_old(user, unix_millis()),
             token: None,
             access_key: false,
         })
     }
 
+    fn cache_hit(&self, kind: &'static str) {
+        self.ops
+            .metrics
+            .auth_cache_hits
+            .get_or_create(&crate::metrics::KindLabels { kind })
+            .inc();
+    }
+
+    fn cache_miss(&self, kind: &'static str) {
+        self.ops
+            .metrics
+            .auth_cache_misses
+            .get_or_create(&crate::metrics::KindLabels { kind })
+            .inc();
+    }
+
+    /// Refuse a password check that the failed-sign-in limits hold back.
+    fn check_limits(
+        &self,
+        name: &str,
+        client_ip: Option<std::net::IpAddr>,
+        familiar: bool,
+    ) -> Result<(), AuthError> {
+        match self.ops.limits.check(name, client_ip, familiar) {
+            None => Ok(()),
+            Some((by, wait)) => {
+                self.ops
+                    .metrics
+                    .signins_limited
+                    .get_or_create(&crate::metrics::LimitLabels { by: by.label() })
+                    .inc();
+                Err(AuthError::Limited(wait.as_secs_f64().ceil().max(1.0) as u64))
+            }
+        }
+    }
+
     /// Run argon2 for these credentials once, however many requests carry them at the
     /// same moment: a fleet of CI jobs that start together (or a restart that empties the
     /// cache) would otherwise pay ~18 ms of CPU per request until the first one finishes.
-    async fn verify_once(&self, key: [u8; 32], password: &str, hash: String) -> bool {
+    ///
+    /// At most `argon2-concurrency` checks run at once and `argon2-queue` wait; more are
+    /// refused (`Busy`), so a storm of passwords cannot take every core (or the whole
+    /// blocking pool) from token and cached requests.
+    async fn verify_once(
+        &self,
+        key: [u8; 32],
+        password: &str,
+        hash: String,
+    ) -> Result<bool, AuthError> {
+        use std::sync::atomic::Ordering;
         let cell = {
             let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
             inflight
@@ -582,23 +733,41 @@ impl Authenticator {
                 .clone()
         };
         let pw = password.to_string();
-        let ok = *cell
-            .get_or_init(|| async move {
-                tokio::task::spawn_blocking(move || password::verify(&pw, &hash))
-                    .await
-                    .unwrap_or(false)
+        let ops = &self.ops;
+        let result = cell
+            .get_or_try_init(|| async move {
+                if ops.waiting.fetch_add(1, Ordering::SeqCst) >= ops.queue {
+                    ops.waiting.fetch_sub(1, Ordering::SeqCst);
+                    ops.metrics.argon2_rejected.inc();
+                    return Err(AuthError::Busy);
+                }
+                ops.metrics.argon2_waiting.inc();
+                let ok = match ops.slots.acquire().await {
+                    Ok(_permit) => {
+                        ops.metrics.argon2_verifications.inc();
+                        tokio::task::spawn_blocking(move || password::verify(&pw, &hash))
+                            .await
+                            .unwrap_or(false)
+                    }
+                    Err(_) => false,
+                };
+                ops.metrics.argon2_waiting.dec();
+                ops.waiting.fetch_sub(1, Ordering::SeqCst);
+                Ok(ok)
             })
-            .await;
+            .await
+            .copied();
         let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         if inflight.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
             inflight.remove(&key);
         }
-        ok
+        result
     }
 
     async fn record_failure(
         &self,
         username: &str,
+        threshold: u32,
         writer: &WriterHandle,
         request_id: &str,
     ) -> Result<(), AuthError> {
@@ -608,7 +777,8 @@ impl Authenticator {
             *n += 1;
             *n
         };
-        if count >= self.lockout_threshold {
+        if count >= threshold {
+            self.ops.metrics.lockouts.inc();
             tracing::warn!(
                 user = username,
                 failures = count,

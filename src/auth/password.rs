@@ -25,6 +25,13 @@ pub fn verify(password: &str, phc: &str) -> bool {
     }
 }
 
+/// A hash of a random password, made once per process with the same parameters as
+/// [`hash`]: unknown user names are checked against it, so that they cost the same work.
+pub fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash(&generate()))
+}
+
 /// A random password for the first `admin` (24 url-safe characters, 144 bits).
 pub fn generate() -> String {
     use base64::Engine;

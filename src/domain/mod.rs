@@ -19,13 +19,21 @@ mod keys;
 mod names;
 mod permissions;
 mod projects;
+pub mod settings;
 mod subscriptions;
 mod tokens;
 
 pub use directory::{GroupChanges, NewGroup, NewUser, UserChanges};
 pub use federation::{Replicated, ReplicatedChange, UNFEDERATED_USER};
-pub use names::{normalize_username, validate_email, validate_group_name, validate_password};
+pub use names::default_password_policy;
+pub use names::{
+    normalize_environment, normalize_key_part, normalize_username, validate_email,
+    validate_group_name, validate_password, validate_project_key, validate_repo_key,
+    REPOSITORY_CLASSES,
+};
 pub use permissions::{manages, normalize_target};
+pub use projects::normalize_role;
+pub use settings::SettingChange;
 
 use gatehouse_projections::State;
 use gatehouse_schemas::{Event, TokenIssued};
@@ -175,6 +183,14 @@ pub enum Command {
         project_key: String,
         role: String,
     },
+    /// Create (`create_only`) or update a global role (`CUSTOM_GLOBAL`).
+    SaveGlobalRole {
+        role: gatehouse_schemas::ProjectRole,
+        create_only: bool,
+    },
+    DeleteGlobalRole {
+        name: String,
+    },
     /// `kind` is `user` or `group`.
     SetProjectMember {
         project_key: String,
@@ -282,6 +298,28 @@ pub enum Command {
     },
     /// Record a signed checkpoint (a no-op when one at or after its position exists).
     RecordCheckpoint(gatehouse_schemas::Checkpoint),
+    /// A security setting, whole (see `settings.rs`).
+    ChangeSetting(SettingChange),
+    /// Lift the expiry of a password without changing it.
+    UnexpirePassword {
+        username: String,
+    },
+    /// Expire the passwords of these users, or of every user with one (`None`) but
+    /// `except` (the admin who asks).
+    ExpirePasswords {
+        usernames: Option<Vec<String>>,
+        except: Option<String>,
+    },
+    /// Lift the expiry of these users' passwords, or of every expired one (`None`),
+    /// judged at `now_ms` against the expiration policy.
+    UnexpirePasswords {
+        usernames: Option<Vec<String>>,
+        now_ms: u64,
+    },
+    /// Unlock these users (unknown ones skipped), or every locked one (`None`).
+    UnlockUsers {
+        usernames: Option<Vec<String>>,
+    },
     /// Record a peer's key from a pairing; with `pairing_token_id`, also use up that
     /// (single-use) pairing token in the same commit.
     CompletePairing {
@@ -424,6 +462,10 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
         Command::DeleteProjectRole { project_key, role } => {
             projects::delete_role(state, project_key, role)
         }
+        Command::SaveGlobalRole { role, create_only } => {
+            projects::save_global_role(state, role, *create_only)
+        }
+        Command::DeleteGlobalRole { name } => projects::delete_global_role(state, name),
         Command::SetProjectMember {
             project_key,
             kind,
@@ -478,6 +520,15 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             names,
         } => federation::end_broadcast(state, source, *since, names),
         Command::RecordCheckpoint(c) => checkpoints::record(state, c),
+        Command::ChangeSetting(change) => settings::change(state, change),
+        Command::UnexpirePassword { username } => settings::unexpire_password(state, username),
+        Command::ExpirePasswords { usernames, except } => {
+            settings::expire_passwords(state, usernames.as_deref(), except.as_deref())
+        }
+        Command::UnexpirePasswords { usernames, now_ms } => {
+            settings::unexpire_passwords(state, usernames.as_deref(), *now_ms)
+        }
+        Command::UnlockUsers { usernames } => settings::unlock_users(state, usernames.as_deref()),
     }
 }
 

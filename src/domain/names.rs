@@ -6,6 +6,7 @@
 //! separators (names appear in URL paths), surrounding whitespace, and length.
 
 use super::DomainError;
+use gatehouse_schemas::PasswordPolicy;
 
 /// User ids are limited to 128 characters, as in Artifactory (seed 002).
 pub const MAX_NAME_CHARS: usize = 128;
@@ -95,11 +96,27 @@ pub fn validate_email(email: &str) -> Result<(), DomainError> {
     Ok(())
 }
 
-pub fn validate_password(password: &str) -> Result<(), DomainError> {
-    if password.chars().count() < MIN_PASSWORD_CHARS {
+/// The password policy when none was set: at least [`MIN_PASSWORD_CHARS`] characters.
+pub fn default_password_policy() -> PasswordPolicy {
+    PasswordPolicy {
+        uppercase: 0,
+        lowercase: 0,
+        digit: 0,
+        special_char: 0,
+        length: MIN_PASSWORD_CHARS as u32,
+        not_match_old: false,
+    }
+}
+
+/// Check a new password against `policy` (the one in force: see
+/// `domain::settings::password_policy`). `not_match_old` needs the current hash and is
+/// checked by the caller, which has it.
+pub fn validate_password(password: &str, policy: &PasswordPolicy) -> Result<(), DomainError> {
+    let chars = password.chars().count();
+    if chars < policy.length as usize {
         return Err(DomainError::invalid(
             "password",
-            format!("must be at least {MIN_PASSWORD_CHARS} characters"),
+            format!("must be at least {} characters", policy.length),
         ));
     }
     if password.len() > MAX_PASSWORD_BYTES {
@@ -113,6 +130,34 @@ pub fn validate_password(password: &str) -> Result<(), DomainError> {
             "password",
             "must not contain control characters",
         ));
+    }
+    let count = |f: fn(&char) -> bool| password.chars().filter(f).count();
+    let classes: [(u32, usize, &str); 4] = [
+        (
+            policy.uppercase,
+            count(|c| c.is_uppercase()),
+            "upper-case letter",
+        ),
+        (
+            policy.lowercase,
+            count(|c| c.is_lowercase()),
+            "lower-case letter",
+        ),
+        (policy.digit, count(|c| c.is_numeric()), "digit"),
+        (
+            policy.special_char,
+            count(|c| !c.is_alphanumeric() && !c.is_whitespace()),
+            "special character",
+        ),
+    ];
+    for (least, got, what) in classes {
+        if got < least as usize {
+            let plural = if least == 1 { "" } else { "s" };
+            return Err(DomainError::invalid(
+                "password",
+                format!("must contain at least {least} {what}{plural}"),
+            ));
+        }
     }
     Ok(())
 }
@@ -159,4 +204,107 @@ mod tests {
         }
         assert!(normalize_username("username", &"a".repeat(128)).is_ok());
     }
+
+    #[test]
+    fn the_password_policy_names_the_rule_it_breaks() {
+        let strict = PasswordPolicy {
+            uppercase: 1,
+            lowercase: 2,
+            digit: 1,
+            special_char: 1,
+            length: 10,
+            not_match_old: false,
+        };
+        let msg = |p: &str| validate_password(p, &strict).unwrap_err().to_string();
+        assert!(msg("Ab1!cdefg").contains("at least 10 characters"));
+        assert!(msg("ab1!cdefgh").contains("1 upper-case letter"));
+        assert!(msg("AB1!CDEFGh").contains("2 lower-case letters"));
+        assert!(msg("Ab!!cdefgh").contains("1 digit"));
+        assert!(msg("Ab12cdefgh").contains("1 special character"));
+        assert!(msg("Ab12cdefgh").contains("`password`"));
+        assert!(validate_password("Ab1!cdefgh", &strict).is_ok());
+        let default = default_password_policy();
+        assert!(validate_password("short", &default).is_err());
+        assert!(validate_password("long-enough", &default).is_ok());
+    }
+}
+
+/// The classes of repository Artifactory has (`rclass`).
+pub const REPOSITORY_CLASSES: &[&str] = &["local", "remote", "virtual", "federated"];
+
+/// Repository keys as Artifactory allows them: letters, digits, `-`, `_`, `.`; at most
+/// 64 characters.
+pub fn validate_repo_key(field: &str, key: &str) -> Result<(), DomainError> {
+    if key.is_empty() || key.len() > 64 {
+        return Err(DomainError::invalid(field, "must be 1 to 64 characters"));
+    }
+    if key == "." || key == ".." {
+        return Err(DomainError::invalid(field, "must not be `.` or `..`"));
+    }
+    if let Some(c) = key
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(DomainError::invalid(
+            field,
+            format!(
+                "must contain only letters, digits, `-`, `_` and `.` (found `{}`)",
+                c.escape_debug()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Environment names (`DEV`, `PROD`, custom), stored upper-case.
+pub fn normalize_environment(field: &str, env: &str) -> Result<String, DomainError> {
+    if env.is_empty()
+        || env.len() > 32
+        || !env
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+    {
+        return Err(DomainError::invalid(
+            field,
+            format!(
+                "`{}` is not an environment name (1 to 32 letters, digits, `-`, `_`)",
+                env.escape_debug()
+            ),
+        ));
+    }
+    Ok(env.to_ascii_uppercase())
+}
+
+/// Project keys: 2 to 32 lower-case letters and digits, starting with a letter.
+pub fn validate_project_key(field: &str, key: &str) -> Result<(), DomainError> {
+    let ok = (2..=32).contains(&key.len())
+        && key.starts_with(|c: char| c.is_ascii_lowercase())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(DomainError::invalid(
+            field,
+            format!(
+                "`{}` is not a project key (2 to 32 lower-case letters and digits, starting with a letter)",
+                key.escape_debug()
+            ),
+        ))
+    }
+}
+
+/// Org names and key ids: what a name may be, minus `@` (it separates them when
+/// signing in) and at most 64 characters; stored lower-case, because the name a key
+/// signs in with is case-insensitive like every user name.
+pub fn normalize_key_part(field: &str, v: &str) -> Result<String, DomainError> {
+    validate_group_name(field, v)?;
+    if v.contains('@') || v.chars().count() > 64 || v.chars().any(char::is_whitespace) {
+        return Err(DomainError::invalid(
+            field,
+            "at most 64 characters, without `@` or whitespace",
+        ));
+    }
+    Ok(v.to_lowercase())
 }

@@ -228,6 +228,26 @@ pub(super) fn delete_target(state: &State, name: &str) -> Result<Vec<Event>, Dom
 }
 
 pub(super) fn save_repository(r: &Repository) -> Result<Vec<Event>, DomainError> {
+    // The repository rules, here so that no API can store a repository they refuse.
+    super::validate_repo_key("key", &r.key)?;
+    if !super::REPOSITORY_CLASSES.contains(&r.rclass.as_str()) {
+        return Err(DomainError::invalid(
+            "rclass",
+            format!(
+                "`{}` (use {})",
+                r.rclass.escape_debug(),
+                super::REPOSITORY_CLASSES.join(", ")
+            ),
+        ));
+    }
+    for (i, e) in r.environments.iter().enumerate() {
+        if super::normalize_environment(&format!("environments[{i}]"), e)? != *e {
+            return Err(DomainError::invalid(
+                format!("environments[{i}]"),
+                "environments are stored upper-case",
+            ));
+        }
+    }
     Ok(vec![Event::RepositorySaved(r.clone())])
 }
 
@@ -236,4 +256,75 @@ pub(super) fn delete_repository(state: &State, key: &str) -> Result<Vec<Event>, 
     Ok(vec![Event::RepositoryDeleted {
         key: key.to_string(),
     }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{decide, Command};
+    use gatehouse_schemas::RepositoryPatterns;
+
+    fn target(users: &[(&str, &[&str])], build_repos: Vec<String>) -> PermissionTarget {
+        PermissionTarget {
+            name: "t".into(),
+            repo: Some(PermissionSection {
+                repositories: vec!["libs".into()],
+                users: users
+                    .iter()
+                    .map(|(u, a)| (u.to_string(), a.iter().map(|x| x.to_string()).collect()))
+                    .collect(),
+                ..Default::default()
+            }),
+            build: Some(PermissionSection {
+                repositories: build_repos,
+                ..Default::default()
+            }),
+            release_bundle: None,
+        }
+    }
+
+    #[test]
+    fn every_api_gets_the_same_rules_and_decide_refuses_what_skipped_them() {
+        let state = State::default();
+        // Normalising fills the build section's repository and lower-cases names.
+        let raw = target(&[("Bob", &["read"])], vec![]);
+        let normal = normalize_target(raw.clone()).unwrap();
+        assert_eq!(
+            normal.build.as_ref().unwrap().repositories,
+            vec![BUILD_INFO_REPOSITORY]
+        );
+        assert!(normal.repo.as_ref().unwrap().users.contains_key("bob"));
+        // decide takes the normal form and refuses the raw one.
+        let save = |t: PermissionTarget| {
+            decide(
+                &state,
+                &Command::SavePermissionTarget {
+                    target: t,
+                    create_only: true,
+                },
+            )
+        };
+        assert!(save(normal).is_ok());
+        assert!(save(raw).is_err());
+        // An unknown action is refused, naming the field.
+        let e = normalize_target(target(&[("bob", &["fly"])], vec![])).unwrap_err();
+        assert!(e.to_string().contains("repo.actions.users.bob"), "{e}");
+        // Per-repository patterns equal to the section's are dropped; others kept.
+        let mut t = target(&[("bob", &["read"])], vec![]);
+        let repo = t.repo.as_mut().unwrap();
+        repo.patterns_by_repository
+            .insert("libs".into(), Default::default());
+        repo.patterns_by_repository.insert(
+            "other".into(),
+            RepositoryPatterns {
+                include_patterns: vec!["a/**".into()],
+                exclude_patterns: vec![],
+            },
+        );
+        let n = normalize_target(t).unwrap();
+        assert!(
+            n.repo.unwrap().patterns_by_repository.is_empty(),
+            "`other` is not a repository of the section, `libs` is the same"
+        );
+    }
 }

@@ -43,6 +43,49 @@ pub(super) fn delete(state: &State, project_key: &str) -> Result<Vec<Event>, Dom
 }
 
 /// Create (`create_only`) or update a custom role.
+/// A role as it is stored: at least one known action and one environment, each once,
+/// environments upper-case. Project roles and (global) roles share this rule.
+pub fn normalize_role(role: ProjectRole) -> Result<ProjectRole, DomainError> {
+    use crate::authorize::ROLE_ACTIONS;
+    if role.actions.is_empty() {
+        return Err(DomainError::invalid("actions", "give at least one action"));
+    }
+    let mut actions: Vec<String> = Vec::new();
+    for (i, a) in role.actions.iter().enumerate() {
+        if !ROLE_ACTIONS.contains(&a.as_str()) {
+            return Err(DomainError::invalid(
+                format!("actions[{i}]"),
+                format!(
+                    "unknown action `{}` (use {})",
+                    a.escape_debug(),
+                    ROLE_ACTIONS.join(", ")
+                ),
+            ));
+        }
+        if !actions.contains(a) {
+            actions.push(a.clone());
+        }
+    }
+    if role.environments.is_empty() {
+        return Err(DomainError::invalid(
+            "environments",
+            "give at least one environment",
+        ));
+    }
+    let mut environments: Vec<String> = Vec::new();
+    for (i, e) in role.environments.iter().enumerate() {
+        let e = super::normalize_environment(&format!("environments[{i}]"), e)?;
+        if !environments.contains(&e) {
+            environments.push(e);
+        }
+    }
+    Ok(ProjectRole {
+        actions,
+        environments,
+        ..role
+    })
+}
+
 pub(super) fn save_role(
     state: &State,
     project_key: &str,
@@ -50,6 +93,13 @@ pub(super) fn save_role(
     create_only: bool,
 ) -> Result<Vec<Event>, DomainError> {
     let p = project_must_exist(state, project_key)?;
+    // INVARIANT: a stored role is normalised, whichever API sent it.
+    if normalize_role(role.clone())? != *role {
+        return Err(DomainError::invalid(
+            "name",
+            "the role is not in its normal form",
+        ));
+    }
     if gatehouse_projections::predefined_roles()
         .iter()
         .any(|r| r.name == role.name)
@@ -116,7 +166,7 @@ pub(super) fn set_member(
     // gives `"developer"` for the predefined `Developer`); an exact name wins.
     let mut canonical = Vec::with_capacity(roles.len());
     for (i, r) in roles.iter().enumerate() {
-        let found = p.role(r).map(|role| role.name).or_else(|| {
+        let found = state.projects.role_in(p, r).map(|role| role.name).or_else(|| {
             let mut names: Vec<String> = p
                 .roles
                 .keys()
@@ -126,6 +176,7 @@ pub(super) fn set_member(
                         .into_iter()
                         .map(|role| role.name),
                 )
+                .chain(state.projects.global_roles.keys().cloned())
                 .filter(|n| n.eq_ignore_ascii_case(r))
                 .collect();
             names.dedup();
@@ -263,4 +314,61 @@ fn project_must_exist<'a>(
         .by_key
         .get(key)
         .ok_or_else(|| DomainError::NotFound(format!("project `{key}`")))
+}
+
+/// Create (`create_only`) or change a global role. Predefined names are taken; the type
+/// of a global role is always `CUSTOM_GLOBAL`.
+pub(super) fn save_global_role(
+    state: &State,
+    role: &ProjectRole,
+    create_only: bool,
+) -> Result<Vec<Event>, DomainError> {
+    if normalize_role(role.clone())? != *role {
+        return Err(DomainError::invalid(
+            "name",
+            "the role is not in its normal form",
+        ));
+    }
+    if role.name.trim().is_empty() || role.name.trim() != role.name || role.name.len() > 64 {
+        return Err(DomainError::invalid(
+            "name",
+            "1 to 64 characters, not starting or ending with whitespace",
+        ));
+    }
+    if gatehouse_projections::predefined_roles()
+        .iter()
+        .any(|r| r.name == role.name)
+    {
+        return Err(if create_only {
+            DomainError::AlreadyExists(format!("predefined role `{}`", role.name))
+        } else {
+            DomainError::invalid("name", "predefined roles cannot be changed")
+        });
+    }
+    let exists = state.projects.global_roles.contains_key(&role.name);
+    if create_only && exists {
+        return Err(DomainError::AlreadyExists(format!("role `{}`", role.name)));
+    }
+    if !create_only && !exists {
+        return Err(DomainError::NotFound(format!("role `{}`", role.name)));
+    }
+    Ok(vec![Event::GlobalRoleSaved(role.clone())])
+}
+
+pub(super) fn delete_global_role(state: &State, name: &str) -> Result<Vec<Event>, DomainError> {
+    if !state.projects.global_roles.contains_key(name) {
+        if gatehouse_projections::predefined_roles()
+            .iter()
+            .any(|r| r.name == name)
+        {
+            return Err(DomainError::invalid(
+                "role",
+                "predefined roles cannot be deleted",
+            ));
+        }
+        return Err(DomainError::NotFound(format!("role `{name}`")));
+    }
+    Ok(vec![Event::GlobalRoleDeleted {
+        name: name.to_string(),
+    }])
 }

@@ -681,7 +681,7 @@ impl Sender {
 
     fn run(self) {
         let f = self.federation.clone();
-        let agent = ureq::AgentBuilder::new()
+        let agent = crate::tls::agent()
             .timeout(Duration::from_millis(f.settings.timeout_ms))
             .redirects(0)
             .build();

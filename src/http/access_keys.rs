@@ -7,7 +7,7 @@ use super::error::ApiError;
 use super::extract::{Admin, Body, RequestId};
 use super::{query_param, resource, written, AppState};
 use crate::auth::{parse_cidr, password};
-use crate::domain::{self, Command, DomainError};
+use crate::domain::{self, Command};
 use actix_web::{web, HttpRequest, HttpResponse};
 use gatehouse_projections::access_key_username;
 use gatehouse_schemas::{AccessKey, Entitlement, ExistenceCheck};
@@ -39,20 +39,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::patch().to(update_entitlement))
             .route(web::delete().to(delete_entitlement)),
     );
-}
-
-/// Org names and key ids: what a name may be, minus `@` (it separates them when
-/// signing in) and at most 64 characters; stored lower-case, because the name a key
-/// signs in with is case-insensitive like every user name.
-fn part(field: &str, v: &str) -> Result<String, DomainError> {
-    domain::validate_group_name(field, v)?;
-    if v.contains('@') || v.chars().count() > 64 || v.chars().any(char::is_whitespace) {
-        return Err(DomainError::invalid(
-            field,
-            "at most 64 characters, without `@` or whitespace",
-        ));
-    }
-    Ok(v.to_lowercase())
 }
 
 fn check_cidrs(field: &str, list: &[String]) -> Result<(), ApiError> {
@@ -116,8 +102,13 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::E
     Value::deserialize(d).map(Some)
 }
 
-async fn hash(password: String) -> Result<String, ApiError> {
-    domain::validate_password(&password)?;
+/// A given password meets the password policy in force; a generated one (random, 144
+/// bits) is not held to it.
+async fn hash(app: &AppState, password: String) -> Result<String, ApiError> {
+    super::settings::new_password_hash(app, None, password).await
+}
+
+async fn hash_generated(password: String) -> Result<String, ApiError> {
     web::block(move || password::hash(&password))
         .await
         .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))
@@ -125,16 +116,17 @@ async fn hash(password: String) -> Result<String, ApiError> {
 
 /// Apply the fields of `body` to `key`; returns the generated password, if one was made.
 async fn apply_key_fields(
+    app: &AppState,
     key: &mut AccessKey,
     body: KeyIn,
     creating: bool,
 ) -> Result<Option<String>, ApiError> {
     let mut generated = None;
     match body.password {
-        Some(p) => key.password_hash = hash(p).await?,
+        Some(p) => key.password_hash = hash(app, p).await?,
         None if creating => {
             let p = password::generate();
-            key.password_hash = hash(p.clone()).await?;
+            key.password_hash = hash_generated(p.clone()).await?;
             generated = Some(p);
         }
         None => {}
@@ -176,7 +168,7 @@ async fn list_keys(
     path: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let org = part("org", &path)?;
+    let org = domain::normalize_key_part("org", &path)?;
     let s = app.view(&req);
     let items: Vec<_> = s
         .access_keys
@@ -197,18 +189,18 @@ async fn create_key(
     path: web::Path<String>,
     Body(body): Body<KeyIn>,
 ) -> Result<HttpResponse, ApiError> {
-    let org = part("org", &path)?;
+    let org = domain::normalize_key_part("org", &path)?;
     let id = body
         .id
         .clone()
         .ok_or_else(|| ApiError::BadRequest("invalid `id`: required".into()))?;
-    let id = part("id", &id)?;
+    let id = domain::normalize_key_part("id", &id)?;
     let mut key = AccessKey {
         org,
         id,
         ..Default::default()
     };
-    let generated = apply_key_fields(&mut key, body, true).await?;
+    let generated = apply_key_fields(&app, &mut key, body, true).await?;
     let committed = app
         .submit(
             Command::SaveAccessKey {
@@ -227,7 +219,10 @@ async fn create_key(
 }
 
 fn find_key(s: &gatehouse_projections::State, org: &str, id: &str) -> Result<AccessKey, ApiError> {
-    let name = access_key_username(&part("org", org)?, &part("id", id)?);
+    let name = access_key_username(
+        &domain::normalize_key_part("org", org)?,
+        &domain::normalize_key_part("id", id)?,
+    );
     s.access_keys
         .keys
         .get(&name)
@@ -258,7 +253,7 @@ async fn update_key(
             "invalid `id`: must match the id in the path".into(),
         ));
     }
-    apply_key_fields(&mut key, body, false).await?;
+    apply_key_fields(&app, &mut key, body, false).await?;
     let committed = app
         .submit(
             Command::SaveAccessKey {
@@ -281,8 +276,8 @@ async fn delete_key(
     rid: RequestId,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let org = part("org", &path.0)?;
-    let id = part("id", &path.1)?;
+    let org = domain::normalize_key_part("org", &path.0)?;
+    let id = domain::normalize_key_part("id", &path.1)?;
     let committed = app
         .submit(
             Command::DeleteAccessKey { org, id },
@@ -370,7 +365,7 @@ fn check_tags(field: &str, tags: &[String]) -> Result<(), ApiError> {
 fn key_ids(field: &str, ids: &[String]) -> Result<Vec<String>, ApiError> {
     let mut out = Vec::with_capacity(ids.len());
     for (i, k) in ids.iter().enumerate() {
-        out.push(part(&format!("{field}[{i}]"), k)?);
+        out.push(domain::normalize_key_part(&format!("{field}[{i}]"), k)?);
     }
     Ok(out)
 }
@@ -391,7 +386,7 @@ async fn create_entitlement(
     path: web::Path<String>,
     Body(body): Body<EntitlementIn>,
 ) -> Result<HttpResponse, ApiError> {
-    let org = part("org", &path)?;
+    let org = domain::normalize_key_part("org", &path)?;
     super::repositories::validate_repo_key("repo", &body.repo)?;
     if let Some(p) = &body.package {
         check_segment("package", p)?;
@@ -465,7 +460,7 @@ async fn list_entitlements(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let org = part("org", &path)?;
+    let org = domain::normalize_key_part("org", &path)?;
     let tag = query_param(&req, "tag")?;
     let key = query_param(&req, "access_key")?.map(|k| k.to_lowercase());
     let access = query_param(&req, "access")?;
@@ -508,7 +503,7 @@ fn find_entitlement(
     org: &str,
     id: &str,
 ) -> Result<Entitlement, ApiError> {
-    let org = part("org", org)?;
+    let org = domain::normalize_key_part("org", org)?;
     s.access_keys
         .entitlements
         .get(id)
@@ -578,7 +573,7 @@ async fn delete_entitlement(
     rid: RequestId,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let org = part("org", &path.0)?;
+    let org = domain::normalize_key_part("org", &path.0)?;
     let id = path.1.clone();
     let committed = app
         .submit(

@@ -191,6 +191,8 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
         .auth
         .authenticate(auth_header.as_deref(), &app.state, &app.writer, &rid.0, ip)
         .await?;
+    req.extensions_mut()
+        .insert(super::extract::PrincipalName(principal.username.clone()));
     if principal.password_expired {
         return Err(ApiError::Forbidden(
             "the password has expired; change it first".into(),

@@ -32,6 +32,14 @@ pub enum ApiError {
     Internal(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("the request body was not received within {0} ms")]
+    RequestTimeout(u64),
+    /// 429 with `Retry-After` (seconds).
+    #[error("{0}")]
+    TooManyRequests(String, u64),
+    /// 503 with `Retry-After: 1`: the server sheds load it cannot take now.
+    #[error("{0}")]
+    Overloaded(String),
 }
 
 impl ResponseError for ApiError {
@@ -48,6 +56,9 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -57,6 +68,15 @@ impl ResponseError for ApiError {
         let mut res = HttpResponse::build(status);
         if status == StatusCode::UNAUTHORIZED {
             res.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"gatehouse\""));
+        }
+        match self {
+            ApiError::TooManyRequests(_, secs) => {
+                res.insert_header((header::RETRY_AFTER, secs.to_string()));
+            }
+            ApiError::Overloaded(_) => {
+                res.insert_header((header::RETRY_AFTER, "1"));
+            }
+            _ => {}
         }
         res.json(body)
     }
@@ -89,6 +109,8 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::Unavailable => ApiError::Unavailable(e.to_string()),
+            AuthError::Limited(secs) => ApiError::TooManyRequests(e.to_string(), secs),
+            AuthError::Busy => ApiError::Overloaded(e.to_string()),
             _ => ApiError::Unauthorized(e.to_string()),
         }
     }

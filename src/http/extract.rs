@@ -32,6 +32,10 @@ pub fn request_id(req: &HttpRequest) -> RequestId {
         .unwrap_or_else(|| RequestId("-".into()))
 }
 
+/// The name of the authenticated caller (request extension), for the access log.
+#[derive(Debug, Clone)]
+pub struct PrincipalName(pub String);
+
 /// A JSON request body of type `T`.
 ///
 /// Unlike actix's `Json`, a bad body is answered in the API's error shape and the
@@ -48,10 +52,10 @@ fn read_body(
     req: &HttpRequest,
     payload: &mut Payload,
 ) -> Pin<Box<dyn Future<Output = Result<RawBody, ApiError>>>> {
-    let limit = req
+    let (limit, timeout_ms) = req
         .app_data::<web::Data<AppState>>()
-        .map(|s| s.config.max_body_bytes)
-        .unwrap_or(1 << 20);
+        .map(|s| (s.config.max_body_bytes, s.config.body_timeout_ms))
+        .unwrap_or((1 << 20, 30_000));
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -66,16 +70,24 @@ fn read_body(
         if declared_len.is_some_and(|n| n > limit) {
             return Err(ApiError::PayloadTooLarge(limit));
         }
-        // Read chunk by chunk so a body without Content-Length cannot exceed the limit.
+        // Read chunk by chunk so a body without Content-Length cannot exceed the limit,
+        // and within `body-timeout-ms` so a slow client cannot hold a request open.
         let mut bytes = web::BytesMut::new();
-        while let Some(chunk) = payload.next().await {
-            let chunk = chunk
-                .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
-            if bytes.len() + chunk.len() > limit {
-                return Err(ApiError::PayloadTooLarge(limit));
+        let read = async {
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| {
+                    ApiError::BadRequest(format!("cannot read the request body: {e}"))
+                })?;
+                if bytes.len() + chunk.len() > limit {
+                    return Err(ApiError::PayloadTooLarge(limit));
+                }
+                bytes.extend_from_slice(&chunk);
             }
-            bytes.extend_from_slice(&chunk);
-        }
+            Ok(())
+        };
+        actix_web::rt::time::timeout(std::time::Duration::from_millis(timeout_ms), read)
+            .await
+            .map_err(|_| ApiError::RequestTimeout(timeout_ms))??;
         Ok(RawBody {
             bytes,
             content_type,
@@ -326,6 +338,11 @@ pub fn from_value<T: DeserializeOwned>(
     req: &HttpRequest,
     v: serde_json::Value,
 ) -> Result<T, ApiError> {
+    if v.is_array() && expects_object::<T>() {
+        return Err(ApiError::BadRequest(
+            "invalid request body: expected a JSON object, got an array".into(),
+        ));
+    }
     let mut ignored = Vec::new();
     let mut note = |path: serde_ignored::Path| ignored.push(path.to_string());
     let result = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(v, &mut note));
@@ -363,6 +380,14 @@ fn parse_json_with<T: DeserializeOwned>(
     bytes: &[u8],
     mut on_ignored: impl FnMut(String),
 ) -> Result<T, ApiError> {
+    // serde reads a struct from a JSON array too (`[]` as `{}`): a body that must be an
+    // object is refused when it is an array, as its description says.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') && expects_object::<T>() {
+        return Err(ApiError::BadRequest(
+            "invalid request body: expected a JSON object, got an array".into(),
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let mut note = |path: serde_ignored::Path| on_ignored(path.to_string());
     let de = serde_ignored::Deserializer::new(de, &mut note);
@@ -402,6 +427,8 @@ pub async fn authenticate(req: HttpRequest) -> Result<Principal, ApiError> {
         .auth
         .authenticate(header.as_deref(), &app.state, &app.writer, &rid.0, ip)
         .await?;
+    req.extensions_mut()
+        .insert(PrincipalName(principal.username.clone()));
     // An access key is scoped to its entitlements: it may ask the authorize decision
     // (which authenticates on its own), nothing else.
     if principal.access_key {
@@ -540,4 +567,51 @@ impl FromRequest for MaybeCaller {
             Ok(MaybeCaller(Some(authenticate_caller(req).await?)))
         })
     }
+}
+
+/// Whether `T` is read from a JSON object (a struct or a map): asks `T`'s `Deserialize`
+/// what it wants first, with a deserializer that only records the question.
+fn expects_object<T: DeserializeOwned>() -> bool {
+    use serde::de::{Deserializer, Error, Visitor};
+    #[derive(Debug)]
+    struct Asked;
+    impl std::fmt::Display for Asked {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("probe")
+        }
+    }
+    impl std::error::Error for Asked {}
+    impl Error for Asked {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Asked
+        }
+    }
+    struct Probe<'a>(&'a mut bool);
+    impl<'de> Deserializer<'de> for Probe<'_> {
+        type Error = Asked;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Asked> {
+            Err(Asked)
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            _: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Asked> {
+            *self.0 = true;
+            Err(Asked)
+        }
+        fn deserialize_map<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Asked> {
+            *self.0 = true;
+            Err(Asked)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct enum
+            identifier ignored_any
+        }
+    }
+    let mut object = false;
+    let _ = T::deserialize(Probe(&mut object));
+    object
 }

@@ -373,7 +373,8 @@ async fn broadcast_all(app: web::Data<AppState>, _admin: Admin) -> Result<HttpRe
     run_broadcasts(&app, targets).await
 }
 
-/// `PUT …/{access_id}/full_broadcast`: the same, naming this server's service id.
+/// `PUT …/{access_id}/full_broadcast`: the same, naming this server's service id; or
+/// naming one target, whose broadcast is queued.
 async fn broadcast_from(
     app: web::Data<AppState>,
     _admin: Admin,
@@ -381,8 +382,16 @@ async fn broadcast_from(
 ) -> Result<HttpResponse, ApiError> {
     let own = app.read().service_id.clone().unwrap_or_default();
     if path.as_str() != own {
+        // A target's name (as py-jfrog-client passes it): that target's broadcast is
+        // queued and runs in the background (202); `…/{name}/status` shows it.
+        if app.read().federation.targets.contains_key(path.as_str()) {
+            app.federation
+                .request_broadcast(&path)
+                .map_err(ApiError::Unavailable)?;
+            return Ok(HttpResponse::Accepted().finish());
+        }
         return Err(ApiError::NotFound(format!(
-            "`{path}` is not this server's access id (`{own}`)"
+            "`{path}` is neither this server's access id (`{own}`) nor a federation target"
         )));
     }
     let targets = active_targets(&app);
@@ -413,7 +422,7 @@ async fn validate(
     let url = fed::peer_endpoint(&body.url, "challenge");
     let timeout = app.config.federation_timeout_ms;
     let answer = web::block(move || {
-        let agent = ureq::AgentBuilder::new()
+        let agent = crate::tls::agent()
             .timeout(std::time::Duration::from_millis(timeout))
             .redirects(0)
             .build();

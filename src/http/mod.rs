@@ -15,11 +15,14 @@ pub mod error;
 pub mod extract;
 pub mod federation;
 mod groups;
+mod metrics;
 mod pairing;
 mod permissions;
 mod projects;
 mod repositories;
+mod roles;
 pub mod scim;
+mod settings;
 mod signed_urls;
 mod system;
 mod tokens;
@@ -66,6 +69,8 @@ pub struct AppState {
     pub federation: Arc<crate::federation::Federation>,
     /// Rendered SCIM users, reused while nothing they show changed.
     pub scim_renders: crate::scim::render_cache::RenderCache,
+    /// Counters and histograms (`/metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The key id of a user's encrypted personal data, if any is encrypted.
@@ -218,10 +223,15 @@ impl AppState {
             return Ok(s.clone());
         }
         tracing::debug!(position, "rebuilding the state as of a past position");
+        let started = Instant::now();
         let state =
             Arc::new(self.log.state_at(position).map_err(|e| {
                 ApiError::Internal(format!("cannot rebuild position {position}: {e}"))
             })?);
+        self.metrics.as_of_rebuilds.inc();
+        self.metrics
+            .as_of_rebuild_seconds
+            .observe(started.elapsed().as_secs_f64());
         let mut past = self.past.lock().unwrap_or_else(|p| p.into_inner());
         past.push(state.clone());
         if past.len() > PAST_CACHE {
@@ -326,6 +336,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/artifactory/api/v2/security/permissions/{name}"),
     ("DELETE", "/artifactory/api/v2/security/permissions/{name}"),
     ("GET", "/access/api/v1/cert/ca"),
+    ("GET", "/access/api/v1/roles"),
+    ("POST", "/access/api/v1/roles"),
+    ("GET", "/access/api/v1/roles/{role}"),
+    ("PUT", "/access/api/v1/roles/{role}"),
+    ("DELETE", "/access/api/v1/roles/{role}"),
+    ("GET", "/access/api/v2/projects"),
+    ("GET", "/access/api/v1/projects/_/repositories/{repo}"),
     ("GET", "/artifactory/api/system/service_id"),
     ("DELETE", "/access/api/v1/tokens/revoke"),
     ("POST", "/access/api/v1/tokens/revoke"),
@@ -474,6 +491,60 @@ pub const ROUTES: &[(&str, &str)] = &[
     ),
     ("GET", "/access/api/v1/authorize"),
     ("GET", "/access/api/v1/authorize/effective"),
+    ("POST", "/access/api/v2/users/expire_password_for_all_users"),
+    (
+        "POST",
+        "/access/api/v2/users/unexpire_password_for_all_users",
+    ),
+    ("GET", "/access/api/v1/config/token/default_expiry"),
+    ("PUT", "/access/api/v1/config/token/default_expiry"),
+    ("GET", "/access/api/v1/config/security/password_policy"),
+    ("PUT", "/access/api/v1/config/security/password_policy"),
+    ("PATCH", "/access/api/v1/config/security/password_policy"),
+    (
+        "GET",
+        "/access/api/v1/config/security/authentication/basic_authentication_enabled",
+    ),
+    (
+        "PUT",
+        "/access/api/v1/config/security/authentication/basic_authentication_enabled",
+    ),
+    ("GET", "/artifactory/api/security/userLockPolicy"),
+    ("PUT", "/artifactory/api/security/userLockPolicy"),
+    ("GET", "/artifactory/api/security/lockedUsers"),
+    ("POST", "/artifactory/api/security/unlockUsers"),
+    ("POST", "/artifactory/api/security/unlockUsers/{userName}"),
+    ("POST", "/artifactory/api/security/unlockAllUsers"),
+    (
+        "GET",
+        "/artifactory/api/security/configuration/passwordExpirationPolicy",
+    ),
+    (
+        "PUT",
+        "/artifactory/api/security/configuration/passwordExpirationPolicy",
+    ),
+    (
+        "POST",
+        "/artifactory/api/security/users/authorization/expirePassword",
+    ),
+    (
+        "POST",
+        "/artifactory/api/security/users/authorization/expirePassword/{userName}",
+    ),
+    (
+        "POST",
+        "/artifactory/api/security/users/authorization/unexpirePassword/{userName}",
+    ),
+    (
+        "POST",
+        "/artifactory/api/security/users/authorization/expirePasswordForAllUsers",
+    ),
+    (
+        "POST",
+        "/artifactory/api/security/users/authorization/unexpirePasswordForAllUsers",
+    ),
+    ("GET", "/access/api/v1/metrics"),
+    ("GET", "/metrics"),
 ];
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
@@ -503,6 +574,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     authorize::configure(cfg);
     system::configure(cfg);
     scim::configure(cfg);
+    settings::configure(cfg);
     users::configure(cfg);
     groups::configure(cfg);
     tokens::configure(cfg);
@@ -515,10 +587,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     artifactory::configure(cfg);
     repositories::configure(cfg);
     projects::configure(cfg);
+    roles::configure(cfg);
     access_keys::configure(cfg);
     audit::configure(cfg);
     webhooks::configure(cfg);
     federation::configure(cfg);
+    metrics::configure(cfg);
     users::configure_aliases(cfg);
     cfg.default_service(web::to(not_found));
 }
@@ -536,6 +610,9 @@ pub const AS_OF_READS: &[&str] = &[
     "/artifactory/api/v2/security/permissions",
     "/artifactory/api/v2/security/permissions/{name}",
     "/access/api/v2/permissions",
+    "/access/api/v1/roles",
+    "/access/api/v1/roles/{role}",
+    "/access/api/v2/projects",
     "/artifactory/api/security/users",
     "/artifactory/api/security/users/{name}",
     "/artifactory/api/security/groups",
@@ -666,11 +743,47 @@ pub async fn request_middleware(
     serve_artifactory_prefix(&mut req);
     art_api_header_as_bearer(&mut req);
     let method = req.method().clone();
-    let path = req.path().to_string();
     let start = Instant::now();
     let mut res = next.call(req).await?;
     let status = res.status().as_u16();
-    tracing::debug!(request_id = %rid, %method, %path, status, micros = start.elapsed().as_micros() as u64, "request");
+    let elapsed = start.elapsed();
+    // The route *template*, never the path: bounded label values, and no query string
+    // (signed-URL signatures) or path segment a client chose can reach the log.
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
+    let principal = res
+        .request()
+        .extensions()
+        .get::<extract::PrincipalName>()
+        .map(|p| p.0.clone());
+    if let Some(app) = res.request().app_data::<web::Data<AppState>>() {
+        let m = &app.metrics;
+        m.requests
+            .get_or_create(&crate::metrics::RequestLabels {
+                method: method.to_string(),
+                route: route.clone(),
+                status,
+            })
+            .inc();
+        m.request_seconds
+            .get_or_create(&crate::metrics::RouteLabels {
+                method: method.to_string(),
+                route: route.clone(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+    tracing::info!(
+        target: "gatehouse::access",
+        request_id = %rid,
+        principal = principal.as_deref().unwrap_or("-"),
+        %method,
+        route = %route,
+        status,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        "request"
+    );
     let ignored = res
         .request()
         .extensions()

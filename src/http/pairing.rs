@@ -437,7 +437,7 @@ async fn initiate(
     let request = json!({"service_id": own_id, "certificate": keys::public_pem(&own_key), "base_url": own_base_url(&req)});
     let token = body.pairing_token.clone();
     let reply = web::block(move || -> Result<ExchangeReply, String> {
-        let agent = ureq::AgentBuilder::new()
+        let agent = crate::tls::agent()
             .timeout(std::time::Duration::from_secs(10))
             .build();
         match agent

@@ -10,11 +10,11 @@
 
 use super::error::ApiError;
 use super::extract::{from_value, Admin, Body, Caller, RequestId};
-use super::repositories::normalize_environment;
 use super::{query_param, resource, written, AppState};
 use crate::auth::Principal;
-use crate::authorize::{Subject, ROLE_ACTIONS};
-use crate::domain::{self, Command, DomainError};
+use crate::authorize::Subject;
+use crate::domain::validate_project_key;
+use crate::domain::{self, Command};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use gatehouse_projections::{predefined_roles, ProjectRecord, State};
@@ -33,6 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(r("/_/attach/repositories/{repo}/{project_key}").route(web::put().to(attach)))
     .service(r("/_/attach/repositories/{repo}").route(web::delete().to(unassign)))
+    .service(r("/_/repositories/{repo}").route(web::get().to(repository_status)))
     .service(
         r("/_/share/repositories/{repo}/{project_key}")
             .route(web::put().to(share_one))
@@ -160,24 +161,6 @@ fn check(s: &State, caller: &Principal, key: &str, need: Need) -> Result<(), Api
 
 /// Project keys: 2 to 32 lower-case letters and digits, starting with a letter (the
 /// key prefixes repository names, so it must be URL- and file-name-safe).
-fn validate_project_key(field: &str, key: &str) -> Result<(), DomainError> {
-    let ok = (2..=32).contains(&key.len())
-        && key.starts_with(|c: char| c.is_ascii_lowercase())
-        && key
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    if ok {
-        Ok(())
-    } else {
-        Err(DomainError::invalid(
-            field,
-            format!(
-                "`{}` is not a project key (2 to 32 lower-case letters and digits, starting with a letter)",
-                key.escape_debug()
-            ),
-        ))
-    }
-}
 
 fn check_text(field: &str, v: &str, max: usize, required: bool) -> Result<(), ApiError> {
     if required && v.trim().is_empty() {
@@ -642,42 +625,12 @@ fn role_in(name: &str, body: RoleIn) -> Result<ProjectRole, ApiError> {
     if let Some(d) = &body.description {
         check_text("description", d, 2048, false)?;
     }
-    if body.actions.is_empty() {
-        return Err(ApiError::BadRequest(
-            "invalid `actions`: give at least one action".into(),
-        ));
-    }
-    let mut actions = Vec::new();
-    for (i, a) in body.actions.iter().enumerate() {
-        if !ROLE_ACTIONS.contains(&a.as_str()) {
-            return Err(ApiError::BadRequest(format!(
-                "invalid `actions[{i}]`: unknown action `{}` (use {})",
-                a.escape_debug(),
-                ROLE_ACTIONS.join(", ")
-            )));
-        }
-        if !actions.contains(a) {
-            actions.push(a.clone());
-        }
-    }
-    if body.environments.is_empty() {
-        return Err(ApiError::BadRequest(
-            "invalid `environments`: give at least one environment".into(),
-        ));
-    }
-    let mut environments = Vec::new();
-    for (i, e) in body.environments.iter().enumerate() {
-        let e = normalize_environment(&format!("environments[{i}]"), e)?;
-        if !environments.contains(&e) {
-            environments.push(e);
-        }
-    }
-    Ok(ProjectRole {
+    Ok(crate::domain::normalize_role(ProjectRole {
         name: name.to_string(),
         description: body.description.filter(|d| !d.is_empty()),
-        actions,
-        environments,
-    })
+        actions: body.actions,
+        environments: body.environments,
+    })?)
 }
 
 async fn list_roles(
@@ -834,6 +787,30 @@ fn force_param(req: &HttpRequest) -> Result<bool, ApiError> {
             other.escape_debug()
         ))),
     }
+}
+
+/// `GET …/_/repositories/{repo}`: which project a repository is assigned to and whom
+/// it is shared with (admin). Shares here are never read-only (README).
+async fn repository_status(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let s = app.view(&req);
+    let r = s
+        .repositories
+        .by_key
+        .get(path.as_str())
+        .ok_or_else(|| ApiError::NotFound(format!("repository `{path}` not found")))?;
+    Ok(HttpResponse::Ok().json(json!({
+        "resource_name": r.config.key,
+        "assigned_to": r.project,
+        "environments": r.config.environments,
+        "shared_with_projects": r.shared_with,
+        "shared_with_all_projects": r.shared_with_all,
+        "shared_read_only": false,
+    })))
 }
 
 async fn attach(

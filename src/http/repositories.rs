@@ -6,7 +6,7 @@
 use super::error::ApiError;
 use super::extract::{Admin, Body, Caller, RequestId};
 use super::{resource, written, AppState};
-use crate::domain::{Command, DomainError};
+use crate::domain::Command;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use gatehouse_projections::RepositoryRecord;
@@ -24,50 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-pub const CLASSES: &[&str] = &["local", "remote", "virtual", "federated"];
-
-/// Repository keys as Artifactory allows them: letters, digits, `-`, `_`, `.`; at most
-/// 64 characters.
-pub fn validate_repo_key(field: &str, key: &str) -> Result<(), DomainError> {
-    if key.is_empty() || key.len() > 64 {
-        return Err(DomainError::invalid(field, "must be 1 to 64 characters"));
-    }
-    if key == "." || key == ".." {
-        return Err(DomainError::invalid(field, "must not be `.` or `..`"));
-    }
-    if let Some(c) = key
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-    {
-        return Err(DomainError::invalid(
-            field,
-            format!(
-                "must contain only letters, digits, `-`, `_` and `.` (found `{}`)",
-                c.escape_debug()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Environment names (`DEV`, `PROD`, custom), stored upper-case.
-pub fn normalize_environment(field: &str, env: &str) -> Result<String, DomainError> {
-    if env.is_empty()
-        || env.len() > 32
-        || !env
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
-    {
-        return Err(DomainError::invalid(
-            field,
-            format!(
-                "`{}` is not an environment name (1 to 32 letters, digits, `-`, `_`)",
-                env.escape_debug()
-            ),
-        ));
-    }
-    Ok(env.to_ascii_uppercase())
-}
+pub use crate::domain::{normalize_environment, validate_repo_key, REPOSITORY_CLASSES as CLASSES};
 
 #[derive(Deserialize)]
 struct RepositoryIn {

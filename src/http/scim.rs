@@ -34,6 +34,8 @@ pub struct ScimError {
     status: StatusCode,
     scim_type: Option<&'static str>,
     detail: String,
+    /// `Retry-After` (seconds) of a 429 or a 503 from the sign-in limits.
+    retry_after: Option<u64>,
 }
 
 impl ScimError {
@@ -42,6 +44,7 @@ impl ScimError {
             status,
             scim_type,
             detail: detail.into(),
+            retry_after: None,
         }
     }
 
@@ -79,6 +82,9 @@ impl ResponseError for ScimError {
         if self.status == StatusCode::UNAUTHORIZED {
             res.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"gatehouse\""));
         }
+        if let Some(secs) = self.retry_after {
+            res.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
         res.body(body.to_string())
     }
 }
@@ -91,7 +97,15 @@ impl From<ApiError> for ScimError {
             ApiError::BadRequest(_) => Some("invalidValue"),
             _ => None,
         };
-        ScimError::new(status, scim_type, e.to_string())
+        let retry_after = match &e {
+            ApiError::TooManyRequests(_, secs) => Some(*secs),
+            ApiError::Overloaded(_) => Some(1),
+            _ => None,
+        };
+        ScimError {
+            retry_after,
+            ..ScimError::new(status, scim_type, e.to_string())
+        }
     }
 }
 
@@ -1082,17 +1096,17 @@ fn user_input(body: &Value) -> Result<UserInput> {
     })
 }
 
-async fn hash(password: String) -> Result<String> {
-    domain::validate_password(&password)
-        .map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
-    web::block(move || crate::auth::password::hash(&password))
+/// Under the password policy in force (`username`: the user whose password it replaces).
+async fn hash(app: &AppState, username: Option<&str>, password: String) -> Result<String> {
+    crate::http::settings::new_password_hash(app, username, password)
         .await
-        .map_err(|_| {
-            ScimError::new(
+        .map_err(|e| match e {
+            ApiError::BadRequest(m) => ScimError::bad("invalidValue", m),
+            _ => ScimError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 None,
                 "the server is shutting down",
-            )
+            ),
         })
 }
 
@@ -1101,12 +1115,12 @@ async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse>
     check_projection(&req)?;
     let body = parse_body(&body, &req)?;
     let input = user_input(&body)?;
-    let password_hash = match input.password {
-        Some(p) => Some(hash(p).await?),
-        None => None,
-    };
     // Personal data enters the log encrypted with the user's own key.
     let app = app_of(&req);
+    let password_hash = match input.password {
+        Some(p) => Some(hash(&app, None, p).await?),
+        None => None,
+    };
     let key = app.new_personal_key().await?;
     let sealed_email = input
         .email
@@ -1225,7 +1239,7 @@ async fn replace_user(
         ));
     }
     if let Some(p) = input.password {
-        changes.password_hash = Some(hash(p).await?);
+        changes.password_hash = Some(hash(&app, Some(username), p).await?);
         if had_password_disabled {
             changes.internal_password_disabled = Some(false);
         }

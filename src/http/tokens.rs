@@ -181,11 +181,14 @@ pub(super) async fn issue(
             "invalid `expires_in`: at most {MAX_EXPIRES_IN} seconds (0 = never expires)"
         )));
     }
+    // The default set through `config/token/default_expiry`, else the configured one.
+    let default_expiry =
+        crate::domain::settings::default_token_expiry(&app.read(), cfg.default_expiry);
     let expires_in = match form.unsigned("expires_in")? {
         Some(0) => None,
         Some(n) => Some(n),
-        None if cfg.default_expiry == 0 => None,
-        None => Some(cfg.default_expiry),
+        None if default_expiry == 0 => None,
+        None => Some(default_expiry),
     };
     if !caller.admin && cfg.max_expiry > 0 && expires_in.is_none_or(|e| e > cfg.max_expiry) {
         return Err(ApiError::Forbidden(format!(

@@ -3,7 +3,6 @@
 use super::error::ApiError;
 use super::extract::{Admin, Body, Caller, RequestId, SelfOrAdmin};
 use super::{base_url, limit_param, page, query_param, resource, with_cursor, written, AppState};
-use crate::auth::password;
 use crate::domain::{self, Command, NewUser, UserChanges};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use gatehouse_schemas::UserStatus;
@@ -162,11 +161,13 @@ pub(super) struct CreateUser {
     pub status: Option<String>,
 }
 
-async fn hash_password(password: String) -> Result<String, ApiError> {
-    domain::validate_password(&password)?;
-    web::block(move || password::hash(&password))
-        .await
-        .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))
+/// Under the password policy in force (`username`: the user whose password it replaces).
+async fn hash_password(
+    app: &AppState,
+    username: Option<&str>,
+    password: String,
+) -> Result<String, ApiError> {
+    super::settings::new_password_hash(app, username, password).await
 }
 
 fn parse_status(s: &str) -> Result<UserStatus, ApiError> {
@@ -223,7 +224,7 @@ pub(super) async fn create_user(
         }
     }
     let password_hash = match body.password {
-        Some(p) => Some(hash_password(p).await?),
+        Some(p) => Some(hash_password(&app, None, p).await?),
         None if internal_password_disabled => None,
         None => {
             return Err(ApiError::BadRequest(
@@ -365,7 +366,7 @@ pub(super) async fn update_user(
         ));
     }
     let password_hash = match body.password {
-        Some(p) => Some(hash_password(p).await?),
+        Some(p) => Some(hash_password(&app, Some(&username), p).await?),
         None => None,
     };
     let email = match body.email {
@@ -532,7 +533,7 @@ async fn change_password(
 ) -> Result<HttpResponse, ApiError> {
     let username = path_username(&path)?;
     let caller = caller.0;
-    let password_hash = hash_password(body.password).await?;
+    let password_hash = hash_password(&app, Some(&username), body.password).await?;
     let committed = app
         .submit(
             Command::ChangePassword {

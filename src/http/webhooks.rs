@@ -542,7 +542,7 @@ async fn test(
     });
     let mut failures = Vec::new();
     let mut statuses = Vec::new();
-    let agent = ureq::AgentBuilder::new()
+    let agent = crate::tls::agent()
         .timeout(std::time::Duration::from_millis(
             app.config.webhook_timeout_ms,
         ))

@@ -1089,7 +1089,7 @@ impl Worker {
 
     fn run(self) {
         let d = self.deliveries.clone();
-        let agent = ureq::AgentBuilder::new()
+        let agent = crate::tls::agent()
             .timeout(Duration::from_millis(d.settings.timeout_ms))
             // Never follow a redirect: a receiver could otherwise point deliveries
             // (and their signatures) anywhere.

@@ -489,3 +489,234 @@ fn art_api_header_filters_and_the_xray_actions() {
         json!(["r", "x", "mxm"])
     );
 }
+
+#[test]
+fn a_repository_status_and_a_broadcast_to_one_named_target() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.put(
+        "/artifactory/api/repositories/p-dev",
+        &json!({"rclass": "local", "environments": ["DEV"]}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    for key in ["pone", "ptwo"] {
+        let r = admin.post(
+            "/access/api/v1/projects",
+            &json!({"project_key": key, "display_name": key}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let status = |app: &TestApp| {
+        app.admin()
+            .get("/access/api/v1/projects/_/repositories/p-dev")
+            .json()
+    };
+    assert_eq!(status(&app)["assigned_to"], json!(null));
+    assert!(
+        admin
+            .put(
+                "/access/api/v1/projects/_/attach/repositories/p-dev/pone",
+                &json!({})
+            )
+            .status
+            < 300
+    );
+    assert!(
+        admin
+            .put(
+                "/access/api/v1/projects/_/share/repositories/p-dev/ptwo",
+                &json!({})
+            )
+            .status
+            < 300
+    );
+    let s = status(&app);
+    assert_eq!(s["resource_name"], "p-dev");
+    assert_eq!(s["assigned_to"], "pone");
+    assert_eq!(s["shared_with_projects"], json!(["ptwo"]));
+    assert_eq!(s["environments"], json!(["DEV"]));
+    assert_eq!(
+        admin
+            .get("/access/api/v1/projects/_/repositories/nope")
+            .status,
+        404
+    );
+
+    // py-jfrog-client names the target in the broadcast path: queued (202).
+    let r = admin.post(
+        "/access/api/v1/system/federation",
+        &json!({"name": "far", "url": "http://127.0.0.1:9/access/"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.put(
+        "/access/api/v1/system/federation/far/full_broadcast",
+        &json!({}),
+    );
+    assert_eq!(r.status, 202, "{}", r.text);
+    let r = admin.put(
+        "/access/api/v1/system/federation/nobody/full_broadcast",
+        &json!({}),
+    );
+    assert_eq!(r.status, 404, "{}", r.text);
+}
+
+#[test]
+fn global_roles_are_held_in_any_project_and_decide() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("gwen", "Gwen-password-1");
+    let r = admin.put(
+        "/artifactory/api/repositories/g-dev",
+        &json!({"rclass": "local", "environments": ["DEV"]}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let r = admin.post(
+        "/access/api/v1/projects",
+        &json!({"project_key": "gp", "display_name": "G P"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(
+        admin
+            .put(
+                "/access/api/v1/projects/_/attach/repositories/g-dev/gp",
+                &json!({})
+            )
+            .status
+            < 300
+    );
+    // py-jfrog-client's create.
+    let r = admin.post(
+        "/access/api/v1/roles",
+        &json!({"name": "ci-auditor", "description": "global", "type": "CUSTOM_GLOBAL",
+                "environments": ["dev", "PROD"], "actions": ["READ_REPOSITORY"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json()["environments"], json!(["DEV", "PROD"]));
+    assert_eq!(admin.post("/access/api/v1/roles", &json!({"name": "ci-auditor", "environments": ["DEV"], "actions": ["READ_REPOSITORY"]})).status, 409);
+    assert_eq!(
+        admin
+            .post(
+                "/access/api/v1/roles",
+                &json!({"name": "Viewer", "environments": ["DEV"], "actions": ["READ_REPOSITORY"]})
+            )
+            .status,
+        409
+    );
+    let r = admin.post("/access/api/v1/roles", &json!({"name": "x", "type": "PREDEFINED", "environments": ["DEV"], "actions": ["READ_REPOSITORY"]}));
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = admin.post(
+        "/access/api/v1/roles",
+        &json!({"name": "x", "environments": ["DEV"], "actions": ["FLY"]}),
+    );
+    assert!(
+        r.status == 400 && r.error_message().contains("actions[0]"),
+        "{}",
+        r.text
+    );
+    let all = admin.get("/access/api/v1/roles").json();
+    let kinds: Vec<(String, String)> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().into(),
+                r["type"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        kinds.contains(&("Project Admin".into(), "ADMIN".into())),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&("Viewer".into(), "PREDEFINED".into())),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&("ci-auditor".into(), "CUSTOM_GLOBAL".into())),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        admin.get("/access/api/v1/roles/Project%20Admin").json()["type"],
+        "ADMIN"
+    );
+
+    // A project gives it to a member; the decision follows it.
+    assert!(!allowed(&app, "gwen", "g-dev/a.jar", "read"));
+    let r = admin.put(
+        "/access/api/v1/projects/gp/users/gwen",
+        &json!({"roles": ["ci-auditor"]}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    assert!(allowed(&app, "gwen", "g-dev/a.jar", "read"));
+    assert!(!allowed(&app, "gwen", "g-dev/a.jar", "write"));
+    let by_role = admin
+        .get("/access/api/v2/projects?role_name=ci-auditor")
+        .json();
+    assert_eq!(
+        by_role["projects"],
+        json!([{"name": "G P", "projectKey": "gp"}])
+    );
+    assert_eq!(
+        admin.get("/access/api/v2/projects?role_name=Viewer").json()["projects"],
+        json!([])
+    );
+    // Changed: the decision follows at once.
+    let r = admin.put(
+        "/access/api/v1/roles/ci-auditor",
+        &json!({"name": "ci-auditor", "type": "CUSTOM_GLOBAL", "environments": ["DEV"],
+                "actions": ["READ_REPOSITORY", "DEPLOY_CACHE_REPOSITORY"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(allowed(&app, "gwen", "g-dev/a.jar", "write"));
+    // Deleted: every member loses it.
+    assert_eq!(admin.delete("/access/api/v1/roles/ci-auditor").status, 204);
+    assert_eq!(admin.get("/access/api/v1/roles/ci-auditor").status, 404);
+    assert!(!allowed(&app, "gwen", "g-dev/a.jar", "read"));
+    assert_eq!(
+        admin.get("/access/api/v1/projects/gp/users/gwen").status,
+        404
+    );
+    assert_eq!(admin.delete("/access/api/v1/roles/Viewer").status, 400);
+}
+
+#[test]
+fn an_array_is_not_an_object() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/t",
+        &json!({"repo": {"repositories": ["r"], "actions": {"users": {"admin": ["read"]}}}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let seq = app.digest()["seq"].as_u64().unwrap();
+    for (method, path) in [
+        ("PUT", "/artifactory/api/v2/security/permissions/t"),
+        ("PUT", "/access/api/v2/permissions/t"),
+        ("PUT", "/artifactory/api/security/permissions/t"),
+        ("POST", "/artifactory/api/security/groups/g"),
+        ("PATCH", "/access/api/v2/users/admin"),
+    ] {
+        let r = admin.raw(
+            method,
+            path,
+            Some("application/json"),
+            Some(b"[null, null]"),
+        );
+        assert_eq!(r.status, 400, "{method} {path}: {}", r.text);
+        assert!(
+            r.error_message().contains("expected a JSON object"),
+            "{}",
+            r.text
+        );
+    }
+    assert_eq!(
+        app.digest()["seq"].as_u64().unwrap(),
+        seq,
+        "nothing written"
+    );
+    // A list where a list is meant still is one.
+    let r = admin.send("PATCH", "/access/api/v2/groups/nope/members", &json!([]));
+    assert!(r.status == 400 || r.status == 404, "{}", r.text);
+}

@@ -357,10 +357,24 @@ impl ServerProcess {
         config: Option<&Path>,
         listen: &str,
     ) -> ServerProcess {
+        Self::spawn_with_args(dir, level, stderr, config, listen, &[])
+    }
+
+    /// Start with extra `serve` arguments (`--tls-cert`, `--log-format`, ...); the base
+    /// URL is `https://` when the server says so.
+    pub fn spawn_with_args(
+        dir: &Path,
+        level: &str,
+        stderr: Stdio,
+        config: Option<&Path>,
+        listen: &str,
+        args: &[&std::ffi::OsStr],
+    ) -> ServerProcess {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
         cmd.args(["serve", "--data-dir"])
             .arg(dir)
-            .args(["--listen", listen]);
+            .args(["--listen", listen])
+            .args(args);
         if let Some(c) = config {
             cmd.arg("--config").arg(c);
         }
@@ -378,7 +392,7 @@ impl ServerProcess {
             .expect("read the listening line");
         let url = line
             .split_whitespace()
-            .find(|w| w.starts_with("http://"))
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
             .unwrap_or_else(|| panic!("no listening line, got {line:?}"))
             .to_string();
         ServerProcess { child, base: url }

@@ -212,6 +212,9 @@ fn a_locked_user_stays_locked_through_unrelated_patches() {
         "/Users",
         &json!({"userName": "lou", "password": "password-1"}),
     );
+    // From an address lou signed in from, failures lock (tests/it/operations.rs).
+    app.as_user("lou", "password-1")
+        .get("/access/api/v2/users/lou");
     for _ in 0..5 {
         app.as_user("lou", "wrong-password")
             .get("/access/api/v2/users/lou");

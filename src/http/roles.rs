@@ -1,0 +1,257 @@
+//! Global roles (`/access/api/v1/roles`): JFrog's roles that every project can give its
+//! members — the predefined ones and custom global ones (`CUSTOM_GLOBAL`) — and the
+//! projects where a role is held (`/access/api/v2/projects?role_name=`).
+
+use super::error::ApiError;
+use super::extract::{Admin, Body, RequestId};
+use super::{limit_param, query_param, resource, with_cursor, written, AppState};
+use crate::domain::{self, Command};
+use actix_web::{web, HttpRequest, HttpResponse};
+use gatehouse_schemas::ProjectRole;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/access/api/v1/roles")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(
+        resource("/access/api/v1/roles/{role}")
+            .route(web::get().to(get))
+            .route(web::put().to(update))
+            .route(web::delete().to(delete)),
+    )
+    .service(resource("/access/api/v2/projects").route(web::get().to(projects_by_role)));
+}
+
+const CUSTOM_GLOBAL: &str = "CUSTOM_GLOBAL";
+
+/// A role as JFrog's roles API shows it; `type` is `ADMIN` (Project Admin),
+/// `PREDEFINED` or `CUSTOM_GLOBAL`.
+fn role_out(r: &ProjectRole, kind: &str) -> Value {
+    json!({
+        "name": r.name,
+        "description": r.description,
+        "type": kind,
+        "environments": r.environments,
+        "actions": r.actions,
+    })
+}
+
+fn predefined_kind(name: &str) -> &'static str {
+    if name == "Project Admin" {
+        "ADMIN"
+    } else {
+        "PREDEFINED"
+    }
+}
+
+#[derive(Deserialize)]
+struct RoleIn {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default, deserialize_with = "crate::views::null_as_default")]
+    environments: Vec<String>,
+    #[serde(default, deserialize_with = "crate::views::null_as_default")]
+    actions: Vec<String>,
+}
+
+fn role_in(name: &str, body: RoleIn) -> Result<ProjectRole, ApiError> {
+    if let Some(k) = &body.kind {
+        if k != CUSTOM_GLOBAL {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `type`: `{}` (roles made here are {CUSTOM_GLOBAL})",
+                k.escape_debug()
+            )));
+        }
+    }
+    Ok(domain::normalize_role(ProjectRole {
+        name: name.to_string(),
+        description: body.description.filter(|d| !d.is_empty()),
+        actions: body.actions,
+        environments: body.environments,
+    })?)
+}
+
+/// The role name in the path (`Project%20Admin`, which the router has decoded).
+fn path_role(raw: &str) -> String {
+    raw.to_string()
+}
+
+async fn list(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> HttpResponse {
+    let s = app.view(&req);
+    let mut roles: Vec<Value> = gatehouse_projections::predefined_roles()
+        .iter()
+        .map(|r| role_out(r, predefined_kind(&r.name)))
+        .collect();
+    roles.extend(
+        s.projects
+            .global_roles
+            .values()
+            .map(|r| role_out(r, CUSTOM_GLOBAL)),
+    );
+    HttpResponse::Ok().json(roles)
+}
+
+async fn get(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let name = path_role(&path);
+    if let Some(r) = gatehouse_projections::predefined_roles()
+        .into_iter()
+        .find(|r| r.name == name)
+    {
+        return Ok(HttpResponse::Ok().json(role_out(&r, predefined_kind(&r.name))));
+    }
+    let s = app.view(&req);
+    let r = s
+        .projects
+        .global_roles
+        .get(&name)
+        .ok_or_else(|| ApiError::NotFound(format!("role `{name}` not found")))?;
+    Ok(HttpResponse::Ok().json(role_out(r, CUSTOM_GLOBAL)))
+}
+
+async fn create(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    Body(body): Body<RoleIn>,
+) -> Result<HttpResponse, ApiError> {
+    let name = body
+        .name
+        .clone()
+        .ok_or_else(|| ApiError::BadRequest("invalid `name`: required".into()))?;
+    let role = role_in(&name, body)?;
+    let committed = app
+        .submit(
+            Command::SaveGlobalRole {
+                role: role.clone(),
+                create_only: true,
+            },
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(
+        HttpResponse::Created().json(role_out(&role, CUSTOM_GLOBAL)),
+        committed,
+    ))
+}
+
+async fn update(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+    Body(body): Body<RoleIn>,
+) -> Result<HttpResponse, ApiError> {
+    let name = path_role(&path);
+    if body.name.as_ref().is_some_and(|n| *n != name) {
+        return Err(ApiError::BadRequest(
+            "invalid `name`: a role cannot be renamed".into(),
+        ));
+    }
+    let role = role_in(&name, body)?;
+    let committed = app
+        .submit(
+            Command::SaveGlobalRole {
+                role: role.clone(),
+                create_only: false,
+            },
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(
+        HttpResponse::Ok().json(role_out(&role, CUSTOM_GLOBAL)),
+        committed,
+    ))
+}
+
+async fn delete(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let committed = app
+        .submit(
+            Command::DeleteGlobalRole {
+                name: path_role(&path),
+            },
+            &admin.0.username,
+            &rid,
+        )
+        .await?;
+    Ok(written(HttpResponse::NoContent().finish(), committed))
+}
+
+/// `GET /access/api/v2/projects[?role_name=]`: projects (by key, `limit`, `cursor`,
+/// `descending_order`), only those where a member holds `role_name` when it is given.
+async fn projects_by_role(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let role = query_param(&req, "role_name")?;
+    let limit = limit_param(&req)?;
+    let cursor = query_param(&req, "cursor")?;
+    let descending = match query_param(&req, "descending_order")?.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `descending_order`: `{}` (use true or false)",
+                other.escape_debug()
+            )))
+        }
+    };
+    let s = app.view(&req);
+    let holds = |p: &gatehouse_projections::ProjectRecord| match &role {
+        None => true,
+        Some(r) => p
+            .users
+            .values()
+            .chain(p.groups.values())
+            .any(|roles| roles.contains(r)),
+    };
+    let mut keys: Vec<&String> = s
+        .projects
+        .by_key
+        .iter()
+        .filter(|(_, p)| holds(p))
+        .map(|(k, _)| k)
+        .collect();
+    if descending {
+        keys.reverse();
+    }
+    let start = match &cursor {
+        Some(c) => keys
+            .iter()
+            .position(|k| *k == c)
+            .map_or(keys.len(), |i| i + 1),
+        None => 0,
+    };
+    let page: Vec<&String> = keys.iter().skip(start).take(limit).copied().collect();
+    let next = (start + page.len() < keys.len())
+        .then(|| page.last().map(|k| k.to_string()))
+        .flatten();
+    let projects: Vec<Value> = page
+        .iter()
+        .map(|k| {
+            let p = &s.projects.by_key[*k];
+            json!({"name": p.config.display_name, "projectKey": k})
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(with_cursor(json!({ "projects": projects }), next)))
+}

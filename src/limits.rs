@@ -1,0 +1,304 @@
+//! Limits on failed sign-ins: token buckets per client address and per user name, and
+//! the addresses each user signed in from ("familiar" addresses).
+//!
+//! Only *failures* take a token; a bucket that is empty refuses further password checks
+//! (429 with `Retry-After`) before any argon2 work. A credential in the sign-in cache
+//! never reaches these buckets, so a user whose password was verified recently is not
+//! slowed by someone else's guessing.
+//!
+//! How this combines with the lock (`lockout-threshold`): a failure counts towards
+//! locking a user only when it comes from an address that user signed in from before
+//! (see [`SignInLimits::is_familiar`]); failures from any other address are slowed by
+//! the per-name bucket instead, which refills by itself. So a stranger can slow down
+//! guessing on a name but cannot lock its owner out, and the owner, signing in from a
+//! familiar address, is not held back by the per-name bucket (only by its own
+//! address's). This is the idea of "smart lockout" in Azure AD (familiar and unfamiliar
+//! locations are counted apart).
+//!
+//! Not `governor`: its limiters cannot say whether a key is limited without taking a
+//! cell, and here a check must be free while only a failure is charged.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Above this many keys, buckets that have refilled are forgotten (they hold no
+/// information), and if that is not enough the oldest half goes.
+const MAX_KEYS: usize = 100_000;
+/// Addresses remembered per user.
+const FAMILIAR_PER_USER: usize = 16;
+
+#[derive(Debug, Clone, Copy)]
+pub struct BucketRule {
+    /// Failures allowed at once.
+    pub burst: u32,
+    /// Failures allowed per minute after that (the refill rate).
+    pub per_minute: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+struct Buckets<K> {
+    rule: BucketRule,
+    map: Mutex<HashMap<K, Bucket>>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Buckets<K> {
+    fn new(rule: BucketRule) -> Self {
+        Buckets {
+            rule,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn refill_per_sec(&self) -> f64 {
+        self.rule.per_minute as f64 / 60.0
+    }
+
+    fn level(&self, b: &Bucket, now: Instant) -> f64 {
+        let t = b.tokens + now.duration_since(b.at).as_secs_f64() * self.refill_per_sec();
+        t.min(self.rule.burst as f64)
+    }
+
+    /// `Some(wait)` when the bucket of `key` has no token left.
+    fn limited(&self, key: &K, now: Instant) -> Option<Duration> {
+        if self.rule.burst == 0 {
+            return None; // 0 disables the limit
+        }
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let b = map.get(key)?;
+        let level = self.level(b, now);
+        if level >= 1.0 {
+            return None;
+        }
+        let rate = self.refill_per_sec();
+        if rate <= 0.0 {
+            return Some(Duration::from_secs(3600));
+        }
+        Some(Duration::from_secs_f64((1.0 - level) / rate))
+    }
+
+    fn charge(&self, key: K, now: Instant) {
+        if self.rule.burst == 0 {
+            return;
+        }
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_KEYS && !map.contains_key(&key) {
+            let full = self.rule.burst as f64;
+            map.retain(|_, b| self.level(b, now) < full);
+            if map.len() >= MAX_KEYS / 2 {
+                let mut ages: Vec<(K, Instant)> =
+                    map.iter().map(|(k, b)| (k.clone(), b.at)).collect();
+                ages.sort_by_key(|(_, at)| *at);
+                for (k, _) in ages.into_iter().take(map.len() / 2) {
+                    map.remove(&k);
+                }
+            }
+        }
+        let burst = self.rule.burst as f64;
+        let b = map.entry(key).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        let level = self.level(b, now);
+        *b = Bucket {
+            tokens: (level - 1.0).max(0.0),
+            at: now,
+        };
+    }
+}
+
+/// Which bucket refused a sign-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitedBy {
+    Address,
+    User,
+}
+
+impl LimitedBy {
+    pub fn label(self) -> &'static str {
+        match self {
+            LimitedBy::Address => "address",
+            LimitedBy::User => "user",
+        }
+    }
+}
+
+pub struct SignInLimits {
+    by_address: Buckets<IpAddr>,
+    by_name: Buckets<String>,
+    familiar: Mutex<HashMap<String, Vec<(IpAddr, Instant)>>>,
+    familiar_for: Duration,
+}
+
+/// IPv6 clients are counted per /64: one host usually holds a whole /64, and counting
+/// single addresses would give it 2^64 buckets.
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+impl SignInLimits {
+    pub fn new(by_address: BucketRule, by_name: BucketRule, familiar_for: Duration) -> Self {
+        SignInLimits {
+            by_address: Buckets::new(by_address),
+            by_name: Buckets::new(by_name),
+            familiar: Mutex::new(HashMap::new()),
+            familiar_for,
+        }
+    }
+
+    /// Whether `user` signed in successfully from `ip` (within `familiar_for`).
+    pub fn is_familiar(&self, user: &str, ip: Option<IpAddr>) -> bool {
+        let Some(ip) = ip.map(address_key) else {
+            return false;
+        };
+        let now = Instant::now();
+        self.familiar
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(user)
+            .is_some_and(|v| {
+                v.iter()
+                    .any(|(a, at)| *a == ip && now.duration_since(*at) < self.familiar_for)
+            })
+    }
+
+    /// `user` signed in successfully from `ip`.
+    pub fn signed_in(&self, user: &str, ip: Option<IpAddr>) {
+        let Some(ip) = ip.map(address_key) else {
+            return;
+        };
+        let now = Instant::now();
+        let mut all = self.familiar.lock().unwrap_or_else(|p| p.into_inner());
+        if all.len() >= MAX_KEYS && !all.contains_key(user) {
+            all.clear();
+        }
+        let v = all.entry(user.to_string()).or_default();
+        v.retain(|(a, _)| *a != ip);
+        if v.len() >= FAMILIAR_PER_USER {
+            v.remove(0);
+        }
+        v.push((ip, now));
+    }
+
+    /// Refuse a password check before it runs: `Some((bucket, wait))` when the
+    /// address's bucket is empty, or — for an address unfamiliar to `user` — the name's.
+    pub fn check(
+        &self,
+        user: &str,
+        ip: Option<IpAddr>,
+        familiar: bool,
+    ) -> Option<(LimitedBy, Duration)> {
+        let now = Instant::now();
+        if let Some(ip) = ip.map(address_key) {
+            if let Some(wait) = self.by_address.limited(&ip, now) {
+                return Some((LimitedBy::Address, wait));
+            }
+        }
+        if !familiar {
+            if let Some(wait) = self.by_name.limited(&user.to_string(), now) {
+                return Some((LimitedBy::User, wait));
+            }
+        }
+        None
+    }
+
+    /// A password check failed.
+    pub fn failed(&self, user: &str, ip: Option<IpAddr>, familiar: bool) {
+        let now = Instant::now();
+        if let Some(ip) = ip.map(address_key) {
+            self.by_address.charge(ip, now);
+        }
+        if !familiar {
+            self.by_name.charge(user.to_string(), now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> SignInLimits {
+        SignInLimits::new(
+            BucketRule {
+                burst: 3,
+                per_minute: 60,
+            },
+            BucketRule {
+                burst: 2,
+                per_minute: 6,
+            },
+            Duration::from_secs(3600),
+        )
+    }
+
+    #[test]
+    fn a_bucket_empties_after_its_burst_and_says_how_long_to_wait() {
+        let l = limits();
+        let ip: IpAddr = "203.0.113.7".parse().unwrap();
+        for i in 0..3 {
+            assert_eq!(l.check(&format!("u{i}"), Some(ip), true), None);
+            l.failed(&format!("u{i}"), Some(ip), true);
+        }
+        let (by, wait) = l.check("other", Some(ip), true).unwrap();
+        assert_eq!(by, LimitedBy::Address);
+        assert!(
+            wait <= Duration::from_secs(1) && wait > Duration::ZERO,
+            "{wait:?}"
+        );
+        // Another address is not affected.
+        assert_eq!(
+            l.check("other", Some("203.0.113.8".parse().unwrap()), true),
+            None
+        );
+    }
+
+    #[test]
+    fn the_name_bucket_holds_back_strangers_only() {
+        let l = limits();
+        let owner: IpAddr = "198.51.100.2".parse().unwrap();
+        l.signed_in("ann", Some(owner));
+        for i in 0..2 {
+            let ip: IpAddr = format!("203.0.113.{i}").parse().unwrap();
+            assert!(!l.is_familiar("ann", Some(ip)));
+            l.failed("ann", Some(ip), false);
+        }
+        let stranger: IpAddr = "203.0.113.50".parse().unwrap();
+        assert_eq!(
+            l.check("ann", Some(stranger), false).map(|x| x.0),
+            Some(LimitedBy::User)
+        );
+        assert!(l.is_familiar("ann", Some(owner)));
+        assert_eq!(l.check("ann", Some(owner), true), None);
+    }
+
+    #[test]
+    fn ipv6_hosts_count_per_slash_64() {
+        let l = limits();
+        for i in 0..3 {
+            let ip: IpAddr = format!("2001:db8:1:2::{i}").parse().unwrap();
+            l.failed("x", Some(ip), true);
+        }
+        assert!(l
+            .check("x", Some("2001:db8:1:2::99".parse().unwrap()), true)
+            .is_some());
+        assert!(l
+            .check("x", Some("2001:db8:1:3::1".parse().unwrap()), true)
+            .is_none());
+    }
+}

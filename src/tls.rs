@@ -1,0 +1,169 @@
+//! TLS with rustls (ring provider): the listener's certificate, re-read on `SIGHUP`, and
+//! the client configuration every outgoing call uses (system roots plus `ca-file`).
+//!
+//! The listener asks [`CertStore`] for the certificate at every handshake, so a reload
+//! swaps one `Arc` and touches no connection: connections that are open keep the
+//! session they negotiated, new ones get the new certificate. A reload that fails
+//! (unreadable file, key that does not match) keeps the old certificate and says why.
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock, RwLock};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read `{path}`: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("`{0}` holds no certificate")]
+    NoCertificate(PathBuf),
+    #[error("the key in `{path}` cannot be used: {message}")]
+    Key { path: PathBuf, message: String },
+    #[error("{0}")]
+    Config(String),
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The certificate the listener presents, replaceable while it runs.
+#[derive(Debug)]
+pub struct CertStore {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl CertStore {
+    pub fn open(cert_path: &Path, key_path: &Path) -> Result<Arc<CertStore>, TlsError> {
+        let key = load(cert_path, key_path)?;
+        Ok(Arc::new(CertStore {
+            cert_path: cert_path.into(),
+            key_path: key_path.into(),
+            current: RwLock::new(key),
+        }))
+    }
+
+    /// Read the files again; on success new handshakes use them.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let key = load(&self.cert_path, &self.key_path)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = key;
+        Ok(())
+    }
+
+    /// The listener's configuration (TLS 1.2 and 1.3, HTTP/1.1).
+    pub fn server_config(self: &Arc<Self>) -> Result<rustls::ServerConfig, TlsError> {
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
+    }
+}
+
+fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
+    let read = |path: &Path, e: &dyn std::fmt::Display| TlsError::Read {
+        path: path.into(),
+        message: e.to_string(),
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
+        .map_err(|e| read(cert_path, &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| read(cert_path, &e))?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate(cert_path.into()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| read(key_path, &e))?;
+    let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| TlsError::Key {
+        path: key_path.into(),
+        message: e.to_string(),
+    })?;
+    Ok(Arc::new(certified))
+}
+
+static CLIENT: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+
+/// Set the roots outgoing calls trust: the system's, plus the certificates of `ca_file`.
+/// Called once at start-up; later calls (other servers in the same test process) keep
+/// the first configuration.
+pub fn init_client(ca_file: Option<&Path>) -> Result<(), TlsError> {
+    if CLIENT.get().is_some() {
+        return Ok(());
+    }
+    let _ = CLIENT.set(Arc::new(client_config(ca_file)?));
+    Ok(())
+}
+
+fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        tracing::debug!(error = %e, "a system root certificate could not be read");
+    }
+    let (_, ignored) = roots.add_parsable_certificates(native.certs);
+    if ignored > 0 {
+        tracing::debug!(ignored, "system root certificates rustls cannot use");
+    }
+    if let Some(path) = ca_file {
+        let read = |e: &dyn std::fmt::Display| TlsError::Read {
+            path: path.into(),
+            message: e.to_string(),
+        };
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .map_err(|e| read(&e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| read(&e))?;
+        if certs.is_empty() {
+            return Err(TlsError::NoCertificate(path.into()));
+        }
+        for c in certs {
+            roots.add(c).map_err(|e| read(&e))?;
+        }
+    }
+    if roots.is_empty() {
+        tracing::warn!("no root certificates: outgoing https calls will fail (install ca-certificates or give --ca-file)");
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// A `ureq` agent builder that verifies servers against [`init_client`]'s roots. Every
+/// outgoing call (webhooks, federation, pairing, existence checks) starts here.
+pub fn agent() -> ureq::AgentBuilder {
+    let config = match CLIENT.get() {
+        Some(c) => c.clone(),
+        None => {
+            // Not initialised (a tool or test that builds no Application): system roots.
+            let c = Arc::new(client_config(None).unwrap_or_else(|_| {
+                rustls::ClientConfig::builder_with_provider(provider())
+                    .with_safe_default_protocol_versions()
+                    .expect("ring supports the default versions")
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth()
+            }));
+            let _ = CLIENT.set(c.clone());
+            c
+        }
+    };
+    ureq::AgentBuilder::new().tls_config(config)
+}
