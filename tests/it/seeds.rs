@@ -748,3 +748,32 @@ fn signed_urls_by_managers_as_json_and_per_organisation_keys() {
         "an organisation's key is for admins"
     );
 }
+
+/// Seed 001's own access key (`bob`, password `secret`) and seed 002's "keep Bintray
+/// access-key passwords": the minimum length comes from the password policy, so an admin
+/// who allows six characters can migrate it.
+#[test]
+fn a_bintray_access_key_password_is_kept_when_the_policy_allows_it() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let keys = "/access/api/v1/orgs/myorg/access_keys";
+    let r = admin.post(keys, &json!({"id": "bob", "password": "secret"}));
+    assert_eq!(r.status, 400, "the default policy: 8 characters: {}", r.text);
+    let r = admin.put(
+        "/access/api/v1/config/security/password_policy",
+        &json!({"uppercase": 0, "lowercase": 0, "digit": 0, "special_char": 0,
+                "length": 6, "not_match_old": false}),
+    );
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = admin.post(keys, &json!({"id": "bob", "password": "secret"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.post(
+        "/access/api/v1/orgs/myorg/entitlements",
+        &json!({"repo": "client1-images", "access": "r", "access_keys": ["bob"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = app
+        .as_user("bob@myorg", "secret")
+        .get("/access/api/v1/authorize?resource=client1-images/x");
+    assert_eq!(r.status, 200, "{}", r.text);
+}
