@@ -183,6 +183,8 @@ impl Application {
                 }
             });
         }
+        // Key files dropped into `trusted/` are taken into the log (seed 003).
+        actix_web::rt::spawn(http::certs::import_trusted_folder(data.clone()));
         // Signed checkpoints every `checkpoint-every` events, from a task that looks once
         // a second (the writer never waits for a signature).
         if settings.config.checkpoint_every > 0 {
@@ -403,7 +405,7 @@ async fn ensure_keys(
         keys.new_signed_url_key(version)
             .map_err(|e| StartError::Other(e.to_string()))?;
         writer
-            .submit(Command::ReplaceSignedUrlKey { version }, ctx())
+            .submit(Command::ReplaceSignedUrlKey { version, org: None }, ctx())
             .await
             .map_err(|e| StartError::Other(e.to_string()))?;
     }

@@ -129,7 +129,7 @@ impl Default for Config {
             startup_verify: StartupVerify::Full,
             writer_queue: 8192,
             workers: None,
-            default_expiry: 365 * 24 * 3600,
+            default_expiry: 3600,
             max_expiry: 0,
             allow_refreshable: true,
             revocable_expiry_threshold: 6 * 3600,

@@ -20,7 +20,14 @@ pub struct Directory {
     /// Groups every new user joins (derived: creating a user must not scan all groups).
     #[serde(default)]
     pub auto_join_groups: BTreeSet<String>,
+    /// Anonymous access is on: requests without credentials act as `anonymous`.
+    #[serde(default)]
+    pub anonymous_access: bool,
 }
+
+/// The built-in user that requests without credentials act as, when anonymous access is
+/// on (seed 002 "Allowing anonymous access", seed 004 "can be anonymous").
+pub const ANONYMOUS: &str = "anonymous";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
@@ -144,6 +151,15 @@ impl Directory {
                     user.updated_seq = seq;
                     user.updated_ms = now;
                 }
+            }
+            Event::AnonymousAccessChanged { enabled } => {
+                self.anonymous_access = *enabled;
+                let status = if *enabled {
+                    UserStatus::Enabled
+                } else {
+                    UserStatus::Disabled
+                };
+                self.set_status(ANONYMOUS, status, seq, now)
             }
             Event::UserLocked { username } => {
                 self.set_status(username, UserStatus::Locked, seq, now)

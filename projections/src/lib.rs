@@ -26,7 +26,7 @@ mod subscriptions;
 mod tokens;
 
 pub use access_keys::{access_key_username, AccessKeyRecord, AccessKeys, EntitlementRecord};
-pub use directory::{Directory, Group, User};
+pub use directory::{Directory, Group, User, ANONYMOUS};
 pub use federation::{
     federated_entities, Federation, FederationTargetRecord, VersionRecord, Versions,
 };
@@ -112,6 +112,7 @@ impl State {
             | Event::UserPasswordChanged { .. }
             | Event::UserPasswordExpired { .. }
             | Event::UserLocked { .. }
+            | Event::AnonymousAccessChanged { .. }
             | Event::UserUnlocked { .. }
             | Event::UserPasswordUnexpired { .. }
             | Event::UserScimSaved { .. }
@@ -128,8 +129,9 @@ impl State {
             Event::TokenIssued(_)
             | Event::TokenRefreshed { .. }
             | Event::TokenRevoked { .. }
-            | Event::TokenReplicated { .. } => self.tokens.apply(event, &mut self.federation),
+            | Event::TokenReplicated { .. } => self.tokens.apply(event, &mut self.federation, now),
             Event::SigningKeyAdded { .. }
+            | Event::SigningKeysReset { .. }
             | Event::TrustedKeyAdded { .. }
             | Event::TrustedKeyRemoved { .. }
             | Event::SignedUrlKeyReplaced { .. }

@@ -21,9 +21,9 @@ use gatehouse_schemas::{
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Digest of the state after the whole scenario.
-const FINAL_DIGEST: &str = "9f0bbe38e9a68c39a91cd97a157f7ddbe5145b28bbd28a835c0f110f70144355";
+const FINAL_DIGEST: &str = "cda68104b52257de789d1f3385ef75209ac174fb02095102ffbd2116386fa3b4";
 /// blake3 over the digests after every event of the scenario, one a line.
-const TRAIL_DIGEST: &str = "e34155c99050a09f4cde46ed5c744ef3621985325cf6f0af3e26a6f47ce7f095";
+const TRAIL_DIGEST: &str = "6e64f83144cba68588fcbb24255693e03c52c019955134439d3a77aff9f2439b";
 
 const HERE: &str = "jfac@01here";
 const PEER: &str = "jfac@01peer";
@@ -327,22 +327,30 @@ fn scenario() -> Vec<Envelope> {
             name: "other".into(),
             kid: "ok".into(),
             public_key: "opk".into(),
+            spki: None,
         },
         Event::TrustedKeyAdded {
             name: "gone".into(),
             kid: "gk".into(),
             public_key: "gpk".into(),
+            spki: None,
         },
         Event::TrustedKeyRemoved {
             name: "gone".into(),
         },
-        Event::SignedUrlKeyReplaced { version: 3 },
+        Event::SignedUrlKeyReplaced {
+            version: 3,
+            org: None,
+        },
         Event::ServicePaired {
             use_case: "federation".into(),
             name: "peer".into(),
             service_id: PEER.into(),
             kid: "pk".into(),
             public_key: "ppk".into(),
+            base_url: None,
+            master_token_id: None,
+            pairing_token_id: None,
         },
         Event::SigningKeyAdded {
             kid: "k2".into(),

@@ -475,11 +475,31 @@ pub enum Event {
         kid: String,
         public_key: String,
     },
+    /// Anonymous access was turned on or off (seeds 002, 004): when on, a request without
+    /// credentials acts as the built-in `anonymous` user, whose status follows this.
+    AnonymousAccessChanged {
+        enabled: bool,
+    },
+    /// The token-signing keys were reset (seed 003, "resetting the certificate"): `kid`
+    /// becomes the active key, and the `retired` keys -- every earlier one -- no longer
+    /// verify this server's tokens, so every token they signed stops working, unless a
+    /// retired key is trusted again (`TrustedKeyAdded`: "copy the old root.crt into the
+    /// trusted directory"). Their public halves stay known for earlier checkpoints.
+    SigningKeysReset {
+        kid: String,
+        public_key: String,
+        retired: Vec<String>,
+    },
     /// A peer's public key is trusted for verifying tokens (circle of trust).
     TrustedKeyAdded {
         name: String,
         kid: String,
+        /// Base64url of the raw Ed25519 key; empty when `spki` holds the key.
         public_key: String,
+        /// A key that is not Ed25519 (a JFrog root certificate's RSA key): its
+        /// SubjectPublicKeyInfo, DER in standard base64.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        spki: Option<String>,
     },
     TrustedKeyRemoved {
         name: String,
@@ -487,6 +507,10 @@ pub enum Event {
     /// The signed-URL key was replaced: URLs signed with earlier versions stop working.
     SignedUrlKeyReplaced {
         version: u64,
+        /// An organisation's own key (as Bintray kept one per org); absent: the
+        /// server-wide default key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        org: Option<String>,
     },
     /// A pairing completed: the peer's key is trusted under `name` for `use_case`.
     ServicePaired {
@@ -495,6 +519,16 @@ pub enum Event {
         service_id: String,
         kid: String,
         public_key: String,
+        /// The peer's base URL (seed 004 "Get Pairings" lists it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        base_url: Option<String>,
+        /// On the side that issued the pairing token: the master token handed to the peer
+        /// (seed 003: "an admin user can revoke trust by revoking this token").
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        master_token_id: Option<String>,
+        /// On the same side: the (used-up) pairing token; revoking it ends the trust too.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pairing_token_id: Option<String>,
     },
     /// (Boxed: the largest payload would otherwise set the size of every event.)
     PermissionTargetSaved(Box<PermissionTarget>),
@@ -721,6 +755,8 @@ impl Event {
         "UserPasswordUnexpired",
         "GlobalRoleSaved",
         "GlobalRoleDeleted",
+        "SigningKeysReset",
+        "AnonymousAccessChanged",
     ];
 
     /// The service id a federated event originated at (its envelope's origin), when
@@ -800,6 +836,8 @@ impl Event {
             Event::PasswordPolicyChanged(_) => "PasswordPolicyChanged",
             Event::BasicAuthenticationChanged { .. } => "BasicAuthenticationChanged",
             Event::UserPasswordUnexpired { .. } => "UserPasswordUnexpired",
+            Event::SigningKeysReset { .. } => "SigningKeysReset",
+            Event::AnonymousAccessChanged { .. } => "AnonymousAccessChanged",
         }
     }
 }
@@ -923,17 +961,24 @@ pub fn samples() -> Vec<Envelope> {
             name: "us-east".into(),
             kid: "9b8a7c6d5e4f3a2b".into(),
             public_key: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
+            spki: None,
         },
         Event::TrustedKeyRemoved {
             name: "us-east".into(),
         },
-        Event::SignedUrlKeyReplaced { version: 2 },
+        Event::SignedUrlKeyReplaced {
+            version: 2,
+            org: None,
+        },
         Event::ServicePaired {
             use_case: "federation".into(),
             name: "jfac@01jc5x3y4z5a6b7c8d9e0f1g2k".into(),
             service_id: "jfac@01jc5x3y4z5a6b7c8d9e0f1g2k".into(),
             kid: "9b8a7c6d5e4f3a2b".into(),
             public_key: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
+            base_url: None,
+            master_token_id: None,
+            pairing_token_id: None,
         },
         Event::PermissionTargetSaved(Box::new(PermissionTarget {
             name: "java-developers".into(),
@@ -1216,6 +1261,12 @@ pub fn samples() -> Vec<Envelope> {
         Event::GlobalRoleDeleted {
             name: "ci-auditor".into(),
         },
+        Event::SigningKeysReset {
+            kid: "0a1b2c3d4e5f6a7b".into(),
+            public_key: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
+            retired: vec!["9b8a7c6d5e4f3a2b".into()],
+        },
+        Event::AnonymousAccessChanged { enabled: true },
     ];
     events
         .into_iter()

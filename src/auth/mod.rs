@@ -212,7 +212,9 @@ impl Authenticator {
         request_id: &str,
         client_ip: Option<std::net::IpAddr>,
     ) -> Result<Principal, AuthError> {
-        let header = header.ok_or(AuthError::Missing)?;
+        let Some(header) = header else {
+            return anonymous(state);
+        };
         let (scheme, value) = header.split_once(' ').ok_or(AuthError::UnsupportedScheme)?;
         if scheme.eq_ignore_ascii_case("bearer") {
             return self.token_login(value.trim(), state, None);
@@ -525,15 +527,13 @@ impl Authenticator {
             .cloned();
         if let Some(v) = cached {
             // The key that signed it must still be trusted (a removed peer key stops it).
-            if self.keys.verifying_key(s, &v.kid).is_some() {
+            if self.keys.still_trusted(s, &v.kid) {
                 self.cache_hit("token");
                 return Ok(v);
             }
         }
         self.cache_miss("token");
-        let unverified = jwt::parse(token).map_err(|e| AuthError::Token(e.to_string()))?;
-        let kid = unverified.header.kid.clone();
-        let claims = verify_token(&self.keys, s, token)?;
+        let (claims, kid) = verify_token_kid(&self.keys, s, token)?;
         let user_seq = claims
             .ext
             .as_deref()
@@ -814,21 +814,58 @@ impl Authenticator {
     }
 }
 
+/// A request without credentials: the `anonymous` user when anonymous access is on (and
+/// the user enabled), otherwise "authentication is required".
+fn anonymous(state: &Arc<RwLock<State>>) -> Result<Principal, AuthError> {
+    let s = state.read().unwrap_or_else(|p| p.into_inner());
+    let name = gatehouse_projections::ANONYMOUS;
+    let on = s.directory.anonymous_access
+        && s.directory
+            .users
+            .get(name)
+            .is_some_and(|u| u.status == UserStatus::Enabled);
+    if !on {
+        return Err(AuthError::Missing);
+    }
+    Ok(Principal {
+        username: name.to_string(),
+        admin: false,
+        password_expired: false,
+        token: None,
+        access_key: false,
+    })
+}
+
 /// Full, uncached verification of a JWT against the keys that verify tokens here.
 pub fn verify_token(
     keys: &crate::keys::KeyRing,
     s: &State,
     token: &str,
 ) -> Result<jwt::Claims, AuthError> {
+    verify_token_kid(keys, s, token).map(|(c, _)| c)
+}
+
+/// [`verify_token`], and the kid (ours) of the key that verified it. EdDSA tokens name
+/// their key; RS256 tokens (a trusted JFrog's) are tried against the trusted RSA keys.
+pub fn verify_token_kid(
+    keys: &crate::keys::KeyRing,
+    s: &State,
+    token: &str,
+) -> Result<(jwt::Claims, String), AuthError> {
     let unverified = jwt::parse(token).map_err(|e| AuthError::Token(e.to_string()))?;
-    let key = keys
-        .verifying_key(s, &unverified.header.kid)
-        .ok_or_else(|| {
-            AuthError::Token(format!("unknown signing key `{}`", unverified.header.kid))
-        })?;
-    unverified
-        .verify(&key)
-        .map_err(|e| AuthError::Token(e.to_string()))
+    let candidates = keys.candidate_keys(s, &unverified.header.alg, &unverified.header.kid);
+    if candidates.is_empty() {
+        return Err(AuthError::Token(format!(
+            "unknown signing key `{}`",
+            unverified.header.kid
+        )));
+    }
+    for (kid, key) in &candidates {
+        if unverified.check(key).is_ok() {
+            return Ok((unverified.into_claims(), kid.clone()));
+        }
+    }
+    Err(AuthError::Token(jwt::JwtError::BadSignature.to_string()))
 }
 
 fn ext_flag(claims: &jwt::Claims, name: &str) -> bool {

@@ -80,7 +80,43 @@ pub(super) fn initialize_service(
             status: UserStatus::Enabled,
             groups: vec![],
         }),
+        anonymous_user(),
     ])
+}
+
+/// The built-in `anonymous` user: no password, no UI, disabled until anonymous access
+/// is turned on.
+fn anonymous_user() -> Event {
+    Event::UserCreated(UserCreated {
+        username: gatehouse_projections::ANONYMOUS.into(),
+        email: None,
+        password_hash: None,
+        admin: false,
+        profile_updatable: false,
+        internal_password_disabled: true,
+        disable_ui_access: true,
+        realm: INTERNAL_REALM.into(),
+        status: UserStatus::Disabled,
+        groups: vec![],
+    })
+}
+
+/// Turn anonymous access on or off (a log written before the `anonymous` user existed
+/// gets it now).
+pub(super) fn set_anonymous_access(
+    state: &State,
+    enabled: bool,
+) -> Result<Vec<Event>, DomainError> {
+    let mut events = Vec::new();
+    if !state
+        .directory
+        .users
+        .contains_key(gatehouse_projections::ANONYMOUS)
+    {
+        events.push(anonymous_user());
+    }
+    events.push(Event::AnonymousAccessChanged { enabled });
+    Ok(events)
 }
 
 pub(super) fn create_user(state: &State, u: &NewUser) -> Result<Vec<Event>, DomainError> {

@@ -31,7 +31,7 @@ pub use names::{
     validate_group_name, validate_password, validate_project_key, validate_repo_key,
     REPOSITORY_CLASSES,
 };
-pub use permissions::normalize_target;
+pub use permissions::{manages, normalize_target};
 pub use projects::normalize_role;
 pub use settings::SettingChange;
 
@@ -73,6 +73,9 @@ pub enum Command {
     InitializeService {
         service_id: String,
         admin_password_hash: String,
+    },
+    SetAnonymousAccess {
+        enabled: bool,
     },
     CreateUser(NewUser),
     UpdateUser {
@@ -127,6 +130,11 @@ pub enum Command {
         kid: String,
         public_key: String,
     },
+    /// A new signing key that replaces every earlier one (they stop verifying tokens).
+    ResetSigningKeys {
+        kid: String,
+        public_key: String,
+    },
     AddTrustedKey {
         name: String,
         kid: String,
@@ -137,6 +145,8 @@ pub enum Command {
     },
     ReplaceSignedUrlKey {
         version: u64,
+        /// An organisation's own key; `None`: the server-wide default.
+        org: Option<String>,
     },
     /// Create (`create_only`) or create-or-replace a permission target.
     SavePermissionTarget {
@@ -145,6 +155,11 @@ pub enum Command {
     },
     DeletePermissionTarget {
         name: String,
+    },
+    /// A non-admin holding `manage` on the target changes its members' actions.
+    SavePermissionTargetAsManager {
+        target: gatehouse_schemas::PermissionTarget,
+        manager: String,
     },
     SaveRepository(gatehouse_schemas::Repository),
     DeleteRepository {
@@ -313,6 +328,9 @@ pub enum Command {
         service_id: String,
         kid: String,
         public_key: String,
+        base_url: Option<String>,
+        /// The master token minted for the peer (on the side that issued the pairing token).
+        master: Option<Box<gatehouse_schemas::TokenIssued>>,
     },
 }
 
@@ -325,6 +343,7 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             service_id,
             admin_password_hash,
         } => directory::initialize_service(state, service_id, admin_password_hash),
+        Command::SetAnonymousAccess { enabled } => directory::set_anonymous_access(state, *enabled),
         Command::CreateUser(u) => directory::create_user(state, u),
         Command::UpdateUser { username, changes } => {
             directory::update_user(state, username, changes)
@@ -390,6 +409,9 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
         } => tokens::refresh(state, old_token_id, issued),
         Command::RevokeToken { token_id } => tokens::revoke(state, token_id),
         Command::AddSigningKey { kid, public_key } => keys::add_signing_key(state, kid, public_key),
+        Command::ResetSigningKeys { kid, public_key } => {
+            keys::reset_signing_keys(state, kid, public_key)
+        }
         Command::AddTrustedKey {
             name,
             kid,
@@ -402,6 +424,8 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             service_id,
             kid,
             public_key,
+            base_url,
+            master,
         } => keys::complete_pairing(
             state,
             pairing_token_id.as_deref(),
@@ -409,13 +433,20 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             service_id,
             kid,
             public_key,
+            base_url.as_deref(),
+            master.as_deref(),
         ),
-        Command::ReplaceSignedUrlKey { version } => keys::replace_signed_url_key(state, *version),
+        Command::ReplaceSignedUrlKey { version, org } => {
+            keys::replace_signed_url_key(state, *version, org.as_deref())
+        }
         Command::SavePermissionTarget {
             target,
             create_only,
         } => permissions::save_target(state, target, *create_only),
         Command::DeletePermissionTarget { name } => permissions::delete_target(state, name),
+        Command::SavePermissionTargetAsManager { target, manager } => {
+            permissions::save_target_as_manager(state, target, manager)
+        }
         Command::SaveRepository(r) => permissions::save_repository(r),
         Command::DeleteRepository { key } => permissions::delete_repository(state, key),
         Command::SaveProject {

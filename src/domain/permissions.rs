@@ -158,6 +158,66 @@ pub(super) fn save_target(
     Ok(vec![Event::PermissionTargetSaved(Box::new(target.clone()))])
 }
 
+/// Seed 002: "Manage — allows changing the permission settings for other users" of the
+/// same target. Whether `username` holds `manage` in any section of `target`, directly or
+/// through one of its groups.
+pub fn manages(state: &State, username: &str, target: &PermissionTarget) -> bool {
+    let groups = state.directory.users.get(username).map(|u| &u.groups);
+    [&target.repo, &target.build, &target.release_bundle]
+        .into_iter()
+        .flatten()
+        .any(|s| {
+            let has = |actions: &Vec<String>| actions.iter().any(|a| a == "manage");
+            s.users.get(username).is_some_and(has)
+                || s.groups
+                    .iter()
+                    .any(|(g, a)| groups.is_some_and(|gs| gs.contains(g)) && has(a))
+        })
+}
+
+/// A manager (not an admin) changes only who may do what: the same sections over the
+/// same repositories and patterns, only the users' and groups' actions differ.
+pub(super) fn save_target_as_manager(
+    state: &State,
+    target: &PermissionTarget,
+    manager: &str,
+) -> Result<Vec<Event>, DomainError> {
+    let old = state
+        .permissions
+        .targets
+        .get(&target.name)
+        .ok_or_else(|| DomainError::NotFound(format!("permission target `{}`", target.name)))?;
+    if !manages(state, manager, old) {
+        return Err(DomainError::invalid(
+            "name",
+            format!("`{manager}` does not hold `manage` on `{}`", target.name),
+        ));
+    }
+    let scope = |s: &Option<PermissionSection>| {
+        s.as_ref().map(|s| {
+            (
+                s.include_patterns.clone(),
+                s.exclude_patterns.clone(),
+                s.repositories.clone(),
+                s.patterns_by_repository.clone(),
+            )
+        })
+    };
+    for (name, a, b) in [
+        ("repo", &old.repo, &target.repo),
+        ("build", &old.build, &target.build),
+        ("releaseBundle", &old.release_bundle, &target.release_bundle),
+    ] {
+        if scope(a) != scope(b) {
+            return Err(DomainError::invalid(
+                name,
+                "a user with `manage` may change the actions of users and groups only (repositories, patterns and sections stay as they are)",
+            ));
+        }
+    }
+    save_target(state, target, false)
+}
+
 pub(super) fn delete_target(state: &State, name: &str) -> Result<Vec<Event>, DomainError> {
     if !state.permissions.targets.contains_key(name) {
         return Err(DomainError::NotFound(format!("permission target `{name}`")));

@@ -162,19 +162,41 @@ pub(super) fn set_member(
     if roles.is_empty() {
         return Err(DomainError::invalid("roles", "give at least one role"));
     }
+    // Role names are matched as JFrog matches them, ignoring case (seed 004's sample
+    // gives `"developer"` for the predefined `Developer`); an exact name wins.
+    let mut canonical = Vec::with_capacity(roles.len());
     for (i, r) in roles.iter().enumerate() {
-        if state.projects.role_in(p, r).is_none() {
-            return Err(DomainError::invalid(
-                format!("roles[{i}]"),
-                format!("project `{project_key}` has no role `{r}`"),
-            ));
+        let found = state.projects.role_in(p, r).map(|role| role.name).or_else(|| {
+            let mut names: Vec<String> = p
+                .roles
+                .keys()
+                .cloned()
+                .chain(
+                    gatehouse_projections::predefined_roles()
+                        .into_iter()
+                        .map(|role| role.name),
+                )
+                .chain(state.projects.global_roles.keys().cloned())
+                .filter(|n| n.eq_ignore_ascii_case(r))
+                .collect();
+            names.dedup();
+            (names.len() == 1).then(|| names.remove(0))
+        });
+        match found {
+            Some(n) => canonical.push(n),
+            None => {
+                return Err(DomainError::invalid(
+                    format!("roles[{i}]"),
+                    format!("project `{project_key}` has no role `{r}`"),
+                ))
+            }
         }
     }
     Ok(vec![Event::ProjectMemberSaved {
         project_key: project_key.to_string(),
         kind: kind.to_string(),
         name: name.to_string(),
-        roles: dedup(roles.to_vec()),
+        roles: dedup(canonical),
     }])
 }
 

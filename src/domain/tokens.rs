@@ -28,15 +28,22 @@ pub(super) fn refresh(
     }])
 }
 
-/// A no-op for an unknown id (the seed answers 204 then).
+/// A no-op for an unknown id (the seed answers 204 then). Revoking a pairing's master
+/// token ends the trust the pairing created (seed 003: "an admin user can revoke trust by
+/// revoking this token").
 pub(super) fn revoke(state: &State, token_id: &str) -> Result<Vec<Event>, DomainError> {
+    let mut events = Vec::new();
     if state.tokens.by_id.contains_key(token_id) {
-        Ok(vec![Event::TokenRevoked {
+        events.push(Event::TokenRevoked {
             token_id: token_id.to_string(),
-        }])
-    } else {
-        Ok(vec![])
+        });
     }
+    if let Some(name) = state.keys.pairing_tokens.get(token_id) {
+        if state.keys.trusted.contains_key(name) {
+            events.push(Event::TrustedKeyRemoved { name: name.clone() });
+        }
+    }
+    Ok(events)
 }
 
 /// A token acts for an existing, enabled user, or for a transient subject that has no

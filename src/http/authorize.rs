@@ -153,8 +153,9 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
         || header_str(&req, "x-original-uri")
             .and_then(|u| u.split_once('?'))
             .is_some_and(|(_, q)| has_sig(q));
-    // Credentials first: an anonymous caller learns nothing, not even what is malformed.
-    if auth_header.is_none() && !signed {
+    // Credentials first: an anonymous caller learns nothing, not even what is malformed
+    // (unless anonymous access is on: then it is the `anonymous` user).
+    if auth_header.is_none() && !signed && !app.read().directory.anonymous_access {
         return Err(crate::auth::AuthError::Missing.into());
     }
     let q = question(&req)?;

@@ -5,7 +5,7 @@ use super::error::ApiError;
 use super::extract::{Admin, Body, RequestId};
 use super::{query_param, resource, written, AppState};
 use crate::domain::{self, Command};
-use crate::keys::{self, public_from_b64};
+use crate::keys;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -15,6 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/access/api/v1/cert/root").route(web::get().to(root)))
         .service(resource("/access/api/v1/cert/ca").route(web::get().to(root)))
         .service(resource("/access/api/v1/cert/root/rotate").route(web::post().to(rotate)))
+        .service(resource("/access/api/v1/cert/root/reset").route(web::post().to(reset)))
         .service(resource("/access/api/v1/cert/jwks").route(web::get().to(jwks)))
         .service(
             resource("/access/api/v1/cert/trusted")
@@ -102,6 +103,49 @@ async fn rotate(
     ))
 }
 
+/// Seed 003: "resetting the certificate will effectively revoke all of the tokens that
+/// have been generated"; to keep them, "copy the old root.crt into the trusted
+/// directory" (or `POST cert/trusted` it). The retired keys' private halves are deleted.
+async fn reset(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+) -> Result<HttpResponse, ApiError> {
+    let (kid, public) = app.keys.generate().map_err(|e| {
+        tracing::error!(error = %e, "cannot store a new signing key");
+        ApiError::Internal(rid.0.clone())
+    })?;
+    let cmd = Command::ResetSigningKeys {
+        kid: kid.clone(),
+        public_key: keys::public_b64(&public),
+    };
+    let committed = app.submit(cmd, &admin.0.username, &rid).await?;
+    let (retired, service_id) = {
+        let s = app.read();
+        (
+            s.keys.retired.iter().cloned().collect::<Vec<_>>(),
+            s.service_id.clone().unwrap_or_default(),
+        )
+    };
+    for old in &retired {
+        app.keys.forget_signing_key(old);
+    }
+    let key = app
+        .keys
+        .signing_key(&kid)
+        .ok_or_else(|| ApiError::Internal(rid.0.clone()))?;
+    let der =
+        keys::certificate::root_certificate(&key, &kid, &service_id).map_err(ApiError::Internal)?;
+    Ok(written(
+        HttpResponse::Ok().json(json!({
+            "kid": kid,
+            "certificate": keys::certificate::pem(&der),
+            "retired": retired,
+        })),
+        committed,
+    ))
+}
+
 async fn list_trusted(app: web::Data<AppState>, _admin: Admin) -> HttpResponse {
     let s = app.read();
     let trusted: Vec<_> = s
@@ -109,10 +153,10 @@ async fn list_trusted(app: web::Data<AppState>, _admin: Admin) -> HttpResponse {
         .trusted
         .iter()
         .map(|(name, (kid, p))| {
-            let pem = public_from_b64(p)
-                .map(|k| keys::public_pem(&k))
-                .unwrap_or_default();
-            json!({"name": name, "kid": kid, "certificate": pem})
+            let key = keys::peer::PeerKey::from_stored(p);
+            let pem = key.as_ref().map(|k| k.pem()).unwrap_or_default();
+            let alg = key.as_ref().map_or("", |k| k.algorithm());
+            json!({"name": name, "kid": kid, "certificate": pem, "alg": alg})
         })
         .collect();
     HttpResponse::Ok().json(json!({ "trusted": trusted }))
@@ -131,14 +175,14 @@ async fn add_trusted(
     Body(body): Body<TrustedBody>,
 ) -> Result<HttpResponse, ApiError> {
     domain::validate_group_name("name", &body.name)?;
-    let key = keys::parse_public(&body.certificate).ok_or_else(|| {
-        ApiError::BadRequest("invalid `certificate`: not an Ed25519 public key (send the PEM a peer serves at /access/api/v1/cert/root?formatted=true)".into())
+    let key = keys::peer::parse_peer(&body.certificate).ok_or_else(|| {
+        ApiError::BadRequest("invalid `certificate`: not an X.509 certificate or public key (Ed25519 or RSA; send the root.crt or the PEM a peer serves at /access/api/v1/cert/root?formatted=true)".into())
     })?;
-    let kid = keys::kid_of(&key);
+    let kid = key.kid();
     let cmd = Command::AddTrustedKey {
         name: body.name.clone(),
         kid: kid.clone(),
-        public_key: keys::public_b64(&key),
+        public_key: key.stored(),
     };
     let committed = app.submit(cmd, &admin.0.username, &rid).await?;
     Ok(written(
@@ -163,4 +207,55 @@ async fn remove_trusted(
         )
         .await?;
     Ok(written(HttpResponse::NoContent().finish(), committed))
+}
+
+/// Seed 003: "the root.crt will disappear from the target's trusted folder and will be
+/// placed in the database". Once a second, each key file in `<data-dir>/trusted/` is
+/// recorded (`TrustedKeyAdded`, named after the file) and then removed; until then it
+/// already verifies tokens (`KeyRing` reads the folder), so there is no gap.
+pub async fn import_trusted_folder(app: web::Data<AppState>) {
+    let rid = RequestId("trusted-folder".into());
+    loop {
+        actix_web::rt::time::sleep(std::time::Duration::from_secs(1)).await;
+        for (path, key) in app.keys.trusted_folder_files() {
+            let kid = key.kid();
+            let (known, own, taken) = {
+                let s = app.read();
+                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+                (
+                    s.keys.trusted.values().any(|(k, _)| *k == kid),
+                    s.keys.is_live_signing_key(&kid),
+                    s.keys.trusted.contains_key(stem),
+                )
+            };
+            if own {
+                tracing::warn!(path = %path.display(), "a file in trusted/ holds one of this server's own keys; left in place");
+                continue;
+            }
+            if !known {
+                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+                let name = if domain::validate_group_name("name", stem).is_err() {
+                    format!("trusted-{kid}")
+                } else if taken {
+                    format!("{stem}-{kid}")
+                } else {
+                    stem.to_string()
+                };
+                let cmd = Command::AddTrustedKey {
+                    name: name.clone(),
+                    kid: kid.clone(),
+                    public_key: key.stored(),
+                };
+                if let Err(e) = app.submit(cmd, "system", &rid).await {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot take a trusted file into the store");
+                    continue;
+                }
+                tracing::info!(path = %path.display(), name = %name, kid = %kid, "trusted key taken from the trusted folder into the store");
+            }
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove an imported trusted file");
+            }
+            app.keys.rescan_trusted_folder();
+        }
+    }
 }

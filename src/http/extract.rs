@@ -547,6 +547,28 @@ impl FromRequest for SelfOrAdmin {
     }
 }
 
+/// A caller who may have sent no credentials at all (`None`): the refresh of a token
+/// pair authenticates with the pair itself (seed 003). Credentials that are sent are
+/// checked like [`Caller`]'s, before the body is read.
+pub struct MaybeCaller(pub Option<Principal>);
+
+impl FromRequest for MaybeCaller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let done = auth_started(req);
+        let req = req.clone();
+        Box::pin(async move {
+            let _done = done;
+            if !req.headers().contains_key(header::AUTHORIZATION) {
+                return Ok(MaybeCaller(None));
+            }
+            Ok(MaybeCaller(Some(authenticate_caller(req).await?)))
+        })
+    }
+}
+
 /// Whether `T` is read from a JSON object (a struct or a map): asks `T`'s `Deserialize`
 /// what it wants first, with a deserializer that only records the question.
 fn expects_object<T: DeserializeOwned>() -> bool {

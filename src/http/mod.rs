@@ -6,10 +6,11 @@
 
 mod access_keys;
 mod access_permissions;
+mod anonymous;
 mod artifactory;
 pub mod audit;
 mod authorize;
-mod certs;
+pub mod certs;
 pub mod error;
 pub mod extract;
 pub mod federation;
@@ -301,6 +302,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/access/api/v1/tokens/{id}"),
     ("GET", "/access/api/v1/cert/root"),
     ("POST", "/access/api/v1/cert/root/rotate"),
+    ("POST", "/access/api/v1/cert/root/reset"),
+    ("GET", "/access/api/v1/config/security/anonymous_access"),
+    ("PUT", "/access/api/v1/config/security/anonymous_access"),
     ("GET", "/access/api/v1/cert/jwks"),
     ("GET", "/access/api/v1/cert/trusted"),
     ("POST", "/access/api/v1/cert/trusted"),
@@ -310,6 +314,20 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/artifactory/api/signed/url/key"),
     ("POST", "/access/api/v1/service_trust/pairing/{use_case}"),
     ("GET", "/access/api/v1/service_trust/pairing/{use_case}"),
+    ("PUT", "/access/api/v1/service_trust/pairing/{use_case}"),
+    ("GET", "/access/api/v1/service_trust/pairings/{use_case}"),
+    (
+        "POST",
+        "/artifactory/api/v1/service_trust/pairing/{use_case}",
+    ),
+    (
+        "PUT",
+        "/artifactory/api/v1/service_trust/pairing/{use_case}",
+    ),
+    (
+        "GET",
+        "/artifactory/api/v1/service_trust/pairings/{use_case}",
+    ),
     ("POST", "/access/api/v1/service_trust/pairing/initiate"),
     ("POST", "/access/api/v1/service_trust/pairing/exchange"),
     ("GET", "/artifactory/api/v2/security/permissions"),
@@ -561,6 +579,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     groups::configure(cfg);
     tokens::configure(cfg);
     certs::configure(cfg);
+    anonymous::configure(cfg);
     signed_urls::configure(cfg);
     pairing::configure(cfg);
     permissions::configure(cfg);

@@ -30,23 +30,62 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/access/api/v1/service_trust/pairing/exchange").route(web::post().to(exchange)),
     )
     .service(
-        resource("/access/api/v1/service_trust/pairing/{use_case}")
+        resource("/access/api/v1/service_trust/pairing/{use_case:.+}")
             .route(web::post().to(create))
+            .route(web::put().to(initiate_seed))
             .route(web::get().to(list)),
+    )
+    .service(
+        resource("/access/api/v1/service_trust/pairings/{use_case:.+}")
+            .route(web::get().to(list_seed)),
+    )
+    // Where JFrog serves them (seed 004).
+    .service(
+        resource("/artifactory/api/v1/service_trust/pairing/{use_case:.+}")
+            .route(web::post().to(create))
+            .route(web::put().to(initiate_seed)),
+    )
+    .service(
+        resource("/artifactory/api/v1/service_trust/pairings/{use_case:.+}")
+            .route(web::get().to(list_seed)),
     );
+}
+
+/// The use cases a pairing means something for: Gatehouse's Access Federation, and
+/// JFrog's (seed 004: `federated-repo/<namespace>`, `mission-control`,
+/// `artifactory-cold`). Another is 404, as the seed says.
+const KNOWN_USE_CASES: &[&str] = &[
+    "federation",
+    "federated-repo",
+    "mission-control",
+    "artifactory-cold",
+];
+
+fn check_known_use_case(u: &str) -> Result<(), ApiError> {
+    check_use_case(u)?;
+    let family = u.split('/').next().unwrap_or("");
+    if KNOWN_USE_CASES.contains(&family) {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!(
+            "unknown use case `{u}` (use one of: {})",
+            KNOWN_USE_CASES.join(", ")
+        )))
+    }
 }
 
 const EXCHANGE_PATH: &str = "/access/api/v1/service_trust/pairing/exchange";
 
 fn check_use_case(u: &str) -> Result<(), ApiError> {
     if u.is_empty()
-        || u.len() > 64
+        || u.len() > 128
+        || u.starts_with('/')
         || !u
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./*".contains(&b))
     {
         return Err(ApiError::BadRequest(
-            "invalid `use_case`: 1 to 64 letters, digits, `-`, `_` or `.`".into(),
+            "invalid `use_case`: 1 to 128 letters, digits, `-`, `_`, `.`, `/` or `*`".into(),
         ));
     }
     Ok(())
@@ -69,7 +108,7 @@ async fn create(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let use_case = path.into_inner();
-    check_use_case(&use_case)?;
+    check_known_use_case(&use_case)?;
     let (service_id, kid, user_seq) = {
         let s = app.read();
         (
@@ -129,7 +168,7 @@ async fn list(
     _admin: Admin,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    check_use_case(&path)?;
+    check_known_use_case(&path)?;
     let s = app.read();
     let pairings: Vec<_> = s
         .keys
@@ -144,10 +183,40 @@ async fn list(
     Ok(HttpResponse::Ok().json(json!({"use_case": path.as_str(), "pairings": pairings})))
 }
 
+/// Seed 004 "Get Pairings": `[{"base_url": …}]`, the paired peers of a use case.
+async fn list_seed(
+    app: web::Data<AppState>,
+    _admin: Admin,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    check_known_use_case(&path)?;
+    let s = app.read();
+    let urls = s.keys.pairing_base_urls.get(path.as_str());
+    let pairings: Vec<_> = s
+        .keys
+        .pairings
+        .get(path.as_str())
+        .map(|m| {
+            m.keys()
+                .map(|service_id| {
+                    json!({
+                        "base_url": urls.and_then(|u| u.get(service_id)),
+                        "service_id": service_id,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(HttpResponse::Ok().json(pairings))
+}
+
 #[derive(Deserialize)]
 struct ExchangeBody {
     service_id: String,
     certificate: String,
+    /// The peer's base URL (older Gatehouse peers do not send it).
+    #[serde(default)]
+    base_url: Option<String>,
 }
 
 /// The bearer token of a request, checked before its body is read.
@@ -190,7 +259,7 @@ async fn exchange(
         let kid = crate::auth::jwt::parse(&token)
             .map(|u| u.header.kid)
             .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
-        if !s.keys.signing.contains_key(&kid) {
+        if !s.keys.is_live_signing_key(&kid) {
             return Err(ApiError::Unauthorized(
                 "not a pairing token of this server".into(),
             ));
@@ -232,19 +301,55 @@ async fn exchange(
         .and_then(|r| r.strip_suffix(":x"))
         .unwrap_or("default")
         .to_string();
+    // Seed 004: "the result of a pairing is the master token": an admin token for the
+    // peer, kept as a record here; revoking it ends the trust this pairing created.
+    let actor = claims.username().unwrap_or("system").to_string();
+    let (service_id, kid, user_seq) = {
+        let s = app.read();
+        (
+            s.service_id.clone().unwrap_or_default(),
+            s.keys.active.clone(),
+            s.directory.users.get(&actor).map(|u| u.created_seq),
+        )
+    };
+    let kid = kid.ok_or_else(|| ApiError::Unavailable("no signing key yet".into()))?;
+    let description = format!("pairing master token for {} ({use_case})", body.service_id);
+    let spec = Spec {
+        service_id: &service_id,
+        subject: &actor,
+        transient: user_seq.is_none(),
+        scope: "applied-permissions/admin",
+        audience: &service_id,
+        description: Some(&description),
+        expires_in: None,
+        refreshable: false,
+        reference: false,
+        revocable: true,
+        now: unix_secs(),
+        ext: vec![],
+        user_seq,
+    };
+    let master =
+        tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| ApiError::Internal(rid.0.clone()))?;
     let cmd = Command::CompletePairing {
         pairing_token_id: Some(claims.jti.clone()),
         use_case,
         service_id: body.service_id,
         kid: keys::kid_of(&peer),
         public_key: keys::public_b64(&peer),
+        base_url: body
+            .base_url
+            .filter(|u| u.starts_with("http://") || u.starts_with("https://")),
+        master: Some(Box::new(master.record.clone())),
     };
-    let actor = claims.username().unwrap_or("system").to_string();
     let committed = app.submit(cmd, &actor, &rid).await?;
-    let service_id = app.read().service_id.clone().unwrap_or_default();
     Ok(written(
-        HttpResponse::Ok()
-            .json(json!({"service_id": service_id, "certificate": keys::public_pem(&own_key)})),
+        HttpResponse::Ok().json(json!({
+            "service_id": service_id,
+            "certificate": keys::public_pem(&own_key),
+            "master_token": master.access_token,
+            "master_token_id": master.record.token_id,
+        })),
         committed,
     ))
 }
@@ -260,11 +365,38 @@ struct ExchangeReply {
     certificate: String,
 }
 
+/// Seed 004 "Initiate Pairing": `PUT …/service_trust/pairing/{use_case}` with
+/// `{pairing_token}`; the token must be for that use case.
+async fn initiate_seed(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    req: HttpRequest,
+    path: web::Path<String>,
+    Body(body): Body<InitiateBody>,
+) -> Result<HttpResponse, ApiError> {
+    check_known_use_case(&path)?;
+    let asked = crate::auth::jwt::parse(&body.pairing_token)
+        .ok()
+        .and_then(|u| u.claims.ext)
+        .and_then(|e| serde_json::from_str::<serde_json::Value>(&e).ok())
+        .and_then(|v| v["use_case"].as_str().map(str::to_string));
+    if asked.as_deref().is_some_and(|u| u != path.as_str()) {
+        return Err(ApiError::BadRequest(format!(
+            "invalid `pairing_token`: it is for the use case `{}`, not `{}`",
+            asked.unwrap_or_default(),
+            path.as_str()
+        )));
+    }
+    initiate(app, admin, rid, req, Body(body)).await
+}
+
 /// B's side: an admin hands us a peer's pairing token; we call the peer and trust it.
 async fn initiate(
     app: web::Data<AppState>,
     admin: Admin,
     rid: RequestId,
+    req: HttpRequest,
     Body(body): Body<InitiateBody>,
 ) -> Result<HttpResponse, ApiError> {
     // We cannot verify the token before we know the peer's key: read it, call the peer,
@@ -302,7 +434,7 @@ async fn initiate(
             own.ok_or_else(|| ApiError::Unavailable("no signing key yet".into()))?,
         )
     };
-    let request = json!({"service_id": own_id, "certificate": keys::public_pem(&own_key)});
+    let request = json!({"service_id": own_id, "certificate": keys::public_pem(&own_key), "base_url": own_base_url(&req)});
     let token = body.pairing_token.clone();
     let reply = web::block(move || -> Result<ExchangeReply, String> {
         let agent = crate::tls::agent()
@@ -349,11 +481,20 @@ async fn initiate(
         service_id: reply.service_id.clone(),
         kid: kid.clone(),
         public_key: keys::public_b64(&peer),
+        base_url: ext["base_url"]
+            .as_str()
+            .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+            .map(str::to_string),
+        master: None,
     };
     let committed = app.submit(cmd, &admin.0.username, &rid).await?;
     Ok(written(
-        HttpResponse::Ok()
-            .json(json!({"service_id": reply.service_id, "kid": kid, "use_case": use_case})),
+        HttpResponse::Ok().json(json!({
+            "message": "Trust with Artifactory was established successfully",
+            "service_id": reply.service_id,
+            "kid": kid,
+            "use_case": use_case,
+        })),
         committed,
     ))
 }

@@ -1,7 +1,7 @@
 //! Permission targets, Artifactory v2 format (seed 002 "Assigning Permissions").
 
 use super::error::ApiError;
-use super::extract::{Admin, Body, RequestId};
+use super::extract::{Admin, Body, Caller, RequestId};
 use super::{base_url, resource, written, AppState};
 use crate::domain::{self, Command};
 use crate::views::{SectionWire, TargetWire};
@@ -59,13 +59,37 @@ async fn list(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> Http
     HttpResponse::Ok().json(items)
 }
 
+/// Admins, and (seed 002, the Manage action) users holding `manage` on this target.
+fn admin_or_manager(
+    s: &gatehouse_projections::State,
+    caller: &Caller,
+    name: &str,
+) -> Result<bool, ApiError> {
+    if caller.0.admin {
+        return Ok(true);
+    }
+    let manager = s
+        .permissions
+        .targets
+        .get(name)
+        .is_some_and(|t| domain::manages(s, &caller.0.username, t));
+    if manager {
+        Ok(false)
+    } else {
+        Err(ApiError::Forbidden(
+            "this operation requires an admin, or `manage` on this permission target".into(),
+        ))
+    }
+}
+
 async fn get(
     app: web::Data<AppState>,
-    _admin: Admin,
+    caller: Caller,
     path: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let s = app.view(&req);
+    admin_or_manager(&s, &caller, &path)?;
     let t = s
         .permissions
         .targets
@@ -76,7 +100,7 @@ async fn get(
 
 async fn save(
     app: &AppState,
-    admin: &Admin,
+    caller: &Caller,
     rid: &RequestId,
     name: &str,
     body: TargetWire,
@@ -84,16 +108,18 @@ async fn save(
 ) -> Result<HttpResponse, ApiError> {
     let target = target_in(name, body)?;
     let existed = app.read().permissions.targets.contains_key(name);
-    let committed = app
-        .submit(
-            Command::SavePermissionTarget {
-                target,
-                create_only,
-            },
-            &admin.0.username,
-            rid,
-        )
-        .await?;
+    let command = if caller.0.admin {
+        Command::SavePermissionTarget {
+            target,
+            create_only,
+        }
+    } else {
+        Command::SavePermissionTargetAsManager {
+            target,
+            manager: caller.0.username.clone(),
+        }
+    };
+    let committed = app.submit(command, &caller.0.username, rid).await?;
     let status = if existed {
         StatusCode::OK
     } else {
@@ -118,17 +144,37 @@ async fn create(
     path: web::Path<String>,
     Body(body): Body<TargetWire>,
 ) -> Result<HttpResponse, ApiError> {
-    save(&app, &admin, &rid, &path, body, true).await
+    save(&app, &Caller(admin.0), &rid, &path, body, true).await
+}
+
+/// A manager's extractor check runs before the body is read, like `Admin`'s.
+struct AdminOrManager(Caller);
+
+impl actix_web::FromRequest for AdminOrManager {
+    type Error = ApiError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let caller = Caller::from_request(req, payload);
+        let name = req.match_info().get("name").unwrap_or("").to_string();
+        let app = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let caller = caller.await?;
+            let app = app.ok_or_else(|| ApiError::Internal("no application state".into()))?;
+            admin_or_manager(&app.read(), &caller, &name)?;
+            Ok(AdminOrManager(caller))
+        })
+    }
 }
 
 async fn replace(
     app: web::Data<AppState>,
-    admin: Admin,
+    caller: AdminOrManager,
     rid: RequestId,
     path: web::Path<String>,
     Body(body): Body<TargetWire>,
 ) -> Result<HttpResponse, ApiError> {
-    save(&app, &admin, &rid, &path, body, false).await
+    save(&app, &caller.0, &rid, &path, body, false).await
 }
 
 async fn delete(

@@ -3,9 +3,9 @@
 //! (`crate::authorize::ProjectIndex`).
 //!
 //! Who may do what, as the seed says: a platform admin everything; a member holding the
-//! `Project Admin` role in a project may read it, manage its members when
-//! `admin_privileges.manage_members` is set, and its roles and repository assignment
-//! when `admin_privileges.manage_resources` is set. Creating, changing and deleting
+//! `Project Admin` role in a project may read it, and manage its members, roles and
+//! repository assignment when `admin_privileges.manage_resources` is set (seed 004
+//! names that flag for the members endpoints too). Creating, changing and deleting
 //! projects, moving and sharing repositories stay with platform admins.
 
 use super::error::ApiError;
@@ -146,10 +146,12 @@ fn check(s: &State, caller: &Principal, key: &str, need: Need) -> Result<(), Api
     let privileges = &p.config.admin_privileges;
     match need {
         Need::View => Ok(()),
-        Need::Members if members || (project_admin && privileges.manage_members) => Ok(()),
+        // Seed 004 names `manage_resources` for every members and groups endpoint of a
+        // project; followed as written (README, differences from JFrog).
+        Need::Members if members || (project_admin && privileges.manage_resources) => Ok(()),
         Need::Resources if resources || (project_admin && privileges.manage_resources) => Ok(()),
         Need::Members => Err(ApiError::Forbidden(format!(
-            "managing the members of `{key}` needs admin_privileges.manage_members for its Project Admins, or a role with MANAGE_MEMBERS"
+            "managing the members of `{key}` needs admin_privileges.manage_resources for its Project Admins (seed 004), or a role with MANAGE_MEMBERS"
         ))),
         Need::Resources => Err(ApiError::Forbidden(format!(
             "managing the resources of `{key}` needs admin_privileges.manage_resources for its Project Admins, or a role with MANAGE_RESOURCES"

@@ -25,7 +25,8 @@ pub const BASE: &str = "/access/api/v1/scim/v2";
 const CONTENT_TYPE: &str = "application/scim+json";
 /// The most resources one list answer holds (`filter.maxResults`).
 pub const MAX_RESULTS: usize = 1000;
-const DEFAULT_COUNT: usize = 100;
+/// Seed 004: list results are "limited to the first 20" unless `count` asks for more.
+const DEFAULT_COUNT: usize = 20;
 
 /// A SCIM error (RFC 7644 §3.12).
 #[derive(Debug)]

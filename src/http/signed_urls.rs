@@ -4,7 +4,7 @@
 //! the token keys; replacing it makes every earlier URL fail.
 
 use super::error::ApiError;
-use super::extract::{Admin, Body, RequestId};
+use super::extract::{Admin, Body, Caller, OptionalBody, RequestId};
 use super::{base_url, query_param, resource, written, AppState};
 use crate::auth::unix_secs;
 use crate::domain::Command;
@@ -37,6 +37,9 @@ struct CreateBody {
     /// Epoch milliseconds.
     #[serde(default)]
     expiry: Option<u64>,
+    /// Sign with this organisation's own key (admins only) rather than the default.
+    #[serde(default)]
+    org: Option<String>,
 }
 
 fn check_repo_path(p: &str) -> Result<String, ApiError> {
@@ -52,13 +55,54 @@ fn check_repo_path(p: &str) -> Result<String, ApiError> {
     Ok(p.to_string())
 }
 
+/// Seed 002: "Signed URLs can be created by admins or users with Manage permission" (on
+/// the repository path). An organisation's key is for admins.
+fn may_sign(
+    app: &AppState,
+    caller: &Caller,
+    repo_path: &str,
+    org: Option<&str>,
+) -> Result<(), ApiError> {
+    if caller.0.admin {
+        return Ok(());
+    }
+    if org.is_some() {
+        return Err(ApiError::Forbidden(
+            "only an admin can sign with an organisation's key".into(),
+        ));
+    }
+    let (repo, path) = repo_path.split_once('/').unwrap_or((repo_path, ""));
+    let s = app.read();
+    let subject = crate::authorize::Subject::new(
+        &s.directory,
+        &caller.0.username,
+        false,
+        caller.0.token.as_ref().map(|t| t.scope.as_str()),
+    );
+    let d = app
+        .permission_index()
+        .decide(&subject, repo, path, "manage");
+    if d.allowed {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "creating a signed URL needs an admin or `manage` on `{repo_path}` ({})",
+            d.via
+        )))
+    }
+}
+
 async fn create(
     app: web::Data<AppState>,
-    _admin: Admin,
+    caller: Caller,
     req: HttpRequest,
     Body(body): Body<CreateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let repo_path = check_repo_path(&body.repo_path)?;
+    if let Some(org) = &body.org {
+        crate::domain::validate_group_name("org", org)?;
+    }
+    may_sign(&app, &caller, &repo_path, body.org.as_deref())?;
     let now_ms = unix_secs() * 1000;
     let expiry_ms = match (body.valid_for_secs, body.expiry) {
         (Some(_), Some(_)) => {
@@ -90,19 +134,33 @@ async fn create(
         (None, Some(e)) => e,
         (None, None) => now_ms + DEFAULT_VALID_SECS * 1000,
     };
-    let version = app.read().keys.signed_url_version;
+    let org = body.org.as_deref();
+    let version = current_version(&app, org);
     let key = app
         .keys
-        .signed_url_key(version)
-        .ok_or_else(|| ApiError::Unavailable("no signed-URL key yet".into()))?;
+        .signed_url_key_of(org, version)
+        .ok_or_else(|| match org {
+            Some(o) => ApiError::NotFound(format!(
+                "organisation `{o}` has no signed-URL key yet (POST /artifactory/api/signed/url/key with `org`)"
+            )),
+            None => ApiError::Unavailable("no signed-URL key yet".into()),
+        })?;
     let sig = signature(&key, version, &repo_path, expiry_ms);
+    let org_param = org.map(|o| format!("&org={o}")).unwrap_or_default();
     let url = format!(
-        "{}/artifactory/{repo_path}?sig={sig}&exp={expiry_ms}&v={version}",
+        "{}/artifactory/{repo_path}?sig={sig}&exp={expiry_ms}&v={version}{org_param}",
         base_url(&req)
     );
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .body(url))
+    // Seed 002: "201 Created", `application/json` (the URL as a JSON string).
+    Ok(HttpResponse::Created().json(url))
+}
+
+fn current_version(app: &AppState, org: Option<&str>) -> u64 {
+    let s = app.read();
+    match org {
+        None => s.keys.signed_url_version,
+        Some(o) => s.keys.org_signed_url_versions.get(o).copied().unwrap_or(0),
+    }
 }
 
 /// `GET …/verify?url=<the signed URL>`: 200 with the path when valid, 403 with the reason.
@@ -134,22 +192,32 @@ pub fn check(app: &AppState, url: &str) -> Result<String, ApiError> {
     let mut sig = None;
     let mut exp = None;
     let mut version = None;
+    let mut org = None;
     for pair in query.split('&') {
         match pair.split_once('=') {
             Some(("sig", v)) => sig = Some(v.to_string()),
             Some(("exp", v)) => exp = v.parse::<u64>().ok(),
             Some(("v", v)) => version = v.parse::<u64>().ok(),
+            Some(("org", v)) => org = Some(v.to_string()),
             _ => {}
         }
     }
     let (Some(sig), Some(exp), Some(version)) = (sig, exp, version) else {
         return Err(ApiError::Forbidden("the URL is not signed".into()));
     };
-    let current = app.read().keys.signed_url_version;
+    if org
+        .as_deref()
+        .is_some_and(|o| crate::domain::validate_group_name("org", o).is_err())
+    {
+        return Err(ApiError::Forbidden("the URL's `org` is not valid".into()));
+    }
+    let current = current_version(app, org.as_deref());
     let key = app
         .keys
-        .signed_url_key(current)
-        .ok_or_else(|| ApiError::Unavailable("no signed-URL key yet".into()))?;
+        .signed_url_key_of(org.as_deref(), current)
+        .ok_or_else(|| {
+            ApiError::Forbidden("the URL's organisation has no signed-URL key".into())
+        })?;
     let expected = signature(&key, current, &repo_path, exp);
     // Compare in constant time: the signature is the credential.
     let valid = version == current && constant_time_eq(expected.as_bytes(), sig.as_bytes());
@@ -168,25 +236,50 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+#[derive(Deserialize)]
+struct KeyBody {
+    #[serde(default)]
+    org: Option<String>,
+}
+
+/// Replace the server-wide key, or (`{"org": …}` or `?org=`) an organisation's own key,
+/// as Bintray kept one per organisation. Seed 002: 201.
 async fn replace_key(
     app: web::Data<AppState>,
     admin: Admin,
     rid: RequestId,
+    req: HttpRequest,
+    OptionalBody(body): OptionalBody<KeyBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let version = app.read().keys.signed_url_version + 1;
-    app.keys.new_signed_url_key(version).map_err(|e| {
+    let org = match body.and_then(|b| b.org) {
+        Some(o) => Some(o),
+        None => query_param(&req, "org")?,
+    };
+    if let Some(o) = &org {
+        crate::domain::validate_group_name("org", o)?;
+    }
+    let version = current_version(&app, org.as_deref()) + 1;
+    let made = match &org {
+        None => app.keys.new_signed_url_key(version),
+        Some(o) => app.keys.new_org_signed_url_key(o, version),
+    };
+    made.map_err(|e| {
         tracing::error!(error = %e, "cannot store a new signed-URL key");
         ApiError::Internal(rid.0.clone())
     })?;
     let committed = app
         .submit(
-            Command::ReplaceSignedUrlKey { version },
+            Command::ReplaceSignedUrlKey {
+                version,
+                org: org.clone(),
+            },
             &admin.0.username,
             &rid,
         )
         .await?;
-    Ok(written(
-        HttpResponse::Ok().json(json!({"version": version})),
-        committed,
-    ))
+    let mut body = json!({"version": version});
+    if let Some(o) = org {
+        body["org"] = json!(o);
+    }
+    Ok(written(HttpResponse::Created().json(body), committed))
 }

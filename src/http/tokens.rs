@@ -1,7 +1,7 @@
 //! Access tokens (seed 004 "Access Tokens", seed 003): create, refresh, list, get, revoke.
 
 use super::error::ApiError;
-use super::extract::{Caller, FormOrJson, RequestId};
+use super::extract::{Caller, FormOrJson, MaybeCaller, RequestId};
 use super::{query_param, resource, written, AppState};
 use crate::auth::{unix_secs, Principal};
 use crate::domain::{self, Command};
@@ -29,6 +29,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 const USER_SCOPE: &str = "applied-permissions/user";
+const ADMIN_SCOPE: &str = "applied-permissions/admin";
+/// Seed 003: "system:livelogs:r" lets a token read live logs. Gatehouse has no live-log
+/// viewer, so the scope is accepted (from admins) and grants nothing else here.
+const LIVELOGS_SCOPE: &str = "system:livelogs:r";
 const MAX_SCOPE_CHARS: usize = 500;
 const MAX_AUDIENCE_CHARS: usize = 255;
 const MAX_DESCRIPTION_CHARS: usize = 1024;
@@ -76,7 +80,7 @@ fn parse_scope(scope: &str) -> Result<(), ApiError> {
         ));
     }
     for part in scope.split_whitespace() {
-        if part == USER_SCOPE || part == "applied-permissions/admin" {
+        if part == USER_SCOPE || part == ADMIN_SCOPE || part == LIVELOGS_SCOPE {
             continue;
         }
         match part.strip_prefix("applied-permissions/groups:") {
@@ -87,7 +91,7 @@ fn parse_scope(scope: &str) -> Result<(), ApiError> {
             }
             _ => {
                 return Err(ApiError::BadRequest(format!(
-                    "invalid `scope`: unknown scope `{}` (use applied-permissions/user, applied-permissions/admin or applied-permissions/groups:<g1>,<g2>)",
+                    "invalid `scope`: unknown scope `{}` (use applied-permissions/user, applied-permissions/admin, applied-permissions/groups:<g1>,<g2> or system:livelogs:r)",
                     part.escape_debug()
                 )))
             }
@@ -117,7 +121,7 @@ fn token_response(m: &tokens::Minted, now: u64) -> serde_json::Value {
 
 pub(super) async fn create(
     app: web::Data<AppState>,
-    caller: Caller,
+    caller: MaybeCaller,
     rid: RequestId,
     req: HttpRequest,
     FormOrJson(fields): FormOrJson,
@@ -125,14 +129,24 @@ pub(super) async fn create(
     let form = FormOrJson(fields);
     form.only(&req, FIELDS);
     match form.string("grant_type")?.as_deref() {
-        None | Some("client_credentials") => issue(&app, &caller.0, &rid, &form).await,
-        Some("refresh_token") => refresh(&app, &caller.0, &rid, &form).await,
+        None | Some("client_credentials") => {
+            let caller = caller
+                .0
+                .ok_or_else(|| ApiError::Unauthorized("authentication is required".into()))?;
+            issue(&app, &caller, &rid, &form).await
+        }
+        Some("refresh_token") => refresh(&app, caller.0.as_ref(), &rid, &form).await,
         Some(other) => Err(ApiError::BadRequest(format!(
             "invalid `grant_type`: `{}` (use client_credentials or refresh_token)",
             other.escape_debug()
         ))),
     }
 }
+
+/// The fields a refresh by the token pair alone may carry (seed 003: "if only the access
+/// token and the refresh token are provided (and no other parameters), this pair is used
+/// for authentication").
+const PAIR_FIELDS: &[&str] = &["grant_type", "refresh_token", "access_token"];
 
 pub(super) async fn issue(
     app: &AppState,
@@ -157,11 +171,7 @@ pub(super) async fn issue(
                 "only an admin can create tokens for another user".into(),
             ));
         }
-        if scope != USER_SCOPE {
-            return Err(ApiError::Forbidden(
-                "only an admin can create tokens with a group or admin scope".into(),
-            ));
-        }
+        check_non_admin_scope(app, caller, &scope)?;
     }
     if form
         .unsigned("expires_in")?
@@ -186,10 +196,11 @@ pub(super) async fn issue(
             cfg.max_expiry
         )));
     }
-    let mut refreshable = form.boolean("refreshable")?.unwrap_or(false);
-    if !caller.admin && !cfg.allow_refreshable {
-        refreshable = false;
-    }
+    // Seed 004: "when disabled, all the user tokens will be created as non refreshable"
+    // -- JFrog answers 200 without a refresh token, for admins too; the answer here says
+    // so in `X-Gatehouse-Notice` rather than leaving the caller to notice the absence.
+    let asked_refreshable = form.boolean("refreshable")?.unwrap_or(false);
+    let refreshable = asked_refreshable && cfg.allow_refreshable;
     let description = form.string("description")?;
     if description
         .as_ref()
@@ -252,15 +263,53 @@ pub(super) async fn issue(
             rid,
         )
         .await?;
+    let mut response = HttpResponse::Ok();
+    if asked_refreshable && !refreshable {
+        response.insert_header((NOTICE, REFRESHABLE_DISABLED));
+    }
     Ok(written(
-        HttpResponse::Ok().json(token_response(&minted, now)),
+        response.json(token_response(&minted, now)),
         committed,
     ))
 }
 
+const NOTICE: &str = "X-Gatehouse-Notice";
+const REFRESHABLE_DISABLED: &str =
+    "refreshable tokens are disabled on this server (allow-refreshable = false): the token is not refreshable";
+
+/// Seed 003: "non-admin users can only set the scope to a subset of the groups to which
+/// they belong"; the admin scope and `system:livelogs:r` are for admins.
+fn check_non_admin_scope(app: &AppState, caller: &Principal, scope: &str) -> Result<(), ApiError> {
+    let s = app.read();
+    let mine = s.directory.users.get(&caller.username).map(|u| &u.groups);
+    for part in scope.split_whitespace() {
+        if part == USER_SCOPE {
+            continue;
+        }
+        let Some(groups) = part.strip_prefix("applied-permissions/groups:") else {
+            return Err(ApiError::Forbidden(format!(
+                "only an admin can create tokens with the scope `{part}`"
+            )));
+        };
+        for g in groups.split(',').map(str::trim) {
+            if !mine.is_some_and(|m| m.contains(g)) {
+                return Err(ApiError::Forbidden(format!(
+                    "non-admin users can scope a token only to groups they belong to; `{}` is not one of yours",
+                    g.escape_debug()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refresh (seed 003): with the pair alone (`access_token` and `refresh_token`, nothing
+/// else) the pair is the credential; with any other parameter the caller must be an
+/// admin, and the parameters shape the new token; otherwise the caller must be the
+/// token's user (or the token itself, as bearer) or an admin.
 pub(super) async fn refresh(
     app: &AppState,
-    caller: &Principal,
+    caller: Option<&Principal>,
     rid: &RequestId,
     form: &FormOrJson,
 ) -> Result<HttpResponse, ApiError> {
@@ -269,6 +318,29 @@ pub(super) async fn refresh(
             "invalid `refresh_token`: required for grant_type=refresh_token".into(),
         )
     })?;
+    let access_token = form.string("access_token")?;
+    let extra: Vec<&String> = form
+        .0
+        .iter()
+        .filter(|(k, v)| !PAIR_FIELDS.contains(&k.as_str()) && !v.is_null())
+        .map(|(k, _)| k)
+        .collect();
+    if !extra.is_empty() {
+        match caller {
+            None => {
+                return Err(ApiError::Unauthorized(
+                    "authentication is required: a refresh with other parameters than the token pair must be made by an admin".into(),
+                ))
+            }
+            Some(c) if !c.admin => {
+                return Err(ApiError::Forbidden(format!(
+                    "only an admin can refresh a token with other parameters than the token pair (got `{}`)",
+                    extra.iter().map(|k| k.as_str()).collect::<Vec<_>>().join("`, `")
+                )))
+            }
+            Some(_) => {}
+        }
+    }
     let now = unix_secs();
     let (old, service_id, kid) = {
         let s = app.read();
@@ -295,12 +367,34 @@ pub(super) async fn refresh(
             s.keys.active.clone(),
         )
     };
-    if old.subject != caller.username && !caller.admin {
-        return Err(ApiError::Forbidden(
-            "the refresh token belongs to another user".into(),
-        ));
+    // The pair authenticates: the access token must be the one this refresh token
+    // belongs to (compared by hash; it may have expired, within the grace period).
+    let pair = match &access_token {
+        Some(a) if tokens::hash_hex(a) == old.access_hash => true,
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "invalid `access_token`: it is not the token this refresh token belongs to".into(),
+            ))
+        }
+        None => false,
+    };
+    let admin = caller.is_some_and(|c| c.admin);
+    if !pair && !admin {
+        let caller = caller
+            .ok_or_else(|| ApiError::Unauthorized("authentication is required (or give the token pair: `access_token` and `refresh_token`)".into()))?;
+        let is_the_token = caller
+            .token
+            .as_ref()
+            .is_some_and(|t| t.local && t.token_id == old.token_id);
+        if !is_the_token {
+            if old.subject != caller.username {
+                return Err(ApiError::Forbidden(
+                    "the refresh token belongs to another user".into(),
+                ));
+            }
+            token_may_mint(caller)?;
+        }
     }
-    token_may_mint(caller)?;
     let user_seq = app
         .read()
         .directory
@@ -315,17 +409,52 @@ pub(super) async fn refresh(
             "invalid `refresh_token`: the token expired beyond the grace period".into(),
         ));
     }
+    // An admin's parameters shape the new token; the subject stays.
+    if let Some(u) = form.string("username")? {
+        if domain::normalize_username("username", &u)? != old.subject {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `username`: a refreshed token keeps its subject `{}`",
+                old.subject
+            )));
+        }
+    }
+    let scope = match form.string("scope")? {
+        Some(sc) => {
+            parse_scope(&sc)?;
+            sc.split_whitespace().collect::<Vec<_>>().join(" ")
+        }
+        None => old.scope.clone(),
+    };
+    if form
+        .unsigned("expires_in")?
+        .is_some_and(|e| e > MAX_EXPIRES_IN)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "invalid `expires_in`: at most {MAX_EXPIRES_IN} seconds (0 = never expires)"
+        )));
+    }
+    let expires_in = match form.unsigned("expires_in")? {
+        Some(0) => None,
+        Some(n) => Some(n),
+        None => old.expires_at.map(|e| e.saturating_sub(old.issued_at)),
+    };
+    let description = form.string("description")?.or(old.description.clone());
+    let audience = form.string("audience")?.unwrap_or(old.audience.clone());
+    let refreshable = form.boolean("refreshable")?.unwrap_or(true) && app.config.allow_refreshable;
+    let reference = form
+        .boolean("include_reference_token")?
+        .unwrap_or(old.reference_hash.is_some());
     let kid = kid.ok_or_else(|| ApiError::Unavailable("no signing key yet".into()))?;
     let spec = Spec {
         service_id: &service_id,
         subject: &old.subject,
         transient: old.transient,
-        scope: &old.scope,
-        audience: &old.audience,
-        description: old.description.as_deref(),
-        expires_in: old.expires_at.map(|e| e.saturating_sub(old.issued_at)),
-        refreshable: true,
-        reference: old.reference_hash.is_some(),
+        scope: &scope,
+        audience: &audience,
+        description: description.as_deref(),
+        expires_in,
+        refreshable,
+        reference,
         revocable: true,
         now,
         ext: vec![],
@@ -337,7 +466,8 @@ pub(super) async fn refresh(
         old_token_id: old.token_id.clone(),
         issued: minted.record.clone(),
     };
-    let committed = app.submit(cmd, &caller.username, rid).await?;
+    let actor = caller.map_or(old.subject.as_str(), |c| c.username.as_str());
+    let committed = app.submit(cmd, actor, rid).await?;
     Ok(written(
         HttpResponse::Ok().json(token_response(&minted, now)),
         committed,
@@ -429,8 +559,51 @@ async fn revoke(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = resolve_id(&caller.0, &path)?;
-    let owner = app.read().tokens.by_id.get(&id).map(|t| t.subject.clone());
+    let (owner, issuer, non_revocable) = {
+        let s = app.read();
+        (
+            s.tokens.by_id.get(&id).map(|t| t.subject.clone()),
+            s.federation.token_issuers.get(&id).cloned(),
+            s.tokens
+                .non_revocable
+                .get(&id)
+                .filter(|(_, exp)| *exp > unix_secs())
+                .map(|(subject, _)| subject.clone()),
+        )
+    };
+    // Seed 004: "400 - If the token was created by a different Artifactory instance (and
+    // therefore cannot be revoked)".
+    if let Some(issuer) = issuer {
+        return Err(ApiError::BadRequest(format!(
+            "token `{id}` was issued by `{issuer}` and cannot be revoked here; revoke it there"
+        )));
+    }
     let Some(owner) = owner else {
+        // A used pairing token: revoking it ends the trust its pairing created.
+        let paired = app.read().keys.pairing_tokens.contains_key(&id);
+        if paired && caller.0.admin {
+            let committed = app
+                .submit(
+                    Command::RevokeToken { token_id: id },
+                    &caller.0.username,
+                    &rid,
+                )
+                .await?;
+            return Ok(written(
+                HttpResponse::Ok()
+                    .content_type("text/plain; charset=utf-8")
+                    .body("Token revoked"),
+                committed,
+            ));
+        }
+        if let Some(subject) = non_revocable {
+            if caller.0.admin || subject == caller.0.username {
+                return Err(ApiError::BadRequest(format!(
+                    "token `{id}` is not revocable: it lives shorter than revocable-expiry-threshold ({} seconds) and was not created with force_revocable; it ends when it expires",
+                    app.config.revocable_expiry_threshold
+                )));
+            }
+        }
         // Unknown or already revoked: 204, as the seed says.
         return Ok(HttpResponse::NoContent().finish());
     };

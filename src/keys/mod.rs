@@ -7,6 +7,7 @@
 //! `<data-dir>/trusted/`; that folder is re-read when a token names an unknown key.
 
 pub mod certificate;
+pub mod peer;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -18,7 +19,7 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 /// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): the key's 32 bytes follow.
-const SPKI_PREFIX: [u8; 12] = [
+pub(crate) const SPKI_PREFIX: [u8; 12] = [
     0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
 ];
 
@@ -98,7 +99,7 @@ pub struct KeyRing {
     trusted_dir: PathBuf,
     signing: RwLock<HashMap<String, SigningKey>>,
     /// Public keys from `trusted/` files by kid, with the time of the last scan.
-    trusted_files: RwLock<(HashMap<String, VerifyingKey>, Option<Instant>)>,
+    trusted_files: RwLock<(HashMap<String, peer::PeerKey>, Option<Instant>)>,
     /// Parsed public keys by kid (parsing decompresses a curve point: worth caching).
     parsed: RwLock<HashMap<String, VerifyingKey>>,
 }
@@ -186,8 +187,9 @@ impl KeyRing {
             .unwrap_or_else(|p| p.into_inner())
             .get(kid)
         {
-            // Still listed? A removed trusted key must stop verifying at once.
-            if state.keys.signing.contains_key(kid)
+            // Still listed? A removed trusted key (or a signing key retired by a reset)
+            // must stop verifying at once.
+            if state.keys.is_live_signing_key(kid)
                 || state.keys.trusted.values().any(|(k2, _)| k2 == kid)
             {
                 return Some(*k);
@@ -197,6 +199,7 @@ impl KeyRing {
             .keys
             .signing
             .get(kid)
+            .filter(|_| !state.keys.retired.contains(kid))
             .or_else(|| {
                 state
                     .keys
@@ -213,15 +216,59 @@ impl KeyRing {
                 .insert(kid.to_string(), k);
             return Some(k);
         }
-        self.trusted_file_key(kid)
+        match self.trusted_file_key(kid) {
+            Some(peer::PeerKey::Ed25519(k)) => Some(k),
+            _ => None,
+        }
     }
 
-    fn trusted_file_key(&self, kid: &str) -> Option<VerifyingKey> {
+    /// The keys that may have signed a token with this header: for EdDSA the one its
+    /// `kid` names; for RS256 every trusted RSA key (a JFrog's `kid` is its own
+    /// derivation, not ours), the one whose kid matches first.
+    pub fn candidate_keys(
+        &self,
+        state: &State,
+        alg: &str,
+        kid: &str,
+    ) -> Vec<(String, peer::PeerKey)> {
+        if alg != "RS256" {
+            return self
+                .verifying_key(state, kid)
+                .map(|k| vec![(kid.to_string(), peer::PeerKey::Ed25519(k))])
+                .unwrap_or_default();
+        }
+        let mut out: Vec<(String, peer::PeerKey)> = state
+            .keys
+            .trusted
+            .values()
+            .filter(|(_, p)| p.starts_with(peer::SPKI_TAG))
+            .filter_map(|(k, p)| peer::PeerKey::from_stored(p).map(|key| (k.clone(), key)))
+            .collect();
+        let _ = self.trusted_file_key("");
+        let files = self.trusted_files.read().unwrap_or_else(|p| p.into_inner());
+        for (k, key) in &files.0 {
+            if matches!(key, peer::PeerKey::Rsa(_)) && !out.iter().any(|(o, _)| o == k) {
+                out.push((k.clone(), key.clone()));
+            }
+        }
+        out.sort_by_key(|(k, _)| k != kid);
+        out
+    }
+
+    /// Whether the key `kid` still verifies tokens here (a cached verification is only
+    /// good while it does).
+    pub fn still_trusted(&self, state: &State, kid: &str) -> bool {
+        state.keys.is_live_signing_key(kid)
+            || state.keys.trusted.values().any(|(k, _)| k == kid)
+            || self.trusted_file_key(kid).is_some()
+    }
+
+    fn trusted_file_key(&self, kid: &str) -> Option<peer::PeerKey> {
         {
             let files = self.trusted_files.read().unwrap_or_else(|p| p.into_inner());
             let fresh = files.1.is_some_and(|t| t.elapsed() < TRUSTED_RESCAN);
             if fresh {
-                return files.0.get(kid).copied();
+                return files.0.get(kid).cloned();
             }
         }
         let mut found = HashMap::new();
@@ -231,17 +278,17 @@ impl KeyRing {
                 let Ok(text) = std::fs::read_to_string(&path) else {
                     continue;
                 };
-                match parse_public(&text) {
+                match peer::parse_peer(&text) {
                     Some(k) => {
-                        found.insert(kid_of(&k), k);
+                        found.insert(k.kid(), k);
                     }
                     None => {
-                        tracing::warn!(path = %path.display(), "ignoring a trusted file that is not an Ed25519 public key")
+                        tracing::warn!(path = %path.display(), "ignoring a trusted file that is not a certificate or public key (Ed25519 or RSA)")
                     }
                 }
             }
         }
-        let key = found.get(kid).copied();
+        let key = found.get(kid).cloned();
         *self
             .trusted_files
             .write()
@@ -255,17 +302,87 @@ impl KeyRing {
             .keys
             .signing
             .iter()
+            .filter(|(kid, _)| !state.keys.retired.contains(*kid))
             .chain(state.keys.trusted.values().map(|(k, p)| (k, p)))
             .filter_map(|(kid, p)| public_from_b64(p).map(|k| (kid.clone(), k)))
             .collect();
         let _ = self.trusted_file_key("");
         let files = self.trusted_files.read().unwrap_or_else(|p| p.into_inner());
         for (kid, k) in &files.0 {
-            if !out.iter().any(|(o, _)| o == kid) {
-                out.push((kid.clone(), *k));
+            if let peer::PeerKey::Ed25519(k) = k {
+                if !out.iter().any(|(o, _)| o == kid) {
+                    out.push((kid.clone(), *k));
+                }
             }
         }
         out
+    }
+
+    /// The files in `trusted/` that hold a key, with the key (for importing them into
+    /// the log, after which the file is removed, as seed 003 describes).
+    pub fn trusted_folder_files(&self) -> Vec<(PathBuf, peer::PeerKey)> {
+        let Ok(entries) = std::fs::read_dir(&self.trusted_dir) else {
+            return vec![];
+        };
+        entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .filter_map(|p| {
+                let text = std::fs::read_to_string(&p).ok()?;
+                peer::parse_peer(&text).map(|k| (p, k))
+            })
+            .collect()
+    }
+
+    /// Forget what the last scan of `trusted/` found (a file was imported and removed).
+    pub fn rescan_trusted_folder(&self) {
+        self.trusted_files
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .1 = None;
+    }
+
+    /// Forget the private half of a retired signing key (a reset is often made because
+    /// a key may have leaked: it must not be able to sign again).
+    pub fn forget_signing_key(&self, kid: &str) {
+        self.signing
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(kid);
+        let path = self.dir.join(format!("{kid}.key"));
+        if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove a retired signing key");
+            }
+        }
+    }
+
+    /// The signed-URL key of `version` of an organisation (`Some`) or the server-wide one.
+    pub fn signed_url_key_of(&self, org: Option<&str>, version: u64) -> Option<[u8; 32]> {
+        let Some(org) = org else {
+            return self.signed_url_key(version);
+        };
+        let text = std::fs::read_to_string(
+            self.dir
+                .join(format!("signed-url-org-{org}-{version}.secret")),
+        )
+        .ok()?;
+        URL_SAFE_NO_PAD
+            .decode(text.trim())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+    }
+
+    /// Make an organisation's signed-URL key of `version` (0600).
+    pub fn new_org_signed_url_key(&self, org: &str, version: u64) -> Result<(), KeyError> {
+        let path = self
+            .dir
+            .join(format!("signed-url-org-{org}-{version}.secret"));
+        let mut key = [0u8; 32];
+        getrandom::getrandom(&mut key).expect("the OS has randomness");
+        crate::app::write_private(&path, &URL_SAFE_NO_PAD.encode(key))
+            .map_err(|source| KeyError { path, source })
     }
 
     /// The signed-URL key of `version`, if it exists.

@@ -20,6 +20,7 @@ mod projects;
 mod read_your_writes;
 mod scim;
 mod secrets;
+mod seeds;
 mod settings;
 mod system;
 mod tokens;

@@ -168,7 +168,10 @@ fn nginx_serves_files_only_when_gatehouse_allows() {
             "/artifactory/api/signed/url",
             &json!({"repo_path": "libs-release/org/acme/app.jar", "valid_for_secs": 2}),
         )
-        .text;
+        .json()
+        .as_str()
+        .unwrap()
+        .to_string();
     let signed_uri = &signed[signed.find("/artifactory/").unwrap()..];
     assert_eq!(status(agent.get(&format!("{base}{signed_uri}"))), 200);
     std::thread::sleep(Duration::from_millis(3100));

@@ -281,7 +281,10 @@ fn nginx_style_requests_and_signed_urls() {
             "/artifactory/api/signed/url",
             &json!({"repo_path": "libs-release/org/acme/a.jar"}),
         )
-        .text;
+        .json()
+        .as_str()
+        .unwrap()
+        .to_string();
     let uri = &url[url.find("/artifactory/").unwrap()..];
     assert_eq!(
         nginx(&app.anon(), "GET", uri),
@@ -347,8 +350,9 @@ fn signed_query(admin: &crate::helpers::Client, repo_path: &str, valid_for_secs:
         "/artifactory/api/signed/url",
         &json!({"repo_path": repo_path, "valid_for_secs": valid_for_secs}),
     );
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.text.split_once('?').unwrap().1.to_string()
+    assert_eq!(r.status, 201, "{}", r.text);
+    let url = r.json().as_str().unwrap().to_string();
+    url.split_once('?').unwrap().1.to_string()
 }
 
 #[test]
@@ -440,7 +444,7 @@ fn a_signed_urls_sig_works_directly_in_authorize_for_reading_only() {
     // After the key is replaced, earlier URLs are bad credentials.
     assert_eq!(
         admin.post_empty("/artifactory/api/signed/url/key").status,
-        200
+        201
     );
     assert_eq!(ask_signed(&app, path, "read", &query).status, 401);
     // Real credentials win over a `sig` beside them: bob has no grant here.

@@ -375,7 +375,7 @@ fn project_admins_act_within_their_privileges() {
     project(&admin, "alpha");
     let r = admin.post(
         P,
-        &json!({"project_key": "beta", "display_name": "Beta", "admin_privileges": {"manage_members": false}}),
+        &json!({"project_key": "beta", "display_name": "Beta", "admin_privileges": {"manage_members": true, "manage_resources": false}}),
     );
     assert_eq!(r.status, 201);
     app.create_user("pa", "password-1");
@@ -391,7 +391,7 @@ fn project_admins_act_within_their_privileges() {
     let listed = pa.get(P).json();
     assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
     assert_eq!(pa.get(&format!("{P}/alpha")).status, 200);
-    // manage_members in alpha, not in beta.
+    // Seed 004: the members endpoints need manage_resources (alpha has it, beta not).
     assert_eq!(
         pa.put(
             &format!("{P}/alpha/users/dev"),

@@ -568,8 +568,8 @@ fn signed_urls_valid_expired_tampered_and_after_key_replacement() {
         "/artifactory/api/signed/url",
         &json!({"repo_path": "libs-release/org/acme/app-1.0.jar", "valid_for_secs": 3600}),
     );
-    assert_eq!(r.status, 200, "{}", r.text);
-    let url = r.text.clone();
+    assert_eq!(r.status, 201, "{}", r.text);
+    let url = r.json().as_str().unwrap().to_string();
     assert!(url.contains("/artifactory/libs-release/org/acme/app-1.0.jar?sig="));
     let verify = |u: &str| {
         app.anon().get(&format!(
@@ -594,14 +594,17 @@ fn signed_urls_valid_expired_tampered_and_after_key_replacement() {
             "/artifactory/api/signed/url",
             &json!({"repo_path": "libs/a.txt", "valid_for_secs": 1}),
         )
-        .text;
+        .json()
+        .as_str()
+        .unwrap()
+        .to_string();
     std::thread::sleep(Duration::from_millis(2100));
     let r = verify(&short);
     assert_eq!(r.status, 403);
     assert!(r.error_message().contains("expired"));
     assert_eq!(
         admin.post_empty("/artifactory/api/signed/url/key").status,
-        200
+        201
     );
     let r = verify(&url);
     assert_eq!(r.status, 403, "URLs signed before the key replacement fail");
@@ -610,7 +613,10 @@ fn signed_urls_valid_expired_tampered_and_after_key_replacement() {
             "/artifactory/api/signed/url",
             &json!({"repo_path": "libs-release/x"}),
         )
-        .text;
+        .json()
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(verify(&fresh).status, 200);
     for body in [
         json!({"repo_path": ""}),

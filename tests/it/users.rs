@@ -88,7 +88,13 @@ fn list_pages_with_limit_and_cursor() {
                 "/access/api/v2/users/{}",
                 u["username"].as_str().unwrap()
             )));
-            assert_eq!(u["status"], "enabled");
+            // The built-in `anonymous` is disabled until anonymous access is turned on.
+            let expected = if u["username"] == "anonymous" {
+                "disabled"
+            } else {
+                "enabled"
+            };
+            assert_eq!(u["status"], expected);
             seen.push(u["username"].as_str().unwrap().to_string());
         }
         match page["cursor"].as_str() {
@@ -96,7 +102,7 @@ fn list_pages_with_limit_and_cursor() {
             None => break,
         }
     }
-    assert_eq!(seen, ["admin", "u0", "u1", "u2", "u3", "u4"]);
+    assert_eq!(seen, ["admin", "anonymous", "u0", "u1", "u2", "u3", "u4"]);
     for bad in ["0", "100000", "abc", "-1"] {
         let r = admin.get(&format!("/access/api/v2/users?limit={bad}"));
         assert_eq!(r.status, 400, "limit={bad}");

@@ -3,7 +3,7 @@
 //! revoked by the same code.
 
 use super::super::error::ApiError;
-use super::super::extract::{Caller, FormOrJson, RequestId};
+use super::super::extract::{Caller, FormOrJson, MaybeCaller, RequestId};
 use super::super::tokens::{create, list, revoke_id, token_id_of_value};
 use super::super::{resource, written, AppState};
 use super::text;
@@ -39,7 +39,7 @@ fn scope_in(scope: &str) -> String {
 /// too.
 async fn create_legacy(
     app: web::Data<AppState>,
-    caller: Caller,
+    caller: MaybeCaller,
     rid: RequestId,
     req: HttpRequest,
     FormOrJson(mut fields): FormOrJson,

@@ -1,0 +1,779 @@
+//! The seeds, as written (issue 20): token and trust rules, anonymous access and seed
+//! 004's remaining endpoints. Each test names the seed passage it holds the server to.
+
+use crate::helpers::{Client, TestApp};
+use gatehouse::Config;
+use serde_json::{json, Value};
+
+fn bearer(app: &TestApp, token: &str) -> Client {
+    app.anon().with_header_auth(&format!("Bearer {token}"))
+}
+
+fn form(client: &Client, body: &str) -> crate::helpers::Resp {
+    client.raw(
+        "POST",
+        "/access/api/v1/tokens",
+        Some("application/x-www-form-urlencoded"),
+        Some(body.as_bytes()),
+    )
+}
+
+fn token(client: &Client, body: Value) -> Value {
+    let r = client.post("/access/api/v1/tokens", &body);
+    assert_eq!(r.status, 200, "{body}: {}", r.text);
+    r.json()
+}
+
+/// Seed 003: "If only the access token and the refresh token are provided (and no other
+/// parameters), this pair is used for authentication. If username or any other parameter
+/// is provided, then the request must be authenticated by a token that grants admin
+/// permissions."
+#[test]
+fn refresh_with_the_pair_alone_and_other_parameters_only_for_admins() {
+    let app = TestApp::spawn();
+    app.create_group("writers");
+    app.create_user("dave", "password-1");
+    let admin = app.admin();
+    // A CI job's transient, group-scoped, refreshable token.
+    let t = token(
+        &admin,
+        json!({"username": "ci-job", "scope": "applied-permissions/groups:writers", "refreshable": true, "expires_in": 7200}),
+    );
+    let (at, rt) = (
+        t["access_token"].as_str().unwrap(),
+        t["refresh_token"].as_str().unwrap(),
+    );
+    // No credentials at all: the pair authenticates.
+    let r = form(
+        &app.anon(),
+        &format!("grant_type=refresh_token&refresh_token={rt}&access_token={at}"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let t2 = r.json();
+    assert_eq!(t2["scope"], "applied-permissions/groups:writers");
+    assert_eq!(
+        bearer(&app, at).get("/access/api/v1/tokens/me").status,
+        401,
+        "the old token is gone"
+    );
+    // The token itself as bearer may refresh itself.
+    let (at2, rt2) = (
+        t2["access_token"].as_str().unwrap(),
+        t2["refresh_token"].as_str().unwrap(),
+    );
+    let r = form(
+        &bearer(&app, at2),
+        &format!("grant_type=refresh_token&refresh_token={rt2}"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let t3 = r.json();
+    let (at3, rt3) = (
+        t3["access_token"].as_str().unwrap(),
+        t3["refresh_token"].as_str().unwrap(),
+    );
+    // A wrong access token is not a pair; no pair and no credentials is 401.
+    let r = form(
+        &app.anon(),
+        &format!("grant_type=refresh_token&refresh_token={rt3}&access_token={at2}"),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = form(
+        &app.anon(),
+        &format!("grant_type=refresh_token&refresh_token={rt3}"),
+    );
+    assert_eq!(r.status, 401, "{}", r.text);
+    // Any other parameter needs an admin: without credentials 401, a non-admin 403.
+    let extra = format!(
+        "grant_type=refresh_token&refresh_token={rt3}&access_token={at3}&scope=applied-permissions/admin"
+    );
+    assert_eq!(form(&app.anon(), &extra).status, 401);
+    let dave = app.as_user("dave", "password-1");
+    let d = token(&dave, json!({"refreshable": true, "expires_in": 30000}));
+    let drt = d["refresh_token"].as_str().unwrap();
+    for param in [
+        "scope=applied-permissions/admin",
+        "username=admin",
+        "expires_in=100",
+    ] {
+        let r = form(
+            &dave,
+            &format!("grant_type=refresh_token&refresh_token={drt}&{param}"),
+        );
+        assert_eq!(r.status, 403, "{param}: {}", r.text);
+        assert!(r.error_message().contains("admin"), "{}", r.text);
+    }
+    // An admin's parameters shape the new token.
+    let r = form(
+        &admin,
+        &format!("grant_type=refresh_token&refresh_token={rt3}&access_token={at3}&expires_in=600&description=narrowed"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let t4 = r.json();
+    assert!(t4["expires_in"].as_u64().unwrap() <= 600);
+    assert_eq!(t4["scope"], "applied-permissions/groups:writers");
+}
+
+/// Seed 003: "Administrators can set any scope, while non-admin users can only set the
+/// scope to a subset of the groups to which they belong."
+#[test]
+fn non_admins_scope_tokens_to_their_own_groups() {
+    let app = TestApp::spawn();
+    app.create_group("readers");
+    app.create_group("writers");
+    app.create_user("dave", "password-1");
+    let r = app.admin().patch(
+        "/access/api/v2/users/dave/groups",
+        &json!({"add": ["readers"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let dave = app.as_user("dave", "password-1");
+    let t = token(
+        &dave,
+        json!({"scope": "applied-permissions/groups:readers"}),
+    );
+    assert_eq!(t["scope"], "applied-permissions/groups:readers");
+    let r = dave.post(
+        "/access/api/v1/tokens",
+        &json!({"scope": "applied-permissions/groups:readers,writers"}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.error_message().contains("writers"));
+    let r = dave.post(
+        "/access/api/v1/tokens",
+        &json!({"scope": "applied-permissions/admin"}),
+    );
+    assert_eq!(r.status, 403);
+}
+
+/// Seed 003: "If not used the default value will be 3600 meaning your token will be valid
+/// for one hour."
+#[test]
+fn tokens_expire_after_an_hour_by_default() {
+    let app = TestApp::spawn();
+    let t = token(&app.admin(), json!({"description": "default"}));
+    let e = t["expires_in"].as_u64().unwrap();
+    assert!((3590..=3600).contains(&e), "{t}");
+}
+
+/// Seed 004: "allow-refreshable: when disabled, all the user tokens will be created as non
+/// refreshable" (admins' too), and said so; seed 003's `system:livelogs:r` scope.
+#[test]
+fn allow_refreshable_false_binds_everyone_and_livelogs_scope() {
+    let app = TestApp::spawn_with(Config {
+        allow_refreshable: false,
+        ..Config::default()
+    });
+    app.create_user("dave", "password-1");
+    for client in [app.admin(), app.as_user("dave", "password-1")] {
+        let r = client.post(
+            "/access/api/v1/tokens",
+            &json!({"refreshable": true, "expires_in": 3600}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(r.json().get("refresh_token").is_none(), "{}", r.text);
+        assert!(r
+            .header("x-gatehouse-notice")
+            .is_some_and(|n| n.contains("allow-refreshable")));
+    }
+    let t = token(&app.admin(), json!({"scope": "system:livelogs:r"}));
+    assert_eq!(t["scope"], "system:livelogs:r");
+    assert_eq!(
+        bearer(&app, t["access_token"].as_str().unwrap())
+            .get("/access/api/v2/users")
+            .status,
+        403,
+        "a live-logs token grants nothing else"
+    );
+    let r = app.as_user("dave", "password-1").post(
+        "/access/api/v1/tokens",
+        &json!({"scope": "system:livelogs:r"}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+}
+
+/// Seed 004, Revoke Token by ID: 204 when not found, 400 when the token cannot be
+/// revoked here; a short-lived token is not revocable and says so.
+#[test]
+fn revoking_what_cannot_be_revoked_says_why() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let short = token(&admin, json!({"expires_in": 600}));
+    let id = short["token_id"].as_str().unwrap();
+    let r = admin.delete(&format!("/access/api/v1/tokens/{id}"));
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error_message().contains("not revocable"));
+    let r =
+        bearer(&app, short["access_token"].as_str().unwrap()).delete("/access/api/v1/tokens/me");
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(
+        admin.delete("/access/api/v1/tokens/no-such-token").status,
+        204
+    );
+}
+
+/// Seed 003: "Resetting the certificate will effectively revoke all of the tokens that
+/// have been generated … If you want to reset your certificates but maintain the tokens
+/// … copy the old root.crt into the trusted directory." A rotation keeps them.
+#[test]
+fn resetting_the_certificate_revokes_every_token_unless_the_old_one_is_trusted() {
+    let app = TestApp::spawn();
+    app.create_user("dave", "password-1");
+    let admin = app.admin();
+    let old_root = admin.get("/access/api/v1/cert/root?formatted=true");
+    assert_eq!(old_root.status, 200);
+    let admin_token = token(&admin, json!({"scope": "applied-permissions/admin"}));
+    let dave_token = token(
+        &app.as_user("dave", "password-1"),
+        json!({"expires_in": 86400}),
+    );
+    let at = admin_token["access_token"].as_str().unwrap();
+    let dt = dave_token["access_token"].as_str().unwrap();
+    // A rotation keeps earlier tokens.
+    assert_eq!(
+        admin.post_empty("/access/api/v1/cert/root/rotate").status,
+        200
+    );
+    assert_eq!(bearer(&app, at).get("/access/api/v2/users").status, 200);
+    let rotated_root = admin.get("/access/api/v1/cert/root?formatted=true").text;
+    assert_eq!(
+        app.as_user("dave", "password-1")
+            .post_empty("/access/api/v1/cert/root/reset")
+            .status,
+        403
+    );
+    let r = admin.post_empty("/access/api/v1/cert/root/reset");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["retired"].as_array().unwrap().len(), 2);
+    for t in [at, dt] {
+        let r = bearer(&app, t).get("/access/api/v1/tokens/me");
+        assert_eq!(r.status, 401, "{}", r.text);
+    }
+    let new = token(&admin, json!({}));
+    assert_eq!(
+        bearer(&app, new["access_token"].as_str().unwrap())
+            .get("/access/api/v2/users")
+            .status,
+        200
+    );
+    // Trusting the old root certificate again brings its tokens back, revocable ones too.
+    let r = admin.post(
+        "/access/api/v1/cert/trusted",
+        &json!({"name": "old-root", "certificate": old_root.text}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(bearer(&app, at).get("/access/api/v2/users").status, 200);
+    assert_eq!(
+        bearer(&app, dt).get("/access/api/v2/users/dave").status,
+        200
+    );
+    assert_ne!(rotated_root, old_root.text);
+    // Keys retired by the reset are not in the JWKS.
+    let jwks = admin.get("/access/api/v1/cert/jwks").json();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "{jwks}");
+}
+
+/// A token as a JFrog instance signs it: RS256 with the key of its root certificate.
+fn jfrog_token(key_pem: &[u8], scope: &str) -> String {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut header = Header::new(Algorithm::RS256);
+    // JFrog's own key id (not derived the way Gatehouse derives its kids).
+    header.kid = Some("zYaVB5EFZd9yimkB6FSl0-Iaa0tOZWK_owsPSU3SfgM".into());
+    let claims = json!({
+        "sub": "jfrt@01testjfrogservice0000000/users/admin",
+        "scp": scope,
+        "aud": "*@*",
+        "iss": "jfrt@01testjfrogservice0000000",
+        "iat": now,
+        "exp": now + 600,
+        "jti": "4be13896-2fef-418d-b07c-951cbd05ba71",
+    });
+    encode(
+        &header,
+        &claims,
+        &EncodingKey::from_rsa_pem(key_pem).unwrap(),
+    )
+    .unwrap()
+}
+
+fn wait_for(mut f: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < until {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
+/// Seed 003: a real JFrog's root.crt (an X.509 certificate over an RSA key) joins the
+/// circle of trust, from the trusted folder ("the root.crt will disappear from the
+/// target's trusted folder and will be placed in the database") or the REST API, and
+/// that JFrog's RS256 tokens verify.
+#[test]
+fn a_jfrog_root_certificate_joins_the_circle_of_trust() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let cert = include_str!("fixtures/jfrog-root.crt");
+    let key = include_bytes!("fixtures/jfrog-rsa.key");
+    let token = jfrog_token(key, "applied-permissions/admin");
+    let r = bearer(&app, &token).get("/access/api/v2/users");
+    assert_eq!(r.status, 401, "not trusted yet: {}", r.text);
+    let file = app.dir.join("trusted").join("jfrog-us.crt");
+    std::fs::write(&file, cert).unwrap();
+    assert!(wait_for(|| bearer(&app, &token)
+        .get("/access/api/v2/users")
+        .status
+        == 200));
+    assert!(
+        wait_for(|| !file.exists()),
+        "the file is taken into the store"
+    );
+    let listed = admin.get("/access/api/v1/cert/trusted").json();
+    let entry = listed["trusted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "jfrog-us")
+        .unwrap_or_else(|| panic!("{listed}"))
+        .clone();
+    assert_eq!(entry["alg"], "RS256");
+    assert!(entry["certificate"]
+        .as_str()
+        .unwrap()
+        .starts_with("-----BEGIN PUBLIC KEY-----"));
+    // A token signed by another RSA key does not verify.
+    let forged = {
+        let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
+        parts[2] = parts[2].chars().rev().collect();
+        parts.join(".")
+    };
+    assert_eq!(
+        bearer(&app, &forged).get("/access/api/v2/users").status,
+        401
+    );
+    // Untrusting it ends it; the REST API takes the certificate as well.
+    assert_eq!(
+        admin.delete("/access/api/v1/cert/trusted/jfrog-us").status,
+        204
+    );
+    assert_eq!(bearer(&app, &token).get("/access/api/v2/users").status, 401);
+    let r = admin.post(
+        "/access/api/v1/cert/trusted",
+        &json!({"name": "jfrog-eu", "certificate": cert}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(bearer(&app, &token).get("/access/api/v2/users").status, 200);
+    // Something that is not a key is refused.
+    let r = admin.post(
+        "/access/api/v1/cert/trusted",
+        &json!({"name": "bad", "certificate": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}),
+    );
+    assert_eq!(r.status, 400);
+}
+
+/// Seed 004, pairing: PUT initiates, GET …/pairings/{use_case} lists `base_url`, both
+/// also under /artifactory; an unknown use case is 404; revoking the master token or the
+/// pairing token (seed 003: "an admin user can revoke trust by revoking this token") ends
+/// the trust the pairing created.
+#[test]
+fn pairing_as_the_seed_writes_it() {
+    let a = TestApp::spawn();
+    let b = TestApp::spawn();
+    let (aa, ba) = (a.admin(), b.admin());
+    let r = aa.post_empty("/artifactory/api/v1/service_trust/pairing/unknown-use-case");
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert_eq!(
+        aa.get("/access/api/v1/service_trust/pairings/unknown-use-case")
+            .status,
+        404
+    );
+    let pair = |use_case: &str| -> String {
+        let r = aa.post_empty(&format!(
+            "/artifactory/api/v1/service_trust/pairing/{use_case}"
+        ));
+        assert_eq!(r.status, 200, "{}", r.text);
+        let t = r.json();
+        let r = ba.put(
+            &format!("/artifactory/api/v1/service_trust/pairing/{use_case}"),
+            &json!({"pairing_token": t["pairing_token"]}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(
+            r.json()["message"],
+            "Trust with Artifactory was established successfully"
+        );
+        t["token_id"].as_str().unwrap().to_string()
+    };
+    let _ = pair("federated-repo/libs");
+    let listed = ba
+        .get("/access/api/v1/service_trust/pairings/federated-repo/libs")
+        .json();
+    assert_eq!(listed[0]["base_url"], a.base.as_str(), "{listed}");
+    let listed = aa
+        .get("/artifactory/api/v1/service_trust/pairings/federated-repo/libs")
+        .json();
+    assert_eq!(listed[0]["base_url"], b.base.as_str(), "{listed}");
+    // B's tokens work on A; revoking the master token A handed to B ends that.
+    let bt = token(&ba, json!({"scope": "applied-permissions/admin"}));
+    let on_a = bearer(&a, bt["access_token"].as_str().unwrap());
+    assert_eq!(on_a.get("/access/api/v2/users").status, 200);
+    let tokens = aa.get("/access/api/v1/tokens").json();
+    let master = tokens["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| {
+            t["description"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("pairing master token"))
+        })
+        .unwrap_or_else(|| panic!("{tokens}"))["token_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = aa.delete(&format!("/access/api/v1/tokens/{master}"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(on_a.get("/access/api/v2/users").status, 401);
+    assert_eq!(
+        aa.get("/artifactory/api/v1/service_trust/pairings/federated-repo/libs")
+            .json(),
+        json!([])
+    );
+    // Pair again; revoking the (used) pairing token ends it as well.
+    let pairing_token = pair("federation");
+    assert_eq!(on_a.get("/access/api/v2/users").status, 200);
+    let r = aa.delete(&format!("/access/api/v1/tokens/{pairing_token}"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(on_a.get("/access/api/v2/users").status, 401);
+}
+
+/// Seed 002 "Allowing anonymous access to specific repositories", seed 004 "Requires a
+/// valid user (can be anonymous)": an `anonymous` user from the start, disabled until an
+/// admin turns anonymous access on; then requests without credentials are that user, and
+/// a permission target granting `anonymous` read lets nginx serve the repository to
+/// anyone. It never widens what signed-in users may do.
+#[test]
+fn anonymous_access_is_a_setting_and_reaches_only_what_anonymous_is_granted() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("dave", "password-1");
+    let user = admin.get("/access/api/v2/users/anonymous");
+    assert_eq!(user.status, 200, "{}", user.text);
+    assert_eq!(user.json()["status"], "disabled");
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/public",
+        &json!({"name": "public", "repo": {"repositories": ["public-repo"], "actions": {"users": {"anonymous": ["read"]}}}}),
+    );
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let ask = |c: &Client, resource: &str| {
+        c.get(&format!("/access/api/v1/authorize?resource={resource}"))
+            .status
+    };
+    let nginx = |c: &Client| {
+        c.get_with(
+            "/access/api/v1/authorize",
+            &[
+                ("X-Original-URI", "/artifactory/public-repo/a.bin"),
+                ("X-Original-Method", "GET"),
+            ],
+        )
+        .status
+    };
+    assert_eq!(ask(&app.anon(), "public-repo/a.bin"), 401, "off by default");
+    assert_eq!(
+        admin
+            .get("/access/api/v1/config/security/anonymous_access")
+            .json()["enabled"],
+        false
+    );
+    let dave = app.as_user("dave", "password-1");
+    assert_eq!(
+        dave.put(
+            "/access/api/v1/config/security/anonymous_access",
+            &json!({"enabled": true})
+        )
+        .status,
+        403
+    );
+    let r = admin.put(
+        "/access/api/v1/config/security/anonymous_access",
+        &json!({"enabled": true}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        admin.get("/access/api/v2/users/anonymous").json()["status"],
+        "enabled"
+    );
+    assert_eq!(ask(&app.anon(), "public-repo/a.bin"), 200);
+    assert_eq!(nginx(&app.anon()), 200);
+    assert_eq!(ask(&app.anon(), "private-repo/a.bin"), 403);
+    let r = app
+        .anon()
+        .get("/access/api/v1/authorize?resource=public-repo/a.bin&action=write");
+    assert_eq!(r.status, 403, "{}", r.text);
+    // Anonymous is a user like any other: no admin API.
+    assert_eq!(app.anon().get("/access/api/v2/users").status, 403);
+    // Signed-in users keep exactly their own grants; bad credentials are still 401.
+    assert_eq!(ask(&dave, "public-repo/a.bin"), 403);
+    assert_eq!(
+        ask(&app.as_user("dave", "wrong-password"), "public-repo/a.bin"),
+        401
+    );
+    let r = admin.put(
+        "/access/api/v1/config/security/anonymous_access",
+        &json!({"enabled": false}),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(ask(&app.anon(), "public-repo/a.bin"), 401);
+    assert_eq!(nginx(&app.anon()), 401);
+}
+
+/// Seed 004, SCIM: list results are "limited to the first 20" (`count` still up to 1000).
+#[test]
+fn scim_lists_default_to_twenty() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for i in 0..25 {
+        let r = admin.post(
+            "/access/api/v2/users",
+            &json!({"username": format!("s{i:02}"), "internal_password_disabled": true}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let page = admin.get("/access/api/v1/scim/v2/Users").json();
+    assert_eq!(page["Resources"].as_array().unwrap().len(), 20);
+    assert_eq!(page["itemsPerPage"], 20);
+    assert_eq!(page["totalResults"], 27, "25, admin and anonymous");
+    let more = admin.get("/access/api/v1/scim/v2/Users?count=25").json();
+    assert_eq!(more["Resources"].as_array().unwrap().len(), 25);
+}
+
+/// Seed 004, project members and groups: "Requires … a Project Admin if
+/// admin_privileges.manage_resources is set" (followed as written: see README), and the
+/// sample's role `"developer"` is the predefined `Developer`.
+#[test]
+fn project_admins_manage_members_with_manage_resources() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("pa", "password-1");
+    app.create_user("dev", "password-1");
+    app.create_group("team");
+    for (key, members, resources) in [("res", false, true), ("mem", true, false)] {
+        let r = admin.post(
+            "/access/api/v1/projects",
+            &json!({"project_key": key, "display_name": key,
+                "admin_privileges": {"manage_members": members, "manage_resources": resources}}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        let r = admin.put(
+            &format!("/access/api/v1/projects/{key}/users/pa"),
+            &json!({"roles": ["Project Admin"]}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let pa = app.as_user("pa", "password-1");
+    let r = pa.put(
+        "/access/api/v1/projects/res/users/dev",
+        &json!({"roles": ["developer"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["roles"], json!(["Developer"]));
+    assert_eq!(pa.get("/access/api/v1/projects/res/users").status, 200);
+    assert_eq!(pa.get("/access/api/v1/projects/res/users/dev").status, 200);
+    let r = pa.put(
+        "/access/api/v1/projects/res/groups/team",
+        &json!({"roles": ["viewer"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(pa.get("/access/api/v1/projects/res/groups").status, 200);
+    assert_eq!(
+        pa.delete("/access/api/v1/projects/res/groups/team").status,
+        204
+    );
+    assert_eq!(
+        pa.delete("/access/api/v1/projects/res/users/dev").status,
+        204
+    );
+    for path in ["users", "groups", "users/pa"] {
+        let r = pa.get(&format!("/access/api/v1/projects/mem/{path}"));
+        assert_eq!(r.status, 403, "{path}: {}", r.text);
+    }
+}
+
+/// Seed 002: "Manage — allows changing the permission settings for other users" of the
+/// same permission target: a holder of `manage` may read the target and change its
+/// members' actions, and nothing else.
+#[test]
+fn manage_lets_a_user_change_the_members_of_that_target_only() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("dave", "password-1");
+    app.create_user("erin", "password-1");
+    app.create_group("leads");
+    let r = admin.patch(
+        "/access/api/v2/users/dave/groups",
+        &json!({"add": ["leads"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let path = "/artifactory/api/v2/security/permissions/team";
+    let target = json!({"name": "team", "repo": {"repositories": ["team-repo"],
+        "actions": {"users": {"erin": ["read"]}, "groups": {"leads": ["read", "manage"]}}}});
+    let r = admin.put(path, &target);
+    assert!(r.status == 201 || r.status == 200, "{}", r.text);
+    admin.put(
+        "/artifactory/api/v2/security/permissions/other",
+        &json!({"name": "other", "repo": {"repositories": ["other-repo"], "actions": {"users": {"erin": ["read"]}}}}),
+    );
+    let dave = app.as_user("dave", "password-1");
+    let erin = app.as_user("erin", "password-1");
+    assert_eq!(dave.get(path).status, 200);
+    assert_eq!(erin.get(path).status, 403, "read alone is not manage");
+    assert_eq!(
+        dave.get("/artifactory/api/v2/security/permissions/other")
+            .status,
+        403
+    );
+    // Dave gives erin write on the same repository.
+    let mut changed = target.clone();
+    changed["repo"]["actions"]["users"]["erin"] = json!(["read", "write"]);
+    let r = dave.put(path, &changed);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        erin.get("/access/api/v1/authorize?resource=team-repo/a&action=write")
+            .status,
+        200
+    );
+    // But not more repositories, not another target, not a new one, not a deletion.
+    let mut wider = changed.clone();
+    wider["repo"]["repositories"] = json!(["team-repo", "other-repo"]);
+    assert_eq!(dave.put(path, &wider).status, 400);
+    assert_eq!(
+        dave.put(
+            "/artifactory/api/v2/security/permissions/other",
+            &json!({"name": "other", "repo": {"repositories": ["other-repo"], "actions": {"users": {"dave": ["read"]}}}})
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        dave.post(
+            "/artifactory/api/v2/security/permissions/mine",
+            &json!({"name": "mine", "repo": {"repositories": ["team-repo"]}})
+        )
+        .status,
+        403
+    );
+    assert_eq!(dave.delete(path).status, 403);
+    assert_eq!(
+        dave.get("/artifactory/api/v2/security/permissions").status,
+        403
+    );
+}
+
+/// Seeds 000/001/002, signed URLs: created by admins or users with `manage` on the
+/// repository, 201 with JSON; an organisation may have its own URL-signing key (as
+/// Bintray kept one per org), replaced without touching the others.
+#[test]
+fn signed_urls_by_managers_as_json_and_per_organisation_keys() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("dave", "password-1");
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/dl",
+        &json!({"name": "dl", "repo": {"repositories": ["example-repo-local"], "actions": {"users": {"dave": ["read", "manage"]}}}}),
+    );
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let dave = app.as_user("dave", "password-1");
+    let r = dave.post(
+        "/artifactory/api/signed/url",
+        &json!({"repo_path": "example-repo-local/1.txt"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(r
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("application/json")));
+    let url = r.json().as_str().unwrap().to_string();
+    let verify = |u: &str| {
+        app.anon()
+            .get(&format!(
+                "/artifactory/api/signed/url/verify?url={}",
+                crate::tokens::urlencode(u)
+            ))
+            .status
+    };
+    assert_eq!(verify(&url), 200);
+    let r = dave.post(
+        "/artifactory/api/signed/url",
+        &json!({"repo_path": "other-repo/1.txt"}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    // An organisation's own key.
+    let r = admin.post(
+        "/artifactory/api/signed/url",
+        &json!({"repo_path": "example-repo-local/2.txt", "org": "myorg"}),
+    );
+    assert_eq!(r.status, 404, "no key for myorg yet: {}", r.text);
+    let r = admin.post("/artifactory/api/signed/url/key", &json!({"org": "myorg"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json()["version"], 1);
+    let r = admin.post(
+        "/artifactory/api/signed/url",
+        &json!({"repo_path": "example-repo-local/2.txt", "org": "myorg"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let org_url = r.json().as_str().unwrap().to_string();
+    assert!(org_url.contains("&org=myorg"));
+    assert_eq!(verify(&org_url), 200);
+    // Replacing myorg's key ends myorg's URLs only; the default key's URLs still work.
+    assert_eq!(
+        admin
+            .post("/artifactory/api/signed/url/key", &json!({"org": "myorg"}))
+            .status,
+        201
+    );
+    assert_eq!(verify(&org_url), 403);
+    assert_eq!(verify(&url), 200);
+    assert_eq!(
+        dave.post(
+            "/artifactory/api/signed/url",
+            &json!({"repo_path": "example-repo-local/1.txt", "org": "myorg"})
+        )
+        .status,
+        403,
+        "an organisation's key is for admins"
+    );
+}
+
+/// Seed 001's own access key (`bob`, password `secret`) and seed 002's "keep Bintray
+/// access-key passwords": the minimum length comes from the password policy, so an admin
+/// who allows six characters can migrate it.
+#[test]
+fn a_bintray_access_key_password_is_kept_when_the_policy_allows_it() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let keys = "/access/api/v1/orgs/myorg/access_keys";
+    let r = admin.post(keys, &json!({"id": "bob", "password": "secret"}));
+    assert_eq!(r.status, 400, "the default policy: 8 characters: {}", r.text);
+    let r = admin.put(
+        "/access/api/v1/config/security/password_policy",
+        &json!({"uppercase": 0, "lowercase": 0, "digit": 0, "special_char": 0,
+                "length": 6, "not_match_old": false}),
+    );
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = admin.post(keys, &json!({"id": "bob", "password": "secret"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.post(
+        "/access/api/v1/orgs/myorg/entitlements",
+        &json!({"repo": "client1-images", "access": "r", "access_keys": ["bob"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = app
+        .as_user("bob@myorg", "secret")
+        .get("/access/api/v1/authorize?resource=client1-images/x");
+    assert_eq!(r.status, 200, "{}", r.text);
+}
