@@ -12,8 +12,9 @@ before every request of every phase and change nothing but these:
   values of OPENAPI_FIXTURES (JSON rules [path regex, parameter, values], printed by
   openapi_fixtures.py), so generated requests reach existing users, groups, projects,
   keys... and not only 404s.
-* A user lock policy that is set is always `enabled: false`: the run sends wrong
-  passwords for the admin on purpose, and a policy would lock it.
+* A user lock policy that is set is always `enabled: false` (the run sends wrong
+  passwords for the admin on purpose, and a policy would lock it), and so is anonymous
+  access (requests without credentials must keep meaning 401 for the whole run).
 * Gatehouse calls out to URLs it is given (webhook receivers and proxies, federation
   targets, access-key existence checks). Every string under a `url` or `proxy` key of a
   body is pointed at a closed port on loopback, so no generated address is ever
@@ -30,6 +31,10 @@ PROTECTED = {
     v.strip().lower() for v in os.environ.get("OPENAPI_PROTECT", "admin").split(",") if v.strip()
 }
 STAND_IN = "openapi-protected"
+KEEP_OFF = {
+    "/artifactory/api/security/userLockPolicy",
+    "/access/api/v1/config/security/anonymous_access",
+}
 FIXTURES = [(re.compile(path), param, values)
             for path, param, values in json.loads(os.environ.get("OPENAPI_FIXTURES") or "[]")]
 
@@ -85,6 +90,8 @@ def before_call(context, case, kwargs):
             params[name] = STAND_IN
     if isinstance(case.body, (dict, list)):
         _scrub(case.body)
-    # The run's wrong-password requests would lock the admin once a lock policy is on.
-    if case.path == "/artifactory/api/security/userLockPolicy" and isinstance(case.body, dict):
+    # The run's wrong-password requests would lock the admin once a lock policy is on;
+    # with anonymous access on, requests without credentials would stop meaning 401
+    # half-way through the run.
+    if case.path in KEEP_OFF and isinstance(case.body, dict):
         case.body["enabled"] = False

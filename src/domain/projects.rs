@@ -166,22 +166,26 @@ pub(super) fn set_member(
     // gives `"developer"` for the predefined `Developer`); an exact name wins.
     let mut canonical = Vec::with_capacity(roles.len());
     for (i, r) in roles.iter().enumerate() {
-        let found = state.projects.role_in(p, r).map(|role| role.name).or_else(|| {
-            let mut names: Vec<String> = p
-                .roles
-                .keys()
-                .cloned()
-                .chain(
-                    gatehouse_projections::predefined_roles()
-                        .into_iter()
-                        .map(|role| role.name),
-                )
-                .chain(state.projects.global_roles.keys().cloned())
-                .filter(|n| n.eq_ignore_ascii_case(r))
-                .collect();
-            names.dedup();
-            (names.len() == 1).then(|| names.remove(0))
-        });
+        let found = state
+            .projects
+            .role_in(p, r)
+            .map(|role| role.name)
+            .or_else(|| {
+                let mut names: Vec<String> = p
+                    .roles
+                    .keys()
+                    .cloned()
+                    .chain(
+                        gatehouse_projections::predefined_roles()
+                            .into_iter()
+                            .map(|role| role.name),
+                    )
+                    .chain(state.projects.global_roles.keys().cloned())
+                    .filter(|n| n.eq_ignore_ascii_case(r))
+                    .collect();
+                names.dedup();
+                (names.len() == 1).then(|| names.remove(0))
+            });
         match found {
             Some(n) => canonical.push(n),
             None => {

@@ -407,8 +407,8 @@ fn as_of_by_time_and_read_only_past() {
     assert_eq!(scim(&format!("/Users/early?as_of={between}")).status, 200);
     assert_eq!(
         scim(&format!("/Users?as_of={between}")).json()["totalResults"],
-        2,
-        "admin and early"
+        3,
+        "admin, the built-in anonymous and early"
     );
     // Bad values and writes.
     for bad in ["yesterday", "99999999", "-1", "2025-13-01T00:00:00Z"] {
@@ -490,8 +490,8 @@ fn the_events_api_filters_pages_streams_and_redacts() {
         .json();
     assert_eq!(
         rest["events"].as_array().unwrap().len(),
-        21,
-        "31 users in all (admin too)"
+        22,
+        "32 users in all (admin and the built-in anonymous too)"
     );
     assert!(rest.get("next").is_none());
     let about7 = admin.get("/access/api/v1/audit/events?entity=user7").json();

@@ -758,7 +758,11 @@ fn a_bintray_access_key_password_is_kept_when_the_policy_allows_it() {
     let admin = app.admin();
     let keys = "/access/api/v1/orgs/myorg/access_keys";
     let r = admin.post(keys, &json!({"id": "bob", "password": "secret"}));
-    assert_eq!(r.status, 400, "the default policy: 8 characters: {}", r.text);
+    assert_eq!(
+        r.status, 400,
+        "the default policy: 8 characters: {}",
+        r.text
+    );
     let r = admin.put(
         "/access/api/v1/config/security/password_policy",
         &json!({"uppercase": 0, "lowercase": 0, "digit": 0, "special_char": 0,
