@@ -657,7 +657,9 @@ def jfc_tokens():
         expect(t is not None and t.access_token, f"no access_token: {t}")
         expect(t.token_type, "no token_type")
         expect(t.scope, "no scope")
-        expect_eq(bearer_status(t.access_token), 200, "using the token")
+        # The default expiry (3600 s, seed 003) is below `revocable-expiry-threshold`: such
+        # a token has no record, so `tokens/me` does not know it; use it on a read.
+        expect_eq(bearer_status(t.access_token, "/access/api/v2/users/admin"), 200, "using the token")
     check("jfc.tokens.create_token (as called: empty JSON body)", create_token_default)
 
     def create_token_form():
@@ -1136,7 +1138,10 @@ def jfc_config():
     def replace_key():
         ensure_repo("jfc-libs")
         r = raw.post(BASE + "/artifactory/api/signed/url", json={"repo_path": "jfc-libs/old.jar", "valid_for_secs": 600})
-        old = need(r, 200).text.strip()
+        r = need(r, 200, 201)
+        # 201 with the URL as a JSON string (seed 004), or text from an older server.
+        old = r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text.strip()
+        old = old["url"] if isinstance(old, dict) else old
         jfc("SignedURLsApi").replace_signed_url_key()
         st = raw_get("/artifactory/api/signed/url/verify", params={"url": old}).status_code
         expect_eq(st, 403, "verifying a URL signed before the key was replaced")
