@@ -24,6 +24,7 @@ mod roles;
 pub mod scim;
 mod settings;
 mod signed_urls;
+mod support;
 mod system;
 mod tokens;
 mod users;
@@ -275,6 +276,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/system/liveness"),
     ("GET", "/router/api/v1/system/health"),
     ("GET", "/api/system/version"),
+    ("GET", "/api/system"),
+    ("POST", "/api/system/verifyconnection"),
+    ("GET", "/api/system/configuration/reverseProxy/nginx"),
+    ("GET", "/event/api/v1/system/ping"),
     ("GET", "/access/api/v1/system/state/digest"),
     ("GET", "/access/api/v2/users"),
     ("POST", "/access/api/v2/users"),
@@ -580,6 +585,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     tokens::configure(cfg);
     certs::configure(cfg);
     anonymous::configure(cfg);
+    support::configure(cfg);
     signed_urls::configure(cfg);
     pairing::configure(cfg);
     permissions::configure(cfg);

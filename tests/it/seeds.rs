@@ -781,3 +781,66 @@ fn a_bintray_access_key_password_is_kept_when_the_policy_allows_it() {
         .get("/access/api/v1/authorize?resource=client1-images/x");
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+/// Seed 004's system endpoints where they mean something for an access server, and a
+/// clear 404 for those about Artifactory's storage and licensing.
+#[test]
+fn system_endpoints_of_seed_004() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("dave", "password-1");
+    let dave = app.as_user("dave", "password-1");
+    for prefix in ["", "/artifactory"] {
+        let r = admin.get(&format!("{prefix}/api/system"));
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(r.text.contains("service id: jfac@"), "{}", r.text);
+        assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+        assert_eq!(dave.get(&format!("{prefix}/api/system")).status, 403);
+    }
+    assert_eq!(app.anon().get("/api/system").status, 401);
+    let r = admin.get("/event/api/v1/system/ping");
+    assert_eq!((r.status, r.text.as_str()), (200, "OK"));
+    assert_eq!(dave.get("/event/api/v1/system/ping").status, 403);
+    // verifyconnection: reach an endpoint the way webhooks do.
+    let ok = admin.post(
+        "/api/system/verifyconnection",
+        &json!({"endpoint": format!("{}/api/system/ping", app.base)}),
+    );
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    let r = admin.post(
+        "/api/system/verifyconnection",
+        &json!({"endpoint": format!("{}/no/such/page", app.base), "username": "x", "password": "y"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error_message().contains("HTTP 404"), "{}", r.text);
+    let r = admin.post(
+        "/api/system/verifyconnection",
+        &json!({"endpoint": "ftp://example.com"}),
+    );
+    assert_eq!(r.status, 400);
+    // The nginx configuration in front of a file server.
+    let r = admin.get("/api/system/configuration/reverseProxy/nginx?listen=8080&root=/srv/files");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.text.contains("auth_request /_gatehouse_authorize;"));
+    assert!(r
+        .text
+        .contains(&format!("proxy_pass {}/access/api/v1/authorize;", app.base)));
+    assert!(r.text.contains("listen 8080;") && r.text.contains("alias /srv/files/;"));
+    assert!(!r.text.contains("{{"), "every placeholder filled");
+    // Storage and licensing: a clear 404.
+    for (method, path) in [
+        ("GET", "/api/system/license"),
+        ("POST", "/artifactory/api/system/licenses"),
+        ("POST", "/api/system/migration/sha2/start"),
+        ("POST", "/api/metadata_server/reindex"),
+        ("POST", "/api/system/bootstrap_bundle"),
+    ] {
+        let r = admin.raw(method, path, Some("application/json"), Some(b"{}"));
+        assert_eq!(r.status, 404, "{path}");
+        assert!(
+            r.error_message().contains("Gatehouse is an access server"),
+            "{path}: {}",
+            r.text
+        );
+    }
+}
