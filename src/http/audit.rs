@@ -523,6 +523,24 @@ async fn backup(app: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse,
     })))
 }
 
+/// The export `gatehouse-<position>.bin` with the highest position.
+fn newest_backup(dir: &std::path::Path) -> Option<String> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let n: u64 = name
+                .strip_prefix("gatehouse-")?
+                .strip_suffix(".bin")?
+                .parse()
+                .ok()?;
+            Some((n, name))
+        })
+        .max()
+        .map(|(_, name)| name)
+}
+
 #[derive(serde::Deserialize)]
 struct RestoreBody {
     /// A file name in `<data-dir>/backup/` (no directories).
@@ -536,12 +554,22 @@ struct RestoreBody {
 /// appended as they are. A backup that diverges from this log, or is behind it, is
 /// refused (409): a different history is restored offline, into an empty data
 /// directory, with `gatehouse import`.
+///
+/// Without a body (the seed's own `curl`), the newest export in `<data-dir>/backup/`.
 async fn restore(
     app: web::Data<AppState>,
     _admin: Admin,
-    super::extract::Body(body): super::extract::Body<RestoreBody>,
+    super::extract::OptionalBody(body): super::extract::OptionalBody<RestoreBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = body.file;
+    let name = match body {
+        Some(b) => b.file,
+        None => newest_backup(&app.data_dir.join("backup")).ok_or_else(|| {
+            ApiError::NotFound(
+                "no backup in <data-dir>/backup/ (make one with POST /access/api/v1/system/backup/export)"
+                    .into(),
+            )
+        })?,
+    };
     if name.is_empty()
         || name.contains('/')
         || name.contains('\\')

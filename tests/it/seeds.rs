@@ -844,3 +844,26 @@ fn system_endpoints_of_seed_004() {
         );
     }
 }
+
+/// Seed 004's backup import has no body ("curl -XPOST …/backup/import"): the newest
+/// export is imported.
+#[test]
+fn backup_import_without_a_body_takes_the_newest_export() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.post_empty("/access/api/v1/system/backup/import");
+    assert_eq!(r.status, 404, "no export yet: {}", r.text);
+    assert!(r.error_message().contains("backup/export"));
+    let r = admin.post_empty("/access/api/v1/system/backup/export");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = admin.post_empty("/access/api/v1/system/backup/import");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json()["imported"],
+        0,
+        "the newest export is this very log"
+    );
+    app.create_user("later", "password-1");
+    let r = admin.post_empty("/access/api/v1/system/backup/import");
+    assert_eq!(r.status, 409, "the newest export is behind now: {}", r.text);
+}
