@@ -867,3 +867,196 @@ fn backup_import_without_a_body_takes_the_newest_export() {
     let r = admin.post_empty("/access/api/v1/system/backup/import");
     assert_eq!(r.status, 409, "the newest export is behind now: {}", r.text);
 }
+
+const SUBS: &str = "/event/api/v1/subscriptions";
+
+/// Every field of `expected` is in `actual` with the same value (objects recursively;
+/// arrays element by element, same length). `actual` may carry more fields.
+fn assert_contains(expected: &Value, actual: &Value, at: &str) {
+    match (expected, actual) {
+        (Value::Object(e), Value::Object(a)) => {
+            for (k, v) in e {
+                let got = a.get(k).unwrap_or(&Value::Null);
+                assert_contains(v, got, &format!("{at}.{k}"));
+            }
+        }
+        (Value::Array(e), Value::Array(a)) => {
+            assert_eq!(e.len(), a.len(), "{at}: {actual}");
+            for (i, (x, y)) in e.iter().zip(a).enumerate() {
+                assert_contains(x, y, &format!("{at}[{i}]"));
+            }
+        }
+        _ => assert_eq!(expected, actual, "{at}"),
+    }
+}
+
+/// A seed sample as answers show it: secret values are write-only here, so a handler's
+/// `secret` shows as `secret_set` (README, "Differences from JFrog").
+fn without_secrets(mut sample: Value) -> Value {
+    for h in sample["handlers"].as_array_mut().unwrap() {
+        if let Some(o) = h.as_object_mut() {
+            if o.remove("secret").is_some() {
+                o.insert("secret_set".into(), json!(true));
+            }
+        }
+    }
+    sample
+}
+
+/// Seed 004 "WEBHOOKS", the samples verbatim: the predefined webhook `Audits` (create,
+/// get, update), the two subscriptions of the list sample, and the custom webhook
+/// `trigger_action`. Artifact-domain subscriptions, `anyLocal` / `anyRemote` /
+/// `repoKeys` criteria and a custom webhook's `proxy` are accepted and shown back as
+/// sent; the status says that the artifact domain never fires here.
+#[test]
+fn the_seeds_sample_webhook_subscriptions_are_accepted_and_shown_as_sent() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let audits = json!({ "key": "Audits", "description": "Triggers Security and QA audits when a new artifact is created", "enabled": true, "event_filter": { "domain": "artifact", "event_types": [ "deployed", "moved", "copied" ], "criteria": { "anyLocal": true, "anyRemote": false, "includePatterns": [], "excludePatterns": [], "repoKeys": [] } }, "handlers": [ { "handler_type": "webhook", "url": "https://webhook.my-company.test/", "secret": "tell no one", "proxy": "mainProxy", "custom_http_headers": [ { "name": "X-MyCompany-Header", "value": "whatever" } ] } ] });
+    let r = admin.post(SUBS, &audits);
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_contains(&without_secrets(audits.clone()), &r.json(), "created");
+    assert!(!r.text.contains("tell no one"), "{}", r.text);
+    let r = admin.get(&format!("{SUBS}/Audits"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let got = r.json();
+    assert_contains(&without_secrets(audits.clone()), &got, "get");
+    assert_eq!(got["status"]["fires"], false, "{got}");
+    let reason = got["status"]["reason"].as_str().unwrap();
+    assert!(reason.contains("never fires") && reason.contains("artifact"), "{reason}");
+    assert!(
+        got["status"]["notes"].to_string().contains("mainProxy"),
+        "the unused proxy is said: {got}"
+    );
+
+    // The update sample (no key in the body).
+    let update = json!({ "description": "Triggers Security and QA audits when a new artifact is created", "enabled": true, "event_filter": { "domain": "artifact", "event_types": [ "deployed", "moved", "copied" ], "criteria": { "anyLocal": true, "anyRemote": false, "includePatterns": [], "excludePatterns": [], "repoKeys": [] } }, "handlers": [ { "handler_type": "webhook", "url": "https://webhook.my-company.test/", "secret": "tell no one", "proxy": "mainProxy", "custom_http_headers": [ { "name": "X-MyCompany-Header", "value": "whatever" } ] } ] });
+    let r = admin.put(&format!("{SUBS}/Audits"), &update);
+    assert_eq!(r.status, 204, "{}", r.text);
+
+    // The list sample's two subscriptions.
+    let list = json!([{"key": "QaAudit", "description": "Triggers QAaudit when a new artifact is created", "enabled": true, "event_filter": { "domain": "artifact", "event_types": [ "deployed" ], "criteria": { "anyLocal": true, "anyRemote": false, "includePatterns": [], "excludePatterns": [], "repoKeys": [] } }, "handlers": [ { "handler_type": "webhook", "url": "https://qa.my-company.test/", "secret": "tell no one", "proxy": "mainProxy", "custom_http_headers": [ { "name": "X-MyCompany-Header", "value": "whatever" } ] } ] }, { "key": "SecurityAudit", "description": "Triggers Security audit when a new artifact is deployed", "enabled": true, "event_filter": { "domain": "artifact", "event_types": [ "deployed" ], "criteria": { "anyLocal": true, "anyRemote": false, "includePatterns": [], "excludePatterns": [], "repoKeys": [] } }, "handlers": [ { "handler_type": "webhook", "url": "https://security.my-company.test/", "secret": "hush hush" } ] } ]);
+    for s in list.as_array().unwrap() {
+        let r = admin.post(SUBS, s);
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let r = admin.get(SUBS);
+    assert_eq!(r.status, 200);
+    assert!(!r.text.contains("hush hush") && !r.text.contains("tell no one"));
+    let all = r.json();
+    for s in list.as_array().unwrap() {
+        let got = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["key"] == s["key"])
+            .unwrap_or_else(|| panic!("{} listed: {all}", s["key"]));
+        assert_contains(&without_secrets(s.clone()), got, "list");
+    }
+
+    // The custom webhook: its answer is the seed's sample response.
+    let custom = json!({ "key": "trigger_action", "enabled": true, "event_filter": { "domain": "artifact", "event_types": [ "deployed" ], "criteria": { "anyLocal": true } }, "handlers": [ { "handler_type": "custom-webhook", "url": "https://api.github.com/repos/your/repo/actions/workflows/artifact_deployed.yml/dispatches", "payload": "{ \"ref\": \"main\" , \"inputs\": { \"artifact_path\": \"{{.data.repo_key}}/{{.data.path}}\" } }", "proxy": "mainProxy", "secrets": [ { "name": "token", "value": "***" } ], "http_headers": [ { "name": "Authorization", "value": "Bearer {{.secrets.token}}" }, { "name": "Accept", "value": "application/vnd.github+json" }, { "name": "Content-Type", "value": "application/json" } ] } ] });
+    let answer = json!({ "enabled": true, "event_filter": { "criteria": { "anyLocal": true }, "domain": "artifact", "event_types": [ "deployed" ] }, "handlers": [ { "handler_type": "custom-webhook", "http_headers": [ { "name": "Authorization", "value": "Bearer {{.secrets.token}}" }, { "name": "Accept", "value": "application/vnd.github+json" }, { "name": "Content-Type", "value": "application/json" } ], "payload": "{ \"ref\": \"main\" , \"inputs\": { \"artifact_path\": \"{{.data.repo_key}}/{{.data.path}}\" } }", "proxy": "mainProxy", "secrets": [ { "name": "token" } ], "url": "https://api.github.com/repos/your/repo/actions/workflows/artifact_deployed.yml/dispatches" } ], "key": "trigger_action" });
+    let r = admin.post(SUBS, &custom);
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_contains(&answer, &r.json(), "custom created");
+    let got = admin.get(&format!("{SUBS}/trigger_action")).json();
+    assert_contains(&answer, &got, "custom get");
+    assert_eq!(
+        got["event_filter"]["criteria"],
+        json!({"anyLocal": true}),
+        "exactly as sent, nothing added"
+    );
+
+    // The domain rules stay honest: a criterion of another domain, a wrong type, an
+    // event type the domain does not have, an unknown domain — each named.
+    for (criteria, domain, types, field) in [
+        (json!({"anyLocal": true}), "user", json!(["created"]), "criteria.anyLocal"),
+        (json!({"anyLocal": "yes"}), "artifact", json!(["deployed"]), "criteria.anyLocal"),
+        (json!({"repoKeys": "libs"}), "docker", json!(["pushed"]), "criteria.repoKeys"),
+        (json!({"selectedBuilds": ["b"]}), "artifact", json!(["deployed"]), "criteria.selectedBuilds"),
+        (json!({}), "artifact", json!(["pushed"]), "event_types[0]"),
+        (json!({}), "bogus", json!(["x"]), "event_filter.domain"),
+    ] {
+        let mut s = custom.clone();
+        s["key"] = json!("bad");
+        s["event_filter"] = json!({"domain": domain, "event_types": types, "criteria": criteria});
+        let r = admin.post(SUBS, &s);
+        assert_eq!(r.status, 400, "{criteria} on {domain}: {}", r.text);
+        assert!(r.error_message().contains(field), "{field}: {}", r.text);
+    }
+    // Every domain of the seed's table is accepted with its criteria.
+    for (domain, event_type, criteria) in [
+        ("artifact_property", "added", json!({"anyRemote": true, "repoKeys": ["libs-remote"]})),
+        ("docker", "pushed", json!({"anyLocal": true, "anyFederated": false})),
+        ("build", "uploaded", json!({"anyBuild": false, "selectedBuilds": ["app"], "includePatterns": ["app-*"]})),
+        ("release_bundle", "signed", json!({"anyReleaseBundle": true, "registeredReleaseBundlesNames": []})),
+        ("distribution", "distribute_completed", json!({"anyReleaseBundle": false, "registeredReleaseBundlesNames": ["rb"]})),
+        ("artifactory_release_bundle", "received", json!({"anyReleaseBundle": true})),
+        ("user", "created", json!({"includePatterns": ["qa-*"]})),
+    ] {
+        let key = format!("seed-{domain}");
+        let s = json!({"key": key, "event_filter": {"domain": domain, "event_types": [event_type], "criteria": criteria},
+                       "handlers": [{"handler_type": "webhook", "url": "https://hooks.example/in"}]});
+        let r = admin.post(SUBS, &s);
+        assert_eq!(r.status, 201, "{domain}: {}", r.text);
+        let got = r.json();
+        assert_eq!(got["event_filter"]["criteria"], criteria, "{domain}");
+        assert_eq!(got["status"]["fires"], domain == "user", "{domain}: {got}");
+    }
+}
+
+/// Seed 004: a subscription to a domain Gatehouse never produces is kept, says so in
+/// its status and its deliveries, and gets nothing, while a user-domain subscription
+/// beside it gets its event. The test endpoint still reaches the receiver (with data
+/// shaped like an artifact event, so the seed's custom payload renders).
+#[test]
+fn a_never_firing_domain_says_so_and_gets_nothing_while_the_user_domain_does() {
+    use crate::deliveries::Receiver;
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let (artifacts, users) = (Receiver::start(), Receiver::start());
+    let r = admin.post(
+        SUBS,
+        &json!({"key": "deployed", "event_filter": {"domain": "artifact", "event_types": ["deployed", "deleted"],
+                 "criteria": {"anyLocal": true, "anyRemote": true, "repoKeys": [], "includePatterns": ["**"]}},
+                "handlers": [{"handler_type": "webhook", "url": artifacts.url, "secret": "artifact-hook-secret"}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.post(
+        SUBS,
+        &json!({"key": "people", "event_filter": {"domain": "user", "event_types": ["created"]},
+                "handlers": [{"handler_type": "webhook", "url": users.url}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    app.create_user("new-hire", "password-1");
+    let got = users.wait_for(1, 30);
+    assert_eq!(got[0].json()["data"]["username"], "new-hire", "{:?}", got[0].json());
+
+    // The dispatcher has judged that event for both subscriptions by now (it queues a
+    // delivery before any worker sends one): the artifact one has nothing.
+    let d = admin.get(&format!("{SUBS}/deployed/deliveries")).json();
+    assert_eq!(d["pending_count"], 0, "{d}");
+    assert_eq!(d["attempts"], json!([]), "{d}");
+    assert_eq!(d["status"]["fires"], false, "{d}");
+    assert!(d["status"]["reason"].as_str().unwrap().contains("never fires"), "{d}");
+    assert!(artifacts.events().is_empty());
+    let d = admin.get(&format!("{SUBS}/people/deliveries")).json();
+    assert_eq!(d["status"]["fires"], true, "{d}");
+    assert_eq!(d["status"]["reason"], Value::Null, "{d}");
+
+    // The test endpoint with the seed's custom webhook, aimed at the receiver.
+    let r = admin.post(
+        &format!("{SUBS}/test"),
+        &json!({ "key": "trigger_action", "enabled": true, "event_filter": { "domain": "artifact", "event_types": [ "deployed" ], "criteria": { "anyLocal": true } }, "handlers": [ { "handler_type": "custom-webhook", "url": artifacts.url, "payload": "{ \"ref\": \"main\" , \"inputs\": { \"artifact_path\": \"{{.data.repo_key}}/{{.data.path}}\" } }", "proxy": "mainProxy", "secrets": [ { "name": "token", "value": "***" } ], "http_headers": [ { "name": "Authorization", "value": "Bearer {{.secrets.token}}" }, { "name": "Accept", "value": "application/vnd.github+json" }, { "name": "Content-Type", "value": "application/json" } ] } ] }),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["result"], "success", "{}", r.text);
+    assert!(r.json()["message"].as_str().unwrap().contains("never fires"), "{}", r.text);
+    let got = artifacts.wait_for(1, 30);
+    assert_eq!(
+        got[0].json(),
+        json!({"ref": "main", "inputs": {"artifact_path": "sample-repo/sample/dir/sample.txt"}})
+    );
+    assert_eq!(got[0].header("authorization"), Some("Bearer ***"));
+}
