@@ -1060,3 +1060,219 @@ fn a_never_firing_domain_says_so_and_gets_nothing_while_the_user_domain_does() {
     );
     assert_eq!(got[0].header("authorization"), Some("Bearer ***"));
 }
+
+/// The files of a `.tar.gz` support bundle, by name (without the `<id>/` folder).
+fn untar(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::io::Read;
+    let mut files = std::collections::BTreeMap::new();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    for entry in archive.entries().expect("a tar.gz") {
+        let mut entry = entry.expect("an entry");
+        let path = entry.path().unwrap().to_string_lossy().to_string();
+        let name = path.split_once('/').expect("inside the bundle's folder").1.to_string();
+        let mut body = Vec::new();
+        entry.read_to_end(&mut body).unwrap();
+        files.insert(name, body);
+    }
+    files
+}
+
+/// Whether `needle` is anywhere in the archive, compressed or not.
+fn bundle_holds(raw: &[u8], files: &std::collections::BTreeMap<String, Vec<u8>>, needle: &str) -> bool {
+    let n = needle.as_bytes();
+    raw.windows(n.len()).any(|w| w == n)
+        || files.values().any(|b| b.windows(n.len()).any(|w| w == n))
+}
+
+const BUNDLE: &str = "/api/system/support/bundle";
+
+/// A GET whose answer is bytes: (status, content type, body).
+fn get_bytes(client: &Client, path: &str) -> (u16, String, Vec<u8>) {
+    let mut req = ureq::get(&format!("{}{path}", client.base_url()));
+    if let Some(a) = client.auth_header() {
+        req = req.set("Authorization", &a);
+    }
+    let resp = match req.call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("GET {path}: {e}"),
+    };
+    let (status, ct) = (resp.status(), resp.content_type().to_string());
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut resp.into_reader(), &mut body).unwrap();
+    (status, ct, body)
+}
+
+/// Seed 004 "SUPPORT": create (the seed's parameters), list, metadata, archive and
+/// delete, admin only. The archive is a real .tar.gz with the configuration (secrets as
+/// `<secret>`), system information, the metrics, the chain and checkpoint status; an
+/// in-process server keeps no log lines and the bundle says so.
+#[test]
+fn support_bundles_as_the_seed_writes_them() {
+    const SCRAPE: &str = "scrape-token-never-in-a-bundle";
+    let app = TestApp::spawn_with(Config {
+        metrics_token: Some(gatehouse::config::Secret(SCRAPE.into())),
+        ..Config::default()
+    });
+    let admin = app.admin();
+    app.create_user("carol", "Carol-password-1");
+    assert_eq!(admin.post_empty("/access/api/v1/audit/checkpoints").status, 201);
+    let carol = app.as_user("carol", "Carol-password-1");
+    assert_eq!(carol.post(BUNDLE, &json!({})).status, 403);
+    assert_eq!(carol.get("/api/system/support/bundles").status, 403);
+
+    let r = admin.post(
+        BUNDLE,
+        &json!({"name": "B1", "description": "abc", "parameters": {"configuration": true, "system": true,
+                "logs": {"include": true, "start_date": "2019-02-24", "end_date": "2019-02-24"},
+                "thread_dump": {"count": 1, "interval": 0}}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let meta = r.json();
+    let id = meta["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("B1-"), "{meta}");
+    assert_eq!(meta["status"], "success");
+    assert_eq!(meta["parameters"]["logs"]["start_date"], "2019-02-24");
+    assert_eq!(meta["parameters"]["thread_dump"]["count"], 1);
+    // The seed's own create sample sends blanks for the defaults; an empty body is fine.
+    let r = admin.post(
+        &format!("{BUNDLE}/"),
+        &json!({"name": "", "description": " ", "parameters": {"configuration": " ", "system": " ",
+                "logs": {"include": " ", "start_date": " ", "end_date": " "}}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["parameters"]["configuration"], true);
+    let second = r.json()["id"].as_str().unwrap().to_string();
+    let r = admin.post_empty(BUNDLE);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let third = r.json()["id"].as_str().unwrap().to_string();
+    for (body, field) in [
+        (json!({"parameters": {"configuration": "maybe"}}), "parameters.configuration"),
+        (json!({"parameters": {"logs": {"start_date": "24/02/2019"}}}), "parameters.logs.start_date"),
+        (json!({"parameters": {"thread_dump": {"count": 1000}}}), "parameters.thread_dump.count"),
+        (json!({"name": "../etc"}), "name"),
+    ] {
+        let r = admin.post(BUNDLE, &body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text);
+        assert!(r.error_message().contains(field), "{field}: {}", r.text);
+    }
+
+    let r = admin.get("/api/system/support/bundles");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let list = r.json();
+    assert_eq!(list["count"], 3, "{list}");
+    assert_eq!(list["bundles"][0]["id"], id.as_str(), "oldest first: {list}");
+    assert_eq!(list["bundles"][0]["description"], "abc");
+    let one = admin.get(&format!("{BUNDLE}/{id}")).json();
+    assert_eq!(one["name"], "B1");
+    assert!(one["access"]["bundle_url"].as_str().unwrap().ends_with(&format!("/{id}/archive")), "{one}");
+    assert_eq!(admin.get(&format!("{BUNDLE}/nope-1")).status, 404);
+    assert_eq!(carol.get(&format!("{BUNDLE}/{id}/archive")).status, 403);
+
+    let (status, content_type, raw) = get_bytes(&admin, &format!("{BUNDLE}/{id}/archive"));
+    assert_eq!(status, 200);
+    assert_eq!(content_type, "application/gzip");
+    let files = untar(&raw);
+    for f in ["manifest.json", "configuration.txt", "system.txt", "metrics.txt", "chain.json", "logs/gatehouse.log", "threads.txt"] {
+        assert!(files.contains_key(f), "{f} in {:?}", files.keys());
+    }
+    let text = |f: &str| String::from_utf8_lossy(&files[f]).to_string();
+    assert!(text("configuration.txt").contains("metrics_token: Some(\n        <secret>"), "{}", text("configuration.txt"));
+    assert!(text("system.txt").contains("log position"));
+    assert!(text("metrics.txt").contains("gatehouse_log_position"));
+    let chain: Value = serde_json::from_slice(&files["chain.json"]).unwrap();
+    assert_eq!(chain["verify"]["ok"], true, "{chain}");
+    assert_eq!(chain["checkpoints"]["check"]["ok"], true, "{chain}");
+    assert_eq!(chain["checkpoints"]["count"], 1, "{chain}");
+    assert_eq!(chain["head"]["hash"], chain["verify"]["head_hash"], "{chain}");
+    assert!(text("logs/gatehouse.log").contains("keeps no log lines"), "{}", text("logs/gatehouse.log"));
+    assert!(text("threads.txt").contains("tid\tstate\tname"));
+    for secret in [SCRAPE, app.admin_password.as_str(), "Carol-password-1"] {
+        assert!(!bundle_holds(&raw, &files, secret), "a secret is in the bundle");
+    }
+    // The bundles live in <data-dir>/support/.
+    assert!(app.dir.join("support").join(format!("{id}.tar.gz")).exists());
+
+    // Without configuration and system, those files are left out.
+    let r = admin.post(BUNDLE, &json!({"parameters": {"configuration": false, "system": "false", "logs": false, "thread_dump": {"count": 0}}}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let lean = r.json()["id"].as_str().unwrap().to_string();
+    let files = untar(&get_bytes(&admin, &format!("{BUNDLE}/{lean}/archive")).2);
+    assert_eq!(files.keys().collect::<Vec<_>>(), vec!["manifest.json"]);
+
+    for gone in [&id, &second, &third, &lean] {
+        assert_eq!(admin.delete(&format!("{BUNDLE}/{gone}")).status, 204);
+    }
+    assert_eq!(admin.delete(&format!("{BUNDLE}/{id}")).status, 404);
+    assert_eq!(admin.get(&format!("{BUNDLE}/{id}/archive")).status, 404);
+    assert_eq!(admin.get("/api/system/support/bundles").json()["count"], 0);
+    assert!(!app.dir.join("support").join(format!("{id}.tar.gz")).exists());
+}
+
+/// The real binary keeps its newest log lines for bundles; nothing secret is in them:
+/// not the admin password, a token, a webhook secret or the scrape token.
+#[test]
+fn a_support_bundle_carries_recent_log_lines_and_no_secret() {
+    use crate::helpers::{ServerProcess, BINARY_ADMIN_PASSWORD};
+    const SCRAPE: &str = "binary-scrape-token-kept-out";
+    const HOOK_SECRET: &str = "webhook-secret-kept-out";
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gatehouse.toml");
+    std::fs::write(&config, format!("metrics-token = \"{SCRAPE}\"\n")).unwrap();
+    let data = dir.path().join("data");
+    let server = ServerProcess::spawn_with_args(
+        &data,
+        "info",
+        std::process::Stdio::null(),
+        Some(&config),
+        "127.0.0.1:0",
+        &[],
+    );
+    let admin = server.admin();
+    let t = token(&admin, json!({"scope": "applied-permissions/admin", "refreshable": true, "expires_in": 0}));
+    let access = t["access_token"].as_str().unwrap().to_string();
+    assert_eq!(bearer_at(&server.base, &access).get("/access/api/v1/system/ping").status, 200);
+    let r = admin.post(
+        SUBS,
+        &json!({"key": "hook", "event_filter": {"domain": "user", "event_types": ["created"]},
+                "handlers": [{"handler_type": "webhook", "url": "https://hooks.example/in", "secret": HOOK_SECRET}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.post(BUNDLE, &json!({"name": "help"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let raw = get_bytes(&admin, &format!("{BUNDLE}/{id}/archive")).2;
+    let files = untar(&raw);
+    let log = String::from_utf8_lossy(&files["logs/gatehouse.log"]).to_string();
+    assert!(
+        log.contains("/event/api/v1/subscriptions") && log.contains("request"),
+        "the access lines of this server: {log}"
+    );
+    let config_text = String::from_utf8_lossy(&files["configuration.txt"]).to_string();
+    assert!(config_text.contains("<secret>"), "{config_text}");
+    for secret in [SCRAPE, BINARY_ADMIN_PASSWORD, HOOK_SECRET, access.as_str(), t["refresh_token"].as_str().unwrap()] {
+        assert!(!bundle_holds(&raw, &files, secret), "a secret is in the bundle: {secret}");
+    }
+    // A date range with no lines says so.
+    let r = admin.post(BUNDLE, &json!({"parameters": {"logs": {"start_date": "2001-01-01", "end_date": "2001-01-02"}}}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let files = untar(&get_bytes(&admin, &format!("{BUNDLE}/{}/archive", r.json()["id"].as_str().unwrap())).2);
+    assert!(String::from_utf8_lossy(&files["logs/gatehouse.log"]).contains("No log lines kept for this range"));
+}
+
+fn bearer_at(base: &str, token: &str) -> Client {
+    Client::new(base, None).with_header_auth(&format!("Bearer {token}"))
+}
+
+/// Seed 004 "Enable Log Collection" collects logs into an Artifactory repository;
+/// Gatehouse has none, and says so (and where its logs are) instead of pretending.
+#[test]
+fn log_shipping_says_why_there_is_none() {
+    let app = TestApp::spawn();
+    let r = app
+        .admin()
+        .post("/access/api/v1/logshipping/config", &json!({"enabled": true}));
+    assert_eq!(r.status, 404, "{}", r.text);
+    let m = r.error_message();
+    assert!(m.contains("no log shipping") && m.contains("audit/events") && m.contains("support/bundle"), "{m}");
+}
