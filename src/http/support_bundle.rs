@@ -45,7 +45,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 const KEEP: usize = 20;
 /// Thread listings a bundle may take, and the longest pause between two (ms).
 const MAX_THREAD_DUMPS: u64 = 10;
-const MAX_THREAD_INTERVAL_MS: u64 = 5_000;
+const MAX_THREAD_INTERVAL_MS: u64 = 1_000;
 
 fn dir(app: &AppState) -> PathBuf {
     app.data_dir.join("support")
