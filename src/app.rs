@@ -271,8 +271,7 @@ impl Application {
                                 );
                                 continue;
                             };
-                            let result =
-                                tokio::task::spawn_blocking(move || store.reload()).await;
+                            let result = tokio::task::spawn_blocking(move || store.reload()).await;
                             match result {
                                 Ok(Ok(())) => tracing::info!("TLS certificate reloaded"),
                                 Ok(Err(e)) => {

@@ -30,7 +30,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         }
     }
     cfg.service(resource("/event/api/v1/system/ping").route(web::get().to(event_ping)))
-        .service(resource("/access/api/v1/logshipping/config").route(web::route().to(log_shipping)));
+        .service(
+            resource("/access/api/v1/logshipping/config").route(web::route().to(log_shipping)),
+        );
 }
 
 /// Artifactory endpoints about storage and licensing (seed 004), and what they are.

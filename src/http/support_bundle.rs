@@ -35,8 +35,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(delete)),
         )
         .service(
-            resource(&format!("{prefix}/api/system/support/bundle/{{id}}/archive"))
-                .route(web::get().to(archive)),
+            resource(&format!(
+                "{prefix}/api/system/support/bundle/{{id}}/archive"
+            ))
+            .route(web::get().to(archive)),
         );
     }
 }
@@ -93,7 +95,9 @@ fn number(v: &Value, field: &str, default: u64, max: u64) -> Result<u64, ApiErro
     };
     match n {
         Some(n) if n <= max => Ok(n),
-        _ => Err(bad(format!("invalid `{field}`: a whole number from 0 to {max}"))),
+        _ => Err(bad(format!(
+            "invalid `{field}`: a whole number from 0 to {max}"
+        ))),
     }
 }
 
@@ -117,7 +121,9 @@ fn day_start(d: &str) -> Option<u64> {
 fn text_field(v: &Value, field: &str, max: usize) -> Result<Option<String>, ApiError> {
     match v {
         Value::Null => Ok(None),
-        Value::String(s) if s.chars().count() > max || s.chars().any(|c| c.is_control() && c != '\n') => {
+        Value::String(s)
+            if s.chars().count() > max || s.chars().any(|c| c.is_control() && c != '\n') =>
+        {
             Err(bad(format!("invalid `{field}`: at most {max} characters")))
         }
         Value::String(s) => Ok(Some(s.clone())),
@@ -161,7 +167,7 @@ fn params(body: &Value) -> Result<(Option<String>, Option<String>, Params), ApiE
     if let (Some(s), Some(e)) = (&start_date, &end_date) {
         if s > e {
             return Err(bad(
-                "invalid `parameters.logs.end_date`: before `start_date`".into()
+                "invalid `parameters.logs.end_date`: before `start_date`".into(),
             ));
         }
     }
@@ -296,10 +302,7 @@ async fn create(
 
 /// `GET /api/system/support/bundles`: `{bundles: [{id, name, description, created,
 /// status}], count}`, oldest first (seed 004).
-async fn list(
-    app: web::Data<AppState>,
-    _admin: Admin,
-) -> Result<HttpResponse, ApiError> {
+async fn list(app: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
     let d = dir(&app);
     let all = web::block(move || all_meta(&d))
         .await
@@ -357,7 +360,9 @@ async fn archive(
 }
 
 fn path_safe(id: &str) -> String {
-    id.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')).collect()
+    id.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .collect()
 }
 
 /// `DELETE /api/system/support/bundle/{id}`: 204; 404 when there is no such bundle.
@@ -445,9 +450,7 @@ fn build(
     }
     if p.system {
         files.push(("system.txt".into(), system_text.into_bytes()));
-        let metrics = app
-            .metrics
-            .encode(|m| super::metrics::refresh(app, m));
+        let metrics = app.metrics.encode(|m| super::metrics::refresh(app, m));
         files.push(("metrics.txt".into(), metrics.into_bytes()));
         files.push((
             "chain.json".into(),
@@ -534,14 +537,11 @@ fn chain(app: &AppState) -> Value {
         Ok(r) => json!({"ok": true, "events": r.events, "head_hash": crate::hex(&r.head_hash)}),
         Err(e) => json!({"ok": false, "error": e.to_string()}),
     };
-    let checkpoints = match crate::checkpoints::check(
-        &state,
-        |p| app.log.hash_at(p).ok().flatten(),
-        None,
-    ) {
-        Ok(n) => json!({"ok": true, "verified": n}),
-        Err(e) => json!({"ok": false, "error": e}),
-    };
+    let checkpoints =
+        match crate::checkpoints::check(&state, |p| app.log.hash_at(p).ok().flatten(), None) {
+            Ok(n) => json!({"ok": true, "verified": n}),
+            Err(e) => json!({"ok": false, "error": e}),
+        };
     let newest = state.checkpoints.last().map(|c| {
         json!({"position": c.position, "head_hash": c.head_hash, "kid": c.kid,
                "time": crate::timefmt::format(c.time_ms, true)})
@@ -570,10 +570,12 @@ fn logs(start: Option<&str>, end: Option<&str>) -> String {
             out.push('\n');
             out
         }
-        None => "# This server keeps no log lines: it was not started by `gatehouse serve` \
+        None => {
+            "# This server keeps no log lines: it was not started by `gatehouse serve` \
                  (an embedded server logs where its host program says). See the host's log."
-            .to_string()
-            + "\n",
+                .to_string()
+                + "\n"
+        }
     }
 }
 

@@ -167,7 +167,7 @@ fn check_criteria(
     };
     let Some(map) = c.as_object() else {
         return Err(bad(
-            "invalid `event_filter.criteria`: expected a JSON object".into()
+            "invalid `event_filter.criteria`: expected a JSON object".into(),
         ));
     };
     let fields = criteria_fields(domain);
@@ -215,7 +215,11 @@ fn check_criteria(
                         return Err(bad(format!(
                             "invalid `{field}[{i}]`: `{}` is not a valid {}",
                             p.escape_debug(),
-                            if *kind == CriterionKind::Patterns { "pattern" } else { "name" }
+                            if *kind == CriterionKind::Patterns {
+                                "pattern"
+                            } else {
+                                "name"
+                            }
                         )));
                     }
                     strings.push(p.to_string());

@@ -38,7 +38,10 @@ pub const DOMAINS: &[(&str, &[&str])] = &[
 /// subscription to one is accepted (a JFrog configuration can be moved here unchanged)
 /// and says in its status that it never fires.
 pub const FOREIGN_DOMAINS: &[(&str, &[&str])] = &[
-    ("artifact", &["deployed", "deleted", "moved", "copied", "cached"]),
+    (
+        "artifact",
+        &["deployed", "deleted", "moved", "copied", "cached"],
+    ),
     ("artifact_property", &["added", "deleted"]),
     ("docker", &["pushed", "deleted", "promoted"]),
     ("build", &["uploaded", "deleted", "promoted"]),
@@ -57,7 +60,12 @@ pub const FOREIGN_DOMAINS: &[(&str, &[&str])] = &[
     ),
     (
         "artifactory_release_bundle",
-        &["received", "delete_started", "delete_completed", "delete_failed"],
+        &[
+            "received",
+            "delete_started",
+            "delete_completed",
+            "delete_failed",
+        ],
     ),
 ];
 

@@ -923,7 +923,10 @@ fn the_seeds_sample_webhook_subscriptions_are_accepted_and_shown_as_sent() {
     assert_contains(&without_secrets(audits.clone()), &got, "get");
     assert_eq!(got["status"]["fires"], false, "{got}");
     let reason = got["status"]["reason"].as_str().unwrap();
-    assert!(reason.contains("never fires") && reason.contains("artifact"), "{reason}");
+    assert!(
+        reason.contains("never fires") && reason.contains("artifact"),
+        "{reason}"
+    );
     assert!(
         got["status"]["notes"].to_string().contains("mainProxy"),
         "the unused proxy is said: {got}"
@@ -971,10 +974,30 @@ fn the_seeds_sample_webhook_subscriptions_are_accepted_and_shown_as_sent() {
     // The domain rules stay honest: a criterion of another domain, a wrong type, an
     // event type the domain does not have, an unknown domain — each named.
     for (criteria, domain, types, field) in [
-        (json!({"anyLocal": true}), "user", json!(["created"]), "criteria.anyLocal"),
-        (json!({"anyLocal": "yes"}), "artifact", json!(["deployed"]), "criteria.anyLocal"),
-        (json!({"repoKeys": "libs"}), "docker", json!(["pushed"]), "criteria.repoKeys"),
-        (json!({"selectedBuilds": ["b"]}), "artifact", json!(["deployed"]), "criteria.selectedBuilds"),
+        (
+            json!({"anyLocal": true}),
+            "user",
+            json!(["created"]),
+            "criteria.anyLocal",
+        ),
+        (
+            json!({"anyLocal": "yes"}),
+            "artifact",
+            json!(["deployed"]),
+            "criteria.anyLocal",
+        ),
+        (
+            json!({"repoKeys": "libs"}),
+            "docker",
+            json!(["pushed"]),
+            "criteria.repoKeys",
+        ),
+        (
+            json!({"selectedBuilds": ["b"]}),
+            "artifact",
+            json!(["deployed"]),
+            "criteria.selectedBuilds",
+        ),
         (json!({}), "artifact", json!(["pushed"]), "event_types[0]"),
         (json!({}), "bogus", json!(["x"]), "event_filter.domain"),
     ] {
@@ -987,12 +1010,36 @@ fn the_seeds_sample_webhook_subscriptions_are_accepted_and_shown_as_sent() {
     }
     // Every domain of the seed's table is accepted with its criteria.
     for (domain, event_type, criteria) in [
-        ("artifact_property", "added", json!({"anyRemote": true, "repoKeys": ["libs-remote"]})),
-        ("docker", "pushed", json!({"anyLocal": true, "anyFederated": false})),
-        ("build", "uploaded", json!({"anyBuild": false, "selectedBuilds": ["app"], "includePatterns": ["app-*"]})),
-        ("release_bundle", "signed", json!({"anyReleaseBundle": true, "registeredReleaseBundlesNames": []})),
-        ("distribution", "distribute_completed", json!({"anyReleaseBundle": false, "registeredReleaseBundlesNames": ["rb"]})),
-        ("artifactory_release_bundle", "received", json!({"anyReleaseBundle": true})),
+        (
+            "artifact_property",
+            "added",
+            json!({"anyRemote": true, "repoKeys": ["libs-remote"]}),
+        ),
+        (
+            "docker",
+            "pushed",
+            json!({"anyLocal": true, "anyFederated": false}),
+        ),
+        (
+            "build",
+            "uploaded",
+            json!({"anyBuild": false, "selectedBuilds": ["app"], "includePatterns": ["app-*"]}),
+        ),
+        (
+            "release_bundle",
+            "signed",
+            json!({"anyReleaseBundle": true, "registeredReleaseBundlesNames": []}),
+        ),
+        (
+            "distribution",
+            "distribute_completed",
+            json!({"anyReleaseBundle": false, "registeredReleaseBundlesNames": ["rb"]}),
+        ),
+        (
+            "artifactory_release_bundle",
+            "received",
+            json!({"anyReleaseBundle": true}),
+        ),
         ("user", "created", json!({"includePatterns": ["qa-*"]})),
     ] {
         let key = format!("seed-{domain}");
@@ -1031,7 +1078,12 @@ fn a_never_firing_domain_says_so_and_gets_nothing_while_the_user_domain_does() {
     assert_eq!(r.status, 201, "{}", r.text);
     app.create_user("new-hire", "password-1");
     let got = users.wait_for(1, 30);
-    assert_eq!(got[0].json()["data"]["username"], "new-hire", "{:?}", got[0].json());
+    assert_eq!(
+        got[0].json()["data"]["username"],
+        "new-hire",
+        "{:?}",
+        got[0].json()
+    );
 
     // The dispatcher has judged that event for both subscriptions by now (it queues a
     // delivery before any worker sends one): the artifact one has nothing.
@@ -1039,7 +1091,13 @@ fn a_never_firing_domain_says_so_and_gets_nothing_while_the_user_domain_does() {
     assert_eq!(d["pending_count"], 0, "{d}");
     assert_eq!(d["attempts"], json!([]), "{d}");
     assert_eq!(d["status"]["fires"], false, "{d}");
-    assert!(d["status"]["reason"].as_str().unwrap().contains("never fires"), "{d}");
+    assert!(
+        d["status"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("never fires"),
+        "{d}"
+    );
     assert!(artifacts.events().is_empty());
     let d = admin.get(&format!("{SUBS}/people/deliveries")).json();
     assert_eq!(d["status"]["fires"], true, "{d}");
@@ -1052,7 +1110,14 @@ fn a_never_firing_domain_says_so_and_gets_nothing_while_the_user_domain_does() {
     );
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["result"], "success", "{}", r.text);
-    assert!(r.json()["message"].as_str().unwrap().contains("never fires"), "{}", r.text);
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("never fires"),
+        "{}",
+        r.text
+    );
     let got = artifacts.wait_for(1, 30);
     assert_eq!(
         got[0].json(),
@@ -1069,7 +1134,11 @@ fn untar(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
     for entry in archive.entries().expect("a tar.gz") {
         let mut entry = entry.expect("an entry");
         let path = entry.path().unwrap().to_string_lossy().to_string();
-        let name = path.split_once('/').expect("inside the bundle's folder").1.to_string();
+        let name = path
+            .split_once('/')
+            .expect("inside the bundle's folder")
+            .1
+            .to_string();
         let mut body = Vec::new();
         entry.read_to_end(&mut body).unwrap();
         files.insert(name, body);
@@ -1078,7 +1147,11 @@ fn untar(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
 }
 
 /// Whether `needle` is anywhere in the archive, compressed or not.
-fn bundle_holds(raw: &[u8], files: &std::collections::BTreeMap<String, Vec<u8>>, needle: &str) -> bool {
+fn bundle_holds(
+    raw: &[u8],
+    files: &std::collections::BTreeMap<String, Vec<u8>>,
+    needle: &str,
+) -> bool {
     let n = needle.as_bytes();
     raw.windows(n.len()).any(|w| w == n)
         || files.values().any(|b| b.windows(n.len()).any(|w| w == n))
@@ -1116,7 +1189,10 @@ fn support_bundles_as_the_seed_writes_them() {
     });
     let admin = app.admin();
     app.create_user("carol", "Carol-password-1");
-    assert_eq!(admin.post_empty("/access/api/v1/audit/checkpoints").status, 201);
+    assert_eq!(
+        admin.post_empty("/access/api/v1/audit/checkpoints").status,
+        201
+    );
     let carol = app.as_user("carol", "Carol-password-1");
     assert_eq!(carol.post(BUNDLE, &json!({})).status, 403);
     assert_eq!(carol.get("/api/system/support/bundles").status, 403);
@@ -1147,9 +1223,18 @@ fn support_bundles_as_the_seed_writes_them() {
     assert_eq!(r.status, 200, "{}", r.text);
     let third = r.json()["id"].as_str().unwrap().to_string();
     for (body, field) in [
-        (json!({"parameters": {"configuration": "maybe"}}), "parameters.configuration"),
-        (json!({"parameters": {"logs": {"start_date": "24/02/2019"}}}), "parameters.logs.start_date"),
-        (json!({"parameters": {"thread_dump": {"count": 1000}}}), "parameters.thread_dump.count"),
+        (
+            json!({"parameters": {"configuration": "maybe"}}),
+            "parameters.configuration",
+        ),
+        (
+            json!({"parameters": {"logs": {"start_date": "24/02/2019"}}}),
+            "parameters.logs.start_date",
+        ),
+        (
+            json!({"parameters": {"thread_dump": {"count": 1000}}}),
+            "parameters.thread_dump.count",
+        ),
         (json!({"name": "../etc"}), "name"),
     ] {
         let r = admin.post(BUNDLE, &body);
@@ -1161,11 +1246,21 @@ fn support_bundles_as_the_seed_writes_them() {
     assert_eq!(r.status, 200, "{}", r.text);
     let list = r.json();
     assert_eq!(list["count"], 3, "{list}");
-    assert_eq!(list["bundles"][0]["id"], id.as_str(), "oldest first: {list}");
+    assert_eq!(
+        list["bundles"][0]["id"],
+        id.as_str(),
+        "oldest first: {list}"
+    );
     assert_eq!(list["bundles"][0]["description"], "abc");
     let one = admin.get(&format!("{BUNDLE}/{id}")).json();
     assert_eq!(one["name"], "B1");
-    assert!(one["access"]["bundle_url"].as_str().unwrap().ends_with(&format!("/{id}/archive")), "{one}");
+    assert!(
+        one["access"]["bundle_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/{id}/archive")),
+        "{one}"
+    );
     assert_eq!(admin.get(&format!("{BUNDLE}/nope-1")).status, 404);
     assert_eq!(carol.get(&format!("{BUNDLE}/{id}/archive")).status, 403);
 
@@ -1173,25 +1268,51 @@ fn support_bundles_as_the_seed_writes_them() {
     assert_eq!(status, 200);
     assert_eq!(content_type, "application/gzip");
     let files = untar(&raw);
-    for f in ["manifest.json", "configuration.txt", "system.txt", "metrics.txt", "chain.json", "logs/gatehouse.log", "threads.txt"] {
+    for f in [
+        "manifest.json",
+        "configuration.txt",
+        "system.txt",
+        "metrics.txt",
+        "chain.json",
+        "logs/gatehouse.log",
+        "threads.txt",
+    ] {
         assert!(files.contains_key(f), "{f} in {:?}", files.keys());
     }
     let text = |f: &str| String::from_utf8_lossy(&files[f]).to_string();
-    assert!(text("configuration.txt").contains("metrics_token: Some(\n        <secret>"), "{}", text("configuration.txt"));
+    assert!(
+        text("configuration.txt").contains("metrics_token: Some(\n        <secret>"),
+        "{}",
+        text("configuration.txt")
+    );
     assert!(text("system.txt").contains("log position"));
     assert!(text("metrics.txt").contains("gatehouse_log_position"));
     let chain: Value = serde_json::from_slice(&files["chain.json"]).unwrap();
     assert_eq!(chain["verify"]["ok"], true, "{chain}");
     assert_eq!(chain["checkpoints"]["check"]["ok"], true, "{chain}");
     assert_eq!(chain["checkpoints"]["count"], 1, "{chain}");
-    assert_eq!(chain["head"]["hash"], chain["verify"]["head_hash"], "{chain}");
-    assert!(text("logs/gatehouse.log").contains("keeps no log lines"), "{}", text("logs/gatehouse.log"));
+    assert_eq!(
+        chain["head"]["hash"], chain["verify"]["head_hash"],
+        "{chain}"
+    );
+    assert!(
+        text("logs/gatehouse.log").contains("keeps no log lines"),
+        "{}",
+        text("logs/gatehouse.log")
+    );
     assert!(text("threads.txt").contains("tid\tstate\tname"));
     for secret in [SCRAPE, app.admin_password.as_str(), "Carol-password-1"] {
-        assert!(!bundle_holds(&raw, &files, secret), "a secret is in the bundle");
+        assert!(
+            !bundle_holds(&raw, &files, secret),
+            "a secret is in the bundle"
+        );
     }
     // The bundles live in <data-dir>/support/.
-    assert!(app.dir.join("support").join(format!("{id}.tar.gz")).exists());
+    assert!(app
+        .dir
+        .join("support")
+        .join(format!("{id}.tar.gz"))
+        .exists());
 
     // Without configuration and system, those files are left out.
     let r = admin.post(BUNDLE, &json!({"parameters": {"configuration": false, "system": "false", "logs": false, "thread_dump": {"count": 0}}}));
@@ -1206,7 +1327,11 @@ fn support_bundles_as_the_seed_writes_them() {
     assert_eq!(admin.delete(&format!("{BUNDLE}/{id}")).status, 404);
     assert_eq!(admin.get(&format!("{BUNDLE}/{id}/archive")).status, 404);
     assert_eq!(admin.get("/api/system/support/bundles").json()["count"], 0);
-    assert!(!app.dir.join("support").join(format!("{id}.tar.gz")).exists());
+    assert!(!app
+        .dir
+        .join("support")
+        .join(format!("{id}.tar.gz"))
+        .exists());
 }
 
 /// The real binary keeps its newest log lines for bundles; nothing secret is in them:
@@ -1229,9 +1354,17 @@ fn a_support_bundle_carries_recent_log_lines_and_no_secret() {
         &[],
     );
     let admin = server.admin();
-    let t = token(&admin, json!({"scope": "applied-permissions/admin", "refreshable": true, "expires_in": 0}));
+    let t = token(
+        &admin,
+        json!({"scope": "applied-permissions/admin", "refreshable": true, "expires_in": 0}),
+    );
     let access = t["access_token"].as_str().unwrap().to_string();
-    assert_eq!(bearer_at(&server.base, &access).get("/access/api/v1/system/ping").status, 200);
+    assert_eq!(
+        bearer_at(&server.base, &access)
+            .get("/access/api/v1/system/ping")
+            .status,
+        200
+    );
     let r = admin.post(
         SUBS,
         &json!({"key": "hook", "event_filter": {"domain": "user", "event_types": ["created"]},
@@ -1250,14 +1383,33 @@ fn a_support_bundle_carries_recent_log_lines_and_no_secret() {
     );
     let config_text = String::from_utf8_lossy(&files["configuration.txt"]).to_string();
     assert!(config_text.contains("<secret>"), "{config_text}");
-    for secret in [SCRAPE, BINARY_ADMIN_PASSWORD, HOOK_SECRET, access.as_str(), t["refresh_token"].as_str().unwrap()] {
-        assert!(!bundle_holds(&raw, &files, secret), "a secret is in the bundle: {secret}");
+    for secret in [
+        SCRAPE,
+        BINARY_ADMIN_PASSWORD,
+        HOOK_SECRET,
+        access.as_str(),
+        t["refresh_token"].as_str().unwrap(),
+    ] {
+        assert!(
+            !bundle_holds(&raw, &files, secret),
+            "a secret is in the bundle: {secret}"
+        );
     }
     // A date range with no lines says so.
-    let r = admin.post(BUNDLE, &json!({"parameters": {"logs": {"start_date": "2001-01-01", "end_date": "2001-01-02"}}}));
+    let r = admin.post(
+        BUNDLE,
+        &json!({"parameters": {"logs": {"start_date": "2001-01-01", "end_date": "2001-01-02"}}}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
-    let files = untar(&get_bytes(&admin, &format!("{BUNDLE}/{}/archive", r.json()["id"].as_str().unwrap())).2);
-    assert!(String::from_utf8_lossy(&files["logs/gatehouse.log"]).contains("No log lines kept for this range"));
+    let files = untar(
+        &get_bytes(
+            &admin,
+            &format!("{BUNDLE}/{}/archive", r.json()["id"].as_str().unwrap()),
+        )
+        .2,
+    );
+    assert!(String::from_utf8_lossy(&files["logs/gatehouse.log"])
+        .contains("No log lines kept for this range"));
 }
 
 fn bearer_at(base: &str, token: &str) -> Client {
@@ -1269,10 +1421,14 @@ fn bearer_at(base: &str, token: &str) -> Client {
 #[test]
 fn log_shipping_says_why_there_is_none() {
     let app = TestApp::spawn();
-    let r = app
-        .admin()
-        .post("/access/api/v1/logshipping/config", &json!({"enabled": true}));
+    let r = app.admin().post(
+        "/access/api/v1/logshipping/config",
+        &json!({"enabled": true}),
+    );
     assert_eq!(r.status, 404, "{}", r.text);
     let m = r.error_message();
-    assert!(m.contains("no log shipping") && m.contains("audit/events") && m.contains("support/bundle"), "{m}");
+    assert!(
+        m.contains("no log shipping") && m.contains("audit/events") && m.contains("support/bundle"),
+        "{m}"
+    );
 }
