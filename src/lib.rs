@@ -15,6 +15,7 @@ pub mod log;
 pub mod metrics;
 pub mod notices;
 pub mod personal;
+pub mod recent_logs;
 pub mod scim;
 pub mod timefmt;
 pub mod timeline;

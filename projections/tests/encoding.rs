@@ -201,6 +201,7 @@ fn subscription(key: &str, enabled: bool) -> Event {
             payload: None,
             secrets: vec![],
         }],
+        criteria: None,
     })
 }
 

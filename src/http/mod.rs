@@ -25,6 +25,7 @@ pub mod scim;
 mod settings;
 mod signed_urls;
 mod support;
+mod support_bundle;
 mod system;
 mod tokens;
 mod users;
@@ -280,6 +281,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/system/verifyconnection"),
     ("GET", "/api/system/configuration/reverseProxy/nginx"),
     ("GET", "/event/api/v1/system/ping"),
+    ("POST", "/api/system/support/bundle"),
+    ("GET", "/api/system/support/bundles"),
+    ("GET", "/api/system/support/bundle/{id}"),
+    ("DELETE", "/api/system/support/bundle/{id}"),
+    ("GET", "/api/system/support/bundle/{id}/archive"),
     ("GET", "/access/api/v1/system/state/digest"),
     ("GET", "/access/api/v2/users"),
     ("POST", "/access/api/v2/users"),
@@ -586,6 +592,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     certs::configure(cfg);
     anonymous::configure(cfg);
     support::configure(cfg);
+    support_bundle::configure(cfg);
     signed_urls::configure(cfg);
     pairing::configure(cfg);
     permissions::configure(cfg);
