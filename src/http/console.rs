@@ -101,8 +101,12 @@ pub async fn console_middleware(
     if path == "/ui" || path.starts_with("/ui/") {
         let mut res = next.call(req).await?;
         harden(res.headers_mut());
+        res.headers_mut().remove(header::WWW_AUTHENTICATE);
         return Ok(res);
     }
+    // The console's own calls (they carry the CSRF header): a 401 must not make the
+    // browser pop up its Basic dialog, which would hang the page behind it.
+    let from_console = req.headers().contains_key(console::CSRF_HEADER);
     if !req.headers().contains_key(header::AUTHORIZATION) {
         if let Some(id) = session_cookie(req.request()) {
             let app = req
@@ -135,7 +139,11 @@ pub async fn console_middleware(
             }
         }
     }
-    next.call(req).await
+    let mut res = next.call(req).await?;
+    if from_console {
+        res.headers_mut().remove(header::WWW_AUTHENTICATE);
+    }
+    Ok(res)
 }
 
 async fn to_index() -> HttpResponse {

@@ -13,7 +13,7 @@ export class ApiError extends Error {
   }
   // The field the API named (`invalid \`name\`: …`), if any.
   get field() {
-    const m = /`([^`]+)`/.exec(this.message);
+    const m = /(?:invalid|at) `([^`]+)`/.exec(this.message);
     return m ? m[1] : null;
   }
 }
@@ -25,7 +25,8 @@ export async function api(method, path, { body, query, asOf, headers, form } = {
   }
   if (asOf) url.searchParams.set('as_of', asOf);
   const h = { Accept: 'application/json', ...(headers || {}) };
-  if (csrf) h['X-CSRF-Token'] = csrf;
+  // Always sent: it also tells the server not to answer a 401 with a Basic challenge.
+  h['X-CSRF-Token'] = csrf || '';
   let payload;
   if (form !== undefined) {
     payload = new URLSearchParams(form);

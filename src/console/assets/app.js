@@ -88,8 +88,12 @@ function drawSlider(asOf) {
     : `Now: log position ${head}.`;
 }
 
+let renderSeq = 0;
+
 async function render() {
   if (!session) return;
+  // Only the newest render may show its page (a sign-in and a hash change can overlap).
+  const mine = ++renderSeq;
   // The head moves: ask again on every page change (also notices an ended session).
   if (!(await loadSession())) { showSignIn('Your session has ended; sign in again.'); return; }
   const { page, arg, asOf } = parseHash();
@@ -99,8 +103,7 @@ async function render() {
   $('who').textContent = session.username + (session.admin ? ' (admin)' : '');
   drawNav(name);
   drawSlider(asOf);
-  const main = $('main');
-  main.replaceChildren();
+  const main = document.createElement('div');
   const draw = ALL[name];
   const ctx = {
     session, arg, asOf, readOnly: !!asOf,
@@ -108,15 +111,18 @@ async function render() {
     moment: (when) => go(name, arg, when || null),
     refresh: () => render(),
   };
-  if (!draw) { main.textContent = `No page “${name}”.`; return; }
+  const show = () => { if (mine === renderSeq) $('main').replaceChildren(main); };
+  if (!draw) { main.textContent = `No page “${name}”.`; show(); return; }
   try {
     await draw(main, ctx);
+    show();
   } catch (e) {
     const p = document.createElement('p');
     p.className = 'error';
     p.setAttribute('role', 'alert');
     p.textContent = e instanceof ApiError ? `${e.status === 403 ? 'Not allowed' : 'Error'}: ${e.message}` : String(e);
     main.append(p);
+    show();
     if (e instanceof ApiError && e.status === 401) showSignIn('Your session has ended; sign in again.');
   }
 }

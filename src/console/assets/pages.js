@@ -12,7 +12,7 @@ export function h(tag, props = {}, ...children) {
     else if (k in el && typeof v !== 'string') el[k] = v;
     else el.setAttribute(k, v === true ? '' : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
     el.append(c instanceof Node ? c : String(c));
   }
@@ -135,6 +135,15 @@ async function user(main, ctx, name) {
     ['Groups', u.groups.length ? h('span', {}, u.groups.map((g, i) => [i ? ', ' : '', ctx.session.admin ? link(ctx, 'groups', g, g) : g])) : '—'],
     ['Realm', u.realm], ['Password expired', u.password_expired ? 'yes' : 'no'],
   ]));
+  // What the user may do, and through which grant (the decision's own account).
+  const eff = await get('/access/api/v1/authorize/effective', { query: self0(ctx, u) ? {} : { user: u.username }, asOf: ctx.asOf }).catch((e) => ({ error: e.message }));
+  main.append(h('h2', {}, 'Effective permissions'));
+  if (eff.error) main.append(h('p', { class: 'error' }, eff.error));
+  else {
+    main.append(table(['Permission target', 'Repositories', 'Patterns', 'Actions', 'Via'], (eff.permissions || []).flatMap((p) => (p.grants || []).map((g) => [
+      p.permission_target, (p.repositories || []).join(', '), (p.include_patterns || []).join(', '), g.actions.join(', '), g.via]))));
+    if ((eff.project_roles || []).length) main.append(pretty(eff.project_roles));
+  }
   if (ctx.readOnly) { main.append(pastNote(ctx)); return; }
   const self = u.username === ctx.session.username;
   if (ctx.session.admin) {
@@ -171,6 +180,8 @@ async function user(main, ctx, name) {
     }, { danger: true, confirmText: `Delete user ${u.username}?` })));
   }
 }
+
+const self0 = (ctx, u) => u.username === ctx.session.username;
 
 async function me(main, ctx) { return user(main, ctx, ctx.session.username); }
 
