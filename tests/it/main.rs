@@ -4,6 +4,7 @@
 
 mod access_keys;
 mod audit;
+mod console;
 mod bad_input;
 mod deliveries;
 mod dialect;
