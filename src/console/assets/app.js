@@ -103,6 +103,12 @@ async function render() {
   $('who').textContent = session.username + (session.admin ? ' (admin)' : '');
   drawNav(name);
   drawSlider(asOf);
+  if (asOf && /^\d+$/.test(asOf) && session.admin) {
+    // Say when that position was written (the audit API; admins only).
+    api('GET', '/access/api/v1/audit/events', { query: { from: asOf, to: asOf, limit: 1 } })
+      .then((r) => { const e = r.events[0]; if (e && mine === renderSeq) $('asof-banner').append(` Position ${asOf} was written at ${e.time} (${e.type} by ${e.actor}).`); })
+      .catch(() => {});
+  }
   const main = document.createElement('div');
   const draw = ALL[name];
   const ctx = {
