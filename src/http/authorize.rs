@@ -160,7 +160,11 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
             .is_some_and(|(_, q)| has_sig(q));
     // Credentials first: an anonymous caller learns nothing, not even what is malformed
     // (unless anonymous access is on: then it is the `anonymous` user).
-    if auth_header.is_none() && session.is_none() && !signed && !app.read().directory.anonymous_access {
+    if auth_header.is_none()
+        && session.is_none()
+        && !signed
+        && !app.read().directory.anonymous_access
+    {
         return Err(crate::auth::AuthError::Missing.into());
     }
     let q = question(&req)?;

@@ -171,7 +171,11 @@ async fn asset(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 /// A request from a page of another origin (the browser says so in `Origin`) may not
 /// sign in: that would sign the victim's browser into the attacker's account.
 fn same_origin(req: &HttpRequest) -> bool {
-    let Some(origin) = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+    let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
         return true;
     };
     let info = req.connection_info();
@@ -205,7 +209,14 @@ async fn sign_in(
     let ip = super::client_ip(&req, &app.config);
     let principal = app
         .auth
-        .password_sign_in(username.trim(), &password, &app.state, &app.writer, &rid.0, ip)
+        .password_sign_in(
+            username.trim(),
+            &password,
+            &app.state,
+            &app.writer,
+            &rid.0,
+            ip,
+        )
         .await?;
     req.extensions_mut()
         .insert(super::extract::PrincipalName(principal.username.clone()));

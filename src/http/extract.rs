@@ -576,7 +576,8 @@ impl FromRequest for MaybeCaller {
         let req = req.clone();
         Box::pin(async move {
             let _done = done;
-            if !req.headers().contains_key(header::AUTHORIZATION) && session_caller(&req).is_none() {
+            if !req.headers().contains_key(header::AUTHORIZATION) && session_caller(&req).is_none()
+            {
                 return Ok(MaybeCaller(None));
             }
             Ok(MaybeCaller(Some(authenticate_caller(req).await?)))

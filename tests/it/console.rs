@@ -68,7 +68,10 @@ fn enc(s: &str) -> String {
 fn sign_in(app: &TestApp, user: &str, password: &str) -> Session {
     let r = sign_in_raw(app, user, password);
     assert_eq!(r.status, 200, "sign-in as {user}: {}", r.text);
-    let set = r.header("set-cookie").expect("a session cookie").to_string();
+    let set = r
+        .header("set-cookie")
+        .expect("a session cookie")
+        .to_string();
     let cookie = set.split(';').next().unwrap().to_string();
     Session {
         client: app.anon(),
@@ -81,24 +84,41 @@ fn sign_in(app: &TestApp, user: &str, password: &str) -> Session {
 fn console_pages_carry_a_strict_content_security_policy() {
     let app = TestApp::spawn();
     let anon = app.anon();
-    for path in ["/ui/", "/ui/assets/app.js", "/ui/assets/console.css", "/ui/session"] {
+    for path in [
+        "/ui/",
+        "/ui/assets/app.js",
+        "/ui/assets/console.css",
+        "/ui/session",
+    ] {
         let r = anon.get(path);
         let csp = r.header("content-security-policy").unwrap_or_default();
         assert!(csp.contains("default-src 'self'"), "{path}: {csp}");
         assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
         assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
-        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
     }
     let page = anon.get("/ui/");
     assert_eq!(page.status, 200);
-    assert!(page.header("content-type").unwrap().starts_with("text/html"));
+    assert!(page
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
     // No inline code and nothing from another host: every script and style is ours.
-    assert!(page.text.contains(r#"<script type="module" src="/ui/assets/app.js">"#));
+    assert!(page
+        .text
+        .contains(r#"<script type="module" src="/ui/assets/app.js">"#));
     assert!(!page.text.contains("<style"), "inline style in the page");
     assert!(!page.text.contains("http://") && !page.text.contains("https://"));
     let js = anon.get("/ui/assets/app.js");
     assert_eq!(js.status, 200);
-    assert!(js.header("content-type").unwrap().starts_with("text/javascript"));
+    assert!(js
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/javascript"));
     assert_eq!(anon.get("/ui/assets/nope.js").status, 404);
     // Not signed in: 401, and no Basic challenge that would pop up a browser dialog.
     let r = anon.get("/ui/session");
@@ -124,7 +144,12 @@ fn console_sign_in_gives_an_http_only_same_site_cookie() {
     // The session id is not the CSRF token, and neither is in the answer twice.
     assert!(!cookie.contains(v["csrf"].as_str().unwrap()));
     // Behind a proxy that terminates TLS (or with TLS on): Secure.
-    let r = sign_in_with(&app, "admin", &app.admin_password, &[("X-Forwarded-Proto", "https")]);
+    let r = sign_in_with(
+        &app,
+        "admin",
+        &app.admin_password,
+        &[("X-Forwarded-Proto", "https")],
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.header("set-cookie").unwrap().contains("; Secure"));
 }
@@ -145,7 +170,12 @@ fn console_sign_in_errors_name_the_field_and_set_no_cookie() {
     assert_eq!(r.status, 400);
     assert!(r.error_message().contains("`username`"), "{}", r.text);
     // A page of another site cannot sign the browser in (login CSRF).
-    let r = sign_in_with(&app, "admin", &app.admin_password, &[("Origin", "https://evil.example")]);
+    let r = sign_in_with(
+        &app,
+        "admin",
+        &app.admin_password,
+        &[("Origin", "https://evil.example")],
+    );
     assert_eq!(r.status, 403, "{}", r.text);
     assert_eq!(r.header("set-cookie"), None);
     // The same lock as Basic authentication: locked after the threshold of failures.
@@ -178,7 +208,11 @@ fn a_console_session_is_refused_without_its_csrf_token() {
     );
     assert_eq!(r.status, 403, "{}", r.text);
     assert_eq!(app.admin().get("/access/api/v2/groups/forged").status, 404);
-    let r = s.call("POST", "/access/api/v2/groups", Some(json!({"name": "made"})));
+    let r = s.call(
+        "POST",
+        "/access/api/v2/groups",
+        Some(json!({"name": "made"})),
+    );
     assert_eq!(r.status, 201, "{}", r.text);
     // The writer records who did it: the session's user.
     let ev = app
@@ -257,10 +291,7 @@ fn a_console_session_ends_when_the_user_changes_is_disabled_or_deleted() {
     app.create_user("bob", "Bob-password-1");
     let s = sign_in(&app, "bob", "Bob-password-1");
     app.create_group("team");
-    let r = admin.patch(
-        "/access/api/v2/users/bob/groups",
-        &json!({"add": ["team"]}),
-    );
+    let r = admin.patch("/access/api/v2/users/bob/groups", &json!({"add": ["team"]}));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(s.call("GET", "/access/api/v2/users/bob", None).status, 200);
 }
@@ -273,7 +304,10 @@ fn a_console_session_cannot_widen_what_the_api_allows() {
     let s = sign_in(&app, "carol", "Carol-password-1");
     assert_eq!(s.call("GET", "/ui/session", None).json()["admin"], false);
     // Itself, yes; the admin pages' API, no — exactly as with Basic.
-    assert_eq!(s.call("GET", "/access/api/v2/users/carol", None).status, 200);
+    assert_eq!(
+        s.call("GET", "/access/api/v2/users/carol", None).status,
+        200
+    );
     for path in [
         "/access/api/v2/users",
         "/access/api/v2/users/dan",
@@ -286,7 +320,11 @@ fn a_console_session_cannot_widen_what_the_api_allows() {
         let r = s.call("GET", path, None);
         assert_eq!(r.status, 403, "{path}: {}", r.text);
     }
-    let r = s.call("POST", "/access/api/v2/groups", Some(json!({"name": "mine"})));
+    let r = s.call(
+        "POST",
+        "/access/api/v2/groups",
+        Some(json!({"name": "mine"})),
+    );
     assert_eq!(r.status, 403, "{}", r.text);
     let r = s.call(
         "PATCH",
@@ -301,7 +339,11 @@ fn a_console_session_cannot_widen_what_the_api_allows() {
     );
     assert_eq!(r.status, 403, "{}", r.text);
     // The decision for itself (a "no", with what decided).
-    let r = s.call("GET", "/access/api/v1/authorize?resource=libs/a&action=read", None);
+    let r = s.call(
+        "GET",
+        "/access/api/v1/authorize?resource=libs/a&action=read",
+        None,
+    );
     assert_eq!(r.status, 403, "{}", r.text);
     assert_eq!(r.json()["subject"], "carol");
     // Its own tokens only.

@@ -4,8 +4,8 @@
 
 mod access_keys;
 mod audit;
-mod console;
 mod bad_input;
+mod console;
 mod deliveries;
 mod dialect;
 mod durability;
