@@ -90,9 +90,9 @@ fn sessions(app: &AppState) -> &Sessions {
 
 /// For API requests (not `/ui/…`) without an `Authorization` header that carry a
 /// console session cookie: a valid session with the right `X-CSRF-Token` makes the
-/// session's user the caller ([`SessionCaller`]); the right session with a missing or
-/// wrong token is refused (403); a cookie of no live session is ignored (the request is
-/// then as anonymous as one without it). Console pages get their security headers.
+/// session's user the caller ([`SessionCaller`]); a wrong token is refused (403); no
+/// token, or a cookie of no live session, and the cookie is ignored (the request is then
+/// as anonymous as one without it). Console pages get their security headers.
 pub async fn console_middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -122,13 +122,15 @@ pub async fn console_middleware(
                     )
                 })
             };
-            if let Some((principal, info)) = found {
-                let sent = req
-                    .headers()
-                    .get(console::CSRF_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                if !console::same_secret(sent, &info.csrf) {
+            // Without the header the cookie is no credential at all (a link followed or
+            // a page opened in the browser is as anonymous as one without the cookie);
+            // with a wrong one the request is refused.
+            let sent = req
+                .headers()
+                .get(console::CSRF_HEADER)
+                .map(|v| v.to_str().unwrap_or("").to_string());
+            if let (Some((principal, info)), Some(sent)) = (found, sent) {
+                if !console::same_secret(&sent, &info.csrf) {
                     return Err(ApiError::Forbidden(
                         "a console session must send its CSRF token in `X-CSRF-Token` with every request".into(),
                     )

@@ -196,10 +196,26 @@ fn a_console_session_is_refused_without_its_csrf_token() {
     let s = sign_in(&app, "admin", &app.admin_password);
     let r = s.call("GET", "/access/api/v2/users", None);
     assert_eq!(r.status, 200, "{}", r.text);
-    // The cookie alone authenticates nothing: not a write, not even a read.
+    // The cookie alone authenticates nothing: not a write, not even a read (the request
+    // is anonymous); a wrong token is refused.
     let r = s.call_with("GET", "/access/api/v2/users", None, None);
+    assert_eq!(r.status, 401, "{}", r.text);
+    let r = s.call_with(
+        "POST",
+        "/access/api/v2/groups",
+        Some(json!({"name": "forged"})),
+        None,
+    );
+    assert_eq!(r.status, 401, "{}", r.text);
+    let r = s.call_with("GET", "/access/api/v2/users", None, Some(""));
     assert_eq!(r.status, 403, "{}", r.text);
     assert!(r.error_message().contains("X-CSRF-Token"));
+    // Public endpoints stay public for a browser that has the cookie.
+    assert_eq!(
+        s.call_with("GET", "/access/api/v1/cert/jwks", None, None)
+            .status,
+        200
+    );
     let r = s.call_with(
         "POST",
         "/access/api/v2/groups",
