@@ -39,9 +39,12 @@ server_pid=""
 cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 
+# One failed webhook delivery makes a dead letter at once (the page re-drives it).
+printf 'webhook-max-attempts = 1\n' > "$tmp/config.toml"
 password=console-browser-admin-1
 GATEHOUSE_ADMIN_PASSWORD=$password RUST_LOG=warn \
-  "$bin" serve --data-dir "$tmp/data" --listen 127.0.0.1:0 > "$tmp/server.out" 2>&1 &
+  "$bin" serve --data-dir "$tmp/data" --listen 127.0.0.1:0 --config "$tmp/config.toml" \
+  > "$tmp/server.out" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 200); do
   grep -q listening "$tmp/server.out" 2>/dev/null && break

@@ -443,11 +443,12 @@ async function webhooks(main, ctx) {
   main.append(form('Create a subscription', [
     { name: 'key', label: 'Key', required: true }, { name: 'domain', label: 'Domain', value: 'user' },
     { name: 'event_types', label: 'Event types (comma-separated)', value: 'created' },
+    { name: 'include', label: 'Names to include (patterns, comma-separated)', value: '**' },
     { name: 'url', label: 'Webhook URL', required: true }, { name: 'secret', label: 'Secret', type: 'password' },
   ], 'Create subscription', async (v) => {
     const handler = { handler_type: 'webhook', url: v.url };
     if (v.secret) handler.secret = v.secret;
-    await post('/event/api/v1/subscriptions', { key: v.key, enabled: true, event_filter: { domain: v.domain, event_types: list(v.event_types) }, handlers: [handler] });
+    await post('/event/api/v1/subscriptions', { key: v.key, enabled: true, event_filter: { domain: v.domain, event_types: list(v.event_types), criteria: { includePatterns: list(v.include) } }, handlers: [handler] });
     ctx.go('webhooks', v.key);
   }));
 }
