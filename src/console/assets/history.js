@@ -41,6 +41,14 @@ async function timeline(main, ctx) {
   title(main, 'Timeline of events');
   const q = new URLSearchParams(ctx.arg || '');
   const filters = ['type', 'actor', 'entity', 'since', 'until', 'from', 'limit'];
+  const query = {};
+  for (const f of filters) if (q.get(f)) query[f] = q.get(f);
+  if (!query.limit) query.limit = '50';
+  // Within the slider's moment: nothing after it.
+  if (ctx.asOf && /^\d+$/.test(ctx.asOf)) query.to = ctx.asOf;
+  if (ctx.asOf && !/^\d+$/.test(ctx.asOf)) query.until = ctx.asOf;
+  // Asked first: a caller the API refuses sees only the refusal, not the filters.
+  const r = await get('/access/api/v1/audit/events', { query });
   main.append(form('Filters', [
     { name: 'type', label: 'Event types (comma-separated)', value: q.get('type') || '' },
     { name: 'actor', label: 'Actor', value: q.get('actor') || '' },
@@ -54,13 +62,6 @@ async function timeline(main, ctx) {
     for (const f of filters) if (v[f]) p.set(f, v[f]);
     ctx.go('timeline', p.toString());
   }, { inline: true }));
-  const query = {};
-  for (const f of filters) if (q.get(f)) query[f] = q.get(f);
-  if (!query.limit) query.limit = '50';
-  // Within the slider's moment: nothing after it.
-  if (ctx.asOf && /^\d+$/.test(ctx.asOf)) query.to = ctx.asOf;
-  if (ctx.asOf && !/^\d+$/.test(ctx.asOf)) query.until = ctx.asOf;
-  const r = await get('/access/api/v1/audit/events', { query });
   const about = (e) => {
     const b = e.body || {};
     return b.username || b.name || b.group || b.token_id || b.key || b.id || '';
