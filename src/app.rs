@@ -173,6 +173,7 @@ impl Application {
             data_dir: settings.data_dir.clone(),
             past: std::sync::Mutex::new(Vec::new()),
             scim_renders: Default::default(),
+            sessions: Default::default(),
         });
         // Index which events shape which user now, in the background, so that the first
         // one-user `as_of` read does not pay for it.
@@ -228,6 +229,11 @@ impl Application {
             App::new()
                 .app_data(data.clone())
                 .wrap(actix_web::middleware::from_fn(http::as_of_middleware))
+                // Outside `as_of`: a console session is a credential by the time the
+                // past is rebuilt for it.
+                .wrap(actix_web::middleware::from_fn(
+                    http::console::console_middleware,
+                ))
                 .wrap(actix_web::middleware::from_fn(http::request_middleware))
                 .configure(http::configure)
         })

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod authorize;
 pub mod checkpoints;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod federation;
 pub mod http;
