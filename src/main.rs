@@ -8,6 +8,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// See Cargo.toml: replay and request handling allocate many small strings across threads.
+/// (`--features system-allocator` leaves it out, so that heap profilers that hook malloc,
+/// such as heaptrack, see every allocation.)
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
