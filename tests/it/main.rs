@@ -12,6 +12,7 @@ mod federation;
 mod groups;
 mod helpers;
 mod layout;
+mod ldap;
 mod nginx;
 mod openapi;
 mod operations;
