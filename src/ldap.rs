@@ -87,7 +87,11 @@ fn under(rel: &str, base: &str) -> String {
     if rel.is_empty() {
         return base.to_string();
     }
-    if base.is_empty() || rel.to_ascii_lowercase().ends_with(&base.to_ascii_lowercase()) {
+    if base.is_empty()
+        || rel
+            .to_ascii_lowercase()
+            .ends_with(&base.to_ascii_lowercase())
+    {
         return rel.to_string();
     }
     format!("{rel},{base}")
@@ -122,10 +126,12 @@ const REFUSED: &[u32] = &[49, 32, 34, 48, 50, 53];
 impl Directory {
     pub fn connect(s: &LdapSetting) -> Result<Directory, DirectoryError> {
         let tls = match s.ca_certificate.as_deref().filter(|p| !p.trim().is_empty()) {
-            Some(pem) => crate::tls::client_with_roots(pem).map_err(|e| DirectoryError::Config {
-                key: s.key.clone(),
-                message: format!("`ca_certificate`: {e}"),
-            })?,
+            Some(pem) => {
+                crate::tls::client_with_roots(pem).map_err(|e| DirectoryError::Config {
+                    key: s.key.clone(),
+                    message: format!("`ca_certificate`: {e}"),
+                })?
+            }
             None => crate::tls::client(),
         };
         let mut last = String::from("no URL");
@@ -331,15 +337,14 @@ impl Directory {
                     .unwrap_or_default();
                 let mut out = Vec::new();
                 for group_dn in dns {
-                    if !group_dn.to_ascii_lowercase().ends_with(&base.to_ascii_lowercase()) {
+                    if !group_dn
+                        .to_ascii_lowercase()
+                        .ends_with(&base.to_ascii_lowercase())
+                    {
                         continue;
                     }
                     let entries = self.search(&group_dn, Scope::Base, &group_filter(g), &attrs)?;
-                    out.extend(
-                        entries
-                            .iter()
-                            .filter_map(|e| directory_group(g, e, None)),
-                    );
+                    out.extend(entries.iter().filter_map(|e| directory_group(g, e, None)));
                 }
                 Ok(out)
             }
@@ -352,7 +357,11 @@ impl Directory {
                 .map(|(_, v)| {
                     let name = v.to_lowercase();
                     DirectoryGroup {
-                        realm_attributes: realm_attributes(&name, g, &group_dn_of(dn, name_attr, &v)),
+                        realm_attributes: realm_attributes(
+                            &name,
+                            g,
+                            &group_dn_of(dn, name_attr, &v),
+                        ),
                         name,
                         description: None,
                         members: None,
@@ -526,7 +535,11 @@ fn rdns(dn: &str) -> Vec<(String, String)> {
 
 /// The DN of the hierarchy level `attr=value` within `dn`.
 fn group_dn_of(dn: &str, attr: &str, value: &str) -> String {
-    let needle = format!("{}={}", attr.to_ascii_lowercase(), value.to_ascii_lowercase());
+    let needle = format!(
+        "{}={}",
+        attr.to_ascii_lowercase(),
+        value.to_ascii_lowercase()
+    );
     match dn.to_ascii_lowercase().find(&needle) {
         Some(i) => dn[i..].to_string(),
         None => dn.to_string(),
@@ -549,7 +562,10 @@ fn all(attrs: &HashMap<String, Vec<String>>, name: &str) -> Option<Vec<String>> 
 }
 
 fn realm_attributes(name: &str, g: &LdapGroupSetting, dn: &str) -> String {
-    format!("ldapGroupName={name};groupsStrategy={};groupDn={dn}", g.strategy)
+    format!(
+        "ldapGroupName={name};groupsStrategy={};groupDn={dn}",
+        g.strategy
+    )
 }
 
 fn directory_group(
@@ -702,7 +718,13 @@ pub fn import_all(
     personal: &crate::personal::PersonalKeys,
     writer: &crate::writer::WriterHandle,
 ) {
-    let names = importable(&state.read().unwrap_or_else(|p| p.into_inner()).settings.ldap);
+    let names = importable(
+        &state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .settings
+            .ldap,
+    );
     for name in names {
         let ctx = crate::writer::CommandContext {
             actor: "system".into(),
@@ -717,8 +739,12 @@ pub fn import_all(
             crate::domain::ldap::SyncOperation::UpdateAndImport,
             None,
         ) {
-            Ok(done) => tracing::debug!(group_setting = %name, groups = done.groups, events = done.events, "LDAP groups synchronised"),
-            Err(e) => tracing::warn!(group_setting = %name, error = %e, "LDAP groups not synchronised"),
+            Ok(done) => {
+                tracing::debug!(group_setting = %name, groups = done.groups, events = done.events, "LDAP groups synchronised")
+            }
+            Err(e) => {
+                tracing::warn!(group_setting = %name, error = %e, "LDAP groups not synchronised")
+            }
         }
     }
 }
@@ -738,7 +764,10 @@ mod tests {
         assert!(e[0].ldaps);
         assert_eq!(e[0].base, "dc=example,dc=com");
         assert_eq!(e[1].base, "dc=x,y");
-        assert_eq!(under("ou=people", "dc=example,dc=com"), "ou=people,dc=example,dc=com");
+        assert_eq!(
+            under("ou=people", "dc=example,dc=com"),
+            "ou=people,dc=example,dc=com"
+        );
         assert_eq!(under("", "dc=e"), "dc=e");
         assert_eq!(under("ou=p,dc=e", "dc=e"), "ou=p,dc=e");
     }
@@ -760,6 +789,9 @@ mod tests {
         let r = rdns("uid=a\\,b,ou=devs,ou=eng,dc=e");
         assert_eq!(r[0], ("uid".into(), "a,b".into()));
         assert_eq!(r[1], ("ou".into(), "devs".into()));
-        assert_eq!(group_dn_of("uid=a,ou=Devs,dc=e", "ou", "devs"), "ou=Devs,dc=e");
+        assert_eq!(
+            group_dn_of("uid=a,ou=Devs,dc=e", "ou", "devs"),
+            "ou=Devs,dc=e"
+        );
     }
 }

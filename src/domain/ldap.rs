@@ -65,7 +65,11 @@ pub(super) fn save_setting(state: &State, s: &LdapSetting) -> Result<Vec<Event>,
         if !(lower.starts_with("ldap://") || lower.starts_with("ldaps://")) {
             return Err(DomainError::invalid(
                 "ldap_url",
-                format!("URL {} (`{}`) must start with `ldap://` or `ldaps://`", i + 1, u.escape_debug()),
+                format!(
+                    "URL {} (`{}`) must start with `ldap://` or `ldaps://`",
+                    i + 1,
+                    u.escape_debug()
+                ),
             ));
         }
     }
@@ -78,7 +82,10 @@ pub(super) fn save_setting(state: &State, s: &LdapSetting) -> Result<Vec<Event>,
         ));
     }
     if !pattern.is_empty() && !pattern.contains("{0}") {
-        return Err(DomainError::invalid("user_dn_pattern", "must contain `{0}` (the user name)"));
+        return Err(DomainError::invalid(
+            "user_dn_pattern",
+            "must contain `{0}` (the user name)",
+        ));
     }
     if !filter.is_empty() && !filter.contains("{0}") {
         return Err(DomainError::invalid(
@@ -133,7 +140,10 @@ pub(super) fn save_group_setting(
         return Err(DomainError::invalid("group_name_attribute", "is required"));
     }
     if g.strategy != "HIERARCHICAL" && g.group_member_attribute.trim().is_empty() {
-        return Err(DomainError::invalid("group_member_attribute", "is required"));
+        return Err(DomainError::invalid(
+            "group_member_attribute",
+            "is required",
+        ));
     }
     if state.settings.ldap.group_settings.get(&g.name) == Some(g) {
         return Ok(vec![]);
@@ -143,7 +153,9 @@ pub(super) fn save_group_setting(
 
 pub(super) fn delete_group_setting(state: &State, name: &str) -> Result<Vec<Event>, DomainError> {
     if !state.settings.ldap.group_settings.contains_key(name) {
-        return Err(DomainError::NotFound(format!("LDAP group setting `{name}`")));
+        return Err(DomainError::NotFound(format!(
+            "LDAP group setting `{name}`"
+        )));
     }
     Ok(vec![Event::LdapGroupSettingDeleted { name: name.into() }])
 }
@@ -189,8 +201,7 @@ pub(super) fn signed_in(state: &State, s: &LdapSignIn) -> Result<Vec<Event>, Dom
                 "user `{username}` (the LDAP setting does not create users)"
             )));
         }
-        if state.access_keys.keys.contains_key(&username) || dir.scim_ids.contains_key(&username)
-        {
+        if state.access_keys.keys.contains_key(&username) || dir.scim_ids.contains_key(&username) {
             return Err(DomainError::Conflict(format!(
                 "`{username}` is taken by another identity"
             )));

@@ -37,9 +37,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(list_groups))
             .route(web::post().to(create_group)),
     )
-    .service(
-        resource(&format!("{GROUPS}/{{name}}/refresh")).route(web::post().to(refresh)),
-    )
+    .service(resource(&format!("{GROUPS}/{{name}}/refresh")).route(web::post().to(refresh)))
     .service(
         resource(&format!("{GROUPS}/{{name}}"))
             .route(web::get().to(get_group))
@@ -184,7 +182,13 @@ fn setting_from(
 
 async fn list_settings(app: web::Data<AppState>, _admin: Admin) -> HttpResponse {
     let s = app.read();
-    let list: Vec<Value> = s.settings.ldap.settings.values().map(setting_json).collect();
+    let list: Vec<Value> = s
+        .settings
+        .ldap
+        .settings
+        .values()
+        .map(setting_json)
+        .collect();
     HttpResponse::Ok().json(list)
 }
 
@@ -235,10 +239,14 @@ async fn create_setting(
     let key = non_empty(body.key.clone())
         .ok_or_else(|| ApiError::BadRequest("invalid `key`: is required".into()))?;
     if app.read().settings.ldap.settings.contains_key(&key) {
-        return Err(ApiError::Conflict(format!("LDAP setting `{key}` already exists")));
+        return Err(ApiError::Conflict(format!(
+            "LDAP setting `{key}` already exists"
+        )));
     }
     if body.ldap_url.as_deref().is_none_or(|u| u.trim().is_empty()) {
-        return Err(ApiError::BadRequest("invalid `ldap_url`: is required".into()));
+        return Err(ApiError::BadRequest(
+            "invalid `ldap_url`: is required".into(),
+        ));
     }
     let setting = setting_from(&app, key, body, None)?;
     save_setting(&app, &admin, &rid, setting, true).await
@@ -363,7 +371,13 @@ fn group_from(name: String, b: GroupIn, previous: Option<&LdapGroupSetting>) -> 
 
 async fn list_groups(app: web::Data<AppState>, _admin: Admin) -> HttpResponse {
     let s = app.read();
-    let list: Vec<Value> = s.settings.ldap.group_settings.values().map(group_json).collect();
+    let list: Vec<Value> = s
+        .settings
+        .ldap
+        .group_settings
+        .values()
+        .map(group_json)
+        .collect();
     HttpResponse::Ok().json(list)
 }
 
@@ -393,7 +407,13 @@ async fn save_group(
     let committed = app
         .submit(Command::SaveLdapGroupSetting(g), &admin.0.username, rid)
         .await?;
-    let body = app.read().settings.ldap.group_settings.get(&name).map(group_json);
+    let body = app
+        .read()
+        .settings
+        .ldap
+        .group_settings
+        .get(&name)
+        .map(group_json);
     let res = if created {
         HttpResponse::Created().json(body)
     } else {
@@ -498,12 +518,10 @@ async fn refresh(
     };
     let (strategy, enabled) = {
         let s = app.read();
-        let g = s
-            .settings
-            .ldap
-            .group_settings
-            .get(&name)
-            .ok_or_else(|| ApiError::NotFound(format!("LDAP group setting `{name}` not found")))?;
+        let g =
+            s.settings.ldap.group_settings.get(&name).ok_or_else(|| {
+                ApiError::NotFound(format!("LDAP group setting `{name}` not found"))
+            })?;
         let enabled = s
             .settings
             .ldap

@@ -219,8 +219,7 @@ directory {dir}/db
         .with_no_client_auth();
         let settings = LdapConnSettings::new().set_config(std::sync::Arc::new(config));
         let mut conn =
-            LdapConn::with_settings(settings, &format!("ldaps://127.0.0.1:{}", self.port))
-                .unwrap();
+            LdapConn::with_settings(settings, &format!("ldaps://127.0.0.1:{}", self.port)).unwrap();
         conn.simple_bind(MANAGER_DN, MANAGER_PASSWORD)
             .unwrap()
             .success()
@@ -352,7 +351,9 @@ fn ldap_first_sign_in_creates_the_user_with_its_groups() {
     assert_eq!(g["realm"], "ldap", "{g}");
     assert_eq!(
         g["realm_attributes"],
-        format!("ldapGroupName=developers;groupsStrategy=STATIC;groupDn=cn=developers,ou=groups,{BASE}"),
+        format!(
+            "ldapGroupName=developers;groupsStrategy=STATIC;groupDn=cn=developers,ou=groups,{BASE}"
+        ),
         "{g}"
     );
     assert_eq!(g["description"], "People who write the code");
@@ -418,7 +419,10 @@ fn ldap_membership_follows_the_directory_at_sign_in_and_sync() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["groups"], 2);
     assert_eq!(members_of(&admin, "developers"), Vec::<String>::new());
-    assert_eq!(admin.get("/access/api/v2/groups/operators").json()["realm"], "ldap");
+    assert_eq!(
+        admin.get("/access/api/v2/groups/operators").json()["realm"],
+        "ldap"
+    );
 
     assert_eq!(sign_in(&app.base, "bob", BOB_PASSWORD).status, 200);
     assert_eq!(groups_of(&admin, "bob"), ["developers"]);
@@ -494,7 +498,10 @@ fn ldap_directory_down_and_secrets() {
     );
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(sign_in(&server.base, "alice", ALICE_PASSWORD).status, 200);
-    assert_eq!(sign_in(&server.base, "bob", "bob-wrong-guess-5").status, 401);
+    assert_eq!(
+        sign_in(&server.base, "bob", "bob-wrong-guess-5").status,
+        401
+    );
     let r = admin.post_empty("/access/api/v1/ldap/groups/corp-groups/refresh");
     assert_eq!(r.status, 200, "{}", r.text);
 
@@ -504,13 +511,19 @@ fn ldap_directory_down_and_secrets() {
     assert_eq!(r.status, 503, "{}", r.text);
     assert!(r.text.contains("LDAP"), "{}", r.text);
     // A wrong password is not a "no" either while the directory cannot say so.
-    assert_eq!(sign_in(&server.base, "bob", "bob-wrong-guess-5").status, 503);
+    assert_eq!(
+        sign_in(&server.base, "bob", "bob-wrong-guess-5").status,
+        503
+    );
     // An empty password never gets that far.
     assert_eq!(sign_in(&server.base, "bob", "").status, 401);
     let r = admin.post_empty("/access/api/v1/ldap/groups/corp-groups/refresh");
     assert_eq!(r.status, 503, "{}", r.text);
     // Internal users: unaffected.
-    assert_eq!(sign_in(&server.base, "carol", "Internal-Carol-pw-4").status, 200);
+    assert_eq!(
+        sign_in(&server.base, "carol", "Internal-Carol-pw-4").status,
+        200
+    );
     assert_eq!(sign_in(&server.base, "carol", "wrong-Carol-pw").status, 401);
     assert_eq!(admin.get("/access/api/v1/ldap/settings").status, 200);
     // Back: bob signs in.
@@ -532,7 +545,12 @@ fn ldap_directory_down_and_secrets() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(server.terminate().success());
 
-    let secrets = [MANAGER_PASSWORD, ALICE_PASSWORD, BOB_PASSWORD, "bob-wrong-guess-5"];
+    let secrets = [
+        MANAGER_PASSWORD,
+        ALICE_PASSWORD,
+        BOB_PASSWORD,
+        "bob-wrong-guess-5",
+    ];
     let mut haystacks: Vec<(String, Vec<u8>)> = files_under(&data)
         .into_iter()
         .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
@@ -547,7 +565,11 @@ fn ldap_directory_down_and_secrets() {
     haystacks.extend(answers);
     for (name, bytes) in &haystacks {
         for s in secrets {
-            assert!(!contains(bytes, s), "a secret ({}…) appears in {name}", &s[..6]);
+            assert!(
+                !contains(bytes, s),
+                "a secret ({}…) appears in {name}",
+                &s[..6]
+            );
         }
     }
 }
