@@ -336,3 +336,142 @@ pub(super) fn sync_groups(
     }
     Ok(events)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_schemas::Envelope;
+
+    fn apply(state: &mut State, events: Vec<Event>) {
+        for event in events {
+            let seq = state.seq + 1;
+            state.apply(&Envelope {
+                seq,
+                time_ms: seq,
+                actor: "t".into(),
+                origin: "o".into(),
+                request_id: "r".into(),
+                event,
+            });
+        }
+    }
+
+    fn group(name: &str, members: Option<&[&str]>) -> DirectoryGroup {
+        DirectoryGroup {
+            name: name.into(),
+            description: None,
+            realm_attributes: format!(
+                "ldapGroupName={name};groupsStrategy=STATIC;groupDn=cn={name}"
+            ),
+            members: members.map(|m| m.iter().map(|s| s.to_string()).collect()),
+        }
+    }
+
+    fn sign_in(name: &str, groups: &[&str]) -> LdapSignIn {
+        LdapSignIn {
+            username: name.into(),
+            email: None,
+            auto_create: true,
+            groups: Some(groups.iter().map(|g| group(g, None)).collect()),
+        }
+    }
+
+    #[test]
+    fn sign_in_creates_then_follows_the_directory_groups_only() {
+        let mut s = State::default();
+        // An internal group of a directory group's name is not taken over.
+        apply(
+            &mut s,
+            vec![Event::GroupCreated(GroupCreated {
+                name: "admins".into(),
+                description: None,
+                auto_join: false,
+                admin_privileges: true,
+                realm: "internal".into(),
+                realm_attributes: None,
+                external_id: None,
+                members: vec![],
+            })],
+        );
+        let events = signed_in(&s, &sign_in("alice", &["devs", "ops", "admins"])).unwrap();
+        apply(&mut s, events);
+        let alice = &s.directory.users["alice"];
+        assert_eq!(alice.realm, LDAP_REALM);
+        assert!(alice.password_hash.is_none());
+        assert_eq!(
+            alice.groups.iter().cloned().collect::<Vec<_>>(),
+            ["devs", "ops"]
+        );
+        assert!(s.directory.groups["admins"].members.is_empty());
+        // An internal group an admin added her to stays; `ops` goes.
+        apply(
+            &mut s,
+            vec![Event::UserGroupsChanged {
+                username: "alice".into(),
+                added: vec!["admins".into()],
+                removed: vec![],
+            }],
+        );
+        let events = signed_in(&s, &sign_in("alice", &["devs"])).unwrap();
+        assert_eq!(
+            events,
+            [Event::UserGroupsChanged {
+                username: "alice".into(),
+                added: vec![],
+                removed: vec!["ops".into()],
+            }]
+        );
+        apply(&mut s, events);
+        assert!(signed_in(&s, &sign_in("alice", &["devs"]))
+            .unwrap()
+            .is_empty());
+        // Not created when the setting does not create users.
+        let mut no = sign_in("bob", &[]);
+        no.auto_create = false;
+        assert!(signed_in(&s, &no).is_err());
+    }
+
+    #[test]
+    fn sync_adds_only_ldap_users_and_removes_who_left() {
+        let mut s = State::default();
+        let events = signed_in(&s, &sign_in("alice", &[])).unwrap();
+        apply(&mut s, events);
+        apply(
+            &mut s,
+            vec![Event::UserCreated(UserCreated {
+                username: "bob".into(),
+                email: None,
+                password_hash: Some("x".into()),
+                admin: false,
+                profile_updatable: true,
+                internal_password_disabled: false,
+                disable_ui_access: false,
+                realm: "internal".into(),
+                status: UserStatus::Enabled,
+                groups: vec![],
+            })],
+        );
+        let dir = [group("devs", Some(&["alice", "bob", "carol"]))];
+        let events = sync_groups(&s, &dir, SyncOperation::UpdateAndImport, None).unwrap();
+        apply(&mut s, events);
+        let devs = &s.directory.groups["devs"];
+        assert_eq!(devs.realm, LDAP_REALM);
+        assert_eq!(devs.members.iter().cloned().collect::<Vec<_>>(), ["alice"]);
+        // UPDATE does not create; IMPORT does not touch existing groups.
+        let more = [group("new", Some(&["alice"])), group("devs", Some(&[]))];
+        let events = sync_groups(&s, &more, SyncOperation::Import, None).unwrap();
+        assert!(matches!(&events[..], [Event::GroupCreated(g)] if g.name == "new"));
+        let events = sync_groups(&s, &more, SyncOperation::Update, None).unwrap();
+        assert_eq!(
+            events,
+            [Event::GroupMembersChanged {
+                group: "devs".into(),
+                added: vec![],
+                removed: vec!["alice".into()],
+            }]
+        );
+        // Limited to one user: others' memberships are left alone.
+        let events = sync_groups(&s, &more, SyncOperation::Update, Some("zed")).unwrap();
+        assert!(events.is_empty());
+    }
+}

@@ -442,12 +442,10 @@ fn ldap_membership_follows_the_directory_at_sign_in_and_sync() {
     assert_eq!(members_of(&admin, "operators"), ["bob"]);
     assert_eq!(groups_of(&admin, "alice"), ["developers"]);
     // The past still shows her there (membership changes are events like any other).
-    let seq = before["seq"].as_u64().unwrap_or(0);
-    if seq > 0 {
-        let r = admin.get(&format!("/access/api/v2/groups/operators?as_of={seq}"));
-        assert_eq!(r.status, 200, "{}", r.text);
-        assert!(r.text.contains("alice"), "{}", r.text);
-    }
+    let seq = before["seq"].as_u64().unwrap();
+    let r = admin.get(&format!("/access/api/v2/groups/operators?as_of={seq}"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.text.contains("alice"), "{}", r.text);
     // A second sync with nothing changed writes nothing.
     let r = admin.post_empty("/access/api/v1/ldap/groups/corp-groups/refresh");
     assert_eq!(r.json()["events"], 0, "{}", r.text);
@@ -455,6 +453,42 @@ fn ldap_membership_follows_the_directory_at_sign_in_and_sync() {
     let r = admin.get("/access/api/v1/audit/events?type=LdapGroupSettingSaved&limit=10");
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.text.contains("corp-groups"), "{}", r.text);
+}
+
+#[test]
+fn ldap_groups_follow_the_directory_on_a_schedule() {
+    if !installed("ldap_groups_follow_the_directory_on_a_schedule") {
+        return;
+    }
+    let slapd = Slapd::start();
+    let app = TestApp::spawn_with(gatehouse::Config {
+        ldap_sync_interval: 1,
+        ..Default::default()
+    });
+    let admin = app.admin();
+    configure(&admin, &slapd);
+    assert_eq!(sign_in(&app.base, "alice", ALICE_PASSWORD).status, 200);
+    assert_eq!(sign_in(&app.base, "bob", BOB_PASSWORD).status, 200);
+    slapd.modify_group("operators", "add", "bob");
+    slapd.modify_group("operators", "delete", "alice");
+    // No sign-in and no API call: the scheduled import brings the change (polled, with a
+    // generous deadline; the interval is one second).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while members_of(&admin, "operators") != ["bob"] {
+        assert!(
+            Instant::now() < deadline,
+            "the scheduled sync did not bring the directory's change: {:?}",
+            members_of(&admin, "operators")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(groups_of(&admin, "alice"), ["developers"]);
+    let r = admin.get("/access/api/v1/audit/events?type=GroupMembersChanged&limit=10");
+    assert!(
+        r.text.contains("\"system\""),
+        "made by the server: {}",
+        r.text
+    );
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
