@@ -1,7 +1,7 @@
 //! The LDAP realm against a real directory: OpenLDAP's `slapd` from the distribution,
 //! started here in a temporary directory on 127.0.0.1 with LDAPS (a certificate made in
 //! the test, whose CA the LDAP setting names), loaded with a small tree: two users, two
-//! groups, alice in both. Runs when `slapd` is installed (`.ci/run` installs Debian's
+//! groups, alice in both; every operation needs TLS (`security tls=1`). Runs when `slapd` is installed (`.ci/run` installs Debian's
 //! package); says so loudly when it is not.
 
 use crate::helpers::{Client, ServerProcess, TestApp};
@@ -30,7 +30,10 @@ fn installed(test: &str) -> bool {
 /// A running slapd; stopped (and its files removed) on drop.
 struct Slapd {
     child: Option<Child>,
+    /// LDAPS.
     port: u16,
+    /// Plain LDAP, for StartTLS.
+    plain_port: u16,
     dir: tempfile::TempDir,
     ca_pem: String,
 }
@@ -122,6 +125,7 @@ moduleload back_mdb
 pidfile {dir}/slapd.pid
 TLSCertificateFile {dir}/server.pem
 TLSCertificateKeyFile {dir}/server.key
+security tls=1
 database mdb
 maxsize 10485760
 suffix \"{BASE}\"
@@ -148,6 +152,7 @@ directory {dir}/db
         let mut slapd = Slapd {
             child: None,
             port: free_port(),
+            plain_port: free_port(),
             dir,
             ca_pem: ca.pem(),
         };
@@ -162,7 +167,10 @@ directory {dir}/db
             .arg("-f")
             .arg(d.join("slapd.conf"))
             .arg("-h")
-            .arg(format!("ldaps://127.0.0.1:{}/", self.port))
+            .arg(format!(
+                "ldaps://127.0.0.1:{}/ ldap://127.0.0.1:{}/",
+                self.port, self.plain_port
+            ))
             // -d keeps it in the foreground (a child of this test), logging nothing.
             .args(["-d", "0"])
             .stdout(Stdio::null())
@@ -171,7 +179,9 @@ directory {dir}/db
             .expect("start slapd");
         self.child = Some(child);
         let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err()
+            || std::net::TcpStream::connect(("127.0.0.1", self.plain_port)).is_err()
+        {
             assert!(
                 start.elapsed() < Duration::from_secs(10),
                 "slapd did not listen"
@@ -199,6 +209,10 @@ directory {dir}/db
 
     fn url(&self) -> String {
         format!("ldaps://127.0.0.1:{}/{BASE}", self.port)
+    }
+
+    fn plain_url(&self) -> String {
+        format!("ldap://127.0.0.1:{}/{BASE}", self.plain_port)
     }
 
     /// Change the directory as its manager (with the same client crate the server uses,
@@ -247,12 +261,17 @@ impl Drop for Slapd {
 /// The LDAP setting (search then bind as the manager, LDAPS with the test CA) and a
 /// STATIC group setting.
 fn configure(admin: &Client, slapd: &Slapd) {
+    configure_with(admin, slapd, &slapd.url(), false);
+}
+
+fn configure_with(admin: &Client, slapd: &Slapd, url: &str, start_tls: bool) {
     let r = admin.post(
         "/access/api/v1/ldap/settings",
         &json!({
             "key": "corp",
             "enabled": true,
-            "ldap_url": slapd.url(),
+            "ldap_url": url,
+            "start_tls": start_tls,
             "search": {
                 "search_filter": "(uid={0})",
                 "search_base": "ou=people",
@@ -466,7 +485,39 @@ fn ldap_groups_follow_the_directory_on_a_schedule() {
         ..Default::default()
     });
     let admin = app.admin();
-    configure(&admin, &slapd);
+    // A directory whose certificate the setting's CA did not sign is not one.
+    let other_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let other_ca = params.self_signed(&other_key).unwrap().pem();
+    let r = admin.post(
+        "/access/api/v1/ldap/settings",
+        &json!({"key": "impostor", "ldap_url": slapd.url(), "user_dn_pattern": "uid={0},ou=people",
+                "ca_certificate": other_ca}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = sign_in(&app.base, "alice", ALICE_PASSWORD);
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(
+        admin.delete("/access/api/v1/ldap/settings/impostor").status,
+        204
+    );
+    // Plain LDAP without StartTLS: the directory refuses to bind in clear.
+    let r = admin.post(
+        "/access/api/v1/ldap/settings",
+        &json!({"key": "cleartext", "ldap_url": slapd.plain_url(), "user_dn_pattern": "uid={0},ou=people"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = sign_in(&app.base, "alice", ALICE_PASSWORD);
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(
+        admin
+            .delete("/access/api/v1/ldap/settings/cleartext")
+            .status,
+        204
+    );
+    // Plain LDAP upgraded with StartTLS, verified against the test CA.
+    configure_with(&admin, &slapd, &slapd.plain_url(), true);
     assert_eq!(sign_in(&app.base, "alice", ALICE_PASSWORD).status, 200);
     assert_eq!(sign_in(&app.base, "bob", BOB_PASSWORD).status, 200);
     slapd.modify_group("operators", "add", "bob");
