@@ -47,7 +47,10 @@ impl Application {
         handle_signals: bool,
     ) -> Result<Application, StartError> {
         let started = Instant::now();
-        let mut log = EventLog::open(&settings.data_dir)?;
+        let mut log = EventLog::open_with_cache(
+            &settings.data_dir,
+            settings.config.log_cache_mib.max(1) * 1024 * 1024,
+        )?;
         log.set_snapshot_keep(settings.config.snapshot_keep);
         let open_ms = started.elapsed().as_millis() as u64;
         let (state, report) = log.load(settings.config.startup_verify)?;
@@ -115,7 +118,7 @@ impl Application {
         let outbox = crate::log::open_db(
             sled::Config::new()
                 .path(settings.data_dir.join("outbox"))
-                .cache_capacity(64 * 1024 * 1024)
+                .cache_capacity(settings.config.outbox_cache_mib.max(1) * 1024 * 1024)
                 .flush_every_ms(Some(100)),
             &settings.data_dir,
         )?

@@ -101,6 +101,12 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Extra root certificates (PEM) that outgoing calls trust besides the system's.
     pub ca_file: Option<PathBuf>,
+    /// sled's page cache for the event log (MiB). Events are written once and read back
+    /// mostly while recent (webhooks, federation), so a small cache serves; sled's own
+    /// default (1 GiB) would let the server's memory grow with the log for a long time.
+    pub log_cache_mib: u64,
+    /// sled's page cache for the webhook and federation outboxes (MiB).
+    pub outbox_cache_mib: u64,
 }
 
 /// Which failed sign-ins may lock a user.
@@ -166,6 +172,8 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             ca_file: None,
+            log_cache_mib: 64,
+            outbox_cache_mib: 16,
         }
     }
 }

@@ -297,6 +297,30 @@ impl Metrics {
     }
 
     /// A snapshot of position `seq` now exists (written, or loaded at start-up).
+    /// One answered request: its count by route template and status, and its latency.
+    /// Runs on every request (`examples/metricsbench.rs` measures it).
+    pub fn record_request(
+        &self,
+        method: &'static str,
+        route: &str,
+        status: u16,
+        elapsed: std::time::Duration,
+    ) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                method,
+                route: route.to_string(),
+                status,
+            })
+            .inc();
+        self.request_seconds
+            .get_or_create(&RouteLabels {
+                method,
+                route: route.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
     pub fn snapshot_taken(&self, seq: u64) {
         self.snapshot_seq.store(seq, Ordering::Relaxed);
         self.snapshot_at_ms

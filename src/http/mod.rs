@@ -778,20 +778,12 @@ pub async fn request_middleware(
         .get::<extract::PrincipalName>()
         .map(|p| p.0.clone());
     if let Some(app) = res.request().app_data::<web::Data<AppState>>() {
-        let m = &app.metrics;
-        m.requests
-            .get_or_create(&crate::metrics::RequestLabels {
-                method: crate::metrics::method_label(&method),
-                route: route.clone(),
-                status,
-            })
-            .inc();
-        m.request_seconds
-            .get_or_create(&crate::metrics::RouteLabels {
-                method: crate::metrics::method_label(&method),
-                route: route.clone(),
-            })
-            .observe(elapsed.as_secs_f64());
+        app.metrics.record_request(
+            crate::metrics::method_label(&method),
+            &route,
+            status,
+            elapsed,
+        );
     }
     tracing::info!(
         target: "gatehouse::access",

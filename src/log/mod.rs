@@ -255,14 +255,20 @@ impl RawBatch {
 }
 
 impl EventLog {
-    /// Open (or create) the log under `dir`.
+    /// Open (or create) the log under `dir`, with the default page cache.
     pub fn open(dir: &Path) -> Result<EventLog, LogError> {
+        EventLog::open_with_cache(dir, 64 * 1024 * 1024)
+    }
+
+    /// Open (or create) the log under `dir` with a page cache of `cache_bytes`.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<EventLog, LogError> {
         std::fs::create_dir_all(dir).map_err(|e| LogError::Storage(sled::Error::Io(e)))?;
         let db = open_db(
             sled::Config::new()
                 .path(dir.join("log"))
-                // The default 1 GiB page cache is far more than an access server needs.
-                .cache_capacity(256 * 1024 * 1024),
+                // sled's default 1 GiB page cache is far more than an access server
+                // needs, and fills slowly as the log grows: memory would creep for hours.
+                .cache_capacity(cache_bytes),
             dir,
         )?;
         let events = db.open_tree("events")?;
