@@ -480,14 +480,6 @@ async fn delete_group(
 
 // --- import -------------------------------------------------------------------------
 
-#[derive(Deserialize)]
-struct RefreshQuery {
-    #[serde(default)]
-    operation: Option<String>,
-    #[serde(default)]
-    username: Option<String>,
-}
-
 /// Import the group setting's groups now: `operation` `IMPORT` (create missing groups),
 /// `UPDATE` (bring existing ones in step) or `UPDATE_AND_IMPORT` (the default);
 /// `username` limits membership changes to that user.
@@ -496,11 +488,10 @@ async fn refresh(
     admin: Admin,
     rid: RequestId,
     name: web::Path<String>,
-    query: web::Query<RefreshQuery>,
+    req: actix_web::HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let name = name.into_inner();
-    let operation = match query
-        .operation
+    let operation = match super::query_param(&req, "operation")?
         .as_deref()
         .map(str::to_ascii_uppercase)
         .as_deref()
@@ -540,8 +531,7 @@ async fn refresh(
             "invalid `name`: group setting `{name}` is HIERARCHICAL; its groups are read from users' DNs at sign-in and cannot be imported"
         )));
     }
-    let only_user = query
-        .username
+    let only_user = super::query_param(&req, "username")?
         .as_deref()
         .map(|u| u.trim().to_lowercase())
         .filter(|u| !u.is_empty());
