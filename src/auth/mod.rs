@@ -784,25 +784,42 @@ impl Authenticator {
                 return Err(AuthError::Invalid);
             };
             // The log learns what the directory said: the user on its first sign-in (its
-            // e-mail sealed like any personal data), its directory groups every time.
-            let known = state
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .directory
-                .users
-                .contains_key(username);
-            let email = match (known, found.email, &self.personal) {
-                (false, Some(e), Some(keys))
+            // e-mail sealed like any personal data), its directory groups every time, and
+            // its e-mail when the directory's differs from the one kept here.
+            let stored = {
+                let s = state.read().unwrap_or_else(|p| p.into_inner());
+                s.directory.users.get(username).map(|u| u.email.clone())
+            };
+            let email = match (found.email, &self.personal) {
+                (Some(e), Some(keys))
                     if !e.is_empty() && crate::domain::validate_email(&e).is_ok() =>
                 {
-                    let keys = keys.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let id = keys.create().ok()?;
-                        keys.encrypt(&id, &e).ok()
-                    })
-                    .await
-                    .ok()
-                    .flatten()
+                    let current = stored
+                        .as_ref()
+                        .map(|m| m.as_deref().and_then(|m| keys.decrypt(m)));
+                    match current {
+                        Some(Some(c)) if c == e => None,
+                        _ => {
+                            // The user's own key when it has one (a purge must erase this
+                            // too), else a new one.
+                            let key = stored
+                                .flatten()
+                                .as_deref()
+                                .and_then(crate::personal::key_id)
+                                .map(str::to_string);
+                            let keys = keys.clone();
+                            tokio::task::spawn_blocking(move || {
+                                let id = match key {
+                                    Some(id) => id,
+                                    None => keys.create().ok()?,
+                                };
+                                keys.encrypt(&id, &e).ok()
+                            })
+                            .await
+                            .ok()
+                            .flatten()
+                        }
+                    }
                 }
                 _ => None,
             };

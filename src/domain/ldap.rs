@@ -36,7 +36,8 @@ pub struct DirectoryGroup {
 #[derive(Debug, Clone)]
 pub struct LdapSignIn {
     pub username: String,
-    /// Sealed personal data (only used when the user is created).
+    /// Sealed personal data: the e-mail of a new user, or a changed one (`None`: none,
+    /// or unchanged).
     pub email: Option<String>,
     /// The LDAP setting's `auto_create_user`.
     pub auto_create: bool,
@@ -240,6 +241,13 @@ pub(super) fn signed_in(state: &State, s: &LdapSignIn) -> Result<Vec<Event>, Dom
             }));
         }
         Some(user) => {
+            if let Some(email) = &s.email {
+                events.push(Event::UserUpdated(gatehouse_schemas::UserUpdated {
+                    username: username.clone(),
+                    email: Some(email.clone()),
+                    ..Default::default()
+                }));
+            }
             if let Some(wanted) = wanted {
                 let current: BTreeSet<String> = user
                     .groups

@@ -215,10 +215,10 @@ directory {dir}/db
         format!("ldap://127.0.0.1:{}/{BASE}", self.plain_port)
     }
 
-    /// Change the directory as its manager (with the same client crate the server uses,
-    /// trusting the test CA).
-    fn modify_group(&self, group: &str, op: &str, user: &str) {
-        use ldap3::{LdapConn, LdapConnSettings, Mod};
+    /// A connection bound as the directory's manager (with the same client crate the
+    /// server uses, trusting the test CA).
+    fn manager(&self) -> ldap3::LdapConn {
+        use ldap3::{LdapConn, LdapConnSettings};
         use rustls::pki_types::pem::PemObject;
         let mut roots = rustls::RootCertStore::empty();
         for c in rustls::pki_types::CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
@@ -238,17 +238,25 @@ directory {dir}/db
             .unwrap()
             .success()
             .unwrap();
+        conn
+    }
+
+    fn modify(&self, dn: &str, m: ldap3::Mod<&str>) {
+        let mut conn = self.manager();
+        conn.modify(dn, vec![m]).unwrap().success().unwrap();
+        let _ = conn.unbind();
+    }
+
+    /// Add `user` to or delete it from `group` in the directory.
+    fn modify_group(&self, group: &str, op: &str, user: &str) {
+        use ldap3::Mod;
         let member = format!("uid={user},ou=people,{BASE}");
         let values = std::collections::HashSet::from([member.as_str()]);
         let m = match op {
             "add" => Mod::Add("member", values),
             _ => Mod::Delete("member", values),
         };
-        conn.modify(&format!("cn={group},ou=groups,{BASE}"), vec![m])
-            .unwrap()
-            .success()
-            .unwrap();
-        let _ = conn.unbind();
+        self.modify(&format!("cn={group},ou=groups,{BASE}"), m);
     }
 }
 
@@ -449,6 +457,24 @@ fn ldap_membership_follows_the_directory_at_sign_in_and_sync() {
     slapd.modify_group("operators", "add", "bob");
     assert_eq!(sign_in(&app.base, "bob", BOB_PASSWORD).status, 200);
     assert_eq!(groups_of(&admin, "bob"), ["developers", "operators"]);
+
+    // bob's e-mail changes in the directory: his next sign-in brings it too.
+    assert_eq!(
+        admin.get("/access/api/v2/users/bob").json()["email"],
+        "bob@example.com"
+    );
+    slapd.modify(
+        &format!("uid=bob,ou=people,{BASE}"),
+        ldap3::Mod::Replace(
+            "mail",
+            std::collections::HashSet::from(["robert@example.com"]),
+        ),
+    );
+    assert_eq!(sign_in(&app.base, "bob", BOB_PASSWORD).status, 200);
+    assert_eq!(
+        admin.get("/access/api/v2/users/bob").json()["email"],
+        "robert@example.com"
+    );
 
     assert_eq!(sign_in(&app.base, "alice", ALICE_PASSWORD).status, 200);
     assert_eq!(members_of(&admin, "operators"), ["alice", "bob"]);
