@@ -92,6 +92,10 @@ struct VerifiedToken {
     user_seq: Option<u64>,
 }
 
+/// What the directory said to one sign-in: who signed in (the setting's key and the
+/// entry), nobody, or why it could not say.
+type DirectoryOutcome = Result<Option<(String, crate::ldap::DirectoryUser)>, String>;
+
 struct CachedLogin {
     username: String,
     credentials_seq: u64,
@@ -119,6 +123,9 @@ pub struct Authenticator {
     lockout_threshold: u32,
     /// Password checks in progress, so that identical concurrent ones run once.
     inflight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>>,
+    /// Directory sign-ins in progress, likewise (the outcome is shared only with the
+    /// requests that waited for it, then dropped: nothing of it is cached).
+    directory_inflight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<DirectoryOutcome>>>>,
     /// Outcomes of access keys' existence checks: key name -> (the key record's
     /// `updated_seq`, when asked, answer). Kept for the key's `cache_for_secs`.
     existence: Mutex<HashMap<String, (u64, Instant, bool)>>,
@@ -181,6 +188,7 @@ impl Authenticator {
             failures: Mutex::new(HashMap::new()),
             lockout_threshold,
             inflight: Mutex::new(HashMap::new()),
+            directory_inflight: Mutex::new(HashMap::new()),
             existence: Mutex::new(HashMap::new()),
             ops: Operations::new(
                 &crate::config::Config::default(),
@@ -761,16 +769,17 @@ impl Authenticator {
                 let s = state.read().unwrap_or_else(|p| p.into_inner());
                 s.settings.ldap.clone()
             };
-            let personal = self.personal.clone();
-            let (name, pw) = (username.to_string(), password.to_string());
-            let checked = ldap.clone();
-            let outcome = tokio::task::spawn_blocking(move || {
-                let unseal = |v: &str| personal.as_ref().and_then(|k| k.decrypt(v));
-                crate::ldap::sign_in(&checked, &unseal, &name, &pw)
-            })
-            .await
-            .map_err(|_| AuthError::Unavailable)?;
-            let found = outcome.map_err(|e| AuthError::Directory(e.to_string()))?;
+            let mut inflight_key = blake3::Hasher::new_keyed(&key);
+            inflight_key.update(&ldap_seq.to_le_bytes());
+            let found = self
+                .directory_once(
+                    *inflight_key.finalize().as_bytes(),
+                    &ldap,
+                    username,
+                    password,
+                )
+                .await?
+                .map_err(AuthError::Directory)?;
             let Some((setting, found)) = found else {
                 self.ops.metrics.signins_failed.inc();
                 self.ops.limits.failed(username, client_ip, familiar);
@@ -889,6 +898,48 @@ impl Authenticator {
             token: None,
             access_key: false,
         })
+    }
+
+    /// Ask the directory once, however many requests carry these credentials at the same
+    /// moment (a fleet of jobs starting together would otherwise bind once each).
+    async fn directory_once(
+        &self,
+        key: [u8; 32],
+        ldap: &gatehouse_projections::Ldap,
+        username: &str,
+        password: &str,
+    ) -> Result<DirectoryOutcome, AuthError> {
+        let cell = {
+            let mut inflight = self
+                .directory_inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            inflight
+                .entry(key)
+                .or_insert_with(|| Arc::new(tokio::sync::OnceCell::new()))
+                .clone()
+        };
+        let personal = self.personal.clone();
+        let (name, pw, checked) = (username.to_string(), password.to_string(), ldap.clone());
+        let outcome = cell
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || {
+                    let unseal = |v: &str| personal.as_ref().and_then(|k| k.decrypt(v));
+                    crate::ldap::sign_in(&checked, &unseal, &name, &pw).map_err(|e| e.to_string())
+                })
+                .await
+                .map_err(|_| AuthError::Unavailable)
+            })
+            .await
+            .cloned();
+        let mut inflight = self
+            .directory_inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if inflight.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            inflight.remove(&key);
+        }
+        outcome
     }
 
     fn cache_hit(&self, kind: &'static str) {
