@@ -174,6 +174,7 @@ impl Application {
             data_dir: settings.data_dir.clone(),
             past: std::sync::Mutex::new(Vec::new()),
             scim_renders: Default::default(),
+            sessions: Default::default(),
         });
         // Index which events shape which user now, in the background, so that the first
         // one-user `as_of` read does not pay for it.
@@ -245,6 +246,11 @@ impl Application {
             App::new()
                 .app_data(data.clone())
                 .wrap(actix_web::middleware::from_fn(http::as_of_middleware))
+                // Outside `as_of`: a console session is a credential by the time the
+                // past is rebuilt for it.
+                .wrap(actix_web::middleware::from_fn(
+                    http::console::console_middleware,
+                ))
                 .wrap(actix_web::middleware::from_fn(http::request_middleware))
                 .configure(http::configure)
         })
@@ -270,30 +276,43 @@ impl Application {
             }
             None => server.listen(listener)?,
         };
-        if let Some(store) = cert_store.clone() {
-            // SIGHUP: read the certificate and key again (new handshakes use them; open
-            // connections are not touched).
-            #[cfg(unix)]
-            actix_web::rt::spawn(async move {
-                use tokio::signal::unix::{signal, SignalKind};
-                let Ok(mut hup) = signal(SignalKind::hangup()) else {
-                    tracing::warn!(
-                        "cannot listen for SIGHUP; the certificate will not be reloaded"
-                    );
-                    return;
-                };
-                while hup.recv().await.is_some() {
-                    let store = store.clone();
-                    let result = tokio::task::spawn_blocking(move || store.reload()).await;
-                    match result {
-                        Ok(Ok(())) => tracing::info!("TLS certificate reloaded"),
-                        Ok(Err(e)) => {
-                            tracing::warn!(error = %e, "TLS certificate not reloaded; keeping the old one")
+        // SIGHUP: read the certificate and key again (new handshakes use them; open
+        // connections are not touched). Without TLS there is nothing to reload, but the
+        // signal's default action would end the process (an operator's `systemctl reload`
+        // or a closed terminal): `gatehouse serve` takes it and says so instead. The handler
+        // is installed here, before the server announces itself, so that no SIGHUP can
+        // arrive while the default action still applies. An embedded server without TLS
+        // leaves the signal to its host program.
+        #[cfg(unix)]
+        if cert_store.is_some() || handle_signals {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::hangup()) {
+                Ok(mut hup) => {
+                    let store = cert_store.clone();
+                    actix_web::rt::spawn(async move {
+                        while hup.recv().await.is_some() {
+                            let Some(store) = store.clone() else {
+                                tracing::info!(
+                                    "SIGHUP: nothing to reload (no TLS certificate); still serving"
+                                );
+                                continue;
+                            };
+                            let result = tokio::task::spawn_blocking(move || store.reload()).await;
+                            match result {
+                                Ok(Ok(())) => tracing::info!("TLS certificate reloaded"),
+                                Ok(Err(e)) => {
+                                    tracing::warn!(error = %e, "TLS certificate not reloaded; keeping the old one")
+                                }
+                                Err(_) => {}
+                            }
                         }
-                        Err(_) => {}
-                    }
+                    });
                 }
-            });
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "cannot listen for SIGHUP; the certificate will not be reloaded"
+                ),
+            }
         }
         if !handle_signals {
             server = server.disable_signals();

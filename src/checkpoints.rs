@@ -39,3 +39,51 @@ pub fn sign(state: &State, keys: &KeyRing, log: &EventLog) -> Result<Checkpoint,
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.sign(&c.message()).to_bytes());
     Ok(c)
 }
+
+/// Every checkpoint names the hash the chain really has at its position and carries a
+/// valid signature: by `key` when given, else by the log's own key of that kid.
+pub fn check(
+    state: &State,
+    hash_at: impl Fn(u64) -> Option<[u8; 32]>,
+    key: Option<&ed25519_dalek::VerifyingKey>,
+) -> Result<usize, String> {
+    use base64::Engine;
+    for c in &state.checkpoints {
+        let actual = hash_at(c.position).map(|h| crate::hex(&h));
+        if actual.as_deref() != Some(c.head_hash.as_str()) {
+            return Err(format!(
+                "checkpoint at position {} does not match the chain (checkpoint {}, chain {})",
+                c.position,
+                c.head_hash,
+                actual.unwrap_or_else(|| "missing".into())
+            ));
+        }
+        let public = match key {
+            Some(k) => Some(*k),
+            None => state
+                .keys
+                .signing
+                .get(&c.kid)
+                .and_then(|b| crate::keys::public_from_b64(b)),
+        };
+        let public = public.ok_or(format!(
+            "checkpoint at position {}: unknown signing key `{}`",
+            c.position, c.kid
+        ))?;
+        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&c.signature)
+            .ok()
+            .and_then(|b| ed25519_dalek::Signature::from_slice(&b).ok())
+            .ok_or(format!(
+                "checkpoint at position {}: malformed signature",
+                c.position
+            ))?;
+        public.verify_strict(&c.message(), &sig).map_err(|_| {
+            format!(
+                "checkpoint at position {}: the signature does not verify",
+                c.position
+            )
+        })?;
+    }
+    Ok(state.checkpoints.len())
+}

@@ -114,7 +114,7 @@ fn main() -> ExitCode {
     match format {
         LogFormat::Text => tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_writer(std::io::stderr)
+            .with_writer(gatehouse::recent_logs::Tee::install())
             .init(),
         // One JSON object a line; the event's fields at the top level (`request_id`,
         // `principal`, `route`, `status`, `duration_ms` for the access log).
@@ -124,7 +124,7 @@ fn main() -> ExitCode {
             .with_current_span(false)
             .with_span_list(false)
             .with_env_filter(filter)
-            .with_writer(std::io::stderr)
+            .with_writer(gatehouse::recent_logs::Tee::install())
             .init(),
     }
     match cli.command {
@@ -239,7 +239,7 @@ fn verify(data_dir: PathBuf, export: Option<PathBuf>, key: Option<PathBuf>) -> E
     match log.verify_with(|env| state.apply(&env)) {
         Ok(report) => {
             let hash_at = |p: u64| log.hash_at(p).ok().flatten();
-            match check_checkpoints(&state, hash_at, key.as_ref())
+            match gatehouse::checkpoints::check(&state, hash_at, key.as_ref())
                 .and_then(|n| signed_coverage(&state, report.events, key.is_some()).map(|_| n))
             {
                 Ok(n) => {
@@ -261,56 +261,8 @@ fn verify(data_dir: PathBuf, export: Option<PathBuf>, key: Option<PathBuf>) -> E
     }
 }
 
-/// Every checkpoint names the hash the chain really has at its position and carries a
-/// valid signature: by `key` when given, else by the log's own key of that kid.
-fn check_checkpoints(
-    state: &State,
-    hash_at: impl Fn(u64) -> Option<[u8; 32]>,
-    key: Option<&ed25519_dalek::VerifyingKey>,
-) -> Result<usize, String> {
-    use base64::Engine;
-    for c in &state.checkpoints {
-        let actual = hash_at(c.position).map(|h| hex(&h));
-        if actual.as_deref() != Some(c.head_hash.as_str()) {
-            return Err(format!(
-                "checkpoint at position {} does not match the chain (checkpoint {}, chain {})",
-                c.position,
-                c.head_hash,
-                actual.unwrap_or_else(|| "missing".into())
-            ));
-        }
-        let public = match key {
-            Some(k) => Some(*k),
-            None => state
-                .keys
-                .signing
-                .get(&c.kid)
-                .and_then(|b| gatehouse::keys::public_from_b64(b)),
-        };
-        let public = public.ok_or(format!(
-            "checkpoint at position {}: unknown signing key `{}`",
-            c.position, c.kid
-        ))?;
-        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(&c.signature)
-            .ok()
-            .and_then(|b| ed25519_dalek::Signature::from_slice(&b).ok())
-            .ok_or(format!(
-                "checkpoint at position {}: malformed signature",
-                c.position
-            ))?;
-        public.verify_strict(&c.message(), &sig).map_err(|_| {
-            format!(
-                "checkpoint at position {}: the signature does not verify",
-                c.position
-            )
-        })?;
-    }
-    Ok(state.checkpoints.len())
-}
-
 /// With `--key`, how much of the log the key's signatures vouch for (printed), after
-/// [`check_checkpoints`] verified every checkpoint with it. Checkpoints are events of the
+/// [`gatehouse::checkpoints::check`] verified every checkpoint with it. Checkpoints are events of the
 /// log they vouch for: a log stripped of them, its chain recomputed, is consistent but
 /// proven by nothing, so it fails; and what follows the last checkpoint is counted, since
 /// no signature covers it.
@@ -363,7 +315,7 @@ fn verify_export(file: &std::path::Path, key: Option<ed25519_dalek::VerifyingKey
         prev = computed;
     }
     let hash_at = |p: u64| hashes.get((p as usize).wrapping_sub(1)).copied();
-    match check_checkpoints(&state, hash_at, key.as_ref())
+    match gatehouse::checkpoints::check(&state, hash_at, key.as_ref())
         .and_then(|n| signed_coverage(&state, records.len() as u64, key.is_some()).map(|_| n))
     {
         Ok(n) => {

@@ -53,10 +53,27 @@ pub fn hash_hex(secret: &str) -> String {
     blake3::hash(secret.as_bytes()).to_hex().to_string()
 }
 
+/// A token id: a ULID whose lowest bit says whether the token is revocable (0) or not
+/// (1). A short-lived token is never recorded (issue hundreds a second for an hour and a
+/// record of each would be gigabytes); its id alone lets a revocation answer "not
+/// revocable" instead of "unknown".
+fn new_token_id(revocable: bool) -> String {
+    let random = ulid::Ulid::new().0;
+    let marked = (random & !1) | u128::from(!revocable);
+    ulid::Ulid(marked).to_string().to_lowercase()
+}
+
+/// Whether `id` is the id of a token minted here as not revocable (see `new_token_id`).
+/// Ids of other servers' tokens, and anything else, may read either way: callers ask
+/// only after the id was not found among the records.
+pub fn id_marks_non_revocable(id: &str) -> bool {
+    ulid::Ulid::from_string(&id.to_ascii_uppercase()).is_ok_and(|u| u.0 & 1 == 1)
+}
+
 /// Sign a token with the active key. `None` when the server has no signing key.
 pub fn mint(keys: &KeyRing, kid: &str, spec: &Spec) -> Option<Minted> {
     let key = keys.signing_key(kid)?;
-    let token_id = ulid::Ulid::new().to_string().to_lowercase();
+    let token_id = new_token_id(spec.revocable);
     let mut ext = serde_json::Map::new();
     if spec.revocable {
         ext.insert("revocable".into(), "true".into());
@@ -108,4 +125,22 @@ pub fn mint(keys: &KeyRing, kid: &str, spec: &Spec) -> Option<Minted> {
         refresh_token,
         reference_token,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{id_marks_non_revocable, new_token_id};
+
+    #[test]
+    fn a_token_id_says_whether_the_token_is_revocable() {
+        for _ in 0..1000 {
+            let revocable = new_token_id(true);
+            let not = new_token_id(false);
+            assert_eq!(revocable.len(), 26, "a ULID, as before");
+            assert!(!id_marks_non_revocable(&revocable), "{revocable}");
+            assert!(id_marks_non_revocable(&not), "{not}");
+        }
+        assert!(!id_marks_non_revocable("not-a-ulid"));
+        assert!(!id_marks_non_revocable(""));
+    }
 }

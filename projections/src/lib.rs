@@ -131,7 +131,7 @@ impl State {
             Event::TokenIssued(_)
             | Event::TokenRefreshed { .. }
             | Event::TokenRevoked { .. }
-            | Event::TokenReplicated { .. } => self.tokens.apply(event, &mut self.federation, now),
+            | Event::TokenReplicated { .. } => self.tokens.apply(event, &mut self.federation),
             Event::SigningKeyAdded { .. }
             | Event::SigningKeysReset { .. }
             | Event::TrustedKeyAdded { .. }

@@ -14,21 +14,12 @@ pub struct Tokens {
     pub by_refresh_hash: BTreeMap<String, String>,
     /// blake3 (hex) of a reference token -> token id.
     pub by_reference_hash: BTreeMap<String, String>,
-    /// Tokens issued here that cannot be revoked (shorter-lived than the threshold), by
-    /// id -> (subject, expiry in unix seconds), until they expire: so that revoking one
-    /// answers "not revocable" rather than "unknown" (seed 004). Pruned by event time.
-    #[serde(default)]
-    pub non_revocable: BTreeMap<String, (String, u64)>,
-    /// The same tokens by (expiry, id), for pruning.
-    #[serde(default)]
-    pub non_revocable_by_expiry: std::collections::BTreeSet<(u64, String)>,
 }
 
 impl Tokens {
     /// Token events. A token record from a federation peer also goes into
     /// `federation.token_issuers`, and a revocation takes it out again.
-    pub(crate) fn apply(&mut self, event: &Event, federation: &mut Federation, now_ms: u64) {
-        self.prune_non_revocable(now_ms / 1000);
+    pub(crate) fn apply(&mut self, event: &Event, federation: &mut Federation) {
         match event {
             Event::TokenIssued(t) => self.insert(t),
             Event::TokenRefreshed {
@@ -72,25 +63,10 @@ impl Tokens {
         }
     }
 
-    fn prune_non_revocable(&mut self, now_secs: u64) {
-        while let Some((exp, _)) = self.non_revocable_by_expiry.first() {
-            if *exp > now_secs {
-                break;
-            }
-            if let Some((_, id)) = self.non_revocable_by_expiry.pop_first() {
-                self.non_revocable.remove(&id);
-            }
-        }
-    }
-
     fn insert(&mut self, t: &TokenIssued) {
+        // A token that cannot be revoked is not kept: its id says what it is
+        // (`gatehouse::tokens::id_marks_non_revocable`).
         if !t.revocable {
-            if let Some(exp) = t.expires_at {
-                self.non_revocable
-                    .insert(t.token_id.clone(), (t.subject.clone(), exp));
-                self.non_revocable_by_expiry
-                    .insert((exp, t.token_id.clone()));
-            }
             return;
         }
         if let Some(h) = &t.refresh_hash {

@@ -21,9 +21,9 @@ use gatehouse_schemas::{
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Digest of the state after the whole scenario.
-const FINAL_DIGEST: &str = "cda68104b52257de789d1f3385ef75209ac174fb02095102ffbd2116386fa3b4";
+const FINAL_DIGEST: &str = "e41f6c00226898e89c4c3901265692ded5fa275b8dc66d465b33ca71112673f4";
 /// blake3 over the digests after every event of the scenario, one a line.
-const TRAIL_DIGEST: &str = "6e64f83144cba68588fcbb24255693e03c52c019955134439d3a77aff9f2439b";
+const TRAIL_DIGEST: &str = "15fa08b084f621d472dcab7565058a8e66c12e406e2ba65b97bb5afdc41a26fd";
 
 const HERE: &str = "jfac@01here";
 const PEER: &str = "jfac@01peer";
@@ -201,6 +201,7 @@ fn subscription(key: &str, enabled: bool) -> Event {
             payload: None,
             secrets: vec![],
         }],
+        criteria: None,
     })
 }
 

@@ -298,6 +298,11 @@ pub struct Subscription {
     pub include_patterns: Vec<String>,
     pub exclude_patterns: Vec<String>,
     pub handlers: Vec<SubscriptionHandler>,
+    /// `event_filter.criteria` exactly as the request sent it (JSON text), so that it is
+    /// shown back unchanged (JFrog's `anyLocal`, `repoKeys`, … included). The pattern
+    /// lists above are what matching uses. Absent in subscriptions saved before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub criteria: Option<String>,
 }
 
 /// A peer this server federates to (seed 004 "Access Federation").
@@ -1208,6 +1213,7 @@ pub fn samples() -> Vec<Envelope> {
                 payload: None,
                 secrets: vec![],
             }],
+            criteria: None,
         }),
         Event::SubscriptionDeleted {
             key: "QaAudit".into(),

@@ -171,8 +171,11 @@ for f in r.get("failures") or []:
 for e in r.get("errors") or []:
     failed_ops.update(e.get("operations") or [e.get("label") or e.get("title") or "?"])
 # Operations that take other credentials than a user's (a peer's signed token, a signed
-# URL's signature): 401/403 to the admin is their right answer.
+# URL's signature, the console's session cookie): 401/403 to the admin is their right
+# answer.
 OTHER_CREDENTIALS = {
+    "GET /ui/session",
+    "POST /ui/sign-out",
     "POST /access/api/v1/service_trust/pairing/exchange",
     "POST /access/api/v1/system/federation/receive",
     "POST /access/api/v1/system/federation/challenge",

@@ -281,6 +281,45 @@ impl Authenticator {
             .await
     }
 
+    /// The console's sign-in form: a user name and password, checked exactly as Basic
+    /// authentication checks them (limits, lock, basic-authentication setting, status).
+    pub async fn password_sign_in(
+        &self,
+        username: &str,
+        password: &str,
+        state: &Arc<RwLock<State>>,
+        writer: &WriterHandle,
+        request_id: &str,
+        client_ip: Option<std::net::IpAddr>,
+    ) -> Result<Principal, AuthError> {
+        let username = username.to_lowercase();
+        self.password_login(&username, password, state, writer, request_id, client_ip)
+            .await
+    }
+
+    /// The principal of a console session's user as it is now (the session itself was
+    /// checked against the user's `credentials_seq` and status already).
+    pub fn session_principal(state: &State, username: &str) -> Result<Principal, AuthError> {
+        let user = state
+            .directory
+            .users
+            .get(username)
+            .ok_or(AuthError::Invalid)?;
+        match user.status {
+            UserStatus::Enabled => {}
+            UserStatus::Locked => return Err(AuthError::Locked(username.into())),
+            _ => return Err(AuthError::Disabled(username.into())),
+        }
+        Ok(Principal {
+            username: user.username.clone(),
+            admin: state.directory.is_admin(username),
+            password_expired: user.password_expired
+                || state.settings.password_too_old(user, unix_millis()),
+            token: None,
+            access_key: false,
+        })
+    }
+
     /// Sign in with an access key: password (argon2id, cached like users' passwords),
     /// then expiry, client address and the existence check. The reasons are told only
     /// to a caller that knew the password.

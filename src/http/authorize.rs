@@ -149,20 +149,29 @@ fn answer(q: &Question, subject: &str, d: Decision) -> HttpResponse {
 
 async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let auth_header = header_str(&req, header::AUTHORIZATION.as_str()).map(str::to_string);
+    // A console session (cookie and CSRF token checked) is a credential like a header.
+    let session = match &auth_header {
+        None => super::extract::session_caller(&req),
+        Some(_) => None,
+    };
     let signed = has_sig(req.query_string())
         || header_str(&req, "x-original-uri")
             .and_then(|u| u.split_once('?'))
             .is_some_and(|(_, q)| has_sig(q));
     // Credentials first: an anonymous caller learns nothing, not even what is malformed
     // (unless anonymous access is on: then it is the `anonymous` user).
-    if auth_header.is_none() && !signed && !app.read().directory.anonymous_access {
+    if auth_header.is_none()
+        && session.is_none()
+        && !signed
+        && !app.read().directory.anonymous_access
+    {
         return Err(crate::auth::AuthError::Missing.into());
     }
     let q = question(&req)?;
     // A signed URL is its own credential (when no other is given): read access to
     // exactly its path, until it expires. One that does not verify is a bad credential
     // (401); a good one asked for more than reading its path is refused (403).
-    if auth_header.is_none() {
+    if auth_header.is_none() && session.is_none() {
         if let Some(query) = q.signed_query.as_deref() {
             let url = format!("/artifactory/{}/{}?{query}", q.repo, q.path);
             let signed = match signed_urls::check(&app, &url) {
@@ -187,10 +196,14 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
     }
     let rid = request_id(&req);
     let ip = super::client_ip(&req, &app.config);
-    let principal = app
-        .auth
-        .authenticate(auth_header.as_deref(), &app.state, &app.writer, &rid.0, ip)
-        .await?;
+    let principal = match session {
+        Some(p) => p,
+        None => {
+            app.auth
+                .authenticate(auth_header.as_deref(), &app.state, &app.writer, &rid.0, ip)
+                .await?
+        }
+    };
     req.extensions_mut()
         .insert(super::extract::PrincipalName(principal.username.clone()));
     if principal.password_expired {

@@ -411,6 +411,17 @@ pub struct Caller(pub Principal);
 /// endpoint accepts this).
 pub struct CallerAllowExpired(pub Principal);
 
+/// The user of a console session whose cookie and CSRF token checked out (request
+/// extension, put there by `console::console_middleware`). It stands in for an
+/// `Authorization` header only when the request has none.
+#[derive(Debug, Clone)]
+pub struct SessionCaller(pub Principal);
+
+/// The console session's user of this request, if any (see [`SessionCaller`]).
+pub fn session_caller(req: &HttpRequest) -> Option<Principal> {
+    req.extensions().get::<SessionCaller>().map(|s| s.0.clone())
+}
+
 pub async fn authenticate(req: HttpRequest) -> Result<Principal, ApiError> {
     let app = req
         .app_data::<web::Data<AppState>>()
@@ -423,10 +434,14 @@ pub async fn authenticate(req: HttpRequest) -> Result<Principal, ApiError> {
         .map(str::to_string);
     let rid = request_id(&req);
     let ip = super::client_ip(&req, &app.config);
-    let principal = app
-        .auth
-        .authenticate(header.as_deref(), &app.state, &app.writer, &rid.0, ip)
-        .await?;
+    let principal = match (header.as_deref(), session_caller(&req)) {
+        (None, Some(p)) => p,
+        (header, _) => {
+            app.auth
+                .authenticate(header, &app.state, &app.writer, &rid.0, ip)
+                .await?
+        }
+    };
     req.extensions_mut()
         .insert(PrincipalName(principal.username.clone()));
     // An access key is scoped to its entitlements: it may ask the authorize decision
@@ -561,7 +576,8 @@ impl FromRequest for MaybeCaller {
         let req = req.clone();
         Box::pin(async move {
             let _done = done;
-            if !req.headers().contains_key(header::AUTHORIZATION) {
+            if !req.headers().contains_key(header::AUTHORIZATION) && session_caller(&req).is_none()
+            {
                 return Ok(MaybeCaller(None));
             }
             Ok(MaybeCaller(Some(authenticate_caller(req).await?)))

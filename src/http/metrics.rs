@@ -52,7 +52,7 @@ async fn metrics(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpRespo
 }
 
 /// Set the gauges that describe the state now.
-fn refresh(app: &AppState, m: &Metrics) {
+pub(super) fn refresh(app: &AppState, m: &Metrics) {
     let (head, locked, subscriptions, targets) = {
         let s = app.read();
         let locked = s

@@ -11,6 +11,7 @@ mod artifactory;
 pub mod audit;
 mod authorize;
 pub mod certs;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod federation;
@@ -26,6 +27,7 @@ pub mod scim;
 mod settings;
 mod signed_urls;
 mod support;
+mod support_bundle;
 mod system;
 mod tokens;
 mod users;
@@ -73,6 +75,8 @@ pub struct AppState {
     pub scim_renders: crate::scim::render_cache::RenderCache,
     /// Counters and histograms (`/metrics`).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The browser console's sign-in sessions (in memory: a restart ends them).
+    pub sessions: crate::console::Sessions,
 }
 
 /// The key id of a user's encrypted personal data, if any is encrypted.
@@ -271,6 +275,12 @@ pub fn written(mut res: HttpResponse, committed: Committed) -> HttpResponse {
 /// Every route this server serves, as `(METHOD, OpenAPI path)`. The OpenAPI test checks
 /// this list, `schemas/openapi.yaml` and the live server against each other.
 pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/ui"),
+    ("GET", "/ui/"),
+    ("GET", "/ui/assets/{file}"),
+    ("POST", "/ui/sign-in"),
+    ("POST", "/ui/sign-out"),
+    ("GET", "/ui/session"),
     ("GET", "/access/api/v1/system/ping"),
     ("GET", "/api/system/ping"),
     ("GET", "/api/v1/system/readiness"),
@@ -281,6 +291,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/system/verifyconnection"),
     ("GET", "/api/system/configuration/reverseProxy/nginx"),
     ("GET", "/event/api/v1/system/ping"),
+    ("POST", "/api/system/support/bundle"),
+    ("GET", "/api/system/support/bundles"),
+    ("GET", "/api/system/support/bundle/{id}"),
+    ("DELETE", "/api/system/support/bundle/{id}"),
+    ("GET", "/api/system/support/bundle/{id}/archive"),
     ("GET", "/access/api/v1/system/state/digest"),
     ("GET", "/access/api/v2/users"),
     ("POST", "/access/api/v2/users"),
@@ -599,6 +614,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     certs::configure(cfg);
     anonymous::configure(cfg);
     support::configure(cfg);
+    support_bundle::configure(cfg);
     signed_urls::configure(cfg);
     pairing::configure(cfg);
     permissions::configure(cfg);
@@ -612,6 +628,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     webhooks::configure(cfg);
     federation::configure(cfg);
     metrics::configure(cfg);
+    console::configure(cfg);
     users::configure_aliases(cfg);
     cfg.default_service(web::to(not_found));
 }
@@ -712,18 +729,22 @@ pub async fn as_of_middleware(
                 .get(actix_web::http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            if header.is_none() {
+            let session = extract::session_caller(req.request());
+            if header.is_none() && session.is_none() {
                 // A signed URL (judged now, as always) or a 401: the decision's own
                 // answer, with nothing rebuilt.
                 return next.call(req).await;
             }
             let rid = extract::request_id(req.request());
             let ip = client_ip(req.request(), &app.config);
-            let p = app
-                .auth
-                .authenticate(header.as_deref(), &app.state, &app.writer, &rid.0, ip)
-                .await
-                .map_err(ApiError::from)?;
+            let p = match (header.is_none(), session) {
+                (true, Some(p)) => p,
+                _ => app
+                    .auth
+                    .authenticate(header.as_deref(), &app.state, &app.writer, &rid.0, ip)
+                    .await
+                    .map_err(ApiError::from)?,
+            };
             if p.password_expired {
                 return Err(ApiError::Forbidden(
                     "the password has expired; change it first".into(),

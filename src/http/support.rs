@@ -29,7 +29,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             );
         }
     }
-    cfg.service(resource("/event/api/v1/system/ping").route(web::get().to(event_ping)));
+    cfg.service(resource("/event/api/v1/system/ping").route(web::get().to(event_ping)))
+        .service(
+            resource("/access/api/v1/logshipping/config").route(web::route().to(log_shipping)),
+        );
 }
 
 /// Artifactory endpoints about storage and licensing (seed 004), and what they are.
@@ -57,8 +60,25 @@ async fn not_here(what: &'static str) -> Result<HttpResponse, ApiError> {
     )))
 }
 
+/// `POST /access/api/v1/logshipping/config` (seed 004, JFrog Cloud only) collects logs
+/// into an Artifactory system repository, `jfrog-logs`. Gatehouse has no repositories to
+/// collect into, so there is nothing honest to switch on: 404, saying where its logs are.
+async fn log_shipping() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(
+        "Gatehouse has no log shipping: JFrog collects logs into an Artifactory repository (`jfrog-logs`), and Gatehouse keeps no repositories. Its audit trail is the event log itself (GET /access/api/v1/audit/events, POST /access/api/v1/system/backup/export); request and server logs go to stderr (`--log-format json` for a shipper such as journald, Vector or Fluent Bit); support bundles (POST /api/system/support/bundle) carry the newest lines (see README, differences from JFrog)".into(),
+    ))
+}
+
 /// `GET /api/system` (admin): system information, as text.
 async fn info(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> HttpResponse {
+    let text = system_text(&app, &base_url(&req));
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(text)
+}
+
+/// The system information text (also in support bundles).
+pub(super) fn system_text(app: &AppState, base: &str) -> String {
     let s = app.read();
     let c = &app.config;
     let text = format!(
@@ -81,7 +101,7 @@ async fn info(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> Http
          OS: {os} {arch}; CPUs: {cpus}\n",
         version = env!("CARGO_PKG_VERSION"),
         service_id = s.service_id.as_deref().unwrap_or(""),
-        base = base_url(&req),
+        base = base,
         dir = app.data_dir.display(),
         seq = s.seq,
         users = s.directory.users.len(),
@@ -105,9 +125,7 @@ async fn info(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> Http
         arch = std::env::consts::ARCH,
         cpus = std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
-    HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .body(text)
+    text
 }
 
 /// `GET /event/api/v1/system/ping` (admin): the event (webhook) service answers.

@@ -40,33 +40,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-use crate::webhooks::payload::{check_template, DOMAINS};
+use crate::webhooks::payload::{
+    check_template, criteria_fields, never_fires, CriterionKind, DOMAINS, FOREIGN_DOMAINS,
+};
 use crate::webhooks::SECRETS_KEY;
-
-#[derive(Deserialize, Default)]
-struct CriteriaIn {
-    #[serde(
-        default,
-        alias = "include_patterns",
-        rename = "includePatterns",
-        deserialize_with = "crate::views::null_as_default"
-    )]
-    include_patterns: Vec<String>,
-    #[serde(
-        default,
-        alias = "exclude_patterns",
-        rename = "excludePatterns",
-        deserialize_with = "crate::views::null_as_default"
-    )]
-    exclude_patterns: Vec<String>,
-}
 
 #[derive(Deserialize)]
 struct FilterIn {
     domain: String,
     event_types: Vec<String>,
+    /// Kept as sent (see `check_criteria`).
     #[serde(default)]
-    criteria: Option<CriteriaIn>,
+    criteria: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -169,6 +154,112 @@ fn check_header(field: &str, h: &HeaderIn) -> Result<(String, String), ApiError>
     Ok((h.name.clone(), h.value.clone()))
 }
 
+/// Check `event_filter.criteria` against the fields its domain knows (each of the
+/// right type), and return the include and exclude patterns. The object itself is
+/// stored as sent; a field the domain does not know is refused, so that nothing is
+/// kept that would silently mean nothing.
+fn check_criteria(
+    domain: &str,
+    criteria: Option<&Value>,
+) -> Result<(Vec<String>, Vec<String>), ApiError> {
+    let Some(c) = criteria else {
+        return Ok((vec![], vec![]));
+    };
+    let Some(map) = c.as_object() else {
+        return Err(bad(
+            "invalid `event_filter.criteria`: expected a JSON object".into(),
+        ));
+    };
+    let fields = criteria_fields(domain);
+    let (mut include, mut exclude) = (vec![], vec![]);
+    for (name, value) in map {
+        let Some((_, kind)) = fields.iter().find(|(f, _)| f == name) else {
+            return Err(bad(format!(
+                "invalid `event_filter.criteria.{}`: not a criterion of the `{domain}` domain (use {})",
+                name.escape_debug(),
+                fields
+                    .iter()
+                    .map(|(f, _)| *f)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        let field = format!("event_filter.criteria.{name}");
+        match kind {
+            CriterionKind::Bool => {
+                if !value.is_boolean() && !value.is_null() {
+                    return Err(bad(format!("invalid `{field}`: expected true or false")));
+                }
+            }
+            CriterionKind::Strings | CriterionKind::Patterns => {
+                let list: &[Value] = match value {
+                    Value::Null => &[],
+                    Value::Array(a) => a,
+                    _ => {
+                        return Err(bad(format!(
+                            "invalid `{field}`: expected a list of strings"
+                        )))
+                    }
+                };
+                let mut strings = Vec::new();
+                for (i, v) in list.iter().enumerate() {
+                    let Some(p) = v.as_str() else {
+                        return Err(bad(format!("invalid `{field}[{i}]`: expected a string")));
+                    };
+                    let ok = if *kind == CriterionKind::Patterns {
+                        valid_pattern(p) && p.len() <= 1024
+                    } else {
+                        !p.is_empty() && p.len() <= 1024 && !p.chars().any(|c| c.is_control())
+                    };
+                    if !ok {
+                        return Err(bad(format!(
+                            "invalid `{field}[{i}]`: `{}` is not a valid {}",
+                            p.escape_debug(),
+                            if *kind == CriterionKind::Patterns {
+                                "pattern"
+                            } else {
+                                "name"
+                            }
+                        )));
+                    }
+                    strings.push(p.to_string());
+                }
+                match name.as_str() {
+                    "includePatterns" | "include_patterns" => include.extend(strings),
+                    "excludePatterns" | "exclude_patterns" => exclude.extend(strings),
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok((include, exclude))
+}
+
+/// The criteria as sent, but with the snake_case spellings Gatehouse also accepts
+/// (`include_patterns`) under JFrog's names (`includePatterns`): exact in what we send.
+fn jfrog_spelling(criteria: Value) -> Value {
+    let Value::Object(map) = criteria else {
+        return criteria;
+    };
+    let mut out = serde_json::Map::new();
+    for (k, v) in map {
+        let k = match k.as_str() {
+            "include_patterns" => "includePatterns".to_string(),
+            "exclude_patterns" => "excludePatterns".to_string(),
+            _ => k,
+        };
+        match (out.get_mut(&k), v) {
+            (Some(Value::Array(have)), Value::Array(more)) => have.extend(more),
+            (Some(have), v) if have.is_null() => *have = v,
+            (Some(_), _) => {}
+            (None, v) => {
+                out.insert(k, v);
+            }
+        }
+    }
+    Value::Object(out)
+}
+
 /// Validate a definition and turn it into what is stored; `previous` supplies secrets a
 /// replace leaves out.
 fn subscription_in(
@@ -186,6 +277,7 @@ fn subscription_in(
     let f = w.event_filter;
     let types = DOMAINS
         .iter()
+        .chain(FOREIGN_DOMAINS)
         .find(|(d, _)| *d == f.domain)
         .map(|(_, t)| *t)
         .ok_or_else(|| {
@@ -194,6 +286,7 @@ fn subscription_in(
                 f.domain.escape_debug(),
                 DOMAINS
                     .iter()
+                    .chain(FOREIGN_DOMAINS)
                     .map(|(d, _)| *d)
                     .collect::<Vec<_>>()
                     .join(", ")
@@ -214,20 +307,12 @@ fn subscription_in(
             )));
         }
     }
-    let criteria = f.criteria.unwrap_or_default();
-    for (field, list) in [
-        ("includePatterns", &criteria.include_patterns),
-        ("excludePatterns", &criteria.exclude_patterns),
-    ] {
-        for (i, p) in list.iter().enumerate() {
-            if !valid_pattern(p) || p.len() > 1024 {
-                return Err(bad(format!(
-                    "invalid `event_filter.criteria.{field}[{i}]`: `{}` is not a valid pattern",
-                    p.escape_debug()
-                )));
-            }
-        }
-    }
+    let criteria = match f.criteria {
+        None | Some(Value::Null) => None,
+        Some(c) => Some(c),
+    };
+    let (include_patterns, exclude_patterns) = check_criteria(&f.domain, criteria.as_ref())?;
+    let criteria = criteria.map(jfrog_spelling);
     if w.handlers.is_empty() {
         return Err(bad("invalid `handlers`: give at least one".into()));
     }
@@ -351,9 +436,10 @@ fn subscription_in(
         enabled: w.enabled.unwrap_or(true),
         domain: f.domain,
         event_types: f.event_types,
-        include_patterns: criteria.include_patterns,
-        exclude_patterns: criteria.exclude_patterns,
+        include_patterns,
+        exclude_patterns,
         handlers,
+        criteria: criteria.map(|c| c.to_string()),
     })
 }
 
@@ -381,12 +467,22 @@ fn subscription_out(s: &Subscription) -> Value {
                     "handler_type": h.handler_type,
                     "url": h.url,
                     "payload": h.payload,
+                    "proxy": h.proxy,
                     "secrets": h.secrets.iter().map(|(n, _)| json!({"name": n})).collect::<Vec<_>>(),
                     "http_headers": headers,
                 })
             }
         })
         .collect();
+    // Criteria exactly as sent; subscriptions saved before they were kept show the
+    // pattern lists.
+    let criteria = s
+        .criteria
+        .as_deref()
+        .and_then(|c| serde_json::from_str::<Value>(c).ok())
+        .unwrap_or_else(|| {
+            json!({"includePatterns": s.include_patterns, "excludePatterns": s.exclude_patterns})
+        });
     json!({
         "key": s.key,
         "description": s.description,
@@ -394,9 +490,37 @@ fn subscription_out(s: &Subscription) -> Value {
         "event_filter": {
             "domain": s.domain,
             "event_types": s.event_types,
-            "criteria": {"includePatterns": s.include_patterns, "excludePatterns": s.exclude_patterns},
+            "criteria": criteria,
         },
         "handlers": handlers,
+        "status": status_out(s),
+    })
+}
+
+/// What Gatehouse will do with a subscription: `fires` is false for a domain it never
+/// produces (JFrog's artifact, build, … domains), with the reason; `notes` say what of
+/// the definition is kept but has no effect here.
+fn status_out(s: &Subscription) -> Value {
+    let reason = never_fires(&s.domain);
+    let mut notes: Vec<String> = Vec::new();
+    if !s.enabled {
+        notes.push("disabled: nothing is sent until `enabled` is true".into());
+    }
+    for (i, h) in s.handlers.iter().enumerate() {
+        if let Some(p) = &h.proxy {
+            notes.push(format!(
+                "handlers[{i}].proxy `{}` is kept as sent but not used: Gatehouse has no list of proxy servers and sends deliveries directly",
+                p.escape_debug()
+            ));
+        }
+    }
+    if reason.is_some() {
+        notes.push("criteria of JFrog's domains (anyLocal, anyRemote, repoKeys, …) are kept as sent; they select nothing here".into());
+    }
+    json!({
+        "fires": reason.is_none() && s.enabled,
+        "reason": reason,
+        "notes": notes,
     })
 }
 
@@ -530,7 +654,7 @@ async fn test(
         let s = app.read();
         (s.service_id.clone().unwrap_or_default(), s.seq, s.time_ms)
     };
-    let data = json!({"name": "sample", "note": "a test delivery from Gatehouse"});
+    let data = crate::webhooks::payload::sample_data(&sub.domain);
     let event = json!({
         "domain": sub.domain,
         "event_type": sub.event_types[0],
@@ -568,10 +692,15 @@ async fn test(
             Err(e) => failures.push(format!("{}: {e}", h.url)),
         }
     }
+    // A test of a domain that never fires here still reaches the receiver (it tests the
+    // receiver), and says that real events will not follow.
+    let never = never_fires(&sub.domain)
+        .map(|r| format!(" (note: {r})"))
+        .unwrap_or_default();
     Ok(HttpResponse::Ok().json(if failures.is_empty() {
-        json!({"result": "success", "message": statuses.join("; ")})
+        json!({"result": "success", "message": format!("{}{never}", statuses.join("; "))})
     } else {
-        json!({"result": "failure", "message": failures.join("; ")})
+        json!({"result": "failure", "message": format!("{}{never}", failures.join("; "))})
     }))
 }
 
@@ -635,8 +764,15 @@ async fn deliveries(
             })
         })
         .collect();
+    let sub_status = app
+        .read()
+        .subscriptions
+        .get(path.as_str())
+        .map(|r| status_out(&r.subscription))
+        .unwrap_or(Value::Null);
     Ok(HttpResponse::Ok().json(json!({
         "subscription_key": path.as_str(),
+        "status": sub_status,
         "cursor": status.cursor,
         "pending_count": status.pending,
         "failed_count": status.failed,

@@ -32,6 +32,128 @@ pub const DOMAINS: &[(&str, &[&str])] = &[
     ("federation", &["target_changed", "broadcast_done"]),
 ];
 
+/// Domains of the JFrog Platform whose events happen in Artifactory, Distribution or
+/// Docker registries (seed 004's table), with their event types. Gatehouse keeps no
+/// artifacts, builds or release bundles, so it never produces these events: a
+/// subscription to one is accepted (a JFrog configuration can be moved here unchanged)
+/// and says in its status that it never fires.
+pub const FOREIGN_DOMAINS: &[(&str, &[&str])] = &[
+    (
+        "artifact",
+        &["deployed", "deleted", "moved", "copied", "cached"],
+    ),
+    ("artifact_property", &["added", "deleted"]),
+    ("docker", &["pushed", "deleted", "promoted"]),
+    ("build", &["uploaded", "deleted", "promoted"]),
+    ("release_bundle", &["created", "signed", "deleted"]),
+    (
+        "distribution",
+        &[
+            "distribute_started",
+            "distribute_completed",
+            "distribute_aborted",
+            "distribute_failed",
+            "delete_started",
+            "delete_completed",
+            "delete_failed",
+        ],
+    ),
+    (
+        "artifactory_release_bundle",
+        &[
+            "received",
+            "delete_started",
+            "delete_completed",
+            "delete_failed",
+        ],
+    ),
+];
+
+/// A criteria field and the JSON type it must have.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CriterionKind {
+    Bool,
+    Strings,
+    Patterns,
+}
+
+/// The criteria a domain's subscriptions may carry (JFrog's names; the snake_case
+/// spellings of the pattern lists are accepted too). On Gatehouse's own domains the
+/// patterns are globs on the entity's name; the rest belong to JFrog's domains.
+pub fn criteria_fields(domain: &str) -> &'static [(&'static str, CriterionKind)] {
+    use CriterionKind::*;
+    const OWN: &[(&str, CriterionKind)] = &[
+        ("includePatterns", Patterns),
+        ("excludePatterns", Patterns),
+        ("include_patterns", Patterns),
+        ("exclude_patterns", Patterns),
+    ];
+    const REPOS: &[(&str, CriterionKind)] = &[
+        ("anyLocal", Bool),
+        ("anyRemote", Bool),
+        ("anyFederated", Bool),
+        ("repoKeys", Strings),
+        ("includePatterns", Patterns),
+        ("excludePatterns", Patterns),
+    ];
+    const BUILDS: &[(&str, CriterionKind)] = &[
+        ("anyBuild", Bool),
+        ("selectedBuilds", Strings),
+        ("includePatterns", Patterns),
+        ("excludePatterns", Patterns),
+    ];
+    const BUNDLES: &[(&str, CriterionKind)] = &[
+        ("anyReleaseBundle", Bool),
+        ("registeredReleaseBundlesNames", Strings),
+        ("registeredReleaseBundleNames", Strings),
+        ("includePatterns", Patterns),
+        ("excludePatterns", Patterns),
+    ];
+    match domain {
+        "artifact" | "artifact_property" | "docker" => REPOS,
+        "build" => BUILDS,
+        "release_bundle" | "distribution" | "artifactory_release_bundle" => BUNDLES,
+        _ => OWN,
+    }
+}
+
+/// Why a subscription to `domain` never fires here, or `None` when Gatehouse produces
+/// that domain's events.
+pub fn never_fires(domain: &str) -> Option<String> {
+    FOREIGN_DOMAINS.iter().any(|(d, _)| *d == domain).then(|| {
+        format!(
+            "the `{domain}` domain never fires on Gatehouse: it is an access server and keeps no artifacts, builds or release bundles, so no `{domain}` event is ever produced or sent (domains that fire: {})",
+            DOMAINS.iter().map(|(d, _)| *d).collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
+/// A sample `data` for a test delivery of `domain`, shaped like the real thing so that
+/// a custom payload (`{{.data.repo_key}}/{{.data.path}}`) renders as it would at JFrog.
+pub fn sample_data(domain: &str) -> Value {
+    match domain {
+        "artifact" | "artifact_property" => serde_json::json!({
+            "repo_key": "sample-repo", "path": "sample/dir/sample.txt", "name": "sample.txt",
+            "size": 0, "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "note": "a test delivery from Gatehouse (this domain never fires here)"
+        }),
+        "docker" => serde_json::json!({
+            "repo_key": "sample-docker", "path": "sample/latest/manifest.json", "name": "manifest.json",
+            "image_name": "sample", "tag": "latest",
+            "note": "a test delivery from Gatehouse (this domain never fires here)"
+        }),
+        "build" => serde_json::json!({
+            "build_name": "sample_build_name", "build_number": "1",
+            "note": "a test delivery from Gatehouse (this domain never fires here)"
+        }),
+        d if FOREIGN_DOMAINS.iter().any(|(f, _)| *f == d) => serde_json::json!({
+            "release_bundle_name": "sample", "release_bundle_version": "1.0.0",
+            "note": "a test delivery from Gatehouse (this domain never fires here)"
+        }),
+        _ => serde_json::json!({"name": "sample", "note": "a test delivery from Gatehouse"}),
+    }
+}
+
 /// HMAC-SHA256 of `body` with `secret`, hex.
 pub fn signature(secret: &str, body: &[u8]) -> String {
     use hmac::Mac;

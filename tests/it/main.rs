@@ -5,6 +5,7 @@
 mod access_keys;
 mod audit;
 mod bad_input;
+mod console;
 mod deliveries;
 mod dialect;
 mod durability;

@@ -57,23 +57,10 @@ fn status(req: ureq::Request) -> u16 {
     }
 }
 
-#[test]
-fn nginx_serves_files_only_when_gatehouse_allows() {
-    let Some(nginx) = nginx_binary() else {
-        eprintln!("SKIPPED nginx_serves_files_only_when_gatehouse_allows: nginx is not installed (apt-get install nginx)");
-        return;
-    };
-    let app = TestApp::spawn();
-    let admin = app.admin();
-    app.create_user("rob", "password-1");
-    let target = json!({"repo": {"repositories": ["libs-release"], "actions": {"users": {"rob": ["read"]}}}});
-    assert_eq!(
-        admin
-            .put("/artifactory/api/v2/security/permissions/readers", &target)
-            .status,
-        201
-    );
-
+/// nginx from the template in front of a tree holding
+/// `libs-release/org/acme/app.jar`, deciding with `app`: (the directory of nginx's files, nginx, its
+/// base URL), in the order they must be dropped last to first.
+fn serve_tree(nginx: &str, app: &TestApp) -> (tempfile::TempDir, Nginx, String) {
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("root");
     std::fs::create_dir_all(root.join("libs-release/org/acme")).unwrap();
@@ -110,7 +97,7 @@ fn nginx_serves_files_only_when_gatehouse_allows() {
         .replace("{{GATEHOUSE}}", &app.base);
     let conf_path = work.path().join("nginx.conf");
     std::fs::write(&conf_path, conf).unwrap();
-    let child = Command::new(&nginx)
+    let child = Command::new(nginx)
         .arg("-p")
         .arg(work.path())
         .arg("-c")
@@ -118,7 +105,7 @@ fn nginx_serves_files_only_when_gatehouse_allows() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start nginx");
-    let _guard = Nginx(child);
+    let guard = Nginx(child);
     let base = format!("http://127.0.0.1:{port}");
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -129,6 +116,27 @@ fn nginx_serves_files_only_when_gatehouse_allows() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    (work, guard, base)
+}
+
+#[test]
+fn nginx_serves_files_only_when_gatehouse_allows() {
+    let Some(nginx) = nginx_binary() else {
+        eprintln!("SKIPPED nginx_serves_files_only_when_gatehouse_allows: nginx is not installed (apt-get install nginx)");
+        return;
+    };
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("rob", "password-1");
+    let target = json!({"repo": {"repositories": ["libs-release"], "actions": {"users": {"rob": ["read"]}}}});
+    assert_eq!(
+        admin
+            .put("/artifactory/api/v2/security/permissions/readers", &target)
+            .status,
+        201
+    );
+
+    let (_work, _guard, base) = serve_tree(&nginx, &app);
     let file = format!("{base}/artifactory/libs-release/org/acme/app.jar");
     let agent = ureq::agent();
     assert_eq!(status(agent.get(&file)), 401, "anonymous");
@@ -180,4 +188,45 @@ fn nginx_serves_files_only_when_gatehouse_allows() {
         401,
         "expired: a bad credential, which nginx passes on"
     );
+}
+
+/// auth_request passes on only 401 and 403; the template keeps Gatehouse's 429 (failed
+/// sign-ins limited) with its Retry-After instead of nginx's 500.
+#[test]
+fn a_rate_limited_client_gets_429_with_retry_after_through_nginx() {
+    let Some(nginx) = nginx_binary() else {
+        eprintln!("SKIPPED a_rate_limited_client_gets_429_with_retry_after_through_nginx: nginx is not installed (apt-get install nginx)");
+        return;
+    };
+    let app = TestApp::spawn_with(gatehouse::Config {
+        signin_address_burst: 1,
+        signin_address_per_minute: 1,
+        ..gatehouse::Config::default()
+    });
+    let (_work, _guard, base) = serve_tree(&nginx, &app);
+    let file = format!("{base}/artifactory/libs-release/org/acme/app.jar");
+    use base64::Engine;
+    let wrong = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("nobody:wrong-password")
+    );
+    let agent = ureq::agent();
+    let mut limited = None;
+    for _ in 0..5 {
+        match agent.get(&file).set("Authorization", &wrong).call() {
+            Err(ureq::Error::Status(401, _)) => continue,
+            Err(ureq::Error::Status(code, r)) => {
+                limited = Some((code, r.header("retry-after").map(str::to_string)));
+                break;
+            }
+            other => panic!("{:?}", other.map(|r| r.status())),
+        }
+    }
+    let (code, retry_after) = limited.expect("the failed sign-ins are limited");
+    assert_eq!(code, 429, "nginx passes Gatehouse's 429 on");
+    let secs: u64 = retry_after
+        .expect("with Retry-After")
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!(secs >= 1);
 }

@@ -90,6 +90,11 @@ fn documented_auth_codes_are_the_served_ones() {
         } else {
             Some(b"{}")
         };
+        // The console's sign-in takes its credentials in the body; its sign-out's 403
+        // is for a session without its CSRF token (tests/it/console.rs covers both).
+        if path.starts_with("/ui/") {
+            continue;
+        }
         if codes.contains(&401) {
             let r = anon.raw(&method, &concrete, Some("application/json"), body);
             assert_eq!(

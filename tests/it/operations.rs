@@ -682,6 +682,50 @@ fn tls_serves_https_refuses_plain_http_and_reloads_its_certificate_on_sighup() {
     server.terminate();
 }
 
+/// SIGHUP to a server without TLS: nothing to reload, and the signal's default action
+/// (ending the process) must not apply — it says so in its log and keeps serving.
+#[test]
+fn sighup_to_a_plain_http_server_is_taken_and_it_keeps_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("server.log");
+    let mut server = ServerProcess::spawn_with_args(
+        &tmp.path().join("data"),
+        "info",
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+        None,
+        "127.0.0.1:0",
+        &[],
+    );
+    assert!(server.base.starts_with("http://"));
+    // Twice, one after the other (signals sent at once may arrive as one).
+    for n in 1..=2 {
+        Command::new("kill")
+            .args(["-HUP", &server.pid().to_string()])
+            .status()
+            .unwrap();
+        let start = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.matches("nothing to reload").count() >= n {
+                break;
+            }
+            assert!(
+                server.child.try_wait().unwrap().is_none(),
+                "the server ended on SIGHUP: {text}"
+            );
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no word of SIGHUP {n} in the log: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert!(server.child.try_wait().unwrap().is_none(), "still running");
+    let r = server.admin().get("/api/system/ping");
+    assert_eq!((r.status, r.text.as_str()), (200, "OK"));
+    assert!(server.terminate().success());
+}
+
 fn base64_encode(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)

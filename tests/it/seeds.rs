@@ -867,3 +867,568 @@ fn backup_import_without_a_body_takes_the_newest_export() {
     let r = admin.post_empty("/access/api/v1/system/backup/import");
     assert_eq!(r.status, 409, "the newest export is behind now: {}", r.text);
 }
+
+const SUBS: &str = "/event/api/v1/subscriptions";
+
+/// Every field of `expected` is in `actual` with the same value (objects recursively;
+/// arrays element by element, same length). `actual` may carry more fields.
+fn assert_contains(expected: &Value, actual: &Value, at: &str) {
+    match (expected, actual) {
+        (Value::Object(e), Value::Object(a)) => {
+            for (k, v) in e {
+                let got = a.get(k).unwrap_or(&Value::Null);
+                assert_contains(v, got, &format!("{at}.{k}"));
+            }
+        }
+        (Value::Array(e), Value::Array(a)) => {
+            assert_eq!(e.len(), a.len(), "{at}: {actual}");
+            for (i, (x, y)) in e.iter().zip(a).enumerate() {
+                assert_contains(x, y, &format!("{at}[{i}]"));
+            }
+        }
+        _ => assert_eq!(expected, actual, "{at}"),
+    }
+}
+
+/// A seed sample as answers show it: secret values are write-only here, so a handler's
+/// `secret` shows as `secret_set` (README, "Differences from JFrog").
+fn without_secrets(mut sample: Value) -> Value {
+    for h in sample["handlers"].as_array_mut().unwrap() {
+        if let Some(o) = h.as_object_mut() {
+            if o.remove("secret").is_some() {
+                o.insert("secret_set".into(), json!(true));
+            }
+        }
+    }
+    sample
+}
+
+/// Seed 004 "WEBHOOKS", the samples verbatim: the predefined webhook `Audits` (create,
+/// get, update), the two subscriptions of the list sample, and the custom webhook
+/// `trigger_action`. Artifact-domain subscriptions, `anyLocal` / `anyRemote` /
+/// `repoKeys` criteria and a custom webhook's `proxy` are accepted and shown back as
+/// sent; the status says that the artifact domain never fires here.
+#[test]
+fn the_seeds_sample_webhook_subscriptions_are_accepted_and_shown_as_sent() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let audits = json!({ "key": "Audits", "description": "Triggers Security and QA audits when a new artifact is created", "enabled": true, "event_filter": { "domain": "artifact", "event_types": [ "deployed", "moved", "copied" ], "criteria": { "anyLocal": true, "anyRemote": false, "includePatterns": [], "excludePatterns": [], "repoKeys": [] } }, "handlers": [ { "handler_type": "webhook", "url": "https://webhook.my-company.test/", "secret": "tell no one", "proxy": "mainProxy", "custom_http_headers": [ { "name": "X-MyCompany-Header", "value": "whatever" } ] } ] });
+    let r = admin.post(SUBS, &audits);
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_contains(&without_secrets(audits.clone()), &r.json(), "created");
+    assert!(!r.text.contains("tell no one"), "{}", r.text);
+    let r = admin.get(&format!("{SUBS}/Audits"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let got = r.json();
+    assert_contains(&without_secrets(audits.clone()), &got, "get");
+    assert_eq!(got["status"]["fires"], false, "{got}");
+    let reason = got["status"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("never fires") && reason.contains("artifact"),
+        "{reason}"
+    );
+    assert!(
+        got["status"]["notes"].to_string().contains("mainProxy"),
+        "the unused proxy is said: {got}"
+    );
+
+    // The update sample (no key in the body).
+    let update = json!({ "description": "Triggers Security and QA audits when a new artifact is created", "enabled": true, "event_filter": { "domain": "artifact", "event_types": [ "deployed", "moved", "copied" ], "criteria": { "anyLocal": true, "anyRemote": false, "includePatterns": [], "excludePatterns": [], "repoKeys": [] } }, "handlers": [ { "handler_type": "webhook", "url": "https://webhook.my-company.test/", "secret": "tell no one", "proxy": "mainProxy", "custom_http_headers": [ { "name": "X-MyCompany-Header", "value": "whatever" } ] } ] });
+    let r = admin.put(&format!("{SUBS}/Audits"), &update);
+    assert_eq!(r.status, 204, "{}", r.text);
+
+    // The list sample's two subscriptions.
+    let list = json!([{"key": "QaAudit", "description": "Triggers QAaudit when a new artifact is created", "enabled": true, "event_filter": { "domain": "artifact", "event_types": [ "deployed" ], "criteria": { "anyLocal": true, "anyRemote": false, "includePatterns": [], "excludePatterns": [], "repoKeys": [] } }, "handlers": [ { "handler_type": "webhook", "url": "https://qa.my-company.test/", "secret": "tell no one", "proxy": "mainProxy", "custom_http_headers": [ { "name": "X-MyCompany-Header", "value": "whatever" } ] } ] }, { "key": "SecurityAudit", "description": "Triggers Security audit when a new artifact is deployed", "enabled": true, "event_filter": { "domain": "artifact", "event_types": [ "deployed" ], "criteria": { "anyLocal": true, "anyRemote": false, "includePatterns": [], "excludePatterns": [], "repoKeys": [] } }, "handlers": [ { "handler_type": "webhook", "url": "https://security.my-company.test/", "secret": "hush hush" } ] } ]);
+    for s in list.as_array().unwrap() {
+        let r = admin.post(SUBS, s);
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let r = admin.get(SUBS);
+    assert_eq!(r.status, 200);
+    assert!(!r.text.contains("hush hush") && !r.text.contains("tell no one"));
+    let all = r.json();
+    for s in list.as_array().unwrap() {
+        let got = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["key"] == s["key"])
+            .unwrap_or_else(|| panic!("{} listed: {all}", s["key"]));
+        assert_contains(&without_secrets(s.clone()), got, "list");
+    }
+
+    // The custom webhook: its answer is the seed's sample response.
+    let custom = json!({ "key": "trigger_action", "enabled": true, "event_filter": { "domain": "artifact", "event_types": [ "deployed" ], "criteria": { "anyLocal": true } }, "handlers": [ { "handler_type": "custom-webhook", "url": "https://api.github.com/repos/your/repo/actions/workflows/artifact_deployed.yml/dispatches", "payload": "{ \"ref\": \"main\" , \"inputs\": { \"artifact_path\": \"{{.data.repo_key}}/{{.data.path}}\" } }", "proxy": "mainProxy", "secrets": [ { "name": "token", "value": "***" } ], "http_headers": [ { "name": "Authorization", "value": "Bearer {{.secrets.token}}" }, { "name": "Accept", "value": "application/vnd.github+json" }, { "name": "Content-Type", "value": "application/json" } ] } ] });
+    let answer = json!({ "enabled": true, "event_filter": { "criteria": { "anyLocal": true }, "domain": "artifact", "event_types": [ "deployed" ] }, "handlers": [ { "handler_type": "custom-webhook", "http_headers": [ { "name": "Authorization", "value": "Bearer {{.secrets.token}}" }, { "name": "Accept", "value": "application/vnd.github+json" }, { "name": "Content-Type", "value": "application/json" } ], "payload": "{ \"ref\": \"main\" , \"inputs\": { \"artifact_path\": \"{{.data.repo_key}}/{{.data.path}}\" } }", "proxy": "mainProxy", "secrets": [ { "name": "token" } ], "url": "https://api.github.com/repos/your/repo/actions/workflows/artifact_deployed.yml/dispatches" } ], "key": "trigger_action" });
+    let r = admin.post(SUBS, &custom);
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_contains(&answer, &r.json(), "custom created");
+    let got = admin.get(&format!("{SUBS}/trigger_action")).json();
+    assert_contains(&answer, &got, "custom get");
+    assert_eq!(
+        got["event_filter"]["criteria"],
+        json!({"anyLocal": true}),
+        "exactly as sent, nothing added"
+    );
+
+    // The domain rules stay honest: a criterion of another domain, a wrong type, an
+    // event type the domain does not have, an unknown domain — each named.
+    for (criteria, domain, types, field) in [
+        (
+            json!({"anyLocal": true}),
+            "user",
+            json!(["created"]),
+            "criteria.anyLocal",
+        ),
+        (
+            json!({"anyLocal": "yes"}),
+            "artifact",
+            json!(["deployed"]),
+            "criteria.anyLocal",
+        ),
+        (
+            json!({"repoKeys": "libs"}),
+            "docker",
+            json!(["pushed"]),
+            "criteria.repoKeys",
+        ),
+        (
+            json!({"selectedBuilds": ["b"]}),
+            "artifact",
+            json!(["deployed"]),
+            "criteria.selectedBuilds",
+        ),
+        (json!({}), "artifact", json!(["pushed"]), "event_types[0]"),
+        (json!({}), "bogus", json!(["x"]), "event_filter.domain"),
+    ] {
+        let mut s = custom.clone();
+        s["key"] = json!("bad");
+        s["event_filter"] = json!({"domain": domain, "event_types": types, "criteria": criteria});
+        let r = admin.post(SUBS, &s);
+        assert_eq!(r.status, 400, "{criteria} on {domain}: {}", r.text);
+        assert!(r.error_message().contains(field), "{field}: {}", r.text);
+    }
+    // Every domain of the seed's table is accepted with its criteria.
+    for (domain, event_type, criteria) in [
+        (
+            "artifact_property",
+            "added",
+            json!({"anyRemote": true, "repoKeys": ["libs-remote"]}),
+        ),
+        (
+            "docker",
+            "pushed",
+            json!({"anyLocal": true, "anyFederated": false}),
+        ),
+        (
+            "build",
+            "uploaded",
+            json!({"anyBuild": false, "selectedBuilds": ["app"], "includePatterns": ["app-*"]}),
+        ),
+        (
+            "release_bundle",
+            "signed",
+            json!({"anyReleaseBundle": true, "registeredReleaseBundlesNames": []}),
+        ),
+        (
+            "distribution",
+            "distribute_completed",
+            json!({"anyReleaseBundle": false, "registeredReleaseBundlesNames": ["rb"]}),
+        ),
+        (
+            "artifactory_release_bundle",
+            "received",
+            json!({"anyReleaseBundle": true}),
+        ),
+        ("user", "created", json!({"includePatterns": ["qa-*"]})),
+    ] {
+        let key = format!("seed-{domain}");
+        let s = json!({"key": key, "event_filter": {"domain": domain, "event_types": [event_type], "criteria": criteria},
+                       "handlers": [{"handler_type": "webhook", "url": "https://hooks.example/in"}]});
+        let r = admin.post(SUBS, &s);
+        assert_eq!(r.status, 201, "{domain}: {}", r.text);
+        let got = r.json();
+        assert_eq!(got["event_filter"]["criteria"], criteria, "{domain}");
+        assert_eq!(got["status"]["fires"], domain == "user", "{domain}: {got}");
+    }
+}
+
+/// Seed 004: a subscription to a domain Gatehouse never produces is kept, says so in
+/// its status and its deliveries, and gets nothing, while a user-domain subscription
+/// beside it gets its event. The test endpoint still reaches the receiver (with data
+/// shaped like an artifact event, so the seed's custom payload renders).
+#[test]
+fn a_never_firing_domain_says_so_and_gets_nothing_while_the_user_domain_does() {
+    use crate::deliveries::Receiver;
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let (artifacts, users) = (Receiver::start(), Receiver::start());
+    let r = admin.post(
+        SUBS,
+        &json!({"key": "deployed", "event_filter": {"domain": "artifact", "event_types": ["deployed", "deleted"],
+                 "criteria": {"anyLocal": true, "anyRemote": true, "repoKeys": [], "includePatterns": ["**"]}},
+                "handlers": [{"handler_type": "webhook", "url": artifacts.url, "secret": "artifact-hook-secret"}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.post(
+        SUBS,
+        &json!({"key": "people", "event_filter": {"domain": "user", "event_types": ["created"]},
+                "handlers": [{"handler_type": "webhook", "url": users.url}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    app.create_user("new-hire", "password-1");
+    let got = users.wait_for(1, 30);
+    assert_eq!(
+        got[0].json()["data"]["username"],
+        "new-hire",
+        "{:?}",
+        got[0].json()
+    );
+
+    // The dispatcher has judged that event for both subscriptions by now (it queues a
+    // delivery before any worker sends one): the artifact one has nothing.
+    let d = admin.get(&format!("{SUBS}/deployed/deliveries")).json();
+    assert_eq!(d["pending_count"], 0, "{d}");
+    assert_eq!(d["attempts"], json!([]), "{d}");
+    assert_eq!(d["status"]["fires"], false, "{d}");
+    assert!(
+        d["status"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("never fires"),
+        "{d}"
+    );
+    assert!(artifacts.events().is_empty());
+    let d = admin.get(&format!("{SUBS}/people/deliveries")).json();
+    assert_eq!(d["status"]["fires"], true, "{d}");
+    assert_eq!(d["status"]["reason"], Value::Null, "{d}");
+
+    // The test endpoint with the seed's custom webhook, aimed at the receiver.
+    let r = admin.post(
+        &format!("{SUBS}/test"),
+        &json!({ "key": "trigger_action", "enabled": true, "event_filter": { "domain": "artifact", "event_types": [ "deployed" ], "criteria": { "anyLocal": true } }, "handlers": [ { "handler_type": "custom-webhook", "url": artifacts.url, "payload": "{ \"ref\": \"main\" , \"inputs\": { \"artifact_path\": \"{{.data.repo_key}}/{{.data.path}}\" } }", "proxy": "mainProxy", "secrets": [ { "name": "token", "value": "***" } ], "http_headers": [ { "name": "Authorization", "value": "Bearer {{.secrets.token}}" }, { "name": "Accept", "value": "application/vnd.github+json" }, { "name": "Content-Type", "value": "application/json" } ] } ] }),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["result"], "success", "{}", r.text);
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("never fires"),
+        "{}",
+        r.text
+    );
+    let got = artifacts.wait_for(1, 30);
+    assert_eq!(
+        got[0].json(),
+        json!({"ref": "main", "inputs": {"artifact_path": "sample-repo/sample/dir/sample.txt"}})
+    );
+    assert_eq!(got[0].header("authorization"), Some("Bearer ***"));
+}
+
+/// The files of a `.tar.gz` support bundle, by name (without the `<id>/` folder).
+fn untar(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::io::Read;
+    let mut files = std::collections::BTreeMap::new();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    for entry in archive.entries().expect("a tar.gz") {
+        let mut entry = entry.expect("an entry");
+        let path = entry.path().unwrap().to_string_lossy().to_string();
+        let name = path
+            .split_once('/')
+            .expect("inside the bundle's folder")
+            .1
+            .to_string();
+        let mut body = Vec::new();
+        entry.read_to_end(&mut body).unwrap();
+        files.insert(name, body);
+    }
+    files
+}
+
+/// Whether `needle` is anywhere in the archive, compressed or not.
+fn bundle_holds(
+    raw: &[u8],
+    files: &std::collections::BTreeMap<String, Vec<u8>>,
+    needle: &str,
+) -> bool {
+    let n = needle.as_bytes();
+    raw.windows(n.len()).any(|w| w == n)
+        || files.values().any(|b| b.windows(n.len()).any(|w| w == n))
+}
+
+const BUNDLE: &str = "/api/system/support/bundle";
+
+/// A GET whose answer is bytes: (status, content type, body).
+fn get_bytes(client: &Client, path: &str) -> (u16, String, Vec<u8>) {
+    let mut req = ureq::get(&format!("{}{path}", client.base_url()));
+    if let Some(a) = client.auth_header() {
+        req = req.set("Authorization", &a);
+    }
+    let resp = match req.call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("GET {path}: {e}"),
+    };
+    let (status, ct) = (resp.status(), resp.content_type().to_string());
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut resp.into_reader(), &mut body).unwrap();
+    (status, ct, body)
+}
+
+/// Seed 004 "SUPPORT": create (the seed's parameters), list, metadata, archive and
+/// delete, admin only. The archive is a real .tar.gz with the configuration (secrets as
+/// `<secret>`), system information, the metrics, the chain and checkpoint status; an
+/// in-process server keeps no log lines and the bundle says so.
+#[test]
+fn support_bundles_as_the_seed_writes_them() {
+    const SCRAPE: &str = "scrape-token-never-in-a-bundle";
+    let app = TestApp::spawn_with(Config {
+        metrics_token: Some(gatehouse::config::Secret(SCRAPE.into())),
+        ..Config::default()
+    });
+    let admin = app.admin();
+    app.create_user("carol", "Carol-password-1");
+    assert_eq!(
+        admin.post_empty("/access/api/v1/audit/checkpoints").status,
+        201
+    );
+    let carol = app.as_user("carol", "Carol-password-1");
+    assert_eq!(carol.post(BUNDLE, &json!({})).status, 403);
+    assert_eq!(carol.get("/api/system/support/bundles").status, 403);
+
+    let r = admin.post(
+        BUNDLE,
+        &json!({"name": "B1", "description": "abc", "parameters": {"configuration": true, "system": true,
+                "logs": {"include": true, "start_date": "2019-02-24", "end_date": "2019-02-24"},
+                "thread_dump": {"count": 1, "interval": 0}}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let meta = r.json();
+    let id = meta["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("B1-"), "{meta}");
+    assert_eq!(meta["status"], "success");
+    assert_eq!(meta["parameters"]["logs"]["start_date"], "2019-02-24");
+    assert_eq!(meta["parameters"]["thread_dump"]["count"], 1);
+    // The seed's own create sample sends blanks for the defaults; an empty body is fine.
+    let r = admin.post(
+        &format!("{BUNDLE}/"),
+        &json!({"name": "", "description": " ", "parameters": {"configuration": " ", "system": " ",
+                "logs": {"include": " ", "start_date": " ", "end_date": " "}}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["parameters"]["configuration"], true);
+    let second = r.json()["id"].as_str().unwrap().to_string();
+    let r = admin.post_empty(BUNDLE);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let third = r.json()["id"].as_str().unwrap().to_string();
+    for (body, field) in [
+        (
+            json!({"parameters": {"configuration": "maybe"}}),
+            "parameters.configuration",
+        ),
+        (
+            json!({"parameters": {"logs": {"start_date": "24/02/2019"}}}),
+            "parameters.logs.start_date",
+        ),
+        (
+            json!({"parameters": {"thread_dump": {"count": 1000}}}),
+            "parameters.thread_dump.count",
+        ),
+        (json!({"name": "../etc"}), "name"),
+    ] {
+        let r = admin.post(BUNDLE, &body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text);
+        assert!(r.error_message().contains(field), "{field}: {}", r.text);
+    }
+
+    let r = admin.get("/api/system/support/bundles");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let list = r.json();
+    assert_eq!(list["count"], 3, "{list}");
+    assert_eq!(
+        list["bundles"][0]["id"],
+        id.as_str(),
+        "oldest first: {list}"
+    );
+    assert_eq!(list["bundles"][0]["description"], "abc");
+    let one = admin.get(&format!("{BUNDLE}/{id}")).json();
+    assert_eq!(one["name"], "B1");
+    assert!(
+        one["access"]["bundle_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/{id}/archive")),
+        "{one}"
+    );
+    assert_eq!(admin.get(&format!("{BUNDLE}/nope-1")).status, 404);
+    assert_eq!(carol.get(&format!("{BUNDLE}/{id}/archive")).status, 403);
+
+    let (status, content_type, raw) = get_bytes(&admin, &format!("{BUNDLE}/{id}/archive"));
+    assert_eq!(status, 200);
+    assert_eq!(content_type, "application/gzip");
+    let files = untar(&raw);
+    for f in [
+        "manifest.json",
+        "configuration.txt",
+        "system.txt",
+        "metrics.txt",
+        "chain.json",
+        "logs/gatehouse.log",
+        "threads.txt",
+    ] {
+        assert!(files.contains_key(f), "{f} in {:?}", files.keys());
+    }
+    let text = |f: &str| String::from_utf8_lossy(&files[f]).to_string();
+    assert!(
+        text("configuration.txt").contains("metrics_token: Some(\n        <secret>"),
+        "{}",
+        text("configuration.txt")
+    );
+    assert!(text("system.txt").contains("log position"));
+    assert!(text("metrics.txt").contains("gatehouse_log_position"));
+    let chain: Value = serde_json::from_slice(&files["chain.json"]).unwrap();
+    assert_eq!(chain["verify"]["ok"], true, "{chain}");
+    assert_eq!(chain["checkpoints"]["check"]["ok"], true, "{chain}");
+    assert_eq!(chain["checkpoints"]["count"], 1, "{chain}");
+    assert_eq!(
+        chain["head"]["hash"], chain["verify"]["head_hash"],
+        "{chain}"
+    );
+    assert!(
+        text("logs/gatehouse.log").contains("keeps no log lines"),
+        "{}",
+        text("logs/gatehouse.log")
+    );
+    assert!(text("threads.txt").contains("tid\tstate\tname"));
+    for secret in [SCRAPE, app.admin_password.as_str(), "Carol-password-1"] {
+        assert!(
+            !bundle_holds(&raw, &files, secret),
+            "a secret is in the bundle"
+        );
+    }
+    // The bundles live in <data-dir>/support/.
+    assert!(app
+        .dir
+        .join("support")
+        .join(format!("{id}.tar.gz"))
+        .exists());
+
+    // Without configuration and system, those files are left out.
+    let r = admin.post(BUNDLE, &json!({"parameters": {"configuration": false, "system": "false", "logs": false, "thread_dump": {"count": 0}}}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let lean = r.json()["id"].as_str().unwrap().to_string();
+    let files = untar(&get_bytes(&admin, &format!("{BUNDLE}/{lean}/archive")).2);
+    assert_eq!(files.keys().collect::<Vec<_>>(), vec!["manifest.json"]);
+
+    for gone in [&id, &second, &third, &lean] {
+        assert_eq!(admin.delete(&format!("{BUNDLE}/{gone}")).status, 204);
+    }
+    assert_eq!(admin.delete(&format!("{BUNDLE}/{id}")).status, 404);
+    assert_eq!(admin.get(&format!("{BUNDLE}/{id}/archive")).status, 404);
+    assert_eq!(admin.get("/api/system/support/bundles").json()["count"], 0);
+    assert!(!app
+        .dir
+        .join("support")
+        .join(format!("{id}.tar.gz"))
+        .exists());
+}
+
+/// The real binary keeps its newest log lines for bundles; nothing secret is in them:
+/// not the admin password, a token, a webhook secret or the scrape token.
+#[test]
+fn a_support_bundle_carries_recent_log_lines_and_no_secret() {
+    use crate::helpers::{ServerProcess, BINARY_ADMIN_PASSWORD};
+    const SCRAPE: &str = "binary-scrape-token-kept-out";
+    const HOOK_SECRET: &str = "webhook-secret-kept-out";
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gatehouse.toml");
+    std::fs::write(&config, format!("metrics-token = \"{SCRAPE}\"\n")).unwrap();
+    let data = dir.path().join("data");
+    let server = ServerProcess::spawn_with_args(
+        &data,
+        "info",
+        std::process::Stdio::null(),
+        Some(&config),
+        "127.0.0.1:0",
+        &[],
+    );
+    let admin = server.admin();
+    let t = token(
+        &admin,
+        json!({"scope": "applied-permissions/admin", "refreshable": true, "expires_in": 0}),
+    );
+    let access = t["access_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        bearer_at(&server.base, &access)
+            .get("/access/api/v1/system/ping")
+            .status,
+        200
+    );
+    let r = admin.post(
+        SUBS,
+        &json!({"key": "hook", "event_filter": {"domain": "user", "event_types": ["created"]},
+                "handlers": [{"handler_type": "webhook", "url": "https://hooks.example/in", "secret": HOOK_SECRET}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.post(BUNDLE, &json!({"name": "help"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let raw = get_bytes(&admin, &format!("{BUNDLE}/{id}/archive")).2;
+    let files = untar(&raw);
+    let log = String::from_utf8_lossy(&files["logs/gatehouse.log"]).to_string();
+    assert!(
+        log.contains("/event/api/v1/subscriptions") && log.contains("request"),
+        "the access lines of this server: {log}"
+    );
+    let config_text = String::from_utf8_lossy(&files["configuration.txt"]).to_string();
+    assert!(config_text.contains("<secret>"), "{config_text}");
+    for secret in [
+        SCRAPE,
+        BINARY_ADMIN_PASSWORD,
+        HOOK_SECRET,
+        access.as_str(),
+        t["refresh_token"].as_str().unwrap(),
+    ] {
+        assert!(
+            !bundle_holds(&raw, &files, secret),
+            "a secret is in the bundle: {secret}"
+        );
+    }
+    // A date range with no lines says so.
+    let r = admin.post(
+        BUNDLE,
+        &json!({"parameters": {"logs": {"start_date": "2001-01-01", "end_date": "2001-01-02"}}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let files = untar(
+        &get_bytes(
+            &admin,
+            &format!("{BUNDLE}/{}/archive", r.json()["id"].as_str().unwrap()),
+        )
+        .2,
+    );
+    assert!(String::from_utf8_lossy(&files["logs/gatehouse.log"])
+        .contains("No log lines kept for this range"));
+}
+
+fn bearer_at(base: &str, token: &str) -> Client {
+    Client::new(base, None).with_header_auth(&format!("Bearer {token}"))
+}
+
+/// Seed 004 "Enable Log Collection" collects logs into an Artifactory repository;
+/// Gatehouse has none, and says so (and where its logs are) instead of pretending.
+#[test]
+fn log_shipping_says_why_there_is_none() {
+    let app = TestApp::spawn();
+    let r = app.admin().post(
+        "/access/api/v1/logshipping/config",
+        &json!({"enabled": true}),
+    );
+    assert_eq!(r.status, 404, "{}", r.text);
+    let m = r.error_message();
+    assert!(
+        m.contains("no log shipping") && m.contains("audit/events") && m.contains("support/bundle"),
+        "{m}"
+    );
+}
