@@ -161,7 +161,8 @@ impl Application {
                 Duration::from_secs(settings.config.auth_cache_ttl_secs),
                 settings.config.lockout_threshold,
             )
-            .with_operations(&settings.config, metrics.clone()),
+            .with_operations(&settings.config, metrics.clone())
+            .with_personal(personal.clone()),
             metrics,
             config: settings.config.clone(),
             started,
@@ -220,6 +221,22 @@ impl Application {
                     }
                 }
             });
+        }
+        // LDAP groups follow the directory on a schedule, on a thread of their own (the
+        // directory client blocks; a slow directory delays only the next round).
+        if settings.config.ldap_sync_interval > 0 {
+            let every = Duration::from_secs(settings.config.ldap_sync_interval);
+            // Only a weak handle between rounds: a server that stopped is not kept alive
+            // (nor its data directory open) by this thread.
+            let app = Arc::downgrade(&data.clone().into_inner());
+            std::thread::Builder::new()
+                .name("ldap-sync".into())
+                .spawn(move || loop {
+                    std::thread::sleep(every);
+                    let Some(app) = app.upgrade() else { return };
+                    crate::ldap::import_all(&app.state, &app.personal, &app.writer);
+                })
+                .map_err(StartError::Io)?;
         }
         let config = &settings.config;
         let workers = config

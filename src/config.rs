@@ -45,6 +45,9 @@ pub struct Config {
     pub snapshot_keep: usize,
     /// Sign a checkpoint of the log every this many events (0: only on demand).
     pub checkpoint_every: u64,
+    /// Import the LDAP group settings' groups every this many seconds (0: only on the
+    /// admin's `refresh` call and at sign-in).
+    pub ldap_sync_interval: u64,
     /// Deliveries a subscription may have waiting on disk; beyond, they are read from
     /// the log again once the receiver is back.
     pub webhook_max_pending: usize,
@@ -143,6 +146,7 @@ impl Default for Config {
             pairing_token_expiry: 300,
             trusted_proxies: vec![],
             checkpoint_every: 10_000,
+            ldap_sync_interval: 3600,
             snapshot_keep: 20,
             webhook_max_pending: 100_000,
             webhook_max_attempts: 10,

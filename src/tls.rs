@@ -147,10 +147,10 @@ fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, TlsErro
         .with_no_client_auth())
 }
 
-/// A `ureq` agent builder that verifies servers against [`init_client`]'s roots. Every
-/// outgoing call (webhooks, federation, pairing, existence checks) starts here.
-pub fn agent() -> ureq::AgentBuilder {
-    let config = match CLIENT.get() {
+/// The client configuration outgoing calls use: [`init_client`]'s roots (the system's
+/// alone when nothing initialised it).
+pub fn client() -> Arc<rustls::ClientConfig> {
+    match CLIENT.get() {
         Some(c) => c.clone(),
         None => {
             // Not initialised (a tool or test that builds no Application): system roots.
@@ -164,6 +164,33 @@ pub fn agent() -> ureq::AgentBuilder {
             let _ = CLIENT.set(c.clone());
             c
         }
-    };
-    ureq::AgentBuilder::new().tls_config(config)
+    }
+}
+
+/// A client configuration that trusts exactly the PEM certificates `pem` (an LDAP
+/// setting's own CA).
+pub fn client_with_roots(pem: &str) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        let cert = cert.map_err(|e| TlsError::Config(e.to_string()))?;
+        roots
+            .add(cert)
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::Config("no certificate in the PEM text".into()));
+    }
+    Ok(Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    ))
+}
+
+/// A `ureq` agent builder that verifies servers against [`init_client`]'s roots. Every
+/// outgoing call (webhooks, federation, pairing, existence checks) starts here.
+pub fn agent() -> ureq::AgentBuilder {
+    ureq::AgentBuilder::new().tls_config(client())
 }

@@ -18,6 +18,7 @@ mod access_keys;
 mod directory;
 mod federation;
 mod keys;
+mod ldap;
 mod permissions;
 mod projects;
 mod repositories;
@@ -31,6 +32,7 @@ pub use federation::{
     federated_entities, Federation, FederationTargetRecord, VersionRecord, Versions,
 };
 pub use keys::Keys;
+pub use ldap::Ldap;
 pub use permissions::Permissions;
 pub use projects::{predefined_roles, ProjectRecord, Projects};
 pub use repositories::{Repositories, RepositoryRecord};
@@ -176,6 +178,10 @@ impl State {
             | Event::PasswordExpirationPolicyChanged(_)
             | Event::PasswordPolicyChanged(_)
             | Event::BasicAuthenticationChanged { .. } => self.settings.apply(event, now),
+            Event::LdapSettingSaved(_)
+            | Event::LdapSettingDeleted { .. }
+            | Event::LdapGroupSettingSaved(_)
+            | Event::LdapGroupSettingDeleted { .. } => self.settings.ldap.apply(event, seq),
         }
     }
 

@@ -33,6 +33,10 @@ pub struct Settings {
     /// start would change the encoding of every existing state.)
     #[serde(default)]
     pub password_ages_since_ms: Option<u64>,
+    /// LDAP settings and group settings. INVARIANT: the last field, left out while
+    /// empty (a positional encoding may only omit a trailing one).
+    #[serde(default, skip_serializing_if = "crate::ldap::Ldap::is_empty")]
+    pub ldap: crate::ldap::Ldap,
 }
 
 impl Settings {

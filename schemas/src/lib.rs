@@ -419,6 +419,59 @@ pub struct PasswordPolicy {
     pub not_match_old: bool,
 }
 
+/// A directory users sign in against (JFrog Access's `/access/api/v1/ldap/settings`),
+/// saved whole. Either `user_dn_pattern` or a search (`search_filter`, with a manager
+/// bind when `manager_dn` is set) finds the user's entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LdapSetting {
+    pub key: String,
+    pub enabled: bool,
+    /// `ldap://host:port/base-dn` or `ldaps://…`; several, separated by spaces, are
+    /// tried in order (fail-over). The base DN is the root of the DN pattern and searches.
+    pub ldap_url: String,
+    /// `uid={0},ou=people` (relative to the URL's base DN).
+    pub user_dn_pattern: Option<String>,
+    /// `(uid={0})`.
+    pub search_filter: Option<String>,
+    /// Relative to the URL's base DN; several separated by `|`.
+    pub search_base: Option<String>,
+    pub search_sub_tree: bool,
+    pub manager_dn: Option<String>,
+    /// Sealed (`enc:v1:…`, see the server's `personal` module), never in clear.
+    pub manager_password: Option<String>,
+    pub auto_create_user: bool,
+    pub email_attribute: Option<String>,
+    pub ldap_poisoning_protection: bool,
+    pub allow_user_to_access_profile: bool,
+    pub paging_support_enabled: bool,
+    /// Upgrade `ldap://` connections with StartTLS (Gatehouse's; JFrog has no field).
+    pub start_tls: bool,
+    /// PEM certificates that verify the directory's TLS certificate, in place of the
+    /// system roots and `--ca-file` (Gatehouse's; JFrog uses its JVM's trust store).
+    pub ca_certificate: Option<String>,
+}
+
+/// How a directory's groups are found and mapped (`/access/api/v1/ldap/groups`), saved
+/// whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LdapGroupSetting {
+    pub name: String,
+    /// The key of the [`LdapSetting`] whose directory holds the groups.
+    pub enabled_ldap: String,
+    /// Relative to the LDAP setting's base DN.
+    pub group_base_dn: Option<String>,
+    pub group_name_attribute: String,
+    /// `STATIC`: the group's attribute naming its members' DNs (`member`, `uniqueMember`);
+    /// `DYNAMIC`: the user's attribute naming its groups' DNs (`memberOf`).
+    pub group_member_attribute: String,
+    pub sub_tree: bool,
+    pub force_attribute_search: bool,
+    pub filter: Option<String>,
+    pub description_attribute: Option<String>,
+    /// `STATIC`, `DYNAMIC` or `HIERARCHICAL`.
+    pub strategy: String,
+}
+
 /// Every kind of change Gatehouse knows. See the crate docs for the version rules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
@@ -694,6 +747,16 @@ pub enum Event {
     UserPasswordUnexpired {
         username: String,
     },
+    /// An LDAP setting was created or replaced (the whole setting; the manager password
+    /// sealed).
+    LdapSettingSaved(LdapSetting),
+    LdapSettingDeleted {
+        key: String,
+    },
+    LdapGroupSettingSaved(LdapGroupSetting),
+    LdapGroupSettingDeleted {
+        name: String,
+    },
 }
 
 impl Event {
@@ -762,6 +825,10 @@ impl Event {
         "GlobalRoleDeleted",
         "SigningKeysReset",
         "AnonymousAccessChanged",
+        "LdapSettingSaved",
+        "LdapSettingDeleted",
+        "LdapGroupSettingSaved",
+        "LdapGroupSettingDeleted",
     ];
 
     /// The service id a federated event originated at (its envelope's origin), when
@@ -843,6 +910,10 @@ impl Event {
             Event::UserPasswordUnexpired { .. } => "UserPasswordUnexpired",
             Event::SigningKeysReset { .. } => "SigningKeysReset",
             Event::AnonymousAccessChanged { .. } => "AnonymousAccessChanged",
+            Event::LdapSettingSaved(_) => "LdapSettingSaved",
+            Event::LdapSettingDeleted { .. } => "LdapSettingDeleted",
+            Event::LdapGroupSettingSaved(_) => "LdapGroupSettingSaved",
+            Event::LdapGroupSettingDeleted { .. } => "LdapGroupSettingDeleted",
         }
     }
 }
@@ -1273,6 +1344,40 @@ pub fn samples() -> Vec<Envelope> {
             retired: vec!["9b8a7c6d5e4f3a2b".into()],
         },
         Event::AnonymousAccessChanged { enabled: true },
+        Event::LdapSettingSaved(LdapSetting {
+            key: "corp".into(),
+            enabled: true,
+            ldap_url: "ldaps://ldap.example.com:636/dc=example,dc=com".into(),
+            user_dn_pattern: None,
+            search_filter: Some("(uid={0})".into()),
+            search_base: Some("ou=people".into()),
+            search_sub_tree: true,
+            manager_dn: Some("cn=reader,dc=example,dc=com".into()),
+            manager_password: Some("enc:v1:ldapsecrets:c2VhbGVkLWJ5LXRoZS1zZXJ2ZXI".into()),
+            auto_create_user: true,
+            email_attribute: Some("mail".into()),
+            ldap_poisoning_protection: true,
+            allow_user_to_access_profile: false,
+            paging_support_enabled: false,
+            start_tls: false,
+            ca_certificate: None,
+        }),
+        Event::LdapSettingDeleted { key: "corp".into() },
+        Event::LdapGroupSettingSaved(LdapGroupSetting {
+            name: "corp-groups".into(),
+            enabled_ldap: "corp".into(),
+            group_base_dn: Some("ou=groups".into()),
+            group_name_attribute: "cn".into(),
+            group_member_attribute: "member".into(),
+            sub_tree: true,
+            force_attribute_search: false,
+            filter: Some("(objectClass=groupOfNames)".into()),
+            description_attribute: Some("description".into()),
+            strategy: "STATIC".into(),
+        }),
+        Event::LdapGroupSettingDeleted {
+            name: "corp-groups".into(),
+        },
     ];
     events
         .into_iter()

@@ -14,11 +14,13 @@ before every request of every phase and change nothing but these:
   keys... and not only 404s.
 * A user lock policy that is set is always `enabled: false` (the run sends wrong
   passwords for the admin on purpose, and a policy would lock it), and so is anonymous
-  access (requests without credentials must keep meaning 401 for the whole run).
+  access (requests without credentials must keep meaning 401 for the whole run), and so
+  is every LDAP setting (an enabled one would send the run's sign-ins with made-up names
+  to a directory, and those would be answered 503 while it cannot be reached).
 * Gatehouse calls out to URLs it is given (webhook receivers and proxies, federation
-  targets, access-key existence checks). Every string under a `url` or `proxy` key of a
-  body is pointed at a closed port on loopback, so no generated address is ever
-  contacted.
+  targets, access-key existence checks, LDAP directories). Every string under a `url`,
+  `proxy` or `ldap_url` key of a body is pointed at a closed port on loopback, so no
+  generated address is ever contacted.
 """
 import json
 import os
@@ -27,6 +29,7 @@ import re
 import schemathesis
 
 SAFE_URL = "http://127.0.0.1:9/"
+SAFE_LDAP_URL = "ldap://127.0.0.1:9/dc=example,dc=com"
 PROTECTED = {
     v.strip().lower() for v in os.environ.get("OPENAPI_PROTECT", "admin").split(",") if v.strip()
 }
@@ -34,6 +37,8 @@ STAND_IN = "openapi-protected"
 KEEP_OFF = {
     "/artifactory/api/security/userLockPolicy",
     "/access/api/v1/config/security/anonymous_access",
+    "/access/api/v1/ldap/settings",
+    "/access/api/v1/ldap/settings/{key}",
 }
 FIXTURES = [(re.compile(path), param, values)
             for path, param, values in json.loads(os.environ.get("OPENAPI_FIXTURES") or "[]")]
@@ -51,6 +56,8 @@ def _scrub(value):
         for key, item in list(value.items()):
             if isinstance(item, str) and isinstance(key, str) and key.lower() in ("url", "proxy"):
                 value[key] = SAFE_URL
+            elif isinstance(item, str) and isinstance(key, str) and key.lower() == "ldap_url":
+                value[key] = SAFE_LDAP_URL
             else:
                 _scrub(item)
     elif isinstance(value, list):

@@ -75,6 +75,10 @@ pub enum AuthError {
     /// Too many password checks are waiting already.
     #[error("too many sign-ins are being checked; try again in a moment")]
     Busy,
+    /// An LDAP directory that the sign-in needs cannot answer (unreachable, TLS, the
+    /// manager's bind refused): not a wrong password, and nothing of it is cached.
+    #[error("{0}")]
+    Directory(String),
 }
 
 /// A JWT whose signature verified, with what every request needs already worked out.
@@ -88,9 +92,16 @@ struct VerifiedToken {
     user_seq: Option<u64>,
 }
 
+/// What the directory said to one sign-in: who signed in (the setting's key and the
+/// entry), nobody, or why it could not say.
+type DirectoryOutcome = Result<Option<(String, crate::ldap::DirectoryUser)>, String>;
+
 struct CachedLogin {
     username: String,
     credentials_seq: u64,
+    /// For a directory sign-in, `Ldap::changed_seq` when it was checked (0 otherwise):
+    /// changed LDAP settings check the directory again.
+    ldap_seq: u64,
     expires: Instant,
 }
 
@@ -112,10 +123,16 @@ pub struct Authenticator {
     lockout_threshold: u32,
     /// Password checks in progress, so that identical concurrent ones run once.
     inflight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>>,
+    /// Directory sign-ins in progress, likewise (the outcome is shared only with the
+    /// requests that waited for it, then dropped: nothing of it is cached).
+    directory_inflight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<DirectoryOutcome>>>>,
     /// Outcomes of access keys' existence checks: key name -> (the key record's
     /// `updated_seq`, when asked, answer). Kept for the key's `cache_for_secs`.
     existence: Mutex<HashMap<String, (u64, Instant, bool)>>,
     ops: Operations,
+    /// Opens sealed LDAP manager passwords and seals the e-mail of users a directory
+    /// sign-in creates (unset in tools that build no server: no LDAP sign-in then).
+    personal: Option<Arc<crate::personal::PersonalKeys>>,
 }
 
 /// What issue 16 added around password checks: metrics, failed-sign-in limits, the
@@ -171,12 +188,20 @@ impl Authenticator {
             failures: Mutex::new(HashMap::new()),
             lockout_threshold,
             inflight: Mutex::new(HashMap::new()),
+            directory_inflight: Mutex::new(HashMap::new()),
             existence: Mutex::new(HashMap::new()),
             ops: Operations::new(
                 &crate::config::Config::default(),
                 Arc::new(crate::metrics::Metrics::new()),
             ),
+            personal: None,
         }
+    }
+
+    /// The personal-data keys (LDAP manager passwords, e-mails of directory users).
+    pub fn with_personal(mut self, personal: Arc<crate::personal::PersonalKeys>) -> Self {
+        self.personal = Some(personal);
+        self
     }
 
     /// Limits, queue and metrics as configured (the defaults otherwise).
@@ -351,6 +376,7 @@ impl Authenticator {
                     CachedLogin {
                         username: name.into(),
                         credentials_seq: seq,
+                        ldap_seq: 0,
                         expires: Instant::now() + self.ttl,
                     },
                 );
@@ -606,7 +632,7 @@ impl Authenticator {
         // An unknown name (or one without a password) is checked against a dummy hash:
         // it costs the same argon2 work and goes through the same limits as a known one,
         // so neither the time nor the answer tells which names exist.
-        let (hash, status, credentials_seq, lock_threshold) = {
+        let (hash, status, credentials_seq, lock_threshold, directory) = {
             let s = state.read().unwrap_or_else(|p| p.into_inner());
             // Basic authentication switched off: only admins still sign in with a
             // password (so that no one is locked out), and it is said before the user
@@ -615,16 +641,32 @@ impl Authenticator {
                 return Err(AuthError::BasicDisabled);
             }
             let threshold = settings::lock_threshold(&s, self.lockout_threshold);
+            // Users of realm `ldap` sign in against the directory, and so do unknown
+            // names while an LDAP setting is enabled (the first sign-in creates them).
             match s.directory.users.get(username) {
                 Some(user) => (
                     user.password_hash.clone(),
                     Some(user.status),
                     user.credentials_seq,
                     threshold,
+                    user.realm == crate::domain::ldap::LDAP_REALM,
                 ),
-                None => (None, None, 0, threshold),
+                None => (None, None, 0, threshold, s.settings.ldap.any_enabled()),
             }
         };
+        if directory {
+            return self
+                .directory_login(
+                    username,
+                    password,
+                    state,
+                    writer,
+                    request_id,
+                    client_ip,
+                    (status, lock_threshold),
+                )
+                .await;
+        }
         let key = self.cache_key(username, password);
         let cached = hash.is_some() && !self.ttl.is_zero() && {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -684,6 +726,7 @@ impl Authenticator {
                     CachedLogin {
                         username: username.into(),
                         credentials_seq,
+                        ldap_seq: 0,
                         expires: Instant::now() + self.ttl,
                     },
                 );
@@ -712,6 +755,230 @@ impl Authenticator {
             token: None,
             access_key: false,
         })
+    }
+
+    /// Sign in against the LDAP directory (see `crate::ldap`). Verified credentials are
+    /// cached as passwords are, under the user's `credentials_seq` and the LDAP
+    /// settings' position; a failure or a directory that cannot answer never is.
+    #[allow(clippy::too_many_arguments)]
+    async fn directory_login(
+        &self,
+        username: &str,
+        password: &str,
+        state: &Arc<RwLock<State>>,
+        writer: &WriterHandle,
+        request_id: &str,
+        client_ip: Option<std::net::IpAddr>,
+        (status, lock_threshold): (Option<UserStatus>, Option<u32>),
+    ) -> Result<Principal, AuthError> {
+        // An empty password is refused before the directory hears of it: LDAP takes a
+        // DN with an empty password as an unauthenticated bind, which "succeeds".
+        if password.is_empty() {
+            self.ops.metrics.signins_failed.inc();
+            return Err(AuthError::Invalid);
+        }
+        let key = self.cache_key(username, password);
+        let (user_seq, ldap_seq) = {
+            let s = state.read().unwrap_or_else(|p| p.into_inner());
+            (
+                s.directory.users.get(username).map(|u| u.credentials_seq),
+                s.settings.ldap.changed_seq,
+            )
+        };
+        let cached = user_seq.is_some() && !self.ttl.is_zero() && {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            cache.get(&key).is_some_and(|c| {
+                c.username == username
+                    && Some(c.credentials_seq) == user_seq
+                    && c.ldap_seq == ldap_seq
+                    && c.expires > Instant::now()
+            })
+        };
+        if cached {
+            self.cache_hit("ldap");
+            let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            if !failures.is_empty() {
+                failures.remove(username);
+            }
+        } else {
+            self.cache_miss("ldap");
+            let familiar = self.ops.limits.is_familiar(username, client_ip);
+            self.check_limits(username, client_ip, familiar)?;
+            let ldap = {
+                let s = state.read().unwrap_or_else(|p| p.into_inner());
+                s.settings.ldap.clone()
+            };
+            let mut inflight_key = blake3::Hasher::new_keyed(&key);
+            inflight_key.update(&ldap_seq.to_le_bytes());
+            let found = self
+                .directory_once(
+                    *inflight_key.finalize().as_bytes(),
+                    &ldap,
+                    username,
+                    password,
+                )
+                .await?
+                .map_err(AuthError::Directory)?;
+            let Some((setting, found)) = found else {
+                self.ops.metrics.signins_failed.inc();
+                self.ops.limits.failed(username, client_ip, familiar);
+                let counts = familiar || self.ops.lockout_from == crate::config::LockoutFrom::Any;
+                if let (Some(UserStatus::Enabled), Some(threshold), true) =
+                    (status, lock_threshold, counts)
+                {
+                    self.record_failure(username, threshold, writer, request_id)
+                        .await?;
+                }
+                return Err(AuthError::Invalid);
+            };
+            // The log learns what the directory said: the user on its first sign-in (its
+            // e-mail sealed like any personal data), its directory groups every time, and
+            // its e-mail when the directory's differs from the one kept here.
+            let stored = {
+                let s = state.read().unwrap_or_else(|p| p.into_inner());
+                s.directory.users.get(username).map(|u| u.email.clone())
+            };
+            let email = match (found.email, &self.personal) {
+                (Some(e), Some(keys))
+                    if !e.is_empty() && crate::domain::validate_email(&e).is_ok() =>
+                {
+                    let current = stored
+                        .as_ref()
+                        .map(|m| m.as_deref().and_then(|m| keys.decrypt(m)));
+                    match current {
+                        Some(Some(c)) if c == e => None,
+                        _ => {
+                            // The user's own key when it has one (a purge must erase this
+                            // too), else a new one.
+                            let key = stored
+                                .flatten()
+                                .as_deref()
+                                .and_then(crate::personal::key_id)
+                                .map(str::to_string);
+                            let keys = keys.clone();
+                            tokio::task::spawn_blocking(move || {
+                                let id = match key {
+                                    Some(id) => id,
+                                    None => keys.create().ok()?,
+                                };
+                                keys.encrypt(&id, &e).ok()
+                            })
+                            .await
+                            .ok()
+                            .flatten()
+                        }
+                    }
+                }
+                _ => None,
+            };
+            let command = Command::LdapSignedIn(crate::domain::ldap::LdapSignIn {
+                username: username.to_string(),
+                email,
+                auto_create: ldap
+                    .settings
+                    .get(&setting)
+                    .is_some_and(|s| s.auto_create_user),
+                groups: found.groups,
+            });
+            let ctx = CommandContext {
+                actor: username.into(),
+                request_id: request_id.into(),
+            };
+            match writer.submit(command, ctx).await {
+                Ok(_) => {}
+                Err(crate::writer::SubmitError::Unavailable) => return Err(AuthError::Unavailable),
+                Err(crate::writer::SubmitError::Domain(e)) => {
+                    tracing::info!(user = username, error = %e, "LDAP sign-in not taken");
+                    return Err(AuthError::Invalid);
+                }
+            }
+            self.ops.limits.signed_in(username, client_ip);
+            self.failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(username);
+            let seq = state
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .directory
+                .users
+                .get(username)
+                .map(|u| u.credentials_seq);
+            if let (Some(credentials_seq), false) = (seq, self.ttl.is_zero()) {
+                let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+                if cache.len() >= MAX_CACHED {
+                    cache.clear();
+                }
+                cache.insert(
+                    key,
+                    CachedLogin {
+                        username: username.into(),
+                        credentials_seq,
+                        ldap_seq,
+                        expires: Instant::now() + self.ttl,
+                    },
+                );
+            }
+        }
+        // Disabled or locked here stays refused, whatever the directory says.
+        let s = state.read().unwrap_or_else(|p| p.into_inner());
+        let user = s.directory.users.get(username).ok_or(AuthError::Invalid)?;
+        match user.status {
+            UserStatus::Enabled => {}
+            UserStatus::Locked => return Err(AuthError::Locked(username.into())),
+            UserStatus::Disabled | UserStatus::Invited => {
+                return Err(AuthError::Disabled(username.into()))
+            }
+        }
+        Ok(Principal {
+            username: user.username.clone(),
+            admin: s.directory.is_admin(username),
+            password_expired: user.password_expired,
+            token: None,
+            access_key: false,
+        })
+    }
+
+    /// Ask the directory once, however many requests carry these credentials at the same
+    /// moment (a fleet of jobs starting together would otherwise bind once each).
+    async fn directory_once(
+        &self,
+        key: [u8; 32],
+        ldap: &gatehouse_projections::Ldap,
+        username: &str,
+        password: &str,
+    ) -> Result<DirectoryOutcome, AuthError> {
+        let cell = {
+            let mut inflight = self
+                .directory_inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            inflight
+                .entry(key)
+                .or_insert_with(|| Arc::new(tokio::sync::OnceCell::new()))
+                .clone()
+        };
+        let personal = self.personal.clone();
+        let (name, pw, checked) = (username.to_string(), password.to_string(), ldap.clone());
+        let outcome = cell
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || {
+                    let unseal = |v: &str| personal.as_ref().and_then(|k| k.decrypt(v));
+                    crate::ldap::sign_in(&checked, &unseal, &name, &pw).map_err(|e| e.to_string())
+                })
+                .await
+                .map_err(|_| AuthError::Unavailable)
+            })
+            .await
+            .cloned();
+        let mut inflight = self
+            .directory_inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if inflight.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            inflight.remove(&key);
+        }
+        outcome
     }
 
     fn cache_hit(&self, kind: &'static str) {

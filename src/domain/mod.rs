@@ -9,13 +9,14 @@
 //! routes each command to the part of the model it is about, one file each: `directory`
 //! (service, users, groups, SCIM), `tokens`, `keys` (signing, trusted, pairing, signed
 //! URLs), `permissions` (targets and repositories), `projects`, `access_keys`,
-//! `subscriptions`, `federation`, `checkpoints`.
+//! `subscriptions`, `federation`, `checkpoints`, `ldap`.
 
 mod access_keys;
 mod checkpoints;
 mod directory;
 mod federation;
 mod keys;
+pub mod ldap;
 mod names;
 mod permissions;
 mod projects;
@@ -332,6 +333,23 @@ pub enum Command {
         /// The master token minted for the peer (on the side that issued the pairing token).
         master: Option<Box<gatehouse_schemas::TokenIssued>>,
     },
+    /// An LDAP setting, whole (the manager password already sealed).
+    SaveLdapSetting(gatehouse_schemas::LdapSetting),
+    DeleteLdapSetting {
+        key: String,
+    },
+    SaveLdapGroupSetting(gatehouse_schemas::LdapGroupSetting),
+    DeleteLdapGroupSetting {
+        name: String,
+    },
+    /// A directory sign-in succeeded (see `ldap.rs`).
+    LdapSignedIn(ldap::LdapSignIn),
+    /// Import a directory's groups (see `ldap.rs`).
+    SyncLdapGroups {
+        groups: Vec<ldap::DirectoryGroup>,
+        operation: ldap::SyncOperation,
+        only_user: Option<String>,
+    },
 }
 
 /// The realm of users and groups created through this server's own API.
@@ -529,6 +547,16 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             settings::unexpire_passwords(state, usernames.as_deref(), *now_ms)
         }
         Command::UnlockUsers { usernames } => settings::unlock_users(state, usernames.as_deref()),
+        Command::SaveLdapSetting(s) => ldap::save_setting(state, s),
+        Command::DeleteLdapSetting { key } => ldap::delete_setting(state, key),
+        Command::SaveLdapGroupSetting(g) => ldap::save_group_setting(state, g),
+        Command::DeleteLdapGroupSetting { name } => ldap::delete_group_setting(state, name),
+        Command::LdapSignedIn(s) => ldap::signed_in(state, s),
+        Command::SyncLdapGroups {
+            groups,
+            operation,
+            only_user,
+        } => ldap::sync_groups(state, groups, *operation, only_user.as_deref()),
     }
 }
 

@@ -111,6 +111,7 @@ impl From<AuthError> for ApiError {
             AuthError::Unavailable => ApiError::Unavailable(e.to_string()),
             AuthError::Limited(secs) => ApiError::TooManyRequests(e.to_string(), secs),
             AuthError::Busy => ApiError::Overloaded(e.to_string()),
+            AuthError::Directory(_) => ApiError::Unavailable(e.to_string()),
             _ => ApiError::Unauthorized(e.to_string()),
         }
     }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod extract;
 pub mod federation;
 mod groups;
+mod ldap;
 mod metrics;
 mod pairing;
 mod permissions;
@@ -516,6 +517,17 @@ pub const ROUTES: &[(&str, &str)] = &[
         "POST",
         "/access/api/v2/users/unexpire_password_for_all_users",
     ),
+    ("GET", "/access/api/v1/ldap/settings"),
+    ("POST", "/access/api/v1/ldap/settings"),
+    ("GET", "/access/api/v1/ldap/settings/{key}"),
+    ("PUT", "/access/api/v1/ldap/settings/{key}"),
+    ("DELETE", "/access/api/v1/ldap/settings/{key}"),
+    ("GET", "/access/api/v1/ldap/groups"),
+    ("POST", "/access/api/v1/ldap/groups"),
+    ("GET", "/access/api/v1/ldap/groups/{name}"),
+    ("PUT", "/access/api/v1/ldap/groups/{name}"),
+    ("DELETE", "/access/api/v1/ldap/groups/{name}"),
+    ("POST", "/access/api/v1/ldap/groups/{name}/refresh"),
     ("GET", "/access/api/v1/config/token/default_expiry"),
     ("PUT", "/access/api/v1/config/token/default_expiry"),
     ("GET", "/access/api/v1/config/security/password_policy"),
@@ -595,6 +607,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     system::configure(cfg);
     scim::configure(cfg);
     settings::configure(cfg);
+    ldap::configure(cfg);
     users::configure(cfg);
     groups::configure(cfg);
     tokens::configure(cfg);

@@ -13,6 +13,7 @@ mod federation;
 mod groups;
 mod helpers;
 mod layout;
+mod ldap;
 mod nginx;
 mod openapi;
 mod operations;

@@ -1,0 +1,485 @@
+//! Decides the LDAP realm: LDAP settings and group settings, the user a successful
+//! directory sign-in creates (realm `ldap`, no password hash) and its directory groups,
+//! and the import of a directory's groups with their members.
+//!
+//! What the directory said travels in the command (the directory is asked before the
+//! command is sent): `decide` stays pure. Users and groups of realm `ldap` are ordinary
+//! directory entries; only their membership follows the directory. A group of another
+//! realm that has a directory group's name is left alone (a directory must not take over
+//! an internal group), and only users of realm `ldap` are made members by a sync (an
+//! internal user of the same name is someone else).
+
+use super::{names, DomainError};
+use gatehouse_projections::State;
+use gatehouse_schemas::{
+    Event, GroupCreated, GroupUpdated, LdapGroupSetting, LdapSetting, UserCreated, UserStatus,
+};
+use std::collections::BTreeSet;
+
+pub const LDAP_REALM: &str = "ldap";
+pub const STRATEGIES: &[&str] = &["STATIC", "DYNAMIC", "HIERARCHICAL"];
+
+/// A group as the directory shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryGroup {
+    /// Lower-case (JFrog: LDAP groups are synchronised by lower-case name).
+    pub name: String,
+    pub description: Option<String>,
+    /// `ldapGroupName=…;groupsStrategy=…;groupDn=…`, as JFrog writes it.
+    pub realm_attributes: String,
+    /// The user names of its members (lower-case); `None` when not read (a sign-in reads
+    /// only the signing-in user's groups).
+    pub members: Option<Vec<String>>,
+}
+
+/// What a successful directory sign-in tells.
+#[derive(Debug, Clone)]
+pub struct LdapSignIn {
+    pub username: String,
+    /// Sealed personal data: the e-mail of a new user, or a changed one (`None`: none,
+    /// or unchanged).
+    pub email: Option<String>,
+    /// The LDAP setting's `auto_create_user`.
+    pub auto_create: bool,
+    /// The user's directory groups; `None` when no group setting reads them.
+    pub groups: Option<Vec<DirectoryGroup>>,
+}
+
+/// Which part of a group import to do (JFrog's `operation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncOperation {
+    /// Create groups that are missing (with their members).
+    Import,
+    /// Bring existing groups' description and members in step.
+    Update,
+    UpdateAndImport,
+}
+
+pub(super) fn save_setting(state: &State, s: &LdapSetting) -> Result<Vec<Event>, DomainError> {
+    names::validate_group_name("key", &s.key)?;
+    let url = s.ldap_url.trim();
+    if url.is_empty() {
+        return Err(DomainError::invalid("ldap_url", "is required"));
+    }
+    for (i, u) in url.split_whitespace().enumerate() {
+        let lower = u.to_ascii_lowercase();
+        if !(lower.starts_with("ldap://") || lower.starts_with("ldaps://")) {
+            return Err(DomainError::invalid(
+                "ldap_url",
+                format!(
+                    "URL {} (`{}`) must start with `ldap://` or `ldaps://`",
+                    i + 1,
+                    u.escape_debug()
+                ),
+            ));
+        }
+    }
+    let pattern = s.user_dn_pattern.as_deref().unwrap_or("").trim();
+    let filter = s.search_filter.as_deref().unwrap_or("").trim();
+    if pattern.is_empty() && filter.is_empty() {
+        return Err(DomainError::invalid(
+            "user_dn_pattern",
+            "give a user DN pattern or a `search.search_filter`",
+        ));
+    }
+    if !pattern.is_empty() && !pattern.contains("{0}") {
+        return Err(DomainError::invalid(
+            "user_dn_pattern",
+            "must contain `{0}` (the user name)",
+        ));
+    }
+    if !filter.is_empty() && !filter.contains("{0}") {
+        return Err(DomainError::invalid(
+            "search.search_filter",
+            "must contain `{0}` (the user name)",
+        ));
+    }
+    if s.manager_password.is_some() && s.manager_dn.as_deref().unwrap_or("").is_empty() {
+        return Err(DomainError::invalid(
+            "search.manager_dn",
+            "is required with a manager password",
+        ));
+    }
+    if state.settings.ldap.settings.get(&s.key) == Some(s) {
+        return Ok(vec![]);
+    }
+    Ok(vec![Event::LdapSettingSaved(s.clone())])
+}
+
+pub(super) fn delete_setting(state: &State, key: &str) -> Result<Vec<Event>, DomainError> {
+    let ldap = &state.settings.ldap;
+    if !ldap.settings.contains_key(key) {
+        return Err(DomainError::NotFound(format!("LDAP setting `{key}`")));
+    }
+    if let Some(g) = ldap.group_settings_of(key).next() {
+        return Err(DomainError::Conflict(format!(
+            "LDAP group setting `{}` reads this directory; delete it first",
+            g.name
+        )));
+    }
+    Ok(vec![Event::LdapSettingDeleted { key: key.into() }])
+}
+
+pub(super) fn save_group_setting(
+    state: &State,
+    g: &LdapGroupSetting,
+) -> Result<Vec<Event>, DomainError> {
+    names::validate_group_name("name", &g.name)?;
+    if !state.settings.ldap.settings.contains_key(&g.enabled_ldap) {
+        return Err(DomainError::invalid(
+            "enabled_ldap",
+            format!("LDAP setting `{}` does not exist", g.enabled_ldap),
+        ));
+    }
+    if !STRATEGIES.contains(&g.strategy.as_str()) {
+        return Err(DomainError::invalid(
+            "strategy",
+            "must be `STATIC`, `DYNAMIC` or `HIERARCHICAL`",
+        ));
+    }
+    if g.group_name_attribute.trim().is_empty() {
+        return Err(DomainError::invalid("group_name_attribute", "is required"));
+    }
+    if g.strategy != "HIERARCHICAL" && g.group_member_attribute.trim().is_empty() {
+        return Err(DomainError::invalid(
+            "group_member_attribute",
+            "is required",
+        ));
+    }
+    if state.settings.ldap.group_settings.get(&g.name) == Some(g) {
+        return Ok(vec![]);
+    }
+    Ok(vec![Event::LdapGroupSettingSaved(g.clone())])
+}
+
+pub(super) fn delete_group_setting(state: &State, name: &str) -> Result<Vec<Event>, DomainError> {
+    if !state.settings.ldap.group_settings.contains_key(name) {
+        return Err(DomainError::NotFound(format!(
+            "LDAP group setting `{name}`"
+        )));
+    }
+    Ok(vec![Event::LdapGroupSettingDeleted { name: name.into() }])
+}
+
+/// Whether a directory group may be written as group `name` here: absent, or of realm
+/// `ldap` already.
+fn ours(state: &State, name: &str) -> bool {
+    state
+        .directory
+        .groups
+        .get(name)
+        .is_none_or(|g| g.realm == LDAP_REALM)
+}
+
+fn new_group(g: &DirectoryGroup, members: Vec<String>) -> Event {
+    Event::GroupCreated(GroupCreated {
+        name: g.name.clone(),
+        description: g.description.clone(),
+        auto_join: false,
+        admin_privileges: false,
+        realm: LDAP_REALM.into(),
+        realm_attributes: Some(g.realm_attributes.clone()),
+        external_id: None,
+        members,
+    })
+}
+
+/// A directory sign-in succeeded: create the user (first time) and bring its directory
+/// groups in step.
+pub(super) fn signed_in(state: &State, s: &LdapSignIn) -> Result<Vec<Event>, DomainError> {
+    let dir = &state.directory;
+    let username = names::normalize_username("username", &s.username)?;
+    let existing = dir.users.get(&username);
+    if let Some(u) = existing {
+        if u.realm != LDAP_REALM {
+            return Err(DomainError::Conflict(format!(
+                "user `{username}` is not of realm `ldap`"
+            )));
+        }
+    } else {
+        if !s.auto_create {
+            return Err(DomainError::NotFound(format!(
+                "user `{username}` (the LDAP setting does not create users)"
+            )));
+        }
+        if state.access_keys.keys.contains_key(&username) || dir.scim_ids.contains_key(&username) {
+            return Err(DomainError::Conflict(format!(
+                "`{username}` is taken by another identity"
+            )));
+        }
+    }
+    let mut events = Vec::new();
+    // The directory groups it may join (created when missing).
+    let wanted: Option<BTreeSet<String>> = s.groups.as_ref().map(|groups| {
+        let mut wanted = BTreeSet::new();
+        for g in groups {
+            if names::validate_group_name("group", &g.name).is_err() || !ours(state, &g.name) {
+                continue;
+            }
+            if !dir.groups.contains_key(&g.name) && !wanted.contains(&g.name) {
+                events.push(new_group(g, vec![]));
+            }
+            wanted.insert(g.name.clone());
+        }
+        wanted
+    });
+    match existing {
+        None => {
+            let mut groups: BTreeSet<String> = dir.auto_join_groups.iter().cloned().collect();
+            groups.extend(wanted.unwrap_or_default());
+            events.push(Event::UserCreated(UserCreated {
+                username: username.clone(),
+                email: s.email.clone(),
+                password_hash: None,
+                admin: false,
+                profile_updatable: false,
+                internal_password_disabled: true,
+                disable_ui_access: false,
+                realm: LDAP_REALM.into(),
+                status: UserStatus::Enabled,
+                groups: groups.into_iter().collect(),
+            }));
+        }
+        Some(user) => {
+            if let Some(email) = &s.email {
+                events.push(Event::UserUpdated(gatehouse_schemas::UserUpdated {
+                    username: username.clone(),
+                    email: Some(email.clone()),
+                    ..Default::default()
+                }));
+            }
+            if let Some(wanted) = wanted {
+                let current: BTreeSet<String> = user
+                    .groups
+                    .iter()
+                    .filter(|g| dir.groups.get(*g).is_some_and(|g| g.realm == LDAP_REALM))
+                    .cloned()
+                    .collect();
+                let added: Vec<String> = wanted.difference(&current).cloned().collect();
+                let removed: Vec<String> = current.difference(&wanted).cloned().collect();
+                if !added.is_empty() || !removed.is_empty() {
+                    events.push(Event::UserGroupsChanged {
+                        username,
+                        added,
+                        removed,
+                    });
+                }
+            }
+        }
+    }
+    Ok(events)
+}
+
+/// Import a directory's groups: create missing ones, bring existing ones' description,
+/// realm attributes and members in step. Members are the directory's members that are
+/// users of realm `ldap` here (the others join at their first sign-in). With `only_user`,
+/// only that user's memberships change.
+pub(super) fn sync_groups(
+    state: &State,
+    groups: &[DirectoryGroup],
+    operation: SyncOperation,
+    only_user: Option<&str>,
+) -> Result<Vec<Event>, DomainError> {
+    let dir = &state.directory;
+    let is_ldap_user = |u: &str| dir.users.get(u).is_some_and(|u| u.realm == LDAP_REALM);
+    let in_scope = |u: &str| only_user.is_none_or(|o| o == u);
+    let mut events = Vec::new();
+    let mut seen = BTreeSet::new();
+    for g in groups {
+        if names::validate_group_name("group", &g.name).is_err()
+            || !ours(state, &g.name)
+            || !seen.insert(g.name.clone())
+        {
+            continue;
+        }
+        let members: BTreeSet<String> = g
+            .members
+            .iter()
+            .flatten()
+            .filter(|m| is_ldap_user(m) && in_scope(m))
+            .cloned()
+            .collect();
+        match dir.groups.get(&g.name) {
+            None => {
+                if operation != SyncOperation::Update {
+                    events.push(new_group(g, members.into_iter().collect()));
+                }
+            }
+            Some(existing) => {
+                if operation == SyncOperation::Import {
+                    continue;
+                }
+                let attrs = Some(g.realm_attributes.clone());
+                let described = |d: &Option<String>| d.clone().unwrap_or_default();
+                if described(&existing.description) != described(&g.description)
+                    || existing.realm_attributes != attrs
+                {
+                    events.push(Event::GroupUpdated(GroupUpdated {
+                        name: g.name.clone(),
+                        description: Some(g.description.clone().unwrap_or_default()),
+                        realm_attributes: attrs,
+                        ..Default::default()
+                    }));
+                }
+                if g.members.is_none() {
+                    continue;
+                }
+                let current: BTreeSet<String> = existing
+                    .members
+                    .iter()
+                    .filter(|m| is_ldap_user(m) && in_scope(m))
+                    .cloned()
+                    .collect();
+                let added: Vec<String> = members.difference(&current).cloned().collect();
+                let removed: Vec<String> = current.difference(&members).cloned().collect();
+                if !added.is_empty() || !removed.is_empty() {
+                    events.push(Event::GroupMembersChanged {
+                        group: g.name.clone(),
+                        added,
+                        removed,
+                    });
+                }
+            }
+        }
+    }
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_schemas::Envelope;
+
+    fn apply(state: &mut State, events: Vec<Event>) {
+        for event in events {
+            let seq = state.seq + 1;
+            state.apply(&Envelope {
+                seq,
+                time_ms: seq,
+                actor: "t".into(),
+                origin: "o".into(),
+                request_id: "r".into(),
+                event,
+            });
+        }
+    }
+
+    fn group(name: &str, members: Option<&[&str]>) -> DirectoryGroup {
+        DirectoryGroup {
+            name: name.into(),
+            description: None,
+            realm_attributes: format!(
+                "ldapGroupName={name};groupsStrategy=STATIC;groupDn=cn={name}"
+            ),
+            members: members.map(|m| m.iter().map(|s| s.to_string()).collect()),
+        }
+    }
+
+    fn sign_in(name: &str, groups: &[&str]) -> LdapSignIn {
+        LdapSignIn {
+            username: name.into(),
+            email: None,
+            auto_create: true,
+            groups: Some(groups.iter().map(|g| group(g, None)).collect()),
+        }
+    }
+
+    #[test]
+    fn sign_in_creates_then_follows_the_directory_groups_only() {
+        let mut s = State::default();
+        // An internal group of a directory group's name is not taken over.
+        apply(
+            &mut s,
+            vec![Event::GroupCreated(GroupCreated {
+                name: "admins".into(),
+                description: None,
+                auto_join: false,
+                admin_privileges: true,
+                realm: "internal".into(),
+                realm_attributes: None,
+                external_id: None,
+                members: vec![],
+            })],
+        );
+        let events = signed_in(&s, &sign_in("alice", &["devs", "ops", "admins"])).unwrap();
+        apply(&mut s, events);
+        let alice = &s.directory.users["alice"];
+        assert_eq!(alice.realm, LDAP_REALM);
+        assert!(alice.password_hash.is_none());
+        assert_eq!(
+            alice.groups.iter().cloned().collect::<Vec<_>>(),
+            ["devs", "ops"]
+        );
+        assert!(s.directory.groups["admins"].members.is_empty());
+        // An internal group an admin added her to stays; `ops` goes.
+        apply(
+            &mut s,
+            vec![Event::UserGroupsChanged {
+                username: "alice".into(),
+                added: vec!["admins".into()],
+                removed: vec![],
+            }],
+        );
+        let events = signed_in(&s, &sign_in("alice", &["devs"])).unwrap();
+        assert_eq!(
+            events,
+            [Event::UserGroupsChanged {
+                username: "alice".into(),
+                added: vec![],
+                removed: vec!["ops".into()],
+            }]
+        );
+        apply(&mut s, events);
+        assert!(signed_in(&s, &sign_in("alice", &["devs"]))
+            .unwrap()
+            .is_empty());
+        // Not created when the setting does not create users.
+        let mut no = sign_in("bob", &[]);
+        no.auto_create = false;
+        assert!(signed_in(&s, &no).is_err());
+    }
+
+    #[test]
+    fn sync_adds_only_ldap_users_and_removes_who_left() {
+        let mut s = State::default();
+        let events = signed_in(&s, &sign_in("alice", &[])).unwrap();
+        apply(&mut s, events);
+        apply(
+            &mut s,
+            vec![Event::UserCreated(UserCreated {
+                username: "bob".into(),
+                email: None,
+                password_hash: Some("x".into()),
+                admin: false,
+                profile_updatable: true,
+                internal_password_disabled: false,
+                disable_ui_access: false,
+                realm: "internal".into(),
+                status: UserStatus::Enabled,
+                groups: vec![],
+            })],
+        );
+        let dir = [group("devs", Some(&["alice", "bob", "carol"]))];
+        let events = sync_groups(&s, &dir, SyncOperation::UpdateAndImport, None).unwrap();
+        apply(&mut s, events);
+        let devs = &s.directory.groups["devs"];
+        assert_eq!(devs.realm, LDAP_REALM);
+        assert_eq!(devs.members.iter().cloned().collect::<Vec<_>>(), ["alice"]);
+        // UPDATE does not create; IMPORT does not touch existing groups.
+        let more = [group("new", Some(&["alice"])), group("devs", Some(&[]))];
+        let events = sync_groups(&s, &more, SyncOperation::Import, None).unwrap();
+        assert!(matches!(&events[..], [Event::GroupCreated(g)] if g.name == "new"));
+        let events = sync_groups(&s, &more, SyncOperation::Update, None).unwrap();
+        assert_eq!(
+            events,
+            [Event::GroupMembersChanged {
+                group: "devs".into(),
+                added: vec![],
+                removed: vec!["alice".into()],
+            }]
+        );
+        // Limited to one user: others' memberships are left alone.
+        let events = sync_groups(&s, &more, SyncOperation::Update, Some("zed")).unwrap();
+        assert!(events.is_empty());
+    }
+}
