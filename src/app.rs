@@ -49,6 +49,25 @@ impl Application {
         let started = Instant::now();
         let mut log = EventLog::open(&settings.data_dir)?;
         log.set_snapshot_keep(settings.config.snapshot_keep);
+        // Several nodes: the shared log is the authority, and the data directory's log
+        // this node's copy of it; bring the copy up to date before rebuilding from it.
+        let shared_log = match settings.config.store.clone() {
+            None => None,
+            Some(url) => {
+                // The PostgreSQL client blocks (it runs its own small runtime): not on
+                // this async thread.
+                let (pg, copied, back) = tokio::task::spawn_blocking(move || {
+                    let mut pg = crate::log::postgres::PgLog::connect(&url.0)?;
+                    let copied = pg.copy_into(&mut log)?;
+                    Ok::<_, LogError>((pg, copied, log))
+                })
+                .await
+                .map_err(|e| StartError::Other(e.to_string()))??;
+                log = back;
+                tracing::info!(copied, "following the shared log");
+                Some(pg)
+            }
+        };
         let open_ms = started.elapsed().as_millis() as u64;
         let (state, report) = log.load(settings.config.startup_verify)?;
         tracing::info!(
@@ -76,15 +95,25 @@ impl Application {
         let needs_init = state.service_id.is_none();
         let shared = Arc::new(RwLock::new(state));
         let log_reader = log.reader();
-        let (writer, writer_thread) = Writer::spawn(
+        let (writer, writer_thread) = Writer::spawn_shared(
             log,
+            shared_log.map(|log| crate::writer::SharedLog {
+                log,
+                poll: Duration::from_millis(settings.config.follow_poll_ms.max(10)),
+                listen: settings.config.follow_listen,
+            }),
             shared.clone(),
             settings.config.snapshot_every,
             settings.config.writer_queue,
             metrics.clone(),
         );
         if needs_init {
-            initialize(&settings, &writer).await?;
+            if let Err(e) = initialize(&settings, &writer).await {
+                // Another node of a shared log initialized it first: its identity wins.
+                if shared.read().unwrap_or_else(|p| p.into_inner()).service_id.is_none() {
+                    return Err(e);
+                }
+            }
         }
         let keys = Arc::new(
             KeyRing::open(&settings.data_dir).map_err(|e| StartError::Other(e.to_string()))?,
@@ -225,6 +254,7 @@ impl Application {
             App::new()
                 .app_data(data.clone())
                 .wrap(actix_web::middleware::from_fn(http::as_of_middleware))
+                .wrap(actix_web::middleware::from_fn(http::min_seq_middleware))
                 .wrap(actix_web::middleware::from_fn(http::request_middleware))
                 .configure(http::configure)
         })

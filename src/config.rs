@@ -98,6 +98,18 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Extra root certificates (PEM) that outgoing calls trust besides the system's.
     pub ca_file: Option<PathBuf>,
+    /// The shared event log of several nodes (`postgres://user:pass@host:port/db`; also
+    /// `--store` and `GATEHOUSE_STORE`). None: sled in the data directory.
+    pub store: Option<Secret>,
+    /// How often a node looks at the shared log for other nodes' events when no
+    /// notification woke it (milliseconds; the only way on databases without LISTEN).
+    pub follow_poll_ms: u64,
+    /// Whether a node LISTENs for other nodes' appends (false: it only polls; for
+    /// databases without LISTEN/NOTIFY such as CockroachDB, found out by itself too).
+    pub follow_listen: bool,
+    /// How long a request with `X-Gatehouse-Min-Seq` waits for this node to apply that
+    /// position before it is answered 503 (milliseconds).
+    pub min_seq_wait_ms: u64,
 }
 
 /// Which failed sign-ins may lock a user.
@@ -162,6 +174,10 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             ca_file: None,
+            store: None,
+            follow_poll_ms: 250,
+            follow_listen: true,
+            min_seq_wait_ms: 2_000,
         }
     }
 }
