@@ -642,7 +642,8 @@ impl Writer {
             let rows = match pg.read_after(self.log.head_seq(), self.log.head_hash(), 1000) {
                 Ok(rows) => rows,
                 Err(LogError::Database(e)) => {
-                    tracing::warn!(error = %e, "cannot read the shared log; will try again");
+                    // Followers ask often; the append path warns when it matters.
+                    tracing::debug!(error = %e, "cannot read the shared log; will try again");
                     return;
                 }
                 Err(e) => self.fail_stop(&e),
