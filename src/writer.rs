@@ -489,6 +489,10 @@ impl Writer {
                 }
                 Appended::InDoubt(_) => {
                     tracing::error!("the shared log stayed unavailable; answering 503");
+                    // The batch may still turn up in the shared log: then it comes back
+                    // through catch-up like any other node's events.
+                    self.rewind();
+                    self.catch_up();
                     for reply in senders {
                         let _ = reply.send(Err(SubmitError::Unavailable));
                     }

@@ -539,3 +539,62 @@ fn a_log_moves_from_sled_to_postgres_and_back_with_the_same_chain_and_digest() {
     assert_eq!(head_and_digest(&out), shared);
     assert_eq!(verify_copy(&back), shared);
 }
+
+#[test]
+fn a_row_that_breaks_the_chain_stops_every_node_with_its_position() {
+    let Some(pg) = Postgres::start("a_row_that_breaks_the_chain_stops_every_node_with_its_position")
+    else {
+        return;
+    };
+    let url = pg.url();
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = node(dir.path(), &url, None);
+    let r = a.admin().post("/access/api/v2/groups", &json!({"name": "before"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let head: i64 = r.header("x-gatehouse-seq").unwrap().parse().unwrap();
+    // Someone writes a row behind Gatehouse's back: right position, wrong hash.
+    let mut sql = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    sql.execute(
+        "INSERT INTO gatehouse_events (position, hash, bytes) VALUES ($1, $2, $3)",
+        &[&(head + 1), &vec![7u8; 32], &b"forged".to_vec()],
+    )
+    .unwrap();
+    sql.execute("SELECT pg_notify('gatehouse_events', 'forged')", &[]).unwrap();
+    // The node reads it, refuses it, and stops (fail-stop), naming the position.
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = a.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the node kept serving");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(70));
+    let (ok, out) = gatehouse(&[OsStr::new("verify"), OsStr::new("--store"), OsStr::new(&url)]);
+    assert!(!ok, "{out}");
+    assert!(out.contains(&format!("chain broken at position {}", head + 1)), "{out}");
+    // A node that starts on it stops before serving, naming the position too.
+    let fresh = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(fresh.path())
+        .args(["--store", &url])
+        .env("GATEHOUSE_ADMIN_PASSWORD", BINARY_ADMIN_PASSWORD)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains(&format!("position {}", head + 1)), "{text}");
+    // A gap is refused the same way.
+    sql.execute("DELETE FROM gatehouse_events WHERE position = $1", &[&(head + 1)])
+        .unwrap();
+    sql.execute(
+        "INSERT INTO gatehouse_events (position, hash, bytes) VALUES ($1, $2, $3)",
+        &[&(head + 2), &vec![7u8; 32], &b"forged".to_vec()],
+    )
+    .unwrap();
+    let (ok, out) = gatehouse(&[OsStr::new("verify"), OsStr::new("--store"), OsStr::new(&url)]);
+    assert!(!ok && out.contains(&format!("position {} is missing", head + 1)), "{out}");
+    drop(a);
+}
