@@ -56,9 +56,22 @@ impl Application {
             Some(url) => {
                 // The PostgreSQL client blocks (it runs its own small runtime): not on
                 // this async thread.
+                let master = match &settings.config.master_key_file {
+                    Some(f) => Some(
+                        crate::keys::vault::KeyVault::read_master(f).map_err(StartError::Other)?,
+                    ),
+                    None => {
+                        tracing::warn!("no master key file: keys stay per node (see README, Several nodes)");
+                        None
+                    }
+                };
+                let data_dir = settings.data_dir.clone();
                 let (pg, copied, back) = tokio::task::spawn_blocking(move || {
                     let mut pg = crate::log::postgres::PgLog::connect(&url.0)?;
                     let copied = pg.copy_into(&mut log)?;
+                    if let Some(master) = master {
+                        crate::keys::vault::KeyVault::open(pg.sibling(), master, &data_dir)?;
+                    }
                     Ok::<_, LogError>((pg, copied, log))
                 })
                 .await
@@ -442,7 +455,15 @@ async fn ensure_keys(
     Ok(())
 }
 
+/// Write a private file (0600). A key file is also given to the other nodes of a shared
+/// log (`keys::vault`), before anything can use it.
 pub fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    write_private_local(path, contents)?;
+    crate::keys::vault::written(path, contents)
+}
+
+/// [`write_private`] on this node only.
+pub fn write_private_local(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;

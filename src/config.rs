@@ -107,6 +107,10 @@ pub struct Config {
     /// Whether a node LISTENs for other nodes' appends (false: it only polls; for
     /// databases without LISTEN/NOTIFY such as CockroachDB, found out by itself too).
     pub follow_listen: bool,
+    /// Several nodes: the file every node reads the master key from (at least 32 secret
+    /// bytes); private keys are then shared through PostgreSQL, sealed under it. Also
+    /// `--master-key-file` and `GATEHOUSE_MASTER_KEY_FILE`.
+    pub master_key_file: Option<PathBuf>,
     /// How long a request with `X-Gatehouse-Min-Seq` waits for this node to apply that
     /// position before it is answered 503 (milliseconds).
     pub min_seq_wait_ms: u64,
@@ -177,6 +181,7 @@ impl Default for Config {
             store: None,
             follow_poll_ms: 250,
             follow_listen: true,
+            master_key_file: None,
             min_seq_wait_ms: 2_000,
         }
     }

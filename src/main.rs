@@ -41,6 +41,10 @@ enum Cmd {
         /// it: sled in the data directory.
         #[arg(long, env = "GATEHOUSE_STORE")]
         store: Option<String>,
+        /// With --store: the master key file (≥ 32 secret bytes, the same on every node)
+        /// under which private keys are shared through PostgreSQL.
+        #[arg(long, env = "GATEHOUSE_MASTER_KEY_FILE")]
+        master_key_file: Option<PathBuf>,
         /// Serve HTTPS with this certificate chain (PEM; with --tls-key). Re-read on SIGHUP.
         #[arg(long, env = "GATEHOUSE_TLS_CERT", requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -155,11 +159,18 @@ fn main() -> ExitCode {
             listen,
             config,
             store,
+            master_key_file,
             tls_cert,
             tls_key,
             ca_file,
             log_format: _,
-        } => serve(data_dir, listen, config, store, (tls_cert, tls_key, ca_file)),
+        } => serve(
+            data_dir,
+            listen,
+            config,
+            (store, master_key_file),
+            (tls_cert, tls_key, ca_file),
+        ),
         Cmd::Verify {
             data_dir,
             store,
@@ -193,7 +204,7 @@ fn serve(
     data_dir: PathBuf,
     listen: String,
     config: Option<PathBuf>,
-    store: Option<String>,
+    (store, master_key_file): (Option<String>, Option<PathBuf>),
     (tls_cert, tls_key, ca_file): TlsFiles,
 ) -> ExitCode {
     let mut config = match Config::load(config.as_deref()) {
@@ -213,6 +224,9 @@ fn serve(
     }
     if let Some(store) = store.filter(|s| !s.is_empty()) {
         config.store = Some(gatehouse::config::Secret(store));
+    }
+    if master_key_file.is_some() {
+        config.master_key_file = master_key_file;
     }
     if let Ok(token) = std::env::var("GATEHOUSE_METRICS_TOKEN") {
         if !token.is_empty() {

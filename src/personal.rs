@@ -60,8 +60,11 @@ impl PersonalKeys {
         if let Some(k) = self.cache.read().unwrap_or_else(|p| p.into_inner()).get(id) {
             return *k;
         }
-        let k = std::fs::read_to_string(self.dir.join(id))
+        let path = self.dir.join(id);
+        let k = std::fs::read_to_string(&path)
             .ok()
+            // Another node of a shared log may have made it.
+            .or_else(|| crate::keys::vault::fetch(&path))
             .and_then(|t| URL_SAFE_NO_PAD.decode(t.trim()).ok())
             .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok());
         self.cache
@@ -150,6 +153,8 @@ impl PersonalKeys {
             return Ok(());
         }
         let path = self.dir.join(id);
+        // Everywhere: the other nodes of a shared log must not find it again.
+        crate::keys::vault::destroyed(&path).map_err(|e| KeyStoreError(e.to_string()))?;
         if path.exists() {
             // Overwrite before unlinking, so the key's bytes do not linger in the file's
             // blocks; then make the removal itself durable.

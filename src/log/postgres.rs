@@ -36,6 +36,11 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS gatehouse_schema (
     version INT PRIMARY KEY
 );
+CREATE TABLE IF NOT EXISTS gatehouse_keys (
+    name TEXT PRIMARY KEY,
+    sealed BYTEA NOT NULL,
+    destroyed BOOLEAN NOT NULL DEFAULT false
+);
 CREATE TABLE IF NOT EXISTS gatehouse_events (
     position BIGINT PRIMARY KEY CHECK (position > 0),
     hash BYTEA NOT NULL,

@@ -598,3 +598,115 @@ fn a_row_that_breaks_the_chain_stops_every_node_with_its_position() {
     assert!(!ok && out.contains(&format!("position {} is missing", head + 1)), "{out}");
     drop(a);
 }
+
+/// A node with the master key file (`--master-key-file`).
+fn keyed_node(dir: &Path, url: &str, master: &Path) -> ServerProcess {
+    ServerProcess::spawn_with_args(
+        dir,
+        "warn",
+        Stdio::inherit(),
+        None,
+        "127.0.0.1:0",
+        &[
+            OsStr::new("--store"),
+            OsStr::new(url),
+            OsStr::new("--master-key-file"),
+            master.as_os_str(),
+        ],
+    )
+}
+
+#[test]
+fn nodes_share_their_keys_sealed_under_the_master_key() {
+    let Some(pg) = Postgres::start("nodes_share_their_keys_sealed_under_the_master_key") else {
+        return;
+    };
+    let url = pg.url();
+    let secrets = tempfile::tempdir().unwrap();
+    let master = secrets.path().join("master.key");
+    std::fs::write(&master, [0x5au8; 48]).unwrap();
+    let (a_dir, b_dir, c_dir) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let a = keyed_node(a_dir.path(), &url, &master);
+    // Personal data is sealed with a key A makes for the user.
+    let r = a.admin().post(
+        "/access/api/v2/users",
+        &json!({"username": "pat", "password": "s3cret-pass-1", "email": "pat@example.com"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let seq = r.header("x-gatehouse-seq").unwrap().to_string();
+    let b = keyed_node(b_dir.path(), &url, &master);
+    // B opens what A sealed.
+    let u = b
+        .admin()
+        .get_with("/access/api/v2/users/pat", &[("X-Gatehouse-Min-Seq", &seq)]);
+    assert_eq!(u.status, 200, "{}", u.text);
+    assert_eq!(u.json()["email"], "pat@example.com", "{}", u.text);
+    // And A opens what B seals, made after B started.
+    let r = b.admin().post(
+        "/access/api/v2/users",
+        &json!({"username": "sam", "password": "s3cret-pass-2", "email": "sam@example.com"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let seq = r.header("x-gatehouse-seq").unwrap().to_string();
+    let u = a
+        .admin()
+        .get_with("/access/api/v2/users/sam", &[("X-Gatehouse-Min-Seq", &seq)]);
+    assert_eq!(u.json()["email"], "sam@example.com", "{}", u.text);
+    // A token made on one node works on the other (as it would without shared keys), and
+    // no node started with a signing key of its own: one key for all of them, even for a
+    // node with an empty data directory.
+    let c = keyed_node(c_dir.path(), &url, &master);
+    let signing_keys = shared_events(&url)
+        .iter()
+        .filter(|e| matches!(e.event, gatehouse_schemas::Event::SigningKeyAdded { .. }))
+        .count();
+    assert_eq!(signing_keys, 1, "one signing key for every node");
+    // In PostgreSQL the keys are sealed: none of A's key files is there in clear.
+    let mut sql = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let sealed: Vec<Vec<u8>> = sql
+        .query("SELECT sealed FROM gatehouse_keys", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(sealed.len() >= 3, "signing, signed-URL and personal keys are shared");
+    let mut files = vec![];
+    for d in [a_dir.path().join("keys"), a_dir.path().join("keys/personal")] {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            if e.path().is_file() {
+                files.push(std::fs::read_to_string(e.path()).unwrap().trim().to_string());
+            }
+        }
+    }
+    assert!(!files.is_empty());
+    for f in &files {
+        assert!(
+            !sealed.iter().any(|s| s.windows(f.len()).any(|w| w == f.as_bytes())),
+            "a key is in the database in clear"
+        );
+    }
+    // A node with another master key cannot open them, and says so.
+    let wrong = secrets.path().join("wrong.key");
+    std::fs::write(&wrong, [0x11u8; 48]).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(d.path())
+        .args(["--store", &url, "--master-key-file"])
+        .arg(&wrong)
+        .env("GATEHOUSE_ADMIN_PASSWORD", BINARY_ADMIN_PASSWORD)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("master key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop((a, b, c));
+}
