@@ -148,6 +148,7 @@ impl Application {
             crate::personal::PersonalKeys::open(&settings.data_dir)
                 .map_err(|e| StartError::Other(e.to_string()))?,
         );
+        crate::keys::vault::watch_destroyed(&settings.data_dir, Arc::downgrade(&personal));
         // Webhook deliveries and the federation stream follow the committed log from
         // their own cursor.
         // Their outboxes are a sled database of their own: the writer's flush of the log

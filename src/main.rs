@@ -504,11 +504,11 @@ fn export(
 ) -> ExitCode {
     let mut source = match store {
         Some(url) => match PgLog::connect(&url) {
-            Ok(pg) => Source::Shared(pg),
+            Ok(pg) => Source::Shared(Box::new(pg)),
             Err(e) => return report_broken(e),
         },
         None => match open_existing(&data_dir) {
-            Ok(l) => Source::Local(l),
+            Ok(l) => Source::Local(Box::new(l)),
             Err(code) => return code,
         },
     };
@@ -603,16 +603,20 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Where `gatehouse export` reads.
 enum Source {
-    Local(EventLog),
-    Shared(PgLog),
+    Local(Box<EventLog>),
+    Shared(Box<PgLog>),
 }
+
+/// A replayed shared log: the state, the hash at every position, the last position and
+/// its hash.
+type Replayed = (State, Vec<[u8; 32]>, u64, [u8; 32]);
 
 /// The shared log read from position 1 (to `to`), chain checked, every event decoded and
 /// applied: the state, the hashes by position, and the last position and its hash.
 fn replay_rows(
     pg: &mut PgLog,
     to: Option<u64>,
-) -> Result<(State, Vec<[u8; 32]>, u64, [u8; 32]), LogError> {
+) -> Result<Replayed, LogError> {
     let mut state = State::default();
     let mut hashes = Vec::new();
     let (seq, head) = pg.for_each(to, |r| {

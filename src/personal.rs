@@ -152,9 +152,19 @@ impl PersonalKeys {
         if !Self::valid_id(id) {
             return Ok(());
         }
+        // Everywhere: the other nodes of a shared log must not find it again (and drop
+        // their copies: `keys::vault::watch_destroyed`).
+        crate::keys::vault::destroyed(&self.dir.join(id))
+            .map_err(|e| KeyStoreError(e.to_string()))?;
+        self.destroy_here(id)
+    }
+
+    /// [`destroy`](Self::destroy) on this node only (another node destroyed it).
+    pub fn destroy_here(&self, id: &str) -> Result<(), KeyStoreError> {
+        if !Self::valid_id(id) {
+            return Ok(());
+        }
         let path = self.dir.join(id);
-        // Everywhere: the other nodes of a shared log must not find it again.
-        crate::keys::vault::destroyed(&path).map_err(|e| KeyStoreError(e.to_string()))?;
         if path.exists() {
             // Overwrite before unlinking, so the key's bytes do not linger in the file's
             // blocks; then make the removal itself durable.

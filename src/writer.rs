@@ -255,6 +255,15 @@ pub struct SharedLog {
     pub listen: bool,
 }
 
+/// A command waiting for the writer, and where its answer goes.
+type Submission = (
+    Command,
+    CommandContext,
+    oneshot::Sender<Result<Committed, SubmitError>>,
+);
+/// A command's answer.
+type Outcome = Result<Committed, SubmitError>;
+
 /// What became of a batch.
 enum Appended {
     Done,
@@ -429,14 +438,7 @@ impl Writer {
         }
     }
 
-    fn commit(
-        &mut self,
-        submissions: Vec<(
-            Command,
-            CommandContext,
-            oneshot::Sender<Result<Committed, SubmitError>>,
-        )>,
-    ) {
+    fn commit(&mut self, submissions: Vec<Submission>) {
         if submissions.is_empty() {
             return;
         }
@@ -449,8 +451,7 @@ impl Writer {
         let deadline = Instant::now() + SHARED_RETRY;
         let mut pause = Duration::from_millis(10);
         // A batch sent to the shared log whose commit was not confirmed.
-        let mut in_doubt: Option<(Vec<Envelope>, Vec<RawEvent>, Vec<Result<Committed, SubmitError>>)> =
-            None;
+        let mut in_doubt: Option<(Vec<Envelope>, Vec<RawEvent>, Vec<Outcome>)> = None;
         loop {
             let (envelopes, results, outcome) = match in_doubt.take() {
                 Some((envelopes, records, results)) => {
@@ -513,7 +514,7 @@ impl Writer {
     fn decide_all(
         &mut self,
         work: &[(Command, CommandContext)],
-    ) -> (Vec<Envelope>, Vec<Result<Committed, SubmitError>>) {
+    ) -> (Vec<Envelope>, Vec<Outcome>) {
         let origin = self.state.service_id.clone().unwrap_or_default();
         let mut envelopes: Vec<Envelope> = Vec::new();
         let mut results = Vec::with_capacity(work.len());

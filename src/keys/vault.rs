@@ -244,6 +244,53 @@ pub fn destroyed(path: &Path) -> std::io::Result<()> {
     off_runtime(|| vault.destroy(&name)).map_err(std::io::Error::other)
 }
 
+/// Several nodes: call `destroy` with the id of every personal-data key another node
+/// destroyed (a purge), within about a second, for as long as `personal` lives — so a
+/// purged user's data reads `[erased]` on every node, not only on the one that purged.
+pub fn watch_destroyed(data_dir: &Path, personal: std::sync::Weak<crate::personal::PersonalKeys>) {
+    let vault = {
+        let vaults = VAULTS.read().unwrap_or_else(|p| p.into_inner());
+        vaults.iter().find(|v| v.data_dir == data_dir).cloned()
+    };
+    let Some(vault) = vault else {
+        return;
+    };
+    std::thread::Builder::new()
+        .name("gatehouse-key-watch".into())
+        .spawn(move || {
+            let mut seen = std::collections::HashSet::new();
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                let Some(personal) = personal.upgrade() else {
+                    return;
+                };
+                let names: Vec<String> = {
+                    let mut pg = vault.pg.lock().unwrap_or_else(|p| p.into_inner());
+                    let Ok(client) = pg.client() else { continue };
+                    match client.query(
+                        "SELECT name FROM gatehouse_keys WHERE destroyed AND name LIKE 'keys/personal/%'",
+                        &[],
+                    ) {
+                        Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
+                        Err(_) => {
+                            pg.drop_connection();
+                            continue;
+                        }
+                    }
+                };
+                for name in names {
+                    if seen.insert(name.clone()) {
+                        let id = name.trim_start_matches("keys/personal/");
+                        if let Err(e) = personal.destroy_here(id) {
+                            tracing::warn!(error = %e, "cannot destroy a key another node destroyed");
+                        }
+                    }
+                }
+            }
+        })
+        .expect("spawn the key watch thread");
+}
+
 /// Base64url text of 32 bytes, as key files hold them.
 pub fn parse32(text: &str) -> Option<[u8; 32]> {
     URL_SAFE_NO_PAD

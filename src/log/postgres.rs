@@ -313,8 +313,7 @@ impl PgLog {
             })?;
         let mut out = Vec::with_capacity(rows.len());
         let mut prev = prev;
-        let mut expected = after + 1;
-        for row in rows {
+        for (expected, row) in (after + 1..).zip(rows) {
             let seq = row.get::<_, i64>(0) as u64;
             if seq != expected {
                 return Err(LogError::ChainBroken {
@@ -331,7 +330,6 @@ impl PgLog {
                 });
             }
             prev = hash;
-            expected += 1;
             out.push(RawEvent { seq, hash, bytes });
         }
         Ok(out)

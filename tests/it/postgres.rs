@@ -656,6 +656,24 @@ fn nodes_share_their_keys_sealed_under_the_master_key() {
         .admin()
         .get_with("/access/api/v2/users/sam", &[("X-Gatehouse-Min-Seq", &seq)]);
     assert_eq!(u.json()["email"], "sam@example.com", "{}", u.text);
+    // A purge on one node erases the user's personal data on every node (B read it with
+    // the key before, so B held a copy of it).
+    let then = |node: &ServerProcess| {
+        let r = node
+            .admin()
+            .get(&format!("/access/api/v2/users/sam?as_of={seq}"));
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()["email"].clone()
+    };
+    assert_eq!(then(&b), "sam@example.com");
+    let r = a.admin().delete("/access/api/v2/users/sam?purge=true");
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(then(&a), "[erased]");
+    let started = Instant::now();
+    while then(&b) != "[erased]" {
+        assert!(started.elapsed() < Duration::from_secs(20), "B still shows the purged e-mail");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // A token made on one node works on the other (as it would without shared keys), and
     // no node started with a signing key of its own: one key for all of them, even for a
     // node with an empty data directory.
