@@ -52,6 +52,38 @@ impl Application {
             settings.config.log_cache_mib.max(1) * 1024 * 1024,
         )?;
         log.set_snapshot_keep(settings.config.snapshot_keep);
+        // Several nodes: the shared log is the authority, and the data directory's log
+        // this node's copy of it; bring the copy up to date before rebuilding from it.
+        let shared_log = match settings.config.store.clone() {
+            None => None,
+            Some(url) => {
+                // The PostgreSQL client blocks (it runs its own small runtime): not on
+                // this async thread.
+                let master = match &settings.config.master_key_file {
+                    Some(f) => Some(
+                        crate::keys::vault::KeyVault::read_master(f).map_err(StartError::Other)?,
+                    ),
+                    None => {
+                        tracing::warn!("no master key file: keys stay per node (see README, Several nodes)");
+                        None
+                    }
+                };
+                let data_dir = settings.data_dir.clone();
+                let (pg, copied, back) = tokio::task::spawn_blocking(move || {
+                    let mut pg = crate::log::postgres::PgLog::connect(&url.0)?;
+                    let copied = pg.copy_into(&mut log)?;
+                    if let Some(master) = master {
+                        crate::keys::vault::KeyVault::open(pg.sibling(), master, &data_dir)?;
+                    }
+                    Ok::<_, LogError>((pg, copied, log))
+                })
+                .await
+                .map_err(|e| StartError::Other(e.to_string()))??;
+                log = back;
+                tracing::info!(copied, "following the shared log");
+                Some(pg)
+            }
+        };
         let open_ms = started.elapsed().as_millis() as u64;
         let (state, report) = log.load(settings.config.startup_verify)?;
         tracing::info!(
@@ -79,15 +111,25 @@ impl Application {
         let needs_init = state.service_id.is_none();
         let shared = Arc::new(RwLock::new(state));
         let log_reader = log.reader();
-        let (writer, writer_thread) = Writer::spawn(
+        let (writer, writer_thread) = Writer::spawn_shared(
             log,
+            shared_log.map(|log| crate::writer::SharedLog {
+                log,
+                poll: Duration::from_millis(settings.config.follow_poll_ms.max(10)),
+                listen: settings.config.follow_listen,
+            }),
             shared.clone(),
             settings.config.snapshot_every,
             settings.config.writer_queue,
             metrics.clone(),
         );
         if needs_init {
-            initialize(&settings, &writer).await?;
+            if let Err(e) = initialize(&settings, &writer).await {
+                // Another node of a shared log initialized it first: its identity wins.
+                if shared.read().unwrap_or_else(|p| p.into_inner()).service_id.is_none() {
+                    return Err(e);
+                }
+            }
         }
         let keys = Arc::new(
             KeyRing::open(&settings.data_dir).map_err(|e| StartError::Other(e.to_string()))?,
@@ -109,6 +151,7 @@ impl Application {
             crate::personal::PersonalKeys::open(&settings.data_dir)
                 .map_err(|e| StartError::Other(e.to_string()))?,
         );
+        crate::keys::vault::watch_destroyed(&settings.data_dir, Arc::downgrade(&personal));
         // Webhook deliveries and the federation stream follow the committed log from
         // their own cursor.
         // Their outboxes are a sled database of their own: the writer's flush of the log
@@ -251,6 +294,7 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(
                     http::console::console_middleware,
                 ))
+                .wrap(actix_web::middleware::from_fn(http::min_seq_middleware))
                 .wrap(actix_web::middleware::from_fn(http::request_middleware))
                 .configure(http::configure)
         })
@@ -451,7 +495,15 @@ async fn ensure_keys(
     Ok(())
 }
 
+/// Write a private file (0600). A key file is also given to the other nodes of a shared
+/// log (`keys::vault`), before anything can use it.
 pub fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    write_private_local(path, contents)?;
+    crate::keys::vault::written(path, contents)
+}
+
+/// [`write_private`] on this node only.
+pub fn write_private_local(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;

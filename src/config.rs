@@ -107,6 +107,22 @@ pub struct Config {
     pub log_cache_mib: u64,
     /// sled's page cache for the webhook and federation outboxes (MiB).
     pub outbox_cache_mib: u64,
+    /// The shared event log of several nodes (`postgres://user:pass@host:port/db`; also
+    /// `--store` and `GATEHOUSE_STORE`). None: sled in the data directory.
+    pub store: Option<Secret>,
+    /// How often a node looks at the shared log for other nodes' events when no
+    /// notification woke it (milliseconds; the only way on databases without LISTEN).
+    pub follow_poll_ms: u64,
+    /// Whether a node LISTENs for other nodes' appends (false: it only polls; for
+    /// databases without LISTEN/NOTIFY such as CockroachDB, found out by itself too).
+    pub follow_listen: bool,
+    /// Several nodes: the file every node reads the master key from (at least 32 secret
+    /// bytes); private keys are then shared through PostgreSQL, sealed under it. Also
+    /// `--master-key-file` and `GATEHOUSE_MASTER_KEY_FILE`.
+    pub master_key_file: Option<PathBuf>,
+    /// How long a request with `X-Gatehouse-Min-Seq` waits for this node to apply that
+    /// position before it is answered 503 (milliseconds).
+    pub min_seq_wait_ms: u64,
 }
 
 /// Which failed sign-ins may lock a user.
@@ -174,6 +190,11 @@ impl Default for Config {
             ca_file: None,
             log_cache_mib: 64,
             outbox_cache_mib: 16,
+            store: None,
+            follow_poll_ms: 250,
+            follow_listen: true,
+            master_key_file: None,
+            min_seq_wait_ms: 2_000,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The `gatehouse` command: `serve`, `verify`, `replay`, `export`, `import`.
 
 use clap::{Parser, Subcommand};
+use gatehouse::log::postgres::PgLog;
 use gatehouse::log::{export, EventLog, LogError};
 use gatehouse::{Application, Config, Settings};
 use gatehouse_projections::State;
@@ -38,6 +39,15 @@ enum Cmd {
         /// A TOML file of tunables (see README).
         #[arg(long, env = "GATEHOUSE_CONFIG")]
         config: Option<PathBuf>,
+        /// Keep the event log in PostgreSQL, shared by several nodes
+        /// (`postgres://user:pass@host:port/db`; also `store` in the config file). Without
+        /// it: sled in the data directory.
+        #[arg(long, env = "GATEHOUSE_STORE")]
+        store: Option<String>,
+        /// With --store: the master key file (≥ 32 secret bytes, the same on every node)
+        /// under which private keys are shared through PostgreSQL.
+        #[arg(long, env = "GATEHOUSE_MASTER_KEY_FILE")]
+        master_key_file: Option<PathBuf>,
         /// Serve HTTPS with this certificate chain (PEM; with --tls-key). Re-read on SIGHUP.
         #[arg(long, env = "GATEHOUSE_TLS_CERT", requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -58,6 +68,10 @@ enum Cmd {
     Verify {
         #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = "./gatehouse-data")]
         data_dir: PathBuf,
+        /// The shared log of several nodes (`postgres://user:pass@host:port/db`) instead
+        /// of the one in the data directory.
+        #[arg(long, env = "GATEHOUSE_STORE")]
+        store: Option<String>,
         #[arg(long)]
         export: Option<PathBuf>,
         /// The public key (PEM, as `GET /access/api/v1/cert/root?formatted=true` serves
@@ -70,6 +84,10 @@ enum Cmd {
     Replay {
         #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = "./gatehouse-data")]
         data_dir: PathBuf,
+        /// The shared log of several nodes (`postgres://user:pass@host:port/db`) instead
+        /// of the one in the data directory.
+        #[arg(long, env = "GATEHOUSE_STORE")]
+        store: Option<String>,
         /// Stop after this log position (default: the whole log).
         #[arg(long)]
         to: Option<u64>,
@@ -79,6 +97,10 @@ enum Cmd {
     Export {
         #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = "./gatehouse-data")]
         data_dir: PathBuf,
+        /// The shared log of several nodes (`postgres://user:pass@host:port/db`) instead
+        /// of the one in the data directory.
+        #[arg(long, env = "GATEHOUSE_STORE")]
+        store: Option<String>,
         #[arg(long)]
         out: PathBuf,
         #[arg(long, value_enum, default_value = "binary")]
@@ -89,6 +111,10 @@ enum Cmd {
     Import {
         #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = "./gatehouse-data")]
         data_dir: PathBuf,
+        /// The shared log of several nodes (`postgres://user:pass@host:port/db`) instead
+        /// of the one in the data directory.
+        #[arg(long, env = "GATEHOUSE_STORE")]
+        store: Option<String>,
         #[arg(long = "in")]
         input: PathBuf,
     },
@@ -135,23 +161,43 @@ fn main() -> ExitCode {
             data_dir,
             listen,
             config,
+            store,
+            master_key_file,
             tls_cert,
             tls_key,
             ca_file,
             log_format: _,
-        } => serve(data_dir, listen, config, (tls_cert, tls_key, ca_file)),
+        } => serve(
+            data_dir,
+            listen,
+            config,
+            (store, master_key_file),
+            (tls_cert, tls_key, ca_file),
+        ),
         Cmd::Verify {
             data_dir,
+            store,
             export,
             key,
-        } => verify(data_dir, export, key),
-        Cmd::Replay { data_dir, to } => replay(data_dir, to),
+        } => verify(data_dir, store, export, key),
+        Cmd::Replay { data_dir, store, to } => match store {
+            Some(url) => replay_shared(&url, to),
+            None => replay(data_dir, to),
+        },
         Cmd::Export {
             data_dir,
+            store,
             out,
             format,
-        } => export(data_dir, out, format),
-        Cmd::Import { data_dir, input } => import(data_dir, input),
+        } => export(data_dir, store, out, format),
+        Cmd::Import {
+            data_dir,
+            store,
+            input,
+        } => match store {
+            Some(url) => import_shared(&url, input),
+            None => import(data_dir, input),
+        },
     }
 }
 
@@ -161,6 +207,7 @@ fn serve(
     data_dir: PathBuf,
     listen: String,
     config: Option<PathBuf>,
+    (store, master_key_file): (Option<String>, Option<PathBuf>),
     (tls_cert, tls_key, ca_file): TlsFiles,
 ) -> ExitCode {
     let mut config = match Config::load(config.as_deref()) {
@@ -177,6 +224,12 @@ fn serve(
     }
     if ca_file.is_some() {
         config.ca_file = ca_file;
+    }
+    if let Some(store) = store.filter(|s| !s.is_empty()) {
+        config.store = Some(gatehouse::config::Secret(store));
+    }
+    if master_key_file.is_some() {
+        config.master_key_file = master_key_file;
     }
     if let Ok(token) = std::env::var("GATEHOUSE_METRICS_TOKEN") {
         if !token.is_empty() {
@@ -216,7 +269,12 @@ fn serve(
     }
 }
 
-fn verify(data_dir: PathBuf, export: Option<PathBuf>, key: Option<PathBuf>) -> ExitCode {
+fn verify(
+    data_dir: PathBuf,
+    store: Option<String>,
+    export: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> ExitCode {
     let key = match key.map(|k| std::fs::read_to_string(&k).map(|t| (k, t))) {
         None => None,
         Some(Ok((path, text))) => match gatehouse::keys::parse_public(&text) {
@@ -233,6 +291,9 @@ fn verify(data_dir: PathBuf, export: Option<PathBuf>, key: Option<PathBuf>) -> E
     };
     if let Some(file) = export {
         return verify_export(&file, key);
+    }
+    if let Some(url) = store {
+        return verify_shared(&url, key);
     }
     let log = match open_existing(&data_dir) {
         Ok(l) => l,
@@ -390,10 +451,21 @@ fn replay(data_dir: PathBuf, to: Option<u64>) -> ExitCode {
     }
 }
 
-fn export(data_dir: PathBuf, out: PathBuf, format: ExportFormat) -> ExitCode {
-    let log = match open_existing(&data_dir) {
-        Ok(l) => l,
-        Err(code) => return code,
+fn export(
+    data_dir: PathBuf,
+    store: Option<String>,
+    out: PathBuf,
+    format: ExportFormat,
+) -> ExitCode {
+    let mut source = match store {
+        Some(url) => match PgLog::connect(&url) {
+            Ok(pg) => Source::Shared(Box::new(pg)),
+            Err(e) => return report_broken(e),
+        },
+        None => match open_existing(&data_dir) {
+            Ok(l) => Source::Local(Box::new(l)),
+            Err(code) => return code,
+        },
     };
     let file = match std::fs::File::create(&out) {
         Ok(f) => f,
@@ -407,7 +479,14 @@ fn export(data_dir: PathBuf, out: PathBuf, format: ExportFormat) -> ExitCode {
         ExportFormat::Binary => export::Format::Binary,
         ExportFormat::Ndjson => export::Format::Ndjson,
     };
-    match export::write(&log, &mut w, format) {
+    let written = match &mut source {
+        Source::Local(log) => export::write(log, &mut w, format),
+        Source::Shared(pg) => export::write_with(&mut w, format, |f| {
+            pg.for_each(None, |r| Ok(f(r.seq, &r.hash, &r.bytes)))
+                .map(|_| ())
+        }),
+    };
+    match written {
         Ok(n) => {
             println!("exported {n} events to {}", out.display());
             ExitCode::SUCCESS
@@ -475,4 +554,147 @@ fn report_broken(e: LogError) -> ExitCode {
 
 fn hex(bytes: &[u8]) -> String {
     gatehouse::hex(bytes)
+}
+
+/// Where `gatehouse export` reads.
+enum Source {
+    Local(Box<EventLog>),
+    Shared(Box<PgLog>),
+}
+
+/// A replayed shared log: the state, the hash at every position, the last position and
+/// its hash.
+type Replayed = (State, Vec<[u8; 32]>, u64, [u8; 32]);
+
+/// The shared log read from position 1 (to `to`), chain checked, every event decoded and
+/// applied: the state, the hashes by position, and the last position and its hash.
+fn replay_rows(
+    pg: &mut PgLog,
+    to: Option<u64>,
+) -> Result<Replayed, LogError> {
+    let mut state = State::default();
+    let mut hashes = Vec::new();
+    let (seq, head) = pg.for_each(to, |r| {
+        let env = gatehouse_schemas::decode(&r.bytes).map_err(|e| LogError::Undecodable {
+            seq: r.seq,
+            reason: e.to_string(),
+        })?;
+        if env.seq != r.seq {
+            return Err(LogError::ChainBroken {
+                seq: r.seq,
+                reason: format!("the event stored here says it is position {}", env.seq),
+            });
+        }
+        state.apply(&env);
+        hashes.push(r.hash);
+        Ok(true)
+    })?;
+    Ok((state, hashes, seq, head))
+}
+
+fn verify_shared(url: &str, key: Option<ed25519_dalek::VerifyingKey>) -> ExitCode {
+    let mut pg = match PgLog::connect(url) {
+        Ok(pg) => pg,
+        Err(e) => return report_broken(e),
+    };
+    let (state, hashes, events, head) = match replay_rows(&mut pg, None) {
+        Ok(r) => r,
+        Err(e) => return report_broken(e),
+    };
+    let hash_at = |p: u64| hashes.get((p as usize).wrapping_sub(1)).copied();
+    match check_checkpoints(&state, hash_at, key.as_ref())
+        .and_then(|n| signed_coverage(&state, events, key.is_some()).map(|_| n))
+    {
+        Ok(n) => {
+            println!(
+                "chain intact: {events} events, head hash {}, {n} checkpoints verified, state digest {}",
+                hex(&head),
+                state.digest()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn replay_shared(url: &str, to: Option<u64>) -> ExitCode {
+    let started = std::time::Instant::now();
+    let mut pg = match PgLog::connect(url) {
+        Ok(pg) => pg,
+        Err(e) => return report_broken(e),
+    };
+    match replay_rows(&mut pg, to) {
+        Ok((state, _, events, head)) => {
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "replayed {events} events in {secs:.2} s ({:.0} events/s), position {}, head hash {}, state digest {}",
+                events as f64 / secs.max(1e-9),
+                state.seq,
+                hex(&head),
+                state.digest()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => report_broken(e),
+    }
+}
+
+/// Load an export into an empty shared log (how one machine grows into several).
+fn import_shared(url: &str, input: PathBuf) -> ExitCode {
+    let records = match read_export(&input) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gatehouse: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut pg = match PgLog::connect(url) {
+        Ok(pg) => pg,
+        Err(e) => return report_broken(e),
+    };
+    match pg.head() {
+        Ok((0, _)) => {}
+        Ok((n, _)) => {
+            eprintln!("gatehouse: the shared log already holds {n} events; import only into an empty one");
+            return ExitCode::from(2);
+        }
+        Err(e) => return report_broken(e),
+    }
+    // The whole export is checked before anything is written.
+    let mut prev = gatehouse::log::GENESIS_HASH;
+    for (i, r) in records.iter().enumerate() {
+        let expected = i as u64 + 1;
+        let decoded = gatehouse_schemas::decode(&r.bytes);
+        if r.seq != expected
+            || gatehouse::log::chain_hash(&prev, &r.bytes) != r.hash
+            || !decoded.is_ok_and(|e| e.seq == expected)
+        {
+            println!("chain broken at position {expected}: the export does not verify");
+            return ExitCode::from(1);
+        }
+        prev = r.hash;
+    }
+    let (mut after, mut prev) = (0u64, gatehouse::log::GENESIS_HASH);
+    for chunk in records.chunks(1000) {
+        if let Err(e) = pg.append(after, &prev, chunk) {
+            eprintln!("gatehouse: {e}");
+            return ExitCode::from(1);
+        }
+        let last = chunk.last().expect("chunks are not empty");
+        (after, prev) = (last.seq, last.hash);
+    }
+    match replay_rows(&mut pg, None) {
+        Ok((state, _, events, head)) => {
+            println!(
+                "imported {events} events, head hash {}, state digest {}",
+                hex(&head),
+                state.digest()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => report_broken(e),
+    }
 }

@@ -67,6 +67,8 @@ pub struct Metrics {
     pub writer_batch_commands: Histogram,
     pub writer_flush_seconds: Histogram,
     pub writer_events: Counter,
+    /// Batches another node appended at the same position first (shared log).
+    pub writer_conflicts: Counter,
     pub writer_queue_depth: Gauge,
     pub log_position: Gauge,
     pub snapshot_age_seconds: Gauge,
@@ -114,6 +116,7 @@ impl Metrics {
             writer_batch_commands: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
             writer_flush_seconds: latency_histogram(),
             writer_events: Counter::default(),
+            writer_conflicts: Counter::default(),
             writer_queue_depth: Gauge::default(),
             log_position: Gauge::default(),
             snapshot_age_seconds: Gauge::default(),
@@ -167,6 +170,11 @@ impl Metrics {
             "gatehouse_writer_events",
             "Events appended by the writer",
             m.writer_events.clone(),
+        );
+        g.register(
+            "gatehouse_writer_conflicts",
+            "Batches decided again because another node appended at the same position first",
+            m.writer_conflicts.clone(),
         );
         g.register(
             "gatehouse_writer_queue_depth",

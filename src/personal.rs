@@ -60,8 +60,11 @@ impl PersonalKeys {
         if let Some(k) = self.cache.read().unwrap_or_else(|p| p.into_inner()).get(id) {
             return *k;
         }
-        let k = std::fs::read_to_string(self.dir.join(id))
+        let path = self.dir.join(id);
+        let k = std::fs::read_to_string(&path)
             .ok()
+            // Another node of a shared log may have made it.
+            .or_else(|| crate::keys::vault::fetch(&path))
             .and_then(|t| URL_SAFE_NO_PAD.decode(t.trim()).ok())
             .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok());
         self.cache
@@ -146,6 +149,18 @@ impl PersonalKeys {
 
     /// Destroy a key: every value encrypted with it becomes unreadable, everywhere.
     pub fn destroy(&self, id: &str) -> Result<(), KeyStoreError> {
+        if !Self::valid_id(id) {
+            return Ok(());
+        }
+        // Everywhere: the other nodes of a shared log must not find it again (and drop
+        // their copies: `keys::vault::watch_destroyed`).
+        crate::keys::vault::destroyed(&self.dir.join(id))
+            .map_err(|e| KeyStoreError(e.to_string()))?;
+        self.destroy_here(id)
+    }
+
+    /// [`destroy`](Self::destroy) on this node only (another node destroyed it).
+    pub fn destroy_here(&self, id: &str) -> Result<(), KeyStoreError> {
         if !Self::valid_id(id) {
             return Ok(());
         }

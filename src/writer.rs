@@ -12,12 +12,18 @@
 //! most one batch; the shared copy only ever holds flushed events.
 
 use crate::domain::{decide, Command, DomainError};
-use crate::log::EventLog;
+use crate::log::postgres::{AppendError, PgLog};
+use crate::log::{EventLog, LogError, RawEvent};
 use gatehouse_projections::State;
 use gatehouse_schemas::Envelope;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
+
+/// How long the writer keeps trying to reach the shared log (PostgreSQL restarting)
+/// before it answers the waiting commands 503.
+const SHARED_RETRY: Duration = Duration::from_secs(20);
 
 /// At most this many commands share one flush. Large enough to amortise the fsync,
 /// small enough that a batch's latency stays in the low milliseconds.
@@ -61,6 +67,8 @@ enum Message {
         records: Vec<crate::log::RawEvent>,
         reply: oneshot::Sender<Result<Committed, SubmitError>>,
     },
+    /// Other nodes appended to the shared log: read and apply what is new.
+    CatchUp,
 }
 
 /// The handle the HTTP layer holds. Cheap to clone.
@@ -68,6 +76,10 @@ enum Message {
 pub struct WriterHandle {
     tx: crossbeam_channel::Sender<Message>,
     doorbells: Arc<RwLock<Vec<crossbeam_channel::Sender<()>>>>,
+    /// The position applied to the shared read models (read-your-writes waits on it).
+    applied: tokio::sync::watch::Receiver<u64>,
+    /// A catch-up is queued (so the follower does not flood the queue).
+    catch_up_queued: Arc<AtomicBool>,
 }
 
 impl WriterHandle {
@@ -142,6 +154,17 @@ impl WriterHandle {
             .push(bell);
     }
 
+    /// The position applied to the read models, to wait on.
+    pub fn applied(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.applied.clone()
+    }
+
+    /// Ask the writer to read what other nodes appended to the shared log (no-op on a
+    /// single node). At most one such request waits in the queue.
+    pub fn nudge(&self) {
+        nudge(&self.tx, &self.catch_up_queued);
+    }
+
     /// Commands waiting in the queue (a metric).
     pub fn queue_len(&self) -> usize {
         self.tx.len()
@@ -155,8 +178,111 @@ impl WriterHandle {
     }
 }
 
+/// Queue a catch-up unless one is queued; false when the writer is gone.
+fn nudge(tx: &crossbeam_channel::Sender<Message>, queued: &AtomicBool) -> bool {
+    if queued.swap(true, Ordering::AcqRel) {
+        return true;
+    }
+    match tx.try_send(Message::CatchUp) {
+        Ok(()) => true,
+        Err(e) => {
+            queued.store(false, Ordering::Release);
+            !e.is_disconnected()
+        }
+    }
+}
+
+/// Several nodes: wake the writer when another node appended (LISTEN/NOTIFY), and every
+/// `poll` anyway (missed notifications, databases without LISTEN). It only rings: the
+/// writer reads and applies, so followed events go through the same path as its own.
+fn follow(
+    mut pg: PgLog,
+    tx: crossbeam_channel::Sender<Message>,
+    queued: Arc<AtomicBool>,
+    poll: Duration,
+    stopped: Arc<AtomicBool>,
+) {
+    let mut listening = false;
+    loop {
+        if stopped.load(Ordering::Acquire) {
+            return;
+        }
+        if !listening && pg.notify_supported() {
+            listening = pg
+                .client()
+                .and_then(|c| {
+                    c.batch_execute(&format!("LISTEN {}", crate::log::postgres::CHANNEL))
+                        .map_err(|e| LogError::Database(e.to_string()))
+                })
+                .is_ok();
+        }
+        let mut broken = false;
+        if listening {
+            match pg.client() {
+                Ok(client) => {
+                    use postgres::fallible_iterator::FallibleIterator;
+                    {
+                        let mut n = client.notifications();
+                        let _ = n.timeout_iter(poll).next();
+                        // Take whatever else is already there: one catch-up covers them all.
+                        while let Ok(Some(_)) = n.iter().next() {}
+                    }
+                    broken = client.is_closed();
+                }
+                Err(_) => broken = true,
+            }
+        } else {
+            std::thread::sleep(poll);
+        }
+        if broken {
+            listening = false;
+            pg.drop_connection();
+            std::thread::sleep(poll);
+        }
+        // The writer is gone (shutdown): so is the reason to follow.
+        if !nudge(&tx, &queued) {
+            return;
+        }
+    }
+}
+
+/// The shared log a writer appends to and follows.
+pub struct SharedLog {
+    pub log: PgLog,
+    /// How often to look for other nodes' events when no notification came.
+    pub poll: Duration,
+    /// Whether to LISTEN for notifications (off: poll only).
+    pub listen: bool,
+}
+
+/// A command waiting for the writer, and where its answer goes.
+type Submission = (
+    Command,
+    CommandContext,
+    oneshot::Sender<Result<Committed, SubmitError>>,
+);
+/// A command's answer.
+type Outcome = Result<Committed, SubmitError>;
+
+/// What became of a batch.
+enum Appended {
+    Done,
+    /// Another node appended first; caught up, decide again.
+    Conflict,
+    /// Sent, commit unconfirmed (or the shared log unreachable): ask it again before
+    /// deciding anything.
+    InDoubt(Vec<RawEvent>),
+}
+
 pub struct Writer {
     log: EventLog,
+    /// The shared log of several nodes (`--store postgres://…`): the authority. `log` is
+    /// then this node's copy of it, always a prefix of it.
+    shared_log: Option<PgLog>,
+    applied: tokio::sync::watch::Sender<u64>,
+    catch_up_queued: Arc<AtomicBool>,
+    /// Set when the writer stops: the follower stops too.
+    follower_stop: Arc<AtomicBool>,
     state: State,
     shared: Arc<RwLock<State>>,
     snapshot_every: u64,
@@ -188,9 +314,42 @@ impl Writer {
         queue: usize,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> (WriterHandle, std::thread::JoinHandle<()>) {
+        Self::spawn_shared(log, None, shared, snapshot_every, queue, metrics)
+    }
+
+    /// [`spawn`](Self::spawn), appending to a shared log first when there is one (and
+    /// then following it: `follow_poll` is the polling interval).
+    pub fn spawn_shared(
+        log: EventLog,
+        shared_log: Option<SharedLog>,
+        shared: Arc<RwLock<State>>,
+        snapshot_every: u64,
+        queue: usize,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> (WriterHandle, std::thread::JoinHandle<()>) {
         let (tx, rx) = crossbeam_channel::bounded(queue);
         let doorbells: Arc<RwLock<Vec<crossbeam_channel::Sender<()>>>> = Default::default();
         let bells = doorbells.clone();
+        let (applied, applied_rx) = tokio::sync::watch::channel(log.head_seq());
+        let catch_up_queued = Arc::new(AtomicBool::new(false));
+        let queued = catch_up_queued.clone();
+        let (shared_log, follower) = match shared_log {
+            None => (None, None),
+            Some(SharedLog { log, poll, listen }) => {
+                let follower = log.sibling().listening(listen);
+                (Some(log), Some((follower, poll)))
+            }
+        };
+        let follower_stop = Arc::new(AtomicBool::new(false));
+        if let Some((follower, poll)) = follower {
+            let stopped = follower_stop.clone();
+            let tx = tx.clone();
+            let queued = catch_up_queued.clone();
+            std::thread::Builder::new()
+                .name("gatehouse-follower".into())
+                .spawn(move || follow(follower, tx, queued, poll, stopped))
+                .expect("spawn the follower thread");
+        }
         let thread = std::thread::Builder::new()
             .name("gatehouse-writer".into())
             .spawn(move || {
@@ -198,6 +357,10 @@ impl Writer {
                 debug_assert_eq!(state.seq, log.head_seq());
                 let writer = Writer {
                     log,
+                    shared_log,
+                    applied,
+                    catch_up_queued: queued,
+                    follower_stop,
                     state,
                     shared,
                     snapshot_every: snapshot_every.max(1),
@@ -209,10 +372,20 @@ impl Writer {
                 writer.run(rx)
             })
             .expect("spawn the writer thread");
-        (WriterHandle { tx, doorbells }, thread)
+        (
+            WriterHandle {
+                tx,
+                doorbells,
+                applied: applied_rx,
+                catch_up_queued,
+            },
+            thread,
+        )
     }
 
     fn run(mut self, rx: crossbeam_channel::Receiver<Message>) {
+        // What other nodes wrote while this one was starting.
+        self.catch_up();
         let mut shutdown_reply = None;
         while shutdown_reply.is_none() {
             let Ok(first) = rx.recv() else { break };
@@ -224,6 +397,7 @@ impl Writer {
                 }
             }
             let mut submissions = Vec::with_capacity(batch.len());
+            let mut catch_up = false;
             for m in batch {
                 match m {
                     Message::Submit {
@@ -237,9 +411,16 @@ impl Writer {
                         self.commit(std::mem::take(&mut submissions));
                         let _ = reply.send(self.import(records));
                     }
+                    Message::CatchUp => {
+                        self.catch_up_queued.store(false, Ordering::Release);
+                        catch_up = true;
+                    }
                 }
             }
             self.commit(submissions);
+            if catch_up {
+                self.catch_up();
+            }
             if self.since_snapshot >= self.snapshot_every {
                 self.snapshot_in_background();
             }
@@ -250,26 +431,96 @@ impl Writer {
         if self.since_snapshot > 0 {
             self.snapshot();
         }
+        self.follower_stop.store(true, Ordering::Release);
         tracing::info!(seq = self.state.seq, "writer stopped");
         if let Some(reply) = shutdown_reply {
             let _ = reply.send(());
         }
     }
 
-    fn commit(
+    fn commit(&mut self, submissions: Vec<Submission>) {
+        if submissions.is_empty() {
+            return;
+        }
+        let mut work = Vec::with_capacity(submissions.len());
+        let mut senders = Vec::with_capacity(submissions.len());
+        for (command, ctx, reply) in submissions {
+            work.push((command, ctx));
+            senders.push(reply);
+        }
+        let deadline = Instant::now() + SHARED_RETRY;
+        let mut pause = Duration::from_millis(10);
+        // A batch sent to the shared log whose commit was not confirmed.
+        let mut in_doubt: Option<(Vec<Envelope>, Vec<RawEvent>, Vec<Outcome>)> = None;
+        loop {
+            let (envelopes, results, outcome) = match in_doubt.take() {
+                Some((envelopes, records, results)) => {
+                    let outcome = self.resolve(&envelopes, &records);
+                    (envelopes, results, outcome)
+                }
+                None => {
+                    let (envelopes, results) = self.decide_all(&work);
+                    let flush = Instant::now();
+                    let outcome = self.append(&envelopes);
+                    self.metrics
+                        .writer_flush_seconds
+                        .observe(flush.elapsed().as_secs_f64());
+                    self.metrics.writer_batch_commands.observe(work.len() as f64);
+                    (envelopes, results, outcome)
+                }
+            };
+            match outcome {
+                Appended::Done => {
+                    self.metrics.writer_events.inc_by(envelopes.len() as u64);
+                    self.publish(&envelopes);
+                    for (reply, result) in senders.into_iter().zip(results) {
+                        let _ = reply.send(result);
+                    }
+                    return;
+                }
+                Appended::Conflict => {
+                    // Another node got there first: its events are applied now (through
+                    // the same `State::apply`), and the commands are decided again
+                    // against the state that includes them.
+                    self.metrics.writer_conflicts.inc();
+                    continue;
+                }
+                Appended::InDoubt(records) if Instant::now() < deadline => {
+                    in_doubt = Some((envelopes, records, results));
+                }
+                Appended::InDoubt(_) => {
+                    tracing::error!("the shared log stayed unavailable; answering 503");
+                    // The batch may still turn up in the shared log: then it comes back
+                    // through catch-up like any other node's events.
+                    self.rewind();
+                    self.catch_up();
+                    for reply in senders {
+                        let _ = reply.send(Err(SubmitError::Unavailable));
+                    }
+                    return;
+                }
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(500));
+            // The database may have come back with other nodes' events.
+            if in_doubt.is_none() {
+                self.catch_up();
+            }
+        }
+    }
+
+    /// Decide every command against the writer's own state, in order (each sees the
+    /// ones before it), applying their events to that state as it goes.
+    fn decide_all(
         &mut self,
-        submissions: Vec<(
-            Command,
-            CommandContext,
-            oneshot::Sender<Result<Committed, SubmitError>>,
-        )>,
-    ) {
+        work: &[(Command, CommandContext)],
+    ) -> (Vec<Envelope>, Vec<Outcome>) {
         let origin = self.state.service_id.clone().unwrap_or_default();
         let mut envelopes: Vec<Envelope> = Vec::new();
-        let mut replies = Vec::with_capacity(submissions.len());
+        let mut results = Vec::with_capacity(work.len());
         let mut time = now_ms().max(self.log.head_time_ms());
-        for (command, ctx, reply) in submissions {
-            match decide(&self.state, &command) {
+        for (command, ctx) in work {
+            match decide(&self.state, command) {
                 Ok(events) => {
                     let count = events.len();
                     for event in events {
@@ -300,49 +551,159 @@ impl Writer {
                         self.state.apply(&env);
                         envelopes.push(env);
                     }
-                    replies.push((
-                        reply,
-                        Ok(Committed {
-                            seq: self.state.seq,
-                            events: count,
-                        }),
-                    ));
+                    results.push(Ok(Committed {
+                        seq: self.state.seq,
+                        events: count,
+                    }));
                 }
-                Err(e) => replies.push((reply, Err(SubmitError::Domain(e)))),
+                Err(e) => results.push(Err(SubmitError::Domain(e))),
             }
         }
-        let commands = replies.len();
-        let flush = std::time::Instant::now();
-        let appended = self.log.append(&envelopes);
-        if commands > 0 {
-            self.metrics
-                .writer_flush_seconds
-                .observe(flush.elapsed().as_secs_f64());
-            self.metrics.writer_batch_commands.observe(commands as f64);
-            self.metrics.writer_events.inc_by(envelopes.len() as u64);
+        (envelopes, results)
+    }
+
+    /// Make `envelopes` durable: in the shared log first when there is one (then in this
+    /// node's copy), else in the local log.
+    fn append(&mut self, envelopes: &[Envelope]) -> Appended {
+        if envelopes.is_empty() {
+            return Appended::Done;
         }
-        if let Err(e) = appended {
-            // The writer's state now holds events that are not on disk: nothing it decides
-            // from here could be trusted. Fail-stop; a restart recovers from the log.
-            tracing::error!(error = %e, "cannot append to the event log; stopping");
-            for (reply, _) in replies {
-                let _ = reply.send(Err(SubmitError::Unavailable));
+        let Some(pg) = self.shared_log.as_mut() else {
+            if let Err(e) = self.log.append(envelopes) {
+                self.fail_stop(&e);
             }
-            std::process::exit(70);
+            return Appended::Done;
+        };
+        let mut prev = self.log.head_hash();
+        let records: Vec<RawEvent> = envelopes
+            .iter()
+            .map(|env| {
+                let bytes = gatehouse_schemas::encode(env);
+                let hash = crate::log::chain_hash(&prev, &bytes);
+                prev = hash;
+                RawEvent {
+                    seq: env.seq,
+                    hash,
+                    bytes,
+                }
+            })
+            .collect();
+        match pg.append(self.log.head_seq(), &self.log.head_hash(), &records) {
+            Ok(()) => {
+                self.append_local(envelopes);
+                Appended::Done
+            }
+            Err(AppendError::Conflict) => {
+                self.rewind();
+                self.catch_up();
+                Appended::Conflict
+            }
+            Err(AppendError::Unavailable(e)) => {
+                tracing::warn!(error = %e, "cannot append to the shared log; retrying");
+                self.resolve(envelopes, &records)
+            }
+            Err(AppendError::Log(e)) => self.fail_stop(&e),
         }
-        if !envelopes.is_empty() {
-            {
-                let mut shared = self.shared.write().unwrap_or_else(|p| p.into_inner());
-                for env in &envelopes {
-                    shared.apply(env);
+    }
+
+    /// Find out whether a batch whose commit was not confirmed is in the shared log.
+    fn resolve(&mut self, envelopes: &[Envelope], records: &[RawEvent]) -> Appended {
+        let pg = self.shared_log.as_mut().expect("only with a shared log");
+        match pg.resolve(records) {
+            Some(true) => {
+                self.append_local(envelopes);
+                Appended::Done
+            }
+            Some(false) => {
+                self.rewind();
+                self.catch_up();
+                Appended::Conflict
+            }
+            None => Appended::InDoubt(records.to_vec()),
+        }
+    }
+
+    /// The shared log has the events: this node's copy gets them too.
+    fn append_local(&mut self, envelopes: &[Envelope]) {
+        if let Err(e) = self.log.append(envelopes) {
+            self.fail_stop(&e);
+        }
+    }
+
+    /// Drop the writer's events that did not become durable: back to the read models,
+    /// which only ever hold what is in the log.
+    fn rewind(&mut self) {
+        self.state = self.shared.read().unwrap_or_else(|p| p.into_inner()).clone();
+    }
+
+    /// Apply what other nodes appended to the shared log, in order, chain checked. The
+    /// writer's state must not be ahead of the read models here (between batches, or
+    /// after `rewind`).
+    fn catch_up(&mut self) {
+        loop {
+            let Some(pg) = self.shared_log.as_mut() else {
+                return;
+            };
+            let rows = match pg.read_after(self.log.head_seq(), self.log.head_hash(), 1000) {
+                Ok(rows) => rows,
+                Err(LogError::Database(e)) => {
+                    // Followers ask often; the append path warns when it matters.
+                    tracing::debug!(error = %e, "cannot read the shared log; will try again");
+                    return;
+                }
+                Err(e) => self.fail_stop(&e),
+            };
+            if rows.is_empty() {
+                return;
+            }
+            if let Err(e) = self.log.append_raw(&rows) {
+                self.fail_stop(&e);
+            }
+            let mut envelopes = Vec::with_capacity(rows.len());
+            for r in &rows {
+                match gatehouse_schemas::decode(&r.bytes) {
+                    Ok(env) => envelopes.push(env),
+                    // append_raw decoded every one of them already.
+                    Err(e) => self.fail_stop(&LogError::Undecodable {
+                        seq: r.seq,
+                        reason: e.to_string(),
+                    }),
                 }
             }
-            self.ring();
+            for env in &envelopes {
+                self.state.apply(env);
+            }
+            self.publish(&envelopes);
+        }
+    }
+
+    /// Durable events become visible: applied to the read models, the followers of the
+    /// committed stream rung, the applied position announced.
+    fn publish(&mut self, envelopes: &[Envelope]) {
+        if envelopes.is_empty() {
+            return;
+        }
+        {
+            let mut shared = self.shared.write().unwrap_or_else(|p| p.into_inner());
+            for env in envelopes {
+                shared.apply(env);
+            }
         }
         self.since_snapshot += envelopes.len() as u64;
-        for (reply, result) in replies {
-            let _ = reply.send(result);
+        self.applied.send_replace(self.state.seq);
+        self.ring();
+    }
+
+    /// The writer's state may now hold events that are not durable, or the log does not
+    /// verify: nothing it decides from here could be trusted. A restart recovers from the
+    /// log.
+    fn fail_stop(&self, e: &LogError) -> ! {
+        match e.position() {
+            Some(seq) => tracing::error!(error = %e, position = seq, "the event log is broken; stopping"),
+            None => tracing::error!(error = %e, "cannot append to the event log; stopping"),
         }
+        eprintln!("gatehouse: {e}; stopping");
+        std::process::exit(70);
     }
 
     fn ring(&self) {
@@ -357,6 +718,19 @@ impl Writer {
     }
 
     fn import(&mut self, records: Vec<crate::log::RawEvent>) -> Result<Committed, SubmitError> {
+        if let Some(pg) = self.shared_log.as_mut() {
+            // The shared log first: the backup must continue it, and it is the authority.
+            let (after, prev) = (self.log.head_seq(), self.log.head_hash());
+            if let Err(e) = pg.append(after, &prev, &records) {
+                tracing::warn!(error = %e, "backup import refused by the shared log");
+                return Err(match e {
+                    AppendError::Unavailable(_) => SubmitError::Unavailable,
+                    e => SubmitError::Domain(DomainError::Conflict(format!(
+                        "the backup does not continue this log: {e}"
+                    ))),
+                });
+            }
+        }
         if let Err(e) = self.log.append_raw(&records) {
             tracing::warn!(error = %e, "backup import refused");
             return Err(SubmitError::Domain(DomainError::Conflict(format!(
@@ -377,14 +751,7 @@ impl Writer {
         for env in &envelopes {
             self.state.apply(env);
         }
-        {
-            let mut shared = self.shared.write().unwrap_or_else(|p| p.into_inner());
-            for env in &envelopes {
-                shared.apply(env);
-            }
-        }
-        self.since_snapshot += envelopes.len() as u64;
-        self.ring();
+        self.publish(&envelopes);
         Ok(Committed {
             seq: self.state.seq,
             events: envelopes.len(),

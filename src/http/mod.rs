@@ -262,6 +262,52 @@ impl AppState {
 }
 
 pub const SEQ_HEADER: &str = "x-gatehouse-seq";
+/// Read-your-writes across nodes: the position a request needs this node to have applied.
+pub const MIN_SEQ_HEADER: &str = "x-gatehouse-min-seq";
+
+/// `X-Gatehouse-Min-Seq: n` (any request): wait until this node has applied position `n`
+/// (a write's `X-Gatehouse-Seq`, possibly from another node of a shared log), at most
+/// `min-seq-wait-ms`, then answer 503 with `Retry-After`. So a client that carries the
+/// position of its last write never reads a state from before it, on any node.
+pub async fn min_seq_middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let Some(value) = req.headers().get(MIN_SEQ_HEADER) else {
+        return next.call(req).await;
+    };
+    let wanted: u64 = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "invalid `X-Gatehouse-Min-Seq`: expected a log position (a non-negative integer)"
+                    .into(),
+            )
+        })?;
+    let app = req
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal("no application state".into()))?;
+    if app.read().seq < wanted {
+        let mut applied = app.writer.applied();
+        // Do not wait for the next notification or poll: read the shared log now.
+        app.writer.nudge();
+        let wait = std::time::Duration::from_millis(app.config.min_seq_wait_ms);
+        let reached = actix_web::rt::time::timeout(wait, applied.wait_for(|s| *s >= wanted))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if !reached {
+            return Err(ApiError::Overloaded(format!(
+                "`X-Gatehouse-Min-Seq`: this node has applied position {}, not yet {wanted}; try again",
+                app.read().seq
+            ))
+            .into());
+        }
+    }
+    next.call(req).await
+}
 
 /// A response to a write, carrying the log position of its last event.
 pub fn written(mut res: HttpResponse, committed: Committed) -> HttpResponse {

@@ -8,6 +8,7 @@
 
 pub mod certificate;
 pub mod peer;
+pub mod vault;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -171,11 +172,26 @@ impl KeyRing {
     }
 
     pub fn signing_key(&self, kid: &str) -> Option<SigningKey> {
-        self.signing
+        if let Some(k) = self
+            .signing
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(kid)
-            .cloned()
+        {
+            return Some(k.clone());
+        }
+        // Another node of a shared log may have made it.
+        let seed = vault::fetch(&self.dir.join(format!("{kid}.key")))
+            .and_then(|t| vault::parse32(&t))?;
+        let key = SigningKey::from_bytes(&seed);
+        if kid_of(&key.verifying_key()) != kid {
+            return None;
+        }
+        self.signing
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(kid.to_string(), key.clone());
+        Some(key)
     }
 
     /// The key that verifies tokens with this `kid`: ours, a trusted peer's from the log,
@@ -351,6 +367,9 @@ impl KeyRing {
             .unwrap_or_else(|p| p.into_inner())
             .remove(kid);
         let path = self.dir.join(format!("{kid}.key"));
+        if let Err(e) = vault::destroyed(&path) {
+            tracing::warn!(error = %e, "cannot retire a signing key in the shared key store");
+        }
         if let Err(e) = std::fs::remove_file(&path) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(path = %path.display(), error = %e, "cannot remove a retired signing key");
@@ -363,11 +382,12 @@ impl KeyRing {
         let Some(org) = org else {
             return self.signed_url_key(version);
         };
-        let text = std::fs::read_to_string(
-            self.dir
-                .join(format!("signed-url-org-{org}-{version}.secret")),
-        )
-        .ok()?;
+        let path = self
+            .dir
+            .join(format!("signed-url-org-{org}-{version}.secret"));
+        let text = std::fs::read_to_string(&path)
+            .ok()
+            .or_else(|| vault::fetch(&path))?;
         URL_SAFE_NO_PAD
             .decode(text.trim())
             .ok()
@@ -387,8 +407,10 @@ impl KeyRing {
 
     /// The signed-URL key of `version`, if it exists.
     pub fn signed_url_key(&self, version: u64) -> Option<[u8; 32]> {
-        let text =
-            std::fs::read_to_string(self.dir.join(format!("signed-url-{version}.secret"))).ok()?;
+        let path = self.dir.join(format!("signed-url-{version}.secret"));
+        let text = std::fs::read_to_string(&path)
+            .ok()
+            .or_else(|| vault::fetch(&path))?;
         URL_SAFE_NO_PAD
             .decode(text.trim())
             .ok()

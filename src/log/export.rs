@@ -31,12 +31,22 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Write every stored event; returns how many.
 pub fn write(log: &EventLog, out: &mut impl Write, format: Format) -> Result<u64, ExportError> {
+    write_with(out, format, |f| log.for_each_stored(1, None, f))
+}
+
+/// Write the events that `source` hands to its visitor, in order (the visitor returns
+/// false to stop): the sled log's, or the shared log's (`gatehouse export --store`).
+pub fn write_with(
+    out: &mut impl Write,
+    format: Format,
+    source: impl FnOnce(&mut dyn FnMut(u64, &ChainHash, &[u8]) -> bool) -> Result<(), LogError>,
+) -> Result<u64, ExportError> {
     let mut io_error = None;
     let mut n = 0u64;
     if format == Format::Binary {
         out.write_all(MAGIC)?;
     }
-    log.for_each_stored(1, None, |seq, hash, bytes| {
+    source(&mut |seq, hash, bytes| {
         let written = match format {
             Format::Binary => out
                 .write_all(&seq.to_be_bytes())

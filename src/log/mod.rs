@@ -16,6 +16,7 @@
 //! replay) may run at any time because sled gives them a consistent view per key.
 
 pub mod export;
+pub mod postgres;
 
 use gatehouse_projections::State;
 use gatehouse_schemas::{decode, encode, Envelope};
@@ -37,13 +38,16 @@ pub enum LogError {
     ChainBroken { seq: u64, reason: String },
     #[error("the event at position {seq} does not decode: {reason}")]
     Undecodable { seq: u64, reason: String },
+    /// The shared log (`--store postgres://…`) could not be read or written.
+    #[error("shared log: {0}")]
+    Database(String),
 }
 
 impl LogError {
     /// The position the error is about, if any (for exit messages and tests).
     pub fn position(&self) -> Option<u64> {
         match self {
-            LogError::Storage(_) => None,
+            LogError::Storage(_) | LogError::Database(_) => None,
             LogError::ChainBroken { seq, .. } | LogError::Undecodable { seq, .. } => Some(*seq),
         }
     }

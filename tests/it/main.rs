@@ -18,6 +18,7 @@ mod nginx;
 mod openapi;
 mod operations;
 mod permissions;
+mod postgres;
 mod projects;
 mod read_your_writes;
 mod scim;

@@ -1,0 +1,397 @@
+//! The shared log of several nodes, in PostgreSQL (`--store postgres://…`).
+//!
+//! One table, `gatehouse_events(position BIGINT PRIMARY KEY, hash BYTEA, bytes BYTEA)`:
+//! the same records as the sled log (`hash = blake3(previous hash ‖ bytes)`, the encoded
+//! envelope), one row per event. Why this makes a skipped, duplicated or reordered event
+//! impossible by construction (the trap ZITADEL's projections fell into):
+//! - the position is the primary key, and a writer only inserts `head+1…` right after the
+//!   row at `head` whose hash it names (the insert is conditional on that row): two nodes
+//!   that try the same position collide on the key, one transaction wins, the other rolls
+//!   back and catches up. Positions are never assigned by a sequence, so there are no holes
+//!   from rolled-back transactions and no commit-order/position-order mismatch: row `n+1`
+//!   can only be written by a transaction that saw row `n` committed;
+//! - a batch is one transaction, so a reader sees all of it or none of it;
+//! - every reader recomputes the chain as it reads (`read_after`): a gap or a hash that
+//!   does not match stops the node with the position.
+//!
+//! PostgreSQL features relied on (all also offered by CockroachDB and YugabyteDB): a
+//! `BIGINT` primary key with unique-violation errors (SQLSTATE 23505), `BYTEA`,
+//! multi-row `INSERT … SELECT … FROM unnest(…)` in one transaction, `INSERT … ON CONFLICT
+//! DO NOTHING`, `CREATE TABLE IF NOT EXISTS`, `ORDER BY … LIMIT`. Optional: `LISTEN` /
+//! `pg_notify` to wake followers (CockroachDB lacks them: nodes then poll).
+//!
+//! Per node, in the data directory, stays a sled copy of the log up to the position the
+//! node applied (a cache: snapshots, as-of reads, audit and webhooks read it) — it is
+//! always a prefix of this table, checked at start-up.
+
+use super::{chain_hash, ChainHash, EventLog, LogError, RawEvent, GENESIS_HASH};
+use std::time::Duration;
+
+/// The schema this code writes and reads. Bumped with a migration when it changes.
+pub const SCHEMA_VERSION: i32 = 1;
+/// The channel committed appends are announced on (payload: the new head).
+pub const CHANNEL: &str = "gatehouse_events";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS gatehouse_schema (
+    version INT PRIMARY KEY
+);
+CREATE TABLE IF NOT EXISTS gatehouse_keys (
+    name TEXT PRIMARY KEY,
+    sealed BYTEA NOT NULL,
+    destroyed BOOLEAN NOT NULL DEFAULT false
+);
+CREATE TABLE IF NOT EXISTS gatehouse_events (
+    position BIGINT PRIMARY KEY CHECK (position > 0),
+    hash BYTEA NOT NULL,
+    bytes BYTEA NOT NULL
+);
+";
+
+/// A connection to the shared log.
+pub struct PgLog {
+    config: postgres::Config,
+    client: Option<postgres::Client>,
+    /// Whether `pg_notify` works here (not on CockroachDB): if not, followers poll.
+    notify: bool,
+}
+
+/// Why an append did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Another node wrote the position first: catch up, decide again, retry.
+    #[error("another node appended at this position first")]
+    Conflict,
+    /// The database could not be reached, or the connection broke. When it broke during
+    /// the commit, the outcome is unknown: [`PgLog::resolve`] finds out.
+    #[error("the shared log is unavailable: {0}")]
+    Unavailable(String),
+    /// The row before the batch is not the one the writer built on: the local copy has
+    /// diverged from the shared log. Fail-stop.
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+fn db(e: postgres::Error) -> LogError {
+    LogError::Database(e.to_string())
+}
+
+fn hash_of(bytes: &[u8], seq: u64) -> Result<ChainHash, LogError> {
+    bytes.try_into().map_err(|_| LogError::ChainBroken {
+        seq,
+        reason: "the stored hash is not 32 bytes".into(),
+    })
+}
+
+/// The connection string without its password (for messages).
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl PgLog {
+    /// Connect, and create (or check) the schema.
+    pub fn connect(url: &str) -> Result<PgLog, LogError> {
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|e| LogError::Database(format!("invalid --store {}: {e}", redact(url))))?;
+        config
+            .connect_timeout(Duration::from_secs(5))
+            .keepalives_idle(Duration::from_secs(30))
+            .application_name("gatehouse");
+        let mut log = PgLog {
+            config,
+            client: None,
+            notify: true,
+        };
+        log.migrate()?;
+        Ok(log)
+    }
+
+    /// A second connection to the same database (the follower's), made on first use —
+    /// so on the thread that uses it: the client blocks, and must not on an async one.
+    pub fn sibling(&self) -> PgLog {
+        PgLog {
+            config: self.config.clone(),
+            client: None,
+            notify: self.notify,
+        }
+    }
+
+    /// This connection will not LISTEN (followers then only poll).
+    pub fn listening(mut self, listen: bool) -> PgLog {
+        self.notify &= listen;
+        self
+    }
+
+    pub fn notify_supported(&self) -> bool {
+        self.notify
+    }
+
+    /// The open connection, reconnecting when it broke (a restart of PostgreSQL).
+    pub fn client(&mut self) -> Result<&mut postgres::Client, LogError> {
+        if self.client.as_ref().is_some_and(|c| c.is_closed()) {
+            self.client = None;
+        }
+        if self.client.is_none() {
+            self.client = Some(self.config.connect(postgres::NoTls).map_err(db)?);
+        }
+        Ok(self.client.as_mut().expect("connected"))
+    }
+
+    /// Forget the connection (after an error whose cause is unknown).
+    pub fn drop_connection(&mut self) {
+        self.client = None;
+    }
+
+    fn migrate(&mut self) -> Result<(), LogError> {
+        // Nodes starting at once may race on `CREATE TABLE IF NOT EXISTS` (PostgreSQL
+        // can report a duplicate catalogue entry): try again.
+        let mut attempt = 0;
+        loop {
+            let client = self.client()?;
+            let result = client.batch_execute(SCHEMA).and_then(|_| {
+                client.execute(
+                    "INSERT INTO gatehouse_schema (version) VALUES ($1) ON CONFLICT DO NOTHING",
+                    &[&SCHEMA_VERSION],
+                )
+            });
+            match result {
+                Ok(_) => break,
+                Err(_) if attempt < 5 && !client.is_closed() => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(50 * attempt));
+                }
+                Err(e) => return Err(db(e)),
+            }
+        }
+        let newest: Option<i32> = self
+            .client()?
+            .query_one("SELECT max(version) FROM gatehouse_schema", &[])
+            .map_err(db)?
+            .get(0);
+        if newest.unwrap_or(0) > SCHEMA_VERSION {
+            return Err(LogError::Database(format!(
+                "the shared log has schema version {}, newer than this gatehouse knows ({SCHEMA_VERSION}): upgrade gatehouse",
+                newest.unwrap_or(0)
+            )));
+        }
+        self.notify = self
+            .client()?
+            .execute("SELECT pg_notify($1, '0')", &[&CHANNEL])
+            .is_ok();
+        if !self.notify {
+            tracing::info!("the shared log has no LISTEN/NOTIFY: nodes poll it");
+        }
+        Ok(())
+    }
+
+    /// The last position and its hash (`0` and the genesis hash when empty).
+    pub fn head(&mut self) -> Result<(u64, ChainHash), LogError> {
+        let row = self
+            .client()?
+            .query_opt(
+                "SELECT position, hash FROM gatehouse_events ORDER BY position DESC LIMIT 1",
+                &[],
+            )
+            .map_err(db)?;
+        match row {
+            None => Ok((0, GENESIS_HASH)),
+            Some(row) => {
+                let seq = row.get::<_, i64>(0) as u64;
+                Ok((seq, hash_of(row.get::<_, &[u8]>(1), seq)?))
+            }
+        }
+    }
+
+    /// The stored hash at `seq`, if that row exists.
+    pub fn hash_at(&mut self, seq: u64) -> Result<Option<ChainHash>, LogError> {
+        let row = self
+            .client()?
+            .query_opt(
+                "SELECT hash FROM gatehouse_events WHERE position = $1",
+                &[&(seq as i64)],
+            )
+            .map_err(db)?;
+        row.map(|r| hash_of(r.get::<_, &[u8]>(0), seq)).transpose()
+    }
+
+    /// Append `records` (numbered `after+1…`, chained onto `prev`, the hash at `after`)
+    /// in one transaction. The insert only happens when the row at `after` still has hash
+    /// `prev`, so a batch can never land anywhere but right after what its writer saw.
+    pub fn append(
+        &mut self,
+        after: u64,
+        prev: &ChainHash,
+        records: &[RawEvent],
+    ) -> Result<(), AppendError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let positions: Vec<i64> = records.iter().map(|r| r.seq as i64).collect();
+        let hashes: Vec<&[u8]> = records.iter().map(|r| r.hash.as_slice()).collect();
+        let bytes: Vec<&[u8]> = records.iter().map(|r| r.bytes.as_slice()).collect();
+        let notify = self.notify;
+        let head = records.last().expect("not empty").seq.to_string();
+        let client = self
+            .client()
+            .map_err(|e| AppendError::Unavailable(e.to_string()))?;
+        let result = (|| -> Result<u64, postgres::Error> {
+            let mut tx = client.transaction()?;
+            let inserted = tx.execute(
+                "INSERT INTO gatehouse_events (position, hash, bytes)
+                 SELECT * FROM unnest($1::BIGINT[], $2::BYTEA[], $3::BYTEA[])
+                 WHERE $4::BIGINT = 0
+                    OR EXISTS (SELECT 1 FROM gatehouse_events WHERE position = $4 AND hash = $5)",
+                &[&positions, &hashes, &bytes, &(after as i64), &prev.as_slice()],
+            )?;
+            if inserted as usize == records.len() && notify {
+                tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &head])?;
+            }
+            tx.commit()?;
+            Ok(inserted)
+        })();
+        match result {
+            Ok(n) if n as usize == records.len() => Ok(()),
+            Ok(_) => Err(AppendError::Log(LogError::ChainBroken {
+                seq: after,
+                reason: "this node's copy of the log does not end where the shared log has it"
+                    .into(),
+            })),
+            Err(e) if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                Err(AppendError::Conflict)
+            }
+            Err(e) => {
+                self.drop_connection();
+                Err(AppendError::Unavailable(e.to_string()))
+            }
+        }
+    }
+
+    /// After an append whose outcome is unknown (the connection broke around the
+    /// commit): `Some(true)` when the batch is in the table (the hash of its last record
+    /// is there: hashes chain the whole content, so it is this very batch), `Some(false)`
+    /// when it is not (not at all, or another node's batch is), `None` when the database
+    /// still cannot be asked.
+    pub fn resolve(&mut self, records: &[RawEvent]) -> Option<bool> {
+        let last = records.last()?;
+        match self.hash_at(last.seq) {
+            Ok(found) => Some(found == Some(last.hash)),
+            Err(_) => {
+                self.drop_connection();
+                None
+            }
+        }
+    }
+
+    /// Up to `limit` rows after position `after` (whose hash is `prev`), the chain checked
+    /// on the way: a missing position or a hash that does not recompute is an error with
+    /// the position (fail-stop for the caller).
+    pub fn read_after(
+        &mut self,
+        after: u64,
+        prev: ChainHash,
+        limit: i64,
+    ) -> Result<Vec<RawEvent>, LogError> {
+        let rows = self
+            .client()?
+            .query(
+                "SELECT position, hash, bytes FROM gatehouse_events
+                 WHERE position > $1 ORDER BY position LIMIT $2",
+                &[&(after as i64), &limit],
+            )
+            .map_err(|e| {
+                let e = db(e);
+                self.drop_connection();
+                e
+            })?;
+        let mut out = Vec::with_capacity(rows.len());
+        let mut prev = prev;
+        for (expected, row) in (after + 1..).zip(rows) {
+            let seq = row.get::<_, i64>(0) as u64;
+            if seq != expected {
+                return Err(LogError::ChainBroken {
+                    seq: expected,
+                    reason: format!("position {expected} is missing (next stored is {seq})"),
+                });
+            }
+            let hash = hash_of(row.get::<_, &[u8]>(1), seq)?;
+            let bytes: Vec<u8> = row.get(2);
+            if chain_hash(&prev, &bytes) != hash {
+                return Err(LogError::ChainBroken {
+                    seq,
+                    reason: "the stored hash does not match the event".into(),
+                });
+            }
+            prev = hash;
+            out.push(RawEvent { seq, hash, bytes });
+        }
+        Ok(out)
+    }
+
+    /// Rows from position 1 (to `to`, when given), chain checked, in pages, handed to
+    /// `f` in order (it returns false to stop). Returns the last position handed over and
+    /// its hash.
+    pub fn for_each(
+        &mut self,
+        to: Option<u64>,
+        mut f: impl FnMut(&RawEvent) -> Result<bool, LogError>,
+    ) -> Result<(u64, ChainHash), LogError> {
+        let (mut seq, mut prev) = (0u64, GENESIS_HASH);
+        loop {
+            let page = self.read_after(seq, prev, 10_000)?;
+            if page.is_empty() {
+                return Ok((seq, prev));
+            }
+            for r in &page {
+                if to.is_some_and(|t| r.seq > t) || !f(r)? {
+                    return Ok((seq, prev));
+                }
+                (seq, prev) = (r.seq, r.hash);
+            }
+        }
+    }
+
+    /// Bring the local copy up to the shared log's head (start-up, `gatehouse` tools);
+    /// returns the rows copied. The local copy must be a prefix of the shared log.
+    pub fn copy_into(&mut self, local: &mut EventLog) -> Result<u64, LogError> {
+        self.check_prefix(local)?;
+        let mut copied = 0;
+        loop {
+            let page = self.read_after(local.head_seq(), local.head_hash(), 10_000)?;
+            if page.is_empty() {
+                return Ok(copied);
+            }
+            local.append_raw(&page)?;
+            copied += page.len() as u64;
+        }
+    }
+
+    /// The local copy ends on a row of the shared log with the same hash.
+    pub fn check_prefix(&mut self, local: &EventLog) -> Result<(), LogError> {
+        let seq = local.head_seq();
+        if seq == 0 {
+            return Ok(());
+        }
+        match self.hash_at(seq)? {
+            Some(h) if h == local.head_hash() => Ok(()),
+            Some(_) => Err(LogError::ChainBroken {
+                seq,
+                reason: "this data directory's log and the shared log differ here".into(),
+            }),
+            None if self.head()?.0 == 0 => Err(LogError::Database(format!(
+                "the shared log is empty but this data directory holds {seq} events: move them there with `gatehouse export` and `gatehouse import --store …`, or start with an empty data directory"
+            ))),
+            None => Err(LogError::ChainBroken {
+                seq,
+                reason: "this data directory's log is longer than the shared log".into(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,730 @@
+//! Several nodes on one PostgreSQL log (`--store postgres://…`), for real: each test
+//! starts its own PostgreSQL from the distribution's package (`initdb`/`pg_ctl` in a
+//! temporary directory, 127.0.0.1, a free port) and real `gatehouse` processes. Runs when
+//! PostgreSQL is installed (`.ci/run` installs Debian's package); says so loudly when not.
+
+use crate::helpers::{Client, ServerProcess, BINARY_ADMIN_PASSWORD};
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const INSTALL: &str = "apt-get install postgresql";
+
+/// A PostgreSQL cluster of its own, stopped (immediately) when dropped.
+struct Postgres {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    as_root: bool,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn pg_bin() -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|b| b.join("initdb").exists() && b.join("pg_ctl").exists())
+        .collect();
+    // The newest version when several are installed.
+    dirs.sort_by_key(|d| {
+        d.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    dirs.pop()
+}
+
+impl Postgres {
+    /// Start one, or say why not (the caller returns: the test is skipped).
+    fn start(test: &str) -> Option<Postgres> {
+        let Some(bin) = pg_bin() else {
+            println!("SKIPPED {test}: PostgreSQL is not installed ({INSTALL})");
+            eprintln!("SKIPPED {test}: PostgreSQL is not installed ({INSTALL})");
+            return None;
+        };
+        let as_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        let dir = tempfile::tempdir().unwrap();
+        if as_root {
+            // PostgreSQL refuses to run as root: its files belong to `postgres`.
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "chown the PostgreSQL directory to the postgres user");
+        }
+        let pg = Postgres {
+            bin,
+            dir,
+            port: free_port(),
+            as_root,
+        };
+        let data = pg.dir.path().join("data");
+        let out = pg
+            .command("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", "gatehouse", "--no-sync", "-E", "UTF8"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pg.ctl_start();
+        Some(pg)
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if self.as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn ctl_start(&self) {
+        let data = self.dir.path().join("data");
+        // fsync off: the tests kill processes, never the machine; it keeps them fast.
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100",
+            self.port,
+            self.dir.path().display()
+        );
+        let out = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .args(["-o", &options, "-l"])
+            .arg(self.dir.path().join("log"))
+            .args(["-w", "-t", "60", "start"])
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {} {}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+        );
+    }
+
+    /// Stop at once (as a crash would: no checkpoint), or cleanly.
+    fn ctl_stop(&self, mode: &str) {
+        let _ = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", mode, "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://gatehouse@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.ctl_stop("immediate");
+    }
+}
+
+/// A node of the shared log: a real `gatehouse serve --store …`.
+fn node(dir: &Path, url: &str, config: Option<&Path>) -> ServerProcess {
+    ServerProcess::spawn_with_args(
+        dir,
+        "warn",
+        Stdio::inherit(),
+        config,
+        "127.0.0.1:0",
+        &[OsStr::new("--store"), OsStr::new(url)],
+    )
+}
+
+fn gatehouse(args: &[&OsStr]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("GATEHOUSE_STORE")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// `head hash …` and `state digest …` of a verify/import/replay line.
+fn head_and_digest(line: &str) -> (String, String) {
+    let after = |key: &str| {
+        line.split(key)
+            .nth(1)
+            .and_then(|r| r.split([',', ' ', '\n']).find(|w| !w.is_empty()))
+            .unwrap_or_else(|| panic!("no `{key}` in {line:?}"))
+            .to_string()
+    };
+    (after("head hash "), after("state digest "))
+}
+
+fn admin(base: &str) -> Client {
+    Client::new(base, Some(("admin", BINARY_ADMIN_PASSWORD)))
+}
+
+fn digest(base: &str) -> Value {
+    let r = admin(base).get("/access/api/v1/system/state/digest");
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json()
+}
+
+/// Wait until every node has applied `seq`, then return their digests.
+fn digests_at(bases: &[String], seq: u64) -> Vec<Value> {
+    let started = Instant::now();
+    loop {
+        let all: Vec<Value> = bases.iter().map(|b| digest(b)).collect();
+        if all.iter().all(|d| d["seq"].as_u64() == Some(seq)) {
+            return all;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the nodes did not all reach position {seq}: {all:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The shared log's events, read with `gatehouse export --store` (which checks the chain).
+fn shared_events(url: &str) -> Vec<gatehouse_schemas::Envelope> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("log.bin");
+    let (ok, out) = gatehouse(&[
+        OsStr::new("export"),
+        OsStr::new("--store"),
+        OsStr::new(url),
+        OsStr::new("--out"),
+        file.as_os_str(),
+    ]);
+    assert!(ok, "{out}");
+    let records = gatehouse::log::export::read(&std::fs::read(&file).unwrap()).unwrap();
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            assert_eq!(r.seq, i as u64 + 1, "positions are contiguous");
+            gatehouse_schemas::decode(&r.bytes).unwrap()
+        })
+        .collect()
+}
+
+fn groups_created(events: &[gatehouse_schemas::Envelope]) -> HashMap<String, usize> {
+    let mut n = HashMap::new();
+    for e in events {
+        if let gatehouse_schemas::Event::GroupCreated(g) = &e.event {
+            *n.entry(g.name.clone()).or_insert(0) += 1;
+        }
+    }
+    n
+}
+
+/// Acknowledged writes of a load: group name → the position the server answered.
+type Acked = Arc<Mutex<Vec<(String, u64)>>>;
+
+/// Writers on every node at once: each creates its own groups, and all of them race for
+/// the same `shared-*` names (exactly one may win each). Returns the acknowledged ones.
+fn load(bases: &[String], writers_per_node: usize, per_writer: usize, tag: &str) -> Acked {
+    let acked: Acked = Default::default();
+    std::thread::scope(|scope| {
+        for (n, base) in bases.iter().enumerate() {
+            for w in 0..writers_per_node {
+                let acked = acked.clone();
+                let client = admin(base);
+                scope.spawn(move || {
+                    for i in 0..per_writer {
+                        let name = if i % 3 == 0 {
+                            format!("{tag}-shared-{i}")
+                        } else {
+                            format!("{tag}-n{n}-w{w}-{i}")
+                        };
+                        // A node that is gone, or a 503 while PostgreSQL restarts, is not
+                        // an acknowledgement: only a 201 is.
+                        let Some(r) = client.try_post("/access/api/v2/groups", &json!({"name": name}))
+                        else {
+                            std::thread::sleep(Duration::from_millis(20));
+                            continue;
+                        };
+                        if r.status == 201 {
+                            let seq = r.header("x-gatehouse-seq").unwrap().parse().unwrap();
+                            acked.lock().unwrap().push((name, seq));
+                        } else {
+                            assert!(
+                                [409, 503].contains(&r.status),
+                                "{name}: {} {}",
+                                r.status,
+                                r.text
+                            );
+                        }
+                    }
+                });
+            }
+        }
+    });
+    acked
+}
+
+/// Every acknowledged write is in the shared log exactly once, at the position it was
+/// acknowledged with; every `shared-*` name was created exactly once.
+fn check_exactly_once(url: &str, acked: &Acked) -> Vec<gatehouse_schemas::Envelope> {
+    let events = shared_events(url);
+    let created = groups_created(&events);
+    for (name, seq) in acked.lock().unwrap().iter() {
+        assert_eq!(created.get(name), Some(&1), "{name} is in the log once");
+        match &events[*seq as usize - 1].event {
+            gatehouse_schemas::Event::GroupCreated(g) => assert_eq!(&g.name, name),
+            e => panic!("position {seq} holds {e:?}, not {name}"),
+        }
+    }
+    for (name, n) in &created {
+        assert_eq!(*n, 1, "{name} created {n} times");
+    }
+    events
+}
+
+fn verify_shared(url: &str) -> (String, String) {
+    let (ok, out) = gatehouse(&[OsStr::new("verify"), OsStr::new("--store"), OsStr::new(url)]);
+    assert!(ok && out.contains("chain intact"), "{out}");
+    head_and_digest(&out)
+}
+
+/// A node's own copy of the log (its data directory, after it stopped) is the shared
+/// chain: it applied every event, in order, and skipped none.
+fn verify_copy(dir: &Path) -> (String, String) {
+    let (ok, out) = gatehouse(&[
+        OsStr::new("verify"),
+        OsStr::new("--data-dir"),
+        dir.as_os_str(),
+    ]);
+    assert!(ok && out.contains("chain intact"), "{out}");
+    head_and_digest(&out)
+}
+
+#[test]
+fn three_nodes_write_at_once_into_one_chain_with_every_write_exactly_once() {
+    let Some(pg) = Postgres::start("three_nodes_write_at_once_into_one_chain_with_every_write_exactly_once")
+    else {
+        return;
+    };
+    let url = pg.url();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes: Vec<ServerProcess> = dirs.iter().map(|d| node(d.path(), &url, None)).collect();
+    let bases: Vec<String> = nodes.iter().map(|n| n.base.clone()).collect();
+    let acked = load(&bases, 3, 24, "a");
+    let events = check_exactly_once(&url, &acked);
+    // Every conflicting name was won by exactly one writer.
+    let names: HashSet<String> = acked.lock().unwrap().iter().map(|(n, _)| n.clone()).collect();
+    for i in (0..24).step_by(3) {
+        assert!(names.contains(&format!("a-shared-{i}")), "a-shared-{i} acknowledged");
+    }
+    let head = events.len() as u64;
+    let digests = digests_at(&bases, head);
+    assert!(digests.iter().all(|d| d["digest"] == digests[0]["digest"]), "{digests:?}");
+    let (hash, digest) = verify_shared(&url);
+    assert_eq!(digest, digests[0]["digest"].as_str().unwrap());
+    for (n, d) in nodes.into_iter().zip(&dirs) {
+        assert!(n.terminate().success());
+        let (copy_hash, copy_digest) = verify_copy(d.path());
+        assert_eq!((&copy_hash, &copy_digest), (&hash, &digest));
+    }
+}
+
+#[test]
+fn a_killed_node_and_a_restarted_postgres_lose_and_duplicate_nothing() {
+    let Some(pg) = Postgres::start("a_killed_node_and_a_restarted_postgres_lose_and_duplicate_nothing")
+    else {
+        return;
+    };
+    let url = pg.url();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes: Vec<Option<ServerProcess>> =
+        dirs.iter().map(|d| Some(node(d.path(), &url, None))).collect();
+    let bases: Vec<String> = nodes.iter().map(|n| n.as_ref().unwrap().base.clone()).collect();
+    let acked: Acked = Default::default();
+    std::thread::scope(|scope| {
+        let writers = scope.spawn(|| load(&bases, 2, 60, "k"));
+        // In the middle of the load: SIGKILL one node, then restart PostgreSQL at once
+        // (immediate mode: no shutdown checkpoint, connections cut).
+        std::thread::sleep(Duration::from_millis(400));
+        nodes[2].take().unwrap().kill();
+        std::thread::sleep(Duration::from_millis(200));
+        pg.ctl_stop("immediate");
+        std::thread::sleep(Duration::from_millis(300));
+        pg.ctl_start();
+        let got = writers.join().unwrap();
+        acked.lock().unwrap().extend(got.lock().unwrap().drain(..));
+    });
+    // The nodes carry on after PostgreSQL is back, and the killed one rejoins from its
+    // data directory.
+    let after = load(&bases[..2], 1, 6, "after");
+    // Two nodes, six writes each: four names of their own, two they race for.
+    assert_eq!(after.lock().unwrap().len(), 10, "writes succeed after the restart");
+    acked.lock().unwrap().extend(after.lock().unwrap().drain(..));
+    nodes[2] = Some(node(dirs[2].path(), &url, None));
+    let bases = [
+        bases[0].clone(),
+        bases[1].clone(),
+        nodes[2].as_ref().unwrap().base.clone(),
+    ];
+    let events = check_exactly_once(&url, &acked);
+    let digests = digests_at(&bases, events.len() as u64);
+    assert!(digests.iter().all(|d| d["digest"] == digests[0]["digest"]), "{digests:?}");
+    let (hash, digest) = verify_shared(&url);
+    for (n, d) in nodes.into_iter().zip(&dirs) {
+        assert!(n.unwrap().terminate().success());
+        assert_eq!(verify_copy(d.path()), (hash.clone(), digest.clone()));
+    }
+}
+
+#[test]
+fn min_seq_makes_a_read_on_another_node_see_the_write() {
+    let Some(pg) = Postgres::start("min_seq_makes_a_read_on_another_node_see_the_write") else {
+        return;
+    };
+    let url = pg.url();
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = node(a_dir.path(), &url, None);
+    // B neither listens nor polls in the time of this test: only X-Gatehouse-Min-Seq
+    // makes it read the shared log, so a stale read would show.
+    let config = b_dir.path().join("gatehouse.toml");
+    std::fs::write(
+        &config,
+        "follow-listen = false\nfollow-poll-ms = 600000\nmin-seq-wait-ms = 300\n",
+    )
+    .unwrap();
+    let b = node(b_dir.path(), &url, Some(&config));
+    for i in 0..10 {
+        let r = a.admin().post("/access/api/v2/groups", &json!({"name": format!("ryw-{i}")}));
+        assert_eq!(r.status, 201, "{}", r.text);
+        let seq = r.header("x-gatehouse-seq").unwrap().to_string();
+        let read = b.admin().get_with(
+            &format!("/access/api/v2/groups/ryw-{i}"),
+            &[("X-Gatehouse-Min-Seq", &seq)],
+        );
+        assert_eq!(read.status, 200, "ryw-{i} at {seq} on the other node: {}", read.text);
+    }
+    // A position no node has: bounded wait, then 503 with Retry-After.
+    let r = b.admin().get_with(
+        "/access/api/v2/groups/ryw-0",
+        &[("X-Gatehouse-Min-Seq", "1000000")],
+    );
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert!(r.header("retry-after").is_some());
+    assert!(r.text.contains("X-Gatehouse-Min-Seq"), "{}", r.text);
+    let r = b.admin().get_with("/access/api/v2/groups/ryw-0", &[("X-Gatehouse-Min-Seq", "soon")]);
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("X-Gatehouse-Min-Seq"), "{}", r.text);
+}
+
+#[test]
+fn a_log_moves_from_sled_to_postgres_and_back_with_the_same_chain_and_digest() {
+    let Some(pg) = Postgres::start("a_log_moves_from_sled_to_postgres_and_back_with_the_same_chain_and_digest")
+    else {
+        return;
+    };
+    let url = pg.url();
+    let one = tempfile::tempdir().unwrap();
+    {
+        let server = ServerProcess::start(one.path());
+        for i in 0..20 {
+            let r = server
+                .admin()
+                .post("/access/api/v2/groups", &json!({"name": format!("moved-{i}")}));
+            assert_eq!(r.status, 201, "{}", r.text);
+        }
+        assert!(server.terminate().success());
+    }
+    let original = verify_copy(one.path());
+    let files = tempfile::tempdir().unwrap();
+    let (out1, out2) = (files.path().join("one.bin"), files.path().join("two.ndjson"));
+    let s = |p: &Path| p.as_os_str().to_owned();
+    let (ok, out) = gatehouse(&[
+        OsStr::new("export"),
+        OsStr::new("--data-dir"),
+        &s(one.path()),
+        OsStr::new("--out"),
+        &s(&out1),
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = gatehouse(&[
+        OsStr::new("import"),
+        OsStr::new("--store"),
+        OsStr::new(&url),
+        OsStr::new("--in"),
+        &s(&out1),
+    ]);
+    assert!(ok, "{out}");
+    assert_eq!(head_and_digest(&out), original);
+    assert_eq!(verify_shared(&url), original);
+    // A second import into a log that is not empty is refused.
+    let (ok, out) = gatehouse(&[
+        OsStr::new("import"),
+        OsStr::new("--store"),
+        OsStr::new(&url),
+        OsStr::new("--in"),
+        &s(&out1),
+    ]);
+    assert!(!ok && out.contains("already holds"), "{out}");
+    // A node on the shared log starts from it, with a new data directory, and serves it.
+    let node_dir = tempfile::tempdir().unwrap();
+    {
+        let n = node(node_dir.path(), &url, None);
+        let r = n.admin().get("/access/api/v2/groups/moved-19");
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(n.terminate().success());
+    }
+    // (It may have added events of its own at start: keys it did not have.)
+    let shared = verify_shared(&url);
+    assert_eq!(verify_copy(node_dir.path()), shared);
+    let (ok, out) = gatehouse(&[
+        OsStr::new("replay"),
+        OsStr::new("--store"),
+        OsStr::new(&url),
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = gatehouse(&[
+        OsStr::new("export"),
+        OsStr::new("--store"),
+        OsStr::new(&url),
+        OsStr::new("--out"),
+        &s(&out2),
+        OsStr::new("--format"),
+        OsStr::new("ndjson"),
+    ]);
+    assert!(ok, "{out}");
+    let two = tempfile::tempdir().unwrap();
+    let back = two.path().join("data");
+    let (ok, out) = gatehouse(&[
+        OsStr::new("import"),
+        OsStr::new("--data-dir"),
+        &s(&back),
+        OsStr::new("--in"),
+        &s(&out2),
+    ]);
+    assert!(ok, "{out}");
+    assert_eq!(head_and_digest(&out), shared);
+    assert_eq!(verify_copy(&back), shared);
+}
+
+#[test]
+fn a_row_that_breaks_the_chain_stops_every_node_with_its_position() {
+    let Some(pg) = Postgres::start("a_row_that_breaks_the_chain_stops_every_node_with_its_position")
+    else {
+        return;
+    };
+    let url = pg.url();
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = node(dir.path(), &url, None);
+    let r = a.admin().post("/access/api/v2/groups", &json!({"name": "before"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let head: i64 = r.header("x-gatehouse-seq").unwrap().parse().unwrap();
+    // Someone writes a row behind Gatehouse's back: right position, wrong hash.
+    let mut sql = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    sql.execute(
+        "INSERT INTO gatehouse_events (position, hash, bytes) VALUES ($1, $2, $3)",
+        &[&(head + 1), &vec![7u8; 32], &b"forged".to_vec()],
+    )
+    .unwrap();
+    sql.execute("SELECT pg_notify('gatehouse_events', 'forged')", &[]).unwrap();
+    // The node reads it, refuses it, and stops (fail-stop), naming the position.
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = a.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the node kept serving");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(70));
+    let (ok, out) = gatehouse(&[OsStr::new("verify"), OsStr::new("--store"), OsStr::new(&url)]);
+    assert!(!ok, "{out}");
+    assert!(out.contains(&format!("chain broken at position {}", head + 1)), "{out}");
+    // A node that starts on it stops before serving, naming the position too.
+    let fresh = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(fresh.path())
+        .args(["--store", &url])
+        .env("GATEHOUSE_ADMIN_PASSWORD", BINARY_ADMIN_PASSWORD)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains(&format!("position {}", head + 1)), "{text}");
+    // A gap is refused the same way.
+    sql.execute("DELETE FROM gatehouse_events WHERE position = $1", &[&(head + 1)])
+        .unwrap();
+    sql.execute(
+        "INSERT INTO gatehouse_events (position, hash, bytes) VALUES ($1, $2, $3)",
+        &[&(head + 2), &vec![7u8; 32], &b"forged".to_vec()],
+    )
+    .unwrap();
+    let (ok, out) = gatehouse(&[OsStr::new("verify"), OsStr::new("--store"), OsStr::new(&url)]);
+    assert!(!ok && out.contains(&format!("position {} is missing", head + 1)), "{out}");
+    drop(a);
+}
+
+/// A node with the master key file (`--master-key-file`).
+fn keyed_node(dir: &Path, url: &str, master: &Path) -> ServerProcess {
+    ServerProcess::spawn_with_args(
+        dir,
+        "warn",
+        Stdio::inherit(),
+        None,
+        "127.0.0.1:0",
+        &[
+            OsStr::new("--store"),
+            OsStr::new(url),
+            OsStr::new("--master-key-file"),
+            master.as_os_str(),
+        ],
+    )
+}
+
+#[test]
+fn nodes_share_their_keys_sealed_under_the_master_key() {
+    let Some(pg) = Postgres::start("nodes_share_their_keys_sealed_under_the_master_key") else {
+        return;
+    };
+    let url = pg.url();
+    let secrets = tempfile::tempdir().unwrap();
+    let master = secrets.path().join("master.key");
+    std::fs::write(&master, [0x5au8; 48]).unwrap();
+    let (a_dir, b_dir, c_dir) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let a = keyed_node(a_dir.path(), &url, &master);
+    // Personal data is sealed with a key A makes for the user.
+    let r = a.admin().post(
+        "/access/api/v2/users",
+        &json!({"username": "pat", "password": "s3cret-pass-1", "email": "pat@example.com"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let seq = r.header("x-gatehouse-seq").unwrap().to_string();
+    let b = keyed_node(b_dir.path(), &url, &master);
+    // B opens what A sealed.
+    let u = b
+        .admin()
+        .get_with("/access/api/v2/users/pat", &[("X-Gatehouse-Min-Seq", &seq)]);
+    assert_eq!(u.status, 200, "{}", u.text);
+    assert_eq!(u.json()["email"], "pat@example.com", "{}", u.text);
+    // And A opens what B seals, made after B started.
+    let r = b.admin().post(
+        "/access/api/v2/users",
+        &json!({"username": "sam", "password": "s3cret-pass-2", "email": "sam@example.com"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let seq = r.header("x-gatehouse-seq").unwrap().to_string();
+    let u = a
+        .admin()
+        .get_with("/access/api/v2/users/sam", &[("X-Gatehouse-Min-Seq", &seq)]);
+    assert_eq!(u.json()["email"], "sam@example.com", "{}", u.text);
+    // A purge on one node erases the user's personal data on every node (B read it with
+    // the key before, so B held a copy of it).
+    let then = |node: &ServerProcess| {
+        let r = node
+            .admin()
+            .get(&format!("/access/api/v2/users/sam?as_of={seq}"));
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()["email"].clone()
+    };
+    assert_eq!(then(&b), "sam@example.com");
+    let r = a.admin().delete("/access/api/v2/users/sam?purge=true");
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(then(&a), "[erased]");
+    let started = Instant::now();
+    while then(&b) != "[erased]" {
+        assert!(started.elapsed() < Duration::from_secs(20), "B still shows the purged e-mail");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A token made on one node works on the other (as it would without shared keys), and
+    // no node started with a signing key of its own: one key for all of them, even for a
+    // node with an empty data directory.
+    let c = keyed_node(c_dir.path(), &url, &master);
+    let signing_keys = shared_events(&url)
+        .iter()
+        .filter(|e| matches!(e.event, gatehouse_schemas::Event::SigningKeyAdded { .. }))
+        .count();
+    assert_eq!(signing_keys, 1, "one signing key for every node");
+    // In PostgreSQL the keys are sealed: none of A's key files is there in clear.
+    let mut sql = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let sealed: Vec<Vec<u8>> = sql
+        .query("SELECT sealed FROM gatehouse_keys", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(sealed.len() >= 3, "signing, signed-URL and personal keys are shared");
+    let mut files = vec![];
+    for d in [a_dir.path().join("keys"), a_dir.path().join("keys/personal")] {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            if e.path().is_file() {
+                files.push(std::fs::read_to_string(e.path()).unwrap().trim().to_string());
+            }
+        }
+    }
+    assert!(!files.is_empty());
+    for f in &files {
+        assert!(
+            !sealed.iter().any(|s| s.windows(f.len()).any(|w| w == f.as_bytes())),
+            "a key is in the database in clear"
+        );
+    }
+    // A node with another master key cannot open them, and says so.
+    let wrong = secrets.path().join("wrong.key");
+    std::fs::write(&wrong, [0x11u8; 48]).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(d.path())
+        .args(["--store", &url, "--master-key-file"])
+        .arg(&wrong)
+        .env("GATEHOUSE_ADMIN_PASSWORD", BINARY_ADMIN_PASSWORD)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("master key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop((a, b, c));
+}
