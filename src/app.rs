@@ -64,7 +64,9 @@ impl Application {
                         crate::keys::vault::KeyVault::read_master(f).map_err(StartError::Other)?,
                     ),
                     None => {
-                        tracing::warn!("no master key file: keys stay per node (see README, Several nodes)");
+                        tracing::warn!(
+                            "no master key file: keys stay per node (see README, Several nodes)"
+                        );
                         None
                     }
                 };
@@ -126,7 +128,12 @@ impl Application {
         if needs_init {
             if let Err(e) = initialize(&settings, &writer).await {
                 // Another node of a shared log initialized it first: its identity wins.
-                if shared.read().unwrap_or_else(|p| p.into_inner()).service_id.is_none() {
+                if shared
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .service_id
+                    .is_none()
+                {
                     return Err(e);
                 }
             }

@@ -180,7 +180,11 @@ fn main() -> ExitCode {
             export,
             key,
         } => verify(data_dir, store, export, key),
-        Cmd::Replay { data_dir, store, to } => match store {
+        Cmd::Replay {
+            data_dir,
+            store,
+            to,
+        } => match store {
             Some(url) => replay_shared(&url, to),
             None => replay(data_dir, to),
         },
@@ -568,10 +572,7 @@ type Replayed = (State, Vec<[u8; 32]>, u64, [u8; 32]);
 
 /// The shared log read from position 1 (to `to`), chain checked, every event decoded and
 /// applied: the state, the hashes by position, and the last position and its hash.
-fn replay_rows(
-    pg: &mut PgLog,
-    to: Option<u64>,
-) -> Result<Replayed, LogError> {
+fn replay_rows(pg: &mut PgLog, to: Option<u64>) -> Result<Replayed, LogError> {
     let mut state = State::default();
     let mut hashes = Vec::new();
     let (seq, head) = pg.for_each(to, |r| {
@@ -602,7 +603,7 @@ fn verify_shared(url: &str, key: Option<ed25519_dalek::VerifyingKey>) -> ExitCod
         Err(e) => return report_broken(e),
     };
     let hash_at = |p: u64| hashes.get((p as usize).wrapping_sub(1)).copied();
-    match check_checkpoints(&state, hash_at, key.as_ref())
+    match gatehouse::checkpoints::check(&state, hash_at, key.as_ref())
         .and_then(|n| signed_coverage(&state, events, key.is_some()).map(|_| n))
     {
         Ok(n) => {
@@ -658,7 +659,9 @@ fn import_shared(url: &str, input: PathBuf) -> ExitCode {
     match pg.head() {
         Ok((0, _)) => {}
         Ok((n, _)) => {
-            eprintln!("gatehouse: the shared log already holds {n} events; import only into an empty one");
+            eprintln!(
+                "gatehouse: the shared log already holds {n} events; import only into an empty one"
+            );
             return ExitCode::from(2);
         }
         Err(e) => return report_broken(e),

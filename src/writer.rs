@@ -465,7 +465,9 @@ impl Writer {
                     self.metrics
                         .writer_flush_seconds
                         .observe(flush.elapsed().as_secs_f64());
-                    self.metrics.writer_batch_commands.observe(work.len() as f64);
+                    self.metrics
+                        .writer_batch_commands
+                        .observe(work.len() as f64);
                     (envelopes, results, outcome)
                 }
             };
@@ -511,10 +513,7 @@ impl Writer {
 
     /// Decide every command against the writer's own state, in order (each sees the
     /// ones before it), applying their events to that state as it goes.
-    fn decide_all(
-        &mut self,
-        work: &[(Command, CommandContext)],
-    ) -> (Vec<Envelope>, Vec<Outcome>) {
+    fn decide_all(&mut self, work: &[(Command, CommandContext)]) -> (Vec<Envelope>, Vec<Outcome>) {
         let origin = self.state.service_id.clone().unwrap_or_default();
         let mut envelopes: Vec<Envelope> = Vec::new();
         let mut results = Vec::with_capacity(work.len());
@@ -633,7 +632,11 @@ impl Writer {
     /// Drop the writer's events that did not become durable: back to the read models,
     /// which only ever hold what is in the log.
     fn rewind(&mut self) {
-        self.state = self.shared.read().unwrap_or_else(|p| p.into_inner()).clone();
+        self.state = self
+            .shared
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
     }
 
     /// Apply what other nodes appended to the shared log, in order, chain checked. The
@@ -699,7 +702,9 @@ impl Writer {
     /// log.
     fn fail_stop(&self, e: &LogError) -> ! {
         match e.position() {
-            Some(seq) => tracing::error!(error = %e, position = seq, "the event log is broken; stopping"),
+            Some(seq) => {
+                tracing::error!(error = %e, position = seq, "the event log is broken; stopping")
+            }
             None => tracing::error!(error = %e, "cannot append to the event log; stopping"),
         }
         eprintln!("gatehouse: {e}; stopping");

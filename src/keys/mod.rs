@@ -181,8 +181,8 @@ impl KeyRing {
             return Some(k.clone());
         }
         // Another node of a shared log may have made it.
-        let seed = vault::fetch(&self.dir.join(format!("{kid}.key")))
-            .and_then(|t| vault::parse32(&t))?;
+        let seed =
+            vault::fetch(&self.dir.join(format!("{kid}.key"))).and_then(|t| vault::parse32(&t))?;
         let key = SigningKey::from_bytes(&seed);
         if kid_of(&key.verifying_key()) != kid {
             return None;

@@ -153,7 +153,10 @@ impl KeyVault {
             crate::app::write_private_local(&path, &String::from_utf8_lossy(&plain))
                 .map_err(|e| LogError::Database(e.to_string()))?;
         }
-        for dir in [self.data_dir.join("keys"), self.data_dir.join("keys/personal")] {
+        for dir in [
+            self.data_dir.join("keys"),
+            self.data_dir.join("keys/personal"),
+        ] {
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };

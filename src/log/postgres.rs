@@ -249,7 +249,13 @@ impl PgLog {
                  SELECT * FROM unnest($1::BIGINT[], $2::BYTEA[], $3::BYTEA[])
                  WHERE $4::BIGINT = 0
                     OR EXISTS (SELECT 1 FROM gatehouse_events WHERE position = $4 AND hash = $5)",
-                &[&positions, &hashes, &bytes, &(after as i64), &prev.as_slice()],
+                &[
+                    &positions,
+                    &hashes,
+                    &bytes,
+                    &(after as i64),
+                    &prev.as_slice(),
+                ],
             )?;
             if inserted as usize == records.len() && notify {
                 tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &head])?;

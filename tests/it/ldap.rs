@@ -461,7 +461,12 @@ fn ldap_membership_follows_the_directory_at_sign_in_and_sync() {
     });
     assert_eq!(all, [200; 8]);
     let r = admin.get("/access/api/v1/audit/events?type=UserCreated&limit=100");
-    assert_eq!(r.text.matches("\"username\":\"bob\"").count(), 1, "{}", r.text);
+    assert_eq!(
+        r.text.matches("\"username\":\"bob\"").count(),
+        1,
+        "{}",
+        r.text
+    );
     assert_eq!(groups_of(&admin, "bob"), ["developers"]);
     // bob joins `operators` in the directory: his next sign-in brings it.
     slapd.modify_group("operators", "add", "bob");

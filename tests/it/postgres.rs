@@ -274,7 +274,8 @@ fn load(bases: &[String], writers_per_node: usize, per_writer: usize, tag: &str)
                         };
                         // A node that is gone, or a 503 while PostgreSQL restarts, is not
                         // an acknowledgement: only a 201 is.
-                        let Some(r) = client.try_post("/access/api/v2/groups", &json!({"name": name}))
+                        let Some(r) =
+                            client.try_post("/access/api/v2/groups", &json!({"name": name}))
                         else {
                             std::thread::sleep(Duration::from_millis(20));
                             continue;
@@ -336,7 +337,8 @@ fn verify_copy(dir: &Path) -> (String, String) {
 
 #[test]
 fn three_nodes_write_at_once_into_one_chain_with_every_write_exactly_once() {
-    let Some(pg) = Postgres::start("three_nodes_write_at_once_into_one_chain_with_every_write_exactly_once")
+    let Some(pg) =
+        Postgres::start("three_nodes_write_at_once_into_one_chain_with_every_write_exactly_once")
     else {
         return;
     };
@@ -347,13 +349,24 @@ fn three_nodes_write_at_once_into_one_chain_with_every_write_exactly_once() {
     let acked = load(&bases, 3, 24, "a");
     let events = check_exactly_once(&url, &acked);
     // Every conflicting name was won by exactly one writer.
-    let names: HashSet<String> = acked.lock().unwrap().iter().map(|(n, _)| n.clone()).collect();
+    let names: HashSet<String> = acked
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(n, _)| n.clone())
+        .collect();
     for i in (0..24).step_by(3) {
-        assert!(names.contains(&format!("a-shared-{i}")), "a-shared-{i} acknowledged");
+        assert!(
+            names.contains(&format!("a-shared-{i}")),
+            "a-shared-{i} acknowledged"
+        );
     }
     let head = events.len() as u64;
     let digests = digests_at(&bases, head);
-    assert!(digests.iter().all(|d| d["digest"] == digests[0]["digest"]), "{digests:?}");
+    assert!(
+        digests.iter().all(|d| d["digest"] == digests[0]["digest"]),
+        "{digests:?}"
+    );
     let (hash, digest) = verify_shared(&url);
     assert_eq!(digest, digests[0]["digest"].as_str().unwrap());
     for (n, d) in nodes.into_iter().zip(&dirs) {
@@ -365,15 +378,21 @@ fn three_nodes_write_at_once_into_one_chain_with_every_write_exactly_once() {
 
 #[test]
 fn a_killed_node_and_a_restarted_postgres_lose_and_duplicate_nothing() {
-    let Some(pg) = Postgres::start("a_killed_node_and_a_restarted_postgres_lose_and_duplicate_nothing")
+    let Some(pg) =
+        Postgres::start("a_killed_node_and_a_restarted_postgres_lose_and_duplicate_nothing")
     else {
         return;
     };
     let url = pg.url();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes: Vec<Option<ServerProcess>> =
-        dirs.iter().map(|d| Some(node(d.path(), &url, None))).collect();
-    let bases: Vec<String> = nodes.iter().map(|n| n.as_ref().unwrap().base.clone()).collect();
+    let mut nodes: Vec<Option<ServerProcess>> = dirs
+        .iter()
+        .map(|d| Some(node(d.path(), &url, None)))
+        .collect();
+    let bases: Vec<String> = nodes
+        .iter()
+        .map(|n| n.as_ref().unwrap().base.clone())
+        .collect();
     let acked: Acked = Default::default();
     std::thread::scope(|scope| {
         let writers = scope.spawn(|| load(&bases, 2, 60, "k"));
@@ -392,8 +411,15 @@ fn a_killed_node_and_a_restarted_postgres_lose_and_duplicate_nothing() {
     // data directory.
     let after = load(&bases[..2], 1, 6, "after");
     // Two nodes, six writes each: four names of their own, two they race for.
-    assert_eq!(after.lock().unwrap().len(), 10, "writes succeed after the restart");
-    acked.lock().unwrap().extend(after.lock().unwrap().drain(..));
+    assert_eq!(
+        after.lock().unwrap().len(),
+        10,
+        "writes succeed after the restart"
+    );
+    acked
+        .lock()
+        .unwrap()
+        .extend(after.lock().unwrap().drain(..));
     nodes[2] = Some(node(dirs[2].path(), &url, None));
     let bases = [
         bases[0].clone(),
@@ -402,7 +428,10 @@ fn a_killed_node_and_a_restarted_postgres_lose_and_duplicate_nothing() {
     ];
     let events = check_exactly_once(&url, &acked);
     let digests = digests_at(&bases, events.len() as u64);
-    assert!(digests.iter().all(|d| d["digest"] == digests[0]["digest"]), "{digests:?}");
+    assert!(
+        digests.iter().all(|d| d["digest"] == digests[0]["digest"]),
+        "{digests:?}"
+    );
     let (hash, digest) = verify_shared(&url);
     for (n, d) in nodes.into_iter().zip(&dirs) {
         assert!(n.unwrap().terminate().success());
@@ -428,14 +457,21 @@ fn min_seq_makes_a_read_on_another_node_see_the_write() {
     .unwrap();
     let b = node(b_dir.path(), &url, Some(&config));
     for i in 0..10 {
-        let r = a.admin().post("/access/api/v2/groups", &json!({"name": format!("ryw-{i}")}));
+        let r = a.admin().post(
+            "/access/api/v2/groups",
+            &json!({"name": format!("ryw-{i}")}),
+        );
         assert_eq!(r.status, 201, "{}", r.text);
         let seq = r.header("x-gatehouse-seq").unwrap().to_string();
         let read = b.admin().get_with(
             &format!("/access/api/v2/groups/ryw-{i}"),
             &[("X-Gatehouse-Min-Seq", &seq)],
         );
-        assert_eq!(read.status, 200, "ryw-{i} at {seq} on the other node: {}", read.text);
+        assert_eq!(
+            read.status, 200,
+            "ryw-{i} at {seq} on the other node: {}",
+            read.text
+        );
     }
     // A position no node has: bounded wait, then 503 with Retry-After.
     let r = b.admin().get_with(
@@ -445,15 +481,19 @@ fn min_seq_makes_a_read_on_another_node_see_the_write() {
     assert_eq!(r.status, 503, "{}", r.text);
     assert!(r.header("retry-after").is_some());
     assert!(r.text.contains("X-Gatehouse-Min-Seq"), "{}", r.text);
-    let r = b.admin().get_with("/access/api/v2/groups/ryw-0", &[("X-Gatehouse-Min-Seq", "soon")]);
+    let r = b.admin().get_with(
+        "/access/api/v2/groups/ryw-0",
+        &[("X-Gatehouse-Min-Seq", "soon")],
+    );
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(r.text.contains("X-Gatehouse-Min-Seq"), "{}", r.text);
 }
 
 #[test]
 fn a_log_moves_from_sled_to_postgres_and_back_with_the_same_chain_and_digest() {
-    let Some(pg) = Postgres::start("a_log_moves_from_sled_to_postgres_and_back_with_the_same_chain_and_digest")
-    else {
+    let Some(pg) = Postgres::start(
+        "a_log_moves_from_sled_to_postgres_and_back_with_the_same_chain_and_digest",
+    ) else {
         return;
     };
     let url = pg.url();
@@ -461,16 +501,20 @@ fn a_log_moves_from_sled_to_postgres_and_back_with_the_same_chain_and_digest() {
     {
         let server = ServerProcess::start(one.path());
         for i in 0..20 {
-            let r = server
-                .admin()
-                .post("/access/api/v2/groups", &json!({"name": format!("moved-{i}")}));
+            let r = server.admin().post(
+                "/access/api/v2/groups",
+                &json!({"name": format!("moved-{i}")}),
+            );
             assert_eq!(r.status, 201, "{}", r.text);
         }
         assert!(server.terminate().success());
     }
     let original = verify_copy(one.path());
     let files = tempfile::tempdir().unwrap();
-    let (out1, out2) = (files.path().join("one.bin"), files.path().join("two.ndjson"));
+    let (out1, out2) = (
+        files.path().join("one.bin"),
+        files.path().join("two.ndjson"),
+    );
     let s = |p: &Path| p.as_os_str().to_owned();
     let (ok, out) = gatehouse(&[
         OsStr::new("export"),
@@ -542,14 +586,17 @@ fn a_log_moves_from_sled_to_postgres_and_back_with_the_same_chain_and_digest() {
 
 #[test]
 fn a_row_that_breaks_the_chain_stops_every_node_with_its_position() {
-    let Some(pg) = Postgres::start("a_row_that_breaks_the_chain_stops_every_node_with_its_position")
+    let Some(pg) =
+        Postgres::start("a_row_that_breaks_the_chain_stops_every_node_with_its_position")
     else {
         return;
     };
     let url = pg.url();
     let dir = tempfile::tempdir().unwrap();
     let mut a = node(dir.path(), &url, None);
-    let r = a.admin().post("/access/api/v2/groups", &json!({"name": "before"}));
+    let r = a
+        .admin()
+        .post("/access/api/v2/groups", &json!({"name": "before"}));
     assert_eq!(r.status, 201, "{}", r.text);
     let head: i64 = r.header("x-gatehouse-seq").unwrap().parse().unwrap();
     // Someone writes a row behind Gatehouse's back: right position, wrong hash.
@@ -559,20 +606,31 @@ fn a_row_that_breaks_the_chain_stops_every_node_with_its_position() {
         &[&(head + 1), &vec![7u8; 32], &b"forged".to_vec()],
     )
     .unwrap();
-    sql.execute("SELECT pg_notify('gatehouse_events', 'forged')", &[]).unwrap();
+    sql.execute("SELECT pg_notify('gatehouse_events', 'forged')", &[])
+        .unwrap();
     // The node reads it, refuses it, and stops (fail-stop), naming the position.
     let started = Instant::now();
     let status = loop {
         if let Some(s) = a.child.try_wait().unwrap() {
             break s;
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "the node kept serving");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the node kept serving"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(70));
-    let (ok, out) = gatehouse(&[OsStr::new("verify"), OsStr::new("--store"), OsStr::new(&url)]);
+    let (ok, out) = gatehouse(&[
+        OsStr::new("verify"),
+        OsStr::new("--store"),
+        OsStr::new(&url),
+    ]);
     assert!(!ok, "{out}");
-    assert!(out.contains(&format!("chain broken at position {}", head + 1)), "{out}");
+    assert!(
+        out.contains(&format!("chain broken at position {}", head + 1)),
+        "{out}"
+    );
     // A node that starts on it stops before serving, naming the position too.
     let fresh = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
@@ -587,15 +645,25 @@ fn a_row_that_breaks_the_chain_stops_every_node_with_its_position() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains(&format!("position {}", head + 1)), "{text}");
     // A gap is refused the same way.
-    sql.execute("DELETE FROM gatehouse_events WHERE position = $1", &[&(head + 1)])
-        .unwrap();
+    sql.execute(
+        "DELETE FROM gatehouse_events WHERE position = $1",
+        &[&(head + 1)],
+    )
+    .unwrap();
     sql.execute(
         "INSERT INTO gatehouse_events (position, hash, bytes) VALUES ($1, $2, $3)",
         &[&(head + 2), &vec![7u8; 32], &b"forged".to_vec()],
     )
     .unwrap();
-    let (ok, out) = gatehouse(&[OsStr::new("verify"), OsStr::new("--store"), OsStr::new(&url)]);
-    assert!(!ok && out.contains(&format!("position {} is missing", head + 1)), "{out}");
+    let (ok, out) = gatehouse(&[
+        OsStr::new("verify"),
+        OsStr::new("--store"),
+        OsStr::new(&url),
+    ]);
+    assert!(
+        !ok && out.contains(&format!("position {} is missing", head + 1)),
+        "{out}"
+    );
     drop(a);
 }
 
@@ -671,7 +739,10 @@ fn nodes_share_their_keys_sealed_under_the_master_key() {
     assert_eq!(then(&a), "[erased]");
     let started = Instant::now();
     while then(&b) != "[erased]" {
-        assert!(started.elapsed() < Duration::from_secs(20), "B still shows the purged e-mail");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "B still shows the purged e-mail"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // A token made on one node works on the other (as it would without shared keys), and
@@ -691,19 +762,32 @@ fn nodes_share_their_keys_sealed_under_the_master_key() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert!(sealed.len() >= 3, "signing, signed-URL and personal keys are shared");
+    assert!(
+        sealed.len() >= 3,
+        "signing, signed-URL and personal keys are shared"
+    );
     let mut files = vec![];
-    for d in [a_dir.path().join("keys"), a_dir.path().join("keys/personal")] {
+    for d in [
+        a_dir.path().join("keys"),
+        a_dir.path().join("keys/personal"),
+    ] {
         for e in std::fs::read_dir(d).unwrap().flatten() {
             if e.path().is_file() {
-                files.push(std::fs::read_to_string(e.path()).unwrap().trim().to_string());
+                files.push(
+                    std::fs::read_to_string(e.path())
+                        .unwrap()
+                        .trim()
+                        .to_string(),
+                );
             }
         }
     }
     assert!(!files.is_empty());
     for f in &files {
         assert!(
-            !sealed.iter().any(|s| s.windows(f.len()).any(|w| w == f.as_bytes())),
+            !sealed
+                .iter()
+                .any(|s| s.windows(f.len()).any(|w| w == f.as_bytes())),
             "a key is in the database in clear"
         );
     }
