@@ -165,6 +165,13 @@ def walk(ctx, page):
         page.get_by_role("link", name="Permissions", exact=True).click()
         expect(page.get_by_role("heading", name="Permission targets (past, read-only)")).to_be_visible()
         expect(page.get_by_role("link", name="readers-read")).to_have_count(0)
+        # The keys of that moment, read-only: no trust form, no rotation.
+        page.get_by_role("link", name="Signing keys", exact=True).click()
+        expect(page.get_by_role("heading", name="Token-signing keys then")).to_be_visible()
+        expect(page.locator("main code").first).to_have_text(lambda_kid())
+        expect(page.get_by_role("heading", name="Trusted peers (circle of trust) then")).to_be_visible()
+        expect(page.get_by_role("form", name="Trust a peer’s key")).to_have_count(0)
+        expect(page.get_by_role("button", name="Rotate the signing key")).to_have_count(0)
 
         step('"why" in the past says no')
         page.get_by_role("link", name="Why?", exact=True).click()

@@ -477,6 +477,24 @@ async function federation(main, ctx) {
 // ---- Signing keys and the circle of trust ----
 async function keys(main, ctx) {
   title(main, 'Signing keys and the circle of trust', ctx);
+  if (ctx.readOnly) {
+    // The key endpoints answer for now (JWT libraries fetch the JWKS); the keys of a past
+    // moment are read from the audit state at that position, which only admins may read.
+    if (!ctx.session.admin) {
+      main.append(h('p', {}, 'The keys of a past moment are shown to administrators only.'));
+      return;
+    }
+    const st = await get('/access/api/v1/audit/state', { asOf: ctx.asOf });
+    const k = st.keys || {};
+    const retired = new Set(k.retired || []);
+    main.append(h('h2', {}, 'Token-signing keys then'));
+    main.append(table(['Key id', 'Algorithm', 'Signing new tokens'], Object.keys(k.signing || {}).filter((kid) => !retired.has(kid))
+      .map((kid) => [h('code', {}, kid), 'EdDSA', kid === k.active ? 'yes' : ''])));
+    main.append(h('h2', {}, 'Trusted peers (circle of trust) then'));
+    main.append(table(['Name', 'Key id'], Object.entries(k.trusted || {})
+      .map(([name, v]) => [name, h('code', {}, Array.isArray(v) ? v[0] : '')])));
+    return;
+  }
   const jwks = await get('/access/api/v1/cert/jwks');
   main.append(h('h2', {}, 'This server’s token-signing keys (now)'));
   main.append(table(['Key id', 'Algorithm', 'Curve', 'Use'], jwks.keys.map((k) => [h('code', {}, k.kid), k.alg, k.crv || '', k.use || ''])));
