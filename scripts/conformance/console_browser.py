@@ -220,6 +220,12 @@ def walk(ctx, page):
         field(page, "Create an access key", "Id").fill("k1")
         submit(page, "Create an access key", "Create access key")
         expect(page.locator(".secret")).not_to_be_empty()
+        field(page, "Create an access key", "Id").fill("k2")
+        field(page, "Create an access key", "Allowed networks (comma-separated CIDRs, optional)").fill("10.0.0.0/8")
+        submit(page, "Create an access key", "Create access key")
+        expect(page.get_by_text("Access key k2@acme created")).to_be_visible()
+        submit(page, "Organisation", "Show")
+        expect(page.get_by_role("row").filter(has_text="k2")).to_contain_text("10.0.0.0/8")
         f = "Create an entitlement"
         field(page, f, "Repository").fill("libs")
         field(page, f, "Access keys (comma-separated ids)").fill("k1")

@@ -373,8 +373,19 @@ async function accessKeys(main, ctx) {
     ctx.readOnly ? '' : button('Delete', async () => { await del(`${base}/entitlements/${enc(e.id)}`); ctx.refresh(); }, { danger: true })])));
   if (ctx.readOnly) { main.append(pastNote(ctx)); return; }
   let shown = null;
-  main.append(form('Create an access key', [{ name: 'id', label: 'Id', required: true }], 'Create access key', async (v) => {
-    const r = await post(`${base}/access_keys`, { id: v.id });
+  main.append(form('Create an access key', [
+    { name: 'id', label: 'Id', required: true },
+    { name: 'password', label: 'Password (empty: one is generated)', type: 'password' },
+    { name: 'expiry', label: 'Expires (UTC date and time, optional)', type: 'datetime-local' },
+    { name: 'allowed_cidrs', label: 'Allowed networks (comma-separated CIDRs, optional)' },
+    { name: 'blocked_cidrs', label: 'Blocked networks (comma-separated CIDRs, optional)' },
+  ], 'Create access key', async (v) => {
+    const body = { id: v.id };
+    if (v.password) body.password = v.password;
+    if (v.expiry) body.expiry = Date.parse(v.expiry + 'Z');
+    if (v.allowed_cidrs) body.allowed_cidrs = list(v.allowed_cidrs);
+    if (v.blocked_cidrs) body.blocked_cidrs = list(v.blocked_cidrs);
+    const r = await post(`${base}/access_keys`, body);
     if (shown) shown.remove();
     shown = h('div', {}, h('p', {}, `Access key ${v.id}@${org} created. Its password is shown this once:`), h('p', { class: 'secret' }, r.password || '(given)'));
     main.append(shown);
