@@ -201,6 +201,32 @@ def walk(ctx, page):
         expect(page.locator("#verify-result")).to_contain_text("Intact")
         shot(page, "integrity")
 
+        step("a permission target's other resources: build targets and a build grant")
+        page.get_by_role("link", name="Permissions", exact=True).click()
+        f = "Create a permission target"
+        field(page, f, "Name").fill("ci-builds")
+        field(page, f, "Repositories (comma-separated; ANY, ANY LOCAL, ANY REMOTE)").fill("libs")
+        submit(page, f, "Create permission target")
+        expect(page.get_by_role("heading", name="Permission target ci-builds")).to_be_visible()
+        f = "Targets of ci-builds"
+        field(page, f, "Resource").select_option("build")
+        field(page, f, "Repositories (comma-separated; ANY, ANY LOCAL, ANY REMOTE; for build: artifactory-build-info)").fill("artifactory-build-info")
+        field(page, f, "Include patterns").fill("app/**")
+        submit(page, f, "Set targets")
+        expect(page.get_by_role("heading", name="build resources")).to_be_visible()
+        expect(page.get_by_role("cell", name="app/**")).to_be_visible()
+        f = "Grant on ci-builds"
+        field(page, f, "Resource").select_option("build")
+        field(page, f, "Name").fill("readers")
+        field(page, f, "Actions (comma-separated; empty removes the grant)").fill("READ, WRITE")
+        submit(page, f, "Set grant")
+        expect(page.get_by_role("row").filter(has_text="readers").filter(has_text="WRITE")).to_have_count(1)
+        status, body = http("GET", "/access/api/v2/permissions/ci-builds", basic("admin", ADMIN_PASSWORD))
+        assert status == 200, status
+        build = json.loads(body)["resources"]["build"]
+        assert build["targets"]["artifactory-build-info"]["include_patterns"] == ["app/**"], build
+        assert sorted(build["actions"]["groups"]["readers"]) == ["READ", "WRITE"], build
+
         step("projects, access keys and entitlements, webhooks, federation, keys")
         page.get_by_role("link", name="Projects", exact=True).click()
         field(page, "Create a project", "Key").fill("web")

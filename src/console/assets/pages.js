@@ -273,17 +273,32 @@ async function permission(main, ctx, name) {
     main.append(table(['Kind', 'Who', 'Actions'], grants(res.actions)));
   }
   if (ctx.readOnly) { main.append(pastNote(ctx)); return; }
-  main.append(form(`Grant on ${p.name} (artifact)`, [
+  const RESOURCES = ['artifact', 'build', 'release_bundle'];
+  const section = (r) => JSON.parse(JSON.stringify((p.resources || {})[r] || { actions: {}, targets: {} }));
+  main.append(form(`Grant on ${p.name}`, [
+    { name: 'resource', label: 'Resource', type: 'select', options: RESOURCES },
     { name: 'kind', label: 'To', type: 'select', options: ['group', 'user'] },
     { name: 'who', label: 'Name', required: true },
     { name: 'actions', label: 'Actions (comma-separated; empty removes the grant)', value: 'READ' },
   ], 'Set grant', async (v) => {
-    const res = JSON.parse(JSON.stringify(p.resources.artifact || { actions: {}, targets: {} }));
+    const res = section(v.resource);
     res.actions = res.actions || {};
     const key = v.kind === 'user' ? 'users' : 'groups';
     res.actions[key] = res.actions[key] || {};
     if (list(v.actions).length) res.actions[key][v.who] = list(v.actions); else delete res.actions[key][v.who];
-    await put(`/access/api/v2/permissions/${enc(p.name)}/artifact`, res);
+    await put(`/access/api/v2/permissions/${enc(p.name)}/${v.resource}`, res);
+    ctx.refresh();
+  }));
+  main.append(form(`Targets of ${p.name}`, [
+    { name: 'resource', label: 'Resource', type: 'select', options: RESOURCES },
+    { name: 'repositories', label: 'Repositories (comma-separated; ANY, ANY LOCAL, ANY REMOTE; for build: artifactory-build-info)', required: true },
+    { name: 'include', label: 'Include patterns', value: '**' },
+    { name: 'exclude', label: 'Exclude patterns' },
+  ], 'Set targets', async (v) => {
+    const res = section(v.resource);
+    res.targets = {};
+    for (const repo of list(v.repositories)) res.targets[repo] = { include_patterns: list(v.include), exclude_patterns: list(v.exclude) };
+    await put(`/access/api/v2/permissions/${enc(p.name)}/${v.resource}`, res);
     ctx.refresh();
   }));
   main.append(h('p', {}, button(`Delete permission target ${p.name}`, async () => {
