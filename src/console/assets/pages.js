@@ -364,6 +364,21 @@ async function project(main, ctx, key) {
     else await del(`${base}/${v.kind}/${enc(v.name)}`);
     ctx.refresh();
   }));
+  const known = new Set((roles || []).map((r) => r.name));
+  main.append(form('Create or change a custom role', [
+    { name: 'name', label: 'Role name', required: true },
+    { name: 'environments', label: 'Environments (comma-separated, e.g. DEV, PROD)', value: 'DEV' },
+    { name: 'actions', label: 'Actions (comma-separated, e.g. READ_REPOSITORY, ANNOTATE_REPOSITORY)', value: 'READ_REPOSITORY' },
+  ], 'Save role', async (v) => {
+    const body = { name: v.name, type: 'CUSTOM', environments: list(v.environments), actions: list(v.actions) };
+    if (known.has(v.name)) await put(`${base}/roles/${enc(v.name)}`, body);
+    else await post(`${base}/roles`, body);
+    ctx.refresh();
+  }));
+  const custom = (roles || []).filter((r) => r.type === 'CUSTOM');
+  if (custom.length) {
+    main.append(h('p', {}, custom.map((r) => button(`Delete role ${r.name}`, async () => { await del(`${base}/roles/${enc(r.name)}`); ctx.refresh(); }, { danger: true, confirmText: `Delete role ${r.name}?` }))));
+  }
   main.append(form('Attach a repository', [{ name: 'repo', label: 'Repository key', required: true }], 'Attach', async (v) => {
     await put(`/access/api/v1/projects/_/attach/repositories/${enc(v.repo)}/${enc(p.project_key)}`, {});
     ctx.refresh();
