@@ -1344,13 +1344,14 @@ async fn delete_user(req: HttpRequest, path: web::Path<String>) -> Result<HttpRe
         .submit(
             Command::ScimDelete {
                 group: false,
-                name: username,
+                name: username.clone(),
                 if_match: if_match(&req)?,
             },
             &caller.username,
             &rid,
         )
         .await?;
+    app.scim_renders.remove(&username);
     Ok(written(HttpResponse::NoContent().finish(), committed))
 }
 

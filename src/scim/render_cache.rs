@@ -60,6 +60,15 @@ impl RenderCache {
         entries.insert(username.to_string(), (stamp, rendered));
     }
 
+    /// A deleted user's entry could never be reused (its stamp is gone with it); taken
+    /// out at once so that create-and-delete traffic does not fill the cache for nothing.
+    pub fn remove(&self, username: &str) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(username);
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.entries.lock().unwrap().len()
@@ -85,6 +94,16 @@ mod tests {
             version: String::new(),
             location: String::new(),
         })
+    }
+
+    #[test]
+    fn a_removed_entry_is_gone() {
+        let c = RenderCache::default();
+        c.put("alice", stamp(7), rendered("a7"));
+        c.put("bob", stamp(7), rendered("b7"));
+        c.remove("alice");
+        assert!(c.get("alice", &stamp(7)).is_none());
+        assert_eq!(c.len(), 1);
     }
 
     #[test]
