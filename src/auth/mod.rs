@@ -219,6 +219,36 @@ impl Authenticator {
         &self.ops.metrics
     }
 
+    /// Whether these credentials were verified for `username` at `credentials_seq` (and,
+    /// for a directory sign-in, under these LDAP settings) and are still fresh. A hit
+    /// also forgets the user's failures in a row, as a successful check does.
+    fn in_cache(
+        &self,
+        key: &[u8; 32],
+        username: &str,
+        credentials_seq: u64,
+        ldap_seq: Option<u64>,
+        kind: &'static str,
+    ) -> bool {
+        let hit = !self.ttl.is_zero() && {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            cache.get(key).is_some_and(|c| {
+                c.username == username
+                    && c.credentials_seq == credentials_seq
+                    && ldap_seq.is_none_or(|l| c.ldap_seq == l)
+                    && c.expires > Instant::now()
+            })
+        };
+        if hit {
+            self.cache_hit(kind);
+            let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            if !failures.is_empty() {
+                failures.remove(username);
+            }
+        }
+        hit
+    }
+
     fn cache_key(&self, username: &str, password: &str) -> [u8; 32] {
         let mut h = blake3::Hasher::new_keyed(&self.key);
         h.update(&(username.len() as u64).to_le_bytes());
@@ -668,21 +698,9 @@ impl Authenticator {
                 .await;
         }
         let key = self.cache_key(username, password);
-        let cached = hash.is_some() && !self.ttl.is_zero() && {
-            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            cache.get(&key).is_some_and(|c| {
-                c.username == username
-                    && c.credentials_seq == credentials_seq
-                    && c.expires > Instant::now()
-            })
-        };
-        if cached {
-            self.cache_hit("password");
-            let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-            if !failures.is_empty() {
-                failures.remove(username);
-            }
-        } else {
+        let cached =
+            hash.is_some() && self.in_cache(&key, username, credentials_seq, None, "password");
+        if !cached {
             self.cache_miss("password");
             let familiar = self.ops.limits.is_familiar(username, client_ip);
             self.check_limits(username, client_ip, familiar)?;
@@ -785,22 +803,9 @@ impl Authenticator {
                 s.settings.ldap.changed_seq,
             )
         };
-        let cached = user_seq.is_some() && !self.ttl.is_zero() && {
-            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            cache.get(&key).is_some_and(|c| {
-                c.username == username
-                    && Some(c.credentials_seq) == user_seq
-                    && c.ldap_seq == ldap_seq
-                    && c.expires > Instant::now()
-            })
-        };
-        if cached {
-            self.cache_hit("ldap");
-            let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-            if !failures.is_empty() {
-                failures.remove(username);
-            }
-        } else {
+        let cached =
+            user_seq.is_some_and(|seq| self.in_cache(&key, username, seq, Some(ldap_seq), "ldap"));
+        if !cached {
             self.cache_miss("ldap");
             let familiar = self.ops.limits.is_familiar(username, client_ip);
             self.check_limits(username, client_ip, familiar)?;
