@@ -82,16 +82,25 @@ async fn jwks(app: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "keys": keys }))
 }
 
+/// A new key pair, its private half stored (a storage failure is the server's, not the
+/// caller's: 500 with the request id).
+fn new_signing_key(
+    app: &AppState,
+    rid: &RequestId,
+) -> Result<(String, ed25519_dalek::VerifyingKey), ApiError> {
+    app.keys.generate().map_err(|e| {
+        tracing::error!(error = %e, "cannot store a new signing key");
+        ApiError::Internal(rid.0.clone())
+    })
+}
+
 /// New tokens are signed with a new key; the old one keeps verifying until its tokens expire.
 async fn rotate(
     app: web::Data<AppState>,
     admin: Admin,
     rid: RequestId,
 ) -> Result<HttpResponse, ApiError> {
-    let (kid, public) = app.keys.generate().map_err(|e| {
-        tracing::error!(error = %e, "cannot store a new signing key");
-        ApiError::Internal(rid.0.clone())
-    })?;
+    let (kid, public) = new_signing_key(&app, &rid)?;
     let cmd = Command::AddSigningKey {
         kid: kid.clone(),
         public_key: keys::public_b64(&public),
@@ -111,10 +120,7 @@ async fn reset(
     admin: Admin,
     rid: RequestId,
 ) -> Result<HttpResponse, ApiError> {
-    let (kid, public) = app.keys.generate().map_err(|e| {
-        tracing::error!(error = %e, "cannot store a new signing key");
-        ApiError::Internal(rid.0.clone())
-    })?;
+    let (kid, public) = new_signing_key(&app, &rid)?;
     let cmd = Command::ResetSigningKeys {
         kid: kid.clone(),
         public_key: keys::public_b64(&public),
