@@ -34,6 +34,7 @@ pub struct Application {
     service_id: String,
     deliveries: Arc<crate::webhooks::Deliveries>,
     federation: Arc<crate::federation::Federation>,
+    lease: Arc<crate::lease::Lease>,
 }
 
 /// Where the first admin's generated password is written (mode 0600).
@@ -113,6 +114,21 @@ impl Application {
         let needs_init = state.service_id.is_none();
         let shared = Arc::new(RwLock::new(state));
         let log_reader = log.reader();
+        // What must not run twice runs on the node holding the lease (always this one
+        // on sled).
+        let lease = match &shared_log {
+            None => crate::lease::Lease::always(),
+            Some(pg) => {
+                let renew = Duration::from_millis(settings.config.lease_renew_ms.max(10));
+                crate::lease::Lease::start(
+                    pg,
+                    crate::lease::LeaseSettings {
+                        renew,
+                        ttl: Duration::from_millis(settings.config.lease_ttl_ms).max(renew * 2),
+                    },
+                )
+            }
+        };
         let (writer, writer_thread) = Writer::spawn_shared(
             log,
             shared_log.map(|log| crate::writer::SharedLog {
@@ -185,6 +201,7 @@ impl Application {
                 retry_max_ms: settings.config.federation_retry_max_ms,
                 timeout_ms: settings.config.federation_timeout_ms,
             },
+            lease.clone(),
         );
         let (deliveries, bell) = crate::webhooks::Deliveries::start(
             &log_reader,
@@ -199,6 +216,7 @@ impl Application {
                 timeout_ms: settings.config.webhook_timeout_ms,
             },
             federation.clone(),
+            lease.clone(),
         )?;
         writer.add_doorbell(bell);
         let data = web::Data::new(AppState {
@@ -220,6 +238,7 @@ impl Application {
             personal,
             deliveries: deliveries.clone(),
             federation: federation.clone(),
+            lease: lease.clone(),
             log: log_reader,
             data_dir: settings.data_dir.clone(),
             past: std::sync::Mutex::new(Vec::new()),
@@ -248,6 +267,12 @@ impl Application {
             actix_web::rt::spawn(async move {
                 loop {
                     actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+                    // Several nodes: one signer at a time (the lease holder). Two would
+                    // be harmless (`decide` ignores a checkpoint at or below the last),
+                    // but would sign checkpoints a few positions apart.
+                    if !app.lease.held() {
+                        continue;
+                    }
                     let due = {
                         let s = app.read();
                         let last = s.checkpoints.last().map(|c| c.position).unwrap_or(0);
@@ -284,6 +309,10 @@ impl Application {
                 .spawn(move || loop {
                     std::thread::sleep(every);
                     let Some(app) = app.upgrade() else { return };
+                    // Several nodes: one of them syncs (the lease holder).
+                    if !app.lease.held() {
+                        continue;
+                    }
                     crate::ldap::import_all(&app.state, &app.personal, &app.writer);
                 })
                 .map_err(StartError::Io)?;
@@ -377,6 +406,7 @@ impl Application {
             service_id,
             deliveries,
             federation,
+            lease,
         })
     }
 
@@ -405,12 +435,15 @@ impl Application {
         let thread = self.writer_thread;
         let deliveries = self.deliveries;
         let federation = self.federation;
+        let lease = self.lease;
         // These calls block: keep them off the async threads.
         let _ = tokio::task::spawn_blocking(move || {
             writer.shutdown();
             let _ = thread.join();
             deliveries.stop();
             federation.stop();
+            // Nothing sends any more: another node may take over at once.
+            lease.release();
         })
         .await;
         tracing::info!("stopped");

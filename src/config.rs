@@ -123,6 +123,13 @@ pub struct Config {
     /// How long a request with `X-Gatehouse-Min-Seq` waits for this node to apply that
     /// position before it is answered 503 (milliseconds).
     pub min_seq_wait_ms: u64,
+    /// Several nodes: how often the node holding the lease for deliveries (webhooks,
+    /// federation, checkpoints, LDAP sync) renews it, and the others try to take it
+    /// (milliseconds).
+    pub lease_renew_ms: u64,
+    /// Several nodes: how long that lease lasts unrenewed, on the database's clock: a dead
+    /// holder's work moves to another node within about this (milliseconds).
+    pub lease_ttl_ms: u64,
 }
 
 /// Which failed sign-ins may lock a user.
@@ -195,6 +202,8 @@ impl Default for Config {
             follow_listen: true,
             master_key_file: None,
             min_seq_wait_ms: 2_000,
+            lease_renew_ms: 1_000,
+            lease_ttl_ms: 5_000,
         }
     }
 }

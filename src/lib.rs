@@ -11,6 +11,7 @@ pub mod domain;
 pub mod federation;
 pub mod http;
 pub mod keys;
+pub mod lease;
 pub mod ldap;
 pub mod limits;
 pub mod log;

@@ -49,6 +49,11 @@ pub struct SubscriptionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LeaseLabels {
+    pub name: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TargetLabels {
     pub target: String,
 }
@@ -93,6 +98,8 @@ pub struct Metrics {
     pub federation_lag_events: Family<TargetLabels, Gauge>,
     pub federation_lag_seconds: Family<TargetLabels, Gauge>,
     pub federation_broadcast_owed: Family<TargetLabels, Gauge>,
+    /// 1 on the node holding a lease (several nodes; always 1 on sled).
+    pub lease_held: Family<LeaseLabels, Gauge>,
     pub as_of_rebuilds: Counter,
     pub as_of_rebuild_seconds: Histogram,
     pub resident_memory_bytes: Gauge,
@@ -140,6 +147,7 @@ impl Metrics {
             federation_lag_events: Family::default(),
             federation_lag_seconds: Family::default(),
             federation_broadcast_owed: Family::default(),
+            lease_held: Family::default(),
             as_of_rebuilds: Counter::default(),
             as_of_rebuild_seconds: latency_histogram(),
             resident_memory_bytes: Gauge::default(),
@@ -280,6 +288,11 @@ impl Metrics {
             "gatehouse_federation_broadcast_owed",
             "1 when a federation target is owed a full broadcast (it fell too far behind)",
             m.federation_broadcast_owed.clone(),
+        );
+        g.register(
+            "gatehouse_lease_held",
+            "1 when this node holds the lease (name) for work that runs on one node at a time: webhook delivery, federation stream, checkpoints, LDAP sync",
+            m.lease_held.clone(),
         );
         g.register(
             "gatehouse_as_of_rebuilds",

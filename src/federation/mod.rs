@@ -334,6 +334,8 @@ pub struct Federation {
     senders: Mutex<HashMap<String, SenderHandle>>,
     status: Mutex<HashMap<String, StreamStatus>>,
     stop: AtomicBool,
+    /// Several nodes: only the lease holder streams (see `crate::lease`).
+    lease: Arc<crate::lease::Lease>,
 }
 
 fn entry_key(target: &str, position: u64, n: u16) -> Vec<u8> {
@@ -376,6 +378,7 @@ impl Federation {
         personal: Arc<PersonalKeys>,
         writer: WriterHandle,
         settings: FederationSettings,
+        lease: Arc<crate::lease::Lease>,
     ) -> Arc<Federation> {
         Arc::new(Federation {
             tree,
@@ -387,6 +390,7 @@ impl Federation {
             senders: Mutex::new(HashMap::new()),
             status: Mutex::new(HashMap::new()),
             stop: AtomicBool::new(false),
+            lease,
         })
     }
 
@@ -686,18 +690,28 @@ impl Sender {
             .redirects(0)
             .build();
         let mut failures: u32 = 0;
+        // The lease epoch this sender last caught up with the shared cursor for.
+        let mut followed = if f.lease.shared() {
+            u64::MAX
+        } else {
+            f.lease.epoch()
+        };
         while !self.stopped() {
             let Some((target, generation)) = self.target() else {
                 self.pause(100);
                 continue;
             };
+            let holder = f.lease.held();
             // Broadcasts asked for over the API, or owed after too much lag.
             let owed = f
                 .tree
                 .contains_key(prefixed(b'n', &self.name))
                 .unwrap_or(false);
             let asked: Vec<_> = self.broadcasts.try_iter().collect();
-            if !asked.is_empty() || (owed && target.active) {
+            // A broadcast an admin asked this node for runs here, lease or not (sending
+            // it twice changes nothing: receivers keep the newer version); an owed one
+            // only on the holder.
+            if !asked.is_empty() || (owed && target.active && holder) {
                 if owed {
                     // What is pending is older than the copy the broadcast will send:
                     // drop it, so that a target that stays away cannot fill the disk.
@@ -714,6 +728,17 @@ impl Sender {
                     let _ = reply.send(result.clone());
                 }
                 continue;
+            }
+            // Several nodes: another node streams; drop what it has sent. Having just
+            // taken over: start where the last holder stopped.
+            if !holder {
+                self.follow_shared();
+                let _ = self.doorbell.recv_timeout(Duration::from_millis(500));
+                continue;
+            }
+            if followed != f.lease.epoch() {
+                followed = f.lease.epoch();
+                self.follow_shared();
             }
             if !target.active {
                 let _ = self.doorbell.recv_timeout(Duration::from_millis(500));
@@ -767,6 +792,9 @@ impl Sender {
                     b.insert(prefixed(b'g', &self.name), &last.to_be_bytes());
                     if let Err(e) = f.tree.apply_batch(b) {
                         tracing::warn!(error = %e, "cannot record a federation delivery");
+                    } else {
+                        f.lease
+                            .advance(&crate::lease::federation_cursor(&self.name), last);
                     }
                     f.set_status(&self.name, |s| {
                         s.last_success_ms = Some(crate::auth::unix_millis());
@@ -782,6 +810,45 @@ impl Sender {
                 }
             }
         }
+    }
+
+    /// Several nodes: the lease holder streamed this target up to the shared cursor.
+    /// Drop the pending changes before it and move this node's cursor there; an outbox
+    /// that still outgrows `federation-max-lag-events` (the target is away) is dropped
+    /// for a full broadcast, as on the holder.
+    fn follow_shared(&self) {
+        let f = &self.federation;
+        let shared = f
+            .lease
+            .cursor(&crate::lease::federation_cursor(&self.name));
+        if shared > 0 {
+            let mut b = sled::Batch::default();
+            for k in f
+                .tree
+                .scan_prefix(prefixed(b'f', &self.name))
+                .keys()
+                .flatten()
+            {
+                if position_of(&k) >= shared {
+                    break;
+                }
+                b.remove(k);
+            }
+            let mine = f
+                .tree
+                .get(prefixed(b'g', &self.name))
+                .ok()
+                .flatten()
+                .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+                .unwrap_or(0);
+            if mine < shared {
+                b.insert(prefixed(b'g', &self.name), &shared.to_be_bytes());
+            }
+            if let Err(e) = f.tree.apply_batch(b) {
+                tracing::warn!(error = %e, "cannot follow the shared federation cursor");
+            }
+        }
+        self.check_lag();
     }
 
     /// Exponential, capped, with "equal jitter" (half fixed, half random), so that the

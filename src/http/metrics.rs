@@ -84,6 +84,12 @@ pub(super) fn refresh(app: &AppState, m: &Metrics) {
     m.snapshot_age_events
         .set(head.saturating_sub(snap_seq) as i64);
 
+    m.lease_held
+        .get_or_create(&crate::metrics::LeaseLabels {
+            name: app.lease.name(),
+        })
+        .set(app.lease.held() as i64);
+
     // Per subscription and target: families are refilled so that deleted ones vanish.
     m.webhook_pending.clear();
     m.webhook_dead_letters.clear();

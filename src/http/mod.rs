@@ -71,6 +71,8 @@ pub struct AppState {
     pub deliveries: Arc<crate::webhooks::Deliveries>,
     /// The federation stream's senders and status.
     pub federation: Arc<crate::federation::Federation>,
+    /// Several nodes: whether this one holds the lease for deliveries (always on sled).
+    pub lease: Arc<crate::lease::Lease>,
     /// Rendered SCIM users, reused while nothing they show changed.
     pub scim_renders: crate::scim::render_cache::RenderCache,
     /// Counters and histograms (`/metrics`).

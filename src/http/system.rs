@@ -81,6 +81,15 @@ async fn version() -> HttpResponse {
 /// check that a replay of the log (`gatehouse verify`) gives exactly this state.
 async fn digest(app: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
     let s = app.read();
-    Ok(HttpResponse::Ok()
-        .json(json!({"seq": s.seq, "digest": s.digest(), "service_id": s.service_id})))
+    let mut body = json!({"seq": s.seq, "digest": s.digest(), "service_id": s.service_id});
+    // Several nodes: which one does the work that runs on one node at a time.
+    if app.lease.shared() {
+        body["lease"] = json!({
+            "name": app.lease.name(),
+            "held": app.lease.held(),
+            "node": app.lease.me(),
+            "holder": app.lease.holder(),
+        });
+    }
+    Ok(HttpResponse::Ok().json(body))
 }

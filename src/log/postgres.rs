@@ -28,7 +28,9 @@ use super::{chain_hash, ChainHash, EventLog, LogError, RawEvent, GENESIS_HASH};
 use std::time::Duration;
 
 /// The schema this code writes and reads. Bumped with a migration when it changes.
-pub const SCHEMA_VERSION: i32 = 1;
+/// 1: events and keys. 2: leases and delivery cursors (`crate::lease`); the migration
+/// from 1 only adds the two tables (`CREATE TABLE IF NOT EXISTS` below).
+pub const SCHEMA_VERSION: i32 = 2;
 /// The channel committed appends are announced on (payload: the new head).
 pub const CHANNEL: &str = "gatehouse_events";
 
@@ -45,6 +47,15 @@ CREATE TABLE IF NOT EXISTS gatehouse_events (
     position BIGINT PRIMARY KEY CHECK (position > 0),
     hash BYTEA NOT NULL,
     bytes BYTEA NOT NULL
+);
+CREATE TABLE IF NOT EXISTS gatehouse_leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS gatehouse_cursors (
+    name TEXT PRIMARY KEY,
+    position BIGINT NOT NULL
 );
 ";
 

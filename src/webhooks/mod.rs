@@ -127,6 +127,10 @@ pub struct Pending {
     /// written before this field existed carry the key themselves.)
     #[serde(default)]
     pub bare_body: bool,
+    /// Moved back from the dead letters by an admin: kept when a node that does not hold
+    /// the lease drops what lies below the shared cursor (it is below it on purpose).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redriven: bool,
 }
 
 /// One attempt, as the delivery history shows it.
@@ -402,6 +406,8 @@ pub struct Deliveries {
     log: EventLog,
     /// Bodies decrypted lately (one notice goes to every subscription that takes it).
     opened: OpenedBodies,
+    /// Several nodes: only the lease holder's workers send (see `crate::lease`).
+    lease: Arc<crate::lease::Lease>,
 }
 
 /// How many decrypted bodies [`OpenedBodies`] keeps.
@@ -466,6 +472,7 @@ impl Deliveries {
         personal: Arc<PersonalKeys>,
         settings: DeliverySettings,
         federation: Arc<crate::federation::Federation>,
+        lease: Arc<crate::lease::Lease>,
     ) -> Result<(Arc<Deliveries>, crossbeam_channel::Sender<()>), crate::log::LogError> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let deliveries = Arc::new(Deliveries {
@@ -481,6 +488,7 @@ impl Deliveries {
             federation,
             log: log.reader(),
             opened: OpenedBodies::default(),
+            lease,
         });
         let cursor = tree
             .get(b"c")?
@@ -690,6 +698,7 @@ impl Deliveries {
                 continue;
             }
             p.attempts = 0;
+            p.redriven = true;
             batch.remove(k.clone());
             batch.insert(
                 entry_key(b'o', key, p.position, p.notice, p.handler),
@@ -1052,6 +1061,7 @@ fn outbox_entries(
                     committed_ms: env.time_ms,
                     generation,
                     bare_body: true,
+                    redriven: false,
                 };
                 gathered.push(&key, p, batch);
             }
@@ -1098,7 +1108,25 @@ impl Worker {
 
         // The read models at the position a lagging subscription has been refilled to.
         let mut catching_up: Option<State> = None;
+        // The lease epoch this worker last caught up with the shared cursor for (several
+        // nodes; on sled the lease is always held and this never changes).
+        let mut followed = if d.lease.shared() {
+            u64::MAX
+        } else {
+            d.lease.epoch()
+        };
         while !self.stopped() {
+            // Several nodes: another node delivers; drop what it has delivered, send
+            // nothing. Having just taken over: start where the last holder stopped.
+            if !d.lease.held() {
+                self.follow_shared();
+                let _ = self.doorbell.recv_timeout(Duration::from_millis(500));
+                continue;
+            }
+            if followed != d.lease.epoch() {
+                followed = d.lease.epoch();
+                self.follow_shared();
+            }
             // Entries of the outbox, in order, up to about a chunk of deliveries; delivered
             // one by one, recorded together.
             let mut entries: Vec<(sled::IVec, Vec<Pending>)> = Vec::new();
@@ -1178,7 +1206,9 @@ impl Worker {
                         done += 1;
                         continue;
                     }
-                    if self.stopped() {
+                    // Checked before every request: a node whose lease lapsed (it
+                    // could not renew) sends nothing more.
+                    if self.stopped() || !d.lease.held() {
                         held = true;
                         break;
                     }
@@ -1269,10 +1299,62 @@ impl Worker {
             if let Err(e) = d.tree.apply_batch(batch) {
                 tracing::warn!(error = %e, "cannot record webhook deliveries");
                 self.pause(1000);
+            } else if let Some(c) = cursor {
+                // Several nodes: a new holder starts after this (or repeats a little
+                // when this write is lost: same idempotency keys).
+                d.lease.advance(&crate::lease::webhook_cursor(&self.key), c);
             }
             if let Some(ms) = retry_after {
                 self.pause(ms);
             }
+        }
+    }
+
+    /// Several nodes: the lease holder delivered this subscription up to the shared
+    /// cursor. Drop the outbox entries before it (not re-driven ones), move this node's
+    /// cursor there, and let a lagging refill start there too.
+    fn follow_shared(&self) {
+        let d = &self.deliveries;
+        let shared = d.lease.cursor(&crate::lease::webhook_cursor(&self.key));
+        if shared == 0 {
+            return;
+        }
+        let mut batch = sled::Batch::default();
+        for item in d.tree.scan_prefix(prefixed(b'o', &self.key)) {
+            let Ok((k, v)) = item else { return };
+            let Some(items) = decode_entry(&v) else {
+                continue;
+            };
+            if items.first().is_some_and(|p| p.position >= shared) {
+                break;
+            }
+            // Deliveries at the cursor's own position stay: the holder may have sent
+            // only some of them (one event, several handlers).
+            let rest: Vec<Pending> = items
+                .into_iter()
+                .filter(|p| p.position >= shared || p.redriven)
+                .collect();
+            batch.remove(k);
+            if let Some(first) = rest.first() {
+                batch.insert(
+                    entry_key(b'o', &self.key, first.position, first.notice, first.handler),
+                    encode_entry(&rest),
+                );
+            }
+        }
+        let mine = position_value(d.tree.get(cursor_key(&self.key)).ok().flatten()).unwrap_or(0);
+        if mine < shared {
+            batch.insert(cursor_key(&self.key), &shared.to_be_bytes());
+        }
+        if let Ok(Some(lag)) = d.tree.get(lag_key(&self.key)).map(position_value) {
+            let dispatched = position_value(d.tree.get(b"c").ok().flatten()).unwrap_or(0);
+            let to = shared.min(dispatched);
+            if lag < to {
+                batch.insert(lag_key(&self.key), &to.to_be_bytes());
+            }
+        }
+        if let Err(e) = d.tree.apply_batch(batch) {
+            tracing::warn!(error = %e, "cannot follow the shared webhook cursor");
         }
     }
 
@@ -1412,6 +1494,7 @@ mod tests {
             committed_ms: 1,
             generation: 3,
             bare_body: true,
+            redriven: false,
         }
     }
 
