@@ -812,3 +812,245 @@ fn nodes_share_their_keys_sealed_under_the_master_key() {
     );
     drop((a, b, c));
 }
+
+/// Each node's view of the delivery lease (the digest answer's `lease`).
+fn lease_of(base: &str) -> Value {
+    digest(base)["lease"].clone()
+}
+
+/// Wait until exactly one of `bases` holds the lease; its index.
+fn holder_among(bases: &[String]) -> usize {
+    let started = Instant::now();
+    loop {
+        let held: Vec<usize> = (0..bases.len())
+            .filter(|&i| lease_of(&bases[i])["held"] == true)
+            .collect();
+        if held.len() == 1 {
+            return held[0];
+        }
+        assert!(
+            held.len() < 2,
+            "two nodes hold the lease at once: {held:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no node took the lease: {:?}",
+            bases.iter().map(|b| lease_of(b)).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Idempotency key → how many times the receiver got it.
+fn deliveries_per_key(rx: &crate::deliveries::Receiver) -> HashMap<String, usize> {
+    let mut n = HashMap::new();
+    for r in rx.events() {
+        let key = r.header("x-gatehouse-idempotency-key").unwrap().to_string();
+        *n.entry(key).or_insert(0) += 1;
+    }
+    n
+}
+
+/// Wait until the receiver got every position in `seqs` at least once.
+fn wait_for_keys(rx: &crate::deliveries::Receiver, seqs: &[u64], secs: u64) {
+    let started = Instant::now();
+    loop {
+        let got = deliveries_per_key(rx);
+        let missing: Vec<&u64> = seqs
+            .iter()
+            .filter(|s| !got.contains_key(&s.to_string()))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(secs),
+            "after {secs} s the receiver still lacks {} deliveries: {missing:?}",
+            missing.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_webhook_lease_moves_to_another_node_when_its_holder_is_killed_and_the_receiver_gets_everything(
+) {
+    let Some(pg) = Postgres::start(
+        "the_webhook_lease_moves_to_another_node_when_its_holder_is_killed_and_the_receiver_gets_everything",
+    ) else {
+        return;
+    };
+    let url = pg.url();
+    let conf_dir = tempfile::tempdir().unwrap();
+    let config = conf_dir.path().join("gatehouse.toml");
+    // The lease at its defaults (renewed every second, 5 s to live); a checkpoint every
+    // 20 events, to see that one node signs them (any node can: the keys are shared).
+    std::fs::write(&config, "checkpoint-every = 20\n").unwrap();
+    let master = conf_dir.path().join("master.key");
+    std::fs::write(&master, [0x5au8; 48]).unwrap();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes: Vec<Option<ServerProcess>> = dirs
+        .iter()
+        .map(|d| {
+            Some(ServerProcess::spawn_with_args(
+                d.path(),
+                "warn",
+                Stdio::inherit(),
+                Some(&config),
+                "127.0.0.1:0",
+                &[
+                    OsStr::new("--store"),
+                    OsStr::new(&url),
+                    OsStr::new("--master-key-file"),
+                    master.as_os_str(),
+                ],
+            ))
+        })
+        .collect();
+    let bases: Vec<String> = nodes
+        .iter()
+        .map(|n| n.as_ref().unwrap().base.clone())
+        .collect();
+    let rx = crate::deliveries::Receiver::start();
+    let r = admin(&bases[0]).post(
+        "/event/api/v1/subscriptions",
+        &json!({
+            "key": "groups",
+            "event_filter": {"domain": "group", "event_types": ["created"],
+                             "criteria": {"includePatterns": ["lease-*"]}},
+            "handlers": [{"handler_type": "webhook", "url": rx.url, "secret": "s3cr3t-hook"}]
+        }),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    // Writes on all three nodes: every one is delivered once, by the holder alone.
+    let write = |base: &str, name: &str| -> Option<u64> {
+        let r = admin(base).try_post("/access/api/v2/groups", &json!({ "name": name }))?;
+        (r.status == 201).then(|| r.header("x-gatehouse-seq").unwrap().parse().unwrap())
+    };
+    let mut before = Vec::new();
+    for i in 0..30 {
+        before.push(write(&bases[i % 3], &format!("lease-before-{i}")).expect("written"));
+    }
+    wait_for_keys(&rx, &before, 30);
+    std::thread::sleep(Duration::from_millis(500));
+    let per_key = deliveries_per_key(&rx);
+    for s in &before {
+        assert_eq!(
+            per_key.get(&s.to_string()),
+            Some(&1),
+            "position {s} delivered once, not once per node: {per_key:?}"
+        );
+    }
+    assert_eq!(rx.events().len(), before.len(), "nothing else was delivered");
+    // One node holds the lease, and says so (digest answer and metric).
+    let holder = holder_among(&bases);
+    for (i, b) in bases.iter().enumerate() {
+        let m = admin(b).get("/access/api/v1/metrics");
+        assert_eq!(m.status, 200, "{}", m.text);
+        let want = format!(
+            "gatehouse_lease_held{{name=\"dispatch\"}} {}",
+            (i == holder) as u8
+        );
+        assert!(m.text.contains(&want), "node {i}: no `{want}` in\n{}", m.text);
+    }
+    // Only the holder attempted anything; the others' outboxes followed its cursor.
+    for (i, b) in bases.iter().enumerate() {
+        let d = admin(b).get("/event/api/v1/subscriptions/groups/deliveries").json();
+        let attempts = d["attempts"].as_array().unwrap().len();
+        if i == holder {
+            assert_eq!(attempts, before.len(), "{d}");
+        } else {
+            assert_eq!(attempts, 0, "node {i} does not hold the lease: {d}");
+        }
+    }
+    // Writes go on on the two other nodes; the holder is SIGKILLed in the middle.
+    let survivors: Vec<String> = (0..3)
+        .filter(|&i| i != holder)
+        .map(|i| bases[i].clone())
+        .collect();
+    let after: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for (w, base) in survivors.iter().enumerate() {
+            let after = &after;
+            let write = &write;
+            scope.spawn(move || {
+                for i in 0..40 {
+                    if let Some(seq) = write(base, &format!("lease-after-{w}-{i}")) {
+                        after.lock().unwrap().push(seq);
+                    }
+                    std::thread::sleep(Duration::from_millis(25));
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        nodes[holder].take().unwrap().kill();
+    });
+    let after = after.into_inner().unwrap();
+    assert_eq!(after.len(), 80, "every write on a surviving node succeeded");
+    // Another node takes over (within the lease's time to live) and delivers the rest
+    // from the shared cursor.
+    let new_holder = holder_among(&survivors);
+    wait_for_keys(&rx, &after, 60);
+    let per_key = deliveries_per_key(&rx);
+    for s in before.iter().chain(&after) {
+        let n = per_key[&s.to_string()];
+        // At least once; twice only for what the dead holder sent but had not recorded.
+        assert!(n <= 2, "position {s} delivered {n} times: {per_key:?}");
+    }
+    let twice = per_key.values().filter(|&&n| n == 2).count();
+    assert!(
+        twice <= 64 + 2,
+        "only the last unrecorded chunk is repeated, not everything: {twice} twice"
+    );
+    let other = 1 - new_holder;
+    let d = admin(&survivors[other])
+        .get("/event/api/v1/subscriptions/groups/deliveries")
+        .json();
+    assert_eq!(d["attempts"].as_array().unwrap().len(), 0, "{d}");
+    // Checkpoints were signed by one node at a time: each at least 20 events after the
+    // last (two signers would each sign when due, a few positions apart).
+    let events = shared_events(&url);
+    let checkpoints: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            gatehouse_schemas::Event::CheckpointSigned(c) => Some(c.position),
+            _ => None,
+        })
+        .collect();
+    assert!(!checkpoints.is_empty(), "checkpoints were signed");
+    for w in checkpoints.windows(2) {
+        assert!(w[1] >= w[0] + 20, "checkpoints too close: {checkpoints:?}");
+    }
+    drop(nodes);
+}
+
+#[test]
+fn a_database_of_schema_version_1_is_migrated_and_served() {
+    let Some(pg) = Postgres::start("a_database_of_schema_version_1_is_migrated_and_served")
+    else {
+        return;
+    };
+    let url = pg.url();
+    let dir = tempfile::tempdir().unwrap();
+    let a = node(dir.path(), &url, None);
+    let r = a.admin().post("/access/api/v2/groups", &json!({"name": "old"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(a.terminate().success());
+    // Back to what a node of schema version 1 (before leases) left behind.
+    let mut sql = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    sql.batch_execute(
+        "DROP TABLE gatehouse_leases; DROP TABLE gatehouse_cursors;
+         DELETE FROM gatehouse_schema WHERE version > 1;",
+    )
+    .unwrap();
+    let a = node(dir.path(), &url, None);
+    let r = a.admin().get("/access/api/v2/groups/old");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(holder_among(std::slice::from_ref(&a.base)), 0);
+    let version: i32 = sql
+        .query_one("SELECT max(version) FROM gatehouse_schema", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 2);
+    drop(a);
+}
