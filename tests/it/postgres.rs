@@ -1054,3 +1054,113 @@ fn a_database_of_schema_version_1_is_migrated_and_served() {
     assert_eq!(version, 2);
     drop(a);
 }
+
+#[test]
+fn the_federation_stream_moves_with_the_lease_and_the_peer_gets_every_change() {
+    let Some(pg) =
+        Postgres::start("the_federation_stream_moves_with_the_lease_and_the_peer_gets_every_change")
+    else {
+        return;
+    };
+    let url = pg.url();
+    let conf_dir = tempfile::tempdir().unwrap();
+    let config = conf_dir.path().join("gatehouse.toml");
+    std::fs::write(&config, "federation-retry-max-ms = 200\n").unwrap();
+    let master = conf_dir.path().join("master.key");
+    std::fs::write(&master, [0x3cu8; 48]).unwrap();
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    // Site A: two nodes on one PostgreSQL log (sharing keys: the peer trusts one key).
+    let mut nodes: Vec<Option<ServerProcess>> = dirs
+        .iter()
+        .map(|d| {
+            Some(ServerProcess::spawn_with_args(
+                d.path(),
+                "warn",
+                Stdio::inherit(),
+                Some(&config),
+                "127.0.0.1:0",
+                &[
+                    OsStr::new("--store"),
+                    OsStr::new(&url),
+                    OsStr::new("--master-key-file"),
+                    master.as_os_str(),
+                ],
+            ))
+        })
+        .collect();
+    let bases: Vec<String> = nodes
+        .iter()
+        .map(|n| n.as_ref().unwrap().base.clone())
+        .collect();
+    // Site B: one node on sled.
+    let b_dir = tempfile::tempdir().unwrap();
+    let b = ServerProcess::start(b_dir.path());
+    let pem = |base: &str| admin(base).get("/access/api/v1/cert/root?formatted=true").text;
+    let r = admin(&bases[0]).post(
+        "/access/api/v1/cert/trusted",
+        &json!({"name": "peer-b", "certificate": pem(&b.base)}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = b.admin().post(
+        "/access/api/v1/cert/trusted",
+        &json!({"name": "peer-a", "certificate": pem(&bases[0])}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin(&bases[0]).post(
+        "/access/api/v1/system/federation",
+        &json!({"name": "site-b", "url": format!("{}/access/", b.base), "entities": ["groups"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let group_at_b = |name: &str| {
+        b.admin()
+            .get(&format!("/access/api/v2/groups/{name}"))
+            .status
+            == 200
+    };
+    let wait_at_b = |names: &[String]| {
+        let started = Instant::now();
+        while !names.iter().all(|n| group_at_b(n)) {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "B lacks {:?}",
+                names.iter().filter(|n| !group_at_b(n)).collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let mut names = Vec::new();
+    for i in 0..10 {
+        let name = format!("fed-before-{i}");
+        let r = admin(&bases[i % 2]).post("/access/api/v2/groups", &json!({ "name": name }));
+        assert_eq!(r.status, 201, "{}", r.text);
+        names.push(name);
+    }
+    wait_at_b(&names);
+    // Only the lease holder streamed to B.
+    let holder = holder_among(&bases);
+    let status = |base: &str| {
+        admin(base)
+            .get("/access/api/v1/system/federation/site-b/status")
+            .json()
+    };
+    assert!(status(&bases[holder])["last_success"].is_string());
+    assert!(
+        status(&bases[1 - holder])["last_success"].is_null(),
+        "the node without the lease sent nothing: {}",
+        status(&bases[1 - holder])
+    );
+    // The holder is SIGKILLed; writes go on on the other node, which takes the stream
+    // over from the shared cursor.
+    nodes[holder].take().unwrap().kill();
+    let other = bases[1 - holder].clone();
+    for i in 0..10 {
+        let name = format!("fed-after-{i}");
+        let r = admin(&other).post("/access/api/v2/groups", &json!({ "name": name }));
+        assert_eq!(r.status, 201, "{}", r.text);
+        names.push(name);
+    }
+    assert_eq!(holder_among(std::slice::from_ref(&other)), 0);
+    wait_at_b(&names);
+    assert!(status(&other)["last_success"].is_string());
+    drop((nodes, b));
+}
