@@ -59,7 +59,10 @@ fn main() {
                 Ok(_) | Err(ureq::Error::Status(404, _)) => {}
                 Err(e) => panic!("reading on B: {e}"),
             }
-            assert!(acked.elapsed() < Duration::from_secs(10), "B never saw {name}");
+            assert!(
+                acked.elapsed() < Duration::from_secs(10),
+                "B never saw {name}"
+            );
             std::thread::sleep(Duration::from_micros(200));
         }
         let ms = acked.elapsed().as_secs_f64() * 1000.0;

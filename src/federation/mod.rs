@@ -818,9 +818,7 @@ impl Sender {
     /// for a full broadcast, as on the holder.
     fn follow_shared(&self) {
         let f = &self.federation;
-        let shared = f
-            .lease
-            .cursor(&crate::lease::federation_cursor(&self.name));
+        let shared = f.lease.cursor(&crate::lease::federation_cursor(&self.name));
         if shared > 0 {
             let mut b = sled::Batch::default();
             for k in f

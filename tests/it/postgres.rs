@@ -828,10 +828,7 @@ fn holder_among(bases: &[String]) -> usize {
         if held.len() == 1 {
             return held[0];
         }
-        assert!(
-            held.len() < 2,
-            "two nodes hold the lease at once: {held:?}"
-        );
+        assert!(held.len() < 2, "two nodes hold the lease at once: {held:?}");
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "no node took the lease: {:?}",
@@ -941,7 +938,11 @@ fn the_webhook_lease_moves_to_another_node_when_its_holder_is_killed_and_the_rec
             "position {s} delivered once, not once per node: {per_key:?}"
         );
     }
-    assert_eq!(rx.events().len(), before.len(), "nothing else was delivered");
+    assert_eq!(
+        rx.events().len(),
+        before.len(),
+        "nothing else was delivered"
+    );
     // One node holds the lease, and says so (digest answer and metric).
     let holder = holder_among(&bases);
     for (i, b) in bases.iter().enumerate() {
@@ -951,11 +952,17 @@ fn the_webhook_lease_moves_to_another_node_when_its_holder_is_killed_and_the_rec
             "gatehouse_lease_held{{name=\"dispatch\"}} {}",
             (i == holder) as u8
         );
-        assert!(m.text.contains(&want), "node {i}: no `{want}` in\n{}", m.text);
+        assert!(
+            m.text.contains(&want),
+            "node {i}: no `{want}` in\n{}",
+            m.text
+        );
     }
     // Only the holder attempted anything; the others' outboxes followed its cursor.
     for (i, b) in bases.iter().enumerate() {
-        let d = admin(b).get("/event/api/v1/subscriptions/groups/deliveries").json();
+        let d = admin(b)
+            .get("/event/api/v1/subscriptions/groups/deliveries")
+            .json();
         let attempts = d["attempts"].as_array().unwrap().len();
         if i == holder {
             assert_eq!(attempts, before.len(), "{d}");
@@ -1026,14 +1033,15 @@ fn the_webhook_lease_moves_to_another_node_when_its_holder_is_killed_and_the_rec
 
 #[test]
 fn a_database_of_schema_version_1_is_migrated_and_served() {
-    let Some(pg) = Postgres::start("a_database_of_schema_version_1_is_migrated_and_served")
-    else {
+    let Some(pg) = Postgres::start("a_database_of_schema_version_1_is_migrated_and_served") else {
         return;
     };
     let url = pg.url();
     let dir = tempfile::tempdir().unwrap();
     let a = node(dir.path(), &url, None);
-    let r = a.admin().post("/access/api/v2/groups", &json!({"name": "old"}));
+    let r = a
+        .admin()
+        .post("/access/api/v2/groups", &json!({"name": "old"}));
     assert_eq!(r.status, 201, "{}", r.text);
     assert!(a.terminate().success());
     // Back to what a node of schema version 1 (before leases) left behind.
@@ -1057,9 +1065,9 @@ fn a_database_of_schema_version_1_is_migrated_and_served() {
 
 #[test]
 fn the_federation_stream_moves_with_the_lease_and_the_peer_gets_every_change() {
-    let Some(pg) =
-        Postgres::start("the_federation_stream_moves_with_the_lease_and_the_peer_gets_every_change")
-    else {
+    let Some(pg) = Postgres::start(
+        "the_federation_stream_moves_with_the_lease_and_the_peer_gets_every_change",
+    ) else {
         return;
     };
     let url = pg.url();
@@ -1095,7 +1103,11 @@ fn the_federation_stream_moves_with_the_lease_and_the_peer_gets_every_change() {
     // Site B: one node on sled.
     let b_dir = tempfile::tempdir().unwrap();
     let b = ServerProcess::start(b_dir.path());
-    let pem = |base: &str| admin(base).get("/access/api/v1/cert/root?formatted=true").text;
+    let pem = |base: &str| {
+        admin(base)
+            .get("/access/api/v1/cert/root?formatted=true")
+            .text
+    };
     let r = admin(&bases[0]).post(
         "/access/api/v1/cert/trusted",
         &json!({"name": "peer-b", "certificate": pem(&b.base)}),
