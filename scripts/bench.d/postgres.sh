@@ -56,7 +56,7 @@ pg_part() {
     node_pids=()
   }
 
-  local -a sled one ping three_sum three_ping
+  local -a sled one ping three_sum three_ping conflicts
   local run
   for run in $(seq 1 "$RUNS"); do
     echo "postgres run $run/$RUNS: one node on sled, one on PostgreSQL..." >&2
@@ -87,6 +87,11 @@ pg_part() {
       [ -s "$tmp/pg-three-$n.rate" ] || { echo "postgres: node $n of three measured nothing" >&2; exit 1; }
     done
     three_sum+=("$(cat "$tmp"/pg-three-[012].rate | awk '{s += $1} END {print s}')")
+    # Batches decided again because another node appended first (gatehouse_writer_conflicts).
+    for n in 0 1 2; do
+      curl -sf -H "Authorization: $admin" "${bases[$n]}/access/api/v1/metrics"
+    done | awk '/^gatehouse_writer_conflicts_total/ {s += $2} END {print s + 0}' > "$tmp/pg-conflicts"
+    conflicts+=("$(cat "$tmp/pg-conflicts")")
     if [ "$run" = "$RUNS" ]; then
       echo "postgres: follow lag between two of the nodes..." >&2
       "$release/examples/followbench" "${bases[0]}" "${bases[1]}" bench-admin-pw 300 > "$tmp/follow.txt"
@@ -122,7 +127,7 @@ Several nodes on one PostgreSQL log — $(nproc) cores, PostgreSQL $(basename "$
 | follow lag: commit on node A → read on node B answers 200 (LISTEN/NOTIFY), p50 / p99 / max | $(fl follow_p50_ms) ms / $(fl follow_p99_ms) ms / $(fl follow_max_ms) ms | — | report |
 | read-your-writes on node B with X-Gatehouse-Min-Seq, p50 / p99 | $(fl min_seq_p50_ms) ms / $(fl min_seq_p99_ms) ms | — | report |
 
-all runs: sled ${sled[*]} | postgres one node ${one[*]} | three nodes (sum) ${three_sum[*]} | ping ${ping[*]} | ping beside three nodes ${three_ping[*]}
+all runs: sled ${sled[*]} | postgres one node ${one[*]} | three nodes (sum) ${three_sum[*]}, batches decided again after a conflict ${conflicts[*]} | ping ${ping[*]} | ping beside three nodes ${three_ping[*]}
 shared log after the runs: $pg_verify
 TABLE
 }
