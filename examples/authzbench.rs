@@ -3,6 +3,9 @@
 //! projects (each owning 10 repositories, with 50 user and 5 group members holding
 //! predefined roles), and 1,000 access keys with 10,000 entitlements.
 //!
+//! The first three counts can be raised for the large-site figures (`scripts/bench.d/million.sh`):
+//! `AUTHZBENCH_USERS`, `AUTHZBENCH_GROUPS`, `AUTHZBENCH_TARGETS`.
+//!
 //! `authzbench DIR` prints the in-process decision latency (p50/p99 over 200,000 random
 //! questions, users and access keys separately), the resident memory of the data set, and leaves DIR as a data directory a
 //! server starts from (user `admin` with password `bench-admin-pw`).
@@ -19,9 +22,16 @@ use std::time::Instant;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USERS: usize = 100_000;
-const GROUPS: usize = 1_000;
-const TARGETS: usize = 10_000;
+/// A count from the environment, or its default.
+fn count(var: &str, default: usize) -> usize {
+    match std::env::var(var) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{var} must be a whole number, not {v:?}")),
+        Err(_) => default,
+    }
+}
+
 const REPOS: usize = 2_000;
 const PROJECTS: usize = 200;
 const KEYS: usize = 1_000;
@@ -42,7 +52,11 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+#[allow(non_snake_case)]
 fn main() {
+    let USERS = count("AUTHZBENCH_USERS", 100_000);
+    let GROUPS = count("AUTHZBENCH_GROUPS", 1_000);
+    let TARGETS = count("AUTHZBENCH_TARGETS", 10_000);
     let dir = std::path::PathBuf::from(std::env::args().nth(1).expect("usage: authzbench DIR"));
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = move |n: usize| {
@@ -273,4 +287,5 @@ fn main() {
     }
     log.write_snapshot(&state).expect("snapshot");
     println!("events={}", envelopes.len());
+    println!("users={USERS} groups={GROUPS} targets={TARGETS}");
 }

@@ -143,8 +143,8 @@ pub struct Decision {
 
 struct CompiledSection {
     target: String,
-    include: GlobSet,
-    exclude: GlobSet,
+    include: Arc<GlobSet>,
+    exclude: Arc<GlobSet>,
     users: HashMap<String, Vec<String>>,
     groups: HashMap<String, Vec<String>>,
 }
@@ -173,6 +173,9 @@ pub struct TargetIndex {
     bundles: HashMap<String, Bucket>,
     /// Repository key -> class (`local`, `remote`, …) for `ANY LOCAL` / `ANY REMOTE`.
     classes: HashMap<String, String>,
+    /// Each distinct list of patterns compiled once: sites repeat the same few patterns
+    /// (`**`, `org/**`) across thousands of targets, and a compiled set is large.
+    globs: HashMap<(Vec<String>, bool), Arc<GlobSet>>,
 }
 
 /// Both compiled indexes; each part is rebuilt only when its own data changed.
@@ -540,6 +543,7 @@ impl TargetIndex {
                 .iter()
                 .map(|(k, r)| (k.clone(), r.config.rclass.clone()))
                 .collect(),
+            globs: HashMap::new(),
         };
         for target in state.permissions.targets.values() {
             if let Some(section) = &target.repo {
@@ -598,6 +602,13 @@ impl TargetIndex {
         }
     }
 
+    fn compiled(&mut self, patterns: &[String], default_all: bool) -> Arc<GlobSet> {
+        self.globs
+            .entry((patterns.to_vec(), default_all))
+            .or_insert_with(|| Arc::new(glob_set(patterns, default_all)))
+            .clone()
+    }
+
     fn add_compiled(
         &mut self,
         target: &str,
@@ -607,10 +618,12 @@ impl TargetIndex {
         repos: &[&str],
     ) {
         let i = self.sections.len();
+        let include = self.compiled(include, true);
+        let exclude = self.compiled(exclude, false);
         self.sections.push(CompiledSection {
             target: target.to_string(),
-            include: glob_set(include, true),
-            exclude: glob_set(exclude, false),
+            include,
+            exclude,
             users: s
                 .users
                 .iter()
