@@ -221,8 +221,11 @@ async fn nginx(_admin: Admin, req: HttpRequest) -> Result<HttpResponse, ApiError
             return Err(ApiError::BadRequest(format!("invalid `{name}`")));
         }
     }
+    let base = base_url(&req);
+    let (scheme, addr) = base.split_once("://").unwrap_or(("http", &base));
     let text = TEMPLATE
-        .replace("{{GATEHOUSE}}", &base_url(&req))
+        .replace("{{GATEHOUSE_SCHEME}}", scheme)
+        .replace("{{GATEHOUSE_ADDR}}", addr.trim_end_matches('/'))
         .replace("{{LISTEN}}", &listen)
         .replace("{{ROOT}}", &root)
         .replace("{{PREFIX}}", &prefix);

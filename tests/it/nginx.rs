@@ -94,7 +94,11 @@ fn serve_tree(nginx: &str, app: &TestApp) -> (tempfile::TempDir, Nginx, String) 
         .replace("{{PREFIX}}", &work.path().display().to_string())
         .replace("{{LISTEN}}", &format!("127.0.0.1:{port}"))
         .replace("{{ROOT}}", &root.display().to_string())
-        .replace("{{GATEHOUSE}}", &app.base);
+        .replace("{{GATEHOUSE_SCHEME}}", "http")
+        .replace(
+            "{{GATEHOUSE_ADDR}}",
+            app.base.strip_prefix("http://").expect("an http base URL"),
+        );
     let conf_path = work.path().join("nginx.conf");
     std::fs::write(&conf_path, conf).unwrap();
     let child = Command::new(nginx)
