@@ -559,6 +559,7 @@ pub const ROUTES: &[(&str, &str)] = &[
         "/access/api/v1/system/federation/{access_id}/full_broadcast",
     ),
     ("GET", "/access/api/v1/authorize"),
+    ("HEAD", "/access/api/v1/authorize"),
     ("GET", "/access/api/v1/authorize/effective"),
     ("POST", "/access/api/v2/users/expire_password_for_all_users"),
     (

@@ -221,8 +221,18 @@ async fn nginx(_admin: Admin, req: HttpRequest) -> Result<HttpResponse, ApiError
             return Err(ApiError::BadRequest(format!("invalid `{name}`")));
         }
     }
+    let base = base_url(&req);
+    let (scheme, addr) = base.split_once("://").unwrap_or(("http", &base));
+    let addr = addr.trim_end_matches('/');
+    // An upstream `server` without a port means 80, even for https.
+    let addr = match addr.rsplit_once(':') {
+        Some((_, port)) if !port.ends_with(']') => addr.to_string(),
+        _ if scheme == "https" => format!("{addr}:443"),
+        _ => format!("{addr}:80"),
+    };
     let text = TEMPLATE
-        .replace("{{GATEHOUSE}}", &base_url(&req))
+        .replace("{{GATEHOUSE_SCHEME}}", scheme)
+        .replace("{{GATEHOUSE_ADDR}}", &addr)
         .replace("{{LISTEN}}", &listen)
         .replace("{{ROOT}}", &root)
         .replace("{{PREFIX}}", &prefix);

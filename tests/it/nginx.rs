@@ -94,7 +94,11 @@ fn serve_tree(nginx: &str, app: &TestApp) -> (tempfile::TempDir, Nginx, String) 
         .replace("{{PREFIX}}", &work.path().display().to_string())
         .replace("{{LISTEN}}", &format!("127.0.0.1:{port}"))
         .replace("{{ROOT}}", &root.display().to_string())
-        .replace("{{GATEHOUSE}}", &app.base);
+        .replace("{{GATEHOUSE_SCHEME}}", "http")
+        .replace(
+            "{{GATEHOUSE_ADDR}}",
+            app.base.strip_prefix("http://").expect("an http base URL"),
+        );
     let conf_path = work.path().join("nginx.conf");
     std::fs::write(&conf_path, conf).unwrap();
     let child = Command::new(nginx)
@@ -229,4 +233,148 @@ fn a_rate_limited_client_gets_429_with_retry_after_through_nginx() {
         .parse()
         .expect("Retry-After in seconds");
     assert!(secs >= 1);
+}
+
+/// The peers' ports of the connections to `port` on 127.0.0.1 in state ESTABLISHED,
+/// seen from the server's side (local port `port`), from /proc/net/tcp.
+#[cfg(target_os = "linux")]
+fn established_to(port: u16) -> std::collections::BTreeSet<u16> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let port_of = |addr: &str| {
+        addr.rsplit_once(':')
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+    };
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 3 && f[3] == "01" && port_of(f[1]) == Some(port))
+                .then(|| port_of(f[2]))
+                .flatten()
+        })
+        .collect()
+}
+
+/// The template's pool: many checks through nginx, allowed, denied and anonymous, all
+/// decided right, and nginx keeps its connection to Gatehouse open between them (it
+/// closes it after every check when the answer has a body, as a GET's has).
+#[test]
+fn nginx_keeps_its_connections_to_gatehouse_between_checks() {
+    let Some(nginx) = nginx_binary() else {
+        eprintln!("SKIPPED nginx_keeps_its_connections_to_gatehouse_between_checks: nginx is not installed (apt-get install nginx)");
+        return;
+    };
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("rob", "password-1");
+    app.create_user("eve", "password-1");
+    let target = json!({"repo": {"repositories": ["libs-release"], "actions": {"users": {"rob": ["read"]}}}});
+    assert_eq!(
+        admin
+            .put("/artifactory/api/v2/security/permissions/readers", &target)
+            .status,
+        201
+    );
+    let (_work, _guard, base) = serve_tree(&nginx, &app);
+    let file = format!("{base}/artifactory/libs-release/org/acme/app.jar");
+    use base64::Engine;
+    let basic = |u: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{u}:password-1"))
+        )
+    };
+    let (rob, eve) = (basic("rob"), basic("eve"));
+    // The test's own clients may hold connections to Gatehouse: only new ones count.
+    #[cfg(target_os = "linux")]
+    let port: u16 = app.base.rsplit_once(':').unwrap().1.parse().unwrap();
+    #[cfg(target_os = "linux")]
+    let before = established_to(port);
+    let agent = ureq::agent();
+    for i in 0..30 {
+        match i % 3 {
+            0 => {
+                let r = agent.get(&file).set("Authorization", &rob).call().unwrap();
+                assert_eq!(r.into_string().unwrap(), "jar bytes", "check {i}");
+            }
+            1 => assert_eq!(
+                status(agent.get(&file).set("Authorization", &eve)),
+                403,
+                "check {i}"
+            ),
+            _ => assert_eq!(status(agent.get(&file)), 401, "check {i}"),
+        }
+    }
+    #[cfg(target_os = "linux")]
+    assert!(
+        established_to(port).difference(&before).count() >= 1,
+        "nginx closed its connection to Gatehouse after the checks: no pool"
+    );
+}
+
+/// HEAD asks the same question as GET and is answered with the status alone, on one
+/// kept-alive connection for many questions.
+#[test]
+fn authorize_answers_head_without_a_body_on_one_connection() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("rob", "password-1");
+    let target = json!({"repo": {"repositories": ["libs-release"], "actions": {"users": {"rob": ["read"]}}}});
+    assert_eq!(
+        admin
+            .put("/artifactory/api/v2/security/permissions/readers", &target)
+            .status,
+        201
+    );
+    use base64::Engine;
+    let rob = base64::engine::general_purpose::STANDARD.encode("rob:password-1");
+    let addr = app.base.strip_prefix("http://").unwrap();
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    for i in 0..40 {
+        let (uri, method, auth, want) = match i % 4 {
+            0 => ("/artifactory/libs-release/a.jar", "GET", true, 200),
+            1 => ("/artifactory/libs-release/a.jar", "PUT", true, 403),
+            2 => ("/artifactory/other-repo/a.jar", "GET", true, 403),
+            _ => ("/artifactory/libs-release/a.jar", "GET", false, 401),
+        };
+        let auth = if auth {
+            format!("Authorization: Basic {rob}\r\n")
+        } else {
+            String::new()
+        };
+        write!(
+            writer,
+            "HEAD /access/api/v1/authorize HTTP/1.1\r\nHost: {addr}\r\nX-Original-URI: {uri}\r\nX-Original-Method: {method}\r\n{auth}\r\n"
+        )
+        .unwrap();
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert!(
+            line.starts_with(&format!("HTTP/1.1 {want} ")),
+            "question {i}: {line:?}"
+        );
+        loop {
+            let mut header = String::new();
+            reader.read_line(&mut header).unwrap();
+            assert!(
+                !header.to_ascii_lowercase().starts_with("connection: close"),
+                "question {i}: the connection is closed"
+            );
+            if header == "\r\n" {
+                break;
+            }
+        }
+    }
+    // Nothing but the 40 heads came back: no body after any of them.
+    writer.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    let _ = reader.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "a body after a HEAD answer: {rest:?}");
 }

@@ -35,7 +35,7 @@ fn documented_with_codes() -> Vec<(String, String, Vec<u16>)> {
             current = Some(format!("/{}", p.trim_end_matches(':')));
         } else if let Some(m) = line.strip_prefix("    ").filter(|m| !m.starts_with(' ')) {
             let m = m.trim_end_matches(':');
-            if ["get", "post", "put", "patch", "delete"].contains(&m) {
+            if ["get", "head", "post", "put", "patch", "delete"].contains(&m) {
                 out.push((
                     m.to_uppercase(),
                     current.clone().expect("a method under a path"),
@@ -85,7 +85,7 @@ fn documented_auth_codes_are_the_served_ones() {
         let concrete = path
             .replace("{username}", "admin")
             .replace("{name}", "probe");
-        let body: Option<&[u8]> = if method == "GET" || method == "DELETE" {
+        let body: Option<&[u8]> = if method == "GET" || method == "HEAD" || method == "DELETE" {
             None
         } else {
             Some(b"{}")
@@ -143,7 +143,11 @@ fn every_documented_operation_is_served() {
             &method,
             &concrete,
             Some("application/json"),
-            if method == "GET" { None } else { Some(b"{}") },
+            if method == "GET" || method == "HEAD" {
+                None
+            } else {
+                Some(b"{}")
+            },
         );
         assert!(
             r.status != 405 && !(r.status == 404 && r.text.contains("no such endpoint")),

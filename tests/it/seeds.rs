@@ -824,7 +824,9 @@ fn system_endpoints_of_seed_004() {
     assert!(r.text.contains("auth_request /_gatehouse_authorize;"));
     assert!(r
         .text
-        .contains(&format!("proxy_pass {}/access/api/v1/authorize;", app.base)));
+        .contains("proxy_pass http://gatehouse/access/api/v1/authorize;"));
+    let addr = app.base.strip_prefix("http://").unwrap();
+    assert!(r.text.contains(&format!("server {addr};")), "{}", r.text);
     assert!(r.text.contains("listen 8080;") && r.text.contains("alias /srv/files/;"));
     assert!(!r.text.contains("{{"), "every placeholder filled");
     // Storage and licensing: a clear 404.
