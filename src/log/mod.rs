@@ -315,7 +315,7 @@ fn migrate_from_sled(db: &sled::Db, dir: &Path) -> Result<(), LogError> {
 impl EventLog {
     /// Open (or create) the log under `dir`, with the default page cache.
     pub fn open(dir: &Path) -> Result<EventLog, LogError> {
-        EventLog::open_with_cache(dir, 64 * 1024 * 1024)
+        EventLog::open_with_cache(dir, 8 * 1024 * 1024)
     }
 
     /// Open (or create) the log under `dir` with a page cache of `cache_bytes`.
