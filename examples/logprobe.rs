@@ -31,7 +31,10 @@ fn env(seq: u64) -> Envelope {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let dir = std::path::PathBuf::from(args.next().expect("usage: logprobe DIR [EVENTS] [BATCH] [file]"));
+    let dir = std::path::PathBuf::from(
+        args.next()
+            .expect("usage: logprobe DIR [EVENTS] [BATCH] [file]"),
+    );
     let total: u64 = args.next().map(|s| s.parse().unwrap()).unwrap_or(60_000);
     let batch: u64 = args.next().map(|s| s.parse().unwrap()).unwrap_or(3);
     let mode = args.next().unwrap_or_default();
@@ -40,8 +43,15 @@ fn main() {
         return state_probe(total);
     }
     std::fs::create_dir_all(&dir).unwrap();
-    let cache_mib: u64 = std::env::var("CACHE_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
-    let mut log = if to_file { None } else { Some(EventLog::open_with_cache(&dir, cache_mib << 20).unwrap()) };
+    let cache_mib: u64 = std::env::var("CACHE_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let mut log = if to_file {
+        None
+    } else {
+        Some(EventLog::open_with_cache(&dir, cache_mib << 20).unwrap())
+    };
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -73,7 +83,10 @@ fn main() {
         seq += batch;
         let done = seq - start - 1;
         if done % 10_000 < batch {
-            println!("events={done} rss_mib={:.1} file_bytes={bytes_written}", rss_mib());
+            println!(
+                "events={done} rss_mib={:.1} file_bytes={bytes_written}",
+                rss_mib()
+            );
         }
     }
 }
@@ -85,21 +98,44 @@ fn state_probe(rounds: u64) {
     let mut seq = 0;
     let mut next = |event: Event| {
         seq += 1;
-        Envelope { seq, time_ms: 1_763_000_000_000 + seq, actor: "u1".into(), origin: "jfac@01probeprobeprobeprobepro".into(), request_id: format!("{seq:016x}"), event }
+        Envelope {
+            seq,
+            time_ms: 1_763_000_000_000 + seq,
+            actor: "u1".into(),
+            origin: "jfac@01probeprobeprobeprobepro".into(),
+            request_id: format!("{seq:016x}"),
+            event,
+        }
     };
     println!("rounds=0 rss_mib={:.1}", rss_mib());
     for i in 1..=rounds {
         let id = format!("{:026x}", i * 7919);
         let issued = next(Event::TokenIssued(Box::new(TokenIssued {
-            token_id: id.clone(), subject: "u1".into(), transient: false, scope: "applied-permissions/user".into(),
-            audience: "*@*".into(), issued_at: 1, expires_at: Some(21601), refreshable: false, revocable: true,
-            description: None, kid: "k1".into(), access_hash: "a".repeat(64), refresh_hash: None, reference_hash: None,
+            token_id: id.clone(),
+            subject: "u1".into(),
+            transient: false,
+            scope: "applied-permissions/user".into(),
+            audience: "*@*".into(),
+            issued_at: 1,
+            expires_at: Some(21601),
+            refreshable: false,
+            revocable: true,
+            description: None,
+            kid: "k1".into(),
+            access_hash: "a".repeat(64),
+            refresh_hash: None,
+            reference_hash: None,
         })));
         state.apply(&issued);
         let revoked = next(Event::TokenRevoked { token_id: id });
         state.apply(&revoked);
         if i % (rounds / 5).max(1) == 0 {
-            println!("rounds={i} rss_mib={:.1} token_versions={} encoded_bytes={}", rss_mib(), state.federation.versions.tokens.len(), state.encode().len());
+            println!(
+                "rounds={i} rss_mib={:.1} token_versions={} encoded_bytes={}",
+                rss_mib(),
+                state.federation.versions.tokens.len(),
+                state.encode().len()
+            );
         }
     }
 }

@@ -305,7 +305,10 @@ fn migrate_from_sled(db: &sled::Db, dir: &Path) -> Result<(), LogError> {
         std::fs::rename(&tmp, &path).map_err(segment::io)?;
         segment::sync_dir(dir)?;
         segment::write_index(&dir.join(segment::INDEX_FILE), &index)?;
-        tracing::info!(events = count, "moved the event log from sled into events.log");
+        tracing::info!(
+            events = count,
+            "moved the event log from sled into events.log"
+        );
     }
     db.drop_tree("events")?;
     db.flush()?;
@@ -924,11 +927,7 @@ impl EventLog {
         let head = records.len() as u64;
         let (new_index, end) = segment::write_all_records(&self.shared.path, records)?;
         segment::write_index(&self.shared.index_path, &new_index)?;
-        *self
-            .shared
-            .index
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = new_index;
+        *self.shared.index.write().unwrap_or_else(|p| p.into_inner()) = new_index;
         self.shared
             .head
             .store(head, std::sync::atomic::Ordering::Release);
@@ -1149,9 +1148,12 @@ mod tests {
             let mut log = EventLog::open(dir.path()).unwrap();
             for start in [1u64, 4, 70] {
                 let end = if start == 4 { 69 } else { start + 2 };
-                log.append(&(start..=end).map(env).collect::<Vec<_>>()).unwrap();
+                log.append(&(start..=end).map(env).collect::<Vec<_>>())
+                    .unwrap();
             }
-            let len = std::fs::metadata(dir.path().join(segment::LOG_FILE)).unwrap().len();
+            let len = std::fs::metadata(dir.path().join(segment::LOG_FILE))
+                .unwrap()
+                .len();
             (log.head_hash(), len)
         };
         // Two whole events without their mark, then half of a third.
@@ -1172,7 +1174,9 @@ mod tests {
         let mut log = EventLog::open(dir.path()).unwrap();
         assert_eq!((log.head_seq(), log.head_hash()), (72, head_hash));
         assert_eq!(
-            std::fs::metadata(dir.path().join(segment::LOG_FILE)).unwrap().len(),
+            std::fs::metadata(dir.path().join(segment::LOG_FILE))
+                .unwrap()
+                .len(),
             acknowledged_len
         );
         assert_eq!(log.raw_at(73).unwrap().map(|r| r.seq), None);
@@ -1187,7 +1191,8 @@ mod tests {
         let hash = {
             let mut log = EventLog::open(dir.path()).unwrap();
             for start in (1..=400u64).step_by(40) {
-                log.append(&(start..start + 40).map(env).collect::<Vec<_>>()).unwrap();
+                log.append(&(start..start + 40).map(env).collect::<Vec<_>>())
+                    .unwrap();
             }
             log.head_hash()
         };
@@ -1199,7 +1204,13 @@ mod tests {
             w[6 * 8] += 1;
             w
         };
-        for broken in [Vec::new(), good[..16].to_vec(), good[..13].to_vec(), wrong_entry, vec![0xff; 24]] {
+        for broken in [
+            Vec::new(),
+            good[..16].to_vec(),
+            good[..13].to_vec(),
+            wrong_entry,
+            vec![0xff; 24],
+        ] {
             std::fs::write(&index, &broken).unwrap();
             let log = EventLog::open(dir.path()).unwrap();
             assert_eq!((log.head_seq(), log.head_hash()), (400, hash));

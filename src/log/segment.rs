@@ -169,7 +169,10 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
 
 /// Open (or create) the log file in `dir`: check the index hint, find the last commit
 /// mark, cut off anything after it, and bring the index up to date.
-pub(crate) fn open(dir: &Path, decode_seq: impl Fn(&[u8]) -> Option<u64>) -> Result<Opened, LogError> {
+pub(crate) fn open(
+    dir: &Path,
+    decode_seq: impl Fn(&[u8]) -> Option<u64>,
+) -> Result<Opened, LogError> {
     let path = dir.join(LOG_FILE);
     let index_path = dir.join(INDEX_FILE);
     let created = !path.exists();
@@ -367,7 +370,9 @@ pub(crate) fn append(
     shared
         .head
         .store(first + records.len() as u64 - 1, Ordering::Release);
-    shared.end.store(start + buf.len() as u64, Ordering::Release);
+    shared
+        .end
+        .store(start + buf.len() as u64, Ordering::Release);
     Ok(())
 }
 
@@ -394,7 +399,8 @@ pub(crate) fn write_all_records(
         if i as u64 % STRIDE == 0 {
             index.push(offset);
         }
-        out.write_all(&(bytes.len() as u32).to_le_bytes()).map_err(io)?;
+        out.write_all(&(bytes.len() as u32).to_le_bytes())
+            .map_err(io)?;
         out.write_all(&hash).map_err(io)?;
         out.write_all(&bytes).map_err(io)?;
         offset += (HEADER + bytes.len()) as u64;
