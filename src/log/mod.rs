@@ -277,31 +277,30 @@ fn migrate_from_sled(db: &sled::Db, dir: &Path) -> Result<(), LogError> {
     let events = db.open_tree("events")?;
     let path = dir.join(segment::LOG_FILE);
     if !events.is_empty() && !path.exists() {
-        let mut records = Vec::new();
+        // Streamed: a large log is not held in memory twice.
+        let tmp = dir.join(format!("{}.migrating", segment::LOG_FILE));
+        let mut out = segment::Rewriter::create(&tmp)?;
+        let mut count = 0u64;
         for item in events.iter() {
             let (k, v) = item?;
             let first = seq_of(&k).ok_or_else(|| LogError::ChainBroken {
                 seq: 0,
                 reason: "a key is not a position".into(),
             })?;
-            if first != records.len() as u64 + 1 {
+            if first != count + 1 {
                 // Positions are implied by order in the file: a gap must stay a gap that
-                // verification finds, so stop copying here and keep the sled log as is.
+                // verification finds, so stop here and leave the sled log as it is.
                 return Err(LogError::ChainBroken {
-                    seq: records.len() as u64 + 1,
-                    reason: format!(
-                        "position {} is missing (next stored is {first})",
-                        records.len() + 1
-                    ),
+                    seq: count + 1,
+                    reason: format!("position {} is missing (next stored is {first})", count + 1),
                 });
             }
             for (hash, bytes) in parse_chunk(first, &v)? {
-                records.push((hash, bytes.to_vec()));
+                out.push(&hash, bytes)?;
+                count += 1;
             }
         }
-        let count = records.len();
-        let tmp = dir.join(format!("{}.migrating", segment::LOG_FILE));
-        let (index, _) = segment::write_all_records(&tmp, records)?;
+        let (index, _) = out.finish()?;
         std::fs::rename(&tmp, &path).map_err(segment::io)?;
         segment::sync_dir(dir)?;
         segment::write_index(&dir.join(segment::INDEX_FILE), &index)?;

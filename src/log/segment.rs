@@ -376,42 +376,71 @@ pub(crate) fn append(
     Ok(())
 }
 
-/// Replace the whole file with `records` (positions 1..), one commit mark at the end,
-/// and rebuild the index: for the tampering tools of the tests, and for the migration
-/// from sled (which writes a new file and renames it into place).
-pub(crate) fn write_all_records(
-    path: &Path,
-    records: impl IntoIterator<Item = (ChainHash, Vec<u8>)>,
-) -> Result<(Vec<u64>, u64), LogError> {
-    let mut out = std::io::BufWriter::with_capacity(
-        READ_BLOCK,
-        OpenOptions::new()
+/// Writes a whole log file from its first record: for the migration from sled (into a
+/// new file that is then renamed into place) and the tampering tools of the tests.
+pub(crate) struct Rewriter {
+    out: std::io::BufWriter<File>,
+    index: Vec<u64>,
+    offset: u64,
+    count: u64,
+    last: Option<ChainHash>,
+}
+
+impl Rewriter {
+    pub fn create(path: &Path) -> Result<Rewriter, LogError> {
+        let file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .open(path)
-            .map_err(io)?,
-    );
-    let mut index = Vec::new();
-    let mut offset = 0u64;
-    let mut last = None;
-    for (i, (hash, bytes)) in records.into_iter().enumerate() {
-        if i as u64 % STRIDE == 0 {
-            index.push(offset);
-        }
-        out.write_all(&(bytes.len() as u32).to_le_bytes())
             .map_err(io)?;
-        out.write_all(&hash).map_err(io)?;
-        out.write_all(&bytes).map_err(io)?;
-        offset += (HEADER + bytes.len()) as u64;
-        last = Some(hash);
+        Ok(Rewriter {
+            out: std::io::BufWriter::with_capacity(READ_BLOCK, file),
+            index: Vec::new(),
+            offset: 0,
+            count: 0,
+            last: None,
+        })
     }
-    if let Some(hash) = last {
-        out.write_all(&MARK.to_le_bytes()).map_err(io)?;
-        out.write_all(&hash).map_err(io)?;
-        offset += HEADER as u64;
+
+    pub fn push(&mut self, hash: &ChainHash, bytes: &[u8]) -> Result<(), LogError> {
+        if self.count % STRIDE == 0 {
+            self.index.push(self.offset);
+        }
+        self.out
+            .write_all(&(bytes.len() as u32).to_le_bytes())
+            .and_then(|()| self.out.write_all(hash))
+            .and_then(|()| self.out.write_all(bytes))
+            .map_err(io)?;
+        self.offset += (HEADER + bytes.len()) as u64;
+        self.count += 1;
+        self.last = Some(*hash);
+        Ok(())
     }
-    let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-    file.sync_all().map_err(io)?;
-    Ok((index, offset))
+
+    /// One commit mark after everything, then sync: (the index, the file's length).
+    pub fn finish(mut self) -> Result<(Vec<u64>, u64), LogError> {
+        if let Some(hash) = self.last {
+            self.out
+                .write_all(&MARK.to_le_bytes())
+                .and_then(|()| self.out.write_all(&hash))
+                .map_err(io)?;
+            self.offset += HEADER as u64;
+        }
+        let file = self.out.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        Ok((self.index, self.offset))
+    }
+}
+
+/// Replace the whole file with `records` (positions 1..) and one commit mark.
+pub(crate) fn write_all_records(
+    path: &Path,
+    records: impl IntoIterator<Item = (ChainHash, Vec<u8>)>,
+) -> Result<(Vec<u64>, u64), LogError> {
+    let mut w = Rewriter::create(path)?;
+    for (hash, bytes) in records {
+        w.push(&hash, &bytes)?;
+    }
+    w.finish()
 }
