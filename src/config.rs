@@ -101,9 +101,10 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Extra root certificates (PEM) that outgoing calls trust besides the system's.
     pub ca_file: Option<PathBuf>,
-    /// sled's page cache for the event log (MiB). Events are written once and read back
-    /// mostly while recent (webhooks, federation), so a small cache serves; sled's own
-    /// default (1 GiB) would let the server's memory grow with the log for a long time.
+    /// sled's page cache for the snapshots (MiB; the events themselves are in
+    /// `events.log`, outside sled). Snapshots are read back only at start-up and for
+    /// point-in-time reads, so a small cache serves; a large one fills with the
+    /// snapshots written while serving, and sled's own default is 1 GiB.
     pub log_cache_mib: u64,
     /// sled's page cache for the webhook and federation outboxes (MiB).
     pub outbox_cache_mib: u64,
@@ -195,7 +196,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             ca_file: None,
-            log_cache_mib: 64,
+            log_cache_mib: 8,
             outbox_cache_mib: 16,
             store: None,
             follow_poll_ms: 250,

@@ -1,32 +1,35 @@
-//! The event log: an append-only, hash-chained sequence of events in sled.
+//! The event log: an append-only, hash-chained sequence of events.
 //!
-//! Layout in the sled database (one directory, `<data-dir>/log`):
-//! - tree `events`: *chunks* of up to [`CHUNK_EVENTS`] consecutive events. Key = position
-//!   of the chunk's first event as 8 big-endian bytes (so sled's order is log order);
-//!   value = for each event `len (u32 LE) ‖ chain hash (32 bytes) ‖ encoded envelope`,
-//!   where `chain hash = blake3(previous chain hash ‖ encoded envelope)` and the hash
-//!   before the first event is 32 zero bytes. Why chunks: sled pays several microseconds
-//!   per key, which capped appends below 100,000 events/s; one key per commit batch (cut
-//!   at 64 events) amortises it while a chunk stays far below sled's blob threshold.
-//! - tree `snapshots`: key = position, value = an encoded [`Snapshot`] of the read models
-//!   after that position. Snapshots are derived data: a bad one is skipped, never trusted
-//!   over the log.
+//! - The events are in an append-only file, `<data-dir>/events.log` (see [`segment`]):
+//!   for each event `len (u32 LE) ‖ chain hash (32 bytes) ‖ encoded envelope`, where
+//!   `chain hash = blake3(previous chain hash ‖ encoded envelope)` and the hash before
+//!   the first event is 32 zero bytes, and a commit mark after every appended batch.
+//! - Snapshots are in a sled database, `<data-dir>/log`, tree `snapshots`: key =
+//!   position, value = an encoded [`Snapshot`] of the read models after that position.
+//!   Snapshots are derived data: a bad one is skipped, never trusted over the log.
+//!
+//! Logs written before the file existed kept their events in that sled database too
+//! (tree `events`, chunks of up to 64 events keyed by their first position); opening
+//! such a data directory moves them into the file once (see [`EventLog::open_with_cache`]).
 //!
 //! Only the writer thread appends (see `crate::writer`); readers of ranges (verify,
-//! replay) may run at any time because sled gives them a consistent view per key.
+//! replay) may run at any time: they read only up to the end of the last acknowledged
+//! batch.
 
 pub mod export;
 pub mod postgres;
+pub mod segment;
 
 use gatehouse_projections::State;
 use gatehouse_schemas::{decode, encode, Envelope};
 use serde::Deserialize;
 use std::path::Path;
+use std::sync::Arc;
 
 pub const HASH_LEN: usize = 32;
 pub type ChainHash = [u8; HASH_LEN];
 pub const GENESIS_HASH: ChainHash = [0u8; HASH_LEN];
-/// Most events stored under one sled key.
+/// Most events stored under one sled key by the sled-only log of earlier versions.
 pub const CHUNK_EVENTS: usize = 64;
 
 /// Storage and integrity failures. All of them are fatal for the server.
@@ -141,7 +144,10 @@ pub enum StartupVerify {
 
 pub struct EventLog {
     db: sled::Db,
-    events: sled::Tree,
+    /// The file of events, shared by every handle on this log.
+    shared: Arc<segment::Shared>,
+    /// The writer's append handle (`None` in a [`reader`](Self::reader)).
+    file: Option<std::fs::File>,
     snapshots: sled::Tree,
     head_seq: u64,
     head_hash: ChainHash,
@@ -195,6 +201,7 @@ fn parse_chunk(first: u64, chunk: &[u8]) -> Result<Vec<(ChainHash, &[u8])>, LogE
     Ok(out)
 }
 
+#[cfg(test)]
 fn push_record(chunk: &mut Vec<u8>, hash: &ChainHash, bytes: &[u8]) {
     chunk.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
     chunk.extend_from_slice(hash);
@@ -258,10 +265,59 @@ impl RawBatch {
     }
 }
 
+/// Move the events of a log written by an earlier version (sled tree `events`) into
+/// `events.log`, once: they are copied as stored (hashes included, nothing verified or
+/// repaired, so a tampered log stays detectably tampered), the new file is synced and
+/// renamed into place, and only then is the sled tree dropped. A crash before the
+/// rename leaves the sled tree to copy again; after it, only the tree to drop.
+fn migrate_from_sled(db: &sled::Db, dir: &Path) -> Result<(), LogError> {
+    if !db.tree_names().iter().any(|n| n.as_ref() == b"events") {
+        return Ok(());
+    }
+    let events = db.open_tree("events")?;
+    let path = dir.join(segment::LOG_FILE);
+    if !events.is_empty() && !path.exists() {
+        // Streamed: a large log is not held in memory twice.
+        let tmp = dir.join(format!("{}.migrating", segment::LOG_FILE));
+        let mut out = segment::Rewriter::create(&tmp)?;
+        let mut count = 0u64;
+        for item in events.iter() {
+            let (k, v) = item?;
+            let first = seq_of(&k).ok_or_else(|| LogError::ChainBroken {
+                seq: 0,
+                reason: "a key is not a position".into(),
+            })?;
+            if first != count + 1 {
+                // Positions are implied by order in the file: a gap must stay a gap that
+                // verification finds, so stop here and leave the sled log as it is.
+                return Err(LogError::ChainBroken {
+                    seq: count + 1,
+                    reason: format!("position {} is missing (next stored is {first})", count + 1),
+                });
+            }
+            for (hash, bytes) in parse_chunk(first, &v)? {
+                out.push(&hash, bytes)?;
+                count += 1;
+            }
+        }
+        let (index, _) = out.finish()?;
+        std::fs::rename(&tmp, &path).map_err(segment::io)?;
+        segment::sync_dir(dir)?;
+        segment::write_index(&dir.join(segment::INDEX_FILE), &index)?;
+        tracing::info!(
+            events = count,
+            "moved the event log from sled into events.log"
+        );
+    }
+    db.drop_tree("events")?;
+    db.flush()?;
+    Ok(())
+}
+
 impl EventLog {
     /// Open (or create) the log under `dir`, with the default page cache.
     pub fn open(dir: &Path) -> Result<EventLog, LogError> {
-        EventLog::open_with_cache(dir, 64 * 1024 * 1024)
+        EventLog::open_with_cache(dir, 8 * 1024 * 1024)
     }
 
     /// Open (or create) the log under `dir` with a page cache of `cache_bytes`.
@@ -275,39 +331,30 @@ impl EventLog {
                 .cache_capacity(cache_bytes),
             dir,
         )?;
-        let events = db.open_tree("events")?;
         let snapshots = db.open_tree("snapshots")?;
-        let mut log = EventLog {
-            db,
-            events,
-            snapshots,
-            head_seq: 0,
-            head_hash: GENESIS_HASH,
-            head_time_ms: 0,
-            snapshot_keep: 2,
+        migrate_from_sled(&db, dir)?;
+        let opened = segment::open(dir, |bytes| decode(bytes).ok().map(|e| e.seq))?;
+        let head_time_ms = match &opened.head_bytes {
+            None => 0,
+            Some(bytes) => {
+                decode(bytes)
+                    .map_err(|e| LogError::Undecodable {
+                        seq: opened.head_seq,
+                        reason: e.to_string(),
+                    })?
+                    .time_ms
+            }
         };
-        if let Some((k, v)) = log.events.last()? {
-            let first = seq_of(&k).ok_or_else(|| LogError::ChainBroken {
-                seq: 0,
-                reason: "a key is not a position".into(),
-            })?;
-            let records = parse_chunk(first, &v)?;
-            let Some((hash, bytes)) = records.last() else {
-                return Err(LogError::ChainBroken {
-                    seq: first,
-                    reason: "an empty chunk".into(),
-                });
-            };
-            let seq = first + records.len() as u64 - 1;
-            let env = decode(bytes).map_err(|e| LogError::Undecodable {
-                seq,
-                reason: e.to_string(),
-            })?;
-            log.head_seq = seq;
-            log.head_hash = *hash;
-            log.head_time_ms = env.time_ms;
-        }
-        Ok(log)
+        Ok(EventLog {
+            db,
+            shared: opened.shared,
+            file: Some(opened.file),
+            snapshots,
+            head_seq: opened.head_seq,
+            head_hash: opened.head_hash,
+            head_time_ms,
+            snapshot_keep: 2,
+        })
     }
 
     pub fn head_seq(&self) -> u64 {
@@ -328,77 +375,77 @@ impl EventLog {
         if envelopes.is_empty() {
             return Ok(());
         }
-        let mut batch = sled::Batch::default();
         let mut prev = self.head_hash;
         let mut seq = self.head_seq;
         let mut time = self.head_time_ms;
-        for group in envelopes.chunks(CHUNK_EVENTS) {
-            let mut chunk = Vec::with_capacity(group.len() * 320);
-            for env in group {
-                // INVARIANT: the writer numbers envelopes contiguously and never lets time go back.
-                assert_eq!(env.seq, seq + 1, "envelopes must be numbered contiguously");
-                assert!(env.time_ms >= time, "event time must never decrease");
-                let bytes = encode(env);
-                let hash = chain_hash(&prev, &bytes);
-                push_record(&mut chunk, &hash, &bytes);
-                prev = hash;
-                seq = env.seq;
-                time = env.time_ms;
-            }
-            batch.insert(&key(group[0].seq), chunk);
+        let mut records = Vec::with_capacity(envelopes.len());
+        for env in envelopes {
+            // INVARIANT: the writer numbers envelopes contiguously and never lets time go back.
+            assert_eq!(env.seq, seq + 1, "envelopes must be numbered contiguously");
+            assert!(env.time_ms >= time, "event time must never decrease");
+            let bytes = encode(env);
+            let hash = chain_hash(&prev, &bytes);
+            records.push((hash, bytes));
+            prev = hash;
+            seq = env.seq;
+            time = env.time_ms;
         }
-        // One atomic batch and one flush for all of them: this is the group commit.
-        self.events.apply_batch(batch)?;
-        self.db.flush()?;
+        // One write and one sync for all of them: this is the group commit.
+        self.write_records(&records)?;
         self.head_hash = prev;
         self.head_seq = seq;
         self.head_time_ms = time;
         Ok(())
     }
 
+    fn write_records(&mut self, records: &[(ChainHash, Vec<u8>)]) -> Result<(), LogError> {
+        let file = self
+            .file
+            .as_mut()
+            .expect("INVARIANT: only the writer's handle appends");
+        let refs: Vec<(ChainHash, &[u8])> =
+            records.iter().map(|(h, b)| (*h, b.as_slice())).collect();
+        segment::append(&self.shared, file, self.head_seq + 1, &refs)
+    }
+
     /// Append events exactly as another log stored them (an import): each must be the
     /// next position, its time must not go back, and the hash this log computes must be
     /// the one the export recorded — so an import reproduces the chain bit for bit.
     pub fn append_raw(&mut self, records: &[RawEvent]) -> Result<(), LogError> {
-        let mut batch = sled::Batch::default();
         let mut prev = self.head_hash;
         let mut seq = self.head_seq;
         let mut time = self.head_time_ms;
-        for group in records.chunks(CHUNK_EVENTS) {
-            let mut chunk = Vec::with_capacity(group.len() * 320);
-            for r in group {
-                if r.seq != seq + 1 {
-                    return Err(LogError::ChainBroken {
-                        seq: seq + 1,
-                        reason: format!("position {} follows {seq}", r.seq),
-                    });
-                }
-                let env = decode(&r.bytes).map_err(|e| LogError::Undecodable {
-                    seq: r.seq,
-                    reason: e.to_string(),
-                })?;
-                if env.seq != r.seq || env.time_ms < time {
-                    return Err(LogError::ChainBroken {
-                        seq: r.seq,
-                        reason: "the event's own position or time does not fit".into(),
-                    });
-                }
-                let hash = chain_hash(&prev, &r.bytes);
-                if hash != r.hash {
-                    return Err(LogError::ChainBroken {
-                        seq: r.seq,
-                        reason: "the recorded hash does not match the event".into(),
-                    });
-                }
-                push_record(&mut chunk, &hash, &r.bytes);
-                prev = hash;
-                seq = r.seq;
-                time = env.time_ms;
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            if r.seq != seq + 1 {
+                return Err(LogError::ChainBroken {
+                    seq: seq + 1,
+                    reason: format!("position {} follows {seq}", r.seq),
+                });
             }
-            batch.insert(&key(group[0].seq), chunk);
+            let env = decode(&r.bytes).map_err(|e| LogError::Undecodable {
+                seq: r.seq,
+                reason: e.to_string(),
+            })?;
+            if env.seq != r.seq || env.time_ms < time {
+                return Err(LogError::ChainBroken {
+                    seq: r.seq,
+                    reason: "the event's own position or time does not fit".into(),
+                });
+            }
+            let hash = chain_hash(&prev, &r.bytes);
+            if hash != r.hash {
+                return Err(LogError::ChainBroken {
+                    seq: r.seq,
+                    reason: "the recorded hash does not match the event".into(),
+                });
+            }
+            out.push((hash, r.bytes.clone()));
+            prev = hash;
+            seq = r.seq;
+            time = env.time_ms;
         }
-        self.events.apply_batch(batch)?;
-        self.db.flush()?;
+        self.write_records(&out)?;
         self.head_hash = prev;
         self.head_seq = seq;
         self.head_time_ms = time;
@@ -415,41 +462,40 @@ impl EventLog {
         self.for_each_raw(from.max(1), to, |seq, hash, bytes| Ok(f(seq, hash, bytes)))
     }
 
-    /// Key of the chunk that holds `seq` (or the first chunk after it).
-    fn chunk_key_for(&self, seq: u64) -> Result<[u8; 8], LogError> {
-        Ok(match self.events.range(..=key(seq.max(1))).next_back() {
-            Some(item) => item?.0.as_ref().try_into().unwrap_or(key(seq)),
-            None => key(seq.max(1)),
-        })
-    }
-
-    /// Visit stored events from position `from`, in order, without copying them. The
-    /// position passed is the one implied by the chunk key and the record's place in it.
+    /// Visit stored events from position `from`, in order, without copying them, up to
+    /// the end of the last acknowledged batch. The position passed is the one implied by
+    /// the record's place in the file.
     fn for_each_raw(
         &self,
         from: u64,
         to: Option<u64>,
         mut f: impl FnMut(u64, &ChainHash, &[u8]) -> Result<bool, LogError>,
     ) -> Result<(), LogError> {
-        let start = self.chunk_key_for(from)?;
-        for item in self.events.range(start..) {
-            let (k, v) = item?;
-            let first = seq_of(&k).ok_or_else(|| LogError::ChainBroken {
-                seq: 0,
-                reason: "a key is not a position".into(),
-            })?;
-            if to.is_some_and(|t| first > t) {
-                break;
+        let from = from.max(1);
+        if to.is_some_and(|t| t < from) {
+            return Ok(());
+        }
+        let (offset, mut seq) = self.shared.start_for(from);
+        let end = self.shared.end();
+        let torn = segment::scan(&self.shared.path, offset, end, |_, record| {
+            let segment::Record::Event { hash, bytes } = record else {
+                return Ok(true);
+            };
+            let this = seq;
+            seq += 1;
+            if this < from {
+                return Ok(true);
             }
-            for (i, (hash, bytes)) in parse_chunk(first, &v)?.into_iter().enumerate() {
-                let seq = first + i as u64;
-                if seq < from {
-                    continue;
-                }
-                if to.is_some_and(|t| seq > t) || !f(seq, &hash, bytes)? {
-                    return Ok(());
-                }
+            if to.is_some_and(|t| this > t) {
+                return Ok(false);
             }
+            f(this, &hash, bytes)
+        })?;
+        if torn.is_err() {
+            return Err(LogError::ChainBroken {
+                seq,
+                reason: "the stored record is truncated".into(),
+            });
         }
         Ok(())
     }
@@ -619,7 +665,8 @@ impl EventLog {
     pub fn reader(&self) -> EventLog {
         EventLog {
             db: self.db.clone(),
-            events: self.events.clone(),
+            shared: self.shared.clone(),
+            file: None,
             snapshots: self.snapshots.clone(),
             head_seq: self.head_seq,
             head_hash: self.head_hash,
@@ -859,36 +906,33 @@ impl EventLog {
         }
     }
 
-    /// Rewrite the chunk holding `seq` with `edit` applied to its records (tests only).
+    /// Rewrite the stored events with `edit` applied to the record at `seq` (tests only:
+    /// it rewrites the whole file, and is not safe while another handle appends).
     fn edit_chunk(
         &self,
         seq: u64,
         edit: impl FnOnce(&mut Vec<(ChainHash, Vec<u8>)>, usize),
     ) -> Result<(), LogError> {
-        let k = self.chunk_key_for(seq)?;
-        let first = u64::from_be_bytes(k);
-        let Some(v) = self.events.get(k)? else {
-            return Ok(());
-        };
-        let mut records: Vec<(ChainHash, Vec<u8>)> = parse_chunk(first, &v)?
-            .into_iter()
-            .map(|(h, b)| (h, b.to_vec()))
-            .collect();
-        let index = (seq - first) as usize;
+        let mut records: Vec<(ChainHash, Vec<u8>)> = Vec::new();
+        self.for_each_raw(1, None, |_, h, b| {
+            records.push((*h, b.to_vec()));
+            Ok(true)
+        })?;
+        let index = (seq.max(1) - 1) as usize;
         if index >= records.len() {
             return Ok(());
         }
         edit(&mut records, index);
-        if records.is_empty() {
-            self.events.remove(k)?;
-        } else {
-            let mut chunk = Vec::new();
-            for (h, b) in &records {
-                push_record(&mut chunk, h, b);
-            }
-            self.events.insert(k, chunk)?;
-        }
-        self.db.flush()?;
+        let head = records.len() as u64;
+        let (new_index, end) = segment::write_all_records(&self.shared.path, records)?;
+        segment::write_index(&self.shared.index_path, &new_index)?;
+        *self.shared.index.write().unwrap_or_else(|p| p.into_inner()) = new_index;
+        self.shared
+            .head
+            .store(head, std::sync::atomic::Ordering::Release);
+        self.shared
+            .end
+            .store(end, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 
@@ -1019,6 +1063,160 @@ mod tests {
             .unwrap();
             assert_eq!(tail, model[from as usize - 1..]);
             assert_eq!(log.raw_at(from).unwrap().unwrap().seq, from);
+        }
+    }
+
+    /// A data directory written by a version that kept the events in sled opens with
+    /// every event, hash and position as they were, and once moved it stays moved.
+    #[test]
+    fn a_sled_log_of_an_earlier_version_is_moved_into_the_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let envs: Vec<Envelope> = (1..=150).map(env).collect();
+        let mut prev = GENESIS_HASH;
+        {
+            // The old layout: chunks of up to 64 records keyed by their first position.
+            let db = sled::open(dir.path().join("log")).unwrap();
+            let events = db.open_tree("events").unwrap();
+            for group in envs.chunks(CHUNK_EVENTS) {
+                let mut chunk = Vec::new();
+                for e in group {
+                    let bytes = encode(e);
+                    prev = chain_hash(&prev, &bytes);
+                    push_record(&mut chunk, &prev, &bytes);
+                }
+                events.insert(key(group[0].seq), chunk).unwrap();
+            }
+            db.flush().unwrap();
+        }
+        for _ in 0..2 {
+            let mut log = EventLog::open(dir.path()).unwrap();
+            assert_eq!(log.head_seq(), 150);
+            assert_eq!(log.head_hash(), prev);
+            assert_eq!(log.head_time_ms(), 1150);
+            let mut seen = Vec::new();
+            let report = log.walk(1, GENESIS_HASH, |e| seen.push(e)).unwrap();
+            assert_eq!(report.head_hash, prev);
+            assert_eq!(seen[..150], envs[..]);
+            assert!(!log.db.tree_names().iter().any(|n| n.as_ref() == b"events"));
+            // And it goes on from there (the second round sees this event too).
+            if log.head_seq() == 150 {
+                log.append(&[env(151)]).unwrap();
+                prev = log.head_hash();
+                assert_eq!(log.verify().unwrap().events, 151);
+                break;
+            }
+        }
+        let log = EventLog::open(dir.path()).unwrap();
+        assert_eq!((log.head_seq(), log.head_hash()), (151, prev));
+    }
+
+    /// A tampered sled log is moved as it is: the break is still found, at its position.
+    #[test]
+    fn a_tampered_sled_log_stays_detectably_tampered_after_the_move() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path().join("log")).unwrap();
+            let events = db.open_tree("events").unwrap();
+            let mut chunk = Vec::new();
+            let mut prev = GENESIS_HASH;
+            for seq in 1..=10 {
+                let mut bytes = encode(&env(seq));
+                prev = chain_hash(&prev, &bytes);
+                if seq == 7 {
+                    let last = bytes.len() - 1;
+                    bytes[last] ^= 1;
+                }
+                push_record(&mut chunk, &prev, &bytes);
+            }
+            events.insert(key(1), chunk).unwrap();
+            db.flush().unwrap();
+        }
+        let log = EventLog::open(dir.path()).unwrap();
+        let err = log.verify().unwrap_err();
+        assert_eq!(err.position(), Some(7), "{err}");
+    }
+
+    /// What a crash in the middle of a write leaves after the last acknowledged batch —
+    /// whole events of a batch whose commit mark never made it, and half a record — is
+    /// cut off on open, and appending goes on from the acknowledged head.
+    #[test]
+    fn a_torn_tail_that_was_never_acknowledged_is_cut_off() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let (head_hash, acknowledged_len) = {
+            let mut log = EventLog::open(dir.path()).unwrap();
+            for start in [1u64, 4, 70] {
+                let end = if start == 4 { 69 } else { start + 2 };
+                log.append(&(start..=end).map(env).collect::<Vec<_>>())
+                    .unwrap();
+            }
+            let len = std::fs::metadata(dir.path().join(segment::LOG_FILE))
+                .unwrap()
+                .len();
+            (log.head_hash(), len)
+        };
+        // Two whole events without their mark, then half of a third.
+        let mut torn = Vec::new();
+        let mut prev = head_hash;
+        for seq in 73..=75 {
+            let bytes = encode(&env(seq));
+            prev = chain_hash(&prev, &bytes);
+            push_record(&mut torn, &prev, &bytes);
+        }
+        torn.truncate(torn.len() - 20);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(segment::LOG_FILE))
+            .unwrap()
+            .write_all(&torn)
+            .unwrap();
+        let mut log = EventLog::open(dir.path()).unwrap();
+        assert_eq!((log.head_seq(), log.head_hash()), (72, head_hash));
+        assert_eq!(
+            std::fs::metadata(dir.path().join(segment::LOG_FILE))
+                .unwrap()
+                .len(),
+            acknowledged_len
+        );
+        assert_eq!(log.raw_at(73).unwrap().map(|r| r.seq), None);
+        log.append(&(73..=80).map(env).collect::<Vec<_>>()).unwrap();
+        assert_eq!(log.verify().unwrap().events, 80);
+    }
+
+    /// The index is a hint: missing, cut short or wrong, it is rebuilt from the file.
+    #[test]
+    fn a_missing_or_wrong_index_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = {
+            let mut log = EventLog::open(dir.path()).unwrap();
+            for start in (1..=400u64).step_by(40) {
+                log.append(&(start..start + 40).map(env).collect::<Vec<_>>())
+                    .unwrap();
+            }
+            log.head_hash()
+        };
+        let index = dir.path().join(segment::INDEX_FILE);
+        let good = std::fs::read(&index).unwrap();
+        assert_eq!(good.len(), 7 * 8, "positions 1, 65, … 385");
+        let wrong_entry = {
+            let mut w = good.clone();
+            w[6 * 8] += 1;
+            w
+        };
+        for broken in [
+            Vec::new(),
+            good[..16].to_vec(),
+            good[..13].to_vec(),
+            wrong_entry,
+            vec![0xff; 24],
+        ] {
+            std::fs::write(&index, &broken).unwrap();
+            let log = EventLog::open(dir.path()).unwrap();
+            assert_eq!((log.head_seq(), log.head_hash()), (400, hash));
+            for seq in [1, 64, 65, 200, 385, 400] {
+                assert_eq!(log.event_at(seq).unwrap().unwrap().seq, seq);
+            }
+            assert_eq!(std::fs::read(&index).unwrap(), good);
         }
     }
 

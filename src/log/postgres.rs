@@ -20,7 +20,7 @@
 //! DO NOTHING`, `CREATE TABLE IF NOT EXISTS`, `ORDER BY … LIMIT`. Optional: `LISTEN` /
 //! `pg_notify` to wake followers (CockroachDB lacks them: nodes then poll).
 //!
-//! Per node, in the data directory, stays a sled copy of the log up to the position the
+//! Per node, in the data directory, stays a copy of the log (`events.log`) up to the position the
 //! node applied (a cache: snapshots, as-of reads, audit and webhooks read it) — it is
 //! always a prefix of this table, checked at start-up.
 

@@ -106,7 +106,10 @@ fn secrets_never_reach_the_log_or_the_server_output() {
         secrets.push(std::fs::read_to_string(&f).unwrap().trim().to_string());
     }
     assert!(secrets.len() >= 10, "keys were found: {secrets:?}");
-    let mut haystacks: Vec<(String, Vec<u8>)> = files_under(&data.join("log"))
+    // The events (events.log) and the snapshots (sled, in log/).
+    let mut log_files = files_under(&data.join("log"));
+    log_files.push(data.join("events.log"));
+    let mut haystacks: Vec<(String, Vec<u8>)> = log_files
         .into_iter()
         .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
         .collect();

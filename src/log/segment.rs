@@ -1,0 +1,446 @@
+//! The event log's bytes: one append-only file, `<data-dir>/events.log`.
+//!
+//! Why not sled: sled keeps the pages it wrote in memory up to its cache size and then
+//! some (a probe of 200,000 small appends: +70 MiB with the 64 MiB cache, +20 MiB with a
+//! 4 MiB one), so a busy server's memory climbed for its first hundreds of thousands of
+//! events. A file written with `write` + `fdatasync` costs the process nothing: the
+//! kernel's page cache holds what was written, and gives it back when asked.
+//!
+//! Layout: records back to back, positions implied by their order (position 1 first):
+//! - an event: `len (u32 LE) ‖ chain hash (32) ‖ encoded envelope (len bytes)`, as the
+//!   records in sled's chunks were;
+//! - after every appended batch, a commit mark: `u32::MAX (LE) ‖ chain hash of the
+//!   batch's last event`. A batch is acknowledged after its mark is written and synced,
+//!   so on open everything after the last mark (a torn write of a batch that was never
+//!   acknowledged) is cut off: a batch is all there or not at all, as sled's atomic batch was.
+//!
+//! `<data-dir>/events.idx` is a sparse index: the file offset of position `k·STRIDE + 1`,
+//! as u64 LE, for k = 0, 1, …. It is a hint (written after the log is synced, not synced
+//! itself): on open its last entry is checked (the event there must say it is that
+//! position), entries past the end are dropped, and whatever is missing is rebuilt by
+//! reading from the last good entry. Deleting it rebuilds it from the whole file.
+
+use super::{ChainHash, LogError, HASH_LEN};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// Positions between two index entries.
+pub const STRIDE: u64 = 64;
+/// The length field of a commit mark.
+const MARK: u32 = u32::MAX;
+const HEADER: usize = 4 + HASH_LEN;
+/// Bytes read from the file at a time by a scan.
+const READ_BLOCK: usize = 1 << 20;
+
+pub const LOG_FILE: &str = "events.log";
+pub const INDEX_FILE: &str = "events.idx";
+
+pub(crate) fn io(e: std::io::Error) -> LogError {
+    LogError::Storage(sled::Error::Io(e))
+}
+
+/// What all handles on one log share: where the acknowledged part ends, and the index.
+pub(crate) struct Shared {
+    pub path: PathBuf,
+    pub index_path: PathBuf,
+    /// Offset just after the last acknowledged commit mark. Readers never look past it.
+    pub end: AtomicU64,
+    /// Position of the last acknowledged event.
+    pub head: AtomicU64,
+    /// `index[k]` = offset of position `k·STRIDE + 1`.
+    pub index: RwLock<Vec<u64>>,
+}
+
+/// One stored record, as a scan hands it out.
+pub(crate) enum Record<'a> {
+    Event { hash: ChainHash, bytes: &'a [u8] },
+    Mark,
+}
+
+/// Read records from `offset` up to `end`, handing each (with the byte offset it starts
+/// at) to `f`, which returns false to stop. A record that runs past `end` is reported
+/// as `Err(offset)` of its start (a torn tail, or a broken file).
+pub(crate) fn scan(
+    path: &Path,
+    offset: u64,
+    end: u64,
+    mut f: impl FnMut(u64, Record<'_>) -> Result<bool, LogError>,
+) -> Result<Result<(), u64>, LogError> {
+    if offset >= end {
+        return Ok(Ok(()));
+    }
+    let mut file = File::open(path).map_err(io)?;
+    file.seek(SeekFrom::Start(offset)).map_err(io)?;
+    let mut file = file.take(end - offset);
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_BLOCK);
+    let mut start = 0usize; // first unparsed byte in buf
+    let mut base = offset; // file offset of buf[0]
+    let mut eof = false;
+    loop {
+        // Parse every complete record in buf[start..].
+        loop {
+            let rest = &buf[start..];
+            if rest.len() < HEADER {
+                break;
+            }
+            let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes"));
+            let hash: ChainHash = rest[4..HEADER].try_into().expect("32 bytes");
+            let at = base + start as u64;
+            if len == MARK {
+                start += HEADER;
+                if !f(at, Record::Mark)? {
+                    return Ok(Ok(()));
+                }
+                continue;
+            }
+            let total = HEADER + len as usize;
+            if rest.len() < total {
+                // Past the end of the readable part: no amount of reading helps.
+                if at + total as u64 > end {
+                    return Ok(Err(at));
+                }
+                break;
+            }
+            let bytes = &rest[HEADER..total];
+            start += total;
+            if !f(at, Record::Event { hash, bytes })? {
+                return Ok(Ok(()));
+            }
+        }
+        if eof {
+            return Ok(if start == buf.len() {
+                Ok(())
+            } else {
+                Err(base + start as u64)
+            });
+        }
+        // Keep the unparsed rest, read more after it.
+        buf.drain(..start);
+        base += start as u64;
+        start = 0;
+        let want = READ_BLOCK.max(buf.len() * 2);
+        let have = buf.len();
+        buf.resize(want, 0);
+        let mut filled = have;
+        while filled < want {
+            let n = file.read(&mut buf[filled..]).map_err(io)?;
+            if n == 0 {
+                eof = true;
+                break;
+            }
+            filled += n;
+        }
+        buf.truncate(filled);
+    }
+}
+
+/// The acknowledged end of a log file and its head, found on open.
+pub(crate) struct Opened {
+    pub shared: Arc<Shared>,
+    pub file: File,
+    pub head_seq: u64,
+    pub head_hash: ChainHash,
+    /// The bytes of the head event (to read its time), if there is one.
+    pub head_bytes: Option<Vec<u8>>,
+}
+
+fn read_index(path: &Path) -> Vec<u64> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect()
+}
+
+pub(crate) fn write_index(path: &Path, index: &[u64]) -> Result<(), LogError> {
+    let bytes: Vec<u8> = index.iter().flat_map(|o| o.to_le_bytes()).collect();
+    std::fs::write(path, bytes).map_err(io)
+}
+
+/// Sync a directory, so that a file created (or renamed) in it survives a crash.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io)
+}
+
+/// Open (or create) the log file in `dir`: check the index hint, find the last commit
+/// mark, cut off anything after it, and bring the index up to date.
+pub(crate) fn open(
+    dir: &Path,
+    decode_seq: impl Fn(&[u8]) -> Option<u64>,
+) -> Result<Opened, LogError> {
+    let path = dir.join(LOG_FILE);
+    let index_path = dir.join(INDEX_FILE);
+    let created = !path.exists();
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(&path)
+        .map_err(io)?;
+    if created {
+        file.sync_all().map_err(io)?;
+        sync_dir(dir)?;
+    }
+    let len = file.metadata().map_err(io)?.len();
+    let mut index = read_index(&index_path);
+    // The hint must start at 0 and increase, within the file.
+    let sane = index.first().is_none_or(|&o| o == 0)
+        && index.windows(2).all(|w| w[0] < w[1])
+        && index.last().is_none_or(|&o| o < len);
+    if !sane {
+        index.clear();
+    }
+    // The newest entry must point at the event it claims; otherwise rebuild from 0.
+    if let Some(&last) = index.last() {
+        let expected = (index.len() as u64 - 1) * STRIDE + 1;
+        let mut ok = false;
+        scan(&path, last, len, |_, r| {
+            if let Record::Event { bytes, .. } = r {
+                ok = decode_seq(bytes) == Some(expected);
+            }
+            Ok(false)
+        })?
+        .ok();
+        if !ok {
+            tracing::warn!("the log's index does not match the log: rebuilding it");
+            index.clear();
+        }
+    }
+    let indexed = index.len();
+    // From the last entry to the end: the last mark is the acknowledged end.
+    let (end, head_seq, head_event) = match tail(&path, &mut index, len)? {
+        Some(found) => found,
+        // No mark after the newest entry, which was written only after a mark covered
+        // it: the hint is wrong. Read the whole file instead.
+        None => {
+            tracing::warn!("the log's index points past the last commit: rebuilding it");
+            index.clear();
+            tail(&path, &mut index, len)?.unwrap_or((0, 0, None))
+        }
+    };
+    if end < len {
+        tracing::warn!(
+            acknowledged = end,
+            length = len,
+            "cutting off the end of the log that was never acknowledged"
+        );
+        file.set_len(end).map_err(io)?;
+        file.sync_all().map_err(io)?;
+    }
+    if index.len() != indexed || !sane {
+        write_index(&index_path, &index)?;
+    }
+    let mut head_hash = super::GENESIS_HASH;
+    let mut head_bytes = None;
+    if let Some(offset) = head_event {
+        scan(&path, offset, end, |_, r| {
+            if let Record::Event { hash, bytes } = r {
+                head_hash = hash;
+                head_bytes = Some(bytes.to_vec());
+            }
+            Ok(false)
+        })?
+        .ok();
+    }
+    let shared = Arc::new(Shared {
+        path,
+        index_path,
+        end: AtomicU64::new(end),
+        head: AtomicU64::new(head_seq),
+        index: RwLock::new(index),
+    });
+    Ok(Opened {
+        shared,
+        file,
+        head_seq,
+        head_hash,
+        head_bytes,
+    })
+}
+
+/// Read from the newest index entry (or the start) to `len`: the end just after the last
+/// commit mark, the position of the last event before it and that event's offset. Index
+/// entries for positions a mark covers are added to `index`. `None` when the read
+/// started at an index entry and found no mark after it.
+fn tail(
+    path: &Path,
+    index: &mut Vec<u64>,
+    len: u64,
+) -> Result<Option<(u64, u64, Option<u64>)>, LogError> {
+    let (from, mut seq) = match index.last() {
+        Some(&o) => (o, (index.len() as u64 - 1) * STRIDE),
+        None => (0, 0),
+    };
+    let indexed = index.len() as u64;
+    let mut committed = None;
+    let mut last_event = None;
+    let mut pending = Vec::new();
+    let _torn = scan(path, from, len, |at, r| {
+        match r {
+            Record::Event { .. } => {
+                seq += 1;
+                if (seq - 1) % STRIDE == 0 && (seq - 1) / STRIDE >= indexed {
+                    pending.push(at);
+                }
+                last_event = Some(at);
+            }
+            Record::Mark => {
+                committed = Some((at + HEADER as u64, seq, last_event));
+                // Entries for positions after a mark are kept only once a mark covers them.
+                index.append(&mut pending);
+            }
+        }
+        Ok(true)
+    })?;
+    Ok(match committed {
+        Some(c) => Some(c),
+        None if from == 0 => Some((0, 0, None)),
+        None => None,
+    })
+}
+
+impl Shared {
+    /// Where to start reading for position `from`: (offset, position of the first event
+    /// there).
+    pub fn start_for(&self, from: u64) -> (u64, u64) {
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        if index.is_empty() || from <= 1 {
+            return (0, 1);
+        }
+        let k = ((from - 1) / STRIDE).min(index.len() as u64 - 1);
+        (index[k as usize], k * STRIDE + 1)
+    }
+
+    pub fn end(&self) -> u64 {
+        self.end.load(Ordering::Acquire)
+    }
+}
+
+/// Append `records` (`hash ‖ bytes` for positions `first..`) and a commit mark, sync, then
+/// publish the new end and index entries. Only the writer calls this.
+pub(crate) fn append(
+    shared: &Shared,
+    file: &mut File,
+    first: u64,
+    records: &[(ChainHash, &[u8])],
+) -> Result<(), LogError> {
+    let Some((last_hash, _)) = records.last() else {
+        return Ok(());
+    };
+    let start = shared.end();
+    let size: usize = records.iter().map(|(_, b)| HEADER + b.len()).sum::<usize>() + HEADER;
+    let mut buf = Vec::with_capacity(size);
+    let mut new_entries = Vec::new();
+    for (i, (hash, bytes)) in records.iter().enumerate() {
+        let seq = first + i as u64;
+        if (seq - 1) % STRIDE == 0 {
+            new_entries.push(start + buf.len() as u64);
+        }
+        buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        buf.extend_from_slice(hash);
+        buf.extend_from_slice(bytes);
+    }
+    buf.extend_from_slice(&MARK.to_le_bytes());
+    buf.extend_from_slice(last_hash);
+    let written = file.write_all(&buf).and_then(|()| file.sync_data());
+    if let Err(e) = written {
+        // Not acknowledged: take the partial batch back off so the file ends at a mark.
+        let _ = file.set_len(start);
+        return Err(io(e));
+    }
+    // Acknowledged. The index is a hint: appended, not synced.
+    if !new_entries.is_empty() {
+        let mut index = shared.index.write().unwrap_or_else(|p| p.into_inner());
+        index.extend_from_slice(&new_entries);
+        let bytes: Vec<u8> = new_entries.iter().flat_map(|o| o.to_le_bytes()).collect();
+        let appended = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&shared.index_path)
+            .and_then(|mut f| f.write_all(&bytes));
+        if let Err(e) = appended {
+            tracing::warn!(error = %e, "cannot extend the log's index (it is rebuilt on the next start)");
+        }
+    }
+    shared
+        .head
+        .store(first + records.len() as u64 - 1, Ordering::Release);
+    shared
+        .end
+        .store(start + buf.len() as u64, Ordering::Release);
+    Ok(())
+}
+
+/// Writes a whole log file from its first record: for the migration from sled (into a
+/// new file that is then renamed into place) and the tampering tools of the tests.
+pub(crate) struct Rewriter {
+    out: std::io::BufWriter<File>,
+    index: Vec<u64>,
+    offset: u64,
+    count: u64,
+    last: Option<ChainHash>,
+}
+
+impl Rewriter {
+    pub fn create(path: &Path) -> Result<Rewriter, LogError> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(io)?;
+        Ok(Rewriter {
+            out: std::io::BufWriter::with_capacity(READ_BLOCK, file),
+            index: Vec::new(),
+            offset: 0,
+            count: 0,
+            last: None,
+        })
+    }
+
+    pub fn push(&mut self, hash: &ChainHash, bytes: &[u8]) -> Result<(), LogError> {
+        if self.count % STRIDE == 0 {
+            self.index.push(self.offset);
+        }
+        self.out
+            .write_all(&(bytes.len() as u32).to_le_bytes())
+            .and_then(|()| self.out.write_all(hash))
+            .and_then(|()| self.out.write_all(bytes))
+            .map_err(io)?;
+        self.offset += (HEADER + bytes.len()) as u64;
+        self.count += 1;
+        self.last = Some(*hash);
+        Ok(())
+    }
+
+    /// One commit mark after everything, then sync: (the index, the file's length).
+    pub fn finish(mut self) -> Result<(Vec<u64>, u64), LogError> {
+        if let Some(hash) = self.last {
+            self.out
+                .write_all(&MARK.to_le_bytes())
+                .and_then(|()| self.out.write_all(&hash))
+                .map_err(io)?;
+            self.offset += HEADER as u64;
+        }
+        let file = self.out.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        Ok((self.index, self.offset))
+    }
+}
+
+/// Replace the whole file with `records` (positions 1..) and one commit mark.
+pub(crate) fn write_all_records(
+    path: &Path,
+    records: impl IntoIterator<Item = (ChainHash, Vec<u8>)>,
+) -> Result<(Vec<u64>, u64), LogError> {
+    let mut w = Rewriter::create(path)?;
+    for (hash, bytes) in records {
+        w.push(&hash, &bytes)?;
+    }
+    w.finish()
+}
