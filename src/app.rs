@@ -224,6 +224,7 @@ impl Application {
             data_dir: settings.data_dir.clone(),
             past: std::sync::Mutex::new(Vec::new()),
             scim_renders: Default::default(),
+            scim_index: Default::default(),
             sessions: Default::default(),
         });
         // Index which events shape which user now, in the background, so that the first

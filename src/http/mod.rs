@@ -73,6 +73,8 @@ pub struct AppState {
     pub federation: Arc<crate::federation::Federation>,
     /// Rendered SCIM users, reused while nothing they show changed.
     pub scim_renders: crate::scim::render_cache::RenderCache,
+    /// The index of SCIM `co`/`sw`/`ew` filters (built on first use, then kept current).
+    pub scim_index: std::sync::Mutex<crate::scim::index::LiveIndex>,
     /// Counters and histograms (`/metrics`).
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The browser console's sign-in sessions (in memory: a restart ends them).

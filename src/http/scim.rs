@@ -8,7 +8,7 @@
 
 use super::error::ApiError;
 use super::extract::{authenticate, request_id, RequestId};
-use super::{written, AppState};
+use super::{written, AppState, View};
 use crate::domain::{self, Command, NewGroup, NewUser, UserChanges};
 use crate::personal::PersonalKeys;
 use crate::scim::filter::{self, Filter};
@@ -820,8 +820,97 @@ fn sort_key(v: &Value, path: &filter::AttrPath, core: &str) -> String {
     }
 }
 
+/// The users a filter selects, narrowed by the filter index (`scim::index`).
+enum Narrowed<'s> {
+    /// Exactly the matching users: `total` of them, `page` the ones to show.
+    Exact { total: usize, page: Vec<&'s User> },
+    /// A superset of them, in the directory's order, to check with the whole filter.
+    Candidates(Vec<&'s User>),
+}
+
+/// Bring the filter index up to `s` (the live state, read-locked by the caller): the
+/// users the writer noted since the last time are rendered again, or all of them when
+/// the index is new, fell too far behind, or the personal-data keys changed (a purge).
+fn sync_index(app: &AppState, s: &State, live: &mut crate::scim::index::LiveIndex) {
+    use crate::scim::index::values_of;
+    use crate::writer::Changes;
+    let epoch = app.personal.epoch();
+    let changes = app.writer.user_changes().take();
+    match changes {
+        Changes::Names(names) if live.epoch == Some(epoch) => {
+            for name in names {
+                match s.directory.users.get(&name) {
+                    Some(u) => live
+                        .index
+                        .put(&name, values_of(&render_user(s, u, "", &app.personal))),
+                    None => live.index.remove(&name),
+                }
+            }
+        }
+        _ => {
+            live.index.clear();
+            for (key, u) in &s.directory.users {
+                live.index
+                    .put(key, values_of(&render_user(s, u, "", &app.personal)));
+            }
+            live.epoch = Some(epoch);
+        }
+    }
+}
+
+/// What the filter index says of a user query on the live state (`None`: it cannot help).
+fn narrow<'s>(app: &AppState, s: &'s State, kinds: &[Kind], q: &Query) -> Option<Narrowed<'s>> {
+    use crate::scim::index::FilterIndex;
+    let f = q.filter.as_ref()?;
+    if kinds != [Kind::User] || !FilterIndex::helps(f) {
+        return None;
+    }
+    let mut live = app.scim_index.lock().unwrap_or_else(|p| p.into_inner());
+    sync_index(app, s, &mut live);
+    let sel = live.index.select(f)?;
+    let user = |k: &str| s.directory.users.get(k);
+    if sel.exact && q.sort_by.is_none() {
+        let page = sel
+            .keys
+            .iter()
+            .skip(q.start - 1)
+            .take(q.count)
+            .filter_map(|k| user(k))
+            .collect();
+        return Some(Narrowed::Exact {
+            total: sel.keys.len(),
+            page,
+        });
+    }
+    Some(Narrowed::Candidates(
+        sel.keys.iter().filter_map(|k| user(k)).collect(),
+    ))
+}
+
 /// Run a query over users and/or groups.
-fn run_query(s: &State, kinds: &[Kind], q: &Query, base: &str, keys: &PersonalKeys) -> Value {
+fn run_query(
+    s: &State,
+    kinds: &[Kind],
+    q: &Query,
+    base: &str,
+    keys: &PersonalKeys,
+    narrowed: Option<Narrowed<'_>>,
+) -> Value {
+    let candidates = match narrowed {
+        Some(Narrowed::Exact { total, page }) => {
+            let page: Vec<Value> = page
+                .into_iter()
+                .map(|u| {
+                    let mut r = render_user(s, u, base, keys);
+                    scim::project(Kind::User, &mut r, &q.attributes, &q.excluded);
+                    r
+                })
+                .collect();
+            return list_response(page, total, q.start);
+        }
+        Some(Narrowed::Candidates(users)) => Some(users),
+        None => None,
+    };
     // `userName eq "x"` is answered from the directory's index, not by a scan.
     if kinds == [Kind::User] && q.sort_by.is_none() {
         if let Some(name) = q.filter.as_ref().and_then(Filter::as_username_eq) {
@@ -892,7 +981,11 @@ fn run_query(s: &State, kinds: &[Kind], q: &Query, base: &str, keys: &PersonalKe
     }
     let mut hits: Vec<(Kind, Value)> = Vec::new();
     if kinds.contains(&Kind::User) {
-        for u in s.directory.users.values() {
+        let users: Box<dyn Iterator<Item = &User>> = match candidates {
+            Some(c) => Box::new(c.into_iter()),
+            None => Box::new(s.directory.users.values()),
+        };
+        for u in users {
             let r = render_user(s, u, base, keys);
             if q.filter
                 .as_ref()
@@ -941,9 +1034,14 @@ async fn list(req: HttpRequest, kinds: &[Kind]) -> Result<HttpResponse> {
     if let Some(body) = username_eq_answer(&app, &s, kinds, &q, &base) {
         return Ok(HttpResponse::Ok().content_type(CONTENT_TYPE).body(body));
     }
+    // The index follows the live state only.
+    let narrowed = match &s {
+        View::Live(_) => narrow(&app, &s, kinds, &q),
+        View::Past(_) => None,
+    };
     Ok(scim_json(
         StatusCode::OK,
-        &run_query(&s, kinds, &q, &base, &app.personal),
+        &run_query(&s, kinds, &q, &base, &app.personal, narrowed),
     ))
 }
 
@@ -968,9 +1066,10 @@ async fn search(req: HttpRequest, body: web::Bytes, kinds: &[Kind]) -> Result<Ht
     if let Some(body) = username_eq_answer(&app, &s, kinds, &q, &base) {
         return Ok(HttpResponse::Ok().content_type(CONTENT_TYPE).body(body));
     }
+    let narrowed = narrow(&app, &s, kinds, &q);
     Ok(scim_json(
         StatusCode::OK,
-        &run_query(&s, kinds, &q, &base, &app.personal),
+        &run_query(&s, kinds, &q, &base, &app.personal, narrowed),
     ))
 }
 
