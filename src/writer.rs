@@ -81,7 +81,14 @@ pub struct WriterHandle {
     /// A catch-up is queued (so the follower does not flood the queue).
     catch_up_queued: Arc<AtomicBool>,
     user_changes: Arc<ChangedUsers>,
+    before_commit: Arc<RwLock<Vec<BeforeCommit>>>,
 }
+
+/// Work that must be durable before a batch is acknowledged, done by the writer for the
+/// whole batch, beside the log's flush (personal-data keys made for the batch's
+/// commands: `PersonalKeys::flush_pending`). An error stops the process, as a failed
+/// append does.
+pub type BeforeCommit = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 /// The users named by the events applied to the shared read models since a reader last
 /// took them: how the SCIM filter index (`scim::index`) follows every write without
@@ -174,6 +181,16 @@ pub fn users_named(event: &gatehouse_schemas::Event, mut f: impl FnMut(&str)) {
 }
 
 impl WriterHandle {
+    /// Run `work` for every batch, before it is acknowledged (see [`BeforeCommit`]).
+    /// Whatever a command needs durable must have been handed over before the command
+    /// was submitted.
+    pub fn add_before_commit(&self, work: BeforeCommit) {
+        self.before_commit
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(work);
+    }
+
     /// The users changed since the last call (see [`ChangedUsers`]).
     pub fn user_changes(&self) -> &ChangedUsers {
         &self.user_changes
@@ -390,6 +407,7 @@ pub struct Writer {
     /// so a full channel loses nothing.
     doorbells: Arc<RwLock<Vec<crossbeam_channel::Sender<()>>>>,
     user_changes: Arc<ChangedUsers>,
+    before_commit: Arc<RwLock<Vec<BeforeCommit>>>,
     metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -429,6 +447,8 @@ impl Writer {
         let bells = doorbells.clone();
         let user_changes: Arc<ChangedUsers> = Default::default();
         let changes = user_changes.clone();
+        let before_commit: Arc<RwLock<Vec<BeforeCommit>>> = Default::default();
+        let before = before_commit.clone();
         let (applied, applied_rx) = tokio::sync::watch::channel(log.head_seq());
         let catch_up_queued = Arc::new(AtomicBool::new(false));
         let queued = catch_up_queued.clone();
@@ -467,6 +487,7 @@ impl Writer {
                     snapshotting: None,
                     doorbells: bells,
                     user_changes: changes,
+                    before_commit: before,
                     metrics,
                 };
                 writer.run(rx)
@@ -479,6 +500,7 @@ impl Writer {
                 applied: applied_rx,
                 catch_up_queued,
                 user_changes,
+                before_commit,
             },
             thread,
         )
@@ -549,6 +571,29 @@ impl Writer {
             work.push((command, ctx));
             senders.push(reply);
         }
+        // What the batch's commands need durable besides their events, flushed beside
+        // the log (on another thread, while this one decides and appends).
+        let before_commit = self.before_commit.clone();
+        let before = std::thread::spawn(move || {
+            for work in before_commit
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+            {
+                work()?;
+            }
+            Ok::<(), String>(())
+        });
+        self.commit_batch(work, senders, before);
+    }
+
+    fn commit_batch(
+        &mut self,
+        work: Vec<(Command, CommandContext)>,
+        senders: Vec<oneshot::Sender<Outcome>>,
+        before: std::thread::JoinHandle<Result<(), String>>,
+    ) {
+        let mut before = Some(before);
         let deadline = Instant::now() + SHARED_RETRY;
         let mut pause = Duration::from_millis(10);
         // A batch sent to the shared log whose commit was not confirmed.
@@ -574,6 +619,17 @@ impl Writer {
             };
             match outcome {
                 Appended::Done => {
+                    if let Some(b) = before.take() {
+                        match b.join() {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => {
+                                tracing::error!(error = %e, "cannot make a batch's keys durable; stopping");
+                                eprintln!("gatehouse: {e}; stopping");
+                                std::process::exit(70);
+                            }
+                            Err(_) => std::process::exit(70),
+                        }
+                    }
                     self.metrics.writer_events.inc_by(envelopes.len() as u64);
                     self.publish(&envelopes);
                     for (reply, result) in senders.into_iter().zip(results) {

@@ -220,6 +220,11 @@ impl KeyVault {
     }
 }
 
+/// Whether a vault keeps the key files under `path` (then each is written through).
+pub fn serves(path: &Path) -> bool {
+    vault_for(path).is_some()
+}
+
 /// A key file was written: give it to the other nodes (before it is used).
 pub fn written(path: &Path, contents: &str) -> std::io::Result<()> {
     let Some((vault, name)) = vault_for(path) else {
