@@ -317,7 +317,21 @@ fn group_display(g: &Group) -> String {
 
 pub fn render_user(s: &State, u: &User, base: &str, keys: &PersonalKeys) -> Value {
     // Personal data is stored encrypted; after a purge it reads as erased.
-    let mut doc = match u.scim.as_deref().map(|a| keys.decrypt(a)) {
+    let attributes = u.scim.as_deref().map(|a| keys.decrypt(a));
+    let email = u.email.as_deref().map(|e| keys.show(e));
+    render_user_from(s, u, base, attributes, email)
+}
+
+/// [`render_user`] with the user's stored attributes and e-mail already decrypted
+/// (`Some(None)`: erased).
+fn render_user_from(
+    s: &State,
+    u: &User,
+    base: &str,
+    attributes: Option<Option<String>>,
+    email: Option<String>,
+) -> Value {
+    let mut doc = match attributes {
         None => Map::new(),
         Some(Some(plain)) => attributes_of(&Some(plain)),
         Some(None) => Map::new(),
@@ -331,7 +345,7 @@ pub fn render_user(s: &State, u: &User, base: &str, keys: &PersonalKeys) -> Valu
         doc.insert("active".into(), json!(u.status == UserStatus::Enabled));
     }
     // The domain's e-mail is the primary one (the v2 API may have changed it).
-    if let Some(email) = u.email.as_deref().map(|e| keys.show(e)) {
+    if let Some(email) = email {
         let emails = doc.entry("emails").or_insert_with(|| json!([]));
         if let Some(list) = emails.as_array_mut() {
             if !list.iter().any(|e| e["value"] == json!(email)) {
@@ -1098,9 +1112,12 @@ async fn search_all(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse> 
 /// The answer to a single-resource request: projected as `attributes` /
 /// `excludedAttributes` ask, with the `ETag` and `Location` of the whole resource.
 fn answer(req: &HttpRequest, kind: Kind, status: StatusCode, full: Value) -> Result<HttpResponse> {
-    let mut r = full.clone();
     let attributes = list_param(req, "attributes")?;
     let excluded = list_param(req, "excludedAttributes")?;
+    if attributes.is_empty() && excluded.is_empty() {
+        return Ok(resource_response(status, &full, &full));
+    }
+    let mut r = full.clone();
     scim::project(kind, &mut r, &attributes, &excluded);
     Ok(resource_response(status, &full, &r))
 }
@@ -1227,6 +1244,9 @@ async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse>
         .map(|e| app.seal(&key, e))
         .transpose()?;
     let sealed_attributes = app.seal(&key, &input.attributes)?;
+    // What the answer shows, without decrypting what was just encrypted.
+    let (plain_email, plain_attributes) = (input.email.clone(), input.attributes.clone());
+    let (stored_email, stored_attributes) = (sealed_email.clone(), sealed_attributes.clone());
     let new = NewUser {
         username: input.username.clone(),
         email: sealed_email,
@@ -1263,13 +1283,14 @@ async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse>
         .users
         .get(&input.username)
         .ok_or_else(|| ScimError::not_found("the user was deleted meanwhile"))?;
+    // Unless another write changed them meanwhile.
+    let full = if u.email == stored_email && u.scim.as_ref() == Some(&stored_attributes) {
+        render_user_from(&s, u, &base, Some(Some(plain_attributes)), plain_email)
+    } else {
+        render_user(&s, u, &base, &app.personal)
+    };
     Ok(written(
-        answer(
-            &req,
-            Kind::User,
-            StatusCode::CREATED,
-            render_user(&s, u, &base, &app.personal),
-        )?,
+        answer(&req, Kind::User, StatusCode::CREATED, full)?,
         committed,
     ))
 }
