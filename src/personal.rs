@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock};
 
 /// The append-only file of batched keys (not a valid key id, so never taken for one).
-const STORE: &str = "batched.keys";
+pub const STORE: &str = "batched.keys";
 
 const PREFIX: &str = "enc:v1:";
 /// What a read shows for personal data whose key was destroyed.
@@ -50,6 +50,17 @@ pub struct PersonalKeys {
 #[derive(Debug, thiserror::Error)]
 #[error("personal data keys: {0}")]
 pub struct KeyStoreError(String);
+
+/// The keys in a [`STORE`] file: (id, key as its file holds it), destroyed ones left out.
+pub fn stored_keys(path: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .filter(|(id, k)| PersonalKeys::valid_id(id) && k.len() == 43)
+        .map(|(id, k)| (id.to_string(), k.to_string()))
+        .collect()
+}
 
 /// The key id a stored value was encrypted with, if it is encrypted.
 pub fn key_id(value: &str) -> Option<&str> {
