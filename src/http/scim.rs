@@ -331,13 +331,49 @@ fn render_user_from(
     attributes: Option<Option<String>>,
     email: Option<String>,
 ) -> Value {
+    let mut doc = user_own_attributes(u, attributes, email);
+    if !u.groups.is_empty() {
+        let groups: Vec<Value> = u
+            .groups
+            .iter()
+            .filter_map(|g| s.directory.groups.get(g))
+            .map(|g| json!({"value": g.name, "display": group_display(g), "$ref": format!("{base}/Groups/{}", g.name), "type": "direct"}))
+            .collect();
+        doc.insert("groups".into(), json!(groups));
+    }
+    let mut schemas = vec![json!(scim::USER_SCHEMA)];
+    if doc.contains_key(scim::ENTERPRISE_SCHEMA) {
+        schemas.push(json!(scim::ENTERPRISE_SCHEMA));
+    }
+    doc.insert("schemas".into(), json!(schemas));
+    let id = user_id(u);
+    doc.insert(
+        "meta".into(),
+        json!({
+            "resourceType": "User",
+            "created": scim::rfc3339(u.created_ms),
+            "lastModified": scim::rfc3339(u.updated_ms),
+            "location": format!("{base}/Users/{id}"),
+            "version": version(u.updated_seq),
+        }),
+    );
+    Value::Object(doc)
+}
+
+/// The part of a user's rendering that is its own (its stored attributes, `id`,
+/// `userName`, `active`, `emails`), without what comes from its groups, `schemas` and
+/// `meta`: all that the filter index reads (`scim::index::values_of`).
+fn user_own_attributes(
+    u: &User,
+    attributes: Option<Option<String>>,
+    email: Option<String>,
+) -> Map<String, Value> {
     let mut doc = match attributes {
         None => Map::new(),
         Some(Some(plain)) => attributes_of(&Some(plain)),
         Some(None) => Map::new(),
     };
-    let id = user_id(u).to_string();
-    doc.insert("id".into(), json!(id));
+    doc.insert("id".into(), json!(user_id(u)));
     doc.insert("userName".into(), json!(u.username));
     // `active` as the client last set it; a user SCIM never described (or one that is
     // not enabled) always shows it.
@@ -356,31 +392,14 @@ fn render_user_from(
             }
         }
     }
-    if !u.groups.is_empty() {
-        let groups: Vec<Value> = u
-            .groups
-            .iter()
-            .filter_map(|g| s.directory.groups.get(g))
-            .map(|g| json!({"value": g.name, "display": group_display(g), "$ref": format!("{base}/Groups/{}", g.name), "type": "direct"}))
-            .collect();
-        doc.insert("groups".into(), json!(groups));
-    }
-    let mut schemas = vec![json!(scim::USER_SCHEMA)];
-    if doc.contains_key(scim::ENTERPRISE_SCHEMA) {
-        schemas.push(json!(scim::ENTERPRISE_SCHEMA));
-    }
-    doc.insert("schemas".into(), json!(schemas));
-    doc.insert(
-        "meta".into(),
-        json!({
-            "resourceType": "User",
-            "created": scim::rfc3339(u.created_ms),
-            "lastModified": scim::rfc3339(u.updated_ms),
-            "location": format!("{base}/Users/{id}"),
-            "version": version(u.updated_seq),
-        }),
-    );
-    Value::Object(doc)
+    doc
+}
+
+/// The values the filter index keeps of a user (see [`user_own_attributes`]).
+fn index_values(u: &User, keys: &PersonalKeys) -> Vec<(u8, Box<str>)> {
+    let attributes = u.scim.as_deref().map(|a| keys.decrypt(a));
+    let email = u.email.as_deref().map(|e| keys.show(e));
+    crate::scim::index::values_of(&Value::Object(user_own_attributes(u, attributes, email)))
 }
 
 /// [`render_user`], serialised, from the render cache when nothing it shows changed.
@@ -846,7 +865,6 @@ enum Narrowed<'s> {
 /// users the writer noted since the last time are rendered again, or all of them when
 /// the index is new, fell too far behind, or the personal-data keys changed (a purge).
 fn sync_index(app: &AppState, s: &State, live: &mut crate::scim::index::LiveIndex) {
-    use crate::scim::index::values_of;
     use crate::writer::Changes;
     let epoch = app.personal.epoch();
     let changes = app.writer.user_changes().take();
@@ -854,9 +872,7 @@ fn sync_index(app: &AppState, s: &State, live: &mut crate::scim::index::LiveInde
         Changes::Names(names) if live.epoch == Some(epoch) => {
             for name in names {
                 match s.directory.users.get(&name) {
-                    Some(u) => live
-                        .index
-                        .put(&name, values_of(&render_user(s, u, "", &app.personal))),
+                    Some(u) => live.index.put(&name, index_values(u, &app.personal)),
                     None => live.index.remove(&name),
                 }
             }
@@ -864,8 +880,7 @@ fn sync_index(app: &AppState, s: &State, live: &mut crate::scim::index::LiveInde
         _ => {
             live.index.clear();
             for (key, u) in &s.directory.users {
-                live.index
-                    .put(key, values_of(&render_user(s, u, "", &app.personal)));
+                live.index.put(key, index_values(u, &app.personal));
             }
             live.epoch = Some(epoch);
         }
