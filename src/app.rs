@@ -175,6 +175,15 @@ impl Application {
                 .map_err(|e| StartError::Other(e.to_string()))?,
         );
         crate::keys::vault::watch_destroyed(&settings.data_dir, Arc::downgrade(&personal));
+        // On its own log, new personal-data keys are made durable by the writer, one
+        // flush per batch beside the log's (with a vault, each is written through).
+        if !crate::keys::vault::serves(&settings.data_dir.join("keys").join("personal")) {
+            let p = personal.clone();
+            writer.add_before_commit(Box::new(move || {
+                p.flush_pending().map_err(|e| e.to_string())
+            }));
+            personal.set_batched();
+        }
         // Webhook deliveries and the federation stream follow the committed log from
         // their own cursor.
         // Their outboxes are a sled database of their own: the writer's flush of the log
@@ -243,6 +252,7 @@ impl Application {
             data_dir: settings.data_dir.clone(),
             past: std::sync::Mutex::new(Vec::new()),
             scim_renders: Default::default(),
+            scim_index: Default::default(),
             sessions: Default::default(),
         });
         // Index which events shape which user now, in the background, so that the first

@@ -8,6 +8,14 @@
 //! A value is stored as `enc:v1:<key id>:<base64url(nonce ‖ ciphertext)>`
 //! (XChaCha20-Poly1305, a random 24-byte nonce). Values written before this existed are
 //! plain text and are shown as they are.
+//!
+//! Keys made while the server runs on its own log (no key vault) are not a file each:
+//! they go to one append-only file, `keys/personal/batched.keys` (0600, a line `id key`
+//! each), written by the writer thread for every batch of commands with **one** flush,
+//! before that batch's events are acknowledged (see `Writer::add_before_commit`). One
+//! fsync per new user was most of what a SCIM create cost. Destroying such a key
+//! overwrites its line in place (and flushes), as a key file is overwritten before it
+//! is unlinked. Key files of older data directories are still read.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -15,7 +23,11 @@ use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, RwLock};
+
+/// The append-only file of batched keys (not a valid key id, so never taken for one).
+pub const STORE: &str = "batched.keys";
 
 const PREFIX: &str = "enc:v1:";
 /// What a read shows for personal data whose key was destroyed.
@@ -27,11 +39,28 @@ pub struct PersonalKeys {
     /// Moves on every destroyed key: what was decrypted before may now read as erased
     /// (caches of decrypted renderings compare it).
     epoch: std::sync::atomic::AtomicU64,
+    /// Keys go to [`STORE`] in batches ([`flush_pending`](Self::flush_pending)).
+    batched: AtomicBool,
+    /// Made, in the cache, not yet durable.
+    pending: Mutex<Vec<(String, [u8; 32])>>,
+    /// Serialises appends to and overwrites in [`STORE`]; `true` once it was read.
+    store: Mutex<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("personal data keys: {0}")]
 pub struct KeyStoreError(String);
+
+/// The keys in a [`STORE`] file: (id, key as its file holds it), destroyed ones left out.
+pub fn stored_keys(path: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .filter(|(id, k)| PersonalKeys::valid_id(id) && k.len() == 43)
+        .map(|(id, k)| (id.to_string(), k.to_string()))
+        .collect()
+}
 
 /// The key id a stored value was encrypted with, if it is encrypted.
 pub fn key_id(value: &str) -> Option<&str> {
@@ -46,7 +75,120 @@ impl PersonalKeys {
             dir,
             cache: RwLock::new(HashMap::new()),
             epoch: std::sync::atomic::AtomicU64::new(0),
+            batched: AtomicBool::new(false),
+            pending: Mutex::new(Vec::new()),
+            store: Mutex::new(false),
         })
+    }
+
+    /// From now on new keys are batched: whoever turns this on must call
+    /// [`flush_pending`](Self::flush_pending) before acknowledging anything sealed with
+    /// them (the writer does, before each batch).
+    pub fn set_batched(&self) {
+        self.batched.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_batched(&self) -> bool {
+        self.batched.load(Ordering::SeqCst)
+    }
+
+    /// Make every key made so far durable: one append and one flush for all of them.
+    pub fn flush_pending(&self) -> Result<(), KeyStoreError> {
+        use std::io::Write;
+        #[cfg(unix)]
+        use std::os::unix::fs::OpenOptionsExt;
+        let _store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut text = String::with_capacity(batch.len() * 72);
+        for (id, key) in &batch {
+            text.push_str(id);
+            text.push(' ');
+            text.push_str(&URL_SAFE_NO_PAD.encode(key));
+            text.push('\n');
+        }
+        let path = self.dir.join(STORE);
+        let new = !path.exists();
+        let mut opts = std::fs::OpenOptions::new();
+        opts.append(true).create(true);
+        #[cfg(unix)]
+        opts.mode(0o600);
+        let err = |e: std::io::Error| KeyStoreError(e.to_string());
+        let mut f = opts.open(&path).map_err(err)?;
+        f.write_all(text.as_bytes()).map_err(err)?;
+        f.sync_data().map_err(err)?;
+        if new {
+            std::fs::File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Read [`STORE`] into the cache, once (a key missing from the cache may be there).
+    fn load_store(&self) {
+        let mut loaded = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        if *loaded {
+            return;
+        }
+        *loaded = true;
+        let Ok(text) = std::fs::read_to_string(self.dir.join(STORE)) else {
+            return;
+        };
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        for line in text.lines() {
+            let Some((id, k)) = line.split_once(' ') else {
+                continue;
+            };
+            let key = URL_SAFE_NO_PAD
+                .decode(k)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok());
+            if let (true, Some(key)) = (Self::valid_id(id), key) {
+                cache.entry(id.to_string()).or_insert(Some(key));
+            }
+        }
+    }
+
+    /// Overwrite key `id`'s line in [`STORE`] (if it is there) and flush.
+    fn destroy_in_store(&self, id: &str) -> Result<(), KeyStoreError> {
+        use std::io::{Seek, SeekFrom, Write};
+        let _store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(i, _)| i != id);
+        let path = self.dir.join(STORE);
+        let Ok(text) = std::fs::read(&path) else {
+            return Ok(());
+        };
+        let err = |e: std::io::Error| KeyStoreError(e.to_string());
+        let mut offset = 0;
+        let mut found = false;
+        let mut f = None;
+        for line in text.split(|b| *b == b'\n') {
+            if line.len() > id.len() && line.starts_with(id.as_bytes()) && line[id.len()] == b' ' {
+                let file = match &mut f {
+                    Some(file) => file,
+                    None => f.insert(
+                        std::fs::OpenOptions::new()
+                            .write(true)
+                            .open(&path)
+                            .map_err(err)?,
+                    ),
+                };
+                file.seek(SeekFrom::Start(offset as u64)).map_err(err)?;
+                file.write_all(&vec![b'-'; line.len()]).map_err(err)?;
+                found = true;
+            }
+            offset += line.len() + 1;
+        }
+        if let (true, Some(file)) = (found, f) {
+            file.sync_data().map_err(err)?;
+        }
+        Ok(())
     }
 
     fn valid_id(id: &str) -> bool {
@@ -57,6 +199,10 @@ impl PersonalKeys {
         if !Self::valid_id(id) {
             return None;
         }
+        if let Some(k) = self.cache.read().unwrap_or_else(|p| p.into_inner()).get(id) {
+            return *k;
+        }
+        self.load_store();
         if let Some(k) = self.cache.read().unwrap_or_else(|p| p.into_inner()).get(id) {
             return *k;
         }
@@ -79,6 +225,18 @@ impl PersonalKeys {
         let id = ulid::Ulid::new().to_string().to_lowercase();
         let mut key = [0u8; 32];
         getrandom::getrandom(&mut key).map_err(|e| KeyStoreError(e.to_string()))?;
+        if self.batched.load(Ordering::SeqCst) {
+            // In the cache at once; durable with the batch that carries its first use.
+            self.cache
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.clone(), Some(key));
+            self.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((id.clone(), key));
+            return Ok(id);
+        }
         crate::app::write_private(&self.dir.join(&id), &URL_SAFE_NO_PAD.encode(key))
             .map_err(|e| KeyStoreError(e.to_string()))?;
         self.cache
@@ -164,6 +322,7 @@ impl PersonalKeys {
         if !Self::valid_id(id) {
             return Ok(());
         }
+        self.destroy_in_store(id)?;
         let path = self.dir.join(id);
         if path.exists() {
             // Overwrite before unlinking, so the key's bytes do not linger in the file's
@@ -210,5 +369,76 @@ mod tests {
         // A fresh store (another process) cannot read it either.
         let again = PersonalKeys::open(dir.path()).unwrap();
         assert_eq!(again.decrypt(&stored), None);
+    }
+
+    /// Batched keys: readable at once, durable (readable by another process) after
+    /// `flush_pending`, never in the batch file once destroyed.
+    #[test]
+    fn batched_keys_flush_together_and_destroy_for_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = PersonalKeys::open(dir.path()).unwrap();
+        keys.set_batched();
+        let ids: Vec<String> = (0..5).map(|_| keys.create().unwrap()).collect();
+        let sealed: Vec<String> = ids
+            .iter()
+            .map(|id| keys.encrypt(id, &format!("{id}@example.com")).unwrap())
+            .collect();
+        assert_eq!(
+            keys.decrypt(&sealed[0]).unwrap(),
+            format!("{}@example.com", ids[0])
+        );
+        // Not durable yet: another process cannot read them.
+        assert_eq!(
+            PersonalKeys::open(dir.path()).unwrap().decrypt(&sealed[1]),
+            None
+        );
+        keys.flush_pending().unwrap();
+        let store = dir.path().join("keys/personal").join(STORE);
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&store).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("keys/personal"))
+                .unwrap()
+                .count(),
+            1,
+            "one file"
+        );
+        let again = PersonalKeys::open(dir.path()).unwrap();
+        for (id, s) in ids.iter().zip(&sealed) {
+            assert_eq!(again.decrypt(s).unwrap(), format!("{id}@example.com"));
+        }
+        // More keys append to the same file.
+        let later = keys.create().unwrap();
+        let later_sealed = keys.encrypt(&later, "later").unwrap();
+        keys.flush_pending().unwrap();
+        let key_text = |id: &str| {
+            std::fs::read_to_string(&store)
+                .unwrap()
+                .lines()
+                .find(|l| l.starts_with(id))
+                .map(str::to_string)
+        };
+        let destroyed_line = key_text(&ids[2]).unwrap();
+        keys.destroy(&ids[2]).unwrap();
+        assert_eq!(keys.decrypt(&sealed[2]), None);
+        let text = std::fs::read_to_string(&store).unwrap();
+        assert!(
+            !text.contains(&destroyed_line) && !text.contains(&ids[2]),
+            "{text}"
+        );
+        let fresh = PersonalKeys::open(dir.path()).unwrap();
+        assert_eq!(fresh.decrypt(&sealed[2]), None);
+        assert_eq!(
+            fresh.decrypt(&sealed[3]).unwrap(),
+            format!("{}@example.com", ids[3])
+        );
+        assert_eq!(fresh.decrypt(&later_sealed).unwrap(), "later");
+        // A key destroyed before it was flushed never reaches the file.
+        let short = keys.create().unwrap();
+        keys.destroy(&short).unwrap();
+        keys.flush_pending().unwrap();
+        assert!(key_text(&short).is_none());
     }
 }

@@ -80,9 +80,122 @@ pub struct WriterHandle {
     applied: tokio::sync::watch::Receiver<u64>,
     /// A catch-up is queued (so the follower does not flood the queue).
     catch_up_queued: Arc<AtomicBool>,
+    user_changes: Arc<ChangedUsers>,
+    before_commit: Arc<RwLock<Vec<BeforeCommit>>>,
+}
+
+/// Work that must be durable before a batch is acknowledged, done by the writer for the
+/// whole batch, beside the log's flush (personal-data keys made for the batch's
+/// commands: `PersonalKeys::flush_pending`). An error stops the process, as a failed
+/// append does.
+pub type BeforeCommit = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// The users named by the events applied to the shared read models since a reader last
+/// took them: how the SCIM filter index (`scim::index`) follows every write without
+/// re-reading the log. Noted while the shared state is write-locked, so a reader that
+/// holds the state's read lock sees exactly the changes up to that state's position.
+/// Nothing is noted until someone first takes them (a server nobody searches pays a
+/// lock per batch, nothing more); past [`ChangedUsers::LIMIT`] names the set is dropped
+/// and the reader told to start over.
+#[derive(Default)]
+pub struct ChangedUsers {
+    inner: std::sync::Mutex<Changed>,
+}
+
+#[derive(Default)]
+struct Changed {
+    watched: bool,
+    overflow: bool,
+    names: std::collections::HashSet<String>,
+}
+
+/// What [`ChangedUsers::take`] gives.
+pub enum Changes {
+    /// These users may have changed (or are gone).
+    Names(std::collections::HashSet<String>),
+    /// Anything may have changed: start over.
+    All,
+}
+
+impl ChangedUsers {
+    pub const LIMIT: usize = 50_000;
+
+    fn note(&self, envelopes: &[Envelope]) {
+        let mut c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if !c.watched || c.overflow {
+            return;
+        }
+        for env in envelopes {
+            users_named(&env.event, |n| {
+                if !c.names.contains(n) {
+                    c.names.insert(n.to_string());
+                }
+            });
+        }
+        if c.names.len() > Self::LIMIT {
+            c.overflow = true;
+            c.names = Default::default();
+        }
+    }
+
+    /// The users named since the last call. The first call answers `All` (nothing was
+    /// watched before it). Call it holding the shared state's read lock.
+    pub fn take(&self) -> Changes {
+        let mut c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let first = !std::mem::replace(&mut c.watched, true);
+        if std::mem::take(&mut c.overflow) || first {
+            c.names = Default::default();
+            return Changes::All;
+        }
+        Changes::Names(std::mem::take(&mut c.names))
+    }
+}
+
+/// Every user an event names (and so may create, change, rename or delete).
+pub fn users_named(event: &gatehouse_schemas::Event, mut f: impl FnMut(&str)) {
+    use gatehouse_schemas::Event;
+    match event {
+        Event::UserCreated(c) => f(&c.username),
+        Event::UserUpdated(u) => f(&u.username),
+        Event::UserPasswordChanged { username, .. }
+        | Event::UserPasswordExpired { username }
+        | Event::UserPasswordUnexpired { username }
+        | Event::UserLocked { username }
+        | Event::UserUnlocked { username }
+        | Event::UserDeleted { username }
+        | Event::UserScimSaved { username, .. }
+        | Event::UserGroupsChanged { username, .. } => f(username),
+        Event::UserRenamed { from, to } => {
+            f(from);
+            f(to);
+        }
+        Event::GroupMembersChanged { added, removed, .. } => {
+            added.iter().chain(removed).for_each(|u| f(u))
+        }
+        Event::GroupCreated(g) => g.members.iter().for_each(|u| f(u)),
+        Event::UserReplicated { user, .. } => f(&user.username),
+        Event::GroupReplicated { group, .. } => group.members.iter().for_each(|u| f(u)),
+        Event::ReplicaRemoved { entity, name, .. } if entity == "user" => f(name),
+        _ => {}
+    }
 }
 
 impl WriterHandle {
+    /// Run `work` for every batch, before it is acknowledged (see [`BeforeCommit`]).
+    /// Whatever a command needs durable must have been handed over before the command
+    /// was submitted.
+    pub fn add_before_commit(&self, work: BeforeCommit) {
+        self.before_commit
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(work);
+    }
+
+    /// The users changed since the last call (see [`ChangedUsers`]).
+    pub fn user_changes(&self) -> &ChangedUsers {
+        &self.user_changes
+    }
+
     /// Submit a command and wait (asynchronously) until its events are durable and visible.
     pub async fn submit(
         &self,
@@ -293,6 +406,8 @@ pub struct Writer {
     /// A doorbell, not the data: they read the events from the log at their own cursor,
     /// so a full channel loses nothing.
     doorbells: Arc<RwLock<Vec<crossbeam_channel::Sender<()>>>>,
+    user_changes: Arc<ChangedUsers>,
+    before_commit: Arc<RwLock<Vec<BeforeCommit>>>,
     metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -330,6 +445,10 @@ impl Writer {
         let (tx, rx) = crossbeam_channel::bounded(queue);
         let doorbells: Arc<RwLock<Vec<crossbeam_channel::Sender<()>>>> = Default::default();
         let bells = doorbells.clone();
+        let user_changes: Arc<ChangedUsers> = Default::default();
+        let changes = user_changes.clone();
+        let before_commit: Arc<RwLock<Vec<BeforeCommit>>> = Default::default();
+        let before = before_commit.clone();
         let (applied, applied_rx) = tokio::sync::watch::channel(log.head_seq());
         let catch_up_queued = Arc::new(AtomicBool::new(false));
         let queued = catch_up_queued.clone();
@@ -367,6 +486,8 @@ impl Writer {
                     since_snapshot: 0,
                     snapshotting: None,
                     doorbells: bells,
+                    user_changes: changes,
+                    before_commit: before,
                     metrics,
                 };
                 writer.run(rx)
@@ -378,6 +499,8 @@ impl Writer {
                 doorbells,
                 applied: applied_rx,
                 catch_up_queued,
+                user_changes,
+                before_commit,
             },
             thread,
         )
@@ -448,6 +571,29 @@ impl Writer {
             work.push((command, ctx));
             senders.push(reply);
         }
+        // What the batch's commands need durable besides their events, flushed beside
+        // the log (on another thread, while this one decides and appends).
+        let before_commit = self.before_commit.clone();
+        let before = std::thread::spawn(move || {
+            for work in before_commit
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+            {
+                work()?;
+            }
+            Ok::<(), String>(())
+        });
+        self.commit_batch(work, senders, before);
+    }
+
+    fn commit_batch(
+        &mut self,
+        work: Vec<(Command, CommandContext)>,
+        senders: Vec<oneshot::Sender<Outcome>>,
+        before: std::thread::JoinHandle<Result<(), String>>,
+    ) {
+        let mut before = Some(before);
         let deadline = Instant::now() + SHARED_RETRY;
         let mut pause = Duration::from_millis(10);
         // A batch sent to the shared log whose commit was not confirmed.
@@ -473,6 +619,17 @@ impl Writer {
             };
             match outcome {
                 Appended::Done => {
+                    if let Some(b) = before.take() {
+                        match b.join() {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => {
+                                tracing::error!(error = %e, "cannot make a batch's keys durable; stopping");
+                                eprintln!("gatehouse: {e}; stopping");
+                                std::process::exit(70);
+                            }
+                            Err(_) => std::process::exit(70),
+                        }
+                    }
                     self.metrics.writer_events.inc_by(envelopes.len() as u64);
                     self.publish(&envelopes);
                     for (reply, result) in senders.into_iter().zip(results) {
@@ -691,6 +848,8 @@ impl Writer {
             for env in envelopes {
                 shared.apply(env);
             }
+            // Under the write lock: see `ChangedUsers`.
+            self.user_changes.note(envelopes);
         }
         self.since_snapshot += envelopes.len() as u64;
         self.applied.send_replace(self.state.seq);

@@ -75,6 +75,8 @@ pub struct AppState {
     pub lease: Arc<crate::lease::Lease>,
     /// Rendered SCIM users, reused while nothing they show changed.
     pub scim_renders: crate::scim::render_cache::RenderCache,
+    /// The index of SCIM `co`/`sw`/`ew` filters (built on first use, then kept current).
+    pub scim_index: std::sync::Mutex<crate::scim::index::LiveIndex>,
     /// Counters and histograms (`/metrics`).
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The browser console's sign-in sessions (in memory: a restart ends them).
@@ -167,10 +169,17 @@ impl AppState {
         }
     }
 
-    /// A new personal-data key. Its file is fsynced before the event that needs it can
-    /// be written, so this runs on the blocking pool: many creations sync in parallel
-    /// instead of stalling the HTTP workers one fsync at a time.
+    /// A new personal-data key, durable before the event that needs it is acknowledged:
+    /// batched (the writer flushes it with the command's batch), or, with a key vault, its
+    /// own file fsynced and written through on the blocking pool.
     pub async fn new_personal_key(&self) -> Result<String, ApiError> {
+        if self.personal.is_batched() {
+            // No I/O: the writer makes it durable with the command's batch.
+            return self
+                .personal
+                .create()
+                .map_err(|e| ApiError::Internal(e.to_string()));
+        }
         let keys = self.personal.clone();
         web::block(move || keys.create())
             .await

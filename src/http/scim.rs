@@ -8,7 +8,7 @@
 
 use super::error::ApiError;
 use super::extract::{authenticate, request_id, RequestId};
-use super::{written, AppState};
+use super::{written, AppState, View};
 use crate::domain::{self, Command, NewGroup, NewUser, UserChanges};
 use crate::personal::PersonalKeys;
 use crate::scim::filter::{self, Filter};
@@ -317,31 +317,21 @@ fn group_display(g: &Group) -> String {
 
 pub fn render_user(s: &State, u: &User, base: &str, keys: &PersonalKeys) -> Value {
     // Personal data is stored encrypted; after a purge it reads as erased.
-    let mut doc = match u.scim.as_deref().map(|a| keys.decrypt(a)) {
-        None => Map::new(),
-        Some(Some(plain)) => attributes_of(&Some(plain)),
-        Some(None) => Map::new(),
-    };
-    let id = user_id(u).to_string();
-    doc.insert("id".into(), json!(id));
-    doc.insert("userName".into(), json!(u.username));
-    // `active` as the client last set it; a user SCIM never described (or one that is
-    // not enabled) always shows it.
-    if u.scim.is_none() || doc.contains_key("active") || u.status != UserStatus::Enabled {
-        doc.insert("active".into(), json!(u.status == UserStatus::Enabled));
-    }
-    // The domain's e-mail is the primary one (the v2 API may have changed it).
-    if let Some(email) = u.email.as_deref().map(|e| keys.show(e)) {
-        let emails = doc.entry("emails").or_insert_with(|| json!([]));
-        if let Some(list) = emails.as_array_mut() {
-            if !list.iter().any(|e| e["value"] == json!(email)) {
-                match list.iter_mut().find(|e| e["primary"] == json!(true)) {
-                    Some(primary) => primary["value"] = json!(email),
-                    None => list.insert(0, json!({"value": email, "primary": true})),
-                }
-            }
-        }
-    }
+    let attributes = u.scim.as_deref().map(|a| keys.decrypt(a));
+    let email = u.email.as_deref().map(|e| keys.show(e));
+    render_user_from(s, u, base, attributes, email)
+}
+
+/// [`render_user`] with the user's stored attributes and e-mail already decrypted
+/// (`Some(None)`: erased).
+fn render_user_from(
+    s: &State,
+    u: &User,
+    base: &str,
+    attributes: Option<Option<String>>,
+    email: Option<String>,
+) -> Value {
+    let mut doc = user_own_attributes(u, attributes, email);
     if !u.groups.is_empty() {
         let groups: Vec<Value> = u
             .groups
@@ -356,6 +346,7 @@ pub fn render_user(s: &State, u: &User, base: &str, keys: &PersonalKeys) -> Valu
         schemas.push(json!(scim::ENTERPRISE_SCHEMA));
     }
     doc.insert("schemas".into(), json!(schemas));
+    let id = user_id(u);
     doc.insert(
         "meta".into(),
         json!({
@@ -367,6 +358,48 @@ pub fn render_user(s: &State, u: &User, base: &str, keys: &PersonalKeys) -> Valu
         }),
     );
     Value::Object(doc)
+}
+
+/// The part of a user's rendering that is its own (its stored attributes, `id`,
+/// `userName`, `active`, `emails`), without what comes from its groups, `schemas` and
+/// `meta`: all that the filter index reads (`scim::index::values_of`).
+fn user_own_attributes(
+    u: &User,
+    attributes: Option<Option<String>>,
+    email: Option<String>,
+) -> Map<String, Value> {
+    let mut doc = match attributes {
+        None => Map::new(),
+        Some(Some(plain)) => attributes_of(&Some(plain)),
+        Some(None) => Map::new(),
+    };
+    doc.insert("id".into(), json!(user_id(u)));
+    doc.insert("userName".into(), json!(u.username));
+    // `active` as the client last set it; a user SCIM never described (or one that is
+    // not enabled) always shows it.
+    if u.scim.is_none() || doc.contains_key("active") || u.status != UserStatus::Enabled {
+        doc.insert("active".into(), json!(u.status == UserStatus::Enabled));
+    }
+    // The domain's e-mail is the primary one (the v2 API may have changed it).
+    if let Some(email) = email {
+        let emails = doc.entry("emails").or_insert_with(|| json!([]));
+        if let Some(list) = emails.as_array_mut() {
+            if !list.iter().any(|e| e["value"] == json!(email)) {
+                match list.iter_mut().find(|e| e["primary"] == json!(true)) {
+                    Some(primary) => primary["value"] = json!(email),
+                    None => list.insert(0, json!({"value": email, "primary": true})),
+                }
+            }
+        }
+    }
+    doc
+}
+
+/// The values the filter index keeps of a user (see [`user_own_attributes`]).
+fn index_values(u: &User, keys: &PersonalKeys) -> Vec<(u8, Box<str>)> {
+    let attributes = u.scim.as_deref().map(|a| keys.decrypt(a));
+    let email = u.email.as_deref().map(|e| keys.show(e));
+    crate::scim::index::values_of(&Value::Object(user_own_attributes(u, attributes, email)))
 }
 
 /// [`render_user`], serialised, from the render cache when nothing it shows changed.
@@ -820,8 +853,93 @@ fn sort_key(v: &Value, path: &filter::AttrPath, core: &str) -> String {
     }
 }
 
+/// The users a filter selects, narrowed by the filter index (`scim::index`).
+enum Narrowed<'s> {
+    /// Exactly the matching users: `total` of them, `page` the ones to show.
+    Exact { total: usize, page: Vec<&'s User> },
+    /// A superset of them, in the directory's order, to check with the whole filter.
+    Candidates(Vec<&'s User>),
+}
+
+/// Bring the filter index up to `s` (the live state, read-locked by the caller): the
+/// users the writer noted since the last time are rendered again, or all of them when
+/// the index is new, fell too far behind, or the personal-data keys changed (a purge).
+fn sync_index(app: &AppState, s: &State, live: &mut crate::scim::index::LiveIndex) {
+    use crate::writer::Changes;
+    let epoch = app.personal.epoch();
+    let changes = app.writer.user_changes().take();
+    match changes {
+        Changes::Names(names) if live.epoch == Some(epoch) => {
+            for name in names {
+                match s.directory.users.get(&name) {
+                    Some(u) => live.index.put(&name, index_values(u, &app.personal)),
+                    None => live.index.remove(&name),
+                }
+            }
+        }
+        _ => {
+            live.index.clear();
+            for (key, u) in &s.directory.users {
+                live.index.put(key, index_values(u, &app.personal));
+            }
+            live.epoch = Some(epoch);
+        }
+    }
+}
+
+/// What the filter index says of a user query on the live state (`None`: it cannot help).
+fn narrow<'s>(app: &AppState, s: &'s State, kinds: &[Kind], q: &Query) -> Option<Narrowed<'s>> {
+    use crate::scim::index::FilterIndex;
+    let f = q.filter.as_ref()?;
+    if kinds != [Kind::User] || !FilterIndex::helps(f) {
+        return None;
+    }
+    let mut live = app.scim_index.lock().unwrap_or_else(|p| p.into_inner());
+    sync_index(app, s, &mut live);
+    let sel = live.index.select(f)?;
+    let user = |k: &str| s.directory.users.get(k);
+    if sel.exact && q.sort_by.is_none() {
+        let page = sel
+            .keys
+            .iter()
+            .skip(q.start - 1)
+            .take(q.count)
+            .filter_map(|k| user(k))
+            .collect();
+        return Some(Narrowed::Exact {
+            total: sel.keys.len(),
+            page,
+        });
+    }
+    Some(Narrowed::Candidates(
+        sel.keys.iter().filter_map(|k| user(k)).collect(),
+    ))
+}
+
 /// Run a query over users and/or groups.
-fn run_query(s: &State, kinds: &[Kind], q: &Query, base: &str, keys: &PersonalKeys) -> Value {
+fn run_query(
+    s: &State,
+    kinds: &[Kind],
+    q: &Query,
+    base: &str,
+    keys: &PersonalKeys,
+    narrowed: Option<Narrowed<'_>>,
+) -> Value {
+    let candidates = match narrowed {
+        Some(Narrowed::Exact { total, page }) => {
+            let page: Vec<Value> = page
+                .into_iter()
+                .map(|u| {
+                    let mut r = render_user(s, u, base, keys);
+                    scim::project(Kind::User, &mut r, &q.attributes, &q.excluded);
+                    r
+                })
+                .collect();
+            return list_response(page, total, q.start);
+        }
+        Some(Narrowed::Candidates(users)) => Some(users),
+        None => None,
+    };
     // `userName eq "x"` is answered from the directory's index, not by a scan.
     if kinds == [Kind::User] && q.sort_by.is_none() {
         if let Some(name) = q.filter.as_ref().and_then(Filter::as_username_eq) {
@@ -892,7 +1010,11 @@ fn run_query(s: &State, kinds: &[Kind], q: &Query, base: &str, keys: &PersonalKe
     }
     let mut hits: Vec<(Kind, Value)> = Vec::new();
     if kinds.contains(&Kind::User) {
-        for u in s.directory.users.values() {
+        let users: Box<dyn Iterator<Item = &User>> = match candidates {
+            Some(c) => Box::new(c.into_iter()),
+            None => Box::new(s.directory.users.values()),
+        };
+        for u in users {
             let r = render_user(s, u, base, keys);
             if q.filter
                 .as_ref()
@@ -941,9 +1063,14 @@ async fn list(req: HttpRequest, kinds: &[Kind]) -> Result<HttpResponse> {
     if let Some(body) = username_eq_answer(&app, &s, kinds, &q, &base) {
         return Ok(HttpResponse::Ok().content_type(CONTENT_TYPE).body(body));
     }
+    // The index follows the live state only.
+    let narrowed = match &s {
+        View::Live(_) => narrow(&app, &s, kinds, &q),
+        View::Past(_) => None,
+    };
     Ok(scim_json(
         StatusCode::OK,
-        &run_query(&s, kinds, &q, &base, &app.personal),
+        &run_query(&s, kinds, &q, &base, &app.personal, narrowed),
     ))
 }
 
@@ -968,9 +1095,10 @@ async fn search(req: HttpRequest, body: web::Bytes, kinds: &[Kind]) -> Result<Ht
     if let Some(body) = username_eq_answer(&app, &s, kinds, &q, &base) {
         return Ok(HttpResponse::Ok().content_type(CONTENT_TYPE).body(body));
     }
+    let narrowed = narrow(&app, &s, kinds, &q);
     Ok(scim_json(
         StatusCode::OK,
-        &run_query(&s, kinds, &q, &base, &app.personal),
+        &run_query(&s, kinds, &q, &base, &app.personal, narrowed),
     ))
 }
 
@@ -999,9 +1127,12 @@ async fn search_all(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse> 
 /// The answer to a single-resource request: projected as `attributes` /
 /// `excludedAttributes` ask, with the `ETag` and `Location` of the whole resource.
 fn answer(req: &HttpRequest, kind: Kind, status: StatusCode, full: Value) -> Result<HttpResponse> {
-    let mut r = full.clone();
     let attributes = list_param(req, "attributes")?;
     let excluded = list_param(req, "excludedAttributes")?;
+    if attributes.is_empty() && excluded.is_empty() {
+        return Ok(resource_response(status, &full, &full));
+    }
+    let mut r = full.clone();
     scim::project(kind, &mut r, &attributes, &excluded);
     Ok(resource_response(status, &full, &r))
 }
@@ -1128,6 +1259,9 @@ async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse>
         .map(|e| app.seal(&key, e))
         .transpose()?;
     let sealed_attributes = app.seal(&key, &input.attributes)?;
+    // What the answer shows, without decrypting what was just encrypted.
+    let (plain_email, plain_attributes) = (input.email.clone(), input.attributes.clone());
+    let (stored_email, stored_attributes) = (sealed_email.clone(), sealed_attributes.clone());
     let new = NewUser {
         username: input.username.clone(),
         email: sealed_email,
@@ -1164,13 +1298,14 @@ async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse>
         .users
         .get(&input.username)
         .ok_or_else(|| ScimError::not_found("the user was deleted meanwhile"))?;
+    // Unless another write changed them meanwhile.
+    let full = if u.email == stored_email && u.scim.as_ref() == Some(&stored_attributes) {
+        render_user_from(&s, u, &base, Some(Some(plain_attributes)), plain_email)
+    } else {
+        render_user(&s, u, &base, &app.personal)
+    };
     Ok(written(
-        answer(
-            &req,
-            Kind::User,
-            StatusCode::CREATED,
-            render_user(&s, u, &base, &app.personal),
-        )?,
+        answer(&req, Kind::User, StatusCode::CREATED, full)?,
         committed,
     ))
 }

@@ -169,6 +169,17 @@ impl KeyVault {
                     continue;
                 };
                 let name = rel.to_string_lossy().replace('\\', "/");
+                // Keys a server made on its own log share one file: each is a key of
+                // its own here, under the name its file would have had.
+                if path.file_name().and_then(|n| n.to_str()) == Some(crate::personal::STORE) {
+                    for (id, key) in crate::personal::stored_keys(&path) {
+                        let name = format!("keys/personal/{id}");
+                        if !known.contains(&name) {
+                            self.put(&name, &key)?;
+                        }
+                    }
+                    continue;
+                }
                 if known.contains(&name) {
                     continue;
                 }
@@ -218,6 +229,11 @@ impl KeyVault {
             .map_err(db)?;
         Ok(())
     }
+}
+
+/// Whether a vault keeps the key files under `path` (then each is written through).
+pub fn serves(path: &Path) -> bool {
+    vault_for(path).is_some()
 }
 
 /// A key file was written: give it to the other nodes (before it is used).

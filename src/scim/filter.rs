@@ -483,7 +483,7 @@ fn compare(actual: &Value, op: Op, expected: &Value, exact: bool) -> bool {
 
 /// The values a path selects (a multi-valued attribute gives each of its values; a
 /// complex multi-valued attribute compared without a sub-attribute compares `value`).
-fn values<'a>(resource: &'a Value, path: &AttrPath, core_urn: &str) -> Vec<&'a Value> {
+pub fn values<'a>(resource: &'a Value, path: &AttrPath, core_urn: &str) -> Vec<&'a Value> {
     let Some(v) = base(resource, path, core_urn).and_then(|b| get_ci(b, &path.attr)) else {
         return vec![];
     };

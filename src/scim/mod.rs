@@ -12,6 +12,7 @@
 //! membership) comes from the domain's own fields.
 
 pub mod filter;
+pub mod index;
 pub mod patch;
 pub mod render_cache;
 

@@ -317,3 +317,69 @@ fn basic() -> String {
             .encode(format!("admin:{}", crate::helpers::BINARY_ADMIN_PASSWORD))
     )
 }
+
+/// A SCIM user's personal data is sealed with a key made for it, which the writer makes
+/// durable with the batch that carries the user (not a file of its own): every
+/// acknowledged user must still read its e-mail after a SIGKILL, not `[erased]`.
+#[test]
+fn acknowledged_scim_users_keep_their_personal_data_after_sigkill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(tmp.path());
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let admin = server.admin();
+            let acked = acked.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let name = format!("scim-crash-{w}-{i}");
+                    let url = format!("{}/access/api/v1/scim/v2/Users", admin_base(&admin));
+                    let body = json!({"userName": name, "name": {"givenName": "G"},
+                        "emails": [{"value": format!("{name}@example.com"), "primary": true}]});
+                    let res = ureq::post(&url)
+                        .set("Authorization", &basic())
+                        .set("Content-Type", "application/scim+json")
+                        .send_string(&body.to_string());
+                    match res {
+                        Ok(r) if r.status() == 201 => acked.lock().unwrap().push(name),
+                        Ok(r) => panic!("unexpected status {}", r.status()),
+                        Err(ureq::Error::Status(code, r)) => {
+                            panic!("unexpected {code}: {}", r.into_string().unwrap_or_default())
+                        }
+                        Err(_) => break,
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    server.kill();
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 20,
+        "too few writes before the kill: {}",
+        acked.len()
+    );
+    let server = ServerProcess::start(tmp.path());
+    let admin = server.admin();
+    for name in &acked {
+        let u = admin
+            .get(&format!("/access/api/v1/scim/v2/Users/{name}"))
+            .json();
+        assert_eq!(
+            u["emails"][0]["value"],
+            format!("{name}@example.com"),
+            "{u}"
+        );
+        assert_eq!(u["name"]["givenName"], "G", "{u}");
+    }
+    assert!(server.terminate().success());
+}

@@ -718,3 +718,122 @@ fn cached_user_renderings_follow_every_change_they_show() {
         "http://scim.example.test/access/api/v1/scim/v2/Users/dora"
     );
 }
+
+/// `co` / `sw` / `ew` filters on the user attributes identity providers search by are
+/// answered from an index (`scim::index`) that must follow every write from the next
+/// request on. `not (not (F))` means F but is never answered from the index (it scans):
+/// both must give the same answer after every kind of write.
+#[test]
+fn substring_filters_follow_every_write() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let encode = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let filters = [
+        r#"userName co "an""#,
+        r#"userName sw "ANN""#,
+        r#"userName ew "a""#,
+        r#"userName co "nn-""#,
+        r#"userName ew "ÉL""#,
+        r#"emails co "@EXAMPLE""#,
+        r#"emails.value ew ".org""#,
+        r#"displayName co "team""#,
+        r#"name.familyName sw "ber""#,
+        r#"userName co "ann" and displayName co "team""#,
+        r#"userName sw "bob" or emails co "bob""#,
+        r#"userName co "a" and active eq true"#,
+    ];
+    let check = |when: &str| {
+        for f in filters {
+            for page in [
+                "",
+                "&startIndex=2&count=2",
+                "&sortBy=userName&sortOrder=descending",
+            ] {
+                let fast = admin.get(&format!("{S}/Users?filter={}{page}", encode(f)));
+                let scan = admin.get(&format!(
+                    "{S}/Users?filter={}{page}",
+                    encode(&format!("not (not ({f}))"))
+                ));
+                assert_eq!(fast.status, 200, "{f}: {}", fast.text);
+                assert_eq!(fast.json(), scan.json(), "{when}: {f}{page}");
+            }
+        }
+    };
+    let user = |name: &str, email: &str, display: &str| {
+        json!({"userName": name, "displayName": display, "name": {"familyName": format!("Ber{name}")},
+               "emails": [{"value": email, "type": "work", "primary": true}]})
+    };
+    for (i, name) in ["anna", "ann-marie", "hannah", "bob", "noël", "joan"]
+        .iter()
+        .enumerate()
+    {
+        let email = format!("{name}@example.{}", if i % 2 == 0 { "org" } else { "com" });
+        let r = scim(
+            &admin,
+            "POST",
+            "/Users",
+            &user(name, &email, &format!("Team {i}")),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    check("created");
+    // Built now; every kind of write must reach it.
+    let r = scim(
+        &admin,
+        "POST",
+        "/Users",
+        &user("annabel", "a@bob.org", "the team"),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    check("one more user");
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Users/hannah",
+        &patch_ops(json!([{"op": "replace", "path": "userName", "value": "bobby"}])),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    check("renamed");
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Users/anna",
+        &patch_ops(json!([{"op": "replace", "path": "displayName", "value": "solo"}])),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    check("attribute changed");
+    admin.patch(
+        "/access/api/v2/users/joan",
+        &json!({"email": "JOAN@EXAMPLE.NET"}),
+    );
+    check("e-mail changed through the v2 API");
+    admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "annie", "email": "annie@example.org", "password": "Password-1"}),
+    );
+    check("created through the v2 API");
+    assert_eq!(admin.delete(&format!("{S}/Users/bob")).status, 204);
+    check("deleted");
+    assert_eq!(
+        admin.delete("/access/api/v2/users/noël?purge=true").status,
+        204
+    );
+    check("purged");
+    let r = scim(
+        &admin,
+        "POST",
+        "/Users",
+        &user("bob", "bob@new.org", "team again"),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    check("a deleted name used again");
+}
