@@ -178,10 +178,11 @@ impl Application {
         // On its own log, new personal-data keys are made durable by the writer, one
         // flush per batch beside the log's (with a vault, each is written through).
         if !crate::keys::vault::serves(&settings.data_dir.join("keys").join("personal")) {
-            let p = personal.clone();
-            writer.add_before_commit(Box::new(move || {
-                p.flush_pending().map_err(|e| e.to_string())
-            }));
+            let (p, q) = (personal.clone(), personal.clone());
+            writer.add_before_commit(crate::writer::BeforeCommit {
+                pending: Box::new(move || q.has_pending()),
+                work: Box::new(move || p.flush_pending().map_err(|e| e.to_string())),
+            });
             personal.set_batched();
         }
         // Webhook deliveries and the federation stream follow the committed log from

@@ -92,6 +92,15 @@ impl PersonalKeys {
         self.batched.load(Ordering::SeqCst)
     }
 
+    /// Whether keys wait for [`flush_pending`](Self::flush_pending).
+    pub fn has_pending(&self) -> bool {
+        !self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
     /// Make every key made so far durable: one append and one flush for all of them.
     pub fn flush_pending(&self) -> Result<(), KeyStoreError> {
         use std::io::Write;

@@ -88,7 +88,14 @@ pub struct WriterHandle {
 /// whole batch, beside the log's flush (personal-data keys made for the batch's
 /// commands: `PersonalKeys::flush_pending`). An error stops the process, as a failed
 /// append does.
-pub type BeforeCommit = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
+pub struct BeforeCommit {
+    /// Whether a batch collected now has anything for `work` (cheap, asked on the
+    /// writer's thread): a batch with nothing to make durable starts no thread. Whatever
+    /// a command of the batch needs was handed over before the command was submitted, so
+    /// it is already pending when the batch is collected.
+    pub pending: Box<dyn Fn() -> bool + Send + Sync>,
+    pub work: Box<dyn Fn() -> Result<(), String> + Send + Sync>,
+}
 
 /// The users named by the events applied to the shared read models since a reader last
 /// took them: how the SCIM filter index (`scim::index`) follows every write without
@@ -574,15 +581,22 @@ impl Writer {
         // What the batch's commands need durable besides their events, flushed beside
         // the log (on another thread, while this one decides and appends).
         let before_commit = self.before_commit.clone();
-        let before = std::thread::spawn(move || {
-            for work in before_commit
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-            {
-                work()?;
-            }
-            Ok::<(), String>(())
+        let due = before_commit
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|b| (b.pending)());
+        let before = due.then(|| {
+            std::thread::spawn(move || {
+                for b in before_commit
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                {
+                    (b.work)()?;
+                }
+                Ok::<(), String>(())
+            })
         });
         self.commit_batch(work, senders, before);
     }
@@ -591,9 +605,8 @@ impl Writer {
         &mut self,
         work: Vec<(Command, CommandContext)>,
         senders: Vec<oneshot::Sender<Outcome>>,
-        before: std::thread::JoinHandle<Result<(), String>>,
+        mut before: Option<std::thread::JoinHandle<Result<(), String>>>,
     ) {
-        let mut before = Some(before);
         let deadline = Instant::now() + SHARED_RETRY;
         let mut pause = Duration::from_millis(10);
         // A batch sent to the shared log whose commit was not confirmed.
