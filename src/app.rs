@@ -308,6 +308,41 @@ impl Application {
                 }
             });
         }
+        // Records of tokens past use are forgotten every `token-sweep-seconds`, so that
+        // the read models of a server that issues tokens for days stay the same size.
+        if settings.config.token_sweep_seconds > 0 {
+            let every = Duration::from_secs(settings.config.token_sweep_seconds);
+            let grace = settings.config.refresh_grace_period;
+            let app = data.clone();
+            actix_web::rt::spawn(async move {
+                loop {
+                    actix_web::rt::time::sleep(every).await;
+                    // Several nodes: one sweeper (the lease holder); a second would only
+                    // find the ids gone (`decide` skips them).
+                    if !app.lease.held() {
+                        continue;
+                    }
+                    let now = crate::auth::unix_secs();
+                    let ids = crate::tokens::past_use_ids(&app.read(), now, grace);
+                    let rid = http::extract::RequestId("token-sweep".into());
+                    // In bounded commands: one batch of the writer stays small.
+                    for chunk in ids.chunks(1000) {
+                        let command = Command::ExpireTokens {
+                            token_ids: chunk.to_vec(),
+                            now,
+                            grace,
+                        };
+                        if let Err(e) = app.submit(command, "system", &rid).await {
+                            tracing::warn!(error = %e, "could not forget expired tokens");
+                            break;
+                        }
+                    }
+                    if !ids.is_empty() {
+                        tracing::info!(tokens = ids.len(), "forgot the records of expired tokens");
+                    }
+                }
+            });
+        }
         // LDAP groups follow the directory on a schedule, on a thread of their own (the
         // directory client blocks; a slow directory delays only the next round).
         if settings.config.ldap_sync_interval > 0 {

@@ -34,6 +34,9 @@ pub struct Config {
     pub revocable_expiry_threshold: u64,
     /// How long after expiry a refresh token still works (seconds).
     pub refresh_grace_period: u64,
+    /// Forget the records of tokens past use (expired, and past the refresh grace
+    /// period when refreshable) every this many seconds (0: keep them).
+    pub token_sweep_seconds: u64,
     /// Lifetime of a pairing token (seconds; seed 004: 5 minutes).
     pub pairing_token_expiry: u64,
     /// Reverse proxies (CIDRs) whose `X-Forwarded-For` is believed. Empty (the default):
@@ -167,6 +170,7 @@ impl Default for Config {
             allow_refreshable: true,
             revocable_expiry_threshold: 6 * 3600,
             refresh_grace_period: 24 * 3600,
+            token_sweep_seconds: 3600,
             pairing_token_expiry: 300,
             trusted_proxies: vec![],
             checkpoint_every: 10_000,

@@ -43,6 +43,18 @@ pub struct Spec<'a> {
     pub user_seq: Option<u64>,
 }
 
+/// The ids of the token records in `state` that are past use at `now` (unix seconds;
+/// see [`gatehouse_projections::past_use`]).
+pub fn past_use_ids(state: &gatehouse_projections::State, now: u64, grace: u64) -> Vec<String> {
+    state
+        .tokens
+        .by_id
+        .values()
+        .filter(|t| gatehouse_projections::past_use(t, now, grace))
+        .map(|t| t.token_id.clone())
+        .collect()
+}
+
 fn random_b64(n: usize) -> String {
     let mut bytes = vec![0u8; n];
     getrandom::getrandom(&mut bytes).expect("the OS has randomness");

@@ -285,6 +285,7 @@ impl State {
             return;
         }
         let origin = &env.origin;
+        let targets_empty = self.federation.targets.is_empty();
         let groups = left.iter().map(|g| ("group", g.as_str(), false));
         for (entity, name, removed) in touched.into_iter().chain(groups) {
             let Some(map) = self.federation.versions.of_mut(entity) else {
@@ -294,6 +295,23 @@ impl State {
             // the others, deletions, and entities that hold a peer's version need one.
             let always = matches!(entity, "permission" | "token") || removed;
             match map.get_mut(name) {
+                // A token issued here and revoked here while the server has no
+                // federation targets keeps no entry. The entry of a revoked token
+                // serves two ends: to send the revocation to peers (there are none to
+                // stream to, and a target added later gets a full broadcast, which no
+                // longer holds the token), and to refuse a peer's stale copy (a copy
+                // of a token whose version is this server's is refused by its origin,
+                // see `domain::federation::apply_replicated`). Keeping it would grow
+                // the state by one record per token for ever.
+                Some(r)
+                    if entity == "token"
+                        && removed
+                        && r.source.is_none()
+                        && r.version.origin == *origin
+                        && targets_empty =>
+                {
+                    map.remove(name);
+                }
                 Some(r) => {
                     // Never below the version it replaces, whatever this server's clock
                     // says (a peer's clock may run ahead): a later write here must win.
@@ -347,5 +365,138 @@ impl State {
             _ => return,
         };
         self.apply_event(&local, seq, now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_schemas::{FederationTarget, TokenIssued};
+
+    const HERE: &str = "jfac@01here";
+    const PEER: &str = "jfac@01peer";
+
+    fn env(seq: u64, origin: &str, event: Event) -> Envelope {
+        Envelope {
+            seq,
+            time_ms: 1_700_000_000_000 + seq,
+            actor: "admin".into(),
+            origin: origin.into(),
+            request_id: format!("r{seq}"),
+            event,
+        }
+    }
+
+    fn token(id: &str) -> Box<TokenIssued> {
+        Box::new(TokenIssued {
+            token_id: id.into(),
+            subject: "alice".into(),
+            transient: false,
+            scope: "applied-permissions/user".into(),
+            audience: "*@*".into(),
+            issued_at: 1_700_000_000,
+            expires_at: Some(1_800_000_000),
+            refreshable: true,
+            revocable: true,
+            description: None,
+            kid: "k1".into(),
+            access_hash: format!("access-{id}"),
+            refresh_hash: Some(format!("refresh-{id}")),
+            reference_hash: None,
+        })
+    }
+
+    /// A state of this server (`HERE`), with a federation target when `target`.
+    fn state(target: bool) -> (State, u64) {
+        let mut s = State::default();
+        let mut events = vec![Event::ServiceCreated {
+            service_id: HERE.into(),
+        }];
+        if target {
+            events.push(Event::FederationTargetSaved(FederationTarget {
+                name: "east".into(),
+                url: "https://east.example/access/".into(),
+                entities: vec!["tokens".into()],
+                include_patterns: vec![],
+                exclude_patterns: vec![],
+                active: true,
+            }));
+        }
+        let mut seq = 0;
+        for e in events {
+            seq += 1;
+            s.apply(&env(seq, HERE, e));
+        }
+        (s, seq)
+    }
+
+    fn revoke(id: &str) -> Event {
+        Event::TokenRevoked {
+            token_id: id.into(),
+        }
+    }
+
+    #[test]
+    fn a_token_issued_and_revoked_here_without_targets_leaves_no_entry() {
+        let (mut s, seq) = state(false);
+        s.apply(&env(seq + 1, HERE, Event::TokenIssued(token("t1"))));
+        assert!(s.federation.versions.tokens.contains_key("t1"));
+        s.apply(&env(seq + 2, HERE, revoke("t1")));
+        assert!(!s.federation.versions.tokens.contains_key("t1"));
+        assert!(!s.tokens.by_id.contains_key("t1"));
+        // A refresh ends the old token the same way; the new one has its entry.
+        s.apply(&env(seq + 3, HERE, Event::TokenIssued(token("t2"))));
+        s.apply(&env(
+            seq + 4,
+            HERE,
+            Event::TokenRefreshed {
+                old_token_id: "t2".into(),
+                issued: token("t3"),
+            },
+        ));
+        assert!(!s.federation.versions.tokens.contains_key("t2"));
+        assert!(s.federation.versions.tokens.contains_key("t3"));
+        // Many issued and revoked: the version table does not grow.
+        for i in 0..100 {
+            let id = format!("churn{i}");
+            s.apply(&env(seq + 10 + 2 * i, HERE, Event::TokenIssued(token(&id))));
+            s.apply(&env(seq + 11 + 2 * i, HERE, revoke(&id)));
+        }
+        assert_eq!(s.federation.versions.tokens.len(), 1);
+    }
+
+    #[test]
+    fn a_revoked_token_keeps_its_tombstone_while_there_are_targets() {
+        let (mut s, seq) = state(true);
+        s.apply(&env(seq + 1, HERE, Event::TokenIssued(token("t1"))));
+        s.apply(&env(seq + 2, HERE, revoke("t1")));
+        let r = &s.federation.versions.tokens["t1"];
+        assert!(r.removed && r.source.is_none());
+        assert_eq!(r.version.origin_seq, seq + 2);
+    }
+
+    #[test]
+    fn a_peer_token_revoked_here_keeps_its_tombstone_without_targets() {
+        // Its peer may send its stale copy again: only the tombstone's greater
+        // version refuses it.
+        let (mut s, seq) = state(false);
+        s.apply(&env(
+            seq + 1,
+            PEER,
+            Event::TokenReplicated {
+                source: "east".into(),
+                version: EntityVersion {
+                    time_ms: 1_700_000_000_000,
+                    origin: PEER.into(),
+                    origin_seq: 7,
+                },
+                issuer: PEER.into(),
+                token: token("p1"),
+            },
+        ));
+        s.apply(&env(seq + 2, HERE, revoke("p1")));
+        let r = &s.federation.versions.tokens["p1"];
+        assert!(r.removed);
+        assert_eq!(r.version.origin, HERE);
     }
 }

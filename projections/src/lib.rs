@@ -38,7 +38,7 @@ pub use projects::{predefined_roles, ProjectRecord, Projects};
 pub use repositories::{Repositories, RepositoryRecord};
 pub use settings::Settings;
 pub use subscriptions::SubscriptionRecord;
-pub use tokens::Tokens;
+pub use tokens::{past_use, Tokens};
 
 use gatehouse_schemas::{Envelope, Event};
 use serde::{Deserialize, Serialize};
@@ -131,6 +131,7 @@ impl State {
             Event::TokenIssued(_)
             | Event::TokenRefreshed { .. }
             | Event::TokenRevoked { .. }
+            | Event::TokensExpired { .. }
             | Event::TokenReplicated { .. } => self.tokens.apply(event, &mut self.federation),
             Event::SigningKeyAdded { .. }
             | Event::SigningKeysReset { .. }

@@ -16,6 +16,14 @@ pub struct Tokens {
     pub by_reference_hash: BTreeMap<String, String>,
 }
 
+/// Expired at `now` (unix seconds), and a refreshable token also past the refresh
+/// grace period `grace`: neither the token nor its refresh token can be used any more,
+/// so its record is only kept until it is forgotten (`Event::TokensExpired`).
+pub fn past_use(t: &TokenIssued, now: u64, grace: u64) -> bool {
+    let extra = if t.refreshable { grace } else { 0 };
+    t.expires_at.is_some_and(|e| e.saturating_add(extra) < now)
+}
+
 impl Tokens {
     /// Token events. A token record from a federation peer also goes into
     /// `federation.token_issuers`, and a revocation takes it out again.
@@ -32,6 +40,16 @@ impl Tokens {
             Event::TokenRevoked { token_id } => {
                 self.remove(token_id);
                 federation.token_issuers.remove(token_id);
+            }
+            Event::TokensExpired { token_ids } => {
+                // Past any use here and at every peer (whose copy expires at the same
+                // time): the record goes, and so does its version entry — a stale copy
+                // sent again is refused for its expiry where it is received.
+                for id in token_ids {
+                    self.remove(id);
+                    federation.token_issuers.remove(id);
+                    federation.versions.tokens.remove(id);
+                }
             }
             Event::TokenReplicated { issuer, token, .. } => {
                 // Kept like a record issued here, so that the token works here until its

@@ -21,9 +21,9 @@ use gatehouse_schemas::{
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Digest of the state after the whole scenario.
-const FINAL_DIGEST: &str = "e41f6c00226898e89c4c3901265692ded5fa275b8dc66d465b33ca71112673f4";
+const FINAL_DIGEST: &str = "9820f4f1362764f7d5d1a1f60559a57f4c7955ab00f970a4e9208461588f3a1c";
 /// blake3 over the digests after every event of the scenario, one a line.
-const TRAIL_DIGEST: &str = "15fa08b084f621d472dcab7565058a8e66c12e406e2ba65b97bb5afdc41a26fd";
+const TRAIL_DIGEST: &str = "13b7527076105d1362a71e1a2eab924a175079e5322b2687ec1bdd8dbd235080";
 
 const HERE: &str = "jfac@01here";
 const PEER: &str = "jfac@01peer";
@@ -638,6 +638,10 @@ fn scenario() -> Vec<Envelope> {
         },
         Event::PermissionTargetSaved(target("pt2")),
         Event::TokenIssued(token("t9", "erin", true, false)),
+        Event::TokenIssued(token("t10", "erin", true, false)),
+        Event::TokensExpired {
+            token_ids: vec!["t10".into()],
+        },
         Event::UserCreated(UserCreated {
             username: "bob".into(),
             email: None,

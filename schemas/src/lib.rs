@@ -757,6 +757,11 @@ pub enum Event {
     LdapGroupSettingDeleted {
         name: String,
     },
+    /// Token records past use, forgotten: expired, and for a refreshable one also past
+    /// the refresh grace period. Nothing is sent to peers (each forgets its own copies).
+    TokensExpired {
+        token_ids: Vec<String>,
+    },
 }
 
 impl Event {
@@ -829,6 +834,7 @@ impl Event {
         "LdapSettingDeleted",
         "LdapGroupSettingSaved",
         "LdapGroupSettingDeleted",
+        "TokensExpired",
     ];
 
     /// The service id a federated event originated at (its envelope's origin), when
@@ -914,6 +920,7 @@ impl Event {
             Event::LdapSettingDeleted { .. } => "LdapSettingDeleted",
             Event::LdapGroupSettingSaved(_) => "LdapGroupSettingSaved",
             Event::LdapGroupSettingDeleted { .. } => "LdapGroupSettingDeleted",
+            Event::TokensExpired { .. } => "TokensExpired",
         }
     }
 }
@@ -1377,6 +1384,9 @@ pub fn samples() -> Vec<Envelope> {
         }),
         Event::LdapGroupSettingDeleted {
             name: "corp-groups".into(),
+        },
+        Event::TokensExpired {
+            token_ids: vec!["tok-7".into(), "tok-8".into()],
         },
     ];
     events

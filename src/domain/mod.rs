@@ -127,6 +127,14 @@ pub enum Command {
     RevokeToken {
         token_id: String,
     },
+    /// Forget the records of tokens past use at `now` (unix seconds): expired, and a
+    /// refreshable one also past `grace` seconds after (the refresh grace period). Ids
+    /// that are gone or still usable are skipped.
+    ExpireTokens {
+        token_ids: Vec<String>,
+        now: u64,
+        grace: u64,
+    },
     AddSigningKey {
         kid: String,
         public_key: String,
@@ -426,6 +434,11 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             issued,
         } => tokens::refresh(state, old_token_id, issued),
         Command::RevokeToken { token_id } => tokens::revoke(state, token_id),
+        Command::ExpireTokens {
+            token_ids,
+            now,
+            grace,
+        } => Ok(tokens::expire(state, token_ids, *now, *grace)),
         Command::AddSigningKey { kid, public_key } => keys::add_signing_key(state, kid, public_key),
         Command::ResetSigningKeys { kid, public_key } => {
             keys::reset_signing_keys(state, kid, public_key)

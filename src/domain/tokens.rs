@@ -46,6 +46,26 @@ pub(super) fn revoke(state: &State, token_id: &str) -> Result<Vec<Event>, Domain
     Ok(events)
 }
 
+/// The records of `token_ids` that are past use at `now` are forgotten, in one event
+/// (none when no id qualifies).
+pub(super) fn expire(state: &State, token_ids: &[String], now: u64, grace: u64) -> Vec<Event> {
+    let gone: Vec<String> = token_ids
+        .iter()
+        .filter(|id| {
+            state
+                .tokens
+                .by_id
+                .get(id.as_str())
+                .is_some_and(|t| gatehouse_projections::past_use(t, now, grace))
+        })
+        .cloned()
+        .collect();
+    if gone.is_empty() {
+        return vec![];
+    }
+    vec![Event::TokensExpired { token_ids: gone }]
+}
+
 /// A token acts for an existing, enabled user, or for a transient subject that has no
 /// user record here (only admins issue those, and never with the user scope).
 ///
@@ -70,5 +90,65 @@ fn check_token_subject(state: &State, t: &TokenIssued) -> Result<(), DomainError
             "username",
             format!("user `{}` does not exist", t.subject),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_schemas::Envelope;
+
+    fn record(id: &str, expires_at: Option<u64>, refreshable: bool) -> TokenIssued {
+        TokenIssued {
+            token_id: id.into(),
+            subject: "ghost".into(),
+            transient: true,
+            scope: "applied-permissions/user".into(),
+            audience: "*@*".into(),
+            issued_at: 1_000,
+            expires_at,
+            refreshable,
+            revocable: true,
+            description: None,
+            kid: "k".into(),
+            access_hash: format!("a-{id}"),
+            refresh_hash: refreshable.then(|| format!("r-{id}")),
+            reference_hash: None,
+        }
+    }
+
+    #[test]
+    fn only_tokens_past_use_are_forgotten() {
+        let mut state = State::default();
+        let tokens = [
+            record("expired", Some(2_000), false),
+            record("in-grace", Some(2_000), true),
+            record("past-grace", Some(1_000), true),
+            record("valid", Some(9_000), false),
+            record("forever", None, true),
+        ];
+        for (i, t) in tokens.iter().enumerate() {
+            state.apply(&Envelope {
+                seq: i as u64 + 1,
+                time_ms: 0,
+                actor: "admin".into(),
+                origin: "here".into(),
+                request_id: "r".into(),
+                event: Event::TokenIssued(Box::new(t.clone())),
+            });
+        }
+        let all: Vec<String> = tokens
+            .iter()
+            .map(|t| t.token_id.clone())
+            .chain(["unknown".to_string()])
+            .collect();
+        // At 2,500 with a grace of 1,000: "in-grace" may still be refreshed until 3,000.
+        assert_eq!(
+            expire(&state, &all, 2_500, 1_000),
+            vec![Event::TokensExpired {
+                token_ids: vec!["expired".into(), "past-grace".into()]
+            }]
+        );
+        assert_eq!(expire(&state, &["valid".into()], 2_500, 1_000), vec![]);
     }
 }

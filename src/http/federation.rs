@@ -672,7 +672,17 @@ async fn receive(
                 if c.entity == "user" && c.name == UNFEDERATED_USER {
                     continue;
                 }
-                changes.push(change_in(&app, i, c).await?);
+                let change = change_in(&app, i, c).await?;
+                // A token already past use here is not taken (this server's sweep
+                // forgot it, or would at once): a peer that has not swept yet would
+                // otherwise bring it back.
+                if let Replicated::Token { token, .. } = &change.change {
+                    let (now, grace) = (crate::auth::unix_secs(), app.config.refresh_grace_period);
+                    if gatehouse_projections::past_use(token, now, grace) {
+                        continue;
+                    }
+                }
+                changes.push(change);
             }
             let committed = app
                 .submit(

@@ -827,3 +827,66 @@ fn tampered_or_untrusted_batches_are_refused_and_change_nothing() {
     );
     assert_eq!(b.digest(), after);
 }
+
+#[test]
+fn a_peer_token_already_past_use_is_not_taken() {
+    use gatehouse::auth::jwt;
+    let b = Site::start();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[11u8; 32]);
+    let public = key.verifying_key();
+    let kid = gatehouse::keys::kid_of(&public);
+    let r = b.admin().post(
+        "/access/api/v1/cert/trusted",
+        &json!({"name": "test-peer", "certificate": gatehouse::keys::public_pem(&public)}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let peer = "jfac@01testpeer";
+    let token = |id: &str, expires_at: u64| {
+        json!({"entity": "token", "name": id, "op": "upsert", "issuer": peer,
+               "version": {"time_ms": 1, "origin": peer, "origin_seq": 1},
+               "token": {"token_id": id, "subject": "tess", "transient": true,
+                         "scope": "applied-permissions/groups:readers", "audience": "*@*",
+                         "issued_at": now - 7200, "expires_at": expires_at,
+                         "refreshable": false, "revocable": true, "description": null,
+                         "kid": "k", "access_hash": format!("a-{id}"),
+                         "refresh_hash": null, "reference_hash": null}})
+    };
+    // Expired an hour ago (not refreshable, so no grace), and valid for another hour.
+    let body = serde_json::to_vec(&json!({"source": peer, "kind": "changes", "changes": [
+        token("expired-at-peer", now - 3600), token("valid-at-peer", now + 3600)]}))
+    .unwrap();
+    let signed = jwt::sign(
+        &jwt::Claims {
+            sub: format!("{peer}/federation"),
+            scp: "federation:batch".into(),
+            aud: "*@*".into(),
+            iss: peer.into(),
+            iat: now,
+            exp: Some(now + 60),
+            jti: blake3::hash(&body).to_hex().to_string(),
+            ext: None,
+        },
+        &kid,
+        &key,
+    );
+    let r = Client::new(&b.url(), None)
+        .with_header_auth(&format!("Bearer {signed}"))
+        .raw(
+            "POST",
+            &format!("{FED}/receive"),
+            Some("application/json"),
+            Some(&body),
+        );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["received"], 2);
+    assert_eq!(r.json()["applied"], 1, "{}", r.text);
+    let listed = b.admin().get("/access/api/v1/tokens").json().to_string();
+    assert!(
+        listed.contains("valid-at-peer") && !listed.contains("expired-at-peer"),
+        "{listed}"
+    );
+}

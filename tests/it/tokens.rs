@@ -841,3 +841,78 @@ fn narrowed_tokens_recreated_users_expired_passwords_and_huge_expiries() {
         "disabled"
     );
 }
+
+/// The ids of the token records the server lists.
+fn listed_ids(admin: &Client) -> Vec<String> {
+    let list = admin.get("/access/api/v1/tokens").json();
+    list["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["token_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn records_of_tokens_past_use_are_forgotten_by_the_sweep() {
+    // Kept as records from 1 s of life; a refresh token works 6 s past expiry; the
+    // sweep looks every second.
+    let app = TestApp::spawn_with(Config {
+        revocable_expiry_threshold: 1,
+        refresh_grace_period: 6,
+        token_sweep_seconds: 1,
+        ..Config::default()
+    });
+    let admin = app.admin();
+    let plain = create_token(&admin, json!({"description": "plain", "expires_in": 2}));
+    let refreshable = create_token(
+        &admin,
+        json!({"description": "refreshable", "expires_in": 2, "refreshable": true}),
+    );
+    let kept = create_token(&admin, json!({"description": "kept", "expires_in": 3600}));
+    let forever = create_token(&admin, json!({"description": "forever", "expires_in": 0}));
+    let id = |t: &Value| t["token_id"].as_str().unwrap().to_string();
+    assert_eq!(listed_ids(&admin).len(), 4);
+
+    // The plain one goes once expired; the refreshable one stays through its grace.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while listed_ids(&admin).contains(&id(&plain)) {
+        assert!(
+            Instant::now() < deadline,
+            "an expired token was never forgotten"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let now = listed_ids(&admin);
+    assert!(
+        now.contains(&id(&refreshable)),
+        "forgotten within its refresh grace"
+    );
+    assert!(now.contains(&id(&kept)) && now.contains(&id(&forever)));
+
+    while listed_ids(&admin).contains(&id(&refreshable)) {
+        assert!(
+            Instant::now() < deadline,
+            "a refreshable token past its grace was never forgotten"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let r = admin.post(
+        "/access/api/v1/tokens",
+        &json!({"grant_type": "refresh_token", "refresh_token": refreshable["refresh_token"]}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    // Tokens still in use stay, and forgetting is a logged event like any other.
+    let mut left = listed_ids(&admin);
+    left.sort();
+    let mut want = vec![id(&kept), id(&forever)];
+    want.sort();
+    assert_eq!(left, want);
+    let audit = admin
+        .get("/access/api/v1/audit/events?type=TokensExpired&limit=10")
+        .json();
+    assert!(
+        audit.to_string().contains(&id(&plain)),
+        "no TokensExpired event in the audit trail: {audit}"
+    );
+}
