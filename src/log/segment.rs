@@ -75,7 +75,9 @@ pub(crate) fn scan(
     let mut file = File::open(path).map_err(io)?;
     file.seek(SeekFrom::Start(offset)).map_err(io)?;
     let mut file = file.take(end - offset);
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_BLOCK);
+    // No larger than what is left to read: a read of a few records (the newest events,
+    // one event by position) must not allocate and zero a whole block.
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_BLOCK.min((end - offset) as usize));
     let mut start = 0usize; // first unparsed byte in buf
     let mut base = offset; // file offset of buf[0]
     let mut eof = false;
@@ -127,7 +129,14 @@ pub(crate) fn scan(
         buf.drain(..start);
         base += start as u64;
         start = 0;
-        let want = READ_BLOCK.max(buf.len() * 2);
+        let left = usize::try_from(file.limit()).unwrap_or(usize::MAX);
+        if left == 0 {
+            eof = true;
+            continue;
+        }
+        let want = READ_BLOCK
+            .max(buf.len() * 2)
+            .min(buf.len().saturating_add(left));
         let have = buf.len();
         buf.resize(want, 0);
         let mut filled = have;
