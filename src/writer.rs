@@ -7,16 +7,9 @@
 //! shared read models and only then acknowledges. So a 2xx means "on disk", and a client
 //! that reads after its write always sees it.
 //!
-//! On the local log the flush is pipelined: the writer writes a batch, hands its sync to
-//! one of [`SYNCS_IN_FLIGHT`] sync threads, and goes on deciding and writing the next
-//! batches while the disk flushes; a batch is published and answered once a sync that
-//! began after its write has ended, in the order written — and so is a batch of refusals,
-//! which were decided against batches still being synced. (With a shared log, batches
-//! are committed one at a time.)
-//!
 //! Why two copies of the state: the batch is decided before it is durable, and readers
-//! must never see events that could still be lost. The writer's copy runs ahead by the
-//! batches being synced; the shared copy only ever holds flushed events.
+//! must never see events that could still be lost. The writer's copy runs ahead by at
+//! most one batch; the shared copy only ever holds flushed events.
 
 use crate::domain::{decide, Command, DomainError};
 use crate::log::postgres::{AppendError, PgLog};
@@ -423,9 +416,6 @@ pub struct Writer {
     user_changes: Arc<ChangedUsers>,
     before_commit: Arc<RwLock<Vec<BeforeCommit>>>,
     metrics: Arc<crate::metrics::Metrics>,
-    /// Syncs of the local log in flight (`None` with a shared log, whose batches are
-    /// committed one at a time).
-    pipeline: Option<Pipeline>,
 }
 
 fn now_ms() -> u64 {
@@ -491,16 +481,6 @@ impl Writer {
             .spawn(move || {
                 let state = shared.read().unwrap_or_else(|p| p.into_inner()).clone();
                 debug_assert_eq!(state.seq, log.head_seq());
-                let pipeline = match &shared_log {
-                    Some(_) => None,
-                    None => match Pipeline::start(&log) {
-                        Ok(p) => Some(p),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot open the log for syncing on other threads; one sync at a time");
-                            None
-                        }
-                    },
-                };
                 let writer = Writer {
                     log,
                     shared_log,
@@ -516,7 +496,6 @@ impl Writer {
                     user_changes: changes,
                     before_commit: before,
                     metrics,
-                    pipeline,
                 };
                 writer.run(rx)
             })
@@ -539,27 +518,7 @@ impl Writer {
         self.catch_up();
         let mut shutdown_reply = None;
         while shutdown_reply.is_none() {
-            let first = match self.pipeline.as_ref().filter(|p| !p.in_flight.is_empty()) {
-                // Batches are being synced: take whichever comes first, a command or
-                // the end of a sync.
-                Some(p) => {
-                    let done = p.done.clone();
-                    crossbeam_channel::select! {
-                        recv(rx) -> m => match m {
-                            Ok(m) => m,
-                            Err(_) => break,
-                        },
-                        recv(done) -> d => {
-                            self.synced(d);
-                            continue;
-                        }
-                    }
-                }
-                None => match rx.recv() {
-                    Ok(m) => m,
-                    Err(_) => break,
-                },
-            };
+            let Ok(first) = rx.recv() else { break };
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -580,7 +539,6 @@ impl Writer {
                     Message::Import { records, reply } => {
                         // Everything submitted before it is committed first, in order.
                         self.commit(std::mem::take(&mut submissions));
-                        self.drain();
                         let _ = reply.send(self.import(records));
                     }
                     Message::CatchUp => {
@@ -597,7 +555,6 @@ impl Writer {
                 self.snapshot_in_background();
             }
         }
-        self.drain();
         if let Some(t) = self.snapshotting.take() {
             let _ = t.join();
         }
@@ -650,10 +607,6 @@ impl Writer {
         senders: Vec<oneshot::Sender<Outcome>>,
         mut before: Option<std::thread::JoinHandle<Result<(), String>>>,
     ) {
-        if self.pipeline.is_some() {
-            self.write_batch(work, senders, before);
-            return;
-        }
         let deadline = Instant::now() + SHARED_RETRY;
         let mut pause = Duration::from_millis(10);
         // A batch sent to the shared log whose commit was not confirmed.
@@ -912,9 +865,7 @@ impl Writer {
             self.user_changes.note(envelopes);
         }
         self.since_snapshot += envelopes.len() as u64;
-        if let Some(last) = envelopes.last() {
-            self.applied.send_replace(last.seq);
-        }
+        self.applied.send_replace(self.state.seq);
         self.ring();
     }
 
@@ -991,8 +942,6 @@ impl Writer {
         if self.snapshotting.as_ref().is_some_and(|t| !t.is_finished()) {
             return;
         }
-        // A snapshot holds only events on disk: the batches being synced first.
-        self.drain();
         let state = self.state.clone();
         let hash = self.log.head_hash();
         let store = self.log.snapshot_store();
@@ -1023,274 +972,5 @@ impl Writer {
             // A missing snapshot only makes the next start slower; keep serving.
             Err(e) => tracing::warn!(error = %e, "cannot write a snapshot"),
         }
-    }
-}
-
-/// How many syncs of the local log may be in flight at once. A sync covers every write
-/// made before it began, so while one runs the writer decides and writes the next batch
-/// and starts its sync: the disk's flush latency, not the writer, sets the pace of one
-/// batch, and several overlap (measured here: one thread syncing a file in a loop made
-/// about 1,100 syncs/s, two about 2,900, four about 5,500).
-const SYNCS_IN_FLIGHT: usize = 4;
-
-/// A batch written to the local log and not yet known to be on disk: its events, and the
-/// answers that wait for it. Answered in the order written, so that no answer goes out
-/// before everything it was decided against is on disk.
-struct InFlight {
-    /// The number of the newest batch written when this entry was made: answered once
-    /// a sync of that one (or a later one) ended. A batch without events has the number
-    /// of the batch before it.
-    number: u64,
-    batch: Option<crate::log::Unsynced>,
-    envelopes: Vec<Envelope>,
-    senders: Vec<oneshot::Sender<Outcome>>,
-    results: Vec<Outcome>,
-    before: Option<std::thread::JoinHandle<Result<(), String>>>,
-}
-
-/// Sync threads for the local log: the writer sends the number of a batch it has
-/// written, a thread syncs the file and sends the number back.
-struct Pipeline {
-    jobs: crossbeam_channel::Sender<u64>,
-    done: crossbeam_channel::Receiver<Result<(u64, Duration), String>>,
-    in_flight: std::collections::VecDeque<InFlight>,
-    /// Number of the newest batch written.
-    written: u64,
-}
-
-impl Pipeline {
-    fn start(log: &EventLog) -> Result<Pipeline, LogError> {
-        let (jobs, job_rx) = crossbeam_channel::unbounded::<u64>();
-        let (done_tx, done) = crossbeam_channel::unbounded();
-        for i in 0..SYNCS_IN_FLIGHT {
-            let file = log.sync_handle()?;
-            let (job_rx, done_tx) = (job_rx.clone(), done_tx.clone());
-            std::thread::Builder::new()
-                .name(format!("gatehouse-sync-{i}"))
-                .spawn(move || {
-                    // Ends when the writer (the only sender) is gone.
-                    for number in job_rx {
-                        let started = Instant::now();
-                        let r = file
-                            .sync_data()
-                            .map(|()| (number, started.elapsed()))
-                            .map_err(|e| e.to_string());
-                        if done_tx.send(r).is_err() {
-                            return;
-                        }
-                    }
-                })
-                .map_err(crate::log::segment::io)?;
-        }
-        Ok(Pipeline {
-            jobs,
-            done,
-            in_flight: Default::default(),
-            written: 0,
-        })
-    }
-}
-
-impl Writer {
-    /// Decide a batch, write its events without waiting for the disk, and start a sync
-    /// of them; its answers go out when a sync that covers it has ended ([`Self::synced`]).
-    fn write_batch(
-        &mut self,
-        work: Vec<(Command, CommandContext)>,
-        senders: Vec<oneshot::Sender<Outcome>>,
-        before: Option<std::thread::JoinHandle<Result<(), String>>>,
-    ) {
-        // Room for one more sync.
-        while self
-            .pipeline
-            .as_ref()
-            .is_some_and(|p| p.in_flight.len() >= SYNCS_IN_FLIGHT)
-        {
-            self.wait_for_sync();
-        }
-        let (envelopes, results) = self.decide_all(&work);
-        self.metrics
-            .writer_batch_commands
-            .observe(work.len() as f64);
-        let batch = match self.log.write_unsynced(&envelopes) {
-            Ok(b) => b,
-            Err(e) => self.fail_stop(&e),
-        };
-        let Some(p) = self.pipeline.as_mut() else {
-            return;
-        };
-        if batch.is_some() {
-            p.written += 1;
-            // A sync thread is there for as long as the writer is.
-            let _ = p.jobs.send(p.written);
-        }
-        let entry = InFlight {
-            number: p.written,
-            batch,
-            envelopes,
-            senders,
-            results,
-            before,
-        };
-        if p.in_flight.is_empty() && entry.batch.is_none() {
-            // Nothing of it or before it waits for the disk.
-            self.answer(entry);
-        } else {
-            p.in_flight.push_back(entry);
-        }
-    }
-
-    /// Wait for one sync to end, and answer what it covers.
-    fn wait_for_sync(&mut self) {
-        let Some(done) = self.pipeline.as_ref().map(|p| p.done.clone()) else {
-            return;
-        };
-        self.synced(done.recv().map_err(|_| crossbeam_channel::RecvError));
-    }
-
-    /// Every batch written is on disk and answered.
-    fn drain(&mut self) {
-        while self
-            .pipeline
-            .as_ref()
-            .is_some_and(|p| !p.in_flight.is_empty())
-        {
-            self.wait_for_sync();
-        }
-    }
-
-    /// A sync ended: every batch up to the one it was started for is on disk (a sync
-    /// covers every write made before it began). Those batches become visible and are
-    /// answered, in order.
-    fn synced(
-        &mut self,
-        done: Result<Result<(u64, Duration), String>, crossbeam_channel::RecvError>,
-    ) {
-        let number = match done {
-            Ok(Ok((number, took))) => {
-                self.metrics
-                    .writer_flush_seconds
-                    .observe(took.as_secs_f64());
-                number
-            }
-            Ok(Err(e)) => self.fail_stop(&crate::log::segment::io(std::io::Error::other(e))),
-            Err(_) => self.fail_stop(&crate::log::segment::io(std::io::Error::other(
-                "the sync threads are gone",
-            ))),
-        };
-        loop {
-            let Some(p) = self.pipeline.as_mut() else {
-                return;
-            };
-            if p.in_flight.front().is_none_or(|f| f.number > number) {
-                return;
-            }
-            let Some(entry) = p.in_flight.pop_front() else {
-                return;
-            };
-            self.answer(entry);
-        }
-    }
-
-    /// A batch is on disk: its key files too, then readers see it, then its answers go.
-    fn answer(&mut self, mut entry: InFlight) {
-        if let Some(b) = entry.before.take() {
-            match b.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "cannot make a batch's keys durable; stopping");
-                    eprintln!("gatehouse: {e}; stopping");
-                    std::process::exit(70);
-                }
-                Err(_) => std::process::exit(70),
-            }
-        }
-        if let Some(batch) = &entry.batch {
-            self.log.publish(batch);
-        }
-        self.metrics
-            .writer_events
-            .inc_by(entry.envelopes.len() as u64);
-        self.publish(&entry.envelopes);
-        for (reply, result) in entry.senders.into_iter().zip(entry.results) {
-            let _ = reply.send(result);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::NewGroup;
-
-    fn group(name: &str) -> Command {
-        Command::CreateGroup(NewGroup {
-            name: name.into(),
-            description: None,
-            auto_join: false,
-            admin_privileges: false,
-            realm: None,
-            realm_attributes: None,
-            external_id: None,
-            members: vec![],
-        })
-    }
-
-    /// With several syncs in flight, no answer goes out before what it was decided
-    /// against is on disk and visible: a success's events are in the read models and the
-    /// log's published head, and so is the group a refused duplicate ran into.
-    #[test]
-    fn answers_follow_the_disk_with_syncs_in_flight() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = EventLog::open(dir.path()).unwrap();
-        let reader = log.reader();
-        let shared = Arc::new(RwLock::new(State::default()));
-        let metrics = Arc::new(crate::metrics::Metrics::new());
-        let (handle, thread) = Writer::spawn(log, shared.clone(), 1_000_000, 1024, metrics);
-        let handle = Arc::new(handle);
-        let threads: Vec<_> = (0..8)
-            .map(|t| {
-                let (handle, shared, reader) = (handle.clone(), shared.clone(), reader.reader());
-                std::thread::spawn(move || {
-                    let ctx = CommandContext {
-                        actor: "test".into(),
-                        request_id: format!("t{t}"),
-                    };
-                    let mut refused = 0;
-                    for i in 0..150 {
-                        // Two threads ask for each name: one of them is refused.
-                        let name = format!("g{}-{i}", t / 2);
-                        match handle.submit_blocking(group(&name), ctx.clone()) {
-                            Ok(c) => {
-                                assert!(shared.read().unwrap().seq >= c.seq);
-                                assert!(
-                                    reader.published_head() >= c.seq,
-                                    "answered before the disk"
-                                );
-                            }
-                            Err(SubmitError::Domain(DomainError::AlreadyExists(_))) => {
-                                assert!(
-                                    shared.read().unwrap().directory.groups.contains_key(&name),
-                                    "refused for a group that is not on disk yet"
-                                );
-                                refused += 1;
-                            }
-                            Err(e) => panic!("{e}"),
-                        }
-                    }
-                    refused
-                })
-            })
-            .collect();
-        let refused: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
-        assert_eq!(refused, 4 * 150);
-        assert_eq!(shared.read().unwrap().directory.groups.len(), 4 * 150);
-        drop(handle);
-        thread.join().unwrap();
-        drop(reader);
-        // Everything acknowledged is in the log after a restart.
-        let log = EventLog::open(dir.path()).unwrap();
-        let (state, _) = log.load(crate::log::StartupVerify::Full).unwrap();
-        assert_eq!(state.directory.groups.len(), 4 * 150);
     }
 }

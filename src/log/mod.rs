@@ -153,20 +153,6 @@ pub struct EventLog {
     head_hash: ChainHash,
     head_time_ms: u64,
     snapshot_keep: usize,
-    /// End of the batches written by `write_unsynced` and not yet published.
-    unsynced_end: Option<u64>,
-}
-
-/// A batch [`EventLog::write_unsynced`] wrote: on disk once a sync that began after the
-/// write returns, visible to readers once [`EventLog::publish`]ed.
-#[derive(Debug, Clone)]
-pub struct Unsynced(segment::Written);
-
-impl Unsynced {
-    /// Position of the batch's last event.
-    pub fn head(&self) -> u64 {
-        self.0.head
-    }
 }
 
 fn key(seq: u64) -> [u8; 8] {
@@ -368,18 +354,11 @@ impl EventLog {
             head_hash: opened.head_hash,
             head_time_ms,
             snapshot_keep: 2,
-            unsynced_end: None,
         })
     }
 
     pub fn head_seq(&self) -> u64 {
         self.head_seq
-    }
-
-    /// The position of the last event on disk that readers may see (the writer's own
-    /// head may be ahead of it while batches are being synced).
-    pub fn published_head(&self) -> u64 {
-        self.shared.head.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn head_hash(&self) -> ChainHash {
@@ -396,59 +375,6 @@ impl EventLog {
         if envelopes.is_empty() {
             return Ok(());
         }
-        let (records, prev, seq, time) = self.records(envelopes);
-        // One write and one sync for all of them: this is the group commit.
-        self.write_records(&records)?;
-        self.head_hash = prev;
-        self.head_seq = seq;
-        self.head_time_ms = time;
-        Ok(())
-    }
-
-    /// Write envelopes as [`append`](Self::append) does, without the sync: the caller
-    /// syncs (through a [`sync_handle`](Self::sync_handle), a sync begun after this
-    /// returned) and then [`publish`](Self::publish)es the batches in the order written.
-    /// Until then readers do not see them. So the writer can decide and write the next
-    /// batch while this one is being synced, and several syncs can be in flight.
-    pub fn write_unsynced(&mut self, envelopes: &[Envelope]) -> Result<Option<Unsynced>, LogError> {
-        if envelopes.is_empty() {
-            return Ok(None);
-        }
-        let (records, prev, seq, time) = self.records(envelopes);
-        let file = self
-            .file
-            .as_mut()
-            .expect("INVARIANT: only the writer's handle appends");
-        let start = self.unsynced_end.unwrap_or_else(|| self.shared.end());
-        let refs: Vec<(ChainHash, &[u8])> =
-            records.iter().map(|(h, b)| (*h, b.as_slice())).collect();
-        let written = segment::write(file, start, self.head_seq + 1, &refs)?;
-        self.head_hash = prev;
-        self.head_seq = seq;
-        self.head_time_ms = time;
-        Ok(written.map(|w| {
-            self.unsynced_end = Some(w.end);
-            Unsynced(w)
-        }))
-    }
-
-    /// Another handle on the log file, for syncing it on another thread.
-    pub fn sync_handle(&self) -> Result<std::fs::File, LogError> {
-        std::fs::File::open(&self.shared.path).map_err(segment::io)
-    }
-
-    /// A batch written by [`write_unsynced`](Self::write_unsynced) is on disk: readers see
-    /// it from now on. Batches must be published in the order they were written.
-    pub fn publish(&mut self, batch: &Unsynced) {
-        segment::publish(&self.shared, &batch.0);
-        if self.unsynced_end == Some(batch.0.end) {
-            self.unsynced_end = None;
-        }
-    }
-
-    /// Encode and chain `envelopes` after the head: (records, last hash, last position,
-    /// last time).
-    fn records(&self, envelopes: &[Envelope]) -> (Vec<(ChainHash, Vec<u8>)>, ChainHash, u64, u64) {
         let mut prev = self.head_hash;
         let mut seq = self.head_seq;
         let mut time = self.head_time_ms;
@@ -464,11 +390,15 @@ impl EventLog {
             seq = env.seq;
             time = env.time_ms;
         }
-        (records, prev, seq, time)
+        // One write and one sync for all of them: this is the group commit.
+        self.write_records(&records)?;
+        self.head_hash = prev;
+        self.head_seq = seq;
+        self.head_time_ms = time;
+        Ok(())
     }
 
     fn write_records(&mut self, records: &[(ChainHash, Vec<u8>)]) -> Result<(), LogError> {
-        debug_assert!(self.unsynced_end.is_none(), "append after unsynced batches");
         let file = self
             .file
             .as_mut()
@@ -742,7 +672,6 @@ impl EventLog {
             head_hash: self.head_hash,
             head_time_ms: self.head_time_ms,
             snapshot_keep: self.snapshot_keep,
-            unsynced_end: None,
         }
     }
 
@@ -1252,48 +1181,6 @@ mod tests {
         assert_eq!(log.raw_at(73).unwrap().map(|r| r.seq), None);
         log.append(&(73..=80).map(env).collect::<Vec<_>>()).unwrap();
         assert_eq!(log.verify().unwrap().events, 80);
-    }
-
-    /// Batches written while earlier ones were being synced, and a crash of the machine
-    /// that lost an earlier batch's pages (zeros) but kept a later one: the log ends at
-    /// the last mark before the hole, and nothing after it is taken for an event.
-    #[test]
-    fn a_hole_of_zeros_before_later_batches_is_cut_off_with_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let (head_hash, acknowledged_len) = {
-            let mut log = EventLog::open(dir.path()).unwrap();
-            log.append(&(1..=3).map(env).collect::<Vec<_>>()).unwrap();
-            let len = std::fs::metadata(dir.path().join(segment::LOG_FILE))
-                .unwrap()
-                .len();
-            let head = log.head_hash();
-            let a = log
-                .write_unsynced(&(4..=6).map(env).collect::<Vec<_>>())
-                .unwrap()
-                .unwrap();
-            let b = log
-                .write_unsynced(&(7..=9).map(env).collect::<Vec<_>>())
-                .unwrap()
-                .unwrap();
-            assert_eq!(log.published_head(), 3, "written, not yet published");
-            assert_eq!((a.head(), b.head()), (6, 9));
-            (head, len)
-        };
-        // The first unsynced batch's bytes never reached the disk; the second's did.
-        let path = dir.path().join(segment::LOG_FILE);
-        // (A hole of whole record headers, so that what follows it parses in step.)
-        let bytes = std::fs::read(&path).unwrap();
-        let first_batch_end = acknowledged_len as usize
-            + 3 * (segment::HEADER + encode(&env(4)).len())
-            + segment::HEADER;
-        let mut holed = bytes[..acknowledged_len as usize].to_vec();
-        holed.extend(std::iter::repeat_n(0u8, 5 * segment::HEADER));
-        holed.extend_from_slice(&bytes[first_batch_end..]);
-        std::fs::write(&path, &holed).unwrap();
-        let log = EventLog::open(dir.path()).unwrap();
-        assert_eq!((log.head_seq(), log.head_hash()), (3, head_hash));
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), acknowledged_len);
-        assert_eq!(log.verify().unwrap().events, 3);
     }
 
     /// The index is a hint: missing, cut short or wrong, it is rebuilt from the file.

@@ -31,7 +31,7 @@ use std::sync::{Arc, RwLock};
 pub const STRIDE: u64 = 64;
 /// The length field of a commit mark.
 const MARK: u32 = u32::MAX;
-pub(crate) const HEADER: usize = 4 + HASH_LEN;
+const HEADER: usize = 4 + HASH_LEN;
 /// Bytes read from the file at a time by a scan.
 const READ_BLOCK: usize = 1 << 20;
 
@@ -97,12 +97,6 @@ pub(crate) fn scan(
                     return Ok(Ok(()));
                 }
                 continue;
-            }
-            if len == 0 {
-                // No event encodes to nothing: zeros are a hole a crash left where
-                // written pages never reached the disk (batches written while earlier
-                // ones were still being synced). Everything from here on is torn.
-                return Ok(Err(at));
             }
             let total = HEADER + len as usize;
             if rest.len() < total {
@@ -336,37 +330,25 @@ impl Shared {
     }
 }
 
-/// A batch written after the acknowledged end but not yet synced: invisible to readers
-/// until [`publish`] (after a sync that began after the write).
-#[derive(Debug, Clone)]
-pub(crate) struct Written {
-    /// Offset just after its commit mark.
-    pub end: u64,
-    /// Position of its last event.
-    pub head: u64,
-    /// Index entries (offsets of positions `k·STRIDE + 1`) it adds.
-    entries: Vec<u64>,
-}
-
-/// Write `records` (`hash ‖ bytes` for positions `first..`) and a commit mark at
-/// `start` (the end of what was written before), without syncing. Only the writer calls
-/// this. On an error the file is cut back to `start`, so that it ends at a mark.
-pub(crate) fn write(
+/// Append `records` (`hash ‖ bytes` for positions `first..`) and a commit mark, sync, then
+/// publish the new end and index entries. Only the writer calls this.
+pub(crate) fn append(
+    shared: &Shared,
     file: &mut File,
-    start: u64,
     first: u64,
     records: &[(ChainHash, &[u8])],
-) -> Result<Option<Written>, LogError> {
+) -> Result<(), LogError> {
     let Some((last_hash, _)) = records.last() else {
-        return Ok(None);
+        return Ok(());
     };
+    let start = shared.end();
     let size: usize = records.iter().map(|(_, b)| HEADER + b.len()).sum::<usize>() + HEADER;
     let mut buf = Vec::with_capacity(size);
-    let mut entries = Vec::new();
+    let mut new_entries = Vec::new();
     for (i, (hash, bytes)) in records.iter().enumerate() {
         let seq = first + i as u64;
         if (seq - 1) % STRIDE == 0 {
-            entries.push(start + buf.len() as u64);
+            new_entries.push(start + buf.len() as u64);
         }
         buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
         buf.extend_from_slice(hash);
@@ -374,26 +356,17 @@ pub(crate) fn write(
     }
     buf.extend_from_slice(&MARK.to_le_bytes());
     buf.extend_from_slice(last_hash);
-    if let Err(e) = file.write_all(&buf) {
+    let written = file.write_all(&buf).and_then(|()| file.sync_data());
+    if let Err(e) = written {
         // Not acknowledged: take the partial batch back off so the file ends at a mark.
         let _ = file.set_len(start);
         return Err(io(e));
     }
-    Ok(Some(Written {
-        end: start + buf.len() as u64,
-        head: first + records.len() as u64 - 1,
-        entries,
-    }))
-}
-
-/// A written batch is on disk (a sync that began after its write returned): readers
-/// may see it. Batches are published in the order they were written.
-pub(crate) fn publish(shared: &Shared, w: &Written) {
-    // The index is a hint: appended, not synced.
-    if !w.entries.is_empty() {
+    // Acknowledged. The index is a hint: appended, not synced.
+    if !new_entries.is_empty() {
         let mut index = shared.index.write().unwrap_or_else(|p| p.into_inner());
-        index.extend_from_slice(&w.entries);
-        let bytes: Vec<u8> = w.entries.iter().flat_map(|o| o.to_le_bytes()).collect();
+        index.extend_from_slice(&new_entries);
+        let bytes: Vec<u8> = new_entries.iter().flat_map(|o| o.to_le_bytes()).collect();
         let appended = OpenOptions::new()
             .append(true)
             .create(true)
@@ -403,27 +376,12 @@ pub(crate) fn publish(shared: &Shared, w: &Written) {
             tracing::warn!(error = %e, "cannot extend the log's index (it is rebuilt on the next start)");
         }
     }
-    shared.head.store(w.head, Ordering::Release);
-    shared.end.store(w.end, Ordering::Release);
-}
-
-/// Append `records` (`hash ‖ bytes` for positions `first..`) and a commit mark, sync, then
-/// publish the new end and index entries. Only the writer calls this.
-pub(crate) fn append(
-    shared: &Shared,
-    file: &mut File,
-    first: u64,
-    records: &[(ChainHash, &[u8])],
-) -> Result<(), LogError> {
-    let start = shared.end();
-    let Some(w) = write(file, start, first, records)? else {
-        return Ok(());
-    };
-    if let Err(e) = file.sync_data() {
-        let _ = file.set_len(start);
-        return Err(io(e));
-    }
-    publish(shared, &w);
+    shared
+        .head
+        .store(first + records.len() as u64 - 1, Ordering::Release);
+    shared
+        .end
+        .store(start + buf.len() as u64, Ordering::Release);
     Ok(())
 }
 
