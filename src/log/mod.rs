@@ -1183,6 +1183,35 @@ mod tests {
         assert_eq!(log.verify().unwrap().events, 80);
     }
 
+    /// A crash of the machine that lost a batch's pages (zeros) but kept a later one's
+    /// (pages reach the disk in any order before a sync): the log ends at the last mark
+    /// before the hole, and nothing after it is taken for an event.
+    #[test]
+    fn a_hole_of_zeros_before_later_records_is_cut_off_with_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(segment::LOG_FILE);
+        let (head_hash, acknowledged_len, lost_end) = {
+            let mut log = EventLog::open(dir.path()).unwrap();
+            log.append(&(1..=3).map(env).collect::<Vec<_>>()).unwrap();
+            let (head, len) = (log.head_hash(), std::fs::metadata(&path).unwrap().len());
+            log.append(&(4..=6).map(env).collect::<Vec<_>>()).unwrap();
+            let lost_end = std::fs::metadata(&path).unwrap().len();
+            log.append(&(7..=9).map(env).collect::<Vec<_>>()).unwrap();
+            (head, len, lost_end)
+        };
+        // The second batch's bytes are zeros (a hole of whole record headers, so that
+        // what follows it parses in step); the third batch is intact.
+        let bytes = std::fs::read(&path).unwrap();
+        let mut holed = bytes[..acknowledged_len as usize].to_vec();
+        holed.extend(std::iter::repeat_n(0u8, 5 * segment::HEADER));
+        holed.extend_from_slice(&bytes[lost_end as usize..]);
+        std::fs::write(&path, &holed).unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
+        assert_eq!((log.head_seq(), log.head_hash()), (3, head_hash));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), acknowledged_len);
+        assert_eq!(log.verify().unwrap().events, 3);
+    }
+
     /// The index is a hint: missing, cut short or wrong, it is rebuilt from the file.
     #[test]
     fn a_missing_or_wrong_index_is_rebuilt() {

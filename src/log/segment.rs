@@ -31,7 +31,7 @@ use std::sync::{Arc, RwLock};
 pub const STRIDE: u64 = 64;
 /// The length field of a commit mark.
 const MARK: u32 = u32::MAX;
-const HEADER: usize = 4 + HASH_LEN;
+pub(crate) const HEADER: usize = 4 + HASH_LEN;
 /// Bytes read from the file at a time by a scan.
 const READ_BLOCK: usize = 1 << 20;
 
@@ -97,6 +97,12 @@ pub(crate) fn scan(
                     return Ok(Ok(()));
                 }
                 continue;
+            }
+            if len == 0 {
+                // No event encodes to nothing: zeros are a hole a crash of the machine
+                // left where written pages never reached the disk. Everything from
+                // here on is torn.
+                return Ok(Err(at));
             }
             let total = HEADER + len as usize;
             if rest.len() < total {
