@@ -4,16 +4,16 @@
 use crate::Federation;
 use gatehouse_schemas::{Event, TokenIssued};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use crate::shared::{OrdMap, Shared};
 
 /// Revocable access tokens (short-lived ones are not kept: they cannot be revoked).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tokens {
-    pub by_id: BTreeMap<String, TokenIssued>,
+    pub by_id: OrdMap<String, Shared<TokenIssued>>,
     /// blake3 (hex) of a refresh token -> token id.
-    pub by_refresh_hash: BTreeMap<String, String>,
+    pub by_refresh_hash: OrdMap<String, String>,
     /// blake3 (hex) of a reference token -> token id.
-    pub by_reference_hash: BTreeMap<String, String>,
+    pub by_reference_hash: OrdMap<String, String>,
 }
 
 impl Tokens {
@@ -75,7 +75,7 @@ impl Tokens {
         if let Some(h) = &t.reference_hash {
             self.by_reference_hash.insert(h.clone(), t.token_id.clone());
         }
-        self.by_id.insert(t.token_id.clone(), t.clone());
+        self.by_id.insert(t.token_id.clone(), Shared::new(t.clone()));
     }
 
     fn remove(&mut self, token_id: &str) {
