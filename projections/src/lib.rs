@@ -224,4 +224,53 @@ mod tests {
         let restored = State::decode(&a.encode()).unwrap();
         assert_eq!(restored, a);
     }
+
+    /// The server publishes a clone of the writer's state after every batch and the
+    /// writer goes on changing its own: the clone must share every record the later
+    /// events do not touch, and must not see those events.
+    #[test]
+    fn a_clone_shares_what_later_events_leave_alone_and_does_not_see_them() {
+        use gatehouse_schemas::{Envelope, Event, UserCreated, UserStatus};
+        let env = |seq: u64, event: Event| Envelope {
+            seq,
+            time_ms: seq,
+            actor: "t".into(),
+            origin: "o".into(),
+            request_id: "r".into(),
+            event,
+        };
+        let mut writer = State::default();
+        for i in 0..200u64 {
+            writer.apply(&env(
+                i + 1,
+                Event::UserCreated(UserCreated {
+                    username: format!("u{i:03}"),
+                    email: None,
+                    password_hash: None,
+                    admin: false,
+                    profile_updatable: true,
+                    internal_password_disabled: true,
+                    disable_ui_access: false,
+                    realm: "internal".into(),
+                    status: UserStatus::Enabled,
+                    groups: vec![],
+                }),
+            ));
+        }
+        let published = writer.clone();
+        let digest = published.digest();
+        writer.apply(&env(
+            201,
+            Event::UserLocked {
+                username: "u100".into(),
+            },
+        ));
+        assert_eq!(published.digest(), digest, "the clone saw a later event");
+        assert_eq!(published.directory.users["u100"].status, UserStatus::Enabled);
+        assert_eq!(writer.directory.users["u100"].status, UserStatus::Locked);
+        for (name, user) in published.directory.users.iter() {
+            let same = Shared::ptr_eq(user, &writer.directory.users[name]);
+            assert_eq!(same, name != "u100", "{name}");
+        }
+    }
 }

@@ -29,6 +29,13 @@ impl<T> Shared<T> {
     }
 }
 
+impl<T> Shared<T> {
+    /// Whether both are the same record (not a copy of it).
+    pub fn ptr_eq(a: &Self, b: &Self) -> bool {
+        Arc::ptr_eq(&a.0, &b.0)
+    }
+}
+
 impl<T: Clone> Shared<T> {
     /// The record to change, copied first when another copy of the state shares it.
     pub fn make_mut(&mut self) -> &mut T {
