@@ -809,7 +809,8 @@ mod tests {
                 name: "t".into(),
                 repo: Some(section),
                 ..Default::default()
-            }.into(),
+            }
+            .into(),
         );
         s
     }
@@ -940,7 +941,8 @@ mod tests {
                     &[],
                     &[("devs", "read")],
                 )),
-            }.into(),
+            }
+            .into(),
         );
         state.permissions.targets.insert(
             "default-bundles".into(),
@@ -948,7 +950,8 @@ mod tests {
                 name: "default-bundles".into(),
                 release_bundle: Some(section(&[], &[], &[("bob", "annotate")], &[])),
                 ..Default::default()
-            }.into(),
+            }
+            .into(),
         );
         let index = PermissionIndex::build(&state);
         let b = BUILD_INFO_REPOSITORY;
@@ -1364,7 +1367,8 @@ mod tests {
                         repo: Some(repo),
                         build,
                         release_bundle,
-                    }.into(),
+                    }
+                    .into(),
                 );
             }
             // Repositories r1, r2, b1 (r3 stays unregistered), with classes and

@@ -1,8 +1,8 @@
 //! Access keys (Bintray-style, `<id>@<org>`) and the entitlements that name them.
 
+use crate::shared::{edit, OrdMap, OrdSet, Shared};
 use gatehouse_schemas::{AccessKey, Entitlement, Event};
 use serde::{Deserialize, Serialize};
-use crate::shared::{edit, OrdMap, OrdSet, Shared};
 
 /// Access keys by `<id>@<org>` (the name they sign in with) and entitlements by id.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

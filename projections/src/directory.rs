@@ -307,25 +307,25 @@ impl Directory {
             .entry(r.username.clone())
             .or_insert_with(|| {
                 Shared::new(User {
-                username: r.username.clone(),
-                email: None,
-                password_hash: None,
-                admin: false,
-                profile_updatable: false,
-                internal_password_disabled: false,
-                disable_ui_access: false,
-                realm: String::new(),
-                status: r.status,
-                password_expired: false,
-                groups: BTreeSet::new(),
-                created_seq: seq,
-                updated_seq: seq,
-                credentials_seq: seq,
-                created_ms: now,
-                updated_ms: now,
-                scim: None,
-                scim_id: None,
-                password_changed_ms: None,
+                    username: r.username.clone(),
+                    email: None,
+                    password_hash: None,
+                    admin: false,
+                    profile_updatable: false,
+                    internal_password_disabled: false,
+                    disable_ui_access: false,
+                    realm: String::new(),
+                    status: r.status,
+                    password_expired: false,
+                    groups: BTreeSet::new(),
+                    created_seq: seq,
+                    updated_seq: seq,
+                    credentials_seq: seq,
+                    created_ms: now,
+                    updated_ms: now,
+                    scim: None,
+                    scim_id: None,
+                    password_changed_ms: None,
                 })
             })
             .make_mut();
@@ -406,7 +406,10 @@ impl Directory {
 
     /// INVARIANT: membership is recorded on both sides or on neither.
     fn join(&mut self, username: &str, group: &str, seq: u64, now: u64) {
-        if let (Some(u), Some(g)) = (edit(&mut self.users, username), edit(&mut self.groups, group)) {
+        if let (Some(u), Some(g)) = (
+            edit(&mut self.users, username),
+            edit(&mut self.groups, group),
+        ) {
             u.groups.insert(group.to_string());
             g.members.insert(username.to_string());
             u.updated_seq = seq;
@@ -417,7 +420,10 @@ impl Directory {
     }
 
     fn leave(&mut self, username: &str, group: &str, seq: u64, now: u64) {
-        if let (Some(u), Some(g)) = (edit(&mut self.users, username), edit(&mut self.groups, group)) {
+        if let (Some(u), Some(g)) = (
+            edit(&mut self.users, username),
+            edit(&mut self.groups, group),
+        ) {
             u.groups.remove(group);
             g.members.remove(username);
             u.updated_seq = seq;

@@ -2,10 +2,10 @@
 //! event updates it, the issuers of replicated tokens, and which entities an event
 //! changes.
 
+use crate::shared::OrdMap;
 use crate::State;
 use gatehouse_schemas::{EntityVersion, Envelope, Event, FederationTarget};
 use serde::{Deserialize, Serialize};
-use crate::shared::OrdMap;
 use std::collections::BTreeMap;
 
 /// Access Federation: the peers this server sends to, and the versions of federated

@@ -38,8 +38,8 @@ pub use permissions::Permissions;
 pub use projects::{predefined_roles, ProjectRecord, Projects};
 pub use repositories::{Repositories, RepositoryRecord};
 pub use settings::Settings;
-pub use subscriptions::SubscriptionRecord;
 pub use shared::{OrdMap, OrdSet, Shared};
+pub use subscriptions::SubscriptionRecord;
 pub use tokens::Tokens;
 
 use gatehouse_schemas::{Envelope, Event};
@@ -266,7 +266,10 @@ mod tests {
             },
         ));
         assert_eq!(published.digest(), digest, "the clone saw a later event");
-        assert_eq!(published.directory.users["u100"].status, UserStatus::Enabled);
+        assert_eq!(
+            published.directory.users["u100"].status,
+            UserStatus::Enabled
+        );
         assert_eq!(writer.directory.users["u100"].status, UserStatus::Locked);
         for (name, user) in published.directory.users.iter() {
             let same = Shared::ptr_eq(user, &writer.directory.users[name]);

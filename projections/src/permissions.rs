@@ -1,9 +1,9 @@
 //! Permission targets (Artifactory v2): who may do what on which repositories, builds
 //! and release bundles.
 
+use crate::shared::{edit, OrdMap, Shared};
 use gatehouse_schemas::{Event, PermissionTarget};
 use serde::{Deserialize, Serialize};
-use crate::shared::{edit, OrdMap, Shared};
 
 /// Permission targets by name, and the position of the last change to any of them (so
 /// a compiled index knows when it is stale).
@@ -19,7 +19,8 @@ impl Permissions {
     pub(crate) fn apply(&mut self, event: &Event, seq: u64) {
         match event {
             Event::PermissionTargetSaved(t) | Event::PermissionReplicated { target: t, .. } => {
-                self.targets.insert(t.name.clone(), Shared::new((**t).clone()));
+                self.targets
+                    .insert(t.name.clone(), Shared::new((**t).clone()));
                 self.changed_seq = seq;
             }
             Event::PermissionTargetDeleted { name } => {

@@ -1,10 +1,10 @@
 //! Tokens: the records of revocable access tokens, indexed by the hashes of their
 //! refresh and reference tokens.
 
+use crate::shared::{OrdMap, Shared};
 use crate::Federation;
 use gatehouse_schemas::{Event, TokenIssued};
 use serde::{Deserialize, Serialize};
-use crate::shared::{OrdMap, Shared};
 
 /// Revocable access tokens (short-lived ones are not kept: they cannot be revoked).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,7 +75,8 @@ impl Tokens {
         if let Some(h) = &t.reference_hash {
             self.by_reference_hash.insert(h.clone(), t.token_id.clone());
         }
-        self.by_id.insert(t.token_id.clone(), Shared::new(t.clone()));
+        self.by_id
+            .insert(t.token_id.clone(), Shared::new(t.clone()));
     }
 
     fn remove(&mut self, token_id: &str) {

@@ -8,9 +8,9 @@
 
 use gatehouse_projections::{
     access_key_username, federated_entities, predefined_roles, AccessKeyRecord, AccessKeys,
-    Directory, EntitlementRecord, Federation, FederationTargetRecord, Group, Keys, Permissions,
-    ProjectRecord, Projects, Repositories, RepositoryRecord, State, SubscriptionRecord, Tokens,
-    OrdMap, Shared, User, VersionRecord, Versions,
+    Directory, EntitlementRecord, Federation, FederationTargetRecord, Group, Keys, OrdMap,
+    Permissions, ProjectRecord, Projects, Repositories, RepositoryRecord, Shared, State,
+    SubscriptionRecord, Tokens, User, VersionRecord, Versions,
 };
 use gatehouse_schemas::{
     AccessKey, AdminPrivileges, Checkpoint, Entitlement, EntityVersion, Envelope, Event,

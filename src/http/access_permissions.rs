@@ -4,7 +4,9 @@
 
 use super::error::ApiError;
 use super::extract::{Admin, Body, RequestId};
-use super::{base_url, limit_param, page_shared, query_param, resource, with_cursor, written, AppState};
+use super::{
+    base_url, limit_param, page_shared, query_param, resource, with_cursor, written, AppState,
+};
 use crate::domain::{self, Command};
 use crate::views::permissions::{
     access_permission_in, access_permission_out, access_resource_in, access_resource_out,

@@ -3,7 +3,9 @@
 use super::error::ApiError;
 use super::extract::{Admin, Body, OptionalBody, RequestId};
 use super::users::AddRemove;
-use super::{base_url, limit_param, page_shared, query_param, resource, with_cursor, written, AppState};
+use super::{
+    base_url, limit_param, page_shared, query_param, resource, with_cursor, written, AppState,
+};
 use crate::domain::{self, Command, GroupChanges, NewGroup};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};

@@ -2,7 +2,9 @@
 
 use super::error::ApiError;
 use super::extract::{Admin, Body, Caller, RequestId, SelfOrAdmin};
-use super::{base_url, limit_param, page, page_shared, query_param, resource, with_cursor, written, AppState};
+use super::{
+    base_url, limit_param, page, page_shared, query_param, resource, with_cursor, written, AppState,
+};
 use crate::domain::{self, Command, NewUser, UserChanges};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use gatehouse_schemas::UserStatus;

@@ -347,7 +347,11 @@ fn entity_data(state: &State, personal: &PersonalKeys, notice: &Notice, event: &
                 .map(|t| views::token(t, &service_id)),
             _ => None,
         },
-        "permission" => state.permissions.targets.get(name).map(|t| views::permission(t)),
+        "permission" => state
+            .permissions
+            .targets
+            .get(name)
+            .map(|t| views::permission(t)),
         "entitlement" => state
             .access_keys
             .entitlements
