@@ -101,7 +101,7 @@ impl Subject {
         let user_groups: BTreeSet<String> = dir
             .users
             .get(username)
-            .map(|u| u.groups.clone())
+            .map(|u| u.groups.iter().cloned().collect())
             .unwrap_or_default();
         let Some(scope) = scope else {
             return Subject {

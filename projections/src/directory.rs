@@ -1,7 +1,7 @@
 //! The directory: users and groups, their membership, their SCIM attributes and SCIM
 //! ids, and what a deleted or renamed user or a deleted group takes with it.
 
-use crate::shared::{edit, OrdMap, OrdSet, Shared};
+use crate::shared::{edit, OrdMap, OrdSet, Shared, SortedSet};
 use crate::State;
 use gatehouse_schemas::{
     Event, GroupCreated, ReplicatedGroup, ReplicatedUser, UserCreated, UserStatus,
@@ -42,7 +42,8 @@ pub struct User {
     pub realm: String,
     pub status: UserStatus,
     pub password_expired: bool,
-    pub groups: BTreeSet<String>,
+    /// A handful of names: a sorted vector (see `SortedSet`).
+    pub groups: SortedSet<String>,
     pub created_seq: u64,
     pub updated_seq: u64,
     /// Position of the last event that changed how this user signs in (password,
@@ -258,7 +259,7 @@ impl Directory {
             realm: c.realm.clone(),
             status: c.status,
             password_expired: false,
-            groups: BTreeSet::new(),
+            groups: SortedSet::new(),
             created_seq: seq,
             updated_seq: seq,
             credentials_seq: seq,
@@ -317,7 +318,7 @@ impl Directory {
                     realm: String::new(),
                     status: r.status,
                     password_expired: false,
-                    groups: BTreeSet::new(),
+                    groups: SortedSet::new(),
                     created_seq: seq,
                     updated_seq: seq,
                     credentials_seq: seq,

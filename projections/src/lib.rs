@@ -38,7 +38,7 @@ pub use permissions::Permissions;
 pub use projects::{predefined_roles, ProjectRecord, Projects};
 pub use repositories::{Repositories, RepositoryRecord};
 pub use settings::Settings;
-pub use shared::{OrdMap, OrdSet, Shared};
+pub use shared::{OrdMap, OrdSet, Shared, SortedSet};
 pub use subscriptions::SubscriptionRecord;
 pub use tokens::Tokens;
 

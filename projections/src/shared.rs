@@ -85,3 +85,131 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Shared<T> {
 pub fn edit<'a, T: Clone>(map: &'a mut OrdMap<String, Shared<T>>, key: &str) -> Option<&'a mut T> {
     map.get_mut(key).map(Shared::make_mut)
 }
+
+/// A small ordered set kept as a sorted vector: a user's groups are a handful of names,
+/// where a `BTreeSet` would allocate a node of eleven slots for one. Encodes exactly as
+/// the `BTreeSet` it replaces (an ordered sequence).
+/// INVARIANT: sorted, without duplicates.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SortedSet<T>(Vec<T>);
+
+impl<T: Ord> SortedSet<T> {
+    pub fn new() -> Self {
+        SortedSet(Vec::new())
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn contains<Q: Ord + ?Sized>(&self, value: &Q) -> bool
+    where
+        T: std::borrow::Borrow<Q>,
+    {
+        self.0.binary_search_by(|v| v.borrow().cmp(value)).is_ok()
+    }
+
+    /// Whether it was not there yet.
+    pub fn insert(&mut self, value: T) -> bool {
+        match self.0.binary_search(&value) {
+            Ok(_) => false,
+            Err(i) => {
+                self.0.insert(i, value);
+                self.0.shrink_to_fit();
+                true
+            }
+        }
+    }
+
+    /// Whether it was there.
+    pub fn remove<Q: Ord + ?Sized>(&mut self, value: &Q) -> bool
+    where
+        T: std::borrow::Borrow<Q>,
+    {
+        match self.0.binary_search_by(|v| v.borrow().cmp(value)) {
+            Ok(i) => {
+                self.0.remove(i);
+                self.0.shrink_to_fit();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+impl<T: Ord> FromIterator<T> for SortedSet<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        let mut v: Vec<T> = iter.into_iter().collect();
+        v.sort();
+        v.dedup();
+        v.shrink_to_fit();
+        SortedSet(v)
+    }
+}
+
+impl<'a, T> IntoIterator for &'a SortedSet<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl<T> IntoIterator for SortedSet<T> {
+    type Item = T;
+    type IntoIter = std::vec::IntoIter<T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<T: Serialize> Serialize for SortedSet<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter())
+    }
+}
+
+impl<'de, T: Deserialize<'de> + Ord> Deserialize<'de> for SortedSet<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Stored sorted (it was a `BTreeSet` or this): sorting again is a linear check.
+        Vec::<T>::deserialize(d).map(|v| v.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn a_sorted_set_acts_and_encodes_like_a_btreeset() {
+        let mut small = SortedSet::new();
+        let mut big = BTreeSet::new();
+        for (i, name) in ["m", "b", "z", "b", "a", "m"].into_iter().enumerate() {
+            assert_eq!(
+                small.insert(name.to_string()),
+                big.insert(name.to_string()),
+                "{i}"
+            );
+        }
+        assert_eq!(small.remove("z"), big.remove("z"));
+        assert_eq!(small.remove("q"), big.remove("q"));
+        assert!(small.contains("a") && !small.contains("z"));
+        assert_eq!(small.len(), big.len());
+        assert_eq!(
+            rmp_serde::to_vec(&small).unwrap(),
+            rmp_serde::to_vec(&big).unwrap()
+        );
+        let back: SortedSet<String> =
+            rmp_serde::from_slice(&rmp_serde::to_vec(&big).unwrap()).unwrap();
+        assert_eq!(back, small);
+    }
+}
