@@ -20,8 +20,12 @@ fn main() {
     let (kid, public) = keys.generate().expect("a key");
     let mut state = State::default();
     state.service_id = Some("jfac@01benchbenchbenchbenchbenc".into());
-    state.keys.signing.insert(kid.clone(), public_b64(&public));
-    state.keys.active = Some(kid.clone());
+    state
+        .keys
+        .make_mut()
+        .signing
+        .insert(kid.clone(), public_b64(&public));
+    state.keys.make_mut().active = Some(kid.clone());
     let t = Instant::now();
     let tokens: Vec<String> = (0..n)
         .map(|i| {

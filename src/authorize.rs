@@ -101,7 +101,7 @@ impl Subject {
         let user_groups: BTreeSet<String> = dir
             .users
             .get(username)
-            .map(|u| u.groups.clone())
+            .map(|u| u.groups.iter().cloned().collect())
             .unwrap_or_default();
         let Some(scope) = scope else {
             return Subject {
@@ -809,7 +809,8 @@ mod tests {
                 name: "t".into(),
                 repo: Some(section),
                 ..Default::default()
-            },
+            }
+            .into(),
         );
         s
     }
@@ -940,7 +941,8 @@ mod tests {
                     &[],
                     &[("devs", "read")],
                 )),
-            },
+            }
+            .into(),
         );
         state.permissions.targets.insert(
             "default-bundles".into(),
@@ -948,7 +950,8 @@ mod tests {
                 name: "default-bundles".into(),
                 release_bundle: Some(section(&[], &[], &[("bob", "annotate")], &[])),
                 ..Default::default()
-            },
+            }
+            .into(),
         );
         let index = PermissionIndex::build(&state);
         let b = BUILD_INFO_REPOSITORY;
@@ -1364,7 +1367,8 @@ mod tests {
                         repo: Some(repo),
                         build,
                         release_bundle,
-                    },
+                    }
+                    .into(),
                 );
             }
             // Repositories r1, r2, b1 (r3 stays unregistered), with classes and
@@ -1377,7 +1381,7 @@ mod tests {
                         environments.push(e.to_string());
                     }
                 }
-                state.repositories.by_key.insert(
+                state.repositories.make_mut().by_key.insert(
                     key.into(),
                     gatehouse_projections::RepositoryRecord {
                         config: gatehouse_schemas::Repository {
@@ -1421,9 +1425,9 @@ mod tests {
                         .or_default()
                         .insert(role_names[next(role_names.len())].into());
                 }
-                state.projects.by_key.insert(key.into(), p);
+                state.projects.make_mut().by_key.insert(key.into(), p);
             }
-            for r in state.repositories.by_key.values_mut() {
+            for r in state.repositories.make_mut().by_key.values_mut() {
                 r.project = [None, Some("pa".to_string()), Some("pb".to_string())][next(3)].clone();
                 r.shared_with_all = next(5) == 0;
                 if next(4) == 0 {

@@ -48,7 +48,7 @@ pub fn check(
     key: Option<&ed25519_dalek::VerifyingKey>,
 ) -> Result<usize, String> {
     use base64::Engine;
-    for c in &state.checkpoints {
+    for c in state.checkpoints.iter() {
         let actual = hash_at(c.position).map(|h| crate::hex(&h));
         if actual.as_deref() != Some(c.head_hash.as_str()) {
             return Err(format!(

@@ -199,7 +199,7 @@ mod tests {
         state
             .permissions
             .targets
-            .insert("t".into(), PermissionTarget::default());
+            .insert("t".into(), PermissionTarget::default().into());
         assert_eq!(classify(&state, &saved)[0].event_type, "updated");
     }
 

@@ -204,6 +204,6 @@ impl Timeline {
                 state.apply(&env);
             }
         }
-        Ok(state.directory.users.remove(name))
+        Ok(state.directory.users.remove(name).map(|u| (*u).clone()))
     }
 }

@@ -850,20 +850,30 @@ impl Writer {
         }
     }
 
-    /// Durable events become visible: applied to the read models, the followers of the
-    /// committed stream rung, the applied position announced.
+    /// Durable events become visible: the read models become the writer's state, the
+    /// followers of the committed stream rung, the applied position announced.
+    ///
+    /// The writer's state is the read models plus exactly `envelopes` (applied when they
+    /// were decided, caught up or imported), so the read models are not folded a second
+    /// time: they are replaced by a clone of the writer's state, which shares with it
+    /// everything but the path to what the next batch changes (see
+    /// `gatehouse_projections::shared`). One copy of the read models, not two.
     fn publish(&mut self, envelopes: &[Envelope]) {
         if envelopes.is_empty() {
             return;
         }
-        {
+        debug_assert_eq!(envelopes.last().map(|e| e.seq), Some(self.state.seq));
+        let published = self.state.clone();
+        let replaced = {
             let mut shared = self.shared.write().unwrap_or_else(|p| p.into_inner());
-            for env in envelopes {
-                shared.apply(env);
-            }
+            debug_assert_eq!(shared.seq + envelopes.len() as u64, published.seq);
+            let replaced = std::mem::replace(&mut *shared, published);
             // Under the write lock: see `ChangedUsers`.
             self.user_changes.note(envelopes);
-        }
+            replaced
+        };
+        // Outside the lock: frees what only the previous read models held.
+        drop(replaced);
         self.since_snapshot += envelopes.len() as u64;
         self.applied.send_replace(self.state.seq);
         self.ring();

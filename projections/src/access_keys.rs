@@ -1,16 +1,16 @@
 //! Access keys (Bintray-style, `<id>@<org>`) and the entitlements that name them.
 
+use crate::shared::{edit, OrdMap, OrdSet, Shared};
 use gatehouse_schemas::{AccessKey, Entitlement, Event};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
 
 /// Access keys by `<id>@<org>` (the name they sign in with) and entitlements by id.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessKeys {
-    pub keys: BTreeMap<String, AccessKeyRecord>,
-    pub entitlements: BTreeMap<String, EntitlementRecord>,
+    pub keys: OrdMap<String, Shared<AccessKeyRecord>>,
+    pub entitlements: OrdMap<String, Shared<EntitlementRecord>>,
     /// `<id>@<org>` -> ids of the entitlements that name the key (derived).
-    pub entitlements_by_key: BTreeMap<String, BTreeSet<String>>,
+    pub entitlements_by_key: OrdMap<String, OrdSet<String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,10 +38,14 @@ impl AccessKeys {
         match event {
             Event::AccessKeySaved(k) => {
                 let name = access_key_username(&k.org, &k.id);
-                let rec = self.keys.entry(name).or_insert_with(|| AccessKeyRecord {
-                    created_seq: seq,
-                    ..Default::default()
-                });
+                let rec = (self.keys.entry(name))
+                    .or_insert_with(|| {
+                        Shared::new(AccessKeyRecord {
+                            created_seq: seq,
+                            ..Default::default()
+                        })
+                    })
+                    .make_mut();
                 rec.key = k.clone();
                 rec.updated_seq = seq;
             }
@@ -50,7 +54,7 @@ impl AccessKeys {
                 self.keys.remove(&name);
                 let ids = self.entitlements_by_key.remove(&name).unwrap_or_default();
                 for eid in ids {
-                    if let Some(e) = self.entitlements.get_mut(&eid) {
+                    if let Some(e) = edit(&mut self.entitlements, &eid) {
                         e.entitlement.access_keys.retain(|k| k != id);
                         e.updated_seq = seq;
                     }
@@ -60,6 +64,7 @@ impl AccessKeys {
                 let created_seq = match self.entitlements.get(&e.id) {
                     Some(old) => {
                         let old = old.clone();
+                        let old = &*old;
                         self.unindex(&old.entitlement);
                         old.created_seq
                     }
@@ -68,11 +73,11 @@ impl AccessKeys {
                 self.index(e);
                 self.entitlements.insert(
                     e.id.clone(),
-                    EntitlementRecord {
+                    Shared::new(EntitlementRecord {
                         entitlement: e.clone(),
                         created_seq,
                         updated_seq: seq,
-                    },
+                    }),
                 );
             }
             Event::EntitlementDeleted { id, .. } => {

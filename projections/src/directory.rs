@@ -1,25 +1,26 @@
 //! The directory: users and groups, their membership, their SCIM attributes and SCIM
 //! ids, and what a deleted or renamed user or a deleted group takes with it.
 
+use crate::shared::{edit, OrdMap, OrdSet, Shared, SortedSet};
 use crate::State;
 use gatehouse_schemas::{
     Event, GroupCreated, ReplicatedGroup, ReplicatedUser, UserCreated, UserStatus,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 /// Users and groups.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Directory {
     /// Keyed by lower-case username.
-    pub users: BTreeMap<String, User>,
-    pub groups: BTreeMap<String, Group>,
+    pub users: OrdMap<String, Shared<User>>,
+    pub groups: OrdMap<String, Shared<Group>>,
     /// SCIM ids of renamed users -> their current user name.
     #[serde(default)]
-    pub scim_ids: BTreeMap<String, String>,
+    pub scim_ids: OrdMap<String, String>,
     /// Groups every new user joins (derived: creating a user must not scan all groups).
     #[serde(default)]
-    pub auto_join_groups: BTreeSet<String>,
+    pub auto_join_groups: OrdSet<String>,
     /// Anonymous access is on: requests without credentials act as `anonymous`.
     #[serde(default)]
     pub anonymous_access: bool,
@@ -41,7 +42,8 @@ pub struct User {
     pub realm: String,
     pub status: UserStatus,
     pub password_expired: bool,
-    pub groups: BTreeSet<String>,
+    /// A handful of names: a sorted vector (see `SortedSet`).
+    pub groups: SortedSet<String>,
     pub created_seq: u64,
     pub updated_seq: u64,
     /// Position of the last event that changed how this user signs in (password,
@@ -75,7 +77,8 @@ pub struct Group {
     pub realm: String,
     pub realm_attributes: Option<String>,
     pub external_id: Option<String>,
-    pub members: BTreeSet<String>,
+    /// Persistent: a large group's members are shared between copies of the state.
+    pub members: OrdSet<String>,
     pub created_seq: u64,
     pub updated_seq: u64,
     #[serde(default)]
@@ -94,7 +97,7 @@ impl Directory {
         match event {
             Event::UserCreated(created) => self.create_user(created, seq, now),
             Event::UserUpdated(update) => {
-                if let Some(user) = self.users.get_mut(&update.username) {
+                if let Some(user) = edit(&mut self.users, &update.username) {
                     if let Some(email) = &update.email {
                         user.email = Some(email.clone()).filter(|e| !e.is_empty());
                     }
@@ -127,7 +130,7 @@ impl Directory {
                 username,
                 password_hash,
             } => {
-                if let Some(user) = self.users.get_mut(username) {
+                if let Some(user) = edit(&mut self.users, username) {
                     user.password_hash = Some(password_hash.clone());
                     user.password_expired = false;
                     user.internal_password_disabled = false;
@@ -137,7 +140,7 @@ impl Directory {
                 }
             }
             Event::UserPasswordExpired { username } => {
-                if let Some(user) = self.users.get_mut(username) {
+                if let Some(user) = edit(&mut self.users, username) {
                     user.password_expired = true;
                     user.credentials_seq = seq;
                     user.updated_seq = seq;
@@ -145,7 +148,7 @@ impl Directory {
                 }
             }
             Event::UserPasswordUnexpired { username } => {
-                if let Some(user) = self.users.get_mut(username) {
+                if let Some(user) = edit(&mut self.users, username) {
                     user.password_expired = false;
                     user.credentials_seq = seq;
                     user.updated_seq = seq;
@@ -169,7 +172,7 @@ impl Directory {
             }
             Event::GroupCreated(created) => self.create_group(created, seq, now),
             Event::GroupUpdated(update) => {
-                if let Some(group) = self.groups.get_mut(&update.name) {
+                if let Some(group) = edit(&mut self.groups, &update.name) {
                     if let Some(v) = &update.description {
                         group.description = Some(v.clone());
                     }
@@ -225,14 +228,14 @@ impl Directory {
                 username,
                 attributes,
             } => {
-                if let Some(user) = self.users.get_mut(username) {
+                if let Some(user) = edit(&mut self.users, username) {
                     user.scim = Some(attributes.clone());
                     user.updated_seq = seq;
                     user.updated_ms = now;
                 }
             }
             Event::GroupScimSaved { name, attributes } => {
-                if let Some(group) = self.groups.get_mut(name) {
+                if let Some(group) = edit(&mut self.groups, name) {
                     group.scim = Some(attributes.clone());
                     group.updated_seq = seq;
                     group.updated_ms = now;
@@ -256,7 +259,7 @@ impl Directory {
             realm: c.realm.clone(),
             status: c.status,
             password_expired: false,
-            groups: BTreeSet::new(),
+            groups: SortedSet::new(),
             created_seq: seq,
             updated_seq: seq,
             credentials_seq: seq,
@@ -266,7 +269,7 @@ impl Directory {
             scim_id: None,
             password_changed_ms: None,
         };
-        self.users.insert(c.username.clone(), user);
+        self.users.insert(c.username.clone(), Shared::new(user));
         for group in &c.groups {
             self.join(&c.username, group, seq, now);
         }
@@ -284,14 +287,14 @@ impl Directory {
             realm: c.realm.clone(),
             realm_attributes: c.realm_attributes.clone(),
             external_id: c.external_id.clone(),
-            members: BTreeSet::new(),
+            members: OrdSet::new(),
             created_seq: seq,
             updated_seq: seq,
             created_ms: now,
             updated_ms: now,
             scim: None,
         };
-        self.groups.insert(c.name.clone(), group);
+        self.groups.insert(c.name.clone(), Shared::new(group));
         for member in &c.members {
             self.join(member, &c.name, seq, now);
         }
@@ -303,27 +306,30 @@ impl Directory {
         let user = self
             .users
             .entry(r.username.clone())
-            .or_insert_with(|| User {
-                username: r.username.clone(),
-                email: None,
-                password_hash: None,
-                admin: false,
-                profile_updatable: false,
-                internal_password_disabled: false,
-                disable_ui_access: false,
-                realm: String::new(),
-                status: r.status,
-                password_expired: false,
-                groups: BTreeSet::new(),
-                created_seq: seq,
-                updated_seq: seq,
-                credentials_seq: seq,
-                created_ms: now,
-                updated_ms: now,
-                scim: None,
-                scim_id: None,
-                password_changed_ms: None,
-            });
+            .or_insert_with(|| {
+                Shared::new(User {
+                    username: r.username.clone(),
+                    email: None,
+                    password_hash: None,
+                    admin: false,
+                    profile_updatable: false,
+                    internal_password_disabled: false,
+                    disable_ui_access: false,
+                    realm: String::new(),
+                    status: r.status,
+                    password_expired: false,
+                    groups: SortedSet::new(),
+                    created_seq: seq,
+                    updated_seq: seq,
+                    credentials_seq: seq,
+                    created_ms: now,
+                    updated_ms: now,
+                    scim: None,
+                    scim_id: None,
+                    password_changed_ms: None,
+                })
+            })
+            .make_mut();
         if user.password_hash != r.password_hash
             || user.status != r.status
             || user.password_expired != r.password_expired
@@ -362,7 +368,7 @@ impl Directory {
                 now,
             );
         }
-        let Some(group) = self.groups.get_mut(&r.name) else {
+        let Some(group) = edit(&mut self.groups, &r.name) else {
             return;
         };
         group.description = r.description.clone();
@@ -391,7 +397,7 @@ impl Directory {
     }
 
     fn set_status(&mut self, username: &str, status: UserStatus, seq: u64, now: u64) {
-        if let Some(user) = self.users.get_mut(username) {
+        if let Some(user) = edit(&mut self.users, username) {
             user.status = status;
             user.credentials_seq = seq;
             user.updated_seq = seq;
@@ -401,7 +407,10 @@ impl Directory {
 
     /// INVARIANT: membership is recorded on both sides or on neither.
     fn join(&mut self, username: &str, group: &str, seq: u64, now: u64) {
-        if let (Some(u), Some(g)) = (self.users.get_mut(username), self.groups.get_mut(group)) {
+        if let (Some(u), Some(g)) = (
+            edit(&mut self.users, username),
+            edit(&mut self.groups, group),
+        ) {
             u.groups.insert(group.to_string());
             g.members.insert(username.to_string());
             u.updated_seq = seq;
@@ -412,7 +421,10 @@ impl Directory {
     }
 
     fn leave(&mut self, username: &str, group: &str, seq: u64, now: u64) {
-        if let (Some(u), Some(g)) = (self.users.get_mut(username), self.groups.get_mut(group)) {
+        if let (Some(u), Some(g)) = (
+            edit(&mut self.users, username),
+            edit(&mut self.groups, group),
+        ) {
             u.groups.remove(group);
             g.members.remove(username);
             u.updated_seq = seq;
@@ -439,7 +451,7 @@ impl Directory {
                 self.scim_ids.remove(id);
             }
             for group in &user.groups {
-                if let Some(g) = self.groups.get_mut(group) {
+                if let Some(g) = edit(&mut self.groups, group) {
                     g.members.remove(username);
                     g.updated_seq = seq;
                     g.updated_ms = now;
@@ -453,7 +465,7 @@ impl Directory {
         self.auto_join_groups.remove(name);
         if let Some(group) = self.groups.remove(name) {
             for member in &group.members {
-                if let Some(u) = self.users.get_mut(member) {
+                if let Some(u) = edit(&mut self.users, member) {
                     u.groups.remove(name);
                     u.updated_seq = seq;
                     u.updated_ms = now;
@@ -465,15 +477,21 @@ impl Directory {
     /// The directory's part of a rename (see [`State::rename_user`]): whether the user
     /// was renamed (not when `from` does not exist or `to` does).
     fn rename(&mut self, from: &str, to: &str, seq: u64, now: u64) -> bool {
-        let Some(mut user) = self.users.remove(from) else {
-            return false;
-        };
         if self.users.contains_key(to) {
-            self.users.insert(from.to_string(), user);
             return false;
         }
+        let Some(mut shared) = self.users.remove(from) else {
+            return false;
+        };
+        let user = shared.make_mut();
         let id = user.scim_id.take().unwrap_or_else(|| from.to_string());
-        self.scim_ids.retain(|_, name| name != from);
+        let stale: Vec<String> = (self.scim_ids.iter())
+            .filter(|(_, name)| *name == from)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            self.scim_ids.remove(&id);
+        }
         if id != to {
             self.scim_ids.insert(id.clone(), to.to_string());
             user.scim_id = Some(id);
@@ -483,12 +501,12 @@ impl Directory {
         user.updated_ms = now;
         user.credentials_seq = seq;
         for g in &user.groups {
-            if let Some(group) = self.groups.get_mut(g) {
+            if let Some(group) = self.groups.get_mut(g).map(Shared::make_mut) {
                 group.members.remove(from);
                 group.members.insert(to.to_string());
             }
         }
-        self.users.insert(to.to_string(), user);
+        self.users.insert(to.to_string(), shared);
         true
     }
 }
@@ -519,8 +537,11 @@ impl State {
     pub(crate) fn delete_user(&mut self, username: &str, seq: u64, now: u64) {
         // Its tokens go with it: a later user of the same name is someone else.
         self.tokens.remove_subject(username);
-        if self.projects.remove_member("user", username, seq) {
-            self.projects.changed_seq = seq;
+        if self.projects.has_member("user", username) {
+            let projects = self.projects.make_mut();
+            if projects.remove_member("user", username, seq) {
+                projects.changed_seq = seq;
+            }
         }
         self.directory.remove_user(username, seq, now);
     }
@@ -528,8 +549,11 @@ impl State {
     /// A deleted group leaves its members and every project it was a member of.
     /// Permission targets are not changed: they keep naming it.
     pub(crate) fn delete_group(&mut self, name: &str, seq: u64, now: u64) {
-        if self.projects.remove_member("group", name, seq) {
-            self.projects.changed_seq = seq;
+        if self.projects.has_member("group", name) {
+            let projects = self.projects.make_mut();
+            if projects.remove_member("group", name, seq) {
+                projects.changed_seq = seq;
+            }
         }
         self.directory.remove_group(name, seq, now);
     }
@@ -542,7 +566,9 @@ impl State {
             return;
         }
         self.tokens.remove_subject(from);
-        self.projects.rename_user(from, to, seq);
+        if self.projects.has_member("user", from) {
+            self.projects.make_mut().rename_user(from, to, seq);
+        }
         self.permissions.rename_user(from, to, seq);
     }
 }

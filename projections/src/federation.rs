@@ -2,6 +2,7 @@
 //! event updates it, the issuers of replicated tokens, and which entities an event
 //! changes.
 
+use crate::shared::OrdMap;
 use crate::State;
 use gatehouse_schemas::{EntityVersion, Envelope, Event, FederationTarget};
 use serde::{Deserialize, Serialize};
@@ -22,20 +23,20 @@ pub struct Federation {
     pub targets: BTreeMap<String, FederationTargetRecord>,
     pub versions: Versions,
     /// Token records that came from a peer -> the service id that issued them.
-    pub token_issuers: BTreeMap<String, String>,
+    pub token_issuers: OrdMap<String, String>,
 }
 
 /// Version entries by entity, each keyed by name (token id for tokens).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Versions {
-    pub users: BTreeMap<String, VersionRecord>,
-    pub groups: BTreeMap<String, VersionRecord>,
-    pub permissions: BTreeMap<String, VersionRecord>,
-    pub tokens: BTreeMap<String, VersionRecord>,
+    pub users: OrdMap<String, VersionRecord>,
+    pub groups: OrdMap<String, VersionRecord>,
+    pub permissions: OrdMap<String, VersionRecord>,
+    pub tokens: OrdMap<String, VersionRecord>,
 }
 
 impl Versions {
-    pub fn of(&self, entity: &str) -> Option<&BTreeMap<String, VersionRecord>> {
+    pub fn of(&self, entity: &str) -> Option<&OrdMap<String, VersionRecord>> {
         match entity {
             "user" => Some(&self.users),
             "group" => Some(&self.groups),
@@ -45,7 +46,7 @@ impl Versions {
         }
     }
 
-    fn of_mut(&mut self, entity: &str) -> Option<&mut BTreeMap<String, VersionRecord>> {
+    fn of_mut(&mut self, entity: &str) -> Option<&mut OrdMap<String, VersionRecord>> {
         match entity {
             "user" => Some(&mut self.users),
             "group" => Some(&mut self.groups),

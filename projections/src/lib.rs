@@ -23,6 +23,7 @@ mod permissions;
 mod projects;
 mod repositories;
 mod settings;
+pub mod shared;
 mod subscriptions;
 mod tokens;
 
@@ -37,6 +38,7 @@ pub use permissions::Permissions;
 pub use projects::{predefined_roles, ProjectRecord, Projects};
 pub use repositories::{Repositories, RepositoryRecord};
 pub use settings::Settings;
+pub use shared::{OrdMap, OrdSet, Shared, SortedSet};
 pub use subscriptions::SubscriptionRecord;
 pub use tokens::{past_use, Tokens};
 
@@ -44,7 +46,9 @@ use gatehouse_schemas::{Envelope, Event};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// The whole read state. Maps are `BTreeMap`s so the encoding is canonical (ordered).
+/// The whole read state. Maps are ordered so the encoding is canonical; the large ones are
+/// persistent and the small parts sit behind [`Shared`], so that a clone shares what
+/// does not change (see [`shared`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     /// `jfac@<ulid>`, set by the first event of the log.
@@ -57,21 +61,21 @@ pub struct State {
     #[serde(default)]
     pub tokens: Tokens,
     #[serde(default)]
-    pub keys: Keys,
+    pub keys: Shared<Keys>,
     #[serde(default)]
     pub permissions: Permissions,
     #[serde(default)]
-    pub repositories: Repositories,
+    pub repositories: Shared<Repositories>,
     #[serde(default)]
-    pub projects: Projects,
+    pub projects: Shared<Projects>,
     #[serde(default)]
     pub access_keys: AccessKeys,
     /// Signed checkpoints, oldest first.
     #[serde(default)]
-    pub checkpoints: Vec<gatehouse_schemas::Checkpoint>,
+    pub checkpoints: Shared<Vec<gatehouse_schemas::Checkpoint>>,
     /// Webhook subscriptions by key.
     #[serde(default)]
-    pub subscriptions: BTreeMap<String, SubscriptionRecord>,
+    pub subscriptions: Shared<BTreeMap<String, SubscriptionRecord>>,
     /// Federation targets and the version of every federated entity.
     #[serde(default)]
     pub federation: Federation,
@@ -108,7 +112,7 @@ impl State {
     fn apply_event(&mut self, event: &Event, seq: u64, now: u64) {
         match event {
             Event::ServiceCreated { service_id } => self.service_id = Some(service_id.clone()),
-            Event::CheckpointSigned(c) => self.checkpoints.push(c.clone()),
+            Event::CheckpointSigned(c) => self.checkpoints.make_mut().push(c.clone()),
             Event::UserCreated(_)
             | Event::UserUpdated(_)
             | Event::UserPasswordChanged { .. }
@@ -138,7 +142,7 @@ impl State {
             | Event::TrustedKeyAdded { .. }
             | Event::TrustedKeyRemoved { .. }
             | Event::SignedUrlKeyReplaced { .. }
-            | Event::ServicePaired { .. } => self.keys.apply(event),
+            | Event::ServicePaired { .. } => self.keys.make_mut().apply(event),
             Event::PermissionTargetSaved(_)
             | Event::PermissionTargetDeleted { .. }
             | Event::PermissionReplicated { .. } => self.permissions.apply(event, seq),
@@ -148,8 +152,8 @@ impl State {
             | Event::RepositoryUnassigned { .. }
             | Event::RepositoryShared { .. }
             | Event::RepositoryUnshared { .. } => {
-                self.repositories
-                    .apply(event, seq, &mut self.permissions, &mut self.projects)
+                let projects = self.projects.make_mut();
+                (self.repositories.make_mut()).apply(event, seq, &mut self.permissions, projects)
             }
             Event::ProjectSaved(_)
             | Event::ProjectDeleted { .. }
@@ -159,14 +163,15 @@ impl State {
             | Event::GlobalRoleDeleted { .. }
             | Event::ProjectMemberSaved { .. }
             | Event::ProjectMemberRemoved { .. } => {
-                self.projects.apply(event, seq, &mut self.repositories)
+                let repositories = self.repositories.make_mut();
+                self.projects.make_mut().apply(event, seq, repositories)
             }
             Event::AccessKeySaved(_)
             | Event::AccessKeyDeleted { .. }
             | Event::EntitlementSaved(_)
             | Event::EntitlementDeleted { .. } => self.access_keys.apply(event, seq),
             Event::SubscriptionSaved(_) | Event::SubscriptionDeleted { .. } => {
-                subscriptions::apply(&mut self.subscriptions, event, seq)
+                subscriptions::apply(self.subscriptions.make_mut(), event, seq)
             }
             Event::FederationTargetSaved(_)
             | Event::FederationTargetDeleted { .. }
@@ -219,5 +224,57 @@ mod tests {
         assert_eq!(a.digest(), b.digest());
         let restored = State::decode(&a.encode()).unwrap();
         assert_eq!(restored, a);
+    }
+
+    /// The server publishes a clone of the writer's state after every batch and the
+    /// writer goes on changing its own: the clone must share every record the later
+    /// events do not touch, and must not see those events.
+    #[test]
+    fn a_clone_shares_what_later_events_leave_alone_and_does_not_see_them() {
+        use gatehouse_schemas::{Envelope, Event, UserCreated, UserStatus};
+        let env = |seq: u64, event: Event| Envelope {
+            seq,
+            time_ms: seq,
+            actor: "t".into(),
+            origin: "o".into(),
+            request_id: "r".into(),
+            event,
+        };
+        let mut writer = State::default();
+        for i in 0..200u64 {
+            writer.apply(&env(
+                i + 1,
+                Event::UserCreated(UserCreated {
+                    username: format!("u{i:03}"),
+                    email: None,
+                    password_hash: None,
+                    admin: false,
+                    profile_updatable: true,
+                    internal_password_disabled: true,
+                    disable_ui_access: false,
+                    realm: "internal".into(),
+                    status: UserStatus::Enabled,
+                    groups: vec![],
+                }),
+            ));
+        }
+        let published = writer.clone();
+        let digest = published.digest();
+        writer.apply(&env(
+            201,
+            Event::UserLocked {
+                username: "u100".into(),
+            },
+        ));
+        assert_eq!(published.digest(), digest, "the clone saw a later event");
+        assert_eq!(
+            published.directory.users["u100"].status,
+            UserStatus::Enabled
+        );
+        assert_eq!(writer.directory.users["u100"].status, UserStatus::Locked);
+        for (name, user) in published.directory.users.iter() {
+            let same = Shared::ptr_eq(user, &writer.directory.users[name]);
+            assert_eq!(same, name != "u100", "{name}");
+        }
     }
 }

@@ -1,15 +1,15 @@
 //! Permission targets (Artifactory v2): who may do what on which repositories, builds
 //! and release bundles.
 
+use crate::shared::{edit, OrdMap, Shared};
 use gatehouse_schemas::{Event, PermissionTarget};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// Permission targets by name, and the position of the last change to any of them (so
 /// a compiled index knows when it is stale).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Permissions {
-    pub targets: BTreeMap<String, PermissionTarget>,
+    pub targets: OrdMap<String, Shared<PermissionTarget>>,
     pub changed_seq: u64,
 }
 
@@ -19,7 +19,8 @@ impl Permissions {
     pub(crate) fn apply(&mut self, event: &Event, seq: u64) {
         match event {
             Event::PermissionTargetSaved(t) | Event::PermissionReplicated { target: t, .. } => {
-                self.targets.insert(t.name.clone(), (**t).clone());
+                self.targets
+                    .insert(t.name.clone(), Shared::new((**t).clone()));
                 self.changed_seq = seq;
             }
             Event::PermissionTargetDeleted { name } => {
@@ -32,7 +33,20 @@ impl Permissions {
 
     /// A renamed user's grants follow it (see `State::rename_user`).
     pub(crate) fn rename_user(&mut self, from: &str, to: &str, seq: u64) {
-        for t in self.targets.values_mut() {
+        // Only the targets that name it are copied (the others stay shared).
+        let naming: Vec<String> = (self.targets.iter())
+            .filter(|(_, t)| {
+                [&t.repo, &t.build, &t.release_bundle]
+                    .into_iter()
+                    .flatten()
+                    .any(|section| section.users.contains_key(from))
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in naming {
+            let Some(t) = edit(&mut self.targets, &name) else {
+                continue;
+            };
             for section in [&mut t.repo, &mut t.build, &mut t.release_bundle]
                 .into_iter()
                 .flatten()

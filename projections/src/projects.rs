@@ -41,6 +41,15 @@ impl ProjectRecord {
         }
     }
 
+    /// Whether the user (`kind` = `user`) or group (`group`) is a member.
+    pub fn has_member(&self, kind: &str, name: &str) -> bool {
+        if kind == "group" {
+            self.groups.contains_key(name)
+        } else {
+            self.users.contains_key(name)
+        }
+    }
+
     /// A role by name: custom ones first, then the predefined ones.
     pub fn role(&self, name: &str) -> Option<ProjectRole> {
         self.roles
@@ -221,6 +230,12 @@ impl Projects {
             }
             _ => {}
         }
+    }
+
+    /// Whether any project has the user (`kind` = `user`) or group (`group`) as a member
+    /// (so that the projects are copied only when a removal or rename changes them).
+    pub fn has_member(&self, kind: &str, name: &str) -> bool {
+        self.by_key.values().any(|p| p.has_member(kind, name))
     }
 
     /// Drop a deleted user or group from every project; whether anything changed.

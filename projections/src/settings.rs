@@ -109,7 +109,7 @@ impl State {
 
     /// Record when the password of `username` was set (see [`Settings`]).
     pub(crate) fn record_password_set(&mut self, username: &str, now: u64) {
-        if let Some(user) = self.directory.users.get_mut(username) {
+        if let Some(user) = crate::shared::edit(&mut self.directory.users, username) {
             user.password_changed_ms = Some(now);
         }
     }

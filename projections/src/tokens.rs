@@ -1,19 +1,19 @@
 //! Tokens: the records of revocable access tokens, indexed by the hashes of their
 //! refresh and reference tokens.
 
+use crate::shared::{OrdMap, Shared};
 use crate::Federation;
 use gatehouse_schemas::{Event, TokenIssued};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// Revocable access tokens (short-lived ones are not kept: they cannot be revoked).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tokens {
-    pub by_id: BTreeMap<String, TokenIssued>,
+    pub by_id: OrdMap<String, Shared<TokenIssued>>,
     /// blake3 (hex) of a refresh token -> token id.
-    pub by_refresh_hash: BTreeMap<String, String>,
+    pub by_refresh_hash: OrdMap<String, String>,
     /// blake3 (hex) of a reference token -> token id.
-    pub by_reference_hash: BTreeMap<String, String>,
+    pub by_reference_hash: OrdMap<String, String>,
 }
 
 /// Expired at `now` (unix seconds), and a refreshable token also past the refresh
@@ -93,7 +93,8 @@ impl Tokens {
         if let Some(h) = &t.reference_hash {
             self.by_reference_hash.insert(h.clone(), t.token_id.clone());
         }
-        self.by_id.insert(t.token_id.clone(), t.clone());
+        self.by_id
+            .insert(t.token_id.clone(), Shared::new(t.clone()));
     }
 
     fn remove(&mut self, token_id: &str) {

@@ -8,9 +8,9 @@
 
 use gatehouse_projections::{
     access_key_username, federated_entities, predefined_roles, AccessKeyRecord, AccessKeys,
-    Directory, EntitlementRecord, Federation, FederationTargetRecord, Group, Keys, Permissions,
-    ProjectRecord, Projects, Repositories, RepositoryRecord, State, SubscriptionRecord, Tokens,
-    User, VersionRecord, Versions,
+    Directory, EntitlementRecord, Federation, FederationTargetRecord, Group, Keys, OrdMap,
+    Permissions, ProjectRecord, Projects, Repositories, RepositoryRecord, Shared, State,
+    SubscriptionRecord, Tokens, User, VersionRecord, Versions,
 };
 use gatehouse_schemas::{
     AccessKey, AdminPrivileges, Checkpoint, Entitlement, EntityVersion, Envelope, Event,
@@ -710,7 +710,7 @@ fn public_paths_and_signatures() {
     let _: fn(&Event) -> Vec<(&'static str, &str, bool)> = federated_entities;
     let _: fn() -> Vec<ProjectRole> = predefined_roles;
     let _: fn(&str, &str) -> String = access_key_username;
-    let _: for<'a> fn(&'a Versions, &str) -> Option<&'a BTreeMap<String, VersionRecord>> =
+    let _: for<'a> fn(&'a Versions, &str) -> Option<&'a OrdMap<String, VersionRecord>> =
         Versions::of;
     let _: for<'a> fn(&'a Versions, &str, &str) -> Option<&'a VersionRecord> = Versions::get;
     let _: for<'a> fn(&'a mut ProjectRecord, &str) -> &'a mut BTreeMap<String, BTreeSet<String>> =
@@ -735,8 +735,9 @@ fn public_paths_and_signatures() {
     let _: &Federation = &s.federation;
     let _: &BTreeMap<String, FederationTargetRecord> = &s.federation.targets;
     let _: &BTreeMap<String, RepositoryRecord> = &s.repositories.by_key;
-    let _: &BTreeMap<String, AccessKeyRecord> = &s.access_keys.keys;
-    let _: &BTreeMap<String, EntitlementRecord> = &s.access_keys.entitlements;
-    let _: &BTreeMap<String, User> = &s.directory.users;
-    let _: &BTreeMap<String, Group> = &s.directory.groups;
+    // Persistent maps of shared records (see `gatehouse_projections::shared`).
+    let _: &OrdMap<String, Shared<AccessKeyRecord>> = &s.access_keys.keys;
+    let _: &OrdMap<String, Shared<EntitlementRecord>> = &s.access_keys.entitlements;
+    let _: &OrdMap<String, Shared<User>> = &s.directory.users;
+    let _: &OrdMap<String, Shared<Group>> = &s.directory.groups;
 }

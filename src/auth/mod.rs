@@ -369,7 +369,7 @@ impl Authenticator {
                 .ok_or(AuthError::Invalid)?
         };
         let seq = record.updated_seq;
-        let key = record.key;
+        let key = record.key.clone();
         let cache_key = self.cache_key(name, password);
         let cached = !self.ttl.is_zero() && {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());

@@ -171,7 +171,7 @@ fn chosen<'a>(
 ) -> Result<Vec<&'a gatehouse_projections::User>, DomainError> {
     let dir = &state.directory;
     match usernames {
-        None => Ok(dir.users.values().collect()),
+        None => Ok(dir.users.values().map(|u| &**u).collect()),
         Some(names) => {
             let mut out: Vec<&gatehouse_projections::User> = Vec::with_capacity(names.len());
             for name in names {

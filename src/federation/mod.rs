@@ -231,9 +231,9 @@ pub fn render(state: &State, personal: &PersonalKeys, entity: &str, name: &str) 
             .permissions
             .targets
             .get(name)
-            .map(|t| c.permission = Some(t.clone())),
+            .map(|t| c.permission = Some((**t).clone())),
         "token" => state.tokens.by_id.get(name).map(|t| {
-            c.token = Some(t.clone());
+            c.token = Some((**t).clone());
             c.issuer = Some(
                 state
                     .federation

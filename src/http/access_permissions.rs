@@ -4,7 +4,9 @@
 
 use super::error::ApiError;
 use super::extract::{Admin, Body, RequestId};
-use super::{base_url, limit_param, page, query_param, resource, with_cursor, written, AppState};
+use super::{
+    base_url, limit_param, page_shared, query_param, resource, with_cursor, written, AppState,
+};
 use crate::domain::{self, Command};
 use crate::views::permissions::{
     access_permission_in, access_permission_out, access_resource_in, access_resource_out,
@@ -60,7 +62,7 @@ fn current(app: &AppState, name: &str) -> Result<PermissionTarget, ApiError> {
         .permissions
         .targets
         .get(name)
-        .cloned()
+        .map(|t| (**t).clone())
         .ok_or_else(|| ApiError::NotFound(format!("permission `{name}` not found")))
 }
 
@@ -97,7 +99,7 @@ async fn list(
     let cursor = query_param(&req, "cursor")?;
     let base = base_url(&req);
     let s = app.view(&req);
-    let (items, next) = page(&s.permissions.targets, cursor.as_deref(), limit);
+    let (items, next) = page_shared(&s.permissions.targets, cursor.as_deref(), limit);
     let permissions: Vec<_> = items
         .iter()
         .map(|t| json!({"name": t.name, "uri": format!("{base}/access/api/v2/permissions/{}", t.name)}))

@@ -3,7 +3,9 @@
 use super::error::ApiError;
 use super::extract::{Admin, Body, OptionalBody, RequestId};
 use super::users::AddRemove;
-use super::{base_url, limit_param, page, query_param, resource, with_cursor, written, AppState};
+use super::{
+    base_url, limit_param, page_shared, query_param, resource, with_cursor, written, AppState,
+};
 use crate::domain::{self, Command, GroupChanges, NewGroup};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -37,7 +39,7 @@ fn group_response(
         .groups
         .get(name)
         .ok_or_else(|| ApiError::NotFound(format!("group `{name}` not found")))?;
-    Ok(HttpResponse::build(status).json(crate::views::GroupView::from(group)))
+    Ok(HttpResponse::build(status).json(crate::views::GroupView::from(&**group)))
 }
 
 pub(super) fn path_name(name: &str) -> Result<String, ApiError> {
@@ -63,7 +65,7 @@ async fn list(
     let cursor = query_param(&req, "cursor")?;
     let base = base_url(&req);
     let s = app.view(&req);
-    let (page, next) = page(&s.directory.groups, cursor.as_deref(), limit);
+    let (page, next) = page_shared(&s.directory.groups, cursor.as_deref(), limit);
     let groups: Vec<_> = page
         .iter()
         .map(|g| serde_json::json!({"group_name": g.name, "uri": format!("{base}/access/api/v2/groups/{}", g.name)}))
@@ -159,7 +161,7 @@ async fn get(
         .groups
         .get(&name)
         .ok_or_else(|| ApiError::NotFound(format!("group `{name}` not found")))?;
-    Ok(HttpResponse::Ok().json(crate::views::GroupView::from(group)))
+    Ok(HttpResponse::Ok().json(crate::views::GroupView::from(&**group)))
 }
 
 async fn patch(

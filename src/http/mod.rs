@@ -162,7 +162,7 @@ impl AppState {
             .directory
             .users
             .get(username)
-            .and_then(user_key_id);
+            .and_then(|u| user_key_id(u));
         match existing {
             Some(id) => Ok(id),
             None => self.new_personal_key().await,
@@ -1013,10 +1013,34 @@ pub fn page<'a, V>(
     limit: usize,
 ) -> (Vec<&'a V>, Option<String>) {
     use std::ops::Bound::{Excluded, Unbounded};
-    let mut iter: Box<dyn Iterator<Item = (&String, &V)>> = match cursor {
+    let iter: Box<dyn Iterator<Item = (&String, &V)>> = match cursor {
         Some(c) => Box::new(map.range::<str, _>((Excluded(c), Unbounded))),
         None => Box::new(map.iter()),
     };
+    page_of(iter, limit)
+}
+
+/// [`page`] of a map of the read models (a persistent map of shared records).
+pub fn page_shared<'a, V>(
+    map: &'a gatehouse_projections::OrdMap<String, gatehouse_projections::Shared<V>>,
+    cursor: Option<&str>,
+    limit: usize,
+) -> (Vec<&'a V>, Option<String>) {
+    use std::ops::Bound::{Excluded, Unbounded};
+    let iter: Box<dyn Iterator<Item = (&String, &V)>> = match cursor {
+        Some(c) => {
+            let range: (std::ops::Bound<&str>, std::ops::Bound<&str>) = (Excluded(c), Unbounded);
+            Box::new(map.range::<_, str>(range).map(|(k, v)| (k, &**v)))
+        }
+        None => Box::new(map.iter().map(|(k, v)| (k, &**v))),
+    };
+    page_of(iter, limit)
+}
+
+fn page_of<'a, V: ?Sized>(
+    mut iter: Box<dyn Iterator<Item = (&'a String, &'a V)> + 'a>,
+    limit: usize,
+) -> (Vec<&'a V>, Option<String>) {
     let mut out = Vec::with_capacity(limit.min(1024));
     let mut last = None;
     for (name, value) in iter.by_ref().take(limit) {

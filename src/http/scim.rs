@@ -290,12 +290,13 @@ pub fn user_id(u: &User) -> &str {
 /// The user a SCIM id names.
 fn user_by_id<'a>(s: &'a State, id: &str) -> Option<&'a User> {
     if let Some(name) = s.directory.scim_ids.get(id) {
-        return s.directory.users.get(name);
+        return s.directory.users.get(name).map(|u| &**u);
     }
     s.directory
         .users
         .get(id)
         .or_else(|| s.directory.users.get(&id.to_lowercase()))
+        .map(|u| &**u)
         .filter(|u| u.scim_id.is_none())
 }
 
@@ -897,7 +898,7 @@ fn narrow<'s>(app: &AppState, s: &'s State, kinds: &[Kind], q: &Query) -> Option
     let mut live = app.scim_index.lock().unwrap_or_else(|p| p.into_inner());
     sync_index(app, s, &mut live);
     let sel = live.index.select(f)?;
-    let user = |k: &str| s.directory.users.get(k);
+    let user = |k: &str| s.directory.users.get(k).map(|u| &**u);
     if sel.exact && q.sort_by.is_none() {
         let page = sel
             .keys
@@ -986,13 +987,13 @@ fn run_query(
             .users
             .values()
             .filter(|_| with_users)
-            .map(Item::U)
+            .map(|u| Item::U(u))
             .chain(
                 s.directory
                     .groups
                     .values()
                     .filter(|_| with_groups)
-                    .map(Item::G),
+                    .map(|g| Item::G(g)),
             );
         let page: Vec<Value> = items
             .skip(q.start - 1)
@@ -1012,7 +1013,7 @@ fn run_query(
     if kinds.contains(&Kind::User) {
         let users: Box<dyn Iterator<Item = &User>> = match candidates {
             Some(c) => Box::new(c.into_iter()),
-            None => Box::new(s.directory.users.values()),
+            None => Box::new(s.directory.users.values().map(|u| &**u)),
         };
         for u in users {
             let r = render_user(s, u, base, keys);

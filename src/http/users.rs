@@ -2,7 +2,9 @@
 
 use super::error::ApiError;
 use super::extract::{Admin, Body, Caller, RequestId, SelfOrAdmin};
-use super::{base_url, limit_param, page, query_param, resource, with_cursor, written, AppState};
+use super::{
+    base_url, limit_param, page, page_shared, query_param, resource, with_cursor, written, AppState,
+};
 use crate::domain::{self, Command, NewUser, UserChanges};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use gatehouse_schemas::UserStatus;
@@ -118,9 +120,9 @@ async fn list(
     let (page_items, next): (Vec<&gatehouse_projections::User>, _) = match users_map {
         Some(m) => {
             let (p, n) = page(m, cursor.as_deref(), limit);
-            (p.into_iter().copied().collect(), n)
+            (p.into_iter().map(|u| &***u).collect(), n)
         }
-        None => page(&s.directory.users, cursor.as_deref(), limit),
+        None => page_shared(&s.directory.users, cursor.as_deref(), limit),
     };
     let users: Vec<_> = page_items
         .iter()
@@ -428,7 +430,7 @@ async fn delete(
         .directory
         .users
         .get(&username)
-        .and_then(crate::http::user_key_id);
+        .and_then(|u| crate::http::user_key_id(u));
     let committed = app
         .submit(
             Command::DeleteUser {

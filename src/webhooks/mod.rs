@@ -358,7 +358,7 @@ fn entity_data(state: &State, personal: &PersonalKeys, notice: &Notice, event: &
             .users
             .get(name)
             .map(|u| views::user(u, personal)),
-        "group" => state.directory.groups.get(name).map(views::group),
+        "group" => state.directory.groups.get(name).map(|g| views::group(g)),
         "token" => match event {
             Event::TokenIssued(t) => Some(views::token(t, &service_id)),
             Event::TokenRefreshed { issued, .. } => Some(views::token(issued, &service_id)),
@@ -375,7 +375,11 @@ fn entity_data(state: &State, personal: &PersonalKeys, notice: &Notice, event: &
                 .map(|t| views::token(t, &service_id)),
             _ => None,
         },
-        "permission" => state.permissions.targets.get(name).map(views::permission),
+        "permission" => state
+            .permissions
+            .targets
+            .get(name)
+            .map(|t| views::permission(t)),
         "entitlement" => state
             .access_keys
             .entitlements

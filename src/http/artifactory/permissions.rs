@@ -59,7 +59,7 @@ async fn put(
 ) -> Result<HttpResponse, ApiError> {
     let name = path.into_inner();
     name_matches(body.name.as_deref(), &name)?;
-    let current = app.read().permissions.targets.get(&name).cloned();
+    let current = (app.read().permissions.targets.get(&name)).map(|t| (**t).clone());
     let existed = current.is_some();
     let repo = v1_section_in(body)
         .map_err(|e| ApiError::BadRequest(format!("invalid `{}`: {}", e.field, e.message)))?;
