@@ -3,13 +3,15 @@
 //! It owns the order of the log. Commands arrive on a bounded crossbeam channel; the
 //! writer takes every command that is waiting (up to [`MAX_BATCH`]), decides each against
 //! its own copy of the state (so a later command in the batch sees the earlier ones),
-//! appends all their events with **one** flush (group commit), then applies them to the
+//! appends all their events with **one** flush (group commit), then publishes them to the
 //! shared read models and only then acknowledges. So a 2xx means "on disk", and a client
 //! that reads after its write always sees it.
 //!
-//! Why two copies of the state: the batch is decided before it is durable, and readers
-//! must never see events that could still be lost. The writer's copy runs ahead by at
-//! most one batch; the shared copy only ever holds flushed events.
+//! Why two versions of the state: the batch is decided before it is durable, and readers
+//! must never see events that could still be lost. The writer's version runs ahead by at
+//! most one batch; the shared one only ever holds flushed events. They are not two
+//! copies: publishing replaces the shared version with a clone of the writer's, which
+//! shares everything the batch did not touch (`gatehouse_projections::shared`).
 
 use crate::domain::{decide, Command, DomainError};
 use crate::log::postgres::{AppendError, PgLog};
