@@ -693,9 +693,34 @@ fn a_token_issued_at_a_works_at_b_until_it_is_revoked_at_a() {
     eprintln!("revocation at B after {:?}", revoked.elapsed());
 }
 
+/// A batch's bearer token as a peer `iss` signs it with `key` (`kid`): scope `scp`, the
+/// body's blake3 as `jti`.
+fn sign_batch(
+    body: &[u8],
+    scp: &str,
+    iss: &str,
+    key: &ed25519_dalek::SigningKey,
+    kid: &str,
+    now: u64,
+) -> String {
+    gatehouse::auth::jwt::sign(
+        &gatehouse::auth::jwt::Claims {
+            sub: format!("{iss}/federation"),
+            scp: scp.into(),
+            aud: "*@*".into(),
+            iss: iss.into(),
+            iat: now,
+            exp: Some(now + 60),
+            jti: blake3::hash(body).to_hex().to_string(),
+            ext: None,
+        },
+        kid,
+        key,
+    )
+}
+
 #[test]
 fn tampered_or_untrusted_batches_are_refused_and_change_nothing() {
-    use gatehouse::auth::jwt;
     let b = Site::start();
     // A key of our own, trusted by B, to sign batches the way a peer would.
     let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
@@ -713,20 +738,7 @@ fn tampered_or_untrusted_batches_are_refused_and_change_nothing() {
         .unwrap()
         .as_secs();
     let sign = |body: &[u8], scp: &str, iss: &str, k: &ed25519_dalek::SigningKey, kid: &str| {
-        jwt::sign(
-            &jwt::Claims {
-                sub: format!("{iss}/federation"),
-                scp: scp.into(),
-                aud: "*@*".into(),
-                iss: iss.into(),
-                iat: now,
-                exp: Some(now + 60),
-                jti: blake3::hash(body).to_hex().to_string(),
-                ext: None,
-            },
-            kid,
-            k,
-        )
+        sign_batch(body, scp, iss, k, kid, now)
     };
     let peer = "jfac@01testpeer";
     let batch = |name: &str| {
@@ -830,7 +842,6 @@ fn tampered_or_untrusted_batches_are_refused_and_change_nothing() {
 
 #[test]
 fn a_peer_token_already_past_use_is_not_taken() {
-    use gatehouse::auth::jwt;
     let b = Site::start();
     let key = ed25519_dalek::SigningKey::from_bytes(&[11u8; 32]);
     let public = key.verifying_key();
@@ -859,20 +870,7 @@ fn a_peer_token_already_past_use_is_not_taken() {
     let body = serde_json::to_vec(&json!({"source": peer, "kind": "changes", "changes": [
         token("expired-at-peer", now - 3600), token("valid-at-peer", now + 3600)]}))
     .unwrap();
-    let signed = jwt::sign(
-        &jwt::Claims {
-            sub: format!("{peer}/federation"),
-            scp: "federation:batch".into(),
-            aud: "*@*".into(),
-            iss: peer.into(),
-            iat: now,
-            exp: Some(now + 60),
-            jti: blake3::hash(&body).to_hex().to_string(),
-            ext: None,
-        },
-        &kid,
-        &key,
-    );
+    let signed = sign_batch(&body, "federation:batch", peer, &key, &kid, now);
     let r = Client::new(&b.url(), None)
         .with_header_auth(&format!("Bearer {signed}"))
         .raw(
