@@ -114,6 +114,10 @@ impl Application {
         let needs_init = state.service_id.is_none();
         let shared = Arc::new(RwLock::new(state));
         let log_reader = log.reader();
+        let history = Arc::new(crate::history::History::new(
+            settings.config.as_of_every,
+            settings.config.as_of_checkpoints,
+        ));
         // What must not run twice runs on the node holding the lease (always this one
         // on sled).
         let lease = match &shared_log {
@@ -252,6 +256,7 @@ impl Application {
             log: log_reader,
             data_dir: settings.data_dir.clone(),
             past: std::sync::Mutex::new(Vec::new()),
+            history: history.clone(),
             scim_renders: Default::default(),
             scim_index: Default::default(),
             sessions: Default::default(),
@@ -267,6 +272,15 @@ impl Application {
                     tracing::warn!(error = %e, "could not index user timelines");
                 }
             });
+        }
+        // Checkpoints of the past, once a point-in-time read wants them: one walk of the
+        // log, then a clone of the read models every `as-of-every` events (O(1) each).
+        if history.every() > 0 {
+            let app = Arc::downgrade(&data.clone().into_inner());
+            std::thread::Builder::new()
+                .name("as-of-history".into())
+                .spawn(move || follow_history(&history, &app))
+                .map_err(StartError::Io)?;
         }
         // Key files dropped into `trusted/` are taken into the log (seed 003).
         actix_web::rt::spawn(http::certs::import_trusted_folder(data.clone()));
@@ -498,6 +512,56 @@ impl Application {
 }
 
 /// A new log: the service identity and the `admin` user in one commit.
+/// The history's thread: idle until the first past read wants it, then walks the log
+/// once and keeps a clone of the live read models every `as-of-every` events. Holds only
+/// a weak handle on the server between rounds.
+fn follow_history(history: &crate::history::History, app: &std::sync::Weak<http::AppState>) {
+    while !history.wait_wanted(Duration::from_secs(1)) {
+        if app.strong_count() == 0 {
+            return;
+        }
+    }
+    let started = std::time::Instant::now();
+    let mut built = false;
+    loop {
+        let Some(app) = app.upgrade() else { return };
+        let live = app.read().clone();
+        // Far behind (the first walk, or events came faster than this thread looks):
+        // walk the log to keep the exact spacing; otherwise the live clone is enough.
+        let walked = if history.is_empty() || live.seq > history.newest() + 2 * history.every() {
+            history.fill(&app.log, live.seq)
+        } else {
+            Ok(())
+        };
+        if let Err(e) = walked {
+            tracing::error!(error = %e, "cannot build the checkpoints of the past; point-in-time reads use the snapshots");
+            return;
+        }
+        match app.log.hash_at(live.seq) {
+            Ok(Some(hash)) => {
+                history.offer(&live, hash);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the checkpoints of the past; point-in-time reads use the snapshots");
+                return;
+            }
+        }
+        if !built {
+            built = true;
+            tracing::info!(
+                checkpoints = history.len(),
+                position = live.seq,
+                ms = started.elapsed().as_millis() as u64,
+                "checkpoints of the past built"
+            );
+        }
+        drop(live);
+        drop(app);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 async fn initialize(settings: &Settings, writer: &WriterHandle) -> Result<(), StartError> {
     let service_id = format!("jfac@{}", ulid::Ulid::new().to_string().to_lowercase());
     let password = match std::env::var("GATEHOUSE_ADMIN_PASSWORD") {

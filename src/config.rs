@@ -44,8 +44,14 @@ pub struct Config {
     /// client can pick the address an access key's CIDRs are checked against.
     pub trusted_proxies: Vec<String>,
     /// How many snapshots to keep (0: all). Start-up needs only the newest; point-in-time
-    /// reads start from the nearest snapshot before their position.
+    /// reads start from the in-memory checkpoints (`as-of-every`), and from the nearest
+    /// snapshot only while those are being built or when they are off.
     pub snapshot_keep: usize,
+    /// Keep the read models in memory every this many events, once the first
+    /// point-in-time read asks for the past (0: past states come from snapshots only).
+    pub as_of_every: u64,
+    /// Past this many checkpoints every other one is dropped and the spacing doubles.
+    pub as_of_checkpoints: usize,
     /// Sign a checkpoint of the log every this many events (0: only on demand).
     pub checkpoint_every: u64,
     /// Import the LDAP group settings' groups every this many seconds (0: only on the
@@ -175,7 +181,9 @@ impl Default for Config {
             trusted_proxies: vec![],
             checkpoint_every: 10_000,
             ldap_sync_interval: 3600,
-            snapshot_keep: 20,
+            snapshot_keep: 2,
+            as_of_every: 10_000,
+            as_of_checkpoints: 1_000,
             webhook_max_pending: 100_000,
             webhook_max_attempts: 10,
             webhook_retry_base_ms: 1000,

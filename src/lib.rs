@@ -9,6 +9,7 @@ pub mod config;
 pub mod console;
 pub mod domain;
 pub mod federation;
+pub mod history;
 pub mod http;
 pub mod keys;
 pub mod ldap;

@@ -102,6 +102,7 @@ pub struct Metrics {
     pub lease_held: Family<LeaseLabels, Gauge>,
     pub as_of_rebuilds: Counter,
     pub as_of_rebuild_seconds: Histogram,
+    pub as_of_checkpoints: Gauge,
     pub resident_memory_bytes: Gauge,
     pub open_fds: Gauge,
 }
@@ -150,6 +151,7 @@ impl Metrics {
             lease_held: Family::default(),
             as_of_rebuilds: Counter::default(),
             as_of_rebuild_seconds: latency_histogram(),
+            as_of_checkpoints: Gauge::default(),
             resident_memory_bytes: Gauge::default(),
             open_fds: Gauge::default(),
         };
@@ -303,6 +305,11 @@ impl Metrics {
             "gatehouse_as_of_rebuild_duration_seconds",
             "Time to rebuild one past state",
             m.as_of_rebuild_seconds.clone(),
+        );
+        g.register(
+            "gatehouse_as_of_checkpoints",
+            "Past states kept in memory for `as_of` reads (built on the first one)",
+            m.as_of_checkpoints.clone(),
         );
         g.register(
             "process_resident_memory_bytes",

@@ -81,6 +81,7 @@ pub(super) fn refresh(app: &AppState, m: &Metrics) {
         now_ms.saturating_sub(snap_at) / 1000
     };
     m.snapshot_age_seconds.set(since as i64);
+    m.as_of_checkpoints.set(app.history.len() as i64);
     m.snapshot_age_events
         .set(head.saturating_sub(snap_seq) as i64);
 

@@ -67,6 +67,8 @@ pub struct AppState {
     pub personal: Arc<crate::personal::PersonalKeys>,
     /// Recently rebuilt past states, newest last (point-in-time reads come in bursts).
     pub past: std::sync::Mutex<Vec<Arc<State>>>,
+    /// Checkpoints of the read models in memory, built on the first past read.
+    pub history: Arc<crate::history::History>,
     /// Webhook delivery (outbox, workers, history, dead letters).
     pub deliveries: Arc<crate::webhooks::Deliveries>,
     /// The federation stream's senders and status.
@@ -241,8 +243,15 @@ impl AppState {
         }
         tracing::debug!(position, "rebuilding the state as of a past position");
         let started = Instant::now();
+        self.history.want();
+        let rebuilt = match self.history.state_at(&self.log, position) {
+            Ok(Some(state)) => Ok(state),
+            // No checkpoint close enough yet (or none kept): the nearest snapshot.
+            Ok(None) => self.log.state_at(position),
+            Err(e) => Err(e),
+        };
         let state =
-            Arc::new(self.log.state_at(position).map_err(|e| {
+            Arc::new(rebuilt.map_err(|e| {
                 ApiError::Internal(format!("cannot rebuild position {position}: {e}"))
             })?);
         self.metrics.as_of_rebuilds.inc();

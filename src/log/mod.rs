@@ -892,7 +892,7 @@ impl EventLog {
     }
 
     /// Store a snapshot of `state` (which must be the state at the head) and keep only
-    /// the two newest ones.
+    /// the newest `snapshot-keep`.
     pub fn write_snapshot(&self, state: &State) -> Result<(), LogError> {
         debug_assert_eq!(state.seq, self.head_seq);
         self.snapshot_store().write(state, self.head_hash)

@@ -1375,3 +1375,56 @@ fn stripping_the_checkpoints_does_not_pass_verification_with_the_key() {
         "{out}"
     );
 }
+
+/// Past states come from checkpoints kept in memory, built when the first past read asks
+/// for them (none before), bounded by `as-of-checkpoints`, and exactly what was recorded.
+#[test]
+fn past_reads_use_checkpoints_built_on_the_first_one() {
+    let app = TestApp::spawn_with(Config {
+        as_of_every: 5,
+        as_of_checkpoints: 6,
+        ..Config::default()
+    });
+    let admin = app.admin();
+    let checkpoints = || -> f64 {
+        let text = admin.get("/access/api/v1/metrics").text;
+        text.lines()
+            .find_map(|l| l.strip_prefix("gatehouse_as_of_checkpoints ")?.parse().ok())
+            .unwrap_or_else(|| panic!("no gatehouse_as_of_checkpoints: {text}"))
+    };
+    let mut recorded = Vec::new();
+    for i in 0..60 {
+        let r = admin.post(
+            "/access/api/v2/groups",
+            &json!({"name": format!("g{i}"), "description": "a group"}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        let mut seq = seq_of(&r);
+        if i % 3 == 2 {
+            let d = admin.delete(&format!("/access/api/v2/groups/g{}", i - 1));
+            assert_eq!(d.status, 204, "{}", d.text);
+            seq = seq_of(&d);
+        }
+        recorded.push((seq, admin.get("/access/api/v2/groups").json()));
+    }
+    assert_eq!(checkpoints(), 0.0, "nothing is kept before a past read");
+    let (first, groups) = &recorded[10];
+    assert_eq!(
+        &admin
+            .get(&format!("/access/api/v2/groups?as_of={first}"))
+            .json(),
+        groups
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while checkpoints() < 2.0 {
+        assert!(std::time::Instant::now() < deadline, "no checkpoints built");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for (seq, groups) in &recorded {
+        let r = admin.get(&format!("/access/api/v2/groups?as_of={seq}"));
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(&r.json(), groups, "groups as_of={seq}");
+    }
+    let kept = checkpoints();
+    assert!((2.0..=6.0).contains(&kept), "{kept} checkpoints");
+}
