@@ -261,20 +261,10 @@ impl Application {
             scim_index: Default::default(),
             sessions: Default::default(),
         });
-        // Index which events shape which user now, in the background, so that the first
-        // one-user `as_of` read does not pay for it.
-        {
-            let app = data.clone();
-            std::thread::spawn(move || {
-                let head = app.read().seq;
-                let mut t = app.timeline.lock().unwrap_or_else(|p| p.into_inner());
-                if let Err(e) = t.extend(&app.log, head) {
-                    tracing::warn!(error = %e, "could not index user timelines");
-                }
-            });
-        }
-        // Checkpoints of the past, once a point-in-time read wants them: one walk of the
-        // log, then a clone of the read models every `as-of-every` events (O(1) each).
+        // Checkpoints of the past, once a point-in-time read wants them: the index of
+        // which events shape which user (one-user reads), one walk of the log, then a
+        // clone of the read models every `as-of-every` events (O(1) each). Nothing
+        // before: a server that never reads the past keeps neither in memory.
         if history.every() > 0 {
             let app = Arc::downgrade(&data.clone().into_inner());
             std::thread::Builder::new()
@@ -512,9 +502,9 @@ impl Application {
 }
 
 /// A new log: the service identity and the `admin` user in one commit.
-/// The history's thread: idle until the first past read wants it, then walks the log
-/// once and keeps a clone of the live read models every `as-of-every` events. Holds only
-/// a weak handle on the server between rounds.
+/// The history's thread: idle until the first past read wants it, then indexes the
+/// users' timelines, walks the log once and keeps a clone of the live read models every
+/// `as-of-every` events. Holds only a weak handle on the server between rounds.
 fn follow_history(history: &crate::history::History, app: &std::sync::Weak<http::AppState>) {
     while !history.wait_wanted(Duration::from_secs(1)) {
         if app.strong_count() == 0 {
@@ -522,6 +512,13 @@ fn follow_history(history: &crate::history::History, app: &std::sync::Weak<http:
         }
     }
     let started = std::time::Instant::now();
+    if let Some(app) = app.upgrade() {
+        let head = app.read().seq;
+        let mut t = app.timeline.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = t.extend(&app.log, head) {
+            tracing::warn!(error = %e, "could not index user timelines");
+        }
+    }
     let mut built = false;
     loop {
         let Some(app) = app.upgrade() else { return };
