@@ -1137,11 +1137,12 @@ mod tests {
     }
 
     /// What a crash in the middle of a write leaves after the last acknowledged batch —
-    /// whole events of a batch whose commit mark never made it, and half a record — is
-    /// cut off on open, and appending goes on from the acknowledged head.
+    /// whole events of a batch whose commit mark never made it, and half a record, over
+    /// the zeros written ahead — is cut off on open, and appending goes on from the
+    /// acknowledged head.
     #[test]
     fn a_torn_tail_that_was_never_acknowledged_is_cut_off() {
-        use std::io::Write;
+        use std::os::unix::fs::FileExt;
         let dir = tempfile::tempdir().unwrap();
         let (head_hash, acknowledged_len) = {
             let mut log = EventLog::open(dir.path()).unwrap();
@@ -1150,11 +1151,18 @@ mod tests {
                 log.append(&(start..=end).map(env).collect::<Vec<_>>())
                     .unwrap();
             }
-            let len = std::fs::metadata(dir.path().join(segment::LOG_FILE))
-                .unwrap()
-                .len();
-            (log.head_hash(), len)
+            (log.head_hash(), log.shared.end())
         };
+        // The file runs on in zeros written ahead: they stay across a clean reopen.
+        let len = || {
+            std::fs::metadata(dir.path().join(segment::LOG_FILE))
+                .unwrap()
+                .len()
+        };
+        let ahead = len();
+        assert!(ahead > acknowledged_len);
+        drop(EventLog::open(dir.path()).unwrap());
+        assert_eq!(len(), ahead);
         // Two whole events without their mark, then half of a third.
         let mut torn = Vec::new();
         let mut prev = head_hash;
@@ -1165,21 +1173,21 @@ mod tests {
         }
         torn.truncate(torn.len() - 20);
         std::fs::OpenOptions::new()
-            .append(true)
+            .write(true)
             .open(dir.path().join(segment::LOG_FILE))
             .unwrap()
-            .write_all(&torn)
+            .write_all_at(&torn, acknowledged_len)
             .unwrap();
         let mut log = EventLog::open(dir.path()).unwrap();
         assert_eq!((log.head_seq(), log.head_hash()), (72, head_hash));
-        assert_eq!(
-            std::fs::metadata(dir.path().join(segment::LOG_FILE))
-                .unwrap()
-                .len(),
-            acknowledged_len
-        );
+        assert_eq!(len(), acknowledged_len, "cut off, zeros and all");
         assert_eq!(log.raw_at(73).unwrap().map(|r| r.seq), None);
-        log.append(&(73..=80).map(env).collect::<Vec<_>>()).unwrap();
+        // A shorter batch in its place leaves none of the torn bytes after its mark.
+        log.append(&(73..=73).map(env).collect::<Vec<_>>()).unwrap();
+        drop(log);
+        let mut log = EventLog::open(dir.path()).unwrap();
+        assert_eq!(log.head_seq(), 73);
+        log.append(&(74..=80).map(env).collect::<Vec<_>>()).unwrap();
         assert_eq!(log.verify().unwrap().events, 80);
     }
 
@@ -1193,9 +1201,9 @@ mod tests {
         let (head_hash, acknowledged_len, lost_end) = {
             let mut log = EventLog::open(dir.path()).unwrap();
             log.append(&(1..=3).map(env).collect::<Vec<_>>()).unwrap();
-            let (head, len) = (log.head_hash(), std::fs::metadata(&path).unwrap().len());
+            let (head, len) = (log.head_hash(), log.shared.end());
             log.append(&(4..=6).map(env).collect::<Vec<_>>()).unwrap();
-            let lost_end = std::fs::metadata(&path).unwrap().len();
+            let lost_end = log.shared.end();
             log.append(&(7..=9).map(env).collect::<Vec<_>>()).unwrap();
             (head, len, lost_end)
         };
