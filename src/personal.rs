@@ -19,7 +19,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -280,14 +280,24 @@ impl PersonalKeys {
             .key(id)
             .ok_or_else(|| KeyStoreError(format!("key `{id}` does not exist")))?;
         let cipher = XChaCha20Poly1305::new((&key).into());
-        let mut nonce = [0u8; 24];
-        getrandom::getrandom(&mut nonce).map_err(|e| KeyStoreError(e.to_string()))?;
-        let ct = cipher
-            .encrypt(XNonce::from_slice(&nonce), plain.as_bytes())
+        // nonce ‖ ciphertext ‖ tag, encrypted in place in one buffer, and the stored text
+        // written into one string of its final size (every SCIM create seals two values).
+        let mut blob = Vec::with_capacity(24 + plain.len() + 16);
+        blob.resize(24, 0);
+        getrandom::getrandom(&mut blob).map_err(|e| KeyStoreError(e.to_string()))?;
+        blob.extend_from_slice(plain.as_bytes());
+        let (nonce, text) = blob.split_at_mut(24);
+        let tag = cipher
+            .encrypt_in_place_detached(XNonce::from_slice(nonce), b"", text)
             .map_err(|_| KeyStoreError("encryption failed".into()))?;
-        let mut blob = nonce.to_vec();
-        blob.extend_from_slice(&ct);
-        Ok(format!("{PREFIX}{id}:{}", URL_SAFE_NO_PAD.encode(blob)))
+        blob.extend_from_slice(&tag);
+        let mut out =
+            String::with_capacity(PREFIX.len() + id.len() + 1 + blob.len().div_ceil(3) * 4);
+        out.push_str(PREFIX);
+        out.push_str(id);
+        out.push(':');
+        URL_SAFE_NO_PAD.encode_string(&blob, &mut out);
+        Ok(out)
     }
 
     /// The plain text of a stored value: itself when it is not encrypted, `None` when
