@@ -174,10 +174,11 @@ impl AppState {
     /// own file fsynced and written through on the blocking pool.
     pub async fn new_personal_key(&self) -> Result<String, ApiError> {
         if self.personal.is_batched() {
-            // No I/O: the writer makes it durable with the command's batch.
+            // No I/O: a key made durable ahead, or one the writer makes durable with the
+            // command's batch.
             return self
                 .personal
-                .create()
+                .create_pooled()
                 .map_err(|e| ApiError::Internal(e.to_string()));
         }
         let keys = self.personal.clone();
