@@ -1030,7 +1030,9 @@ mod tests {
         let shared = Arc::new(RwLock::new(State::default()));
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let (handle, thread) = Writer::spawn(log, shared, 1_000_000, 16, metrics);
-        let ran: Arc<Mutex<Vec<(std::thread::ThreadId, Option<String>)>>> = Default::default();
+        // Which thread ran each batch's work (its id and name).
+        type Runs = Vec<(std::thread::ThreadId, Option<String>)>;
+        let ran: Arc<Mutex<Runs>> = Default::default();
         let seen = ran.clone();
         handle.add_before_commit(BeforeCommit {
             pending: Box::new(|| true),
