@@ -16,10 +16,17 @@
 //! fsync per new user was most of what a SCIM create cost. Destroying such a key
 //! overwrites its line in place (and flushes), as a key file is overwritten before it
 //! is unlinked. Key files of older data directories are still read.
+//!
+//! Better still, keys are made ahead: a pool of [`POOL`] keys is appended to the same
+//! file and flushed by a background thread *before* any of them is handed out, so a new
+//! user usually takes a key that is already durable, and its batch has nothing to flush
+//! but the log (the key file's fsync per batch cost as much CPU as the rest of the
+//! writer). Only when the pool is empty does a key wait for its batch's flush, as above.
+//! A crash leaves at most a pool of keys that never encrypted anything (harmless lines).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -45,7 +52,15 @@ pub struct PersonalKeys {
     pending: Mutex<Vec<(String, [u8; 32])>>,
     /// Serialises appends to and overwrites in [`STORE`]; `true` once it was read.
     store: Mutex<bool>,
+    /// Keys already durable in [`STORE`], not yet given to anyone (batched mode).
+    pool: Mutex<Vec<(String, [u8; 32])>>,
+    /// Wakes the thread that refills `pool` (started with the first batched key).
+    refill: Mutex<Option<std::sync::mpsc::SyncSender<()>>>,
 }
+
+/// Keys made durable ahead in one append and one flush (see the module's comment);
+/// refilled when half are taken.
+pub const POOL: usize = 2048;
 
 #[derive(Debug, thiserror::Error)]
 #[error("personal data keys: {0}")]
@@ -78,6 +93,8 @@ impl PersonalKeys {
             batched: AtomicBool::new(false),
             pending: Mutex::new(Vec::new()),
             store: Mutex::new(false),
+            pool: Mutex::new(Vec::new()),
+            refill: Mutex::new(None),
         })
     }
 
@@ -103,16 +120,21 @@ impl PersonalKeys {
 
     /// Make every key made so far durable: one append and one flush for all of them.
     pub fn flush_pending(&self) -> Result<(), KeyStoreError> {
+        let _store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        self.append_to_store(&batch)
+    }
+
+    /// Append `batch` to [`STORE`] and flush it (the caller holds `store`).
+    fn append_to_store(&self, batch: &[(String, [u8; 32])]) -> Result<(), KeyStoreError> {
         use std::io::Write;
         #[cfg(unix)]
         use std::os::unix::fs::OpenOptionsExt;
-        let _store = self.store.lock().unwrap_or_else(|p| p.into_inner());
-        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         if batch.is_empty() {
             return Ok(());
         }
         let mut text = String::with_capacity(batch.len() * 72);
-        for (id, key) in &batch {
+        for (id, key) in batch {
             text.push_str(id);
             text.push(' ');
             text.push_str(&URL_SAFE_NO_PAD.encode(key));
@@ -229,6 +251,84 @@ impl PersonalKeys {
         k
     }
 
+    /// Make [`POOL`] keys durable in one append and flush, then offer them.
+    fn refill_pool(&self) -> Result<(), KeyStoreError> {
+        let mut bytes = vec![0u8; POOL * 32];
+        getrandom::getrandom(&mut bytes).map_err(|e| KeyStoreError(e.to_string()))?;
+        let keys: Vec<(String, [u8; 32])> = bytes
+            .chunks_exact(32)
+            .map(|k| {
+                let id = ulid::Ulid::new().to_string().to_lowercase();
+                (id, <[u8; 32]>::try_from(k).expect("32 bytes"))
+            })
+            .collect();
+        {
+            let _store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+            self.append_to_store(&keys)?;
+        }
+        // Durable now: they may be handed out (the newest last, taken first).
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        let mut keys = keys;
+        keys.reverse();
+        keys.append(&mut pool);
+        *pool = keys;
+        Ok(())
+    }
+
+    /// Ask the refill thread for more keys (starting it the first time).
+    fn ask_refill(self: &std::sync::Arc<Self>) {
+        let mut refill = self.refill.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = refill.get_or_insert_with(|| {
+            // One doorbell waiting is enough: a full channel means a refill is asked.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+            let keys = std::sync::Arc::downgrade(self);
+            std::thread::Builder::new()
+                .name("gatehouse-keypool".into())
+                .spawn(move || {
+                    while rx.recv().is_ok() {
+                        let Some(keys) = keys.upgrade() else { break };
+                        if keys.pool_len() >= POOL / 2 {
+                            continue;
+                        }
+                        if let Err(e) = keys.refill_pool() {
+                            // New keys then wait for their batch's flush, as without a pool.
+                            tracing::warn!(error = %e, "cannot make personal-data keys ahead");
+                        }
+                    }
+                })
+                .expect("spawn the key pool thread");
+            tx
+        });
+        let _ = tx.try_send(());
+    }
+
+    fn pool_len(&self) -> usize {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// [`create`](Self::create), taking a key made durable ahead when there is one (and
+    /// asking for more when the pool runs low): nothing for the batch to flush then.
+    pub fn create_pooled(self: &std::sync::Arc<Self>) -> Result<String, KeyStoreError> {
+        if !self.batched.load(Ordering::SeqCst) {
+            return self.create();
+        }
+        let (taken, left) = {
+            let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+            (pool.pop(), pool.len())
+        };
+        if left < POOL / 2 {
+            self.ask_refill();
+        }
+        let Some((id, key)) = taken else {
+            return self.create();
+        };
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), Some(key));
+        Ok(id)
+    }
+
     /// A new key for a user: a 0600 file, written before any value that needs it.
     pub fn create(&self) -> Result<String, KeyStoreError> {
         let id = ulid::Ulid::new().to_string().to_lowercase();
@@ -280,14 +380,24 @@ impl PersonalKeys {
             .key(id)
             .ok_or_else(|| KeyStoreError(format!("key `{id}` does not exist")))?;
         let cipher = XChaCha20Poly1305::new((&key).into());
-        let mut nonce = [0u8; 24];
-        getrandom::getrandom(&mut nonce).map_err(|e| KeyStoreError(e.to_string()))?;
-        let ct = cipher
-            .encrypt(XNonce::from_slice(&nonce), plain.as_bytes())
+        // nonce ‖ ciphertext ‖ tag, encrypted in place in one buffer, and the stored text
+        // written into one string of its final size (every SCIM create seals two values).
+        let mut blob = Vec::with_capacity(24 + plain.len() + 16);
+        blob.resize(24, 0);
+        getrandom::getrandom(&mut blob).map_err(|e| KeyStoreError(e.to_string()))?;
+        blob.extend_from_slice(plain.as_bytes());
+        let (nonce, text) = blob.split_at_mut(24);
+        let tag = cipher
+            .encrypt_in_place_detached(XNonce::from_slice(nonce), b"", text)
             .map_err(|_| KeyStoreError("encryption failed".into()))?;
-        let mut blob = nonce.to_vec();
-        blob.extend_from_slice(&ct);
-        Ok(format!("{PREFIX}{id}:{}", URL_SAFE_NO_PAD.encode(blob)))
+        blob.extend_from_slice(&tag);
+        let mut out =
+            String::with_capacity(PREFIX.len() + id.len() + 1 + blob.len().div_ceil(3) * 4);
+        out.push_str(PREFIX);
+        out.push_str(id);
+        out.push(':');
+        URL_SAFE_NO_PAD.encode_string(&blob, &mut out);
+        Ok(out)
     }
 
     /// The plain text of a stored value: itself when it is not encrypted, `None` when
@@ -378,6 +488,47 @@ mod tests {
         // A fresh store (another process) cannot read it either.
         let again = PersonalKeys::open(dir.path()).unwrap();
         assert_eq!(again.decrypt(&stored), None);
+    }
+
+    /// A key taken from the pool was durable before it was handed out: another process
+    /// reads what it sealed with no flush of the batch, the batch has nothing pending,
+    /// and destroying it still removes it from the file for good.
+    #[test]
+    fn pooled_keys_are_durable_before_they_are_handed_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = std::sync::Arc::new(PersonalKeys::open(dir.path()).unwrap());
+        keys.set_batched();
+        // The pool starts empty: the first key waits for its batch, and a refill is asked.
+        let first = keys.create_pooled().unwrap();
+        assert!(keys.has_pending());
+        keys.flush_pending().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while keys.pool_len() < POOL && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(keys.pool_len(), POOL);
+        let ids: Vec<String> = (0..3).map(|_| keys.create_pooled().unwrap()).collect();
+        assert!(!keys.has_pending(), "nothing for the batch to flush");
+        assert!(!ids.contains(&first));
+        let sealed: Vec<String> = ids
+            .iter()
+            .map(|id| keys.encrypt(id, &format!("{id}@example.com")).unwrap())
+            .collect();
+        let other = PersonalKeys::open(dir.path()).unwrap();
+        for (id, s) in ids.iter().zip(&sealed) {
+            assert_eq!(other.decrypt(s).unwrap(), format!("{id}@example.com"));
+        }
+        keys.destroy(&ids[1]).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("keys/personal").join(STORE)).unwrap();
+        assert!(!text.contains(&ids[1]));
+        assert_eq!(
+            PersonalKeys::open(dir.path()).unwrap().decrypt(&sealed[1]),
+            None
+        );
+        assert!(PersonalKeys::open(dir.path())
+            .unwrap()
+            .decrypt(&sealed[2])
+            .is_some());
     }
 
     /// Batched keys: readable at once, durable (readable by another process) after

@@ -417,8 +417,15 @@ pub struct Writer {
     doorbells: Arc<RwLock<Vec<crossbeam_channel::Sender<()>>>>,
     user_changes: Arc<ChangedUsers>,
     before_commit: Arc<RwLock<Vec<BeforeCommit>>>,
+    /// The thread that runs `before_commit` for the batches (started when first needed).
+    before_thread: Option<crossbeam_channel::Sender<BeforeReply>>,
     metrics: Arc<crate::metrics::Metrics>,
 }
+
+/// Where the before-commit thread answers for one batch.
+type BeforeReply = crossbeam_channel::Sender<Result<(), String>>;
+/// A batch's before-commit work under way: its answer comes here.
+type BeforeRun = crossbeam_channel::Receiver<Result<(), String>>;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -497,6 +504,7 @@ impl Writer {
                     doorbells: bells,
                     user_changes: changes,
                     before_commit: before,
+                    before_thread: None,
                     metrics,
                 };
                 writer.run(rx)
@@ -588,26 +596,46 @@ impl Writer {
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .any(|b| (b.pending)());
-        let before = due.then(|| {
-            std::thread::spawn(move || {
-                for b in before_commit
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .iter()
-                {
-                    (b.work)()?;
-                }
-                Ok::<(), String>(())
-            })
-        });
+        let before = due.then(|| self.start_before_commit());
         self.commit_batch(work, senders, before);
+    }
+
+    /// Hand this batch's before-commit work to the thread that does it (one thread for
+    /// the writer's life: a thread spawned per batch cost more CPU than the work). Each
+    /// batch has its own answer channel, so a batch that is never waited for (answered
+    /// 503) cannot hand its answer to the next one.
+    fn start_before_commit(&mut self) -> BeforeRun {
+        let (reply, run) = crossbeam_channel::bounded(1);
+        let jobs = self.before_thread.get_or_insert_with(|| {
+            let (jobs, queue) = crossbeam_channel::unbounded::<BeforeReply>();
+            let before_commit = self.before_commit.clone();
+            std::thread::Builder::new()
+                .name("gatehouse-keys".into())
+                .spawn(move || {
+                    // Ends when the writer (and with it the sender) is gone.
+                    while let Ok(reply) = queue.recv() {
+                        let result = before_commit
+                            .read()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .iter()
+                            .try_for_each(|b| (b.work)());
+                        let _ = reply.send(result);
+                    }
+                })
+                .expect("spawn the before-commit thread");
+            jobs
+        });
+        // A send fails only when the thread is gone (it panicked): `run` then reports
+        // a disconnection, and the batch stops the process as a failed flush does.
+        let _ = jobs.send(reply);
+        run
     }
 
     fn commit_batch(
         &mut self,
         work: Vec<(Command, CommandContext)>,
         senders: Vec<oneshot::Sender<Outcome>>,
-        mut before: Option<std::thread::JoinHandle<Result<(), String>>>,
+        mut before: Option<BeforeRun>,
     ) {
         let deadline = Instant::now() + SHARED_RETRY;
         let mut pause = Duration::from_millis(10);
@@ -635,7 +663,7 @@ impl Writer {
             match outcome {
                 Appended::Done => {
                     if let Some(b) = before.take() {
-                        match b.join() {
+                        match b.recv() {
                             Ok(Ok(())) => {}
                             Ok(Err(e)) => {
                                 tracing::error!(error = %e, "cannot make a batch's keys durable; stopping");
@@ -984,5 +1012,62 @@ impl Writer {
             // A missing snapshot only makes the next start slower; keep serving.
             Err(e) => tracing::warn!(error = %e, "cannot write a snapshot"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// The before-commit work of every batch runs on one thread that lives as long as
+    /// the writer (not a thread spawned per batch), and a batch is answered only after
+    /// its work ran.
+    #[test]
+    fn before_commit_work_runs_on_one_thread_for_every_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
+        let shared = Arc::new(RwLock::new(State::default()));
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let (handle, thread) = Writer::spawn(log, shared, 1_000_000, 16, metrics);
+        // Which thread ran each batch's work (its id and name).
+        type Runs = Vec<(std::thread::ThreadId, Option<String>)>;
+        let ran: Arc<Mutex<Runs>> = Default::default();
+        let seen = ran.clone();
+        handle.add_before_commit(BeforeCommit {
+            pending: Box::new(|| true),
+            work: Box::new(move || {
+                let t = std::thread::current();
+                seen.lock()
+                    .unwrap()
+                    .push((t.id(), t.name().map(str::to_string)));
+                Ok(())
+            }),
+        });
+        let ctx = CommandContext {
+            actor: "test".into(),
+            request_id: "r".into(),
+        };
+        for i in 0..5 {
+            let _ = handle.submit_blocking(
+                Command::SetAnonymousAccess {
+                    enabled: i % 2 == 0,
+                },
+                ctx.clone(),
+            );
+            assert_eq!(
+                ran.lock().unwrap().len(),
+                i + 1,
+                "answered before its work ran"
+            );
+        }
+        let ran = ran.lock().unwrap().clone();
+        assert!(
+            ran.iter().all(|r| r == &ran[0]),
+            "one thread for every batch: {ran:?}"
+        );
+        assert_eq!(ran[0].1.as_deref(), Some("gatehouse-keys"));
+        drop(handle);
+        thread.join().unwrap();
     }
 }

@@ -176,10 +176,11 @@ impl AppState {
     /// own file fsynced and written through on the blocking pool.
     pub async fn new_personal_key(&self) -> Result<String, ApiError> {
         if self.personal.is_batched() {
-            // No I/O: the writer makes it durable with the command's batch.
+            // No I/O: a key made durable ahead, or one the writer makes durable with the
+            // command's batch.
             return self
                 .personal
-                .create()
+                .create_pooled()
                 .map_err(|e| ApiError::Internal(e.to_string()));
         }
         let keys = self.personal.clone();
@@ -1102,12 +1103,67 @@ pub fn client_ip(req: &HttpRequest, config: &Config) -> Option<std::net::IpAddr>
 
 /// The base URL the client used, for `uri` fields.
 pub fn base_url(req: &HttpRequest) -> String {
+    use actix_web::http::header;
+    let headers = req.headers();
+    if !headers.contains_key(header::FORWARDED)
+        && !headers.contains_key("x-forwarded-proto")
+        && !headers.contains_key("x-forwarded-host")
+    {
+        // What `connection_info` answers when no proxy header is there (actix-web's
+        // `ConnectionInfo::new`), without building the rest of it (the peer's address
+        // as text, the `Forwarded` parse): it showed in the profile of a SCIM create.
+        let config = req.app_config();
+        let scheme = req
+            .uri()
+            .scheme_str()
+            .or_else(|| config.secure().then_some("https"))
+            .unwrap_or("http");
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()))
+            .unwrap_or_else(|| config.host());
+        return format!("{scheme}://{host}");
+    }
     let info = req.connection_info();
     format!("{}://{}", info.scheme(), info.host())
 }
 
 #[cfg(test)]
 mod tests {
+    /// `base_url` says what `connection_info` says, with and without proxy headers.
+    #[test]
+    fn base_url_agrees_with_connection_info() {
+        use actix_web::test::TestRequest;
+        let cases = [
+            TestRequest::default(),
+            TestRequest::default().insert_header(("host", "gh.example:8080")),
+            TestRequest::default().uri("https://abs.example/x"),
+            TestRequest::default().insert_header((
+                "host",
+                actix_web::http::header::HeaderValue::from_bytes(b"h\xffbad").unwrap(),
+            )),
+            TestRequest::default()
+                .insert_header(("host", "inner"))
+                .insert_header(("x-forwarded-proto", "https, http"))
+                .insert_header(("x-forwarded-host", "outer.example")),
+            TestRequest::default()
+                .insert_header(("host", "inner"))
+                .insert_header(("forwarded", "for=1.2.3.4;proto=https;host=fw.example")),
+            TestRequest::default()
+                .insert_header(("host", "inner"))
+                .insert_header(("x-forwarded-for", "9.9.9.9")),
+        ];
+        for case in cases {
+            let req = case.to_http_request();
+            let expected = {
+                let info = req.connection_info();
+                format!("{}://{}", info.scheme(), info.host())
+            };
+            assert_eq!(super::base_url(&req), expected, "{:?}", req.headers());
+        }
+    }
+
     /// A misspelt pattern would silently turn a point-in-time read into a live one.
     #[test]
     fn every_as_of_read_is_a_get_route() {

@@ -332,7 +332,23 @@ fn render_user_from(
     attributes: Option<Option<String>>,
     email: Option<String>,
 ) -> Value {
-    let mut doc = user_own_attributes(u, attributes, email);
+    let doc = match attributes {
+        Some(Some(plain)) => attributes_of(&Some(plain)),
+        _ => Map::new(),
+    };
+    render_user_doc(s, u, base, doc, email)
+}
+
+/// [`render_user_from`] with the user's stored attributes already parsed (`doc`: empty
+/// when there are none, or they are erased).
+fn render_user_doc(
+    s: &State,
+    u: &User,
+    base: &str,
+    doc: Map<String, Value>,
+    email: Option<String>,
+) -> Value {
+    let mut doc = own_attributes(u, doc, email);
     if !u.groups.is_empty() {
         let groups: Vec<Value> = u
             .groups
@@ -348,12 +364,18 @@ fn render_user_from(
     }
     doc.insert("schemas".into(), json!(schemas));
     let id = user_id(u);
+    let created = scim::rfc3339(u.created_ms);
+    let modified = if u.updated_ms == u.created_ms {
+        created.clone()
+    } else {
+        scim::rfc3339(u.updated_ms)
+    };
     doc.insert(
         "meta".into(),
         json!({
             "resourceType": "User",
-            "created": scim::rfc3339(u.created_ms),
-            "lastModified": scim::rfc3339(u.updated_ms),
+            "created": created,
+            "lastModified": modified,
             "location": format!("{base}/Users/{id}"),
             "version": version(u.updated_seq),
         }),
@@ -369,11 +391,20 @@ fn user_own_attributes(
     attributes: Option<Option<String>>,
     email: Option<String>,
 ) -> Map<String, Value> {
-    let mut doc = match attributes {
+    let doc = match attributes {
         None => Map::new(),
         Some(Some(plain)) => attributes_of(&Some(plain)),
         Some(None) => Map::new(),
     };
+    own_attributes(u, doc, email)
+}
+
+/// [`user_own_attributes`] over the user's stored attributes, already parsed.
+fn own_attributes(
+    u: &User,
+    mut doc: Map<String, Value>,
+    email: Option<String>,
+) -> Map<String, Value> {
     doc.insert("id".into(), json!(user_id(u)));
     doc.insert("userName".into(), json!(u.username));
     // `active` as the client last set it; a user SCIM never described (or one that is
@@ -1191,6 +1222,9 @@ struct UserInput {
     email: Option<String>,
     active: Option<bool>,
     password: Option<String>,
+    /// What is stored of the resource (normalised, without `userName` and `password`),
+    /// and that serialised: the document that is sealed into the event.
+    doc: Map<String, Value>,
     attributes: String,
 }
 
@@ -1224,7 +1258,9 @@ fn user_input(body: &Value) -> Result<UserInput> {
         email,
         active,
         password,
-        attributes: Value::Object(attrs).to_string(),
+        // `to_string`, not `Value`'s `Display` (a piece at a time through `fmt::Write`).
+        attributes: serde_json::to_string(&attrs).unwrap_or_default(),
+        doc: attrs,
     })
 }
 
@@ -1260,8 +1296,9 @@ async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse>
         .map(|e| app.seal(&key, e))
         .transpose()?;
     let sealed_attributes = app.seal(&key, &input.attributes)?;
-    // What the answer shows, without decrypting what was just encrypted.
-    let (plain_email, plain_attributes) = (input.email.clone(), input.attributes.clone());
+    // What the answer shows, without decrypting what was just encrypted (nor parsing
+    // again the document that was just normalised).
+    let (plain_email, plain_doc) = (input.email.clone(), input.doc);
     let (stored_email, stored_attributes) = (sealed_email.clone(), sealed_attributes.clone());
     let new = NewUser {
         username: input.username.clone(),
@@ -1301,7 +1338,7 @@ async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse>
         .ok_or_else(|| ScimError::not_found("the user was deleted meanwhile"))?;
     // Unless another write changed them meanwhile.
     let full = if u.email == stored_email && u.scim.as_ref() == Some(&stored_attributes) {
-        render_user_from(&s, u, &base, Some(Some(plain_attributes)), plain_email)
+        render_user_doc(&s, u, &base, plain_doc, plain_email)
     } else {
         render_user(&s, u, &base, &app.personal)
     };

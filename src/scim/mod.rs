@@ -92,6 +92,69 @@ fn external_id_attr() -> &'static Value {
     })
 }
 
+/// An attribute definition read once from its schema document: what [`normalize`] asks
+/// of every attribute of every write (`Value` lookups by key for each field of each
+/// definition, again for every request, were most of what normalising a SCIM create
+/// cost).
+struct Def {
+    name: &'static str,
+    json: &'static Value,
+    ty: &'static str,
+    multi: bool,
+    read_only: bool,
+    subs: Vec<Def>,
+}
+
+impl Def {
+    fn of(json: &'static Value) -> Def {
+        Def {
+            name: json["name"].as_str().unwrap_or(""),
+            json,
+            ty: json["type"].as_str().unwrap_or("string"),
+            multi: json["multiValued"].as_bool().unwrap_or(false),
+            read_only: json["mutability"] == "readOnly",
+            subs: json["subAttributes"]
+                .as_array()
+                .map(|a| a.iter().map(Def::of).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn sub(&self, name: &str) -> Option<&Def> {
+        find_def(&self.subs, name)
+    }
+}
+
+fn find_def<'a>(defs: &'a [Def], name: &str) -> Option<&'a Def> {
+    defs.iter().find(|d| d.name.eq_ignore_ascii_case(name))
+}
+
+fn external_id_def() -> &'static Def {
+    static D: OnceLock<Def> = OnceLock::new();
+    D.get_or_init(|| Def::of(external_id_attr()))
+}
+
+/// The top-level attribute definitions of a schema (empty for an unknown one).
+fn defs_of(schema_id: &str) -> &'static [Def] {
+    static DEFS: OnceLock<Vec<(&'static str, Vec<Def>)>> = OnceLock::new();
+    DEFS.get_or_init(|| {
+        schemas()
+            .iter()
+            .map(|s| {
+                let attrs = s["attributes"]
+                    .as_array()
+                    .map(|a| a.iter().map(Def::of).collect())
+                    .unwrap_or_default();
+                (s["id"].as_str().unwrap_or(""), attrs)
+            })
+            .collect()
+    })
+    .iter()
+    .find(|(id, _)| id.eq_ignore_ascii_case(schema_id))
+    .map(|(_, d)| d.as_slice())
+    .unwrap_or(&[])
+}
+
 fn find_attr<'a>(attrs: &'a [Value], name: &str) -> Option<&'a Value> {
     attrs.iter().find(|a| {
         a["name"]
@@ -100,30 +163,27 @@ fn find_attr<'a>(attrs: &'a [Value], name: &str) -> Option<&'a Value> {
     })
 }
 
-fn attrs_of(schema_id: &str) -> &'static [Value] {
-    schema(schema_id)
-        .and_then(|s| s["attributes"].as_array())
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-}
-
-/// The definition of a top-level attribute of `kind` (in the core schema, or `urn`'s).
-pub fn attribute(kind: Kind, urn: Option<&str>, name: &str) -> Option<&'static Value> {
+fn attribute_def(kind: Kind, urn: Option<&str>, name: &str) -> Option<&'static Def> {
     match urn {
         Some(u) if !u.eq_ignore_ascii_case(kind.core()) => {
             let ext = kind
                 .extensions()
                 .iter()
                 .find(|e| e.eq_ignore_ascii_case(u))?;
-            find_attr(attrs_of(ext), name)
+            find_def(defs_of(ext), name)
         }
         _ => {
             if name.eq_ignore_ascii_case("externalId") {
-                return Some(external_id_attr());
+                return Some(external_id_def());
             }
-            find_attr(attrs_of(kind.core()), name)
+            find_def(defs_of(kind.core()), name)
         }
     }
+}
+
+/// The definition of a top-level attribute of `kind` (in the core schema, or `urn`'s).
+pub fn attribute(kind: Kind, urn: Option<&str>, name: &str) -> Option<&'static Value> {
+    attribute_def(kind, urn, name).map(|d| d.json)
 }
 
 pub fn sub_attribute<'a>(attr: &'a Value, name: &str) -> Option<&'a Value> {
@@ -175,8 +235,27 @@ pub fn known_path(kind: Kind, urn: Option<&str>, attr: &str, sub: Option<&str>) 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid(pub String);
 
-fn check_simple(path: &str, def: &Value, v: &Value) -> Result<Value, Invalid> {
-    let ty = def["type"].as_str().unwrap_or("string");
+/// Where a value is, for an error message: written out only when there is an error
+/// (a `format!` per attribute of every write showed in the profile).
+#[derive(Clone, Copy)]
+enum At<'a> {
+    Name(&'a str),
+    Item(&'a At<'a>, usize),
+    Sub(&'a At<'a>, &'a str),
+}
+
+impl std::fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            At::Name(n) => f.write_str(n),
+            At::Item(p, i) => write!(f, "{p}[{i}]"),
+            At::Sub(p, n) => write!(f, "{p}.{n}"),
+        }
+    }
+}
+
+fn check_simple(path: At, def: &Def, v: &Value) -> Result<Value, Invalid> {
+    let ty = def.ty;
     let ok = match ty {
         "string" | "reference" | "binary" | "dateTime" => v.is_string(),
         "boolean" => v.is_boolean(),
@@ -187,14 +266,15 @@ fn check_simple(path: &str, def: &Value, v: &Value) -> Result<Value, Invalid> {
     if !ok {
         // Some provisioning clients send booleans as strings ("True").
         if ty == "boolean" {
-            if let Some(b) = v
-                .as_str()
-                .and_then(|s| match s.to_ascii_lowercase().as_str() {
-                    "true" => Some(true),
-                    "false" => Some(false),
-                    _ => None,
-                })
-            {
+            if let Some(b) = v.as_str().and_then(|s| {
+                if s.eq_ignore_ascii_case("true") {
+                    Some(true)
+                } else if s.eq_ignore_ascii_case("false") {
+                    Some(false)
+                } else {
+                    None
+                }
+            }) {
                 return Ok(Value::Bool(b));
             }
         }
@@ -211,20 +291,19 @@ fn check_simple(path: &str, def: &Value, v: &Value) -> Result<Value, Invalid> {
 /// Check one attribute's value against its definition and give it its canonical shape
 /// (canonical sub-attribute names, a single value of a multi-valued attribute wrapped in
 /// a list, nulls dropped). `None` means "absent".
-fn normalize_value(path: &str, def: &Value, v: &Value) -> Result<Option<Value>, Invalid> {
+fn normalize_value(path: At, def: &Def, v: &Value) -> Result<Option<Value>, Invalid> {
     if v.is_null() {
         return Ok(None);
     }
-    let multi = def["multiValued"].as_bool().unwrap_or(false);
-    if multi {
-        let items: Vec<&Value> = match v {
-            Value::Array(a) => a.iter().collect(),
-            other => vec![other],
+    if def.multi {
+        let items: &[Value] = match v {
+            Value::Array(a) => a,
+            other => std::slice::from_ref(other),
         };
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(items.len());
         let mut primaries = 0;
-        for (i, item) in items.into_iter().enumerate() {
-            if let Some(x) = normalize_single(&format!("{path}[{i}]"), def, item)? {
+        for (i, item) in items.iter().enumerate() {
+            if let Some(x) = normalize_single(At::Item(&path, i), def, item)? {
                 if x.get("primary") == Some(&Value::Bool(true)) {
                     primaries += 1;
                 }
@@ -247,20 +326,21 @@ fn normalize_value(path: &str, def: &Value, v: &Value) -> Result<Option<Value>, 
     normalize_single(path, def, v)
 }
 
-fn normalize_single(path: &str, def: &Value, v: &Value) -> Result<Option<Value>, Invalid> {
+fn normalize_single(path: At, def: &Def, v: &Value) -> Result<Option<Value>, Invalid> {
     if v.is_null() {
         return Ok(None);
     }
-    if def["type"] == "complex" {
+    if def.ty == "complex" {
         let Some(obj) = v.as_object() else {
             return Err(Invalid(format!("`{path}` must be an object")));
         };
         let mut out = Map::new();
         for (k, sv) in obj {
-            let sub = sub_attribute(def, k)
+            let sub = def
+                .sub(k)
                 .ok_or_else(|| Invalid(format!("`{path}` has no sub-attribute `{k}`")))?;
-            let name = sub["name"].as_str().unwrap_or(k);
-            if let Some(x) = normalize_value(&format!("{path}.{name}"), sub, sv)? {
+            let name = if sub.name.is_empty() { k } else { sub.name };
+            if let Some(x) = normalize_value(At::Sub(&path, name), sub, sv)? {
                 out.insert(name.to_string(), x);
             }
         }
@@ -281,11 +361,10 @@ pub fn normalize(kind: Kind, input: &Value) -> Result<Map<String, Value>, Invali
     };
     let mut out = Map::new();
     for (k, v) in obj {
-        let lower = k.to_ascii_lowercase();
-        if lower == "schemas" {
-            continue;
-        }
-        if lower == "id" || lower == "meta" {
+        if k.eq_ignore_ascii_case("schemas")
+            || k.eq_ignore_ascii_case("id")
+            || k.eq_ignore_ascii_case("meta")
+        {
             continue;
         }
         if let Some(ext) = extension(kind, k) {
@@ -300,13 +379,13 @@ pub fn normalize(kind: Kind, input: &Value) -> Result<Map<String, Value>, Invali
                 if ek.eq_ignore_ascii_case("schemas") {
                     continue;
                 }
-                let def = attribute(kind, Some(ext), ek)
+                let def = attribute_def(kind, Some(ext), ek)
                     .ok_or_else(|| Invalid(format!("unknown attribute `{ext}:{ek}`")))?;
-                let name = def["name"].as_str().unwrap_or(ek);
-                if def["mutability"] == "readOnly" {
+                let name = if def.name.is_empty() { ek } else { def.name };
+                if def.read_only {
                     continue;
                 }
-                if let Some(x) = normalize_value(name, def, ev)? {
+                if let Some(x) = normalize_value(At::Name(name), def, ev)? {
                     e.insert(name.to_string(), x);
                 }
             }
@@ -317,19 +396,21 @@ pub fn normalize(kind: Kind, input: &Value) -> Result<Map<String, Value>, Invali
         }
         // `urn:…:core:2.0:User:userName` written out in full.
         let (urn, attr) = match k.rfind(':') {
-            Some(i) if k.to_ascii_lowercase().starts_with("urn:") => (Some(&k[..i]), &k[i + 1..]),
+            Some(i) if k.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) => {
+                (Some(&k[..i]), &k[i + 1..])
+            }
             _ => (None, k.as_str()),
         };
         if urn.is_some_and(|u| !u.eq_ignore_ascii_case(kind.core())) {
             return Err(Invalid(format!("unknown attribute `{k}`")));
         }
-        let def = attribute(kind, None, attr)
+        let def = attribute_def(kind, None, attr)
             .ok_or_else(|| Invalid(format!("unknown attribute `{k}`")))?;
-        if def["mutability"] == "readOnly" {
+        if def.read_only {
             continue;
         }
-        let name = def["name"].as_str().unwrap_or(attr);
-        if let Some(x) = normalize_value(name, def, v)? {
+        let name = if def.name.is_empty() { attr } else { def.name };
+        if let Some(x) = normalize_value(At::Name(name), def, v)? {
             out.insert(name.to_string(), x);
         }
     }

@@ -837,3 +837,63 @@ fn substring_filters_follow_every_write() {
     assert_eq!(r.status, 201, "{}", r.text);
     check("a deleted name used again");
 }
+
+/// The answer to a create is rendered from the document just normalised (not decrypted
+/// and parsed again from what was stored): it must be, byte for byte, what a read of the
+/// user shows, for every shape of resource; and a value the schema refuses names its
+/// place in the document.
+#[test]
+fn a_create_answers_what_a_read_of_the_user_shows() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let bodies = [
+        json!({"schemas": [USER], "userName": "plain"}),
+        json!({"schemas": [USER], "userName": "off", "active": false,
+               "emails": {"value": "off@example.com"}}),
+        json!({"schemas": [USER, ENT], "userName": "Full.Name", "externalId": "x-1",
+               "name": {"givenName": "Ann", "FAMILYNAME": "Lee", "formatted": null},
+               "emails": [{"value": "home@example.com", "type": "home"},
+                          {"value": "work@example.com", "type": "work", "primary": "True"}],
+               "addresses": [{"streetAddress": "1 Main St", "primary": true}],
+               "phoneNumbers": [], "active": true, "nickName": "ü-nick",
+               ENT: {"employeeNumber": "7", "manager": {"value": "boss"}}}),
+        json!({"schemas": [USER], "urn:ietf:params:scim:schemas:core:2.0:User:userName": "by-urn",
+               "title": "a \"quoted\" title", "emails": [{"value": "u@example.com"}]}),
+    ];
+    for body in bodies {
+        let created = scim(&admin, "POST", "/Users", &body);
+        assert_eq!(created.status, 201, "{}", created.text);
+        let location = created.header("location").unwrap().to_string();
+        let path = location.split(S).nth(1).unwrap().to_string();
+        let read = admin.get(&format!("{S}{path}"));
+        assert_eq!(read.status, 200, "{}", read.text);
+        assert_eq!(created.text, read.text, "{body}");
+        assert_eq!(created.header("etag"), read.header("etag"));
+    }
+    for (body, place) in [
+        (
+            json!({"userName": "bad1", "emails": [{"value": "a@example.com"}, {"value": 3}]}),
+            "`emails[1].value` must be a string",
+        ),
+        (
+            json!({"userName": "bad2", "name": {"nick": "x"}}),
+            "`name` has no sub-attribute `nick`",
+        ),
+        (
+            json!({"userName": "bad3", ENT: {"manager": {"value": ["x"]}}}),
+            "`manager.value` is single-valued",
+        ),
+        (
+            json!({"userName": "bad4", "abcü:x": 1}),
+            "unknown attribute `abcü:x`",
+        ),
+    ] {
+        let r = scim(&admin, "POST", "/Users", &body);
+        scim_error(&r, 400, Some("invalidValue"));
+        assert!(
+            r.json()["detail"].as_str().unwrap().contains(place),
+            "{}",
+            r.text
+        );
+    }
+}
