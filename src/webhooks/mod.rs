@@ -106,6 +106,13 @@ fn position_value(v: Option<sled::IVec>) -> Option<u64> {
 /// Events the dispatcher reads from the log per round.
 const DISPATCH_BATCH: u64 = 1024;
 
+/// The least time between two rounds of the dispatcher while fewer than
+/// [`COALESCE_EVENTS`] events wait: a round has costs of its own (reading the log, one
+/// sled batch), which at a round per commit of the writer were half of the dispatcher's
+/// time. Delays a delivery by at most this.
+const COALESCE: Duration = Duration::from_millis(10);
+const COALESCE_EVENTS: u64 = 256;
+
 /// The name of the personal-data key that encrypts webhook secrets and outbox bodies.
 pub const SECRETS_KEY: &str = "webhooks";
 
@@ -444,6 +451,8 @@ pub struct Deliveries {
     opened: OpenedBodies,
     /// Renders deferred deliveries' bodies for all workers.
     renderer: Mutex<Renderer>,
+    /// The dispatcher's cursor: how far the renderer may render ahead.
+    dispatched: std::sync::atomic::AtomicU64,
     /// Several nodes: only the lease holder's workers send (see `crate::lease`).
     lease: Arc<crate::lease::Lease>,
 }
@@ -527,6 +536,7 @@ impl Deliveries {
             log: log.reader(),
             opened: OpenedBodies::default(),
             renderer: Mutex::new(Renderer::default()),
+            dispatched: std::sync::atomic::AtomicU64::new(0),
             lease,
         });
         let cursor = tree
@@ -782,6 +792,7 @@ impl Dispatcher {
         let d = self.deliveries.clone();
         let mut known: Vec<String> = Vec::new();
         let mut known_targets: Vec<String> = Vec::new();
+        let mut last_round: Option<Instant> = None;
         while !d.stop.load(Ordering::SeqCst) {
             let (head, keys, targets, idle) = {
                 let s = d.shared.read().unwrap_or_else(|p| p.into_inner());
@@ -815,6 +826,14 @@ impl Dispatcher {
                 let _ = self.doorbell.recv_timeout(Duration::from_millis(250));
                 continue;
             }
+            if let Some(wait) = last_round
+                .map(|t| COALESCE.saturating_sub(t.elapsed()))
+                .filter(|w| !w.is_zero() && head - self.cursor < COALESCE_EVENTS)
+            {
+                std::thread::sleep(wait);
+                continue;
+            }
+            last_round = Some(Instant::now());
             if let Err(e) = self.round(head, idle) {
                 // Storage trouble: keep the cursor where it is and try again shortly.
                 tracing::warn!(error = %e, cursor = self.cursor, "webhook dispatch failed; retrying");
@@ -976,6 +995,7 @@ impl Dispatcher {
         self.cursor = to;
         batch.insert(b"c", &to.to_be_bytes());
         d.tree.apply_batch(batch).map_err(|e| e.to_string())?;
+        d.dispatched.store(to, Ordering::SeqCst);
         if no_subscriptions
             && self.state.as_ref().is_some_and(|s| {
                 !s.subscriptions.values().any(|r| r.subscription.enabled)
@@ -1092,8 +1112,8 @@ fn outbox_entries(
             if subs.is_empty() {
                 continue;
             }
-            let before = (seal && gone(&notice))
-                .then(|| entity_data(state, personal, &notice, &env.event));
+            let before =
+                (seal && gone(&notice)).then(|| entity_data(state, personal, &notice, &env.event));
             for k in subs {
                 wanted.push((k, i as u16, notice.clone(), before.clone()));
             }
@@ -1166,6 +1186,10 @@ struct Renderer {
     order: std::collections::VecDeque<(u64, u16)>,
 }
 
+/// How many events past the one asked for a renderer renders at once (those dispatched
+/// already): one read of the log for many deliveries.
+const RENDER_AHEAD: u64 = 256;
+
 /// A renderer further behind than this rebuilds its read models from the nearest
 /// snapshot rather than fold every event in between.
 const RENDER_GAP: u64 = 50_000;
@@ -1181,6 +1205,7 @@ impl Renderer {
         position: u64,
         notice: u16,
         rewind: bool,
+        dispatched: u64,
     ) -> Result<Option<Arc<str>>, String> {
         if let Some(b) = self.bodies.get(&(position, notice)) {
             return Ok(Some(b.clone()));
@@ -1197,14 +1222,15 @@ impl Renderer {
             }
         }
         let from = self.state.as_ref().map_or(0, |s| s.seq) + 1;
+        let to = position.max(dispatched.min(position + RENDER_AHEAD));
         let mut envelopes = Vec::new();
-        log.for_each_event(from, Some(position), |_, _, env| {
+        log.for_each_event(from, Some(to), |_, _, env| {
             envelopes.push(env);
             true
         })
         .map_err(|e| e.to_string())?;
-        if envelopes.last().map(|e| e.seq) != Some(position) {
-            return Err(format!("position {position} is not readable"));
+        if envelopes.last().map(|e| e.seq) != Some(to) {
+            return Err(format!("position {to} is not readable"));
         }
         let state = self.state.as_mut().expect("built above");
         for env in &envelopes {
@@ -1213,12 +1239,12 @@ impl Renderer {
                 for (i, n) in classify(state, &env.event).into_iter().enumerate() {
                     let i = i as u16;
                     let taken = (env.seq, i) == (position, notice)
-                        || state.subscriptions.values().any(|r| {
-                            r.created_seq < env.seq && matches(&r.subscription, &n)
-                        });
+                        || state
+                            .subscriptions
+                            .values()
+                            .any(|r| r.created_seq < env.seq && matches(&r.subscription, &n));
                     if taken {
-                        let before =
-                            gone(&n).then(|| entity_data(state, personal, &n, &env.event));
+                        let before = gone(&n).then(|| entity_data(state, personal, &n, &env.event));
                         wanted.push((i, n, before));
                     }
                 }
@@ -1585,15 +1611,19 @@ impl Worker {
     /// renderer, or by this worker's own when the shared one is past it.
     fn render(&self, p: &Pending, own: &mut Renderer) -> Result<Arc<str>, String> {
         let d = &self.deliveries;
-        let shared = d
-            .renderer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .body(&d.log, &d.personal, p.position, p.notice, false)?;
+        let ahead = d.dispatched.load(Ordering::SeqCst);
+        let shared = d.renderer.lock().unwrap_or_else(|e| e.into_inner()).body(
+            &d.log,
+            &d.personal,
+            p.position,
+            p.notice,
+            false,
+            ahead,
+        )?;
         match shared {
             Some(b) => Ok(b),
             None => own
-                .body(&d.log, &d.personal, p.position, p.notice, true)?
+                .body(&d.log, &d.personal, p.position, p.notice, true, ahead)?
                 .ok_or_else(|| "the event's notice cannot be rendered".to_string()),
         }
     }
