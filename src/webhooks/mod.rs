@@ -9,9 +9,8 @@
 //! The **dispatcher** follows the log from its persisted cursor. It keeps its own copy
 //! of the read models (built from the nearest snapshot when it needs one, dropped while
 //! there are no subscriptions), so it can judge each event against the state just
-//! before it (`notices::classify`) and render the entity as the REST API shows it just
-//! after it (or, for a deletion, just before). Every matching (subscription, handler)
-//! becomes a delivery in the **outbox** — one entry per subscription holds what a round
+//! before it (`notices::classify`). Every matching (subscription, handler) becomes a
+//! delivery (without a body: see `Renderer`) in the **outbox** — one entry per subscription holds what a round
 //! found for it — written in one atomic sled batch together with the dispatcher's new
 //! cursor: a crash loses both or neither, so nothing is skipped.
 //!
@@ -28,8 +27,12 @@
 //! a worker (the outbox is on disk, not in a bounded queue in memory), and the writer
 //! never waits for the dispatcher (its doorbell is a `try_send` on a channel of one).
 //!
-//! The outbox holds the event body encrypted with the `webhooks` key (it contains
-//! personal data such as e-mails); secrets are decrypted only when a request is built.
+//! A worker renders a body (the entity as the REST API shows it just after the event,
+//! or, for a deletion, just before) when it sends it, from the log: the dispatcher
+//! spends nothing on bodies a hung receiver may never take, and none reaches the disk.
+//! Only a refill from the log (an overflowed outbox) stores bodies, encrypted with the
+//! `webhooks` key (they contain personal data such as e-mails); secrets are decrypted
+//! only when a request is built.
 
 pub mod payload;
 
@@ -157,7 +160,7 @@ pub struct Pending {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub redriven: bool,
     /// No body is stored: the worker renders it from the log when it sends it (see
-    /// [`Renderer`]). What the dispatcher writes; a refill from the log stores bodies.
+    /// `Renderer`). What the dispatcher writes; a refill from the log stores bodies.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deferred: bool,
 }
