@@ -9,9 +9,8 @@
 //! The **dispatcher** follows the log from its persisted cursor. It keeps its own copy
 //! of the read models (built from the nearest snapshot when it needs one, dropped while
 //! there are no subscriptions), so it can judge each event against the state just
-//! before it (`notices::classify`) and render the entity as the REST API shows it just
-//! after it (or, for a deletion, just before). Every matching (subscription, handler)
-//! becomes a delivery in the **outbox** — one entry per subscription holds what a round
+//! before it (`notices::classify`). Every matching (subscription, handler) becomes a
+//! delivery (without a body: see `Renderer`) in the **outbox** — one entry per subscription holds what a round
 //! found for it — written in one atomic sled batch together with the dispatcher's new
 //! cursor: a crash loses both or neither, so nothing is skipped.
 //!
@@ -28,8 +27,12 @@
 //! a worker (the outbox is on disk, not in a bounded queue in memory), and the writer
 //! never waits for the dispatcher (its doorbell is a `try_send` on a channel of one).
 //!
-//! The outbox holds the event body encrypted with the `webhooks` key (it contains
-//! personal data such as e-mails); secrets are decrypted only when a request is built.
+//! A worker renders a body (the entity as the REST API shows it just after the event,
+//! or, for a deletion, just before) when it sends it, from the log: the dispatcher
+//! spends nothing on bodies a hung receiver may never take, and none reaches the disk.
+//! Only a refill from the log (an overflowed outbox) stores bodies, encrypted with the
+//! `webhooks` key (they contain personal data such as e-mails); secrets are decrypted
+//! only when a request is built.
 
 pub mod payload;
 
@@ -106,6 +109,13 @@ fn position_value(v: Option<sled::IVec>) -> Option<u64> {
 /// Events the dispatcher reads from the log per round.
 const DISPATCH_BATCH: u64 = 1024;
 
+/// The least time between two rounds of the dispatcher while fewer than
+/// [`COALESCE_EVENTS`] events wait: a round has costs of its own (reading the log, one
+/// sled batch), which at a round per commit of the writer were half of the dispatcher's
+/// time. Delays a delivery by at most this.
+const COALESCE: Duration = Duration::from_millis(10);
+const COALESCE_EVENTS: u64 = 256;
+
 /// The name of the personal-data key that encrypts webhook secrets and outbox bodies.
 pub const SECRETS_KEY: &str = "webhooks";
 
@@ -149,6 +159,10 @@ pub struct Pending {
     /// the lease drops what lies below the shared cursor (it is below it on purpose).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub redriven: bool,
+    /// No body is stored: the worker renders it from the log when it sends it (see
+    /// `Renderer`). What the dispatcher writes; a refill from the log stores bodies.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deferred: bool,
 }
 
 /// One attempt, as the delivery history shows it.
@@ -438,6 +452,10 @@ pub struct Deliveries {
     log: EventLog,
     /// Bodies decrypted lately (one notice goes to every subscription that takes it).
     opened: OpenedBodies,
+    /// Renders deferred deliveries' bodies for all workers.
+    renderer: Mutex<Renderer>,
+    /// The dispatcher's cursor: how far the renderer may render ahead.
+    dispatched: std::sync::atomic::AtomicU64,
     /// Several nodes: only the lease holder's workers send (see `crate::lease`).
     lease: Arc<crate::lease::Lease>,
 }
@@ -520,6 +538,8 @@ impl Deliveries {
             federation,
             log: log.reader(),
             opened: OpenedBodies::default(),
+            renderer: Mutex::new(Renderer::default()),
+            dispatched: std::sync::atomic::AtomicU64::new(0),
             lease,
         });
         let cursor = tree
@@ -533,6 +553,7 @@ impl Deliveries {
             cursor,
             doorbell: rx,
             written: HashMap::new(),
+            room: HashMap::new(),
         };
         let thread = std::thread::Builder::new()
             .name("gatehouse-webhooks".into())
@@ -755,6 +776,18 @@ struct Dispatcher {
     doorbell: crossbeam_channel::Receiver<()>,
     /// Entries written per subscription since its outbox was last measured.
     written: HashMap<String, usize>,
+    /// Per subscription: how many more it can be written before its outbox could be
+    /// full (from its last measure; workers only take entries away). Unknown: measured
+    /// after [`CHECK_EVERY`].
+    room: HashMap<String, usize>,
+}
+
+/// How many deliveries may be written for a subscription before its outbox is measured
+/// again, when it held `pending` of at most `max`: it cannot be fuller than that sooner
+/// (only its worker takes from it), and measuring (a scan of the outbox) every
+/// [`CHECK_EVERY`] of a growing outbox cost a tenth of the dispatcher's time.
+fn room_after(max: usize, pending: usize) -> usize {
+    max.saturating_sub(pending).max(CHECK_EVERY.min(max))
 }
 
 impl Dispatcher {
@@ -762,6 +795,7 @@ impl Dispatcher {
         let d = self.deliveries.clone();
         let mut known: Vec<String> = Vec::new();
         let mut known_targets: Vec<String> = Vec::new();
+        let mut last_round: Option<Instant> = None;
         while !d.stop.load(Ordering::SeqCst) {
             let (head, keys, targets, idle) = {
                 let s = d.shared.read().unwrap_or_else(|p| p.into_inner());
@@ -795,6 +829,14 @@ impl Dispatcher {
                 let _ = self.doorbell.recv_timeout(Duration::from_millis(250));
                 continue;
             }
+            if let Some(wait) = last_round
+                .map(|t| COALESCE.saturating_sub(t.elapsed()))
+                .filter(|w| !w.is_zero() && head - self.cursor < COALESCE_EVENTS)
+            {
+                std::thread::sleep(wait);
+                continue;
+            }
+            last_round = Some(Instant::now());
             if let Err(e) = self.round(head, idle) {
                 // Storage trouble: keep the cursor where it is and try again shortly.
                 tracing::warn!(error = %e, cursor = self.cursor, "webhook dispatch failed; retrying");
@@ -899,6 +941,7 @@ impl Dispatcher {
                 drop_batch.remove(cursor_key(key));
                 drop_batch.remove(lag_key(key));
                 self.written.remove(key);
+                self.room.remove(key);
                 d.tree.apply_batch(drop_batch).map_err(|e| e.to_string())?;
             }
             let left = self
@@ -929,7 +972,10 @@ impl Dispatcher {
         let full: Vec<String> = self
             .written
             .iter()
-            .filter(|(_, n)| **n >= CHECK_EVERY.min(d.settings.max_pending))
+            .filter(|(k, n)| {
+                let room = self.room.get(*k).copied();
+                **n >= room.unwrap_or(CHECK_EVERY.min(d.settings.max_pending))
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for key in full {
@@ -942,6 +988,7 @@ impl Dispatcher {
                     break;
                 }
             }
+            self.room.insert(key.clone(), room_after(max, pending));
             if pending > max && !lagging.contains_key(&key) {
                 tracing::warn!(subscription = %key, pending, "webhook outbox full: the rest will be read from the log when the receiver is back");
                 batch.insert(lag_key(&key), &to.to_be_bytes());
@@ -951,6 +998,7 @@ impl Dispatcher {
         self.cursor = to;
         batch.insert(b"c", &to.to_be_bytes());
         d.tree.apply_batch(batch).map_err(|e| e.to_string())?;
+        d.dispatched.store(to, Ordering::SeqCst);
         if no_subscriptions
             && self.state.as_ref().is_some_and(|s| {
                 !s.subscriptions.values().any(|r| r.subscription.enabled)
@@ -959,6 +1007,7 @@ impl Dispatcher {
         {
             // Free the copy of the read models until a subscription needs it again.
             self.state = None;
+            *d.renderer.lock().unwrap_or_else(|p| p.into_inner()) = Renderer::default();
         }
         touched.sort();
         touched.dedup();
@@ -991,16 +1040,36 @@ impl Dispatcher {
             &d.personal,
             env,
             secrets_key,
+            false,
             &wanted,
             batch,
             gathered,
             touched,
         )?;
         for k in touched.iter().rev().take(n) {
-            *self.written.entry(k.clone()).or_default() += 1;
+            // Deliveries, as the outbox is measured: one per handler.
+            let handlers = state
+                .subscriptions
+                .get(k)
+                .map_or(1, |r| r.subscription.handlers.len().max(1));
+            *self.written.entry(k.clone()).or_default() += handlers;
         }
         Ok(())
     }
+}
+
+/// The body of a notice but for the subscription's key (`{"domain":…,"data":…}`; the
+/// worker puts the key in front when it sends it).
+fn notice_body(notice: &Notice, env: &Envelope, data: Value) -> String {
+    json!({
+        "domain": notice.domain,
+        "event_type": notice.event_type,
+        "source": env.origin,
+        "position": env.seq,
+        "timestamp": crate::timefmt::format(env.time_ms, true),
+        "data": data,
+    })
+    .to_string()
 }
 
 /// Judge `env` against `state` (the read models just before it), apply it, and gather
@@ -1008,11 +1077,18 @@ impl Dispatcher {
 /// takes it (full entries go to `batch` at once, the rest when the caller writes
 /// `gathered`). Returns how many subscriptions got deliveries (their keys are pushed to
 /// `touched`). Shared by the dispatcher and a worker catching up.
+///
+/// `seal`: render each body now and store it encrypted (a refill from the log); else
+/// store none ([`Pending::deferred`]): its worker renders it when it sends it, from the
+/// log, so the dispatcher spends nothing on rendering, encrypting and storing bodies
+/// that a hung receiver may never take.
+#[allow(clippy::too_many_arguments)]
 fn outbox_entries(
     state: &mut State,
     personal: &PersonalKeys,
     env: &Envelope,
     secrets_key: &str,
+    seal: bool,
     wanted_sub: &dyn Fn(&str) -> bool,
     batch: &mut sled::Batch,
     gathered: &mut Gathered,
@@ -1039,33 +1115,25 @@ fn outbox_entries(
             if subs.is_empty() {
                 continue;
             }
-            let before = gone(&notice).then(|| entity_data(state, personal, &notice, &env.event));
+            let before =
+                (seal && gone(&notice)).then(|| entity_data(state, personal, &notice, &env.event));
             for k in subs {
                 wanted.push((k, i as u16, notice.clone(), before.clone()));
             }
         }
         state.apply(env);
         // The body of a notice is the same for every subscription but for its key: render
-        // and encrypt the rest once (`{"domain":…,"data":…}`); the worker puts the key in
-        // front when it sends it.
+        // and encrypt the rest once; the worker puts the key in front when it sends it.
         let mut rendered: Vec<Option<String>> = Vec::new();
         for (key, i, notice, before) in wanted {
             let slot = i as usize;
             if rendered.len() <= slot {
                 rendered.resize(slot + 1, None);
             }
-            if rendered[slot].is_none() {
+            if seal && rendered[slot].is_none() {
                 let data =
                     before.unwrap_or_else(|| entity_data(state, personal, &notice, &env.event));
-                let rest = json!({
-                    "domain": notice.domain,
-                    "event_type": notice.event_type,
-                    "source": env.origin,
-                    "position": env.seq,
-                    "timestamp": crate::timefmt::format(env.time_ms, true),
-                    "data": data,
-                })
-                .to_string();
+                let rest = notice_body(&notice, env, data);
                 rendered[slot] = Some(
                     personal
                         .encrypt(secrets_key, &rest)
@@ -1094,6 +1162,7 @@ fn outbox_entries(
                     generation,
                     bare_body: true,
                     redriven: false,
+                    deferred: !seal,
                 };
                 gathered.push(&key, p, batch);
             }
@@ -1101,6 +1170,103 @@ fn outbox_entries(
             n += 1;
         }
         Ok(n)
+    }
+}
+
+/// How many bodies a [`Renderer`] keeps.
+const RENDERED_KEEP: usize = 4096;
+
+/// Renders the bodies of deferred deliveries from the log: read models that follow the
+/// log forward (as of `state.seq`), and the bodies of the latest notices that some
+/// subscription took. One is shared by all workers (subscriptions on the same events
+/// are sent at about the same time: one fold and one rendering serve them all); a
+/// worker that is behind it (a receiver that was away) uses one of its own. Process
+/// memory only: nothing rendered reaches the disk.
+#[derive(Default)]
+struct Renderer {
+    state: Option<State>,
+    bodies: HashMap<(u64, u16), Arc<str>>,
+    order: std::collections::VecDeque<(u64, u16)>,
+}
+
+/// How many events past the one asked for a renderer renders at once (those dispatched
+/// already): one read of the log for many deliveries.
+const RENDER_AHEAD: u64 = 256;
+
+/// A renderer further behind than this rebuilds its read models from the nearest
+/// snapshot rather than fold every event in between.
+const RENDER_GAP: u64 = 50_000;
+
+impl Renderer {
+    /// The body of notice `notice` of the event at `position`. `rewind`: build the read
+    /// models again when they are already past it (a private renderer); otherwise
+    /// `None` when it is not kept any more (the caller uses a private one).
+    fn body(
+        &mut self,
+        log: &EventLog,
+        personal: &PersonalKeys,
+        position: u64,
+        notice: u16,
+        rewind: bool,
+        dispatched: u64,
+    ) -> Result<Option<Arc<str>>, String> {
+        if let Some(b) = self.bodies.get(&(position, notice)) {
+            return Ok(Some(b.clone()));
+        }
+        let at = self.state.as_ref().map(|s| s.seq);
+        match at {
+            Some(at) if at >= position && !rewind => return Ok(None),
+            Some(at) if at < position && position - at <= RENDER_GAP => {}
+            _ => {
+                self.state = Some(
+                    log.state_at(position.saturating_sub(1))
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+        }
+        let from = self.state.as_ref().map_or(0, |s| s.seq) + 1;
+        let to = position.max(dispatched.min(position + RENDER_AHEAD));
+        let mut envelopes = Vec::new();
+        log.for_each_event(from, Some(to), |_, _, env| {
+            envelopes.push(env);
+            true
+        })
+        .map_err(|e| e.to_string())?;
+        if envelopes.last().map(|e| e.seq) != Some(to) {
+            return Err(format!("position {to} is not readable"));
+        }
+        let state = self.state.as_mut().expect("built above");
+        for env in &envelopes {
+            let mut wanted: Vec<(u16, Notice, Option<Value>)> = Vec::new();
+            if !state.subscriptions.is_empty() {
+                for (i, n) in classify(state, &env.event).into_iter().enumerate() {
+                    let i = i as u16;
+                    let taken = (env.seq, i) == (position, notice)
+                        || state
+                            .subscriptions
+                            .values()
+                            .any(|r| r.created_seq < env.seq && matches(&r.subscription, &n));
+                    if taken {
+                        let before = gone(&n).then(|| entity_data(state, personal, &n, &env.event));
+                        wanted.push((i, n, before));
+                    }
+                }
+            }
+            state.apply(env);
+            for (i, n, before) in wanted {
+                let data = before.unwrap_or_else(|| entity_data(state, personal, &n, &env.event));
+                let body: Arc<str> = notice_body(&n, env, data).into();
+                if self.bodies.insert((env.seq, i), body).is_none() {
+                    self.order.push_back((env.seq, i));
+                }
+            }
+        }
+        while self.order.len() > RENDERED_KEEP {
+            if let Some(old) = self.order.pop_front() {
+                self.bodies.remove(&old);
+            }
+        }
+        Ok(self.bodies.get(&(position, notice)).cloned())
     }
 }
 
@@ -1140,6 +1306,8 @@ impl Worker {
 
         // The read models at the position a lagging subscription has been refilled to.
         let mut catching_up: Option<State> = None;
+        // Renders deferred bodies when this worker is behind the shared renderer.
+        let mut own = Renderer::default();
         // The lease epoch this worker last caught up with the shared cursor for (several
         // nodes; on sled the lease is always held and this never changes).
         let mut followed = if d.lease.shared() {
@@ -1253,7 +1421,7 @@ impl Worker {
                         ),
                         Some(h) => (
                             h.url.clone(),
-                            self.attempt(&agent, h, &secrets[p.handler as usize], p),
+                            self.attempt(&agent, h, &secrets[p.handler as usize], p, &mut own),
                         ),
                     };
                     let latency_ms = started.elapsed().as_millis() as u64;
@@ -1429,6 +1597,7 @@ impl Worker {
                 &d.personal,
                 env,
                 &secrets_key,
+                true,
                 &only,
                 &mut batch,
                 &mut gathered,
@@ -1441,18 +1610,43 @@ impl Worker {
         Ok(true)
     }
 
+    /// The body of a deferred delivery, rendered now from the log: by the shared
+    /// renderer, or by this worker's own when the shared one is past it.
+    fn render(&self, p: &Pending, own: &mut Renderer) -> Result<Arc<str>, String> {
+        let d = &self.deliveries;
+        let ahead = d.dispatched.load(Ordering::SeqCst);
+        let shared = d.renderer.lock().unwrap_or_else(|e| e.into_inner()).body(
+            &d.log,
+            &d.personal,
+            p.position,
+            p.notice,
+            false,
+            ahead,
+        )?;
+        match shared {
+            Some(b) => Ok(b),
+            None => own
+                .body(&d.log, &d.personal, p.position, p.notice, true, ahead)?
+                .ok_or_else(|| "the event's notice cannot be rendered".to_string()),
+        }
+    }
+
     fn attempt(
         &self,
         agent: &ureq::Agent,
         h: &SubscriptionHandler,
         (secret, secrets): &(Option<String>, Vec<(String, String)>),
         p: &Pending,
+        own: &mut Renderer,
     ) -> Result<u16, String> {
-        let event = self
-            .deliveries
-            .opened
-            .open(&self.deliveries.personal, p)
-            .ok_or_else(|| "the stored event cannot be decrypted".to_string())?;
+        let event = if p.deferred {
+            self.render(p, own)?
+        } else {
+            self.deliveries
+                .opened
+                .open(&self.deliveries.personal, p)
+                .ok_or_else(|| "the stored event cannot be decrypted".to_string())?
+        };
         let event = if p.bare_body {
             format!(
                 "{{\"subscription_key\":{},{}",
@@ -1527,6 +1721,7 @@ mod tests {
             generation: 3,
             bare_body: true,
             redriven: false,
+            deferred: false,
         }
     }
 

@@ -358,6 +358,53 @@ fn deliveries_wait_for_a_receiver_that_is_down_and_keep_their_order() {
     assert_eq!(rx.events().len(), 15);
 }
 
+/// The outbox holds no bodies: a delivery's body is rendered from the log when it is
+/// sent. So a user purged (crypto-shredded) while a delivery about them waits for its
+/// receiver reaches the receiver without their personal data: it is rendered with the
+/// key gone. (A body rendered and sealed at commit time would carry the e-mail still.)
+#[test]
+fn a_user_purged_while_the_receiver_is_down_is_delivered_without_their_personal_data() {
+    let app = TestApp::spawn_with(Config {
+        webhook_max_attempts: 1000,
+        ..quick_retries()
+    });
+    let admin = app.admin();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    subscribe(
+        &admin,
+        "later",
+        &format!("http://127.0.0.1:{port}/hook"),
+        &["created"],
+        &[],
+    );
+    let first = create_user(&admin, "first");
+    // The worker is retrying the first delivery (in order: the next one waits).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = admin.get(&format!("{SUBS}/later/deliveries")).json();
+        if status["attempts"][0]["outcome"] == "retrying" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let shredded = create_user(&admin, "shred-me");
+    let r = admin.delete("/access/api/v2/users/shred-me?purge=true");
+    assert_eq!(r.status, 204, "{}", r.text);
+    let rx = Receiver::on(TcpListener::bind(("127.0.0.1", port)).unwrap());
+    let got = rx.wait_for(2, 30);
+    assert_eq!(positions_of(&got[..2]), vec![first, shredded]);
+    assert_eq!(got[0].json()["data"]["email"], "first@example.com");
+    let text = String::from_utf8_lossy(&got[1].body).to_string();
+    assert!(!text.contains("shred-me@example.com"), "{text}");
+    assert_eq!(got[1].json()["data"]["username"], "shred-me");
+    assert_eq!(got[1].json()["data"]["email"], gatehouse::personal::ERASED);
+}
+
 /// Concurrent writers make rounds of several events, so outbox entries hold several
 /// deliveries; a receiver that refuses some of them the first time makes the worker
 /// stop in the middle of an entry. Everything still arrives exactly once (no crash
