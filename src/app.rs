@@ -231,6 +231,7 @@ impl Application {
             },
             federation.clone(),
             lease.clone(),
+            history.clone(),
         )?;
         writer.add_doorbell(bell);
         let data = web::Data::new(AppState {

@@ -189,6 +189,18 @@ impl History {
     }
 }
 
+impl History {
+    /// [`state_at`](Self::state_at), or else from the nearest snapshot: what readers of
+    /// the past that do not ask for the history use (a webhook worker far behind). They
+    /// gain from it once a point-in-time read has had it built.
+    pub fn state_or_snapshot(&self, log: &EventLog, seq: u64) -> Result<State, LogError> {
+        match self.state_at(log, seq)? {
+            Some(state) => Ok(state),
+            None => log.state_at(seq),
+        }
+    }
+}
+
 /// Drop every other checkpoint (never the newest, which the next one is measured from)
 /// and double the spacing.
 fn thin(inner: &mut Inner) {

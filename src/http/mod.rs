@@ -245,12 +245,8 @@ impl AppState {
         tracing::debug!(position, "rebuilding the state as of a past position");
         let started = Instant::now();
         self.history.want();
-        let rebuilt = match self.history.state_at(&self.log, position) {
-            Ok(Some(state)) => Ok(state),
-            // No checkpoint close enough yet (or none kept): the nearest snapshot.
-            Ok(None) => self.log.state_at(position),
-            Err(e) => Err(e),
-        };
+        // No checkpoint close enough yet (or none kept): the nearest snapshot.
+        let rebuilt = self.history.state_or_snapshot(&self.log, position);
         let state =
             Arc::new(rebuilt.map_err(|e| {
                 ApiError::Internal(format!("cannot rebuild position {position}: {e}"))

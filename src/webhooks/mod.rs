@@ -450,6 +450,8 @@ pub struct Deliveries {
     federation: Arc<crate::federation::Federation>,
     /// A read handle on the log, for workers that catch up from it.
     log: EventLog,
+    /// Past read models kept in memory (when a point-in-time read had them built).
+    past: Arc<crate::history::History>,
     /// Bodies decrypted lately (one notice goes to every subscription that takes it).
     opened: OpenedBodies,
     /// Renders deferred deliveries' bodies for all workers.
@@ -523,6 +525,7 @@ impl Deliveries {
         settings: DeliverySettings,
         federation: Arc<crate::federation::Federation>,
         lease: Arc<crate::lease::Lease>,
+        past: Arc<crate::history::History>,
     ) -> Result<(Arc<Deliveries>, crossbeam_channel::Sender<()>), crate::log::LogError> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let deliveries = Arc::new(Deliveries {
@@ -537,6 +540,7 @@ impl Deliveries {
             history: Mutex::new(HashMap::new()),
             federation,
             log: log.reader(),
+            past,
             opened: OpenedBodies::default(),
             renderer: Mutex::new(Renderer::default()),
             dispatched: std::sync::atomic::AtomicU64::new(0),
@@ -861,7 +865,11 @@ impl Dispatcher {
                 return Ok(());
             }
             let started = Instant::now();
-            self.state = Some(self.log.state_at(self.cursor).map_err(|e| e.to_string())?);
+            self.state = Some(
+                d.past
+                    .state_or_snapshot(&self.log, self.cursor)
+                    .map_err(|e| e.to_string())?,
+            );
             tracing::info!(
                 cursor = self.cursor,
                 millis = started.elapsed().as_millis() as u64,
@@ -1204,6 +1212,7 @@ impl Renderer {
     fn body(
         &mut self,
         log: &EventLog,
+        past: &crate::history::History,
         personal: &PersonalKeys,
         position: u64,
         notice: u16,
@@ -1219,7 +1228,7 @@ impl Renderer {
             Some(at) if at < position && position - at <= RENDER_GAP => {}
             _ => {
                 self.state = Some(
-                    log.state_at(position.saturating_sub(1))
+                    past.state_or_snapshot(log, position.saturating_sub(1))
                         .map_err(|e| e.to_string())?,
                 );
             }
@@ -1575,7 +1584,11 @@ impl Worker {
         }
         let to = head.min(lag + REFILL_WINDOW);
         if state.as_ref().is_none_or(|s| s.seq != lag) {
-            *state = Some(d.log.state_at(lag).map_err(|e| e.to_string())?);
+            *state = Some(
+                d.past
+                    .state_or_snapshot(&d.log, lag)
+                    .map_err(|e| e.to_string())?,
+            );
         }
         let st = state.as_mut().expect("just built");
         let mut envelopes = Vec::new();
@@ -1617,6 +1630,7 @@ impl Worker {
         let ahead = d.dispatched.load(Ordering::SeqCst);
         let shared = d.renderer.lock().unwrap_or_else(|e| e.into_inner()).body(
             &d.log,
+            &d.past,
             &d.personal,
             p.position,
             p.notice,
@@ -1626,7 +1640,15 @@ impl Worker {
         match shared {
             Some(b) => Ok(b),
             None => own
-                .body(&d.log, &d.personal, p.position, p.notice, true, ahead)?
+                .body(
+                    &d.log,
+                    &d.past,
+                    &d.personal,
+                    p.position,
+                    p.notice,
+                    true,
+                    ahead,
+                )?
                 .ok_or_else(|| "the event's notice cannot be rendered".to_string()),
         }
     }
