@@ -278,11 +278,11 @@ impl PersonalKeys {
     /// Ask the refill thread for more keys (starting it the first time).
     fn ask_refill(self: &std::sync::Arc<Self>) {
         let mut refill = self.refill.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = refill.get_or_insert_with(|| {
+        if refill.is_none() {
             // One doorbell waiting is enough: a full channel means a refill is asked.
             let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
             let keys = std::sync::Arc::downgrade(self);
-            std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name("gatehouse-keypool".into())
                 .spawn(move || {
                     while rx.recv().is_ok() {
@@ -295,11 +295,20 @@ impl PersonalKeys {
                             tracing::warn!(error = %e, "cannot make personal-data keys ahead");
                         }
                     }
-                })
-                .expect("spawn the key pool thread");
-            tx
-        });
-        let _ = tx.try_send(());
+                });
+            match spawned {
+                Ok(_) => *refill = Some(tx),
+                // Without the thread there is no pool: each new key is flushed with its
+                // batch, as before there was one. Tried again at the next ask.
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start the personal-key pool thread");
+                    return;
+                }
+            }
+        }
+        if let Some(tx) = refill.as_ref() {
+            let _ = tx.try_send(());
+        }
     }
 
     fn pool_len(&self) -> usize {
