@@ -320,13 +320,13 @@ fn a_receiver_gets_exactly_what_its_filter_selects_in_order_and_signed() {
     assert_eq!(rx.events().len(), 4, "deleted: nothing new");
 }
 
-#[test]
-fn deliveries_wait_for_a_receiver_that_is_down_and_keep_their_order() {
+/// A server with subscription `later` (user created) to a port nothing listens on (yet),
+/// retrying often and long.
+fn subscribed_to_a_receiver_that_is_down() -> (TestApp, u16) {
     let app = TestApp::spawn_with(Config {
         webhook_max_attempts: 1000,
         ..quick_retries()
     });
-    let admin = app.admin();
     // Reserve a port, then close it: nothing listens there for a while.
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -334,12 +334,19 @@ fn deliveries_wait_for_a_receiver_that_is_down_and_keep_their_order() {
         .unwrap()
         .port();
     subscribe(
-        &admin,
+        &app.admin(),
         "later",
         &format!("http://127.0.0.1:{port}/hook"),
         &["created"],
         &[],
     );
+    (app, port)
+}
+
+#[test]
+fn deliveries_wait_for_a_receiver_that_is_down_and_keep_their_order() {
+    let (app, port) = subscribed_to_a_receiver_that_is_down();
+    let admin = app.admin();
     let mut positions = Vec::new();
     for i in 0..15 {
         positions.push(create_user(&admin, &format!("u{i:02}")));
@@ -364,23 +371,8 @@ fn deliveries_wait_for_a_receiver_that_is_down_and_keep_their_order() {
 /// key gone. (A body rendered and sealed at commit time would carry the e-mail still.)
 #[test]
 fn a_user_purged_while_the_receiver_is_down_is_delivered_without_their_personal_data() {
-    let app = TestApp::spawn_with(Config {
-        webhook_max_attempts: 1000,
-        ..quick_retries()
-    });
+    let (app, port) = subscribed_to_a_receiver_that_is_down();
     let admin = app.admin();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    subscribe(
-        &admin,
-        "later",
-        &format!("http://127.0.0.1:{port}/hook"),
-        &["created"],
-        &[],
-    );
     let first = create_user(&admin, "first");
     // The worker is retrying the first delivery (in order: the next one waits).
     let deadline = Instant::now() + Duration::from_secs(20);
