@@ -4,6 +4,7 @@
 pub mod app;
 pub mod auth;
 pub mod authorize;
+pub mod background;
 pub mod checkpoints;
 pub mod config;
 pub mod console;

@@ -990,7 +990,10 @@ impl Writer {
         self.snapshotting = Some(
             std::thread::Builder::new()
                 .name("gatehouse-snapshot".into())
-                .spawn(move || match store.write(&state, hash) {
+                .spawn(move || match {
+                    crate::background::lower_priority();
+                    store.write(&state, hash)
+                } {
                     Ok(()) => {
                         metrics.snapshot_taken(state.seq);
                         tracing::debug!(seq = state.seq, "snapshot written")
