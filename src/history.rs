@@ -187,9 +187,7 @@ impl History {
         }
         Ok(Some(state))
     }
-}
 
-impl History {
     /// [`state_at`](Self::state_at), or else from the nearest snapshot: what readers of
     /// the past that do not ask for the history use (a webhook worker far behind). They
     /// gain from it once a point-in-time read has had it built.

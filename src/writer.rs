@@ -990,16 +990,16 @@ impl Writer {
         self.snapshotting = Some(
             std::thread::Builder::new()
                 .name("gatehouse-snapshot".into())
-                .spawn(move || match {
+                .spawn(move || {
                     crate::background::lower_priority();
-                    store.write(&state, hash)
-                } {
-                    Ok(()) => {
-                        metrics.snapshot_taken(state.seq);
-                        tracing::debug!(seq = state.seq, "snapshot written")
+                    match store.write(&state, hash) {
+                        Ok(()) => {
+                            metrics.snapshot_taken(state.seq);
+                            tracing::debug!(seq = state.seq, "snapshot written")
+                        }
+                        // A missing snapshot only makes the next start slower; keep serving.
+                        Err(e) => tracing::warn!(error = %e, "cannot write a snapshot"),
                     }
-                    // A missing snapshot only makes the next start slower; keep serving.
-                    Err(e) => tracing::warn!(error = %e, "cannot write a snapshot"),
                 })
                 .expect("spawn the snapshot thread"),
         );
