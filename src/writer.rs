@@ -31,6 +31,10 @@ const SHARED_RETRY: Duration = Duration::from_secs(20);
 /// small enough that a batch's latency stays in the low milliseconds.
 pub const MAX_BATCH: usize = 1024;
 
+/// Snapshots smaller than this are taken every `snapshot-every` events whatever their
+/// size (they cost milliseconds); larger ones wait for as much log (`snapshot_due`).
+const PROPORTIONAL_SNAPSHOTS_FROM: u64 = 4 << 20;
+
 /// Who asked, for the envelope.
 #[derive(Debug, Clone)]
 pub struct CommandContext {
@@ -409,6 +413,8 @@ pub struct Writer {
     shared: Arc<RwLock<State>>,
     snapshot_every: u64,
     since_snapshot: u64,
+    /// Where the log file ended when the last snapshot was taken (see `snapshot_due`).
+    snapshot_end: u64,
     /// The snapshot being written in the background, if any.
     snapshotting: Option<std::thread::JoinHandle<()>>,
     /// Consumers of the committed stream (webhooks, federation) to wake after a commit.
@@ -500,6 +506,7 @@ impl Writer {
                     shared,
                     snapshot_every: snapshot_every.max(1),
                     since_snapshot: 0,
+                    snapshot_end: 0,
                     snapshotting: None,
                     doorbells: bells,
                     user_changes: changes,
@@ -561,7 +568,7 @@ impl Writer {
             if catch_up {
                 self.catch_up();
             }
-            if self.since_snapshot >= self.snapshot_every {
+            if self.snapshot_due() {
                 self.snapshot_in_background();
             }
         }
@@ -978,10 +985,27 @@ impl Writer {
     /// Encoding and storing a large state takes long; the writer only pays for a copy and
     /// goes on committing while another thread writes it. One snapshot at a time: when
     /// the previous one is still being written, try again after the next batch.
+    /// Every `snapshot-every` events; and once snapshots are large, only when the log has
+    /// grown since the last one by at least that snapshot's size. A snapshot costs in
+    /// proportion to the state, not to the writes: taken every N events, a large state's
+    /// snapshots were a sixth of the server's CPU during a SCIM create run (two events a
+    /// request), and a run without them was 17 % faster. Proportional, their cost per
+    /// write is bounded, and a restart after a crash replays a tail no larger than the
+    /// snapshot it starts from (a clean stop writes a snapshot anyway).
+    fn snapshot_due(&self) -> bool {
+        if self.since_snapshot < self.snapshot_every {
+            return false;
+        }
+        let last = self.log.last_snapshot_size() as u64;
+        last < PROPORTIONAL_SNAPSHOTS_FROM
+            || self.log.end_offset().saturating_sub(self.snapshot_end) >= last
+    }
+
     fn snapshot_in_background(&mut self) {
         if self.snapshotting.as_ref().is_some_and(|t| !t.is_finished()) {
             return;
         }
+        self.snapshot_end = self.log.end_offset();
         let state = self.state.clone();
         let hash = self.log.head_hash();
         let store = self.log.snapshot_store();

@@ -195,7 +195,15 @@ impl State {
     /// Positional (field names left out): a snapshot is derived data that is rebuilt from
     /// the log when its format changes, and leaving the names out halves decoding time.
     pub fn encode(&self) -> Vec<u8> {
-        rmp_serde::to_vec(self).expect("state always encodes")
+        let mut out = Vec::new();
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// [`encode`](Self::encode), appended to `out` (a snapshot writes its header first
+    /// and sizes the buffer once, instead of growing and copying a second one).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        rmp_serde::encode::write(out, self).expect("state always encodes")
     }
 
     pub fn decode(bytes: &[u8]) -> Result<State, rmp_serde::decode::Error> {
