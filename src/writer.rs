@@ -433,6 +433,12 @@ type BeforeReply = crossbeam_channel::Sender<Result<(), String>>;
 /// A batch's before-commit work under way: its answer comes here.
 type BeforeRun = crossbeam_channel::Receiver<Result<(), String>>;
 
+/// See `Writer::snapshot_due`: `events` and `log_bytes` written since the last snapshot,
+/// whose size was `last_size` (0: none yet in this process).
+fn snapshot_due(events: u64, every: u64, last_size: u64, log_bytes: u64) -> bool {
+    events >= every && (last_size < PROPORTIONAL_SNAPSHOTS_FROM || log_bytes >= last_size)
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -993,12 +999,12 @@ impl Writer {
     /// write is bounded, and a restart after a crash replays a tail no larger than the
     /// snapshot it starts from (a clean stop writes a snapshot anyway).
     fn snapshot_due(&self) -> bool {
-        if self.since_snapshot < self.snapshot_every {
-            return false;
-        }
-        let last = self.log.last_snapshot_size() as u64;
-        last < PROPORTIONAL_SNAPSHOTS_FROM
-            || self.log.end_offset().saturating_sub(self.snapshot_end) >= last
+        snapshot_due(
+            self.since_snapshot,
+            self.snapshot_every,
+            self.log.last_snapshot_size() as u64,
+            self.log.end_offset().saturating_sub(self.snapshot_end),
+        )
     }
 
     fn snapshot_in_background(&mut self) {
@@ -1045,6 +1051,19 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Small snapshots every `snapshot-every` events; a large one only once the log has
+    /// grown by its size since it was taken.
+    #[test]
+    fn large_snapshots_wait_for_as_much_log_as_their_size() {
+        let big = 64 << 20;
+        assert!(!snapshot_due(99, 100, 0, 0));
+        assert!(snapshot_due(100, 100, 0, 0));
+        assert!(snapshot_due(100, 100, 1 << 20, 1));
+        assert!(!snapshot_due(1_000_000, 100, big, big - 1));
+        assert!(snapshot_due(1_000_000, 100, big, big));
+        assert!(!snapshot_due(99, 100, big, 2 * big));
+    }
     use std::sync::Mutex;
 
     /// The before-commit work of every batch runs on one thread that lives as long as

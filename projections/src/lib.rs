@@ -221,6 +221,20 @@ mod tests {
     use super::*;
     use gatehouse_schemas::samples;
 
+    /// A snapshot writes its header, then the state into the same buffer: the bytes
+    /// after the header are exactly `encode`'s.
+    #[test]
+    fn encode_into_appends_what_encode_gives() {
+        let mut state = State::default();
+        for env in samples() {
+            state.apply(&env);
+        }
+        let mut out = b"header".to_vec();
+        state.encode_into(&mut out);
+        assert_eq!(&out[..6], b"header");
+        assert_eq!(&out[6..], &state.encode()[..]);
+    }
+
     #[test]
     fn same_events_same_digest() {
         let mut a = State::default();
