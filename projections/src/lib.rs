@@ -196,14 +196,17 @@ impl State {
     /// the log when its format changes, and leaving the names out halves decoding time.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        self.encode_into(&mut out);
+        self.encode_to(&mut out).expect("state always encodes");
         out
     }
 
-    /// [`encode`](Self::encode), appended to `out` (a snapshot writes its header first
-    /// and sizes the buffer once, instead of growing and copying a second one).
-    pub fn encode_into(&self, out: &mut Vec<u8>) {
-        rmp_serde::encode::write(out, self).expect("state always encodes")
+    /// [`encode`](Self::encode), written to `out` as it goes: a snapshot streams into its
+    /// file without holding the whole encoding in memory.
+    pub fn encode_to<W: std::io::Write>(
+        &self,
+        out: &mut W,
+    ) -> Result<(), rmp_serde::encode::Error> {
+        rmp_serde::encode::write(out, self)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<State, rmp_serde::decode::Error> {
@@ -221,16 +224,17 @@ mod tests {
     use super::*;
     use gatehouse_schemas::samples;
 
-    /// A snapshot writes its header, then the state into the same buffer: the bytes
-    /// after the header are exactly `encode`'s.
+    /// A snapshot writes its header, then streams the state through a small buffer into
+    /// its file: the bytes after the header are exactly `encode`'s.
     #[test]
-    fn encode_into_appends_what_encode_gives() {
+    fn encode_to_streams_what_encode_gives() {
         let mut state = State::default();
         for env in samples() {
             state.apply(&env);
         }
-        let mut out = b"header".to_vec();
-        state.encode_into(&mut out);
+        let mut out = std::io::BufWriter::with_capacity(7, b"header".to_vec());
+        state.encode_to(&mut out).unwrap();
+        let out = out.into_inner().unwrap();
         assert_eq!(&out[..6], b"header");
         assert_eq!(&out[6..], &state.encode()[..]);
     }

@@ -4,9 +4,9 @@
 //!   for each event `len (u32 LE) ‖ chain hash (32 bytes) ‖ encoded envelope`, where
 //!   `chain hash = blake3(previous chain hash ‖ encoded envelope)` and the hash before
 //!   the first event is 32 zero bytes, and a commit mark after every appended batch.
-//! - Snapshots are in a sled database, `<data-dir>/log`, tree `snapshots`: key =
-//!   position, value = an encoded [`Snapshot`] of the read models after that position.
-//!   Snapshots are derived data: a bad one is skipped, never trusted over the log.
+//! - Snapshots are files in `<data-dir>/snapshots/` (see [`snapshots`]), one encoded
+//!   [`Snapshot`] of the read models each, named by its position. Snapshots are derived
+//!   data: a bad one is skipped, never trusted over the log.
 //!
 //! Logs written before the file existed kept their events in that sled database too
 //! (tree `events`, chunks of up to 64 events keyed by their first position); opening
@@ -19,12 +19,14 @@
 pub mod export;
 pub mod postgres;
 pub mod segment;
+pub mod snapshots;
+
+pub use snapshots::{Snapshot, SnapshotStore};
 
 use gatehouse_projections::State;
 use gatehouse_schemas::{decode, encode, Envelope};
 use serde::Deserialize;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 pub const HASH_LEN: usize = 32;
@@ -65,74 +67,6 @@ pub struct RawEvent {
     pub bytes: Vec<u8>,
 }
 
-/// The read models as of `seq`, plus the chain hash at `seq` so the tail can be verified
-/// from there without reading the events before it. Stored as
-/// `seq (8 bytes BE) ‖ chain hash (32) ‖ State::encode()`.
-pub struct Snapshot {
-    pub seq: u64,
-    pub head_hash: ChainHash,
-    pub state: Vec<u8>,
-}
-
-impl Snapshot {
-    fn parse(value: &[u8]) -> Option<Snapshot> {
-        let seq = u64::from_be_bytes(value.get(..8)?.try_into().ok()?);
-        let head_hash: ChainHash = value.get(8..40)?.try_into().ok()?;
-        Some(Snapshot {
-            seq,
-            head_hash,
-            state: value[40..].to_vec(),
-        })
-    }
-}
-
-/// Writes snapshots; cheap to clone, so a background thread can write while the writer
-/// goes on appending.
-#[derive(Clone)]
-pub struct SnapshotStore {
-    db: sled::Db,
-    snapshots: sled::Tree,
-    /// How many snapshots to keep (0: all). Older ones only serve point-in-time reads.
-    keep: usize,
-    /// The size of the last snapshot written (0: none yet), shared by every handle.
-    last_size: Arc<AtomicUsize>,
-}
-
-impl SnapshotStore {
-    /// Store a snapshot of `state`, whose last event has chain hash `head_hash`, and keep
-    /// only the `keep` newest (start-up needs the newest; `as_of` reads start from the
-    /// nearest one before their position, so more of them make the past faster).
-    pub fn write(&self, state: &State, head_hash: ChainHash) -> Result<(), LogError> {
-        // One buffer, sized from the last snapshot (and an eighth more) up front: growing
-        // a buffer of a hundred MiB by doubling, then copying it behind a header, faulted
-        // in three times its size of fresh pages, and page clearing was most of what a
-        // snapshot cost (profile of a SCIM create run).
-        let hint = self.last_size.load(Ordering::Relaxed);
-        let mut value = Vec::with_capacity(40 + hint + hint / 8);
-        value.extend_from_slice(&state.seq.to_be_bytes());
-        value.extend_from_slice(&head_hash);
-        state.encode_into(&mut value);
-        self.last_size.store(value.len(), Ordering::Relaxed);
-        self.snapshots.insert(key(state.seq), value)?;
-        let keep: Vec<_> = self
-            .snapshots
-            .iter()
-            .keys()
-            .rev()
-            .skip(if self.keep == 0 {
-                usize::MAX
-            } else {
-                self.keep.max(2)
-            })
-            .collect::<Result<_, _>>()?;
-        for k in keep {
-            self.snapshots.remove(k)?;
-        }
-        self.db.flush()?;
-        Ok(())
-    }
-}
-
 /// What a walk over the chain found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainReport {
@@ -156,15 +90,13 @@ pub struct EventLog {
     shared: Arc<segment::Shared>,
     /// The writer's append handle (`None` in a [`reader`](Self::reader)).
     file: Option<std::fs::File>,
-    snapshots: sled::Tree,
+    snapshots: SnapshotStore,
     head_seq: u64,
     head_hash: ChainHash,
     head_time_ms: u64,
-    snapshot_keep: usize,
-    /// The size of the last snapshot written, a hint for the next one's buffer.
-    snapshot_size: Arc<AtomicUsize>,
 }
 
+#[cfg(test)]
 fn key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
 }
@@ -341,7 +273,8 @@ impl EventLog {
                 .cache_capacity(cache_bytes),
             dir,
         )?;
-        let snapshots = db.open_tree("snapshots")?;
+        let snapshots = SnapshotStore::open(dir)?;
+        snapshots.migrate_from_sled(&db)?;
         migrate_from_sled(&db, dir)?;
         let opened = segment::open(dir, |bytes| decode(bytes).ok().map(|e| e.seq))?;
         let head_time_ms = match &opened.head_bytes {
@@ -363,8 +296,6 @@ impl EventLog {
             head_seq: opened.head_seq,
             head_hash: opened.head_hash,
             head_time_ms,
-            snapshot_keep: 2,
-            snapshot_size: Arc::default(),
         })
     }
 
@@ -682,35 +613,30 @@ impl EventLog {
             head_seq: self.head_seq,
             head_hash: self.head_hash,
             head_time_ms: self.head_time_ms,
-            snapshot_keep: self.snapshot_keep,
-            snapshot_size: self.snapshot_size.clone(),
         }
     }
 
     /// How many snapshots to keep (0: all; at least 2 otherwise).
     pub fn set_snapshot_keep(&mut self, keep: usize) {
-        self.snapshot_keep = keep;
+        self.snapshots.keep = keep;
     }
 
     /// Bytes the stored snapshots take, and how many there are.
     pub fn snapshot_disk(&self) -> Result<(u64, usize), LogError> {
-        let mut bytes = 0u64;
-        let mut n = 0;
-        for item in self.snapshots.iter() {
-            let (_, v) = item?;
-            bytes += v.len() as u64;
-            n += 1;
-        }
-        Ok((bytes, n))
+        self.snapshots.disk()
     }
 
     /// The newest snapshot at or before `seq` that decodes.
     pub fn snapshot_at_or_before(&self, seq: u64) -> Result<Option<(Snapshot, State)>, LogError> {
-        for item in self.snapshots.range(..=key(seq)).rev() {
-            let (_, v) = item?;
-            if let Some(snap) = Snapshot::parse(&v) {
-                if let Ok(state) = State::decode(&snap.state) {
-                    return Ok(Some((snap, state)));
+        for at in self.snapshots.positions()?.into_iter().rev() {
+            if at > seq {
+                continue;
+            }
+            if let Some(snap) = self.snapshots.read(at)? {
+                if let Ok(state) = State::decode(snap.state_bytes()) {
+                    if state.seq == snap.seq {
+                        return Ok(Some((snap, state)));
+                    }
                 }
             }
         }
@@ -798,8 +724,8 @@ impl EventLog {
     /// With [`StartupVerify::Full`] the events before the snapshot are verified too
     /// (hashes only: they need not be decoded, the snapshot already holds their effect).
     pub fn load(&self, verify: StartupVerify) -> Result<(State, LoadReport), LogError> {
-        let snapshot_seq = match (verify, self.snapshots.last()?) {
-            (StartupVerify::Full, Some((k, _))) => seq_of(&k).unwrap_or(0).min(self.head_seq),
+        let snapshot_seq = match (verify, self.snapshots.positions()?.last()) {
+            (StartupVerify::Full, Some(&seq)) => seq.min(self.head_seq),
             _ => 0,
         };
         let mut snapshot_decode_ms = 0;
@@ -879,10 +805,9 @@ impl EventLog {
 
     /// The newest snapshot that decodes and whose hash agrees with the log.
     fn usable_snapshot(&self) -> Result<Option<(Snapshot, State)>, LogError> {
-        for item in self.snapshots.iter().rev() {
-            let (_, v) = item?;
-            let Some(snap) = Snapshot::parse(&v) else {
-                tracing::warn!("skipping a snapshot that does not decode");
+        for at in self.snapshots.positions()?.into_iter().rev() {
+            let Some(snap) = self.snapshots.read(at)?.filter(|s| s.seq == at) else {
+                tracing::warn!(seq = at, "skipping a snapshot that does not decode");
                 continue;
             };
             if snap.seq > self.head_seq || self.hash_at(snap.seq)? != Some(snap.head_hash) {
@@ -892,7 +817,7 @@ impl EventLog {
                 );
                 continue;
             }
-            match State::decode(&snap.state) {
+            match State::decode(snap.state_bytes()) {
                 Ok(state) if state.seq == snap.seq => return Ok(Some((snap, state))),
                 _ => tracing::warn!(
                     seq = snap.seq,
@@ -912,7 +837,7 @@ impl EventLog {
 
     /// The size of the last snapshot this process wrote (0: none yet).
     pub fn last_snapshot_size(&self) -> usize {
-        self.snapshot_size.load(Ordering::Relaxed)
+        self.snapshots.last_size()
     }
 
     /// Where the log file's acknowledged records end (bytes): how much log a stretch of
@@ -922,12 +847,7 @@ impl EventLog {
     }
 
     pub fn snapshot_store(&self) -> SnapshotStore {
-        SnapshotStore {
-            keep: self.snapshot_keep,
-            last_size: self.snapshot_size.clone(),
-            db: self.db.clone(),
-            snapshots: self.snapshots.clone(),
-        }
+        self.snapshots.clone()
     }
 
     /// Rewrite the stored events with `edit` applied to the record at `seq` (tests only:
@@ -987,9 +907,7 @@ impl EventLog {
     /// For tests: drop every snapshot so the next start replays from scratch.
     #[doc(hidden)]
     pub fn clear_snapshots(&self) -> Result<(), LogError> {
-        self.snapshots.clear()?;
-        self.db.flush()?;
-        Ok(())
+        self.snapshots.clear()
     }
 }
 
@@ -1298,5 +1216,44 @@ mod tests {
         assert_eq!(report.snapshot_seq, 6);
         assert_eq!(report.tail_events, 4);
         assert_eq!(loaded.digest(), state.digest());
+    }
+
+    /// A data directory of an earlier version: its snapshots in sled become files, the
+    /// tree goes, and the log loads from the moved snapshot (not a replay from scratch).
+    #[test]
+    fn snapshots_kept_in_sled_move_into_files_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = State::default();
+        let head_hash = {
+            let mut log = EventLog::open(dir.path()).unwrap();
+            for seq in 1..=5 {
+                let e = env(seq);
+                log.append(std::slice::from_ref(&e)).unwrap();
+                state.apply(&e);
+            }
+            log.head_hash()
+        };
+        {
+            // As an earlier version stored it.
+            let db = sled::open(dir.path().join("log")).unwrap();
+            let tree = db.open_tree("snapshots").unwrap();
+            let mut value = 5u64.to_be_bytes().to_vec();
+            value.extend_from_slice(&head_hash);
+            value.extend_from_slice(&state.encode());
+            tree.insert(key(5), value).unwrap();
+            tree.insert(key(9), b"not a snapshot".to_vec()).unwrap();
+            db.flush().unwrap();
+            std::fs::remove_dir_all(dir.path().join(snapshots::DIR)).unwrap();
+        }
+        let log = EventLog::open(dir.path()).unwrap();
+        assert_eq!(log.snapshot_store().positions().unwrap(), vec![5]);
+        let (loaded, report) = log.load(StartupVerify::Full).unwrap();
+        assert_eq!((report.snapshot_seq, report.tail_events), (5, 0));
+        assert_eq!(loaded.digest(), state.digest());
+        assert!(!log
+            .db
+            .tree_names()
+            .iter()
+            .any(|n| n.as_ref() == b"snapshots"));
     }
 }

@@ -106,8 +106,11 @@ fn secrets_never_reach_the_log_or_the_server_output() {
         secrets.push(std::fs::read_to_string(&f).unwrap().trim().to_string());
     }
     assert!(secrets.len() >= 10, "keys were found: {secrets:?}");
-    // The events (events.log) and the snapshots (sled, in log/).
+    // The events (events.log), the snapshots (snapshots/) and what sled keeps (log/).
     let mut log_files = files_under(&data.join("log"));
+    let snapshots = files_under(&data.join("snapshots"));
+    assert!(!snapshots.is_empty(), "the server wrote a snapshot");
+    log_files.extend(snapshots);
     log_files.push(data.join("events.log"));
     let mut haystacks: Vec<(String, Vec<u8>)> = log_files
         .into_iter()

@@ -1,0 +1,311 @@
+//! Snapshots of the read models: one file each in `<data-dir>/snapshots/`, named by the
+//! position they were taken at (`00000000000000123456.snap`), holding
+//! `seq (8 bytes BE) ‖ chain hash (32) ‖ State::encode()`. Derived data: a bad one is
+//! skipped, never trusted over the log.
+//!
+//! Why files and not a sled tree (as before): a snapshot is streamed from the state into
+//! the file through a small buffer. Stored as one sled value it had to be built whole in
+//! memory first, and sled copied it twice more on the way to disk: for a site of a
+//! hundred thousand users that was hundreds of MiB of freshly faulted pages a snapshot
+//! (page clearing and copying were three quarters of the snapshot thread's CPU in a SCIM
+//! create run), and as much again in resident memory while it was written.
+//!
+//! A snapshot is written to `<name>.tmp`, synced, renamed into place and the directory
+//! synced, so a crash leaves either the whole file or none (a stray `.tmp` is ignored
+//! and removed by the next write). Data directories of earlier versions keep their
+//! snapshots in the sled database `<data-dir>/log`, tree `snapshots`: they are moved into
+//! files once, on open ([`SnapshotStore::migrate_from_sled`]).
+
+use super::segment::{io, sync_dir};
+use super::{ChainHash, LogError, HASH_LEN};
+use gatehouse_projections::State;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// The directory of snapshot files, under the data directory.
+pub const DIR: &str = "snapshots";
+const SUFFIX: &str = ".snap";
+const HEADER: usize = 8 + HASH_LEN;
+
+/// The read models as of `seq`, plus the chain hash at `seq` so the tail can be verified
+/// from there without reading the events before it.
+pub struct Snapshot {
+    pub seq: u64,
+    pub head_hash: ChainHash,
+    /// The whole stored file; the state's encoding is [`state_bytes`](Self::state_bytes).
+    bytes: Vec<u8>,
+}
+
+impl Snapshot {
+    pub(super) fn parse(bytes: Vec<u8>) -> Option<Snapshot> {
+        let seq = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+        let head_hash: ChainHash = bytes.get(8..HEADER)?.try_into().ok()?;
+        Some(Snapshot {
+            seq,
+            head_hash,
+            bytes,
+        })
+    }
+
+    /// `State::encode()` of the read models at `seq`.
+    pub fn state_bytes(&self) -> &[u8] {
+        &self.bytes[HEADER..]
+    }
+}
+
+/// Writes and finds snapshots; cheap to clone, so a background thread can write while
+/// the writer goes on appending and readers look for the one before a past position.
+#[derive(Clone)]
+pub struct SnapshotStore {
+    dir: Arc<PathBuf>,
+    /// How many snapshots to keep (0: all). Older ones only serve point-in-time reads.
+    pub(super) keep: usize,
+    /// The size of the last snapshot written (0: none yet), shared by every handle: the
+    /// writer takes large snapshots less often (`writer::snapshot_due`).
+    last_size: Arc<AtomicUsize>,
+}
+
+fn file_name(seq: u64) -> String {
+    format!("{seq:020}{SUFFIX}")
+}
+
+fn seq_of(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+impl SnapshotStore {
+    /// The store in `<data_dir>/snapshots` (created if missing).
+    pub fn open(data_dir: &Path) -> Result<SnapshotStore, LogError> {
+        let dir = data_dir.join(DIR);
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        Ok(SnapshotStore {
+            dir: Arc::new(dir),
+            keep: 2,
+            last_size: Arc::default(),
+        })
+    }
+
+    /// The positions of the stored snapshots, oldest first.
+    pub fn positions(&self) -> Result<Vec<u64>, LogError> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&*self.dir).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            if let Some(seq) = entry.file_name().to_str().and_then(seq_of) {
+                out.push(seq);
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// The snapshot taken at `seq`, if its file is there and has a header. `None` also
+    /// when a newer snapshot's write removed it meanwhile: callers go on to an older one.
+    pub fn read(&self, seq: u64) -> Result<Option<Snapshot>, LogError> {
+        match std::fs::read(self.dir.join(file_name(seq))) {
+            Ok(bytes) => Ok(Snapshot::parse(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// Bytes the stored snapshots take, and how many there are.
+    pub fn disk(&self) -> Result<(u64, usize), LogError> {
+        let mut bytes = 0;
+        let positions = self.positions()?;
+        for seq in &positions {
+            match std::fs::metadata(self.dir.join(file_name(*seq))) {
+                Ok(m) => bytes += m.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(e)),
+            }
+        }
+        Ok((bytes, positions.len()))
+    }
+
+    /// The size of the last snapshot this process wrote (0: none yet).
+    pub fn last_size(&self) -> usize {
+        self.last_size.load(Ordering::Relaxed)
+    }
+
+    /// Store a snapshot of `state`, whose last event has chain hash `head_hash`, and keep
+    /// only the `keep` newest (start-up needs the newest; `as_of` reads start from the
+    /// nearest one before their position, so more of them make the past faster).
+    pub fn write(&self, state: &State, head_hash: ChainHash) -> Result<(), LogError> {
+        let size = self.write_file(state.seq, |out| {
+            out.write_all(&state.seq.to_be_bytes())?;
+            out.write_all(&head_hash)?;
+            state.encode_to(out).map_err(std::io::Error::other)
+        })?;
+        self.last_size.store(size as usize, Ordering::Relaxed);
+        self.prune()
+    }
+
+    /// Write the file of the snapshot at `seq` with `fill`, atomically: a temporary file,
+    /// synced, renamed into place, the directory synced. Returns its size.
+    fn write_file(
+        &self,
+        seq: u64,
+        fill: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+    ) -> Result<u64, LogError> {
+        let path = self.dir.join(file_name(seq));
+        let tmp = self.dir.join(format!("{}.tmp", file_name(seq)));
+        let file = std::fs::File::create(&tmp).map_err(io)?;
+        // A small buffer the encoder writes through: the state is never held encoded in
+        // memory as a whole (see the module's comment).
+        let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
+        let written = fill(&mut out)
+            .and_then(|()| out.into_inner().map_err(|e| e.into_error()))
+            .and_then(|file| {
+                file.sync_data()?;
+                file.metadata().map(|m| m.len())
+            });
+        let size = match written {
+            Ok(size) => size,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(io(e));
+            }
+        };
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        sync_dir(&self.dir)?;
+        Ok(size)
+    }
+
+    /// Remove all but the `keep` newest snapshots, and the temporary file of any write
+    /// that did not finish (one snapshot is written at a time, so none is under way).
+    fn prune(&self) -> Result<(), LogError> {
+        for entry in std::fs::read_dir(&*self.dir).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let name = entry.file_name();
+            if name
+                .to_str()
+                .is_some_and(|n| n.strip_suffix(".tmp").and_then(seq_of).is_some())
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        if self.keep == 0 {
+            return Ok(());
+        }
+        let positions = self.positions()?;
+        let old = positions.len().saturating_sub(self.keep.max(2));
+        for seq in &positions[..old] {
+            match std::fs::remove_file(self.dir.join(file_name(*seq))) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Drop every snapshot (tests: the next start replays from scratch).
+    pub fn clear(&self) -> Result<(), LogError> {
+        for seq in self.positions()? {
+            match std::fs::remove_file(self.dir.join(file_name(seq))) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(e)),
+            }
+        }
+        sync_dir(&self.dir)
+    }
+
+    /// Move the snapshots an earlier version kept in sled (tree `snapshots`, key =
+    /// position BE, value = the same bytes as a file) into files, once: each is written
+    /// and synced before the tree is emptied, so a crash in between only copies again.
+    pub(super) fn migrate_from_sled(&self, db: &sled::Db) -> Result<(), LogError> {
+        if !db.tree_names().iter().any(|n| n.as_ref() == b"snapshots") {
+            return Ok(());
+        }
+        let tree = db.open_tree("snapshots")?;
+        let mut moved = 0;
+        for item in tree.iter() {
+            let (k, v) = item?;
+            let Some(seq) = k.as_ref().try_into().ok().map(u64::from_be_bytes) else {
+                continue;
+            };
+            // The stored value says its own position; a value that does not is not a
+            // snapshot to carry over.
+            if Snapshot::parse(v.to_vec()).is_some_and(|s| s.seq == seq) {
+                self.write_file(seq, |out| out.write_all(&v))?;
+                moved += 1;
+            }
+        }
+        db.drop_tree("snapshots")?;
+        db.flush()?;
+        if moved > 0 {
+            tracing::info!(
+                snapshots = moved,
+                "moved the snapshots from sled into files"
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_as_positions_and_nothing_else_is_taken_for_a_snapshot() {
+        assert_eq!(file_name(42), "00000000000000000042.snap");
+        assert_eq!(seq_of(&file_name(42)), Some(42));
+        assert_eq!(seq_of(&file_name(u64::MAX)), Some(u64::MAX));
+        for other in [
+            "00000000000000000042.snap.tmp",
+            "42.snap",
+            "0000000000000000004x.snap",
+            "00000000000000000042",
+        ] {
+            assert_eq!(seq_of(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn keeps_the_newest_and_reads_what_it_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SnapshotStore::open(dir.path()).unwrap();
+        store.keep = 2;
+        for seq in [3u64, 7, 11] {
+            let state = State {
+                seq,
+                ..State::default()
+            };
+            store.write(&state, [seq as u8; HASH_LEN]).unwrap();
+        }
+        assert_eq!(store.positions().unwrap(), vec![7, 11]);
+        let snap = store.read(11).unwrap().expect("the newest is there");
+        assert_eq!((snap.seq, snap.head_hash), (11, [11u8; HASH_LEN]));
+        assert_eq!(State::decode(snap.state_bytes()).unwrap().seq, 11);
+        assert!(store.read(3).unwrap().is_none(), "pruned");
+        let (bytes, n) = store.disk().unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(bytes, 2 * store.last_size() as u64);
+        // A write that never finished is not a snapshot, and goes with the next write.
+        std::fs::write(
+            dir.path().join(DIR).join("00000000000000000012.snap.tmp"),
+            b"x",
+        )
+        .unwrap();
+        assert_eq!(store.positions().unwrap(), vec![7, 11]);
+        let state = State {
+            seq: 13,
+            ..State::default()
+        };
+        store.write(&state, [0; HASH_LEN]).unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path().join(DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(names.iter().all(|n| n.ends_with(".snap")), "{names:?}");
+    }
+}
