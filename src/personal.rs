@@ -393,7 +393,9 @@ impl PersonalKeys {
         // written into one string of its final size (every SCIM create seals two values).
         let mut blob = Vec::with_capacity(24 + plain.len() + 16);
         blob.resize(24, 0);
-        getrandom::getrandom(&mut blob).map_err(|e| KeyStoreError(e.to_string()))?;
+        // A random 24-byte nonce never repeats in practice; the thread's CSPRNG (seeded
+        // from the OS) makes it without a system call.
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut blob);
         blob.extend_from_slice(plain.as_bytes());
         let (nonce, text) = blob.split_at_mut(24);
         let tag = cipher
