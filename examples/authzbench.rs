@@ -80,6 +80,7 @@ fn main() {
             realm: "internal".into(),
             status: UserStatus::Enabled,
             groups,
+            scim: None,
         })
     };
     events.push(user(

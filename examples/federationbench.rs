@@ -46,6 +46,7 @@ fn prepare(dir: &std::path::Path) {
             realm: "internal".into(),
             status: UserStatus::Enabled,
             groups: vec![],
+            scim: None,
         }),
     ];
     for g in 0..GROUPS {
@@ -75,6 +76,7 @@ fn prepare(dir: &std::path::Path) {
                 format!("group-{}", u % GROUPS),
                 format!("group-{}", (u * 7 + 3) % GROUPS),
             ],
+            scim: None,
         }));
     }
     let time = now_ms();

@@ -38,6 +38,7 @@ fn event(seq: u64) -> Event {
             realm: "internal".into(),
             status: UserStatus::Enabled,
             groups: vec![],
+            scim: None,
         }),
         1 => Event::GroupCreated(GroupCreated {
             name: format!("group-{n}"),

@@ -265,7 +265,7 @@ impl Directory {
             credentials_seq: seq,
             created_ms: now,
             updated_ms: now,
-            scim: None,
+            scim: c.scim.clone(),
             scim_id: None,
             password_changed_ms: None,
         };
@@ -601,6 +601,7 @@ mod tests {
             realm: "internal".into(),
             status: UserStatus::Enabled,
             groups: groups.iter().map(|s| s.to_string()).collect(),
+            scim: None,
         })
     }
 

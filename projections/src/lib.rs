@@ -281,6 +281,7 @@ mod tests {
                     realm: "internal".into(),
                     status: UserStatus::Enabled,
                     groups: vec![],
+                    scim: None,
                 }),
             ));
         }

@@ -143,6 +143,7 @@ mod tests {
             realm: "internal".into(),
             status: UserStatus::Enabled,
             groups: vec![],
+            scim: None,
         })
     }
 

@@ -56,6 +56,7 @@ fn user(name: &str, groups: &[&str]) -> Event {
         realm: "internal".into(),
         status: UserStatus::Enabled,
         groups: groups.iter().map(|s| s.to_string()).collect(),
+        scim: None,
     })
 }
 
@@ -653,6 +654,7 @@ fn scenario() -> Vec<Envelope> {
             realm: "internal".into(),
             status: UserStatus::Invited,
             groups: vec![],
+            scim: None,
         }),
     ];
     let mut seq = 0;

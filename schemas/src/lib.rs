@@ -72,6 +72,12 @@ pub struct UserCreated {
     pub status: UserStatus,
     /// Groups the user joins at creation (requested ones plus auto-join groups).
     pub groups: Vec<String>,
+    /// A user created over SCIM: its SCIM-only attributes, as `UserScimSaved` holds them
+    /// (a JSON object, sealed), in the creating event rather than a second one. Absent in
+    /// events written before 2026-12-03 (those have a `UserScimSaved` after them) and for
+    /// users created any other way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scim: Option<String>,
 }
 
 /// A partial update of a user: `None` means "unchanged".
@@ -970,6 +976,7 @@ pub fn samples() -> Vec<Envelope> {
         realm: "internal".into(),
         status: UserStatus::Enabled,
         groups: vec!["readers".into()],
+        scim: None,
     };
     let events = vec![
         Event::ServiceCreated {

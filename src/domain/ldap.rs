@@ -238,6 +238,7 @@ pub(super) fn signed_in(state: &State, s: &LdapSignIn) -> Result<Vec<Event>, Dom
                 realm: LDAP_REALM.into(),
                 status: UserStatus::Enabled,
                 groups: groups.into_iter().collect(),
+                scim: None,
             }));
         }
         Some(user) => {
@@ -457,6 +458,7 @@ mod tests {
                 realm: "internal".into(),
                 status: UserStatus::Enabled,
                 groups: vec![],
+                scim: None,
             })],
         );
         let dir = [group("devs", Some(&["alice", "bob", "carol"]))];

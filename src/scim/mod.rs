@@ -8,7 +8,7 @@
 //! SCIM and the v2 API are two views of the same users and groups. What only SCIM
 //! knows (name parts, typed e-mails, addresses, the enterprise extension, …) is kept as
 //! one JSON document per user or group, written by `UserScimSaved` / `GroupScimSaved`
-//! events; what the domain knows (the user name, `active`, the primary e-mail, group
+//! events (a user created over SCIM has it in its `UserCreated`); what the domain knows (the user name, `active`, the primary e-mail, group
 //! membership) comes from the domain's own fields.
 
 pub mod filter;
