@@ -7,7 +7,7 @@ use gatehouse_schemas::{Event, GroupCreated, GroupUpdated, UserCreated, UserStat
 use std::collections::BTreeSet;
 
 /// A new user, validated and with its password already hashed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NewUser {
     pub username: String,
     pub email: Option<String>,
@@ -673,13 +673,8 @@ mod tests {
         let mut state = State::default();
         let new = NewUser {
             username: "ann".into(),
-            email: None,
-            password_hash: None,
-            admin: false,
-            profile_updatable: true,
             internal_password_disabled: true,
-            disable_ui_access: false,
-            groups: vec![],
+            ..NewUser::default()
         };
         let doc = r#"{"name":{"givenName":"Ann"}}"#;
         let events = scim_save_user(
