@@ -11,6 +11,7 @@ use super::extract::{authenticate, request_id, RequestId};
 use super::{written, AppState, View};
 use crate::domain::{self, Command, NewGroup, NewUser, UserChanges};
 use crate::personal::PersonalKeys;
+use crate::scim::common_user::CommonUser;
 use crate::scim::filter::{self, Filter};
 use crate::scim::render_cache::{Rendered, Stamp};
 use crate::scim::{self, patch, Kind};
@@ -266,6 +267,12 @@ fn if_match(req: &HttpRequest) -> Result<Option<u64>> {
 }
 
 fn parse_body(bytes: &[u8], req: &HttpRequest) -> Result<Value> {
+    check_content_type(req)?;
+    parse_json(bytes)
+}
+
+/// A body must be SCIM's JSON (or plain JSON); none named is taken as JSON.
+fn check_content_type(req: &HttpRequest) -> Result<()> {
     if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
         let essence = ct.split(';').next().unwrap_or("").trim();
@@ -277,6 +284,10 @@ fn parse_body(bytes: &[u8], req: &HttpRequest) -> Result<Value> {
             ));
         }
     }
+    Ok(())
+}
+
+fn parse_json(bytes: &[u8]) -> Result<Value> {
     serde_json::from_slice(bytes)
         .map_err(|e| ScimError::bad("invalidSyntax", format!("malformed JSON: {e}")))
 }
@@ -1223,9 +1234,18 @@ struct UserInput {
     active: Option<bool>,
     password: Option<String>,
     /// What is stored of the resource (normalised, without `userName` and `password`),
-    /// and that serialised: the document that is sealed into the event.
-    doc: Map<String, Value>,
+    /// serialised: the document that is sealed into the event.
     attributes: String,
+    /// The same, as the answer to a create renders it.
+    shown: Shown,
+}
+
+/// What the answer to a create is rendered from (see [`scim::common_user`]).
+enum Shown {
+    /// The normalised document.
+    Doc(Map<String, Value>),
+    /// A body of the common shape, as read.
+    Common(CommonUser),
 }
 
 fn user_input(body: &Value) -> Result<UserInput> {
@@ -1234,8 +1254,6 @@ fn user_input(body: &Value) -> Result<UserInput> {
         .remove("userName")
         .and_then(|v| v.as_str().map(str::to_string))
         .ok_or_else(|| ScimError::bad("invalidValue", "`userName` is required"))?;
-    let username = domain::normalize_username("userName", &username)
-        .map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
     let active = attrs.get("active").and_then(|v| v.as_bool());
     let password = attrs
         .remove("password")
@@ -1250,9 +1268,7 @@ fn user_input(body: &Value) -> Result<UserInput> {
                 .and_then(|e| e["value"].as_str())
                 .map(str::to_string)
         });
-    if let Some(e) = &email {
-        domain::validate_email(e).map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
-    }
+    let (username, email) = checked_user(&username, email)?;
     Ok(UserInput {
         username,
         email,
@@ -1260,8 +1276,32 @@ fn user_input(body: &Value) -> Result<UserInput> {
         password,
         // `to_string`, not `Value`'s `Display` (a piece at a time through `fmt::Write`).
         attributes: serde_json::to_string(&attrs).unwrap_or_default(),
-        doc: attrs,
+        shown: Shown::Doc(attrs),
     })
+}
+
+/// [`user_input`] of a body of the common shape, without a `Value` tree.
+fn common_user_input(body: CommonUser) -> Result<UserInput> {
+    let email = body.email().map(str::to_string);
+    let (username, email) = checked_user(&body.user_name, email)?;
+    Ok(UserInput {
+        username,
+        email,
+        active: body.active,
+        password: None,
+        attributes: body.attributes(),
+        shown: Shown::Common(body),
+    })
+}
+
+/// The user name as the domain keeps it, and the e-mail, checked.
+fn checked_user(username: &str, email: Option<String>) -> Result<(String, Option<String>)> {
+    let username = domain::normalize_username("userName", username)
+        .map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
+    if let Some(e) = &email {
+        domain::validate_email(e).map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
+    }
+    Ok((username, email))
 }
 
 /// Under the password policy in force (`username`: the user whose password it replaces).
@@ -1280,9 +1320,14 @@ async fn hash(app: &AppState, username: Option<&str>, password: String) -> Resul
 
 async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse> {
     let caller = admin(&req).await?;
-    check_projection(&req)?;
-    let body = parse_body(&body, &req)?;
-    let input = user_input(&body)?;
+    let projected = !list_param(&req, "attributes")?.is_empty()
+        || !list_param(&req, "excludedAttributes")?.is_empty();
+    check_content_type(&req)?;
+    // The common shape read straight into its fields; anything else as a `Value`.
+    let input = match CommonUser::parse(&body).filter(|_| !projected) {
+        Some(common) => common_user_input(common)?,
+        None => user_input(&parse_json(&body)?)?,
+    };
     // Personal data enters the log encrypted with the user's own key.
     let app = app_of(&req);
     let password_hash = match input.password {
@@ -1298,7 +1343,7 @@ async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse>
     let sealed_attributes = app.seal(&key, &input.attributes)?;
     // What the answer shows, without decrypting what was just encrypted (nor parsing
     // again the document that was just normalised).
-    let (plain_email, plain_doc) = (input.email.clone(), input.doc);
+    let (plain_email, shown) = (input.email.clone(), input.shown);
     let (stored_email, stored_attributes) = (sealed_email.clone(), sealed_attributes.clone());
     let new = NewUser {
         username: input.username.clone(),
@@ -1337,15 +1382,78 @@ async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse>
         .get(&input.username)
         .ok_or_else(|| ScimError::not_found("the user was deleted meanwhile"))?;
     // Unless another write changed them meanwhile.
-    let full = if u.email == stored_email && u.scim.as_ref() == Some(&stored_attributes) {
-        render_user_doc(&s, u, &base, plain_doc, plain_email)
-    } else {
-        render_user(&s, u, &base, &app.personal)
+    let unchanged = u.email == stored_email && u.scim.as_ref() == Some(&stored_attributes);
+    let full = match shown {
+        Shown::Common(body) if unchanged => {
+            if let Some(res) = common_created(u, &base, &body, plain_email.as_deref()) {
+                return Ok(written(res, committed));
+            }
+            render_user(&s, u, &base, &app.personal)
+        }
+        Shown::Doc(doc) if unchanged => render_user_doc(&s, u, &base, doc, plain_email),
+        _ => render_user(&s, u, &base, &app.personal),
     };
     Ok(written(
         answer(&req, Kind::User, StatusCode::CREATED, full)?,
         committed,
     ))
+}
+
+/// The 201 to a create of the common shape, rendered from the body as read: what
+/// [`render_user_doc`] renders, when nothing it adds needs the generic path (no
+/// groups, never modified, the domain's e-mail among the e-mails as sent).
+fn common_created(
+    u: &User,
+    base: &str,
+    body: &CommonUser,
+    email: Option<&str>,
+) -> Option<HttpResponse> {
+    let (bytes, version, location) = common_created_body(u, base, body, email)?;
+    let mut res = HttpResponse::build(StatusCode::CREATED)
+        .content_type(CONTENT_TYPE)
+        .body(bytes);
+    for (name, value) in [(header::ETAG, version), (header::LOCATION, location)] {
+        if let Ok(v) = header::HeaderValue::from_str(&value) {
+            res.headers_mut().insert(name, v);
+        }
+    }
+    Some(res)
+}
+
+/// [`common_created`]'s body, `ETag` and `Location`.
+fn common_created_body(
+    u: &User,
+    base: &str,
+    body: &CommonUser,
+    email: Option<&str>,
+) -> Option<(Vec<u8>, String, String)> {
+    let listed = |e: &str| {
+        body.emails
+            .iter()
+            .flatten()
+            .any(|x| x.value.as_deref() == Some(e))
+    };
+    if !u.groups.is_empty() || u.updated_ms != u.created_ms || email.is_some_and(|e| !listed(e)) {
+        return None;
+    }
+    let id = user_id(u);
+    let version = version(u.updated_seq);
+    let location = format!("{base}/Users/{id}");
+    let created = scim::rfc3339(u.created_ms);
+    // As [`own_attributes`] decides whether `active` shows.
+    let shows_active = u.scim.is_none() || body.active.is_some() || u.status != UserStatus::Enabled;
+    let bytes = scim::common_user::answer(
+        body,
+        &scim::common_user::Created {
+            id,
+            user_name: &u.username,
+            active: shows_active.then_some(u.status == UserStatus::Enabled),
+            created: &created,
+            location: &location,
+            version: &version,
+        },
+    );
+    Some((bytes, version, location))
 }
 
 /// Store `doc` (a whole user as the client wants it) over the user named `username`.
@@ -1767,4 +1875,261 @@ async fn delete_group(req: HttpRequest, path: web::Path<String>) -> Result<HttpR
         )
         .await?;
     Ok(written(HttpResponse::NoContent().finish(), committed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_projections::SortedSet;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// A string of the kinds clients send, and some they should not.
+    fn text(rng: &mut StdRng) -> String {
+        const PIECES: &[&str] = &[
+            "ann",
+            "Bob",
+            "x",
+            "@",
+            "example.com",
+            ".",
+            "-",
+            "_",
+            " ",
+            "é",
+            "名",
+            "\"",
+            "\\",
+            "\n",
+            "\u{1}",
+            "/",
+            "1",
+        ];
+        let n = rng.random_range(0..6);
+        (0..n)
+            .map(|_| PIECES[rng.random_range(0..PIECES.len())])
+            .collect()
+    }
+
+    /// A value for a string attribute: mostly a string, sometimes null or a wrong type.
+    fn string_value(rng: &mut StdRng) -> Value {
+        match rng.random_range(0..20) {
+            0 => Value::Null,
+            1 => json!(7),
+            2 => json!("y".repeat(65_537)),
+            3 => json!(format!("{}@example.com", text(rng))),
+            _ => json!(text(rng)),
+        }
+    }
+
+    fn bool_value(rng: &mut StdRng) -> Value {
+        match rng.random_range(0..12) {
+            0 => Value::Null,
+            1 => json!("True"),
+            2 => json!(1),
+            n => json!(n % 2 == 0),
+        }
+    }
+
+    /// An object with a random choice of `names` (plus, rarely, a name not among them or
+    /// one in another case).
+    fn object(
+        rng: &mut StdRng,
+        names: &[&str],
+        value: impl Fn(&mut StdRng, &str) -> Value,
+    ) -> Value {
+        let mut o = Map::new();
+        for n in names {
+            if rng.random_bool(0.5) {
+                o.insert(n.to_string(), value(rng, n));
+            }
+        }
+        match rng.random_range(0..25) {
+            0 => {
+                o.insert("nickname".into(), json!("x"));
+            }
+            1 => {
+                o.insert(names[0].to_uppercase(), json!("x"));
+            }
+            _ => {}
+        }
+        Value::Object(o)
+    }
+
+    fn email(rng: &mut StdRng) -> Value {
+        object(rng, &["value", "display", "type", "primary"], |rng, n| {
+            if n == "primary" {
+                bool_value(rng)
+            } else {
+                string_value(rng)
+            }
+        })
+    }
+
+    fn body(rng: &mut StdRng) -> Value {
+        object(
+            rng,
+            &[
+                "userName",
+                "schemas",
+                "name",
+                "emails",
+                "active",
+                "displayName",
+                "externalId",
+            ],
+            |rng, n| match n {
+                "schemas" => json!([scim::USER_SCHEMA]),
+                "active" => bool_value(rng),
+                "name" => match rng.random_range(0..10) {
+                    0 => Value::Null,
+                    1 => json!([]),
+                    _ => object(
+                        rng,
+                        &[
+                            "givenName",
+                            "familyName",
+                            "formatted",
+                            "middleName",
+                            "honorificPrefix",
+                            "honorificSuffix",
+                        ],
+                        |rng, _| string_value(rng),
+                    ),
+                },
+                "emails" => match rng.random_range(0..10) {
+                    0 => Value::Null,
+                    1 => email(rng),
+                    _ => Value::Array((0..rng.random_range(0..4)).map(|_| email(rng)).collect()),
+                },
+                // Mostly a name the domain takes.
+                "userName" if rng.random_bool(0.8) => json!(format!("u{}", rng.random::<u32>())),
+                _ => string_value(rng),
+            },
+        )
+    }
+
+    /// The user the domain creates from `input` (a new user of a SCIM create).
+    fn created_user(input: &UserInput, rng: &mut StdRng) -> User {
+        let ms = 1_700_000_000_000 + rng.random_range(0..1_000_000);
+        let seq = rng.random_range(1..1_000_000);
+        User {
+            username: input.username.clone(),
+            email: input.email.as_ref().map(|_| "sealed".to_string()),
+            password_hash: None,
+            admin: false,
+            profile_updatable: true,
+            internal_password_disabled: true,
+            disable_ui_access: false,
+            realm: "internal".into(),
+            status: match input.active {
+                Some(false) => UserStatus::Disabled,
+                _ => UserStatus::Enabled,
+            },
+            password_expired: false,
+            groups: SortedSet::default(),
+            created_seq: seq,
+            updated_seq: seq,
+            credentials_seq: seq,
+            created_ms: ms,
+            updated_ms: ms,
+            scim: Some("sealed".into()),
+            scim_id: rng.random_bool(0.2).then(|| "a-stable-id".to_string()),
+            password_changed_ms: None,
+        }
+    }
+
+    /// On random bodies: when the common shape takes a body, it stores, refuses and
+    /// answers exactly as the generic path (`normalize`, `render_user_doc`) does.
+    #[test]
+    fn the_common_shape_stores_and_answers_what_the_generic_path_does() {
+        let mut rng = StdRng::seed_from_u64(18);
+        let base = "http://127.0.0.1:8080/access/api/v1/scim/v2";
+        let state = State::default();
+        let (mut taken, mut answered, mut refused, mut generic_only) = (0, 0, 0, 0);
+        for _ in 0..8_000 {
+            let bytes = serde_json::to_vec(&body(&mut rng)).unwrap();
+            let value: Value = serde_json::from_slice(&bytes).unwrap();
+            let generic = user_input(&value);
+            let Some(common) = CommonUser::parse(&bytes) else {
+                generic_only += 1;
+                continue;
+            };
+            taken += 1;
+            let fast = common_user_input(common);
+            let (generic, fast) = match (generic, fast) {
+                (Err(g), Err(f)) => {
+                    assert_eq!((g.status, g.detail), (f.status, f.detail));
+                    refused += 1;
+                    continue;
+                }
+                (Ok(g), Ok(f)) => (g, f),
+                (g, f) => panic!(
+                    "{}: generic {:?}, common shape {:?}",
+                    String::from_utf8_lossy(&bytes),
+                    g.err().map(|e| e.detail),
+                    f.err().map(|e| e.detail)
+                ),
+            };
+            assert_eq!(
+                (
+                    &generic.username,
+                    &generic.email,
+                    generic.active,
+                    &generic.password
+                ),
+                (&fast.username, &fast.email, fast.active, &fast.password)
+            );
+            assert_eq!(
+                generic.attributes,
+                fast.attributes,
+                "{}",
+                String::from_utf8_lossy(&bytes)
+            );
+            let u = created_user(&generic, &mut rng);
+            let (Shown::Doc(doc), Shown::Common(common)) = (generic.shown, fast.shown) else {
+                panic!("each path shows what it read");
+            };
+            let Some((answer, version, location)) =
+                common_created_body(&u, base, &common, fast.email.as_deref())
+            else {
+                continue;
+            };
+            answered += 1;
+            let full = render_user_doc(&state, &u, base, doc, generic.email);
+            assert_eq!(
+                String::from_utf8(answer).unwrap(),
+                serde_json::to_string(&full).unwrap()
+            );
+            assert_eq!(full["meta"]["version"], json!(version));
+            assert_eq!(full["meta"]["location"], json!(location));
+        }
+        // Each kind of case happened often enough to mean something.
+        assert!(
+            answered > 1_000 && refused > 200 && generic_only > 3_000,
+            "{taken} {answered} {refused} {generic_only}"
+        );
+    }
+
+    /// What the common shape leaves to the generic path, even where it would parse.
+    #[test]
+    fn the_common_shape_leaves_the_rest_to_the_generic_path() {
+        for body in [
+            // A duplicated key: the generic path takes the last.
+            r#"{"userName":"a","userName":"b"}"#,
+            // Two primaries: the generic path refuses them.
+            r#"{"userName":"a","emails":[{"value":"a@x.io","primary":true},{"value":"b@x.io","primary":true}]}"#,
+            // A value the generic path converts.
+            r#"{"userName":"a","active":"True"}"#,
+            // Another spelling, another attribute, a single value for a list.
+            r#"{"username":"a"}"#,
+            r#"{"userName":"a","nickName":"b"}"#,
+            r#"{"userName":"a","emails":{"value":"a@x.io"}}"#,
+            r#"{"userName":"a","password":"secret-Pa55"}"#,
+        ] {
+            assert!(CommonUser::parse(body.as_bytes()).is_none(), "{body}");
+        }
+        let ok = CommonUser::parse(br#"{"userName":"a","name":{},"emails":[{}]}"#).unwrap();
+        assert!(ok.name.is_none() && ok.emails.is_none());
+    }
 }

@@ -11,6 +11,7 @@
 //! events (a user created over SCIM has it in its `UserCreated`); what the domain knows (the user name, `active`, the primary e-mail, group
 //! membership) comes from the domain's own fields.
 
+pub mod common_user;
 pub mod filter;
 pub mod index;
 pub mod patch;
