@@ -1106,11 +1106,19 @@ pub fn client_ip(req: &HttpRequest, config: &Config) -> Option<std::net::IpAddr>
 
 /// The base URL the client used, for `uri` fields.
 pub fn base_url(req: &HttpRequest) -> String {
-    use actix_web::http::header;
+    base_url_with(req, "")
+}
+
+/// [`base_url`] followed by `path`, in one allocation.
+pub fn base_url_with(req: &HttpRequest, path: &str) -> String {
+    use actix_web::http::header::{self, HeaderName};
+    // Named once: a `&str` name is parsed on every look-up.
+    const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
     let headers = req.headers();
     if !headers.contains_key(header::FORWARDED)
-        && !headers.contains_key("x-forwarded-proto")
-        && !headers.contains_key("x-forwarded-host")
+        && !headers.contains_key(X_FORWARDED_PROTO)
+        && !headers.contains_key(X_FORWARDED_HOST)
     {
         // What `connection_info` answers when no proxy header is there (actix-web's
         // `ConnectionInfo::new`), without building the rest of it (the peer's address
@@ -1126,10 +1134,10 @@ pub fn base_url(req: &HttpRequest) -> String {
             .and_then(|h| h.to_str().ok())
             .or_else(|| req.uri().authority().map(|a| a.as_str()))
             .unwrap_or_else(|| config.host());
-        return format!("{scheme}://{host}");
+        return [scheme, "://", host, path].concat();
     }
     let info = req.connection_info();
-    format!("{}://{}", info.scheme(), info.host())
+    [info.scheme(), "://", info.host(), path].concat()
 }
 
 #[cfg(test)]
@@ -1156,6 +1164,9 @@ mod tests {
             TestRequest::default()
                 .insert_header(("host", "inner"))
                 .insert_header(("x-forwarded-for", "9.9.9.9")),
+            TestRequest::default()
+                .insert_header(("host", "inner"))
+                .insert_header(("x-forwarded-host", "only-host.example")),
         ];
         for case in cases {
             let req = case.to_http_request();
@@ -1164,6 +1175,7 @@ mod tests {
                 format!("{}://{}", info.scheme(), info.host())
             };
             assert_eq!(super::base_url(&req), expected, "{:?}", req.headers());
+            assert_eq!(super::base_url_with(&req, "/p"), format!("{expected}/p"));
         }
     }
 

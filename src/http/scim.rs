@@ -211,7 +211,7 @@ fn app_of(req: &HttpRequest) -> web::Data<AppState> {
 }
 
 fn base_url(req: &HttpRequest) -> String {
-    format!("{}{BASE}", super::base_url(req))
+    super::base_url_with(req, BASE)
 }
 
 fn scim_json(status: StatusCode, body: &Value) -> HttpResponse {
