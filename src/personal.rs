@@ -40,7 +40,7 @@ pub const ERASED: &str = "[erased]";
 
 pub struct PersonalKeys {
     dir: PathBuf,
-    cache: RwLock<HashMap<String, Option<[u8; 32]>>>,
+    cache: RwLock<KeyCache>,
     /// Moves on every destroyed key: what was decrypted before may now read as erased
     /// (caches of decrypted renderings compare it).
     epoch: std::sync::atomic::AtomicU64,
@@ -55,6 +55,12 @@ pub struct PersonalKeys {
     /// Wakes the thread that refills `pool` (started with the first batched key).
     refill: Mutex<Option<std::sync::mpsc::SyncSender<()>>>,
 }
+
+/// Key id → key (`None`: destroyed). foldhash, not SipHash: the ids are ULIDs this
+/// server made, so there is no flooding to defend against, and a SCIM create inserts one
+/// (with its share of the table's growth, which hashes every key again) on the request
+/// path: hashing was a quarter of that insert in the profile.
+type KeyCache = HashMap<String, Option<[u8; 32]>, foldhash::fast::RandomState>;
 
 /// Keys made durable ahead in one append and one flush (see the module's comment);
 /// refilled when half are taken.
@@ -86,7 +92,7 @@ impl PersonalKeys {
         std::fs::create_dir_all(&dir).map_err(|e| KeyStoreError(e.to_string()))?;
         Ok(PersonalKeys {
             dir,
-            cache: RwLock::new(HashMap::new()),
+            cache: RwLock::new(KeyCache::default()),
             epoch: std::sync::atomic::AtomicU64::new(0),
             batched: AtomicBool::new(false),
             pending: Mutex::new(Vec::new()),
