@@ -30,16 +30,37 @@ pub fn format(ms: u64, millis: bool) -> String {
     let secs = (ms / 1000) as i64;
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let rem = secs.rem_euclid(86_400);
-    let base = format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    );
-    if millis {
-        format!("{base}.{:03}Z", ms % 1000)
+    // Digits pushed in place: two `format!`s with padding showed in the profile of a SCIM
+    // create, which renders two of these.
+    let mut out = String::with_capacity(24);
+    if y <= 9999 {
+        push_digits(&mut out, y, 4);
     } else {
-        format!("{base}Z")
+        out.push_str(&y.to_string());
+    }
+    for (sep, v) in [
+        ('-', m),
+        ('-', d),
+        ('T', rem / 3600),
+        (':', (rem / 60) % 60),
+        (':', rem % 60),
+    ] {
+        out.push(sep);
+        push_digits(&mut out, v, 2);
+    }
+    if millis {
+        out.push('.');
+        push_digits(&mut out, (ms % 1000) as i64, 3);
+    }
+    out.push('Z');
+    out
+}
+
+/// `v` (`0 <= v < 10^width`) in `width` decimal digits, zeros first.
+fn push_digits(out: &mut String, v: i64, width: u32) {
+    for i in (0..width).rev() {
+        let digit = (v / 10i64.pow(i)) % 10;
+        out.push(char::from(b'0' + digit as u8));
     }
 }
 
@@ -113,6 +134,27 @@ mod tests {
             assert_eq!(parse(&format(ms, true)), Some(ms), "{}", format(ms, true));
         }
         assert_eq!(format(1_763_000_000_000, false), "2025-11-13T02:13:20Z");
+        assert_eq!(format(0, true), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format(1_763_000_000_007, true), "2025-11-13T02:13:20.007Z");
+        assert_eq!(
+            format(253_402_300_799_999, true),
+            "9999-12-31T23:59:59.999Z"
+        );
+        assert_eq!(format(253_402_300_800_000, false), "10000-01-01T00:00:00Z");
+        // What the digits pushed in place replace: padded `format!`.
+        let mut ms = 0u64;
+        while ms < 253_402_300_799_999 {
+            let secs = (ms / 1000) as i64;
+            let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+            let rem = secs.rem_euclid(86_400);
+            let (h, mi, s) = (rem / 3600, (rem / 60) % 60, rem % 60);
+            let expected = format!(
+                "{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z",
+                ms % 1000
+            );
+            assert_eq!(format(ms, true), expected);
+            ms = ms * 3 + 7_777_777;
+        }
         assert_eq!(parse("2025-11-13T03:13:20+01:00"), Some(1_763_000_000_000));
         assert_eq!(parse("2025-11-13t02:13:20.5z"), Some(1_763_000_000_500));
         assert_eq!(parse("2025-11-12T21:13:20-05:00"), Some(1_763_000_000_000));
