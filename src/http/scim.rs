@@ -1228,7 +1228,7 @@ async fn get_user(req: HttpRequest, path: web::Path<String>) -> Result<HttpRespo
 }
 
 /// What a SCIM user resource means to the domain.
-struct UserInput {
+struct UserInput<'a> {
     username: String,
     email: Option<String>,
     active: Option<bool>,
@@ -1237,18 +1237,18 @@ struct UserInput {
     /// serialised: the document that is sealed into the event.
     attributes: String,
     /// The same, as the answer to a create renders it.
-    shown: Shown,
+    shown: Shown<'a>,
 }
 
 /// What the answer to a create is rendered from (see [`scim::common_user`]).
-enum Shown {
+enum Shown<'a> {
     /// The normalised document.
     Doc(Map<String, Value>),
     /// A body of the common shape, as read.
-    Common(CommonUser),
+    Common(CommonUser<'a>),
 }
 
-fn user_input(body: &Value) -> Result<UserInput> {
+fn user_input(body: &Value) -> Result<UserInput<'static>> {
     let mut attrs = scim::normalize(Kind::User, body)?;
     let username = attrs
         .remove("userName")
@@ -1281,7 +1281,7 @@ fn user_input(body: &Value) -> Result<UserInput> {
 }
 
 /// [`user_input`] of a body of the common shape, without a `Value` tree.
-fn common_user_input(body: CommonUser) -> Result<UserInput> {
+fn common_user_input(body: CommonUser<'_>) -> Result<UserInput<'_>> {
     let email = body.email().map(str::to_string);
     let (username, email) = checked_user(&body.user_name, email)?;
     Ok(UserInput {
@@ -1405,7 +1405,7 @@ async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse>
 fn common_created(
     u: &User,
     base: &str,
-    body: &CommonUser,
+    body: &CommonUser<'_>,
     email: Option<&str>,
 ) -> Option<HttpResponse> {
     let (bytes, version, location) = common_created_body(u, base, body, email)?;
@@ -1424,7 +1424,7 @@ fn common_created(
 fn common_created_body(
     u: &User,
     base: &str,
-    body: &CommonUser,
+    body: &CommonUser<'_>,
     email: Option<&str>,
 ) -> Option<(Vec<u8>, String, String)> {
     let listed = |e: &str| {
@@ -1438,7 +1438,7 @@ fn common_created_body(
     }
     let id = user_id(u);
     let version = version(u.updated_seq);
-    let location = format!("{base}/Users/{id}");
+    let location = [base, "/Users/", id].concat();
     let created = scim::rfc3339(u.created_ms);
     // As [`own_attributes`] decides whether `active` shows.
     let shows_active = u.scim.is_none() || body.active.is_some() || u.status != UserStatus::Enabled;

@@ -14,68 +14,71 @@
 
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 /// The longest string value [`normalize`](super::normalize) accepts.
 const MAX_STRING: usize = 65_536;
 
 /// A create body of the common shape. Missing and `null` are both `None`, as the
-/// normaliser drops nulls.
+/// normaliser drops nulls. Strings without escapes are borrowed from the body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CommonUser {
-    #[serde(rename = "userName")]
-    pub user_name: String,
+pub struct CommonUser<'a> {
+    #[serde(rename = "userName", borrow)]
+    pub user_name: Cow<'a, str>,
     /// Any value: the normaliser ignores what a client sends as `schemas`.
     #[allow(dead_code)]
     schemas: Option<IgnoredAny>,
     pub active: Option<bool>,
-    #[serde(rename = "displayName")]
-    pub display_name: Option<String>,
-    #[serde(rename = "externalId")]
-    pub external_id: Option<String>,
-    pub name: Option<Name>,
-    pub emails: Option<Vec<Email>>,
+    #[serde(rename = "displayName", borrow)]
+    pub display_name: Option<Cow<'a, str>>,
+    #[serde(rename = "externalId", borrow)]
+    pub external_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub name: Option<Name<'a>>,
+    #[serde(borrow)]
+    pub emails: Option<Vec<Email<'a>>>,
 }
 
 /// The sub-attributes of `name`, declared in the order a `serde_json::Map` sorts them,
 /// so that they serialise as the generic path does.
 #[derive(Deserialize, Serialize, PartialEq, Eq, Debug)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Name {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub family_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub formatted: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub given_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub honorific_prefix: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub honorific_suffix: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub middle_name: Option<String>,
+pub struct Name<'a> {
+    #[serde(skip_serializing_if = "Option::is_none", borrow)]
+    pub family_name: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none", borrow)]
+    pub formatted: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none", borrow)]
+    pub given_name: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none", borrow)]
+    pub honorific_prefix: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none", borrow)]
+    pub honorific_suffix: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none", borrow)]
+    pub middle_name: Option<Cow<'a, str>>,
 }
 
 /// One of `emails`, its sub-attributes in sorted order.
 #[derive(Deserialize, Serialize, PartialEq, Eq, Debug)]
 #[serde(deny_unknown_fields)]
-pub struct Email {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub display: Option<String>,
+pub struct Email<'a> {
+    #[serde(skip_serializing_if = "Option::is_none", borrow)]
+    pub display: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub primary: Option<bool>,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none", borrow)]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none", borrow)]
+    pub value: Option<Cow<'a, str>>,
 }
 
-impl Name {
+impl Name<'_> {
     fn is_empty(&self) -> bool {
         self.strings().all(|s| s.is_none())
     }
 
-    fn strings(&self) -> impl Iterator<Item = &Option<String>> {
+    fn strings(&self) -> impl Iterator<Item = &Option<Cow<'_, str>>> {
         [
             &self.family_name,
             &self.formatted,
@@ -88,7 +91,7 @@ impl Name {
     }
 }
 
-impl Email {
+impl Email<'_> {
     fn is_empty(&self) -> bool {
         self.display.is_none()
             && self.primary.is_none()
@@ -97,11 +100,11 @@ impl Email {
     }
 }
 
-impl CommonUser {
+impl<'a> CommonUser<'a> {
     /// `body` read as the common shape, normalised as [`normalize`](super::normalize)
     /// would (empty objects and lists dropped); `None` when it is not that shape or
     /// the normaliser would change or refuse something in it.
-    pub fn parse(body: &[u8]) -> Option<CommonUser> {
+    pub fn parse(body: &'a [u8]) -> Option<CommonUser<'a>> {
         let mut u: CommonUser = serde_json::from_slice(body).ok()?;
         if u.name.as_ref().is_some_and(Name::is_empty) {
             u.name = None;
@@ -115,7 +118,7 @@ impl CommonUser {
                 u.emails = None;
             }
         }
-        let long = |s: &Option<String>| s.as_ref().is_some_and(|s| s.len() > MAX_STRING);
+        let long = |s: &Option<Cow<str>>| s.as_ref().is_some_and(|s| s.len() > MAX_STRING);
         let too_long = u.user_name.len() > MAX_STRING
             || long(&u.display_name)
             || long(&u.external_id)
@@ -146,11 +149,11 @@ impl CommonUser {
             #[serde(rename = "displayName", skip_serializing_if = "Option::is_none")]
             display_name: Option<&'a str>,
             #[serde(skip_serializing_if = "Option::is_none")]
-            emails: Option<&'a [Email]>,
+            emails: Option<&'a [Email<'a>]>,
             #[serde(rename = "externalId", skip_serializing_if = "Option::is_none")]
             external_id: Option<&'a str>,
             #[serde(skip_serializing_if = "Option::is_none")]
-            name: Option<&'a Name>,
+            name: Option<&'a Name<'a>>,
         }
         serde_json::to_string(&Stored {
             active: self.active,
@@ -194,13 +197,13 @@ pub fn answer(body: &CommonUser, user: &Created) -> Vec<u8> {
         #[serde(rename = "displayName", skip_serializing_if = "Option::is_none")]
         display_name: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        emails: Option<&'a [Email]>,
+        emails: Option<&'a [Email<'a>]>,
         #[serde(rename = "externalId", skip_serializing_if = "Option::is_none")]
         external_id: Option<&'a str>,
         id: &'a str,
         meta: Meta<'a>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        name: Option<&'a Name>,
+        name: Option<&'a Name<'a>>,
         schemas: [&'a str; 1],
         #[serde(rename = "userName")]
         user_name: &'a str,
