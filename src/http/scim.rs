@@ -1359,17 +1359,7 @@ async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse>
     let rid: RequestId = request_id(&req);
     let committed = app
         .submit(
-            Command::ScimSaveUser {
-                username: input.username.clone(),
-                create: Some(new),
-                changes: UserChanges {
-                    status: (input.active == Some(false)).then_some(UserStatus::Disabled),
-                    ..Default::default()
-                },
-                attributes: sealed_attributes,
-                rename_to: None,
-                if_match: None,
-            },
+            create_command(new, input.active, sealed_attributes),
             &caller.username,
             &rid,
         )
@@ -1397,6 +1387,22 @@ async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse>
         answer(&req, Kind::User, StatusCode::CREATED, full)?,
         committed,
     ))
+}
+
+/// The command of a SCIM create: `new` (its e-mail sealed), inactive when the client
+/// said `active: false`, with its `attributes` sealed.
+fn create_command(new: NewUser, active: Option<bool>, attributes: String) -> Command {
+    Command::ScimSaveUser {
+        username: new.username.clone(),
+        create: Some(new),
+        changes: UserChanges {
+            status: (active == Some(false)).then_some(UserStatus::Disabled),
+            ..Default::default()
+        },
+        attributes,
+        rename_to: None,
+        if_match: None,
+    }
 }
 
 /// The 201 to a create of the common shape, rendered from the body as read: what
@@ -1880,7 +1886,6 @@ async fn delete_group(req: HttpRequest, path: web::Path<String>) -> Result<HttpR
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gatehouse_projections::SortedSet;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
@@ -2009,34 +2014,42 @@ mod tests {
         )
     }
 
-    /// The user the domain creates from `input` (a new user of a SCIM create).
+    /// The user the domain creates from `input` (a new user of a SCIM create), as the
+    /// writer would: decided, then applied at a random position and time.
     fn created_user(input: &UserInput, rng: &mut StdRng) -> User {
-        let ms = 1_700_000_000_000 + rng.random_range(0..1_000_000);
-        let seq = rng.random_range(1..1_000_000);
-        User {
+        let create = NewUser {
             username: input.username.clone(),
             email: input.email.as_ref().map(|_| "sealed".to_string()),
-            password_hash: None,
-            admin: false,
-            profile_updatable: true,
             internal_password_disabled: true,
-            disable_ui_access: false,
-            realm: "internal".into(),
-            status: match input.active {
-                Some(false) => UserStatus::Disabled,
-                _ => UserStatus::Enabled,
-            },
-            password_expired: false,
-            groups: SortedSet::default(),
-            created_seq: seq,
-            updated_seq: seq,
-            credentials_seq: seq,
-            created_ms: ms,
-            updated_ms: ms,
-            scim: Some("sealed".into()),
-            scim_id: rng.random_bool(0.2).then(|| "a-stable-id".to_string()),
-            password_changed_ms: None,
+            profile_updatable: true,
+            ..NewUser::default()
+        };
+        let command = create_command(create, input.active, "sealed".into());
+        let mut state = State::default();
+        for event in domain::decide(&state, &command).expect("a valid create") {
+            let (seq, time_ms) = (rng.random_range(1..1_000_000), rng.random_range(0..1 << 42));
+            let (actor, origin, request_id) = ("admin".into(), String::new(), String::new());
+            state.apply(&gatehouse_schemas::Envelope {
+                seq,
+                time_ms,
+                actor,
+                origin,
+                request_id,
+                event,
+            });
         }
+        let mut user = state
+            .directory
+            .users
+            .get(&input.username)
+            .expect("created")
+            .as_ref()
+            .clone();
+        // A user renamed since keeps its first name as its SCIM id.
+        if rng.random_bool(0.2) {
+            user.scim_id = Some("a-stable-id".into());
+        }
+        user
     }
 
     /// On random bodies: when the common shape takes a body, it stores, refuses and

@@ -144,26 +144,41 @@ impl<'a> CommonUser<'a> {
     pub fn attributes(&self) -> String {
         #[derive(Serialize)]
         struct Stored<'a> {
-            #[serde(skip_serializing_if = "Option::is_none")]
-            active: Option<bool>,
-            #[serde(rename = "displayName", skip_serializing_if = "Option::is_none")]
-            display_name: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            emails: Option<&'a [Email<'a>]>,
-            #[serde(rename = "externalId", skip_serializing_if = "Option::is_none")]
-            external_id: Option<&'a str>,
+            #[serde(flatten)]
+            leading: Leading<'a>,
             #[serde(skip_serializing_if = "Option::is_none")]
             name: Option<&'a Name<'a>>,
         }
         serde_json::to_string(&Stored {
-            active: self.active,
-            display_name: self.display_name.as_deref(),
-            emails: self.emails.as_deref(),
-            external_id: self.external_id.as_deref(),
+            leading: self.leading(self.active),
             name: self.name.as_ref(),
         })
         .unwrap_or_default()
     }
+
+    /// The attributes that sort before `id`, with `active` as shown.
+    fn leading(&self, active: Option<bool>) -> Leading<'_> {
+        Leading {
+            active,
+            display_name: self.display_name.as_deref(),
+            emails: self.emails.as_deref(),
+            external_id: self.external_id.as_deref(),
+        }
+    }
+}
+
+/// The attributes that sort before `id` (and `meta`), shared by what is stored and the
+/// answer, which puts `id` and `meta` between them and `name`.
+#[derive(Serialize)]
+struct Leading<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    active: Option<bool>,
+    #[serde(rename = "displayName", skip_serializing_if = "Option::is_none")]
+    display_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    emails: Option<&'a [Email<'a>]>,
+    #[serde(rename = "externalId", skip_serializing_if = "Option::is_none")]
+    external_id: Option<&'a str>,
 }
 
 /// What the server knows of the user just created, for [`answer`].
@@ -192,14 +207,8 @@ pub fn answer(body: &CommonUser, user: &Created) -> Vec<u8> {
     }
     #[derive(Serialize)]
     struct Answer<'a> {
-        #[serde(skip_serializing_if = "Option::is_none")]
-        active: Option<bool>,
-        #[serde(rename = "displayName", skip_serializing_if = "Option::is_none")]
-        display_name: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        emails: Option<&'a [Email<'a>]>,
-        #[serde(rename = "externalId", skip_serializing_if = "Option::is_none")]
-        external_id: Option<&'a str>,
+        #[serde(flatten)]
+        leading: Leading<'a>,
         id: &'a str,
         meta: Meta<'a>,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -209,10 +218,7 @@ pub fn answer(body: &CommonUser, user: &Created) -> Vec<u8> {
         user_name: &'a str,
     }
     serde_json::to_vec(&Answer {
-        active: user.active,
-        display_name: body.display_name.as_deref(),
-        emails: body.emails.as_deref(),
-        external_id: body.external_id.as_deref(),
+        leading: body.leading(user.active),
         id: user.id,
         meta: Meta {
             created: user.created,
