@@ -224,16 +224,24 @@ fn scim_json(status: StatusCode, body: &Value) -> HttpResponse {
 
 /// A resource answer (`body`, projected) with the `ETag` and `Location` of `full`.
 fn resource_response(status: StatusCode, full: &Value, body: &Value) -> HttpResponse {
-    let mut res = scim_json(status, body);
-    let body = full;
-    if let Some(v) = body["meta"]["version"].as_str() {
-        if let Ok(v) = header::HeaderValue::from_str(v) {
-            res.headers_mut().insert(header::ETAG, v);
-        }
-    }
-    if let Some(l) = body["meta"]["location"].as_str() {
-        if let Ok(l) = header::HeaderValue::from_str(l) {
-            res.headers_mut().insert(header::LOCATION, l);
+    let meta = &full["meta"];
+    with_version_and_location(
+        scim_json(status, body),
+        meta["version"].as_str(),
+        meta["location"].as_str(),
+    )
+}
+
+/// `res` with a resource's `meta.version` as its `ETag` and `meta.location` as its
+/// `Location` (each left out when absent or not a valid header value).
+fn with_version_and_location(
+    mut res: HttpResponse,
+    version: Option<&str>,
+    location: Option<&str>,
+) -> HttpResponse {
+    for (name, value) in [(header::ETAG, version), (header::LOCATION, location)] {
+        if let Some(v) = value.and_then(|v| header::HeaderValue::from_str(v).ok()) {
+            res.headers_mut().insert(name, v);
         }
     }
     res
@@ -410,6 +418,14 @@ fn user_own_attributes(
     own_attributes(u, doc, email)
 }
 
+/// The `active` a rendering shows (`sent`: the stored attributes have one): the
+/// domain's, where the client last set it; a user SCIM never described (or one that is
+/// not enabled) always shows it.
+fn shown_active(u: &User, sent: bool) -> Option<bool> {
+    let enabled = u.status == UserStatus::Enabled;
+    (u.scim.is_none() || sent || !enabled).then_some(enabled)
+}
+
 /// [`user_own_attributes`] over the user's stored attributes, already parsed.
 fn own_attributes(
     u: &User,
@@ -418,10 +434,8 @@ fn own_attributes(
 ) -> Map<String, Value> {
     doc.insert("id".into(), json!(user_id(u)));
     doc.insert("userName".into(), json!(u.username));
-    // `active` as the client last set it; a user SCIM never described (or one that is
-    // not enabled) always shows it.
-    if u.scim.is_none() || doc.contains_key("active") || u.status != UserStatus::Enabled {
-        doc.insert("active".into(), json!(u.status == UserStatus::Enabled));
+    if let Some(active) = shown_active(u, doc.contains_key("active")) {
+        doc.insert("active".into(), json!(active));
     }
     // The domain's e-mail is the primary one (the v2 API may have changed it).
     if let Some(email) = email {
@@ -1209,15 +1223,14 @@ async fn get_user(req: HttpRequest, path: web::Path<String>) -> Result<HttpRespo
     if attributes.is_empty() && excluded.is_empty() {
         // The whole resource: the cached rendering as it is.
         let r = rendered_user(&app, &s, u, &base);
-        let mut res = HttpResponse::Ok()
+        let res = HttpResponse::Ok()
             .content_type(CONTENT_TYPE)
             .body(r.json.clone());
-        for (name, value) in [(header::ETAG, &r.version), (header::LOCATION, &r.location)] {
-            if let Ok(v) = header::HeaderValue::from_str(value) {
-                res.headers_mut().insert(name, v);
-            }
-        }
-        return Ok(res);
+        return Ok(with_version_and_location(
+            res,
+            Some(&r.version),
+            Some(&r.location),
+        ));
     }
     answer(
         &req,
@@ -1261,13 +1274,9 @@ fn user_input(body: &Value) -> Result<UserInput<'static>> {
     let email = attrs
         .get("emails")
         .and_then(Value::as_array)
-        .and_then(|list| {
-            list.iter()
-                .find(|e| e["primary"] == json!(true))
-                .or(list.first())
-                .and_then(|e| e["value"].as_str())
-                .map(str::to_string)
-        });
+        .and_then(|list| scim::primary_or_first(list, |e| e["primary"] == json!(true)))
+        .and_then(|e| e["value"].as_str())
+        .map(str::to_string);
     let (username, email) = checked_user(&username, email)?;
     Ok(UserInput {
         username,
@@ -1323,7 +1332,9 @@ async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse>
     let projected = !list_param(&req, "attributes")?.is_empty()
         || !list_param(&req, "excludedAttributes")?.is_empty();
     check_content_type(&req)?;
-    // The common shape read straight into its fields; anything else as a `Value`.
+    // The common shape read straight into its fields; anything else as a `Value` (a
+    // second parse, for bodies of another shape: the typed one stops at its first
+    // unknown key).
     let input = match CommonUser::parse(&body).filter(|_| !projected) {
         Some(common) => common_user_input(common)?,
         None => user_input(&parse_json(&body)?)?,
@@ -1415,15 +1426,14 @@ fn common_created(
     email: Option<&str>,
 ) -> Option<HttpResponse> {
     let (bytes, version, location) = common_created_body(u, base, body, email)?;
-    let mut res = HttpResponse::build(StatusCode::CREATED)
+    let res = HttpResponse::build(StatusCode::CREATED)
         .content_type(CONTENT_TYPE)
         .body(bytes);
-    for (name, value) in [(header::ETAG, version), (header::LOCATION, location)] {
-        if let Ok(v) = header::HeaderValue::from_str(&value) {
-            res.headers_mut().insert(name, v);
-        }
-    }
-    Some(res)
+    Some(with_version_and_location(
+        res,
+        Some(&version),
+        Some(&location),
+    ))
 }
 
 /// [`common_created`]'s body, `ETag` and `Location`.
@@ -1446,14 +1456,12 @@ fn common_created_body(
     let version = version(u.updated_seq);
     let location = [base, "/Users/", id].concat();
     let created = scim::rfc3339(u.created_ms);
-    // As [`own_attributes`] decides whether `active` shows.
-    let shows_active = u.scim.is_none() || body.active.is_some() || u.status != UserStatus::Enabled;
     let bytes = scim::common_user::answer(
         body,
         &scim::common_user::Created {
             id,
             user_name: &u.username,
-            active: shows_active.then_some(u.status == UserStatus::Enabled),
+            active: shown_active(u, body.active.is_some()),
             created: &created,
             location: &location,
             version: &version,

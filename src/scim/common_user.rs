@@ -132,10 +132,7 @@ impl<'a> CommonUser<'a> {
 
     /// The e-mail the domain keeps: the primary one, else the first.
     pub fn email(&self) -> Option<&str> {
-        let list = self.emails.as_deref()?;
-        list.iter()
-            .find(|e| e.primary == Some(true))
-            .or(list.first())
+        super::primary_or_first(self.emails.as_deref()?, |e| e.primary == Some(true))
             .and_then(|e| e.value.as_deref())
     }
 

@@ -535,6 +535,12 @@ pub fn project(kind: Kind, resource: &mut Value, attributes: &[String], excluded
     }
 }
 
+/// Of a multi-valued attribute's values, the one the domain keeps (its e-mail): the
+/// primary one, else the first.
+pub fn primary_or_first<T>(values: &[T], primary: impl Fn(&T) -> bool) -> Option<&T> {
+    values.iter().find(|v| primary(v)).or(values.first())
+}
+
 /// RFC 3339 (UTC, seconds) for a unix time in milliseconds.
 pub fn rfc3339(ms: u64) -> String {
     crate::timefmt::format(ms, false)
