@@ -11,7 +11,6 @@ use gatehouse_schemas::Checkpoint;
 /// has flushed (the shared one), or the hash would not be found.
 pub fn sign(state: &State, keys: &KeyRing, log: &EventLog) -> Result<Checkpoint, String> {
     use base64::Engine;
-    use ed25519_dalek::Signer;
     let position = state.seq;
     let time_ms = state.time_ms;
     let service_id = state.service_id.clone().unwrap_or_default();
@@ -35,8 +34,7 @@ pub fn sign(state: &State, keys: &KeyRing, log: &EventLog) -> Result<Checkpoint,
         kid,
         signature: String::new(),
     };
-    c.signature =
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.sign(&c.message()).to_bytes());
+    c.signature = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.sign(&c.message()));
     Ok(c)
 }
 

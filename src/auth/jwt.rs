@@ -3,9 +3,10 @@
 //! backend we already have. Tests verify our tokens with the independent `jsonwebtoken`.
 
 use crate::keys::peer::PeerKey;
+use crate::keys::PrivateKey;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -82,7 +83,7 @@ mod audience {
     }
 }
 
-pub fn sign(claims: &Claims, kid: &str, key: &SigningKey) -> String {
+pub fn sign(claims: &Claims, kid: &str, key: &PrivateKey) -> String {
     let header = Header {
         alg: "EdDSA".into(),
         typ: Some("JWT".into()),
@@ -91,8 +92,10 @@ pub fn sign(claims: &Claims, kid: &str, key: &SigningKey) -> String {
     let h = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).expect("header encodes"));
     let c = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("claims encode"));
     let input = format!("{h}.{c}");
-    let sig: Signature = key.sign(input.as_bytes());
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes()))
+    format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(key.sign(input.as_bytes()))
+    )
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -203,7 +206,7 @@ mod tests {
 
     #[test]
     fn sign_parse_verify() {
-        let key = SigningKey::from_bytes(&[1u8; 32]);
+        let key = PrivateKey::from_seed(&[1u8; 32]).unwrap();
         let token = sign(&claims(), "k1", &key);
         let parsed = parse(&token).unwrap();
         assert_eq!(parsed.header.kid, "k1");
@@ -211,7 +214,7 @@ mod tests {
         assert_eq!(c, claims());
         assert_eq!(c.username(), Some("alice"));
         assert!(c.revocable());
-        let other = SigningKey::from_bytes(&[2u8; 32]);
+        let other = ed25519_dalek::SigningKey::from_bytes(&[2u8; 32]);
         assert_eq!(
             parse(&token).unwrap().verify(&other.verifying_key()),
             Err(JwtError::BadSignature)

@@ -57,8 +57,8 @@ async fn root(
         .keys
         .signing_key(&kid)
         .ok_or_else(|| ApiError::Internal(format!("the private key `{kid}` is missing")))?;
-    let der =
-        keys::certificate::root_certificate(&key, &kid, &service_id).map_err(ApiError::Internal)?;
+    let der = keys::certificate::root_certificate(key.dalek(), &kid, &service_id)
+        .map_err(ApiError::Internal)?;
     let body = if formatted {
         keys::certificate::pem(&der)
     } else {
@@ -140,8 +140,8 @@ async fn reset(
         .keys
         .signing_key(&kid)
         .ok_or_else(|| ApiError::Internal(rid.0.clone()))?;
-    let der =
-        keys::certificate::root_certificate(&key, &kid, &service_id).map_err(ApiError::Internal)?;
+    let der = keys::certificate::root_certificate(key.dalek(), &kid, &service_id)
+        .map_err(ApiError::Internal)?;
     Ok(written(
         HttpResponse::Ok().json(json!({
             "kid": kid,

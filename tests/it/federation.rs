@@ -715,7 +715,7 @@ fn sign_batch(
             ext: None,
         },
         kid,
-        key,
+        &gatehouse::keys::PrivateKey::from_seed(&key.to_bytes()).expect("a seed is a key"),
     )
 }
 
