@@ -15,34 +15,37 @@ use gatehouse_schemas::{LdapGroupSetting, LdapSetting};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-const SETTINGS: &str = "/access/api/v1/ldap/settings";
-const GROUPS: &str = "/access/api/v1/ldap/groups";
+const LDAP: &str = "/access/api/v1/ldap";
 /// The personal-data key that seals LDAP manager passwords (a server secret).
 const SECRETS_KEY: &str = "ldapsecrets";
 
+/// In a scope: see `http::configure`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        resource(SETTINGS)
-            .route(web::get().to(list_settings))
-            .route(web::post().to(create_setting)),
-    )
-    .service(
-        resource(&format!("{SETTINGS}/{{key}}"))
-            .route(web::get().to(get_setting))
-            .route(web::put().to(put_setting))
-            .route(web::delete().to(delete_setting)),
-    )
-    .service(
-        resource(GROUPS)
-            .route(web::get().to(list_groups))
-            .route(web::post().to(create_group)),
-    )
-    .service(resource(&format!("{GROUPS}/{{name}}/refresh")).route(web::post().to(refresh)))
-    .service(
-        resource(&format!("{GROUPS}/{{name}}"))
-            .route(web::get().to(get_group))
-            .route(web::put().to(put_group))
-            .route(web::delete().to(delete_group)),
+        web::scope(LDAP)
+            .service(
+                resource("/settings")
+                    .route(web::get().to(list_settings))
+                    .route(web::post().to(create_setting)),
+            )
+            .service(
+                resource("/settings/{key}")
+                    .route(web::get().to(get_setting))
+                    .route(web::put().to(put_setting))
+                    .route(web::delete().to(delete_setting)),
+            )
+            .service(
+                resource("/groups")
+                    .route(web::get().to(list_groups))
+                    .route(web::post().to(create_group)),
+            )
+            .service(resource("/groups/{name}/refresh").route(web::post().to(refresh)))
+            .service(
+                resource("/groups/{name}")
+                    .route(web::get().to(get_group))
+                    .route(web::put().to(put_group))
+                    .route(web::delete().to(delete_group)),
+            ),
     );
 }
 

@@ -668,7 +668,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     // and nginx ask on every request, then the probes, then token issue (CI jobs ask
     // for a token per job; behind the other modules the regexes tried before it were 4%
     // of its CPU), then SCIM (which identity providers poll). None of their paths
-    // overlaps another module's.
+    // overlaps another module's. The modules before `groups` with path parameters
+    // (tokens, SCIM, LDAP, users) sit in a scope of their common prefix: a scope is
+    // one prefix comparison, so a request for a later module no longer tries their
+    // regexes (16 of them were 5.6 % of a group create's CPU). A path under a scope's
+    // prefix that none of its resources takes answers the application's 404, as it did
+    // when it fell through: no later module has a path under those prefixes.
     authorize::configure(cfg);
     system::configure(cfg);
     tokens::configure(cfg);

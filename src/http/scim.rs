@@ -137,43 +137,46 @@ impl From<patch::PatchError> for ScimError {
 
 type Result<T> = std::result::Result<T, ScimError>;
 
+/// In a scope: see `http::configure`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let r =
-        |p: &str| web::resource(format!("{BASE}{p}")).default_service(web::to(method_not_allowed));
-    cfg.service(r("/Users/.search").route(web::post().to(search_users)))
-        .service(r("/Groups/.search").route(web::post().to(search_groups)))
-        .service(r("/.search").route(web::post().to(search_all)))
-        .service(
-            r("/Users")
-                .route(web::get().to(list_users))
-                .route(web::post().to(create_user)),
-        )
-        .service(
-            r("/Users/{id}")
-                .route(web::get().to(get_user))
-                .route(web::put().to(put_user))
-                .route(web::patch().to(patch_user))
-                .route(web::delete().to(delete_user)),
-        )
-        .service(
-            r("/Groups")
-                .route(web::get().to(list_groups))
-                .route(web::post().to(create_group)),
-        )
-        .service(
-            r("/Groups/{id}")
-                .route(web::get().to(get_group))
-                .route(web::put().to(put_group))
-                .route(web::patch().to(patch_group))
-                .route(web::delete().to(delete_group)),
-        )
-        .service(r("/ServiceProviderConfig").route(web::get().to(service_provider_config)))
-        .service(r("/ServiceProviderConfigs").route(web::get().to(service_provider_config)))
-        .service(r("/ResourceTypes").route(web::get().to(resource_types)))
-        .service(r("/ResourceTypes/{id}").route(web::get().to(resource_type)))
-        .service(r("/Schemas").route(web::get().to(list_schemas)))
-        .service(r("/Schemas/{id}").route(web::get().to(get_schema)))
-        .service(web::resource(format!("{BASE}/{{tail:.*}}")).to(unknown));
+    let r = |p: &str| web::resource(p).default_service(web::to(method_not_allowed));
+    cfg.service(
+        web::scope(BASE)
+            .service(r("/Users/.search").route(web::post().to(search_users)))
+            .service(r("/Groups/.search").route(web::post().to(search_groups)))
+            .service(r("/.search").route(web::post().to(search_all)))
+            .service(
+                r("/Users")
+                    .route(web::get().to(list_users))
+                    .route(web::post().to(create_user)),
+            )
+            .service(
+                r("/Users/{id}")
+                    .route(web::get().to(get_user))
+                    .route(web::put().to(put_user))
+                    .route(web::patch().to(patch_user))
+                    .route(web::delete().to(delete_user)),
+            )
+            .service(
+                r("/Groups")
+                    .route(web::get().to(list_groups))
+                    .route(web::post().to(create_group)),
+            )
+            .service(
+                r("/Groups/{id}")
+                    .route(web::get().to(get_group))
+                    .route(web::put().to(put_group))
+                    .route(web::patch().to(patch_group))
+                    .route(web::delete().to(delete_group)),
+            )
+            .service(r("/ServiceProviderConfig").route(web::get().to(service_provider_config)))
+            .service(r("/ServiceProviderConfigs").route(web::get().to(service_provider_config)))
+            .service(r("/ResourceTypes").route(web::get().to(resource_types)))
+            .service(r("/ResourceTypes/{id}").route(web::get().to(resource_type)))
+            .service(r("/Schemas").route(web::get().to(list_schemas)))
+            .service(r("/Schemas/{id}").route(web::get().to(get_schema)))
+            .service(web::resource("/{tail:.*}").to(unknown)),
+    );
 }
 
 async fn method_not_allowed() -> Result<HttpResponse> {

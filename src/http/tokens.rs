@@ -9,22 +9,26 @@ use crate::tokens::{self, Spec};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
+/// In a scope: see `http::configure`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        resource("/access/api/v1/tokens")
-            .route(web::post().to(create))
-            .route(web::get().to(list)),
-    )
-    // Before `{id}`, which would take `revoke` for a token id.
-    .service(
-        resource("/access/api/v1/tokens/revoke")
-            .route(web::delete().to(revoke_by_value))
-            .route(web::post().to(revoke_by_value)),
-    )
-    .service(
-        resource("/access/api/v1/tokens/{id}")
-            .route(web::get().to(get))
-            .route(web::delete().to(revoke)),
+        web::scope("/access/api/v1/tokens")
+            .service(
+                resource("")
+                    .route(web::post().to(create))
+                    .route(web::get().to(list)),
+            )
+            // Before `{id}`, which would take `revoke` for a token id.
+            .service(
+                resource("/revoke")
+                    .route(web::delete().to(revoke_by_value))
+                    .route(web::post().to(revoke_by_value)),
+            )
+            .service(
+                resource("/{id}")
+                    .route(web::get().to(get))
+                    .route(web::delete().to(revoke)),
+            ),
     );
 }
 

@@ -10,30 +10,27 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use gatehouse_schemas::UserStatus;
 use serde::Deserialize;
 
+/// In a scope: see `http::configure`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        resource("/access/api/v2/users")
-            .route(web::get().to(list))
-            .route(web::post().to(create)),
+        web::scope("/access/api/v2/users")
+            .service(
+                resource("")
+                    .route(web::get().to(list))
+                    .route(web::post().to(create)),
+            )
+            .service(
+                resource("/{username}")
+                    .route(web::get().to(get))
+                    .route(web::patch().to(patch))
+                    .route(web::delete().to(delete)),
+            )
+            .service(resource("/{username}/groups").route(web::patch().to(change_groups)))
+            .service(resource("/{username}/password").route(web::put().to(change_password)))
+            .service(resource("/{username}/password/expire").route(web::post().to(expire_password)))
+            .service(resource("/{username}/unlock").route(web::post().to(unlock))),
     )
-    .service(
-        resource("/access/api/v2/users/{username}")
-            .route(web::get().to(get))
-            .route(web::patch().to(patch))
-            .route(web::delete().to(delete)),
-    )
-    .service(resource("/access/api/v1/users/{username}").route(web::patch().to(patch)))
-    .service(
-        resource("/access/api/v2/users/{username}/groups").route(web::patch().to(change_groups)),
-    )
-    .service(
-        resource("/access/api/v2/users/{username}/password").route(web::put().to(change_password)),
-    )
-    .service(
-        resource("/access/api/v2/users/{username}/password/expire")
-            .route(web::post().to(expire_password)),
-    )
-    .service(resource("/access/api/v2/users/{username}/unlock").route(web::post().to(unlock)));
+    .service(resource("/access/api/v1/users/{username}").route(web::patch().to(patch)));
 }
 
 /// The seed prints these without the `users/` segment; real scripts copy them.
