@@ -877,7 +877,9 @@ impl Dispatcher {
             );
         }
         let to = head.min(self.cursor + DISPATCH_BATCH);
-        let mut envelopes = Vec::new();
+        // Sized once: grown from empty, its ten reallocations of envelopes were 1.5 % of
+        // the server's CPU during writes with a hung subscription (a profile).
+        let mut envelopes = Vec::with_capacity(to.saturating_sub(self.cursor) as usize);
         self.log
             .for_each_event(self.cursor + 1, Some(to), |_, _, env| {
                 envelopes.push(env);
