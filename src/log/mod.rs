@@ -89,7 +89,7 @@ pub struct EventLog {
     /// The file of events, shared by every handle on this log.
     shared: Arc<segment::Shared>,
     /// The writer's append handle (`None` in a [`reader`](Self::reader)).
-    file: Option<std::fs::File>,
+    file: Option<segment::Appender>,
     snapshots: SnapshotStore,
     head_seq: u64,
     head_hash: ChainHash,

@@ -164,7 +164,7 @@ pub(crate) fn scan(
 /// The acknowledged end of a log file and its head, found on open.
 pub(crate) struct Opened {
     pub shared: Arc<Shared>,
-    pub file: File,
+    pub file: Appender,
     pub head_seq: u64,
     pub head_hash: ChainHash,
     /// The bytes of the head event (to read its time), if there is one.
@@ -212,7 +212,7 @@ pub(crate) fn open(
         file.sync_all().map_err(io)?;
         sync_dir(dir)?;
     }
-    let len = file.metadata().map_err(io)?.len();
+    let mut len = file.metadata().map_err(io)?.len();
     let mut index = read_index(&index_path);
     // The hint must start at 0 and increase, within the file.
     let sane = index.first().is_none_or(|&o| o == 0)
@@ -260,6 +260,7 @@ pub(crate) fn open(
         );
         file.set_len(end).map_err(io)?;
         file.sync_all().map_err(io)?;
+        len = end;
     }
     if index.len() != indexed || !sane {
         write_index(&index_path, &index)?;
@@ -285,7 +286,7 @@ pub(crate) fn open(
     });
     Ok(Opened {
         shared,
-        file,
+        file: Appender { file, len },
         head_seq,
         head_hash,
         head_bytes,
@@ -308,23 +309,39 @@ fn zeros(file: &File, from: u64, to: u64) -> Result<bool, LogError> {
     Ok(true)
 }
 
-/// Make the file at least `needed` bytes long, with zeros, `AHEAD` at a time (not synced
-/// here: the batch's sync that follows covers them and the new length).
-fn write_ahead(file: &File, needed: u64) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    let len = file.metadata()?.len();
-    if len >= needed {
-        return Ok(());
+/// The writer's handle on the file, with the length it knows the file to have.
+///
+/// Appends check that length rather than asking the file system: a `stat` of the file
+/// makes the next write's mtime fine-grained (multigrain timestamps, Linux 6.13+ on
+/// ext4, xfs, btrfs, tmpfs), so the inode changed on every batch and each `fdatasync`
+/// wrote it too, two device writes a batch instead of one (a probe here: 2.0 block
+/// requests a sync with a `stat` before each write, 1.5 without).
+pub(crate) struct Appender {
+    file: File,
+    len: u64,
+}
+
+impl Appender {
+    /// Make the file at least `needed` bytes long, with zeros after `records_end`,
+    /// `AHEAD` at a time (not synced here: the batch's sync that follows covers them and
+    /// the new length). Zeros never go below `records_end`, whatever `len` says (the
+    /// tampering tools of the tests rewrite the file under the writer's handle).
+    fn write_ahead(&mut self, records_end: u64, needed: u64) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        if self.len >= needed {
+            return Ok(());
+        }
+        let target = (needed + AHEAD).div_ceil(AHEAD) * AHEAD;
+        let zeros = vec![0u8; READ_BLOCK];
+        let mut at = self.len.max(records_end);
+        while at < target {
+            let n = zeros.len().min((target - at) as usize);
+            self.file.write_all_at(&zeros[..n], at)?;
+            at += n as u64;
+            self.len = at;
+        }
+        Ok(())
     }
-    let target = (needed + AHEAD).div_ceil(AHEAD) * AHEAD;
-    let zeros = vec![0u8; READ_BLOCK];
-    let mut at = len;
-    while at < target {
-        let n = zeros.len().min((target - at) as usize);
-        file.write_all_at(&zeros[..n], at)?;
-        at += n as u64;
-    }
-    Ok(())
 }
 
 /// Read from the newest index entry (or the start) to `len`: the end just after the last
@@ -389,7 +406,7 @@ impl Shared {
 /// publish the new end and index entries. Only the writer calls this.
 pub(crate) fn append(
     shared: &Shared,
-    file: &mut File,
+    file: &mut Appender,
     first: u64,
     records: &[(ChainHash, &[u8])],
 ) -> Result<(), LogError> {
@@ -411,15 +428,18 @@ pub(crate) fn append(
     }
     buf.extend_from_slice(&MARK.to_le_bytes());
     buf.extend_from_slice(last_hash);
-    let written = write_ahead(file, start + buf.len() as u64)
+    let written = file
+        .write_ahead(start, start + buf.len() as u64)
         .and_then(|()| {
             use std::os::unix::fs::FileExt;
-            file.write_all_at(&buf, start)
+            file.file.write_all_at(&buf, start)
         })
-        .and_then(|()| file.sync_data());
+        .and_then(|()| file.file.sync_data());
     if let Err(e) = written {
         // Not acknowledged: take the partial batch back off so the file ends at a mark.
-        let _ = file.set_len(start);
+        if file.file.set_len(start).is_ok() {
+            file.len = start;
+        }
         return Err(io(e));
     }
     // Acknowledged. The index is a hint: appended, not synced.
