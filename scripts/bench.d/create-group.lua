@@ -1,25 +1,28 @@
 -- wrk script: every request creates a new group (a durable write).
 -- Names are unique per wrk thread and request, so every request must answer 201.
+-- The request's fixed part is built once (`init`); each request only appends its length
+-- and body, which costs wrk less CPU than `wrk.format` each time (wrk runs on the same
+-- cores as the server, so its CPU is taken from the server's).
 local counter = 0
 local prefix
-local auth = os.getenv("GH_AUTH")
+local head
 local run = os.getenv("GH_RUN") or "0"
-local threads = {}
 local next_id = 0
 
 function setup(thread)
   next_id = next_id + 1
   thread:set("tid", next_id)
-  table.insert(threads, thread)
 end
 
 function init(args)
-  prefix = "bench-" .. run .. "-" .. tostring(tid) .. "-"
+  prefix = '{"name":"bench-' .. run .. "-" .. tostring(tid) .. "-"
+  head = "POST /access/api/v2/groups HTTP/1.1\r\nHost: " .. wrk.headers["Host"] ..
+    "\r\nContent-Type: application/json\r\nAuthorization: " .. os.getenv("GH_AUTH") ..
+    "\r\nContent-Length: "
 end
 
 function request()
   counter = counter + 1
-  local body = '{"name":"' .. prefix .. counter .. '"}'
-  return wrk.format("POST", "/access/api/v2/groups",
-    {["Content-Type"] = "application/json", ["Authorization"] = auth}, body)
+  local body = prefix .. counter .. '"}'
+  return head .. #body .. "\r\n\r\n" .. body
 end
