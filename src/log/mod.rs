@@ -1133,6 +1133,45 @@ mod tests {
         assert_eq!(log.verify().unwrap().events, 80);
     }
 
+    /// The writer keeps the file's length itself (a `stat` before each batch made every
+    /// sync write the inode too): across the zeros written ahead, again and again, what
+    /// it knows is what the file is, the bytes after the last mark are zeros, and a
+    /// reopen finds every event.
+    #[test]
+    fn the_writer_knows_the_file_s_length_without_asking() {
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let big = |seq: u64| Envelope {
+            event: Event::GroupDeleted {
+                name: format!("g{seq}-{}", "x".repeat(4000)),
+            },
+            ..env(seq)
+        };
+        let path = dir.path().join(segment::LOG_FILE);
+        let mut log = EventLog::open(dir.path()).unwrap();
+        let mut lengths = std::collections::BTreeSet::new();
+        let mut seq = 0;
+        while lengths.len() < 3 {
+            log.append(&(seq + 1..=seq + 100).map(big).collect::<Vec<_>>())
+                .unwrap();
+            seq += 100;
+            let on_disk = std::fs::metadata(&path).unwrap().len();
+            let known = log.file.as_ref().unwrap().known_len();
+            assert_eq!(known, on_disk, "after position {seq}");
+            lengths.insert(on_disk);
+            let end = log.shared.end();
+            assert!(end < on_disk, "zeros ahead of the records");
+            let file = std::fs::File::open(&path).unwrap();
+            let mut tail = vec![0u8; (on_disk - end).min(1 << 16) as usize];
+            file.read_exact_at(&mut tail, end).unwrap();
+            assert!(tail.iter().all(|&b| b == 0), "after position {seq}");
+        }
+        drop(log);
+        let log = EventLog::open(dir.path()).unwrap();
+        assert_eq!(log.head_seq(), seq);
+        assert_eq!(log.verify().unwrap().events, seq);
+    }
+
     /// A crash of the machine that lost a batch's pages (zeros) but kept a later one's
     /// (pages reach the disk in any order before a sync): the log ends at the last mark
     /// before the hole, and nothing after it is taken for an event.

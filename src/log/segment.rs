@@ -322,6 +322,11 @@ pub(crate) struct Appender {
 }
 
 impl Appender {
+    #[cfg(test)]
+    pub fn known_len(&self) -> u64 {
+        self.len
+    }
+
     /// Make the file at least `needed` bytes long, with zeros after `records_end`,
     /// `AHEAD` at a time (not synced here: the batch's sync that follows covers them and
     /// the new length). Zeros never go below `records_end`, whatever `len` says (the
