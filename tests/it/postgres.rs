@@ -1155,7 +1155,19 @@ fn the_federation_stream_moves_with_the_lease_and_the_peer_gets_every_change() {
             .get("/access/api/v1/system/federation/site-b/status")
             .json()
     };
-    assert!(status(&bases[holder])["last_success"].is_string());
+    // The sender records a success once B has answered, which is after B shows the
+    // groups: wait for it.
+    let succeeded = |base: &str| {
+        let started = Instant::now();
+        while !status(base)["last_success"].is_string() {
+            if started.elapsed() > Duration::from_secs(30) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        true
+    };
+    assert!(succeeded(&bases[holder]), "{}", status(&bases[holder]));
     assert!(
         status(&bases[1 - holder])["last_success"].is_null(),
         "the node without the lease sent nothing: {}",
@@ -1173,6 +1185,6 @@ fn the_federation_stream_moves_with_the_lease_and_the_peer_gets_every_change() {
     }
     assert_eq!(holder_among(std::slice::from_ref(&other)), 0);
     wait_at_b(&names);
-    assert!(status(&other)["last_success"].is_string());
+    assert!(succeeded(&other), "{}", status(&other));
     drop((nodes, b));
 }
