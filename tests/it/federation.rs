@@ -134,7 +134,8 @@ impl Site {
     }
 }
 
-fn wait_until(secs: u64, what: &str, mut ok: impl FnMut() -> bool) {
+/// Poll `ok` until it holds; fails the test after `secs` seconds, naming `what`.
+pub(crate) fn wait_until(secs: u64, what: &str, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !ok() {
         assert!(Instant::now() < deadline, "not after {secs} s: {what}");
