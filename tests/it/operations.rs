@@ -949,3 +949,50 @@ fn the_connection_cap_holds_further_connections_back() {
         String::from_utf8_lossy(&buf[..n])
     );
 }
+
+/// The server turns transparent huge pages off for itself (`main.rs`: each 2 MiB fault
+/// zeroes at once on the thread that touches it, most often the writer), unless the
+/// operator chose with `MIMALLOC_ALLOW_THP`.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_server_runs_without_transparent_huge_pages_unless_asked() {
+    let thp = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("THP_enabled:").map(|v| v.trim().to_string()))
+    };
+    // Only where the kernel tells (Linux 5.0 and later) and nothing turned them off for
+    // the tests already (a child inherits it): as on the machines CI runs on.
+    if thp(std::process::id()).as_deref() != Some("1") {
+        eprintln!("THP_enabled is not 1 for the tests themselves: nothing to check here");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    assert_eq!(thp(server.pid()).as_deref(), Some("0"));
+    drop(server);
+    // The operator's choice stands.
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .env("GATEHOUSE_ADMIN_PASSWORD", BINARY_ADMIN_PASSWORD)
+        .env("RUST_LOG", "warn")
+        .env("MIMALLOC_ALLOW_THP", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start gatehouse");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.contains("http://"), "{line}");
+    let kept = thp(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(kept.as_deref(), Some("1"));
+}
