@@ -63,9 +63,9 @@ pub struct PersonalKeys {
 /// table that grows rehashes every key into a new table twice its size while holding the
 /// write lock. At a few hundred thousand users that new table is tens of MiB touched for
 /// the first time, and every request that seals or opens personal data waited for it:
-/// SCIM create p99 was 80–140 ms, max 190 ms, in runs that crossed a doubling, against
-/// 8–14 ms for group creates (`wrk --latency`, four 5 s runs on one server). A shard
-/// grows by a sixty-fourth of that, and only requests whose keys fall in it wait.
+/// SCIM create p99 was 63–222 ms in four 5 s runs on one server (`wrk --latency`), 14–15
+/// ms with shards; group creates, which take no key, 8–14 ms. A shard grows by a
+/// sixty-fourth of that, and only requests whose keys fall in it wait.
 ///
 /// foldhash, not SipHash: the ids are ULIDs this server made, so there is no flooding to
 /// defend against, and hashing was a quarter of an insert in the profile.
