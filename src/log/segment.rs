@@ -313,9 +313,9 @@ fn zeros(file: &File, from: u64, to: u64) -> Result<bool, LogError> {
 ///
 /// Appends check that length rather than asking the file system: a `stat` of the file
 /// makes the next write's mtime fine-grained (multigrain timestamps: Linux 6.13+, ext4
-/// among the file systems that have them), so the inode changed on every batch and
-/// each `fdatasync` wrote it too, two device writes a batch instead of one (a probe here: 2.0 block
-/// requests a sync with a `stat` before each write, 1.5 without).
+/// among the file systems that have them), so the inode changed on every batch and each
+/// `fdatasync` wrote it too, two device writes a batch instead of one (a probe here: 2.0
+/// block requests a sync with a `stat` before each write, 1.5 without).
 pub(crate) struct Appender {
     file: File,
     len: u64,

@@ -370,7 +370,22 @@ impl ServerProcess {
         listen: &str,
         args: &[&std::ffi::OsStr],
     ) -> ServerProcess {
+        Self::spawn_with_env(dir, level, stderr, config, listen, args, &[])
+    }
+
+    /// [`spawn_with_args`](Self::spawn_with_args), with environment variables set for
+    /// the server besides the test's own.
+    pub fn spawn_with_env(
+        dir: &Path,
+        level: &str,
+        stderr: Stdio,
+        config: Option<&Path>,
+        listen: &str,
+        args: &[&std::ffi::OsStr],
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        cmd.envs(env.iter().copied());
         cmd.args(["serve", "--data-dir"])
             .arg(dir)
             .args(["--listen", listen])

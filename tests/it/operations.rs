@@ -974,25 +974,14 @@ fn the_server_runs_without_transparent_huge_pages_unless_asked() {
     drop(server);
     // The operator's choice stands.
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["serve", "--data-dir"])
-        .arg(dir.path())
-        .args(["--listen", "127.0.0.1:0"])
-        .env("GATEHOUSE_ADMIN_PASSWORD", BINARY_ADMIN_PASSWORD)
-        .env("RUST_LOG", "warn")
-        .env("MIMALLOC_ALLOW_THP", "1")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start gatehouse");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert!(line.contains("http://"), "{line}");
-    let kept = thp(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
-    assert_eq!(kept.as_deref(), Some("1"));
+    let server = ServerProcess::spawn_with_env(
+        dir.path(),
+        "warn",
+        Stdio::inherit(),
+        None,
+        "127.0.0.1:0",
+        &[],
+        &[("MIMALLOC_ALLOW_THP", "1")],
+    );
+    assert_eq!(thp(server.pid()).as_deref(), Some("1"));
 }
