@@ -196,7 +196,10 @@ async fn unknown(req: HttpRequest) -> Result<HttpResponse> {
 
 /// SCIM is for provisioning clients: admins (an admin token, or Basic).
 async fn admin(req: &HttpRequest) -> Result<crate::auth::Principal> {
-    let p = authenticate(req.clone()).await?;
+    // Boxed: the authentication's future (a password check, an LDAP sign-in) is many
+    // times the size of the rest of a handler's, and a handler's future is moved into
+    // its box on every request (as the other modules' `Admin` extractor boxes it).
+    let p = Box::pin(authenticate(req.clone())).await?;
     if p.password_expired || !p.admin {
         return Err(ScimError::new(
             StatusCode::FORBIDDEN,
@@ -1318,16 +1321,19 @@ fn checked_user(username: &str, email: Option<String>) -> Result<(String, Option
 
 /// Under the password policy in force (`username`: the user whose password it replaces).
 async fn hash(app: &AppState, username: Option<&str>, password: String) -> Result<String> {
-    crate::http::settings::new_password_hash(app, username, password)
-        .await
-        .map_err(|e| match e {
-            ApiError::BadRequest(m) => ScimError::bad("invalidValue", m),
-            _ => ScimError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                None,
-                "the server is shutting down",
-            ),
-        })
+    // Boxed, as in `admin`: few SCIM writes carry a password.
+    Box::pin(crate::http::settings::new_password_hash(
+        app, username, password,
+    ))
+    .await
+    .map_err(|e| match e {
+        ApiError::BadRequest(m) => ScimError::bad("invalidValue", m),
+        _ => ScimError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            "the server is shutting down",
+        ),
+    })
 }
 
 async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse> {
