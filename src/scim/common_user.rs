@@ -13,7 +13,7 @@
 //! `http::scim` check on random bodies that both paths store and answer the same bytes.
 
 use serde::de::IgnoredAny;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::borrow::Cow;
 
 /// The longest string value [`normalize`](super::normalize) accepts.
@@ -40,36 +40,35 @@ pub struct CommonUser<'a> {
     pub emails: Option<Vec<Email<'a>>>,
 }
 
-/// The sub-attributes of `name`, declared in the order a `serde_json::Map` sorts them,
-/// so that they serialise as the generic path does.
-#[derive(Deserialize, Serialize, PartialEq, Eq, Debug)]
+/// The sub-attributes of `name`, declared in the order a `serde_json::Map` sorts them
+/// (the order [`Json::name`] writes them in, as the generic path does).
+#[derive(Deserialize, PartialEq, Eq, Debug)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Name<'a> {
-    #[serde(skip_serializing_if = "Option::is_none", borrow)]
+    #[serde(borrow)]
     pub family_name: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none", borrow)]
+    #[serde(borrow)]
     pub formatted: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none", borrow)]
+    #[serde(borrow)]
     pub given_name: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none", borrow)]
+    #[serde(borrow)]
     pub honorific_prefix: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none", borrow)]
+    #[serde(borrow)]
     pub honorific_suffix: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none", borrow)]
+    #[serde(borrow)]
     pub middle_name: Option<Cow<'a, str>>,
 }
 
 /// One of `emails`, its sub-attributes in sorted order.
-#[derive(Deserialize, Serialize, PartialEq, Eq, Debug)]
+#[derive(Deserialize, PartialEq, Eq, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct Email<'a> {
-    #[serde(skip_serializing_if = "Option::is_none", borrow)]
+    #[serde(borrow)]
     pub display: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub primary: Option<bool>,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none", borrow)]
+    #[serde(rename = "type", borrow)]
     pub kind: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none", borrow)]
+    #[serde(borrow)]
     pub value: Option<Cow<'a, str>>,
 }
 
@@ -139,43 +138,112 @@ impl<'a> CommonUser<'a> {
     /// What is stored of the resource (without `userName`), serialised as the generic
     /// path serialises its normalised `Map`: keys sorted, nothing absent written.
     pub fn attributes(&self) -> String {
-        #[derive(Serialize)]
-        struct Stored<'a> {
-            #[serde(flatten)]
-            leading: Leading<'a>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            name: Option<&'a Name<'a>>,
-        }
-        serde_json::to_string(&Stored {
-            leading: self.leading(self.active),
-            name: self.name.as_ref(),
-        })
-        .unwrap_or_default()
-    }
-
-    /// The attributes that sort before `id`, with `active` as shown.
-    fn leading(&self, active: Option<bool>) -> Leading<'_> {
-        Leading {
-            active,
-            display_name: self.display_name.as_deref(),
-            emails: self.emails.as_deref(),
-            external_id: self.external_id.as_deref(),
-        }
+        let mut out = Vec::with_capacity(256);
+        let mut o = Json::open(&mut out);
+        o.leading(self, self.active);
+        o.name(self.name.as_ref());
+        o.close();
+        // Only `&str`s and ASCII went in.
+        String::from_utf8(out).unwrap_or_default()
     }
 }
 
-/// The attributes that sort before `id` (and `meta`), shared by what is stored and the
-/// answer, which puts `id` and `meta` between them and `name`.
-#[derive(Serialize)]
-struct Leading<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    active: Option<bool>,
-    #[serde(rename = "displayName", skip_serializing_if = "Option::is_none")]
-    display_name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    emails: Option<&'a [Email<'a>]>,
-    #[serde(rename = "externalId", skip_serializing_if = "Option::is_none")]
-    external_id: Option<&'a str>,
+/// JSON written straight into bytes, byte for byte as serde_json writes the same
+/// document (no spaces; a string escaped where serde_json escapes it: control
+/// characters, `"` and `\`). Why not serde: a create's answer and stored attributes
+/// are a few dozen short strings, and serde_json escaped each key and went through a
+/// map serialiser for every `flatten`; written here they cost about half (issue 18).
+struct Json<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> Json<'a> {
+    /// An object, opened.
+    fn open(out: &'a mut Vec<u8>) -> Json<'a> {
+        out.push(b'{');
+        Json { out, first: true }
+    }
+
+    fn close(self) {
+        self.out.push(b'}');
+    }
+
+    /// `key` (a name that needs no escape), then its value is written.
+    fn key(&mut self, key: &str) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn str(&mut self, key: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.key(key);
+            string(self.out, v);
+        }
+    }
+
+    fn bool(&mut self, key: &str, value: Option<bool>) {
+        if let Some(v) = value {
+            self.key(key);
+            self.out
+                .extend_from_slice(if v { b"true" } else { b"false" });
+        }
+    }
+
+    /// The attributes that sort before `id` (and `meta`), shared by what is stored and
+    /// the answer, which puts `id` and `meta` between them and `name`; `active` as shown.
+    fn leading(&mut self, body: &CommonUser, active: Option<bool>) {
+        self.bool("active", active);
+        self.str("displayName", body.display_name.as_deref());
+        if let Some(list) = &body.emails {
+            self.key("emails");
+            self.out.push(b'[');
+            for (i, e) in list.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(b',');
+                }
+                let mut o = Json::open(self.out);
+                o.str("display", e.display.as_deref());
+                o.bool("primary", e.primary);
+                o.str("type", e.kind.as_deref());
+                o.str("value", e.value.as_deref());
+                o.close();
+            }
+            self.out.push(b']');
+        }
+        self.str("externalId", body.external_id.as_deref());
+    }
+
+    fn name(&mut self, name: Option<&Name>) {
+        let Some(n) = name else { return };
+        self.key("name");
+        let mut o = Json::open(self.out);
+        o.str("familyName", n.family_name.as_deref());
+        o.str("formatted", n.formatted.as_deref());
+        o.str("givenName", n.given_name.as_deref());
+        o.str("honorificPrefix", n.honorific_prefix.as_deref());
+        o.str("honorificSuffix", n.honorific_suffix.as_deref());
+        o.str("middleName", n.middle_name.as_deref());
+        o.close();
+    }
+}
+
+/// `s` as a JSON string: as it is between quotes when nothing in it needs an escape (the
+/// usual case), else as serde_json escapes it.
+fn string(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing into a `Vec` cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
 }
 
 /// What the server knows of the user just created, for [`answer`].
@@ -192,41 +260,24 @@ pub struct Created<'a> {
 /// The 201 answer's body, byte for byte what the generic path serialises for a user
 /// without groups whose e-mails already hold its domain e-mail (its keys sorted).
 pub fn answer(body: &CommonUser, user: &Created) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Meta<'a> {
-        created: &'a str,
-        #[serde(rename = "lastModified")]
-        last_modified: &'a str,
-        location: &'a str,
-        #[serde(rename = "resourceType")]
-        resource_type: &'a str,
-        version: &'a str,
-    }
-    #[derive(Serialize)]
-    struct Answer<'a> {
-        #[serde(flatten)]
-        leading: Leading<'a>,
-        id: &'a str,
-        meta: Meta<'a>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        name: Option<&'a Name<'a>>,
-        schemas: [&'a str; 1],
-        #[serde(rename = "userName")]
-        user_name: &'a str,
-    }
-    serde_json::to_vec(&Answer {
-        leading: body.leading(user.active),
-        id: user.id,
-        meta: Meta {
-            created: user.created,
-            last_modified: user.created,
-            location: user.location,
-            resource_type: "User",
-            version: user.version,
-        },
-        name: body.name.as_ref(),
-        schemas: [super::USER_SCHEMA],
-        user_name: user.user_name,
-    })
-    .unwrap_or_default()
+    let mut out = Vec::with_capacity(512);
+    let mut o = Json::open(&mut out);
+    o.leading(body, user.active);
+    o.str("id", Some(user.id));
+    o.key("meta");
+    let mut meta = Json::open(o.out);
+    meta.str("created", Some(user.created));
+    meta.str("lastModified", Some(user.created));
+    meta.str("location", Some(user.location));
+    meta.str("resourceType", Some("User"));
+    meta.str("version", Some(user.version));
+    meta.close();
+    o.name(body.name.as_ref());
+    o.key("schemas");
+    o.out.push(b'[');
+    string(o.out, super::USER_SCHEMA);
+    o.out.push(b']');
+    o.str("userName", Some(user.user_name));
+    o.close();
+    out
 }
