@@ -561,7 +561,7 @@ fn follow_history(history: &crate::history::History, app: &std::sync::Weak<http:
 }
 
 async fn initialize(settings: &Settings, writer: &WriterHandle) -> Result<(), StartError> {
-    let service_id = format!("jfac@{}", ulid::Ulid::new().to_string().to_lowercase());
+    let service_id = format!("jfac@{}", crate::ids::new_ulid());
     let password = match std::env::var("GATEHOUSE_ADMIN_PASSWORD") {
         Ok(p) if !p.is_empty() => p,
         _ => {

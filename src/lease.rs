@@ -100,7 +100,7 @@ impl Lease {
             "{}/{}/{}",
             hostname(),
             std::process::id(),
-            ulid::Ulid::new().to_string().to_lowercase()
+            crate::ids::new_ulid()
         );
         let lease = Arc::new(Lease {
             name: DISPATCH,

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod federation;
 pub mod history;
 pub mod http;
+pub mod ids;
 pub mod keys;
 pub mod ldap;
 pub mod lease;

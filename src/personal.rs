@@ -321,7 +321,7 @@ impl PersonalKeys {
         let keys: Vec<(String, [u8; 32])> = bytes
             .chunks_exact(32)
             .map(|k| {
-                let id = ulid::Ulid::new().to_string().to_lowercase();
+                let id = crate::ids::new_ulid();
                 (id, <[u8; 32]>::try_from(k).expect("32 bytes"))
             })
             .collect();
@@ -402,7 +402,7 @@ impl PersonalKeys {
 
     /// A new key for a user: a 0600 file, written before any value that needs it.
     pub fn create(&self) -> Result<String, KeyStoreError> {
-        let id = ulid::Ulid::new().to_string().to_lowercase();
+        let id = crate::ids::new_ulid();
         let mut key = [0u8; 32];
         getrandom::getrandom(&mut key).map_err(|e| KeyStoreError(e.to_string()))?;
         if self.batched.load(Ordering::SeqCst) {
@@ -613,9 +613,7 @@ mod tests {
     fn the_key_cache_spreads_keys_over_its_shards() {
         let cache = KeyCache::new();
         let n = KeyCache::SHARDS * 200;
-        let ids: Vec<String> = (0..n)
-            .map(|_| ulid::Ulid::new().to_string().to_lowercase())
-            .collect();
+        let ids: Vec<String> = (0..n).map(|_| crate::ids::new_ulid()).collect();
         for (i, id) in ids.iter().enumerate() {
             cache.insert(id.clone(), Some([i as u8; 32]));
         }

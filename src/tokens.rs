@@ -74,7 +74,7 @@ pub fn hash_hex(secret: &str) -> String {
 fn new_token_id(revocable: bool) -> String {
     let random = ulid::Ulid::new().0;
     let marked = (random & !1) | u128::from(!revocable);
-    ulid::Ulid(marked).to_string().to_lowercase()
+    crate::ids::lowercase(ulid::Ulid(marked))
 }
 
 /// Whether `id` is the id of a token minted here as not revocable (see `new_token_id`).

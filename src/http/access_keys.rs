@@ -426,7 +426,7 @@ async fn create_entitlement(
     let mut tags = Vec::new();
     merged(&mut tags, &body.tags, &[]);
     let entitlement = Entitlement {
-        id: ulid::Ulid::new().to_string().to_lowercase(),
+        id: crate::ids::new_ulid(),
         org,
         repo: body.repo,
         package: body.package,
