@@ -1364,7 +1364,6 @@ async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse>
     // What the answer shows, without decrypting what was just encrypted (nor parsing
     // again the document that was just normalised).
     let (plain_email, shown) = (input.email.clone(), input.shown);
-    let (stored_email, stored_attributes) = (sealed_email.clone(), sealed_attributes.clone());
     let new = NewUser {
         username: input.username.clone(),
         email: sealed_email,
@@ -1391,8 +1390,10 @@ async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse>
         .users
         .get(&input.username)
         .ok_or_else(|| ScimError::not_found("the user was deleted meanwhile"))?;
-    // Unless another write changed them meanwhile.
-    let unchanged = u.email == stored_email && u.scim.as_ref() == Some(&stored_attributes);
+    // Unless another write changed the user meanwhile: every event that changes a user
+    // moves its `updated_seq`, so the user is as this command left it when its last
+    // event is the user's last change.
+    let unchanged = u.updated_seq == committed.seq;
     let full = match shown {
         Shown::Common(body) if unchanged => {
             if let Some(res) = common_created(u, &base, &body, plain_email.as_deref()) {
