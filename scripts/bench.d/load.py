@@ -1,0 +1,44 @@
+"""load.py BASE KIND N CONNECTIONS RUN: N durable writes of KIND (`group`: POST a v2 group;
+`scim`: a SCIM user create, the body of scim-create-user.lua) over CONNECTIONS keep-alive
+connections, each answered 201 (an assertion otherwise). Used by scripts/instructions,
+where a fixed count matters more than a rate."""
+import base64
+import http.client
+import sys
+import threading
+import urllib.parse
+
+base, kind, n, connections, run = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+url = urllib.parse.urlparse(base)
+auth = "Basic " + base64.b64encode(b"admin:bench-admin-pw").decode()
+failures = []
+
+
+def work(t):
+    c = http.client.HTTPConnection(url.hostname, url.port)
+    for i in range(n // connections):
+        if kind == "group":
+            body = '{"name":"bench-%s-%d-%d"}' % (run, t, i)
+            c.request("POST", "/access/api/v2/groups", body,
+                      {"Content-Type": "application/json", "Authorization": auth})
+        else:
+            name = "scim-%s-%d-%d" % (run, t, i)
+            body = ('{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"%s",'
+                    '"name":{"givenName":"Bench","familyName":"User"},"emails":[{"value":"%s@example.com",'
+                    '"type":"work","primary":true}],"active":true}' % (name, name))
+            c.request("POST", "/access/api/v1/scim/v2/Users", body,
+                      {"Content-Type": "application/scim+json", "Authorization": auth})
+        r = c.getresponse()
+        r.read()
+        if r.status != 201:
+            failures.append(r.status)
+            return
+
+
+threads = [threading.Thread(target=work, args=(t,)) for t in range(connections)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+if failures:
+    sys.exit(f"{kind}: answers other than 201: {failures[:5]}")
