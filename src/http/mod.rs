@@ -197,6 +197,18 @@ impl AppState {
             .map_err(|e| ApiError::Internal(e.to_string()))
     }
 
+    /// [`seal`](Self::seal) of several values with key `id`, at once
+    /// ([`PersonalKeys::encrypt_all`](crate::personal::PersonalKeys::encrypt_all)).
+    pub fn seal_all<const N: usize>(
+        &self,
+        id: &str,
+        plains: [&str; N],
+    ) -> Result<[String; N], ApiError> {
+        self.personal
+            .encrypt_all(id, plains)
+            .map_err(|e| ApiError::Internal(e.to_string()))
+    }
+
     /// The state this request reads: as of its `as_of`, or live.
     pub fn view(&self, req: &HttpRequest) -> View<'_> {
         match req.extensions().get::<AsOf>() {

@@ -1356,12 +1356,13 @@ async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse>
         None => None,
     };
     let key = app.new_personal_key().await?;
-    let sealed_email = input
-        .email
-        .as_deref()
-        .map(|e| app.seal(&key, e))
-        .transpose()?;
-    let sealed_attributes = app.seal(&key, &input.attributes)?;
+    let (sealed_email, sealed_attributes) = match input.email.as_deref() {
+        Some(e) => {
+            let [email, attributes] = app.seal_all(&key, [e, &input.attributes])?;
+            (Some(email), attributes)
+        }
+        None => (None, app.seal(&key, &input.attributes)?),
+    };
     // What the answer shows, without decrypting what was just encrypted (nor parsing
     // again the document that was just normalised).
     let (plain_email, shown) = (input.email.clone(), input.shown);
