@@ -13,6 +13,7 @@ pub mod federation;
 pub mod history;
 pub mod http;
 pub mod ids;
+pub mod json;
 pub mod keys;
 pub mod ldap;
 pub mod lease;

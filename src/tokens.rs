@@ -109,7 +109,9 @@ pub fn mint(keys: &KeyRing, kid: &str, spec: &Spec) -> Option<Minted> {
         iat: spec.now,
         exp: spec.expires_in.map(|e| spec.now.saturating_add(e)),
         jti: token_id.clone(),
-        ext: (!ext.is_empty()).then(|| serde_json::Value::Object(ext).to_string()),
+        // `to_string` of the map, not `Value`'s `Display` (a piece at a time through
+        // `fmt::Write`): the same text.
+        ext: (!ext.is_empty()).then(|| serde_json::to_string(&ext).unwrap_or_default()),
     };
     let access_token = jwt::sign(&claims, kid, &key);
     let refresh_token = spec.refreshable.then(|| random_b64(32));

@@ -12,6 +12,7 @@
 //! duplicated key — is `None` here and takes the generic path. The tests of
 //! `http::scim` check on random bodies that both paths store and answer the same bytes.
 
+use crate::json::Json;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -41,7 +42,7 @@ pub struct CommonUser<'a> {
 }
 
 /// The sub-attributes of `name`, declared in the order a `serde_json::Map` sorts them
-/// (the order [`Json::name`] writes them in, as the generic path does).
+/// (the order [`name`] writes them in, as the generic path does).
 #[derive(Deserialize, PartialEq, Eq, Debug)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Name<'a> {
@@ -140,114 +141,49 @@ impl<'a> CommonUser<'a> {
     pub fn attributes(&self) -> String {
         let mut out = Vec::with_capacity(256);
         let mut o = Json::open(&mut out);
-        o.leading(self, self.active);
-        o.name(self.name.as_ref());
+        leading(&mut o, self, self.active);
+        name(&mut o, self.name.as_ref());
         o.close();
         // Only `&str`s and ASCII went in.
         String::from_utf8(out).unwrap_or_default()
     }
 }
 
-/// JSON written straight into bytes, byte for byte as serde_json writes the same
-/// document (no spaces; a string escaped where serde_json escapes it: control
-/// characters, `"` and `\`). Why not serde: a create's answer and stored attributes
-/// are a few dozen short strings, and serde_json escaped each key and went through a
-/// map serialiser for every `flatten`; written here they cost about half (issue 18).
-struct Json<'a> {
-    out: &'a mut Vec<u8>,
-    first: bool,
-}
-
-impl<'a> Json<'a> {
-    /// An object, opened.
-    fn open(out: &'a mut Vec<u8>) -> Json<'a> {
-        out.push(b'{');
-        Json { out, first: true }
-    }
-
-    fn close(self) {
-        self.out.push(b'}');
-    }
-
-    /// `key` (a name that needs no escape), then its value is written.
-    fn key(&mut self, key: &str) {
-        if !self.first {
-            self.out.push(b',');
-        }
-        self.first = false;
-        self.out.push(b'"');
-        self.out.extend_from_slice(key.as_bytes());
-        self.out.extend_from_slice(b"\":");
-    }
-
-    fn str(&mut self, key: &str, value: Option<&str>) {
-        if let Some(v) = value {
-            self.key(key);
-            string(self.out, v);
-        }
-    }
-
-    fn bool(&mut self, key: &str, value: Option<bool>) {
-        if let Some(v) = value {
-            self.key(key);
-            self.out
-                .extend_from_slice(if v { b"true" } else { b"false" });
-        }
-    }
-
-    /// The attributes that sort before `id` (and `meta`), shared by what is stored and
-    /// the answer, which puts `id` and `meta` between them and `name`; `active` as shown.
-    fn leading(&mut self, body: &CommonUser, active: Option<bool>) {
-        self.bool("active", active);
-        self.str("displayName", body.display_name.as_deref());
-        if let Some(list) = &body.emails {
-            self.key("emails");
-            self.out.push(b'[');
-            for (i, e) in list.iter().enumerate() {
-                if i > 0 {
-                    self.out.push(b',');
-                }
-                let mut o = Json::open(self.out);
-                o.str("display", e.display.as_deref());
-                o.bool("primary", e.primary);
-                o.str("type", e.kind.as_deref());
-                o.str("value", e.value.as_deref());
-                o.close();
+/// The attributes that sort before `id` (and `meta`), shared by what is stored and the
+/// answer, which puts `id` and `meta` between them and `name`; `active` as shown.
+fn leading(o: &mut Json, body: &CommonUser, active: Option<bool>) {
+    o.bool("active", active);
+    o.str("displayName", body.display_name.as_deref());
+    if let Some(list) = &body.emails {
+        o.key("emails");
+        o.out().push(b'[');
+        for (i, e) in list.iter().enumerate() {
+            if i > 0 {
+                o.out().push(b',');
             }
-            self.out.push(b']');
+            let mut e_o = Json::open(o.out());
+            e_o.str("display", e.display.as_deref());
+            e_o.bool("primary", e.primary);
+            e_o.str("type", e.kind.as_deref());
+            e_o.str("value", e.value.as_deref());
+            e_o.close();
         }
-        self.str("externalId", body.external_id.as_deref());
+        o.out().push(b']');
     }
-
-    fn name(&mut self, name: Option<&Name>) {
-        let Some(n) = name else { return };
-        self.key("name");
-        let mut o = Json::open(self.out);
-        o.str("familyName", n.family_name.as_deref());
-        o.str("formatted", n.formatted.as_deref());
-        o.str("givenName", n.given_name.as_deref());
-        o.str("honorificPrefix", n.honorific_prefix.as_deref());
-        o.str("honorificSuffix", n.honorific_suffix.as_deref());
-        o.str("middleName", n.middle_name.as_deref());
-        o.close();
-    }
+    o.str("externalId", body.external_id.as_deref());
 }
 
-/// `s` as a JSON string: as it is between quotes when nothing in it needs an escape (the
-/// usual case), else as serde_json escapes it.
-fn string(out: &mut Vec<u8>, s: &str) {
-    // A fold, not `all`: without the early exit the check is vectorised.
-    let plain = !s.bytes().fold(false, |esc, b| {
-        esc | (b < 0x20) | (b == b'"') | (b == b'\\')
-    });
-    if plain {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    } else {
-        // Writing into a `Vec` cannot fail.
-        let _ = serde_json::to_writer(&mut *out, s);
-    }
+fn name(o: &mut Json, name: Option<&Name>) {
+    let Some(n) = name else { return };
+    o.key("name");
+    let mut n_o = Json::open(o.out());
+    n_o.str("familyName", n.family_name.as_deref());
+    n_o.str("formatted", n.formatted.as_deref());
+    n_o.str("givenName", n.given_name.as_deref());
+    n_o.str("honorificPrefix", n.honorific_prefix.as_deref());
+    n_o.str("honorificSuffix", n.honorific_suffix.as_deref());
+    n_o.str("middleName", n.middle_name.as_deref());
+    n_o.close();
 }
 
 /// What the server knows of the user just created, for [`answer`].
@@ -266,21 +202,21 @@ pub struct Created<'a> {
 pub fn answer(body: &CommonUser, user: &Created) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     let mut o = Json::open(&mut out);
-    o.leading(body, user.active);
+    leading(&mut o, body, user.active);
     o.str("id", Some(user.id));
     o.key("meta");
-    let mut meta = Json::open(o.out);
+    let mut meta = Json::open(o.out());
     meta.str("created", Some(user.created));
     meta.str("lastModified", Some(user.created));
     meta.str("location", Some(user.location));
     meta.str("resourceType", Some("User"));
     meta.str("version", Some(user.version));
     meta.close();
-    o.name(body.name.as_ref());
+    name(&mut o, body.name.as_ref());
     o.key("schemas");
-    o.out.push(b'[');
-    string(o.out, super::USER_SCHEMA);
-    o.out.push(b']');
+    o.out().push(b'[');
+    crate::json::string(o.out(), super::USER_SCHEMA);
+    o.out().push(b']');
     o.str("userName", Some(user.user_name));
     o.close();
     out
