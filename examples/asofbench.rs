@@ -130,7 +130,7 @@ fn main() {
         .directory
         .users
         .keys()
-        .cloned()
+        .map(|k| k.to_string())
         .collect();
     let mut timeline = gatehouse::timeline::Timeline::default();
     let t = Instant::now();
@@ -169,7 +169,7 @@ fn main() {
             .take(20)
         {
             let fast = timeline.user_at(&log, name, position).expect("user_at");
-            let slow = whole.directory.users.get(name);
+            let slow = whole.directory.users.get(name.as_str());
             let same = match (&fast, slow) {
                 (Some(a), Some(b)) => {
                     a.username == b.username

@@ -18,8 +18,8 @@ use std::time::Instant;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn events(state: &State, from: u64, n: usize, salt: &str) -> Vec<Envelope> {
-    let users: Vec<&String> = state.directory.users.keys().take(1000).collect();
-    let groups: Vec<&String> = state.directory.groups.keys().take(1000).collect();
+    let users: Vec<&std::sync::Arc<str>> = state.directory.users.keys().take(1000).collect();
+    let groups: Vec<&std::sync::Arc<str>> = state.directory.groups.keys().take(1000).collect();
     (0..n)
         .map(|i| {
             let seq = from + i as u64 + 1;
@@ -36,7 +36,7 @@ fn events(state: &State, from: u64, n: usize, salt: &str) -> Vec<Envelope> {
                 }),
                 1 => Event::TokenIssued(Box::new(TokenIssued {
                     token_id: format!("pb-{salt}-{seq}"),
-                    subject: users[seq as usize % users.len()].clone(),
+                    subject: users[seq as usize % users.len()].to_string(),
                     transient: false,
                     scope: "applied-permissions/user".into(),
                     audience: "*@*".into(),
@@ -51,8 +51,8 @@ fn events(state: &State, from: u64, n: usize, salt: &str) -> Vec<Envelope> {
                     reference_hash: None,
                 })),
                 _ => Event::UserGroupsChanged {
-                    username: users[(seq as usize * 7) % users.len()].clone(),
-                    added: vec![groups[(seq as usize * 13) % groups.len()].clone()],
+                    username: users[(seq as usize * 7) % users.len()].to_string(),
+                    added: vec![groups[(seq as usize * 13) % groups.len()].to_string()],
                     removed: vec![],
                 },
             };

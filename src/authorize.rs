@@ -121,7 +121,7 @@ impl Subject {
                 groups.extend(
                     list.split(',')
                         .map(|g| g.trim().to_string())
-                        .filter(|g| dir.groups.contains_key(g)),
+                        .filter(|g| dir.groups.contains_key(g.as_str())),
                 );
             }
         }

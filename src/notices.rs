@@ -52,7 +52,7 @@ pub fn classify(before: &State, event: &Event) -> Vec<Notice> {
         Event::UserGroupsChanged { added, removed, .. } => added
             .iter()
             .chain(removed)
-            .filter(|g| dir.groups.contains_key(*g))
+            .filter(|g| dir.groups.contains_key((*g).as_str()))
             .map(|g| n("group", "members_changed", g))
             .collect(),
         Event::TokenIssued(t) => vec![n("token", "created", &t.subject)],
@@ -60,7 +60,7 @@ pub fn classify(before: &State, event: &Event) -> Vec<Notice> {
         Event::TokenRevoked { token_id } => before
             .tokens
             .by_id
-            .get(token_id)
+            .get(token_id.as_str())
             .map(|t| vec![n("token", "revoked", &t.subject)])
             .unwrap_or_default(),
         Event::PermissionTargetSaved(t) => vec![n(
@@ -93,12 +93,12 @@ pub fn classify(before: &State, event: &Event) -> Vec<Notice> {
         Event::ProjectDeleted { project_key } => vec![n("project", "deleted", project_key)],
         Event::UserReplicated { user, .. } => vec![n(
             "user",
-            created_or_updated(dir.users.contains_key(&user.username)),
+            created_or_updated(dir.users.contains_key(user.username.as_str())),
             &user.username,
         )],
         Event::GroupReplicated { group, .. } => vec![n(
             "group",
-            created_or_updated(dir.groups.contains_key(&group.name)),
+            created_or_updated(dir.groups.contains_key(group.name.as_str())),
             &group.name,
         )],
         Event::PermissionReplicated { target, .. } => vec![n(
@@ -108,15 +108,15 @@ pub fn classify(before: &State, event: &Event) -> Vec<Notice> {
         )],
         Event::TokenReplicated { token, .. } => vec![n("token", "created", &token.subject)],
         Event::ReplicaRemoved { entity, name, .. } => match entity.as_str() {
-            "user" if dir.users.contains_key(name) => vec![n("user", "deleted", name)],
-            "group" if dir.groups.contains_key(name) => vec![n("group", "deleted", name)],
+            "user" if dir.users.contains_key(name.as_str()) => vec![n("user", "deleted", name)],
+            "group" if dir.groups.contains_key(name.as_str()) => vec![n("group", "deleted", name)],
             "permission" if before.permissions.targets.contains_key(name) => {
                 vec![n("permission", "deleted", name)]
             }
             "token" => before
                 .tokens
                 .by_id
-                .get(name)
+                .get(name.as_str())
                 .map(|t| vec![n("token", "revoked", &t.subject)])
                 .unwrap_or_default(),
             _ => vec![],

@@ -1,7 +1,7 @@
 //! The directory: users and groups, their membership, their SCIM attributes and SCIM
 //! ids, and what a deleted or renamed user or a deleted group takes with it.
 
-use crate::shared::{edit, OrdMap, OrdSet, Shared, SortedSet};
+use crate::shared::{edit, Name, OrdMap, OrdSet, Shared, SortedSet};
 use crate::State;
 use gatehouse_schemas::{
     Event, GroupCreated, ReplicatedGroup, ReplicatedUser, UserCreated, UserStatus,
@@ -13,8 +13,8 @@ use std::collections::BTreeSet;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Directory {
     /// Keyed by lower-case username.
-    pub users: OrdMap<String, Shared<User>>,
-    pub groups: OrdMap<String, Shared<Group>>,
+    pub users: OrdMap<Name, Shared<User>>,
+    pub groups: OrdMap<Name, Shared<Group>>,
     /// SCIM ids of renamed users -> their current user name.
     #[serde(default)]
     pub scim_ids: OrdMap<String, String>,
@@ -269,7 +269,8 @@ impl Directory {
             scim_id: None,
             password_changed_ms: None,
         };
-        self.users.insert(c.username.clone(), Shared::new(user));
+        self.users
+            .insert(c.username.as_str().into(), Shared::new(user));
         for group in &c.groups {
             self.join(&c.username, group, seq, now);
         }
@@ -294,7 +295,8 @@ impl Directory {
             updated_ms: now,
             scim: None,
         };
-        self.groups.insert(c.name.clone(), Shared::new(group));
+        self.groups
+            .insert(c.name.as_str().into(), Shared::new(group));
         for member in &c.members {
             self.join(member, &c.name, seq, now);
         }
@@ -305,7 +307,7 @@ impl Directory {
     fn replicate_user(&mut self, r: &ReplicatedUser, seq: u64, now: u64) {
         let user = self
             .users
-            .entry(r.username.clone())
+            .entry(r.username.as_str().into())
             .or_insert_with(|| {
                 Shared::new(User {
                     username: r.username.clone(),
@@ -352,7 +354,7 @@ impl Directory {
     /// Create or overwrite a group from a federation peer, with exactly the members
     /// given that exist here.
     fn replicate_group(&mut self, r: &ReplicatedGroup, seq: u64, now: u64) {
-        if !self.groups.contains_key(&r.name) {
+        if !self.groups.contains_key(r.name.as_str()) {
             self.create_group(
                 &GroupCreated {
                     name: r.name.clone(),
@@ -438,9 +440,11 @@ impl Directory {
     pub fn is_admin(&self, username: &str) -> bool {
         self.users.get(username).is_some_and(|u| {
             u.admin
-                || u.groups
-                    .iter()
-                    .any(|g| self.groups.get(g).is_some_and(|g| g.admin_privileges))
+                || u.groups.iter().any(|g| {
+                    self.groups
+                        .get(g.as_str())
+                        .is_some_and(|g| g.admin_privileges)
+                })
         })
     }
 
@@ -501,12 +505,12 @@ impl Directory {
         user.updated_ms = now;
         user.credentials_seq = seq;
         for g in &user.groups {
-            if let Some(group) = self.groups.get_mut(g).map(Shared::make_mut) {
+            if let Some(group) = self.groups.get_mut(g.as_str()).map(Shared::make_mut) {
                 group.members.remove(from);
                 group.members.insert(to.to_string());
             }
         }
-        self.users.insert(to.to_string(), shared);
+        self.users.insert(to.into(), shared);
         true
     }
 }
@@ -527,7 +531,7 @@ impl State {
         };
         self.directory
             .users
-            .get(user)
+            .get(user.as_str())
             .map(|u| u.groups.iter().cloned().collect())
             .unwrap_or_default()
     }

@@ -301,7 +301,7 @@ mod tests {
         assert_eq!(writer.directory.users["u100"].status, UserStatus::Locked);
         for (name, user) in published.directory.users.iter() {
             let same = Shared::ptr_eq(user, &writer.directory.users[name]);
-            assert_eq!(same, name != "u100", "{name}");
+            assert_eq!(same, &**name != "u100", "{name}");
         }
     }
 }

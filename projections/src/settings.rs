@@ -98,7 +98,7 @@ impl State {
                     && self
                         .directory
                         .users
-                        .get(&user.username)
+                        .get(user.username.as_str())
                         .is_none_or(|u| u.password_hash != user.password_hash) =>
             {
                 Some(&user.username)

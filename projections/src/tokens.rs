@@ -1,7 +1,7 @@
 //! Tokens: the records of revocable access tokens, indexed by the hashes of their
 //! refresh and reference tokens.
 
-use crate::shared::{OrdMap, Shared};
+use crate::shared::{Name, OrdMap, Shared};
 use crate::Federation;
 use gatehouse_schemas::{Event, TokenIssued};
 use serde::{Deserialize, Serialize};
@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// Revocable access tokens (short-lived ones are not kept: they cannot be revoked).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tokens {
-    pub by_id: OrdMap<String, Shared<TokenIssued>>,
+    pub by_id: OrdMap<Name, Shared<TokenIssued>>,
     /// blake3 (hex) of a refresh token -> token id.
     pub by_refresh_hash: OrdMap<String, String>,
     /// blake3 (hex) of a reference token -> token id.
@@ -94,7 +94,7 @@ impl Tokens {
             self.by_reference_hash.insert(h.clone(), t.token_id.clone());
         }
         self.by_id
-            .insert(t.token_id.clone(), Shared::new(t.clone()));
+            .insert(t.token_id.as_str().into(), Shared::new(t.clone()));
     }
 
     fn remove(&mut self, token_id: &str) {

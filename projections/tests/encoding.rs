@@ -740,6 +740,6 @@ fn public_paths_and_signatures() {
     // Persistent maps of shared records (see `gatehouse_projections::shared`).
     let _: &OrdMap<String, Shared<AccessKeyRecord>> = &s.access_keys.keys;
     let _: &OrdMap<String, Shared<EntitlementRecord>> = &s.access_keys.entitlements;
-    let _: &OrdMap<String, Shared<User>> = &s.directory.users;
-    let _: &OrdMap<String, Shared<Group>> = &s.directory.groups;
+    let _: &OrdMap<std::sync::Arc<str>, Shared<User>> = &s.directory.users;
+    let _: &OrdMap<std::sync::Arc<str>, Shared<Group>> = &s.directory.groups;
 }

@@ -298,7 +298,7 @@ impl Authenticator {
         if username.contains('@') {
             let is_key = {
                 let s = state.read().unwrap_or_else(|p| p.into_inner());
-                !s.directory.users.contains_key(&username)
+                !s.directory.users.contains_key(username.as_str())
                     && s.access_keys.keys.contains_key(&username)
             };
             if is_key {
@@ -510,7 +510,7 @@ impl Authenticator {
                 .tokens
                 .by_reference_hash
                 .get(&hash)
-                .and_then(|id| s.tokens.by_id.get(id))
+                .and_then(|id| s.tokens.by_id.get(id.as_str()))
                 .ok_or_else(|| AuthError::Token("unknown or revoked reference token".into()))?;
             if record.expires_at.is_some_and(|e| e <= now) {
                 return Err(AuthError::Token("the token has expired".into()));
@@ -535,7 +535,7 @@ impl Authenticator {
                 )));
             }
             let local = claims.iss == service_id;
-            let record = s.tokens.by_id.get(&claims.jti);
+            let record = s.tokens.by_id.get(claims.jti.as_str());
             if verified.revocable {
                 // A peer's revocable token works here only while its record, federated
                 // from the issuer, is here: its revocation there removes it here.
@@ -576,7 +576,7 @@ impl Authenticator {
             }
         }
         let mut password_expired = false;
-        let admin = match s.directory.users.get(&subject) {
+        let admin = match s.directory.users.get(subject.as_str()) {
             Some(user) => {
                 if local && user_seq.is_some_and(|n| n != user.created_seq) {
                     return Err(AuthError::Token(format!(

@@ -102,11 +102,15 @@ impl Sessions {
         let now = Instant::now();
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let s = map.get_mut(&k)?;
-        let bound = state.directory.users.get(&s.username).is_some_and(|u| {
-            u.created_seq == s.created_seq
-                && u.credentials_seq == s.credentials_seq
-                && u.status == UserStatus::Enabled
-        });
+        let bound = state
+            .directory
+            .users
+            .get(s.username.as_str())
+            .is_some_and(|u| {
+                u.created_seq == s.created_seq
+                    && u.credentials_seq == s.credentials_seq
+                    && u.status == UserStatus::Enabled
+            });
         if !bound || !live(s, now) {
             map.remove(&k);
             return None;

@@ -18,7 +18,7 @@ pub(super) fn save(
         return Err(DomainError::NotFound(format!("access key `{name}`")));
     }
     // The other half of this rule is in `directory::create_user` (and its SCIM rename).
-    if state.directory.users.contains_key(&name) {
+    if state.directory.users.contains_key(name.as_str()) {
         return Err(DomainError::Conflict(format!(
             "`{name}` is the name of a user: access keys and users sign in by the same names"
         )));

@@ -123,7 +123,7 @@ pub(super) fn set_anonymous_access(
 
 pub(super) fn create_user(state: &State, u: &NewUser) -> Result<Vec<Event>, DomainError> {
     let dir = &state.directory;
-    if dir.users.contains_key(&u.username) {
+    if dir.users.contains_key(u.username.as_str()) {
         return Err(DomainError::AlreadyExists(format!("user `{}`", u.username)));
     }
     // A renamed user keeps its old name as its SCIM id.
@@ -149,7 +149,7 @@ pub(super) fn create_user(state: &State, u: &NewUser) -> Result<Vec<Event>, Doma
     }
     let mut groups = BTreeSet::new();
     for (i, g) in u.groups.iter().enumerate() {
-        if !dir.groups.contains_key(g) {
+        if !dir.groups.contains_key(g.as_str()) {
             return Err(DomainError::invalid(
                 format!("groups[{i}]"),
                 format!("group `{g}` does not exist"),
@@ -348,11 +348,11 @@ pub(super) fn change_user_groups(
 
 pub(super) fn create_group(state: &State, g: &NewGroup) -> Result<Vec<Event>, DomainError> {
     let dir = &state.directory;
-    if dir.groups.contains_key(&g.name) {
+    if dir.groups.contains_key(g.name.as_str()) {
         return Err(DomainError::AlreadyExists(format!("group `{}`", g.name)));
     }
     for (i, m) in g.members.iter().enumerate() {
-        if !dir.users.contains_key(m) {
+        if !dir.users.contains_key(m.as_str()) {
             return Err(DomainError::invalid(
                 format!("members[{i}]"),
                 format!("user `{m}` does not exist"),
@@ -401,7 +401,7 @@ pub(super) fn update_group(
     }
     if let Some(members) = &changes.members {
         for (i, m) in members.iter().enumerate() {
-            if !dir.users.contains_key(m) {
+            if !dir.users.contains_key(m.as_str()) {
                 return Err(DomainError::invalid(
                     format!("members[{i}]"),
                     format!("user `{m}` does not exist"),
@@ -559,7 +559,7 @@ pub(super) fn scim_save_group(
             check_version(if_match, g.updated_seq)?;
             if let Some(wanted) = members {
                 for (i, m) in wanted.iter().enumerate() {
-                    if !dir.users.contains_key(m) {
+                    if !dir.users.contains_key(m.as_str()) {
                         return Err(DomainError::invalid(
                             format!("members[{i}]"),
                             format!("user `{m}` does not exist"),

@@ -80,7 +80,7 @@ pub(super) fn remove_trusted_key(state: &State, name: &str) -> Result<Vec<Event>
         name: name.to_string(),
     }];
     for (id, n) in &state.keys.pairing_tokens {
-        if n == name && state.tokens.by_id.contains_key(id) {
+        if n == name && state.tokens.by_id.contains_key(id.as_str()) {
             events.push(Event::TokenRevoked {
                 token_id: id.clone(),
             });
@@ -132,7 +132,7 @@ pub(super) fn complete_pairing(
         )));
     }
     if let Some(m) = master {
-        if state.tokens.by_id.contains_key(&m.token_id) {
+        if state.tokens.by_id.contains_key(m.token_id.as_str()) {
             return Err(DomainError::AlreadyExists(format!(
                 "token `{}`",
                 m.token_id

@@ -189,7 +189,7 @@ fn new_group(g: &DirectoryGroup, members: Vec<String>) -> Event {
 pub(super) fn signed_in(state: &State, s: &LdapSignIn) -> Result<Vec<Event>, DomainError> {
     let dir = &state.directory;
     let username = names::normalize_username("username", &s.username)?;
-    let existing = dir.users.get(&username);
+    let existing = dir.users.get(username.as_str());
     if let Some(u) = existing {
         if u.realm != LDAP_REALM {
             return Err(DomainError::Conflict(format!(
@@ -216,7 +216,7 @@ pub(super) fn signed_in(state: &State, s: &LdapSignIn) -> Result<Vec<Event>, Dom
             if names::validate_group_name("group", &g.name).is_err() || !ours(state, &g.name) {
                 continue;
             }
-            if !dir.groups.contains_key(&g.name) && !wanted.contains(&g.name) {
+            if !dir.groups.contains_key(g.name.as_str()) && !wanted.contains(&g.name) {
                 events.push(new_group(g, vec![]));
             }
             wanted.insert(g.name.clone());
@@ -253,7 +253,11 @@ pub(super) fn signed_in(state: &State, s: &LdapSignIn) -> Result<Vec<Event>, Dom
                 let current: BTreeSet<String> = user
                     .groups
                     .iter()
-                    .filter(|g| dir.groups.get(*g).is_some_and(|g| g.realm == LDAP_REALM))
+                    .filter(|g| {
+                        dir.groups
+                            .get((*g).as_str())
+                            .is_some_and(|g| g.realm == LDAP_REALM)
+                    })
                     .cloned()
                     .collect();
                 let added: Vec<String> = wanted.difference(&current).cloned().collect();
@@ -300,7 +304,7 @@ pub(super) fn sync_groups(
             .filter(|m| is_ldap_user(m) && in_scope(m))
             .cloned()
             .collect();
-        match dir.groups.get(&g.name) {
+        match dir.groups.get(g.name.as_str()) {
             None => {
                 if operation != SyncOperation::Update {
                     events.push(new_group(g, members.into_iter().collect()));

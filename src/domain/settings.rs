@@ -175,7 +175,7 @@ fn chosen<'a>(
         Some(names) => {
             let mut out: Vec<&gatehouse_projections::User> = Vec::with_capacity(names.len());
             for name in names {
-                match dir.users.get(&name.to_lowercase()) {
+                match dir.users.get(name.to_lowercase().as_str()) {
                     Some(u) if out.iter().any(|o| o.username == u.username) => {}
                     Some(u) => out.push(u),
                     None if skip_unknown => {}

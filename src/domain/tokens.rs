@@ -73,13 +73,13 @@ pub(super) fn expire(state: &State, token_ids: &[String], now: u64, grace: u64) 
 /// `UserDeleted` / `UserRenamed`, gatehouse-projections. A pairing token is used up by
 /// `keys::complete_pairing`.)
 fn check_token_subject(state: &State, t: &TokenIssued) -> Result<(), DomainError> {
-    if state.tokens.by_id.contains_key(&t.token_id) {
+    if state.tokens.by_id.contains_key(t.token_id.as_str()) {
         return Err(DomainError::AlreadyExists(format!(
             "token `{}`",
             t.token_id
         )));
     }
-    match state.directory.users.get(&t.subject) {
+    match state.directory.users.get(t.subject.as_str()) {
         Some(u) if u.status == UserStatus::Enabled => Ok(()),
         Some(_) => Err(DomainError::invalid(
             "username",

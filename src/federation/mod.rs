@@ -940,10 +940,20 @@ impl Sender {
                 continue;
             }
             let list: Vec<String> = match *entity {
-                "user" => state.directory.users.keys().cloned().collect(),
-                "group" => state.directory.groups.keys().cloned().collect(),
+                "user" => state
+                    .directory
+                    .users
+                    .keys()
+                    .map(|k| k.to_string())
+                    .collect(),
+                "group" => state
+                    .directory
+                    .groups
+                    .keys()
+                    .map(|k| k.to_string())
+                    .collect(),
                 "permission" => state.permissions.targets.keys().cloned().collect(),
-                _ => state.tokens.by_id.keys().cloned().collect(),
+                _ => state.tokens.by_id.keys().map(|k| k.to_string()).collect(),
             };
             let kept = names.entry(entity.to_string()).or_default();
             for n in list {

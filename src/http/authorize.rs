@@ -254,11 +254,13 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
                 ));
             }
             let name = crate::domain::normalize_username("user", &other)?;
-            if !s.directory.users.contains_key(&name) && s.access_keys.keys.contains_key(&name) {
+            if !s.directory.users.contains_key(name.as_str())
+                && s.access_keys.keys.contains_key(&name)
+            {
                 let d = decide_access_key(&s, &name, &q.repo, &q.path, &q.action);
                 return Ok(answer(&q, &name, d));
             }
-            if !s.directory.users.contains_key(&name) {
+            if !s.directory.users.contains_key(name.as_str()) {
                 return Err(ApiError::NotFound(format!("user `{name}` not found")));
             }
             Subject::new(&s.directory, &name, s.directory.is_admin(&name), None)
@@ -295,7 +297,9 @@ async fn effective(
                     "only an admin can list another user's permissions".into(),
                 ));
             }
-            if !s.directory.users.contains_key(&name) && s.access_keys.keys.contains_key(&name) {
+            if !s.directory.users.contains_key(name.as_str())
+                && s.access_keys.keys.contains_key(&name)
+            {
                 let entitlements: Vec<_> = s
                     .access_keys
                     .entitlements_by_key
@@ -311,7 +315,7 @@ async fn effective(
                     "entitlements": entitlements,
                 })));
             }
-            if !s.directory.users.contains_key(&name) {
+            if !s.directory.users.contains_key(name.as_str()) {
                 return Err(ApiError::NotFound(format!("user `{name}` not found")));
             }
             Subject::new(&s.directory, &name, s.directory.is_admin(&name), None)

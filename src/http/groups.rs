@@ -159,7 +159,7 @@ async fn get(
     let group = s
         .directory
         .groups
-        .get(&name)
+        .get(name.as_str())
         .ok_or_else(|| ApiError::NotFound(format!("group `{name}` not found")))?;
     Ok(HttpResponse::Ok().json(crate::views::GroupView::from(&**group)))
 }
@@ -250,7 +250,7 @@ async fn change_members(
     let group = s
         .directory
         .groups
-        .get(&name)
+        .get(name.as_str())
         .ok_or_else(|| ApiError::NotFound(format!("group `{name}` not found")))?;
     Ok(written(
         HttpResponse::Ok().json(serde_json::json!({"members": group.members})),

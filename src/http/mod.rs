@@ -1037,13 +1037,16 @@ pub fn limit_param(req: &HttpRequest) -> Result<usize, ApiError> {
 /// One page of a name-ordered map: at most `limit` values after `cursor`, and the cursor
 /// of the next page when there is one. A cursor is the last name of the previous page, so
 /// paging stays correct while entries are added or removed.
-pub fn page<'a, V>(
-    map: &'a std::collections::BTreeMap<String, V>,
+pub fn page<'a, K, V>(
+    map: &'a std::collections::BTreeMap<K, V>,
     cursor: Option<&str>,
     limit: usize,
-) -> (Vec<&'a V>, Option<String>) {
+) -> (Vec<&'a V>, Option<String>)
+where
+    K: Ord + std::borrow::Borrow<str>,
+{
     use std::ops::Bound::{Excluded, Unbounded};
-    let iter: Box<dyn Iterator<Item = (&String, &V)>> = match cursor {
+    let iter: Box<dyn Iterator<Item = (&K, &V)>> = match cursor {
         Some(c) => Box::new(map.range::<str, _>((Excluded(c), Unbounded))),
         None => Box::new(map.iter()),
     };
@@ -1051,13 +1054,16 @@ pub fn page<'a, V>(
 }
 
 /// [`page`] of a map of the read models (a persistent map of shared records).
-pub fn page_shared<'a, V>(
-    map: &'a gatehouse_projections::OrdMap<String, gatehouse_projections::Shared<V>>,
+pub fn page_shared<'a, K, V>(
+    map: &'a gatehouse_projections::OrdMap<K, gatehouse_projections::Shared<V>>,
     cursor: Option<&str>,
     limit: usize,
-) -> (Vec<&'a V>, Option<String>) {
+) -> (Vec<&'a V>, Option<String>)
+where
+    K: Ord + Clone + std::borrow::Borrow<str>,
+{
     use std::ops::Bound::{Excluded, Unbounded};
-    let iter: Box<dyn Iterator<Item = (&String, &V)>> = match cursor {
+    let iter: Box<dyn Iterator<Item = (&K, &V)>> = match cursor {
         Some(c) => {
             let range: (std::ops::Bound<&str>, std::ops::Bound<&str>) = (Excluded(c), Unbounded);
             Box::new(map.range::<_, str>(range).map(|(k, v)| (k, &**v)))
@@ -1067,8 +1073,8 @@ pub fn page_shared<'a, V>(
     page_of(iter, limit)
 }
 
-fn page_of<'a, V: ?Sized>(
-    mut iter: Box<dyn Iterator<Item = (&'a String, &'a V)> + 'a>,
+fn page_of<'a, K: std::borrow::Borrow<str> + ?Sized + 'a, V: ?Sized>(
+    mut iter: Box<dyn Iterator<Item = (&'a K, &'a V)> + 'a>,
     limit: usize,
 ) -> (Vec<&'a V>, Option<String>) {
     let mut out = Vec::with_capacity(limit.min(1024));
@@ -1078,7 +1084,7 @@ fn page_of<'a, V: ?Sized>(
         last = Some(name);
     }
     let next = if iter.next().is_some() {
-        last.cloned()
+        last.map(|n| n.borrow().to_string())
     } else {
         None
     };

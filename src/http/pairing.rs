@@ -116,7 +116,7 @@ async fn create(
             s.keys.active.clone(),
             s.directory
                 .users
-                .get(&admin.0.username)
+                .get(admin.0.username.as_str())
                 .map(|u| u.created_seq),
         )
     };
@@ -279,7 +279,7 @@ async fn exchange(
                 "the pairing token has expired".into(),
             ));
         }
-        if !s.tokens.by_id.contains_key(&claims.jti) {
+        if !s.tokens.by_id.contains_key(claims.jti.as_str()) {
             return Err(ApiError::Unauthorized(
                 "the pairing token was used already or revoked".into(),
             ));
@@ -309,7 +309,7 @@ async fn exchange(
         (
             s.service_id.clone().unwrap_or_default(),
             s.keys.active.clone(),
-            s.directory.users.get(&actor).map(|u| u.created_seq),
+            s.directory.users.get(actor.as_str()).map(|u| u.created_seq),
         )
     };
     let kid = kid.ok_or_else(|| ApiError::Unavailable("no signing key yet".into()))?;

@@ -316,12 +316,12 @@ pub fn user_id(u: &User) -> &str {
 /// The user a SCIM id names.
 fn user_by_id<'a>(s: &'a State, id: &str) -> Option<&'a User> {
     if let Some(name) = s.directory.scim_ids.get(id) {
-        return s.directory.users.get(name).map(|u| &**u);
+        return s.directory.users.get(name.as_str()).map(|u| &**u);
     }
     s.directory
         .users
         .get(id)
-        .or_else(|| s.directory.users.get(&id.to_lowercase()))
+        .or_else(|| s.directory.users.get(id.to_lowercase().as_str()))
         .map(|u| &**u)
         .filter(|u| u.scim_id.is_none())
 }
@@ -379,7 +379,7 @@ fn render_user_doc(
         let groups: Vec<Value> = u
             .groups
             .iter()
-            .filter_map(|g| s.directory.groups.get(g))
+            .filter_map(|g| s.directory.groups.get(g.as_str()))
             .map(|g| json!({"value": g.name, "display": group_display(g), "$ref": format!("{base}/Groups/{}", g.name), "type": "direct"}))
             .collect();
         doc.insert("groups".into(), json!(groups));
@@ -473,7 +473,12 @@ fn rendered_user(app: &AppState, s: &State, u: &User, base: &str) -> Arc<Rendere
         group_seqs: u
             .groups
             .iter()
-            .map(|g| s.directory.groups.get(g).map_or(0, |g| g.updated_seq))
+            .map(|g| {
+                s.directory
+                    .groups
+                    .get(g.as_str())
+                    .map_or(0, |g| g.updated_seq)
+            })
             .collect(),
         keys_epoch: app.personal.epoch(),
         base: base.to_string(),
@@ -509,7 +514,7 @@ fn username_eq_answer(
         return None;
     }
     let name = q.filter.as_ref().and_then(Filter::as_username_eq)?;
-    let user = s.directory.users.get(&name.to_lowercase());
+    let user = s.directory.users.get(name.to_lowercase().as_str());
     let shown = user.filter(|_| q.start == 1 && q.count > 0);
     let mut out = Vec::with_capacity(1600);
     out.extend_from_slice(b"{\"Resources\":[");
@@ -550,7 +555,7 @@ pub fn render_group(s: &State, g: &Group, base: &str) -> Value {
         let members: Vec<Value> = g
             .members
             .iter()
-            .filter_map(|m| s.directory.users.get(m))
+            .filter_map(|m| s.directory.users.get(m.as_str()))
             .map(|u| {
                 let id = user_id(u);
                 let display = said
@@ -935,7 +940,7 @@ fn sync_index(app: &AppState, s: &State, live: &mut crate::scim::index::LiveInde
     match changes {
         Changes::Names(names) if live.epoch == Some(epoch) => {
             for name in names {
-                match s.directory.users.get(&name) {
+                match s.directory.users.get(name.as_str()) {
                     Some(u) => live.index.put(&name, index_values(u, &app.personal)),
                     None => live.index.remove(&name),
                 }
@@ -1010,7 +1015,7 @@ fn run_query(
             let found: Vec<Value> = s
                 .directory
                 .users
-                .get(&name.to_lowercase())
+                .get(name.to_lowercase().as_str())
                 .map(|u| render_user(s, u, base, keys))
                 .into_iter()
                 .collect();
@@ -1390,7 +1395,7 @@ async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse>
     let u = s
         .directory
         .users
-        .get(&input.username)
+        .get(input.username.as_str())
         .ok_or_else(|| ScimError::not_found("the user was deleted meanwhile"))?;
     // Unless another write changed the user meanwhile: every event that changes a user
     // moves its `updated_seq`, so the user is as this command left it when its last
@@ -1571,7 +1576,7 @@ async fn replace_user(
     let u = s
         .directory
         .users
-        .get(&input.username)
+        .get(input.username.as_str())
         .ok_or_else(|| ScimError::not_found("the user was deleted meanwhile"))?;
     Ok(written(
         answer(
@@ -1781,7 +1786,7 @@ async fn create_group(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse
     let g = s
         .directory
         .groups
-        .get(&name)
+        .get(name.as_str())
         .ok_or_else(|| ScimError::not_found("the group was deleted meanwhile"))?;
     Ok(written(
         answer(
@@ -2061,7 +2066,7 @@ mod tests {
         let mut user = state
             .directory
             .users
-            .get(&input.username)
+            .get(input.username.as_str())
             .expect("created")
             .as_ref()
             .clone();

@@ -231,7 +231,10 @@ pub(super) async fn issue(
         (
             s.service_id.clone().unwrap_or_default(),
             s.keys.active.clone(),
-            s.directory.users.get(&username).map(|u| u.created_seq),
+            s.directory
+                .users
+                .get(username.as_str())
+                .map(|u| u.created_seq),
         )
     };
     let user_exists = user_seq.is_some();
@@ -290,7 +293,11 @@ const REFRESHABLE_DISABLED: &str =
 /// they belong"; the admin scope and `system:livelogs:r` are for admins.
 fn check_non_admin_scope(app: &AppState, caller: &Principal, scope: &str) -> Result<(), ApiError> {
     let s = app.read();
-    let mine = s.directory.users.get(&caller.username).map(|u| &u.groups);
+    let mine = s
+        .directory
+        .users
+        .get(caller.username.as_str())
+        .map(|u| &u.groups);
     for part in scope.split_whitespace() {
         if part == USER_SCOPE {
             continue;
@@ -357,7 +364,7 @@ pub(super) async fn refresh(
             .tokens
             .by_refresh_hash
             .get(&tokens::hash_hex(&refresh_token))
-            .and_then(|id| s.tokens.by_id.get(id))
+            .and_then(|id| s.tokens.by_id.get(id.as_str()))
             .cloned()
             .ok_or_else(|| {
                 ApiError::BadRequest(
@@ -408,7 +415,7 @@ pub(super) async fn refresh(
         .read()
         .directory
         .users
-        .get(&old.subject)
+        .get(old.subject.as_str())
         .map(|u| u.created_seq);
     if old
         .expires_at
@@ -550,7 +557,7 @@ async fn get(
     let t = s
         .tokens
         .by_id
-        .get(&id)
+        .get(id.as_str())
         .ok_or_else(|| ApiError::NotFound(format!("token `{id}` not found")))?;
     if !caller.0.admin && t.subject != caller.0.username {
         return Err(ApiError::Forbidden(
@@ -573,7 +580,7 @@ async fn revoke(
     let (owner, issuer, non_revocable) = {
         let s = app.read();
         (
-            s.tokens.by_id.get(&id).map(|t| t.subject.clone()),
+            s.tokens.by_id.get(id.as_str()).map(|t| t.subject.clone()),
             s.federation.token_issuers.get(&id).cloned(),
             crate::tokens::id_marks_non_revocable(&id),
         )
@@ -660,7 +667,12 @@ pub(super) async fn revoke_id(
     rid: &RequestId,
     id: String,
 ) -> Result<crate::writer::Committed, ApiError> {
-    let owner = app.read().tokens.by_id.get(&id).map(|t| t.subject.clone());
+    let owner = app
+        .read()
+        .tokens
+        .by_id
+        .get(id.as_str())
+        .map(|t| t.subject.clone());
     let Some(owner) = owner else {
         return Err(ApiError::NotFound(format!("token `{id}` not found")));
     };

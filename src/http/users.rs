@@ -287,7 +287,7 @@ async fn get(
     let user = s
         .directory
         .users
-        .get(&username)
+        .get(username.as_str())
         .ok_or_else(|| ApiError::NotFound(format!("user `{username}` not found")))?;
     Ok(HttpResponse::Ok().json(crate::views::UserView::new(user, &app.personal)))
 }
@@ -426,7 +426,7 @@ async fn delete(
         .read()
         .directory
         .users
-        .get(&username)
+        .get(username.as_str())
         .and_then(|u| crate::http::user_key_id(u));
     let committed = app
         .submit(
@@ -510,7 +510,7 @@ async fn change_groups(
     let user = s
         .directory
         .users
-        .get(&username)
+        .get(username.as_str())
         .ok_or_else(|| ApiError::NotFound(format!("user `{username}` not found")))?;
     Ok(written(
         HttpResponse::Ok().json(serde_json::json!({"groups": user.groups})),

@@ -379,13 +379,13 @@ fn entity_data(state: &State, personal: &PersonalKeys, notice: &Notice, event: &
             Event::TokenRevoked { token_id } => state
                 .tokens
                 .by_id
-                .get(token_id)
+                .get(token_id.as_str())
                 .map(|t| views::token(t, &service_id)),
             Event::TokenReplicated { token, .. } => Some(views::token(token, &service_id)),
             Event::ReplicaRemoved { name, .. } => state
                 .tokens
                 .by_id
-                .get(name)
+                .get(name.as_str())
                 .map(|t| views::token(t, &service_id)),
             _ => None,
         },

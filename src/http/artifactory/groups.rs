@@ -69,7 +69,7 @@ async fn get(
     let g = s
         .directory
         .groups
-        .get(&name)
+        .get(name.as_str())
         .ok_or_else(|| ApiError::NotFound(format!("group `{name}` not found")))?;
     Ok(HttpResponse::Ok().json(crate::views::artifactory_group(g)))
 }
@@ -100,7 +100,7 @@ async fn put(
     let name = path_name(&path)?;
     name_matches(body.name.as_deref(), &name)?;
     domain::validate_group_name("name", &name)?;
-    let existed = app.read().directory.groups.contains_key(&name);
+    let existed = app.read().directory.groups.contains_key(name.as_str());
     let cmd = if existed {
         Command::UpdateGroup {
             name: name.clone(),

@@ -77,7 +77,7 @@ async fn get(
     let u = s
         .directory
         .users
-        .get(&name)
+        .get(name.as_str())
         .ok_or_else(|| ApiError::NotFound(format!("user `{name}` not found")))?;
     Ok(HttpResponse::Ok().json(crate::views::artifactory_user(u, &app.personal)))
 }
@@ -157,7 +157,7 @@ async fn put(
 ) -> Result<HttpResponse, ApiError> {
     let name = path_username(&path)?;
     name_matches(body.name.as_deref(), &name)?;
-    let existed = app.read().directory.users.contains_key(&name);
+    let existed = app.read().directory.users.contains_key(name.as_str());
     let committed = if existed {
         update(&app, &admin.0, &rid, &name, body).await?
     } else {
@@ -192,7 +192,7 @@ async fn post(
 ) -> Result<HttpResponse, ApiError> {
     let name = path_username(&path)?;
     name_matches(body.name.as_deref(), &name)?;
-    if !app.read().directory.users.contains_key(&name) {
+    if !app.read().directory.users.contains_key(name.as_str()) {
         return Err(ApiError::NotFound(format!("user `{name}` not found")));
     }
     let committed = update(&app, &admin.0, &rid, &name, body).await?;
