@@ -6,7 +6,7 @@
 //!    receipt, p50 / p99;
 //! 2. write rate with one subscription whose receiver hangs vs one whose receiver
 //!    answers at once, and vs no subscription at all (the three in turn, three rounds,
-//!    medians): a hung receiver must not slow writes.
+//!    each in another order; medians): a hung receiver must not slow writes.
 //!
 //! Prints `key=value` lines.
 
@@ -252,31 +252,44 @@ fn main() {
         );
         assert_eq!(code, 204);
     };
-    // Every round measures all three in turn, so that both the machine's drift and the
-    // growing state (each run adds its groups) hit each of them alike.
+    // Every round measures all three in turn, each round in another order (none, ok,
+    // hung; then ok, hung, none; then hung, none, ok), so that each takes each place
+    // once: the machine's drift and the growing state (each run adds its groups) hit
+    // them alike. In a fixed order the hung run always came last, on the largest state.
     let (mut none, mut healthy, mut hung) = (Vec::new(), Vec::new(), Vec::new());
     let (mut ok_writes, mut drains) = (0usize, Vec::new());
     for run in 0..3 {
-        set_enabled("hang", &hang_url, false);
-        set_enabled("ok", &ok_url, false);
-        let (n, s) = write_groups(&api, &format!("none{run}"), threads, secs, 0.0);
-        none.push(n as f64 / s);
-        set_enabled("ok", &ok_url, true);
-        let (n, s) = write_groups(&api, &format!("ok{run}"), threads, secs, 0.0);
-        healthy.push(n as f64 / s);
-        set_enabled("ok", &ok_url, false);
-        // The answering receiver's worker may still be sending what that run wrote: let
-        // it finish, so that the next run is not charged for these deliveries.
-        ok_writes += n as usize;
-        let waited = Instant::now();
-        let deadline = waited + Duration::from_secs(60);
-        while ok_seen.lock().unwrap().len() < ok_writes && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
+        for place in 0..3 {
+            set_enabled("hang", &hang_url, false);
+            set_enabled("ok", &ok_url, false);
+            match (run + place) % 3 {
+                0 => {
+                    let (n, s) = write_groups(&api, &format!("none{run}"), threads, secs, 0.0);
+                    none.push(n as f64 / s);
+                }
+                1 => {
+                    set_enabled("ok", &ok_url, true);
+                    let (n, s) = write_groups(&api, &format!("ok{run}"), threads, secs, 0.0);
+                    healthy.push(n as f64 / s);
+                    set_enabled("ok", &ok_url, false);
+                    // The answering receiver's worker may still be sending what that run
+                    // wrote: let it finish, so that the next run is not charged for these
+                    // deliveries.
+                    ok_writes += n as usize;
+                    let waited = Instant::now();
+                    let deadline = waited + Duration::from_secs(60);
+                    while ok_seen.lock().unwrap().len() < ok_writes && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    drains.push(waited.elapsed().as_millis());
+                }
+                _ => {
+                    set_enabled("hang", &hang_url, true);
+                    let (n, s) = write_groups(&api, &format!("hung{run}"), threads, secs, 0.0);
+                    hung.push(n as f64 / s);
+                }
+            }
         }
-        drains.push(waited.elapsed().as_millis());
-        set_enabled("hang", &hang_url, true);
-        let (n, s) = write_groups(&api, &format!("hung{run}"), threads, secs, 0.0);
-        hung.push(n as f64 / s);
     }
     api.delete("/event/api/v1/subscriptions/hang");
     api.delete("/event/api/v1/subscriptions/ok");

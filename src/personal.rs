@@ -6,7 +6,8 @@
 //! (also of the past) then show `[erased]`.
 //!
 //! A value is stored as `enc:v1:<key id>:<base64url(nonce ‖ ciphertext)>`
-//! (XChaCha20-Poly1305, a random 24-byte nonce). Values written before this existed are
+//! (XChaCha20-Poly1305, a random 24-byte nonce; values sealed together share its first 16
+//! bytes, see [`PersonalKeys::encrypt_all`]). Values written before this existed are
 //! plain text and are shown as they are.
 //!
 //! Keys made while the server runs on its own log (no key vault) are not a file each:
