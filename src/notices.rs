@@ -52,7 +52,7 @@ pub fn classify(before: &State, event: &Event) -> Vec<Notice> {
         Event::UserGroupsChanged { added, removed, .. } => added
             .iter()
             .chain(removed)
-            .filter(|g| dir.groups.contains_key((*g).as_str()))
+            .filter(|g| dir.groups.contains_key(g.as_str()))
             .map(|g| n("group", "members_changed", g))
             .collect(),
         Event::TokenIssued(t) => vec![n("token", "created", &t.subject)],

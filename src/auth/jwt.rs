@@ -107,7 +107,9 @@ pub fn sign(claims: &Claims, kid: &str, key: &PrivateKey) -> String {
     token
 }
 
-/// `c` as serde_json serialises it (written with [`crate::json`]).
+/// `c` as serde_json serialises it, written with [`crate::json`]. Tokens are signed over
+/// these bytes only: the derived `Serialize` of [`Claims`] (and `audience::serialize`)
+/// is the reference `claims_are_written_as_serde_writes_them` holds them to.
 fn claims_json(c: &Claims) -> Vec<u8> {
     let mut out = Vec::with_capacity(192 + c.ext.as_ref().map_or(0, |e| e.len() * 2));
     let mut o = Json::open(&mut out);

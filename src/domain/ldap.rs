@@ -255,7 +255,7 @@ pub(super) fn signed_in(state: &State, s: &LdapSignIn) -> Result<Vec<Event>, Dom
                     .iter()
                     .filter(|g| {
                         dir.groups
-                            .get((*g).as_str())
+                            .get(g.as_str())
                             .is_some_and(|g| g.realm == LDAP_REALM)
                     })
                     .cloned()
