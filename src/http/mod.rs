@@ -36,6 +36,7 @@ pub mod webhooks;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::domain::Command;
+use crate::personal::FreshKey;
 use crate::writer::{CommandContext, Committed, WriterHandle};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -167,14 +168,15 @@ impl AppState {
             .and_then(|u| user_key_id(u));
         match existing {
             Some(id) => Ok(id),
-            None => self.new_personal_key().await,
+            None => self.new_personal_key().await.map(FreshKey::into_id),
         }
     }
 
     /// A new personal-data key, durable before the event that needs it is acknowledged:
     /// batched (the writer flushes it with the command's batch), or, with a key vault, its
-    /// own file fsynced and written through on the blocking pool.
-    pub async fn new_personal_key(&self) -> Result<String, ApiError> {
+    /// own file fsynced and written through on the blocking pool. With its bytes, so what
+    /// seals the first values with it needs no look-up ([`seal_fresh_all`](Self::seal_fresh_all)).
+    pub async fn new_personal_key(&self) -> Result<FreshKey, ApiError> {
         if self.personal.is_batched() {
             // No I/O: a key made durable ahead, or one the writer makes durable with the
             // command's batch.
@@ -184,7 +186,7 @@ impl AppState {
                 .map_err(|e| ApiError::Internal(e.to_string()));
         }
         let keys = self.personal.clone();
-        web::block(move || keys.create())
+        web::block(move || keys.create_fresh())
             .await
             .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?
             .map_err(|e| ApiError::Internal(e.to_string()))
@@ -197,15 +199,15 @@ impl AppState {
             .map_err(|e| ApiError::Internal(e.to_string()))
     }
 
-    /// [`seal`](Self::seal) of several values with key `id`, at once
+    /// [`seal`](Self::seal) of several values with a key just made, at once
     /// ([`PersonalKeys::encrypt_all`](crate::personal::PersonalKeys::encrypt_all)).
-    pub fn seal_all<const N: usize>(
+    pub fn seal_fresh_all<const N: usize>(
         &self,
-        id: &str,
+        key: &FreshKey,
         plains: [&str; N],
     ) -> Result<[String; N], ApiError> {
         self.personal
-            .encrypt_all(id, plains)
+            .encrypt_all_fresh(key, plains)
             .map_err(|e| ApiError::Internal(e.to_string()))
     }
 

@@ -1363,10 +1363,13 @@ async fn create_user(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse>
     let key = app.new_personal_key().await?;
     let (sealed_email, sealed_attributes) = match input.email.as_deref() {
         Some(e) => {
-            let [email, attributes] = app.seal_all(&key, [e, &input.attributes])?;
+            let [email, attributes] = app.seal_fresh_all(&key, [e, &input.attributes])?;
             (Some(email), attributes)
         }
-        None => (None, app.seal(&key, &input.attributes)?),
+        None => {
+            let [attributes] = app.seal_fresh_all(&key, [&input.attributes])?;
+            (None, attributes)
+        }
     };
     // What the answer shows, without decrypting what was just encrypted (nor parsing
     // again the document that was just normalised).

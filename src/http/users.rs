@@ -236,7 +236,8 @@ pub(super) async fn create_user(
     let email = match body.email.filter(|e| !e.is_empty()) {
         Some(e) => {
             let key = app.new_personal_key().await?;
-            Some(app.seal(&key, &e)?)
+            let [sealed] = app.seal_fresh_all(&key, [&e])?;
+            Some(sealed)
         }
         None => None,
     };
