@@ -32,9 +32,9 @@ pub struct CommonUser<'a> {
     schemas: Option<IgnoredAny>,
     pub active: Option<bool>,
     #[serde(rename = "displayName", borrow)]
-    pub display_name: Option<Cow<'a, str>>,
+    pub display_name: Option<Text<'a>>,
     #[serde(rename = "externalId", borrow)]
-    pub external_id: Option<Cow<'a, str>>,
+    pub external_id: Option<Text<'a>>,
     #[serde(borrow)]
     pub name: Option<Name<'a>>,
     #[serde(borrow)]
@@ -47,17 +47,17 @@ pub struct CommonUser<'a> {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Name<'a> {
     #[serde(borrow)]
-    pub family_name: Option<Cow<'a, str>>,
+    pub family_name: Option<Text<'a>>,
     #[serde(borrow)]
-    pub formatted: Option<Cow<'a, str>>,
+    pub formatted: Option<Text<'a>>,
     #[serde(borrow)]
-    pub given_name: Option<Cow<'a, str>>,
+    pub given_name: Option<Text<'a>>,
     #[serde(borrow)]
-    pub honorific_prefix: Option<Cow<'a, str>>,
+    pub honorific_prefix: Option<Text<'a>>,
     #[serde(borrow)]
-    pub honorific_suffix: Option<Cow<'a, str>>,
+    pub honorific_suffix: Option<Text<'a>>,
     #[serde(borrow)]
-    pub middle_name: Option<Cow<'a, str>>,
+    pub middle_name: Option<Text<'a>>,
 }
 
 /// One of `emails`, its sub-attributes in sorted order.
@@ -65,12 +65,27 @@ pub struct Name<'a> {
 #[serde(deny_unknown_fields)]
 pub struct Email<'a> {
     #[serde(borrow)]
-    pub display: Option<Cow<'a, str>>,
+    pub display: Option<Text<'a>>,
     pub primary: Option<bool>,
     #[serde(rename = "type", borrow)]
-    pub kind: Option<Cow<'a, str>>,
+    pub kind: Option<Text<'a>>,
     #[serde(borrow)]
-    pub value: Option<Cow<'a, str>>,
+    pub value: Option<Text<'a>>,
+}
+
+/// A string of the body, borrowed from it unless it holds an escape. Why not
+/// `Option<Cow<str>>`: the derive borrows a bare `Cow<str>` field, but reads one inside an
+/// `Option` as an owned `String` (an allocation and a copy per attribute of every create).
+#[derive(Deserialize, PartialEq, Eq, Debug)]
+#[serde(transparent)]
+pub struct Text<'a>(#[serde(borrow)] pub Cow<'a, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
 }
 
 impl Name<'_> {
@@ -78,7 +93,7 @@ impl Name<'_> {
         self.strings().all(|s| s.is_none())
     }
 
-    fn strings(&self) -> impl Iterator<Item = &Option<Cow<'_, str>>> {
+    fn strings(&self) -> impl Iterator<Item = &Option<Text<'_>>> {
         [
             &self.family_name,
             &self.formatted,
@@ -118,7 +133,7 @@ impl<'a> CommonUser<'a> {
                 u.emails = None;
             }
         }
-        let long = |s: &Option<Cow<str>>| s.as_ref().is_some_and(|s| s.len() > MAX_STRING);
+        let long = |s: &Option<Text>| s.as_ref().is_some_and(|s| s.len() > MAX_STRING);
         let too_long = u.user_name.len() > MAX_STRING
             || long(&u.display_name)
             || long(&u.external_id)
@@ -220,4 +235,45 @@ pub fn answer(body: &CommonUser, user: &Created) -> Vec<u8> {
     o.str("userName", Some(user.user_name));
     o.close();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn borrowed(s: &Option<Text>) -> bool {
+        matches!(s, Some(Text(Cow::Borrowed(_))))
+    }
+
+    /// Every string of the common shape is borrowed from the body unless it holds an
+    /// escape; `null` and missing read as `None`.
+    #[test]
+    fn strings_without_escapes_are_borrowed_from_the_body() {
+        let body = br#"{"userName":"ann","displayName":"Ann","externalId":"x-1",
+            "name":{"familyName":"F","formatted":"Ann F","givenName":"G",
+                    "honorificPrefix":"Dr","honorificSuffix":"III","middleName":"M"},
+            "emails":[{"value":"ann@example.com","type":"work","display":"A","primary":true}]}"#;
+        let u = CommonUser::parse(body).unwrap();
+        assert!(matches!(u.user_name, Cow::Borrowed("ann")));
+        assert!(borrowed(&u.display_name) && borrowed(&u.external_id));
+        let n = u.name.as_ref().unwrap();
+        assert!(n.strings().all(borrowed), "{n:?}");
+        let e = &u.emails.as_ref().unwrap()[0];
+        assert!(borrowed(&e.value) && borrowed(&e.kind) && borrowed(&e.display));
+        assert_eq!(u.email(), Some("ann@example.com"));
+
+        let body = br#"{"userName":"ann","displayName":"Ren\u00e9e \"R\"","externalId":null,
+            "name":{"givenName":null,"familyName":"F\\G"}}"#;
+        let u = CommonUser::parse(body).unwrap();
+        assert_eq!(u.display_name, Some(Text(Cow::Owned("Renée \"R\"".into()))));
+        assert_eq!(u.external_id, None);
+        let n = u.name.unwrap();
+        assert_eq!(n.given_name, None);
+        assert_eq!(n.family_name.as_deref(), Some("F\\G"));
+        assert_eq!(n.middle_name, None);
+        // A wrong type is still not the common shape, nor an object sent as a list.
+        assert!(CommonUser::parse(br#"{"userName":"ann","displayName":7}"#).is_none());
+        assert!(CommonUser::parse(br#"{"userName":"ann","name":[]}"#).is_none());
+        assert!(CommonUser::parse(br#"{"userName":"ann","emails":[[]]}"#).is_none());
+    }
 }
