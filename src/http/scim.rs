@@ -289,9 +289,11 @@ fn parse_body(bytes: &[u8], req: &HttpRequest) -> Result<Value> {
 /// A body must be SCIM's JSON (or plain JSON); none named is taken as JSON.
 fn check_content_type(req: &HttpRequest) -> Result<()> {
     if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+        let ct = ct.to_str().unwrap_or("");
         let essence = ct.split(';').next().unwrap_or("").trim();
-        if essence != "application/scim+json" && essence != "application/json" {
+        if !essence.eq_ignore_ascii_case("application/scim+json")
+            && !essence.eq_ignore_ascii_case("application/json")
+        {
             return Err(ScimError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 None,

@@ -467,6 +467,14 @@ fn bad_input_gets_scim_errors_never_500() {
     // Real provisioning clients send application/json: accepted.
     let r = admin.post(&format!("{S}/Users"), &json!({"userName": "gina"}));
     assert_eq!(r.status, 201, "{}", r.text);
+    // A media type's name is case-insensitive (RFC 9110, 8.3.1); parameters may follow.
+    let r = admin.raw(
+        "POST",
+        &format!("{S}/Users"),
+        Some("Application/SCIM+JSON; charset=UTF-8"),
+        Some(br#"{"userName": "gwen"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
     for (ops, t) in [
         (json!([{"op": "remove"}]), "noTarget"),
         (
