@@ -81,7 +81,61 @@ struct KeyCache {
     pick: foldhash::fast::FixedState,
 }
 
-type Shard = HashMap<String, Option<[u8; 32]>, foldhash::fast::RandomState>;
+/// One shard: the keys whose id is a ULID in the form [`create`](PersonalKeys::create)
+/// gives it (every user's key) by the id's 16 bytes, any other name (a server secret's)
+/// by its text.
+///
+/// Why two maps: a `String` key was an allocation per user, and every look-up followed
+/// its pointer to compare the text (a cache miss on a table of a million keys); 16
+/// bytes held in the entry are neither, and an entry is 49 bytes instead of 57 plus the
+/// text's allocation.
+#[derive(Default)]
+struct Shard {
+    ulids: HashMap<[u8; 16], Option<[u8; 32]>, foldhash::fast::RandomState>,
+    names: HashMap<String, Option<[u8; 32]>, foldhash::fast::RandomState>,
+}
+
+impl Shard {
+    fn get(&self, id: &str) -> Option<Option<[u8; 32]>> {
+        match ulid_bytes(id) {
+            Some(u) => self.ulids.get(&u).copied(),
+            None => self.names.get(id).copied(),
+        }
+    }
+
+    fn insert(&mut self, id: String, key: Option<[u8; 32]>) {
+        match ulid_bytes(&id) {
+            Some(u) => self.ulids.insert(u, key),
+            None => self.names.insert(id, key),
+        };
+    }
+
+    fn insert_new(&mut self, id: &str, key: [u8; 32]) {
+        match ulid_bytes(id) {
+            Some(u) => self.ulids.entry(u).or_insert(Some(key)),
+            None => self.names.entry(id.to_string()).or_insert(Some(key)),
+        };
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.ulids.len() + self.names.len()
+    }
+}
+
+/// The 16 bytes of `id` when it is a ULID exactly as `ids::new_ulid` writes it (lower
+/// case), so that two different ids never share an entry; `None` for any other text.
+fn ulid_bytes(id: &str) -> Option<[u8; 16]> {
+    if id.len() != ulid::ULID_LEN || id.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    let u = ulid::Ulid::from_string(id).ok()?;
+    // The decoder reads case-insensitively and drops what overflows 128 bits: only an
+    // id that is the encoding of its value is that value.
+    let mut upper = [0u8; ulid::ULID_LEN];
+    let again = u.array_to_str(&mut upper);
+    again.eq_ignore_ascii_case(id).then(|| u.0.to_be_bytes())
+}
 
 impl KeyCache {
     const SHARDS: usize = 64;
@@ -108,7 +162,6 @@ impl KeyCache {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(id)
-            .copied()
     }
 
     fn insert(&self, id: String, key: Option<[u8; 32]>) {
@@ -123,8 +176,7 @@ impl KeyCache {
         self.shard(id)
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .entry(id.to_string())
-            .or_insert(Some(key));
+            .insert_new(id, key);
     }
 }
 
@@ -738,6 +790,37 @@ mod tests {
         cache.insert_new(&ids[0], [7; 32]);
         assert_eq!(cache.get(&ids[0]), Some(None));
         assert_eq!(cache.get("unknown"), None);
+    }
+
+    /// Only a ULID as `new_ulid` writes it is kept by its bytes: another spelling of the
+    /// same value (upper case), an overflowing one, or any other name is kept by its text,
+    /// so two ids never share a key.
+    #[test]
+    fn the_key_cache_keeps_ulids_by_value_and_other_names_by_text() {
+        for _ in 0..1_000 {
+            let id = crate::ids::new_ulid();
+            let u = ulid::Ulid::from_string(&id).unwrap();
+            assert_eq!(ulid_bytes(&id), Some(u.0.to_be_bytes()));
+        }
+        let id = crate::ids::new_ulid();
+        let upper = id.to_ascii_uppercase();
+        let overflowing = format!("8{}", &id[1..]);
+        for other in [upper.as_str(), &overflowing, &id[1..], "webhooksecret", ""] {
+            assert_eq!(ulid_bytes(other), None, "{other}");
+        }
+        assert_eq!(ulid_bytes("7zzzzzzzzzzzzzzzzzzzzzzzzz"), Some([0xff; 16]));
+        let cache = KeyCache::new();
+        cache.insert(id.clone(), Some([1; 32]));
+        cache.insert(upper.clone(), Some([2; 32]));
+        cache.insert_new("webhooksecret", [3; 32]);
+        cache.insert_new(&id, [4; 32]);
+        assert_eq!(cache.get(&id), Some(Some([1; 32])));
+        assert_eq!(cache.get(&upper), Some(Some([2; 32])));
+        assert_eq!(cache.get("webhooksecret"), Some(Some([3; 32])));
+        assert_eq!(cache.get(&overflowing), None);
+        cache.insert(id.clone(), None);
+        assert_eq!(cache.get(&id), Some(None));
+        assert_eq!(cache.get(&upper), Some(Some([2; 32])));
     }
 
     #[test]
