@@ -302,8 +302,8 @@ impl Authenticator {
                     && s.access_keys.keys.contains_key(&username)
             };
             if is_key {
-                return self
-                    .access_key_login(&username, password, state, client_ip)
+                // Boxed, as the other rare paths are: see `password_login`.
+                return Box::pin(self.access_key_login(&username, password, state, client_ip))
                     .await;
             }
         }
@@ -382,14 +382,14 @@ impl Authenticator {
         } else {
             self.cache_miss("password");
             self.check_limits(name, client_ip, false)?;
-            let mut inflight_key = blake3::Hasher::new_keyed(&cache_key);
-            inflight_key.update(&seq.to_le_bytes());
+            // A value, not the hasher (1.9 KiB) across the await: see `password_login`.
+            let inflight_key = {
+                let mut h = blake3::Hasher::new_keyed(&cache_key);
+                h.update(&seq.to_le_bytes());
+                *h.finalize().as_bytes()
+            };
             let ok = self
-                .verify_once(
-                    *inflight_key.finalize().as_bytes(),
-                    password,
-                    key.password_hash.clone(),
-                )
+                .verify_once(inflight_key, password, key.password_hash.clone())
                 .await?;
             if !ok {
                 self.ops.metrics.signins_failed.inc();
@@ -684,18 +684,21 @@ impl Authenticator {
                 None => (None, None, 0, threshold, s.settings.ldap.any_enabled()),
             }
         };
+        // The directory, argon2 and the lockout's write are boxed: taken on a cache miss
+        // or a failure only, their futures inline made every authentication's future about
+        // 6 KiB, copied more than once a request (`memmove` under `Caller::from_request`
+        // in a perf profile of a group create).
         if directory {
-            return self
-                .directory_login(
-                    username,
-                    password,
-                    state,
-                    writer,
-                    request_id,
-                    client_ip,
-                    (status, lock_threshold),
-                )
-                .await;
+            return Box::pin(self.directory_login(
+                username,
+                password,
+                state,
+                writer,
+                request_id,
+                client_ip,
+                (status, lock_threshold),
+            ))
+            .await;
         }
         let key = self.cache_key(username, password);
         let cached =
@@ -706,15 +709,17 @@ impl Authenticator {
             self.check_limits(username, client_ip, familiar)?;
             // The in-flight check is for this password *and this hash*: a request that saw
             // a newer password must never share the result of a check of an older one.
-            let mut inflight_key = blake3::Hasher::new_keyed(&key);
-            inflight_key.update(&credentials_seq.to_le_bytes());
-            inflight_key.update(&[hash.is_some() as u8]);
+            // A value, not the hasher: a blake3 `Hasher` is 1.9 KiB, and one alive across
+            // the await below was most of every authentication's future.
+            let inflight_key = {
+                let mut h = blake3::Hasher::new_keyed(&key);
+                h.update(&credentials_seq.to_le_bytes());
+                h.update(&[hash.is_some() as u8]);
+                *h.finalize().as_bytes()
+            };
             let known = hash.is_some();
             let checked = hash.unwrap_or_else(|| password::dummy_hash().to_string());
-            let ok = self
-                .verify_once(*inflight_key.finalize().as_bytes(), password, checked)
-                .await?
-                && known;
+            let ok = Box::pin(self.verify_once(inflight_key, password, checked)).await? && known;
             if !ok {
                 self.ops.metrics.signins_failed.inc();
                 self.ops.limits.failed(username, client_ip, familiar);
@@ -724,8 +729,7 @@ impl Authenticator {
                 if let (Some(UserStatus::Enabled), Some(threshold), true) =
                     (status, lock_threshold, counts)
                 {
-                    self.record_failure(username, threshold, writer, request_id)
-                        .await?;
+                    Box::pin(self.record_failure(username, threshold, writer, request_id)).await?;
                 }
                 return Err(AuthError::Invalid);
             }
