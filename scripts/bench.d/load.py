@@ -1,8 +1,9 @@
 """load.py BASE KIND N CONNECTIONS RUN: N durable writes of KIND (`group`: POST a v2 group;
 `scim`: a SCIM user create, the body of scim-create-user.lua; `token`: a token issued to
 the user `reader`, the body of create-token.lua, made first when missing) over CONNECTIONS
-keep-alive connections, each answered 201 (200 for a token; an assertion otherwise). Used by scripts/instructions,
-where a fixed count matters more than a rate."""
+keep-alive connections, each answered 201 (200 for a token; an assertion otherwise); or
+`ping`, the baseline of the benchmark's ratios (GET /api/system/ping, answered 200). Used
+by scripts/instructions, where a fixed count matters more than a rate."""
 import base64
 import http.client
 import sys
@@ -35,6 +36,8 @@ def work(t):
             body = '{"name":"bench-%s-%d-%d"}' % (run, t, i)
             c.request("POST", "/access/api/v2/groups", body,
                       {"Content-Type": "application/json", "Authorization": auth})
+        elif kind == "ping":
+            c.request("GET", "/api/system/ping")
         elif kind == "token":
             c.request("POST", "/access/api/v1/tokens",
                       "scope=applied-permissions/user&expires_in=86400&description=bench",
@@ -48,7 +51,7 @@ def work(t):
                       {"Content-Type": "application/scim+json", "Authorization": auth})
         r = c.getresponse()
         r.read()
-        if r.status != (200 if kind == "token" else 201):
+        if r.status != (200 if kind in ("token", "ping") else 201):
             failures.append(r.status)
             return
 

@@ -75,7 +75,14 @@ pub fn validate_email(email: &str) -> Result<(), DomainError> {
     if email.is_empty() {
         return Ok(());
     }
-    let chars = email.chars().count();
+    // An ASCII address (nearly all of them) is checked byte by byte: no UTF-8 decoding,
+    // and one range test covers whitespace and the forbidden characters.
+    let (chars, unfit) = if email.is_ascii() {
+        (email.len(), email.bytes().any(unfit_in_ascii_email))
+    } else {
+        let unfit = email.chars().any(|c| c.is_whitespace() || forbidden(c));
+        (email.chars().count(), unfit)
+    };
     if chars > MAX_EMAIL_CHARS {
         return Err(DomainError::invalid(
             "email",
@@ -84,10 +91,7 @@ pub fn validate_email(email: &str) -> Result<(), DomainError> {
     }
     let valid = match email.split_once('@') {
         Some((local, domain)) => {
-            !local.is_empty()
-                && !domain.is_empty()
-                && !domain.contains('@')
-                && !email.chars().any(|c| c.is_whitespace() || forbidden(c))
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@') && !unfit
         }
         None => false,
     };
@@ -98,6 +102,13 @@ pub fn validate_email(email: &str) -> Result<(), DomainError> {
         ));
     }
     Ok(())
+}
+
+/// `c.is_whitespace() || forbidden(c)` for an ASCII `c`: C0 controls, space, DEL and
+/// the path separators.
+#[inline]
+fn unfit_in_ascii_email(b: u8) -> bool {
+    b <= b' ' || b == 0x7f || b == b'/' || b == b'\\'
 }
 
 /// The password policy when none was set: at least [`MIN_PASSWORD_CHARS`] characters.
@@ -184,6 +195,31 @@ mod tests {
         for c in (0..=0x10FFFF).filter_map(char::from_u32) {
             assert_eq!(forbidden(c), whole(c), "U+{:04X}", c as u32);
         }
+    }
+
+    /// The byte test of ASCII e-mails is the character test, for every ASCII character.
+    #[test]
+    fn ascii_email_bytes_are_judged_as_their_characters() {
+        for b in 0..=0x7fu8 {
+            let c = char::from(b);
+            assert_eq!(
+                unfit_in_ascii_email(b),
+                c.is_whitespace() || forbidden(c),
+                "U+{b:04X}"
+            );
+        }
+        assert!(validate_email("a@b.example").is_ok());
+        for bad in [
+            "a b@example.com",
+            "a@exa\tmple.com",
+            "a/b@example.com",
+            "a@b@c",
+        ] {
+            assert!(validate_email(bad).is_err(), "{bad}");
+        }
+        // The same rules outside ASCII: a no-break space is whitespace.
+        assert!(validate_email("a\u{a0}b@example.com").is_err());
+        assert!(validate_email("josé@example.com").is_ok());
     }
 
     #[test]

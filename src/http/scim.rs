@@ -24,6 +24,12 @@ use std::sync::Arc;
 
 pub const BASE: &str = "/access/api/v1/scim/v2";
 const CONTENT_TYPE: &str = "application/scim+json";
+
+/// [`CONTENT_TYPE`] as a header value made once: `content_type(&str)` checked and copied
+/// the text into a new buffer on every answer.
+fn content_type() -> header::HeaderValue {
+    header::HeaderValue::from_static(CONTENT_TYPE)
+}
 /// The most resources one list answer holds (`filter.maxResults`).
 pub const MAX_RESULTS: usize = 1000;
 /// Seed 004: list results are "limited to the first 20" unless `count` asks for more.
@@ -79,7 +85,7 @@ impl ResponseError for ScimError {
             body["scimType"] = json!(t);
         }
         let mut res = HttpResponse::build(self.status);
-        res.content_type(CONTENT_TYPE);
+        res.content_type(content_type());
         if self.status == StatusCode::UNAUTHORIZED {
             res.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"gatehouse\""));
         }
@@ -225,7 +231,7 @@ fn scim_json(status: StatusCode, body: &Value) -> HttpResponse {
     // `to_vec`, not `to_string`: `Display` goes through `fmt::Write` a piece at a time,
     // which showed in the profile of the `userName eq` hot path.
     HttpResponse::build(status)
-        .content_type(CONTENT_TYPE)
+        .content_type(content_type())
         .body(serde_json::to_vec(body).unwrap_or_default())
 }
 
@@ -255,7 +261,14 @@ fn with_version_and_location(
 }
 
 fn version(seq: u64) -> String {
-    format!("W/\"{seq}\"")
+    // Not `format!`: written in place (every SCIM answer has one).
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(seq);
+    let mut v = String::with_capacity(digits.len() + 4);
+    v.push_str("W/\"");
+    v.push_str(digits);
+    v.push('"');
+    v
 }
 
 /// `If-Match`: `*` (or none) is no condition; otherwise one version this server gave.
@@ -1132,7 +1145,7 @@ async fn list(req: HttpRequest, kinds: &[Kind]) -> Result<HttpResponse> {
     let base = base_url(&req);
     let s = app.view(&req);
     if let Some(body) = username_eq_answer(&app, &s, kinds, &q, &base) {
-        return Ok(HttpResponse::Ok().content_type(CONTENT_TYPE).body(body));
+        return Ok(HttpResponse::Ok().content_type(content_type()).body(body));
     }
     // The index follows the live state only.
     let narrowed = match &s {
@@ -1164,7 +1177,7 @@ async fn search(req: HttpRequest, body: web::Bytes, kinds: &[Kind]) -> Result<Ht
     let base = base_url(&req);
     let s = app.read();
     if let Some(body) = username_eq_answer(&app, &s, kinds, &q, &base) {
-        return Ok(HttpResponse::Ok().content_type(CONTENT_TYPE).body(body));
+        return Ok(HttpResponse::Ok().content_type(content_type()).body(body));
     }
     let narrowed = narrow(&app, &s, kinds, &q);
     Ok(scim_json(
@@ -1238,7 +1251,7 @@ async fn get_user(req: HttpRequest, path: web::Path<String>) -> Result<HttpRespo
         // The whole resource: the cached rendering as it is.
         let r = rendered_user(&app, &s, u, &base);
         let res = HttpResponse::Ok()
-            .content_type(CONTENT_TYPE)
+            .content_type(content_type())
             .body(r.json.clone());
         return Ok(with_version_and_location(
             res,
@@ -1448,14 +1461,17 @@ fn common_created(
     email: Option<&str>,
 ) -> Option<HttpResponse> {
     let (bytes, version, location) = common_created_body(u, base, body, email)?;
-    let res = HttpResponse::build(StatusCode::CREATED)
-        .content_type(CONTENT_TYPE)
+    let mut res = HttpResponse::build(StatusCode::CREATED)
+        .content_type(content_type())
         .body(bytes);
-    Some(with_version_and_location(
-        res,
-        Some(&version),
-        Some(&location),
-    ))
+    // The strings become the header values as they are (`with_version_and_location`
+    // copies borrowed ones).
+    for (name, value) in [(header::ETAG, version), (header::LOCATION, location)] {
+        if let Ok(v) = header::HeaderValue::try_from(value) {
+            res.headers_mut().insert(name, v);
+        }
+    }
+    Some(res)
 }
 
 /// [`common_created`]'s body, `ETag` and `Location`.

@@ -286,7 +286,11 @@ pub(crate) fn open(
     });
     Ok(Opened {
         shared,
-        file: Appender { file, len },
+        file: Appender {
+            file,
+            len,
+            index: None,
+        },
         head_seq,
         head_hash,
         head_bytes,
@@ -319,6 +323,11 @@ fn zeros(file: &File, from: u64, to: u64) -> Result<bool, LogError> {
 pub(crate) struct Appender {
     file: File,
     len: u64,
+    /// The index file, opened for appending when first extended and kept open: an open
+    /// and a close every `STRIDE` events were two of the writer's system calls. Appends
+    /// go to the end of whatever the file holds (O_APPEND), also after the file was
+    /// rewritten in place (`write_index`).
+    index: Option<File>,
 }
 
 impl Appender {
@@ -452,13 +461,19 @@ pub(crate) fn append(
         let mut index = shared.index.write().unwrap_or_else(|p| p.into_inner());
         index.extend_from_slice(&new_entries);
         let bytes: Vec<u8> = new_entries.iter().flat_map(|o| o.to_le_bytes()).collect();
-        let appended = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&shared.index_path)
-            .and_then(|mut f| f.write_all(&bytes));
-        if let Err(e) = appended {
-            tracing::warn!(error = %e, "cannot extend the log's index (it is rebuilt on the next start)");
+        let index_file = match file.index.take() {
+            Some(f) => Ok(f),
+            None => OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&shared.index_path),
+        };
+        match index_file.and_then(|mut f| f.write_all(&bytes).map(|()| f)) {
+            Ok(f) => file.index = Some(f),
+            // Opened again next time.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot extend the log's index (it is rebuilt on the next start)")
+            }
         }
     }
     shared
