@@ -19,6 +19,9 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde_json::json;
 
+/// The console's CSRF header, a name made once (every request asks for it).
+const CSRF: header::HeaderName = header::HeaderName::from_static(console::CSRF_HEADER);
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/ui").route(web::get().to(to_index)))
         .service(resource("/ui/").route(web::get().to(index)))
@@ -106,7 +109,7 @@ pub async fn console_middleware(
     }
     // The console's own calls (they carry the CSRF header): a 401 must not make the
     // browser pop up its Basic dialog, which would hang the page behind it.
-    let from_console = req.headers().contains_key(console::CSRF_HEADER);
+    let from_console = req.headers().contains_key(CSRF);
     if !req.headers().contains_key(header::AUTHORIZATION) {
         if let Some(id) = session_cookie(req.request()) {
             let app = req
@@ -127,7 +130,7 @@ pub async fn console_middleware(
             // with a wrong one the request is refused.
             let sent = req
                 .headers()
-                .get(console::CSRF_HEADER)
+                .get(CSRF)
                 .map(|v| v.to_str().unwrap_or("").to_string());
             if let (Some((principal, info)), Some(sent)) = (found, sent) {
                 if !console::same_secret(&sent, &info.csrf) {
@@ -272,7 +275,7 @@ async fn sign_out(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
     let (id, info) = current(&app, &req)?;
     let sent = req
         .headers()
-        .get(console::CSRF_HEADER)
+        .get(CSRF)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if !console::same_secret(sent, &info.csrf) {
