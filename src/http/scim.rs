@@ -246,14 +246,18 @@ fn resource_response(status: StatusCode, full: &Value, body: &Value) -> HttpResp
 }
 
 /// `res` with a resource's `meta.version` as its `ETag` and `meta.location` as its
-/// `Location` (each left out when absent or not a valid header value).
-fn with_version_and_location(
+/// `Location` (each left out when absent or not a valid header value). An owned
+/// `String` becomes its header value as it is; a borrowed one is copied.
+fn with_version_and_location<V>(
     mut res: HttpResponse,
-    version: Option<&str>,
-    location: Option<&str>,
-) -> HttpResponse {
+    version: Option<V>,
+    location: Option<V>,
+) -> HttpResponse
+where
+    header::HeaderValue: TryFrom<V>,
+{
     for (name, value) in [(header::ETAG, version), (header::LOCATION, location)] {
-        if let Some(v) = value.and_then(|v| header::HeaderValue::from_str(v).ok()) {
+        if let Some(v) = value.and_then(|v| header::HeaderValue::try_from(v).ok()) {
             res.headers_mut().insert(name, v);
         }
     }
@@ -1461,17 +1465,15 @@ fn common_created(
     email: Option<&str>,
 ) -> Option<HttpResponse> {
     let (bytes, version, location) = common_created_body(u, base, body, email)?;
-    let mut res = HttpResponse::build(StatusCode::CREATED)
+    let res = HttpResponse::build(StatusCode::CREATED)
         .content_type(content_type())
         .body(bytes);
-    // The strings become the header values as they are (`with_version_and_location`
-    // copies borrowed ones).
-    for (name, value) in [(header::ETAG, version), (header::LOCATION, location)] {
-        if let Ok(v) = header::HeaderValue::try_from(value) {
-            res.headers_mut().insert(name, v);
-        }
-    }
-    Some(res)
+    // Owned: the strings become the header values without a copy.
+    Some(with_version_and_location(
+        res,
+        Some(version),
+        Some(location),
+    ))
 }
 
 /// [`common_created`]'s body, `ETag` and `Location`.
