@@ -171,6 +171,19 @@ impl Operations {
     }
 }
 
+/// The key under which simultaneous checks of the same credentials share one run: the
+/// credentials' cache key bound to the version of what they are checked against
+/// (`parts`). Returned as a value: a blake3 `Hasher` is 1.9 KiB, and one kept alive
+/// across the check's await was most of every authentication's future (6 KiB, copied
+/// more than once a request).
+fn inflight_key(cache_key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_keyed(cache_key);
+    for p in parts {
+        h.update(p);
+    }
+    *h.finalize().as_bytes()
+}
+
 impl Authenticator {
     pub fn new(
         keys: Arc<crate::keys::KeyRing>,
@@ -382,12 +395,7 @@ impl Authenticator {
         } else {
             self.cache_miss("password");
             self.check_limits(name, client_ip, false)?;
-            // A value, not the hasher (1.9 KiB) across the await: see `password_login`.
-            let inflight_key = {
-                let mut h = blake3::Hasher::new_keyed(&cache_key);
-                h.update(&seq.to_le_bytes());
-                *h.finalize().as_bytes()
-            };
+            let inflight_key = inflight_key(&cache_key, &[&seq.to_le_bytes()]);
             let ok = self
                 .verify_once(inflight_key, password, key.password_hash.clone())
                 .await?;
@@ -709,14 +717,10 @@ impl Authenticator {
             self.check_limits(username, client_ip, familiar)?;
             // The in-flight check is for this password *and this hash*: a request that saw
             // a newer password must never share the result of a check of an older one.
-            // A value, not the hasher: a blake3 `Hasher` is 1.9 KiB, and one alive across
-            // the await below was most of every authentication's future.
-            let inflight_key = {
-                let mut h = blake3::Hasher::new_keyed(&key);
-                h.update(&credentials_seq.to_le_bytes());
-                h.update(&[hash.is_some() as u8]);
-                *h.finalize().as_bytes()
-            };
+            let inflight_key = inflight_key(
+                &key,
+                &[&credentials_seq.to_le_bytes(), &[hash.is_some() as u8]],
+            );
             let known = hash.is_some();
             let checked = hash.unwrap_or_else(|| password::dummy_hash().to_string());
             let ok = Box::pin(self.verify_once(inflight_key, password, checked)).await? && known;
@@ -817,11 +821,9 @@ impl Authenticator {
                 let s = state.read().unwrap_or_else(|p| p.into_inner());
                 s.settings.ldap.clone()
             };
-            let mut inflight_key = blake3::Hasher::new_keyed(&key);
-            inflight_key.update(&ldap_seq.to_le_bytes());
             let found = self
                 .directory_once(
-                    *inflight_key.finalize().as_bytes(),
+                    inflight_key(&key, &[&ldap_seq.to_le_bytes()]),
                     &ldap,
                     username,
                     password,
