@@ -232,6 +232,7 @@ impl Application {
             federation.clone(),
             lease.clone(),
             history.clone(),
+            writer.feed(),
         )?;
         writer.add_doorbell(bell);
         let data = web::Data::new(AppState {
