@@ -1,7 +1,7 @@
 //! What an event means to webhook subscribers: its domain, event type and the name of
 //! the entity it is about (what `criteria` patterns match), by the table in README.
-//! Pure: the delivery consumer (not built yet) will classify each committed event
-//! against the state just before it, and match subscriptions with [`matches`].
+//! Pure: the webhook dispatcher classifies each committed event against the state just
+//! before it, and matches subscriptions with [`matches`].
 
 use gatehouse_projections::State;
 use gatehouse_schemas::{Event, Subscription};
@@ -32,8 +32,15 @@ fn created_or_updated(existed: bool) -> &'static str {
 
 /// The notices of `event`, judged against the state just before it was applied.
 pub fn classify(before: &State, event: &Event) -> Vec<Notice> {
-    let dir = &before.directory;
-    match event {
+    classify_alone(event).unwrap_or_else(|| classify_against(before, event))
+}
+
+/// The notices of an event about a user, group, token or other entity that the event
+/// alone tells (`None`: they depend on the state before it, or the event is not one of
+/// those). None of these events changes the subscriptions or the federation targets:
+/// the webhook dispatcher judges them without bringing its read models up to them.
+pub fn classify_alone(event: &Event) -> Option<Vec<Notice>> {
+    Some(match event {
         Event::UserCreated(c) => vec![n("user", "created", &c.username)],
         Event::UserUpdated(u) => vec![n("user", "updated", &u.username)],
         Event::UserScimSaved { username, .. } => vec![n("user", "updated", username)],
@@ -49,14 +56,35 @@ pub fn classify(before: &State, event: &Event) -> Vec<Notice> {
         Event::GroupScimSaved { name, .. } => vec![n("group", "updated", name)],
         Event::GroupDeleted { name } => vec![n("group", "deleted", name)],
         Event::GroupMembersChanged { group, .. } => vec![n("group", "members_changed", group)],
+        Event::TokenIssued(t) => vec![n("token", "created", &t.subject)],
+        Event::TokenRefreshed { issued, .. } => vec![n("token", "refreshed", &issued.subject)],
+        Event::PermissionTargetDeleted { name } => vec![n("permission", "deleted", name)],
+        Event::EntitlementDeleted { id, .. } => vec![n("entitlement", "deleted", id)],
+        Event::AccessKeyDeleted { org, id } => vec![n(
+            "access_key",
+            "deleted",
+            &gatehouse_projections::access_key_username(org, id),
+        )],
+        Event::ProjectDeleted { project_key } => vec![n("project", "deleted", project_key)],
+        Event::TokenReplicated { token, .. } => vec![n("token", "created", &token.subject)],
+        Event::ProjectMemberSaved { project_key, .. }
+        | Event::ProjectMemberRemoved { project_key, .. } => {
+            vec![n("project", "member_changed", project_key)]
+        }
+        _ => return None,
+    })
+}
+
+/// The events [`classify_alone`] leaves: judged against the state before them.
+fn classify_against(before: &State, event: &Event) -> Vec<Notice> {
+    let dir = &before.directory;
+    match event {
         Event::UserGroupsChanged { added, removed, .. } => added
             .iter()
             .chain(removed)
             .filter(|g| dir.groups.contains_key(g.as_str()))
             .map(|g| n("group", "members_changed", g))
             .collect(),
-        Event::TokenIssued(t) => vec![n("token", "created", &t.subject)],
-        Event::TokenRefreshed { issued, .. } => vec![n("token", "refreshed", &issued.subject)],
         Event::TokenRevoked { token_id } => before
             .tokens
             .by_id
@@ -68,29 +96,21 @@ pub fn classify(before: &State, event: &Event) -> Vec<Notice> {
             created_or_updated(before.permissions.targets.contains_key(&t.name)),
             &t.name,
         )],
-        Event::PermissionTargetDeleted { name } => vec![n("permission", "deleted", name)],
         Event::EntitlementSaved(e) => vec![n(
             "entitlement",
             created_or_updated(before.access_keys.entitlements.contains_key(&e.id)),
             &e.id,
         )],
-        Event::EntitlementDeleted { id, .. } => vec![n("entitlement", "deleted", id)],
         Event::AccessKeySaved(k) => {
             let name = gatehouse_projections::access_key_username(&k.org, &k.id);
             let existed = before.access_keys.keys.contains_key(&name);
             vec![n("access_key", created_or_updated(existed), &name)]
         }
-        Event::AccessKeyDeleted { org, id } => vec![n(
-            "access_key",
-            "deleted",
-            &gatehouse_projections::access_key_username(org, id),
-        )],
         Event::ProjectSaved(p) => vec![n(
             "project",
             created_or_updated(before.projects.by_key.contains_key(&p.project_key)),
             &p.project_key,
         )],
-        Event::ProjectDeleted { project_key } => vec![n("project", "deleted", project_key)],
         Event::UserReplicated { user, .. } => vec![n(
             "user",
             created_or_updated(dir.users.contains_key(user.username.as_str())),
@@ -106,7 +126,6 @@ pub fn classify(before: &State, event: &Event) -> Vec<Notice> {
             created_or_updated(before.permissions.targets.contains_key(&target.name)),
             &target.name,
         )],
-        Event::TokenReplicated { token, .. } => vec![n("token", "created", &token.subject)],
         Event::ReplicaRemoved { entity, name, .. } => match entity.as_str() {
             "user" if dir.users.contains_key(name.as_str()) => vec![n("user", "deleted", name)],
             "group" if dir.groups.contains_key(name.as_str()) => vec![n("group", "deleted", name)],
@@ -127,10 +146,6 @@ pub fn classify(before: &State, event: &Event) -> Vec<Notice> {
         }
         Event::FederationBroadcastDone { target, .. } => {
             vec![n("federation", "broadcast_done", target)]
-        }
-        Event::ProjectMemberSaved { project_key, .. }
-        | Event::ProjectMemberRemoved { project_key, .. } => {
-            vec![n("project", "member_changed", project_key)]
         }
         _ => vec![],
     }
@@ -186,6 +201,40 @@ mod tests {
         ] {
             assert!(seen.contains(d), "{d} never produced: {seen:?}");
         }
+    }
+
+    /// What the webhook dispatcher relies on to judge an event without bringing its read
+    /// models up to it: the notices `classify_alone` gives are what `classify` gives
+    /// against any state, and applying such an event leaves the subscriptions and the
+    /// federation targets as they were.
+    #[test]
+    fn events_judged_alone_read_and_change_nothing_the_dispatcher_judges_with() {
+        let all = samples();
+        let mut full = State::default();
+        for env in &all {
+            full.apply(env);
+        }
+        let mut alone = 0;
+        let mut state = State::default();
+        for env in &all {
+            if let Some(notices) = classify_alone(&env.event) {
+                alone += 1;
+                assert_eq!(notices, classify(&State::default(), &env.event), "{env:?}");
+                assert_eq!(notices, classify(&full, &env.event), "{env:?}");
+                assert_eq!(notices, classify(&state, &env.event), "{env:?}");
+                for before in [state.clone(), full.clone()] {
+                    let mut after = before.clone();
+                    after.apply(env);
+                    assert_eq!(after.subscriptions, before.subscriptions, "{env:?}");
+                    assert_eq!(
+                        after.federation.targets, before.federation.targets,
+                        "{env:?}"
+                    );
+                }
+            }
+            state.apply(env);
+        }
+        assert!(alone >= 20, "{alone}");
     }
 
     #[test]

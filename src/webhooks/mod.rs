@@ -6,10 +6,12 @@
 //!                       classify + render)                     backoff, dead letters)
 //! ```
 //!
-//! The **dispatcher** follows the log from its persisted cursor. It keeps its own copy
-//! of the read models (built from the nearest snapshot when it needs one, dropped while
-//! there are no subscriptions), so it can judge each event against the state just
-//! before it (`notices::classify`). Every matching (subscription, handler) becomes a
+//! The **dispatcher** follows the log from its persisted cursor, taking the events the
+//! writer hands over (`writer::CommittedFeed`) and reading from the log only what is
+//! not there. It keeps read models as of its cursor (built from the nearest snapshot
+//! when it needs them, replaced by the published ones when a round ends where they are,
+//! dropped while there are no subscriptions), so it can judge each event against the
+//! state just before it (`notices::classify`). Every matching (subscription, handler) becomes a
 //! delivery (without a body: see `Renderer`) in the **outbox** — one entry per subscription holds what a round
 //! found for it — written in one atomic sled batch together with the dispatcher's new
 //! cursor: a crash loses both or neither, so nothing is skipped.
@@ -37,7 +39,7 @@
 pub mod payload;
 
 use crate::log::EventLog;
-use crate::notices::{classify, matches, Notice};
+use crate::notices::{classify, classify_alone, matches, Notice};
 use crate::personal::PersonalKeys;
 use crate::writer::CommittedFeed;
 use gatehouse_projections::State;
@@ -798,7 +800,7 @@ struct Dispatcher {
     /// What the writer hands over of its commits while the dispatcher has read models
     /// to judge events with, and what of it was taken but not yet dispatched.
     feed: Arc<CommittedFeed>,
-    fed: std::collections::VecDeque<Envelope>,
+    fed: std::collections::VecDeque<Vec<Envelope>>,
 }
 
 /// How many deliveries may be written for a subscription before its outbox is measured
@@ -816,7 +818,7 @@ impl Dispatcher {
         let mut known_targets: Vec<String> = Vec::new();
         let mut last_round: Option<Instant> = None;
         while !d.stop.load(Ordering::SeqCst) {
-            let (head, keys, targets, idle) = {
+            let (head, keys, targets, idle, at_head) = {
                 let s = d.shared.read().unwrap_or_else(|p| p.into_inner());
                 // Nothing enabled or active, and nothing changed since the cursor (so
                 // nothing was enabled in between): nobody is owed the events up to `head`.
@@ -834,6 +836,8 @@ impl Dispatcher {
                     s.subscriptions.keys().cloned().collect::<Vec<_>>(),
                     s.federation.targets.keys().cloned().collect::<Vec<_>>(),
                     idle,
+                    // A clone shares all of their structure: O(1).
+                    (!idle && self.cursor < s.seq).then(|| s.clone()),
                 )
             };
             if keys != known {
@@ -856,7 +860,7 @@ impl Dispatcher {
                 continue;
             }
             last_round = Some(Instant::now());
-            if let Err(e) = self.round(head, idle) {
+            if let Err(e) = self.round(head, idle, at_head) {
                 // Storage trouble: keep the cursor where it is and try again shortly.
                 tracing::warn!(error = %e, cursor = self.cursor, "webhook dispatch failed; retrying");
                 self.state = None;
@@ -866,7 +870,12 @@ impl Dispatcher {
     }
 
     /// Dispatch the events after the cursor, up to `head` (at most one batch).
-    fn round(&mut self, head: u64, no_subscriptions: bool) -> Result<(), String> {
+    fn round(
+        &mut self,
+        head: u64,
+        no_subscriptions: bool,
+        at_head: Option<State>,
+    ) -> Result<(), String> {
         let d = self.deliveries.clone();
         if self.state.is_none() {
             if no_subscriptions {
@@ -917,7 +926,28 @@ impl Dispatcher {
                 None => {}
             }
         }
-        for env in envelopes {
+        // Events judged without bringing the read models up to them (those whose notices
+        // the event alone tells, while there is no federation target to render for):
+        // applied when a later event needs the read models, or never, when the round
+        // ends where the published read models are (they include them). With a
+        // subscription on every group create, applying each was a third of the
+        // dispatcher's time, and its own copy of every record the memory of a second
+        // state.
+        // `envelopes[applied..i]` are such events, judged and not yet applied.
+        let mut applied = 0;
+        for (i, env) in envelopes.iter().enumerate() {
+            let state = self.state.as_mut().expect("the dispatcher has a state");
+            let alone = if state.federation.targets.is_empty() {
+                classify_alone(&env.event)
+            } else {
+                None
+            };
+            if alone.is_none() {
+                for e in &envelopes[applied..i] {
+                    state.apply(e);
+                }
+                applied = i + 1;
+            }
             if let Event::FederationTargetSaved(t) = &env.event {
                 // Made active again: what it missed meanwhile comes as a full broadcast.
                 let was_inactive = self.state.as_ref().is_some_and(|s| {
@@ -959,28 +989,53 @@ impl Dispatcher {
                 self.room.remove(key);
                 d.tree.apply_batch(drop_batch).map_err(|e| e.to_string())?;
             }
+            if alone.is_some() {
+                // No federation target: nothing for the stream either.
+                self.dispatch_one(
+                    env,
+                    &secrets_key,
+                    &lagging,
+                    &mut batch,
+                    &mut gathered,
+                    &mut touched,
+                    alone,
+                )?;
+                continue;
+            }
             let left = self
                 .state
                 .as_ref()
                 .map(|s| s.groups_left_by(&env.event))
                 .unwrap_or_default();
             self.dispatch_one(
-                &env,
+                env,
                 &secrets_key,
                 &lagging,
                 &mut batch,
                 &mut gathered,
                 &mut touched,
+                None,
             )?;
             let state = self.state.as_ref().expect("the dispatcher has a state");
             d.federation.dispatch(
                 state,
-                &env,
+                env,
                 &left,
                 &secrets_key,
                 &mut batch,
                 &mut targets_touched,
             )?;
+        }
+        match at_head {
+            // The published read models are exactly as of the new cursor: they become
+            // the dispatcher's (sharing their structure with the live ones).
+            Some(published) if published.seq == to => self.state = Some(published),
+            _ => {
+                let state = self.state.as_mut().expect("the dispatcher has a state");
+                for e in &envelopes[applied..] {
+                    state.apply(e);
+                }
+            }
         }
         // An outbox that grew past `webhook-max-pending` (its receiver is away) stops
         // growing: its worker refills it from the log when it has delivered the rest.
@@ -1047,6 +1102,7 @@ impl Dispatcher {
         batch: &mut sled::Batch,
         gathered: &mut Gathered,
         touched: &mut Vec<String>,
+        alone: Option<Vec<Notice>>,
     ) -> Result<(), String> {
         let state = self.state.as_mut().expect("the dispatcher has a state");
         let d = &self.deliveries;
@@ -1058,6 +1114,7 @@ impl Dispatcher {
             env,
             secrets_key,
             false,
+            alone,
             &wanted,
             batch,
             gathered,
@@ -1081,29 +1138,54 @@ impl Dispatcher {
 fn events_up_to(
     log: &EventLog,
     feed: &CommittedFeed,
-    fed: &mut std::collections::VecDeque<Envelope>,
+    fed: &mut std::collections::VecDeque<Vec<Envelope>>,
     cursor: u64,
     to: u64,
 ) -> Result<Vec<Envelope>, String> {
-    // Sized once: grown from empty, its ten reallocations of envelopes were 1.5 % of
-    // the server's CPU during writes with a hung subscription (a profile).
-    let mut envelopes = Vec::with_capacity(to.saturating_sub(cursor) as usize);
     let mut next = cursor + 1;
     // Taken while at most a round waits here: what is handed over meanwhile stays
-    // bounded in the feed (which then stops taking it).
-    if fed.len() < DISPATCH_BATCH as usize {
-        for batch in feed.take() {
-            fed.extend(batch);
-        }
+    // bounded in the feed (which then stops taking it). Batches are moved as they are:
+    // an envelope is 300 bytes, and copying each from one queue to the next showed.
+    if fed.iter().map(Vec::len).sum::<usize>() < DISPATCH_BATCH as usize {
+        fed.extend(feed.take());
     }
-    while fed.front().is_some_and(|e| e.seq < next) {
+    while fed
+        .front()
+        .is_some_and(|b| b.last().is_none_or(|e| e.seq < next))
+    {
         fed.pop_front();
     }
-    while next <= to && fed.front().is_some_and(|e| e.seq == next) {
-        envelopes.extend(fed.pop_front());
-        next += 1;
+    let mut envelopes: Vec<Envelope> = Vec::new();
+    // A batch holds consecutive positions: the front one continues the cursor when it
+    // starts at or before it.
+    while next <= to {
+        let Some(batch) = fed.front_mut() else { break };
+        let Some(first) = batch.first().map(|e| e.seq) else {
+            fed.pop_front();
+            continue;
+        };
+        if first > next {
+            break;
+        }
+        batch.drain(..(next - first) as usize);
+        let last = batch.last().map_or(0, |e| e.seq);
+        if last <= to {
+            let mut whole = fed.pop_front().unwrap_or_default();
+            if envelopes.is_empty() {
+                envelopes = whole;
+            } else {
+                envelopes.append(&mut whole);
+            }
+            next = last + 1;
+        } else {
+            envelopes.extend(batch.drain(..(to + 1 - next) as usize));
+            next = to + 1;
+        }
     }
     if next <= to {
+        // Sized once: grown from empty, its ten reallocations of envelopes were 1.5 % of
+        // the server's CPU during writes with a hung subscription (a profile).
+        envelopes.reserve((to + 1 - next) as usize);
         log.for_each_event(next, Some(to), |_, _, env| {
             envelopes.push(env);
             true
@@ -1140,6 +1222,11 @@ fn notice_body(notice: &Notice, env: &Envelope, data: Value) -> String {
 /// store none ([`Pending::deferred`]): its worker renders it when it sends it, from the
 /// log, so the dispatcher spends nothing on rendering, encrypting and storing bodies
 /// that a hung receiver may never take.
+///
+/// `alone`: the event's notices from [`classify_alone`], which the caller judged
+/// without `state` (never with `seal`). `env` is then left to the caller, who applies it
+/// later or replaces `state` by read models that include it: such events change nothing
+/// read here.
 #[allow(clippy::too_many_arguments)]
 fn outbox_entries(
     state: &mut State,
@@ -1147,18 +1234,23 @@ fn outbox_entries(
     env: &Envelope,
     secrets_key: &str,
     seal: bool,
+    alone: Option<Vec<Notice>>,
     wanted_sub: &dyn Fn(&str) -> bool,
     batch: &mut sled::Batch,
     gathered: &mut Gathered,
     touched: &mut Vec<String>,
 ) -> Result<usize, String> {
     {
+        debug_assert!(alone.is_none() || !seal);
+        let apply = alone.is_none();
         if state.subscriptions.is_empty() {
-            state.apply(env);
+            if apply {
+                state.apply(env);
+            }
             return Ok(0);
         }
         let mut n = 0;
-        let notices = classify(state, &env.event);
+        let notices = alone.unwrap_or_else(|| classify(state, &env.event));
         // (subscription, notice index, notice, data rendered before the event)
         let mut wanted: Vec<(String, u16, Notice, Option<Value>)> = Vec::new();
         for (i, notice) in notices.into_iter().enumerate() {
@@ -1179,7 +1271,9 @@ fn outbox_entries(
                 wanted.push((k, i as u16, notice.clone(), before.clone()));
             }
         }
-        state.apply(env);
+        if apply {
+            state.apply(env);
+        }
         // The body of a notice is the same for every subscription but for its key: render
         // and encrypt the rest once; the worker puts the key in front when it sends it.
         let mut rendered: Vec<Option<String>> = Vec::new();
@@ -1661,6 +1755,7 @@ impl Worker {
                 env,
                 &secrets_key,
                 true,
+                None,
                 &only,
                 &mut batch,
                 &mut gathered,

@@ -320,6 +320,51 @@ fn a_receiver_gets_exactly_what_its_filter_selects_in_order_and_signed() {
     assert_eq!(rx.events().len(), 4, "deleted: nothing new");
 }
 
+/// The dispatcher judges a group's creation without applying it to its read models at
+/// once (the event alone tells its notice); a user added to that group right after (a
+/// notice that depends on the group existing) must still be judged against read models
+/// that include it: every pair, in order, also when both fall in one round.
+#[test]
+fn a_group_joined_right_after_its_creation_is_announced_as_changed() {
+    let app = TestApp::spawn_with(quick_retries());
+    let admin = app.admin();
+    let rx = Receiver::start();
+    create_user(&admin, "joiner");
+    let r = admin.post(
+        SUBS,
+        &json!({"key": "groups", "event_filter": {"domain": "group", "event_types": ["created", "members_changed"]},
+            "handlers": [{"handler_type": "webhook", "url": rx.url, "secret": "s3cr3t-hook"}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let mut expected = Vec::new();
+    for i in 0..20 {
+        let name = format!("team-{i}");
+        let g = admin.post("/access/api/v2/groups", &json!({"name": name}));
+        assert_eq!(g.status, 201, "{}", g.text);
+        let j = admin.patch(
+            "/access/api/v2/users/joiner/groups",
+            &json!({"add": [name]}),
+        );
+        assert_eq!(j.status, 200, "{}", j.text);
+        expected.push(("created".to_string(), name.clone()));
+        expected.push(("members_changed".to_string(), name));
+    }
+    let got = rx.wait_for(40, 30);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(rx.events().len(), 40, "exactly one of each");
+    let seen: Vec<(String, String)> = got
+        .iter()
+        .map(|r| {
+            let e = r.json();
+            (
+                e["event_type"].as_str().unwrap().to_string(),
+                e["data"]["name"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, expected);
+}
+
 /// A server with subscription `later` (user created) to a port nothing listens on (yet),
 /// retrying often and long.
 fn subscribed_to_a_receiver_that_is_down() -> (TestApp, u16) {
