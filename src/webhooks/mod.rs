@@ -849,6 +849,12 @@ impl Dispatcher {
                     (self.cursor < s.seq).then(|| s.clone()),
                 )
             };
+            if self.state.is_none() && self.idle.is_none() && self.cursor == head {
+                // Caught up with nothing to judge (as after a restart): the published
+                // read models are as of the cursor, where the next round starts.
+                self.idle = Some(d.shared.read().unwrap_or_else(|p| p.into_inner()).clone())
+                    .filter(|s| s.seq == self.cursor);
+            }
             if keys != known {
                 d.sync_workers(&keys);
                 known = keys.clone();
