@@ -481,6 +481,8 @@ pub struct Writer {
     /// A doorbell, not the data: they read the events from the log at their own cursor,
     /// so a full channel loses nothing.
     doorbells: Arc<RwLock<Vec<crossbeam_channel::Sender<()>>>>,
+    /// Each commit's envelopes, which the webhook dispatcher takes instead of reading
+    /// them from the log when they are there.
     feed: Arc<CommittedFeed>,
     user_changes: Arc<ChangedUsers>,
     before_commit: Arc<RwLock<Vec<BeforeCommit>>>,
