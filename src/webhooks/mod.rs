@@ -1015,24 +1015,11 @@ impl Dispatcher {
                 self.room.remove(key);
                 d.tree.apply_batch(drop_batch).map_err(|e| e.to_string())?;
             }
-            if alone.is_some() {
-                // No federation target: nothing for the stream either.
-                self.dispatch_one(
-                    env,
-                    &secrets_key,
-                    &lagging,
-                    &mut batch,
-                    &mut gathered,
-                    &mut touched,
-                    alone,
-                )?;
-                continue;
-            }
-            let left = self
-                .state
-                .as_ref()
-                .map(|s| s.groups_left_by(&env.event))
-                .unwrap_or_default();
+            let judged_alone = alone.is_some();
+            let left = match &self.state {
+                Some(s) if !judged_alone => s.groups_left_by(&env.event),
+                _ => Vec::new(),
+            };
             self.dispatch_one(
                 env,
                 &secrets_key,
@@ -1040,8 +1027,12 @@ impl Dispatcher {
                 &mut batch,
                 &mut gathered,
                 &mut touched,
-                None,
+                alone,
             )?;
+            if judged_alone {
+                // No federation target: nothing for the stream either.
+                continue;
+            }
             let state = self.state.as_ref().expect("the dispatcher has a state");
             d.federation.dispatch(
                 state,
