@@ -19,6 +19,11 @@ impl<'a> Json<'a> {
         Json { out, first: true }
     }
 
+    /// An object already opened in `out`, with some members written unless `empty`.
+    pub fn resume(out: &'a mut Vec<u8>, empty: bool) -> Json<'a> {
+        Json { out, first: empty }
+    }
+
     pub fn close(self) {
         self.out.push(b'}');
     }
