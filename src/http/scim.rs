@@ -1519,7 +1519,7 @@ fn common_created_body(
             active: shown_active(u, body.active.is_some()),
             created: &created,
             location: &location,
-            version: &version,
+            seq: u.updated_seq,
         },
     )?;
     Some((bytes, version, location))

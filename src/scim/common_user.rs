@@ -203,6 +203,9 @@ fn name(o: &mut Json, name: Option<&Name>) {
     n_o.close();
 }
 
+/// `schemas` of a user as JSON (checked against the schema's name in a test).
+const USER_SCHEMAS: &[u8] = b"[\"urn:ietf:params:scim:schemas:core:2.0:User\"]";
+
 /// What the server knows of the user just created, for [`answer`].
 pub struct Created<'a> {
     pub id: &'a str,
@@ -211,7 +214,8 @@ pub struct Created<'a> {
     pub active: Option<bool>,
     pub created: &'a str,
     pub location: &'a str,
-    pub version: &'a str,
+    /// The position of its last change, whose `W/"…"` is its version.
+    pub seq: u64,
 }
 
 /// The 201 answer's body, byte for byte what the generic path serialises for a user
@@ -241,20 +245,24 @@ pub fn answer(
     o.str("id", Some(user.id));
     o.key("meta");
     let mut meta = Json::open(o.out());
-    meta.str("created", Some(user.created));
-    meta.str("lastModified", Some(user.created));
+    meta.plain("created", user.created);
+    meta.plain("lastModified", user.created);
     meta.str("location", Some(user.location));
-    meta.str("resourceType", Some("User"));
-    meta.str("version", Some(user.version));
+    meta.plain("resourceType", "User");
+    // `W/"7"` as JSON, written as such: through `str` its quotes took serde_json's
+    // escaping path, the dearest string of the answer.
+    meta.key("version");
+    let version = meta.out();
+    version.extend_from_slice(b"\"W/\\\"");
+    version.extend_from_slice(itoa::Buffer::new().format(user.seq).as_bytes());
+    version.extend_from_slice(b"\\\"\"");
     meta.close();
     if !name.is_empty() {
         o.out().push(b',');
         o.out().extend_from_slice(name.as_bytes());
     }
     o.key("schemas");
-    o.out().push(b'[');
-    crate::json::string(o.out(), super::USER_SCHEMA);
-    o.out().push(b']');
+    o.out().extend_from_slice(USER_SCHEMAS);
     o.str("userName", Some(user.user_name));
     o.close();
     Some(out)
@@ -263,6 +271,12 @@ pub fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_schemas_constant_is_the_user_schema_as_json() {
+        let expected = serde_json::to_vec(&[super::super::USER_SCHEMA]).unwrap();
+        assert_eq!(USER_SCHEMAS, expected.as_slice());
+    }
 
     fn borrowed(s: &Option<Text>) -> bool {
         matches!(s, Some(Text(Cow::Borrowed(_))))
