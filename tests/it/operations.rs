@@ -126,7 +126,13 @@ fn metrics_are_read_by_an_independent_parser_and_name_route_templates() {
     assert_eq!(admin.get("/access/api/v1/metrics").status, 200);
     // A method a client invents is not a label value of its own.
     app.anon().raw("BREW", "/api/system/ping", None, None);
+    // A probe in the probes' scope is labelled with its own template.
+    assert_eq!(app.anon().get("/api/v1/system/liveness").status, 200);
     let text = scrape(&app.base);
+    assert!(
+        text.contains(r#"route="/api/v1/system/liveness""#),
+        "{text}"
+    );
     assert!(!text.contains("BREW"), "{text}");
     assert!(text.contains(r#"method="other""#), "{text}");
 

@@ -44,6 +44,13 @@ fn unknown_routes_are_404_and_wrong_methods_405_in_the_error_shape() {
     r.error_message();
     let r = admin.raw("POST", "/api/system/ping", None, None);
     assert_eq!(r.status, 405);
+    // The probes in their own scope (`system::PROBES`): the same answers.
+    let r = admin.raw("POST", "/api/v1/system/readiness", None, None);
+    assert_eq!(r.status, 405);
+    r.error_message();
+    let r = admin.get("/api/v1/system/readiness/more");
+    assert_eq!(r.status, 404);
+    assert!(r.error_message().contains("no such endpoint"));
 }
 
 #[test]
