@@ -1519,7 +1519,7 @@ fn common_created_body(
             active: shown_active(u, body.active.is_some()),
             created: &created,
             location: &location,
-            seq: u.updated_seq,
+            version: &version,
         },
     )?;
     Some((bytes, version, location))

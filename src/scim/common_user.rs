@@ -218,8 +218,8 @@ pub struct Created<'a> {
     pub active: Option<bool>,
     pub created: &'a str,
     pub location: &'a str,
-    /// The position of its last change, whose `W/"…"` is its version.
-    pub seq: u64,
+    /// Its version, `W/"…"` (the `ETag`).
+    pub version: &'a str,
 }
 
 /// The 201 answer's body, byte for byte what the generic path serialises for a user
@@ -253,13 +253,19 @@ pub fn answer(
     meta.plain("lastModified", user.created);
     meta.str("location", Some(user.location));
     meta.plain("resourceType", "User");
-    // `W/"7"` as JSON, written as such: through `str` its quotes took serde_json's
-    // escaping path, the dearest string of the answer.
+    // `W/"7"`: its quotes are its only characters to escape; through `str` they took
+    // serde_json's escaping path, the dearest string of the answer.
+    debug_assert!(!user.version.bytes().any(|b| b < 0x20 || b == b'\\'));
     meta.key("version");
-    let version = meta.out();
-    version.extend_from_slice(b"\"W/\\\"");
-    version.extend_from_slice(itoa::Buffer::new().format(user.seq).as_bytes());
-    version.extend_from_slice(b"\\\"\"");
+    let v = meta.out();
+    v.push(b'"');
+    for &b in user.version.as_bytes() {
+        if b == b'"' {
+            v.push(b'\\');
+        }
+        v.push(b);
+    }
+    v.push(b'"');
     meta.close();
     if !name.is_empty() {
         o.out().push(b',');
