@@ -151,17 +151,18 @@ impl SnapshotStore {
     fn write_file(
         &self,
         seq: u64,
-        fill: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+        fill: impl FnOnce(&mut std::io::BufWriter<Trickle>) -> std::io::Result<()>,
     ) -> Result<u64, LogError> {
         let path = self.dir.join(file_name(seq));
         let tmp = self.dir.join(format!("{}.tmp", file_name(seq)));
         let file = std::fs::File::create(&tmp).map_err(io)?;
         // A small buffer the encoder writes through: the state is never held encoded in
         // memory as a whole (see the module's comment).
-        let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
+        let mut out = std::io::BufWriter::with_capacity(256 * 1024, Trickle::new(file));
         let written = fill(&mut out)
             .and_then(|()| out.into_inner().map_err(|e| e.into_error()))
-            .and_then(|file| {
+            .and_then(|trickle| {
+                let file = trickle.file;
                 file.sync_data()?;
                 file.metadata().map(|m| m.len())
             });
@@ -250,6 +251,91 @@ impl SnapshotStore {
     }
 }
 
+/// A snapshot file written out to the disk as it grows, a window at a time, rather than
+/// all at once by the sync at its end.
+///
+/// A snapshot of a large state is hundreds of MiB. Left to the final sync, all of it sat
+/// dirty in the page cache and then went to the device in one burst, and the log's syncs
+/// (every acknowledged write waits for one) queued behind it: in a SCIM create run the
+/// runs in which a snapshot was written had a p99 of 11–110 ms against 6–7 ms without
+/// one. Here each window's write-back is started as soon as it is written, and the
+/// window before it is waited for (on this low-priority thread, not the writer's), so
+/// never more than two windows are in flight: the same pattern as PostgreSQL's
+/// `checkpoint_flush_after` or RocksDB's `bytes_per_sync`. The final `sync_data` still
+/// makes the whole file durable; this only changes when its bytes travel.
+pub(crate) struct Trickle {
+    file: std::fs::File,
+    /// Bytes written so far, and where the window not yet handed to write-back starts.
+    written: u64,
+    window_start: u64,
+    /// The window handed to write-back last, waited for when the next one is handed.
+    in_flight: Option<(u64, u64)>,
+}
+
+impl Trickle {
+    /// 8 MiB: large enough that the calls cost nothing next to the bytes, small enough
+    /// that a burst is a few milliseconds of the device's time.
+    const WINDOW: u64 = 8 << 20;
+
+    fn new(file: std::fs::File) -> Trickle {
+        Trickle {
+            file,
+            written: 0,
+            window_start: 0,
+            in_flight: None,
+        }
+    }
+
+    /// Start the write-back of the window that just filled, and wait for the one before.
+    fn flush_behind(&mut self) {
+        let (start, end) = (self.window_start, self.written);
+        self.window_start = end;
+        let before = self.in_flight.replace((start, end));
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::io::AsRawFd;
+            let fd = self.file.as_raw_fd();
+            // SAFETY: sync_file_range only reads the descriptor and the ranges; a failure
+            // (or a file system without it) is harmless: the final sync covers the file.
+            unsafe {
+                libc::sync_file_range(
+                    fd,
+                    start as libc::off64_t,
+                    (end - start) as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+                if let Some((from, to)) = before {
+                    libc::sync_file_range(
+                        fd,
+                        from as libc::off64_t,
+                        (to - from) as libc::off64_t,
+                        libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                            | libc::SYNC_FILE_RANGE_WRITE
+                            | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                    );
+                }
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (start, end, before);
+    }
+}
+
+impl Write for Trickle {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.window_start >= Self::WINDOW {
+            self.flush_behind();
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +353,48 @@ mod tests {
         ] {
             assert_eq!(seq_of(other), None, "{other}");
         }
+    }
+
+    /// A file of several windows, written in pieces of odd sizes, holds every byte in
+    /// order, and its windows were handed to write-back one after the other as it grew:
+    /// contiguous, each at least a window long, the last one ending where the writes had
+    /// got to.
+    #[test]
+    fn a_large_file_is_written_whole_and_handed_to_write_back_window_by_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big");
+        let mut trickle = Trickle::new(std::fs::File::create(&path).unwrap());
+        let total = 3 * Trickle::WINDOW + Trickle::WINDOW / 2;
+        let mut expected = Vec::with_capacity(total as usize);
+        let mut handed = Vec::new();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        while (expected.len() as u64) < total {
+            let piece: Vec<u8> = (0..(1 << 20) + 7)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            trickle.write_all(&piece).unwrap();
+            expected.extend_from_slice(&piece);
+            if handed.last() != trickle.in_flight.as_ref() {
+                handed.extend(trickle.in_flight);
+            }
+        }
+        assert_eq!(handed.len(), 3, "{handed:?}");
+        let mut from = 0;
+        for &(start, end) in &handed {
+            assert_eq!(start, from);
+            assert!(end - start >= Trickle::WINDOW, "{handed:?}");
+            from = end;
+        }
+        assert_eq!(trickle.window_start, from);
+        assert_eq!(trickle.written, expected.len() as u64);
+        trickle.file.sync_data().unwrap();
+        drop(trickle);
+        assert!(std::fs::read(&path).unwrap() == expected);
     }
 
     #[test]
