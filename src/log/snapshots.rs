@@ -259,8 +259,9 @@ impl SnapshotStore {
 /// (every acknowledged write waits for one) queued behind it: in a SCIM create run the
 /// runs in which a snapshot was written had a p99 of 11–110 ms against 6–7 ms without
 /// one. Here each window's write-back is started as soon as it is written, and the
-/// window before it is waited for (on this low-priority thread, not the writer's), so
-/// never more than two windows are in flight: the same pattern as PostgreSQL's
+/// window before it is waited for (by the thread writing the snapshot: while serving, the
+/// low-priority snapshot thread, never the writer), so never more than two windows are in
+/// flight: the same pattern as PostgreSQL's
 /// `checkpoint_flush_after` or RocksDB's `bytes_per_sync`. The final `sync_data` still
 /// makes the whole file durable; this only changes when its bytes travel.
 pub(crate) struct Trickle {
