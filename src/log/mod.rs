@@ -1155,12 +1155,17 @@ mod tests {
             log.append(&(seq + 1..=seq + 100).map(big).collect::<Vec<_>>())
                 .unwrap();
             seq += 100;
+            // Once the zeros being written ahead are in (`known_len` waits for them).
+            let known = log.file.as_mut().unwrap().known_len();
             let on_disk = std::fs::metadata(&path).unwrap().len();
-            let known = log.file.as_ref().unwrap().known_len();
             assert_eq!(known, on_disk, "after position {seq}");
             lengths.insert(on_disk);
             let end = log.shared.end();
             assert!(end < on_disk, "zeros ahead of the records");
+            // The helper keeps at least half a window of them ahead, and no more than
+            // two (it does not run away with the disk).
+            assert!(on_disk - end >= segment::AHEAD / 2, "after position {seq}");
+            assert!(on_disk - end <= segment::AHEAD * 2, "after position {seq}");
             let file = std::fs::File::open(&path).unwrap();
             let mut tail = vec![0u8; (on_disk - end).min(1 << 16) as usize];
             file.read_exact_at(&mut tail, end).unwrap();

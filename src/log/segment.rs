@@ -42,7 +42,7 @@ pub(crate) const HEADER: usize = 4 + HASH_LEN;
 /// Bytes read from the file at a time by a scan.
 const READ_BLOCK: usize = 1 << 20;
 /// Zeros written ahead of the records at a time.
-const AHEAD: u64 = 8 << 20;
+pub(crate) const AHEAD: u64 = 8 << 20;
 
 pub const LOG_FILE: &str = "events.log";
 pub const INDEX_FILE: &str = "events.idx";
@@ -290,6 +290,7 @@ pub(crate) fn open(
             file,
             len,
             index: None,
+            extending: None,
         },
         head_seq,
         head_hash,
@@ -328,34 +329,130 @@ pub(crate) struct Appender {
     /// go to the end of whatever the file holds (O_APPEND), also after the file was
     /// rewritten in place (`write_index`).
     index: Option<File>,
+    /// The next `AHEAD` of zeros, being written past `len` by a helper thread: where they
+    /// will end, and the thread.
+    extending: Option<(u64, std::thread::JoinHandle<std::io::Result<()>>)>,
 }
 
 impl Appender {
     #[cfg(test)]
-    pub fn known_len(&self) -> u64 {
+    pub fn known_len(&mut self) -> u64 {
+        self.finish_extending();
         self.len
     }
 
-    /// Make the file at least `needed` bytes long, with zeros after `records_end`,
-    /// `AHEAD` at a time (not synced here: the batch's sync that follows covers them and
-    /// the new length). Zeros never go below `records_end`, whatever `len` says (the
-    /// tampering tools of the tests rewrite the file under the writer's handle).
+    /// Make the file at least `needed` bytes long, with zeros after `records_end`
+    /// (not synced here: the batch's sync that follows covers them and the new length),
+    /// and keep the next `AHEAD` of zeros coming on a helper thread.
+    ///
+    /// Why a helper: written here, on the writer's thread, 8 MiB of zeros were copied
+    /// into the page cache in the middle of a batch and then sent to the disk by that
+    /// batch's sync, every 8 MiB of log (every 0.2 s of SCIM creates): a stall the
+    /// commands of that batch waited through. The helper writes them a megabyte at a
+    /// time, each sent to the disk before the next, and syncs them (with the file's new
+    /// length) itself, so the writer's syncs find at most a megabyte of them. Zeros
+    /// never go below `records_end`, whatever `len` says (the tampering tools of the
+    /// tests rewrite the file under the writer's handle).
     fn write_ahead(&mut self, records_end: u64, needed: u64) -> std::io::Result<()> {
-        use std::os::unix::fs::FileExt;
-        if self.len >= needed {
-            return Ok(());
+        let done = self
+            .extending
+            .as_ref()
+            .is_some_and(|(_, helper)| helper.is_finished());
+        if done || (self.len < needed && self.extending.is_some()) {
+            self.finish_extending();
         }
-        let target = (needed + AHEAD).div_ceil(AHEAD) * AHEAD;
-        let zeros = vec![0u8; READ_BLOCK];
-        let mut at = self.len.max(records_end);
-        while at < target {
-            let n = zeros.len().min((target - at) as usize);
-            self.file.write_all_at(&zeros[..n], at)?;
-            at += n as u64;
-            self.len = at;
+        if self.len < needed {
+            // The helper did not keep up (or failed): the zeros this batch needs, here.
+            let target = (needed + AHEAD).div_ceil(AHEAD) * AHEAD;
+            let from = self.len.max(records_end);
+            write_zeros(&self.file, from, target, false)?;
+            self.len = target;
+        }
+        // Less than half a window of zeros left: the next window, from the helper.
+        if self.extending.is_none() && self.len < needed + AHEAD / 2 {
+            let (from, to) = (self.len.max(needed), self.len.max(needed) + AHEAD);
+            let helper = self.file.try_clone().and_then(|file| {
+                std::thread::Builder::new()
+                    .name("gatehouse-log-ahead".into())
+                    .spawn(move || write_zeros(&file, from, to, true))
+            });
+            match helper {
+                Ok(helper) => self.extending = Some((to, helper)),
+                // Written with a later batch instead.
+                Err(e) => tracing::warn!(error = %e, "cannot start writing the log's zeros ahead"),
+            }
         }
         Ok(())
     }
+
+    /// Wait for the helper writing zeros ahead; count them when it succeeded.
+    fn finish_extending(&mut self) {
+        let Some((to, helper)) = self.extending.take() else {
+            return;
+        };
+        match helper.join() {
+            Ok(Ok(())) => self.len = self.len.max(to),
+            // The next batch that needs them writes them itself.
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot write the log's zeros ahead"),
+            Err(_) => tracing::warn!("the thread writing the log's zeros ahead failed"),
+        }
+    }
+}
+
+impl Drop for Appender {
+    /// No helper outlives the log it writes zeros into (a reopen, a test's rewrite).
+    fn drop(&mut self) {
+        self.finish_extending();
+    }
+}
+
+/// Write zeros over `from..to` of `file`, a `READ_BLOCK` at a time; `durable`: each block
+/// sent to the disk before the next is written, and the whole synced at the end.
+fn write_zeros(file: &File, from: u64, to: u64, durable: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let zeros = vec![0u8; READ_BLOCK];
+    let mut at = from;
+    while at < to {
+        let n = zeros.len().min((to - at) as usize);
+        file.write_all_at(&zeros[..n], at)?;
+        if durable {
+            write_back(file, at, n as u64, true);
+        }
+        at += n as u64;
+    }
+    if durable {
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
+/// Start sending `from..from + len` of `file` to the disk, and with `wait` wait until it
+/// is there (`sync_file_range`: the data only, not a flush of the device's cache nor the
+/// file's metadata — a later `sync_data` makes it durable). Failures are ignored: the
+/// caller's sync covers the range anyway; this only moves when its bytes travel.
+pub(crate) fn write_back(file: &File, from: u64, len: u64, wait: bool) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::io::AsRawFd;
+        let flags = if wait {
+            libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                | libc::SYNC_FILE_RANGE_WRITE
+                | libc::SYNC_FILE_RANGE_WAIT_AFTER
+        } else {
+            libc::SYNC_FILE_RANGE_WRITE
+        };
+        // SAFETY: sync_file_range reads only the descriptor and the range.
+        unsafe {
+            libc::sync_file_range(
+                file.as_raw_fd(),
+                from as libc::off64_t,
+                len as libc::off64_t,
+                flags,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, from, len, wait);
 }
 
 /// Read from the newest index entry (or the start) to `len`: the end just after the last

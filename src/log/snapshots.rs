@@ -16,7 +16,7 @@
 //! snapshots in the sled database `<data-dir>/log`, tree `snapshots`: they are moved into
 //! files once, on open ([`SnapshotStore::migrate_from_sled`]).
 
-use super::segment::{io, sync_dir};
+use super::segment::{io, sync_dir, write_back};
 use super::{ChainHash, LogError, HASH_LEN};
 use gatehouse_projections::State;
 use std::io::Write;
@@ -292,33 +292,10 @@ impl Trickle {
         let (start, end) = (self.window_start, self.written);
         self.window_start = end;
         let before = self.in_flight.replace((start, end));
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::unix::io::AsRawFd;
-            let fd = self.file.as_raw_fd();
-            // SAFETY: sync_file_range only reads the descriptor and the ranges; a failure
-            // (or a file system without it) is harmless: the final sync covers the file.
-            unsafe {
-                libc::sync_file_range(
-                    fd,
-                    start as libc::off64_t,
-                    (end - start) as libc::off64_t,
-                    libc::SYNC_FILE_RANGE_WRITE,
-                );
-                if let Some((from, to)) = before {
-                    libc::sync_file_range(
-                        fd,
-                        from as libc::off64_t,
-                        (to - from) as libc::off64_t,
-                        libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                            | libc::SYNC_FILE_RANGE_WRITE
-                            | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-                    );
-                }
-            }
+        write_back(&self.file, start, end - start, false);
+        if let Some((from, to)) = before {
+            write_back(&self.file, from, to - from, true);
         }
-        #[cfg(not(target_os = "linux"))]
-        let _ = (start, end, before);
     }
 }
 
