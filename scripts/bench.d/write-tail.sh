@@ -7,11 +7,6 @@
 # of the core table hide such a tail.
 tail_runs=${BENCH_TAIL_RUNS:-8}
 echo "write tail: $tail_runs SCIM create runs on one growing state..." >&2
-# ms_of VALUE -> wrk's latency (e.g. 812.00us, 6.68ms, 1.02s) in milliseconds
-ms_of() {
-  awk -v v="$1" 'BEGIN {u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
-    printf "%.1f", v * (u == "us" ? 0.001 : u == "s" ? 1000 : 1)}'
-}
 start_server "$tmp/write-tail"
 tail_admin="Basic $(printf 'admin:bench-admin-pw' | base64)"
 tail_rows=""
@@ -23,8 +18,9 @@ for run in $(seq 1 "$tail_runs"); do
     echo "write-tail: some answers were not 2xx:" >&2; echo "$out" >&2; exit 1
   fi
   rate=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
-  p50=$(ms_of "$(awk '$1 == "50%" {print $2}' <<<"$out")")
-  p99=$(ms_of "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+  p50=$(awk '$1 == "50%" {print $2}' <<<"$out" | ms_of)
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out" | ms_of)
+  p50=${p50% }; p99=${p99% }
   age=$(curl -sf -H "Authorization: $tail_admin" "$base/metrics" |
     awk '$1 == "gatehouse_snapshot_age_seconds" {printf "%.0f", $2}')
   snap_mib=$(du -sm "$tmp/write-tail/snapshots" | cut -f1)
@@ -39,11 +35,12 @@ for run in $(seq 1 "$tail_runs"); do
 "
 done
 stop_server
-tail_max() { [ $# -gt 0 ] && printf '%s\n' "$@" | sort -g | tail -1 || echo "—"; }
+# tail_max P99... -> the largest, in ms ("—" when there is none)
+tail_max() { if [ $# -gt 0 ]; then echo "$(printf '%s\n' "$@" | sort -g | tail -1) ms"; else echo "—"; fi; }
 
 cat <<TABLE
 
 | figure | value | vs baseline | target |
 |---|---|---|---|
-${tail_rows}| write tail: worst p99 of the runs a snapshot was written in / of the others | $(tail_max "${tail_with[@]}") ms / $(tail_max "${tail_without[@]}") ms | — | report |
+${tail_rows}| write tail: worst p99 of the runs a snapshot was written in / of the others | $(tail_max "${tail_with[@]}") / $(tail_max "${tail_without[@]}") | — | report |
 TABLE

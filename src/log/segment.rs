@@ -368,9 +368,10 @@ impl Appender {
             write_zeros(&self.file, from, target, false)?;
             self.len = target;
         }
-        // Less than half a window of zeros left: the next window, from the helper.
+        // Less than half a window of zeros left: the next window, from the helper
+        // (`len` is at least `needed` here).
         if self.extending.is_none() && self.len < needed + AHEAD / 2 {
-            let (from, to) = (self.len.max(needed), self.len.max(needed) + AHEAD);
+            let (from, to) = (self.len, self.len + AHEAD);
             let helper = self.file.try_clone().and_then(|file| {
                 std::thread::Builder::new()
                     .name("gatehouse-log-ahead".into())
@@ -383,6 +384,15 @@ impl Appender {
             }
         }
         Ok(())
+    }
+
+    /// Cut the file back to `end` (a batch that was not acknowledged), once no helper
+    /// writes zeros past it any more.
+    fn cut_back(&mut self, end: u64) {
+        self.finish_extending();
+        if self.file.set_len(end).is_ok() {
+            self.len = end;
+        }
     }
 
     /// Wait for the helper writing zeros ahead; count them when it succeeded.
@@ -548,9 +558,7 @@ pub(crate) fn append(
         .and_then(|()| file.file.sync_data());
     if let Err(e) = written {
         // Not acknowledged: take the partial batch back off so the file ends at a mark.
-        if file.file.set_len(start).is_ok() {
-            file.len = start;
-        }
+        file.cut_back(start);
         return Err(io(e));
     }
     // Acknowledged. The index is a hint: appended, not synced.
