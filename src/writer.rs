@@ -565,6 +565,15 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("gatehouse-writer".into())
             .spawn(move || {
+                // Ahead of the HTTP workers: see `background::raise_priority`.
+                if crate::background::raise_priority() {
+                    tracing::debug!(
+                        nice = crate::background::WRITER_NICENESS,
+                        "writer priority raised"
+                    );
+                } else {
+                    tracing::debug!("writer priority left as it is (no CAP_SYS_NICE)");
+                }
                 let state = shared.read().unwrap_or_else(|p| p.into_inner()).clone();
                 debug_assert_eq!(state.seq, log.head_seq());
                 let writer = Writer {
@@ -692,6 +701,9 @@ impl Writer {
             std::thread::Builder::new()
                 .name("gatehouse-keys".into())
                 .spawn(move || {
+                    // Every batch with keys to make durable waits for this thread: it
+                    // runs at the writer's priority, not behind the HTTP workers.
+                    crate::background::raise_priority();
                     // Ends when the writer (and with it the sender) is gone.
                     while let Ok(reply) = queue.recv() {
                         let result = before_commit
@@ -1146,17 +1158,28 @@ mod tests {
         let shared = Arc::new(RwLock::new(State::default()));
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let (handle, thread) = Writer::spawn(log, shared, 1_000_000, 16, metrics);
-        // Which thread ran each batch's work (its id and name).
-        type Runs = Vec<(std::thread::ThreadId, Option<String>)>;
+        // Which thread ran each batch's work (its id, name and priority), and the
+        // priority of the writer's thread (which asks whether work is pending).
+        type Runs = Vec<(std::thread::ThreadId, Option<String>, i32)>;
         let ran: Arc<Mutex<Runs>> = Default::default();
         let seen = ran.clone();
+        let writer_nice: Arc<Mutex<Vec<i32>>> = Default::default();
+        let asked = writer_nice.clone();
         handle.add_before_commit(BeforeCommit {
-            pending: Box::new(|| true),
+            pending: Box::new(move || {
+                asked
+                    .lock()
+                    .unwrap()
+                    .push(crate::background::current_niceness().unwrap());
+                true
+            }),
             work: Box::new(move || {
                 let t = std::thread::current();
-                seen.lock()
-                    .unwrap()
-                    .push((t.id(), t.name().map(str::to_string)));
+                seen.lock().unwrap().push((
+                    t.id(),
+                    t.name().map(str::to_string),
+                    crate::background::current_niceness().unwrap(),
+                ));
                 Ok(())
             }),
         });
@@ -1183,6 +1206,19 @@ mod tests {
             "one thread for every batch: {ran:?}"
         );
         assert_eq!(ran[0].1.as_deref(), Some("gatehouse-keys"));
+        // Both ahead of the HTTP workers where the process may raise them.
+        let raised = if crate::background::may_raise_priority() {
+            crate::background::WRITER_NICENESS
+        } else {
+            crate::background::current_niceness().unwrap()
+        };
+        assert_eq!(ran[0].2, raised, "the before-commit thread's priority");
+        let writer_nice = writer_nice.lock().unwrap().clone();
+        assert!(!writer_nice.is_empty());
+        assert!(
+            writer_nice.iter().all(|n| *n == raised),
+            "the writer's priority: {writer_nice:?}"
+        );
         drop(handle);
         thread.join().unwrap();
     }
