@@ -572,7 +572,9 @@ impl Writer {
                         "writer priority raised"
                     );
                 } else {
-                    tracing::debug!("writer priority left as it is (no CAP_SYS_NICE)");
+                    tracing::debug!(
+                        "writer priority left as it is (no CAP_SYS_NICE, RLIMIT_NICE too low)"
+                    );
                 }
                 let state = shared.read().unwrap_or_else(|p| p.into_inner()).clone();
                 debug_assert_eq!(state.seq, log.head_seq());
@@ -702,7 +704,9 @@ impl Writer {
                 .name("gatehouse-keys".into())
                 .spawn(move || {
                     // Every batch with keys to make durable waits for this thread: it
-                    // runs at the writer's priority, not behind the HTTP workers.
+                    // runs at the writer's priority, not behind the HTTP workers (it
+                    // inherits it from the writer that spawns it; asked again so that it
+                    // does not depend on who does).
                     crate::background::raise_priority();
                     // Ends when the writer (and with it the sender) is gone.
                     while let Ok(reply) = queue.recv() {
@@ -1206,11 +1210,12 @@ mod tests {
             "one thread for every batch: {ran:?}"
         );
         assert_eq!(ran[0].1.as_deref(), Some("gatehouse-keys"));
-        // Both ahead of the HTTP workers where the process may raise them.
+        // Both ahead of the HTTP workers where the process may raise them (never lowered).
+        let own = crate::background::current_niceness().unwrap();
         let raised = if crate::background::may_raise_priority() {
-            crate::background::WRITER_NICENESS
+            own.min(crate::background::WRITER_NICENESS)
         } else {
-            crate::background::current_niceness().unwrap()
+            own
         };
         assert_eq!(ran[0].2, raised, "the before-commit thread's priority");
         let writer_nice = writer_nice.lock().unwrap().clone();
