@@ -17,7 +17,9 @@
 //! took its core from it mid-batch — 0.10 involuntary context switches a group create,
 //! every one a stall of the whole pipeline. Raised, 0.02, and a write costs less (see
 //! README, Benchmarks). It is one thread: whatever it does (a batch, a catch-up, an
-//! import, the snapshot at shutdown) takes at most one core from the workers.
+//! import, the snapshot at shutdown) takes at most one core from the workers. Not on a
+//! shared log (`writer.rs`): there its batches wait on PostgreSQL's backends, which
+//! would fall behind it.
 
 /// The `nice` value maintenance threads run at (the lowest priority).
 pub const NICENESS: i32 = 19;

@@ -421,6 +421,30 @@ impl ServerProcess {
         self.child.id()
     }
 
+    /// The `nice` value of each of the process's threads named `name`, from `/proc`
+    /// (which keeps the first 15 bytes of a thread's name).
+    pub fn thread_niceness(&self, name: &str) -> Vec<i32> {
+        let name = &name[..name.len().min(15)];
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.pid())).unwrap();
+        tasks
+            .filter_map(|t| {
+                let t = t.ok()?.path();
+                let comm = std::fs::read_to_string(t.join("comm")).ok()?;
+                if comm.trim_end() != name {
+                    return None;
+                }
+                let stat = std::fs::read_to_string(t.join("stat")).ok()?;
+                // After the parenthesised name: the state is the 1st field, nice the 17th.
+                stat.rsplit_once(')')?
+                    .1
+                    .split_whitespace()
+                    .nth(16)?
+                    .parse()
+                    .ok()
+            })
+            .collect()
+    }
+
     pub fn kill(mut self) {
         self.child.kill().expect("SIGKILL");
         self.child.wait().unwrap();
