@@ -58,8 +58,7 @@ pub fn raise_priority() -> bool {
     false
 }
 
-/// Whether this process may raise a thread's priority: `CAP_SYS_NICE` among its
-/// effective capabilities (for tests).
+/// See the Linux version.
 #[cfg(not(target_os = "linux"))]
 pub fn may_raise_priority() -> bool {
     false
@@ -102,11 +101,16 @@ pub fn may_raise_priority() -> bool {
 /// The calling thread's `nice` value, as the kernel reports it (for tests).
 #[cfg(target_os = "linux")]
 pub fn current_niceness() -> std::io::Result<i32> {
-    let stat = std::fs::read_to_string(format!(
-        "/proc/self/task/{}/stat",
-        // SAFETY: gettid has no preconditions.
-        unsafe { libc::gettid() }
-    ))?;
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    niceness_of(std::path::Path::new(&format!("/proc/self/task/{tid}")))
+}
+
+/// The `nice` value of the thread whose `/proc` directory is `task`
+/// (`/proc/<pid>/task/<tid>`; the tests read the real binary's threads with it).
+#[cfg(target_os = "linux")]
+pub fn niceness_of(task: &std::path::Path) -> std::io::Result<i32> {
+    let stat = std::fs::read_to_string(task.join("stat"))?;
     // Fields after the parenthesised name: state is the 3rd field, nice the 19th.
     let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
     after

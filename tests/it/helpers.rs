@@ -433,14 +433,7 @@ impl ServerProcess {
                 if comm.trim_end() != name {
                     return None;
                 }
-                let stat = std::fs::read_to_string(t.join("stat")).ok()?;
-                // After the parenthesised name: the state is the 1st field, nice the 17th.
-                stat.rsplit_once(')')?
-                    .1
-                    .split_whitespace()
-                    .nth(16)?
-                    .parse()
-                    .ok()
+                gatehouse::background::niceness_of(&t).ok()
             })
             .collect()
     }
