@@ -369,7 +369,9 @@ impl Appender {
             self.len = target;
         }
         // Less than half a window of zeros left: the next window, from the helper
-        // (`len` is at least `needed` here).
+        // (`len` is at least `needed` here). Spawned by the appending thread, the writer,
+        // it inherits the writer's raised priority (`background::raise_priority`), and
+        // should: a batch waits for it when it falls behind.
         if self.extending.is_none() && self.len < needed + AHEAD / 2 {
             let (from, to) = (self.len, self.len + AHEAD);
             let helper = self.file.try_clone().and_then(|file| {
