@@ -1177,6 +1177,49 @@ mod tests {
         assert_eq!(log.verify().unwrap().events, seq);
     }
 
+    /// The log's pages further back than `KEEP_CACHED` from its end leave the page cache
+    /// as it grows (each time zeros are written ahead), the last ones stay, and every
+    /// event still reads back (from the disk).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn old_pages_of_the_log_leave_the_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = |seq: u64| Envelope {
+            event: Event::GroupDeleted {
+                name: format!("g{seq}-{}", "x".repeat(4000)),
+            },
+            ..env(seq)
+        };
+        let path = dir.path().join(segment::LOG_FILE);
+        let mut log = EventLog::open(dir.path()).unwrap();
+        let mut seq = 0;
+        while log.shared.end() < segment::KEEP_CACHED + 3 * segment::AHEAD {
+            log.append(&(seq + 1..=seq + 100).map(big).collect::<Vec<_>>())
+                .unwrap();
+            seq += 100;
+        }
+        log.file.as_mut().unwrap().known_len();
+        let end = log.shared.end();
+        // Dropped up to `KEEP_CACHED` before where the records were when the zeros were
+        // last written ahead (at most a window and a batch before the end), but for the
+        // folio across that point (2 MiB at most).
+        let dropped = end - segment::KEEP_CACHED - 2 * segment::AHEAD;
+        let Some(old) = segment::resident_pages(&path, 0, dropped) else {
+            return; // tmpfs: its pages are the file
+        };
+        assert_eq!(
+            old,
+            0,
+            "pages cached of the log's first {} MiB",
+            dropped >> 20
+        );
+        assert!(segment::resident_pages(&path, end - (1 << 20), end).unwrap() > 0);
+        assert_eq!(log.raw_at(1).unwrap().map(|r| r.seq), Some(1));
+        drop(log);
+        let log = EventLog::open(dir.path()).unwrap();
+        assert_eq!(log.verify().unwrap().events, seq);
+    }
+
     /// A crash of the machine that lost a batch's pages (zeros) but kept a later one's
     /// (pages reach the disk in any order before a sync): the log ends at the last mark
     /// before the hole, and nothing after it is taken for an event.

@@ -16,7 +16,7 @@
 //! snapshots in the sled database `<data-dir>/log`, tree `snapshots`: they are moved into
 //! files once, on open ([`SnapshotStore::migrate_from_sled`]).
 
-use super::segment::{io, sync_dir, write_back};
+use super::segment::{drop_cached, io, sync_dir, write_back};
 use super::{ChainHash, LogError, HASH_LEN};
 use gatehouse_projections::State;
 use std::io::Write;
@@ -164,7 +164,10 @@ impl SnapshotStore {
             .and_then(|trickle| {
                 let file = trickle.file;
                 file.sync_data()?;
-                file.metadata().map(|m| m.len())
+                let size = file.metadata()?.len();
+                // All on disk: none of it stays in the page cache (`Trickle::flush_behind`).
+                drop_cached(&file, 0, size);
+                Ok(size)
             });
         let size = match written {
             Ok(size) => size,
@@ -295,6 +298,10 @@ impl Trickle {
         write_back(&self.file, start, end - start, false);
         if let Some((from, to)) = before {
             write_back(&self.file, from, to - from, true);
+            // On disk now: out of the page cache, so that the next window's pages are
+            // these, and a snapshot does not take its size of memory (as the log's pages,
+            // `segment`'s comment; start-up and `as_of` read it back from the disk).
+            drop_cached(&self.file, from, to);
         }
     }
 }
@@ -370,6 +377,15 @@ mod tests {
         }
         assert_eq!(trickle.window_start, from);
         assert_eq!(trickle.written, expected.len() as u64);
+        // The windows written back and waited for (all but the last one handed) left the
+        // page cache, but for the folio across the end of the last (2 MiB at most); the
+        // last one, still being written back, did not.
+        let waited = handed[handed.len() - 2].1 - (2 << 20);
+        if let Some(resident) = super::super::segment::resident_pages(&path, 0, waited) {
+            assert_eq!(resident, 0, "of {} pages", waited / 4096);
+            let tail = super::super::segment::resident_pages(&path, from, trickle.written);
+            assert!(tail.unwrap() > 0);
+        }
         trickle.file.sync_data().unwrap();
         drop(trickle);
         assert!(std::fs::read(&path).unwrap() == expected);
