@@ -401,8 +401,8 @@ impl Appender {
                 std::thread::Builder::new()
                     .name("gatehouse-log-ahead".into())
                     .spawn(move || {
-                        if let Some((from, to)) = dropped {
-                            drop_cached(&file, from, to);
+                        if let Some((start, end)) = dropped {
+                            drop_cached(&file, start, end);
                         }
                         write_zeros(&file, from, to, true)
                     })
