@@ -936,6 +936,16 @@ mod tests {
         }
     }
 
+    /// An event of about 4 KiB at `seq`: a few thousand of them fill megabytes of log.
+    fn big(seq: u64) -> Envelope {
+        Envelope {
+            event: Event::GroupDeleted {
+                name: format!("g{seq}-{}", "x".repeat(4000)),
+            },
+            ..env(seq)
+        }
+    }
+
     /// The walk reads, decodes and applies on three threads: an event that does not
     /// decode in the middle of a batch still stops it at its own position, after every
     /// event before it was applied, and before a broken link further on.
@@ -1141,12 +1151,6 @@ mod tests {
     fn the_writer_knows_the_file_s_length_without_asking() {
         use std::os::unix::fs::FileExt;
         let dir = tempfile::tempdir().unwrap();
-        let big = |seq: u64| Envelope {
-            event: Event::GroupDeleted {
-                name: format!("g{seq}-{}", "x".repeat(4000)),
-            },
-            ..env(seq)
-        };
         let path = dir.path().join(segment::LOG_FILE);
         let mut log = EventLog::open(dir.path()).unwrap();
         let mut lengths = std::collections::BTreeSet::new();
@@ -1184,12 +1188,6 @@ mod tests {
     #[test]
     fn old_pages_of_the_log_leave_the_page_cache() {
         let dir = tempfile::tempdir().unwrap();
-        let big = |seq: u64| Envelope {
-            event: Event::GroupDeleted {
-                name: format!("g{seq}-{}", "x".repeat(4000)),
-            },
-            ..env(seq)
-        };
         let path = dir.path().join(segment::LOG_FILE);
         let mut log = EventLog::open(dir.path()).unwrap();
         let mut seq = 0;
