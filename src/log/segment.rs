@@ -55,7 +55,7 @@ const READ_BLOCK: usize = 1 << 20;
 /// Zeros written ahead of the records at a time.
 pub(crate) const AHEAD: u64 = 8 << 20;
 /// How much of the log, back from its end, stays in the page cache (for the readers that
-/// follow the head: streams, webhooks, other nodes); what is older is dropped.
+/// follow the head: webhook and federation streams); what is older is dropped.
 pub(crate) const KEEP_CACHED: u64 = 32 << 20;
 
 pub const LOG_FILE: &str = "events.log";
