@@ -52,7 +52,7 @@ fn main() {
         let mut state = State::default();
         let mut pending = Vec::new();
         log.walk(1, GENESIS_HASH, |env| {
-            state.apply(&env);
+            state.apply(env);
             if state.seq % defaults.snapshot_every == 0 {
                 pending.push(state.clone());
             }

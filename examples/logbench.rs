@@ -125,7 +125,7 @@ fn main() {
     let t = Instant::now();
     let mut replayed = State::default();
     let report = log
-        .walk(1, GENESIS_HASH, |e| replayed.apply(&e))
+        .walk(1, GENESIS_HASH, |e| replayed.apply(e))
         .expect("chain verifies");
     let secs = t.elapsed().as_secs_f64();
     assert_eq!(report.events, total);

@@ -146,7 +146,7 @@ impl History {
         let mut next = from - 1 + self.every();
         let mut failed = None;
         log.walk_range(from, prev, Some(to), |env| {
-            state.apply(&env);
+            state.apply(env);
             if state.seq >= next && failed.is_none() {
                 match log.hash_at(state.seq) {
                     Ok(Some(hash)) => {
@@ -177,7 +177,7 @@ impl History {
             }
         };
         if seq > state.seq {
-            log.walk_range(state.seq + 1, prev, Some(seq), |env| state.apply(&env))?;
+            log.walk_range(state.seq + 1, prev, Some(seq), |env| state.apply(env))?;
         }
         if state.seq != seq {
             return Err(LogError::ChainBroken {

@@ -325,7 +325,7 @@ fn verify(
         Err(code) => return code,
     };
     let mut state = State::default();
-    match log.verify_with(|env| state.apply(&env)) {
+    match log.verify_with(|env| state.apply(env)) {
         Ok(report) => {
             let hash_at = |p: u64| log.hash_at(p).ok().flatten();
             match gatehouse::checkpoints::check(&state, hash_at, key.as_ref())
@@ -450,7 +450,7 @@ fn replay(data_dir: PathBuf, to: Option<u64>) -> ExitCode {
     let mut state = State::default();
     let mut n = 0u64;
     let result = log.walk_range(1, gatehouse::log::GENESIS_HASH, Some(total), |env| {
-        state.apply(&env);
+        state.apply(env);
         n += 1;
         if n % 65_536 == 0 {
             bar.set_position(n);
@@ -555,7 +555,7 @@ fn import(data_dir: PathBuf, input: PathBuf) -> ExitCode {
         }
     }
     let mut state = State::default();
-    match log.verify_with(|env| state.apply(&env)) {
+    match log.verify_with(|env| state.apply(env)) {
         Ok(report) => {
             println!(
                 "imported {} events, head hash {}, state digest {}",

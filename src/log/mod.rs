@@ -197,6 +197,12 @@ impl RawBatch {
         self.ends.push((seq, self.bytes.len()));
     }
 
+    /// Empty, keeping the memory for the next batch.
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
     fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> + '_ {
         let mut start = 0;
         self.ends.iter().map(move |&(seq, end)| {
@@ -479,13 +485,14 @@ impl EventLog {
     /// that positions are contiguous, every hash recomputes and every event decodes with
     /// its own position. Calls `each` with every decoded envelope, in order.
     ///
-    /// Reading, hashing and decoding run on a helper thread while `each` runs on the
-    /// caller's, so a replay uses both cores.
+    /// Reading and hashing, and decoding, run on two helper threads while `each` runs
+    /// on the caller's, so a replay uses both cores. `each` borrows the envelope: the
+    /// decoder frees what it allocated (see `walk_range`).
     pub fn walk(
         &self,
         from: u64,
         prev: ChainHash,
-        each: impl FnMut(Envelope),
+        each: impl FnMut(&Envelope),
     ) -> Result<ChainReport, LogError> {
         self.walk_range(from, prev, None, each)
     }
@@ -496,19 +503,30 @@ impl EventLog {
         from: u64,
         prev: ChainHash,
         to: Option<u64>,
-        mut each: impl FnMut(Envelope),
+        mut each: impl FnMut(&Envelope),
     ) -> Result<ChainReport, LogError> {
         // Three stages, each on its own thread: read and verify the chain, decode, apply
         // (the caller's). Decoding named msgpack is about as costly as the other two
         // together, so with two of them on one thread that thread held replay back.
         let (raw_tx, raw_rx) = crossbeam_channel::bounded::<RawBatch>(8);
+        // Emptied batches go back to the reader to be filled again. Why: a batch freed on
+        // the decoder's thread is not soon reusable by the reader's allocator, so without
+        // this every batch took fresh memory, and the first touch of fresh memory (a huge
+        // page cleared by the kernel, tens of µs a page on a VM) was a third of the
+        // reader's time — the stage every replay waited for.
+        let (spare_tx, spare_rx) = crossbeam_channel::bounded::<RawBatch>(10);
         let (tx, rx) = crossbeam_channel::bounded::<Vec<Envelope>>(8);
+        // The same for decoded batches: applied, they go back to the decoder whole, so
+        // their strings are freed by the thread that allocated them and reused at once
+        // (freed on the caller's thread, they made the decoder take fresh memory too).
+        let (spare_out_tx, spare_out_rx) = crossbeam_channel::bounded::<Vec<Envelope>>(10);
         std::thread::scope(|scope| {
             let reader = scope.spawn(move || -> Result<ChainReport, LogError> {
                 let mut prev = prev;
                 let mut expected = from.max(1);
                 let mut count = 0;
-                let mut batch = RawBatch::default();
+                let next_batch = || spare_rx.try_recv().unwrap_or_default();
+                let mut batch = next_batch();
                 let read = self.for_each_raw(expected, to, |seq, hash, bytes| {
                     if seq != expected {
                         return Err(LogError::ChainBroken {
@@ -528,7 +546,10 @@ impl EventLog {
                     batch.push(seq, bytes);
                     if batch.ends.len() == WALK_BATCH {
                         // A closed channel means the caller stopped: stop reading too.
-                        if raw_tx.send(std::mem::take(&mut batch)).is_err() {
+                        if raw_tx
+                            .send(std::mem::replace(&mut batch, next_batch()))
+                            .is_err()
+                        {
                             return Ok(false);
                         }
                     }
@@ -548,8 +569,14 @@ impl EventLog {
                 })
             });
             let decoder = scope.spawn(move || -> Result<(), LogError> {
-                for raw in raw_rx.iter() {
-                    let mut out = Vec::with_capacity(raw.ends.len());
+                for mut raw in raw_rx.iter() {
+                    let mut out = match spare_out_rx.try_recv() {
+                        Ok(mut used) => {
+                            used.clear();
+                            used
+                        }
+                        Err(_) => Vec::with_capacity(raw.ends.len()),
+                    };
                     let mut failed = None;
                     for (seq, bytes) in raw.iter() {
                         match decode(bytes) {
@@ -573,6 +600,9 @@ impl EventLog {
                             }
                         }
                     }
+                    raw.clear();
+                    // The reader may have finished: then nobody wants the batch back.
+                    let _ = spare_tx.try_send(raw);
                     let stopped = tx.send(out).is_err();
                     if let Some(e) = failed {
                         return Err(e);
@@ -586,9 +616,10 @@ impl EventLog {
             // Events before a break are still applied: the caller sees everything up to
             // the first bad position, and the error names that position.
             for batch in rx.iter() {
-                for env in batch {
+                for env in &batch {
                     each(env);
                 }
+                let _ = spare_out_tx.try_send(batch);
             }
             // The decoder only saw positions before any the reader refused, so its
             // error, if it has one, is the first.
@@ -652,7 +683,7 @@ impl EventLog {
             None => (State::default(), 1, GENESIS_HASH),
         };
         if seq >= from {
-            self.walk_range(from, prev, Some(seq), |env| state.apply(&env))?;
+            self.walk_range(from, prev, Some(seq), |env| state.apply(env))?;
         }
         if state.seq != seq {
             return Err(LogError::ChainBroken {
@@ -716,7 +747,7 @@ impl EventLog {
     }
 
     /// Verify the whole chain, handing every decoded event to `each` (to replay it).
-    pub fn verify_with(&self, each: impl FnMut(Envelope)) -> Result<ChainReport, LogError> {
+    pub fn verify_with(&self, each: impl FnMut(&Envelope)) -> Result<ChainReport, LogError> {
         self.walk(1, GENESIS_HASH, each)
     }
 
@@ -759,7 +790,7 @@ impl EventLog {
             None => (State::default(), 1, GENESIS_HASH),
         };
         let snapshot_seq = from - 1;
-        let report = self.walk(from, prev, |env| state.apply(&env))?;
+        let report = self.walk(from, prev, |env| state.apply(env))?;
         Ok((
             state,
             LoadReport {
@@ -1003,14 +1034,14 @@ mod tests {
                 model.extend(envs);
             }
             let mut seen = Vec::new();
-            let report = log.walk(1, GENESIS_HASH, |e| seen.push(e)).unwrap();
+            let report = log.walk(1, GENESIS_HASH, |e| seen.push(e.clone())).unwrap();
             assert_eq!(seen, model, "round {round}");
             assert_eq!(report.head_hash, log.head_hash());
             // Walking from the middle of a chunk, anchored on the stored hash before it.
             let from = model.len() as u64 / 2 + 1;
             let mut tail = Vec::new();
             log.walk(from, log.hash_at(from - 1).unwrap().unwrap(), |e| {
-                tail.push(e)
+                tail.push(e.clone())
             })
             .unwrap();
             assert_eq!(tail, model[from as usize - 1..]);
@@ -1046,7 +1077,7 @@ mod tests {
             assert_eq!(log.head_hash(), prev);
             assert_eq!(log.head_time_ms(), 1150);
             let mut seen = Vec::new();
-            let report = log.walk(1, GENESIS_HASH, |e| seen.push(e)).unwrap();
+            let report = log.walk(1, GENESIS_HASH, |e| seen.push(e.clone())).unwrap();
             assert_eq!(report.head_hash, prev);
             assert_eq!(seen[..150], envs[..]);
             assert!(!log.db.tree_names().iter().any(|n| n.as_ref() == b"events"));
