@@ -511,9 +511,9 @@ impl EventLog {
         let (raw_tx, raw_rx) = crossbeam_channel::bounded::<RawBatch>(8);
         // Emptied batches go back to the reader to be filled again. Why: a batch freed on
         // the decoder's thread is not soon reusable by the reader's allocator, so without
-        // this every batch took fresh memory, and the first touch of fresh memory (a huge
-        // page cleared by the kernel, tens of µs a page on a VM) was a third of the
-        // reader's time — the stage every replay waited for.
+        // this every batch took fresh memory, and the kernel clearing fresh pages (slow
+        // on the VMs we measure on: a page not used lately costs µs to touch) was a third
+        // of the reader's time in a replay, the stage the others waited for.
         let (spare_tx, spare_rx) = crossbeam_channel::bounded::<RawBatch>(10);
         let (tx, rx) = crossbeam_channel::bounded::<Vec<Envelope>>(8);
         // The same for decoded batches: applied, they go back to the decoder whole, so

@@ -30,7 +30,9 @@
 //! free memory is handed back to the host), and the page cache takes its large folios
 //! from just that memory: with 1.2 GB of log cached, writing the zeros ahead took 5 µs
 //! of CPU a SCIM create, and the writer spun on the file's lock meanwhile. Dropped
-//! first, the freed pages are the ones the next zeros take, still warm.
+//! first, the freed pages are the ones the next zeros take, still warm. For the same
+//! reason a scan that starts before the cached tail (a replay, a full verify) reads
+//! around the cache (`Direct`): through it, each 4 KiB read would take a new page.
 //!
 //! `<data-dir>/events.idx` is a sparse index: the file offset of position `k·STRIDE + 1`,
 //! as u64 LE, for k = 0, 1, …. It is a hint (written after the log is synced, not synced
