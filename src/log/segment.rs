@@ -32,7 +32,8 @@
 //! of CPU a SCIM create, and the writer spun on the file's lock meanwhile. Dropped
 //! first, the freed pages are the ones the next zeros take, still warm. For the same
 //! reason a scan that starts before the cached tail (a replay, a full verify) reads
-//! around the cache (`Direct`): through it, each 4 KiB read would take a new page.
+//! around the cache (`Direct`, reading ahead on a helper thread): through the cache,
+//! each 4 KiB read would take a new page.
 //!
 //! `<data-dir>/events.idx` is a sparse index: the file offset of position `k·STRIDE + 1`,
 //! as u64 LE, for k = 0, 1, …. It is a hint (written after the log is synced, not synced
