@@ -424,7 +424,10 @@ impl EventLog {
             return Ok(());
         }
         let (offset, mut seq) = self.shared.start_for(from);
-        let end = self.shared.end();
+        let end = match to {
+            Some(to) => self.shared.end_for(to),
+            None => self.shared.end(),
+        };
         let torn = segment::scan(&self.shared.path, offset, end, |_, record| {
             let segment::Record::Event { hash, bytes } = record else {
                 return Ok(true);
@@ -1046,6 +1049,34 @@ mod tests {
             .unwrap();
             assert_eq!(tail, model[from as usize - 1..]);
             assert_eq!(log.raw_at(from).unwrap().unwrap().seq, from);
+            // Ranges that end on either side of an indexed position (a bounded scan
+            // stops at the index entry after its end) hold exactly their events.
+            let stride = segment::STRIDE;
+            for to in [
+                1,
+                stride - 1,
+                stride,
+                stride + 1,
+                2 * stride,
+                5 * stride + 3,
+            ] {
+                let to = to.min(model.len() as u64);
+                for from in [1, to / 2 + 1, to] {
+                    let prev = match from {
+                        1 => GENESIS_HASH,
+                        _ => log.hash_at(from - 1).unwrap().unwrap(),
+                    };
+                    let mut range = Vec::new();
+                    log.walk_range(from, prev, Some(to), |e| range.push(e.clone()))
+                        .unwrap();
+                    assert_eq!(
+                        range,
+                        model[from as usize - 1..to as usize],
+                        "{from}..={to}"
+                    );
+                    assert_eq!(log.raw_at(to).unwrap().unwrap().seq, to);
+                }
+            }
         }
     }
 

@@ -836,6 +836,18 @@ impl Shared {
     pub fn end(&self) -> u64 {
         self.end.load(Ordering::Acquire)
     }
+
+    /// Where the records of the positions up to `to` end at the latest: the offset of
+    /// the first indexed position after `to`, or the acknowledged end. A scan of a range
+    /// reads no further (nor, for an old range, around the cache as a long one does).
+    pub fn end_for(&self, to: u64) -> u64 {
+        let end = self.end();
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        match index.get(to.div_ceil(STRIDE) as usize) {
+            Some(&offset) => offset.min(end),
+            None => end,
+        }
+    }
 }
 
 /// Append `records` (`hash ‖ bytes` for positions `first..`) and a commit mark, sync, then
