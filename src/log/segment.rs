@@ -986,7 +986,9 @@ pub(crate) fn write_all_records(
     w.finish()
 }
 
-#[cfg(test)]
+// Linux only: `Direct` is (elsewhere scans read through the cache), and so is
+// `resident_pages`.
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 
@@ -1034,6 +1036,18 @@ mod tests {
                 let want = &bytes[from as usize..(to as usize).min(len)];
                 assert!(got == want, "{from}..{to} in reads of {chunk}");
             }
+        }
+        // And they go around the cache: once the file's pages are dropped, reading it
+        // whole brings none of its whole blocks back (the last partial one is read
+        // through the cache).
+        let file = File::open(&path).unwrap();
+        file.sync_all().unwrap();
+        drop_cached(&file, 0, len as u64);
+        let aligned = (len - len % DIRECT_ALIGN) as u64;
+        if resident_pages(&path, 0, aligned) == Some(0) {
+            let direct = Direct::open(&path, 0, len as u64).unwrap().unwrap();
+            assert!(read_all(Source::Direct(direct), 1 << 20) == bytes);
+            assert_eq!(resident_pages(&path, 0, aligned), Some(0));
         }
         // A scan that stops early (a walk's caller stopped, a record was torn) ends the
         // helper reading ahead: dropping the reader neither hangs nor leaves it running.
