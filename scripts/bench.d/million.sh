@@ -8,7 +8,7 @@ million_groups=${BENCH_MILLION_GROUPS:-100000}
 million_targets=${BENCH_MILLION_TARGETS:-100000}
 echo "a large site: $million_users users, $million_groups groups, $million_targets targets..." >&2
 AUTHZBENCH_USERS=$million_users AUTHZBENCH_GROUPS=$million_groups AUTHZBENCH_TARGETS=$million_targets \
-  $release/examples/authzbench "$tmp/million" > "$tmp/million.txt"
+  $tools/examples/authzbench "$tmp/million" > "$tmp/million.txt"
 mv_() { awk -F= -v k="$1" '$1 == k {print $2}' "$tmp/million.txt"; }
 declare -a million_ready million_rss
 for run in $(seq 1 "$RUNS"); do

@@ -94,7 +94,7 @@ pg_part() {
     conflicts+=("$(cat "$tmp/pg-conflicts")")
     if [ "$run" = "$RUNS" ]; then
       echo "postgres: follow lag between two of the nodes..." >&2
-      "$release/examples/followbench" "${bases[0]}" "${bases[1]}" bench-admin-pw 300 > "$tmp/follow.txt"
+      "$tools/examples/followbench" "${bases[0]}" "${bases[1]}" bench-admin-pw 300 > "$tmp/follow.txt"
       # Same state everywhere, and one chain.
       local d0 d1 d2
       sleep 1
