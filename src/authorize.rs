@@ -23,8 +23,11 @@
 use gatehouse_projections::{Directory, State};
 use gatehouse_schemas::PermissionSection;
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use smallvec::SmallVec;
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::hash::BuildHasher;
+use std::sync::{Arc, OnceLock};
 
 /// The five repository actions (seed 002 "Assigning Permissions").
 ///
@@ -138,44 +141,172 @@ impl Subject {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub allowed: bool,
-    pub via: String,
+    /// The grant that allowed, or why nothing did (a fixed text: no allocation for the
+    /// most common answer, a refusal).
+    pub via: Cow<'static, str>,
+}
+
+impl Decision {
+    fn denied(via: &'static str) -> Decision {
+        Decision {
+            allowed: false,
+            via: Cow::Borrowed(via),
+        }
+    }
+}
+
+/// Maps keyed by names an admin wrote (users, groups, repositories), hashed with
+/// foldhash: a decision makes a few look-ups, and std's SipHash (made for keys an
+/// attacker picks) cost more than the probes themselves. foldhash's per-process random
+/// seed still keeps stored names from being chosen to collide.
+type NameMap<V> = HashMap<Box<str>, V, foldhash::fast::RandomState>;
+
+/// The bit of an action in a grant's mask (its place in [`ACTIONS`]); stored actions are
+/// checked against [`ACTIONS`] on the way in, so every one has a bit.
+fn action_bit(action: &str) -> Option<u8> {
+    ACTIONS.iter().position(|a| *a == action).map(|i| 1 << i)
+}
+
+fn action_mask<'a>(actions: impl IntoIterator<Item = &'a str>) -> u8 {
+    actions
+        .into_iter()
+        .filter_map(action_bit)
+        .fold(0, |mask, bit| mask | bit)
+}
+
+/// A principal as the indexes know it: a keyed hash of (user or group, name), the same
+/// in every index and computed from a subject without touching memory. Looking names up
+/// in maps cost a decision more than anything else (each probe a cache miss on a large
+/// site); a grant found by its key is confirmed against the stored name before it counts.
+fn principal_key(group: bool, name: &str) -> u64 {
+    static KEYS: OnceLock<foldhash::fast::RandomState> = OnceLock::new();
+    KEYS.get_or_init(Default::default).hash_one((group, name))
+}
+
+/// One of the subject's principals, and whose it is (for `via` and the confirmation).
+#[derive(Clone, Copy)]
+enum Who<'a> {
+    User(&'a str),
+    Group(&'a str),
+}
+
+impl Who<'_> {
+    fn is(&self, group: bool, name: &str) -> bool {
+        match self {
+            Who::User(n) => !group && *n == name,
+            Who::Group(n) => group && *n == name,
+        }
+    }
+}
+
+/// The subject's principals in the order a decision tries them: its own (when its own
+/// grants apply), then its groups by name — the order `via` has always followed.
+type SubjectKeys<'a> = SmallVec<[(u64, Who<'a>); 8]>;
+
+fn subject_keys(subject: &Subject) -> SubjectKeys<'_> {
+    let own = subject.own_grants.then(|| {
+        (
+            principal_key(false, &subject.username),
+            Who::User(&subject.username),
+        )
+    });
+    let groups = subject
+        .groups
+        .iter()
+        .map(|g| (principal_key(true, g), Who::Group(g)));
+    own.into_iter().chain(groups).collect()
+}
+
+/// One principal's actions through one section (or project grant).
+#[derive(Clone, Copy)]
+struct Grant {
+    /// The section in [`TargetIndex::sections`] (or grant in a project index's list).
+    item: u32,
+    /// The principal in [`TargetIndex::names`] (unused in a project index, whose grants
+    /// name their member).
+    name: u32,
+    actions: u8,
+}
+
+/// The grants of the sections that name one repository (or `ANY`, …). A decision reads
+/// `keys` straight through: on a large site it is not in the cache, and a sequential read
+/// of 4-byte fingerprints (sixteen a cache line) fetches its lines together where a search
+/// or a map probe would wait for each in turn.
+#[derive(Default)]
+struct Bucket {
+    /// The low half of each grant's principal key; a match is a candidate only (the
+    /// stored name confirms it).
+    keys: Vec<u32>,
+    grants: Vec<Grant>,
+}
+
+impl Bucket {
+    fn push(&mut self, key: u64, grant: Grant) {
+        self.keys.push(key as u32);
+        self.grants.push(grant);
+    }
+
+    /// The first grant, in the subject's order and then in section order, that has the
+    /// action, belongs to one of `who` and passes `confirm` (the name, the patterns).
+    fn first<'a>(
+        &self,
+        who: &SubjectKeys<'a>,
+        bit: u8,
+        mut confirm: impl FnMut(&Grant, Who<'a>) -> bool,
+    ) -> Option<(&Grant, Who<'a>)> {
+        let mut found: SmallVec<[(usize, &Grant); 8]> = SmallVec::new();
+        for (i, &k) in self.keys.iter().enumerate() {
+            if let Some(rank) = who.iter().position(|(w, _)| *w as u32 == k) {
+                let g = &self.grants[i];
+                if g.actions & bit != 0 {
+                    found.push((rank, g));
+                }
+            }
+        }
+        found.sort_unstable_by_key(|(rank, g)| (*rank, g.item));
+        found
+            .into_iter()
+            .map(|(rank, g)| (g, who[rank].1))
+            .find(|&(g, whose)| confirm(g, whose))
+    }
 }
 
 struct CompiledSection {
-    target: String,
+    target: Box<str>,
     include: Arc<GlobSet>,
     exclude: Arc<GlobSet>,
-    users: HashMap<String, Vec<String>>,
-    groups: HashMap<String, Vec<String>>,
 }
 
-/// The sections that name a repository (or `ANY`, …), by who they grant something to:
-/// a decision looks up the subject and its groups instead of scanning every section.
-#[derive(Default)]
-struct Bucket {
-    users: HashMap<String, Vec<usize>>,
-    groups: HashMap<String, Vec<usize>>,
+/// What `ANY LOCAL` / `ANY REMOTE` make of a registered repository's class.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AnyClass {
+    Local,
+    Remote,
+    Neither,
+}
+
+/// What the index knows of one repository key: which sections decide about it, the
+/// class words that reach it, and the grants of the sections that name it.
+struct RepoEntry {
+    kind: ResourceKind,
+    class: AnyClass,
+    grants: Bucket,
 }
 
 /// Compiled sections (`repo`, `build`, `releaseBundle`) of every permission target.
 pub struct TargetIndex {
     pub built_from: u64,
     sections: Vec<CompiledSection>,
-    /// `repo` sections.
-    by_repo: HashMap<String, Bucket>,
+    /// The users and groups the grants name, for confirming a grant found by its key.
+    names: Vec<(bool, Box<str>)>,
+    /// Registered repositories, those sections name, and the release-bundle
+    /// repositories (always with [`RELEASE_BUNDLES_REPOSITORY`]): one look-up a decision.
+    repos: NameMap<RepoEntry>,
     any: Bucket,
     any_local: Bucket,
     any_remote: Bucket,
     /// `build` sections (all of them apply to [`BUILD_INFO_REPOSITORY`]).
     builds: Bucket,
-    /// `releaseBundle` sections by the repository they apply to; its keys are the
-    /// release-bundle repositories (always with [`RELEASE_BUNDLES_REPOSITORY`]).
-    bundles: HashMap<String, Bucket>,
-    /// Repository key -> class (`local`, `remote`, …) for `ANY LOCAL` / `ANY REMOTE`.
-    classes: HashMap<String, String>,
-    /// Each distinct list of patterns compiled once: sites repeat the same few patterns
-    /// (`**`, `org/**`) across thousands of targets, and a compiled set is large.
-    globs: HashMap<(Vec<String>, bool), Arc<GlobSet>>,
 }
 
 /// Both compiled indexes; each part is rebuilt only when its own data changed.
@@ -218,11 +349,21 @@ impl PermissionIndex {
     /// admin, then permission targets, then project roles (whose actions here are
     /// repository actions: they do not reach build info or release bundles).
     pub fn decide(&self, subject: &Subject, repo: &str, path: &str, action: &str) -> Decision {
-        let d = self.targets.decide(subject, repo, path, action);
-        if d.allowed || subject.admin || self.targets.kind(repo) != ResourceKind::Repository {
+        if subject.admin {
+            return Decision {
+                allowed: true,
+                via: Cow::Borrowed("admin"),
+            };
+        }
+        let Some(bit) = action_bit(action) else {
+            return Decision::denied("no grant");
+        };
+        let who = subject_keys(subject);
+        let (d, kind) = self.targets.decide(&who, repo, path, bit);
+        if d.allowed || kind != ResourceKind::Repository {
             return d;
         }
-        self.projects.decide(subject, repo, action).unwrap_or(d)
+        self.projects.decide(&who, repo, bit).unwrap_or(d)
     }
 }
 
@@ -295,12 +436,12 @@ struct ProjectGrant {
 pub struct ProjectIndex {
     pub built_from: u64,
     /// Repository -> its grants, and the same grants by member.
-    by_repo: HashMap<String, (Vec<ProjectGrant>, Bucket)>,
+    by_repo: NameMap<(Vec<ProjectGrant>, Bucket)>,
 }
 
 impl ProjectIndex {
     pub fn build(state: &State) -> ProjectIndex {
-        let mut by_repo: HashMap<String, (Vec<ProjectGrant>, Bucket)> = HashMap::new();
+        let mut by_repo = NameMap::default();
         for (key, repo) in &state.repositories.by_key {
             let envs = repository_environments(&repo.config);
             let projects = state.projects.by_key.values().filter(|p| {
@@ -345,14 +486,14 @@ impl ProjectIndex {
             if !grants.is_empty() {
                 let mut bucket = Bucket::default();
                 for (i, g) in grants.iter().enumerate() {
-                    let members = if g.group {
-                        &mut bucket.groups
-                    } else {
-                        &mut bucket.users
+                    let grant = Grant {
+                        item: i as u32,
+                        name: 0,
+                        actions: action_mask(g.actions.iter().copied()),
                     };
-                    members.entry(g.member.clone()).or_default().push(i);
+                    bucket.push(principal_key(g.group, &g.member), grant);
                 }
-                by_repo.insert(key.clone(), (grants, bucket));
+                by_repo.insert(key.as_str().into(), (grants, bucket));
             }
         }
         ProjectIndex {
@@ -361,37 +502,31 @@ impl ProjectIndex {
         }
     }
 
-    /// The project role that lets `subject` do `action` anywhere in `repo`, if any.
-    fn decide(&self, subject: &Subject, repo: &str, action: &str) -> Option<Decision> {
+    /// The project role that lets `who` do the action of `bit` anywhere in `repo`, if any.
+    fn decide(&self, who: &SubjectKeys, repo: &str, bit: u8) -> Option<Decision> {
         let (grants, bucket) = self.by_repo.get(repo)?;
-        let own = subject
-            .own_grants
-            .then(|| bucket.users.get(&subject.username))
-            .flatten();
-        let groups = subject.groups.iter().filter_map(|g| bucket.groups.get(g));
-        let g = own
-            .into_iter()
-            .chain(groups)
-            .flatten()
-            .map(|&i| &grants[i])
-            .find(|g| g.actions.contains(&action))?;
+        let (g, _) = bucket.first(who, bit, |g, whose| {
+            let g = &grants[g.item as usize];
+            whose.is(g.group, &g.member)
+        })?;
+        let g = &grants[g.item as usize];
         Some(Decision {
             allowed: true,
-            via: format!(
+            via: Cow::Owned(format!(
                 "project `{}` role `{}` ({} `{}`)",
                 g.project,
                 g.role,
                 if g.group { "group" } else { "user" },
                 g.member
-            ),
+            )),
         })
     }
 
     /// What `subject` holds through project roles, repository by repository.
     fn effective(&self, subject: &Subject) -> Vec<serde_json::Value> {
         let mut out: Vec<serde_json::Value> = Vec::new();
-        let mut repos: Vec<&String> = self.by_repo.keys().collect();
-        repos.sort();
+        let mut repos: Vec<&str> = self.by_repo.keys().map(|k| &**k).collect();
+        repos.sort_unstable();
         for repo in repos {
             for g in &self.by_repo[repo].0 {
                 let holds = if g.group {
@@ -437,19 +572,16 @@ pub fn decide_access_key(
         if access_ok && e.repo == repo && entitlement_covers(e, path) {
             return Decision {
                 allowed: true,
-                via: format!(
+                via: Cow::Owned(format!(
                     "entitlement `{}` ({} on {}, access key `{key}`)",
                     e.id,
                     e.access,
                     entitlement_scope(e)
-                ),
+                )),
             };
         }
     }
-    Decision {
-        allowed: false,
-        via: "no entitlement".into(),
-    }
+    Decision::denied("no entitlement")
 }
 
 /// The scope of an entitlement as a path prefix inside its repository: a package's
@@ -528,32 +660,68 @@ pub fn valid_pattern(p: &str) -> bool {
 
 impl TargetIndex {
     pub fn build(state: &State) -> TargetIndex {
+        let class = |rclass: &str| match rclass {
+            "local" | "federated" => AnyClass::Local,
+            "remote" => AnyClass::Remote,
+            _ => AnyClass::Neither,
+        };
+        let mut repos: NameMap<RepoEntry> = state
+            .repositories
+            .by_key
+            .iter()
+            .map(|(k, r)| {
+                let entry = RepoEntry {
+                    kind: ResourceKind::Repository,
+                    class: class(&r.config.rclass),
+                    grants: Bucket::default(),
+                };
+                (k.as_str().into(), entry)
+            })
+            .collect();
+        // Release-bundle repositories first: a `repo` section that names one is never
+        // consulted there, whichever target comes first.
+        let bundle_sections = state
+            .permissions
+            .targets
+            .values()
+            .filter_map(|t| t.release_bundle.as_ref());
+        let bundle_repos = bundle_sections
+            .flat_map(bundle_repositories)
+            .chain([RELEASE_BUNDLES_REPOSITORY]);
+        for name in bundle_repos {
+            repos
+                .entry(name.into())
+                .or_insert_with(|| RepoEntry {
+                    kind: ResourceKind::ReleaseBundle,
+                    class: AnyClass::Neither,
+                    grants: Bucket::default(),
+                })
+                .kind = ResourceKind::ReleaseBundle;
+        }
         let mut index = TargetIndex {
             built_from: state.permissions.changed_seq,
             sections: vec![],
-            by_repo: HashMap::new(),
+            names: vec![],
+            repos,
             any: Bucket::default(),
             any_local: Bucket::default(),
             any_remote: Bucket::default(),
             builds: Bucket::default(),
-            bundles: [(RELEASE_BUNDLES_REPOSITORY.to_string(), Bucket::default())].into(),
-            classes: state
-                .repositories
-                .by_key
-                .iter()
-                .map(|(k, r)| (k.clone(), r.config.rclass.clone()))
-                .collect(),
-            globs: HashMap::new(),
         };
+        // Each distinct list of patterns compiled once: sites repeat the same few patterns
+        // (`**`, `org/**`) across thousands of targets, and a compiled set is large.
+        let mut globs = HashMap::new();
+        let mut names = HashMap::new();
         for target in state.permissions.targets.values() {
-            if let Some(section) = &target.repo {
-                index.add(&target.name, section, ResourceKind::Repository);
-            }
-            if let Some(section) = &target.build {
-                index.add(&target.name, section, ResourceKind::Build);
-            }
-            if let Some(section) = &target.release_bundle {
-                index.add(&target.name, section, ResourceKind::ReleaseBundle);
+            let sections = [
+                (&target.repo, ResourceKind::Repository),
+                (&target.build, ResourceKind::Build),
+                (&target.release_bundle, ResourceKind::ReleaseBundle),
+            ];
+            for (section, kind) in sections {
+                if let Some(section) = section {
+                    index.add(&mut globs, &mut names, &target.name, section, kind);
+                }
             }
         }
         index
@@ -563,14 +731,21 @@ impl TargetIndex {
     pub fn kind(&self, repo: &str) -> ResourceKind {
         if repo == BUILD_INFO_REPOSITORY {
             ResourceKind::Build
-        } else if self.bundles.contains_key(repo) {
-            ResourceKind::ReleaseBundle
         } else {
-            ResourceKind::Repository
+            self.repos
+                .get(repo)
+                .map_or(ResourceKind::Repository, |r| r.kind)
         }
     }
 
-    fn add(&mut self, target: &str, s: &PermissionSection, kind: ResourceKind) {
+    fn add(
+        &mut self,
+        globs: &mut Globs,
+        names: &mut Names,
+        target: &str,
+        s: &PermissionSection,
+        kind: ResourceKind,
+    ) {
         let repos: Vec<&str> = match kind {
             ResourceKind::Repository => s.repositories.iter().map(String::as_str).collect(),
             ResourceKind::Build => vec![BUILD_INFO_REPOSITORY],
@@ -582,149 +757,159 @@ impl TargetIndex {
             .into_iter()
             .partition(|r| s.patterns_by_repository.contains_key(*r));
         if !shared.is_empty() {
-            self.add_compiled(
-                target,
-                s,
-                (&s.include_patterns, &s.exclude_patterns),
-                kind,
-                &shared,
-            );
+            let patterns = (&s.include_patterns[..], &s.exclude_patterns[..]);
+            self.add_compiled((globs, names), target, s, patterns, kind, &shared);
         }
         for repo in own {
             let p = &s.patterns_by_repository[repo];
-            self.add_compiled(
-                target,
-                s,
-                (&p.include_patterns, &p.exclude_patterns),
-                kind,
-                &[repo],
-            );
+            let patterns = (&p.include_patterns[..], &p.exclude_patterns[..]);
+            self.add_compiled((globs, names), target, s, patterns, kind, &[repo]);
         }
-    }
-
-    fn compiled(&mut self, patterns: &[String], default_all: bool) -> Arc<GlobSet> {
-        self.globs
-            .entry((patterns.to_vec(), default_all))
-            .or_insert_with(|| Arc::new(glob_set(patterns, default_all)))
-            .clone()
     }
 
     fn add_compiled(
         &mut self,
+        (globs, names): (&mut Globs, &mut Names),
         target: &str,
         s: &PermissionSection,
         (include, exclude): (&[String], &[String]),
         kind: ResourceKind,
         repos: &[&str],
     ) {
-        let i = self.sections.len();
-        let include = self.compiled(include, true);
-        let exclude = self.compiled(exclude, false);
+        let mut compiled = |patterns: &[String], default_all: bool| {
+            globs
+                .entry((patterns.to_vec(), default_all))
+                .or_insert_with(|| Arc::new(glob_set(patterns, default_all)))
+                .clone()
+        };
+        let item = self.sections.len() as u32;
         self.sections.push(CompiledSection {
-            target: target.to_string(),
-            include,
-            exclude,
-            users: s
-                .users
-                .iter()
-                .map(|(k, v)| (k.to_lowercase(), v.clone()))
-                .collect(),
-            groups: s
-                .groups
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            target: target.into(),
+            include: compiled(include, true),
+            exclude: compiled(exclude, false),
         });
-        let section = &self.sections[i];
-        let users: Vec<String> = section.users.keys().cloned().collect();
-        let groups: Vec<String> = section.groups.keys().cloned().collect();
+        // User names are case-insensitive: a key written by hand in another case still
+        // means its lower-case user.
+        let users = s.users.iter().map(|(u, a)| (false, u.to_lowercase(), a));
+        let groups = s.groups.iter().map(|(g, a)| (true, g.clone(), a));
+        let grants: Vec<(u64, Grant)> = users
+            .chain(groups)
+            .map(|(group, name, actions)| {
+                let key = principal_key(group, &name);
+                let grant = Grant {
+                    item,
+                    name: *names
+                        .entry((group, name))
+                        .or_insert_with_key(|(group, name)| {
+                            self.names.push((*group, name.as_str().into()));
+                            self.names.len() as u32 - 1
+                        }),
+                    actions: action_mask(actions.iter().map(String::as_str)),
+                };
+                (key, grant)
+            })
+            .collect();
         for &repo in repos {
             let bucket = match (kind, repo) {
                 (ResourceKind::Build, _) => &mut self.builds,
-                (ResourceKind::ReleaseBundle, name) => {
-                    self.bundles.entry(name.to_string()).or_default()
-                }
+                (ResourceKind::ReleaseBundle, name) => match self.repos.get_mut(name) {
+                    Some(entry) => &mut entry.grants,
+                    None => continue,
+                },
                 (ResourceKind::Repository, "ANY") => &mut self.any,
                 // By the class of the registered repository; an unregistered one is of
                 // no known class, so neither matches it (never grant more than written).
                 (ResourceKind::Repository, "ANY LOCAL") => &mut self.any_local,
                 (ResourceKind::Repository, "ANY REMOTE") => &mut self.any_remote,
+                // Build info and release-bundle repositories are decided by their own
+                // sections only: a `repo` section naming one is never consulted there.
+                (ResourceKind::Repository, BUILD_INFO_REPOSITORY) => continue,
                 (ResourceKind::Repository, name) => {
-                    self.by_repo.entry(name.to_string()).or_default()
+                    let entry = self.repos.entry(name.into()).or_insert_with(|| RepoEntry {
+                        kind: ResourceKind::Repository,
+                        class: AnyClass::Neither,
+                        grants: Bucket::default(),
+                    });
+                    if entry.kind != ResourceKind::Repository {
+                        continue;
+                    }
+                    &mut entry.grants
                 }
             };
-            for u in &users {
-                bucket.users.entry(u.clone()).or_default().push(i);
-            }
-            for g in &groups {
-                bucket.groups.entry(g.clone()).or_default().push(i);
+            for &(key, grant) in &grants {
+                bucket.push(key, grant);
             }
         }
     }
 
-    /// May `subject` do `action` on `path` in `repo`? `via` names the deciding grant.
-    pub fn decide(&self, subject: &Subject, repo: &str, path: &str, action: &str) -> Decision {
-        if subject.admin {
-            return Decision {
-                allowed: true,
-                via: "admin".into(),
-            };
-        }
+    /// May `who` do the action of `bit` on `path` in `repo`? `via` names the deciding
+    /// grant; with the decision, which sections decide about `repo`.
+    fn decide(
+        &self,
+        who: &SubjectKeys,
+        repo: &str,
+        path: &str,
+        bit: u8,
+    ) -> (Decision, ResourceKind) {
+        let entry = match repo {
+            BUILD_INFO_REPOSITORY => None,
+            _ => self.repos.get(repo),
+        };
+        let kind = match (repo, entry) {
+            (BUILD_INFO_REPOSITORY, _) => ResourceKind::Build,
+            (_, Some(e)) => e.kind,
+            (_, None) => ResourceKind::Repository,
+        };
         // Only the sections of the repository's kind: `ANY` in a `repo` section means any
         // artifact repository, never build info or release bundles (Artifactory keeps
         // those under their own sections, and reserves their repository keys).
-        let buckets = match self.kind(repo) {
+        let own = entry.map(|e| &e.grants);
+        let buckets = match kind {
             ResourceKind::Build => [Some(&self.builds), None, None],
-            ResourceKind::ReleaseBundle => [self.bundles.get(repo), None, None],
+            ResourceKind::ReleaseBundle => [own, None, None],
             ResourceKind::Repository => {
-                let by_class = match self.classes.get(repo).map(String::as_str) {
-                    Some("local") | Some("federated") => Some(&self.any_local),
-                    Some("remote") => Some(&self.any_remote),
+                let by_class = match entry.map(|e| e.class) {
+                    Some(AnyClass::Local) => Some(&self.any_local),
+                    Some(AnyClass::Remote) => Some(&self.any_remote),
                     _ => None,
                 };
-                [self.by_repo.get(repo), Some(&self.any), by_class]
+                [own, Some(&self.any), by_class]
             }
         };
-        // Built once per decision: globset normalises the path for every set otherwise.
-        let candidate = globset::Candidate::new(path);
-        let matches = |s: &CompiledSection| {
-            s.include.is_match_candidate(&candidate) && !s.exclude.is_match_candidate(&candidate)
-        };
-        let has =
-            |grants: Option<&Vec<String>>| grants.is_some_and(|a| a.iter().any(|x| x == action));
+        // Built once per decision, and only when a grant has the action: globset
+        // normalises the path for every set otherwise.
+        let mut candidate = None;
         for bucket in buckets.into_iter().flatten() {
-            if subject.own_grants {
-                for &i in bucket.users.get(&subject.username).into_iter().flatten() {
-                    let s = &self.sections[i];
-                    if has(s.users.get(&subject.username)) && matches(s) {
-                        return Decision {
-                            allowed: true,
-                            via: format!(
-                                "permission target `{}` (user `{}`)",
-                                s.target, subject.username
-                            ),
-                        };
-                    }
-                }
-            }
-            for g in &subject.groups {
-                for &i in bucket.groups.get(g).into_iter().flatten() {
-                    let s = &self.sections[i];
-                    if has(s.groups.get(g)) && matches(s) {
-                        return Decision {
-                            allowed: true,
-                            via: format!("permission target `{}` (group `{g}`)", s.target),
-                        };
-                    }
-                }
+            let found = bucket.first(who, bit, |g, whose| {
+                let (group, name) = &self.names[g.name as usize];
+                let s = &self.sections[g.item as usize];
+                let c = candidate.get_or_insert_with(|| globset::Candidate::new(path));
+                whose.is(*group, name)
+                    && s.include.is_match_candidate(c)
+                    && !s.exclude.is_match_candidate(c)
+            });
+            if let Some((g, whose)) = found {
+                let target = &self.sections[g.item as usize].target;
+                let via = match whose {
+                    Who::User(u) => format!("permission target `{target}` (user `{u}`)"),
+                    Who::Group(g) => format!("permission target `{target}` (group `{g}`)"),
+                };
+                let d = Decision {
+                    allowed: true,
+                    via: Cow::Owned(via),
+                };
+                return (d, kind);
             }
         }
-        Decision {
-            allowed: false,
-            via: "no grant".into(),
-        }
+        (Decision::denied("no grant"), kind)
     }
 }
+
+/// Compiled pattern sets by (patterns, whether none means all), while an index is built.
+type Globs = HashMap<(Vec<String>, bool), Arc<GlobSet>>;
+
+/// The numbers of (user or group, name) in [`TargetIndex::names`], while it is built.
+type Names = HashMap<(bool, String), u32>;
 
 /// What a subject holds through project roles.
 pub fn effective_project_roles(
@@ -1021,7 +1206,7 @@ mod tests {
         for (repo, path, action, allowed, via) in table {
             let d = index.decide(&bob(), repo, path, action);
             assert_eq!(
-                (d.allowed, d.via.as_str()),
+                (d.allowed, &*d.via),
                 (allowed, via),
                 "{repo} {path} {action}"
             );
@@ -1031,6 +1216,74 @@ mod tests {
             ResourceKind::ReleaseBundle
         );
         assert_eq!(index.targets.kind("libs"), ResourceKind::Repository);
+    }
+
+    /// Grants are found by a 32-bit fingerprint of their principal's key: two names
+    /// that share one must not lend each other their grants.
+    #[test]
+    fn a_fingerprint_match_is_confirmed_by_the_name() {
+        // A birthday search: two names with the same fingerprint in this process.
+        let mut seen = HashMap::new();
+        let (granted, other) = (0u32..)
+            .find_map(|i| {
+                let name = format!("g{i}");
+                let print = principal_key(true, &name) as u32;
+                seen.insert(print, name.clone()).map(|first| (first, name))
+            })
+            .expect("a collision in 2^32 names");
+        assert_eq!(
+            principal_key(true, &granted) as u32,
+            principal_key(true, &other) as u32
+        );
+        let mut state = state_with(PermissionSection {
+            repositories: vec!["libs".into()],
+            groups: [(granted.clone(), vec!["read".to_string()])].into(),
+            ..Default::default()
+        });
+        // The same group through a project role on the repository.
+        let mut p = gatehouse_projections::ProjectRecord::default();
+        p.config.project_key = "pa".into();
+        p.groups
+            .entry(granted.clone())
+            .or_default()
+            .insert("Developer".into());
+        state.projects.make_mut().by_key.insert("pa".into(), p);
+        state.repositories.make_mut().by_key.insert(
+            "libs".into(),
+            gatehouse_projections::RepositoryRecord {
+                config: gatehouse_schemas::Repository {
+                    key: "libs".into(),
+                    rclass: "local".into(),
+                    ..Default::default()
+                },
+                project: Some("pa".into()),
+                ..Default::default()
+            },
+        );
+        let index = PermissionIndex::build(&state);
+        let member_of = |g: &str| Subject {
+            username: "bob".into(),
+            admin: false,
+            groups: [g.to_string()].into(),
+            own_grants: false,
+        };
+        let d = index.decide(&member_of(&granted), "libs", "a.jar", "read");
+        assert_eq!(
+            (d.allowed, &*d.via),
+            (true, &*format!("permission target `t` (group `{granted}`)"))
+        );
+        let d = index.decide(&member_of(&granted), "libs", "a.jar", "write");
+        assert_eq!(
+            (d.allowed, &*d.via),
+            (
+                true,
+                &*format!("project `pa` role `Developer` (group `{granted}`)")
+            )
+        );
+        for action in ["read", "write"] {
+            let d = index.decide(&member_of(&other), "libs", "a.jar", action);
+            assert_eq!((d.allowed, &*d.via), (false, "no grant"), "{action}");
+        }
     }
 
     #[test]
@@ -1463,6 +1716,16 @@ mod tests {
                 let got = decision.allowed;
                 if got && decision.via.starts_with("project") {
                     by_project += 1;
+                }
+                // An allowed decision names one of the subject's own principals.
+                if got && !subject.admin {
+                    let user = format!("(user `{}`)", subject.username);
+                    let named = (subject.own_grants && decision.via.ends_with(&user))
+                        || subject
+                            .groups
+                            .iter()
+                            .any(|g| decision.via.ends_with(&format!("(group `{g}`)")));
+                    assert!(named, "{subject:?} allowed via {}", decision.via);
                 }
                 if got && !subject.admin {
                     match index.targets.kind(repo) {
