@@ -155,11 +155,19 @@ impl Decision {
     }
 }
 
-/// Maps keyed by names an admin wrote (users, groups, repositories), hashed with
-/// foldhash: a decision makes a few look-ups, and std's SipHash (made for keys an
-/// attacker picks) cost more than the probes themselves. foldhash's per-process random
-/// seed still keeps stored names from being chosen to collide.
-type NameMap<V> = HashMap<Box<str>, V, foldhash::fast::RandomState>;
+/// A repository key as the indexes keep it: up to 24 bytes inline in the map's slot, so
+/// that a probe that finds it does not then wait for another cache line holding the name.
+type RepoKey = SmallVec<[u8; 24]>;
+
+/// Maps keyed by repository, hashed with foldhash: a decision makes two look-ups, and
+/// std's SipHash (made for keys an attacker picks) cost more than the probes themselves.
+/// The keys are names an admin wrote; foldhash's per-process random seed still keeps them
+/// from being chosen to collide.
+type RepoMap<V> = HashMap<RepoKey, V, foldhash::fast::RandomState>;
+
+fn repo_key(name: &str) -> RepoKey {
+    RepoKey::from_slice(name.as_bytes())
+}
 
 /// The bit of an action in a grant's mask (its place in [`ACTIONS`]); stored actions are
 /// checked against [`ACTIONS`] on the way in, so every one has a bit.
@@ -301,7 +309,7 @@ pub struct TargetIndex {
     names: Vec<(bool, Box<str>)>,
     /// Registered repositories, those sections name, and the release-bundle
     /// repositories (always with [`RELEASE_BUNDLES_REPOSITORY`]): one look-up a decision.
-    repos: NameMap<RepoEntry>,
+    repos: RepoMap<RepoEntry>,
     any: Bucket,
     any_local: Bucket,
     any_remote: Bucket,
@@ -436,12 +444,12 @@ struct ProjectGrant {
 pub struct ProjectIndex {
     pub built_from: u64,
     /// Repository -> its grants, and the same grants by member.
-    by_repo: NameMap<(Vec<ProjectGrant>, Bucket)>,
+    by_repo: RepoMap<(Vec<ProjectGrant>, Bucket)>,
 }
 
 impl ProjectIndex {
     pub fn build(state: &State) -> ProjectIndex {
-        let mut by_repo = NameMap::default();
+        let mut by_repo = RepoMap::default();
         for (key, repo) in &state.repositories.by_key {
             let envs = repository_environments(&repo.config);
             let projects = state.projects.by_key.values().filter(|p| {
@@ -493,7 +501,7 @@ impl ProjectIndex {
                     };
                     bucket.push(principal_key(g.group, &g.member), grant);
                 }
-                by_repo.insert(key.as_str().into(), (grants, bucket));
+                by_repo.insert(repo_key(key), (grants, bucket));
             }
         }
         ProjectIndex {
@@ -504,7 +512,7 @@ impl ProjectIndex {
 
     /// The project role that lets `who` do the action of `bit` anywhere in `repo`, if any.
     fn decide(&self, who: &SubjectKeys, repo: &str, bit: u8) -> Option<Decision> {
-        let (grants, bucket) = self.by_repo.get(repo)?;
+        let (grants, bucket) = self.by_repo.get(repo.as_bytes())?;
         let (g, _) = bucket.first(who, bit, |g, whose| {
             let g = &grants[g.item as usize];
             whose.is(g.group, &g.member)
@@ -525,10 +533,15 @@ impl ProjectIndex {
     /// What `subject` holds through project roles, repository by repository.
     fn effective(&self, subject: &Subject) -> Vec<serde_json::Value> {
         let mut out: Vec<serde_json::Value> = Vec::new();
-        let mut repos: Vec<&str> = self.by_repo.keys().map(|k| &**k).collect();
-        repos.sort_unstable();
-        for repo in repos {
-            for g in &self.by_repo[repo].0 {
+        // Keys were made from `&str`: the lossy conversion never replaces anything.
+        let mut repos: Vec<_> = self
+            .by_repo
+            .iter()
+            .map(|(k, (grants, _))| (String::from_utf8_lossy(k), grants))
+            .collect();
+        repos.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (repo, grants) in repos {
+            for g in grants {
                 let holds = if g.group {
                     subject.groups.contains(&g.member)
                 } else {
@@ -665,7 +678,7 @@ impl TargetIndex {
             "remote" => AnyClass::Remote,
             _ => AnyClass::Neither,
         };
-        let mut repos: NameMap<RepoEntry> = state
+        let mut repos: RepoMap<RepoEntry> = state
             .repositories
             .by_key
             .iter()
@@ -675,7 +688,7 @@ impl TargetIndex {
                     class: class(&r.config.rclass),
                     grants: Bucket::default(),
                 };
-                (k.as_str().into(), entry)
+                (repo_key(k), entry)
             })
             .collect();
         // Release-bundle repositories first: a `repo` section that names one is never
@@ -690,7 +703,7 @@ impl TargetIndex {
             .chain([RELEASE_BUNDLES_REPOSITORY]);
         for name in bundle_repos {
             repos
-                .entry(name.into())
+                .entry(repo_key(name))
                 .or_insert_with(|| RepoEntry {
                     kind: ResourceKind::ReleaseBundle,
                     class: AnyClass::Neither,
@@ -733,7 +746,7 @@ impl TargetIndex {
             ResourceKind::Build
         } else {
             self.repos
-                .get(repo)
+                .get(repo.as_bytes())
                 .map_or(ResourceKind::Repository, |r| r.kind)
         }
     }
@@ -812,7 +825,7 @@ impl TargetIndex {
         for &repo in repos {
             let bucket = match (kind, repo) {
                 (ResourceKind::Build, _) => &mut self.builds,
-                (ResourceKind::ReleaseBundle, name) => match self.repos.get_mut(name) {
+                (ResourceKind::ReleaseBundle, name) => match self.repos.get_mut(name.as_bytes()) {
                     Some(entry) => &mut entry.grants,
                     None => continue,
                 },
@@ -825,11 +838,14 @@ impl TargetIndex {
                 // sections only: a `repo` section naming one is never consulted there.
                 (ResourceKind::Repository, BUILD_INFO_REPOSITORY) => continue,
                 (ResourceKind::Repository, name) => {
-                    let entry = self.repos.entry(name.into()).or_insert_with(|| RepoEntry {
-                        kind: ResourceKind::Repository,
-                        class: AnyClass::Neither,
-                        grants: Bucket::default(),
-                    });
+                    let entry = self
+                        .repos
+                        .entry(repo_key(name))
+                        .or_insert_with(|| RepoEntry {
+                            kind: ResourceKind::Repository,
+                            class: AnyClass::Neither,
+                            grants: Bucket::default(),
+                        });
                     if entry.kind != ResourceKind::Repository {
                         continue;
                     }
@@ -853,7 +869,7 @@ impl TargetIndex {
     ) -> (Decision, ResourceKind) {
         let entry = match repo {
             BUILD_INFO_REPOSITORY => None,
-            _ => self.repos.get(repo),
+            _ => self.repos.get(repo.as_bytes()),
         };
         let kind = match (repo, entry) {
             (BUILD_INFO_REPOSITORY, _) => ResourceKind::Build,

@@ -438,14 +438,19 @@ impl Directory {
 
     /// A user's effective admin right: its own flag or an admin-privileged group.
     pub fn is_admin(&self, username: &str) -> bool {
-        self.users.get(username).is_some_and(|u| {
-            u.admin
-                || u.groups.iter().any(|g| {
-                    self.groups
-                        .get(g.as_str())
-                        .is_some_and(|g| g.admin_privileges)
-                })
-        })
+        self.users
+            .get(username)
+            .is_some_and(|u| self.user_is_admin(u))
+    }
+
+    /// [`Directory::is_admin`] for a user record at hand (no second look-up by name).
+    pub fn user_is_admin(&self, u: &User) -> bool {
+        u.admin
+            || u.groups.iter().any(|g| {
+                self.groups
+                    .get(g.as_str())
+                    .is_some_and(|g| g.admin_privileges)
+            })
     }
 
     /// The directory's part of a user deletion (see [`State::delete_user`]).

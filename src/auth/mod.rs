@@ -597,7 +597,7 @@ impl Authenticator {
                     UserStatus::Locked => return Err(AuthError::Locked(subject)),
                     _ => return Err(AuthError::Disabled(subject)),
                 }
-                scope_is_admin(&scope, &s.directory, Some(&subject))
+                scope_grants_admin(&scope, &s.directory, || s.directory.user_is_admin(user))
             }
             None if transient_ok => scope_is_admin(&scope, &s.directory, None),
             None => {
@@ -1214,9 +1214,20 @@ pub fn scope_is_admin(
     dir: &gatehouse_projections::Directory,
     user: Option<&str>,
 ) -> bool {
+    scope_grants_admin(scope, dir, || user.is_some_and(|u| dir.is_admin(u)))
+}
+
+/// [`scope_is_admin`] with the user's own admin standing from `user_admin`, asked only
+/// when the scope carries `applied-permissions/user` (a caller holding the user record
+/// saves a look-up by name).
+pub fn scope_grants_admin(
+    scope: &str,
+    dir: &gatehouse_projections::Directory,
+    user_admin: impl Fn() -> bool,
+) -> bool {
     scope.split_whitespace().any(|s| {
         s == "applied-permissions/admin"
-            || (s == "applied-permissions/user" && user.is_some_and(|u| dir.is_admin(u)))
+            || (s == "applied-permissions/user" && user_admin())
             || s.strip_prefix("applied-permissions/groups:")
                 .is_some_and(|gs| {
                     gs.split(',')

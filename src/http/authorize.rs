@@ -5,7 +5,6 @@ use super::error::ApiError;
 use super::extract::request_id;
 use super::{percent_decode, query_param, resource, signed_urls, AppState};
 use crate::authorize::{decide_access_key, Decision, Subject, ACTIONS};
-use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde_json::json;
 
@@ -156,7 +155,7 @@ fn answer(q: &Question, subject: &str, d: Decision) -> HttpResponse {
 }
 
 async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let auth_header = header_str(&req, header::AUTHORIZATION.as_str()).map(str::to_string);
+    let auth_header = super::extract::authorization(&req);
     // A console session (cookie and CSRF token checked) is a credential like a header.
     let session = match &auth_header {
         None => super::extract::session_caller(&req),
@@ -208,7 +207,7 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
         Some(p) => p,
         None => {
             app.auth
-                .authenticate(auth_header.as_deref(), &app.state, &app.writer, &rid.0, ip)
+                .authenticate(auth_header, &app.state, &app.writer, &rid.0, ip)
                 .await?
         }
     };
@@ -232,11 +231,11 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
     // `as_of`: who asks is judged now; what they were allowed, then (the grants and
     // memberships of that moment).
     let past = req.extensions().get::<super::AsOf>().map(|a| a.0.clone());
+    let s = app.view(&req);
     let index = match &past {
         Some(state) => std::sync::Arc::new(crate::authorize::PermissionIndex::build(state)),
-        None => app.permission_index(),
+        None => app.permission_index(&s),
     };
-    let s = app.view(&req);
     let caller_admin = match &past {
         None => principal.admin,
         Some(_) => match &principal.token {
@@ -284,11 +283,11 @@ async fn effective(
 ) -> Result<HttpResponse, ApiError> {
     let caller = caller.0;
     let past = req.extensions().get::<super::AsOf>().map(|a| a.0.clone());
+    let s = app.view(&req);
     let index = match &past {
         Some(state) => std::sync::Arc::new(crate::authorize::PermissionIndex::build(state)),
-        None => app.permission_index(),
+        None => app.permission_index(&s),
     };
-    let s = app.view(&req);
     let subject = match query_param(&req, "user")? {
         Some(other) => {
             let name = crate::domain::normalize_username("user", &other)?;

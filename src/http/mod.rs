@@ -140,17 +140,18 @@ impl AppState {
         self.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The compiled permission index for the current state.
-    pub fn permission_index(&self) -> Arc<crate::authorize::PermissionIndex> {
+    /// The compiled permission index for `state`, the current state the caller holds (one
+    /// read lock fewer on the decision's path; the caller must not hold the index's lock).
+    pub fn permission_index(&self, state: &State) -> Arc<crate::authorize::PermissionIndex> {
         let index = self
             .permission_index
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        if index.is_current(&self.read()) {
+        if index.is_current(state) {
             return index;
         }
-        let fresh = Arc::new(index.refreshed(&self.read()));
+        let fresh = Arc::new(index.refreshed(state));
         *self
             .permission_index
             .write()

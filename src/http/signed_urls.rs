@@ -79,8 +79,10 @@ fn may_sign(
         false,
         caller.0.token.as_ref().map(|t| t.scope.as_str()),
     );
+    // With the state already read: a second read lock while holding one can wait
+    // forever behind a writer queued in between.
     let d = app
-        .permission_index()
+        .permission_index(&s)
         .decide(&subject, repo, path, "manage");
     if d.allowed {
         Ok(())
