@@ -43,10 +43,15 @@ pub struct Claims {
 impl Claims {
     /// The user name in `sub`.
     pub fn username(&self) -> Option<&str> {
-        self.sub
-            .split_once("/users/")
-            .map(|(_, u)| u)
-            .filter(|u| !u.is_empty())
+        // What `split_once("/users/")` finds, by the slashes (a byte search): the
+        // substring searcher's set-up was a visible part of every bearer request.
+        const MARK: &str = "/users/";
+        let at = self
+            .sub
+            .match_indices('/')
+            .map(|(i, _)| i)
+            .find(|&i| self.sub[i..].starts_with(MARK))?;
+        Some(&self.sub[at + MARK.len()..]).filter(|u| !u.is_empty())
     }
 
     /// Whether the issuer keeps a revocation record for this token.
@@ -317,5 +322,33 @@ mod tests {
             .map(|u| u.verify(&key.verifying_key()))
             .map_or(true, |r| r.is_err()));
         assert_eq!(parse("a.b").err(), Some(JwtError::Malformed));
+    }
+
+    #[test]
+    fn the_user_of_a_subject() {
+        let table = [
+            ("jfac@01abc/users/alice", Some("alice")),
+            ("jfac@01abc/users/", None),
+            ("jfac@01abc/groups/devs", None),
+            ("jfac@01abc/nodes/x/users/bob", Some("bob")),
+            ("/users/carol", Some("carol")),
+            ("jfac@01abc/users/dan/users/eve", Some("dan/users/eve")),
+            ("users/frank", None),
+            ("", None),
+        ];
+        for (sub, user) in table {
+            let c = Claims {
+                sub: sub.into(),
+                ..claims()
+            };
+            assert_eq!(c.username(), user, "{sub}");
+            assert_eq!(
+                c.username(),
+                sub.split_once("/users/")
+                    .map(|(_, u)| u)
+                    .filter(|u| !u.is_empty()),
+                "{sub}"
+            );
+        }
     }
 }
