@@ -248,10 +248,23 @@ struct Bucket {
     grants: Vec<Grant>,
 }
 
+/// Up to this many fingerprints, a bucket is read straight through; beyond it (an `ANY`
+/// bucket on a site with thousands of targets on it) or for a subject in many groups,
+/// each of the subject's keys is found by binary search in the sorted fingerprints.
+const SCAN_MAX: usize = 128;
+
 impl Bucket {
     fn push(&mut self, key: u64, grant: Grant) {
         self.keys.push(key as u32);
         self.grants.push(grant);
+    }
+
+    /// Sort by fingerprint (then section): either way of reading finds the same grants.
+    fn finish(&mut self) {
+        let mut order: Vec<usize> = (0..self.keys.len()).collect();
+        order.sort_unstable_by_key(|&i| (self.keys[i], self.grants[i].item));
+        self.keys = order.iter().map(|&i| self.keys[i]).collect();
+        self.grants = order.iter().map(|&i| self.grants[i]).collect();
     }
 
     /// The first grant, in the subject's order and then in section order, that has the
@@ -263,12 +276,24 @@ impl Bucket {
         mut confirm: impl FnMut(&Grant, Who<'a>) -> bool,
     ) -> Option<(&Grant, Who<'a>)> {
         let mut found: SmallVec<[(usize, &Grant); 8]> = SmallVec::new();
-        for (i, &k) in self.keys.iter().enumerate() {
-            if let Some(rank) = who.iter().position(|(w, _)| *w as u32 == k) {
-                let g = &self.grants[i];
-                if g.actions & bit != 0 {
-                    found.push((rank, g));
+        let mut take = |i: usize, rank: usize| {
+            let g = &self.grants[i];
+            if g.actions & bit != 0 {
+                found.push((rank, g));
+            }
+        };
+        if self.keys.len() <= SCAN_MAX && who.len() <= 8 {
+            for (i, &k) in self.keys.iter().enumerate() {
+                if let Some(rank) = who.iter().position(|(w, _)| *w as u32 == k) {
+                    take(i, rank);
                 }
+            }
+        } else {
+            for (rank, (w, _)) in who.iter().enumerate() {
+                let k = *w as u32;
+                let from = self.keys.partition_point(|&x| x < k);
+                let run = self.keys[from..].iter().take_while(|&&x| x == k).count();
+                (from..from + run).for_each(|i| take(i, rank));
             }
         }
         found.sort_unstable_by_key(|(rank, g)| (*rank, g.item));
@@ -501,6 +526,7 @@ impl ProjectIndex {
                     };
                     bucket.push(principal_key(g.group, &g.member), grant);
                 }
+                bucket.finish();
                 by_repo.insert(repo_key(key), (grants, bucket));
             }
         }
@@ -736,6 +762,18 @@ impl TargetIndex {
                     index.add(&mut globs, &mut names, &target.name, section, kind);
                 }
             }
+        }
+        for entry in index.repos.values_mut() {
+            entry.grants.finish();
+        }
+        let buckets = [
+            &mut index.any,
+            &mut index.any_local,
+            &mut index.any_remote,
+            &mut index.builds,
+        ];
+        for bucket in buckets {
+            bucket.finish();
         }
         index
     }
@@ -1300,6 +1338,108 @@ mod tests {
             let d = index.decide(&member_of(&other), "libs", "a.jar", action);
             assert_eq!((d.allowed, &*d.via), (false, "no grant"), "{action}");
         }
+    }
+
+    /// A large bucket (an `ANY` section naming hundreds of principals) and a subject in
+    /// many groups are read by binary search instead of straight through: the same
+    /// answers, and the same `via`.
+    #[test]
+    fn large_buckets_and_many_groups_decide_as_small_ones() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        let mut state = State::default();
+        let mut parts = [State::default(), State::default()];
+        for t in 0..4 {
+            let mut section = PermissionSection {
+                repositories: vec![["ANY", "libs"][t % 2].into()],
+                include_patterns: vec![["**", "a/**"][t / 2].into()],
+                ..Default::default()
+            };
+            for _ in 0..150 {
+                let action = ACTIONS[next(ACTIONS.len())].to_string();
+                section
+                    .users
+                    .insert(format!("u{}", next(400)), vec![action.clone()]);
+                section
+                    .groups
+                    .insert(format!("g{}", next(400)), vec![action]);
+            }
+            let name = format!("t{t}");
+            let target = PermissionTarget {
+                name: name.clone(),
+                repo: Some(section),
+                ..Default::default()
+            };
+            state
+                .permissions
+                .targets
+                .insert(name.clone(), target.clone().into());
+            // The repository's own sections come first, then the `ANY` ones.
+            parts[1 - t % 2]
+                .permissions
+                .targets
+                .insert(name, target.into());
+        }
+        let index = PermissionIndex::build(&state);
+        assert!(index.targets.any.keys.len() > SCAN_MAX);
+        let mut allowed = 0;
+        for round in 0..2000 {
+            let groups = 1 + next(if round % 2 == 0 { 3 } else { 30 });
+            let subject = Subject {
+                username: format!("u{}", next(400)),
+                admin: false,
+                groups: (0..groups).map(|_| format!("g{}", next(400))).collect(),
+                own_grants: next(4) != 0,
+            };
+            let repo = ["libs", "other"][next(2)];
+            let path = ["a/b.jar", "c.jar"][next(2)];
+            let action = ACTIONS[next(ACTIONS.len())];
+            let d = index.decide(&subject, repo, path, action);
+            assert_eq!(
+                d.allowed,
+                reference(&state, &subject, repo, path, action),
+                "{subject:?} {action} {repo}/{path}"
+            );
+            // The repository's own sections, then the `ANY` ones; in each, the subject's
+            // first principal (its own, then its groups by name) with a grant decides.
+            if d.allowed {
+                allowed += 1;
+                let whos = subject
+                    .own_grants
+                    .then(|| format!("(user `{}`)", subject.username))
+                    .into_iter()
+                    .chain(subject.groups.iter().map(|g| format!("(group `{g}`)")));
+                let mut order = parts
+                    .iter()
+                    .flat_map(|part| whos.clone().map(move |w| (part, w)));
+                let first = order
+                    .find(|(part, who)| {
+                        let one = Subject {
+                            own_grants: who.starts_with("(user"),
+                            groups: subject
+                                .groups
+                                .iter()
+                                .filter(|g| who == &format!("(group `{g}`)"))
+                                .cloned()
+                                .collect(),
+                            ..subject.clone()
+                        };
+                        reference(part, &one, repo, path, action)
+                    })
+                    .map(|(_, who)| who);
+                assert!(
+                    first.is_some_and(|w| d.via.ends_with(&w)),
+                    "{subject:?} allowed via {}",
+                    d.via
+                );
+            }
+        }
+        assert!(allowed > 200, "only {allowed} of 2000 allowed");
     }
 
     #[test]
