@@ -1340,18 +1340,23 @@ mod tests {
         }
     }
 
+    /// xorshift: a tiny deterministic generator (a number below `n` a call), so that a
+    /// failure on random data is reproducible.
+    fn xorshift(mut x: u64) -> impl FnMut(usize) -> usize {
+        move |n| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        }
+    }
+
     /// A large bucket (an `ANY` section naming hundreds of principals) and a subject in
     /// many groups are read by binary search instead of straight through: the same
     /// answers, and the same `via`.
     #[test]
     fn large_buckets_and_many_groups_decide_as_small_ones() {
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move |n: usize| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % n as u64) as usize
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         let mut state = State::default();
         let mut parts = [State::default(), State::default()];
         for t in 0..4 {
@@ -1657,14 +1662,7 @@ mod tests {
 
     #[test]
     fn the_index_agrees_with_a_brute_force_reference() {
-        // xorshift: a tiny deterministic generator, so a failure is reproducible.
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move |n: usize| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % n as u64) as usize
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         let patterns = [
             "**", "a/**", "**/*.jar", "a/*/c", "*/b/**", "a/?/c", "b", "a/b*", "**/c", "*",
         ];
