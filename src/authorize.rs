@@ -284,7 +284,9 @@ impl Bucket {
         };
         if self.keys.len() <= SCAN_MAX && who.len() <= 8 {
             for (i, &k) in self.keys.iter().enumerate() {
-                if let Some(rank) = who.iter().position(|(w, _)| *w as u32 == k) {
+                // Every one of the subject's principals with this fingerprint: two of
+                // them may share it, and the name decides which the grant is for.
+                for (rank, _) in who.iter().enumerate().filter(|(_, (w, _))| *w as u32 == k) {
                     take(i, rank);
                 }
             }
@@ -1338,6 +1340,40 @@ mod tests {
             let d = index.decide(&member_of(&other), "libs", "a.jar", action);
             assert_eq!((d.allowed, &*d.via), (false, "no grant"), "{action}");
         }
+        // A subject in both groups: the grant of the one later in name order is found
+        // though the earlier one has the same fingerprint.
+        let (early, late) = if granted < other {
+            (&granted, &other)
+        } else {
+            (&other, &granted)
+        };
+        let mut state = state_with(PermissionSection {
+            repositories: vec!["libs".into()],
+            groups: [(late.clone(), vec!["read".to_string()])].into(),
+            ..Default::default()
+        });
+        state.permissions.targets.insert(
+            "t2".into(),
+            PermissionTarget {
+                name: "t2".into(),
+                repo: Some(PermissionSection {
+                    repositories: vec!["ANY".into()],
+                    groups: [(early.clone(), vec!["write".to_string()])].into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+            .into(),
+        );
+        let both = Subject {
+            groups: [early.clone(), late.clone()].into(),
+            ..member_of(early)
+        };
+        let d = PermissionIndex::build(&state).decide(&both, "libs", "a.jar", "read");
+        assert_eq!(
+            (d.allowed, &*d.via),
+            (true, &*format!("permission target `t` (group `{late}`)"))
+        );
     }
 
     /// xorshift: a tiny deterministic generator (a number below `n` a call), so that a
