@@ -782,13 +782,17 @@ impl TargetIndex {
 
     /// Which sections decide a question about `repo`.
     pub fn kind(&self, repo: &str) -> ResourceKind {
+        self.entry(repo).1
+    }
+
+    /// What the index holds for `repo` (build info keeps nothing here: its sections are
+    /// all in `builds`), and which sections decide about it.
+    fn entry(&self, repo: &str) -> (Option<&RepoEntry>, ResourceKind) {
         if repo == BUILD_INFO_REPOSITORY {
-            ResourceKind::Build
-        } else {
-            self.repos
-                .get(repo.as_bytes())
-                .map_or(ResourceKind::Repository, |r| r.kind)
+            return (None, ResourceKind::Build);
         }
+        let entry = self.repos.get(repo.as_bytes());
+        (entry, entry.map_or(ResourceKind::Repository, |e| e.kind))
     }
 
     fn add(
@@ -907,15 +911,7 @@ impl TargetIndex {
         path: &str,
         bit: u8,
     ) -> (Decision, ResourceKind) {
-        let entry = match repo {
-            BUILD_INFO_REPOSITORY => None,
-            _ => self.repos.get(repo.as_bytes()),
-        };
-        let kind = match (repo, entry) {
-            (BUILD_INFO_REPOSITORY, _) => ResourceKind::Build,
-            (_, Some(e)) => e.kind,
-            (_, None) => ResourceKind::Repository,
-        };
+        let (entry, kind) = self.entry(repo);
         // Only the sections of the repository's kind: `ANY` in a `repo` section means any
         // artifact repository, never build info or release bundles (Artifactory keeps
         // those under their own sections, and reserves their repository keys).

@@ -511,10 +511,7 @@ fn authenticate_batch(
     app: &AppState,
     req: &HttpRequest,
 ) -> Result<crate::auth::jwt::Claims, ApiError> {
-    let token = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
+    let token = super::extract::authorization(req)
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| {
             ApiError::Unauthorized("a federation batch needs a signed bearer token".into())

@@ -5,7 +5,6 @@
 use super::error::ApiError;
 use super::{resource, AppState};
 use crate::metrics::Metrics;
-use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use gatehouse_schemas::UserStatus;
 
@@ -19,11 +18,7 @@ fn is_scrape_token(req: &HttpRequest, app: &AppState) -> bool {
     let Some(token) = &app.config.metrics_token else {
         return false;
     };
-    let Some(sent) = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+    let Some(sent) = super::extract::authorization(req).and_then(|v| v.strip_prefix("Bearer "))
     else {
         return false;
     };

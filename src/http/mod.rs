@@ -815,11 +815,7 @@ pub async fn as_of_middleware(
             .ok_or_else(|| ApiError::Internal("no application state".into()))?;
         if pattern == AUTHORIZE {
             // As the decision itself authenticates: access keys too.
-            let header = req
-                .headers()
-                .get(actix_web::http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
+            let header = extract::authorization(req.request()).map(str::to_string);
             let session = extract::session_caller(req.request());
             if header.is_none() && session.is_none() {
                 // A signed URL (judged now, as always) or a 401: the decision's own

@@ -16,7 +16,6 @@ use crate::auth::{unix_secs, verify_token};
 use crate::domain::Command;
 use crate::keys::{self, public_from_b64};
 use crate::tokens::{self, Spec, PAIRING_SCOPE_PREFIX};
-use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
@@ -227,10 +226,7 @@ impl actix_web::FromRequest for BearerToken {
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let token = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
+        let token = super::extract::authorization(req)
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|t| BearerToken(t.trim().to_string()))
             .ok_or_else(|| {
