@@ -628,6 +628,7 @@ impl Writer {
         // What other nodes wrote while this one was starting.
         self.catch_up();
         let mut shutdown_reply = None;
+        let mut load = crate::background::WriterLoad::new();
         while shutdown_reply.is_none() {
             let Ok(first) = rx.recv() else { break };
             let mut batch = vec![first];
@@ -636,6 +637,11 @@ impl Writer {
                     Ok(m) => batch.push(m),
                     Err(_) => break,
                 }
+            }
+            // Not on a shared log: as its priority (`spawn_shared`), measured on the
+            // local log only.
+            if self.shared_log.is_none() {
+                load.batch(batch.len());
             }
             let mut submissions = Vec::with_capacity(batch.len());
             let mut catch_up = false;
