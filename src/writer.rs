@@ -1172,6 +1172,89 @@ mod tests {
     }
     use std::sync::Mutex;
 
+    /// The writer thread goes under `SCHED_BATCH` while its batches are large and back
+    /// when they are small (`background::WriterLoad`). Large batches are made by holding
+    /// the writer in a batch (its before-commit question waits on a gate) while forty
+    /// commands queue behind it.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_writer_yields_while_many_commands_wait() {
+        use std::sync::Condvar;
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
+        let shared = Arc::new(RwLock::new(State::default()));
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let (handle, thread) = Writer::spawn(log, shared, 1_000_000, 256, metrics);
+        // (closed, the writer is waiting at it), and each batch's policy.
+        let gate = Arc::new((Mutex::new((false, false)), Condvar::new()));
+        let policies: Arc<Mutex<Vec<bool>>> = Default::default();
+        let (g, seen) = (gate.clone(), policies.clone());
+        handle.add_before_commit(BeforeCommit {
+            pending: Box::new(move || {
+                seen.lock()
+                    .unwrap()
+                    .push(crate::background::under_batch_scheduling());
+                let (lock, turn) = &*g;
+                let mut state = lock.lock().unwrap();
+                state.1 = true;
+                turn.notify_all();
+                while state.0 {
+                    state = turn.wait(state).unwrap();
+                }
+                state.1 = false;
+                false
+            }),
+            work: Box::new(|| Ok(())),
+        });
+        let ctx = CommandContext {
+            actor: "test".into(),
+            request_id: "r".into(),
+        };
+        let command = |i: usize| Command::SetAnonymousAccess {
+            enabled: i % 2 == 0,
+        };
+        let (lock, turn) = &*gate;
+        for round in 0..10 {
+            lock.lock().unwrap().0 = true;
+            let first = {
+                let (h, c) = (handle.clone(), ctx.clone());
+                std::thread::spawn(move || h.submit_blocking(command(round), c))
+            };
+            let mut state = lock.lock().unwrap();
+            while !state.1 {
+                state = turn.wait(state).unwrap();
+            }
+            drop(state);
+            let queued: Vec<_> = (0..40)
+                .map(|i| {
+                    let (h, c) = (handle.clone(), ctx.clone());
+                    std::thread::spawn(move || h.submit_blocking(command(i), c))
+                })
+                .collect();
+            while handle.tx.len() < 40 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            lock.lock().unwrap().0 = false;
+            turn.notify_all();
+            first.join().unwrap().unwrap();
+            for q in queued {
+                q.join().unwrap().unwrap();
+            }
+            if policies.lock().unwrap().last() == Some(&true) {
+                break;
+            }
+        }
+        let seen = policies.lock().unwrap().clone();
+        assert_eq!(seen.last(), Some(&true), "batches of forty: {seen:?}");
+        for i in 0..30 {
+            handle.submit_blocking(command(i), ctx.clone()).unwrap();
+        }
+        let seen = policies.lock().unwrap().clone();
+        assert_eq!(seen.last(), Some(&false), "then batches of one: {seen:?}");
+        drop(handle);
+        thread.join().unwrap();
+    }
+
     /// The before-commit work of every batch runs on one thread that lives as long as
     /// the writer (not a thread spawned per batch), and a batch is answered only after
     /// its work ran.
