@@ -30,7 +30,7 @@
 //! flush and of the switches. With few clients waiting the writer goes back to
 //! `SCHED_OTHER`, where its wake-ups do preempt: a closed loop of a few clients waits
 //! for the writer, and a delay there is all latency (the same policy throughout cost
-//! 3–10 % of the rate at 8 and 16 clients; README, Benchmarks). On an idle core the
+//! 3–14 % of the rate at 8 and 16 clients; README, Benchmarks). On an idle core the
 //! policy changes nothing: a woken thread with a free core runs at once either way.
 
 /// The `nice` value maintenance threads run at (the lowest priority).
