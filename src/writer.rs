@@ -1172,6 +1172,19 @@ mod tests {
     }
     use std::sync::Mutex;
 
+    /// A writer on a new log in a temporary directory (kept while the first is held),
+    /// with a queue of `queue` commands.
+    fn fresh_writer(
+        queue: usize,
+    ) -> (tempfile::TempDir, WriterHandle, std::thread::JoinHandle<()>) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
+        let shared = Arc::new(RwLock::new(State::default()));
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let (handle, thread) = Writer::spawn(log, shared, 1_000_000, queue, metrics);
+        (dir, handle, thread)
+    }
+
     /// The writer thread goes under `SCHED_BATCH` while its batches are large and back
     /// when they are small (`background::WriterLoad`). Large batches are made by holding
     /// the writer in a batch (its before-commit question waits on a gate) while forty
@@ -1180,12 +1193,8 @@ mod tests {
     #[test]
     fn the_writer_yields_while_many_commands_wait() {
         use std::sync::Condvar;
-        let dir = tempfile::tempdir().unwrap();
-        let log = EventLog::open(dir.path()).unwrap();
-        let shared = Arc::new(RwLock::new(State::default()));
-        let metrics = Arc::new(crate::metrics::Metrics::new());
-        let (handle, thread) = Writer::spawn(log, shared, 1_000_000, 256, metrics);
-        // (closed, the writer is waiting at it), and each batch's policy.
+        let (_dir, handle, thread) = fresh_writer(256);
+        // The gate: (closed, the writer waits at it); and the policy of each batch.
         let gate = Arc::new((Mutex::new((false, false)), Condvar::new()));
         let policies: Arc<Mutex<Vec<bool>>> = Default::default();
         let (g, seen) = (gate.clone(), policies.clone());
@@ -1260,11 +1269,7 @@ mod tests {
     /// its work ran.
     #[test]
     fn before_commit_work_runs_on_one_thread_for_every_batch() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = EventLog::open(dir.path()).unwrap();
-        let shared = Arc::new(RwLock::new(State::default()));
-        let metrics = Arc::new(crate::metrics::Metrics::new());
-        let (handle, thread) = Writer::spawn(log, shared, 1_000_000, 16, metrics);
+        let (_dir, handle, thread) = fresh_writer(16);
         // Which thread ran each batch's work (its id, name and priority), and the
         // priority of the writer's thread (which asks whether work is pending).
         type Runs = Vec<(std::thread::ThreadId, Option<String>, i32)>;
