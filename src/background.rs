@@ -25,7 +25,7 @@
 //! ([`WriterLoad`]): when its batches show many clients waiting at once, it runs under
 //! `SCHED_BATCH`, whose wake-ups do not preempt the running thread. A worker then finishes
 //! what it was doing — the requests its last wake-up brought, whose commands join the
-//! next batch — before the writer takes the core; the batches grow (13 → 25 commands a
+//! next batch — before the writer takes the core; the batches grow (12 → 20 commands a
 //! batch for 64 clients on two cores) and each command carries a smaller share of the
 //! flush and of the switches. With few clients waiting the writer goes back to
 //! `SCHED_OTHER`, where its wake-ups do preempt: a closed loop of a few clients waits
