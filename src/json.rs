@@ -53,6 +53,15 @@ impl<'a> Json<'a> {
         }
     }
 
+    /// `"key":"value"`, or `"key":null` when `value` is `None`.
+    pub fn nullable(&mut self, key: &str, value: Option<&str>) {
+        self.key(key);
+        match value {
+            Some(v) => string(self.out, v),
+            None => self.out.extend_from_slice(b"null"),
+        }
+    }
+
     /// `"key":"value"` for a value that needs no escape by construction (a constant, a
     /// time or a number this server formats): not checked byte by byte.
     pub fn plain(&mut self, key: &str, value: &str) {
@@ -132,8 +141,10 @@ mod tests {
         o.bool("b", Some(false));
         o.u64("n", Some(u64::MAX));
         o.u64("zero", Some(0));
+        o.nullable("none", None);
+        o.nullable("some", Some("tab\t"));
         o.close();
-        let expected = serde_json::json!({"a": "x\"y", "b": false, "n": u64::MAX, "zero": 0});
+        let expected = serde_json::json!({"a": "x\"y", "b": false, "n": u64::MAX, "zero": 0, "none": null, "some": "tab\t"});
         assert_eq!(out, serde_json::to_vec(&expected).unwrap());
     }
 }

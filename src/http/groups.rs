@@ -7,6 +7,7 @@ use super::{
     base_url, limit_param, page_shared, query_param, resource, with_cursor, written, AppState,
 };
 use crate::domain::{self, Command, GroupChanges, NewGroup};
+use actix_web::http::header::ContentType;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -39,7 +40,9 @@ fn group_response(
         .groups
         .get(name)
         .ok_or_else(|| ApiError::NotFound(format!("group `{name}` not found")))?;
-    Ok(HttpResponse::build(status).json(crate::views::GroupView::from(&**group)))
+    Ok(HttpResponse::build(status)
+        .content_type(ContentType::json())
+        .body(crate::views::GroupView::from(&**group).to_json()))
 }
 
 pub(super) fn path_name(name: &str) -> Result<String, ApiError> {
@@ -161,7 +164,9 @@ async fn get(
         .groups
         .get(name.as_str())
         .ok_or_else(|| ApiError::NotFound(format!("group `{name}` not found")))?;
-    Ok(HttpResponse::Ok().json(crate::views::GroupView::from(&**group)))
+    Ok(HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(crate::views::GroupView::from(&**group).to_json()))
 }
 
 async fn patch(
