@@ -140,9 +140,9 @@ mod tests {
         o.str("skipped", None);
         o.bool("b", Some(false));
         o.u64("n", Some(u64::MAX));
-        o.u64("zero", Some(0));
         o.nullable("none", None);
         o.nullable("some", Some("tab\t"));
+        o.u64("zero", Some(0));
         o.close();
         let expected = serde_json::json!({"a": "x\"y", "b": false, "n": u64::MAX, "zero": 0, "none": null, "some": "tab\t"});
         assert_eq!(out, serde_json::to_vec(&expected).unwrap());

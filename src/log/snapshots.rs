@@ -277,9 +277,13 @@ pub(crate) struct Trickle {
 }
 
 impl Trickle {
-    /// 8 MiB: large enough that the calls cost nothing next to the bytes, small enough
-    /// that a burst is a few milliseconds of the device's time.
-    const WINDOW: u64 = 8 << 20;
+    /// 1 MiB: large enough that the calls cost nothing next to the bytes, small enough
+    /// that the log's syncs do not wait long behind a burst. The device takes a write of
+    /// up to 4 MiB at a time (`max_sectors_kb` here) and works through them in order, so
+    /// a log sync queued behind two 8 MiB windows waited for 16 MiB: while a 250 MB
+    /// snapshot was written the disk's writes averaged 0.6–0.9 ms against 0.07 without
+    /// one (`/proc/diskstats`, a quarter-second at a time); with 1 MiB windows, 0.17.
+    const WINDOW: u64 = 1 << 20;
 
     fn new(file: std::fs::File) -> Trickle {
         Trickle {
@@ -354,7 +358,7 @@ mod tests {
         let mut handed = Vec::new();
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         while (expected.len() as u64) < total {
-            let piece: Vec<u8> = (0..(1 << 20) + 7)
+            let piece: Vec<u8> = (0..Trickle::WINDOW / 8 + 7)
                 .map(|_| {
                     x ^= x << 13;
                     x ^= x >> 7;
