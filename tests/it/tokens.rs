@@ -916,3 +916,42 @@ fn records_of_tokens_past_use_are_forgotten_by_the_sweep() {
         "no TokensExpired event in the audit trail: {audit}"
     );
 }
+
+/// A form body's names and values are percent- and plus-decoded, and a field given twice
+/// is refused, naming it (form bodies are read pair by pair into the field map).
+#[test]
+fn a_form_body_is_decoded_and_a_repeated_field_is_refused() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let form = Some("application/x-www-form-urlencoded");
+    let r = admin.raw(
+        "POST",
+        "/access/api/v1/tokens",
+        form,
+        Some(b"scope=applied-permissions/user&expires_in=600&scope=applied-permissions/user"),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.text.contains("`scope`") && r.text.contains("more than once"),
+        "{}",
+        r.text
+    );
+    let r = admin.raw(
+        "POST",
+        "/access/api/v1/tokens",
+        form,
+        Some(b"scope=applied-permissions%2Fuser&expires_in=86400&descr%69ption=nightly+build%20%26%20tests"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Long enough to be kept as a record, and listed with its description.
+    let id = r.json()["token_id"].as_str().unwrap().to_string();
+    let list = admin.get("/access/api/v1/tokens").json();
+    let listed = list["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["token_id"] == id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(listed["description"], "nightly build & tests");
+}
