@@ -257,12 +257,17 @@ impl FromRequest for FormOrJson {
                 // token issue's body). Undecodable bytes read as U+FFFD, as they did there.
                 let mut map = serde_json::Map::new();
                 for (k, v) in form_urlencoded::parse(&bytes) {
-                    if map.contains_key(k.as_ref()) {
-                        return Err(ApiError::BadRequest(format!(
-                            "invalid `{k}`: given more than once"
-                        )));
+                    match map.entry(k.into_owned()) {
+                        serde_json::map::Entry::Occupied(o) => {
+                            return Err(ApiError::BadRequest(format!(
+                                "invalid `{}`: given more than once",
+                                o.key()
+                            )));
+                        }
+                        serde_json::map::Entry::Vacant(slot) => {
+                            slot.insert(serde_json::Value::String(v.into_owned()));
+                        }
                     }
-                    map.insert(k.into_owned(), serde_json::Value::String(v.into_owned()));
                 }
                 return Ok(FormOrJson(map));
             }

@@ -923,24 +923,23 @@ fn records_of_tokens_past_use_are_forgotten_by_the_sweep() {
 fn a_form_body_is_decoded_and_a_repeated_field_is_refused() {
     let app = TestApp::spawn();
     let admin = app.admin();
-    let form = Some("application/x-www-form-urlencoded");
-    let r = admin.raw(
-        "POST",
-        "/access/api/v1/tokens",
-        form,
-        Some(b"scope=applied-permissions/user&expires_in=600&scope=applied-permissions/user"),
-    );
+    let issue = |body: &[u8]| {
+        admin.raw(
+            "POST",
+            "/access/api/v1/tokens",
+            Some("application/x-www-form-urlencoded"),
+            Some(body),
+        )
+    };
+    let r = issue(b"scope=applied-permissions/user&expires_in=600&scope=applied-permissions/user");
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(
         r.text.contains("`scope`") && r.text.contains("more than once"),
         "{}",
         r.text
     );
-    let r = admin.raw(
-        "POST",
-        "/access/api/v1/tokens",
-        form,
-        Some(b"scope=applied-permissions%2Fuser&expires_in=86400&descr%69ption=nightly+build%20%26%20tests"),
+    let r = issue(
+        b"scope=applied-permissions%2Fuser&expires_in=86400&descr%69ption=nightly+build%20%26%20tests",
     );
     assert_eq!(r.status, 200, "{}", r.text);
     // Long enough to be kept as a record, and listed with its description.
