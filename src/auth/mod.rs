@@ -146,6 +146,11 @@ struct Operations {
     /// Checks running or waiting; beyond `slots + queue`, refused with 503.
     waiting: std::sync::atomic::AtomicUsize,
     queue: usize,
+    /// The cache-hit counters of `metrics` for passwords and tokens, taken from their
+    /// family on the first hit: every authenticated request counts one, and asking the
+    /// family hashes the label each time.
+    password_hits: std::sync::OnceLock<prometheus_client::metrics::counter::Counter>,
+    token_hits: std::sync::OnceLock<prometheus_client::metrics::counter::Counter>,
 }
 
 impl Operations {
@@ -167,6 +172,8 @@ impl Operations {
             slots: tokio::sync::Semaphore::new(config.argon2_slots()),
             waiting: Default::default(),
             queue: config.argon2_slots() + config.argon2_queue,
+            password_hits: Default::default(),
+            token_hits: Default::default(),
         }
     }
 }
@@ -670,6 +677,7 @@ impl Authenticator {
         // An unknown name (or one without a password) is checked against a dummy hash:
         // it costs the same argon2 work and goes through the same limits as a known one,
         // so neither the time nor the answer tells which names exist.
+        let key = self.cache_key(username, password);
         let (hash, status, credentials_seq, lock_threshold, directory) = {
             let s = state.read().unwrap_or_else(|p| p.into_inner());
             // Basic authentication switched off: only admins still sign in with a
@@ -682,13 +690,24 @@ impl Authenticator {
             // Users of realm `ldap` sign in against the directory, and so do unknown
             // names while an LDAP setting is enabled (the first sign-in creates them).
             match s.directory.users.get(username) {
-                Some(user) => (
-                    user.password_hash.clone(),
-                    Some(user.status),
-                    user.credentials_seq,
-                    threshold,
-                    user.realm == crate::domain::ldap::LDAP_REALM,
-                ),
+                Some(user) => {
+                    let directory = user.realm == crate::domain::ldap::LDAP_REALM;
+                    // Checked before: the principal from this one look-up of the user, as
+                    // the state is now (no password hash copied, no second look-up).
+                    if !directory
+                        && user.password_hash.is_some()
+                        && self.in_cache(&key, username, user.credentials_seq, None, "password")
+                    {
+                        return signed_in(&s, user);
+                    }
+                    (
+                        user.password_hash.clone(),
+                        Some(user.status),
+                        user.credentials_seq,
+                        threshold,
+                        directory,
+                    )
+                }
                 None => (None, None, 0, threshold, s.settings.ldap.any_enabled()),
             }
         };
@@ -708,10 +727,8 @@ impl Authenticator {
             ))
             .await;
         }
-        let key = self.cache_key(username, password);
-        let cached =
-            hash.is_some() && self.in_cache(&key, username, credentials_seq, None, "password");
-        if !cached {
+        // Not checked before (a hit returned above).
+        {
             self.cache_miss("password");
             let familiar = self.ops.limits.is_familiar(username, client_ip);
             self.check_limits(username, client_ip, familiar)?;
@@ -765,22 +782,7 @@ impl Authenticator {
         if user.credentials_seq != credentials_seq {
             return Err(AuthError::Invalid);
         }
-        match user.status {
-            UserStatus::Enabled => {}
-            UserStatus::Locked => return Err(AuthError::Locked(username.into())),
-            UserStatus::Disabled | UserStatus::Invited => {
-                return Err(AuthError::Disabled(username.into()))
-            }
-        }
-        Ok(Principal {
-            username: user.username.clone(),
-            admin: s.directory.is_admin(username),
-            // Expired by an admin, or older than the password expiration policy allows.
-            password_expired: user.password_expired
-                || s.settings.password_too_old(user, unix_millis()),
-            token: None,
-            access_key: false,
-        })
+        signed_in(&s, user)
     }
 
     /// Sign in against the LDAP directory (see `crate::ldap`). Verified credentials are
@@ -993,11 +995,18 @@ impl Authenticator {
     }
 
     fn cache_hit(&self, kind: &'static str) {
-        self.ops
-            .metrics
-            .auth_cache_hits
-            .get_or_create(&crate::metrics::KindLabels { kind })
-            .inc();
+        let family = || {
+            self.ops
+                .metrics
+                .auth_cache_hits
+                .get_or_create(&crate::metrics::KindLabels { kind })
+                .clone()
+        };
+        match kind {
+            "password" => self.ops.password_hits.get_or_init(family).inc(),
+            "token" => self.ops.token_hits.get_or_init(family).inc(),
+            _ => family().inc(),
+        };
     }
 
     fn cache_miss(&self, kind: &'static str) {
@@ -1129,6 +1138,26 @@ impl Authenticator {
             .unwrap_or_else(|p| p.into_inner())
             .remove(username);
     }
+}
+
+/// The principal of a user whose password was just accepted: locked and disabled are
+/// told only now, to a caller that knew the password.
+fn signed_in(s: &State, user: &gatehouse_projections::User) -> Result<Principal, AuthError> {
+    match user.status {
+        UserStatus::Enabled => {}
+        UserStatus::Locked => return Err(AuthError::Locked(user.username.clone())),
+        UserStatus::Disabled | UserStatus::Invited => {
+            return Err(AuthError::Disabled(user.username.clone()))
+        }
+    }
+    Ok(Principal {
+        username: user.username.clone(),
+        admin: s.directory.user_is_admin(user),
+        // Expired by an admin, or older than the password expiration policy allows.
+        password_expired: user.password_expired || s.settings.password_too_old(user, unix_millis()),
+        token: None,
+        access_key: false,
+    })
 }
 
 /// A request without credentials: the `anonymous` user when anonymous access is on (and

@@ -211,8 +211,7 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
                 .await?
         }
     };
-    req.extensions_mut()
-        .insert(super::extract::PrincipalName(principal.username.clone()));
+    super::extract::note_principal(&req, &principal.username);
     if principal.password_expired {
         return Err(ApiError::Forbidden(
             "the password has expired; change it first".into(),

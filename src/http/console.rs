@@ -223,8 +223,7 @@ async fn sign_in(
             ip,
         )
         .await?;
-    req.extensions_mut()
-        .insert(super::extract::PrincipalName(principal.username.clone()));
+    super::extract::note_principal(&req, &principal.username);
     let (id, csrf, position) = {
         let s = app.read();
         let (id, csrf) = sessions(&app)

@@ -881,11 +881,6 @@ pub async fn request_middleware(
         .request()
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_string());
-    let principal = res
-        .request()
-        .extensions()
-        .get::<extract::PrincipalName>()
-        .map(|p| p.0.clone());
     if let Some(app) = res.request().app_data::<web::Data<AppState>>() {
         app.metrics.record_request(
             crate::metrics::method_label(&method),
@@ -894,16 +889,20 @@ pub async fn request_middleware(
             elapsed,
         );
     }
-    tracing::info!(
-        target: "gatehouse::access",
-        request_id = %rid,
-        principal = principal.as_deref().unwrap_or("-"),
-        %method,
-        route = %route,
-        status,
-        duration_ms = elapsed.as_secs_f64() * 1000.0,
-        "request"
-    );
+    if extract::access_log_enabled() {
+        let extensions = res.request().extensions();
+        let principal = extensions.get::<extract::PrincipalName>();
+        tracing::info!(
+            target: "gatehouse::access",
+            request_id = %rid,
+            principal = principal.map_or("-", |p| p.0.as_str()),
+            %method,
+            route = %route,
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
     let ignored = res
         .request()
         .extensions()
