@@ -351,14 +351,21 @@ impl FormOrJson {
 }
 
 fn is_json(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    // Compared without case and without a lower-cased copy: every JSON body asks.
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    let starts = |p: &str| {
+        essence
+            .get(..p.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(p))
+    };
+    let ends = |p: &str| {
+        essence
+            .len()
+            .checked_sub(p.len())
+            .and_then(|i| essence.get(i..))
+            .is_some_and(|t| t.eq_ignore_ascii_case(p))
+    };
+    essence.eq_ignore_ascii_case("application/json") || (starts("application/") && ends("+json"))
 }
 
 /// The fields of a request's body that no wire type knows: accepted and ignored, as
@@ -702,4 +709,36 @@ fn expects_object<T: DeserializeOwned>() -> bool {
     let mut object = false;
     let _ = T::deserialize(Probe(&mut object));
     object
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json;
+
+    /// JSON media types in any case, with parameters and `+json` suffixes; nothing else
+    /// (the comparison no longer lower-cases a copy).
+    #[test]
+    fn json_media_types_are_told_from_others() {
+        for yes in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            " application/scim+json ",
+            "APPLICATION/VND.API+JSON;x=y",
+            "application/+json",
+        ] {
+            assert!(is_json(yes), "{yes}");
+        }
+        for no in [
+            "",
+            "text/json",
+            "application/jsonx",
+            "application/json+x",
+            "application/x-www-form-urlencoded",
+            "json",
+            "application/é+json\u{301}",
+            "+json",
+        ] {
+            assert!(!is_json(no), "{no}");
+        }
+    }
 }
