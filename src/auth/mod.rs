@@ -727,7 +727,7 @@ impl Authenticator {
             ))
             .await;
         }
-        // Not checked before (a hit returned above).
+        // A miss (a hit answered above): the password is checked, then cached.
         {
             self.cache_miss("password");
             let familiar = self.ops.limits.is_familiar(username, client_ip);

@@ -315,7 +315,7 @@ fn check_content_type(req: &HttpRequest) -> Result<()> {
             return Ok(());
         }
         let ct = ct.to_str().unwrap_or("");
-        let essence = ct.split(';').next().unwrap_or("").trim();
+        let essence = super::extract::media_type(ct);
         if !essence.eq_ignore_ascii_case("application/scim+json")
             && !essence.eq_ignore_ascii_case("application/json")
         {
