@@ -110,7 +110,7 @@ fn state_probe(rounds: u64) {
     println!("rounds=0 rss_mib={:.1}", rss_mib());
     for i in 1..=rounds {
         let id = format!("{:026x}", i * 7919);
-        let issued = next(Event::TokenIssued(Box::new(TokenIssued {
+        let issued = next(Event::TokenIssued(std::sync::Arc::new(TokenIssued {
             token_id: id.clone(),
             subject: "u1".into(),
             transient: false,

@@ -34,7 +34,7 @@ fn events(state: &State, from: u64, n: usize, salt: &str) -> Vec<Envelope> {
                     external_id: None,
                     members: vec![],
                 }),
-                1 => Event::TokenIssued(Box::new(TokenIssued {
+                1 => Event::TokenIssued(std::sync::Arc::new(TokenIssued {
                     token_id: format!("pb-{salt}-{seq}"),
                     subject: users[seq as usize % users.len()].to_string(),
                     transient: false,

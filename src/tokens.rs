@@ -2,11 +2,12 @@
 //! (hashes only) that goes into the log. The rules about *who* may ask for *what* live in
 //! `http::tokens`, next to the request they judge.
 
-use crate::auth::jwt::{self, Claims};
+use crate::auth::jwt::{self, ClaimsRef};
 use crate::keys::KeyRing;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use gatehouse_schemas::TokenIssued;
+use std::sync::Arc;
 
 /// Scope of pairing tokens: `internal:service-trust/pairing/<use case>:x`.
 pub const PAIRING_SCOPE_PREFIX: &str = "internal:service-trust/pairing/";
@@ -16,7 +17,8 @@ pub const REFERENCE_TOKEN_LEN: usize = 128;
 
 /// A freshly minted token: the secrets for the caller (once) and the record for the log.
 pub struct Minted {
-    pub record: TokenIssued,
+    /// Shared with the command and, once committed, with the event and the read model.
+    pub record: Arc<TokenIssued>,
     pub access_token: String,
     pub refresh_token: Option<String>,
     pub reference_token: Option<String>,
@@ -84,49 +86,82 @@ pub fn id_marks_non_revocable(id: &str) -> bool {
     ulid::Ulid::from_string(&id.to_ascii_uppercase()).is_ok_and(|u| u.0 & 1 == 1)
 }
 
+/// JFrog's `ext` claim, a JSON object of strings in a string: what serde_json writes for
+/// a `Map` of them (its keys in order, the last of equal keys kept), written here
+/// without building one (a map, its keys and values were six allocations a token).
+fn ext_claim(spec: &Spec) -> Option<String> {
+    let mut seq = itoa::Buffer::new();
+    let mut members: Vec<(&str, &str)> = Vec::with_capacity(3 + spec.ext.len());
+    if spec.revocable {
+        members.push(("revocable", "true"));
+    }
+    if spec.transient {
+        members.push(("transient", "true"));
+    }
+    if let Some(n) = spec.user_seq {
+        members.push(("user_seq", seq.format(n)));
+    }
+    members.extend(spec.ext.iter().map(|(k, v)| (*k, v.as_str())));
+    if members.is_empty() {
+        return None;
+    }
+    // Stable: reversed first, each key's last member leads its run and is the one kept.
+    members.reverse();
+    members.sort_by(|a, b| a.0.cmp(b.0));
+    members.dedup_by(|later, kept| later.0 == kept.0);
+    let mut out = Vec::with_capacity(
+        2 + members
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 6)
+            .sum::<usize>(),
+    );
+    out.push(b'{');
+    for (i, (k, v)) in members.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Keys escaped too: a pairing's members are not constants.
+        crate::json::string(&mut out, k);
+        out.push(b':');
+        crate::json::string(&mut out, v);
+    }
+    out.push(b'}');
+    // Whole strings and ASCII punctuation only: valid UTF-8.
+    String::from_utf8(out).ok()
+}
+
 /// Sign a token with the active key. `None` when the server has no signing key.
 pub fn mint(keys: &KeyRing, kid: &str, spec: &Spec) -> Option<Minted> {
     let key = keys.signing_key(kid)?;
     let token_id = new_token_id(spec.revocable);
-    let mut ext = serde_json::Map::new();
-    if spec.revocable {
-        ext.insert("revocable".into(), "true".into());
-    }
-    if spec.transient {
-        ext.insert("transient".into(), "true".into());
-    }
-    if let Some(n) = spec.user_seq {
-        ext.insert("user_seq".into(), n.to_string().into());
-    }
-    for (k, v) in &spec.ext {
-        ext.insert((*k).into(), v.clone().into());
-    }
-    let claims = Claims {
-        sub: format!("{}/users/{}", spec.service_id, spec.subject),
-        scp: spec.scope.to_string(),
-        aud: spec.audience.to_string(),
-        iss: spec.service_id.to_string(),
+    let sub = format!("{}/users/{}", spec.service_id, spec.subject);
+    let ext = ext_claim(spec);
+    // Borrowed: the request's strings are signed as they are, not copied into a `Claims`.
+    let expires_at = spec.expires_in.map(|e| spec.now.saturating_add(e));
+    let claims = ClaimsRef {
+        sub: &sub,
+        scp: spec.scope,
+        aud: spec.audience,
+        iss: spec.service_id,
         iat: spec.now,
-        exp: spec.expires_in.map(|e| spec.now.saturating_add(e)),
-        jti: token_id.clone(),
-        // `to_string` of the map, not `Value`'s `Display` (a piece at a time through
-        // `fmt::Write`): the same text.
-        ext: (!ext.is_empty()).then(|| serde_json::to_string(&ext).unwrap_or_default()),
+        exp: expires_at,
+        jti: &token_id,
+        ext: ext.as_deref(),
     };
-    let access_token = jwt::sign(&claims, kid, &key);
+    let access_token = jwt::sign(claims, kid, &key);
     let refresh_token = spec.refreshable.then(|| random_b64(32));
     let reference_token = spec.reference.then(|| random_b64(96));
     debug_assert!(reference_token
         .as_ref()
         .is_none_or(|r| r.len() == REFERENCE_TOKEN_LEN));
-    let record = TokenIssued {
+    let record = Arc::new(TokenIssued {
         token_id,
         subject: spec.subject.to_string(),
         transient: spec.transient,
         scope: spec.scope.to_string(),
         audience: spec.audience.to_string(),
         issued_at: spec.now,
-        expires_at: claims.exp,
+        expires_at,
         refreshable: spec.refreshable,
         revocable: spec.revocable,
         description: spec.description.map(str::to_string),
@@ -134,7 +169,7 @@ pub fn mint(keys: &KeyRing, kid: &str, spec: &Spec) -> Option<Minted> {
         access_hash: hash_hex(&access_token),
         refresh_hash: refresh_token.as_deref().map(hash_hex),
         reference_hash: reference_token.as_deref().map(hash_hex),
-    };
+    });
     Some(Minted {
         record,
         access_token,
@@ -145,7 +180,60 @@ pub fn mint(keys: &KeyRing, kid: &str, spec: &Spec) -> Option<Minted> {
 
 #[cfg(test)]
 mod tests {
-    use super::{id_marks_non_revocable, new_token_id};
+    use super::{ext_claim, id_marks_non_revocable, new_token_id, Spec};
+
+    /// `ext` is what serde_json writes for the map of its members, as it was built
+    /// before: keys in order, a later member of the same key replacing the earlier one
+    /// (a pairing's own members may name `revocable` too), escapes included.
+    #[test]
+    fn the_ext_claim_is_serde_json_s_map_of_its_members() {
+        let extras: [&[(&str, &str)]; 5] = [
+            &[],
+            &[("base_url", "https://a.example/x")],
+            &[("revocable", "false"), ("a\"q", "v\n\u{1}")],
+            &[
+                ("zz", "1"),
+                ("transient", "maybe"),
+                ("zz", "2"),
+                ("aa", "é"),
+            ],
+            &[("user_seq", "7"), ("user_seq", "8")],
+        ];
+        for bits in 0..8u8 {
+            for extra in extras {
+                let spec = Spec {
+                    service_id: "jfac@x",
+                    subject: "alice",
+                    transient: bits & 2 == 2,
+                    scope: "applied-permissions/user",
+                    audience: "*@*",
+                    description: None,
+                    expires_in: None,
+                    refreshable: false,
+                    reference: false,
+                    revocable: bits & 1 == 1,
+                    now: 1,
+                    ext: extra.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+                    user_seq: (bits & 4 == 4).then_some(12_345),
+                };
+                let mut map = serde_json::Map::new();
+                if spec.revocable {
+                    map.insert("revocable".into(), "true".into());
+                }
+                if spec.transient {
+                    map.insert("transient".into(), "true".into());
+                }
+                if let Some(n) = spec.user_seq {
+                    map.insert("user_seq".into(), n.to_string().into());
+                }
+                for (k, v) in &spec.ext {
+                    map.insert((*k).into(), v.clone().into());
+                }
+                let expected = (!map.is_empty()).then(|| serde_json::to_string(&map).unwrap());
+                assert_eq!(ext_claim(&spec), expected, "bits {bits}, extra {extra:?}");
+            }
+        }
+    }
 
     #[test]
     fn a_token_id_says_whether_the_token_is_revocable() {

@@ -388,8 +388,9 @@ mod tests {
         }
     }
 
-    fn token(id: &str) -> Box<TokenIssued> {
-        Box::new(TokenIssued {
+    /// A record, boxed or shared as the event it goes into holds it.
+    fn token<P: From<TokenIssued>>(id: &str) -> P {
+        P::from(TokenIssued {
             token_id: id.into(),
             subject: "alice".into(),
             transient: false,

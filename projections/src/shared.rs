@@ -34,6 +34,11 @@ impl<T> Shared<T> {
     pub fn new(value: T) -> Self {
         Shared(Arc::new(value))
     }
+
+    /// The record another owner (an event) already holds, shared rather than copied.
+    pub fn from_arc(value: Arc<T>) -> Self {
+        Shared(value)
+    }
 }
 
 impl<T> Shared<T> {

@@ -5,6 +5,7 @@ use crate::shared::{Name, OrdMap, Shared};
 use crate::Federation;
 use gatehouse_schemas::{Event, TokenIssued};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Revocable access tokens (short-lived ones are not kept: they cannot be revoked).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,10 +55,10 @@ impl Tokens {
             Event::TokenReplicated { issuer, token, .. } => {
                 // Kept like a record issued here, so that the token works here until its
                 // revocation (which removes it) arrives.
-                let revocable = TokenIssued {
+                let revocable = Arc::new(TokenIssued {
                     revocable: true,
                     ..(**token).clone()
-                };
+                });
                 self.insert(&revocable);
                 federation
                     .token_issuers
@@ -81,7 +82,8 @@ impl Tokens {
         }
     }
 
-    fn insert(&mut self, t: &TokenIssued) {
+    /// The event's record itself goes into the map (a reference count, no copy).
+    fn insert(&mut self, t: &Arc<TokenIssued>) {
         // A token that cannot be revoked is not kept: its id says what it is
         // (`gatehouse::tokens::id_marks_non_revocable`).
         if !t.revocable {
@@ -94,7 +96,7 @@ impl Tokens {
             self.by_reference_hash.insert(h.clone(), t.token_id.clone());
         }
         self.by_id
-            .insert(t.token_id.as_str().into(), Shared::new(t.clone()));
+            .insert(t.token_id.as_str().into(), Shared::from_arc(t.clone()));
     }
 
     fn remove(&mut self, token_id: &str) {

@@ -73,8 +73,9 @@ fn group(name: &str, auto_join: bool, admin: bool, members: &[&str]) -> GroupCre
     }
 }
 
-fn token(id: &str, subject: &str, revocable: bool, transient: bool) -> Box<TokenIssued> {
-    Box::new(TokenIssued {
+/// A record, boxed or shared as the event it goes into holds it.
+fn token<P: From<TokenIssued>>(id: &str, subject: &str, revocable: bool, transient: bool) -> P {
+    P::from(TokenIssued {
         token_id: id.into(),
         subject: subject.into(),
         transient,

@@ -15,6 +15,7 @@
 //! This crate has no I/O and no clock: it is pure data.
 
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// One entry of the log: an [`Event`] and the facts about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -524,11 +525,14 @@ pub enum Event {
         added: Vec<String>,
         removed: Vec<String>,
     },
-    TokenIssued(Box<TokenIssued>),
+    /// Behind an `Arc`, not a `Box`: the record is the one the command carried and the
+    /// one the read model keeps (`Tokens::insert`), never copied string by string on the
+    /// way (three copies a token issue, seven strings each). Encodes as the record.
+    TokenIssued(Arc<TokenIssued>),
     /// The old pair stops working; the new one keeps the scope.
     TokenRefreshed {
         old_token_id: String,
-        issued: Box<TokenIssued>,
+        issued: Arc<TokenIssued>,
     },
     TokenRevoked {
         token_id: String,
@@ -1039,10 +1043,10 @@ pub fn samples() -> Vec<Envelope> {
             added: vec!["writers".into()],
             removed: vec!["readers".into()],
         },
-        Event::TokenIssued(Box::new(sample_token("01jc5x3y4z5a6b7c8d9e0f1g2h"))),
+        Event::TokenIssued(Arc::new(sample_token("01jc5x3y4z5a6b7c8d9e0f1g2h"))),
         Event::TokenRefreshed {
             old_token_id: "01jc5x3y4z5a6b7c8d9e0f1g2h".into(),
-            issued: Box::new(sample_token("01jc5x3y4z5a6b7c8d9e0f1g2j")),
+            issued: Arc::new(sample_token("01jc5x3y4z5a6b7c8d9e0f1g2j")),
         },
         Event::TokenRevoked {
             token_id: "01jc5x3y4z5a6b7c8d9e0f1g2j".into(),

@@ -100,7 +100,7 @@ pub(super) fn complete_pairing(
     kid: &str,
     public_key: &str,
     base_url: Option<&str>,
-    master: Option<&gatehouse_schemas::TokenIssued>,
+    master: Option<&std::sync::Arc<gatehouse_schemas::TokenIssued>>,
 ) -> Result<Vec<Event>, DomainError> {
     let mut events = Vec::new();
     if let Some(id) = pairing_token_id {
@@ -138,7 +138,7 @@ pub(super) fn complete_pairing(
                 m.token_id
             )));
         }
-        events.push(Event::TokenIssued(Box::new(m.clone())));
+        events.push(Event::TokenIssued(m.clone()));
     }
     events.push(Event::ServicePaired {
         use_case: use_case.to_string(),

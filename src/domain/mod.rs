@@ -39,6 +39,7 @@ pub use settings::SettingChange;
 use gatehouse_projections::State;
 use gatehouse_schemas::{Event, TokenIssued};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Expected failures of a command: each maps to a 4xx.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -118,10 +119,10 @@ pub enum Command {
         remove: Vec<String>,
     },
     /// The token is already signed; the command carries only its record (hashes).
-    IssueToken(TokenIssued),
+    IssueToken(Arc<TokenIssued>),
     RefreshToken {
         old_token_id: String,
-        issued: TokenIssued,
+        issued: Arc<TokenIssued>,
     },
     /// A no-op for an unknown id (the seed answers 204 then).
     RevokeToken {
@@ -339,7 +340,7 @@ pub enum Command {
         public_key: String,
         base_url: Option<String>,
         /// The master token minted for the peer (on the side that issued the pairing token).
-        master: Option<Box<gatehouse_schemas::TokenIssued>>,
+        master: Option<Arc<TokenIssued>>,
     },
     /// An LDAP setting, whole (the manager password already sealed).
     SaveLdapSetting(gatehouse_schemas::LdapSetting),
@@ -465,7 +466,7 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             kid,
             public_key,
             base_url.as_deref(),
-            master.as_deref(),
+            master.as_ref(),
         ),
         Command::ReplaceSignedUrlKey { version, org } => {
             keys::replace_signed_url_key(state, *version, org.as_deref())

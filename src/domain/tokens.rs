@@ -3,17 +3,18 @@
 use super::DomainError;
 use gatehouse_projections::State;
 use gatehouse_schemas::{Event, TokenIssued, UserStatus};
+use std::sync::Arc;
 
 /// The token is already signed; the command carries only its record (hashes).
-pub(super) fn issue(state: &State, t: &TokenIssued) -> Result<Vec<Event>, DomainError> {
+pub(super) fn issue(state: &State, t: &Arc<TokenIssued>) -> Result<Vec<Event>, DomainError> {
     check_token_subject(state, t)?;
-    Ok(vec![Event::TokenIssued(Box::new(t.clone()))])
+    Ok(vec![Event::TokenIssued(t.clone())])
 }
 
 pub(super) fn refresh(
     state: &State,
     old_token_id: &str,
-    issued: &TokenIssued,
+    issued: &Arc<TokenIssued>,
 ) -> Result<Vec<Event>, DomainError> {
     if !state.tokens.by_id.contains_key(old_token_id) {
         return Err(DomainError::invalid(
@@ -24,7 +25,7 @@ pub(super) fn refresh(
     check_token_subject(state, issued)?;
     Ok(vec![Event::TokenRefreshed {
         old_token_id: old_token_id.to_string(),
-        issued: Box::new(issued.clone()),
+        issued: issued.clone(),
     }])
 }
 
@@ -134,7 +135,7 @@ mod tests {
                 actor: "admin".into(),
                 origin: "here".into(),
                 request_id: "r".into(),
-                event: Event::TokenIssued(Box::new(t.clone())),
+                event: Event::TokenIssued(Arc::new(t.clone())),
             });
         }
         let all: Vec<String> = tokens

@@ -304,9 +304,14 @@ impl FormOrJson {
     }
 
     pub fn string(&self, name: &str) -> Result<Option<String>, ApiError> {
+        Ok(self.str(name)?.map(str::to_string))
+    }
+
+    /// [`string`](Self::string), borrowed from the body.
+    pub fn str(&self, name: &str) -> Result<Option<&str>, ApiError> {
         match self.0.get(name) {
             None | Some(serde_json::Value::Null) => Ok(None),
-            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+            Some(serde_json::Value::String(s)) => Ok(Some(s)),
             Some(other) => Err(ApiError::BadRequest(format!(
                 "invalid `{name}`: expected a string, got {other}"
             ))),

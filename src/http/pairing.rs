@@ -336,7 +336,7 @@ async fn exchange(
         base_url: body
             .base_url
             .filter(|u| u.starts_with("http://") || u.starts_with("https://")),
-        master: Some(Box::new(master.record.clone())),
+        master: Some(master.record.clone()),
     };
     let committed = app.submit(cmd, &actor, &rid).await?;
     Ok(written(
