@@ -2,7 +2,7 @@
 //! event updates it, the issuers of replicated tokens, and which entities an event
 //! changes.
 
-use crate::shared::OrdMap;
+use crate::shared::{Name, OrdMap, Shared};
 use crate::State;
 use gatehouse_schemas::{EntityVersion, Envelope, Event, FederationTarget};
 use serde::{Deserialize, Serialize};
@@ -26,17 +26,24 @@ pub struct Federation {
     pub token_issuers: OrdMap<String, String>,
 }
 
-/// Version entries by entity, each keyed by name (token id for tokens).
+/// A table of version entries, keyed by name (token id for tokens). Keys and records are
+/// shared (`Name`, `Shared`): a write copies the path to its entry, and a copied node's
+/// entries are reference counts, not strings (every revocable token issued here has an
+/// entry: the node copies were 17 string copies a token issue). Encodes as a map of
+/// strings to records, as before.
+pub type VersionTable = OrdMap<Name, Shared<VersionRecord>>;
+
+/// Version entries by entity.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Versions {
-    pub users: OrdMap<String, VersionRecord>,
-    pub groups: OrdMap<String, VersionRecord>,
-    pub permissions: OrdMap<String, VersionRecord>,
-    pub tokens: OrdMap<String, VersionRecord>,
+    pub users: VersionTable,
+    pub groups: VersionTable,
+    pub permissions: VersionTable,
+    pub tokens: VersionTable,
 }
 
 impl Versions {
-    pub fn of(&self, entity: &str) -> Option<&OrdMap<String, VersionRecord>> {
+    pub fn of(&self, entity: &str) -> Option<&VersionTable> {
         match entity {
             "user" => Some(&self.users),
             "group" => Some(&self.groups),
@@ -46,7 +53,7 @@ impl Versions {
         }
     }
 
-    fn of_mut(&mut self, entity: &str) -> Option<&mut OrdMap<String, VersionRecord>> {
+    fn of_mut(&mut self, entity: &str) -> Option<&mut VersionTable> {
         match entity {
             "user" => Some(&mut self.users),
             "group" => Some(&mut self.groups),
@@ -57,17 +64,18 @@ impl Versions {
     }
 
     pub fn get(&self, entity: &str, name: &str) -> Option<&VersionRecord> {
-        self.of(entity).and_then(|m| m.get(name))
+        self.of(entity).and_then(|m| m.get(name)).map(|r| &**r)
     }
 
     /// Every entry as (`entity`, name, record).
-    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &String, &VersionRecord)> {
-        self.users
-            .iter()
-            .map(|(n, r)| ("user", n, r))
-            .chain(self.groups.iter().map(|(n, r)| ("group", n, r)))
-            .chain(self.permissions.iter().map(|(n, r)| ("permission", n, r)))
-            .chain(self.tokens.iter().map(|(n, r)| ("token", n, r)))
+    pub fn iter<'a>(&'a self) -> impl Iterator<Item = (&'static str, &'a str, &'a VersionRecord)> {
+        let entries = |entity: &'static str, m: &'a VersionTable| {
+            m.iter().map(move |(n, r)| (entity, &**n, &**r))
+        };
+        entries("user", &self.users)
+            .chain(entries("group", &self.groups))
+            .chain(entries("permission", &self.permissions))
+            .chain(entries("token", &self.tokens))
     }
 }
 
@@ -250,14 +258,14 @@ impl State {
         if let Some((source, version, entity, name, removed, swept)) = replicated {
             if let Some(map) = self.federation.versions.of_mut(entity) {
                 map.insert(
-                    name.clone(),
-                    VersionRecord {
+                    name.as_str().into(),
+                    Shared::new(VersionRecord {
                         version: version.clone(),
                         source: Some(source.clone()),
                         applied_seq: seq,
                         removed,
                         swept,
-                    },
+                    }),
                 );
             }
             return;
@@ -314,6 +322,7 @@ impl State {
                     map.remove(name);
                 }
                 Some(r) => {
+                    let r = r.make_mut();
                     // Never below the version it replaces, whatever this server's clock
                     // says (a peer's clock may run ahead): a later write here must win.
                     r.version = EntityVersion {
@@ -328,8 +337,8 @@ impl State {
                 }
                 None if always => {
                     map.insert(
-                        name.to_string(),
-                        VersionRecord {
+                        name.into(),
+                        Shared::new(VersionRecord {
                             version: EntityVersion {
                                 time_ms: env.time_ms,
                                 origin: origin.clone(),
@@ -339,7 +348,7 @@ impl State {
                             applied_seq: seq,
                             removed,
                             swept: false,
-                        },
+                        }),
                     );
                 }
                 None => {}

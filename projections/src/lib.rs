@@ -30,7 +30,7 @@ mod tokens;
 pub use access_keys::{access_key_username, AccessKeyRecord, AccessKeys, EntitlementRecord};
 pub use directory::{Directory, Group, User, ANONYMOUS};
 pub use federation::{
-    federated_entities, Federation, FederationTargetRecord, VersionRecord, Versions,
+    federated_entities, Federation, FederationTargetRecord, VersionRecord, VersionTable, Versions,
 };
 pub use keys::Keys;
 pub use ldap::Ldap;

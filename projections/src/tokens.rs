@@ -49,7 +49,7 @@ impl Tokens {
                 for id in token_ids {
                     self.remove(id);
                     federation.token_issuers.remove(id);
-                    federation.versions.tokens.remove(id);
+                    federation.versions.tokens.remove(id.as_str());
                 }
             }
             Event::TokenReplicated { issuer, token, .. } => {

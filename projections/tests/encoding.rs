@@ -10,7 +10,7 @@ use gatehouse_projections::{
     access_key_username, federated_entities, predefined_roles, AccessKeyRecord, AccessKeys,
     Directory, EntitlementRecord, Federation, FederationTargetRecord, Group, Keys, OrdMap,
     Permissions, ProjectRecord, Projects, Repositories, RepositoryRecord, Shared, State,
-    SubscriptionRecord, Tokens, User, VersionRecord, Versions,
+    SubscriptionRecord, Tokens, User, VersionRecord, VersionTable, Versions,
 };
 use gatehouse_schemas::{
     AccessKey, AdminPrivileges, Checkpoint, Entitlement, EntityVersion, Envelope, Event,
@@ -713,15 +713,14 @@ fn public_paths_and_signatures() {
     let _: fn(&Event) -> Vec<(&'static str, &str, bool)> = federated_entities;
     let _: fn() -> Vec<ProjectRole> = predefined_roles;
     let _: fn(&str, &str) -> String = access_key_username;
-    let _: for<'a> fn(&'a Versions, &str) -> Option<&'a OrdMap<String, VersionRecord>> =
-        Versions::of;
+    let _: for<'a> fn(&'a Versions, &str) -> Option<&'a VersionTable> = Versions::of;
     let _: for<'a> fn(&'a Versions, &str, &str) -> Option<&'a VersionRecord> = Versions::get;
     let _: for<'a> fn(&'a mut ProjectRecord, &str) -> &'a mut BTreeMap<String, BTreeSet<String>> =
         ProjectRecord::members_mut;
     let _: fn(&ProjectRecord, &str) -> Option<ProjectRole> = ProjectRecord::role;
     let _: fn(&Directory, &str) -> bool = Directory::is_admin;
     let versions = Versions::default();
-    let _: Vec<(&'static str, &String, &VersionRecord)> = versions.iter().collect();
+    let _: Vec<(&'static str, &str, &VersionRecord)> = versions.iter().collect();
 
     // The types, by the fields code outside the crate reads.
     let s = State::default();
