@@ -63,7 +63,10 @@ pub enum SubmitError {
 
 enum Message {
     Submit {
-        command: Command,
+        /// Boxed: a `Command` is 480 bytes (its largest variants), and the channel's
+        /// slot, written on an HTTP worker and read on the writer's core, was copied
+        /// whole — visible in `perf` on both threads; a box is one cache line there.
+        command: Box<Command>,
         ctx: CommandContext,
         reply: oneshot::Sender<Result<Committed, SubmitError>>,
     },
@@ -274,7 +277,7 @@ impl WriterHandle {
     ) -> Result<Committed, SubmitError> {
         let (reply, rx) = oneshot::channel();
         let msg = Message::Submit {
-            command,
+            command: Box::new(command),
             ctx,
             reply,
         };
@@ -306,7 +309,7 @@ impl WriterHandle {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Message::Submit {
-                command,
+                command: Box::new(command),
                 ctx,
                 reply,
             })
@@ -446,7 +449,7 @@ pub struct SharedLog {
 
 /// A command waiting for the writer, and where its answer goes.
 type Submission = (
-    Command,
+    Box<Command>,
     CommandContext,
     oneshot::Sender<Result<Committed, SubmitError>>,
 );
@@ -742,7 +745,7 @@ impl Writer {
 
     fn commit_batch(
         &mut self,
-        work: Vec<(Command, CommandContext)>,
+        work: Vec<(Box<Command>, CommandContext)>,
         senders: Vec<oneshot::Sender<Outcome>>,
         mut before: Option<BeforeRun>,
     ) {
@@ -822,7 +825,10 @@ impl Writer {
 
     /// Decide every command against the writer's own state, in order (each sees the
     /// ones before it), applying their events to that state as it goes.
-    fn decide_all(&mut self, work: &[(Command, CommandContext)]) -> (Vec<Envelope>, Vec<Outcome>) {
+    fn decide_all(
+        &mut self,
+        work: &[(Box<Command>, CommandContext)],
+    ) -> (Vec<Envelope>, Vec<Outcome>) {
         let origin = self.state.service_id.clone().unwrap_or_default();
         let mut envelopes: Vec<Envelope> = Vec::new();
         let mut results = Vec::with_capacity(work.len());
