@@ -249,7 +249,7 @@ pub(super) async fn issue(
         subject: &username,
         transient: !user_exists,
         scope: &scope,
-        audience: &audience,
+        audience,
         description,
         expires_in,
         refreshable,
