@@ -445,7 +445,7 @@ pub(super) async fn refresh(
     let scope = match form.string("scope")? {
         Some(sc) => {
             parse_scope(&sc)?;
-            sc.split_whitespace().collect::<Vec<_>>().join(" ")
+            single_spaced(&sc).into_owned()
         }
         None => old.scope.clone(),
     };
