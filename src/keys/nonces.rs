@@ -2,12 +2,12 @@
 //! otherwise be idle.
 //!
 //! An Ed25519 signature is `R ‖ S` with `R = r·B` and `S = r + H(R ‖ A ‖ M)·a (mod L)`.
-//! RFC 8032 derives the secret nonce `r` from the key and the message (§5.1.6), so that
-//! signing needs no randomness (§8.2); verification (§5.1.7) holds for any `r`, and one
-//! that is uniformly random, secret and never used twice gives a signature every
-//! verifier accepts (randomised EdDSA, as draft-irtf-cfrg-det-sigs-with-noise describes
-//! it). The fixed-base multiplication `r·B` is most of a signature's cost (about 7 of
-//! the 10 µs a token's signature took in a `perf` profile of token issues) and does not
+//! RFC 8032 derives the secret nonce `r` from the key and the message, so that a signer
+//! without a good random source cannot leak its key; any `r` that is uniformly random,
+//! secret and never used twice gives a signature every verifier accepts (a *hedged* or
+//! randomised signature: RFC 8032 §8.2, draft-irtf-cfrg-det-sigs-with-noise). The
+//! fixed-base multiplication `r·B` is three quarters of a signature's cost (7 of the 10
+//! µs a token's signature took in a `perf` profile of token issues), and it does not
 //! depend on the message: so it is done ahead, here, and a token's signature is then a
 //! hash and a scalar multiply-add on the request's thread.
 //!
