@@ -31,8 +31,7 @@ pub(crate) const SPKI_PREFIX: [u8; 12] = [
 /// signs in half the time of ed25519-dalek, and signing was a third of the server's CPU
 /// for a token issue. Ed25519 signatures are deterministic (RFC 8032): both libraries
 /// make the same bytes (`signatures_are_dalek_s_byte_for_byte`). The dalek key gives the
-/// public half and signs certificates. A key of the key ring signs with a nonce made
-/// ahead when one is ready (`nonces`), which takes most of the signature off the request.
+/// public half and signs certificates.
 pub struct PrivateKey {
     dalek: SigningKey,
     pair: aws_lc_rs::signature::Ed25519KeyPair,
