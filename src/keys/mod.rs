@@ -7,7 +7,6 @@
 //! `<data-dir>/trusted/`; that folder is re-read when a token names an unknown key.
 
 pub mod certificate;
-pub mod nonces;
 pub mod peer;
 pub mod vault;
 
@@ -35,10 +34,6 @@ pub(crate) const SPKI_PREFIX: [u8; 12] = [
 pub struct PrivateKey {
     dalek: SigningKey,
     pair: aws_lc_rs::signature::Ed25519KeyPair,
-    /// The secret scalar `a` and the public key `A`, for signatures with a nonce made
-    /// ahead (`keys::nonces`); `None`: always the deterministic way (tests that compare
-    /// bytes, keys loaded only to verify or certify).
-    hedged: Option<(curve25519_dalek::Scalar, [u8; 32])>,
 }
 
 impl PrivateKey {
@@ -51,31 +46,11 @@ impl PrivateKey {
             dalek.verifying_key().as_bytes(),
         )
         .ok()?;
-        Some(PrivateKey {
-            dalek,
-            pair,
-            hedged: None,
-        })
+        Some(PrivateKey { dalek, pair })
     }
 
-    /// This key, signing with nonces made ahead when there are some (see
-    /// [`sign`](Self::sign)).
-    pub fn with_nonces_ahead(mut self) -> PrivateKey {
-        let expanded = ed25519_dalek::hazmat::ExpandedSecretKey::from(&self.dalek.to_bytes());
-        self.hedged = Some((expanded.scalar, self.dalek.verifying_key().to_bytes()));
-        self
-    }
-
-    /// The Ed25519 signature of `message`: with a nonce made ahead when this key takes
-    /// them and one is there (`keys::nonces`), else RFC 8032's deterministic one
-    /// (aws-lc). Both verify the same everywhere; only the deterministic one can be
-    /// made again byte for byte.
+    /// The Ed25519 signature of `message`.
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
-        if let Some(hedged) = &self.hedged {
-            if let Some(nonce) = nonces::take() {
-                return sign_with(hedged, &nonce, message);
-            }
-        }
         let mut out = [0u8; 64];
         out.copy_from_slice(self.pair.sign(message).as_ref());
         out
@@ -89,29 +64,6 @@ impl PrivateKey {
     pub fn dalek(&self) -> &SigningKey {
         &self.dalek
     }
-}
-
-/// RFC 8032's signature equation with the nonce `nonce` (§5.1.6, steps 3–6):
-/// `k = SHA-512(R ‖ A ‖ M) mod L`, `S = (r + k·a) mod L`, the signature `R ‖ S`. With
-/// RFC 8032's own `r` it is the deterministic signature byte for byte
-/// (`tests::hedged_signatures_are_rfc_8032_s_equation`).
-fn sign_with(
-    (a, public): &(curve25519_dalek::Scalar, [u8; 32]),
-    nonce: &nonces::Nonce,
-    message: &[u8],
-) -> [u8; 64] {
-    use sha2::Digest;
-    let k = curve25519_dalek::Scalar::from_hash(
-        sha2::Sha512::new()
-            .chain_update(nonce.big_r)
-            .chain_update(public)
-            .chain_update(message),
-    );
-    let s = k * a + nonce.r;
-    let mut out = [0u8; 64];
-    out[..32].copy_from_slice(&nonce.big_r);
-    out[32..].copy_from_slice(s.as_bytes());
-    out
 }
 
 /// A key id: the first 16 hex digits of blake3 of the public key.
@@ -235,10 +187,7 @@ impl KeyRing {
                 tracing::warn!(path = %path.display(), "ignoring a key file that aws-lc refuses");
                 continue;
             };
-            signing.insert(
-                kid_of(&key.verifying_key()),
-                Arc::new(key.with_nonces_ahead()),
-            );
+            signing.insert(kid_of(&key.verifying_key()), Arc::new(key));
         }
         Ok(KeyRing {
             dir,
@@ -266,7 +215,7 @@ impl KeyRing {
         self.signing
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(kid.clone(), Arc::new(key.with_nonces_ahead()));
+            .insert(kid.clone(), Arc::new(key));
         Ok((kid, public))
     }
 
@@ -282,7 +231,7 @@ impl KeyRing {
         // Another node of a shared log may have made it.
         let seed =
             vault::fetch(&self.dir.join(format!("{kid}.key"))).and_then(|t| vault::parse32(&t))?;
-        let key = Arc::new(PrivateKey::from_seed(&seed)?.with_nonces_ahead());
+        let key = Arc::new(PrivateKey::from_seed(&seed)?);
         if kid_of(&key.verifying_key()) != kid {
             return None;
         }
@@ -570,83 +519,6 @@ mod tests {
             );
             let sig = ed25519_dalek::Signature::from_bytes(&ours);
             assert!(dalek.verifying_key().verify_strict(&message, &sig).is_ok());
-        }
-    }
-
-    /// The equation a signature with a nonce made ahead uses is RFC 8032's: given RFC
-    /// 8032's own nonce (`r = SHA-512(prefix ‖ M) mod L`) it gives aws-lc's deterministic
-    /// signature byte for byte; given random nonces, signatures that differ and that
-    /// dalek (strictly) and aws-lc both verify, and that fail for another message.
-    #[test]
-    fn hedged_signatures_are_rfc_8032_s_equation() {
-        use aws_lc_rs::signature::{UnparsedPublicKey, ED25519};
-        use curve25519_dalek::{EdwardsPoint, Scalar};
-        use rand::Rng;
-        use sha2::Digest;
-        let mut rng = rand::rng();
-        for i in 0..300 {
-            let seed: [u8; 32] = rng.random();
-            let len = if i < 200 {
-                i * 3
-            } else {
-                rng.random_range(0..5_000)
-            };
-            let message: Vec<u8> = (0..len).map(|_| rng.random()).collect();
-            let key = PrivateKey::from_seed(&seed).unwrap().with_nonces_ahead();
-            let hedged = key.hedged.as_ref().unwrap();
-            let expanded = ed25519_dalek::hazmat::ExpandedSecretKey::from(&seed);
-            let r = Scalar::from_hash(
-                sha2::Sha512::new()
-                    .chain_update(expanded.hash_prefix)
-                    .chain_update(&message),
-            );
-            let rfc = nonces::Nonce {
-                r,
-                big_r: EdwardsPoint::mul_base(&r).compress().to_bytes(),
-            };
-            assert_eq!(
-                sign_with(hedged, &rfc, &message),
-                <[u8; 64]>::try_from(key.pair.sign(&message).as_ref()).unwrap(),
-                "seed {seed:?}, {len} bytes"
-            );
-            let public = key.verifying_key();
-            let first = sign_with(hedged, &nonces::make().unwrap(), &message);
-            let second = sign_with(hedged, &nonces::make().unwrap(), &message);
-            assert_ne!(first, second);
-            for sig in [first, second] {
-                let parsed = ed25519_dalek::Signature::from_bytes(&sig);
-                assert!(public.verify_strict(&message, &parsed).is_ok());
-                let aws = UnparsedPublicKey::new(&ED25519, public.as_bytes());
-                assert!(aws.verify(&message, &sig).is_ok());
-                let mut other = message.clone();
-                other.push(1);
-                assert!(public.verify_strict(&other, &parsed).is_err());
-            }
-        }
-    }
-
-    /// A key of the key ring signs with the pool's nonces once there are some (each
-    /// signature of the same message then differs, and verifies); a key made for
-    /// comparing bytes (`from_seed` alone) never does.
-    #[test]
-    fn ring_keys_sign_with_nonces_made_ahead() {
-        let seed = [9u8; 32];
-        let plain = PrivateKey::from_seed(&seed).unwrap();
-        let pooled = PrivateKey::from_seed(&seed).unwrap().with_nonces_ahead();
-        nonces::fill();
-        let message = b"header.claims";
-        let deterministic = plain.sign(message);
-        assert_eq!(plain.sign(message), deterministic);
-        let a = pooled.sign(message);
-        let b = pooled.sign(message);
-        assert_ne!(a, deterministic);
-        assert_ne!(a, b);
-        for sig in [a, b] {
-            let parsed = ed25519_dalek::Signature::from_bytes(&sig);
-            assert!(pooled
-                .verifying_key()
-                .verify_strict(message, &parsed)
-                .is_ok());
         }
     }
 }
