@@ -36,8 +36,6 @@ pub struct PrivateKey {
     /// aws-lc's own check of the pair, made once; it also initialises aws-lc (which picks
     /// its code for this CPU) before any signature.
     pair: aws_lc_rs::signature::Ed25519KeyPair,
-    /// The seed and the public key, the 64 bytes aws-lc's `ED25519_sign` takes.
-    keypair: zeroize::Zeroizing<[u8; 64]>,
 }
 
 impl PrivateKey {
@@ -50,18 +48,16 @@ impl PrivateKey {
             dalek.verifying_key().as_bytes(),
         )
         .ok()?;
-        let keypair = zeroize::Zeroizing::new(dalek.to_keypair_bytes());
-        Some(PrivateKey {
-            dalek,
-            pair,
-            keypair,
-        })
+        Some(PrivateKey { dalek, pair })
     }
 
     /// The Ed25519 signature of `message`, from aws-lc's `ED25519_sign` directly: through
     /// aws-lc-rs each signature also made and freed an EVP context and a heap buffer.
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         let mut out = [0u8; 64];
+        // The 64 bytes `ED25519_sign` takes (seed ‖ public key), from dalek's key rather
+        // than kept twice; zeroed when dropped.
+        let keypair = zeroize::Zeroizing::new(self.dalek.to_keypair_bytes());
         // SAFETY: `out` is the 64 bytes a signature takes, `message` is `message.len()`
         // readable bytes, and `keypair` the 64 bytes (seed ‖ public key) the function
         // reads; it keeps no pointer after it returns.
@@ -70,7 +66,7 @@ impl PrivateKey {
                 out.as_mut_ptr(),
                 message.as_ptr(),
                 message.len(),
-                self.keypair.as_ptr(),
+                keypair.as_ptr(),
             )
         };
         if signed != 1 {
