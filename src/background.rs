@@ -14,7 +14,7 @@
 //! machine no idler), and the SCIM creates of that half fell by a third; under
 //! `SCHED_IDLE` it took 2–8 ticks, mostly the machine's idle ones, ran three times as
 //! long, and the worst half of a 16-half SCIM run went from 28–34k to 42–43k/s
-//! (README, Benchmarks). A `SCHED_IDLE` thread still gets a sliver of a busy machine,
+//! (docs/benchmarks.md). A `SCHED_IDLE` thread still gets a sliver of a busy machine,
 //! so a snapshot finishes on one that is never idle.
 //!
 //! The walk that builds the past's checkpoints is not lowered: it holds the users'
@@ -24,7 +24,7 @@
 //! waits for, in turn, and on a busy machine the HTTP workers it wakes with its answers
 //! took its core from it mid-batch — 0.10 involuntary context switches a group create,
 //! every one a stall of the whole pipeline. Raised, 0.02, and a write costs less (see
-//! README, Benchmarks). It is one thread: whatever it does (a batch, a catch-up, an
+//! docs/benchmarks.md). It is one thread: whatever it does (a batch, a catch-up, an
 //! import, the snapshot at shutdown) takes at most one core from the workers. Not on a
 //! shared log (`writer.rs`): there its batches wait on PostgreSQL's backends, which
 //! would fall behind it.
@@ -38,7 +38,7 @@
 //! flush and of the switches. With few clients waiting the writer goes back to
 //! `SCHED_OTHER`, where its wake-ups do preempt: a closed loop of a few clients waits
 //! for the writer, and a delay there is all latency (the same policy throughout cost
-//! 3–14 % of the rate at 8 and 16 clients; README, Benchmarks). On an idle core the
+//! 3–14 % of the rate at 8 and 16 clients; docs/benchmarks.md). On an idle core the
 //! policy changes nothing: a woken thread with a free core runs at once either way.
 
 /// The `nice` value maintenance threads run at (the lowest priority).

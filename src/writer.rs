@@ -1107,7 +1107,7 @@ impl Writer {
     /// snapshot costs a running server (1M users, a 165 MB snapshot: ready in 2.0–2.2 s
     /// at the head, 2.7–2.9 s with a 1.2-times tail, 2.8–2.9 s with a 2.3-times one), while
     /// with the state growing under writes the snapshots written nearly back to back took
-    /// a quarter of a group create's CPU (README, Benchmarks).
+    /// a quarter of a group create's CPU (docs/benchmarks.md).
     fn snapshot_due(&self) -> bool {
         snapshot_due(
             self.since_snapshot,
