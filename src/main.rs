@@ -152,6 +152,27 @@ fn no_huge_pages_unless_asked() {
     }
 }
 
+/// Libraries whose debug and trace lines carry what the server sends them in clear:
+/// ureq writes every outgoing request's headers (a webhook's `X-JFrog-Event-Auth`
+/// secret, custom headers made from secrets; it masks only `Authorization`) and URLs,
+/// tokio-postgres each statement's parameters, ldap3 its requests (a bind's password).
+const SECRET_BEARING: [&str; 4] = ["ureq", "tokio_postgres", "postgres", "ldap3"];
+
+/// Whether a log line may be written: anything but the debug and trace lines of
+/// [`SECRET_BEARING`] libraries, whatever `RUST_LOG` asks for (those lines would also go
+/// into support bundles, which keep the recent log). Their warnings and errors stay.
+fn not_secret_bearing(meta: &tracing::Metadata<'_>) -> bool {
+    *meta.level() <= tracing::Level::INFO || !is_secret_bearing(meta.target())
+}
+
+fn is_secret_bearing(target: &str) -> bool {
+    SECRET_BEARING.iter().any(|lib| {
+        target
+            .strip_prefix(lib)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    })
+}
+
 fn main() -> ExitCode {
     no_huge_pages_unless_asked();
     let cli = Cli::parse();
@@ -159,22 +180,30 @@ fn main() -> ExitCode {
         Cmd::Serve { log_format, .. } => *log_format,
         _ => LogFormat::Text,
     };
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,actix_server=warn".into());
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::filter::filter_fn(not_secret_bearing));
     match format {
-        LogFormat::Text => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(gatehouse::recent_logs::Tee::install())
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(gatehouse::recent_logs::Tee::install()),
+            )
             .init(),
         // One JSON object a line; the event's fields at the top level (`request_id`,
         // `principal`, `route`, `status`, `duration_ms` for the access log).
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .with_env_filter(filter)
-            .with_writer(gatehouse::recent_logs::Tee::install())
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(false)
+                    .with_writer(gatehouse::recent_logs::Tee::install()),
+            )
             .init(),
     }
     match cli.command {

@@ -346,8 +346,27 @@ pub(super) fn change_user_groups(
     }])
 }
 
+/// A group's free-text fields, whichever API sent them.
+fn check_group_text(
+    description: Option<&str>,
+    realm: Option<&str>,
+    realm_attributes: Option<&str>,
+    external_id: Option<&str>,
+) -> Result<(), DomainError> {
+    super::validate_text("description", description, 1024)?;
+    super::validate_text("realm", realm, 64)?;
+    super::validate_text("realm_attributes", realm_attributes, 4096)?;
+    super::validate_text("external_id", external_id, 256)
+}
+
 pub(super) fn create_group(state: &State, g: &NewGroup) -> Result<Vec<Event>, DomainError> {
     let dir = &state.directory;
+    check_group_text(
+        g.description.as_deref(),
+        g.realm.as_deref(),
+        g.realm_attributes.as_deref(),
+        g.external_id.as_deref(),
+    )?;
     if dir.groups.contains_key(g.name.as_str()) {
         return Err(DomainError::AlreadyExists(format!("group `{}`", g.name)));
     }
@@ -381,6 +400,12 @@ pub(super) fn update_group(
         .groups
         .get(name)
         .ok_or_else(|| DomainError::NotFound(format!("group `{name}`")))?;
+    check_group_text(
+        changes.description.as_deref(),
+        changes.realm.as_deref(),
+        changes.realm_attributes.as_deref(),
+        changes.external_id.as_deref(),
+    )?;
     let mut events = Vec::new();
     let update = GroupUpdated {
         name: name.to_string(),

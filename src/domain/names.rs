@@ -60,6 +60,26 @@ fn forbidden(c: char) -> bool {
         || ('\u{E000}'..='\u{F8FF}').contains(&c)
 }
 
+/// Free text (a group's description, its external id): at most `max` characters, no
+/// control characters but line breaks and tabs. In the domain rather than in each
+/// handler, so that every way in (v2, the Artifactory API, SCIM) keeps the same rule.
+pub fn validate_text(field: &str, value: Option<&str>, max: usize) -> Result<(), DomainError> {
+    let Some(v) = value else { return Ok(()) };
+    if v.chars().count() > max {
+        return Err(DomainError::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(DomainError::invalid(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
 /// Validate a user name and return its stored, lower-case form.
 pub fn normalize_username(field: &str, name: &str) -> Result<String, DomainError> {
     check_name(field, name)?;

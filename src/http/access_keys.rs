@@ -336,7 +336,7 @@ fn check_access(a: &str) -> Result<(), ApiError> {
 }
 
 fn check_segment(field: &str, v: &str) -> Result<(), ApiError> {
-    if v.is_empty()
+    if v.trim().is_empty()
         || v.len() > 256
         || v.contains('/')
         || v == "."
@@ -344,7 +344,7 @@ fn check_segment(field: &str, v: &str) -> Result<(), ApiError> {
         || v.chars().any(|c| c.is_control())
     {
         return Err(ApiError::BadRequest(format!(
-            "invalid `{field}`: one path segment, 1 to 256 characters"
+            "invalid `{field}`: one path segment, 1 to 256 characters, not blank"
         )));
     }
     Ok(())

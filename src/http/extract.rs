@@ -110,6 +110,16 @@ fn read_body(
     })
 }
 
+/// The raw body, at most `max-body-bytes` and within `body-timeout-ms`, as every other
+/// body is read (for SCIM, which reads its own JSON and answers in its own error shape).
+pub fn body_bytes(
+    req: &HttpRequest,
+    payload: &mut Payload,
+) -> impl Future<Output = Result<web::Bytes, ApiError>> {
+    let body = read_body(req, payload);
+    async move { body.await.map(|b| b.bytes.freeze()) }
+}
+
 fn unsupported(ct: Option<&str>, wanted: &str) -> ApiError {
     match ct {
         Some(ct) => ApiError::UnsupportedMediaType(format!(
@@ -258,7 +268,7 @@ impl FromRequest for FormOrJson {
                 return Ok(FormOrJson(serde_json::Map::new()));
             }
             if is_json(ct) {
-                return parse_json(&bytes).map(FormOrJson);
+                return parse_json(&bytes).map(|UniqueKeys(map)| FormOrJson(map));
             }
             if media_type(ct).eq_ignore_ascii_case("application/x-www-form-urlencoded")
                 || content_type.is_none()
@@ -287,6 +297,40 @@ impl FromRequest for FormOrJson {
                 "application/x-www-form-urlencoded` or `application/json",
             ))
         })
+    }
+}
+
+/// A JSON object whose keys are each given once: serde_json's own map keeps the last of
+/// a key given twice (`{"username":"a","username":"b"}` read as `b`), where the form
+/// branch above refuses it; the two readings of a body agree.
+struct UniqueKeys(serde_json::Map<String, serde_json::Value>);
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut access: A,
+            ) -> Result<UniqueKeys, A::Error> {
+                let mut map = serde_json::Map::new();
+                while let Some(key) = access.next_key::<String>()? {
+                    if map.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "invalid `{key}`: given more than once"
+                        )));
+                    }
+                    let value = access.next_value()?;
+                    map.insert(key, value);
+                }
+                Ok(UniqueKeys(map))
+            }
+        }
+        d.deserialize_map(Keys)
     }
 }
 
@@ -458,12 +502,16 @@ fn parse_json_with<T: DeserializeOwned>(
     // group's body. A body that fails is read again with it, for the message; the
     // fields noted as ignored are those of that second reading.
     let mut ignored = Vec::new();
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
     let fast = {
-        let de = &mut serde_json::Deserializer::from_slice(bytes);
         let mut note = |path: serde_ignored::Path| ignored.push(path.to_string());
-        T::deserialize(serde_ignored::Deserializer::new(de, &mut note))
+        T::deserialize(serde_ignored::Deserializer::new(&mut *de, &mut note))
     };
     if let Ok(value) = fast {
+        // One JSON value and nothing after it: `{"name":"a"}{"name":"b"}` is not a
+        // body whose first half may be written.
+        de.end()
+            .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
         ignored.into_iter().for_each(&mut on_ignored);
         return Ok(value);
     }

@@ -87,6 +87,10 @@ fn bad(msg: String) -> ApiError {
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
+    // It goes in a URL path, where `.` and `..` are no segment a client can send.
+    if name == "." || name == ".." {
+        return Err(bad("invalid `name`: must not be `.` or `..`".into()));
+    }
     if name.is_empty()
         || name.len() > 64
         || !name

@@ -96,30 +96,6 @@ struct GroupBody {
     members: Option<Vec<String>>,
 }
 
-fn check_text(field: &str, value: &Option<String>, max: usize) -> Result<(), ApiError> {
-    if let Some(v) = value {
-        if v.chars().count() > max {
-            return Err(ApiError::BadRequest(format!(
-                "invalid `{field}`: must be at most {max} characters"
-            )));
-        }
-        if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-            return Err(ApiError::BadRequest(format!(
-                "invalid `{field}`: must not contain control characters"
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn check_fields(body: &GroupBody) -> Result<(), ApiError> {
-    check_text("description", &body.description, 1024)?;
-    check_text("realm", &body.realm, 64)?;
-    check_text("realm_attributes", &body.realm_attributes, 4096)?;
-    check_text("external_id", &body.external_id, 256)?;
-    Ok(())
-}
-
 async fn create(
     app: web::Data<AppState>,
     admin: Admin,
@@ -132,7 +108,6 @@ async fn create(
         .clone()
         .ok_or_else(|| ApiError::BadRequest("invalid request body: missing field `name`".into()))?;
     domain::validate_group_name("name", &name)?;
-    check_fields(&body)?;
     let members = normalize_members("members", body.members.unwrap_or_default())?;
     let cmd = Command::CreateGroup(NewGroup {
         name: name.clone(),
@@ -184,7 +159,6 @@ async fn patch(
             "invalid `name`: a group cannot be renamed".into(),
         ));
     }
-    check_fields(&body)?;
     let members = body
         .members
         .map(|m| normalize_members("members", m))

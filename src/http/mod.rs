@@ -909,8 +909,9 @@ pub async fn request_middleware(
         .get::<extract::IgnoredFields>()
         .cloned();
     if let Some(extract::IgnoredFields(fields)) = ignored {
-        tracing::debug!(request_id = %rid, fields = %fields.join(", "), "ignored unknown body fields");
-        if let Ok(v) = HeaderValue::from_str(&fields.join(", ")) {
+        let listed = ignored_fields_header(&fields);
+        tracing::debug!(request_id = %rid, fields = %listed, "ignored unknown body fields");
+        if let Ok(v) = HeaderValue::from_str(&listed) {
             res.headers_mut()
                 .insert(HeaderName::from_static("x-gatehouse-ignored-fields"), v);
         }
@@ -920,6 +921,42 @@ pub async fn request_middleware(
             .insert(HeaderName::from_static("x-request-id"), v);
     }
     Ok(res)
+}
+
+/// The longest name of an ignored field shown, and the longest list.
+const IGNORED_NAME_MAX: usize = 64;
+const IGNORED_LIST_MAX: usize = 1024;
+
+/// `X-Gatehouse-Ignored-Fields`: the ignored fields' paths, comma-separated, in visible
+/// ASCII (other bytes percent-encoded), each cut at [`IGNORED_NAME_MAX`] bytes and the
+/// list at about [`IGNORED_LIST_MAX`] ("… and N more"). The names come from the body: a
+/// 100 KB key made a 100 KB header that clients refuse to read (Python's `http.client`:
+/// `LineTooLong`), after the write it answered was committed.
+fn ignored_fields_header(fields: &[String]) -> String {
+    let mut out = String::new();
+    for (i, field) in fields.iter().enumerate() {
+        let mut name = String::new();
+        for &b in field.as_bytes() {
+            if name.len() >= IGNORED_NAME_MAX {
+                name.push_str("...");
+                break;
+            }
+            if b.is_ascii_graphic() && b != b'%' && b != b',' {
+                name.push(b as char);
+            } else {
+                name.push_str(&format!("%{b:02X}"));
+            }
+        }
+        if !out.is_empty() && out.len() + name.len() + 2 > IGNORED_LIST_MAX {
+            out.push_str(&format!(", ... and {} more", fields.len() - i));
+            break;
+        }
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        out.push_str(&name);
+    }
+    out
 }
 
 /// Artifactory serves Access under its own prefix (`/artifactory/access/api/…`), and
@@ -1165,6 +1202,35 @@ pub fn base_url_with(req: &HttpRequest, path: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// The ignored fields' header is bounded and visible ASCII whatever the body's keys.
+    #[test]
+    fn the_ignored_fields_header_is_short_and_ascii() {
+        use super::{ignored_fields_header, IGNORED_LIST_MAX, IGNORED_NAME_MAX};
+        assert_eq!(
+            ignored_fields_header(&["colour".into(), "meta.owner".into()]),
+            "colour, meta.owner"
+        );
+        assert_eq!(ignored_fields_header(&["é x,%".into()]), "%C3%A9%20x%2C%25");
+        let long = "k".repeat(100_000);
+        let one = ignored_fields_header(std::slice::from_ref(&long));
+        assert_eq!(one, format!("{}...", "k".repeat(IGNORED_NAME_MAX)));
+        let many: Vec<String> = (0..1000).map(|i| format!("field{i}")).collect();
+        let list = ignored_fields_header(&many);
+        assert!(list.len() <= IGNORED_LIST_MAX + 32, "{}", list.len());
+        assert!(list.starts_with("field0, field1, "), "{list}");
+        assert!(list.ends_with("more"), "{list}");
+        let shown = list.matches(", ").count();
+        assert!(
+            list.ends_with(&format!("... and {} more", 1000 - shown)),
+            "{list}"
+        );
+        for fields in [vec![long], many, vec!["\u{0}\n\u{7f}".into()]] {
+            let v = ignored_fields_header(&fields);
+            assert!(v.bytes().all(|b| b == b' ' || b.is_ascii_graphic()), "{v}");
+            assert!(actix_web::http::header::HeaderValue::from_str(&v).is_ok());
+        }
+    }
+
     /// Request ids are 16 lower-case hex digits, both digits of a byte drawn from all 16.
     #[test]
     fn request_ids_are_sixteen_hex_digits() {

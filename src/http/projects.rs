@@ -614,6 +614,12 @@ fn role_in(name: &str, body: RoleIn) -> Result<ProjectRole, ApiError> {
             "invalid `name`: must not start or end with whitespace".into(),
         ));
     }
+    // It goes in a URL path, where `.` and `..` are no segment a client can send.
+    if name == "." || name == ".." {
+        return Err(ApiError::BadRequest(
+            "invalid `name`: must not be `.` or `..`".into(),
+        ));
+    }
     if let Some(k) = &body.kind {
         if k != "CUSTOM" && k != "PREDEFINED" {
             return Err(ApiError::BadRequest(format!(

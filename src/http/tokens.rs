@@ -207,18 +207,8 @@ pub(super) async fn issue(
     let asked_refreshable = form.boolean("refreshable")?.unwrap_or(false);
     let refreshable = asked_refreshable && cfg.allow_refreshable;
     let description = form.str("description")?;
-    if description.is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS) {
-        return Err(ApiError::BadRequest(format!(
-            "invalid `description`: at most {MAX_DESCRIPTION_CHARS} characters"
-        )));
-    }
     let audience = form.str("audience")?.unwrap_or("*@*");
-    if audience.chars().count() > MAX_AUDIENCE_CHARS || audience.split_whitespace().next().is_none()
-    {
-        return Err(ApiError::BadRequest(format!(
-            "invalid `audience`: 1 to {MAX_AUDIENCE_CHARS} characters"
-        )));
-    }
+    check_text_fields(description, audience)?;
     let reference = form.boolean("include_reference_token")?.unwrap_or(false);
     let force_revocable = form.boolean("force_revocable")?.unwrap_or(false);
     let (service_id, kid, user_seq) = {
@@ -464,6 +454,8 @@ pub(super) async fn refresh(
     };
     let description = form.string("description")?.or(old.description.clone());
     let audience = form.string("audience")?.unwrap_or(old.audience.clone());
+    // The refreshed token's own values, by the rules of an issue.
+    check_text_fields(description.as_deref(), &audience)?;
     let refreshable = form.boolean("refreshable")?.unwrap_or(true) && app.config.allow_refreshable;
     let reference = form
         .boolean("include_reference_token")?
@@ -718,6 +710,22 @@ async fn revoke_by_value(
         HttpResponse::Ok().json(json!({ "revoked_token_id": id })),
         committed,
     ))
+}
+
+/// A token's `description` and `audience`, on issue and on refresh: bounded, printable
+/// (no control characters; a description may have line breaks and tabs), the audience
+/// not blank.
+fn check_text_fields(description: Option<&str>, audience: &str) -> Result<(), ApiError> {
+    domain::validate_text("description", description, MAX_DESCRIPTION_CHARS)?;
+    if audience.chars().count() > MAX_AUDIENCE_CHARS
+        || audience.split_whitespace().next().is_none()
+        || audience.chars().any(char::is_control)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "invalid `audience`: 1 to {MAX_AUDIENCE_CHARS} characters, no control characters"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -104,6 +104,10 @@ fn bad(msg: String) -> ApiError {
 }
 
 fn check_key(key: &str) -> Result<(), ApiError> {
+    // It goes in a URL path, where `.` and `..` are no segment a client can send.
+    if key == "." || key == ".." {
+        return Err(bad("invalid `key`: must not be `.` or `..`".into()));
+    }
     if key.is_empty()
         || key.len() > 64
         || !key
@@ -330,6 +334,11 @@ fn subscription_in(
             .and_then(|p| p.handlers.get(i))
             .filter(|b| b.handler_type == h.handler_type);
         check_url(&format!("{field}.url"), &h.url)?;
+        // The name of a proxy set up in Artifactory (stored and shown, not used here).
+        crate::domain::validate_text(&format!("{field}.proxy"), h.proxy.as_deref(), 256)?;
+        if h.proxy.as_deref().is_some_and(|p| p.contains(['\n', '\t'])) {
+            return Err(bad(format!("invalid `{field}.proxy`: must be one line")));
+        }
         match h.handler_type.as_str() {
             "webhook" => {
                 if h.payload.is_some() || !h.secrets.is_empty() || !h.http_headers.is_empty() {

@@ -297,6 +297,103 @@ fn a_table_of_bad_requests_gets_4xx_and_writes_nothing() {
             400,
             "`limit`",
         ),
+        // A body is one JSON value: its first half is not written.
+        (
+            "POST",
+            "/access/api/v2/groups",
+            json_ct,
+            br#"{"name":"cat1"}{"name":"cat2"}"#.to_vec(),
+            400,
+            "trailing characters",
+        ),
+        (
+            "POST",
+            "/access/api/v2/groups",
+            json_ct,
+            br#"{"name":"zz1"} x"#.to_vec(),
+            400,
+            "malformed JSON",
+        ),
+        (
+            "POST",
+            "/access/api/v1/tokens",
+            json_ct,
+            br#"{"scope":"applied-permissions/user"} {}"#.to_vec(),
+            400,
+            "malformed JSON",
+        ),
+        // A key given twice is refused as the form reading refuses it (the last one won).
+        (
+            "POST",
+            "/access/api/v1/tokens",
+            json_ct,
+            br#"{"username":"admin","username":"ghost","scope":"applied-permissions/user"}"#
+                .to_vec(),
+            400,
+            "`username`: given more than once",
+        ),
+        // Free text without control characters, on every way in.
+        (
+            "POST",
+            "/access/api/v1/tokens",
+            Some("application/x-www-form-urlencoded"),
+            b"scope=applied-permissions/user&description=a%00b".to_vec(),
+            400,
+            "`description`",
+        ),
+        (
+            "POST",
+            "/access/api/v1/tokens",
+            Some("application/x-www-form-urlencoded"),
+            b"scope=applied-permissions/user&audience=jfrt%40%2A%0Ax".to_vec(),
+            400,
+            "`audience`",
+        ),
+        (
+            "PUT",
+            "/artifactory/api/security/groups/ctl",
+            json_ct,
+            br#"{"name":"ctl","description":"a\u0000b"}"#.to_vec(),
+            400,
+            "`description`",
+        ),
+        (
+            "POST",
+            "/event/api/v1/subscriptions",
+            json_ct,
+            br#"{"key":"px","event_filter":{"domain":"user","event_types":["created"]},
+                 "handlers":[{"handler_type":"webhook","url":"https://x.example/","proxy":"a\u0000b"}]}"#
+                .to_vec(),
+            400,
+            "`handlers[0].proxy`",
+        ),
+        // Names that go in a URL path and that no client could then reach.
+        (
+            "POST",
+            "/event/api/v1/subscriptions",
+            json_ct,
+            br#"{"key":"..","event_filter":{"domain":"user","event_types":["created"]},
+                 "handlers":[{"handler_type":"webhook","url":"https://x.example/"}]}"#
+                .to_vec(),
+            400,
+            "`key`",
+        ),
+        (
+            "POST",
+            "/access/api/v1/system/federation",
+            json_ct,
+            br#"{"name":".","url":"http://127.0.0.1:9/access/","entities":["users"]}"#.to_vec(),
+            400,
+            "`name`",
+        ),
+        (
+            "POST",
+            "/access/api/v1/orgs/acme/entitlements",
+            json_ct,
+            br#"{"repo":"r1","access":"r","package":"   "}"#.to_vec(),
+            400,
+            "`package`",
+        ),
     ];
     for (method, path, ct, body, status, needle) in cases {
         let shown = String::from_utf8_lossy(&body[..body.len().min(60)]).to_string();
@@ -386,4 +483,95 @@ fn authorization_errors_come_before_body_errors_even_uncached() {
         );
         assert_eq!(r.status, 401, "round {i}: {}", r.text);
     }
+}
+
+/// What a review of the API found written or refused wrongly: SCIM bodies as large as
+/// any other body (not actix's 256 KiB, and errors in SCIM's shape), a SCIM group's
+/// `externalId` by the v2 rule, a role no URL could reach, and the ignored-fields header
+/// bounded whatever the body's keys.
+#[test]
+fn scim_bodies_role_names_and_the_ignored_fields_header() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let scim_ct = Some("application/scim+json");
+    // A 300 KB user (five name parts of 60,000 characters): read, under the 1 MiB limit.
+    let part = "x".repeat(60_000);
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "big-scim-user",
+        "name": {"formatted": part, "familyName": part, "givenName": part,
+                 "middleName": part, "honorificPrefix": part},
+    })
+    .to_string();
+    assert!(body.len() > 300_000);
+    let r = admin.raw(
+        "POST",
+        "/access/api/v1/scim/v2/Users",
+        scim_ct,
+        Some(body.as_bytes()),
+    );
+    assert_eq!(r.status, 201, "{}", &r.text[..r.text.len().min(300)]);
+    // Over the limit: 413, in SCIM's error shape.
+    let huge = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                      "displayName": "x".repeat(2 * 1024 * 1024)})
+    .to_string();
+    let r = admin.raw(
+        "POST",
+        "/access/api/v1/scim/v2/Groups",
+        scim_ct,
+        Some(huge.as_bytes()),
+    );
+    assert_eq!(r.status, 413, "{}", r.text);
+    let v = r.json();
+    assert_eq!(v["status"], "413", "SCIM's error shape: {v}");
+    assert!(
+        v["schemas"][0]
+            .as_str()
+            .is_some_and(|s| s.ends_with(":Error")),
+        "{v}"
+    );
+    // A SCIM group's externalId keeps the rule a v2 group's has.
+    let r = admin.raw(
+        "POST",
+        "/access/api/v1/scim/v2/Groups",
+        scim_ct,
+        Some(
+            br#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                 "displayName":"ctl-group","externalId":"a\u0000b"}"#,
+        ),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("external_id"), "{}", r.text);
+    assert_eq!(admin.get("/access/api/v2/groups/ctl-group").status, 404);
+
+    // Project roles: `.` and `..` are no path segment a client can send.
+    let r = admin.post(
+        "/access/api/v1/projects",
+        &json!({"project_key": "webx", "display_name": "Web"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    for name in [".", ".."] {
+        let r = admin.post(
+            "/access/api/v1/projects/webx/roles",
+            &json!({"name": name, "type": "CUSTOM", "actions": ["READ_REPOSITORY"],
+                    "environments": ["DEV"]}),
+        );
+        assert_eq!(r.status, 400, "{name}: {}", r.text);
+        assert!(r.error_message().contains("`name`"), "{}", r.text);
+    }
+
+    // The ignored fields' header: bounded and ASCII, and the write answered normally.
+    let long_key = "k".repeat(100_000);
+    let r = admin.post(
+        "/access/api/v2/groups",
+        &json!({"name": "ignored-long", long_key: 1, "färg": "blå"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let listed = r
+        .header("x-gatehouse-ignored-fields")
+        .expect("the ignored fields are named")
+        .to_string();
+    assert!(listed.len() < 1200, "{} bytes", listed.len());
+    assert!(listed.is_ascii(), "{listed}");
+    assert!(listed.contains("f%C3%A4rg"), "{listed}");
 }

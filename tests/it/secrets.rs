@@ -17,6 +17,12 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes), &mut out).unwrap();
+    out
+}
+
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
@@ -88,6 +94,40 @@ fn secrets_never_reach_the_log_or_the_server_output() {
     }
     admin.post_empty("/access/api/v1/cert/root/rotate");
     admin.post_empty("/artifactory/api/signed/url/key");
+    // A webhook with a secret, delivered to a real receiver: the HTTP client's debug
+    // lines name every header it sends (they were in the log, and so in support bundles).
+    let rx = crate::webhooks::receiver();
+    let r = admin.post(
+        "/event/api/v1/subscriptions",
+        &json!({"key": "hooked", "enabled": true,
+                "event_filter": {"domain": "user", "event_types": ["created"]},
+                "handlers": [{"handler_type": "webhook", "url": rx.url,
+                              "secret": "Webhook-Secret-31"}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "hooked-user", "password": "Hooked-User-Pass-8"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while rx.seen.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (head, _) = rx.seen.lock().unwrap()[0].clone();
+    assert!(
+        head.contains("Webhook-Secret-31"),
+        "the secret was sent to the receiver: {head}"
+    );
+    // The support bundle keeps the recent log.
+    let bundle = admin.post("/api/system/support/bundle", &json!({}));
+    assert!(bundle.status < 300, "{} {}", bundle.status, bundle.text);
+    let bundle_id = bundle.json()["id"].as_str().unwrap_or_default().to_string();
+    let (status, _, archive) = crate::seeds::get_bytes(
+        &admin,
+        &format!("/api/system/support/bundle/{bundle_id}/archive"),
+    );
+    assert_eq!(status, 200);
     assert!(server.terminate().success());
 
     let mut secrets = vec![
@@ -101,6 +141,8 @@ fn secrets_never_reach_the_log_or_the_server_output() {
         reference,
         "Access-Key-Secret-5".into(),
         generated,
+        "Webhook-Secret-31".into(),
+        "Hooked-User-Pass-8".into(),
     ];
     for f in files_under(&data.join("keys")) {
         secrets.push(std::fs::read_to_string(&f).unwrap().trim().to_string());
@@ -122,6 +164,7 @@ fn secrets_never_reach_the_log_or_the_server_output() {
         "the server logged requests at debug level"
     );
     haystacks.push(("server output".into(), output));
+    haystacks.push(("the support bundle".into(), gunzip(&archive)));
     for (name, bytes) in &haystacks {
         for s in &secrets {
             assert!(

@@ -1162,7 +1162,7 @@ fn bundle_holds(
 const BUNDLE: &str = "/api/system/support/bundle";
 
 /// A GET whose answer is bytes: (status, content type, body).
-fn get_bytes(client: &Client, path: &str) -> (u16, String, Vec<u8>) {
+pub(crate) fn get_bytes(client: &Client, path: &str) -> (u16, String, Vec<u8>) {
     let mut req = ureq::get(&format!("{}{path}", client.base_url()));
     if let Some(a) = client.auth_header() {
         req = req.set("Authorization", &a);

@@ -23,13 +23,13 @@ fn definition(key: &str, url: &str) -> Value {
 }
 
 /// A loopback HTTP receiver: records each request's head and body, answers `status`.
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     status: Arc<AtomicU16>,
-    seen: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    pub(crate) seen: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
 }
 
-fn receiver() -> Receiver {
+pub(crate) fn receiver() -> Receiver {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let status = Arc::new(AtomicU16::new(200));
