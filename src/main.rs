@@ -458,7 +458,7 @@ fn open_existing(data_dir: &std::path::Path) -> Result<EventLog, ExitCode> {
         eprintln!("gatehouse: no event log in {}", data_dir.display());
         return Err(ExitCode::from(2));
     }
-    EventLog::open(data_dir).map_err(report_broken)
+    EventLog::open_to_read(data_dir).map_err(report_broken)
 }
 
 fn replay(data_dir: PathBuf, to: Option<u64>) -> ExitCode {

@@ -591,6 +591,16 @@ impl Writer {
                 }
                 let state = shared.read().unwrap_or_else(|p| p.into_inner()).clone();
                 debug_assert_eq!(state.seq, log.head_seq());
+                // The events since the newest snapshot on disk, not since this start: a
+                // start that replayed a long tail snapshots it (at the latest when it
+                // stops), and the next start does not replay it again.
+                let newest = log
+                    .snapshot_store()
+                    .positions()
+                    .ok()
+                    .and_then(|p| p.last().copied())
+                    .unwrap_or(0);
+                let since_snapshot = log.head_seq().saturating_sub(newest);
                 let writer = Writer {
                     log,
                     shared_log,
@@ -600,7 +610,7 @@ impl Writer {
                     state,
                     shared,
                     snapshot_every: snapshot_every.max(1),
-                    since_snapshot: 0,
+                    since_snapshot,
                     snapshot_end: 0,
                     snapshotting: None,
                     doorbells: bells,

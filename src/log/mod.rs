@@ -270,6 +270,16 @@ impl EventLog {
 
     /// Open (or create) the log under `dir` with a page cache of `cache_bytes`.
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<EventLog, LogError> {
+        EventLog::open_as(dir, cache_bytes, true)
+    }
+
+    /// Open the log under `dir` to read it (`verify`, `replay`): a torn end that the
+    /// server would cut off is left as it is.
+    pub fn open_to_read(dir: &Path) -> Result<EventLog, LogError> {
+        EventLog::open_as(dir, 8 * 1024 * 1024, false)
+    }
+
+    fn open_as(dir: &Path, cache_bytes: u64, repair: bool) -> Result<EventLog, LogError> {
         std::fs::create_dir_all(dir).map_err(|e| LogError::Storage(sled::Error::Io(e)))?;
         let db = open_db(
             sled::Config::new()
@@ -282,7 +292,11 @@ impl EventLog {
         let snapshots = SnapshotStore::open(dir)?;
         snapshots.migrate_from_sled(&db)?;
         migrate_from_sled(&db, dir)?;
-        let opened = segment::open(dir, |bytes| decode(bytes).ok().map(|e| e.seq))?;
+        let expect = segment::Expect {
+            repair,
+            snapshot_at: snapshots.newest_claimed()?,
+        };
+        let opened = segment::open(dir, |bytes| decode(bytes).ok().map(|e| e.seq), expect)?;
         let head_time_ms = match &opened.head_bytes {
             None => 0,
             Some(bytes) => {
@@ -423,32 +437,82 @@ impl EventLog {
         if to.is_some_and(|t| t < from) {
             return Ok(());
         }
-        let (offset, mut seq) = self.shared.start_for(from);
+        let start = self.shared.start_for(from);
         let end = match to {
             Some(to) => self.shared.end_for(to),
             None => self.shared.end(),
         };
+        if let Some(next) = self.scan_from(start, end, from, to, &mut f)? {
+            // The index (`events.idx`, a hint) gave a place whose event is another
+            // position, or ended the range before its last position: read the rest from
+            // the start of the file to its acknowledged end, whatever the index says.
+            tracing::warn!(
+                position = next,
+                "the log's index (events.idx) is wrong; reading from the start (delete the \
+                 file while the server is stopped: it is rebuilt from the log)"
+            );
+            let all = (0, 1);
+            if self
+                .scan_from(all, self.shared.end(), next, to, &mut f)?
+                .is_some()
+            {
+                return Err(LogError::ChainBroken {
+                    seq: next,
+                    reason: "the log ends before this position".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// [`for_each_raw`](Self::for_each_raw) from `(offset, position)` up to byte `end`:
+    /// `Some(next)` when the index that chose them was wrong — the event at a non-zero
+    /// `offset` is not that position, or the range ended before `to` short of the log's
+    /// end — with `next` the first position not yet given to `f`.
+    fn scan_from(
+        &self,
+        (offset, mut seq): (u64, u64),
+        end: u64,
+        from: u64,
+        to: Option<u64>,
+        f: &mut impl FnMut(u64, &ChainHash, &[u8]) -> Result<bool, LogError>,
+    ) -> Result<Option<u64>, LogError> {
+        let mut first = offset > 0;
+        let mut misplaced = false;
+        let mut stopped = false;
         let torn = segment::scan(&self.shared.path, offset, end, |_, record| {
             let segment::Record::Event { hash, bytes } = record else {
                 return Ok(true);
             };
             let this = seq;
+            if std::mem::take(&mut first) && decode(bytes).is_ok_and(|e| e.seq != this) {
+                misplaced = true;
+                return Ok(false);
+            }
             seq += 1;
             if this < from {
                 return Ok(true);
             }
             if to.is_some_and(|t| this > t) {
+                stopped = true;
                 return Ok(false);
             }
-            f(this, &hash, bytes)
+            let go_on = f(this, &hash, bytes)?;
+            stopped = !go_on;
+            Ok(go_on)
         })?;
+        let next = seq.max(from);
+        if misplaced {
+            return Ok(Some(next));
+        }
         if torn.is_err() {
             return Err(LogError::ChainBroken {
                 seq,
                 reason: "the stored record is truncated".into(),
             });
         }
-        Ok(())
+        let short = to.is_some_and(|t| seq <= t) && end < self.shared.end();
+        Ok((short && !stopped).then_some(next))
     }
 
     /// Raw events from position `from` (inclusive) to the end.

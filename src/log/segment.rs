@@ -428,11 +428,23 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io)
 }
 
+/// What [`open`] may change, and what else says how far the log was acknowledged.
+pub(crate) struct Expect {
+    /// Cut off a torn tail (the server does; `verify` and `replay` only read).
+    pub repair: bool,
+    /// The newest position a snapshot in the data directory says it was taken at (0:
+    /// none). Snapshots are taken only of acknowledged events, so the log reached it.
+    pub snapshot_at: u64,
+}
+
 /// Open (or create) the log file in `dir`: check the index hint, find the last commit
-/// mark, cut off anything after it, and bring the index up to date.
+/// mark, cut off anything after it when that is a torn write (never when it holds
+/// acknowledged events: then the log is damaged, and this fails), and bring the index
+/// up to date.
 pub(crate) fn open(
     dir: &Path,
     decode_seq: impl Fn(&[u8]) -> Option<u64>,
+    expect: Expect,
 ) -> Result<Opened, LogError> {
     let path = dir.join(LOG_FILE);
     let index_path = dir.join(INDEX_FILE);
@@ -486,18 +498,50 @@ pub(crate) fn open(
             tail(&path, &mut index, len)?.unwrap_or((0, 0, None))
         }
     };
+    // The reading stopped early, or the log was cut short: a record that does not
+    // read is taken for the end only when nothing acknowledged lies beyond it.
+    if head_seq < expect.snapshot_at {
+        return Err(LogError::ChainBroken {
+            seq: head_seq + 1,
+            reason: format!(
+                "the log reads only to position {head_seq}, but a snapshot was taken at \
+                 position {}: acknowledged events are missing (events.log is damaged or \
+                 was cut short; a snapshot that is not of this log must be moved out of \
+                 snapshots/)",
+                expect.snapshot_at
+            ),
+        });
+    }
     // After the last mark: the zeros written ahead, which stay, or a batch that was
     // never acknowledged, cut off (its bytes must not be left for a later batch to end
     // short of, where a scan could take them for records).
     if end < len && !zeros(&file, end, len)? {
-        tracing::warn!(
-            acknowledged = end,
-            length = len,
-            "cutting off the end of the log that was never acknowledged"
-        );
-        file.set_len(end).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        len = end;
+        if let Some(mark) = committed_after(&file, end, len)? {
+            return Err(LogError::ChainBroken {
+                seq: head_seq + 1,
+                reason: format!(
+                    "the record at byte {end} does not read, and the batch whose commit \
+                     mark is at byte {mark} was followed by another: acknowledged events \
+                     are there (the log is damaged, not torn by a crash)"
+                ),
+            });
+        }
+        if expect.repair {
+            tracing::warn!(
+                acknowledged = end,
+                length = len,
+                "cutting off the end of the log that was never acknowledged"
+            );
+            file.set_len(end).map_err(io)?;
+            file.sync_all().map_err(io)?;
+            len = end;
+        } else {
+            tracing::warn!(
+                acknowledged = end,
+                length = len,
+                "the end of the log was never acknowledged (left as it is: the server cuts it off)"
+            );
+        }
     }
     if index.len() != indexed || !sane {
         write_index(&index_path, &index)?;
@@ -534,6 +578,69 @@ pub(crate) fn open(
         head_hash,
         head_bytes,
     })
+}
+
+/// In `from..to` (what follows the last commit mark a scan could read up to): the
+/// offset of a commit mark that was followed by another batch. The writer writes a
+/// batch only once the one before it is synced and acknowledged, so such a mark means
+/// acknowledged events lie past a record that does not read. A torn write is one batch
+/// that never finished: at most its own mark, at its end, and nothing after it.
+///
+/// A mark is told from bytes that only look like one (`u32::MAX` inside an event) by
+/// the record after it: the next batch's first event, whose stored chain hash is the
+/// hash of the mark's hash and its own bytes. Nothing but the chain makes that match.
+fn committed_after(file: &File, from: u64, to: u64) -> Result<Option<u64>, LogError> {
+    use std::os::unix::fs::FileExt;
+    /// The largest event looked at after a mark (no request makes one near it).
+    const EVENT_MAX: u64 = 64 << 20;
+    let read = |at: u64, len: usize| -> Result<Option<Vec<u8>>, LogError> {
+        let mut buf = vec![0u8; len];
+        match file.read_exact_at(&mut buf, at) {
+            Ok(()) => Ok(Some(buf)),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(io(e)),
+        }
+    };
+    let marker = MARK.to_le_bytes();
+    let mut block = vec![0u8; READ_BLOCK];
+    let mut at = from;
+    while at < to {
+        let n = block.len().min((to - at) as usize);
+        let got = file.read_at(&mut block[..n], at).map_err(io)?;
+        if got < marker.len() {
+            break;
+        }
+        for i in 0..=got - marker.len() {
+            if block[i..i + marker.len()] != marker {
+                continue;
+            }
+            let mark = at + i as u64;
+            let next = mark + HEADER as u64;
+            if next + HEADER as u64 > to {
+                continue;
+            }
+            let (Some(head), Some(record)) = (read(mark, HEADER)?, read(next, HEADER)?) else {
+                continue;
+            };
+            let len = u64::from(u32::from_le_bytes(record[..4].try_into().expect("4 bytes")));
+            if len == 0 || len == u64::from(MARK) || len > EVENT_MAX {
+                continue;
+            }
+            if next + HEADER as u64 + len > to {
+                continue;
+            }
+            let Some(bytes) = read(next + HEADER as u64, len as usize)? else {
+                continue;
+            };
+            let prev: ChainHash = head[4..].try_into().expect("32 bytes");
+            if super::chain_hash(&prev, &bytes)[..] == record[4..HEADER] {
+                return Ok(Some(mark));
+            }
+        }
+        // The last three bytes again: a marker may straddle two blocks.
+        at += (got - (marker.len() - 1)) as u64;
+    }
+    Ok(None)
 }
 
 /// Whether the bytes of `file` in `from..to` are all zeros.

@@ -1,7 +1,11 @@
 //! Snapshots of the read models: one file each in `<data-dir>/snapshots/`, named by the
 //! position they were taken at (`00000000000000123456.snap`), holding
-//! `seq (8 bytes BE) ‖ chain hash (32) ‖ State::encode()`. Derived data: a bad one is
-//! skipped, never trusted over the log.
+//! `seq (8 bytes BE) ‖ chain hash (32) ‖ State::encode() ‖ blake3(State::encode())`,
+//! the top bit of `seq` set to say the checksum is there (files written before it have
+//! neither, and are read as they are). Derived data: one that does not decode or whose
+//! checksum does not match is skipped, never trusted over the log. The chain hash ties
+//! a snapshot to the log; the checksum, its state to what was written: without it, a
+//! changed byte in the state decoded to another state, which was served.
 //!
 //! Why files and not a sled tree (as before): a snapshot is streamed from the state into
 //! the file through a small buffer. Stored as one sled value it had to be built whole in
@@ -28,6 +32,8 @@ use std::sync::Arc;
 pub const DIR: &str = "snapshots";
 const SUFFIX: &str = ".snap";
 const HEADER: usize = 8 + HASH_LEN;
+/// Set in the stored `seq` of a snapshot that ends with its state's checksum.
+const CHECKSUMMED: u64 = 1 << 63;
 
 /// The read models as of `seq`, plus the chain hash at `seq` so the tail can be verified
 /// from there without reading the events before it.
@@ -36,22 +42,54 @@ pub struct Snapshot {
     pub head_hash: ChainHash,
     /// The whole stored file; the state's encoding is [`state_bytes`](Self::state_bytes).
     bytes: Vec<u8>,
+    /// Where the state's encoding ends in `bytes` (its checksum follows).
+    state_end: usize,
 }
 
 impl Snapshot {
+    /// The snapshot in a file's `bytes`: `None` when it has no header, or when its
+    /// checksum (if it has one) does not match its state.
     pub(super) fn parse(bytes: Vec<u8>) -> Option<Snapshot> {
-        let seq = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+        let stored = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
         let head_hash: ChainHash = bytes.get(8..HEADER)?.try_into().ok()?;
+        let state_end = if stored & CHECKSUMMED != 0 {
+            let end = bytes.len().checked_sub(HASH_LEN).filter(|&e| e >= HEADER)?;
+            if blake3::hash(&bytes[HEADER..end]).as_bytes()[..] != bytes[end..] {
+                return None;
+            }
+            end
+        } else {
+            bytes.len()
+        };
         Some(Snapshot {
-            seq,
+            seq: stored & !CHECKSUMMED,
             head_hash,
             bytes,
+            state_end,
         })
     }
 
     /// `State::encode()` of the read models at `seq`.
     pub fn state_bytes(&self) -> &[u8] {
-        &self.bytes[HEADER..]
+        &self.bytes[HEADER..self.state_end]
+    }
+}
+
+/// Passes what is written on to `inner`, hashing it on the way.
+struct Hashing<'a, W: Write> {
+    inner: &'a mut W,
+    hasher: blake3::Hasher,
+}
+
+impl<W: Write> Write for Hashing<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -104,6 +142,29 @@ impl SnapshotStore {
         Ok(out)
     }
 
+    /// The newest position a snapshot file says it was taken at (0: none), from the
+    /// files' headers alone (its name and its first 8 bytes agree): how far the log was
+    /// acknowledged, for [`segment::open`](super::segment::open) to hold the log to.
+    pub fn newest_claimed(&self) -> Result<u64, LogError> {
+        use std::io::Read;
+        for seq in self.positions()?.into_iter().rev() {
+            let mut head = [0u8; 8];
+            let read = std::fs::File::open(self.dir.join(file_name(seq)))
+                .and_then(|mut f| f.read_exact(&mut head));
+            match read {
+                Ok(()) if u64::from_be_bytes(head) & !CHECKSUMMED == seq => return Ok(seq),
+                Ok(()) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof
+                    ) => {}
+                Err(e) => return Err(io(e)),
+            }
+        }
+        Ok(0)
+    }
+
     /// The snapshot taken at `seq`, if its file is there and has a header. `None` also
     /// when a newer snapshot's write removed it meanwhile: callers go on to an older one.
     pub fn read(&self, seq: u64) -> Result<Option<Snapshot>, LogError> {
@@ -138,9 +199,17 @@ impl SnapshotStore {
     /// nearest one before their position, so more of them make the past faster).
     pub fn write(&self, state: &State, head_hash: ChainHash) -> Result<(), LogError> {
         let size = self.write_file(state.seq, |out| {
-            out.write_all(&state.seq.to_be_bytes())?;
+            out.write_all(&(state.seq | CHECKSUMMED).to_be_bytes())?;
             out.write_all(&head_hash)?;
-            state.encode_to(out).map_err(std::io::Error::other)
+            let mut hashing = Hashing {
+                inner: out,
+                hasher: blake3::Hasher::new(),
+            };
+            state
+                .encode_to(&mut hashing)
+                .map_err(std::io::Error::other)?;
+            let checksum = hashing.hasher.finalize();
+            out.write_all(checksum.as_bytes())
         })?;
         self.last_size.store(size as usize, Ordering::Relaxed);
         self.prune()

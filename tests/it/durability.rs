@@ -166,6 +166,11 @@ fn a_missing_event_is_found() {
         }
         log.remove_raw(head).unwrap();
     }
+    // The snapshot taken at the old head says an acknowledged event is missing.
+    let (ok, out) = verify(&dir);
+    assert!(!ok, "{out}");
+    // Without it, the chain itself shows the gap.
+    std::fs::remove_dir_all(dir.join("snapshots")).unwrap();
     let (ok, out) = verify(&dir);
     assert!(!ok, "{out}");
     assert!(out.contains("position 4"), "{out}");
@@ -392,4 +397,238 @@ fn acknowledged_scim_users_keep_their_personal_data_after_sigkill() {
         assert_eq!(u["name"]["givenName"], "G", "{u}");
     }
     assert!(server.terminate().success());
+}
+
+/// The records of `events.log` up to the zeros: (offset, is a commit mark, length).
+fn records(dir: &std::path::Path) -> Vec<(u64, bool, usize)> {
+    let bytes = std::fs::read(dir.join("events.log")).unwrap();
+    let mut out = vec![];
+    let mut at = 0usize;
+    while at + 36 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        if len == 0 {
+            break;
+        }
+        if len == u32::MAX {
+            out.push((at as u64, true, 36));
+            at += 36;
+        } else {
+            out.push((at as u64, false, 36 + len as usize));
+            at += 36 + len as usize;
+        }
+    }
+    out
+}
+
+/// The offset of the record of event `position` (1-based).
+fn event_offset(dir: &std::path::Path, position: usize) -> u64 {
+    records(dir)
+        .iter()
+        .filter(|r| !r.1)
+        .nth(position - 1)
+        .unwrap()
+        .0
+}
+
+fn write_at(path: &std::path::Path, offset: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(bytes, offset).unwrap();
+    f.sync_all().unwrap();
+}
+
+/// A damaged record whose later batches are still there is damage, not a torn write:
+/// `verify` and start-up refuse it (naming the position) and nothing is cut off — before,
+/// everything from the damaged record on was cut as "never acknowledged", `verify`
+/// included, and the server started without the acknowledged events.
+#[test]
+fn a_damaged_record_with_batches_after_it_stops_start_up_and_nothing_is_cut() {
+    let app = TestApp::spawn();
+    populate(&app);
+    let dir = app.dir.clone();
+    let _tmp = app.stop();
+    // Without snapshots: the batches after the damage are the only evidence.
+    EventLog::open(&dir).unwrap().clear_snapshots().unwrap();
+    let log = dir.join("events.log");
+    let offset = event_offset(&dir, 6);
+    let marks: Vec<u64> = records(&dir).iter().filter(|r| r.1).map(|r| r.0).collect();
+    let original = std::fs::read(&log).unwrap();
+    // The length field's high byte: the record now runs past the end of the file.
+    write_at(&log, offset + 3, &[0x40]);
+    let before = std::fs::read(&log).unwrap();
+    let (ok, out) = verify(&dir);
+    assert!(!ok, "{out}");
+    assert!(out.contains("position 6"), "{out}");
+    assert_eq!(
+        std::fs::read(&log).unwrap(),
+        before,
+        "verify changed the log"
+    );
+    let err = TestApp::start(dir.clone(), Config::default())
+        .err()
+        .expect("start-up must refuse a damaged log");
+    assert!(err.contains("position 6"), "{err}");
+    assert_eq!(std::fs::read(&log).unwrap(), before, "start-up cut the log");
+    // A commit mark's length field damaged the same way.
+    write_at(
+        &log,
+        offset + 3,
+        &original[offset as usize + 3..offset as usize + 4],
+    );
+    assert_eq!(std::fs::read(&log).unwrap(), original);
+    write_at(&log, marks[3], &[0xfe]);
+    let (ok, out) = verify(&dir);
+    assert!(!ok, "{out}");
+    assert!(
+        TestApp::start(dir, Config::default()).is_err(),
+        "start-up must refuse a damaged mark"
+    );
+}
+
+/// A log cut short (here in the middle of an event) under a snapshot taken further on:
+/// the snapshot says acknowledged events are missing, and start-up refuses.
+#[test]
+fn a_log_cut_short_under_a_newer_snapshot_stops_start_up() {
+    let app = TestApp::spawn();
+    populate(&app);
+    let head = app.digest()["seq"].as_u64().unwrap();
+    let dir = app.dir.clone();
+    let _tmp = app.stop();
+    let log = dir.join("events.log");
+    let offset = event_offset(&dir, 8);
+    let f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+    f.set_len(offset + 20).unwrap();
+    drop(f);
+    let (ok, out) = verify(&dir);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!("snapshot was taken at position {head}")),
+        "{out}"
+    );
+    let err = TestApp::start(dir, Config::default())
+        .err()
+        .expect("start-up must refuse a log cut short");
+    assert!(err.contains("position 8"), "{err}");
+}
+
+/// What a crash leaves — a batch half written after the last mark, never acknowledged —
+/// is still cut off by the server; `verify` reads up to the last mark and leaves the file
+/// as it is.
+#[test]
+fn a_torn_batch_is_still_cut_off_and_verify_leaves_it() {
+    let app = TestApp::spawn();
+    populate(&app);
+    let live = app.digest();
+    let dir = app.dir.clone();
+    let _tmp = app.stop();
+    let log = dir.join("events.log");
+    let end = records(&dir).last().map(|r| r.0 + r.2 as u64).unwrap();
+    // A record header and part of its event, then nothing (the rest never reached the disk).
+    let mut torn = 200u32.to_le_bytes().to_vec();
+    torn.extend_from_slice(&[0xab; 32]);
+    torn.extend_from_slice(&[0x81; 50]);
+    write_at(&log, end, &torn);
+    let before = std::fs::read(&log).unwrap();
+    let (ok, out) = verify(&dir);
+    assert!(ok, "{out}");
+    assert_eq!(
+        std::fs::read(&log).unwrap(),
+        before,
+        "verify changed the log"
+    );
+    let app = TestApp::start(dir, Config::default()).unwrap();
+    assert_eq!(app.digest(), live);
+}
+
+/// A changed byte in a snapshot's state: the checksum refuses it, and the server rebuilds
+/// from the log rather than serving a state the log never had.
+#[test]
+fn a_snapshot_with_a_changed_byte_is_not_trusted() {
+    let app = TestApp::spawn();
+    populate(&app);
+    let live = app.digest();
+    let dir = app.dir.clone();
+    let _tmp = app.stop();
+    let snaps: Vec<_> = std::fs::read_dir(dir.join("snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "snap"))
+        .collect();
+    assert!(!snaps.is_empty());
+    for snap in &snaps {
+        let bytes = std::fs::read(snap).unwrap();
+        // A description's letter: the state still decodes, to another state.
+        let at = bytes
+            .windows(5)
+            .position(|w| w == b"alpha")
+            .expect("a group's name in the snapshot") as u64;
+        write_at(snap, at + 1, b"X");
+    }
+    let app = TestApp::start(dir, Config::default()).unwrap();
+    assert_eq!(app.digest(), live, "the state is the log's");
+    assert_eq!(app.admin().get("/access/api/v2/groups/alpha").status, 200);
+}
+
+/// A wrong index (its last entry right, an earlier one pointing at another event) does
+/// not move the audit trail's positions.
+#[test]
+fn a_wrong_index_does_not_shift_the_audit_trail() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for i in 0..140 {
+        assert_eq!(
+            admin
+                .post("/access/api/v2/groups", &json!({"name": format!("g{i}")}))
+                .status,
+            201
+        );
+    }
+    let head = app.digest()["seq"].as_u64().unwrap();
+    assert!(head > 130, "{head}");
+    let dir = app.dir.clone();
+    let _tmp = app.stop();
+    // Entries for positions 1, 65 and 129: the middle one now points at position 70.
+    let index: Vec<u8> = [0u64, event_offset(&dir, 70), event_offset(&dir, 129)]
+        .iter()
+        .flat_map(|o| o.to_le_bytes())
+        .collect();
+    std::fs::write(dir.join("events.idx"), index).unwrap();
+    let app = TestApp::start(dir, Config::default()).unwrap();
+    let r = app.admin().get("/access/api/v1/audit/events?from=66&to=67");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = r.json();
+    let text = v.to_string();
+    assert!(text.contains("66") && text.contains("67"), "{text}");
+    let positions: Vec<u64> = v["events"]
+        .as_array()
+        .or_else(|| v.as_array())
+        .expect("a list of events")
+        .iter()
+        .filter_map(|e| e["seq"].as_u64().or_else(|| e["position"].as_u64()))
+        .collect();
+    assert_eq!(positions, vec![66, 67], "{text}");
+}
+
+/// A stop writes a snapshot when the start replayed events no snapshot holds, even with
+/// no write since: the next start does not replay them again.
+#[test]
+fn a_stop_after_a_replay_from_the_log_writes_a_snapshot() {
+    let app = TestApp::spawn();
+    populate(&app);
+    let dir = app.dir.clone();
+    let _tmp = app.stop();
+    std::fs::remove_dir_all(dir.join("snapshots")).unwrap();
+    let app = TestApp::start(dir.clone(), Config::default()).unwrap();
+    let head = app.digest()["seq"].as_u64().unwrap();
+    let _kept = app.stop();
+    let names: Vec<String> = std::fs::read_dir(dir.join("snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        names.contains(&format!("{head:020}.snap")),
+        "a snapshot at {head}: {names:?}"
+    );
 }
