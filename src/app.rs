@@ -179,6 +179,11 @@ impl Application {
                 .map_err(|e| StartError::Other(e.to_string()))?,
         );
         crate::keys::vault::watch_destroyed(&settings.data_dir, Arc::downgrade(&personal));
+        check_personal_keys(
+            shared.read().unwrap_or_else(|p| p.into_inner()).clone(),
+            personal.clone(),
+            settings.data_dir.join("keys").join("personal"),
+        );
         // On its own log, new personal-data keys are made durable by the writer, one
         // flush per batch beside the log's (with a vault, each is written through).
         if !crate::keys::vault::serves(&settings.data_dir.join("keys").join("personal")) {
@@ -664,4 +669,49 @@ pub fn write_private_local(path: &std::path::Path, contents: &str) -> std::io::R
     f.write_all(contents.as_bytes())?;
     f.write_all(b"\n")?;
     f.sync_all()
+}
+
+/// How many users [`check_personal_keys`] looks at, at most.
+const SAMPLE: usize = 10_000;
+
+/// Look, off the start-up path, for users whose personal data no key opens, and say so
+/// loudly: their e-mail addresses and SCIM attributes read `[erased]`, exactly as after a
+/// purge, but nobody purged them — the key store (`keys/personal/`) was deleted,
+/// damaged or not restored with the log. The log itself is intact (the chain and the
+/// digest do not cover the keys, which are kept outside it so that they can be destroyed).
+fn check_personal_keys(
+    state: gatehouse_projections::State,
+    personal: Arc<crate::personal::PersonalKeys>,
+    dir: std::path::PathBuf,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("personal-keys-check".into())
+        .spawn(move || {
+            // Every user of a site of up to 10,000, an even sample of a larger one (a
+            // decryption each: a lost key store shows in any sample, and a million
+            // users would be a second of CPU).
+            let all = state.directory.users.len();
+            let step = all.div_ceil(SAMPLE).max(1);
+            let users = state
+                .directory
+                .users
+                .values()
+                .step_by(step)
+                .map(|u| (u.username.as_ref(), [u.email.as_deref(), u.scim.as_deref()]));
+            let (missing, first) = personal.unreadable(users);
+            if let Some(first) = first {
+                tracing::error!(
+                    users = missing,
+                    of_checked = all.div_ceil(step),
+                    first = %first,
+                    keys = %dir.display(),
+                    "personal data of users that were never purged cannot be decrypted: \
+                     their keys are missing or damaged (restore the key store from the \
+                     backup taken with the log); it reads [erased] meanwhile"
+                );
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the check of the personal-data keys");
+    }
 }

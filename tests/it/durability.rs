@@ -632,3 +632,76 @@ fn a_stop_after_a_replay_from_the_log_writes_a_snapshot() {
         "a snapshot at {head}: {names:?}"
     );
 }
+
+/// Personal data no key opens, for users nobody purged, is said at start-up (an error in
+/// the log): the key store is kept outside the log, which verifies without it, and a lost
+/// one otherwise looks exactly like a purge. A purged user is not reported.
+#[test]
+fn a_lost_key_store_is_said_at_start_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let said = |log: &std::path::Path| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .contains("cannot be decrypted")
+    };
+    let first = tmp.path().join("first.log");
+    let server = ServerProcess::start_logging(&data, &first);
+    let admin = server.admin();
+    for name in ["kept", "purged"] {
+        let r = admin.post(
+            "/access/api/v2/users",
+            &json!({"username": name, "password": "password-1",
+                    "email": format!("{name}@example.com")}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let r = admin.delete("/access/api/v2/users/purged?purge=true");
+    assert!(r.status < 300, "{}", r.text);
+    assert!(server.terminate().success());
+    // Every key in place (the purged one destroyed on purpose): nothing to say.
+    let second = tmp.path().join("second.log");
+    let server = ServerProcess::start_logging(&data, &second);
+    assert_eq!(
+        server.admin().get("/access/api/v2/users/kept").json()["email"],
+        "kept@example.com"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(server.terminate().success());
+    assert!(
+        !said(&second),
+        "{}",
+        std::fs::read_to_string(&second).unwrap()
+    );
+    // The key store lost: said, with how many users.
+    let keys = data.join("keys").join("personal");
+    for entry in std::fs::read_dir(&keys).unwrap().flatten() {
+        std::fs::remove_file(entry.path()).unwrap();
+    }
+    let third = tmp.path().join("third.log");
+    let server = ServerProcess::start_logging(&data, &third);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !said(&third) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        server.admin().get("/access/api/v2/users/kept").json()["email"],
+        "[erased]"
+    );
+    assert!(server.terminate().success());
+    let text = std::fs::read_to_string(&third).unwrap();
+    assert!(said(&third), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("cannot be decrypted"))
+        .unwrap();
+    // Without the terminal's colours around the field names.
+    let plain: String = line
+        .split('\u{1b}')
+        .map(|part| part.split_once('m').map_or(part, |(_, rest)| rest))
+        .collect();
+    assert!(
+        plain.contains("users=1") && plain.contains("first=kept"),
+        "{plain}"
+    );
+}
