@@ -26,13 +26,19 @@ pub fn normalize_target(t: PermissionTarget) -> Result<PermissionTarget, DomainE
     })
 }
 
+/// A path pattern a section may hold: one the matcher reads, at most 1,024 bytes, no
+/// control characters (no path has them).
+fn pattern_ok(p: &str) -> bool {
+    valid_pattern(p) && p.len() <= 1024 && !p.chars().any(char::is_control)
+}
+
 fn normalize_section(field: &str, w: PermissionSection) -> Result<PermissionSection, DomainError> {
     for (kind, list) in [
         ("include-patterns", &w.include_patterns),
         ("exclude-patterns", &w.exclude_patterns),
     ] {
         for (i, p) in list.iter().enumerate() {
-            if !valid_pattern(p) || p.len() > 1024 {
+            if !pattern_ok(p) {
                 return Err(DomainError::invalid(
                     format!("{field}.{kind}[{i}]"),
                     format!("`{}` is not a valid pattern", p.escape_debug()),
@@ -111,7 +117,7 @@ fn normalize_section(field: &str, w: PermissionSection) -> Result<PermissionSect
             ("exclude-patterns", &p.exclude_patterns),
         ] {
             for (i, pat) in list.iter().enumerate() {
-                if !valid_pattern(pat) || pat.len() > 1024 {
+                if !pattern_ok(pat) {
                     return Err(DomainError::invalid(
                         format!("{field}.targets.{repo}.{kind}[{i}]"),
                         format!("`{}` is not a valid pattern", pat.escape_debug()),

@@ -74,7 +74,13 @@ async fn save(
     target: PermissionTarget,
     create_only: bool,
 ) -> Result<(PermissionTarget, crate::writer::Committed), ApiError> {
-    let target = domain::normalize_target(target)?;
+    let target = domain::normalize_target(target.clone()).map_err(|e| match e {
+        domain::DomainError::Invalid { field, message } => ApiError::BadRequest(format!(
+            "invalid `{}`: {message}",
+            access_field(&target, &field)
+        )),
+        other => other.into(),
+    })?;
     let name = target.name.clone();
     let committed = app
         .submit(
@@ -87,6 +93,44 @@ async fn save(
         )
         .await?;
     Ok((current(app, &name)?, committed))
+}
+
+/// The Access v2 name of a field that the domain's rule names as Artifactory's v2 does
+/// (`repo.repositories[0]` → `resources.artifact.targets.libs`): what this client sent.
+/// The section's own patterns are the first target's here.
+fn access_field(t: &PermissionTarget, field: &str) -> String {
+    let (section, rest) = field.split_once('.').unwrap_or((field, ""));
+    let (resource, s) = match section {
+        "repo" => ("artifact", t.repo.as_ref()),
+        "build" => ("build", t.build.as_ref()),
+        "releaseBundle" => ("release_bundle", t.release_bundle.as_ref()),
+        _ => return field.to_string(),
+    };
+    let base = format!("resources.{resource}");
+    let wire = |r: &str| {
+        r.replace("include-patterns", "include_patterns")
+            .replace("exclude-patterns", "exclude_patterns")
+    };
+    let index = |list: &str| {
+        rest.strip_prefix(list)?
+            .strip_prefix('[')?
+            .strip_suffix(']')?
+            .parse::<usize>()
+            .ok()
+    };
+    let repositories = s.map(|s| s.repositories.as_slice()).unwrap_or_default();
+    if let Some(name) = index("repositories").and_then(|i| repositories.get(i)) {
+        return format!("{base}.targets.{name}");
+    }
+    if let Some(first) = repositories.first() {
+        if rest.starts_with("include-patterns") || rest.starts_with("exclude-patterns") {
+            return format!("{base}.targets.{first}.{}", wire(rest));
+        }
+    }
+    match rest {
+        "" => base,
+        _ => format!("{base}.{}", wire(rest)),
+    }
 }
 
 /// `GET /access/api/v2/permissions`: names and URIs, by name, `limit` and `cursor`.
@@ -102,7 +146,7 @@ async fn list(
     let (items, next) = page_shared(&s.permissions.targets, cursor.as_deref(), limit);
     let permissions: Vec<_> = items
         .iter()
-        .map(|t| json!({"name": t.name, "uri": format!("{base}/access/api/v2/permissions/{}", t.name)}))
+        .map(|t| json!({"name": t.name, "uri": format!("{base}/access/api/v2/permissions/{}", super::segment(&t.name))}))
         .collect();
     Ok(HttpResponse::Ok().json(with_cursor(json!({ "permissions": permissions }), next)))
 }

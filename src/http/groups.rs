@@ -71,7 +71,7 @@ async fn list(
     let (page, next) = page_shared(&s.directory.groups, cursor.as_deref(), limit);
     let groups: Vec<_> = page
         .iter()
-        .map(|g| serde_json::json!({"group_name": g.name, "uri": format!("{base}/access/api/v2/groups/{}", g.name)}))
+        .map(|g| serde_json::json!({"group_name": g.name, "uri": format!("{base}/access/api/v2/groups/{}", super::segment(&g.name))}))
         .collect();
     Ok(HttpResponse::Ok().json(with_cursor(serde_json::json!({ "groups": groups }), next)))
 }

@@ -923,6 +923,32 @@ pub async fn request_middleware(
     Ok(res)
 }
 
+/// What a path segment cannot hold as it is (RFC 3986 `pchar`): controls, space, and
+/// `"#%/<>?[\]^`{|}`; everything outside ASCII is encoded too.
+const NOT_IN_A_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// A name as one URL path segment, for the `uri` and `location` fields of answers: a
+/// user `a#b` had the `uri` `…/users/a#b`, which names user `a`.
+pub fn segment(name: &str) -> std::borrow::Cow<'_, str> {
+    percent_encoding::utf8_percent_encode(name, NOT_IN_A_SEGMENT).into()
+}
+
 /// The longest name of an ignored field shown, and the longest list.
 const IGNORED_NAME_MAX: usize = 64;
 const IGNORED_LIST_MAX: usize = 1024;

@@ -54,7 +54,7 @@ async fn list(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> Http
         .permissions
         .targets
         .keys()
-        .map(|n| serde_json::json!({"name": n, "uri": format!("{base}/artifactory/api/v2/security/permissions/{n}")}))
+        .map(|n| serde_json::json!({"name": n, "uri": format!("{base}/artifactory/api/v2/security/permissions/{}", super::segment(n))}))
         .collect();
     HttpResponse::Ok().json(items)
 }

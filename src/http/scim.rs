@@ -422,7 +422,7 @@ fn render_user_doc(
             .groups
             .iter()
             .filter_map(|g| s.directory.groups.get(g.as_str()))
-            .map(|g| json!({"value": g.name, "display": group_display(g), "$ref": format!("{base}/Groups/{}", g.name), "type": "direct"}))
+            .map(|g| json!({"value": g.name, "display": group_display(g), "$ref": format!("{base}/Groups/{}", super::segment(&g.name)), "type": "direct"}))
             .collect();
         doc.insert("groups".into(), json!(groups));
     }
@@ -444,7 +444,7 @@ fn render_user_doc(
             "resourceType": "User",
             "created": created,
             "lastModified": modified,
-            "location": format!("{base}/Users/{id}"),
+            "location": format!("{base}/Users/{}", super::segment(id)),
             "version": version(u.updated_seq),
         }),
     );
@@ -532,7 +532,7 @@ fn rendered_user(app: &AppState, s: &State, u: &User, base: &str) -> Arc<Rendere
     let r = Arc::new(Rendered {
         json: serde_json::to_vec(&full).unwrap_or_default(),
         version: version(u.updated_seq),
-        location: format!("{base}/Users/{}", user_id(u)),
+        location: format!("{base}/Users/{}", super::segment(user_id(u))),
     });
     app.scim_renders.put(&u.username, stamp, r.clone());
     r
@@ -605,7 +605,7 @@ pub fn render_group(s: &State, g: &Group, base: &str) -> Value {
                     .find(|m| m["value"] == json!(id))
                     .and_then(|m| m["display"].as_str())
                     .unwrap_or(&u.username);
-                json!({"value": id, "display": display, "$ref": format!("{base}/Users/{id}"), "type": "User"})
+                json!({"value": id, "display": display, "$ref": format!("{base}/Users/{}", super::segment(id)), "type": "User"})
             })
             .collect();
         doc.insert("members".into(), json!(members));
@@ -617,7 +617,7 @@ pub fn render_group(s: &State, g: &Group, base: &str) -> Value {
             "resourceType": "Group",
             "created": scim::rfc3339(g.created_ms),
             "lastModified": scim::rfc3339(g.updated_ms),
-            "location": format!("{base}/Groups/{}", g.name),
+            "location": format!("{base}/Groups/{}", super::segment(&g.name)),
             "version": version(g.updated_seq),
         }),
     );
@@ -1523,7 +1523,7 @@ fn common_created_body(
     }
     let id = user_id(u);
     let version = version(u.updated_seq);
-    let location = [base, "/Users/", id].concat();
+    let location = [base, "/Users/", &super::segment(id)].concat();
     let created = scim::rfc3339(u.created_ms);
     let bytes = scim::common_user::answer(
         body,

@@ -128,7 +128,7 @@ async fn list(
                 "username": u.username,
                 "realm": u.realm,
                 "status": u.status.as_str(),
-                "uri": format!("{base}/access/api/v2/users/{}", u.username),
+                "uri": format!("{base}/access/api/v2/users/{}", super::segment(&u.username)),
             })
         })
         .collect();
@@ -327,10 +327,29 @@ async fn patch(
     Body(body): Body<PatchUser>,
 ) -> Result<HttpResponse, ApiError> {
     let username = path_username(&path)?;
-    if body.groups.is_some() {
-        return Err(ApiError::BadRequest(format!(
-            "invalid `groups`: change memberships with PATCH /access/api/v2/users/{username}/groups"
-        )));
+    // A user read with GET and sent back as it is carries its `groups`: taken when they
+    // are the user's groups as they stand, refused when they would change them.
+    if let Some(groups) = &body.groups {
+        let unchanged = {
+            let s = app.read();
+            let current = s.directory.users.get(username.as_str()).map(|u| {
+                u.groups
+                    .iter()
+                    .map(|g| g.as_str())
+                    .collect::<std::collections::BTreeSet<_>>()
+            });
+            let sent = groups.as_array().and_then(|a| {
+                a.iter()
+                    .map(|g| g.as_str())
+                    .collect::<Option<std::collections::BTreeSet<_>>>()
+            });
+            current.is_none() || current == sent
+        };
+        if !unchanged {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `groups`: change memberships with PATCH /access/api/v2/users/{username}/groups"
+            )));
+        }
     }
     let committed = update_user(&app, &admin.0, &rid, &username, body).await?;
     Ok(written(

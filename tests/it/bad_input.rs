@@ -386,6 +386,27 @@ fn a_table_of_bad_requests_gets_4xx_and_writes_nothing() {
             400,
             "`name`",
         ),
+        // Access's v2 permissions: errors name the fields as this format has them.
+        (
+            "POST",
+            "/access/api/v2/permissions",
+            json_ct,
+            br#"{"name":"p1","resources":{"artifact":{"actions":{"users":{},"groups":{}},
+                 "targets":{"a/b":{"include_patterns":["**"]}}}}}"#
+                .to_vec(),
+            400,
+            "`resources.artifact.targets.a/b`",
+        ),
+        (
+            "POST",
+            "/access/api/v2/permissions",
+            json_ct,
+            br#"{"name":"p2","resources":{"artifact":{"actions":{"users":{},"groups":{}},
+                 "targets":{"libs":{"include_patterns":["a\u0000b"]}}}}}"#
+                .to_vec(),
+            400,
+            "`resources.artifact.targets.libs.include_patterns[0]`",
+        ),
         (
             "POST",
             "/access/api/v1/orgs/acme/entitlements",
@@ -574,4 +595,66 @@ fn scim_bodies_role_names_and_the_ignored_fields_header() {
     assert!(listed.len() < 1200, "{} bytes", listed.len());
     assert!(listed.is_ascii(), "{listed}");
     assert!(listed.contains("f%C3%A4rg"), "{listed}");
+}
+
+/// The `uri` and `location` an answer gives for a name are URLs of that name: a name with
+/// `#`, `?`, `%` or a space is percent-encoded (before, `a#b`'s `uri` named user `a`).
+#[test]
+fn uris_of_odd_names_lead_back_to_them() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let names = ["a#b", "q?x=1", "per%2fcent", "sp ace", "李雷"];
+    for name in names {
+        let r = admin.post(
+            "/access/api/v2/users",
+            &json!({"username": name, "password": "password-1"}),
+        );
+        assert_eq!(r.status, 201, "{name}: {}", r.text);
+        let r = admin.post("/access/api/v2/groups", &json!({"name": name}));
+        assert_eq!(r.status, 201, "{name}: {}", r.text);
+    }
+    let follow = |uri: &str| {
+        let path = uri.strip_prefix(&app.base).unwrap_or(uri);
+        admin.get(path)
+    };
+    let users = admin.get("/access/api/v2/users?limit=100").json();
+    let groups = admin.get("/access/api/v2/groups").json();
+    for name in names {
+        let user = users["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["username"] == name)
+            .unwrap_or_else(|| panic!("{name} listed: {users}"));
+        let r = follow(user["uri"].as_str().unwrap());
+        assert_eq!(r.status, 200, "{name} by {}: {}", user["uri"], r.text);
+        assert_eq!(r.json()["username"], name);
+        let group = groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["group_name"] == name)
+            .unwrap_or_else(|| panic!("{name} listed: {groups}"));
+        let r = follow(group["uri"].as_str().unwrap());
+        assert_eq!(r.status, 200, "{name} by {}: {}", group["uri"], r.text);
+        assert_eq!(r.json()["name"], name);
+    }
+    // SCIM's `meta.location` and `Location`, for a user made over SCIM.
+    let r = admin.raw(
+        "POST",
+        "/access/api/v1/scim/v2/Users",
+        Some("application/scim+json"),
+        Some(
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                   "userName": "scim sp#ace"})
+            .to_string()
+            .as_bytes(),
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let location = r.json()["meta"]["location"].as_str().unwrap().to_string();
+    assert_eq!(r.header("location"), Some(location.as_str()));
+    let r = follow(&location);
+    assert_eq!(r.status, 200, "{location}: {}", r.text);
+    assert_eq!(r.json()["userName"], "scim sp#ace");
 }

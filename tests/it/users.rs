@@ -507,3 +507,45 @@ fn a_password_shaped_like_a_reference_token_still_works_as_a_password() {
         401
     );
 }
+
+/// A user read with GET and sent back with PATCH as it is (its `groups` included) is
+/// taken; `groups` that would change the memberships are still refused (they change
+/// through `PATCH …/users/{name}/groups`).
+#[test]
+fn a_user_read_and_sent_back_as_it_is_is_taken() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_group("readers");
+    app.create_group("writers");
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "rita", "password": "password-1", "groups": ["readers", "writers"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let mut doc = admin.get("/access/api/v2/users/rita").json();
+    doc["email"] = json!("rita@example.com");
+    let r = admin.patch("/access/api/v2/users/rita", &doc);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["email"], "rita@example.com");
+    // The same groups in another order are the same groups.
+    let r = admin.patch(
+        "/access/api/v2/users/rita",
+        &json!({"groups": ["writers", "readers"], "profile_updatable": false}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    for groups in [
+        json!(["readers"]),
+        json!(["readers", "writers", "admins"]),
+        json!("readers"),
+    ] {
+        let r = admin.patch("/access/api/v2/users/rita", &json!({"groups": groups}));
+        assert_eq!(r.status, 400, "{groups}: {}", r.text);
+        assert!(r.error_message().contains("`groups`"), "{}", r.text);
+    }
+    assert_eq!(
+        admin
+            .patch("/access/api/v2/users/nobody", &json!({"groups": []}))
+            .status,
+        404
+    );
+}

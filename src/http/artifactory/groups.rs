@@ -53,7 +53,7 @@ async fn list(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> Http
         .directory
         .groups
         .values()
-        .map(|g| json!({"name": g.name, "uri": format!("{base}/artifactory/api/security/groups/{}", g.name)}))
+        .map(|g| json!({"name": g.name, "uri": format!("{base}/artifactory/api/security/groups/{}", crate::http::segment(&g.name))}))
         .collect();
     HttpResponse::Ok().json(groups)
 }

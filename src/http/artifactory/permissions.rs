@@ -30,7 +30,7 @@ async fn list(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> Http
         .permissions
         .targets
         .keys()
-        .map(|n| json!({"name": n, "uri": format!("{base}/artifactory/api/security/permissions/{n}")}))
+        .map(|n| json!({"name": n, "uri": format!("{base}/artifactory/api/security/permissions/{}", crate::http::segment(n))}))
         .collect();
     HttpResponse::Ok().json(items)
 }

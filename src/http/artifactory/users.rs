@@ -58,7 +58,7 @@ async fn list(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> Http
         .map(|u| {
             json!({
                 "name": u.username,
-                "uri": format!("{base}/artifactory/api/security/users/{}", u.username),
+                "uri": format!("{base}/artifactory/api/security/users/{}", crate::http::segment(&u.username)),
                 "realm": u.realm,
             })
         })
