@@ -458,13 +458,39 @@ pub fn from_value<T: DeserializeOwned>(
     note_ignored(req, ignored);
     result.map_err(|err| {
         let path = err.path().to_string();
-        let inner = err.into_inner();
+        let inner = without_value(&err.into_inner().to_string());
         if path == "." || path.is_empty() {
             ApiError::BadRequest(format!("invalid request body: {inner}"))
         } else {
             ApiError::BadRequest(format!("invalid request body at `{path}`: {inner}"))
         }
     })
+}
+
+/// serde's "invalid type" message without the value it quotes (`invalid type: string
+/// "…", expected a sequence` → `invalid type: string, expected a sequence`): the type is
+/// what is wrong, and the value may be a secret sent in the wrong place (a password as
+/// `secrets`), which an error answer would echo to proxies' and clients' logs.
+fn without_value(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("invalid type: ") else {
+        return message.to_string();
+    };
+    let Some((got, expected)) = rest.rsplit_once(", expected ") else {
+        return message.to_string();
+    };
+    match [
+        "string",
+        "integer",
+        "floating point",
+        "character",
+        "byte array",
+    ]
+    .iter()
+    .find(|kind| got.starts_with(*kind))
+    {
+        Some(kind) => format!("invalid type: {kind}, expected {expected}"),
+        None => message.to_string(),
+    }
 }
 
 /// Deserialize JSON, naming the path of the first bad field; fields no wire type knows
@@ -522,8 +548,10 @@ fn parse_json_with<T: DeserializeOwned>(
         let path = err.path().to_string();
         let inner = err.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            ApiError::BadRequest(format!("malformed JSON: {inner}"))
-        } else if path == "." || path.is_empty() {
+            return ApiError::BadRequest(format!("malformed JSON: {inner}"));
+        }
+        let inner = without_value(&inner.to_string());
+        if path == "." || path.is_empty() {
             ApiError::BadRequest(format!("invalid request body: {inner}"))
         } else {
             ApiError::BadRequest(format!("invalid request body at `{path}`: {inner}"))
@@ -769,6 +797,27 @@ fn expects_object<T: DeserializeOwned>() -> bool {
 #[cfg(test)]
 mod tests {
     use super::is_json;
+
+    /// A wrongly typed value is not quoted back; other messages stay as they are.
+    #[test]
+    fn type_errors_do_not_quote_the_value() {
+        use super::without_value;
+        assert_eq!(
+            without_value("invalid type: string \"Pa55, expected word\", expected a sequence at line 1 column 9"),
+            "invalid type: string, expected a sequence at line 1 column 9"
+        );
+        assert_eq!(
+            without_value("invalid type: integer `12345678`, expected a string"),
+            "invalid type: integer, expected a string"
+        );
+        for kept in [
+            "invalid type: map, expected a string",
+            "unknown variant `x`, expected one of `a`, `b`",
+            "missing field `name`",
+        ] {
+            assert_eq!(without_value(kept), kept);
+        }
+    }
 
     /// JSON media types in any case, with parameters and `+json` suffixes; nothing else
     /// (the comparison no longer lower-cases a copy).

@@ -106,6 +106,13 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 }
 
 fn check_url(url: &str) -> Result<(), ApiError> {
+    if super::webhooks::has_credentials(url) {
+        return Err(bad(
+            "invalid `url`: a user name or password in the URL would be stored and shown in \
+             clear (peers authenticate with the circle of trust's tokens)"
+                .into(),
+        ));
+    }
     // The webhooks' rule (http/https, a host, no whitespace), and no query or fragment:
     // paths are appended to it.
     let ok = super::webhooks::check_url("url", url).is_ok() && !url.contains(['?', '#']);

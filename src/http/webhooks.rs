@@ -135,7 +135,24 @@ pub(crate) fn check_url(field: &str, url: &str) -> Result<(), ApiError> {
             "invalid `{field}`: an http:// or https:// URL"
         )));
     }
+    if has_credentials(url) {
+        return Err(bad(format!(
+            "invalid `{field}`: a user name or password in the URL would be stored and shown \
+             in clear; give the receiver's credentials as a secret (`secret`, or `secrets` \
+             in a header)"
+        )));
+    }
     Ok(())
+}
+
+/// Whether an http(s) URL carries `user[:password]@` before its host.
+pub(crate) fn has_credentials(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap_or(url);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    authority.contains('@')
 }
 
 fn check_header(field: &str, h: &HeaderIn) -> Result<(String, String), ApiError> {

@@ -367,6 +367,26 @@ fn a_table_of_bad_requests_gets_4xx_and_writes_nothing() {
             400,
             "`handlers[0].proxy`",
         ),
+        // Credentials in a URL would be stored, shown and logged in clear.
+        (
+            "POST",
+            "/event/api/v1/subscriptions",
+            json_ct,
+            br#"{"key":"cred","event_filter":{"domain":"user","event_types":["created"]},
+                 "handlers":[{"handler_type":"webhook","url":"https://u:pw@x.example/"}]}"#
+                .to_vec(),
+            400,
+            "`handlers[0].url`: a user name or password",
+        ),
+        (
+            "POST",
+            "/access/api/v1/system/federation",
+            json_ct,
+            br#"{"name":"fedx","url":"http://u:pw@127.0.0.1:9/access/","entities":["users"]}"#
+                .to_vec(),
+            400,
+            "`url`: a user name or password",
+        ),
         // Names that go in a URL path and that no client could then reach.
         (
             "POST",
@@ -657,4 +677,30 @@ fn uris_of_odd_names_lead_back_to_them() {
     let r = follow(&location);
     assert_eq!(r.status, 200, "{location}: {}", r.text);
     assert_eq!(r.json()["userName"], "scim sp#ace");
+}
+
+/// A value of the wrong type is named by its field and type, not quoted back: it may be
+/// a secret sent in the wrong place.
+#[test]
+fn a_wrongly_typed_value_is_not_quoted_back() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let secret = "Sent-In-The-Wrong-Place-77";
+    let r = admin.post(
+        "/event/api/v1/subscriptions",
+        &json!({"key": "k1", "event_filter": {"domain": "user", "event_types": ["created"]},
+                "handlers": [{"handler_type": "custom-webhook", "url": "https://x.example/",
+                              "secrets": secret}]}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    let message = r.error_message();
+    assert!(message.contains("secrets"), "{message}");
+    assert!(message.contains("invalid type: string"), "{message}");
+    assert!(!r.text.contains(secret), "{}", r.text);
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "numbers", "password": 12345678901u64}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(!r.text.contains("12345678901"), "{}", r.text);
 }
