@@ -146,8 +146,16 @@ async fn apply_key_fields(
         None => {}
         Some(Value::Null) => key.existence_check = None,
         Some(v) => {
-            let c: ExistenceCheckIn = serde_json::from_value(v)
-                .map_err(|e| ApiError::BadRequest(format!("invalid `existence_check`: {e}")))?;
+            // Through the body's own reader: a bad field inside is named by its path.
+            let c: ExistenceCheckIn = serde_path_to_error::deserialize(v).map_err(|e| {
+                let path = e.path().to_string();
+                let field = match path.as_str() {
+                    "." | "" => "existence_check".to_string(),
+                    inner => format!("existence_check.{inner}"),
+                };
+                let message = super::extract::without_value(&e.into_inner().to_string());
+                ApiError::BadRequest(format!("invalid `{field}`: {message}"))
+            })?;
             key.existence_check = Some(existence_in(c)?);
         }
     }
@@ -542,6 +550,19 @@ async fn update_entitlement(
         merged(&mut e.access_keys, &keys, &[]);
     }
     let add = key_ids("access_keys_add", &body.access_keys_add)?;
+    // Named as sent (the domain's rule names the merged list, which the client did not).
+    {
+        let s = app.read();
+        for (i, k) in add.iter().enumerate() {
+            let name = gatehouse_projections::access_key_username(&e.org, k);
+            if !s.access_keys.keys.contains_key(&name) {
+                return Err(ApiError::BadRequest(format!(
+                    "invalid `access_keys_add[{i}]`: org `{}` has no access key `{k}`",
+                    e.org
+                )));
+            }
+        }
+    }
     let remove = key_ids("access_keys_remove", &body.access_keys_remove)?;
     merged(&mut e.access_keys, &add, &remove);
     if let Some(tags) = &body.tags {

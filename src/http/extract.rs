@@ -300,6 +300,18 @@ impl FromRequest for FormOrJson {
     }
 }
 
+/// What a JSON value is, for an error that must not quote it (see [`without_value`]).
+fn kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
 /// A JSON object whose keys are each given once: serde_json's own map keeps the last of
 /// a key given twice (`{"username":"a","username":"b"}` read as `b`), where the form
 /// branch above refuses it; the two readings of a body agree.
@@ -357,7 +369,8 @@ impl FormOrJson {
             None | Some(serde_json::Value::Null) => Ok(None),
             Some(serde_json::Value::String(s)) => Ok(Some(s)),
             Some(other) => Err(ApiError::BadRequest(format!(
-                "invalid `{name}`: expected a string, got {other}"
+                "invalid `{name}`: expected a string, got {}",
+                kind(other)
             ))),
         }
     }
@@ -371,7 +384,8 @@ impl FormOrJson {
                 Ok(Some(false))
             }
             Some(other) => Err(ApiError::BadRequest(format!(
-                "invalid `{name}`: expected true or false, got {other}"
+                "invalid `{name}`: expected true or false, got {}",
+                kind(other)
             ))),
         }
     }
@@ -471,7 +485,7 @@ pub fn from_value<T: DeserializeOwned>(
 /// "…", expected a sequence` → `invalid type: string, expected a sequence`): the type is
 /// what is wrong, and the value may be a secret sent in the wrong place (a password as
 /// `secrets`), which an error answer would echo to proxies' and clients' logs.
-fn without_value(message: &str) -> String {
+pub(crate) fn without_value(message: &str) -> String {
     let Some(rest) = message.strip_prefix("invalid type: ") else {
         return message.to_string();
     };

@@ -1364,7 +1364,13 @@ fn checked_user(username: &str, email: Option<String>) -> Result<(String, Option
     let username = domain::normalize_username("userName", username)
         .map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
     if let Some(e) = &email {
-        domain::validate_email(e).map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
+        // Named by SCIM's path of the attribute the address came from.
+        domain::validate_email(e).map_err(|e| match e {
+            domain::DomainError::Invalid { message, .. } => {
+                ScimError::bad("invalidValue", format!("invalid `emails.value`: {message}"))
+            }
+            other => ScimError::bad("invalidValue", other.to_string()),
+        })?;
     }
     Ok((username, email))
 }

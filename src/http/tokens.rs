@@ -70,7 +70,6 @@ const FIELDS: &[&str] = &[
     "force_revocable",
     "refresh_token",
     "access_token",
-    "project_key",
 ];
 
 /// Check the scope's syntax: space-separated `applied-permissions/{user,admin,groups:a,b}`.
@@ -134,7 +133,10 @@ pub(super) async fn create(
     FormOrJson(fields): FormOrJson,
 ) -> Result<HttpResponse, ApiError> {
     let form = FormOrJson(fields);
+    // `project_key` (JFrog's project-scoped tokens, with `applied-permissions/roles:`
+    // scopes, which are not kept here): a string, accepted and named as ignored.
     form.only(&req, FIELDS);
+    form.str("project_key")?;
     match form.str("grant_type")? {
         None | Some("client_credentials") => {
             let caller = caller

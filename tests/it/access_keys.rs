@@ -233,8 +233,14 @@ fn entitlements_crud_tags_and_search() {
     assert_eq!(e["tags"], json!(["gold", "vip"]));
     assert_eq!(e["access_keys"], json!(["eve"]));
     assert_eq!(e["access"], "r");
-    let r = admin.patch(&path, &json!({"access_keys_add": ["ghost"]}));
+    let r = admin.patch(&path, &json!({"access_keys_add": ["eve", "ghost"]}));
     assert_eq!(r.status, 400, "{}", r.text);
+    // Named as sent, not by its place in the merged list.
+    assert!(
+        r.error_message().contains("`access_keys_add[1]`"),
+        "{}",
+        r.text
+    );
     // Deleting a key takes it out of its entitlements.
     assert_eq!(admin.delete(&format!("{ORG}/access_keys/eve")).status, 204);
     assert_eq!(admin.get(&path).json()["access_keys"], json!([]));

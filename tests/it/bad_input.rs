@@ -367,6 +367,23 @@ fn a_table_of_bad_requests_gets_4xx_and_writes_nothing() {
             400,
             "`handlers[0].proxy`",
         ),
+        // Nested fields named by their path; a token's `project_key` is a string.
+        (
+            "POST",
+            "/access/api/v1/orgs/acme/access_keys",
+            json_ct,
+            br#"{"id":"ek","existence_check":{"url":5}}"#.to_vec(),
+            400,
+            "`existence_check.url`",
+        ),
+        (
+            "POST",
+            "/access/api/v1/tokens",
+            json_ct,
+            br#"{"scope":"applied-permissions/user","project_key":{"a":1}}"#.to_vec(),
+            400,
+            "`project_key`: expected a string, got an object",
+        ),
         // Credentials in a URL would be stored, shown and logged in clear.
         (
             "POST",
@@ -584,6 +601,19 @@ fn scim_bodies_role_names_and_the_ignored_fields_header() {
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(r.text.contains("external_id"), "{}", r.text);
     assert_eq!(admin.get("/access/api/v2/groups/ctl-group").status, 404);
+
+    // An address that is not one, named by SCIM's path.
+    let r = admin.raw(
+        "POST",
+        "/access/api/v1/scim/v2/Users",
+        scim_ct,
+        Some(
+            br#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],
+                 "userName":"bad-mail","emails":[{"value":"not an address","primary":true}]}"#,
+        ),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("`emails.value`"), "{}", r.text);
 
     // Project roles: `.` and `..` are no path segment a client can send.
     let r = admin.post(
