@@ -180,7 +180,7 @@ impl Application {
         );
         crate::keys::vault::watch_destroyed(&settings.data_dir, Arc::downgrade(&personal));
         check_personal_keys(
-            shared.read().unwrap_or_else(|p| p.into_inner()).clone(),
+            shared.clone(),
             personal.clone(),
             settings.data_dir.join("keys").join("personal"),
         );
@@ -680,13 +680,15 @@ const SAMPLE: usize = 10_000;
 /// damaged or not restored with the log. The log itself is intact (the chain and the
 /// digest do not cover the keys, which are kept outside it so that they can be destroyed).
 fn check_personal_keys(
-    state: gatehouse_projections::State,
+    shared: Arc<RwLock<gatehouse_projections::State>>,
     personal: Arc<crate::personal::PersonalKeys>,
     dir: std::path::PathBuf,
 ) {
     let spawned = std::thread::Builder::new()
         .name("personal-keys-check".into())
         .spawn(move || {
+            // A clone shares structure: O(1), and the writer goes on meanwhile.
+            let state = shared.read().unwrap_or_else(|p| p.into_inner()).clone();
             // Every user of a site of up to 10,000, an even sample of a larger one (a
             // decryption each: a lost key store shows in any sample, and a million
             // users would be a second of CPU).
@@ -698,10 +700,17 @@ fn check_personal_keys(
                 .values()
                 .step_by(step)
                 .map(|u| (u.username.as_ref(), [u.email.as_deref(), u.scim.as_deref()]));
-            let (missing, first) = personal.unreadable(users);
-            if let Some(first) = first {
+            let unreadable = personal.unreadable(users);
+            // A user purged while this ran (deleted, then its keys destroyed) is gone
+            // from the live state: that one is no loss.
+            let live = shared.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let lost: Vec<&String> = unreadable
+                .iter()
+                .filter(|u| live.directory.users.contains_key(u.as_str()))
+                .collect();
+            if let Some(first) = lost.first() {
                 tracing::error!(
-                    users = missing,
+                    users = lost.len(),
                     of_checked = all.div_ceil(step),
                     first = %first,
                     keys = %dir.display(),

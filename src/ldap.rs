@@ -578,7 +578,9 @@ fn directory_group(
         .description_attribute
         .as_deref()
         .filter(|a| !a.is_empty())
-        .and_then(|a| first(&e.attrs, a));
+        .and_then(|a| first(&e.attrs, a))
+        // The directory's text, made to fit the rule every group's description keeps.
+        .map(|d| crate::domain::fit_text(&d, 1024));
     Some(DirectoryGroup {
         realm_attributes: realm_attributes(&name, g, &e.dn),
         name,

@@ -610,27 +610,24 @@ impl PersonalKeys {
         String::from_utf8(plain.to_vec()).ok()
     }
 
-    /// Of `users` (name, stored values), those whose first sealed value no key here
-    /// opens: how many, and the first one's name. A purge deletes its user before it
-    /// destroys the keys, so a user still there should always be readable; one that is
-    /// not lost its key some other way (the key store deleted, damaged or not restored
-    /// with the log).
+    /// Of `users` (name, stored values), the names of those whose first sealed value no
+    /// key here opens. A purge deletes its user before it destroys the keys, so a user
+    /// still there should always be readable; one that is not lost its key some other
+    /// way (the key store deleted, damaged or not restored with the log).
     pub fn unreadable<'a>(
         &self,
         users: impl Iterator<Item = (&'a str, [Option<&'a str>; 2])>,
-    ) -> (usize, Option<String>) {
-        let mut count = 0;
-        let mut first = None;
-        for (name, values) in users {
-            let Some(sealed) = values.into_iter().flatten().find(|v| v.starts_with(PREFIX)) else {
-                continue;
-            };
-            if self.decrypt(sealed).is_none() {
-                count += 1;
-                first.get_or_insert_with(|| name.to_string());
-            }
-        }
-        (count, first)
+    ) -> Vec<String> {
+        users
+            .filter(|(_, values)| {
+                values
+                    .iter()
+                    .flatten()
+                    .find(|v| v.starts_with(PREFIX))
+                    .is_some_and(|sealed| self.decrypt(sealed).is_none())
+            })
+            .map(|(name, _)| name.to_string())
+            .collect()
     }
 
     /// [`decrypt`](Self::decrypt), or [`ERASED`].

@@ -591,16 +591,12 @@ impl Writer {
                 }
                 let state = shared.read().unwrap_or_else(|p| p.into_inner()).clone();
                 debug_assert_eq!(state.seq, log.head_seq());
-                // The events since the newest snapshot on disk, not since this start: a
-                // start that replayed a long tail snapshots it (at the latest when it
-                // stops), and the next start does not replay it again.
-                let newest = log
-                    .snapshot_store()
-                    .positions()
-                    .ok()
-                    .and_then(|p| p.last().copied())
-                    .unwrap_or(0);
-                let since_snapshot = log.head_seq().saturating_sub(newest);
+                // The events since the snapshot the start loaded (which the metrics
+                // hold; 0: none), not since this start: a start that replayed a long
+                // tail snapshots it (at the latest when it stops), and the next start
+                // does not replay it again.
+                let loaded = metrics.snapshot_seq.load(Ordering::Relaxed);
+                let since_snapshot = log.head_seq().saturating_sub(loaded);
                 let writer = Writer {
                     log,
                     shared_log,

@@ -28,7 +28,7 @@ pub use directory::{GroupChanges, NewGroup, NewUser, UserChanges};
 pub use federation::{Replicated, ReplicatedChange, UNFEDERATED_USER};
 pub use names::default_password_policy;
 pub use names::{
-    normalize_environment, normalize_key_part, normalize_username, validate_email,
+    fit_text, normalize_environment, normalize_key_part, normalize_username, validate_email,
     validate_group_name, validate_password, validate_project_key, validate_repo_key, validate_text,
     REPOSITORY_CLASSES,
 };

@@ -61,7 +61,7 @@ fn forbidden(c: char) -> bool {
 }
 
 /// Free text (a group's description, its external id): at most `max` characters, no
-/// control characters but line breaks and tabs. In the domain rather than in each
+/// control characters but line breaks (`\n`, `\r`: a form's text area sends CRLF) and tabs. In the domain rather than in each
 /// handler, so that every way in (v2, the Artifactory API, SCIM) keeps the same rule.
 pub fn validate_text(field: &str, value: Option<&str>, max: usize) -> Result<(), DomainError> {
     let Some(v) = value else { return Ok(()) };
@@ -71,13 +71,26 @@ pub fn validate_text(field: &str, value: Option<&str>, max: usize) -> Result<(),
             format!("must be at most {max} characters"),
         ));
     }
-    if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if v.chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
         return Err(DomainError::invalid(
             field,
             "must not contain control characters",
         ));
     }
     Ok(())
+}
+
+/// What [`validate_text`] would take, made of text from elsewhere (a directory's
+/// group description): control characters but line breaks and tabs dropped, cut at
+/// `max` characters.
+pub fn fit_text(value: &str, max: usize) -> String {
+    value
+        .chars()
+        .filter(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'))
+        .take(max)
+        .collect()
 }
 
 /// Validate a user name and return its stored, lower-case form.
@@ -199,6 +212,22 @@ pub fn validate_password(password: &str, policy: &PasswordPolicy) -> Result<(), 
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn text_from_elsewhere_is_fitted_to_the_rule() {
+        use super::{fit_text, validate_text};
+        assert_eq!(fit_text("a\u{0}b\r\nc\td\u{7f}", 100), "ab\r\nc\td");
+        assert_eq!(fit_text(&"é".repeat(2000), 1024).chars().count(), 1024);
+        for v in ["plain", "two\r\nlines\ttab", &"x".repeat(1024)] {
+            assert!(
+                validate_text("f", Some(&fit_text(v, 1024)), 1024).is_ok(),
+                "{v}"
+            );
+        }
+        assert!(validate_text("f", Some("a\u{1}"), 10).is_err());
+        assert!(validate_text("f", Some(&"x".repeat(11)), 10).is_err());
+    }
+
     use super::*;
 
     /// The ASCII shortcut of `forbidden` says what the whole rule says, for every `char`.

@@ -486,7 +486,10 @@ pub fn from_value<T: DeserializeOwned>(
 /// what is wrong, and the value may be a secret sent in the wrong place (a password as
 /// `secrets`), which an error answer would echo to proxies' and clients' logs.
 pub(crate) fn without_value(message: &str) -> String {
-    let Some(rest) = message.strip_prefix("invalid type: ") else {
+    let Some((what, rest)) = ["invalid type: ", "invalid value: "]
+        .iter()
+        .find_map(|p| message.strip_prefix(p).map(|rest| (p, rest)))
+    else {
         return message.to_string();
     };
     let Some((got, expected)) = rest.rsplit_once(", expected ") else {
@@ -502,7 +505,7 @@ pub(crate) fn without_value(message: &str) -> String {
     .iter()
     .find(|kind| got.starts_with(*kind))
     {
-        Some(kind) => format!("invalid type: {kind}, expected {expected}"),
+        Some(kind) => format!("{what}{kind}, expected {expected}"),
         None => message.to_string(),
     }
 }
@@ -823,6 +826,10 @@ mod tests {
         assert_eq!(
             without_value("invalid type: integer `12345678`, expected a string"),
             "invalid type: integer, expected a string"
+        );
+        assert_eq!(
+            without_value("invalid value: string \"hunter2\", expected one of a, b"),
+            "invalid value: string, expected one of a, b"
         );
         for kept in [
             "invalid type: map, expected a string",

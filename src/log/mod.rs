@@ -438,11 +438,13 @@ impl EventLog {
             return Ok(());
         }
         let start = self.shared.start_for(from);
+        // The acknowledged end, once: an append meanwhile is not the index's doing.
+        let head_end = self.shared.end();
         let end = match to {
-            Some(to) => self.shared.end_for(to),
-            None => self.shared.end(),
+            Some(to) => self.shared.end_for(to).min(head_end),
+            None => head_end,
         };
-        if let Some(next) = self.scan_from(start, end, from, to, &mut f)? {
+        if let Some(next) = self.scan_from(start, end, head_end, from, to, &mut f)? {
             // The index (`events.idx`, a hint) gave a place whose event is another
             // position, or ended the range before its last position: read the rest from
             // the start of the file to its acknowledged end, whatever the index says.
@@ -453,7 +455,7 @@ impl EventLog {
             );
             let all = (0, 1);
             if self
-                .scan_from(all, self.shared.end(), next, to, &mut f)?
+                .scan_from(all, head_end, head_end, next, to, &mut f)?
                 .is_some()
             {
                 return Err(LogError::ChainBroken {
@@ -465,18 +467,22 @@ impl EventLog {
         Ok(())
     }
 
-    /// [`for_each_raw`](Self::for_each_raw) from `(offset, position)` up to byte `end`:
-    /// `Some(next)` when the index that chose them was wrong — the event at a non-zero
-    /// `offset` is not that position, or the range ended before `to` short of the log's
-    /// end — with `next` the first position not yet given to `f`.
+    /// [`for_each_raw`](Self::for_each_raw) from `(offset, position)` up to byte `end`
+    /// (`head_end`: the acknowledged end): `Some(next)` when the index that chose them
+    /// may be wrong (the event at a non-zero `offset` does not decode or is another
+    /// position, a record runs past an `end` the index gave, or the range ended before
+    /// `to` short of the log's end), with `next` the first position not yet given to
+    /// `f`. Read from the start, the log itself then says whether it is damaged.
     fn scan_from(
         &self,
         (offset, mut seq): (u64, u64),
         end: u64,
+        head_end: u64,
         from: u64,
         to: Option<u64>,
         f: &mut impl FnMut(u64, &ChainHash, &[u8]) -> Result<bool, LogError>,
     ) -> Result<Option<u64>, LogError> {
+        let indexed = offset > 0 || end < head_end;
         let mut first = offset > 0;
         let mut misplaced = false;
         let mut stopped = false;
@@ -485,7 +491,7 @@ impl EventLog {
                 return Ok(true);
             };
             let this = seq;
-            if std::mem::take(&mut first) && decode(bytes).is_ok_and(|e| e.seq != this) {
+            if std::mem::take(&mut first) && !decode(bytes).is_ok_and(|e| e.seq == this) {
                 misplaced = true;
                 return Ok(false);
             }
@@ -502,7 +508,7 @@ impl EventLog {
             Ok(go_on)
         })?;
         let next = seq.max(from);
-        if misplaced {
+        if misplaced || (torn.is_err() && indexed) {
             return Ok(Some(next));
         }
         if torn.is_err() {
@@ -511,7 +517,7 @@ impl EventLog {
                 reason: "the stored record is truncated".into(),
             });
         }
-        let short = to.is_some_and(|t| seq <= t) && end < self.shared.end();
+        let short = to.is_some_and(|t| seq <= t) && end < head_end;
         Ok((short && !stopped).then_some(next))
     }
 

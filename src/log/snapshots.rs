@@ -201,13 +201,19 @@ impl SnapshotStore {
         let size = self.write_file(state.seq, |out| {
             out.write_all(&(state.seq | CHECKSUMMED).to_be_bytes())?;
             out.write_all(&head_hash)?;
-            let mut hashing = Hashing {
-                inner: out,
-                hasher: blake3::Hasher::new(),
-            };
+            // Hashed 64 KiB at a time: the encoder writes a few bytes at a time, and
+            // blake3 is quick on long inputs, slow on many short ones.
+            let mut hashing = std::io::BufWriter::with_capacity(
+                64 * 1024,
+                Hashing {
+                    inner: &mut *out,
+                    hasher: blake3::Hasher::new(),
+                },
+            );
             state
                 .encode_to(&mut hashing)
                 .map_err(std::io::Error::other)?;
+            let hashing = hashing.into_inner().map_err(|e| e.into_error())?;
             let checksum = hashing.hasher.finalize();
             out.write_all(checksum.as_bytes())
         })?;

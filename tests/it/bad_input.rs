@@ -733,4 +733,19 @@ fn a_wrongly_typed_value_is_not_quoted_back() {
     );
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(!r.text.contains("12345678901"), "{}", r.text);
+    // Line breaks as a form's text area sends them are text; a refresh that sends no
+    // description keeps the old one unchecked.
+    let r = admin.post(
+        "/access/api/v1/tokens",
+        &json!({"scope": "applied-permissions/user", "refreshable": true,
+                "description": "first line\r\nsecond line"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let t = r.json();
+    let r = admin.post(
+        "/access/api/v1/tokens",
+        &json!({"grant_type": "refresh_token", "refresh_token": t["refresh_token"],
+                "access_token": t["access_token"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
 }

@@ -565,9 +565,17 @@ fn a_snapshot_with_a_changed_byte_is_not_trusted() {
             .expect("a group's name in the snapshot") as u64;
         write_at(snap, at + 1, b"X");
     }
-    let app = TestApp::start(dir, Config::default()).unwrap();
+    let app = TestApp::start(dir.clone(), Config::default()).unwrap();
     assert_eq!(app.digest(), live, "the state is the log's");
     assert_eq!(app.admin().get("/access/api/v2/groups/alpha").status, 200);
+    // The tail it replayed is snapshotted again at the stop (counted from the snapshot
+    // it loaded, none, not from the newest file on disk).
+    let _kept = app.stop();
+    let rewritten = std::fs::read(&snaps[snaps.len() - 1]).unwrap();
+    assert!(
+        !rewritten.windows(5).any(|w| w == b"aXpha"),
+        "the damaged snapshot was written again"
+    );
 }
 
 /// A wrong index (its last entry right, an earlier one pointing at another event) does
@@ -593,8 +601,8 @@ fn a_wrong_index_does_not_shift_the_audit_trail() {
         .iter()
         .flat_map(|o| o.to_le_bytes())
         .collect();
-    std::fs::write(dir.join("events.idx"), index).unwrap();
-    let app = TestApp::start(dir, Config::default()).unwrap();
+    std::fs::write(dir.join("events.idx"), &index).unwrap();
+    let app = TestApp::start(dir.clone(), Config::default()).unwrap();
     let r = app.admin().get("/access/api/v1/audit/events?from=66&to=67");
     assert_eq!(r.status, 200, "{}", r.text);
     let v = r.json();
@@ -608,6 +616,25 @@ fn a_wrong_index_does_not_shift_the_audit_trail() {
         .filter_map(|e| e["seq"].as_u64().or_else(|| e["position"].as_u64()))
         .collect();
     assert_eq!(positions, vec![66, 67], "{text}");
+    // An entry into the middle of a record: the bytes there do not decode.
+    let _kept = app.stop();
+    let index: Vec<u8> = [0u64, event_offset(&dir, 70) + 7, event_offset(&dir, 129)]
+        .iter()
+        .flat_map(|o| o.to_le_bytes())
+        .collect();
+    std::fs::write(dir.join("events.idx"), &index).unwrap();
+    let app = TestApp::start(dir, Config::default()).unwrap();
+    let r = app.admin().get("/access/api/v1/audit/events?from=66&to=67");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = r.json();
+    let positions: Vec<u64> = v["events"]
+        .as_array()
+        .or_else(|| v.as_array())
+        .expect("a list of events")
+        .iter()
+        .filter_map(|e| e["seq"].as_u64().or_else(|| e["position"].as_u64()))
+        .collect();
+    assert_eq!(positions, vec![66, 67], "{v}");
 }
 
 /// A stop writes a snapshot when the start replayed events no snapshot holds, even with
