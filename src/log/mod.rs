@@ -486,10 +486,20 @@ impl EventLog {
         let mut first = offset > 0;
         let mut misplaced = false;
         let mut stopped = false;
-        let torn = segment::scan(&self.shared.path, offset, end, |_, record| {
-            let segment::Record::Event { hash, bytes } = record else {
-                return Ok(true);
+        let mut last_hash = None;
+        let torn = segment::scan(&self.shared.path, offset, end, |at, record| {
+            let (hash, bytes) = match record {
+                segment::Record::Event { hash, bytes } => (hash, bytes),
+                segment::Record::Mark { hash } => {
+                    // A mark holds its batch's last hash: one that does not says the disk
+                    // changed bytes. Noted (verify fails on it); the events still verify.
+                    if last_hash.is_some_and(|h| h != hash) {
+                        self.shared.note_damaged_mark(at, seq - 1);
+                    }
+                    return Ok(true);
+                }
             };
+            last_hash = Some(hash);
             let this = seq;
             if std::mem::take(&mut first) && !decode(bytes).is_ok_and(|e| e.seq == this) {
                 misplaced = true;
@@ -816,12 +826,29 @@ impl EventLog {
 
     /// Verify the whole chain.
     pub fn verify(&self) -> Result<ChainReport, LogError> {
-        self.walk(1, GENESIS_HASH, |_| {})
+        self.verify_with(|_| {})
     }
 
     /// Verify the whole chain, handing every decoded event to `each` (to replay it).
+    /// Every commit mark read must hold its batch's last hash too.
     pub fn verify_with(&self, each: impl FnMut(&Envelope)) -> Result<ChainReport, LogError> {
-        self.walk(1, GENESIS_HASH, each)
+        let report = self.walk(1, GENESIS_HASH, each)?;
+        let damaged = *self
+            .shared
+            .damaged_mark
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match damaged {
+            Some((at, seq)) => Err(LogError::ChainBroken {
+                seq,
+                reason: format!(
+                    "the commit mark at byte {at} of events.log does not hold the hash of \
+                     the batch it ends: the disk changed bytes there (the events verify; \
+                     restore the log from a backup or an export)"
+                ),
+            }),
+            None => Ok(report),
+        }
     }
 
     /// Rebuild the read models: newest usable snapshot, then the tail of the log.

@@ -78,12 +78,21 @@ pub(crate) struct Shared {
     pub head: AtomicU64,
     /// `index[k]` = offset of position `k·STRIDE + 1`.
     pub index: RwLock<Vec<u64>>,
+    /// The first commit mark a read found not to hold its batch's last hash: (its byte
+    /// offset, the position before it). Set once; `verify` fails on it.
+    pub damaged_mark: std::sync::Mutex<Option<(u64, u64)>>,
 }
 
 /// One stored record, as a scan hands it out.
 pub(crate) enum Record<'a> {
-    Event { hash: ChainHash, bytes: &'a [u8] },
-    Mark,
+    Event {
+        hash: ChainHash,
+        bytes: &'a [u8],
+    },
+    /// A commit mark, with the chain hash it holds (its batch's last event's).
+    Mark {
+        hash: ChainHash,
+    },
 }
 
 /// Read records from `offset` up to `end`, handing each (with the byte offset it starts
@@ -117,7 +126,7 @@ pub(crate) fn scan(
             let at = base + start as u64;
             if len == MARK {
                 start += HEADER;
-                if !f(at, Record::Mark)? {
+                if !f(at, Record::Mark { hash })? {
                     return Ok(Ok(()));
                 }
                 continue;
@@ -487,15 +496,16 @@ pub(crate) fn open(
         }
     }
     let indexed = index.len();
+    let mut damaged_mark = None;
     // From the last entry to the end: the last mark is the acknowledged end.
-    let (end, head_seq, head_event) = match tail(&path, &mut index, len)? {
+    let (end, head_seq, head_event) = match tail(&path, &mut index, len, &mut damaged_mark)? {
         Some(found) => found,
         // No mark after the newest entry, which was written only after a mark covered
         // it: the hint is wrong. Read the whole file instead.
         None => {
             tracing::warn!("the log's index points past the last commit: rebuilding it");
             index.clear();
-            tail(&path, &mut index, len)?.unwrap_or((0, 0, None))
+            tail(&path, &mut index, len, &mut damaged_mark)?.unwrap_or((0, 0, None))
         }
     };
     // The reading stopped early, or the log was cut short: a record that does not
@@ -564,7 +574,11 @@ pub(crate) fn open(
         end: AtomicU64::new(end),
         head: AtomicU64::new(head_seq),
         index: RwLock::new(index),
+        damaged_mark: std::sync::Mutex::new(None),
     });
+    if let Some((at, seq)) = damaged_mark {
+        shared.note_damaged_mark(at, seq);
+    }
     Ok(Opened {
         shared,
         file: Appender {
@@ -891,10 +905,16 @@ pub(crate) fn write_back(file: &File, from: u64, len: u64, wait: bool) {
 /// commit mark, the position of the last event before it and that event's offset. Index
 /// entries for positions a mark covers are added to `index`. `None` when the read
 /// started at an index entry and found no mark after it.
+///
+/// A mark that does not hold its batch's last hash is noted in `damaged` (the events
+/// verify on their own: nothing is lost, but the disk changed bytes), except a last mark
+/// whose hash ends in zeros from a sector boundary on: the pages of a batch whose sync
+/// never returned, which is not taken for a commit (the batch is cut off as torn).
 fn tail(
     path: &Path,
     index: &mut Vec<u64>,
     len: u64,
+    damaged: &mut Option<(u64, u64)>,
 ) -> Result<Option<(u64, u64, Option<u64>)>, LogError> {
     let (from, mut seq) = match index.last() {
         Some(&o) => (o, (index.len() as u64 - 1) * STRIDE),
@@ -903,17 +923,31 @@ fn tail(
     let indexed = index.len() as u64;
     let mut committed = None;
     let mut last_event = None;
+    let mut last_hash = None;
+    let mut torn_mark = None;
     let mut pending = Vec::new();
     let _torn = scan(path, from, len, |at, r| {
         match r {
-            Record::Event { .. } => {
+            Record::Event { hash, .. } => {
                 seq += 1;
                 if (seq - 1) % STRIDE == 0 && (seq - 1) / STRIDE >= indexed {
                     pending.push(at);
                 }
                 last_event = Some(at);
+                last_hash = Some(hash);
             }
-            Record::Mark => {
+            Record::Mark { hash } => {
+                if last_hash.is_some_and(|h| h != hash) {
+                    if torn_write(at, &hash) && torn_mark.is_none() {
+                        torn_mark = Some((at, seq));
+                        return Ok(true);
+                    }
+                    damaged.get_or_insert((at, seq));
+                }
+                // A torn-looking mark with a commit after it was damage, not a crash.
+                if let Some(earlier) = torn_mark.take() {
+                    damaged.get_or_insert(earlier);
+                }
                 committed = Some((at + HEADER as u64, seq, last_event));
                 // Entries for positions after a mark are kept only once a mark covers them.
                 index.append(&mut pending);
@@ -928,7 +962,33 @@ fn tail(
     })
 }
 
+/// Whether a commit mark at `at` holding `hash` reads as written only in part: its hash
+/// zeros from a sector boundary to its end (the file is zeros ahead of the writer, and
+/// a crash leaves whole sectors unwritten).
+fn torn_write(at: u64, hash: &ChainHash) -> bool {
+    const SECTOR: u64 = 512;
+    let first = at + 4;
+    (0..hash.len())
+        .any(|k| (first + k as u64).is_multiple_of(SECTOR) && hash[k..].iter().all(|&b| b == 0))
+}
+
 impl Shared {
+    /// Note a commit mark that does not hold its batch's last hash (said once, as an
+    /// error: the events verify on their own, but the disk changed bytes it was given).
+    pub fn note_damaged_mark(&self, at: u64, seq: u64) {
+        let mut damaged = self.damaged_mark.lock().unwrap_or_else(|p| p.into_inner());
+        if damaged.is_none() {
+            tracing::error!(
+                byte = at,
+                position = seq,
+                "the commit mark after this position does not hold its batch's hash: the \
+                 disk changed bytes of events.log (the events verify; `gatehouse verify` \
+                 fails until the log is restored from a backup or an export)"
+            );
+            *damaged = Some((at, seq));
+        }
+    }
+
     /// Where to start reading for position `from`: (offset, position of the first event
     /// there).
     pub fn start_for(&self, from: u64) -> (u64, u64) {

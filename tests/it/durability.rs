@@ -540,6 +540,70 @@ fn a_torn_batch_is_still_cut_off_and_verify_leaves_it() {
     assert_eq!(app.digest(), live);
 }
 
+/// A commit mark holds its batch's last chain hash. One whose hash the disk changed
+/// loses nothing (the events verify, the server starts with all of them), but `verify`
+/// says where the file is damaged — before, the mark's hash was never read.
+#[test]
+fn a_commit_mark_whose_hash_changed_fails_verify_and_loses_nothing() {
+    let app = TestApp::spawn();
+    populate(&app);
+    let live = app.digest();
+    let dir = app.dir.clone();
+    let _tmp = app.stop();
+    EventLog::open(&dir).unwrap().clear_snapshots().unwrap();
+    let marks: Vec<u64> = records(&dir).iter().filter(|r| r.1).map(|r| r.0).collect();
+    assert!(marks.len() > 4, "{marks:?}");
+    let log = dir.join("events.log");
+    let byte = std::fs::read(&log).unwrap()[marks[3] as usize + 10];
+    write_at(&log, marks[3] + 10, &[byte ^ 0x20]);
+    let (ok, out) = verify(&dir);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!("commit mark at byte {}", marks[3])),
+        "{out}"
+    );
+    let app = TestApp::start(dir, Config::default()).unwrap();
+    assert_eq!(app.digest(), live, "nothing is lost");
+}
+
+/// What a crash can leave at the end: a batch and its mark written, the mark's hash only
+/// up to a sector boundary (zeros after it, as the file was ahead of the writer). Its
+/// sync never returned: the batch is cut off as torn, not replayed as committed.
+#[test]
+fn a_commit_mark_torn_at_a_sector_boundary_is_not_a_commit() {
+    let app = TestApp::spawn();
+    populate(&app);
+    let live = app.digest();
+    let dir = app.dir.clone();
+    let _tmp = app.stop();
+    let log = dir.join("events.log");
+    let end = records(&dir).last().map(|r| r.0 + r.2 as u64).unwrap();
+    // An event record of `len` bytes that do not decode, then its mark, whose hash's
+    // 17th byte starts a sector.
+    let mut len = (512 - (end + 36 + 4 + 16) % 512) % 512;
+    if len == 0 {
+        len = 512;
+    }
+    let mut batch = (len as u32).to_le_bytes().to_vec();
+    batch.extend_from_slice(&[0xab; 32]);
+    batch.extend(std::iter::repeat_n(0x81u8, len as usize));
+    let mark = end + batch.len() as u64;
+    assert_eq!((mark + 4 + 16) % 512, 0);
+    batch.extend_from_slice(&u32::MAX.to_le_bytes());
+    batch.extend_from_slice(&[0xab; 16]);
+    batch.extend_from_slice(&[0; 16]);
+    write_at(&log, end, &batch);
+    let (ok, out) = verify(&dir);
+    assert!(ok, "{out}");
+    let app = TestApp::start(dir.clone(), Config::default()).unwrap();
+    assert_eq!(app.digest(), live);
+    app.create_group("after-the-crash");
+    let head = app.digest()["seq"].as_u64().unwrap();
+    let _tmp = app.stop();
+    let (ok, out) = verify(&dir);
+    assert!(ok && out.contains(&format!("{head} events")), "{out}");
+}
+
 /// A changed byte in a snapshot's state: the checksum refuses it, and the server rebuilds
 /// from the log rather than serving a state the log never had.
 #[test]
