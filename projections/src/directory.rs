@@ -541,8 +541,10 @@ impl State {
             .unwrap_or_default()
     }
 
-    /// A deleted user leaves its groups and every project it was a member of. Permission
-    /// targets are not changed: they keep naming it.
+    /// A deleted user leaves its groups and every project it was a member of. Its grants
+    /// leave permission targets by events of their own, decided with the deletion
+    /// (`without_principal` in the server's domain), not here: a log written before that
+    /// rule replays as it was served.
     pub(crate) fn delete_user(&mut self, username: &str, seq: u64, now: u64) {
         // Its tokens go with it: a later user of the same name is someone else.
         self.tokens.remove_subject(username);
@@ -555,8 +557,8 @@ impl State {
         self.directory.remove_user(username, seq, now);
     }
 
-    /// A deleted group leaves its members and every project it was a member of.
-    /// Permission targets are not changed: they keep naming it.
+    /// A deleted group leaves its members and every project it was a member of (its
+    /// grants: as for a user).
     pub(crate) fn delete_group(&mut self, name: &str, seq: u64, now: u64) {
         if self.projects.has_member("group", name) {
             let projects = self.projects.make_mut();

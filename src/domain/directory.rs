@@ -17,6 +17,8 @@ pub struct NewUser {
     pub internal_password_disabled: bool,
     pub disable_ui_access: bool,
     pub groups: Vec<String>,
+    /// Created `disabled` (a user read from another server and sent back as it was).
+    pub disabled: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -29,6 +31,9 @@ pub struct UserChanges {
     pub disable_ui_access: Option<bool>,
     /// Only `enabled` or `disabled` (locking has its own commands).
     pub status: Option<UserStatus>,
+    /// The user's groups, exactly (Artifactory's users API replaces the membership):
+    /// decided with the other changes, so a group that does not exist refuses them all.
+    pub groups: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -172,7 +177,11 @@ pub(super) fn create_user(state: &State, u: &NewUser) -> Result<Vec<Event>, Doma
         internal_password_disabled: u.internal_password_disabled,
         disable_ui_access: u.disable_ui_access,
         realm: INTERNAL_REALM.into(),
-        status: UserStatus::Enabled,
+        status: if u.disabled {
+            UserStatus::Disabled
+        } else {
+            UserStatus::Enabled
+        },
         groups: groups.into_iter().collect(),
         scim: None,
     })])
@@ -244,17 +253,48 @@ pub(super) fn update_user(
             password_hash: hash.clone(),
         });
     }
+    if let Some(groups) = &changes.groups {
+        let dir = &state.directory;
+        for (i, g) in groups.iter().enumerate() {
+            if !dir.groups.contains_key(g.as_str()) {
+                return Err(DomainError::invalid(
+                    format!("groups[{i}]"),
+                    format!("group `{g}` does not exist"),
+                ));
+            }
+        }
+        let added: Vec<String> = (groups.iter())
+            .filter(|g| !user.groups.contains(*g))
+            .cloned()
+            .collect();
+        let removed: Vec<String> = (user.groups.iter())
+            .filter(|g| !groups.contains(g))
+            .cloned()
+            .collect();
+        if !added.is_empty() || !removed.is_empty() {
+            events.push(Event::UserGroupsChanged {
+                username: username.to_string(),
+                added: dedup(added),
+                removed: dedup(removed),
+            });
+        }
+    }
     Ok(events)
 }
 
-/// The rest of a user's deletion is not decided here but applied with `UserDeleted`
-/// (`State::apply`, gatehouse-projections): its tokens, its group memberships and its
-/// project memberships go with it. Permission targets keep naming it.
+/// The rest of a user's deletion is applied with `UserDeleted` (`State::apply`,
+/// gatehouse-projections): its tokens, its group memberships and its project
+/// memberships go with it. Its grants in permission targets are decided here, as the
+/// targets saved without it (`permissions::without_principal`).
 pub(super) fn delete_user(state: &State, username: &str) -> Result<Vec<Event>, DomainError> {
     user_must_exist(state, username)?;
-    Ok(vec![Event::UserDeleted {
+    let mut events = vec![Event::UserDeleted {
         username: username.to_string(),
-    }])
+    }];
+    events.extend(super::permissions::without_principal(
+        state, false, username,
+    ));
+    Ok(events)
 }
 
 pub(super) fn change_password(
@@ -458,12 +498,14 @@ pub(super) fn update_group(
 
 /// As for a user, the rest of a group's deletion is applied with `GroupDeleted`
 /// (`State::apply`, gatehouse-projections): it leaves its users, the auto-join list and
-/// the projects it is a member of. Permission targets keep naming it.
+/// the projects it is a member of; its grants go as for a user.
 pub(super) fn delete_group(state: &State, name: &str) -> Result<Vec<Event>, DomainError> {
     group_must_exist(state, name)?;
-    Ok(vec![Event::GroupDeleted {
+    let mut events = vec![Event::GroupDeleted {
         name: name.to_string(),
-    }])
+    }];
+    events.extend(super::permissions::without_principal(state, true, name));
+    Ok(events)
 }
 
 pub(super) fn change_group_members(
@@ -636,7 +678,7 @@ pub(super) fn scim_delete(
     let what = if group { "group" } else { "user" };
     let version = version.ok_or_else(|| DomainError::NotFound(format!("{what} `{name}`")))?;
     check_version(if_match, version)?;
-    Ok(vec![if group {
+    let mut events = vec![if group {
         Event::GroupDeleted {
             name: name.to_string(),
         }
@@ -644,7 +686,9 @@ pub(super) fn scim_delete(
         Event::UserDeleted {
             username: name.to_string(),
         }
-    }])
+    }];
+    events.extend(super::permissions::without_principal(state, group, name));
+    Ok(events)
 }
 
 /// `If-Match` against a resource's version (the position of its last change).

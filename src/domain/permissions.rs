@@ -224,6 +224,41 @@ pub(super) fn save_target_as_manager(
     save_target(state, target, false)
 }
 
+/// The targets that grant to a user (`group` false) or group `name`, saved without it:
+/// what its deletion writes with it, as Artifactory drops a deleted principal's entries,
+/// so that a later user or group of the same name (from SCIM, LDAP, an admin) does not
+/// inherit grants meant for another. Written as events, so that the log says when and
+/// why the grants went (and `as_of` of an earlier position still shows them).
+pub(super) fn without_principal(state: &State, group: bool, name: &str) -> Vec<Event> {
+    let grants = |s: &PermissionSection| {
+        if group {
+            s.groups.contains_key(name)
+        } else {
+            s.users.contains_key(name)
+        }
+    };
+    let mut events = Vec::new();
+    for target in state.permissions.targets.values() {
+        let sections = [&target.repo, &target.build, &target.release_bundle];
+        if !sections.into_iter().flatten().any(grants) {
+            continue;
+        }
+        let mut t = (**target).clone();
+        for section in [&mut t.repo, &mut t.build, &mut t.release_bundle]
+            .into_iter()
+            .flatten()
+        {
+            if group {
+                section.groups.remove(name);
+            } else {
+                section.users.remove(name);
+            }
+        }
+        events.push(Event::PermissionTargetSaved(Box::new(t)));
+    }
+    events
+}
+
 pub(super) fn delete_target(state: &State, name: &str) -> Result<Vec<Event>, DomainError> {
     if !state.permissions.targets.contains_key(name) {
         return Err(DomainError::NotFound(format!("permission target `{name}`")));

@@ -1433,6 +1433,7 @@ async fn create_user(req: HttpRequest, ScimBody(body): ScimBody) -> Result<HttpR
         profile_updatable: true,
         disable_ui_access: false,
         groups: vec![],
+        disabled: false,
     };
     let app = app_of(&req);
     let rid: RequestId = request_id(&req);

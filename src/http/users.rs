@@ -5,7 +5,7 @@ use super::extract::{Admin, Body, Caller, RequestId, SelfOrAdmin};
 use super::{
     base_url, limit_param, page, page_shared, query_param, resource, with_cursor, written, AppState,
 };
-use crate::domain::{self, Command, NewUser, UserChanges};
+use crate::domain::{self, Command, NewUser, UserChanges, INTERNAL_REALM};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use gatehouse_schemas::UserStatus;
 use serde::Deserialize;
@@ -152,9 +152,9 @@ pub(super) struct CreateUser {
     pub internal_password_disabled: Option<bool>,
     #[serde(default)]
     pub disable_ui_access: Option<bool>,
-    /// Accepted for symmetry with responses; users created here are always `internal`.
+    /// Accepted for symmetry with responses; users created here are always `internal`
+    /// (another realm is named as ignored).
     #[serde(default)]
-    #[allow(dead_code)]
     pub realm: Option<String>,
     #[serde(default)]
     pub status: Option<String>,
@@ -184,8 +184,13 @@ async fn create(
     app: web::Data<AppState>,
     admin: Admin,
     rid: RequestId,
+    req: HttpRequest,
     Body(body): Body<CreateUser>,
 ) -> Result<HttpResponse, ApiError> {
+    // "The parameter realm will be internal" (seed 004): another is said to be ignored.
+    if body.realm.as_deref().is_some_and(|r| r != INTERNAL_REALM) {
+        super::extract::note_ignored(&req, ["realm".to_string()]);
+    }
     let (username, committed) = create_user(&app, &admin.0, &rid, body).await?;
     Ok(written(
         user_response(&app, &username, actix_web::http::StatusCode::CREATED)?,
@@ -215,13 +220,11 @@ pub(super) async fn create_user(
             "invalid `password`: must be absent when `internal_password_disabled` is true".into(),
         ));
     }
-    if let Some(s) = &body.status {
-        if parse_status(s)? != UserStatus::Enabled {
-            return Err(ApiError::BadRequest(
-                "invalid `status`: new users are `enabled`".into(),
-            ));
-        }
-    }
+    // A user read elsewhere and sent back as it was may be `disabled`.
+    let disabled = match body.status.as_deref() {
+        None => false,
+        Some(s) => parse_status(s)? == UserStatus::Disabled,
+    };
     let password_hash = match body.password {
         Some(p) => Some(hash_password(&app, None, p).await?),
         None if internal_password_disabled => None,
@@ -250,6 +253,7 @@ pub(super) async fn create_user(
         internal_password_disabled,
         disable_ui_access: body.disable_ui_access.unwrap_or(false),
         groups,
+        disabled,
     });
     let committed = app.submit(cmd, &admin.username, rid).await?;
     Ok((username, committed))
@@ -312,10 +316,8 @@ pub(super) struct PatchUser {
     #[serde(default)]
     pub status: Option<String>,
     #[serde(default)]
-    #[allow(dead_code)]
     pub groups: Option<serde_json::Value>,
     #[serde(default)]
-    #[allow(dead_code)]
     pub realm: Option<String>,
 }
 
@@ -324,9 +326,19 @@ async fn patch(
     admin: Admin,
     rid: RequestId,
     path: web::Path<String>,
+    req: HttpRequest,
     Body(body): Body<PatchUser>,
 ) -> Result<HttpResponse, ApiError> {
     let username = path_username(&path)?;
+    // A user's realm is where it came from, not a field to change: said to be ignored
+    // unless it is the realm the user has.
+    if let Some(realm) = &body.realm {
+        let same = (app.read().directory.users.get(username.as_str()))
+            .is_none_or(|u| u.realm.as_str() == realm.as_str());
+        if !same {
+            super::extract::note_ignored(&req, ["realm".to_string()]);
+        }
+    }
     // A user read with GET and sent back as it is carries its `groups`: taken when they
     // are the user's groups as they stand, refused when they would change them.
     if let Some(groups) = &body.groups {
@@ -351,7 +363,7 @@ async fn patch(
             )));
         }
     }
-    let committed = update_user(&app, &admin.0, &rid, &username, body).await?;
+    let committed = update_user(&app, &admin.0, &rid, &username, body, None).await?;
     Ok(written(
         user_response(&app, &username, actix_web::http::StatusCode::OK)?,
         committed,
@@ -366,6 +378,7 @@ pub(super) async fn update_user(
     rid: &RequestId,
     username: &str,
     body: PatchUser,
+    groups: Option<Vec<String>>,
 ) -> Result<crate::writer::Committed, ApiError> {
     let username = username.to_string();
     if let Some(n) = &body.username {
@@ -403,6 +416,7 @@ pub(super) async fn update_user(
         internal_password_disabled: body.internal_password_disabled,
         disable_ui_access: body.disable_ui_access,
         status,
+        groups,
     };
     app.submit(
         Command::UpdateUser {

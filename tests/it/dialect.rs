@@ -720,3 +720,128 @@ fn an_array_is_not_an_object() {
     let r = admin.send("PATCH", "/access/api/v2/groups/nope/members", &json!([]));
     assert!(r.status == 400 || r.status == 404, "{}", r.text);
 }
+
+/// A change through Artifactory's users API is one decision: a group that does not exist
+/// refuses the e-mail, admin flag and password sent with it (before, those were
+/// committed and the 400 came after, naming `add[0]`, a field nobody sent).
+#[test]
+fn an_artifactory_user_change_with_an_unknown_group_writes_nothing() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_group("devs");
+    let r = admin.put(
+        "/artifactory/api/security/users/victim",
+        &json!({"email": "v@example.com", "password": "Victim-password-1", "groups": ["devs"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let seq = app.digest()["seq"].as_u64().unwrap();
+    for method in ["POST", "PUT"] {
+        let body = json!({"admin": true, "email": "new@example.com", "password": "Attacker-password-1", "groups": ["devs", "no-such-group"]});
+        let path = "/artifactory/api/security/users/victim";
+        let r = if method == "POST" {
+            admin.post(path, &body)
+        } else {
+            admin.put(path, &body)
+        };
+        assert_eq!(r.status, 400, "{method}: {}", r.text);
+        assert!(r.error_message().contains("groups[1]"), "{}", r.text);
+        assert_eq!(app.digest()["seq"].as_u64().unwrap(), seq, "{method} wrote");
+    }
+    let user = admin.get("/access/api/v2/users/victim").json();
+    assert_eq!(user["admin"], json!(false));
+    assert_eq!(user["groups"], json!(["devs"]));
+    assert_eq!(
+        app.as_user("victim", "Attacker-password-1")
+            .get("/access/api/v2/users/victim")
+            .status,
+        401
+    );
+    // Sent with a group that exists, the same change is made whole, in one commit.
+    app.create_group("ops");
+    let seq = app.digest()["seq"].as_u64().unwrap();
+    let r = admin.post(
+        "/artifactory/api/security/users/victim",
+        &json!({"admin": true, "groups": ["ops"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let user = admin.get("/access/api/v2/users/victim").json();
+    assert_eq!(
+        (user["admin"].clone(), user["groups"].clone()),
+        (json!(true), json!(["ops"]))
+    );
+    let events = admin
+        .get(&format!("/access/api/v1/audit/events?from={}", seq + 1))
+        .json();
+    let rids: std::collections::BTreeSet<String> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["request_id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(rids.len(), 1, "one request, one commit: {events}");
+}
+
+/// A deleted user's or group's grants leave the permission targets with it, as events
+/// of the same request: a later principal of the same name does not inherit them, and
+/// `as_of` an earlier position still shows them.
+#[test]
+fn a_deleted_principal_takes_its_grants_with_it() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_group("readers");
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "carol", "password": "Carol-password-1", "email": "c@example.com"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.put(
+        "/artifactory/api/repositories/libs",
+        &json!({"rclass": "local", "packageType": "generic"}),
+    );
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/t",
+        &json!({"name": "t", "repo": {"repositories": ["libs"], "actions": {
+            "users": {"carol": ["read"], "admin": ["read"]}, "groups": {"readers": ["read"]}}}}),
+    );
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let before = app.digest()["seq"].as_u64().unwrap();
+    assert!(allowed(&app, "carol", "libs/a", "read"));
+    assert_eq!(admin.delete("/access/api/v2/users/carol").status, 204);
+    assert_eq!(admin.delete("/access/api/v2/groups/readers").status, 204);
+    let t = admin
+        .get("/artifactory/api/v2/security/permissions/t")
+        .json();
+    assert_eq!(
+        t["repo"]["actions"]["users"],
+        json!({"admin": ["read"]}),
+        "{t}"
+    );
+    assert_eq!(
+        t["repo"]["actions"]
+            .get("groups")
+            .cloned()
+            .unwrap_or(json!({})),
+        json!({}),
+        "{t}"
+    );
+    // The same names again start with nothing.
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "carol", "password": "Carol-password-2", "email": "c2@example.com"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    app.create_group("readers");
+    assert!(!allowed(&app, "carol", "libs/a", "read"));
+    // The past is as it was.
+    let then = admin
+        .get(&format!(
+            "/artifactory/api/v2/security/permissions/t?as_of={before}"
+        ))
+        .json();
+    assert_eq!(
+        then["repo"]["actions"]["users"]["carol"],
+        json!(["read"]),
+        "{then}"
+    );
+}

@@ -82,43 +82,8 @@ async fn get(
     Ok(HttpResponse::Ok().json(crate::views::artifactory_user(u, &app.personal)))
 }
 
-/// Set the user's groups to exactly `groups` (Artifactory replaces the membership).
-async fn set_groups(
-    app: &AppState,
-    admin: &crate::auth::Principal,
-    rid: &RequestId,
-    username: &str,
-    groups: Vec<String>,
-) -> Result<Option<crate::writer::Committed>, ApiError> {
-    let current = app
-        .read()
-        .directory
-        .users
-        .get(username)
-        .map(|u| u.groups.clone())
-        .unwrap_or_default();
-    let add: Vec<String> = groups
-        .iter()
-        .filter(|g| !current.contains(*g))
-        .cloned()
-        .collect();
-    let remove: Vec<String> = current
-        .iter()
-        .filter(|g| !groups.contains(g))
-        .cloned()
-        .collect();
-    if add.is_empty() && remove.is_empty() {
-        return Ok(None);
-    }
-    let cmd = Command::ChangeUserGroups {
-        username: username.to_string(),
-        add,
-        remove,
-    };
-    Ok(Some(app.submit(cmd, &admin.username, rid).await?))
-}
-
-/// The fields of `body` as a change of an existing user.
+/// The fields of `body` as a change of an existing user (`groups` replaces the
+/// membership).
 async fn update(
     app: &AppState,
     admin: &crate::auth::Principal,
@@ -138,13 +103,8 @@ async fn update(
         groups: None,
         realm: None,
     };
-    let mut committed = update_user(app, admin, rid, username, patch).await?;
-    if let Some(groups) = body.groups {
-        if let Some(c) = set_groups(app, admin, rid, username, groups).await? {
-            committed = c;
-        }
-    }
-    Ok(committed)
+    // One command: a group that does not exist refuses the other changes too.
+    update_user(app, admin, rid, username, patch, body.groups).await
 }
 
 /// `PUT …/users/{name}`: create the user (201), or change the one there is (200).
