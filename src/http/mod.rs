@@ -1169,6 +1169,9 @@ pub fn client_ip(req: &HttpRequest, config: &Config) -> Option<std::net::IpAddr>
     let peer = req.peer_addr()?.ip();
     let trusted = |ip: std::net::IpAddr| crate::auth::cidrs_contain(&config.trusted_proxies, ip);
     if config.trusted_proxies.is_empty() || !trusted(peer) {
+        if req.headers().contains_key("x-original-uri") {
+            untrusted_auth_proxy(peer);
+        }
         return Some(peer);
     }
     // Several headers are one list, in order.
@@ -1188,6 +1191,22 @@ pub fn client_ip(req: &HttpRequest, config: &Config) -> Option<std::net::IpAddr>
         }
     }
     Some(client)
+}
+
+/// An `auth_request` (it sends `X-Original-URI`) from a proxy `trusted-proxies` does not
+/// list: every client behind it has the proxy's address, for the limits and the lock.
+/// Said once, as a warning: it is a setting to make, not a request to refuse.
+fn untrusted_auth_proxy(peer: std::net::IpAddr) {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            proxy = %peer,
+            "authorize is asked through a proxy (X-Original-URI) that `trusted-proxies` does \
+             not list: every client behind it shares its address, for access keys' CIDRs, \
+             the failed sign-in limits and the lock (add the proxy's address to \
+             `trusted-proxies`; see README, Behind a reverse proxy)"
+        );
+    }
 }
 
 /// The base URL the client used, for `uri` fields.

@@ -378,3 +378,46 @@ fn authorize_answers_head_without_a_body_on_one_connection() {
     let _ = reader.read_to_end(&mut rest);
     assert!(rest.is_empty(), "a body after a HEAD answer: {rest:?}");
 }
+
+/// The template sets `X-Forwarded-For` to the address nginx saw: with nginx among the
+/// `trusted-proxies`, an `X-Forwarded-For` the client sends itself is not believed, so it
+/// cannot pick a fresh address for every guess and stay under the failed sign-in limit.
+#[test]
+fn a_forwarded_for_sent_by_the_client_does_not_reach_gatehouse_through_nginx() {
+    let Some(nginx) = nginx_binary() else {
+        eprintln!("SKIPPED a_forwarded_for_sent_by_the_client_does_not_reach_gatehouse_through_nginx: nginx is not installed (apt-get install nginx)");
+        return;
+    };
+    let app = TestApp::spawn_with(gatehouse::Config {
+        signin_address_burst: 2,
+        signin_address_per_minute: 1,
+        trusted_proxies: vec!["127.0.0.1/32".into()],
+        ..gatehouse::Config::default()
+    });
+    let (_work, _guard, base) = serve_tree(&nginx, &app);
+    let file = format!("{base}/artifactory/libs-release/org/acme/app.jar");
+    use base64::Engine;
+    let agent = ureq::agent();
+    let mut limited = false;
+    for i in 0..8 {
+        // A different name each time: only the address limit can stop the guesses.
+        let wrong = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("nobody{i}:wrong-password"))
+        );
+        let r = agent
+            .get(&file)
+            .set("Authorization", &wrong)
+            .set("X-Forwarded-For", &format!("203.0.113.{i}"))
+            .call();
+        match r {
+            Err(ureq::Error::Status(401, _)) => continue,
+            Err(ureq::Error::Status(429, _)) => {
+                limited = true;
+                break;
+            }
+            other => panic!("{:?}", other.map(|r| r.status())),
+        }
+    }
+    assert!(limited, "forged addresses escaped the failed sign-in limit");
+}
