@@ -94,16 +94,58 @@ fn hash_of(bytes: &[u8], seq: u64) -> Result<ChainHash, LogError> {
     })
 }
 
-/// The connection string without its password (for messages).
+/// The connection string without its password (for messages), in either form
+/// PostgreSQL takes: a URL (`postgres://user:pw@host/db?password=pw`) or key=value pairs
+/// (`host=h password='p w' dbname=d`).
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let url = match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
             let user = userinfo.split(':').next().unwrap_or("");
             format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
         }
         _ => url.to_string(),
+    };
+    redact_password_values(&url)
+}
+
+/// Every `password=` value (a URL's query parameter, or a key=value pair, quoted or not)
+/// as `***`.
+fn redact_password_values(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.to_ascii_lowercase().find("password") {
+        let (before, after) = rest.split_at(i + "password".len());
+        out.push_str(before);
+        let trimmed = after.trim_start();
+        let Some(value) = trimmed.strip_prefix('=') else {
+            rest = after;
+            continue;
+        };
+        out.push_str(&after[..after.len() - trimmed.len()]);
+        out.push('=');
+        let value_start = value.len() - value.trim_start().len();
+        out.push_str(&value[..value_start]);
+        let value = &value[value_start..];
+        let end = if let Some(quoted) = value.strip_prefix('\'') {
+            // Up to the closing quote (a backslash escapes the next character).
+            let mut escaped = false;
+            let close = quoted.char_indices().find(|&(_, c)| {
+                let close = c == '\'' && !escaped;
+                escaped = c == '\\' && !escaped;
+                close
+            });
+            close.map_or(value.len(), |(j, _)| j + 2)
+        } else {
+            value
+                .find(|c: char| c.is_whitespace() || c == '&')
+                .unwrap_or(value.len())
+        };
+        out.push_str("***");
+        rest = &value[end..];
     }
+    out.push_str(rest);
+    out
 }
 
 impl PgLog {
@@ -409,6 +451,39 @@ impl PgLog {
                 seq,
                 reason: "this data directory's log is longer than the shared log".into(),
             }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// No form of connection string reaches a message with its password.
+    #[test]
+    fn a_connection_string_is_redacted_in_either_form() {
+        use super::redact;
+        assert_eq!(
+            redact("postgres://gh:Secret1@db:5432/gh"),
+            "postgres://gh:***@db:5432/gh"
+        );
+        assert_eq!(
+            redact("postgres://db/gh?user=gh&password=Secret2&sslmode=require"),
+            "postgres://db/gh?user=gh&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact("host=127.0.0.1 port=5432 user=gh password=Secret3 dbname=gh"),
+            "host=127.0.0.1 port=5432 user=gh password=*** dbname=gh"
+        );
+        assert_eq!(
+            redact(r"host=h PASSWORD = 'Sec ret\'4' dbname=gh"),
+            "host=h PASSWORD = *** dbname=gh"
+        );
+        for s in [
+            "postgres://gh:Secret1@db:5432/gh",
+            "host=h password=Secret3",
+            r"password='Sec ret\'4' host=h",
+            "password=",
+        ] {
+            assert!(!redact(s).contains("Sec"), "{s} -> {}", redact(s));
         }
     }
 }
