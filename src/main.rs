@@ -175,7 +175,13 @@ fn is_secret_bearing(target: &str) -> bool {
 
 fn main() -> ExitCode {
     no_huge_pages_unless_asked();
-    let cli = Cli::parse();
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(message) => {
+            eprintln!("gatehouse: {message}");
+            return ExitCode::from(2);
+        }
+    };
     let format = match &cli.command {
         Cmd::Serve { log_format, .. } => *log_format,
         _ => LogFormat::Text,
@@ -253,6 +259,43 @@ fn main() -> ExitCode {
             None => import(data_dir, input),
         },
     }
+}
+
+/// The command line. For `verify`, `replay`, `export` and `import` the data directory
+/// and the shared log are alternatives: a `--data-dir` typed on the command line is the
+/// log meant, whatever `GATEHOUSE_STORE` (set for `serve` on a node's host) says, and
+/// both typed is a mistake, not a choice to make silently.
+fn parse_cli() -> Result<Cli, String> {
+    use clap::parser::ValueSource;
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let Some((name, sub)) = matches.subcommand() else {
+        return Ok(cli);
+    };
+    if name == "serve" {
+        return Ok(cli);
+    }
+    let typed = |id: &str| sub.value_source(id) == Some(ValueSource::CommandLine);
+    let from_env = sub.value_source("store") == Some(ValueSource::EnvVariable);
+    if typed("data_dir") && typed("store") {
+        return Err(format!(
+            "{name}: give --data-dir or --store, not both (the log of a data directory, or the shared one)"
+        ));
+    }
+    if typed("data_dir") && from_env {
+        eprintln!(
+            "gatehouse: {name} reads --data-dir; GATEHOUSE_STORE in the environment is not used"
+        );
+        if let Cmd::Verify { store, .. }
+        | Cmd::Replay { store, .. }
+        | Cmd::Export { store, .. }
+        | Cmd::Import { store, .. } = &mut cli.command
+        {
+            *store = None;
+        }
+    }
+    Ok(cli)
 }
 
 type TlsFiles = (Option<PathBuf>, Option<PathBuf>, Option<PathBuf>);

@@ -796,3 +796,73 @@ fn a_lost_key_store_is_said_at_start_up() {
         "{plain}"
     );
 }
+
+/// `verify`, `export` and `import` read the log they are told on the command line: a
+/// `--data-dir` typed there is not overridden by a `GATEHOUSE_STORE` left in the
+/// environment for `serve` (before, it silently verified, exported or imported into the
+/// shared log instead), and both typed is refused.
+#[test]
+fn a_typed_data_dir_beats_the_store_in_the_environment() {
+    let app = TestApp::spawn();
+    populate(&app);
+    let head = app.digest()["seq"].as_u64().unwrap();
+    let dir = app.dir.clone();
+    let _tmp = app.stop();
+    let gatehouse = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(args)
+            .env("GATEHOUSE_STORE", "postgres://nobody:pw@127.0.0.1:1/none")
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let out = gatehouse(&["verify".as_ref(), "--data-dir".as_ref(), dir.as_os_str()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("chain intact: {head} events")),
+        "{stdout}"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("log.bin");
+    let out = gatehouse(&[
+        "export".as_ref(),
+        "--data-dir".as_ref(),
+        dir.as_os_str(),
+        "--out".as_ref(),
+        file.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let empty = work.path().join("copy");
+    let out = gatehouse(&[
+        "import".as_ref(),
+        "--data-dir".as_ref(),
+        empty.as_os_str(),
+        "--in".as_ref(),
+        file.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, out) = verify(&empty);
+    assert!(ok && out.contains(&format!("{head} events")), "{out}");
+    let out = gatehouse(&[
+        "verify".as_ref(),
+        "--data-dir".as_ref(),
+        dir.as_os_str(),
+        "--store".as_ref(),
+        "postgres://nobody:pw@127.0.0.1:1/none".as_ref(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not both"));
+}
