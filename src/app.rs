@@ -161,6 +161,9 @@ impl Application {
         let keys = Arc::new(
             KeyRing::open(&settings.data_dir).map_err(|e| StartError::Other(e.to_string()))?,
         );
+        if settings.config.store.is_some() && settings.config.master_key_file.is_none() {
+            keys_of_another_node(&shared, &keys)?;
+        }
         ensure_keys(&shared, &keys, &writer).await?;
         let service_id = shared
             .read()
@@ -596,6 +599,29 @@ async fn initialize(settings: &Settings, writer: &WriterHandle) -> Result<(), St
         .await
         .map_err(|e| StartError::Other(e.to_string()))?;
     tracing::info!(%service_id, "new event log: service identity created");
+    Ok(())
+}
+
+/// A node of a shared log without a master key keeps its keys to itself: it must not
+/// start when the log's active signing key or signed-URL key is another node's. Making
+/// new ones (what a lone node that lost its keys does) would take signing away from
+/// every node that holds the current ones, and void every signed URL they issued.
+fn keys_of_another_node(shared: &Arc<RwLock<State>>, keys: &KeyRing) -> Result<(), StartError> {
+    let (active, url_version) = {
+        let s = shared.read().unwrap_or_else(|p| p.into_inner());
+        (s.keys.active.clone(), s.keys.signed_url_version)
+    };
+    let lacks_signing = active.is_some_and(|kid| keys.signing_key(&kid).is_none());
+    let lacks_url = url_version > 0 && keys.signed_url_key(url_version).is_none();
+    if lacks_signing || lacks_url {
+        return Err(StartError::Other(
+            "the shared log's signing keys were made by another node, and this node has no \
+             master key file to fetch them with: start every node of a shared log with the \
+             same --master-key-file (see README, Several nodes). Making new keys here would \
+             stop the other nodes from signing tokens and void their signed URLs"
+                .into(),
+        ));
+    }
     Ok(())
 }
 

@@ -32,6 +32,10 @@ pg_part() {
   }
   local url="postgres://gatehouse@127.0.0.1:$port/postgres"
   printf 'store = "%s"\n' "$url" > "$tmp/pg.toml"
+  # One master key for every node of the log (a second node without it does not start).
+  head -c 48 /dev/urandom > "$tmp/master.key"
+  chmod 600 "$tmp/master.key"
+  printf 'master-key-file = "%s"\n' "$tmp/master.key" >> "$tmp/pg.toml"
   local admin
   admin="Basic $(printf 'admin:bench-admin-pw' | base64)"
 

@@ -47,6 +47,21 @@ const MAX_EXPIRES_IN: u64 = 100 * 365 * 24 * 3600;
 
 /// A caller signed in with a token may mint only what that token itself could do: a
 /// groups-only token or a peer's token must not become a full identity token here.
+/// The active signing key's private half is not on this node (another node of a shared
+/// log made it, and they share no master key): said in the answer and the log, not as a
+/// bare 500.
+fn no_private_key(kid: &str) -> ApiError {
+    tracing::error!(
+        kid,
+        "cannot sign a token: this node does not hold the private half of the active \
+         signing key (nodes of a shared log need the same --master-key-file)"
+    );
+    ApiError::Unavailable(format!(
+        "this node does not hold the private half of the active signing key `{kid}` \
+         (nodes of a shared log need the same master key file)"
+    ))
+}
+
 fn token_may_mint(caller: &Principal) -> Result<(), ApiError> {
     match &caller.token {
         Some(t) if !t.local => Err(ApiError::Forbidden(
@@ -251,8 +266,7 @@ pub(super) async fn issue(
         ext: vec![],
         user_seq,
     };
-    let minted =
-        tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| ApiError::Internal(rid.0.clone()))?;
+    let minted = tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| no_private_key(&kid))?;
     let committed = app
         .submit(
             Command::IssueToken(minted.record.clone()),
@@ -484,8 +498,7 @@ pub(super) async fn refresh(
         ext: vec![],
         user_seq,
     };
-    let minted =
-        tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| ApiError::Internal(rid.0.clone()))?;
+    let minted = tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| no_private_key(&kid))?;
     let cmd = Command::RefreshToken {
         old_token_id: old.token_id.clone(),
         issued: minted.record.clone(),

@@ -154,15 +154,77 @@ impl Drop for Postgres {
 }
 
 /// A node of the shared log: a real `gatehouse serve --store …`.
+/// A node of the shared log at `url`, with the master key every node of these tests
+/// shares (the same bytes, written into its own data directory). Nodes of one log need
+/// one master key: without it, a second node does not start (see
+/// `a_second_node_without_the_master_key_does_not_take_signing_from_the_first`).
 fn node(dir: &Path, url: &str, config: Option<&Path>) -> ServerProcess {
+    let master = dir.join("test-master.key");
+    std::fs::write(&master, [0x5au8; 48]).unwrap();
     ServerProcess::spawn_with_args(
         dir,
         "warn",
         Stdio::inherit(),
         config,
         "127.0.0.1:0",
-        &[OsStr::new("--store"), OsStr::new(url)],
+        &[
+            OsStr::new("--store"),
+            OsStr::new(url),
+            OsStr::new("--master-key-file"),
+            master.as_os_str(),
+        ],
     )
+}
+
+/// Without a master key a node keeps its keys to itself: that is one node on
+/// PostgreSQL. A second such node found the first one's keys unusable and made new
+/// ones, and from then on the first answered 500 to every token request and every
+/// signed URL it had issued failed. Now the second refuses to start, and says why.
+#[test]
+fn a_second_node_without_the_master_key_does_not_take_signing_from_the_first() {
+    let Some(pg) = Postgres::start(
+        "a_second_node_without_the_master_key_does_not_take_signing_from_the_first",
+    ) else {
+        return;
+    };
+    let url = pg.url();
+    let keyless = |dir: &Path| {
+        ServerProcess::spawn_with_args(
+            dir,
+            "warn",
+            Stdio::inherit(),
+            None,
+            "127.0.0.1:0",
+            &[OsStr::new("--store"), OsStr::new(&url)],
+        )
+    };
+    let a_dir = tempfile::tempdir().unwrap();
+    let a = keyless(a_dir.path());
+    let token = |base: &str| {
+        admin(base).post(
+            "/access/api/v1/tokens",
+            &json!({"username": "admin", "scope": "applied-permissions/user"}),
+        )
+    };
+    assert_eq!(token(&a.base).status, 200);
+    let b_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(b_dir.path())
+        .args(["--store", &url])
+        .env("GATEHOUSE_ADMIN_PASSWORD", BINARY_ADMIN_PASSWORD)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--master-key-file"), "{stderr}");
+    let r = token(&a.base);
+    assert_eq!(r.status, 200, "{}", r.text);
+    // The lone node restarts with its own keys.
+    assert!(a.terminate().success());
+    let a = keyless(a_dir.path());
+    assert_eq!(token(&a.base).status, 200);
 }
 
 fn gatehouse(args: &[&OsStr]) -> (bool, String) {
