@@ -141,6 +141,39 @@ fn normalize_section(field: &str, w: PermissionSection) -> Result<PermissionSect
     })
 }
 
+/// A target written in the Artifactory formats (v2, v1), which have one set of patterns a
+/// section, over `current`, which may hold patterns per repository (written through
+/// Access's API). A section sent with the patterns those formats showed for it — a read
+/// sent back, with other changes or none — keeps each listed repository's own patterns;
+/// before, such a round trip gave every repository the first one's, and took access away
+/// without a word. Patterns that differ from what was shown are a change, for all.
+pub fn keep_repository_patterns(current: Option<&PermissionTarget>, target: &mut PermissionTarget) {
+    let Some(current) = current else {
+        return;
+    };
+    let pairs = [
+        (&current.repo, &mut target.repo),
+        (&current.build, &mut target.build),
+        (&current.release_bundle, &mut target.release_bundle),
+    ];
+    for (old, new) in pairs {
+        let (Some(old), Some(new)) = (old, new) else {
+            continue;
+        };
+        if old.patterns_by_repository.is_empty()
+            || !new.patterns_by_repository.is_empty()
+            || new.include_patterns != old.include_patterns
+            || new.exclude_patterns != old.exclude_patterns
+        {
+            continue;
+        }
+        new.patterns_by_repository = (old.patterns_by_repository.iter())
+            .filter(|(repo, _)| new.repositories.contains(repo))
+            .map(|(repo, p)| (repo.clone(), p.clone()))
+            .collect();
+    }
+}
+
 /// Create (`create_only`) or create-or-replace a permission target.
 pub(super) fn save_target(
     state: &State,

@@ -106,8 +106,13 @@ async fn save(
     body: TargetWire,
     create_only: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let target = target_in(name, body)?;
-    let existed = app.read().permissions.targets.contains_key(name);
+    let mut target = target_in(name, body)?;
+    let existed = {
+        let s = app.read();
+        let current = s.permissions.targets.get(name);
+        domain::keep_repository_patterns(current.map(|t| &**t), &mut target);
+        current.is_some()
+    };
     let command = if caller.0.admin {
         Command::SavePermissionTarget {
             target,

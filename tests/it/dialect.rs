@@ -845,3 +845,62 @@ fn a_deleted_principal_takes_its_grants_with_it() {
         "{then}"
     );
 }
+
+/// A target with patterns per repository (written through Access's API), read in the
+/// Artifactory formats (one set of patterns a section) and sent back: each repository
+/// keeps its own patterns. Before, the round trip gave every repository the first one's
+/// and took access away silently; a manager's round trip was refused as a change.
+#[test]
+fn an_artifactory_round_trip_keeps_patterns_per_repository() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("pat", "Pat-password-1");
+    app.create_user("mo", "Mo-password-1");
+    let r = admin.post(
+        "/access/api/v2/permissions",
+        &json!({
+            "name": "multi",
+            "resources": {"artifact": {
+                "actions": {"users": {"pat": ["READ"], "mo": ["MANAGE", "READ"]}},
+                "targets": {
+                    "repo-a": {"include_patterns": ["only-a/**"], "exclude_patterns": []},
+                    "repo-b": {"include_patterns": ["**"], "exclude_patterns": []},
+                },
+            }},
+        }),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let v2_path = "/artifactory/api/v2/security/permissions/multi";
+    let v1_path = "/artifactory/api/security/permissions/multi";
+    let check = |when: &str| {
+        assert!(allowed(&app, "pat", "repo-b/any/x.jar", "read"), "{when}");
+        assert!(
+            allowed(&app, "pat", "repo-a/only-a/x.jar", "read"),
+            "{when}"
+        );
+        assert!(
+            !allowed(&app, "pat", "repo-a/other/x.jar", "read"),
+            "{when}"
+        );
+    };
+    check("as written");
+    let v2 = admin.get(v2_path).json();
+    assert_eq!(admin.put(v2_path, &v2).status, 200);
+    check("after a v2 round trip");
+    let v1 = admin.get(v1_path).json();
+    assert_eq!(admin.put(v1_path, &v1).status, 200);
+    check("after a v1 round trip");
+    // A manager changing only actions, by the same round trip.
+    let mut v2 = app.as_user("mo", "Mo-password-1").get(v2_path).json();
+    v2["repo"]["actions"]["users"]["pat"] = json!(["read", "annotate"]);
+    let r = app.as_user("mo", "Mo-password-1").put(v2_path, &v2);
+    assert_eq!(r.status, 200, "{}", r.text);
+    check("after a manager's round trip");
+    // Patterns other than the ones shown are a change, for every repository.
+    let mut v2 = admin.get(v2_path).json();
+    v2["repo"]["include-patterns"] = json!(["only-a/**"]);
+    v2["repo"]["exclude-patterns"] = json!(["only-a/secret/**"]);
+    assert_eq!(admin.put(v2_path, &v2).status, 200);
+    assert!(!allowed(&app, "pat", "repo-b/any/x.jar", "read"));
+    assert!(allowed(&app, "pat", "repo-b/only-a/x.jar", "read"));
+}

@@ -66,9 +66,10 @@ async fn put(
     let target = PermissionTarget {
         name: name.clone(),
         repo: Some(repo),
-        ..current.unwrap_or_default()
+        ..current.clone().unwrap_or_default()
     };
-    let target = domain::normalize_target(target)?;
+    let mut target = domain::normalize_target(target)?;
+    domain::keep_repository_patterns(current.as_ref(), &mut target);
     let committed = app
         .submit(
             Command::SavePermissionTarget {
