@@ -555,7 +555,7 @@ fn export(
     format: ExportFormat,
 ) -> ExitCode {
     let mut source = match store {
-        Some(url) => match PgLog::connect(&url) {
+        Some(url) => match PgLog::open_existing(&url) {
             Ok(pg) => Source::Shared(Box::new(pg)),
             Err(e) => return report_broken(e),
         },
@@ -564,11 +564,24 @@ fn export(
             Err(code) => return code,
         },
     };
-    let file = match std::fs::File::create(&out) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("gatehouse: cannot write {}: {e}", out.display());
-            return ExitCode::from(2);
+    // Written beside `out` and renamed into place when whole: a failed export leaves no
+    // file that looks like one. Private (0600): an export holds password hashes.
+    let partial = {
+        let mut name = out.file_name().unwrap_or_default().to_os_string();
+        name.push(".partial");
+        out.with_file_name(name)
+    };
+    let file = {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        match opts.open(&partial) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("gatehouse: cannot write {}: {e}", partial.display());
+                return ExitCode::from(2);
+            }
         }
     };
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
@@ -583,15 +596,34 @@ fn export(
                 .map(|_| ())
         }),
     };
-    match written {
+    let finished = written.and_then(|n| {
+        let file = w
+            .into_inner()
+            .map_err(|e| export::ExportError::Io(e.into_error()))?;
+        file.sync_all().map_err(export::ExportError::Io)?;
+        std::fs::rename(&partial, &out).map_err(export::ExportError::Io)?;
+        Ok(n)
+    });
+    match finished {
         Ok(n) => {
             println!("exported {n} events to {}", out.display());
             ExitCode::SUCCESS
         }
-        Err(export::ExportError::Log(e)) => report_broken(e),
         Err(e) => {
-            eprintln!("gatehouse: {}: {e}", out.display());
-            ExitCode::from(1)
+            let _ = std::fs::remove_file(&partial);
+            match e {
+                export::ExportError::Log(e) => match e.position() {
+                    Some(_) => report_broken(e),
+                    None => {
+                        println!("cannot export: {e}");
+                        ExitCode::from(1)
+                    }
+                },
+                e => {
+                    eprintln!("gatehouse: {}: {e}", out.display());
+                    ExitCode::from(1)
+                }
+            }
         }
     }
 }
@@ -687,7 +719,7 @@ fn replay_rows(pg: &mut PgLog, to: Option<u64>) -> Result<Replayed, LogError> {
 }
 
 fn verify_shared(url: &str, key: Option<ed25519_dalek::VerifyingKey>) -> ExitCode {
-    let mut pg = match PgLog::connect(url) {
+    let mut pg = match PgLog::open_existing(url) {
         Ok(pg) => pg,
         Err(e) => return report_broken(e),
     };
@@ -716,7 +748,7 @@ fn verify_shared(url: &str, key: Option<ed25519_dalek::VerifyingKey>) -> ExitCod
 
 fn replay_shared(url: &str, to: Option<u64>) -> ExitCode {
     let started = std::time::Instant::now();
-    let mut pg = match PgLog::connect(url) {
+    let mut pg = match PgLog::open_existing(url) {
         Ok(pg) => pg,
         Err(e) => return report_broken(e),
     };

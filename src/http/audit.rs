@@ -503,10 +503,17 @@ async fn backup(app: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse,
     let dir = app.data_dir.join("backup");
     let (path, events) = web::block(move || -> Result<_, ApiError> {
         let io = |e: std::io::Error| ApiError::Internal(format!("cannot write the backup: {e}"));
-        std::fs::create_dir_all(&dir).map_err(io)?;
+        crate::log::private_dir(&dir).map_err(io)?;
         let path = dir.join(format!("gatehouse-{position}.bin"));
         let tmp = dir.join(format!(".gatehouse-{position}.bin.partial"));
-        let file = std::fs::File::create(&tmp).map_err(io)?;
+        // Private (0600): a backup holds password hashes.
+        let file = {
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            opts.open(&tmp).map_err(io)?
+        };
         let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
         let n = crate::log::export::write(&log, &mut w, crate::log::export::Format::Binary)
             .map_err(|e| ApiError::Internal(e.to_string()))?;

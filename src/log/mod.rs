@@ -262,6 +262,20 @@ fn migrate_from_sled(db: &sled::Db, dir: &Path) -> Result<(), LogError> {
     Ok(())
 }
 
+/// Create `dir` (and its parents) if missing, readable by its owner only: a data
+/// directory holds password hashes and keys. One that exists keeps its mode (the
+/// operator's choice).
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
 impl EventLog {
     /// Open (or create) the log under `dir`, with the default page cache.
     pub fn open(dir: &Path) -> Result<EventLog, LogError> {
@@ -280,7 +294,7 @@ impl EventLog {
     }
 
     fn open_as(dir: &Path, cache_bytes: u64, repair: bool) -> Result<EventLog, LogError> {
-        std::fs::create_dir_all(dir).map_err(|e| LogError::Storage(sled::Error::Io(e)))?;
+        private_dir(dir).map_err(|e| LogError::Storage(sled::Error::Io(e)))?;
         let db = open_db(
             sled::Config::new()
                 .path(dir.join("log"))

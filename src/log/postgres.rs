@@ -151,6 +151,32 @@ fn redact_password_values(s: &str) -> String {
 impl PgLog {
     /// Connect, and create (or check) the schema.
     pub fn connect(url: &str) -> Result<PgLog, LogError> {
+        let mut log = PgLog::unconnected(url)?;
+        log.migrate()?;
+        Ok(log)
+    }
+
+    /// Connect to a shared log that must already be there, writing nothing: what
+    /// `verify`, `replay` and `export` read. A database without one (empty, or the wrong
+    /// one named) is an error, not "chain intact: 0 events" over tables made for it.
+    pub fn open_existing(url: &str) -> Result<PgLog, LogError> {
+        let mut log = PgLog::unconnected(url)?;
+        let found: Option<String> = log
+            .client()?
+            .query_one("SELECT to_regclass('gatehouse_events')::text", &[])
+            .map_err(db)?
+            .get(0);
+        if found.is_none() {
+            return Err(LogError::Database(format!(
+                "{} holds no Gatehouse log (no table gatehouse_events): is it the right database?",
+                redact(url)
+            )));
+        }
+        log.refuse_newer_schema()?;
+        Ok(log)
+    }
+
+    fn unconnected(url: &str) -> Result<PgLog, LogError> {
         let mut config: postgres::Config = url
             .parse()
             .map_err(|e| LogError::Database(format!("invalid --store {}: {e}", redact(url))))?;
@@ -158,13 +184,34 @@ impl PgLog {
             .connect_timeout(Duration::from_secs(5))
             .keepalives_idle(Duration::from_secs(30))
             .application_name("gatehouse");
-        let mut log = PgLog {
+        Ok(PgLog {
             config,
             client: None,
             notify: true,
-        };
-        log.migrate()?;
-        Ok(log)
+        })
+    }
+
+    /// A schema newer than this version knows is refused before anything is written.
+    fn refuse_newer_schema(&mut self) -> Result<(), LogError> {
+        let client = self.client()?;
+        let exists: Option<String> = client
+            .query_one("SELECT to_regclass('gatehouse_schema')::text", &[])
+            .map_err(db)?
+            .get(0);
+        if exists.is_none() {
+            return Ok(());
+        }
+        let newest: Option<i32> = client
+            .query_one("SELECT max(version) FROM gatehouse_schema", &[])
+            .map_err(db)?
+            .get(0);
+        if newest.unwrap_or(0) > SCHEMA_VERSION {
+            return Err(LogError::Database(format!(
+                "the shared log has schema version {}, newer than this gatehouse knows ({SCHEMA_VERSION}): upgrade gatehouse",
+                newest.unwrap_or(0)
+            )));
+        }
+        Ok(())
     }
 
     /// A second connection to the same database (the follower's), made on first use —
@@ -204,6 +251,9 @@ impl PgLog {
     }
 
     fn migrate(&mut self) -> Result<(), LogError> {
+        // Before anything is created or recorded: a newer schema is not this version's
+        // to add its own version row to.
+        self.refuse_newer_schema()?;
         // Nodes starting at once may race on `CREATE TABLE IF NOT EXISTS` (PostgreSQL
         // can report a duplicate catalogue entry): try again.
         let mut attempt = 0;
@@ -224,17 +274,8 @@ impl PgLog {
                 Err(e) => return Err(db(e)),
             }
         }
-        let newest: Option<i32> = self
-            .client()?
-            .query_one("SELECT max(version) FROM gatehouse_schema", &[])
-            .map_err(db)?
-            .get(0);
-        if newest.unwrap_or(0) > SCHEMA_VERSION {
-            return Err(LogError::Database(format!(
-                "the shared log has schema version {}, newer than this gatehouse knows ({SCHEMA_VERSION}): upgrade gatehouse",
-                newest.unwrap_or(0)
-            )));
-        }
+        // Again: another version may have recorded itself meanwhile.
+        self.refuse_newer_schema()?;
         self.notify = self
             .client()?
             .execute("SELECT pg_notify($1, '0')", &[&CHANNEL])

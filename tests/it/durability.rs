@@ -866,3 +866,74 @@ fn a_typed_data_dir_beats_the_store_in_the_environment() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not both"));
 }
+
+/// A new data directory is its owner's only (it holds password hashes and keys), and
+/// an export is written private and whole: renamed into place when complete, and a
+/// failed one leaves nothing that looks like an export.
+#[test]
+fn a_new_data_directory_and_an_export_are_private() {
+    use crate::helpers::ServerProcess;
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("new").join("data");
+    let server = ServerProcess::start(&dir);
+    assert_eq!(server.admin().get("/access/api/v2/users/admin").status, 200);
+    assert!(server.terminate().success());
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{mode:o}");
+    let out = tmp.path().join("log.bin");
+    let run = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .env_remove("GATEHOUSE_STORE")
+            .output()
+            .unwrap()
+    };
+    let export = |from: &std::path::Path| {
+        run(&[
+            "export".as_ref(),
+            "--data-dir".as_ref(),
+            from.as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ])
+    };
+    let done = export(&dir);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    // A log that does not read: no export, and no part of one.
+    std::fs::remove_file(&out).unwrap();
+    let bad = tmp.path().join("bad");
+    copy_dir(&dir, &bad);
+    EventLog::open(&bad).unwrap().clear_snapshots().unwrap();
+    let log = bad.join("events.log");
+    // The length field of event 2: the record runs past the end of the file.
+    write_at(&log, event_offset(&bad, 2) + 3, &[0x40]);
+    let failed = export(&bad);
+    assert!(!failed.status.success());
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("log.bin"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}

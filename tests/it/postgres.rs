@@ -1251,3 +1251,43 @@ fn the_federation_stream_moves_with_the_lease_and_the_peer_gets_every_change() {
     succeeded(&other);
     drop((nodes, b));
 }
+
+/// `verify`, `replay` and `export` of a database that holds no Gatehouse log (empty, or
+/// the wrong one named) say so and create nothing. Before, they made the tables and
+/// answered "chain intact: 0 events".
+#[test]
+fn reading_a_database_without_a_log_says_so_and_creates_nothing() {
+    let Some(pg) = Postgres::start("reading_a_database_without_a_log_says_so_and_creates_nothing")
+    else {
+        return;
+    };
+    let url = pg.url();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("log.bin");
+    for _ in 0..2 {
+        for args in [
+            vec![
+                OsStr::new("verify"),
+                OsStr::new("--store"),
+                OsStr::new(&url),
+            ],
+            vec![
+                OsStr::new("replay"),
+                OsStr::new("--store"),
+                OsStr::new(&url),
+            ],
+            vec![
+                OsStr::new("export"),
+                OsStr::new("--store"),
+                OsStr::new(&url),
+                OsStr::new("--out"),
+                out.as_os_str(),
+            ],
+        ] {
+            let (ok, text) = gatehouse(&args);
+            assert!(!ok, "{args:?}: {text}");
+            assert!(text.contains("holds no Gatehouse log"), "{args:?}: {text}");
+        }
+    }
+    assert!(!out.exists());
+}
