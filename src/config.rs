@@ -250,10 +250,65 @@ impl Config {
             path: path.into(),
             source,
         })?;
-        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
-            path: path.into(),
-            message: e.message().to_string(),
+        // With the line and its key, which `message()` alone does not name (`invalid
+        // value: integer `-1`, expected u32`); not the line itself, which may hold a
+        // secret (a `store` URL with its password).
+        let config: Config = toml::from_str(&text).map_err(|e| {
+            let at = e.span().map(|span| {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                let key = (text.lines().nth(line - 1))
+                    .and_then(|l| l.split_once('='))
+                    .map(|(k, _)| k.trim().to_string());
+                match key {
+                    Some(k) if !k.is_empty() => format!("line {line}, `{k}`: "),
+                    _ => format!("line {line}: "),
+                }
+            });
+            ConfigError::Invalid {
+                path: path.into(),
+                message: format!("{}{}", at.unwrap_or_default(), e.message()),
+            }
         })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.into(),
+            message,
+        };
+        for (burst, per_minute, b, m) in [
+            (
+                config.signin_address_burst,
+                config.signin_address_per_minute,
+                "signin-address-burst",
+                "signin-address-per-minute",
+            ),
+            (
+                config.signin_user_burst,
+                config.signin_user_per_minute,
+                "signin-user-burst",
+                "signin-user-per-minute",
+            ),
+        ] {
+            if burst > 0 && per_minute == 0 {
+                return Err(invalid(format!(
+                    "`{m}` must be at least 1 while `{b}` is set (a limit that never refills \
+                     refuses every sign-in after the burst, the right password too); \
+                     `{b} = 0` turns the limit off"
+                )));
+            }
+        }
+        if config.familiar_address_days == 0 && config.lockout_from == LockoutFrom::Familiar {
+            return Err(invalid(
+                "`familiar-address-days` must be at least 1 with `lockout-from = \"familiar\"` \
+                 (no address would ever be familiar, and no user ever locked)"
+                    .into(),
+            ));
+        }
+        if config
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.0.trim().is_empty())
+        {
+            return Err(invalid("`metrics-token` must not be empty".into()));
+        }
         if config.lockout_threshold == 0 {
             return Err(ConfigError::Invalid {
                 path: path.into(),
@@ -346,6 +401,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("sometimes") || e.contains("variant"), "{e}");
+        // A wrong type names its key and line, not only the type.
+        let e = load("snapshot-every = 7\nlockout-threshold = -1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2, `lockout-threshold`"), "{e}");
+        // Values that would turn a protection into a trap are refused, by name.
+        for (text, key) in [
+            (
+                "signin-address-per-minute = 0\n",
+                "signin-address-per-minute",
+            ),
+            ("signin-user-per-minute = 0\n", "signin-user-per-minute"),
+            ("familiar-address-days = 0\n", "familiar-address-days"),
+            ("metrics-token = \" \"\n", "metrics-token"),
+        ] {
+            let e = load(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+        // ... and taken where they mean what they say.
+        load("signin-address-burst = 0\nsignin-address-per-minute = 0\n").unwrap();
+        load("lockout-from = \"any\"\nfamiliar-address-days = 0\n").unwrap();
     }
 
     #[test]
