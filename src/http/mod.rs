@@ -660,8 +660,30 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
 ];
 
-async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+/// 405, with the `Allow` header HTTP asks for: the methods [`ROUTES`] lists for the
+/// matched path (under the `/artifactory/access` prefix too).
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    use actix_web::ResponseError;
+    let mut res = ApiError::MethodNotAllowed.error_response();
+    let allowed = req.match_pattern().map(|pattern| {
+        let pattern = pattern
+            .strip_prefix("/artifactory/access/")
+            .map_or(pattern.clone(), |rest| format!("/access/{rest}"));
+        let mut methods: Vec<&str> = (ROUTES.iter())
+            .filter(|(_, path)| *path == pattern)
+            .map(|(method, _)| *method)
+            .collect();
+        methods.dedup();
+        methods.join(", ")
+    });
+    if let Some(value) = allowed
+        .filter(|a| !a.is_empty())
+        .and_then(|a| HeaderValue::from_str(&a).ok())
+    {
+        res.headers_mut()
+            .insert(actix_web::http::header::ALLOW, value);
+    }
+    res
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
