@@ -1050,7 +1050,7 @@ fn art_api_header_as_bearer(req: &mut ServiceRequest) {
     }
 }
 
-fn new_request_id() -> String {
+pub(crate) fn new_request_id() -> String {
     // Unique, not secret: the thread's CSPRNG, without a system call each. `crate::hex`
     // (a table), not `write!("{x:02x}")` a byte, which was 8 % of a ping's instructions.
     crate::hex(&rand::random::<[u8; 8]>())

@@ -231,6 +231,10 @@ fn the_test_endpoint_delivers_a_signed_sample_to_a_real_receiver() {
     assert_eq!(header(&head, "content-type"), Some("application/json"));
     assert_eq!(header(&head, "x-mycompany-header"), Some("whatever"));
     assert_eq!(header(&head, "x-jfrog-event-auth"), Some("tell-no-one-123"));
+    // A test's own idempotency key, never a log position's (a receiver dropping keys it
+    // saw would drop the real event at that position).
+    let key = header(&head, "x-gatehouse-idempotency-key").unwrap_or_default();
+    assert!(key.starts_with("test-"), "{key}");
     // The signature, checked with an independent HMAC.
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"tell-no-one-123").unwrap();
     mac.update(&body);
