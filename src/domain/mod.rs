@@ -479,7 +479,7 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
         Command::SavePermissionTargetAsManager { target, manager } => {
             permissions::save_target_as_manager(state, target, manager)
         }
-        Command::SaveRepository(r) => permissions::save_repository(r),
+        Command::SaveRepository(r) => permissions::save_repository(state, r),
         Command::DeleteRepository { key } => permissions::delete_repository(state, key),
         Command::SaveProject {
             project,

@@ -301,9 +301,20 @@ pub(super) fn delete_target(state: &State, name: &str) -> Result<Vec<Event>, Dom
     }])
 }
 
-pub(super) fn save_repository(r: &Repository) -> Result<Vec<Event>, DomainError> {
+pub(super) fn save_repository(state: &State, r: &Repository) -> Result<Vec<Event>, DomainError> {
     // The repository rules, here so that no API can store a repository they refuse.
     super::validate_repo_key("key", &r.key)?;
+    // Keys are case-sensitive, but Artifactory refuses a new key that differs from an
+    // existing one by case only (`LIBS-RELEASE` beside `libs-release`).
+    if !state.repositories.by_key.contains_key(r.key.as_str()) {
+        if let Some(other) =
+            (state.repositories.by_key.keys()).find(|k| k.eq_ignore_ascii_case(&r.key))
+        {
+            return Err(DomainError::AlreadyExists(format!(
+                "repository `{other}` (keys that differ by case only are one repository to Artifactory)"
+            )));
+        }
+    }
     if !super::REPOSITORY_CLASSES.contains(&r.rclass.as_str()) {
         return Err(DomainError::invalid(
             "rclass",

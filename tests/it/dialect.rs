@@ -904,3 +904,58 @@ fn an_artifactory_round_trip_keeps_patterns_per_repository() {
     assert!(!allowed(&app, "pat", "repo-b/any/x.jar", "read"));
     assert!(allowed(&app, "pat", "repo-b/only-a/x.jar", "read"));
 }
+
+/// Repository keys are case-sensitive, but a new one differing from an existing key by
+/// case only is refused, as Artifactory does; the existing one is still changed.
+#[test]
+fn a_repository_key_differing_only_by_case_is_refused() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let body = json!({"rclass": "local", "packageType": "generic"});
+    let r = admin.put("/artifactory/api/repositories/Libs-release", &body);
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let seq = app.digest()["seq"].as_u64().unwrap();
+    let r = admin.put("/artifactory/api/repositories/LIBS-RELEASE", &body);
+    assert!(r.status == 400 || r.status == 409, "{}", r.text);
+    assert!(r.error_message().contains("Libs-release"), "{}", r.text);
+    assert_eq!(app.digest()["seq"].as_u64().unwrap(), seq);
+    let r = admin.put("/artifactory/api/repositories/Libs-release", &body);
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+}
+
+/// Access's v2 user create: a user read elsewhere and sent back `disabled` is created
+/// disabled (it was a 400), and a realm other than `internal` — "the parameter realm
+/// will be internal" — is named as ignored (it was ignored silently).
+#[test]
+fn a_v2_user_may_be_created_disabled_and_a_realm_is_named_as_ignored() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "dora", "password": "Dora-password-1", "email": "d@example.com",
+                "status": "disabled", "realm": "saml"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json()["status"], json!("disabled"));
+    assert_eq!(r.json()["realm"], json!("internal"));
+    assert_eq!(r.header("x-gatehouse-ignored-fields"), Some("realm"));
+    assert_eq!(
+        app.as_user("dora", "Dora-password-1")
+            .get("/access/api/v2/users/dora")
+            .status,
+        401
+    );
+    let r = admin.patch(
+        "/access/api/v2/users/dora",
+        &json!({"realm": "internal", "status": "enabled"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("x-gatehouse-ignored-fields"), None);
+    let r = admin.patch("/access/api/v2/users/dora", &json!({"realm": "ldap"}));
+    assert_eq!(r.header("x-gatehouse-ignored-fields"), Some("realm"));
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "eli", "password": "Eli-password-1", "status": "locked"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+}
