@@ -104,6 +104,11 @@ impl Application {
         }
         crate::tls::init_client(settings.config.ca_file.as_deref())
             .map_err(|e| StartError::Other(e.to_string()))?;
+        if settings.config.tls_cert.is_some() != settings.config.tls_key.is_some() {
+            return Err(StartError::Other(
+                "a TLS certificate and its key go together (tls-cert and tls-key)".into(),
+            ));
+        }
         let cert_store = match (&settings.config.tls_cert, &settings.config.tls_key) {
             (Some(cert), Some(key)) => Some(
                 crate::tls::CertStore::open(cert, key)

@@ -49,10 +49,10 @@ enum Cmd {
         #[arg(long, env = "GATEHOUSE_MASTER_KEY_FILE")]
         master_key_file: Option<PathBuf>,
         /// Serve HTTPS with this certificate chain (PEM; with --tls-key). Re-read on SIGHUP.
-        #[arg(long, env = "GATEHOUSE_TLS_CERT", requires = "tls_key")]
+        #[arg(long, env = "GATEHOUSE_TLS_CERT")]
         tls_cert: Option<PathBuf>,
         /// The certificate's private key (PEM).
-        #[arg(long, env = "GATEHOUSE_TLS_KEY", requires = "tls_cert")]
+        #[arg(long, env = "GATEHOUSE_TLS_KEY")]
         tls_key: Option<PathBuf>,
         /// Root certificates (PEM) that outgoing calls trust besides the system's.
         #[arg(long, env = "GATEHOUSE_CA_FILE")]
@@ -193,9 +193,12 @@ fn main() -> ExitCode {
         .with(filter)
         .with(tracing_subscriber::filter::filter_fn(not_secret_bearing));
     match format {
+        // Colours only for a terminal: a file, a journal or the support bundle's copy of
+        // the recent lines (the same writer) gets plain text.
         LogFormat::Text => registry
             .with(
                 tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                     .with_writer(gatehouse::recent_logs::Tee::install()),
             )
             .init(),
@@ -314,10 +317,25 @@ fn serve(
             return ExitCode::from(2);
         }
     };
-    // Flags (and their environment variables) win over the config file.
+    // Flags (and their environment variables) win over the config file, each on its
+    // own: a key in the file and its certificate on the command line are a pair too.
     if tls_cert.is_some() {
         config.tls_cert = tls_cert;
+    }
+    if tls_key.is_some() {
         config.tls_key = tls_key;
+    }
+    if config.tls_cert.is_some() != config.tls_key.is_some() {
+        eprintln!(
+            "gatehouse: a TLS certificate and its key go together (--tls-cert and --tls-key, \
+             GATEHOUSE_TLS_CERT and GATEHOUSE_TLS_KEY, or tls-cert and tls-key in the config file)"
+        );
+        return ExitCode::from(2);
+    }
+    // Before anything is created in the data directory.
+    if let Err(e) = std::net::ToSocketAddrs::to_socket_addrs(listen.as_str()) {
+        eprintln!("gatehouse: cannot listen on `{listen}`: {e}");
+        return ExitCode::from(2);
     }
     if ca_file.is_some() {
         config.ca_file = ca_file;

@@ -567,19 +567,22 @@ fn tls_serves_https_refuses_plain_http_and_reloads_its_certificate_on_sighup() {
     let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
     let first = pki.issue("gatehouse one", &cert, &key);
     let config = tmp.path().join("gatehouse.toml");
-    std::fs::write(&config, "keep-alive-secs = 120\n").unwrap();
+    // The key in the config file, its certificate on the command line: one pair.
+    std::fs::write(
+        &config,
+        format!(
+            "keep-alive-secs = 120\ntls-key = {:?}\n",
+            key.display().to_string()
+        ),
+    )
+    .unwrap();
     let server = ServerProcess::spawn_with_args(
         &tmp.path().join("data"),
         "warn",
         Stdio::inherit(),
         Some(&config),
         "127.0.0.1:0",
-        &[
-            OsStr::new("--tls-cert"),
-            cert.as_os_str(),
-            OsStr::new("--tls-key"),
-            key.as_os_str(),
-        ],
+        &[OsStr::new("--tls-cert"), cert.as_os_str()],
     );
     assert!(server.base.starts_with("https://"), "{}", server.base);
     let port: u16 = server.base.rsplit(':').next().unwrap().parse().unwrap();
@@ -990,4 +993,36 @@ fn the_server_runs_without_transparent_huge_pages_unless_asked() {
         &[("MIMALLOC_ALLOW_THP", "1")],
     );
     assert_eq!(thp(server.pid()).as_deref(), Some("1"));
+}
+
+/// Mistakes on the command line stop `serve` before it touches the data directory, and
+/// say what to fix: an address it cannot listen on, a certificate without its key.
+#[test]
+fn serve_refuses_a_bad_address_or_half_a_tls_pair_before_creating_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let serve = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .env_remove("GATEHOUSE_TLS_CERT")
+            .env_remove("GATEHOUSE_TLS_KEY")
+            .output()
+            .unwrap()
+    };
+    let out = serve(&["--listen", "notanaddr"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("notanaddr"));
+    let out = serve(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        "/nonexistent/cert.pem",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("go together"));
+    assert!(!data.exists(), "the data directory was created");
 }

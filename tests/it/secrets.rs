@@ -163,6 +163,11 @@ fn secrets_never_reach_the_log_or_the_server_output() {
         contains(&output, "request"),
         "the server logged requests at debug level"
     );
+    // Written to a file, the log is plain text: no terminal colour codes.
+    assert!(
+        !output.contains(&0x1b),
+        "ANSI escapes in a log written to a file"
+    );
     haystacks.push(("server output".into(), output));
     haystacks.push(("the support bundle".into(), gunzip(&archive)));
     for (name, bytes) in &haystacks {
