@@ -98,8 +98,9 @@ impl From<SubmitError> for ApiError {
     fn from(e: SubmitError) -> Self {
         match e {
             SubmitError::Domain(d) => d.into(),
+            // Nothing was committed: the client may send it again (`Retry-After: 1`).
             SubmitError::Unavailable => {
-                ApiError::Unavailable("the event log is not available".into())
+                ApiError::Overloaded("the event log is not available".into())
             }
         }
     }

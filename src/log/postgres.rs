@@ -259,12 +259,15 @@ impl PgLog {
         let mut attempt = 0;
         loop {
             let client = self.client()?;
-            let result = client.batch_execute(SCHEMA).and_then(|_| {
-                client.execute(
-                    "INSERT INTO gatehouse_schema (version) VALUES ($1) ON CONFLICT DO NOTHING",
-                    &[&SCHEMA_VERSION],
-                )
-            });
+            // Quiet: "relation … already exists, skipping" on every start is no news.
+            let result = client
+                .batch_execute(&format!("SET client_min_messages = warning; {SCHEMA}"))
+                .and_then(|_| {
+                    client.execute(
+                        "INSERT INTO gatehouse_schema (version) VALUES ($1) ON CONFLICT DO NOTHING",
+                        &[&SCHEMA_VERSION],
+                    )
+                });
             match result {
                 Ok(_) => break,
                 Err(_) if attempt < 5 && !client.is_closed() => {
@@ -336,13 +339,17 @@ impl PgLog {
         let client = self
             .client()
             .map_err(|e| AppendError::Unavailable(e.to_string()))?;
-        let result = (|| -> Result<u64, postgres::Error> {
+        // A position another node took is skipped (`ON CONFLICT DO NOTHING`), not an error
+        // that PostgreSQL logs with its statement: with several writers that was most
+        // of its log. Fewer rows than sent roll the whole batch back, and tell which.
+        let result = (|| -> Result<Result<(), bool>, postgres::Error> {
             let mut tx = client.transaction()?;
             let inserted = tx.execute(
                 "INSERT INTO gatehouse_events (position, hash, bytes)
                  SELECT * FROM unnest($1::BIGINT[], $2::BYTEA[], $3::BYTEA[])
                  WHERE $4::BIGINT = 0
-                    OR EXISTS (SELECT 1 FROM gatehouse_events WHERE position = $4 AND hash = $5)",
+                    OR EXISTS (SELECT 1 FROM gatehouse_events WHERE position = $4 AND hash = $5)
+                 ON CONFLICT (position) DO NOTHING",
                 &[
                     &positions,
                     &hashes,
@@ -351,15 +358,30 @@ impl PgLog {
                     &prev.as_slice(),
                 ],
             )?;
-            if inserted as usize == records.len() && notify {
+            if inserted as usize != records.len() {
+                // Taken: another node's batch follows what this writer saw (a conflict,
+                // to decide again); otherwise what it saw is not there (broken).
+                let taken: bool = tx
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM gatehouse_events WHERE position = $1)
+                            AND ($2::BIGINT = 0 OR EXISTS (
+                                SELECT 1 FROM gatehouse_events WHERE position = $2 AND hash = $3))",
+                        &[&positions[0], &(after as i64), &prev.as_slice()],
+                    )?
+                    .get(0);
+                tx.rollback()?;
+                return Ok(Err(taken));
+            }
+            if notify {
                 tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &head])?;
             }
             tx.commit()?;
-            Ok(inserted)
+            Ok(Ok(()))
         })();
         match result {
-            Ok(n) if n as usize == records.len() => Ok(()),
-            Ok(_) => Err(AppendError::Log(LogError::ChainBroken {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(true)) => Err(AppendError::Conflict),
+            Ok(Err(false)) => Err(AppendError::Log(LogError::ChainBroken {
                 seq: after,
                 reason: "this node's copy of the log does not end where the shared log has it"
                     .into(),

@@ -437,6 +437,12 @@ fn three_nodes_write_at_once_into_one_chain_with_every_write_exactly_once() {
     );
     let (hash, digest) = verify_shared(&url);
     assert_eq!(digest, digests[0]["digest"].as_str().unwrap());
+    // Writers meeting at a position are not errors in PostgreSQL's own log.
+    let pg_log = std::fs::read_to_string(pg.dir.path().join("log")).unwrap_or_default();
+    assert!(
+        !pg_log.contains("duplicate key"),
+        "conflicts logged as errors by PostgreSQL"
+    );
     for (n, d) in nodes.into_iter().zip(&dirs) {
         assert!(n.terminate().success());
         let (copy_hash, copy_digest) = verify_copy(d.path());
