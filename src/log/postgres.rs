@@ -505,15 +505,24 @@ impl PgLog {
             Some(h) if h == local.head_hash() => Ok(()),
             Some(_) => Err(LogError::ChainBroken {
                 seq,
-                reason: "this data directory's log and the shared log differ here".into(),
+                reason: "this data directory's log ends here with another hash than the \
+                         shared log has: they differ here or before (`gatehouse verify` of \
+                         each names the first position that does not verify)"
+                    .into(),
             }),
             None if self.head()?.0 == 0 => Err(LogError::Database(format!(
                 "the shared log is empty but this data directory holds {seq} events: move them there with `gatehouse export` and `gatehouse import --store …`, or start with an empty data directory"
             ))),
-            None => Err(LogError::ChainBroken {
-                seq,
-                reason: "this data directory's log is longer than the shared log".into(),
-            }),
+            None => {
+                let shared = self.head()?.0;
+                Err(LogError::ChainBroken {
+                    seq,
+                    reason: format!(
+                        "this data directory's log ends here, but the shared log ends at \
+                         position {shared}: the shared log lost events, or this is another log"
+                    ),
+                })
+            }
         }
     }
 }

@@ -519,7 +519,8 @@ impl OpenedBodies {
 /// A subscription's delivery status.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
-    /// Position of the last event whose delivery finished (delivered or failed).
+    /// Position of the last event whose delivery finished (delivered or failed), or that
+    /// the dispatcher judged and found nothing in for this subscription.
     pub cursor: u64,
     pub pending: usize,
     pub failed: usize,
@@ -742,6 +743,15 @@ impl Deliveries {
         };
         let pending = count(b'o')?;
         let failed = count(b'd')?;
+        // Nothing waiting, and no overflow to read back from the log: every event the
+        // dispatcher has judged is finished for this subscription, matched or not. The
+        // worker's own cursor moves only with deliveries, so a subscription whose events
+        // are rare looked hours behind (its lag metrics grew with every other write).
+        let cursor = if pending == 0 && self.tree.get(lag_key(key))?.is_none() {
+            cursor.max(self.dispatched.load(Ordering::SeqCst))
+        } else {
+            cursor
+        };
         let last_error = self.history(key, 1)?.into_iter().next().and_then(|a| {
             if a.outcome == "delivered" {
                 None

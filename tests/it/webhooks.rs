@@ -285,3 +285,37 @@ fn the_test_endpoint_delivers_a_signed_sample_to_a_real_receiver() {
     // Nothing was stored by testing.
     assert_eq!(admin.get(SUBS).json(), json!([]));
 }
+
+/// A subscription whose events are rare is not behind when nothing waits for it: the
+/// events the dispatcher judged and found nothing in count as done. Before, its lag
+/// metrics grew with every other write (an alert on `gatehouse_webhook_lag_seconds`
+/// fired for a subscription with nothing to deliver).
+#[test]
+fn a_subscription_with_nothing_to_deliver_is_not_lagging() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let rx = receiver();
+    assert_eq!(admin.post(SUBS, &definition("rare", &rx.url)).status, 201);
+    // Users whose names the criteria leave out, and groups: nothing for `rare`.
+    for i in 0..5 {
+        app.create_group(&format!("g{i}"));
+        app.create_user(&format!("other{i}"), "password-1");
+    }
+    let head = app.digest()["seq"].as_u64().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let d = admin.get(&format!("{SUBS}/rare/deliveries")).json();
+        if d["cursor"].as_u64() == Some(head) {
+            assert_eq!(d["pending_count"], json!(0), "{d}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still behind: {d}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let text = admin.get("/access/api/v1/metrics").text;
+    assert!(
+        text.contains(r#"gatehouse_webhook_lag_events{subscription="rare"} 0"#),
+        "{text}"
+    );
+    assert!(rx.seen.lock().unwrap().is_empty());
+}
