@@ -139,7 +139,7 @@ async fn reset(
     let key = app
         .keys
         .signing_key(&kid)
-        .ok_or_else(|| ApiError::Internal(rid.0.clone()))?;
+        .ok_or_else(|| super::tokens::no_private_key(&kid))?;
     let der = keys::certificate::root_certificate(key.dalek(), &kid, &service_id)
         .map_err(ApiError::Internal)?;
     Ok(written(

@@ -28,7 +28,7 @@ pub enum ApiError {
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// Storage or internal failure: the cause is logged, never sent.
-    #[error("internal error; see the server log for request {0}")]
+    #[error("internal error ({0}); see the server log")]
     Internal(String),
     #[error("{0}")]
     Unavailable(String),
@@ -75,6 +75,10 @@ impl ResponseError for ApiError {
             }
             ApiError::Overloaded(_) => {
                 res.insert_header((header::RETRY_AFTER, "1"));
+            }
+            // The answer says to look in the log: so the log has it, whoever made it.
+            ApiError::Internal(detail) => {
+                tracing::error!(detail = %detail, "internal error");
             }
             _ => {}
         }

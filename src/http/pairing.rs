@@ -143,7 +143,7 @@ async fn create(
         user_seq,
     };
     let minted =
-        tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| ApiError::Internal(rid.0.clone()))?;
+        tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| super::tokens::no_private_key(&kid))?;
     let committed = app
         .submit(
             Command::IssueToken(minted.record.clone()),
@@ -326,7 +326,7 @@ async fn exchange(
         user_seq,
     };
     let master =
-        tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| ApiError::Internal(rid.0.clone()))?;
+        tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| super::tokens::no_private_key(&kid))?;
     let cmd = Command::CompletePairing {
         pairing_token_id: Some(claims.jti.clone()),
         use_case,

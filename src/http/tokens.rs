@@ -50,7 +50,7 @@ const MAX_EXPIRES_IN: u64 = 100 * 365 * 24 * 3600;
 /// The active signing key's private half is not on this node (another node of a shared
 /// log made it, and they share no master key): said in the answer and the log, not as a
 /// bare 500.
-fn no_private_key(kid: &str) -> ApiError {
+pub(super) fn no_private_key(kid: &str) -> ApiError {
     tracing::error!(
         kid,
         "cannot sign a token: this node does not hold the private half of the active \
