@@ -1268,6 +1268,9 @@ pub fn scope_grants_admin(
 /// Whether `ip` is in one of the CIDRs (validated on the way in; a bare address is a
 /// one-address network).
 pub fn cidrs_contain(cidrs: &[String], ip: std::net::IpAddr) -> bool {
+    // `::ffff:10.1.1.1` is 10.1.1.1 (what a dual-stack listener sees for every IPv4
+    // peer): judged as IPv6, it escaped `10.0.0.0/8` blocks and missed allow-lists.
+    let ip = ip.to_canonical();
     cidrs.iter().any(|c| match parse_cidr(c) {
         Some(net) => net.contains(&ip),
         None => false,

@@ -101,15 +101,19 @@ fn question(req: &HttpRequest) -> Result<Question, ApiError> {
             ACTIONS.join(", ")
         )));
     }
-    let resource = resource.trim_start_matches('/');
-    let (repo, path) = resource.split_once('/').unwrap_or((resource, ""));
-    if repo.is_empty()
-        || resource.split('/').any(|s| s == "..")
-        || resource.chars().any(|c| c.is_control())
-    {
-        return Err(ApiError::BadRequest(
-            "invalid `resource`: expected `<repository>/<path>`".into(),
-        ));
+    let invalid =
+        || ApiError::BadRequest("invalid `resource`: expected `<repository>/<path>`".into());
+    if resource.split('/').any(|s| s == "..") || resource.chars().any(|c| c.is_control()) {
+        return Err(invalid());
+    }
+    // Decided on the path a file server serves: empty and `.` segments go, as nginx
+    // merges slashes and resolves `.` before it opens a file. Judged as sent,
+    // `libs/org//secret/a` escaped an exclude of `org/secret/**`, and `./release-bundles/…`
+    // read `.` as a repository that `ANY` reaches.
+    let resource = normalize_path(&resource);
+    let (repo, path) = resource.split_once('/').unwrap_or((&resource, ""));
+    if repo.is_empty() {
+        return Err(invalid());
     }
     Ok(Question {
         repo: repo.to_string(),
@@ -117,6 +121,18 @@ fn question(req: &HttpRequest) -> Result<Question, ApiError> {
         action,
         signed_query,
     })
+}
+
+/// `resource` without empty and `.` segments (borrowed when it has none: the common case
+/// on the hot path).
+pub(super) fn normalize_path(resource: &str) -> std::borrow::Cow<'_, str> {
+    if !resource.split('/').any(|s| s.is_empty() || s == ".") {
+        return std::borrow::Cow::Borrowed(resource);
+    }
+    let kept: Vec<&str> = (resource.split('/'))
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect();
+    std::borrow::Cow::Owned(kept.join("/"))
 }
 
 /// The answer's body, serialised straight from borrowed fields (this is the hot path of

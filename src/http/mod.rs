@@ -1188,7 +1188,12 @@ pub fn with_cursor(mut body: serde_json::Value, next: Option<String>) -> serde_j
 /// `trusted-proxies` — the right-most `X-Forwarded-For` entry that is not itself a
 /// trusted proxy (the left-most entries are whatever the client chose to send).
 pub fn client_ip(req: &HttpRequest, config: &Config) -> Option<std::net::IpAddr> {
-    let peer = req.peer_addr()?.ip();
+    client_ip_as_sent(req, config).map(|ip| ip.to_canonical())
+}
+
+/// [`client_ip`] before an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) becomes IPv4.
+fn client_ip_as_sent(req: &HttpRequest, config: &Config) -> Option<std::net::IpAddr> {
+    let peer = req.peer_addr()?.ip().to_canonical();
     let trusted = |ip: std::net::IpAddr| crate::auth::cidrs_contain(&config.trusted_proxies, ip);
     if config.trusted_proxies.is_empty() || !trusted(peer) {
         if req.headers().contains_key("x-original-uri") {

@@ -43,8 +43,10 @@ struct CreateBody {
 }
 
 fn check_repo_path(p: &str) -> Result<String, ApiError> {
-    let p = p.trim_start_matches('/');
-    let (repo, _) = p.split_once('/').unwrap_or((p, ""));
+    // The path `authorize` decides on: without empty and `.` segments (the signer's
+    // `manage` is judged there, not on `org//secret/…`).
+    let p = super::authorize::normalize_path(p);
+    let (repo, _) = p.split_once('/').unwrap_or((&p, ""));
     if repo.is_empty()
         || p.len() > 2048
         || p.chars().any(|c| c.is_control())
@@ -52,7 +54,7 @@ fn check_repo_path(p: &str) -> Result<String, ApiError> {
     {
         return Err(ApiError::BadRequest("invalid `repo_path`: expected `<repository>/<path>` without `..` or control characters".into()));
     }
-    Ok(p.to_string())
+    Ok(p.into_owned())
 }
 
 /// Seed 002: "Signed URLs can be created by admins or users with Manage permission" (on

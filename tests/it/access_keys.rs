@@ -452,6 +452,25 @@ fn expired_keys_and_client_networks() {
     let (status, _, msg) = ask(&net, "r/x", "read", &[("X-Forwarded-For", "10.9.1.1")]);
     assert_eq!(status, 401);
     assert!(msg.contains("blocked"), "{msg}");
+    // The same address in its IPv4-mapped IPv6 form (what a dual-stack listener sees):
+    // still blocked, still allowed.
+    let (status, _, msg) = ask(
+        &net,
+        "r/x",
+        "read",
+        &[("X-Forwarded-For", "::ffff:10.9.1.1")],
+    );
+    assert_eq!(status, 401, "{msg}");
+    assert!(msg.contains("blocked"), "{msg}");
+    assert!(
+        ask(
+            &net,
+            "r/x",
+            "read",
+            &[("X-Forwarded-For", "::ffff:10.1.2.3")]
+        )
+        .1
+    );
     assert_eq!(
         ask(&net, "r/x", "read", &[]).0,
         401,

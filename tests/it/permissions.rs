@@ -736,3 +736,52 @@ fn an_admin_scoped_token_and_a_token_as_basic_password_through_authorize() {
         "revoked"
     );
 }
+
+/// A path is decided as a file server serves it: empty and `.` segments (sent raw, or
+/// as `%2e`) do not escape an exclude, and `./` before a repository does not turn `ANY`
+/// into a grant on release bundles. Before, `libs/org//secret/a` was allowed.
+#[test]
+fn empty_and_dot_segments_do_not_escape_a_pattern() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("alice", "Alice-password-1");
+    app.create_user("ivan", "Ivan-password-1");
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/t-pat",
+        &json!({"repo": {"repositories": ["libs"], "include-patterns": ["org/**"],
+                "exclude-patterns": ["org/secret/**"], "actions": {"users": {"alice": ["read"]}}}}),
+    );
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/t-any",
+        &json!({"repo": {"repositories": ["ANY"], "actions": {"users": {"ivan": ["read"]}}}}),
+    );
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let ask = |who: &str, password: &str, uri: &str| {
+        let r = app
+            .as_user(who, password)
+            .get_with("/access/api/v1/authorize", &[("X-Original-URI", uri)]);
+        r.status
+    };
+    let alice = |uri: &str| ask("alice", "Alice-password-1", uri);
+    assert_eq!(alice("/artifactory/libs/org/public/a"), 200);
+    for uri in [
+        "/artifactory/libs/org/secret/a",
+        "/artifactory/libs/org//secret/a",
+        "/artifactory/libs/org/./secret/a",
+        "/artifactory/libs/org/%2e/secret/a",
+        "/artifactory/libs//org/secret/a",
+        "/artifactory/./libs/org/secret/a",
+    ] {
+        assert_eq!(alice(uri), 403, "{uri}");
+    }
+    let r = app
+        .as_user("alice", "Alice-password-1")
+        .get("/access/api/v1/authorize?resource=libs/org//secret/a&action=read");
+    assert_eq!(r.status, 403, "{}", r.text);
+    let ivan = |uri: &str| ask("ivan", "Ivan-password-1", uri);
+    assert_eq!(ivan("/artifactory/libs/x"), 200);
+    assert_eq!(ivan("/artifactory/release-bundles/rb/1.0/x"), 403);
+    assert_eq!(ivan("/artifactory/./release-bundles/rb/1.0/x"), 403);
+    assert_eq!(ivan("/artifactory/.//artifactory-build-info/b/1.json"), 403);
+}
