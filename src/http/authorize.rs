@@ -48,7 +48,9 @@ fn own_signed_query(req: &HttpRequest) -> Result<Option<String>, ApiError> {
         return Ok(None);
     }
     let mut parts = Vec::new();
-    for name in ["sig", "exp", "v"] {
+    // `org`: a URL signed with an organisation's key names it (it was dropped here, so
+    // such a URL was refused on this form and accepted through X-Original-URI).
+    for name in ["sig", "exp", "v", "org"] {
         if let Some(v) = query_param(req, name)? {
             parts.push(format!("{name}={v}"));
         }

@@ -226,6 +226,14 @@ async fn sign_in(
     super::extract::note_principal(&req, &principal.username);
     let (id, csrf, position) = {
         let s = app.read();
+        // `disable_ui_access`: the REST API only, as in JFrog (the password was right;
+        // the answer says why the console is closed to this user).
+        if (s.directory.users.get(principal.username.as_str())).is_some_and(|u| u.disable_ui_access)
+        {
+            return Err(ApiError::Forbidden(
+                "this user may use the REST API only (`disable_ui_access`)".into(),
+            ));
+        }
         let (id, csrf) = sessions(&app)
             .create(&s, &principal.username)
             .ok_or_else(|| ApiError::Unauthorized("invalid credentials".into()))?;

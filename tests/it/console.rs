@@ -407,3 +407,25 @@ fn a_console_session_reads_the_past() {
     );
     assert_eq!(r.status, 400, "{}", r.text);
 }
+
+/// `disable_ui_access`: the REST API only, as in JFrog. The console refuses the sign-in
+/// (it was stored and shown, and the user got the whole console); the API still works.
+#[test]
+fn a_user_without_ui_access_cannot_sign_in_to_the_console() {
+    let app = TestApp::spawn();
+    let r = app.admin().post(
+        "/access/api/v2/users",
+        &json!({"username": "apionly", "password": "Api-only-password-1", "disable_ui_access": true}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = sign_in_raw(&app, "apionly", "Api-only-password-1");
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.header("set-cookie").is_none());
+    assert!(r.text.contains("disable_ui_access"), "{}", r.text);
+    assert_eq!(
+        app.as_user("apionly", "Api-only-password-1")
+            .get("/access/api/v2/users/apionly")
+            .status,
+        200
+    );
+}

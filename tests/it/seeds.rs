@@ -729,6 +729,13 @@ fn signed_urls_by_managers_as_json_and_per_organisation_keys() {
     let org_url = r.json().as_str().unwrap().to_string();
     assert!(org_url.contains("&org=myorg"));
     assert_eq!(verify(&org_url), 200);
+    // authorize's `?resource=` form takes it whole, `org` included (it was dropped, and
+    // the URL refused there while accepted through X-Original-URI).
+    let query = org_url.split_once('?').unwrap().1;
+    let r = app.anon().get(&format!(
+        "/access/api/v1/authorize?resource=example-repo-local/2.txt&action=read&{query}"
+    ));
+    assert_eq!(r.status, 200, "{}", r.text);
     // Replacing myorg's key ends myorg's URLs only; the default key's URLs still work.
     assert_eq!(
         admin

@@ -475,7 +475,7 @@ async function webhooks(main, ctx) {
     const [d, f] = await Promise.all([get(`/event/api/v1/subscriptions/${enc(key)}/deliveries`), get(`/event/api/v1/subscriptions/${enc(key)}/failed`)]);
     main.append(h('h2', {}, `Deliveries of ${key} (now)`));
     main.append(h('p', {}, `Pending ${d.pending_count}, failed ${d.failed_count}${d.last_error ? ', last error: ' + d.last_error : ''}.`));
-    main.append(table(['Position', 'Event', 'Status', 'Time'], (d.attempts || []).map((a) => [String(a.position), a.event_type, String(a.status ?? a.error ?? ''), a.time || ''])));
+    main.append(table(['Position', 'Event', 'Status', 'Time'], (d.attempts || []).map((a) => [String(a.position), a.event_type, String(a.status_code ?? a.error ?? ''), a.time || ''])));
     main.append(h('h2', {}, 'Dead letters'));
     main.append(table(['Position', 'Event', 'Name', 'Attempts', 'Last error'], (f.failed || []).map((x) => [String(x.position), x.event_type, x.name || '', String(x.attempts), x.last_error || ''])));
     if ((f.failed || []).length) main.append(button('Re-drive all dead letters', async () => { await post(`/event/api/v1/subscriptions/${enc(key)}/failed/redrive`, {}); ctx.refresh(); }));
