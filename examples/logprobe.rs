@@ -125,6 +125,7 @@ fn state_probe(rounds: u64) {
             access_hash: "a".repeat(64),
             refresh_hash: None,
             reference_hash: None,
+            self_issued: false,
         })));
         state.apply(&issued);
         let revoked = next(Event::TokenRevoked { token_id: id });

@@ -49,6 +49,7 @@ fn events(state: &State, from: u64, n: usize, salt: &str) -> Vec<Envelope> {
                     access_hash: format!("{:064x}", seq),
                     refresh_hash: None,
                     reference_hash: None,
+                    self_issued: false,
                 })),
                 _ => Event::UserGroupsChanged {
                     username: users[(seq as usize * 7) % users.len()].to_string(),

@@ -44,6 +44,7 @@ fn main() {
                 now: 1_800_000_000,
                 ext: vec![],
                 user_seq: None,
+                self_issued: false,
             };
             mint(&keys, &kid, &spec).expect("mint").access_token
         })

@@ -43,6 +43,9 @@ pub struct Spec<'a> {
     /// `created_seq` of the subject's user record, so a later user of the same name is
     /// not taken for this one.
     pub user_seq: Option<u64>,
+    /// Issued by its subject for itself (see `TokenIssued::self_issued`): said in the
+    /// `ext` claim too, for tokens kept without a record.
+    pub self_issued: bool,
 }
 
 /// The ids of the token records in `state` that are past use at `now` (unix seconds;
@@ -100,6 +103,9 @@ fn ext_claim(spec: &Spec) -> Option<String> {
     }
     if let Some(n) = spec.user_seq {
         members.push(("user_seq", seq.format(n)));
+    }
+    if spec.self_issued {
+        members.push(("self_issued", "true"));
     }
     members.extend(spec.ext.iter().map(|(k, v)| (*k, v.as_str())));
     if members.is_empty() {
@@ -170,6 +176,7 @@ pub fn mint(keys: &KeyRing, kid: &str, spec: &Spec) -> Option<Minted> {
         access_hash: hash_hex(&access_token),
         refresh_hash: refresh_token.as_deref().map(hash_hex),
         reference_hash: reference_token.as_deref().map(hash_hex),
+        self_issued: spec.self_issued,
     });
     Some(Minted {
         record,
@@ -200,7 +207,7 @@ mod tests {
             ],
             &[("user_seq", "7"), ("user_seq", "8")],
         ];
-        for bits in 0..8u8 {
+        for bits in 0..16u8 {
             for extra in extras {
                 let spec = Spec {
                     service_id: "jfac@x",
@@ -216,6 +223,7 @@ mod tests {
                     now: 1,
                     ext: extra.iter().map(|(k, v)| (*k, v.to_string())).collect(),
                     user_seq: (bits & 4 == 4).then_some(12_345),
+                    self_issued: bits & 8 == 8,
                 };
                 let mut map = serde_json::Map::new();
                 if spec.revocable {
@@ -226,6 +234,9 @@ mod tests {
                 }
                 if let Some(n) = spec.user_seq {
                     map.insert("user_seq".into(), n.to_string().into());
+                }
+                if spec.self_issued {
+                    map.insert("self_issued".into(), "true".into());
                 }
                 for (k, v) in &spec.ext {
                     map.insert((*k).into(), v.clone().into());

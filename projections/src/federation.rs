@@ -414,6 +414,7 @@ mod tests {
             access_hash: format!("access-{id}"),
             refresh_hash: Some(format!("refresh-{id}")),
             reference_hash: None,
+            self_issued: false,
         })
     }
 

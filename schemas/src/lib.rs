@@ -156,6 +156,15 @@ pub struct TokenIssued {
     pub access_hash: String,
     pub refresh_hash: Option<String>,
     pub reference_hash: Option<String>,
+    /// Issued by its subject for itself: what its scope grants beyond the user's own
+    /// rights (admin, groups) lasts only while the subject holds them. Not encoded when
+    /// false, so older events and states read and hash as before.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub self_issued: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// One resource section of a permission target (Artifactory v2 format): which
@@ -967,6 +976,7 @@ fn sample_token(id: &str) -> TokenIssued {
         access_hash: "aa".repeat(32),
         refresh_hash: Some("bb".repeat(32)),
         reference_hash: None,
+        self_issued: false,
     }
 }
 

@@ -90,6 +90,8 @@ struct VerifiedToken {
     /// `created_seq` of the user the token was issued to (a re-created user of the same
     /// name is someone else).
     user_seq: Option<u64>,
+    /// Issued by its subject for itself ([`own_scope`] applies).
+    self_issued: bool,
 }
 
 /// What the directory said to one sign-in: who signed in (the setting's key and the
@@ -519,7 +521,9 @@ impl Authenticator {
         let now = unix_secs();
         let s = state.read().unwrap_or_else(|p| p.into_inner());
         let service_id = s.service_id.clone().unwrap_or_default();
-        let (subject, transient_ok, scope, token_id, local, user_seq) = if !token.contains('.') {
+        let (subject, transient_ok, scope, token_id, local, user_seq, self_issued) = if !token
+            .contains('.')
+        {
             let hash = blake3::hash(token.as_bytes()).to_hex().to_string();
             let record = s
                 .tokens
@@ -537,6 +541,7 @@ impl Authenticator {
                 record.token_id.clone(),
                 true,
                 None,
+                record.self_issued,
             )
         } else {
             let verified = self.verified_token(token, &s)?;
@@ -578,6 +583,7 @@ impl Authenticator {
                 claims.jti.clone(),
                 local,
                 verified.user_seq,
+                local && (verified.self_issued || record.is_some_and(|r| r.self_issued)),
             )
         };
         if scope.starts_with(crate::tokens::PAIRING_SCOPE_PREFIX) {
@@ -591,6 +597,7 @@ impl Authenticator {
             }
         }
         let mut password_expired = false;
+        let mut scope = scope;
         let admin = match s.directory.users.get(subject.as_str()) {
             Some(user) => {
                 if local && user_seq.is_some_and(|n| n != user.created_seq) {
@@ -603,6 +610,11 @@ impl Authenticator {
                     UserStatus::Enabled => {}
                     UserStatus::Locked => return Err(AuthError::Locked(subject)),
                     _ => return Err(AuthError::Disabled(subject)),
+                }
+                if self_issued {
+                    if let std::borrow::Cow::Owned(now) = own_scope(&scope, &s.directory, user) {
+                        scope = now;
+                    }
                 }
                 scope_grants_admin(&scope, &s.directory, || s.directory.user_is_admin(user))
             }
@@ -652,6 +664,7 @@ impl Authenticator {
         let verified = Arc::new(VerifiedToken {
             revocable: claims.revocable(),
             transient: ext_flag(&claims, "transient"),
+            self_issued: ext_flag(&claims, "self_issued"),
             user_seq,
             claims,
             kid,
@@ -1235,6 +1248,43 @@ fn audience_matches(aud: &str, service_id: &str) -> bool {
     let kind = service_id.split('@').next().unwrap_or("");
     aud.split_whitespace()
         .any(|a| a == "*@*" || a == service_id || a.strip_suffix("@*").is_some_and(|k| k == kind))
+}
+
+/// What a token its subject issued for itself grants now: its whole scope while the
+/// subject is an admin; otherwise not `applied-permissions/admin`, and its group scopes
+/// cut to the groups the subject is a member of now (seed 003: a non-admin scopes a
+/// token to a subset of its own groups). Checked at issue only, a demoted admin kept
+/// admin through such a token, and a user removed from a group kept its grants.
+pub fn own_scope<'a>(
+    scope: &'a str,
+    dir: &gatehouse_projections::Directory,
+    user: &gatehouse_projections::User,
+) -> std::borrow::Cow<'a, str> {
+    const ADMIN: &str = "applied-permissions/admin";
+    const GROUPS: &str = "applied-permissions/groups:";
+    let reaches = |s: &str| s == ADMIN || s.starts_with(GROUPS);
+    if !scope.split_whitespace().any(reaches) || dir.user_is_admin(user) {
+        return std::borrow::Cow::Borrowed(scope);
+    }
+    let mut kept: Vec<String> = Vec::new();
+    for s in scope.split_whitespace() {
+        if s == ADMIN {
+            continue;
+        }
+        match s.strip_prefix(GROUPS) {
+            Some(groups) => {
+                let mine: Vec<&str> = (groups.split(','))
+                    .map(str::trim)
+                    .filter(|g| user.groups.iter().any(|m| m.as_str() == *g))
+                    .collect();
+                if !mine.is_empty() {
+                    kept.push(format!("{GROUPS}{}", mine.join(",")));
+                }
+            }
+            None => kept.push(s.to_string()),
+        }
+    }
+    std::borrow::Cow::Owned(kept.join(" "))
 }
 
 /// What a token's scope grants in admin terms.

@@ -115,6 +115,7 @@ mod tests {
             access_hash: format!("a-{id}"),
             refresh_hash: refreshable.then(|| format!("r-{id}")),
             reference_hash: None,
+            self_issued: false,
         }
     }
 

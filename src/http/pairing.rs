@@ -141,6 +141,7 @@ async fn create(
             ("use_case", use_case.clone()),
         ],
         user_seq,
+        self_issued: false,
     };
     let minted =
         tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| super::tokens::no_private_key(&kid))?;
@@ -324,6 +325,7 @@ async fn exchange(
         now: unix_secs(),
         ext: vec![],
         user_seq,
+        self_issued: false,
     };
     let master =
         tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| super::tokens::no_private_key(&kid))?;

@@ -265,6 +265,9 @@ pub(super) async fn issue(
         now,
         ext: vec![],
         user_seq,
+        // For itself: what it grants beyond the user's own rights lasts only while the
+        // user holds them (a demoted admin's admin token, a group left).
+        self_issued: user_exists && username == caller.username,
     };
     let minted = tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| no_private_key(&kid))?;
     let committed = app
@@ -455,6 +458,17 @@ pub(super) async fn refresh(
         }
         None => old.scope.clone(),
     };
+    // A token its subject issued for itself is refreshed with what the subject holds now
+    // (a refresh restored a demoted admin's admin token, which could then re-promote it).
+    let scope = if old.self_issued {
+        let s = app.read();
+        match s.directory.users.get(old.subject.as_str()) {
+            Some(user) => crate::auth::own_scope(&scope, &s.directory, user).into_owned(),
+            None => scope,
+        }
+    } else {
+        scope
+    };
     if form
         .unsigned("expires_in")?
         .is_some_and(|e| e > MAX_EXPIRES_IN)
@@ -497,6 +511,7 @@ pub(super) async fn refresh(
         now,
         ext: vec![],
         user_seq,
+        self_issued: old.self_issued,
     };
     let minted = tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| no_private_key(&kid))?;
     let cmd = Command::RefreshToken {
@@ -807,6 +822,7 @@ mod tests {
                         access_hash: "h".into(),
                         refresh_hash: None,
                         reference_hash: None,
+                        self_issued: bits & 4 == 4,
                     }),
                     access_token: "eyJh.eyJz.c2ln".into(),
                     refresh_token: (bits & 2 == 2).then(|| "r3fr3sh".to_string()),

@@ -954,3 +954,89 @@ fn a_form_body_is_decoded_and_a_repeated_field_is_refused() {
         .unwrap();
     assert_eq!(listed["description"], "nightly build & tests");
 }
+
+/// A token its subject issued for itself grants beyond the user's own rights only while
+/// the user holds them: a demoted admin's admin token is no longer admin (nor is its
+/// refresh), and a group-scoped token stops granting a group its user has left. Before,
+/// both kept what they had at issue, and the demoted admin could re-promote itself.
+/// A token an admin issues for another user is the admin's grant, and keeps its scope.
+#[test]
+fn a_self_issued_token_follows_its_users_admin_standing_and_groups() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.post(
+        "/access/api/v2/groups",
+        &json!({"name": "admins-g", "admin_privileges": true}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    app.create_group("writers");
+    app.create_user("dave", "Dave-password-1");
+    app.create_user("bob", "Bob-password-1");
+    app.create_user("carl", "Carl-password-1");
+    for (user, group) in [("dave", "admins-g"), ("bob", "writers")] {
+        let r = admin.patch(
+            &format!("/access/api/v2/users/{user}/groups"),
+            &json!({"add": [group]}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/w",
+        &json!({"repo": {"repositories": ["libs"], "actions": {"groups": {"writers": ["read", "write"]}}}}),
+    );
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let dave = app.as_user("dave", "Dave-password-1");
+    let own = create_token(
+        &dave,
+        json!({"scope": "applied-permissions/admin", "refreshable": true, "expires_in": 86400}),
+    );
+    let bob_token = create_token(
+        &app.as_user("bob", "Bob-password-1"),
+        json!({"scope": "applied-permissions/groups:writers", "expires_in": 600}),
+    );
+    let delegated = create_token(
+        &admin,
+        json!({"username": "carl", "scope": "applied-permissions/admin", "expires_in": 86400}),
+    );
+    let access = own["access_token"].as_str().unwrap();
+    assert_eq!(bearer(&app, access).get("/access/api/v2/users").status, 200);
+    let write = |token: &str| {
+        bearer(&app, token)
+            .get("/access/api/v1/authorize?resource=libs/x&action=write")
+            .status
+    };
+    assert_eq!(write(bob_token["access_token"].as_str().unwrap()), 200);
+
+    // Dave leaves the admins' group, bob the writers.
+    for (user, group) in [("dave", "admins-g"), ("bob", "writers")] {
+        let r = admin.patch(
+            &format!("/access/api/v2/users/{user}/groups"),
+            &json!({"remove": [group]}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    assert_eq!(bearer(&app, access).get("/access/api/v2/users").status, 403);
+    assert_eq!(write(bob_token["access_token"].as_str().unwrap()), 403);
+    // The pair refreshes, to a token without the admin scope, which cannot re-promote.
+    let r = app.anon().post(
+        "/access/api/v1/tokens",
+        &json!({"grant_type": "refresh_token",
+                "refresh_token": own["refresh_token"].as_str().unwrap(),
+                "access_token": access}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        !r.json()["scope"].as_str().unwrap().contains("admin"),
+        "{}",
+        r.text
+    );
+    let again = r.json()["access_token"].as_str().unwrap().to_string();
+    let r = bearer(&app, &again).patch(
+        "/access/api/v2/users/dave/groups",
+        &json!({"add": ["admins-g"]}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    // An admin's grant to another user is kept.
+    let carl = delegated["access_token"].as_str().unwrap();
+    assert_eq!(bearer(&app, carl).get("/access/api/v2/users").status, 200);
+}
