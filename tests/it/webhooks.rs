@@ -268,6 +268,14 @@ fn the_test_endpoint_delivers_a_signed_sample_to_a_real_receiver() {
         String::from_utf8(body).unwrap(),
         "{\"text\": \"sample by s3\"}"
     );
+    // A header that HTTP cannot carry (a secret with non-ASCII letters) fails by its
+    // name, never showing the secret (ureq's message quoted the whole header).
+    let mut bad = custom.clone();
+    bad["handlers"][0]["secrets"] = json!([{"name": "token", "value": "LEAKME-SECRET-ü"}]);
+    let r = admin.post(&format!("{SUBS}/test"), &bad);
+    assert_eq!(r.json()["result"], "failure", "{}", r.text);
+    assert!(r.text.contains("Authorization"), "{}", r.text);
+    assert!(!r.text.contains("LEAKME"), "{}", r.text);
     // Failures say why.
     rx.status.store(500, Ordering::SeqCst);
     let r = admin.post(&format!("{SUBS}/test"), &definition("QaAudit", &rx.url));
