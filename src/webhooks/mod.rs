@@ -1389,6 +1389,9 @@ struct Renderer {
     state: Option<State>,
     bodies: HashMap<(u64, u16), Arc<str>>,
     order: std::collections::VecDeque<(u64, u16)>,
+    /// `PersonalKeys::epoch` when `bodies` were rendered: a key destroyed since (a
+    /// purge) may have opened an e-mail in them, which must now read `[erased]`.
+    keys_epoch: u64,
 }
 
 /// How many of the read models the dispatcher started its latest rounds from are kept
@@ -1460,6 +1463,14 @@ impl Renderer {
         rewind: bool,
         dispatched: u64,
     ) -> Result<Option<Arc<str>>, String> {
+        // A purge since these were rendered: render again (a dead letter redriven after
+        // a purge was sent with the e-mail the purge erased).
+        let epoch = personal.epoch();
+        if epoch != self.keys_epoch {
+            self.bodies.clear();
+            self.order.clear();
+            self.keys_epoch = epoch;
+        }
         if let Some(b) = self.bodies.get(&(position, notice)) {
             return Ok(Some(b.clone()));
         }

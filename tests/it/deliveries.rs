@@ -790,3 +790,35 @@ fn after_a_sigkill_every_acknowledged_event_is_delivered_at_least_once() {
     }
     drop(server);
 }
+
+/// A dead letter about a user purged since is redriven without the user's e-mail: the
+/// body is rendered again, with the key gone. Before, the renderer's memory of the
+/// first rendering was sent, the e-mail in it.
+#[test]
+fn a_dead_letter_redriven_after_a_purge_carries_no_personal_data() {
+    let app = TestApp::spawn_with(quick_retries());
+    let admin = app.admin();
+    let rx = Receiver::start();
+    rx.status.store(500, Ordering::SeqCst);
+    subscribe(&admin, "flap", &rx.url, &["created"], &[]);
+    let p = create_user(&admin, "purgeme");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let f = admin.get(&format!("{SUBS}/flap/failed")).json();
+        if f["failed"].as_array().unwrap().len() == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{f}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = admin.delete("/access/api/v2/users/purgeme?purge=true");
+    assert_eq!(r.status, 204, "{}", r.text);
+    rx.status.store(200, Ordering::SeqCst);
+    let r = admin.post_empty(&format!("{SUBS}/flap/failed/redrive"));
+    assert_eq!(r.json()["redriven"], 1, "{}", r.text);
+    let got = rx.wait_for(1, 20);
+    assert_eq!(got[0].json()["position"], p);
+    let text = String::from_utf8_lossy(&got[0].body).to_string();
+    assert!(!text.contains("purgeme@example.com"), "{text}");
+    assert_eq!(got[0].json()["data"]["email"], gatehouse::personal::ERASED);
+}
