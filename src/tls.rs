@@ -189,6 +189,25 @@ pub fn client_with_roots(pem: &str) -> Result<Arc<rustls::ClientConfig>, TlsErro
     ))
 }
 
+/// The most of a peer's answer read as JSON: federation and pairing answers are a few
+/// hundred bytes; a peer (or anyone on the path) sending gigabytes is not read on.
+pub const ANSWER_MAX: u64 = 1 << 20;
+
+/// A peer's answer as JSON, read up to [`ANSWER_MAX`] (ureq's `into_json` reads all of
+/// it: a `Content-Length: 4GB` answer took the server's memory with it).
+pub fn json_answer<T: serde::de::DeserializeOwned>(r: ureq::Response) -> Result<T, String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    r.into_reader()
+        .take(ANSWER_MAX + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("the answer cannot be read: {e}"))?;
+    if bytes.len() as u64 > ANSWER_MAX {
+        return Err(format!("the answer is larger than {ANSWER_MAX} bytes"));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| format!("the answer is not the JSON expected: {e}"))
+}
+
 /// A `ureq` agent builder that verifies servers against [`init_client`]'s roots. Every
 /// outgoing call (webhooks, federation, pairing, existence checks) starts here.
 pub fn agent() -> ureq::AgentBuilder {

@@ -633,7 +633,7 @@ impl Federation {
             .set("Content-Type", "application/json")
             .send_bytes(&body)
         {
-            Ok(r) => r.into_json().map_err(|e| e.to_string()),
+            Ok(r) => crate::tls::json_answer(r),
             Err(ureq::Error::Status(code, r)) => Err(format!(
                 "the target answered {code}: {}",
                 r.into_string()

@@ -438,7 +438,7 @@ async fn validate(
             .redirects(0)
             .build();
         match agent.post(&url).send_json(json!({ "token": token })) {
-            Ok(r) => r.into_json::<Value>().map_err(|e| e.to_string()),
+            Ok(r) => crate::tls::json_answer::<Value>(r),
             Err(ureq::Error::Status(code, r)) => Err(format!(
                 "{code} {}",
                 r.into_string()

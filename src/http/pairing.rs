@@ -443,8 +443,7 @@ async fn initiate(
             .set("Authorization", &format!("Bearer {token}"))
             .send_json(request)
         {
-            Ok(r) => r
-                .into_json::<ExchangeReply>()
+            Ok(r) => crate::tls::json_answer::<ExchangeReply>(r)
                 .map_err(|e| format!("unreadable answer: {e}")),
             Err(ureq::Error::Status(code, r)) => {
                 let text = r.into_string().unwrap_or_default();

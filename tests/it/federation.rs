@@ -889,3 +889,37 @@ fn a_peer_token_already_past_use_is_not_taken() {
         "{listed}"
     );
 }
+
+/// A peer's answer is read up to a bound: one that announces gigabytes and keeps sending
+/// is refused as too large, at once. Before, the server read on (into memory) until the
+/// federation timeout.
+#[test]
+fn a_peer_answer_larger_than_the_bound_is_not_read_on() {
+    use std::io::{Read, Write};
+    let app = crate::helpers::TestApp::spawn();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = [0u8; 4096];
+            let _ = stream.read(&mut head);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 4000000000\r\n\r\n{\"token\":\"",
+            );
+            let chunk = vec![b'a'; 64 * 1024];
+            while stream.write_all(&chunk).is_ok() {}
+        }
+    });
+    let started = std::time::Instant::now();
+    let r = app.admin().post(
+        "/access/api/v1/system/federation/validate_server",
+        &json!({"url": format!("http://127.0.0.1:{port}/access")}),
+    );
+    assert_eq!(r.status, 412, "{}", r.text);
+    assert!(r.text.contains("larger than"), "{}", r.text);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "read until the timeout"
+    );
+}
