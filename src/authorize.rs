@@ -661,11 +661,36 @@ pub fn entitlement_scope(e: &gatehouse_schemas::Entitlement) -> String {
 
 /// Ant-style glob: `*` and `?` stay inside one path segment, `**` crosses them.
 fn glob(pattern: &str) -> Option<Glob> {
-    GlobBuilder::new(pattern)
+    GlobBuilder::new(&ant(pattern))
         .literal_separator(true)
         .backslash_escape(false)
         .build()
         .ok()
+}
+
+/// An Ant pattern in globset's syntax: Ant knows `*`, `?` and `**` only, so `[`, `]`,
+/// `{` and `}` are letters (globset read `x[1]` as a class and `{a,b}` as
+/// alternatives, and refused `org/[draft/**`); and a pattern ending in `/` means
+/// everything under it, as `/**` (Ant's rule; globset matched nothing there).
+fn ant(pattern: &str) -> std::borrow::Cow<'_, str> {
+    if !pattern.ends_with('/') && !pattern.contains(['[', ']', '{', '}']) {
+        return std::borrow::Cow::Borrowed(pattern);
+    }
+    let mut out = String::with_capacity(pattern.len() + 8);
+    for c in pattern.chars() {
+        match c {
+            '[' | ']' | '{' | '}' => {
+                out.push('[');
+                out.push(c);
+                out.push(']');
+            }
+            c => out.push(c),
+        }
+    }
+    if out.ends_with('/') {
+        out.push_str("**");
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Patterns were validated on the way in; an unparsable one (which cannot happen for
@@ -679,12 +704,10 @@ fn glob_set(patterns: &[String], default_all: bool) -> GlobSet {
             any = true;
         }
         // Ant: a trailing `/**` matches zero or more directories, so `org/acme/**` also
-        // matches `org/acme` itself; globset needs at least one more segment.
-        if let Some(g) = p
-            .strip_suffix("/**")
-            .filter(|s| !s.is_empty())
-            .and_then(glob)
-        {
+        // matches `org/acme` itself; globset needs at least one more segment. So does a
+        // trailing `/`, which means `/**`.
+        let under = p.strip_suffix("/**").or_else(|| p.strip_suffix('/'));
+        if let Some(g) = under.filter(|s| !s.is_empty()).and_then(glob) {
             b.add(g);
         }
     }
@@ -1037,6 +1060,25 @@ fn effective_section(
 mod tests {
     use super::*;
     use gatehouse_schemas::PermissionTarget;
+
+    /// Patterns are Ant's: brackets and braces are letters, and a trailing `/` means
+    /// everything under it (globset read `x[1]` as a class, `{a,b}` as alternatives, and
+    /// a trailing `/` as nothing).
+    #[test]
+    fn patterns_are_ants_not_globsets() {
+        let set = |p: &str| glob_set(&[p.to_string()], false);
+        let m = |p: &str, path: &str| set(p).is_match(path);
+        assert!(m("org/x[1]/**", "org/x[1]/f"));
+        assert!(!m("org/x[1]/**", "org/x1/f"));
+        assert!(m("org/{a,b}/**", "org/{a,b}/f"));
+        assert!(!m("org/{a,b}/**", "org/a/f"));
+        assert!(m("org/[draft/**", "org/[draft/f"));
+        assert!(valid_pattern("org/[draft/**") && valid_pattern("a]b}c{"));
+        assert!(m("docs/", "docs/x") && m("docs/", "docs/a/b") && m("docs/", "docs"));
+        assert!(!m("docs/", "docsx/a"));
+        assert!(m("org/*/x?.jar", "org/acme/x1.jar") && !m("org/*/x?.jar", "org/a/b/x1.jar"));
+        assert!(m("org/**", "org") && m("org/**", "org/a/b"));
+    }
 
     fn state_with(section: PermissionSection) -> State {
         let mut s = State::default();
