@@ -605,7 +605,10 @@ impl Authenticator {
                         "the token was issued to an earlier user named `{subject}`"
                     )));
                 }
-                password_expired = local && user.password_expired;
+                // A peer's token for this user too: the user record (replicated) says
+                // the password expired, and "an expired password also stops the user's
+                // tokens" holds for every token that names the user here.
+                password_expired = user.password_expired;
                 match user.status {
                     UserStatus::Enabled => {}
                     UserStatus::Locked => return Err(AuthError::Locked(subject)),

@@ -683,6 +683,14 @@ fn a_token_issued_at_a_works_at_b_until_it_is_revoked_at_a() {
     wait_until(10, "the token works at B", || {
         on_b.get("/access/api/v2/users/tess").status == 200
     });
+    // An expired password (replicated) stops it at B too, as at A; a new one frees it.
+    let r = a
+        .admin()
+        .post_empty("/access/api/v2/users/tess/password/expire");
+    assert!(r.status == 200 || r.status == 204, "{}", r.text);
+    wait_until(10, "the expired password stops the token at B", || {
+        on_b.get("/access/api/v2/users/tess").status == 403
+    });
     let r = a
         .admin()
         .delete(&format!("/access/api/v1/tokens/{token_id}"));
