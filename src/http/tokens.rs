@@ -561,7 +561,7 @@ pub(super) async fn list(
         .filter(|t| caller.0.admin || t.subject == caller.0.username)
         .filter(|t| refreshable.is_none_or(|r| t.refreshable == r))
         .filter(|t| matches_description(t.description.as_ref()))
-        .map(|t| crate::views::token(t, &service_id))
+        .map(|t| crate::views::token(t, issuer_of(&s, t, &service_id)))
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "tokens": tokens })))
 }
@@ -600,10 +600,21 @@ async fn get(
             "only an admin can read other users' tokens".into(),
         ));
     }
-    Ok(HttpResponse::Ok().json(crate::views::token(
-        t,
-        s.service_id.as_deref().unwrap_or(""),
-    )))
+    let own = s.service_id.as_deref().unwrap_or("");
+    Ok(HttpResponse::Ok().json(crate::views::token(t, issuer_of(&s, t, own))))
+}
+
+/// The server that issued `t`: a peer for a token replicated here (federation), this
+/// server otherwise (a replicated token was shown as this server's own).
+fn issuer_of<'a>(
+    s: &'a gatehouse_projections::State,
+    t: &gatehouse_schemas::TokenIssued,
+    own: &'a str,
+) -> &'a str {
+    s.federation
+        .token_issuers
+        .get(&t.token_id)
+        .map_or(own, |issuer| issuer.as_str())
 }
 
 async fn revoke(

@@ -683,7 +683,20 @@ fn a_token_issued_at_a_works_at_b_until_it_is_revoked_at_a() {
     wait_until(10, "the token works at B", || {
         on_b.get("/access/api/v2/users/tess").status == 200
     });
-    // An expired password (replicated) stops it at B too, as at A; a new one frees it.
+    // B shows it as A's token.
+    let shown = b
+        .admin()
+        .get(&format!("/access/api/v1/tokens/{token_id}"))
+        .json();
+    assert_eq!(shown["issuer"], json!(a.service_id()), "{shown}");
+    assert!(
+        shown["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with(&a.service_id()),
+        "{shown}"
+    );
+    // An expired password (replicated) stops it at B too.
     let r = a
         .admin()
         .post_empty("/access/api/v2/users/tess/password/expire");
