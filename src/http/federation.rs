@@ -518,6 +518,9 @@ async fn challenge(
 
 /// Check a batch's token (trusted signer, batch scope, current) before its body is read,
 /// and return its claims; the body is checked against `jti` once read.
+/// The longest a batch token may live (peers sign for 60 s; the rest is clock skew).
+const BATCH_TOKEN_MAX_SECS: u64 = 120;
+
 fn authenticate_batch(
     app: &AppState,
     req: &HttpRequest,
@@ -542,6 +545,16 @@ fn authenticate_batch(
     }
     if claims.exp.is_none() {
         return Err(ApiError::Unauthorized("a batch token must expire".into()));
+    }
+    // Peers sign batches for a minute (`fed::sign`): a longer-lived one is not a batch
+    // this version sends, and would leave a captured batch replayable for as long.
+    if claims
+        .exp
+        .is_some_and(|e| e.saturating_sub(claims.iat) > BATCH_TOKEN_MAX_SECS)
+    {
+        return Err(ApiError::Unauthorized(format!(
+            "a batch token lives at most {BATCH_TOKEN_MAX_SECS} seconds"
+        )));
     }
     if claims.scp != fed::BATCH_SCOPE {
         return Err(ApiError::Forbidden(

@@ -833,6 +833,23 @@ fn tampered_or_untrusted_batches_are_refused_and_change_nothing() {
         .status,
         403
     );
+    // A token that lives a year: no peer signs a batch for that long.
+    let long = gatehouse::auth::jwt::sign(
+        &gatehouse::auth::jwt::Claims {
+            sub: format!("{peer}/federation"),
+            scp: "federation:batch".into(),
+            aud: "*@*".into(),
+            iss: peer.into(),
+            iat: now,
+            exp: Some(now + 365 * 86400),
+            jti: blake3::hash(&body).to_hex().to_string(),
+            ext: None,
+        },
+        &kid,
+        &gatehouse::keys::PrivateKey::from_seed(&key.to_bytes()).expect("a seed is a key"),
+    );
+    let r = post(&body, Some(long));
+    assert_eq!(r.status, 401, "{}", r.text);
     assert_eq!(b.digest(), before, "nothing changed");
     assert!(b.user("mallory").is_none() && b.user("nallory").is_none());
     // Bad input in a signed batch: 400 naming the field.
