@@ -6,6 +6,7 @@ use super::extract::request_id;
 use super::{percent_decode, query_param, resource, signed_urls, AppState};
 use crate::authorize::{decide_access_key, Decision, Subject, ACTIONS};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use gatehouse_schemas::UserStatus;
 use serde_json::json;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -276,10 +277,35 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
                 let d = decide_access_key(&s, &name, &q.repo, &q.path, &q.action);
                 return Ok(answer(&q, &name, d));
             }
-            if !s.directory.users.contains_key(name.as_str()) {
+            let Some(user) = s.directory.users.get(name.as_str()) else {
                 return Err(ApiError::NotFound(format!("user `{name}` not found")));
+            };
+            // What that user would get: nothing while it cannot be served (before, the
+            // grants answered for a disabled or locked user, one whose password expired,
+            // and anonymous with anonymous access off).
+            let anonymous = name == gatehouse_projections::ANONYMOUS;
+            let refused = if anonymous {
+                (!s.directory.anonymous_access).then_some("anonymous access is off")
+            } else {
+                match user.status {
+                    UserStatus::Locked => Some("the user is locked"),
+                    UserStatus::Enabled if user.password_expired => {
+                        Some("the user's password has expired")
+                    }
+                    UserStatus::Enabled => None,
+                    _ => Some("the user is disabled"),
+                }
+            };
+            if let Some(why) = refused {
+                let d = Decision {
+                    allowed: false,
+                    via: std::borrow::Cow::Borrowed(why),
+                };
+                return Ok(answer(&q, &name, d));
             }
-            Subject::new(&s.directory, &name, s.directory.is_admin(&name), None)
+            // Anonymous requests are never an admin's, whatever its record says.
+            let admin = !anonymous && s.directory.is_admin(&name);
+            Subject::new(&s.directory, &name, admin, None)
         }
         None => Subject::new(
             &s.directory,

@@ -57,7 +57,7 @@ fn permission_targets_crud_in_the_v2_format() {
             "repo.actions.users.bob",
         ),
         (
-            json!({"repo": {"include-patterns": ["a/[b"]}}),
+            json!({"repo": {"include-patterns": ["a/\u{0}b"]}}),
             "repo.include-patterns[0]",
         ),
         (json!({"name": "other"}), "`name`"),
@@ -784,4 +784,45 @@ fn empty_and_dot_segments_do_not_escape_a_pattern() {
     assert_eq!(ivan("/artifactory/release-bundles/rb/1.0/x"), 403);
     assert_eq!(ivan("/artifactory/./release-bundles/rb/1.0/x"), 403);
     assert_eq!(ivan("/artifactory/.//artifactory-build-info/b/1.json"), 403);
+}
+
+/// `user=` answers what that user would get: nothing while it is disabled, or anonymous
+/// while anonymous access is off (before, its grants answered), and anonymous is never
+/// an admin.
+#[test]
+fn asking_for_a_user_who_cannot_be_served_is_a_denial_saying_why() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("eve", "Eve-password-1");
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/t-eve",
+        &json!({"repo": {"repositories": ["libs"], "actions": {"users": {"eve": ["read"], "anonymous": ["read"]}}}}),
+    );
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let ask = |user: &str| {
+        admin.get(&format!(
+            "/access/api/v1/authorize?resource=libs/x&action=read&user={user}"
+        ))
+    };
+    assert_eq!(ask("eve").status, 200);
+    let r = admin.patch("/access/api/v2/users/eve", &json!({"status": "disabled"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = ask("eve");
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(
+        r.json()["via"].as_str().unwrap().contains("disabled"),
+        "{}",
+        r.text
+    );
+    // Anonymous access is off by default.
+    let r = ask("anonymous");
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(
+        r.json()["via"]
+            .as_str()
+            .unwrap()
+            .contains("anonymous access is off"),
+        "{}",
+        r.text
+    );
 }
