@@ -63,25 +63,93 @@ pub fn repository_out(r: &RepositoryRecord) -> serde_json::Value {
     })
 }
 
-async fn list(app: web::Data<AppState>, _caller: Caller, req: HttpRequest) -> HttpResponse {
+async fn list(app: web::Data<AppState>, caller: Caller, req: HttpRequest) -> HttpResponse {
     let s = app.view(&req);
-    let items: Vec<_> = s.repositories.by_key.values().map(repository_out).collect();
+    let sees = Visible::of(&app, &s, &caller);
+    let items: Vec<_> = (s.repositories.by_key.values())
+        .filter(|r| sees.repository(r))
+        .map(repository_out)
+        .collect();
     HttpResponse::Ok().json(items)
 }
 
 async fn get(
     app: web::Data<AppState>,
-    _caller: Caller,
+    caller: Caller,
     path: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let s = app.view(&req);
-    let r = s
-        .repositories
-        .by_key
-        .get(path.as_str())
+    let r = (s.repositories.by_key.get(path.as_str()))
+        .filter(|r| Visible::of(&app, &s, &caller).repository(r))
         .ok_or_else(|| ApiError::NotFound(format!("repository `{path}` not found")))?;
     Ok(HttpResponse::Ok().json(repository_out(r)))
+}
+
+/// The repositories a caller may know of: all for an admin; for anyone else, those a
+/// permission target or a project role grants it something in, as Artifactory lists only
+/// what its user may use (every key was listed to every signed-in user).
+enum Visible {
+    All,
+    Some {
+        names: std::collections::BTreeSet<String>,
+        any: bool,
+        any_local: bool,
+        any_remote: bool,
+    },
+}
+
+impl Visible {
+    fn of(app: &AppState, s: &gatehouse_projections::State, caller: &Caller) -> Visible {
+        let caller = &caller.0;
+        if caller.admin {
+            return Visible::All;
+        }
+        let subject = crate::authorize::Subject::new(
+            &s.directory,
+            &caller.username,
+            false,
+            caller.token.as_ref().map(|t| t.scope.as_str()),
+        );
+        let mut names = std::collections::BTreeSet::new();
+        for e in crate::authorize::effective(s, &subject) {
+            let repositories = e["repositories"].as_array().cloned().unwrap_or_default();
+            names.extend(
+                repositories
+                    .iter()
+                    .filter_map(|r| r.as_str().map(str::to_string)),
+            );
+        }
+        let index = app.permission_index(s);
+        for e in crate::authorize::effective_project_roles(&index, &subject) {
+            if let Some(r) = e["repository"].as_str() {
+                names.insert(r.to_string());
+            }
+        }
+        Visible::Some {
+            any: names.contains("ANY"),
+            any_local: names.contains("ANY LOCAL"),
+            any_remote: names.contains("ANY REMOTE"),
+            names,
+        }
+    }
+
+    fn repository(&self, r: &RepositoryRecord) -> bool {
+        match self {
+            Visible::All => true,
+            Visible::Some {
+                names,
+                any,
+                any_local,
+                any_remote,
+            } => {
+                let class = r.config.rclass.as_str();
+                *any || names.contains(&r.config.key)
+                    || (*any_local && matches!(class, "local" | "federated"))
+                    || (*any_remote && class == "remote")
+            }
+        }
+    }
 }
 
 /// Create (201) or replace (200) a repository's registration.

@@ -959,3 +959,60 @@ fn a_v2_user_may_be_created_disabled_and_a_realm_is_named_as_ignored() {
     );
     assert_eq!(r.status, 400, "{}", r.text);
 }
+
+/// The repository list shows a non-admin only the repositories it is granted something
+/// in (by name, `ANY`, `ANY LOCAL`/`ANY REMOTE`, or a project role), as Artifactory's
+/// does; every key was listed to every signed-in user. Admins see all.
+#[test]
+fn a_non_admin_lists_only_the_repositories_it_may_use() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for (key, class) in [
+        ("libs", "local"),
+        ("secret-internal", "local"),
+        ("central", "remote"),
+    ] {
+        let r = admin.put(
+            &format!("/artifactory/api/repositories/{key}"),
+            &json!({"rclass": class, "packageType": "generic"}),
+        );
+        assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    }
+    app.create_user("bob", "Bob-password-1");
+    app.create_user("alice", "Alice-password-1");
+    app.create_user("rita", "Rita-password-1");
+    for (name, repos, user) in [
+        ("a", json!(["libs"]), "alice"),
+        ("r", json!(["ANY REMOTE"]), "rita"),
+    ] {
+        let r = admin.put(
+            &format!("/artifactory/api/v2/security/permissions/{name}"),
+            &json!({"repo": {"repositories": repos, "actions": {"users": {user: ["read"]}}}}),
+        );
+        assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    }
+    let keys = |c: &crate::helpers::Client| -> Vec<String> {
+        let r = c.get("/artifactory/api/repositories");
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(keys(&admin).len(), 3);
+    assert!(keys(&app.as_user("bob", "Bob-password-1")).is_empty());
+    assert_eq!(
+        keys(&app.as_user("alice", "Alice-password-1")),
+        vec!["libs"]
+    );
+    assert_eq!(
+        keys(&app.as_user("rita", "Rita-password-1")),
+        vec!["central"]
+    );
+    let r = app
+        .as_user("bob", "Bob-password-1")
+        .get("/artifactory/api/repositories/secret-internal");
+    assert_eq!(r.status, 404, "{}", r.text);
+}
