@@ -172,6 +172,10 @@ def walk(ctx, page):
         expect(page.get_by_role("heading", name="Trusted peers (circle of trust) then")).to_be_visible()
         expect(page.get_by_role("form", name="Trust a peer’s key")).to_have_count(0)
         expect(page.get_by_role("button", name="Rotate the signing key")).to_have_count(0)
+        # Signing a checkpoint is a write: not offered in the past either.
+        page.get_by_role("link", name="Integrity", exact=True).click()
+        expect(page.get_by_role("button", name="Verify the whole chain now")).to_be_visible()
+        expect(page.get_by_role("button", name="Sign a checkpoint now")).to_have_count(0)
 
         step('"why" in the past says no')
         page.get_by_role("link", name="Why?", exact=True).click()
@@ -199,6 +203,7 @@ def walk(ctx, page):
         expect(page.locator("#head-hash")).to_have_text(lambda_hex())
         page.get_by_role("button", name="Verify the whole chain now").click()
         expect(page.locator("#verify-result")).to_contain_text("Intact")
+        expect(page.get_by_role("button", name="Sign a checkpoint now")).to_be_visible()
         shot(page, "integrity")
 
         step("a permission target's other resources: build targets and a build grant")

@@ -117,7 +117,8 @@ async function integrity(main, ctx) {
       ? `Intact: ${r.events} events verified to position ${r.verified_to}, head hash ${r.head_hash}.`
       : `BROKEN at position ${r.broken_at} (verified to ${r.verified_to}): ${r.reason}`;
   })), result);
-  main.append(h('p', {}, button('Sign a checkpoint now', async () => { await post('/access/api/v1/audit/checkpoints', undefined); ctx.refresh(); })));
+  // A write: not offered in the past (the page is of now; signing is a change).
+  if (!ctx.readOnly) main.append(h('p', {}, button('Sign a checkpoint now', async () => { await post('/access/api/v1/audit/checkpoints', undefined); ctx.refresh(); })));
 }
 
 export const HISTORY_PAGES = { why, timeline, diff, integrity };

@@ -476,9 +476,9 @@ async function webhooks(main, ctx) {
     main.append(h('h2', {}, `Deliveries of ${key} (now)`));
     main.append(h('p', {}, `Pending ${d.pending_count}, failed ${d.failed_count}${d.last_error ? ', last error: ' + d.last_error : ''}.`));
     main.append(table(['Position', 'Event', 'Status', 'Time'], (d.attempts || []).map((a) => [String(a.position), a.event_type, String(a.status_code ?? a.error ?? ''), a.time || ''])));
-    main.append(h('h2', {}, 'Dead letters'));
+    main.append(h('h2', {}, 'Dead letters (now)'));
     main.append(table(['Position', 'Event', 'Name', 'Attempts', 'Last error'], (f.failed || []).map((x) => [String(x.position), x.event_type, x.name || '', String(x.attempts), x.last_error || ''])));
-    if ((f.failed || []).length) main.append(button('Re-drive all dead letters', async () => { await post(`/event/api/v1/subscriptions/${enc(key)}/failed/redrive`, {}); ctx.refresh(); }));
+    if ((f.failed || []).length && !ctx.readOnly) main.append(button('Re-drive all dead letters', async () => { await post(`/event/api/v1/subscriptions/${enc(key)}/failed/redrive`, {}); ctx.refresh(); }));
   }
   if (ctx.readOnly) { main.append(pastNote(ctx)); return; }
   main.append(form('Create a subscription', [
