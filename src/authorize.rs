@@ -719,7 +719,7 @@ fn glob_set(patterns: &[String], default_all: bool) -> GlobSet {
 
 /// Check a pattern as a client sends it (for a clear 400 naming it).
 pub fn valid_pattern(p: &str) -> bool {
-    p.is_empty() || glob(p).is_some()
+    p.is_empty() || (!p.chars().any(char::is_control) && glob(p).is_some())
 }
 
 impl TargetIndex {

@@ -335,7 +335,7 @@ pub fn build_request(
     // A custom webhook's headers may use the same placeholders as its payload.
     headers.extend(handler.headers.iter().map(|(n, v)| {
         let v = if custom {
-            render_template(v, &event, secrets)
+            payload::render_header(v, &event, secrets)
         } else {
             v.clone()
         };

@@ -218,6 +218,22 @@ fn json_escaped(s: &str) -> String {
 /// Fill a custom payload template: `{{.secrets.name}}`, and any path into the event
 /// (`{{.data.name}}`, `{{.event_type}}`, `{{.domain}}`, …).
 pub fn render_template(template: &str, data: &Value, secrets: &[(String, String)]) -> String {
+    render(template, data, secrets, json_escaped)
+}
+
+/// [`render_template`] for a header's value: the values as they are, not escaped as in
+/// a JSON string (a secret `p\q"r` was sent as `p\\q\"r`, the wrong credentials). A
+/// value HTTP cannot carry (a line break) is refused when the request is sent.
+pub fn render_header(template: &str, data: &Value, secrets: &[(String, String)]) -> String {
+    render(template, data, secrets, str::to_string)
+}
+
+fn render(
+    template: &str,
+    data: &Value,
+    secrets: &[(String, String)],
+    escape: fn(&str) -> String,
+) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
@@ -231,7 +247,7 @@ pub fn render_template(template: &str, data: &Value, secrets: &[(String, String)
             secrets
                 .iter()
                 .find(|(n, _)| n == name)
-                .map(|(_, v)| json_escaped(v))
+                .map(|(_, v)| escape(v))
                 .unwrap_or_default()
         } else if let Some(path) = expr.strip_prefix('.') {
             let mut v = data;
@@ -245,7 +261,7 @@ pub fn render_template(template: &str, data: &Value, secrets: &[(String, String)
                 Value::Null => String::new(),
                 other => other.to_string(),
             };
-            json_escaped(&text)
+            escape(&text)
         } else {
             String::new()
         };

@@ -218,7 +218,7 @@ fn a_to_b_register_validate_broadcast_then_stream() {
         (json!({"name": "bad name", "url": b.url()}), "name"),
         (json!({"name": "x"}), "url"),
         (
-            json!({"name": "x", "url": b.url(), "permission_filters": {"include_patterns": ["a[b"]}}),
+            json!({"name": "x", "url": b.url(), "permission_filters": {"include_patterns": ["a\u{1}b"]}}),
             "includePatterns[0]",
         ),
         (

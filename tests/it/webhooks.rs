@@ -103,7 +103,7 @@ fn subscriptions_crud_with_write_only_secrets() {
             "event_filter.event_types",
         ),
         (
-            json!({"event_filter": {"domain": "user", "event_types": ["created"], "criteria": {"includePatterns": ["a[b"]}}}),
+            json!({"event_filter": {"domain": "user", "event_types": ["created"], "criteria": {"includePatterns": ["a\u{1}b"]}}}),
             "includePatterns[0]",
         ),
         (json!({"handlers": []}), "handlers"),
@@ -276,6 +276,13 @@ fn the_test_endpoint_delivers_a_signed_sample_to_a_real_receiver() {
     assert_eq!(r.json()["result"], "failure", "{}", r.text);
     assert!(r.text.contains("Authorization"), "{}", r.text);
     assert!(!r.text.contains("LEAKME"), "{}", r.text);
+    // In a header a secret is sent as it is: not escaped as inside a JSON string.
+    let mut odd = custom.clone();
+    odd["handlers"][0]["secrets"] = json!([{"name": "token", "value": "p\\q\"r"}]);
+    let r = admin.post(&format!("{SUBS}/test"), &odd);
+    assert_eq!(r.json()["result"], "success", "{}", r.text);
+    let (head, _) = rx.seen.lock().unwrap().last().unwrap().clone();
+    assert_eq!(header(&head, "authorization"), Some("Bearer p\\q\"r"));
     // Failures say why.
     rx.status.store(500, Ordering::SeqCst);
     let r = admin.post(&format!("{SUBS}/test"), &definition("QaAudit", &rx.url));
