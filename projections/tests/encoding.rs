@@ -90,7 +90,7 @@ fn token<P: From<TokenIssued>>(id: &str, subject: &str, revocable: bool, transie
         access_hash: format!("access-{id}"),
         refresh_hash: Some(format!("refresh-{id}")),
         reference_hash: (!id.ends_with('3')).then(|| format!("reference-{id}")),
-        self_issued: id.ends_with('2'),
+        self_issued: false,
     })
 }
 
