@@ -672,7 +672,7 @@ fn glob(pattern: &str) -> Option<Glob> {
 /// `{` and `}` are letters (globset read `x[1]` as a class and `{a,b}` as
 /// alternatives, and refused `org/[draft/**`); and a pattern ending in `/` means
 /// everything under it, as `/**` (Ant's rule; globset matched nothing there).
-fn ant(pattern: &str) -> std::borrow::Cow<'_, str> {
+pub fn ant(pattern: &str) -> std::borrow::Cow<'_, str> {
     if !pattern.ends_with('/') && !pattern.contains(['[', ']', '{', '}']) {
         return std::borrow::Cow::Borrowed(pattern);
     }

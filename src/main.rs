@@ -584,7 +584,11 @@ fn export(
     };
     // Written beside `out` and renamed into place when whole: a failed export leaves no
     // file that looks like one. Private (0600): an export holds password hashes.
-    let partial = {
+    // A device or a pipe (`--out /dev/stdout`) is written as it is: it cannot be renamed.
+    let special = std::fs::metadata(&out).is_ok_and(|m| !m.is_file());
+    let partial = if special {
+        out.clone()
+    } else {
         let mut name = out.file_name().unwrap_or_default().to_os_string();
         name.push(".partial");
         out.with_file_name(name)
@@ -618,8 +622,10 @@ fn export(
         let file = w
             .into_inner()
             .map_err(|e| export::ExportError::Io(e.into_error()))?;
-        file.sync_all().map_err(export::ExportError::Io)?;
-        std::fs::rename(&partial, &out).map_err(export::ExportError::Io)?;
+        if !special {
+            file.sync_all().map_err(export::ExportError::Io)?;
+            std::fs::rename(&partial, &out).map_err(export::ExportError::Io)?;
+        }
         Ok(n)
     });
     match finished {
@@ -628,7 +634,9 @@ fn export(
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let _ = std::fs::remove_file(&partial);
+            if !special {
+                let _ = std::fs::remove_file(&partial);
+            }
             match e {
                 export::ExportError::Log(e) => match e.position() {
                     Some(_) => report_broken(e),

@@ -154,8 +154,9 @@ fn classify_against(before: &State, event: &Event) -> Vec<Notice> {
 /// Does an enabled subscription want this notice? `includePatterns` (none: all) and
 /// `excludePatterns` are globs on the entity's name; excludes win.
 pub fn matches(sub: &Subscription, notice: &Notice) -> bool {
+    // Ant's syntax, as the pattern was validated (`[` and `{` are letters).
     let glob = |p: &str| {
-        globset::GlobBuilder::new(p)
+        globset::GlobBuilder::new(&crate::authorize::ant(p))
             .literal_separator(false)
             .build()
             .map(|g| g.compile_matcher().is_match(&notice.name))

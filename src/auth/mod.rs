@@ -583,7 +583,8 @@ impl Authenticator {
                 claims.jti.clone(),
                 local,
                 verified.user_seq,
-                local && (verified.self_issued || record.is_some_and(|r| r.self_issued)),
+                // A peer's too: its user record here (replicated) says what it holds now.
+                verified.self_issued || record.is_some_and(|r| r.self_issued),
             )
         };
         if scope.starts_with(crate::tokens::PAIRING_SCOPE_PREFIX) {
@@ -1332,9 +1333,20 @@ pub fn cidrs_contain(cidrs: &[String], ip: std::net::IpAddr) -> bool {
 
 /// `10.0.0.0/8`, `2001:db8::/32`, or a bare address.
 pub fn parse_cidr(s: &str) -> Option<ipnet::IpNet> {
-    s.parse::<ipnet::IpNet>()
+    let net = s
+        .parse::<ipnet::IpNet>()
         .ok()
-        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))?;
+    // `::ffff:10.9.0.0/104` is 10.9.0.0/8: addresses are compared as IPv4 when mapped
+    // (`cidrs_contain`), so the networks are too.
+    if let ipnet::IpNet::V6(v6) = net {
+        if let (Some(v4), true) = (v6.addr().to_ipv4_mapped(), v6.prefix_len() >= 96) {
+            return ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .ok()
+                .map(ipnet::IpNet::V4);
+        }
+    }
+    Some(net)
 }
 
 pub fn unix_millis() -> u64 {

@@ -110,6 +110,8 @@ impl Sessions {
                 u.created_seq == s.created_seq
                     && u.credentials_seq == s.credentials_seq
                     && u.status == UserStatus::Enabled
+                    // Set after sign-in: the session ends with it (REST API only).
+                    && !u.disable_ui_access
             });
         if !bound || !live(s, now) {
             map.remove(&k);

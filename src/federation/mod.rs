@@ -155,8 +155,9 @@ pub fn selects(target: &FederationTarget, entity: &str, name: &str) -> bool {
     if entity != "permission" {
         return true;
     }
+    // Ant's syntax, as the pattern was validated (`[` and `{` are letters).
     let glob = |p: &str| {
-        globset::GlobBuilder::new(p)
+        globset::GlobBuilder::new(&crate::authorize::ant(p))
             .literal_separator(false)
             .build()
             .map(|g| g.compile_matcher().is_match(name))

@@ -78,10 +78,14 @@ fn question(req: &HttpRequest) -> Result<Question, ApiError> {
             let path = percent_decode(path).ok_or_else(|| {
                 ApiError::BadRequest("invalid X-Original-URI: bad percent-encoding".into())
             })?;
-            let path = path.trim_start_matches('/');
+            // Normalised before the prefix comes off: `/./artifactory/release-bundles/…`
+            // is what nginx serves under `location /artifactory/`, not a repository
+            // named `artifactory`.
+            let path = normalize_path(&path);
             let resource = path
                 .strip_prefix("artifactory/")
-                .unwrap_or(path)
+                .or_else(|| (path == "artifactory").then_some(""))
+                .unwrap_or(&path)
                 .to_string();
             let action = match header_str(req, "x-original-method").unwrap_or("GET") {
                 "GET" | "HEAD" => "read",

@@ -102,9 +102,10 @@ impl From<SubmitError> for ApiError {
     fn from(e: SubmitError) -> Self {
         match e {
             SubmitError::Domain(d) => d.into(),
-            // Nothing was committed: the client may send it again (`Retry-After: 1`).
+            // No `Retry-After`: on a shared log the batch may still turn up (in doubt),
+            // and a client retrying at once could apply a command twice.
             SubmitError::Unavailable => {
-                ApiError::Overloaded("the event log is not available".into())
+                ApiError::Unavailable("the event log is not available".into())
             }
         }
     }

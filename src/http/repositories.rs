@@ -65,7 +65,7 @@ pub fn repository_out(r: &RepositoryRecord) -> serde_json::Value {
 
 async fn list(app: web::Data<AppState>, caller: Caller, req: HttpRequest) -> HttpResponse {
     let s = app.view(&req);
-    let sees = Visible::of(&app, &s, &caller);
+    let sees = Visible::of(&app, &s, &caller, &req);
     let items: Vec<_> = (s.repositories.by_key.values())
         .filter(|r| sees.repository(r))
         .map(repository_out)
@@ -81,7 +81,7 @@ async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let s = app.view(&req);
     let r = (s.repositories.by_key.get(path.as_str()))
-        .filter(|r| Visible::of(&app, &s, &caller).repository(r))
+        .filter(|r| Visible::of(&app, &s, &caller, &req).repository(r))
         .ok_or_else(|| ApiError::NotFound(format!("repository `{path}` not found")))?;
     Ok(HttpResponse::Ok().json(repository_out(r)))
 }
@@ -100,7 +100,12 @@ enum Visible {
 }
 
 impl Visible {
-    fn of(app: &AppState, s: &gatehouse_projections::State, caller: &Caller) -> Visible {
+    fn of(
+        app: &AppState,
+        s: &gatehouse_projections::State,
+        caller: &Caller,
+        req: &HttpRequest,
+    ) -> Visible {
         let caller = &caller.0;
         if caller.admin {
             return Visible::All;
@@ -120,7 +125,16 @@ impl Visible {
                     .filter_map(|r| r.as_str().map(str::to_string)),
             );
         }
-        let index = app.permission_index(s);
+        // A past state's index is built for this request only: the shared one is the
+        // live state's (`authorize` reads it on every request).
+        let past = actix_web::HttpMessage::extensions(req)
+            .get::<super::AsOf>()
+            .is_some();
+        let index = if past {
+            std::sync::Arc::new(crate::authorize::PermissionIndex::build(s))
+        } else {
+            app.permission_index(s)
+        };
         for e in crate::authorize::effective_project_roles(&index, &subject) {
             if let Some(r) = e["repository"].as_str() {
                 names.insert(r.to_string());

@@ -469,6 +469,12 @@ pub(super) async fn refresh(
     } else {
         scope
     };
+    if scope.trim().is_empty() {
+        return Err(ApiError::Forbidden(
+            "the token's scope is no longer held by its user (admin or group membership ended): nothing to refresh"
+                .into(),
+        ));
+    }
     if form
         .unsigned("expires_in")?
         .is_some_and(|e| e > MAX_EXPIRES_IN)

@@ -751,6 +751,9 @@ impl Deliveries {
             }
             Ok(n)
         };
+        // Read before the outbox is counted: an entry the dispatcher commits meanwhile is
+        // then either counted as pending or past this position, never skipped.
+        let dispatched = self.dispatched.load(Ordering::SeqCst);
         let pending = count(b'o')?;
         let failed = count(b'd')?;
         // Nothing waiting, and no overflow to read back from the log: every event the
@@ -758,7 +761,7 @@ impl Deliveries {
         // worker's own cursor moves only with deliveries, so a subscription whose events
         // are rare looked hours behind (its lag metrics grew with every other write).
         let cursor = if pending == 0 && self.tree.get(lag_key(key))?.is_none() {
-            cursor.max(self.dispatched.load(Ordering::SeqCst))
+            cursor.max(dispatched)
         } else {
             cursor
         };

@@ -471,6 +471,19 @@ fn expired_keys_and_client_networks() {
         )
         .1
     );
+    // A network written in the mapped form is the IPv4 network.
+    key(
+        &admin,
+        json!({"id": "mapped", "password": "secret-pass", "blocked_cidrs": ["::ffff:10.9.0.0/112"]}),
+    );
+    entitlement(
+        &admin,
+        json!({"repo": "r", "access": "r", "access_keys": ["mapped"]}),
+    );
+    let mapped = app.as_user("mapped@myorg", "secret-pass");
+    let (status, _, msg) = ask(&mapped, "r/x", "read", &[("X-Forwarded-For", "10.9.1.1")]);
+    assert_eq!(status, 401, "{msg}");
+    assert!(ask(&mapped, "r/x", "read", &[("X-Forwarded-For", "10.1.2.3")]).1);
     assert_eq!(
         ask(&net, "r/x", "read", &[]).0,
         401,

@@ -772,6 +772,8 @@ fn empty_and_dot_segments_do_not_escape_a_pattern() {
         "/artifactory/libs/org/%2e/secret/a",
         "/artifactory/libs//org/secret/a",
         "/artifactory/./libs/org/secret/a",
+        "/./artifactory/libs/org/secret/a",
+        "//artifactory/libs/org/secret/a",
     ] {
         assert_eq!(alice(uri), 403, "{uri}");
     }
@@ -784,6 +786,10 @@ fn empty_and_dot_segments_do_not_escape_a_pattern() {
     assert_eq!(ivan("/artifactory/release-bundles/rb/1.0/x"), 403);
     assert_eq!(ivan("/artifactory/./release-bundles/rb/1.0/x"), 403);
     assert_eq!(ivan("/artifactory/.//artifactory-build-info/b/1.json"), 403);
+    // The prefix itself behind `.` or `%2e` segments: still a bundle.
+    assert_eq!(ivan("/./artifactory/release-bundles/rb/1.0/x"), 403);
+    assert_eq!(ivan("/%2e/artifactory/release-bundles/rb/1.0/x"), 403);
+    assert_eq!(ivan("/.//artifactory/release-bundles/rb/1.0/x"), 403);
 }
 
 /// `user=` answers what that user would get: nothing while it is disabled, or anonymous

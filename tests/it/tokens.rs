@@ -1017,25 +1017,48 @@ fn a_self_issued_token_follows_its_users_admin_standing_and_groups() {
     }
     assert_eq!(bearer(&app, access).get("/access/api/v2/users").status, 403);
     assert_eq!(write(bob_token["access_token"].as_str().unwrap()), 403);
-    // The pair refreshes, to a token without the admin scope, which cannot re-promote.
+    // Nor does it re-promote its user, or refresh into an admin token: its only scope
+    // is no longer held, so there is nothing to refresh.
+    let r = bearer(&app, access).patch(
+        "/access/api/v2/users/dave/groups",
+        &json!({"add": ["admins-g"]}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
     let r = app.anon().post(
         "/access/api/v1/tokens",
         &json!({"grant_type": "refresh_token",
                 "refresh_token": own["refresh_token"].as_str().unwrap(),
                 "access_token": access}),
     );
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert!(
-        !r.json()["scope"].as_str().unwrap().contains("admin"),
-        "{}",
-        r.text
-    );
-    let again = r.json()["access_token"].as_str().unwrap().to_string();
-    let r = bearer(&app, &again).patch(
+    assert_eq!(r.status, 403, "{}", r.text);
+    // A token with its user scope too refreshes to that scope alone.
+    let r = admin.patch(
         "/access/api/v2/users/dave/groups",
         &json!({"add": ["admins-g"]}),
     );
-    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let both = create_token(
+        &dave,
+        json!({"scope": "applied-permissions/user applied-permissions/admin", "refreshable": true, "expires_in": 86400}),
+    );
+    let r = admin.patch(
+        "/access/api/v2/users/dave/groups",
+        &json!({"remove": ["admins-g"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = app.anon().post(
+        "/access/api/v1/tokens",
+        &json!({"grant_type": "refresh_token",
+                "refresh_token": both["refresh_token"].as_str().unwrap(),
+                "access_token": both["access_token"].as_str().unwrap()}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json()["scope"],
+        json!("applied-permissions/user"),
+        "{}",
+        r.text
+    );
     // An admin's grant to another user is kept.
     let carl = delegated["access_token"].as_str().unwrap();
     assert_eq!(bearer(&app, carl).get("/access/api/v2/users").status, 200);
