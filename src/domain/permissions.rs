@@ -73,6 +73,17 @@ fn normalize_section(field: &str, w: PermissionSection) -> Result<PermissionSect
             ));
         }
         if !is_any_repository(r) {
+            // `any local` is no repository (a key has no space) and would match nothing;
+            // `any` alone may be a repository's key, and is left alone.
+            if let Some(meant) = ["ANY LOCAL", "ANY REMOTE"]
+                .into_iter()
+                .find(|a| a.eq_ignore_ascii_case(r.trim()))
+            {
+                return Err(DomainError::invalid(
+                    at,
+                    format!("`{}`: write `{meant}` (upper case)", r.escape_debug()),
+                ));
+            }
             validate_group_name(&at, r)?;
         }
     }

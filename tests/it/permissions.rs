@@ -65,6 +65,11 @@ fn permission_targets_crud_in_the_v2_format() {
             json!({"repo": {"repositories": ["a/b"]}}),
             "repo.repositories[0]",
         ),
+        // A lower-case `any local` matched nothing (no key has a space).
+        (
+            json!({"repo": {"repositories": ["libs", "any local"]}}),
+            "repo.repositories[1]",
+        ),
         // An unknown field is ignored, never masks a bad one.
         (
             json!({"repo": {"colour": 1, "repositories": ["a/b"]}}),
