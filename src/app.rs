@@ -690,13 +690,7 @@ pub fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<
 /// [`write_private`] on this node only.
 pub fn write_private_local(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    opts.mode(0o600);
-    let mut f = opts.open(path)?;
+    let mut f = crate::log::private_file(path)?;
     f.write_all(contents.as_bytes())?;
     f.write_all(b"\n")?;
     f.sync_all()

@@ -593,17 +593,11 @@ fn export(
         name.push(".partial");
         out.with_file_name(name)
     };
-    let file = {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        match opts.open(&partial) {
-            Ok(f) => f,
-            Err(e) => {
-                eprintln!("gatehouse: cannot write {}: {e}", partial.display());
-                return ExitCode::from(2);
-            }
+    let file = match gatehouse::log::private_file(&partial) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("gatehouse: cannot write {}: {e}", partial.display());
+            return ExitCode::from(2);
         }
     };
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);

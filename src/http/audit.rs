@@ -507,13 +507,7 @@ async fn backup(app: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse,
         let path = dir.join(format!("gatehouse-{position}.bin"));
         let tmp = dir.join(format!(".gatehouse-{position}.bin.partial"));
         // Private (0600): a backup holds password hashes.
-        let file = {
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-            opts.open(&tmp).map_err(io)?
-        };
+        let file = crate::log::private_file(&tmp).map_err(io)?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
         let n = crate::log::export::write(&log, &mut w, crate::log::export::Format::Binary)
             .map_err(|e| ApiError::Internal(e.to_string()))?;

@@ -63,7 +63,7 @@ fn question(req: &HttpRequest) -> Result<Question, ApiError> {
     let (resource, action, signed_query) = match query_param(req, "resource")? {
         Some(r) => {
             let action = query_param(req, "action")?.unwrap_or_else(|| "read".into());
-            (r, action, own_signed_query(req)?)
+            (normalized(r), action, own_signed_query(req)?)
         }
         None => {
             let uri = header_str(req, "x-original-uri").ok_or_else(|| {
@@ -81,12 +81,12 @@ fn question(req: &HttpRequest) -> Result<Question, ApiError> {
             // Normalised before the prefix comes off: `/./artifactory/release-bundles/…`
             // is what nginx serves under `location /artifactory/`, not a repository
             // named `artifactory`.
-            let path = normalize_path(&path);
-            let resource = path
-                .strip_prefix("artifactory/")
-                .or_else(|| (path == "artifactory").then_some(""))
-                .unwrap_or(&path)
-                .to_string();
+            let path = normalized(path.to_string());
+            let resource = match path.strip_prefix("artifactory/") {
+                Some(rest) => rest.to_string(),
+                None if path == "artifactory" => String::new(),
+                None => path,
+            };
             let action = match header_str(req, "x-original-method").unwrap_or("GET") {
                 "GET" | "HEAD" => "read",
                 "PUT" | "POST" => "write",
@@ -113,11 +113,7 @@ fn question(req: &HttpRequest) -> Result<Question, ApiError> {
     if resource.split('/').any(|s| s == "..") || resource.chars().any(|c| c.is_control()) {
         return Err(invalid());
     }
-    // Decided on the path a file server serves: empty and `.` segments go, as nginx
-    // merges slashes and resolves `.` before it opens a file. Judged as sent,
-    // `libs/org//secret/a` escaped an exclude of `org/secret/**`, and `./release-bundles/…`
-    // read `.` as a repository that `ANY` reaches.
-    let resource = normalize_path(&resource);
+    // Both forms were normalised above (`normalized`).
     let (repo, path) = resource.split_once('/').unwrap_or((&resource, ""));
     if repo.is_empty() {
         return Err(invalid());
@@ -132,6 +128,18 @@ fn question(req: &HttpRequest) -> Result<Question, ApiError> {
 
 /// `resource` without empty and `.` segments (borrowed when it has none: the common case
 /// on the hot path).
+/// A resource as decided on: the path a file server serves, without empty and `.`
+/// segments (nginx merges slashes and resolves `.` before it opens a file). Judged as
+/// sent, `libs/org//secret/a` escaped an exclude of `org/secret/**`, and
+/// `./release-bundles/…` read `.` as a repository that `ANY` reaches. The string itself
+/// when it has none (the hot path allocates nothing more).
+fn normalized(resource: String) -> String {
+    match normalize_path(&resource) {
+        std::borrow::Cow::Borrowed(_) => resource,
+        std::borrow::Cow::Owned(clean) => clean,
+    }
+}
+
 pub(super) fn normalize_path(resource: &str) -> std::borrow::Cow<'_, str> {
     if !resource.split('/').any(|s| s.is_empty() || s == ".") {
         return std::borrow::Cow::Borrowed(resource);

@@ -276,6 +276,16 @@ pub fn private_dir(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
+/// Create (or truncate) `path` for writing, readable by its owner only: exports,
+/// backups and key files hold password hashes or secrets.
+pub fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(path)
+}
+
 impl EventLog {
     /// Open (or create) the log under `dir`, with the default page cache.
     pub fn open(dir: &Path) -> Result<EventLog, LogError> {
