@@ -7,7 +7,7 @@ error; sign in; create a group and a user in it; register a repository; grant th
 read on it; ask "why" and see the grant; move the time slider to before the grant and
 see the user without it (and "why" say no); the timeline, the diff and the integrity
 check; create and revoke a token; sign out and find the session gone on the server; a
-non-admin cannot reach the admin pages. No page may break its Content-Security-Policy.
+non-admin cannot reach the admin pages; a user whose password expired can change it. No page may break its Content-Security-Policy.
 """
 import base64
 import json
@@ -373,6 +373,30 @@ def walk(ctx, page):
         field(page, "Question", "Resource (repository/path)").fill("libs/x")
         submit(page, "Question", "Ask")
         expect(page.locator("#why-via")).to_contain_text("readers-read")
+
+        step("an expired password: the console offers changing it, and only that")
+        page.get_by_role("button", name="Sign out").click()
+        expect(page.locator("#signin")).to_be_visible()
+        status, text = http("POST", "/artifactory/api/security/users/authorization/expirePassword/carol",
+                            basic("admin", ADMIN_PASSWORD))
+        assert status == 200, (status, text)
+        sign_in(page, "carol", "Carol-pass-123")
+        expect(page.get_by_role("heading", name="Your password has expired")).to_be_visible()
+        expect(page.locator("#nav")).to_be_hidden()
+        f = "Change my expired password"
+        field(page, f, "New password").fill("Carol-new-pass-456")
+        field(page, f, "New password again").fill("Carol-new-pass-457")
+        submit(page, f, "Change password")
+        expect(page.get_by_role("form", name=f).locator('[data-error-for="confirm"]')).to_contain_text("differ")
+        field(page, f, "New password again").fill("Carol-new-pass-456")
+        submit(page, f, "Change password")
+        expect(page.locator("#signin-error")).to_contain_text("Sign in with the new one")
+        shot(page, "expired-password")
+        status, _ = http("GET", "/access/api/v2/users/carol", basic("carol", "Carol-new-pass-456"))
+        assert status == 200, f"the new password does not work: {status}"
+        sign_in(page, "carol", "Carol-new-pass-456")
+        expect(page.get_by_role("heading", name="User carol")).to_be_visible()
+        expect(page.locator("#nav")).to_be_visible()
 
 
 

@@ -2,7 +2,7 @@
 // pages.js / history.js from answers of the REST API; nothing here decides who may see
 // what — the API does, and its 401/403 answers are shown as they are.
 import { api, setCsrf, ApiError } from './api.js';
-import { PAGES } from './pages.js';
+import { PAGES, expiredPassword } from './pages.js';
 import { HISTORY_PAGES } from './history.js';
 
 const ALL = { ...PAGES, ...HISTORY_PAGES };
@@ -101,6 +101,16 @@ async function render() {
   $('signin').hidden = true;
   $('console').hidden = false;
   $('who').textContent = session.username + (session.admin ? ' (admin)' : '');
+  // An expired password opens one page only: changing it (the API allows nothing else).
+  const expired = !!session.password_expired;
+  $('nav').hidden = expired;
+  $('time').hidden = expired;
+  if (expired) {
+    const main = document.createElement('div');
+    await expiredPassword(main, { session, signIn: (m) => showSignIn(m) });
+    if (mine === renderSeq) $('main').replaceChildren(main);
+    return;
+  }
   drawNav(name);
   drawSlider(asOf);
   if (asOf && /^\d+$/.test(asOf) && session.admin) {

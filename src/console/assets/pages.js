@@ -183,6 +183,22 @@ async function user(main, ctx, name) {
 
 const self0 = (ctx, u) => u.username === ctx.session.username;
 
+// ---- An expired password ----
+// The API refuses everything to a user whose password has expired except changing it
+// (403 naming the way out), so the console offers that, and only that.
+export async function expiredPassword(main, ctx) {
+  title(main, 'Your password has expired');
+  main.append(h('p', {}, 'Choose a new password to go on. Nothing else opens until it is changed; then you sign in again with the new one.'));
+  main.append(form('Change my expired password', [
+    { name: 'password', label: 'New password', type: 'password', required: true },
+    { name: 'confirm', label: 'New password again', type: 'password', required: true },
+  ], 'Change password', async (v) => {
+    if (v.password !== v.confirm) throw new ApiError(400, { errors: [{ message: 'invalid `confirm`: the two passwords differ' }] });
+    await put(`/access/api/v2/users/${enc(ctx.session.username)}/password`, { password: v.password });
+    ctx.signIn('Your password is changed. Sign in with the new one.');
+  }));
+}
+
 async function me(main, ctx) { return user(main, ctx, ctx.session.username); }
 
 // ---- Groups ----
