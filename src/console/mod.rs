@@ -112,6 +112,10 @@ impl Sessions {
                     && u.status == UserStatus::Enabled
                     // Set after sign-in: the session ends with it (REST API only).
                     && !u.disable_ui_access
+                    // A session stands for a password sign-in: with basic authentication
+                    // switched off, only admins' go on (as only admins may sign in).
+                    && (u.admin
+                        || crate::domain::settings::basic_authentication(state))
             });
         if !bound || !live(s, now) {
             map.remove(&k);

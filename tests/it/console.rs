@@ -263,7 +263,7 @@ fn a_console_session_ends_on_sign_out() {
 }
 
 #[test]
-fn a_console_session_ends_when_the_user_changes_is_disabled_or_deleted() {
+fn a_console_session_ends_when_the_user_changes_is_disabled_or_deleted_or_basic_auth_ends() {
     let app = TestApp::spawn();
     let admin = app.admin();
     let ends = |what: &str, change: &dyn Fn()| {
@@ -298,6 +298,16 @@ fn a_console_session_ends_when_the_user_changes_is_disabled_or_deleted() {
         let r = admin.patch("/access/api/v2/users/bob", &json!({"status": "disabled"}));
         assert_eq!(r.status, 200, "{}", r.text);
     });
+    ends("basic authentication switched off", &|| {
+        let path = "/access/api/v1/config/security/authentication/basic_authentication_enabled";
+        let r = admin.put(path, &json!({"enabled": false}));
+        assert_eq!(r.status, 200, "{}", r.text);
+    });
+    // An admin's session goes on (admins still sign in with a password then).
+    let a = sign_in(&app, "admin", &app.admin_password);
+    assert_eq!(a.call("GET", "/access/api/v2/users", None).status, 200);
+    let path = "/access/api/v1/config/security/authentication/basic_authentication_enabled";
+    assert_eq!(admin.put(path, &json!({"enabled": true})).status, 200);
     ends("deletion", &|| {
         assert!(admin.delete("/access/api/v2/users/bob").status < 300);
         // A new user of the same name is someone else.
