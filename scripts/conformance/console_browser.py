@@ -374,6 +374,10 @@ def walk(ctx, page):
         submit(page, "Question", "Ask")
         expect(page.locator("#why-via")).to_contain_text("readers-read")
 
+        step("a hash that does not decode names no page (no uncaught error)")
+        page.goto(BASE + "/ui/#/%E0%A4%A")
+        expect(page.locator("main")).to_contain_text("No page")
+
         step("an expired password: the console offers changing it, and only that")
         page.get_by_role("button", name="Sign out").click()
         expect(page.locator("#signin")).to_be_visible()

@@ -23,7 +23,10 @@ function parseHash() {
   const raw = location.hash.replace(/^#\/?/, '');
   const [path, query] = raw.split('?');
   const params = new URLSearchParams(query || '');
-  const [page, ...rest] = path.split('/').map(decodeURIComponent);
+  // A hand-typed hash may not decode (`%E0%A4`): taken as it is, the page then says
+  // there is no such page (decodeURIComponent would throw and leave the last page up).
+  const decode = (x) => { try { return decodeURIComponent(x); } catch { return x; } };
+  const [page, ...rest] = path.split('/').map(decode);
   return { page: page || '', arg: rest.join('/'), asOf: params.get('as_of') || null };
 }
 
@@ -95,7 +98,20 @@ async function render() {
   // Only the newest render may show its page (a sign-in and a hash change can overlap).
   const mine = ++renderSeq;
   // The head moves: ask again on every page change (also notices an ended session).
-  if (!(await loadSession())) { showSignIn('Your session has ended; sign in again.'); return; }
+  let live;
+  try {
+    live = await loadSession();
+  } catch (e) {
+    // The server is unreachable or answered otherwise: say so instead of the old page.
+    if (mine !== renderSeq) return;
+    const p = document.createElement('p');
+    p.className = 'error';
+    p.setAttribute('role', 'alert');
+    p.textContent = `The server could not be reached (${e.message || e}); try again.`;
+    $('main').replaceChildren(p);
+    return;
+  }
+  if (!live) { showSignIn('Your session has ended; sign in again.'); return; }
   const { page, arg, asOf } = parseHash();
   const name = page || (session.admin ? 'users' : 'me');
   $('signin').hidden = true;
@@ -198,7 +214,14 @@ function wire() {
 
 async function start() {
   wire();
-  if (await loadSession()) await render();
+  let live = false;
+  try {
+    live = await loadSession();
+  } catch (e) {
+    showSignIn(`The server could not be reached (${e.message || e}); reload to try again.`);
+    return;
+  }
+  if (live) await render();
   else showSignIn('');
 }
 
