@@ -41,11 +41,13 @@ pub fn classify(before: &State, event: &Event) -> Vec<Notice> {
 /// the webhook dispatcher judges them without bringing its read models up to them.
 pub fn classify_alone(event: &Event) -> Option<Vec<Notice>> {
     Some(match event {
-        Event::UserCreated(c) => vec![n("user", "created", &c.username)],
+        // A new user joins its groups (asked for and auto-join) in the same event: each
+        // group's members change too, as with any other way of joining.
+        Event::UserCreated(c) => std::iter::once(n("user", "created", &c.username))
+            .chain(c.groups.iter().map(|g| n("group", "members_changed", g)))
+            .collect(),
         Event::UserUpdated(u) => vec![n("user", "updated", &u.username)],
         Event::UserScimSaved { username, .. } => vec![n("user", "updated", username)],
-        Event::UserRenamed { to, .. } => vec![n("user", "updated", to)],
-        Event::UserDeleted { username } => vec![n("user", "deleted", username)],
         Event::UserLocked { username } => vec![n("user", "locked", username)],
         Event::UserUnlocked { username } => vec![n("user", "unlocked", username)],
         Event::UserPasswordChanged { username, .. } => {
@@ -78,7 +80,26 @@ pub fn classify_alone(event: &Event) -> Option<Vec<Notice>> {
 /// The events [`classify_alone`] leaves: judged against the state before them.
 fn classify_against(before: &State, event: &Event) -> Vec<Notice> {
     let dir = &before.directory;
+    // The groups a user leaves by being deleted or renamed (their member lists change).
+    let groups_of = |username: &str| -> Vec<Notice> {
+        dir.users
+            .get(username)
+            .map(|u| {
+                u.groups
+                    .iter()
+                    .filter(|g| dir.groups.contains_key(g.as_str()))
+                    .map(|g| n("group", "members_changed", g))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     match event {
+        Event::UserDeleted { username } => std::iter::once(n("user", "deleted", username))
+            .chain(groups_of(username))
+            .collect(),
+        Event::UserRenamed { from, to } => std::iter::once(n("user", "updated", to))
+            .chain(groups_of(from))
+            .collect(),
         Event::UserGroupsChanged { added, removed, .. } => added
             .iter()
             .chain(removed)
@@ -127,7 +148,11 @@ fn classify_against(before: &State, event: &Event) -> Vec<Notice> {
             &target.name,
         )],
         Event::ReplicaRemoved { entity, name, .. } => match entity.as_str() {
-            "user" if dir.users.contains_key(name.as_str()) => vec![n("user", "deleted", name)],
+            "user" if dir.users.contains_key(name.as_str()) => {
+                std::iter::once(n("user", "deleted", name))
+                    .chain(groups_of(name))
+                    .collect()
+            }
             "group" if dir.groups.contains_key(name.as_str()) => vec![n("group", "deleted", name)],
             "permission" if before.permissions.targets.contains_key(name) => {
                 vec![n("permission", "deleted", name)]

@@ -365,6 +365,49 @@ fn a_group_joined_right_after_its_creation_is_announced_as_changed() {
     assert_eq!(seen, expected);
 }
 
+/// A group's members change also when a user is created in it (asked for, or by
+/// auto-join) and when the user is deleted: each fires `members_changed` for the group,
+/// as joining and leaving by the groups API do.
+#[test]
+fn memberships_made_or_ended_by_creating_or_deleting_a_user_are_announced() {
+    let app = TestApp::spawn_with(quick_retries());
+    let admin = app.admin();
+    let rx = Receiver::start();
+    for (name, auto) in [("crew", false), ("everyone", true), ("quiet", false)] {
+        let r = admin.post(
+            "/access/api/v2/groups",
+            &json!({"name": name, "auto_join": auto}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let r = admin.post(
+        SUBS,
+        &json!({"key": "members", "event_filter": {"domain": "group", "event_types": ["members_changed"]},
+            "handlers": [{"handler_type": "webhook", "url": rx.url, "secret": "s3cr3t-hook"}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "newbie", "email": "newbie@example.com", "password": "Password-123", "groups": ["crew"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(admin.delete("/access/api/v2/users/newbie").status < 300);
+    let got = rx.wait_for(4, 30);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut seen: Vec<String> = got
+        .iter()
+        .map(|r| {
+            r.json()["data"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(rx.events().len(), 4, "{seen:?}");
+    seen.sort();
+    assert_eq!(seen, ["crew", "crew", "everyone", "everyone"]);
+}
+
 /// A server with subscription `later` (user created) to a port nothing listens on (yet),
 /// retrying often and long.
 fn subscribed_to_a_receiver_that_is_down() -> (TestApp, u16) {
