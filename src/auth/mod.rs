@@ -306,12 +306,15 @@ impl Authenticator {
         let (username, password) = decoded.split_once(':').ok_or(AuthError::Invalid)?;
         let username = username.to_lowercase();
         // A token used as the password (seed 003): `user:<access or reference token>`.
-        if looks_like_token(password) {
+        let token_shaped = looks_like_token(password);
+        if token_shaped {
             match self.token_login(password, state, Some(&username)) {
                 Ok(p) => return Ok(p),
                 // 128 url-safe characters may also be a generated password: if no
-                // reference token has this hash, try it as one.
-                Err(AuthError::Token(_)) if !password.contains('.') => {}
+                // reference token has this hash, try it as one. One that has (expired)
+                // is told as such, not tried as a password.
+                Err(AuthError::Token(_))
+                    if !password.contains('.') && !known_reference(state, password) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -331,6 +334,14 @@ impl Authenticator {
         }
         self.password_login(&username, password, state, writer, request_id, client_ip)
             .await
+            .map_err(|e| match e {
+                // Most likely a revoked or forgotten reference token, not a guess.
+                AuthError::Invalid if token_shaped && !password.contains('.') => AuthError::Token(
+                    "not a live reference token (unknown, revoked or expired), nor the password"
+                        .into(),
+                ),
+                e => e,
+            })
     }
 
     /// The console's sign-in form: a user name and password, checked exactly as Basic
@@ -534,6 +545,13 @@ impl Authenticator {
             if record.expires_at.is_some_and(|e| e <= now) {
                 return Err(AuthError::Token("the token has expired".into()));
             }
+            // A reference token stands for its access token: it ends with the key that
+            // signed that one (a certificate reset retires every earlier key, seed 003).
+            if !self.keys.still_trusted(&s, &record.kid) {
+                return Err(AuthError::Token(
+                    "the token's signing key was retired (the certificate was reset)".into(),
+                ));
+            }
             (
                 record.subject.clone(),
                 record.transient,
@@ -601,6 +619,13 @@ impl Authenticator {
         let mut scope = scope;
         let admin = match s.directory.users.get(subject.as_str()) {
             Some(user) => {
+                // A token made for an identity that was no user here stays that identity's:
+                // a user created later by that name does not take it over.
+                if local && transient_ok {
+                    return Err(AuthError::Token(format!(
+                        "the token was issued to a transient identity `{subject}`; a user of that name was created since"
+                    )));
+                }
                 if local && user_seq.is_some_and(|n| n != user.created_seq) {
                     return Err(AuthError::Token(format!(
                         "the token was issued to an earlier user named `{subject}`"
@@ -762,8 +787,13 @@ impl Authenticator {
                 self.ops.metrics.signins_failed.inc();
                 self.ops.limits.failed(username, client_ip, familiar);
                 // Only an enabled user can be locked: locking a disabled one would turn
-                // a later unlock into an enable.
-                let counts = familiar || self.ops.lockout_from == crate::config::LockoutFrom::Any;
+                // a later unlock into an enable. A password shaped like a reference token
+                // is a revoked or forgotten token far more likely than a guess (a CI job
+                // that kept one locked its user out): it does not count towards the lock
+                // (the rate limits above still apply; guessing never sends 128 random
+                // characters).
+                let counts = (familiar || self.ops.lockout_from == crate::config::LockoutFrom::Any)
+                    && !looks_like_token(password);
                 if let (Some(UserStatus::Enabled), Some(threshold), true) =
                     (status, lock_threshold, counts)
                 {
@@ -1245,6 +1275,13 @@ pub fn looks_like_token(s: &str) -> bool {
         || (s.len() == crate::tokens::REFERENCE_TOKEN_LEN
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+}
+
+/// Whether a reference token with this value is on record (expired or not).
+fn known_reference(state: &Arc<RwLock<State>>, value: &str) -> bool {
+    let hash = blake3::hash(value.as_bytes()).to_hex().to_string();
+    let s = state.read().unwrap_or_else(|p| p.into_inner());
+    s.tokens.by_reference_hash.contains_key(&hash)
 }
 
 /// `aud` is a space-separated list of service ids; `*@*` and `<type>@*` are wildcards.

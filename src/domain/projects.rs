@@ -33,13 +33,27 @@ pub(super) fn save(
     Ok(vec![Event::ProjectSaved(project.clone())])
 }
 
-/// The rest of a project's deletion is applied with `ProjectDeleted` (`State::apply`,
-/// gatehouse-projections): its repositories become unassigned and its shares end.
+/// A project's repositories are unassigned first, each by its own event — which also
+/// ends their shares with other projects (sharing is an owner's; `ProjectDeleted` alone
+/// left a deleted project's repository shared, and other projects' members kept their
+/// role's rights on it). Decided here, not in the projection, so older logs replay as
+/// they were served. The rest (members, roles, the shares *with* this project) is
+/// applied with `ProjectDeleted` (`State::apply`, gatehouse-projections).
 pub(super) fn delete(state: &State, project_key: &str) -> Result<Vec<Event>, DomainError> {
     project_must_exist(state, project_key)?;
-    Ok(vec![Event::ProjectDeleted {
+    let mut events: Vec<Event> = state
+        .repositories
+        .by_key
+        .iter()
+        .filter(|(_, r)| r.project.as_deref() == Some(project_key))
+        .map(|(key, _)| Event::RepositoryUnassigned {
+            repo: key.to_string(),
+        })
+        .collect();
+    events.push(Event::ProjectDeleted {
         project_key: project_key.to_string(),
-    }])
+    });
+    Ok(events)
 }
 
 /// Create (`create_only`) or update a custom role.

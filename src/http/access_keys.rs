@@ -68,6 +68,14 @@ fn existence_in(c: ExistenceCheckIn) -> Result<ExistenceCheck, ApiError> {
             "invalid `existence_check.url`: an http:// or https:// URL".into(),
         ));
     }
+    if super::webhooks::has_credentials(url) {
+        // As for webhook and federation URLs: the URL is stored, shown and audited.
+        return Err(ApiError::BadRequest(
+            "invalid `existence_check.url`: a user name or password in the URL would be \
+             stored and shown in clear"
+                .into(),
+        ));
+    }
     if c.cache_for_secs > 30 * 24 * 3600 {
         return Err(ApiError::BadRequest(
             "invalid `existence_check.cache_for_secs`: at most 30 days".into(),

@@ -283,11 +283,25 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
                 ));
             }
             let name = crate::domain::normalize_username("user", &other)?;
-            if !s.directory.users.contains_key(name.as_str())
-                && s.access_keys.keys.contains_key(&name)
-            {
-                let d = decide_access_key(&s, &name, &q.repo, &q.path, &q.action);
-                return Ok(answer(&q, &name, d));
+            if !s.directory.users.contains_key(name.as_str()) {
+                if let Some(key) = s.access_keys.keys.get(&name) {
+                    // An expired key signs in to nothing (401): it is allowed nothing. Its
+                    // moment is now, or the last event of the past asked about.
+                    let moment = if past.is_some() {
+                        s.time_ms
+                    } else {
+                        crate::auth::unix_millis()
+                    };
+                    let d = if key.key.expiry_ms.is_some_and(|e| e <= moment) {
+                        Decision {
+                            allowed: false,
+                            via: std::borrow::Cow::Borrowed("the access key has expired"),
+                        }
+                    } else {
+                        decide_access_key(&s, &name, &q.repo, &q.path, &q.action)
+                    };
+                    return Ok(answer(&q, &name, d));
+                }
             }
             let Some(user) = s.directory.users.get(name.as_str()) else {
                 return Err(ApiError::NotFound(format!("user `{name}` not found")));

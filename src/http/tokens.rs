@@ -394,6 +394,14 @@ pub(super) async fn refresh(
                 "invalid `refresh_token`: the token was issued by `{issuer}`; refresh it there"
             )));
         }
+        // A certificate reset ends every earlier token (seed 003), their refresh too (a
+        // pair from before the reset minted a fresh token with the new key).
+        if !app.keys.still_trusted(&s, &old.kid) {
+            return Err(ApiError::BadRequest(
+                "invalid `refresh_token`: its token's signing key was retired (the certificate was reset)"
+                    .into(),
+            ));
+        }
         (
             old,
             s.service_id.clone().unwrap_or_default(),
@@ -451,16 +459,29 @@ pub(super) async fn refresh(
             )));
         }
     }
-    let scope = match form.string("scope")? {
+    let sent_scope = form.string("scope")?;
+    let scope = match &sent_scope {
         Some(sc) => {
-            parse_scope(&sc)?;
-            single_spaced(&sc).into_owned()
+            parse_scope(sc)?;
+            single_spaced(sc).into_owned()
         }
         None => old.scope.clone(),
     };
+    // The rule for an identity that is not a user here (a refresh with an admin's
+    // `scope` minted a user-scoped token for no user).
+    if user_seq.is_none() && scope.split_whitespace().any(|p| p == USER_SCOPE) {
+        return Err(ApiError::BadRequest(format!(
+            "invalid `scope`: user `{}` does not exist (tokens for other identities need a group or admin scope)",
+            old.subject
+        )));
+    }
+    // A scope an admin sends for someone else's token is the admin's to give: the new
+    // token is no longer the subject's own (which would cut it to what the subject holds).
+    let self_issued = old.self_issued
+        && !(sent_scope.is_some() && caller.is_some_and(|c| c.admin && c.username != old.subject));
     // A token its subject issued for itself is refreshed with what the subject holds now
     // (a refresh restored a demoted admin's admin token, which could then re-promote it).
-    let scope = if old.self_issued {
+    let scope = if self_issued {
         let s = app.read();
         match s.directory.users.get(old.subject.as_str()) {
             Some(user) => crate::auth::own_scope(&scope, &s.directory, user).into_owned(),
@@ -517,7 +538,7 @@ pub(super) async fn refresh(
         now,
         ext: vec![],
         user_seq,
-        self_issued: old.self_issued,
+        self_issued,
     };
     let minted = tokens::mint(&app.keys, &kid, &spec).ok_or_else(|| no_private_key(&kid))?;
     let cmd = Command::RefreshToken {
@@ -564,7 +585,7 @@ pub(super) async fn list(
         .tokens
         .by_id
         .values()
-        .filter(|t| caller.0.admin || t.subject == caller.0.username)
+        .filter(|t| caller.0.admin || (t.subject == caller.0.username && !t.transient))
         .filter(|t| refreshable.is_none_or(|r| t.refreshable == r))
         .filter(|t| matches_description(t.description.as_ref()))
         .map(|t| crate::views::token(t, issuer_of(&s, t, &service_id)))
@@ -601,7 +622,7 @@ async fn get(
         .by_id
         .get(id.as_str())
         .ok_or_else(|| ApiError::NotFound(format!("token `{id}` not found")))?;
-    if !caller.0.admin && t.subject != caller.0.username {
+    if !caller.0.admin && (t.subject != caller.0.username || t.transient) {
         return Err(ApiError::Forbidden(
             "only an admin can read other users' tokens".into(),
         ));
@@ -633,7 +654,12 @@ async fn revoke(
     let (owner, issuer, non_revocable) = {
         let s = app.read();
         (
-            s.tokens.by_id.get(id.as_str()).map(|t| t.subject.clone()),
+            // A transient identity's token is no user's own (a user created later by
+            // that name does not own it).
+            s.tokens
+                .by_id
+                .get(id.as_str())
+                .map(|t| (!t.transient).then(|| t.subject.clone())),
             s.federation.token_issuers.get(&id).cloned(),
             crate::tokens::id_marks_non_revocable(&id),
         )
@@ -667,14 +693,14 @@ async fn revoke(
         // tells a caller nothing it did not know: it is read from the id it sent.)
         if non_revocable {
             return Err(ApiError::BadRequest(format!(
-                "token `{id}` is not revocable: it lives shorter than revocable-expiry-threshold ({} seconds) and was not created with force_revocable; it ends when it expires",
+                "token `{id}` is not revocable here: its id marks a token that is not recorded — one living shorter than revocable-expiry-threshold ({} seconds) without force_revocable, or one another server issued (revoke it there); it ends when it expires",
                 app.config.revocable_expiry_threshold
             )));
         }
         // Unknown or already revoked: 204, as the seed says.
         return Ok(HttpResponse::NoContent().finish());
     };
-    if !caller.0.admin && owner != caller.0.username {
+    if !caller.0.admin && owner.as_deref() != Some(caller.0.username.as_str()) {
         return Err(ApiError::Forbidden(
             "only an admin can revoke other users' tokens".into(),
         ));

@@ -98,6 +98,10 @@ fn access_keys_crud_without_ever_showing_a_password() {
             json!({"id": "x", "existence_check": {"url": "ftp://x"}}),
             "existence_check.url",
         ),
+        (
+            json!({"id": "x", "existence_check": {"url": "http://svc:Sup3r@127.0.0.1:9/check"}}),
+            "existence_check.url",
+        ),
         // An unknown field is ignored (named in X-Gatehouse-Ignored-Fields), never masks
         // a bad one.
         (
@@ -390,6 +394,12 @@ fn expired_keys_and_client_networks() {
     let (status, _, msg) = ask(&app.as_user("old@myorg", "secret-pass"), "r/x", "read", &[]);
     assert_eq!(status, 401);
     assert!(msg.contains("expired"), "{msg}");
+    // An admin asking on its behalf hears the same: nothing (it said allowed).
+    let (status, allowed, msg) = ask(&admin, "r/x&user=old@myorg", "read", &[]);
+    assert_eq!((status, allowed), (403, false), "{msg}");
+    assert!(msg.contains("expired"), "{msg}");
+    let (status, allowed, msg) = ask(&admin, "r/x&user=local@myorg", "read", &[]);
+    assert_eq!((status, allowed), (200, true), "{msg}");
     let local = app.as_user("local@myorg", "secret-pass");
     assert!(
         ask(&local, "r/x", "read", &[]).1,

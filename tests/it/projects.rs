@@ -600,12 +600,34 @@ fn project_roles_grant_and_revoke_through_the_decision() {
         &json!({"roles": ["Developer"]}),
     );
     assert!(allowed(&bob, "alpha-dev/a", "read").0);
+    // … and ends their shares: a deleted project's repository shared with all projects
+    // (or with beta) gave every other project's members their role's rights on it.
+    assert_eq!(
+        admin
+            .put(&format!("{P}/_/share/repositories/alpha-dev"), &json!({}))
+            .status,
+        204
+    );
+    assert_eq!(
+        admin
+            .put(
+                &format!("{P}/_/share/repositories/alpha-dev/beta"),
+                &json!({})
+            )
+            .status,
+        204
+    );
+    assert!(allowed(&carol, "alpha-dev/x", "read").0);
     assert_eq!(admin.delete(&format!("{P}/alpha")).status, 204);
     assert!(!allowed(&bob, "alpha-dev/a", "read").0);
-    assert_eq!(
-        admin.get("/artifactory/api/repositories/alpha-dev").json()["projectKey"],
-        serde_json::Value::Null
+    assert!(
+        !allowed(&carol, "alpha-dev/x", "read").0,
+        "the share outlived its project"
     );
+    let repo = admin.get("/artifactory/api/repositories/alpha-dev").json();
+    assert_eq!(repo["projectKey"], serde_json::Value::Null);
+    assert_eq!(repo["sharedWithAllProjects"], false, "{repo}");
+    assert_eq!(repo["sharedWithProjects"], json!([]), "{repo}");
     // The effective listing explains project grants too.
     admin.put(
         &format!("{P}/_/attach/repositories/alpha-dev/beta"),

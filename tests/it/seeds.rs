@@ -224,8 +224,9 @@ fn resetting_the_certificate_revokes_every_token_unless_the_old_one_is_trusted()
     let admin_token = token(&admin, json!({"scope": "applied-permissions/admin"}));
     let dave_token = token(
         &app.as_user("dave", "password-1"),
-        json!({"expires_in": 86400}),
+        json!({"expires_in": 86400, "include_reference_token": true, "refreshable": true}),
     );
+    let reference = dave_token["reference_token"].as_str().unwrap();
     let at = admin_token["access_token"].as_str().unwrap();
     let dt = dave_token["access_token"].as_str().unwrap();
     // A rotation keeps earlier tokens.
@@ -244,10 +245,22 @@ fn resetting_the_certificate_revokes_every_token_unless_the_old_one_is_trusted()
     let r = admin.post_empty("/access/api/v1/cert/root/reset");
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["retired"].as_array().unwrap().len(), 2);
-    for t in [at, dt] {
+    for t in [at, dt, reference] {
         let r = bearer(&app, t).get("/access/api/v1/tokens/me");
         assert_eq!(r.status, 401, "{}", r.text);
     }
+    // The reference token as a password and the refresh pair end too (both outlived it).
+    let r = app
+        .as_user("dave", reference)
+        .get("/access/api/v2/users/dave");
+    assert_eq!(r.status, 401, "{}", r.text);
+    let r = app.anon().post(
+        "/access/api/v1/tokens",
+        &json!({"grant_type": "refresh_token", "access_token": dt,
+                "refresh_token": dave_token["refresh_token"]}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("retired"), "{}", r.text);
     let new = token(&admin, json!({}));
     assert_eq!(
         bearer(&app, new["access_token"].as_str().unwrap())
@@ -264,6 +277,12 @@ fn resetting_the_certificate_revokes_every_token_unless_the_old_one_is_trusted()
     assert_eq!(bearer(&app, at).get("/access/api/v2/users").status, 200);
     assert_eq!(
         bearer(&app, dt).get("/access/api/v2/users/dave").status,
+        200
+    );
+    assert_eq!(
+        bearer(&app, reference)
+            .get("/access/api/v2/users/dave")
+            .status,
         200
     );
     assert_ne!(rotated_root, old_root.text);

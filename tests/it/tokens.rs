@@ -260,6 +260,69 @@ fn tokens_as_passwords_reference_tokens_and_disabled_subjects() {
     );
 }
 
+/// A CI job that keeps sending an expired or revoked reference token as its Basic
+/// password is told so, and does not lock its user out (the failures counted as wrong
+/// passwords: five, and the user was locked).
+#[test]
+fn a_dead_reference_token_as_a_password_does_not_lock_its_user() {
+    let app = TestApp::spawn_with(Config {
+        lockout_threshold: 3,
+        lockout_from: gatehouse::config::LockoutFrom::Any,
+        signin_address_burst: 0,
+        signin_user_burst: 0,
+        ..Config::default()
+    });
+    let admin = app.admin();
+    app.create_user("gina", "Gina-password-1");
+    let short = create_token(
+        &admin,
+        json!({"username": "gina", "include_reference_token": true, "expires_in": 1}),
+    );
+    let expired = short["reference_token"].as_str().unwrap().to_string();
+    let long = create_token(
+        &admin,
+        json!({"username": "gina", "include_reference_token": true, "expires_in": 600}),
+    );
+    let revoked = long["reference_token"].as_str().unwrap().to_string();
+    let r = admin.delete(&format!(
+        "/access/api/v1/tokens/{}",
+        long["token_id"].as_str().unwrap()
+    ));
+    assert!(r.status < 300, "{}", r.text);
+    std::thread::sleep(Duration::from_millis(2100));
+    for _ in 0..5 {
+        let r = app
+            .as_user("gina", &expired)
+            .get("/access/api/v2/users/gina");
+        assert_eq!(r.status, 401, "{}", r.text);
+        assert!(r.text.contains("expired"), "{}", r.text);
+        let r = app
+            .as_user("gina", &revoked)
+            .get("/access/api/v2/users/gina");
+        assert_eq!(r.status, 401, "{}", r.text);
+        assert!(r.text.contains("reference token"), "{}", r.text);
+    }
+    let user = admin.get("/access/api/v2/users/gina").json();
+    assert_eq!(user["status"], "enabled", "{user}");
+    assert_eq!(
+        app.as_user("gina", "Gina-password-1")
+            .get("/access/api/v2/users/gina")
+            .status,
+        200
+    );
+    // Wrong passwords still lock.
+    for _ in 0..3 {
+        let r = app
+            .as_user("gina", "Wrong-password-1")
+            .get("/access/api/v2/users/gina");
+        assert_eq!(r.status, 401, "{}", r.text);
+    }
+    assert_eq!(
+        admin.get("/access/api/v2/users/gina").json()["status"],
+        "locked"
+    );
+}
+
 #[test]
 fn transient_subjects_need_an_admin_and_a_non_user_scope() {
     let app = TestApp::spawn();
@@ -276,6 +339,40 @@ fn transient_subjects_need_an_admin_and_a_non_user_scope() {
         200,
         "admin-scoped transient subject"
     );
+    // A refresh with an admin's `scope` keeps the rule: no user scope for an
+    // identity that is no user here.
+    app.create_group("readers");
+    let t = create_token(
+        &admin,
+        json!({"username": "ci-bot", "scope": "applied-permissions/groups:readers",
+               "expires_in": 600, "refreshable": true, "include_reference_token": true,
+               "description": "CI pipeline token"}),
+    );
+    let r = admin.post(
+        "/access/api/v1/tokens",
+        &json!({"grant_type": "refresh_token", "refresh_token": t["refresh_token"],
+                "scope": "applied-permissions/user"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("does not exist"), "{}", r.text);
+    // A user created later by that name does not take the transient identity's token
+    // over: the token is refused, and the user neither sees nor revokes it.
+    app.create_user("ci-bot", "Ci-bot-password-1");
+    let bot = app.as_user("ci-bot", "Ci-bot-password-1");
+    for credential in [&t["access_token"], &t["reference_token"]] {
+        let r = bearer(&app, credential.as_str().unwrap()).get("/access/api/v2/users/ci-bot");
+        assert_eq!(r.status, 401, "{}", r.text);
+        assert!(r.text.contains("transient"), "{}", r.text);
+    }
+    let listed = bot.get("/access/api/v1/tokens").json();
+    assert_eq!(listed["tokens"], json!([]), "{listed}");
+    let id = t["token_id"].as_str().unwrap();
+    assert_eq!(bot.get(&format!("/access/api/v1/tokens/{id}")).status, 403);
+    assert_eq!(
+        bot.delete(&format!("/access/api/v1/tokens/{id}")).status,
+        403
+    );
+    assert!(admin.get(&format!("/access/api/v1/tokens/{id}")).status == 200);
 }
 
 #[test]
