@@ -211,15 +211,17 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
     // (401); a good one asked for more than reading its path is refused (403).
     if auth_header.is_none() && session.is_none() {
         if let Some(query) = q.signed_query.as_deref() {
-            let url = format!("/artifactory/{}/{}?{query}", q.repo, q.path);
-            let signed = match signed_urls::check(&app, &url) {
-                Ok(path) => path,
+            // The question's path is already decoded and normalised: the signature must
+            // be over exactly it.
+            let path = format!("{}/{}", q.repo, q.path);
+            match signed_urls::check_signed(&app, &path, query) {
+                Ok(()) => {}
                 Err(ApiError::Forbidden(why)) => {
                     return Err(ApiError::Unauthorized(format!("invalid signed URL: {why}")))
                 }
                 Err(e) => return Err(e),
-            };
-            let ok = signed == format!("{}/{}", q.repo, q.path) && q.action == "read";
+            }
+            let ok = q.action == "read";
             let via = if ok {
                 "signed URL"
             } else {

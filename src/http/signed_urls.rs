@@ -151,8 +151,16 @@ async fn create(
         })?;
     let sig = signature(&key, version, &repo_path, expiry_ms);
     let org_param = org.map(|o| format!("&org={o}")).unwrap_or_default();
+    // The path percent-encoded segment by segment: the signature covers the path a file
+    // server serves (decoded), and a `%`, `?`, `#` or space in a file's name must reach
+    // it as part of the name (written raw, `?` began the query and `%2e%2e` became `..`).
+    let path = repo_path
+        .split('/')
+        .map(super::segment)
+        .collect::<Vec<_>>()
+        .join("/");
     let url = format!(
-        "{}/artifactory/{repo_path}?sig={sig}&exp={expiry_ms}&v={version}{org_param}",
+        "{}/artifactory/{path}?sig={sig}&exp={expiry_ms}&v={version}{org_param}",
         base_url(&req)
     );
     // Seed 002: "201 Created", `application/json` (the URL as a JSON string).
@@ -184,15 +192,32 @@ fn expiry_of(url: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Check a signed URL; its `repo_path` when valid, 403 with the reason otherwise.
+/// Check a signed URL; its `repo_path` when valid, 403 with the reason otherwise. The
+/// path is judged as a file server serves it: percent-decoded and without empty and `.`
+/// segments (judged raw, `libs/public/%2e%2e/private/a` verified while nginx served
+/// `libs/private/a`; a file name with a space, encoded by a client, did not verify).
 pub fn check(app: &AppState, url: &str) -> Result<String, ApiError> {
     let (path, query) = url
         .split_once('?')
         .ok_or_else(|| ApiError::Forbidden("the URL is not signed".into()))?;
-    let repo_path = path
+    let raw = path
         .split_once("/artifactory/")
-        .map(|(_, p)| p.to_string())
+        .map(|(_, p)| p)
         .ok_or_else(|| ApiError::BadRequest("invalid `url`: not an /artifactory/ URL".into()))?;
+    let decoded = super::percent_decode(raw)
+        .ok_or_else(|| ApiError::BadRequest("invalid `url`: bad percent-encoding".into()))?;
+    let repo_path = check_repo_path(&decoded).map_err(|_| {
+        ApiError::Forbidden(
+            "the URL's path is not a repository path (`..`, control characters)".into(),
+        )
+    })?;
+    check_signed(app, &repo_path, query)?;
+    Ok(repo_path)
+}
+
+/// Check the signature parameters (`sig`, `exp`, `v`, `org`) of `query` for
+/// `repo_path`, the path as served (decoded, normalised); 403 with the reason.
+pub fn check_signed(app: &AppState, repo_path: &str, query: &str) -> Result<(), ApiError> {
     let mut sig = None;
     let mut exp = None;
     let mut version = None;
@@ -222,7 +247,7 @@ pub fn check(app: &AppState, url: &str) -> Result<String, ApiError> {
         .ok_or_else(|| {
             ApiError::Forbidden("the URL's organisation has no signed-URL key".into())
         })?;
-    let expected = signature(&key, current, &repo_path, exp);
+    let expected = signature(&key, current, repo_path, exp);
     // Compare in constant time: the signature is the credential.
     let valid = version == current && constant_time_eq(expected.as_bytes(), sig.as_bytes());
     if !valid {
@@ -233,7 +258,7 @@ pub fn check(app: &AppState, url: &str) -> Result<String, ApiError> {
     if exp <= unix_secs() * 1000 {
         return Err(ApiError::Forbidden("the signed URL has expired".into()));
     }
-    Ok(repo_path)
+    Ok(())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -737,6 +737,58 @@ fn signed_urls_valid_expired_tampered_and_after_key_replacement() {
     );
 }
 
+/// A signed URL is judged on the path a file server serves: percent-decoded and
+/// normalised. A `repo_path` with `%2e%2e` (or a space, `?`, `#`) is a file's name, and
+/// the URL encodes it so; a URL whose decoded path climbs out (`..`) never verifies.
+#[test]
+fn signed_url_paths_are_encoded_in_the_url_and_judged_decoded() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let sign = |repo_path: &str| {
+        let r = admin.post(
+            "/artifactory/api/signed/url",
+            &json!({"repo_path": repo_path, "valid_for_secs": 600}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.json().as_str().unwrap().to_string()
+    };
+    let verify = |u: &str| {
+        app.anon().get(&format!(
+            "/artifactory/api/signed/url/verify?url={}",
+            urlencode(u)
+        ))
+    };
+    // A name with a space, a question mark, a hash and a percent sign.
+    let url = sign("libs/public/my file?#%.txt");
+    assert!(
+        url.contains("/artifactory/libs/public/my%20file%3F%23%25.txt?sig="),
+        "{url}"
+    );
+    let r = verify(&url);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["repo_path"], "libs/public/my file?#%.txt");
+    // As nginx asks: the URL's own path and query in X-Original-URI.
+    let uri = &url[url.find("/artifactory/").unwrap()..];
+    let r = app
+        .anon()
+        .get_with("/access/api/v1/authorize", &[("X-Original-URI", uri)]);
+    assert_eq!(r.status, 200, "{}", r.text);
+    // `%2e%2e` in a repo_path is a directory named so, not `..`.
+    let url = sign("libs/public/%2e%2e/private/a.txt");
+    assert!(url.contains("/public/%252e%252e/private/"), "{url}");
+    assert_eq!(verify(&url).status, 200);
+    // The same signature on the URL as it was written before (the raw path, which a
+    // file server decodes to `libs/private/a.txt`) is refused.
+    let raw = url.replace("%252e%252e", "%2e%2e");
+    let r = verify(&raw);
+    assert_eq!(r.status, 403, "{}", r.text);
+    let uri = &raw[raw.find("/artifactory/").unwrap()..];
+    let r = app
+        .anon()
+        .get_with("/access/api/v1/authorize", &[("X-Original-URI", uri)]);
+    assert!(r.status == 400 || r.status == 401, "{}", r.text);
+}
+
 pub fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| {
