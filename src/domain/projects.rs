@@ -128,6 +128,15 @@ pub(super) fn save_role(
     if create_only && exists {
         return Err(DomainError::AlreadyExists(format!("role `{}`", role.name)));
     }
+    // A project role by a global role's name would shadow it (member names resolve to
+    // the project's roles first): assignments an admin made of the global role would
+    // change meaning, and deleting the project role would erase them.
+    if create_only && state.projects.global_roles.contains_key(&role.name) {
+        return Err(DomainError::AlreadyExists(format!(
+            "global role `{}` (a project role of that name would shadow it)",
+            role.name
+        )));
+    }
     if !create_only && !exists {
         return Err(DomainError::NotFound(format!("role `{}`", role.name)));
     }

@@ -159,6 +159,35 @@ fn check(s: &State, caller: &Principal, key: &str, need: Need) -> Result<(), Api
     }
 }
 
+/// The roles of a caller that manages the project only through a custom role's
+/// `MANAGE_MEMBERS` / `MANAGE_RESOURCES` (not an admin, not a Project Admin whose
+/// privileges allow it), with the groups it is in; `None` for the others. Such a caller
+/// must not raise itself: with `MANAGE_MEMBERS` it made itself Project Admin, with
+/// `MANAGE_RESOURCES` it rewrote its own role into every repository action.
+fn custom_role_manager(
+    s: &State,
+    caller: &Principal,
+    key: &str,
+) -> Option<(Vec<String>, Vec<String>)> {
+    if caller.admin {
+        return None;
+    }
+    let p = s.projects.by_key.get(key)?;
+    let held = held_roles(s, p, caller);
+    let privileged_admin =
+        held.iter().any(|r| r == "Project Admin") && p.config.admin_privileges.manage_resources;
+    if privileged_admin {
+        return None;
+    }
+    let groups = s
+        .directory
+        .users
+        .get(caller.username.as_str())
+        .map(|u| u.groups.iter().cloned().collect())
+        .unwrap_or_default();
+    Some((held, groups))
+}
+
 /// Project keys: 2 to 32 lower-case letters and digits, starting with a letter (the
 /// key prefixes repository names, so it must be URL- and file-name-safe).
 
@@ -452,6 +481,26 @@ async fn put_member(
             ));
         }
     }
+    if let Some((_, groups)) = custom_role_manager(&app.read(), caller, &key) {
+        let own = match kind {
+            "users" => name == caller.username,
+            _ => groups.contains(&name),
+        };
+        if own {
+            return Err(ApiError::Forbidden(
+                "a member manager cannot change its own roles (or those of a group it is in): an admin or a Project Admin can".into(),
+            ));
+        }
+        if body
+            .roles
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case("Project Admin"))
+        {
+            return Err(ApiError::Forbidden(
+                "only an admin or a Project Admin can make a Project Admin".into(),
+            ));
+        }
+    }
     let committed = app
         .submit(
             Command::SetProjectMember {
@@ -704,6 +753,7 @@ async fn save_role(
             .ok_or_else(|| ApiError::BadRequest("invalid `name`: required".into()))?,
     };
     let role = role_in(&name, body)?;
+    refuse_own_role(app, caller, &key, &role.name)?;
     let committed = app
         .submit(
             Command::SaveProjectRole {
@@ -724,6 +774,24 @@ async fn save_role(
         HttpResponse::build(status).json(role_out(&role, false)),
         committed,
     ))
+}
+
+/// A caller managing resources only through a custom role cannot change or delete a
+/// role it holds (it widened its own role to every repository action).
+fn refuse_own_role(
+    app: &AppState,
+    caller: &Principal,
+    key: &str,
+    role: &str,
+) -> Result<(), ApiError> {
+    if let Some((held, _)) = custom_role_manager(&app.read(), caller, key) {
+        if held.iter().any(|r| r.eq_ignore_ascii_case(role)) {
+            return Err(ApiError::Forbidden(format!(
+                "a role holder cannot change or delete its own role `{role}`: an admin or a Project Admin can"
+            )));
+        }
+    }
+    Ok(())
 }
 
 async fn create_role(
@@ -769,6 +837,7 @@ async fn delete_role(
         let s = app.read();
         check(&s, &caller.0, &key, Need::Resources)?;
     }
+    refuse_own_role(&app, &caller.0, &key, &path.1)?;
     let committed = app
         .submit(
             Command::DeleteProjectRole {

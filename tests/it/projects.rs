@@ -641,3 +641,92 @@ fn project_roles_grant_and_revoke_through_the_decision() {
     assert_eq!(eff["project_roles"][0]["repository"], "alpha-dev", "{eff}");
     assert_eq!(eff["project_roles"][0]["role"], "Contributor");
 }
+
+/// A member who manages the project only through a custom role cannot raise itself: with
+/// `MANAGE_MEMBERS` it made itself Project Admin (in a project whose Project Admins may
+/// not even manage members), with `MANAGE_RESOURCES` it rewrote its own role into every
+/// repository action. A project role cannot take a global role's name (it shadowed it).
+#[test]
+fn custom_role_managers_cannot_raise_themselves() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.post(P, &json!({"project_key": "other", "display_name": "Other"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    repo(&admin, "other-dev", "local", &["DEV"]);
+    assert_eq!(
+        admin
+            .put(
+                &format!("{P}/_/attach/repositories/other-dev/other"),
+                &json!({})
+            )
+            .status,
+        204
+    );
+    for (role, action) in [
+        ("Gatekeeper", "MANAGE_MEMBERS"),
+        ("ResMgr", "MANAGE_RESOURCES"),
+    ] {
+        let r = admin.post(
+            &format!("{P}/other/roles"),
+            &json!({"name": role, "actions": [action], "environments": ["DEV"]}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    app.create_user("carl", "Carl-password-1");
+    app.create_user("rm", "Rm-password-1");
+    app.create_user("dora", "Dora-password-1");
+    admin.put(
+        &format!("{P}/other/users/carl"),
+        &json!({"roles": ["Gatekeeper"]}),
+    );
+    admin.put(
+        &format!("{P}/other/users/rm"),
+        &json!({"roles": ["ResMgr"]}),
+    );
+    let carl = app.as_user("carl", "Carl-password-1");
+    let rm = app.as_user("rm", "Rm-password-1");
+
+    let r = carl.put(
+        &format!("{P}/other/users/carl"),
+        &json!({"roles": ["Gatekeeper", "Project Admin"]}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = carl.put(
+        &format!("{P}/other/users/dora"),
+        &json!({"roles": ["project admin"]}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    // What the role is for still works: others' roles, below Project Admin.
+    let r = carl.put(
+        &format!("{P}/other/users/dora"),
+        &json!({"roles": ["Developer"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(!allowed(&carl, "other-dev/x", "delete").0);
+
+    let r = rm.put(
+        &format!("{P}/other/roles/ResMgr"),
+        &json!({"actions": ["MANAGE_RESOURCES", "READ_REPOSITORY", "DELETE_OVERWRITE_REPOSITORY"],
+                "environments": ["DEV", "PROD"]}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(rm.delete(&format!("{P}/other/roles/ResMgr")).status, 403);
+    assert!(!allowed(&rm, "other-dev/x", "delete").0);
+    let r = rm.post(
+        &format!("{P}/other/roles"),
+        &json!({"name": "Readers", "actions": ["READ_REPOSITORY"], "environments": ["DEV"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    // A global role's name is taken for project roles.
+    let r = admin.post(
+        "/access/api/v1/roles",
+        &json!({"name": "G1", "type": "CUSTOM_GLOBAL", "actions": ["READ_REPOSITORY"], "environments": ["DEV"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.post(
+        &format!("{P}/other/roles"),
+        &json!({"name": "G1", "actions": ["DELETE_OVERWRITE_REPOSITORY"], "environments": ["DEV"]}),
+    );
+    assert_eq!(r.status, 409, "{}", r.text);
+}
