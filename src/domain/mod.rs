@@ -68,9 +68,53 @@ impl DomainError {
     }
 }
 
+/// What a read-change-write handler (a PATCH, a PUT of one part) read of the entity it
+/// changes. Its command applies only while the entity is still so: two such requests at
+/// once both answered 200 and the later write undid the other's change (a key's allowed
+/// networks, a target's users), or brought back what a DELETE had just removed.
+#[derive(Debug, Clone)]
+pub enum AsRead {
+    PermissionTarget(String, Option<gatehouse_schemas::PermissionTarget>),
+    /// By the name the key signs in with (`id@org`).
+    AccessKey(String, Option<gatehouse_schemas::AccessKey>),
+    Entitlement(String, Option<gatehouse_schemas::Entitlement>),
+    Project(String, Option<gatehouse_schemas::Project>),
+}
+
+impl AsRead {
+    fn holds(&self, state: &State) -> bool {
+        match self {
+            AsRead::PermissionTarget(name, was) => {
+                state.permissions.targets.get(name).map(|t| &**t) == was.as_ref()
+            }
+            AsRead::AccessKey(name, was) => {
+                state.access_keys.keys.get(name).map(|r| &r.key) == was.as_ref()
+            }
+            AsRead::Entitlement(id, was) => {
+                state
+                    .access_keys
+                    .entitlements
+                    .get(id)
+                    .map(|r| &r.entitlement)
+                    == was.as_ref()
+            }
+            AsRead::Project(key, was) => {
+                state.projects.by_key.get(key).map(|p| &p.config) == was.as_ref()
+            }
+        }
+    }
+}
+
 /// Everything that can be asked of the writer.
 #[derive(Debug, Clone)]
 pub enum Command {
+    /// `command`, only while what the handler read still holds ([`AsRead`]); else
+    /// [`DomainError::PreconditionFailed`], and the handler reads again
+    /// (`http::read_change_write`).
+    IfUnchanged {
+        read: AsRead,
+        command: Box<Command>,
+    },
     /// First start: the service identity and the `admin` user. A no-op on a log that has one.
     InitializeService {
         service_id: String,
@@ -366,6 +410,14 @@ pub const INTERNAL_REALM: &str = "internal";
 
 pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainError> {
     match command {
+        Command::IfUnchanged { read, command } => {
+            if !read.holds(state) {
+                return Err(DomainError::PreconditionFailed(
+                    "it changed while this request was made".into(),
+                ));
+            }
+            decide(state, command)
+        }
         Command::InitializeService {
             service_id,
             admin_password_hash,

@@ -53,7 +53,7 @@ fn check_cidrs(field: &str, list: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct ExistenceCheckIn {
     url: String,
     #[serde(default)]
@@ -87,7 +87,7 @@ fn existence_in(c: ExistenceCheckIn) -> Result<ExistenceCheck, ApiError> {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct KeyIn {
     #[serde(default)]
     id: Option<String>,
@@ -263,23 +263,41 @@ async fn update_key(
     path: web::Path<(String, String)>,
     Body(body): Body<KeyIn>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut key = find_key(&app.read(), &path.0, &path.1)?;
-    if body.id.as_ref().is_some_and(|i| i.to_lowercase() != key.id) {
-        return Err(ApiError::BadRequest(
-            "invalid `id`: must match the id in the path".into(),
-        ));
-    }
-    apply_key_fields(&app, &mut key, body, false).await?;
-    let committed = app
-        .submit(
-            Command::SaveAccessKey {
-                key: key.clone(),
-                create_only: false,
-            },
-            &admin.0.username,
-            &rid,
-        )
-        .await?;
+    let mut body = body;
+    // Hashed once, before the read-change-write (which may run more than once).
+    let password_hash = match body.password.take() {
+        Some(p) => Some(hash(&app, p).await?),
+        None => None,
+    };
+    let (key, committed) = super::read_change_write(async || {
+        let was = find_key(&app.read(), &path.0, &path.1)?;
+        let mut key = was.clone();
+        if body.id.as_ref().is_some_and(|i| i.to_lowercase() != key.id) {
+            return Err(ApiError::BadRequest(
+                "invalid `id`: must match the id in the path".into(),
+            ));
+        }
+        apply_key_fields(&app, &mut key, body.clone(), false).await?;
+        if let Some(h) = &password_hash {
+            key.password_hash = h.clone();
+        }
+        let name = access_key_username(&key.org, &key.id);
+        let committed = app
+            .submit(
+                Command::IfUnchanged {
+                    read: domain::AsRead::AccessKey(name, Some(was)),
+                    command: Box::new(Command::SaveAccessKey {
+                        key: key.clone(),
+                        create_only: false,
+                    }),
+                },
+                &admin.0.username,
+                &rid,
+            )
+            .await?;
+        Ok((key, committed))
+    })
+    .await?;
     Ok(written(
         HttpResponse::Ok().json(crate::views::access_key(&key)),
         committed,
@@ -322,7 +340,7 @@ struct EntitlementIn {
     tags: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct EntitlementPatch {
     #[serde(default)]
     access: Option<String>,
@@ -547,7 +565,37 @@ async fn update_entitlement(
     path: web::Path<(String, String)>,
     Body(body): Body<EntitlementPatch>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut e = find_entitlement(&app.read(), &path.0, &path.1)?;
+    let (e, committed) = super::read_change_write(async || {
+        let was = find_entitlement(&app.read(), &path.0, &path.1)?;
+        let e = change_entitlement(&app, was.clone(), body.clone())?;
+        let committed = app
+            .submit(
+                Command::IfUnchanged {
+                    read: domain::AsRead::Entitlement(e.id.clone(), Some(was)),
+                    command: Box::new(Command::SaveEntitlement {
+                        entitlement: e.clone(),
+                        create_only: false,
+                    }),
+                },
+                &admin.0.username,
+                &rid,
+            )
+            .await?;
+        Ok((e, committed))
+    })
+    .await?;
+    Ok(written(
+        HttpResponse::Ok().json(crate::views::entitlement(&e)),
+        committed,
+    ))
+}
+
+/// The entitlement `e` with the changes of `body`.
+fn change_entitlement(
+    app: &AppState,
+    mut e: Entitlement,
+    body: EntitlementPatch,
+) -> Result<Entitlement, ApiError> {
     if let Some(a) = body.access {
         check_access(&a)?;
         e.access = a;
@@ -580,20 +628,7 @@ async fn update_entitlement(
     }
     check_tags("tags_add", &body.tags_add)?;
     merged(&mut e.tags, &body.tags_add, &body.tags_remove);
-    let committed = app
-        .submit(
-            Command::SaveEntitlement {
-                entitlement: e.clone(),
-                create_only: false,
-            },
-            &admin.0.username,
-            &rid,
-        )
-        .await?;
-    Ok(written(
-        HttpResponse::Ok().json(crate::views::entitlement(&e)),
-        committed,
-    ))
+    Ok(e)
 }
 
 async fn delete_entitlement(

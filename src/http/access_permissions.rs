@@ -73,6 +73,7 @@ async fn save(
     rid: &RequestId,
     target: PermissionTarget,
     create_only: bool,
+    was: Option<PermissionTarget>,
 ) -> Result<(PermissionTarget, crate::writer::Committed), ApiError> {
     let target = domain::normalize_target(target.clone()).map_err(|e| match e {
         domain::DomainError::Invalid { field, message } => ApiError::BadRequest(format!(
@@ -82,16 +83,18 @@ async fn save(
         other => other.into(),
     })?;
     let name = target.name.clone();
-    let committed = app
-        .submit(
-            Command::SavePermissionTarget {
-                target,
-                create_only,
-            },
-            &admin.0.username,
-            rid,
-        )
-        .await?;
+    let mut command = Command::SavePermissionTarget {
+        target,
+        create_only,
+    };
+    if let Some(was) = was {
+        // A change of what was read: only while it is still so.
+        command = Command::IfUnchanged {
+            read: domain::AsRead::PermissionTarget(name.clone(), Some(was)),
+            command: Box::new(command),
+        };
+    }
+    let committed = app.submit(command, &admin.0.username, rid).await?;
     Ok((current(app, &name)?, committed))
 }
 
@@ -163,7 +166,7 @@ async fn create(
         .clone()
         .ok_or_else(|| ApiError::BadRequest("invalid `name`: required".into()))?;
     let target = access_permission_in(&name, body).map_err(wire)?;
-    let (t, committed) = save(&app, &admin, &rid, target, true).await?;
+    let (t, committed) = save(&app, &admin, &rid, target, true, None).await?;
     Ok(written(
         HttpResponse::Created().json(access_permission_out(&t)),
         committed,
@@ -200,7 +203,7 @@ async fn replace(
     }
     let existed = app.read().permissions.targets.contains_key(path.as_str());
     let target = access_permission_in(&path, body).map_err(wire)?;
-    let (t, committed) = save(&app, &admin, &rid, target, false).await?;
+    let (t, committed) = save(&app, &admin, &rid, target, false, None).await?;
     let status = if existed {
         StatusCode::OK
     } else {
@@ -270,10 +273,14 @@ async fn replace_resource(
     Body(body): Body<AccessResource>,
 ) -> Result<HttpResponse, ApiError> {
     let kind = resource_type(&path.1)?;
-    let mut target = current(&app, &path.0)?;
     let section = access_resource_in(kind, body).map_err(wire)?;
-    *section_of_mut(&mut target, kind).expect("a known resource type") = Some(section);
-    let (t, committed) = save(&app, &admin, &rid, target, false).await?;
+    let (t, committed) = super::read_change_write(async || {
+        let was = current(&app, &path.0)?;
+        let mut target = was.clone();
+        *section_of_mut(&mut target, kind).expect("a known resource type") = Some(section.clone());
+        save(&app, &admin, &rid, target, false, Some(was)).await
+    })
+    .await?;
     Ok(resource_answer(&t, kind, committed))
 }
 
@@ -287,12 +294,16 @@ async fn patch_resource(
     Body(body): Body<AccessResourcePatch>,
 ) -> Result<HttpResponse, ApiError> {
     let kind = resource_type(&path.1)?;
-    let mut target = current(&app, &path.0)?;
-    let slot = section_of_mut(&mut target, kind).expect("a known resource type");
-    let mut section = slot.take().unwrap_or_default();
-    access_resource_patch(kind, &mut section, body).map_err(wire)?;
-    *slot = Some(section);
-    let (t, committed) = save(&app, &admin, &rid, target, false).await?;
+    let (t, committed) = super::read_change_write(async || {
+        let was = current(&app, &path.0)?;
+        let mut target = was.clone();
+        let slot = section_of_mut(&mut target, kind).expect("a known resource type");
+        let mut section = slot.take().unwrap_or_default();
+        access_resource_patch(kind, &mut section, body.clone()).map_err(wire)?;
+        *slot = Some(section);
+        save(&app, &admin, &rid, target, false, Some(was)).await
+    })
+    .await?;
     Ok(resource_answer(&t, kind, committed))
 }
 
@@ -304,14 +315,18 @@ async fn delete_resource(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let kind = resource_type(&path.1)?;
-    let mut target = current(&app, &path.0)?;
-    let slot = section_of_mut(&mut target, kind).expect("a known resource type");
-    if slot.take().is_none() {
-        return Err(ApiError::NotFound(format!(
-            "permission `{}` has no `{kind}` resource",
-            path.0
-        )));
-    }
-    let (_, committed) = save(&app, &admin, &rid, target, false).await?;
+    let (_, committed) = super::read_change_write(async || {
+        let was = current(&app, &path.0)?;
+        let mut target = was.clone();
+        let slot = section_of_mut(&mut target, kind).expect("a known resource type");
+        if slot.take().is_none() {
+            return Err(ApiError::NotFound(format!(
+                "permission `{}` has no `{kind}` resource",
+                path.0
+            )));
+        }
+        save(&app, &admin, &rid, target, false, Some(was)).await
+    })
+    .await?;
     Ok(written(HttpResponse::NoContent().finish(), committed))
 }

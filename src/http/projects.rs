@@ -205,7 +205,7 @@ fn check_text(field: &str, v: &str, max: usize, required: bool) -> Result<(), Ap
     Ok(())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 struct PrivilegesIn {
     manage_members: Option<bool>,
     manage_resources: Option<bool>,
@@ -214,7 +214,7 @@ struct PrivilegesIn {
     allow_ignore_rules: Option<bool>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct ProjectIn {
     project_key: Option<String>,
     display_name: Option<String>,
@@ -350,24 +350,31 @@ async fn update(
             "invalid `project_key`: must match the key in the path".into(),
         ));
     }
-    let current = app
-        .read()
-        .projects
-        .by_key
-        .get(&key)
-        .map(|p| p.config.clone())
-        .ok_or_else(|| ApiError::NotFound(format!("project `{key}` not found")))?;
-    let project = merge(current, body)?;
-    let committed = app
-        .submit(
-            Command::SaveProject {
-                project: project.clone(),
-                create_only: false,
-            },
-            &admin.0.username,
-            &rid,
-        )
-        .await?;
+    let (project, committed) = super::read_change_write(async || {
+        let was = app
+            .read()
+            .projects
+            .by_key
+            .get(&key)
+            .map(|p| p.config.clone())
+            .ok_or_else(|| ApiError::NotFound(format!("project `{key}` not found")))?;
+        let project = merge(was.clone(), body.clone())?;
+        let committed = app
+            .submit(
+                Command::IfUnchanged {
+                    read: crate::domain::AsRead::Project(key.clone(), Some(was)),
+                    command: Box::new(Command::SaveProject {
+                        project: project.clone(),
+                        create_only: false,
+                    }),
+                },
+                &admin.0.username,
+                &rid,
+            )
+            .await?;
+        Ok((project, committed))
+    })
+    .await?;
     Ok(written(
         HttpResponse::Ok().json(crate::views::project(&project)),
         committed,

@@ -119,7 +119,7 @@ pub struct AccessResource {
 /// A partial change of one resource (`PATCH …/{name}/{resourceType}`): the users,
 /// groups and targets it names are set (an empty action list takes a principal out);
 /// the others are kept.
-#[derive(Deserialize, Default, Debug)]
+#[derive(Deserialize, Default, Debug, Clone)]
 pub struct AccessResourcePatch {
     #[serde(default)]
     pub actions: Option<AccessActionsPatch>,
@@ -127,7 +127,7 @@ pub struct AccessResourcePatch {
     pub targets: Option<BTreeMap<String, Option<AccessPatterns>>>,
 }
 
-#[derive(Deserialize, Default, Debug)]
+#[derive(Deserialize, Default, Debug, Clone)]
 pub struct AccessActionsPatch {
     #[serde(default)]
     pub users: Option<BTreeMap<String, Vec<String>>>,

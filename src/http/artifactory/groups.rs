@@ -23,7 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Artifactory's group fields; py-jfrog-client sends the snake_case spellings here too.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 struct GroupIn {
     #[serde(default)]
     name: Option<String>,
@@ -100,29 +100,44 @@ async fn put(
     let name = path_name(&path)?;
     name_matches(body.name.as_deref(), &name)?;
     domain::validate_group_name("name", &name)?;
-    let existed = app.read().directory.groups.contains_key(name.as_str());
-    let cmd = if existed {
-        Command::UpdateGroup {
-            name: name.clone(),
-            changes: changes(body)?,
+    // Create or replace, also when another request creates or deletes the group between
+    // the look and the write (then the other way is taken: it answered 409 or 404).
+    let mut tries = 0;
+    loop {
+        let exists = || app.read().directory.groups.contains_key(name.as_str());
+        let existed = exists();
+        let body = body.clone();
+        let cmd = if existed {
+            Command::UpdateGroup {
+                name: name.clone(),
+                changes: changes(body)?,
+            }
+        } else {
+            Command::CreateGroup(NewGroup {
+                name: name.clone(),
+                description: body.description,
+                auto_join: body.auto_join.unwrap_or(false),
+                admin_privileges: body.admin_privileges.unwrap_or(false),
+                realm: realm_in(body.realm),
+                realm_attributes: body.realm_attributes,
+                external_id: None,
+                members: normalize_members("userNames", body.user_names.unwrap_or_default())?,
+            })
+        };
+        match app.submit(cmd, &admin.0.username, &rid).await {
+            Err(ApiError::Conflict(_) | ApiError::NotFound(_))
+                if tries < 3 && exists() != existed =>
+            {
+                tries += 1;
+            }
+            result => {
+                return Ok(written(
+                    HttpResponse::build(created_or_ok(existed)).finish(),
+                    result?,
+                ))
+            }
         }
-    } else {
-        Command::CreateGroup(NewGroup {
-            name: name.clone(),
-            description: body.description,
-            auto_join: body.auto_join.unwrap_or(false),
-            admin_privileges: body.admin_privileges.unwrap_or(false),
-            realm: realm_in(body.realm),
-            realm_attributes: body.realm_attributes,
-            external_id: None,
-            members: normalize_members("userNames", body.user_names.unwrap_or_default())?,
-        })
-    };
-    let committed = app.submit(cmd, &admin.0.username, &rid).await?;
-    Ok(written(
-        HttpResponse::build(created_or_ok(existed)).finish(),
-        committed,
-    ))
+    }
 }
 
 /// `POST …/groups/{name}`: change the fields given; `userNames` replaces the members.

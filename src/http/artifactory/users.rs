@@ -24,7 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Artifactory's user fields (camelCase; the Access spellings are taken too). `null`
 /// means "not given" (dohq sends `"password": null` on every update).
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 struct UserIn {
     #[serde(default)]
     name: Option<String>,
@@ -117,28 +117,44 @@ async fn put(
 ) -> Result<HttpResponse, ApiError> {
     let name = path_username(&path)?;
     name_matches(body.name.as_deref(), &name)?;
-    let existed = app.read().directory.users.contains_key(name.as_str());
-    let committed = if existed {
-        update(&app, &admin.0, &rid, &name, body).await?
-    } else {
-        let create = CreateUser {
-            username: name.clone(),
-            password: body.password,
-            email: body.email.filter(|e| !e.is_empty()),
-            groups: body.groups,
-            admin: body.admin,
-            profile_updatable: body.profile_updatable,
-            internal_password_disabled: body.internal_password_disabled,
-            disable_ui_access: body.disable_ui_access,
-            realm: None,
-            status: None,
+    // Create or replace, also when another request creates or deletes the user between
+    // the look and the write (then the other way is taken: it answered 409 or 404).
+    let mut tries = 0;
+    loop {
+        let exists = || app.read().directory.users.contains_key(name.as_str());
+        let existed = exists();
+        let body = body.clone();
+        let result = if existed {
+            update(&app, &admin.0, &rid, &name, body).await
+        } else {
+            let create = CreateUser {
+                username: name.clone(),
+                password: body.password,
+                email: body.email.filter(|e| !e.is_empty()),
+                groups: body.groups,
+                admin: body.admin,
+                profile_updatable: body.profile_updatable,
+                internal_password_disabled: body.internal_password_disabled,
+                disable_ui_access: body.disable_ui_access,
+                realm: None,
+                status: None,
+            };
+            create_user(&app, &admin.0, &rid, create).await.map(|c| c.1)
         };
-        create_user(&app, &admin.0, &rid, create).await?.1
-    };
-    Ok(written(
-        HttpResponse::build(created_or_ok(existed)).finish(),
-        committed,
-    ))
+        match result {
+            Err(ApiError::Conflict(_) | ApiError::NotFound(_))
+                if tries < 3 && exists() != existed =>
+            {
+                tries += 1;
+            }
+            result => {
+                return Ok(written(
+                    HttpResponse::build(created_or_ok(existed)).finish(),
+                    result?,
+                ))
+            }
+        }
+    }
 }
 
 /// `POST …/users/{name}`: change the fields given (absent or `null`: unchanged);
