@@ -335,12 +335,34 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
             let admin = !anonymous && s.directory.is_admin(&name);
             Subject::new(&s.directory, &name, admin, None)
         }
-        None => Subject::new(
-            &s.directory,
-            &principal.username,
-            caller_admin,
-            principal.token.as_ref().map(|t| t.scope.as_str()),
-        ),
+        None => {
+            // "Was it allowed then?" for oneself: a user disabled or locked at that moment
+            // could do nothing (as `user=` answers for it).
+            if past.is_some() {
+                let then = s
+                    .directory
+                    .users
+                    .get(principal.username.as_str())
+                    .and_then(|u| match u.status {
+                        UserStatus::Enabled => None,
+                        UserStatus::Locked => Some("the user was locked then"),
+                        _ => Some("the user was disabled then"),
+                    });
+                if let Some(why) = then {
+                    let d = Decision {
+                        allowed: false,
+                        via: std::borrow::Cow::Borrowed(why),
+                    };
+                    return Ok(answer(&q, &principal.username, d));
+                }
+            }
+            Subject::new(
+                &s.directory,
+                &principal.username,
+                caller_admin,
+                principal.token.as_ref().map(|t| t.scope.as_str()),
+            )
+        }
     };
     let decision = index.decide(&subject, &q.repo, &q.path, &q.action);
     Ok(answer(&q, &subject.username, decision))

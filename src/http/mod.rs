@@ -829,6 +829,16 @@ pub async fn as_of_middleware(
         }
         let pattern = req.match_pattern();
         let Some(pattern) = pattern.filter(|p| AS_OF_READS.contains(&p.as_str())) else {
+            // A read that has no past answered the present under a 200 (an auditor asking
+            // for last month's settings got today's): said instead. Unknown routes keep
+            // their 404.
+            if req.match_pattern().is_some() {
+                return Err(ApiError::BadRequest(format!(
+                    "invalid `as_of`: `{}` has no past (the reads that do are listed in README, Audit and the past)",
+                    req.path()
+                ))
+                .into());
+            }
             return next.call(req).await;
         };
         let app = req

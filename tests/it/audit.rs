@@ -456,6 +456,23 @@ fn was_it_allowed_then() {
         .contains("permission target `t`"));
     assert_eq!(ask(Some(revoked)).status, 403);
     assert_eq!(ask(Some(granted - 1)).status, 403, "before the grant");
+    // A user disabled at that moment could do nothing then: asked by itself or for it.
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/t2",
+        &json!({"repo": {"repositories": ["libs"], "actions": {"users": {"bob": ["read"]}}}}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let r = admin.patch("/access/api/v2/users/bob", &json!({"status": "disabled"}));
+    let disabled = seq_of(&r);
+    admin.patch("/access/api/v2/users/bob", &json!({"status": "enabled"}));
+    let then = ask(Some(disabled));
+    assert_eq!(then.status, 403, "{}", then.text);
+    assert!(then.text.contains("disabled then"), "{}", then.text);
+    let r = admin.get(&format!(
+        "/access/api/v1/authorize?resource=libs/a.jar&action=read&user=bob&as_of={disabled}"
+    ));
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(ask(None).status, 200);
 }
 
 #[test]
@@ -1199,11 +1216,16 @@ fn as_of_rebuilds_nothing_for_anonymous_callers_or_other_routes() {
         let r = client.get(path);
         assert_eq!(r.status, 401, "{path}: {}", r.text);
     }
-    // Routes that do not read the past: as if `as_of` were not there.
-    let ping = anon.get("/api/system/ping");
-    for q in ["as_of=1", "as_of=yesterday"] {
-        let r = anon.get(&format!("/api/system/ping?{q}"));
-        assert_eq!((r.status, &r.text), (ping.status, &ping.text), "{q}");
+    // Routes that do not read the past say so (they answered the present under a 200:
+    // an auditor asking for last month's settings got today's).
+    for path in [
+        "/api/system/ping?as_of=1",
+        "/api/system/ping?as_of=yesterday",
+        "/access/api/v1/config/token/default_expiry?as_of=1",
+    ] {
+        let r = admin.get(path);
+        assert_eq!(r.status, 400, "{path}: {}", r.text);
+        assert!(r.text.contains("has no past"), "{path}: {}", r.text);
     }
     assert_eq!(anon.get("/no/such/endpoint?as_of=1").status, 404);
     assert_eq!(rebuilds(), 0, "nothing was rebuilt for them");
