@@ -527,7 +527,16 @@ fn replay(data_dir: PathBuf, to: Option<u64>) -> ExitCode {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let total = to.unwrap_or(log.head_seq()).min(log.head_seq());
+    if let Some(to) = to.filter(|&t| t > log.head_seq()) {
+        // As the API refuses a position past the head (it replayed to the head and said
+        // nothing).
+        eprintln!(
+            "gatehouse: --to {to} is past the log's head ({})",
+            log.head_seq()
+        );
+        return ExitCode::from(2);
+    }
+    let total = to.unwrap_or(log.head_seq());
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -655,13 +664,6 @@ fn read_export(input: &std::path::Path) -> Result<Vec<gatehouse::log::RawEvent>,
 }
 
 fn import(data_dir: PathBuf, input: PathBuf) -> ExitCode {
-    if data_dir.join("log").exists() {
-        eprintln!(
-            "gatehouse: {} already holds a log; import only into an empty data directory",
-            data_dir.display()
-        );
-        return ExitCode::from(2);
-    }
     let records = match read_export(&input) {
         Ok(r) => r,
         Err(e) => {
@@ -669,10 +671,25 @@ fn import(data_dir: PathBuf, input: PathBuf) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The whole export is checked before anything is written (a broken one left an empty
+    // log behind, and the import of a good one was then refused).
+    if let Err(at) = check_export(&records) {
+        println!("chain broken at position {at}: the export does not verify");
+        return ExitCode::from(1);
+    }
+    let existed = data_dir.join("log").exists();
     let mut log = match EventLog::open(&data_dir) {
         Ok(l) => l,
         Err(e) => return report_broken(e),
     };
+    // An empty log (a data directory that was opened and never written) is empty.
+    if existed && log.head_seq() > 0 {
+        eprintln!(
+            "gatehouse: {} already holds a log; import only into an empty data directory",
+            data_dir.display()
+        );
+        return ExitCode::from(2);
+    }
     for chunk in records.chunks(10_000) {
         if let Err(e) = log.append_raw(chunk) {
             return report_broken(e);
@@ -691,6 +708,24 @@ fn import(data_dir: PathBuf, input: PathBuf) -> ExitCode {
         }
         Err(e) => report_broken(e),
     }
+}
+
+/// Whether an export's records chain from the first position on; the first position
+/// that does not, otherwise.
+fn check_export(records: &[gatehouse::log::RawEvent]) -> Result<(), u64> {
+    let mut prev = gatehouse::log::GENESIS_HASH;
+    for (i, r) in records.iter().enumerate() {
+        let expected = i as u64 + 1;
+        let decoded = gatehouse_schemas::decode(&r.bytes);
+        if r.seq != expected
+            || gatehouse::log::chain_hash(&prev, &r.bytes) != r.hash
+            || !decoded.is_ok_and(|e| e.seq == expected)
+        {
+            return Err(expected);
+        }
+        prev = r.hash;
+    }
+    Ok(())
 }
 
 fn report_broken(e: LogError) -> ExitCode {
@@ -772,6 +807,16 @@ fn replay_shared(url: &str, to: Option<u64>) -> ExitCode {
         Ok(pg) => pg,
         Err(e) => return report_broken(e),
     };
+    if let Some(to) = to {
+        match pg.head() {
+            Ok((head, _)) if to > head => {
+                eprintln!("gatehouse: --to {to} is past the log's head ({head})");
+                return ExitCode::from(2);
+            }
+            Ok(_) => {}
+            Err(e) => return report_broken(e),
+        }
+    }
     match replay_rows(&mut pg, to) {
         Ok((state, _, events, head)) => {
             let secs = started.elapsed().as_secs_f64();
@@ -812,18 +857,9 @@ fn import_shared(url: &str, input: PathBuf) -> ExitCode {
         Err(e) => return report_broken(e),
     }
     // The whole export is checked before anything is written.
-    let mut prev = gatehouse::log::GENESIS_HASH;
-    for (i, r) in records.iter().enumerate() {
-        let expected = i as u64 + 1;
-        let decoded = gatehouse_schemas::decode(&r.bytes);
-        if r.seq != expected
-            || gatehouse::log::chain_hash(&prev, &r.bytes) != r.hash
-            || !decoded.is_ok_and(|e| e.seq == expected)
-        {
-            println!("chain broken at position {expected}: the export does not verify");
-            return ExitCode::from(1);
-        }
-        prev = r.hash;
+    if let Err(at) = check_export(&records) {
+        println!("chain broken at position {at}: the export does not verify");
+        return ExitCode::from(1);
     }
     let (mut after, mut prev) = (0u64, gatehouse::log::GENESIS_HASH);
     for chunk in records.chunks(1000) {

@@ -634,6 +634,8 @@ fn export_import_and_replay_reproduce_the_digest() {
     assert!(ok, "{replayed}");
     assert_eq!(digest_in(&replayed), digest_in(&verified));
     assert!(replayed.contains("events/s"), "{replayed}");
+    let (ok, out) = gatehouse(&["replay", "--data-dir", d, "--to", "100000"]);
+    assert!(!ok && out.contains("past the log's head"), "{out}");
     let (ok, partial) = gatehouse(&["replay", "--data-dir", d, "--to", "10"]);
     assert!(ok && partial.contains("position 10,"), "{partial}");
     assert_ne!(digest_in(&partial), digest_in(&verified));
@@ -681,6 +683,11 @@ fn export_import_and_replay_reproduce_the_digest() {
             !ok && out.contains("chain broken at position"),
             "{format}: {out}"
         );
+        // Nothing was left behind: the good export imports into the same directory (an
+        // empty log was left, and this was refused).
+        let (ok, out) = gatehouse(&["import", "--data-dir", target.to_str().unwrap(), "--in", f]);
+        assert!(ok, "{format}: {out}");
+        assert_eq!(digest_in(&out), digest_in(&verified), "{format}");
     }
 }
 
