@@ -328,11 +328,31 @@ fn stream_ndjson(app: &AppState, q: EventQuery) -> HttpResponse {
 /// `GET /access/api/v1/audit/chain`: verify the whole hash chain now.
 async fn chain(app: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
     let log = app.log.reader();
-    let result = web::block(move || log.verify())
-        .await
-        .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
+    // The state served now, to be compared with the log's own replay: the server starts
+    // from a snapshot, and one rewritten with a recomputed checksum was served while
+    // the chain said "intact".
+    let live = app.read().clone();
+    let result = web::block(move || {
+        let mut replayed = State::default();
+        let report = log.verify_with(|env| {
+            if env.seq <= live.seq {
+                replayed.apply(env)
+            }
+        })?;
+        let same = replayed.seq != live.seq || replayed.digest() == live.digest();
+        Ok::<_, crate::log::LogError>((report, same, live.seq))
+    })
+    .await
+    .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
     Ok(HttpResponse::Ok().json(match result {
-        Ok(report) => json!({
+        Ok((_, false, at)) => json!({
+            "status": "diverged",
+            "broken_at": at,
+            "reason": format!("the state served differs from the log's replay at position {at}: \
+                the server started from a snapshot that does not match the log (`gatehouse verify` \
+                names it; remove it and restart)"),
+        }),
+        Ok((report, true, _)) => json!({
             "status": "intact",
             "verified_to": report.events,
             "events": report.events,

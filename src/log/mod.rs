@@ -958,6 +958,11 @@ impl EventLog {
         Ok(prev)
     }
 
+    /// Positions of the snapshots on disk, oldest first.
+    pub fn snapshot_positions(&self) -> Result<Vec<u64>, LogError> {
+        self.snapshots.positions()
+    }
+
     /// The newest snapshot that decodes and whose hash agrees with the log.
     fn usable_snapshot(&self) -> Result<Option<(Snapshot, State)>, LogError> {
         for at in self.snapshots.positions()?.into_iter().rev() {
