@@ -45,7 +45,6 @@ pub fn check(
     hash_at: impl Fn(u64) -> Option<[u8; 32]>,
     key: Option<&ed25519_dalek::VerifyingKey>,
 ) -> Result<usize, String> {
-    use base64::Engine;
     for c in state.checkpoints.iter() {
         let actual = hash_at(c.position).map(|h| crate::hex(&h));
         if actual.as_deref() != Some(c.head_hash.as_str()) {
@@ -56,32 +55,74 @@ pub fn check(
                 actual.unwrap_or_else(|| "missing".into())
             ));
         }
-        let public = match key {
-            Some(k) => Some(*k),
-            None => state
-                .keys
-                .signing
-                .get(&c.kid)
-                .and_then(|b| crate::keys::public_from_b64(b)),
-        };
-        let public = public.ok_or(format!(
-            "checkpoint at position {}: unknown signing key `{}`",
-            c.position, c.kid
-        ))?;
-        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(&c.signature)
-            .ok()
-            .and_then(|b| ed25519_dalek::Signature::from_slice(&b).ok())
-            .ok_or(format!(
-                "checkpoint at position {}: malformed signature",
-                c.position
-            ))?;
-        public.verify_strict(&c.message(), &sig).map_err(|_| {
-            format!(
-                "checkpoint at position {}: the signature does not verify",
-                c.position
-            )
-        })?;
+        signature_holds(state, c, key)?;
     }
     Ok(state.checkpoints.len())
+}
+
+/// A checkpoint's signature verifies: by `key` when given, else by the log's own key of
+/// its kid.
+pub fn signature_holds(
+    state: &State,
+    c: &Checkpoint,
+    key: Option<&ed25519_dalek::VerifyingKey>,
+) -> Result<(), String> {
+    use base64::Engine;
+    let public = match key {
+        Some(k) => Some(*k),
+        None => state
+            .keys
+            .signing
+            .get(&c.kid)
+            .and_then(|b| crate::keys::public_from_b64(b)),
+    };
+    let public = public.ok_or(format!(
+        "checkpoint at position {}: unknown signing key `{}`",
+        c.position, c.kid
+    ))?;
+    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&c.signature)
+        .ok()
+        .and_then(|b| ed25519_dalek::Signature::from_slice(&b).ok())
+        .ok_or(format!(
+            "checkpoint at position {}: malformed signature",
+            c.position
+        ))?;
+    public.verify_strict(&c.message(), &sig).map_err(|_| {
+        format!(
+            "checkpoint at position {}: the signature does not verify",
+            c.position
+        )
+    })
+}
+
+/// Sign `position` with `hash` (a backup's last record) by the active key, as a
+/// checkpoint that is not recorded in the log: what proves a backup file is this
+/// server's own.
+pub fn sign_position(
+    state: &State,
+    keys: &KeyRing,
+    position: u64,
+    hash: &[u8; 32],
+    time_ms: u64,
+) -> Result<Checkpoint, String> {
+    use base64::Engine;
+    let kid = state
+        .keys
+        .active
+        .clone()
+        .ok_or_else(|| "the server has no signing key".to_string())?;
+    let key = keys
+        .signing_key(&kid)
+        .ok_or_else(|| format!("the private key `{kid}` is missing"))?;
+    let mut c = Checkpoint {
+        position,
+        head_hash: crate::hex(hash),
+        time_ms,
+        service_id: state.service_id.clone().unwrap_or_default(),
+        kid,
+        signature: String::new(),
+    };
+    c.signature = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.sign(&c.message()));
+    Ok(c)
 }

@@ -521,6 +521,7 @@ async fn backup(app: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse,
     let log = app.log.reader();
     let position = app.read().seq;
     let dir = app.data_dir.join("backup");
+    let app2 = app.clone();
     let (path, events) = web::block(move || -> Result<_, ApiError> {
         let io = |e: std::io::Error| ApiError::Internal(format!("cannot write the backup: {e}"));
         crate::log::private_dir(&dir).map_err(io)?;
@@ -533,6 +534,25 @@ async fn backup(app: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse,
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         let file = w.into_inner().map_err(|e| io(e.into_error()))?;
         file.sync_all().map_err(io)?;
+        // Signed by this server (the active key) over its last record: only a backup this
+        // server made continues its log over HTTP (events added to a file, their chain
+        // recomputed, were appended in anyone's name).
+        let hash = log
+            .hash_at(n)
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .ok_or_else(|| ApiError::Internal(format!("position {n} is not in the log")))?;
+        let signed = {
+            let s = app2.read();
+            crate::checkpoints::sign_position(&s, &app2.keys, n, &hash, crate::auth::unix_millis())
+        }
+        .map_err(|e| ApiError::Unavailable(format!("cannot sign the backup: {e}")))?;
+        let sig = signature_file(&path);
+        let sig_tmp = dir.join(format!(".gatehouse-{position}.bin.sig.partial"));
+        let mut f = crate::log::private_file(&sig_tmp).map_err(io)?;
+        std::io::Write::write_all(&mut f, &serde_json::to_vec(&signed).unwrap_or_default())
+            .map_err(io)?;
+        f.sync_all().map_err(io)?;
+        std::fs::rename(&sig_tmp, &sig).map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)?;
         Ok((path, n))
     })
@@ -542,6 +562,13 @@ async fn backup(app: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse,
         "file": path.display().to_string(),
         "events": events,
     })))
+}
+
+/// Where a backup's signature is kept: beside it, `<file>.sig`.
+fn signature_file(backup: &std::path::Path) -> std::path::PathBuf {
+    let mut name = backup.as_os_str().to_os_string();
+    name.push(".sig");
+    std::path::PathBuf::from(name)
 }
 
 /// The export `gatehouse-<position>.bin` with the highest position.
@@ -609,9 +636,19 @@ async fn restore(
     }
     let log = app.log.reader();
     let head = app.read().seq;
+    let state = app.read().clone();
     let records = web::block(move || -> Result<Vec<crate::log::RawEvent>, ApiError> {
         let data = std::fs::read(&path)
             .map_err(|e| ApiError::Internal(format!("cannot read the backup: {e}")))?;
+        let unsigned = |why: String| {
+            ApiError::BadRequest(format!(
+                "invalid `file`: {why}; only a backup this server made (POST …/backup/export) continues its log here — restore others into an empty data directory with `gatehouse import`"
+            ))
+        };
+        let signed: gatehouse_schemas::Checkpoint = std::fs::read(signature_file(&path))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| unsigned("it has no signature (`<file>.sig`)".into()))?;
         let records = crate::log::export::read(&data)
             .map_err(|e| ApiError::BadRequest(format!("invalid `file`: {e}")))?;
         // The whole backup must be a sound chain, not just the part that is new.
@@ -625,6 +662,18 @@ async fn restore(
             }
             prev = r.hash;
         }
+        let last = records.len() as u64;
+        let signed_ok = signed.position == last
+            && state.service_id.as_deref() == Some(signed.service_id.as_str())
+            && records
+                .last()
+                .is_some_and(|r| crate::hex(&r.hash) == signed.head_hash);
+        if !signed_ok {
+            return Err(unsigned(format!(
+                "its signature is not over its last record ({last}) by this server"
+            )));
+        }
+        crate::checkpoints::signature_holds(&state, &signed, None).map_err(unsigned)?;
         if (records.len() as u64) < head {
             return Err(ApiError::Conflict(format!(
                 "the backup ends at position {} and this log is at {head}: it is behind",

@@ -1126,7 +1126,50 @@ fn a_later_backup_is_imported_over_http_and_a_foreign_one_refused() {
     .unwrap();
     std::fs::create_dir_all(b_dir.join("backup")).unwrap();
     std::fs::copy(&second, b_dir.join("backup").join("later.bin")).unwrap();
+    std::fs::copy(
+        format!("{second}.sig"),
+        b_dir.join("backup").join("later.bin.sig"),
+    )
+    .unwrap();
+    // The same backup with one event more, made up and chained: its signature is over
+    // another last record, and it is refused (it was appended, in anyone's name).
+    let mut records = parse_binary(&std::fs::read(&second).unwrap());
+    let last_seq = records.last().unwrap().0;
+    let (_, created) = records
+        .iter()
+        .rev()
+        .find(|(_, b)| b.windows(5).any(|w| w == b"late6"))
+        .unwrap()
+        .clone();
+    let forged = replace(&created, b"late6", b"lateX");
+    let forged = gatehouse_schemas::decode(&forged)
+        .map(|mut env| {
+            env.seq = last_seq + 1;
+            gatehouse_schemas::encode(&env)
+        })
+        .unwrap();
+    records.push((last_seq + 1, forged));
+    std::fs::write(
+        b_dir.join("backup").join("grown.bin"),
+        write_binary_rechained(&records),
+    )
+    .unwrap();
+    std::fs::copy(
+        format!("{second}.sig"),
+        b_dir.join("backup").join("grown.bin.sig"),
+    )
+    .unwrap();
+    std::fs::copy(&second, b_dir.join("backup").join("unsigned.bin")).unwrap();
     let b = TestApp::start(b_dir.clone(), Config::default()).unwrap();
+    let b_admin0 = Client::new(&b.base, Some(("admin", &b.admin_password)));
+    for file in ["grown.bin", "unsigned.bin"] {
+        let r = b_admin0.post(
+            "/access/api/v1/system/backup/import",
+            &json!({"file": file}),
+        );
+        assert_eq!(r.status, 400, "{file}: {}", r.text);
+        assert!(r.text.contains("signature"), "{file}: {}", r.text);
+    }
     let b_admin = Client::new(&b.base, Some(("admin", &b.admin_password)));
     assert_eq!(b_admin.get("/access/api/v2/users/late3").status, 404);
     let r = b_admin.post(
@@ -1174,11 +1217,17 @@ fn a_later_backup_is_imported_over_http_and_a_foreign_one_refused() {
         .unwrap()
         .to_string();
     std::fs::copy(&foreign, b_dir.join("backup").join("foreign.bin")).unwrap();
+    std::fs::copy(
+        format!("{foreign}.sig"),
+        b_dir.join("backup").join("foreign.bin.sig"),
+    )
+    .unwrap();
     let r = b_admin.post(
         "/access/api/v1/system/backup/import",
         &json!({"file": "foreign.bin"}),
     );
-    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("by this server"), "{}", r.text);
     assert_eq!(b.digest()["digest"], digest.as_str(), "nothing changed");
 }
 
