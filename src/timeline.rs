@@ -127,27 +127,29 @@ impl Timeline {
     }
 
     /// Every personal-data key ever used by the user whose deletion is the last
-    /// `UserDeleted` of `name` at or before `position`: the keys of its e-mail and SCIM
-    /// attributes after each of its events, under its earlier names too. A cleared and
-    /// re-set e-mail is sealed with a new key, so the user's current record alone does
-    /// not name them all. Records are told apart by `created_seq` (kept by renames), so
-    /// an earlier user of the same name keeps its keys.
+    /// Every user deleted under `name` at or before `position` (each incarnation of the
+    /// name, the last and earlier ones — an erasure request often comes after the
+    /// account is gone): the keys of their e-mail and SCIM attributes after each of
+    /// their events, under their earlier names too. A cleared and re-set e-mail is
+    /// sealed with a new key, so a user's last record alone does not name them all.
+    /// Records are told apart by `created_seq` (kept by renames). `None` when no user of
+    /// that name was ever deleted.
     pub fn personal_keys_of_deleted(
         &mut self,
         log: &EventLog,
         name: &str,
         position: u64,
-    ) -> Result<BTreeSet<String>, LogError> {
+    ) -> Result<Option<BTreeSet<String>>, LogError> {
         self.extend(log, position)?;
         let mut state = State::default();
         let mut used: HashMap<u64, BTreeSet<String>> = HashMap::new();
-        let mut deleted = None;
+        let mut deleted = BTreeSet::new();
         for seq in self.positions_of(name).range(..=position) {
             let Some(env) = log.event_at(*seq)? else {
                 continue;
             };
             if matches!(&env.event, Event::UserDeleted { username } if username == name) {
-                deleted = state.directory.users.get(name).map(|u| u.created_seq);
+                deleted.extend(state.directory.users.get(name).map(|u| u.created_seq));
             }
             state.apply(&env);
             for u in state.directory.users.values() {
@@ -160,7 +162,16 @@ impl Timeline {
                     .extend(ids.map(str::to_string));
             }
         }
-        Ok(deleted.and_then(|c| used.remove(&c)).unwrap_or_default())
+        if deleted.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            deleted
+                .iter()
+                .filter_map(|c| used.remove(c))
+                .flatten()
+                .collect(),
+        ))
     }
 
     /// The positions that shape user `name`: its own events (under its earlier names

@@ -456,21 +456,29 @@ async fn delete(
             )))
         }
     };
-    let current = app
-        .read()
-        .directory
-        .users
-        .get(username.as_str())
-        .and_then(|u| crate::http::user_key_id(u));
-    let committed = app
-        .submit(
+    let (exists, current) = {
+        let s = app.read();
+        let u = s.directory.users.get(username.as_str());
+        (u.is_some(), u.and_then(|u| crate::http::user_key_id(u)))
+    };
+    // A purge of a name no user has now erases what its deleted users left (it was a
+    // 404, and a user deleted without purge could never be erased).
+    let committed = if !exists && purge {
+        let s = app.read();
+        crate::writer::Committed {
+            seq: s.seq,
+            events: 0,
+        }
+    } else {
+        app.submit(
             Command::DeleteUser {
                 username: username.clone(),
             },
             &admin.username,
             &rid,
         )
-        .await?;
+        .await?
+    };
     if purge {
         // Every key the user's events ever used, not only its current record's: after a
         // cleared and re-set e-mail the older values are sealed with another key. Found
@@ -478,15 +486,17 @@ async fn delete(
         // is covered too.
         let app2 = app.clone();
         let position = committed.seq;
+        let name = username.clone();
         let keys = web::block(move || {
             app2.timeline
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .personal_keys_of_deleted(&app2.log, &username, position)
+                .personal_keys_of_deleted(&app2.log, &name, position)
         })
         .await
         .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?
-        .map_err(|e| ApiError::Internal(format!("cannot find the keys to purge: {e}")))?;
+        .map_err(|e| ApiError::Internal(format!("cannot find the keys to purge: {e}")))?
+        .ok_or_else(|| ApiError::NotFound(format!("user `{username}` not found")))?;
         for key in keys.iter().chain(current.as_ref()) {
             app.personal
                 .destroy(key)

@@ -1379,6 +1379,52 @@ fn a_purge_destroys_every_key_the_user_ever_had() {
     }
 }
 
+/// An erasure request often comes after the account is gone: a purge of a name no user
+/// has now erases what its deleted users left (it was a 404, and a user deleted without
+/// purge could never be erased), every earlier incarnation of the name included.
+#[test]
+fn a_user_deleted_without_purge_can_be_purged_later() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let create = |email: &str| {
+        let r = admin.post(
+            "/access/api/v2/users",
+            &json!({"username": "yan", "email": email, "password": "password-1"}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        seq_of(&r)
+    };
+    let first = create("yan.private@example.com");
+    assert_eq!(admin.delete("/access/api/v2/users/yan").status, 204);
+    let past = |at: u64| {
+        admin
+            .get(&format!("/access/api/v2/users/yan?as_of={at}"))
+            .json()["email"]
+            .clone()
+    };
+    assert_eq!(past(first), "yan.private@example.com");
+    let r = admin.delete("/access/api/v2/users/yan?purge=true");
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(past(first), "[erased]");
+    // Re-created and deleted with purge: the earlier incarnation is erased too.
+    let second = create("yan.second@example.com");
+    let r = admin.delete("/access/api/v2/users/yan?purge=true");
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(past(second), "[erased]");
+    for s in ["yan.private@example.com", "yan.second@example.com"] {
+        let hits = crate::helpers::files_containing(&app.dir, s.as_bytes());
+        assert!(hits.is_empty(), "{s} in clear in {hits:?}");
+    }
+    // A name that never was a user is still a 404.
+    assert_eq!(
+        admin
+            .delete("/access/api/v2/users/nobody?purge=true")
+            .status,
+        404
+    );
+    assert_eq!(admin.delete("/access/api/v2/users/yan").status, 404);
+}
+
 /// Checkpoints are events of the log they vouch for: a log stripped of them, its chain
 /// recomputed, is consistent, but with `--key` nothing proves it, so it fails. A genuine
 /// export says how far the key's signatures reach and how much comes after.
