@@ -59,6 +59,9 @@ pub enum SubmitError {
     Domain(#[from] DomainError),
     #[error("the event log is not available")]
     Unavailable,
+    /// The disk holding the log is full: nothing of the batch was written.
+    #[error("the disk holding the event log is full; writes are refused until there is room")]
+    DiskFull,
 }
 
 enum Message {
@@ -464,6 +467,8 @@ enum Appended {
     /// Sent, commit unconfirmed (or the shared log unreachable): ask it again before
     /// deciding anything.
     InDoubt(Vec<RawEvent>),
+    /// Not written (the disk is full): the batch is refused, the writer goes on.
+    Refused,
 }
 
 pub struct Writer {
@@ -495,6 +500,8 @@ pub struct Writer {
     /// The thread that runs `before_commit` for the batches (started when first needed).
     before_thread: Option<crossbeam_channel::Sender<BeforeReply>>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// When a full disk was last logged (once every 10 s, not once a batch).
+    disk_full_said: Option<Instant>,
 }
 
 /// Where the before-commit thread answers for one batch.
@@ -615,6 +622,7 @@ impl Writer {
                     before_commit: before,
                     before_thread: None,
                     metrics,
+                    disk_full_said: None,
                 };
                 writer.run(rx)
             })
@@ -808,6 +816,12 @@ impl Writer {
                 Appended::InDoubt(records) if Instant::now() < deadline => {
                     in_doubt = Some((envelopes, records, results));
                 }
+                Appended::Refused => {
+                    for reply in senders {
+                        let _ = reply.send(Err(SubmitError::DiskFull));
+                    }
+                    return;
+                }
                 Appended::InDoubt(_) => {
                     tracing::error!("the shared log stayed unavailable; answering 503");
                     // The batch may still turn up in the shared log: then it comes back
@@ -889,10 +903,24 @@ impl Writer {
             return Appended::Done;
         }
         let Some(pg) = self.shared_log.as_mut() else {
-            if let Err(e) = self.log.append(envelopes) {
-                self.fail_stop(&e);
-            }
-            return Appended::Done;
+            return match self.log.append(envelopes) {
+                Ok(()) => Appended::Done,
+                // Nothing of the batch is in the log: refused (503), and the server goes
+                // on serving reads and takes writes again when there is room (it stopped).
+                Err(LogError::NoSpace(e)) => {
+                    let now = Instant::now();
+                    if self
+                        .disk_full_said
+                        .is_none_or(|t| now.duration_since(t) > Duration::from_secs(10))
+                    {
+                        tracing::error!(error = %e, "the disk is full: refusing writes (503) until there is room");
+                        self.disk_full_said = Some(now);
+                    }
+                    self.rewind();
+                    Appended::Refused
+                }
+                Err(e) => self.fail_stop(&e),
+            };
         };
         let mut prev = self.log.head_hash();
         let records: Vec<RawEvent> = envelopes

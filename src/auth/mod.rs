@@ -946,7 +946,9 @@ impl Authenticator {
             };
             match writer.submit(command, ctx).await {
                 Ok(_) => {}
-                Err(crate::writer::SubmitError::Unavailable) => return Err(AuthError::Unavailable),
+                Err(
+                    crate::writer::SubmitError::Unavailable | crate::writer::SubmitError::DiskFull,
+                ) => return Err(AuthError::Unavailable),
                 Err(crate::writer::SubmitError::Domain(e)) => {
                     tracing::info!(user = username, error = %e, "LDAP sign-in not taken");
                     return Err(AuthError::Invalid);

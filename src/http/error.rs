@@ -107,6 +107,7 @@ impl From<SubmitError> for ApiError {
             SubmitError::Unavailable => {
                 ApiError::Unavailable("the event log is not available".into())
             }
+            SubmitError::DiskFull => ApiError::Unavailable(SubmitError::DiskFull.to_string()),
         }
     }
 }

@@ -47,13 +47,18 @@ pub enum LogError {
     /// The shared log (`--store postgres://…`) could not be read or written.
     #[error("shared log: {0}")]
     Database(String),
+    /// A batch could not be written for want of space (before its sync: nothing of it is
+    /// in the log, which ends at the previous batch's mark). Not a broken log: the
+    /// writer refuses that batch and goes on.
+    #[error("the disk is full: {0}")]
+    NoSpace(std::io::Error),
 }
 
 impl LogError {
     /// The position the error is about, if any (for exit messages and tests).
     pub fn position(&self) -> Option<u64> {
         match self {
-            LogError::Storage(_) | LogError::Database(_) => None,
+            LogError::Storage(_) | LogError::Database(_) | LogError::NoSpace(_) => None,
             LogError::ChainBroken { seq, .. } | LogError::Undecodable { seq, .. } => Some(*seq),
         }
     }

@@ -587,6 +587,7 @@ pub(crate) fn open(
             index: None,
             extending: None,
             cached_from: 0,
+            ahead_failing: false,
         },
         head_seq,
         head_hash,
@@ -694,6 +695,8 @@ pub(crate) struct Appender {
     /// Below this offset the log's pages were dropped from the page cache (as far as
     /// this handle knows: 0 after opening, when a start-up may have read all of it).
     cached_from: u64,
+    /// The last zeros ahead failed (said once, until they are written again).
+    ahead_failing: bool,
 }
 
 impl Appender {
@@ -724,11 +727,17 @@ impl Appender {
             self.finish_extending();
         }
         if self.len < needed {
-            // The helper did not keep up (or failed): the zeros this batch needs, here.
+            // The helper did not keep up (or failed): the zeros this batch needs, here —
+            // a window ahead, or (a disk almost full) only what the batch takes.
             let target = (needed + AHEAD).div_ceil(AHEAD) * AHEAD;
             let from = self.len.max(records_end);
-            write_zeros(&self.file, from, target, false)?;
-            self.len = target;
+            match write_zeros(&self.file, from, target, false) {
+                Ok(()) => self.len = target,
+                Err(_) => {
+                    write_zeros(&self.file, from, needed, false)?;
+                    self.len = needed;
+                }
+            }
         }
         // Less than half a window of zeros left: the next window, from the helper
         // (`len` is at least `needed` here). Spawned by the appending thread, the writer,
@@ -775,9 +784,17 @@ impl Appender {
             return;
         };
         match helper.join() {
-            Ok(Ok(())) => self.len = self.len.max(to),
-            // The next batch that needs them writes them itself.
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot write the log's zeros ahead"),
+            Ok(Ok(())) => {
+                self.len = self.len.max(to);
+                self.ahead_failing = false;
+            }
+            // The next batch that needs them writes them itself. Said once until they
+            // are written again (it was a line a batch on a full disk: thousands).
+            Ok(Err(e)) if !self.ahead_failing => {
+                self.ahead_failing = true;
+                tracing::warn!(error = %e, "cannot write the log's zeros ahead (said once until it works again)")
+            }
+            Ok(Err(_)) => {}
             Err(_) => tracing::warn!("the thread writing the log's zeros ahead failed"),
         }
     }
@@ -1048,10 +1065,20 @@ pub(crate) fn append(
         .and_then(|()| {
             use std::os::unix::fs::FileExt;
             file.file.write_all_at(&buf, start)
-        })
-        .and_then(|()| file.file.sync_data());
+        });
     if let Err(e) = written {
         // Not acknowledged: take the partial batch back off so the file ends at a mark.
+        file.cut_back(start);
+        // No space for it (the zeros ahead or the batch itself): nothing was synced, the
+        // log is whole; the writer refuses this batch and the next ones until there is.
+        if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
+            return Err(LogError::NoSpace(e));
+        }
+        return Err(io(e));
+    }
+    if let Err(e) = file.file.sync_data() {
+        // A failed sync is not retried: the kernel may have dropped the pages it could
+        // not write and call the next sync a success (the writer stops).
         file.cut_back(start);
         return Err(io(e));
     }

@@ -937,3 +937,88 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// A full disk refuses writes (503, saying so) and the server goes on: reads are
+/// served, and writes are taken again once there is room; nothing acknowledged is lost
+/// and the log verifies. (The process exited on the first write that found no room,
+/// and a nearly full disk, with room for the batch but not for 8 MiB of zeros ahead,
+/// stopped it too.) Needs a small file system of its own: a tmpfs, mounted as root.
+#[test]
+fn a_full_disk_refuses_writes_and_the_server_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=48m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIPPED: mounting a tmpfs needs root (this checks a full disk)");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let dir = mnt.join("data");
+    let server = ServerProcess::start(&dir);
+    let admin = server.admin();
+    assert_eq!(admin.get("/access/api/v2/users").status, 200);
+    // Take the rest of the room (a write fails once it is gone).
+    let filler = mnt.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![7u8; 1 << 16];
+        while f.write_all(&block).is_ok() {}
+    }
+    let description = "d".repeat(1000);
+    let mut acknowledged = Vec::new();
+    let mut refused = None;
+    for i in 0..20_000 {
+        let name = format!("g{i}");
+        let r = admin.post(
+            "/access/api/v2/groups",
+            &json!({"name": name, "description": description}),
+        );
+        match r.status {
+            201 => acknowledged.push(name),
+            503 => {
+                refused = Some(r.text);
+                break;
+            }
+            other => panic!("{other}: {}", r.text),
+        }
+    }
+    let refused = refused.expect("a write refused for want of room");
+    assert!(refused.contains("disk"), "{refused}");
+    // Still serving: reads, and the decision.
+    assert_eq!(admin.get("/access/api/v2/users").status, 200);
+    assert_eq!(admin.get("/api/system/ping").status, 200);
+    // Room again: writes are taken.
+    std::fs::remove_file(&filler).unwrap();
+    let r = admin.post("/access/api/v2/groups", &json!({"name": "after"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    for name in acknowledged
+        .iter()
+        .rev()
+        .take(20)
+        .chain(["after".to_string()].iter())
+    {
+        assert_eq!(
+            admin.get(&format!("/access/api/v2/groups/{name}")).status,
+            200,
+            "{name}"
+        );
+    }
+    drop(server);
+    let (ok, out) = verify(&dir);
+    assert!(ok, "{out}");
+}
