@@ -9,6 +9,7 @@ use gatehouse_projections::{access_key_username, Group, User};
 use gatehouse_schemas::{AccessKey, Entitlement, FederationTarget, Project, TokenIssued};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 pub mod permissions;
 
@@ -222,6 +223,61 @@ where
     T: Deserialize<'de> + Default,
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A JSON object as a map, refusing a key given twice: serde keeps the last, so a grant
+/// read one way by a proxy or a validator (the first) was stored another (the last).
+/// `null` is the empty map.
+pub fn unique_map<'de, D, V>(d: D) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    Ok(unique_map_opt(d)?.unwrap_or_default())
+}
+
+/// [`unique_map`] for a field that may be absent or `null` (`None`).
+pub fn unique_map_opt<'de, D, V>(d: D) -> Result<Option<BTreeMap<String, V>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    use serde::de::{Error, MapAccess, Visitor};
+    use std::marker::PhantomData;
+    struct Entries<V>(PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> Visitor<'de> for Entries<V> {
+        type Value = BTreeMap<String, V>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((k, v)) = map.next_entry::<String, V>()? {
+                if out.contains_key(&k) {
+                    return Err(A::Error::custom(format!("key `{k}` given more than once")));
+                }
+                out.insert(k, v);
+            }
+            Ok(out)
+        }
+    }
+    struct Maybe<V>(PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> Visitor<'de> for Maybe<V> {
+        type Value = Option<BTreeMap<String, V>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object or null")
+        }
+        fn visit_none<E: Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_map(Entries(PhantomData)).map(Some)
+        }
+    }
+    d.deserialize_option(Maybe(PhantomData))
 }
 
 // ---- Artifactory's security API (`/artifactory/api/security/users|groups`) ----

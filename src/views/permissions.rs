@@ -15,9 +15,9 @@ use std::collections::BTreeMap;
 
 #[derive(Serialize, Deserialize, Default)]
 pub struct ActionsWire {
-    #[serde(default, deserialize_with = "super::null_as_default")]
+    #[serde(default, deserialize_with = "super::unique_map")]
     pub users: BTreeMap<String, Vec<String>>,
-    #[serde(default, deserialize_with = "super::null_as_default")]
+    #[serde(default, deserialize_with = "super::unique_map")]
     pub groups: BTreeMap<String, Vec<String>>,
 }
 
@@ -102,9 +102,9 @@ pub struct AccessPatterns {
 
 #[derive(Serialize, Deserialize, Default, Clone, Debug)]
 pub struct AccessActions {
-    #[serde(default, deserialize_with = "super::null_as_default")]
+    #[serde(default, deserialize_with = "super::unique_map")]
     pub users: BTreeMap<String, Vec<String>>,
-    #[serde(default, deserialize_with = "super::null_as_default")]
+    #[serde(default, deserialize_with = "super::unique_map")]
     pub groups: BTreeMap<String, Vec<String>>,
 }
 
@@ -112,7 +112,7 @@ pub struct AccessActions {
 pub struct AccessResource {
     #[serde(default, deserialize_with = "super::null_as_default")]
     pub actions: AccessActions,
-    #[serde(default, deserialize_with = "super::null_as_default")]
+    #[serde(default, deserialize_with = "super::unique_map")]
     pub targets: BTreeMap<String, AccessPatterns>,
 }
 
@@ -123,15 +123,15 @@ pub struct AccessResource {
 pub struct AccessResourcePatch {
     #[serde(default)]
     pub actions: Option<AccessActionsPatch>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::unique_map_opt")]
     pub targets: Option<BTreeMap<String, Option<AccessPatterns>>>,
 }
 
 #[derive(Deserialize, Default, Debug, Clone)]
 pub struct AccessActionsPatch {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::unique_map_opt")]
     pub users: Option<BTreeMap<String, Vec<String>>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::unique_map_opt")]
     pub groups: Option<BTreeMap<String, Vec<String>>>,
 }
 
@@ -404,9 +404,9 @@ const LETTERS: &[(&str, &str)] = &[
 
 #[derive(Serialize, Deserialize, Default, Debug)]
 pub struct PrincipalsV1 {
-    #[serde(default, deserialize_with = "super::null_as_default")]
+    #[serde(default, deserialize_with = "super::unique_map")]
     pub users: BTreeMap<String, Vec<String>>,
-    #[serde(default, deserialize_with = "super::null_as_default")]
+    #[serde(default, deserialize_with = "super::unique_map")]
     pub groups: BTreeMap<String, Vec<String>>,
 }
 

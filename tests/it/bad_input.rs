@@ -423,6 +423,27 @@ fn a_table_of_bad_requests_gets_4xx_and_writes_nothing() {
             400,
             "`name`",
         ),
+        // A key given twice in a map of grants: refused (the last one was kept, while
+        // a proxy or validator reading the first saw another grant).
+        (
+            "PUT",
+            "/artifactory/api/v2/security/permissions/dupmap",
+            json_ct,
+            br#"{"repo":{"repositories":["libs"],"actions":{"users":{"admin":["read","write","manage"],"admin":["read"]}}}}"#
+                .to_vec(),
+            400,
+            "given more than once",
+        ),
+        (
+            "POST",
+            "/access/api/v2/permissions",
+            json_ct,
+            br#"{"name":"dup","resources":{"artifact":{"actions":{"users":{},"groups":{}},
+                 "targets":{"libs":{"include_patterns":["**"]},"libs":{"include_patterns":["secret/**"]}}}}}"#
+                .to_vec(),
+            400,
+            "given more than once",
+        ),
         // Access's v2 permissions: errors name the fields as this format has them.
         (
             "POST",
