@@ -104,13 +104,6 @@ fn held_roles(s: &State, p: &ProjectRecord, caller: &Principal) -> Vec<String> {
     roles
 }
 
-/// Whether the caller holds the `Project Admin` role in the project.
-fn is_project_admin(s: &State, p: &ProjectRecord, caller: &Principal) -> bool {
-    held_roles(s, p, caller)
-        .iter()
-        .any(|r| r == "Project Admin")
-}
-
 /// Check the caller may act on the project; 404 for an admin asking about a missing
 /// project, 403 for anyone else (a non-admin learns nothing about other projects).
 /// Project Admins act within the project's `admin_privileges`; a custom role with the
@@ -131,9 +124,11 @@ fn check(s: &State, caller: &Principal, key: &str, need: Need) -> Result<(), Api
     let Some(p) = project else { return denied() };
     let held = held_roles(s, p, caller);
     let project_admin = held.iter().any(|r| r == "Project Admin");
+    // A project's own roles, then the global ones (a global role with MANAGE_MEMBERS was
+    // accepted and then ignored here).
     let custom_grants = |action: &str| {
         held.iter()
-            .filter_map(|r| p.roles.get(r))
+            .filter_map(|r| p.roles.get(r).or_else(|| s.projects.global_roles.get(r)))
             .any(|r| r.actions.iter().any(|a| a == action))
     };
     let (members, resources) = (
@@ -279,7 +274,10 @@ async fn list(app: web::Data<AppState>, caller: Caller, req: HttpRequest) -> Htt
         .projects
         .by_key
         .values()
-        .filter(|p| caller.0.admin || is_project_admin(&s, p, &caller.0))
+        // Those the caller may read (`check`'s `View`): admins every one, and a Project
+        // Admin or a custom-role manager its own (a manager by custom role was not listed
+        // though it could read and manage the project).
+        .filter(|p| check(&s, &caller.0, &p.config.project_key, Need::View).is_ok())
         .map(|p| crate::views::project(&p.config))
         .collect();
     HttpResponse::Ok().json(items)

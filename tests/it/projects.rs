@@ -717,6 +717,10 @@ fn custom_role_managers_cannot_raise_themselves() {
         &json!({"name": "Readers", "actions": ["READ_REPOSITORY"], "environments": ["DEV"]}),
     );
     assert_eq!(r.status, 201, "{}", r.text);
+    // The projects a manager by custom role may read are listed to it.
+    let listed = carl.get(P).json();
+    assert_eq!(listed.as_array().map(|a| a.len()), Some(1), "{listed}");
+    assert_eq!(listed[0]["project_key"], "other");
 
     // A global role's name is taken for project roles.
     let r = admin.post(
@@ -729,4 +733,14 @@ fn custom_role_managers_cannot_raise_themselves() {
         &json!({"name": "G1", "actions": ["DELETE_OVERWRITE_REPOSITORY"], "environments": ["DEV"]}),
     );
     assert_eq!(r.status, 409, "{}", r.text);
+    // A global role's MANAGE_MEMBERS counts in every project it is held in.
+    let r = admin.post(
+        "/access/api/v1/roles",
+        &json!({"name": "GM", "type": "CUSTOM_GLOBAL", "actions": ["MANAGE_MEMBERS"], "environments": ["DEV"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    app.create_user("gina", "Gina-password-1");
+    admin.put(&format!("{P}/other/users/gina"), &json!({"roles": ["GM"]}));
+    let gina = app.as_user("gina", "Gina-password-1");
+    assert_eq!(gina.get(&format!("{P}/other/users")).status, 200);
 }
