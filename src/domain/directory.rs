@@ -633,6 +633,10 @@ pub(super) fn scim_save_group(
                         ));
                     }
                 }
+                // A set: a large group's replace compared every member with every
+                // wanted one (quadratic, under the writer).
+                let wanted_set: std::collections::HashSet<&str> =
+                    wanted.iter().map(String::as_str).collect();
                 let added: Vec<String> = wanted
                     .iter()
                     .filter(|m| !g.members.contains(*m))
@@ -641,7 +645,7 @@ pub(super) fn scim_save_group(
                 let removed: Vec<String> = g
                     .members
                     .iter()
-                    .filter(|m| !wanted.contains(m))
+                    .filter(|m| !wanted_set.contains(m.as_str()))
                     .cloned()
                     .collect();
                 if !added.is_empty() || !removed.is_empty() {

@@ -376,12 +376,49 @@ fn attributes_of(stored: &Option<String>) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
+/// A group's `displayName`, as a user's `groups[].display` shows it: read alone from the
+/// stored document, since every rendering of every member asks for it.
 fn group_display(g: &Group) -> String {
-    attributes_of(&g.scim)
-        .get("displayName")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| g.name.clone())
+    let Some(doc) = g.scim.as_deref() else {
+        return g.name.clone();
+    };
+    // Documents written before members stopped being stored (see `group_input`) hold
+    // every member: skipping them is still a scan of the whole text, so a large one's
+    // display name is remembered by (group, version), which names one content.
+    const LARGE: usize = 4096;
+    if doc.len() < LARGE {
+        return display_name_of(doc).unwrap_or_else(|| g.name.clone());
+    }
+    thread_local! {
+        static LARGE_DOCS: std::cell::RefCell<std::collections::HashMap<(String, u64), Option<String>>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    LARGE_DOCS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let key = (g.name.clone(), g.updated_seq);
+        if let Some(d) = cache.get(&key) {
+            return d.clone().unwrap_or_else(|| g.name.clone());
+        }
+        // Bounded: old large documents are few, and each goes at its group's next write.
+        if cache.len() >= 1024 {
+            cache.clear();
+        }
+        let d = display_name_of(doc);
+        cache.insert(key, d.clone());
+        d.unwrap_or_else(|| g.name.clone())
+    })
+}
+
+/// `displayName` of a stored group document, skipping the rest without building it.
+fn display_name_of(doc: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Display {
+        #[serde(rename = "displayName")]
+        display_name: Option<String>,
+    }
+    serde_json::from_str::<Display>(doc)
+        .ok()
+        .and_then(|d| d.display_name)
 }
 
 pub fn render_user(s: &State, u: &User, base: &str, keys: &PersonalKeys) -> Value {
@@ -578,6 +615,11 @@ fn username_eq_answer(
 
 pub fn render_group(s: &State, g: &Group, base: &str) -> Value {
     let mut doc = attributes_of(&g.scim);
+    // Membership is the directory's. Documents written by earlier versions also hold the
+    // members as a client last sent them, with their `display`: not shown (a deleted
+    // user's display name would show on a new user of the same id, RFC 7643 §4.2 makes
+    // members' sub-attributes immutable) and never stored again (`group_input`).
+    doc.remove("members");
     doc.insert("id".into(), json!(g.name));
     if !doc.contains_key("displayName") {
         doc.insert("displayName".into(), json!(g.name));
@@ -588,11 +630,6 @@ pub fn render_group(s: &State, g: &Group, base: &str) -> Value {
             doc.insert("externalId".into(), json!(e));
         }
     }
-    // Membership is the directory's; `display` is what the client last said of a member.
-    let said = doc
-        .remove("members")
-        .and_then(|m| m.as_array().cloned())
-        .unwrap_or_default();
     if !g.members.is_empty() {
         let members: Vec<Value> = g
             .members
@@ -600,12 +637,9 @@ pub fn render_group(s: &State, g: &Group, base: &str) -> Value {
             .filter_map(|m| s.directory.users.get(m.as_str()))
             .map(|u| {
                 let id = user_id(u);
-                let display = said
-                    .iter()
-                    .find(|m| m["value"] == json!(id))
-                    .and_then(|m| m["display"].as_str())
-                    .unwrap_or(&u.username);
-                json!({"value": id, "display": display, "$ref": format!("{base}/Users/{}", super::segment(id)), "type": "User"})
+                // From the member's own record: its user name (not personal data, so
+                // neither a decryption per member nor erased by a purge).
+                json!({"value": id, "display": u.username, "$ref": format!("{base}/Users/{}", super::segment(id)), "type": "User"})
             })
             .collect();
         doc.insert("members".into(), json!(members));
@@ -1742,9 +1776,11 @@ fn group_input(s: &State, body: &Value) -> Result<GroupInput> {
         .and_then(Value::as_str)
         .map(str::to_string)
         .ok_or_else(|| ScimError::bad("invalidValue", "`displayName` is required"))?;
+    // Members are kept in the directory only: storing them (with a `display` each) made
+    // the document as large as the group, parsed again by every rendering of a member.
     let mut members = Vec::new();
-    // Members are kept in the directory; what is stored of them is only their `display`.
-    if let Some(list) = attrs.get("members").and_then(|m| m.as_array().cloned()) {
+    if let Some(Value::Array(list)) = attrs.remove("members") {
+        let mut seen = std::collections::HashSet::with_capacity(list.len());
         for (i, m) in list.iter().enumerate() {
             let id = m["value"].as_str().ok_or_else(|| {
                 ScimError::bad("invalidValue", format!("`members[{i}].value` is required"))
@@ -1755,15 +1791,8 @@ fn group_input(s: &State, body: &Value) -> Result<GroupInput> {
                     format!("`members[{i}]`: no user has the id `{id}` (groups cannot be members)"),
                 )
             })?;
-            if !members.contains(&u.username) {
+            if seen.insert(u.username.as_str()) {
                 members.push(u.username.clone());
-            }
-        }
-    }
-    if let Some(Value::Array(list)) = attrs.get_mut("members") {
-        for m in list.iter_mut() {
-            if let Some(o) = m.as_object_mut() {
-                o.retain(|k, _| k == "value" || k == "display");
             }
         }
     }
@@ -2231,5 +2260,95 @@ mod tests {
         }
         let ok = CommonUser::parse(br#"{"userName":"a","name":{},"emails":[{}]}"#).unwrap();
         assert!(ok.name.is_none() && ok.emails.is_none());
+    }
+
+    /// A state from events, as the log would replay them.
+    fn replayed(events: Vec<gatehouse_schemas::Event>) -> State {
+        let mut state = State::default();
+        for (i, event) in events.into_iter().enumerate() {
+            state.apply(&gatehouse_schemas::Envelope {
+                seq: i as u64 + 1,
+                time_ms: 1_000 + i as u64,
+                actor: "admin".into(),
+                origin: String::new(),
+                request_id: String::new(),
+                event,
+            });
+        }
+        state
+    }
+
+    fn user_created(name: &str) -> gatehouse_schemas::Event {
+        gatehouse_schemas::Event::UserCreated(gatehouse_schemas::UserCreated {
+            username: name.into(),
+            email: None,
+            password_hash: None,
+            admin: false,
+            profile_updatable: false,
+            internal_password_disabled: true,
+            disable_ui_access: false,
+            realm: "internal".into(),
+            status: UserStatus::Enabled,
+            groups: vec![],
+            scim: None,
+        })
+    }
+
+    /// `GroupScimSaved` events of earlier versions hold the members as the client sent
+    /// them: they still replay, and render from the directory (the member's own name as
+    /// its `display`), the group's display name still read from them, large or small.
+    #[test]
+    fn scim_group_documents_with_members_from_earlier_versions_render_from_the_directory() {
+        use gatehouse_schemas::{Event, GroupCreated};
+        let many: Vec<Value> = (0..400)
+            .map(|i| json!({"value": format!("gone-{i}"), "display": format!("Someone {i}")}))
+            .collect();
+        for extra in [vec![], many] {
+            let mut said = vec![json!({"value": "bob", "display": "Bobby"})];
+            said.extend(extra);
+            let old_doc = json!({"displayName": "Big Team", "externalId": "e1", "members": said});
+            let state = replayed(vec![
+                user_created("bob"),
+                user_created("carol"),
+                Event::GroupCreated(GroupCreated {
+                    name: "big".into(),
+                    description: None,
+                    auto_join: false,
+                    admin_privileges: false,
+                    realm: "internal".into(),
+                    realm_attributes: None,
+                    external_id: None,
+                    members: vec!["bob".into(), "carol".into()],
+                }),
+                Event::GroupScimSaved {
+                    name: "big".into(),
+                    attributes: old_doc.to_string(),
+                },
+            ]);
+            let base = "http://h/access/api/v1/scim/v2";
+            let g = render_group(&state, &state.directory.groups["big"], base);
+            assert_eq!(g["displayName"], "Big Team");
+            assert_eq!(g["externalId"], "e1");
+            assert_eq!(
+                g["members"],
+                json!([
+                    {"value": "bob", "display": "bob", "$ref": format!("{base}/Users/bob"), "type": "User"},
+                    {"value": "carol", "display": "carol", "$ref": format!("{base}/Users/carol"), "type": "User"},
+                ])
+            );
+            let bob = &state.directory.users["bob"];
+            let dir = tempfile::tempdir().unwrap();
+            let keys = PersonalKeys::open(dir.path()).unwrap();
+            let u = render_user(&state, bob, base, &keys);
+            assert_eq!(u["groups"][0]["display"], "Big Team");
+            // Its next write stores no members.
+            let input = group_input(&state, &g).expect("a valid group");
+            assert_eq!(input.members, ["bob", "carol"]);
+            let stored: Value = serde_json::from_str(&input.attributes).unwrap();
+            assert_eq!(
+                stored,
+                json!({"displayName": "Big Team", "externalId": "e1"})
+            );
+        }
     }
 }

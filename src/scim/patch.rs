@@ -290,11 +290,14 @@ fn one(
                         }
                     }
                     None => {
+                        // `hits` is ascending: walk it alongside (a large group's
+                        // `members[…]` remove looked each index up in it).
                         let mut i = 0;
+                        let mut next = hits.iter().peekable();
                         items.retain(|_| {
-                            let keep = !hits.contains(&i);
+                            let hit = next.next_if_eq(&&i).is_some();
                             i += 1;
-                            keep
+                            !hit
                         });
                     }
                 }
@@ -391,9 +394,16 @@ fn one(
             // removes exactly those values.
             match (map.get_mut(&key), value.as_array()) {
                 (Some(Value::Array(items)), Some(remove)) if multi => {
-                    let ids: Vec<&Value> =
-                        remove.iter().filter_map(|r| get_ci(r, "value")).collect();
-                    items.retain(|i| !get_ci(i, "value").is_some_and(|v| ids.contains(&v)));
+                    // Compared by their JSON text, in a set: a list of thousands against
+                    // a group of thousands was quadratic.
+                    let ids: std::collections::HashSet<String> = remove
+                        .iter()
+                        .filter_map(|r| get_ci(r, "value"))
+                        .map(Value::to_string)
+                        .collect();
+                    items.retain(|i| {
+                        !get_ci(i, "value").is_some_and(|v| ids.contains(&v.to_string()))
+                    });
                     if items.is_empty() {
                         map.remove(&key);
                     }
@@ -429,8 +439,13 @@ fn one(
                     }
                 }
             }
+            // Values already there are not added again; looked up by their JSON text
+            // in a set (serde_json's maps are ordered, so equal values print alike):
+            // adding thousands of members to thousands was quadratic.
+            let mut present: std::collections::HashSet<String> =
+                items.iter().map(Value::to_string).collect();
             for n in new {
-                if !items.contains(&n) {
+                if present.insert(n.to_string()) {
                     items.push(n);
                 }
             }

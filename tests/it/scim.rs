@@ -905,3 +905,147 @@ fn a_create_answers_what_a_read_of_the_user_shows() {
         );
     }
 }
+
+/// Finding: a member's `display` was what a client once sent, kept in the group's
+/// document — a deleted user's display name came back on a new user of the same id.
+/// It is the member's own (its user name), whatever a client sends.
+#[test]
+fn scim_member_display_comes_from_the_members_record() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for name in ["bob", "carol"] {
+        let r = scim(&admin, "POST", "/Users", &json!({"userName": name}));
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let r = scim(
+        &admin,
+        "POST",
+        "/Groups",
+        &json!({"displayName": "team", "members": [{"value": "bob", "display": "Bobby"}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json()["members"][0]["display"], "bob");
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Groups/team",
+        &patch_ops(json!([{"op": "add", "path": "members",
+            "value": [{"value": "carol", "display": "Caroline"}]}])),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let members = r.json()["members"].clone();
+    assert_eq!(
+        members
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["value"].as_str().unwrap(), m["display"].as_str().unwrap()))
+            .collect::<Vec<_>>(),
+        [("bob", "bob"), ("carol", "carol")]
+    );
+    // Bob goes; a new bob joins: nothing of the old one's shows.
+    assert_eq!(admin.delete(&format!("{S}/Users/bob")).status, 204);
+    let r = scim(&admin, "POST", "/Users", &json!({"userName": "bob"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Groups/team",
+        &patch_ops(json!([{"op": "add", "path": "members", "value": [{"value": "bob"}]}])),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let g = admin.get(&format!("{S}/Groups/team")).json();
+    assert_eq!(
+        g["members"][0],
+        json!({"value": "bob", "display": "bob",
+        "$ref": format!("{}{S}/Users/bob", app.base), "type": "User"})
+    );
+    assert!(!g.to_string().contains("Bobby"), "{g}");
+}
+
+/// Finding: a large SCIM group (every member stored in its document, parsed again for
+/// each member's rendering; quadratic look-ups) made searches take minutes. A group of
+/// 2,000 built by PATCHes still renders every member, and each member shows the group.
+#[test]
+fn scim_large_groups_render_every_member_and_every_member_the_group() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let n = 2000;
+    let before = admin.get(&format!("{S}/Users?count=0")).json()["totalResults"]
+        .as_u64()
+        .unwrap() as usize;
+    for i in 0..n {
+        let r = scim(
+            &admin,
+            "POST",
+            "/Users",
+            &json!({"userName": format!("user-{i:04}"), "externalId": format!("ext-{i}")}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let r = scim(&admin, "POST", "/Groups", &json!({"displayName": "big"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    for range in [0..n / 2, n / 2..n] {
+        let value: Vec<Value> = range
+            .map(|i| json!({"value": format!("user-{i:04}")}))
+            .collect();
+        let r = scim(
+            &admin,
+            "PATCH",
+            "/Groups/big",
+            &patch_ops(json!([{"op": "add", "path": "members", "value": value}])),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    // Renamed over SCIM: members show the new display name.
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Groups/big",
+        &patch_ops(
+            json!([{"op": "replace", "path": "displayName", "value": "Big One"},
+            {"op": "remove", "path": "members[value eq \"user-0007\"]"}]),
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let g = admin.get(&format!("{S}/Groups/big")).json();
+    let members = g["members"].as_array().unwrap();
+    assert_eq!(members.len(), n - 1);
+    for (m, i) in members.iter().zip((0..n).filter(|i| *i != 7)) {
+        let name = format!("user-{i:04}");
+        assert_eq!(m["value"], json!(name));
+        assert_eq!(m["display"], json!(name));
+    }
+    let found = admin
+        .get(&format!(
+            "{S}/Users?filter=externalId%20eq%20%22ext-1999%22"
+        ))
+        .json();
+    assert_eq!(found["totalResults"], 1);
+    assert_eq!(
+        found["Resources"][0]["groups"],
+        json!([{"value": "big", "display": "Big One", "type": "direct",
+            "$ref": format!("{}{S}/Groups/big", app.base)}])
+    );
+    let page = admin.get(&format!("{S}/Users?count=1000")).json();
+    assert_eq!(page["totalResults"], before + n);
+    for u in page["Resources"].as_array().unwrap() {
+        let name = u["userName"].as_str().unwrap();
+        let shown = &u["groups"][0]["display"];
+        match name {
+            "user-0007" => assert!(u.get("groups").is_none(), "{u}"),
+            _ if name.starts_with("user-") => assert_eq!(shown, "Big One", "{u}"),
+            _ => {}
+        }
+    }
+    // Removing a list of members (as Azure AD does) removes exactly those.
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Groups/big",
+        &patch_ops(json!([{"op": "remove", "path": "members",
+            "value": (0..1000).map(|i| json!({"value": format!("user-{i:04}")})).collect::<Vec<_>>()}])),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["members"].as_array().unwrap().len(), n - 1000);
+}
