@@ -616,6 +616,7 @@ pub(super) fn scim_save_group(
 ) -> Result<Vec<Event>, DomainError> {
     let dir = &state.directory;
     let mut events = Vec::new();
+    let mut unchanged = false;
     match create {
         Some(new) => events.extend(create_group(state, new)?),
         None => {
@@ -624,6 +625,21 @@ pub(super) fn scim_save_group(
                 .get(name)
                 .ok_or_else(|| DomainError::NotFound(format!("group `{name}`")))?;
             check_version(if_match, g.updated_seq)?;
+            // A PUT or PATCH that changes nothing writes nothing (README), as for users.
+            unchanged = match &g.scim {
+                Some(stored) => stored == attributes,
+                // A group SCIM never described shows its name and the v2 API's external
+                // id: that, sent back, is no change either.
+                None => {
+                    let mut shown = serde_json::Map::new();
+                    shown.insert("displayName".into(), g.name.clone().into());
+                    if let Some(e) = &g.external_id {
+                        shown.insert("externalId".into(), e.clone().into());
+                    }
+                    serde_json::from_str::<serde_json::Value>(attributes).ok()
+                        == Some(serde_json::Value::Object(shown))
+                }
+            };
             if let Some(wanted) = members {
                 for (i, m) in wanted.iter().enumerate() {
                     if !dir.users.contains_key(m.as_str()) {
@@ -658,10 +674,12 @@ pub(super) fn scim_save_group(
             }
         }
     }
-    events.push(Event::GroupScimSaved {
-        name: name.to_string(),
-        attributes: attributes.to_string(),
-    });
+    if !unchanged {
+        events.push(Event::GroupScimSaved {
+            name: name.to_string(),
+            attributes: attributes.to_string(),
+        });
+    }
     Ok(events)
 }
 

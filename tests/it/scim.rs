@@ -1049,3 +1049,61 @@ fn scim_large_groups_render_every_member_and_every_member_the_group() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["members"].as_array().unwrap().len(), n - 1000);
 }
+
+/// Finding: a group PATCH or PUT that changed nothing wrote an event and a new version
+/// (README: a PUT or PATCH that changes nothing writes nothing), unlike a user's.
+#[test]
+fn scim_group_writes_that_change_nothing_keep_the_version() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    assert_eq!(
+        scim(&admin, "POST", "/Users", &json!({"userName": "ann"})).status,
+        201
+    );
+    let body = json!({"displayName": "g1", "externalId": "e-1", "members": [{"value": "ann"}]});
+    let r = scim(&admin, "POST", "/Groups", &body);
+    assert_eq!(r.status, 201, "{}", r.text);
+    let v = r.header("etag").unwrap().to_string();
+    let position = |a: &crate::helpers::Client| {
+        a.get(&format!("{S}/Groups/g1")).json()["meta"]["version"].clone()
+    };
+    for (method, b) in [
+        ("PUT", body.clone()),
+        (
+            "PATCH",
+            patch_ops(json!([{"op": "replace", "path": "displayName", "value": "g1"}])),
+        ),
+        (
+            "PATCH",
+            patch_ops(json!([{"op": "add", "path": "members", "value": [{"value": "ann"}]}])),
+        ),
+    ] {
+        let r = scim(&admin, method, "/Groups/g1", &b);
+        assert_eq!(r.status, 200, "{method} {}", r.text);
+        assert_eq!(r.header("etag"), Some(v.as_str()), "{method} {b}");
+    }
+    assert_eq!(position(&admin), json!(v));
+    // A group the v2 API made, patched over SCIM with what it already shows.
+    let r = admin.post(
+        "/access/api/v2/groups",
+        &json!({"name": "v2-group", "external_id": "x-9"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let before = admin.get(&format!("{S}/Groups/v2-group"));
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Groups/v2-group",
+        &patch_ops(json!([{"op": "replace", "path": "displayName", "value": "v2-group"}])),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("etag"), before.header("etag"));
+    // A change still is one.
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Groups/g1",
+        &patch_ops(json!([{"op": "replace", "path": "displayName", "value": "G One"}])),
+    );
+    assert_ne!(r.header("etag"), Some(v.as_str()));
+}
