@@ -439,9 +439,26 @@ fn render_user_from(
 ) -> Value {
     let doc = match attributes {
         Some(Some(plain)) => attributes_of(&Some(plain)),
-        _ => Map::new(),
+        Some(None) => erased_attributes(),
+        None => Map::new(),
     };
     render_user_doc(s, u, base, doc, email)
+}
+
+/// What a user's stored attributes read as once their key is destroyed (a purge), also
+/// in the past (`as_of`): which of them there were is sealed too, so the personal ones a
+/// client names people by read `[erased]`, as the e-mail does; `active` is still the
+/// domain's (its placeholder here only says it shows).
+fn erased_attributes() -> Map<String, Value> {
+    let erased = crate::personal::ERASED;
+    let mut doc = Map::new();
+    doc.insert("active".into(), json!(true));
+    doc.insert("displayName".into(), json!(erased));
+    doc.insert(
+        "name".into(),
+        json!({"familyName": erased, "formatted": erased, "givenName": erased}),
+    );
+    doc
 }
 
 /// [`render_user_from`] with the user's stored attributes already parsed (`doc`: empty
@@ -499,7 +516,7 @@ fn user_own_attributes(
     let doc = match attributes {
         None => Map::new(),
         Some(Some(plain)) => attributes_of(&Some(plain)),
-        Some(None) => Map::new(),
+        Some(None) => erased_attributes(),
     };
     own_attributes(u, doc, email)
 }
@@ -998,6 +1015,24 @@ fn sort_key(v: &Value, path: &filter::AttrPath, core: &str) -> String {
     }
 }
 
+/// `f` on a user's rendering `r`, with its `active` as the domain has it: a user created
+/// without `active` is enabled (it signs in), but shows none (`shown_active`: what a
+/// client did not send, or removed, stays absent), and `active eq true` must find it.
+fn user_matches(f: &Filter, u: &User, r: &mut Value) -> bool {
+    let Some(doc) = r.as_object_mut() else {
+        return false;
+    };
+    if doc.contains_key("active") {
+        return f.matches(r, scim::USER_SCHEMA);
+    }
+    doc.insert("active".into(), json!(u.status == UserStatus::Enabled));
+    let hit = f.matches(r, scim::USER_SCHEMA);
+    if let Some(doc) = r.as_object_mut() {
+        doc.remove("active");
+    }
+    hit
+}
+
 /// The users a filter selects, narrowed by the filter index (`scim::index`).
 enum Narrowed<'s> {
     /// Exactly the matching users: `total` of them, `page` the ones to show.
@@ -1160,11 +1195,8 @@ fn run_query(
             None => Box::new(s.directory.users.values().map(|u| &**u)),
         };
         for u in users {
-            let r = render_user(s, u, base, keys);
-            if q.filter
-                .as_ref()
-                .is_none_or(|f| f.matches(&r, scim::USER_SCHEMA))
-            {
+            let mut r = render_user(s, u, base, keys);
+            if q.filter.as_ref().is_none_or(|f| user_matches(f, u, &mut r)) {
                 hits.push((Kind::User, r));
             }
         }

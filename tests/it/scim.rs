@@ -1107,3 +1107,63 @@ fn scim_group_writes_that_change_nothing_keep_the_version() {
     );
     assert_ne!(r.header("etag"), Some(v.as_str()));
 }
+
+/// Finding: a user created over SCIM without `active` is enabled (it signs in) but its
+/// resource has no `active` (a client's omission or removal stays absent), and `active
+/// eq true` / `active pr` did not find it; after a purge, past answers dropped `active`
+/// and the erased name fields instead of reading `[erased]`.
+#[test]
+fn scim_active_filters_see_the_domain_and_purged_attributes_read_erased() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = scim(
+        &admin,
+        "POST",
+        "/Users",
+        &json!({"userName": "nova", "displayName": "Nova Private",
+            "name": {"givenName": "Nova", "familyName": "Secretname"},
+            "emails": [{"value": "nova@example.com", "primary": true}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(r.json().get("active").is_none(), "not sent, not shown");
+    let names = |filter: &str| -> Vec<String> {
+        let r = admin.get(&format!(
+            "{S}/Users?filter={}",
+            filter.replace(' ', "%20").replace('"', "%22")
+        ));
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["userName"].as_str().unwrap().to_string())
+            .filter(|n| n == "nova")
+            .collect()
+    };
+    for f in [
+        "active eq true",
+        "active pr",
+        "active ne false",
+        "not (active eq false)",
+        "userName sw \"no\" and active eq true",
+    ] {
+        assert_eq!(names(f), ["nova"], "{f}");
+    }
+    for f in ["active eq false", "not (active pr)"] {
+        assert!(names(f).is_empty(), "{f}");
+    }
+    let before: u64 = r.header("x-gatehouse-seq").unwrap().parse().unwrap();
+    assert_eq!(
+        admin.delete("/access/api/v2/users/nova?purge=true").status,
+        204
+    );
+    let then = admin.get(&format!("{S}/Users/nova?as_of={before}"));
+    assert_eq!(then.status, 200, "{}", then.text);
+    let u = then.json();
+    assert_eq!(u["active"], true, "{u}");
+    assert_eq!(u["displayName"], "[erased]", "{u}");
+    assert_eq!(u["name"]["givenName"], "[erased]", "{u}");
+    assert_eq!(u["name"]["familyName"], "[erased]", "{u}");
+    assert_eq!(u["emails"][0]["value"], "[erased]", "{u}");
+    assert!(!then.text.contains("Secretname") && !then.text.contains("Nova"));
+}
