@@ -181,6 +181,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(r("/ResourceTypes/{id}").route(web::get().to(resource_type)))
             .service(r("/Schemas").route(web::get().to(list_schemas)))
             .service(r("/Schemas/{id}").route(web::get().to(get_schema)))
+            .service(web::resource(["/Me", "/Me/{tail:.*}"]).to(me))
             .service(web::resource("/{tail:.*}").to(unknown)),
     );
 }
@@ -213,6 +214,16 @@ async fn unknown(req: HttpRequest) -> Result<HttpResponse> {
         "no such SCIM endpoint: {}",
         req.path()
     )))
+}
+
+/// RFC 7644 §3.11: a provider without `/Me` SHOULD answer 501 (it answered 404, as an
+/// unknown path). Provisioning clients sign in as admins, not as the users they manage.
+async fn me() -> Result<HttpResponse> {
+    Err(ScimError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        None,
+        "`/Me` is not supported: SCIM here is for provisioning, by an admin",
+    ))
 }
 
 /// SCIM is for provisioning clients: admins (an admin token, or Basic).
@@ -290,27 +301,58 @@ fn version(seq: u64) -> String {
     v
 }
 
-/// `If-Match`: `*` (or none) is no condition; otherwise one version this server gave.
-fn if_match(req: &HttpRequest) -> Result<Option<u64>> {
+/// The versions an `If-Match` / `If-None-Match` value lists (`None`: `*`, any), by
+/// their opaque part: weak comparison (RFC 7232 §2.3.2), as this server's tags are weak
+/// and SCIM clients send them back as they got them. A tag that is not one of ours
+/// lists nothing.
+fn listed_versions(value: &str) -> Option<Vec<u64>> {
+    let value = value.trim();
+    if value == "*" {
+        return None;
+    }
+    Some(
+        value
+            .split(',')
+            .filter_map(|tag| {
+                let tag = tag.trim();
+                let tag = tag.strip_prefix("W/").unwrap_or(tag);
+                tag.strip_prefix('"')?.strip_suffix('"')?.parse().ok()
+            })
+            .collect(),
+    )
+}
+
+/// `If-Match` against the resource's version `current`: no header or `*` is no
+/// condition; a list matches when it names `current` (then the write is conditional on
+/// it, checked again by the writer); anything else is 412.
+fn if_match(req: &HttpRequest, current: u64) -> Result<Option<u64>> {
     let Some(v) = req.headers().get(header::IF_MATCH) else {
         return Ok(None);
     };
-    let v = v.to_str().unwrap_or("").trim();
-    if v == "*" {
-        return Ok(None);
+    let v = v.to_str().unwrap_or("");
+    match listed_versions(v) {
+        None => Ok(None),
+        Some(listed) if listed.contains(&current) => Ok(Some(current)),
+        Some(_) => Err(ScimError::new(
+            StatusCode::PRECONDITION_FAILED,
+            None,
+            format!("`If-Match: {v}` does not name the resource's version ({current})"),
+        )),
     }
-    let n = v
-        .trim_start_matches("W/")
-        .trim_matches('"')
-        .parse::<u64>()
-        .map_err(|_| {
-            ScimError::new(
-                StatusCode::PRECONDITION_FAILED,
-                None,
-                format!("`If-Match: {v}` is not a version of this resource"),
-            )
-        })?;
-    Ok(Some(n))
+}
+
+/// `If-None-Match` on a GET: 304 when it is `*` or lists the version `current`, with
+/// the `ETag` (RFC 7232 §4.1).
+fn not_modified(req: &HttpRequest, current: u64) -> Option<HttpResponse> {
+    let v = req.headers().get(header::IF_NONE_MATCH)?.to_str().ok()?;
+    let hit = listed_versions(v).is_none_or(|listed| listed.contains(&current));
+    hit.then(|| {
+        let mut res = HttpResponse::NotModified().finish();
+        if let Ok(tag) = header::HeaderValue::try_from(version(current)) {
+            res.headers_mut().insert(header::ETAG, tag);
+        }
+        res
+    })
 }
 
 fn parse_body(bytes: &[u8], req: &HttpRequest) -> Result<Value> {
@@ -1329,14 +1371,8 @@ async fn get_user(req: HttpRequest, path: web::Path<String>) -> Result<HttpRespo
     let s = app.view(&req);
     let u = user_by_id(&s, &path)
         .ok_or_else(|| ScimError::not_found(format!("user `{path}` not found")))?;
-    if let Some(v) = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-    {
-        if v == version(u.updated_seq) {
-            return Ok(HttpResponse::NotModified().finish());
-        }
+    if let Some(res) = not_modified(&req, u.updated_seq) {
+        return Ok(res);
     }
     let attributes = list_param(&req, "attributes")?;
     let excluded = list_param(&req, "excludedAttributes")?;
@@ -1736,13 +1772,13 @@ async fn put_user(
     let caller = admin(&req).await?;
     check_projection(&req)?;
     let body = parse_body(&body, &req)?;
-    let (username, _, _) = current_user(&req, &path)?;
+    let (username, _, seq) = current_user(&req, &path)?;
     if let Some(id) = filter::get_ci(&body, "id").and_then(Value::as_str) {
         if id != path.as_str() {
             return Err(ScimError::bad("mutability", "`id` cannot be changed"));
         }
     }
-    let m = if_match(&req)?;
+    let m = if_match(&req, seq)?;
     replace_user(&req, &caller, &username, &body, m).await
 }
 
@@ -1755,21 +1791,14 @@ async fn patch_user(
     check_projection(&req)?;
     let body = parse_body(&body, &req)?;
     let (username, mut doc, seq) = current_user(&req, &path)?;
-    let m = if_match(&req)?;
-    if m.is_some_and(|v| v != seq) {
-        return Err(ScimError::new(
-            StatusCode::PRECONDITION_FAILED,
-            None,
-            format!("the resource is at version {seq}"),
-        ));
-    }
+    if_match(&req, seq)?;
     patch::apply(Kind::User, &mut doc, &body)?;
     replace_user(&req, &caller, &username, &doc, Some(seq)).await
 }
 
 async fn delete_user(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse> {
     let caller = admin(&req).await?;
-    let (username, _, _) = current_user(&req, &path)?;
+    let (username, _, seq) = current_user(&req, &path)?;
     if username == caller.username {
         return Err(ScimError::bad(
             "invalidValue",
@@ -1783,7 +1812,7 @@ async fn delete_user(req: HttpRequest, path: web::Path<String>) -> Result<HttpRe
             Command::ScimDelete {
                 group: false,
                 name: username.clone(),
-                if_match: if_match(&req)?,
+                if_match: if_match(&req, seq)?,
             },
             &caller.username,
             &rid,
@@ -1845,14 +1874,8 @@ async fn get_group(req: HttpRequest, path: web::Path<String>) -> Result<HttpResp
         .groups
         .get(path.as_str())
         .ok_or_else(|| ScimError::not_found(format!("group `{path}` not found")))?;
-    if let Some(v) = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-    {
-        if v == version(g.updated_seq) {
-            return Ok(HttpResponse::NotModified().finish());
-        }
+    if let Some(res) = not_modified(&req, g.updated_seq) {
+        return Ok(res);
     }
     answer(
         &req,
@@ -1979,13 +2002,13 @@ async fn put_group(
     let caller = admin(&req).await?;
     check_projection(&req)?;
     let body = parse_body(&body, &req)?;
-    current_group(&req, &path)?;
+    let (_, seq) = current_group(&req, &path)?;
     if let Some(id) = filter::get_ci(&body, "id").and_then(Value::as_str) {
         if id != path.as_str() {
             return Err(ScimError::bad("mutability", "`id` cannot be changed"));
         }
     }
-    let m = if_match(&req)?;
+    let m = if_match(&req, seq)?;
     replace_group(&req, &caller, &path, &body, m).await
 }
 
@@ -1998,21 +2021,14 @@ async fn patch_group(
     check_projection(&req)?;
     let body = parse_body(&body, &req)?;
     let (mut doc, seq) = current_group(&req, &path)?;
-    let m = if_match(&req)?;
-    if m.is_some_and(|v| v != seq) {
-        return Err(ScimError::new(
-            StatusCode::PRECONDITION_FAILED,
-            None,
-            format!("the resource is at version {seq}"),
-        ));
-    }
+    if_match(&req, seq)?;
     patch::apply(Kind::Group, &mut doc, &body)?;
     replace_group(&req, &caller, &path, &doc, Some(seq)).await
 }
 
 async fn delete_group(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse> {
     let caller = admin(&req).await?;
-    current_group(&req, &path)?;
+    let (_, seq) = current_group(&req, &path)?;
     let app = app_of(&req);
     let rid: RequestId = request_id(&req);
     let committed = app
@@ -2020,7 +2036,7 @@ async fn delete_group(req: HttpRequest, path: web::Path<String>) -> Result<HttpR
             Command::ScimDelete {
                 group: true,
                 name: path.into_inner(),
-                if_match: if_match(&req)?,
+                if_match: if_match(&req, seq)?,
             },
             &caller.username,
             &rid,

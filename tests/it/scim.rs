@@ -1167,3 +1167,84 @@ fn scim_active_filters_see_the_domain_and_purged_attributes_read_erased() {
     assert_eq!(u["emails"][0]["value"], "[erased]", "{u}");
     assert!(!then.text.contains("Secretname") && !then.text.contains("Nova"));
 }
+
+/// Finding: `If-Match` with a list was 412; `If-None-Match` with `*`, a list or the
+/// version without `W/` (weak comparison) was 200, and a 304 had no `ETag`.
+#[test]
+fn scim_conditional_headers_take_lists_stars_and_weak_tags() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = scim(&admin, "POST", "/Users", &json!({"userName": "cond"}));
+    let v = r.header("etag").unwrap().to_string();
+    let bare = v.trim_start_matches("W/").to_string();
+    let g = scim(&admin, "POST", "/Groups", &json!({"displayName": "cg"}));
+    let gv = g.header("etag").unwrap().to_string();
+    for (path, tag) in [("/Users/cond", &v), ("/Groups/cg", &gv)] {
+        let bare = tag.trim_start_matches("W/");
+        for inm in [
+            tag.clone(),
+            "*".to_string(),
+            format!("W/\"1\", {tag}"),
+            bare.to_string(),
+        ] {
+            let r = with_headers(&admin, "GET", path, None, &[("If-None-Match", &inm)]);
+            assert_eq!(r.status, 304, "{path} If-None-Match: {inm}");
+            assert_eq!(r.header("etag"), Some(tag.as_str()), "{path} {inm}");
+        }
+        let r = with_headers(&admin, "GET", path, None, &[("If-None-Match", "W/\"1\"")]);
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let r = with_headers(
+        &admin,
+        "PATCH",
+        "/Users/cond",
+        Some(&patch_ops(
+            json!([{"op": "add", "path": "title", "value": "T"}]),
+        )),
+        &[("If-Match", &format!("W/\"1\", {v}"))],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v2 = r.header("etag").unwrap().to_string();
+    // The old version listed alone no longer matches; neither in a list nor bare.
+    for im in [v.clone(), format!("W/\"1\", {v}"), bare.clone()] {
+        let r = with_headers(
+            &admin,
+            "PUT",
+            "/Users/cond",
+            Some(&json!({"userName": "cond"})),
+            &[("If-Match", &im)],
+        );
+        scim_error(&r, 412, None);
+    }
+    let r = with_headers(
+        &admin,
+        "PUT",
+        "/Users/cond",
+        Some(&json!({"userName": "cond"})),
+        &[(
+            "If-Match",
+            &format!("\"7\", {}", v2.trim_start_matches("W/")),
+        )],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = with_headers(
+        &admin,
+        "DELETE",
+        "/Groups/cg",
+        None,
+        &[("If-Match", &format!("W/\"2\",{gv}"))],
+    );
+    assert_eq!(r.status, 204, "{}", r.text);
+}
+
+/// Finding: `/Me` answered 404; RFC 7644 §3.11: a provider without it SHOULD say 501.
+#[test]
+fn scim_me_is_not_implemented() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for method in ["GET", "PUT", "PATCH", "DELETE"] {
+        let r = with_headers(&admin, method, "/Me", None, &[]);
+        scim_error(&r, 501, None);
+    }
+    scim_error(&with_headers(&admin, "GET", "/Me/x", None, &[]), 501, None);
+}
