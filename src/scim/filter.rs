@@ -407,6 +407,18 @@ impl fmt::Display for Filter {
     }
 }
 
+/// A string as case-insensitive comparisons see it: lower-cased, and a final sigma (ς,
+/// which `to_lowercase` makes of a word-final Σ) as σ, so that `ΚΟΣ` (→ `κοσ`) is found
+/// in `ΚΟΣΜΟΣ` (→ `κοσμος`) — on both sides, by the scan and the index alike.
+pub fn fold(s: &str) -> String {
+    let lower = s.to_lowercase();
+    if lower.contains('ς') {
+        lower.replace('ς', "σ")
+    } else {
+        lower
+    }
+}
+
 /// Attributes whose string values compare case-sensitively (RFC 7643 `caseExact`).
 fn case_exact(attr: &str, sub: Option<&str>) -> bool {
     let a = attr.to_ascii_lowercase();
@@ -443,7 +455,7 @@ fn compare(actual: &Value, op: Op, expected: &Value, exact: bool) -> bool {
             let (a, b) = if exact {
                 (a.clone(), b.clone())
             } else {
-                (a.to_lowercase(), b.to_lowercase())
+                (fold(a), fold(b))
             };
             match op {
                 Op::Co => return a.contains(&b),

@@ -1248,3 +1248,47 @@ fn scim_me_is_not_implemented() {
     }
     scim_error(&with_headers(&admin, "GET", "/Me/x", None, &[]), 501, None);
 }
+
+/// Finding: `userName` "ΚΟΣΜΟΣ" is stored "κοσμος" (a word-final Σ lowers to ς), so
+/// `co "ΚΟΣ"` / `sw "ΚΟΣ"` (lowered to "κοσ") found nothing; both sides fold ς to σ, in
+/// the index and in the scan.
+#[test]
+fn scim_filters_fold_the_greek_final_sigma() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = scim(
+        &admin,
+        "POST",
+        "/Users",
+        &json!({"userName": "ΚΟΣΜΟΣ", "displayName": "Ὀδυσσεύς"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json()["userName"], "κοσμος");
+    let found = |filter: &str| -> u64 {
+        let r = admin.get(&format!("{S}/Users?filter={}", percent_encode(filter)));
+        assert_eq!(r.status, 200, "{filter}: {}", r.text);
+        r.json()["totalResults"].as_u64().unwrap()
+    };
+    for f in [
+        r#"userName eq "ΚΟΣΜΟΣ""#,
+        r#"userName co "ΚΟΣ""#,
+        r#"userName sw "ΚΟΣ""#,
+        r#"userName ew "ΜΟΣ""#,
+        r#"userName co "κοσμοσ""#,
+        r#"displayName co "ΣΣΕΎΣ""#,
+        // Not helped by the index: the scan.
+        r#"userName co "ΚΟΣ" or nickName pr"#,
+        r#"userName sw "ΚΟΣ" and not (nickName pr)"#,
+    ] {
+        assert_eq!(found(f), 1, "{f}");
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
