@@ -840,6 +840,8 @@ struct Query {
 }
 
 fn check_paths(kinds: &[Kind], f: &Filter) -> Result<()> {
+    f.check_dates()
+        .map_err(|e| ScimError::bad("invalidFilter", e))?;
     for p in f.paths() {
         let known = kinds.iter().any(|k| {
             scim::known_path(*k, p.urn.as_deref(), &p.attr, p.sub.as_deref())

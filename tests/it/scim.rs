@@ -1292,3 +1292,52 @@ fn percent_encode(s: &str) -> String {
         })
         .collect()
 }
+
+/// Finding: `meta.lastModified gt "…+01:00"` compared text (wrong for another offset or
+/// a fraction), and `gt "garbage"` / `gt 5` were 200 with nothing; RFC 7644 §3.4.2.2:
+/// chronological, and an invalid date is 400 `invalidFilter`.
+#[test]
+fn scim_date_filters_compare_times_and_refuse_what_is_none() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = scim(&admin, "POST", "/Users", &json!({"userName": "dated"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let modified = r.json()["meta"]["lastModified"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ms = |t: &str| -> i64 {
+        // "YYYY-MM-DDTHH:MM:SSZ": the seconds of the day are enough here.
+        let h: i64 = t[11..13].parse().unwrap();
+        let m: i64 = t[14..16].parse().unwrap();
+        let s: i64 = t[17..19].parse().unwrap();
+        (h * 3600 + m * 60 + s) * 1000
+    };
+    let secs = ms(&modified) / 1000;
+    // The same instant an hour ahead in +01:00 (a day's wrap aside: skip it then).
+    if secs < 23 * 3600 {
+        let (h, m, s) = (secs / 3600 + 1, secs / 60 % 60, secs % 60);
+        let shifted = format!("{}T{h:02}:{m:02}:{s:02}+01:00", &modified[..10]);
+        let just_after = format!("{}T{h:02}:{m:02}:{s:02}.001+01:00", &modified[..10]);
+        let found = |f: &str| -> Vec<Value> {
+            let r = admin.get(&format!("{S}/Users?filter={}", percent_encode(f)));
+            assert_eq!(r.status, 200, "{f}: {}", r.text);
+            r.json()["Resources"].as_array().unwrap().clone()
+        };
+        let has = |rs: &[Value]| rs.iter().any(|u| u["userName"] == "dated");
+        assert!(has(&found(&format!("meta.lastModified eq \"{shifted}\""))));
+        assert!(has(&found(&format!("meta.lastModified ge \"{shifted}\""))));
+        assert!(!has(&found(&format!("meta.lastModified gt \"{shifted}\""))));
+        assert!(has(&found(&format!(
+            "meta.lastModified lt \"{just_after}\""
+        ))));
+    }
+    for f in [
+        r#"meta.lastModified gt "garbage""#,
+        "meta.lastModified gt 5",
+        r#"meta.created lt "2026-12-06""#,
+    ] {
+        let r = admin.get(&format!("{S}/Users?filter={}", percent_encode(f)));
+        scim_error(&r, 400, Some("invalidFilter"));
+    }
+}
