@@ -683,9 +683,11 @@ pub fn render_group(s: &State, g: &Group, base: &str) -> Value {
     if !doc.contains_key("displayName") {
         doc.insert("displayName".into(), json!(g.name));
     }
-    // A group SCIM never described shows the v2 API's external id.
-    if g.scim.is_none() {
-        if let Some(e) = &g.external_id {
+    // The external id is the group's own, as the v2 API shows it; a document of an
+    // earlier version may still hold the one SCIM last wrote, which it showed (until the
+    // next write of either API takes it out).
+    if !doc.contains_key("externalId") {
+        if let Some(e) = g.external_id.as_deref().filter(|e| !e.is_empty()) {
             doc.insert("externalId".into(), json!(e));
         }
     }
@@ -1829,6 +1831,9 @@ async fn delete_user(req: HttpRequest, path: web::Path<String>) -> Result<HttpRe
 struct GroupInput {
     display_name: String,
     members: Vec<String>,
+    /// Kept as the group's own `external_id` (one value for SCIM and the v2 API), not in
+    /// its document.
+    external_id: Option<String>,
     attributes: String,
 }
 
@@ -1841,6 +1846,10 @@ fn group_input(s: &State, body: &Value) -> Result<GroupInput> {
         .ok_or_else(|| ScimError::bad("invalidValue", "`displayName` is required"))?;
     // Members are kept in the directory only: storing them (with a `display` each) made
     // the document as large as the group, parsed again by every rendering of a member.
+    let external_id = match attrs.remove("externalId") {
+        Some(Value::String(e)) => Some(e).filter(|e| !e.is_empty()),
+        _ => None,
+    };
     let mut members = Vec::new();
     if let Some(Value::Array(list)) = attrs.remove("members") {
         let mut seen = std::collections::HashSet::with_capacity(list.len());
@@ -1862,6 +1871,7 @@ fn group_input(s: &State, body: &Value) -> Result<GroupInput> {
     Ok(GroupInput {
         display_name,
         members,
+        external_id,
         attributes: Value::Object(attrs).to_string(),
     })
 }
@@ -1901,9 +1911,6 @@ async fn create_group(req: HttpRequest, ScimBody(body): ScimBody) -> Result<Http
     let name = input.display_name.clone();
     domain::validate_group_name("displayName", &name)
         .map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
-    let external_id = filter::get_ci(&body, "externalId")
-        .and_then(Value::as_str)
-        .map(str::to_string);
     let rid: RequestId = request_id(&req);
     let committed = app
         .submit(
@@ -1916,10 +1923,11 @@ async fn create_group(req: HttpRequest, ScimBody(body): ScimBody) -> Result<Http
                     admin_privileges: false,
                     realm: None,
                     realm_attributes: None,
-                    external_id,
+                    external_id: input.external_id,
                     members: input.members,
                 }),
                 members: None,
+                external_id: None,
                 attributes: input.attributes,
                 if_match: None,
             },
@@ -1964,6 +1972,7 @@ async fn replace_group(
                 name: name.to_string(),
                 create: None,
                 members: Some(input.members),
+                external_id: input.external_id,
                 attributes: input.attributes,
                 if_match,
             },
@@ -2391,14 +2400,12 @@ mod tests {
             let keys = PersonalKeys::open(dir.path()).unwrap();
             let u = render_user(&state, bob, base, &keys);
             assert_eq!(u["groups"][0]["display"], "Big Team");
-            // Its next write stores no members.
+            // Its next write stores no members (nor the external id: the group's own).
             let input = group_input(&state, &g).expect("a valid group");
             assert_eq!(input.members, ["bob", "carol"]);
+            assert_eq!(input.external_id.as_deref(), Some("e1"));
             let stored: Value = serde_json::from_str(&input.attributes).unwrap();
-            assert_eq!(
-                stored,
-                json!({"displayName": "Big Team", "externalId": "e1"})
-            );
+            assert_eq!(stored, json!({"displayName": "Big Team"}));
         }
     }
 }

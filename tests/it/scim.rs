@@ -1341,3 +1341,46 @@ fn scim_date_filters_compare_times_and_refuse_what_is_none() {
         scim_error(&r, 400, Some("invalidFilter"));
     }
 }
+
+/// Finding: a group's `externalId` was the SCIM document's, the v2 API's `external_id`
+/// the group's own: a change through either did not show in the other. It is one value.
+#[test]
+fn scim_group_external_id_is_the_one_the_v2_api_shows() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let v2 = |admin: &crate::helpers::Client| {
+        admin.get("/access/api/v2/groups/ext").json()["external_id"].clone()
+    };
+    let r = scim(
+        &admin,
+        "POST",
+        "/Groups",
+        &json!({"displayName": "ext", "externalId": "okta-1"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json()["externalId"], "okta-1");
+    assert_eq!(v2(&admin), "okta-1");
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Groups/ext",
+        &patch_ops(json!([{"op": "replace", "path": "externalId", "value": "okta-2"}])),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["externalId"], "okta-2");
+    assert_eq!(v2(&admin), "okta-2", "SCIM's change shows in the v2 API");
+    let r = admin.patch("/access/api/v2/groups/ext", &json!({"external_id": "v2-3"}));
+    assert!(r.status < 300, "{}", r.text);
+    let g = admin.get(&format!("{S}/Groups/ext")).json();
+    assert_eq!(g["externalId"], "v2-3", "the v2 API's change shows in SCIM");
+    let found = admin
+        .get(&format!("{S}/Groups?filter=externalId%20eq%20%22v2-3%22"))
+        .json();
+    assert_eq!(found["totalResults"], 1);
+    // PUT without it: none, in both.
+    let r = scim(&admin, "PUT", "/Groups/ext", &json!({"displayName": "ext"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.json().get("externalId").is_none(), "{}", r.text);
+    let cleared = v2(&admin);
+    assert!(cleared.is_null() || cleared == "", "{cleared}");
+}
