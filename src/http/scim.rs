@@ -672,13 +672,21 @@ fn username_eq_answer(
     Some(out)
 }
 
+/// The key of a group's stored document under which the `display`s a client gave its
+/// members are kept, by the member's `created_seq` (not a SCIM attribute: never shown).
+/// By `created_seq`, so that a display belongs to the user it was said of: a later user
+/// of the same name (or id) does not inherit it, a rename keeps it.
+const MEMBER_DISPLAYS: &str = "gatehouse:memberDisplays";
+
 pub fn render_group(s: &State, g: &Group, base: &str) -> Value {
     let mut doc = attributes_of(&g.scim);
     // Membership is the directory's. Documents written by earlier versions also hold the
-    // members as a client last sent them, with their `display`: not shown (a deleted
-    // user's display name would show on a new user of the same id, RFC 7643 §4.2 makes
-    // members' sub-attributes immutable) and never stored again (`group_input`).
+    // members as a client last sent them, with their `display`: not shown (they do not
+    // say which user a display was said of: a deleted user's showed on a new user of the
+    // same id) and never stored again (`group_input`).
     doc.remove("members");
+    let displays = doc.remove(MEMBER_DISPLAYS);
+    let mut seq = itoa::Buffer::new();
     doc.insert("id".into(), json!(g.name));
     if !doc.contains_key("displayName") {
         doc.insert("displayName".into(), json!(g.name));
@@ -698,9 +706,13 @@ pub fn render_group(s: &State, g: &Group, base: &str) -> Value {
             .filter_map(|m| s.directory.users.get(m.as_str()))
             .map(|u| {
                 let id = user_id(u);
-                // From the member's own record: its user name (not personal data, so
-                // neither a decryption per member nor erased by a purge).
-                json!({"value": id, "display": u.username, "$ref": format!("{base}/Users/{}", super::segment(id)), "type": "User"})
+                // What a client said of this very user, or its user name.
+                let display = displays
+                    .as_ref()
+                    .and_then(|d| d.get(seq.format(u.created_seq)))
+                    .and_then(Value::as_str)
+                    .unwrap_or(&u.username);
+                json!({"value": id, "display": display, "$ref": format!("{base}/Users/{}", super::segment(id)), "type": "User"})
             })
             .collect();
         doc.insert("members".into(), json!(members));
@@ -1844,13 +1856,16 @@ fn group_input(s: &State, body: &Value) -> Result<GroupInput> {
         .and_then(Value::as_str)
         .map(str::to_string)
         .ok_or_else(|| ScimError::bad("invalidValue", "`displayName` is required"))?;
-    // Members are kept in the directory only: storing them (with a `display` each) made
-    // the document as large as the group, parsed again by every rendering of a member.
     let external_id = match attrs.remove("externalId") {
         Some(Value::String(e)) => Some(e).filter(|e| !e.is_empty()),
         _ => None,
     };
+    // Members are kept in the directory: storing them whole made the document as large
+    // as the group, parsed again by every rendering of a member. Stored are only the
+    // `display`s a client gave (other than the user name, which shows anyway), by member
+    // (see MEMBER_DISPLAYS).
     let mut members = Vec::new();
+    let mut displays = Map::new();
     if let Some(Value::Array(list)) = attrs.remove("members") {
         let mut seen = std::collections::HashSet::with_capacity(list.len());
         for (i, m) in list.iter().enumerate() {
@@ -1866,7 +1881,15 @@ fn group_input(s: &State, body: &Value) -> Result<GroupInput> {
             if seen.insert(u.username.as_str()) {
                 members.push(u.username.clone());
             }
+            if let Some(d) = m.get("display").and_then(Value::as_str) {
+                if d != u.username {
+                    displays.insert(u.created_seq.to_string(), json!(d));
+                }
+            }
         }
+    }
+    if !displays.is_empty() {
+        attrs.insert(MEMBER_DISPLAYS.into(), Value::Object(displays));
     }
     Ok(GroupInput {
         display_name,
