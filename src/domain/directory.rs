@@ -464,6 +464,20 @@ pub(super) fn update_group(
     {
         events.push(Event::GroupUpdated(update));
     }
+    // SCIM documents of earlier versions hold their own `externalId`, which SCIM shows
+    // over the group's; a new external id takes it out, so both APIs show the new one.
+    if changes.external_id.is_some() {
+        if let Some(doc) = group.scim.as_deref() {
+            if let Ok(serde_json::Value::Object(mut attrs)) = serde_json::from_str(doc) {
+                if attrs.remove("externalId").is_some() {
+                    events.push(Event::GroupScimSaved {
+                        name: name.to_string(),
+                        attributes: serde_json::Value::Object(attrs).to_string(),
+                    });
+                }
+            }
+        }
+    }
     if let Some(members) = &changes.members {
         for (i, m) in members.iter().enumerate() {
             if !dir.users.contains_key(m.as_str()) {
@@ -611,11 +625,13 @@ pub(super) fn scim_save_group(
     name: &str,
     create: Option<&NewGroup>,
     members: Option<&[String]>,
+    external_id: Option<&str>,
     attributes: &str,
     if_match: Option<u64>,
 ) -> Result<Vec<Event>, DomainError> {
     let dir = &state.directory;
     let mut events = Vec::new();
+    let mut unchanged = false;
     match create {
         Some(new) => events.extend(create_group(state, new)?),
         None => {
@@ -624,6 +640,29 @@ pub(super) fn scim_save_group(
                 .get(name)
                 .ok_or_else(|| DomainError::NotFound(format!("group `{name}`")))?;
             check_version(if_match, g.updated_seq)?;
+            // A PUT or PATCH that changes nothing writes nothing (README), as for users.
+            unchanged = match &g.scim {
+                Some(stored) => stored == attributes,
+                // A group SCIM never described shows its name: that, sent back, is no
+                // change either.
+                None => {
+                    let mut shown = serde_json::Map::new();
+                    shown.insert("displayName".into(), g.name.clone().into());
+                    serde_json::from_str::<serde_json::Value>(attributes).ok()
+                        == Some(serde_json::Value::Object(shown))
+                }
+            };
+            // The external id is the group's own, one value for SCIM and the v2 API (an
+            // empty one is none, as the v2 API clears it).
+            let current = g.external_id.as_deref().filter(|e| !e.is_empty());
+            if external_id != current {
+                check_group_text(None, None, None, external_id)?;
+                events.push(Event::GroupUpdated(GroupUpdated {
+                    name: name.to_string(),
+                    external_id: Some(external_id.unwrap_or_default().to_string()),
+                    ..Default::default()
+                }));
+            }
             if let Some(wanted) = members {
                 for (i, m) in wanted.iter().enumerate() {
                     if !dir.users.contains_key(m.as_str()) {
@@ -633,6 +672,10 @@ pub(super) fn scim_save_group(
                         ));
                     }
                 }
+                // A set: a large group's replace compared every member with every
+                // wanted one (quadratic, under the writer).
+                let wanted_set: std::collections::HashSet<&str> =
+                    wanted.iter().map(String::as_str).collect();
                 let added: Vec<String> = wanted
                     .iter()
                     .filter(|m| !g.members.contains(*m))
@@ -641,7 +684,7 @@ pub(super) fn scim_save_group(
                 let removed: Vec<String> = g
                     .members
                     .iter()
-                    .filter(|m| !wanted.contains(m))
+                    .filter(|m| !wanted_set.contains(m.as_str()))
                     .cloned()
                     .collect();
                 if !added.is_empty() || !removed.is_empty() {
@@ -654,10 +697,12 @@ pub(super) fn scim_save_group(
             }
         }
     }
-    events.push(Event::GroupScimSaved {
-        name: name.to_string(),
-        attributes: attributes.to_string(),
-    });
+    if !unchanged {
+        events.push(Event::GroupScimSaved {
+            name: name.to_string(),
+            attributes: attributes.to_string(),
+        });
+    }
     Ok(events)
 }
 
@@ -783,5 +828,90 @@ mod tests {
         )
         .unwrap();
         assert!(again.is_empty(), "{again:?}");
+    }
+
+    /// A group's external id is its own (`Group::external_id`), for SCIM as for the v2
+    /// API: a SCIM replace sets it, and a v2 change takes the `externalId` out of a SCIM
+    /// document of an earlier version (which SCIM showed over it).
+    #[test]
+    fn scim_group_external_id_is_the_groups_own() {
+        let mut state = State::default();
+        let mut seq = 0;
+        let mut apply = |state: &mut State, events: Vec<Event>| {
+            for event in events {
+                seq += 1;
+                state.apply(&Envelope {
+                    seq,
+                    time_ms: seq,
+                    actor: "t".into(),
+                    origin: "o".into(),
+                    request_id: "r".into(),
+                    event,
+                });
+            }
+        };
+        let new = NewGroup {
+            name: "g".into(),
+            description: None,
+            auto_join: false,
+            admin_privileges: false,
+            realm: None,
+            realm_attributes: None,
+            external_id: Some("a".into()),
+            members: vec![],
+        };
+        let events = scim_save_group(&state, "g", Some(&new), None, None, "{}", None).unwrap();
+        apply(&mut state, events);
+        // An earlier version's document, with its own external id.
+        apply(
+            &mut state,
+            vec![Event::GroupScimSaved {
+                name: "g".into(),
+                attributes: r#"{"displayName":"G","externalId":"b"}"#.into(),
+            }],
+        );
+        let events = scim_save_group(
+            &state,
+            "g",
+            None,
+            Some(&[]),
+            Some("c"),
+            r#"{"displayName":"G"}"#,
+            None,
+        )
+        .unwrap();
+        apply(&mut state, events);
+        let g = &state.directory.groups["g"];
+        assert_eq!(g.external_id.as_deref(), Some("c"));
+        assert_eq!(g.scim.as_deref(), Some(r#"{"displayName":"G"}"#));
+        // Again with an old document: a v2 change takes its external id out.
+        apply(
+            &mut state,
+            vec![Event::GroupScimSaved {
+                name: "g".into(),
+                attributes: r#"{"displayName":"G","externalId":"b"}"#.into(),
+            }],
+        );
+        let changes = GroupChanges {
+            external_id: Some("d".into()),
+            ..GroupChanges::default()
+        };
+        let events = update_group(&state, "g", &changes).unwrap();
+        apply(&mut state, events);
+        let g = &state.directory.groups["g"];
+        assert_eq!(g.external_id.as_deref(), Some("d"));
+        assert_eq!(g.scim.as_deref(), Some(r#"{"displayName":"G"}"#));
+        // Unchanged: nothing.
+        let events = scim_save_group(
+            &state,
+            "g",
+            None,
+            Some(&[]),
+            Some("d"),
+            r#"{"displayName":"G"}"#,
+            None,
+        )
+        .unwrap();
+        assert!(events.is_empty(), "{events:?}");
     }
 }

@@ -308,6 +308,9 @@ pub enum Command {
         name: String,
         create: Option<NewGroup>,
         members: Option<Vec<String>>,
+        /// A replace's `externalId` (`None`: none), kept as the group's own `external_id`,
+        /// which the v2 API shows too; a create's is in `create`.
+        external_id: Option<String>,
         attributes: String,
         if_match: Option<u64>,
     },
@@ -466,6 +469,7 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             name,
             create,
             members,
+            external_id,
             attributes,
             if_match,
         } => directory::scim_save_group(
@@ -473,6 +477,7 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             name,
             create.as_ref(),
             members.as_deref(),
+            external_id.as_deref(),
             attributes,
             *if_match,
         ),

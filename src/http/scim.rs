@@ -181,6 +181,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(r("/ResourceTypes/{id}").route(web::get().to(resource_type)))
             .service(r("/Schemas").route(web::get().to(list_schemas)))
             .service(r("/Schemas/{id}").route(web::get().to(get_schema)))
+            .service(web::resource(["/Me", "/Me/{tail:.*}"]).to(me))
             .service(web::resource("/{tail:.*}").to(unknown)),
     );
 }
@@ -213,6 +214,16 @@ async fn unknown(req: HttpRequest) -> Result<HttpResponse> {
         "no such SCIM endpoint: {}",
         req.path()
     )))
+}
+
+/// RFC 7644 §3.11: a provider without `/Me` SHOULD answer 501 (it answered 404, as an
+/// unknown path). Provisioning clients sign in as admins, not as the users they manage.
+async fn me() -> Result<HttpResponse> {
+    Err(ScimError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        None,
+        "`/Me` is not supported: SCIM here is for provisioning, by an admin",
+    ))
 }
 
 /// SCIM is for provisioning clients: admins (an admin token, or Basic).
@@ -290,27 +301,58 @@ fn version(seq: u64) -> String {
     v
 }
 
-/// `If-Match`: `*` (or none) is no condition; otherwise one version this server gave.
-fn if_match(req: &HttpRequest) -> Result<Option<u64>> {
+/// The versions an `If-Match` / `If-None-Match` value lists (`None`: `*`, any), by
+/// their opaque part: weak comparison (RFC 7232 §2.3.2), as this server's tags are weak
+/// and SCIM clients send them back as they got them. A tag that is not one of ours
+/// lists nothing.
+fn listed_versions(value: &str) -> Option<Vec<u64>> {
+    let value = value.trim();
+    if value == "*" {
+        return None;
+    }
+    Some(
+        value
+            .split(',')
+            .filter_map(|tag| {
+                let tag = tag.trim();
+                let tag = tag.strip_prefix("W/").unwrap_or(tag);
+                tag.strip_prefix('"')?.strip_suffix('"')?.parse().ok()
+            })
+            .collect(),
+    )
+}
+
+/// `If-Match` against the resource's version `current`: no header or `*` is no
+/// condition; a list matches when it names `current` (then the write is conditional on
+/// it, checked again by the writer); anything else is 412.
+fn if_match(req: &HttpRequest, current: u64) -> Result<Option<u64>> {
     let Some(v) = req.headers().get(header::IF_MATCH) else {
         return Ok(None);
     };
-    let v = v.to_str().unwrap_or("").trim();
-    if v == "*" {
-        return Ok(None);
+    let v = v.to_str().unwrap_or("");
+    match listed_versions(v) {
+        None => Ok(None),
+        Some(listed) if listed.contains(&current) => Ok(Some(current)),
+        Some(_) => Err(ScimError::new(
+            StatusCode::PRECONDITION_FAILED,
+            None,
+            format!("`If-Match: {v}` does not name the resource's version ({current})"),
+        )),
     }
-    let n = v
-        .trim_start_matches("W/")
-        .trim_matches('"')
-        .parse::<u64>()
-        .map_err(|_| {
-            ScimError::new(
-                StatusCode::PRECONDITION_FAILED,
-                None,
-                format!("`If-Match: {v}` is not a version of this resource"),
-            )
-        })?;
-    Ok(Some(n))
+}
+
+/// `If-None-Match` on a GET: 304 when it is `*` or lists the version `current`, with
+/// the `ETag` (RFC 7232 §4.1).
+fn not_modified(req: &HttpRequest, current: u64) -> Option<HttpResponse> {
+    let v = req.headers().get(header::IF_NONE_MATCH)?.to_str().ok()?;
+    let hit = listed_versions(v).is_none_or(|listed| listed.contains(&current));
+    hit.then(|| {
+        let mut res = HttpResponse::NotModified().finish();
+        if let Ok(tag) = header::HeaderValue::try_from(version(current)) {
+            res.headers_mut().insert(header::ETAG, tag);
+        }
+        res
+    })
 }
 
 fn parse_body(bytes: &[u8], req: &HttpRequest) -> Result<Value> {
@@ -376,12 +418,49 @@ fn attributes_of(stored: &Option<String>) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
+/// A group's `displayName`, as a user's `groups[].display` shows it: read alone from the
+/// stored document, since every rendering of every member asks for it.
 fn group_display(g: &Group) -> String {
-    attributes_of(&g.scim)
-        .get("displayName")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| g.name.clone())
+    let Some(doc) = g.scim.as_deref() else {
+        return g.name.clone();
+    };
+    // Documents written before members stopped being stored (see `group_input`) hold
+    // every member: skipping them is still a scan of the whole text, so a large one's
+    // display name is remembered by (group, version), which names one content.
+    const LARGE: usize = 4096;
+    if doc.len() < LARGE {
+        return display_name_of(doc).unwrap_or_else(|| g.name.clone());
+    }
+    thread_local! {
+        static LARGE_DOCS: std::cell::RefCell<std::collections::HashMap<(String, u64), Option<String>>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    LARGE_DOCS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let key = (g.name.clone(), g.updated_seq);
+        if let Some(d) = cache.get(&key) {
+            return d.clone().unwrap_or_else(|| g.name.clone());
+        }
+        // Bounded: old large documents are few, and each goes at its group's next write.
+        if cache.len() >= 1024 {
+            cache.clear();
+        }
+        let d = display_name_of(doc);
+        cache.insert(key, d.clone());
+        d.unwrap_or_else(|| g.name.clone())
+    })
+}
+
+/// `displayName` of a stored group document, skipping the rest without building it.
+fn display_name_of(doc: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Display {
+        #[serde(rename = "displayName")]
+        display_name: Option<String>,
+    }
+    serde_json::from_str::<Display>(doc)
+        .ok()
+        .and_then(|d| d.display_name)
 }
 
 pub fn render_user(s: &State, u: &User, base: &str, keys: &PersonalKeys) -> Value {
@@ -402,9 +481,26 @@ fn render_user_from(
 ) -> Value {
     let doc = match attributes {
         Some(Some(plain)) => attributes_of(&Some(plain)),
-        _ => Map::new(),
+        Some(None) => erased_attributes(),
+        None => Map::new(),
     };
     render_user_doc(s, u, base, doc, email)
+}
+
+/// What a user's stored attributes read as once their key is destroyed (a purge), also
+/// in the past (`as_of`): which of them there were is sealed too, so the personal ones a
+/// client names people by read `[erased]`, as the e-mail does; `active` is still the
+/// domain's (its placeholder here only says it shows).
+fn erased_attributes() -> Map<String, Value> {
+    let erased = crate::personal::ERASED;
+    let mut doc = Map::new();
+    doc.insert("active".into(), json!(true));
+    doc.insert("displayName".into(), json!(erased));
+    doc.insert(
+        "name".into(),
+        json!({"familyName": erased, "formatted": erased, "givenName": erased}),
+    );
+    doc
 }
 
 /// [`render_user_from`] with the user's stored attributes already parsed (`doc`: empty
@@ -462,7 +558,7 @@ fn user_own_attributes(
     let doc = match attributes {
         None => Map::new(),
         Some(Some(plain)) => attributes_of(&Some(plain)),
-        Some(None) => Map::new(),
+        Some(None) => erased_attributes(),
     };
     own_attributes(u, doc, email)
 }
@@ -576,23 +672,33 @@ fn username_eq_answer(
     Some(out)
 }
 
+/// The key of a group's stored document under which the `display`s a client gave its
+/// members are kept, by the member's `created_seq` (not a SCIM attribute: never shown).
+/// By `created_seq`, so that a display belongs to the user it was said of: a later user
+/// of the same name (or id) does not inherit it, a rename keeps it.
+const MEMBER_DISPLAYS: &str = "gatehouse:memberDisplays";
+
 pub fn render_group(s: &State, g: &Group, base: &str) -> Value {
     let mut doc = attributes_of(&g.scim);
+    // Membership is the directory's. Documents written by earlier versions also hold the
+    // members as a client last sent them, with their `display`: not shown (they do not
+    // say which user a display was said of: a deleted user's showed on a new user of the
+    // same id) and never stored again (`group_input`).
+    doc.remove("members");
+    let displays = doc.remove(MEMBER_DISPLAYS);
+    let mut seq = itoa::Buffer::new();
     doc.insert("id".into(), json!(g.name));
     if !doc.contains_key("displayName") {
         doc.insert("displayName".into(), json!(g.name));
     }
-    // A group SCIM never described shows the v2 API's external id.
-    if g.scim.is_none() {
-        if let Some(e) = &g.external_id {
+    // The external id is the group's own, as the v2 API shows it; a document of an
+    // earlier version may still hold the one SCIM last wrote, which it showed (until the
+    // next write of either API takes it out).
+    if !doc.contains_key("externalId") {
+        if let Some(e) = g.external_id.as_deref().filter(|e| !e.is_empty()) {
             doc.insert("externalId".into(), json!(e));
         }
     }
-    // Membership is the directory's; `display` is what the client last said of a member.
-    let said = doc
-        .remove("members")
-        .and_then(|m| m.as_array().cloned())
-        .unwrap_or_default();
     if !g.members.is_empty() {
         let members: Vec<Value> = g
             .members
@@ -600,10 +706,11 @@ pub fn render_group(s: &State, g: &Group, base: &str) -> Value {
             .filter_map(|m| s.directory.users.get(m.as_str()))
             .map(|u| {
                 let id = user_id(u);
-                let display = said
-                    .iter()
-                    .find(|m| m["value"] == json!(id))
-                    .and_then(|m| m["display"].as_str())
+                // What a client said of this very user, or its user name.
+                let display = displays
+                    .as_ref()
+                    .and_then(|d| d.get(seq.format(u.created_seq)))
+                    .and_then(Value::as_str)
                     .unwrap_or(&u.username);
                 json!({"value": id, "display": display, "$ref": format!("{base}/Users/{}", super::segment(id)), "type": "User"})
             })
@@ -747,6 +854,8 @@ struct Query {
 }
 
 fn check_paths(kinds: &[Kind], f: &Filter) -> Result<()> {
+    f.check_dates()
+        .map_err(|e| ScimError::bad("invalidFilter", e))?;
     for p in f.paths() {
         let known = kinds.iter().any(|k| {
             scim::known_path(*k, p.urn.as_deref(), &p.attr, p.sub.as_deref())
@@ -964,6 +1073,24 @@ fn sort_key(v: &Value, path: &filter::AttrPath, core: &str) -> String {
     }
 }
 
+/// `f` on a user's rendering `r`, with its `active` as the domain has it: a user created
+/// without `active` is enabled (it signs in), but shows none (`shown_active`: what a
+/// client did not send, or removed, stays absent), and `active eq true` must find it.
+fn user_matches(f: &Filter, u: &User, r: &mut Value) -> bool {
+    let Some(doc) = r.as_object_mut() else {
+        return false;
+    };
+    if doc.contains_key("active") {
+        return f.matches(r, scim::USER_SCHEMA);
+    }
+    doc.insert("active".into(), json!(u.status == UserStatus::Enabled));
+    let hit = f.matches(r, scim::USER_SCHEMA);
+    if let Some(doc) = r.as_object_mut() {
+        doc.remove("active");
+    }
+    hit
+}
+
 /// The users a filter selects, narrowed by the filter index (`scim::index`).
 enum Narrowed<'s> {
     /// Exactly the matching users: `total` of them, `page` the ones to show.
@@ -1126,11 +1253,8 @@ fn run_query(
             None => Box::new(s.directory.users.values().map(|u| &**u)),
         };
         for u in users {
-            let r = render_user(s, u, base, keys);
-            if q.filter
-                .as_ref()
-                .is_none_or(|f| f.matches(&r, scim::USER_SCHEMA))
-            {
+            let mut r = render_user(s, u, base, keys);
+            if q.filter.as_ref().is_none_or(|f| user_matches(f, u, &mut r)) {
                 hits.push((Kind::User, r));
             }
         }
@@ -1263,14 +1387,8 @@ async fn get_user(req: HttpRequest, path: web::Path<String>) -> Result<HttpRespo
     let s = app.view(&req);
     let u = user_by_id(&s, &path)
         .ok_or_else(|| ScimError::not_found(format!("user `{path}` not found")))?;
-    if let Some(v) = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-    {
-        if v == version(u.updated_seq) {
-            return Ok(HttpResponse::NotModified().finish());
-        }
+    if let Some(res) = not_modified(&req, u.updated_seq) {
+        return Ok(res);
     }
     let attributes = list_param(&req, "attributes")?;
     let excluded = list_param(&req, "excludedAttributes")?;
@@ -1670,13 +1788,13 @@ async fn put_user(
     let caller = admin(&req).await?;
     check_projection(&req)?;
     let body = parse_body(&body, &req)?;
-    let (username, _, _) = current_user(&req, &path)?;
+    let (username, _, seq) = current_user(&req, &path)?;
     if let Some(id) = filter::get_ci(&body, "id").and_then(Value::as_str) {
         if id != path.as_str() {
             return Err(ScimError::bad("mutability", "`id` cannot be changed"));
         }
     }
-    let m = if_match(&req)?;
+    let m = if_match(&req, seq)?;
     replace_user(&req, &caller, &username, &body, m).await
 }
 
@@ -1689,21 +1807,14 @@ async fn patch_user(
     check_projection(&req)?;
     let body = parse_body(&body, &req)?;
     let (username, mut doc, seq) = current_user(&req, &path)?;
-    let m = if_match(&req)?;
-    if m.is_some_and(|v| v != seq) {
-        return Err(ScimError::new(
-            StatusCode::PRECONDITION_FAILED,
-            None,
-            format!("the resource is at version {seq}"),
-        ));
-    }
+    if_match(&req, seq)?;
     patch::apply(Kind::User, &mut doc, &body)?;
     replace_user(&req, &caller, &username, &doc, Some(seq)).await
 }
 
 async fn delete_user(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse> {
     let caller = admin(&req).await?;
-    let (username, _, _) = current_user(&req, &path)?;
+    let (username, _, seq) = current_user(&req, &path)?;
     if username == caller.username {
         return Err(ScimError::bad(
             "invalidValue",
@@ -1717,7 +1828,7 @@ async fn delete_user(req: HttpRequest, path: web::Path<String>) -> Result<HttpRe
             Command::ScimDelete {
                 group: false,
                 name: username.clone(),
-                if_match: if_match(&req)?,
+                if_match: if_match(&req, seq)?,
             },
             &caller.username,
             &rid,
@@ -1732,6 +1843,9 @@ async fn delete_user(req: HttpRequest, path: web::Path<String>) -> Result<HttpRe
 struct GroupInput {
     display_name: String,
     members: Vec<String>,
+    /// Kept as the group's own `external_id` (one value for SCIM and the v2 API), not in
+    /// its document.
+    external_id: Option<String>,
     attributes: String,
 }
 
@@ -1742,9 +1856,18 @@ fn group_input(s: &State, body: &Value) -> Result<GroupInput> {
         .and_then(Value::as_str)
         .map(str::to_string)
         .ok_or_else(|| ScimError::bad("invalidValue", "`displayName` is required"))?;
+    let external_id = match attrs.remove("externalId") {
+        Some(Value::String(e)) => Some(e).filter(|e| !e.is_empty()),
+        _ => None,
+    };
+    // Members are kept in the directory: storing them whole made the document as large
+    // as the group, parsed again by every rendering of a member. Stored are only the
+    // `display`s a client gave (other than the user name, which shows anyway), by member
+    // (see MEMBER_DISPLAYS).
     let mut members = Vec::new();
-    // Members are kept in the directory; what is stored of them is only their `display`.
-    if let Some(list) = attrs.get("members").and_then(|m| m.as_array().cloned()) {
+    let mut displays = Map::new();
+    if let Some(Value::Array(list)) = attrs.remove("members") {
+        let mut seen = std::collections::HashSet::with_capacity(list.len());
         for (i, m) in list.iter().enumerate() {
             let id = m["value"].as_str().ok_or_else(|| {
                 ScimError::bad("invalidValue", format!("`members[{i}].value` is required"))
@@ -1755,21 +1878,23 @@ fn group_input(s: &State, body: &Value) -> Result<GroupInput> {
                     format!("`members[{i}]`: no user has the id `{id}` (groups cannot be members)"),
                 )
             })?;
-            if !members.contains(&u.username) {
+            if seen.insert(u.username.as_str()) {
                 members.push(u.username.clone());
+            }
+            if let Some(d) = m.get("display").and_then(Value::as_str) {
+                if d != u.username {
+                    displays.insert(u.created_seq.to_string(), json!(d));
+                }
             }
         }
     }
-    if let Some(Value::Array(list)) = attrs.get_mut("members") {
-        for m in list.iter_mut() {
-            if let Some(o) = m.as_object_mut() {
-                o.retain(|k, _| k == "value" || k == "display");
-            }
-        }
+    if !displays.is_empty() {
+        attrs.insert(MEMBER_DISPLAYS.into(), Value::Object(displays));
     }
     Ok(GroupInput {
         display_name,
         members,
+        external_id,
         attributes: Value::Object(attrs).to_string(),
     })
 }
@@ -1784,14 +1909,8 @@ async fn get_group(req: HttpRequest, path: web::Path<String>) -> Result<HttpResp
         .groups
         .get(path.as_str())
         .ok_or_else(|| ScimError::not_found(format!("group `{path}` not found")))?;
-    if let Some(v) = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-    {
-        if v == version(g.updated_seq) {
-            return Ok(HttpResponse::NotModified().finish());
-        }
+    if let Some(res) = not_modified(&req, g.updated_seq) {
+        return Ok(res);
     }
     answer(
         &req,
@@ -1815,9 +1934,6 @@ async fn create_group(req: HttpRequest, ScimBody(body): ScimBody) -> Result<Http
     let name = input.display_name.clone();
     domain::validate_group_name("displayName", &name)
         .map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
-    let external_id = filter::get_ci(&body, "externalId")
-        .and_then(Value::as_str)
-        .map(str::to_string);
     let rid: RequestId = request_id(&req);
     let committed = app
         .submit(
@@ -1830,10 +1946,11 @@ async fn create_group(req: HttpRequest, ScimBody(body): ScimBody) -> Result<Http
                     admin_privileges: false,
                     realm: None,
                     realm_attributes: None,
-                    external_id,
+                    external_id: input.external_id,
                     members: input.members,
                 }),
                 members: None,
+                external_id: None,
                 attributes: input.attributes,
                 if_match: None,
             },
@@ -1878,6 +1995,7 @@ async fn replace_group(
                 name: name.to_string(),
                 create: None,
                 members: Some(input.members),
+                external_id: input.external_id,
                 attributes: input.attributes,
                 if_match,
             },
@@ -1918,13 +2036,13 @@ async fn put_group(
     let caller = admin(&req).await?;
     check_projection(&req)?;
     let body = parse_body(&body, &req)?;
-    current_group(&req, &path)?;
+    let (_, seq) = current_group(&req, &path)?;
     if let Some(id) = filter::get_ci(&body, "id").and_then(Value::as_str) {
         if id != path.as_str() {
             return Err(ScimError::bad("mutability", "`id` cannot be changed"));
         }
     }
-    let m = if_match(&req)?;
+    let m = if_match(&req, seq)?;
     replace_group(&req, &caller, &path, &body, m).await
 }
 
@@ -1937,21 +2055,14 @@ async fn patch_group(
     check_projection(&req)?;
     let body = parse_body(&body, &req)?;
     let (mut doc, seq) = current_group(&req, &path)?;
-    let m = if_match(&req)?;
-    if m.is_some_and(|v| v != seq) {
-        return Err(ScimError::new(
-            StatusCode::PRECONDITION_FAILED,
-            None,
-            format!("the resource is at version {seq}"),
-        ));
-    }
+    if_match(&req, seq)?;
     patch::apply(Kind::Group, &mut doc, &body)?;
     replace_group(&req, &caller, &path, &doc, Some(seq)).await
 }
 
 async fn delete_group(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse> {
     let caller = admin(&req).await?;
-    current_group(&req, &path)?;
+    let (_, seq) = current_group(&req, &path)?;
     let app = app_of(&req);
     let rid: RequestId = request_id(&req);
     let committed = app
@@ -1959,7 +2070,7 @@ async fn delete_group(req: HttpRequest, path: web::Path<String>) -> Result<HttpR
             Command::ScimDelete {
                 group: true,
                 name: path.into_inner(),
-                if_match: if_match(&req)?,
+                if_match: if_match(&req, seq)?,
             },
             &caller.username,
             &rid,
@@ -2231,5 +2342,93 @@ mod tests {
         }
         let ok = CommonUser::parse(br#"{"userName":"a","name":{},"emails":[{}]}"#).unwrap();
         assert!(ok.name.is_none() && ok.emails.is_none());
+    }
+
+    /// A state from events, as the log would replay them.
+    fn replayed(events: Vec<gatehouse_schemas::Event>) -> State {
+        let mut state = State::default();
+        for (i, event) in events.into_iter().enumerate() {
+            state.apply(&gatehouse_schemas::Envelope {
+                seq: i as u64 + 1,
+                time_ms: 1_000 + i as u64,
+                actor: "admin".into(),
+                origin: String::new(),
+                request_id: String::new(),
+                event,
+            });
+        }
+        state
+    }
+
+    fn user_created(name: &str) -> gatehouse_schemas::Event {
+        gatehouse_schemas::Event::UserCreated(gatehouse_schemas::UserCreated {
+            username: name.into(),
+            email: None,
+            password_hash: None,
+            admin: false,
+            profile_updatable: false,
+            internal_password_disabled: true,
+            disable_ui_access: false,
+            realm: "internal".into(),
+            status: UserStatus::Enabled,
+            groups: vec![],
+            scim: None,
+        })
+    }
+
+    /// `GroupScimSaved` events of earlier versions hold the members as the client sent
+    /// them: they still replay, and render from the directory (the member's own name as
+    /// its `display`), the group's display name still read from them, large or small.
+    #[test]
+    fn scim_group_documents_with_members_from_earlier_versions_render_from_the_directory() {
+        use gatehouse_schemas::{Event, GroupCreated};
+        let many: Vec<Value> = (0..400)
+            .map(|i| json!({"value": format!("gone-{i}"), "display": format!("Someone {i}")}))
+            .collect();
+        for extra in [vec![], many] {
+            let mut said = vec![json!({"value": "bob", "display": "Bobby"})];
+            said.extend(extra);
+            let old_doc = json!({"displayName": "Big Team", "externalId": "e1", "members": said});
+            let state = replayed(vec![
+                user_created("bob"),
+                user_created("carol"),
+                Event::GroupCreated(GroupCreated {
+                    name: "big".into(),
+                    description: None,
+                    auto_join: false,
+                    admin_privileges: false,
+                    realm: "internal".into(),
+                    realm_attributes: None,
+                    external_id: None,
+                    members: vec!["bob".into(), "carol".into()],
+                }),
+                Event::GroupScimSaved {
+                    name: "big".into(),
+                    attributes: old_doc.to_string(),
+                },
+            ]);
+            let base = "http://h/access/api/v1/scim/v2";
+            let g = render_group(&state, &state.directory.groups["big"], base);
+            assert_eq!(g["displayName"], "Big Team");
+            assert_eq!(g["externalId"], "e1");
+            assert_eq!(
+                g["members"],
+                json!([
+                    {"value": "bob", "display": "bob", "$ref": format!("{base}/Users/bob"), "type": "User"},
+                    {"value": "carol", "display": "carol", "$ref": format!("{base}/Users/carol"), "type": "User"},
+                ])
+            );
+            let bob = &state.directory.users["bob"];
+            let dir = tempfile::tempdir().unwrap();
+            let keys = PersonalKeys::open(dir.path()).unwrap();
+            let u = render_user(&state, bob, base, &keys);
+            assert_eq!(u["groups"][0]["display"], "Big Team");
+            // Its next write stores no members (nor the external id: the group's own).
+            let input = group_input(&state, &g).expect("a valid group");
+            assert_eq!(input.members, ["bob", "carol"]);
+            assert_eq!(input.external_id.as_deref(), Some("e1"));
+            let stored: Value = serde_json::from_str(&input.attributes).unwrap();
+            assert_eq!(stored, json!({"displayName": "Big Team"}));
+        }
     }
 }

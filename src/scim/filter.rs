@@ -407,6 +407,18 @@ impl fmt::Display for Filter {
     }
 }
 
+/// A string as case-insensitive comparisons see it: lower-cased, and a final sigma (ς,
+/// which `to_lowercase` makes of a word-final Σ) as σ, so that `ΚΟΣ` (→ `κοσ`) is found
+/// in `ΚΟΣΜΟΣ` (→ `κοσμος`) — on both sides, by the scan and the index alike.
+pub fn fold(s: &str) -> String {
+    let lower = s.to_lowercase();
+    if lower.contains('ς') {
+        lower.replace('ς', "σ")
+    } else {
+        lower
+    }
+}
+
 /// Attributes whose string values compare case-sensitively (RFC 7643 `caseExact`).
 fn case_exact(attr: &str, sub: Option<&str>) -> bool {
     let a = attr.to_ascii_lowercase();
@@ -414,6 +426,39 @@ fn case_exact(attr: &str, sub: Option<&str>) -> bool {
         || (a == "x509certificates" && sub.is_none_or(|s| s.eq_ignore_ascii_case("value")))
         || sub.is_some_and(|s| s.eq_ignore_ascii_case("$ref"))
         || (a == "meta" && sub.is_some_and(|s| !s.eq_ignore_ascii_case("resourcetype")))
+}
+
+/// Attributes of type `dateTime` (RFC 7643 §2.3.5: `meta.created`, `meta.lastModified`),
+/// whose comparisons are chronological (RFC 7644 §3.4.2.2), not textual: the same
+/// instant can be written with another offset or fraction.
+fn date_time(p: &AttrPath) -> bool {
+    p.attr.eq_ignore_ascii_case("meta")
+        && p.sub.as_deref().is_some_and(|s| {
+            s.eq_ignore_ascii_case("created") || s.eq_ignore_ascii_case("lastModified")
+        })
+}
+
+/// Whether `op` orders or equates (the comparisons a `dateTime` makes chronologically).
+fn ordering(op: Op) -> bool {
+    matches!(op, Op::Eq | Op::Ne | Op::Gt | Op::Ge | Op::Lt | Op::Le)
+}
+
+/// `actual` against `expected`, both RFC 3339 times, chronologically; a value that is
+/// not one matches nothing (a filter's own value was checked: [`Filter::check_dates`]).
+fn compare_dates(actual: &Value, op: Op, expected: &Value) -> bool {
+    let time = |v: &Value| v.as_str().and_then(crate::timefmt::parse);
+    let (Some(a), Some(b)) = (time(actual), time(expected)) else {
+        return false;
+    };
+    match op {
+        Op::Eq => a == b,
+        Op::Ne => a != b,
+        Op::Gt => a > b,
+        Op::Ge => a >= b,
+        Op::Lt => a < b,
+        Op::Le => a <= b,
+        Op::Co | Op::Sw | Op::Ew => false,
+    }
 }
 
 /// A key of `obj` matching `name` case-insensitively.
@@ -443,7 +488,7 @@ fn compare(actual: &Value, op: Op, expected: &Value, exact: bool) -> bool {
             let (a, b) = if exact {
                 (a.clone(), b.clone())
             } else {
-                (a.to_lowercase(), b.to_lowercase())
+                (fold(a), fold(b))
             };
             match op {
                 Op::Co => return a.contains(&b),
@@ -528,6 +573,12 @@ impl Filter {
                     return *op == Op::Ne && !expected.is_null()
                         || (*op == Op::Eq && expected.is_null());
                 }
+                if ordering(*op) && date_time(p) {
+                    if *op == Op::Ne {
+                        return !vals.iter().any(|v| compare_dates(v, Op::Eq, expected));
+                    }
+                    return vals.iter().any(|v| compare_dates(v, *op, expected));
+                }
                 if *op == Op::Ne {
                     return !vals.iter().any(|v| compare(v, Op::Eq, expected, exact));
                 }
@@ -560,6 +611,25 @@ impl Filter {
                 Some(v)
             }
             _ => None,
+        }
+    }
+
+    /// `Err` (naming the attribute) when a `dateTime` attribute is compared with a value
+    /// that is not an RFC 3339 time: RFC 7644 §3.4.2.2 makes that `invalidFilter`, not
+    /// a filter that matches nothing.
+    pub fn check_dates(&self) -> Result<(), String> {
+        match self {
+            Filter::Compare(p, op, v) if ordering(*op) && date_time(p) => {
+                match v.as_str().and_then(crate::timefmt::parse) {
+                    Some(_) => Ok(()),
+                    None => Err(format!(
+                        "`{p}` is a dateTime: compare it with an RFC 3339 time, not {v}"
+                    )),
+                }
+            }
+            Filter::Compare(..) | Filter::Present(_) => Ok(()),
+            Filter::And(a, b) | Filter::Or(a, b) => a.check_dates().and_then(|_| b.check_dates()),
+            Filter::Not(a) | Filter::ValuePath(_, a) => a.check_dates(),
         }
     }
 
@@ -605,6 +675,41 @@ mod tests {
             "meta": {"lastModified": "2011-05-13T04:42:34Z", "resourceType": "User"},
             "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber": "701984"}
         })
+    }
+
+    /// Finding: `meta.*` times compared as text (another offset, a fraction, or no
+    /// time at all gave the wrong answer, or none); RFC 7644 §3.4.2.2: chronologically,
+    /// and a value that is no time is an invalid filter.
+    #[test]
+    fn scim_date_times_compare_chronologically() {
+        let u = user(); // lastModified 2011-05-13T04:42:34Z
+        for (f, expected) in [
+            (r#"meta.lastModified gt "2011-05-13T05:00:00+01:00""#, true),
+            (r#"meta.lastModified lt "2011-05-13T05:00:00+01:00""#, false),
+            (r#"meta.lastModified eq "2011-05-13T06:42:34+02:00""#, true),
+            (r#"meta.lastModified ne "2011-05-13T06:42:34+02:00""#, false),
+            (r#"meta.lastModified lt "2011-05-13T04:42:34.500Z""#, true),
+            (r#"meta.lastModified ge "2011-05-13T04:42:34.000Z""#, true),
+            (r#"meta.lastModified le "2011-05-12T23:42:34-05:00""#, true),
+            (r#"meta.lastModified gt "2011-05-12T23:42:34-05:00""#, false),
+            (r#"meta.created gt "2000-01-01T00:00:00Z""#, false),
+        ] {
+            let parsed = parse(f).unwrap();
+            assert!(parsed.check_dates().is_ok(), "{f}");
+            assert_eq!(parsed.matches(&u, U), expected, "{f}");
+        }
+        for f in [
+            r#"meta.lastModified gt "garbage""#,
+            r#"meta.lastModified gt 5"#,
+            r#"meta.created lt true"#,
+            r#"not (meta.lastModified eq "2011-05-13")"#,
+        ] {
+            assert!(parse(f).unwrap().check_dates().is_err(), "{f}");
+        }
+        assert!(parse(r#"meta.lastModified sw "2011""#)
+            .unwrap()
+            .check_dates()
+            .is_ok());
     }
 
     /// The examples of RFC 7644 §3.4.2.2, and what each says of the user above.

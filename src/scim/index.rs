@@ -10,7 +10,7 @@
 //! byte trigrams per attribute. A pattern of three bytes or more is looked up through
 //! its rarest trigram and each candidate checked against the stored value (so the
 //! answer is exact); a shorter one is checked against every stored value, still without
-//! rendering anyone. Lower-casing is `str::to_lowercase`, as the scan's comparison does.
+//! rendering anyone. Lower-casing is [`filter::fold`], as the scan's comparison does.
 //!
 //! Entries are never changed in place: a changed user gets a new slot and its old slot
 //! dies, so posting lists are append-only and stay sorted; they are compacted when
@@ -69,7 +69,7 @@ pub fn values_of(resource: &Value) -> Vec<(u8, Box<str>)> {
         };
         for v in filter::values(resource, &path, super::USER_SCHEMA) {
             if let Value::String(s) = v {
-                out.push((i as u8, s.to_lowercase().into_boxed_str()));
+                out.push((i as u8, filter::fold(s).into_boxed_str()));
             }
         }
     }
@@ -209,7 +209,7 @@ impl FilterIndex {
         match f {
             Filter::Compare(p, op @ (Op::Co | Op::Sw | Op::Ew | Op::Eq), Value::String(v)) => {
                 let path = path_id(p)?;
-                Some((self.matching(path, *op, &v.to_lowercase()), true))
+                Some((self.matching(path, *op, &filter::fold(v)), true))
             }
             Filter::And(a, b) => match (self.plan(a), self.plan(b)) {
                 (Some((x, ex)), Some((y, ey))) => Some((intersect(&x, &y), ex && ey)),

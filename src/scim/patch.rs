@@ -290,11 +290,14 @@ fn one(
                         }
                     }
                     None => {
+                        // `hits` is ascending: walk it alongside (a large group's
+                        // `members[…]` remove looked each index up in it).
                         let mut i = 0;
+                        let mut next = hits.iter().peekable();
                         items.retain(|_| {
-                            let keep = !hits.contains(&i);
+                            let hit = next.next_if_eq(&&i).is_some();
                             i += 1;
-                            keep
+                            !hit
                         });
                     }
                 }
@@ -302,9 +305,16 @@ fn one(
                     map.remove(&key);
                 }
             }
+            Op::Replace if hits.is_empty() => {
+                // RFC 7644 §3.5.2.3: a value filter that selects nothing is a failure for
+                // replace (it created a value, as add does).
+                return Err(PatchError::NoTarget(format!(
+                    "no value of `{name}` matches `{path}`"
+                )));
+            }
             Op::Add | Op::Replace => {
                 if hits.is_empty() {
-                    // `emails[type eq "work"].value` with no work e-mail yet: add one.
+                    // `add` of `emails[type eq "work"].value` with no work e-mail yet: add one.
                     let mut element = element_from_filter(filter).ok_or_else(|| {
                         PatchError::NoTarget(format!("no value of `{name}` matches `{path}`"))
                     })?;
@@ -321,6 +331,13 @@ fn one(
                     items.push(Value::Object(element));
                     return Ok(());
                 }
+                // RFC 7644 §3.5.2: a value made primary takes primary from the others
+                // (as an added one does), so `emails[type eq "work"].primary` = true
+                // is no longer refused as a second primary.
+                let becomes_primary = match &sub {
+                    Some(s) => s == "primary" && value == Value::Bool(true),
+                    None => get_ci(&value, "primary") == Some(&Value::Bool(true)),
+                };
                 for &i in &hits {
                     match &sub {
                         Some(s) => {
@@ -330,6 +347,19 @@ fn one(
                             }
                         }
                         None => merge_into(&mut items[i], &value),
+                    }
+                }
+                if becomes_primary {
+                    let mut next = hits.iter().peekable();
+                    for (i, item) in items.iter_mut().enumerate() {
+                        if next.next_if_eq(&&i).is_some() {
+                            continue;
+                        }
+                        if let Some(o) = item.as_object_mut() {
+                            if let Some(k) = key_ci(o, "primary") {
+                                o.insert(k, Value::Bool(false));
+                            }
+                        }
                     }
                 }
             }
@@ -391,9 +421,16 @@ fn one(
             // removes exactly those values.
             match (map.get_mut(&key), value.as_array()) {
                 (Some(Value::Array(items)), Some(remove)) if multi => {
-                    let ids: Vec<&Value> =
-                        remove.iter().filter_map(|r| get_ci(r, "value")).collect();
-                    items.retain(|i| !get_ci(i, "value").is_some_and(|v| ids.contains(&v)));
+                    // Compared by their JSON text, in a set: a list of thousands against
+                    // a group of thousands was quadratic.
+                    let ids: std::collections::HashSet<String> = remove
+                        .iter()
+                        .filter_map(|r| get_ci(r, "value"))
+                        .map(Value::to_string)
+                        .collect();
+                    items.retain(|i| {
+                        !get_ci(i, "value").is_some_and(|v| ids.contains(&v.to_string()))
+                    });
                     if items.is_empty() {
                         map.remove(&key);
                     }
@@ -429,8 +466,13 @@ fn one(
                     }
                 }
             }
+            // Values already there are not added again; looked up by their JSON text
+            // in a set (serde_json's maps are ordered, so equal values print alike):
+            // adding thousands of members to thousands was quadratic.
+            let mut present: std::collections::HashSet<String> =
+                items.iter().map(Value::to_string).collect();
             for n in new {
-                if !items.contains(&n) {
+                if present.insert(n.to_string()) {
                     items.push(n);
                 }
             }
@@ -633,6 +675,70 @@ mod tests {
             ),
             Err(PatchError::Syntax(_))
         ));
+    }
+
+    /// Finding: `replace` through a value filter that matched nothing created a value
+    /// (RFC 7644 §3.5.2.3: 400 `noTarget`); `add` still creates one.
+    #[test]
+    fn scim_replace_through_a_filter_that_selects_nothing_is_no_target() {
+        for (path, value) in [
+            ("emails[type eq \"other\"].value", json!("x@example.com")),
+            (
+                "emails[type eq \"other\"]",
+                json!({"value": "x@example.com"}),
+            ),
+            ("addresses[type eq \"home\"]", json!({"locality": "Town"})),
+            ("addresses[type eq \"home\"].locality", json!("Town")),
+        ] {
+            let mut u = user();
+            let before = u.clone();
+            assert!(
+                matches!(
+                    patch(
+                        &mut u,
+                        json!([{"op": "replace", "path": path, "value": value}])
+                    ),
+                    Err(PatchError::NoTarget(_))
+                ),
+                "{path}"
+            );
+            let mut u = before.clone();
+            patch(&mut u, json!([{"op": "add", "path": path, "value": value}])).unwrap();
+            assert_ne!(u, before, "add {path} creates the value");
+        }
+    }
+
+    /// Finding: making a value primary through a filter kept the old primary too (then
+    /// refused: "at most one value may be primary"); RFC 7644 §3.5.2 moves it.
+    #[test]
+    fn scim_a_value_made_primary_through_a_filter_takes_it_from_the_others() {
+        for (path, value) in [
+            ("emails[type eq \"home\"].primary", json!(true)),
+            ("emails[type eq \"home\"]", json!({"primary": true})),
+        ] {
+            let mut u = user();
+            patch(
+                &mut u,
+                json!([{"op": "replace", "path": path, "value": value}]),
+            )
+            .unwrap();
+            assert_eq!(
+                u["emails"],
+                json!([{"value": "a@example.com", "type": "work", "primary": false},
+                       {"value": "b@example.com", "type": "home", "primary": true}]),
+                "{path}"
+            );
+            assert!(super::super::normalize(Kind::User, &u).is_ok(), "{path}");
+        }
+        // Made not primary: the others stay as they are.
+        let mut u = user();
+        patch(
+            &mut u,
+            json!([{"op": "replace", "path": "emails[type eq \"work\"].primary", "value": false}]),
+        )
+        .unwrap();
+        assert_eq!(u["emails"][0]["primary"], false);
+        assert!(u["emails"][1].get("primary").is_none());
     }
 
     #[test]
