@@ -1403,3 +1403,77 @@ fn scim_group_external_id_is_the_one_the_v2_api_shows() {
     let cleared = v2(&admin);
     assert!(cleared.is_null() || cleared == "", "{cleared}");
 }
+
+/// Identity providers add members to one group from many requests at once, without
+/// `If-Match`: each PATCH applies (14 of 20 answered 412: the version each had read had
+/// moved). With `If-Match`, a stale version is still 412.
+#[test]
+fn concurrent_patches_without_if_match_all_apply() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let n = 12;
+    for i in 0..n {
+        app.create_user(&format!("m{i}"), "Password-123");
+    }
+    let r = scim(&admin, "POST", "/Groups", &json!({"displayName": "crowd"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    std::thread::scope(|s| {
+        for i in 0..n {
+            let c = app.admin();
+            let id = &id;
+            s.spawn(move || {
+                let r = scim(
+                    &c,
+                    "PATCH",
+                    &format!("/Groups/{id}"),
+                    &patch_ops(json!([{"op": "add", "path": "members", "value": [{"value": format!("m{i}")}]}])),
+                );
+                assert!(r.status == 200 || r.status == 204, "{}", r.text);
+            });
+        }
+    });
+    let g = scim(&admin, "GET", &format!("/Groups/{id}"), &json!({}));
+    assert_eq!(
+        g.json()["members"].as_array().unwrap().len(),
+        n,
+        "{}",
+        g.text
+    );
+    let r = with_headers(
+        &admin,
+        "PATCH",
+        &format!("/Groups/{id}"),
+        Some(&patch_ops(
+            json!([{"op": "add", "path": "members", "value": [{"value": "m0"}]}]),
+        )),
+        &[("If-Match", "W/\"1\"")],
+    );
+    scim_error(&r, 412, None);
+}
+
+/// A key given twice in a SCIM body is refused (serde kept the last: a user `b` was
+/// created from `{"userName":"a","userName":"b"}`, and `{"op":"add","op":"remove"}`
+/// removed).
+#[test]
+fn a_key_given_twice_in_a_scim_body_is_refused() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.raw(
+        "POST",
+        &format!("{S}/Users"),
+        Some("application/scim+json"),
+        Some(br#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"scimdup","userName":"scimdup2","active":true,"active":false}"#),
+    );
+    scim_error(&r, 400, Some("invalidSyntax"));
+    assert!(r.text.contains("more than once"), "{}", r.text);
+    assert_eq!(admin.get("/access/api/v2/users/scimdup2").status, 404);
+    app.create_user("kept", "Password-123");
+    let r = admin.raw(
+        "PATCH",
+        &format!("{S}/Users/kept"),
+        Some("application/scim+json"),
+        Some(br#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"add","op":"remove","path":"title"}]}"#),
+    );
+    scim_error(&r, 400, Some("invalidSyntax"));
+}
