@@ -233,6 +233,101 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Values past what their key can mean are refused by name: a queue, a thread count
+    /// or a timer past its type's range panicked at start or on every request (an
+    /// `Instant` overflow), and 0 or inverted values turned a retry or a timeout into a
+    /// busy loop or nothing, silently.
+    fn check_ranges(&self) -> Result<(), String> {
+        const HOUR_MS: u64 = 3_600_000;
+        const DAY: u64 = 86_400;
+        const CENTURY: u64 = 100 * 365 * DAY;
+        let ranges: [(&str, u64, u64, u64); 21] = [
+            ("writer-queue", self.writer_queue as u64, 1, 1 << 20),
+            ("workers", self.workers.unwrap_or(1) as u64, 1, 1024),
+            ("keep-alive-secs", self.keep_alive_secs, 0, 3600),
+            ("auth-cache-ttl-secs", self.auth_cache_ttl_secs, 0, 7 * DAY),
+            ("header-timeout-ms", self.header_timeout_ms, 0, HOUR_MS),
+            ("body-timeout-ms", self.body_timeout_ms, 1, HOUR_MS),
+            ("webhook-timeout-ms", self.webhook_timeout_ms, 1, HOUR_MS),
+            (
+                "federation-timeout-ms",
+                self.federation_timeout_ms,
+                1,
+                HOUR_MS,
+            ),
+            (
+                "webhook-retry-base-ms",
+                self.webhook_retry_base_ms,
+                1,
+                HOUR_MS,
+            ),
+            (
+                "webhook-retry-max-ms",
+                self.webhook_retry_max_ms,
+                1,
+                7 * DAY * 1000,
+            ),
+            (
+                "federation-retry-max-ms",
+                self.federation_retry_max_ms,
+                1,
+                HOUR_MS,
+            ),
+            ("pairing-token-expiry", self.pairing_token_expiry, 1, DAY),
+            ("follow-poll-ms", self.follow_poll_ms, 1, HOUR_MS),
+            ("min-seq-wait-ms", self.min_seq_wait_ms, 0, 600_000),
+            ("lease-ttl-ms", self.lease_ttl_ms, 2, 600_000),
+            ("lease-renew-ms", self.lease_renew_ms, 1, 600_000),
+            (
+                "token-sweep-seconds",
+                self.token_sweep_seconds,
+                0,
+                365 * DAY,
+            ),
+            ("default-expiry", self.default_expiry, 0, CENTURY),
+            ("max-expiry", self.max_expiry, 0, CENTURY),
+            (
+                "refresh-grace-period",
+                self.refresh_grace_period,
+                0,
+                CENTURY,
+            ),
+            (
+                "revocable-expiry-threshold",
+                self.revocable_expiry_threshold,
+                0,
+                CENTURY,
+            ),
+        ];
+        for (key, value, min, max) in ranges {
+            if value < min || value > max {
+                return Err(format!(
+                    "`{key}` must be from {min} to {max} (it is {value})"
+                ));
+            }
+        }
+        if self.webhook_retry_max_ms < self.webhook_retry_base_ms {
+            return Err("`webhook-retry-max-ms` must be at least `webhook-retry-base-ms`".into());
+        }
+        if self.lease_renew_ms >= self.lease_ttl_ms {
+            return Err(
+                "`lease-renew-ms` must be less than `lease-ttl-ms` (a lease renewed after it \
+                 ended moves between nodes all the time)"
+                    .into(),
+            );
+        }
+        if let Some(t) = &self.metrics_token {
+            if t.0.trim() != t.0 {
+                return Err(
+                    "`metrics-token` must not start or end with white space (a scraper's \
+                     token is compared without it)"
+                        .into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Password checks that run at once.
     pub fn argon2_slots(&self) -> usize {
         if self.argon2_concurrency > 0 {
@@ -355,6 +450,7 @@ impl Config {
                 message: "`max-body-bytes` must be at least 1024".into(),
             });
         }
+        config.check_ranges().map_err(invalid)?;
         Ok(config)
     }
 }
@@ -411,6 +507,26 @@ mod tests {
             ("signin-user-per-minute = 0\n", "signin-user-per-minute"),
             ("familiar-address-days = 0\n", "familiar-address-days"),
             ("metrics-token = \" \"\n", "metrics-token"),
+            ("metrics-token = \"tok \"\n", "metrics-token"),
+            // Past what the key can mean: a panic at start or on every request before.
+            ("writer-queue = 9223372036854775807\n", "writer-queue"),
+            ("workers = 9223372036854775807\n", "workers"),
+            ("workers = 0\n", "workers"),
+            ("keep-alive-secs = 9223372036854775807\n", "keep-alive-secs"),
+            (
+                "auth-cache-ttl-secs = 9223372036854775807\n",
+                "auth-cache-ttl-secs",
+            ),
+            ("federation-timeout-ms = 0\n", "federation-timeout-ms"),
+            ("webhook-retry-max-ms = 0\n", "webhook-retry-max-ms"),
+            (
+                "webhook-retry-base-ms = 5000\nwebhook-retry-max-ms = 10\n",
+                "webhook-retry-max-ms",
+            ),
+            ("pairing-token-expiry = 0\n", "pairing-token-expiry"),
+            ("lease-renew-ms = 10000\nlease-ttl-ms = 100\n", "lease"),
+            ("follow-poll-ms = 0\n", "follow-poll-ms"),
+            ("writer-queue = 0\n", "writer-queue"),
         ] {
             let e = load(text).unwrap_err().to_string();
             assert!(e.contains(key), "{text}: {e}");

@@ -347,8 +347,10 @@ fn serve(
         config.master_key_file = master_key_file;
     }
     if let Ok(token) = std::env::var("GATEHOUSE_METRICS_TOKEN") {
+        // As the file's value: compared with what a scraper sends, trimmed.
+        let token = token.trim();
         if !token.is_empty() {
-            config.metrics_token = Some(gatehouse::config::Secret(token));
+            config.metrics_token = Some(gatehouse::config::Secret(token.to_string()));
         }
     }
     let settings = Settings {

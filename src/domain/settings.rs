@@ -17,6 +17,8 @@ use gatehouse_schemas::{
 pub const MAX_LOGIN_ATTEMPTS: u32 = 100;
 pub const MAX_PASSWORD_AGE_DAYS: u32 = 999;
 const MAX_POLICY_LENGTH: u32 = super::names::MAX_PASSWORD_BYTES as u32;
+/// The longest default token lifetime: a century, as for a token's own `expires_in`.
+const MAX_TOKEN_SECONDS: u64 = 100 * 365 * 86_400;
 
 /// A new value for one setting (always whole: the HTTP layer merges partial bodies
 /// with the value in force).
@@ -98,6 +100,14 @@ pub(super) fn change(state: &State, change: &SettingChange) -> Result<Vec<Event>
                     ),
                 ));
             }
+            // A century at most, as a token's own `expires_in` (a default near u64::MAX
+            // made tokens whose `exp` no 64-bit signed date can hold; 0 is "never").
+            if *seconds > MAX_TOKEN_SECONDS {
+                return Err(DomainError::invalid(
+                    "default_token_expiration",
+                    format!("must be at most {MAX_TOKEN_SECONDS} seconds (100 years); 0 means tokens do not expire"),
+                ));
+            }
             if s.default_token_expiry == Some(*seconds) {
                 return Ok(vec![]);
             }
@@ -146,6 +156,15 @@ pub(super) fn change(state: &State, change: &SettingChange) -> Result<Vec<Event>
                         format!("must be at most {MAX_POLICY_LENGTH}"),
                     ));
                 }
+            }
+            // Counts a password of the longest length cannot all hold make every new
+            // password fail (a "length 8" policy that asked for 400 characters).
+            let least = p.uppercase + p.lowercase + p.digit + p.special_char;
+            if least > MAX_POLICY_LENGTH {
+                return Err(DomainError::invalid(
+                    "uppercase",
+                    format!("uppercase, lowercase, digit and special_char together must be at most {MAX_POLICY_LENGTH} (a password holds at most that many bytes)"),
+                ));
             }
             if s.password_policy.as_ref() == Some(p) {
                 return Ok(vec![]);

@@ -43,6 +43,13 @@ fn default_token_expiry_replaces_the_configured_one_and_survives_a_restart() {
     );
     assert_eq!(token_for(&app, json!({}))["expires_in"], 3600);
 
+    // A century at most (near u64::MAX made an `exp` no 64-bit date holds).
+    let r = admin.put(
+        path,
+        &json!({"default_token_expiration": 18446744073709551615u64}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("default_token_expiration"), "{}", r.text);
     let r = admin.put(path, &json!({"default_token_expiration": 43200}));
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.header("x-gatehouse-seq").is_some());
