@@ -79,6 +79,7 @@ pub enum AsRead {
     AccessKey(String, Option<gatehouse_schemas::AccessKey>),
     Entitlement(String, Option<gatehouse_schemas::Entitlement>),
     Project(String, Option<gatehouse_schemas::Project>),
+    Repository(String, Option<gatehouse_schemas::Repository>),
 }
 
 impl AsRead {
@@ -100,6 +101,9 @@ impl AsRead {
             }
             AsRead::Project(key, was) => {
                 state.projects.by_key.get(key).map(|p| &p.config) == was.as_ref()
+            }
+            AsRead::Repository(key, was) => {
+                state.repositories.by_key.get(key).map(|r| &r.config) == was.as_ref()
             }
         }
     }

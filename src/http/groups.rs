@@ -66,9 +66,28 @@ async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let limit = limit_param(&req)?;
     let cursor = query_param(&req, "cursor")?;
+    // JFrog's filters: a part of the name (any case), and the order (they were ignored:
+    // a script asking for `ga` got every group).
+    let name_part = query_param(&req, "groupName")?.map(|g| g.to_lowercase());
+    let descending = super::bool_param(&req, "descendingOrder")?;
     let base = base_url(&req);
     let s = app.view(&req);
-    let (page, next) = page_shared(&s.directory.groups, cursor.as_deref(), limit);
+    let (page, next) = if name_part.is_none() && !descending {
+        page_shared(&s.directory.groups, cursor.as_deref(), limit)
+    } else {
+        let filtered: Vec<(&str, &gatehouse_projections::Group)> = s
+            .directory
+            .groups
+            .iter()
+            .filter(|(_, g)| {
+                name_part
+                    .as_ref()
+                    .is_none_or(|p| g.name.to_lowercase().contains(p.as_str()))
+            })
+            .map(|(k, g)| (std::borrow::Borrow::<str>::borrow(k), &**g))
+            .collect();
+        super::page_ordered(filtered.into_iter(), cursor.as_deref(), limit, descending)
+    };
     let groups: Vec<_> = page
         .iter()
         .map(|g| serde_json::json!({"group_name": g.name, "uri": format!("{base}/access/api/v2/groups/{}", super::segment(&g.name))}))

@@ -363,6 +363,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/ui/session"),
     ("GET", "/access/api/v1/system/ping"),
     ("GET", "/api/system/ping"),
+    ("GET", "/artifactory/api/system/ping"),
+    ("GET", "/artifactory/api/system/version"),
+    ("GET", "/artifactory/api/v1/system/readiness"),
+    ("GET", "/artifactory/api/v1/system/liveness"),
     ("GET", "/api/v1/system/readiness"),
     ("GET", "/api/v1/system/liveness"),
     ("GET", "/router/api/v1/system/health"),
@@ -479,6 +483,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/artifactory/api/repositories"),
     ("GET", "/artifactory/api/repositories/{key}"),
     ("PUT", "/artifactory/api/repositories/{key}"),
+    ("POST", "/artifactory/api/repositories/{key}"),
     ("DELETE", "/artifactory/api/repositories/{key}"),
     ("GET", "/access/api/v1/projects"),
     ("POST", "/access/api/v1/projects"),
@@ -1202,6 +1207,44 @@ fn page_of<'a, K: std::borrow::Borrow<str> + ?Sized + 'a, V: ?Sized>(
         None
     };
     (out, next)
+}
+
+/// A page of `items` (named, in ascending order of their names) from `cursor` on, in
+/// ascending or (`descendingOrder`) descending order: in descending order a cursor is the
+/// last name of the previous page and the page holds the names before it.
+pub fn page_ordered<'a, V: ?Sized>(
+    items: impl DoubleEndedIterator<Item = (&'a str, &'a V)> + 'a,
+    cursor: Option<&str>,
+    limit: usize,
+    descending: bool,
+) -> (Vec<&'a V>, Option<String>) {
+    let iter: Box<dyn Iterator<Item = (&'a str, &'a V)> + 'a> = match (descending, cursor) {
+        (false, None) => Box::new(items),
+        (false, Some(c)) => {
+            let c = c.to_string();
+            Box::new(items.filter(move |(k, _)| *k > c.as_str()))
+        }
+        (true, None) => Box::new(items.rev()),
+        (true, Some(c)) => {
+            let c = c.to_string();
+            Box::new(items.rev().filter(move |(k, _)| *k < c.as_str()))
+        }
+    };
+    page_of(iter, limit)
+}
+
+/// A boolean query parameter: `true` or `false` in any case (Python's `requests` sends
+/// `True`); absent is false.
+pub fn bool_param(req: &HttpRequest, name: &str) -> Result<bool, ApiError> {
+    match query_param(req, name)? {
+        None => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "invalid `{name}`: `{}` (use true or false)",
+            other.escape_debug()
+        ))),
+    }
 }
 
 /// Add `cursor` to a list response when there is a next page.

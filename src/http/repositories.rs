@@ -20,17 +20,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             resource("/artifactory/api/repositories/{key}")
                 .route(web::get().to(get))
                 .route(web::put().to(save))
+                .route(web::post().to(update))
                 .route(web::delete().to(delete)),
         );
 }
 
 pub use crate::domain::{normalize_environment, validate_repo_key, REPOSITORY_CLASSES as CLASSES};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct RepositoryIn {
     #[serde(default)]
     key: Option<String>,
-    rclass: String,
+    /// Required on create; an update (`POST`) keeps it (a repository's class never
+    /// changes).
+    #[serde(default)]
+    rclass: Option<String>,
     #[serde(default, rename = "packageType", alias = "package_type")]
     package_type: Option<String>,
     #[serde(default)]
@@ -63,14 +67,57 @@ pub fn repository_out(r: &RepositoryRecord) -> serde_json::Value {
     })
 }
 
-async fn list(app: web::Data<AppState>, caller: Caller, req: HttpRequest) -> HttpResponse {
+/// `GET …/repositories[?type=&packageType=&project=]`: Artifactory's list items (`key`,
+/// `type` in upper case, `description`, `url`, `packageType`; clients parse these and
+/// failed without `type` and `url`) with Gatehouse's own fields beside them; the filters
+/// narrow it (they were ignored: a script asking for remote repositories got all).
+async fn list(
+    app: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let kind = super::query_param(&req, "type")?.map(|t| t.to_lowercase());
+    if let Some(k) = &kind {
+        if !CLASSES.contains(&k.as_str()) {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `type`: `{}` (use {})",
+                k.escape_debug(),
+                CLASSES.join(", ")
+            )));
+        }
+    }
+    let package = super::query_param(&req, "packageType")?;
+    let project = super::query_param(&req, "project")?;
     let s = app.view(&req);
     let sees = Visible::of(&app, &s, &caller, &req);
+    let base = super::base_url(&req);
     let items: Vec<_> = (s.repositories.by_key.values())
         .filter(|r| sees.repository(r))
-        .map(repository_out)
+        .filter(|r| kind.as_ref().is_none_or(|k| *k == r.config.rclass))
+        .filter(|r| {
+            package.as_ref().is_none_or(|p| {
+                r.config
+                    .package_type
+                    .as_ref()
+                    .is_some_and(|t| t.eq_ignore_ascii_case(p))
+            })
+        })
+        .filter(|r| {
+            project
+                .as_ref()
+                .is_none_or(|p| r.project.as_ref() == Some(p))
+        })
+        .map(|r| {
+            let mut item = repository_out(r);
+            item["type"] = json!(r.config.rclass.to_uppercase());
+            item["url"] = json!(format!(
+                "{base}/artifactory/{}",
+                super::segment(&r.config.key)
+            ));
+            item
+        })
         .collect();
-    HttpResponse::Ok().json(items)
+    Ok(HttpResponse::Ok().json(items))
 }
 
 async fn get(
@@ -167,34 +214,51 @@ impl Visible {
 }
 
 /// Create (201) or replace (200) a repository's registration.
-async fn save(
-    app: web::Data<AppState>,
-    admin: Admin,
-    rid: RequestId,
-    path: web::Path<String>,
-    Body(body): Body<RepositoryIn>,
-) -> Result<HttpResponse, ApiError> {
-    let key = path.into_inner();
-    validate_repo_key("key", &key)?;
+/// The repository `key` as `body` describes it, checked; fields `body` leaves out are
+/// `current`'s (an update), or empty (a create, which must name `rclass`).
+fn repository_from(
+    key: &str,
+    body: RepositoryIn,
+    current: Option<&RepositoryRecord>,
+) -> Result<Repository, ApiError> {
+    validate_repo_key("key", key)?;
     if body.key.as_ref().is_some_and(|k| *k != key) {
         return Err(ApiError::BadRequest(
             "invalid `key`: must match the key in the path".into(),
         ));
     }
-    if !CLASSES.contains(&body.rclass.as_str()) {
+    let was = current.map(|r| &r.config);
+    let rclass = match (body.rclass, was) {
+        (Some(c), Some(w)) if c != w.rclass => {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `rclass`: `{}` is a {} repository; its class does not change",
+                key, w.rclass
+            )))
+        }
+        (Some(c), _) => c,
+        (None, Some(w)) => w.rclass.clone(),
+        (None, None) => return Err(ApiError::BadRequest("invalid `rclass`: required".into())),
+    };
+    if !CLASSES.contains(&rclass.as_str()) {
         return Err(ApiError::BadRequest(format!(
             "invalid `rclass`: `{}` (use {})",
-            body.rclass.escape_debug(),
+            rclass.escape_debug(),
             CLASSES.join(", ")
         )));
     }
-    let mut environments = Vec::new();
-    for (i, e) in body.environments.unwrap_or_default().iter().enumerate() {
-        let e = normalize_environment(&format!("environments[{i}]"), e)?;
-        if !environments.contains(&e) {
-            environments.push(e);
+    let environments = match body.environments {
+        Some(given) => {
+            let mut environments = Vec::new();
+            for (i, e) in given.iter().enumerate() {
+                let e = normalize_environment(&format!("environments[{i}]"), e)?;
+                if !environments.contains(&e) {
+                    environments.push(e);
+                }
+            }
+            environments
         }
-    }
+        None => was.map(|w| w.environments.clone()).unwrap_or_default(),
+    };
     for (field, v) in [
         ("packageType", &body.package_type),
         ("description", &body.description),
@@ -207,36 +271,110 @@ async fn save(
             )));
         }
     }
-    let existed = {
+    if let Some(p) = &body.project_key {
+        if current.and_then(|r| r.project.as_ref()) != Some(p) {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `projectKey`: assign a repository with PUT /access/api/v1/projects/_/attach/repositories/{key}/{p}"
+            )));
+        }
+    }
+    Ok(Repository {
+        key: key.to_string(),
+        rclass,
+        package_type: body
+            .package_type
+            .or_else(|| was.and_then(|w| w.package_type.clone())),
+        description: body
+            .description
+            .or_else(|| was.and_then(|w| w.description.clone())),
+        environments,
+    })
+}
+
+async fn save(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+    Body(body): Body<RepositoryIn>,
+) -> Result<HttpResponse, ApiError> {
+    let key = path.into_inner();
+    let (repository, existed) = {
         let s = app.read();
         let current = s.repositories.by_key.get(&key);
-        if let Some(p) = &body.project_key {
-            if current.and_then(|r| r.project.as_ref()) != Some(p) {
-                return Err(ApiError::BadRequest(format!(
-                    "invalid `projectKey`: assign a repository with PUT /access/api/v1/projects/_/attach/repositories/{key}/{p}"
-                )));
-            }
+        // A PUT is the whole configuration: its class is required, and fields it leaves
+        // out are not kept.
+        if body.rclass.is_none() {
+            return Err(ApiError::BadRequest("invalid `rclass`: required".into()));
         }
-        current.is_some()
+        let mut r = repository_from(&key, body.clone(), current)?;
+        if body.package_type.is_none() {
+            r.package_type = None;
+        }
+        if body.description.is_none() {
+            r.description = None;
+        }
+        if body.environments.is_none() {
+            r.environments.clear();
+        }
+        (r, current.is_some())
     };
     let committed = app
-        .submit(
-            Command::SaveRepository(Repository {
-                key: key.clone(),
-                rclass: body.rclass,
-                package_type: body.package_type,
-                description: body.description,
-                environments,
-            }),
+        .submit(Command::SaveRepository(repository), &admin.0.username, &rid)
+        .await?;
+    answer_saved(&app, &key, existed, committed)
+}
+
+/// `POST …/repositories/{key}` (Artifactory's "Update Repository Configuration", seed
+/// 002): the fields given change, the others stay (it was a 405, and every client library
+/// updates a repository this way).
+async fn update(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+    Body(body): Body<RepositoryIn>,
+) -> Result<HttpResponse, ApiError> {
+    let key = path.into_inner();
+    let committed = super::read_change_write(async || {
+        let (was, repository) = {
+            let s = app.read();
+            let current = s
+                .repositories
+                .by_key
+                .get(&key)
+                .ok_or_else(|| ApiError::NotFound(format!("repository `{key}` not found")))?;
+            (
+                current.config.clone(),
+                repository_from(&key, body.clone(), Some(current))?,
+            )
+        };
+        app.submit(
+            Command::IfUnchanged {
+                read: crate::domain::AsRead::Repository(key.clone(), Some(was)),
+                command: Box::new(Command::SaveRepository(repository)),
+            },
             &admin.0.username,
             &rid,
         )
-        .await?;
+        .await
+        .map_err(ApiError::from)
+    })
+    .await?;
+    answer_saved(&app, &key, true, committed)
+}
+
+fn answer_saved(
+    app: &AppState,
+    key: &str,
+    existed: bool,
+    committed: crate::writer::Committed,
+) -> Result<HttpResponse, ApiError> {
     let s = app.read();
     let r = s
         .repositories
         .by_key
-        .get(&key)
+        .get(key)
         .ok_or_else(|| ApiError::NotFound(format!("repository `{key}` not found")))?;
     let status = if existed {
         StatusCode::OK

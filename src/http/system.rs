@@ -8,12 +8,24 @@ use serde_json::json;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/access/api/v1/system/ping").route(web::get().to(ping)))
-        .service(resource("/api/system/ping").route(web::get().to(ping)))
-        .service(resource("/api/v1/system/readiness").route(web::get().to(readiness)))
-        .service(resource("/api/v1/system/liveness").route(web::get().to(liveness)))
-        .service(resource("/router/api/v1/system/health").route(web::get().to(health)))
-        .service(resource("/api/system/version").route(web::get().to(version)))
-        .service(resource("/access/api/v1/system/state/digest").route(web::get().to(digest)))
+        .service(resource("/router/api/v1/system/health").route(web::get().to(health)));
+    // Artifactory's probes under its own base too (seed 004 lists them in Artifactory's
+    // REST API; clients and `jf rt ping` ask `/artifactory/api/system/ping`).
+    for prefix in ["", "/artifactory"] {
+        cfg.service(resource(&format!("{prefix}/api/system/ping")).route(web::get().to(ping)))
+            .service(
+                resource(&format!("{prefix}/api/v1/system/readiness"))
+                    .route(web::get().to(readiness)),
+            )
+            .service(
+                resource(&format!("{prefix}/api/v1/system/liveness"))
+                    .route(web::get().to(liveness)),
+            )
+            .service(
+                resource(&format!("{prefix}/api/system/version")).route(web::get().to(version)),
+            );
+    }
+    cfg.service(resource("/access/api/v1/system/state/digest").route(web::get().to(digest)))
         .service(resource("/artifactory/api/system/service_id").route(web::get().to(service_id)));
 }
 
@@ -39,16 +51,18 @@ async fn ping() -> HttpResponse {
         .body("OK")
 }
 
+/// `status` (Gatehouse's, and the router's) and `code` (what Artifactory answers and its
+/// clients read).
 async fn liveness() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "OK"}))
+    HttpResponse::Ok().json(json!({"status": "OK", "code": "OK"}))
 }
 
 /// Ready when the log has a service identity, i.e. start-up (load + verify) finished.
 async fn readiness(app: web::Data<AppState>) -> HttpResponse {
     if app.read().service_id.is_some() {
-        HttpResponse::Ok().json(json!({"status": "OK"}))
+        HttpResponse::Ok().json(json!({"status": "OK", "code": "OK"}))
     } else {
-        HttpResponse::ServiceUnavailable().json(json!({"status": "NOT_READY"}))
+        HttpResponse::ServiceUnavailable().json(json!({"status": "NOT_READY", "code": "NOT_READY"}))
     }
 }
 

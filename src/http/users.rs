@@ -3,7 +3,7 @@
 use super::error::ApiError;
 use super::extract::{Admin, Body, Caller, RequestId, SelfOrAdmin};
 use super::{
-    base_url, limit_param, page, page_shared, query_param, resource, with_cursor, written, AppState,
+    base_url, limit_param, page_shared, query_param, resource, with_cursor, written, AppState,
 };
 use crate::domain::{self, Command, NewUser, UserChanges, INTERNAL_REALM};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
@@ -83,43 +83,70 @@ async fn list(
             )));
         }
     }
-    let only_admins = match query_param(&req, "onlyAdmins")?.as_deref() {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => {
+    let only_admins = super::bool_param(&req, "onlyAdmins")?;
+    let descending = super::bool_param(&req, "descendingOrder")?;
+    // A user's role in a project (JFrog's `projectKey` and `role`); permissions by
+    // resource are not a filter here: said, not ignored (an ignored filter answered
+    // every user, and a script acting on "the Developers of X" acted on all).
+    for unsupported in ["resourceType", "resourceName"] {
+        if query_param(&req, unsupported)?.is_some() {
             return Err(ApiError::BadRequest(format!(
-                "invalid `onlyAdmins`: `{}` (use true or false)",
-                other.escape_debug()
-            )))
+                "invalid `{unsupported}`: this list is not filtered by permission resource (ask `GET /access/api/v1/authorize/effective?user=`)"
+            )));
         }
+    }
+    let project = query_param(&req, "projectKey")?;
+    let role = query_param(&req, "role")?;
+    if role.is_some() && project.is_none() {
+        return Err(ApiError::BadRequest(
+            "invalid `role`: a role is a project's; give `projectKey` too".into(),
+        ));
+    }
+    let s = app.view(&req);
+    let members = match &project {
+        None => None,
+        Some(p) => Some(
+            s.projects
+                .by_key
+                .get(p)
+                .ok_or_else(|| ApiError::NotFound(format!("project `{p}` not found")))?
+                .users
+                .iter()
+                .filter(|(_, roles)| {
+                    role.as_ref()
+                        .is_none_or(|r| roles.iter().any(|x| x.eq_ignore_ascii_case(r)))
+                })
+                .map(|(u, _)| u.clone())
+                .collect::<std::collections::BTreeSet<String>>(),
+        ),
     };
     let base = base_url(&req);
-    let s = app.view(&req);
-    let filtered;
-    let users_map = if name_part.is_some() || status.is_some() || only_admins {
-        filtered = s
-            .directory
-            .users
-            .iter()
-            .filter(|(_, u)| {
-                name_part
-                    .as_ref()
-                    .is_none_or(|p| u.username.contains(p.as_str()))
-            })
-            .filter(|(_, u)| status.as_ref().is_none_or(|st| u.status.as_str() == st))
-            .filter(|(_, u)| !only_admins || u.admin)
-            .map(|(k, u)| (k.clone(), u))
-            .collect::<std::collections::BTreeMap<_, _>>();
-        Some(&filtered)
+    let users_iter = s
+        .directory
+        .users
+        .iter()
+        .filter(|(_, u)| {
+            name_part
+                .as_ref()
+                .is_none_or(|p| u.username.contains(p.as_str()))
+        })
+        .filter(|(_, u)| status.as_ref().is_none_or(|st| u.status.as_str() == st))
+        // An admin through a group with admin privileges is an admin too (a script
+        // listing who holds admin rights missed them).
+        .filter(|(_, u)| !only_admins || s.directory.user_is_admin(u))
+        .filter(|(_, u)| {
+            members
+                .as_ref()
+                .is_none_or(|m| m.contains(u.username.as_str()))
+        })
+        .map(|(k, u)| (std::borrow::Borrow::<str>::borrow(k), &**u));
+    let unfiltered = name_part.is_none() && status.is_none() && !only_admins && members.is_none();
+    let (page_items, next) = if unfiltered && !descending {
+        // The common case walks the map from the cursor on, collecting nothing.
+        page_shared(&s.directory.users, cursor.as_deref(), limit)
     } else {
-        None
-    };
-    let (page_items, next): (Vec<&gatehouse_projections::User>, _) = match users_map {
-        Some(m) => {
-            let (p, n) = page(m, cursor.as_deref(), limit);
-            (p.into_iter().map(|u| &***u).collect(), n)
-        }
-        None => page_shared(&s.directory.users, cursor.as_deref(), limit),
+        let filtered: Vec<(&str, &gatehouse_projections::User)> = users_iter.collect();
+        super::page_ordered(filtered.into_iter(), cursor.as_deref(), limit, descending)
     };
     let users: Vec<_> = page_items
         .iter()
@@ -294,7 +321,8 @@ async fn get(
         .users
         .get(username.as_str())
         .ok_or_else(|| ApiError::NotFound(format!("user `{username}` not found")))?;
-    Ok(HttpResponse::Ok().json(crate::views::UserView::new(user, &app.personal)))
+    Ok(HttpResponse::Ok()
+        .json(crate::views::UserView::new(user, &app.personal).in_directory(&s.directory, user)))
 }
 
 #[derive(Deserialize)]

@@ -28,9 +28,19 @@ pub struct UserView<'a> {
     internal_password_disabled: bool,
     disable_ui_access: bool,
     password_expired: bool,
+    /// An admin by its own flag or through a group with admin privileges (JFrog's
+    /// `effective_admin`); shown where the directory of the moment is at hand.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    effective_admin: Option<bool>,
 }
 
 impl<'a> UserView<'a> {
+    /// With `effective_admin`, from the directory the user is in.
+    pub fn in_directory(mut self, directory: &gatehouse_projections::Directory, u: &User) -> Self {
+        self.effective_admin = Some(directory.user_is_admin(u));
+        self
+    }
+
     pub fn new(u: &'a User, keys: &crate::personal::PersonalKeys) -> Self {
         UserView {
             username: &u.username,
@@ -43,6 +53,7 @@ impl<'a> UserView<'a> {
             internal_password_disabled: u.internal_password_disabled,
             disable_ui_access: u.disable_ui_access,
             password_expired: u.password_expired,
+            effective_admin: None,
         }
     }
 }

@@ -1016,3 +1016,170 @@ fn a_non_admin_lists_only_the_repositories_it_may_use() {
         .get("/artifactory/api/repositories/secret-internal");
     assert_eq!(r.status, 404, "{}", r.text);
 }
+
+/// What the JFrog client libraries ask of the repository and system APIs: Artifactory's
+/// update (`POST …/repositories/{key}`, a 405 before), list items with `type` and `url`
+/// (their parsers failed without them), the list's filters (ignored before), and the
+/// probes under `/artifactory` (404 before).
+#[test]
+fn repositories_and_probes_as_the_client_libraries_ask() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for (key, rclass, package) in [
+        ("libs-local", "local", "maven"),
+        ("npm-remote", "remote", "npm"),
+    ] {
+        let r = admin.put(
+            &format!("/artifactory/api/repositories/{key}"),
+            &json!({"rclass": rclass, "packageType": package, "description": "first"}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    // Update: the fields given change, the others stay; the class does not change.
+    let r = admin.post(
+        "/artifactory/api/repositories/libs-local",
+        &json!({"key": "libs-local", "description": "changed"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let got = admin.get("/artifactory/api/repositories/libs-local").json();
+    assert_eq!(
+        (got["description"].clone(), got["packageType"].clone()),
+        (json!("changed"), json!("maven")),
+        "{got}"
+    );
+    let r = admin.post(
+        "/artifactory/api/repositories/libs-local",
+        &json!({"rclass": "remote"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(
+        admin
+            .post("/artifactory/api/repositories/nope", &json!({}))
+            .status,
+        404
+    );
+    // The list as Artifactory's, and its filters.
+    let list = admin.get("/artifactory/api/repositories").json();
+    let first = &list.as_array().unwrap()[0];
+    assert_eq!(first["type"], "LOCAL", "{list}");
+    assert!(
+        first["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/artifactory/libs-local"),
+        "{list}"
+    );
+    let keys = |q: &str| -> Vec<String> {
+        let r = admin.get(&format!("/artifactory/api/repositories?{q}"));
+        assert_eq!(r.status, 200, "{q}: {}", r.text);
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(keys("type=remote"), ["npm-remote"]);
+    assert_eq!(keys("type=LOCAL"), ["libs-local"]);
+    assert_eq!(keys("packageType=NPM"), ["npm-remote"]);
+    assert_eq!(keys("type=local&packageType=npm"), Vec::<String>::new());
+    assert_eq!(
+        admin.get("/artifactory/api/repositories?type=odd").status,
+        400
+    );
+    // Probes under Artifactory's base.
+    let anon = app.anon();
+    assert_eq!(anon.get("/artifactory/api/system/ping").text, "OK");
+    assert_eq!(anon.get("/artifactory/api/system/version").status, 200);
+    assert_eq!(
+        anon.get("/artifactory/api/v1/system/readiness").json()["code"],
+        "OK"
+    );
+    assert_eq!(
+        anon.get("/artifactory/api/v1/system/liveness").json()["code"],
+        "OK"
+    );
+}
+
+/// The user and group lists' filters, as the client libraries send them: they were
+/// ignored (a filtered query answered everyone), and admins through a group were not
+/// admins to `onlyAdmins`.
+#[test]
+fn user_and_group_list_filters_as_the_client_libraries_send_them() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for name in ["amy", "bea", "cal"] {
+        app.create_user(name, "Password-123");
+    }
+    let r = admin.post(
+        "/access/api/v2/groups",
+        &json!({"name": "admins3", "admin_privileges": true, "members": ["cal"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    app.create_group("ga1");
+    app.create_group("gb2");
+    let names = |path: &str, list: &str, field: &str| -> Vec<String> {
+        let r = admin.get(path);
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        r.json()[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u[field].as_str().unwrap().to_string())
+            .collect()
+    };
+    let users = |q: &str| names(&format!("/access/api/v2/users?{q}"), "users", "username");
+    assert!(
+        users("onlyAdmins=True").contains(&"cal".to_string()),
+        "an admin through a group"
+    );
+    assert_eq!(users("descendingOrder=true&limit=2"), ["cal", "bea"]);
+    let r = admin
+        .get("/access/api/v2/users?descendingOrder=true&limit=2")
+        .json();
+    let cursor = r["cursor"].as_str().unwrap().to_string();
+    assert_eq!(
+        users(&format!("descendingOrder=true&limit=2&cursor={cursor}")),
+        ["anonymous", "amy"]
+    );
+    // A project's members, by role.
+    let r = admin.post(
+        "/access/api/v1/projects",
+        &json!({"project_key": "web", "display_name": "Web"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    admin.put(
+        "/access/api/v1/projects/web/users/amy",
+        &json!({"roles": ["Developer"]}),
+    );
+    admin.put(
+        "/access/api/v1/projects/web/users/bea",
+        &json!({"roles": ["Viewer"]}),
+    );
+    assert_eq!(users("projectKey=web"), ["amy", "bea"]);
+    assert_eq!(users("projectKey=web&role=developer"), ["amy"]);
+    assert_eq!(
+        admin.get("/access/api/v2/users?projectKey=nope").status,
+        404
+    );
+    assert_eq!(admin.get("/access/api/v2/users?role=Developer").status, 400);
+    assert_eq!(
+        admin.get("/access/api/v2/users?resourceType=repo").status,
+        400
+    );
+    let user = admin.get("/access/api/v2/users/cal").json();
+    assert_eq!(
+        (user["admin"].clone(), user["effective_admin"].clone()),
+        (json!(false), json!(true)),
+        "{user}"
+    );
+    let groups = |q: &str| {
+        names(
+            &format!("/access/api/v2/groups?{q}"),
+            "groups",
+            "group_name",
+        )
+    };
+    assert_eq!(groups("groupName=GA"), ["ga1"]);
+    assert_eq!(groups("descendingOrder=true"), ["gb2", "ga1", "admins3"]);
+}
