@@ -30,6 +30,21 @@ pub enum DirectoryError {
     Config { key: String, message: String },
 }
 
+impl DirectoryError {
+    /// What a sign-in's answer says: the setting, not the directory's address or the
+    /// low-level error (the log has those; admins' own calls show them whole).
+    pub fn public(&self) -> String {
+        match self {
+            DirectoryError::Unavailable { key, .. } => format!(
+                "the LDAP directory of setting `{key}` is not available (the server log says why)"
+            ),
+            DirectoryError::Config { key, .. } => {
+                format!("LDAP setting `{key}` cannot be used (the server log says why)")
+            }
+        }
+    }
+}
+
 /// A user the directory signed in.
 #[derive(Debug, Clone)]
 pub struct DirectoryUser {
@@ -119,9 +134,12 @@ fn rc(e: &LdapError) -> Option<u32> {
 }
 
 /// The result codes of a bind that mean "these credentials do not sign in" rather than
-/// "the directory cannot answer": invalidCredentials, noSuchObject, invalidDNSyntax,
-/// inappropriateAuthentication, insufficientAccessRights, unwillingToPerform.
-const REFUSED: &[u32] = &[49, 32, 34, 48, 50, 53];
+/// "the directory cannot answer": invalidCredentials, noSuchObject,
+/// inappropriateAuthentication, insufficientAccessRights, unwillingToPerform. Not
+/// invalidDNSyntax: with the user's name escaped into the DN, a DN the directory cannot
+/// read is the setting's `user_dn_pattern` at fault — counted as a wrong password, it
+/// locked users who typed the right one.
+const REFUSED: &[u32] = &[49, 32, 48, 50, 53];
 
 impl Directory {
     pub fn connect(s: &LdapSetting) -> Result<Directory, DirectoryError> {
@@ -473,7 +491,8 @@ impl Drop for Directory {
     }
 }
 
-fn wrap(filter: &str) -> String {
+/// A filter as the directory is sent it: a bare `uid=x` in parentheses.
+pub(crate) fn wrap(filter: &str) -> String {
     if filter.starts_with('(') {
         filter.to_string()
     } else {

@@ -1026,7 +1026,12 @@ impl Authenticator {
             .get_or_try_init(|| async move {
                 tokio::task::spawn_blocking(move || {
                     let unseal = |v: &str| personal.as_ref().and_then(|k| k.decrypt(v));
-                    crate::ldap::sign_in(&checked, &unseal, &name, &pw).map_err(|e| e.to_string())
+                    crate::ldap::sign_in(&checked, &unseal, &name, &pw).map_err(|e| {
+                        // The details (the directory's address, its TLS names) are for the
+                        // log: the answer goes to anyone who sends a made-up user name.
+                        tracing::warn!(error = %e, "an LDAP sign-in could not be checked");
+                        e.public()
+                    })
                 })
                 .await
                 .map_err(|_| AuthError::Unavailable)

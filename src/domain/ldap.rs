@@ -73,6 +73,27 @@ pub(super) fn save_setting(state: &State, s: &LdapSetting) -> Result<Vec<Event>,
                 ),
             ));
         }
+        // The host and port are checked now: a bad one was stored and every sign-in then
+        // answered "not available".
+        let rest = &u[u.find("://").map_or(0, |p| p + 3)..];
+        let authority = rest.split('/').next().unwrap_or("");
+        let port = authority
+            .rsplit_once(':')
+            .filter(|(host, _)| !host.ends_with(']') || authority.starts_with('['))
+            .map(|(_, p)| p);
+        let host_ok = !authority.is_empty() && !authority.starts_with(':');
+        let port_ok =
+            port.is_none_or(|p| !authority.ends_with(']') && p.parse::<u16>().is_ok_and(|n| n > 0));
+        if !host_ok || (!authority.ends_with(']') && !port_ok) {
+            return Err(DomainError::invalid(
+                "ldap_url",
+                format!(
+                    "URL {} (`{}`) needs a host and a valid port",
+                    i + 1,
+                    u.escape_debug()
+                ),
+            ));
+        }
     }
     let pattern = s.user_dn_pattern.as_deref().unwrap_or("").trim();
     let filter = s.search_filter.as_deref().unwrap_or("").trim();
@@ -93,6 +114,13 @@ pub(super) fn save_setting(state: &State, s: &LdapSetting) -> Result<Vec<Event>,
             "search.search_filter",
             "must contain `{0}` (the user name)",
         ));
+    }
+    if !filter.is_empty() {
+        valid_filter("search.search_filter", &filter.replace("{0}", "user"))?;
+    }
+    if let Some(pem) = s.ca_certificate.as_deref().filter(|p| !p.trim().is_empty()) {
+        crate::tls::client_with_roots(pem)
+            .map_err(|e| DomainError::invalid("ca_certificate", e.to_string()))?;
     }
     if s.manager_password.is_some() && s.manager_dn.as_deref().unwrap_or("").is_empty() {
         return Err(DomainError::invalid(
@@ -120,6 +148,23 @@ pub(super) fn delete_setting(state: &State, key: &str) -> Result<Vec<Event>, Dom
     Ok(vec![Event::LdapSettingDeleted { key: key.into() }])
 }
 
+/// An LDAP search filter the directory can be sent (RFC 4515): one that does not parse
+/// was stored, and every sign-in of the directory then answered "not available".
+fn valid_filter(field: &str, filter: &str) -> Result<(), DomainError> {
+    let filter = filter.trim();
+    ldap3::parse_filter(crate::ldap::wrap(filter))
+        .map(|_| ())
+        .map_err(|()| {
+            DomainError::invalid(
+                field,
+                format!(
+                    "`{}` is not an LDAP filter (RFC 4515)",
+                    filter.escape_debug()
+                ),
+            )
+        })
+}
+
 pub(super) fn save_group_setting(
     state: &State,
     g: &LdapGroupSetting,
@@ -145,6 +190,9 @@ pub(super) fn save_group_setting(
             "group_member_attribute",
             "is required",
         ));
+    }
+    if let Some(f) = g.filter.as_deref().filter(|f| !f.trim().is_empty()) {
+        valid_filter("filter", f)?;
     }
     if state.settings.ldap.group_settings.get(&g.name) == Some(g) {
         return Ok(vec![]);

@@ -219,6 +219,22 @@ pub(super) fn expire_passwords(
     except: Option<&str>,
 ) -> Result<Vec<Event>, DomainError> {
     let users = chosen(state, usernames, false)?;
+    // A user named who has no password here (a directory's, or one whose internal
+    // password is disabled) cannot change one: expired, it could do nothing at all.
+    if usernames.is_some() {
+        if let Some(u) = users
+            .iter()
+            .find(|u| u.password_hash.is_none() || u.internal_password_disabled)
+        {
+            return Err(DomainError::invalid(
+                "username",
+                format!(
+                    "user `{}` has no password here (realm `{}`, or its internal password is disabled): there is none to expire",
+                    u.username, u.realm
+                ),
+            ));
+        }
+    }
     Ok(users
         .into_iter()
         .filter(|u| !u.password_expired && (usernames.is_some() || u.password_hash.is_some()))

@@ -606,6 +606,74 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 /// failure), internal users are not affected. And the manager password (and the users'
 /// directory passwords) never appear in the log, the data directory, an export, an
 /// answer or the server's output (debug level).
+/// Settings the directory cannot use are refused when saved (they were stored, and every
+/// sign-in then answered "not available"); a DN pattern the directory cannot read is the
+/// setting's fault, not a wrong password (it locked users who typed the right one); a
+/// directory user's password, which is not here, cannot be expired.
+#[test]
+fn ldap_settings_the_directory_cannot_use_are_refused_or_not_blamed_on_users() {
+    if !installed("ldap_settings_the_directory_cannot_use_are_refused_or_not_blamed_on_users") {
+        return;
+    }
+    let slapd = Slapd::start();
+    let app = TestApp::spawn_with(gatehouse::Config {
+        lockout_threshold: 2,
+        lockout_from: gatehouse::config::LockoutFrom::Any,
+        signin_address_burst: 0,
+        signin_user_burst: 0,
+        ..gatehouse::Config::default()
+    });
+    let admin = app.admin();
+    configure(&admin, &slapd);
+    let put = |body: Value| admin.put("/access/api/v1/ldap/settings/corp", &body);
+    for (body, field) in [
+        (
+            json!({"ldap_url": slapd.url(), "search": {"search_filter": "(&(uid={0})"}}),
+            "search.search_filter",
+        ),
+        (
+            json!({"ldap_url": "ldap://127.0.0.1:notaport/dc=example,dc=com", "search": {"search_filter": "(uid={0})"}}),
+            "ldap_url",
+        ),
+        (
+            json!({"ldap_url": slapd.url(), "search": {"search_filter": "(uid={0})"}, "ca_certificate": "garbage"}),
+            "ca_certificate",
+        ),
+    ] {
+        let r = put(body.clone());
+        assert_eq!(r.status, 400, "{body}: {}", r.text);
+        assert!(r.text.contains(field), "{body}: {}", r.text);
+    }
+    let r = admin.put(
+        "/access/api/v1/ldap/groups/corp-groups",
+        &json!({"enabled_ldap": "corp", "group_name_attribute": "cn", "group_member_attribute": "member",
+                "strategy": "STATIC", "filter": "(((("}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(sign_in(&app.base, "alice", ALICE_PASSWORD).status, 200);
+    let r = admin.post(
+        "/artifactory/api/security/users/authorization/expirePassword",
+        &json!(["alice"]),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("no password here"), "{}", r.text);
+    assert_eq!(sign_in(&app.base, "alice", ALICE_PASSWORD).status, 200);
+    // A DN pattern the directory reads as invalid DN syntax.
+    let r = put(
+        json!({"ldap_url": slapd.url(), "user_dn_pattern": "uid={0},,ou=people",
+                       "search": {"search_filter": ""}, "ca_certificate": slapd.ca_pem}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    for _ in 0..3 {
+        let r = sign_in(&app.base, "bob", BOB_PASSWORD);
+        assert_eq!(r.status, 503, "{}", r.text);
+    }
+    let bob = admin.get("/access/api/v2/users/bob");
+    if bob.status == 200 {
+        assert_ne!(bob.json()["status"], "locked", "{}", bob.text);
+    }
+}
+
 #[test]
 fn ldap_directory_down_and_secrets() {
     if !installed("ldap_directory_down_and_secrets") {
@@ -636,6 +704,9 @@ fn ldap_directory_down_and_secrets() {
     let r = sign_in(&server.base, "bob", BOB_PASSWORD);
     assert_eq!(r.status, 503, "{}", r.text);
     assert!(r.text.contains("LDAP"), "{}", r.text);
+    // The setting, not the directory's address: anyone can send a made-up name.
+    assert!(r.text.contains("`corp`"), "{}", r.text);
+    assert!(!r.text.contains("127.0.0.1"), "{}", r.text);
     // A wrong password is not a "no" either while the directory cannot say so.
     assert_eq!(
         sign_in(&server.base, "bob", "bob-wrong-guess-5").status,
