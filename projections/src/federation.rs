@@ -432,6 +432,7 @@ mod tests {
                 include_patterns: vec![],
                 exclude_patterns: vec![],
                 active: true,
+                ..Default::default()
             }));
         }
         let mut seq = 0;

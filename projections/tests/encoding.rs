@@ -221,6 +221,7 @@ fn fed_target(name: &str) -> Event {
         include_patterns: vec!["*".into()],
         exclude_patterns: vec![],
         active: true,
+        ..Default::default()
     })
 }
 

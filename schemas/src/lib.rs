@@ -333,6 +333,12 @@ pub struct FederationTarget {
     pub include_patterns: Vec<String>,
     pub exclude_patterns: Vec<String>,
     pub active: bool,
+    /// Globs on group names (`group_filters`): only the groups they select are federated.
+    /// Not encoded when empty, so targets saved before them read and hash as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_include_patterns: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_exclude_patterns: Vec<String>,
 }
 
 /// Which write of a federated entity this is, wherever it was made: the conflict rule
@@ -1257,6 +1263,7 @@ pub fn samples() -> Vec<Envelope> {
             include_patterns: vec!["team_a_*".into()],
             exclude_patterns: vec!["none_federated_*".into()],
             active: true,
+            ..Default::default()
         }),
         Event::FederationTargetDeleted {
             name: "access-2".into(),

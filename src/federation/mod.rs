@@ -152,9 +152,15 @@ pub fn selects(target: &FederationTarget, entity: &str, name: &str) -> bool {
     if entity == "user" && name == UNFEDERATED_USER {
         return false;
     }
-    if entity != "permission" {
-        return true;
-    }
+    let (include, exclude) = match entity {
+        "permission" => (&target.include_patterns, &target.exclude_patterns),
+        // `group_filters`: it was accepted and dropped, and every group went to the peer.
+        "group" => (
+            &target.group_include_patterns,
+            &target.group_exclude_patterns,
+        ),
+        _ => return true,
+    };
     // Ant's syntax, as the pattern was validated (`[` and `{` are letters).
     let glob = |p: &str| {
         globset::GlobBuilder::new(&crate::authorize::ant(p))
@@ -163,8 +169,7 @@ pub fn selects(target: &FederationTarget, entity: &str, name: &str) -> bool {
             .map(|g| g.compile_matcher().is_match(name))
             .unwrap_or(false)
     };
-    (target.include_patterns.is_empty() || target.include_patterns.iter().any(|p| glob(p)))
-        && !target.exclude_patterns.iter().any(|p| glob(p))
+    (include.is_empty() || include.iter().any(|p| glob(p))) && !exclude.iter().any(|p| glob(p))
 }
 
 /// The version of `entity` `name` in `state` (one made up from the record for data
@@ -1077,6 +1082,7 @@ mod tests {
             include_patterns: vec!["team_a_*".into()],
             exclude_patterns: vec!["team_a_secret*".into()],
             active: true,
+            ..Default::default()
         };
         assert!(selects(&t, "user", "alice"));
         assert!(
@@ -1088,6 +1094,16 @@ mod tests {
         assert!(!selects(&t, "permission", "team_b_read"));
         assert!(!selects(&t, "permission", "team_a_secret_write"));
         assert!(!selects(&t, "token", "id"));
+        // Group filters select groups (they were accepted and dropped: every group went).
+        let g = FederationTarget {
+            entities: vec!["groups".into()],
+            group_include_patterns: vec!["team-*".into()],
+            group_exclude_patterns: vec!["team-x".into()],
+            ..t
+        };
+        assert!(selects(&g, "group", "team-a"));
+        assert!(!selects(&g, "group", "team-x"));
+        assert!(!selects(&g, "group", "others"));
     }
 
     use crate::domain::{decide, Command, Replicated, ReplicatedChange};

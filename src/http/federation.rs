@@ -78,6 +78,8 @@ struct TargetIn {
     entities: Option<Vec<String>>,
     #[serde(default, alias = "permission_filters", rename = "permissionFilters")]
     permission_filters: Option<FiltersIn>,
+    #[serde(default, alias = "group_filters", rename = "groupFilters")]
+    group_filters: Option<FiltersIn>,
     #[serde(default)]
     active: Option<bool>,
 }
@@ -124,6 +126,23 @@ fn check_url(url: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+fn check_filters(name: &str, f: &FiltersIn) -> Result<(), ApiError> {
+    for (field, list) in [
+        ("includePatterns", &f.include_patterns),
+        ("excludePatterns", &f.exclude_patterns),
+    ] {
+        for (i, p) in list.iter().enumerate() {
+            if !valid_pattern(p) || p.len() > 1024 {
+                return Err(bad(format!(
+                    "invalid `{name}.{field}[{i}]`: `{}` is not a valid pattern",
+                    p.escape_debug()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Apply the fields of `body` to `t` (all of them for a register, some for a patch).
 fn apply_fields(t: &mut FederationTarget, body: TargetIn) -> Result<(), ApiError> {
     if let Some(url) = body.url {
@@ -151,21 +170,14 @@ fn apply_fields(t: &mut FederationTarget, body: TargetIn) -> Result<(), ApiError
             .collect();
     }
     if let Some(f) = body.permission_filters {
-        for (field, list) in [
-            ("includePatterns", &f.include_patterns),
-            ("excludePatterns", &f.exclude_patterns),
-        ] {
-            for (i, p) in list.iter().enumerate() {
-                if !valid_pattern(p) || p.len() > 1024 {
-                    return Err(bad(format!(
-                        "invalid `permissionFilters.{field}[{i}]`: `{}` is not a valid pattern",
-                        p.escape_debug()
-                    )));
-                }
-            }
-        }
+        check_filters("permissionFilters", &f)?;
         t.include_patterns = f.include_patterns;
         t.exclude_patterns = f.exclude_patterns;
+    }
+    if let Some(f) = body.group_filters {
+        check_filters("groupFilters", &f)?;
+        t.group_include_patterns = f.include_patterns;
+        t.group_exclude_patterns = f.exclude_patterns;
     }
     if let Some(a) = body.active {
         t.active = a;

@@ -219,6 +219,14 @@ pub fn federation_target(t: &FederationTarget) -> Value {
             "include_patterns": t.include_patterns,
             "exclude_patterns": t.exclude_patterns,
         },
+        "groupFilters": {
+            "includePatterns": t.group_include_patterns,
+            "excludePatterns": t.group_exclude_patterns,
+        },
+        "group_filters": {
+            "include_patterns": t.group_include_patterns,
+            "exclude_patterns": t.group_exclude_patterns,
+        },
         "active": t.active,
     })
 }

@@ -199,6 +199,8 @@ fn a_to_b_register_validate_broadcast_then_stream() {
                "entities": ["users", "groups", "permissions"],
                "permissionFilters": {"includePatterns": ["team_a_*"], "excludePatterns": ["none_federated_*"]},
                "permission_filters": {"include_patterns": ["team_a_*"], "exclude_patterns": ["none_federated_*"]},
+               "groupFilters": {"includePatterns": [], "excludePatterns": []},
+               "group_filters": {"include_patterns": [], "exclude_patterns": []},
                "active": true})
     );
     let again = a
@@ -492,6 +494,43 @@ fn entity_selection_and_permission_filters_are_respected() {
     // ...and brings it back when they change back.
     filters(json!(["secret_*"]));
     assert_eq!(perms("team_a_read"), 200);
+}
+
+/// `group_filters` select the groups a target gets (they were accepted, named as ignored
+/// in a header no client library shows, and every group went to the peer).
+#[test]
+fn group_filters_select_the_groups_a_target_gets() {
+    let a = Site::start();
+    let b = Site::start();
+    trust_both(&a, &b);
+    create_user(&a, "gail", "gail@example.com");
+    create_group(&a, "team-a", &["gail"]);
+    create_group(&a, "team-x", &["gail"]);
+    create_group(&a, "others", &["gail"]);
+    let r = a.admin().post(
+        FED,
+        &json!({"name": "site-b", "url": format!("{}/access/", b.url()),
+                "entities": ["users", "groups"],
+                "group_filters": {"include_patterns": ["team-*"], "exclude_patterns": ["team-x"]},
+                "active": true}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(r
+        .header("x-gatehouse-ignored-fields")
+        .is_none_or(|h| !h.contains("group_filters")));
+    assert_eq!(
+        r.json()["groupFilters"]["includePatterns"],
+        json!(["team-*"])
+    );
+    let r = a.admin().put(&format!("{FED}/full_broadcast"), &json!({}));
+    assert_eq!(r.status, 204, "{}", r.text);
+    create_group(&a, "team-b", &["gail"]);
+    create_group(&a, "misc", &["gail"]);
+    wait_until(10, "team-b reached B", || b.group("team-b").is_some());
+    assert!(b.group("team-a").is_some());
+    for g in ["team-x", "others", "misc"] {
+        assert!(b.group(g).is_none(), "group {g} must not reach B");
+    }
 }
 
 #[test]
