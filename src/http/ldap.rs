@@ -129,14 +129,18 @@ fn setting_from(
     body: SettingIn,
     previous: Option<&LdapSetting>,
 ) -> Result<LdapSetting, ApiError> {
-    let p = previous.cloned().unwrap_or(LdapSetting {
+    // A PUT replaces: what it leaves out takes its default, not its old value (a CA left
+    // out, or `null` as the GET shows it, stayed; only the manager's password, which no
+    // GET shows, is kept when left out).
+    let p = LdapSetting {
         enabled: true,
         auto_create_user: true,
         email_attribute: Some("mail".into()),
         search_sub_tree: true,
         ldap_poisoning_protection: true,
+        manager_password: previous.and_then(|p| p.manager_password.clone()),
         ..Default::default()
-    });
+    };
     let search = body.search.unwrap_or_default();
     let manager_password = match search.manager_password {
         // Left out (or `null`, as JFrog's own GET shows it): unchanged.

@@ -661,7 +661,7 @@ fn ldap_settings_the_directory_cannot_use_are_refused_or_not_blamed_on_users() {
     // A DN pattern the directory reads as invalid DN syntax.
     let r = put(
         json!({"ldap_url": slapd.url(), "user_dn_pattern": "uid={0},,ou=people",
-                       "search": {"search_filter": ""}, "ca_certificate": slapd.ca_pem}),
+                       "search": {"search_filter": "", "manager_dn": MANAGER_DN}, "ca_certificate": slapd.ca_pem}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
     for _ in 0..3 {
@@ -672,6 +672,14 @@ fn ldap_settings_the_directory_cannot_use_are_refused_or_not_blamed_on_users() {
     if bob.status == 200 {
         assert_ne!(bob.json()["status"], "locked", "{}", bob.text);
     }
+    // A PUT replaces: the CA it leaves out is gone (it stayed), the manager's password
+    // (which no GET shows) is kept.
+    let r = put(
+        json!({"ldap_url": slapd.url(), "search": {"search_filter": "(uid={0})", "manager_dn": MANAGER_DN}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let got = admin.get("/access/api/v1/ldap/settings/corp").json();
+    assert_eq!(got["ca_certificate"], Value::Null, "{got}");
 }
 
 #[test]
