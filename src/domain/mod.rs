@@ -74,7 +74,8 @@ impl DomainError {
 /// networks, a target's users), or brought back what a DELETE had just removed.
 #[derive(Debug, Clone)]
 pub enum AsRead {
-    PermissionTarget(String, Option<gatehouse_schemas::PermissionTarget>),
+    /// Boxed: a target is several times the size of the others.
+    PermissionTarget(String, Option<Box<gatehouse_schemas::PermissionTarget>>),
     /// By the name the key signs in with (`id@org`).
     AccessKey(String, Option<gatehouse_schemas::AccessKey>),
     Entitlement(String, Option<gatehouse_schemas::Entitlement>),
@@ -86,7 +87,7 @@ impl AsRead {
     fn holds(&self, state: &State) -> bool {
         match self {
             AsRead::PermissionTarget(name, was) => {
-                state.permissions.targets.get(name).map(|t| &**t) == was.as_ref()
+                state.permissions.targets.get(name).map(|t| &**t) == was.as_deref()
             }
             AsRead::AccessKey(name, was) => {
                 state.access_keys.keys.get(name).map(|r| &r.key) == was.as_ref()

@@ -90,7 +90,7 @@ async fn save(
     if let Some(was) = was {
         // A change of what was read: only while it is still so.
         command = Command::IfUnchanged {
-            read: domain::AsRead::PermissionTarget(name.clone(), Some(was)),
+            read: domain::AsRead::PermissionTarget(name.clone(), Some(Box::new(was))),
             command: Box::new(command),
         };
     }

@@ -358,7 +358,6 @@ async fn update(
             &rid,
         )
         .await
-        .map_err(ApiError::from)
     })
     .await?;
     answer_saved(&app, &key, true, committed)
