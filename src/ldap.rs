@@ -12,7 +12,7 @@
 //! the caller answers 503 for those, never 401, so a directory that is down is not
 //! mistaken for a wrong password (and nothing about it is cached).
 
-use crate::domain::ldap::DirectoryGroup;
+use crate::domain::ldap::{DirectoryGroup, ListedFrom};
 use gatehouse_schemas::{LdapGroupSetting, LdapSetting};
 use ldap3::{dn_escape, ldap_escape, LdapConn, LdapConnSettings, LdapError, Scope, SearchEntry};
 use std::collections::{BTreeMap, HashMap};
@@ -397,9 +397,14 @@ impl Directory {
         s: &LdapSetting,
         manager_password: Option<&str>,
         g: &LdapGroupSetting,
-    ) -> Result<Vec<DirectoryGroup>, DirectoryError> {
+    ) -> Result<(Vec<DirectoryGroup>, ListedFrom), DirectoryError> {
         self.bind_manager(s, manager_password)?;
         let base = under(g.group_base_dn.as_deref().unwrap_or(""), &self.base);
+        let listed_from = ListedFrom {
+            base: base.clone(),
+            sub_tree: g.sub_tree,
+            strategy: g.strategy.clone(),
+        };
         let login = login_attribute(s);
         let scope = if g.sub_tree {
             Scope::Subtree
@@ -432,7 +437,7 @@ impl Directory {
                     }
                     out.extend(directory_group(g, &e, Some(members)));
                 }
-                Ok(out)
+                Ok((out, listed_from))
             }
             "DYNAMIC" => {
                 let mut attrs = vec![g.group_name_attribute.as_str()];
@@ -457,7 +462,7 @@ impl Directory {
                         .collect();
                     out.extend(directory_group(g, &e, Some(members)));
                 }
-                Ok(out)
+                Ok((out, listed_from))
             }
             _ => Err(DirectoryError::Config {
                 key: s.key.clone(),
@@ -641,12 +646,12 @@ pub fn sign_in(
     }
 }
 
-/// Read the groups of group setting `name` for an import.
+/// Read the groups of group setting `name` for an import, and where they were read.
 pub fn list_groups(
     ldap: &gatehouse_projections::Ldap,
     unseal: &dyn Fn(&str) -> Option<String>,
     name: &str,
-) -> Result<Vec<DirectoryGroup>, DirectoryError> {
+) -> Result<(Vec<DirectoryGroup>, ListedFrom), DirectoryError> {
     let g = ldap
         .group_settings
         .get(name)
@@ -715,13 +720,14 @@ pub fn import(
         .settings
         .ldap
         .clone();
-    let groups = list_groups(&ldap, &|v| personal.decrypt(v), name)?;
+    let (groups, listed_from) = list_groups(&ldap, &|v| personal.decrypt(v), name)?;
     let count = groups.len();
     let committed = writer.submit_blocking(
         crate::domain::Command::SyncLdapGroups {
             groups,
             operation,
             only_user,
+            listed_from: Some(listed_from),
         },
         ctx,
     )?;

@@ -45,6 +45,85 @@ pub struct LdapSignIn {
     pub groups: Option<Vec<DirectoryGroup>>,
 }
 
+/// Where an import read its groups: a group of realm `ldap` made from there that the
+/// directory no longer lists (deleted, moved, or out of the setting's filter) loses its
+/// members from the directory, as a member taken out of a listed group does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedFrom {
+    /// The group base searched (the setting's group base under the URL's base DN).
+    pub base: String,
+    /// Searched below `base` at any depth (else only its children).
+    pub sub_tree: bool,
+    /// The group setting's strategy, as written in the groups' realm attributes.
+    pub strategy: String,
+}
+
+/// A DN compared as text: lower case, no blanks around its separators.
+fn normal_dn(dn: &str) -> String {
+    let mut out = String::with_capacity(dn.len());
+    let mut escaped = false;
+    for c in dn.trim().chars() {
+        if escaped {
+            out.extend(c.to_lowercase());
+            escaped = false;
+            continue;
+        }
+        if c == '\\' {
+            escaped = true;
+            out.push(c);
+            continue;
+        }
+        if c == ',' || c == '=' {
+            while out.ends_with(' ') {
+                out.pop();
+            }
+        } else if c == ' ' && (out.ends_with(',') || out.ends_with('=')) {
+            continue;
+        }
+        out.extend(c.to_lowercase());
+    }
+    out
+}
+
+/// The DN's parent: what follows the first separator that is not escaped.
+fn parent_dn(dn: &str) -> Option<&str> {
+    let mut escaped = false;
+    for (i, c) in dn.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            ',' => return Some(&dn[i + 1..]),
+            _ => {}
+        }
+    }
+    None
+}
+
+impl ListedFrom {
+    /// Whether a group with these realm attributes is one an import from here lists
+    /// while the directory has it.
+    fn covers(&self, realm_attributes: &str) -> bool {
+        let Some((head, dn)) = realm_attributes.split_once(";groupDn=") else {
+            return false;
+        };
+        let strategy = head
+            .split(';')
+            .find_map(|kv| kv.strip_prefix("groupsStrategy="))
+            .unwrap_or("");
+        if !strategy.eq_ignore_ascii_case(&self.strategy) {
+            return false;
+        }
+        let (dn, base) = (normal_dn(dn), normal_dn(&self.base));
+        match parent_dn(&dn) {
+            Some(parent) if self.sub_tree => {
+                parent == base || parent.ends_with(&format!(",{base}"))
+            }
+            Some(parent) => parent == base,
+            None => false,
+        }
+    }
+}
+
 /// Which part of a group import to do (JFrog's `operation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncOperation {
@@ -326,12 +405,15 @@ pub(super) fn signed_in(state: &State, s: &LdapSignIn) -> Result<Vec<Event>, Dom
 /// Import a directory's groups: create missing ones, bring existing ones' description,
 /// realm attributes and members in step. Members are the directory's members that are
 /// users of realm `ldap` here (the others join at their first sign-in). With `only_user`,
-/// only that user's memberships change.
+/// only that user's memberships change. With `listed_from`, the groups made from there
+/// that the directory did not list lose their directory members (the group itself
+/// stays: permissions may name it).
 pub(super) fn sync_groups(
     state: &State,
     groups: &[DirectoryGroup],
     operation: SyncOperation,
     only_user: Option<&str>,
+    listed_from: Option<&ListedFrom>,
 ) -> Result<Vec<Event>, DomainError> {
     let dir = &state.directory;
     let is_ldap_user = |u: &str| dir.users.get(u).is_some_and(|u| u.realm == LDAP_REALM);
@@ -392,6 +474,32 @@ pub(super) fn sync_groups(
                         removed,
                     });
                 }
+            }
+        }
+    }
+    if let Some(from) = listed_from.filter(|_| operation != SyncOperation::Import) {
+        for (name, group) in dir.groups.iter() {
+            if group.realm != LDAP_REALM
+                || seen.contains(name.as_ref() as &str)
+                || !group
+                    .realm_attributes
+                    .as_deref()
+                    .is_some_and(|a| from.covers(a))
+            {
+                continue;
+            }
+            let removed: Vec<String> = group
+                .members
+                .iter()
+                .filter(|m| is_ldap_user(m) && in_scope(m))
+                .cloned()
+                .collect();
+            if !removed.is_empty() {
+                events.push(Event::GroupMembersChanged {
+                    group: name.to_string(),
+                    added: vec![],
+                    removed,
+                });
             }
         }
     }
@@ -514,16 +622,16 @@ mod tests {
             })],
         );
         let dir = [group("devs", Some(&["alice", "bob", "carol"]))];
-        let events = sync_groups(&s, &dir, SyncOperation::UpdateAndImport, None).unwrap();
+        let events = sync_groups(&s, &dir, SyncOperation::UpdateAndImport, None, None).unwrap();
         apply(&mut s, events);
         let devs = &s.directory.groups["devs"];
         assert_eq!(devs.realm, LDAP_REALM);
         assert_eq!(devs.members.iter().cloned().collect::<Vec<_>>(), ["alice"]);
         // UPDATE does not create; IMPORT does not touch existing groups.
         let more = [group("new", Some(&["alice"])), group("devs", Some(&[]))];
-        let events = sync_groups(&s, &more, SyncOperation::Import, None).unwrap();
+        let events = sync_groups(&s, &more, SyncOperation::Import, None, None).unwrap();
         assert!(matches!(&events[..], [Event::GroupCreated(g)] if g.name == "new"));
-        let events = sync_groups(&s, &more, SyncOperation::Update, None).unwrap();
+        let events = sync_groups(&s, &more, SyncOperation::Update, None, None).unwrap();
         assert_eq!(
             events,
             [Event::GroupMembersChanged {
@@ -533,7 +641,86 @@ mod tests {
             }]
         );
         // Limited to one user: others' memberships are left alone.
-        let events = sync_groups(&s, &more, SyncOperation::Update, Some("zed")).unwrap();
+        let events = sync_groups(&s, &more, SyncOperation::Update, Some("zed"), None).unwrap();
         assert!(events.is_empty());
+    }
+
+    #[test]
+    fn groups_the_directory_no_longer_lists_lose_their_members() {
+        let mut s = State::default();
+        for who in ["alice", "bob"] {
+            let events = signed_in(&s, &sign_in(who, &[])).unwrap();
+            apply(&mut s, events);
+        }
+        let dn_group = |name: &str, dn: &str, strategy: &str| DirectoryGroup {
+            name: name.into(),
+            description: None,
+            realm_attributes: format!(
+                "ldapGroupName={name};groupsStrategy={strategy};groupDn={dn}"
+            ),
+            members: Some(vec!["alice".into(), "bob".into()]),
+        };
+        let listed = [
+            dn_group("devs", "cn=devs,ou=groups,dc=x", "STATIC"),
+            dn_group("ops", "CN=ops, OU=Groups, DC=x", "STATIC"),
+            dn_group("deep", "cn=deep,ou=eng,ou=groups,dc=x", "STATIC"),
+            dn_group("dyn", "cn=dyn,ou=groups,dc=x", "DYNAMIC"),
+            dn_group("else", "cn=else,ou=other,dc=x", "STATIC"),
+            dn_group("comma", "cn=a\\,b,ou=groups,dc=x", "STATIC"),
+        ];
+        let events = sync_groups(&s, &listed, SyncOperation::UpdateAndImport, None, None).unwrap();
+        apply(&mut s, events);
+        let from = |sub_tree| ListedFrom {
+            base: "ou=groups, dc=X".into(),
+            sub_tree,
+            strategy: "STATIC".into(),
+        };
+        let emptied = |s: &State, from: &ListedFrom, op, only: Option<&str>| -> Vec<String> {
+            let events = sync_groups(s, &listed[..1], op, only, Some(from)).unwrap();
+            events
+                .iter()
+                .map(|e| match e {
+                    Event::GroupMembersChanged {
+                        group,
+                        added,
+                        removed,
+                    } => {
+                        assert!(added.is_empty());
+                        format!("{group}:{}", removed.join("+"))
+                    }
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        // Only `devs` is listed now. One level: the children of the base of this strategy.
+        assert_eq!(
+            emptied(&s, &from(false), SyncOperation::Update, None),
+            ["comma:alice+bob", "ops:alice+bob"]
+        );
+        // Any depth: `deep` too; never another strategy's group or another base's.
+        assert_eq!(
+            emptied(&s, &from(true), SyncOperation::UpdateAndImport, None),
+            ["comma:alice+bob", "deep:alice+bob", "ops:alice+bob"]
+        );
+        // Limited to one user, or an import of new groups only: nothing else moves.
+        assert_eq!(
+            emptied(&s, &from(false), SyncOperation::Update, Some("bob")),
+            ["comma:bob", "ops:bob"]
+        );
+        assert!(emptied(&s, &from(false), SyncOperation::Import, None).is_empty());
+        // The groups stay (permissions may name them), empty.
+        let events = sync_groups(
+            &s,
+            &listed[..1],
+            SyncOperation::Update,
+            None,
+            Some(&from(false)),
+        )
+        .unwrap();
+        apply(&mut s, events);
+        assert!(s.directory.groups["ops"].members.is_empty());
+        assert_eq!(s.directory.groups["dyn"].members.len(), 2);
+        // Emptied once, nothing more to write.
+        assert!(emptied(&s, &from(false), SyncOperation::Update, None).is_empty());
     }
 }

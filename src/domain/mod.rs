@@ -410,6 +410,8 @@ pub enum Command {
         groups: Vec<ldap::DirectoryGroup>,
         operation: ldap::SyncOperation,
         only_user: Option<String>,
+        /// Where the directory was searched (see `ldap::ListedFrom`).
+        listed_from: Option<ldap::ListedFrom>,
     },
 }
 
@@ -632,7 +634,14 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             groups,
             operation,
             only_user,
-        } => ldap::sync_groups(state, groups, *operation, only_user.as_deref()),
+            listed_from,
+        } => ldap::sync_groups(
+            state,
+            groups,
+            *operation,
+            only_user.as_deref(),
+            listed_from.as_ref(),
+        ),
     }
 }
 

@@ -509,6 +509,24 @@ fn ldap_membership_follows_the_directory_at_sign_in_and_sync() {
     // A second sync with nothing changed writes nothing.
     let r = admin.post_empty("/access/api/v1/ldap/groups/corp-groups/refresh");
     assert_eq!(r.json()["events"], 0, "{}", r.text);
+    // `operators` is deleted in the directory: the next sync empties it here (its
+    // members kept the group's permissions until each signed in again).
+    let mut conn = slapd.manager();
+    conn.delete(&format!("cn=operators,ou=groups,{BASE}"))
+        .unwrap()
+        .success()
+        .unwrap();
+    let _ = conn.unbind();
+    let r = admin.post_empty("/access/api/v1/ldap/groups/corp-groups/refresh");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["groups"], 1, "{}", r.text);
+    assert_eq!(members_of(&admin, "operators"), Vec::<String>::new());
+    assert_eq!(groups_of(&admin, "bob"), ["developers"]);
+    assert_eq!(
+        admin.get("/access/api/v2/groups/operators").status,
+        200,
+        "the group stays: permissions may name it"
+    );
     // Changes of the setting are events, and the audit trail shows them.
     let r = admin.get("/access/api/v1/audit/events?type=LdapGroupSettingSaved&limit=10");
     assert_eq!(r.status, 200, "{}", r.text);
