@@ -97,9 +97,9 @@ fn classify_against(before: &State, event: &Event) -> Vec<Notice> {
         Event::UserDeleted { username } => std::iter::once(n("user", "deleted", username))
             .chain(groups_of(username))
             .collect(),
-        Event::UserRenamed { from, to } => std::iter::once(n("user", "updated", to))
-            .chain(groups_of(from))
-            .collect(),
+        // The groups' member lists change by `GroupMembersChanged` events decided with
+        // the rename (each notified as it comes).
+        Event::UserRenamed { to, .. } => vec![n("user", "updated", to)],
         Event::UserGroupsChanged { added, removed, .. } => added
             .iter()
             .chain(removed)

@@ -288,9 +288,10 @@ pub(super) fn update_user(
 /// targets saved without it (`permissions::without_principal`).
 pub(super) fn delete_user(state: &State, username: &str) -> Result<Vec<Event>, DomainError> {
     user_must_exist(state, username)?;
-    let mut events = vec![Event::UserDeleted {
+    let mut events = super::tokens::revocations_of(state, username, false);
+    events.push(Event::UserDeleted {
         username: username.to_string(),
-    }];
+    });
     events.extend(super::permissions::without_principal(
         state, false, username,
     ));
@@ -611,10 +612,23 @@ pub(super) fn scim_save_user(
                 "`{to}` is the name of an access key"
             )));
         }
+        events.extend(super::tokens::revocations_of(state, username, false));
         events.push(Event::UserRenamed {
             from: username.to_string(),
             to: to.to_string(),
         });
+        // The groups' member lists changed: as events of the groups, so that their
+        // versions move (a peer refused the group's next state as not newer, and kept
+        // it without the renamed member).
+        if let Some(user) = dir.users.get(username) {
+            for g in user.groups.iter() {
+                events.push(Event::GroupMembersChanged {
+                    group: g.to_string(),
+                    added: vec![to.to_string()],
+                    removed: vec![username.to_string()],
+                });
+            }
+        }
     }
     Ok(events)
 }
@@ -723,7 +737,12 @@ pub(super) fn scim_delete(
     let what = if group { "group" } else { "user" };
     let version = version.ok_or_else(|| DomainError::NotFound(format!("{what} `{name}`")))?;
     check_version(if_match, version)?;
-    let mut events = vec![if group {
+    let mut events = if group {
+        vec![]
+    } else {
+        super::tokens::revocations_of(state, name, false)
+    };
+    events.push(if group {
         Event::GroupDeleted {
             name: name.to_string(),
         }
@@ -731,7 +750,7 @@ pub(super) fn scim_delete(
         Event::UserDeleted {
             username: name.to_string(),
         }
-    }];
+    });
     events.extend(super::permissions::without_principal(state, group, name));
     Ok(events)
 }

@@ -45,6 +45,13 @@ impl ReplicatedChange {
 /// The built-in `admin` of each server is its own: federation never carries it.
 pub const UNFEDERATED_USER: &str = "admin";
 
+/// The built-in users each server keeps for itself: `admin` and `anonymous` (whose state
+/// follows the server's own anonymous-access setting: a peer's disabled copy switched
+/// anonymous access off here while the setting still said on).
+pub fn unfederated_user(name: &str) -> bool {
+    name == UNFEDERATED_USER || name == gatehouse_projections::ANONYMOUS
+}
+
 pub(super) fn save_target(
     state: &State,
     target: &FederationTarget,
@@ -105,9 +112,10 @@ pub(super) fn apply_replicated(
     // Versions written by earlier changes of this same batch.
     let mut batch: BTreeMap<(&str, &str), &gatehouse_schemas::EntityVersion> = BTreeMap::new();
     let mut events = Vec::new();
+    let mut removed_principals: Vec<(bool, &str)> = Vec::new();
     for c in changes {
         let (entity, name) = c.entity();
-        if c.version.origin == own || (entity == "user" && name == UNFEDERATED_USER) {
+        if c.version.origin == own || (entity == "user" && unfederated_user(name)) {
             continue;
         }
         let newer = match batch.get(&(entity, name)) {
@@ -124,17 +132,28 @@ pub(super) fn apply_replicated(
         }
         batch.insert((entity, name), &c.version);
         let (source, version) = (source.to_string(), c.version.clone());
-        events.push(match &c.change {
+        let event = match &c.change {
             Replicated::User(user) => Event::UserReplicated {
                 source,
                 version,
                 user: user.clone(),
             },
-            Replicated::Group(group) => Event::GroupReplicated {
-                source,
-                version,
-                group: group.clone(),
-            },
+            Replicated::Group(group) => {
+                // The members are the peer's, except this server's own built-in users:
+                // never made members by a peer, never taken out by one.
+                let mut group = group.clone();
+                group.members.retain(|m| !unfederated_user(m));
+                if let Some(here) = state.directory.groups.get(group.name.as_str()) {
+                    group
+                        .members
+                        .extend(here.members.iter().filter(|m| unfederated_user(m)).cloned());
+                }
+                Event::GroupReplicated {
+                    source,
+                    version,
+                    group,
+                }
+            }
             Replicated::Permission(target) => Event::PermissionReplicated {
                 source,
                 version,
@@ -146,15 +165,41 @@ pub(super) fn apply_replicated(
                 issuer: issuer.clone(),
                 token: Box::new(token.clone()),
             },
-            Replicated::Removed { entity, name } => Event::ReplicaRemoved {
-                source,
-                version,
-                entity: entity.clone(),
-                name: name.clone(),
-                swept: false,
-            },
-        });
+            Replicated::Removed { entity, name } => {
+                if entity == "user" || entity == "group" {
+                    removed_principals.push((entity == "group", name.as_str()));
+                }
+                // A user's deletion ends the tokens this server issued to it, as events
+                // its own peers receive (the projection's removal is silent).
+                if entity == "user" {
+                    events.extend(super::tokens::revocations_of(state, name, true));
+                }
+                Event::ReplicaRemoved {
+                    source,
+                    version,
+                    entity: entity.clone(),
+                    name: name.clone(),
+                    swept: false,
+                }
+            }
+        };
+        events.push(event);
     }
+    // A principal deleted at the peer leaves this server's permission targets as a local
+    // deletion does (a later user of the name inherited its grants). Targets this batch
+    // replaces are the peer's to say.
+    let replaced: BTreeSet<&str> = changes
+        .iter()
+        .filter_map(|c| match &c.change {
+            Replicated::Permission(t) => Some(t.name.as_str()),
+            _ => None,
+        })
+        .collect();
+    events.extend(super::permissions::without_principals(
+        state,
+        &removed_principals,
+        &replaced,
+    ));
     Ok(events)
 }
 

@@ -25,7 +25,7 @@ mod subscriptions;
 mod tokens;
 
 pub use directory::{GroupChanges, NewGroup, NewUser, UserChanges};
-pub use federation::{Replicated, ReplicatedChange, UNFEDERATED_USER};
+pub use federation::{unfederated_user, Replicated, ReplicatedChange};
 pub use names::default_password_policy;
 pub use names::{
     fit_text, normalize_environment, normalize_key_part, normalize_username, validate_email,

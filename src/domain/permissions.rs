@@ -274,17 +274,29 @@ pub(super) fn save_target_as_manager(
 /// inherit grants meant for another. Written as events, so that the log says when and
 /// why the grants went (and `as_of` of an earlier position still shows them).
 pub(super) fn without_principal(state: &State, group: bool, name: &str) -> Vec<Event> {
+    without_principals(state, &[(group, name)], &Default::default())
+}
+
+/// [`without_principal`] for several principals at once (each target saved once,
+/// without all of them), leaving out the targets named in `skip`.
+pub(super) fn without_principals(
+    state: &State,
+    principals: &[(bool, &str)],
+    skip: &std::collections::BTreeSet<&str>,
+) -> Vec<Event> {
     let grants = |s: &PermissionSection| {
-        if group {
-            s.groups.contains_key(name)
-        } else {
-            s.users.contains_key(name)
-        }
+        principals.iter().any(|(group, name)| {
+            if *group {
+                s.groups.contains_key(*name)
+            } else {
+                s.users.contains_key(*name)
+            }
+        })
     };
     let mut events = Vec::new();
     for target in state.permissions.targets.values() {
         let sections = [&target.repo, &target.build, &target.release_bundle];
-        if !sections.into_iter().flatten().any(grants) {
+        if skip.contains(target.name.as_str()) || !sections.into_iter().flatten().any(grants) {
             continue;
         }
         let mut t = (**target).clone();
@@ -292,10 +304,12 @@ pub(super) fn without_principal(state: &State, group: bool, name: &str) -> Vec<E
             .into_iter()
             .flatten()
         {
-            if group {
-                section.groups.remove(name);
-            } else {
-                section.users.remove(name);
+            for (group, name) in principals {
+                if *group {
+                    section.groups.remove(*name);
+                } else {
+                    section.users.remove(*name);
+                }
             }
         }
         events.push(Event::PermissionTargetSaved(Box::new(t)));

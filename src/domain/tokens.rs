@@ -47,6 +47,30 @@ pub(super) fn revoke(state: &State, token_id: &str) -> Result<Vec<Event>, Domain
     Ok(events)
 }
 
+/// The revocations of `username`'s token records, written with its deletion or rename
+/// (which end them). The projection ends them too, silently; as events they reach every
+/// peer like any other revocation — a peer that takes tokens but not users kept the
+/// record, and the token went on working there. With `issued_here_only`, only the
+/// records this server issued (a peer revokes its own).
+pub(super) fn revocations_of(state: &State, username: &str, issued_here_only: bool) -> Vec<Event> {
+    state
+        .tokens
+        .by_id
+        .values()
+        .filter(|t| t.subject == username && !t.transient)
+        .filter(|t| {
+            !issued_here_only
+                || !state
+                    .federation
+                    .token_issuers
+                    .contains_key(t.token_id.as_str())
+        })
+        .map(|t| Event::TokenRevoked {
+            token_id: t.token_id.clone(),
+        })
+        .collect()
+}
+
 /// The records of `token_ids` that are past use at `now` are forgotten, in one event
 /// (none when no id qualifies).
 pub(super) fn expire(state: &State, token_ids: &[String], now: u64, grace: u64) -> Vec<Event> {

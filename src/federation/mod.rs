@@ -29,7 +29,7 @@
 //! sends the target a full broadcast by itself once it answers again.
 
 use crate::auth::jwt;
-use crate::domain::UNFEDERATED_USER;
+use crate::domain::unfederated_user;
 use crate::keys::KeyRing;
 use crate::personal::PersonalKeys;
 use crate::webhooks::prefixed;
@@ -149,7 +149,7 @@ pub fn selects(target: &FederationTarget, entity: &str, name: &str) -> bool {
     if !target.entities.iter().any(|e| e == plural) {
         return false;
     }
-    if entity == "user" && name == UNFEDERATED_USER {
+    if entity == "user" && unfederated_user(name) {
         return false;
     }
     let (include, exclude) = match entity {
@@ -228,7 +228,7 @@ pub fn render(state: &State, personal: &PersonalKeys, entity: &str, name: &str) 
                 members: g
                     .members
                     .iter()
-                    .filter(|m| m.as_str() != UNFEDERATED_USER)
+                    .filter(|m| !unfederated_user(m))
                     .cloned()
                     .collect(),
             })
@@ -967,6 +967,20 @@ impl Sender {
                     kept.insert(n.clone());
                     all.push((entity, n));
                 }
+            }
+        }
+        // Deletions, as their tombstones: a broadcast replaces what the stream had
+        // pending (after a lag overflow, or when a target is made active again), and
+        // without them a delete made here meanwhile was lost at the peer (its copy, last
+        // changed there, was not the broadcast's to sweep) and never went on round a ring.
+        for (entity, name, rec) in state.federation.versions.iter() {
+            let plural = ENTITIES.iter().find(|(_, e)| *e == entity).map(|(p, _)| *p);
+            if rec.removed
+                && plural.is_some_and(|p| target.entities.iter().any(|e| e == p))
+                && selects(target, entity, name)
+                && !names.get(entity).is_some_and(|kept| kept.contains(name))
+            {
+                all.push((entity, name.to_string()));
             }
         }
         let total = all.len() as u64;

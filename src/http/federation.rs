@@ -7,7 +7,7 @@ use super::error::ApiError;
 use super::extract::{Admin, Body, RequestId};
 use super::{resource, written, AppState};
 use crate::authorize::valid_pattern;
-use crate::domain::{self, Command, Replicated, ReplicatedChange, UNFEDERATED_USER};
+use crate::domain::{self, unfederated_user, Command, Replicated, ReplicatedChange};
 use crate::federation::{self as fed, Batch, ChangeWire, ENTITIES};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
@@ -702,7 +702,7 @@ async fn receive(
             let received = batch.changes.len();
             let mut changes = Vec::with_capacity(received);
             for (i, c) in batch.changes.into_iter().enumerate() {
-                if c.entity == "user" && c.name == UNFEDERATED_USER {
+                if c.entity == "user" && unfederated_user(&c.name) {
                     continue;
                 }
                 let change = change_in(&app, i, c).await?;

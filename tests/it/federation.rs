@@ -1000,3 +1000,160 @@ fn a_peer_answer_larger_than_the_bound_is_not_read_on() {
         "read until the timeout"
     );
 }
+
+/// What a review of three sites found, each once wrong: a deleted user's token went on
+/// working at a peer that takes tokens but not users; a rename left the renamed user
+/// out of its groups at the peer; a user deleted at A kept its grants in B's own
+/// permission target (a later user of the name inherited them); a delete made while the
+/// stream was replaced by a broadcast was lost at the peer; `anonymous` was federated (a
+/// peer's copy switched anonymous access off); a peer's group change took this server's
+/// own `admin` out of the group.
+#[test]
+fn deletes_renames_and_built_in_users_reach_peers_as_they_are_here() {
+    let a = Site::start();
+    let b = Site::start();
+    let c = Site::start();
+    trust_both(&a, &b);
+    a.trust("peer-c", &c);
+    c.trust("peer-a", &a);
+    let anonymous_on = |site: &Site, on: bool| {
+        let r = site.admin().put(
+            "/access/api/v1/config/security/anonymous_access",
+            &json!({ "enabled": on }),
+        );
+        assert!(r.status == 200 || r.status == 204, "{}", r.text);
+    };
+    anonymous_on(&b, true);
+    anonymous_on(&a, true);
+    anonymous_on(&a, false);
+    a.register(
+        "site-b",
+        &b,
+        json!({"entities": ["users", "groups", "tokens"]}),
+    );
+    a.register("site-c", &c, json!({"entities": ["tokens"]}));
+    create_user(&a, "ren1", "ren1@example.com");
+    create_group(&a, "team", &["ren1"]);
+    create_user(&a, "eve", "eve@example.com");
+    create_user(&a, "lag5", "lag5@example.com");
+    create_user(&a, "edt", "edt@example.com");
+    let r = a.admin().put(&format!("{FED}/full_broadcast"), &json!({}));
+    assert_eq!(r.status, 204, "{}", r.text);
+    wait_until(10, "the users reached B", || {
+        ["ren1", "eve", "lag5", "edt"]
+            .iter()
+            .all(|u| b.user(u).is_some())
+            && b.group("team").is_some()
+    });
+    // `anonymous` is B's own: A's disabled copy did not come.
+    assert_eq!(b.user("anonymous").unwrap()["status"], "enabled");
+    assert_eq!(
+        Client::new(&b.url(), None)
+            .get("/access/api/v1/authorize?resource=libs/a.jar")
+            .status,
+        403,
+        "an anonymous question is answered (not 401) at B"
+    );
+
+    // B's own admin joins the group at B; A's next change of the group keeps it there.
+    let r = b.admin().patch(
+        "/access/api/v2/groups/team/members",
+        &json!({"add": ["admin"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    // A rename at A: the group follows at B, with B's admin still in it.
+    let scim_id = a
+        .admin()
+        .get("/access/api/v1/scim/v2/Users?filter=userName%20eq%20%22ren1%22")
+        .json()["Resources"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = a.admin().patch(
+        &format!("/access/api/v1/scim/v2/Users/{scim_id}"),
+        &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "userName", "value": "ren2"}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let members = |site: &Site| -> Vec<String> {
+        site.group("team").map_or(vec![], |g| {
+            g["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m.as_str().unwrap().to_string())
+                .collect()
+        })
+    };
+    wait_until(10, "the renamed user is in the group at B", || {
+        b.user("ren2").is_some() && members(&b) == ["admin", "ren2"]
+    });
+    assert_eq!(members(&a), ["ren2"]);
+
+    // B's own permission target names lag5 (A's user); A deletes lag5.
+    let r = b.admin().put(
+        "/artifactory/api/v2/security/permissions/b-local",
+        &json!({"name": "b-local", "repo": {"repositories": ["libs-b"], "include-patterns": ["**"],
+                "actions": {"users": {"lag5": ["read", "write"], "eve": ["read"]}}}}),
+    );
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    // eve's own token, revocable; C takes tokens only and knows no eve.
+    let r = a.admin().post(
+        "/access/api/v1/tokens",
+        &json!({"username": "eve", "expires_in": 86400, "scope": "applied-permissions/user"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let token = r.json()["access_token"].as_str().unwrap().to_string();
+    let on_c = Client::new(&c.url(), None).with_header_auth(&format!("Bearer {token}"));
+    let ask_c = || {
+        on_c.get("/access/api/v1/authorize?resource=libs/a.jar")
+            .status
+    };
+    wait_until(10, "eve's token works at C", || ask_c() != 401);
+    for u in ["lag5", "eve"] {
+        assert_eq!(
+            a.admin()
+                .delete(&format!("/access/api/v2/users/{u}"))
+                .status,
+            204
+        );
+    }
+    wait_until(10, "eve's token ends at C with her deletion at A", || {
+        ask_c() == 401
+    });
+    wait_until(10, "the deleted users left B's own target", || {
+        let t = b
+            .admin()
+            .get("/artifactory/api/v2/security/permissions/b-local")
+            .json();
+        b.user("lag5").is_none() && t["repo"]["actions"]["users"] == json!({})
+    });
+    // A later lag5 at B inherits nothing.
+    create_user(&b, "lag5", "new-lag5@example.com");
+    let r = b
+        .admin()
+        .get("/access/api/v1/authorize?resource=libs-b/a.jar&action=read&user=lag5");
+    assert_eq!(r.json()["allowed"], false, "{}", r.text);
+
+    // edt changed at B (B's own write), then deleted at A while A's stream to B is
+    // replaced by a broadcast: the later delete wins at B.
+    let r = b.admin().patch(
+        "/access/api/v2/users/edt",
+        &json!({"email": "edt-at-b@example.com"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let active = |on: bool| {
+        let r = a
+            .admin()
+            .patch(&format!("{FED}/site-b"), &json!({ "active": on }));
+        assert!(r.status == 200 || r.status == 204, "{}", r.text);
+    };
+    active(false);
+    assert_eq!(a.admin().delete("/access/api/v2/users/edt").status, 204);
+    active(true);
+    let r = a.admin().put(&format!("{FED}/full_broadcast"), &json!({}));
+    assert_eq!(r.status, 204, "{}", r.text);
+    wait_until(10, "the delete reached B by the broadcast", || {
+        b.user("edt").is_none()
+    });
+}
