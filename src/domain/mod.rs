@@ -32,7 +32,7 @@ pub use names::{
     validate_group_name, validate_password, validate_project_key, validate_repo_key, validate_text,
     REPOSITORY_CLASSES,
 };
-pub use permissions::{keep_repository_patterns, manages, normalize_target};
+pub use permissions::{keep_repository_patterns, manages, manages_as, normalize_target};
 pub use projects::normalize_role;
 pub use settings::SettingChange;
 

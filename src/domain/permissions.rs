@@ -29,7 +29,9 @@ pub fn normalize_target(t: PermissionTarget) -> Result<PermissionTarget, DomainE
 /// A path pattern a section may hold: one the matcher reads, at most 1,024 bytes, no
 /// control characters (no path has them).
 fn pattern_ok(p: &str) -> bool {
-    valid_pattern(p) && p.len() <= 1024 && !p.chars().any(char::is_control)
+    // No comma: Artifactory's v1 format joins a section's patterns with commas, and a
+    // pattern holding one came back from a v1 round trip as two, wider ones.
+    valid_pattern(p) && p.len() <= 1024 && !p.chars().any(|c| c.is_control() || c == ',')
 }
 
 fn normalize_section(field: &str, w: PermissionSection) -> Result<PermissionSection, DomainError> {
@@ -41,14 +43,28 @@ fn normalize_section(field: &str, w: PermissionSection) -> Result<PermissionSect
             if !pattern_ok(p) {
                 return Err(DomainError::invalid(
                     format!("{field}.{kind}[{i}]"),
-                    format!("`{}` is not a valid pattern", p.escape_debug()),
+                    format!(
+                        "`{}` is not a valid pattern{}",
+                        p.escape_debug(),
+                        if p.contains(',') {
+                            " (a comma separates patterns in Artifactory's v1 format: give each pattern on its own)"
+                        } else {
+                            ""
+                        }
+                    ),
                 ));
             }
         }
     }
     // Each section is about its own repositories (see `crate::authorize::ResourceKind`):
     // refuse what would be stored but never consulted.
-    let mut repositories = w.repositories;
+    // A repository named twice is one repository (the normal form).
+    let mut repositories: Vec<String> = Vec::with_capacity(w.repositories.len());
+    for r in w.repositories {
+        if !repositories.contains(&r) {
+            repositories.push(r);
+        }
+    }
     for (i, r) in repositories.iter().enumerate() {
         let at = format!("{field}.repositories[{i}]");
         let misplaced = match field {
@@ -108,15 +124,34 @@ fn normalize_section(field: &str, w: PermissionSection) -> Result<PermissionSect
             None => Ok(()),
         }
     };
+    // An action given twice is one action (the normal form).
+    let once = |actions: Vec<String>| {
+        let mut out: Vec<String> = Vec::with_capacity(actions.len());
+        for a in actions {
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+        out
+    };
     let mut users = BTreeMap::new();
-    for (name, actions) in w.users {
-        let name = normalize_username(&format!("{field}.actions.users"), &name)?;
+    for (given, actions) in w.users {
+        let name = normalize_username(&format!("{field}.actions.users"), &given)?;
         check_actions("users", &name, &actions)?;
-        users.insert(name, actions);
+        // `RT` and `rt` are one user: which spelling's actions were kept depended on
+        // the order of the keys.
+        if users.insert(name.clone(), once(actions)).is_some() {
+            return Err(DomainError::invalid(
+                format!("{field}.actions.users.{}", given.escape_debug()),
+                format!("the user `{name}` is given twice (user names do not depend on case)"),
+            ));
+        }
     }
-    for (name, actions) in &w.groups {
-        validate_group_name(&format!("{field}.actions.groups"), name)?;
-        check_actions("groups", name, actions)?;
+    let mut groups = BTreeMap::new();
+    for (name, actions) in w.groups {
+        validate_group_name(&format!("{field}.actions.groups"), &name)?;
+        check_actions("groups", &name, &actions)?;
+        groups.insert(name, once(actions));
     }
     // Patterns of one repository: checked like the section's; kept only for a
     // repository of the section and only where they differ (the normal form, so that
@@ -147,7 +182,7 @@ fn normalize_section(field: &str, w: PermissionSection) -> Result<PermissionSect
         exclude_patterns: w.exclude_patterns,
         repositories,
         users,
-        groups: w.groups,
+        groups,
         patterns_by_repository,
     })
 }
@@ -171,13 +206,29 @@ pub fn keep_repository_patterns(current: Option<&PermissionTarget>, target: &mut
         let (Some(old), Some(new)) = (old, new) else {
             continue;
         };
+        // As those formats show patterns: no include pattern is `**`, an empty one is
+        // none (a v1 read shows `[]` as `**`: sent back, it took every repository's own
+        // patterns away and widened access).
+        let shown = |list: &[String], include: bool| -> Vec<String> {
+            let mut v: Vec<String> = list
+                .iter()
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect();
+            if include && v.is_empty() {
+                v.push("**".into());
+            }
+            v
+        };
         if old.patterns_by_repository.is_empty()
             || !new.patterns_by_repository.is_empty()
-            || new.include_patterns != old.include_patterns
-            || new.exclude_patterns != old.exclude_patterns
+            || shown(&new.include_patterns, true) != shown(&old.include_patterns, true)
+            || shown(&new.exclude_patterns, false) != shown(&old.exclude_patterns, false)
         {
             continue;
         }
+        new.include_patterns = old.include_patterns.clone();
+        new.exclude_patterns = old.exclude_patterns.clone();
         new.patterns_by_repository = (old.patterns_by_repository.iter())
             .filter(|(repo, _)| new.repositories.contains(repo))
             .map(|(repo, p)| (repo.clone(), p.clone()))
@@ -213,15 +264,25 @@ pub(super) fn save_target(
 /// through one of its groups.
 pub fn manages(state: &State, username: &str, target: &PermissionTarget) -> bool {
     let groups = state.directory.users.get(username).map(|u| &u.groups);
+    manages_as(target, Some(username), |g| {
+        groups.is_some_and(|gs| gs.contains(g))
+    })
+}
+
+/// [`manages`] for grants as a token's scope leaves them: the user's own (`user`, `None`
+/// for a groups-only token) and the groups `in_group` accepts.
+pub fn manages_as(
+    target: &PermissionTarget,
+    user: Option<&str>,
+    in_group: impl Fn(&str) -> bool,
+) -> bool {
     [&target.repo, &target.build, &target.release_bundle]
         .into_iter()
         .flatten()
         .any(|s| {
             let has = |actions: &Vec<String>| actions.iter().any(|a| a == "manage");
-            s.users.get(username).is_some_and(has)
-                || s.groups
-                    .iter()
-                    .any(|(g, a)| groups.is_some_and(|gs| gs.contains(g)) && has(a))
+            user.is_some_and(|u| s.users.get(u).is_some_and(has))
+                || s.groups.iter().any(|(g, a)| in_group(g) && has(a))
         })
 }
 

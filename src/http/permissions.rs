@@ -68,11 +68,21 @@ fn admin_or_manager(
     if caller.0.admin {
         return Ok(true);
     }
-    let manager = s
-        .permissions
-        .targets
-        .get(name)
-        .is_some_and(|t| domain::manages(s, &caller.0.username, t));
+    // The grants the caller's credentials carry: a token scoped to some groups manages
+    // only through those groups (it rewrote targets through its user's own `manage`).
+    let subject = crate::authorize::Subject::new(
+        &s.directory,
+        &caller.0.username,
+        false,
+        caller.0.token.as_ref().map(|t| t.scope.as_str()),
+    );
+    let manager = s.permissions.targets.get(name).is_some_and(|t| {
+        domain::manages_as(
+            t,
+            subject.own_grants.then_some(subject.username.as_str()),
+            |g| subject.groups.contains(g),
+        )
+    });
     if manager {
         Ok(false)
     } else {

@@ -351,6 +351,13 @@ pub fn access_resource_patch(
             ("groups", actions.groups, &mut s.groups),
         ] {
             for (name, list) in actions_in(field, who, given.unwrap_or_default())? {
+                // User names are stored lower-case: `RT` is the user `rt` (a PATCH of
+                // `RT` answered 200 and changed nothing).
+                let name = if who == "users" {
+                    name.to_lowercase()
+                } else {
+                    name
+                };
                 if list.is_empty() {
                     map.remove(&name);
                 } else {
@@ -360,6 +367,16 @@ pub fn access_resource_patch(
         }
     }
     if let Some(targets) = patch.targets {
+        // Every repository with the patterns it has now, so that moving the section's
+        // own patterns to its first repository's (below) changes no other repository.
+        for r in &s.repositories {
+            s.patterns_by_repository
+                .entry(r.clone())
+                .or_insert_with(|| RepositoryPatterns {
+                    include_patterns: s.include_patterns.clone(),
+                    exclude_patterns: s.exclude_patterns.clone(),
+                });
+        }
         for (name, p) in targets {
             let name = target_name_in(&name);
             match p {
@@ -384,6 +401,16 @@ pub fn access_resource_patch(
                     );
                 }
             }
+        }
+        // The section's patterns are its first repository's, as the Artifactory formats
+        // show them (they kept the old ones after every repository's changed).
+        if let Some(first) = s
+            .repositories
+            .first()
+            .and_then(|r| s.patterns_by_repository.get(r))
+        {
+            s.include_patterns = first.include_patterns.clone();
+            s.exclude_patterns = first.exclude_patterns.clone();
         }
     }
     Ok(())

@@ -837,3 +837,140 @@ fn asking_for_a_user_who_cannot_be_served_is_a_denial_saying_why() {
         r.text
     );
 }
+
+/// A token scoped to some groups manages a permission target only through those groups:
+/// it rewrote a target through its user's own `manage`, giving itself what its scope
+/// never held.
+#[test]
+fn a_token_scoped_to_groups_manages_targets_only_through_them() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("mgr", "password-1");
+    app.create_group("r3-readers");
+    let r = admin.patch(
+        "/access/api/v2/groups/r3-readers/members",
+        &json!({"add": ["mgr"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/r3",
+        &json!({"name": "r3", "repo": {"repositories": ["r3-repo"], "include-patterns": ["**"],
+                "actions": {"users": {"mgr": ["manage"]}, "groups": {"r3-readers": ["read"]}}}}),
+    );
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let t = create_token(
+        &admin,
+        json!({"username": "mgr", "scope": "applied-permissions/groups:r3-readers", "expires_in": 600}),
+    );
+    let scoped = app
+        .anon()
+        .with_header_auth(&format!("Bearer {}", t["access_token"].as_str().unwrap()));
+    let widened = json!({"name": "r3", "repo": {"repositories": ["r3-repo"], "include-patterns": ["**"],
+        "actions": {"users": {"mgr": ["manage"]}, "groups": {"r3-readers": ["read", "write", "delete"]}}}});
+    let r = scoped.get("/artifactory/api/v2/security/permissions/r3");
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = scoped.put("/artifactory/api/v2/security/permissions/r3", &widened);
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = scoped.get("/access/api/v1/authorize?resource=r3-repo/a&action=delete");
+    assert_eq!(r.status, 403, "{}", r.text);
+    // The user's own credentials hold `manage`: the same change is theirs to make.
+    let mgr = app.as_user("mgr", "password-1");
+    let r = mgr.put("/artifactory/api/v2/security/permissions/r3", &widened);
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+/// What a model-based review of the three formats found: a v1 read sent back widened a
+/// repository's own patterns to `**`; a PATCH of an upper-case user name changed nothing
+/// and answered 200; after a PATCH of every repository's patterns the Artifactory formats
+/// showed patterns no repository used; a pattern holding a comma came back from v1 as
+/// two; duplicates were stored.
+#[test]
+fn round_trips_and_patches_neither_widen_nor_misreport() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("rt", "password-1");
+    let allowed = |resource: &str, action: &str| {
+        admin
+            .get(&format!(
+                "/access/api/v1/authorize?resource={resource}&action={action}&user=rt"
+            ))
+            .json()["allowed"]
+            == true
+    };
+    let r = admin.put(
+        "/access/api/v2/permissions/r1",
+        &json!({"name": "r1", "resources": {"artifact": {"actions": {"users": {"rt": ["READ", "WRITE", "DELETE"]}},
+            "targets": {"docs-repo": {"include_patterns": []}, "libs-repo": {"include_patterns": ["public/**"]}}}}}),
+    );
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    assert!(!allowed("libs-repo/internal/x.jar", "read"));
+    // A v1 read sent back as it is.
+    let v1 = admin.get("/artifactory/api/security/permissions/r1").json();
+    let r = admin.put("/artifactory/api/security/permissions/r1", &v1);
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    assert!(!allowed("libs-repo/internal/x.jar", "read"), "widened");
+    assert!(allowed("libs-repo/public/x.jar", "read"));
+    assert!(allowed("docs-repo/any/x", "read"));
+
+    // A PATCH names the user in another case: it is the same user.
+    let r = admin.patch(
+        "/access/api/v2/permissions/r1/artifact",
+        &json!({"actions": {"users": {"RT": ["READ"]}}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(!allowed("docs-repo/a", "delete"), "{}", r.text);
+    let r = admin.patch(
+        "/access/api/v2/permissions/r1/artifact",
+        &json!({"actions": {"users": {"Rt": []}}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(!allowed("docs-repo/a", "read"), "{}", r.text);
+    // Two spellings of one user in one body are refused, naming the field.
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/dup",
+        &json!({"name": "dup", "repo": {"repositories": ["d1"], "actions": {"users": {"RT": ["read", "write"], "rt": ["read"]}}}}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("given twice"), "{}", r.text);
+    // Duplicates are one.
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/dup",
+        &json!({"name": "dup", "repo": {"repositories": ["d1", "d1"], "actions": {"users": {"rt": ["read", "read"]}}}}),
+    );
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let t = admin
+        .get("/artifactory/api/v2/security/permissions/dup")
+        .json();
+    assert_eq!(t["repo"]["repositories"], json!(["d1"]), "{t}");
+    assert_eq!(t["repo"]["actions"]["users"]["rt"], json!(["read"]), "{t}");
+    // A comma inside a pattern is refused (v1 would split it).
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/comma",
+        &json!({"name": "comma", "repo": {"repositories": ["c-repo"], "include-patterns": ["org/a,b/**"],
+                "actions": {"users": {"rt": ["read"]}}}}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("include-patterns[0]"), "{}", r.text);
+
+    // Every repository's patterns changed by a PATCH: the section shows the first's.
+    let r = admin.put(
+        "/access/api/v2/permissions/pt",
+        &json!({"name": "pt", "resources": {"artifact": {"actions": {"users": {"rt": ["READ"]}},
+            "targets": {"a-repo": {"include_patterns": ["old/**"]}, "b-repo": {"include_patterns": ["old/**"]}, "c-repo": {"include_patterns": ["old/**"]}}}}}),
+    );
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let r = admin.patch(
+        "/access/api/v2/permissions/pt/artifact",
+        &json!({"targets": {"a-repo": {"include_patterns": ["new/**"]}, "b-repo": {"include_patterns": ["new/**"]}}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v2 = admin
+        .get("/artifactory/api/v2/security/permissions/pt")
+        .json();
+    assert_eq!(v2["repo"]["include-patterns"], json!(["new/**"]), "{v2}");
+    assert!(allowed("a-repo/new/x", "read"));
+    assert!(!allowed("a-repo/old/x", "read"));
+    // c-repo was not in the PATCH: it keeps its own.
+    assert!(allowed("c-repo/old/x", "read"));
+    assert!(!allowed("c-repo/new/x", "read"));
+}
