@@ -705,8 +705,11 @@ fn glob_set(patterns: &[String], default_all: bool) -> GlobSet {
         }
         // Ant: a trailing `/**` matches zero or more directories, so `org/acme/**` also
         // matches `org/acme` itself; globset needs at least one more segment. So does a
-        // trailing `/`, which means `/**`.
-        let under = p.strip_suffix("/**").or_else(|| p.strip_suffix('/'));
+        // trailing `/`, which means `/**` (and `org/**/` is `org/**/**`: `org` too).
+        let trimmed = p.strip_suffix('/').unwrap_or(p);
+        let under = trimmed
+            .strip_suffix("/**")
+            .or((trimmed.len() < p.len()).then_some(trimmed));
         if let Some(g) = under.filter(|s| !s.is_empty()).and_then(glob) {
             b.add(g);
         }
@@ -1078,6 +1081,8 @@ mod tests {
         assert!(!m("docs/", "docsx/a"));
         assert!(m("org/*/x?.jar", "org/acme/x1.jar") && !m("org/*/x?.jar", "org/a/b/x1.jar"));
         assert!(m("org/**", "org") && m("org/**", "org/a/b"));
+        // `org/**/` is `org/**/**`: `org` itself too, as `org/**`.
+        assert!(m("org/**/", "org") && m("org/**/", "org/a") && !m("org/**/", "orgx"));
     }
 
     fn state_with(section: PermissionSection) -> State {
