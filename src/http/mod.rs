@@ -850,7 +850,7 @@ pub async fn as_of_middleware(
             .app_data::<web::Data<AppState>>()
             .cloned()
             .ok_or_else(|| ApiError::Internal("no application state".into()))?;
-        if pattern == AUTHORIZE {
+        let caller = if pattern == AUTHORIZE {
             // As the decision itself authenticates: access keys too.
             let header = extract::authorization(req.request()).map(str::to_string);
             let session = extract::session_caller(req.request());
@@ -875,10 +875,29 @@ pub async fn as_of_middleware(
                 )
                 .into());
             }
+            p
         } else {
-            extract::authenticate_caller(req.request().clone()).await?;
-        }
+            extract::authenticate_caller(req.request().clone()).await?
+        };
         let position = app.resolve_as_of(&value)?;
+        // A user's past begins with its account: before it, its name was someone else's
+        // (a new user of a deleted user's name read that person's e-mail, groups and
+        // tokens as its own past).
+        if !caller.admin && !caller.access_key {
+            let created = app
+                .read()
+                .directory
+                .users
+                .get(caller.username.as_str())
+                .map(|u| u.created_seq);
+            if created.is_some_and(|c| position < c) {
+                return Err(ApiError::Forbidden(format!(
+                    "invalid `as_of`: position {position} is before the account `{}` was created; its past begins there",
+                    caller.username
+                ))
+                .into());
+            }
+        }
         if one_user_read(&req) {
             req.extensions_mut().insert(AsOfPosition(position));
         } else if position != app.read().seq {

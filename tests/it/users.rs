@@ -549,3 +549,49 @@ fn a_user_read_and_sent_back_as_it_is_is_taken() {
         404
     );
 }
+
+/// A user's past begins with its account: a new user given a deleted user's name read
+/// that person's e-mail, groups and tokens as its own past.
+#[test]
+fn a_reused_name_does_not_open_the_earlier_users_past() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "pat", "password": "Pat-old-pass-123!", "email": "pat.old@example.com"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let old = app.as_user("pat", "Pat-old-pass-123!");
+    let r = old.post(
+        "/access/api/v1/tokens",
+        &json!({"expires_in": 0, "description": "old-pat-laptop"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let before = admin.get("/access/api/v1/system/state/digest").json()["seq"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(admin.delete("/access/api/v2/users/pat").status, 204);
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "pat", "password": "Pat-new-pass-123!", "email": "pat.new@example.com"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let now = r.header("x-gatehouse-seq").unwrap().parse::<u64>().unwrap();
+    let new = app.as_user("pat", "Pat-new-pass-123!");
+    for path in [
+        format!("/access/api/v2/users/pat?as_of={before}"),
+        format!("/access/api/v1/tokens?as_of={before}"),
+        format!("/access/api/v1/authorize/effective?as_of={before}"),
+    ] {
+        let r = new.get(&path);
+        assert_eq!(r.status, 403, "{path}: {}", r.text);
+        assert!(!r.text.contains("pat.old"), "{}", r.text);
+        assert!(!r.text.contains("old-pat-laptop"), "{}", r.text);
+    }
+    // From its own creation on, the past is its own; an admin reads any of it.
+    let r = new.get(&format!("/access/api/v2/users/pat?as_of={now}"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["email"], "pat.new@example.com");
+    let r = admin.get(&format!("/access/api/v2/users/pat?as_of={before}"));
+    assert_eq!(r.json()["email"], "pat.old@example.com", "{}", r.text);
+}
