@@ -142,8 +142,30 @@ pub(crate) fn check_url(field: &str, url: &str) -> Result<(), ApiError> {
              in a header)"
         )));
     }
-    Ok(())
+    // Parsed as the client that sends to it parses it: a port out of range, an empty or
+    // invalid host, a broken IPv6 address were stored and then failed every delivery.
+    match url::Url::parse(url) {
+        Ok(u) if u.host_str().is_some_and(|h| !h.is_empty() && h != ".") => Ok(()),
+        Ok(_) => Err(bad(format!("invalid `{field}`: the URL has no host"))),
+        Err(e) => Err(bad(format!("invalid `{field}`: {e}"))),
+    }
 }
+
+/// Headers a handler may not set: they frame the request or are the server's own (a
+/// `Content-Length` of a handler split one delivery into two requests at the receiver;
+/// a second `X-Gatehouse-Signature` could stand in for the real one).
+const RESERVED_HEADERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "expect",
+    "x-jfrog-event-auth",
+];
 
 /// Whether an http(s) URL carries `user[:password]@` before its host.
 pub(crate) fn has_credentials(url: &str) -> bool {
@@ -165,6 +187,13 @@ fn check_header(field: &str, h: &HeaderIn) -> Result<(String, String), ApiError>
         return Err(bad(format!(
             "invalid `{field}.name`: `{}` is not a header name",
             h.name.escape_debug()
+        )));
+    }
+    let lower = h.name.to_ascii_lowercase();
+    if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("x-gatehouse-") {
+        return Err(bad(format!(
+            "invalid `{field}.name`: `{}` is set by the server itself (framing, or its own signature and secret headers)",
+            h.name
         )));
     }
     if h.value.len() > 4096 || h.value.chars().any(|c| c.is_control()) {
@@ -347,9 +376,24 @@ fn subscription_in(
     let mut handlers = Vec::new();
     for (i, h) in w.handlers.into_iter().enumerate() {
         let field = format!("handlers[{i}]");
-        let before = previous
-            .and_then(|p| p.handlers.get(i))
-            .filter(|b| b.handler_type == h.handler_type);
+        // What a PUT leaves out is kept for the same receiver only: a handler of the same
+        // type with the same URL, or else with the same origin (scheme, host, port) at
+        // the same place in the list. Kept by position alone, a reordered list sent one
+        // receiver's secret to another.
+        let origin = |u: &str| url::Url::parse(u).ok().map(|u| u.origin());
+        let before = previous.and_then(|p| {
+            let same_type = |b: &&SubscriptionHandler| b.handler_type == h.handler_type;
+            p.handlers
+                .iter()
+                .filter(same_type)
+                .find(|b| b.url == h.url)
+                .or_else(|| {
+                    p.handlers
+                        .get(i)
+                        .filter(same_type)
+                        .filter(|b| origin(&b.url).is_some() && origin(&b.url) == origin(&h.url))
+                })
+        });
         check_url(&format!("{field}.url"), &h.url)?;
         // The name of a proxy set up in Artifactory (stored and shown, not used here).
         crate::domain::validate_text(&format!("{field}.proxy"), h.proxy.as_deref(), 256)?;

@@ -150,8 +150,9 @@ fn subscriptions_crud_with_write_only_secrets() {
     );
     assert!(one["handlers"][0].get("secret").is_none());
     assert_eq!(admin.get(SUBS).json().as_array().unwrap().len(), 1);
-    // A replace without the secret keeps it; snake_case criteria are accepted too.
-    let mut changed = definition("QaAudit", "https://qa2.my-company.test/");
+    // A replace without the secret keeps it for the same receiver (another path of the
+    // same host); snake_case criteria are accepted too.
+    let mut changed = definition("QaAudit", "https://qa.my-company.test/v2");
     changed["handlers"][0]
         .as_object_mut()
         .unwrap()
@@ -161,7 +162,7 @@ fn subscriptions_crud_with_write_only_secrets() {
     assert_eq!(r.status, 204, "{}", r.text);
     let one = admin.get(&format!("{SUBS}/QaAudit")).json();
     assert_eq!(one["handlers"][0]["secret_set"], true);
-    assert_eq!(one["handlers"][0]["url"], "https://qa2.my-company.test/");
+    assert_eq!(one["handlers"][0]["url"], "https://qa.my-company.test/v2");
     assert_eq!(
         one["event_filter"]["criteria"]["includePatterns"],
         json!(["qa-*", "ops-*"])
@@ -333,4 +334,67 @@ fn a_subscription_with_nothing_to_deliver_is_not_lagging() {
         "{text}"
     );
     assert!(rx.seen.lock().unwrap().is_empty());
+}
+
+/// From a review: URLs a delivery could not use were stored; a handler's headers could
+/// set the request's framing (a `Content-Length` split one delivery into two requests at
+/// the receiver) or the server's own signature; a PUT with reordered handlers sent one
+/// receiver's secret to another.
+#[test]
+fn handler_urls_headers_and_kept_secrets_are_the_receivers_own() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for url in [
+        "http://host:99999/",
+        "http://?x",
+        "http://[::1/",
+        "http://host:abc/",
+        "https://.",
+        "http://a%zz/",
+    ] {
+        let r = admin.post(SUBS, &definition("Bad", url));
+        assert_eq!(r.status, 400, "{url}: {}", r.text);
+        assert!(
+            r.error_message().contains("handlers[0].url"),
+            "{url}: {}",
+            r.text
+        );
+    }
+    for name in [
+        "Content-Length",
+        "transfer-encoding",
+        "Host",
+        "X-Gatehouse-Signature",
+        "X-JFrog-Event-Auth",
+    ] {
+        let mut body = definition("Bad", "https://x.test/");
+        body["handlers"][0]["custom_http_headers"] = json!([{"name": name, "value": "3"}]);
+        let r = admin.post(SUBS, &body);
+        assert_eq!(r.status, 400, "{name}: {}", r.text);
+        assert!(
+            r.error_message().contains("custom_http_headers[0].name"),
+            "{name}: {}",
+            r.text
+        );
+    }
+    let two = json!({"key": "Swap", "event_filter": {"domain": "user", "event_types": ["created"]},
+        "handlers": [{"handler_type": "webhook", "url": "https://trusted.test/hook", "secret": "trusted-secret"},
+                     {"handler_type": "webhook", "url": "https://other.test/hook"}]});
+    assert_eq!(admin.post(SUBS, &two).status, 201);
+    let swapped = json!({"key": "Swap", "event_filter": {"domain": "user", "event_types": ["created"]},
+        "handlers": [{"handler_type": "webhook", "url": "https://other.test/hook"},
+                     {"handler_type": "webhook", "url": "https://trusted.test/hook"}]});
+    let r = admin.put(&format!("{SUBS}/Swap"), &swapped);
+    assert_eq!(r.status, 204, "{}", r.text);
+    let one = admin.get(&format!("{SUBS}/Swap")).json();
+    assert_eq!(one["handlers"][0]["url"], "https://other.test/hook");
+    assert_eq!(one["handlers"][0]["secret_set"], false, "{one}");
+    assert_eq!(one["handlers"][1]["secret_set"], true, "{one}");
+    // Another host at the same place gets no secret it was not given.
+    let moved = json!({"key": "Swap", "event_filter": {"domain": "user", "event_types": ["created"]},
+        "handlers": [{"handler_type": "webhook", "url": "https://other.test/hook"},
+                     {"handler_type": "webhook", "url": "https://elsewhere.test/hook"}]});
+    assert_eq!(admin.put(&format!("{SUBS}/Swap"), &moved).status, 204);
+    let one = admin.get(&format!("{SUBS}/Swap")).json();
+    assert_eq!(one["handlers"][1]["secret_set"], false, "{one}");
 }
