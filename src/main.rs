@@ -42,7 +42,7 @@ enum Cmd {
         /// Keep the event log in PostgreSQL, shared by several nodes
         /// (`postgres://user:pass@host:port/db`; also `store` in the config file). Without
         /// it: sled in the data directory.
-        #[arg(long, env = "GATEHOUSE_STORE")]
+        #[arg(long, env = "GATEHOUSE_STORE", hide_env_values = true)]
         store: Option<String>,
         /// With --store: the master key file (≥ 32 secret bytes, the same on every node)
         /// under which private keys are shared through PostgreSQL.
@@ -70,7 +70,7 @@ enum Cmd {
         data_dir: PathBuf,
         /// The shared log of several nodes (`postgres://user:pass@host:port/db`) instead
         /// of the one in the data directory.
-        #[arg(long, env = "GATEHOUSE_STORE")]
+        #[arg(long, env = "GATEHOUSE_STORE", hide_env_values = true)]
         store: Option<String>,
         #[arg(long)]
         export: Option<PathBuf>,
@@ -86,7 +86,7 @@ enum Cmd {
         data_dir: PathBuf,
         /// The shared log of several nodes (`postgres://user:pass@host:port/db`) instead
         /// of the one in the data directory.
-        #[arg(long, env = "GATEHOUSE_STORE")]
+        #[arg(long, env = "GATEHOUSE_STORE", hide_env_values = true)]
         store: Option<String>,
         /// Stop after this log position (default: the whole log).
         #[arg(long)]
@@ -99,7 +99,7 @@ enum Cmd {
         data_dir: PathBuf,
         /// The shared log of several nodes (`postgres://user:pass@host:port/db`) instead
         /// of the one in the data directory.
-        #[arg(long, env = "GATEHOUSE_STORE")]
+        #[arg(long, env = "GATEHOUSE_STORE", hide_env_values = true)]
         store: Option<String>,
         #[arg(long)]
         out: PathBuf,
@@ -113,7 +113,7 @@ enum Cmd {
         data_dir: PathBuf,
         /// The shared log of several nodes (`postgres://user:pass@host:port/db`) instead
         /// of the one in the data directory.
-        #[arg(long, env = "GATEHOUSE_STORE")]
+        #[arg(long, env = "GATEHOUSE_STORE", hide_env_values = true)]
         store: Option<String>,
         #[arg(long = "in")]
         input: PathBuf,

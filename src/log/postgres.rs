@@ -104,7 +104,12 @@ pub fn redact(url: &str) -> String {
             let user = userinfo.split(':').next().unwrap_or("");
             format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
         }
-        _ => url.to_string(),
+        // An `@` without `scheme://` before it (`postgres:/u:pw@h/db`): whatever comes
+        // before it may be a password.
+        _ => match url.rfind('@') {
+            Some(at) => format!("***{}", &url[at..]),
+            None => url.to_string(),
+        },
     };
     redact_password_values(&url)
 }
@@ -179,7 +184,13 @@ impl PgLog {
     fn unconnected(url: &str) -> Result<PgLog, LogError> {
         let mut config: postgres::Config = url
             .parse()
-            .map_err(|e| LogError::Database(format!("invalid --store {}: {e}", redact(url))))?;
+            // Not even redacted: a string that does not parse may hold its password
+            // where `redact` does not look for one.
+            .map_err(|e| {
+                LogError::Database(format!(
+                    "invalid --store (its value is not shown: it may hold a password): {e}"
+                ))
+            })?;
         config
             .connect_timeout(Duration::from_secs(5))
             .keepalives_idle(Duration::from_secs(30))
@@ -549,6 +560,9 @@ mod tests {
             redact(r"host=h PASSWORD = 'Sec ret\'4' dbname=gh"),
             "host=h PASSWORD = *** dbname=gh"
         );
+        // Mistyped forms: whatever stands before an `@` is taken for a password.
+        assert_eq!(redact("postgres:/gh:Secret5@db/gh"), "***@db/gh");
+        assert_eq!(redact("postgres//gh:Secret6@db/gh"), "***@db/gh");
         for s in [
             "postgres://gh:Secret1@db:5432/gh",
             "host=h password=Secret3",

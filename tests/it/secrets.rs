@@ -180,3 +180,42 @@ fn secrets_never_reach_the_log_or_the_server_output() {
         }
     }
 }
+
+/// The shared log's password never reaches the terminal: not in `--help` (clap printed
+/// the environment variable's value) and not from a connection string that does not
+/// parse (it was printed as given).
+#[test]
+fn the_store_password_is_not_printed_by_help_or_a_bad_store() {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["serve", "verify", "export", "replay"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args([sub, "--help"])
+            .env(
+                "GATEHOUSE_STORE",
+                "postgres://gh:HelpSecret77@127.0.0.1:1/gh",
+            )
+            .output()
+            .unwrap();
+        let all = [out.stdout, out.stderr].concat();
+        assert!(!contains(&all, "HelpSecret77"), "{sub} --help printed it");
+    }
+    for store in [
+        "postgres:/gh:BadSecret88@127.0.0.1:1/gh",
+        "postgres//gh:BadSecret88@127.0.0.1:1/gh",
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--store", store])
+            .env_remove("GATEHOUSE_STORE")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let all = [out.stdout, out.stderr].concat();
+        assert!(
+            !contains(&all, "BadSecret88"),
+            "{store}: {}",
+            String::from_utf8_lossy(&all)
+        );
+    }
+}
