@@ -336,6 +336,20 @@ pub(super) fn lock_user(state: &State, username: &str) -> Result<Vec<Event>, Dom
     if user.status == UserStatus::Locked {
         return Ok(vec![]);
     }
+    // The last admin who can still sign in is never locked by failed sign-ins: nobody
+    // would be left to unlock it (five tries of an old password locked the only admin
+    // for good). The sign-in limits still slow the guesses down.
+    let dir = &state.directory;
+    if dir.user_is_admin(user)
+        && !dir.users.values().any(|u| {
+            u.username != user.username
+                && u.status == UserStatus::Enabled
+                && !u.password_expired
+                && dir.user_is_admin(u)
+        })
+    {
+        return Ok(vec![]);
+    }
     Ok(vec![Event::UserLocked {
         username: username.to_string(),
     }])

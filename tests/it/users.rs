@@ -595,3 +595,38 @@ fn a_reused_name_does_not_open_the_earlier_users_past() {
     let r = admin.get(&format!("/access/api/v2/users/pat?as_of={before}"));
     assert_eq!(r.json()["email"], "pat.old@example.com", "{}", r.text);
 }
+
+/// The last admin who can sign in is never locked by failed sign-ins: five tries of an
+/// old password locked the only admin, and nobody was left to unlock it.
+#[test]
+fn the_last_admin_is_not_locked_out() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    assert_eq!(admin.get("/access/api/v2/users/admin").status, 200);
+    let wrong = app.as_user("admin", "an-old-password");
+    for _ in 0..6 {
+        assert_eq!(wrong.get("/access/api/v2/users/admin").status, 401);
+    }
+    let r = admin.get("/access/api/v2/users/admin");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["status"], "enabled");
+    // With a second admin, the first is locked as anyone else, and unlocked by the other.
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "ada", "password": "Ada-pass-123!", "admin": true, "email": "ada@example.com"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    for _ in 0..6 {
+        assert_eq!(wrong.get("/access/api/v2/users/admin").status, 401);
+    }
+    let ada = app.as_user("ada", "Ada-pass-123!");
+    assert_eq!(
+        ada.get("/access/api/v2/users/admin").json()["status"],
+        "locked"
+    );
+    assert_eq!(
+        ada.post_empty("/access/api/v2/users/admin/unlock").status,
+        204
+    );
+    assert_eq!(admin.get("/access/api/v2/users/admin").status, 200);
+}
