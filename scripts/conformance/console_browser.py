@@ -109,6 +109,24 @@ def walk(ctx, page):
         expect(page.get_by_role("heading", name="User carol")).to_be_visible()
         expect(page.get_by_role("link", name="readers")).to_be_visible()
 
+        step("saving a locked user's profile keeps the lock (it sent status: enabled)")
+        status, text = http("POST", "/access/api/v2/users", {**basic("admin", ADMIN_PASSWORD), "Content-Type": "application/json"},
+                            json.dumps({"username": "lena", "password": "Lena-pass-123", "email": "lena@example.com"}).encode())
+        assert status == 201, (status, text)
+        assert http("GET", "/access/api/v2/users/lena", basic("lena", "Lena-pass-123"))[0] == 200
+        for _ in range(6):
+            http("GET", "/access/api/v2/users/lena", basic("lena", "not-her-password"))
+        status, text = http("GET", "/access/api/v2/users/lena", basic("admin", ADMIN_PASSWORD))
+        assert json.loads(text)["status"] == "locked", text
+        page.goto(BASE + "/ui/#/users/lena")
+        expect(page.get_by_role("heading", name="User lena")).to_be_visible()
+        field(page, "Profile", "E-mail").fill("lena.new@example.com")
+        submit(page, "Profile", "Save")
+        expect(page.get_by_role("cell", name="lena.new@example.com")).to_be_visible()
+        status, text = http("GET", "/access/api/v2/users/lena", basic("admin", ADMIN_PASSWORD))
+        assert json.loads(text)["status"] == "locked", f"saving the e-mail unlocked the user: {text}"
+        assert json.loads(text)["email"] == "lena.new@example.com", text
+
         step("an API error is shown next to the field it names")
         page.get_by_role("link", name="Users", exact=True).click()
         field(page, "Create a user", "User name").fill("dave")
@@ -353,6 +371,10 @@ def walk(ctx, page):
         assert status == 200, status
         page.get_by_role("button", name="Sign out").click()
         expect(page.locator("#signin")).to_be_visible()
+        # Nothing of the last user stays in the page (its pages, its navigation, its address).
+        expect(page.locator("#main")).to_be_empty()
+        expect(page.locator("#nav")).to_be_empty()
+        assert page.evaluate("location.hash") == "", page.evaluate("location.hash")
         status, _ = http("GET", "/access/api/v2/users", {"Cookie": cookie, "X-CSRF-Token": csrf})
         assert status == 401, f"the session still works after sign-out: {status}"
         status, _ = http("GET", "/ui/session", {"Cookie": cookie})
@@ -387,6 +409,7 @@ def walk(ctx, page):
         sign_in(page, "carol", "Carol-pass-123")
         expect(page.get_by_role("heading", name="Your password has expired")).to_be_visible()
         expect(page.locator("#nav")).to_be_hidden()
+        expect(page.locator("#time")).to_be_hidden()
         f = "Change my expired password"
         field(page, f, "New password").fill("Carol-new-pass-456")
         field(page, f, "New password again").fill("Carol-new-pass-457")

@@ -27,6 +27,10 @@ pub const ABSOLUTE: Duration = Duration::from_secs(12 * 60 * 60);
 /// Above this many live sessions the oldest are dropped (sessions cost memory, and
 /// signing in costs an argon2 check, so this bounds a flood rather than a workload).
 const MAX_SESSIONS: usize = 10_000;
+/// Sessions one user may hold: a new sign-in past it ends that user's least recently
+/// used session. Without it one user's sign-ins in a loop filled the table and ended
+/// everyone else's sessions.
+const MAX_SESSIONS_PER_USER: usize = 32;
 
 struct Session {
     username: String,
@@ -73,6 +77,16 @@ impl Sessions {
         let (id, csrf) = (random_token(), random_token());
         let now = Instant::now();
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let theirs: Vec<([u8; 32], Instant)> = map
+            .iter()
+            .filter(|(_, s)| s.username == user.username)
+            .map(|(k, s)| (*k, s.last_used))
+            .collect();
+        if theirs.len() >= MAX_SESSIONS_PER_USER {
+            if let Some((oldest, _)) = theirs.iter().min_by_key(|(_, used)| *used) {
+                map.remove(oldest);
+            }
+        }
         if map.len() >= MAX_SESSIONS {
             map.retain(|_, s| live(s, now));
             if map.len() >= MAX_SESSIONS {
@@ -114,7 +128,7 @@ impl Sessions {
                     && !u.disable_ui_access
                     // A session stands for a password sign-in: with basic authentication
                     // switched off, only admins' go on (as only admins may sign in).
-                    && (u.admin
+                    && (state.directory.user_is_admin(u)
                         || crate::domain::settings::basic_authentication(state))
             });
         if !bound || !live(s, now) {

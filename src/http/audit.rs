@@ -498,8 +498,17 @@ async fn diff(
     let from = query_param(&req, "from")?
         .ok_or_else(|| ApiError::BadRequest("invalid `from`: required".into()))?;
     let to = query_param(&req, "to")?.unwrap_or_else(|| app.read().seq.to_string());
-    let from = app.resolve_as_of(&from)?;
-    let to = app.resolve_as_of(&to)?;
+    // Errors name the parameter given (they said `as_of`, which this request has not).
+    let named = |field: &'static str| {
+        move |e: ApiError| match e {
+            ApiError::BadRequest(m) => {
+                ApiError::BadRequest(m.replacen("`as_of`", &format!("`{field}`"), 1))
+            }
+            other => other,
+        }
+    };
+    let from = app.resolve_as_of(&from).map_err(named("from"))?;
+    let to = app.resolve_as_of(&to).map_err(named("to"))?;
     let app2 = app.clone();
     let (a, b) = web::block(move || -> Result<_, ApiError> {
         Ok((app2.state_at(from)?, app2.state_at(to)?))

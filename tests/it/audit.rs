@@ -289,6 +289,12 @@ fn as_of_gives_back_every_recorded_state_and_diffs_match() {
         assert_eq!(page.status, 200, "{}", page.text);
         assert_eq!(&page.json(), users_page, "users as_of={seq}");
     }
+    // A wrong moment is named as given (`from`, `to`), not as `as_of`.
+    for (query, field) in [("from=abc", "`from`"), ("from=1&to=zz", "`to`")] {
+        let r = admin.get(&format!("/access/api/v1/audit/diff?{query}"));
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert!(r.error_message().contains(field), "{query}: {}", r.text);
+    }
     for _ in 0..25 {
         let (i, j) = (next(recorded.len()), next(recorded.len()));
         let (i, j) = (i.min(j), i.max(j));

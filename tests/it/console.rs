@@ -303,9 +303,23 @@ fn a_console_session_ends_when_the_user_changes_is_disabled_or_deleted_or_basic_
         let r = admin.put(path, &json!({"enabled": false}));
         assert_eq!(r.status, 200, "{}", r.text);
     });
-    // An admin's session goes on (admins still sign in with a password then).
+    // An admin's session goes on (admins still sign in with a password then), and so
+    // does one of an admin through a group (it ended at its first use).
     let a = sign_in(&app, "admin", &app.admin_password);
     assert_eq!(a.call("GET", "/access/api/v2/users", None).status, 200);
+    let r = admin.post(
+        "/access/api/v2/groups",
+        &json!({"name": "admins-grp", "admin_privileges": true}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "nora", "password": "Nora-password-1", "email": "nora@example.com", "groups": ["admins-grp"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let n = sign_in(&app, "nora", "Nora-password-1");
+    assert_eq!(n.call("GET", "/ui/session", None).status, 200);
+    assert_eq!(n.call("GET", "/access/api/v2/users", None).status, 200);
     let path = "/access/api/v1/config/security/authentication/basic_authentication_enabled";
     assert_eq!(admin.put(path, &json!({"enabled": true})).status, 200);
     ends("deletion", &|| {
@@ -438,4 +452,21 @@ fn a_user_without_ui_access_cannot_sign_in_to_the_console() {
             .status,
         200
     );
+}
+
+/// One user's sign-ins in a loop end only that user's oldest sessions: they filled the
+/// table and ended everyone else's.
+#[test]
+fn one_users_many_sign_ins_end_only_its_own_oldest_sessions() {
+    let app = TestApp::spawn();
+    app.create_user("mia", "Mia-password-1");
+    let a = sign_in(&app, "admin", &app.admin_password);
+    let first = sign_in(&app, "mia", "Mia-password-1");
+    let mut last = None;
+    for _ in 0..40 {
+        last = Some(sign_in(&app, "mia", "Mia-password-1"));
+    }
+    assert_eq!(a.call("GET", "/ui/session", None).status, 200);
+    assert_eq!(first.call("GET", "/ui/session", None).status, 401);
+    assert_eq!(last.unwrap().call("GET", "/ui/session", None).status, 200);
 }

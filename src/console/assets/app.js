@@ -44,6 +44,14 @@ function go(page, arg, asOf) {
 function showSignIn(message) {
   session = null;
   setCsrf(null);
+  // Nothing of the last user stays in the page: its pages (a token shown once, a
+  // password typed), its navigation, the past it was looking at, its address.
+  renderSeq++;
+  $('main').replaceChildren();
+  $('nav').replaceChildren();
+  $('asof-banner').textContent = '';
+  $('who').textContent = '';
+  if (location.hash) history.replaceState(null, '', location.pathname + location.search);
   $('console').hidden = true;
   $('signin').hidden = false;
   $('signin-error').textContent = message || '';
@@ -83,8 +91,10 @@ function drawSlider(asOf) {
   range.value = String(Math.min(pos, head));
   $('asof-position').value = asOf && /^\d+$/.test(asOf) ? asOf : (asOf ? '' : String(head));
   $('asof-position').max = String(head);
+  // The controls say one moment: a position clears the time field (a stale time won the
+  // next "Show this moment").
   if (asOf && !/^\d+$/.test(asOf)) $('asof-time').value = asOf.replace(/Z$/, '').slice(0, 19);
-  else if (!asOf) $('asof-time').value = '';
+  else $('asof-time').value = '';
   document.body.classList.toggle('is-past', !!asOf);
   $('asof-banner').textContent = asOf
     ? `The past, read-only: the state as of ${/^\d+$/.test(asOf) ? 'log position ' + asOf : asOf} (the head is at ${head}). Changes are made only in the present.`

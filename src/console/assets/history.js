@@ -1,7 +1,7 @@
 // The log made visible: "why", the timeline of events, the diff between two moments,
 // and the chain's integrity. All of it is the audit and authorize API.
 import { api, get, post, ApiError } from './api.js';
-import { h, table, form, title, button } from './pages.js';
+import { h, table, form, title, button, showError } from './pages.js';
 
 // ---- Why: may this principal do this action on this resource, now or then? ----
 async function why(main, ctx) {
@@ -47,9 +47,17 @@ async function timeline(main, ctx) {
   // Within the slider's moment: nothing after it.
   if (ctx.asOf && /^\d+$/.test(ctx.asOf)) query.to = ctx.asOf;
   if (ctx.asOf && !/^\d+$/.test(ctx.asOf)) query.until = ctx.asOf;
-  // Asked first: a caller the API refuses sees only the refusal, not the filters.
-  const r = await get('/access/api/v1/audit/events', { query });
-  main.append(form('Filters', [
+  // Asked first: a caller the API refuses sees only the refusal, not the filters. A
+  // filter the API finds wrong is shown next to it, in the form, to be corrected.
+  let r = null;
+  let wrong = null;
+  try {
+    r = await get('/access/api/v1/audit/events', { query });
+  } catch (e) {
+    if (!(e instanceof ApiError && e.status === 400)) throw e;
+    wrong = e;
+  }
+  const filtersForm = form('Filters', [
     { name: 'type', label: 'Event types (comma-separated)', value: q.get('type') || '' },
     { name: 'actor', label: 'Actor', value: q.get('actor') || '' },
     { name: 'entity', label: 'Entity (user, group, token id, …)', value: q.get('entity') || '' },
@@ -61,7 +69,12 @@ async function timeline(main, ctx) {
     const p = new URLSearchParams();
     for (const f of filters) if (v[f]) p.set(f, v[f]);
     ctx.go('timeline', p.toString());
-  }, { inline: true }));
+  }, { inline: true });
+  main.append(filtersForm);
+  if (wrong) {
+    showError(filtersForm, filtersForm.querySelector('p.error'), wrong);
+    return;
+  }
   const about = (e) => {
     const b = e.body || {};
     return b.username || b.name || b.group || b.token_id || b.key || b.id || '';
@@ -96,7 +109,8 @@ async function diff(main, ctx) {
 
 // ---- Integrity ----
 async function integrity(main, ctx) {
-  title(main, 'Integrity of the log');
+  // The chain is checked as it is now, whatever moment the slider shows.
+  title(main, ctx.readOnly ? 'Integrity of the log (now: not of the moment shown)' : 'Integrity of the log');
   const d = await get('/access/api/v1/system/state/digest');
   const head = await get('/access/api/v1/audit/events', { query: { from: d.seq, to: d.seq, limit: 1 } });
   const last = head.events[0] || {};

@@ -154,12 +154,19 @@ async function user(main, ctx, name) {
       await patch(`/access/api/v2/users/${enc(u.username)}/groups`, { add: list(v.add), remove: list(v.remove) });
       ctx.refresh();
     }));
+    // The status as it is (a locked user shows `locked`); only what was changed is
+    // sent, so saving an e-mail no longer lifts a lock.
+    const statuses = u.status === 'enabled' || u.status === 'disabled' ? ['enabled', 'disabled'] : [u.status, 'enabled', 'disabled'];
     main.append(form('Profile', [
       { name: 'email', label: 'E-mail', value: u.email || '' },
-      { name: 'status', label: 'Status', type: 'select', options: ['enabled', 'disabled'], value: u.status === 'disabled' ? 'disabled' : 'enabled' },
+      { name: 'status', label: 'Status', type: 'select', options: statuses, value: u.status },
       { name: 'admin', label: 'Admin', type: 'checkbox', value: u.admin },
     ], 'Save', async (v) => {
-      await patch(`/access/api/v2/users/${enc(u.username)}`, { email: v.email, status: v.status, admin: v.admin });
+      const changed = {};
+      if (v.email !== (u.email || '')) changed.email = v.email;
+      if (v.status !== u.status) changed.status = v.status;
+      if (v.admin !== u.admin) changed.admin = v.admin;
+      if (Object.keys(changed).length) await patch(`/access/api/v2/users/${enc(u.username)}`, changed);
       ctx.refresh();
     }));
     if (u.status === 'locked') main.append(button('Unlock', async () => { await post(`/access/api/v2/users/${enc(u.username)}/unlock`, {}); ctx.refresh(); }));
@@ -416,7 +423,7 @@ async function accessKeys(main, ctx) {
     ctx.readOnly ? '' : button('Delete', async () => { await del(`${base}/access_keys/${enc(k.id)}`); ctx.refresh(); }, { danger: true, confirmText: `Delete access key ${k.id}?` })])));
   main.append(h('h2', {}, 'Entitlements'));
   main.append(table(['Id', 'Repository', 'Path / package', 'Access', 'Access keys', ''], arr(ents, 'entitlements').map((e) => [e.id, e.repo, e.path || [e.package, e.version].filter(Boolean).join('@') || '(whole repository)', e.access, (e.access_keys || []).join(', '),
-    ctx.readOnly ? '' : button('Delete', async () => { await del(`${base}/entitlements/${enc(e.id)}`); ctx.refresh(); }, { danger: true })])));
+    ctx.readOnly ? '' : button('Delete', async () => { await del(`${base}/entitlements/${enc(e.id)}`); ctx.refresh(); }, { danger: true, confirmText: `Delete entitlement ${e.id}?` })])));
   if (ctx.readOnly) { main.append(pastNote(ctx)); return; }
   let shown = null;
   main.append(form('Create an access key', [
@@ -488,7 +495,14 @@ async function webhooks(main, ctx) {
   ])));
   if (ctx.arg) {
     const key = ctx.arg;
-    const [d, f] = await Promise.all([get(`/event/api/v1/subscriptions/${enc(key)}/deliveries`), get(`/event/api/v1/subscriptions/${enc(key)}/failed`)]);
+    // Delivery state is the present's: a subscription deleted since has none (404).
+    const gone = (e) => { if (e instanceof ApiError && e.status === 404) return null; throw e; };
+    const [d, f] = await Promise.all([get(`/event/api/v1/subscriptions/${enc(key)}/deliveries`).catch(gone), get(`/event/api/v1/subscriptions/${enc(key)}/failed`).catch(gone)]);
+    if (!d || !f) {
+      main.append(h('p', {}, `${key} does not exist now: it has no deliveries or dead letters to show.`));
+      if (ctx.readOnly) main.append(pastNote(ctx));
+      return;
+    }
     main.append(h('h2', {}, `Deliveries of ${key} (now)`));
     main.append(h('p', {}, `Pending ${d.pending_count}, failed ${d.failed_count}${d.last_error ? ', last error: ' + d.last_error : ''}.`));
     main.append(table(['Position', 'Event', 'Status', 'Time'], (d.attempts || []).map((a) => [String(a.position), a.event_type, String(a.status_code ?? a.error ?? ''), a.time || ''])));
