@@ -90,12 +90,50 @@ fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<CertifiedKey>, TlsError
     if chain.is_empty() {
         return Err(TlsError::NoCertificate(cert_path.into()));
     }
+    // Served all the same (the operator may be replacing it), but said: an expired one
+    // was served without a word and every client failed its handshake.
+    if let Some(warning) = validity_warning(&chain[0], crate::auth::unix_secs()) {
+        tracing::warn!(certificate = %cert_path.display(), "{warning}");
+    }
     let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| read(key_path, &e))?;
     let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| TlsError::Key {
         path: key_path.into(),
         message: e.to_string(),
     })?;
     Ok(Arc::new(certified))
+}
+
+/// What is wrong with the certificate's validity at `now` (unix seconds): expired, not
+/// yet valid, or expiring within 14 days.
+fn validity_warning(cert: &CertificateDer<'_>, now: u64) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let validity = parsed.validity();
+    let (from, until) = (
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    );
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    let day = 86_400;
+    if until < now {
+        Some(format!(
+            "the TLS certificate expired {} day(s) ago (notAfter {}): clients will refuse it",
+            (now - until) / day,
+            validity.not_after
+        ))
+    } else if from > now {
+        Some(format!(
+            "the TLS certificate is not valid yet (notBefore {}): clients will refuse it",
+            validity.not_before
+        ))
+    } else if until - now < 14 * day {
+        Some(format!(
+            "the TLS certificate expires in {} day(s) (notAfter {})",
+            (until - now) / day,
+            validity.not_after
+        ))
+    } else {
+        None
+    }
 }
 
 static CLIENT: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
@@ -212,4 +250,36 @@ pub fn json_answer<T: serde::de::DeserializeOwned>(r: ureq::Response) -> Result<
 /// outgoing call (webhooks, federation, pairing, existence checks) starts here.
 pub fn agent() -> ureq::AgentBuilder {
     ureq::AgentBuilder::new().tls_config(client())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(from: i64, until: i64) -> CertificateDer<'static> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.not_before =
+            rcgen::date_time_ymd(1970, 1, 1) + std::time::Duration::from_secs(from as u64);
+        params.not_after =
+            rcgen::date_time_ymd(1970, 1, 1) + std::time::Duration::from_secs(until as u64);
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    #[test]
+    fn an_expired_or_expiring_certificate_is_told() {
+        let now: i64 = 1_800_000_000;
+        let day = 86_400;
+        let told = |from: i64, until: i64| validity_warning(&cert(from, until), now as u64);
+        assert!(told(now - 400 * day, now - 35 * day)
+            .unwrap()
+            .contains("expired 35 day(s) ago"));
+        assert!(told(now + day, now + 400 * day)
+            .unwrap()
+            .contains("not valid yet"));
+        assert!(told(now - day, now + 3 * day)
+            .unwrap()
+            .contains("expires in"));
+        assert_eq!(told(now - day, now + 90 * day), None);
+    }
 }

@@ -574,7 +574,7 @@ fn status_out(s: &Subscription) -> Value {
     let reason = never_fires(&s.domain);
     let mut notes: Vec<String> = Vec::new();
     if !s.enabled {
-        notes.push("disabled: nothing is sent until `enabled` is true".into());
+        notes.push("disabled: events that happen while it is disabled are not sent; what it matched while enabled is still delivered".into());
     }
     for (i, h) in s.handlers.iter().enumerate() {
         if let Some(p) = &h.proxy {

@@ -552,6 +552,10 @@ impl Deliveries {
         feed: Arc<CommittedFeed>,
     ) -> Result<(Arc<Deliveries>, crossbeam_channel::Sender<()>), crate::log::LogError> {
         let (tx, rx) = crossbeam_channel::bounded(1);
+        let cursor = tree
+            .get(b"c")?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0);
         let deliveries = Arc::new(Deliveries {
             tree: tree.clone(),
             settings,
@@ -568,13 +572,11 @@ impl Deliveries {
             opened: OpenedBodies::default(),
             renderer: Mutex::new(Renderer::default()),
             round_starts: RoundStarts::default(),
-            dispatched: std::sync::atomic::AtomicU64::new(0),
+            // What the dispatcher had judged before the restart: a quiet subscription's
+            // cursor went back to its last delivery, and its lag grew, until a write.
+            dispatched: std::sync::atomic::AtomicU64::new(cursor),
             lease,
         });
-        let cursor = tree
-            .get(b"c")?
-            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
-            .unwrap_or(0);
         let dispatcher = Dispatcher {
             log: log.reader(),
             deliveries: deliveries.clone(),

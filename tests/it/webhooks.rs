@@ -334,6 +334,21 @@ fn a_subscription_with_nothing_to_deliver_is_not_lagging() {
         "{text}"
     );
     assert!(rx.seen.lock().unwrap().is_empty());
+    // After a restart, with no write: still not behind (the cursor went back to the last
+    // delivery and the lag grew until the next write).
+    let dir = app.dir.clone();
+    let tmp = app.stop();
+    let app = TestApp::start(dir, Default::default()).unwrap();
+    let admin = app.admin();
+    let d = admin.get(&format!("{SUBS}/rare/deliveries")).json();
+    assert_eq!(d["cursor"].as_u64(), Some(head), "{d}");
+    let text = admin.get("/access/api/v1/metrics").text;
+    assert!(
+        text.contains(r#"gatehouse_webhook_lag_events{subscription="rare"} 0"#),
+        "{text}"
+    );
+    drop(app);
+    drop(tmp);
 }
 
 /// From a review: URLs a delivery could not use were stored; a handler's headers could
