@@ -482,6 +482,12 @@ pub struct Deliveries {
     dispatched: std::sync::atomic::AtomicU64,
     /// Several nodes: only the lease holder's workers send (see `crate::lease`).
     lease: Arc<crate::lease::Lease>,
+    /// Held by a worker while it checks its subscription is still the one it sent for
+    /// and writes what it did, and by the dispatcher while it drops a deleted
+    /// subscription's deliveries: a worker mid-request when its subscription was deleted
+    /// wrote its dead letters and history back after the clean-up, and a new subscription
+    /// of the same key showed them.
+    outcome_writes: Mutex<()>,
 }
 
 /// How many decrypted bodies [`OpenedBodies`] keeps.
@@ -576,6 +582,7 @@ impl Deliveries {
             // cursor went back to its last delivery, and its lag grew, until a write.
             dispatched: std::sync::atomic::AtomicU64::new(cursor),
             lease,
+            outcome_writes: Mutex::new(()),
         });
         let dispatcher = Dispatcher {
             log: log.reader(),
@@ -1019,6 +1026,7 @@ impl Dispatcher {
             }
             if let Event::SubscriptionDeleted { key } = &env.event {
                 // Its pending deliveries, dead letters, history and cursor go with it.
+                let _writing = d.outcome_writes.lock().unwrap_or_else(|p| p.into_inner());
                 gathered.drop_key(key);
                 d.tree
                     .apply_batch(std::mem::take(&mut batch))
@@ -1756,9 +1764,24 @@ impl Worker {
             if let Some(c) = cursor {
                 batch.insert(cursor_key(&self.key), &c.to_be_bytes());
             }
+            let writing = d.outcome_writes.lock().unwrap_or_else(|p| p.into_inner());
+            let still_ours = d
+                .shared
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .subscriptions
+                .get(&self.key)
+                .is_some_and(|r| r.created_seq == generation);
+            if !still_ours {
+                // Deleted (or replaced) while this chunk was being sent: what it did
+                // went with the subscription.
+                continue;
+            }
             d.record(&self.key, attempts);
             // A crash before this batch lands repeats these deliveries (at least once).
-            if let Err(e) = d.tree.apply_batch(batch) {
+            let applied = d.tree.apply_batch(batch);
+            drop(writing);
+            if let Err(e) = applied {
                 tracing::warn!(error = %e, "cannot record webhook deliveries");
                 self.pause(1000);
             } else if let Some(c) = cursor {

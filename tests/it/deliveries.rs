@@ -865,3 +865,32 @@ fn a_dead_letter_redriven_after_a_purge_carries_no_personal_data() {
     assert!(!text.contains("purgeme@example.com"), "{text}");
     assert_eq!(got[0].json()["data"]["email"], gatehouse::personal::ERASED);
 }
+
+/// A worker in the middle of a request when its subscription is deleted writes nothing
+/// afterwards: its dead letter and history came back under a new subscription of the same
+/// key (whose re-drive then said 1 and sent nothing).
+#[test]
+fn a_subscription_deleted_mid_request_leaves_nothing_to_its_successor() {
+    let app = TestApp::spawn_with(Config {
+        webhook_timeout_ms: 1000,
+        webhook_max_attempts: 1,
+        ..quick_retries()
+    });
+    let admin = app.admin();
+    let stuck = Receiver::start();
+    stuck.hang.store(true, Ordering::SeqCst);
+    subscribe(&admin, "hd2", &stuck.url, &["created"], &[]);
+    create_user(&admin, "hd2-1");
+    // The worker is now waiting for the receiver (up to its one-second timeout).
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(admin.delete(&format!("{SUBS}/hd2")).status, 204);
+    // Its request times out and it would record the failure.
+    std::thread::sleep(Duration::from_millis(1500));
+    let fine = Receiver::start();
+    subscribe(&admin, "hd2", &fine.url, &["created"], &[]);
+    let failed = admin.get(&format!("{SUBS}/hd2/failed")).json();
+    assert_eq!(failed["failed"], json!([]), "{failed}");
+    let d = admin.get(&format!("{SUBS}/hd2/deliveries")).json();
+    assert!(!d.to_string().contains(&stuck.url), "{d}");
+    assert_eq!(d["failed_count"], 0, "{d}");
+}
