@@ -502,6 +502,11 @@ pub struct Writer {
     metrics: Arc<crate::metrics::Metrics>,
     /// When a full disk was last logged (once every 10 s, not once a batch).
     disk_full_said: Option<Instant>,
+    /// Since when the shared log has not taken a batch (`None` while it does). A batch
+    /// queued behind one that waited for it gets what is left of that wait, not a fresh
+    /// one: the commands in it were sent during the outage, and a client is told within
+    /// `SHARED_RETRY` of its request, not twice that.
+    outage_since: Option<Instant>,
 }
 
 /// Where the before-commit thread answers for one batch.
@@ -623,6 +628,7 @@ impl Writer {
                     before_thread: None,
                     metrics,
                     disk_full_said: None,
+                    outage_since: None,
                 };
                 writer.run(rx)
             })
@@ -763,7 +769,10 @@ impl Writer {
         senders: Vec<oneshot::Sender<Outcome>>,
         mut before: Option<BeforeRun>,
     ) {
-        let deadline = Instant::now() + SHARED_RETRY;
+        let now = Instant::now();
+        let deadline = self
+            .outage_since
+            .map_or(now + SHARED_RETRY, |since| (since + SHARED_RETRY).max(now));
         let mut pause = Duration::from_millis(10);
         // A batch sent to the shared log whose commit was not confirmed.
         let mut in_doubt: Option<(Vec<Envelope>, Vec<RawEvent>, Vec<Outcome>)> = None;
@@ -786,6 +795,12 @@ impl Writer {
                     (envelopes, results, outcome)
                 }
             };
+            match &outcome {
+                Appended::Done | Appended::Conflict | Appended::Refused => self.outage_since = None,
+                Appended::InDoubt(_) => {
+                    self.outage_since.get_or_insert_with(Instant::now);
+                }
+            }
             match outcome {
                 Appended::Done => {
                     if let Some(b) = before.take() {

@@ -119,6 +119,10 @@ impl std::ops::Deref for View<'_> {
 #[derive(Clone)]
 pub struct AsOf(pub Arc<State>);
 
+/// How long a new personal-data key waits for a key store that cannot take it (the
+/// shared log's database, away), as a write waits for the log.
+const KEY_STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// The past position a one-user read asks about (request extension): that read rebuilds
 /// only the user (`crate::timeline`), not the whole state.
 #[derive(Clone, Copy)]
@@ -187,10 +191,28 @@ impl AppState {
                 .map_err(|e| ApiError::Internal(e.to_string()));
         }
         let keys = self.personal.clone();
-        web::block(move || keys.create_fresh())
-            .await
-            .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?
-            .map_err(|e| ApiError::Internal(e.to_string()))
+        web::block(move || {
+            // The key vault of several nodes is the shared log's database: while it is
+            // away the key waits as a write waits, then the answer is a 503 (it was a
+            // 500 at once, while other writes waited and went through).
+            let started = std::time::Instant::now();
+            loop {
+                match keys.create_fresh() {
+                    Ok(k) => return Ok(k),
+                    Err(e) if started.elapsed() < KEY_STORE_WAIT => {
+                        tracing::debug!(error = %e, "a personal-data key could not be stored; retrying");
+                        std::thread::sleep(std::time::Duration::from_millis(250));
+                    }
+                    Err(e) => {
+                        return Err(ApiError::Unavailable(format!(
+                            "the key store is not available ({e}); nothing was written"
+                        )))
+                    }
+                }
+            }
+        })
+        .await
+        .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?
     }
 
     /// Encrypt a piece of personal data with key `id`.

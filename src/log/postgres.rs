@@ -191,9 +191,16 @@ impl PgLog {
                     "invalid --store (its value is not shown: it may hold a password): {e}"
                 ))
             })?;
+        // A connection whose peer stops answering (a network cut) ends within about
+        // ten seconds: data not acknowledged by then aborts it (TCP_USER_TIMEOUT), and an
+        // idle one is probed. The write then waits and retries as for a refused
+        // connection, and answers 503 at the end of the wait.
         config
             .connect_timeout(Duration::from_secs(5))
-            .keepalives_idle(Duration::from_secs(30))
+            .tcp_user_timeout(Duration::from_secs(10))
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(2))
+            .keepalives_retries(3)
             .application_name("gatehouse");
         Ok(PgLog {
             config,

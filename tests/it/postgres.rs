@@ -1297,3 +1297,36 @@ fn reading_a_database_without_a_log_says_so_and_creates_nothing() {
     }
     assert!(!out.exists());
 }
+
+/// A write that needs a new personal-data key waits for the key vault (the shared log's
+/// database) as any write waits for the log: it answered 500 at once while PostgreSQL was
+/// away, where a group create waited and went through.
+#[test]
+fn a_user_created_while_postgres_is_away_waits_for_it() {
+    let Some(pg) = Postgres::start("a_user_created_while_postgres_is_away_waits_for_it") else {
+        return;
+    };
+    let url = pg.url();
+    let secrets = tempfile::tempdir().unwrap();
+    let master = secrets.path().join("master.key");
+    std::fs::write(&master, [0x5au8; 48]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let a = keyed_node(dir.path(), &url, &master);
+    let admin = a.admin();
+    pg.ctl_stop("fast");
+    std::thread::scope(|scope| {
+        let create = scope.spawn(|| {
+            admin.post(
+                "/access/api/v2/users",
+                &json!({"username": "away", "password": "s3cret-pass-1", "email": "away@example.com"}),
+            )
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        pg.ctl_start();
+        let r = create.join().unwrap();
+        assert_eq!(r.status, 201, "{}", r.text);
+    });
+    let u = admin.get("/access/api/v2/users/away");
+    assert_eq!(u.json()["email"], "away@example.com", "{}", u.text);
+    assert!(a.terminate().success());
+}
