@@ -98,6 +98,9 @@ pub struct WriterHandle {
     user_changes: Arc<ChangedUsers>,
     before_commit: Arc<RwLock<Vec<BeforeCommit>>>,
     feed: Arc<CommittedFeed>,
+    /// Several nodes write to one shared log: what another node wrote a moment ago may
+    /// not be applied here yet.
+    shared: bool,
 }
 
 /// The envelopes of the latest commits, handed to the webhook dispatcher while it wants
@@ -354,6 +357,11 @@ impl WriterHandle {
         self.applied.clone()
     }
 
+    /// Several nodes share the log (see [`WriterHandle::shared`]).
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+
     /// Ask the writer to read what other nodes appended to the shared log (no-op on a
     /// single node). At most one such request waits in the queue.
     pub fn nudge(&self) {
@@ -565,6 +573,7 @@ impl Writer {
         let (applied, applied_rx) = tokio::sync::watch::channel(log.head_seq());
         let catch_up_queued = Arc::new(AtomicBool::new(false));
         let queued = catch_up_queued.clone();
+        let is_shared = shared_log.is_some();
         let (shared_log, follower) = match shared_log {
             None => (None, None),
             Some(SharedLog { log, poll, listen }) => {
@@ -642,6 +651,7 @@ impl Writer {
                 user_changes,
                 before_commit,
                 feed,
+                shared: is_shared,
             },
             thread,
         )

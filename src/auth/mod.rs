@@ -57,6 +57,11 @@ pub enum AuthError {
     UnsupportedScheme,
     #[error("invalid token: {0}")]
     Token(String),
+    /// A revocable token of this service, issued moments ago, whose record is not here:
+    /// revoked, or (several nodes) issued on another node and not applied here yet. The
+    /// caller catches up with the shared log and asks again before saying so.
+    #[error("invalid token: the token is not known here (revoked, or issued on another node moments ago)")]
+    NotYetHere,
     #[error("user `{0}` is locked after too many failed sign-ins; an admin must unlock it")]
     Locked(String),
     #[error("user `{0}` is disabled")]
@@ -110,6 +115,12 @@ struct CachedLogin {
 /// Above this many entries the cache is emptied rather than grown (a flood of distinct
 /// valid credentials is not a workload worth optimising).
 const MAX_CACHED: usize = 100_000;
+
+/// A token issued less than this long ago whose record is missing may have been issued
+/// on another node that shares the log (see [`Authenticator::caught_up`]).
+const FRESH_TOKEN_SECS: u64 = 60;
+/// How long a request waits for this node to apply the shared log before it says so.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
 
 pub struct Authenticator {
     keys: Arc<crate::keys::KeyRing>,
@@ -294,7 +305,9 @@ impl Authenticator {
         };
         let (scheme, value) = header.split_once(' ').ok_or(AuthError::UnsupportedScheme)?;
         if scheme.eq_ignore_ascii_case("bearer") {
-            return self.token_login(value.trim(), state, None);
+            return self
+                .caught_up(writer, || self.token_login(value.trim(), state, None))
+                .await;
         }
         if !scheme.eq_ignore_ascii_case("basic") {
             return Err(AuthError::UnsupportedScheme);
@@ -308,7 +321,12 @@ impl Authenticator {
         // A token used as the password (seed 003): `user:<access or reference token>`.
         let token_shaped = looks_like_token(password);
         if token_shaped {
-            match self.token_login(password, state, Some(&username)) {
+            let login = self
+                .caught_up(writer, || {
+                    self.token_login(password, state, Some(&username))
+                })
+                .await;
+            match login {
                 Ok(p) => return Ok(p),
                 // 128 url-safe characters may also be a generated password: if no
                 // reference token has this hash, try it as one. One that has (expired)
@@ -522,6 +540,34 @@ impl Authenticator {
         ok
     }
 
+    /// `login`, asked again after catching up with the shared log while it says the
+    /// token may only not be applied here yet (a token made on another node a moment ago
+    /// was refused as revoked, one time in seven); on a single node, or once caught up,
+    /// such a token was revoked.
+    async fn caught_up(
+        &self,
+        writer: &WriterHandle,
+        login: impl Fn() -> Result<Principal, AuthError>,
+    ) -> Result<Principal, AuthError> {
+        let revoked = || Err(AuthError::Token("the token has been revoked".into()));
+        match login() {
+            Err(AuthError::NotYetHere) if writer.is_shared() => {}
+            Err(AuthError::NotYetHere) => return revoked(),
+            other => return other,
+        }
+        let mut applied = writer.applied();
+        let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
+        loop {
+            writer.nudge();
+            let changed = tokio::time::timeout_at(deadline, applied.changed()).await;
+            match login() {
+                Err(AuthError::NotYetHere) if matches!(changed, Ok(Ok(()))) => continue,
+                Err(AuthError::NotYetHere) => return revoked(),
+                other => return other,
+            }
+        }
+    }
+
     /// Authenticate a JWT or a 128-character reference token.
     pub fn token_login(
         &self,
@@ -584,6 +630,9 @@ impl Authenticator {
                     ));
                 }
                 if record.is_none() {
+                    if local && claims.iat.saturating_add(FRESH_TOKEN_SECS) >= now {
+                        return Err(AuthError::NotYetHere);
+                    }
                     return Err(AuthError::Token("the token has been revoked".into()));
                 }
             }
