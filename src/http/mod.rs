@@ -901,6 +901,18 @@ pub async fn as_of_middleware(
         } else {
             extract::authenticate_caller(req.request().clone()).await?
         };
+        // Several nodes: a position another node wrote a moment ago is waited for, as
+        // `X-Gatehouse-Min-Seq` waits (it was "after the last event" one time in four
+        // when asked of another node right after the write).
+        if let Ok(wanted) = value.parse::<u64>() {
+            if app.writer.is_shared() && app.read().seq < wanted {
+                let mut applied = app.writer.applied();
+                app.writer.nudge();
+                let wait = std::time::Duration::from_millis(app.config.min_seq_wait_ms);
+                let _ =
+                    actix_web::rt::time::timeout(wait, applied.wait_for(|s| *s >= wanted)).await;
+            }
+        }
         let position = app.resolve_as_of(&value)?;
         // A user's past begins with its account: before it, its name was someone else's
         // (a new user of a deleted user's name read that person's e-mail, groups and

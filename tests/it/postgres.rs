@@ -547,6 +547,20 @@ fn min_seq_makes_a_read_on_another_node_see_the_write() {
             read.text
         );
     }
+    // `as_of` a position another node just wrote: waited for as Min-Seq waits (it was
+    // "after the last event").
+    for i in 0..5 {
+        let r = a.admin().post(
+            "/access/api/v2/groups",
+            &json!({"name": format!("past-{i}")}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        let seq = r.header("x-gatehouse-seq").unwrap().to_string();
+        let read = b
+            .admin()
+            .get(&format!("/access/api/v2/groups/past-{i}?as_of={seq}"));
+        assert_eq!(read.status, 200, "past-{i} as of {seq}: {}", read.text);
+    }
     // A position no node has: bounded wait, then 503 with Retry-After.
     let r = b.admin().get_with(
         "/access/api/v2/groups/ryw-0",
