@@ -1018,8 +1018,28 @@ pub fn effective(state: &State, subject: &Subject) -> Vec<serde_json::Value> {
                     .map(String::from)
                     .collect(),
             };
-            if let Some(entry) = effective_section(&t.name, kind, repositories, s, subject) {
-                out.push(entry);
+            // One entry per set of patterns: a repository with patterns of its own is
+            // listed with them (every repository was listed with the section's).
+            let mut by_patterns: Vec<(&[String], &[String], Vec<String>)> = Vec::new();
+            for r in repositories {
+                let (include, exclude) = match s.patterns_by_repository.get(&r) {
+                    Some(p) => (&p.include_patterns[..], &p.exclude_patterns[..]),
+                    None => (&s.include_patterns[..], &s.exclude_patterns[..]),
+                };
+                match by_patterns
+                    .iter_mut()
+                    .find(|(i, e, _)| *i == include && *e == exclude)
+                {
+                    Some((_, _, repos)) => repos.push(r),
+                    None => by_patterns.push((include, exclude, vec![r])),
+                }
+            }
+            for (include, exclude, repositories) in by_patterns {
+                if let Some(entry) =
+                    effective_section(&t.name, kind, repositories, include, exclude, s, subject)
+                {
+                    out.push(entry);
+                }
             }
         }
     }
@@ -1030,6 +1050,8 @@ fn effective_section(
     target: &str,
     kind: &str,
     repositories: Vec<String>,
+    include: &[String],
+    exclude: &[String],
     s: &PermissionSection,
     subject: &Subject,
 ) -> Option<serde_json::Value> {
@@ -1053,8 +1075,8 @@ fn effective_section(
         "permission_target": target,
         "section": kind,
         "repositories": repositories,
-        "include_patterns": if s.include_patterns.iter().all(|p| p.is_empty()) { vec!["**".to_string()] } else { s.include_patterns.clone() },
-        "exclude_patterns": s.exclude_patterns,
+        "include_patterns": if include.iter().all(|p| p.is_empty()) { vec!["**".to_string()] } else { include.to_vec() },
+        "exclude_patterns": exclude,
         "grants": grants,
     }))
 }

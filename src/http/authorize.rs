@@ -312,19 +312,7 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
             // grants answered for a disabled or locked user, one whose password expired,
             // and anonymous with anonymous access off).
             let anonymous = name == gatehouse_projections::ANONYMOUS;
-            let refused = if anonymous {
-                (!s.directory.anonymous_access).then_some("anonymous access is off")
-            } else {
-                match user.status {
-                    UserStatus::Locked => Some("the user is locked"),
-                    UserStatus::Enabled if user.password_expired => {
-                        Some("the user's password has expired")
-                    }
-                    UserStatus::Enabled => None,
-                    _ => Some("the user is disabled"),
-                }
-            };
-            if let Some(why) = refused {
+            if let Some(why) = cannot_be_served(&s, user) {
                 let d = Decision {
                     allowed: false,
                     via: std::borrow::Cow::Borrowed(why),
@@ -369,6 +357,23 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
 }
 
 /// Everything the caller (or, for an admin, `user=`) holds, and why.
+/// Why `user` would be refused every request now, if it would be: disabled or locked, its
+/// password expired, or anonymous with anonymous access off.
+fn cannot_be_served(
+    s: &gatehouse_projections::State,
+    user: &gatehouse_projections::User,
+) -> Option<&'static str> {
+    if user.username == gatehouse_projections::ANONYMOUS {
+        return (!s.directory.anonymous_access).then_some("anonymous access is off");
+    }
+    match user.status {
+        UserStatus::Locked => Some("the user is locked"),
+        UserStatus::Enabled if user.password_expired => Some("the user's password has expired"),
+        UserStatus::Enabled => None,
+        _ => Some("the user is disabled"),
+    }
+}
+
 async fn effective(
     app: web::Data<AppState>,
     caller: super::extract::Caller,
@@ -381,9 +386,14 @@ async fn effective(
         Some(state) => std::sync::Arc::new(crate::authorize::PermissionIndex::build(state)),
         None => app.permission_index(&s),
     };
-    let subject = match query_param(&req, "user")? {
-        Some(other) => {
-            let name = crate::domain::normalize_username("user", &other)?;
+    // `user=` naming the caller is the caller, with its credentials' scope (it listed
+    // every grant of the user to a token scoped to one group).
+    let other = query_param(&req, "user")?
+        .map(|u| crate::domain::normalize_username("user", &u))
+        .transpose()?
+        .filter(|name| *name != caller.username);
+    let subject = match other {
+        Some(name) => {
             if name != caller.username && !caller.admin {
                 return Err(ApiError::Forbidden(
                     "only an admin can list another user's permissions".into(),
@@ -407,10 +417,24 @@ async fn effective(
                     "entitlements": entitlements,
                 })));
             }
-            if !s.directory.users.contains_key(name.as_str()) {
+            let Some(user) = s.directory.users.get(name.as_str()) else {
                 return Err(ApiError::NotFound(format!("user `{name}` not found")));
+            };
+            // Nothing, and why, for a user every request of which would be refused (its
+            // grants were listed as held).
+            if let Some(why) = cannot_be_served(&s, user) {
+                return Ok(HttpResponse::Ok().json(json!({
+                    "subject": name,
+                    "admin": false,
+                    "groups": [],
+                    "permissions": [],
+                    "project_roles": [],
+                    "refused": why,
+                })));
             }
-            Subject::new(&s.directory, &name, s.directory.is_admin(&name), None)
+            // Anonymous is never an admin, whatever its groups say (as authorize judges).
+            let admin = name != gatehouse_projections::ANONYMOUS && s.directory.is_admin(&name);
+            Subject::new(&s.directory, &name, admin, None)
         }
         None => Subject::new(
             &s.directory,

@@ -974,3 +974,86 @@ fn round_trips_and_patches_neither_widen_nor_misreport() {
     assert!(allowed("c-repo/old/x", "read"));
     assert!(!allowed("c-repo/new/x", "read"));
 }
+
+/// `authorize/effective` says what `authorize` decides: a repository's own patterns
+/// (every repository was listed with the section's), nothing for a user who would be
+/// refused (a disabled user's grants were listed), never admin for anonymous, and a
+/// token's scope also when the caller names itself.
+#[test]
+fn effective_permissions_say_what_authorize_decides() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("ef", "password-1");
+    app.create_group("g-a");
+    app.create_group("g-b");
+    let r = admin.patch(
+        "/access/api/v2/users/ef/groups",
+        &json!({"add": ["g-a", "g-b"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = admin.put(
+        "/access/api/v2/permissions/r5",
+        &json!({"name": "r5", "resources": {"artifact": {"actions": {"users": {"ef": ["READ"]}, "groups": {"g-a": ["READ"], "g-b": ["WRITE"]}},
+            "targets": {"a-repo": {"include_patterns": ["**"]}, "b-repo": {"include_patterns": ["pub/**"]}}}}}),
+    );
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let ef = app.as_user("ef", "password-1");
+    let e = ef.get("/access/api/v1/authorize/effective").json();
+    let entries = e["permissions"].as_array().unwrap();
+    let for_repo = |repo: &str| {
+        entries
+            .iter()
+            .find(|x| x["repositories"].as_array().unwrap().contains(&json!(repo)))
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(for_repo("a-repo")["include_patterns"], json!(["**"]), "{e}");
+    assert_eq!(
+        for_repo("b-repo")["include_patterns"],
+        json!(["pub/**"]),
+        "{e}"
+    );
+    // A token scoped to g-a sees g-a's grants, named by itself or not.
+    let t = crate::tokens::create_token(
+        &admin,
+        json!({"username": "ef", "scope": "applied-permissions/groups:g-a", "expires_in": 600}),
+    );
+    let scoped = app
+        .anon()
+        .with_header_auth(&format!("Bearer {}", t["access_token"].as_str().unwrap()));
+    for path in [
+        "/access/api/v1/authorize/effective",
+        "/access/api/v1/authorize/effective?user=ef",
+    ] {
+        let e = scoped.get(path).json();
+        let text = e["permissions"].to_string();
+        assert!(text.contains("group `g-a`"), "{path}: {e}");
+        assert!(
+            !text.contains("g-b") && !text.contains("user `ef`"),
+            "{path}: {e}"
+        );
+    }
+    // Anonymous in an admin group is still no admin.
+    let r = admin.post(
+        "/access/api/v2/groups",
+        &json!({"name": "admins-grp", "admin_privileges": true, "members": ["anonymous"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.put(
+        "/access/api/v1/config/security/anonymous_access",
+        &json!({"enabled": true}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let e = admin
+        .get("/access/api/v1/authorize/effective?user=anonymous")
+        .json();
+    assert_eq!(e["admin"], false, "{e}");
+    // A disabled user holds nothing, and the answer says why.
+    let r = admin.patch("/access/api/v2/users/ef", &json!({"status": "disabled"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let e = admin
+        .get("/access/api/v1/authorize/effective?user=ef")
+        .json();
+    assert_eq!(e["permissions"], json!([]), "{e}");
+    assert_eq!(e["refused"], "the user is disabled", "{e}");
+}
