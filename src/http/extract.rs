@@ -396,15 +396,20 @@ impl FormOrJson {
                 "invalid `{name}`: expected a non-negative whole number, got {v}"
             ))
         };
+        // Named by its kind, never by its value (README: a value in the wrong field may be
+        // a secret pasted there, and answers and logs do not repeat it).
         match self.0.get(name) {
             None | Some(serde_json::Value::Null) => Ok(None),
-            Some(serde_json::Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| bad(n)),
+            Some(serde_json::Value::Number(n)) => n
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| bad(&"a negative or fractional number")),
             Some(serde_json::Value::String(s)) => s
                 .trim()
                 .parse::<u64>()
                 .map(Some)
-                .map_err(|_| bad(&format!("`{}`", s.escape_debug()))),
-            Some(other) => Err(bad(other)),
+                .map_err(|_| bad(&"text that is not one")),
+            Some(other) => Err(bad(&kind(other))),
         }
     }
 }

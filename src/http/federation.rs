@@ -306,11 +306,7 @@ async fn delete(
             &admin.0.username,
             &rid,
         )
-        .await
-        .map_err(|e| match e {
-            ApiError::NotFound(m) => ApiError::NotFound(format!("no such {m}")),
-            other => other,
-        })?;
+        .await?;
     Ok(written(HttpResponse::NoContent().finish(), committed))
 }
 

@@ -770,3 +770,23 @@ fn a_wrongly_typed_value_is_not_quoted_back() {
     );
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+/// A number field given text is named by kind, not by value (the value was quoted back).
+#[test]
+fn a_wrong_number_is_not_quoted_back() {
+    let app = crate::helpers::TestApp::spawn();
+    let admin = app.admin();
+    for body in [
+        serde_json::json!({"expires_in": "LEAKMARK-exp"}),
+        serde_json::json!({"expires_in": -4.5}),
+    ] {
+        let r = admin.post("/access/api/v1/tokens", &body);
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert!(r.text.contains("expires_in"), "{}", r.text);
+        assert!(
+            !r.text.contains("LEAKMARK") && !r.text.contains("4.5"),
+            "{}",
+            r.text
+        );
+    }
+}
