@@ -70,7 +70,7 @@ impl Postgres {
                 .is_ok_and(|s| s.success());
             assert!(ok, "chown the PostgreSQL directory to the postgres user");
         }
-        let pg = Postgres {
+        let mut pg = Postgres {
             bin,
             dir,
             port: free_port(),
@@ -89,6 +89,14 @@ impl Postgres {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // The port was free when picked; another test's server may have taken it since
+        // (initdb takes a second): another one then.
+        for _ in 0..3 {
+            if pg.try_start().is_ok() {
+                return Some(pg);
+            }
+            pg.port = free_port();
+        }
         pg.ctl_start();
         Some(pg)
     }
@@ -105,6 +113,12 @@ impl Postgres {
     }
 
     fn ctl_start(&self) {
+        if let Err(e) = self.try_start() {
+            panic!("pg_ctl start: {e}");
+        }
+    }
+
+    fn try_start(&self) -> Result<(), String> {
         let data = self.dir.path().join("data");
         // fsync off: the tests kill processes, never the machine; it keeps them fast.
         let options = format!(
@@ -122,12 +136,14 @@ impl Postgres {
             .stdout(Stdio::null())
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_ctl start: {} {}",
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
-        );
+        if !out.status.success() {
+            return Err(format!(
+                "{} {}",
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+            ));
+        }
+        Ok(())
     }
 
     /// Stop at once (as a crash would: no checkpoint), or cleanly.
