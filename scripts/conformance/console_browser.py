@@ -425,6 +425,25 @@ def walk(ctx, page):
         expect(page.get_by_role("heading", name="User carol")).to_be_visible()
         expect(page.locator("#nav")).to_be_visible()
 
+        step("changing one's own password ends the session, and the sign-in page says so")
+        field(page, "Change my password", "New password").fill("Carol-third-pass-789")
+        submit(page, "Change my password", "Change password")
+        expect(page.locator("#signin-error")).to_contain_text("Your password is changed")
+        expect(page.locator("#main")).to_be_empty()
+
+        step("a form sent after the session ended leads to the sign-in page")
+        sign_in(page, "carol", "Carol-third-pass-789")
+        expect(page.get_by_role("heading", name="User carol")).to_be_visible()
+        path = "/access/api/v1/config/security/authentication/basic_authentication_enabled"
+        headers = {**basic("admin", ADMIN_PASSWORD), "Content-Type": "application/json"}
+        assert http("PUT", path, headers, b'{"enabled": false}')[0] == 200
+        try:
+            field(page, "Change my password", "New password").fill("Carol-fourth-pass-012")
+            submit(page, "Change my password", "Change password")
+            expect(page.locator("#signin-error")).to_contain_text("Your session has ended")
+        finally:
+            assert http("PUT", path, headers, b'{"enabled": true}')[0] == 200
+
 
 
 def lambda_kid():

@@ -121,6 +121,8 @@ async function render() {
     $('main').replaceChildren(p);
     return;
   }
+  // A render overtaken meanwhile (a sign-out, a newer page) says nothing more.
+  if (mine !== renderSeq) return;
   if (!live) { showSignIn('Your session has ended; sign in again.'); return; }
   const { page, arg, asOf } = parseHash();
   const name = page || (session.admin ? 'users' : 'me');
@@ -165,7 +167,7 @@ async function render() {
     p.textContent = e instanceof ApiError ? `${e.status === 403 ? 'Not allowed' : 'Error'}: ${e.message}` : String(e);
     main.append(p);
     show();
-    if (e instanceof ApiError && e.status === 401) showSignIn('Your session has ended; sign in again.');
+    if (e instanceof ApiError && e.status === 401 && mine === renderSeq) showSignIn('Your session has ended; sign in again.');
   }
 }
 
@@ -184,6 +186,7 @@ function applyMoment() {
 }
 
 function wire() {
+  window.addEventListener('gatehouse-session-ended', (ev) => showSignIn(ev.detail));
   $('signin-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const f = ev.target;

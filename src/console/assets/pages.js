@@ -76,10 +76,18 @@ export function form(legend, fields, submitText, action, { inline = false } = {}
       const msg = await action(values);
       if (typeof msg === 'string') done.textContent = msg;
     } catch (e) {
+      // A session that ended meanwhile: the sign-in page says so (it stayed on the form,
+      // with "authentication is required" beside the button).
+      if (e instanceof ApiError && e.status === 401) { ended('Your session has ended; sign in again.'); return; }
       showError(el, status, e);
     }
   });
   return el;
+}
+
+/** The console session has ended: app.js shows the sign-in page with `message`. */
+export function ended(message) {
+  window.dispatchEvent(new CustomEvent('gatehouse-session-ended', { detail: message }));
 }
 
 /** Put an API error next to the field it names, else in `status`. */
@@ -176,7 +184,7 @@ async function user(main, ctx, name) {
       { name: 'password', label: 'New password', type: 'password', required: true },
     ], 'Change password', async (v) => {
       await put(`/access/api/v2/users/${enc(u.username)}/password`, { password: v.password });
-      if (self) { ctx.refresh(); return 'Changed. Your console session ended with it: sign in again.'; }
+      if (self) { ended('Your password is changed and your console session ended with it. Sign in with the new one.'); return undefined; }
       return 'Password changed.';
     }));
   }
