@@ -73,6 +73,17 @@ impl Application {
                 };
                 let data_dir = settings.data_dir.clone();
                 let (pg, copied, back) = tokio::task::spawn_blocking(move || {
+                    // A data directory that holds events names a database that should
+                    // hold them too: one without a Gatehouse log is the wrong one, refused
+                    // before its tables are made there (a later `verify` of it said
+                    // "chain intact: 0 events").
+                    let local = log.head_seq();
+                    if local > 0 && !crate::log::postgres::PgLog::has_log(&url.0)? {
+                        return Err(LogError::Database(format!(
+                            "{} holds no Gatehouse log, but this data directory holds {local} events: is it the right database? (nothing was written to it)",
+                            crate::log::postgres::redact(&url.0)
+                        )));
+                    }
                     let mut pg = crate::log::postgres::PgLog::connect(&url.0)?;
                     let copied = pg.copy_into(&mut log)?;
                     if let Some(master) = master {

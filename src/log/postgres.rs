@@ -161,6 +161,17 @@ impl PgLog {
         Ok(log)
     }
 
+    /// Whether the database names a Gatehouse log (its events table), writing nothing.
+    pub fn has_log(url: &str) -> Result<bool, LogError> {
+        let mut log = PgLog::unconnected(url)?;
+        let found: Option<String> = log
+            .client()?
+            .query_one("SELECT to_regclass('gatehouse_events')::text", &[])
+            .map_err(db)?
+            .get(0);
+        Ok(found.is_some())
+    }
+
     /// Connect to a shared log that must already be there, writing nothing: what
     /// `verify`, `replay` and `export` read. A database without one (empty, or the wrong
     /// one named) is an error, not "chain intact: 0 events" over tables made for it.

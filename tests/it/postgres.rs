@@ -614,6 +614,40 @@ fn a_log_moves_from_sled_to_postgres_and_back_with_the_same_chain_and_digest() {
         assert!(server.terminate().success());
     }
     let original = verify_copy(one.path());
+    // A node whose data directory holds events, started on a database without a
+    // Gatehouse log: the wrong database, refused before anything is made there.
+    let mut refused = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(one.path())
+        .args(["--store", &url])
+        .env_remove("GATEHOUSE_STORE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = refused.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = refused.kill();
+            panic!("a node started on a database without a log kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = refused.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !status.success() && said.contains("holds no Gatehouse log"),
+        "{said}"
+    );
+    let (ok, out) = gatehouse(&[
+        OsStr::new("verify"),
+        OsStr::new("--store"),
+        OsStr::new(&url),
+    ]);
+    assert!(!ok && out.contains("holds no Gatehouse log"), "{out}");
     let files = tempfile::tempdir().unwrap();
     let (out1, out2) = (
         files.path().join("one.bin"),
