@@ -197,6 +197,14 @@ pub(super) fn update_user(
         .users
         .get(username)
         .ok_or_else(|| DomainError::NotFound(format!("user `{username}`")))?;
+    // The built-in anonymous user is never an admin (authorize never judges it one; its
+    // record said it was).
+    if username == gatehouse_projections::ANONYMOUS && changes.admin == Some(true) {
+        return Err(DomainError::invalid(
+            "admin",
+            "the anonymous user cannot be an admin",
+        ));
+    }
     if let Some(status) = changes.status {
         if !matches!(status, UserStatus::Enabled | UserStatus::Disabled) {
             return Err(DomainError::invalid(
@@ -414,8 +422,79 @@ fn check_group_text(
     super::validate_text("external_id", external_id, 256)
 }
 
+/// Whether `events` may take an admin's rights or its way to sign in away (a demotion, a
+/// password switched off, a user disabled or deleted, a group's admin privileges or
+/// members changed): only then does [`keeps_an_admin`] replay them.
+pub(super) fn takes_admins_away(events: &[Event]) -> bool {
+    events.iter().any(|e| match e {
+        Event::UserUpdated(u) => {
+            u.admin == Some(false)
+                || u.internal_password_disabled == Some(true)
+                || u.status.is_some()
+        }
+        Event::GroupUpdated(g) => g.admin_privileges == Some(false),
+        Event::GroupMembersChanged { removed, .. } => !removed.is_empty(),
+        Event::UserGroupsChanged { removed, .. } => !removed.is_empty(),
+        Event::UserDeleted { .. } | Event::GroupDeleted { .. } => true,
+        _ => false,
+    })
+}
+
+/// Admins who can sign in: enabled, with a password that is not switched off (an LDAP
+/// user signs in through its directory).
+fn usable_admins(state: &State) -> usize {
+    let dir = &state.directory;
+    dir.users
+        .values()
+        .filter(|u| {
+            u.username != gatehouse_projections::ANONYMOUS
+                && u.status == UserStatus::Enabled
+                && (u.realm == super::ldap::LDAP_REALM || !u.internal_password_disabled)
+                && dir.user_is_admin(u)
+        })
+        .count()
+}
+
+/// Refuse `events` if, applied to `state`, they leave no admin who can sign in where
+/// there was one.
+pub(super) fn keeps_an_admin(state: &State, events: &[Event]) -> Result<(), DomainError> {
+    if usable_admins(state) == 0 {
+        return Ok(());
+    }
+    let mut after = state.clone();
+    for (i, event) in events.iter().enumerate() {
+        after.apply(&gatehouse_schemas::Envelope {
+            seq: state.seq + 1 + i as u64,
+            time_ms: state.time_ms,
+            actor: String::new(),
+            origin: String::new(),
+            request_id: String::new(),
+            event: event.clone(),
+        });
+    }
+    if usable_admins(&after) == 0 {
+        return Err(DomainError::Conflict(
+            "this would leave no admin who can sign in (make another user an admin first)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// An auto-join group with admin privileges would make every new user an admin (JFrog:
+/// `autoJoin` "must be false if adminPrivileges is true").
+fn check_auto_join_admin(auto_join: bool, admin_privileges: bool) -> Result<(), DomainError> {
+    if auto_join && admin_privileges {
+        return Err(DomainError::invalid(
+            "auto_join",
+            "must be false for a group with admin privileges (every new user would be an admin)",
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn create_group(state: &State, g: &NewGroup) -> Result<Vec<Event>, DomainError> {
     let dir = &state.directory;
+    check_auto_join_admin(g.auto_join, g.admin_privileges)?;
     check_group_text(
         g.description.as_deref(),
         g.realm.as_deref(),
@@ -455,6 +534,10 @@ pub(super) fn update_group(
         .groups
         .get(name)
         .ok_or_else(|| DomainError::NotFound(format!("group `{name}`")))?;
+    check_auto_join_admin(
+        changes.auto_join.unwrap_or(group.auto_join),
+        changes.admin_privileges.unwrap_or(group.admin_privileges),
+    )?;
     check_group_text(
         changes.description.as_deref(),
         changes.realm.as_deref(),

@@ -419,6 +419,30 @@ pub enum Command {
 pub const INTERNAL_REALM: &str = "internal";
 
 pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainError> {
+    let events = decide_command(state, command)?;
+    // Changes an admin makes through the APIs never leave the server without an admin
+    // who can sign in: the only admin demoted itself, or switched its password off, and
+    // nothing could undo it. (Directory syncs and federation are the source's to say.)
+    let guarded = matches!(
+        command,
+        Command::UpdateUser { .. }
+            | Command::DeleteUser { .. }
+            | Command::ChangeUserGroups { .. }
+            | Command::UpdateGroup { .. }
+            | Command::DeleteGroup { .. }
+            | Command::ChangeGroupMembers { .. }
+            | Command::ScimSaveUser { .. }
+            | Command::ScimSaveGroup { .. }
+            | Command::ScimDelete { .. }
+            | Command::IfUnchanged { .. }
+    );
+    if guarded && directory::takes_admins_away(&events) {
+        directory::keeps_an_admin(state, &events)?;
+    }
+    Ok(events)
+}
+
+fn decide_command(state: &State, command: &Command) -> Result<Vec<Event>, DomainError> {
     match command {
         Command::IfUnchanged { read, command } => {
             if !read.holds(state) {

@@ -37,6 +37,14 @@ fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
+/// A header as UTF-8 text: a path nginx passes on raw (`café` as its UTF-8 bytes) is
+/// text too (`to_str` takes visible ASCII only, and the question was refused).
+fn header_utf8<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers()
+        .get(name)
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+}
+
 fn has_sig(query: &str) -> bool {
     query.split('&').any(|p| p.starts_with("sig="))
 }
@@ -66,11 +74,23 @@ fn question(req: &HttpRequest) -> Result<Question, ApiError> {
             (normalized(r), action, own_signed_query(req)?)
         }
         None => {
-            let uri = header_str(req, "x-original-uri").ok_or_else(|| {
-                ApiError::BadRequest(
-                    "invalid request: give `resource` (and `action`) or X-Original-URI".into(),
-                )
-            })?;
+            let uri = match header_utf8(req, "x-original-uri") {
+                Some(uri) => uri,
+                None if req.headers().contains_key("x-original-uri") => {
+                    return Err(ApiError::BadRequest(
+                        "invalid X-Original-URI: not UTF-8 text".into(),
+                    ))
+                }
+                None => {
+                    return Err(ApiError::BadRequest(
+                        "invalid request: give `resource` (and `action`) or X-Original-URI".into(),
+                    ))
+                }
+            };
+            // The path a file server serves ends at a `#` (nginx takes what is before it
+            // as the file): judged with what follows, `secret.key#` escaped an exclude
+            // of `**/*.key` and `a.key#.md` met an include of `**/*.md`.
+            let uri = uri.split('#').next().unwrap_or_default();
             let (path, query) = match uri.split_once('?') {
                 Some((p, q)) => (p, Some(q.to_string())),
                 None => (uri, None),
@@ -88,8 +108,11 @@ fn question(req: &HttpRequest) -> Result<Question, ApiError> {
                 None => path,
             };
             let action = match header_str(req, "x-original-method").unwrap_or("GET") {
-                "GET" | "HEAD" => "read",
-                "PUT" | "POST" => "write",
+                "GET" | "HEAD" | "OPTIONS" | "PROPFIND" => "read",
+                // WebDAV's writes to the path itself too (a file server with
+                // `dav_methods`); COPY and MOVE also write where their `Destination`
+                // says, which is not judged here: refused (400).
+                "PUT" | "POST" | "PATCH" | "MKCOL" | "PROPPATCH" | "LOCK" | "UNLOCK" => "write",
                 "DELETE" => "delete",
                 other => {
                     return Err(ApiError::BadRequest(format!(
@@ -236,6 +259,7 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
     }
     let rid = request_id(&req);
     let ip = super::client_ip(&req, &app.config);
+    let without_credentials = auth_header.is_none() && session.is_none();
     let principal = match session {
         Some(p) => p,
         None => {
@@ -353,6 +377,12 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
         }
     };
     let decision = index.decide(&subject, &q.repo, &q.path, &q.action);
+    // Without credentials, what anonymous may not do is a challenge (401), not a
+    // refusal: clients that send credentials only when challenged (Maven, curl
+    // --anyauth) got a 403 once anonymous access was on, and never signed in.
+    if !decision.allowed && without_credentials {
+        return Err(crate::auth::AuthError::Missing.into());
+    }
     Ok(answer(&q, &subject.username, decision))
 }
 

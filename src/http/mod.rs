@@ -917,16 +917,42 @@ pub async fn as_of_middleware(
         // A user's past begins with its account: before it, its name was someone else's
         // (a new user of a deleted user's name read that person's e-mail, groups and
         // tokens as its own past).
-        if !caller.admin && !caller.access_key {
-            let created = app
-                .read()
-                .directory
-                .users
-                .get(caller.username.as_str())
-                .map(|u| u.created_seq);
-            if created.is_some_and(|c| position < c) {
+        // Its name may also have been someone else's at that position and taken since by
+        // a rename: the record of that name then was another account's.
+        if !caller.admin {
+            let now = app.read();
+            let created = if caller.access_key {
+                now.access_keys
+                    .keys
+                    .get(caller.username.as_str())
+                    .map(|k| k.created_seq)
+            } else {
+                now.directory
+                    .users
+                    .get(caller.username.as_str())
+                    .map(|u| u.created_seq)
+            };
+            drop(now);
+            let before = created.is_some_and(|c| position < c);
+            let someone_else = match created {
+                Some(c) if !before && !caller.access_key => {
+                    let (app2, name) = (app.clone(), caller.username.clone());
+                    web::block(move || {
+                        app2.timeline
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .user_at(&app2.log, &name, position)
+                    })
+                    .await
+                    .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?
+                    .map_err(|e| ApiError::Internal(e.to_string()))?
+                    .is_some_and(|then| then.created_seq != c)
+                }
+                _ => false,
+            };
+            if before || someone_else {
                 return Err(ApiError::Forbidden(format!(
-                    "invalid `as_of`: position {position} is before the account `{}` was created; its past begins there",
+                    "invalid `as_of`: at position {position} the name `{}` was not this account's; its past begins with it",
                     caller.username
                 ))
                 .into());

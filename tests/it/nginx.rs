@@ -421,3 +421,87 @@ fn a_forwarded_for_sent_by_the_client_does_not_reach_gatehouse_through_nginx() {
     }
     assert!(limited, "forged addresses escaped the failed sign-in limit");
 }
+
+/// What a review found behind the template: a raw `#` ended the path nginx served but not
+/// the one judged (an exclude of `**/*.key` did not hold); a directory was judged on its
+/// own path and nginx served its `index.html`; a signed URL's `sig` went to nginx's
+/// access log.
+#[test]
+fn the_path_nginx_serves_is_the_path_judged() {
+    let Some(nginx) = nginx_binary() else {
+        eprintln!("SKIPPED the_path_nginx_serves_is_the_path_judged: nginx is not installed (apt-get install nginx)");
+        return;
+    };
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("mal", "password-1");
+    let target = json!({"repo": {"repositories": ["libs-release"], "include-patterns": ["**"],
+        "exclude-patterns": ["**/*.key", "**/*.html"], "actions": {"users": {"mal": ["read"]}}}});
+    let r = admin.put("/artifactory/api/v2/security/permissions/no-keys", &target);
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let (work, _guard, base) = serve_tree(&nginx, &app);
+    let root = work.path().join("root/libs-release");
+    std::fs::create_dir_all(root.join("site")).unwrap();
+    std::fs::write(root.join("org/acme/signing.key"), b"TOP-SECRET-KEY").unwrap();
+    std::fs::write(root.join("site/index.html"), b"internal html").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root.join("site"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        for f in ["org/acme/signing.key", "site/index.html"] {
+            std::fs::set_permissions(root.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    use base64::Engine;
+    let mal = base64::engine::general_purpose::STANDARD.encode("mal:password-1");
+    let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
+    let raw = |target: &str| -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            s,
+            "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {mal}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    assert!(raw("/artifactory/libs-release/org/acme/app.jar").starts_with("HTTP/1.1 200"));
+    for target in [
+        "/artifactory/libs-release/org/acme/signing.key",
+        "/artifactory/libs-release/org/acme/signing.key#",
+        "/artifactory/libs-release/org/acme/signing.key#.jar",
+        "/artifactory/libs-release/site/index.html",
+        "/artifactory/libs-release/site/",
+    ] {
+        let answer = raw(target);
+        assert!(!answer.starts_with("HTTP/1.1 200"), "{target}: {answer}");
+        assert!(
+            !answer.contains("TOP-SECRET") && !answer.contains("internal html"),
+            "{target}"
+        );
+    }
+    // A signed URL's signature stays out of nginx's access log.
+    let signed = admin
+        .post(
+            "/artifactory/api/signed/url",
+            &json!({"repo_path": "libs-release/org/acme/app.jar", "valid_for_secs": 60}),
+        )
+        .json()
+        .as_str()
+        .unwrap()
+        .to_string();
+    let signed_uri = &signed[signed.find("/artifactory/").unwrap()..];
+    assert_eq!(
+        status(ureq::agent().get(&format!("{base}{signed_uri}"))),
+        200
+    );
+    let log = std::fs::read_to_string(work.path().join("access.log")).unwrap_or_default();
+    assert!(
+        log.contains("/artifactory/libs-release/org/acme/app.jar"),
+        "{log}"
+    );
+    assert!(!log.contains("sig="), "{log}");
+}

@@ -530,11 +530,14 @@ fn anonymous_access_is_a_setting_and_reaches_only_what_anonymous_is_granted() {
     );
     assert_eq!(ask(&app.anon(), "public-repo/a.bin"), 200);
     assert_eq!(nginx(&app.anon()), 200);
-    assert_eq!(ask(&app.anon(), "private-repo/a.bin"), 403);
+    // What anonymous may not do is a challenge, as Artifactory answers it: a client that
+    // sends credentials only when asked (Maven, curl --anyauth) then signs in.
+    assert_eq!(ask(&app.anon(), "private-repo/a.bin"), 401);
     let r = app
         .anon()
         .get("/access/api/v1/authorize?resource=public-repo/a.bin&action=write");
-    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(r.status, 401, "{}", r.text);
+    assert!(r.header("www-authenticate").is_some(), "{}", r.text);
     // Anonymous is a user like any other: no admin API.
     assert_eq!(app.anon().get("/access/api/v2/users").status, 403);
     // Signed-in users keep exactly their own grants; bad credentials are still 401.

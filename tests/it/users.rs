@@ -594,6 +594,34 @@ fn a_reused_name_does_not_open_the_earlier_users_past() {
     assert_eq!(r.json()["email"], "pat.new@example.com");
     let r = admin.get(&format!("/access/api/v2/users/pat?as_of={before}"));
     assert_eq!(r.json()["email"], "pat.old@example.com", "{}", r.text);
+    // A user renamed to the name later reads no more of the earlier holder's past
+    // (a rename keeps the account's creation position).
+    app.create_user("bob", "Bob-pass-12345!");
+    assert_eq!(admin.delete("/access/api/v2/users/pat").status, 204);
+    let id = admin
+        .get("/access/api/v1/scim/v2/Users?filter=userName%20eq%20%22bob%22")
+        .json()["Resources"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = admin.patch(
+        &format!("/access/api/v1/scim/v2/Users/{id}"),
+        &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "userName", "value": "pat"}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let renamed = app.as_user("pat", "Bob-pass-12345!");
+    for at in [before, now] {
+        let r = renamed.get(&format!("/access/api/v2/users/pat?as_of={at}"));
+        assert_eq!(r.status, 403, "as of {at}: {}", r.text);
+        assert!(
+            !r.text.contains("pat.old") && !r.text.contains("pat.new"),
+            "{}",
+            r.text
+        );
+        let r = renamed.get(&format!("/access/api/v1/tokens?as_of={at}"));
+        assert_eq!(r.status, 403, "{}", r.text);
+    }
 }
 
 /// The last admin who can sign in is never locked by failed sign-ins: five tries of an
