@@ -1207,17 +1207,11 @@ impl Authenticator {
             *n
         };
         if count >= threshold {
-            self.ops.metrics.lockouts.inc();
-            tracing::warn!(
-                user = username,
-                failures = count,
-                "locking user after repeated failed sign-ins"
-            );
             let ctx = CommandContext {
                 actor: "system".into(),
                 request_id: request_id.into(),
             };
-            writer
+            let committed = writer
                 .submit(
                     Command::LockUser {
                         username: username.into(),
@@ -1226,6 +1220,22 @@ impl Authenticator {
                 )
                 .await
                 .map_err(|_| AuthError::Unavailable)?;
+            // Counted and said only when the user was locked (the last admin who can sign
+            // in is not).
+            if committed.events > 0 {
+                self.ops.metrics.lockouts.inc();
+                tracing::warn!(
+                    user = username,
+                    failures = count,
+                    "locked user after repeated failed sign-ins"
+                );
+            } else {
+                tracing::warn!(
+                    user = username,
+                    failures = count,
+                    "repeated failed sign-ins; not locked (locked already, or the last admin who can sign in)"
+                );
+            }
             self.failures
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

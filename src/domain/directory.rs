@@ -349,12 +349,10 @@ pub(super) fn lock_user(state: &State, username: &str) -> Result<Vec<Event>, Dom
     // for good). The sign-in limits still slow the guesses down.
     let dir = &state.directory;
     if dir.user_is_admin(user)
-        && !dir.users.values().any(|u| {
-            u.username != user.username
-                && u.status == UserStatus::Enabled
-                && !u.password_expired
-                && dir.user_is_admin(u)
-        })
+        && !dir
+            .users
+            .values()
+            .any(|u| u.username != user.username && usable_admin(state, u))
     {
         return Ok(vec![]);
     }
@@ -440,18 +438,23 @@ pub(super) fn takes_admins_away(events: &[Event]) -> bool {
     })
 }
 
-/// Admins who can sign in: enabled, with a password that is not switched off (an LDAP
-/// user signs in through its directory).
+/// An admin who can sign in: enabled, its password not expired, with a password that is
+/// not switched off (an LDAP user signs in through its directory).
+fn usable_admin(state: &State, u: &gatehouse_projections::User) -> bool {
+    u.username != gatehouse_projections::ANONYMOUS
+        && u.status == UserStatus::Enabled
+        && !u.password_expired
+        && (u.realm == super::ldap::LDAP_REALM
+            || (!u.internal_password_disabled && u.password_hash.is_some()))
+        && state.directory.user_is_admin(u)
+}
+
 fn usable_admins(state: &State) -> usize {
-    let dir = &state.directory;
-    dir.users
+    state
+        .directory
+        .users
         .values()
-        .filter(|u| {
-            u.username != gatehouse_projections::ANONYMOUS
-                && u.status == UserStatus::Enabled
-                && (u.realm == super::ldap::LDAP_REALM || !u.internal_password_disabled)
-                && dir.user_is_admin(u)
-        })
+        .filter(|u| usable_admin(state, u))
         .count()
 }
 

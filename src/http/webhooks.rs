@@ -374,25 +374,42 @@ fn subscription_in(
         app.seal(&id, plain)
     };
     let mut handlers = Vec::new();
+    // Earlier handlers whose secrets a handler of this PUT has taken.
+    let mut taken: Vec<usize> = Vec::new();
     for (i, h) in w.handlers.into_iter().enumerate() {
         let field = format!("handlers[{i}]");
         // What a PUT leaves out is kept for the same receiver only: a handler of the same
         // type with the same URL, or else with the same origin (scheme, host, port) at
         // the same place in the list. Kept by position alone, a reordered list sent one
         // receiver's secret to another.
+        // The one at the same place first (two handlers of one URL keep their own), and
+        // no earlier handler is taken twice.
         let origin = |u: &str| url::Url::parse(u).ok().map(|u| u.origin());
         let before = previous.and_then(|p| {
-            let same_type = |b: &&SubscriptionHandler| b.handler_type == h.handler_type;
-            p.handlers
-                .iter()
-                .filter(same_type)
-                .find(|b| b.url == h.url)
+            let free = |j: usize, b: &SubscriptionHandler| {
+                !taken.contains(&j) && b.handler_type == h.handler_type
+            };
+            let same_url = |j: usize, b: &SubscriptionHandler| free(j, b) && b.url == h.url;
+            let found = p
+                .handlers
+                .get(i)
+                .filter(|b| same_url(i, b))
+                .map(|b| (i, b))
+                .or_else(|| p.handlers.iter().enumerate().find(|(j, b)| same_url(*j, b)))
                 .or_else(|| {
                     p.handlers
                         .get(i)
-                        .filter(same_type)
-                        .filter(|b| origin(&b.url).is_some() && origin(&b.url) == origin(&h.url))
-                })
+                        .filter(|b| {
+                            free(i, b)
+                                && origin(&b.url).is_some()
+                                && origin(&b.url) == origin(&h.url)
+                        })
+                        .map(|b| (i, b))
+                });
+            found.map(|(j, b)| {
+                taken.push(j);
+                b
+            })
         });
         check_url(&format!("{field}.url"), &h.url)?;
         // The name of a proxy set up in Artifactory (stored and shown, not used here).

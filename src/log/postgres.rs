@@ -98,20 +98,19 @@ fn hash_of(bytes: &[u8], seq: u64) -> Result<ChainHash, LogError> {
 /// PostgreSQL takes: a URL (`postgres://user:pw@host/db?password=pw`) or key=value pairs
 /// (`host=h password='p w' dbname=d`).
 pub fn redact(url: &str) -> String {
-    let url = match (url.find("://"), url.rfind('@')) {
+    // `password=` values first: a key=value string's password may hold an `@` itself.
+    let url = redact_password_values(url);
+    match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
             let user = userinfo.split(':').next().unwrap_or("");
             format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
         }
-        // An `@` without `scheme://` before it (`postgres:/u:pw@h/db`): whatever comes
-        // before it may be a password.
-        _ => match url.rfind('@') {
-            Some(at) => format!("***{}", &url[at..]),
-            None => url.to_string(),
-        },
-    };
-    redact_password_values(&url)
+        // An `@` without `scheme://` before it in one word (`postgres:/u:pw@h/db`):
+        // whatever comes before it may be a password.
+        (None, Some(at)) if !url.contains(char::is_whitespace) => format!("***{}", &url[at..]),
+        _ => url,
+    }
 }
 
 /// Every `password=` value (a URL's query parameter, or a key=value pair, quoted or not)
@@ -580,6 +579,10 @@ mod tests {
         );
         // Mistyped forms: whatever stands before an `@` is taken for a password.
         assert_eq!(redact("postgres:/gh:Secret5@db/gh"), "***@db/gh");
+        assert_eq!(
+            redact("host=h user=u password=Se@cretPW dbname=x"),
+            "host=h user=u password=*** dbname=x"
+        );
         assert_eq!(redact("postgres//gh:Secret6@db/gh"), "***@db/gh");
         for s in [
             "postgres://gh:Secret1@db:5432/gh",

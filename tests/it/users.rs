@@ -631,6 +631,12 @@ fn the_last_admin_is_not_locked_out() {
     let app = TestApp::spawn();
     let admin = app.admin();
     assert_eq!(admin.get("/access/api/v2/users/admin").status, 200);
+    // An admin without a password to sign in with does not count.
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "sso", "admin": true, "internal_password_disabled": true, "email": "s@example.com"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
     let wrong = app.as_user("admin", "an-old-password");
     for _ in 0..6 {
         assert_eq!(wrong.get("/access/api/v2/users/admin").status, 401);
@@ -638,6 +644,40 @@ fn the_last_admin_is_not_locked_out() {
     let r = admin.get("/access/api/v2/users/admin");
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["status"], "enabled");
+    // Nor does an admin change leave the server without one who can sign in.
+    for (path, body) in [
+        ("/access/api/v2/users/admin", json!({"admin": false})),
+        (
+            "/access/api/v2/users/admin",
+            json!({"internal_password_disabled": true}),
+        ),
+        (
+            "/artifactory/api/security/users/admin",
+            json!({"admin": false}),
+        ),
+    ] {
+        let r = if path.starts_with("/artifactory") {
+            admin.post(path, &body)
+        } else {
+            admin.patch(path, &body)
+        };
+        assert_eq!(r.status, 409, "{path} {body}: {}", r.text);
+        assert!(r.text.contains("no admin who can sign in"), "{}", r.text);
+    }
+    assert_eq!(admin.get("/access/api/v2/users").status, 200);
+    // A group that would make every new user an admin is refused; so is an admin anonymous.
+    let r = admin.post(
+        "/access/api/v2/groups",
+        &json!({"name": "everyone-admins", "auto_join": true, "admin_privileges": true}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = admin.put(
+        "/artifactory/api/security/groups/everyone-admins",
+        &json!({"autoJoin": true, "adminPrivileges": true}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = admin.patch("/access/api/v2/users/anonymous", &json!({"admin": true}));
+    assert_eq!(r.status, 400, "{}", r.text);
     // With a second admin, the first is locked as anyone else, and unlocked by the other.
     let r = admin.post(
         "/access/api/v2/users",

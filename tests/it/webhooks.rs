@@ -413,3 +413,43 @@ fn handler_urls_headers_and_kept_secrets_are_the_receivers_own() {
     let one = admin.get(&format!("{SUBS}/Swap")).json();
     assert_eq!(one["handlers"][1]["secret_set"], false, "{one}");
 }
+
+/// Two handlers of one URL keep their own secrets across a PUT that leaves them out (the
+/// first one's was given to both).
+#[test]
+fn handlers_of_one_url_keep_their_own_secrets() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let rx = receiver();
+    let sub = |secrets: bool| {
+        let handler = |s: &str| {
+            let mut h = json!({"handler_type": "webhook", "url": rx.url});
+            if secrets {
+                h["secret"] = json!(s);
+            }
+            h
+        };
+        json!({"key": "dup", "event_filter": {"domain": "user", "event_types": ["created"]},
+               "handlers": [handler("SECRET-A"), handler("SECRET-B")]})
+    };
+    assert_eq!(admin.post(SUBS, &sub(true)).status, 201);
+    assert_eq!(admin.put(&format!("{SUBS}/dup"), &sub(false)).status, 204);
+    app.create_user("dup-user", "password-1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let secrets = loop {
+        let seen = rx.seen.lock().unwrap().clone();
+        if seen.len() >= 2 {
+            break seen
+                .iter()
+                .filter_map(|(head, _)| header(head, "X-JFrog-Event-Auth").map(str::to_string))
+                .collect::<std::collections::BTreeSet<_>>();
+        }
+        assert!(std::time::Instant::now() < deadline, "{seen:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(
+        secrets,
+        ["SECRET-A".to_string(), "SECRET-B".to_string()].into(),
+        "each handler its own"
+    );
+}
