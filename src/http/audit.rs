@@ -256,9 +256,9 @@ async fn events(
         Some(v) => match v.parse::<usize>() {
             Ok(n) if (1..=10_000).contains(&n) => n,
             _ => {
-                return Err(ApiError::BadRequest(format!(
-                    "invalid `limit`: `{v}` is not a number between 1 and 10000"
-                )))
+                return Err(ApiError::BadRequest(
+                    "invalid `limit`: expected a number between 1 and 10000".into(),
+                ))
             }
         },
     };

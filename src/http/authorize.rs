@@ -429,9 +429,26 @@ async fn effective(
                     "only an admin can list another user's permissions".into(),
                 ));
             }
-            if !s.directory.users.contains_key(name.as_str())
-                && s.access_keys.keys.contains_key(&name)
+            if let Some(key) = s
+                .access_keys
+                .keys
+                .get(&name)
+                .filter(|_| !s.directory.users.contains_key(name.as_str()))
             {
+                // An expired key is allowed nothing (as authorize answers for it).
+                let moment = if past.is_some() {
+                    s.time_ms
+                } else {
+                    crate::auth::unix_millis()
+                };
+                if key.key.expiry_ms.is_some_and(|e| e <= moment) {
+                    return Ok(HttpResponse::Ok().json(json!({
+                        "subject": name,
+                        "access_key": true,
+                        "entitlements": [],
+                        "refused": "the access key has expired",
+                    })));
+                }
                 let entitlements: Vec<_> = s
                     .access_keys
                     .entitlements_by_key
@@ -466,12 +483,36 @@ async fn effective(
             let admin = name != gatehouse_projections::ANONYMOUS && s.directory.is_admin(&name);
             Subject::new(&s.directory, &name, admin, None)
         }
-        None => Subject::new(
-            &s.directory,
-            &caller.username,
-            caller.admin,
-            caller.token.as_ref().map(|t| t.scope.as_str()),
-        ),
+        None => {
+            // Oneself in the past: disabled or locked then, allowed nothing then (as
+            // authorize answers it).
+            let then = past.is_some().then(|| {
+                s.directory
+                    .users
+                    .get(caller.username.as_str())
+                    .and_then(|u| match u.status {
+                        UserStatus::Enabled => None,
+                        UserStatus::Locked => Some("the user was locked then"),
+                        _ => Some("the user was disabled then"),
+                    })
+            });
+            if let Some(why) = then.flatten() {
+                return Ok(HttpResponse::Ok().json(json!({
+                    "subject": caller.username,
+                    "admin": false,
+                    "groups": [],
+                    "permissions": [],
+                    "project_roles": [],
+                    "refused": why,
+                })));
+            }
+            Subject::new(
+                &s.directory,
+                &caller.username,
+                caller.admin,
+                caller.token.as_ref().map(|t| t.scope.as_str()),
+            )
+        }
     };
     Ok(HttpResponse::Ok().json(json!({
         "subject": subject.username,

@@ -400,10 +400,14 @@ impl FormOrJson {
         // a secret pasted there, and answers and logs do not repeat it).
         match self.0.get(name) {
             None | Some(serde_json::Value::Null) => Ok(None),
-            Some(serde_json::Value::Number(n)) => n
-                .as_u64()
-                .map(Some)
-                .ok_or_else(|| bad(&"a negative or fractional number")),
+            // A whole number written as a float (`5.0`, `1e3`) is that number.
+            Some(serde_json::Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
+                (Some(v), _) => Ok(Some(v)),
+                (None, Some(f)) if f.is_sign_negative() => Err(bad(&"a negative number")),
+                (None, Some(f)) if f.fract() != 0.0 => Err(bad(&"a fractional number")),
+                (None, Some(f)) if f < 18_446_744_073_709_551_615.0 => Ok(Some(f as u64)),
+                _ => Err(bad(&"a number too large")),
+            },
             Some(serde_json::Value::String(s)) => s
                 .trim()
                 .parse::<u64>()

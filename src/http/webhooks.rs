@@ -145,6 +145,7 @@ pub(crate) fn check_url(field: &str, url: &str) -> Result<(), ApiError> {
     // Parsed as the client that sends to it parses it: a port out of range, an empty or
     // invalid host, a broken IPv6 address were stored and then failed every delivery.
     match url::Url::parse(url) {
+        Ok(u) if u.port() == Some(0) => Err(bad(format!("invalid `{field}`: port 0"))),
         Ok(u) if u.host_str().is_some_and(|h| !h.is_empty() && h != ".") => Ok(()),
         Ok(_) => Err(bad(format!("invalid `{field}`: the URL has no host"))),
         Err(e) => Err(bad(format!("invalid `{field}`: {e}"))),

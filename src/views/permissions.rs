@@ -350,6 +350,7 @@ pub fn access_resource_patch(
             ("users", actions.users, &mut s.users),
             ("groups", actions.groups, &mut s.groups),
         ] {
+            let mut seen = std::collections::BTreeSet::new();
             for (name, list) in actions_in(field, who, given.unwrap_or_default())? {
                 // User names are stored lower-case: `RT` is the user `rt` (a PATCH of
                 // `RT` answered 200 and changed nothing).
@@ -358,6 +359,15 @@ pub fn access_resource_patch(
                 } else {
                     name
                 };
+                // Two spellings of one user: which one won depended on the keys' order.
+                if !seen.insert(name.clone()) {
+                    return Err(WireError {
+                        field: format!("{field}.actions.{who}.{name}"),
+                        message: format!(
+                            "the user `{name}` is given twice (user names do not depend on case)"
+                        ),
+                    });
+                }
                 if list.is_empty() {
                     map.remove(&name);
                 } else {

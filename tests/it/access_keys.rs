@@ -102,6 +102,15 @@ fn access_keys_crud_without_ever_showing_a_password() {
             json!({"id": "x", "existence_check": {"url": "http://svc:Sup3r@127.0.0.1:9/check"}}),
             "existence_check.url",
         ),
+        // URLs the call could not be made to: refused, not stored.
+        (
+            json!({"id": "x", "existence_check": {"url": "http://127.0.0.1:99999/check"}}),
+            "existence_check.url",
+        ),
+        (
+            json!({"id": "x", "existence_check": {"url": "http://127.0.0.1:0/check"}}),
+            "existence_check.url",
+        ),
         // An unknown field is ignored (named in X-Gatehouse-Ignored-Fields), never masks
         // a bad one.
         (

@@ -789,4 +789,22 @@ fn a_wrong_number_is_not_quoted_back() {
             r.text
         );
     }
+    // A whole number written as a float is that number; one past 64 bits is said so.
+    let post = |body: &[u8]| {
+        admin.raw(
+            "POST",
+            "/access/api/v1/tokens",
+            Some("application/json"),
+            Some(body),
+        )
+    };
+    let r = post(br#"{"expires_in": 1e3}"#);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["expires_in"], 1000, "{}", r.text);
+    let r = post(br#"{"expires_in": 18446744073709551616}"#);
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("too large"), "{}", r.text);
+    let r = admin.get("/access/api/v2/users?limit=LEAKMARK");
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(!r.text.contains("LEAKMARK"), "{}", r.text);
 }

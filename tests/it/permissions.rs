@@ -932,6 +932,12 @@ fn round_trips_and_patches_neither_widen_nor_misreport() {
     );
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(r.text.contains("given twice"), "{}", r.text);
+    let r = admin.patch(
+        "/access/api/v2/permissions/r1/artifact",
+        &json!({"actions": {"users": {"RT": ["READ", "WRITE"], "rt": []}}}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("given twice"), "{}", r.text);
     // Duplicates are one.
     let r = admin.put(
         "/artifactory/api/v2/security/permissions/dup",
@@ -1051,9 +1057,21 @@ fn effective_permissions_say_what_authorize_decides() {
     // A disabled user holds nothing, and the answer says why.
     let r = admin.patch("/access/api/v2/users/ef", &json!({"status": "disabled"}));
     assert_eq!(r.status, 200, "{}", r.text);
+    let disabled_at = r.header("x-gatehouse-seq").unwrap().to_string();
     let e = admin
         .get("/access/api/v1/authorize/effective?user=ef")
         .json();
     assert_eq!(e["permissions"], json!([]), "{e}");
     assert_eq!(e["refused"], "the user is disabled", "{e}");
+    // Enabled again: asked of the moment it was disabled, it held nothing then.
+    let r = admin.patch("/access/api/v2/users/ef", &json!({"status": "enabled"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    for path in [
+        format!("/access/api/v1/authorize/effective?as_of={disabled_at}"),
+        format!("/access/api/v1/authorize/effective?user=ef&as_of={disabled_at}"),
+    ] {
+        let e = ef.get(&path).json();
+        assert_eq!(e["permissions"], json!([]), "{path}: {e}");
+        assert_eq!(e["refused"], "the user was disabled then", "{path}: {e}");
+    }
 }
