@@ -97,6 +97,14 @@ pub fn redact(v: &mut Value) {
             }
         }
         Value::Array(items) => items.iter_mut().for_each(redact),
+        // A SCIM group document of an earlier version may hold the `display`s a client
+        // gave its members (personal data kept in clear): left out.
+        Value::String(text) if text.contains(super::scim::MEMBER_DISPLAYS) => {
+            if let Ok(Value::Object(mut doc)) = serde_json::from_str::<Value>(text) {
+                doc.remove(super::scim::MEMBER_DISPLAYS);
+                *text = Value::Object(doc).to_string();
+            }
+        }
         _ => {}
     }
 }

@@ -750,10 +750,14 @@ fn username_eq_answer(
 /// The key of a group's stored document under which the `display`s a client gave its
 /// members are kept, by the member's `created_seq` (not a SCIM attribute: never shown).
 /// By `created_seq`, so that a display belongs to the user it was said of: a later user
-/// of the same name (or id) does not inherit it, a rename keeps it.
-const MEMBER_DISPLAYS: &str = "gatehouse:memberDisplays";
+/// of the same name (or id) does not inherit it, a rename keeps it. A display is personal
+/// data (a full name, an e-mail): sealed with the member's own personal-data key, so that
+/// a purge of the member erases it too; a member without one gets no display kept (its
+/// user name shows). Documents of earlier versions kept displays in clear: those are not
+/// shown, and the audit trail leaves them out of old events.
+pub const MEMBER_DISPLAYS: &str = "gatehouse:memberDisplays";
 
-pub fn render_group(s: &State, g: &Group, base: &str) -> Value {
+pub fn render_group(s: &State, g: &Group, base: &str, keys: &PersonalKeys) -> Value {
     let mut doc = attributes_of(&g.scim);
     // Membership is the directory's. Documents written by earlier versions also hold the
     // members as a client last sent them, with their `display`: not shown (they do not
@@ -781,12 +785,15 @@ pub fn render_group(s: &State, g: &Group, base: &str) -> Value {
             .filter_map(|m| s.directory.users.get(m.as_str()))
             .map(|u| {
                 let id = user_id(u);
-                // What a client said of this very user, or its user name.
+                // What a client said of this very user (sealed; `[erased]` never shows:
+                // after a purge it is the user name again), or its user name.
                 let display = displays
                     .as_ref()
                     .and_then(|d| d.get(seq.format(u.created_seq)))
                     .and_then(Value::as_str)
-                    .unwrap_or(&u.username);
+                    .filter(|v| crate::personal::key_id(v).is_some())
+                    .and_then(|v| keys.decrypt(v))
+                    .unwrap_or_else(|| u.username.clone());
                 json!({"value": id, "display": display, "$ref": format!("{base}/Users/{}", super::segment(id)), "type": "User"})
             })
             .collect();
@@ -1313,7 +1320,7 @@ fn run_query(
             .map(|item| {
                 let (kind, mut r) = match item {
                     Item::U(u) => (Kind::User, render_user(s, u, base, keys)),
-                    Item::G(g) => (Kind::Group, render_group(s, g, base)),
+                    Item::G(g) => (Kind::Group, render_group(s, g, base, keys)),
                 };
                 scim::project(kind, &mut r, &q.attributes, &q.excluded);
                 r
@@ -1336,7 +1343,7 @@ fn run_query(
     }
     if kinds.contains(&Kind::Group) {
         for g in s.directory.groups.values() {
-            let r = render_group(s, g, base);
+            let r = render_group(s, g, base, keys);
             if q.filter
                 .as_ref()
                 .is_none_or(|f| f.matches(&r, scim::GROUP_SCHEMA))
@@ -1937,7 +1944,7 @@ struct GroupInput {
     attributes: String,
 }
 
-fn group_input(s: &State, body: &Value) -> Result<GroupInput> {
+fn group_input(s: &State, body: &Value, keys: &PersonalKeys) -> Result<GroupInput> {
     let mut attrs = scim::normalize(Kind::Group, body)?;
     let display_name = attrs
         .get("displayName")
@@ -1949,9 +1956,9 @@ fn group_input(s: &State, body: &Value) -> Result<GroupInput> {
         _ => None,
     };
     // Members are kept in the directory: storing them whole made the document as large
-    // as the group, parsed again by every rendering of a member. Stored are only the
-    // `display`s a client gave (other than the user name, which shows anyway), by member
-    // (see MEMBER_DISPLAYS).
+    // as the group, parsed again by every rendering of a member. Kept are only the
+    // `display`s a client gave (other than the user name, which shows anyway), by member,
+    // sealed with the member's key (see MEMBER_DISPLAYS).
     let mut members = Vec::new();
     let mut displays = Map::new();
     if let Some(Value::Array(list)) = attrs.remove("members") {
@@ -1970,8 +1977,12 @@ fn group_input(s: &State, body: &Value) -> Result<GroupInput> {
                 members.push(u.username.clone());
             }
             if let Some(d) = m.get("display").and_then(Value::as_str) {
-                if d != u.username {
-                    displays.insert(u.created_seq.to_string(), json!(d));
+                let key = super::user_key_id(u);
+                if let (true, Some(key)) = (d != u.username, key) {
+                    let sealed = keys.encrypt(&key, d).map_err(|e| {
+                        ScimError::new(StatusCode::INTERNAL_SERVER_ERROR, None, e.to_string())
+                    })?;
+                    displays.insert(u.created_seq.to_string(), json!(sealed));
                 }
             }
         }
@@ -2004,7 +2015,7 @@ async fn get_group(req: HttpRequest, path: web::Path<String>) -> Result<HttpResp
         &req,
         Kind::Group,
         StatusCode::OK,
-        render_group(&s, g, &base),
+        render_group(&s, g, &base, &app.personal),
     )
 }
 
@@ -2015,7 +2026,7 @@ async fn create_group(req: HttpRequest, ScimBody(body): ScimBody) -> Result<Http
     let app = app_of(&req);
     let input = {
         let s = app.read();
-        group_input(&s, &body)?
+        group_input(&s, &body, &app.personal)?
     };
     // The group's name (its id) is the display name it was created with; a later
     // `displayName` is an attribute, the id stays.
@@ -2058,7 +2069,7 @@ async fn create_group(req: HttpRequest, ScimBody(body): ScimBody) -> Result<Http
             &req,
             Kind::Group,
             StatusCode::CREATED,
-            render_group(&s, g, &base),
+            render_group(&s, g, &base, &app.personal),
         )?,
         committed,
     ))
@@ -2074,7 +2085,7 @@ async fn replace_group(
     let app = app_of(req);
     let input = {
         let s = app.read();
-        group_input(&s, doc)?
+        group_input(&s, doc, &app.personal)?
     };
     let rid: RequestId = request_id(req);
     let committed = app
@@ -2099,7 +2110,12 @@ async fn replace_group(
         .get(name)
         .ok_or_else(|| ScimError::not_found("the group was deleted meanwhile"))?;
     Ok(written(
-        answer(req, Kind::Group, StatusCode::OK, render_group(&s, g, &base))?,
+        answer(
+            req,
+            Kind::Group,
+            StatusCode::OK,
+            render_group(&s, g, &base, &app.personal),
+        )?,
         committed,
     ))
 }
@@ -2113,7 +2129,7 @@ fn current_group(req: &HttpRequest, id: &str) -> Result<(Value, u64)> {
         .groups
         .get(id)
         .ok_or_else(|| ScimError::not_found(format!("group `{id}` not found")))?;
-    Ok((render_group(&s, g, &base), g.updated_seq))
+    Ok((render_group(&s, g, &base, &app.personal), g.updated_seq))
 }
 
 async fn put_group(
@@ -2507,7 +2523,9 @@ mod tests {
                 },
             ]);
             let base = "http://h/access/api/v1/scim/v2";
-            let g = render_group(&state, &state.directory.groups["big"], base);
+            let dir = tempfile::tempdir().unwrap();
+            let keys = PersonalKeys::open(dir.path()).unwrap();
+            let g = render_group(&state, &state.directory.groups["big"], base, &keys);
             assert_eq!(g["displayName"], "Big Team");
             assert_eq!(g["externalId"], "e1");
             assert_eq!(
@@ -2518,12 +2536,10 @@ mod tests {
                 ])
             );
             let bob = &state.directory.users["bob"];
-            let dir = tempfile::tempdir().unwrap();
-            let keys = PersonalKeys::open(dir.path()).unwrap();
             let u = render_user(&state, bob, base, &keys);
             assert_eq!(u["groups"][0]["display"], "Big Team");
             // Its next write stores no members (nor the external id: the group's own).
-            let input = group_input(&state, &g).expect("a valid group");
+            let input = group_input(&state, &g, &keys).expect("a valid group");
             assert_eq!(input.members, ["bob", "carol"]);
             assert_eq!(input.external_id.as_deref(), Some("e1"));
             let stored: Value = serde_json::from_str(&input.attributes).unwrap();

@@ -1477,3 +1477,37 @@ fn a_key_given_twice_in_a_scim_body_is_refused() {
     );
     scim_error(&r, 400, Some("invalidSyntax"));
 }
+
+/// A member's `display` a client gives (often a full name or an e-mail) is personal data:
+/// kept sealed with the member's key, so that purging the member erases it, and never
+/// in clear on disk or in the audit trail.
+#[test]
+fn a_member_display_is_sealed_and_a_purge_erases_it() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = scim(
+        &admin,
+        "POST",
+        "/Users",
+        &json!({"userName": "alice", "emails": [{"value": "alice@example.com", "primary": true}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = scim(
+        &admin,
+        "POST",
+        "/Groups",
+        &json!({"displayName": "g1", "members": [{"value": "alice", "display": "Alicia Secretson"}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let at = r.header("x-gatehouse-seq").unwrap().to_string();
+    assert_eq!(r.json()["members"][0]["display"], "Alicia Secretson");
+    let hits = crate::helpers::files_containing(&app.dir, b"Secretson");
+    assert!(hits.is_empty(), "in clear in {hits:?}");
+    let events = admin.get("/access/api/v1/audit/events?limit=1000").text;
+    assert!(!events.contains("Secretson"), "{events}");
+    let r = admin.delete("/access/api/v2/users/alice?purge=true");
+    assert_eq!(r.status, 204, "{}", r.text);
+    let past = admin.get(&format!("{S}/Groups/g1?as_of={at}"));
+    assert_eq!(past.status, 200, "{}", past.text);
+    assert!(!past.text.contains("Secretson"), "{}", past.text);
+}
