@@ -20,6 +20,8 @@ pub struct Timeline {
     groups_of: HashMap<String, BTreeSet<String>>,
     /// `to` -> `from` of every rename, to follow a user back to its earlier names.
     renamed_from: HashMap<String, Vec<String>>,
+    /// `from` -> `to` of every rename, to follow a name to the later names of its users.
+    renamed_to: HashMap<String, Vec<String>>,
 }
 
 impl Timeline {
@@ -71,6 +73,10 @@ impl Timeline {
                         .entry(to.clone())
                         .or_default()
                         .push(from.clone());
+                    self.renamed_to
+                        .entry(from.clone())
+                        .or_default()
+                        .push(to.clone());
                 }
                 Event::UserGroupsChanged {
                     username,
@@ -127,13 +133,14 @@ impl Timeline {
     }
 
     /// Every personal-data key ever used by the user whose deletion is the last
-    /// Every user deleted under `name` at or before `position` (each incarnation of the
-    /// name, the last and earlier ones — an erasure request often comes after the
-    /// account is gone): the keys of their e-mail and SCIM attributes after each of
-    /// their events, under their earlier names too. A cleared and re-set e-mail is
-    /// sealed with a new key, so a user's last record alone does not name them all.
-    /// Records are told apart by `created_seq` (kept by renames). `None` when no user of
-    /// that name was ever deleted.
+    /// Every deleted user that held `name` at some time up to `position` (each
+    /// incarnation of the name, the last and earlier ones, and those renamed away from
+    /// it before their deletion — an erasure request often comes after the account is
+    /// gone): the keys of their e-mail and SCIM attributes after each of their events,
+    /// under their other names too. A cleared and re-set e-mail is sealed with a new key,
+    /// so a user's last record alone does not name them all. Records are told apart by
+    /// `created_seq` (kept by renames). `None` when no user that held the name was ever
+    /// deleted.
     pub fn personal_keys_of_deleted(
         &mut self,
         log: &EventLog,
@@ -141,17 +148,40 @@ impl Timeline {
         position: u64,
     ) -> Result<Option<BTreeSet<String>>, LogError> {
         self.extend(log, position)?;
+        // The name and the later names of users renamed away from it: each one's
+        // positions go back through its earlier names (`positions_of`).
+        let mut names = vec![name.to_string()];
+        let mut i = 0;
+        while i < names.len() {
+            for later in self.renamed_to.get(&names[i]).into_iter().flatten() {
+                if !names.contains(later) {
+                    names.push(later.clone());
+                }
+            }
+            i += 1;
+        }
+        let positions: BTreeSet<u64> = names.iter().flat_map(|n| self.positions_of(n)).collect();
         let mut state = State::default();
         let mut used: HashMap<u64, BTreeSet<String>> = HashMap::new();
+        // The users (by `created_seq`) that held `name`.
+        let mut held: BTreeSet<u64> = BTreeSet::new();
         let mut deleted = BTreeSet::new();
-        for seq in self.positions_of(name).range(..=position) {
+        for seq in positions.range(..=position) {
             let Some(env) = log.event_at(*seq)? else {
                 continue;
             };
-            if matches!(&env.event, Event::UserDeleted { username } if username == name) {
-                deleted.extend(state.directory.users.get(name).map(|u| u.created_seq));
+            if let Event::UserDeleted { username } = &env.event {
+                deleted.extend(
+                    state
+                        .directory
+                        .users
+                        .get(username.as_str())
+                        .map(|u| u.created_seq)
+                        .filter(|c| held.contains(c)),
+                );
             }
             state.apply(&env);
+            held.extend(state.directory.users.get(name).map(|u| u.created_seq));
             for u in state.directory.users.values() {
                 let ids = [u.email.as_deref(), u.scim.as_deref()]
                     .into_iter()

@@ -1429,6 +1429,29 @@ fn a_user_deleted_without_purge_can_be_purged_later() {
         404
     );
     assert_eq!(admin.delete("/access/api/v2/users/yan").status, 404);
+    // A user renamed away from the name before its deletion held the name too (it was
+    // missed: a 404, and its past under the name kept its e-mail).
+    let kate = {
+        let r = admin.post(
+            "/access/api/v2/users",
+            &json!({"username": "kate", "email": "kate.first@example.com", "password": "password-1"}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        seq_of(&r)
+    };
+    let r = admin.patch(
+        "/access/api/v1/scim/v2/Users/kate",
+        &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "userName", "value": "kate2"}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(admin.delete("/access/api/v2/users/kate2").status, 204);
+    let r = admin.delete("/access/api/v2/users/kate?purge=true");
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = admin.get(&format!("/access/api/v2/users/kate?as_of={kate}"));
+    assert_eq!(r.json()["email"], "[erased]", "{}", r.text);
+    let hits = crate::helpers::files_containing(&app.dir, b"kate.first@example.com");
+    assert!(hits.is_empty(), "in clear in {hits:?}");
 }
 
 /// Checkpoints are events of the log they vouch for: a log stripped of them, its chain
