@@ -108,6 +108,14 @@ impl Timeline {
                 Event::GroupDeleted { name } => {
                     self.by_group.entry(name.clone()).or_default().push(seq)
                 }
+                // A group's admin privileges make its members admins (`effective_admin`).
+                Event::GroupUpdated(g) if g.admin_privileges.is_some() => {
+                    self.by_group.entry(g.name.clone()).or_default().push(seq)
+                }
+                // The anonymous user's status follows the switch.
+                Event::AnonymousAccessChanged { .. } => {
+                    self.user(gatehouse_projections::ANONYMOUS, seq)
+                }
                 // Federation: a replicated group sets its whole member list, so every one
                 // of its events shapes each user that was ever listed in it.
                 Event::UserReplicated { user, .. } => self.user(&user.username, seq),
@@ -237,6 +245,18 @@ impl Timeline {
         name: &str,
         position: u64,
     ) -> Result<Option<User>, LogError> {
+        let mut state = self.user_state_at(log, name, position)?;
+        Ok(state.directory.users.remove(name).map(|u| (*u).clone()))
+    }
+
+    /// The state of the events that shape user `name` up to `position`: the user, and
+    /// its groups as far as they make it an admin.
+    pub fn user_state_at(
+        &mut self,
+        log: &EventLog,
+        name: &str,
+        position: u64,
+    ) -> Result<State, LogError> {
         self.extend(log, position)?;
         let positions = self.positions_of(name);
         let mut state = State::default();
@@ -245,6 +265,6 @@ impl Timeline {
                 state.apply(&env);
             }
         }
-        Ok(state.directory.users.remove(name).map(|u| (*u).clone()))
+        Ok(state)
     }
 }

@@ -303,17 +303,24 @@ async fn get(
         // One user as it was: replay only the events that shaped it.
         let app2 = app.clone();
         let name = username.clone();
-        let user = web::block(move || {
+        let state = web::block(move || {
             app2.timeline
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .user_at(&app2.log, &name, position)
+                .user_state_at(&app2.log, &name, position)
         })
         .await
         .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .ok_or_else(|| ApiError::NotFound(format!("user `{username}` not found")))?;
-        return Ok(HttpResponse::Ok().json(crate::views::UserView::new(&user, &app.personal)));
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let user = state
+            .directory
+            .users
+            .get(username.as_str())
+            .ok_or_else(|| ApiError::NotFound(format!("user `{username}` not found")))?;
+        // As now: with `effective_admin` (its groups' admin privileges then).
+        return Ok(HttpResponse::Ok().json(
+            crate::views::UserView::new(user, &app.personal).in_directory(&state.directory, user),
+        ));
     }
     let s = app.view(&req);
     let user = s

@@ -698,3 +698,34 @@ fn the_last_admin_is_not_locked_out() {
     );
     assert_eq!(admin.get("/access/api/v2/users/admin").status, 200);
 }
+
+/// One user as of a past position answers as the whole past state does: the anonymous
+/// user's status follows the switch, and `effective_admin` its groups then (the fast
+/// path missed both).
+#[test]
+fn one_user_in_the_past_is_the_whole_past_states_user() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.put(
+        "/access/api/v1/config/security/anonymous_access",
+        &json!({"enabled": true}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let on = r.header("x-gatehouse-seq").unwrap().to_string();
+    app.create_user("nina", "password-1");
+    let r = admin.post(
+        "/access/api/v2/groups",
+        &json!({"name": "admgrp", "members": ["nina"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.patch(
+        "/access/api/v2/groups/admgrp",
+        &json!({"admin_privileges": true}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let admin_at = r.header("x-gatehouse-seq").unwrap().to_string();
+    let r = admin.get(&format!("/access/api/v2/users/anonymous?as_of={on}"));
+    assert_eq!(r.json()["status"], "enabled", "{}", r.text);
+    let r = admin.get(&format!("/access/api/v2/users/nina?as_of={admin_at}"));
+    assert_eq!(r.json()["effective_admin"], true, "{}", r.text);
+}
