@@ -237,14 +237,20 @@ pub(super) fn update_user(
         ));
     }
     let mut events = Vec::new();
+    // A field set to what it is already is no change (it wrote an event, sent a webhook
+    // and showed in `audit/diff`).
+    let changed = |new: Option<bool>, now: bool| new.filter(|v| *v != now);
     let update = UserUpdated {
         username: username.to_string(),
         email: changes.email.clone(),
-        admin: changes.admin,
-        profile_updatable: changes.profile_updatable,
-        internal_password_disabled: changes.internal_password_disabled,
-        disable_ui_access: changes.disable_ui_access,
-        status: changes.status,
+        admin: changed(changes.admin, user.admin),
+        profile_updatable: changed(changes.profile_updatable, user.profile_updatable),
+        internal_password_disabled: changed(
+            changes.internal_password_disabled,
+            user.internal_password_disabled,
+        ),
+        disable_ui_access: changed(changes.disable_ui_access, user.disable_ui_access),
+        status: changes.status.filter(|s| *s != user.status),
     };
     // An empty PATCH changes nothing and writes nothing.
     if update

@@ -729,3 +729,30 @@ fn one_user_in_the_past_is_the_whole_past_states_user() {
     let r = admin.get(&format!("/access/api/v2/users/nina?as_of={admin_at}"));
     assert_eq!(r.json()["effective_admin"], true, "{}", r.text);
 }
+
+/// A PATCH that sets what a user already has writes nothing (the e-mail, sealed again,
+/// looked changed: an event, a webhook, and `audit/diff` naming the e-mail).
+#[test]
+fn a_patch_to_the_same_values_writes_nothing() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "carol", "password": "password-1", "email": "carol@example.com"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let head = || app.digest()["seq"].as_u64().unwrap();
+    let before = head();
+    let r = admin.patch(
+        "/access/api/v2/users/carol",
+        &json!({"email": "carol@example.com", "admin": false, "status": "enabled"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(head(), before, "nothing written");
+    let r = admin.patch(
+        "/access/api/v2/users/carol",
+        &json!({"email": "carol2@example.com"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(head(), before + 1);
+}
