@@ -455,6 +455,31 @@ fn collections(s: &State) -> Vec<(&'static str, Map<String, Value>)> {
             )
             .unwrap_or_default()),
         ),
+        // Access-widening changes an auditor diffs for: global roles, federation targets
+        // (what goes to which peer), LDAP settings (the manager password stays sealed).
+        (
+            "global_role",
+            j(serde_json::to_value(&s.projects.global_roles).unwrap_or_default()),
+        ),
+        (
+            "federation_target",
+            j(serde_json::to_value(
+                s.federation
+                    .targets
+                    .iter()
+                    .map(|(k, r)| (k, &r.target))
+                    .collect::<std::collections::BTreeMap<_, _>>(),
+            )
+            .unwrap_or_default()),
+        ),
+        (
+            "ldap_setting",
+            j(serde_json::to_value(&s.settings.ldap.settings).unwrap_or_default()),
+        ),
+        (
+            "ldap_group_setting",
+            j(serde_json::to_value(&s.settings.ldap.group_settings).unwrap_or_default()),
+        ),
     ]
 }
 

@@ -289,6 +289,26 @@ fn as_of_gives_back_every_recorded_state_and_diffs_match() {
         assert_eq!(page.status, 200, "{}", page.text);
         assert_eq!(&page.json(), users_page, "users as_of={seq}");
     }
+    // Global roles and federation targets are in the diff too.
+    let head = admin.get("/access/api/v1/system/state/digest").json()["seq"]
+        .as_u64()
+        .unwrap();
+    let r = admin.post(
+        "/access/api/v1/roles",
+        &json!({"name": "Auditor", "type": "CUSTOM_GLOBAL", "environments": ["DEV"], "actions": ["READ_REPOSITORY"]}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let d = admin
+        .get(&format!("/access/api/v1/audit/diff?from={head}"))
+        .json();
+    assert!(
+        d["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["entity"] == "global_role" && c["id"] == "Auditor"),
+        "{d}"
+    );
     // A wrong moment is named as given (`from`, `to`), not as `as_of`.
     for (query, field) in [("from=abc", "`from`"), ("from=1&to=zz", "`to`")] {
         let r = admin.get(&format!("/access/api/v1/audit/diff?{query}"));
