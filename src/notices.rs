@@ -94,6 +94,8 @@ fn classify_against(before: &State, event: &Event) -> Vec<Notice> {
             .unwrap_or_default()
     };
     match event {
+        // Decided with `GroupMembersChanged` events for its groups (each notified as it
+        // comes); a log of earlier versions has none: then the groups it was in.
         Event::UserDeleted { username } => std::iter::once(n("user", "deleted", username))
             .chain(groups_of(username))
             .collect(),

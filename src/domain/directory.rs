@@ -296,6 +296,26 @@ pub(super) fn update_user(
     Ok(events)
 }
 
+/// The groups a deleted user leaves, as events of each group (the audit trail of a group
+/// showed the user joining and never leaving). `UserDeleted` would take it out anyway.
+fn groups_left(state: &State, username: &str) -> Vec<Event> {
+    let dir = &state.directory;
+    dir.users
+        .get(username)
+        .map(|u| {
+            u.groups
+                .iter()
+                .filter(|g| dir.groups.contains_key(g.as_str()))
+                .map(|g| Event::GroupMembersChanged {
+                    group: g.to_string(),
+                    added: vec![],
+                    removed: vec![username.to_string()],
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The rest of a user's deletion is applied with `UserDeleted` (`State::apply`,
 /// gatehouse-projections): its tokens, its group memberships and its project
 /// memberships go with it. Its grants in permission targets are decided here, as the
@@ -303,6 +323,7 @@ pub(super) fn update_user(
 pub(super) fn delete_user(state: &State, username: &str) -> Result<Vec<Event>, DomainError> {
     user_must_exist(state, username)?;
     let mut events = super::tokens::revocations_of(state, username, false);
+    events.extend(groups_left(state, username));
     events.push(Event::UserDeleted {
         username: username.to_string(),
     });
@@ -846,7 +867,9 @@ pub(super) fn scim_delete(
     let mut events = if group {
         vec![]
     } else {
-        super::tokens::revocations_of(state, name, false)
+        let mut events = super::tokens::revocations_of(state, name, false);
+        events.extend(groups_left(state, name));
+        events
     };
     events.push(if group {
         Event::GroupDeleted {

@@ -105,9 +105,15 @@ fn patch_is_partial_accepts_both_spellings_and_replaces_members() {
         ),
         (json!("developers"), json!(true), json!(false))
     );
+    // An auto-join group with admin privileges would make every new user an admin.
     let r = admin.patch(
         "/access/api/v2/groups/devs",
-        &json!({"admin_privileges": true, "members": ["ann", "ben"]}),
+        &json!({"admin_privileges": true}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = admin.patch(
+        "/access/api/v2/groups/devs",
+        &json!({"auto_join": false, "admin_privileges": true, "members": ["ann", "ben"]}),
     );
     assert_eq!(r.json()["members"], json!(["ann", "ben"]));
     let r = admin.patch("/access/api/v2/groups/devs", &json!({"members": ["ben"]}));
