@@ -111,7 +111,7 @@ struct GroupBody {
     realm_attributes: Option<String>,
     #[serde(default, alias = "externalId")]
     external_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::views::names_or_json_text")]
     members: Option<Vec<String>>,
 }
 

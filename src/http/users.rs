@@ -557,9 +557,9 @@ async fn delete(
 
 #[derive(Deserialize)]
 pub struct AddRemove {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::views::names_or_json_text")]
     pub add: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::views::names_or_json_text")]
     pub remove: Option<Vec<String>>,
 }
 

@@ -247,6 +247,48 @@ where
 /// A JSON object as a map, refusing a key given twice: serde keeps the last, so a grant
 /// read one way by a proxy or a validator (the first) was stored another (the last).
 /// `null` is the empty map.
+/// A list of names, or — as seed 004's samples write `add`, `remove` and `members` — a
+/// string holding that list as JSON (`"[\"user1\", \"user2\"]"`). `null`: not given.
+pub fn names_or_json_text<'de, D>(d: D) -> Result<Option<Vec<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    // A visitor, not an untagged enum: that buffers the whole value first (a deeply
+    // nested array then failed on recursion, not on its type).
+    struct Names;
+    impl<'de> serde::de::Visitor<'de> for Names {
+        type Value = Option<Vec<String>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of names")
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(name) = seq.next_element::<String>()? {
+                out.push(name);
+            }
+            Ok(Some(out))
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            serde_json::from_str::<Vec<String>>(text)
+                .map(Some)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Str("text"), &self))
+        }
+    }
+    d.deserialize_option(Names)
+}
+
 pub fn unique_map<'de, D, V>(d: D) -> Result<BTreeMap<String, V>, D::Error>
 where
     D: serde::Deserializer<'de>,

@@ -1183,3 +1183,70 @@ fn user_and_group_list_filters_as_the_client_libraries_send_them() {
     assert_eq!(groups("groupName=GA"), ["ga1"]);
     assert_eq!(groups("descendingOrder=true"), ["gb2", "ga1", "admins3"]);
 }
+
+/// From a review of the Artifactory security API: seed 004's own samples write `add` and
+/// `members` as a string holding the list (refused with 400); Artifactory's `externalId`
+/// of a group was dropped; `realm: internal` left an LDAP group's realm as it was; an
+/// e-mail of "" did not clear it; a non-ASCII upper-case name in the body did not match
+/// the same name in the path.
+#[test]
+fn artifactory_security_fields_mean_what_they_mean_in_every_api() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("user1", "password-1");
+    app.create_user("user2", "password-1");
+    app.create_group("team");
+    let r = admin.patch(
+        "/access/api/v2/groups/team/members",
+        &json!({"add": "[\"user1\", \"user2\"]"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["members"], json!(["user1", "user2"]), "{}", r.text);
+    let r = admin.patch(
+        "/access/api/v2/groups/team",
+        &json!({"members": "[\"user2\"]"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["members"], json!(["user2"]), "{}", r.text);
+    // externalId, and realm internal taking an LDAP group back.
+    let r = admin.put(
+        "/artifactory/api/security/groups/ext",
+        &json!({"externalId": "123", "description": "d", "realm": "ldap"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let g = admin.get("/access/api/v2/groups/ext").json();
+    assert_eq!(g["external_id"], "123", "{g}");
+    assert_eq!(g["realm"], "ldap", "{g}");
+    let r = admin.post(
+        "/artifactory/api/security/groups/ext",
+        &json!({"realm": "internal"}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    assert_eq!(
+        admin.get("/access/api/v2/groups/ext").json()["realm"],
+        "internal"
+    );
+    // "" clears the e-mail, as in the v2 API.
+    let r = admin.put(
+        "/artifactory/api/security/users/bob",
+        &json!({"password": "Bob-pass-1234", "email": "bob@example.com"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.post("/artifactory/api/security/users/bob", &json!({"email": ""}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        admin.get("/access/api/v2/users/bob").json()["email"],
+        json!(null)
+    );
+    // A name in the body is the name in the path in any case.
+    let r = admin.put(
+        "/artifactory/api/security/users/%C3%89MILE",
+        &json!({"name": "ÉMILE", "password": "Long-pass-123", "email": "e@example.com"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.post(
+        "/artifactory/api/security/users/%C3%A9mile",
+        &json!({"name": "Émile", "email": "e2@example.com"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+}

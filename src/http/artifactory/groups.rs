@@ -39,11 +39,23 @@ struct GroupIn {
     realm_attributes: Option<String>,
     #[serde(default, rename = "userNames", alias = "usersNames", alias = "members")]
     user_names: Option<Vec<String>>,
+    /// Artifactory's group JSON carries it; it is the group's `external_id` (one value
+    /// for every API; it was dropped here).
+    #[serde(default, rename = "externalId", alias = "external_id")]
+    external_id: Option<String>,
 }
 
-/// Artifactory calls its own realm `artifactory`; here it is `internal`.
+/// Artifactory calls its own realm `artifactory`; here it is `internal` (and it is a
+/// change like another: an LDAP group given `internal` becomes internal, as the v2 API
+/// makes it; it answered 200 and stayed `ldap`).
 fn realm_in(realm: Option<String>) -> Option<String> {
-    realm.filter(|r| r != "artifactory" && r != "internal")
+    realm.map(|r| {
+        if r == "artifactory" {
+            "internal".to_string()
+        } else {
+            r
+        }
+    })
 }
 
 async fn list(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> HttpResponse {
@@ -81,7 +93,7 @@ fn changes(body: GroupIn) -> Result<GroupChanges, ApiError> {
         admin_privileges: body.admin_privileges,
         realm: realm_in(body.realm),
         realm_attributes: body.realm_attributes,
-        external_id: None,
+        external_id: body.external_id,
         members: body
             .user_names
             .map(|m| normalize_members("userNames", m))
@@ -120,7 +132,7 @@ async fn put(
                 admin_privileges: body.admin_privileges.unwrap_or(false),
                 realm: realm_in(body.realm),
                 realm_attributes: body.realm_attributes,
-                external_id: None,
+                external_id: body.external_id.filter(|e| !e.is_empty()),
                 members: normalize_members("userNames", body.user_names.unwrap_or_default())?,
             })
         };

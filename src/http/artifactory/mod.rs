@@ -37,9 +37,11 @@ fn created_or_ok(existed: bool) -> actix_web::http::StatusCode {
 
 fn name_matches(body_name: Option<&str>, path: &str) -> Result<(), ApiError> {
     match body_name {
-        Some(n) if !n.eq_ignore_ascii_case(path) => Err(ApiError::BadRequest(
-            "invalid `name`: must match the name in the path".into(),
-        )),
+        // Lower case as user names are made lower case (`ÉMILE` is `émile`, not only
+        // ASCII letters).
+        Some(n) if n != path && n.to_lowercase() != path.to_lowercase() => Err(
+            ApiError::BadRequest("invalid `name`: must match the name in the path".into()),
+        ),
         _ => Ok(()),
     }
 }

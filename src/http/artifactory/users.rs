@@ -93,7 +93,8 @@ async fn update(
 ) -> Result<crate::writer::Committed, ApiError> {
     let patch = PatchUser {
         username: None,
-        email: body.email.filter(|e| !e.is_empty()),
+        // "" clears the e-mail, as in the v2 API (it was a silent no-op here).
+        email: body.email,
         password: body.password,
         admin: body.admin,
         profile_updatable: body.profile_updatable,
