@@ -758,7 +758,7 @@ fn check_export(records: &[gatehouse::log::RawEvent]) -> Result<(), u64> {
 fn report_broken(e: LogError) -> ExitCode {
     match e.position() {
         Some(seq) => println!("chain broken at position {seq}: {e}"),
-        None => println!("cannot verify: {e}"),
+        None => println!("cannot read the log: {e}"),
     }
     ExitCode::from(1)
 }

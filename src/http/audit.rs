@@ -542,6 +542,11 @@ async fn diff(
     };
     let from = app.resolve_as_of(&from).map_err(named("from"))?;
     let to = app.resolve_as_of(&to).map_err(named("to"))?;
+    if from > to {
+        return Err(ApiError::BadRequest(format!(
+            "invalid `from`: position {from} is after `to` ({to})"
+        )));
+    }
     let app2 = app.clone();
     let (a, b) = web::block(move || -> Result<_, ApiError> {
         Ok((app2.state_at(from)?, app2.state_at(to)?))
@@ -736,6 +741,17 @@ async fn restore(
     })
     .await
     .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))??;
+    // Personal data sealed with keys this server does not have (users made at the other
+    // server after this log's head) can never be read here: said, not silent (it read
+    // `[erased]`, as after a purge).
+    let unreadable: usize = records
+        .iter()
+        .filter_map(|r| gatehouse_schemas::decode(&r.bytes).ok())
+        .map(|env| {
+            let mut v = serde_json::to_value(&env.event).unwrap_or(Value::Null);
+            count_unreadable(&app.personal, &mut v)
+        })
+        .sum();
     let imported = records.len();
     let committed = if imported == 0 {
         crate::writer::Committed {
@@ -745,8 +761,27 @@ async fn restore(
     } else {
         app.writer.import(records).await?
     };
+    let mut answer = HttpResponse::Ok();
+    if unreadable > 0 {
+        answer.insert_header((
+            "X-Gatehouse-Notice",
+            format!("{unreadable} sealed value(s) of personal data in the imported events use keys this server does not have: they read [erased] here"),
+        ));
+    }
     Ok(super::written(
-        HttpResponse::Ok().json(json!({"imported": imported, "position": committed.seq})),
+        answer.json(json!({"imported": imported, "position": committed.seq, "unreadable_personal_data": unreadable})),
         committed,
     ))
+}
+
+/// Sealed values in `v` that `keys` cannot open.
+fn count_unreadable(keys: &crate::personal::PersonalKeys, v: &mut Value) -> usize {
+    match v {
+        Value::String(text) => {
+            usize::from(crate::personal::key_id(text).is_some() && keys.decrypt(text).is_none())
+        }
+        Value::Array(items) => items.iter_mut().map(|x| count_unreadable(keys, x)).sum(),
+        Value::Object(map) => map.values_mut().map(|x| count_unreadable(keys, x)).sum(),
+        _ => 0,
+    }
 }

@@ -310,7 +310,11 @@ fn as_of_gives_back_every_recorded_state_and_diffs_match() {
         "{d}"
     );
     // A wrong moment is named as given (`from`, `to`), not as `as_of`.
-    for (query, field) in [("from=abc", "`from`"), ("from=1&to=zz", "`to`")] {
+    for (query, field) in [
+        ("from=abc", "`from`"),
+        ("from=1&to=zz", "`to`"),
+        ("from=3&to=2", "`from`"),
+    ] {
         let r = admin.get(&format!("/access/api/v1/audit/diff?{query}"));
         assert_eq!(r.status, 400, "{}", r.text);
         assert!(r.error_message().contains(field), "{query}: {}", r.text);
@@ -1205,6 +1209,11 @@ fn a_later_backup_is_imported_over_http_and_a_foreign_one_refused() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["imported"], 7);
     assert_eq!(b_admin.get("/access/api/v2/users/late3").status, 200);
+    // Personal data this server cannot open is counted and said, not silent.
+    let erased = b_admin.get("/access/api/v2/users/late3").json()["email"] == "[erased]";
+    let unreadable = r.json()["unreadable_personal_data"].as_u64().unwrap();
+    assert_eq!(erased, unreadable > 0, "{}", r.text);
+    assert_eq!(r.header("x-gatehouse-notice").is_some(), unreadable > 0);
     assert_eq!(
         b.digest()["digest"],
         digest.as_str(),
