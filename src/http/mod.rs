@@ -920,19 +920,21 @@ pub async fn as_of_middleware(
         // Its name may also have been someone else's at that position and taken since by
         // a rename: the record of that name then was another account's.
         if !caller.admin {
-            let now = app.read();
-            let created = if caller.access_key {
-                now.access_keys
-                    .keys
-                    .get(caller.username.as_str())
-                    .map(|k| k.created_seq)
-            } else {
-                now.directory
-                    .users
-                    .get(caller.username.as_str())
-                    .map(|u| u.created_seq)
+            // The state's read lock is not held across the wait below.
+            let created = {
+                let now = app.read();
+                if caller.access_key {
+                    now.access_keys
+                        .keys
+                        .get(caller.username.as_str())
+                        .map(|k| k.created_seq)
+                } else {
+                    now.directory
+                        .users
+                        .get(caller.username.as_str())
+                        .map(|u| u.created_seq)
+                }
             };
-            drop(now);
             let before = created.is_some_and(|c| position < c);
             let someone_else = match created {
                 Some(c) if !before && !caller.access_key => {

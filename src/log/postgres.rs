@@ -162,8 +162,11 @@ impl PgLog {
 
     /// Whether the database names a Gatehouse log (its events table), writing nothing.
     pub fn has_log(url: &str) -> Result<bool, LogError> {
-        let mut log = PgLog::unconnected(url)?;
-        let found: Option<String> = log
+        PgLog::unconnected(url)?.holds_a_log()
+    }
+
+    fn holds_a_log(&mut self) -> Result<bool, LogError> {
+        let found: Option<String> = self
             .client()?
             .query_one("SELECT to_regclass('gatehouse_events')::text", &[])
             .map_err(db)?
@@ -176,12 +179,7 @@ impl PgLog {
     /// one named) is an error, not "chain intact: 0 events" over tables made for it.
     pub fn open_existing(url: &str) -> Result<PgLog, LogError> {
         let mut log = PgLog::unconnected(url)?;
-        let found: Option<String> = log
-            .client()?
-            .query_one("SELECT to_regclass('gatehouse_events')::text", &[])
-            .map_err(db)?
-            .get(0);
-        if found.is_none() {
+        if !log.holds_a_log()? {
             return Err(LogError::Database(format!(
                 "{} holds no Gatehouse log (no table gatehouse_events): is it the right database?",
                 redact(url)
