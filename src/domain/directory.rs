@@ -447,20 +447,29 @@ fn check_group_text(
     super::validate_text("external_id", external_id, 256)
 }
 
-/// Whether `events` may take an admin's rights or its way to sign in away (a demotion, a
-/// password switched off, a user disabled or deleted, a group's admin privileges or
-/// members changed): only then does [`keeps_an_admin`] replay them.
-pub(super) fn takes_admins_away(events: &[Event]) -> bool {
+/// Whether `events` may take an admin's rights or its way to sign in away (a change of a
+/// user who is an admin, of a group with admin privileges, or of their memberships):
+/// only then does [`keeps_an_admin`] replay them. Judged against the state, so that the
+/// common changes — a SCIM client taking members out of an ordinary group — do not scan
+/// every user in the writer.
+pub(super) fn takes_admins_away(state: &State, events: &[Event]) -> bool {
+    let dir = &state.directory;
+    let admin_user = |u: &str| dir.is_admin(u);
+    let admin_group = |g: &str| dir.groups.get(g).is_some_and(|g| g.admin_privileges);
     events.iter().any(|e| match e {
         Event::UserUpdated(u) => {
-            u.admin == Some(false)
-                || u.internal_password_disabled == Some(true)
-                || u.status.is_some()
+            admin_user(&u.username)
+                && (u.admin == Some(false)
+                    || u.internal_password_disabled == Some(true)
+                    || u.status.is_some())
         }
-        Event::GroupUpdated(g) => g.admin_privileges == Some(false),
-        Event::GroupMembersChanged { removed, .. } => !removed.is_empty(),
-        Event::UserGroupsChanged { removed, .. } => !removed.is_empty(),
-        Event::UserDeleted { .. } | Event::GroupDeleted { .. } => true,
+        Event::GroupUpdated(g) => g.admin_privileges == Some(false) && admin_group(&g.name),
+        Event::GroupMembersChanged { group, removed, .. } => {
+            !removed.is_empty() && admin_group(group)
+        }
+        Event::UserGroupsChanged { removed, .. } => removed.iter().any(|g| admin_group(g)),
+        Event::UserDeleted { username } => admin_user(username),
+        Event::GroupDeleted { name } => admin_group(name),
         _ => false,
     })
 }
@@ -476,19 +485,18 @@ fn usable_admin(state: &State, u: &gatehouse_projections::User) -> bool {
         && state.directory.user_is_admin(u)
 }
 
-fn usable_admins(state: &State) -> usize {
+fn any_usable_admin(state: &State) -> bool {
     state
         .directory
         .users
         .values()
-        .filter(|u| usable_admin(state, u))
-        .count()
+        .any(|u| usable_admin(state, u))
 }
 
 /// Refuse `events` if, applied to `state`, they leave no admin who can sign in where
 /// there was one.
 pub(super) fn keeps_an_admin(state: &State, events: &[Event]) -> Result<(), DomainError> {
-    if usable_admins(state) == 0 {
+    if !any_usable_admin(state) {
         return Ok(());
     }
     let mut after = state.clone();
@@ -502,7 +510,7 @@ pub(super) fn keeps_an_admin(state: &State, events: &[Event]) -> Result<(), Doma
             event: event.clone(),
         });
     }
-    if usable_admins(&after) == 0 {
+    if !any_usable_admin(&after) {
         return Err(DomainError::Conflict(
             "this would leave no admin who can sign in (make another user an admin first)".into(),
         ));

@@ -436,7 +436,7 @@ pub fn decide(state: &State, command: &Command) -> Result<Vec<Event>, DomainErro
             | Command::ScimDelete { .. }
             | Command::IfUnchanged { .. }
     );
-    if guarded && directory::takes_admins_away(&events) {
+    if guarded && directory::takes_admins_away(state, &events) {
         directory::keeps_an_admin(state, &events)?;
     }
     Ok(events)

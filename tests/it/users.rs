@@ -697,6 +697,31 @@ fn the_last_admin_is_not_locked_out() {
         204
     );
     assert_eq!(admin.get("/access/api/v2/users/admin").status, 200);
+    // An admin only through a group: taking it out of the group is such a change too.
+    let r = admin.post(
+        "/access/api/v2/groups",
+        &json!({"name": "admgrp", "admin_privileges": true, "members": ["admin"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    for name in ["ada", "sso"] {
+        assert_eq!(
+            admin.delete(&format!("/access/api/v2/users/{name}")).status,
+            204
+        );
+    }
+    let r = admin.patch("/access/api/v2/users/admin", &json!({"admin": false}));
+    assert_eq!(r.status, 200, "admin through its group still: {}", r.text);
+    let r = admin.patch(
+        "/access/api/v2/groups/admgrp/members",
+        &json!({"remove": ["admin"]}),
+    );
+    assert_eq!(r.status, 409, "{}", r.text);
+    let r = admin.patch(
+        "/access/api/v2/groups/admgrp",
+        &json!({"admin_privileges": false}),
+    );
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(admin.get("/access/api/v2/users").status, 200);
 }
 
 /// One user as of a past position answers as the whole past state does: the anonymous
