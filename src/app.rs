@@ -701,10 +701,25 @@ pub fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<
 /// [`write_private`] on this node only.
 pub fn write_private_local(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
-    let mut f = crate::log::private_file(path)?;
-    f.write_all(contents.as_bytes())?;
-    f.write_all(b"\n")?;
-    f.sync_all()
+    // Whole or not at all: written beside it, synced, then renamed into place. Written in
+    // place, a full disk left an empty key file that the next start took for a damaged
+    // key.
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let written = crate::log::private_file(&tmp).and_then(|mut f| {
+        f.write_all(contents.as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    match path.parent() {
+        Some(dir) => std::fs::File::open(dir).and_then(|d| d.sync_all()),
+        None => Ok(()),
+    }
 }
 
 /// How many users [`check_personal_keys`] looks at, at most.

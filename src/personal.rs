@@ -13,7 +13,8 @@
 //! Keys made while the server runs on its own log (no key vault) are not a file each:
 //! they go to one append-only file, `keys/personal/batched.keys` (0600, a line `id key`
 //! each), written by the writer thread for every batch of commands with **one** flush,
-//! before that batch's events are acknowledged (see `Writer::add_before_commit`). One
+//! before that batch's events are written (see `Writer::add_before_commit`; a flush that
+//! fails refuses the batch: no event without its key). One
 //! fsync per new user was most of what a SCIM create cost. Destroying such a key
 //! overwrites its line in place (and flushes), as a key file is overwritten before it
 //! is unlinked. Key files of older data directories are still read.
@@ -329,8 +330,13 @@ impl PersonalKeys {
         opts.mode(0o600);
         let err = |e: std::io::Error| KeyStoreError(e.to_string());
         let mut f = opts.open(&path).map_err(err)?;
-        f.write_all(text.as_bytes()).map_err(err)?;
-        f.sync_data().map_err(err)?;
+        let before = f.metadata().map_err(err)?.len();
+        if let Err(e) = f.write_all(text.as_bytes()).and_then(|()| f.sync_data()) {
+            // A write cut short (a full disk) must not leave half a line: the next
+            // batch's keys, appended to it, would read as part of it and be lost.
+            let _ = f.set_len(before).and_then(|()| f.sync_data());
+            return Err(err(e));
+        }
         if new {
             std::fs::File::open(&self.dir)
                 .and_then(|d| d.sync_all())

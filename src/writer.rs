@@ -156,10 +156,10 @@ impl CommittedFeed {
     }
 }
 
-/// Work that must be durable before a batch is acknowledged, done by the writer for the
-/// whole batch, beside the log's flush (personal-data keys made for the batch's
-/// commands: `PersonalKeys::flush_pending`). An error stops the process, as a failed
-/// append does.
+/// Work that must be durable before a batch's events are written, done for the whole
+/// batch on another thread while the writer decides it (personal-data keys made for the
+/// batch's commands: `PersonalKeys::flush_pending`). An error refuses the batch (503):
+/// nothing of it is written.
 pub struct BeforeCommit {
     /// Whether a batch collected now has anything for `work` (cheap, asked on the
     /// writer's thread): a batch with nothing to make durable starts no thread. Whatever
@@ -728,8 +728,8 @@ impl Writer {
             work.push((command, ctx));
             senders.push(reply);
         }
-        // What the batch's commands need durable besides their events, flushed beside
-        // the log (on another thread, while this one decides and appends).
+        // What the batch's commands need durable besides their events, flushed on
+        // another thread while this one decides, and before the log is written.
         let before_commit = self.before_commit.clone();
         let due = before_commit
             .read()
@@ -794,6 +794,34 @@ impl Writer {
                 }
                 None => {
                     let (envelopes, results) = self.decide_all(&work);
+                    // The batch's keys are durable before its events are: a key flush
+                    // that failed after the log's (a full disk) left events in the log,
+                    // never answered, whose personal data no key could open, and
+                    // stopped the process. Nothing is written then: the batch is
+                    // answered 503 like a refused log write. (Usually there is nothing
+                    // to wait for: keys come from a pool flushed ahead.)
+                    if let Some(b) = before.take() {
+                        let failed = match b.recv() {
+                            Ok(Ok(())) => None,
+                            Ok(Err(e)) => Some(e),
+                            Err(_) => Some("the key thread is gone".to_string()),
+                        };
+                        if let Some(e) = failed {
+                            tracing::error!(error = %e, "cannot make a batch's keys durable; refusing the batch (nothing written)");
+                            // The batch was applied to the writer's state as it was
+                            // decided: back to the committed state.
+                            self.rewind();
+                            let full = e.contains("os error 28") || e.contains("No space");
+                            for reply in senders {
+                                let _ = reply.send(Err(if full {
+                                    SubmitError::DiskFull
+                                } else {
+                                    SubmitError::Unavailable
+                                }));
+                            }
+                            return;
+                        }
+                    }
                     let flush = Instant::now();
                     let outcome = self.append(&envelopes);
                     self.metrics
@@ -813,17 +841,6 @@ impl Writer {
             }
             match outcome {
                 Appended::Done => {
-                    if let Some(b) = before.take() {
-                        match b.recv() {
-                            Ok(Ok(())) => {}
-                            Ok(Err(e)) => {
-                                tracing::error!(error = %e, "cannot make a batch's keys durable; stopping");
-                                eprintln!("gatehouse: {e}; stopping");
-                                std::process::exit(70);
-                            }
-                            Err(_) => std::process::exit(70),
-                        }
-                    }
                     self.metrics.writer_events.inc_by(envelopes.len() as u64);
                     self.publish(envelopes);
                     for (reply, result) in senders.into_iter().zip(results) {

@@ -83,12 +83,17 @@ impl Claims {
         Some(&self.sub[at + MARK.len()..]).filter(|u| !u.is_empty())
     }
 
-    /// Whether the issuer keeps a revocation record for this token.
+    /// Whether the issuer keeps a revocation record for this token: its `ext` says so, or
+    /// it never expires (seed 003: "tokens with no expiry are revocable"; only tokens
+    /// with an expiry are accepted by another instance — a JFrog token without `exp` and
+    /// without the flag was accepted by a peer for ever).
     pub fn revocable(&self) -> bool {
-        self.ext
-            .as_deref()
-            .and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok())
-            .is_some_and(|v| v["revocable"] == "true" || v["revocable"] == true)
+        self.exp.is_none()
+            || self
+                .ext
+                .as_deref()
+                .and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok())
+                .is_some_and(|v| v["revocable"] == "true" || v["revocable"] == true)
     }
 }
 

@@ -38,6 +38,23 @@ pub struct Principal {
     pub access_key: bool,
 }
 
+impl Principal {
+    /// Signed in as the user itself: a password, or a local token with the user scope
+    /// (not a groups-only token, not a peer's token). Acting as oneself — changing one's
+    /// password, minting, listing or revoking one's tokens — needs it.
+    pub fn whole_identity(&self) -> bool {
+        match &self.token {
+            None => true,
+            Some(t) => {
+                t.local
+                    && t.scope
+                        .split_whitespace()
+                        .any(|s| s == "applied-permissions/user")
+            }
+        }
+    }
+}
+
 /// What a token-authenticated caller presented.
 #[derive(Debug, Clone)]
 pub struct TokenCredential {
@@ -45,6 +62,10 @@ pub struct TokenCredential {
     /// Issued by this server (rather than a trusted peer).
     pub local: bool,
     pub scope: String,
+    /// When it was issued and until when it holds (seconds): `tokens/me` answers from
+    /// them for a token the server keeps no record of (short-lived, not revocable).
+    pub issued_at: u64,
+    pub expires_at: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -578,82 +599,85 @@ impl Authenticator {
         let now = unix_secs();
         let s = state.read().unwrap_or_else(|p| p.into_inner());
         let service_id = s.service_id.clone().unwrap_or_default();
-        let (subject, transient_ok, scope, token_id, local, user_seq, self_issued) = if !token
-            .contains('.')
-        {
-            let hash = blake3::hash(token.as_bytes()).to_hex().to_string();
-            let record = s
-                .tokens
-                .by_reference_hash
-                .get(&hash)
-                .and_then(|id| s.tokens.by_id.get(id.as_str()))
-                .ok_or_else(|| AuthError::Token("unknown or revoked reference token".into()))?;
-            if record.expires_at.is_some_and(|e| e <= now) {
-                return Err(AuthError::Token("the token has expired".into()));
-            }
-            // A reference token stands for its access token: it ends with the key that
-            // signed that one (a certificate reset retires every earlier key, seed 003).
-            if !self.keys.still_trusted(&s, &record.kid) {
-                return Err(AuthError::Token(
-                    "the token's signing key was retired (the certificate was reset)".into(),
-                ));
-            }
-            (
-                record.subject.clone(),
-                record.transient,
-                record.scope.clone(),
-                record.token_id.clone(),
-                true,
-                None,
-                record.self_issued,
-            )
-        } else {
-            let verified = self.verified_token(token, &s)?;
-            let claims = &verified.claims;
-            if claims.exp.is_some_and(|e| e <= now) {
-                return Err(AuthError::Token("the token has expired".into()));
-            }
-            if !audience_matches(&claims.aud, &service_id) {
-                return Err(AuthError::Token(format!(
-                    "the token is not meant for `{service_id}`"
-                )));
-            }
-            let local = claims.iss == service_id;
-            let record = s.tokens.by_id.get(claims.jti.as_str());
-            if verified.revocable {
-                // A peer's revocable token works here only while its record, federated
-                // from the issuer, is here: its revocation there removes it here.
-                let federated = s.federation.token_issuers.get(&claims.jti) == Some(&claims.iss);
-                if !local && !federated {
+        let (subject, transient_ok, scope, token_id, local, user_seq, self_issued, times) =
+            if !token.contains('.') {
+                let hash = blake3::hash(token.as_bytes()).to_hex().to_string();
+                let record = s
+                    .tokens
+                    .by_reference_hash
+                    .get(&hash)
+                    .and_then(|id| s.tokens.by_id.get(id.as_str()))
+                    .ok_or_else(|| AuthError::Token("unknown or revoked reference token".into()))?;
+                if record.expires_at.is_some_and(|e| e <= now) {
+                    return Err(AuthError::Token("the token has expired".into()));
+                }
+                // A reference token stands for its access token: it ends with the key that
+                // signed that one (a certificate reset retires every earlier key, seed 003).
+                if !self.keys.still_trusted(&s, &record.kid) {
                     return Err(AuthError::Token(
-                        "revocable tokens are only valid on the server that issued them (and its federation targets)".into(),
+                        "the token's signing key was retired (the certificate was reset)".into(),
                     ));
                 }
-                if record.is_none() {
-                    if local && claims.iat.saturating_add(FRESH_TOKEN_SECS) >= now {
-                        return Err(AuthError::NotYetHere);
-                    }
-                    return Err(AuthError::Token("the token has been revoked".into()));
+                (
+                    record.subject.clone(),
+                    record.transient,
+                    record.scope.clone(),
+                    record.token_id.clone(),
+                    true,
+                    None,
+                    record.self_issued,
+                    (record.issued_at, record.expires_at),
+                )
+            } else {
+                let verified = self.verified_token(token, &s)?;
+                let claims = &verified.claims;
+                if claims.exp.is_some_and(|e| e <= now) {
+                    return Err(AuthError::Token("the token has expired".into()));
                 }
-            }
-            let subject = claims
-                .username()
-                .ok_or_else(|| AuthError::Token("the token has no user subject".into()))?
-                .to_string();
-            // Local tokens name transient subjects in their record or extension; a peer's
-            // subject that is unknown here is transient by nature.
-            let transient_ok = !local || record.is_some_and(|r| r.transient) || verified.transient;
-            (
-                subject,
-                transient_ok,
-                claims.scp.clone(),
-                claims.jti.clone(),
-                local,
-                verified.user_seq,
-                // A peer's too: its user record here (replicated) says what it holds now.
-                verified.self_issued || record.is_some_and(|r| r.self_issued),
-            )
-        };
+                if !audience_matches(&claims.aud, &service_id) {
+                    return Err(AuthError::Token(format!(
+                        "the token is not meant for `{service_id}`"
+                    )));
+                }
+                let local = claims.iss == service_id;
+                let record = s.tokens.by_id.get(claims.jti.as_str());
+                if verified.revocable {
+                    // A peer's revocable token works here only while its record, federated
+                    // from the issuer, is here: its revocation there removes it here.
+                    let federated =
+                        s.federation.token_issuers.get(&claims.jti) == Some(&claims.iss);
+                    if !local && !federated {
+                        return Err(AuthError::Token(
+                        "revocable tokens are only valid on the server that issued them (and its federation targets)".into(),
+                    ));
+                    }
+                    if record.is_none() {
+                        if local && claims.iat.saturating_add(FRESH_TOKEN_SECS) >= now {
+                            return Err(AuthError::NotYetHere);
+                        }
+                        return Err(AuthError::Token("the token has been revoked".into()));
+                    }
+                }
+                let subject = claims
+                    .username()
+                    .ok_or_else(|| AuthError::Token("the token has no user subject".into()))?
+                    .to_string();
+                // Local tokens name transient subjects in their record or extension; a peer's
+                // subject that is unknown here is transient by nature.
+                let transient_ok =
+                    !local || record.is_some_and(|r| r.transient) || verified.transient;
+                (
+                    subject,
+                    transient_ok,
+                    claims.scp.clone(),
+                    claims.jti.clone(),
+                    local,
+                    verified.user_seq,
+                    // A peer's too: its user record here (replicated) says what it holds now.
+                    verified.self_issued || record.is_some_and(|r| r.self_issued),
+                    (claims.iat, claims.exp),
+                )
+            };
         if scope.starts_with(crate::tokens::PAIRING_SCOPE_PREFIX) {
             return Err(AuthError::Token(
                 "a pairing token can only be used to pair".into(),
@@ -711,6 +735,8 @@ impl Authenticator {
                 token_id,
                 local,
                 scope,
+                issued_at: times.0,
+                expires_at: times.1,
             }),
             access_key: false,
         })

@@ -55,6 +55,24 @@ pub(super) fn save_entitlement(
     if !create_only && existing.is_none_or(|x| x.entitlement.org != e.org) {
         return Err(DomainError::NotFound(format!("entitlement `{}`", e.id)));
     }
+    // Seeds 000 and 001: "Version level entitlements are available in all repository
+    // types except Maven" (a Maven layout has no version directory the scope could
+    // match: stored, it silently granted nothing).
+    let maven = state
+        .repositories
+        .by_key
+        .get(&e.repo)
+        .and_then(|r| r.config.package_type.as_deref())
+        .is_some_and(|t| t.eq_ignore_ascii_case("maven"));
+    if e.version.is_some() && maven {
+        return Err(DomainError::invalid(
+            "version",
+            format!(
+                "repository `{}` is a Maven repository: version entitlements are available in all repository types except Maven; entitle the package",
+                e.repo
+            ),
+        ));
+    }
     for (i, k) in e.access_keys.iter().enumerate() {
         let name = gatehouse_projections::access_key_username(&e.org, k);
         if !state.access_keys.keys.contains_key(&name) {

@@ -128,6 +128,22 @@ pub(super) fn save_role(
     if create_only && exists {
         return Err(DomainError::AlreadyExists(format!("role `{}`", role.name)));
     }
+    // Assignments match role names ignoring case (seed 004's `"developer"`): a new role
+    // that differs from a predefined, project or global one only by case would change
+    // what such an assignment means, or make it ambiguous.
+    if create_only {
+        let taken = gatehouse_projections::predefined_roles()
+            .into_iter()
+            .map(|r| r.name)
+            .chain(p.roles.keys().cloned())
+            .chain(state.projects.global_roles.keys().cloned())
+            .find(|n| n.eq_ignore_ascii_case(&role.name));
+        if let Some(n) = taken {
+            return Err(DomainError::AlreadyExists(format!(
+                "role `{n}` (role names are matched ignoring case)"
+            )));
+        }
+    }
     // A project role by a global role's name would shadow it (member names resolve to
     // the project's roles first): assignments an admin made of the global role would
     // change meaning, and deleting the project role would erase them.
@@ -189,11 +205,9 @@ pub(super) fn set_member(
     // gives `"developer"` for the predefined `Developer`); an exact name wins.
     let mut canonical = Vec::with_capacity(roles.len());
     for (i, r) in roles.iter().enumerate() {
-        let found = state
-            .projects
-            .role_in(p, r)
-            .map(|role| role.name)
-            .or_else(|| {
+        let found = match state.projects.role_in(p, r) {
+            Some(role) => Some(role.name),
+            None => {
                 let mut names: Vec<String> = p
                     .roles
                     .keys()
@@ -206,9 +220,20 @@ pub(super) fn set_member(
                     .chain(state.projects.global_roles.keys().cloned())
                     .filter(|n| n.eq_ignore_ascii_case(r))
                     .collect();
+                names.sort();
                 names.dedup();
-                (names.len() == 1).then(|| names.remove(0))
-            });
+                if names.len() > 1 {
+                    return Err(DomainError::invalid(
+                        format!("roles[{i}]"),
+                        format!(
+                            "`{r}` matches more than one role of project `{project_key}` ({}): give its exact name",
+                            names.join(", ")
+                        ),
+                    ));
+                }
+                names.pop()
+            }
+        };
         match found {
             Some(n) => canonical.push(n),
             None => {
@@ -261,10 +286,30 @@ pub(super) fn attach_repository(
         Some(p) if !force => Err(DomainError::Conflict(format!(
             "repository `{repo}` is assigned to project `{p}`; move it with force=true"
         ))),
-        _ => Ok(vec![Event::RepositoryAttached {
-            repo: repo.to_string(),
-            project_key: project_key.to_string(),
-        }]),
+        _ => {
+            // Sharing is the owner's: a move ends the shares the previous owner made (as
+            // unassigning does), or its partners' members kept access to the new owner's
+            // repository.
+            let mut events: Vec<Event> = r
+                .shared_with
+                .iter()
+                .map(|p| Event::RepositoryUnshared {
+                    repo: repo.to_string(),
+                    project_key: Some(p.clone()),
+                })
+                .collect();
+            if r.shared_with_all {
+                events.push(Event::RepositoryUnshared {
+                    repo: repo.to_string(),
+                    project_key: None,
+                });
+            }
+            events.push(Event::RepositoryAttached {
+                repo: repo.to_string(),
+                project_key: project_key.to_string(),
+            });
+            Ok(events)
+        }
     }
 }
 
@@ -375,6 +420,18 @@ pub(super) fn save_global_role(
     let exists = state.projects.global_roles.contains_key(&role.name);
     if create_only && exists {
         return Err(DomainError::AlreadyExists(format!("role `{}`", role.name)));
+    }
+    if create_only {
+        let taken = gatehouse_projections::predefined_roles()
+            .into_iter()
+            .map(|r| r.name)
+            .chain(state.projects.global_roles.keys().cloned())
+            .find(|n| n.eq_ignore_ascii_case(&role.name));
+        if let Some(n) = taken {
+            return Err(DomainError::AlreadyExists(format!(
+                "role `{n}` (role names are matched ignoring case)"
+            )));
+        }
     }
     if !create_only && !exists {
         return Err(DomainError::NotFound(format!("role `{}`", role.name)));

@@ -41,7 +41,15 @@ pub(super) fn revoke(state: &State, token_id: &str) -> Result<Vec<Event>, Domain
     }
     if let Some(name) = state.keys.pairing_tokens.get(token_id) {
         if state.keys.trusted.contains_key(name) {
-            events.push(Event::TrustedKeyRemoved { name: name.clone() });
+            // Ending the trust ends the pairing's master token too (as removing the key
+            // does): it is admin for ever, and once the key is gone nothing links it to
+            // the pairing any more.
+            for e in super::keys::remove_trusted_key(state, name)? {
+                let already = matches!(&e, Event::TokenRevoked { token_id: id } if id == token_id);
+                if !already {
+                    events.push(e);
+                }
+            }
         }
     }
     Ok(events)

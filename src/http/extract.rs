@@ -719,18 +719,8 @@ impl FromRequest for SelfOrAdmin {
         Box::pin(async move {
             let CallerAllowExpired(p) = caller.await?;
             let is_self = target.as_deref() == Some(p.username.as_str());
-            // Acting as oneself needs the whole identity: a password, or a local token
-            // with the user scope (not a groups-only token, not a peer's token).
-            let whole_identity = match &p.token {
-                None => true,
-                Some(t) => {
-                    t.local
-                        && t.scope
-                            .split_whitespace()
-                            .any(|s| s == "applied-permissions/user")
-                }
-            };
-            if is_self && !p.admin && !whole_identity {
+            // Acting as oneself needs the whole identity (see `Principal::whole_identity`).
+            if is_self && !p.admin && !p.whole_identity() {
                 return Err(ApiError::Forbidden(
                     "this token's scope does not allow acting as the user itself".into(),
                 ));

@@ -32,6 +32,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(list))
             .route(web::post().to(register)),
     )
+    // Seed 004's curls end the list and register paths with a slash.
+    .service(
+        resource(&format!("{BASE}/"))
+            .route(web::get().to(list))
+            .route(web::post().to(register)),
+    )
     .service(resource(&format!("{BASE}/validate_server")).route(web::post().to(validate)))
     .service(resource(&format!("{BASE}/full_broadcast")).route(web::put().to(broadcast_all)))
     .service(resource(&format!("{BASE}/receive")).route(web::post().to(receive)))

@@ -421,6 +421,18 @@ async fn initiate(
     }
     let (own_id, own_key) = {
         let s = app.read();
+        // Refuse before the peer commits its side: a pairing this server would refuse
+        // (it never replaces a key it trusts under the peer's name) left the peer
+        // trusting this server, its pairing token used and a master token issued.
+        if let Some((kid, _)) = s.keys.trusted.get(claims.iss.as_str()) {
+            if *kid != unverified.header.kid {
+                return Err(ApiError::Conflict(format!(
+                    "this server already trusts a different key as `{}` (an older key of that service?): remove it first (DELETE /access/api/v1/cert/trusted/{}), then pair with a new pairing token",
+                    claims.iss,
+                    super::segment(&claims.iss)
+                )));
+            }
+        }
         let own = s
             .keys
             .active

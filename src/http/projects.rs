@@ -88,12 +88,18 @@ enum Need {
 /// The roles the caller holds in the project (directly or through a group its
 /// credentials carry).
 fn held_roles(s: &State, p: &ProjectRecord, caller: &Principal) -> Vec<String> {
-    let subject = Subject::new(
-        &s.directory,
-        &caller.username,
-        caller.admin,
+    roles_of(
+        s,
+        p,
+        caller,
         caller.token.as_ref().map(|t| t.scope.as_str()),
-    );
+    )
+}
+
+/// The roles the caller's user holds in the project seen through `scope` (`None`: every
+/// role of the user, whatever its credential).
+fn roles_of(s: &State, p: &ProjectRecord, caller: &Principal, scope: Option<&str>) -> Vec<String> {
+    let subject = Subject::new(&s.directory, &caller.username, caller.admin, scope);
     let mut roles: Vec<String> = Vec::new();
     if subject.own_grants {
         roles.extend(p.users.get(&caller.username).into_iter().flatten().cloned());
@@ -139,6 +145,13 @@ fn check(s: &State, caller: &Principal, key: &str, need: Need) -> Result<(), Api
         return denied();
     }
     let privileges = &p.config.admin_privileges;
+    // A Project Admin acts within `admin_privileges` alone: a custom role with MANAGE_*
+    // it gave itself while they allowed it must not outlive their switching off.
+    let (members, resources) = if project_admin {
+        (false, false)
+    } else {
+        (members, resources)
+    };
     match need {
         Need::View => Ok(()),
         // Seed 004 names `manage_resources` for every members and groups endpoint of a
@@ -168,12 +181,17 @@ fn custom_role_manager(
         return None;
     }
     let p = s.projects.by_key.get(key)?;
-    let held = held_roles(s, p, caller);
-    let privileged_admin =
-        held.iter().any(|r| r == "Project Admin") && p.config.admin_privileges.manage_resources;
+    let privileged_admin = held_roles(s, p, caller)
+        .iter()
+        .any(|r| r == "Project Admin")
+        && p.config.admin_privileges.manage_resources;
     if privileged_admin {
         return None;
     }
+    // What it must not change is every role its user holds, not only those its
+    // credential shows: a token scoped to one group hid the user's own roles, changed
+    // them, and every other credential of the user then had what it gave itself.
+    let held = roles_of(s, p, caller, None);
     let groups = s
         .directory
         .users
@@ -488,7 +506,7 @@ async fn put_member(
     }
     if let Some((_, groups)) = custom_role_manager(&app.read(), caller, &key) {
         let own = match kind {
-            "users" => name == caller.username,
+            "user" => name == caller.username,
             _ => groups.contains(&name),
         };
         if own {

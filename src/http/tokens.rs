@@ -106,6 +106,14 @@ fn parse_scope(scope: &str) -> Result<(), ApiError> {
         match part.strip_prefix("applied-permissions/groups:") {
             Some(groups) if !groups.is_empty() => {
                 for g in groups.split(',') {
+                    // A trailing comma, or a space after one (which ends the scope
+                    // token), leaves an empty group name: say so, not "empty scope".
+                    if g.trim().is_empty() {
+                        return Err(ApiError::BadRequest(format!(
+                            "invalid `scope`: `{}` names an empty group (groups are separated by commas, without spaces)",
+                            part.escape_debug()
+                        )));
+                    }
                     domain::validate_group_name("scope", g.trim())?;
                 }
             }
@@ -263,7 +271,12 @@ pub(super) async fn issue(
         reference,
         revocable,
         now,
-        ext: vec![],
+        // Seed 004: "we will add the force_revocable flag to the token's extension".
+        ext: if force_revocable {
+            vec![("force_revocable", "true".to_string())]
+        } else {
+            vec![]
+        },
         user_seq,
         // For itself: what it grants beyond the user's own rights lasts only while the
         // user holds them (a demoted admin's admin token, a group left).
@@ -442,6 +455,14 @@ pub(super) async fn refresh(
         .users
         .get(old.subject.as_str())
         .map(|u| u.created_seq);
+    // As at sign-in: a token made for an identity that was no user stays that identity's;
+    // a refresh after a user of that name was created handed out a pair that never worked.
+    if old.transient && user_seq.is_some() {
+        return Err(ApiError::BadRequest(format!(
+            "invalid `refresh_token`: the token was issued to a transient identity `{}`; a user of that name was created since",
+            old.subject
+        )));
+    }
     if old
         .expires_at
         .is_some_and(|e| e + app.config.refresh_grace_period < now)
@@ -580,6 +601,22 @@ pub(super) async fn list(
         },
     };
     let s = app.view(&req);
+    // Seed 004: "403 – The authenticated principal has no permissions to get tokens
+    // (not a user or not an admin token)": a transient identity's token is no user's.
+    if !caller.0.admin && !s.directory.users.contains_key(caller.0.username.as_str()) {
+        return Err(ApiError::Forbidden(format!(
+            "`{}` is not a user here: only users and admins list tokens",
+            caller.0.username
+        )));
+    }
+    // A groups-only token (a CI job's) or a peer's token is not the user: it listed every
+    // token of the user, descriptions included.
+    if !caller.0.admin && !caller.0.whole_identity() {
+        return Err(ApiError::Forbidden(
+            "this token's scope does not allow listing the user's tokens (sign in as the user)"
+                .into(),
+        ));
+    }
     let service_id = s.service_id.clone().unwrap_or_default();
     let tokens: Vec<_> = s
         .tokens
@@ -617,17 +654,34 @@ async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let id = resolve_id(&caller.0, &path)?;
     let s = app.view(&req);
-    let t = s
-        .tokens
-        .by_id
-        .get(id.as_str())
-        .ok_or_else(|| ApiError::NotFound(format!("token `{id}` not found")))?;
+    let own = s.service_id.as_deref().unwrap_or("");
+    let Some(t) = s.tokens.by_id.get(id.as_str()) else {
+        // A short-lived token that is not revocable has no record (seed 004: tokens
+        // under the revocable threshold): `me` answers from the token itself, which
+        // the server just verified, rather than "not found" for the token in hand.
+        if let Some(cred) = caller.0.token.as_ref().filter(|_| path.as_str() == "me") {
+            let mut v = json!({
+                "token_id": cred.token_id,
+                "subject": format!("{own}/users/{}", caller.0.username),
+                "issued_at": cred.issued_at,
+                "issuer": own,
+                "refreshable": false,
+                "scope": cred.scope,
+            });
+            if let Some(e) = cred.expires_at {
+                v["expiry"] = json!(e);
+            }
+            return Ok(HttpResponse::Ok().json(v));
+        }
+        return Err(ApiError::NotFound(format!(
+            "token `{id}` not found (a token that is not revocable is not recorded: ask for `me` with it)"
+        )));
+    };
     if !caller.0.admin && (t.subject != caller.0.username || t.transient) {
         return Err(ApiError::Forbidden(
             "only an admin can read other users' tokens".into(),
         ));
     }
-    let own = s.service_id.as_deref().unwrap_or("");
     Ok(HttpResponse::Ok().json(crate::views::token(t, issuer_of(&s, t, own))))
 }
 
@@ -705,6 +759,7 @@ async fn revoke(
             "only an admin can revoke other users' tokens".into(),
         ));
     }
+    may_revoke_own(&caller.0, &id)?;
     let committed = app
         .submit(
             Command::RevokeToken { token_id: id },
@@ -760,8 +815,23 @@ pub(super) async fn revoke_id(
             "only an admin can revoke other users' tokens".into(),
         ));
     }
+    may_revoke_own(caller, &id)?;
     app.submit(Command::RevokeToken { token_id: id }, &caller.username, rid)
         .await
+}
+
+/// A user revokes its own tokens signed in as itself; any token may revoke itself (seed
+/// 004: "the target token ID is of the token being used for authentication"). A
+/// groups-only or a peer's token revoked every other token of its user.
+fn may_revoke_own(caller: &Principal, id: &str) -> Result<(), ApiError> {
+    let itself = caller.token.as_ref().is_some_and(|t| t.token_id == id);
+    if caller.admin || itself || caller.whole_identity() {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(
+        "this token's scope allows revoking only itself (sign in as the user to revoke its other tokens)"
+            .into(),
+    ))
 }
 
 /// `DELETE /access/api/v1/tokens/revoke` with `{"token": "<access or reference

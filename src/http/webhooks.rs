@@ -136,10 +136,15 @@ pub(crate) fn check_url(field: &str, url: &str) -> Result<(), ApiError> {
         )));
     }
     if has_credentials(url) {
+        // The advice fits webhooks only: an access key's existence check has no secret.
+        let advice = if field.starts_with("existence_check") {
+            ""
+        } else {
+            "; give the receiver's credentials as a secret (`secret`, or `secrets` in a header)"
+        };
         return Err(bad(format!(
             "invalid `{field}`: a user name or password in the URL would be stored and shown \
-             in clear; give the receiver's credentials as a secret (`secret`, or `secrets` \
-             in a header)"
+             in clear{advice}"
         )));
     }
     // Parsed as the client that sends to it parses it: a port out of range, an empty or

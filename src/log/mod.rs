@@ -83,7 +83,9 @@ pub struct ChainReport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StartupVerify {
-    /// Every event from position 1: detects any tampering, costs a read of the whole log.
+    /// Every event's hash from position 1: detects any change to the log, costs a read of
+    /// the whole log. A snapshot's state is trusted as written (its checksum read);
+    /// `gatehouse verify` and `GET …/audit/chain` compare it with the log's replay.
     Full,
     /// From the newest snapshot on: the snapshot's stored chain hash anchors the tail.
     Tail,

@@ -429,7 +429,18 @@ fn read_index(path: &Path) -> Vec<u64> {
 
 pub(crate) fn write_index(path: &Path, index: &[u64]) -> Result<(), LogError> {
     let bytes: Vec<u8> = index.iter().flat_map(|o| o.to_le_bytes()).collect();
-    std::fs::write(path, bytes).map_err(io)
+    owner_only(OpenOptions::new().write(true).create(true).truncate(true))
+        .open(path)
+        .and_then(|mut f| f.write_all(&bytes))
+        .map_err(io)
+}
+
+/// Files of the log are the owner's only (0600), as exports and backups are: they hold
+/// password and token hashes, and a data directory made by hand may be readable by all.
+pub(crate) fn owner_only(opts: &mut OpenOptions) -> &mut OpenOptions {
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(opts, 0o600);
+    opts
 }
 
 /// Sync a directory, so that a file created (or renamed) in it survives a crash.
@@ -458,24 +469,48 @@ pub(crate) fn open(
     let path = dir.join(LOG_FILE);
     let index_path = dir.join(INDEX_FILE);
     let created = !path.exists();
+    let mut index = read_index(&index_path);
+    // An index entry is written only after the batch holding its event was synced: an
+    // index that starts at 0 and increases proves its newest entry's event was
+    // acknowledged, wherever the log now ends (a tail cut or zeroed over many batches
+    // was cut off as "never acknowledged"; a missing events.log began a new site).
+    let monotonic = index.first().is_none_or(|&o| o == 0) && index.windows(2).all(|w| w[0] < w[1]);
+    let index_proves = match index.len() as u64 {
+        0 => 0,
+        n if monotonic => (n - 1) * STRIDE + 1,
+        _ => 0,
+    };
+    if created && (index_proves > 0 || !expect.repair) {
+        return Err(LogError::ChainBroken {
+            seq: 1,
+            reason: if index_proves > 0 {
+                format!(
+                    "{LOG_FILE} is missing, but its index ({INDEX_FILE}) shows position \
+                     {index_proves} was acknowledged: the log was removed or not restored \
+                     (restore it; to begin a new site, use an empty data directory)"
+                )
+            } else {
+                format!("{LOG_FILE} is missing: there is no log to read")
+            },
+        });
+    }
     // Not in append mode: batches are written in place, over the zeros written ahead.
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io)?;
+    let file = owner_only(
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false),
+    )
+    .open(&path)
+    .map_err(io)?;
     if created {
         file.sync_all().map_err(io)?;
         sync_dir(dir)?;
     }
     let mut len = file.metadata().map_err(io)?.len();
-    let mut index = read_index(&index_path);
     // The hint must start at 0 and increase, within the file.
-    let sane = index.first().is_none_or(|&o| o == 0)
-        && index.windows(2).all(|w| w[0] < w[1])
-        && index.last().is_none_or(|&o| o < len);
+    let sane = monotonic && index.last().is_none_or(|&o| o < len);
     if !sane {
         index.clear();
     }
@@ -510,6 +545,18 @@ pub(crate) fn open(
     };
     // The reading stopped early, or the log was cut short: a record that does not
     // read is taken for the end only when nothing acknowledged lies beyond it.
+    if head_seq < index_proves && head_seq >= expect.snapshot_at {
+        return Err(LogError::ChainBroken {
+            seq: head_seq + 1,
+            reason: format!(
+                "the log reads only to position {head_seq}, but its index ({INDEX_FILE}, \
+                 written only after each batch's sync) shows position {index_proves} was \
+                 acknowledged: acknowledged events are missing ({LOG_FILE} is damaged or was \
+                 cut short; if an older copy of the log was restored on purpose, remove \
+                 {INDEX_FILE} too)"
+            ),
+        });
+    }
     if head_seq < expect.snapshot_at {
         return Err(LogError::ChainBroken {
             seq: head_seq + 1,
@@ -553,7 +600,8 @@ pub(crate) fn open(
             );
         }
     }
-    if index.len() != indexed || !sane {
+    // `verify` and `replay` change nothing in the data directory.
+    if expect.repair && (index.len() != indexed || !sane) {
         write_index(&index_path, &index)?;
     }
     let mut head_hash = super::GENESIS_HASH;
@@ -735,6 +783,9 @@ impl Appender {
                 Ok(()) => self.len = target,
                 Err(_) => {
                     write_zeros(&self.file, from, needed, false)?;
+                    // What the failed window did write is given back: on a nearly full
+                    // disk it was all the room left (key files, snapshots).
+                    let _ = self.file.set_len(needed);
                     self.len = needed;
                 }
             }
@@ -790,11 +841,14 @@ impl Appender {
             }
             // The next batch that needs them writes them itself. Said once until they
             // are written again (it was a line a batch on a full disk: thousands).
-            Ok(Err(e)) if !self.ahead_failing => {
-                self.ahead_failing = true;
-                tracing::warn!(error = %e, "cannot write the log's zeros ahead (said once until it works again)")
+            Ok(Err(e)) => {
+                // What the helper did write is given back (see `write_ahead`).
+                let _ = self.file.set_len(self.len);
+                if !self.ahead_failing {
+                    self.ahead_failing = true;
+                    tracing::warn!(error = %e, "cannot write the log's zeros ahead (said once until it works again)")
+                }
             }
-            Ok(Err(_)) => {}
             Err(_) => tracing::warn!("the thread writing the log's zeros ahead failed"),
         }
     }
@@ -1089,10 +1143,9 @@ pub(crate) fn append(
         let bytes: Vec<u8> = new_entries.iter().flat_map(|o| o.to_le_bytes()).collect();
         let index_file = match file.index.take() {
             Some(f) => Ok(f),
-            None => OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(&shared.index_path),
+            None => {
+                owner_only(OpenOptions::new().append(true).create(true)).open(&shared.index_path)
+            }
         };
         match index_file.and_then(|mut f| f.write_all(&bytes).map(|()| f)) {
             Ok(f) => file.index = Some(f),
@@ -1123,10 +1176,7 @@ pub(crate) struct Rewriter {
 
 impl Rewriter {
     pub fn create(path: &Path) -> Result<Rewriter, LogError> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
+        let file = owner_only(OpenOptions::new().write(true).create(true).truncate(true))
             .open(path)
             .map_err(io)?;
         Ok(Rewriter {

@@ -230,7 +230,7 @@ impl SnapshotStore {
     ) -> Result<u64, LogError> {
         let path = self.dir.join(file_name(seq));
         let tmp = self.dir.join(format!("{}.tmp", file_name(seq)));
-        let file = std::fs::File::create(&tmp).map_err(io)?;
+        let file = super::private_file(&tmp).map_err(io)?;
         // A small buffer the encoder writes through: the state is never held encoded in
         // memory as a whole (see the module's comment).
         let mut out = std::io::BufWriter::with_capacity(256 * 1024, Trickle::new(file));

@@ -979,6 +979,16 @@ fn a_full_disk_refuses_writes_and_the_server_goes_on() {
         let block = vec![7u8; 1 << 16];
         while f.write_all(&block).is_ok() {}
     }
+    // A write with personal data needs its key durable first (none made yet: the pool
+    // is empty): refused, nothing written. (The key's flush failed after the log's, the
+    // process stopped, and the event stayed in the log, unanswered, its e-mail
+    // unreadable for ever.)
+    let user =
+        json!({"username": "fulluser", "password": "FullUser-1234", "email": "fu@x.example"});
+    let r = admin.post("/access/api/v2/users", &user);
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert!(r.text.contains("disk"), "{}", r.text);
+    assert_eq!(admin.get("/access/api/v2/users/fulluser").status, 404);
     let description = "d".repeat(1000);
     let mut acknowledged = Vec::new();
     let mut refused = None;
@@ -1006,6 +1016,12 @@ fn a_full_disk_refuses_writes_and_the_server_goes_on() {
     std::fs::remove_file(&filler).unwrap();
     let r = admin.post("/access/api/v2/groups", &json!({"name": "after"}));
     assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.post("/access/api/v2/users", &user);
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        admin.get("/access/api/v2/users/fulluser").json()["email"],
+        "fu@x.example"
+    );
     for name in acknowledged
         .iter()
         .rev()
@@ -1021,4 +1037,72 @@ fn a_full_disk_refuses_writes_and_the_server_goes_on() {
     drop(server);
     let (ok, out) = verify(&dir);
     assert!(ok, "{out}");
+}
+
+/// The index of the log is written only after each batch's sync, so it proves how far
+/// the log was acknowledged: a tail cut (or zeroed) over many batches is damage, not a
+/// torn write — start-up and `verify` refuse, and nothing is cut; a missing events.log
+/// beside its index is not a new site; `verify` writes nothing. The log's files are the
+/// owner's only (they hold password hashes).
+#[test]
+fn the_index_proves_what_was_acknowledged_and_nothing_begins_anew() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for i in 0..140 {
+        let r = admin.post("/access/api/v2/groups", &json!({"name": format!("g{i}")}));
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let dir = app.dir.clone();
+    let _tmp = app.stop();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["events.log", "events.idx"] {
+            let mode = std::fs::metadata(dir.join(f)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}: {mode:o}");
+        }
+    }
+    EventLog::open(&dir).unwrap().clear_snapshots().unwrap();
+    let log = dir.join("events.log");
+    let index = std::fs::read(dir.join("events.idx")).unwrap();
+    assert!(
+        index.len() >= 3 * 8,
+        "the index has entries for 1, 65 and 129"
+    );
+
+    // Without events.log: refused, and neither file is made or changed.
+    let saved = dir.join("events.log.saved");
+    std::fs::rename(&log, &saved).unwrap();
+    let (ok, out) = verify(&dir);
+    assert!(!ok, "{out}");
+    assert!(out.contains("missing"), "{out}");
+    assert!(!log.exists(), "verify made a log");
+    let err = TestApp::start(dir.clone(), Config::default())
+        .err()
+        .expect("start-up must refuse a missing log");
+    assert!(err.contains("missing"), "{err}");
+    assert!(!log.exists(), "start-up made a log");
+    assert_eq!(std::fs::read(dir.join("events.idx")).unwrap(), index);
+    std::fs::rename(&saved, &log).unwrap();
+
+    // Cut at event 100 (many batches acknowledged after it).
+    let before = std::fs::read(&log).unwrap();
+    let offset = event_offset(&dir, 100);
+    let f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+    f.set_len(offset).unwrap();
+    drop(f);
+    let cut = std::fs::read(&log).unwrap();
+    let (ok, out) = verify(&dir);
+    assert!(!ok, "{out}");
+    assert!(out.contains("index"), "{out}");
+    let err = TestApp::start(dir.clone(), Config::default())
+        .err()
+        .expect("start-up must refuse a log cut short");
+    assert!(err.contains("acknowledged"), "{err}");
+    assert_eq!(std::fs::read(&log).unwrap(), cut, "nothing is cut");
+    assert_eq!(std::fs::read(dir.join("events.idx")).unwrap(), index);
+    // The whole log back: it starts with everything.
+    std::fs::write(&log, &before).unwrap();
+    let app = TestApp::start(dir, Config::default()).unwrap();
+    assert_eq!(app.admin().get("/access/api/v2/groups/g139").status, 200);
 }

@@ -744,3 +744,169 @@ fn custom_role_managers_cannot_raise_themselves() {
     let gina = app.as_user("gina", "Gina-password-1");
     assert_eq!(gina.get(&format!("{P}/other/users")).status, 200);
 }
+
+/// A member manager by custom role cannot change its own roles — not by its password
+/// (the user case compared `"users"` with `"user"` and never matched), not through a
+/// token scoped to a group (which hid the roles it held directly); a Project Admin's
+/// self-given custom role ends with `admin_privileges`; a role cannot be named a case
+/// variant of another; a forced move ends the previous owner's shares.
+#[test]
+fn member_managers_cannot_raise_themselves_by_any_credential() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    project(&admin, "web");
+    repo(&admin, "web-dev", "local", &["DEV"]);
+    repo(&admin, "web-prod", "local", &["PROD"]);
+    for r in ["web-dev", "web-prod"] {
+        let path = format!("{P}/_/attach/repositories/{r}/web");
+        assert_eq!(admin.put(&path, &json!({})).status, 204);
+    }
+    for (name, actions) in [
+        ("member-mgr", json!(["MANAGE_MEMBERS"])),
+        ("resmgr", json!(["MANAGE_RESOURCES"])),
+        ("dev-role", json!(["READ_REPOSITORY"])),
+    ] {
+        let r = admin.post(
+            &format!("{P}/web/roles"),
+            &json!({"name": name, "actions": actions, "environments": ["DEV"]}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    app.create_user("carol", "Carol-password-1");
+    app.create_user("erin", "Erin-password-1");
+    let carol = app.as_user("carol", "Carol-password-1");
+
+    // By password: its own roles are out of reach, others' are not.
+    admin.put(
+        &format!("{P}/web/users/carol"),
+        &json!({"roles": ["member-mgr"]}),
+    );
+    let r = carol.put(
+        &format!("{P}/web/users/carol"),
+        &json!({"roles": ["member-mgr", "Release Manager"]}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = carol.put(
+        &format!("{P}/web/users/CAROL"),
+        &json!({"roles": ["member-mgr", "resmgr"]}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(!allowed(&carol, "web-prod/x.jar", "delete").0);
+    let r = carol.put(
+        &format!("{P}/web/users/erin"),
+        &json!({"roles": ["Developer"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // Through a token scoped to a group that holds MANAGE_RESOURCES: the role carol
+    // holds directly is still hers.
+    app.create_group("mgrs");
+    let r = admin.patch(
+        "/access/api/v2/groups/mgrs/members",
+        &json!({"add": ["carol"]}),
+    );
+    assert!(r.status == 200 || r.status == 204, "{}", r.text);
+    admin.put(
+        &format!("{P}/web/groups/mgrs"),
+        &json!({"roles": ["resmgr"]}),
+    );
+    admin.put(
+        &format!("{P}/web/users/carol"),
+        &json!({"roles": ["dev-role"]}),
+    );
+    let t = admin.post(
+        "/access/api/v1/tokens",
+        &json!({"username": "carol", "scope": "applied-permissions/groups:mgrs", "expires_in": 3600}),
+    );
+    assert_eq!(t.status, 200, "{}", t.text);
+    let scoped = app.anon().with_header_auth(&format!(
+        "Bearer {}",
+        t.json()["access_token"].as_str().unwrap()
+    ));
+    let wider = json!({"actions": ["READ_REPOSITORY", "DELETE_OVERWRITE_REPOSITORY"],
+                       "environments": ["DEV", "PROD"]});
+    let r = scoped.put(&format!("{P}/web/roles/dev-role"), &wider);
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(!allowed(&carol, "web-prod/x", "delete").0);
+    // What the group's role is for still works through the token.
+    let r = scoped.post(
+        &format!("{P}/web/roles"),
+        &json!({"name": "readers", "actions": ["READ_REPOSITORY"], "environments": ["DEV"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    // A Project Admin's self-given MANAGE_* role ends with admin_privileges.
+    app.create_user("dave", "Dave-password-1");
+    let dave = app.as_user("dave", "Dave-password-1");
+    admin.put(
+        &format!("{P}/web/users/dave"),
+        &json!({"roles": ["Project Admin"]}),
+    );
+    let r = dave.post(
+        &format!("{P}/web/roles"),
+        &json!({"name": "shadow", "actions": ["MANAGE_MEMBERS", "MANAGE_RESOURCES"], "environments": ["DEV"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = dave.put(
+        &format!("{P}/web/users/dave"),
+        &json!({"roles": ["Project Admin", "shadow"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = admin.put(
+        &format!("{P}/web"),
+        &json!({"admin_privileges": {"manage_members": false, "manage_resources": false}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = dave.put(
+        &format!("{P}/web/users/erin"),
+        &json!({"roles": ["Release Manager"]}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = dave.post(
+        &format!("{P}/web/roles"),
+        &json!({"name": "wide", "actions": ["DELETE_OVERWRITE_REPOSITORY"], "environments": ["PROD"]}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    // Reading the project stays.
+    assert_eq!(dave.get(&format!("{P}/web")).status, 200);
+
+    // A role named like another but for case is refused (assignments match ignoring
+    // case: `developer` is the predefined Developer).
+    for name in ["developer", "PROJECT ADMIN", "Resmgr"] {
+        let r = admin.post(
+            &format!("{P}/web/roles"),
+            &json!({"name": name, "actions": ["READ_REPOSITORY"], "environments": ["DEV"]}),
+        );
+        assert_eq!(r.status, 409, "{name}: {}", r.text);
+    }
+    let r = admin.put(
+        &format!("{P}/web/users/erin"),
+        &json!({"roles": ["developer"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["roles"], json!(["Developer"]));
+
+    // A forced move ends the shares the previous owner made.
+    let r = admin.post(P, &json!({"project_key": "other", "display_name": "Other"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.post(P, &json!({"project_key": "third", "display_name": "Third"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let share = format!("{P}/_/share/repositories/web-dev/other");
+    assert_eq!(admin.put(&share, &json!({})).status, 204, "share");
+    admin.put(
+        &format!("{P}/other/users/erin"),
+        &json!({"roles": ["Developer"]}),
+    );
+    let erin = app.as_user("erin", "Erin-password-1");
+    admin.delete(&format!("{P}/web/users/erin"));
+    assert!(allowed(&erin, "web-dev/x", "write").0);
+    let r = admin.put(
+        &format!("{P}/_/attach/repositories/web-dev/third?force=true"),
+        &json!({}),
+    );
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = admin.get(&format!("{P}/_/repositories/web-dev")).json();
+    assert_eq!(r["assigned_to"], "third", "{r}");
+    assert_eq!(r["shared_with_projects"], json!([]), "{r}");
+    assert!(!allowed(&erin, "web-dev/x", "write").0);
+}

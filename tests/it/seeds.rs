@@ -293,6 +293,11 @@ fn resetting_the_certificate_revokes_every_token_unless_the_old_one_is_trusted()
 
 /// A token as a JFrog instance signs it: RS256 with the key of its root certificate.
 fn jfrog_token(key_pem: &[u8], scope: &str) -> String {
+    jfrog_token_expiring(key_pem, scope, true)
+}
+
+/// [`jfrog_token`], with or without `exp` (and never the `revocable` flag).
+fn jfrog_token_expiring(key_pem: &[u8], scope: &str, expires: bool) -> String {
     use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -307,9 +312,12 @@ fn jfrog_token(key_pem: &[u8], scope: &str) -> String {
         "aud": "*@*",
         "iss": "jfrt@01testjfrogservice0000000",
         "iat": now,
-        "exp": now + 600,
         "jti": "4be13896-2fef-418d-b07c-951cbd05ba71",
     });
+    let mut claims = claims;
+    if expires {
+        claims["exp"] = json!(now + 600);
+    }
     encode(
         &header,
         &claims,
@@ -387,6 +395,12 @@ fn a_jfrog_root_certificate_joins_the_circle_of_trust() {
     );
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(bearer(&app, &token).get("/access/api/v2/users").status, 200);
+    // Seed 003: "only non-revokable tokens (tokens with expiry) can be used for
+    // authentication on a different instance": one without `exp` is revocable.
+    let for_ever = jfrog_token_expiring(key, "applied-permissions/admin", false);
+    let r = bearer(&app, &for_ever).get("/access/api/v2/users");
+    assert_eq!(r.status, 401, "{}", r.text);
+    assert!(r.text.contains("revocable"), "{}", r.text);
     // Something that is not a key is refused.
     let r = admin.post(
         "/access/api/v1/cert/trusted",
@@ -466,9 +480,24 @@ fn pairing_as_the_seed_writes_it() {
     // Pair again; revoking the (used) pairing token ends it as well.
     let pairing_token = pair("federation");
     assert_eq!(on_a.get("/access/api/v2/users").status, 200);
+    let masters = || {
+        aa.get("/access/api/v1/tokens").json()["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| {
+                t["description"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("pairing master token"))
+            })
+            .count()
+    };
+    assert_eq!(masters(), 1);
     let r = aa.delete(&format!("/access/api/v1/tokens/{pairing_token}"));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(on_a.get("/access/api/v2/users").status, 401);
+    // The pairing's master token (admin, for ever) ends with the trust.
+    assert_eq!(masters(), 0);
 }
 
 /// Seed 002 "Allowing anonymous access to specific repositories", seed 004 "Requires a
@@ -1461,5 +1490,69 @@ fn log_shipping_says_why_there_is_none() {
     assert!(
         m.contains("no log shipping") && m.contains("audit/events") && m.contains("support/bundle"),
         "{m}"
+    );
+}
+
+/// Rows of a second audit of the seeds: seeds 000/001 "Version level entitlements are
+/// available in all repository types except Maven"; seed 004's recurring `realm` query
+/// string of the user list; its federation curls, which end in a slash.
+#[test]
+fn seed_rows_found_differing_in_the_second_audit() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for (key, kind) in [("mvn-local", "maven"), ("npm-local", "npm")] {
+        let r = admin.put(
+            &format!("/artifactory/api/repositories/{key}"),
+            &json!({"rclass": "local", "packageType": kind}),
+        );
+        assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    }
+    let org = "/access/api/v1/orgs/myorg";
+    let r = admin.post(
+        &format!("{org}/access_keys"),
+        &json!({"id": "bob", "password": "secret-secret"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let version = |repo: &str| {
+        admin.post(
+            &format!("{org}/entitlements"),
+            &json!({"repo": repo, "package": "com.acme:lib", "version": "1.0",
+                    "access": "rw", "access_keys": ["bob"]}),
+        )
+    };
+    let r = version("mvn-local");
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error_message().contains("Maven"), "{}", r.text);
+    assert_eq!(version("npm-local").status, 201);
+    // The package of a Maven repository may be entitled.
+    let r = admin.post(
+        &format!("{org}/entitlements"),
+        &json!({"repo": "mvn-local", "package": "com.acme:lib", "access": "r", "access_keys": ["bob"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    app.create_user("dave", "Dave-password-1");
+    let names = |q: &str| -> Vec<String> {
+        let r = admin.get(&format!("/access/api/v2/users?{q}"));
+        assert_eq!(r.status, 200, "{q}: {}", r.text);
+        r.json()["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["username"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(names("realm=internal").contains(&"dave".to_string()));
+    assert_eq!(names("realm=ldap"), Vec::<String>::new());
+    assert_eq!(names("realm=LDAP"), Vec::<String>::new());
+    let r = admin.get("/access/api/v2/users?realm=bogus");
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error_message().contains("realm"), "{}", r.text);
+
+    let r = admin.get("/access/api/v1/system/federation/");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json(),
+        admin.get("/access/api/v1/system/federation").json()
     );
 }

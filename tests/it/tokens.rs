@@ -565,6 +565,10 @@ fn wait_for_status(client: &Client, path: &str, status: u16) -> u16 {
     }
 }
 
+/// A question any signed-in caller may ask: 403 (not allowed) once the token is taken,
+/// 401 when it is not.
+const ASK: &str = "/access/api/v1/authorize?resource=r/x&action=read";
+
 #[test]
 fn circle_of_trust_between_two_servers_without_restart() {
     let a = TestApp::spawn();
@@ -604,12 +608,8 @@ fn circle_of_trust_between_two_servers_without_restart() {
             .status,
         400
     );
-    // amy is unknown on B: a transient subject, reading herself is allowed.
-    assert_eq!(
-        on_b.get("/access/api/v1/tokens").status,
-        200,
-        "accepted once trusted"
-    );
+    // amy is unknown on B: a transient subject, signed in (asking, refused: 403, not 401).
+    assert_eq!(on_b.get(ASK).status, 403, "accepted once trusted");
     assert_eq!(
         b.admin().get("/access/api/v1/cert/trusted").json()["trusted"][0]["name"],
         "site-a"
@@ -632,7 +632,7 @@ fn circle_of_trust_between_two_servers_without_restart() {
         204
     );
     assert_eq!(
-        on_b.get("/access/api/v1/tokens").status,
+        on_b.get(ASK).status,
         401,
         "rejected again once trust is removed"
     );
@@ -648,13 +648,13 @@ fn circle_of_trust_between_two_servers_without_restart() {
         &json!({"name": "site-a", "certificate": pem}),
     );
     let long = create_token(&a.admin(), json!({"username": "amy", "expires_in": 86400}));
-    let r = bearer(&b, long["access_token"].as_str().unwrap()).get("/access/api/v1/tokens");
+    let r = bearer(&b, long["access_token"].as_str().unwrap()).get(ASK);
     assert_eq!(r.status, 401);
     assert!(r.error_message().contains("revocable"));
     b.admin().delete("/access/api/v1/cert/trusted/site-a");
     // Trust by dropping the PEM into B's trusted/ folder, also without restart.
     std::fs::write(b.dir.join("trusted").join("site-a.pem"), &pem).unwrap();
-    assert_eq!(wait_for_status(&on_b, "/access/api/v1/tokens", 200), 200);
+    assert_eq!(wait_for_status(&on_b, ASK, 403), 403);
 }
 
 #[test]
@@ -824,12 +824,16 @@ fn pairing_is_single_use_expires_and_records_trust_on_both_sides() {
     // Trust is recorded on both sides: short-lived tokens now cross both ways.
     a.create_user("ann", "password-1");
     let ta = create_token(&a.admin(), json!({"username": "ann", "expires_in": 600}));
+    // Signed in at B (a peer's token is no one's whole identity there: it asks, it does
+    // not manage tokens).
+    let ann_at_b = bearer(&b, ta["access_token"].as_str().unwrap());
     assert_eq!(
-        bearer(&b, ta["access_token"].as_str().unwrap())
-            .get("/access/api/v1/tokens")
+        ann_at_b
+            .get("/access/api/v1/authorize?resource=r/x&action=read")
             .status,
-        200
+        403
     );
+    assert_eq!(ann_at_b.get("/access/api/v1/tokens").status, 403);
     let tb = create_token(
         &b.admin(),
         json!({"scope": "applied-permissions/admin", "username": "b-robot", "expires_in": 600}),
@@ -1211,4 +1215,187 @@ fn a_self_issued_token_follows_its_users_admin_standing_and_groups() {
     // An admin's grant to another user is kept.
     let carl = delegated["access_token"].as_str().unwrap();
     assert_eq!(bearer(&app, carl).get("/access/api/v2/users").status, 200);
+}
+
+/// Seed 004: `me` is "the currently used token" — also one the server keeps no record
+/// of (shorter-lived than the revocable threshold); `force_revocable` is said in the
+/// token's extension; a groups-only token is not its user: it lists nothing and revokes
+/// only itself; a token of a transient identity is not refreshed once a user of that
+/// name exists; a token without expiry from a trusted JFrog is revocable, so refused.
+#[test]
+fn the_token_in_hand_and_what_a_narrow_token_may_do() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("alice", "Alice-password-1");
+    app.create_group("g1");
+    let r = admin.patch(
+        "/access/api/v2/groups/g1/members",
+        &json!({"add": ["alice"]}),
+    );
+    assert!(r.status == 200 || r.status == 204, "{}", r.text);
+    let alice = app.as_user("alice", "Alice-password-1");
+
+    let short = create_token(&alice, json!({"expires_in": 600}));
+    let in_hand = bearer(&app, short["access_token"].as_str().unwrap());
+    let me = in_hand.get("/access/api/v1/tokens/me");
+    assert_eq!(me.status, 200, "{}", me.text);
+    let me = me.json();
+    assert_eq!(me["token_id"], short["token_id"], "{me}");
+    assert_eq!(me["refreshable"], false);
+    assert!(
+        me["subject"].as_str().unwrap().ends_with("/users/alice"),
+        "{me}"
+    );
+    let (iat, exp) = (
+        me["issued_at"].as_u64().unwrap(),
+        me["expiry"].as_u64().unwrap(),
+    );
+    assert_eq!(exp - iat, 600, "{me}");
+    // By its id it is not found: nothing is recorded (and the answer says what to ask).
+    let r = alice.get(&format!(
+        "/access/api/v1/tokens/{}",
+        short["token_id"].as_str().unwrap()
+    ));
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert!(r.error_message().contains("me"), "{}", r.text);
+
+    let forced = create_token(&alice, json!({"expires_in": 600, "force_revocable": true}));
+    let ext = claims(forced["access_token"].as_str().unwrap())["ext"].clone();
+    let ext: Value = serde_json::from_str(ext.as_str().unwrap()).unwrap();
+    assert_eq!(ext["force_revocable"], "true", "{ext}");
+    assert_eq!(ext["revocable"], "true", "{ext}");
+    let plain = create_token(&alice, json!({"expires_in": 600}));
+    let ext = claims(plain["access_token"].as_str().unwrap())["ext"].clone();
+    assert!(
+        !ext.as_str().unwrap_or("").contains("force_revocable"),
+        "{ext}"
+    );
+
+    // A groups-only token (a CI job's) is not alice.
+    let whole = create_token(&alice, json!({"expires_in": 86400}));
+    let narrow = create_token(
+        &alice,
+        json!({"scope": "applied-permissions/groups:g1", "expires_in": 86400}),
+    );
+    let ci = bearer(&app, narrow["access_token"].as_str().unwrap());
+    assert_eq!(ci.get("/access/api/v1/tokens").status, 403);
+    let r = ci.delete(&format!(
+        "/access/api/v1/tokens/{}",
+        whole["token_id"].as_str().unwrap()
+    ));
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = ci.post(
+        "/access/api/v1/tokens/revoke",
+        &json!({"token": whole["access_token"]}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    let alice_token = bearer(&app, whole["access_token"].as_str().unwrap());
+    assert_eq!(alice_token.get("/access/api/v1/tokens").status, 200);
+    // It may revoke itself (seed 004).
+    let r = ci.delete(&format!(
+        "/access/api/v1/tokens/{}",
+        narrow["token_id"].as_str().unwrap()
+    ));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        ci.get("/access/api/v1/authorize?resource=r/x&action=read")
+            .status,
+        401
+    );
+    // Alice herself lists and revokes.
+    assert_eq!(alice.get("/access/api/v1/tokens").status, 200);
+    let r = alice.delete(&format!(
+        "/access/api/v1/tokens/{}",
+        whole["token_id"].as_str().unwrap()
+    ));
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // A trailing comma names an empty group, not an empty scope.
+    let r = admin.post(
+        "/access/api/v1/tokens",
+        &json!({"username": "svc", "scope": "applied-permissions/groups:g1,"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error_message().contains("empty group"), "{}", r.text);
+
+    // A transient identity's refreshable token, then a user of its name.
+    let ghost = create_token(
+        &admin,
+        json!({"username": "ghost", "scope": "applied-permissions/groups:g1",
+               "expires_in": 86400, "refreshable": true}),
+    );
+    app.create_user("ghost", "Ghost-password-1");
+    let r = app.anon().post(
+        "/access/api/v1/tokens",
+        &json!({"grant_type": "refresh_token", "refresh_token": ghost["refresh_token"],
+                "access_token": ghost["access_token"]}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error_message().contains("transient"), "{}", r.text);
+}
+
+/// The claims of a JWT, read without verifying (what a client sees).
+fn claims(jwt: &str) -> Value {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// A pairing the initiating server would refuse — it trusts a different key under the
+/// peer's name (the peer rotated its key since an earlier pairing) — is refused before
+/// the peer is called: the peer neither uses up its pairing token nor issues a master
+/// token for a trust that never came about; once the stale key is removed, the same
+/// pairing token pairs.
+#[test]
+fn a_pairing_refused_here_leaves_nothing_at_the_peer() {
+    let a = TestApp::spawn();
+    let b = TestApp::spawn();
+    let pair = |use_case: &str| -> (String, crate::helpers::Resp) {
+        let r = a
+            .admin()
+            .post_empty(&format!("/access/api/v1/service_trust/pairing/{use_case}"));
+        assert_eq!(r.status, 200, "{}", r.text);
+        let token = r.json()["pairing_token"].as_str().unwrap().to_string();
+        let r = b.admin().post(
+            "/access/api/v1/service_trust/pairing/initiate",
+            &json!({"pairing_token": token}),
+        );
+        (token, r)
+    };
+    let (_, r) = pair("federation");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let masters = || {
+        a.admin().get("/access/api/v1/tokens").json()["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| {
+                t["description"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("pairing master token"))
+            })
+            .count()
+    };
+    assert_eq!(masters(), 1);
+    let r = a.admin().post_empty("/access/api/v1/cert/root/rotate");
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let (token, r) = pair("mission-control");
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(r.error_message().contains("remove it first"), "{}", r.text);
+    assert_eq!(masters(), 1, "no master token for a pairing that failed");
+    // The stale key removed, the same (unused) pairing token pairs.
+    let a_id = a.digest()["service_id"].as_str().unwrap().to_string();
+    let r = b
+        .admin()
+        .delete(&format!("/access/api/v1/cert/trusted/{a_id}"));
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = b.admin().post(
+        "/access/api/v1/service_trust/pairing/initiate",
+        &json!({"pairing_token": token}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(masters(), 2);
 }
