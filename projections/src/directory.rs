@@ -445,6 +445,11 @@ impl Directory {
 
     /// [`Directory::is_admin`] for a user record at hand (no second look-up by name).
     pub fn user_is_admin(&self, u: &User) -> bool {
+        // The built-in anonymous user is never an admin, whatever groups it was put in
+        // (with a password set, it signed in as an admin through an admin group).
+        if u.username.as_str() == ANONYMOUS {
+            return false;
+        }
         u.admin
             || u.groups.iter().any(|g| {
                 self.groups

@@ -152,6 +152,12 @@ pub(super) fn create_user(state: &State, u: &NewUser) -> Result<Vec<Event>, Doma
             "is required unless `internal_password_disabled` is true",
         ));
     }
+    if u.username == gatehouse_projections::ANONYMOUS && u.admin {
+        return Err(DomainError::invalid(
+            "admin",
+            "the anonymous user cannot be an admin",
+        ));
+    }
     let mut groups = BTreeSet::new();
     for (i, g) in u.groups.iter().enumerate() {
         if !dir.groups.contains_key(g.as_str()) {
@@ -320,8 +326,21 @@ fn groups_left(state: &State, username: &str) -> Vec<Event> {
 /// gatehouse-projections): its tokens, its group memberships and its project
 /// memberships go with it. Its grants in permission targets are decided here, as the
 /// targets saved without it (`permissions::without_principal`).
+/// The built-in anonymous user stays (what requests without credentials act as): it
+/// was deleted, then created again as an admin with a password.
+fn anonymous_stays(username: &str) -> Result<(), DomainError> {
+    if username == gatehouse_projections::ANONYMOUS {
+        return Err(DomainError::invalid(
+            "username",
+            "the built-in anonymous user cannot be deleted (switch anonymous access off instead)",
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn delete_user(state: &State, username: &str) -> Result<Vec<Event>, DomainError> {
     user_must_exist(state, username)?;
+    anonymous_stays(username)?;
     let mut events = super::tokens::revocations_of(state, username, false);
     events.extend(groups_left(state, username));
     events.push(Event::UserDeleted {
@@ -737,6 +756,14 @@ pub(super) fn scim_save_user(
         });
     }
     if let Some(to) = rename_to.filter(|t| *t != username) {
+        // The built-in anonymous user keeps its name (renamed away, a user provisioned
+        // later as `anonymous` became what every request without credentials acts as).
+        if username == gatehouse_projections::ANONYMOUS || to == gatehouse_projections::ANONYMOUS {
+            return Err(DomainError::invalid(
+                "userName",
+                "the built-in anonymous user keeps its name, and no user takes it",
+            ));
+        }
         let own_id = dir.scim_ids.get(to).is_some_and(|n| n == username);
         if dir.users.contains_key(to) || (dir.scim_ids.contains_key(to) && !own_id) {
             return Err(DomainError::AlreadyExists(format!("user `{to}`")));
@@ -871,6 +898,9 @@ pub(super) fn scim_delete(
     };
     let what = if group { "group" } else { "user" };
     let version = version.ok_or_else(|| DomainError::NotFound(format!("{what} `{name}`")))?;
+    if !group {
+        anonymous_stays(name)?;
+    }
     check_version(if_match, version)?;
     let mut events = if group {
         vec![]

@@ -81,6 +81,9 @@ pub enum AsRead {
     Entitlement(String, Option<gatehouse_schemas::Entitlement>),
     Project(String, Option<gatehouse_schemas::Project>),
     Repository(String, Option<gatehouse_schemas::Repository>),
+    /// A user's stored (sealed) e-mail: an update that left out an e-mail equal to the
+    /// one read (sealed again it looked like a change) must not drop one written since.
+    UserEmail(String, Option<String>),
 }
 
 impl AsRead {
@@ -106,6 +109,11 @@ impl AsRead {
             AsRead::Repository(key, was) => {
                 state.repositories.by_key.get(key).map(|r| &r.config) == was.as_ref()
             }
+            AsRead::UserEmail(name, was) => state
+                .directory
+                .users
+                .get(name.as_str())
+                .is_some_and(|u| u.email == *was),
         }
     }
 }

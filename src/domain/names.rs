@@ -41,6 +41,15 @@ fn check_name(field: &str, name: &str) -> Result<(), DomainError> {
     if name == "." || name == ".." {
         return Err(DomainError::invalid(field, "must not be `.` or `..`"));
     }
+    // One spelling of each name: `josé` written with a combining accent (NFD) was a
+    // second user who looked like the first. Refused rather than normalised, so that a
+    // name reads back exactly as it was sent.
+    if !name.is_ascii() && !unicode_normalization::is_nfc(name) {
+        return Err(DomainError::invalid(
+            field,
+            "must be in Unicode normal form C (composed characters: `é`, not `e` and a combining accent)",
+        ));
+    }
     Ok(())
 }
 
@@ -54,10 +63,18 @@ fn forbidden(c: char) -> bool {
     if c.is_ascii() {
         return c.is_ascii_control() || c == '/' || c == '\\';
     }
-    c.is_control()
-        || matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFD}')
-        || ('\u{E000}'..='\u{F8FF}').contains(&c)
+    c.is_control() || invisible(c) || ('\u{E000}'..='\u{F8FF}').contains(&c)
+}
+
+/// Unicode's Default_Ignorable_Code_Point characters (shown as nothing: `a\u{34F}dmin`
+/// looks like `admin`, U+3164 alone like a blank name), the line and paragraph
+/// separators, the bidirectional controls and the specials up to U+FFFD.
+fn invisible(c: char) -> bool {
+    matches!(c, '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
+        | '\u{FFF0}'..='\u{FFFD}' | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0000}'..='\u{E0FFF}')
 }
 
 /// Free text (a group's description, its external id): at most `max` characters, no
@@ -101,6 +118,15 @@ pub fn normalize_username(field: &str, name: &str) -> Result<String, DomainError
 
 pub fn validate_group_name(field: &str, name: &str) -> Result<(), DomainError> {
     check_name(field, name)
+}
+
+/// A role's name (project or global): a name's rules, at most 64 characters.
+pub fn validate_role_name(field: &str, name: &str) -> Result<(), DomainError> {
+    check_name(field, name)?;
+    if name.chars().count() > 64 {
+        return Err(DomainError::invalid(field, "must be at most 64 characters"));
+    }
+    Ok(())
 }
 
 /// An empty string clears the e-mail; anything else must look like an address.
@@ -237,8 +263,7 @@ mod tests {
             c.is_control()
                 || c == '/'
                 || c == '\\'
-                || matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-                    | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFD}')
+                || invisible(c)
                 || ('\u{E000}'..='\u{F8FF}').contains(&c)
         };
         for c in (0..=0x10FFFF).filter_map(char::from_u32) {

@@ -61,6 +61,10 @@ pub(super) fn delete(state: &State, project_key: &str) -> Result<Vec<Event>, Dom
 /// environments upper-case. Project roles and (global) roles share this rule.
 pub fn normalize_role(role: ProjectRole) -> Result<ProjectRole, DomainError> {
     use crate::authorize::ROLE_ACTIONS;
+    // Global roles took any name (a NUL, a newline, `Dev\u{200B}eloper` that reads as
+    // `Developer`) and any description: one rule for both kinds, whichever API sent it.
+    super::names::validate_role_name("name", &role.name)?;
+    super::validate_text("description", role.description.as_deref(), 2048)?;
     if role.actions.is_empty() {
         return Err(DomainError::invalid("actions", "give at least one action"));
     }
@@ -422,10 +426,20 @@ pub(super) fn save_global_role(
         return Err(DomainError::AlreadyExists(format!("role `{}`", role.name)));
     }
     if create_only {
+        // Nor a project's role's name: member names resolve to the project's roles
+        // first, so the global role would be shadowed there (the other way is refused
+        // in `save_role`).
         let taken = gatehouse_projections::predefined_roles()
             .into_iter()
             .map(|r| r.name)
             .chain(state.projects.global_roles.keys().cloned())
+            .chain(
+                state
+                    .projects
+                    .by_key
+                    .values()
+                    .flat_map(|p| p.roles.keys().cloned()),
+            )
             .find(|n| n.eq_ignore_ascii_case(&role.name));
         if let Some(n) = taken {
             return Err(DomainError::AlreadyExists(format!(

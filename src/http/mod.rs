@@ -452,6 +452,10 @@ pub const ROUTES: &[(&str, &str)] = &[
         "/artifactory/api/v1/service_trust/pairing/{use_case}",
     ),
     (
+        "DELETE",
+        "/artifactory/api/v1/service_trust/pairing/{use_case}",
+    ),
+    (
         "GET",
         "/artifactory/api/v1/service_trust/pairings/{use_case}",
     ),

@@ -42,7 +42,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         resource("/artifactory/api/v1/service_trust/pairing/{use_case:.+}")
             .route(web::post().to(create))
-            .route(web::put().to(initiate_seed)),
+            .route(web::put().to(initiate_seed))
+            .route(web::delete().to(unregister)),
     )
     .service(
         resource("/artifactory/api/v1/service_trust/pairings/{use_case:.+}")
@@ -361,6 +362,61 @@ struct InitiateBody {
 struct ExchangeReply {
     service_id: String,
     certificate: String,
+}
+
+#[derive(Deserialize)]
+struct UnregisterBody {
+    base_url: String,
+}
+
+/// `DELETE /artifactory/api/v1/service_trust/pairing/{use_case}` with `{"base_url"}`
+/// (py-jfrog-client's `unregister_pairing_token`): end the trust of the pairings of that
+/// use case with the peer at that URL — its key removed, the master token handed to it
+/// revoked, as removing the key does.
+async fn unregister(
+    app: web::Data<AppState>,
+    admin: Admin,
+    rid: RequestId,
+    path: web::Path<String>,
+    Body(body): Body<UnregisterBody>,
+) -> Result<HttpResponse, ApiError> {
+    check_known_use_case(&path)?;
+    let wanted = body.base_url.trim_end_matches('/');
+    let names: Vec<String> = {
+        let s = app.read();
+        let urls = s.keys.pairing_base_urls.get(path.as_str());
+        s.keys
+            .pairings
+            .get(path.as_str())
+            .into_iter()
+            .flatten()
+            .filter(|(service_id, _)| {
+                urls.and_then(|u| u.get(*service_id))
+                    .is_some_and(|u| u.trim_end_matches('/') == wanted)
+            })
+            .map(|(_, name)| name.clone())
+            .filter(|name| s.keys.trusted.contains_key(name))
+            .collect()
+    };
+    if names.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "no pairing for `{}` with a peer at `{}`",
+            path.as_str(),
+            body.base_url.escape_debug()
+        )));
+    }
+    let mut last = None;
+    for name in names {
+        last = Some(
+            app.submit(Command::RemoveTrustedKey { name }, &admin.0.username, &rid)
+                .await?,
+        );
+    }
+    let body = json!({"message": "Pairing was removed successfully"});
+    Ok(match last {
+        Some(committed) => written(HttpResponse::Ok().json(body), committed),
+        None => HttpResponse::Ok().json(body),
+    })
 }
 
 /// Seed 004 "Initiate Pairing": `PUT …/service_trust/pairing/{use_case}` with

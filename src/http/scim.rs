@@ -657,7 +657,24 @@ fn own_attributes(
     if let Some(active) = shown_active(u, doc.contains_key("active")) {
         doc.insert("active".into(), json!(active));
     }
-    // The domain's e-mail is the primary one (the v2 API may have changed it).
+    // The domain's e-mail is the primary one (the v2 API may have changed it, or
+    // cleared it: then the entry it was read from goes, or the cleared address stayed
+    // visible, and found by filters).
+    if email.is_none() {
+        if let Some(list) = doc.get_mut("emails").and_then(Value::as_array_mut) {
+            let at = list
+                .iter()
+                .position(|e| e["primary"] == json!(true))
+                .or((!list.is_empty()).then_some(0));
+            // Only an entry the e-mail was read from (one with a value).
+            if let Some(at) = at.filter(|&at| list[at]["value"].is_string()) {
+                list.remove(at);
+            }
+            if list.is_empty() {
+                doc.remove("emails");
+            }
+        }
+    }
     if let Some(email) = email {
         let emails = doc.entry("emails").or_insert_with(|| json!([]));
         if let Some(list) = emails.as_array_mut() {
@@ -1870,14 +1887,37 @@ async fn put_user(
     let caller = admin(&req).await?;
     check_projection(&req)?;
     let body = parse_body(&body, &req)?;
-    let (username, _, seq) = current_user(&req, &path)?;
     if let Some(id) = filter::get_ci(&body, "id").and_then(Value::as_str) {
         if id != path.as_str() {
             return Err(ScimError::bad("mutability", "`id` cannot be changed"));
         }
     }
-    let m = if_match(&req, seq)?;
-    replace_user(&req, &caller, &username, &body, m).await
+    // Without `If-Match`, still only over the version read: the replacement is written
+    // as a change of what was read (its status, e-mail, attributes), and a write that
+    // came in between (an admin enabling the user) made `active: false` a no-op that
+    // answered 200. Read again and replace again instead.
+    for _ in 0..16 {
+        let (username, _, seq) = current_user(&req, &path)?;
+        let asked = if_match(&req, seq)?;
+        match replace_user(&req, &caller, &username, &body, Some(seq)).await {
+            Err(e) if asked.is_none() && retry_after(&req, &path, &username, &e) => continue,
+            done => return done,
+        }
+    }
+    Err(ScimError::new(
+        StatusCode::CONFLICT,
+        None,
+        "the resource kept changing while this request was made; try again",
+    ))
+}
+
+/// Whether an unconditional replace or patch of user `id`, tried as `username`, is to
+/// be tried again: the user changed since it was read (412), or was renamed meanwhile
+/// (404 for the old name while the id still names the user).
+fn retry_after(req: &HttpRequest, id: &str, username: &str, e: &ScimError) -> bool {
+    e.status == StatusCode::PRECONDITION_FAILED
+        || (e.status == StatusCode::NOT_FOUND
+            && current_user(req, id).is_ok_and(|(now, _, _)| now != username))
 }
 
 async fn patch_user(
@@ -1896,7 +1936,7 @@ async fn patch_user(
         let asked = if_match(&req, seq)?;
         patch::apply(Kind::User, &mut doc, &body)?;
         match replace_user(&req, &caller, &username, &doc, Some(seq)).await {
-            Err(e) if asked.is_none() && e.status == StatusCode::PRECONDITION_FAILED => continue,
+            Err(e) if asked.is_none() && retry_after(&req, &path, &username, &e) => continue,
             done => return done,
         }
     }
@@ -2150,6 +2190,9 @@ async fn put_group(
     replace_group(&req, &caller, &path, &body, m).await
 }
 
+/// Members above which a group's PATCH is applied on a blocking thread.
+const LARGE_GROUP: usize = 1000;
+
 async fn patch_group(
     req: HttpRequest,
     path: web::Path<String>,
@@ -2157,12 +2200,25 @@ async fn patch_group(
 ) -> Result<HttpResponse> {
     let caller = admin(&req).await?;
     check_projection(&req)?;
-    let body = parse_body(&body, &req)?;
+    let body = std::sync::Arc::new(parse_body(&body, &req)?);
     // As for users: without `If-Match`, a write that came between is read again.
     for _ in 0..16 {
         let (mut doc, seq) = current_group(&req, &path)?;
         let asked = if_match(&req, seq)?;
-        patch::apply(Kind::Group, &mut doc, &body)?;
+        let members = doc["members"].as_array().map_or(0, Vec::len);
+        if members > LARGE_GROUP {
+            // Each value-filtered operation reads every member: a thousand of them on a
+            // group of 10,000 held this HTTP worker for seconds, and the requests queued
+            // on it (a ping) timed out. Done off the workers.
+            let body = body.clone();
+            doc = web::block(move || patch::apply(Kind::Group, &mut doc, &body).map(|()| doc))
+                .await
+                .map_err(|_| {
+                    ScimError::new(StatusCode::SERVICE_UNAVAILABLE, None, "shutting down")
+                })??;
+        } else {
+            patch::apply(Kind::Group, &mut doc, &body)?;
+        }
         match replace_group(&req, &caller, &path, &doc, Some(seq)).await {
             Err(e) if asked.is_none() && e.status == StatusCode::PRECONDITION_FAILED => continue,
             done => return done,

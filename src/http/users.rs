@@ -457,45 +457,55 @@ pub(super) async fn update_user(
         Some(p) => Some(hash_password(&app, Some(&username), p).await?),
         None => None,
     };
-    // The e-mail it already has is no change (sealed again it looked like one: an event,
-    // a webhook, and `audit/diff` listing the e-mail as changed).
-    let current_email = app
-        .read()
-        .directory
-        .users
-        .get(username.as_str())
-        .map(|u| u.email.clone());
-    let unchanged = |e: &str| match &current_email {
-        Some(Some(sealed)) => app.personal.decrypt(sealed).as_deref() == Some(e),
-        Some(None) => e.is_empty(),
-        None => false,
-    };
-    let email = match body.email {
-        Some(e) if unchanged(&e) => None,
-        Some(e) if !e.is_empty() => {
-            let key = app.personal_key(&username).await?;
-            Some(app.seal(&key, &e)?)
-        }
-        other => other,
-    };
-    let changes = UserChanges {
-        email,
-        password_hash,
-        admin: body.admin,
-        profile_updatable: body.profile_updatable,
-        internal_password_disabled: body.internal_password_disabled,
-        disable_ui_access: body.disable_ui_access,
-        status,
-        groups,
-    };
-    app.submit(
-        Command::UpdateUser {
+    super::read_change_write(async || {
+        // The e-mail it already has is no change (sealed again it looked like one: an
+        // event, a webhook, and `audit/diff` listing the e-mail as changed) — while it
+        // still has it (`AsRead::UserEmail`).
+        let current_email = app
+            .read()
+            .directory
+            .users
+            .get(username.as_str())
+            .map(|u| u.email.clone());
+        let unchanged = |e: &str| match &current_email {
+            Some(Some(sealed)) => app.personal.decrypt(sealed).as_deref() == Some(e),
+            Some(None) => e.is_empty(),
+            None => false,
+        };
+        let mut guard = None;
+        let email = match body.email.clone() {
+            Some(e) if unchanged(&e) => {
+                guard = current_email.clone();
+                None
+            }
+            Some(e) if !e.is_empty() => {
+                let key = app.personal_key(&username).await?;
+                Some(app.seal(&key, &e)?)
+            }
+            other => other,
+        };
+        let changes = UserChanges {
+            email,
+            password_hash: password_hash.clone(),
+            admin: body.admin,
+            profile_updatable: body.profile_updatable,
+            internal_password_disabled: body.internal_password_disabled,
+            disable_ui_access: body.disable_ui_access,
+            status,
+            groups: groups.clone(),
+        };
+        let mut command = Command::UpdateUser {
             username: username.clone(),
             changes,
-        },
-        &admin.username,
-        rid,
-    )
+        };
+        if let Some(was) = guard {
+            command = Command::IfUnchanged {
+                read: domain::AsRead::UserEmail(username.clone(), was),
+                command: Box::new(command),
+            };
+        }
+        Ok(app.submit(command, &admin.username, rid).await?)
+    })
     .await
 }
 

@@ -332,15 +332,23 @@ fn normalize_single(path: At, def: &Def, v: &Value) -> Result<Option<Value>, Inv
         return Ok(None);
     }
     if def.ty == "complex" {
+        // Entra ID sends the enterprise `manager` as the manager's id alone (a known
+        // deviation of its SCIM client): taken as `{"value": id}`, or every update that
+        // touched the manager failed, with the other operations of its request.
+        if let (Some(id), "manager") = (v.as_str(), def.name) {
+            return normalize_single(path, def, &serde_json::json!({ "value": id }));
+        }
         let Some(obj) = v.as_object() else {
             return Err(Invalid(format!("`{path}` must be an object")));
         };
         let mut out = Map::new();
+        let mut seen = std::collections::HashSet::new();
         for (k, sv) in obj {
             let sub = def
                 .sub(k)
                 .ok_or_else(|| Invalid(format!("`{path}` has no sub-attribute `{k}`")))?;
             let name = if sub.name.is_empty() { k } else { sub.name };
+            once(&mut seen, name, k)?;
             if let Some(x) = normalize_value(At::Sub(&path, name), sub, sv)? {
                 out.insert(name.to_string(), x);
             }
@@ -361,6 +369,7 @@ pub fn normalize(kind: Kind, input: &Value) -> Result<Map<String, Value>, Invali
         return Err(Invalid("the resource must be a JSON object".into()));
     };
     let mut out = Map::new();
+    let mut seen = std::collections::HashSet::new();
     for (k, v) in obj {
         if k.eq_ignore_ascii_case("schemas")
             || k.eq_ignore_ascii_case("id")
@@ -369,6 +378,7 @@ pub fn normalize(kind: Kind, input: &Value) -> Result<Map<String, Value>, Invali
             continue;
         }
         if let Some(ext) = extension(kind, k) {
+            once(&mut seen, ext, k)?;
             if v.is_null() {
                 continue;
             }
@@ -376,6 +386,7 @@ pub fn normalize(kind: Kind, input: &Value) -> Result<Map<String, Value>, Invali
                 return Err(Invalid(format!("`{ext}` must be an object")));
             };
             let mut e = Map::new();
+            let mut seen_here = std::collections::HashSet::new();
             for (ek, ev) in ext_obj {
                 if ek.eq_ignore_ascii_case("schemas") {
                     continue;
@@ -383,6 +394,7 @@ pub fn normalize(kind: Kind, input: &Value) -> Result<Map<String, Value>, Invali
                 let def = attribute_def(kind, Some(ext), ek)
                     .ok_or_else(|| Invalid(format!("unknown attribute `{ext}:{ek}`")))?;
                 let name = if def.name.is_empty() { ek } else { def.name };
+                once(&mut seen_here, name, ek)?;
                 if def.read_only {
                     continue;
                 }
@@ -411,11 +423,29 @@ pub fn normalize(kind: Kind, input: &Value) -> Result<Map<String, Value>, Invali
             continue;
         }
         let name = if def.name.is_empty() { attr } else { def.name };
+        once(&mut seen, name, k)?;
         if let Some(x) = normalize_value(At::Name(name), def, v)? {
             out.insert(name.to_string(), x);
         }
     }
     Ok(out)
+}
+
+/// Attribute names are case-insensitive and may be written with their schema's URN (RFC
+/// 7643 §2.1): two spellings of one attribute are one attribute given twice — refused,
+/// as a key given twice is (one of them was kept by the order of the map, silently).
+fn once(
+    seen: &mut std::collections::HashSet<String>,
+    name: &str,
+    as_sent: &str,
+) -> Result<(), Invalid> {
+    if seen.insert(name.to_ascii_lowercase()) {
+        Ok(())
+    } else {
+        Err(Invalid(format!(
+            "attribute `{name}` is given more than once (again as `{as_sent}`)"
+        )))
+    }
 }
 
 /// Keep only what `attributes` asks for (plus what is always returned), or drop what

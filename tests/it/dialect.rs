@@ -1250,3 +1250,82 @@ fn artifactory_security_fields_mean_what_they_mean_in_every_api() {
     );
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+/// What the client libraries call beyond the conformance script: API keys and encrypted
+/// passwords are said to be absent, with what to use instead (not "no such endpoint");
+/// py-jfrog-client's `unregister_pairing_token` (DELETE with `base_url`) ends a
+/// pairing; its `create_token`, which sends an empty body, is told so.
+#[test]
+fn what_the_client_libraries_call_besides() {
+    let a = TestApp::spawn();
+    let b = TestApp::spawn();
+    let admin = a.admin();
+    for (method, path) in [
+        ("GET", "/artifactory/api/security/apiKey"),
+        ("POST", "/artifactory/api/security/apiKey"),
+        ("DELETE", "/artifactory/api/security/apiKey/bob"),
+        ("GET", "/artifactory/api/security/encryptedPassword"),
+    ] {
+        let r = admin.raw(method, path, None, None);
+        assert_eq!(r.status, 404, "{method} {path}: {}", r.text);
+        assert!(r.text.contains("reference token"), "{}", r.text);
+    }
+    // An empty JSON body: a token for the caller, and a notice saying so.
+    let r = admin.raw(
+        "POST",
+        "/access/api/v1/tokens",
+        Some("application/json"),
+        Some(b""),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.header("x-gatehouse-notice")
+            .is_some_and(|n| n.contains("empty body")),
+        "{:?}",
+        r.header("x-gatehouse-notice")
+    );
+    let r = admin.post("/access/api/v1/tokens", &json!({"expires_in": 600}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.header("x-gatehouse-notice").is_none());
+
+    // Pair B with A (A issues), then unregister B at A by its base URL.
+    let r = admin.post_empty("/artifactory/api/v1/service_trust/pairing/federated-repo/r");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = b.admin().put(
+        "/artifactory/api/v1/service_trust/pairing/federated-repo/r",
+        &json!({"pairing_token": r.json()["pairing_token"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let listed = admin
+        .get("/artifactory/api/v1/service_trust/pairings/federated-repo/r")
+        .json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let r = admin.raw(
+        "DELETE",
+        "/artifactory/api/v1/service_trust/pairing/federated-repo/r",
+        Some("application/json"),
+        Some(
+            json!({"base_url": "http://elsewhere.example"})
+                .to_string()
+                .as_bytes(),
+        ),
+    );
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = admin.raw(
+        "DELETE",
+        "/artifactory/api/v1/service_trust/pairing/federated-repo/r",
+        Some("application/json"),
+        Some(
+            json!({"base_url": format!("{}/", b.base)})
+                .to_string()
+                .as_bytes(),
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        admin
+            .get("/artifactory/api/v1/service_trust/pairings/federated-repo/r")
+            .json(),
+        json!([])
+    );
+}

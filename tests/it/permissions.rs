@@ -1075,3 +1075,55 @@ fn effective_permissions_say_what_authorize_decides() {
         assert_eq!(e["refused"], "the user was disabled then", "{path}: {e}");
     }
 }
+
+/// Artifactory's v1 PUT describes the repository section only, and keeps the others as
+/// it read them — only while they are still so: a group deleted at the same moment came
+/// back into the build section (and a later group of its name had its grants).
+#[test]
+fn a_v1_put_does_not_bring_back_what_a_concurrent_delete_removed() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for round in 0..25 {
+        let (group, target) = (format!("gb{round}"), format!("bt{round}"));
+        let r = admin.post("/access/api/v2/groups", &json!({"name": group}));
+        assert_eq!(r.status, 201, "{}", r.text);
+        let r = admin.post(
+            "/access/api/v2/permissions",
+            &json!({"name": target, "resources": {
+                "artifact": {"actions": {"users": {"admin": ["READ"]}},
+                             "targets": {"r1": {"include_patterns": ["**"]}}},
+                "build": {"actions": {"groups": {group.clone(): ["READ", "WRITE"]}},
+                          "targets": {"artifactory-build-info": {"include_patterns": ["**"]}}}}}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let (b1, b2) = (barrier.clone(), barrier);
+        let (c1, c2) = (app.admin(), app.admin());
+        let g = group.clone();
+        let deleter = std::thread::spawn(move || {
+            b1.wait();
+            c1.delete(&format!("/access/api/v2/groups/{g}")).status
+        });
+        let t = target.clone();
+        let putter = std::thread::spawn(move || {
+            b2.wait();
+            c2.put(
+                &format!("/artifactory/api/security/permissions/{t}"),
+                &json!({"name": t, "includesPattern": "**", "repositories": ["r1"],
+                        "principals": {"users": {"admin": ["r", "w"]}}}),
+            )
+            .status
+        });
+        assert_eq!(deleter.join().unwrap(), 204);
+        assert_eq!(putter.join().unwrap(), 200);
+        let shown = admin
+            .get(&format!("/access/api/v2/permissions/{target}"))
+            .json();
+        assert!(
+            shown["resources"]["build"]["actions"]["groups"]
+                .get(&group)
+                .is_none(),
+            "round {round}: the deleted group is back: {shown}"
+        );
+    }
+}

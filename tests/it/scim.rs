@@ -1511,3 +1511,119 @@ fn a_member_display_is_sealed_and_a_purge_erases_it() {
     assert_eq!(past.status, 200, "{}", past.text);
     assert!(!past.text.contains("Secretson"), "{}", past.text);
 }
+
+/// What identity providers send that was refused or misread: Entra ID's `manager` as a
+/// bare id; two spellings of one attribute (one was dropped silently); an e-mail the v2
+/// API cleared stayed in SCIM (and in its filters); an unconditional PUT with
+/// `active: false` is not undone by a write that came between (here, sequentially: the
+/// PUT reads the status it changes at write time); a large group's PATCH is applied.
+#[test]
+fn what_providers_send_is_read_as_they_mean_it() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = scim(
+        &admin,
+        "POST",
+        "/Users",
+        &json!({"schemas": [USER], "userName": "az1"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Users/az1",
+        &json!({"schemas": [PATCH], "Operations": [
+            {"op": "Add", "path": format!("{ENT}:department"), "value": "Eng"},
+            {"op": "Add", "path": format!("{ENT}:manager"), "value": "bob"}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let u = r.json();
+    assert_eq!(u[ENT]["manager"]["value"], "bob", "{u}");
+    assert_eq!(u[ENT]["department"], "Eng", "{u}");
+
+    let r = scim(
+        &admin,
+        "POST",
+        "/Users",
+        &json!({"schemas": [USER], "userName": "first-spelling", "username": "second-spelling"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("more than once"), "{}", r.text);
+    let r = scim(
+        &admin,
+        "POST",
+        "/Users",
+        &json!({"schemas": [USER], "userName": "u-plain", format!("{USER}:userName"): "u-urn"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+
+    let r = scim(
+        &admin,
+        "POST",
+        "/Users",
+        &json!({"schemas": [USER], "userName": "em1",
+                "emails": [{"value": "em1@x.example", "primary": true, "type": "work"}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.patch("/access/api/v2/users/em1", &json!({"email": ""}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let u = scim(&admin, "GET", "/Users/em1", &json!({})).json();
+    assert!(!u.to_string().contains("em1@x.example"), "{u}");
+    let found = admin
+        .get(&format!(
+            "{S}/Users?filter=emails%20co%20%22em1@x.example%22"
+        ))
+        .json();
+    assert_eq!(found["totalResults"], 0, "{found}");
+
+    // A PUT of `active: false` disables, whatever the status was when it was read.
+    let r = admin.patch("/access/api/v2/users/em1", &json!({"status": "disabled"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = admin.patch("/access/api/v2/users/em1", &json!({"status": "enabled"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = scim(
+        &admin,
+        "PUT",
+        "/Users/em1",
+        &json!({"schemas": [USER], "userName": "em1", "active": false, "password": "Passw0rd-Put1"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        admin.get("/access/api/v2/users/em1").json()["status"],
+        "disabled"
+    );
+
+    // A group above the size applied off the HTTP workers: same result.
+    let mut members = Vec::new();
+    for i in 0..1100 {
+        let name = format!("m{i}");
+        // No password: no hashing, a quick create.
+        let r = admin.post(
+            "/access/api/v2/users",
+            &json!({"username": name, "internal_password_disabled": true}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        members.push(json!({"value": name}));
+    }
+    let r = scim(
+        &admin,
+        "POST",
+        "/Groups",
+        &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": "big", "members": members}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Groups/big",
+        &json!({"schemas": [PATCH], "Operations": [
+            {"op": "remove", "path": "members[value eq \"m7\"]"},
+            {"op": "remove", "path": "members[value eq \"nosuch\"]"}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let g = scim(&admin, "GET", "/Groups/big", &json!({})).json();
+    let n = g["members"].as_array().map(Vec::len);
+    assert_eq!(n, Some(1099));
+    assert!(!g["members"].to_string().contains("\"m7\""));
+}

@@ -1399,3 +1399,44 @@ fn a_pairing_refused_here_leaves_nothing_at_the_peer() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(masters(), 2);
 }
+
+/// A revoke that meets a refresh of the same token: whichever comes first, the answer
+/// is true — never "Token revoked" while the refresh's new token lives on.
+#[test]
+fn a_revoke_raced_by_a_refresh_never_says_revoked_for_nothing() {
+    let app = TestApp::spawn();
+    app.create_user("rr", "Rr-password-1");
+    for round in 0..20 {
+        let t = create_token(
+            &app.admin(),
+            json!({"username": "rr", "refreshable": true, "expires_in": 86400}),
+        );
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let (b1, b2) = (barrier.clone(), barrier);
+        let (c1, c2) = (app.anon(), app.admin());
+        let pair = json!({"grant_type": "refresh_token", "refresh_token": t["refresh_token"],
+                          "access_token": t["access_token"]});
+        let refresher = std::thread::spawn(move || {
+            b1.wait();
+            c1.post("/access/api/v1/tokens", &pair)
+        });
+        let id = t["token_id"].as_str().unwrap().to_string();
+        let revoker = std::thread::spawn(move || {
+            b2.wait();
+            c2.delete(&format!("/access/api/v1/tokens/{id}")).status
+        });
+        let refreshed = refresher.join().unwrap();
+        let revoked = revoker.join().unwrap();
+        if revoked == 200 && refreshed.status == 200 {
+            let new = refreshed.json()["access_token"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let works = bearer(&app, &new).get(ASK).status != 401;
+            assert!(
+                !works,
+                "round {round}: revoked (200) and refreshed (200), the new token works"
+            );
+        }
+    }
+}

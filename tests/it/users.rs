@@ -781,3 +781,126 @@ fn a_patch_to_the_same_values_writes_nothing() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(head(), before + 1);
 }
+
+/// The built-in `anonymous` is never an admin — not through an admin group with a
+/// password set — and is never deleted or renamed (then created again, or provisioned,
+/// as an admin with a password: what every request without credentials acts as).
+#[test]
+fn anonymous_is_never_an_admin_and_stays() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.post(
+        "/access/api/v2/groups",
+        &json!({"name": "admins", "admin_privileges": true}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.patch(
+        "/access/api/v2/users/anonymous",
+        &json!({"internal_password_disabled": false, "password": "Anon-pass-123"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = admin.patch(
+        "/access/api/v2/groups/admins/members",
+        &json!({"add": ["anonymous"]}),
+    );
+    assert!(r.status == 200 || r.status == 204, "{}", r.text);
+    let r = admin.put(
+        "/access/api/v1/config/security/anonymous_access",
+        &json!({"enabled": true}),
+    );
+    assert!(r.status == 200 || r.status == 204, "{}", r.text);
+    let anon = app.as_user("anonymous", "Anon-pass-123");
+    let r = anon.post(
+        "/access/api/v2/users",
+        &json!({"username": "mallory", "password": "Mallory-pass-1", "admin": true}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    let shown = admin.get("/access/api/v2/users/anonymous").json();
+    assert_eq!(shown["effective_admin"], false, "{shown}");
+    // Neither deleted (v2, SCIM) nor renamed.
+    let r = admin.delete("/access/api/v2/users/anonymous");
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = admin.raw(
+        "DELETE",
+        "/access/api/v1/scim/v2/Users/anonymous",
+        None,
+        None,
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = admin.raw(
+        "PATCH",
+        "/access/api/v1/scim/v2/Users/anonymous",
+        Some("application/scim+json"),
+        Some(
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                   "Operations": [{"op": "replace", "path": "userName", "value": "anon2"}]})
+            .to_string()
+            .as_bytes(),
+        ),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(admin.get("/access/api/v2/users/anonymous").status, 200);
+}
+
+/// One spelling per name: a name not in Unicode normal form C (`josé` with a combining
+/// accent) and names with invisible characters (`a\u{34F}dmin` reads as `admin`) are
+/// refused; global roles follow the rules of names and of project roles' names.
+#[test]
+fn look_alike_names_are_refused() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let user = |name: &str| {
+        admin.post(
+            "/access/api/v2/users",
+            &json!({"username": name, "password": "Passw0rd-long"}),
+        )
+    };
+    assert_eq!(user("jos\u{e9}").status, 201);
+    for name in [
+        "jose\u{301}",
+        "a\u{34f}dmin",
+        "\u{3164}",
+        "a\u{e0041}b",
+        "a\u{fe0f}b",
+        "a\u{2028}b",
+    ] {
+        let r = user(name);
+        assert_eq!(r.status, 400, "{name:?}: {}", r.text);
+        assert!(r.error_message().contains("username"), "{}", r.text);
+    }
+    let r = admin.post("/access/api/v2/groups", &json!({"name": "cafe\u{301}"}));
+    assert_eq!(r.status, 400, "{}", r.text);
+    let role = |name: &str, description: &str| {
+        admin.post(
+            "/access/api/v1/roles",
+            &json!({"name": name, "description": description, "type": "CUSTOM_GLOBAL",
+                    "actions": ["READ_REPOSITORY"], "environments": ["DEV"]}),
+        )
+    };
+    for name in [
+        "a/b",
+        "..",
+        "a\u{0}b",
+        "a\nb",
+        "Dev\u{200b}eloper",
+        "r\u{fffd}",
+    ] {
+        let r = role(name, "");
+        assert_eq!(r.status, 400, "{name:?}: {}", r.text);
+    }
+    let r = role("descrole", "a\u{0}b\u{1b}[31m");
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(role("Readers", "plain").status, 201);
+    // Not a project's role's name either (it would be shadowed there).
+    let r = admin.post(
+        "/access/api/v1/projects",
+        &json!({"project_key": "web", "display_name": "Web"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.post(
+        "/access/api/v1/projects/web/roles",
+        &json!({"name": "Shadow", "actions": ["READ_REPOSITORY"], "environments": ["DEV"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(role("shadow", "").status, 409);
+}

@@ -17,6 +17,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     groups::configure(cfg);
     permissions::configure(cfg);
     tokens::configure(cfg);
+    // API keys and encrypted passwords: the client libraries call them (pyartifactory,
+    // dohq-artifactory, py-jfrog-client), JFrog has deprecated them, and Gatehouse has
+    // neither. Said so, with what to use, rather than "no such endpoint".
+    for path in [
+        "/artifactory/api/security/apiKey",
+        "/artifactory/api/security/apiKey/{username}",
+        "/artifactory/api/security/encryptedPassword",
+    ] {
+        cfg.service(super::resource(path).route(web::route().to(no_api_keys)));
+    }
+}
+
+async fn no_api_keys() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(
+        "Gatehouse has no API keys nor encrypted passwords (JFrog deprecated both): use an access token or a reference token (POST /access/api/v1/tokens, `include_reference_token=true`), which also works where an API key did (`X-JFrog-Art-Api`, or as the password of Basic authentication)".into(),
+    ))
 }
 
 /// Artifactory answers most security writes with a short sentence in plain text.

@@ -59,27 +59,32 @@ async fn put(
 ) -> Result<HttpResponse, ApiError> {
     let name = path.into_inner();
     name_matches(body.name.as_deref(), &name)?;
-    let current = (app.read().permissions.targets.get(&name)).map(|t| (**t).clone());
-    let existed = current.is_some();
     let repo = v1_section_in(body)
         .map_err(|e| ApiError::BadRequest(format!("invalid `{}`: {}", e.field, e.message)))?;
-    let target = PermissionTarget {
-        name: name.clone(),
-        repo: Some(repo),
-        ..current.clone().unwrap_or_default()
-    };
-    let mut target = domain::normalize_target(target)?;
-    domain::keep_repository_patterns(current.as_ref(), &mut target);
-    let committed = app
-        .submit(
-            Command::SavePermissionTarget {
+    // v1 describes the repository section only: the others are kept as read, and only
+    // while they are still so (a group deleted meanwhile came back into the build
+    // section, and a concurrent PATCH of it was lost).
+    let (existed, committed) = crate::http::read_change_write(async || {
+        let current = (app.read().permissions.targets.get(&name)).map(|t| (**t).clone());
+        let target = PermissionTarget {
+            name: name.clone(),
+            repo: Some(repo.clone()),
+            ..current.clone().unwrap_or_default()
+        };
+        let mut target = domain::normalize_target(target)?;
+        domain::keep_repository_patterns(current.as_ref(), &mut target);
+        let existed = current.is_some();
+        let command = Command::IfUnchanged {
+            read: domain::AsRead::PermissionTarget(name.clone(), current.map(Box::new)),
+            command: Box::new(Command::SavePermissionTarget {
                 target,
                 create_only: false,
-            },
-            &admin.0.username,
-            &rid,
-        )
-        .await?;
+            }),
+        };
+        let committed = app.submit(command, &admin.0.username, &rid).await?;
+        Ok((existed, committed))
+    })
+    .await?;
     Ok(written(
         HttpResponse::build(created_or_ok(existed)).finish(),
         committed,
