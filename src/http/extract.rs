@@ -275,9 +275,16 @@ impl FromRequest for FormOrJson {
             {
                 // The pairs straight into the map (what serde_urlencoded reads with, without
                 // its serde layer and a `Vec` of owned pairs first: 4.2k instructions of a
-                // token issue's body). Undecodable bytes read as U+FFFD, as they did there.
+                // token issue's body). Undecodable bytes read as U+FFFD there: refused
+                // here, as a JSON body's are (they were written to the log as U+FFFD).
                 let mut map = serde_json::Map::new();
                 for (k, v) in form_urlencoded::parse(&bytes) {
+                    if k.contains('\u{FFFD}') || v.contains('\u{FFFD}') {
+                        return Err(ApiError::BadRequest(format!(
+                            "invalid `{}`: not UTF-8 (form values are UTF-8, percent-encoded)",
+                            k.escape_debug()
+                        )));
+                    }
                     match map.entry(k.into_owned()) {
                         serde_json::map::Entry::Occupied(o) => {
                             return Err(ApiError::BadRequest(format!(

@@ -1177,16 +1177,27 @@ pub(crate) fn new_request_id() -> String {
 /// Optional query parameters, parsed by hand so that errors name the parameter.
 pub fn query_param(req: &HttpRequest, name: &str) -> Result<Option<String>, ApiError> {
     let q = req.query_string();
+    let mut found = None;
     for pair in q.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if k == name {
-            let v = percent_decode_query(v).ok_or_else(|| {
-                ApiError::BadRequest(format!("invalid `{name}`: bad percent-encoding"))
-            })?;
-            return Ok(Some(v));
+            // Given twice, which one was meant? The first was taken, silently (as a key
+            // given twice in a body is refused).
+            if found.is_some() {
+                return Err(ApiError::BadRequest(format!(
+                    "invalid `{name}`: given more than once"
+                )));
+            }
+            found = Some(v);
         }
     }
-    Ok(None)
+    found
+        .map(|v| {
+            percent_decode_query(v).ok_or_else(|| {
+                ApiError::BadRequest(format!("invalid `{name}`: bad percent-encoding"))
+            })
+        })
+        .transpose()
 }
 
 /// Query values: `+` is a space (application/x-www-form-urlencoded).

@@ -349,6 +349,12 @@ fn normalize_single(path: At, def: &Def, v: &Value) -> Result<Option<Value>, Inv
                 .ok_or_else(|| Invalid(format!("`{path}` has no sub-attribute `{k}`")))?;
             let name = if sub.name.is_empty() { k } else { sub.name };
             once(&mut seen, name, k)?;
+            // A read-only sub-attribute the server publishes as such (`manager.
+            // displayName`) is not the client's to write: ignored, as read-only
+            // attributes are at the top (RFC 7643 §2.2).
+            if sub.read_only {
+                continue;
+            }
             if let Some(x) = normalize_value(At::Sub(&path, name), sub, sv)? {
                 out.insert(name.to_string(), x);
             }

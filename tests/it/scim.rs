@@ -1540,6 +1540,16 @@ fn what_providers_send_is_read_as_they_mean_it() {
     let u = r.json();
     assert_eq!(u[ENT]["manager"]["value"], "bob", "{u}");
     assert_eq!(u[ENT]["department"], "Eng", "{u}");
+    // `manager.displayName` is read-only (as the server's own schema says): not stored.
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Users/az1",
+        &json!({"schemas": [PATCH], "Operations": [
+            {"op": "replace", "path": format!("{ENT}:manager.displayName"), "value": "Boss"}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.json()[ENT]["manager"].get("displayName").is_none(), "{}", r.text);
 
     let r = scim(
         &admin,

@@ -51,11 +51,21 @@ fn created_or_ok(existed: bool) -> actix_web::http::StatusCode {
     }
 }
 
+/// The body's `name`, if given, names what the path names: a user's ignoring case
+/// (user names are made lower case: `ÉMILE` is `émile`, not only ASCII letters), a
+/// group's or a permission target's exactly (they are case-sensitive: `team` sent to
+/// `…/groups/Team` changed `Team`).
 fn name_matches(body_name: Option<&str>, path: &str) -> Result<(), ApiError> {
+    matches_name(body_name, path, false)
+}
+
+fn user_name_matches(body_name: Option<&str>, path: &str) -> Result<(), ApiError> {
+    matches_name(body_name, path, true)
+}
+
+fn matches_name(body_name: Option<&str>, path: &str, any_case: bool) -> Result<(), ApiError> {
     match body_name {
-        // Lower case as user names are made lower case (`ÉMILE` is `émile`, not only
-        // ASCII letters).
-        Some(n) if n != path && n.to_lowercase() != path.to_lowercase() => Err(
+        Some(n) if n != path && !(any_case && n.to_lowercase() == path.to_lowercase()) => Err(
             ApiError::BadRequest("invalid `name`: must match the name in the path".into()),
         ),
         _ => Ok(()),

@@ -4,7 +4,7 @@ use super::super::error::ApiError;
 use super::super::extract::{Admin, Body, RequestId};
 use super::super::users::{create_user, path_username, update_user, CreateUser, PatchUser};
 use super::super::{base_url, resource, written, AppState};
-use super::{created_or_ok, name_matches, text};
+use super::{created_or_ok, text, user_name_matches};
 use crate::domain::Command;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -117,7 +117,7 @@ async fn put(
     Body(body): Body<UserIn>,
 ) -> Result<HttpResponse, ApiError> {
     let name = path_username(&path)?;
-    name_matches(body.name.as_deref(), &name)?;
+    user_name_matches(body.name.as_deref(), &name)?;
     // Create or replace, also when another request creates or deletes the user between
     // the look and the write (then the other way is taken: it answered 409 or 404).
     let mut tries = 0;
@@ -168,7 +168,7 @@ async fn post(
     Body(body): Body<UserIn>,
 ) -> Result<HttpResponse, ApiError> {
     let name = path_username(&path)?;
-    name_matches(body.name.as_deref(), &name)?;
+    user_name_matches(body.name.as_deref(), &name)?;
     if !app.read().directory.users.contains_key(name.as_str()) {
         return Err(ApiError::NotFound(format!("user `{name}` not found")));
     }
