@@ -28,7 +28,8 @@ pub struct Config {
     pub default_expiry: u64,
     /// Longest expiry (seconds) a non-admin may ask for; 0 = unlimited (seed 004).
     pub max_expiry: u64,
-    /// When false, non-admin tokens are created non-refreshable.
+    /// When false, tokens are created non-refreshable, admins' too (seed 004: "all the
+    /// user tokens"); the answer says so in `X-Gatehouse-Notice`.
     pub allow_refreshable: bool,
     /// Tokens that live shorter than this (seconds) are not kept as revocable records.
     pub revocable_expiry_threshold: u64,
@@ -110,10 +111,10 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Extra root certificates (PEM) that outgoing calls trust besides the system's.
     pub ca_file: Option<PathBuf>,
-    /// sled's page cache for the snapshots (MiB; the events themselves are in
-    /// `events.log`, outside sled). Snapshots are read back only at start-up and for
-    /// point-in-time reads, so a small cache serves; a large one fills with the
-    /// snapshots written while serving, and sled's own default is 1 GiB.
+    /// sled's page cache of `<data-dir>/log` (MiB), which now holds only the data
+    /// directory's lock and what an older version left there (events are in
+    /// `events.log`, snapshots in `snapshots/*.snap`): a small cache serves, and sled's
+    /// own default is 1 GiB.
     pub log_cache_mib: u64,
     /// sled's page cache for the webhook and federation outboxes (MiB).
     pub outbox_cache_mib: u64,

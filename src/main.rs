@@ -72,6 +72,7 @@ enum Cmd {
         /// of the one in the data directory.
         #[arg(long, env = "GATEHOUSE_STORE", hide_env_values = true)]
         store: Option<String>,
+        /// An exported log (`gatehouse export`, or a backup) to check offline instead.
         #[arg(long)]
         export: Option<PathBuf>,
         /// The public key (PEM, as `GET /access/api/v1/cert/root?formatted=true` serves
@@ -101,13 +102,14 @@ enum Cmd {
         /// of the one in the data directory.
         #[arg(long, env = "GATEHOUSE_STORE", hide_env_values = true)]
         store: Option<String>,
+        /// The file to write (0600: it holds password hashes).
         #[arg(long)]
         out: PathBuf,
         #[arg(long, value_enum, default_value = "binary")]
         format: ExportFormat,
     },
-    /// Load an export into an empty data directory; the chain and the digest come out
-    /// the same.
+    /// Load an export into an empty data directory (or, with `--store`, an empty shared
+    /// log); the chain and the digest come out the same.
     Import {
         #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = "./gatehouse-data")]
         data_dir: PathBuf,
@@ -115,6 +117,7 @@ enum Cmd {
         /// of the one in the data directory.
         #[arg(long, env = "GATEHOUSE_STORE", hide_env_values = true)]
         store: Option<String>,
+        /// The export to load (`ndjson` or `binary`, as `gatehouse export` wrote it).
         #[arg(long = "in")]
         input: PathBuf,
     },

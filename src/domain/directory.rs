@@ -128,6 +128,7 @@ pub(super) fn set_anonymous_access(
 
 pub(super) fn create_user(state: &State, u: &NewUser) -> Result<Vec<Event>, DomainError> {
     let dir = &state.directory;
+    super::names::validate_new_name("username", &u.username)?;
     if dir.users.contains_key(u.username.as_str()) {
         return Err(DomainError::AlreadyExists(format!("user `{}`", u.username)));
     }
@@ -550,6 +551,7 @@ fn check_auto_join_admin(auto_join: bool, admin_privileges: bool) -> Result<(), 
 }
 
 pub(super) fn create_group(state: &State, g: &NewGroup) -> Result<Vec<Event>, DomainError> {
+    super::names::validate_new_name("name", &g.name)?;
     let dir = &state.directory;
     check_auto_join_admin(g.auto_join, g.admin_privileges)?;
     check_group_text(
@@ -764,6 +766,7 @@ pub(super) fn scim_save_user(
                 "the built-in anonymous user keeps its name, and no user takes it",
             ));
         }
+        super::names::validate_new_name("userName", to)?;
         let own_id = dir.scim_ids.get(to).is_some_and(|n| n == username);
         if dir.users.contains_key(to) || (dir.scim_ids.contains_key(to) && !own_id) {
             return Err(DomainError::AlreadyExists(format!("user `{to}`")));

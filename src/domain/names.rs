@@ -41,15 +41,6 @@ fn check_name(field: &str, name: &str) -> Result<(), DomainError> {
     if name == "." || name == ".." {
         return Err(DomainError::invalid(field, "must not be `.` or `..`"));
     }
-    // One spelling of each name: `josé` written with a combining accent (NFD) was a
-    // second user who looked like the first. Refused rather than normalised, so that a
-    // name reads back exactly as it was sent.
-    if !name.is_ascii() && !unicode_normalization::is_nfc(name) {
-        return Err(DomainError::invalid(
-            field,
-            "must be in Unicode normal form C (composed characters: `é`, not `e` and a combining accent)",
-        ));
-    }
     Ok(())
 }
 
@@ -63,7 +54,10 @@ fn forbidden(c: char) -> bool {
     if c.is_ascii() {
         return c.is_ascii_control() || c == '/' || c == '\\';
     }
-    c.is_control() || invisible(c) || ('\u{E000}'..='\u{F8FF}').contains(&c)
+    c.is_control()
+        || matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFD}')
+        || ('\u{E000}'..='\u{F8FF}').contains(&c)
 }
 
 /// Unicode's Default_Ignorable_Code_Point characters (shown as nothing: `a\u{34F}dmin`
@@ -75,6 +69,34 @@ fn invisible(c: char) -> bool {
         | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
         | '\u{FFF0}'..='\u{FFFD}' | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}'
         | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// The rules a name meets when it is *given* to a user, group or role (created or
+/// renamed), beyond those every name in a path meets: one spelling per name. A name not
+/// in Unicode normal form C (`josé` with a combining accent) was a second user that
+/// looked like the first; invisible characters made `a\u{34F}dmin` read as `admin`.
+/// Not applied to look-ups: a name an earlier version stored stays reachable (to be
+/// read, disabled, deleted).
+pub fn validate_new_name(field: &str, name: &str) -> Result<(), DomainError> {
+    if name.is_ascii() {
+        return Ok(());
+    }
+    if let Some(c) = name.chars().find(|c| invisible(*c)) {
+        return Err(DomainError::invalid(
+            field,
+            format!(
+                "must not contain the invisible character U+{:04X}",
+                c as u32
+            ),
+        ));
+    }
+    if !unicode_normalization::is_nfc(name) {
+        return Err(DomainError::invalid(
+            field,
+            "must be in Unicode normal form C (composed characters: `é`, not `e` and a combining accent)",
+        ));
+    }
+    Ok(())
 }
 
 /// Free text (a group's description, its external id): at most `max` characters, no
@@ -123,6 +145,7 @@ pub fn validate_group_name(field: &str, name: &str) -> Result<(), DomainError> {
 /// A role's name (project or global): a name's rules, at most 64 characters.
 pub fn validate_role_name(field: &str, name: &str) -> Result<(), DomainError> {
     check_name(field, name)?;
+    validate_new_name(field, name)?;
     if name.chars().count() > 64 {
         return Err(DomainError::invalid(field, "must be at most 64 characters"));
     }
@@ -256,6 +279,19 @@ mod tests {
 
     use super::*;
 
+    /// The rules of a new name are not those of a look-up: a name an earlier version
+    /// stored (not in NFC, or with U+FE0F) stays reachable by its path.
+    #[test]
+    fn new_names_meet_more_than_names_looked_up() {
+        for stored in ["jose\u{301}", "ok\u{fe0f}z", "a\u{34f}dmin"] {
+            assert!(check_name("name", stored).is_ok(), "{stored:?}");
+            assert!(validate_new_name("name", stored).is_err(), "{stored:?}");
+        }
+        for fine in ["jos\u{e9}", "plain", "\u{540d}\u{524d}"] {
+            assert!(validate_new_name("name", fine).is_ok(), "{fine:?}");
+        }
+    }
+
     /// The ASCII shortcut of `forbidden` says what the whole rule says, for every `char`.
     #[test]
     fn forbidden_agrees_with_the_whole_rule_everywhere() {
@@ -263,7 +299,8 @@ mod tests {
             c.is_control()
                 || c == '/'
                 || c == '\\'
-                || invisible(c)
+                || matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+                    | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFD}')
                 || ('\u{E000}'..='\u{F8FF}').contains(&c)
         };
         for c in (0..=0x10FFFF).filter_map(char::from_u32) {

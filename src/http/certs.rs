@@ -106,8 +106,17 @@ async fn rotate(
         public_key: keys::public_b64(&public),
     };
     let committed = app.submit(cmd, &admin.0.username, &rid).await?;
+    // A certificate, as `reset` and `cert/root` give (it was the bare public key under
+    // the same name).
+    let service_id = app.read().service_id.clone().unwrap_or_default();
+    let key = app
+        .keys
+        .signing_key(&kid)
+        .ok_or_else(|| super::tokens::no_private_key(&kid))?;
+    let der = keys::certificate::root_certificate(key.dalek(), &kid, &service_id)
+        .map_err(ApiError::Internal)?;
     Ok(written(
-        HttpResponse::Ok().json(json!({"kid": kid, "certificate": keys::public_pem(&public)})),
+        HttpResponse::Ok().json(json!({"kid": kid, "certificate": keys::certificate::pem(&der)})),
         committed,
     ))
 }

@@ -278,8 +278,16 @@ impl FromRequest for FormOrJson {
                 // token issue's body). Undecodable bytes read as U+FFFD there: refused
                 // here, as a JSON body's are (they were written to the log as U+FFFD).
                 let mut map = serde_json::Map::new();
+                // Decoded whole, the body is UTF-8 exactly when every name and value is
+                // (the separators are ASCII); asked only when a U+FFFD shows, which a
+                // correctly encoded U+FFFD (`%EF%BF%BD`) shows too.
+                let not_utf8 = || {
+                    percent_encoding::percent_decode(&bytes)
+                        .decode_utf8()
+                        .is_err()
+                };
                 for (k, v) in form_urlencoded::parse(&bytes) {
-                    if k.contains('\u{FFFD}') || v.contains('\u{FFFD}') {
+                    if (k.contains('\u{FFFD}') || v.contains('\u{FFFD}')) && not_utf8() {
                         return Err(ApiError::BadRequest(format!(
                             "invalid `{}`: not UTF-8 (form values are UTF-8, percent-encoded)",
                             k.escape_debug()

@@ -145,13 +145,6 @@ fn check(s: &State, caller: &Principal, key: &str, need: Need) -> Result<(), Api
         return denied();
     }
     let privileges = &p.config.admin_privileges;
-    // A Project Admin acts within `admin_privileges` alone: a custom role with MANAGE_*
-    // it gave itself while they allowed it must not outlive their switching off.
-    let (members, resources) = if project_admin {
-        (false, false)
-    } else {
-        (members, resources)
-    };
     match need {
         Need::View => Ok(()),
         // Seed 004 names `manage_resources` for every members and groups endpoint of a
@@ -504,6 +497,30 @@ async fn put_member(
             ));
         }
     }
+    // Nobody but an admin gives itself (or a group it is in) a role that manages the
+    // project: a Project Admin's would outlive `admin_privileges` being switched off.
+    if !caller.admin {
+        let s = app.read();
+        let own = match kind {
+            "user" => name == caller.username,
+            _ => s
+                .directory
+                .users
+                .get(caller.username.as_str())
+                .is_some_and(|u| u.groups.contains(name.as_str())),
+        };
+        let managing = s.projects.by_key.get(&key).is_some_and(|p| {
+            body.roles.iter().any(|r| {
+                p.roles
+                    .iter()
+                    .chain(s.projects.global_roles.iter())
+                    .any(|(n, role)| n.eq_ignore_ascii_case(r) && grants_management(&role.actions))
+            })
+        });
+        if own && managing {
+            return Err(self_management());
+        }
+    }
     if let Some((_, groups)) = custom_role_manager(&app.read(), caller, &key) {
         let own = match kind {
             "user" => name == caller.username,
@@ -777,6 +794,19 @@ async fn save_role(
     };
     let role = role_in(&name, body)?;
     refuse_own_role(app, caller, &key, &role.name)?;
+    if !caller.admin && grants_management(&role.actions) {
+        let held = {
+            let s = app.read();
+            s.projects
+                .by_key
+                .get(&key)
+                .map(|p| roles_of(&s, p, caller, None))
+                .unwrap_or_default()
+        };
+        if held.iter().any(|r| r.eq_ignore_ascii_case(&role.name)) {
+            return Err(self_management());
+        }
+    }
     let committed = app
         .submit(
             Command::SaveProjectRole {
@@ -797,6 +827,19 @@ async fn save_role(
         HttpResponse::build(status).json(role_out(&role, false)),
         committed,
     ))
+}
+
+/// Whether a role's actions manage the project (its members or its resources).
+fn grants_management(actions: &[String]) -> bool {
+    actions
+        .iter()
+        .any(|a| a == "MANAGE_MEMBERS" || a == "MANAGE_RESOURCES")
+}
+
+fn self_management() -> ApiError {
+    ApiError::Forbidden(
+        "only an admin gives a role that manages the project (MANAGE_MEMBERS, MANAGE_RESOURCES) to itself or a group it is in: a Project Admin's would outlive its admin_privileges".into(),
+    )
 }
 
 /// A caller managing resources only through a custom role cannot change or delete a

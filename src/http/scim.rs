@@ -1896,11 +1896,24 @@ async fn put_user(
     // as a change of what was read (its status, e-mail, attributes), and a write that
     // came in between (an admin enabling the user) made `active: false` a no-op that
     // answered 200. Read again and replace again instead.
+    write_user(&req, &caller, &path, |_| Ok(body.clone())).await
+}
+
+/// Write user `id` as `make` turns what it is now into: over the version read, and —
+/// when the client gave no `If-Match` — read again and made again while another write
+/// comes between (or a rename: see [`retry_after`]).
+async fn write_user(
+    req: &HttpRequest,
+    caller: &crate::auth::Principal,
+    id: &str,
+    make: impl Fn(Value) -> Result<Value>,
+) -> Result<HttpResponse> {
     for _ in 0..16 {
-        let (username, _, seq) = current_user(&req, &path)?;
-        let asked = if_match(&req, seq)?;
-        match replace_user(&req, &caller, &username, &body, Some(seq)).await {
-            Err(e) if asked.is_none() && retry_after(&req, &path, &username, &e) => continue,
+        let (username, doc, seq) = current_user(req, id)?;
+        let asked = if_match(req, seq)?;
+        let doc = make(doc)?;
+        match replace_user(req, caller, &username, &doc, Some(seq)).await {
+            Err(e) if asked.is_none() && retry_after(req, id, &username, &e) => continue,
             done => return done,
         }
     }
@@ -1931,20 +1944,11 @@ async fn patch_user(
     // Without `If-Match` the client asked for no condition: a write that came between
     // this read and this write is read again and the patch applied to it (identity
     // providers add members to one group from many requests at once; 14 of 20 got 412).
-    for _ in 0..16 {
-        let (username, mut doc, seq) = current_user(&req, &path)?;
-        let asked = if_match(&req, seq)?;
+    write_user(&req, &caller, &path, |mut doc| {
         patch::apply(Kind::User, &mut doc, &body)?;
-        match replace_user(&req, &caller, &username, &doc, Some(seq)).await {
-            Err(e) if asked.is_none() && retry_after(&req, &path, &username, &e) => continue,
-            done => return done,
-        }
-    }
-    Err(ScimError::new(
-        StatusCode::CONFLICT,
-        None,
-        "the resource kept changing while this request was made; try again",
-    ))
+        Ok(doc)
+    })
+    .await
 }
 
 async fn delete_user(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse> {

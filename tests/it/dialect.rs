@@ -1389,4 +1389,12 @@ fn form_values_that_are_not_utf8_are_refused() {
         Some(b"expires_in=60&description=caf%C3%A9"),
     );
     assert_eq!(r.status, 200, "{}", r.text);
+    // A U+FFFD encoded as UTF-8 is a character like any other.
+    let r = admin.raw(
+        "POST",
+        "/access/api/v1/tokens",
+        Some("application/x-www-form-urlencoded"),
+        Some(b"expires_in=60&description=bad%20%EF%BF%BD%20char"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
 }

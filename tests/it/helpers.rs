@@ -487,3 +487,20 @@ pub fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
     }
     hits
 }
+
+/// How many "pairing master token" records `admin` lists (a pairing's master token, handed
+/// to the peer: admin, no expiry).
+pub fn pairing_master_tokens(admin: &Client) -> usize {
+    admin.get("/access/api/v1/tokens").json()["tokens"]
+        .as_array()
+        .map_or(0, |tokens| {
+            tokens
+                .iter()
+                .filter(|t| {
+                    t["description"]
+                        .as_str()
+                        .is_some_and(|d| d.starts_with("pairing master token"))
+                })
+                .count()
+        })
+}

@@ -835,12 +835,14 @@ fn member_managers_cannot_raise_themselves_by_any_credential() {
     );
     assert_eq!(r.status, 201, "{}", r.text);
 
-    // A Project Admin's self-given MANAGE_* role ends with admin_privileges.
+    // A Project Admin cannot give itself a role that manages the project (it would
+    // outlive admin_privileges), nor make one it holds manage it; an admin can, and what
+    // an admin gave counts whatever the privileges.
     app.create_user("dave", "Dave-password-1");
     let dave = app.as_user("dave", "Dave-password-1");
     admin.put(
         &format!("{P}/web/users/dave"),
-        &json!({"roles": ["Project Admin"]}),
+        &json!({"roles": ["Project Admin", "dev-role"]}),
     );
     let r = dave.post(
         &format!("{P}/web/roles"),
@@ -851,7 +853,12 @@ fn member_managers_cannot_raise_themselves_by_any_credential() {
         &format!("{P}/web/users/dave"),
         &json!({"roles": ["Project Admin", "shadow"]}),
     );
-    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = dave.put(
+        &format!("{P}/web/roles/dev-role"),
+        &json!({"actions": ["READ_REPOSITORY", "MANAGE_MEMBERS"], "environments": ["DEV"]}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
     let r = admin.put(
         &format!("{P}/web"),
         &json!({"admin_privileges": {"manage_members": false, "manage_resources": false}}),
@@ -869,6 +876,17 @@ fn member_managers_cannot_raise_themselves_by_any_credential() {
     assert_eq!(r.status, 403, "{}", r.text);
     // Reading the project stays.
     assert_eq!(dave.get(&format!("{P}/web")).status, 200);
+    // What an admin gives a Project Admin counts (more roles are never fewer rights).
+    let r = admin.put(
+        &format!("{P}/web/users/dave"),
+        &json!({"roles": ["Project Admin", "member-mgr"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = dave.put(
+        &format!("{P}/web/users/erin"),
+        &json!({"roles": ["Release Manager"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
 
     // A role named like another but for case is refused (assignments match ignoring
     // case: `developer` is the predefined Developer).

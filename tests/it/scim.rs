@@ -1549,7 +1549,11 @@ fn what_providers_send_is_read_as_they_mean_it() {
             {"op": "replace", "path": format!("{ENT}:manager.displayName"), "value": "Boss"}]}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
-    assert!(r.json()[ENT]["manager"].get("displayName").is_none(), "{}", r.text);
+    assert!(
+        r.json()[ENT]["manager"].get("displayName").is_none(),
+        "{}",
+        r.text
+    );
 
     let r = scim(
         &admin,

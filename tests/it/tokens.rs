@@ -505,6 +505,11 @@ fn rotation_keeps_old_tokens_working_and_signs_new_ones_with_the_new_key() {
         .unwrap();
     let r = admin.post_empty("/access/api/v1/cert/root/rotate");
     assert_eq!(r.status, 200, "{}", r.text);
+    // A certificate, as `reset` and `cert/root` give (it was a bare public key).
+    assert!(r.json()["certificate"]
+        .as_str()
+        .unwrap()
+        .starts_with("-----BEGIN CERTIFICATE-----"));
     let new_kid = r.json()["kid"].as_str().unwrap().to_string();
     assert_ne!(new_kid, old_kid);
     let new = create_token(&admin, json!({"expires_in": 600}));
@@ -1367,18 +1372,7 @@ fn a_pairing_refused_here_leaves_nothing_at_the_peer() {
     };
     let (_, r) = pair("federation");
     assert_eq!(r.status, 200, "{}", r.text);
-    let masters = || {
-        a.admin().get("/access/api/v1/tokens").json()["tokens"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|t| {
-                t["description"]
-                    .as_str()
-                    .is_some_and(|d| d.starts_with("pairing master token"))
-            })
-            .count()
-    };
+    let masters = || crate::helpers::pairing_master_tokens(&a.admin());
     assert_eq!(masters(), 1);
     let r = a.admin().post_empty("/access/api/v1/cert/root/rotate");
     assert!(r.status == 200 || r.status == 201, "{}", r.text);
