@@ -109,16 +109,22 @@ async fn rotate(
     // A certificate, as `reset` and `cert/root` give (it was the bare public key under
     // the same name).
     let service_id = app.read().service_id.clone().unwrap_or_default();
-    let key = app
-        .keys
-        .signing_key(&kid)
-        .ok_or_else(|| super::tokens::no_private_key(&kid))?;
-    let der = keys::certificate::root_certificate(key.dalek(), &kid, &service_id)
-        .map_err(ApiError::Internal)?;
+    let certificate = certificate_pem(&app, &kid, &service_id)?;
     Ok(written(
-        HttpResponse::Ok().json(json!({"kid": kid, "certificate": keys::certificate::pem(&der)})),
+        HttpResponse::Ok().json(json!({"kid": kid, "certificate": certificate})),
         committed,
     ))
+}
+
+/// The self-signed root certificate (PEM) over signing key `kid`.
+fn certificate_pem(app: &AppState, kid: &str, service_id: &str) -> Result<String, ApiError> {
+    let key = app
+        .keys
+        .signing_key(kid)
+        .ok_or_else(|| super::tokens::no_private_key(kid))?;
+    let der = keys::certificate::root_certificate(key.dalek(), kid, service_id)
+        .map_err(ApiError::Internal)?;
+    Ok(keys::certificate::pem(&der))
 }
 
 /// Seed 003: "resetting the certificate will effectively revoke all of the tokens that
@@ -145,16 +151,11 @@ async fn reset(
     for old in &retired {
         app.keys.forget_signing_key(old);
     }
-    let key = app
-        .keys
-        .signing_key(&kid)
-        .ok_or_else(|| super::tokens::no_private_key(&kid))?;
-    let der = keys::certificate::root_certificate(key.dalek(), &kid, &service_id)
-        .map_err(ApiError::Internal)?;
+    let certificate = certificate_pem(&app, &kid, &service_id)?;
     Ok(written(
         HttpResponse::Ok().json(json!({
             "kid": kid,
-            "certificate": keys::certificate::pem(&der),
+            "certificate": certificate,
             "retired": retired,
         })),
         committed,
