@@ -53,6 +53,11 @@ impl Repositories {
             }
             Event::RepositoryDeleted { key } => {
                 self.by_key.remove(key);
+                // As Artifactory does, a deleted repository leaves the virtual ones that
+                // listed it.
+                for r in self.by_key.values_mut() {
+                    r.config.repositories.retain(|m| m != key);
+                }
                 permissions.changed_seq = seq;
                 projects.changed_seq = seq;
             }

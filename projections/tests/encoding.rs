@@ -130,6 +130,7 @@ fn repo(key: &str, rclass: &str) -> Event {
         package_type: Some("maven".into()),
         description: None,
         environments: vec!["DEV".into()],
+        ..Default::default()
     })
 }
 

@@ -214,6 +214,15 @@ pub struct Repository {
     pub description: Option<String>,
     /// Environments (`DEV`, `PROD`, custom); project roles apply per environment.
     pub environments: Vec<String>,
+    /// A remote repository's upstream URL (Artifactory's `url`): kept so that clients
+    /// reading the configuration back find what they wrote (pyartifactory's model of a
+    /// remote repository requires it). Never holds credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// A virtual repository's repositories, in resolution order (Artifactory's
+    /// `repositories`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repositories: Vec<String>,
 }
 
 /// What a project's admins may do (seed 004).
@@ -1124,6 +1133,9 @@ pub fn samples() -> Vec<Envelope> {
             package_type: Some("maven".into()),
             description: Some("releases".into()),
             environments: vec!["DEV".into(), "PROD".into()],
+            // Written before these fields were: the sample stays without them.
+            url: None,
+            repositories: vec![],
         }),
         Event::RepositoryDeleted {
             key: "libs-release".into(),
@@ -1484,6 +1496,37 @@ mod tests {
                 path.display()
             );
         }
+    }
+
+    /// A remote repository's `url` and a virtual one's `repositories` round-trip; a
+    /// repository without them encodes as before they existed (the golden sample's bytes).
+    #[test]
+    fn repository_url_and_members_round_trip_and_stay_out_when_empty() {
+        let remote = Repository {
+            key: "maven-remote".into(),
+            rclass: "remote".into(),
+            url: Some("https://repo1.maven.org/maven2/".into()),
+            ..Default::default()
+        };
+        let virt = Repository {
+            key: "maven".into(),
+            rclass: "virtual".into(),
+            repositories: vec!["libs-release".into(), "maven-remote".into()],
+            ..Default::default()
+        };
+        for r in [remote, virt] {
+            let env = Envelope {
+                event: Event::RepositorySaved(r),
+                ..samples()[0].clone()
+            };
+            assert_eq!(decode(&encode(&env)).unwrap(), env);
+        }
+        let golden = std::fs::read(golden_dir().join("RepositorySaved.msgpack")).unwrap();
+        let sample = samples()
+            .into_iter()
+            .find(|s| s.event.kind() == "RepositorySaved")
+            .unwrap();
+        assert_eq!(encode(&sample), golden);
     }
 
     #[test]

@@ -1309,6 +1309,41 @@ def pyartifactory_checks():
         expect_eq(raw_get("/artifactory/api/v2/security/permissions/pa-perm1-doomed").status_code, 404, "after delete")
     check("pyart.permissions(v1).delete", perm1_delete)
 
+    # repositories: each class read back as the library's model of it
+    def repo_create_each_class():
+        from pyartifactory.models.repository import (LocalRepository, RemoteRepository,
+                                                     VirtualRepository)
+        for key in ("pa-virtual", "pa-remote", "pa-local"):
+            if raw_get(f"/artifactory/api/repositories/{key}").status_code == 200:
+                need(raw.delete(BASE + f"/artifactory/api/repositories/{key}"), 204)
+        loc = pa().repositories.create_repo(LocalRepository(key="pa-local", packageType="maven"))
+        expect_eq(loc.rclass.value, "local", "rclass")
+        rem = pa().repositories.create_repo(RemoteRepository(key="pa-remote", packageType="maven",
+                                                             url="https://repo1.maven.org/maven2/"))
+        expect_eq(rem.url, "https://repo1.maven.org/maven2/", "remote url")
+        virt = pa().repositories.create_repo(VirtualRepository(key="pa-virtual", packageType="maven",
+                                                               repositories=["pa-local", "pa-remote"]))
+        expect_eq(virt.repositories, ["pa-local", "pa-remote"], "virtual repositories")
+        keys = {r.key: r for r in pa().repositories.list()}
+        expect(all(k in keys for k in ("pa-local", "pa-remote", "pa-virtual")), f"listed {sorted(keys)[:8]}")
+        expect_eq(keys["pa-remote"].type, "REMOTE", "listed type")
+    check("pyart.repositories.create_repo (local, remote, virtual) + get_repo + list", repo_create_each_class)
+
+    def repo_update():
+        from pyartifactory.models.repository import RemoteRepository
+        rem = pa().repositories.update_repo(RemoteRepository(key="pa-remote", url="https://maven.example.com/releases/",
+                                                             description="a mirror"))
+        expect_eq(rem.url, "https://maven.example.com/releases/", "url")
+        expect_eq(rem.description, "a mirror", "description")
+    check("pyart.repositories.update_repo (remote url)", repo_update)
+
+    def repo_delete():
+        pa().repositories.delete("pa-local")
+        expect_eq(raw_get("/artifactory/api/repositories/pa-local").status_code, 404, "after delete")
+        virt = pa().repositories.get_repo("pa-virtual")
+        expect_eq(virt.repositories, ["pa-remote"], "a virtual repository after one of its repositories is deleted")
+    check("pyart.repositories.delete", repo_delete)
+
     # permissions, v2
     def perm2_create():
         p = pa(2).permissions.create(PermissionV2(name="pa-perm2", repo=RepoV2(

@@ -419,6 +419,34 @@ pub(super) fn save_repository(state: &State, r: &Repository) -> Result<Vec<Event
             ));
         }
     }
+    if let Some(url) = &r.url {
+        let scheme = url.starts_with("http://") || url.starts_with("https://");
+        if r.rclass != "remote"
+            || !scheme
+            || url.len() > 2048
+            || url.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(DomainError::invalid(
+                "url",
+                "an http:// or https:// URL, of a remote repository",
+            ));
+        }
+    }
+    if !r.repositories.is_empty() && r.rclass != "virtual" {
+        return Err(DomainError::invalid(
+            "repositories",
+            "only a virtual repository has repositories",
+        ));
+    }
+    for (i, m) in r.repositories.iter().enumerate() {
+        super::validate_repo_key(&format!("repositories[{i}]"), m)?;
+        if *m == r.key || r.repositories[..i].contains(m) {
+            return Err(DomainError::invalid(
+                format!("repositories[{i}]"),
+                "not the repository itself, and each once",
+            ));
+        }
+    }
     Ok(vec![Event::RepositorySaved(r.clone())])
 }
 

@@ -41,6 +41,13 @@ struct RepositoryIn {
     description: Option<String>,
     #[serde(default)]
     environments: Option<Vec<String>>,
+    /// A remote repository's upstream URL (kept only for `remote`; other classes have
+    /// none, and Artifactory ignores it there).
+    #[serde(default)]
+    url: Option<String>,
+    /// A virtual repository's repositories, in order (kept only for `virtual`).
+    #[serde(default)]
+    repositories: Option<Vec<String>>,
     /// Accepted so that a GET body can be sent back; assignment itself is the projects
     /// API's job (`PUT /access/api/v1/projects/_/attach/repositories/...`).
     #[serde(default, rename = "projectKey", alias = "project_key")]
@@ -55,7 +62,7 @@ struct RepositoryIn {
 
 pub fn repository_out(r: &RepositoryRecord) -> serde_json::Value {
     let c = &r.config;
-    json!({
+    let mut out = json!({
         "key": c.key,
         "rclass": c.rclass,
         "packageType": c.package_type,
@@ -64,7 +71,15 @@ pub fn repository_out(r: &RepositoryRecord) -> serde_json::Value {
         "projectKey": r.project,
         "sharedWithAllProjects": r.shared_with_all,
         "sharedWithProjects": r.shared_with,
-    })
+    });
+    // Artifactory answers these only for the class they belong to.
+    if let Some(url) = &c.url {
+        out["url"] = json!(url);
+    }
+    if c.rclass == "virtual" {
+        out["repositories"] = json!(c.repositories);
+    }
+    out
 }
 
 /// `GET …/repositories[?type=&packageType=&project=]`: Artifactory's list items (`key`,
@@ -278,9 +293,41 @@ fn repository_from(
             )));
         }
     }
+    // A remote repository's upstream and a virtual one's members belong to their class:
+    // given for another class they are ignored, as Artifactory ignores them.
+    let url = match (&body.url, rclass.as_str()) {
+        (Some(u), "remote") => {
+            super::webhooks::check_url("url", u)?;
+            Some(u.clone())
+        }
+        (None, "remote") => was.and_then(|w| w.url.clone()),
+        _ => None,
+    };
+    let repositories = match (&body.repositories, rclass.as_str()) {
+        (Some(given), "virtual") => {
+            let mut members: Vec<String> = Vec::new();
+            for (i, m) in given.iter().enumerate() {
+                let field = format!("repositories[{i}]");
+                validate_repo_key(&field, m)?;
+                if m == key {
+                    return Err(ApiError::BadRequest(format!(
+                        "invalid `{field}`: a virtual repository does not contain itself"
+                    )));
+                }
+                if !members.contains(m) {
+                    members.push(m.clone());
+                }
+            }
+            members
+        }
+        (None, "virtual") => was.map(|w| w.repositories.clone()).unwrap_or_default(),
+        _ => Vec::new(),
+    };
     Ok(Repository {
         key: key.to_string(),
         rclass,
+        url,
+        repositories,
         package_type: body
             .package_type
             .or_else(|| was.and_then(|w| w.package_type.clone())),
@@ -316,6 +363,12 @@ async fn save(
         }
         if body.environments.is_none() {
             r.environments.clear();
+        }
+        if body.url.is_none() {
+            r.url = None;
+        }
+        if body.repositories.is_none() {
+            r.repositories.clear();
         }
         (r, current.is_some())
     };

@@ -137,7 +137,9 @@ pub(crate) fn check_url(field: &str, url: &str) -> Result<(), ApiError> {
     }
     if has_credentials(url) {
         // The advice fits webhooks only: an access key's existence check has no secret.
-        let advice = if field.starts_with("existence_check") {
+        let advice = if field.starts_with("existence_check") || field == "url" {
+            // An access key's existence check has no secret; a repository's `url` (the
+            // only bare `url` checked here) has its credentials elsewhere in Artifactory.
             ""
         } else {
             "; give the receiver's credentials as a secret (`secret`, or `secrets` in a header)"

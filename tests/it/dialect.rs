@@ -1398,3 +1398,106 @@ fn form_values_that_are_not_utf8_are_refused() {
     );
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+/// A remote repository's `url` and a virtual one's `repositories` are kept and read back
+/// (they were dropped, and pyartifactory's `create_repo(RemoteRepository(...))` failed
+/// reading the repository back: its model requires `url`). A PUT replaces them, a POST
+/// keeps what it leaves out; given for another class they are ignored; a URL with
+/// credentials, a bad member key or the repository itself are 400s naming the field; a
+/// deleted repository leaves the virtual ones that listed it.
+#[test]
+fn a_remote_url_and_a_virtual_repositorys_members_are_kept() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let put = |key: &str, body: serde_json::Value| {
+        admin.put(&format!("/artifactory/api/repositories/{key}"), &body)
+    };
+    let r = put(
+        "central",
+        json!({"rclass": "remote", "packageType": "maven",
+               "url": "https://repo1.maven.org/maven2/"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json()["url"], json!("https://repo1.maven.org/maven2/"));
+    assert_eq!(r.header("x-gatehouse-ignored-fields"), None);
+    assert_eq!(put("libs", json!({"rclass": "local"})).status, 201);
+    let r = put(
+        "maven",
+        json!({"rclass": "virtual", "repositories": ["libs", "central", "libs"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let got = admin.get("/artifactory/api/repositories/maven").json();
+    assert_eq!(got["repositories"], json!(["libs", "central"]));
+    assert!(got.get("url").is_none(), "{got}");
+    let got = admin.get("/artifactory/api/repositories/central").json();
+    assert_eq!(got["url"], json!("https://repo1.maven.org/maven2/"));
+    assert!(got.get("repositories").is_none(), "{got}");
+
+    // A POST changes what it gives and keeps the rest.
+    let r = admin.post(
+        "/artifactory/api/repositories/central",
+        &json!({"description": "Maven Central"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["url"], json!("https://repo1.maven.org/maven2/"));
+    let r = admin.post(
+        "/artifactory/api/repositories/maven",
+        &json!({"repositories": ["central"]}),
+    );
+    assert_eq!(r.json()["repositories"], json!(["central"]));
+    // A PUT is the whole configuration.
+    let r = put("central", json!({"rclass": "remote"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.json().get("url").is_none(), "{}", r.text);
+    // Another class's fields are ignored, not stored.
+    let r = put(
+        "libs",
+        json!({"rclass": "local", "url": "https://example.com/"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.json().get("url").is_none(), "{}", r.text);
+
+    // Bad values are 400s naming the field, and nothing is written.
+    let seq = app.digest()["seq"].as_u64().unwrap();
+    for (key, body, field) in [
+        (
+            "central",
+            json!({"rclass": "remote", "url": "ftp://example.com/"}),
+            "url",
+        ),
+        (
+            "central",
+            json!({"rclass": "remote", "url": "https://bob:secret@example.com/"}),
+            "url",
+        ),
+        ("central", json!({"rclass": "remote", "url": 7}), "url"),
+        (
+            "maven",
+            json!({"rclass": "virtual", "repositories": ["no/pe"]}),
+            "repositories[0]",
+        ),
+        (
+            "maven",
+            json!({"rclass": "virtual", "repositories": ["libs", "maven"]}),
+            "repositories[1]",
+        ),
+    ] {
+        let r = put(key, body.clone());
+        assert_eq!(r.status, 400, "{body}: {}", r.text);
+        assert!(r.error_message().contains(field), "{body}: {}", r.text);
+    }
+    assert_eq!(app.digest()["seq"].as_u64().unwrap(), seq);
+
+    // A deleted repository leaves the virtual repositories that listed it.
+    let r = put(
+        "maven",
+        json!({"rclass": "virtual", "repositories": ["libs", "central"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        admin.delete("/artifactory/api/repositories/libs").status,
+        204
+    );
+    let got = admin.get("/artifactory/api/repositories/maven").json();
+    assert_eq!(got["repositories"], json!(["central"]));
+}
