@@ -718,10 +718,17 @@ async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    // The path is shown as far as a person reads it: a 40 KB path was answered whole
+    // (a scanner's request made a response as large as itself).
+    const SHOWN: usize = 256;
+    let path = req.path();
+    let shown = match path.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{}… ({} bytes)", &path[..cut], path.len()),
+        None => path.to_string(),
+    };
     Err(ApiError::NotFound(format!(
-        "no such endpoint: {} {}",
-        req.method(),
-        req.path()
+        "no such endpoint: {} {shown}",
+        req.method()
     )))
 }
 

@@ -34,6 +34,14 @@ fn unknown_routes_are_404_and_wrong_methods_405_in_the_error_shape() {
     let r = admin.get("/access/api/v2/nothing/here/at/all");
     assert_eq!(r.status, 404);
     assert!(r.error_message().contains("no such endpoint"));
+    // A long path is shown as far as a person reads it, not echoed whole.
+    let long = format!("/access/api/v2/{}", "ab".repeat(10_000));
+    let r = admin.get(&long);
+    assert_eq!(r.status, 404);
+    assert!(r.text.len() < 2_000, "{} bytes", r.text.len());
+    let m = r.error_message();
+    assert!(m.starts_with("no such endpoint: GET /access/api/v2/abab"), "{m}");
+    assert!(m.ends_with(&format!("… ({} bytes)", long.len())), "{m}");
     let r = admin.raw(
         "PUT",
         "/access/api/v2/users",
