@@ -194,7 +194,8 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| "info,actix_server=warn".into());
     let registry = tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::filter::filter_fn(not_secret_bearing));
+        .with(tracing_subscriber::filter::filter_fn(not_secret_bearing))
+        .with(gatehouse::metrics::RefusedConnections);
     match format {
         // Colours only for a terminal: a file, a journal or the support bundle's copy of
         // the recent lines (the same writer) gets plain text.

@@ -63,6 +63,57 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 16))
 }
 
+/// Connections closed before a request was read, counted by the log filter that keeps
+/// them out of the log (`main.rs`): actix reports a client's malformed request head or a
+/// request that did not arrive in time at ERROR, though the server did nothing wrong (a
+/// port scanner filled the log with them). One process-wide family, shared by every
+/// `Metrics` (the log filter is set up before the server exists).
+pub static CONNECTIONS_REFUSED: std::sync::LazyLock<Family<ReasonLabels, Counter>> =
+    std::sync::LazyLock::new(Family::default);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// `malformed` (the request head did not parse, or was too large) or `timeout`.
+    pub reason: &'static str,
+}
+
+/// A log layer that keeps actix's ERROR lines about a client's unreadable request out of
+/// the log and counts them in [`CONNECTIONS_REFUSED`] instead (the client got its 400,
+/// 431 or 408; the server is fine). Every other line passes.
+pub struct RefusedConnections;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RefusedConnections {
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        let meta = event.metadata();
+        if *meta.level() != tracing::Level::ERROR || meta.target() != "actix_http::h1::dispatcher" {
+            return true;
+        }
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                if f.name() == "message" {
+                    self.0 = format!("{v:?}");
+                }
+            }
+        }
+        let mut m = Message(String::new());
+        event.record(&mut m);
+        let reason = match m.0.strip_prefix("stream error: ") {
+            Some(r) if r.starts_with("request parse error") => "malformed",
+            Some(r) if r.starts_with("request did not complete within") => "timeout",
+            _ => return true,
+        };
+        CONNECTIONS_REFUSED
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+        false
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     /// One scrape at a time: the per-subscription families are cleared and refilled.
@@ -165,6 +216,12 @@ impl Metrics {
             "gatehouse_http_request_duration_seconds",
             "HTTP request latency by method and route template",
             m.request_seconds.clone(),
+        );
+        g.register(
+            "gatehouse_http_connections_refused",
+            "Connections closed with a 4xx before a request could be read (a malformed or \
+             too large request head, or one that did not arrive in time), by reason",
+            CONNECTIONS_REFUSED.clone(),
         );
         g.register(
             "gatehouse_writer_batch_commands",

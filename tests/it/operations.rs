@@ -1026,3 +1026,61 @@ fn serve_refuses_a_bad_address_or_half_a_tls_pair_before_creating_anything() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("go together"));
     assert!(!data.exists(), "the data directory was created");
 }
+
+/// A client's unreadable request (a garbage request line, a request head over the limit,
+/// a header line that does not parse) gets its 400 or 431 from actix, which logged each at
+/// ERROR ("stream error: request parse error: …"): a port scanner filled the log with
+/// errors though the server did nothing wrong. They are counted instead
+/// (`gatehouse_http_connections_refused_total{reason="malformed"}`); other lines pass.
+#[test]
+fn malformed_requests_are_counted_not_logged_as_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("server.log");
+    let server = ServerProcess::spawn_with_args(
+        &tmp.path().join("data"),
+        "info",
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+        None,
+        "127.0.0.1:0",
+        &[],
+    );
+    let addr = server.base.trim_start_matches("http://").to_string();
+    // More header lines than a request head may have.
+    let long_head = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        "X-A: b\r\n".repeat(200)
+    );
+    for (request, status) in [
+        ("GARBAGE\r\n\r\n".to_string(), "400"),
+        (long_head, "431"),
+        (
+            "GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n".to_string(),
+            "400",
+        ),
+    ] {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{answer}"
+        );
+    }
+    // A good request after them, so that the log has a line written after theirs.
+    assert_eq!(server.admin().get("/api/system/ping").status, 200);
+    let metrics = server.admin().get("/access/api/v1/metrics");
+    assert_eq!(metrics.status, 200, "{}", metrics.text);
+    assert!(
+        metrics
+            .text
+            .contains("gatehouse_http_connections_refused_total{reason=\"malformed\"} 3"),
+        "{}",
+        metrics.text
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("ERROR"), "{text}");
+    assert!(!text.contains("stream error"), "{text}");
+    assert!(text.contains("route=/api/system/ping"), "{text}");
+}

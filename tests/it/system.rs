@@ -40,7 +40,10 @@ fn unknown_routes_are_404_and_wrong_methods_405_in_the_error_shape() {
     assert_eq!(r.status, 404);
     assert!(r.text.len() < 2_000, "{} bytes", r.text.len());
     let m = r.error_message();
-    assert!(m.starts_with("no such endpoint: GET /access/api/v2/abab"), "{m}");
+    assert!(
+        m.starts_with("no such endpoint: GET /access/api/v2/abab"),
+        "{m}"
+    );
     assert!(m.ends_with(&format!("… ({} bytes)", long.len())), "{m}");
     let r = admin.raw(
         "PUT",
