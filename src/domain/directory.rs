@@ -142,8 +142,8 @@ pub(super) fn create_user(state: &State, u: &NewUser) -> Result<Vec<Event>, Doma
     // Users and access keys sign in by the same name: one namespace. (The other half of
     // the rule is in `access_keys::save`; a SCIM rename checks it too, in `scim_save_user`.)
     if state.access_keys.keys.contains_key(&u.username) {
-        return Err(DomainError::Conflict(format!(
-            "`{}` is the name of an access key",
+        return Err(DomainError::AlreadyExists(format!(
+            "an access key named `{}` (users and access keys sign in by the same names)",
             u.username
         )));
     }
@@ -773,8 +773,8 @@ pub(super) fn scim_save_user(
         }
         // The namespace shared with access keys, as in `create_user`.
         if state.access_keys.keys.contains_key(to) {
-            return Err(DomainError::Conflict(format!(
-                "`{to}` is the name of an access key"
+            return Err(DomainError::AlreadyExists(format!(
+                "an access key named `{to}` (users and access keys sign in by the same names)"
             )));
         }
         events.extend(super::tokens::revocations_of(state, username, false));

@@ -19,6 +19,10 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// 409 because a name or value is already in use (SCIM's `uniqueness`), where
+    /// `Conflict` is any other clash with the current state.
+    #[error("{0}")]
+    Taken(String),
     #[error("{0}")]
     PreconditionFailed(String),
     #[error("method not allowed")]
@@ -49,7 +53,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::Taken(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -90,7 +94,7 @@ impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
         match e {
             DomainError::NotFound(_) => ApiError::NotFound(e.to_string()),
-            DomainError::AlreadyExists(_) => ApiError::Conflict(e.to_string()),
+            DomainError::AlreadyExists(_) => ApiError::Taken(e.to_string()),
             DomainError::Conflict(m) => ApiError::Conflict(m),
             DomainError::PreconditionFailed(m) => ApiError::PreconditionFailed(m),
             DomainError::Invalid { .. } => ApiError::BadRequest(e.to_string()),

@@ -100,7 +100,9 @@ impl From<ApiError> for ScimError {
     fn from(e: ApiError) -> Self {
         let status = e.status_code();
         let scim_type = match &e {
-            ApiError::Conflict(_) => Some("uniqueness"),
+            // RFC 7644's `uniqueness` is for a value already in use; another clash (the
+            // last admin who can sign in) is a 409 without a scimType.
+            ApiError::Taken(_) => Some("uniqueness"),
             ApiError::BadRequest(_) => Some("invalidValue"),
             _ => None,
         };

@@ -1641,3 +1641,58 @@ fn what_providers_send_is_read_as_they_mean_it() {
     assert_eq!(n, Some(1099));
     assert!(!g["members"].to_string().contains("\"m7\""));
 }
+
+/// SCIM's `uniqueness` is for a value already in use (a userName, or the name of an
+/// access key, which signs in by the same names); a 409 for another reason — the last
+/// admin who can sign in — has no scimType (it said `uniqueness`, and an identity
+/// provider reading it would look for a duplicate that is not there).
+#[test]
+fn a_409_says_uniqueness_only_for_a_value_in_use() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.post(
+        "/access/api/v1/orgs/myorg/access_keys",
+        &json!({"id": "kiosk", "password": "kiosk-password-1"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    // An access key signs in as `<id>@<org>`.
+    let r = scim(
+        &admin,
+        "POST",
+        "/Users",
+        &json!({"userName": "kiosk@myorg"}),
+    );
+    scim_error(&r, 409, Some("uniqueness"));
+    assert!(r.text.contains("access key"), "{}", r.text);
+    let r = scim(&admin, "POST", "/Users", &json!({"userName": "lena"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Users/lena",
+        &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "userName", "value": "kiosk@myorg"}]}),
+    );
+    scim_error(&r, 409, Some("uniqueness"));
+    // The only admin deactivated (by an admin-scoped token of an identity that is not a
+    // user, so that the caller is not another admin): a conflict, not a duplicate.
+    let r = admin.post(
+        "/access/api/v1/tokens",
+        &json!({"username": "ci-bot", "scope": "applied-permissions/admin"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let bot = admin.with_header_auth(&format!(
+        "Bearer {}",
+        r.json()["access_token"].as_str().unwrap()
+    ));
+    let r = scim(
+        &bot,
+        "PATCH",
+        "/Users/admin",
+        &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "active", "value": false}]}),
+    );
+    scim_error(&r, 409, None);
+    assert!(r.json().get("scimType").is_none(), "{}", r.text);
+    assert!(r.text.contains("no admin who can sign in"), "{}", r.text);
+}

@@ -137,7 +137,7 @@ async fn put(
             })
         };
         match app.submit(cmd, &admin.0.username, &rid).await {
-            Err(ApiError::Conflict(_) | ApiError::NotFound(_))
+            Err(ApiError::Taken(_) | ApiError::Conflict(_) | ApiError::NotFound(_))
                 if tries < 3 && exists() != existed =>
             {
                 tries += 1;

@@ -143,7 +143,7 @@ async fn put(
             create_user(&app, &admin.0, &rid, create).await.map(|c| c.1)
         };
         match result {
-            Err(ApiError::Conflict(_) | ApiError::NotFound(_))
+            Err(ApiError::Taken(_) | ApiError::Conflict(_) | ApiError::NotFound(_))
                 if tries < 3 && exists() != existed =>
             {
                 tries += 1;
