@@ -241,6 +241,23 @@ fn one(
                 })?,
         ),
     };
+    // RFC 7643 §2.2 "immutable": set when the value is created, never updated — a
+    // group member's `value`, `$ref` and `type` (a replaced `value` made the member
+    // another user under the first one's `display`). The member itself is removed and
+    // another added instead.
+    if let Some(s) = &sub {
+        if sub_attribute(def, s).is_some_and(|d| d["mutability"] == "immutable") {
+            return Err(PatchError::Mutability(format!(
+                "`{}.{s}` is immutable: remove the {} and add another",
+                p.attr.attr,
+                if p.attr.attr.eq_ignore_ascii_case("members") {
+                    "member"
+                } else {
+                    "value"
+                }
+            )));
+        }
+    }
     if op == Op::Remove && def["required"] == true && sub.is_none() && p.filter.is_none() {
         return Err(PatchError::Mutability(format!(
             "`{}` is required",
@@ -580,6 +597,21 @@ mod tests {
         )
         .unwrap();
         assert!(u["emails"][0].get("primary").is_none());
+        // A member's `value` (and `$ref`, `type`) is immutable: never replaced in place.
+        for path in [
+            "members[value eq \"x\"].value",
+            "members.value",
+            "members[value eq \"x\"].type",
+        ] {
+            let before = g.clone();
+            let e = apply(
+                Kind::Group,
+                &mut g,
+                &json!({"Operations": [{"op": "replace", "path": path, "value": "y"}]}),
+            );
+            assert!(matches!(e, Err(PatchError::Mutability(_))), "{path}: {e:?}");
+            assert_eq!(g, before, "{path}");
+        }
         // 3.5.2.3: replace all members.
         let mut g = group();
         apply(Kind::Group, &mut g, &json!({"Operations": [{"op": "replace", "path": "members", "value": [{"value": "x"}]}]})).unwrap();
