@@ -305,6 +305,15 @@ fn one(
                                 }
                             }
                         }
+                        // An entry whose `value` is removed (Entra removes an e-mail as
+                        // `emails[type eq "work"].value`) is gone: a value-less e-mail
+                        // stayed, `type` and `primary` and nothing to send to.
+                        if s.eq_ignore_ascii_case("value") {
+                            items.retain(|item| {
+                                item.as_object()
+                                    .is_none_or(|o| key_ci(o, "value").is_some())
+                            });
+                        }
                     }
                     None => {
                         // `hits` is ascending: walk it alongside (a large group's
@@ -394,6 +403,16 @@ fn one(
                             if let Some(k) = key_ci(o, s) {
                                 o.remove(&k);
                             }
+                        }
+                    }
+                    // Every value's `value` removed: the values are gone (as above).
+                    if s.eq_ignore_ascii_case("value") {
+                        items.retain(|item| {
+                            item.as_object()
+                                .is_none_or(|o| key_ci(o, "value").is_some())
+                        });
+                        if items.is_empty() {
+                            map.remove(&key);
                         }
                     }
                 }
@@ -597,6 +616,19 @@ mod tests {
         )
         .unwrap();
         assert!(u["emails"][0].get("primary").is_none());
+        // Entra's removal of an e-mail: its `value` through a filter; the entry goes.
+        let mut u = user();
+        patch(
+            &mut u,
+            json!([{"op": "remove", "path": "emails[type eq \"work\"].value"}]),
+        )
+        .unwrap();
+        assert_eq!(
+            u["emails"],
+            json!([{"value": "b@example.com", "type": "home"}])
+        );
+        patch(&mut u, json!([{"op": "remove", "path": "emails.value"}])).unwrap();
+        assert!(u.get("emails").is_none(), "{u}");
         // A member's `value` (and `$ref`, `type`) is immutable: never replaced in place.
         for path in [
             "members[value eq \"x\"].value",

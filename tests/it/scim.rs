@@ -1696,3 +1696,43 @@ fn a_409_says_uniqueness_only_for_a_value_in_use() {
     assert!(r.json().get("scimType").is_none(), "{}", r.text);
     assert!(r.text.contains("no admin who can sign in"), "{}", r.text);
 }
+
+/// Entra removes an e-mail as `emails[type eq "work"].value`: the entry goes (a value-less
+/// `{type, primary}` stayed), and the user's e-mail is the one left, then none.
+#[test]
+fn removing_an_emails_value_removes_the_email() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = scim(
+        &admin,
+        "POST",
+        "/Users",
+        &json!({"userName": "emma", "emails": [
+            {"value": "w@example.com", "type": "work", "primary": true},
+            {"value": "h@example.com", "type": "home"}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let remove = |t: &str| {
+        let r = scim(
+            &admin,
+            "PATCH",
+            "/Users/emma",
+            &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": [{"op": "remove",
+                                    "path": format!("emails[type eq \"{t}\"].value")}]}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()
+    };
+    let u = remove("work");
+    assert_eq!(
+        u["emails"],
+        json!([{"value": "h@example.com", "type": "home"}])
+    );
+    let v2 = admin.get("/access/api/v2/users/emma").json();
+    assert_eq!(v2["email"], json!("h@example.com"));
+    let u = remove("home");
+    assert!(u.get("emails").is_none(), "{u}");
+    let v2 = admin.get("/access/api/v2/users/emma").json();
+    assert_eq!(v2["email"], json!(null));
+}
