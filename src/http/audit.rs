@@ -139,12 +139,18 @@ fn hex(bytes: &[u8]) -> String {
     crate::hex(bytes)
 }
 
-/// Does any string in `v` equal `needle`?
+/// Does any string in `v` equal `needle`, or is `needle` a principal keyed in a
+/// `users`/`groups` map (a permission target's grants: `"users": {"carol": [...]}`, which
+/// a grant to carol did not count as mentioning her)?
 fn mentions(v: &Value, needle: &str) -> bool {
     match v {
         Value::String(s) => s == needle,
         Value::Array(items) => items.iter().any(|x| mentions(x, needle)),
-        Value::Object(m) => m.values().any(|x| mentions(x, needle)),
+        Value::Object(m) => m.iter().any(|(k, x)| {
+            let principals = matches!(k.as_str(), "users" | "groups")
+                && x.as_object().is_some_and(|p| p.contains_key(needle));
+            principals || mentions(x, needle)
+        }),
         _ => false,
     }
 }

@@ -292,15 +292,7 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
         Some(state) => std::sync::Arc::new(crate::authorize::PermissionIndex::build(state)),
         None => app.permission_index(&s),
     };
-    let caller_admin = match &past {
-        None => principal.admin,
-        Some(_) => match &principal.token {
-            Some(t) => {
-                crate::auth::scope_is_admin(&t.scope, &s.directory, Some(&principal.username))
-            }
-            None => s.directory.is_admin(&principal.username),
-        },
-    };
+    let caller_admin = admin_at(&principal, past.is_some(), &s);
     let subject = match query_param(&req, "user")? {
         Some(other) => {
             if !principal.admin {
@@ -401,6 +393,22 @@ fn cannot_be_served(
         UserStatus::Enabled if user.password_expired => Some("the user's password has expired"),
         UserStatus::Enabled => None,
         _ => Some("the user is disabled"),
+    }
+}
+
+/// Whether `principal` is an admin in `s`: now, its credentials say; in the past, its
+/// token's scope or its user's admin flag as they were then.
+fn admin_at(
+    principal: &crate::auth::Principal,
+    past: bool,
+    s: &gatehouse_projections::State,
+) -> bool {
+    if !past {
+        return principal.admin;
+    }
+    match &principal.token {
+        Some(t) => crate::auth::scope_is_admin(&t.scope, &s.directory, Some(&principal.username)),
+        None => s.directory.is_admin(&principal.username),
     }
 }
 
@@ -506,10 +514,12 @@ async fn effective(
                     "refused": why,
                 })));
             }
+            // An admin then or not, as `authorize?as_of` judges it (it was the caller's
+            // admin flag of now).
             Subject::new(
                 &s.directory,
                 &caller.username,
-                caller.admin,
+                admin_at(&caller, past.is_some(), &s),
                 caller.token.as_ref().map(|t| t.scope.as_str()),
             )
         }

@@ -1639,3 +1639,37 @@ fn a_snapshot_that_does_not_match_the_log_is_caught() {
     drop(app);
     drop(tmp);
 }
+
+/// A permission target's grants key their principals (`"users": {"carol": [...]}`): the
+/// audit trail's `entity` filter counts a grant as mentioning the user or group it names
+/// (it matched only string values, so "what happened to carol" left out her grants).
+#[test]
+fn the_entity_filter_finds_permission_grants_to_a_principal() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("carol", "Carol-password-1");
+    app.create_group("devs");
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/p1",
+        &json!({"repo": {"repositories": ["ANY"], "actions": {
+            "users": {"carol": ["read"]}, "groups": {"devs": ["read", "write"]}}}}),
+    );
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    for who in ["carol", "devs"] {
+        let events = admin
+            .get(&format!("/access/api/v1/audit/events?entity={who}"))
+            .json();
+        let kinds: Vec<&str> = events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap())
+            .collect();
+        assert!(kinds.contains(&"PermissionTargetSaved"), "{who}: {kinds:?}");
+    }
+    // A name that is only a field's name is not a principal.
+    let events = admin
+        .get("/access/api/v1/audit/events?entity=actions")
+        .json();
+    assert_eq!(events["events"], json!([]), "{events}");
+}

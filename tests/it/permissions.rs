@@ -1127,3 +1127,43 @@ fn a_v1_put_does_not_bring_back_what_a_concurrent_delete_removed() {
         );
     }
 }
+
+/// `authorize/effective?as_of=` asked about oneself: an admin then or not, as the user
+/// was then (it was today's admin flag, where `authorize?as_of` and `users/{self}?as_of`
+/// used that moment's).
+#[test]
+fn effective_of_oneself_in_the_past_uses_the_admin_flag_of_then() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "erin", "password": "Erin-password-1", "email": "e@example.com",
+                "admin": true}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let admin_then = r.header("x-gatehouse-seq").unwrap().to_string();
+    let r = admin.patch("/access/api/v2/users/erin", &json!({"admin": false}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let demoted = r.header("x-gatehouse-seq").unwrap().to_string();
+    let r = admin.patch("/access/api/v2/users/erin", &json!({"admin": true}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let erin = app.as_user("erin", "Erin-password-1");
+    let e = erin
+        .get(&format!(
+            "/access/api/v1/authorize/effective?as_of={admin_then}"
+        ))
+        .json();
+    assert_eq!(e["admin"], true, "{e}");
+    let e = erin
+        .get(&format!(
+            "/access/api/v1/authorize/effective?as_of={demoted}"
+        ))
+        .json();
+    assert_eq!(e["admin"], false, "{e}");
+    let by_admin = admin
+        .get(&format!(
+            "/access/api/v1/authorize/effective?user=erin&as_of={demoted}"
+        ))
+        .json();
+    assert_eq!(by_admin["admin"], false, "{by_admin}");
+}
