@@ -794,6 +794,26 @@ pub(super) fn scim_save_user(
                 });
             }
         }
+        // The grants follow the user (the projection renames them with the event); as
+        // saves of the targets too, for the same reason: a peer kept its copy naming the
+        // old name, or — federating back — dropped the old name and sent that back
+        // over this server's own rewrite.
+        for target in state.permissions.targets.values() {
+            let mut t = (**target).clone();
+            let mut named = false;
+            for section in [&mut t.repo, &mut t.build, &mut t.release_bundle]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(actions) = section.users.remove(username) {
+                    section.users.insert(to.to_string(), actions);
+                    named = true;
+                }
+            }
+            if named {
+                events.push(Event::PermissionTargetSaved(Box::new(t)));
+            }
+        }
     }
     Ok(events)
 }

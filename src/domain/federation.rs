@@ -195,11 +195,28 @@ pub(super) fn apply_replicated(
             _ => None,
         })
         .collect();
-    events.extend(super::permissions::without_principals(
-        state,
-        &removed_principals,
-        &replaced,
-    ));
+    // A target that is itself a replica is changed here at the version it has: the
+    // peer's own deletion (or rename) rewrites its copy and sends it, and that copy must
+    // win. Saved here as a new local write, the cleanup outranked it and went back to the
+    // peer, so a user renamed at A lost its grants on A and B (the peer's target, already
+    // naming the new name, was overwritten with neither).
+    for event in super::permissions::without_principals(state, &removed_principals, &replaced) {
+        let Event::PermissionTargetSaved(target) = event else {
+            events.push(event);
+            continue;
+        };
+        match state.federation.versions.get("permission", &target.name) {
+            Some(r) if !r.removed => match &r.source {
+                Some(from) => events.push(Event::PermissionReplicated {
+                    source: from.clone(),
+                    version: r.version.clone(),
+                    target,
+                }),
+                None => events.push(Event::PermissionTargetSaved(target)),
+            },
+            _ => events.push(Event::PermissionTargetSaved(target)),
+        }
+    }
     Ok(events)
 }
 

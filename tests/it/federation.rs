@@ -1150,3 +1150,65 @@ fn deletes_renames_and_built_in_users_reach_peers_as_they_are_here() {
         b.user("edt").is_none()
     });
 }
+
+/// Two servers federating with each other (the two-way setup README recommends): a user
+/// renamed at A keeps its grants on both. B took the rename as a removal of the old name
+/// and dropped it from its copy of A's permission target as a new local write, which
+/// outranked A's own rewrite of the target (already naming the new name) and went back
+/// to A: both ended with no grant.
+#[test]
+fn a_rename_keeps_its_grants_when_two_servers_federate_both_ways() {
+    let a = Site::start();
+    let b = Site::start();
+    trust_both(&a, &b);
+    let both = json!({"entities": ["users", "groups", "permissions"]});
+    a.register("site-b", &b, both.clone());
+    b.register("site-a", &a, both);
+    create_user(&a, "fay", "fay@example.com");
+    let r = a.admin().put(
+        "/artifactory/api/v2/security/permissions/team",
+        &json!({"name": "team", "repo": {"repositories": ["libs"], "include-patterns": ["**"],
+                "actions": {"users": {"fay": ["read", "write"]}}}}),
+    );
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let grants = |site: &Site| -> Value {
+        site.admin()
+            .get("/artifactory/api/v2/security/permissions/team")
+            .json()["repo"]["actions"]["users"]
+            .clone()
+    };
+    wait_until(10, "the target reached B", || {
+        grants(&b) == json!({"fay": ["read", "write"]})
+    });
+    let r = a.admin().patch(
+        "/access/api/v1/scim/v2/Users/fay",
+        &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "userName", "value": "fay2"}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let want = json!({"fay2": ["read", "write"]});
+    let settled = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        grants(&b) == want
+    });
+    assert!(
+        settled,
+        "A {} B {}\nB events: {:#}",
+        grants(&a),
+        grants(&b),
+        json!(b.events_about("team"))
+    );
+    // Settled: both streams idle, each side's copy as A wrote it.
+    wait_until(10, "the streams settle", || {
+        let lag = |s: &Site, t: &str| {
+            s.admin().get(&format!("{FED}/{t}/status")).json()["lag_events"].clone()
+        };
+        lag(&a, "site-b") == 0 && lag(&b, "site-a") == 0
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(grants(&a), want);
+    assert_eq!(grants(&b), want);
+    let fay2 = Client::new(&a.url(), Some(("fay2", "Password-123")));
+    let r = fay2.get("/access/api/v1/authorize?resource=libs/x.jar&action=write");
+    assert_eq!(r.status, 200, "{}", r.text);
+}
