@@ -98,24 +98,25 @@ fn sessions(app: &AppState) -> &Sessions {
 /// as anonymous as one without it). Console pages get their security headers.
 pub async fn console_middleware(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let path = req.path();
     if path == "/ui" || path.starts_with("/ui/") {
         let mut res = next.call(req).await?;
         harden(res.headers_mut());
         res.headers_mut().remove(header::WWW_AUTHENTICATE);
-        return Ok(res);
+        return Ok(res.map_into_left_body());
     }
+    // A refusal here is answered as a response, not an error (see `as_of_middleware`).
+    let refuse = |req: ServiceRequest, e: ApiError| Ok(req.error_response(e).map_into_right_body());
     // The console's own calls (they carry the CSRF header): a 401 must not make the
     // browser pop up its Basic dialog, which would hang the page behind it.
     let from_console = req.headers().contains_key(CSRF);
     if !req.headers().contains_key(header::AUTHORIZATION) {
         if let Some(id) = session_cookie(req.request()) {
-            let app = req
-                .app_data::<web::Data<AppState>>()
-                .cloned()
-                .ok_or_else(|| ApiError::Internal("no application state".into()))?;
+            let Some(app) = req.app_data::<web::Data<AppState>>().cloned() else {
+                return refuse(req, ApiError::Internal("no application state".into()));
+            };
             let found = {
                 let s = app.read();
                 sessions(&app).lookup(&id, &s).map(|info| {
@@ -134,13 +135,16 @@ pub async fn console_middleware(
                 .map(|v| v.to_str().unwrap_or("").to_string());
             if let (Some((principal, info)), Some(sent)) = (found, sent) {
                 if !console::same_secret(&sent, &info.csrf) {
-                    return Err(ApiError::Forbidden(
+                    return refuse(req, ApiError::Forbidden(
                         "a console session must send its CSRF token in `X-CSRF-Token` with every request".into(),
-                    )
-                    .into());
+                    ));
                 }
-                let principal = principal.map_err(ApiError::from)?;
-                req.extensions_mut().insert(SessionCaller(principal));
+                match principal {
+                    Ok(principal) => {
+                        req.extensions_mut().insert(SessionCaller(principal));
+                    }
+                    Err(e) => return refuse(req, ApiError::from(e)),
+                }
             }
         }
     }
@@ -148,7 +152,7 @@ pub async fn console_middleware(
     if from_console {
         res.headers_mut().remove(header::WWW_AUTHENTICATE);
     }
-    Ok(res)
+    Ok(res.map_into_left_body())
 }
 
 async fn to_index() -> HttpResponse {

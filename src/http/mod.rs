@@ -325,12 +325,24 @@ pub const MIN_SEQ_HEADER: &str = "x-gatehouse-min-seq";
 /// position of its last write never reads a state from before it, on any node.
 pub async fn min_seq_middleware(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    // Answered as a response, not an error, as `as_of_middleware` says why.
+    match min_seq_wait(&req).await {
+        Ok(()) => next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body),
+        Err(e) => Ok(req.error_response(e).map_into_right_body()),
+    }
+}
+
+/// Wait until this node has applied the position `X-Gatehouse-Min-Seq` asks for.
+async fn min_seq_wait(req: &ServiceRequest) -> Result<(), ApiError> {
     // A name made once: a `&str` name is parsed on every look-up (every request asks).
     const MIN_SEQ: HeaderName = HeaderName::from_static(MIN_SEQ_HEADER);
     let Some(value) = req.headers().get(MIN_SEQ) else {
-        return next.call(req).await;
+        return Ok(());
     };
     let wanted: u64 = value
         .to_str()
@@ -358,11 +370,10 @@ pub async fn min_seq_middleware(
             return Err(ApiError::Overloaded(format!(
                 "`X-Gatehouse-Min-Seq`: this node has applied position {}, not yet {wanted}; try again",
                 app.read().seq
-            ))
-            .into());
+            )));
         }
     }
-    next.call(req).await
+    Ok(())
 }
 
 /// A response to a write, carrying the log position of its last event.
@@ -847,14 +858,25 @@ const AUTHORIZE: &str = "/access/api/v1/authorize";
 /// is answered 401/403 here (one authentication, so a bad password counts one failure)
 /// before anything is resolved or rebuilt.
 pub async fn as_of_middleware(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let value = query_param(req.request(), "as_of");
-    let value = match value {
-        Ok(v) => v,
-        Err(e) => return Err(e.into()),
-    };
+    // A refusal is answered here as a response, not returned as an error: an error
+    // passed the request middleware by, and the refusal had no access line, no request
+    // id and no count (guessing passwords with `?as_of=1` left none of them).
+    match as_of_prepare(&mut req).await {
+        Ok(()) => next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body),
+        Err(e) => Ok(req.error_response(e).map_into_right_body()),
+    }
+}
+
+/// What [`as_of_middleware`] does before the request goes on: checks, authenticates,
+/// resolves and rebuilds; `Err` is the answer.
+async fn as_of_prepare(req: &mut ServiceRequest) -> Result<(), ApiError> {
+    let value = query_param(req.request(), "as_of")?;
     if let Some(value) = value {
         if !matches!(
             *req.method(),
@@ -862,8 +884,7 @@ pub async fn as_of_middleware(
         ) {
             return Err(ApiError::BadRequest(
                 "invalid `as_of`: the past is read-only (as_of is for GET requests)".into(),
-            )
-            .into());
+            ));
         }
         let pattern = req.match_pattern();
         let Some(pattern) = pattern.filter(|p| AS_OF_READS.contains(&p.as_str())) else {
@@ -875,9 +896,9 @@ pub async fn as_of_middleware(
                     "invalid `as_of`: `{}` has no past (the reads that do are listed in README, Audit and the past)",
                     req.path()
                 ))
-                .into());
+                );
             }
-            return next.call(req).await;
+            return Ok(());
         };
         let app = req
             .app_data::<web::Data<AppState>>()
@@ -890,7 +911,7 @@ pub async fn as_of_middleware(
             if header.is_none() && session.is_none() {
                 // A signed URL (judged now, as always) or a 401: the decision's own
                 // answer, with nothing rebuilt.
-                return next.call(req).await;
+                return Ok(());
             }
             let rid = extract::request_id(req.request());
             let ip = client_ip(req.request(), &app.config);
@@ -905,8 +926,7 @@ pub async fn as_of_middleware(
             if p.password_expired {
                 return Err(ApiError::Forbidden(
                     "the password has expired; change it first".into(),
-                )
-                .into());
+                ));
             }
             p
         } else {
@@ -968,7 +988,7 @@ pub async fn as_of_middleware(
                     "invalid `as_of`: at position {position} the name `{}` was not this account's; its past begins with it",
                     caller.username
                 ))
-                .into());
+                );
             }
         }
         if one_user_read(&req) {
@@ -980,7 +1000,7 @@ pub async fn as_of_middleware(
             req.extensions_mut().insert(AsOf(state));
         }
     }
-    next.call(req).await
+    Ok(())
 }
 
 /// Request id, a tracing line per request, and the `X-Request-Id` response header.

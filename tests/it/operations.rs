@@ -1084,3 +1084,34 @@ fn malformed_requests_are_counted_not_logged_as_errors() {
     assert!(!text.contains("stream error"), "{text}");
     assert!(text.contains("route=/api/system/ping"), "{text}");
 }
+
+/// A request refused before its handler — by `as_of` (a wrong password, a bad value, a
+/// write) — has a request id, an access line and a count like any other (guessing
+/// passwords with `?as_of=1` left none of them).
+#[test]
+fn requests_refused_by_as_of_are_counted_and_carry_a_request_id() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("al", "Al-password-1");
+    let count = |admin: &Client| -> u64 {
+        let text = admin.get("/access/api/v1/metrics").text;
+        text.lines()
+            .filter(|l| {
+                l.starts_with("gatehouse_http_requests_total{")
+                    && l.contains("route=\"/access/api/v2/users/{username}\"")
+                    && (l.contains("status=\"401\"") || l.contains("status=\"400\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let before = count(&admin);
+    let r = app
+        .as_user("al", "wrong")
+        .get("/access/api/v2/users/al?as_of=1");
+    assert_eq!(r.status, 401, "{}", r.text);
+    assert!(r.header("x-request-id").is_some(), "{:?}", r.headers);
+    let r = admin.get("/access/api/v2/users/al?as_of=zz");
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.header("x-request-id").is_some(), "{:?}", r.headers);
+    assert_eq!(count(&admin), before + 2);
+}
