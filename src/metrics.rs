@@ -64,22 +64,21 @@ fn latency_histogram() -> Histogram {
 }
 
 /// Connections closed before a request was read, counted by the log filter that keeps
-/// them out of the log (`main.rs`): actix reports a client's malformed request head or a
-/// request that did not arrive in time at ERROR, though the server did nothing wrong (a
-/// port scanner filled the log with them). One process-wide family, shared by every
+/// them out of the log (`main.rs`): actix reports a client's malformed request head at
+/// ERROR, though the server did nothing wrong (a port scanner filled the log with them). One process-wide family, shared by every
 /// `Metrics` (the log filter is set up before the server exists).
 pub static CONNECTIONS_REFUSED: std::sync::LazyLock<Family<ReasonLabels, Counter>> =
     std::sync::LazyLock::new(Family::default);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
-    /// `malformed` (the request head did not parse, or was too large) or `timeout`.
+    /// `malformed`: the request head did not parse, or had too many header lines.
     pub reason: &'static str,
 }
 
 /// A log layer that keeps actix's ERROR lines about a client's unreadable request out of
-/// the log and counts them in [`CONNECTIONS_REFUSED`] instead (the client got its 400,
-/// 431 or 408; the server is fine). Every other line passes.
+/// the log and counts them in [`CONNECTIONS_REFUSED`] instead (the client got its 400 or
+/// 431; the server is fine). Every other line passes.
 pub struct RefusedConnections;
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RefusedConnections {
@@ -102,9 +101,10 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RefusedConnections
         }
         let mut m = Message(String::new());
         event.record(&mut m);
+        // (A request head that does not arrive in time is answered 408 with a TRACE line
+        // only, on HTTP/1: nothing to keep out, and nothing that reaches here to count.)
         let reason = match m.0.strip_prefix("stream error: ") {
             Some(r) if r.starts_with("request parse error") => "malformed",
-            Some(r) if r.starts_with("request did not complete within") => "timeout",
             _ => return true,
         };
         CONNECTIONS_REFUSED
@@ -219,8 +219,8 @@ impl Metrics {
         );
         g.register(
             "gatehouse_http_connections_refused",
-            "Connections closed with a 4xx before a request could be read (a malformed or \
-             too large request head, or one that did not arrive in time), by reason",
+            "Connections closed with a 400 or 431 before a request could be read (a request \
+             head that does not parse or has too many header lines), by reason",
             CONNECTIONS_REFUSED.clone(),
         );
         g.register(
