@@ -94,10 +94,22 @@ fn bad(msg: String) -> ApiError {
     ApiError::BadRequest(msg)
 }
 
+/// The fixed paths under `BASE` that a target's name would collide with.
+const RESERVED: [&str; 4] = ["validate_server", "full_broadcast", "receive", "challenge"];
+
 fn check_name(name: &str) -> Result<(), ApiError> {
     // It goes in a URL path, where `.` and `..` are no segment a client can send.
     if name == "." || name == ".." {
         return Err(bad("invalid `name`: must not be `.` or `..`".into()));
+    }
+    // The fixed routes beside `{BASE}/{name}`: a target of one of these names could be
+    // made but never read, changed or removed (each answered 405), and broke every
+    // later full broadcast.
+    if RESERVED.contains(&name) {
+        return Err(bad(format!(
+            "invalid `name`: `{name}` is the name of a route here (not {})",
+            RESERVED.join(", ")
+        )));
     }
     if name.is_empty()
         || name.len() > 64

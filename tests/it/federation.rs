@@ -1212,3 +1212,22 @@ fn a_rename_keeps_its_grants_when_two_servers_federate_both_ways() {
     let r = fay2.get("/access/api/v1/authorize?resource=libs/x.jar&action=write");
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+/// A target named like one of the fixed routes beside `…/federation/{name}` could be
+/// made and never read, changed or removed (405), and broke every later full broadcast:
+/// refused, naming the field.
+#[test]
+fn a_target_may_not_take_the_name_of_a_route() {
+    let app = crate::helpers::TestApp::spawn();
+    let admin = app.admin();
+    let seq = app.digest()["seq"].as_u64().unwrap();
+    for name in ["validate_server", "full_broadcast", "receive", "challenge"] {
+        let r = admin.post(
+            FED,
+            &json!({"name": name, "url": "http://127.0.0.1:1/access/", "entities": ["users"]}),
+        );
+        assert_eq!(r.status, 400, "{name}: {}", r.text);
+        assert!(r.error_message().contains("`name`"), "{name}: {}", r.text);
+    }
+    assert_eq!(app.digest()["seq"].as_u64().unwrap(), seq);
+}
