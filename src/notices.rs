@@ -30,6 +30,37 @@ fn created_or_updated(existed: bool) -> &'static str {
     }
 }
 
+/// The event types a peer's copy of an existing user means here: `password_changed`,
+/// `locked`, `unlocked` for those changes, `updated` for any other (or for a change
+/// this cannot see: the e-mail is sealed under a new nonce each time).
+fn replicated_user_types(
+    was: &gatehouse_projections::User,
+    now: &gatehouse_schemas::ReplicatedUser,
+) -> Vec<&'static str> {
+    use gatehouse_schemas::UserStatus::Locked;
+    let mut types = Vec::new();
+    if was.password_hash != now.password_hash {
+        types.push("password_changed");
+    }
+    match (was.status == Locked, now.status == Locked) {
+        (false, true) => types.push("locked"),
+        (true, false) => types.push("unlocked"),
+        _ => {}
+    }
+    let other = was.admin != now.admin
+        || was.profile_updatable != now.profile_updatable
+        || was.internal_password_disabled != now.internal_password_disabled
+        || was.disable_ui_access != now.disable_ui_access
+        || was.realm != now.realm
+        || was.password_expired != now.password_expired
+        || (was.status != now.status && was.status != Locked && now.status != Locked)
+        || was.email.is_some() != now.email.is_some();
+    if other || types.is_empty() {
+        types.push("updated");
+    }
+    types
+}
+
 /// The notices of `event`, judged against the state just before it was applied.
 pub fn classify(before: &State, event: &Event) -> Vec<Notice> {
     classify_alone(event).unwrap_or_else(|| classify_against(before, event))
@@ -134,16 +165,37 @@ fn classify_against(before: &State, event: &Event) -> Vec<Notice> {
             created_or_updated(before.projects.by_key.contains_key(&p.project_key)),
             &p.project_key,
         )],
-        Event::UserReplicated { user, .. } => vec![n(
-            "user",
-            created_or_updated(dir.users.contains_key(user.username.as_str())),
-            &user.username,
-        )],
-        Event::GroupReplicated { group, .. } => vec![n(
-            "group",
-            created_or_updated(dir.groups.contains_key(group.name.as_str())),
-            &group.name,
-        )],
+        // A peer's change is told as the same change made here would be: a password,
+        // a lock, a membership (a subscriber of `members_changed` heard nothing of what
+        // changed at a peer).
+        Event::UserReplicated { user, .. } => match dir.users.get(user.username.as_str()) {
+            None => vec![n("user", "created", &user.username)],
+            Some(was) => replicated_user_types(was, user)
+                .into_iter()
+                .map(|t| n("user", t, &user.username))
+                .collect(),
+        },
+        Event::GroupReplicated { group, .. } => match dir.groups.get(group.name.as_str()) {
+            None => vec![n("group", "created", &group.name)],
+            Some(was) => {
+                let members_changed = was.members.len() != group.members.len()
+                    || group.members.iter().any(|m| !was.members.contains(m));
+                let updated = was.description != group.description
+                    || was.auto_join != group.auto_join
+                    || was.admin_privileges != group.admin_privileges
+                    || was.realm != group.realm
+                    || was.realm_attributes != group.realm_attributes
+                    || was.external_id != group.external_id;
+                let mut out = Vec::new();
+                if updated || !members_changed {
+                    out.push(n("group", "updated", &group.name));
+                }
+                if members_changed {
+                    out.push(n("group", "members_changed", &group.name));
+                }
+                out
+            }
+        },
         Event::PermissionReplicated { target, .. } => vec![n(
             "permission",
             created_or_updated(before.permissions.targets.contains_key(&target.name)),
@@ -263,6 +315,89 @@ mod tests {
             state.apply(env);
         }
         assert!(alone >= 20, "{alone}");
+    }
+
+    /// A peer's copy of a user or group is told as the change it is, as the same change
+    /// made here would be (`members_changed` was never heard of a peer's change).
+    #[test]
+    fn a_peers_copy_is_told_as_the_change_it_is() {
+        // The samples in order, until a user and a group are there.
+        let mut state = State::default();
+        for env in samples() {
+            state.apply(&env);
+            let user =
+                (state.directory.users.keys()).any(|u| **u != *gatehouse_projections::ANONYMOUS);
+            if user && !state.directory.groups.is_empty() {
+                break;
+            }
+        }
+        let was = (state.directory.users.values())
+            .find(|u| u.username != gatehouse_projections::ANONYMOUS)
+            .expect("a user")
+            .clone();
+        let copy = gatehouse_schemas::ReplicatedUser {
+            username: was.username.clone(),
+            email: was.email.clone(),
+            password_hash: was.password_hash.clone(),
+            admin: was.admin,
+            profile_updatable: was.profile_updatable,
+            internal_password_disabled: was.internal_password_disabled,
+            disable_ui_access: was.disable_ui_access,
+            realm: was.realm.clone(),
+            status: was.status.clone(),
+            password_expired: was.password_expired,
+        };
+        let types = |u: &gatehouse_schemas::ReplicatedUser| -> Vec<&'static str> {
+            let e = Event::UserReplicated {
+                source: "jfac@peer".into(),
+                version: Default::default(),
+                user: u.clone(),
+            };
+            classify(&state, &e).iter().map(|n| n.event_type).collect()
+        };
+        assert_eq!(types(&copy), ["updated"]);
+        let mut c = copy.clone();
+        c.password_hash = Some("$argon2id$other".into());
+        assert_eq!(types(&c), ["password_changed"]);
+        let mut c = copy.clone();
+        c.status = gatehouse_schemas::UserStatus::Locked;
+        assert_eq!(types(&c), ["locked"]);
+        let mut c = copy.clone();
+        c.admin = !c.admin;
+        c.password_hash = Some("$argon2id$other".into());
+        assert_eq!(types(&c), ["password_changed", "updated"]);
+
+        let g = state
+            .directory
+            .groups
+            .values()
+            .next()
+            .expect("a group")
+            .clone();
+        let copy = gatehouse_schemas::ReplicatedGroup {
+            name: g.name.clone(),
+            description: g.description.clone(),
+            auto_join: g.auto_join,
+            admin_privileges: g.admin_privileges,
+            realm: g.realm.clone(),
+            realm_attributes: g.realm_attributes.clone(),
+            external_id: g.external_id.clone(),
+            members: g.members.iter().cloned().collect(),
+        };
+        let types = |g: &gatehouse_schemas::ReplicatedGroup| -> Vec<&'static str> {
+            let e = Event::GroupReplicated {
+                source: "jfac@peer".into(),
+                version: Default::default(),
+                group: g.clone(),
+            };
+            classify(&state, &e).iter().map(|n| n.event_type).collect()
+        };
+        assert_eq!(types(&copy), ["updated"]);
+        let mut c = copy.clone();
+        c.members.push("someone-new".into());
+        assert_eq!(types(&c), ["members_changed"]);
+        c.description = Some("changed".into());
+        assert_eq!(types(&c), ["updated", "members_changed"]);
     }
 
     #[test]
