@@ -344,7 +344,7 @@ mod tests {
             internal_password_disabled: was.internal_password_disabled,
             disable_ui_access: was.disable_ui_access,
             realm: was.realm.clone(),
-            status: was.status.clone(),
+            status: was.status,
             password_expired: was.password_expired,
         };
         let types = |u: &gatehouse_schemas::ReplicatedUser| -> Vec<&'static str> {

@@ -991,7 +991,7 @@ async fn as_of_prepare(req: &mut ServiceRequest) -> Result<(), ApiError> {
                 );
             }
         }
-        if one_user_read(&req) {
+        if one_user_read(req) {
             req.extensions_mut().insert(AsOfPosition(position));
         } else if position != app.read().seq {
             let state = web::block(move || app.state_at(position))
