@@ -221,7 +221,10 @@ async fn create_key(
     if let Some(p) = generated {
         out["password"] = Value::String(p);
     }
-    Ok(written(HttpResponse::Created().json(out), committed))
+    Ok(written(
+        super::no_store(HttpResponse::Created().json(out)),
+        committed,
+    ))
 }
 
 fn find_key(s: &gatehouse_projections::State, org: &str, id: &str) -> Result<AccessKey, ApiError> {

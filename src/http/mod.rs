@@ -376,6 +376,16 @@ async fn min_seq_wait(req: &ServiceRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// `Cache-Control: no-store`, for an answer that carries a secret shown once (a token,
+/// a generated password): no cache along the way, nor the client's, keeps a copy.
+pub fn no_store(mut res: HttpResponse) -> HttpResponse {
+    res.headers_mut().insert(
+        actix_web::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    res
+}
+
 /// A response to a write, carrying the log position of its last event.
 pub fn written(mut res: HttpResponse, committed: Committed) -> HttpResponse {
     res.headers_mut().insert(

@@ -154,12 +154,12 @@ async fn create(
         )
         .await?;
     Ok(written(
-        HttpResponse::Ok().json(json!({
+        super::no_store(HttpResponse::Ok().json(json!({
             "pairing_token": minted.access_token,
             "token_id": minted.record.token_id,
             "expires_in": app.config.pairing_token_expiry.max(1),
             "use_case": use_case,
-        })),
+        }))),
         committed,
     ))
 }

@@ -291,6 +291,8 @@ pub(super) async fn issue(
         )
         .await?;
     let mut response = HttpResponse::Ok();
+    // The token is shown once: kept by no cache.
+    response.insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"));
     if asked_refreshable && !refreshable {
         response.insert_header((NOTICE, REFRESHABLE_DISABLED));
     } else if form.0.is_empty() && caller.admin {
@@ -576,9 +578,11 @@ pub(super) async fn refresh(
     let actor = caller.map_or(old.subject.as_str(), |c| c.username.as_str());
     let committed = app.submit(cmd, actor, rid).await?;
     Ok(written(
-        HttpResponse::Ok()
-            .content_type(ContentType::json())
-            .body(token_response(&minted, now)),
+        super::no_store(
+            HttpResponse::Ok()
+                .content_type(ContentType::json())
+                .body(token_response(&minted, now)),
+        ),
         committed,
     ))
 }

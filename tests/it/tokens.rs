@@ -1434,3 +1434,44 @@ fn a_revoke_raced_by_a_refresh_never_says_revoked_for_nothing() {
         }
     }
 }
+
+/// Answers that show a secret once — a token, a refreshed pair, a pairing token, an
+/// access key's generated password — say `Cache-Control: no-store`.
+#[test]
+fn answers_that_carry_a_secret_are_not_stored_by_caches() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("ci", "Ci-password-1");
+    let r = admin.post(
+        "/access/api/v1/tokens",
+        &json!({"username": "ci", "scope": "applied-permissions/user", "refreshable": true}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let pair = r.json();
+    let r = app.anon().raw(
+        "POST",
+        "/access/api/v1/tokens",
+        Some("application/x-www-form-urlencoded"),
+        Some(
+            format!(
+                "grant_type=refresh_token&refresh_token={}&access_token={}",
+                pair["refresh_token"].as_str().unwrap(),
+                pair["access_token"].as_str().unwrap()
+            )
+            .as_bytes(),
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let r = admin.post_empty("/access/api/v1/service_trust/pairing/federation");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let r = admin.post("/access/api/v1/orgs/o/access_keys", &json!({"id": "k"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(r.json()["password"].is_string(), "{}", r.text);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    // An ordinary read says nothing of caching.
+    let r = admin.get("/access/api/v1/tokens");
+    assert_eq!(r.header("cache-control"), None);
+}
