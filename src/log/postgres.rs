@@ -266,9 +266,53 @@ impl PgLog {
             self.client = None;
         }
         if self.client.is_none() {
+            self.reachable()?;
             self.client = Some(self.config.connect(postgres::NoTls).map_err(db)?);
         }
         Ok(self.client.as_mut().expect("connected"))
+    }
+
+    /// Whether anything listens at the configured TCP addresses, asked before the client
+    /// connects. With PostgreSQL on this machine, stopped, on a port in the range the
+    /// kernel hands out for outgoing connections, a reconnection could be given that very
+    /// port and connect to itself: the client then waited for ever for the server's
+    /// answer to its own start-up message (the node hung, held PostgreSQL's port so that
+    /// it could not start again, and ignored SIGTERM). A probe that connects to itself,
+    /// or is refused, at every address is "not reachable", and the client is not started.
+    fn reachable(&self) -> Result<(), LogError> {
+        use std::net::{TcpStream, ToSocketAddrs};
+        let hosts = self.config.get_hosts();
+        let ports = self.config.get_ports();
+        let mut tried = Vec::new();
+        for (i, host) in hosts.iter().enumerate() {
+            let postgres::config::Host::Tcp(name) = host else {
+                return Ok(()); // a Unix socket: nothing of the kind can happen
+            };
+            let port = match ports {
+                [] => 5432,
+                [one] => *one,
+                many => many.get(i).copied().unwrap_or(5432),
+            };
+            let Ok(addrs) = (name.as_str(), port).to_socket_addrs() else {
+                return Ok(()); // the client reports what it cannot resolve
+            };
+            for addr in addrs {
+                match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+                    Ok(s) if s.local_addr().ok() == s.peer_addr().ok() => {
+                        tried.push(format!("{addr}: nothing listens (connected to itself)"))
+                    }
+                    Ok(_) => return Ok(()),
+                    Err(e) => tried.push(format!("{addr}: {e}")),
+                }
+            }
+        }
+        if tried.is_empty() || !self.config.get_hostaddrs().is_empty() {
+            return Ok(());
+        }
+        Err(LogError::Database(format!(
+            "error connecting to server: {}",
+            tried.join("; ")
+        )))
     }
 
     /// Forget the connection (after an error whose cause is unknown).
@@ -555,6 +599,22 @@ impl PgLog {
 
 #[cfg(test)]
 mod tests {
+    /// Before the client starts: nothing listening is "not reachable" (the client is not
+    /// started, so it cannot be handed the address it wants as its own and wait on
+    /// itself); something listening is.
+    #[test]
+    fn the_client_is_started_only_when_something_listens() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log = super::PgLog::unconnected(&format!("postgres://u@127.0.0.1:{port}/d")).unwrap();
+        assert!(log.reachable().is_ok());
+        drop(listener);
+        let e = log.reachable().unwrap_err().to_string();
+        assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
+        let log = super::PgLog::unconnected("host=/var/run/postgresql user=u dbname=d").unwrap();
+        assert!(log.reachable().is_ok(), "a Unix socket is not probed");
+    }
+
     /// No form of connection string reaches a message with its password.
     #[test]
     fn a_connection_string_is_redacted_in_either_form() {
