@@ -398,6 +398,13 @@ fn build(
 ) -> Result<Value, ApiError> {
     let d = dir(app);
     std::fs::create_dir_all(&d).map_err(io)?;
+    // The owner's only, as the log, snapshots and exports are: a bundle holds the recent
+    // log (user names, addresses), the configuration and the metrics.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+    }
     let now = crate::auth::unix_millis();
     let name = name.unwrap_or_else(|| "bundle".into());
     let mut id = format!("{name}-{now}");
@@ -473,11 +480,18 @@ fn build(
     let tmp = d.join(format!(".{id}.tar.gz.tmp"));
     write_archive(&tmp, &id, now, &files).map_err(io)?;
     std::fs::rename(&tmp, archive_path(&d, &id)).map_err(io)?;
-    std::fs::write(
-        meta_path(&d, &id),
-        serde_json::to_vec_pretty(&meta).unwrap_or_default(),
-    )
-    .map_err(io)?;
+    {
+        use std::io::Write;
+        crate::log::owner_only(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true),
+        )
+        .open(meta_path(&d, &id))
+        .and_then(|mut f| f.write_all(&serde_json::to_vec_pretty(&meta).unwrap_or_default()))
+        .map_err(io)?;
+    }
 
     let all = all_meta(&d)?;
     if all.len() > KEEP {
@@ -496,7 +510,13 @@ fn write_archive(
     now_ms: u64,
     files: &[(String, Vec<u8>)],
 ) -> std::io::Result<()> {
-    let file = std::fs::File::create(path)?;
+    let file = crate::log::owner_only(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true),
+    )
+    .open(path)?;
     let gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
     for (name, bytes) in files {

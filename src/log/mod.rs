@@ -21,6 +21,7 @@ pub mod postgres;
 pub mod segment;
 pub mod snapshots;
 
+pub(crate) use segment::owner_only;
 pub use snapshots::{Snapshot, SnapshotStore};
 
 use gatehouse_projections::State;

@@ -1432,6 +1432,18 @@ fn a_support_bundle_carries_recent_log_lines_and_no_secret() {
     );
     let config_text = String::from_utf8_lossy(&files["configuration.txt"]).to_string();
     assert!(config_text.contains("<secret>"), "{config_text}");
+    // On disk, the owner's only (they were 0644 in a 0755 directory).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let support = data.join("support");
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&support), 0o700);
+        for entry in std::fs::read_dir(&support).unwrap() {
+            let path = entry.unwrap().path();
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
+    }
     for secret in [
         SCRAPE,
         BINARY_ADMIN_PASSWORD,
