@@ -229,6 +229,18 @@ fn check_criteria(
         ));
     };
     let fields = criteria_fields(domain);
+    // One criterion in two spellings is a 400, as everywhere else (their lists were
+    // merged, and shown as one: not "as sent").
+    for (a, b) in [
+        ("includePatterns", "include_patterns"),
+        ("excludePatterns", "exclude_patterns"),
+    ] {
+        if map.contains_key(a) && map.contains_key(b) {
+            return Err(bad(format!(
+                "invalid `event_filter.criteria`: `{a}` and `{b}` are one field given twice"
+            )));
+        }
+    }
     let (mut include, mut exclude) = (vec![], vec![]);
     for (name, value) in map {
         let Some((_, kind)) = fields.iter().find(|(f, _)| f == name) else {
@@ -444,6 +456,10 @@ fn subscription_in(
                             "invalid `{field}.secret`: at most 1024 characters"
                         )))
                     }
+                    // An empty secret is none (it was stored, shown as `secret_set`, and
+                    // sent as an empty `X-JFrog-Event-Auth`): it clears one, as an empty
+                    // LDAP manager password does.
+                    Some(s) if s.is_empty() => None,
                     Some(s) => Some(seal(s)?),
                     None => before.and_then(|b| b.secret.clone()),
                 };
@@ -484,6 +500,13 @@ fn subscription_in(
                             "invalid `{field}.secrets[{j}].name`: letters, digits and `_`"
                         )));
                     }
+                    // Two of one name: deliveries used the first, silently.
+                    if h.secrets[..j].iter().any(|o| o.name == s.name) {
+                        return Err(bad(format!(
+                            "invalid `{field}.secrets[{j}].name`: `{}` is given twice",
+                            s.name
+                        )));
+                    }
                     let value = match &s.value {
                         Some(v) => seal(v)?,
                         None => before
@@ -498,6 +521,13 @@ fn subscription_in(
                     secrets.push((s.name.clone(), value));
                 }
                 let names: Vec<&str> = secrets.iter().map(|(n, _)| n.as_str()).collect();
+                // Placeholders are filled in the payload and the headers only: in the URL
+                // they went out literally (`/%7B%7B.secrets.t%7D%7D/`).
+                if h.url.contains("{{") {
+                    return Err(bad(format!(
+                        "invalid `{field}.url`: placeholders (`{{{{…}}}}`) are filled in `payload` and `http_headers` only"
+                    )));
+                }
                 if let Some(t) = &h.payload {
                     check_template(t, &names)
                         .map_err(|e| bad(format!("invalid `{field}.payload`: {e}")))?;

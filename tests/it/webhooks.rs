@@ -127,6 +127,23 @@ fn subscriptions_crud_with_write_only_secrets() {
             json!({"handlers": [{"handler_type": "custom-webhook", "url": "https://x.test/", "secrets": [{"name": "token"}]}]}),
             "secrets[0].value",
         ),
+        // A secret named twice (the first was used, silently); placeholders in a URL
+        // (sent literally); one criterion in both spellings (merged).
+        (
+            json!({"handlers": [{"handler_type": "custom-webhook", "url": "https://x.test/",
+                   "secrets": [{"name": "t", "value": "a"}, {"name": "t", "value": "b"}]}]}),
+            "secrets[1].name",
+        ),
+        (
+            json!({"handlers": [{"handler_type": "custom-webhook", "url": "https://x.test/{{.secrets.t}}",
+                   "secrets": [{"name": "t", "value": "a"}]}]}),
+            "handlers[0].url",
+        ),
+        (
+            json!({"event_filter": {"domain": "user", "event_types": ["created"],
+                   "criteria": {"includePatterns": ["a"], "include_patterns": ["b"]}}}),
+            "include_patterns",
+        ),
         (json!({"key": "bad key"}), "key"),
         // An unknown field is ignored, never masks a bad one.
         (json!({"colour": "red", "key": "bad key"}), "key"),
@@ -150,6 +167,14 @@ fn subscriptions_crud_with_write_only_secrets() {
     );
     assert!(one["handlers"][0].get("secret").is_none());
     assert_eq!(admin.get(SUBS).json().as_array().unwrap().len(), 1);
+    // An empty secret is none: not stored, not shown as set.
+    let mut empty = definition("EmptySecret", "https://x.test/");
+    empty["handlers"][0]["secret"] = json!("");
+    let r = admin.post(SUBS, &empty);
+    assert_eq!(r.status, 201, "{}", r.text);
+    let got = admin.get(&format!("{SUBS}/EmptySecret")).json();
+    assert_eq!(got["handlers"][0]["secret_set"], json!(false), "{got}");
+    assert_eq!(admin.delete(&format!("{SUBS}/EmptySecret")).status, 204);
     // A replace without the secret keeps it for the same receiver (another path of the
     // same host); snake_case criteria are accepted too.
     let mut changed = definition("QaAudit", "https://qa.my-company.test/v2");
