@@ -213,6 +213,25 @@ def walk(ctx, page):
         expect(page.get_by_role("cell", name="UserCreated")).to_have_count(1)
         expect(page.get_by_role("cell", name="carol", exact=True)).to_have_count(1)
         shot(page, "timeline")
+        # "Before #N" opens the page of the event's kind just before it (position N-1).
+        row = page.get_by_role("row").filter(has=page.get_by_role("cell", name="UserCreated"))
+        pos = int(row.get_by_role("cell").first.inner_text())
+        row.get_by_role("button", name=f"Before #{pos}").click()
+        expect(page.locator("body")).to_have_class("is-past")
+        assert f"as_of={pos - 1}" in page.url, page.url
+        expect(page.get_by_role("cell", name="carol", exact=True)).to_have_count(0)
+        page.get_by_role("button", name="Back to now").click()
+        expect(page.locator("body")).not_to_have_class("is-past")
+        # Before the first event is the empty state, position 0 (it opened position 1).
+        page.get_by_role("link", name="Timeline", exact=True).click()
+        field(page, "Filters", "From position").fill("1")
+        field(page, "Filters", "Per page").fill("1")
+        submit(page, "Filters", "Show events")
+        page.get_by_role("button", name="Before #1").click()
+        expect(page.locator("body")).to_have_class("is-past")
+        assert "as_of=0" in page.url, page.url
+        page.get_by_role("button", name="Back to now").click()
+        expect(page.locator("body")).not_to_have_class("is-past")
         page.get_by_role("link", name="Diff", exact=True).click()
         field(page, "Moments", "From (position or RFC 3339 time)").fill(str(before_grant))
         submit(page, "Moments", "Compare")

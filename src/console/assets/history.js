@@ -46,7 +46,12 @@ async function timeline(main, ctx) {
   if (!query.limit) query.limit = '50';
   // Within the slider's moment: nothing after it.
   if (ctx.asOf && /^\d+$/.test(ctx.asOf)) query.to = ctx.asOf;
-  if (ctx.asOf && !/^\d+$/.test(ctx.asOf)) query.until = ctx.asOf;
+  // A time on the slider bounds what the form asks; an earlier `until` typed in the
+  // form stays (the slider's replaced it while the form still showed it).
+  if (ctx.asOf && !/^\d+$/.test(ctx.asOf)) {
+    const typed = Date.parse(query.until || '');
+    if (!(typed <= Date.parse(ctx.asOf))) query.until = ctx.asOf;
+  }
   // Asked first: a caller the API refuses sees only the refusal, not the filters. A
   // filter the API finds wrong is shown next to it, in the form, to be corrected.
   let r = null;
@@ -79,11 +84,22 @@ async function timeline(main, ctx) {
     const b = e.body || {};
     return b.username || b.name || b.group || b.token_id || b.key || b.id || '';
   };
+  // The page an event is about, seen just before and just after it (before the first
+  // event is position 0, the empty state: "Before #1" showed the state after it).
+  const pageOf = (type) => {
+    for (const [prefix, page] of [['User', 'users'], ['Group', 'groups'], ['Permission', 'permissions'],
+      ['Repository', 'repositories'], ['Project', 'projects'], ['AccessKey', 'access-keys'],
+      ['Entitlement', 'access-keys'], ['Token', 'tokens'], ['Subscription', 'webhooks'],
+      ['Federation', 'federation'], ['SigningKey', 'keys']]) {
+      if (type.startsWith(prefix)) return page;
+    }
+    return 'users';
+  };
   main.append(table(['Position', 'Time', 'Actor', 'Event', 'About', ''], r.events.map((e) => [
     String(e.position), e.time, e.actor, e.type, String(about(e)),
     h('span', { class: 'actions' },
-      h('button', { type: 'button', onclick: () => ctx.go('users', '', e.position > 1 ? String(e.position - 1) : '1') }, `Before #${e.position}`),
-      h('button', { type: 'button', onclick: () => ctx.go('users', '', String(e.position)) }, `After #${e.position}`)),
+      h('button', { type: 'button', onclick: () => ctx.go(pageOf(e.type), '', String(e.position - 1)) }, `Before #${e.position}`),
+      h('button', { type: 'button', onclick: () => ctx.go(pageOf(e.type), '', String(e.position)) }, `After #${e.position}`)),
   ])));
   if (r.next) {
     const p = new URLSearchParams(q);
