@@ -79,6 +79,10 @@ enum Cmd {
         /// it) that must have signed the checkpoints.
         #[arg(long)]
         key: Option<PathBuf>,
+        /// Take an export without an end mark (one written before exports had one) as
+        /// it is; without this, such a file is refused as possibly cut short.
+        #[arg(long)]
+        allow_unterminated: bool,
     },
     /// Rebuild every read model from the log (verifying the chain), with a progress bar,
     /// and print the state digest.
@@ -120,6 +124,10 @@ enum Cmd {
         /// The export to load (`ndjson` or `binary`, as `gatehouse export` wrote it).
         #[arg(long = "in")]
         input: PathBuf,
+        /// Take an export without an end mark (one written before exports had one) as
+        /// it is; without this, such a file is refused as possibly cut short.
+        #[arg(long)]
+        allow_unterminated: bool,
     },
 }
 
@@ -242,7 +250,8 @@ fn main() -> ExitCode {
             store,
             export,
             key,
-        } => verify(data_dir, store, export, key),
+            allow_unterminated,
+        } => verify(data_dir, store, export, key, allow_unterminated),
         Cmd::Replay {
             data_dir,
             store,
@@ -261,9 +270,10 @@ fn main() -> ExitCode {
             data_dir,
             store,
             input,
+            allow_unterminated,
         } => match store {
-            Some(url) => import_shared(&url, input),
-            None => import(data_dir, input),
+            Some(url) => import_shared(&url, input, allow_unterminated),
+            None => import(data_dir, input, allow_unterminated),
         },
     }
 }
@@ -395,6 +405,7 @@ fn verify(
     store: Option<String>,
     export: Option<PathBuf>,
     key: Option<PathBuf>,
+    allow_unterminated: bool,
 ) -> ExitCode {
     let key = match key.map(|k| std::fs::read_to_string(&k).map(|t| (k, t))) {
         None => None,
@@ -411,7 +422,7 @@ fn verify(
         }
     };
     if let Some(file) = export {
-        return verify_export(&file, key);
+        return verify_export(&file, key, allow_unterminated);
     }
     if let Some(url) = store {
         return verify_shared(&url, key);
@@ -494,8 +505,12 @@ fn signed_coverage(state: &State, events: u64, with_key: bool) -> Result<(), Str
     }
 }
 
-fn verify_export(file: &std::path::Path, key: Option<ed25519_dalek::VerifyingKey>) -> ExitCode {
-    let records = match read_export(file) {
+fn verify_export(
+    file: &std::path::Path,
+    key: Option<ed25519_dalek::VerifyingKey>,
+    allow_unterminated: bool,
+) -> ExitCode {
+    let records = match read_export(file, allow_unterminated) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("gatehouse: {e}");
@@ -689,13 +704,16 @@ fn export(
 }
 
 /// Read an export (either format) into raw events.
-fn read_export(input: &std::path::Path) -> Result<Vec<gatehouse::log::RawEvent>, String> {
+fn read_export(
+    input: &std::path::Path,
+    allow_unterminated: bool,
+) -> Result<Vec<gatehouse::log::RawEvent>, String> {
     let data = std::fs::read(input).map_err(|e| format!("cannot read {}: {e}", input.display()))?;
-    export::read(&data)
+    export::read_with(&data, allow_unterminated)
 }
 
-fn import(data_dir: PathBuf, input: PathBuf) -> ExitCode {
-    let records = match read_export(&input) {
+fn import(data_dir: PathBuf, input: PathBuf, allow_unterminated: bool) -> ExitCode {
+    let records = match read_export(&input, allow_unterminated) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("gatehouse: {e}");
@@ -865,8 +883,8 @@ fn replay_shared(url: &str, to: Option<u64>) -> ExitCode {
 }
 
 /// Load an export into an empty shared log (how one machine grows into several).
-fn import_shared(url: &str, input: PathBuf) -> ExitCode {
-    let records = match read_export(&input) {
+fn import_shared(url: &str, input: PathBuf, allow_unterminated: bool) -> ExitCode {
+    let records = match read_export(&input, allow_unterminated) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("gatehouse: {e}");

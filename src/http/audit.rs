@@ -702,7 +702,9 @@ async fn restore(
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or_else(|| unsigned("it has no signature (`<file>.sig`)".into()))?;
-        let records = crate::log::export::read(&data)
+        // Signed at its last position (checked below): whole without the end mark,
+        // and backups written before there was one continue the log as they did.
+        let records = crate::log::export::read_with(&data, true)
             .map_err(|e| ApiError::BadRequest(format!("invalid `file`: {e}")))?;
         // The whole backup must be a sound chain, not just the part that is new.
         let mut prev = crate::log::GENESIS_HASH;

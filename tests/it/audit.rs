@@ -689,7 +689,8 @@ fn export_import_and_replay_reproduce_the_digest() {
         // A tampered export is refused, naming the position.
         let mut bytes = std::fs::read(&file).unwrap();
         if format == "binary" {
-            let n = bytes.len();
+            // The last event's bytes, just before the end mark (48 bytes).
+            let n = bytes.len() - 48;
             bytes[n - 3] ^= 0x01;
         } else {
             let text = String::from_utf8(bytes).unwrap();
@@ -713,6 +714,65 @@ fn export_import_and_replay_reproduce_the_digest() {
             !ok && out.contains("chain broken at position"),
             "{format}: {out}"
         );
+        // Cut at an event's boundary (a copy that stopped early) or emptied: no end mark,
+        // refused by verify and import (it verified "intact" and imported an older
+        // history); `--allow-unterminated` takes an old, unmarked export as it is.
+        let whole = std::fs::read(&file).unwrap();
+        let cut = if format == "binary" {
+            whole[..whole.len() - 48].to_vec()
+        } else {
+            let text = String::from_utf8(whole.clone()).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            (lines[..lines.len() - 1].join("\n") + "\n").into_bytes()
+        };
+        let cut_short = {
+            let fewer = if format == "binary" {
+                // The end mark kept, the last event taken out before it.
+                let mut v = whole.clone();
+                let records = gatehouse::log::export::read(&whole).unwrap();
+                let last = records.last().unwrap();
+                let at = whole.len() - 48 - (44 + last.bytes.len());
+                v.drain(at..whole.len() - 48);
+                v
+            } else {
+                let text = String::from_utf8(whole.clone()).unwrap();
+                let mut lines: Vec<&str> = text.lines().collect();
+                lines.remove(lines.len() - 2);
+                (lines.join("\n") + "\n").into_bytes()
+            };
+            fewer
+        };
+        for (what, bytes, needle) in [
+            ("cut", cut.clone(), "no end mark"),
+            ("empty", Vec::new(), "no end mark"),
+            ("one event fewer", cut_short, "end mark says"),
+        ] {
+            let path = tmp.path().join(format!("{what}.{format}"));
+            std::fs::write(&path, &bytes).unwrap();
+            let p = path.to_str().unwrap();
+            let (ok, out) = gatehouse(&["verify", "--export", p]);
+            assert!(!ok && out.contains(needle), "{format} {what}: {out}");
+            let into = tmp.path().join(format!("restore-{what}-{format}"));
+            let (ok, out) = gatehouse(&["import", "--data-dir", into.to_str().unwrap(), "--in", p]);
+            assert!(!ok && out.contains(needle), "{format} {what}: {out}");
+            assert!(
+                !into.join("log").exists(),
+                "{format} {what}: nothing written"
+            );
+        }
+        let old = tmp.path().join(format!("unmarked.{format}"));
+        std::fs::write(&old, &cut).unwrap();
+        let into = tmp.path().join(format!("restore-unmarked-{format}"));
+        let (ok, out) = gatehouse(&[
+            "import",
+            "--data-dir",
+            into.to_str().unwrap(),
+            "--in",
+            old.to_str().unwrap(),
+            "--allow-unterminated",
+        ]);
+        assert!(ok, "{format}: {out}");
+        assert_eq!(digest_in(&out), digest_in(&verified), "{format}");
         // Nothing was left behind: the good export imports into the same directory (an
         // empty log was left, and this was refused).
         let (ok, out) = gatehouse(&["import", "--data-dir", target.to_str().unwrap(), "--in", f]);
@@ -721,13 +781,17 @@ fn export_import_and_replay_reproduce_the_digest() {
     }
 }
 
-/// Records of a binary export, and writing them back with a recomputed chain.
+/// Records of a binary export, and writing them back with a recomputed chain (and end
+/// mark).
 fn parse_binary(bytes: &[u8]) -> Vec<(u64, Vec<u8>)> {
     let magic = b"GATEHOUSE-LOG\x01\n";
     let mut rest = &bytes[magic.len()..];
     let mut out = vec![];
     while !rest.is_empty() {
         let seq = u64::from_be_bytes(rest[..8].try_into().unwrap());
+        if seq == u64::MAX {
+            break; // the end mark
+        }
         let len = u32::from_be_bytes(rest[40..44].try_into().unwrap()) as usize;
         out.push((seq, rest[44..44 + len].to_vec()));
         rest = &rest[44 + len..];
@@ -746,6 +810,10 @@ fn write_binary_rechained(records: &[(u64, Vec<u8>)]) -> Vec<u8> {
         out.extend_from_slice(bytes);
         prev = hash;
     }
+    // The end mark: the count and the head, as `gatehouse export` writes it.
+    out.extend_from_slice(&u64::MAX.to_be_bytes());
+    out.extend_from_slice(&(records.len() as u64).to_be_bytes());
+    out.extend_from_slice(&prev);
     out
 }
 

@@ -639,8 +639,18 @@ fn aged_export(export: &std::path::Path, shift_ms: u64) -> String {
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut prev = gatehouse::log::GENESIS_HASH;
     let mut out = String::new();
+    let mut events = 0u64;
     for line in std::fs::read_to_string(export).unwrap().lines() {
         let mut record: Value = serde_json::from_str(line).unwrap();
+        if record.get("end").is_some() {
+            // The end mark names the head: the new one.
+            out.push_str(
+                &json!({"end": {"events": events, "head_hash": gatehouse::hex(&prev)}}).to_string(),
+            );
+            out.push('\n');
+            continue;
+        }
+        events += 1;
         let bytes = b64.decode(record["event"].as_str().unwrap()).unwrap();
         let mut envelope = gatehouse_schemas::decode(&bytes).unwrap();
         envelope.time_ms -= shift_ms;
