@@ -151,10 +151,47 @@ pub enum LockoutFrom {
     Any,
 }
 
-/// A configured secret: never printed by `Debug`.
-#[derive(Clone, Deserialize)]
-#[serde(transparent)]
+/// A configured secret: never printed by `Debug`, nor by the error of a value of the
+/// wrong type (serde's names the value: `metrics-token = 123456789` printed it).
+#[derive(Clone)]
 pub struct Secret(pub String);
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        fn hidden<E: serde::de::Error>() -> E {
+            E::custom("expected a string (the value given is not shown: it is a secret)")
+        }
+        impl<'de> serde::de::Visitor<'de> for Text {
+            type Value = Secret;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Secret, E> {
+                Err(hidden())
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Secret, E> {
+                Err(hidden())
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Secret, E> {
+                Err(hidden())
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Secret, E> {
+                Err(hidden())
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<Secret, A::Error> {
+                Err(hidden())
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<Secret, A::Error> {
+                Err(hidden())
+            }
+        }
+        d.deserialize_any(Text)
+    }
+}
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -473,6 +510,23 @@ mod tests {
         let path = dir.path().join("gatehouse.toml");
         std::fs::write(&path, text).unwrap();
         Config::load(Some(&path))
+    }
+
+    /// A secret of the wrong type is refused without its value in the message.
+    #[test]
+    fn a_secret_of_the_wrong_type_is_not_printed() {
+        for text in [
+            "metrics-token = 123456789",
+            "metrics-token = 1234.5678",
+            "metrics-token = [\"123456789\"]",
+            "metrics-token = { a = \"123456789\" }",
+        ] {
+            let e = load(text).unwrap_err().to_string();
+            assert!(e.contains("metrics-token") && e.contains("secret"), "{e}");
+            assert!(!e.contains("123456789") && !e.contains("1234.5678"), "{e}");
+        }
+        let c = load("metrics-token = \"scrape-token-1\"").unwrap();
+        assert_eq!(c.metrics_token.unwrap().0, "scrape-token-1");
     }
 
     #[test]
