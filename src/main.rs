@@ -197,6 +197,7 @@ fn main() -> ExitCode {
         Cmd::Serve { log_format, .. } => *log_format,
         _ => LogFormat::Text,
     };
+    JSON_LOGS.store(format == LogFormat::Json, std::sync::atomic::Ordering::Relaxed);
     use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,actix_server=warn".into());
@@ -317,6 +318,20 @@ fn parse_cli() -> Result<Cli, String> {
 
 type TlsFiles = (Option<PathBuf>, Option<PathBuf>, Option<PathBuf>);
 
+/// `serve --log-format json`: every line on stderr is a JSON object, the last words too.
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Why the server cannot start, on stderr: a log line (an ERROR object) with JSON logs,
+/// `gatehouse: …` otherwise (a log shipper parsing each line as JSON got plain text at
+/// exactly the moment the line mattered).
+fn fatal(message: impl std::fmt::Display) {
+    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::error!("{message}");
+    } else {
+        eprintln!("gatehouse: {message}");
+    }
+}
+
 fn serve(
     data_dir: PathBuf,
     listen: String,
@@ -327,7 +342,7 @@ fn serve(
     let mut config = match Config::load(config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("gatehouse: {e}");
+            fatal(e);
             return ExitCode::from(2);
         }
     };
@@ -340,15 +355,15 @@ fn serve(
         config.tls_key = tls_key;
     }
     if config.tls_cert.is_some() != config.tls_key.is_some() {
-        eprintln!(
-            "gatehouse: a TLS certificate and its key go together (--tls-cert and --tls-key, \
-             GATEHOUSE_TLS_CERT and GATEHOUSE_TLS_KEY, or tls-cert and tls-key in the config file)"
+        fatal(
+            "a TLS certificate and its key go together (--tls-cert and --tls-key, \
+             GATEHOUSE_TLS_CERT and GATEHOUSE_TLS_KEY, or tls-cert and tls-key in the config file)",
         );
         return ExitCode::from(2);
     }
     // Before anything is created in the data directory.
     if let Err(e) = std::net::ToSocketAddrs::to_socket_addrs(listen.as_str()) {
-        eprintln!("gatehouse: cannot listen on `{listen}`: {e}");
+        fatal(format!("cannot listen on `{listen}`: {e}"));
         return ExitCode::from(2);
     }
     if ca_file.is_some() {
@@ -394,7 +409,9 @@ fn serve(
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
-            eprintln!("gatehouse: {e}");
+            if !JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+                eprintln!("gatehouse: {e}");
+            }
             ExitCode::from(1)
         }
     }

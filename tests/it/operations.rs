@@ -1115,3 +1115,39 @@ fn requests_refused_by_as_of_are_counted_and_carry_a_request_id() {
     assert!(r.header("x-request-id").is_some(), "{:?}", r.headers);
     assert_eq!(count(&admin), before + 2);
 }
+
+/// With `--log-format json`, the reasons a server cannot start are JSON lines too (a bad
+/// config file, a certificate without its key, an address that cannot be listened on
+/// were plain `gatehouse: …` text among the JSON).
+#[test]
+fn json_logs_stay_json_when_the_server_cannot_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("bad.toml");
+    std::fs::write(&config, "lockout-from = \"x\"\n").unwrap();
+    let cert = tmp.path().join("cert.pem");
+    std::fs::write(&cert, "not a certificate").unwrap();
+    let data = tmp.path().join("data");
+    let cases: Vec<Vec<&OsStr>> = vec![
+        vec![OsStr::new("--config"), config.as_os_str()],
+        vec![OsStr::new("--tls-cert"), cert.as_os_str()],
+        vec![OsStr::new("--listen"), OsStr::new("not-an-address")],
+    ];
+    for extra in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["serve", "--data-dir"])
+            .arg(&data)
+            .args(["--log-format", "json"])
+            .args(&extra)
+            .env("GATEHOUSE_ADMIN_PASSWORD", BINARY_ADMIN_PASSWORD)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{extra:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.trim().is_empty(), "{extra:?}: says why");
+        for line in stderr.lines() {
+            let v: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{extra:?}: not JSON ({e}): {line}"));
+            assert_eq!(v["level"], "ERROR", "{line}");
+        }
+    }
+}
