@@ -48,6 +48,10 @@ impl Application {
         handle_signals: bool,
     ) -> Result<Application, StartError> {
         let started = Instant::now();
+        // The roots outgoing TLS trusts (`--ca-file` with the system's): before the
+        // shared log, whose connection may be TLS too.
+        crate::tls::init_client(settings.config.ca_file.as_deref())
+            .map_err(|e| StartError::Other(e.to_string()))?;
         let mut log = EventLog::open_with_cache(
             &settings.data_dir,
             settings.config.log_cache_mib.max(1) * 1024 * 1024,
@@ -113,8 +117,6 @@ impl Application {
         if report.snapshot_seq > 0 {
             metrics.snapshot_taken(report.snapshot_seq);
         }
-        crate::tls::init_client(settings.config.ca_file.as_deref())
-            .map_err(|e| StartError::Other(e.to_string()))?;
         if settings.config.tls_cert.is_some() != settings.config.tls_key.is_some() {
             return Err(StartError::Other(
                 "a TLS certificate and its key go together (tls-cert and tls-key)".into(),

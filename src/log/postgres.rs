@@ -65,6 +65,9 @@ pub struct PgLog {
     client: Option<postgres::Client>,
     /// Whether `pg_notify` works here (not on CockroachDB): if not, followers poll.
     notify: bool,
+    /// TLS to the database (`sslmode=require`, `verify-ca` or `verify-full`), its
+    /// certificate verified against the server's roots (the system's and `--ca-file`).
+    tls: bool,
 }
 
 /// Why an append did not happen.
@@ -190,6 +193,11 @@ impl PgLog {
     }
 
     fn unconnected(url: &str) -> Result<PgLog, LogError> {
+        // libpq's verifying modes are what TLS here always does (the certificate against
+        // the roots, and its name): taken as `require`, which the client knows.
+        let url = url
+            .replace("sslmode=verify-full", "sslmode=require")
+            .replace("sslmode=verify-ca", "sslmode=require");
         let mut config: postgres::Config = url
             .parse()
             // Not even redacted: a string that does not parse may hold its password
@@ -210,10 +218,14 @@ impl PgLog {
             .keepalives_interval(Duration::from_secs(2))
             .keepalives_retries(3)
             .application_name("gatehouse");
+        // `prefer` (libpq's default) stays in clear, as before: a TLS that verifies would
+        // refuse the self-signed certificate a database offers by default (Debian's).
+        let tls = config.get_ssl_mode() == postgres::config::SslMode::Require;
         Ok(PgLog {
             config,
             client: None,
             notify: true,
+            tls,
         })
     }
 
@@ -247,6 +259,7 @@ impl PgLog {
             config: self.config.clone(),
             client: None,
             notify: self.notify,
+            tls: self.tls,
         }
     }
 
@@ -267,7 +280,14 @@ impl PgLog {
         }
         if self.client.is_none() {
             self.reachable()?;
-            self.client = Some(self.config.connect(postgres::NoTls).map_err(db)?);
+            let client = if self.tls {
+                let tls =
+                    tokio_postgres_rustls::MakeRustlsConnect::new((*crate::tls::client()).clone());
+                self.config.connect(tls)
+            } else {
+                self.config.connect(postgres::NoTls)
+            };
+            self.client = Some(client.map_err(db)?);
         }
         Ok(self.client.as_mut().expect("connected"))
     }

@@ -20,6 +20,8 @@ struct Postgres {
     dir: tempfile::TempDir,
     port: u16,
     as_root: bool,
+    /// More `-c` settings for the server (TLS).
+    extra: String,
 }
 
 fn free_port() -> u16 {
@@ -75,6 +77,7 @@ impl Postgres {
             dir,
             port: free_port(),
             as_root,
+            extra: String::new(),
         };
         let data = pg.dir.path().join("data");
         let out = pg
@@ -122,9 +125,10 @@ impl Postgres {
         let data = self.dir.path().join("data");
         // fsync off: the tests kill processes, never the machine; it keeps them fast.
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100 {}",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.extra
         );
         let out = self
             .command("pg_ctl")
@@ -1448,4 +1452,120 @@ fn a_fresh_token_works_at_once_on_another_node() {
     assert!(r.text.contains("revoked"), "{}", r.text);
     assert!(a.terminate().success());
     assert!(b.terminate().success());
+}
+
+/// `sslmode=require` (and libpq's `verify-full`, taken as it) connects over TLS, the
+/// database's certificate verified against the roots (`--ca-file` for a node,
+/// `SSL_CERT_FILE` for the command line): a managed PostgreSQL that requires TLS could
+/// not be used, and the log went in clear. Without the CA the certificate is refused.
+#[test]
+fn a_node_talks_tls_to_postgres_when_asked_and_verifies_its_certificate() {
+    let Some(mut pg) =
+        Postgres::start("a_node_talks_tls_to_postgres_when_asked_and_verifies_its_certificate")
+    else {
+        return;
+    };
+    // A CA and the database's certificate for 127.0.0.1, made here.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Gatehouse PostgreSQL test CA");
+    let ca = params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert = leaf.signed_by(&key, &ca, &ca_key).unwrap();
+    let data = pg.dir.path().join("data");
+    std::fs::write(data.join("server.crt"), cert.pem()).unwrap();
+    std::fs::write(data.join("server.key"), key.serialize_pem()).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+    }
+    if pg.as_root {
+        let ok = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(data.join("server.crt"))
+            .arg(data.join("server.key"))
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok);
+    }
+    pg.ctl_stop("fast");
+    pg.extra = "-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key".into();
+    pg.ctl_start();
+    let tmp = tempfile::tempdir().unwrap();
+    let ca_file = tmp.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let url = format!("{}?sslmode=require", pg.url());
+
+    // A node trusting the CA: it works, over TLS.
+    let dir = tmp.path().join("node");
+    let master = tmp.path().join("master.key");
+    std::fs::write(&master, [0x5au8; 48]).unwrap();
+    let node = ServerProcess::spawn_with_args(
+        &dir,
+        "warn",
+        Stdio::inherit(),
+        None,
+        "127.0.0.1:0",
+        &[
+            OsStr::new("--store"),
+            OsStr::new(&url),
+            OsStr::new("--master-key-file"),
+            master.as_os_str(),
+            OsStr::new("--ca-file"),
+            ca_file.as_os_str(),
+        ],
+    );
+    let r = admin(&node.base).post("/access/api/v2/groups", &json!({"name": "over-tls"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let out = pg
+        .command("psql")
+        .args(["-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", "gatehouse", "-d", "postgres", "-Atc"])
+        .arg("SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'gatehouse'")
+        .output()
+        .unwrap();
+    let counts = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let (tls, all) = counts
+        .split_once('|')
+        .unwrap_or_else(|| panic!("psql: {counts} {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(
+        all.parse::<u32>().unwrap() > 0 && tls == all,
+        "TLS connections of all: {counts}"
+    );
+    drop(node);
+
+    // The command line: libpq's verify-full, trusting the CA through SSL_CERT_FILE.
+    let strict = format!("{}?sslmode=verify-full", pg.url());
+    let run = |ca: Option<&Path>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        c.args(["verify", "--store", &strict])
+            .env("RUST_LOG", "warn")
+            .env_remove("GATEHOUSE_STORE")
+            .env_remove("SSL_CERT_DIR");
+        match ca {
+            Some(ca) => c.env("SSL_CERT_FILE", ca),
+            None => c.env("SSL_CERT_FILE", "/nonexistent"),
+        };
+        let out = c.output().unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, out) = run(Some(&ca_file));
+    assert!(ok && out.contains("chain intact"), "{out}");
+    // Without the CA the database's certificate is refused: no connection in clear.
+    let (ok, out) = run(None);
+    assert!(!ok && out.to_lowercase().contains("certificate"), "{out}");
 }
