@@ -95,7 +95,20 @@ fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<CertifiedKey>, TlsError
     if let Some(warning) = validity_warning(&chain[0], crate::auth::unix_secs()) {
         tracing::warn!(certificate = %cert_path.display(), "{warning}");
     }
-    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| read(key_path, &e))?;
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
+        // "no items found" said nothing of what was missing, nor why.
+        let text = std::fs::read_to_string(key_path).unwrap_or_default();
+        let why = if text.contains("ENCRYPTED") {
+            "the key is encrypted: give it decrypted (`openssl pkey -in KEY -out PLAIN`), \
+             readable by this user only"
+                .to_string()
+        } else if text.contains("-----BEGIN CERTIFICATE-----") {
+            "the file holds a certificate, not a private key".to_string()
+        } else {
+            format!("no private key (PKCS#8, PKCS#1 or SEC1 PEM) in it: {e}")
+        };
+        read(key_path, &why)
+    })?;
     let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| TlsError::Key {
         path: key_path.into(),
         message: e.to_string(),

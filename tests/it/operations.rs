@@ -1151,3 +1151,41 @@ fn json_logs_stay_json_when_the_server_cannot_start() {
         }
     }
 }
+
+/// A key file that cannot be used says why: a certificate given as the key, an encrypted
+/// key (both were "no items found").
+#[test]
+fn an_unusable_tls_key_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let cert_file = tmp.path().join("cert.pem");
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    let encrypted = tmp.path().join("encrypted.pem");
+    std::fs::write(
+        &encrypted,
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIBvTBXBgkqhkiG9w0BBQ0wSjApBgkqhkiG9w0BBQwwHAQI\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    for (key_file, needle) in [
+        (&cert_file, "holds a certificate, not a private key"),
+        (&encrypted, "the key is encrypted"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["serve", "--data-dir"])
+            .arg(tmp.path().join("data"))
+            .args(["--listen", "127.0.0.1:0", "--tls-cert"])
+            .arg(&cert_file)
+            .arg("--tls-key")
+            .arg(key_file)
+            .env("GATEHOUSE_ADMIN_PASSWORD", BINARY_ADMIN_PASSWORD)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "{needle}: {stderr}");
+    }
+}
