@@ -59,6 +59,11 @@ pub enum SubmitError {
     Domain(#[from] DomainError),
     #[error("the event log is not available")]
     Unavailable,
+    /// Several nodes: PostgreSQL did not answer within the outage wait. The batch may
+    /// still turn up in the shared log (it may have been committed as the connection
+    /// broke): said, so that a client reads before it sends the write again.
+    #[error("the shared log (PostgreSQL) did not answer in time; this write is in doubt: it may still appear, so read before sending it again")]
+    SharedLogUnavailable,
     /// The disk holding the log is full: nothing of the batch was written.
     #[error("the disk holding the event log is full; writes are refused until there is room")]
     DiskFull,
@@ -871,7 +876,7 @@ impl Writer {
                     self.rewind();
                     self.catch_up();
                     for reply in senders {
-                        let _ = reply.send(Err(SubmitError::Unavailable));
+                        let _ = reply.send(Err(SubmitError::SharedLogUnavailable));
                     }
                     return;
                 }
@@ -1134,7 +1139,7 @@ impl Writer {
             if let Err(e) = pg.append(after, &prev, &records) {
                 tracing::warn!(error = %e, "backup import refused by the shared log");
                 return Err(match e {
-                    AppendError::Unavailable(_) => SubmitError::Unavailable,
+                    AppendError::Unavailable(_) => SubmitError::SharedLogUnavailable,
                     e => SubmitError::Domain(DomainError::Conflict(format!(
                         "the backup does not continue this log: {e}"
                     ))),

@@ -1022,7 +1022,9 @@ impl Authenticator {
             match writer.submit(command, ctx).await {
                 Ok(_) => {}
                 Err(
-                    crate::writer::SubmitError::Unavailable | crate::writer::SubmitError::DiskFull,
+                    crate::writer::SubmitError::Unavailable
+                    | crate::writer::SubmitError::SharedLogUnavailable
+                    | crate::writer::SubmitError::DiskFull,
                 ) => return Err(AuthError::Unavailable),
                 Err(crate::writer::SubmitError::Domain(e)) => {
                     tracing::info!(user = username, error = %e, "LDAP sign-in not taken");

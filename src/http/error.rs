@@ -112,6 +112,9 @@ impl From<SubmitError> for ApiError {
                 ApiError::Unavailable("the event log is not available".into())
             }
             SubmitError::DiskFull => ApiError::Unavailable(SubmitError::DiskFull.to_string()),
+            SubmitError::SharedLogUnavailable => {
+                ApiError::Unavailable(SubmitError::SharedLogUnavailable.to_string())
+            }
         }
     }
 }
