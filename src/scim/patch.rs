@@ -364,6 +364,35 @@ fn one(
                     Some(s) => s == "primary" && value == Value::Bool(true),
                     None => get_ci(&value, "primary") == Some(&Value::Bool(true)),
                 };
+                // A whole value merged in (`members[value eq "x"]` with `{"value": "y"}`)
+                // may not change what is immutable in it either: that was the same
+                // replacement of one member by another, by another path.
+                if sub.is_none() {
+                    let immutable: Vec<&str> = def["subAttributes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|d| d["mutability"] == "immutable")
+                        .filter_map(|d| d["name"].as_str())
+                        .collect();
+                    for &i in &hits {
+                        for name in &immutable {
+                            if let Some(new) = get_ci(&value, name) {
+                                if get_ci(&items[i], name) != Some(new) {
+                                    return Err(PatchError::Mutability(format!(
+                                        "`{}.{name}` is immutable: remove the {} and add another",
+                                        p.attr.attr,
+                                        if p.attr.attr.eq_ignore_ascii_case("members") {
+                                            "member"
+                                        } else {
+                                            "value"
+                                        }
+                                    )));
+                                }
+                            }
+                        }
+                    }
+                }
                 for &i in &hits {
                     match &sub {
                         Some(s) => {
@@ -644,6 +673,27 @@ mod tests {
             assert!(matches!(e, Err(PatchError::Mutability(_))), "{path}: {e:?}");
             assert_eq!(g, before, "{path}");
         }
+        // Nor by merging a whole value in through a filter (replace or add); the same
+        // value, or a display, merges.
+        let member = g["members"][0]["value"].as_str().unwrap().to_string();
+        let path = format!("members[value eq \"{member}\"]");
+        for op in ["replace", "add"] {
+            let before = g.clone();
+            let e = apply(
+                Kind::Group,
+                &mut g,
+                &json!({"Operations": [{"op": op, "path": path, "value": {"value": "someone-else"}}]}),
+            );
+            assert!(matches!(e, Err(PatchError::Mutability(_))), "{op}: {e:?}");
+            assert_eq!(g, before, "{op}");
+        }
+        apply(
+            Kind::Group,
+            &mut g,
+            &json!({"Operations": [{"op": "replace", "path": path, "value": {"value": member, "display": "Shown"}}]}),
+        )
+        .unwrap();
+        assert_eq!(g["members"][0]["display"], "Shown");
         // 3.5.2.3: replace all members.
         let mut g = group();
         apply(Kind::Group, &mut g, &json!({"Operations": [{"op": "replace", "path": "members", "value": [{"value": "x"}]}]})).unwrap();
