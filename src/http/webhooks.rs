@@ -508,6 +508,13 @@ fn subscription_in(
                         )));
                     }
                     let value = match &s.value {
+                        // Substituted into headers and payloads: an empty one went out as
+                        // `Bearer ` (a handler's plain `secret` may be empty: none).
+                        Some(v) if v.is_empty() => {
+                            return Err(bad(format!(
+                                "invalid `{field}.secrets[{j}].value`: empty (leave the secret out of `secrets` instead)"
+                            )))
+                        }
                         Some(v) => seal(v)?,
                         None => before
                             .and_then(|b| b.secrets.iter().find(|(n, _)| *n == s.name))

@@ -135,6 +135,11 @@ fn subscriptions_crud_with_write_only_secrets() {
             "secrets[1].name",
         ),
         (
+            json!({"handlers": [{"handler_type": "custom-webhook", "url": "https://x.test/",
+                   "secrets": [{"name": "t", "value": ""}]}]}),
+            "secrets[0].value",
+        ),
+        (
             json!({"handlers": [{"handler_type": "custom-webhook", "url": "https://x.test/{{.secrets.t}}",
                    "secrets": [{"name": "t", "value": "a"}]}]}),
             "handlers[0].url",
