@@ -338,10 +338,24 @@ fn repository_from(
     })
 }
 
+/// A remote's `url` or a virtual's `repositories` given for another class: not kept,
+/// and named as ignored, as every field not kept is.
+fn note_other_class(req: &HttpRequest, body: &RepositoryIn, rclass: &str) {
+    let mut ignored = Vec::new();
+    if body.url.is_some() && rclass != "remote" {
+        ignored.push("url".to_string());
+    }
+    if body.repositories.is_some() && rclass != "virtual" {
+        ignored.push("repositories".to_string());
+    }
+    super::extract::note_ignored(req, ignored);
+}
+
 async fn save(
     app: web::Data<AppState>,
     admin: Admin,
     rid: RequestId,
+    req: HttpRequest,
     path: web::Path<String>,
     Body(body): Body<RepositoryIn>,
 ) -> Result<HttpResponse, ApiError> {
@@ -355,6 +369,7 @@ async fn save(
             return Err(ApiError::BadRequest("invalid `rclass`: required".into()));
         }
         let mut r = repository_from(&key, body.clone(), current)?;
+        note_other_class(&req, &body, &r.rclass);
         if body.package_type.is_none() {
             r.package_type = None;
         }
@@ -385,10 +400,14 @@ async fn update(
     app: web::Data<AppState>,
     admin: Admin,
     rid: RequestId,
+    req: HttpRequest,
     path: web::Path<String>,
     Body(body): Body<RepositoryIn>,
 ) -> Result<HttpResponse, ApiError> {
     let key = path.into_inner();
+    if let Some(current) = app.read().repositories.by_key.get(&key) {
+        note_other_class(&req, &body, &current.config.rclass);
+    }
     let committed = super::read_change_write(async || {
         let (was, repository) = {
             let s = app.read();

@@ -1456,6 +1456,12 @@ fn a_remote_url_and_a_virtual_repositorys_members_are_kept() {
     );
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.json().get("url").is_none(), "{}", r.text);
+    assert_eq!(r.header("x-gatehouse-ignored-fields"), Some("url"));
+    let r = put(
+        "central",
+        json!({"rclass": "remote", "repositories": ["libs"]}),
+    );
+    assert_eq!(r.header("x-gatehouse-ignored-fields"), Some("repositories"));
 
     // Bad values are 400s naming the field, and nothing is written.
     let seq = app.digest()["seq"].as_u64().unwrap();
