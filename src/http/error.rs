@@ -68,7 +68,7 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        let body = serde_json::json!({"errors": [{"status": status.as_u16(), "message": self.to_string()}]});
+        let body = serde_json::json!({"errors": [{"status": status.as_u16(), "message": shown(self.to_string())}]});
         let mut res = HttpResponse::build(status);
         if status == StatusCode::UNAUTHORIZED {
             res.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"gatehouse\""));
@@ -87,6 +87,18 @@ impl ResponseError for ApiError {
             _ => {}
         }
         res.json(body)
+    }
+}
+
+/// The most of a message an answer shows: many name what the client sent (a key, a
+/// path segment), and a 60 KB name was answered whole. Cut at a character, with the
+/// length said.
+const MESSAGE_SHOWN: usize = 2048;
+
+pub(crate) fn shown(message: String) -> String {
+    match message.char_indices().nth(MESSAGE_SHOWN) {
+        Some((cut, _)) => format!("{}… ({} bytes)", &message[..cut], message.len()),
+        None => message,
     }
 }
 

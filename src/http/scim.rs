@@ -79,7 +79,7 @@ impl ResponseError for ScimError {
         let mut body = json!({
             "schemas": [scim::ERROR_SCHEMA],
             "status": self.status.as_u16().to_string(),
-            "detail": self.detail,
+            "detail": super::error::shown(self.detail.clone()),
         });
         if let Some(t) = self.scim_type {
             body["scimType"] = json!(t);
