@@ -163,8 +163,9 @@ async fn create(
         "{}/artifactory/{path}?sig={sig}&exp={expiry_ms}&v={version}{org_param}",
         base_url(&req)
     );
-    // Seed 002: "201 Created", `application/json` (the URL as a JSON string).
-    Ok(HttpResponse::Created().json(url))
+    // Seed 002: "201 Created", `application/json` (the URL as a JSON string). The URL is
+    // a bearer credential until it expires: kept by no cache.
+    Ok(super::no_store(HttpResponse::Created().json(url)))
 }
 
 fn current_version(app: &AppState, org: Option<&str>) -> u64 {

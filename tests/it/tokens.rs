@@ -1471,6 +1471,12 @@ fn answers_that_carry_a_secret_are_not_stored_by_caches() {
     assert_eq!(r.status, 201, "{}", r.text);
     assert!(r.json()["password"].is_string(), "{}", r.text);
     assert_eq!(r.header("cache-control"), Some("no-store"));
+    let r = admin.post(
+        "/artifactory/api/signed/url",
+        &json!({"repo_path": "libs-release/org/a.jar"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
     // An ordinary read says nothing of caching.
     let r = admin.get("/access/api/v1/tokens");
     assert_eq!(r.header("cache-control"), None);
