@@ -137,6 +137,10 @@ pub fn read_with(data: &[u8], unterminated_ok: bool) -> Result<Vec<RawEvent>, St
                 ));
             }
         }
+        // Nothing at all, and no mark: not a log, whatever the flag says.
+        None if events.is_empty() => {
+            return Err("the export is empty: no events and no end mark".into())
+        }
         None if unterminated_ok => {}
         None => return Err(UNTERMINATED.into()),
     }

@@ -220,7 +220,14 @@ impl PgLog {
             .application_name("gatehouse");
         // `prefer` (libpq's default) stays in clear, as before: a TLS that verifies would
         // refuse the self-signed certificate a database offers by default (Debian's).
-        let tls = config.get_ssl_mode() == postgres::config::SslMode::Require;
+        // Over a Unix socket there is nothing to encrypt, and PostgreSQL offers no TLS
+        // there: libpq ignores `sslmode` for it, and so does this.
+        let tcp = config
+            .get_hosts()
+            .iter()
+            .any(|h| matches!(h, postgres::config::Host::Tcp(_)))
+            || !config.get_hostaddrs().is_empty();
+        let tls = tcp && config.get_ssl_mode() == postgres::config::SslMode::Require;
         Ok(PgLog {
             config,
             client: None,
@@ -633,6 +640,21 @@ mod tests {
         assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
         let log = super::PgLog::unconnected("host=/var/run/postgresql user=u dbname=d").unwrap();
         assert!(log.reachable().is_ok(), "a Unix socket is not probed");
+    }
+
+    /// TLS when asked for over TCP (libpq's verifying modes too); never over a Unix
+    /// socket, where PostgreSQL offers none (libpq ignores `sslmode` there).
+    #[test]
+    fn tls_is_asked_for_over_tcp_only() {
+        let tls = |url: &str| super::PgLog::unconnected(url).unwrap().tls;
+        assert!(tls("postgres://u@db:5432/d?sslmode=require"));
+        assert!(tls("postgres://u@db/d?sslmode=verify-full"));
+        assert!(tls("host=db user=u dbname=d sslmode=verify-ca"));
+        assert!(!tls("postgres://u@db/d"));
+        assert!(!tls("postgres://u@db/d?sslmode=prefer"));
+        assert!(!tls(
+            "host=/var/run/postgresql user=u dbname=d sslmode=require"
+        ));
     }
 
     /// No form of connection string reaches a message with its password.
