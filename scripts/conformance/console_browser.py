@@ -216,7 +216,7 @@ def walk(ctx, page):
         # "Before #N" opens the page of the event's kind just before it (position N-1).
         row = page.get_by_role("row").filter(has=page.get_by_role("cell", name="UserCreated"))
         pos = int(row.get_by_role("cell").first.inner_text())
-        row.get_by_role("button", name=f"Before #{pos}").click()
+        row.get_by_role("button", name=f"Before #{pos}", exact=True).click()
         expect(page.locator("body")).to_have_class("is-past")
         assert f"as_of={pos - 1}" in page.url, page.url
         expect(page.get_by_role("cell", name="carol", exact=True)).to_have_count(0)
@@ -227,7 +227,7 @@ def walk(ctx, page):
         field(page, "Filters", "From position").fill("1")
         field(page, "Filters", "Per page").fill("1")
         submit(page, "Filters", "Show events")
-        page.get_by_role("button", name="Before #1").click()
+        page.get_by_role("button", name="Before #1", exact=True).click()
         expect(page.locator("body")).to_have_class("is-past")
         assert "as_of=0" in page.url, page.url
         page.get_by_role("button", name="Back to now").click()
