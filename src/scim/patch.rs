@@ -247,15 +247,7 @@ fn one(
     // another added instead.
     if let Some(s) = &sub {
         if sub_attribute(def, s).is_some_and(|d| d["mutability"] == "immutable") {
-            return Err(PatchError::Mutability(format!(
-                "`{}.{s}` is immutable: remove the {} and add another",
-                p.attr.attr,
-                if p.attr.attr.eq_ignore_ascii_case("members") {
-                    "member"
-                } else {
-                    "value"
-                }
-            )));
+            return Err(immutable_error(&p.attr.attr, s));
         }
     }
     if op == Op::Remove && def["required"] == true && sub.is_none() && p.filter.is_none() {
@@ -379,15 +371,7 @@ fn one(
                         for name in &immutable {
                             if let Some(new) = get_ci(&value, name) {
                                 if get_ci(&items[i], name) != Some(new) {
-                                    return Err(PatchError::Mutability(format!(
-                                        "`{}.{name}` is immutable: remove the {} and add another",
-                                        p.attr.attr,
-                                        if p.attr.attr.eq_ignore_ascii_case("members") {
-                                            "member"
-                                        } else {
-                                            "value"
-                                        }
-                                    )));
+                                    return Err(immutable_error(&p.attr.attr, name));
                                 }
                             }
                         }
@@ -556,6 +540,18 @@ fn one(
         }
     }
     Ok(())
+}
+
+/// The refusal of a change to an immutable sub-attribute (RFC 7643 §2.2).
+fn immutable_error(attr: &str, sub: &str) -> PatchError {
+    let what = if attr.eq_ignore_ascii_case("members") {
+        "member"
+    } else {
+        "value"
+    };
+    PatchError::Mutability(format!(
+        "`{attr}.{sub}` is immutable: remove the {what} and add another"
+    ))
 }
 
 #[cfg(test)]
