@@ -138,6 +138,13 @@ pub struct SignInLimits {
 
 /// IPv6 clients are counted per /64: one host usually holds a whole /64, and counting
 /// single addresses would give it 2^64 buckets.
+/// The bucket of an address; requests whose address is unknown (a trusted proxy passed on
+/// an `X-Forwarded-For` that does not parse) share one, the unspecified address: they
+/// skipped the address limit altogether, so a forged header was a way past it.
+fn bucket_of(ip: Option<IpAddr>) -> IpAddr {
+    ip.map_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), address_key)
+}
+
 fn address_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
@@ -204,10 +211,8 @@ impl SignInLimits {
         familiar: bool,
     ) -> Option<(LimitedBy, Duration)> {
         let now = Instant::now();
-        if let Some(ip) = ip.map(address_key) {
-            if let Some(wait) = self.by_address.limited(&ip, now) {
-                return Some((LimitedBy::Address, wait));
-            }
+        if let Some(wait) = self.by_address.limited(&bucket_of(ip), now) {
+            return Some((LimitedBy::Address, wait));
         }
         if !familiar {
             if let Some(wait) = self.by_name.limited(&user.to_string(), now) {
@@ -220,9 +225,7 @@ impl SignInLimits {
     /// A password check failed.
     pub fn failed(&self, user: &str, ip: Option<IpAddr>, familiar: bool) {
         let now = Instant::now();
-        if let Some(ip) = ip.map(address_key) {
-            self.by_address.charge(ip, now);
-        }
+        self.by_address.charge(bucket_of(ip), now);
         if !familiar {
             self.by_name.charge(user.to_string(), now);
         }
@@ -262,6 +265,23 @@ mod tests {
             "{wait:?}"
         );
         // Another address is not affected.
+        assert_eq!(
+            l.check("other", Some("203.0.113.8".parse().unwrap()), true),
+            None
+        );
+    }
+
+    /// Clients whose address is unknown share one bucket: a forged header is no way past
+    /// the address limit (it skipped it).
+    #[test]
+    fn unknown_addresses_share_a_bucket() {
+        let l = limits();
+        for i in 0..3 {
+            assert_eq!(l.check(&format!("u{i}"), None, true), None);
+            l.failed(&format!("u{i}"), None, true);
+        }
+        let (by, _) = l.check("other", None, true).unwrap();
+        assert_eq!(by, LimitedBy::Address);
         assert_eq!(
             l.check("other", Some("203.0.113.8".parse().unwrap()), true),
             None

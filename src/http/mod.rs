@@ -1405,20 +1405,29 @@ fn client_ip_as_sent(req: &HttpRequest, config: &Config) -> Option<std::net::IpA
         }
         return Some(peer);
     }
-    // Several headers are one list, in order.
+    // Several headers are one list, in order. What a trusted proxy passed on that does
+    // not parse is the client's own claim (it is left of every trusted hop), so the
+    // client is unknown: `None`, which access keys with CIDRs refuse and the sign-in
+    // limits count in one shared bucket. (It was the proxy's own address: a forged
+    // `X-Forwarded-For: é` passed a key's blocked CIDRs and the per-address limit.)
     let mut hops = Vec::new();
     for value in req.headers().get_all("x-forwarded-for") {
         let Ok(value) = value.to_str() else {
-            return Some(peer);
+            return None;
         };
         hops.extend(value.split(',').map(str::trim));
     }
     let mut client = peer;
     for hop in hops.into_iter().rev() {
-        match hop.parse::<std::net::IpAddr>() {
-            Ok(ip) if trusted(ip) => client = ip,
-            Ok(ip) => return Some(ip),
-            Err(_) => return Some(client),
+        // `a.b.c.d:port` and `[v6]:port`, as some proxies write them, are the address.
+        let ip = hop
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()));
+        match ip.map(|ip| ip.to_canonical()) {
+            Some(ip) if trusted(ip) => client = ip,
+            Some(ip) => return Some(ip),
+            None => return None,
         }
     }
     Some(client)

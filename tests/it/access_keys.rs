@@ -471,6 +471,21 @@ fn expired_keys_and_client_networks() {
     let (status, _, msg) = ask(&net, "r/x", "read", &[("X-Forwarded-For", "10.9.1.1")]);
     assert_eq!(status, 401);
     assert!(msg.contains("blocked"), "{msg}");
+    // An entry that does not parse is the client's claim: the client is unknown, and a
+    // key with CIDRs refuses it (the proxy's own address was taken instead, and a
+    // blocked client passed by appending garbage). `address:port` is the address.
+    let (status, _, msg) = ask(
+        &net,
+        "r/x",
+        "read",
+        &[("X-Forwarded-For", "10.9.1.1, garbage")],
+    );
+    assert_eq!(status, 401, "{msg}");
+    assert!(msg.contains("unknown"), "{msg}");
+    let (status, _, msg) = ask(&net, "r/x", "read", &[("X-Forwarded-For", "10.9.1.1:5555")]);
+    assert_eq!(status, 401, "{msg}");
+    assert!(msg.contains("blocked"), "{msg}");
+    assert!(ask(&net, "r/x", "read", &[("X-Forwarded-For", "10.1.2.3:5555")]).1);
     // The same address in its IPv4-mapped IPv6 form (what a dual-stack listener sees):
     // still blocked, still allowed.
     let (status, _, msg) = ask(
