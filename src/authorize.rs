@@ -408,7 +408,9 @@ pub const ROLE_REPOSITORY_ACTIONS: &[(&str, &str)] = &[
     ("ANNOTATE_REPOSITORY", "annotate"),
     ("DEPLOY_CACHE_REPOSITORY", "write"),
     ("DELETE_OVERWRITE_REPOSITORY", "delete"),
-    ("MANAGE_XRAY_MD_REPOSITORY", "manage"),
+    // Xray's metadata, as the Access API's `MANAGED_XRAY_METADATA` and v1's `mxm` are:
+    // not `manage` (a role for Xray metadata could sign URLs and so read every file).
+    ("MANAGE_XRAY_MD_REPOSITORY", "managedXrayMeta"),
 ];
 
 /// Every role action JFrog projects know (the repository ones feed the decision; the
@@ -1736,8 +1738,8 @@ mod tests {
             "annotate" => "ANNOTATE_REPOSITORY",
             "write" => "DEPLOY_CACHE_REPOSITORY",
             "delete" => "DELETE_OVERWRITE_REPOSITORY",
-            "manage" => "MANAGE_XRAY_MD_REPOSITORY",
-            // No project role grants `distribute` or `managedXrayMeta`.
+            "managedXrayMeta" => "MANAGE_XRAY_MD_REPOSITORY",
+            // No project role grants `distribute` or `manage`.
             _ => return false,
         };
         state.projects.by_key.values().any(|p| {

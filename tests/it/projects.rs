@@ -928,3 +928,40 @@ fn member_managers_cannot_raise_themselves_by_any_credential() {
     assert_eq!(r["shared_with_projects"], json!([]), "{r}");
     assert!(!allowed(&erin, "web-dev/x", "write").0);
 }
+
+/// A project role's `MANAGE_XRAY_MD_REPOSITORY` is Xray's metadata action, as the Access
+/// API's `MANAGED_XRAY_METADATA` is: not `manage`, which signs URLs (a role for Xray
+/// metadata alone could make itself a read link to every file of the repository).
+#[test]
+fn a_role_for_xray_metadata_does_not_manage_the_repository() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    repo(&admin, "web-dev", "local", &["DEV"]);
+    project(&admin, "web");
+    let r = admin.put(
+        &format!("{P}/_/attach/repositories/web-dev/web"),
+        &json!({}),
+    );
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = admin.post(
+        &format!("{P}/web/roles"),
+        &json!({"name": "xraymd", "type": "CUSTOM", "actions": ["MANAGE_XRAY_MD_REPOSITORY"],
+                "environments": ["DEV"]}),
+    );
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    app.create_user("gina", "password-1");
+    let r = admin.put(
+        &format!("{P}/web/users/gina"),
+        &json!({"roles": ["xraymd"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let gina = app.as_user("gina", "password-1");
+    assert!(allowed(&gina, "web-dev/any/file.bin", "managedXrayMeta").0);
+    assert!(!allowed(&gina, "web-dev/any/file.bin", "manage").0);
+    assert!(!allowed(&gina, "web-dev/any/file.bin", "read").0);
+    let r = gina.post(
+        "/artifactory/api/signed/url",
+        &json!({"repo_path": "web-dev/any/file.bin"}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+}
