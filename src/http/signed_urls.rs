@@ -6,7 +6,7 @@
 use super::error::ApiError;
 use super::extract::{Admin, Body, Caller, OptionalBody, RequestId};
 use super::{base_url, query_param, resource, written, AppState};
-use crate::auth::unix_secs;
+use crate::auth::unix_millis;
 use crate::domain::Command;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -107,7 +107,7 @@ async fn create(
         crate::domain::validate_group_name("org", org)?;
     }
     may_sign(&app, &caller, &repo_path, body.org.as_deref())?;
-    let now_ms = unix_secs() * 1000;
+    let now_ms = unix_millis();
     let expiry_ms = match (body.valid_for_secs, body.expiry) {
         (Some(_), Some(_)) => {
             return Err(ApiError::BadRequest(
@@ -256,7 +256,7 @@ pub fn check_signed(app: &AppState, repo_path: &str, query: &str) -> Result<(), 
             "the URL's signature is not valid (tampered, or signed with a replaced key)".into(),
         ));
     }
-    if exp <= unix_secs() * 1000 {
+    if exp <= unix_millis() {
         return Err(ApiError::Forbidden("the signed URL has expired".into()));
     }
     Ok(())

@@ -1167,3 +1167,35 @@ fn effective_of_oneself_in_the_past_uses_the_admin_flag_of_then() {
         .json();
     assert_eq!(by_admin["admin"], false, "{by_admin}");
 }
+
+/// A signed URL's expiry is in milliseconds and judged to the millisecond: an expiry a
+/// few milliseconds past was taken (the check ran on whole seconds), and a URL answered
+/// for up to a second after it expired.
+#[test]
+fn a_signed_url_expires_to_the_millisecond() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    let r = admin.post(
+        "/artifactory/api/signed/url",
+        &json!({"repo_path": "libs/a.jar", "expiry": now_ms() - 10}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = admin.post(
+        "/artifactory/api/signed/url",
+        &json!({"repo_path": "libs/a.jar", "expiry": now_ms() + 300}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let url: String = serde_json::from_str(&r.text).unwrap();
+    let uri = &url[url.find("/artifactory/").unwrap()..];
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let r = app
+        .anon()
+        .get_with("/access/api/v1/authorize", &[("X-Original-URI", uri)]);
+    assert_eq!(r.status, 401, "{}", r.text);
+}
