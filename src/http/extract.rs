@@ -620,7 +620,9 @@ pub struct SessionCaller(pub Principal);
 pub fn authorization(req: &HttpRequest) -> Option<&str> {
     let bytes = req.headers().get(header::AUTHORIZATION)?.as_bytes();
     if !bytes.is_ascii() || bytes.contains(&0x7f) {
-        return None;
+        // Credentials that cannot be read are bad credentials (401), not none: taken as
+        // absent, the request ran as `anonymous` where anonymous access is on.
+        return Some("");
     }
     std::str::from_utf8(bytes).ok()
 }

@@ -1199,3 +1199,44 @@ fn a_signed_url_expires_to_the_millisecond() {
         .get_with("/access/api/v1/authorize", &[("X-Original-URI", uri)]);
     assert_eq!(r.status, 401, "{}", r.text);
 }
+
+/// An `Authorization` header that is not ASCII is a bad credential (401), not none: with
+/// anonymous access on, the request ran as `anonymous`.
+#[test]
+fn an_unreadable_authorization_header_is_refused_not_anonymous() {
+    use std::io::{Read, Write};
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.put(
+        "/access/api/v1/config/security/anonymous_access",
+        &json!({"enabled": true}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/anon-read",
+        &json!({"repo": {"repositories": ["libs"], "actions": {"users": {"anonymous": ["read"]}}}}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let ask = |auth: &[u8]| -> String {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        let mut req = b"GET /access/api/v1/authorize?resource=libs/a.jar HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".to_vec();
+        if !auth.is_empty() {
+            req.extend_from_slice(b"Authorization: ");
+            req.extend_from_slice(auth);
+            req.extend_from_slice(b"\r\n");
+        }
+        req.extend_from_slice(b"\r\n");
+        s.write_all(&req).unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer
+    };
+    // Without a header: anonymous, allowed by its grant.
+    let anon = ask(b"");
+    assert!(anon.starts_with("HTTP/1.1 200"), "{anon}");
+    for bad in [&b"Basic \xc3\xa9"[..], &b"Bearer \xc3\xa9xyz"[..]] {
+        let answer = ask(bad);
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    }
+}
