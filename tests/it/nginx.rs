@@ -483,6 +483,15 @@ fn the_path_nginx_serves_is_the_path_judged() {
             "{target}"
         );
     }
+    // What Gatehouse cannot judge is the client's bad request, not a server error (every
+    // 400 of Gatehouse reached the client as nginx's 500).
+    for target in [
+        "/artifactory/libs-release/org/%2e%2e/secret/x",
+        "/artifactory/libs-release/org/%ff.jar",
+    ] {
+        let answer = raw(target);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{target}: {answer}");
+    }
     // A signed URL's signature stays out of nginx's access log.
     let signed = admin
         .post(
