@@ -298,7 +298,11 @@ fn repository_from(
     let url = match (&body.url, rclass.as_str()) {
         (Some(u), "remote") => {
             super::webhooks::check_url("url", u)?;
-            Some(u.clone())
+            // Stored with its scheme in lower case (`HTTPS://…` is the same URL).
+            Some(match u.split_once("://") {
+                Some((scheme, rest)) => format!("{}://{rest}", scheme.to_ascii_lowercase()),
+                None => u.clone(),
+            })
         }
         (None, "remote") => was.and_then(|w| w.url.clone()),
         _ => None,

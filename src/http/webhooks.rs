@@ -122,11 +122,15 @@ fn check_key(key: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Only `http` and `https`, with a host, no whitespace.
+/// Only `http` and `https` (in any case: schemes are case-insensitive, RFC 3986 §3.1),
+/// with a host, no whitespace.
 pub(crate) fn check_url(field: &str, url: &str) -> Result<(), ApiError> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"));
+    let scheme = |s: &str| {
+        url.get(..s.len())
+            .filter(|p| p.eq_ignore_ascii_case(s))
+            .map(|_| &url[s.len()..])
+    };
+    let rest = scheme("http://").or_else(|| scheme("https://"));
     let ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/') && !r.starts_with(':'))
         && url.len() <= 2048
         && !url.chars().any(|c| c.is_whitespace() || c.is_control());

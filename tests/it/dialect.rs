@@ -1433,6 +1433,18 @@ fn a_remote_url_and_a_virtual_repositorys_members_are_kept() {
     assert_eq!(got["url"], json!("https://repo1.maven.org/maven2/"));
     assert!(got.get("repositories").is_none(), "{got}");
 
+    // Schemes are case-insensitive.
+    let r = admin.post(
+        "/artifactory/api/repositories/central",
+        &json!({"url": "HTTPS://repo1.maven.org/maven2/"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["url"], json!("https://repo1.maven.org/maven2/"));
+    let r = admin.post(
+        "/artifactory/api/repositories/central",
+        &json!({"url": "https://repo1.maven.org/maven2/"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
     // A POST changes what it gives and keeps the rest.
     let r = admin.post(
         "/artifactory/api/repositories/central",
