@@ -59,9 +59,10 @@ fn own_signed_query(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let mut parts = Vec::new();
     // `org`: a URL signed with an organisation's key names it (it was dropped here, so
     // such a URL was refused on this form and accepted through X-Original-URI).
-    for name in ["sig", "exp", "v", "org"] {
+    for name in ["sig", "exp", "v", "signer", "org"] {
         if let Some(v) = query_param(req, name)? {
-            parts.push(format!("{name}={v}"));
+            // Decoded by `query_param`, and decoded again by the check: encoded back.
+            parts.push(format!("{name}={}", super::query_value(&v)));
         }
     }
     Ok(Some(parts.join("&")))

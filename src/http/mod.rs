@@ -1126,6 +1126,19 @@ pub fn segment(name: &str) -> std::borrow::Cow<'_, str> {
     percent_encoding::utf8_percent_encode(name, NOT_IN_A_SEGMENT).into()
 }
 
+/// What a query parameter's value cannot hold as it is: a segment's set and the query's
+/// own separators (`&`, `=`, `+`, `;`).
+const NOT_IN_A_QUERY_VALUE: &percent_encoding::AsciiSet = &NOT_IN_A_SEGMENT
+    .add(b'&')
+    .add(b'=')
+    .add(b'+')
+    .add(b';');
+
+/// A value as one query parameter's value (what [`percent_decode`] gives back).
+pub fn query_value(value: &str) -> std::borrow::Cow<'_, str> {
+    percent_encoding::utf8_percent_encode(value, NOT_IN_A_QUERY_VALUE).into()
+}
+
 /// The longest name of an ignored field shown, and the longest list.
 const IGNORED_NAME_MAX: usize = 64;
 const IGNORED_LIST_MAX: usize = 1024;

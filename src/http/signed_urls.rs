@@ -1,7 +1,10 @@
 //! Signed URLs (seed 002 "Step 5"): a time-limited link to one path in a repository that
 //! a file server can check without credentials. The signature is a keyed blake3 over the
-//! path and the expiry, with a key that lives in the data directory and is separate from
-//! the token keys; replacing it makes every earlier URL fail.
+//! path, the expiry and the signer's name, with a key that lives in the data directory
+//! and is separate from the token keys; replacing it makes every earlier URL fail. A URL
+//! names its signer (`signer=`, as Artifactory's `sig` carries an `iss`) and holds only
+//! while the signer could still sign it: enabled, and an admin or holding `manage` on
+//! the path (for an organisation's key, an admin).
 
 use super::error::ApiError;
 use super::extract::{Admin, Body, Caller, OptionalBody, RequestId};
@@ -23,9 +26,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 const DEFAULT_VALID_SECS: u64 = 24 * 3600;
 const MAX_VALID_SECS: u64 = 365 * 24 * 3600;
 
-fn signature(key: &[u8; 32], version: u64, repo_path: &str, expiry_ms: u64) -> String {
+/// The signature over a URL's parts. `signer` is `None` only for URLs made before
+/// signers were named (they verify as they did, until they expire or the key is
+/// replaced); a path never holds a newline, so the two forms cannot be mistaken.
+fn signature(
+    key: &[u8; 32],
+    version: u64,
+    repo_path: &str,
+    expiry_ms: u64,
+    signer: Option<&str>,
+) -> String {
     let mut h = blake3::Hasher::new_keyed(key);
     h.update(format!("{version}\n{expiry_ms}\n{repo_path}").as_bytes());
+    if let Some(signer) = signer {
+        h.update(b"\n");
+        h.update(signer.as_bytes());
+    }
     URL_SAFE_NO_PAD.encode(&h.finalize().as_bytes()[..24])
 }
 
@@ -65,7 +81,28 @@ fn may_sign(
     repo_path: &str,
     org: Option<&str>,
 ) -> Result<(), ApiError> {
-    if caller.0.admin {
+    may_sign_as(
+        app,
+        &caller.0.username,
+        caller.0.admin,
+        caller.0.token.as_ref().map(|t| t.scope.as_str()),
+        repo_path,
+        org,
+    )
+}
+
+/// Whether `signer` (an admin or not, through a token of `scope` or not) may sign a URL
+/// for `repo_path` with the default key or `org`'s: when it is made, and again each
+/// time it is used.
+fn may_sign_as(
+    app: &AppState,
+    signer: &str,
+    admin: bool,
+    scope: Option<&str>,
+    repo_path: &str,
+    org: Option<&str>,
+) -> Result<(), ApiError> {
+    if admin {
         return Ok(());
     }
     if org.is_some() {
@@ -75,12 +112,7 @@ fn may_sign(
     }
     let (repo, path) = repo_path.split_once('/').unwrap_or((repo_path, ""));
     let s = app.read();
-    let subject = crate::authorize::Subject::new(
-        &s.directory,
-        &caller.0.username,
-        false,
-        caller.0.token.as_ref().map(|t| t.scope.as_str()),
-    );
+    let subject = crate::authorize::Subject::new(&s.directory, signer, false, scope);
     // With the state already read: a second read lock while holding one can wait
     // forever behind a writer queued in between.
     let d = app
@@ -149,7 +181,8 @@ async fn create(
             )),
             None => ApiError::Unavailable("no signed-URL key yet".into()),
         })?;
-    let sig = signature(&key, version, &repo_path, expiry_ms);
+    let signer = caller.0.username.as_str();
+    let sig = signature(&key, version, &repo_path, expiry_ms, Some(signer));
     let org_param = org.map(|o| format!("&org={o}")).unwrap_or_default();
     // The path percent-encoded segment by segment: the signature covers the path a file
     // server serves (decoded), and a `%`, `?`, `#` or space in a file's name must reach
@@ -160,8 +193,9 @@ async fn create(
         .collect::<Vec<_>>()
         .join("/");
     let url = format!(
-        "{}/artifactory/{path}?sig={sig}&exp={expiry_ms}&v={version}{org_param}",
-        base_url(&req)
+        "{}/artifactory/{path}?sig={sig}&exp={expiry_ms}&v={version}&signer={}{org_param}",
+        base_url(&req),
+        super::query_value(signer)
     );
     // Seed 002: "201 Created", `application/json` (the URL as a JSON string). The URL is
     // a bearer credential until it expires: kept by no cache.
@@ -223,12 +257,18 @@ pub fn check_signed(app: &AppState, repo_path: &str, query: &str) -> Result<(), 
     let mut exp = None;
     let mut version = None;
     let mut org = None;
+    let mut signer = None;
     for pair in query.split('&') {
         match pair.split_once('=') {
             Some(("sig", v)) => sig = Some(v.to_string()),
             Some(("exp", v)) => exp = v.parse::<u64>().ok(),
             Some(("v", v)) => version = v.parse::<u64>().ok(),
             Some(("org", v)) => org = Some(v.to_string()),
+            Some(("signer", v)) => {
+                signer = Some(super::percent_decode(v).ok_or_else(|| {
+                    ApiError::Forbidden("the URL's `signer` is not valid".into())
+                })?)
+            }
             _ => {}
         }
     }
@@ -248,7 +288,7 @@ pub fn check_signed(app: &AppState, repo_path: &str, query: &str) -> Result<(), 
         .ok_or_else(|| {
             ApiError::Forbidden("the URL's organisation has no signed-URL key".into())
         })?;
-    let expected = signature(&key, current, repo_path, exp);
+    let expected = signature(&key, current, repo_path, exp, signer.as_deref());
     // Compare in constant time: the signature is the credential.
     let valid = version == current && constant_time_eq(expected.as_bytes(), sig.as_bytes());
     if !valid {
@@ -259,7 +299,45 @@ pub fn check_signed(app: &AppState, repo_path: &str, query: &str) -> Result<(), 
     if exp <= unix_millis() {
         return Err(ApiError::Forbidden("the signed URL has expired".into()));
     }
+    if let Some(signer) = signer {
+        signer_still_may(app, &signer, repo_path, org.as_deref())?;
+    }
     Ok(())
+}
+
+/// A URL lends its signer's right to read the path: it ends when the signer could no
+/// longer sign it — deleted, disabled or locked (as the signer's tokens do), or no
+/// longer an admin nor holding `manage` on the path.
+fn signer_still_may(
+    app: &AppState,
+    signer: &str,
+    repo_path: &str,
+    org: Option<&str>,
+) -> Result<(), ApiError> {
+    let admin = {
+        let s = app.read();
+        match s.directory.users.get(signer) {
+            Some(u) if u.status == gatehouse_schemas::UserStatus::Enabled => {
+                s.directory.user_is_admin(u)
+            }
+            Some(_) => {
+                return Err(ApiError::Forbidden(format!(
+                    "the URL's signer `{signer}` is disabled or locked"
+                )))
+            }
+            None => {
+                return Err(ApiError::Forbidden(format!(
+                    "the URL's signer `{signer}` no longer exists"
+                )))
+            }
+        }
+    };
+    may_sign_as(app, signer, admin, None, repo_path, org).map_err(|e| match e {
+        ApiError::Forbidden(why) => {
+            ApiError::Forbidden(format!("the URL's signer may no longer sign it: {why}"))
+        }
+        other => other,
+    })
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -742,6 +742,108 @@ fn signed_urls_valid_expired_tampered_and_after_key_replacement() {
     );
 }
 
+/// A signed URL names its signer and lends only the signer's right: it ends when the
+/// signer could no longer sign it — `manage` taken away, disabled, deleted, an admin no
+/// longer one — and holds again when the right comes back before it expires. The
+/// signer's name is covered by the signature (dropped or replaced: 403). It kept
+/// working for a year after its signer lost every right.
+#[test]
+fn a_signed_url_holds_only_while_its_signer_may_sign_it() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("dave+ops@example.com", "password-1");
+    app.create_user("erin", "password-1");
+    let grant = |users: Value| {
+        let r = admin.put(
+            "/artifactory/api/v2/security/permissions/dl",
+            &json!({"name": "dl", "repo": {"repositories": ["libs"], "actions": {"users": users}}}),
+        );
+        assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    };
+    grant(json!({"dave+ops@example.com": ["read", "manage"], "erin": ["read", "manage"]}));
+    let sign = |user: &str| {
+        let r = app
+            .as_user(user, "password-1")
+            .post("/artifactory/api/signed/url", &json!({"repo_path": "libs/a.txt"}));
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.json().as_str().unwrap().to_string()
+    };
+    let url = sign("dave+ops@example.com");
+    assert!(
+        url.contains("&signer=dave%2Bops%40example.com") || url.contains("&signer=dave%2Bops@example.com"),
+        "{url}"
+    );
+    let verify = |u: &str| {
+        app.anon().get(&format!(
+            "/artifactory/api/signed/url/verify?url={}",
+            urlencode(u)
+        ))
+    };
+    // nginx's form: the URL's own path and query in X-Original-URI, no credentials.
+    let via_nginx = |u: &str| {
+        let uri = &u[u.find("/artifactory/").unwrap()..];
+        app.anon()
+            .get_with("/access/api/v1/authorize", &[("X-Original-URI", uri)])
+            .status
+    };
+    // authorize's `?resource=` form.
+    let via_query = |u: &str| {
+        let query = u.split_once('?').unwrap().1;
+        app.anon()
+            .get(&format!("/access/api/v1/authorize?resource=libs/a.txt&action=read&{query}"))
+            .status
+    };
+    assert_eq!(verify(&url).status, 200, "{}", verify(&url).text);
+    assert_eq!(via_nginx(&url), 200);
+    assert_eq!(via_query(&url), 200);
+    // The signer's name is signed: dropped or replaced, the URL fails.
+    let erin_url = sign("erin");
+    let (head, _) = url.split_once("&signer=").unwrap();
+    assert_eq!(verify(head).status, 403, "without its signer");
+    assert_eq!(
+        verify(&erin_url.replace("signer=erin", "signer=admin")).status,
+        403,
+        "another signer"
+    );
+    // `manage` taken away: every form refuses; given back: it holds again.
+    grant(json!({"dave+ops@example.com": ["read"], "erin": ["read", "manage"]}));
+    let r = verify(&url);
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.error_message().contains("signer"), "{}", r.text);
+    assert_eq!(via_nginx(&url), 401);
+    assert_eq!(via_query(&url), 401);
+    assert_eq!(verify(&erin_url).status, 200, "erin keeps hers");
+    grant(json!({"dave+ops@example.com": ["read", "manage"], "erin": ["read", "manage"]}));
+    assert_eq!(verify(&url).status, 200);
+    // Disabled, then deleted.
+    let r = admin.patch(
+        "/access/api/v2/users/dave+ops@example.com",
+        &json!({"status": "disabled"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(verify(&url).status, 403);
+    assert_eq!(verify(&erin_url).status, 200);
+    assert_eq!(admin.delete("/access/api/v2/users/erin").status, 204);
+    let r = verify(&erin_url);
+    assert_eq!(r.status, 403);
+    assert!(r.error_message().contains("no longer exists"), "{}", r.text);
+    // An admin's URL (any path) ends when the signer is no longer an admin.
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "root2", "email": "root2@example.com", "password": "Password-1!", "admin": true}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = app
+        .as_user("root2", "Password-1!")
+        .post("/artifactory/api/signed/url", &json!({"repo_path": "private/b.bin"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let root_url = r.json().as_str().unwrap().to_string();
+    assert_eq!(verify(&root_url).status, 200);
+    let r = admin.patch("/access/api/v2/users/root2", &json!({"admin": false}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(verify(&root_url).status, 403);
+}
+
 /// A signed URL is judged on the path a file server serves: percent-decoded and
 /// normalised. A `repo_path` with `%2e%2e` (or a space, `?`, `#`) is a file's name, and
 /// the URL encodes it so; a URL whose decoded path climbs out (`..`) never verifies.
