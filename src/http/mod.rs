@@ -329,12 +329,33 @@ pub async fn min_seq_middleware(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     // Answered as a response, not an error, as `as_of_middleware` says why.
     match min_seq_wait(&req).await {
-        Ok(()) => next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_left_body),
+        Ok(()) => next.call(req).await.map(|mut res| {
+            conflict_position(&mut res);
+            res.map_into_left_body()
+        }),
         Err(e) => Ok(req.error_response(e).map_into_right_body()),
     }
+}
+
+/// A 409 says something is already there (or changed meanwhile): it carries the
+/// position this node has applied, which includes what the refusal was decided on (a
+/// write's answer is sent once its batch is applied), so that a client told "exists"
+/// can pass it on as `X-Gatehouse-Min-Seq` and read the thing on any node.
+fn conflict_position<B>(res: &mut ServiceResponse<B>) {
+    if res.status() != actix_web::http::StatusCode::CONFLICT
+        || res.headers().contains_key(SEQ_HEADER)
+    {
+        return;
+    }
+    let Some(seq) = res
+        .request()
+        .app_data::<web::Data<AppState>>()
+        .map(|app| app.read().seq)
+    else {
+        return;
+    };
+    res.headers_mut()
+        .insert(HeaderName::from_static(SEQ_HEADER), HeaderValue::from(seq));
 }
 
 /// Wait until this node has applied the position `X-Gatehouse-Min-Seq` asks for.
@@ -1128,11 +1149,8 @@ pub fn segment(name: &str) -> std::borrow::Cow<'_, str> {
 
 /// What a query parameter's value cannot hold as it is: a segment's set and the query's
 /// own separators (`&`, `=`, `+`, `;`).
-const NOT_IN_A_QUERY_VALUE: &percent_encoding::AsciiSet = &NOT_IN_A_SEGMENT
-    .add(b'&')
-    .add(b'=')
-    .add(b'+')
-    .add(b';');
+const NOT_IN_A_QUERY_VALUE: &percent_encoding::AsciiSet =
+    &NOT_IN_A_SEGMENT.add(b'&').add(b'=').add(b'+').add(b';');
 
 /// A value as one query parameter's value (what [`percent_decode`] gives back).
 pub fn query_value(value: &str) -> std::borrow::Cow<'_, str> {

@@ -265,9 +265,10 @@ pub fn check_signed(app: &AppState, repo_path: &str, query: &str) -> Result<(), 
             Some(("v", v)) => version = v.parse::<u64>().ok(),
             Some(("org", v)) => org = Some(v.to_string()),
             Some(("signer", v)) => {
-                signer = Some(super::percent_decode(v).ok_or_else(|| {
-                    ApiError::Forbidden("the URL's `signer` is not valid".into())
-                })?)
+                signer =
+                    Some(super::percent_decode(v).ok_or_else(|| {
+                        ApiError::Forbidden("the URL's `signer` is not valid".into())
+                    })?)
             }
             _ => {}
         }

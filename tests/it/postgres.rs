@@ -581,6 +581,35 @@ fn min_seq_makes_a_read_on_another_node_see_the_write() {
             .get(&format!("/access/api/v2/groups/past-{i}?as_of={seq}"));
         assert_eq!(read.status, 200, "past-{i} as of {seq}: {}", read.text);
     }
+    // A 409 carries a position that includes what it was refused for: C, which does
+    // not follow either, is told that A's group exists (its write met A's in the shared
+    // log), and B reads the group with C's position. A 409 had no position to pass on.
+    let c_dir = tempfile::tempdir().unwrap();
+    let c_config = c_dir.path().join("gatehouse.toml");
+    std::fs::copy(&config, &c_config).unwrap();
+    let c = node(c_dir.path(), &url, Some(&c_config));
+    let r = a
+        .admin()
+        .post("/access/api/v2/groups", &json!({"name": "taken"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let created: u64 = r.header("x-gatehouse-seq").unwrap().parse().unwrap();
+    let r = c
+        .admin()
+        .post("/access/api/v2/groups", &json!({"name": "taken"}));
+    assert_eq!(r.status, 409, "{}", r.text);
+    let told = r
+        .header("x-gatehouse-seq")
+        .expect("a 409 carries X-Gatehouse-Seq")
+        .to_string();
+    assert!(
+        told.parse::<u64>().unwrap() >= created,
+        "{told} < {created}"
+    );
+    let read = b.admin().get_with(
+        "/access/api/v2/groups/taken",
+        &[("X-Gatehouse-Min-Seq", &told)],
+    );
+    assert_eq!(read.status, 200, "{}", read.text);
     // A position no node has: bounded wait, then 503 with Retry-After.
     let r = b.admin().get_with(
         "/access/api/v2/groups/ryw-0",

@@ -762,15 +762,17 @@ fn a_signed_url_holds_only_while_its_signer_may_sign_it() {
     };
     grant(json!({"dave+ops@example.com": ["read", "manage"], "erin": ["read", "manage"]}));
     let sign = |user: &str| {
-        let r = app
-            .as_user(user, "password-1")
-            .post("/artifactory/api/signed/url", &json!({"repo_path": "libs/a.txt"}));
+        let r = app.as_user(user, "password-1").post(
+            "/artifactory/api/signed/url",
+            &json!({"repo_path": "libs/a.txt"}),
+        );
         assert_eq!(r.status, 201, "{}", r.text);
         r.json().as_str().unwrap().to_string()
     };
     let url = sign("dave+ops@example.com");
     assert!(
-        url.contains("&signer=dave%2Bops%40example.com") || url.contains("&signer=dave%2Bops@example.com"),
+        url.contains("&signer=dave%2Bops%40example.com")
+            || url.contains("&signer=dave%2Bops@example.com"),
         "{url}"
     );
     let verify = |u: &str| {
@@ -790,7 +792,9 @@ fn a_signed_url_holds_only_while_its_signer_may_sign_it() {
     let via_query = |u: &str| {
         let query = u.split_once('?').unwrap().1;
         app.anon()
-            .get(&format!("/access/api/v1/authorize?resource=libs/a.txt&action=read&{query}"))
+            .get(&format!(
+                "/access/api/v1/authorize?resource=libs/a.txt&action=read&{query}"
+            ))
             .status
     };
     assert_eq!(verify(&url).status, 200, "{}", verify(&url).text);
@@ -833,9 +837,10 @@ fn a_signed_url_holds_only_while_its_signer_may_sign_it() {
         &json!({"username": "root2", "email": "root2@example.com", "password": "Password-1!", "admin": true}),
     );
     assert_eq!(r.status, 201, "{}", r.text);
-    let r = app
-        .as_user("root2", "Password-1!")
-        .post("/artifactory/api/signed/url", &json!({"repo_path": "private/b.bin"}));
+    let r = app.as_user("root2", "Password-1!").post(
+        "/artifactory/api/signed/url",
+        &json!({"repo_path": "private/b.bin"}),
+    );
     assert_eq!(r.status, 201, "{}", r.text);
     let root_url = r.json().as_str().unwrap().to_string();
     assert_eq!(verify(&root_url).status, 200);
