@@ -232,6 +232,22 @@ def walk(ctx, page):
         assert "as_of=0" in page.url, page.url
         page.get_by_role("button", name="Back to now").click()
         expect(page.locator("body")).not_to_have_class("is-past")
+        # An event of a kind without a list of its own opens the page that shows it: a
+        # global role's, Projects (it opened Users).
+        status, text = http("POST", "/access/api/v1/roles", {**basic("admin", ADMIN_PASSWORD), "Content-Type": "application/json"},
+                            json.dumps({"name": "console-auditor", "type": "CUSTOM_GLOBAL", "environments": ["DEV"],
+                                        "actions": ["READ_REPOSITORY"]}).encode())
+        assert status == 201, (status, text)
+        page.get_by_role("link", name="Timeline", exact=True).click()
+        field(page, "Filters", "Event types (comma-separated)").fill("GlobalRoleSaved")
+        submit(page, "Filters", "Show events")
+        row = page.get_by_role("row").filter(has=page.get_by_role("cell", name="GlobalRoleSaved"))
+        pos = int(row.get_by_role("cell").first.inner_text())
+        row.get_by_role("button", name=f"After #{pos}", exact=True).click()
+        expect(page.locator("body")).to_have_class("is-past")
+        assert f"#/projects" in page.url and f"as_of={pos}" in page.url, page.url
+        page.get_by_role("button", name="Back to now").click()
+        expect(page.locator("body")).not_to_have_class("is-past")
         page.get_by_role("link", name="Diff", exact=True).click()
         field(page, "Moments", "From (position or RFC 3339 time)").fill(str(before_grant))
         submit(page, "Moments", "Compare")

@@ -86,11 +86,15 @@ async function timeline(main, ctx) {
   };
   // The page an event is about, seen just before and just after it (before the first
   // event is position 0, the empty state: "Before #1" showed the state after it).
+  // Events with no page of their own (LDAP settings, password and lock policies,
+  // anonymous access) open Users, the people they act on.
   const pageOf = (type) => {
     for (const [prefix, page] of [['User', 'users'], ['Group', 'groups'], ['Permission', 'permissions'],
-      ['Repository', 'repositories'], ['Project', 'projects'], ['AccessKey', 'access-keys'],
-      ['Entitlement', 'access-keys'], ['Token', 'tokens'], ['Subscription', 'webhooks'],
-      ['Federation', 'federation'], ['SigningKey', 'keys']]) {
+      ['Repository', 'repositories'], ['Project', 'projects'], ['GlobalRole', 'projects'],
+      ['AccessKey', 'access-keys'], ['Entitlement', 'access-keys'], ['Token', 'tokens'],
+      ['DefaultTokenExpiry', 'tokens'], ['Subscription', 'webhooks'], ['Federation', 'federation'],
+      ['ReplicaRemoved', 'federation'], ['SigningKey', 'keys'], ['TrustedKey', 'keys'],
+      ['SignedUrlKey', 'keys'], ['ServicePaired', 'keys'], ['CheckpointSigned', 'integrity']]) {
       if (type.startsWith(prefix)) return page;
     }
     return 'users';
