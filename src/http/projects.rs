@@ -194,6 +194,28 @@ fn custom_role_manager(
     Some((held, groups))
 }
 
+/// A member manager through a custom role may not make a Project Admin, nor unmake
+/// one: it stripped a project of its administrators (changing their roles, removing
+/// them), which only an admin could then put back.
+fn refuse_unmaking_project_admin(
+    s: &State,
+    key: &str,
+    kind: &str,
+    name: &str,
+) -> Result<(), ApiError> {
+    let holds = s.projects.by_key.get(key).is_some_and(|p| {
+        members_of(p, kind)
+            .get(name)
+            .is_some_and(|roles| roles.contains("Project Admin"))
+    });
+    if holds {
+        return Err(ApiError::Forbidden(format!(
+            "{kind} `{name}` is a Project Admin of `{key}`: only an admin or a Project Admin can change its roles or remove it"
+        )));
+    }
+    Ok(())
+}
+
 /// Project keys: 2 to 32 lower-case letters and digits, starting with a letter (the
 /// key prefixes repository names, so it must be URL- and file-name-safe).
 
@@ -499,6 +521,7 @@ async fn put_member(
     }
     // Nobody but an admin gives itself (or a group it is in) a role that manages the
     // project: a Project Admin's would outlive `admin_privileges` being switched off.
+    let mut managing = false;
     if !caller.admin {
         let s = app.read();
         let own = match kind {
@@ -509,7 +532,7 @@ async fn put_member(
                 .get(caller.username.as_str())
                 .is_some_and(|u| u.groups.contains(name.as_str())),
         };
-        let managing = s.projects.by_key.get(&key).is_some_and(|p| {
+        managing = s.projects.by_key.get(&key).is_some_and(|p| {
             body.roles.iter().any(|r| {
                 p.roles
                     .iter()
@@ -540,6 +563,14 @@ async fn put_member(
                 "only an admin or a Project Admin can make a Project Admin".into(),
             ));
         }
+        // Nor hand management on: given to a second account, it came back to the
+        // giver (a Project Admin's, past its privileges being switched off).
+        if managing {
+            return Err(ApiError::Forbidden(
+                "a member manager cannot give a role that manages the project (MANAGE_MEMBERS, MANAGE_RESOURCES): an admin or a Project Admin can".into(),
+            ));
+        }
+        refuse_unmaking_project_admin(&app.read(), &key, kind, &name)?;
     }
     let committed = app
         .submit(
@@ -580,6 +611,9 @@ async fn delete_member(
     }
     let key = key.to_string();
     let name = member_name(kind, name)?;
+    if custom_role_manager(&app.read(), caller, &key).is_some() {
+        refuse_unmaking_project_admin(&app.read(), &key, kind, &name)?;
+    }
     let committed = app
         .submit(
             Command::RemoveProjectMember {

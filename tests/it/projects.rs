@@ -703,6 +703,37 @@ fn custom_role_managers_cannot_raise_themselves() {
     );
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(!allowed(&carl, "other-dev/x", "delete").0);
+    // Nor unmake one: a Project Admin's roles are not the member manager's to change,
+    // nor is it to remove it (it stripped a project of its administrators).
+    app.create_user("pat", "Pat-password-1");
+    let r = admin.put(
+        &format!("{P}/other/users/pat"),
+        &json!({"roles": ["Project Admin"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = carl.put(
+        &format!("{P}/other/users/pat"),
+        &json!({"roles": ["Viewer"]}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.error_message().contains("Project Admin"), "{}", r.text);
+    assert_eq!(carl.delete(&format!("{P}/other/users/pat")).status, 403);
+    let held = admin.get(&format!("{P}/other/users/pat")).json();
+    assert_eq!(held["roles"], json!(["Project Admin"]), "{held}");
+    // Nor hand management on: a Project Admin (whose privileges here are off) gave
+    // itself MANAGE_MEMBERS through a second account it had given the role.
+    let r = carl.put(
+        &format!("{P}/other/users/dora"),
+        &json!({"roles": ["Gatekeeper"]}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(
+        r.error_message().contains("manages the project"),
+        "{}",
+        r.text
+    );
+    let held = admin.get(&format!("{P}/other/users/dora")).json();
+    assert_eq!(held["roles"], json!(["Developer"]), "{held}");
 
     let r = rm.put(
         &format!("{P}/other/roles/ResMgr"),
