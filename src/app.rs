@@ -266,6 +266,7 @@ impl Application {
             writer: writer.clone(),
             keys: keys.clone(),
             permission_index: RwLock::new(index),
+            permission_index_build: std::sync::Mutex::new(()),
             auth: Authenticator::new(
                 keys,
                 Duration::from_secs(settings.config.auth_cache_ttl_secs),

@@ -273,9 +273,19 @@ impl Bucket {
         &self,
         who: &SubjectKeys<'a>,
         bit: u8,
-        mut confirm: impl FnMut(&Grant, Who<'a>) -> bool,
+        confirm: impl FnMut(&Grant, Who<'a>) -> bool,
     ) -> Option<(&Grant, Who<'a>)> {
-        let mut found: SmallVec<[(usize, &Grant); 8]> = SmallVec::new();
+        first_of(std::iter::once(self), who, bit, confirm)
+    }
+
+    /// The grants of this bucket with the action for one of `who`, each with the rank of
+    /// its principal in `who` (candidates: the name and patterns are not checked yet).
+    fn candidates<'g>(
+        &'g self,
+        who: &SubjectKeys<'_>,
+        bit: u8,
+        found: &mut SmallVec<[(usize, &'g Grant); 8]>,
+    ) {
         let mut take = |i: usize, rank: usize| {
             let g = &self.grants[i];
             if g.actions & bit != 0 {
@@ -298,12 +308,26 @@ impl Bucket {
                 (from..from + run).for_each(|i| take(i, rank));
             }
         }
-        found.sort_unstable_by_key(|(rank, g)| (*rank, g.item));
-        found
-            .into_iter()
-            .map(|(rank, g)| (g, who[rank].1))
-            .find(|&(g, whose)| confirm(g, whose))
     }
+}
+
+/// [`Bucket::first`] over several buckets read as one: the first grant of all of them,
+/// in the subject's order and then in section order.
+fn first_of<'g, 'a>(
+    buckets: impl IntoIterator<Item = &'g Bucket>,
+    who: &SubjectKeys<'a>,
+    bit: u8,
+    mut confirm: impl FnMut(&Grant, Who<'a>) -> bool,
+) -> Option<(&'g Grant, Who<'a>)> {
+    let mut found: SmallVec<[(usize, &Grant); 8]> = SmallVec::new();
+    for bucket in buckets {
+        bucket.candidates(who, bit, &mut found);
+    }
+    found.sort_unstable_by_key(|(rank, g)| (*rank, g.item));
+    found
+        .into_iter()
+        .map(|(rank, g)| (g, who[rank].1))
+        .find(|&(g, whose)| confirm(g, whose))
 }
 
 struct CompiledSection {
@@ -326,7 +350,28 @@ struct RepoEntry {
     kind: ResourceKind,
     class: AnyClass,
     grants: Bucket,
+    /// Wide sections that name this repository, read with `grants` as one bucket (their
+    /// places in [`TargetIndex::wide`]).
+    wide: SmallVec<[u32; 2]>,
 }
+
+impl RepoEntry {
+    fn new(kind: ResourceKind, class: AnyClass) -> RepoEntry {
+        RepoEntry {
+            kind,
+            class,
+            grants: Bucket::default(),
+            wide: SmallVec::new(),
+        }
+    }
+}
+
+/// From this many principals on, a section that names several repositories keeps its
+/// grants once, in a bucket of its own that each repository's entry refers to, rather
+/// than a copy in every repository's bucket: a target of 20,000 users on 2,000
+/// repositories made 40 million copies, and the first decision after any permission
+/// write took a minute and 2.5 GB to build them.
+const WIDE_FROM: usize = 64;
 
 /// Compiled sections (`repo`, `build`, `releaseBundle`) of every permission target.
 pub struct TargetIndex {
@@ -342,6 +387,10 @@ pub struct TargetIndex {
     any_remote: Bucket,
     /// `build` sections (all of them apply to [`BUILD_INFO_REPOSITORY`]).
     builds: Bucket,
+    /// The grants of wide sections (see [`WIDE_FROM`]), one bucket each.
+    wide: Vec<Bucket>,
+    /// The number of principals from which a section is wide.
+    wide_from: usize,
 }
 
 /// Both compiled indexes; each part is rebuilt only when its own data changed.
@@ -362,6 +411,12 @@ impl PermissionIndex {
     pub fn is_current(&self, state: &State) -> bool {
         self.targets.built_from == state.permissions.changed_seq
             && self.projects.built_from == state.projects.changed_seq
+    }
+
+    /// Whether this index was built from a later state than `state` (in either part).
+    pub fn is_newer_than(&self, state: &State) -> bool {
+        self.targets.built_from > state.permissions.changed_seq
+            || self.projects.built_from > state.projects.changed_seq
     }
 
     /// A current index, reusing the parts that did not change.
@@ -729,6 +784,12 @@ pub fn valid_pattern(p: &str) -> bool {
 
 impl TargetIndex {
     pub fn build(state: &State) -> TargetIndex {
+        TargetIndex::build_with(state, WIDE_FROM)
+    }
+
+    /// [`build`](Self::build), with sections wide from `wide_from` principals on (the
+    /// tests build both ways and compare every decision).
+    fn build_with(state: &State, wide_from: usize) -> TargetIndex {
         let class = |rclass: &str| match rclass {
             "local" | "federated" => AnyClass::Local,
             "remote" => AnyClass::Remote,
@@ -739,11 +800,7 @@ impl TargetIndex {
             .by_key
             .iter()
             .map(|(k, r)| {
-                let entry = RepoEntry {
-                    kind: ResourceKind::Repository,
-                    class: class(&r.config.rclass),
-                    grants: Bucket::default(),
-                };
+                let entry = RepoEntry::new(ResourceKind::Repository, class(&r.config.rclass));
                 (repo_key(k), entry)
             })
             .collect();
@@ -760,11 +817,7 @@ impl TargetIndex {
         for name in bundle_repos {
             repos
                 .entry(repo_key(name))
-                .or_insert_with(|| RepoEntry {
-                    kind: ResourceKind::ReleaseBundle,
-                    class: AnyClass::Neither,
-                    grants: Bucket::default(),
-                })
+                .or_insert_with(|| RepoEntry::new(ResourceKind::ReleaseBundle, AnyClass::Neither))
                 .kind = ResourceKind::ReleaseBundle;
         }
         let mut index = TargetIndex {
@@ -776,6 +829,8 @@ impl TargetIndex {
             any_local: Bucket::default(),
             any_remote: Bucket::default(),
             builds: Bucket::default(),
+            wide: Vec::new(),
+            wide_from,
         };
         // Each distinct list of patterns compiled once: sites repeat the same few patterns
         // (`**`, `org/**`) across thousands of targets, and a compiled set is large.
@@ -802,7 +857,7 @@ impl TargetIndex {
             &mut index.any_remote,
             &mut index.builds,
         ];
-        for bucket in buckets {
+        for bucket in buckets.into_iter().chain(index.wide.iter_mut()) {
             bucket.finish();
         }
         index
@@ -894,35 +949,48 @@ impl TargetIndex {
                 (key, grant)
             })
             .collect();
+        // A wide section's grants once, referred to by each repository it names.
+        let wide = (repos.len() > 1 && grants.len() >= self.wide_from).then(|| {
+            let mut bucket = Bucket::default();
+            for &(key, grant) in &grants {
+                bucket.push(key, grant);
+            }
+            self.wide.push(bucket);
+            self.wide.len() as u32 - 1
+        });
         for &repo in repos {
-            let bucket = match (kind, repo) {
-                (ResourceKind::Build, _) => &mut self.builds,
+            let entry = match (kind, repo) {
+                (ResourceKind::Build, _) => Err(&mut self.builds),
                 (ResourceKind::ReleaseBundle, name) => match self.repos.get_mut(name.as_bytes()) {
-                    Some(entry) => &mut entry.grants,
+                    Some(entry) => Ok(entry),
                     None => continue,
                 },
-                (ResourceKind::Repository, "ANY") => &mut self.any,
+                (ResourceKind::Repository, "ANY") => Err(&mut self.any),
                 // By the class of the registered repository; an unregistered one is of
                 // no known class, so neither matches it (never grant more than written).
-                (ResourceKind::Repository, "ANY LOCAL") => &mut self.any_local,
-                (ResourceKind::Repository, "ANY REMOTE") => &mut self.any_remote,
+                (ResourceKind::Repository, "ANY LOCAL") => Err(&mut self.any_local),
+                (ResourceKind::Repository, "ANY REMOTE") => Err(&mut self.any_remote),
                 // Build info and release-bundle repositories are decided by their own
                 // sections only: a `repo` section naming one is never consulted there.
                 (ResourceKind::Repository, BUILD_INFO_REPOSITORY) => continue,
                 (ResourceKind::Repository, name) => {
-                    let entry = self
-                        .repos
-                        .entry(repo_key(name))
-                        .or_insert_with(|| RepoEntry {
-                            kind: ResourceKind::Repository,
-                            class: AnyClass::Neither,
-                            grants: Bucket::default(),
-                        });
+                    let entry = self.repos.entry(repo_key(name)).or_insert_with(|| {
+                        RepoEntry::new(ResourceKind::Repository, AnyClass::Neither)
+                    });
                     if entry.kind != ResourceKind::Repository {
                         continue;
                     }
-                    &mut entry.grants
+                    Ok(entry)
                 }
+            };
+            // `Err`: a bucket of its own (`ANY`, builds), filled once whatever the width.
+            let bucket = match (entry, wide) {
+                (Ok(entry), Some(w)) => {
+                    entry.wide.push(w);
+                    continue;
+                }
+                (Ok(entry), None) => &mut entry.grants,
+                (Err(bucket), _) => bucket,
             };
             for &(key, grant) in &grants {
                 bucket.push(key, grant);
@@ -943,9 +1011,10 @@ impl TargetIndex {
         // Only the sections of the repository's kind: `ANY` in a `repo` section means any
         // artifact repository, never build info or release bundles (Artifactory keeps
         // those under their own sections, and reserves their repository keys).
-        let own = entry.map(|e| &e.grants);
+        let own = entry.map(|e| (&e.grants, &e.wide[..]));
+        let none: &[u32] = &[];
         let buckets = match kind {
-            ResourceKind::Build => [Some(&self.builds), None, None],
+            ResourceKind::Build => [Some((&self.builds, none)), None, None],
             ResourceKind::ReleaseBundle => [own, None, None],
             ResourceKind::Repository => {
                 let by_class = match entry.map(|e| e.class) {
@@ -953,14 +1022,15 @@ impl TargetIndex {
                     Some(AnyClass::Remote) => Some(&self.any_remote),
                     _ => None,
                 };
-                [own, Some(&self.any), by_class]
+                [own, Some((&self.any, none)), by_class.map(|b| (b, none))]
             }
         };
         // Built once per decision, and only when a grant has the action: globset
         // normalises the path for every set otherwise.
         let mut candidate = None;
-        for bucket in buckets.into_iter().flatten() {
-            let found = bucket.first(who, bit, |g, whose| {
+        for (bucket, wide) in buckets.into_iter().flatten() {
+            let wide = wide.iter().map(|&w| &self.wide[w as usize]);
+            let found = first_of(std::iter::once(bucket).chain(wide), who, bit, |g, whose| {
                 let (group, name) = &self.names[g.name as usize];
                 let s = &self.sections[g.item as usize];
                 let c = candidate.get_or_insert_with(|| globset::Candidate::new(path));
@@ -1853,8 +1923,13 @@ mod tests {
         for round in 0..200 {
             let mut state = State::default();
             for t in 0..(1 + next(6)) {
-                let r = repos[next(repos.len())];
-                let repo = random_section(&mut next, &[r]);
+                // Now and then two repositories: a section with several is the one that
+                // may be wide (its grants kept once, see `WIDE_FROM`).
+                let mut named = vec![repos[next(repos.len())]];
+                if next(3) == 0 {
+                    named.push(repos[next(repos.len())]);
+                }
+                let repo = random_section(&mut next, &named);
                 let build = match next(2) {
                     0 => {
                         let r = build_repos[next(build_repos.len())];
@@ -1945,6 +2020,12 @@ mod tests {
                 }
             }
             let index = PermissionIndex::build(&state);
+            // Every section of several repositories wide, and none: the same decisions,
+            // down to `via`, as the index as built.
+            let (all_wide, flat) = (
+                TargetIndex::build_with(&state, 0),
+                TargetIndex::build_with(&state, usize::MAX),
+            );
             for _ in 0..150 {
                 let subject = Subject {
                     username: names[next(names.len())].into(),
@@ -1970,6 +2051,19 @@ mod tests {
                 let action = ACTIONS[next(ACTIONS.len())];
                 let expected = reference(&state, &subject, repo, &path, action);
                 let decision = index.decide(&subject, repo, &path, action);
+                if let Some(bit) = action_bit(action) {
+                    let who = subject_keys(&subject);
+                    let (d, kind) = index.targets.decide(&who, repo, &path, bit);
+                    for other in [&all_wide, &flat] {
+                        let (o, other_kind) = other.decide(&who, repo, &path, bit);
+                        assert!(
+                            o.allowed == d.allowed && o.via == d.via && other_kind == kind,
+                            "{subject:?} {action} {repo}/{path}: {} / {}",
+                            o.via,
+                            d.via
+                        );
+                    }
+                }
                 let got = decision.allowed;
                 if got && decision.via.starts_with("project") {
                     by_project += 1;

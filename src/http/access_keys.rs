@@ -201,6 +201,16 @@ async fn create_key(
         .clone()
         .ok_or_else(|| ApiError::BadRequest("invalid `id`: required".into()))?;
     let id = domain::normalize_key_part("id", &id)?;
+    // A key signs in as `<id>@<org>:<password>` over Basic, whose user part ends at the
+    // first `:` (RFC 7617): a key with one in its name could never sign in. Refused when
+    // made only: one made before can still be read and deleted.
+    for (field, v) in [("org", &org), ("id", &id)] {
+        if v.contains(':') {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `{field}`: must not contain `:` (the key signs in as `<id>@<org>:<password>`)"
+            )));
+        }
+    }
     let mut key = AccessKey {
         org,
         id,
@@ -349,6 +359,31 @@ struct EntitlementPatch {
     tags_add: Vec<String>,
     #[serde(default, deserialize_with = "crate::views::null_as_default")]
     tags_remove: Vec<String>,
+    /// What an entitlement is on cannot change: named again as it is (a whole object
+    /// sent back) is fine, another value is a 400 (it was ignored, and the client told
+    /// 200 believed it had moved the entitlement).
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+    #[serde(default)]
+    repo: Option<serde_json::Value>,
+    #[serde(default)]
+    package: Option<serde_json::Value>,
+    #[serde(default)]
+    version: Option<serde_json::Value>,
+    #[serde(default)]
+    path: Option<serde_json::Value>,
+}
+
+/// `remove` naming what `add` names is a contradiction (users' and groups' `{add,
+/// remove}` answer it 400 too); it was settled silently, the add winning.
+fn check_add_remove(field: &str, add: &[String], remove: &[String]) -> Result<(), ApiError> {
+    match add.iter().find(|a| remove.contains(a)) {
+        Some(both) => Err(ApiError::BadRequest(format!(
+            "invalid `{field}_remove`: `{}` is in `{field}_add` too",
+            both.escape_debug()
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn check_access(a: &str) -> Result<(), ApiError> {
@@ -589,6 +624,19 @@ fn change_entitlement(
     mut e: Entitlement,
     body: EntitlementPatch,
 ) -> Result<Entitlement, ApiError> {
+    for (field, given, stored) in [
+        ("id", &body.id, Some(e.id.as_str())),
+        ("repo", &body.repo, Some(e.repo.as_str())),
+        ("package", &body.package, e.package.as_deref()),
+        ("version", &body.version, e.version.as_deref()),
+        ("path", &body.path, e.path.as_deref()),
+    ] {
+        if given.as_ref().is_some_and(|v| v.as_str() != stored) {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `{field}`: what an entitlement is on cannot change (delete it and create another)"
+            )));
+        }
+    }
     if let Some(a) = body.access {
         check_access(&a)?;
         e.access = a;
@@ -613,6 +661,7 @@ fn change_entitlement(
         }
     }
     let remove = key_ids("access_keys_remove", &body.access_keys_remove)?;
+    check_add_remove("access_keys", &add, &remove)?;
     merged(&mut e.access_keys, &add, &remove);
     if let Some(tags) = &body.tags {
         check_tags("tags", tags)?;
@@ -620,6 +669,7 @@ fn change_entitlement(
         merged(&mut e.tags, tags, &[]);
     }
     check_tags("tags_add", &body.tags_add)?;
+    check_add_remove("tags", &body.tags_add, &body.tags_remove)?;
     merged(&mut e.tags, &body.tags_add, &body.tags_remove);
     Ok(e)
 }

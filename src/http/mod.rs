@@ -57,6 +57,9 @@ pub struct AppState {
     pub keys: Arc<crate::keys::KeyRing>,
     /// Compiled permission targets; rebuilt when a permission event made it stale.
     pub permission_index: RwLock<Arc<crate::authorize::PermissionIndex>>,
+    /// Held while a new permission index is built: requests that find the index behind
+    /// wait for the one build rather than each making its own.
+    pub permission_index_build: std::sync::Mutex<()>,
     pub config: Config,
     pub started: Instant,
     /// A read handle on the log (audit, point-in-time reads). Never appends.
@@ -155,11 +158,28 @@ impl AppState {
         if index.is_current(state) {
             return index;
         }
-        let fresh = Arc::new(index.refreshed(state));
-        *self
+        let _building = self
+            .permission_index_build
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // Built meanwhile by the request this one waited for?
+        let index = self
             .permission_index
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if index.is_current(state) {
+            return index;
+        }
+        let fresh = Arc::new(index.refreshed(state));
+        // Kept unless the one there is of a later state (a request holding an older
+        // state than the one that built it).
+        if !index.is_newer_than(state) {
+            *self
+                .permission_index
+                .write()
+                .unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+        }
         fresh
     }
 
