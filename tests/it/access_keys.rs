@@ -81,6 +81,12 @@ fn access_keys_crud_without_ever_showing_a_password() {
             .status,
         409
     );
+    let r = admin.post(
+        "/access/api/v1/orgs/my:org/access_keys",
+        &json!({"id": "zz", "password": "secret-pass"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error_message().contains("`org`"), "{}", r.text);
     for (body, needle) in [
         (
             json!({"id": "x", "allowed_cidrs": ["10.0.0.0/33"]}),
@@ -92,6 +98,8 @@ fn access_keys_crud_without_ever_showing_a_password() {
         ),
         (json!({"id": "x", "password": "short"}), "password"),
         (json!({"id": "a@b"}), "id"),
+        // Basic credentials end the user part at the first `:`: it could never sign in.
+        (json!({"id": "a:b"}), "id"),
         (json!({}), "id"),
         (json!({"id": "x", "expiry": "tomorrow"}), "expiry"),
         (
@@ -254,6 +262,32 @@ fn entitlements_crud_tags_and_search() {
         "{}",
         r.text
     );
+    // What it is on cannot change (it was ignored, 200); sent back as it is, it is fine.
+    let before = admin.get(&path).json();
+    for (field, value) in [
+        ("repo", json!("elsewhere")),
+        ("package", json!("other-pkg")),
+        ("path", json!("p")),
+        ("id", json!("another-id")),
+    ] {
+        let r = admin.patch(&path, &json!({ field: value }));
+        assert_eq!(r.status, 400, "{field}: {}", r.text);
+        assert!(r.error_message().contains(&format!("`{field}`")), "{}", r.text);
+    }
+    assert_eq!(admin.get(&path).json(), before);
+    let mut whole = before.clone();
+    whole["access"] = json!("rw");
+    let r = admin.patch(&path, &whole);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["access"], "rw");
+    // A value both added and removed is a contradiction (the add won, silently).
+    for body in [
+        json!({"access_keys_add": ["eve"], "access_keys_remove": ["eve"]}),
+        json!({"tags_add": ["x"], "tags_remove": ["x"]}),
+    ] {
+        let r = admin.patch(&path, &body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text);
+    }
     // Deleting a key takes it out of its entitlements.
     assert_eq!(admin.delete(&format!("{ORG}/access_keys/eve")).status, 204);
     assert_eq!(admin.get(&path).json()["access_keys"], json!([]));
