@@ -640,6 +640,14 @@ impl Authenticator {
                     )));
                 }
                 let local = claims.iss == service_id;
+                // A token this server issued is signed with one of its own keys: a trusted
+                // peer's key signing a token that names this server as issuer passed for
+                // a local token (it then minted tokens here, which peers' are refused).
+                if local && !s.keys.is_live_signing_key(&verified.kid) {
+                    return Err(AuthError::Token(format!(
+                        "the token names `{service_id}` as its issuer but was not signed with its keys"
+                    )));
+                }
                 let record = s.tokens.by_id.get(claims.jti.as_str());
                 if verified.revocable {
                     // A peer's revocable token works here only while its record, federated

@@ -1588,3 +1588,65 @@ fn answers_that_carry_a_secret_are_not_stored_by_caches() {
     let r = admin.get("/access/api/v1/tokens");
     assert_eq!(r.header("cache-control"), None);
 }
+
+/// A token that names this server as its issuer is this server's only if one of its own
+/// keys signed it: a trusted peer's key signing one with this server's `iss` passed for
+/// a local token, and minted tokens here that a peer's are refused (and that servers
+/// trusting this one, but not the peer, then accepted).
+#[test]
+fn a_peer_key_cannot_sign_tokens_in_this_servers_name() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[5u8; 32]);
+    let public = key.verifying_key();
+    let kid = gatehouse::keys::kid_of(&public);
+    let r = admin.post(
+        "/access/api/v1/cert/trusted",
+        &json!({"name": "peer-p", "certificate": gatehouse::keys::public_pem(&public)}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let own_id = app.digest()["service_id"].as_str().unwrap().to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let forge = |iss: &str| {
+        gatehouse::auth::jwt::sign(
+            &gatehouse::auth::jwt::Claims {
+                sub: format!("{iss}/users/admin"),
+                scp: "applied-permissions/admin".into(),
+                aud: "*@*".into(),
+                iss: iss.into(),
+                iat: now,
+                exp: Some(now + 300),
+                jti: format!("forged-{iss}"),
+                ext: None,
+            },
+            &kid,
+            &gatehouse::keys::PrivateKey::from_seed(&key.to_bytes()).expect("a seed is a key"),
+        )
+    };
+    let mint = |token: &str| {
+        Client::new(&app.base, None)
+            .with_header_auth(&format!("Bearer {token}"))
+            .raw(
+                "POST",
+                "/access/api/v1/tokens",
+                Some("application/x-www-form-urlencoded"),
+                Some(b"username=admin&scope=applied-permissions/admin&expires_in=3600"),
+            )
+    };
+    // The peer, as itself: its token works here, but mints nothing.
+    let honest = forge("jfac@01peerpeerpeerpeerpeerpeer");
+    let r = mint(&honest);
+    assert_eq!(r.status, 403, "{}", r.text);
+    // The peer, in this server's name: refused outright (it minted an admin token).
+    let spoofed = forge(&own_id);
+    let r = mint(&spoofed);
+    assert_eq!(r.status, 401, "{}", r.text);
+    assert!(r.text.contains("not signed with its keys"), "{}", r.text);
+    let r = Client::new(&app.base, None)
+        .with_header_auth(&format!("Bearer {spoofed}"))
+        .get("/access/api/v2/users");
+    assert_eq!(r.status, 401, "{}", r.text);
+}
