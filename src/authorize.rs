@@ -116,15 +116,15 @@ impl Subject {
         };
         let mut groups = BTreeSet::new();
         let mut own = false;
-        for part in scope.split_whitespace() {
-            if part == "applied-permissions/user" {
+        for part in crate::scope::parts(scope) {
+            if part == crate::scope::USER {
                 own = true;
                 groups.extend(user_groups.iter().cloned());
-            } else if let Some(list) = part.strip_prefix("applied-permissions/groups:") {
+            } else if let Some(list) = part.strip_prefix(crate::scope::GROUPS) {
                 groups.extend(
-                    list.split(',')
-                        .map(|g| g.trim().to_string())
-                        .filter(|g| dir.groups.contains_key(g.as_str())),
+                    crate::scope::group_names(list)
+                        .filter(|g| dir.groups.contains_key(*g))
+                        .map(str::to_string),
                 );
             }
         }

@@ -24,6 +24,7 @@ pub mod notices;
 pub mod personal;
 pub mod recent_logs;
 pub mod scim;
+pub mod scope;
 pub mod timefmt;
 pub mod timeline;
 pub mod tls;

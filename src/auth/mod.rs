@@ -45,12 +45,7 @@ impl Principal {
     pub fn whole_identity(&self) -> bool {
         match &self.token {
             None => true,
-            Some(t) => {
-                t.local
-                    && t.scope
-                        .split_whitespace()
-                        .any(|s| s == "applied-permissions/user")
-            }
+            Some(t) => t.local && crate::scope::has(&t.scope, crate::scope::USER),
         }
     }
 }
@@ -640,10 +635,11 @@ impl Authenticator {
                     )));
                 }
                 let local = claims.iss == service_id;
-                // A token this server issued is signed with one of its own keys: a trusted
-                // peer's key signing a token that names this server as issuer passed for
-                // a local token (it then minted tokens here, which peers' are refused).
-                if local && !s.keys.is_live_signing_key(&verified.kid) {
+                // A token this server issued is signed with one of its own keys (one
+                // retired by a reset verifies only while trusted again): a trusted peer's
+                // key signing a token that names this server as issuer passed for a local
+                // token (it then minted tokens here, which peers' are refused).
+                if local && !s.keys.signing.contains_key(&verified.kid) {
                     return Err(AuthError::Token(format!(
                         "the token names `{service_id}` as its issuer but was not signed with its keys"
                     )));
@@ -1387,10 +1383,16 @@ fn known_reference(state: &Arc<RwLock<State>>, value: &str) -> bool {
 }
 
 /// `aud` is a space-separated list of service ids; `*@*` and `<type>@*` are wildcards.
-fn audience_matches(aud: &str, service_id: &str) -> bool {
-    let kind = service_id.split('@').next().unwrap_or("");
-    aud.split_whitespace()
-        .any(|a| a == "*@*" || a == service_id || a.strip_suffix("@*").is_some_and(|k| k == kind))
+/// This server is Access (`jfac`) and answers Artifactory's access API and its file
+/// servers' questions too, so `jfrt@*` (what JFrog users give a token meant for
+/// Artifactory) and `jfrt@<this server's id>` name it as well.
+pub fn audience_matches(aud: &str, service_id: &str) -> bool {
+    let (kind, id) = service_id.split_once('@').unwrap_or((service_id, ""));
+    aud.split_whitespace().any(|a| {
+        let (k, i) = a.split_once('@').unwrap_or((a, ""));
+        let kind_ok = k == "*" || k == kind || k == "jfrt";
+        kind_ok && (i == "*" || i == id)
+    })
 }
 
 /// What a token its subject issued for itself grants now: its whole scope while the
@@ -1403,25 +1405,23 @@ pub fn own_scope<'a>(
     dir: &gatehouse_projections::Directory,
     user: &gatehouse_projections::User,
 ) -> std::borrow::Cow<'a, str> {
-    const ADMIN: &str = "applied-permissions/admin";
-    const GROUPS: &str = "applied-permissions/groups:";
+    use crate::scope::{ADMIN, GROUPS};
     let reaches = |s: &str| s == ADMIN || s.starts_with(GROUPS);
-    if !scope.split_whitespace().any(reaches) || dir.user_is_admin(user) {
+    if !crate::scope::parts(scope).any(reaches) || dir.user_is_admin(user) {
         return std::borrow::Cow::Borrowed(scope);
     }
     let mut kept: Vec<String> = Vec::new();
-    for s in scope.split_whitespace() {
+    for s in crate::scope::parts(scope) {
         if s == ADMIN {
             continue;
         }
         match s.strip_prefix(GROUPS) {
             Some(groups) => {
-                let mine: Vec<&str> = (groups.split(','))
-                    .map(str::trim)
+                let mine: Vec<&str> = crate::scope::group_names(groups)
                     .filter(|g| user.groups.iter().any(|m| m.as_str() == *g))
                     .collect();
                 if !mine.is_empty() {
-                    kept.push(format!("{GROUPS}{}", mine.join(",")));
+                    kept.push(crate::scope::groups_part(mine));
                 }
             }
             None => kept.push(s.to_string()),
@@ -1447,14 +1447,14 @@ pub fn scope_grants_admin(
     dir: &gatehouse_projections::Directory,
     user_admin: impl Fn() -> bool,
 ) -> bool {
-    scope.split_whitespace().any(|s| {
-        s == "applied-permissions/admin"
-            || (s == "applied-permissions/user" && user_admin())
-            || s.strip_prefix("applied-permissions/groups:")
-                .is_some_and(|gs| {
-                    gs.split(',')
-                        .any(|g| dir.groups.get(g.trim()).is_some_and(|g| g.admin_privileges))
-                })
+    use crate::scope::{ADMIN, GROUPS, USER};
+    crate::scope::parts(scope).any(|s| {
+        s == ADMIN
+            || (s == USER && user_admin())
+            || s.strip_prefix(GROUPS).is_some_and(|gs| {
+                crate::scope::group_names(gs)
+                    .any(|g| dir.groups.get(g).is_some_and(|g| g.admin_privileges))
+            })
     })
 }
 

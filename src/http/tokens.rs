@@ -67,7 +67,7 @@ fn token_may_mint(caller: &Principal) -> Result<(), ApiError> {
         Some(t) if !t.local => Err(ApiError::Forbidden(
             "a token from another server cannot create tokens here".into(),
         )),
-        Some(t) if !caller.admin && !t.scope.split_whitespace().any(|s| s == USER_SCOPE) => Err(
+        Some(t) if !caller.admin && !crate::scope::has(&t.scope, USER_SCOPE) => Err(
             ApiError::Forbidden("this token's scope does not allow creating tokens".into()),
         ),
         _ => Ok(()),
@@ -94,27 +94,34 @@ fn parse_scope(scope: &str) -> Result<(), ApiError> {
             "invalid `scope`: at most {MAX_SCOPE_CHARS} characters"
         )));
     }
-    if scope.split_whitespace().next().is_none() {
+    if crate::scope::parts(scope).next().is_none() {
         return Err(ApiError::BadRequest(
             "invalid `scope`: must not be empty".into(),
         ));
     }
-    for part in scope.split_whitespace() {
+    for part in crate::scope::parts(scope) {
         if part == USER_SCOPE || part == ADMIN_SCOPE || part == LIVELOGS_SCOPE {
             continue;
         }
-        match part.strip_prefix("applied-permissions/groups:") {
+        if !crate::scope::balanced(part) {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `scope`: `{}` opens a quote it does not close",
+                part.escape_debug()
+            )));
+        }
+        match part.strip_prefix(crate::scope::GROUPS) {
             Some(groups) if !groups.is_empty() => {
-                for g in groups.split(',') {
+                for g in crate::scope::group_names(groups) {
                     // A trailing comma, or a space after one (which ends the scope
                     // token), leaves an empty group name: say so, not "empty scope".
-                    if g.trim().is_empty() {
+                    // A name with a space or a comma is written in double quotes.
+                    if g.is_empty() {
                         return Err(ApiError::BadRequest(format!(
-                            "invalid `scope`: `{}` names an empty group (groups are separated by commas, without spaces)",
+                            "invalid `scope`: `{}` names an empty group (groups are separated by commas; a name with a space or a comma goes in double quotes)",
                             part.escape_debug()
                         )));
                     }
-                    domain::validate_group_name("scope", g.trim())?;
+                    domain::validate_group_name("scope", g)?;
                 }
             }
             _ => {
@@ -248,7 +255,7 @@ pub(super) async fn issue(
         )
     };
     let user_exists = user_seq.is_some();
-    if !user_exists && scope.split_whitespace().any(|p| p == USER_SCOPE) {
+    if !user_exists && crate::scope::has(&scope, USER_SCOPE) {
         return Err(ApiError::BadRequest(format!(
             "invalid `username`: user `{username}` does not exist (tokens for other identities need a group or admin scope)"
         )));
@@ -301,6 +308,11 @@ pub(super) async fn issue(
         // admin-subject token. Valid (the seed's defaults), so said, not refused.
         response.insert_header((NOTICE, EMPTY_REQUEST));
     }
+    // Valid, but a token that does nothing here: said at once, not found out when the
+    // token is first used (a typo in a group name, an audience of another service).
+    for notice in useless_here(&app.read(), &scope, audience, &service_id) {
+        response.append_header((NOTICE, notice));
+    }
     Ok(written(
         response
             .content_type(ContentType::json())
@@ -318,11 +330,46 @@ fn single_spaced(scope: &str) -> std::borrow::Cow<'_, str> {
     {
         std::borrow::Cow::Borrowed(scope)
     } else {
-        std::borrow::Cow::Owned(scope.split_whitespace().collect::<Vec<_>>().join(" "))
+        std::borrow::Cow::Owned(crate::scope::parts(scope).collect::<Vec<_>>().join(" "))
     }
 }
 
 const NOTICE: &str = "X-Gatehouse-Notice";
+
+/// What of a token's scope and audience means nothing on this server: groups that do not
+/// exist (an admin may name any; a token for them grants nothing until they do), and an
+/// audience that leaves this server out (the token is for another service).
+fn useless_here(
+    s: &gatehouse_projections::State,
+    scope: &str,
+    audience: &str,
+    service_id: &str,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for part in crate::scope::parts(scope) {
+        let Some(list) = part.strip_prefix(crate::scope::GROUPS) else {
+            continue;
+        };
+        for g in crate::scope::group_names(list) {
+            if out.len() >= 5 {
+                break;
+            }
+            if !s.directory.groups.contains_key(g) {
+                out.push(format!(
+                    "the scope names the group `{}`, which does not exist: the token grants nothing through it until it does",
+                    g.escape_default()
+                ));
+            }
+        }
+    }
+    if !crate::auth::audience_matches(audience, service_id) {
+        out.push(format!(
+            "the audience `{}` does not include this server (`{service_id}`): the token will be refused here",
+            audience.escape_default()
+        ));
+    }
+    out
+}
 const EMPTY_REQUEST: &str =
     "the request gave no parameters (an empty body): the token is for the caller itself, with the default scope and expiry";
 const REFRESHABLE_DISABLED: &str =
@@ -337,16 +384,16 @@ fn check_non_admin_scope(app: &AppState, caller: &Principal, scope: &str) -> Res
         .users
         .get(caller.username.as_str())
         .map(|u| &u.groups);
-    for part in scope.split_whitespace() {
+    for part in crate::scope::parts(scope) {
         if part == USER_SCOPE {
             continue;
         }
-        let Some(groups) = part.strip_prefix("applied-permissions/groups:") else {
+        let Some(groups) = part.strip_prefix(crate::scope::GROUPS) else {
             return Err(ApiError::Forbidden(format!(
                 "only an admin can create tokens with the scope `{part}`"
             )));
         };
-        for g in groups.split(',').map(str::trim) {
+        for g in crate::scope::group_names(groups) {
             if !mine.is_some_and(|m| m.contains(g)) {
                 return Err(ApiError::Forbidden(format!(
                     "non-admin users can scope a token only to groups they belong to; `{}` is not one of yours",
@@ -499,7 +546,7 @@ pub(super) async fn refresh(
     };
     // The issue's rule for an identity that is not a user here (a refresh with an admin's
     // `scope` minted a user-scoped token for no user).
-    if user_seq.is_none() && scope.split_whitespace().any(|p| p == USER_SCOPE) {
+    if user_seq.is_none() && crate::scope::has(&scope, USER_SCOPE) {
         return Err(ApiError::BadRequest(format!(
             "invalid `scope`: user `{}` does not exist (tokens for other identities need a group or admin scope)",
             old.subject

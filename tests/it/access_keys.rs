@@ -272,7 +272,11 @@ fn entitlements_crud_tags_and_search() {
     ] {
         let r = admin.patch(&path, &json!({ field: value }));
         assert_eq!(r.status, 400, "{field}: {}", r.text);
-        assert!(r.error_message().contains(&format!("`{field}`")), "{}", r.text);
+        assert!(
+            r.error_message().contains(&format!("`{field}`")),
+            "{}",
+            r.text
+        );
     }
     assert_eq!(admin.get(&path).json(), before);
     let mut whole = before.clone();

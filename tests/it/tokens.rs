@@ -1650,3 +1650,101 @@ fn a_peer_key_cannot_sign_tokens_in_this_servers_name() {
         .get("/access/api/v2/users");
     assert_eq!(r.status, 401, "{}", r.text);
 }
+
+/// Group names with a space or a comma are written in double quotes, as JFrog documents
+/// (`applied-permissions/groups:"group 2","group,3"`); a group named like a scope word
+/// is a group, never that word. A token that does nothing here says so when it is made:
+/// groups that do not exist, an audience that leaves this server out. `jfrt@*` (a
+/// token meant for Artifactory) is this server's.
+#[test]
+fn quoted_group_scopes_and_tokens_that_would_do_nothing_here() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("alice", "Password-123!");
+    for group in ["qa team", "a,b", "x system:livelogs:r"] {
+        let r = admin.post(
+            "/access/api/v2/groups",
+            &json!({"name": group, "members": ["alice"]}),
+        );
+        assert_eq!(r.status, 201, "{group}: {}", r.text);
+    }
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/qa",
+        &json!({"name": "qa", "repo": {"repositories": ["libs"], "actions": {"groups": {"qa team": ["read"], "a,b": ["write"]}}}}),
+    );
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let alice = app.as_user("alice", "Password-123!");
+    let t = create_token(
+        &alice,
+        json!({"scope": "applied-permissions/groups:\"qa team\",\"a,b\"", "expires_in": 600}),
+    );
+    let token = t["access_token"].as_str().unwrap();
+    let ask = |action: &str| {
+        bearer(&app, token)
+            .get(&format!(
+                "/access/api/v1/authorize?resource=libs/x.jar&action={action}"
+            ))
+            .status
+    };
+    assert_eq!(ask("read"), 200);
+    assert_eq!(ask("write"), 200);
+    assert_eq!(ask("delete"), 403);
+    // A group named with a scope word in it is that group, not the word (a scope word
+    // alone from a non-admin is refused; as a group of hers, it is taken).
+    let r = alice.post(
+        "/access/api/v1/tokens",
+        &json!({"scope": "system:livelogs:r", "expires_in": 600}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    let t = create_token(
+        &alice,
+        json!({"scope": "applied-permissions/groups:\"x system:livelogs:r\"", "expires_in": 600}),
+    );
+    let scoped = bearer(&app, t["access_token"].as_str().unwrap());
+    assert_eq!(scoped.get("/access/api/v2/users").status, 403);
+    // Quotes that do not close: 400.
+    let r = alice.post(
+        "/access/api/v1/tokens",
+        &json!({"scope": "applied-permissions/groups:\"qa team", "expires_in": 600}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    // Notices: a group that does not exist (admins may name any), an audience of
+    // another service.
+    let r = admin.post(
+        "/access/api/v1/tokens",
+        &json!({"username": "ci", "scope": "applied-permissions/groups:nosuch", "expires_in": 600}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let notice = r.header("x-gatehouse-notice").unwrap_or_default();
+    assert!(notice.contains("`nosuch`"), "{notice}");
+    let r = alice.post(
+        "/access/api/v1/tokens",
+        &json!({"audience": "jfxr@*", "expires_in": 600}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let notice = r.header("x-gatehouse-notice").unwrap_or_default();
+    assert!(notice.contains("does not include this server"), "{notice}");
+    let other = r.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        bearer(&app, &other)
+            .get("/access/api/v2/users/alice")
+            .status,
+        401
+    );
+    // `jfrt@*`: a token for Artifactory, which this server answers for.
+    let r = alice.post(
+        "/access/api/v1/tokens",
+        &json!({"audience": "jfrt@*", "expires_in": 600}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.header("x-gatehouse-notice").is_none(),
+        "{:?}",
+        r.header("x-gatehouse-notice")
+    );
+    let rt = r.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        bearer(&app, &rt).get("/access/api/v2/users/alice").status,
+        200
+    );
+}

@@ -23,8 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Artifactory's scope words in Access's: `member-of-groups:a,b` is
 /// `applied-permissions/groups:a,b`; `api:*` (every API) is what any token may call.
 fn scope_in(scope: &str) -> String {
-    scope
-        .split_whitespace()
+    crate::scope::parts(scope)
         .filter(|s| *s != "api:*")
         .map(|s| match s.strip_prefix("member-of-groups:") {
             Some(groups) => format!("applied-permissions/groups:{groups}"),

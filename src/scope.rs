@@ -1,0 +1,140 @@
+//! A token's scope as text: its parts and the groups it names. JFrog writes group names
+//! that hold a space or a comma in double quotes
+//! (`applied-permissions/groups:"group_1","group 2","group,3"`), so parts are separated
+//! by white space *outside* quotes and names by commas outside quotes. Every reader of a
+//! scope goes through here: one that split at every space would read a group named
+//! `x applied-permissions/admin` as the admin scope.
+
+/// The word of the user scope, the admin scope and the prefix of a groups scope.
+pub const USER: &str = "applied-permissions/user";
+pub const ADMIN: &str = "applied-permissions/admin";
+pub const GROUPS: &str = "applied-permissions/groups:";
+
+/// The parts of `scope`, separated by white space outside double quotes.
+pub fn parts(scope: &str) -> Parts<'_> {
+    Parts { rest: scope }
+}
+
+pub struct Parts<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Iterator for Parts<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let s = self.rest.trim_start();
+        if s.is_empty() {
+            self.rest = s;
+            return None;
+        }
+        let mut quoted = false;
+        let end = s
+            .char_indices()
+            .find(|&(_, c)| {
+                if c == '"' {
+                    quoted = !quoted;
+                }
+                !quoted && c.is_whitespace()
+            })
+            .map_or(s.len(), |(i, _)| i);
+        self.rest = &s[end..];
+        Some(&s[..end])
+    }
+}
+
+/// The group names of a groups scope's list (what follows [`GROUPS`]): separated by
+/// commas outside quotes, each trimmed, its quotes taken off.
+pub fn group_names(list: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(list);
+    std::iter::from_fn(move || {
+        let s = rest?;
+        let mut quoted = false;
+        let end = s.char_indices().find(|&(_, c)| {
+            if c == '"' {
+                quoted = !quoted;
+            }
+            !quoted && c == ','
+        });
+        let name = match end {
+            Some((i, _)) => {
+                rest = Some(&s[i + 1..]);
+                &s[..i]
+            }
+            None => {
+                rest = None;
+                s
+            }
+        };
+        let name = name.trim();
+        Some(
+            name.strip_prefix('"')
+                .and_then(|n| n.strip_suffix('"'))
+                .unwrap_or(name),
+        )
+    })
+}
+
+/// Whether a part's quotes are balanced (a part cut inside quotes is not a scope).
+pub fn balanced(part: &str) -> bool {
+    part.matches('"').count() % 2 == 0
+}
+
+/// A groups scope naming `names`, quoting those that need it (white space, a comma or a
+/// quote).
+pub fn groups_part<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let mut out = String::from(GROUPS);
+    for (i, name) in names.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        if name.contains(|c: char| c.is_whitespace() || c == ',' || c == '"') {
+            out.push('"');
+            out.push_str(name);
+            out.push('"');
+        } else {
+            out.push_str(name);
+        }
+    }
+    out
+}
+
+/// Whether `scope` has the part `word` (a part, not text inside a quoted group name).
+pub fn has(scope: &str, word: &str) -> bool {
+    parts(scope).any(|p| p == word)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_group_names_keep_their_spaces_and_commas() {
+        let scope =
+            "applied-permissions/user  applied-permissions/groups:\"qa team\",devs,\"a,b\" x";
+        let got: Vec<&str> = parts(scope).collect();
+        assert_eq!(
+            got,
+            [
+                "applied-permissions/user",
+                "applied-permissions/groups:\"qa team\",devs,\"a,b\"",
+                "x"
+            ]
+        );
+        let list = got[1].strip_prefix(GROUPS).unwrap();
+        assert_eq!(
+            group_names(list).collect::<Vec<_>>(),
+            ["qa team", "devs", "a,b"]
+        );
+        assert_eq!(groups_part(["qa team", "devs", "a,b"]), got[1]);
+        // A group named like a scope word is a group, not the word.
+        let sneaky = "applied-permissions/groups:\"x applied-permissions/admin\"";
+        assert!(!has(sneaky, ADMIN));
+        assert_eq!(parts(sneaky).count(), 1);
+        assert!(balanced(sneaky));
+        assert!(!balanced("applied-permissions/groups:\"open"));
+        assert_eq!(parts("").count(), 0);
+        assert_eq!(parts("   ").count(), 0);
+        assert_eq!(group_names("a,,b").collect::<Vec<_>>(), ["a", "", "b"]);
+    }
+}
