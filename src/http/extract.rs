@@ -491,7 +491,7 @@ pub fn from_value<T: DeserializeOwned>(
         ));
     }
     let mut ignored = Vec::new();
-    let mut note = |path: serde_ignored::Path| ignored.push(path.to_string());
+    let mut note = |path: serde_ignored::Path| ignored.push(field_path(&path));
     let result = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(v, &mut note));
     note_ignored(req, ignored);
     result.map_err(|err| {
@@ -510,14 +510,15 @@ pub fn from_value<T: DeserializeOwned>(
 /// what is wrong, and the value may be a secret sent in the wrong place (a password as
 /// `secrets`), which an error answer would echo to proxies' and clients' logs.
 pub(crate) fn without_value(message: &str) -> String {
+    let message = plain_expectation(message);
     let Some((what, rest)) = ["invalid type: ", "invalid value: "]
         .iter()
         .find_map(|p| message.strip_prefix(p).map(|rest| (p, rest)))
     else {
-        return message.to_string();
+        return message;
     };
     let Some((got, expected)) = rest.rsplit_once(", expected ") else {
-        return message.to_string();
+        return message;
     };
     match [
         "string",
@@ -530,8 +531,44 @@ pub(crate) fn without_value(message: &str) -> String {
     .find(|kind| got.starts_with(*kind))
     {
         Some(kind) => format!("{what}{kind}, expected {expected}"),
-        None => message.to_string(),
+        None => message,
     }
+}
+
+/// serde's "expected …" in words a client knows (the house style: no Rust type names
+/// in messages): `struct CreateUser` is an object, `u64` a non-negative integer.
+fn plain_expectation(message: &str) -> String {
+    let Some((head, expected)) = message.rsplit_once("expected ") else {
+        return message.to_string();
+    };
+    // serde_json adds where it was: ` at line 1 column 9`.
+    let (expected, at) = match expected.find(" at line ") {
+        Some(i) => expected.split_at(i),
+        None => (expected, ""),
+    };
+    let plain = match expected {
+        e if e.starts_with("struct ") || e == "a map" => "an object",
+        e if e.starts_with("enum ") => "one of the documented values",
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a non-negative integer",
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "an integer",
+        "f32" | "f64" => "a number",
+        "a sequence" => "a list",
+        _ => return message.to_string(),
+    };
+    format!("{head}expected {plain}{at}")
+}
+
+/// A field's path as a client wrote it: serde_ignored marks the value inside an
+/// `Option` with a `?` segment (`admin_privileges.?.bogus`), which no body has.
+fn field_path(path: &serde_ignored::Path) -> String {
+    let text = path.to_string();
+    if !text.contains('?') {
+        return text;
+    }
+    text.split('.')
+        .filter(|segment| *segment != "?")
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// Deserialize JSON, naming the path of the first bad field; fields no wire type knows
@@ -571,7 +608,7 @@ fn parse_json_with<T: DeserializeOwned>(
     let mut ignored = Vec::new();
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let fast = {
-        let mut note = |path: serde_ignored::Path| ignored.push(path.to_string());
+        let mut note = |path: serde_ignored::Path| ignored.push(field_path(&path));
         T::deserialize(serde_ignored::Deserializer::new(&mut *de, &mut note))
     };
     if let Ok(value) = fast {
@@ -583,7 +620,7 @@ fn parse_json_with<T: DeserializeOwned>(
         return Ok(value);
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let mut note = |path: serde_ignored::Path| on_ignored(path.to_string());
+    let mut note = |path: serde_ignored::Path| on_ignored(field_path(&path));
     let de = serde_ignored::Deserializer::new(de, &mut note);
     serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
@@ -837,11 +874,24 @@ mod tests {
         use super::without_value;
         assert_eq!(
             without_value("invalid type: string \"Pa55, expected word\", expected a sequence at line 1 column 9"),
-            "invalid type: string, expected a sequence at line 1 column 9"
+            "invalid type: string, expected a list at line 1 column 9"
         );
         assert_eq!(
             without_value("invalid type: integer `12345678`, expected a string"),
             "invalid type: integer, expected a string"
+        );
+        // No Rust type names (house style).
+        assert_eq!(
+            without_value("invalid type: null, expected struct CreateUser at line 1 column 4"),
+            "invalid type: null, expected an object at line 1 column 4"
+        );
+        assert_eq!(
+            without_value("invalid value: integer `-1`, expected u64"),
+            "invalid value: integer, expected a non-negative integer"
+        );
+        assert_eq!(
+            without_value("invalid type: string \"10\", expected i64"),
+            "invalid type: string, expected an integer"
         );
         assert_eq!(
             without_value("invalid value: string \"hunter2\", expected one of a, b"),

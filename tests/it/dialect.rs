@@ -35,6 +35,18 @@ fn fields_jfrog_defines_are_accepted_and_unknown_ones_named_in_a_header() {
     assert!(ignored.contains("no_such_field_anywhere"), "{ignored}");
     assert_eq!(r.json()["groups"], json!([]), "null means not given");
 
+    // Inside an optional object the path is as written (serde_ignored's `?` for the
+    // value in an `Option` showed as `admin_privileges.?.bogus`).
+    let r = admin.post(
+        "/access/api/v1/projects",
+        &json!({"project_key": "ign", "display_name": "Ign", "admin_privileges": {"bogus": true}, "foo": 1}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        r.header("x-gatehouse-ignored-fields"),
+        Some("admin_privileges.bogus, foo")
+    );
+
     // A body with nothing unknown carries no such header.
     let r = admin.post("/access/api/v2/groups", &json!({"name": "plain"}));
     assert_eq!(r.status, 201, "{}", r.text);
