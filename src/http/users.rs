@@ -648,6 +648,22 @@ async fn change_password(
 ) -> Result<HttpResponse, ApiError> {
     let username = path_username(&path)?;
     let caller = caller.0;
+    // JFrog's `profile_updatable: false` is for an account whose password an admin keeps
+    // (a departmental user whose one password its members share): its user may not
+    // change it. The flag was stored and shown, and meant nothing.
+    if !caller.admin {
+        let locked_profile = app
+            .read()
+            .directory
+            .users
+            .get(username.as_str())
+            .is_some_and(|u| !u.profile_updatable);
+        if locked_profile {
+            return Err(ApiError::Forbidden(format!(
+                "`{username}` may not change its own password (`profile_updatable` is false): an admin changes it"
+            )));
+        }
+    }
     let password_hash = hash_password(&app, Some(&username), body.password).await?;
     let committed = app
         .submit(

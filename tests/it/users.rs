@@ -322,6 +322,24 @@ fn password_change_by_self_or_admin_only() {
             .status,
         400
     );
+    // `profile_updatable: false`: the password is the admin's to change (a shared
+    // departmental account); it was stored and meant nothing.
+    let r = admin.patch(
+        "/access/api/v2/users/pia",
+        &json!({"profile_updatable": false}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = app.as_user("pia", "password-3").put(
+        "/access/api/v2/users/pia/password",
+        &json!({"password": "password-4"}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.error_message().contains("profile_updatable"), "{}", r.text);
+    let r = admin.put(
+        "/access/api/v2/users/pia/password",
+        &json!({"password": "password-4"}),
+    );
+    assert_eq!(r.status, 204, "{}", r.text);
 }
 
 #[test]
