@@ -62,7 +62,9 @@ fn user_response(
         .users
         .get(username)
         .ok_or_else(|| ApiError::NotFound(format!("user `{username}` not found")))?;
-    Ok(HttpResponse::build(status).json(crate::views::UserView::new(user, &app.personal)))
+    // With `effective_admin`, as a GET shows it (JFrog's answers carry it since 7.66).
+    let view = crate::views::UserView::new(user, &app.personal).in_directory(&s.directory, user);
+    Ok(HttpResponse::build(status).json(view))
 }
 
 async fn list(

@@ -1185,6 +1185,16 @@ fn user_and_group_list_filters_as_the_client_libraries_send_them() {
         (json!(false), json!(true)),
         "{user}"
     );
+    // The answer to an update carries it too (JFrog's since 7.66), as a create's does.
+    let user = admin
+        .patch("/access/api/v2/users/cal", &json!({"disable_ui_access": true}))
+        .json();
+    assert_eq!(user["effective_admin"], json!(true), "{user}");
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "newbie", "email": "newbie@example.com", "password": "Password-123!"}),
+    );
+    assert_eq!(r.json()["effective_admin"], json!(false), "{}", r.text);
     let groups = |q: &str| {
         names(
             &format!("/access/api/v2/groups?{q}"),
