@@ -422,6 +422,7 @@ async fn expire_listed(
     rid: RequestId,
     Body(names): Body<Vec<String>>,
 ) -> Result<HttpResponse, ApiError> {
+    super::users::not_ones_own_expiry(&admin.0.username, names.iter().map(String::as_str))?;
     let cmd = Command::ExpirePasswords {
         usernames: Some(names),
         except: None,
@@ -436,6 +437,7 @@ async fn expire_one(
     rid: RequestId,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    super::users::not_ones_own_expiry(&admin.0.username, [path.as_str()])?;
     let cmd = Command::ExpirePasswords {
         usernames: Some(vec![path.into_inner()]),
         except: None,

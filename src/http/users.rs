@@ -688,10 +688,27 @@ async fn expire_password(
 ) -> Result<HttpResponse, ApiError> {
     let admin = &admin.0;
     let username = path_username(&path)?;
+    not_ones_own_expiry(&admin.username, [username.as_str()])?;
     let committed = app
         .submit(Command::ExpirePassword { username }, &admin.username, &rid)
         .await?;
     Ok(written(HttpResponse::NoContent().finish(), committed))
+}
+
+/// An admin does not expire its own password: an expired password stops every token of
+/// its user but for changing it, so the admin's own automation stopped (the only admin,
+/// locked out of everything but a password change). Expiring every password leaves the
+/// caller out for the same reason.
+pub(super) fn not_ones_own_expiry<'a>(
+    caller: &str,
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<(), ApiError> {
+    if names.into_iter().any(|n| n.trim().eq_ignore_ascii_case(caller)) {
+        return Err(ApiError::BadRequest(format!(
+            "invalid `username`: `{caller}` cannot expire its own password (its tokens would stop until it is changed); change it instead"
+        )));
+    }
+    Ok(())
 }
 
 async fn unlock(

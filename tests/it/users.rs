@@ -362,6 +362,19 @@ fn an_expired_password_only_allows_changing_it() {
             .status,
         404
     );
+    // Not one's own: the only admin expired its own and every token of it stopped.
+    for r in [
+        admin.post_empty("/access/api/v2/users/admin/password/expire"),
+        admin.post_empty("/artifactory/api/security/users/authorization/expirePassword/ADMIN"),
+        admin.post(
+            "/artifactory/api/security/users/authorization/expirePassword",
+            &json!(["exa", "admin"]),
+        ),
+    ] {
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert!(r.error_message().contains("its own password"), "{}", r.text);
+    }
+    assert_eq!(admin.get("/access/api/v2/users").status, 200);
     let exa = app.as_user("exa", "password-1");
     let r = exa.get("/access/api/v2/users/exa");
     assert_eq!(r.status, 403);
