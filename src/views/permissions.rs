@@ -62,9 +62,20 @@ pub struct TargetWire {
     pub release_bundle: Option<SectionWire>,
 }
 
+/// Include patterns as answered: none (or only empty ones) means everything, and says
+/// so — `[]` read as "nothing" while the section granted every path (JFrog's default is
+/// `["**"]`, and the v1 view already showed `**`).
+fn shown_includes(patterns: &[String]) -> Vec<String> {
+    if patterns.iter().all(|p| p.is_empty()) {
+        vec!["**".to_string()]
+    } else {
+        patterns.to_vec()
+    }
+}
+
 fn section_out(s: &PermissionSection) -> SectionWire {
     SectionWire {
-        include_patterns: s.include_patterns.clone(),
+        include_patterns: shown_includes(&s.include_patterns),
         exclude_patterns: s.exclude_patterns.clone(),
         repositories: s.repositories.clone(),
         actions: ActionsWire {
@@ -268,9 +279,9 @@ pub fn access_resource_out(s: &PermissionSection) -> AccessResource {
                 (
                     r.clone(),
                     AccessPatterns {
-                        include_patterns: p
-                            .map_or(&s.include_patterns, |p| &p.include_patterns)
-                            .clone(),
+                        include_patterns: shown_includes(
+                            p.map_or(&s.include_patterns, |p| &p.include_patterns),
+                        ),
                         exclude_patterns: p
                             .map_or(&s.exclude_patterns, |p| &p.exclude_patterns)
                             .clone(),

@@ -1187,7 +1187,10 @@ fn user_and_group_list_filters_as_the_client_libraries_send_them() {
     );
     // The answer to an update carries it too (JFrog's since 7.66), as a create's does.
     let user = admin
-        .patch("/access/api/v2/users/cal", &json!({"disable_ui_access": true}))
+        .patch(
+            "/access/api/v2/users/cal",
+            &json!({"disable_ui_access": true}),
+        )
         .json();
     assert_eq!(user["effective_admin"], json!(true), "{user}");
     let r = admin.post(

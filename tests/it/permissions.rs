@@ -1240,3 +1240,40 @@ fn an_unreadable_authorization_header_is_refused_not_anonymous() {
         assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     }
 }
+
+/// No include patterns means every path, and every view says so: the Access and v2 views
+/// showed `[]` (read as "nothing") while the v1 view said `**` and the target granted
+/// every path.
+#[test]
+fn no_include_patterns_are_shown_as_everything_in_every_view() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("user2", "password-1");
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/exempty",
+        &json!({"name": "exempty", "repo": {"include-patterns": [], "exclude-patterns": ["a/**"],
+                "repositories": ["generic-local"], "actions": {"users": {"user2": ["read"]}}}}),
+    );
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let v2 = admin
+        .get("/artifactory/api/v2/security/permissions/exempty")
+        .json();
+    assert_eq!(v2["repo"]["include-patterns"], json!(["**"]), "{v2}");
+    let access = admin.get("/access/api/v2/permissions/exempty").json();
+    assert_eq!(
+        access["resources"]["artifact"]["targets"]["generic-local"]["include_patterns"],
+        json!(["**"]),
+        "{access}"
+    );
+    let v1 = admin
+        .get("/artifactory/api/security/permissions/exempty")
+        .json();
+    assert_eq!(v1["includesPattern"], "**", "{v1}");
+    // And it grants what it shows.
+    let r =
+        admin.get("/access/api/v1/authorize?resource=generic-local/c/b.jar&action=read&user=user2");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r =
+        admin.get("/access/api/v1/authorize?resource=generic-local/a/b.jar&action=read&user=user2");
+    assert_eq!(r.status, 403, "{}", r.text);
+}

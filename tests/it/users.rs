@@ -334,7 +334,11 @@ fn password_change_by_self_or_admin_only() {
         &json!({"password": "password-4"}),
     );
     assert_eq!(r.status, 403, "{}", r.text);
-    assert!(r.error_message().contains("profile_updatable"), "{}", r.text);
+    assert!(
+        r.error_message().contains("profile_updatable"),
+        "{}",
+        r.text
+    );
     let r = admin.put(
         "/access/api/v2/users/pia/password",
         &json!({"password": "password-4"}),
