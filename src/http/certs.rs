@@ -75,7 +75,7 @@ async fn jwks(app: web::Data<AppState>) -> HttpResponse {
     let s = app.read();
     let keys: Vec<_> = app
         .keys
-        .all_verifying(&s)
+        .own_verifying(&s)
         .into_iter()
         .map(|(kid, k)| json!({"kty": "OKP", "crv": "Ed25519", "x": keys::public_b64(&k), "kid": kid, "alg": "EdDSA", "use": "sig"}))
         .collect();

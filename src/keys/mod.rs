@@ -381,25 +381,18 @@ impl KeyRing {
     }
 
     /// Every public key that verifies tokens here, by kid (for the JWKS document).
-    pub fn all_verifying(&self, state: &State) -> Vec<(String, VerifyingKey)> {
-        let mut out: Vec<(String, VerifyingKey)> = state
+    /// The keys that verify this server's own tokens, each once: its signing keys but
+    /// those a reset retired, and a retired one again while it is trusted (its tokens
+    /// verify here then). Not the peers' keys it trusts: a verifier taking this set for
+    /// this server's accepted a token a trusted peer signed in this server's name.
+    pub fn own_verifying(&self, state: &State) -> Vec<(String, VerifyingKey)> {
+        state
             .keys
             .signing
             .iter()
-            .filter(|(kid, _)| !state.keys.retired.contains(*kid))
-            .chain(state.keys.trusted.values().map(|(k, p)| (k, p)))
+            .filter(|(kid, _)| !state.keys.retired.contains(*kid) || self.still_trusted(state, kid))
             .filter_map(|(kid, p)| public_from_b64(p).map(|k| (kid.clone(), k)))
-            .collect();
-        let _ = self.trusted_file_key("");
-        let files = self.trusted_files.read().unwrap_or_else(|p| p.into_inner());
-        for (kid, k) in &files.0 {
-            if let peer::PeerKey::Ed25519(k) = k {
-                if !out.iter().any(|(o, _)| o == kid) {
-                    out.push((kid.clone(), *k));
-                }
-            }
-        }
-        out
+            .collect()
     }
 
     /// The files in `trusted/` that hold a key, with the key (for importing them into

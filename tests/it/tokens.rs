@@ -1649,6 +1649,21 @@ fn a_peer_key_cannot_sign_tokens_in_this_servers_name() {
         .with_header_auth(&format!("Bearer {spoofed}"))
         .get("/access/api/v2/users");
     assert_eq!(r.status, 401, "{}", r.text);
+    // The JWKS is this server's own keys, each once: not the peer's (a verifier of this
+    // server's tokens took a peer's key for this server's), even trusted under two names.
+    let r = admin.post(
+        "/access/api/v1/cert/trusted",
+        &json!({"name": "peer-p-again", "certificate": gatehouse::keys::public_pem(&public)}),
+    );
+    assert!(r.status == 201 || r.status == 409, "{}", r.text);
+    let kids: Vec<String> = app.anon().get("/access/api/v1/cert/jwks").json()["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!kids.contains(&kid), "{kids:?}");
+    assert_eq!(kids.len(), 1, "{kids:?}");
 }
 
 /// Group names with a space or a comma are written in double quotes, as JFrog documents
