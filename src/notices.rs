@@ -87,7 +87,6 @@ pub fn classify_alone(event: &Event) -> Option<Vec<Notice>> {
         Event::GroupCreated(g) => vec![n("group", "created", &g.name)],
         Event::GroupUpdated(g) => vec![n("group", "updated", &g.name)],
         Event::GroupScimSaved { name, .. } => vec![n("group", "updated", name)],
-        Event::GroupDeleted { name } => vec![n("group", "deleted", name)],
         Event::GroupMembersChanged { group, .. } => vec![n("group", "members_changed", group)],
         Event::TokenIssued(t) => vec![n("token", "created", &t.subject)],
         Event::TokenRefreshed { issued, .. } => vec![n("token", "refreshed", &issued.subject)],
@@ -124,15 +123,57 @@ fn classify_against(before: &State, event: &Event) -> Vec<Notice> {
             })
             .unwrap_or_default()
     };
+    // The projects whose members change when a user or group (`group`) goes or is
+    // renamed, or a role is taken from its holders (`holds`): the member lists change
+    // with no `ProjectMember*` event of their own, and a subscriber mirroring a
+    // project's members kept stale ones.
+    let projects_where = |holds: &dyn Fn(&gatehouse_projections::ProjectRecord) -> bool| {
+        before
+            .projects
+            .by_key
+            .values()
+            .filter(|p| holds(p))
+            .map(|p| n("project", "member_changed", &p.config.project_key))
+            .collect::<Vec<_>>()
+    };
+    let member = |group: bool, name: &str| {
+        projects_where(&|p| {
+            if group {
+                p.groups.contains_key(name)
+            } else {
+                p.users.contains_key(name)
+            }
+        })
+    };
+    let role_held = |p: &gatehouse_projections::ProjectRecord, role: &str| {
+        p.users
+            .values()
+            .chain(p.groups.values())
+            .any(|roles| roles.contains(role))
+    };
     match event {
         // Decided with `GroupMembersChanged` events for its groups (each notified as it
         // comes); a log of earlier versions has none: then the groups it was in.
         Event::UserDeleted { username } => std::iter::once(n("user", "deleted", username))
             .chain(groups_of(username))
+            .chain(member(false, username))
             .collect(),
         // The groups' member lists change by `GroupMembersChanged` events decided with
-        // the rename (each notified as it comes).
-        Event::UserRenamed { to, .. } => vec![n("user", "updated", to)],
+        // the rename (each notified as it comes); the projects' with it.
+        Event::UserRenamed { from, to } => std::iter::once(n("user", "updated", to))
+            .chain(member(false, from))
+            .collect(),
+        Event::GroupDeleted { name } => std::iter::once(n("group", "deleted", name))
+            .chain(member(true, name))
+            .collect(),
+        Event::ProjectRoleDeleted { project_key, role } => before
+            .projects
+            .by_key
+            .get(project_key)
+            .filter(|p| role_held(p, role))
+            .map(|_| vec![n("project", "member_changed", project_key)])
+            .unwrap_or_default(),
+        Event::GlobalRoleDeleted { name } => projects_where(&|p| role_held(p, name)),
         Event::UserGroupsChanged { added, removed, .. } => added
             .iter()
             .chain(removed)
@@ -205,9 +246,14 @@ fn classify_against(before: &State, event: &Event) -> Vec<Notice> {
             "user" if dir.users.contains_key(name.as_str()) => {
                 std::iter::once(n("user", "deleted", name))
                     .chain(groups_of(name))
+                    .chain(member(false, name))
                     .collect()
             }
-            "group" if dir.groups.contains_key(name.as_str()) => vec![n("group", "deleted", name)],
+            "group" if dir.groups.contains_key(name.as_str()) => {
+                std::iter::once(n("group", "deleted", name))
+                    .chain(member(true, name))
+                    .collect()
+            }
             "permission" if before.permissions.targets.contains_key(name) => {
                 vec![n("permission", "deleted", name)]
             }
@@ -314,7 +360,7 @@ mod tests {
             }
             state.apply(env);
         }
-        assert!(alone >= 20, "{alone}");
+        assert!(alone >= 19, "{alone}");
     }
 
     /// A peer's copy of a user or group is told as the change it is, as the same change
@@ -398,6 +444,62 @@ mod tests {
         assert_eq!(types(&c), ["members_changed"]);
         c.description = Some("changed".into());
         assert_eq!(types(&c), ["updated", "members_changed"]);
+    }
+
+    /// A project's members change when a member user or group is deleted or renamed, or
+    /// a role its members hold is deleted: subscribers of `member_changed` hear it (they
+    /// heard nothing, and kept stale members).
+    #[test]
+    fn side_effects_on_project_members_are_member_changed() {
+        let mut state = State::default();
+        for (key, user, group, role) in [
+            ("alpha", "frank", "devs", "temp"),
+            ("beta", "gina", "ops", "Developer"),
+        ] {
+            let mut p = gatehouse_projections::ProjectRecord::default();
+            p.config.project_key = key.into();
+            p.users.entry(user.into()).or_default().insert(role.into());
+            p.groups
+                .entry(group.into())
+                .or_default()
+                .insert("Viewer".into());
+            state.projects.make_mut().by_key.insert(key.into(), p);
+        }
+        let projects = |e: Event| -> Vec<String> {
+            classify(&state, &e)
+                .into_iter()
+                .filter(|n| n.domain == "project")
+                .map(|n| format!("{} {}", n.name, n.event_type))
+                .collect()
+        };
+        let frank_gone = Event::UserDeleted {
+            username: "frank".into(),
+        };
+        assert_eq!(projects(frank_gone), ["alpha member_changed"]);
+        let renamed = Event::UserRenamed {
+            from: "gina".into(),
+            to: "gina2".into(),
+        };
+        assert_eq!(projects(renamed), ["beta member_changed"]);
+        let ops_gone = Event::GroupDeleted { name: "ops".into() };
+        assert_eq!(projects(ops_gone), ["beta member_changed"]);
+        let role_gone = Event::ProjectRoleDeleted {
+            project_key: "alpha".into(),
+            role: "temp".into(),
+        };
+        assert_eq!(projects(role_gone), ["alpha member_changed"]);
+        let unheld = Event::ProjectRoleDeleted {
+            project_key: "beta".into(),
+            role: "temp".into(),
+        };
+        assert!(projects(unheld).is_empty());
+        let global_gone = Event::GlobalRoleDeleted {
+            name: "Viewer".into(),
+        };
+        assert_eq!(
+            projects(global_gone),
+            ["alpha member_changed", "beta member_changed"]
+        );
     }
 
     #[test]
