@@ -523,6 +523,18 @@ async fn list_entitlements(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let org = domain::normalize_key_part("org", &path)?;
+    super::only_query_params(
+        &req,
+        &[
+            "tag",
+            "access_key",
+            "access",
+            "repo",
+            "package",
+            "version",
+            "path",
+        ],
+    )?;
     let tag = query_param(&req, "tag")?;
     let key = query_param(&req, "access_key")?.map(|k| k.to_lowercase());
     let access = query_param(&req, "access")?;

@@ -1288,6 +1288,24 @@ pub fn query_param(req: &HttpRequest, name: &str) -> Result<Option<String>, ApiE
         .transpose()
 }
 
+/// Refuse a query parameter that is none of `known` (nor `as_of`, which every read
+/// takes): a search whose filter is misspelt answered everything, and a script acting
+/// on the answer acted on all of it.
+pub fn only_query_params(req: &HttpRequest, known: &[&str]) -> Result<(), ApiError> {
+    for pair in req.query_string().split('&').filter(|p| !p.is_empty()) {
+        let (k, _) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = percent_decode_query(k).unwrap_or_else(|| k.to_string());
+        if name != "as_of" && !known.contains(&name.as_str()) {
+            return Err(ApiError::BadRequest(format!(
+                "invalid query parameter `{}`: not a filter of this list (use {})",
+                name.escape_default(),
+                known.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Query values: `+` is a space (application/x-www-form-urlencoded).
 fn percent_decode_query(s: &str) -> Option<String> {
     percent_decode_with(s, true)

@@ -237,6 +237,10 @@ fn entitlements_crud_tags_and_search() {
     assert_eq!(ids("?repo=libs&path=docs/public").len(), 1);
     assert_eq!(ids("?access=rw").len(), 1);
     assert!(ids("?tag=eu&access_key=nobody").is_empty());
+    // A misspelt filter is refused, not ignored (it answered every entitlement).
+    let r = admin.get(&format!("{ORG}/entitlements?key=client1"));
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error_message().contains("`key`"), "{}", r.text);
     assert!(admin
         .get("/access/api/v1/orgs/otherorg/entitlements")
         .json()
