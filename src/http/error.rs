@@ -46,6 +46,33 @@ pub enum ApiError {
     Overloaded(String),
 }
 
+impl ApiError {
+    /// The same error, a field's name in its message (`` `auto_join` ``) spelt as the
+    /// caller's API spells it (`` `autoJoin` ``): an error names the field the client
+    /// sent. `names` pairs the domain's name with the API's; a name followed by `[` or
+    /// `.` (`` `members[0]` ``) is renamed too.
+    pub fn renaming_fields(self, names: &[(&str, &str)]) -> ApiError {
+        let rename = |mut m: String| {
+            for (ours, theirs) in names {
+                for end in ["`", "[", "."] {
+                    let from = format!("`{ours}{end}");
+                    if m.contains(&from) {
+                        m = m.replace(&from, &format!("`{theirs}{end}"));
+                    }
+                }
+            }
+            m
+        };
+        match self {
+            ApiError::BadRequest(m) => ApiError::BadRequest(rename(m)),
+            ApiError::Conflict(m) => ApiError::Conflict(rename(m)),
+            ApiError::Taken(m) => ApiError::Taken(rename(m)),
+            ApiError::Forbidden(m) => ApiError::Forbidden(rename(m)),
+            other => other,
+        }
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {

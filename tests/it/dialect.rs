@@ -327,6 +327,24 @@ fn artifactory_security_users_and_groups_are_the_same_directory() {
     let g = admin.get("/access/api/v2/groups/team").json();
     assert_eq!(g["auto_join"], true);
     assert_eq!(g["members"], json!([]));
+    // Errors name the fields as this API spells them (they named Access's).
+    let r = admin.post(
+        "/artifactory/api/security/groups/team",
+        &json!({"autoJoin": true, "adminPrivileges": true}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.error_message().contains("`autoJoin`") || r.error_message().contains("`adminPrivileges`"),
+        "{}",
+        r.text
+    );
+    assert!(!r.error_message().contains("auto_join"), "{}", r.text);
+    let r = admin.put(
+        "/artifactory/api/security/groups/team",
+        &json!({"userNames": ["nobody"]}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error_message().contains("`userNames[0]`"), "{}", r.text);
     let r = admin.delete("/artifactory/api/security/groups/team");
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(admin.get("/access/api/v2/groups/team").status, 404);

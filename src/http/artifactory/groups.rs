@@ -45,6 +45,15 @@ struct GroupIn {
     external_id: Option<String>,
 }
 
+/// The group fields the domain's errors name, as this API spells them.
+const FIELDS: &[(&str, &str)] = &[
+    ("auto_join", "autoJoin"),
+    ("admin_privileges", "adminPrivileges"),
+    ("realm_attributes", "realmAttributes"),
+    ("external_id", "externalId"),
+    ("members", "userNames"),
+];
+
 /// Artifactory calls its own realm `artifactory`; here it is `internal` (and it is a
 /// change like another: an LDAP group given `internal` becomes internal, as the v2 API
 /// makes it; it answered 200 and stayed `ldap`).
@@ -145,7 +154,7 @@ async fn put(
             result => {
                 return Ok(written(
                     HttpResponse::build(created_or_ok(existed)).finish(),
-                    result?,
+                    result.map_err(|e| e.renaming_fields(FIELDS))?,
                 ))
             }
         }
@@ -166,7 +175,10 @@ async fn post(
         name: name.clone(),
         changes: changes(body)?,
     };
-    let committed = app.submit(cmd, &admin.0.username, &rid).await?;
+    let committed = app
+        .submit(cmd, &admin.0.username, &rid)
+        .await
+        .map_err(|e| e.renaming_fields(FIELDS))?;
     Ok(written(HttpResponse::Ok().finish(), committed))
 }
 

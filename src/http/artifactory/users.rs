@@ -105,8 +105,18 @@ async fn update(
         realm: None,
     };
     // One command: a group that does not exist refuses the other changes too.
-    update_user(app, admin, rid, username, patch, body.groups).await
+    update_user(app, admin, rid, username, patch, body.groups)
+        .await
+        .map_err(|e| e.renaming_fields(FIELDS))
 }
+
+/// The user fields the domain's errors name, as this API spells them.
+const FIELDS: &[(&str, &str)] = &[
+    ("username", "name"),
+    ("profile_updatable", "profileUpdatable"),
+    ("disable_ui_access", "disableUIAccess"),
+    ("internal_password_disabled", "internalPasswordDisabled"),
+];
 
 /// `PUT …/users/{name}`: create the user (201), or change the one there is (200).
 async fn put(
@@ -140,7 +150,10 @@ async fn put(
                 realm: None,
                 status: None,
             };
-            create_user(&app, &admin.0, &rid, create).await.map(|c| c.1)
+            create_user(&app, &admin.0, &rid, create)
+                .await
+                .map(|c| c.1)
+                .map_err(|e| e.renaming_fields(FIELDS))
         };
         match result {
             Err(ApiError::Taken(_) | ApiError::Conflict(_) | ApiError::NotFound(_))
