@@ -80,15 +80,18 @@ pub fn balanced(part: &str) -> bool {
     part.matches('"').count() % 2 == 0
 }
 
-/// A groups scope naming `names`, quoting those that need it (white space, a comma or a
-/// quote).
+/// A groups scope naming `names`, quoting those that need it (white space or a comma).
+/// A name with a double quote in it cannot be written so that it reads back as itself
+/// (quoted, `x",admins,"y` reads as three groups): it is left out — the scope grants
+/// less, never more.
 pub fn groups_part<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     let mut out = String::from(GROUPS);
-    for (i, name) in names.into_iter().enumerate() {
+    let names = names.into_iter().filter(|n| !n.contains('"'));
+    for (i, name) in names.enumerate() {
         if i > 0 {
             out.push(',');
         }
-        if name.contains(|c: char| c.is_whitespace() || c == ',' || c == '"') {
+        if name.contains(|c: char| c.is_whitespace() || c == ',') {
             out.push('"');
             out.push_str(name);
             out.push('"');
@@ -127,6 +130,21 @@ mod tests {
             ["qa team", "devs", "a,b"]
         );
         assert_eq!(groups_part(["qa team", "devs", "a,b"]), got[1]);
+        // Written back, a name reads back as itself, or is left out: never as others.
+        for names in [
+            vec!["x\",admins,\"y", "devs"],
+            vec!["x\" system:livelogs:r \"y"],
+            vec!["a b", "c,d", "e"],
+        ] {
+            let part = groups_part(names.iter().copied());
+            let back: Vec<&str> = parts(&part)
+                .flat_map(|p| group_names(p.strip_prefix(GROUPS).unwrap_or(p)))
+                .filter(|n| !n.is_empty())
+                .collect();
+            let expected: Vec<&str> = names.iter().copied().filter(|n| !n.contains('"')).collect();
+            assert_eq!(back, expected, "{part}");
+            assert_eq!(parts(&part).count(), 1, "{part}");
+        }
         // A group named like a scope word is a group, not the word.
         let sneaky = "applied-permissions/groups:\"x applied-permissions/admin\"";
         assert!(!has(sneaky, ADMIN));

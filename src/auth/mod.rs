@@ -1417,10 +1417,16 @@ pub fn own_scope<'a>(
         }
         match s.strip_prefix(GROUPS) {
             Some(groups) => {
+                let named = crate::scope::group_names(groups).count();
                 let mine: Vec<&str> = crate::scope::group_names(groups)
                     .filter(|g| user.groups.iter().any(|m| m.as_str() == *g))
                     .collect();
-                if !mine.is_empty() {
+                if mine.len() == named {
+                    // Every group still the user's: the part as it was issued, never
+                    // written again (a name with a quote in it, quoted, read back as
+                    // other groups — `x",admins,"y` became `x`, `admins`, `y`).
+                    kept.push(s.to_string());
+                } else if !mine.is_empty() {
                     kept.push(crate::scope::groups_part(mine));
                 }
             }

@@ -393,6 +393,7 @@ impl FormOrJson {
     pub fn boolean(&self, name: &str) -> Result<Option<bool>, ApiError> {
         match self.0.get(name) {
             None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) if s.trim().is_empty() => Ok(None),
             Some(serde_json::Value::Bool(b)) => Ok(Some(*b)),
             Some(serde_json::Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
             Some(serde_json::Value::String(s)) if s.eq_ignore_ascii_case("false") => {
@@ -423,11 +424,20 @@ impl FormOrJson {
                 (None, Some(f)) if f < 18_446_744_073_709_551_615.0 => Ok(Some(f as u64)),
                 _ => Err(bad(&"a number too large")),
             },
-            Some(serde_json::Value::String(s)) => s
-                .trim()
-                .parse::<u64>()
-                .map(Some)
-                .map_err(|_| bad(&"text that is not one")),
+            // An empty form value (`expires_in=`, a script's unset variable) is a value
+            // not given, as `null` is.
+            Some(serde_json::Value::String(s)) if s.trim().is_empty() => Ok(None),
+            Some(serde_json::Value::String(s)) => {
+                let s = s.trim();
+                s.parse::<u64>().map(Some).map_err(|_| {
+                    let digits = s.strip_prefix('+').unwrap_or(s);
+                    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                        bad(&"a number too large")
+                    } else {
+                        bad(&"text that is not one")
+                    }
+                })
+            }
             Some(other) => Err(bad(&kind(other))),
         }
     }

@@ -840,6 +840,14 @@ async fn save_role(
         if held.iter().any(|r| r.eq_ignore_ascii_case(&role.name)) {
             return Err(self_management());
         }
+        // A member manager by custom role does not hand management on by writing it
+        // into a role: given to a second account (or held by a Project Admin whose
+        // privileges are off), a role it then rewrote came back to it with MANAGE_*.
+        if custom_role_manager(&app.read(), caller, &key).is_some() {
+            return Err(ApiError::Forbidden(
+                "a member manager cannot make a role that manages the project (MANAGE_MEMBERS, MANAGE_RESOURCES): an admin or a Project Admin can".into(),
+            ));
+        }
     }
     let committed = app
         .submit(

@@ -453,9 +453,24 @@ pub(super) async fn refresh(
             .and_then(|id| s.tokens.by_id.get(id.as_str()))
             .cloned()
             .ok_or_else(|| {
-                ApiError::BadRequest(
-                    "invalid `refresh_token`: unknown, revoked or already used".into(),
-                )
+                // A pair another server issued is that server's to refresh (seed 004's
+                // "created by a different instance"): said so, read from the access
+                // token's unverified issuer (it grants nothing, it only words the 400).
+                let service_id = s.service_id.as_deref().unwrap_or_default();
+                let issuer = access_token
+                    .as_deref()
+                    .and_then(|a| crate::auth::jwt::parse(a).ok())
+                    .map(|u| u.into_claims().iss)
+                    .filter(|iss| !iss.is_empty() && iss != service_id);
+                match issuer {
+                    Some(iss) => ApiError::BadRequest(format!(
+                        "invalid `refresh_token`: the token was issued by `{}`; refresh it there",
+                        iss.escape_default()
+                    )),
+                    None => ApiError::BadRequest(
+                        "invalid `refresh_token`: unknown, revoked or already used".into(),
+                    ),
+                }
             })?;
         if let Some(issuer) = s.federation.token_issuers.get(&old.token_id) {
             // A federated record: only the server that issued the token refreshes it.
@@ -505,12 +520,24 @@ pub(super) async fn refresh(
             token_may_mint(caller)?;
         }
     }
-    let user_seq = app
-        .read()
-        .directory
-        .users
-        .get(old.subject.as_str())
-        .map(|u| u.created_seq);
+    let (user_seq, enabled) =
+        app.read()
+            .directory
+            .users
+            .get(old.subject.as_str())
+            .map_or((None, true), |u| {
+                (
+                    Some(u.created_seq),
+                    u.status == gatehouse_schemas::UserStatus::Enabled,
+                )
+            });
+    // Said as what it is, not as a bad `username` the caller never sent.
+    if !enabled {
+        return Err(ApiError::Forbidden(format!(
+            "user `{}` is disabled or locked: its tokens are not refreshed",
+            old.subject
+        )));
+    }
     // As at sign-in: a token made for an identity that was no user stays that identity's;
     // a refresh after a user of that name was created handed out a pair that never worked.
     if old.transient && user_seq.is_some() {

@@ -734,6 +734,28 @@ fn custom_role_managers_cannot_raise_themselves() {
     );
     let held = admin.get(&format!("{P}/other/users/dora")).json();
     assert_eq!(held["roles"], json!(["Developer"]), "{held}");
+    // Nor by writing MANAGE_* into a role someone holds (the resource manager `rm`
+    // makes a role, `carl` gives it, `rm` rewrites it), or into a new one.
+    let r = rm.post(
+        &format!("{P}/other/roles"),
+        &json!({"name": "Plain", "actions": ["READ_REPOSITORY"], "environments": ["DEV"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = carl.put(
+        &format!("{P}/other/users/dora"),
+        &json!({"roles": ["Plain"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = rm.put(
+        &format!("{P}/other/roles/Plain"),
+        &json!({"actions": ["READ_REPOSITORY", "MANAGE_MEMBERS"], "environments": ["DEV"]}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = rm.post(
+        &format!("{P}/other/roles"),
+        &json!({"name": "Mgr2", "actions": ["MANAGE_MEMBERS"], "environments": ["DEV"]}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
 
     let r = rm.put(
         &format!("{P}/other/roles/ResMgr"),

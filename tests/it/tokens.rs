@@ -1763,3 +1763,28 @@ fn quoted_group_scopes_and_tokens_that_would_do_nothing_here() {
         200
     );
 }
+
+/// An empty form value is a value not given (`expires_in=` from a script's unset
+/// variable was a 400), and a number too large is said to be one in a form as in JSON.
+#[test]
+fn empty_form_values_are_not_given_and_large_numbers_say_so() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let form = |body: &str| {
+        admin.raw(
+            "POST",
+            "/access/api/v1/tokens",
+            Some("application/x-www-form-urlencoded"),
+            Some(body.as_bytes()),
+        )
+    };
+    let r = form("username=ci&scope=applied-permissions/user&expires_in=&refreshable=");
+    assert_eq!(r.status, 400, "ci does not exist: {}", r.text);
+    app.create_user("ci", "password-1");
+    let r = form("username=ci&expires_in=&refreshable=");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.json().get("refresh_token").is_none(), "{}", r.text);
+    let r = form("username=ci&expires_in=99999999999999999999");
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error_message().contains("too large"), "{}", r.text);
+}
