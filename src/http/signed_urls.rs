@@ -29,18 +29,19 @@ const MAX_VALID_SECS: u64 = 365 * 24 * 3600;
 /// The signature over a URL's parts. `signer` is `None` only for URLs made before
 /// signers were named (they verify as they did, until they expire or the key is
 /// replaced); a path never holds a newline, so the two forms cannot be mistaken.
+/// `signer` is the signer's name and the position its user was created at: a user made
+/// later under the same name is someone else, whose rights the URL does not lend.
 fn signature(
     key: &[u8; 32],
     version: u64,
     repo_path: &str,
     expiry_ms: u64,
-    signer: Option<&str>,
+    signer: Option<(&str, u64)>,
 ) -> String {
     let mut h = blake3::Hasher::new_keyed(key);
     h.update(format!("{version}\n{expiry_ms}\n{repo_path}").as_bytes());
-    if let Some(signer) = signer {
-        h.update(b"\n");
-        h.update(signer.as_bytes());
+    if let Some((signer, created_seq)) = signer {
+        h.update(format!("\n{signer}\n{created_seq}").as_bytes());
     }
     URL_SAFE_NO_PAD.encode(&h.finalize().as_bytes()[..24])
 }
@@ -182,7 +183,26 @@ async fn create(
             None => ApiError::Unavailable("no signed-URL key yet".into()),
         })?;
     let signer = caller.0.username.as_str();
-    let sig = signature(&key, version, &repo_path, expiry_ms, Some(signer));
+    // The URL lends what its signer's user may sign, checked at each use: a right that
+    // comes from the credential alone (a token's admin scope, a transient identity)
+    // made a URL that never verified.
+    let created_seq = signer_record(&app, signer)
+        .and_then(|(seq, admin)| {
+            may_sign_as(&app, signer, admin, None, &repo_path, body.org.as_deref()).map(|()| seq)
+        })
+        .map_err(|e| match e {
+            ApiError::Forbidden(why) => ApiError::Forbidden(format!(
+                "a signed URL lends its signer's own right, which `{signer}` does not have (only through this credential's scope): {why}"
+            )),
+            other => other,
+        })?;
+    let sig = signature(
+        &key,
+        version,
+        &repo_path,
+        expiry_ms,
+        Some((signer, created_seq)),
+    );
     let org_param = org.map(|o| format!("&org={o}")).unwrap_or_default();
     // The path percent-encoded segment by segment: the signature covers the path a file
     // server serves (decoded), and a `%`, `?`, `#` or space in a file's name must reach
@@ -289,56 +309,75 @@ pub fn check_signed(app: &AppState, repo_path: &str, query: &str) -> Result<(), 
         .ok_or_else(|| {
             ApiError::Forbidden("the URL's organisation has no signed-URL key".into())
         })?;
-    let expected = signature(&key, current, repo_path, exp, signer.as_deref());
+    // The signer's user as it is now: none (deleted, or never) signs with position 0,
+    // which no user is created at — the signature fails as a forged one does, and says
+    // nothing about which names exist.
+    let now = signer.as_deref().map(|name| {
+        let s = app.read();
+        let user = s.directory.users.get(name);
+        let created_seq = user.map_or(0, |u| u.created_seq);
+        let state = user.map(|u| {
+            (
+                u.status == gatehouse_schemas::UserStatus::Enabled,
+                s.directory.user_is_admin(u),
+            )
+        });
+        (name, created_seq, state)
+    });
+    let expected = signature(
+        &key,
+        current,
+        repo_path,
+        exp,
+        now.map(|(name, seq, _)| (name, seq)),
+    );
     // Compare in constant time: the signature is the credential.
     let valid = version == current && constant_time_eq(expected.as_bytes(), sig.as_bytes());
     if !valid {
         return Err(ApiError::Forbidden(
-            "the URL's signature is not valid (tampered, or signed with a replaced key)".into(),
+            "the URL's signature is not valid (tampered, signed with a replaced key, or its signer was deleted)".into(),
         ));
     }
     if exp <= unix_millis() {
         return Err(ApiError::Forbidden("the signed URL has expired".into()));
     }
-    if let Some(signer) = signer {
-        signer_still_may(app, &signer, repo_path, org.as_deref())?;
-    }
-    Ok(())
-}
-
-/// A URL lends its signer's right to read the path: it ends when the signer could no
-/// longer sign it — deleted, disabled or locked (as the signer's tokens do), or no
-/// longer an admin nor holding `manage` on the path.
-fn signer_still_may(
-    app: &AppState,
-    signer: &str,
-    repo_path: &str,
-    org: Option<&str>,
-) -> Result<(), ApiError> {
-    let admin = {
-        let s = app.read();
-        match s.directory.users.get(signer) {
-            Some(u) if u.status == gatehouse_schemas::UserStatus::Enabled => {
-                s.directory.user_is_admin(u)
-            }
-            Some(_) => {
+    // A URL lends its signer's right to read the path: it ends when the signer could no
+    // longer sign it — disabled or locked (as the signer's tokens do), or no longer an
+    // admin nor holding `manage` on the path.
+    if let Some((signer, _, state)) = now {
+        match state {
+            Some((true, admin)) => may_sign_as(app, signer, admin, None, repo_path, org.as_deref())
+                .map_err(|e| match e {
+                    ApiError::Forbidden(why) => ApiError::Forbidden(format!(
+                        "the URL's signer may no longer sign it: {why}"
+                    )),
+                    other => other,
+                })?,
+            _ => {
                 return Err(ApiError::Forbidden(format!(
                     "the URL's signer `{signer}` is disabled or locked"
                 )))
             }
-            None => {
-                return Err(ApiError::Forbidden(format!(
-                    "the URL's signer `{signer}` no longer exists"
-                )))
-            }
         }
-    };
-    may_sign_as(app, signer, admin, None, repo_path, org).map_err(|e| match e {
-        ApiError::Forbidden(why) => {
-            ApiError::Forbidden(format!("the URL's signer may no longer sign it: {why}"))
+    }
+    Ok(())
+}
+
+/// The signer's user: the position it was created at and whether it is an admin; 403
+/// when there is none (a transient identity) or it may not sign in.
+fn signer_record(app: &AppState, signer: &str) -> Result<(u64, bool), ApiError> {
+    let s = app.read();
+    match s.directory.users.get(signer) {
+        Some(u) if u.status == gatehouse_schemas::UserStatus::Enabled => {
+            Ok((u.created_seq, s.directory.user_is_admin(u)))
         }
-        other => other,
-    })
+        Some(_) => Err(ApiError::Forbidden(format!(
+            "`{signer}` is disabled or locked"
+        ))),
+        None => Err(ApiError::Forbidden(format!(
+            "`{signer}` is not a user here (a transient identity)"
+        ))),
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

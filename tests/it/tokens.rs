@@ -830,7 +830,30 @@ fn a_signed_url_holds_only_while_its_signer_may_sign_it() {
     assert_eq!(admin.delete("/access/api/v2/users/erin").status, 204);
     let r = verify(&erin_url);
     assert_eq!(r.status, 403);
-    assert!(r.error_message().contains("no longer exists"), "{}", r.text);
+    assert!(r.error_message().contains("deleted"), "{}", r.text);
+    // A new user under the deleted signer's name is someone else: the URL stays dead.
+    app.create_user("erin", "password-1");
+    grant(json!({"dave+ops@example.com": ["read", "manage"], "erin": ["read", "manage"]}));
+    assert_eq!(verify(&erin_url).status, 403);
+    assert_eq!(verify(&sign("erin")).status, 200);
+    // A right the credential has and its user does not (an admin-scoped token given to
+    // a plain user, a transient identity's admin token) signs nothing: the URL would
+    // never verify.
+    for (username, scope) in [
+        ("erin", "applied-permissions/admin"),
+        ("ci-bot", "applied-permissions/admin"),
+    ] {
+        let t = create_token(
+            &admin,
+            json!({"username": username, "scope": scope, "expires_in": 600}),
+        );
+        let r = bearer(&app, t["access_token"].as_str().unwrap()).post(
+            "/artifactory/api/signed/url",
+            &json!({"repo_path": "private/x.bin"}),
+        );
+        assert_eq!(r.status, 403, "{username}: {}", r.text);
+        assert!(r.error_message().contains("own right"), "{}", r.text);
+    }
     // An admin's URL (any path) ends when the signer is no longer an admin.
     let r = admin.post(
         "/access/api/v2/users",
