@@ -643,10 +643,20 @@ fn change_entitlement(
         ("version", &body.version, e.version.as_deref()),
         ("path", &body.path, e.path.as_deref()),
     ] {
-        if given.as_ref().is_some_and(|v| v.as_str() != stored) {
-            return Err(ApiError::BadRequest(format!(
-                "invalid `{field}`: what an entitlement is on cannot change (delete it and create another)"
-            )));
+        match given {
+            // `null`: not given (as everywhere), or the absent value sent back.
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::String(v)) if Some(v.as_str()) == stored => {}
+            Some(serde_json::Value::String(_)) => {
+                return Err(ApiError::BadRequest(format!(
+                    "invalid `{field}`: what an entitlement is on cannot change (delete it and create another)"
+                )))
+            }
+            Some(_) => {
+                return Err(ApiError::BadRequest(format!(
+                    "invalid `{field}`: expected a string"
+                )))
+            }
         }
     }
     if let Some(a) = body.access {

@@ -899,6 +899,13 @@ pub(super) async fn revoke_id(
         .get(id.as_str())
         .map(|t| t.subject.clone());
     let Some(owner) = owner else {
+        // A short-lived token's id says it is one (the caller must not believe it
+        // revoked: it works until it expires), as `DELETE …/tokens/{id}` says.
+        if crate::tokens::id_marks_non_revocable(&id) {
+            return Err(ApiError::BadRequest(format!(
+                "token `{id}` is not revocable here: it is not recorded (shorter-lived than revocable-expiry-threshold, without force_revocable); it ends when it expires"
+            )));
+        }
         return Err(ApiError::NotFound(format!("token `{id}` not found")));
     };
     if !caller.admin && owner != caller.username {

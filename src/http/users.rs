@@ -703,10 +703,9 @@ pub(super) fn not_ones_own_expiry<'a>(
     caller: &str,
     names: impl IntoIterator<Item = &'a str>,
 ) -> Result<(), ApiError> {
-    if names
-        .into_iter()
-        .any(|n| n.trim().eq_ignore_ascii_case(caller))
-    {
+    // Compared as user names are (lower case, Unicode): `ÉMILE` is `émile`.
+    let caller = caller.to_lowercase();
+    if names.into_iter().any(|n| n.trim().to_lowercase() == caller) {
         return Err(ApiError::BadRequest(format!(
             "invalid `username`: `{caller}` cannot expire its own password (its tokens would stop until it is changed); change it instead"
         )));

@@ -540,11 +540,7 @@ pub fn v1_out(t: &PermissionTarget) -> PermissionV1 {
             })
             .collect()
     };
-    let include = if s.include_patterns.is_empty() {
-        "**".to_string()
-    } else {
-        s.include_patterns.join(",")
-    };
+    let include = shown_includes(&s.include_patterns).join(",");
     PermissionV1 {
         name: Some(t.name.clone()),
         includes_pattern: Some(include),

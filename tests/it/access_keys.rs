@@ -273,6 +273,9 @@ fn entitlements_crud_tags_and_search() {
         ("package", json!("other-pkg")),
         ("path", json!("p")),
         ("id", json!("another-id")),
+        // Wrong types are 400 too (they passed where the entitlement had no such value).
+        ("version", json!(["1"])),
+        ("path", json!(false)),
     ] {
         let r = admin.patch(&path, &json!({ field: value }));
         assert_eq!(r.status, 400, "{field}: {}", r.text);

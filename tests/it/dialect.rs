@@ -458,6 +458,21 @@ fn tokens_are_revoked_by_value_and_spoken_to_under_artifactory_prefixes() {
         &format!("token_id={id}"),
     );
     assert_eq!(r.status, 404, "{}", r.text);
+    // A short-lived token is not revocable, and is said to be (it was "not found"; the
+    // caller must not believe it gone).
+    let t = admin.post(
+        "/access/api/v1/tokens",
+        &json!({"username": "tim", "expires_in": 600}),
+    );
+    let short = t.json()["token_id"].as_str().unwrap().to_string();
+    let r = form(
+        &admin,
+        "POST",
+        "/artifactory/api/security/token/revoke",
+        &format!("token_id={short}"),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("not revocable"), "{}", r.text);
 }
 
 #[test]

@@ -379,6 +379,20 @@ fn an_expired_password_only_allows_changing_it() {
         assert!(r.error_message().contains("its own password"), "{}", r.text);
     }
     assert_eq!(admin.get("/access/api/v2/users").status, 200);
+    // Compared as names are: an admin `émile` is `ÉMILE` (ASCII-only case folding let
+    // it through on the Artifactory routes).
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "émile", "email": "emile@example.com", "password": "Password-123!", "admin": true}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let emile = app.as_user("émile", "Password-123!");
+    let r = emile.post(
+        "/artifactory/api/security/users/authorization/expirePassword",
+        &json!(["ÉMILE"]),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(emile.get("/access/api/v2/users").status, 200);
     let exa = app.as_user("exa", "password-1");
     let r = exa.get("/access/api/v2/users/exa");
     assert_eq!(r.status, 403);
