@@ -512,6 +512,12 @@ def jfc_groups():
         api().create_or_replace_group("jfc-artgroup", JM.GroupDetails(name="jfc-artgroup", description="via artifactory api"))
         r = need(raw_get("/access/api/v2/groups/jfc-artgroup"), 200)
         expect_eq(r.json().get("description"), "via artifactory api", "description seen by the v2 API")
+        # Run again, as a provisioning script does: a replace (200) is read as a group
+        # (an empty 200 failed the library's parse after the change was made).
+        g = api().create_or_replace_group("jfc-artgroup", JM.GroupDetails(name="jfc-artgroup", description="again"))
+        expect(g is not None and g.name == "jfc-artgroup", f"the replace answered {g!r}")
+        r = need(raw_get("/access/api/v2/groups/jfc-artgroup"), 200)
+        expect_eq(r.json().get("description"), "again", "description after the replace")
     check("jfc.groups.create_or_replace_group (Artifactory API)", create_or_replace_group)
 
     def delete_group():
@@ -1386,6 +1392,18 @@ def pyartifactory_checks():
         expect_eq(bearer_status(t.access_token), 200, "using the token")
         S["pa_token"] = t.access_token
     check("pyart.security.create_access_token", token_create)
+
+    def token_create_refused():
+        # A refusal says why: pyartifactory reads `error_description` (it said
+        # "Unknown error" for every refusal).
+        from pyartifactory.exception import InvalidTokenDataError
+        try:
+            pa().security.create_access_token(user_name=U, expires_in=600, scope="bogus")
+        except InvalidTokenDataError as e:
+            expect("unknown scope" in str(e), f"the reason is not in the error: {e}")
+        else:
+            raise Fail("a bogus scope was accepted")
+    check("pyart.security.create_access_token refused, with the reason", token_create_refused)
 
     def token_as_auth():
         art = pa(token=S.get("admin_token"))

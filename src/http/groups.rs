@@ -70,9 +70,43 @@ async fn list(
     // a script asking for `ga` got every group).
     let name_part = query_param(&req, "groupName")?.map(|g| g.to_lowercase());
     let descending = super::bool_param(&req, "descendingOrder")?;
+    // A group's role in a project (JFrog's `projectKey` and `role`), as the users list
+    // takes them; permissions by resource are not a filter here. They were ignored: a
+    // script acting on "the project's groups" acted on every group.
+    for unsupported in ["resourceType", "resourceName"] {
+        if query_param(&req, unsupported)?.is_some() {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `{unsupported}`: this list is not filtered by permission resource (ask `GET /access/api/v1/authorize/effective`)"
+            )));
+        }
+    }
+    let project = query_param(&req, "projectKey")?;
+    let role = query_param(&req, "role")?;
+    if role.is_some() && project.is_none() {
+        return Err(ApiError::BadRequest(
+            "invalid `role`: a role is a project's; give `projectKey` too".into(),
+        ));
+    }
     let base = base_url(&req);
     let s = app.view(&req);
-    let (page, next) = if name_part.is_none() && !descending {
+    let members: Option<std::collections::BTreeSet<&str>> = match &project {
+        None => None,
+        Some(p) => Some(
+            s.projects
+                .by_key
+                .get(p)
+                .ok_or_else(|| ApiError::NotFound(format!("project `{p}` not found")))?
+                .groups
+                .iter()
+                .filter(|(_, roles)| {
+                    role.as_ref()
+                        .is_none_or(|r| roles.iter().any(|x| x.eq_ignore_ascii_case(r)))
+                })
+                .map(|(g, _)| g.as_str())
+                .collect(),
+        ),
+    };
+    let (page, next) = if name_part.is_none() && !descending && members.is_none() {
         page_shared(&s.directory.groups, cursor.as_deref(), limit)
     } else {
         let filtered: Vec<(&str, &gatehouse_projections::Group)> = s
@@ -84,6 +118,7 @@ async fn list(
                     .as_ref()
                     .is_none_or(|p| g.name.to_lowercase().contains(p.as_str()))
             })
+            .filter(|(_, g)| members.as_ref().is_none_or(|m| m.contains(g.name.as_str())))
             .map(|(k, g)| (std::borrow::Borrow::<str>::borrow(k), &**g))
             .collect();
         super::page_ordered(filtered.into_iter(), cursor.as_deref(), limit, descending)

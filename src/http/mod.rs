@@ -1069,6 +1069,7 @@ pub async fn request_middleware(
         .unwrap_or_else(new_request_id);
     req.extensions_mut().insert(RequestId(rid.clone()));
     serve_artifactory_prefix(&mut req);
+    without_trailing_slash(&mut req);
     art_api_header_as_bearer(&mut req);
     let method = req.method().clone();
     let start = Instant::now();
@@ -1221,6 +1222,29 @@ fn serve_artifactory_prefix(req: &mut ServiceRequest) {
         return;
     };
     let mut target = format!("/access/{rest}");
+    if let Some(q) = req.uri().query() {
+        target.push('?');
+        target.push_str(q);
+    }
+    if let Ok(uri) = target.parse::<actix_web::http::Uri>() {
+        req.match_info_mut().get_mut().update(&uri);
+        req.head_mut().uri = uri;
+    }
+}
+
+/// An API path with a trailing slash is the path without it, as Artifactory takes it
+/// (rtpy's `system_info()` asks `GET /artifactory/api/system/`; every route answered
+/// 404 there). Not the console's (`/ui/` is its page). Only a `/` at the end is looked
+/// at: nothing on the common path.
+fn without_trailing_slash(req: &mut ServiceRequest) {
+    let path = req.path();
+    if path.len() < 2 || !path.ends_with('/') || path.starts_with("/ui") {
+        return;
+    }
+    let mut target = path.trim_end_matches('/').to_string();
+    if target.is_empty() {
+        return;
+    }
     if let Some(q) = req.uri().query() {
         target.push('?');
         target.push_str(q);

@@ -15,6 +15,7 @@ use serde_json::json;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/access/api/v1/tokens")
+            .wrap(actix_web::middleware::from_fn(oauth_error_fields))
             .service(
                 resource("")
                     .route(web::post().to(create))
@@ -32,6 +33,53 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::delete().to(revoke)),
             ),
     );
+}
+
+/// OAuth 2.0's error fields (RFC 6749, 5.2) beside `errors` in a token endpoint's
+/// client errors: `error` and `error_description`, which the client libraries read
+/// (pyartifactory said "Unknown error" for every refusal, dohq only "403 Client Error:
+/// Forbidden"). Also on errors of the extractors (a wrong password), which are answers
+/// by the time they come here.
+pub(super) async fn oauth_error_fields(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let res = next.call(req).await?;
+    let json = res
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    let status = res.status();
+    if !status.is_client_error() || !json {
+        return Ok(res.map_into_boxed_body());
+    }
+    let (req, res) = res.into_parts();
+    let (res, body) = res.into_parts();
+    let bytes = actix_web::body::to_bytes(body)
+        .await
+        .map_err(|e| actix_web::error::ErrorInternalServerError(e.into().to_string()))?;
+    let mut value: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(_) => {
+            return Ok(
+                actix_web::dev::ServiceResponse::new(req, res.set_body(bytes))
+                    .map_into_boxed_body(),
+            )
+        }
+    };
+    let message = value["errors"][0]["message"].as_str().map(str::to_string);
+    if let (Some(message), Some(body)) = (message, value.as_object_mut()) {
+        let error = match status.as_u16() {
+            401 => "invalid_client",
+            403 => "unauthorized_client",
+            _ => "invalid_request",
+        };
+        body.insert("error".into(), error.into());
+        body.insert("error_description".into(), message.into());
+    }
+    let bytes = serde_json::to_vec(&value).unwrap_or_else(|_| bytes.to_vec());
+    Ok(actix_web::dev::ServiceResponse::new(req, res.set_body(bytes)).map_into_boxed_body())
 }
 
 const USER_SCOPE: &str = "applied-permissions/user";

@@ -1240,6 +1240,27 @@ fn user_and_group_list_filters_as_the_client_libraries_send_them() {
     };
     assert_eq!(groups("groupName=GA"), ["ga1"]);
     assert_eq!(groups("descendingOrder=true"), ["gb2", "ga1", "admins3"]);
+    // A project's groups, by role, as for users (they were ignored: every group).
+    for (group, role) in [("ga1", "Viewer"), ("gb2", "Developer")] {
+        let r = admin.put(
+            &format!("/access/api/v1/projects/web/groups/{group}"),
+            &json!({"roles": [role]}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    assert_eq!(groups("projectKey=web"), ["ga1", "gb2"]);
+    assert_eq!(groups("projectKey=web&role=viewer"), ["ga1"]);
+    assert_eq!(
+        admin.get("/access/api/v2/groups?projectKey=nope").status,
+        404
+    );
+    assert_eq!(admin.get("/access/api/v2/groups?role=Viewer").status, 400);
+    assert_eq!(
+        admin
+            .get("/access/api/v2/groups?resourceType=repository&resourceName=x")
+            .status,
+        400
+    );
 }
 
 /// From a review of the Artifactory security API: seed 004's own samples write `add` and

@@ -4,7 +4,7 @@ use super::super::error::ApiError;
 use super::super::extract::{Admin, Body, RequestId};
 use super::super::groups::{normalize_members, path_name};
 use super::super::{base_url, resource, written, AppState};
-use super::{created_or_ok, name_matches, text};
+use super::{name_matches, text};
 use crate::domain::{self, Command, GroupChanges, NewGroup};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -152,10 +152,20 @@ async fn put(
                 tries += 1;
             }
             result => {
-                return Ok(written(
-                    HttpResponse::build(created_or_ok(existed)).finish(),
-                    result.map_err(|e| e.renaming_fields(FIELDS))?,
-                ))
+                let committed = result.map_err(|e| e.renaming_fields(FIELDS))?;
+                // A replace answers the group as it is now (py-jfrog-client's
+                // `create_or_replace_group` reads a group from a 200, and failed on an
+                // empty body after the change was made); a create, 201 with none.
+                let answer = if existed {
+                    let s = app.read();
+                    match s.directory.groups.get(name.as_str()) {
+                        Some(g) => HttpResponse::Ok().json(crate::views::artifactory_group(g)),
+                        None => HttpResponse::Ok().finish(),
+                    }
+                } else {
+                    HttpResponse::Created().finish()
+                };
+                return Ok(written(answer, committed));
             }
         }
     }

@@ -14,6 +14,9 @@ use serde_json::Value;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         resource("/artifactory/api/security/token")
+            .wrap(actix_web::middleware::from_fn(
+                super::super::tokens::oauth_error_fields,
+            ))
             .route(web::post().to(create_legacy))
             .route(web::get().to(list)),
     )
