@@ -884,6 +884,21 @@ def jfc_projects():
         expect_eq(s.assigned_to, K, "assigned_to")
     check("jfc.projects.attach_repository_to_project + get_project_repository_status", attach)
 
+    def existence():
+        r = repo_api().check_if_repository_exists(type=["local"], project_key=K)
+        expect(r is not None and r.exists is True, f"answer {r}")
+        expect_eq(r.matching_repo_types, ["LOCAL"], "matchingRepoTypes")
+        r = repo_api().check_if_repository_exists(type=["remote"], project_key=K)
+        expect(r is not None and r.exists is False, f"no remote repository in {K}: {r}")
+    check("jfc.repositories.check_if_repository_exists", existence)
+
+    def configurations():
+        r = repo_api().get_all_repository_configurations(repo_type="local")
+        expect(r is not None and r.local, f"answer {r}")
+        expect(any(c.get("key") == "jfcproj-dev" for c in r.local), f"jfcproj-dev not among {r.local}")
+        expect(not r.remote, f"only local ones were asked: {r.remote}")
+    check("jfc.repositories.get_all_repository_configurations", configurations)
+
     def share():
         repo_api().share_repository_with_target_project("jfcproj-dev", "jfcother", read_only=False)
         s = repo_api().get_project_repository_status("jfcproj-dev")

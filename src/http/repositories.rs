@@ -16,6 +16,15 @@ use serde_json::json;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/artifactory/api/repositories").route(web::get().to(list)))
+        // Before `{key}`, which took them for repositories named so ("repository
+        // `existence` not found").
+        .service(
+            resource("/artifactory/api/repositories/existence").route(web::get().to(existence)),
+        )
+        .service(
+            resource("/artifactory/api/repositories/configurations")
+                .route(web::get().to(configurations)),
+        )
         .service(
             resource("/artifactory/api/repositories/{key}")
                 .route(web::get().to(get))
@@ -146,6 +155,122 @@ async fn get(
         .filter(|r| Visible::of(&app, &s, &caller, &req).repository(r))
         .ok_or_else(|| ApiError::NotFound(format!("repository `{path}` not found")))?;
     Ok(HttpResponse::Ok().json(repository_out(r)))
+}
+
+/// The values of a query parameter that may be given several times (`type=local&type=remote`),
+/// each of them comma-separated lists too; lower case.
+fn listed(req: &HttpRequest, name: &str) -> Result<Vec<String>, ApiError> {
+    let mut out = Vec::new();
+    for pair in req.query_string().split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k != name {
+            continue;
+        }
+        let v = super::percent_decode(&v.replace('+', " ")).ok_or_else(|| {
+            ApiError::BadRequest(format!("invalid `{name}`: bad percent-encoding"))
+        })?;
+        out.extend(
+            v.split(',')
+                .map(|t| t.trim().to_lowercase())
+                .filter(|t| !t.is_empty()),
+        );
+    }
+    Ok(out)
+}
+
+/// Repository classes asked for by `name`, each one of [`CLASSES`] (400 naming it).
+fn classes_asked(req: &HttpRequest, name: &str) -> Result<Vec<String>, ApiError> {
+    let asked = listed(req, name)?;
+    if let Some(bad) = asked.iter().find(|t| !CLASSES.contains(&t.as_str())) {
+        return Err(ApiError::BadRequest(format!(
+            "invalid `{name}`: `{}` (use {})",
+            bad.escape_debug(),
+            CLASSES.join(", ")
+        )));
+    }
+    Ok(asked)
+}
+
+/// `GET …/repositories/existence?type=local&type=remote&projectKey=p`: whether the caller
+/// can see a repository of those classes (any class when none is given), in that project
+/// when one is given, and which of the classes asked have one (py-jfrog-client's
+/// `check_if_repository_exists`).
+async fn existence(
+    app: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    super::only_query_params(&req, &["type", "projectKey"])?;
+    let asked = classes_asked(&req, "type")?;
+    let project = super::query_param(&req, "projectKey")?;
+    let s = app.view(&req);
+    let sees = Visible::of(&app, &s, &caller, &req);
+    let mut matching: Vec<String> = Vec::new();
+    for r in s
+        .repositories
+        .by_key
+        .values()
+        .filter(|r| sees.repository(r))
+    {
+        let class = r.config.rclass.as_str();
+        let in_project = project
+            .as_ref()
+            .is_none_or(|p| r.project.as_ref() == Some(p));
+        let wanted = asked.is_empty() || asked.iter().any(|a| a == class);
+        let upper = class.to_uppercase();
+        if in_project && wanted && !matching.contains(&upper) {
+            matching.push(upper);
+        }
+    }
+    matching.sort();
+    let mut body = json!({"exists": !matching.is_empty(), "matchingRepoTypes": matching});
+    if let Some(p) = project {
+        body["projectKey"] = json!(p);
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// `GET …/repositories/configurations?repoType=local,remote&packageType=maven`: the
+/// configuration of every repository the caller can see, by class (`LOCAL`, `REMOTE`,
+/// `VIRTUAL`, `FEDERATED`), as `GET …/repositories/{key}` shows each
+/// (py-jfrog-client's `get_all_repository_configurations`).
+async fn configurations(
+    app: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    super::only_query_params(&req, &["repoType", "packageType"])?;
+    let classes = classes_asked(&req, "repoType")?;
+    let packages = listed(&req, "packageType")?;
+    let s = app.view(&req);
+    let sees = Visible::of(&app, &s, &caller, &req);
+    let mut by_class = serde_json::Map::new();
+    for r in s
+        .repositories
+        .by_key
+        .values()
+        .filter(|r| sees.repository(r))
+    {
+        let class = r.config.rclass.as_str();
+        if !classes.is_empty() && !classes.iter().any(|c| c == class) {
+            continue;
+        }
+        let package_ok = packages.is_empty()
+            || r.config
+                .package_type
+                .as_ref()
+                .is_some_and(|t| packages.iter().any(|p| t.eq_ignore_ascii_case(p)));
+        if !package_ok {
+            continue;
+        }
+        let list = by_class
+            .entry(class.to_uppercase())
+            .or_insert_with(|| json!([]));
+        if let Some(list) = list.as_array_mut() {
+            list.push(repository_out(r));
+        }
+    }
+    Ok(HttpResponse::Ok().json(serde_json::Value::Object(by_class)))
 }
 
 /// The repositories a caller may know of: all for an admin; for anyone else, those a
