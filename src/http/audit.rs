@@ -642,10 +642,18 @@ fn newest_backup(dir: &std::path::Path) -> Option<String> {
         .map(|(_, name)| name)
 }
 
+/// A file name in `<data-dir>/backup/` (no directories); none: the newest. Any other
+/// field but JFrog's `saas` (py-jfrog-client's `ImportAccessConfigurationRequest`
+/// carries it; the cloud's import, meaning nothing here) is refused: a misspelt `file`
+/// must not import the newest backup instead.
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RestoreBody {
-    /// A file name in `<data-dir>/backup/` (no directories).
-    file: String,
+    #[serde(default)]
+    file: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    saas: Option<bool>,
 }
 
 /// `POST /access/api/v1/system/backup/import` `{"file": "gatehouse-123.bin"}` (seed 004):
@@ -656,14 +664,15 @@ struct RestoreBody {
 /// refused (409): a different history is restored offline, into an empty data
 /// directory, with `gatehouse import`.
 ///
-/// Without a body (the seed's own `curl`), the newest export in `<data-dir>/backup/`.
+/// Without a body (the seed's own `curl`), or one without `file` (py-jfrog-client sends
+/// `{"saas": false}`), the newest export in `<data-dir>/backup/`.
 async fn restore(
     app: web::Data<AppState>,
     _admin: Admin,
     super::extract::OptionalBody(body): super::extract::OptionalBody<RestoreBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = match body {
-        Some(b) => b.file,
+    let name = match body.and_then(|b| b.file) {
+        Some(file) => file,
         None => newest_backup(&app.data_dir.join("backup")).ok_or_else(|| {
             ApiError::NotFound(
                 "no backup in <data-dir>/backup/ (make one with POST /access/api/v1/system/backup/export)"
