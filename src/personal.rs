@@ -59,6 +59,11 @@ pub struct PersonalKeys {
     pool: Mutex<Vec<FreshKey>>,
     /// Wakes the thread that refills `pool` (started with the first batched key).
     refill: Mutex<Option<std::sync::mpsc::SyncSender<()>>>,
+    /// Held while a named key is looked for and made: two first users of one (eight
+    /// webhook subscriptions made at once on a new server) each made their own, one
+    /// answered 500, and the secrets sealed with the key that lost on disk could never
+    /// be opened again.
+    naming: Mutex<()>,
 }
 
 /// Key id → key (`None`: destroyed), in [`KeyCache::SHARDS`] maps, each behind its own
@@ -273,6 +278,7 @@ impl PersonalKeys {
             store: Mutex::new(false),
             pool: Mutex::new(Vec::new()),
             refill: Mutex::new(None),
+            naming: Mutex::new(()),
         })
     }
 
@@ -423,6 +429,12 @@ impl PersonalKeys {
         if let Some(k) = self.cache.get(id) {
             return k;
         }
+        self.key_from_disk(id)
+    }
+
+    /// A key's own file (or the key vault's copy), into the cache as found (`None`
+    /// too).
+    fn key_from_disk(&self, id: &str) -> Option<[u8; 32]> {
         let path = self.dir.join(id);
         let k = std::fs::read_to_string(&path)
             .ok()
@@ -554,7 +566,12 @@ impl PersonalKeys {
         if !Self::valid_id(name) {
             return Err(KeyStoreError(format!("`{name}` is not a key name")));
         }
-        if self.key(name).is_none() {
+        if self.key(name).is_some() {
+            return Ok(name.to_string());
+        }
+        let _naming = self.naming.lock().unwrap_or_else(|p| p.into_inner());
+        // Looked for again, from the cache or the file another caller just wrote.
+        if self.cache.get(name).flatten().is_none() && self.key_from_disk(name).is_none() {
             let mut key = [0u8; 32];
             getrandom::getrandom(&mut key).map_err(|e| KeyStoreError(e.to_string()))?;
             crate::app::write_private(&self.dir.join(name), &URL_SAFE_NO_PAD.encode(key))
@@ -795,6 +812,33 @@ mod xchacha {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A named key made by many first users at once is one key: every value sealed
+    /// under it opens, also after a restart (each made its own, one failed renaming the
+    /// shared temporary file, and what the losers sealed never opened again).
+    #[test]
+    fn a_named_key_made_at_once_by_many_is_one_key() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let keys = std::sync::Arc::new(PersonalKeys::open(dir.path()).unwrap());
+            let sealed: Vec<String> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..8)
+                    .map(|i| {
+                        let keys = keys.clone();
+                        scope.spawn(move || {
+                            let id = keys.named("webhooks").unwrap();
+                            keys.encrypt(&id, &format!("secret-{i}")).unwrap()
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let reopened = PersonalKeys::open(dir.path()).unwrap();
+            for (i, s) in sealed.iter().enumerate() {
+                assert_eq!(reopened.decrypt(s), Some(format!("secret-{i}")), "{i}");
+            }
+        }
+    }
 
     /// Values sealed here open with the `chacha20poly1305` crate's XChaCha20-Poly1305 (as
     /// every value stored before was sealed) and the other way round, at every length
