@@ -288,11 +288,9 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
     // `as_of`: who asks is judged now; what they were allowed, then (the grants and
     // memberships of that moment).
     let past = req.extensions().get::<super::AsOf>().map(|a| a.0.clone());
+    let index = AppState::decision_index(&app, past.as_ref()).await?;
     let s = app.view(&req);
-    let index = match &past {
-        Some(state) => std::sync::Arc::new(crate::authorize::PermissionIndex::build(state)),
-        None => app.permission_index(&s),
-    };
+    let index = current_for(&app, index, past.is_some(), &s);
     let caller_admin = admin_at(&principal, past.is_some(), &s);
     let subject = match query_param(&req, "user")? {
         Some(other) => {
@@ -413,6 +411,22 @@ fn admin_at(
     }
 }
 
+/// The index built for the decision, or, when a permission changed again while it was
+/// built (the live state read after it is newer), one of that state: the decision is
+/// made with grants and memberships of one moment.
+fn current_for(
+    app: &AppState,
+    index: std::sync::Arc<crate::authorize::PermissionIndex>,
+    past: bool,
+    s: &gatehouse_projections::State,
+) -> std::sync::Arc<crate::authorize::PermissionIndex> {
+    if past || index.is_current(s) {
+        index
+    } else {
+        app.permission_index(s)
+    }
+}
+
 async fn effective(
     app: web::Data<AppState>,
     caller: super::extract::Caller,
@@ -420,11 +434,9 @@ async fn effective(
 ) -> Result<HttpResponse, ApiError> {
     let caller = caller.0;
     let past = req.extensions().get::<super::AsOf>().map(|a| a.0.clone());
+    let index = AppState::decision_index(&app, past.as_ref()).await?;
     let s = app.view(&req);
-    let index = match &past {
-        Some(state) => std::sync::Arc::new(crate::authorize::PermissionIndex::build(state)),
-        None => app.permission_index(&s),
-    };
+    let index = current_for(&app, index, past.is_some(), &s);
     // `user=` naming the caller is the caller, with its credentials' scope (it listed
     // every grant of the user to a token scoped to one group).
     let other = query_param(&req, "user")?

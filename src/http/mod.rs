@@ -183,6 +183,42 @@ impl AppState {
         fresh
     }
 
+    /// The permission index a decision about `past` (or, without, about the live state)
+    /// is made with, built on the blocking pool when it must be built: a build takes as
+    /// long as the targets are many (a second on a large site), and on an HTTP worker it
+    /// held every request of that worker (pings too) after each permission write. The
+    /// caller reads the state afterwards and asks [`permission_index`](Self::permission_index)
+    /// again if it moved on meanwhile (that is quick unless a permission changed again).
+    pub async fn decision_index(
+        app: &web::Data<AppState>,
+        past: Option<&Arc<State>>,
+    ) -> Result<Arc<crate::authorize::PermissionIndex>, ApiError> {
+        let off = |e: actix_web::error::BlockingError| ApiError::Internal(e.to_string());
+        if let Some(state) = past {
+            let state = state.clone();
+            return web::block(move || Arc::new(crate::authorize::PermissionIndex::build(&state)))
+                .await
+                .map_err(off);
+        }
+        let state = {
+            let s = app.read();
+            let index = app
+                .permission_index
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if index.is_current(&s) {
+                return Ok(index);
+            }
+            // O(1): the state shares its structure; no lock is held across the build.
+            s.clone()
+        };
+        let app = app.clone();
+        web::block(move || app.permission_index(&state))
+            .await
+            .map_err(off)
+    }
+
     /// The key that encrypts this user's personal data (its existing one, or a new one).
     pub async fn personal_key(&self, username: &str) -> Result<String, ApiError> {
         let existing = self
@@ -351,9 +387,38 @@ pub async fn min_seq_middleware(
     match min_seq_wait(&req).await {
         Ok(()) => next.call(req).await.map(|mut res| {
             conflict_position(&mut res);
+            warm_permission_index(&res);
             res.map_into_left_body()
         }),
         Err(e) => Ok(req.error_response(e).map_into_right_body()),
+    }
+}
+
+/// After a write that left the permission index behind (a target, a project, a
+/// membership the index reads), it is built on the blocking pool at once, so that the
+/// next decision — an nginx `auth_request` — does not wait for it. A write that
+/// changed nothing of it costs a look.
+fn warm_permission_index<B>(res: &ServiceResponse<B>) {
+    if res.request().method() == actix_web::http::Method::GET
+        || !res.status().is_success()
+        || !res.headers().contains_key(SEQ_HEADER)
+    {
+        return;
+    }
+    let Some(app) = res.request().app_data::<web::Data<AppState>>().cloned() else {
+        return;
+    };
+    let stale = {
+        let s = app.read();
+        !app.permission_index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_current(&s)
+    };
+    if stale {
+        actix_web::rt::spawn(async move {
+            let _ = AppState::decision_index(&app, None).await;
+        });
     }
 }
 
