@@ -390,6 +390,19 @@ def walk(ctx, page):
         status, _ = http("GET", "/access/api/v2/users/carol", {"Authorization": f"Bearer {token}"})
         assert status == 401, f"a revoked token still works: {status}"
 
+        step("a long list pages: the first 500 and Show more (it stopped at the first page)")
+        for i in range(505):
+            status, text = http("POST", "/access/api/v2/groups",
+                                {**basic("admin", ADMIN_PASSWORD), "Content-Type": "application/json"},
+                                json.dumps({"name": f"zz-many-{i:04d}"}).encode())
+            assert status == 201, (status, text)
+        page.get_by_role("link", name="Groups", exact=True).click()
+        expect(page.get_by_role("button", name="Show more")).to_be_visible()
+        expect(page.get_by_role("link", name="zz-many-0504")).to_have_count(0)
+        page.get_by_role("button", name="Show more").click()
+        expect(page.get_by_role("link", name="zz-many-0504")).to_be_visible()
+        expect(page.get_by_role("button", name="Show more")).to_have_count(0)
+
         step("narrow window")
         page.set_viewport_size({"width": 390, "height": 800})
         page.get_by_role("link", name="Users", exact=True).click()

@@ -397,8 +397,17 @@ async fn state(
     _admin: Admin,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let s = app.view(&req);
-    Ok(HttpResponse::Ok().json(state_json(&s)))
+    // Rendered on the blocking pool (a large state is megabytes of JSON and seconds of
+    // work: on an HTTP worker it held every request of that worker); the state is a
+    // clone that shares its structure, taken without holding the lock across the work.
+    let s: State = (*app.view(&req)).clone();
+    let body = web::block(move || serde_json::to_vec(&state_json(&s)))
+        .await
+        .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(body))
 }
 
 /// The entity collections a diff compares, by kind.
@@ -554,16 +563,22 @@ async fn diff(
         )));
     }
     let app2 = app.clone();
-    let (a, b) = web::block(move || -> Result<_, ApiError> {
-        Ok((app2.state_at(from)?, app2.state_at(to)?))
+    // The comparison and its rendering too, off the HTTP workers (seconds on a large
+    // state).
+    let body = web::block(move || -> Result<_, ApiError> {
+        let (a, b) = (app2.state_at(from)?, app2.state_at(to)?);
+        serde_json::to_vec(&json!({
+            "from": from,
+            "to": to,
+            "changes": diff_states(&a, &b),
+        }))
+        .map_err(|e| ApiError::Internal(e.to_string()))
     })
     .await
     .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))??;
-    Ok(HttpResponse::Ok().json(json!({
-        "from": from,
-        "to": to,
-        "changes": diff_states(&a, &b),
-    })))
+    Ok(HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(body))
 }
 
 /// `POST /access/api/v1/system/backup/export` (seed 004): write the whole log in the

@@ -29,6 +29,37 @@ export function table(columns, rows, caption) {
         : h('tr', {}, h('td', { colspan: String(columns.length) }, 'None.')))));
 }
 
+/**
+ * A list the API answers a page at a time (`limit`, `cursor`): the first page as a
+ * table, and "Show more" while the API says there is more (`cursor`). The lists stopped
+ * at the first page (1,000 entries) and said nothing of the rest.
+ * path: the list's URL; key: the array in the answer; columns, row: the table.
+ */
+async function pagedTable(ctx, path, key, columns, row) {
+  const wrap = h('div', {});
+  let rendered = null;
+  const more = async (cursor) => {
+    const query = { limit: '500' };
+    if (cursor) query.cursor = cursor;
+    const r = await get(path, { asOf: ctx.asOf, query });
+    const items = r[key] || [];
+    if (!rendered) {
+      rendered = table(columns, items.map(row));
+      wrap.append(rendered);
+    } else if (items.length) {
+      rendered.querySelector('tbody').append(...items.map(row).map((cells) => h('tr', {}, cells.map((cell) => h('td', {}, cell)))));
+    }
+    wrap.querySelector('p.more')?.remove();
+    if (r.cursor) {
+      const shown = rendered.querySelectorAll('tbody tr').length;
+      wrap.append(h('p', { class: 'more' }, `${shown} shown. `,
+        h('button', { type: 'button', onclick: async (e) => { e.target.disabled = true; await more(r.cursor); } }, 'Show more')));
+    }
+  };
+  await more(null);
+  return wrap;
+}
+
 export const link = (ctx, page, arg, text) => h('a', { href: `#/${page}/${enc(arg)}${ctx.asOf ? '?as_of=' + enc(ctx.asOf) : ''}` }, text);
 export const list = (s) => String(s || '').split(',').map((x) => x.trim()).filter(Boolean);
 export const pretty = (v) => h('pre', {}, JSON.stringify(v, null, 2));
@@ -118,8 +149,8 @@ const pastNote = (ctx) => ctx.readOnly ? h('p', { class: 'notice' }, 'This is th
 async function users(main, ctx) {
   if (ctx.arg) return user(main, ctx, ctx.arg);
   title(main, 'Users', ctx);
-  const r = await get('/access/api/v2/users', { asOf: ctx.asOf });
-  main.append(table(['User', 'Status', 'Realm'], r.users.map((u) => [link(ctx, 'users', u.username, u.username), u.status, u.realm])));
+  main.append(await pagedTable(ctx, '/access/api/v2/users', 'users', ['User', 'Status', 'Realm'],
+    (u) => [link(ctx, 'users', u.username, u.username), u.status, u.realm]));
   main.append(pastNote(ctx) || form('Create a user', [
     { name: 'username', label: 'User name', required: true },
     { name: 'password', label: 'Password', type: 'password' },
@@ -220,8 +251,8 @@ async function me(main, ctx) { return user(main, ctx, ctx.session.username); }
 async function groups(main, ctx) {
   if (ctx.arg) return group(main, ctx, ctx.arg);
   title(main, 'Groups', ctx);
-  const r = await get('/access/api/v2/groups', { asOf: ctx.asOf });
-  main.append(table(['Group'], r.groups.map((g) => [link(ctx, 'groups', g.group_name, g.group_name)])));
+  main.append(await pagedTable(ctx, '/access/api/v2/groups', 'groups', ['Group'],
+    (g) => [link(ctx, 'groups', g.group_name, g.group_name)]));
   main.append(pastNote(ctx) || form('Create a group', [
     { name: 'name', label: 'Name', required: true },
     { name: 'description', label: 'Description' },
@@ -272,8 +303,8 @@ function grants(actions) {
 async function permissions(main, ctx) {
   if (ctx.arg) return permission(main, ctx, ctx.arg);
   title(main, 'Permission targets', ctx);
-  const r = await get('/access/api/v2/permissions', { asOf: ctx.asOf });
-  main.append(table(['Permission target'], r.permissions.map((p) => [link(ctx, 'permissions', p.name, p.name)])));
+  main.append(await pagedTable(ctx, '/access/api/v2/permissions', 'permissions', ['Permission target'],
+    (p) => [link(ctx, 'permissions', p.name, p.name)]));
   main.append(pastNote(ctx) || form('Create a permission target', [
     { name: 'name', label: 'Name', required: true },
     { name: 'repositories', label: 'Repositories (comma-separated; ANY, ANY LOCAL, ANY REMOTE)', required: true },
