@@ -40,19 +40,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// (pyartifactory said "Unknown error" for every refusal, dohq only "403 Client Error:
 /// Forbidden"). Also on errors of the extractors (a wrong password), which are answers
 /// by the time they come here.
-pub(super) async fn oauth_error_fields(
+pub(super) async fn oauth_error_fields<B: actix_web::body::MessageBody + 'static>(
     req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
-) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    next: actix_web::middleware::Next<B>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::EitherBody<B>>, actix_web::Error> {
     let res = next.call(req).await?;
+    let status = res.status();
+    // A token answered passes as it is (its body is not boxed again).
+    if !status.is_client_error() {
+        return Ok(res.map_into_left_body());
+    }
     let json = res
         .headers()
         .get(actix_web::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.starts_with("application/json"));
-    let status = res.status();
-    if !status.is_client_error() || !json {
-        return Ok(res.map_into_boxed_body());
+    if !json {
+        return Ok(res.map_into_left_body());
     }
     let (req, res) = res.into_parts();
     let (res, body) = res.into_parts();
@@ -64,7 +68,8 @@ pub(super) async fn oauth_error_fields(
         Err(_) => {
             return Ok(
                 actix_web::dev::ServiceResponse::new(req, res.set_body(bytes))
-                    .map_into_boxed_body(),
+                    .map_into_boxed_body()
+                    .map_into_right_body(),
             )
         }
     };
@@ -79,7 +84,11 @@ pub(super) async fn oauth_error_fields(
         body.insert("error_description".into(), message.into());
     }
     let bytes = serde_json::to_vec(&value).unwrap_or_else(|_| bytes.to_vec());
-    Ok(actix_web::dev::ServiceResponse::new(req, res.set_body(bytes)).map_into_boxed_body())
+    Ok(
+        actix_web::dev::ServiceResponse::new(req, res.set_body(bytes))
+            .map_into_boxed_body()
+            .map_into_right_body(),
+    )
 }
 
 const USER_SCOPE: &str = "applied-permissions/user";
