@@ -93,7 +93,7 @@ pub fn group_names(list: &str) -> impl Iterator<Item = &str> {
 
 /// Whether a part's quotes are balanced (a part cut inside quotes is not a scope).
 pub fn balanced(part: &str) -> bool {
-    part.matches('"').count() % 2 == 0
+    part.matches('"').count().is_multiple_of(2)
 }
 
 /// A groups scope naming `names`, quoting those that need it (white space or a comma).

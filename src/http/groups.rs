@@ -89,23 +89,10 @@ async fn list(
     }
     let base = base_url(&req);
     let s = app.view(&req);
-    let members: Option<std::collections::BTreeSet<&str>> = match &project {
-        None => None,
-        Some(p) => Some(
-            s.projects
-                .by_key
-                .get(p)
-                .ok_or_else(|| ApiError::NotFound(format!("project `{p}` not found")))?
-                .groups
-                .iter()
-                .filter(|(_, roles)| {
-                    role.as_ref()
-                        .is_none_or(|r| roles.iter().any(|x| x.eq_ignore_ascii_case(r)))
-                })
-                .map(|(g, _)| g.as_str())
-                .collect(),
-        ),
-    };
+    let members = project
+        .as_deref()
+        .map(|p| super::projects::members_holding(&s, p, "group", role.as_deref()))
+        .transpose()?;
     let (page, next) = if name_part.is_none() && !descending && members.is_none() {
         page_shared(&s.directory.groups, cursor.as_deref(), limit)
     } else {

@@ -1290,12 +1290,17 @@ fn serve_artifactory_prefix(req: &mut ServiceRequest) {
     let Some(rest) = req.path().strip_prefix("/artifactory/access/") else {
         return;
     };
-    let mut target = format!("/access/{rest}");
+    let target = format!("/access/{rest}");
+    reroute(req, target);
+}
+
+/// Route the request as if it had asked `path` (its query kept): before routing.
+fn reroute(req: &mut ServiceRequest, mut path: String) {
     if let Some(q) = req.uri().query() {
-        target.push('?');
-        target.push_str(q);
+        path.push('?');
+        path.push_str(q);
     }
-    if let Ok(uri) = target.parse::<actix_web::http::Uri>() {
+    if let Ok(uri) = path.parse::<actix_web::http::Uri>() {
         req.match_info_mut().get_mut().update(&uri);
         req.head_mut().uri = uri;
     }
@@ -1310,17 +1315,9 @@ fn without_trailing_slash(req: &mut ServiceRequest) {
     if path.len() < 2 || !path.ends_with('/') || path.starts_with("/ui") {
         return;
     }
-    let mut target = path.trim_end_matches('/').to_string();
-    if target.is_empty() {
-        return;
-    }
-    if let Some(q) = req.uri().query() {
-        target.push('?');
-        target.push_str(q);
-    }
-    if let Ok(uri) = target.parse::<actix_web::http::Uri>() {
-        req.match_info_mut().get_mut().update(&uri);
-        req.head_mut().uri = uri;
+    let target = path.trim_end_matches('/').to_string();
+    if !target.is_empty() {
+        reroute(req, target);
     }
 }
 

@@ -216,9 +216,8 @@ fn refuse_unmaking_project_admin(
     Ok(())
 }
 
-/// Project keys: 2 to 32 lower-case letters and digits, starting with a letter (the
-/// key prefixes repository names, so it must be URL- and file-name-safe).
-
+/// A text field of a project: not blank when required, at most `max` characters, no
+/// control characters.
 fn check_text(field: &str, v: &str, max: usize, required: bool) -> Result<(), ApiError> {
     if required && v.trim().is_empty() {
         return Err(ApiError::BadRequest(format!(
@@ -436,6 +435,27 @@ struct MemberIn {
     #[serde(default)]
     name: Option<String>,
     roles: Vec<String>,
+}
+
+/// The users (or groups, `kind` = `group`) holding a role in project `key` — `role` if
+/// given (any case) — for the lists' `projectKey` and `role` filters; 404 naming an
+/// unknown project.
+pub(super) fn members_holding<'a>(
+    s: &'a State,
+    key: &str,
+    kind: &str,
+    role: Option<&str>,
+) -> Result<std::collections::BTreeSet<&'a str>, ApiError> {
+    let p = s
+        .projects
+        .by_key
+        .get(key)
+        .ok_or_else(|| ApiError::NotFound(format!("project `{key}` not found")))?;
+    Ok(members_of(p, kind)
+        .iter()
+        .filter(|(_, roles)| role.is_none_or(|r| roles.iter().any(|x| x.eq_ignore_ascii_case(r))))
+        .map(|(m, _)| m.as_str())
+        .collect())
 }
 
 fn members_of<'a>(

@@ -109,23 +109,10 @@ async fn list(
         ));
     }
     let s = app.view(&req);
-    let members = match &project {
-        None => None,
-        Some(p) => Some(
-            s.projects
-                .by_key
-                .get(p)
-                .ok_or_else(|| ApiError::NotFound(format!("project `{p}` not found")))?
-                .users
-                .iter()
-                .filter(|(_, roles)| {
-                    role.as_ref()
-                        .is_none_or(|r| roles.iter().any(|x| x.eq_ignore_ascii_case(r)))
-                })
-                .map(|(u, _)| u.clone())
-                .collect::<std::collections::BTreeSet<String>>(),
-        ),
-    };
+    let members = project
+        .as_deref()
+        .map(|p| super::projects::members_holding(&s, p, "user", role.as_deref()))
+        .transpose()?;
     let base = base_url(&req);
     let users_iter = s
         .directory
