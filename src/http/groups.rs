@@ -70,23 +70,7 @@ async fn list(
     // a script asking for `ga` got every group).
     let name_part = query_param(&req, "groupName")?.map(|g| g.to_lowercase());
     let descending = super::bool_param(&req, "descendingOrder")?;
-    // A group's role in a project (JFrog's `projectKey` and `role`), as the users list
-    // takes them; permissions by resource are not a filter here. They were ignored: a
-    // script acting on "the project's groups" acted on every group.
-    for unsupported in ["resourceType", "resourceName"] {
-        if query_param(&req, unsupported)?.is_some() {
-            return Err(ApiError::BadRequest(format!(
-                "invalid `{unsupported}`: this list is not filtered by permission resource (ask `GET /access/api/v1/authorize/effective`)"
-            )));
-        }
-    }
-    let project = query_param(&req, "projectKey")?;
-    let role = query_param(&req, "role")?;
-    if role.is_some() && project.is_none() {
-        return Err(ApiError::BadRequest(
-            "invalid `role`: a role is a project's; give `projectKey` too".into(),
-        ));
-    }
+    let (project, role) = super::projects::project_role_filter(&req)?;
     let base = base_url(&req);
     let s = app.view(&req);
     let members = project

@@ -437,6 +437,30 @@ struct MemberIn {
     roles: Vec<String>,
 }
 
+/// The users and groups lists' project filters: JFrog's `projectKey` and `role` (a role
+/// needs its project). Permissions by resource (`resourceType`, `resourceName`) are not
+/// a filter of these lists: said, not ignored (an ignored filter answered every user,
+/// and a script acting on "the Developers of X" acted on all).
+pub(super) fn project_role_filter(
+    req: &HttpRequest,
+) -> Result<(Option<String>, Option<String>), ApiError> {
+    for unsupported in ["resourceType", "resourceName"] {
+        if query_param(req, unsupported)?.is_some() {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `{unsupported}`: this list is not filtered by permission resource (ask `GET /access/api/v1/authorize/effective?user=`)"
+            )));
+        }
+    }
+    let project = query_param(req, "projectKey")?;
+    let role = query_param(req, "role")?;
+    if role.is_some() && project.is_none() {
+        return Err(ApiError::BadRequest(
+            "invalid `role`: a role is a project's; give `projectKey` too".into(),
+        ));
+    }
+    Ok((project, role))
+}
+
 /// The users (or groups, `kind` = `group`) holding a role in project `key` — `role` if
 /// given (any case) — for the lists' `projectKey` and `role` filters; 404 naming an
 /// unknown project.

@@ -91,23 +91,7 @@ async fn list(
     let realm = query_param(&req, "realm")?.map(|r| r.to_ascii_lowercase());
     let only_admins = super::bool_param(&req, "onlyAdmins")?;
     let descending = super::bool_param(&req, "descendingOrder")?;
-    // A user's role in a project (JFrog's `projectKey` and `role`); permissions by
-    // resource are not a filter here: said, not ignored (an ignored filter answered
-    // every user, and a script acting on "the Developers of X" acted on all).
-    for unsupported in ["resourceType", "resourceName"] {
-        if query_param(&req, unsupported)?.is_some() {
-            return Err(ApiError::BadRequest(format!(
-                "invalid `{unsupported}`: this list is not filtered by permission resource (ask `GET /access/api/v1/authorize/effective?user=`)"
-            )));
-        }
-    }
-    let project = query_param(&req, "projectKey")?;
-    let role = query_param(&req, "role")?;
-    if role.is_some() && project.is_none() {
-        return Err(ApiError::BadRequest(
-            "invalid `role`: a role is a project's; give `projectKey` too".into(),
-        ));
-    }
+    let (project, role) = super::projects::project_role_filter(&req)?;
     let s = app.view(&req);
     let members = project
         .as_deref()
