@@ -684,12 +684,14 @@ pub(super) fn change_group_members(
     group: &str,
     add: &[String],
     remove: &[String],
+    if_match: Option<u64>,
 ) -> Result<Vec<Event>, DomainError> {
     let dir = &state.directory;
     let g = dir
         .groups
         .get(group)
         .ok_or_else(|| DomainError::NotFound(format!("group `{group}`")))?;
+    check_version(if_match, g.updated_seq)?;
     check_add_remove(add, remove, "user", |u| dir.users.contains_key(u))?;
     let added: Vec<String> = add
         .iter()

@@ -32,7 +32,7 @@ pub use names::{
     validate_group_name, validate_password, validate_project_key, validate_repo_key, validate_text,
     REPOSITORY_CLASSES,
 };
-pub use permissions::{keep_repository_patterns, manages, manages_as, normalize_target};
+pub use permissions::{keep_repository_patterns, managed_sections, manages, normalize_target};
 pub use projects::normalize_role;
 pub use settings::SettingChange;
 
@@ -54,6 +54,9 @@ pub enum DomainError {
     /// The request is valid but clashes with the current state (409).
     #[error("{0}")]
     Conflict(String),
+    /// The caller may not make this change (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// Bad input; `field` names it for the client.
     #[error("invalid `{field}`: {message}")]
     Invalid { field: String, message: String },
@@ -174,6 +177,8 @@ pub enum Command {
         group: String,
         add: Vec<String>,
         remove: Vec<String>,
+        /// The group's `meta.version` a SCIM client last saw (`If-Match`).
+        if_match: Option<u64>,
     },
     /// The token is already signed; the command carries only its record (hashes).
     IssueToken(Arc<TokenIssued>),
@@ -227,6 +232,10 @@ pub enum Command {
     SavePermissionTargetAsManager {
         target: gatehouse_schemas::PermissionTarget,
         manager: String,
+        /// Whether the manager's credentials carry its own grants, and the groups they
+        /// carry (a token scoped to some groups manages only through those).
+        own_grants: bool,
+        groups: Vec<String>,
     },
     SaveRepository(gatehouse_schemas::Repository),
     DeleteRepository {
@@ -485,9 +494,12 @@ fn decide_command(state: &State, command: &Command) -> Result<Vec<Event>, Domain
         Command::CreateGroup(g) => directory::create_group(state, g),
         Command::UpdateGroup { name, changes } => directory::update_group(state, name, changes),
         Command::DeleteGroup { name } => directory::delete_group(state, name),
-        Command::ChangeGroupMembers { group, add, remove } => {
-            directory::change_group_members(state, group, add, remove)
-        }
+        Command::ChangeGroupMembers {
+            group,
+            add,
+            remove,
+            if_match,
+        } => directory::change_group_members(state, group, add, remove, *if_match),
         Command::ScimSaveUser {
             username,
             create,
@@ -572,9 +584,12 @@ fn decide_command(state: &State, command: &Command) -> Result<Vec<Event>, Domain
             create_only,
         } => permissions::save_target(state, target, *create_only),
         Command::DeletePermissionTarget { name } => permissions::delete_target(state, name),
-        Command::SavePermissionTargetAsManager { target, manager } => {
-            permissions::save_target_as_manager(state, target, manager)
-        }
+        Command::SavePermissionTargetAsManager {
+            target,
+            manager,
+            own_grants,
+            groups,
+        } => permissions::save_target_as_manager(state, target, manager, *own_grants, groups),
         Command::SaveRepository(r) => permissions::save_repository(state, r),
         Command::DeleteRepository { key } => permissions::delete_repository(state, key),
         Command::SaveProject {

@@ -264,45 +264,72 @@ pub(super) fn save_target(
 /// through one of its groups.
 pub fn manages(state: &State, username: &str, target: &PermissionTarget) -> bool {
     let groups = state.directory.users.get(username).map(|u| &u.groups);
-    manages_as(target, Some(username), |g| {
+    managed_sections(target, Some(username), |g| {
         groups.is_some_and(|gs| gs.contains(g))
     })
+    .contains(&true)
 }
 
-/// [`manages`] for grants as a token's scope leaves them: the user's own (`user`, `None`
-/// for a groups-only token) and the groups `in_group` accepts.
-pub fn manages_as(
+/// The sections of `target` (repositories, builds, release bundles, in that order) whose
+/// grants hold `manage` for the user's own grants (`user`, `None` for a groups-only
+/// token) or a group `in_group` accepts. `manage` is a section's: it lets its holder
+/// change who may do what there, not in the target's other sections.
+pub fn managed_sections(
     target: &PermissionTarget,
     user: Option<&str>,
     in_group: impl Fn(&str) -> bool,
-) -> bool {
-    [&target.repo, &target.build, &target.release_bundle]
-        .into_iter()
-        .flatten()
-        .any(|s| {
+) -> [bool; 3] {
+    [&target.repo, &target.build, &target.release_bundle].map(|s| {
+        s.as_ref().is_some_and(|s| {
             let has = |actions: &Vec<String>| actions.iter().any(|a| a == "manage");
             user.is_some_and(|u| s.users.get(u).is_some_and(has))
                 || s.groups.iter().any(|(g, a)| in_group(g) && has(a))
         })
+    })
 }
 
-/// A manager (not an admin) changes only who may do what: the same sections over the
-/// same repositories and patterns, only the users' and groups' actions differ.
+/// A manager (not an admin) changes only who may do what, in the sections it manages:
+/// the same sections over the same repositories and patterns, only the users' and
+/// groups' actions differ, and only where its grants (`own_grants`, `groups`: what its
+/// credentials carry, as far as it still holds them) hold `manage`.
 pub(super) fn save_target_as_manager(
     state: &State,
     target: &PermissionTarget,
     manager: &str,
+    own_grants: bool,
+    groups: &[String],
 ) -> Result<Vec<Event>, DomainError> {
     let old = state
         .permissions
         .targets
         .get(&target.name)
         .ok_or_else(|| DomainError::NotFound(format!("permission target `{}`", target.name)))?;
-    if !manages(state, manager, old) {
-        return Err(DomainError::invalid(
-            "name",
-            format!("`{manager}` does not hold `manage` on `{}`", target.name),
-        ));
+    let held = state.directory.users.get(manager).map(|u| &u.groups);
+    let managed = managed_sections(old, own_grants.then_some(manager), |g| {
+        groups.iter().any(|c| c == g) && held.is_some_and(|h| h.contains(g))
+    });
+    if !managed.contains(&true) {
+        return Err(DomainError::Forbidden(format!(
+            "`{manager}` does not hold `manage` on `{}`",
+            target.name
+        )));
+    }
+    let grants =
+        |s: &Option<PermissionSection>| s.as_ref().map(|s| (s.users.clone(), s.groups.clone()));
+    for (i, (name, a, b)) in [
+        ("repo", &old.repo, &target.repo),
+        ("build", &old.build, &target.build),
+        ("releaseBundle", &old.release_bundle, &target.release_bundle),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if !managed[i] && grants(a) != grants(b) {
+            return Err(DomainError::Forbidden(format!(
+                "`{manager}` holds `manage` on other sections of `{}`, not on `{name}`: its actions are not for it to change",
+                target.name
+            )));
+        }
     }
     let scope = |s: &Option<PermissionSection>| {
         s.as_ref().map(|s| {

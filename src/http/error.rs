@@ -135,6 +135,7 @@ impl From<DomainError> for ApiError {
             DomainError::NotFound(_) => ApiError::NotFound(e.to_string()),
             DomainError::AlreadyExists(_) => ApiError::Taken(e.to_string()),
             DomainError::Conflict(m) => ApiError::Conflict(m),
+            DomainError::Forbidden(m) => ApiError::Forbidden(m),
             DomainError::PreconditionFailed(m) => ApiError::PreconditionFailed(m),
             DomainError::Invalid { .. } => ApiError::BadRequest(e.to_string()),
         }

@@ -245,6 +245,7 @@ async fn change_members(
                 group: name.clone(),
                 add,
                 remove,
+                if_match: None,
             },
             &admin.username,
             &rid,

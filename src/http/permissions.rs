@@ -59,6 +59,17 @@ async fn list(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> Http
     HttpResponse::Ok().json(items)
 }
 
+/// The grants the caller's credentials carry: a token scoped to some groups manages only
+/// through those groups (it rewrote targets through its user's own `manage`).
+fn manager_subject(s: &gatehouse_projections::State, caller: &Caller) -> crate::authorize::Subject {
+    crate::authorize::Subject::new(
+        &s.directory,
+        &caller.0.username,
+        false,
+        caller.0.token.as_ref().map(|t| t.scope.as_str()),
+    )
+}
+
 /// Admins, and (seed 002, the Manage action) users holding `manage` on this target.
 fn admin_or_manager(
     s: &gatehouse_projections::State,
@@ -68,20 +79,14 @@ fn admin_or_manager(
     if caller.0.admin {
         return Ok(true);
     }
-    // The grants the caller's credentials carry: a token scoped to some groups manages
-    // only through those groups (it rewrote targets through its user's own `manage`).
-    let subject = crate::authorize::Subject::new(
-        &s.directory,
-        &caller.0.username,
-        false,
-        caller.0.token.as_ref().map(|t| t.scope.as_str()),
-    );
+    let subject = manager_subject(s, caller);
     let manager = s.permissions.targets.get(name).is_some_and(|t| {
-        domain::manages_as(
+        domain::managed_sections(
             t,
             subject.own_grants.then_some(subject.username.as_str()),
             |g| subject.groups.contains(g),
         )
+        .contains(&true)
     });
     if manager {
         Ok(false)
@@ -117,11 +122,11 @@ async fn save(
     create_only: bool,
 ) -> Result<HttpResponse, ApiError> {
     let mut target = target_in(name, body)?;
-    let existed = {
+    let (existed, subject) = {
         let s = app.read();
         let current = s.permissions.targets.get(name);
         domain::keep_repository_patterns(current.map(|t| &**t), &mut target);
-        current.is_some()
+        (current.is_some(), manager_subject(&s, caller))
     };
     let command = if caller.0.admin {
         Command::SavePermissionTarget {
@@ -132,6 +137,8 @@ async fn save(
         Command::SavePermissionTargetAsManager {
             target,
             manager: caller.0.username.clone(),
+            own_grants: subject.own_grants,
+            groups: subject.groups.into_iter().collect(),
         }
     };
     let committed = app.submit(command, &caller.0.username, rid).await?;

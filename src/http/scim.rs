@@ -777,6 +777,19 @@ fn username_eq_answer(
 pub const MEMBER_DISPLAYS: &str = "gatehouse:memberDisplays";
 
 pub fn render_group(s: &State, g: &Group, base: &str, keys: &PersonalKeys) -> Value {
+    render_group_as(s, g, base, keys, true)
+}
+
+/// A group's SCIM document, with its `members` only when `with_members`: rendering them
+/// costs a line of JSON for each member, and a client that excludes them (IdPs look
+/// groups up by name with `excludedAttributes=members`) should not wait for them.
+fn render_group_as(
+    s: &State,
+    g: &Group,
+    base: &str,
+    keys: &PersonalKeys,
+    with_members: bool,
+) -> Value {
     let mut doc = attributes_of(&g.scim);
     // Membership is the directory's. Documents written by earlier versions also hold the
     // members as a client last sent them, with their `display`: not shown (they do not
@@ -797,7 +810,7 @@ pub fn render_group(s: &State, g: &Group, base: &str, keys: &PersonalKeys) -> Va
             doc.insert("externalId".into(), json!(e));
         }
     }
-    if !g.members.is_empty() {
+    if with_members && !g.members.is_empty() {
         let members: Vec<Value> = g
             .members
             .iter()
@@ -813,7 +826,7 @@ pub fn render_group(s: &State, g: &Group, base: &str, keys: &PersonalKeys) -> Va
                     .filter(|v| crate::personal::key_id(v).is_some())
                     .and_then(|v| keys.decrypt(v))
                     .unwrap_or_else(|| u.username.clone());
-                json!({"value": id, "display": display, "$ref": format!("{base}/Users/{}", super::segment(id)), "type": "User"})
+                member_entry(id, display, base)
             })
             .collect();
         doc.insert("members".into(), json!(members));
@@ -830,6 +843,11 @@ pub fn render_group(s: &State, g: &Group, base: &str, keys: &PersonalKeys) -> Va
         }),
     );
     Value::Object(doc)
+}
+
+/// One element of a group's `members`.
+fn member_entry(id: &str, display: String, base: &str) -> Value {
+    json!({"value": id, "display": display, "$ref": format!("{base}/Users/{}", super::segment(id)), "type": "User"})
 }
 
 // ---- discovery -----------------------------------------------------------------------
@@ -1302,6 +1320,17 @@ fn run_query(
             return list_response(page, total, q.start);
         }
     }
+    // Groups' members are rendered only when shown or looked at.
+    let show_members = scim::keeps(Kind::Group, "members", &q.attributes, &q.excluded);
+    let match_members = show_members
+        || q.filter.as_ref().is_some_and(|f| {
+            f.paths()
+                .iter()
+                .any(|p| !group_attribute_without_members(p))
+        })
+        || q.sort_by
+            .as_ref()
+            .is_some_and(|p| !group_attribute_without_members(p));
     // Without a filter or sort, only the page is rendered.
     if q.filter.is_none() && q.sort_by.is_none() {
         enum Item<'a> {
@@ -1339,7 +1368,7 @@ fn run_query(
             .map(|item| {
                 let (kind, mut r) = match item {
                     Item::U(u) => (Kind::User, render_user(s, u, base, keys)),
-                    Item::G(g) => (Kind::Group, render_group(s, g, base, keys)),
+                    Item::G(g) => (Kind::Group, render_group_as(s, g, base, keys, show_members)),
                 };
                 scim::project(kind, &mut r, &q.attributes, &q.excluded);
                 r
@@ -1362,7 +1391,7 @@ fn run_query(
     }
     if kinds.contains(&Kind::Group) {
         for g in s.directory.groups.values() {
-            let r = render_group(s, g, base, keys);
+            let r = render_group_as(s, g, base, keys, match_members);
             if q.filter
                 .as_ref()
                 .is_none_or(|f| f.matches(&r, scim::GROUP_SCHEMA))
@@ -1388,6 +1417,17 @@ fn run_query(
         })
         .collect();
     list_response(page, total, q.start)
+}
+
+/// Whether a filter or sort path names one of a group's attributes other than its
+/// members (which a group rendered without them can be matched on).
+fn group_attribute_without_members(p: &filter::AttrPath) -> bool {
+    p.urn
+        .as_deref()
+        .is_none_or(|u| u.eq_ignore_ascii_case(scim::GROUP_SCHEMA))
+        && ["id", "displayName", "externalId", "meta", "schemas"]
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&p.attr))
 }
 
 async fn list(req: HttpRequest, kinds: &[Kind]) -> Result<HttpResponse> {
@@ -1470,6 +1510,27 @@ fn answer(req: &HttpRequest, kind: Kind, status: StatusCode, full: Value) -> Res
     }
     let mut r = full.clone();
     scim::project(kind, &mut r, &attributes, &excluded);
+    Ok(resource_response(status, &full, &r))
+}
+
+/// `answer` for a group, its members rendered only when the projection shows them (a
+/// group of 20,000 members excluded took as long as one shown).
+fn answer_group(
+    req: &HttpRequest,
+    status: StatusCode,
+    s: &State,
+    g: &Group,
+    keys: &PersonalKeys,
+) -> Result<HttpResponse> {
+    let attributes = list_param(req, "attributes")?;
+    let excluded = list_param(req, "excludedAttributes")?;
+    let with_members = scim::keeps(Kind::Group, "members", &attributes, &excluded);
+    let full = render_group_as(s, g, &base_url(req), keys, with_members);
+    if attributes.is_empty() && excluded.is_empty() {
+        return Ok(resource_response(status, &full, &full));
+    }
+    let mut r = full.clone();
+    scim::project(Kind::Group, &mut r, &attributes, &excluded);
     Ok(resource_response(status, &full, &r))
 }
 
@@ -2047,7 +2108,6 @@ fn group_input(s: &State, body: &Value, keys: &PersonalKeys) -> Result<GroupInpu
 async fn get_group(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse> {
     admin(&req).await?;
     let app = app_of(&req);
-    let base = base_url(&req);
     let s = app.view(&req);
     let g = s
         .directory
@@ -2057,12 +2117,7 @@ async fn get_group(req: HttpRequest, path: web::Path<String>) -> Result<HttpResp
     if let Some(res) = not_modified(&req, g.updated_seq) {
         return Ok(res);
     }
-    answer(
-        &req,
-        Kind::Group,
-        StatusCode::OK,
-        render_group(&s, g, &base, &app.personal),
-    )
+    answer_group(&req, StatusCode::OK, &s, g, &app.personal)
 }
 
 async fn create_group(req: HttpRequest, ScimBody(body): ScimBody) -> Result<HttpResponse> {
@@ -2103,7 +2158,6 @@ async fn create_group(req: HttpRequest, ScimBody(body): ScimBody) -> Result<Http
             &rid,
         )
         .await?;
-    let base = base_url(&req);
     let s = app.read();
     let g = s
         .directory
@@ -2111,12 +2165,7 @@ async fn create_group(req: HttpRequest, ScimBody(body): ScimBody) -> Result<Http
         .get(name.as_str())
         .ok_or_else(|| ScimError::not_found("the group was deleted meanwhile"))?;
     Ok(written(
-        answer(
-            &req,
-            Kind::Group,
-            StatusCode::CREATED,
-            render_group(&s, g, &base, &app.personal),
-        )?,
+        answer_group(&req, StatusCode::CREATED, &s, g, &app.personal)?,
         committed,
     ))
 }
@@ -2148,7 +2197,6 @@ async fn replace_group(
             &rid,
         )
         .await?;
-    let base = base_url(req);
     let s = app.read();
     let g = s
         .directory
@@ -2156,12 +2204,7 @@ async fn replace_group(
         .get(name)
         .ok_or_else(|| ScimError::not_found("the group was deleted meanwhile"))?;
     Ok(written(
-        answer(
-            req,
-            Kind::Group,
-            StatusCode::OK,
-            render_group(&s, g, &base, &app.personal),
-        )?,
+        answer_group(req, StatusCode::OK, &s, g, &app.personal)?,
         committed,
     ))
 }
@@ -2196,6 +2239,191 @@ async fn put_group(
     replace_group(&req, &caller, &path, &body, m).await
 }
 
+/// The ids a PATCH adds to or removes from a group's members, when that is all it does:
+/// `add` or `remove` of `members` with a list of `{"value": id}` (a `display` the user
+/// name, as IdPs send it, or none) and `remove` of `members[value eq "id"]`. `None` for
+/// anything else (the whole document is patched then).
+fn member_operations(body: &Value) -> Option<Vec<&str>> {
+    let ops = body
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("Operations"))?
+        .1
+        .as_array()?;
+    let mut named = Vec::new();
+    for op in ops {
+        let kind = filter::get_ci(op, "op")?.as_str()?;
+        let add = kind.eq_ignore_ascii_case("add");
+        if !add && !kind.eq_ignore_ascii_case("remove") {
+            return None;
+        }
+        let path = filter::get_ci(op, "path")?.as_str()?;
+        if path.eq_ignore_ascii_case("members") {
+            for m in filter::get_ci(op, "value")?.as_array()? {
+                let m = m.as_object()?;
+                if m.keys()
+                    .any(|k| !["value", "display"].contains(&k.as_str()))
+                {
+                    return None;
+                }
+                named.push(m.get("value")?.as_str()?);
+            }
+        } else {
+            let p = filter::parse_patch_path(path).ok()?;
+            let Some(Filter::Compare(inner, filter::Op::Eq, Value::String(id))) = &p.filter else {
+                return None;
+            };
+            let plain = |a: &filter::AttrPath| a.urn.is_none() && a.sub.is_none();
+            if add
+                || !plain(&p.attr)
+                || !p.attr.attr.eq_ignore_ascii_case("members")
+                || p.sub.is_some()
+                || !plain(inner)
+                || inner.attr != "value"
+            {
+                return None;
+            }
+            // Borrowed from the body: the same text the filter was parsed from.
+            let at = path.find(id.as_str())?;
+            named.push(&path[at..at + id.len()]);
+        }
+    }
+    Some(named)
+}
+
+/// A PATCH that only adds and removes members (what IdPs send to keep a group in step,
+/// often one member at a time), written as that difference. The whole group was
+/// rendered, patched, read back and compared for each one: a cost of the group's size
+/// for every member added, and an IdP syncing a large group one member at a time made
+/// that quadratic. Worked out by `patch::apply` itself (its rules and its errors) on the
+/// group rendered with only the members the operations name. `None` when the PATCH is
+/// not of that kind, or the group keeps displays clients gave its members (which the
+/// whole-document path keeps in step).
+async fn patch_members(
+    req: &HttpRequest,
+    caller: &crate::auth::Principal,
+    name: &str,
+    body: &Value,
+) -> Option<Result<HttpResponse>> {
+    let app = app_of(req);
+    let (add, remove, seq) = {
+        let s = app.read();
+        let g = s.directory.groups.get(name)?;
+        match member_delta(&s, g, body, &base_url(req), &app.personal)? {
+            Ok((add, remove)) => (add, remove, g.updated_seq),
+            Err(e) => return Some(Err(e)),
+        }
+    };
+    let asked = match if_match(req, seq) {
+        Ok(asked) => asked,
+        Err(e) => return Some(Err(e)),
+    };
+    let rid: RequestId = request_id(req);
+    let committed = match app
+        .submit(
+            Command::ChangeGroupMembers {
+                group: name.to_string(),
+                add,
+                remove,
+                if_match: asked,
+            },
+            &caller.username,
+            &rid,
+        )
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return Some(Err(e.into())),
+    };
+    let s = app.read();
+    let Some(g) = s.directory.groups.get(name) else {
+        return Some(Err(ScimError::not_found("the group was deleted meanwhile")));
+    };
+    Some(answer_group(req, StatusCode::OK, &s, g, &app.personal).map(|r| written(r, committed)))
+}
+
+/// The user names a member-only PATCH adds to and removes from `g` (see `patch_members`),
+/// or `None` when the PATCH is not of that kind.
+fn member_delta(
+    s: &State,
+    g: &Group,
+    body: &Value,
+    base: &str,
+    keys: &PersonalKeys,
+) -> Option<Result<(Vec<String>, Vec<String>)>> {
+    let named = member_operations(body)?;
+    if g.scim
+        .as_deref()
+        .is_some_and(|d| d.contains(MEMBER_DISPLAYS))
+    {
+        return None;
+    }
+    // A `display` other than the user name would be kept (sealed): the other path.
+    if body_member_displays(body).any(|(id, d)| user_by_id(s, id).is_some_and(|u| u.username != d))
+    {
+        return None;
+    }
+    let mut before: Vec<&str> = Vec::new();
+    for id in &named {
+        if let Some(u) = user_by_id(s, id).filter(|u| g.members.contains(&u.username)) {
+            if !before.contains(&user_id(u)) {
+                before.push(user_id(u));
+            }
+        }
+    }
+    let mut doc = render_group_as(s, g, base, keys, false);
+    if !before.is_empty() {
+        let members = before
+            .iter()
+            .filter_map(|id| user_by_id(s, id))
+            .map(|u| member_entry(user_id(u), u.username.clone(), base))
+            .collect();
+        doc["members"] = Value::Array(members);
+    }
+    if let Err(e) = patch::apply(Kind::Group, &mut doc, body) {
+        return Some(Err(e.into()));
+    }
+    let after: Vec<&str> = doc["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["value"].as_str())
+        .collect();
+    let mut add = Vec::new();
+    for id in after.iter().filter(|id| !before.contains(id)) {
+        match user_by_id(s, id) {
+            Some(u) if !add.contains(&u.username) => add.push(u.username.clone()),
+            Some(_) => {}
+            None => {
+                return Some(Err(ScimError::bad(
+                    "invalidValue",
+                    format!("`members`: no user has the id `{id}` (groups cannot be members)"),
+                )))
+            }
+        }
+    }
+    // A member named again by another spelling of its id (`BOB` for `bob`) stays.
+    let remove = before
+        .iter()
+        .filter(|id| !after.contains(id))
+        .filter_map(|id| user_by_id(s, id))
+        .map(|u| u.username.clone())
+        .filter(|name| !add.contains(name))
+        .collect();
+    Some(Ok((add, remove)))
+}
+
+/// The `(value, display)` of every member a PATCH names with a `display`.
+fn body_member_displays(body: &Value) -> impl Iterator<Item = (&str, &str)> {
+    filter::get_ci(body, "Operations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|op| filter::get_ci(op, "value").and_then(Value::as_array))
+        .flatten()
+        .filter_map(|m| Some((m.get("value")?.as_str()?, m.get("display")?.as_str()?)))
+}
+
 /// Members above which a group's PATCH is applied on a blocking thread.
 const LARGE_GROUP: usize = 1000;
 
@@ -2207,6 +2435,9 @@ async fn patch_group(
     let caller = admin(&req).await?;
     check_projection(&req)?;
     let body = std::sync::Arc::new(parse_body(&body, &req)?);
+    if let Some(done) = patch_members(&req, &caller, &path, &body).await {
+        return done;
+    }
     // As for users: without `If-Match`, a write that came between is read again.
     for _ in 0..16 {
         let (mut doc, seq) = current_group(&req, &path)?;
@@ -2607,5 +2838,105 @@ mod tests {
             let stored: Value = serde_json::from_str(&input.attributes).unwrap();
             assert_eq!(stored, json!({"displayName": "Big Team"}));
         }
+    }
+
+    /// A PATCH of member additions and removals, worked out as a difference, leaves the
+    /// group with exactly the members the whole-document path leaves it with, and fails
+    /// where that fails: random operations on random groups.
+    #[test]
+    fn member_patches_as_a_difference_agree_with_the_whole_document() {
+        use gatehouse_schemas::{Event, GroupCreated};
+        let base = "http://h/access/api/v1/scim/v2";
+        let dir = tempfile::tempdir().unwrap();
+        let keys = PersonalKeys::open(dir.path()).unwrap();
+        let mut rng = StdRng::seed_from_u64(7);
+        let ids = ["u0", "u1", "u2", "U3", "u4", "u5", "other", "nobody"];
+        let (mut failures, mut changes) = (0, 0);
+        for round in 0..400 {
+            let mut events: Vec<Event> = (0..6).map(|i| user_created(&format!("u{i}"))).collect();
+            let members: Vec<String> = (0..6)
+                .filter(|_| rng.random_bool(0.5))
+                .map(|i| format!("u{i}"))
+                .collect();
+            for name in ["g", "other"] {
+                events.push(Event::GroupCreated(GroupCreated {
+                    name: name.into(),
+                    description: None,
+                    auto_join: false,
+                    admin_privileges: false,
+                    realm: "internal".into(),
+                    realm_attributes: None,
+                    external_id: None,
+                    members: if name == "g" { members.clone() } else { vec![] },
+                }));
+            }
+            if round % 3 == 0 {
+                events.push(Event::GroupScimSaved {
+                    name: "g".into(),
+                    attributes: json!({"displayName": "G", "externalId": "e"}).to_string(),
+                });
+            }
+            let state = replayed(events);
+            let g = &state.directory.groups["g"];
+            let pick = |rng: &mut StdRng| {
+                let id = ids[rng.random_range(0..ids.len())];
+                if rng.random_bool(0.2) {
+                    json!({"value": id, "display": id.to_lowercase()})
+                } else {
+                    json!({"value": id})
+                }
+            };
+            let ops: Vec<Value> = (0..rng.random_range(1..4))
+                .map(|_| {
+                    let list: Vec<Value> = (0..rng.random_range(0..4))
+                        .map(|_| pick(&mut rng))
+                        .collect();
+                    let id = ids[rng.random_range(0..ids.len())];
+                    match rng.random_range(0..3) {
+                        0 => {
+                            let op = ["add", "Add"][rng.random_range(0..2)];
+                            json!({"op": op, "path": "members", "value": list})
+                        }
+                        1 => json!({"op": "Remove", "path": "members", "value": list}),
+                        _ => json!({"op": "remove", "path": format!("members[value eq \"{id}\"]")}),
+                    }
+                })
+                .collect();
+            let body = json!({"schemas": [scim::PATCH_SCHEMA], "Operations": ops});
+            let fast = member_delta(&state, g, &body, base, &keys)
+                .expect("a member-only PATCH is worked out as a difference");
+            let mut doc = render_group(&state, g, base, &keys);
+            let whole = patch::apply(Kind::Group, &mut doc, &body)
+                .map_err(ScimError::from)
+                .and_then(|()| group_input(&state, &doc, &keys));
+            match (fast, whole) {
+                (Ok((add, remove)), Ok(input)) => {
+                    let mut now: Vec<String> = g
+                        .members
+                        .iter()
+                        .map(|m| m.to_string())
+                        .filter(|m| !remove.contains(m))
+                        .collect();
+                    now.extend(add.iter().filter(|a| !g.members.contains(*a)).cloned());
+                    now.sort();
+                    let mut wanted = input.members.clone();
+                    wanted.sort();
+                    assert_eq!(now, wanted, "{body}");
+                    changes += usize::from(!add.is_empty() || !remove.is_empty());
+                }
+                (Err(a), Err(b)) => {
+                    assert_eq!(a.status, b.status, "{body}");
+                    failures += 1;
+                }
+                (a, b) => panic!(
+                    "{body}: as a difference {a:?}, whole {:?}",
+                    b.map(|i| i.members)
+                ),
+            }
+        }
+        assert!(
+            failures > 20 && changes > 100,
+            "{failures} failures, {changes} changes"
+        );
     }
 }

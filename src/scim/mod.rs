@@ -456,6 +456,21 @@ fn once(
 
 /// Keep only what `attributes` asks for (plus what is always returned), or drop what
 /// `excludedAttributes` names. Paths are `attr`, `attr.sub` or URN-qualified.
+/// Whether a projection keeps anything of the top-level attribute `attr` (a multi-valued
+/// complex one): `project` itself applied to a document holding only that attribute, so
+/// that the answer is `project`'s own.
+pub fn keeps(kind: Kind, attr: &str, attributes: &[String], excluded: &[String]) -> bool {
+    if attributes.is_empty() && excluded.is_empty() {
+        return true;
+    }
+    let mut probe = Value::Object(Map::from_iter([(
+        attr.to_string(),
+        serde_json::json!([{"value": "v", "display": "d", "$ref": "r", "type": "User"}]),
+    )]));
+    project(kind, &mut probe, attributes, excluded);
+    probe.get(attr).is_some()
+}
+
 pub fn project(kind: Kind, resource: &mut Value, attributes: &[String], excluded: &[String]) {
     let Some(obj) = resource.as_object_mut() else {
         return;

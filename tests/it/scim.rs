@@ -1736,3 +1736,137 @@ fn removing_an_emails_value_removes_the_email() {
     let v2 = admin.get("/access/api/v2/users/emma").json();
     assert_eq!(v2["email"], json!(null));
 }
+
+/// What identity providers send to keep a group in step — one member added or removed
+/// at a time, by id — answered as any PATCH is (the whole group, its version, `If-Match`
+/// honoured, unknown ids refused), and `excludedAttributes=members` leaves the members
+/// out of every answer about a group, a filtered list's included.
+#[test]
+fn scim_member_patches_one_at_a_time_and_groups_without_their_members() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for i in 0..5 {
+        let r = scim(
+            &admin,
+            "POST",
+            "/Users",
+            &json!({"userName": format!("m{i}")}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let r = scim(
+        &admin,
+        "POST",
+        "/Groups",
+        &json!({"displayName": "team", "members": [{"value": "m0"}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let add = |id: &str| {
+        patch_ops(
+            json!([{"op": "Add", "path": "members", "value": [{"value": id, "display": id}]}]),
+        )
+    };
+    let v0 = admin.get(&format!("{S}/Groups/team")).json()["meta"]["version"].clone();
+    let r = scim(&admin, "PATCH", "/Groups/team", &add("m1"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let body = r.json();
+    let shown: Vec<&str> = body["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(shown, ["m0", "m1"]);
+    assert_ne!(body["meta"]["version"], v0);
+    assert_eq!(r.header("etag"), body["meta"]["version"].as_str());
+    // A stale version is refused; the current one is not.
+    let stale = with_headers(
+        &admin,
+        "PATCH",
+        "/Groups/team",
+        Some(&add("m2")),
+        &[("If-Match", v0.as_str().unwrap())],
+    );
+    scim_error(&stale, 412, None);
+    let current = body["meta"]["version"].as_str().unwrap().to_string();
+    let r = with_headers(
+        &admin,
+        "PATCH",
+        "/Groups/team?excludedAttributes=members",
+        Some(&add("m2")),
+        &[("If-Match", &current)],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.json().get("members").is_none(), "{}", r.text);
+    assert_eq!(r.json()["displayName"], "team");
+    // Unknown ids and groups are no members; removing a non-member changes nothing.
+    for id in ["nobody", "team"] {
+        let r = scim(&admin, "PATCH", "/Groups/team", &add(id));
+        scim_error(&r, 400, Some("invalidValue"));
+    }
+    let remove = |id: &str| {
+        patch_ops(json!([{"op": "remove", "path": format!("members[value eq \"{id}\"]")}]))
+    };
+    let before = admin.get(&format!("{S}/Groups/team")).json()["meta"]["version"].clone();
+    let r = scim(&admin, "PATCH", "/Groups/team", &remove("m4"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["meta"]["version"], before);
+    let r = scim(&admin, "PATCH", "/Groups/team", &remove("m0"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Groups/team",
+        &patch_ops(
+            json!([{"op": "remove", "path": "members", "value": [{"value": "m1"}]},
+            {"op": "add", "path": "members", "value": [{"value": "m3"}, {"value": "m3"}]}]),
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    // The directory agrees: the v2 API's members are SCIM's.
+    let v2 = admin.get("/access/api/v2/groups/team").json();
+    assert_eq!(v2["members"], json!(["m2", "m3"]), "{v2}");
+    // Without members: the group, a list filtered by name, and one filtered by a member.
+    let g = admin
+        .get(&format!("{S}/Groups/team?excludedAttributes=members"))
+        .json();
+    assert!(g.get("members").is_none(), "{g}");
+    assert_eq!(g["id"], "team");
+    let g = admin
+        .get(&format!("{S}/Groups/team?attributes=displayName"))
+        .json();
+    assert!(g.get("members").is_none(), "{g}");
+    let g = admin
+        .get(&format!("{S}/Groups/team?attributes=members.value"))
+        .json();
+    assert_eq!(
+        g["members"],
+        json!([{"value": "m2"}, {"value": "m3"}]),
+        "{g}"
+    );
+    for filter in [
+        "displayName%20eq%20%22team%22",
+        "members.value%20eq%20%22m3%22",
+    ] {
+        let list = admin
+            .get(&format!(
+                "{S}/Groups?filter={filter}&excludedAttributes=members"
+            ))
+            .json();
+        assert_eq!(list["totalResults"], 1, "{filter}: {list}");
+        assert_eq!(list["Resources"][0]["id"], "team");
+        assert!(list["Resources"][0].get("members").is_none(), "{list}");
+        let list = admin.get(&format!("{S}/Groups?filter={filter}")).json();
+        assert_eq!(
+            list["Resources"][0]["members"].as_array().unwrap().len(),
+            2,
+            "{list}"
+        );
+    }
+    let none = admin
+        .get(&format!(
+            "{S}/Groups?filter=members.value%20eq%20%22m0%22&excludedAttributes=members"
+        ))
+        .json();
+    assert_eq!(none["totalResults"], 0, "{none}");
+}

@@ -724,6 +724,43 @@ fn manage_lets_a_user_change_the_members_of_that_target_only() {
     );
 }
 
+/// `manage` is a section's (seed 002: the permission settings of what it is held on): a
+/// user managing a target's builds changes who may do what with builds, not with its
+/// repositories — it gave itself write and manage on them.
+#[test]
+fn manage_on_one_section_changes_that_section_only() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("u6", "password-1");
+    app.create_user("u7", "password-1");
+    let path = "/artifactory/api/v2/security/permissions/p3";
+    let target = json!({"name": "p3",
+        "repo": {"repositories": ["secret-repo"], "include-patterns": ["**"],
+            "actions": {"users": {"u6": ["read"]}}},
+        "build": {"repositories": ["artifactory-build-info"], "include-patterns": ["**"],
+            "actions": {"users": {"u7": ["read", "manage"]}}}});
+    let r = admin.put(path, &target);
+    assert_eq!(r.status, 201, "{}", r.text);
+    let u7 = app.as_user("u7", "password-1");
+    let mut raised = target.clone();
+    raised["repo"]["actions"]["users"]["u7"] = json!(["read", "write", "delete", "manage"]);
+    let r = u7.put(path, &raised);
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.error_message().contains("`repo`"), "{}", r.text);
+    let asked = "/access/api/v1/authorize?resource=secret-repo/x.jar&action=write";
+    assert_eq!(u7.get(asked).status, 403);
+    // In the section it manages, it may.
+    let mut builds = target.clone();
+    builds["build"]["actions"]["users"]["u6"] = json!(["read"]);
+    let r = u7.put(path, &builds);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["build"]["actions"]["users"]["u6"], json!(["read"]));
+    assert_eq!(
+        r.json()["repo"]["actions"]["users"],
+        json!({"u6": ["read"]})
+    );
+}
+
 /// Seeds 000/001/002, signed URLs: created by admins or users with `manage` on the
 /// repository, 201 with JSON; an organisation may have its own URL-signing key (as
 /// Bintray kept one per org), replaced without touching the others.
