@@ -685,6 +685,7 @@ pub(super) fn change_group_members(
     add: &[String],
     remove: &[String],
     if_match: Option<u64>,
+    scim_attributes: Option<&str>,
 ) -> Result<Vec<Event>, DomainError> {
     let dir = &state.directory;
     let g = dir
@@ -703,14 +704,21 @@ pub(super) fn change_group_members(
         .filter(|u| g.members.contains(*u))
         .cloned()
         .collect();
-    if added.is_empty() && removed.is_empty() {
-        return Ok(vec![]);
+    let mut events = Vec::new();
+    if !added.is_empty() || !removed.is_empty() {
+        events.push(Event::GroupMembersChanged {
+            group: group.to_string(),
+            added: dedup(added),
+            removed: dedup(removed),
+        });
     }
-    Ok(vec![Event::GroupMembersChanged {
-        group: group.to_string(),
-        added: dedup(added),
-        removed: dedup(removed),
-    }])
+    if let Some(attributes) = scim_attributes.filter(|a| g.scim.as_deref() != Some(*a)) {
+        events.push(Event::GroupScimSaved {
+            name: group.to_string(),
+            attributes: attributes.to_string(),
+        });
+    }
+    Ok(events)
 }
 
 /// SCIM create or replace of a user, as one atomic change: the domain fields, the

@@ -179,6 +179,8 @@ pub enum Command {
         remove: Vec<String>,
         /// The group's `meta.version` a SCIM client last saw (`If-Match`).
         if_match: Option<u64>,
+        /// A SCIM PATCH's new document for the group (the displays kept for members).
+        scim_attributes: Option<String>,
     },
     /// The token is already signed; the command carries only its record (hashes).
     IssueToken(Arc<TokenIssued>),
@@ -499,7 +501,15 @@ fn decide_command(state: &State, command: &Command) -> Result<Vec<Event>, Domain
             add,
             remove,
             if_match,
-        } => directory::change_group_members(state, group, add, remove, *if_match),
+            scim_attributes,
+        } => directory::change_group_members(
+            state,
+            group,
+            add,
+            remove,
+            *if_match,
+            scim_attributes.as_deref(),
+        ),
         Command::ScimSaveUser {
             username,
             create,

@@ -797,7 +797,6 @@ fn render_group_as(
     // same id) and never stored again (`group_input`).
     doc.remove("members");
     let displays = doc.remove(MEMBER_DISPLAYS);
-    let mut seq = itoa::Buffer::new();
     doc.insert("id".into(), json!(g.name));
     if !doc.contains_key("displayName") {
         doc.insert("displayName".into(), json!(g.name));
@@ -815,19 +814,7 @@ fn render_group_as(
             .members
             .iter()
             .filter_map(|m| s.directory.users.get(m.as_str()))
-            .map(|u| {
-                let id = user_id(u);
-                // What a client said of this very user (sealed; `[erased]` never shows:
-                // after a purge it is the user name again), or its user name.
-                let display = displays
-                    .as_ref()
-                    .and_then(|d| d.get(seq.format(u.created_seq)))
-                    .and_then(Value::as_str)
-                    .filter(|v| crate::personal::key_id(v).is_some())
-                    .and_then(|v| keys.decrypt(v))
-                    .unwrap_or_else(|| u.username.clone());
-                member_entry(id, display, base)
-            })
+            .map(|u| member_entry(user_id(u), member_display(displays.as_ref(), u, keys), base))
             .collect();
         doc.insert("members".into(), json!(members));
     }
@@ -843,6 +830,44 @@ fn render_group_as(
         }),
     );
     Value::Object(doc)
+}
+
+/// What a client said of this very member (sealed; `[erased]` never shows: after a
+/// purge it is the user name again), or its user name. `displays`: the group's
+/// `MEMBER_DISPLAYS`.
+fn member_display(displays: Option<&Value>, u: &User, keys: &PersonalKeys) -> String {
+    displays
+        .and_then(|d| d.get(itoa::Buffer::new().format(u.created_seq)))
+        .and_then(Value::as_str)
+        .filter(|v| crate::personal::key_id(v).is_some())
+        .and_then(|v| keys.decrypt(v))
+        .unwrap_or_else(|| u.username.clone())
+}
+
+/// A member's `display` sealed for the group's document (`MEMBER_DISPLAYS`), or `None`
+/// when there is nothing to keep: the user name (shown anyway), or a user without a key.
+/// `kept`: the group's sealed displays, whose value for this member is kept as it is when
+/// it says the same (sealing again made every write of an unchanged group a new version).
+fn sealed_display(
+    u: &User,
+    display: &str,
+    kept: Option<&Value>,
+    keys: &PersonalKeys,
+) -> Result<Option<Value>> {
+    if display == u.username {
+        return Ok(None);
+    }
+    let Some(key) = super::user_key_id(u) else {
+        return Ok(None);
+    };
+    if let Some(old) = kept.and_then(|d| d.get(itoa::Buffer::new().format(u.created_seq))) {
+        if old.as_str().and_then(|v| keys.decrypt(v)).as_deref() == Some(display) {
+            return Ok(Some(old.clone()));
+        }
+    }
+    keys.encrypt(&key, display)
+        .map(|sealed| Some(json!(sealed)))
+        .map_err(|e| ScimError::new(StatusCode::INTERNAL_SERVER_ERROR, None, e.to_string()))
 }
 
 /// One element of a group's `members`.
@@ -2051,7 +2076,16 @@ struct GroupInput {
     attributes: String,
 }
 
-fn group_input(s: &State, body: &Value, keys: &PersonalKeys) -> Result<GroupInput> {
+/// `current`: the group replaced, whose sealed member displays are kept where they say
+/// the same.
+fn group_input(
+    s: &State,
+    body: &Value,
+    keys: &PersonalKeys,
+    current: Option<&Group>,
+) -> Result<GroupInput> {
+    let kept = current.map(|g| attributes_of(&g.scim));
+    let kept = kept.as_ref().and_then(|d| d.get(MEMBER_DISPLAYS));
     let mut attrs = scim::normalize(Kind::Group, body)?;
     let display_name = attrs
         .get("displayName")
@@ -2084,12 +2118,8 @@ fn group_input(s: &State, body: &Value, keys: &PersonalKeys) -> Result<GroupInpu
                 members.push(u.username.clone());
             }
             if let Some(d) = m.get("display").and_then(Value::as_str) {
-                let key = super::user_key_id(u);
-                if let (true, Some(key)) = (d != u.username, key) {
-                    let sealed = keys.encrypt(&key, d).map_err(|e| {
-                        ScimError::new(StatusCode::INTERNAL_SERVER_ERROR, None, e.to_string())
-                    })?;
-                    displays.insert(u.created_seq.to_string(), json!(sealed));
+                if let Some(sealed) = sealed_display(u, d, kept, keys)? {
+                    displays.insert(u.created_seq.to_string(), sealed);
                 }
             }
         }
@@ -2127,7 +2157,7 @@ async fn create_group(req: HttpRequest, ScimBody(body): ScimBody) -> Result<Http
     let app = app_of(&req);
     let input = {
         let s = app.read();
-        group_input(&s, &body, &app.personal)?
+        group_input(&s, &body, &app.personal, None)?
     };
     // The group's name (its id) is the display name it was created with; a later
     // `displayName` is an attribute, the id stays.
@@ -2180,7 +2210,8 @@ async fn replace_group(
     let app = app_of(req);
     let input = {
         let s = app.read();
-        group_input(&s, doc, &app.personal)?
+        let current = s.directory.groups.get(name).map(|g| &**g);
+        group_input(&s, doc, &app.personal, current)?
     };
     let rid: RequestId = request_id(req);
     let committed = app
@@ -2259,7 +2290,13 @@ fn member_operations(body: &Value) -> Option<Vec<&str>> {
         }
         let path = filter::get_ci(op, "path")?.as_str()?;
         if path.eq_ignore_ascii_case("members") {
-            for m in filter::get_ci(op, "value")?.as_array()? {
+            let value = filter::get_ci(op, "value")?;
+            let listed = match value {
+                Value::Array(a) => a.as_slice(),
+                Value::Object(_) => std::slice::from_ref(value),
+                _ => return None,
+            };
+            for m in listed {
                 let m = m.as_object()?;
                 if m.keys()
                     .any(|k| !["value", "display"].contains(&k.as_str()))
@@ -2292,82 +2329,102 @@ fn member_operations(body: &Value) -> Option<Vec<&str>> {
 }
 
 /// A PATCH that only adds and removes members (what IdPs send to keep a group in step,
-/// often one member at a time), written as that difference. The whole group was
-/// rendered, patched, read back and compared for each one: a cost of the group's size
-/// for every member added, and an IdP syncing a large group one member at a time made
-/// that quadratic. Worked out by `patch::apply` itself (its rules and its errors) on the
-/// group rendered with only the members the operations name. `None` when the PATCH is
-/// not of that kind, or the group keeps displays clients gave its members (which the
-/// whole-document path keeps in step).
+/// often one member at a time, in parallel), written as that difference. The whole
+/// group was rendered, patched, read back and compared for each one: a cost of the
+/// group's size for every member added, and an IdP syncing a large group one member at
+/// a time made that quadratic. Worked out by `patch::apply` itself (its rules and its
+/// errors) on the group rendered with only the members the operations name. `None` when
+/// the PATCH is not of that kind.
 async fn patch_members(
     req: &HttpRequest,
     caller: &crate::auth::Principal,
     name: &str,
     body: &Value,
 ) -> Option<Result<HttpResponse>> {
+    member_operations(body)?;
     let app = app_of(req);
-    let (add, remove, seq) = {
-        let s = app.read();
-        let g = s.directory.groups.get(name)?;
-        match member_delta(&s, g, body, &base_url(req), &app.personal)? {
-            Ok((add, remove)) => (add, remove, g.updated_seq),
+    // Only a change of the displays kept (a whole document) needs the version it was
+    // worked out on; a write that came between is read again then, as for other PATCHes.
+    for _ in 0..16 {
+        let (delta, seq) = {
+            let s = app.read();
+            let g = s.directory.groups.get(name)?;
+            match member_delta(&s, g, body, &base_url(req), &app.personal)? {
+                Ok(delta) => (delta, g.updated_seq),
+                Err(e) => return Some(Err(e)),
+            }
+        };
+        let asked = match if_match(req, seq) {
+            Ok(asked) => asked,
             Err(e) => return Some(Err(e)),
-        }
-    };
-    let asked = match if_match(req, seq) {
-        Ok(asked) => asked,
-        Err(e) => return Some(Err(e)),
-    };
-    let rid: RequestId = request_id(req);
-    let committed = match app
-        .submit(
-            Command::ChangeGroupMembers {
-                group: name.to_string(),
-                add,
-                remove,
-                if_match: asked,
-            },
-            &caller.username,
-            &rid,
-        )
-        .await
-    {
-        Ok(c) => c,
-        Err(e) => return Some(Err(e.into())),
-    };
-    let s = app.read();
-    let Some(g) = s.directory.groups.get(name) else {
-        return Some(Err(ScimError::not_found("the group was deleted meanwhile")));
-    };
-    Some(answer_group(req, StatusCode::OK, &s, g, &app.personal).map(|r| written(r, committed)))
+        };
+        let rid: RequestId = request_id(req);
+        let pinned = asked.or(delta.attributes.as_ref().map(|_| seq));
+        let submitted = app
+            .submit(
+                Command::ChangeGroupMembers {
+                    group: name.to_string(),
+                    add: delta.add,
+                    remove: delta.remove,
+                    if_match: pinned,
+                    scim_attributes: delta.attributes,
+                },
+                &caller.username,
+                &rid,
+            )
+            .await
+            .map_err(ScimError::from);
+        let committed = match submitted {
+            Err(e) if asked.is_none() && e.status == StatusCode::PRECONDITION_FAILED => continue,
+            Err(e) => return Some(Err(e)),
+            Ok(c) => c,
+        };
+        let s = app.read();
+        let Some(g) = s.directory.groups.get(name) else {
+            return Some(Err(ScimError::not_found("the group was deleted meanwhile")));
+        };
+        return Some(
+            answer_group(req, StatusCode::OK, &s, g, &app.personal).map(|r| written(r, committed)),
+        );
+    }
+    Some(Err(ScimError::new(
+        StatusCode::CONFLICT,
+        None,
+        "the resource kept changing while this request was made; try again",
+    )))
 }
 
-/// The user names a member-only PATCH adds to and removes from `g` (see `patch_members`),
-/// or `None` when the PATCH is not of that kind.
+/// What a member-only PATCH changes: the user names it adds and removes, and the group's
+/// document when the displays kept for its members change.
+#[derive(Debug)]
+struct MemberDelta {
+    add: Vec<String>,
+    remove: Vec<String>,
+    attributes: Option<String>,
+}
+
+/// The difference a member-only PATCH makes to `g` (see `patch_members`), or `None` when
+/// the PATCH is not of that kind.
 fn member_delta(
     s: &State,
     g: &Group,
     body: &Value,
     base: &str,
     keys: &PersonalKeys,
-) -> Option<Result<(Vec<String>, Vec<String>)>> {
+) -> Option<Result<MemberDelta>> {
     let named = member_operations(body)?;
-    if g.scim
-        .as_deref()
-        .is_some_and(|d| d.contains(MEMBER_DISPLAYS))
-    {
+    let mut stored = attributes_of(&g.scim);
+    // A document of an earlier version, with its members in it: the whole-document path
+    // writes it anew.
+    if stored.contains_key("members") {
         return None;
     }
-    // A `display` other than the user name would be kept (sealed): the other path.
-    if body_member_displays(body).any(|(id, d)| user_by_id(s, id).is_some_and(|u| u.username != d))
-    {
-        return None;
-    }
-    let mut before: Vec<&str> = Vec::new();
+    let displays = stored.get(MEMBER_DISPLAYS);
+    let mut before: Vec<&User> = Vec::new();
     for id in &named {
         if let Some(u) = user_by_id(s, id).filter(|u| g.members.contains(&u.username)) {
-            if !before.contains(&user_id(u)) {
-                before.push(user_id(u));
+            if !before.iter().any(|b| b.username == u.username) {
+                before.push(u);
             }
         }
     }
@@ -2375,53 +2432,139 @@ fn member_delta(
     if !before.is_empty() {
         let members = before
             .iter()
-            .filter_map(|id| user_by_id(s, id))
-            .map(|u| member_entry(user_id(u), u.username.clone(), base))
+            .map(|u| member_entry(user_id(u), member_display(displays, u, keys), base))
             .collect();
         doc["members"] = Value::Array(members);
     }
     if let Err(e) = patch::apply(Kind::Group, &mut doc, body) {
         return Some(Err(e.into()));
     }
-    let after: Vec<&str> = doc["members"]
+    let after: Vec<(&User, Option<&str>)> = match doc["members"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|m| m["value"].as_str())
+        .map(|m| {
+            let id = m["value"].as_str().unwrap_or_default();
+            user_by_id(s, id)
+                .map(|u| (u, m.get("display").and_then(Value::as_str)))
+                .ok_or_else(|| {
+                    ScimError::bad(
+                        "invalidValue",
+                        format!("`members`: no user has the id `{id}` (groups cannot be members)"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>>>()
+    {
+        Ok(after) => after,
+        Err(e) => return Some(Err(e)),
+    };
+    let stays = |u: &User| after.iter().any(|(a, _)| a.username == u.username);
+    let mut add: Vec<String> = Vec::new();
+    for (u, _) in &after {
+        if !before.iter().any(|b| b.username == u.username) && !add.contains(&u.username) {
+            add.push(u.username.clone());
+        }
+    }
+    let remove: Vec<String> = before
+        .iter()
+        .filter(|u| !stays(u))
+        .map(|u| u.username.clone())
         .collect();
-    let mut add = Vec::new();
-    for id in after.iter().filter(|id| !before.contains(id)) {
-        match user_by_id(s, id) {
-            Some(u) if !add.contains(&u.username) => add.push(u.username.clone()),
-            Some(_) => {}
-            None => {
-                return Some(Err(ScimError::bad(
-                    "invalidValue",
-                    format!("`members`: no user has the id `{id}` (groups cannot be members)"),
-                )))
+    // The displays kept for the members named: as the whole-document path keeps them,
+    // from what the result says of each (a member kept shows its display as it was; the
+    // last one said wins; the user name is none), and none for a member removed.
+    let mut kept = displays
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    for u in before.iter().copied().chain(after.iter().map(|(u, _)| *u)) {
+        kept.remove(&u.created_seq.to_string());
+    }
+    for (u, display) in &after {
+        if let Some(d) = display {
+            match sealed_display(u, d, displays, keys) {
+                Ok(Some(sealed)) => {
+                    kept.insert(u.created_seq.to_string(), sealed);
+                }
+                Ok(None) => {}
+                Err(e) => return Some(Err(e)),
             }
         }
     }
-    // A member named again by another spelling of its id (`BOB` for `bob`) stays.
-    let remove = before
-        .iter()
-        .filter(|id| !after.contains(id))
-        .filter_map(|id| user_by_id(s, id))
-        .map(|u| u.username.clone())
-        .filter(|name| !add.contains(name))
-        .collect();
-    Some(Ok((add, remove)))
+    let changed = displays.and_then(Value::as_object) != Some(&kept)
+        && !(displays.is_none() && kept.is_empty());
+    let attributes = changed.then(|| {
+        if kept.is_empty() {
+            stored.remove(MEMBER_DISPLAYS);
+        } else {
+            stored.insert(MEMBER_DISPLAYS.into(), Value::Object(kept));
+        }
+        Value::Object(stored).to_string()
+    });
+    Some(Ok(MemberDelta {
+        add,
+        remove,
+        attributes,
+    }))
 }
 
-/// The `(value, display)` of every member a PATCH names with a `display`.
-fn body_member_displays(body: &Value) -> impl Iterator<Item = (&str, &str)> {
-    filter::get_ci(body, "Operations")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|op| filter::get_ci(op, "value").and_then(Value::as_array))
-        .flatten()
-        .filter_map(|m| Some((m.get("value")?.as_str()?, m.get("display")?.as_str()?)))
+/// The PATCH with every member id that names a user spelled as that user's id: `U1` for
+/// `u1` was found by an `add` (as by a create) and by a `members[value eq "U1"]` filter,
+/// but not by a `remove` with a list of values. `None` when nothing is respelled.
+fn canonical_member_ids(s: &State, body: &Value) -> Option<Value> {
+    let mut body = body.clone();
+    let mut changed = false;
+    let ops = body
+        .as_object_mut()?
+        .iter_mut()
+        .find(|(k, _)| k.eq_ignore_ascii_case("Operations"))?
+        .1
+        .as_array_mut()?;
+    let canonical = |id: &str| {
+        user_by_id(s, id)
+            .map(|u| user_id(u).to_string())
+            .filter(|c| c != id)
+    };
+    for op in ops.iter_mut().filter_map(Value::as_object_mut) {
+        let path_key = op.keys().find(|k| k.eq_ignore_ascii_case("path")).cloned();
+        let Some(path_key) = path_key else { continue };
+        let Some(path) = op[&path_key].as_str().map(str::to_string) else {
+            continue;
+        };
+        if path.eq_ignore_ascii_case("members") {
+            let value_key = op.keys().find(|k| k.eq_ignore_ascii_case("value")).cloned();
+            let Some(value) = value_key.and_then(|k| op.get_mut(&k)) else {
+                continue;
+            };
+            let listed = match value {
+                Value::Array(a) => a.as_mut_slice(),
+                other => std::slice::from_mut(other),
+            };
+            for m in listed.iter_mut() {
+                if let Some(v) = m.get_mut("value") {
+                    if let Some(c) = v.as_str().and_then(canonical) {
+                        *v = Value::String(c);
+                        changed = true;
+                    }
+                }
+            }
+        } else if let Ok(p) = filter::parse_patch_path(&path) {
+            if let (true, None, Some(Filter::Compare(inner, filter::Op::Eq, Value::String(id)))) = (
+                p.attr.attr.eq_ignore_ascii_case("members") && p.attr.urn.is_none(),
+                &p.sub,
+                &p.filter,
+            ) {
+                if inner.attr == "value" && inner.urn.is_none() && inner.sub.is_none() {
+                    if let Some(c) = canonical(id) {
+                        op[&path_key] = json!(format!("members[value eq {}]", json!(c)));
+                        changed = true;
+                    }
+                }
+            }
+        }
+    }
+    changed.then_some(body)
 }
 
 /// Members above which a group's PATCH is applied on a blocking thread.
@@ -2434,7 +2577,9 @@ async fn patch_group(
 ) -> Result<HttpResponse> {
     let caller = admin(&req).await?;
     check_projection(&req)?;
-    let body = std::sync::Arc::new(parse_body(&body, &req)?);
+    let body = parse_body(&body, &req)?;
+    let body =
+        std::sync::Arc::new(canonical_member_ids(&app_of(&req).read(), &body).unwrap_or(body));
     if let Some(done) = patch_members(&req, &caller, &path, &body).await {
         return done;
     }
@@ -2832,7 +2977,7 @@ mod tests {
             let u = render_user(&state, bob, base, &keys);
             assert_eq!(u["groups"][0]["display"], "Big Team");
             // Its next write stores no members (nor the external id: the group's own).
-            let input = group_input(&state, &g, &keys).expect("a valid group");
+            let input = group_input(&state, &g, &keys, None).expect("a valid group");
             assert_eq!(input.members, ["bob", "carol"]);
             assert_eq!(input.external_id.as_deref(), Some("e1"));
             let stored: Value = serde_json::from_str(&input.attributes).unwrap();
@@ -2841,8 +2986,9 @@ mod tests {
     }
 
     /// A PATCH of member additions and removals, worked out as a difference, leaves the
-    /// group with exactly the members the whole-document path leaves it with, and fails
-    /// where that fails: random operations on random groups.
+    /// group with exactly the members, and the displays kept for them, that the
+    /// whole-document path leaves it with, and fails where that fails: random operations
+    /// on random groups.
     #[test]
     fn member_patches_as_a_difference_agree_with_the_whole_document() {
         use gatehouse_schemas::{Event, GroupCreated};
@@ -2851,9 +2997,19 @@ mod tests {
         let keys = PersonalKeys::open(dir.path()).unwrap();
         let mut rng = StdRng::seed_from_u64(7);
         let ids = ["u0", "u1", "u2", "U3", "u4", "u5", "other", "nobody"];
-        let (mut failures, mut changes) = (0, 0);
-        for round in 0..400 {
-            let mut events: Vec<Event> = (0..6).map(|i| user_created(&format!("u{i}"))).collect();
+        let displays = ["Name A", "Name B", "u1", "u2"];
+        let (mut failures, mut changes, mut kept) = (0, 0, 0);
+        for round in 0..600 {
+            let mut events: Vec<Event> = (0..6)
+                .map(|i| {
+                    let mut e = user_created(&format!("u{i}"));
+                    if let Event::UserCreated(u) = &mut e {
+                        let key = keys.create().unwrap();
+                        u.email = Some(keys.encrypt(&key, &format!("u{i}@example.com")).unwrap());
+                    }
+                    e
+                })
+                .collect();
             let members: Vec<String> = (0..6)
                 .filter(|_| rng.random_bool(0.5))
                 .map(|i| format!("u{i}"))
@@ -2870,20 +3026,31 @@ mod tests {
                     members: if name == "g" { members.clone() } else { vec![] },
                 }));
             }
+            let state = replayed(events.clone());
             if round % 3 == 0 {
+                // Displays a client gave some members earlier.
+                let said: Vec<Value> = members
+                    .iter()
+                    .filter(|_| rng.random_bool(0.5))
+                    .map(|m| json!({"value": m, "display": format!("Said of {m}")}))
+                    .collect();
+                let doc = json!({"displayName": "G", "externalId": "e", "members": said});
+                let input = group_input(&state, &doc, &keys, None).unwrap();
                 events.push(Event::GroupScimSaved {
                     name: "g".into(),
-                    attributes: json!({"displayName": "G", "externalId": "e"}).to_string(),
+                    attributes: input.attributes,
                 });
             }
             let state = replayed(events);
             let g = &state.directory.groups["g"];
             let pick = |rng: &mut StdRng| {
                 let id = ids[rng.random_range(0..ids.len())];
-                if rng.random_bool(0.2) {
-                    json!({"value": id, "display": id.to_lowercase()})
-                } else {
-                    json!({"value": id})
+                match rng.random_range(0..3) {
+                    0 => json!({"value": id}),
+                    1 => json!({"value": id, "display": id.to_lowercase()}),
+                    _ => {
+                        json!({"value": id, "display": displays[rng.random_range(0..displays.len())]})
+                    }
                 }
             };
             let ops: Vec<Value> = (0..rng.random_range(1..4))
@@ -2892,37 +3059,69 @@ mod tests {
                         .map(|_| pick(&mut rng))
                         .collect();
                     let id = ids[rng.random_range(0..ids.len())];
-                    match rng.random_range(0..3) {
+                    match rng.random_range(0..4) {
                         0 => {
                             let op = ["add", "Add"][rng.random_range(0..2)];
                             json!({"op": op, "path": "members", "value": list})
                         }
                         1 => json!({"op": "Remove", "path": "members", "value": list}),
+                        2 => json!({"op": "remove", "path": "members", "value": pick(&mut rng)}),
                         _ => json!({"op": "remove", "path": format!("members[value eq \"{id}\"]")}),
                     }
                 })
                 .collect();
             let body = json!({"schemas": [scim::PATCH_SCHEMA], "Operations": ops});
+            let body = canonical_member_ids(&state, &body).unwrap_or(body);
             let fast = member_delta(&state, g, &body, base, &keys)
                 .expect("a member-only PATCH is worked out as a difference");
             let mut doc = render_group(&state, g, base, &keys);
             let whole = patch::apply(Kind::Group, &mut doc, &body)
                 .map_err(ScimError::from)
-                .and_then(|()| group_input(&state, &doc, &keys));
+                .and_then(|()| group_input(&state, &doc, &keys, Some(g)));
+            // What each member of the result shows as its display.
+            let shown = |attributes: Option<&str>, members: &[String]| -> Vec<(String, String)> {
+                let doc = attributes_of(&attributes.map(str::to_string));
+                let d = doc.get(MEMBER_DISPLAYS);
+                let mut v: Vec<(String, String)> = members
+                    .iter()
+                    .map(|m| {
+                        let u = &state.directory.users[m.as_str()];
+                        (m.clone(), member_display(d, u, &keys))
+                    })
+                    .collect();
+                v.sort();
+                v
+            };
             match (fast, whole) {
-                (Ok((add, remove)), Ok(input)) => {
+                (Ok(delta), Ok(input)) => {
                     let mut now: Vec<String> = g
                         .members
                         .iter()
                         .map(|m| m.to_string())
-                        .filter(|m| !remove.contains(m))
+                        .filter(|m| !delta.remove.contains(m))
                         .collect();
-                    now.extend(add.iter().filter(|a| !g.members.contains(*a)).cloned());
+                    now.extend(
+                        delta
+                            .add
+                            .iter()
+                            .filter(|a| !g.members.contains(*a))
+                            .cloned(),
+                    );
                     now.sort();
                     let mut wanted = input.members.clone();
                     wanted.sort();
                     assert_eq!(now, wanted, "{body}");
-                    changes += usize::from(!add.is_empty() || !remove.is_empty());
+                    let fast_doc = delta.attributes.as_deref().or(g.scim.as_deref());
+                    assert_eq!(
+                        shown(fast_doc, &now),
+                        shown(Some(&input.attributes), &wanted),
+                        "{body}"
+                    );
+                    // Displays said again are kept as they were sealed (no new version).
+                    if delta.attributes.is_none() && g.scim.as_deref() == Some(&input.attributes) {
+                        kept += 1;
+                    }
+                    changes += usize::from(!delta.add.is_empty() || !delta.remove.is_empty());
                 }
                 (Err(a), Err(b)) => {
                     assert_eq!(a.status, b.status, "{body}");
@@ -2935,8 +3134,8 @@ mod tests {
             }
         }
         assert!(
-            failures > 20 && changes > 100,
-            "{failures} failures, {changes} changes"
+            failures > 20 && changes > 100 && kept > 20,
+            "{failures} failures, {changes} changes, {kept} unchanged documents"
         );
     }
 }

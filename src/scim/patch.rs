@@ -353,8 +353,8 @@ fn one(
                 // (as an added one does), so `emails[type eq "work"].primary` = true
                 // is no longer refused as a second primary.
                 let becomes_primary = match &sub {
-                    Some(s) => s == "primary" && value == Value::Bool(true),
-                    None => get_ci(&value, "primary") == Some(&Value::Bool(true)),
+                    Some(s) => s == "primary" && is_true(Some(&value)),
+                    None => is_true(get_ci(&value, "primary")),
                 };
                 // A whole value merged in (`members[value eq "x"]` with `{"value": "y"}`)
                 // may not change what is immutable in it either: that was the same
@@ -467,8 +467,18 @@ fn one(
     match op {
         Op::Remove => {
             // `remove` of members with a value list (as some identity providers send it)
-            // removes exactly those values.
-            match (map.get_mut(&key), value.as_array()) {
+            // removes exactly those values; one value (an object, or the bare `value` of
+            // one) is a list of one — it removed every member.
+            let listed =
+                match &value {
+                    Value::Array(a) => Some(a.clone()),
+                    Value::Object(_) => Some(vec![value.clone()]),
+                    Value::String(_) | Value::Number(_) => Some(vec![Value::Object(
+                        Map::from_iter([("value".into(), value.clone())]),
+                    )]),
+                    _ => None,
+                };
+            match (map.get_mut(&key), listed) {
                 (Some(Value::Array(items)), Some(remove)) if multi => {
                     // Compared by their JSON text, in a set: a list of thousands against
                     // a group of thousands was quadratic.
@@ -502,9 +512,18 @@ fn one(
             let Value::Array(items) = items else {
                 unreachable!("made an array")
             };
-            let becomes_primary = new
-                .iter()
-                .any(|n| get_ci(n, "primary") == Some(&Value::Bool(true)));
+            // Values already there are not added again (RFC 7644 §3.5.2.1: no change),
+            // looked up by their JSON text in a set (serde_json's maps are ordered, so
+            // equal values print alike): adding thousands of members to thousands was
+            // quadratic. Looked up before a new primary takes primary from the others: a
+            // primary e-mail added again demoted itself and came in twice.
+            let mut present: std::collections::HashSet<String> =
+                items.iter().map(Value::to_string).collect();
+            let new: Vec<Value> = new
+                .into_iter()
+                .filter(|n| present.insert(n.to_string()))
+                .collect();
+            let becomes_primary = new.iter().any(|n| is_true(get_ci(n, "primary")));
             if becomes_primary {
                 // A new primary value takes primary from the others (RFC 7644 §3.5.2).
                 for i in items.iter_mut() {
@@ -515,16 +534,7 @@ fn one(
                     }
                 }
             }
-            // Values already there are not added again; looked up by their JSON text
-            // in a set (serde_json's maps are ordered, so equal values print alike):
-            // adding thousands of members to thousands was quadratic.
-            let mut present: std::collections::HashSet<String> =
-                items.iter().map(Value::to_string).collect();
-            for n in new {
-                if present.insert(n.to_string()) {
-                    items.push(n);
-                }
-            }
+            items.extend(new);
         }
         Op::Add | Op::Replace => {
             if def["type"] == "complex" && !multi {
@@ -540,6 +550,16 @@ fn one(
         }
     }
     Ok(())
+}
+
+/// `true`, or the string `"True"` as Entra sends booleans (which the stored document
+/// reads as `true`: a second primary, refused, where the first should have given way).
+fn is_true(v: Option<&Value>) -> bool {
+    match v {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
 }
 
 /// The refusal of a change to an immutable sub-attribute (RFC 7643 §2.2).

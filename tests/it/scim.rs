@@ -1870,3 +1870,186 @@ fn scim_member_patches_one_at_a_time_and_groups_without_their_members() {
         .json();
     assert_eq!(none["totalResults"], 0, "{none}");
 }
+
+/// PATCH edge cases identity providers send: a `remove` of one member given as an object
+/// or a bare id removes that member (it removed every member), an id in another case
+/// names the same user in every form, an e-mail added again changes nothing (it came in
+/// twice and demoted itself), and Entra's `"primary": "True"` hands primary over as
+/// `true` does (it was a 400: two primaries).
+#[test]
+fn scim_patch_single_removals_repeated_values_and_string_booleans() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for i in 1..=4 {
+        let r = scim(
+            &admin,
+            "POST",
+            "/Users",
+            &json!({"userName": format!("u{i}")}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let r = scim(
+        &admin,
+        "POST",
+        "/Groups",
+        &json!({"displayName": "g5", "members": [{"value": "u1"}, {"value": "u2"}, {"value": "u3"}, {"value": "u4"}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let members = || admin.get("/access/api/v2/groups/g5").json()["members"].clone();
+    for (value, left) in [
+        (json!({"value": "u1"}), json!(["u2", "u3", "u4"])),
+        (json!("u2"), json!(["u3", "u4"])),
+        (json!([{"value": "U3"}]), json!(["u4"])),
+    ] {
+        let r = scim(
+            &admin,
+            "PATCH",
+            "/Groups/g5",
+            &patch_ops(json!([{"op": "remove", "path": "members", "value": value}])),
+        );
+        assert_eq!(r.status, 200, "{value}: {}", r.text);
+        assert_eq!(members(), left, "{value}");
+    }
+    let r = scim(
+        &admin,
+        "POST",
+        "/Users",
+        &json!({"userName": "eve", "emails": [{"value": "eve@ex.com", "type": "work", "primary": true}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let version = r.json()["meta"]["version"].clone();
+    let again = patch_ops(json!([{"op": "Add", "path": "emails",
+        "value": [{"value": "eve@ex.com", "type": "work", "primary": true}]}]));
+    let r = scim(&admin, "PATCH", "/Users/eve", &again);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json()["emails"].as_array().unwrap().len(),
+        1,
+        "{}",
+        r.text
+    );
+    assert_eq!(r.json()["meta"]["version"], version);
+    let home = patch_ops(json!([{"op": "Add", "path": "emails",
+        "value": [{"value": "eve2@ex.com", "type": "home", "primary": "True"}]}]));
+    let r = scim(&admin, "PATCH", "/Users/eve", &home);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let emails = r.json()["emails"].clone();
+    let primary: Vec<&str> = emails
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["primary"] == true)
+        .map(|e| e["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(primary, ["eve2@ex.com"], "{emails}");
+    let back = patch_ops(
+        json!([{"op": "Replace", "path": "emails[type eq \"work\"].primary", "value": "True"}]),
+    );
+    let r = scim(&admin, "PATCH", "/Users/eve", &back);
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+/// A group whose members carry displays a client gave (Okta sends the login as typed):
+/// a PATCH or PUT that changes nothing writes nothing and keeps the version (every
+/// write sealed the displays again: a new version each time), and one that adds or
+/// removes a member keeps the other members' displays.
+#[test]
+fn scim_groups_with_member_displays_change_only_when_something_changes() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for name in ["bu1@ex.com", "bu2@ex.com", "bu3@ex.com"] {
+        let r = scim(
+            &admin,
+            "POST",
+            "/Users",
+            &json!({"userName": name, "emails": [{"value": name, "primary": true}]}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let r = scim(&admin, "POST", "/Groups", &json!({"displayName": "okta"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let add = |id: &str, display: &str| {
+        patch_ops(
+            json!([{"op": "add", "path": "members", "value": [{"value": id, "display": display}]}]),
+        )
+    };
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Groups/okta",
+        &add("bu1@ex.com", "BU1@Ex.com"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Groups/okta",
+        &add("bu2@ex.com", "bu2@ex.com"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let g = r.json();
+    assert_eq!(
+        g["members"],
+        json!([
+            {"value": "bu1@ex.com", "display": "BU1@Ex.com", "type": "User",
+                "$ref": format!("{}{S}/Users/bu1@ex.com", app.base)},
+            {"value": "bu2@ex.com", "display": "bu2@ex.com", "type": "User",
+                "$ref": format!("{}{S}/Users/bu2@ex.com", app.base)},
+        ]),
+        "{g}"
+    );
+    let version = g["meta"]["version"].clone();
+    // Nothing changes: the same member again, a non-member removed, the group PUT back.
+    for body in [
+        add("bu1@ex.com", "BU1@Ex.com"),
+        patch_ops(json!([{"op": "remove", "path": "members[value eq \"bu3@ex.com\"]"}])),
+    ] {
+        let r = scim(&admin, "PATCH", "/Groups/okta", &body);
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.json()["meta"]["version"], version, "{body}");
+    }
+    let mut doc = g.clone();
+    doc.as_object_mut().unwrap().remove("meta");
+    for _ in 0..2 {
+        let r = scim(&admin, "PUT", "/Groups/okta", &doc);
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.json()["meta"]["version"], version, "{}", r.text);
+    }
+    // A member removed takes its display with it; the others keep theirs.
+    let r = scim(&admin, "PATCH", "/Groups/okta", &add("bu3@ex.com", "Third"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Groups/okta",
+        &patch_ops(json!([{"op": "remove", "path": "members[value eq \"bu1@ex.com\"]"}])),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let shown: Vec<(String, String)> = r.json()["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["value"].as_str().unwrap().into(),
+                m["display"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("bu2@ex.com".to_string(), "bu2@ex.com".to_string()),
+            ("bu3@ex.com".into(), "Third".into())
+        ]
+    );
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Groups/okta",
+        &add("bu1@ex.com", "bu1@ex.com"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.text.contains("\"display\":\"bu1@ex.com\""), "{}", r.text);
+}
