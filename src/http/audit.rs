@@ -411,15 +411,13 @@ async fn state(
 }
 
 /// The entity collections a diff compares, by kind.
+/// The records a diff compares, as they are: secrets included (not redacted, which made
+/// every password hash `[redacted]` on both sides: a password reset never showed), since
+/// a diff answers with the names of what changed, never a value.
 fn collections(s: &State) -> Vec<(&'static str, Map<String, Value>)> {
-    let map = |v: Value| match v {
+    let j = |v: Value| match v {
         Value::Object(m) => m,
         _ => Map::new(),
-    };
-    let j = |x: Value| {
-        let mut x = x;
-        redact(&mut x);
-        map(x)
     };
     vec![
         (
@@ -508,6 +506,17 @@ pub fn diff_states(a: &State, b: &State) -> Vec<Value> {
     let mut out = Vec::new();
     for ((kind, before), (_, after)) in collections(a).into_iter().zip(collections(b)) {
         for (id, old) in &before {
+            // Another record under the same name (deleted and created again between the
+            // two positions) is a deletion and a creation, not a change of fields.
+            let created = |v: &Value| v.get("created_seq").cloned();
+            let replaced = after
+                .get(id)
+                .is_some_and(|new| created(new).is_some() && created(new) != created(old));
+            if replaced {
+                out.push(json!({"entity": kind, "id": id, "change": "deleted"}));
+                out.push(json!({"entity": kind, "id": id, "change": "created"}));
+                continue;
+            }
             match after.get(id) {
                 None => out.push(json!({"entity": kind, "id": id, "change": "deleted"})),
                 Some(new) if new != old => {

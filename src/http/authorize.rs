@@ -45,6 +45,15 @@ fn header_utf8<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
         .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
 }
 
+/// Whether the request carries a signed URL's signature (its own query, or the
+/// original URI nginx passes on).
+pub(super) fn is_signed(req: &HttpRequest) -> bool {
+    has_sig(req.query_string())
+        || header_str(req, "x-original-uri")
+            .and_then(|u| u.split_once('?'))
+            .is_some_and(|(_, q)| has_sig(q))
+}
+
 fn has_sig(query: &str) -> bool {
     query.split('&').any(|p| p.starts_with("sig="))
 }
@@ -216,10 +225,7 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
         None => super::extract::session_caller(&req),
         Some(_) => None,
     };
-    let signed = has_sig(req.query_string())
-        || header_str(&req, "x-original-uri")
-            .and_then(|u| u.split_once('?'))
-            .is_some_and(|(_, q)| has_sig(q));
+    let signed = is_signed(&req);
     // Credentials first: an anonymous caller learns nothing, not even what is malformed
     // (unless anonymous access is on: then it is the `anonymous` user).
     if auth_header.is_none()

@@ -1028,15 +1028,25 @@ async fn as_of_prepare(req: &mut ServiceRequest) -> Result<(), ApiError> {
             // As the decision itself authenticates: access keys too.
             let header = extract::authorization(req.request()).map(str::to_string);
             let session = extract::session_caller(req.request());
-            if header.is_none() && session.is_none() {
-                // A signed URL (judged now, as always) or a 401: the decision's own
-                // answer, with nothing rebuilt.
+            if header.is_none() && session.is_none() && authorize::is_signed(req.request()) {
+                // A signed URL: judged now, as always, with nothing rebuilt.
                 return Ok(());
             }
             let rid = extract::request_id(req.request());
             let ip = client_ip(req.request(), &app.config);
             let p = match (header.is_none(), session) {
                 (true, Some(p)) => p,
+                // Anonymous (while anonymous access is on) is asked about then, as anyone
+                // else (it was answered for now under the `as_of`); without it, the
+                // decision's own 401.
+                (true, None) => match app
+                    .auth
+                    .authenticate(None, &app.state, &app.writer, &rid.0, ip)
+                    .await
+                {
+                    Ok(p) => p,
+                    Err(_) => return Ok(()),
+                },
                 _ => app
                     .auth
                     .authenticate(header.as_deref(), &app.state, &app.writer, &rid.0, ip)

@@ -1768,3 +1768,84 @@ fn a_time_before_1970_reads_the_empty_past() {
         r.text
     );
 }
+
+/// "Was it allowed then?" asked anonymously: answered for then (it was answered for
+/// now under the `as_of`: a grant to `anonymous` made today said yes of last week).
+#[test]
+fn an_anonymous_decision_as_of_a_past_position_is_that_positions() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.put(
+        "/access/api/v1/config/security/anonymous_access",
+        &json!({"enabled": true}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let before = seq_of(&r);
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/anon-read",
+        &json!({"repo": {"repositories": ["libs"], "include-patterns": ["**"],
+            "actions": {"users": {"anonymous": ["read"]}}}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let anon = app.anon();
+    let ask = "/access/api/v1/authorize?resource=libs/x.jar&action=read";
+    let now = anon.get(ask);
+    assert_eq!(now.status, 200, "{}", now.text);
+    // Refused then: for anonymous, a refusal is a challenge (as it is now).
+    let then = anon.get(&format!("{ask}&as_of={before}"));
+    assert_eq!(then.status, 401, "{}", then.text);
+    let r = admin.get(&format!("{ask}&user=anonymous&as_of={before}"));
+    assert_eq!(r.json()["allowed"], false, "{}", r.text);
+    // Anonymous access off now: a challenge, whatever the past.
+    admin.put(
+        "/access/api/v1/config/security/anonymous_access",
+        &json!({"enabled": false}),
+    );
+    assert_eq!(anon.get(&format!("{ask}&as_of={before}")).status, 401);
+}
+
+/// A diff shows a password reset (every hash compared as `[redacted]`: never a change)
+/// and a user deleted and created again under its name as exactly that, never a value.
+#[test]
+fn a_diff_shows_password_resets_and_accounts_replaced() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let from = seq_of(&admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "dave", "password": "Password-one-1"}),
+    ));
+    let r = admin.put(
+        "/access/api/v2/users/dave/password",
+        &json!({"password": "Password-two-2"}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let to = seq_of(&r);
+    let d = admin
+        .get(&format!("/access/api/v1/audit/diff?from={from}&to={to}"))
+        .json();
+    assert_eq!(
+        d["changes"],
+        json!([{"entity": "user", "id": "dave", "change": "changed", "fields": ["password_hash"]}]),
+        "{d}"
+    );
+    assert!(!d.to_string().contains("argon2"), "{d}");
+    assert_eq!(admin.delete("/access/api/v2/users/dave").status, 204);
+    app.create_user("dave", "Password-one-1");
+    let d = admin
+        .get(&format!("/access/api/v1/audit/diff?from={to}"))
+        .json();
+    let dave: Vec<&Value> = d["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["id"] == "dave")
+        .collect();
+    assert_eq!(
+        dave,
+        [
+            &json!({"entity": "user", "id": "dave", "change": "deleted"}),
+            &json!({"entity": "user", "id": "dave", "change": "created"})
+        ],
+        "{d}"
+    );
+}
