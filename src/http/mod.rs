@@ -590,6 +590,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/access/api/v1/service_trust/pairing/exchange"),
     ("GET", "/artifactory/api/v2/security/permissions"),
     ("GET", "/artifactory/api/v2/security/permissions/{name}"),
+    ("HEAD", "/artifactory/api/v2/security/permissions/{name}"),
     ("POST", "/artifactory/api/v2/security/permissions/{name}"),
     ("PUT", "/artifactory/api/v2/security/permissions/{name}"),
     ("DELETE", "/artifactory/api/v2/security/permissions/{name}"),

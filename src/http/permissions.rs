@@ -14,6 +14,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/artifactory/api/v2/security/permissions/{name}")
                 .route(web::get().to(get))
+                // Artifactory's existence check: GET's status, no body.
+                .route(web::head().to(get))
                 .route(web::post().to(create))
                 .route(web::put().to(replace))
                 .route(web::delete().to(delete)),

@@ -773,12 +773,14 @@ pub(super) async fn list(
 }
 
 /// `me` means the token the caller signed in with.
-fn resolve_id(caller: &Principal, id: &str) -> Result<String, ApiError> {
+/// `reading`: a peer's token (federation) reads its own record here; it is revoked where
+/// it was issued.
+fn resolve_id(caller: &Principal, id: &str, reading: bool) -> Result<String, ApiError> {
     if id != "me" {
         return Ok(id.to_string());
     }
     match &caller.token {
-        Some(t) if t.local => Ok(t.token_id.clone()),
+        Some(t) if t.local || reading => Ok(t.token_id.clone()),
         Some(_) => Err(ApiError::BadRequest(
             "the token was issued by another server and cannot be managed here".into(),
         )),
@@ -794,7 +796,7 @@ async fn get(
     path: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let id = resolve_id(&caller.0, &path)?;
+    let id = resolve_id(&caller.0, &path, true)?;
     let s = app.view(&req);
     let own = s.service_id.as_deref().unwrap_or("");
     let Some(t) = s.tokens.by_id.get(id.as_str()) else {
@@ -819,7 +821,9 @@ async fn get(
             "token `{id}` not found (a token that is not revocable is not recorded: ask for `me` with it)"
         )));
     };
-    if !caller.0.admin && (t.subject != caller.0.username || t.transient) {
+    // A token reads itself, whoever it was issued for (a CI job's transient one too).
+    let itself = is_itself(&caller.0, &id);
+    if !caller.0.admin && !itself && (t.subject != caller.0.username || t.transient) {
         return Err(ApiError::Forbidden(
             "only an admin can read other users' tokens".into(),
         ));
@@ -846,7 +850,7 @@ async fn revoke(
     rid: RequestId,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = resolve_id(&caller.0, &path)?;
+    let id = resolve_id(&caller.0, &path, false)?;
     let (owner, issuer, non_revocable) = {
         let s = app.read();
         (
@@ -896,7 +900,12 @@ async fn revoke(
         // Unknown or already revoked: 204, as the seed says.
         return Ok(HttpResponse::NoContent().finish());
     };
-    if !caller.0.admin && owner.as_deref() != Some(caller.0.username.as_str()) {
+    // A token revokes itself, whoever it was issued for: a CI job's transient token
+    // (issued for a user that does not exist) was refused its own revocation.
+    if !caller.0.admin
+        && !is_itself(&caller.0, &id)
+        && owner.as_deref() != Some(caller.0.username.as_str())
+    {
         return Err(ApiError::Forbidden(
             "only an admin can revoke other users' tokens".into(),
         ));
@@ -965,7 +974,7 @@ pub(super) async fn revoke_id(
         }
         return Err(ApiError::NotFound(format!("token `{id}` not found")));
     };
-    if !caller.admin && owner != caller.username {
+    if !caller.admin && !is_itself(caller, &id) && owner != caller.username {
         return Err(ApiError::Forbidden(
             "only an admin can revoke other users' tokens".into(),
         ));
@@ -987,12 +996,16 @@ pub(super) async fn revoke_id(
     Ok(committed)
 }
 
+/// Whether `caller` signed in with the token `id` itself.
+fn is_itself(caller: &Principal, id: &str) -> bool {
+    caller.token.as_ref().is_some_and(|t| t.token_id == id)
+}
+
 /// A user revokes its own tokens signed in as itself; any token may revoke itself (seed
 /// 004: "the target token ID is of the token being used for authentication"). A
 /// groups-only or a peer's token revoked every other token of its user.
 fn may_revoke_own(caller: &Principal, id: &str) -> Result<(), ApiError> {
-    let itself = caller.token.as_ref().is_some_and(|t| t.token_id == id);
-    if caller.admin || itself || caller.whole_identity() {
+    if caller.admin || is_itself(caller, id) || caller.whole_identity() {
         return Ok(());
     }
     Err(ApiError::Forbidden(

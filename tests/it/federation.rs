@@ -741,6 +741,12 @@ fn a_token_issued_at_a_works_at_b_until_it_is_revoked_at_a() {
             .starts_with(&a.service_id()),
         "{shown}"
     );
+    // The token reads its own record at B (it was a 400: "issued by another server");
+    // it is revoked where it was issued.
+    let me = on_b.get("/access/api/v1/tokens/me");
+    assert_eq!(me.status, 200, "{}", me.text);
+    assert_eq!(me.json()["token_id"], json!(token_id));
+    assert_eq!(on_b.delete("/access/api/v1/tokens/me").status, 400);
     // An expired password (replicated) stops it at B too.
     let r = a
         .admin()

@@ -741,6 +741,16 @@ fn manage_on_one_section_changes_that_section_only() {
             "actions": {"users": {"u7": ["read", "manage"]}}}});
     let r = admin.put(path, &target);
     assert_eq!(r.status, 201, "{}", r.text);
+    // Artifactory's existence check.
+    let head = admin.raw("HEAD", path, None, None);
+    assert_eq!((head.status, head.text.as_str()), (200, ""));
+    let missing = admin.raw(
+        "HEAD",
+        "/artifactory/api/v2/security/permissions/nope",
+        None,
+        None,
+    );
+    assert_eq!(missing.status, 404);
     let u7 = app.as_user("u7", "password-1");
     let mut raised = target.clone();
     raised["repo"]["actions"]["users"]["u7"] = json!(["read", "write", "delete", "manage"]);

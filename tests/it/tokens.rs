@@ -1811,3 +1811,36 @@ fn empty_form_values_are_not_given_and_large_numbers_say_so() {
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(r.error_message().contains("too large"), "{}", r.text);
 }
+
+/// A CI job's token for a user that does not exist (a transient identity) reads and
+/// revokes itself, by `me` and by its id, as any token may (seed 004); it was refused as
+/// "another user's token".
+#[test]
+fn a_transient_token_reads_and_revokes_itself() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_group("g2");
+    for by_id in [false, true] {
+        let r = admin.raw(
+            "POST",
+            "/access/api/v1/tokens",
+            Some("application/x-www-form-urlencoded"),
+            Some(b"scope=applied-permissions/groups:g2&username=ghost4&expires_in=86400"),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        let token = r.json()["access_token"].as_str().unwrap().to_string();
+        let id = r.json()["token_id"].as_str().unwrap().to_string();
+        let ci = app.anon().with_header_auth(&format!("Bearer {token}"));
+        let me = ci.get("/access/api/v1/tokens/me");
+        assert_eq!(me.status, 200, "{}", me.text);
+        assert_eq!(me.json()["token_id"], json!(id));
+        let path = if by_id {
+            format!("/access/api/v1/tokens/{id}")
+        } else {
+            "/access/api/v1/tokens/me".into()
+        };
+        let r = ci.delete(&path);
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(ci.get("/access/api/v1/tokens/me").status, 401);
+    }
+}
