@@ -46,6 +46,24 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// A peer's URL as it names the peer: without a trailing `/` or `/access` (both forms
+/// register the same server) and with its scheme and host in lower case.
+fn peer_base(url: &str) -> String {
+    let trimmed = url.trim_end_matches('/');
+    let trimmed = trimmed.strip_suffix("/access").unwrap_or(trimmed);
+    match trimmed.split_once("://") {
+        Some((scheme, rest)) => {
+            let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            format!(
+                "{}://{}{path}",
+                scheme.to_ascii_lowercase(),
+                host.to_ascii_lowercase()
+            )
+        }
+        None => trimmed.to_string(),
+    }
+}
+
 /// Entities a target may select, and the entity names their changes carry.
 pub const ENTITIES: &[(&str, &str)] = &[
     ("users", "user"),
@@ -460,7 +478,14 @@ impl Federation {
         }
         batch.remove(prefixed(b'g', target));
         batch.remove(prefixed(b'n', target));
-        self.tree.apply_batch(batch).map_err(|e| e.to_string())
+        self.tree.apply_batch(batch).map_err(|e| e.to_string())?;
+        // Its status too: a target registered again under the name showed the last
+        // broadcast of the one deleted.
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(target);
+        Ok(())
     }
 
     pub fn wake(&self, target: &str) {
@@ -941,6 +966,13 @@ impl Sender {
         let source = state.service_id.clone().unwrap_or_default();
         let mut names: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let mut all: Vec<(&'static str, String)> = Vec::new();
+        let same_peer: Vec<&FederationTarget> = state
+            .federation
+            .targets
+            .values()
+            .map(|r| &r.target)
+            .filter(|t| t.name != target.name && peer_base(&t.url) == peer_base(&target.url))
+            .collect();
         for (plural, entity) in ENTITIES {
             if !target.entities.iter().any(|e| e == plural) {
                 continue;
@@ -961,11 +993,19 @@ impl Sender {
                 "permission" => state.permissions.targets.keys().cloned().collect(),
                 _ => state.tokens.by_id.keys().map(|k| k.to_string()).collect(),
             };
+            // The names sent at the end are what this target selects and what every other
+            // target of this server to the same peer selects: the peer removes what
+            // this source sent earlier and no longer sends it (gone here, or no longer
+            // selected). Its own selection alone, and a broadcast of one target removed
+            // what another target to the same peer had sent (all of it, for a target
+            // whose filter selects nothing).
             let kept = names.entry(entity.to_string()).or_default();
             for n in list {
                 if selects(target, entity, &n) {
-                    kept.insert(n.clone());
-                    all.push((entity, n));
+                    all.push((entity, n.clone()));
+                    kept.insert(n);
+                } else if same_peer.iter().any(|t| selects(t, entity, &n)) {
+                    kept.insert(n);
                 }
             }
         }
@@ -1049,7 +1089,27 @@ impl Sender {
             }
         }
         b.remove(prefixed(b'n', &self.name));
+        // The peer has everything up to the copy's position: the cursor says so, and the
+        // broadcast is a success (status showed neither: an old cursor, no success).
+        let cursor = f
+            .tree
+            .get(prefixed(b'g', &self.name))
+            .ok()
+            .flatten()
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0);
+        if cursor < state.seq {
+            b.insert(prefixed(b'g', &self.name), &state.seq.to_be_bytes());
+        }
         f.tree.apply_batch(b).map_err(|e| e.to_string())?;
+        if cursor < state.seq {
+            f.lease
+                .advance(&crate::lease::federation_cursor(&self.name), state.seq);
+        }
+        f.set_status(&self.name, |s| {
+            s.last_success_ms = Some(crate::auth::unix_millis());
+            s.last_error = None;
+        });
         let ctx = CommandContext {
             actor: "system".into(),
             request_id: "federation-broadcast".into(),

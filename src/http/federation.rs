@@ -55,7 +55,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, PartialEq)]
 struct FiltersIn {
     #[serde(
         default,
@@ -82,12 +82,33 @@ struct TargetIn {
     url: Option<String>,
     #[serde(default)]
     entities: Option<Vec<String>>,
-    #[serde(default, alias = "permission_filters", rename = "permissionFilters")]
+    // Both spellings, each its own field: a target's GET answer shows both, and sent
+    // back (to register it again) it was "duplicate field `groupFilters`".
+    #[serde(default, rename = "permissionFilters")]
     permission_filters: Option<FiltersIn>,
-    #[serde(default, alias = "group_filters", rename = "groupFilters")]
+    #[serde(default, rename = "permission_filters")]
+    permission_filters_snake: Option<FiltersIn>,
+    #[serde(default, rename = "groupFilters")]
     group_filters: Option<FiltersIn>,
+    #[serde(default, rename = "group_filters")]
+    group_filters_snake: Option<FiltersIn>,
     #[serde(default)]
     active: Option<bool>,
+}
+
+/// One of a field's two spellings: either, or both when they say the same.
+fn either(
+    camel: Option<FiltersIn>,
+    snake: Option<FiltersIn>,
+    field: &str,
+    snake_field: &str,
+) -> Result<Option<FiltersIn>, ApiError> {
+    match (camel, snake) {
+        (Some(a), Some(b)) if a != b => Err(bad(format!(
+            "invalid `{field}`: `{snake_field}` is sent too, and says otherwise (send one)"
+        ))),
+        (a, b) => Ok(a.or(b)),
+    }
 }
 
 fn bad(msg: String) -> ApiError {
@@ -187,12 +208,24 @@ fn apply_fields(t: &mut FederationTarget, body: TargetIn) -> Result<(), ApiError
             .filter(|p| seen.contains(p))
             .collect();
     }
-    if let Some(f) = body.permission_filters {
+    let permission_filters = either(
+        body.permission_filters,
+        body.permission_filters_snake,
+        "permissionFilters",
+        "permission_filters",
+    )?;
+    let group_filters = either(
+        body.group_filters,
+        body.group_filters_snake,
+        "groupFilters",
+        "group_filters",
+    )?;
+    if let Some(f) = permission_filters {
         check_filters("permissionFilters", &f)?;
         t.include_patterns = f.include_patterns;
         t.exclude_patterns = f.exclude_patterns;
     }
-    if let Some(f) = body.group_filters {
+    if let Some(f) = group_filters {
         check_filters("groupFilters", &f)?;
         t.group_include_patterns = f.include_patterns;
         t.group_exclude_patterns = f.exclude_patterns;

@@ -1007,14 +1007,27 @@ impl Dispatcher {
                 applied = i + 1;
             }
             if let Event::FederationTargetSaved(t) = &env.event {
-                // Made active again: what it missed meanwhile comes as a full broadcast.
-                let was_inactive = self.state.as_ref().is_some_and(|s| {
-                    s.federation
-                        .targets
-                        .get(&t.name)
-                        .is_some_and(|r| !r.target.active)
-                });
-                if t.active && was_inactive {
+                // What the peer has to catch up on comes as a full broadcast: a target
+                // made active again (what it missed meanwhile), registered (anew: the
+                // peer's copies of an earlier registration's entities went stale while
+                // it was gone, and its status said all was sent), pointed at another
+                // peer, or selecting otherwise (entities it did not send yet).
+                let before = self
+                    .state
+                    .as_ref()
+                    .and_then(|s| s.federation.targets.get(&t.name))
+                    .map(|r| &r.target);
+                let owed = t.active
+                    && before.is_none_or(|old| {
+                        !old.active
+                            || old.url != t.url
+                            || old.entities != t.entities
+                            || old.include_patterns != t.include_patterns
+                            || old.exclude_patterns != t.exclude_patterns
+                            || old.group_include_patterns != t.group_include_patterns
+                            || old.group_exclude_patterns != t.group_exclude_patterns
+                    });
+                if owed {
                     batch.insert(crate::federation::owed_key(&t.name), &[1u8]);
                 }
             }

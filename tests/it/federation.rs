@@ -1243,3 +1243,97 @@ fn a_target_may_not_take_the_name_of_a_route() {
     }
     assert_eq!(app.digest()["seq"].as_u64().unwrap(), seq);
 }
+
+/// Two targets of one source to the same peer, each selecting its own permission
+/// targets: a full broadcast of either (or of one selecting nothing) leaves what the
+/// other sent — the end of a broadcast named only its own selection, and the peer
+/// removed everything else this source had sent.
+#[test]
+fn broadcasts_of_two_targets_to_one_peer_keep_each_others_entities() {
+    let a = Site::start();
+    let b = Site::start();
+    trust_both(&a, &b);
+    create_user(&a, "alice", "alice@example.com");
+    create_group(&a, "team", &["alice"]);
+    create_target(&a, "team_a_read", "team");
+    create_target(&a, "team_b_read", "team");
+    for (name, pattern) in [
+        ("b-team-a", "team_a_*"),
+        ("b-team-b", "team_b_*"),
+        ("b-none", "none_*"),
+    ] {
+        a.register(
+            name,
+            &b,
+            json!({"entities": ["permissions"], "permissionFilters": {"includePatterns": [pattern]}}),
+        );
+    }
+    let on_b = |name: &str| {
+        b.admin()
+            .get(&format!("/artifactory/api/v2/security/permissions/{name}"))
+            .status
+    };
+    let r = a.admin().put(&format!("{FED}/full_broadcast"), &json!({}));
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!((on_b("team_a_read"), on_b("team_b_read")), (200, 200));
+    for target in ["b-none", "b-team-a", "b-team-b"] {
+        let r = a
+            .admin()
+            .put(&format!("{FED}/{target}/full_broadcast"), &json!({}));
+        assert_eq!(r.status, 202, "{}", r.text);
+        wait_until(20, "the broadcast is done", || {
+            a.admin().get(&format!("{FED}/{target}/status")).json()["broadcast"]["state"] == "done"
+        });
+        assert_eq!(
+            (on_b("team_a_read"), on_b("team_b_read")),
+            (200, 200),
+            "after {target}'s broadcast"
+        );
+    }
+    // What is gone here still goes at the peer.
+    a.admin()
+        .delete("/artifactory/api/v2/security/permissions/team_b_read");
+    let r = a.admin().put(&format!("{FED}/full_broadcast"), &json!({}));
+    assert_eq!(r.status, 204, "{}", r.text);
+    wait_until(10, "the deletion reached B", || on_b("team_b_read") == 404);
+    assert_eq!(on_b("team_a_read"), 200);
+}
+
+/// A target deleted and registered again, or made to select more, owes its peer a full
+/// broadcast, sent by itself: the peer kept a user deleted meanwhile and never got one
+/// created meanwhile, while status said nothing was pending.
+#[test]
+fn a_target_registered_again_or_widened_catches_up_by_itself() {
+    let a = Site::start();
+    let b = Site::start();
+    trust_both(&a, &b);
+    create_user(&a, "u1", "u1@example.com");
+    create_group(&a, "g1", &[]);
+    a.register("to-b", &b, json!({"entities": ["users"]}));
+    wait_until(10, "u1 reached B", || b.user("u1").is_some());
+    let saved = a.admin().get(&format!("{FED}/to-b")).json();
+    assert_eq!(a.admin().delete(&format!("{FED}/to-b")).status, 204);
+    assert_eq!(a.admin().delete("/access/api/v2/users/u1").status, 204);
+    create_user(&a, "while-gone", "wg@example.com");
+    let r = a.admin().post(FED, &saved);
+    assert_eq!(r.status, 201, "{}", r.text);
+    wait_until(20, "B caught up", || {
+        b.user("u1").is_none() && b.user("while-gone").is_some()
+    });
+    wait_until(10, "the broadcast is recorded", || {
+        a.admin().get(&format!("{FED}/to-b/status")).json()["broadcast"]["state"] == "done"
+    });
+    // A broadcast is a success, and moves the cursor (status showed neither).
+    let st = a.admin().get(&format!("{FED}/to-b/status")).json();
+    assert!(st["last_success"].is_string(), "{st}");
+    assert_eq!(st["broadcast_owed"], false, "{st}");
+    assert!(st["cursor"].as_u64().unwrap() > 0, "{st}");
+    // Selecting groups too: the group made before comes by itself.
+    assert!(b.group("g1").is_none());
+    let r = a.admin().patch(
+        &format!("{FED}/to-b"),
+        &json!({"entities": ["users", "groups"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_until(20, "g1 reached B", || b.group("g1").is_some());
+}
