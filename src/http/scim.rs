@@ -1345,6 +1345,33 @@ fn run_query(
             return list_response(page, total, q.start);
         }
     }
+    // `id eq "x"` (how clients look a user up by its id): the user it names, not a scan.
+    if kinds == [Kind::User] && q.sort_by.is_none() {
+        if let Some((f, id)) = q
+            .filter
+            .as_ref()
+            .and_then(|f| Some((f, f.as_user_eq("id")?)))
+        {
+            let mut found = Vec::new();
+            if let Some(u) = user_by_id(s, id) {
+                let mut r = render_user(s, u, base, keys);
+                if user_matches(f, u, &mut r) {
+                    found.push(r);
+                }
+            }
+            let total = found.len();
+            let page: Vec<Value> = found
+                .into_iter()
+                .skip(q.start - 1)
+                .take(q.count)
+                .map(|mut r| {
+                    scim::project(Kind::User, &mut r, &q.attributes, &q.excluded);
+                    r
+                })
+                .collect();
+            return list_response(page, total, q.start);
+        }
+    }
     // Groups' members are rendered only when shown or looked at.
     let show_members = scim::keeps(Kind::Group, "members", &q.attributes, &q.excluded);
     let match_members = show_members
@@ -1415,7 +1442,15 @@ fn run_query(
         }
     }
     if kinds.contains(&Kind::Group) {
-        for g in s.directory.groups.values() {
+        // `id eq "x"` (alone or in an `and`: Entra asks `id eq "g" and members.value eq
+        // "u"` to learn whether u is a member) names one group: the others, members and
+        // all, were rendered to be refused.
+        let named = q.filter.as_ref().and_then(group_id_eq);
+        let groups: Box<dyn Iterator<Item = &Group>> = match named {
+            Some(id) => Box::new(s.directory.groups.get(id).map(|g| &**g).into_iter()),
+            None => Box::new(s.directory.groups.values().map(|g| &**g)),
+        };
+        for g in groups {
             let r = render_group_as(s, g, base, keys, match_members);
             if q.filter
                 .as_ref()
@@ -1444,6 +1479,19 @@ fn run_query(
     list_response(page, total, q.start)
 }
 
+/// The group id a filter requires (`id eq "x"`, or an `and` with one), if it does.
+fn group_id_eq(f: &Filter) -> Option<&str> {
+    match f {
+        Filter::Compare(p, filter::Op::Eq, Value::String(v))
+            if p.attr.eq_ignore_ascii_case("id") && p.sub.is_none() && p.urn.is_none() =>
+        {
+            Some(v)
+        }
+        Filter::And(a, b) => group_id_eq(a).or_else(|| group_id_eq(b)),
+        _ => None,
+    }
+}
+
 /// Whether a filter or sort path names one of a group's attributes other than its
 /// members (which a group rendered without them can be matched on).
 fn group_attribute_without_members(p: &filter::AttrPath) -> bool {
@@ -1469,10 +1517,52 @@ async fn list(req: HttpRequest, kinds: &[Kind]) -> Result<HttpResponse> {
         View::Live(_) => narrow(&app, &s, kinds, &q),
         View::Past(_) => None,
     };
+    if let Some(state) = scan_copy(&s, kinds, &q, narrowed.is_none()) {
+        drop(s);
+        return scan_off_worker(&app, state, kinds, q, base).await;
+    }
     Ok(scim_json(
         StatusCode::OK,
         &run_query(&s, kinds, &q, &base, &app.personal, narrowed),
     ))
+}
+
+/// Resources above which a query that reads them all (a filter or sort the index cannot
+/// narrow) runs on a blocking thread.
+const SCAN_OFF_WORKER: usize = 2000;
+
+/// A copy of the state (a clone shares its structure) when `q` reads every resource of a
+/// large directory (`unnarrowed`: the index cannot narrow it; a filter or a sort): a scan
+/// (`active eq false`, `sortBy`) rendered every user on an HTTP worker for half a second
+/// and more, and the requests queued on it waited. `None`: answered where it is.
+fn scan_copy(s: &State, kinds: &[Kind], q: &Query, unnarrowed: bool) -> Option<State> {
+    let looked_up = q.sort_by.is_none()
+        && q.filter.as_ref().is_some_and(|f| match kinds {
+            [Kind::User] => f.as_username_eq().is_some() || f.as_user_eq("id").is_some(),
+            [Kind::Group] => group_id_eq(f).is_some(),
+            _ => false,
+        });
+    let scans = unnarrowed
+        && !looked_up
+        && (q.filter.is_some() || q.sort_by.is_some())
+        && s.directory.users.len() + s.directory.groups.len() > SCAN_OFF_WORKER;
+    scans.then(|| s.clone())
+}
+
+/// `run_query` over `state` on a blocking thread (see `scan_copy`); the caller has let go
+/// of the state's lock (held across the wait, it kept every write waiting).
+async fn scan_off_worker(
+    app: &AppState,
+    state: State,
+    kinds: &[Kind],
+    q: Query,
+    base: String,
+) -> Result<HttpResponse> {
+    let (keys, kinds) = (app.personal.clone(), kinds.to_vec());
+    let body = web::block(move || run_query(&state, &kinds, &q, &base, &keys, None))
+        .await
+        .map_err(|_| ScimError::new(StatusCode::SERVICE_UNAVAILABLE, None, "shutting down"))?;
+    Ok(scim_json(StatusCode::OK, &body))
 }
 
 async fn search(req: HttpRequest, body: web::Bytes, kinds: &[Kind]) -> Result<HttpResponse> {
@@ -1497,6 +1587,10 @@ async fn search(req: HttpRequest, body: web::Bytes, kinds: &[Kind]) -> Result<Ht
         return Ok(HttpResponse::Ok().content_type(content_type()).body(body));
     }
     let narrowed = narrow(&app, &s, kinds, &q);
+    if let Some(state) = scan_copy(&s, kinds, &q, narrowed.is_none()) {
+        drop(s);
+        return scan_off_worker(&app, state, kinds, q, base).await;
+    }
     Ok(scim_json(
         StatusCode::OK,
         &run_query(&s, kinds, &q, &base, &app.personal, narrowed),

@@ -600,9 +600,14 @@ impl Filter {
 
     /// `userName eq "x"` (the one filter answered from an index), with the value.
     pub fn as_username_eq(&self) -> Option<&str> {
+        self.as_user_eq("userName")
+    }
+
+    /// `<attr> eq "x"` on a top-level attribute of the core User schema, with the value.
+    pub fn as_user_eq(&self, attr: &str) -> Option<&str> {
         match self {
             Filter::Compare(p, Op::Eq, Value::String(v))
-                if p.attr.eq_ignore_ascii_case("userName")
+                if p.attr.eq_ignore_ascii_case(attr)
                     && p.sub.is_none()
                     && p.urn
                         .as_deref()

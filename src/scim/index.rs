@@ -25,8 +25,9 @@ use serde_json::Value;
 use std::collections::HashMap;
 
 /// The attribute paths the index answers for, by id (the id is the top byte of a
-/// posting key).
-const PATHS: [(&str, Option<&str>); 8] = [
+/// posting key). `externalId` (how some identity providers match their users) is
+/// case-exact: the index's folded values narrow it down, the filter decides.
+const PATHS: [(&str, Option<&str>); 9] = [
     ("username", None),
     ("displayname", None),
     ("nickname", None),
@@ -35,7 +36,13 @@ const PATHS: [(&str, Option<&str>); 8] = [
     ("name", Some("familyname")),
     ("name", Some("givenname")),
     ("emails", Some("value")),
+    ("externalid", None),
 ];
+
+/// Whether the index's (folded) values answer a comparison on path `id` exactly.
+fn folded_is_exact(id: u8) -> bool {
+    PATHS[id as usize].0 != "externalid"
+}
 
 /// The id of an indexed path, if `p` is one (in the core User schema; `emails` alone
 /// compares `emails.value`, as the filter does for a complex multi-valued attribute).
@@ -98,6 +105,25 @@ const COMPACT_AFTER: usize = if cfg!(test) { 16 } else { 1024 };
 
 fn gram_key(path: u8, w: &[u8]) -> u32 {
     (path as u32) << 24 | (w[0] as u32) << 16 | (w[1] as u32) << 8 | w[2] as u32
+}
+
+/// `attr[sub op "v"]`, one comparison of a sub-attribute inside a value path, as the
+/// plain comparison `attr.sub op "v"` (the same users: one value matches either way).
+fn value_path_as_compare(p: &AttrPath, inner: &Filter) -> Option<Filter> {
+    match inner {
+        Filter::Compare(ip, op, v) if ip.urn.is_none() && ip.sub.is_none() && p.sub.is_none() => {
+            Some(Filter::Compare(
+                AttrPath {
+                    urn: p.urn.clone(),
+                    attr: p.attr.clone(),
+                    sub: Some(ip.attr.clone()),
+                },
+                *op,
+                v.clone(),
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// Which users a filter selects, as far as the index can tell.
@@ -209,8 +235,13 @@ impl FilterIndex {
         match f {
             Filter::Compare(p, op @ (Op::Co | Op::Sw | Op::Ew | Op::Eq), Value::String(v)) => {
                 let path = path_id(p)?;
-                Some((self.matching(path, *op, &filter::fold(v)), true))
+                Some((
+                    self.matching(path, *op, &filter::fold(v)),
+                    folded_is_exact(path),
+                ))
             }
+            // `emails[value eq "x"]` is `emails.value eq "x"` (Entra's form).
+            Filter::ValuePath(p, inner) => self.plan(&value_path_as_compare(p, inner)?),
             Filter::And(a, b) => match (self.plan(a), self.plan(b)) {
                 (Some((x, ex)), Some((y, ey))) => Some((intersect(&x, &y), ex && ey)),
                 (Some((x, _)), None) | (None, Some((x, _))) => Some((x, false)),
@@ -241,6 +272,9 @@ impl FilterIndex {
         match f {
             Filter::Compare(p, Op::Co | Op::Sw | Op::Ew | Op::Eq, Value::String(_)) => {
                 path_id(p).is_some()
+            }
+            Filter::ValuePath(p, inner) => {
+                value_path_as_compare(p, inner).is_some_and(|f| Self::helps(&f))
             }
             Filter::And(a, b) => Self::helps(a) || Self::helps(b),
             Filter::Or(a, b) => Self::helps(a) && Self::helps(b),
@@ -361,6 +395,9 @@ mod tests {
                     if next(3) == 0 {
                         doc["title"] = json!(word(&mut next, 3));
                     }
+                    if next(2) == 0 {
+                        doc["externalId"] = json!(word(&mut next, 5));
+                    }
                     index.put(&key, values_of(&doc));
                     users.insert(key, doc);
                 }
@@ -384,6 +421,14 @@ mod tests {
             // A few random filters, single and combined.
             for _ in 0..4 {
                 let leaf = |next: &mut dyn FnMut(usize) -> usize| {
+                    if next(6) == 0 {
+                        // Entra's form of an e-mail filter.
+                        return format!(
+                            "emails[value {} {}]",
+                            ops[next(ops.len())],
+                            json!(word(next, 4))
+                        );
+                    }
                     format!(
                         "{} {} {}",
                         paths[next(paths.len())],
@@ -441,7 +486,7 @@ mod tests {
             ("emails.type", None),
             ("name", None),
             ("name.givenName", Some(6)),
-            ("externalId", None),
+            ("externalId", Some(8)),
             (
                 "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:userName",
                 None,

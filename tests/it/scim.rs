@@ -1067,6 +1067,44 @@ fn scim_large_groups_render_every_member_and_every_member_the_group() {
     );
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["members"].as_array().unwrap().len(), n - 1000);
+    // Lookups by id, by e-mail in Entra's form, by external id, and the scans no index
+    // answers (run off the HTTP workers on a directory this large), sorted and paged.
+    let get = |q: &str| admin.get(&format!("{S}/Users?{q}")).json();
+    let one = get("filter=id%20eq%20%22user-1234%22");
+    assert_eq!(
+        (
+            one["totalResults"].clone(),
+            one["Resources"][0]["userName"].clone()
+        ),
+        (json!(1), json!("user-1234"))
+    );
+    assert_eq!(
+        get("filter=id%20eq%20%22USER-1234%22")["totalResults"],
+        0,
+        "ids are case-exact"
+    );
+    assert_eq!(
+        get("filter=externalId%20eq%20%22EXT-1999%22")["totalResults"],
+        0,
+        "case-exact"
+    );
+    let sorted = get("filter=meta.lastModified%20pr&sortBy=userName&sortOrder=descending&count=2");
+    assert_eq!(sorted["totalResults"], before + n, "{sorted}");
+    assert_eq!(sorted["Resources"][0]["userName"], "user-1999", "{sorted}");
+    assert_eq!(sorted["Resources"][1]["userName"], "user-1998", "{sorted}");
+    let groups = admin
+        .get(&format!(
+            "{S}/Groups?filter=id%20eq%20%22big%22%20and%20members.value%20eq%20%22user-1500%22&excludedAttributes=members"
+        ))
+        .json();
+    assert_eq!(groups["totalResults"], 1, "{groups}");
+    assert!(groups["Resources"][0].get("members").is_none(), "{groups}");
+    let groups = admin
+        .get(&format!(
+            "{S}/Groups?filter=id%20eq%20%22big%22%20and%20members.value%20eq%20%22user-0500%22"
+        ))
+        .json();
+    assert_eq!(groups["totalResults"], 0, "removed above: {groups}");
 }
 
 /// Finding: a group PATCH or PUT that changed nothing wrote an event and a new version
