@@ -142,6 +142,25 @@ pub fn validate_group_name(field: &str, name: &str) -> Result<(), DomainError> {
     check_name(field, name)
 }
 
+/// A display name that is not a name (a SCIM group's `displayName` after its creation):
+/// one line of text (PUT and PATCH stored `""`, `"   "` and NULs) — not empty, no
+/// surrounding whitespace, no line break, and free text's rules.
+pub fn validate_display_name(field: &str, text: &str) -> Result<(), DomainError> {
+    if text.trim().is_empty() {
+        return Err(DomainError::invalid(field, "must not be empty"));
+    }
+    if text.trim() != text {
+        return Err(DomainError::invalid(
+            field,
+            "must not start or end with whitespace",
+        ));
+    }
+    if text.contains(['\n', '\r']) {
+        return Err(DomainError::invalid(field, "must be one line"));
+    }
+    validate_text(field, Some(text), 256)
+}
+
 /// A role's name (project or global): a name's rules, at most 64 characters.
 pub fn validate_role_name(field: &str, name: &str) -> Result<(), DomainError> {
     check_name(field, name)?;

@@ -2186,6 +2186,8 @@ fn group_input(
         .and_then(Value::as_str)
         .map(str::to_string)
         .ok_or_else(|| ScimError::bad("invalidValue", "`displayName` is required"))?;
+    domain::validate_display_name("displayName", &display_name)
+        .map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
     let external_id = match attrs.remove("externalId") {
         Some(Value::String(e)) => Some(e).filter(|e| !e.is_empty()),
         _ => None,

@@ -2091,3 +2091,32 @@ fn scim_groups_with_member_displays_change_only_when_something_changes() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.text.contains("\"display\":\"bu1@ex.com\""), "{}", r.text);
 }
+
+/// A group's `displayName` keeps a display name's rules after its creation too: PUT and
+/// PATCH stored an empty one, blanks and a NUL.
+#[test]
+fn scim_group_display_names_are_checked_on_every_write() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = scim(&admin, "POST", "/Groups", &json!({"displayName": "g5"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    for bad in ["", "   ", "a\u{0}b", " padded", "two\nlines"] {
+        let r = scim(&admin, "PUT", "/Groups/g5", &json!({"displayName": bad}));
+        scim_error(&r, 400, Some("invalidValue"));
+        let r = scim(
+            &admin,
+            "PATCH",
+            "/Groups/g5",
+            &patch_ops(json!([{"op": "replace", "path": "displayName", "value": bad}])),
+        );
+        scim_error(&r, 400, Some("invalidValue"));
+    }
+    let r = scim(
+        &admin,
+        "PUT",
+        "/Groups/g5",
+        &json!({"displayName": "Eng / Platform"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["displayName"], "Eng / Platform");
+}
