@@ -108,7 +108,15 @@ pub fn parse(s: &str) -> Option<u64> {
     if b[13] != b':' || b[16] != b':' {
         return None;
     }
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+    // The day must exist in its month (`02-30` was read as 2 March).
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let month_days = match mo {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if !(1..=12).contains(&mo) || !(1..=month_days).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
     let mut i = 19;
@@ -130,6 +138,10 @@ pub fn parse(s: &str) -> Option<u64> {
         c @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
             let oh = num(i + 1..i + 3)?;
             let om = num(i + 4..i + 6)?;
+            // RFC 3339: hours 00–23, minutes 00–59 (`+25:00` was applied as given).
+            if oh > 23 || om > 59 {
+                return None;
+            }
             let off = oh * 60 + om;
             if *c == b'+' {
                 off
@@ -210,8 +222,16 @@ mod tests {
             "2025-11-13T02:13:20+0100",
             "2025-11-13T02:13:20.Z",
             "x025-11-13T02:13:20Z",
+            "2026-02-30T00:00:00Z",
+            "2026-02-29T00:00:00Z",
+            "2100-02-29T00:00:00Z",
+            "2026-04-31T00:00:00Z",
+            "2026-01-01T00:00:00+25:00",
+            "2026-01-01T00:00:00+01:99",
         ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
+        assert_eq!(parse("2024-02-29T00:00:00Z"), Some(1_709_164_800_000));
+        assert_eq!(parse("2000-02-29T00:00:00+23:59").map(|_| ()), Some(()));
     }
 }

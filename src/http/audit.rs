@@ -602,13 +602,15 @@ async fn backup(app: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse,
     let (path, events) = web::block(move || -> Result<_, ApiError> {
         let io = |e: std::io::Error| ApiError::Internal(format!("cannot write the backup: {e}"));
         crate::log::private_dir(&dir).map_err(io)?;
-        let path = dir.join(format!("gatehouse-{position}.bin"));
         let tmp = dir.join(format!(".gatehouse-{position}.bin.partial"));
         // Private (0600): a backup holds password hashes.
         let file = crate::log::private_file(&tmp).map_err(io)?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
         let n = crate::log::export::write(&log, &mut w, crate::log::export::Format::Binary)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
+        // Named by its last position (writes made meanwhile are in it; the name said the
+        // position read before, and the newest backup is found by its name).
+        let path = dir.join(format!("gatehouse-{n}.bin"));
         let file = w.into_inner().map_err(|e| io(e.into_error()))?;
         file.sync_all().map_err(io)?;
         // Signed by this server (the active key) over its last record: only a backup this

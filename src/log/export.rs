@@ -46,18 +46,25 @@ pub fn write(log: &EventLog, out: &mut impl Write, format: Format) -> Result<u64
 
 /// Write the events that `source` hands to its visitor, in order (the visitor returns
 /// false to stop): the sled log's, or the shared log's (`gatehouse export --store`).
+/// Each record's hash is checked against the chain as it goes: an export of a damaged
+/// log fails there (it copied the damage and said "exported", and a backup was signed).
 pub fn write_with(
     out: &mut impl Write,
     format: Format,
     source: impl FnOnce(&mut dyn FnMut(u64, &ChainHash, &[u8]) -> bool) -> Result<(), LogError>,
 ) -> Result<u64, ExportError> {
     let mut io_error = None;
+    let mut broken = None;
     let mut n = 0u64;
     let mut head = super::GENESIS_HASH;
     if format == Format::Binary {
         out.write_all(MAGIC)?;
     }
     source(&mut |seq, hash, bytes| {
+        if super::chain_hash(&head, bytes) != *hash {
+            broken = Some(seq);
+            return false;
+        }
         head = *hash;
         let written = match format {
             Format::Binary => out
@@ -87,6 +94,13 @@ pub fn write_with(
     })?;
     if let Some(e) = io_error {
         return Err(e.into());
+    }
+    if let Some(seq) = broken {
+        return Err(LogError::ChainBroken {
+            seq,
+            reason: "the record's hash does not follow from the one before: the log is damaged here (nothing exported past it)".into(),
+        }
+        .into());
     }
     match format {
         Format::Binary => {

@@ -126,6 +126,25 @@ fn a_flipped_byte_is_found_at_its_position_and_stops_start_up() {
     let (ok, out) = verify(&dir);
     assert!(!ok);
     assert!(out.contains("position 5"), "{out}");
+    // An export refuses to copy the damage (it said "exported" and a backup was signed).
+    let file = dir.join("damaged.export");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args([
+            "export",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--out",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("position 5"), "{said}");
     let err = TestApp::start(dir.clone(), Config::default())
         .err()
         .expect("start-up must refuse a broken chain");
