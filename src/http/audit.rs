@@ -205,6 +205,11 @@ fn time_param(req: &HttpRequest, name: &str) -> Result<Option<u64>, ApiError> {
 }
 
 fn event_query(app: &AppState, req: &HttpRequest) -> Result<EventQuery, ApiError> {
+    // A misspelt filter (`actr=alice`, `untill=`) answered every event.
+    super::only_query_params(
+        req,
+        &["from", "to", "since", "until", "type", "actor", "entity", "limit"],
+    )?;
     let head = app.read().seq;
     let internal = |e: crate::log::LogError| ApiError::Internal(e.to_string());
     let mut from = position_param(req, "from")?.unwrap_or(1).max(1);
@@ -227,6 +232,12 @@ fn event_query(app: &AppState, req: &HttpRequest) -> Result<EventQuery, ApiError
             .collect::<Vec<_>>()
     });
     if let Some(types) = &types {
+        if types.is_empty() {
+            // `type=` or `type=,` answered nothing at all.
+            return Err(ApiError::BadRequest(
+                "invalid `type`: give one or more event types, separated by commas".into(),
+            ));
+        }
         if let Some(bad) = types
             .iter()
             .find(|t| !gatehouse_schemas::Event::KINDS.contains(&t.as_str()))
@@ -552,6 +563,7 @@ async fn diff(
     _admin: Admin,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    super::only_query_params(&req, &["from", "to"])?;
     let from = query_param(&req, "from")?
         .ok_or_else(|| ApiError::BadRequest("invalid `from`: required".into()))?;
     let to = query_param(&req, "to")?.unwrap_or_else(|| app.read().seq.to_string());

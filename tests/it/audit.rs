@@ -314,6 +314,7 @@ fn as_of_gives_back_every_recorded_state_and_diffs_match() {
         ("from=abc", "`from`"),
         ("from=1&to=zz", "`to`"),
         ("from=3&to=2", "`from`"),
+        ("from=1&untill=2", "`untill`"),
     ] {
         let r = admin.get(&format!("/access/api/v1/audit/diff?{query}"));
         assert_eq!(r.status, 400, "{}", r.text);
@@ -593,7 +594,8 @@ fn the_events_api_filters_pages_streams_and_redacts() {
         ))
         .json();
     assert!(since["events"][0]["position"].as_u64().unwrap() <= 11);
-    for bad in ["type=Nope", "from=x", "since=yesterday", "limit=0"] {
+    // A misspelt or empty filter is refused (they answered every event, or none).
+    for bad in ["type=Nope", "from=x", "since=yesterday", "limit=0", "type=", "type=,", "actr=admin", "untill=2020-01-01T00:00:00Z"] {
         assert_eq!(
             admin
                 .get(&format!("/access/api/v1/audit/events?{bad}"))
