@@ -595,7 +595,16 @@ fn the_events_api_filters_pages_streams_and_redacts() {
         .json();
     assert!(since["events"][0]["position"].as_u64().unwrap() <= 11);
     // A misspelt or empty filter is refused (they answered every event, or none).
-    for bad in ["type=Nope", "from=x", "since=yesterday", "limit=0", "type=", "type=,", "actr=admin", "untill=2020-01-01T00:00:00Z"] {
+    for bad in [
+        "type=Nope",
+        "from=x",
+        "since=yesterday",
+        "limit=0",
+        "type=",
+        "type=,",
+        "actr=admin",
+        "untill=2020-01-01T00:00:00Z",
+    ] {
         assert_eq!(
             admin
                 .get(&format!("/access/api/v1/audit/events?{bad}"))
@@ -1850,4 +1859,30 @@ fn a_diff_shows_password_resets_and_accounts_replaced() {
         ],
         "{d}"
     );
+}
+
+/// Whole-state reads take turns (two at a time): many at once all answer, the same.
+#[test]
+fn whole_state_reads_at_once_all_answer() {
+    let app = TestApp::spawn();
+    for i in 0..20 {
+        app.create_group(&format!("g{i}"));
+    }
+    let base = app.base.clone();
+    let password = app.admin_password.clone();
+    let answers: Vec<(u16, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (base, password) = (base.clone(), password.clone());
+                s.spawn(move || {
+                    let c = Client::new(&base, Some(("admin", &password)));
+                    let path = ["audit/state", "audit/chain", "audit/diff?from=1"][i % 3];
+                    let r = c.get(&format!("/access/api/v1/{path}"));
+                    (r.status, format!("{path} {}", r.text.len()))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
 }
