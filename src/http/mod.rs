@@ -1389,6 +1389,28 @@ pub fn query_param(req: &HttpRequest, name: &str) -> Result<Option<String>, ApiE
         .transpose()
 }
 
+/// Records above which a list is rendered off the HTTP workers (see `read_off_worker`).
+pub const LARGE_LIST: usize = 2000;
+
+/// `f` over the state `s`: here for a small job; for a `large` one, on the blocking pool,
+/// over a copy of the state (a clone shares its structure) with its lock let go. A list
+/// of tens of thousands rendered on an HTTP worker held it for seconds, and the requests
+/// queued behind it on that worker timed out.
+pub async fn read_off_worker<T: Send + 'static>(
+    s: View<'_>,
+    large: bool,
+    f: impl FnOnce(&State) -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    if !large {
+        return Ok(f(&s));
+    }
+    let state: State = (*s).clone();
+    drop(s);
+    web::block(move || f(&state))
+        .await
+        .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))
+}
+
 /// Refuse a query parameter that is none of `known` (nor `as_of`, which every read
 /// takes): a search whose filter is misspelt answered everything, and a script acting
 /// on the answer acted on all of it.

@@ -735,7 +735,7 @@ pub(super) async fn list(
             )))
         }
     };
-    let matches_description = |d: Option<&String>| match &description {
+    let matches_description = move |d: Option<&String>| match &description {
         None => true,
         Some(pattern) => match pattern.strip_suffix('*') {
             Some(prefix) => d.is_some_and(|d| d.starts_with(prefix)),
@@ -759,17 +759,26 @@ pub(super) async fn list(
                 .into(),
         ));
     }
-    let service_id = s.service_id.clone().unwrap_or_default();
-    let tokens: Vec<_> = s
-        .tokens
-        .by_id
-        .values()
-        .filter(|t| caller.0.admin || (t.subject == caller.0.username && !t.transient))
-        .filter(|t| refreshable.is_none_or(|r| t.refreshable == r))
-        .filter(|t| matches_description(t.description.as_ref()))
-        .map(|t| crate::views::token(t, issuer_of(&s, t, &service_id)))
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "tokens": tokens })))
+    let large = s.tokens.by_id.len() > super::LARGE_LIST;
+    let (admin, username) = (caller.0.admin, caller.0.username.clone());
+    let body = super::read_off_worker(s, large, move |s| {
+        let service_id = s.service_id.clone().unwrap_or_default();
+        let tokens: Vec<_> = s
+            .tokens
+            .by_id
+            .values()
+            .filter(|t| admin || (t.subject == username && !t.transient))
+            .filter(|t| refreshable.is_none_or(|r| t.refreshable == r))
+            .filter(|t| matches_description(t.description.as_ref()))
+            .map(|t| crate::views::token(t, issuer_of(s, t, &service_id)))
+            .collect();
+        serde_json::to_vec(&json!({ "tokens": tokens }))
+    })
+    .await?
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(body))
 }
 
 /// `me` means the token the caller signed in with.

@@ -93,59 +93,75 @@ async fn list(
     let descending = super::bool_param(&req, "descendingOrder")?;
     let (project, role) = super::projects::project_role_filter(&req)?;
     let s = app.view(&req);
-    let members = project
-        .as_deref()
-        .map(|p| super::projects::members_holding(&s, p, "user", role.as_deref()))
-        .transpose()?;
     let base = base_url(&req);
-    let users_iter = s
-        .directory
-        .users
-        .iter()
-        .filter(|(_, u)| {
-            name_part
-                .as_ref()
-                .is_none_or(|p| u.username.contains(p.as_str()))
-        })
-        .filter(|(_, u)| status.as_ref().is_none_or(|st| u.status.as_str() == st))
-        .filter(|(_, u)| {
-            realm
-                .as_ref()
-                .is_none_or(|r| u.realm.eq_ignore_ascii_case(r))
-        })
-        // An admin through a group with admin privileges is an admin too (a script
-        // listing who holds admin rights missed them).
-        .filter(|(_, u)| !only_admins || s.directory.user_is_admin(u))
-        .filter(|(_, u)| {
-            members
-                .as_ref()
-                .is_none_or(|m| m.contains(u.username.as_str()))
-        })
-        .map(|(k, u)| (std::borrow::Borrow::<str>::borrow(k), &**u));
-    let unfiltered = name_part.is_none()
-        && status.is_none()
-        && realm.is_none()
-        && !only_admins
-        && members.is_none();
-    let (page_items, next) = if unfiltered && !descending {
-        // The common case walks the map from the cursor on, collecting nothing.
-        page_shared(&s.directory.users, cursor.as_deref(), limit)
-    } else {
-        let filtered: Vec<(&str, &gatehouse_projections::User)> = users_iter.collect();
-        super::page_ordered(filtered.into_iter(), cursor.as_deref(), limit, descending)
-    };
-    let users: Vec<_> = page_items
-        .iter()
-        .map(|u| {
-            serde_json::json!({
-                "username": u.username,
-                "realm": u.realm,
-                "status": u.status.as_str(),
-                "uri": format!("{base}/access/api/v2/users/{}", super::segment(&u.username)),
+    // A page of thousands, or a filter over a large directory, is done off the workers.
+    let large = s.directory.users.len() > super::LARGE_LIST
+        && (limit > 1000
+            || descending
+            || name_part.is_some()
+            || status.is_some()
+            || realm.is_some()
+            || only_admins
+            || project.is_some());
+    let body = super::read_off_worker(s, large, move |s| -> Result<Vec<u8>, ApiError> {
+        let members = project
+            .as_deref()
+            .map(|p| super::projects::members_holding(s, p, "user", role.as_deref()))
+            .transpose()?;
+        let users_iter = s
+            .directory
+            .users
+            .iter()
+            .filter(|(_, u)| {
+                name_part
+                    .as_ref()
+                    .is_none_or(|p| u.username.contains(p.as_str()))
             })
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(with_cursor(serde_json::json!({ "users": users }), next)))
+            .filter(|(_, u)| status.as_ref().is_none_or(|st| u.status.as_str() == st))
+            .filter(|(_, u)| {
+                realm
+                    .as_ref()
+                    .is_none_or(|r| u.realm.eq_ignore_ascii_case(r))
+            })
+            // An admin through a group with admin privileges is an admin too (a script
+            // listing who holds admin rights missed them).
+            .filter(|(_, u)| !only_admins || s.directory.user_is_admin(u))
+            .filter(|(_, u)| {
+                members
+                    .as_ref()
+                    .is_none_or(|m| m.contains(u.username.as_str()))
+            })
+            .map(|(k, u)| (std::borrow::Borrow::<str>::borrow(k), &**u));
+        let unfiltered = name_part.is_none()
+            && status.is_none()
+            && realm.is_none()
+            && !only_admins
+            && members.is_none();
+        let (page_items, next) = if unfiltered && !descending {
+            // The common case walks the map from the cursor on, collecting nothing.
+            page_shared(&s.directory.users, cursor.as_deref(), limit)
+        } else {
+            let filtered: Vec<(&str, &gatehouse_projections::User)> = users_iter.collect();
+            super::page_ordered(filtered.into_iter(), cursor.as_deref(), limit, descending)
+        };
+        let users: Vec<_> = page_items
+            .iter()
+            .map(|u| {
+                serde_json::json!({
+                    "username": u.username,
+                    "realm": u.realm,
+                    "status": u.status.as_str(),
+                    "uri": format!("{base}/access/api/v2/users/{}", super::segment(&u.username)),
+                })
+            })
+            .collect();
+        serde_json::to_vec(&with_cursor(serde_json::json!({ "users": users }), next))
+            .map_err(|e| ApiError::Internal(e.to_string()))
+    })
+    .await??;
+    Ok(HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(body))
 }
 
 #[derive(Deserialize)]

@@ -1105,6 +1105,18 @@ fn scim_large_groups_render_every_member_and_every_member_the_group() {
         ))
         .json();
     assert_eq!(groups["totalResults"], 0, "removed above: {groups}");
+    // The v2 list of a directory this large, a whole page of it and filtered (rendered
+    // off the HTTP workers).
+    let all = admin
+        .get("/access/api/v2/users?limit=5000&descendingOrder=true")
+        .json();
+    let all = all["users"].as_array().unwrap();
+    assert_eq!(all.len(), before + n);
+    assert_eq!(all[0]["username"], "user-1999");
+    let some = admin
+        .get("/access/api/v2/users?username=user-19&limit=5000")
+        .json();
+    assert_eq!(some["users"].as_array().unwrap().len(), 100);
 }
 
 /// Finding: a group PATCH or PUT that changed nothing wrote an event and a new version
