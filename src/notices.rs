@@ -84,6 +84,10 @@ pub fn classify_alone(event: &Event) -> Option<Vec<Notice>> {
         Event::UserPasswordChanged { username, .. } => {
             vec![n("user", "password_changed", username)]
         }
+        // The user's `password_expired` changes (a receiver mirroring users kept it stale).
+        Event::UserPasswordExpired { username } | Event::UserPasswordUnexpired { username } => {
+            vec![n("user", "updated", username)]
+        }
         Event::GroupCreated(g) => vec![n("group", "created", &g.name)],
         Event::GroupUpdated(g) => vec![n("group", "updated", &g.name)],
         Event::GroupScimSaved { name, .. } => vec![n("group", "updated", name)],
@@ -298,6 +302,23 @@ pub fn matches(sub: &Subscription, notice: &Notice) -> bool {
 mod tests {
     use super::*;
     use gatehouse_schemas::{samples, PermissionTarget};
+
+    #[test]
+    fn a_password_expired_or_unexpired_is_an_update_of_its_user() {
+        for e in [
+            Event::UserPasswordExpired {
+                username: "u".into(),
+            },
+            Event::UserPasswordUnexpired {
+                username: "u".into(),
+            },
+        ] {
+            assert_eq!(
+                classify(&State::default(), &e),
+                vec![n("user", "updated", "u")]
+            );
+        }
+    }
 
     #[test]
     fn every_domain_of_the_table_is_produced() {

@@ -334,6 +334,48 @@ fn jfrog_spelling(criteria: Value) -> Value {
     Value::Object(out)
 }
 
+/// For each handler of a PUT, the earlier handler whose secret (and secrets) it keeps
+/// when it leaves them out — the same receiver only: a handler of the same type and URL
+/// (the one at the same place first, so two handlers of one URL keep their own), or else,
+/// for a handler no URL matched, the one of the same origin (scheme, host, port) at the
+/// same place. Matched by URL first for every handler, then by origin: matched in one
+/// pass, a new handler at the place of an earlier one of the same host took its secret
+/// before that one's own URL, further down, could claim it (`/c` got `/a`'s secret and
+/// `/a` got `/b`'s). Kept by position alone, a reordered list sent one receiver's secret
+/// to another.
+fn kept_handlers(previous: Option<&Subscription>, new: &[HandlerIn]) -> Vec<Option<usize>> {
+    let mut kept = vec![None; new.len()];
+    let Some(p) = previous else { return kept };
+    let mut taken = vec![false; p.handlers.len()];
+    for (i, h) in new.iter().enumerate() {
+        let same = |j: usize| {
+            !taken[j] && p.handlers[j].handler_type == h.handler_type && p.handlers[j].url == h.url
+        };
+        let j = (i < p.handlers.len() && same(i))
+            .then_some(i)
+            .or_else(|| (0..p.handlers.len()).find(|&j| same(j)));
+        if let Some(j) = j {
+            taken[j] = true;
+            kept[i] = Some(j);
+        }
+    }
+    let origin = |u: &str| url::Url::parse(u).ok().map(|u| u.origin());
+    for (i, h) in new.iter().enumerate() {
+        if kept[i].is_some() || i >= p.handlers.len() || taken[i] {
+            continue;
+        }
+        let b = &p.handlers[i];
+        if b.handler_type == h.handler_type
+            && origin(&b.url).is_some()
+            && origin(&b.url) == origin(&h.url)
+        {
+            taken[i] = true;
+            kept[i] = Some(i);
+        }
+    }
+    kept
+}
+
 /// Validate a definition and turn it into what is stored; `previous` supplies secrets a
 /// replace leaves out.
 fn subscription_in(
@@ -397,44 +439,11 @@ fn subscription_in(
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         app.seal(&id, plain)
     };
+    let kept_from = kept_handlers(previous, &w.handlers);
     let mut handlers = Vec::new();
-    // Earlier handlers whose secrets a handler of this PUT has taken.
-    let mut taken: Vec<usize> = Vec::new();
     for (i, h) in w.handlers.into_iter().enumerate() {
         let field = format!("handlers[{i}]");
-        // What a PUT leaves out is kept for the same receiver only: a handler of the same
-        // type with the same URL, or else with the same origin (scheme, host, port) at
-        // the same place in the list. Kept by position alone, a reordered list sent one
-        // receiver's secret to another.
-        // The one at the same place first (two handlers of one URL keep their own), and
-        // no earlier handler is taken twice.
-        let origin = |u: &str| url::Url::parse(u).ok().map(|u| u.origin());
-        let before = previous.and_then(|p| {
-            let free = |j: usize, b: &SubscriptionHandler| {
-                !taken.contains(&j) && b.handler_type == h.handler_type
-            };
-            let same_url = |j: usize, b: &SubscriptionHandler| free(j, b) && b.url == h.url;
-            let found = p
-                .handlers
-                .get(i)
-                .filter(|b| same_url(i, b))
-                .map(|b| (i, b))
-                .or_else(|| p.handlers.iter().enumerate().find(|(j, b)| same_url(*j, b)))
-                .or_else(|| {
-                    p.handlers
-                        .get(i)
-                        .filter(|b| {
-                            free(i, b)
-                                && origin(&b.url).is_some()
-                                && origin(&b.url) == origin(&h.url)
-                        })
-                        .map(|b| (i, b))
-                });
-            found.map(|(j, b)| {
-                taken.push(j);
-                b
-            })
-        });
+        let before = kept_from[i].and_then(|j| previous.map(|p| &p.handlers[j]));
         check_url(&format!("{field}.url"), &h.url)?;
         // The name of a proxy set up in Artifactory (stored and shown, not used here).
         crate::domain::validate_text(&format!("{field}.proxy"), h.proxy.as_deref(), 256)?;

@@ -685,10 +685,19 @@ impl Deliveries {
                 doorbell: rx,
                 stop: stop.clone(),
             };
-            let thread = std::thread::Builder::new()
+            // A thread the system refuses (a pid or memory limit) is no reason to stop
+            // every delivery and the federation stream with the dispatcher (it
+            // panicked here): said, and tried again at the next change.
+            let thread = match std::thread::Builder::new()
                 .name(format!("gatehouse-webhook-{k}"))
                 .spawn(move || worker.run())
-                .expect("spawn a webhook worker");
+            {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!(subscription = %k, error = %e, "cannot start the subscription's delivery thread; its deliveries wait");
+                    continue;
+                }
+            };
             workers.insert(
                 k.clone(),
                 WorkerHandle {

@@ -483,3 +483,56 @@ fn handlers_of_one_url_keep_their_own_secrets() {
         "each handler its own"
     );
 }
+
+/// A PUT that leaves secrets out keeps each for its own URL before any handler of the
+/// same host at the same place can take it: `/c` at `/a`'s old place took `/a`'s secret
+/// and `/a`, further down, took `/b`'s.
+#[test]
+fn a_secret_follows_its_url_before_its_place() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let rx = receiver();
+    let at = |path: &str| rx.url.replace("/hook", path);
+    let handler = |path: &str, secret: Option<&str>| {
+        let mut h = json!({"handler_type": "webhook", "url": at(path)});
+        if let Some(s) = secret {
+            h["secret"] = json!(s);
+        }
+        h
+    };
+    let sub = |handlers: Vec<Value>| {
+        json!({"key": "mix", "event_filter": {"domain": "user", "event_types": ["created"]},
+               "handlers": handlers})
+    };
+    let r = admin.post(
+        SUBS,
+        &sub(vec![
+            handler("/a", Some("secret-for-a")),
+            handler("/b", Some("secret-for-b")),
+        ]),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.put(
+        &format!("{SUBS}/mix"),
+        &sub(vec![handler("/c", None), handler("/a", None)]),
+    );
+    assert_eq!(r.status, 204, "{}", r.text);
+    app.create_user("mix-user", "password-1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let seen = loop {
+        let seen = rx.seen.lock().unwrap().clone();
+        if seen.len() >= 2 {
+            break seen;
+        }
+        assert!(std::time::Instant::now() < deadline, "{seen:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let secret_of = |path: &str| {
+        seen.iter()
+            .find(|(head, _)| head.starts_with(&format!("POST {path} ")))
+            .map(|(head, _)| header(head, "X-JFrog-Event-Auth").map(str::to_string))
+            .unwrap_or_else(|| panic!("nothing reached {path}: {seen:?}"))
+    };
+    assert_eq!(secret_of("/a").as_deref(), Some("secret-for-a"));
+    assert_eq!(secret_of("/c"), None);
+}
