@@ -335,7 +335,7 @@ impl Metrics {
         );
         g.register(
             "gatehouse_federation_lag_events",
-            "Events of the log after a federation target's cursor",
+            "Events of the log after a federation target's cursor while changes wait for it (0 when none do)",
             m.federation_lag_events.clone(),
         );
         g.register(

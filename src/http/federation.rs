@@ -741,6 +741,14 @@ async fn receive(
             batch.source.escape_debug()
         )));
     }
+    // A target pointed at this server itself (its broadcast sent everything to itself,
+    // and status called it a success).
+    if app.read().service_id.as_deref() == Some(signer.as_str()) {
+        return Err(bad(
+            "the batch comes from this server itself: the federation target points back at it"
+                .into(),
+        ));
+    }
     let rid = RequestId(format!("federation-{}", crate::auth::unix_millis()));
     let actor = format!("federation:{signer}");
     match batch.kind.as_str() {

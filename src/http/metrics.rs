@@ -122,9 +122,15 @@ pub(super) fn refresh(app: &AppState, m: &Metrics) {
         let (cursor, pending, oldest, _) = app.federation.stream_status(&name);
         let l = crate::metrics::TargetLabels { target: name };
         m.federation_pending.get_or_create(&l).set(pending as i64);
-        m.federation_lag_events
-            .get_or_create(&l)
-            .set(head.saturating_sub(cursor) as i64);
+        // Nothing waiting is caught up: a target whose filter selects little keeps an
+        // old cursor (it moves when something is sent), and its lag grew with every
+        // write it did not select.
+        let lag = if pending == 0 {
+            0
+        } else {
+            head.saturating_sub(cursor)
+        };
+        m.federation_lag_events.get_or_create(&l).set(lag as i64);
         m.federation_lag_seconds
             .get_or_create(&l)
             .set(oldest.map_or(0, |t| now_ms.saturating_sub(t) / 1000) as i64);

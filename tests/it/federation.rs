@@ -1290,6 +1290,16 @@ fn broadcasts_of_two_targets_to_one_peer_keep_each_others_entities() {
             "after {target}'s broadcast"
         );
     }
+    // A target whose filter selects nothing has nothing waiting, whatever is written:
+    // no lag (the metric counted every write it did not select).
+    for i in 0..5 {
+        create_user(&a, &format!("other{i}"), &format!("other{i}@example.com"));
+    }
+    let text = a.admin().get("/access/api/v1/metrics").text;
+    assert!(
+        text.contains(r#"gatehouse_federation_lag_events{target="b-none"} 0"#),
+        "{text}"
+    );
     // What is gone here still goes at the peer.
     a.admin()
         .delete("/artifactory/api/v2/security/permissions/team_b_read");
@@ -1336,4 +1346,28 @@ fn a_target_registered_again_or_widened_catches_up_by_itself() {
     );
     assert_eq!(r.status, 200, "{}", r.text);
     wait_until(20, "g1 reached B", || b.group("g1").is_some());
+}
+
+/// A target pointed back at this server: its broadcast fails, saying so (it sent every
+/// entity to itself and counted a success).
+#[test]
+fn a_target_pointing_at_its_own_server_fails_saying_so() {
+    let a = Site::start();
+    create_user(&a, "u1", "u1@example.com");
+    a.register("self", &a, json!({"entities": ["users"]}));
+    let r = a
+        .admin()
+        .put(&format!("{FED}/self/full_broadcast"), &json!({}));
+    assert_eq!(r.status, 202, "{}", r.text);
+    wait_until(20, "the broadcast fails", || {
+        a.admin().get(&format!("{FED}/self/status")).json()["broadcast"]["state"] == "failed"
+    });
+    let st = a.admin().get(&format!("{FED}/self/status")).json();
+    assert!(
+        st["broadcast"]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("this server itself"),
+        "{st}"
+    );
 }
