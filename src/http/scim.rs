@@ -147,42 +147,49 @@ type Result<T> = std::result::Result<T, ScimError>;
 
 /// In a scope: see `http::configure`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let r = |p: &str| web::resource(p).default_service(web::to(method_not_allowed));
+    // A method a resource does not take: 405 with the ones it does (`Allow`, RFC 9110).
+    let r = |p: &str, allow: &'static str| {
+        web::resource(p).default_service(web::to(move || method_not_allowed(allow)))
+    };
     cfg.service(
         web::scope(BASE)
-            .service(r("/Users/.search").route(web::post().to(search_users)))
-            .service(r("/Groups/.search").route(web::post().to(search_groups)))
-            .service(r("/.search").route(web::post().to(search_all)))
+            .service(r("/Users/.search", "POST").route(web::post().to(search_users)))
+            .service(r("/Groups/.search", "POST").route(web::post().to(search_groups)))
+            .service(r("/.search", "POST").route(web::post().to(search_all)))
             .service(
-                r("/Users")
+                r("/Users", "GET, POST")
                     .route(web::get().to(list_users))
                     .route(web::post().to(create_user)),
             )
             .service(
-                r("/Users/{id}")
+                r("/Users/{id}", "GET, PUT, PATCH, DELETE")
                     .route(web::get().to(get_user))
                     .route(web::put().to(put_user))
                     .route(web::patch().to(patch_user))
                     .route(web::delete().to(delete_user)),
             )
             .service(
-                r("/Groups")
+                r("/Groups", "GET, POST")
                     .route(web::get().to(list_groups))
                     .route(web::post().to(create_group)),
             )
             .service(
-                r("/Groups/{id}")
+                r("/Groups/{id}", "GET, PUT, PATCH, DELETE")
                     .route(web::get().to(get_group))
                     .route(web::put().to(put_group))
                     .route(web::patch().to(patch_group))
                     .route(web::delete().to(delete_group)),
             )
-            .service(r("/ServiceProviderConfig").route(web::get().to(service_provider_config)))
-            .service(r("/ServiceProviderConfigs").route(web::get().to(service_provider_config)))
-            .service(r("/ResourceTypes").route(web::get().to(resource_types)))
-            .service(r("/ResourceTypes/{id}").route(web::get().to(resource_type)))
-            .service(r("/Schemas").route(web::get().to(list_schemas)))
-            .service(r("/Schemas/{id}").route(web::get().to(get_schema)))
+            .service(
+                r("/ServiceProviderConfig", "GET").route(web::get().to(service_provider_config)),
+            )
+            .service(
+                r("/ServiceProviderConfigs", "GET").route(web::get().to(service_provider_config)),
+            )
+            .service(r("/ResourceTypes", "GET").route(web::get().to(resource_types)))
+            .service(r("/ResourceTypes/{id}", "GET").route(web::get().to(resource_type)))
+            .service(r("/Schemas", "GET").route(web::get().to(list_schemas)))
+            .service(r("/Schemas/{id}", "GET").route(web::get().to(get_schema)))
             .service(web::resource(["/Me", "/Me/{tail:.*}"]).to(me))
             .service(web::resource("/{tail:.*}").to(unknown)),
     );
@@ -203,12 +210,16 @@ impl actix_web::FromRequest for ScimBody {
     }
 }
 
-async fn method_not_allowed() -> Result<HttpResponse> {
-    Err(ScimError::new(
+async fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    let mut res = ScimError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         None,
-        "method not allowed",
-    ))
+        format!("method not allowed (this resource takes {allow})"),
+    )
+    .error_response();
+    res.headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    res
 }
 
 async fn unknown(req: HttpRequest) -> Result<HttpResponse> {

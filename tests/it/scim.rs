@@ -515,8 +515,13 @@ fn bad_input_gets_scim_errors_never_500() {
     scim_error(&admin.get(&format!("{S}/ResourceTypes/Printer")), 404, None);
     scim_error(&admin.get(&format!("{S}/Nothing")), 404, None);
     for path in ["/ServiceProviderConfig", "/ResourceTypes", "/Schemas"] {
-        scim_error(&scim(&admin, "POST", path, &json!({})), 405, None);
+        let r = scim(&admin, "POST", path, &json!({}));
+        scim_error(&r, 405, None);
+        assert_eq!(r.header("allow"), Some("GET"), "{path}");
     }
+    let r = scim(&admin, "PUT", "/Users", &json!({}));
+    scim_error(&r, 405, None);
+    assert_eq!(r.header("allow"), Some("GET, POST"));
     scim_error(&app.anon().get(&format!("{S}/Users")), 401, None);
     app.create_user("plain", "password-1");
     scim_error(
