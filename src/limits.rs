@@ -76,11 +76,49 @@ impl<K: std::hash::Hash + Eq + Clone> Buckets<K> {
         if level >= 1.0 {
             return None;
         }
+        Some(self.wait_from(level))
+    }
+
+    /// How long a bucket at `level` (below one token) takes to hold one.
+    fn wait_from(&self, level: f64) -> Duration {
         let rate = self.refill_per_sec();
         if rate <= 0.0 {
-            return Some(Duration::from_secs(3600));
+            return Duration::from_secs(3600);
         }
-        Some(Duration::from_secs_f64((1.0 - level) / rate))
+        Duration::from_secs_f64((1.0 - level) / rate)
+    }
+
+    /// Take a token from the bucket of `key` if it has one (`None`), or say how long to
+    /// wait (`Some`), in one step: checked apart from the charge, every guess sent at
+    /// the same moment found the bucket full.
+    fn take(&self, key: &K, now: Instant) -> Option<Duration> {
+        if self.rule.burst == 0 {
+            return None;
+        }
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = map.get(key) {
+            let level = self.level(b, now);
+            if level < 1.0 {
+                return Some(self.wait_from(level));
+            }
+        }
+        self.charge_in(&mut map, key.clone(), now);
+        None
+    }
+
+    /// Give back a token taken for a check that succeeded.
+    fn refund(&self, key: &K, now: Instant) {
+        if self.rule.burst == 0 {
+            return;
+        }
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = map.get_mut(key) {
+            let level = (self.level(b, now) + 1.0).min(self.rule.burst as f64);
+            *b = Bucket {
+                tokens: level,
+                at: now,
+            };
+        }
     }
 
     fn charge(&self, key: K, now: Instant) {
@@ -88,6 +126,11 @@ impl<K: std::hash::Hash + Eq + Clone> Buckets<K> {
             return;
         }
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        self.charge_in(&mut map, key, now);
+    }
+
+    /// `charge` under the map's lock, held by the caller.
+    fn charge_in(&self, map: &mut HashMap<K, Bucket>, key: K, now: Instant) {
         if map.len() >= MAX_KEYS && !map.contains_key(&key) {
             let full = self.rule.burst as f64;
             map.retain(|_, b| self.level(b, now) < full);
@@ -222,6 +265,36 @@ impl SignInLimits {
         None
     }
 
+    /// A password check may go ahead: its failure is paid for in advance (a token of
+    /// each bucket that applies), and given back when the check succeeds — when the
+    /// [`Reservation`] is dropped without [`Reservation::failed`]. Checked and charged
+    /// apart, sixty guesses sent at once all found the buckets full and were all checked.
+    pub fn reserve(
+        &self,
+        user: &str,
+        ip: Option<IpAddr>,
+        familiar: bool,
+    ) -> Result<Reservation<'_>, (LimitedBy, Duration)> {
+        let now = Instant::now();
+        let address = bucket_of(ip);
+        if let Some(wait) = self.by_address.take(&address, now) {
+            return Err((LimitedBy::Address, wait));
+        }
+        let name = (!familiar).then(|| user.to_string());
+        if let Some(n) = &name {
+            if let Some(wait) = self.by_name.take(n, now) {
+                self.by_address.refund(&address, now);
+                return Err((LimitedBy::User, wait));
+            }
+        }
+        Ok(Reservation {
+            limits: self,
+            address,
+            name,
+            spent: false,
+        })
+    }
+
     /// A password check failed.
     pub fn failed(&self, user: &str, ip: Option<IpAddr>, familiar: bool) {
         let now = Instant::now();
@@ -232,9 +305,67 @@ impl SignInLimits {
     }
 }
 
+/// A password check the limits let through (see [`SignInLimits::reserve`]).
+pub struct Reservation<'a> {
+    limits: &'a SignInLimits,
+    address: IpAddr,
+    name: Option<String>,
+    spent: bool,
+}
+
+impl Reservation<'_> {
+    /// The check failed: what was taken stays taken.
+    pub fn failed(mut self) {
+        self.spent = true;
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.spent {
+            return;
+        }
+        let now = Instant::now();
+        self.limits.by_address.refund(&self.address, now);
+        if let Some(n) = &self.name {
+            self.limits.by_name.refund(n, now);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Guesses sent at the same moment: only as many as the burst get checked, the
+    /// others are held back; checks that succeed give their token back.
+    #[test]
+    fn reservations_at_once_stop_at_the_burst_and_successes_give_back() {
+        let l = limits();
+        let ip: IpAddr = "203.0.113.9".parse().unwrap();
+        let held: Vec<_> = (0..60)
+            .filter_map(|i| l.reserve(&format!("u{i}"), Some(ip), true).ok())
+            .collect();
+        assert_eq!(held.len(), 3);
+        drop(held); // all three succeeded
+        let failing: Vec<_> = (0..60)
+            .filter_map(|i| l.reserve(&format!("u{i}"), Some(ip), true).ok())
+            .collect();
+        assert_eq!(failing.len(), 3);
+        failing.into_iter().for_each(Reservation::failed);
+        assert_eq!(
+            l.reserve("x", Some(ip), true).err().map(|e| e.0),
+            Some(LimitedBy::Address)
+        );
+        // A stranger's guesses at one name stop at the name's burst, from any address.
+        let taken: Vec<_> = (0..10)
+            .filter_map(|i| {
+                let ip: IpAddr = format!("198.51.100.{i}").parse().unwrap();
+                l.reserve("ann", Some(ip), false).ok()
+            })
+            .collect();
+        assert_eq!(taken.len(), 2);
+    }
 
     fn limits() -> SignInLimits {
         SignInLimits::new(

@@ -448,14 +448,14 @@ impl Authenticator {
             self.cache_hit("password");
         } else {
             self.cache_miss("password");
-            self.check_limits(name, client_ip, false)?;
+            let reservation = self.check_limits(name, client_ip, false)?;
             let inflight_key = inflight_key(&cache_key, &[&seq.to_le_bytes()]);
             let ok = self
                 .verify_once(inflight_key, password, key.password_hash.clone())
                 .await?;
             if !ok {
                 self.ops.metrics.signins_failed.inc();
-                self.ops.limits.failed(name, client_ip, false);
+                reservation.failed();
                 return Err(AuthError::Invalid);
             }
             if !self.ttl.is_zero() {
@@ -852,7 +852,7 @@ impl Authenticator {
         {
             self.cache_miss("password");
             let familiar = self.ops.limits.is_familiar(username, client_ip);
-            self.check_limits(username, client_ip, familiar)?;
+            let reservation = self.check_limits(username, client_ip, familiar)?;
             // The in-flight check is for this password *and this hash*: a request that saw
             // a newer password must never share the result of a check of an older one.
             let inflight_key = inflight_key(
@@ -864,7 +864,7 @@ impl Authenticator {
             let ok = Box::pin(self.verify_once(inflight_key, password, checked)).await? && known;
             if !ok {
                 self.ops.metrics.signins_failed.inc();
-                self.ops.limits.failed(username, client_ip, familiar);
+                reservation.failed();
                 // Only an enabled user can be locked: locking a disabled one would turn
                 // a later unlock into an enable. A password shaped like a reference token
                 // is a revoked or forgotten token far more likely than a guess (a CI job
@@ -944,7 +944,7 @@ impl Authenticator {
         if !cached {
             self.cache_miss("ldap");
             let familiar = self.ops.limits.is_familiar(username, client_ip);
-            self.check_limits(username, client_ip, familiar)?;
+            let reservation = self.check_limits(username, client_ip, familiar)?;
             let ldap = {
                 let s = state.read().unwrap_or_else(|p| p.into_inner());
                 s.settings.ldap.clone()
@@ -960,7 +960,7 @@ impl Authenticator {
                 .map_err(AuthError::Directory)?;
             let Some((setting, found)) = found else {
                 self.ops.metrics.signins_failed.inc();
-                self.ops.limits.failed(username, client_ip, familiar);
+                reservation.failed();
                 let counts = familiar || self.ops.lockout_from == crate::config::LockoutFrom::Any;
                 if let (Some(UserStatus::Enabled), Some(threshold), true) =
                     (status, lock_threshold, counts)
@@ -1152,16 +1152,17 @@ impl Authenticator {
             .inc();
     }
 
-    /// Refuse a password check that the failed-sign-in limits hold back.
+    /// Refuse a password check that the failed-sign-in limits hold back; one they let
+    /// through has its failure paid for in advance (given back unless it fails).
     fn check_limits(
         &self,
         name: &str,
         client_ip: Option<std::net::IpAddr>,
         familiar: bool,
-    ) -> Result<(), AuthError> {
-        match self.ops.limits.check(name, client_ip, familiar) {
-            None => Ok(()),
-            Some((by, wait)) => {
+    ) -> Result<crate::limits::Reservation<'_>, AuthError> {
+        match self.ops.limits.reserve(name, client_ip, familiar) {
+            Ok(r) => Ok(r),
+            Err((by, wait)) => {
                 self.ops
                     .metrics
                     .signins_limited

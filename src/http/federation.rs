@@ -638,7 +638,23 @@ async fn change_in(app: &AppState, i: usize, c: ChangeWire) -> Result<Replicated
         ));
     }
     let change = match (c.op.as_str(), c.entity.as_str()) {
-        ("remove", "user" | "group" | "permission" | "token") => Replicated::Removed {
+        // A user's name as names are kept (its upsert is checked so): `Admin` and
+        // `ANONYMOUS` were written as removals (tombstones) of names no user can have,
+        // and forwarded to every target.
+        ("remove", "user") => {
+            let name = domain::normalize_username(&field("name"), &c.name)?;
+            if name != c.name || unfederated_user(&name) {
+                return Err(invalid(
+                    "name",
+                    "must be a user name as this server keeps it, and not a built-in user",
+                ));
+            }
+            Replicated::Removed {
+                entity: c.entity.clone(),
+                name,
+            }
+        }
+        ("remove", "group" | "permission" | "token") => Replicated::Removed {
             entity: c.entity.clone(),
             name: c.name.clone(),
         },

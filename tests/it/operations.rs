@@ -1189,3 +1189,42 @@ fn an_unusable_tls_key_says_why() {
         assert!(stderr.contains(needle), "{needle}: {stderr}");
     }
 }
+
+/// Guesses sent at the same moment: only as many as the limits allow are checked (sixty
+/// at once were all checked — each found the bucket full, and was charged only after
+/// its check failed); the right password, checked and right, costs nothing.
+#[test]
+fn guesses_at_the_same_moment_stop_at_the_burst() {
+    let app = TestApp::spawn_with(Config {
+        auth_cache_ttl_secs: 0,
+        lockout_threshold: 1000,
+        signin_address_burst: 8,
+        signin_address_per_minute: 1,
+        ..Config::default()
+    });
+    app.create_user("alice", "Wonderland-42x");
+    // Right passwords first, one after another: each gives its token back.
+    for _ in 0..12 {
+        let r = app
+            .as_user("alice", "Wonderland-42x")
+            .get("/access/api/v2/users/alice");
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..40)
+            .map(|i| {
+                let app = &app;
+                s.spawn(move || {
+                    app.as_user("alice", &format!("guess-{i}"))
+                        .get("/access/api/v2/users/alice")
+                        .status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let held = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(checked, 8, "{statuses:?}");
+    assert_eq!(held, 32, "{statuses:?}");
+}
