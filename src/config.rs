@@ -279,7 +279,19 @@ impl Config {
         const HOUR_MS: u64 = 3_600_000;
         const DAY: u64 = 86_400;
         const CENTURY: u64 = 100 * 365 * DAY;
-        let ranges: [(&str, u64, u64, u64); 21] = [
+        let ranges: [(&str, u64, u64, u64); 26] = [
+            // Values that crashed the start (a semaphore past its most permits, a cache
+            // size multiplied past 64 bits) or could never be served.
+            (
+                "argon2-concurrency",
+                self.argon2_concurrency as u64,
+                0,
+                4096,
+            ),
+            ("argon2-queue", self.argon2_queue as u64, 0, 1 << 20),
+            ("max-connections", self.max_connections as u64, 1, 1 << 20),
+            ("log-cache-mib", self.log_cache_mib, 0, 1 << 20),
+            ("outbox-cache-mib", self.outbox_cache_mib, 0, 1 << 20),
             ("writer-queue", self.writer_queue as u64, 1, 1 << 20),
             ("workers", self.workers.unwrap_or(1) as u64, 1, 1024),
             ("keep-alive-secs", self.keep_alive_secs, 0, 3600),
@@ -582,6 +594,13 @@ mod tests {
             ("lease-renew-ms = 10000\nlease-ttl-ms = 100\n", "lease"),
             ("follow-poll-ms = 0\n", "follow-poll-ms"),
             ("writer-queue = 0\n", "writer-queue"),
+            (
+                "argon2-concurrency = 9223372036854775807\n",
+                "argon2-concurrency",
+            ),
+            ("log-cache-mib = 17592186044416\n", "log-cache-mib"),
+            ("outbox-cache-mib = 17592186044416\n", "outbox-cache-mib"),
+            ("max-connections = 0\n", "max-connections"),
         ] {
             let e = load(text).unwrap_err().to_string();
             assert!(e.contains(key), "{text}: {e}");

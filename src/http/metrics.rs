@@ -18,8 +18,11 @@ fn is_scrape_token(req: &HttpRequest, app: &AppState) -> bool {
     let Some(token) = &app.config.metrics_token else {
         return false;
     };
-    let Some(sent) = super::extract::authorization(req).and_then(|v| v.strip_prefix("Bearer "))
-    else {
+    // The scheme in any case (RFC 9110 §11.1), as every other credential here.
+    let Some(sent) = super::extract::authorization(req).and_then(|v| {
+        let (scheme, rest) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then_some(rest)
+    }) else {
         return false;
     };
     blake3::hash(sent.trim().as_bytes()) == blake3::hash(token.0.as_bytes())

@@ -876,6 +876,13 @@ fn sealed_display(
             return Ok(Some(old.clone()));
         }
     }
+    // A new one keeps a display name's rules (one line, no control characters, at
+    // most 256 characters); an empty one says nothing.
+    if display.is_empty() {
+        return Ok(None);
+    }
+    domain::validate_display_name("members.display", display)
+        .map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
     keys.encrypt(&key, display)
         .map(|sealed| Some(json!(sealed)))
         .map_err(|e| ScimError::new(StatusCode::INTERNAL_SERVER_ERROR, None, e.to_string()))

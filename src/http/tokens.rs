@@ -1005,9 +1005,13 @@ pub(super) async fn revoke_id(
     Ok(committed)
 }
 
-/// Whether `caller` signed in with the token `id` itself.
+/// Whether `caller` signed in with the token `id` itself: a token of this server (a
+/// peer's token names its own `jti`, which may be any id here).
 fn is_itself(caller: &Principal, id: &str) -> bool {
-    caller.token.as_ref().is_some_and(|t| t.token_id == id)
+    caller
+        .token
+        .as_ref()
+        .is_some_and(|t| t.local && t.token_id == id)
 }
 
 /// A user revokes its own tokens signed in as itself; any token may revoke itself (seed

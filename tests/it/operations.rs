@@ -17,6 +17,11 @@ use std::time::{Duration, Instant};
 const SCRAPE: &str = "scrape-token-for-tests-0123456789";
 
 fn scrape(app_base: &str) -> String {
+    // The scheme in any case, as every credential (it was `Bearer` exactly).
+    let lower = Client::new(app_base, None)
+        .with_header_auth(&format!("bearer {SCRAPE}"))
+        .get("/metrics");
+    assert_eq!(lower.status, 200, "{}", lower.text);
     let r = Client::new(app_base, None)
         .with_header_auth(&format!("Bearer {SCRAPE}"))
         .get("/metrics");

@@ -2107,6 +2107,14 @@ fn scim_groups_with_member_displays_change_only_when_something_changes() {
     );
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.text.contains("\"display\":\"bu1@ex.com\""), "{}", r.text);
+    // A display keeps a display name's rules; an empty one says nothing.
+    for bad in ["two\nlines", "a\u{0}b", " padded"] {
+        let r = scim(&admin, "PATCH", "/Groups/okta", &add("bu2@ex.com", bad));
+        scim_error(&r, 400, Some("invalidValue"));
+    }
+    let r = scim(&admin, "PATCH", "/Groups/okta", &add("bu2@ex.com", ""));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.text.contains("\"display\":\"bu2@ex.com\""), "{}", r.text);
 }
 
 /// A group's `displayName` keeps a display name's rules after its creation too: PUT and
