@@ -679,13 +679,62 @@ pub(super) fn delete_group(state: &State, name: &str) -> Result<Vec<Event>, Doma
     Ok(events)
 }
 
+/// The key of a group's stored document under which the `display`s a client gave its
+/// members are kept, by the member's `created_seq` (not a SCIM attribute: never shown).
+/// By `created_seq`, so that a display belongs to the user it was said of: a later user
+/// of the same name (or id) does not inherit it, a rename keeps it. A display is personal
+/// data (a full name, an e-mail): sealed with the member's own personal-data key, so that
+/// a purge of the member erases it too; a member without one gets no display kept (its
+/// user name shows). Documents of earlier versions kept displays in clear: those are not
+/// shown, and the audit trail leaves them out of old events.
+pub const MEMBER_DISPLAYS: &str = "gatehouse:memberDisplays";
+
+/// A group's SCIM document with the displays of some members set (sealed) or dropped,
+/// against the document as it is now (each member's own entry: concurrent PATCHes of
+/// other members, each pinned to the version it read, conflicted); `None` when nothing
+/// changes.
+pub fn with_member_displays(
+    stored: Option<&str>,
+    displays: &[(u64, Option<String>)],
+) -> Option<String> {
+    if displays.is_empty() {
+        return None;
+    }
+    let mut doc = match stored.map(serde_json::from_str::<serde_json::Value>) {
+        Some(Ok(serde_json::Value::Object(doc))) => doc,
+        _ => serde_json::Map::new(),
+    };
+    let mut kept = match doc.remove(MEMBER_DISPLAYS) {
+        Some(serde_json::Value::Object(kept)) => kept,
+        _ => serde_json::Map::new(),
+    };
+    let before = kept.clone();
+    for (seq, display) in displays {
+        match display {
+            Some(sealed) => {
+                kept.insert(seq.to_string(), serde_json::Value::String(sealed.clone()));
+            }
+            None => {
+                kept.remove(&seq.to_string());
+            }
+        }
+    }
+    if kept == before {
+        return None;
+    }
+    if !kept.is_empty() {
+        doc.insert(MEMBER_DISPLAYS.into(), serde_json::Value::Object(kept));
+    }
+    Some(serde_json::Value::Object(doc).to_string())
+}
+
 pub(super) fn change_group_members(
     state: &State,
     group: &str,
     add: &[String],
     remove: &[String],
     if_match: Option<u64>,
-    scim_attributes: Option<&str>,
+    displays: &[(u64, Option<String>)],
 ) -> Result<Vec<Event>, DomainError> {
     let dir = &state.directory;
     let g = dir
@@ -712,10 +761,10 @@ pub(super) fn change_group_members(
             removed: dedup(removed),
         });
     }
-    if let Some(attributes) = scim_attributes.filter(|a| g.scim.as_deref() != Some(*a)) {
+    if let Some(attributes) = with_member_displays(g.scim.as_deref(), displays) {
         events.push(Event::GroupScimSaved {
             name: group.to_string(),
-            attributes: attributes.to_string(),
+            attributes,
         });
     }
     Ok(events)

@@ -24,7 +24,9 @@ pub mod settings;
 mod subscriptions;
 mod tokens;
 
-pub use directory::{GroupChanges, NewGroup, NewUser, UserChanges};
+pub use directory::{
+    with_member_displays, GroupChanges, NewGroup, NewUser, UserChanges, MEMBER_DISPLAYS,
+};
 pub use federation::{unfederated_user, Replicated, ReplicatedChange};
 pub use names::default_password_policy;
 pub use names::{
@@ -179,8 +181,8 @@ pub enum Command {
         remove: Vec<String>,
         /// The group's `meta.version` a SCIM client last saw (`If-Match`).
         if_match: Option<u64>,
-        /// A SCIM PATCH's new document for the group (the displays kept for members).
-        scim_attributes: Option<String>,
+        /// A SCIM PATCH's displays of members, by `created_seq`: set (sealed) or dropped.
+        displays: Vec<(u64, Option<String>)>,
     },
     /// The token is already signed; the command carries only its record (hashes).
     IssueToken(Arc<TokenIssued>),
@@ -501,15 +503,8 @@ fn decide_command(state: &State, command: &Command) -> Result<Vec<Event>, Domain
             add,
             remove,
             if_match,
-            scim_attributes,
-        } => directory::change_group_members(
-            state,
-            group,
-            add,
-            remove,
-            *if_match,
-            scim_attributes.as_deref(),
-        ),
+            displays,
+        } => directory::change_group_members(state, group, add, remove, *if_match, displays),
         Command::ScimSaveUser {
             username,
             create,

@@ -246,7 +246,7 @@ async fn change_members(
                 add,
                 remove,
                 if_match: None,
-                scim_attributes: None,
+                displays: vec![],
             },
             &admin.username,
             &rid,

@@ -777,15 +777,7 @@ fn username_eq_answer(
     Some(out)
 }
 
-/// The key of a group's stored document under which the `display`s a client gave its
-/// members are kept, by the member's `created_seq` (not a SCIM attribute: never shown).
-/// By `created_seq`, so that a display belongs to the user it was said of: a later user
-/// of the same name (or id) does not inherit it, a rename keeps it. A display is personal
-/// data (a full name, an e-mail): sealed with the member's own personal-data key, so that
-/// a purge of the member erases it too; a member without one gets no display kept (its
-/// user name shows). Documents of earlier versions kept displays in clear: those are not
-/// shown, and the audit trail leaves them out of old events.
-pub const MEMBER_DISPLAYS: &str = "gatehouse:memberDisplays";
+pub use crate::domain::MEMBER_DISPLAYS;
 
 pub fn render_group(s: &State, g: &Group, base: &str, keys: &PersonalKeys) -> Value {
     render_group_as(s, g, base, keys, true)
@@ -2457,64 +2449,53 @@ async fn patch_members(
 ) -> Option<Result<HttpResponse>> {
     member_operations(body)?;
     let app = app_of(req);
-    // Only a change of the displays kept (a whole document) needs the version it was
-    // worked out on; a write that came between is read again then, as for other PATCHes.
-    for _ in 0..16 {
-        let (delta, seq) = {
-            let s = app.read();
-            let g = s.directory.groups.get(name)?;
-            match member_delta(&s, g, body, &base_url(req), &app.personal)? {
-                Ok(delta) => (delta, g.updated_seq),
-                Err(e) => return Some(Err(e)),
-            }
-        };
-        let asked = match if_match(req, seq) {
-            Ok(asked) => asked,
-            Err(e) => return Some(Err(e)),
-        };
-        let rid: RequestId = request_id(req);
-        let pinned = asked.or(delta.attributes.as_ref().map(|_| seq));
-        let submitted = app
-            .submit(
-                Command::ChangeGroupMembers {
-                    group: name.to_string(),
-                    add: delta.add,
-                    remove: delta.remove,
-                    if_match: pinned,
-                    scim_attributes: delta.attributes,
-                },
-                &caller.username,
-                &rid,
-            )
-            .await
-            .map_err(ScimError::from);
-        let committed = match submitted {
-            Err(e) if asked.is_none() && e.status == StatusCode::PRECONDITION_FAILED => continue,
-            Err(e) => return Some(Err(e)),
-            Ok(c) => c,
-        };
+    let (delta, seq) = {
         let s = app.read();
-        let Some(g) = s.directory.groups.get(name) else {
-            return Some(Err(ScimError::not_found("the group was deleted meanwhile")));
-        };
-        return Some(
-            answer_group(req, StatusCode::OK, &s, g, &app.personal).map(|r| written(r, committed)),
-        );
-    }
-    Some(Err(ScimError::new(
-        StatusCode::CONFLICT,
-        None,
-        "the resource kept changing while this request was made; try again",
-    )))
+        let g = s.directory.groups.get(name)?;
+        match member_delta(&s, g, body, &base_url(req), &app.personal)? {
+            Ok(delta) => (delta, g.updated_seq),
+            Err(e) => return Some(Err(e)),
+        }
+    };
+    // Nothing here depends on the version read, but for `If-Match`: the additions,
+    // removals and displays apply to the group as the writer has it (displays member by
+    // member), so parallel PATCHes of other members never conflict.
+    let asked = match if_match(req, seq) {
+        Ok(asked) => asked,
+        Err(e) => return Some(Err(e)),
+    };
+    let rid: RequestId = request_id(req);
+    let committed = match app
+        .submit(
+            Command::ChangeGroupMembers {
+                group: name.to_string(),
+                add: delta.add,
+                remove: delta.remove,
+                if_match: asked,
+                displays: delta.displays,
+            },
+            &caller.username,
+            &rid,
+        )
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return Some(Err(e.into())),
+    };
+    let s = app.read();
+    let Some(g) = s.directory.groups.get(name) else {
+        return Some(Err(ScimError::not_found("the group was deleted meanwhile")));
+    };
+    Some(answer_group(req, StatusCode::OK, &s, g, &app.personal).map(|r| written(r, committed)))
 }
 
-/// What a member-only PATCH changes: the user names it adds and removes, and the group's
-/// document when the displays kept for its members change.
+/// What a member-only PATCH changes: the user names it adds and removes, and the displays
+/// kept for the members it names (by `created_seq`: sealed, or dropped), where they change.
 #[derive(Debug)]
 struct MemberDelta {
     add: Vec<String>,
     remove: Vec<String>,
-    attributes: Option<String>,
+    displays: Vec<(u64, Option<String>)>,
 }
 
 /// The difference a member-only PATCH makes to `g` (see `patch_members`), or `None` when
@@ -2527,7 +2508,7 @@ fn member_delta(
     keys: &PersonalKeys,
 ) -> Option<Result<MemberDelta>> {
     let named = member_operations(body)?;
-    let mut stored = attributes_of(&g.scim);
+    let stored = attributes_of(&g.scim);
     // A document of an earlier version, with its members in it: the whole-document path
     // writes it anew.
     if stored.contains_key("members") {
@@ -2587,39 +2568,38 @@ fn member_delta(
         .collect();
     // The displays kept for the members named: as the whole-document path keeps them,
     // from what the result says of each (a member kept shows its display as it was; the
-    // last one said wins; the user name is none), and none for a member removed.
-    let mut kept = displays
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
+    // last one said wins; the user name is none), and none for a member removed. Only
+    // those that change, member by member.
+    let mut wanted: Vec<(u64, Option<String>)> = Vec::new();
     for u in before.iter().copied().chain(after.iter().map(|(u, _)| *u)) {
-        kept.remove(&u.created_seq.to_string());
+        if !wanted.iter().any(|(seq, _)| *seq == u.created_seq) {
+            wanted.push((u.created_seq, None));
+        }
     }
     for (u, display) in &after {
         if let Some(d) = display {
             match sealed_display(u, d, displays, keys) {
-                Ok(Some(sealed)) => {
-                    kept.insert(u.created_seq.to_string(), sealed);
+                Ok(Some(Value::String(sealed))) => {
+                    if let Some(w) = wanted.iter_mut().find(|(seq, _)| *seq == u.created_seq) {
+                        w.1 = Some(sealed);
+                    }
                 }
-                Ok(None) => {}
+                Ok(_) => {}
                 Err(e) => return Some(Err(e)),
             }
         }
     }
-    let changed = displays.and_then(Value::as_object) != Some(&kept)
-        && !(displays.is_none() && kept.is_empty());
-    let attributes = changed.then(|| {
-        if kept.is_empty() {
-            stored.remove(MEMBER_DISPLAYS);
-        } else {
-            stored.insert(MEMBER_DISPLAYS.into(), Value::Object(kept));
-        }
-        Value::Object(stored).to_string()
-    });
+    let now = |seq: u64| {
+        displays
+            .and_then(|d| d.get(seq.to_string()))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    wanted.retain(|(seq, d)| *d != now(*seq));
     Some(Ok(MemberDelta {
         add,
         remove,
-        attributes,
+        displays: wanted,
     }))
 }
 
@@ -3225,14 +3205,15 @@ mod tests {
                     let mut wanted = input.members.clone();
                     wanted.sort();
                     assert_eq!(now, wanted, "{body}");
-                    let fast_doc = delta.attributes.as_deref().or(g.scim.as_deref());
+                    let written = domain::with_member_displays(g.scim.as_deref(), &delta.displays);
+                    let fast_doc = written.as_deref().or(g.scim.as_deref());
                     assert_eq!(
                         shown(fast_doc, &now),
                         shown(Some(&input.attributes), &wanted),
                         "{body}"
                     );
                     // Displays said again are kept as they were sealed (no new version).
-                    if delta.attributes.is_none() && g.scim.as_deref() == Some(&input.attributes) {
+                    if delta.displays.is_empty() && g.scim.as_deref() == Some(&input.attributes) {
                         kept += 1;
                     }
                     changes += usize::from(!delta.add.is_empty() || !delta.remove.is_empty());

@@ -2145,3 +2145,51 @@ fn scim_group_display_names_are_checked_on_every_write() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["displayName"], "Eng / Platform");
 }
+
+/// An identity provider syncing a group one member at a time, in parallel, with display
+/// names: every PATCH succeeds and every member keeps its display (the displays were a
+/// whole document pinned to the version read: parallel PATCHes conflicted, 409).
+#[test]
+fn parallel_member_patches_with_displays_all_land() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let n = 40;
+    for i in 0..n {
+        let name = format!("p{i}@ex.com");
+        let r = scim(
+            &admin,
+            "POST",
+            "/Users",
+            &json!({"userName": name, "emails": [{"value": name, "primary": true}]}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let r = scim(&admin, "POST", "/Groups", &json!({"displayName": "par"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let admin = &admin;
+                s.spawn(move || {
+                    let body = patch_ops(json!([{"op": "add", "path": "members",
+                        "value": [{"value": format!("p{i}@ex.com"), "display": format!("Person {i}")}]}]));
+                    scim(admin, "PATCH", "/Groups/par?excludedAttributes=members", &body).status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let g = admin.get(&format!("{S}/Groups/par")).json();
+    let members = g["members"].as_array().unwrap();
+    assert_eq!(members.len(), n, "{g}");
+    for m in members {
+        let i: usize = m["value"].as_str().unwrap()[1..]
+            .split('@')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(m["display"], json!(format!("Person {i}")), "{m}");
+    }
+}
