@@ -37,6 +37,42 @@ pub struct Application {
     lease: Arc<crate::lease::Lease>,
 }
 
+/// Files the server keeps open besides its connections (the log, its index, sled's trees,
+/// snapshots being written, key files, outgoing webhook and federation connections).
+const OWN_FILES: u64 = 1024;
+
+/// Raise the soft limit of open files to the hard one, and say when `max-connections`
+/// and the server's own files still do not fit: connections took every descriptor and
+/// the server's own writes failed ("Too many open files": a write answered 503).
+fn open_files_for(max_connections: usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read or write the struct passed, nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    let wanted = max_connections as u64 + OWN_FILES;
+    if limit.rlim_cur < wanted {
+        tracing::warn!(
+            open_files = limit.rlim_cur,
+            max_connections,
+            "the open-file limit is below max-connections plus {OWN_FILES} for the server's own files: lower max-connections or raise the limit (ulimit -n, LimitNOFILE=)"
+        );
+    }
+}
+
 /// Where the first admin's generated password is written (mode 0600).
 pub const INITIAL_PASSWORD_FILE: &str = "initial-admin-password";
 
@@ -190,8 +226,10 @@ impl Application {
             .clone()
             .unwrap_or_default();
 
-        let listener = TcpListener::bind(&settings.listen)?;
+        let listener = TcpListener::bind(&settings.listen)
+            .map_err(|e| StartError::Other(format!("cannot listen on {}: {e}", settings.listen)))?;
         let port = listener.local_addr()?.port();
+        open_files_for(settings.config.max_connections);
         let index = Arc::new(crate::authorize::PermissionIndex::build(
             &shared.read().unwrap_or_else(|p| p.into_inner()),
         ));

@@ -109,9 +109,17 @@ fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<CertifiedKey>, TlsError
         };
         read(key_path, &why)
     })?;
-    let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| TlsError::Key {
-        path: key_path.into(),
-        message: e.to_string(),
+    // A certificate that does not parse is the certificate's fault (it was blamed on the
+    // key); a key that does not match it, or does not parse, the key's.
+    let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| match e {
+        rustls::Error::InvalidCertificate(_) => TlsError::Read {
+            path: cert_path.into(),
+            message: format!("not a certificate this server can use: {e}"),
+        },
+        _ => TlsError::Key {
+            path: key_path.into(),
+            message: e.to_string(),
+        },
     })?;
     Ok(Arc::new(certified))
 }

@@ -1518,23 +1518,28 @@ async fn list(req: HttpRequest, kinds: &[Kind]) -> Result<HttpResponse> {
     let q = query_from_request(kinds, &req)?;
     let app = app_of(&req);
     let base = base_url(&req);
-    let s = app.view(&req);
-    if let Some(body) = username_eq_answer(&app, &s, kinds, &q, &base) {
-        return Ok(HttpResponse::Ok().content_type(content_type()).body(body));
-    }
-    // The index follows the live state only.
-    let narrowed = match &s {
-        View::Live(_) => narrow(&app, &s, kinds, &q),
-        View::Past(_) => None,
+    // The state's lock is let go before a scan is awaited (held, every write waited).
+    let state = {
+        let s = app.view(&req);
+        if let Some(body) = username_eq_answer(&app, &s, kinds, &q, &base) {
+            return Ok(HttpResponse::Ok().content_type(content_type()).body(body));
+        }
+        // The index follows the live state only.
+        let narrowed = match &s {
+            View::Live(_) => narrow(&app, &s, kinds, &q),
+            View::Past(_) => None,
+        };
+        match scan_copy(&s, kinds, &q, narrowed.is_none()) {
+            Some(state) => state,
+            None => {
+                return Ok(scim_json(
+                    StatusCode::OK,
+                    &run_query(&s, kinds, &q, &base, &app.personal, narrowed),
+                ))
+            }
+        }
     };
-    if let Some(state) = scan_copy(&s, kinds, &q, narrowed.is_none()) {
-        drop(s);
-        return scan_off_worker(&app, state, kinds, q, base).await;
-    }
-    Ok(scim_json(
-        StatusCode::OK,
-        &run_query(&s, kinds, &q, &base, &app.personal, narrowed),
-    ))
+    scan_off_worker(&app, state, kinds, q, base).await
 }
 
 /// Resources above which a query that reads them all (a filter or sort the index cannot
@@ -1592,19 +1597,24 @@ async fn search(req: HttpRequest, body: web::Bytes, kinds: &[Kind]) -> Result<Ht
     let q = query_from_body(kinds, &body)?;
     let app = app_of(&req);
     let base = base_url(&req);
-    let s = app.read();
-    if let Some(body) = username_eq_answer(&app, &s, kinds, &q, &base) {
-        return Ok(HttpResponse::Ok().content_type(content_type()).body(body));
-    }
-    let narrowed = narrow(&app, &s, kinds, &q);
-    if let Some(state) = scan_copy(&s, kinds, &q, narrowed.is_none()) {
-        drop(s);
-        return scan_off_worker(&app, state, kinds, q, base).await;
-    }
-    Ok(scim_json(
-        StatusCode::OK,
-        &run_query(&s, kinds, &q, &base, &app.personal, narrowed),
-    ))
+    // The state's lock is let go before a scan is awaited (held, every write waited).
+    let state = {
+        let s = app.read();
+        if let Some(body) = username_eq_answer(&app, &s, kinds, &q, &base) {
+            return Ok(HttpResponse::Ok().content_type(content_type()).body(body));
+        }
+        let narrowed = narrow(&app, &s, kinds, &q);
+        match scan_copy(&s, kinds, &q, narrowed.is_none()) {
+            Some(state) => state,
+            None => {
+                return Ok(scim_json(
+                    StatusCode::OK,
+                    &run_query(&s, kinds, &q, &base, &app.personal, narrowed),
+                ))
+            }
+        }
+    };
+    scan_off_worker(&app, state, kinds, q, base).await
 }
 
 async fn list_users(req: HttpRequest) -> Result<HttpResponse> {

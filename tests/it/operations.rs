@@ -1233,3 +1233,20 @@ fn guesses_at_the_same_moment_stop_at_the_burst() {
     assert_eq!(checked, 8, "{statuses:?}");
     assert_eq!(held, 32, "{statuses:?}");
 }
+
+/// An address in use is named (it said "Address already in use" and nothing of which).
+#[test]
+fn an_address_in_use_is_named() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--listen", &addr, "--data-dir"])
+        .arg(dir.path())
+        .env("GATEHOUSE_ADMIN_PASSWORD", "Admin-pass-1234")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains(&format!("cannot listen on {addr}")), "{said}");
+}
