@@ -721,6 +721,41 @@ async fn create(
 }
 
 /// PUT answers 204 (seed 004); secrets left out keep their stored values.
+/// Pending deliveries and dead letters name their handler by its place in the list: a
+/// PUT that moves handlers to other places, or removes some, while deliveries wait would
+/// send them to other receivers, with those receivers' secrets (a reordered list did).
+/// Refused then (409). Handlers added at the end, a handler edited in its place (a URL
+/// put right, so that its dead letters can be re-driven to it), and any change once
+/// nothing waits, are taken.
+fn handlers_keep_their_places(
+    app: &AppState,
+    previous: &Subscription,
+    new: &Subscription,
+) -> Result<(), ApiError> {
+    let same = |a: &SubscriptionHandler, b: &SubscriptionHandler| {
+        a.handler_type == b.handler_type && a.url == b.url
+    };
+    let moved = new.handlers.len() < previous.handlers.len()
+        || previous.handlers.iter().enumerate().any(|(i, a)| {
+            !new.handlers.get(i).is_some_and(|b| same(a, b))
+                && new.handlers.iter().any(|b| same(a, b))
+        });
+    if !moved {
+        return Ok(());
+    }
+    let status = app
+        .deliveries
+        .status(&new.key)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if status.pending + status.failed > 0 {
+        return Err(ApiError::Conflict(format!(
+            "{} deliveries wait and {} dead letters are kept for this subscription, each for the handler at its place in the list: moving or removing handlers now would send them to other receivers. Let them finish (re-drive the dead letters), or delete the subscription and create it anew, or add new handlers at the end",
+            status.pending, status.failed
+        )));
+    }
+    Ok(())
+}
+
 async fn replace(
     app: web::Data<AppState>,
     admin: Admin,
@@ -739,6 +774,7 @@ async fn replace(
         .map(|r| r.subscription.clone())
         .ok_or_else(|| ApiError::NotFound(format!("subscription `{key}` not found")))?;
     let sub = subscription_in(&app, key, body, Some(&previous))?;
+    handlers_keep_their_places(&app, &previous, &sub)?;
     let committed = app
         .submit(
             Command::SaveSubscription {

@@ -536,3 +536,64 @@ fn a_secret_follows_its_url_before_its_place() {
     assert_eq!(secret_of("/a").as_deref(), Some("secret-for-a"));
     assert_eq!(secret_of("/c"), None);
 }
+
+/// Dead letters (and pending deliveries) name their handler by its place: a PUT that
+/// moves handlers while some wait is refused (a swap sent one receiver's dead letter to
+/// the other, with its secret); a handler put right in its place is taken, and so is
+/// any change once nothing waits.
+#[test]
+fn handlers_do_not_move_under_waiting_deliveries() {
+    let app = TestApp::spawn_with(gatehouse::Config {
+        webhook_max_attempts: 1,
+        ..gatehouse::Config::default()
+    });
+    let admin = app.admin();
+    let (a, b) = (receiver(), receiver());
+    a.status.store(500, Ordering::SeqCst);
+    let handler = |url: &str| json!({"handler_type": "webhook", "url": url});
+    let sub = |handlers: Vec<Value>| {
+        json!({"key": "two", "event_filter": {"domain": "group", "event_types": ["created"]},
+               "handlers": handlers})
+    };
+    let r = admin.post(SUBS, &sub(vec![handler(&a.url), handler(&b.url)]));
+    assert_eq!(r.status, 201, "{}", r.text);
+    app.create_group("gx1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let d = admin.get(&format!("{SUBS}/two/deliveries")).json();
+        if d["failed_count"] == 1 && d["pending_count"] == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{d}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let r = admin.put(
+        &format!("{SUBS}/two"),
+        &sub(vec![handler(&b.url), handler(&a.url)]),
+    );
+    assert_eq!(r.status, 409, "{}", r.text);
+    let r = admin.put(&format!("{SUBS}/two"), &sub(vec![handler(&b.url)]));
+    assert_eq!(r.status, 409, "{}", r.text);
+    // Put right in its place: taken, and its dead letter re-driven to it.
+    let fixed = receiver();
+    let r = admin.put(
+        &format!("{SUBS}/two"),
+        &sub(vec![handler(&fixed.url), handler(&b.url)]),
+    );
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = admin.post(&format!("{SUBS}/two/failed/redrive"), &json!({}));
+    assert!(r.status < 300, "{}", r.text);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while fixed.seen.lock().unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dead letter never reached the fixed URL"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        b.seen.lock().unwrap().len(),
+        1,
+        "B got its own delivery once"
+    );
+}
