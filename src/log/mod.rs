@@ -284,6 +284,32 @@ pub fn private_dir(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
+/// A data directory made by someone else (`mkdir` before the first start) is made the
+/// owner's only, as one the server makes is: sled creates its files readable by all
+/// (0644), and those hold pending deliveries and the read models' pages.
+fn data_dir_owner_only(dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::metadata(dir) else {
+            return;
+        };
+        if meta.permissions().mode() & 0o077 != 0 {
+            match std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+                Ok(()) => tracing::warn!(
+                    data_dir = %dir.display(),
+                    "the data directory was readable by others: made its owner's only (0700)"
+                ),
+                Err(e) => tracing::warn!(
+                    data_dir = %dir.display(),
+                    error = %e,
+                    "the data directory is readable by others and could not be made its owner's only"
+                ),
+            }
+        }
+    }
+}
+
 /// Create (or truncate) `path` for writing, readable by its owner only: exports,
 /// backups and key files hold password hashes or secrets.
 pub fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
@@ -313,6 +339,9 @@ impl EventLog {
 
     fn open_as(dir: &Path, cache_bytes: u64, repair: bool) -> Result<EventLog, LogError> {
         private_dir(dir).map_err(|e| LogError::Storage(sled::Error::Io(e)))?;
+        if repair {
+            data_dir_owner_only(dir);
+        }
         let db = open_db(
             sled::Config::new()
                 .path(dir.join("log"))

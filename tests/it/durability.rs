@@ -900,6 +900,16 @@ fn a_new_data_directory_and_an_export_are_private() {
     assert!(server.terminate().success());
     let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "{mode:o}");
+    // One an operator made beforehand, readable by all, is made the owner's only too
+    // (sled's files in it are 0644).
+    let made = tmp.path().join("made");
+    std::fs::create_dir(&made).unwrap();
+    std::fs::set_permissions(&made, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = ServerProcess::start(&made);
+    assert_eq!(server.admin().get("/access/api/v2/users/admin").status, 200);
+    assert!(server.terminate().success());
+    let mode = std::fs::metadata(&made).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{mode:o}");
     let out = tmp.path().join("log.bin");
     let run = |args: &[&std::ffi::OsStr]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
