@@ -126,6 +126,7 @@ fn state_probe(rounds: u64) {
             refresh_hash: None,
             reference_hash: None,
             self_issued: false,
+            force_revocable: false,
         })));
         state.apply(&issued);
         let revoked = next(Event::TokenRevoked { token_id: id });

@@ -50,6 +50,7 @@ fn events(state: &State, from: u64, n: usize, salt: &str) -> Vec<Envelope> {
                     refresh_hash: None,
                     reference_hash: None,
                     self_issued: false,
+                    force_revocable: false,
                 })),
                 _ => Event::UserGroupsChanged {
                     username: users[(seq as usize * 7) % users.len()].to_string(),

@@ -198,6 +198,7 @@ pub fn mint(keys: &KeyRing, kid: &str, spec: &Spec) -> Option<Minted> {
         refresh_hash: refresh_token.as_deref().map(hash_hex),
         reference_hash: reference_token.as_deref().map(hash_hex),
         self_issued: spec.self_issued,
+        force_revocable: spec.ext.iter().any(|(k, _)| *k == "force_revocable"),
     });
     Some(Minted {
         record,

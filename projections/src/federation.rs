@@ -415,6 +415,7 @@ mod tests {
             refresh_hash: Some(format!("refresh-{id}")),
             reference_hash: None,
             self_issued: false,
+            force_revocable: false,
         })
     }
 

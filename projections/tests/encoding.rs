@@ -91,6 +91,7 @@ fn token<P: From<TokenIssued>>(id: &str, subject: &str, revocable: bool, transie
         refresh_hash: Some(format!("refresh-{id}")),
         reference_hash: (!id.ends_with('3')).then(|| format!("reference-{id}")),
         self_issued: false,
+        force_revocable: false,
     })
 }
 

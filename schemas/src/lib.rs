@@ -161,6 +161,10 @@ pub struct TokenIssued {
     /// false, so older events and states read and hash as before.
     #[serde(default, skip_serializing_if = "is_false")]
     pub self_issued: bool,
+    /// Asked for with `force_revocable` (seed 004: the flag is in the token's `ext`):
+    /// kept, so that a refresh carries it on. Not encoded when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub force_revocable: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -992,6 +996,7 @@ fn sample_token(id: &str) -> TokenIssued {
         refresh_hash: Some("bb".repeat(32)),
         reference_hash: None,
         self_issued: false,
+        force_revocable: false,
     }
 }
 

@@ -148,6 +148,7 @@ mod tests {
             refresh_hash: refreshable.then(|| format!("r-{id}")),
             reference_hash: None,
             self_issued: false,
+            force_revocable: false,
         }
     }
 

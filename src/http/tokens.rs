@@ -697,7 +697,12 @@ pub(super) async fn refresh(
         reference,
         revocable: true,
         now,
-        ext: vec![],
+        // Carried on (seed 004's flag in the `ext`; the refreshed token lost it).
+        ext: if old.force_revocable {
+            vec![("force_revocable", "true".to_string())]
+        } else {
+            vec![]
+        },
         user_seq,
         self_issued,
     };
@@ -1129,6 +1134,7 @@ mod tests {
                         refresh_hash: None,
                         reference_hash: None,
                         self_issued: bits & 4 == 4,
+                        force_revocable: false,
                     }),
                     access_token: "eyJh.eyJz.c2ln".into(),
                     refresh_token: (bits & 2 == 2).then(|| "r3fr3sh".to_string()),

@@ -1399,6 +1399,27 @@ fn the_token_in_hand_and_what_a_narrow_token_may_do() {
     let ext: Value = serde_json::from_str(ext.as_str().unwrap()).unwrap();
     assert_eq!(ext["force_revocable"], "true", "{ext}");
     assert_eq!(ext["revocable"], "true", "{ext}");
+    // A refresh carries the flag on (it was lost).
+    let pair = create_token(
+        &alice,
+        json!({"expires_in": 600, "force_revocable": true, "refreshable": true}),
+    );
+    let r = alice.raw(
+        "POST",
+        "/access/api/v1/tokens",
+        Some("application/x-www-form-urlencoded"),
+        Some(
+            format!(
+                "grant_type=refresh_token&refresh_token={}",
+                pair["refresh_token"].as_str().unwrap()
+            )
+            .as_bytes(),
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let ext = claims(r.json()["access_token"].as_str().unwrap())["ext"].clone();
+    let ext: Value = serde_json::from_str(ext.as_str().unwrap()).unwrap();
+    assert_eq!(ext["force_revocable"], "true", "{ext}");
     let plain = create_token(&alice, json!({"expires_in": 600}));
     let ext = claims(plain["access_token"].as_str().unwrap())["ext"].clone();
     assert!(
