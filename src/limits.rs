@@ -41,6 +41,18 @@ pub struct BucketRule {
 struct Bucket {
     tokens: f64,
     at: Instant,
+    /// Checks that took a token and have not ended yet (see [`SignInLimits::reserve`]).
+    outstanding: u32,
+}
+
+/// What taking a token from a bucket came to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Take {
+    Taken,
+    /// None left now, but checks in flight hold some: they may give theirs back.
+    Wait,
+    /// None left: try again after this long.
+    Limited(Duration),
 }
 
 struct Buckets<K> {
@@ -88,35 +100,48 @@ impl<K: std::hash::Hash + Eq + Clone> Buckets<K> {
         Duration::from_secs_f64((1.0 - level) / rate)
     }
 
-    /// Take a token from the bucket of `key` if it has one (`None`), or say how long to
-    /// wait (`Some`), in one step: checked apart from the charge, every guess sent at
-    /// the same moment found the bucket full.
-    fn take(&self, key: &K, now: Instant) -> Option<Duration> {
+    /// Take a token from the bucket of `key` for a check, in one step with the test:
+    /// checked apart from the charge, every guess sent at the same moment found the
+    /// bucket full.
+    fn take(&self, key: &K, now: Instant) -> Take {
         if self.rule.burst == 0 {
-            return None;
+            return Take::Taken;
         }
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(b) = map.get(key) {
             let level = self.level(b, now);
             if level < 1.0 {
-                return Some(self.wait_from(level));
+                return if b.outstanding > 0 {
+                    Take::Wait
+                } else {
+                    Take::Limited(self.wait_from(level))
+                };
             }
         }
         self.charge_in(&mut map, key.clone(), now);
-        None
+        if let Some(b) = map.get_mut(key) {
+            b.outstanding += 1;
+        }
+        Take::Taken
     }
 
-    /// Give back a token taken for a check that succeeded.
-    fn refund(&self, key: &K, now: Instant) {
+    /// A check that took a token ended: it failed (`refund` false: the token stays
+    /// spent) or succeeded (given back).
+    fn settle(&self, key: &K, refund: bool, now: Instant) {
         if self.rule.burst == 0 {
             return;
         }
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(b) = map.get_mut(key) {
-            let level = (self.level(b, now) + 1.0).min(self.rule.burst as f64);
+            let level = self.level(b, now);
             *b = Bucket {
-                tokens: level,
+                tokens: if refund {
+                    (level + 1.0).min(self.rule.burst as f64)
+                } else {
+                    level
+                },
                 at: now,
+                outstanding: b.outstanding.saturating_sub(1),
             };
         }
     }
@@ -133,10 +158,13 @@ impl<K: std::hash::Hash + Eq + Clone> Buckets<K> {
     fn charge_in(&self, map: &mut HashMap<K, Bucket>, key: K, now: Instant) {
         if map.len() >= MAX_KEYS && !map.contains_key(&key) {
             let full = self.rule.burst as f64;
-            map.retain(|_, b| self.level(b, now) < full);
+            map.retain(|_, b| self.level(b, now) < full || b.outstanding > 0);
             if map.len() >= MAX_KEYS / 2 {
-                let mut ages: Vec<(K, Instant)> =
-                    map.iter().map(|(k, b)| (k.clone(), b.at)).collect();
+                let mut ages: Vec<(K, Instant)> = map
+                    .iter()
+                    .filter(|(_, b)| b.outstanding == 0)
+                    .map(|(k, b)| (k.clone(), b.at))
+                    .collect();
                 ages.sort_by_key(|(_, at)| *at);
                 for (k, _) in ages.into_iter().take(map.len() / 2) {
                     map.remove(&k);
@@ -147,11 +175,13 @@ impl<K: std::hash::Hash + Eq + Clone> Buckets<K> {
         let b = map.entry(key).or_insert(Bucket {
             tokens: burst,
             at: now,
+            outstanding: 0,
         });
         let level = self.level(b, now);
         *b = Bucket {
             tokens: (level - 1.0).max(0.0),
             at: now,
+            outstanding: b.outstanding,
         };
     }
 }
@@ -269,22 +299,32 @@ impl SignInLimits {
     /// each bucket that applies), and given back when the check succeeds — when the
     /// [`Reservation`] is dropped without [`Reservation::failed`]. Checked and charged
     /// apart, sixty guesses sent at once all found the buckets full and were all checked.
+    /// `Err(None)`: no token now, but checks in flight hold some — ask again in a moment
+    /// (a fleet signing in at once with the right password is not refused: the checks
+    /// give their tokens back as they succeed).
     pub fn reserve(
         &self,
         user: &str,
         ip: Option<IpAddr>,
         familiar: bool,
-    ) -> Result<Reservation<'_>, (LimitedBy, Duration)> {
+    ) -> Result<Reservation<'_>, Option<(LimitedBy, Duration)>> {
         let now = Instant::now();
         let address = bucket_of(ip);
-        if let Some(wait) = self.by_address.take(&address, now) {
-            return Err((LimitedBy::Address, wait));
+        match self.by_address.take(&address, now) {
+            Take::Taken => {}
+            Take::Wait => return Err(None),
+            Take::Limited(wait) => return Err(Some((LimitedBy::Address, wait))),
         }
         let name = (!familiar).then(|| user.to_string());
         if let Some(n) = &name {
-            if let Some(wait) = self.by_name.take(n, now) {
-                self.by_address.refund(&address, now);
-                return Err((LimitedBy::User, wait));
+            let refused = match self.by_name.take(n, now) {
+                Take::Taken => None,
+                Take::Wait => Some(None),
+                Take::Limited(wait) => Some(Some((LimitedBy::User, wait))),
+            };
+            if let Some(refused) = refused {
+                self.by_address.settle(&address, true, now);
+                return Err(refused);
             }
         }
         Ok(Reservation {
@@ -322,13 +362,11 @@ impl Reservation<'_> {
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        if self.spent {
-            return;
-        }
         let now = Instant::now();
-        self.limits.by_address.refund(&self.address, now);
+        let refund = !self.spent;
+        self.limits.by_address.settle(&self.address, refund, now);
         if let Some(n) = &self.name {
-            self.limits.by_name.refund(n, now);
+            self.limits.by_name.settle(n, refund, now);
         }
     }
 }
@@ -347,6 +385,8 @@ mod tests {
             .filter_map(|i| l.reserve(&format!("u{i}"), Some(ip), true).ok())
             .collect();
         assert_eq!(held.len(), 3);
+        // While they are in flight, the others wait (not refused: they may succeed).
+        assert!(matches!(l.reserve("y", Some(ip), true), Err(None)));
         drop(held); // all three succeeded
         let failing: Vec<_> = (0..60)
             .filter_map(|i| l.reserve(&format!("u{i}"), Some(ip), true).ok())
@@ -354,7 +394,7 @@ mod tests {
         assert_eq!(failing.len(), 3);
         failing.into_iter().for_each(Reservation::failed);
         assert_eq!(
-            l.reserve("x", Some(ip), true).err().map(|e| e.0),
+            l.reserve("x", Some(ip), true).err().flatten().map(|e| e.0),
             Some(LimitedBy::Address)
         );
         // A stranger's guesses at one name stop at the name's burst, from any address.

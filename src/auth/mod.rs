@@ -448,7 +448,7 @@ impl Authenticator {
             self.cache_hit("password");
         } else {
             self.cache_miss("password");
-            let reservation = self.check_limits(name, client_ip, false)?;
+            let reservation = self.check_limits(name, client_ip, false).await?;
             let inflight_key = inflight_key(&cache_key, &[&seq.to_le_bytes()]);
             let ok = self
                 .verify_once(inflight_key, password, key.password_hash.clone())
@@ -852,7 +852,7 @@ impl Authenticator {
         {
             self.cache_miss("password");
             let familiar = self.ops.limits.is_familiar(username, client_ip);
-            let reservation = self.check_limits(username, client_ip, familiar)?;
+            let reservation = self.check_limits(username, client_ip, familiar).await?;
             // The in-flight check is for this password *and this hash*: a request that saw
             // a newer password must never share the result of a check of an older one.
             let inflight_key = inflight_key(
@@ -944,7 +944,7 @@ impl Authenticator {
         if !cached {
             self.cache_miss("ldap");
             let familiar = self.ops.limits.is_familiar(username, client_ip);
-            let reservation = self.check_limits(username, client_ip, familiar)?;
+            let reservation = self.check_limits(username, client_ip, familiar).await?;
             let ldap = {
                 let s = state.read().unwrap_or_else(|p| p.into_inner());
                 s.settings.ldap.clone()
@@ -1154,23 +1154,32 @@ impl Authenticator {
 
     /// Refuse a password check that the failed-sign-in limits hold back; one they let
     /// through has its failure paid for in advance (given back unless it fails).
-    fn check_limits(
+    async fn check_limits(
         &self,
         name: &str,
         client_ip: Option<std::net::IpAddr>,
         familiar: bool,
     ) -> Result<crate::limits::Reservation<'_>, AuthError> {
-        match self.ops.limits.reserve(name, client_ip, familiar) {
-            Ok(r) => Ok(r),
-            Err((by, wait)) => {
-                self.ops
-                    .metrics
-                    .signins_limited
-                    .get_or_create(&crate::metrics::LimitLabels { by: by.label() })
-                    .inc();
-                Err(AuthError::Limited(wait.as_secs_f64().ceil().max(1.0) as u64))
+        // No token now but checks in flight hold some: wait for them to end (a check
+        // is tens of milliseconds), up to a few seconds.
+        let started = Instant::now();
+        let refused = loop {
+            match self.ops.limits.reserve(name, client_ip, familiar) {
+                Ok(r) => return Ok(r),
+                Err(Some(refused)) => break refused,
+                Err(None) if started.elapsed() < Duration::from_secs(5) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(None) => break (crate::limits::LimitedBy::Address, Duration::from_secs(1)),
             }
-        }
+        };
+        let (by, wait) = refused;
+        self.ops
+            .metrics
+            .signins_limited
+            .get_or_create(&crate::metrics::LimitLabels { by: by.label() })
+            .inc();
+        Err(AuthError::Limited(wait.as_secs_f64().ceil().max(1.0) as u64))
     }
 
     /// Run argon2 for these credentials once, however many requests carry them at the

@@ -256,7 +256,48 @@ pub(super) fn save_target(
             target.name
         )));
     }
+    principals_exist(state, target)?;
     Ok(vec![Event::PermissionTargetSaved(Box::new(target.clone()))])
+}
+
+/// The users and groups a target names anew exist (Artifactory: "Permission target
+/// contains a reference to a non-existing user"): a grant to a name nobody has went to
+/// whoever took the name later — a group an IdP created, a user of that name. Names the
+/// stored target already held are not asked again (a deleted principal's grants go with
+/// it; a target saved by an earlier version may still name one).
+fn principals_exist(state: &State, target: &PermissionTarget) -> Result<(), DomainError> {
+    let old = state.permissions.targets.get(&target.name);
+    let sections = [
+        ("repo", &target.repo, old.and_then(|o| o.repo.as_ref())),
+        ("build", &target.build, old.and_then(|o| o.build.as_ref())),
+        (
+            "releaseBundle",
+            &target.release_bundle,
+            old.and_then(|o| o.release_bundle.as_ref()),
+        ),
+    ];
+    for (name, section, before) in sections {
+        let Some(section) = section else { continue };
+        for user in section.users.keys() {
+            let held = before.is_some_and(|b| b.users.contains_key(user));
+            if !held && !state.directory.users.contains_key(user.as_str()) {
+                return Err(DomainError::invalid(
+                    format!("{name}.actions.users"),
+                    format!("the permission target names a user that does not exist: `{user}`"),
+                ));
+            }
+        }
+        for group in section.groups.keys() {
+            let held = before.is_some_and(|b| b.groups.contains_key(group));
+            if !held && !state.directory.groups.contains_key(group.as_str()) {
+                return Err(DomainError::invalid(
+                    format!("{name}.actions.groups"),
+                    format!("the permission target names a group that does not exist: `{group}`"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Seed 002: "Manage — allows changing the permission settings for other users" of the
@@ -511,7 +552,26 @@ mod tests {
 
     #[test]
     fn every_api_gets_the_same_rules_and_decide_refuses_what_skipped_them() {
-        let state = State::default();
+        let mut state = State::default();
+        let bob = crate::domain::NewUser {
+            username: "bob".into(),
+            internal_password_disabled: true,
+            ..Default::default()
+        };
+        for (i, event) in decide(&state, &Command::CreateUser(bob))
+            .unwrap()
+            .into_iter()
+            .enumerate()
+        {
+            state.apply(&gatehouse_schemas::Envelope {
+                seq: i as u64 + 1,
+                time_ms: 0,
+                actor: "test".into(),
+                origin: String::new(),
+                request_id: String::new(),
+                event,
+            });
+        }
         // Normalising fills the build section's repository and lower-cases names.
         let raw = target(&[("Bob", &["read"])], vec![]);
         let normal = normalize_target(raw.clone()).unwrap();

@@ -20,7 +20,16 @@ fn target() -> serde_json::Value {
 fn permission_targets_crud_in_the_v2_format() {
     let app = TestApp::spawn();
     let admin = app.admin();
+    // Artifactory: "Permission target contains a reference to a non-existing user".
     let path = "/artifactory/api/v2/security/permissions/java-developers";
+    let r = admin.post(path, &target());
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error_message().contains("`bob`"), "{}", r.text);
+    app.create_user("bob", "password-1");
+    let r = admin.post(path, &target());
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error_message().contains("`readers`"), "{}", r.text);
+    app.create_group("readers");
     let r = admin.post(path, &target());
     assert_eq!(r.status, 201, "{}", r.text);
     assert!(r.header("x-gatehouse-seq").is_some());
@@ -240,6 +249,7 @@ fn nginx_style_requests_and_signed_urls() {
     let app = TestApp::spawn();
     let admin = app.admin();
     app.create_user("bob", "password-1");
+    app.create_group("readers");
     admin.post(
         "/artifactory/api/v2/security/permissions/java-developers",
         &target(),
@@ -621,6 +631,7 @@ fn an_admin_scoped_token_and_a_token_as_basic_password_through_authorize() {
     app.create_user("bob", "password-1");
     app.create_user("cara", "password-1");
     app.create_group("others");
+    app.create_group("readers");
     admin.post(
         "/artifactory/api/v2/security/permissions/java-developers",
         &target(),
