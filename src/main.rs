@@ -797,12 +797,19 @@ fn check_export(records: &[gatehouse::log::RawEvent]) -> Result<(), u64> {
     Ok(())
 }
 
+/// Exit 1 for a log that does not verify; 2 for one that could not be read at all (the
+/// data directory in use by a running server, a database that does not answer, a full
+/// disk): a check run while the server was up reported tampering.
 fn report_broken(e: LogError) -> ExitCode {
     match e.position() {
         Some(seq) => println!("chain broken at position {seq}: {e}"),
         None => println!("cannot read the log: {e}"),
     }
-    ExitCode::from(1)
+    let unreadable = matches!(
+        e,
+        LogError::Storage(sled::Error::Io(_)) | LogError::Database(_) | LogError::NoSpace(_)
+    );
+    ExitCode::from(if unreadable { 2 } else { 1 })
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -829,7 +829,16 @@ impl Authenticator {
                         directory,
                     )
                 }
-                None => (None, None, 0, threshold, s.settings.ldap.any_enabled()),
+                // A password shaped like a reference token (a revoked one, most likely)
+                // is not sent to the directory as a bind password: a dead credential of
+                // this server went to the LDAP server in clear.
+                None => (
+                    None,
+                    None,
+                    0,
+                    threshold,
+                    s.settings.ldap.any_enabled() && !looks_like_token(password),
+                ),
             }
         };
         // The directory, argon2 and the lockout's write are boxed: taken on a cache miss

@@ -156,6 +156,18 @@ pub(super) fn save_setting(state: &State, s: &LdapSetting) -> Result<Vec<Event>,
         // answered "not available".
         let rest = &u[u.find("://").map_or(0, |p| p + 3)..];
         let authority = rest.split('/').next().unwrap_or("");
+        // Credentials in the URL were stored, shown, logged and put in error answers in
+        // clear (the bind's are `manager_dn` and the sealed `manager_password`); the URL
+        // is not echoed here either.
+        if authority.contains('@') {
+            return Err(DomainError::invalid(
+                "ldap_url",
+                format!(
+                    "URL {} carries a user name or password, which would be stored and shown in clear: give them as manager_dn and manager_password",
+                    i + 1
+                ),
+            ));
+        }
         let port = authority
             .rsplit_once(':')
             .filter(|(host, _)| !host.ends_with(']') || authority.starts_with('['))
@@ -543,6 +555,31 @@ mod tests {
             auto_create: true,
             groups: Some(groups.iter().map(|g| group(g, None)).collect()),
         }
+    }
+
+    /// Credentials in an LDAP URL are refused, without echoing them (they were stored,
+    /// shown and logged in clear).
+    #[test]
+    fn an_ldap_url_with_credentials_is_refused_without_echo() {
+        let setting = gatehouse_schemas::LdapSetting {
+            key: "corp".into(),
+            ldap_url: "ldap://cn=x:SECRET-72@127.0.0.1:389/dc=example,dc=com".into(),
+            user_dn_pattern: Some("uid={0},ou=people".into()),
+            ..Default::default()
+        };
+        let e = save_setting(&State::default(), &setting)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ldap_url") && e.contains("manager_password"),
+            "{e}"
+        );
+        assert!(!e.contains("SECRET-72"), "{e}");
+        let plain = gatehouse_schemas::LdapSetting {
+            ldap_url: "ldap://127.0.0.1:389/dc=example,dc=com".into(),
+            ..setting
+        };
+        assert!(save_setting(&State::default(), &plain).is_ok());
     }
 
     #[test]

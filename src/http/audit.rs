@@ -734,6 +734,13 @@ async fn restore(
             )
         })?,
     };
+    // The `file` an export answered (its path under the data directory) names the same
+    // file (it was refused for its directories).
+    let answered = format!("{}/", app.data_dir.join("backup").display());
+    let name = name
+        .strip_prefix(&answered)
+        .map(str::to_string)
+        .unwrap_or(name);
     if name.is_empty()
         || name.contains('/')
         || name.contains('\\')

@@ -10,7 +10,7 @@ use super::extract::{Admin, Body, RequestId};
 use super::{resource, written, AppState};
 use crate::domain::ldap::SyncOperation;
 use crate::domain::Command;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use gatehouse_schemas::{LdapGroupSetting, LdapSetting};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -187,8 +187,9 @@ fn setting_from(
     })
 }
 
-async fn list_settings(app: web::Data<AppState>, _admin: Admin) -> HttpResponse {
-    let s = app.read();
+async fn list_settings(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> HttpResponse {
+    // `as_of`: the settings of then (they are events).
+    let s = app.view(&req);
     let list: Vec<Value> = s
         .settings
         .ldap
@@ -203,8 +204,9 @@ async fn get_setting(
     app: web::Data<AppState>,
     _admin: Admin,
     key: web::Path<String>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let s = app.read();
+    let s = app.view(&req);
     let setting = s
         .settings
         .ldap
@@ -376,8 +378,9 @@ fn group_from(name: String, b: GroupIn, previous: Option<&LdapGroupSetting>) -> 
     }
 }
 
-async fn list_groups(app: web::Data<AppState>, _admin: Admin) -> HttpResponse {
-    let s = app.read();
+async fn list_groups(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> HttpResponse {
+    // `as_of`: the settings of then (they are events).
+    let s = app.view(&req);
     let list: Vec<Value> = s
         .settings
         .ldap
@@ -392,8 +395,9 @@ async fn get_group(
     app: web::Data<AppState>,
     _admin: Admin,
     name: web::Path<String>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let s = app.read();
+    let s = app.view(&req);
     let g = s
         .settings
         .ldap

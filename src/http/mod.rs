@@ -918,6 +918,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// one-user timeline), by route pattern. A new point-in-time read joins this list; any
 /// other request is served as if it had no `as_of`, and nothing is rebuilt for it.
 pub const AS_OF_READS: &[&str] = &[
+    "/access/api/v1/ldap/settings",
+    "/access/api/v1/ldap/settings/{key}",
+    "/access/api/v1/ldap/groups",
+    "/access/api/v1/ldap/groups/{name}",
     "/access/api/v2/users",
     "/access/api/v2/users/{username}",
     "/access/api/v2/groups",

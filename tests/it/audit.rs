@@ -1886,3 +1886,48 @@ fn whole_state_reads_at_once_all_answer() {
     });
     assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
 }
+
+/// LDAP settings are events: `as_of` reads them as they were (it was a 400, "no past",
+/// though README said so); a URL carrying credentials is refused without echoing them.
+#[test]
+fn ldap_settings_have_a_past_and_refuse_credentials_in_their_url() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let setting = |url: &str, enabled: bool| {
+        json!({"key": "corp", "enabled": enabled, "ldap_url": url,
+               "user_dn_pattern": "uid={0},ou=people"})
+    };
+    let r = admin.post(
+        "/access/api/v1/ldap/settings",
+        &setting(
+            "ldap://cn=x:SECRET-MARKER-72@127.0.0.1:1/dc=example,dc=com",
+            false,
+        ),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(!r.text.contains("SECRET-MARKER-72"), "{}", r.text);
+    let r = admin.post(
+        "/access/api/v1/ldap/settings",
+        &setting("ldap://127.0.0.1:1/dc=example,dc=com", false),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let first = seq_of(&r);
+    let r = admin.put(
+        "/access/api/v1/ldap/settings/corp",
+        &setting("ldap://127.0.0.1:2/dc=example,dc=com", false),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let then = admin
+        .get(&format!("/access/api/v1/ldap/settings/corp?as_of={first}"))
+        .json();
+    assert_eq!(
+        then["ldap_url"], "ldap://127.0.0.1:1/dc=example,dc=com",
+        "{then}"
+    );
+    let list = admin
+        .get(&format!("/access/api/v1/ldap/settings?as_of={}", first - 1))
+        .json();
+    assert_eq!(list, json!([]));
+    let now = admin.get("/access/api/v1/ldap/settings/corp").json();
+    assert_eq!(now["ldap_url"], "ldap://127.0.0.1:2/dc=example,dc=com");
+}
