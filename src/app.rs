@@ -41,17 +41,18 @@ pub struct Application {
 /// snapshots being written, key files, outgoing webhook and federation connections).
 const OWN_FILES: u64 = 1024;
 
-/// Raise the soft limit of open files to the hard one, and say when `max-connections`
-/// and the server's own files still do not fit: connections took every descriptor and
-/// the server's own writes failed ("Too many open files": a write answered 503).
-fn open_files_for(max_connections: usize) {
+/// Raise the soft limit of open files to the hard one, and lower `max-connections` to
+/// what still fits beside the server's own files (said in the log): connections took
+/// every descriptor and the server's own writes failed ("Too many open files": a write
+/// answered 503). The connections the server takes at once.
+fn open_files_for(max_connections: usize) -> usize {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit and setrlimit read or write the struct passed, nothing else.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return;
+        return max_connections;
     }
     if limit.rlim_cur < limit.rlim_max {
         let raised = libc::rlimit {
@@ -63,14 +64,17 @@ fn open_files_for(max_connections: usize) {
             limit = raised;
         }
     }
-    let wanted = max_connections as u64 + OWN_FILES;
-    if limit.rlim_cur < wanted {
-        tracing::warn!(
-            open_files = limit.rlim_cur,
-            max_connections,
-            "the open-file limit is below max-connections plus {OWN_FILES} for the server's own files: lower max-connections or raise the limit (ulimit -n, LimitNOFILE=)"
-        );
+    let fits = limit.rlim_cur.saturating_sub(OWN_FILES).max(64) as usize;
+    if fits >= max_connections {
+        return max_connections;
     }
+    tracing::info!(
+        open_files = limit.rlim_cur,
+        max_connections,
+        taken = fits,
+        "max-connections lowered to fit the open-file limit beside {OWN_FILES} files of the server's own (raise the limit to take more: ulimit -n, LimitNOFILE=)"
+    );
+    fits
 }
 
 /// Where the first admin's generated password is written (mode 0600).
@@ -229,7 +233,7 @@ impl Application {
         let listener = TcpListener::bind(&settings.listen)
             .map_err(|e| StartError::Other(format!("cannot listen on {}: {e}", settings.listen)))?;
         let port = listener.local_addr()?.port();
-        open_files_for(settings.config.max_connections);
+        let max_connections = open_files_for(settings.config.max_connections);
         let index = Arc::new(crate::authorize::PermissionIndex::build(
             &shared.read().unwrap_or_else(|p| p.into_inner()),
         ));
@@ -454,7 +458,7 @@ impl Application {
         .shutdown_timeout(10)
         .workers(workers.max(1))
         // The cap is per worker in actix; the setting is for the whole server.
-        .max_connections(config.max_connections.div_ceil(workers.max(1)).max(1))
+        .max_connections(max_connections.div_ceil(workers.max(1)).max(1))
         .client_request_timeout(Duration::from_millis(config.header_timeout_ms))
         .keep_alive(match config.keep_alive_secs {
             0 => actix_web::http::KeepAlive::Disabled,

@@ -580,15 +580,19 @@ impl Federation {
         self.tree.contains_key(owed_key(target)).unwrap_or(false)
     }
 
-    /// The status call: (cursor, pending changes, oldest pending commit time, status).
-    pub fn stream_status(&self, target: &str) -> (u64, usize, Option<u64>, StreamStatus) {
-        let cursor = self
-            .tree
+    /// The position the target acknowledged (stream or broadcast), 0 before any.
+    fn cursor(&self, target: &str) -> u64 {
+        self.tree
             .get(prefixed(b'g', target))
             .ok()
             .flatten()
             .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
-            .unwrap_or(0);
+            .unwrap_or(0)
+    }
+
+    /// The status call: (cursor, pending changes, oldest pending commit time, status).
+    pub fn stream_status(&self, target: &str) -> (u64, usize, Option<u64>, StreamStatus) {
+        let cursor = self.cursor(target);
         let mut pending = 0;
         let mut oldest = None;
         for item in self.tree.scan_prefix(prefixed(b'f', target)) {
@@ -863,13 +867,7 @@ impl Sender {
                 }
                 b.remove(k);
             }
-            let mine = f
-                .tree
-                .get(prefixed(b'g', &self.name))
-                .ok()
-                .flatten()
-                .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
-                .unwrap_or(0);
+            let mine = f.cursor(&self.name);
             if mine < shared {
                 b.insert(prefixed(b'g', &self.name), &shared.to_be_bytes());
             }
@@ -1091,13 +1089,7 @@ impl Sender {
         b.remove(prefixed(b'n', &self.name));
         // The peer has everything up to the copy's position: the cursor says so, and the
         // broadcast is a success (status showed neither: an old cursor, no success).
-        let cursor = f
-            .tree
-            .get(prefixed(b'g', &self.name))
-            .ok()
-            .flatten()
-            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
-            .unwrap_or(0);
+        let cursor = f.cursor(&self.name);
         if cursor < state.seq {
             b.insert(prefixed(b'g', &self.name), &state.seq.to_be_bytes());
         }

@@ -1308,6 +1308,21 @@ fn narrow<'s>(app: &AppState, s: &'s State, kinds: &[Kind], q: &Query) -> Option
     ))
 }
 
+/// A list answer of the users a look-up found, paged and projected as `q` asks.
+fn user_page(found: Vec<Value>, q: &Query) -> Value {
+    let total = found.len();
+    let page: Vec<Value> = found
+        .into_iter()
+        .skip(q.start - 1)
+        .take(q.count)
+        .map(|mut r| {
+            scim::project(Kind::User, &mut r, &q.attributes, &q.excluded);
+            r
+        })
+        .collect();
+    list_response(page, total, q.start)
+}
+
 /// Run a query over users and/or groups.
 fn run_query(
     s: &State,
@@ -1342,17 +1357,7 @@ fn run_query(
                 .map(|u| render_user(s, u, base, keys))
                 .into_iter()
                 .collect();
-            let total = found.len();
-            let page: Vec<Value> = found
-                .into_iter()
-                .skip(q.start - 1)
-                .take(q.count)
-                .map(|mut r| {
-                    scim::project(Kind::User, &mut r, &q.attributes, &q.excluded);
-                    r
-                })
-                .collect();
-            return list_response(page, total, q.start);
+            return user_page(found, q);
         }
     }
     // `id eq "x"` (how clients look a user up by its id): the user it names, not a scan.
@@ -1369,17 +1374,7 @@ fn run_query(
                     found.push(r);
                 }
             }
-            let total = found.len();
-            let page: Vec<Value> = found
-                .into_iter()
-                .skip(q.start - 1)
-                .take(q.count)
-                .map(|mut r| {
-                    scim::project(Kind::User, &mut r, &q.attributes, &q.excluded);
-                    r
-                })
-                .collect();
-            return list_response(page, total, q.start);
+            return user_page(found, q);
         }
     }
     // Groups' members are rendered only when shown or looked at.
