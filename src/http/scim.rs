@@ -1512,16 +1512,26 @@ async fn list(req: HttpRequest, kinds: &[Kind]) -> Result<HttpResponse> {
     admin(&req).await?;
     let q = query_from_request(kinds, &req)?;
     let app = app_of(&req);
-    let base = base_url(&req);
-    // The state's lock is let go before a scan is awaited (held, every write waited).
+    let view = app.view(&req);
+    answer_listing(&app, view, kinds, q, base_url(&req)).await
+}
+
+/// The answer to a list or search `q` over `s` (the live state or a past one: the index
+/// follows the live state only). The state's lock is let go before a scan is awaited
+/// (held, every write waited).
+async fn answer_listing(
+    app: &AppState,
+    s: View<'_>,
+    kinds: &[Kind],
+    q: Query,
+    base: String,
+) -> Result<HttpResponse> {
     let state = {
-        let s = app.view(&req);
-        if let Some(body) = username_eq_answer(&app, &s, kinds, &q, &base) {
+        if let Some(body) = username_eq_answer(app, &s, kinds, &q, &base) {
             return Ok(HttpResponse::Ok().content_type(content_type()).body(body));
         }
-        // The index follows the live state only.
         let narrowed = match &s {
-            View::Live(_) => narrow(&app, &s, kinds, &q),
+            View::Live(_) => narrow(app, &s, kinds, &q),
             View::Past(_) => None,
         };
         match scan_copy(&s, kinds, &q, narrowed.is_none()) {
@@ -1534,7 +1544,8 @@ async fn list(req: HttpRequest, kinds: &[Kind]) -> Result<HttpResponse> {
             }
         }
     };
-    scan_off_worker(&app, state, kinds, q, base).await
+    drop(s);
+    scan_off_worker(app, state, kinds, q, base).await
 }
 
 /// Resources above which a query that reads them all (a filter or sort the index cannot
@@ -1591,25 +1602,8 @@ async fn search(req: HttpRequest, body: web::Bytes, kinds: &[Kind]) -> Result<Ht
     }
     let q = query_from_body(kinds, &body)?;
     let app = app_of(&req);
-    let base = base_url(&req);
-    // The state's lock is let go before a scan is awaited (held, every write waited).
-    let state = {
-        let s = app.read();
-        if let Some(body) = username_eq_answer(&app, &s, kinds, &q, &base) {
-            return Ok(HttpResponse::Ok().content_type(content_type()).body(body));
-        }
-        let narrowed = narrow(&app, &s, kinds, &q);
-        match scan_copy(&s, kinds, &q, narrowed.is_none()) {
-            Some(state) => state,
-            None => {
-                return Ok(scim_json(
-                    StatusCode::OK,
-                    &run_query(&s, kinds, &q, &base, &app.personal, narrowed),
-                ))
-            }
-        }
-    };
-    scan_off_worker(&app, state, kinds, q, base).await
+    let live = View::Live(app.read());
+    answer_listing(&app, live, kinds, q, base_url(&req)).await
 }
 
 async fn list_users(req: HttpRequest) -> Result<HttpResponse> {
