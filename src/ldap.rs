@@ -76,6 +76,18 @@ fn endpoints(s: &LdapSetting) -> Vec<Endpoint> {
         .collect()
 }
 
+/// The servers of an `ldap_url` (scheme, host and port of each), in no order.
+pub fn servers(ldap_url: &str) -> std::collections::BTreeSet<String> {
+    ldap_url
+        .split_whitespace()
+        .map(|u| {
+            let (scheme, rest) = u.split_once("://").unwrap_or(("ldap", u));
+            let hostport = rest.split_once('/').map_or(rest, |(h, _)| h);
+            format!("{}://{}", scheme.to_ascii_lowercase(), hostport.to_ascii_lowercase())
+        })
+        .collect()
+}
+
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -102,14 +114,24 @@ fn under(rel: &str, base: &str) -> String {
     if rel.is_empty() {
         return base.to_string();
     }
-    if base.is_empty()
-        || rel
-            .to_ascii_lowercase()
-            .ends_with(&base.to_ascii_lowercase())
-    {
+    // Compared as DNs: `ou=people, dc=example, dc=com` is under `dc=example,dc=com` (it
+    // was taken as relative, the base added again, and every sign-in found nobody).
+    if base.is_empty() || dn_within(rel, base) {
         return rel.to_string();
     }
     format!("{rel},{base}")
+}
+
+/// `dn` is `base` or below it, compared as DNs (case, blanks around separators).
+fn dn_within(dn: &str, base: &str) -> bool {
+    let (dn, base) = (
+        crate::domain::ldap::normal_dn(dn),
+        crate::domain::ldap::normal_dn(base),
+    );
+    dn == base
+        || dn
+            .strip_suffix(base.as_str())
+            .is_some_and(|above| above.ends_with(',') && !above.ends_with("\\,"))
 }
 
 /// A connection to the first endpoint that answers, and its base DN.
@@ -355,10 +377,7 @@ impl Directory {
                     .unwrap_or_default();
                 let mut out = Vec::new();
                 for group_dn in dns {
-                    if !group_dn
-                        .to_ascii_lowercase()
-                        .ends_with(&base.to_ascii_lowercase())
-                    {
+                    if !dn_within(&group_dn, &base) {
                         continue;
                     }
                     let entries = self.search(&group_dn, Scope::Base, &group_filter(g), &attrs)?;
@@ -371,19 +390,20 @@ impl Directory {
             _ => Ok(rdns(dn)
                 .into_iter()
                 .skip(1)
-                .filter(|(a, _)| a.eq_ignore_ascii_case(name_attr))
-                .map(|(_, v)| {
-                    let name = v.to_lowercase();
-                    DirectoryGroup {
-                        realm_attributes: realm_attributes(
-                            &name,
-                            g,
-                            &group_dn_of(dn, name_attr, &v),
-                        ),
-                        name,
-                        description: None,
-                        members: None,
-                    }
+                .flat_map(|rdn| {
+                    let group_dn = &dn[rdn.at..];
+                    rdn.pairs
+                        .into_iter()
+                        .filter(|(a, _)| a.eq_ignore_ascii_case(name_attr))
+                        .map(move |(_, v)| {
+                            let name = v.to_lowercase();
+                            DirectoryGroup {
+                                realm_attributes: realm_attributes(&name, g, group_dn),
+                                name,
+                                description: None,
+                                members: None,
+                            }
+                        })
                 })
                 .collect()),
         }
@@ -477,8 +497,9 @@ impl Directory {
     /// The user name of the entry `dn`: its RDN value when the RDN is the login
     /// attribute, else the attribute read from the entry.
     fn username_of(&mut self, dn: &str, login: &str) -> Result<Option<String>, DirectoryError> {
-        if let Some((a, v)) = rdns(dn).into_iter().next() {
-            if a.eq_ignore_ascii_case(login) {
+        // The login attribute among the entry's own RDN's pairs (`cn=Dave Jones+uid=dave`).
+        if let Some(own) = rdns(dn).into_iter().next() {
+            if let Some((_, v)) = own.pairs.iter().find(|(a, _)| a.eq_ignore_ascii_case(login)) {
                 return Ok(Some(v.to_lowercase()));
             }
         }
@@ -528,46 +549,110 @@ pub fn login_attribute(s: &LdapSetting) -> String {
         .unwrap_or_else(|| "uid".into())
 }
 
-/// The RDNs of a DN, first (the entry's own) first, values unescaped. Multi-valued RDNs
-/// keep their first part.
-fn rdns(dn: &str) -> Vec<(String, String)> {
-    let mut parts = Vec::new();
-    let mut current = String::new();
-    let mut escaped = false;
-    for c in dn.chars() {
-        if escaped {
-            current.push(c);
-            escaped = false;
-        } else if c == '\\' {
-            escaped = true;
-        } else if c == ',' {
-            parts.push(std::mem::take(&mut current));
-        } else {
-            current.push(c);
-        }
-    }
-    parts.push(current);
-    parts
-        .into_iter()
-        .filter_map(|p| {
-            let first = p.split('+').next().unwrap_or("");
-            let (a, v) = first.split_once('=')?;
-            Some((a.trim().to_string(), v.trim().to_string()))
-        })
-        .collect()
+/// One RDN of a DN: where it starts in the DN (what follows is its parent's DN) and its
+/// attribute-value pairs (several in a multi-valued RDN, `cn=Dave Jones+uid=dave`).
+#[derive(Debug, PartialEq)]
+struct Rdn {
+    at: usize,
+    pairs: Vec<(String, String)>,
 }
 
-/// The DN of the hierarchy level `attr=value` within `dn`.
-fn group_dn_of(dn: &str, attr: &str, value: &str) -> String {
-    let needle = format!(
-        "{}={}",
-        attr.to_ascii_lowercase(),
-        value.to_ascii_lowercase()
-    );
-    match dn.to_ascii_lowercase().find(&needle) {
-        Some(i) => dn[i..].to_string(),
-        None => dn.to_string(),
+/// The RDNs of a DN, the entry's own first, read as RFC 4514 writes them: `,` (or `;`)
+/// between RDNs and `+` between the pairs of one, each outside an escape; a value's
+/// `\,` style escapes and `\2C` style hex escapes (of UTF-8 bytes) undone; spaces
+/// around a value that are not escaped dropped. A value written as BER in hex (`#04…`)
+/// is left out: only the entry itself can say what it is. Before, escapes were undone
+/// before a multi-valued RDN was split and hex escapes kept as text: a member
+/// `uid=a\+b` was read as the user `a`, and `uid=smith\2C john` as `smith2c john`, so a
+/// group import made `a` a member and took both real members out.
+fn rdns(dn: &str) -> Vec<Rdn> {
+    #[derive(Default)]
+    struct Reader {
+        pairs: Vec<(String, String)>,
+        attr: Vec<u8>,
+        value: Vec<u8>,
+        in_value: bool,
+        // The value's length up to its last escaped byte: spaces before it stay.
+        kept: usize,
+        ber: bool,
     }
+    impl Reader {
+        fn pair(&mut self) {
+            let mut end = self.value.len();
+            while end > self.kept && self.value[end - 1] == b' ' {
+                end -= 1;
+            }
+            let attr = String::from_utf8_lossy(&self.attr).trim().to_string();
+            if self.in_value && !attr.is_empty() && !self.ber {
+                let value = String::from_utf8_lossy(&self.value[..end]).into_owned();
+                self.pairs.push((attr, value));
+            }
+            self.attr.clear();
+            self.value.clear();
+            self.in_value = false;
+            self.kept = 0;
+            self.ber = false;
+        }
+        fn push(&mut self, byte: u8, escaped: bool) {
+            if !self.in_value {
+                self.attr.push(byte);
+            } else if escaped {
+                self.value.push(byte);
+                self.kept = self.value.len();
+            } else if !(byte == b' ' && self.value.is_empty()) {
+                if byte == b'#' && self.value.is_empty() {
+                    self.ber = true;
+                }
+                self.value.push(byte);
+            }
+        }
+    }
+    let b = dn.as_bytes();
+    let mut r = Reader::default();
+    let mut out = Vec::new();
+    let mut at = 0;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'\\' && i + 1 < b.len() {
+            let hex = |x: u8| (x as char).to_digit(16);
+            match (hex(b[i + 1]), b.get(i + 2).and_then(|&x| hex(x))) {
+                (Some(h), Some(l)) => {
+                    r.push((h * 16 + l) as u8, true);
+                    i += 3;
+                }
+                _ => {
+                    r.push(b[i + 1], true);
+                    i += 2;
+                }
+            }
+            continue;
+        }
+        match c {
+            b'=' if !r.in_value => r.in_value = true,
+            b'+' => r.pair(),
+            b',' | b';' => {
+                r.pair();
+                out.push(Rdn {
+                    at,
+                    pairs: std::mem::take(&mut r.pairs),
+                });
+                // The next RDN starts at its first character that is not a space.
+                at = i + 1;
+                while at < b.len() && b[at] == b' ' {
+                    at += 1;
+                }
+            }
+            _ => r.push(c, false),
+        }
+        i += 1;
+    }
+    r.pair();
+    out.push(Rdn {
+        at,
+        pairs: std::mem::take(&mut r.pairs),
+    });
+    out
 }
 
 fn find<'a>(attrs: &'a HashMap<String, Vec<String>>, name: &str) -> Option<&'a Vec<String>> {
@@ -812,13 +897,41 @@ mod tests {
     }
 
     #[test]
-    fn rdns_unescape() {
-        let r = rdns("uid=a\\,b,ou=devs,ou=eng,dc=e");
-        assert_eq!(r[0], ("uid".into(), "a,b".into()));
-        assert_eq!(r[1], ("ou".into(), "devs".into()));
+    fn a_base_written_with_blanks_is_still_the_base() {
+        let base = "dc=example,dc=com";
+        assert_eq!(under("ou=people, dc=example, dc=com", base), "ou=people, dc=example, dc=com");
+        assert_eq!(under("OU=People,DC=Example,DC=com", base), "OU=People,DC=Example,DC=com");
+        assert_eq!(under("ou=people", base), "ou=people,dc=example,dc=com");
+        assert_eq!(under("", base), base);
+        // A DN that only ends like the base is not under it.
+        assert_eq!(under("dc=myexample,dc=com", base), "dc=myexample,dc=com,dc=example,dc=com");
+        assert!(dn_within("cn=devs,ou=groups, dc=example,dc=com", base));
+        assert!(!dn_within("cn=a\\,dc=example,dc=com", "dc=com,dc=example,dc=com"));
+    }
+
+    #[test]
+    fn rdns_read_as_rfc_4514_writes_them() {
+        let pairs = |dn: &str| -> Vec<Vec<(String, String)>> {
+            rdns(dn).into_iter().map(|r| r.pairs).collect()
+        };
+        let p = |a: &str, v: &str| (a.to_string(), v.to_string());
+        let dn = "uid=a\\,b,ou=devs, ou=eng,dc=e";
+        let r = rdns(dn);
+        assert_eq!(r[0].pairs, vec![p("uid", "a,b")]);
+        assert_eq!(r[1].pairs, vec![p("ou", "devs")]);
+        assert_eq!(&dn[r[2].at..], "ou=eng,dc=e");
+        // A `+` escaped is part of the value; one that is not separates pairs.
+        assert_eq!(pairs("uid=a\\+b,dc=e")[0], vec![p("uid", "a+b")]);
         assert_eq!(
-            group_dn_of("uid=a,ou=Devs,dc=e", "ou", "devs"),
-            "ou=Devs,dc=e"
+            pairs("cn=Dave Jones+uid=dave,dc=e")[0],
+            vec![p("cn", "Dave Jones"), p("uid", "dave")]
         );
+        // Hex escapes are UTF-8 bytes; escaped spaces stay, the others go.
+        assert_eq!(pairs("uid=smith\\2C john,dc=e")[0], vec![p("uid", "smith, john")]);
+        assert_eq!(pairs("cn=Ren\\C3\\A9,dc=e")[0], vec![p("cn", "René")]);
+        assert_eq!(pairs("cn= x\\ ,dc=e")[0], vec![p("cn", "x ")]);
+        assert_eq!(pairs("cn=\\ x ,dc=e")[0], vec![p("cn", " x")]);
+        // BER values are the entry's to say.
+        assert!(pairs("uid=#04024869,dc=e")[0].is_empty());
     }
 }

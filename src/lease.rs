@@ -117,7 +117,11 @@ impl Lease {
         let mut conn = pg.sibling();
         std::thread::Builder::new()
             .name("gatehouse-lease".into())
-            .spawn(move || loop {
+            .spawn(move || {
+                let _alive = crate::vitals::Alive::new(
+                    "the lease: deliveries, streams and maintenance may run nowhere",
+                );
+                loop {
                 let Some(lease) = weak.upgrade() else { return };
                 if lease.stop.load(Ordering::SeqCst) {
                     return;
@@ -126,6 +130,7 @@ impl Lease {
                 let pause = lease.settings.renew;
                 drop(lease);
                 std::thread::sleep(pause);
+                }
             })
             .expect("spawn the lease thread");
         lease

@@ -30,6 +30,7 @@ pub mod timeline;
 pub mod tls;
 pub mod tokens;
 pub mod views;
+pub mod vitals;
 pub mod webhooks;
 pub mod writer;
 

@@ -593,12 +593,18 @@ impl Writer {
             let queued = catch_up_queued.clone();
             std::thread::Builder::new()
                 .name("gatehouse-follower".into())
-                .spawn(move || follow(follower, tx, queued, poll, stopped))
+                .spawn(move || {
+                    let _alive = crate::vitals::Alive::new(
+                        "the shared log's follower: other nodes' writes are not seen here",
+                    );
+                    follow(follower, tx, queued, poll, stopped)
+                })
                 .expect("spawn the follower thread");
         }
         let thread = std::thread::Builder::new()
             .name("gatehouse-writer".into())
             .spawn(move || {
+                let _alive = crate::vitals::Alive::new("the writer: every write is refused");
                 // Ahead of the HTTP workers where its batches wait only on this machine's
                 // disk: see `background::raise_priority`. With a shared log they wait on
                 // PostgreSQL's backends, at normal priority: three nodes' writers ahead of

@@ -952,6 +952,20 @@ impl Authenticator {
             user_seq.is_some_and(|seq| self.in_cache(&key, username, seq, Some(ldap_seq), "ldap"));
         if !cached {
             self.cache_miss("ldap");
+            // No enabled setting can check the password (an admin disabled the directory
+            // for maintenance, or deleted it): refused, but not counted against the user.
+            // Counted, every CI job that retried was locked, and stayed locked when the
+            // directory came back.
+            if !state
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .settings
+                .ldap
+                .any_enabled()
+            {
+                self.ops.metrics.signins_failed.inc();
+                return Err(AuthError::Invalid);
+            }
             let familiar = self.ops.limits.is_familiar(username, client_ip);
             let reservation = self.check_limits(username, client_ip, familiar).await?;
             let ldap = {
@@ -1017,6 +1031,13 @@ impl Authenticator {
                         }
                     }
                 }
+                // The directory has no e-mail for the user any more (or none that is
+                // one): the one kept here goes too (`Some("")` clears it). It stayed, and
+                // notifications went to an address the directory had dropped.
+                (e, _) if !e.as_deref().is_some_and(|e| !e.is_empty() && crate::domain::validate_email(e).is_ok()) => match &stored {
+                    Some(Some(_)) => Some(String::new()),
+                    _ => None,
+                },
                 _ => None,
             };
             let command = Command::LdapSignedIn(crate::domain::ldap::LdapSignIn {

@@ -23,6 +23,11 @@ pub(super) fn save(
             "`{name}` is the name of a user: access keys and users sign in by the same names"
         )));
     }
+    // An update that changes nothing writes nothing (no event, no `updated` delivery),
+    // as for users: idempotent admin scripts filled the log and the receivers.
+    if state.access_keys.keys.get(&name).is_some_and(|r| r.key == *key) {
+        return Ok(vec![]);
+    }
     Ok(vec![Event::AccessKeySaved(key.clone())])
 }
 
@@ -81,6 +86,9 @@ pub(super) fn save_entitlement(
                 format!("org `{}` has no access key `{k}`", e.org),
             ));
         }
+    }
+    if existing.is_some_and(|x| x.entitlement == *e) {
+        return Ok(vec![]);
     }
     Ok(vec![Event::EntitlementSaved(e.clone())])
 }

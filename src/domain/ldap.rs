@@ -37,7 +37,7 @@ pub struct DirectoryGroup {
 pub struct LdapSignIn {
     pub username: String,
     /// Sealed personal data: the e-mail of a new user, or a changed one (`None`: none,
-    /// or unchanged).
+    /// or unchanged; `Some("")`: the directory has none any more, cleared).
     pub email: Option<String>,
     /// The LDAP setting's `auto_create_user`.
     pub auto_create: bool,
@@ -59,7 +59,7 @@ pub struct ListedFrom {
 }
 
 /// A DN compared as text: lower case, no blanks around its separators.
-fn normal_dn(dn: &str) -> String {
+pub fn normal_dn(dn: &str) -> String {
     let mut out = String::with_capacity(dn.len());
     let mut escaped = false;
     for c in dn.trim().chars() {
@@ -213,6 +213,9 @@ pub(super) fn save_setting(state: &State, s: &LdapSetting) -> Result<Vec<Event>,
         crate::tls::client_with_roots(pem)
             .map_err(|e| DomainError::invalid("ca_certificate", e.to_string()))?;
     }
+    if let Some(a) = s.email_attribute.as_deref().filter(|a| !a.trim().is_empty()) {
+        valid_attribute("email_attribute", a)?;
+    }
     if s.manager_password.is_some() && s.manager_dn.as_deref().unwrap_or("").is_empty() {
         return Err(DomainError::invalid(
             "search.manager_dn",
@@ -237,6 +240,31 @@ pub(super) fn delete_setting(state: &State, key: &str) -> Result<Vec<Event>, Dom
         )));
     }
     Ok(vec![Event::LdapSettingDeleted { key: key.into() }])
+}
+
+/// An attribute description as RFC 4512 writes one: a name (`member`, `memberOf`) or a
+/// numeric OID, with options (`cn;lang-en`).
+fn valid_attribute(field: &str, name: &str) -> Result<(), DomainError> {
+    let mut parts = name.split(';');
+    let head = parts.next().unwrap_or("");
+    let descr = head.starts_with(|c: char| c.is_ascii_alphabetic())
+        && head.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let oid = !head.is_empty()
+        && head
+            .split('.')
+            .all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+    let options = parts.all(|o| !o.is_empty() && o.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    if (descr || oid) && options {
+        Ok(())
+    } else {
+        Err(DomainError::invalid(
+            field,
+            format!(
+                "`{}` is not an attribute name (letters, digits and `-`, or a numeric OID)",
+                name.escape_debug()
+            ),
+        ))
+    }
 }
 
 /// An LDAP search filter the directory can be sent (RFC 4515): one that does not parse
@@ -281,6 +309,17 @@ pub(super) fn save_group_setting(
             "group_member_attribute",
             "is required",
         ));
+    }
+    // Attribute names go into filters as they are (`(member=<dn>)`): `member=*)(x` was
+    // taken, and an import read memberships from a filter of the admin's making.
+    for (field, name) in [
+        ("group_name_attribute", Some(g.group_name_attribute.as_str())),
+        ("group_member_attribute", Some(g.group_member_attribute.as_str())),
+        ("description_attribute", g.description_attribute.as_deref()),
+    ] {
+        if let Some(name) = name.filter(|n| !n.trim().is_empty()) {
+            valid_attribute(field, name)?;
+        }
     }
     if let Some(f) = g.filter.as_deref().filter(|f| !f.trim().is_empty()) {
         valid_filter("filter", f)?;
@@ -554,6 +593,17 @@ mod tests {
             email: None,
             auto_create: true,
             groups: Some(groups.iter().map(|g| group(g, None)).collect()),
+        }
+    }
+
+    #[test]
+    fn attribute_names_are_names() {
+        for ok in ["member", "uniqueMember", "memberOf", "cn;lang-en", "2.5.4.3", "x-attr"] {
+            assert!(valid_attribute("f", ok).is_ok(), "{ok}");
+        }
+        for bad in ["member=*)(x", "", "1abc", "a b", "cn;", "2..5", "(cn)", "mail*"] {
+            let e = valid_attribute("group_member_attribute", bad).unwrap_err();
+            assert!(e.to_string().contains("group_member_attribute"), "{bad}: {e}");
         }
     }
 

@@ -30,6 +30,10 @@ pub(super) fn save(
             other.config.project_key, project.display_name
         )));
     }
+    // An update that changes nothing writes nothing (as for users and groups).
+    if state.projects.by_key.get(key).is_some_and(|p| p.config == *project) {
+        return Ok(vec![]);
+    }
     Ok(vec![Event::ProjectSaved(project.clone())])
 }
 
@@ -248,11 +252,19 @@ pub(super) fn set_member(
             }
         }
     }
+    let roles = dedup(canonical);
+    let held = if kind == "group" { &p.groups } else { &p.users };
+    if held
+        .get(name)
+        .is_some_and(|now| now.len() == roles.len() && roles.iter().all(|r| now.contains(r)))
+    {
+        return Ok(vec![]);
+    }
     Ok(vec![Event::ProjectMemberSaved {
         project_key: project_key.to_string(),
         kind: kind.to_string(),
         name: name.to_string(),
-        roles: dedup(canonical),
+        roles,
     }])
 }
 

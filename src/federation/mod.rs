@@ -531,7 +531,12 @@ impl Federation {
             };
             let thread = std::thread::Builder::new()
                 .name(format!("gatehouse-federation-{name}"))
-                .spawn(move || sender.run())
+                .spawn(move || {
+                    let _alive = crate::vitals::Alive::new(
+                        "a federation target's sender: its stream and broadcasts stop",
+                    );
+                    sender.run()
+                })
                 .expect("spawn a federation sender");
             senders.insert(
                 name.clone(),

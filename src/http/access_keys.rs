@@ -133,11 +133,22 @@ async fn apply_key_fields(
         None => {}
         Some(Value::Null) => key.expiry_ms = None,
         Some(v) => {
-            key.expiry_ms = Some(v.as_u64().ok_or_else(|| {
+            let ms = v.as_u64().ok_or_else(|| {
                 ApiError::BadRequest(
                     "invalid `expiry`: unix time in milliseconds, or null for none".into(),
                 )
-            })?)
+            })?;
+            // 0 is "none" as in JFrog's token APIs (an admin's script sends it); a time
+            // already past made a key that could never sign in, without a word.
+            if ms == 0 {
+                key.expiry_ms = None;
+            } else if ms <= crate::auth::unix_millis() {
+                return Err(ApiError::BadRequest(format!(
+                    "invalid `expiry`: {ms} is in the past (unix time in milliseconds; 0 or null for none)"
+                )));
+            } else {
+                key.expiry_ms = Some(ms);
+            }
         }
     }
     match body.existence_check {

@@ -654,10 +654,16 @@ async fn change_in(app: &AppState, i: usize, c: ChangeWire) -> Result<Replicated
                 name,
             }
         }
-        ("remove", "group" | "permission" | "token") => Replicated::Removed {
-            entity: c.entity.clone(),
-            name: c.name.clone(),
-        },
+        // Names as this server keeps them: a tombstone of a name no group, target or
+        // token can have was written and forwarded to every target.
+        ("remove", "group" | "permission" | "token") => {
+            check_replicated_name(&c.entity, &c.name)
+                .map_err(|m| invalid("name", &m))?;
+            Replicated::Removed {
+                entity: c.entity.clone(),
+                name: c.name.clone(),
+            }
+        }
         ("upsert", "user") => {
             let mut u = c
                 .user
@@ -693,6 +699,13 @@ async fn change_in(app: &AppState, i: usize, c: ChangeWire) -> Result<Replicated
             if t.name != c.name || t.name.is_empty() {
                 return Err(invalid("permission.name", "must be the change's `name`"));
             }
+            // The rule every local write of a target keeps (names, patterns, actions,
+            // the sections' repositories): before, anything a trusted peer sent was
+            // written, and served by every read and by `authorize`. Stored in its normal
+            // form (a target an older peer version kept with a repeat, say, still comes
+            // across); one that breaks a rule is refused, naming it.
+            let t = domain::normalize_target(t)
+                .map_err(|e| invalid("permission", &e.to_string()))?;
             Replicated::Permission(t)
         }
         ("upsert", "token") => {
@@ -702,6 +715,7 @@ async fn change_in(app: &AppState, i: usize, c: ChangeWire) -> Result<Replicated
             if t.token_id != c.name {
                 return Err(invalid("token.token_id", "must be the change's `name`"));
             }
+            check_replicated_name("token", &t.token_id).map_err(|m| invalid("name", &m))?;
             Replicated::Token {
                 issuer: c
                     .issuer
@@ -722,6 +736,26 @@ async fn change_in(app: &AppState, i: usize, c: ChangeWire) -> Result<Replicated
         version: c.version,
         change,
     })
+}
+
+/// A replicated group's, target's or token's name as this server keeps them.
+fn check_replicated_name(entity: &str, name: &str) -> Result<(), String> {
+    match entity {
+        "token" => {
+            // Token ids are this family's ULIDs or a peer's: printable, short.
+            if name.is_empty()
+                || name.len() > 128
+                || name.chars().any(|c| c.is_control() || c.is_whitespace())
+            {
+                return Err("a token id is 1-128 printable characters without spaces".into());
+            }
+            Ok(())
+        }
+        _ => domain::validate_group_name("name", name).map_err(|e| match e {
+            domain::DomainError::Invalid { message, .. } => message,
+            other => other.to_string(),
+        }),
+    }
 }
 
 /// `POST …/receive` (peers): a batch of the stream or of a full broadcast, signed by a

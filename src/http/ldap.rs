@@ -142,6 +142,7 @@ fn setting_from(
         ..Default::default()
     };
     let search = body.search.unwrap_or_default();
+    let password_left_out = search.manager_password.is_none();
     let manager_password = match search.manager_password {
         // Left out (or `null`, as JFrog's own GET shows it): unchanged.
         None => p.manager_password.clone(),
@@ -158,7 +159,7 @@ fn setting_from(
         Some(v) => non_empty(Some(v)),
         None => old.clone(),
     };
-    Ok(LdapSetting {
+    let setting = LdapSetting {
         key,
         enabled: body.enabled.unwrap_or(p.enabled),
         ldap_url: body
@@ -184,7 +185,23 @@ fn setting_from(
             .unwrap_or(p.paging_support_enabled),
         start_tls: body.start_tls.unwrap_or(p.start_tls),
         ca_certificate: keep(body.ca_certificate, &p.ca_certificate),
-    })
+    };
+    // The kept password goes only where it went, as it went. A PUT that pointed the
+    // setting at other servers (or turned StartTLS off) and left the password out sent
+    // it to wherever the admin said on the next sign-in, in clear over `ldap://`: a
+    // write-only secret read back by anyone holding an admin token.
+    if let (true, Some(old), Some(_)) = (password_left_out, previous, &setting.manager_password) {
+        let moved = crate::ldap::servers(&old.ldap_url) != crate::ldap::servers(&setting.ldap_url)
+            || (old.start_tls && !setting.start_tls);
+        if moved {
+            return Err(ApiError::BadRequest(
+                "invalid `search.manager_password`: required again when `ldap_url` names other \
+                 servers or `start_tls` is turned off (the kept password goes only where it went)"
+                    .into(),
+            ));
+        }
+    }
+    Ok(setting)
 }
 
 async fn list_settings(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> HttpResponse {

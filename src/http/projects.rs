@@ -110,6 +110,11 @@ fn roles_of(s: &State, p: &ProjectRecord, caller: &Principal, scope: Option<&str
     roles
 }
 
+/// Whether the caller may read the project (the lists show those only).
+pub(super) fn may_view(s: &State, caller: &Principal, key: &str) -> bool {
+    check(s, caller, key, Need::View).is_ok()
+}
+
 /// Check the caller may act on the project; 404 for an admin asking about a missing
 /// project, 403 for anyone else (a non-admin learns nothing about other projects).
 /// Project Admins act within the project's `admin_privileges`; a custom role with the
@@ -309,7 +314,7 @@ async fn list(app: web::Data<AppState>, caller: Caller, req: HttpRequest) -> Htt
         // Those the caller may read (`check`'s `View`): admins every one, and a Project
         // Admin or a custom-role manager its own (a manager by custom role was not listed
         // though it could read and manage the project).
-        .filter(|p| check(&s, &caller.0, &p.config.project_key, Need::View).is_ok())
+        .filter(|p| may_view(&s, &caller.0, &p.config.project_key))
         .map(|p| crate::views::project(&p.config))
         .collect();
     HttpResponse::Ok().json(items)
@@ -833,10 +838,30 @@ async fn get_role(
     let s = app.view(&req);
     check(&s, &caller.0, &key, Need::View)?;
     let p = &s.projects.by_key[&key];
-    let role = p.role(&path.1).ok_or_else(|| {
-        ApiError::NotFound(format!("role `{}` not found in project `{key}`", path.1))
-    })?;
-    Ok(HttpResponse::Ok().json(role_out(&role, !p.roles.contains_key(&path.1))))
+    // An exact name first, then the one role whose name differs only in case: members
+    // are given roles ignoring case (seed 004's `"developer"`), and a client reading
+    // such a name back and asking for it found nothing.
+    let role = p
+        .role(&path.1)
+        .or_else(|| {
+            let mut names: Vec<String> = p
+                .roles
+                .keys()
+                .cloned()
+                .chain(gatehouse_projections::predefined_roles().into_iter().map(|r| r.name))
+                .filter(|n| n.eq_ignore_ascii_case(&path.1))
+                .collect();
+            names.sort();
+            names.dedup();
+            match names.as_slice() {
+                [one] => p.role(one),
+                _ => None,
+            }
+        })
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("role `{}` not found in project `{key}`", path.1))
+        })?;
+    Ok(HttpResponse::Ok().json(role_out(&role, !p.roles.contains_key(&role.name))))
 }
 
 async fn save_role(

@@ -197,10 +197,12 @@ async fn delete(
 }
 
 /// `GET /access/api/v2/projects[?role_name=]`: projects (by key, `limit`, `cursor`,
-/// `descending_order`), only those where a member holds `role_name` when it is given.
+/// `descending_order`), only those where a member holds `role_name` when it is given;
+/// those the caller may read, as v1's list (seed 004: "all projects the requesting user
+/// manages" — a Project Admin was refused here while v1 listed its projects).
 async fn projects_by_role(
     app: web::Data<AppState>,
-    _admin: Admin,
+    caller: super::extract::Caller,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let role = query_param(&req, "role_name")?;
@@ -229,7 +231,7 @@ async fn projects_by_role(
         .projects
         .by_key
         .iter()
-        .filter(|(_, p)| holds(p))
+        .filter(|(k, p)| holds(p) && super::projects::may_view(&s, &caller.0, k))
         .map(|(k, _)| k)
         .collect();
     if descending {

@@ -45,20 +45,46 @@ async fn service_id(
         .body(id))
 }
 
+/// `OK`, or (seed 004: "if not will return an HTTP error code with a reason") 503 naming
+/// what stopped (see `crate::vitals`).
 async fn ping() -> HttpResponse {
+    let stopped = crate::vitals::stopped();
+    if !stopped.is_empty() {
+        return HttpResponse::ServiceUnavailable()
+            .content_type("text/plain; charset=utf-8")
+            .body(format!("stopped: {}", stopped.join("; ")));
+    }
     HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
         .body("OK")
 }
 
+/// A probe's JSON answer when something vital stopped: 503, with the reasons.
+fn stopped_answer(stopped: &[String]) -> HttpResponse {
+    HttpResponse::ServiceUnavailable().json(json!({
+        "status": "UNHEALTHY",
+        "code": "UNHEALTHY",
+        "message": format!("stopped: {}", stopped.join("; ")),
+    }))
+}
+
 /// `status` (Gatehouse's, and the router's) and `code` (what Artifactory answers and its
-/// clients read).
+/// clients read). Not live once a vital thread died: only a restart brings it back.
 async fn liveness() -> HttpResponse {
+    let stopped = crate::vitals::stopped();
+    if !stopped.is_empty() {
+        return stopped_answer(&stopped);
+    }
     HttpResponse::Ok().json(json!({"status": "OK", "code": "OK"}))
 }
 
-/// Ready when the log has a service identity, i.e. start-up (load + verify) finished.
+/// Ready when the log has a service identity, i.e. start-up (load + verify) finished,
+/// and every vital thread runs.
 async fn readiness(app: web::Data<AppState>) -> HttpResponse {
+    let stopped = crate::vitals::stopped();
+    if !stopped.is_empty() {
+        return stopped_answer(&stopped);
+    }
     if app.read().service_id.is_some() {
         HttpResponse::Ok().json(json!({"status": "OK", "code": "OK"}))
     } else {
@@ -72,15 +98,32 @@ async fn health(app: web::Data<AppState>) -> HttpResponse {
         (s.service_id.clone().unwrap_or_default(), s.seq)
     };
     let node_id = service_id.clone();
-    HttpResponse::Ok().json(json!({
-        "router": {"node_id": node_id, "state": "HEALTHY", "message": "OK"},
+    let stopped = crate::vitals::stopped();
+    let (state, message) = if stopped.is_empty() {
+        (
+            "HEALTHY",
+            format!(
+                "OK; log position {seq}, up {}s",
+                app.started.elapsed().as_secs()
+            ),
+        )
+    } else {
+        ("UNHEALTHY", format!("stopped: {}", stopped.join("; ")))
+    };
+    let body = json!({
+        "router": {"node_id": node_id, "state": state, "message": if stopped.is_empty() { "OK" } else { "UNHEALTHY" }},
         "services": [{
             "service_id": service_id,
             "node_id": node_id,
-            "state": "HEALTHY",
-            "message": format!("OK; log position {seq}, up {}s", app.started.elapsed().as_secs()),
+            "state": state,
+            "message": message,
         }]
-    }))
+    });
+    if stopped.is_empty() {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
 }
 
 async fn version() -> HttpResponse {

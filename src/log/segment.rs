@@ -569,6 +569,18 @@ pub(crate) fn open(
             ),
         });
     }
+    let mut head_hash = super::GENESIS_HASH;
+    let mut head_bytes = None;
+    if let Some(offset) = head_event {
+        scan(&path, offset, end, |_, r| {
+            if let Record::Event { hash, bytes } = r {
+                head_hash = hash;
+                head_bytes = Some(bytes.to_vec());
+            }
+            Ok(false)
+        })?
+        .ok();
+    }
     // After the last mark: the zeros written ahead, which stay, or a batch that was
     // never acknowledged, cut off (its bytes must not be left for a later batch to end
     // short of, where a scan could take them for records).
@@ -580,6 +592,16 @@ pub(crate) fn open(
                     "the record at byte {end} does not read, and the batch whose commit \
                      mark is at byte {mark} was followed by another: acknowledged events \
                      are there (the log is damaged, not torn by a crash)"
+                ),
+            });
+        }
+        if let Some((at, why)) = damaged_after(&file, end, len, head_hash)? {
+            return Err(LogError::ChainBroken {
+                seq: head_seq + 1,
+                reason: format!(
+                    "the record at byte {at}, after the last commit mark, does not read: {why}. \
+                     A crash leaves sectors of zeros, not changed bytes: the newest batch, \
+                     acknowledged, is damaged (restore the log from a backup or an export)"
                 ),
             });
         }
@@ -603,18 +625,6 @@ pub(crate) fn open(
     // `verify` and `replay` change nothing in the data directory.
     if expect.repair && (index.len() != indexed || !sane) {
         write_index(&index_path, &index)?;
-    }
-    let mut head_hash = super::GENESIS_HASH;
-    let mut head_bytes = None;
-    if let Some(offset) = head_event {
-        scan(&path, offset, end, |_, r| {
-            if let Record::Event { hash, bytes } = r {
-                head_hash = hash;
-                head_bytes = Some(bytes.to_vec());
-            }
-            Ok(false)
-        })?
-        .ok();
     }
     let shared = Arc::new(Shared {
         path,
@@ -702,6 +712,135 @@ fn committed_after(file: &File, from: u64, to: u64) -> Result<Option<u64>, LogEr
         }
         // The last three bytes again: a marker may straddle two blocks.
         at += (got - (marker.len() - 1)) as u64;
+    }
+    Ok(None)
+}
+
+/// In `from..to` (what follows the last commit mark, after `committed_after` found no
+/// batch past it): why the first record there that does not read is damage rather than
+/// a write a crash tore, if it is. A crash leaves the batch it was writing with some of
+/// its 512-byte sectors never written — zeros, as the file is zeroed ahead of its end —
+/// and never other bytes: the record that stops the reading then overlaps a sector of
+/// zeros (or the end of the file). One whose every sector was written was changed after
+/// it was written, and so was a record whose bytes verify with another length than its
+/// own, or a commit mark that holds the chain's hash under another tag. Before, all of
+/// these were cut off as "never acknowledged": the newest batch's acknowledged writes
+/// went without a word, and `verify` passed.
+fn damaged_after(
+    file: &File,
+    from: u64,
+    to: u64,
+    prev: ChainHash,
+) -> Result<Option<(u64, String)>, LogError> {
+    use std::os::unix::fs::FileExt;
+    const SECTOR: u64 = 512;
+    /// How far past a record's start its bytes are looked for under another length.
+    const LENGTH_SEARCH: usize = 8 << 20;
+    // The data: up to the last byte that is not zero (the zeros ahead are no record).
+    let mut data_end = to;
+    let mut block = vec![0u8; READ_BLOCK];
+    while data_end > from {
+        let n = block.len().min((data_end - from) as usize);
+        let at = data_end - n as u64;
+        file.read_exact_at(&mut block[..n], at).map_err(io)?;
+        match block[..n].iter().rposition(|&b| b != 0) {
+            Some(i) => {
+                data_end = at + i as u64 + 1;
+                break;
+            }
+            None => data_end = at,
+        }
+    }
+    // Records are read up to a bound: past it, the bytes count as zeros (a torn write).
+    let limit = data_end.min(from + (LENGTH_SEARCH as u64) * 2);
+    let mut buf = vec![0u8; (limit - from) as usize];
+    file.read_exact_at(&mut buf, from).map_err(io)?;
+    // Before `from` lie the committed records (written): a sector that holds any of
+    // them was written, whatever its bytes.
+    let byte = |at: u64| -> u8 {
+        if at < from {
+            1
+        } else if at < limit {
+            buf[(at - from) as usize]
+        } else {
+            0
+        }
+    };
+    // Whether a whole sector of zeros (one never written) overlaps `a..b`.
+    let zero_sector = |a: u64, b: u64| -> bool {
+        let mut s = a - a % SECTOR;
+        while s < b {
+            if s >= limit || (s..s + SECTOR).all(|i| byte(i) == 0) {
+                return true;
+            }
+            s += SECTOR;
+        }
+        false
+    };
+    let mut prev = prev;
+    let mut at = from;
+    while at < limit {
+        if at + HEADER as u64 > limit {
+            return Ok(None);
+        }
+        let head = &buf[(at - from) as usize..(at - from) as usize + HEADER];
+        let tag = u32::from_le_bytes(head[..4].try_into().expect("4 bytes"));
+        let stored: ChainHash = head[4..].try_into().expect("32 bytes");
+        if tag == MARK {
+            if stored == prev {
+                at += HEADER as u64;
+                continue;
+            }
+            if zero_sector(at, at + HEADER as u64) {
+                return Ok(None);
+            }
+            return Ok(Some((
+                at,
+                "a commit mark whose every sector was written holds a hash that is not the chain's"
+                    .into(),
+            )));
+        }
+        if stored == prev {
+            return Ok(Some((
+                at,
+                "a commit mark (it holds the chain's hash) whose tag was changed".into(),
+            )));
+        }
+        let len = u64::from(tag);
+        let body = at + HEADER as u64;
+        if len > 0 && body + len <= limit {
+            let bytes = &buf[(body - from) as usize..(body + len - from) as usize];
+            if super::chain_hash(&prev, bytes) == stored {
+                prev = stored;
+                at = body + len;
+                continue;
+            }
+        }
+        // The record's bytes under another length: its length field was changed.
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&prev);
+        let search_end = limit.min(body + LENGTH_SEARCH as u64);
+        let mut i = body;
+        while i < search_end {
+            hasher.update(&[byte(i)]);
+            i += 1;
+            if i - body != len && *hasher.finalize().as_bytes() == stored {
+                return Ok(Some((
+                    at,
+                    format!(
+                        "its bytes are whole ({} of them) under a length field that says {len}",
+                        i - body
+                    ),
+                )));
+            }
+        }
+        if len == 0 || zero_sector(at, body.saturating_add(len)) {
+            return Ok(None);
+        }
+        return Ok(Some((
+            at,
+            "it does not match its chain hash, and every sector of it was written".into(),
+        )));
     }
     Ok(None)
 }

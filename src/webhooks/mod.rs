@@ -598,7 +598,12 @@ impl Deliveries {
         };
         let thread = std::thread::Builder::new()
             .name("gatehouse-webhooks".into())
-            .spawn(move || dispatcher.run())
+            .spawn(move || {
+                let _alive = crate::vitals::Alive::new(
+                    "the webhook dispatcher: no delivery and no federation stream is sent",
+                );
+                dispatcher.run()
+            })
             .expect("spawn the webhook dispatcher");
         *deliveries
             .dispatcher
@@ -690,7 +695,12 @@ impl Deliveries {
             // panicked here): said, and tried again at the next change.
             let thread = match std::thread::Builder::new()
                 .name(format!("gatehouse-webhook-{k}"))
-                .spawn(move || worker.run())
+                .spawn(move || {
+                    let _alive = crate::vitals::Alive::new(
+                        "a webhook subscription's delivery thread: its deliveries wait",
+                    );
+                    worker.run()
+                })
             {
                 Ok(t) => t,
                 Err(e) => {

@@ -639,3 +639,50 @@ fn the_existence_check_decides_and_is_cached() {
     );
     assert_eq!(ask(&bob, "r/x", "read", &[]).0, 401);
 }
+
+/// An expiry already past is refused, naming `expiry` (the key could never sign in);
+/// 0 means none, as in JFrog's token APIs. A PATCH that changes nothing writes nothing
+/// (no event, no `updated` delivery), for keys and entitlements alike.
+#[test]
+fn access_key_expiry_in_the_past_and_idle_patches() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for expiry in [json!(1), json!(1_000_000_000_000u64)] {
+        let r = admin.post(
+            &format!("{ORG}/access_keys"),
+            &json!({"id": "late", "password": "big-secret-1", "expiry": expiry}),
+        );
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert!(r.text.contains("`expiry`"), "{}", r.text);
+    }
+    key(&admin, json!({"id": "zero", "password": "big-secret-1", "expiry": 0}));
+    let got = admin.get(&format!("{ORG}/access_keys/zero")).json();
+    assert!(got["expiry"].is_null(), "{got}");
+    let r = app
+        .as_user("zero@myorg", "big-secret-1")
+        .get("/access/api/v1/authorize?resource=r/x&action=read");
+    assert_ne!(r.status, 401, "{}", r.text);
+    let r = admin.patch(&format!("{ORG}/access_keys/zero"), &json!({"expiry": 2}));
+    assert_eq!(r.status, 400, "{}", r.text);
+
+    admin.put(
+        "/artifactory/api/repositories/libs",
+        &json!({"rclass": "local", "packageType": "generic"}),
+    );
+    let e = entitlement(&admin, json!({"repo": "libs", "access": "r", "access_keys": ["zero"]}));
+    let id = e["id"].as_str().unwrap().to_string();
+    let seq = || app.digest()["seq"].as_u64().unwrap();
+    let before = seq();
+    for _ in 0..2 {
+        let r = admin.patch(&format!("{ORG}/entitlements/{id}"), &json!({}));
+        assert_eq!(r.status, 200, "{}", r.text);
+        let r = admin.patch(&format!("{ORG}/entitlements/{id}"), &json!({"repo": "libs", "access": "r"}));
+        assert_eq!(r.status, 200, "{}", r.text);
+        let r = admin.patch(&format!("{ORG}/access_keys/zero"), &json!({}));
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    assert_eq!(seq(), before, "nothing changed, nothing written");
+    let r = admin.patch(&format!("{ORG}/entitlements/{id}"), &json!({"tags_add": ["t"]}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(seq(), before + 1);
+}

@@ -542,10 +542,13 @@ fn a_torn_batch_is_still_cut_off_and_verify_leaves_it() {
     let _tmp = app.stop();
     let log = dir.join("events.log");
     let end = records(&dir).last().map(|r| r.0 + r.2 as u64).unwrap();
-    // A record header and part of its event, then nothing (the rest never reached the disk).
-    let mut torn = 200u32.to_le_bytes().to_vec();
+    // A record header and its event's first bytes up to a sector boundary, then nothing:
+    // the rest never reached the disk (a crash leaves whole sectors of zeros).
+    let to_boundary = (512 - (end % 512)) as usize;
+    let written = if to_boundary < 36 + 8 { to_boundary + 512 } else { to_boundary };
+    let mut torn = 2000u32.to_le_bytes().to_vec();
     torn.extend_from_slice(&[0xab; 32]);
-    torn.extend_from_slice(&[0x81; 50]);
+    torn.extend(std::iter::repeat_n(0x81u8, written - 36));
     write_at(&log, end, &torn);
     let before = std::fs::read(&log).unwrap();
     let (ok, out) = verify(&dir);
@@ -557,6 +560,53 @@ fn a_torn_batch_is_still_cut_off_and_verify_leaves_it() {
     );
     let app = TestApp::start(dir, Config::default()).unwrap();
     assert_eq!(app.digest(), live);
+}
+
+/// Damage to the newest batch, which no later batch proves acknowledged, is told from
+/// what a crash leaves (sectors of zeros): a length field changed, an event's byte
+/// changed, a commit mark's tag changed — `verify` fails and start-up refuses, naming
+/// the byte, and nothing is cut. Before, each was cut off as "never acknowledged": the
+/// batch's acknowledged writes went without a word, `verify` passed, and the next write
+/// took their positions.
+#[test]
+fn damage_to_the_newest_batch_is_not_taken_for_a_torn_write() {
+    let app = TestApp::spawn();
+    populate(&app);
+    let head = app.digest()["seq"].as_u64().unwrap();
+    let dir = app.dir.clone();
+    let _tmp = app.stop();
+    // Without snapshots (a snapshot at the head would prove the batch on its own).
+    EventLog::open(&dir).unwrap().clear_snapshots().unwrap();
+    let log = dir.join("events.log");
+    let recs = records(&dir);
+    let last_mark = recs.iter().rev().find(|r| r.1).unwrap().0;
+    let last_event = recs.iter().rev().find(|r| !r.1).unwrap().0;
+    let original = std::fs::read(&log).unwrap();
+    let at = |o: u64| original[o as usize];
+    for (what, offset, value) in [
+        ("its length's lowest byte", last_event, at(last_event) ^ 0x01),
+        ("its length's third byte", last_event + 2, at(last_event + 2) ^ 0x01),
+        ("an event byte", last_event + 40, at(last_event + 40) ^ 0x20),
+        ("the chain hash", last_event + 9, at(last_event + 9) ^ 0x04),
+        ("the mark's tag", last_mark, 0xfe),
+    ] {
+        write_at(&log, offset, &[value]);
+        let damaged = std::fs::read(&log).unwrap();
+        let (ok, out) = verify(&dir);
+        assert!(!ok, "{what}: {out}");
+        let err = TestApp::start(dir.clone(), Config::default())
+            .err()
+            .unwrap_or_else(|| panic!("{what}: start-up must refuse the damaged batch"));
+        assert!(
+            err.contains("does not read") || err.contains("position"),
+            "{what}: {err}"
+        );
+        assert_eq!(std::fs::read(&log).unwrap(), damaged, "{what}: the log was cut");
+        write_at(&log, offset, &[at(offset)]);
+    }
+    assert_eq!(std::fs::read(&log).unwrap(), original);
+    let app = TestApp::start(dir, Config::default()).unwrap();
+    assert_eq!(app.digest()["seq"].as_u64().unwrap(), head, "nothing was lost");
 }
 
 /// A commit mark holds its batch's last chain hash. One whose hash the disk changed
@@ -603,9 +653,14 @@ fn a_commit_mark_torn_at_a_sector_boundary_is_not_a_commit() {
     if len == 0 {
         len = 512;
     }
+    // The event's record is whole (its chain hash follows the last mark's); the mark is not.
+    let bytes = std::fs::read(&log).unwrap();
+    let last_mark = records(&dir).last().unwrap().0 as usize;
+    let prev: [u8; 32] = bytes[last_mark + 4..last_mark + 36].try_into().unwrap();
+    let body = vec![0x81u8; len as usize];
     let mut batch = (len as u32).to_le_bytes().to_vec();
-    batch.extend_from_slice(&[0xab; 32]);
-    batch.extend(std::iter::repeat_n(0x81u8, len as usize));
+    batch.extend_from_slice(&gatehouse::log::chain_hash(&prev, &body));
+    batch.extend_from_slice(&body);
     let mark = end + batch.len() as u64;
     assert_eq!((mark + 4 + 16) % 512, 0);
     batch.extend_from_slice(&u32::MAX.to_le_bytes());

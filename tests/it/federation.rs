@@ -1371,3 +1371,89 @@ fn a_target_pointing_at_its_own_server_fails_saying_so() {
         "{st}"
     );
 }
+
+/// A permission target a peer sends keeps the rules of a local write: one naming an
+/// action no server has, or a pattern the matcher cannot read, is refused, naming it;
+/// one only out of its normal form (a user name in upper case, no default repository) is
+/// stored in it. Before, whatever a trusted peer sent was written and served. A removal
+/// of a name no group, target or token can have is refused too.
+#[test]
+fn replicated_permission_targets_keep_the_rules_of_a_local_write() {
+    let b = Site::start();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[12u8; 32]);
+    let public = key.verifying_key();
+    let kid = gatehouse::keys::kid_of(&public);
+    let r = b.admin().post(
+        "/access/api/v1/cert/trusted",
+        &json!({"name": "rules-peer", "certificate": gatehouse::keys::public_pem(&public)}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let peer = "jfac@01rulespeer";
+    let send = |changes: serde_json::Value| {
+        let body =
+            serde_json::to_vec(&json!({"source": peer, "kind": "changes", "changes": changes}))
+                .unwrap();
+        let signed = sign_batch(&body, "federation:batch", peer, &key, &kid, now);
+        Client::new(&b.url(), None)
+            .with_header_auth(&format!("Bearer {signed}"))
+            .raw(
+                "POST",
+                &format!("{FED}/receive"),
+                Some("application/json"),
+                Some(&body),
+            )
+    };
+    let target = |name: &str, build: serde_json::Value| {
+        json!({"entity": "permission", "name": name, "op": "upsert",
+               "version": {"time_ms": 1, "origin": peer, "origin_seq": 1},
+               "permission": {"name": name, "build": build}})
+    };
+    let before = b.digest();
+    for (build, named) in [
+        (
+            json!({"include_patterns": ["**"], "exclude_patterns": [], "repositories": [],
+                   "users": {"ann": ["fly"]}, "groups": {}}),
+            "unknown action `fly`",
+        ),
+        (
+            json!({"include_patterns": ["a,b"], "exclude_patterns": [], "repositories": [],
+                   "users": {}, "groups": {}}),
+            "not a valid pattern",
+        ),
+        (
+            json!({"include_patterns": ["**"], "exclude_patterns": [],
+                   "repositories": ["libs-release"], "users": {}, "groups": {}}),
+            "build permissions apply to",
+        ),
+    ] {
+        let r = send(json!([target("bad", build)]));
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert!(r.text.contains("changes[0].permission"), "{}", r.text);
+        assert!(r.text.contains(named), "{named}: {}", r.text);
+    }
+    for (entity, name) in [("group", "bad\u{1}name"), ("permission", ""), ("token", "a b")] {
+        let r = send(json!([{"entity": entity, "name": name, "op": "remove",
+                             "version": {"time_ms": 1, "origin": peer, "origin_seq": 2}}]));
+        assert_eq!(r.status, 400, "{entity}: {}", r.text);
+        assert!(r.text.contains("changes[0].name"), "{}", r.text);
+    }
+    assert_eq!(b.digest(), before, "nothing refused was written");
+    // Out of its normal form only: stored in it.
+    let r = send(json!([target(
+        "from-peer",
+        json!({"include_patterns": ["**"], "exclude_patterns": [], "repositories": [],
+               "users": {"ANN": ["read", "read"]}, "groups": {}})
+    )]));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["applied"], 1, "{}", r.text);
+    let t = b
+        .admin()
+        .get("/artifactory/api/v2/security/permissions/from-peer")
+        .json();
+    assert_eq!(t["build"]["repositories"], json!(["artifactory-build-info"]), "{t}");
+    assert_eq!(t["build"]["actions"]["users"], json!({"ann": ["read"]}), "{t}");
+}

@@ -796,3 +796,132 @@ fn ldap_directory_down_and_secrets() {
         }
     }
 }
+
+/// Names that need escapes in a DN, a search base written with blanks, a directory
+/// paused by its admin, a setting pointed elsewhere, an e-mail the directory dropped.
+/// Before: a group import read the member `uid=a\+b` as the user `a` (who got the
+/// group's permissions) and `uid=smith\2C john` as `smith2c john` (both real members
+/// taken out); `ou=people, dc=example, dc=com` was taken as relative and every sign-in
+/// found nobody; each sign-in while no setting was enabled counted towards the lock; a
+/// PUT naming another server kept the manager's password and sent it there; the
+/// dropped e-mail stayed.
+#[test]
+fn ldap_escaped_names_blank_bases_a_paused_directory_and_a_moved_setting() {
+    if !installed("ldap_escaped_names_blank_bases_a_paused_directory_and_a_moved_setting") {
+        return;
+    }
+    use ldap3::Mod;
+    use std::collections::HashSet;
+    let slapd = Slapd::start();
+    let app = TestApp::spawn_with(gatehouse::Config {
+        auth_cache_ttl_secs: 0,
+        lockout_threshold: 2,
+        lockout_from: gatehouse::config::LockoutFrom::Any,
+        signin_address_burst: 0,
+        signin_user_burst: 0,
+        ..Default::default()
+    });
+    let admin = app.admin();
+    configure(&admin, &slapd);
+    let users = [
+        ("uid=a\\+b", "a+b", "aplusb-Directory-pw-5"),
+        ("uid=a", "a", "a-Directory-pw-6"),
+        ("uid=smith\\2C john", "smith, john", "john-Directory-pw-4"),
+    ];
+    let mut conn = slapd.manager();
+    for (rdn, uid, pw) in users {
+        conn.add(
+            &format!("{rdn},ou=people,{BASE}"),
+            vec![
+                ("objectClass", HashSet::from(["inetOrgPerson"])),
+                ("uid", HashSet::from([uid])),
+                ("cn", HashSet::from([uid])),
+                ("sn", HashSet::from(["x"])),
+                ("userPassword", HashSet::from([pw])),
+            ],
+        )
+        .unwrap()
+        .success()
+        .unwrap();
+    }
+    let plus = format!("uid=a\\+b,ou=people,{BASE}");
+    let comma = format!("uid=smith\\2C john,ou=people,{BASE}");
+    conn.modify(
+        &format!("cn=developers,ou=groups,{BASE}"),
+        vec![Mod::Add("member", HashSet::from([plus.as_str(), comma.as_str()]))],
+    )
+    .unwrap()
+    .success()
+    .unwrap();
+    let _ = conn.unbind();
+    let signed_in = |user: &str, pw: &str| {
+        let path = user.replace('+', "%2B").replace(' ', "%20").replace(',', "%2C");
+        Client::new(&app.base, Some((user, pw)))
+            .get(&format!("/access/api/v2/users/{path}"))
+            .status
+    };
+    for (_, uid, pw) in users {
+        assert_eq!(signed_in(uid, pw), 200, "{uid}");
+    }
+    let r = admin.post_empty("/access/api/v1/ldap/groups/corp-groups/refresh");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(members_of(&admin, "developers"), ["a+b", "smith, john"]);
+    assert_eq!(groups_of(&admin, "a"), Vec::<String>::new());
+
+    // The search base as an absolute DN with blanks after its commas.
+    let put = |body: Value| admin.put("/access/api/v1/ldap/settings/corp", &body);
+    let setting = |enabled: bool, url: &str| {
+        json!({"enabled": enabled, "ldap_url": url, "ca_certificate": slapd.ca_pem,
+               "search": {"search_filter": "(uid={0})", "search_base": "ou=people, dc=example, dc=com",
+                          "manager_dn": MANAGER_DN}})
+    };
+    let r = put(setting(true, &slapd.url()));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(sign_in(&app.base, "alice", ALICE_PASSWORD).status, 200);
+    assert_eq!(sign_in(&app.base, "bob", BOB_PASSWORD).status, 200);
+
+    // The directory paused: refused, not counted (the lock is at two).
+    let r = put(setting(false, &slapd.url()));
+    assert_eq!(r.status, 200, "{}", r.text);
+    for _ in 0..4 {
+        assert_eq!(sign_in(&app.base, "alice", ALICE_PASSWORD).status, 401);
+    }
+    let r = put(setting(true, &slapd.url()));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = sign_in(&app.base, "alice", ALICE_PASSWORD);
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // Pointed at other servers (or StartTLS off) without the password: given again.
+    let elsewhere = format!("ldaps://127.0.0.1:{}/{BASE}", free_port());
+    let r = put(setting(true, &elsewhere));
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("search.manager_password"), "{}", r.text);
+    let mut with_password = setting(true, &elsewhere);
+    with_password["search"]["manager_password"] = json!(MANAGER_PASSWORD);
+    assert_eq!(put(with_password).status, 200);
+    let mut back = setting(true, &slapd.url());
+    back["search"]["manager_password"] = json!(MANAGER_PASSWORD);
+    assert_eq!(put(back).status, 200);
+
+    // bob's e-mail dropped in the directory: dropped here at his next sign-in.
+    assert_eq!(
+        admin.get("/access/api/v2/users/bob").json()["email"],
+        "bob@example.com"
+    );
+    slapd.modify(
+        &format!("uid=bob,ou=people,{BASE}"),
+        Mod::Delete("mail", HashSet::new()),
+    );
+    assert_eq!(sign_in(&app.base, "bob", BOB_PASSWORD).status, 200);
+    let bob = admin.get("/access/api/v2/users/bob").json();
+    assert!(bob["email"].is_null() || bob["email"] == "", "{bob}");
+
+    // Attribute names are names (they go into filters as they are).
+    let r = admin.put(
+        "/access/api/v1/ldap/groups/corp-groups",
+        &json!({"enabled_ldap": "corp", "group_name_attribute": "cn",
+                "group_member_attribute": "member=*)(x", "strategy": "STATIC"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("group_member_attribute"), "{}", r.text);
+}

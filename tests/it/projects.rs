@@ -1018,3 +1018,51 @@ fn a_role_for_xray_metadata_does_not_manage_the_repository() {
     );
     assert_eq!(r.status, 403, "{}", r.text);
 }
+
+/// v2's project list shows a Project Admin its projects, as v1's does (it was 403); an
+/// update that changes nothing writes nothing (a project, a member's roles); a role is
+/// found by a name in another case, as members are given roles.
+#[test]
+fn v2_lists_a_project_admins_projects_and_idle_updates_write_nothing() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    project(&admin, "alpha");
+    project(&admin, "beta");
+    app.create_user("pa", "password-1");
+    app.create_user("dev", "password-1");
+    let r = admin.put(&format!("{P}/alpha/users/pa"), &json!({"roles": ["Project Admin"]}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let pa = app.as_user("pa", "password-1");
+    let r = pa.get("/access/api/v2/projects");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["projects"], json!([{"name": "Project alpha", "projectKey": "alpha"}]));
+    let r = app.as_user("dev", "password-1").get("/access/api/v2/projects");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["projects"], json!([]));
+    assert_eq!(admin.get("/access/api/v2/projects").json()["projects"].as_array().unwrap().len(), 2);
+
+    let seq = || app.digest()["seq"].as_u64().unwrap();
+    let r = admin.put(&format!("{P}/alpha/users/dev"), &json!({"roles": ["developer"]}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let before = seq();
+    for _ in 0..2 {
+        let r = admin.put(&format!("{P}/alpha/users/dev"), &json!({"roles": ["Developer"]}));
+        assert_eq!(r.status, 200, "{}", r.text);
+        let r = admin.put(&format!("{P}/alpha"), &json!({}));
+        assert_eq!(r.status, 200, "{}", r.text);
+        let r = admin.put(&format!("{P}/alpha"), &json!({"display_name": "Project alpha"}));
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    assert_eq!(seq(), before, "nothing changed, nothing written");
+    let r = admin.put(&format!("{P}/alpha"), &json!({"description": "now"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(seq(), before + 1);
+
+    // `developer` as the member's roles show it, asked for by that name.
+    for name in ["Developer", "developer", "DEVELOPER"] {
+        let r = admin.get(&format!("{P}/alpha/roles/{name}"));
+        assert_eq!(r.status, 200, "{name}: {}", r.text);
+        assert_eq!(r.json()["name"], "Developer", "{name}");
+    }
+    assert_eq!(admin.get(&format!("{P}/alpha/roles/nobody")).status, 404);
+}
