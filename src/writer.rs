@@ -98,6 +98,8 @@ pub struct WriterHandle {
     doorbells: Arc<RwLock<Vec<crossbeam_channel::Sender<()>>>>,
     /// The position applied to the shared read models (read-your-writes waits on it).
     applied: tokio::sync::watch::Receiver<u64>,
+    /// Catch-ups that read the shared log to its end, counted (see `caught_up_rounds`).
+    rounds: tokio::sync::watch::Receiver<u64>,
     /// A catch-up is queued (so the follower does not flood the queue).
     catch_up_queued: Arc<AtomicBool>,
     user_changes: Arc<ChangedUsers>,
@@ -362,6 +364,14 @@ impl WriterHandle {
         self.applied.clone()
     }
 
+    /// Several nodes: how many catch-ups have read the shared log to its end. A round
+    /// that ends after another that ended after a moment began read everything
+    /// committed before that moment — what a question "is this here yet" waits for,
+    /// rather than for a change that, for a token revoked a while ago, never comes.
+    pub fn caught_up_rounds(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.rounds.clone()
+    }
+
     /// Several nodes share the log (see [`WriterHandle::shared`]).
     pub fn is_shared(&self) -> bool {
         self.shared
@@ -429,13 +439,34 @@ fn follow(
             match pg.client() {
                 Ok(client) => {
                     use postgres::fallible_iterator::FallibleIterator;
-                    {
+                    let waited = std::time::Instant::now();
+                    let (failed, empty) = {
                         let mut n = client.notifications();
-                        let _ = n.timeout_iter(poll).next();
+                        let first = n.timeout_iter(poll).next();
+                        let mut failed = first.is_err();
                         // Take whatever else is already there: one catch-up covers them all.
-                        while let Ok(Some(_)) = n.iter().next() {}
-                    }
-                    broken = client.is_closed();
+                        loop {
+                            match n.iter().next() {
+                                Ok(Some(_)) => continue,
+                                Ok(None) => break,
+                                Err(_) => {
+                                    failed = true;
+                                    break;
+                                }
+                            }
+                        }
+                        (failed, matches!(first, Ok(None)))
+                    };
+                    // A connection PostgreSQL closed (a restart, `pg_terminate_backend`, an
+                    // idle timeout, a pooler) answers the wait at once with nothing, and
+                    // the client does not call itself closed: the loop spun, ringing the
+                    // writer thousands of times a second (and, with PostgreSQL down, made
+                    // as many connections). A wait that ends early with nothing is asked
+                    // whether the connection still answers.
+                    let early = empty && waited.elapsed() < poll / 2;
+                    broken = failed
+                        || client.is_closed()
+                        || (early && client.is_valid(Duration::from_secs(5)).is_err());
                 }
                 Err(_) => broken = true,
             }
@@ -490,6 +521,7 @@ pub struct Writer {
     /// then this node's copy of it, always a prefix of it.
     shared_log: Option<PgLog>,
     applied: tokio::sync::watch::Sender<u64>,
+    rounds: tokio::sync::watch::Sender<u64>,
     catch_up_queued: Arc<AtomicBool>,
     /// Set when the writer stops: the follower stops too.
     follower_stop: Arc<AtomicBool>,
@@ -576,6 +608,7 @@ impl Writer {
         let feed: Arc<CommittedFeed> = Default::default();
         let fed = feed.clone();
         let (applied, applied_rx) = tokio::sync::watch::channel(log.head_seq());
+        let (rounds, rounds_rx) = tokio::sync::watch::channel(0u64);
         let catch_up_queued = Arc::new(AtomicBool::new(false));
         let queued = catch_up_queued.clone();
         let is_shared = shared_log.is_some();
@@ -633,6 +666,7 @@ impl Writer {
                     log,
                     shared_log,
                     applied,
+                    rounds,
                     catch_up_queued: queued,
                     follower_stop,
                     state,
@@ -658,6 +692,7 @@ impl Writer {
                 tx,
                 doorbells,
                 applied: applied_rx,
+                rounds: rounds_rx,
                 catch_up_queued,
                 user_changes,
                 before_commit,
@@ -1059,6 +1094,7 @@ impl Writer {
                 Err(e) => self.fail_stop(&e),
             };
             if rows.is_empty() {
+                self.rounds.send_modify(|r| *r += 1);
                 return;
             }
             if let Err(e) = self.log.append_raw(&rows) {

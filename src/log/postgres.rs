@@ -326,6 +326,10 @@ impl PgLog {
             for addr in addrs {
                 match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
                     Ok(s) if s.local_addr().ok() == s.peer_addr().ok() => {
+                        // Closed with a reset, not the usual handshake: that one leaves
+                        // the port in TIME-WAIT for a minute, and it is PostgreSQL's port,
+                        // which PostgreSQL then could not bind when it started again.
+                        abort(&s);
                         tried.push(format!("{addr}: nothing listens (connected to itself)"))
                     }
                     Ok(_) => return Ok(()),
@@ -622,6 +626,25 @@ impl PgLog {
             }
         }
     }
+}
+
+/// Close a socket at once with a reset (`SO_LINGER` of zero), leaving no TIME-WAIT.
+fn abort(s: &std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket descriptor, and a `linger` of the size given.
+    let _ = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
 }
 
 #[cfg(test)]
