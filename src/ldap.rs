@@ -83,7 +83,11 @@ pub fn servers(ldap_url: &str) -> std::collections::BTreeSet<String> {
         .map(|u| {
             let (scheme, rest) = u.split_once("://").unwrap_or(("ldap", u));
             let hostport = rest.split_once('/').map_or(rest, |(h, _)| h);
-            format!("{}://{}", scheme.to_ascii_lowercase(), hostport.to_ascii_lowercase())
+            format!(
+                "{}://{}",
+                scheme.to_ascii_lowercase(),
+                hostport.to_ascii_lowercase()
+            )
         })
         .collect()
 }
@@ -499,7 +503,11 @@ impl Directory {
     fn username_of(&mut self, dn: &str, login: &str) -> Result<Option<String>, DirectoryError> {
         // The login attribute among the entry's own RDN's pairs (`cn=Dave Jones+uid=dave`).
         if let Some(own) = rdns(dn).into_iter().next() {
-            if let Some((_, v)) = own.pairs.iter().find(|(a, _)| a.eq_ignore_ascii_case(login)) {
+            if let Some((_, v)) = own
+                .pairs
+                .iter()
+                .find(|(a, _)| a.eq_ignore_ascii_case(login))
+            {
                 return Ok(Some(v.to_lowercase()));
             }
         }
@@ -899,14 +907,26 @@ mod tests {
     #[test]
     fn a_base_written_with_blanks_is_still_the_base() {
         let base = "dc=example,dc=com";
-        assert_eq!(under("ou=people, dc=example, dc=com", base), "ou=people, dc=example, dc=com");
-        assert_eq!(under("OU=People,DC=Example,DC=com", base), "OU=People,DC=Example,DC=com");
+        assert_eq!(
+            under("ou=people, dc=example, dc=com", base),
+            "ou=people, dc=example, dc=com"
+        );
+        assert_eq!(
+            under("OU=People,DC=Example,DC=com", base),
+            "OU=People,DC=Example,DC=com"
+        );
         assert_eq!(under("ou=people", base), "ou=people,dc=example,dc=com");
         assert_eq!(under("", base), base);
         // A DN that only ends like the base is not under it.
-        assert_eq!(under("dc=myexample,dc=com", base), "dc=myexample,dc=com,dc=example,dc=com");
+        assert_eq!(
+            under("dc=myexample,dc=com", base),
+            "dc=myexample,dc=com,dc=example,dc=com"
+        );
         assert!(dn_within("cn=devs,ou=groups, dc=example,dc=com", base));
-        assert!(!dn_within("cn=a\\,dc=example,dc=com", "dc=com,dc=example,dc=com"));
+        assert!(!dn_within(
+            "cn=a\\,dc=example,dc=com",
+            "dc=com,dc=example,dc=com"
+        ));
     }
 
     #[test]
@@ -927,7 +947,10 @@ mod tests {
             vec![p("cn", "Dave Jones"), p("uid", "dave")]
         );
         // Hex escapes are UTF-8 bytes; escaped spaces stay, the others go.
-        assert_eq!(pairs("uid=smith\\2C john,dc=e")[0], vec![p("uid", "smith, john")]);
+        assert_eq!(
+            pairs("uid=smith\\2C john,dc=e")[0],
+            vec![p("uid", "smith, john")]
+        );
         assert_eq!(pairs("cn=Ren\\C3\\A9,dc=e")[0], vec![p("cn", "René")]);
         assert_eq!(pairs("cn= x\\ ,dc=e")[0], vec![p("cn", "x ")]);
         assert_eq!(pairs("cn=\\ x ,dc=e")[0], vec![p("cn", " x")]);

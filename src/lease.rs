@@ -122,14 +122,14 @@ impl Lease {
                     "the lease: deliveries, streams and maintenance may run nowhere",
                 );
                 loop {
-                let Some(lease) = weak.upgrade() else { return };
-                if lease.stop.load(Ordering::SeqCst) {
-                    return;
-                }
-                lease.round(&mut conn);
-                let pause = lease.settings.renew;
-                drop(lease);
-                std::thread::sleep(pause);
+                    let Some(lease) = weak.upgrade() else { return };
+                    if lease.stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    lease.round(&mut conn);
+                    let pause = lease.settings.renew;
+                    drop(lease);
+                    std::thread::sleep(pause);
                 }
             })
             .expect("spawn the lease thread");

@@ -467,6 +467,12 @@ fn verify(
         for at in &snapshots {
             let stored = log.snapshot_at_or_before(*at).ok().flatten();
             let Some((snap, snap_state)) = stored.filter(|(s, _)| s.seq == *at) else {
+                // Damaged on disk (its checksum or its encoding does not hold): the server
+                // skips it, so nothing wrong is served, but the operator should know (it
+                // was passed over in silence).
+                println!(
+                    "snapshot at position {at} is damaged (its checksum or encoding does not hold): the server skips it and starts from an older one or the log; remove the file"
+                );
                 continue;
             };
             if replayed_at.get(&snap.seq) != Some(&snap_state.digest()) {

@@ -1040,10 +1040,16 @@ impl Authenticator {
                 // The directory has no e-mail for the user any more (or none that is
                 // one): the one kept here goes too (`Some("")` clears it). It stayed, and
                 // notifications went to an address the directory had dropped.
-                (e, _) if !e.as_deref().is_some_and(|e| !e.is_empty() && crate::domain::validate_email(e).is_ok()) => match &stored {
-                    Some(Some(_)) => Some(String::new()),
-                    _ => None,
-                },
+                (e, _)
+                    if !e.as_deref().is_some_and(|e| {
+                        !e.is_empty() && crate::domain::validate_email(e).is_ok()
+                    }) =>
+                {
+                    match &stored {
+                        Some(Some(_)) => Some(String::new()),
+                        _ => None,
+                    }
+                }
                 _ => None,
             };
             let command = Command::LdapSignedIn(crate::domain::ldap::LdapSignIn {

@@ -25,7 +25,12 @@ pub(super) fn save(
     }
     // An update that changes nothing writes nothing (no event, no `updated` delivery),
     // as for users: idempotent admin scripts filled the log and the receivers.
-    if state.access_keys.keys.get(&name).is_some_and(|r| r.key == *key) {
+    if state
+        .access_keys
+        .keys
+        .get(&name)
+        .is_some_and(|r| r.key == *key)
+    {
         return Ok(vec![]);
     }
     Ok(vec![Event::AccessKeySaved(key.clone())])

@@ -213,7 +213,11 @@ pub(super) fn save_setting(state: &State, s: &LdapSetting) -> Result<Vec<Event>,
         crate::tls::client_with_roots(pem)
             .map_err(|e| DomainError::invalid("ca_certificate", e.to_string()))?;
     }
-    if let Some(a) = s.email_attribute.as_deref().filter(|a| !a.trim().is_empty()) {
+    if let Some(a) = s
+        .email_attribute
+        .as_deref()
+        .filter(|a| !a.trim().is_empty())
+    {
         valid_attribute("email_attribute", a)?;
     }
     if s.manager_password.is_some() && s.manager_dn.as_deref().unwrap_or("").is_empty() {
@@ -253,7 +257,8 @@ fn valid_attribute(field: &str, name: &str) -> Result<(), DomainError> {
         && head
             .split('.')
             .all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
-    let options = parts.all(|o| !o.is_empty() && o.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    let options =
+        parts.all(|o| !o.is_empty() && o.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
     if (descr || oid) && options {
         Ok(())
     } else {
@@ -313,8 +318,14 @@ pub(super) fn save_group_setting(
     // Attribute names go into filters as they are (`(member=<dn>)`): `member=*)(x` was
     // taken, and an import read memberships from a filter of the admin's making.
     for (field, name) in [
-        ("group_name_attribute", Some(g.group_name_attribute.as_str())),
-        ("group_member_attribute", Some(g.group_member_attribute.as_str())),
+        (
+            "group_name_attribute",
+            Some(g.group_name_attribute.as_str()),
+        ),
+        (
+            "group_member_attribute",
+            Some(g.group_member_attribute.as_str()),
+        ),
         ("description_attribute", g.description_attribute.as_deref()),
     ] {
         if let Some(name) = name.filter(|n| !n.trim().is_empty()) {
@@ -598,12 +609,31 @@ mod tests {
 
     #[test]
     fn attribute_names_are_names() {
-        for ok in ["member", "uniqueMember", "memberOf", "cn;lang-en", "2.5.4.3", "x-attr"] {
+        for ok in [
+            "member",
+            "uniqueMember",
+            "memberOf",
+            "cn;lang-en",
+            "2.5.4.3",
+            "x-attr",
+        ] {
             assert!(valid_attribute("f", ok).is_ok(), "{ok}");
         }
-        for bad in ["member=*)(x", "", "1abc", "a b", "cn;", "2..5", "(cn)", "mail*"] {
+        for bad in [
+            "member=*)(x",
+            "",
+            "1abc",
+            "a b",
+            "cn;",
+            "2..5",
+            "(cn)",
+            "mail*",
+        ] {
             let e = valid_attribute("group_member_attribute", bad).unwrap_err();
-            assert!(e.to_string().contains("group_member_attribute"), "{bad}: {e}");
+            assert!(
+                e.to_string().contains("group_member_attribute"),
+                "{bad}: {e}"
+            );
         }
     }
 

@@ -31,7 +31,12 @@ pub(super) fn save(
         )));
     }
     // An update that changes nothing writes nothing (as for users and groups).
-    if state.projects.by_key.get(key).is_some_and(|p| p.config == *project) {
+    if state
+        .projects
+        .by_key
+        .get(key)
+        .is_some_and(|p| p.config == *project)
+    {
         return Ok(vec![]);
     }
     Ok(vec![Event::ProjectSaved(project.clone())])

@@ -657,8 +657,7 @@ async fn change_in(app: &AppState, i: usize, c: ChangeWire) -> Result<Replicated
         // Names as this server keeps them: a tombstone of a name no group, target or
         // token can have was written and forwarded to every target.
         ("remove", "group" | "permission" | "token") => {
-            check_replicated_name(&c.entity, &c.name)
-                .map_err(|m| invalid("name", &m))?;
+            check_replicated_name(&c.entity, &c.name).map_err(|m| invalid("name", &m))?;
             Replicated::Removed {
                 entity: c.entity.clone(),
                 name: c.name.clone(),
@@ -704,8 +703,8 @@ async fn change_in(app: &AppState, i: usize, c: ChangeWire) -> Result<Replicated
             // written, and served by every read and by `authorize`. Stored in its normal
             // form (a target an older peer version kept with a repeat, say, still comes
             // across); one that breaks a rule is refused, naming it.
-            let t = domain::normalize_target(t)
-                .map_err(|e| invalid("permission", &e.to_string()))?;
+            let t =
+                domain::normalize_target(t).map_err(|e| invalid("permission", &e.to_string()))?;
             Replicated::Permission(t)
         }
         ("upsert", "token") => {

@@ -848,7 +848,11 @@ async fn get_role(
                 .roles
                 .keys()
                 .cloned()
-                .chain(gatehouse_projections::predefined_roles().into_iter().map(|r| r.name))
+                .chain(
+                    gatehouse_projections::predefined_roles()
+                        .into_iter()
+                        .map(|r| r.name),
+                )
                 .filter(|n| n.eq_ignore_ascii_case(&path.1))
                 .collect();
             names.sort();

@@ -104,6 +104,28 @@ pub struct EventLog {
     head_time_ms: u64,
 }
 
+/// Remove `<data-dir>/backup/.gatehouse-*.partial` (a backup export a crash stopped:
+/// never imported, as its name says) and say how many bytes they held.
+fn remove_unfinished_backups(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir.join("backup")) else {
+        return 0;
+    };
+    let mut freed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let unfinished = name
+            .to_str()
+            .is_some_and(|n| n.starts_with(".gatehouse-") && n.ends_with(".partial"));
+        if unfinished {
+            let size = entry.metadata().map_or(0, |m| m.len());
+            if std::fs::remove_file(entry.path()).is_ok() {
+                freed += size;
+            }
+        }
+    }
+    freed
+}
+
 #[cfg(test)]
 fn key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
@@ -351,6 +373,20 @@ impl EventLog {
             dir,
         )?;
         let snapshots = SnapshotStore::open(dir)?;
+        if repair {
+            // What a crash in the middle of a snapshot or a backup left: never read,
+            // and removed only by the next one to finish, which a server that keeps
+            // crashing may never reach (the disk fills with them).
+            let snaps = snapshots.remove_unfinished()?;
+            let backups = remove_unfinished_backups(dir);
+            if snaps + backups > 0 {
+                tracing::info!(
+                    snapshots = snaps,
+                    backups = backups,
+                    "removed the files (bytes) of snapshots and backups a crash left unfinished"
+                );
+            }
+        }
         snapshots.migrate_from_sled(&db)?;
         migrate_from_sled(&db, dir)?;
         let expect = segment::Expect {

@@ -79,11 +79,22 @@ impl Snapshot {
 struct Hashing<'a, W: Write> {
     inner: &'a mut W,
     hasher: blake3::Hasher,
+    /// The first error of the file below, kept: the encoder reports it as its own
+    /// ("error while writing multi-byte MessagePack value"), and a full disk was never
+    /// named in the log.
+    failed: Option<std::io::Error>,
 }
 
 impl<W: Write> Write for Hashing<'_, W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
+        let n = match self.inner.write(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                let said = std::io::Error::new(e.kind(), e.to_string());
+                self.failed.get_or_insert(e);
+                return Err(said);
+            }
+        };
         self.hasher.update(&buf[..n]);
         Ok(n)
     }
@@ -91,6 +102,27 @@ impl<W: Write> Write for Hashing<'_, W> {
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// Encode `state` into `out`, and the blake3 of what was written. An error of `out`
+/// is returned as it is (`No space left on device`), not as the encoder's own.
+fn encode_hashed<W: Write>(state: &State, out: &mut W) -> std::io::Result<blake3::Hash> {
+    // Hashed 64 KiB at a time: the encoder writes a few bytes at a time, and blake3 is
+    // quick on long inputs, slow on many short ones.
+    let mut hashing = std::io::BufWriter::with_capacity(
+        64 * 1024,
+        Hashing {
+            inner: out,
+            hasher: blake3::Hasher::new(),
+            failed: None,
+        },
+    );
+    if let Err(e) = state.encode_to(&mut hashing) {
+        let failed = hashing.get_mut().failed.take();
+        return Err(failed.unwrap_or_else(|| std::io::Error::other(e)));
+    }
+    let hashing = hashing.into_inner().map_err(|e| e.into_error())?;
+    Ok(hashing.hasher.finalize())
 }
 
 /// Writes and finds snapshots; cheap to clone, so a background thread can write while
@@ -201,20 +233,7 @@ impl SnapshotStore {
         let size = self.write_file(state.seq, |out| {
             out.write_all(&(state.seq | CHECKSUMMED).to_be_bytes())?;
             out.write_all(&head_hash)?;
-            // Hashed 64 KiB at a time: the encoder writes a few bytes at a time, and
-            // blake3 is quick on long inputs, slow on many short ones.
-            let mut hashing = std::io::BufWriter::with_capacity(
-                64 * 1024,
-                Hashing {
-                    inner: &mut *out,
-                    hasher: blake3::Hasher::new(),
-                },
-            );
-            state
-                .encode_to(&mut hashing)
-                .map_err(std::io::Error::other)?;
-            let hashing = hashing.into_inner().map_err(|e| e.into_error())?;
-            let checksum = hashing.hasher.finalize();
+            let checksum = encode_hashed(state, &mut *out)?;
             out.write_all(checksum.as_bytes())
         })?;
         self.last_size.store(size as usize, Ordering::Relaxed);
@@ -259,16 +278,7 @@ impl SnapshotStore {
     /// Remove all but the `keep` newest snapshots, and the temporary file of any write
     /// that did not finish (one snapshot is written at a time, so none is under way).
     fn prune(&self) -> Result<(), LogError> {
-        for entry in std::fs::read_dir(&*self.dir).map_err(io)? {
-            let entry = entry.map_err(io)?;
-            let name = entry.file_name();
-            if name
-                .to_str()
-                .is_some_and(|n| n.strip_suffix(".tmp").and_then(seq_of).is_some())
-            {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
+        self.remove_unfinished()?;
         if self.keep == 0 {
             return Ok(());
         }
@@ -282,6 +292,28 @@ impl SnapshotStore {
             }
         }
         Ok(())
+    }
+
+    /// Remove the temporary files of snapshot writes that did not finish (a crash in
+    /// the middle of one), and say how many bytes they held. Done at start as well as
+    /// after each snapshot: a server that crashed again and again before its next
+    /// snapshot kept every one (twelve crashes, 394 MiB beside 23 MiB of snapshots).
+    pub fn remove_unfinished(&self) -> Result<u64, LogError> {
+        let mut freed = 0;
+        for entry in std::fs::read_dir(&*self.dir).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let name = entry.file_name();
+            if name
+                .to_str()
+                .is_some_and(|n| n.strip_suffix(".tmp").and_then(seq_of).is_some())
+            {
+                let size = entry.metadata().map_or(0, |m| m.len());
+                if std::fs::remove_file(entry.path()).is_ok() {
+                    freed += size;
+                }
+            }
+        }
+        Ok(freed)
     }
 
     /// Drop every snapshot (tests: the next start replays from scratch).
@@ -471,6 +503,32 @@ mod tests {
         trickle.file.sync_data().unwrap();
         drop(trickle);
         assert!(std::fs::read(&path).unwrap() == expected);
+    }
+
+    /// A disk that fills up in the middle of a snapshot is named as such.
+    #[test]
+    fn a_full_disk_is_named_not_hidden_behind_the_encoder() {
+        struct Full(usize);
+        impl Write for Full {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                if self.0 < buf.len() {
+                    return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+                }
+                self.0 -= buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let big = State {
+            seq: 5,
+            service_id: Some("x".repeat(200_000)),
+            ..State::default()
+        };
+        let e = encode_hashed(&big, &mut Full(1000)).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+        assert!(encode_hashed(&big, &mut Full(usize::MAX)).is_ok());
     }
 
     #[test]

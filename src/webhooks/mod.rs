@@ -700,8 +700,7 @@ impl Deliveries {
                         "a webhook subscription's delivery thread: its deliveries wait",
                     );
                     worker.run()
-                })
-            {
+                }) {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::error!(subscription = %k, error = %e, "cannot start the subscription's delivery thread; its deliveries wait");

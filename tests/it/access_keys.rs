@@ -655,7 +655,10 @@ fn access_key_expiry_in_the_past_and_idle_patches() {
         assert_eq!(r.status, 400, "{}", r.text);
         assert!(r.text.contains("`expiry`"), "{}", r.text);
     }
-    key(&admin, json!({"id": "zero", "password": "big-secret-1", "expiry": 0}));
+    key(
+        &admin,
+        json!({"id": "zero", "password": "big-secret-1", "expiry": 0}),
+    );
     let got = admin.get(&format!("{ORG}/access_keys/zero")).json();
     assert!(got["expiry"].is_null(), "{got}");
     let r = app
@@ -669,20 +672,29 @@ fn access_key_expiry_in_the_past_and_idle_patches() {
         "/artifactory/api/repositories/libs",
         &json!({"rclass": "local", "packageType": "generic"}),
     );
-    let e = entitlement(&admin, json!({"repo": "libs", "access": "r", "access_keys": ["zero"]}));
+    let e = entitlement(
+        &admin,
+        json!({"repo": "libs", "access": "r", "access_keys": ["zero"]}),
+    );
     let id = e["id"].as_str().unwrap().to_string();
     let seq = || app.digest()["seq"].as_u64().unwrap();
     let before = seq();
     for _ in 0..2 {
         let r = admin.patch(&format!("{ORG}/entitlements/{id}"), &json!({}));
         assert_eq!(r.status, 200, "{}", r.text);
-        let r = admin.patch(&format!("{ORG}/entitlements/{id}"), &json!({"repo": "libs", "access": "r"}));
+        let r = admin.patch(
+            &format!("{ORG}/entitlements/{id}"),
+            &json!({"repo": "libs", "access": "r"}),
+        );
         assert_eq!(r.status, 200, "{}", r.text);
         let r = admin.patch(&format!("{ORG}/access_keys/zero"), &json!({}));
         assert_eq!(r.status, 200, "{}", r.text);
     }
     assert_eq!(seq(), before, "nothing changed, nothing written");
-    let r = admin.patch(&format!("{ORG}/entitlements/{id}"), &json!({"tags_add": ["t"]}));
+    let r = admin.patch(
+        &format!("{ORG}/entitlements/{id}"),
+        &json!({"tags_add": ["t"]}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(seq(), before + 1);
 }

@@ -1435,7 +1435,11 @@ fn replicated_permission_targets_keep_the_rules_of_a_local_write() {
         assert!(r.text.contains("changes[0].permission"), "{}", r.text);
         assert!(r.text.contains(named), "{named}: {}", r.text);
     }
-    for (entity, name) in [("group", "bad\u{1}name"), ("permission", ""), ("token", "a b")] {
+    for (entity, name) in [
+        ("group", "bad\u{1}name"),
+        ("permission", ""),
+        ("token", "a b"),
+    ] {
         let r = send(json!([{"entity": entity, "name": name, "op": "remove",
                              "version": {"time_ms": 1, "origin": peer, "origin_seq": 2}}]));
         assert_eq!(r.status, 400, "{entity}: {}", r.text);
@@ -1454,6 +1458,14 @@ fn replicated_permission_targets_keep_the_rules_of_a_local_write() {
         .admin()
         .get("/artifactory/api/v2/security/permissions/from-peer")
         .json();
-    assert_eq!(t["build"]["repositories"], json!(["artifactory-build-info"]), "{t}");
-    assert_eq!(t["build"]["actions"]["users"], json!({"ann": ["read"]}), "{t}");
+    assert_eq!(
+        t["build"]["repositories"],
+        json!(["artifactory-build-info"]),
+        "{t}"
+    );
+    assert_eq!(
+        t["build"]["actions"]["users"],
+        json!({"ann": ["read"]}),
+        "{t}"
+    );
 }

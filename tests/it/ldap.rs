@@ -848,14 +848,20 @@ fn ldap_escaped_names_blank_bases_a_paused_directory_and_a_moved_setting() {
     let comma = format!("uid=smith\\2C john,ou=people,{BASE}");
     conn.modify(
         &format!("cn=developers,ou=groups,{BASE}"),
-        vec![Mod::Add("member", HashSet::from([plus.as_str(), comma.as_str()]))],
+        vec![Mod::Add(
+            "member",
+            HashSet::from([plus.as_str(), comma.as_str()]),
+        )],
     )
     .unwrap()
     .success()
     .unwrap();
     let _ = conn.unbind();
     let signed_in = |user: &str, pw: &str| {
-        let path = user.replace('+', "%2B").replace(' ', "%20").replace(',', "%2C");
+        let path = user
+            .replace('+', "%2B")
+            .replace(' ', "%20")
+            .replace(',', "%2C");
         Client::new(&app.base, Some((user, pw)))
             .get(&format!("/access/api/v2/users/{path}"))
             .status

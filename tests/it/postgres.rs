@@ -1650,7 +1650,10 @@ fn nodes_do_not_spin_after_postgres_closed_their_connections() {
     let terminated = window("after pg_terminate_backend");
     // A spinning node ran thousands a second; idle ones a few dozen.
     for (what, n) in [("restart", restarted), ("terminate", terminated)] {
-        assert!(n <= quiet * 4 + 300, "{what}: {n} transactions against {quiet} idle");
+        assert!(
+            n <= quiet * 4 + 300,
+            "{what}: {n} transactions against {quiet} idle"
+        );
     }
     let r = admin(&nodes[0].base).post(
         "/access/api/v2/groups",

@@ -1030,27 +1030,50 @@ fn v2_lists_a_project_admins_projects_and_idle_updates_write_nothing() {
     project(&admin, "beta");
     app.create_user("pa", "password-1");
     app.create_user("dev", "password-1");
-    let r = admin.put(&format!("{P}/alpha/users/pa"), &json!({"roles": ["Project Admin"]}));
+    let r = admin.put(
+        &format!("{P}/alpha/users/pa"),
+        &json!({"roles": ["Project Admin"]}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     let pa = app.as_user("pa", "password-1");
     let r = pa.get("/access/api/v2/projects");
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json()["projects"], json!([{"name": "Project alpha", "projectKey": "alpha"}]));
-    let r = app.as_user("dev", "password-1").get("/access/api/v2/projects");
+    assert_eq!(
+        r.json()["projects"],
+        json!([{"name": "Project alpha", "projectKey": "alpha"}])
+    );
+    let r = app
+        .as_user("dev", "password-1")
+        .get("/access/api/v2/projects");
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["projects"], json!([]));
-    assert_eq!(admin.get("/access/api/v2/projects").json()["projects"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        admin.get("/access/api/v2/projects").json()["projects"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 
     let seq = || app.digest()["seq"].as_u64().unwrap();
-    let r = admin.put(&format!("{P}/alpha/users/dev"), &json!({"roles": ["developer"]}));
+    let r = admin.put(
+        &format!("{P}/alpha/users/dev"),
+        &json!({"roles": ["developer"]}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     let before = seq();
     for _ in 0..2 {
-        let r = admin.put(&format!("{P}/alpha/users/dev"), &json!({"roles": ["Developer"]}));
+        let r = admin.put(
+            &format!("{P}/alpha/users/dev"),
+            &json!({"roles": ["Developer"]}),
+        );
         assert_eq!(r.status, 200, "{}", r.text);
         let r = admin.put(&format!("{P}/alpha"), &json!({}));
         assert_eq!(r.status, 200, "{}", r.text);
-        let r = admin.put(&format!("{P}/alpha"), &json!({"display_name": "Project alpha"}));
+        let r = admin.put(
+            &format!("{P}/alpha"),
+            &json!({"display_name": "Project alpha"}),
+        );
         assert_eq!(r.status, 200, "{}", r.text);
     }
     assert_eq!(seq(), before, "nothing changed, nothing written");
