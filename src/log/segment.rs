@@ -718,10 +718,10 @@ fn committed_after(file: &File, from: u64, to: u64) -> Result<Option<u64>, LogEr
 
 /// In `from..to` (what follows the last commit mark, after `committed_after` found no
 /// batch past it): why the first record there that does not read is damage rather than
-/// a write a crash tore, if it is. A crash leaves the batch it was writing with some of
-/// its 512-byte sectors never written — zeros, as the file is zeroed ahead of its end —
-/// and never other bytes: the record that stops the reading then overlaps a sector of
-/// zeros (or the end of the file). One whose every sector was written was changed after
+/// a write a crash tore, if it is. A crash leaves the batch it was writing cut short or
+/// with some of its 512-byte sectors never written — zeros, as the file is zeroed ahead
+/// of its end — and never other bytes: the record that stops the reading then runs past
+/// the last byte written or overlaps a sector of zeros. One whose every sector was written was changed after
 /// it was written, and so was a record whose bytes verify with another length than its
 /// own, or a commit mark that holds the chain's hash under another tag. Before, all of
 /// these were cut off as "never acknowledged": the newest batch's acknowledged writes
@@ -834,7 +834,13 @@ fn damaged_after(
                 )));
             }
         }
-        if len == 0 || zero_sector(at, body.saturating_add(len)) {
+        // Torn: it runs past the last byte written (the write stopped inside it: a
+        // process killed in the middle of `write` stops at a page boundary, a power
+        // cut at a sector's), or a sector of it was never written.
+        if len == 0
+            || body.saturating_add(len) > data_end
+            || zero_sector(at, body.saturating_add(len))
+        {
             return Ok(None);
         }
         return Ok(Some((

@@ -429,9 +429,15 @@ fn an_access_key_is_a_scoped_principal() {
 fn expired_keys_and_client_networks() {
     let app = TestApp::spawn();
     let admin = app.admin();
+    // A time already past is refused when given: this key expires a moment from now.
+    let soon = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        + 1500;
     key(
         &admin,
-        json!({"id": "old", "password": "secret-pass", "expiry": 1000}),
+        json!({"id": "old", "password": "secret-pass", "expiry": soon}),
     );
     key(
         &admin,
@@ -445,6 +451,7 @@ fn expired_keys_and_client_networks() {
         &admin,
         json!({"repo": "r", "access": "r", "access_keys": ["old", "net", "local"]}),
     );
+    std::thread::sleep(std::time::Duration::from_millis(2000));
     let (status, _, msg) = ask(&app.as_user("old@myorg", "secret-pass"), "r/x", "read", &[]);
     assert_eq!(status, 401);
     assert!(msg.contains("expired"), "{msg}");
