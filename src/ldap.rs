@@ -132,10 +132,14 @@ fn dn_within(dn: &str, base: &str) -> bool {
         crate::domain::ldap::normal_dn(dn),
         crate::domain::ldap::normal_dn(base),
     );
-    dn == base
-        || dn
-            .strip_suffix(base.as_str())
-            .is_some_and(|above| above.ends_with(',') && !above.ends_with("\\,"))
+    // Below it: what precedes the base ends with a separator that is not escaped (an
+    // even number of backslashes before it: `cn=a\\,…` ends its value with one).
+    let separated = |above: &str| {
+        above
+            .strip_suffix(',')
+            .is_some_and(|rest| rest.bytes().rev().take_while(|&b| b == b'\\').count() % 2 == 0)
+    };
+    dn == base || dn.strip_suffix(base.as_str()).is_some_and(separated)
 }
 
 /// A connection to the first endpoint that answers, and its base DN.
@@ -927,6 +931,17 @@ mod tests {
             "cn=a\\,dc=example,dc=com",
             "dc=com,dc=example,dc=com"
         ));
+        // A value ending in an escaped backslash, or in an escaped space.
+        assert!(dn_within("cn=a\\\\,ou=groups,dc=example,dc=com", base));
+        assert!(dn_within("cn=x\\ ,ou=groups,dc=example,dc=com", base));
+        assert_eq!(
+            crate::domain::ldap::normal_dn("cn=x\\ , OU=G"),
+            "cn=x\\ ,ou=g"
+        );
+        assert_eq!(
+            crate::domain::ldap::normal_dn("cn=a\\, b,ou=g"),
+            "cn=a\\, b,ou=g"
+        );
     }
 
     #[test]

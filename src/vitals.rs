@@ -15,18 +15,29 @@ use std::sync::Mutex;
 
 /// Set once any vital thread has died: the probes' one load on their fast path.
 static ANY_STOPPED: AtomicBool = AtomicBool::new(false);
-/// What stopped, in order, each as "the <role> thread (<panic message>)".
+/// What stopped, in order, each as "<role> (thread <name> panicked)".
 static STOPPED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Threads of one subscription or one federation target that stopped: the router's
+/// `health` names them, the other probes do not — one subscription's bug would take the
+/// whole access server out of its load balancer, and a restart may only meet it again.
+static DEGRADED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// Held by a vital thread for as long as it runs; records its end if it panics.
+/// Held by a thread for as long as it runs; records its end if it panics.
 pub struct Alive {
     role: &'static str,
+    vital: bool,
 }
 
 impl Alive {
-    /// `role` says what stops with the thread ("the writer: writes are refused").
+    /// A thread the server cannot do without; `role` says what stops with it ("the
+    /// writer: every write is refused").
     pub fn new(role: &'static str) -> Alive {
-        Alive { role }
+        Alive { role, vital: true }
+    }
+
+    /// A thread of one part (a subscription's deliveries, a federation target's stream).
+    pub fn part(role: &'static str) -> Alive {
+        Alive { role, vital: false }
     }
 }
 
@@ -35,22 +46,32 @@ impl Drop for Alive {
         if std::thread::panicking() {
             let thread = std::thread::current();
             let name = thread.name().unwrap_or("unnamed").to_string();
-            tracing::error!(thread = %name, "a vital thread stopped: {}", self.role);
-            STOPPED
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(format!("{} (thread {name} panicked)", self.role));
-            ANY_STOPPED.store(true, Ordering::Release);
+            tracing::error!(thread = %name, "a thread stopped: {}", self.role);
+            let line = format!("{} (thread {name} panicked)", self.role);
+            if self.vital {
+                STOPPED.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+                ANY_STOPPED.store(true, Ordering::Release);
+            } else {
+                DEGRADED
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(line);
+            }
         }
     }
 }
 
-/// What has stopped, if anything (empty while all is well).
+/// What vital has stopped, if anything (empty while all is well).
 pub fn stopped() -> Vec<String> {
     if !ANY_STOPPED.load(Ordering::Acquire) {
         return Vec::new();
     }
     STOPPED.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// The parts' threads that stopped (a subscription's, a federation target's).
+pub fn degraded() -> Vec<String> {
+    DEGRADED.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 #[cfg(test)]
@@ -83,5 +104,18 @@ mod tests {
                 .any(|s| s == "a thread that dies: nothing works (thread dies panicked)"),
             "{now:?}"
         );
+        let part = std::thread::Builder::new()
+            .name("part".into())
+            .spawn(|| {
+                let _alive = Alive::part("one subscription's deliveries");
+                panic!("on purpose");
+            })
+            .unwrap()
+            .join();
+        assert!(part.is_err());
+        assert!(!stopped().iter().any(|s| s.contains("subscription")));
+        assert!(degraded()
+            .iter()
+            .any(|s| s.contains("one subscription's deliveries")));
     }
 }

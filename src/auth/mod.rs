@@ -1006,6 +1006,13 @@ impl Authenticator {
                 let s = state.read().unwrap_or_else(|p| p.into_inner());
                 s.directory.users.get(username).map(|u| u.email.clone())
             };
+            // Whether the setting reads e-mails at all: without `email_attribute` the
+            // directory says nothing about them, and one kept here (an admin's) stays.
+            let reads_email = ldap
+                .settings
+                .get(&setting)
+                .and_then(|s| s.email_attribute.as_deref())
+                .is_some_and(|a| !a.trim().is_empty());
             let email = match (found.email, &self.personal) {
                 (Some(e), Some(keys))
                     if !e.is_empty() && crate::domain::validate_email(&e).is_ok() =>
@@ -1041,9 +1048,10 @@ impl Authenticator {
                 // one): the one kept here goes too (`Some("")` clears it). It stayed, and
                 // notifications went to an address the directory had dropped.
                 (e, _)
-                    if !e.as_deref().is_some_and(|e| {
-                        !e.is_empty() && crate::domain::validate_email(e).is_ok()
-                    }) =>
+                    if reads_email
+                        && !e.as_deref().is_some_and(|e| {
+                            !e.is_empty() && crate::domain::validate_email(e).is_ok()
+                        }) =>
                 {
                     match &stored {
                         Some(Some(_)) => Some(String::new()),

@@ -62,9 +62,13 @@ pub struct ListedFrom {
 pub fn normal_dn(dn: &str) -> String {
     let mut out = String::with_capacity(dn.len());
     let mut escaped = false;
+    // The length of `out` up to its last escaped character: an escaped space or
+    // separator is part of a value, never a blank around a separator.
+    let mut kept = 0;
     for c in dn.trim().chars() {
         if escaped {
             out.extend(c.to_lowercase());
+            kept = out.len();
             escaped = false;
             continue;
         }
@@ -74,10 +78,10 @@ pub fn normal_dn(dn: &str) -> String {
             continue;
         }
         if c == ',' || c == '=' {
-            while out.ends_with(' ') {
+            while out.len() > kept && out.ends_with(' ') {
                 out.pop();
             }
-        } else if c == ' ' && (out.ends_with(',') || out.ends_with('=')) {
+        } else if c == ' ' && out.len() > kept && (out.ends_with(',') || out.ends_with('=')) {
             continue;
         }
         out.extend(c.to_lowercase());

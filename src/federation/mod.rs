@@ -532,7 +532,7 @@ impl Federation {
             let thread = std::thread::Builder::new()
                 .name(format!("gatehouse-federation-{name}"))
                 .spawn(move || {
-                    let _alive = crate::vitals::Alive::new(
+                    let _alive = crate::vitals::Alive::part(
                         "a federation target's sender: its stream and broadcasts stop",
                     );
                     sender.run()

@@ -142,6 +142,9 @@ async fn apply_key_fields(
             // already past made a key that could never sign in, without a word.
             if ms == 0 {
                 key.expiry_ms = None;
+            } else if key.expiry_ms == Some(ms) {
+                // Sent back as it is (a read, edited elsewhere, written back): no change,
+                // even once that time has passed.
             } else if ms <= crate::auth::unix_millis() {
                 return Err(ApiError::BadRequest(format!(
                     "invalid `expiry`: {ms} is in the past (unix time in milliseconds; 0 or null for none)"

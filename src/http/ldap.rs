@@ -192,11 +192,14 @@ fn setting_from(
     // write-only secret read back by anyone holding an admin token.
     if let (true, Some(old), Some(_)) = (password_left_out, previous, &setting.manager_password) {
         let moved = crate::ldap::servers(&old.ldap_url) != crate::ldap::servers(&setting.ldap_url)
-            || (old.start_tls && !setting.start_tls);
+            || (old.start_tls && !setting.start_tls)
+            // Another CA to trust: whoever holds its key could answer for the servers.
+            || (setting.ca_certificate.is_some() && old.ca_certificate != setting.ca_certificate);
         if moved {
             return Err(ApiError::BadRequest(
                 "invalid `search.manager_password`: required again when `ldap_url` names other \
-                 servers or `start_tls` is turned off (the kept password goes only where it went)"
+                 servers, `start_tls` is turned off or another `ca_certificate` is given (the kept \
+                 password goes only where it went)"
                     .into(),
             ));
         }

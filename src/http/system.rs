@@ -99,7 +99,13 @@ async fn health(app: web::Data<AppState>) -> HttpResponse {
     };
     let node_id = service_id.clone();
     let stopped = crate::vitals::stopped();
-    let (state, message) = if stopped.is_empty() {
+    let degraded = crate::vitals::degraded();
+    let (state, message) = if !stopped.is_empty() {
+        ("UNHEALTHY", format!("stopped: {}", stopped.join("; ")))
+    } else if !degraded.is_empty() {
+        // Served (200: the server decides and writes), with what does not run named.
+        ("DEGRADED", format!("stopped: {}", degraded.join("; ")))
+    } else {
         (
             "HEALTHY",
             format!(
@@ -107,11 +113,10 @@ async fn health(app: web::Data<AppState>) -> HttpResponse {
                 app.started.elapsed().as_secs()
             ),
         )
-    } else {
-        ("UNHEALTHY", format!("stopped: {}", stopped.join("; ")))
     };
     let body = json!({
         "router": {"node_id": node_id, "state": state, "message": if stopped.is_empty() { "OK" } else { "UNHEALTHY" }},
+        // The router itself answers; the service's state says what runs.
         "services": [{
             "service_id": service_id,
             "node_id": node_id,

@@ -735,7 +735,7 @@ fn damaged_after(
     use std::os::unix::fs::FileExt;
     const SECTOR: u64 = 512;
     /// How far past a record's start its bytes are looked for under another length.
-    const LENGTH_SEARCH: usize = 8 << 20;
+    const LENGTH_SEARCH: usize = 1 << 20;
     // The data: up to the last byte that is not zero (the zeros ahead are no record).
     let mut data_end = to;
     let mut block = vec![0u8; READ_BLOCK];
@@ -786,6 +786,11 @@ fn damaged_after(
         let head = &buf[(at - from) as usize..(at - from) as usize + HEADER];
         let tag = u32::from_le_bytes(head[..4].try_into().expect("4 bytes"));
         let stored: ChainHash = head[4..].try_into().expect("32 bytes");
+        // No record has length 0: bytes never written (a first batch's, whose previous
+        // hash is the zeros of the genesis, would read as a mark's tag changed).
+        if tag == 0 {
+            return Ok(None);
+        }
         if tag == MARK {
             if stored == prev {
                 at += HEADER as u64;
@@ -808,9 +813,11 @@ fn damaged_after(
         }
         let len = u64::from(tag);
         let body = at + HEADER as u64;
-        if len > 0 && body + len <= limit {
-            let bytes = &buf[(body - from) as usize..(body + len - from) as usize];
-            if super::chain_hash(&prev, bytes) == stored {
+        // Its bytes, those past the last one that is not zero read as the zeros they are
+        // (an event may end in zero bytes, and a write may stop right after it).
+        if (body + len <= limit || len <= LENGTH_SEARCH as u64) && body + len <= to {
+            let bytes: Vec<u8> = (body..body + len).map(byte).collect();
+            if super::chain_hash(&prev, &bytes) == stored {
                 prev = stored;
                 at = body + len;
                 continue;

@@ -696,7 +696,7 @@ impl Deliveries {
             let thread = match std::thread::Builder::new()
                 .name(format!("gatehouse-webhook-{k}"))
                 .spawn(move || {
-                    let _alive = crate::vitals::Alive::new(
+                    let _alive = crate::vitals::Alive::part(
                         "a webhook subscription's delivery thread: its deliveries wait",
                     );
                     worker.run()

@@ -921,6 +921,20 @@ fn ldap_escaped_names_blank_bases_a_paused_directory_and_a_moved_setting() {
     assert_eq!(sign_in(&app.base, "bob", BOB_PASSWORD).status, 200);
     let bob = admin.get("/access/api/v2/users/bob").json();
     assert!(bob["email"].is_null() || bob["email"] == "", "{bob}");
+    // A setting that reads no e-mail says nothing about them: an admin's stays.
+    let mut no_mail = setting(true, &slapd.url());
+    no_mail["email_attribute"] = json!("");
+    assert_eq!(put(no_mail).status, 200);
+    let r = admin.patch(
+        "/access/api/v2/users/bob",
+        &json!({"email": "bob@corp.example"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(sign_in(&app.base, "bob", BOB_PASSWORD).status, 200);
+    assert_eq!(
+        admin.get("/access/api/v2/users/bob").json()["email"],
+        "bob@corp.example"
+    );
 
     // Attribute names are names (they go into filters as they are).
     let r = admin.put(
