@@ -40,7 +40,7 @@ edge_nginx() {
   port=$(edge_port)
   mkdir -p "$dir"
   sed -e "s|{{PREFIX}}|$dir|g; s|{{LISTEN}}|127.0.0.1:$port|g; s|{{ROOT}}|$tmp/edge/root|g" \
-      -e "s|{{GATEHOUSE_SCHEME}}|http|g; s|{{GATEHOUSE_ADDR}}|${base#http://}|g" \
+      -e "s|{{GATEHOUSE_SCHEME}}|http|g; s|{{GATEHOUSE_NAME}}|localhost|g; s|{{GATEHOUSE_CA}}|/etc/ssl/certs/ca-certificates.crt|g; s|{{GATEHOUSE_ADDR}}|${base#http://}|g" \
       -e "s|access_log .*;|access_log off;|" \
       -e "s|^\(        location /artifactory/ {\)|        location /plain/ { alias $tmp/edge/root/; }\n\1|" \
       -e "$2" scripts/nginx/nginx.conf.template > "$dir/nginx.conf"

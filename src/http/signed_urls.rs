@@ -279,6 +279,17 @@ pub fn check_signed(app: &AppState, repo_path: &str, query: &str) -> Result<(), 
     let mut org = None;
     let mut signer = None;
     for pair in query.split('&') {
+        // Each signature parameter once: with two, the check took the last and `verify`
+        // reported the first (a URL valid for a minute was reported valid for centuries
+        // to a file server that caches by it).
+        if let Some((name @ ("sig" | "exp" | "v" | "org" | "signer"), _)) = pair.split_once('=') {
+            let prefix = format!("{name}=");
+            if query.split('&').filter(|p| p.starts_with(&prefix)).count() > 1 {
+                return Err(ApiError::Forbidden(format!(
+                    "the URL gives `{name}` more than once"
+                )));
+            }
+        }
         match pair.split_once('=') {
             Some(("sig", v)) => sig = Some(v.to_string()),
             Some(("exp", v)) => exp = v.parse::<u64>().ok(),

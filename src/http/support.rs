@@ -230,8 +230,25 @@ async fn nginx(_admin: Admin, req: HttpRequest) -> Result<HttpResponse, ApiError
         _ if scheme == "https" => format!("{addr}:443"),
         _ => format!("{addr}:80"),
     };
+    // The name the certificate is for (the host without its port), and the CA file.
+    let name = addr
+        .rsplit_once(':')
+        .map_or(addr.as_str(), |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let ca =
+        query_param(&req, "ca")?.unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into());
+    if ca
+        .chars()
+        .any(|c| c.is_control() || c == ';' || c == '{' || c == '}' || c == ' ')
+    {
+        return Err(ApiError::BadRequest("invalid `ca`".into()));
+    }
     let text = TEMPLATE
         .replace("{{GATEHOUSE_SCHEME}}", scheme)
+        .replace("{{GATEHOUSE_NAME}}", &name)
+        .replace("{{GATEHOUSE_CA}}", &ca)
         .replace("{{GATEHOUSE_ADDR}}", &addr)
         .replace("{{LISTEN}}", &listen)
         .replace("{{ROOT}}", &root)

@@ -95,6 +95,8 @@ fn serve_tree(nginx: &str, app: &TestApp) -> (tempfile::TempDir, Nginx, String) 
         .replace("{{LISTEN}}", &format!("127.0.0.1:{port}"))
         .replace("{{ROOT}}", &root.display().to_string())
         .replace("{{GATEHOUSE_SCHEME}}", "http")
+        .replace("{{GATEHOUSE_NAME}}", "localhost")
+        .replace("{{GATEHOUSE_CA}}", "/etc/ssl/certs/ca-certificates.crt")
         .replace(
             "{{GATEHOUSE_ADDR}}",
             app.base.strip_prefix("http://").expect("an http base URL"),
@@ -513,4 +515,63 @@ fn the_path_nginx_serves_is_the_path_judged() {
         "{log}"
     );
     assert!(!log.contains("sig="), "{log}");
+}
+
+/// What the shipped template sends Gatehouse and keeps: a client with ninety-odd headers
+/// is still judged (every client header went to the check, Gatehouse refused the lot
+/// with 431, nginx answered 500); no user name in nginx's log (a token typed as the user
+/// name was written there whole); every download marked `private, no-cache`; Gatehouse
+/// unreachable is a 503 with `Retry-After` (it was a 500).
+#[test]
+fn the_template_sends_only_what_the_check_needs_and_logs_no_user_name() {
+    let Some(nginx) = nginx_binary() else {
+        eprintln!("SKIPPED the_template_sends_only_what_the_check_needs_and_logs_no_user_name: nginx is not installed (apt-get install nginx)");
+        return;
+    };
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("rob", "password-1");
+    let target = json!({"repo": {"repositories": ["libs-release"], "actions": {"users": {"rob": ["read"]}}}});
+    assert_eq!(
+        admin
+            .put("/artifactory/api/v2/security/permissions/readers", &target)
+            .status,
+        201
+    );
+    let (work, guard, base) = serve_tree(&nginx, &app);
+    let file = format!("{base}/artifactory/libs-release/org/acme/app.jar");
+    use base64::Engine;
+    let basic = |user: &str, pw: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"))
+        )
+    };
+    let mut req = ureq::get(&file).set("Authorization", &basic("rob", "password-1"));
+    for i in 0..100 {
+        req = req.set(&format!("X-Client-{i}"), "v");
+    }
+    let resp = req.call().expect("judged with a hundred headers");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.header("Cache-Control"), Some("private, no-cache"));
+    // A token typed as the user name: refused, and not written to the log.
+    let secret_name = "looks-like-a-token-0123456789abcdef";
+    assert_eq!(
+        status(ureq::get(&file).set("Authorization", &basic(secret_name, ""))),
+        401
+    );
+    let log = std::fs::read_to_string(work.path().join("access.log")).unwrap();
+    assert!(log.contains("app.jar"), "{log}");
+    assert!(!log.contains(secret_name), "{log}");
+    assert!(!log.contains("rob"), "{log}");
+    // Gatehouse gone: nginx says it cannot reach it, and when to try again.
+    drop(app);
+    let answer = ureq::get(&file)
+        .set("Authorization", &basic("rob", "password-1"))
+        .call();
+    match answer {
+        Err(ureq::Error::Status(503, r)) => assert_eq!(r.header("Retry-After"), Some("5")),
+        other => panic!("{:?}", other.map(|r| r.status())),
+    }
+    drop(guard);
 }

@@ -691,6 +691,14 @@ fn signed_urls_valid_expired_tampered_and_after_key_replacement() {
     let exp_at = tampered.find("exp=").unwrap() + 4;
     tampered.replace_range(exp_at..exp_at + 1, "9");
     assert_eq!(verify(&tampered).status, 403, "a longer expiry");
+    // A signature parameter given twice: refused (the check took the last, `verify`
+    // reported the first: a URL valid for an hour was said valid for centuries).
+    for name in ["exp=32503680000000", "sig=AAAA", "v=1"] {
+        let twice = url.replacen('?', &format!("?{name}&"), 1);
+        let r = verify(&twice);
+        assert_eq!(r.status, 403, "{name}: {}", r.text);
+        assert!(r.text.contains("more than once"), "{}", r.text);
+    }
     let short = admin
         .post(
             "/artifactory/api/signed/url",
