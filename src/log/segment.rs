@@ -532,17 +532,36 @@ pub(crate) fn open(
     }
     let indexed = index.len();
     let mut damaged_mark = None;
+    let mut last_batch = None;
     // From the last entry to the end: the last mark is the acknowledged end.
-    let (end, head_seq, head_event) = match tail(&path, &mut index, len, &mut damaged_mark)? {
-        Some(found) => found,
-        // No mark after the newest entry, which was written only after a mark covered
-        // it: the hint is wrong. Read the whole file instead.
-        None => {
-            tracing::warn!("the log's index points past the last commit: rebuilding it");
-            index.clear();
-            tail(&path, &mut index, len, &mut damaged_mark)?.unwrap_or((0, 0, None))
+    let (mut end, mut head_seq, mut head_event) =
+        match tail(&path, &mut index, len, &mut damaged_mark, &mut last_batch)? {
+            Some(found) => found,
+            // No mark after the newest entry, which was written only after a mark covered
+            // it: the hint is wrong. Read the whole file instead.
+            None => {
+                tracing::warn!("the log's index points past the last commit: rebuilding it");
+                index.clear();
+                tail(&path, &mut index, len, &mut damaged_mark, &mut last_batch)?
+                    .unwrap_or((0, 0, None))
+            }
+        };
+    // The newest batch torn by a power cut that kept its mark: it ends where the batch
+    // before it ended (and is cut off below with the rest of what was never acknowledged).
+    if let Some(batch) = last_batch.filter(|b| b.start < end) {
+        if newest_batch_torn(&file, &path, &batch, end)? {
+            tracing::warn!(
+                from = batch.start,
+                "the newest batch has its commit mark but sectors that were never written: \
+                 a write a power cut tore, never acknowledged"
+            );
+            index.retain(|&o| o < batch.start);
+            if damaged_mark.is_some_and(|(at, _)| at >= batch.start) {
+                damaged_mark = None;
+            }
+            (end, head_seq, head_event) = (batch.start, batch.seq, batch.event);
         }
-    };
+    }
     // The reading stopped early, or the log was cut short: a record that does not
     // read is taken for the end only when nothing acknowledged lies beyond it.
     if head_seq < index_proves && head_seq >= expect.snapshot_at {
@@ -1138,13 +1157,18 @@ fn tail(
     index: &mut Vec<u64>,
     len: u64,
     damaged: &mut Option<(u64, u64)>,
+    last_batch: &mut Option<LastBatch>,
 ) -> Result<Option<(u64, u64, Option<u64>)>, LogError> {
     let (from, mut seq) = match index.last() {
         Some(&o) => (o, (index.len() as u64 - 1) * STRIDE),
         None => (0, 0),
     };
     let indexed = index.len() as u64;
-    let mut committed = None;
+    let mut committed: Option<(u64, u64, Option<u64>)> = None;
+    // The commit before the newest, and the chain hash there: where the newest batch
+    // starts, and what its first event chains from.
+    let mut committed_hash: Option<ChainHash> = None;
+    *last_batch = None;
     let mut last_event = None;
     let mut last_hash = None;
     let mut torn_mark = None;
@@ -1171,7 +1195,23 @@ fn tail(
                 if let Some(earlier) = torn_mark.take() {
                     damaged.get_or_insert(earlier);
                 }
+                *last_batch = match (committed, committed_hash) {
+                    (Some((start, seq, event)), Some(hash)) => Some(LastBatch {
+                        start,
+                        seq,
+                        event,
+                        hash,
+                    }),
+                    (None, _) if from == 0 => Some(LastBatch {
+                        start: 0,
+                        seq: 0,
+                        event: None,
+                        hash: super::GENESIS_HASH,
+                    }),
+                    _ => None,
+                };
                 committed = Some((at + HEADER as u64, seq, last_event));
+                committed_hash = last_hash;
                 // Entries for positions after a mark are kept only once a mark covers them.
                 index.append(&mut pending);
             }
@@ -1183,6 +1223,65 @@ fn tail(
         None if from == 0 => Some((0, 0, None)),
         None => None,
     })
+}
+
+/// Where the newest committed batch starts, and the commit before it (its end, position,
+/// last event's offset, chain hash).
+#[derive(Clone, Copy)]
+struct LastBatch {
+    start: u64,
+    seq: u64,
+    event: Option<u64>,
+    hash: ChainHash,
+}
+
+/// Whether the newest batch, `batch.start..end`, has its mark but was torn all the same:
+/// a power cut keeps any of a write's sectors, the mark's among them, and loses others
+/// (zeros: the file is zeroed ahead). Its sync never returned, so it was never
+/// acknowledged — but it read as committed, and its replay stopped the start for good.
+/// True when one of its events does not follow the chain and a whole sector of it is
+/// zeros; damage without such a sector is left to the replay, which names it.
+fn newest_batch_torn(
+    file: &File,
+    path: &Path,
+    batch: &LastBatch,
+    end: u64,
+) -> Result<bool, LogError> {
+    use std::os::unix::fs::FileExt;
+    const SECTOR: u64 = 512;
+    let mut prev = batch.hash;
+    let mut broken = false;
+    scan(path, batch.start, end, |_, r| {
+        match r {
+            Record::Event { hash, bytes } => {
+                if super::chain_hash(&prev, bytes) != hash {
+                    broken = true;
+                    return Ok(false);
+                }
+                prev = hash;
+            }
+            // A mark whose hash differs, its events whole, is damage the events survive
+            // (`note_damaged_mark`), not a torn write.
+            Record::Mark { .. } => {}
+        }
+        Ok(true)
+    })?
+    .ok();
+    if !broken || end - batch.start > 64 << 20 {
+        return Ok(false);
+    }
+    let mut bytes = vec![0u8; (end - batch.start) as usize];
+    file.read_exact_at(&mut bytes, batch.start).map_err(io)?;
+    let first = batch.start.div_ceil(SECTOR) * SECTOR;
+    let mut s = first;
+    while s + SECTOR <= end {
+        let i = (s - batch.start) as usize;
+        if bytes[i..i + SECTOR as usize].iter().all(|&b| b == 0) {
+            return Ok(true);
+        }
+        s += SECTOR;
+    }
+    Ok(false)
 }
 
 /// Whether a commit mark at `at` holding `hash` reads as written only in part: its hash
