@@ -14,7 +14,7 @@ async function why(main, ctx) {
   main.append(form('Question', [
     { name: 'kind', label: 'Who', type: 'select', options: kinds },
     { name: 'who', label: 'User name, token or access key (id@org)', value: ctx.session.admin ? '' : ctx.session.username },
-    { name: 'action', label: 'Action', type: 'select', options: ['read', 'annotate', 'write', 'delete', 'manage', 'scan'] },
+    { name: 'action', label: 'Action', type: 'select', options: ['read', 'annotate', 'write', 'delete', 'manage', 'distribute', 'managedXrayMeta'] },
     { name: 'resource', label: 'Resource (repository/path)', required: true, placeholder: 'libs-release/org/app/1.0/app.jar' },
   ], 'Ask', async (v) => {
     const query = { resource: v.resource, action: v.action };
@@ -120,6 +120,8 @@ async function diff(main, ctx) {
     { name: 'from', label: 'From (position or RFC 3339 time)', required: true, value: ctx.asOf || '' },
     { name: 'to', label: 'To (empty: now)' },
   ], 'Compare', async (v) => {
+    // The last answer goes first: after a refused question it read as this one's.
+    out.replaceChildren();
     const r = await get('/access/api/v1/audit/diff', { query: { from: v.from, to: v.to } });
     out.replaceChildren(h('p', {}, `From position ${r.from} to ${r.to}: ${r.changes.length} change(s).`),
       table(['Entity', 'Id', 'Change', 'Fields'], r.changes.map((c) => [c.entity, c.id, c.change, (c.fields || []).join ? (c.fields || []).join(', ') : JSON.stringify(c.fields)])));

@@ -291,7 +291,8 @@ async function group(main, ctx, name) {
 }
 
 // ---- Permission targets ----
-const ACTIONS = ['READ', 'ANNOTATE', 'WRITE', 'DELETE', 'MANAGE', 'SCAN'];
+// The API's own list (`SCAN` was shown, and refused by it).
+const ACTIONS = ['READ', 'ANNOTATE', 'WRITE', 'DELETE', 'MANAGE', 'DISTRIBUTE', 'MANAGED_XRAY_METADATA'];
 function grants(actions) {
   const rows = [];
   for (const kind of ['users', 'groups']) {
@@ -376,9 +377,10 @@ async function repositories(main, ctx) {
   main.append(table(['Key', 'Class', 'Package type', 'Project', 'Shared with', ''], r.map((x) => [
     x.key, x.rclass, x.packageType, x.projectKey || '—',
     x.sharedWithAllProjects ? 'all projects' : (x.sharedWithProjects || []).join(', ') || '—',
-    ctx.readOnly ? '' : button('Delete', async () => { await del(`/artifactory/api/repositories/${enc(x.key)}`); ctx.refresh(); }, { danger: true, confirmText: `Delete repository ${x.key}?` }),
+    ctx.readOnly || !ctx.session.admin ? '' : button('Delete', async () => { await del(`/artifactory/api/repositories/${enc(x.key)}`); ctx.refresh(); }, { danger: true, confirmText: `Delete repository ${x.key}?` }),
   ])));
-  main.append(pastNote(ctx) || form('Register a repository', [
+  // Registering and deleting are an admin's (the API refuses anyone else).
+  if (ctx.session.admin) main.append(pastNote(ctx) || form('Register a repository', [
     { name: 'key', label: 'Key', required: true },
     { name: 'rclass', label: 'Class', type: 'select', options: ['local', 'remote', 'virtual', 'federated'] },
     { name: 'packageType', label: 'Package type', value: 'generic' },
@@ -406,15 +408,22 @@ async function projects(main, ctx) {
 
 async function project(main, ctx, key) {
   const base = `/access/api/v1/projects/${enc(key)}`;
+  // Each part on its own: a Project Admin may read the project but not its members (a
+  // project without `manage_resources`), and one refusal blanked the whole page.
+  const part = (path) => get(path, { asOf: ctx.asOf }).catch((e) => ({ refused: e.message || String(e) }));
   const [p, us, gs, roles, repos] = await Promise.all([
-    get(base, { asOf: ctx.asOf }), get(`${base}/users`, { asOf: ctx.asOf }), get(`${base}/groups`, { asOf: ctx.asOf }),
-    get(`${base}/roles`, { asOf: ctx.asOf }), get('/artifactory/api/repositories', { asOf: ctx.asOf }).catch(() => []),
+    get(base, { asOf: ctx.asOf }), part(`${base}/users`), part(`${base}/groups`),
+    part(`${base}/roles`), get('/artifactory/api/repositories', { asOf: ctx.asOf }).catch(() => []),
   ]);
   title(main, `Project ${p.display_name} (${p.project_key})`, ctx);
+  const shown = (heading, r, draw) => {
+    main.append(h('h2', {}, heading));
+    main.append(r && r.refused ? h('p', { class: 'error' }, `Not shown: ${r.refused}`) : draw(r));
+  };
   const members = (r) => (r.members || r || []).map((m) => [m.name, (m.roles || []).join(', ')]);
-  main.append(h('h2', {}, 'Members: users'), table(['User', 'Roles'], members(us)));
-  main.append(h('h2', {}, 'Members: groups'), table(['Group', 'Roles'], members(gs)));
-  main.append(h('h2', {}, 'Roles'), table(['Role', 'Type', 'Environments', 'Actions'], (roles || []).map((r) => [r.name, r.type, (r.environments || []).join(', '), (r.actions || []).join(', ')])));
+  shown('Members: users', us, (r) => table(['User', 'Roles'], members(r)));
+  shown('Members: groups', gs, (r) => table(['Group', 'Roles'], members(r)));
+  shown('Roles', roles, (r) => table(['Role', 'Type', 'Environments', 'Actions'], (r || []).map((x) => [x.name, x.type, (x.environments || []).join(', '), (x.actions || []).join(', ')])));
   main.append(h('h2', {}, 'Repositories'), table(['Repository', 'How'], repos.filter((r) => r.projectKey === p.project_key || (r.sharedWithProjects || []).includes(p.project_key)).map((r) => [r.key, r.projectKey === p.project_key ? 'owned' : 'shared'])));
   if (ctx.readOnly) { main.append(pastNote(ctx)); return; }
   main.append(form('Set a member’s roles', [
@@ -426,7 +435,7 @@ async function project(main, ctx, key) {
     else await del(`${base}/${v.kind}/${enc(v.name)}`);
     ctx.refresh();
   }));
-  const known = new Set((roles || []).map((r) => r.name));
+  const known = new Set((roles && !roles.refused ? roles : []).map((r) => r.name));
   main.append(form('Create or change a custom role', [
     { name: 'name', label: 'Role name', required: true },
     { name: 'environments', label: 'Environments (comma-separated, e.g. DEV, PROD)', value: 'DEV' },
@@ -437,7 +446,7 @@ async function project(main, ctx, key) {
     else await post(`${base}/roles`, body);
     ctx.refresh();
   }));
-  const custom = (roles || []).filter((r) => r.type === 'CUSTOM');
+  const custom = (roles && !roles.refused ? roles : []).filter((r) => r.type === 'CUSTOM');
   if (custom.length) {
     main.append(h('p', {}, custom.map((r) => button(`Delete role ${r.name}`, async () => { await del(`${base}/roles/${enc(r.name)}`); ctx.refresh(); }, { danger: true, confirmText: `Delete role ${r.name}?` }))));
   }
