@@ -35,7 +35,7 @@ pub use names::{
     validate_repo_key, validate_text, REPOSITORY_CLASSES,
 };
 pub use permissions::{keep_repository_patterns, managed_sections, manages, normalize_target};
-pub use projects::normalize_role;
+pub use projects::{normalize_role, role_names_ignoring_case};
 pub use settings::SettingChange;
 
 use gatehouse_projections::State;

@@ -221,20 +221,7 @@ pub(super) fn set_member(
         let found = match state.projects.role_in(p, r) {
             Some(role) => Some(role.name),
             None => {
-                let mut names: Vec<String> = p
-                    .roles
-                    .keys()
-                    .cloned()
-                    .chain(
-                        gatehouse_projections::predefined_roles()
-                            .into_iter()
-                            .map(|role| role.name),
-                    )
-                    .chain(state.projects.global_roles.keys().cloned())
-                    .filter(|n| n.eq_ignore_ascii_case(r))
-                    .collect();
-                names.sort();
-                names.dedup();
+                let mut names = role_names_ignoring_case(state, p, r);
                 if names.len() > 1 {
                     return Err(DomainError::invalid(
                         format!("roles[{i}]"),
@@ -396,6 +383,30 @@ pub(super) fn unshare_repository(
         repo: repo.to_string(),
         project_key: project_key.map(str::to_string),
     }])
+}
+
+/// The names of the project's roles (its own, the predefined and the global ones) that
+/// are `name` but for case, sorted, each once: roles are matched as JFrog matches them.
+pub fn role_names_ignoring_case(
+    state: &State,
+    p: &gatehouse_projections::ProjectRecord,
+    name: &str,
+) -> Vec<String> {
+    let mut names: Vec<String> = p
+        .roles
+        .keys()
+        .cloned()
+        .chain(
+            gatehouse_projections::predefined_roles()
+                .into_iter()
+                .map(|role| role.name),
+        )
+        .chain(state.projects.global_roles.keys().cloned())
+        .filter(|n| n.eq_ignore_ascii_case(name))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 fn project_must_exist<'a>(

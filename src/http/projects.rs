@@ -844,19 +844,7 @@ async fn get_role(
     let role = p
         .role(&path.1)
         .or_else(|| {
-            let mut names: Vec<String> = p
-                .roles
-                .keys()
-                .cloned()
-                .chain(
-                    gatehouse_projections::predefined_roles()
-                        .into_iter()
-                        .map(|r| r.name),
-                )
-                .filter(|n| n.eq_ignore_ascii_case(&path.1))
-                .collect();
-            names.sort();
-            names.dedup();
+            let names = crate::domain::role_names_ignoring_case(&s, p, &path.1);
             match names.as_slice() {
                 [one] => p.role(one),
                 _ => None,

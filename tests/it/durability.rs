@@ -1281,7 +1281,11 @@ fn the_newest_batch_with_its_mark_but_a_lost_sector_is_torn_not_damage() {
     let (ok, out) = verify(&dir);
     assert!(ok, "{out}");
     let app = TestApp::start(dir.clone(), Config::default()).unwrap();
-    assert_eq!(app.digest(), before, "the torn batch is gone, the rest is there");
+    assert_eq!(
+        app.digest(),
+        before,
+        "the torn batch is gone, the rest is there"
+    );
     assert_eq!(app.admin().get("/access/api/v2/groups/big").status, 404);
     app.create_group("after-the-power-cut");
     let head = app.digest()["seq"].as_u64().unwrap();
