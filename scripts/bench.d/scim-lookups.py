@@ -1,25 +1,10 @@
 # SCIM user lookups that scanned: externalId eq, id eq, emails[value eq], and pings during sortBy scans.
-import json, os, shutil, subprocess, sys, tempfile, time, statistics, urllib.request, base64, concurrent.futures, threading
+import os, sys, time, statistics, concurrent.futures, threading
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from scimserver import Server
 binary, n = sys.argv[1], int(sys.argv[2])
-d = tempfile.mkdtemp(prefix="scimlk-")
-port = 19000 + os.getpid() % 1000
-env = dict(os.environ, GATEHOUSE_ADMIN_PASSWORD="Admin-pass-1234")
-p = subprocess.Popen([binary, "serve", "--data-dir", d, "--listen", f"127.0.0.1:{port}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-B = f"http://127.0.0.1:{port}"
-auth = "Basic " + base64.b64encode(b"admin:Admin-pass-1234").decode()
-def req(method, path, body=None):
-    r = urllib.request.Request(B + path, method=method, data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": auth, "Content-Type": "application/scim+json"})
-    t = time.perf_counter()
-    try:
-        with urllib.request.urlopen(r, timeout=120) as resp:
-            data = resp.read(); code = resp.status
-    except urllib.error.HTTPError as e:
-        data = e.read(); code = e.code
-    return code, data, time.perf_counter() - t
-for _ in range(100):
-    try: req("GET", "/access/api/v1/system/ping"); break
-    except Exception: time.sleep(0.1)
+server = Server(binary, "scimlk-", 19000)
+B, req = server.base, server.req
 S = "/access/api/v1/scim/v2"
 with concurrent.futures.ThreadPoolExecutor(8) as ex:
     list(ex.map(lambda i: req("POST", S + "/Users", {"userName": f"u{i:06}", "externalId": f"X-{i}", "emails": [{"value": f"u{i}@ex.com", "primary": True}]}), range(n)))
@@ -45,4 +30,4 @@ with concurrent.futures.ThreadPoolExecutor(2) as ex:
 stop = True; th.join()
 pings.sort()
 print(f"ping during sortBy scans: p50 {pings[len(pings)//2]*1000:.1f} ms, max {pings[-1]*1000:.1f} ms ({len(pings)} pings)")
-p.terminate(); p.wait(); shutil.rmtree(d)
+server.stop()

@@ -278,13 +278,22 @@ pub fn check_signed(app: &AppState, repo_path: &str, query: &str) -> Result<(), 
     let mut version = None;
     let mut org = None;
     let mut signer = None;
+    // Each signature parameter once: with two, the check took the last and `verify`
+    // reported the first (a URL valid for a minute was reported valid for centuries to a
+    // file server that caches by it).
+    let mut seen = [false; 5];
     for pair in query.split('&') {
-        // Each signature parameter once: with two, the check took the last and `verify`
-        // reported the first (a URL valid for a minute was reported valid for centuries
-        // to a file server that caches by it).
-        if let Some((name @ ("sig" | "exp" | "v" | "org" | "signer"), _)) = pair.split_once('=') {
-            let prefix = format!("{name}=");
-            if query.split('&').filter(|p| p.starts_with(&prefix)).count() > 1 {
+        let slot = match pair.split_once('=') {
+            Some(("sig", _)) => Some(0),
+            Some(("exp", _)) => Some(1),
+            Some(("v", _)) => Some(2),
+            Some(("org", _)) => Some(3),
+            Some(("signer", _)) => Some(4),
+            _ => None,
+        };
+        if let Some(i) = slot {
+            if std::mem::replace(&mut seen[i], true) {
+                let name = pair.split_once('=').map_or(pair, |(n, _)| n);
                 return Err(ApiError::Forbidden(format!(
                     "the URL gives `{name}` more than once"
                 )));
