@@ -50,6 +50,9 @@ impl DirectoryError {
 pub struct DirectoryUser {
     pub dn: String,
     pub email: Option<String>,
+    /// Whether the user's entry was read for its e-mail: an entry the user may not read
+    /// (an ACL, with no manager) says nothing about it, and a kept e-mail stays.
+    pub email_read: bool,
     /// `None` when no group setting reads this directory.
     pub groups: Option<Vec<DirectoryGroup>>,
 }
@@ -120,26 +123,10 @@ fn under(rel: &str, base: &str) -> String {
     }
     // Compared as DNs: `ou=people, dc=example, dc=com` is under `dc=example,dc=com` (it
     // was taken as relative, the base added again, and every sign-in found nobody).
-    if base.is_empty() || dn_within(rel, base) {
+    if base.is_empty() || crate::domain::ldap::dn_within(rel, base) {
         return rel.to_string();
     }
     format!("{rel},{base}")
-}
-
-/// `dn` is `base` or below it, compared as DNs (case, blanks around separators).
-fn dn_within(dn: &str, base: &str) -> bool {
-    let (dn, base) = (
-        crate::domain::ldap::normal_dn(dn),
-        crate::domain::ldap::normal_dn(base),
-    );
-    // Below it: what precedes the base ends with a separator that is not escaped (an
-    // even number of backslashes before it: `cn=a\\,…` ends its value with one).
-    let separated = |above: &str| {
-        above
-            .strip_suffix(',')
-            .is_some_and(|rest| rest.bytes().rev().take_while(|&b| b == b'\\').count() % 2 == 0)
-    };
-    dn == base || dn.strip_suffix(base.as_str()).is_some_and(separated)
 }
 
 /// A connection to the first endpoint that answers, and its base DN.
@@ -330,6 +317,7 @@ impl Directory {
                 .pop(),
             None => None,
         };
+        let email_read = email_attr.is_some() && entry.is_some();
         let email = match (&email_attr, &entry) {
             (Some(a), Some(e)) => first(&e.attrs, a),
             _ => None,
@@ -343,7 +331,12 @@ impl Directory {
             }
             Some(found)
         };
-        Ok(Some(DirectoryUser { dn, email, groups }))
+        Ok(Some(DirectoryUser {
+            dn,
+            email,
+            email_read,
+            groups,
+        }))
     }
 
     /// The groups of group setting `g` that the user with entry `dn` belongs to.
@@ -385,7 +378,7 @@ impl Directory {
                     .unwrap_or_default();
                 let mut out = Vec::new();
                 for group_dn in dns {
-                    if !dn_within(&group_dn, &base) {
+                    if !crate::domain::ldap::dn_within(&group_dn, &base) {
                         continue;
                     }
                     let entries = self.search(&group_dn, Scope::Base, &group_filter(g), &attrs)?;
@@ -926,14 +919,23 @@ mod tests {
             under("dc=myexample,dc=com", base),
             "dc=myexample,dc=com,dc=example,dc=com"
         );
-        assert!(dn_within("cn=devs,ou=groups, dc=example,dc=com", base));
-        assert!(!dn_within(
+        assert!(crate::domain::ldap::dn_within(
+            "cn=devs,ou=groups, dc=example,dc=com",
+            base
+        ));
+        assert!(!crate::domain::ldap::dn_within(
             "cn=a\\,dc=example,dc=com",
             "dc=com,dc=example,dc=com"
         ));
         // A value ending in an escaped backslash, or in an escaped space.
-        assert!(dn_within("cn=a\\\\,ou=groups,dc=example,dc=com", base));
-        assert!(dn_within("cn=x\\ ,ou=groups,dc=example,dc=com", base));
+        assert!(crate::domain::ldap::dn_within(
+            "cn=a\\\\,ou=groups,dc=example,dc=com",
+            base
+        ));
+        assert!(crate::domain::ldap::dn_within(
+            "cn=x\\ ,ou=groups,dc=example,dc=com",
+            base
+        ));
         assert_eq!(
             crate::domain::ldap::normal_dn("cn=x\\ , OU=G"),
             "cn=x\\ ,ou=g"

@@ -265,12 +265,12 @@ impl Metrics {
         );
         g.register(
             "gatehouse_auth_cache_hits",
-            "Credentials answered from a cache (kind: password, token)",
+            "Credentials answered from a cache (kind: password, token, ldap)",
             m.auth_cache_hits.clone(),
         );
         g.register(
             "gatehouse_auth_cache_misses",
-            "Credentials that had to be verified (kind: password, token)",
+            "Credentials that had to be verified (kind: password, token, ldap)",
             m.auth_cache_misses.clone(),
         );
         g.register(

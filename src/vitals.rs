@@ -10,6 +10,7 @@
 //! everything from the log). A thread that returns (a stop, a target removed) is not a
 //! failure.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -17,10 +18,12 @@ use std::sync::Mutex;
 static ANY_STOPPED: AtomicBool = AtomicBool::new(false);
 /// What stopped, in order, each as "<role> (thread <name> panicked)".
 static STOPPED: Mutex<Vec<String>> = Mutex::new(Vec::new());
-/// Threads of one subscription or one federation target that stopped: the router's
-/// `health` names them, the other probes do not — one subscription's bug would take the
-/// whole access server out of its load balancer, and a restart may only meet it again.
-static DEGRADED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Threads of one subscription or one federation target that stopped, by thread name
+/// (one line each however often it stops): the router's `health` names them, the other
+/// probes do not — one subscription's bug would take the whole access server out of its
+/// load balancer, and a restart may only meet it again. A line goes when a thread of
+/// that name runs again or returns (its subscription or target removed).
+static DEGRADED: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
 
 /// Held by a thread for as long as it runs; records its end if it panics.
 pub struct Alive {
@@ -37,28 +40,61 @@ impl Alive {
 
     /// A thread of one part (a subscription's deliveries, a federation target's stream).
     pub fn part(role: &'static str) -> Alive {
+        // Running again: what its predecessor of the same name left is over.
+        forget_part();
         Alive { role, vital: false }
+    }
+}
+
+/// Takes the current thread's line out of [`DEGRADED`].
+fn forget_part() {
+    if let Some(name) = std::thread::current().name() {
+        DEGRADED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
     }
 }
 
 impl Drop for Alive {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            let thread = std::thread::current();
-            let name = thread.name().unwrap_or("unnamed").to_string();
-            tracing::error!(thread = %name, "a thread stopped: {}", self.role);
-            let line = format!("{} (thread {name} panicked)", self.role);
-            if self.vital {
-                STOPPED.lock().unwrap_or_else(|p| p.into_inner()).push(line);
-                ANY_STOPPED.store(true, Ordering::Release);
-            } else {
-                DEGRADED
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(line);
+        if !std::thread::panicking() {
+            if !self.vital {
+                forget_part();
             }
+            return;
+        }
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("unnamed").to_string();
+        tracing::error!(thread = %name, "a thread stopped: {}", self.role);
+        let line = format!("{} (thread {name} panicked)", self.role);
+        if self.vital {
+            STOPPED.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            ANY_STOPPED.store(true, Ordering::Release);
+        } else {
+            DEGRADED
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name, line);
         }
     }
+}
+
+/// A part that runs but cannot do its work (the outbox store failing): `health` names it
+/// as `DEGRADED` under `name` until [`recovered`] is called with that name.
+pub fn impaired(name: &str, line: String) {
+    DEGRADED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(name.to_string(), line);
+}
+
+/// The part named `name` works again.
+pub fn recovered(name: &str) {
+    DEGRADED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(name);
 }
 
 /// What vital has stopped, if anything (empty while all is well).
@@ -71,7 +107,12 @@ pub fn stopped() -> Vec<String> {
 
 /// The parts' threads that stopped (a subscription's, a federation target's).
 pub fn degraded() -> Vec<String> {
-    DEGRADED.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    DEGRADED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
@@ -117,5 +158,49 @@ mod tests {
         assert!(degraded()
             .iter()
             .any(|s| s.contains("one subscription's deliveries")));
+        // Stopping again under the same name is still one line; running again under it
+        // (a respawn), or returning (removed), takes the line away.
+        let part_dies = || {
+            std::thread::Builder::new()
+                .name("part".into())
+                .spawn(|| {
+                    let _alive = Alive::part("one subscription's deliveries");
+                    panic!("on purpose");
+                })
+                .unwrap()
+                .join()
+        };
+        assert!(part_dies().is_err());
+        assert_eq!(
+            degraded()
+                .iter()
+                .filter(|s| s.contains("(thread part panicked)"))
+                .count(),
+            1
+        );
+        let (running, stop) = std::sync::mpsc::channel::<()>();
+        let (started, wait) = std::sync::mpsc::channel::<()>();
+        let respawned = std::thread::Builder::new()
+            .name("part".into())
+            .spawn(move || {
+                let _alive = Alive::part("one subscription's deliveries");
+                started.send(()).unwrap();
+                let _ = stop.recv();
+            })
+            .unwrap();
+        wait.recv().unwrap();
+        assert!(!degraded().iter().any(|s| s.contains("thread part ")));
+        drop(running);
+        respawned.join().unwrap();
+        assert!(part_dies().is_err());
+        std::thread::Builder::new()
+            .name("part".into())
+            .spawn(|| {
+                let _alive = Alive::part("one subscription's deliveries");
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(!degraded().iter().any(|s| s.contains("thread part ")));
     }
 }

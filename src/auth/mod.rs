@@ -1006,13 +1006,15 @@ impl Authenticator {
                 let s = state.read().unwrap_or_else(|p| p.into_inner());
                 s.directory.users.get(username).map(|u| u.email.clone())
             };
-            // Whether the setting reads e-mails at all: without `email_attribute` the
-            // directory says nothing about them, and one kept here (an admin's) stays.
-            let reads_email = ldap
-                .settings
-                .get(&setting)
-                .and_then(|s| s.email_attribute.as_deref())
-                .is_some_and(|a| !a.trim().is_empty());
+            // Whether the directory said anything about e-mails: a setting without
+            // `email_attribute`, or an entry the user could not read (an ACL, no
+            // manager), says nothing, and one kept here (an admin's) stays.
+            let reads_email = found.email_read
+                && ldap
+                    .settings
+                    .get(&setting)
+                    .and_then(|s| s.email_attribute.as_deref())
+                    .is_some_and(|a| !a.trim().is_empty());
             let email = match (found.email, &self.personal) {
                 (Some(e), Some(keys))
                     if !e.is_empty() && crate::domain::validate_email(&e).is_ok() =>

@@ -257,7 +257,13 @@ pub(super) fn update_user(
             user.internal_password_disabled,
         ),
         disable_ui_access: changed(changes.disable_ui_access, user.disable_ui_access),
-        status: changes.status.filter(|s| *s != user.status),
+        // Only `unlock` unlocks: `enabled` (a v2 PATCH, SCIM's `active: true`, which
+        // an IdP sends with every profile push) leaves a locked user locked, or each
+        // sync would hand a password guesser a fresh set of tries.
+        status: changes
+            .status
+            .filter(|s| *s != user.status)
+            .filter(|s| !(user.status == UserStatus::Locked && *s == UserStatus::Enabled)),
     };
     // An empty PATCH changes nothing and writes nothing.
     if update

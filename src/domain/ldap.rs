@@ -119,9 +119,8 @@ impl ListedFrom {
         }
         let (dn, base) = (normal_dn(dn), normal_dn(&self.base));
         match parent_dn(&dn) {
-            Some(parent) if self.sub_tree => {
-                parent == base || parent.ends_with(&format!(",{base}"))
-            }
+            // Compared as DNs: `cn=a\\,dc=example` is not under `dc=example`.
+            Some(parent) if self.sub_tree => dn_within(&parent, &base),
             Some(parent) => parent == base,
             None => false,
         }
@@ -572,6 +571,19 @@ pub(super) fn sync_groups(
     Ok(events)
 }
 
+/// `dn` is `base` or below it, compared as DNs (case, blanks around separators).
+pub fn dn_within(dn: &str, base: &str) -> bool {
+    let (dn, base) = (normal_dn(dn), normal_dn(base));
+    // Below it: what precedes the base ends with a separator that is not escaped (an
+    // even number of backslashes before it: `cn=a\\,…` ends its value with one).
+    let separated = |above: &str| {
+        above
+            .strip_suffix(',')
+            .is_some_and(|rest| rest.bytes().rev().take_while(|&b| b == b'\\').count() % 2 == 0)
+    };
+    dn == base || dn.strip_suffix(base.as_str()).is_some_and(separated)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -788,6 +800,9 @@ mod tests {
             dn_group("dyn", "cn=dyn,ou=groups,dc=x", "DYNAMIC"),
             dn_group("else", "cn=else,ou=other,dc=x", "STATIC"),
             dn_group("comma", "cn=a\\,b,ou=groups,dc=x", "STATIC"),
+            // Under `cn=a\,ou=groups` (one value with a comma), right under `dc=x`: not
+            // under the base, though its text ends with `,ou=groups,dc=x`.
+            dn_group("escaped", "cn=e,cn=a\\,ou=groups,dc=x", "STATIC"),
         ];
         let events = sync_groups(&s, &listed, SyncOperation::UpdateAndImport, None, None).unwrap();
         apply(&mut s, events);

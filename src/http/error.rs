@@ -44,6 +44,10 @@ pub enum ApiError {
     /// 503 with `Retry-After: 1`: the server sheds load it cannot take now.
     #[error("{0}")]
     Overloaded(String),
+    /// 503 with `Retry-After` (seconds): nothing was written, and a retry after that
+    /// long is safe (a full disk).
+    #[error("{0}")]
+    UnavailableFor(String, u64),
 }
 
 impl ApiError {
@@ -89,7 +93,9 @@ impl ResponseError for ApiError {
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded(_) | ApiError::UnavailableFor(..) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -106,6 +112,9 @@ impl ResponseError for ApiError {
             }
             ApiError::Overloaded(_) => {
                 res.insert_header((header::RETRY_AFTER, "1"));
+            }
+            ApiError::UnavailableFor(_, secs) => {
+                res.insert_header((header::RETRY_AFTER, secs.to_string()));
             }
             // The answer says to look in the log: so the log has it, whoever made it.
             ApiError::Internal(detail) => {
@@ -142,6 +151,10 @@ impl From<DomainError> for ApiError {
     }
 }
 
+/// What a write refused for a full disk tells the client to wait (`Retry-After`): room
+/// is made by an operator, not in a second.
+pub const DISK_FULL_RETRY_SECS: u64 = 30;
+
 impl From<SubmitError> for ApiError {
     fn from(e: SubmitError) -> Self {
         match e {
@@ -151,7 +164,10 @@ impl From<SubmitError> for ApiError {
             SubmitError::Unavailable => {
                 ApiError::Unavailable("the event log is not available".into())
             }
-            SubmitError::DiskFull => ApiError::Unavailable(SubmitError::DiskFull.to_string()),
+            // Nothing of the batch reached the log: a retry is safe, once there is room.
+            SubmitError::DiskFull => {
+                ApiError::UnavailableFor(SubmitError::DiskFull.to_string(), DISK_FULL_RETRY_SECS)
+            }
             SubmitError::SharedLogUnavailable => {
                 ApiError::Unavailable(SubmitError::SharedLogUnavailable.to_string())
             }
@@ -168,5 +184,26 @@ impl From<AuthError> for ApiError {
             AuthError::Directory(_) => ApiError::Unavailable(e.to_string()),
             _ => ApiError::Unauthorized(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Finding: a write refused for a full disk answered 503 without `Retry-After`,
+    /// though nothing of it was written and a retry is safe; a shared log's doubt still
+    /// says nothing (a retry at once could apply a command twice).
+    #[test]
+    fn a_full_disk_says_when_to_retry_and_doubt_does_not() {
+        let full = ApiError::from(SubmitError::DiskFull).error_response();
+        assert_eq!(full.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            full.headers().get(header::RETRY_AFTER).unwrap(),
+            &DISK_FULL_RETRY_SECS.to_string()
+        );
+        let doubt = ApiError::from(SubmitError::SharedLogUnavailable).error_response();
+        assert_eq!(doubt.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(doubt.headers().get(header::RETRY_AFTER).is_none());
     }
 }

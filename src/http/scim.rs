@@ -107,7 +107,7 @@ impl From<ApiError> for ScimError {
             _ => None,
         };
         let retry_after = match &e {
-            ApiError::TooManyRequests(_, secs) => Some(*secs),
+            ApiError::TooManyRequests(_, secs) | ApiError::UnavailableFor(_, secs) => Some(*secs),
             ApiError::Overloaded(_) => Some(1),
             _ => None,
         };
@@ -2005,7 +2005,10 @@ async fn replace_user(
     };
     // No `active` means no statement, and a user is active by default.
     match input.active.unwrap_or(true) {
-        true if current_status != UserStatus::Enabled => changes.status = Some(UserStatus::Enabled),
+        // Only `unlock` unlocks (Okta's profile pushes all say `active: true`).
+        true if !matches!(current_status, UserStatus::Enabled | UserStatus::Locked) => {
+            changes.status = Some(UserStatus::Enabled)
+        }
         // A locked user already is inactive: `active: false` leaves it locked.
         false if current_status == UserStatus::Enabled => {
             changes.status = Some(UserStatus::Disabled)

@@ -290,13 +290,14 @@ impl Parser {
         };
         let value = match self.next() {
             Some(Tok::Str(s)) => Value::String(s),
-            Some(Tok::Word(w)) => match w.as_str() {
+            // ABNF literals are case-insensitive (RFC 5234 §2.3): Entra writes `True`.
+            Some(Tok::Word(w)) => match w.to_ascii_lowercase().as_str() {
                 "true" => Value::Bool(true),
                 "false" => Value::Bool(false),
                 "null" => Value::Null,
-                n => match serde_json::from_str::<serde_json::Number>(n) {
+                _ => match serde_json::from_str::<serde_json::Number>(&w) {
                     Ok(num) => Value::Number(num),
-                    Err(_) => return err(format!("invalid value `{n}` (strings are quoted)")),
+                    Err(_) => return err(format!("invalid value `{w}` (strings are quoted)")),
                 },
             },
             _ => return err("expected a value after the operator"),
@@ -715,6 +716,24 @@ mod tests {
             .unwrap()
             .check_dates()
             .is_ok());
+    }
+
+    /// Finding: `active eq True` (Entra's .NET spelling) was 400; ABNF literals are
+    /// case-insensitive (RFC 5234 §2.3).
+    #[test]
+    fn literals_are_read_in_any_case() {
+        for (f, v) in [
+            ("active eq True", Value::Bool(true)),
+            ("active eq FALSE", Value::Bool(false)),
+            ("title eq Null", Value::Null),
+            ("active eq true", Value::Bool(true)),
+        ] {
+            match parse(f).unwrap() {
+                Filter::Compare(_, _, got) => assert_eq!(got, v, "{f}"),
+                other => panic!("{f}: {other:?}"),
+            }
+        }
+        assert!(parse("active eq Truth").is_err());
     }
 
     /// The examples of RFC 7644 §3.4.2.2, and what each says of the user above.

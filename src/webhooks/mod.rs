@@ -62,6 +62,9 @@ use std::time::{Duration, Instant};
 /// `crate::federation`).
 pub const TREE: &str = "outbox";
 
+/// The name `health` lists a failing outbox store under (`crate::vitals::impaired`).
+const OUTBOX_HEALTH: &str = "outbox";
+
 /// Delivery history entries kept per subscription (older ones are dropped). The history
 /// is kept in memory: writing every attempt to disk doubled the cost of a delivery,
 /// and what must survive a restart is durable anyway (pending deliveries, dead letters
@@ -876,6 +879,9 @@ impl Dispatcher {
         let mut known: Vec<String> = Vec::new();
         let mut known_targets: Vec<String> = Vec::new();
         let mut last_round: Option<Instant> = None;
+        // Since when rounds fail (the outbox store), and when that was last logged.
+        let mut failing_since: Option<Instant> = None;
+        let mut last_warning: Option<Instant> = None;
         while !d.stop.load(Ordering::SeqCst) {
             let (head, keys, targets, idle, at_head) = {
                 let s = d.shared.read().unwrap_or_else(|p| p.into_inner());
@@ -925,11 +931,32 @@ impl Dispatcher {
                 continue;
             }
             last_round = Some(Instant::now());
-            if let Err(e) = self.round(head, idle, at_head) {
-                // Storage trouble: keep the cursor where it is and try again shortly.
-                tracing::warn!(error = %e, cursor = self.cursor, "webhook dispatch failed; retrying");
-                self.state = None;
-                std::thread::sleep(Duration::from_secs(1));
+            match self.round(head, idle, at_head) {
+                Ok(()) => {
+                    if failing_since.take().is_some() {
+                        crate::vitals::recovered(OUTBOX_HEALTH);
+                        tracing::info!(cursor = self.cursor, "webhook dispatch works again");
+                    }
+                }
+                Err(e) => {
+                    // Storage trouble: keep the cursor where it is and try again shortly.
+                    // sled keeps failing after its first write error (a full disk), however
+                    // much room is made since: `health` says so, with what to do, and the
+                    // warning repeats once a minute rather than every second.
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                        last_warning = Some(Instant::now());
+                        tracing::warn!(error = %e, cursor = self.cursor, failing_for_s = since.elapsed().as_secs(), "webhook dispatch failed; retrying");
+                    }
+                    crate::vitals::impaired(
+                        OUTBOX_HEALTH,
+                        format!(
+                            "webhook and federation deliveries wait: the outbox store (<data-dir>/outbox) fails ({e}); if it still does once the disk has room, restart the process (nothing is lost: deliveries resume from the log)"
+                        ),
+                    );
+                    self.state = None;
+                    std::thread::sleep(Duration::from_secs(1));
+                }
             }
         }
     }

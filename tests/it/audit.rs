@@ -646,7 +646,9 @@ fn digest_in(text: &str) -> String {
     text.split("state digest ")
         .nth(1)
         .unwrap_or_else(|| panic!("no digest in {text}"))
-        .trim()
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
         .to_string()
 }
 
@@ -685,6 +687,7 @@ fn export_import_and_replay_reproduce_the_digest() {
         let f = file.to_str().unwrap();
         let (ok, out) = gatehouse(&["export", "--data-dir", d, "--out", f, "--format", format]);
         assert!(ok, "{out}");
+        assert!(out.contains("keys are not in an export"), "{out}");
         let text = std::fs::read(&file).unwrap();
         assert!(
             !text.windows(10).any(|w| w == b"password-1"),
@@ -694,6 +697,7 @@ fn export_import_and_replay_reproduce_the_digest() {
         let t = target.to_str().unwrap();
         let (ok, out) = gatehouse(&["import", "--data-dir", t, "--in", f]);
         assert!(ok, "{out}");
+        assert!(out.contains("copy <data-dir>/keys/"), "{out}");
         assert_eq!(digest_in(&out), digest_in(&verified), "{format}");
         let (ok, out) = gatehouse(&["import", "--data-dir", t, "--in", f]);
         assert!(!ok && out.contains("empty data directory"), "{out}");

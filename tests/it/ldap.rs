@@ -96,6 +96,11 @@ member: uid=alice,ou=people,{BASE}
 
 impl Slapd {
     fn start() -> Slapd {
+        Slapd::start_with("")
+    }
+
+    /// Started with `acl` (slapd.conf `access` lines) at the end of its database section.
+    fn start_with(acl: &str) -> Slapd {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         // A CA and a server certificate for 127.0.0.1, made here.
@@ -132,6 +137,7 @@ suffix \"{BASE}\"
 rootdn \"{MANAGER_DN}\"
 rootpw {MANAGER_PASSWORD}
 directory {dir}/db
+{acl}
 ",
             dir = d.display()
         );
@@ -944,4 +950,56 @@ fn ldap_escaped_names_blank_bases_a_paused_directory_and_a_moved_setting() {
     );
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(r.text.contains("group_member_attribute"), "{}", r.text);
+}
+
+/// Finding: a sign-in that could not read the user's entry (an ACL, no manager: the
+/// entry is read as the user) cleared the e-mail an admin had set, at every sign-in —
+/// the directory had said nothing about e-mails.
+#[test]
+fn an_entry_the_user_cannot_read_says_nothing_about_its_e_mail() {
+    if !installed("an_entry_the_user_cannot_read_says_nothing_about_its_e_mail") {
+        return;
+    }
+    let slapd = Slapd::start_with(&format!(
+        "access to dn.exact=\"uid=bob,ou=people,{BASE}\" attrs=userPassword by anonymous auth by * none
+access to dn.exact=\"uid=bob,ou=people,{BASE}\" by * none
+access to * by * read"
+    ));
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let setting = |paging: bool| {
+        json!({
+            "key": "corp",
+            "enabled": true,
+            "ldap_url": slapd.url(),
+            "user_dn_pattern": "uid={0},ou=people",
+            "auto_create_user": true,
+            "email_attribute": "mail",
+            "ca_certificate": slapd.ca_pem,
+            "paging_support_enabled": paging,
+        })
+    };
+    let r = admin.post("/access/api/v1/ldap/settings", &setting(false));
+    assert_eq!(r.status, 201, "{}", r.text);
+    // alice's entry is readable: her e-mail is the directory's.
+    assert_eq!(sign_in(&app.base, "alice", ALICE_PASSWORD).status, 200);
+    assert_eq!(
+        admin.get("/access/api/v2/users/alice").json()["email"],
+        "alice@example.com"
+    );
+    // bob binds, but may not read his entry: no e-mail learned, none cleared.
+    assert_eq!(sign_in(&app.base, "bob", BOB_PASSWORD).status, 200);
+    let r = admin.patch(
+        "/access/api/v2/users/bob",
+        &json!({"email": "bob@corp.example"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Another version of the setting: the next sign-in asks the directory again.
+    let r = admin.put("/access/api/v1/ldap/settings/corp", &setting(true));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(sign_in(&app.base, "bob", BOB_PASSWORD).status, 200);
+    assert_eq!(
+        admin.get("/access/api/v2/users/bob").json()["email"],
+        "bob@corp.example"
+    );
 }

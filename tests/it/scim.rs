@@ -236,6 +236,48 @@ fn a_locked_user_stays_locked_through_unrelated_patches() {
         "locked",
         "not turned into disabled"
     );
+    // What IdPs send on every profile push says `active: true` (Okta's whole-user PUT,
+    // Entra's `Replace` with a string), and a v2 script re-saving the record says
+    // `enabled`: none of them unlocks (each push would give a guesser new tries).
+    let pushes = [
+        (
+            "PUT",
+            "/Users/lou".to_string(),
+            json!({"userName": "lou", "active": true, "title": "Pilot"}),
+        ),
+        ("PUT", "/Users/lou".to_string(), json!({"userName": "lou"})),
+        (
+            "PATCH",
+            "/Users/lou".to_string(),
+            patch_ops(json!([{"op": "Replace", "path": "active", "value": "True"}])),
+        ),
+    ];
+    for (method, path, body) in pushes {
+        let r = scim(&admin, method, &path, &body);
+        assert_eq!(r.status, 200, "{method} {body}: {}", r.text);
+        assert_eq!(r.json()["active"], false, "{method} {body}");
+    }
+    let r = admin.patch("/access/api/v2/users/lou", &json!({"status": "enabled"}));
+    assert!(r.status < 300, "{}", r.text);
+    assert_eq!(
+        admin.get("/access/api/v2/users/lou").json()["status"],
+        "locked",
+        "only unlock unlocks"
+    );
+    assert_eq!(
+        app.as_user("lou", "password-1")
+            .get("/access/api/v2/users/lou")
+            .status,
+        401
+    );
+    let r = admin.post_empty("/access/api/v2/users/lou/unlock");
+    assert!(r.status < 300, "{}", r.text);
+    assert_eq!(
+        app.as_user("lou", "password-1")
+            .get("/access/api/v2/users/lou")
+            .status,
+        200
+    );
 }
 
 #[test]

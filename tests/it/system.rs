@@ -22,6 +22,19 @@ fn probes_answer_without_credentials() {
         .as_str()
         .unwrap()
         .starts_with("jfac@"));
+    // HEAD as GET, without a body (a load balancer's probe; 405 before).
+    for path in [
+        "/access/api/v1/system/ping",
+        "/api/system/ping",
+        "/artifactory/api/system/ping",
+        "/api/v1/system/readiness",
+        "/api/v1/system/liveness",
+        "/artifactory/api/v1/system/liveness",
+        "/router/api/v1/system/health",
+    ] {
+        let r = anon.raw("HEAD", path, None, None);
+        assert_eq!((r.status, r.text.as_str()), (200, ""), "{path}");
+    }
     let version = anon.get("/api/system/version").json();
     assert_eq!(version["version"], env!("CARGO_PKG_VERSION"));
     assert!(version["addons"].is_array());
