@@ -750,12 +750,38 @@ pub fn ant(pattern: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// A pattern as Ant reads it against the paths judged here: Ant drops a pattern's empty
+/// segments (`org//x`, a leading `/`), and a judged path has no `.` segments (nor empty
+/// ones). So `org//secret/**`, `/org/secret/**` and `./org/secret/**` are
+/// `org/secret/**`: compiled as written they matched no path, and an exclude written so
+/// excluded nothing. A trailing `/` stays (it means `/**`); a pattern of slashes alone
+/// is `**`.
+pub fn normal_pattern(p: &str) -> std::borrow::Cow<'_, str> {
+    let clean = !p.starts_with('/') && !p.contains("//") && !p.split('/').any(|s| s == ".");
+    if clean {
+        return std::borrow::Cow::Borrowed(p);
+    }
+    let mut out = p
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect::<Vec<_>>()
+        .join("/");
+    if p.ends_with('/') {
+        out.push_str(if out.is_empty() { "**" } else { "/" });
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Patterns were validated on the way in; an unparsable one (which cannot happen for
 /// stored targets) matches nothing, never everything.
 fn glob_set(patterns: &[String], default_all: bool) -> GlobSet {
     let mut b = GlobSetBuilder::new();
     let mut any = false;
     for p in patterns.iter().filter(|p| !p.is_empty()) {
+        let p: &str = &normal_pattern(p);
+        if p.is_empty() {
+            continue;
+        }
         if let Some(g) = glob(p) {
             b.add(g);
             any = true;
@@ -779,7 +805,7 @@ fn glob_set(patterns: &[String], default_all: bool) -> GlobSet {
 
 /// Check a pattern as a client sends it (for a clear 400 naming it).
 pub fn valid_pattern(p: &str) -> bool {
-    p.is_empty() || (!p.chars().any(char::is_control) && glob(p).is_some())
+    p.is_empty() || (!p.chars().any(char::is_control) && glob(&normal_pattern(p)).is_some())
 }
 
 impl TargetIndex {
@@ -1177,6 +1203,24 @@ mod tests {
         assert!(m("org/**", "org") && m("org/**", "org/a/b"));
         // `org/**/` is `org/**/**`: `org` itself too, as `org/**`.
         assert!(m("org/**/", "org") && m("org/**/", "org/a") && !m("org/**/", "orgx"));
+        // Finding: empty and `.` segments (which no judged path has) made a pattern match
+        // nothing: an exclude `org//secret/**` excluded nothing. Read as Ant reads them.
+        for p in [
+            "org//secret/**",
+            "/org/secret/**",
+            "./org/secret/**",
+            "org/./secret/**",
+            "org/secret//",
+            "//org/secret/",
+        ] {
+            assert!(m(p, "org/secret/passwords.txt"), "{p}");
+            assert!(m(p, "org/secret"), "{p}");
+            assert!(!m(p, "org/public/readme"), "{p}");
+            assert!(valid_pattern(p), "{p}");
+        }
+        assert!(m("/", "a/b") && m("//", "a"));
+        assert_eq!(normal_pattern("org/**"), "org/**");
+        assert_eq!(normal_pattern("/a//b/./c/"), "a/b/c/");
     }
 
     fn state_with(section: PermissionSection) -> State {
@@ -1674,7 +1718,15 @@ mod tests {
                 }
             }
         }
-        let p: Vec<&str> = pattern.split('/').collect();
+        // Ant's reading: empty segments dropped (`.` too: judged paths have none), a
+        // trailing `/` is `/**`.
+        let mut p: Vec<&str> = pattern
+            .split('/')
+            .filter(|t| !t.is_empty() && *t != ".")
+            .collect();
+        if pattern.ends_with('/') {
+            p.push("**");
+        }
         let s: Vec<&str> = if path.is_empty() {
             vec![]
         } else {

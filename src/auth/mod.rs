@@ -57,6 +57,12 @@ pub struct TokenCredential {
     /// Issued by this server (rather than a trusted peer).
     pub local: bool,
     pub scope: String,
+    /// A token its subject issued for itself: what its scope grants beyond the user's
+    /// own rights lasts while the user holds them. With `issued_scope`, the scope as
+    /// issued when `scope` is narrower now (a past decision judges it against the
+    /// directory of then).
+    pub self_issued: bool,
+    pub issued_scope: Option<String>,
     /// When it was issued and until when it holds (seconds): `tokens/me` answers from
     /// them for a token the server keeps no record of (short-lived, not revocable).
     pub issued_at: u64,
@@ -700,6 +706,7 @@ impl Authenticator {
         }
         let mut password_expired = false;
         let mut scope = scope;
+        let mut issued_scope = None;
         let admin = match s.directory.users.get(subject.as_str()) {
             Some(user) => {
                 // A token made for an identity that was no user here stays that identity's:
@@ -725,7 +732,7 @@ impl Authenticator {
                 }
                 if self_issued {
                     if let std::borrow::Cow::Owned(now) = own_scope(&scope, &s.directory, user) {
-                        scope = now;
+                        issued_scope = Some(std::mem::replace(&mut scope, now));
                     }
                 }
                 scope_grants_admin(&scope, &s.directory, || s.directory.user_is_admin(user))
@@ -745,6 +752,8 @@ impl Authenticator {
                 token_id,
                 local,
                 scope,
+                self_issued,
+                issued_scope,
                 issued_at: times.0,
                 expires_at: times.1,
             }),

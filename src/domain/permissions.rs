@@ -31,7 +31,12 @@ pub fn normalize_target(t: PermissionTarget) -> Result<PermissionTarget, DomainE
 fn pattern_ok(p: &str) -> bool {
     // No comma: Artifactory's v1 format joins a section's patterns with commas, and a
     // pattern holding one came back from a v1 round trip as two, wider ones.
-    valid_pattern(p) && p.len() <= 1024 && !p.chars().any(|c| c.is_control() || c == ',')
+    // No `..` segment: a judged path never has one (a request with one is refused), so
+    // such a pattern could never match (Ant does not resolve it either).
+    valid_pattern(p)
+        && p.len() <= 1024
+        && !p.chars().any(|c| c.is_control() || c == ',')
+        && !p.split('/').any(|s| s == "..")
 }
 
 fn normalize_section(field: &str, w: PermissionSection) -> Result<PermissionSection, DomainError> {
@@ -48,6 +53,8 @@ fn normalize_section(field: &str, w: PermissionSection) -> Result<PermissionSect
                         p.escape_debug(),
                         if p.contains(',') {
                             " (a comma separates patterns in Artifactory's v1 format: give each pattern on its own)"
+                        } else if p.split('/').any(|s| s == "..") {
+                            " (a `..` segment: paths are judged without them, so it could never match)"
                         } else {
                             ""
                         }
@@ -372,16 +379,51 @@ pub(super) fn save_target_as_manager(
             )));
         }
     }
-    let scope = |s: &Option<PermissionSection>| {
+    // Compared by what they mean: no includes is `**` (as a GET shows them: a manager
+    // sending the target back as read was refused), empty patterns are none.
+    fn includes(p: &[String]) -> Vec<&str> {
+        let v: Vec<&str> = p
+            .iter()
+            .map(String::as_str)
+            .filter(|p| !p.is_empty())
+            .collect();
+        if v.is_empty() {
+            vec!["**"]
+        } else {
+            v
+        }
+    }
+    fn excludes(p: &[String]) -> Vec<&str> {
+        p.iter()
+            .map(String::as_str)
+            .filter(|p| !p.is_empty())
+            .collect()
+    }
+    type Scope<'a> = (
+        Vec<&'a str>,
+        Vec<&'a str>,
+        &'a [String],
+        Vec<(&'a String, Vec<&'a str>, Vec<&'a str>)>,
+    );
+    fn scope(s: &Option<PermissionSection>) -> Option<Scope<'_>> {
         s.as_ref().map(|s| {
             (
-                s.include_patterns.clone(),
-                s.exclude_patterns.clone(),
-                s.repositories.clone(),
-                s.patterns_by_repository.clone(),
+                includes(&s.include_patterns),
+                excludes(&s.exclude_patterns),
+                &s.repositories[..],
+                s.patterns_by_repository
+                    .iter()
+                    .map(|(r, p)| {
+                        (
+                            r,
+                            includes(&p.include_patterns),
+                            excludes(&p.exclude_patterns),
+                        )
+                    })
+                    .collect(),
             )
         })
-    };
+    }
     for (name, a, b) in [
         ("repo", &old.repo, &target.repo),
         ("build", &old.build, &target.build),

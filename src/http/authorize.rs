@@ -365,11 +365,12 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
                     return Ok(answer(&q, &principal.username, d));
                 }
             }
+            let scope = scope_at(&principal, past.is_some(), &s);
             Subject::new(
                 &s.directory,
                 &principal.username,
                 caller_admin,
-                principal.token.as_ref().map(|t| t.scope.as_str()),
+                scope.as_deref(),
             )
         }
     };
@@ -401,6 +402,27 @@ fn cannot_be_served(
     }
 }
 
+/// The scope `principal`'s token has in `s`: now, as signed in; in the past, a token its
+/// user issued for itself holds what the user held then (its groups, its admin), not
+/// what it holds now.
+fn scope_at<'a>(
+    principal: &'a crate::auth::Principal,
+    past: bool,
+    s: &gatehouse_projections::State,
+) -> Option<std::borrow::Cow<'a, str>> {
+    let t = principal.token.as_ref()?;
+    if !past || !t.self_issued {
+        return Some(std::borrow::Cow::Borrowed(&t.scope));
+    }
+    let issued = t.issued_scope.as_deref().unwrap_or(&t.scope);
+    Some(match s.directory.users.get(principal.username.as_str()) {
+        Some(user) => {
+            std::borrow::Cow::Owned(crate::auth::own_scope(issued, &s.directory, user).into_owned())
+        }
+        None => std::borrow::Cow::Borrowed(&t.scope),
+    })
+}
+
 /// Whether `principal` is an admin in `s`: now, its credentials say; in the past, its
 /// token's scope or its user's admin flag as they were then.
 fn admin_at(
@@ -412,6 +434,21 @@ fn admin_at(
         return principal.admin;
     }
     match &principal.token {
+        // A token its user issued for itself grants admin only while the user is one:
+        // then as now (the literal `applied-permissions/admin` answered admin for a time
+        // the user was not, which its password and its user token denied).
+        Some(t) if t.self_issued => {
+            let scope = t.issued_scope.as_deref().unwrap_or(&t.scope);
+            s.directory
+                .users
+                .get(principal.username.as_str())
+                .is_some_and(|user| {
+                    let own = crate::auth::own_scope(scope, &s.directory, user);
+                    crate::auth::scope_grants_admin(&own, &s.directory, || {
+                        s.directory.user_is_admin(user)
+                    })
+                })
+        }
         Some(t) => crate::auth::scope_is_admin(&t.scope, &s.directory, Some(&principal.username)),
         None => s.directory.is_admin(&principal.username),
     }
@@ -535,11 +572,12 @@ async fn effective(
             }
             // An admin then or not, as `authorize?as_of` judges it (it was the caller's
             // admin flag of now).
+            let scope = scope_at(&caller, past.is_some(), &s);
             Subject::new(
                 &s.directory,
                 &caller.username,
                 admin_at(&caller, past.is_some(), &s),
-                caller.token.as_ref().map(|t| t.scope.as_str()),
+                scope.as_deref(),
             )
         }
     };

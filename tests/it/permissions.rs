@@ -1177,6 +1177,33 @@ fn effective_of_oneself_in_the_past_uses_the_admin_flag_of_then() {
         ))
         .json();
     assert_eq!(by_admin["admin"], false, "{by_admin}");
+    // A token erin issues for herself with the admin scope grants admin while she is
+    // one: then as now (the scope alone answered admin for the moment she was not).
+    let token = create_token(
+        &erin,
+        json!({"scope": "applied-permissions/admin", "expires_in": 0}),
+    );
+    let bearer = app.anon().with_header_auth(&format!(
+        "Bearer {}",
+        token["access_token"].as_str().unwrap()
+    ));
+    for (at, expected) in [(&admin_then, true), (&demoted, false)] {
+        let e = bearer
+            .get(&format!("/access/api/v1/authorize/effective?as_of={at}"))
+            .json();
+        assert_eq!(e["admin"], expected, "as of {at}: {e}");
+        let r = bearer.get(&format!(
+            "/access/api/v1/authorize?resource=libs-local/z&action=read&as_of={at}"
+        ));
+        assert_eq!(
+            r.status,
+            if expected { 200 } else { 403 },
+            "as of {at}: {}",
+            r.text
+        );
+    }
+    let r = bearer.get("/access/api/v1/authorize?resource=libs-local/z&action=read");
+    assert_eq!(r.status, 200, "an admin now: {}", r.text);
 }
 
 /// A signed URL's expiry is in milliseconds and judged to the millisecond: an expiry a
@@ -1287,4 +1314,54 @@ fn no_include_patterns_are_shown_as_everything_in_every_view() {
     let r =
         admin.get("/access/api/v1/authorize?resource=generic-local/a/b.jar&action=read&user=user2");
     assert_eq!(r.status, 403, "{}", r.text);
+}
+
+/// Finding: an exclude written with an empty or `.` segment (`org//secret/**`, a leading
+/// `/`, `./`) was stored and compiled as written, and matched no path the server judges
+/// (paths are judged without such segments): the files it was to protect stayed readable.
+/// Read as Ant reads them now; a `..` segment, which no judged path has, is refused.
+#[test]
+fn excludes_with_empty_or_dot_segments_exclude_and_dot_dot_is_refused() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("carol", "password-1");
+    let path = "/artifactory/api/v2/security/permissions/e1";
+    for exclude in [
+        "org//secret/**",
+        "/org/secret/**",
+        "./org/secret/**",
+        "org/./secret/",
+    ] {
+        let r = admin.put(
+            path,
+            &json!({"name": "e1", "repo": {"repositories": ["r1"], "include-patterns": ["**"],
+                "exclude-patterns": [exclude], "actions": {"users": {"carol": ["read"]}}}}),
+        );
+        assert!(r.status == 200 || r.status == 201, "{exclude}: {}", r.text);
+        let ask = |resource: &str| {
+            admin
+                .get(&format!(
+                    "/access/api/v1/authorize?resource={resource}&action=read&user=carol"
+                ))
+                .json()["allowed"]
+                .clone()
+        };
+        assert_eq!(
+            ask("r1/org/secret/passwords.txt"),
+            json!(false),
+            "{exclude}"
+        );
+        assert_eq!(ask("r1/org/public/readme"), json!(true), "{exclude}");
+    }
+    let r = admin.put(
+        path,
+        &json!({"name": "e1", "repo": {"repositories": ["r1"],
+            "exclude-patterns": ["org/secret/../secret/**"], "actions": {"users": {"carol": ["read"]}}}}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.text.contains("exclude-patterns[0]") && r.text.contains("`..`"),
+        "{}",
+        r.text
+    );
 }

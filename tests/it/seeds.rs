@@ -697,6 +697,18 @@ fn manage_lets_a_user_change_the_members_of_that_target_only() {
             .status,
         200
     );
+    // The target as a GET shows it (no includes read as `["**"]`), changed and sent
+    // back: a member change still (it was refused as a change of patterns).
+    let mut read_back = dave.get(path).json();
+    assert_eq!(read_back["repo"]["include-patterns"], json!(["**"]));
+    read_back["repo"]["actions"]["users"]["erin"] = json!(["read"]);
+    let r = dave.put(path, &read_back);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut narrower = read_back.clone();
+    narrower["repo"]["include-patterns"] = json!(["org/**"]);
+    assert_eq!(dave.put(path, &narrower).status, 400);
+    let r = dave.put(path, &changed);
+    assert_eq!(r.status, 200, "{}", r.text);
     // But not more repositories, not another target, not a new one, not a deletion.
     let mut wider = changed.clone();
     wider["repo"]["repositories"] = json!(["team-repo", "other-repo"]);
