@@ -633,7 +633,18 @@ fn follow_history(history: &crate::history::History, app: &std::sync::Weak<http:
 async fn initialize(settings: &Settings, writer: &WriterHandle) -> Result<(), StartError> {
     let service_id = format!("jfac@{}", crate::ids::new_ulid());
     let password = match std::env::var("GATEHOUSE_ADMIN_PASSWORD") {
-        Ok(p) if !p.is_empty() => p,
+        // The rules of any other password (a 3-character one was taken, and the admin
+        // could then set no password as short through the API).
+        Ok(p) if !p.is_empty() => {
+            crate::domain::validate_password(&p, &crate::domain::default_password_policy())
+                .map_err(|e| {
+                    StartError::Other(format!(
+                        "GATEHOUSE_ADMIN_PASSWORD: {}",
+                        e.to_string().replace("`password`", "the password")
+                    ))
+                })?;
+            p
+        }
         _ => {
             let p = password::generate();
             let path = settings.data_dir.join(INITIAL_PASSWORD_FILE);

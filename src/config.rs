@@ -119,7 +119,7 @@ pub struct Config {
     /// sled's page cache for the webhook and federation outboxes (MiB).
     pub outbox_cache_mib: u64,
     /// The shared event log of several nodes (`postgres://user:pass@host:port/db`; also
-    /// `--store` and `GATEHOUSE_STORE`). None: sled in the data directory.
+    /// `--store` and `GATEHOUSE_STORE`). None: the log in the data directory (`events.log`).
     pub store: Option<Secret>,
     /// How often a node looks at the shared log for other nodes' events when no
     /// notification woke it (milliseconds; the only way on databases without LISTEN).
@@ -356,6 +356,14 @@ impl Config {
                 ));
             }
         }
+        if self.snapshot_keep == 1 {
+            // The newest snapshot is written while the one before stays readable: one
+            // kept was two (quietly).
+            return Err(
+                "`snapshot-keep` must be 0 (all) or at least 2 (the one being replaced stays                  until the next is complete)"
+                    .into(),
+            );
+        }
         if self.webhook_retry_max_ms < self.webhook_retry_base_ms {
             return Err("`webhook-retry-max-ms` must be at least `webhook-retry-base-ms`".into());
         }
@@ -556,6 +564,10 @@ mod tests {
         assert!(e.contains("snapshot-evry"), "{e}");
         let e = load("lockout-threshold = 0\n").unwrap_err().to_string();
         assert!(e.contains("lockout-threshold"), "{e}");
+        // One snapshot kept was two, quietly.
+        let e = load("snapshot-keep = 1\n").unwrap_err().to_string();
+        assert!(e.contains("snapshot-keep"), "{e}");
+        assert_eq!(load("snapshot-keep = 0\n").unwrap().snapshot_keep, 0);
         let e = load("startup-verify = \"sometimes\"\n")
             .unwrap_err()
             .to_string();

@@ -41,7 +41,7 @@ enum Cmd {
         config: Option<PathBuf>,
         /// Keep the event log in PostgreSQL, shared by several nodes
         /// (`postgres://user:pass@host:port/db`; also `store` in the config file). Without
-        /// it: sled in the data directory.
+        /// it: the log in the data directory (`events.log`).
         #[arg(long, env = "GATEHOUSE_STORE", hide_env_values = true)]
         store: Option<String>,
         /// With --store: the master key file (≥ 32 secret bytes, the same on every node)
@@ -381,6 +381,13 @@ fn serve(
     }
     if master_key_file.is_some() {
         config.master_key_file = master_key_file;
+    }
+    if config.store.is_none() {
+        if let Some(f) = &config.master_key_file {
+            // Said, not refused: a node's configuration may be used with a local data
+            // directory on purpose (a copy for inspection); the key is simply not read.
+            tracing::warn!(file = %f.display(), "a master key file is given without a store (--store): it is not used (it seals the private keys several nodes share through PostgreSQL; one server keeps them in <data-dir>/keys/)");
+        }
     }
     if let Ok(token) = std::env::var("GATEHOUSE_METRICS_TOKEN") {
         // As the file's value: compared with what a scraper sends, trimmed.

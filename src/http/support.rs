@@ -41,17 +41,17 @@ pub const NOT_HERE: &[(&str, &str)] = &[
     ("/api/system/licenses", "licenses"),
     (
         "/api/system/migration/sha2/start",
-        "a SHA-2 migration of stored artifacts",
+        "SHA-2 migration of stored artifacts",
     ),
     (
         "/api/system/migration/sha2/stop",
-        "a SHA-2 migration of stored artifacts",
+        "SHA-2 migration of stored artifacts",
     ),
     (
         "/api/metadata_server/reindex",
-        "a metadata server to re-index",
+        "metadata server to re-index",
     ),
-    ("/api/system/bootstrap_bundle", "an HA bootstrap bundle"),
+    ("/api/system/bootstrap_bundle", "HA bootstrap bundle"),
 ];
 
 async fn not_here(what: &'static str) -> Result<HttpResponse, ApiError> {
@@ -230,13 +230,34 @@ async fn nginx(_admin: Admin, req: HttpRequest) -> Result<HttpResponse, ApiError
         _ if scheme == "https" => format!("{addr}:443"),
         _ => format!("{addr}:80"),
     };
-    // The name the certificate is for (the host without its port), and the CA file.
-    let name = addr
+    // The name the certificate is for: `name`, else the host without its port. nginx
+    // checks certificate names only, never IP addresses: over https, an address for a
+    // host made every request fail (503, "Gatehouse cannot be reached") whatever the
+    // certificate held.
+    let host = addr
         .rsplit_once(':')
         .map_or(addr.as_str(), |(host, _)| host)
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
+    let name = match query_param(&req, "name")? {
+        Some(n) => {
+            if n.is_empty()
+                || n.chars().any(|c| {
+                    c.is_control() || c.is_whitespace() || matches!(c, ';' | '{' | '}' | '/')
+                })
+            {
+                return Err(ApiError::BadRequest("invalid `name`".into()));
+            }
+            n
+        }
+        None if scheme == "https" && host.parse::<std::net::IpAddr>().is_ok() => {
+            return Err(ApiError::BadRequest(format!(
+                "Gatehouse is reached at an IP address ({host}) over https, and nginx checks a certificate's names, never its addresses: give `name`, a DNS name Gatehouse's certificate holds (nginx still connects to {addr})"
+            )))
+        }
+        None => host,
+    };
     let ca =
         query_param(&req, "ca")?.unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into());
     if ca
@@ -245,7 +266,22 @@ async fn nginx(_admin: Admin, req: HttpRequest) -> Result<HttpResponse, ApiError
     {
         return Err(ApiError::BadRequest("invalid `ca`".into()));
     }
-    let text = TEMPLATE
+    // The template's header names its placeholders: filled in, it read as nonsense.
+    let mut in_placeholders = false;
+    let template: String = TEMPLATE
+        .lines()
+        .filter(|l| {
+            if l.starts_with("# Placeholders:") {
+                in_placeholders = true;
+            } else if in_placeholders && *l == "#" {
+                in_placeholders = false;
+                return false;
+            }
+            !in_placeholders
+        })
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    let text = template
         .replace("{{GATEHOUSE_SCHEME}}", scheme)
         .replace("{{GATEHOUSE_NAME}}", &name)
         .replace("{{GATEHOUSE_CA}}", &ca)

@@ -944,6 +944,31 @@ fn system_endpoints_of_seed_004() {
     assert!(r.text.contains(&format!("server {addr};")), "{}", r.text);
     assert!(r.text.contains("listen 8080;") && r.text.contains("alias /srv/files/;"));
     assert!(!r.text.contains("{{"), "every placeholder filled");
+    // The header that names the placeholders is not filled in as nonsense.
+    assert!(
+        !r.text.contains("Placeholders") && !r.text.contains("/srv/files (the directory"),
+        "{}",
+        r.text
+    );
+    // Over https at an IP address nginx could never check the certificate (it checks
+    // names only): a name is asked for, and used.
+    let https = [("X-Forwarded-Proto", "https")];
+    let path = "/api/system/configuration/reverseProxy/nginx?listen=8080";
+    let r = admin.get_with(path, &https);
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("`name`"), "{}", r.text);
+    let r = admin.get_with(&format!("{path}&name=gatehouse.internal"), &https);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.text.contains("proxy_ssl_name gatehouse.internal;")
+            && r.text.contains("proxy_pass https://gatehouse/"),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        admin.get_with(&format!("{path}&name=a;b"), &https).status,
+        400
+    );
     // Storage and licensing: a clear 404.
     for (method, path) in [
         ("GET", "/api/system/license"),
