@@ -332,6 +332,11 @@ impl Application {
             scim_index: Default::default(),
             sessions: Default::default(),
         });
+        // Familiar addresses of the last run (the failed-sign-in limits): a server that
+        // cannot keep them still serves, with every address a stranger's after a restart.
+        if let Err(e) = data.auth.remember_familiar_in(&settings.data_dir) {
+            tracing::warn!(error = %e, "cannot keep familiar sign-in addresses in the data directory: after a restart, every address counts as a stranger's");
+        }
         // Checkpoints of the past, once a point-in-time read wants them: the index of
         // which events shape which user (one-user reads), one walk of the log, then a
         // clone of the read models every `as-of-every` events (O(1) each). Nothing

@@ -15,6 +15,10 @@
 //! address's). This is the idea of "smart lockout" in Azure AD (familiar and unfamiliar
 //! locations are counted apart).
 //!
+//! Familiar addresses outlive a restart ([`SignInLimits::remember_in`]): kept only in
+//! memory, every address was a stranger's after one, and ten wrong guesses on a name then
+//! kept its owner — the last admin too — from signing in with a password at all.
+//!
 //! Not `governor`: its limiters cannot say whether a key is limited without taking a
 //! cell, and here a check must be free while only a failure is charged.
 
@@ -28,6 +32,61 @@ use std::time::{Duration, Instant};
 const MAX_KEYS: usize = 100_000;
 /// Addresses remembered per user.
 const FAMILIAR_PER_USER: usize = 16;
+/// The most (user, address) pairs the file of familiar addresses keeps.
+const MAX_REMEMBERED: usize = 200_000;
+/// How often a pair signing in again is written to that file again (its time moves on).
+const REMEMBER_EVERY_SECS: u64 = 3600;
+/// The file of familiar addresses in the data directory, and the key of its hashes.
+pub const FAMILIAR_FILE: &str = "familiar-addresses";
+const FAMILIAR_KEY_FILE: &str = "familiar-addresses.key";
+
+/// Familiar addresses as they outlive a restart: a keyed hash of (user, address) and
+/// the last time it was written, in `<data-dir>/familiar-addresses`, one line a pair,
+/// appended (`<hash> <unix seconds>`). The addresses themselves are never written
+/// (personal data), nor without a key (`familiar-addresses.key`, 0600: an address space
+/// small enough to try whole cannot be matched without it). A hint, not a record: a line
+/// lost in a crash makes an address unfamiliar until the next sign-in from it.
+struct Remembered {
+    key: [u8; 32],
+    at: HashMap<[u8; 16], u64>,
+    file: std::fs::File,
+}
+
+impl Remembered {
+    fn hash(&self, user: &str, ip: IpAddr) -> [u8; 16] {
+        let mut h = blake3::Hasher::new_keyed(&self.key);
+        h.update(user.as_bytes());
+        h.update(&[0]);
+        match ip {
+            IpAddr::V4(v4) => h.update(&v4.octets()),
+            IpAddr::V6(v6) => h.update(&v6.octets()),
+        };
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        out
+    }
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn hex16(s: &str) -> Option<[u8; 16]> {
+    if s.len() != 32 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+fn hex_of(h: &[u8; 16]) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct BucketRule {
@@ -207,6 +266,7 @@ pub struct SignInLimits {
     by_name: Buckets<String>,
     familiar: Mutex<HashMap<String, Vec<(IpAddr, Instant)>>>,
     familiar_for: Duration,
+    remembered: Mutex<Option<Remembered>>,
 }
 
 /// IPv6 clients are counted per /64: one host usually holds a whole /64, and counting
@@ -238,7 +298,78 @@ impl SignInLimits {
             by_name: Buckets::new(by_name),
             familiar: Mutex::new(HashMap::new()),
             familiar_for,
+            remembered: Mutex::new(None),
         }
+    }
+
+    /// Keep familiar addresses in `data_dir` from now on, and take those it kept before
+    /// (within `familiar_for`). The file is rewritten without what has expired.
+    pub fn remember_in(&self, data_dir: &std::path::Path) -> std::io::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let private = |path: &std::path::Path, append: bool| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .append(append)
+                .truncate(!append)
+                .mode(0o600)
+                .open(path)
+        };
+        // Beside the file, not in `keys/` (whose files are all signing keys).
+        let key_path = data_dir.join(FAMILIAR_KEY_FILE);
+        let key = match std::fs::read(&key_path) {
+            Ok(k) if k.len() == 32 => {
+                let mut key = [0u8; 32];
+                key.copy_from_slice(&k);
+                key
+            }
+            _ => {
+                let mut key = [0u8; 32];
+                getrandom::getrandom(&mut key).map_err(std::io::Error::other)?;
+                let mut f = private(&key_path, false)?;
+                f.write_all(&key)?;
+                f.sync_all()?;
+                key
+            }
+        };
+        let path = data_dir.join(FAMILIAR_FILE);
+        let now = unix_secs();
+        let keep = self.familiar_for.as_secs();
+        let mut at: HashMap<[u8; 16], u64> = HashMap::new();
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            for line in text.lines() {
+                let Some((h, t)) = line.split_once(' ') else {
+                    continue;
+                };
+                let (Some(h), Ok(t)) = (hex16(h), t.parse::<u64>()) else {
+                    continue;
+                };
+                if now.saturating_sub(t) < keep {
+                    let e = at.entry(h).or_insert(t);
+                    *e = (*e).max(t);
+                }
+            }
+        }
+        if at.len() > MAX_REMEMBERED {
+            let mut newest: Vec<([u8; 16], u64)> = at.into_iter().collect();
+            newest.sort_by_key(|(_, t)| std::cmp::Reverse(*t));
+            newest.truncate(MAX_REMEMBERED);
+            at = newest.into_iter().collect();
+        }
+        let tmp = data_dir.join(format!("{FAMILIAR_FILE}.tmp"));
+        {
+            let mut f = std::io::BufWriter::new(private(&tmp, false)?);
+            for (h, t) in &at {
+                writeln!(f, "{} {t}", hex_of(h))?;
+            }
+            f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        let file = private(&path, true)?;
+        *self.remembered.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(Remembered { key, at, file });
+        Ok(())
     }
 
     /// Whether `user` signed in successfully from `ip` (within `familiar_for`).
@@ -247,13 +378,23 @@ impl SignInLimits {
             return false;
         };
         let now = Instant::now();
-        self.familiar
+        let live = self
+            .familiar
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(user)
             .is_some_and(|v| {
                 v.iter()
                     .any(|(a, at)| *a == ip && now.duration_since(*at) < self.familiar_for)
+            });
+        live || self
+            .remembered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|r| {
+                r.at.get(&r.hash(user, ip))
+                    .is_some_and(|t| unix_secs().saturating_sub(*t) < self.familiar_for.as_secs())
             })
     }
 
@@ -273,6 +414,25 @@ impl SignInLimits {
             v.remove(0);
         }
         v.push((ip, now));
+        drop(all);
+        let mut remembered = self.remembered.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = remembered.as_mut() {
+            let h = r.hash(user, ip);
+            let secs = unix_secs();
+            if r.at
+                .get(&h)
+                .is_none_or(|t| secs.saturating_sub(*t) >= REMEMBER_EVERY_SECS)
+            {
+                if r.at.len() >= MAX_REMEMBERED {
+                    r.at.clear();
+                }
+                r.at.insert(h, secs);
+                use std::io::Write as _;
+                if let Err(e) = writeln!(r.file, "{} {secs}", hex_of(&h)) {
+                    tracing::warn!(error = %e, "cannot write a familiar address to {FAMILIAR_FILE}: it is familiar until the next restart only");
+                }
+            }
+        }
     }
 
     /// Refuse a password check before it runs: `Some((bucket, wait))` when the

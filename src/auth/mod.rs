@@ -269,6 +269,12 @@ impl Authenticator {
         self
     }
 
+    /// Keep the addresses users sign in from in `data_dir` (see
+    /// [`crate::limits::SignInLimits::remember_in`]): familiar after a restart too.
+    pub fn remember_familiar_in(&self, data_dir: &std::path::Path) -> std::io::Result<()> {
+        self.ops.limits.remember_in(data_dir)
+    }
+
     /// The metrics this authenticator counts into.
     pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
         &self.ops.metrics

@@ -1290,3 +1290,58 @@ fn a_first_admin_password_meets_the_password_rules() {
     let _ = child.wait();
     assert!(line.contains("gatehouse listening on"), "{line}");
 }
+
+/// Finding: familiar addresses lived in memory only. After a restart every address was a
+/// stranger's, and ten wrong guesses on a name (then one a minute) kept its owner — the
+/// last admin too — from signing in with a password from anywhere. They are kept in the
+/// data directory now, as keyed hashes (no address in clear).
+#[test]
+fn familiar_addresses_outlive_a_restart() {
+    let config = || Config {
+        trusted_proxies: vec!["127.0.0.1".into()],
+        auth_cache_ttl_secs: 0,
+        signin_address_burst: 50,
+        signin_address_per_minute: 1,
+        signin_user_burst: 3,
+        signin_user_per_minute: 1,
+        ..Config::default()
+    };
+    let app = TestApp::spawn_with(config());
+    app.create_user("ann", "password-1");
+    let owner_ip = "198.51.100.2";
+    let owner = app.as_user("ann", "password-1");
+    assert_eq!(
+        from(&owner, owner_ip, "/access/api/v2/users/ann").status,
+        200
+    );
+    let dir = app.dir.clone();
+    let tmp = app.stop();
+    let kept = std::fs::read_to_string(dir.join("familiar-addresses")).unwrap();
+    assert!(!kept.is_empty() && !kept.contains("198.51"), "{kept}");
+
+    let app = TestApp::start(dir.clone(), config()).unwrap();
+    let stranger = app.as_user("ann", "guess");
+    for i in 0..3 {
+        let r = from(
+            &stranger,
+            &format!("203.0.113.{i}"),
+            "/access/api/v2/users/ann",
+        );
+        assert_eq!(r.status, 401, "guess {i}: {}", r.text);
+    }
+    let r = from(&stranger, "203.0.113.9", "/access/api/v2/users/ann");
+    assert_eq!(r.status, 429, "{}", r.text);
+    // The owner, from where it signed in before the restart: not held back.
+    let owner = app.as_user("ann", "password-1");
+    assert_eq!(
+        from(&owner, owner_ip, "/access/api/v2/users/ann").status,
+        200
+    );
+    // From an address it never used, it shares the name's bucket with the stranger.
+    assert_eq!(
+        from(&owner, "192.0.2.77", "/access/api/v2/users/ann").status,
+        429
+    );
+    drop(app);
+    drop(tmp);
+}
