@@ -332,8 +332,44 @@ fn first_of<'g, 'a>(
 
 struct CompiledSection {
     target: Box<str>,
-    include: Arc<GlobSet>,
-    exclude: Arc<GlobSet>,
+    include: Arc<Patterns>,
+    exclude: Arc<Patterns>,
+}
+
+/// A section's compiled patterns, and whether they cover the repository itself (the
+/// empty path). globset's `*` matches an empty string where Ant's needs a segment: an
+/// include `*` answered a question about the repository itself yes, and `org/**` no.
+/// Only patterns of `**` alone reach it (no patterns at all, for an include).
+struct Patterns {
+    set: GlobSet,
+    root: bool,
+}
+
+impl Patterns {
+    fn new(patterns: &[String], default_all: bool) -> Patterns {
+        let given: Vec<std::borrow::Cow<'_, str>> = patterns
+            .iter()
+            .map(|p| normal_pattern(p))
+            .filter(|p| !p.is_empty())
+            .collect();
+        let root = if given.is_empty() {
+            default_all
+        } else {
+            given.iter().any(|p| ant(p).split('/').all(|s| s == "**"))
+        };
+        Patterns {
+            set: glob_set(patterns, default_all),
+            root,
+        }
+    }
+
+    fn matches(&self, path: &str, c: &globset::Candidate<'_>) -> bool {
+        if path.is_empty() {
+            self.root
+        } else {
+            self.set.is_match_candidate(c)
+        }
+    }
 }
 
 /// What `ANY LOCAL` / `ANY REMOTE` make of a registered repository's class.
@@ -945,7 +981,7 @@ impl TargetIndex {
         let mut compiled = |patterns: &[String], default_all: bool| {
             globs
                 .entry((patterns.to_vec(), default_all))
-                .or_insert_with(|| Arc::new(glob_set(patterns, default_all)))
+                .or_insert_with(|| Arc::new(Patterns::new(patterns, default_all)))
                 .clone()
         };
         let item = self.sections.len() as u32;
@@ -1060,9 +1096,7 @@ impl TargetIndex {
                 let (group, name) = &self.names[g.name as usize];
                 let s = &self.sections[g.item as usize];
                 let c = candidate.get_or_insert_with(|| globset::Candidate::new(path));
-                whose.is(*group, name)
-                    && s.include.is_match_candidate(c)
-                    && !s.exclude.is_match_candidate(c)
+                whose.is(*group, name) && s.include.matches(path, c) && !s.exclude.matches(path, c)
             });
             if let Some((g, whose)) = found {
                 let target = &self.sections[g.item as usize].target;
@@ -1082,7 +1116,7 @@ impl TargetIndex {
 }
 
 /// Compiled pattern sets by (patterns, whether none means all), while an index is built.
-type Globs = HashMap<(Vec<String>, bool), Arc<GlobSet>>;
+type Globs = HashMap<(Vec<String>, bool), Arc<Patterns>>;
 
 /// The numbers of (user or group, name) in [`TargetIndex::names`], while it is built.
 type Names = HashMap<(bool, String), u32>;
@@ -1890,6 +1924,7 @@ mod tests {
         let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         let patterns = [
             "**", "a/**", "**/*.jar", "a/*/c", "*/b/**", "a/?/c", "b", "a/b*", "**/c", "*",
+            "a//b/**", "/a/**", "./b", "**/", "*/",
         ];
         // `b1` is a release-bundle repository when a `releaseBundle` section names it;
         // `repo` sections that name it (or build info) are then never consulted there.
@@ -2089,7 +2124,8 @@ mod tests {
                         .collect(),
                     own_grants: next(4) != 0,
                 };
-                let depth = 1 + next(4);
+                // Depth 0 now and then: a question about the repository itself.
+                let depth = next(5);
                 let path: Vec<&str> = (0..depth).map(|_| segments[next(segments.len())]).collect();
                 let path = path.join("/");
                 let repo = [
