@@ -1050,6 +1050,7 @@ fn check_add_remove(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Command;
     use gatehouse_schemas::Envelope;
 
     /// A SCIM create is one event: the user with its SCIM attributes (the writer's cost
@@ -1102,6 +1103,61 @@ mod tests {
         )
         .unwrap();
         assert!(again.is_empty(), "{again:?}");
+    }
+
+    /// Finding: an e-mail sealed with the key of the user read landed on a user made
+    /// since under the same name (after a purge: under the destroyed key). The write is
+    /// guarded by the incarnation read, and a new one is a precondition failure (the
+    /// handler reads again and seals with the new user's key).
+    #[test]
+    fn a_change_sealed_for_one_user_does_not_land_on_its_successor() {
+        let mut state = State::default();
+        let mut seq = 0;
+        let mut run = |state: &mut State, command: &Command| {
+            let events = crate::domain::decide(state, command)?;
+            for event in events {
+                seq += 1;
+                state.apply(&Envelope {
+                    seq,
+                    time_ms: seq,
+                    actor: "t".into(),
+                    origin: "o".into(),
+                    request_id: "r".into(),
+                    event,
+                });
+            }
+            Ok::<(), DomainError>(())
+        };
+        let create = Command::CreateUser(NewUser {
+            username: "pz".into(),
+            internal_password_disabled: true,
+            ..NewUser::default()
+        });
+        run(&mut state, &create).unwrap();
+        let first = state.directory.users.get("pz").unwrap().created_seq;
+        let sealed = Command::IfUnchanged {
+            read: crate::domain::AsRead::UserCreated("pz".into(), first),
+            command: Box::new(Command::UpdateUser {
+                username: "pz".into(),
+                changes: UserChanges {
+                    email: Some("enc:v1:k1:xyz".into()),
+                    ..UserChanges::default()
+                },
+            }),
+        };
+        run(
+            &mut state,
+            &Command::DeleteUser {
+                username: "pz".into(),
+            },
+        )
+        .unwrap();
+        run(&mut state, &create).unwrap();
+        assert!(matches!(
+            run(&mut state, &sealed),
+            Err(DomainError::PreconditionFailed(_))
+        ));
+        assert_eq!(state.directory.users.get("pz").unwrap().email, None);
     }
 
     /// A group's external id is its own (`Group::external_id`), for SCIM as for the v2

@@ -89,6 +89,10 @@ pub enum AsRead {
     /// A user's stored (sealed) e-mail: an update that left out an e-mail equal to the
     /// one read (sealed again it looked like a change) must not drop one written since.
     UserEmail(String, Option<String>),
+    /// The user of that name is the one read (its `created_seq`): a value sealed with
+    /// its key must not land on a user made since under the same name (after a purge,
+    /// under a key destroyed with the old one).
+    UserCreated(String, u64),
 }
 
 impl AsRead {
@@ -119,6 +123,11 @@ impl AsRead {
                 .users
                 .get(name.as_str())
                 .is_some_and(|u| u.email == *was),
+            AsRead::UserCreated(name, seq) => state
+                .directory
+                .users
+                .get(name.as_str())
+                .is_some_and(|u| u.created_seq == *seq),
         }
     }
 }

@@ -442,12 +442,11 @@ pub(super) async fn update_user(
         // The e-mail it already has is no change (sealed again it looked like one: an
         // event, a webhook, and `audit/diff` listing the e-mail as changed) — while it
         // still has it (`AsRead::UserEmail`).
-        let current_email = app
-            .read()
-            .directory
-            .users
-            .get(username.as_str())
-            .map(|u| u.email.clone());
+        let (current_email, created_seq) = {
+            let s = app.read();
+            let u = s.directory.users.get(username.as_str());
+            (u.map(|u| u.email.clone()), u.map(|u| u.created_seq))
+        };
         let unchanged = |e: &str| match &current_email {
             Some(Some(sealed)) => app.personal.decrypt(sealed).as_deref() == Some(e),
             Some(None) => e.is_empty(),
@@ -456,10 +455,16 @@ pub(super) async fn update_user(
         let mut guard = None;
         let email = match body.email.clone() {
             Some(e) if unchanged(&e) => {
-                guard = current_email.clone();
+                guard = current_email
+                    .clone()
+                    .map(|was| domain::AsRead::UserEmail(username.clone(), was));
                 None
             }
             Some(e) if !e.is_empty() => {
+                // Sealed with the key of the user read: only for that user (a purge and
+                // a new user of the name between this read and the write left the new
+                // one an e-mail under the destroyed key, and every later write a 500).
+                guard = created_seq.map(|seq| domain::AsRead::UserCreated(username.clone(), seq));
                 let key = app.personal_key(&username).await?;
                 Some(app.seal(&key, &e)?)
             }
@@ -479,9 +484,9 @@ pub(super) async fn update_user(
             username: username.clone(),
             changes,
         };
-        if let Some(was) = guard {
+        if let Some(read) = guard {
             command = Command::IfUnchanged {
-                read: domain::AsRead::UserEmail(username.clone(), was),
+                read,
                 command: Box::new(command),
             };
         }
