@@ -16,6 +16,10 @@ pub struct Header {
     #[serde(default)]
     pub typ: Option<String>,
     pub kid: String,
+    /// Extensions the token says a reader must understand (RFC 7515 §4.1.11): this
+    /// server understands none, so a token that names any is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crit: Option<serde_json::Value>,
 }
 
 /// The claims Gatehouse puts in a token (seed 004 "Access Tokens").
@@ -34,6 +38,10 @@ pub struct Claims {
     pub iat: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exp: Option<u64>,
+    /// Not before (RFC 7519 §4.1.5): this server's tokens never carry one; a trusted
+    /// peer's may, and is refused until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     pub jti: String,
     /// JFrog's extension: a JSON string, e.g. `{"revocable":"true"}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,6 +193,8 @@ pub enum JwtError {
     Malformed,
     #[error("unsupported token algorithm `{0}`")]
     Algorithm(String),
+    #[error("the token names critical header extensions (`crit`), which this server does not understand")]
+    Critical,
     #[error("the token's signature does not verify")]
     BadSignature,
 }
@@ -212,6 +222,9 @@ pub fn parse(token: &str) -> Result<Unverified, JwtError> {
         .ok_or(JwtError::Malformed)?;
     if header.alg != "EdDSA" && header.alg != "RS256" {
         return Err(JwtError::Algorithm(header.alg));
+    }
+    if header.crit.is_some() {
+        return Err(JwtError::Critical);
     }
     let claims: Claims = URL_SAFE_NO_PAD
         .decode(c)
@@ -280,6 +293,7 @@ mod tests {
             iss: "jfac@01x".into(),
             iat: 1,
             exp: Some(2),
+            nbf: None,
             jti: "id".into(),
             ext: Some(r#"{"revocable":"true"}"#.into()),
         }
@@ -325,6 +339,7 @@ mod tests {
                 alg: "EdDSA".into(),
                 typ: Some("JWT".into()),
                 kid: "k9".into(),
+                crit: None,
             };
             let input = format!(
                 "{}.{}",

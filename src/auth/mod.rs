@@ -63,6 +63,9 @@ pub struct TokenCredential {
     /// directory of then).
     pub self_issued: bool,
     pub issued_scope: Option<String>,
+    /// The peer that issued it (`iss`), for a trusted peer's token; `None` for this
+    /// server's own.
+    pub issuer: Option<String>,
     /// When it was issued and until when it holds (seconds): `tokens/me` answers from
     /// them for a token the server keeps no record of (short-lived, not revocable).
     pub issued_at: u64,
@@ -225,6 +228,10 @@ fn inflight_key(cache_key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
     }
     *h.finalize().as_bytes()
 }
+
+/// How far ahead of this server's clock a peer's may run: a token it issued a moment
+/// ago (`iat`), or valid from a moment from now (`nbf`), is taken.
+const CLOCK_SKEW_SECS: u64 = 60;
 
 impl Authenticator {
     pub fn new(
@@ -612,7 +619,7 @@ impl Authenticator {
         let now = unix_secs();
         let s = state.read().unwrap_or_else(|p| p.into_inner());
         let service_id = s.service_id.clone().unwrap_or_default();
-        let (subject, transient_ok, scope, token_id, local, user_seq, self_issued, times) =
+        let (subject, transient_ok, scope, token_id, local, user_seq, self_issued, times, issuer) =
             if !token.contains('.') {
                 let hash = blake3::hash(token.as_bytes()).to_hex().to_string();
                 let record = s
@@ -640,12 +647,25 @@ impl Authenticator {
                     None,
                     record.self_issued,
                     (record.issued_at, record.expires_at),
+                    None,
                 )
             } else {
                 let verified = self.verified_token(token, &s)?;
                 let claims = &verified.claims;
                 if claims.exp.is_some_and(|e| e <= now) {
                     return Err(AuthError::Token("the token has expired".into()));
+                }
+                // RFC 7519 §4.1.5: not before `nbf`; and a token issued in the future is
+                // no token yet either (a peer's clock may run a little ahead: a minute).
+                if claims.nbf.is_some_and(|n| n > now + CLOCK_SKEW_SECS) {
+                    return Err(AuthError::Token(
+                        "the token is not valid yet (`nbf`)".into(),
+                    ));
+                }
+                if claims.iat > now + CLOCK_SKEW_SECS {
+                    return Err(AuthError::Token(
+                        "the token was issued in the future (`iat`)".into(),
+                    ));
                 }
                 if !audience_matches(&claims.aud, &service_id) {
                     return Err(AuthError::Token(format!(
@@ -698,6 +718,7 @@ impl Authenticator {
                     // A peer's too: its user record here (replicated) says what it holds now.
                     verified.self_issued || record.is_some_and(|r| r.self_issued),
                     (claims.iat, claims.exp),
+                    (!local).then(|| claims.iss.clone()),
                 )
             };
         if scope.starts_with(crate::tokens::PAIRING_SCOPE_PREFIX) {
@@ -760,6 +781,7 @@ impl Authenticator {
                 scope,
                 self_issued,
                 issued_scope,
+                issuer,
                 issued_at: times.0,
                 expires_at: times.1,
             }),

@@ -313,6 +313,7 @@ pub fn sign(
         iss: own,
         iat: now,
         exp: Some(now + 60),
+        nbf: None,
         jti: jti.into(),
         ext: None,
     };

@@ -818,11 +818,14 @@ async fn get(
         // under the revocable threshold): `me` answers from the token itself, which
         // the server just verified, rather than "not found" for the token in hand.
         if let Some(cred) = caller.0.token.as_ref().filter(|_| path.as_str() == "me") {
+            // A trusted peer's token names its issuer (it was answered as this
+            // server's).
+            let issuer = cred.issuer.as_deref().unwrap_or(own);
             let mut v = json!({
                 "token_id": cred.token_id,
-                "subject": format!("{own}/users/{}", caller.0.username),
+                "subject": format!("{issuer}/users/{}", caller.0.username),
                 "issued_at": cred.issued_at,
-                "issuer": own,
+                "issuer": issuer,
                 "refreshable": false,
                 "scope": cred.scope,
             });
@@ -972,12 +975,21 @@ pub(super) async fn revoke_id(
     rid: &RequestId,
     id: String,
 ) -> Result<crate::writer::Committed, ApiError> {
-    let owner = app
-        .read()
-        .tokens
-        .by_id
-        .get(id.as_str())
-        .map(|t| t.subject.clone());
+    let (owner, issuer) = {
+        let s = app.read();
+        (
+            s.tokens.by_id.get(id.as_str()).map(|t| t.subject.clone()),
+            s.federation.token_issuers.get(&id).cloned(),
+        )
+    };
+    // A federated copy of another server's token: revoking it here would end only this
+    // copy, and the token would go on working at its issuer (by id this was a 400; by
+    // value and through Artifactory's API it answered 200).
+    if let Some(issuer) = issuer {
+        return Err(ApiError::BadRequest(format!(
+            "token `{id}` was issued by `{issuer}` and cannot be revoked here; revoke it there"
+        )));
+    }
     let Some(owner) = owner else {
         // A short-lived token's id says it is one (the caller must not believe it
         // revoked: it works until it expires), as `DELETE …/tokens/{id}` says.

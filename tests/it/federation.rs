@@ -747,6 +747,24 @@ fn a_token_issued_at_a_works_at_b_until_it_is_revoked_at_a() {
     assert_eq!(me.status, 200, "{}", me.text);
     assert_eq!(me.json()["token_id"], json!(token_id));
     assert_eq!(on_b.delete("/access/api/v1/tokens/me").status, 400);
+    // By value and through Artifactory's API, the same: a 200 there revoked only B's
+    // copy, and the token went on working at A.
+    let r = b.admin().raw(
+        "DELETE",
+        "/access/api/v1/tokens/revoke",
+        Some("application/json"),
+        Some(json!({"token": token}).to_string().as_bytes()),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("revoke it there"), "{}", r.text);
+    let r = b.admin().raw(
+        "POST",
+        "/artifactory/api/security/token/revoke",
+        Some("application/x-www-form-urlencoded"),
+        Some(format!("token_id={token_id}").as_bytes()),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(on_b.get("/access/api/v2/users/tess").status, 200);
     // An expired password (replicated) stops it at B too.
     let r = a
         .admin()
@@ -784,6 +802,7 @@ fn sign_batch(
             iss: iss.into(),
             iat: now,
             exp: Some(now + 60),
+            nbf: None,
             jti: blake3::hash(body).to_hex().to_string(),
             ext: None,
         },
@@ -893,6 +912,7 @@ fn tampered_or_untrusted_batches_are_refused_and_change_nothing() {
             iss: peer.into(),
             iat: now,
             exp: Some(now + 365 * 86400),
+            nbf: None,
             jti: blake3::hash(&body).to_hex().to_string(),
             ext: None,
         },

@@ -1671,6 +1671,7 @@ fn a_peer_key_cannot_sign_tokens_in_this_servers_name() {
                 iss: iss.into(),
                 iat: now,
                 exp: Some(now + 300),
+                nbf: None,
                 jti: format!("forged-{iss}"),
                 ext: None,
             },
@@ -1716,6 +1717,67 @@ fn a_peer_key_cannot_sign_tokens_in_this_servers_name() {
         .collect();
     assert!(!kids.contains(&kid), "{kids:?}");
     assert_eq!(kids.len(), 1, "{kids:?}");
+
+    // Finding: `nbf`, an `iat` in the future and a `crit` header were not looked at: a
+    // trusted peer's token was taken before it was valid (RFC 7519 §4.1.5, RFC 7515
+    // §4.1.11). Tokens written by hand, as a JWT library would.
+    use base64::Engine as _;
+    let b64 = |v: &Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+    };
+    let signer = gatehouse::keys::PrivateKey::from_seed(&key.to_bytes()).unwrap();
+    let peer = "jfac@01peerpeerpeerpeerpeerpeer";
+    let by_hand = |header: Value, extra: Value| {
+        let mut claims = json!({"sub": format!("{peer}/users/admin"),
+            "scp": "applied-permissions/user", "aud": "*@*", "iss": peer, "iat": now,
+            "exp": now + 300, "jti": "by-hand"});
+        for (k, v) in extra.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        let input = format!("{}.{}", b64(&header), b64(&claims));
+        let sig =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signer.sign(input.as_bytes()));
+        format!("{input}.{sig}")
+    };
+    let use_it = |token: &str| {
+        Client::new(&app.base, None)
+            .with_header_auth(&format!("Bearer {token}"))
+            .get("/access/api/v2/users/admin")
+    };
+    let header = json!({"alg": "EdDSA", "typ": "JWT", "kid": kid});
+    assert_eq!(use_it(&by_hand(header.clone(), json!({}))).status, 200);
+    // `tokens/me` names the peer as issuer and subject (it named this server).
+    let me = Client::new(&app.base, None)
+        .with_header_auth(&format!("Bearer {}", by_hand(header.clone(), json!({}))))
+        .get("/access/api/v1/tokens/me");
+    assert_eq!(me.status, 200, "{}", me.text);
+    assert_eq!(me.json()["issuer"], json!(peer), "{}", me.text);
+    assert_eq!(
+        me.json()["subject"],
+        json!(format!("{peer}/users/admin")),
+        "{}",
+        me.text
+    );
+    assert_eq!(
+        use_it(&by_hand(header.clone(), json!({"nbf": now - 10}))).status,
+        200
+    );
+    for (header, extra, why) in [
+        (header.clone(), json!({"nbf": now + 3600}), "nbf"),
+        (
+            header.clone(),
+            json!({"iat": now + 3600, "exp": now + 7200}),
+            "iat",
+        ),
+        (
+            json!({"alg": "EdDSA", "typ": "JWT", "kid": kid, "crit": ["exp2"], "exp2": 1}),
+            json!({}),
+            "crit",
+        ),
+    ] {
+        let r = use_it(&by_hand(header, extra));
+        assert_eq!(r.status, 401, "{why}: {}", r.text);
+    }
 }
 
 /// Group names with a space or a comma are written in double quotes, as JFrog documents
