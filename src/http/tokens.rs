@@ -577,21 +577,30 @@ pub(super) async fn refresh(
             token_may_mint(caller)?;
         }
     }
-    let (user_seq, enabled) =
-        app.read()
-            .directory
-            .users
-            .get(old.subject.as_str())
-            .map_or((None, true), |u| {
-                (
-                    Some(u.created_seq),
-                    u.status == gatehouse_schemas::UserStatus::Enabled,
-                )
-            });
+    let (user_seq, enabled, password_expired) = app
+        .read()
+        .directory
+        .users
+        .get(old.subject.as_str())
+        .map_or((None, true, false), |u| {
+            (
+                Some(u.created_seq),
+                u.status == gatehouse_schemas::UserStatus::Enabled,
+                u.password_expired,
+            )
+        });
     // Said as what it is, not as a bad `username` the caller never sent.
     if !enabled {
         return Err(ApiError::Forbidden(format!(
             "user `{}` is disabled or locked: its tokens are not refreshed",
+            old.subject
+        )));
+    }
+    // As an issue is refused then (the new pair would not work until the password is
+    // changed, and the refresh outlived the expiry).
+    if password_expired {
+        return Err(ApiError::Forbidden(format!(
+            "the password of `{}` has expired: change it, then refresh",
             old.subject
         )));
     }

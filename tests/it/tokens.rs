@@ -1095,6 +1095,22 @@ fn narrowed_tokens_recreated_users_expired_passwords_and_huge_expiries() {
     admin.post_empty("/access/api/v2/users/alice/password/expire");
     let r = bearer(&app, full["access_token"].as_str().unwrap()).get("/access/api/v2/users/alice");
     assert_eq!(r.status, 403, "{}", r.text);
+    // Nor is the pair refreshed (it was: a new pair that worked no better).
+    let r = app.anon().raw(
+        "POST",
+        "/access/api/v1/tokens",
+        Some("application/x-www-form-urlencoded"),
+        Some(
+            format!(
+                "grant_type=refresh_token&refresh_token={}&access_token={}",
+                full["refresh_token"].as_str().unwrap(),
+                full["access_token"].as_str().unwrap()
+            )
+            .as_bytes(),
+        ),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.text.contains("expired"), "{}", r.text);
     admin.put(
         "/access/api/v2/users/alice/password",
         &json!({"password": "password-2"}),
