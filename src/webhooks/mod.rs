@@ -62,6 +62,9 @@ use std::time::{Duration, Instant};
 /// `crate::federation`).
 pub const TREE: &str = "outbox";
 
+/// A handler's secret and named secrets in clear, or why they cannot be opened.
+type HandlerSecrets = Result<(Option<String>, Vec<(String, String)>), String>;
+
 /// The name `health` lists a failing outbox store under (`crate::vitals::impaired`).
 const OUTBOX_HEALTH: &str = "outbox";
 
@@ -1708,18 +1711,26 @@ impl Worker {
             let mut retry_after = None;
             let mut cursor = None;
             let mut attempts = Vec::new();
-            // Secrets in clear for this chunk only.
-            let secrets: Vec<(Option<String>, Vec<(String, String)>)> = sub
+            // Secrets in clear for this chunk only. One that cannot be opened (the
+            // `webhooks` key lost: a data directory moved without `keys/`) fails the
+            // handler's deliveries: they went out unsigned, `Bearer ` empty, while the
+            // API said a secret was set.
+            let secrets: Vec<HandlerSecrets> = sub
                 .handlers
                 .iter()
                 .map(|h| {
-                    (
-                        h.secret.as_deref().and_then(|s| d.personal.decrypt(s)),
+                    let open = |sealed: &str| {
+                        d.personal.decrypt(sealed).ok_or_else(|| {
+                            "the handler's secret cannot be decrypted (the `webhooks` key is missing or damaged: restore <data-dir>/keys/, or set the secret again)".to_string()
+                        })
+                    };
+                    Ok((
+                        h.secret.as_deref().map(open).transpose()?,
                         h.secrets
                             .iter()
-                            .map(|(n, v)| (n.clone(), d.personal.decrypt(v).unwrap_or_default()))
-                            .collect(),
-                    )
+                            .map(|(n, v)| Ok((n.clone(), open(v)?)))
+                            .collect::<Result<Vec<_>, String>>()?,
+                    ))
                 })
                 .collect();
             'entries: for (k, mut items) in entries {
@@ -1989,10 +2000,11 @@ impl Worker {
         &self,
         agent: &ureq::Agent,
         h: &SubscriptionHandler,
-        (secret, secrets): &(Option<String>, Vec<(String, String)>),
+        secrets: &HandlerSecrets,
         p: &Pending,
         own: &mut Renderer,
     ) -> Result<u16, String> {
+        let (secret, secrets) = secrets.as_ref().map_err(Clone::clone)?;
         let event = if p.deferred {
             self.render(p, own)?
         } else {

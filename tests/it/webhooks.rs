@@ -597,3 +597,45 @@ fn handlers_do_not_move_under_waiting_deliveries() {
         "B got its own delivery once"
     );
 }
+
+/// Finding: with the `webhooks` key gone (a data directory moved without `keys/`), a
+/// handler's secret could not be opened and deliveries went out without it — unsigned —
+/// while the API said a secret was set. They fail now, saying why, and nothing is sent.
+#[test]
+fn a_secret_that_cannot_be_opened_fails_the_delivery_instead_of_dropping_it() {
+    let hook = receiver();
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.post(
+        SUBS,
+        &json!({"key": "Signed", "event_filter": {"domain": "group", "event_types": ["created"]},
+            "handlers": [{"handler_type": "webhook", "url": hook.url, "secret": "tell-no-one-123"}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    app.create_group("before");
+    crate::federation::wait_until(10, "the first delivery", || {
+        !hook.seen.lock().unwrap().is_empty()
+    });
+    assert!(header(&hook.seen.lock().unwrap()[0].0, "X-Gatehouse-Signature").is_some());
+    let dir = app.dir.clone();
+    let tmp = app.stop();
+    std::fs::remove_file(dir.join("keys").join("personal").join("webhooks")).unwrap();
+    let app = TestApp::start(dir, Default::default()).unwrap();
+    let admin = app.admin();
+    app.create_group("after");
+    crate::federation::wait_until(10, "a failed attempt recorded", || {
+        admin
+            .get(&format!("{SUBS}/Signed/deliveries"))
+            .text
+            .contains("cannot be decrypted")
+    });
+    let seen = hook.seen.lock().unwrap();
+    assert!(
+        seen.iter()
+            .all(|(head, _)| header(head, "X-Gatehouse-Signature").is_some()),
+        "an unsigned delivery went out"
+    );
+    drop(seen);
+    drop(app);
+    drop(tmp);
+}
