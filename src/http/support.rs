@@ -153,7 +153,9 @@ async fn verify_connection(
     Body(body): Body<Connection>,
 ) -> Result<HttpResponse, ApiError> {
     let url = body.endpoint.trim().to_string();
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
+    // Any case of the scheme, as webhook URLs take it.
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    if !matches!(scheme.as_deref(), Some("http" | "https")) {
         return Err(ApiError::BadRequest(
             "invalid `endpoint`: an http:// or https:// URL".into(),
         ));
@@ -169,10 +171,9 @@ async fn verify_connection(
     });
     let target = url.clone();
     let outcome = web::block(move || -> Result<u16, String> {
-        let agent = ureq::AgentBuilder::new()
-            .timeout(timeout)
-            .redirects(0)
-            .build();
+        // The agent webhooks and federation use: the system's roots and `--ca-file`
+        // (a bare one trusted neither, and refused what a webhook reached).
+        let agent = crate::tls::agent().timeout(timeout).redirects(0).build();
         let mut req = agent.get(&target);
         if let Some(a) = &auth {
             req = req.set("Authorization", a);

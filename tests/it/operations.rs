@@ -683,6 +683,14 @@ fn tls_serves_https_refuses_plain_http_and_reloads_its_certificate_on_sighup() {
                 "{message}"
             );
         }
+        // `verifyconnection` reaches it as webhooks do (it trusted neither the system's
+        // roots nor --ca-file); any case of the scheme.
+        let r = sender.admin().post(
+            "/api/system/verifyconnection",
+            &json!({"endpoint": format!("HTTPS://127.0.0.1:{port}/hook")}),
+        );
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert_eq!(r.text.contains("HTTP 404"), reaches, "{}", r.text);
     }
 
     // A broken file on the next reload: the server keeps the certificate it has.
