@@ -213,6 +213,31 @@ fn check_header(field: &str, h: &HeaderIn) -> Result<(String, String), ApiError>
             "invalid `{field}.value`: at most 4096 characters, no control characters"
         )));
     }
+    // What is written as it is (outside `{{…}}` placeholders, filled in per delivery)
+    // must be something HTTP carries: `café` was stored, and every delivery then failed
+    // through all its retries into the dead letters.
+    let mut fixed = String::with_capacity(h.value.len());
+    let mut rest = h.value.as_str();
+    while let Some(open) = rest.find("{{") {
+        fixed.push_str(&rest[..open]);
+        match rest[open..].find("}}") {
+            Some(close) => rest = &rest[open + close + 2..],
+            None => {
+                rest = &rest[open..];
+                break;
+            }
+        }
+    }
+    fixed.push_str(rest);
+    if !fixed
+        .bytes()
+        .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+    {
+        return Err(bad(format!(
+            "invalid `{field}.value`: HTTP takes visible ASCII only in a header (`{}`)",
+            h.value.escape_debug()
+        )));
+    }
     Ok((h.name.clone(), h.value.clone()))
 }
 

@@ -422,6 +422,22 @@ fn handler_urls_headers_and_kept_secrets_are_the_receivers_own() {
             r.text
         );
     }
+    // A fixed value HTTP cannot carry is refused when saved (it failed every delivery);
+    // what a placeholder fills in is judged per delivery.
+    let mut body = definition("Bad", "https://x.test/");
+    body["handlers"][0]["custom_http_headers"] = json!([{"name": "X-Name", "value": "café"}]);
+    let r = admin.post(SUBS, &body);
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.error_message().contains("custom_http_headers[0].value"),
+        "{}",
+        r.text
+    );
+    let mut body = definition("Fine", "https://x.test/");
+    body["handlers"][0]["custom_http_headers"] =
+        json!([{"name": "X-Name", "value": "by {{.data.username}} ok"}]);
+    let r = admin.post(SUBS, &body);
+    assert_eq!(r.status, 201, "{}", r.text);
     let two = json!({"key": "Swap", "event_filter": {"domain": "user", "event_types": ["created"]},
         "handlers": [{"handler_type": "webhook", "url": "https://trusted.test/hook", "secret": "trusted-secret"},
                      {"handler_type": "webhook", "url": "https://other.test/hook"}]});
