@@ -2451,38 +2451,59 @@ async fn patch_members(
 ) -> Option<Result<HttpResponse>> {
     member_operations(body)?;
     let app = app_of(req);
-    let (delta, seq) = {
+    let rid: RequestId = request_id(req);
+    let read = || {
         let s = app.read();
         let g = s.directory.groups.get(name)?;
-        match member_delta(&s, g, body, &base_url(req), &app.personal)? {
-            Ok(delta) => (delta, g.updated_seq),
-            Err(e) => return Some(Err(e)),
-        }
-    };
-    // Nothing here depends on the version read, but for `If-Match`: the additions,
-    // removals and displays apply to the group as the writer has it (displays member by
-    // member), so parallel PATCHes of other members never conflict.
-    let asked = match if_match(req, seq) {
-        Ok(asked) => asked,
-        Err(e) => return Some(Err(e)),
-    };
-    let rid: RequestId = request_id(req);
-    let committed = match app
-        .submit(
-            Command::ChangeGroupMembers {
-                group: name.to_string(),
-                add: delta.add,
-                remove: delta.remove,
-                if_match: asked,
-                displays: delta.displays,
-            },
-            &caller.username,
-            &rid,
+        Some(
+            member_delta(&s, g, body, &base_url(req), &app.personal)?
+                .map(|delta| (delta, g.updated_seq)),
         )
-        .await
-    {
-        Ok(c) => c,
-        Err(e) => return Some(Err(e.into())),
+    };
+    let mut attempts = 0;
+    let committed = loop {
+        let (delta, seq) = match read()? {
+            Ok(read) => read,
+            Err(e) => return Some(Err(e)),
+        };
+        // Nothing here depends on the version read, but for `If-Match`: the additions,
+        // removals and displays apply to the group as the writer has it (displays member
+        // by member), so parallel PATCHes of other members never conflict.
+        let asked = match if_match(req, seq) {
+            Ok(asked) => asked,
+            Err(e) => return Some(Err(e)),
+        };
+        let (add, remove) = (delta.add.clone(), delta.remove.clone());
+        match app
+            .submit(
+                Command::ChangeGroupMembers {
+                    group: name.to_string(),
+                    add: delta.add,
+                    remove: delta.remove,
+                    if_match: asked,
+                    displays: delta.displays,
+                },
+                &caller.username,
+                &rid,
+            )
+            .await
+        {
+            Ok(c) => break c,
+            // A member renamed between the read and the write (its SCIM id stays, its
+            // name changed): the names read no longer exist, and an IdP's removal was
+            // answered 400 and dropped. Read again while the ids name other users.
+            Err(e @ (ApiError::BadRequest(_) | ApiError::NotFound(_))) => {
+                attempts += 1;
+                let moved = attempts < 8
+                    && read().is_some_and(|again| {
+                        again.is_ok_and(|(d, _)| d.add != add || d.remove != remove)
+                    });
+                if !moved {
+                    return Some(Err(e.into()));
+                }
+            }
+            Err(e) => return Some(Err(e.into())),
+        }
     };
     let s = app.read();
     let Some(g) = s.directory.groups.get(name) else {

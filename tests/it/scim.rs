@@ -2235,3 +2235,42 @@ fn parallel_member_patches_with_displays_all_land() {
         assert_eq!(m["display"], json!(format!("Person {i}")), "{m}");
     }
 }
+
+/// Finding: a group member PATCH racing a rename of that member (its SCIM id stays, its
+/// name changes) was answered 400 ("user does not exist") in about four rounds of ten,
+/// and an IdP's removal was dropped: the member kept the group's grants. It reads the
+/// ids again now. Rounds of the race, each asserting the removal landed.
+#[test]
+fn a_member_removal_racing_the_members_rename_lands() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = scim(&admin, "POST", "/Groups", &json!({"displayName": "rg"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    for round in 0..25 {
+        let id = format!("m{round}");
+        let r = scim(&admin, "POST", "/Users", &json!({"userName": id}));
+        assert_eq!(r.status, 201, "{}", r.text);
+        let add = patch_ops(json!([{"op": "add", "path": "members", "value": [{"value": id}]}]));
+        assert_eq!(scim(&admin, "PATCH", "/Groups/rg", &add).status, 200);
+        let remove =
+            patch_ops(json!([{"op": "remove", "path": format!("members[value eq \"{id}\"]")}]));
+        let rename = patch_ops(
+            json!([{"op": "replace", "path": "userName", "value": format!("{id}-renamed")}]),
+        );
+        let (a, b) = std::thread::scope(|t| {
+            let renamer = t.spawn(|| scim(&admin, "PATCH", &format!("/Users/{id}"), &rename));
+            let remover = t.spawn(|| scim(&admin, "PATCH", "/Groups/rg", &remove));
+            (renamer.join().unwrap(), remover.join().unwrap())
+        });
+        assert_eq!(a.status, 200, "round {round}, rename: {}", a.text);
+        assert_eq!(b.status, 200, "round {round}, removal: {}", b.text);
+        let groups = admin
+            .get(&format!("/access/api/v2/users/{id}-renamed"))
+            .json()["groups"]
+            .clone();
+        assert!(
+            !groups.as_array().unwrap().iter().any(|g| g == "rg"),
+            "round {round}: still a member: {groups}"
+        );
+    }
+}
