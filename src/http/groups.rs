@@ -33,8 +33,9 @@ fn group_response(
     app: &AppState,
     name: &str,
     status: StatusCode,
+    committed: &crate::writer::Committed,
 ) -> Result<HttpResponse, ApiError> {
-    let s = app.read();
+    let s = app.state_after(committed, |s| s.directory.groups.contains_key(name))?;
     let group = s
         .directory
         .groups
@@ -146,7 +147,7 @@ async fn create(
     });
     let committed = app.submit(cmd, &admin.username, &rid).await?;
     Ok(written(
-        group_response(&app, &name, StatusCode::CREATED)?,
+        group_response(&app, &name, StatusCode::CREATED, &committed)?,
         committed,
     ))
 }
@@ -208,7 +209,7 @@ async fn patch(
         )
         .await?;
     Ok(written(
-        group_response(&app, &name, StatusCode::OK)?,
+        group_response(&app, &name, StatusCode::OK, &committed)?,
         committed,
     ))
 }
@@ -252,7 +253,9 @@ async fn change_members(
             &rid,
         )
         .await?;
-    let s = app.read();
+    let s = app.state_after(&committed, |s| {
+        s.directory.groups.contains_key(name.as_str())
+    })?;
     let group = s
         .directory
         .groups

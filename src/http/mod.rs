@@ -89,6 +89,23 @@ pub struct AppState {
     pub sessions: crate::console::Sessions,
 }
 
+/// The state a write is answered from ([`AppState::state_after`]): the live one (its
+/// read lock), or the state right after the write.
+pub enum Answering<'a> {
+    Live(std::sync::RwLockReadGuard<'a, State>),
+    Past(Arc<State>),
+}
+
+impl std::ops::Deref for Answering<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        match self {
+            Answering::Live(s) => s,
+            Answering::Past(s) => s,
+        }
+    }
+}
+
 /// The key id of a user's encrypted personal data, if any is encrypted.
 pub fn user_key_id(u: &gatehouse_projections::User) -> Option<String> {
     u.email
@@ -322,6 +339,23 @@ impl AppState {
         self.log
             .position_at_time(ms, head)
             .map_err(|e| ApiError::Internal(e.to_string()))
+    }
+
+    /// The state a write's answer is read from: the live one while what the answer shows
+    /// is in it (`shows`); else — a later write deleted it between the commit and this
+    /// read — the state right after the write (its change is in the log, and was
+    /// answered 404). Rebuilding is rare, and a moment's work on this thread.
+    pub fn state_after(
+        &self,
+        committed: &crate::writer::Committed,
+        shows: impl Fn(&State) -> bool,
+    ) -> Result<Answering<'_>, ApiError> {
+        let live = self.read();
+        if shows(&live) || committed.events == 0 {
+            return Ok(Answering::Live(live));
+        }
+        drop(live);
+        self.state_at(committed.seq).map(Answering::Past)
     }
 
     /// The state right after `position` (from a snapshot plus the events after it).

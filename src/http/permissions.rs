@@ -149,7 +149,7 @@ async fn save(
     } else {
         StatusCode::CREATED
     };
-    let s = app.read();
+    let s = app.state_after(&committed, |s| s.permissions.targets.contains_key(name))?;
     let t = s
         .permissions
         .targets

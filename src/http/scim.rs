@@ -1853,7 +1853,9 @@ async fn create_user(req: HttpRequest, ScimBody(body): ScimBody) -> Result<HttpR
         )
         .await?;
     let base = base_url(&req);
-    let s = app.read();
+    let s = app.state_after(&committed, |s| {
+        s.directory.users.contains_key(input.username.as_str())
+    })?;
     let u = s
         .directory
         .users
@@ -2043,7 +2045,9 @@ async fn replace_user(
         )
         .await?;
     let base = base_url(req);
-    let s = app.read();
+    let s = app.state_after(&committed, |s| {
+        s.directory.users.contains_key(input.username.as_str())
+    })?;
     let u = s
         .directory
         .users
@@ -2296,7 +2300,9 @@ async fn create_group(req: HttpRequest, ScimBody(body): ScimBody) -> Result<Http
             &rid,
         )
         .await?;
-    let s = app.read();
+    let s = app.state_after(&committed, |s| {
+        s.directory.groups.contains_key(name.as_str())
+    })?;
     let g = s
         .directory
         .groups
@@ -2336,7 +2342,7 @@ async fn replace_group(
             &rid,
         )
         .await?;
-    let s = app.read();
+    let s = app.state_after(&committed, |s| s.directory.groups.contains_key(name))?;
     let g = s
         .directory
         .groups
@@ -2505,7 +2511,10 @@ async fn patch_members(
             Err(e) => return Some(Err(e.into())),
         }
     };
-    let s = app.read();
+    let s = match app.state_after(&committed, |s| s.directory.groups.contains_key(name)) {
+        Ok(s) => s,
+        Err(e) => return Some(Err(e.into())),
+    };
     let Some(g) = s.directory.groups.get(name) else {
         return Some(Err(ScimError::not_found("the group was deleted meanwhile")));
     };
