@@ -82,6 +82,7 @@ async fn save(
         )),
         other => other.into(),
     })?;
+    let sent = target.clone();
     let name = target.name.clone();
     let mut command = Command::SavePermissionTarget {
         target,
@@ -94,7 +95,23 @@ async fn save(
             command: Box::new(command),
         };
     }
-    let committed = app.submit(command, &admin.0.username, rid).await?;
+    // The writer's rules (a principal that does not exist) name fields as Artifactory's
+    // v2 does: named as this client sent them.
+    let committed = app
+        .submit(command, &admin.0.username, rid)
+        .await
+        .map_err(|e| match e {
+            ApiError::BadRequest(m) => {
+                match m.strip_prefix("invalid `").and_then(|r| r.split_once('`')) {
+                    Some((field, rest)) => ApiError::BadRequest(format!(
+                        "invalid `{}`{rest}",
+                        access_field(&sent, field)
+                    )),
+                    None => ApiError::BadRequest(m),
+                }
+            }
+            other => other,
+        })?;
     Ok((current(app, &name)?, committed))
 }
 

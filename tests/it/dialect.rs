@@ -133,6 +133,20 @@ fn an_access_v2_permission_is_one_target_in_all_three_formats() {
     );
     assert_eq!(r.status, 201, "{}", r.text);
     let p = r.json();
+    // A principal that does not exist is named as this format spells the field (it
+    // was Artifactory's `repo.actions.groups`).
+    let r = admin.post(
+        "/access/api/v2/permissions",
+        &json!({"name": "p0", "resources": {"artifact": {
+            "actions": {"groups": {"nobody-group": ["READ"]}},
+            "targets": {"libs-a": {"include_patterns": ["**"]}}}}}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.text.contains("resources.artifact.actions.groups") && !r.text.contains("repo.actions"),
+        "{}",
+        r.text
+    );
     assert_eq!(
         p["resources"]["artifact"]["actions"]["users"]["pat"],
         json!(["READ", "WRITE"])
