@@ -239,6 +239,14 @@ fn an_access_v2_permission_is_one_target_in_all_three_formats() {
                 "repositories": ["libs-c"], "principals": {"users": {"pat": ["r", "m"]}}}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
+    // v1 names a missing principal's field its own way.
+    let r = admin.put(
+        "/artifactory/api/security/permissions/p9",
+        &json!({"name": "p9", "repositories": ["libs-c"],
+                "principals": {"groups": {"nobody-group": ["r"]}}}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("`principals.groups`"), "{}", r.text);
     let v2 = admin
         .get("/artifactory/api/v2/security/permissions/p1")
         .json();

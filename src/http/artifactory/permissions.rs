@@ -50,6 +50,14 @@ async fn get(
     Ok(HttpResponse::Ok().json(permission_v1(t)))
 }
 
+/// The domain's (v2) names of a repository section's fields, and v1's.
+const V1_FIELDS: &[(&str, &str)] = &[
+    ("repo.actions", "principals"),
+    ("repo.repositories", "repositories"),
+    ("repo.include-patterns", "includesPattern"),
+    ("repo.exclude-patterns", "excludesPattern"),
+];
+
 async fn put(
     app: web::Data<AppState>,
     admin: Admin,
@@ -84,7 +92,9 @@ async fn put(
         let committed = app.submit(command, &admin.0.username, &rid).await?;
         Ok((existed, committed))
     })
-    .await?;
+    .await
+    // The domain names fields as Artifactory's v2 does: as v1 spells them here.
+    .map_err(|e| e.renaming_fields(V1_FIELDS))?;
     Ok(written(
         HttpResponse::build(created_or_ok(existed)).finish(),
         committed,
