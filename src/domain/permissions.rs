@@ -379,6 +379,40 @@ pub(super) fn save_target_as_manager(
             )));
         }
     }
+    // Not its own actions, nor those of its groups: seed 002's Manage changes "the
+    // permission settings for other users", and a manage-only user gave itself read,
+    // write and delete (projects refuse raising oneself the same way).
+    let own = |s: &Option<PermissionSection>| {
+        s.as_ref().map(|s| {
+            let sorted =
+                |a: &Vec<String>| a.iter().cloned().collect::<std::collections::BTreeSet<_>>();
+            let users: std::collections::BTreeMap<String, _> = s
+                .users
+                .iter()
+                .filter(|(u, _)| u.eq_ignore_ascii_case(manager))
+                .map(|(u, a)| (u.to_lowercase(), sorted(a)))
+                .collect();
+            let groups: std::collections::BTreeMap<String, _> = s
+                .groups
+                .iter()
+                .filter(|(g, _)| held.is_some_and(|h| h.contains(*g)))
+                .map(|(g, a)| (g.clone(), sorted(a)))
+                .collect();
+            (users, groups)
+        })
+    };
+    for (name, a, b) in [
+        ("repo", &old.repo, &target.repo),
+        ("build", &old.build, &target.build),
+        ("releaseBundle", &old.release_bundle, &target.release_bundle),
+    ] {
+        if own(a) != own(b) {
+            return Err(DomainError::Forbidden(format!(
+                "`{manager}` may change other users' and groups' actions on `{}`, not its own or its groups' (`{name}`)",
+                target.name
+            )));
+        }
+    }
     // Compared by what they mean: no includes is `**` (as a GET shows them: a manager
     // sending the target back as read was refused), empty patterns are none.
     fn includes(p: &[String]) -> Vec<&str> {

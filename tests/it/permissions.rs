@@ -884,9 +884,16 @@ fn a_token_scoped_to_groups_manages_targets_only_through_them() {
     assert_eq!(r.status, 403, "{}", r.text);
     let r = scoped.get("/access/api/v1/authorize?resource=r3-repo/a&action=delete");
     assert_eq!(r.status, 403, "{}", r.text);
-    // The user's own credentials hold `manage`: the same change is theirs to make.
+    // The user's own credentials hold `manage`: a change of others' actions is theirs to
+    // make — not of a group they are in (that raised themselves: seed 002's Manage is
+    // "for other users").
     let mgr = app.as_user("mgr", "password-1");
     let r = mgr.put("/artifactory/api/v2/security/permissions/r3", &widened);
+    assert_eq!(r.status, 403, "{}", r.text);
+    app.create_group("r3-others");
+    let others = json!({"name": "r3", "repo": {"repositories": ["r3-repo"], "include-patterns": ["**"],
+        "actions": {"users": {"mgr": ["manage"]}, "groups": {"r3-readers": ["read"], "r3-others": ["read", "write"]}}}});
+    let r = mgr.put("/artifactory/api/v2/security/permissions/r3", &others);
     assert_eq!(r.status, 200, "{}", r.text);
 }
 

@@ -709,6 +709,20 @@ fn manage_lets_a_user_change_the_members_of_that_target_only() {
     assert_eq!(dave.put(path, &narrower).status, 400);
     let r = dave.put(path, &changed);
     assert_eq!(r.status, 200, "{}", r.text);
+    // Not its own actions, nor its groups' (a manage-only user gave itself read, write
+    // and delete): "the permission settings for other users".
+    let mut raised = changed.clone();
+    raised["repo"]["actions"]["users"]["dave"] = json!(["read", "write", "delete"]);
+    let r = dave.put(path, &raised);
+    assert_eq!(r.status, 403, "{}", r.text);
+    let mut raised = changed.clone();
+    raised["repo"]["actions"]["groups"]["leads"] = json!(["read", "manage", "write"]);
+    assert_eq!(dave.put(path, &raised).status, 403);
+    assert_eq!(
+        dave.get("/access/api/v1/authorize?resource=team-repo/a&action=write")
+            .status,
+        403
+    );
     // But not more repositories, not another target, not a new one, not a deletion.
     let mut wider = changed.clone();
     wider["repo"]["repositories"] = json!(["team-repo", "other-repo"]);
