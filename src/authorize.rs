@@ -703,7 +703,7 @@ pub fn decide_access_key(
             "rw" => matches!(action, "read" | "annotate" | "write"),
             _ => action == "read",
         };
-        if access_ok && e.repo == repo && entitlement_covers(e, path) {
+        if access_ok && e.repo == repo && entitlement_covers(e, path, is_maven(state, repo)) {
             return Decision {
                 allowed: true,
                 via: Cow::Owned(format!(
@@ -718,20 +718,35 @@ pub fn decide_access_key(
     Decision::denied("no entitlement")
 }
 
+/// Whether `repo` is registered as a Maven repository.
+fn is_maven(state: &State, repo: &str) -> bool {
+    state
+        .repositories
+        .by_key
+        .get(repo)
+        .and_then(|r| r.config.package_type.as_deref())
+        .is_some_and(|t| t.eq_ignore_ascii_case("maven"))
+}
+
 /// The scope of an entitlement as a path prefix inside its repository: a package's
 /// files live under `<package>/`, a version's under `<package>/<version>/` (Bintray's
-/// generic layout), a path entitlement covers the path and everything below it.
-fn entitlement_prefix(e: &gatehouse_schemas::Entitlement) -> Option<String> {
+/// generic layout), a path entitlement covers the path and everything below it. In a
+/// Maven repository a package `groupId:artifactId` lives under `group/id/artifactId/`
+/// (Maven's layout: `com.acme:lib` granted nothing on `com/acme/lib/1.0/lib-1.0.jar`).
+fn entitlement_prefix(e: &gatehouse_schemas::Entitlement, maven: bool) -> Option<String> {
     match (&e.package, &e.version, &e.path) {
         (Some(p), Some(v), _) => Some(format!("{p}/{v}")),
-        (Some(p), None, _) => Some(p.clone()),
+        (Some(p), None, _) => Some(match p.split_once(':').filter(|_| maven) {
+            Some((group, artifact)) => format!("{}/{artifact}", group.replace('.', "/")),
+            None => p.clone(),
+        }),
         (None, _, Some(path)) => Some(path.trim_matches('/').to_string()).filter(|p| !p.is_empty()),
         _ => None,
     }
 }
 
-fn entitlement_covers(e: &gatehouse_schemas::Entitlement, path: &str) -> bool {
-    match entitlement_prefix(e) {
+fn entitlement_covers(e: &gatehouse_schemas::Entitlement, path: &str, maven: bool) -> bool {
+    match entitlement_prefix(e, maven) {
         None => true,
         Some(prefix) => {
             path == prefix

@@ -1638,6 +1638,26 @@ fn seed_rows_found_differing_in_the_second_audit() {
         &json!({"repo": "mvn-local", "package": "com.acme:lib", "access": "r", "access_keys": ["bob"]}),
     );
     assert_eq!(r.status, 201, "{}", r.text);
+    // … and covers the package where Maven keeps it (`com/acme/lib/…`: it matched
+    // only `com.acme:lib/…`, which no Maven client asks for).
+    let bob = app.anon().with_header_auth(&format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            "bob@myorg:secret-secret"
+        )
+    ));
+    for (path, allowed) in [
+        ("mvn-local/com/acme/lib/1.0/lib-1.0.jar", true),
+        ("mvn-local/com/acme/lib/maven-metadata.xml", true),
+        ("mvn-local/com/acme/library/1.0/library-1.0.jar", false),
+        ("mvn-local/com/acme/other/1.0/other-1.0.jar", false),
+    ] {
+        let r = bob.get(&format!(
+            "/access/api/v1/authorize?resource={path}&action=read"
+        ));
+        assert_eq!(r.status == 200, allowed, "{path}: {}", r.text);
+    }
 
     app.create_user("dave", "Dave-password-1");
     let names = |q: &str| -> Vec<String> {
