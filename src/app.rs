@@ -645,7 +645,7 @@ async fn initialize(settings: &Settings, writer: &WriterHandle) -> Result<(), St
                 .map_err(|e| {
                     StartError::Other(format!(
                         "GATEHOUSE_ADMIN_PASSWORD: {}",
-                        e.to_string().replace("`password`", "the password")
+                        e.to_string().replace("invalid `password`", "the password")
                     ))
                 })?;
             p

@@ -347,15 +347,17 @@ struct Patterns {
 
 impl Patterns {
     fn new(patterns: &[String], default_all: bool) -> Patterns {
-        let given: Vec<std::borrow::Cow<'_, str>> = patterns
+        let written: Vec<std::borrow::Cow<'_, str>> = patterns
             .iter()
-            .map(|p| normal_pattern(p))
             .filter(|p| !p.is_empty())
+            .map(|p| normal_pattern(p))
             .collect();
-        let root = if given.is_empty() {
+        let root = if written.is_empty() {
             default_all
         } else {
-            given.iter().any(|p| ant(p).split('/').all(|s| s == "**"))
+            written
+                .iter()
+                .any(|p| !p.is_empty() && ant(p).split('/').all(|s| s == "**"))
         };
         Patterns {
             set: glob_set(patterns, default_all),
@@ -831,6 +833,9 @@ fn glob_set(patterns: &[String], default_all: bool) -> GlobSet {
     for p in patterns.iter().filter(|p| !p.is_empty()) {
         let p: &str = &normal_pattern(p);
         if p.is_empty() {
+            // `.` and the like: no judged path has such a segment, so it matches
+            // nothing — it is not "no patterns" (which is `**` for an include).
+            any = true;
             continue;
         }
         if let Some(g) = glob(p) {
@@ -1268,6 +1273,12 @@ mod tests {
             assert!(valid_pattern(p), "{p}");
         }
         assert!(m("/", "a/b") && m("//", "a"));
+        // A pattern of `.` alone matches nothing (it is not "no patterns": an include
+        // `.` granted the whole repository once normalised away).
+        let include = |p: &str| glob_set(&[p.to_string()], true);
+        assert!(!include(".").is_match("a/b") && !include("./.").is_match("x"));
+        assert!(!Patterns::new(&[".".to_string()], true).root);
+        assert!(Patterns::new(&[], true).root);
         assert_eq!(normal_pattern("org/**"), "org/**");
         assert_eq!(normal_pattern("/a//b/./c/"), "a/b/c/");
     }

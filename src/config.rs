@@ -360,7 +360,7 @@ impl Config {
             // The newest snapshot is written while the one before stays readable: one
             // kept was two (quietly).
             return Err(
-                "`snapshot-keep` must be 0 (all) or at least 2 (the one being replaced stays                  until the next is complete)"
+                "`snapshot-keep` must be 0 (all) or at least 2 (the one being replaced stays until the next is complete)"
                     .into(),
             );
         }

@@ -337,19 +337,33 @@ impl SignInLimits {
         let now = unix_secs();
         let keep = self.familiar_for.as_secs();
         let mut at: HashMap<[u8; 16], u64> = HashMap::new();
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            for line in text.lines() {
-                let Some((h, t)) = line.split_once(' ') else {
-                    continue;
-                };
-                let (Some(h), Ok(t)) = (hex16(h), t.parse::<u64>()) else {
-                    continue;
-                };
-                if now.saturating_sub(t) < keep {
-                    let e = at.entry(h).or_insert(t);
-                    *e = (*e).max(t);
+        // Line by line, as bytes: a damaged line (a torn append, a stray byte) is skipped
+        // and the rest kept (read as one string, one bad byte emptied the file); a time
+        // ahead of the clock is no sign-in that happened.
+        let mut skipped = 0usize;
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                    let parsed = std::str::from_utf8(line)
+                        .ok()
+                        .and_then(|l| l.split_once(' '))
+                        .and_then(|(h, t)| Some((hex16(h)?, t.parse::<u64>().ok()?)))
+                        .filter(|(_, t)| *t <= now + 86_400);
+                    match parsed {
+                        Some((h, t)) if now.saturating_sub(t) < keep => {
+                            let e = at.entry(h).or_insert(t);
+                            *e = (*e).max(t);
+                        }
+                        Some(_) => {}
+                        None => skipped += 1,
+                    }
                 }
             }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        if skipped > 0 {
+            tracing::warn!(lines = skipped, "{FAMILIAR_FILE}: damaged lines skipped (their addresses are unfamiliar until the next sign-in from them)");
         }
         if at.len() > MAX_REMEMBERED {
             let mut newest: Vec<([u8; 16], u64)> = at.into_iter().collect();
@@ -428,7 +442,9 @@ impl SignInLimits {
                 }
                 r.at.insert(h, secs);
                 use std::io::Write as _;
-                if let Err(e) = writeln!(r.file, "{} {secs}", hex_of(&h)) {
+                // One write of the whole line (a torn one is skipped at the next start).
+                let line = format!("{} {secs}\n", hex_of(&h));
+                if let Err(e) = r.file.write_all(line.as_bytes()) {
                     tracing::warn!(error = %e, "cannot write a familiar address to {FAMILIAR_FILE}: it is familiar until the next restart only");
                 }
             }
@@ -651,5 +667,41 @@ mod tests {
         assert!(l
             .check("x", Some("2001:db8:1:3::1".parse().unwrap()), true)
             .is_none());
+    }
+
+    /// Familiar addresses outlive a restart; a damaged line (a stray byte, a torn
+    /// append) or a time ahead of the clock is skipped, the rest kept (one bad byte
+    /// emptied the whole file).
+    #[test]
+    fn familiar_addresses_are_kept_and_a_damaged_line_costs_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let ann: IpAddr = "198.51.100.2".parse().unwrap();
+        let bob: IpAddr = "2001:db8:1:2::9".parse().unwrap();
+        let l = limits();
+        l.remember_in(dir.path()).unwrap();
+        l.signed_in("ann", Some(ann));
+        l.signed_in("bob", Some(bob));
+        drop(l);
+        let path = dir.path().join(FAMILIAR_FILE);
+        let kept = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(kept.lines().count(), 2, "{kept}");
+        assert!(
+            !kept.contains("198.51") && !kept.contains("2001:db8"),
+            "{kept}"
+        );
+        let future = format!("{} {}\n", "ab".repeat(16), unix_secs() + 10 * 86_400);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(b"\xff\xfe torn\n");
+        bytes.extend_from_slice(future.as_bytes());
+        bytes.extend_from_slice(b"0123");
+        std::fs::write(&path, bytes).unwrap();
+        let l = limits();
+        l.remember_in(dir.path()).unwrap();
+        assert!(l.is_familiar("ann", Some(ann)));
+        // Another host of bob's /64 is bob's too; another user at ann's address is not.
+        assert!(l.is_familiar("bob", Some("2001:db8:1:2::1".parse().unwrap())));
+        assert!(!l.is_familiar("bob", Some(ann)));
+        let rewritten = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(rewritten.lines().count(), 2, "{rewritten}");
     }
 }

@@ -143,6 +143,9 @@ enum ExportFormat {
     Binary,
 }
 
+/// Said after an export and an import: what the file does not carry.
+const KEYS_NOT_INCLUDED: &str = "note: the keys are not in an export: copy <data-dir>/keys/ with it into the new data directory before the server starts on it, or e-mails, SCIM attributes and secrets read [erased] and earlier tokens are refused (README, Command line)";
+
 /// Transparent huge pages off for this process, unless the operator chose with
 /// `MIMALLOC_ALLOW_THP` (mimalloc reads it itself: `1` keeps them, `0` turns them off).
 ///
@@ -155,9 +158,6 @@ enum ExportFormat {
 /// 210 MiB of resident memory instead of 263. Throughput moved within the noise.
 /// (`prctl(PR_SET_THP_DISABLE)` is what mimalloc does for `MIMALLOC_ALLOW_THP=0`; it
 /// holds for the whole process from its next fault on.)
-
-/// Said after an export and an import: what the file does not carry.
-const KEYS_NOT_INCLUDED: &str = "note: the keys are not in an export: copy <data-dir>/keys/ with it into the new data directory before the server starts on it, or e-mails, SCIM attributes and secrets read [erased] and earlier tokens are refused (README, Command line)";
 
 fn no_huge_pages_unless_asked() {
     #[cfg(target_os = "linux")]

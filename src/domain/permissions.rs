@@ -37,6 +37,8 @@ fn pattern_ok(p: &str) -> bool {
         && p.len() <= 1024
         && !p.chars().any(|c| c.is_control() || c == ',')
         && !p.split('/').any(|s| s == "..")
+        // Nothing but `.` and empty segments (`.`, `./.`): matches nothing as written.
+        && (p.is_empty() || !crate::authorize::normal_pattern(p).is_empty())
 }
 
 fn normalize_section(field: &str, w: PermissionSection) -> Result<PermissionSection, DomainError> {
@@ -55,6 +57,8 @@ fn normalize_section(field: &str, w: PermissionSection) -> Result<PermissionSect
                             " (a comma separates patterns in Artifactory's v1 format: give each pattern on its own)"
                         } else if p.split('/').any(|s| s == "..") {
                             " (a `..` segment: paths are judged without them, so it could never match)"
+                        } else if crate::authorize::normal_pattern(p).is_empty() {
+                            " (`.` segments only: paths are judged without them, so it could never match; `**` is everything)"
                         } else {
                             ""
                         }

@@ -515,6 +515,8 @@ impl Federation {
                 let _ = s.doorbell.try_send(());
                 drop(s.thread);
             }
+            // A sender of its that died no longer says anything about the server.
+            crate::vitals::recovered(&format!("gatehouse-federation-{k}"));
         }
         for name in names {
             if senders.contains_key(name) || self.stop.load(Ordering::SeqCst) {

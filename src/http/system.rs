@@ -117,7 +117,7 @@ async fn health(app: web::Data<AppState>) -> HttpResponse {
         ("UNHEALTHY", format!("stopped: {}", stopped.join("; ")))
     } else if !degraded.is_empty() {
         // Served (200: the server decides and writes), with what does not run named.
-        ("DEGRADED", format!("stopped: {}", degraded.join("; ")))
+        ("DEGRADED", format!("degraded: {}", degraded.join("; ")))
     } else {
         (
             "HEALTHY",

@@ -683,6 +683,8 @@ impl Deliveries {
                 // Not joined: it may be in the middle of a request; it exits after it.
                 drop(w.thread);
             }
+            // A thread of its that died no longer says anything about the server.
+            crate::vitals::recovered(&format!("gatehouse-webhook-{k}"));
         }
         for k in keys {
             if workers.contains_key(k) || self.stop.load(Ordering::SeqCst) {
@@ -954,7 +956,7 @@ impl Dispatcher {
                     crate::vitals::impaired(
                         OUTBOX_HEALTH,
                         format!(
-                            "webhook and federation deliveries wait: the outbox store (<data-dir>/outbox) fails ({e}); if it still does once the disk has room, restart the process (nothing is lost: deliveries resume from the log)"
+                            "webhook and federation deliveries wait: their dispatcher cannot record what it found ({e}); if it still cannot once the disk has room, restart the process (nothing is lost: deliveries resume from the log)"
                         ),
                     );
                     self.state = None;
