@@ -18,8 +18,18 @@ pub struct Header {
     pub kid: String,
     /// Extensions the token says a reader must understand (RFC 7515 §4.1.11): this
     /// server understands none, so a token that names any is refused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub crit: Option<serde_json::Value>,
+}
+
+/// A header field that is there, whatever its value (`"crit": null` is a `crit` too:
+/// RFC 7515 allows only an array there).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 /// The claims Gatehouse puts in a token (seed 004 "Access Tokens").

@@ -662,7 +662,10 @@ impl Authenticator {
                         "the token is not valid yet (`nbf`)".into(),
                     ));
                 }
-                if claims.iat > now + CLOCK_SKEW_SECS {
+                // A peer's only: this server's own `iat` comes from its own clock, and a
+                // clock stepped back (or nodes of one shared log a little apart) must not
+                // refuse tokens just issued.
+                if claims.iss != service_id && claims.iat > now + CLOCK_SKEW_SECS {
                     return Err(AuthError::Token(
                         "the token was issued in the future (`iat`)".into(),
                     ));

@@ -243,16 +243,20 @@ async fn nginx(_admin: Admin, req: HttpRequest) -> Result<HttpResponse, ApiError
         .to_string();
     let name = match query_param(&req, "name")? {
         Some(n) => {
+            // A DNS name (nginx would read `$…` as a variable, quotes as syntax).
             if n.is_empty()
-                || n.chars().any(|c| {
-                    c.is_control() || c.is_whitespace() || matches!(c, ';' | '{' | '}' | '/')
-                })
+                || n.len() > 253
+                || !n
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
             {
-                return Err(ApiError::BadRequest("invalid `name`".into()));
+                return Err(ApiError::BadRequest(
+                    "invalid `name`: a DNS name (letters, digits, `.` and `-`)".into(),
+                ));
             }
             n
         }
-        None if scheme == "https" && host.parse::<std::net::IpAddr>().is_ok() => {
+        None if scheme.eq_ignore_ascii_case("https") && host.parse::<std::net::IpAddr>().is_ok() => {
             return Err(ApiError::BadRequest(format!(
                 "Gatehouse is reached at an IP address ({host}) over https, and nginx checks a certificate's names, never its addresses: give `name`, a DNS name Gatehouse's certificate holds (nginx still connects to {addr})"
             )))

@@ -979,10 +979,13 @@ fn system_endpoints_of_seed_004() {
         "{}",
         r.text
     );
-    assert_eq!(
-        admin.get_with(&format!("{path}&name=a;b"), &https).status,
-        400
-    );
+    for bad in ["a;b", "$http_x", "a%22b"] {
+        let r = admin.get_with(&format!("{path}&name={bad}"), &https);
+        assert_eq!(r.status, 400, "{bad}");
+    }
+    // The scheme in any case (nginx reads it so).
+    let r = admin.get_with(path, &[("X-Forwarded-Proto", "HTTPS")]);
+    assert_eq!(r.status, 400, "{}", r.text);
     // Storage and licensing: a clear 404.
     for (method, path) in [
         ("GET", "/api/system/license"),

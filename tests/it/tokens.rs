@@ -1790,6 +1790,11 @@ fn a_peer_key_cannot_sign_tokens_in_this_servers_name() {
             json!({}),
             "crit",
         ),
+        (
+            json!({"alg": "EdDSA", "typ": "JWT", "kid": kid, "crit": null}),
+            json!({}),
+            "crit null",
+        ),
     ] {
         let r = use_it(&by_hand(header, extra));
         assert_eq!(r.status, 401, "{why}: {}", r.text);
