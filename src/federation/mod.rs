@@ -75,6 +75,11 @@ pub const ENTITIES: &[(&str, &str)] = &[
 /// Changes per batch of the live stream and of a full broadcast.
 const STREAM_BATCH: usize = 512;
 const BROADCAST_BATCH: usize = 2000;
+/// The most bytes of changes one batch carries (beyond its first change): batches were
+/// cut by count alone, and 470 changes of a group of a thousand members made a body
+/// over the receiver's 64 MiB (`MAX_BATCH_BYTES`), refused with 413 and sent again for
+/// ever, the target's whole stream stuck behind it.
+const BATCH_BYTES: usize = 16 * 1024 * 1024;
 
 /// The scopes of the tokens federation peers sign.
 pub const BATCH_SCOPE: &str = "federation:batch";
@@ -789,20 +794,25 @@ impl Sender {
             }
             let mut keys = Vec::new();
             let mut changes = Vec::new();
+            let mut bytes = 0usize;
             for item in f
                 .tree
                 .scan_prefix(prefixed(b'f', &self.name))
                 .take(STREAM_BATCH)
             {
                 let Ok((k, v)) = item else { break };
-                let change = rmp_serde::from_slice::<Pending>(&v)
+                let text = rmp_serde::from_slice::<Pending>(&v)
                     .ok()
                     // Left over from an earlier target of the same name: not sent.
                     .filter(|p| p.generation == 0 || p.generation == generation)
-                    .and_then(|p| f.personal.decrypt(&p.change))
-                    .and_then(|text| serde_json::from_str::<ChangeWire>(&text).ok());
+                    .and_then(|p| f.personal.decrypt(&p.change));
+                let size = text.as_ref().map_or(0, String::len);
+                if !keys.is_empty() && bytes + size > BATCH_BYTES {
+                    break;
+                }
+                bytes += size;
                 keys.push(k);
-                if let Some(c) = change {
+                if let Some(c) = text.and_then(|t| serde_json::from_str::<ChangeWire>(&t).ok()) {
                     changes.push(c);
                 }
             }
@@ -1049,14 +1059,26 @@ impl Sender {
             .as_u64()
             .ok_or_else(|| "the target did not say where the broadcast begins".to_string())?;
         let mut sent = 0u64;
-        for chunk in all.chunks(BROADCAST_BATCH) {
+        let mut rest = all.iter().peekable();
+        while rest.peek().is_some() {
             if self.stopped() {
                 return Err("the server is stopping".into());
             }
-            let changes: Vec<ChangeWire> = chunk
-                .iter()
-                .map(|(e, n)| render(&state, &f.personal, e, n))
-                .collect();
+            // By count and by bytes (see `BATCH_BYTES`), at least one change a batch.
+            let mut changes: Vec<ChangeWire> = Vec::new();
+            let mut bytes = 0usize;
+            while changes.len() < BROADCAST_BATCH {
+                let Some((e, n)) = rest.peek() else { break };
+                let change = render(&state, &f.personal, e, n);
+                let size = serde_json::to_vec(&change).map_or(0, |v| v.len());
+                if !changes.is_empty() && bytes + size > BATCH_BYTES {
+                    break;
+                }
+                bytes += size;
+                changes.push(change);
+                rest.next();
+            }
+            let count = changes.len() as u64;
             f.post(
                 agent,
                 &target.url,
@@ -1068,7 +1090,7 @@ impl Sender {
                     names: None,
                 },
             )?;
-            sent += chunk.len() as u64;
+            sent += count;
             f.set_status(&self.name, |s| s.broadcast.sent = sent);
         }
         f.post(
