@@ -390,7 +390,11 @@ async fn status(
         "active": target.active,
         "head": head,
         "cursor": cursor,
-        "lag_events": pending,
+        // Owed a full broadcast, it has nothing pending (dropped) and is as far behind as
+        // it gets: it said 0 exactly then.
+        "lag_events": if owed { head.saturating_sub(cursor).max(pending as u64) } else { pending as u64 },
+        // What waits in the outbox (dropped when a broadcast is owed).
+        "pending_events": pending,
         "lag_seconds": oldest.map(|t| now.saturating_sub(t) as f64 / 1000.0).unwrap_or(0.0),
         "last_error": st.last_error,
         "last_success": st.last_success_ms.map(|t| crate::timefmt::format(t, true)),

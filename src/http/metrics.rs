@@ -128,7 +128,10 @@ pub(super) fn refresh(app: &AppState, m: &Metrics) {
         // Nothing waiting is caught up: a target whose filter selects little keeps an
         // old cursor (it moves when something is sent), and its lag grew with every
         // write it did not select.
-        let lag = if pending == 0 {
+        // A target owed a full broadcast has nothing pending (what was is dropped) and
+        // is as far behind as it gets: it read 0 exactly then.
+        let owed = app.federation.broadcast_owed(&l.target);
+        let lag = if pending == 0 && !owed {
             0
         } else {
             head.saturating_sub(cursor)
@@ -139,6 +142,6 @@ pub(super) fn refresh(app: &AppState, m: &Metrics) {
             .set(oldest.map_or(0, |t| now_ms.saturating_sub(t) / 1000) as i64);
         m.federation_broadcast_owed
             .get_or_create(&l)
-            .set(app.federation.broadcast_owed(&l.target) as i64);
+            .set(owed as i64);
     }
 }

@@ -551,11 +551,14 @@ fn a_target_too_far_behind_gets_a_full_broadcast_by_itself() {
     for i in 0..12 {
         create_user(&a, &format!("late{i}"), &format!("late{i}@example.com"));
     }
-    // More than 5 pending: A drops them and owes B a broadcast.
+    // More than 5 pending: A drops them and owes B a broadcast — and says how far
+    // behind B is (its lag read 0 once the backlog was dropped).
     wait_until(15, "A gave up on the backlog", || {
         let st = a.admin().get(&format!("{FED}/site-b/status")).json();
-        st["broadcast_owed"] == true && st["lag_events"].as_u64().unwrap() <= 5
+        st["broadcast_owed"] == true && st["pending_events"].as_u64().unwrap() <= 5
     });
+    let st = a.admin().get(&format!("{FED}/site-b/status")).json();
+    assert!(st["lag_events"].as_u64().unwrap() >= 12, "{st}");
     b.restart();
     wait_until(20, "the broadcast brought B up to date", || {
         (0..12).all(|i| b.user(&format!("late{i}")).is_some())
