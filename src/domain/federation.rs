@@ -113,6 +113,8 @@ pub(super) fn apply_replicated(
     let mut batch: BTreeMap<(&str, &str), &gatehouse_schemas::EntityVersion> = BTreeMap::new();
     let mut events = Vec::new();
     let mut removed_principals: Vec<(bool, &str)> = Vec::new();
+    // Users this batch brings (earlier in it than the groups that name them).
+    let mut arrived: std::collections::BTreeSet<&str> = Default::default();
     for c in changes {
         let (entity, name) = c.entity();
         if c.version.origin == own || (entity == "user" && unfederated_user(name)) {
@@ -127,10 +129,41 @@ pub(super) fn apply_replicated(
                 None => state.version_of(entity, name).is_none_or(|v| c.version > v),
             },
         };
-        if !newer {
+        // The same version of a group again (a full broadcast), naming members whose
+        // users have arrived here since: applied again. Its members were dropped while
+        // their users did not exist here, and the version rule kept them out for good
+        // (users selected after their groups, or arriving by another path of a mesh).
+        let fills_members = !newer
+            && !batch.contains_key(&(entity, name))
+            && match &c.change {
+                Replicated::Group(g) => {
+                    state
+                        .federation
+                        .versions
+                        .get(entity, name)
+                        .is_some_and(|r| c.version == r.version)
+                        && state
+                            .directory
+                            .groups
+                            .get(g.name.as_str())
+                            .is_some_and(|here| {
+                                g.members.iter().any(|m| {
+                                    !unfederated_user(m)
+                                        && !here.members.contains(m)
+                                        && (state.directory.users.contains_key(m.as_str())
+                                            || arrived.contains(m.as_str()))
+                                })
+                            })
+                }
+                _ => false,
+            };
+        if !newer && !fills_members {
             continue;
         }
         batch.insert((entity, name), &c.version);
+        if let Replicated::User(u) = &c.change {
+            arrived.insert(u.username.as_str());
+        }
         let (source, version) = (source.to_string(), c.version.clone());
         let event = match &c.change {
             Replicated::User(user) => Event::UserReplicated {

@@ -1492,3 +1492,29 @@ fn replicated_permission_targets_keep_the_rules_of_a_local_write() {
         "{t}"
     );
 }
+
+/// Finding: a group that reached a peer before its members' users kept no members
+/// there for good — the users' arrival (a target made to select users too, which
+/// broadcasts) brought the group again at the version the peer had, and the version rule
+/// refused it. The same version naming members now known is applied again.
+#[test]
+fn a_groups_members_arrive_with_their_users_later() {
+    let a = Site::start();
+    let b = Site::start();
+    trust_both(&a, &b);
+    create_user(&a, "mia", "mia@example.com");
+    create_user(&a, "noa", "noa@example.com");
+    create_group(&a, "crew", &["mia", "noa"]);
+    a.register("site-b", &b, json!({"entities": ["groups"]}));
+    wait_until(10, "the group reached B", || b.group("crew").is_some());
+    assert_eq!(b.group("crew").unwrap()["members"], json!([]));
+    let r = a.admin().patch(
+        &format!("{FED}/site-b"),
+        &json!({"entities": ["users", "groups"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_until(20, "the members followed their users", || {
+        b.group("crew")
+            .is_some_and(|g| g["members"] == json!(["mia", "noa"]))
+    });
+}
