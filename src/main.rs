@@ -158,7 +158,6 @@ const KEYS_NOT_INCLUDED: &str = "note: the keys are not in an export: copy <data
 /// 210 MiB of resident memory instead of 263. Throughput moved within the noise.
 /// (`prctl(PR_SET_THP_DISABLE)` is what mimalloc does for `MIMALLOC_ALLOW_THP=0`; it
 /// holds for the whole process from its next fault on.)
-
 fn no_huge_pages_unless_asked() {
     #[cfg(target_os = "linux")]
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {

@@ -120,7 +120,7 @@ impl ListedFrom {
         let (dn, base) = (normal_dn(dn), normal_dn(&self.base));
         match parent_dn(&dn) {
             // Compared as DNs: `cn=a\\,dc=example` is not under `dc=example`.
-            Some(parent) if self.sub_tree => dn_within(&parent, &base),
+            Some(parent) if self.sub_tree => dn_within(parent, &base),
             Some(parent) => parent == base,
             None => false,
         }

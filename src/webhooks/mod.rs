@@ -2028,7 +2028,7 @@ impl Worker {
             h,
             &event,
             secret.as_deref(),
-            &secrets,
+            secrets,
             &idempotency_key(p.position, p.notice),
         );
         post(agent, &h.url, &body, &headers)
