@@ -62,6 +62,9 @@ use std::time::{Duration, Instant};
 /// `crate::federation`).
 pub const TREE: &str = "outbox";
 
+/// What a delivery error says when the request cannot be made at all (see `post`).
+const UNSENDABLE: &str = "cannot be sent: HTTP takes visible ASCII only";
+
 /// A handler's secret and named secrets in clear, or why they cannot be opened.
 type HandlerSecrets = Result<(Option<String>, Vec<(String, String)>), String>;
 
@@ -365,7 +368,7 @@ pub fn post(
         let visible = |s: &str| s.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b));
         if n.is_empty() || !n.bytes().all(|b| b.is_ascii_graphic() && b != b':') || !visible(v) {
             return Err(format!(
-                "the header `{}` cannot be sent: HTTP takes visible ASCII only (its value is not shown: it may hold a secret)",
+                "the header `{}` {UNSENDABLE} (its value is not shown: it may hold a secret)",
                 n.escape_debug()
             ));
         }
@@ -1772,8 +1775,13 @@ impl Worker {
                         Err(e) => (None, Some(e.clone())),
                     };
                     let delivered = status.is_some_and(|c| (200..300).contains(&c));
+                    // A request this server cannot make for this event (a header its
+                    // data fills with a line break) fails the same way at every attempt:
+                    // a dead letter at once, not after the whole backoff (minutes, with
+                    // the subscription held behind it).
+                    let never = error.as_deref().is_some_and(|e| e.contains(UNSENDABLE));
                     let out_of_attempts =
-                        p.attempts >= d.settings.max_attempts || handler.is_none();
+                        p.attempts >= d.settings.max_attempts || handler.is_none() || never;
                     let outcome = if delivered {
                         "delivered"
                     } else if out_of_attempts {

@@ -894,3 +894,47 @@ fn a_subscription_deleted_mid_request_leaves_nothing_to_its_successor() {
     assert!(!d.to_string().contains(&stuck.url), "{d}");
     assert_eq!(d["failed_count"], 0, "{d}");
 }
+
+/// Finding: a request this server cannot make for an event (a header its data fills
+/// with a line break) was retried through the whole backoff — minutes with the default
+/// settings, the subscription held behind it — though every attempt fails the same way.
+/// A dead letter at its first attempt now; the next event goes on.
+#[test]
+fn a_request_that_cannot_be_made_is_a_dead_letter_at_once() {
+    let app = TestApp::spawn_with(Config {
+        webhook_max_attempts: 10,
+        webhook_retry_base_ms: 2000,
+        ..quick_retries()
+    });
+    let admin = app.admin();
+    let rx = Receiver::start();
+    let r = admin.post(
+        SUBS,
+        &json!({"key": "desc", "event_filter": {"domain": "group", "event_types": ["created"]},
+            "handlers": [{"handler_type": "custom-webhook", "url": rx.url, "payload": "{}",
+                          "http_headers": [{"name": "X-Desc", "value": "{{.data.description}}"}]}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let bad = admin.post(
+        "/access/api/v2/groups",
+        &json!({"name": "two-lines", "description": "line one\nline two"}),
+    );
+    assert_eq!(bad.status, 201, "{}", bad.text);
+    let good = admin.post(
+        "/access/api/v2/groups",
+        &json!({"name": "one-line", "description": "fine"}),
+    );
+    assert_eq!(good.status, 201, "{}", good.text);
+    // With ten attempts two seconds apart and more, the next event would wait minutes.
+    let got = rx.wait_for(1, 10);
+    assert_eq!(got.len(), 1);
+    let failed = admin.get(&format!("{SUBS}/desc/failed")).json();
+    assert_eq!(failed["failed"][0]["attempts"], 1, "{failed}");
+    assert!(
+        failed["failed"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be sent"),
+        "{failed}"
+    );
+}
