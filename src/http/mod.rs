@@ -355,7 +355,16 @@ impl AppState {
             return Ok(Answering::Live(live));
         }
         drop(live);
-        self.state_at(committed.seq).map(Answering::Past)
+        // Not through `state_at`: that one asks for as-of checkpoints (a server that
+        // never reads the past would start keeping them for one race) and caches the
+        // state among the past reads; an answer needs the state once.
+        let rebuilt = self
+            .history
+            .state_or_snapshot(&self.log, committed.seq)
+            .map_err(|e| {
+                ApiError::Internal(format!("cannot rebuild position {}: {e}", committed.seq))
+            })?;
+        Ok(Answering::Past(Arc::new(rebuilt)))
     }
 
     /// The state right after `position` (from a snapshot plus the events after it).
