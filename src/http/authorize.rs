@@ -297,6 +297,18 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
     let index = AppState::decision_index(&app, past.as_ref()).await?;
     let s = app.view(&req);
     let index = current_for(&app, index, past.is_some(), &s);
+    // In the past, the caller's account under its name of then: a user renamed since
+    // was judged by today's name, which was nobody's then (refused) or another's.
+    let principal = match past {
+        Some(_) => {
+            let mut principal = principal;
+            if let Some(name) = account_name_then(&app.read(), &s, &principal.username) {
+                principal.username = name;
+            }
+            principal
+        }
+        None => principal,
+    };
     let caller_admin = admin_at(&principal, past.is_some(), &s);
     let subject = match query_param(&req, "user")? {
         Some(other) => {
@@ -306,6 +318,22 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
                 ));
             }
             let name = crate::domain::normalize_username("user", &other)?;
+            // `user=` names today's account; in the past, it is asked about under its
+            // name of then (renamed since: today's name was nobody's, or another's).
+            let exists_now =
+                past.is_some() && app.read().directory.users.contains_key(name.as_str());
+            let name = if exists_now {
+                match account_name_then(&app.read(), &s, &name) {
+                    Some(then) => then,
+                    None => {
+                        return Err(ApiError::NotFound(format!(
+                            "user `{name}` did not exist at that position"
+                        )))
+                    }
+                }
+            } else {
+                name
+            };
             if !s.directory.users.contains_key(name.as_str()) {
                 if let Some(key) = s.access_keys.keys.get(&name) {
                     // An expired key signs in to nothing (401): it is allowed nothing. Its
@@ -421,6 +449,29 @@ fn scope_at<'a>(
         }
         None => std::borrow::Cow::Borrowed(&t.scope),
     })
+}
+
+/// The name that today's user `name` (in `now`) had in `then`, found by its account's
+/// creation; `None` when that account did not exist then.
+fn account_name_then(
+    now: &gatehouse_projections::State,
+    then: &gatehouse_projections::State,
+    name: &str,
+) -> Option<String> {
+    let created = now.directory.users.get(name)?.created_seq;
+    if then
+        .directory
+        .users
+        .get(name)
+        .is_some_and(|u| u.created_seq == created)
+    {
+        return Some(name.to_owned());
+    }
+    then.directory
+        .users
+        .values()
+        .find(|u| u.created_seq == created)
+        .map(|u| u.username.clone())
 }
 
 /// Whether `principal` is an admin in `s`: now, its credentials say; in the past, its

@@ -506,6 +506,47 @@ fn was_it_allowed_then() {
     assert_eq!(ask(None).status, 200);
 }
 
+/// A user renamed since a moment is judged then under its name of then: today's name
+/// was nobody's (it answered "no grant", and 404 to an admin's `user=`).
+#[test]
+fn a_renamed_user_is_judged_then_under_its_name_then() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("bob", "password-1");
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/t",
+        &json!({"repo": {"repositories": ["libs"], "actions": {"users": {"bob": ["read"]}}}}),
+    );
+    let granted = seq_of(&r);
+    let r = admin.raw(
+        "PATCH",
+        "/access/api/v1/scim/v2/Users/bob",
+        Some("application/scim+json"),
+        Some(
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "userName", "value": "robert"}]})
+            .to_string()
+            .as_bytes(),
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    // The grant followed the rename; then, it named `bob`, and so did the account.
+    let robert = app.as_user("robert", "password-1");
+    let path = |q: &str| format!("/access/api/v1/authorize?resource=libs/a.jar&action=read{q}");
+    assert_eq!(robert.get(&path("")).status, 200);
+    let then = robert.get(&path(&format!("&as_of={granted}")));
+    assert_eq!(then.status, 200, "{}", then.text);
+    assert_eq!(then.json()["subject"], "bob", "{}", then.text);
+    assert!(then.text.contains("permission target `t`"), "{}", then.text);
+    let asked = admin.get(&path(&format!("&user=robert&as_of={granted}")));
+    assert_eq!(asked.status, 200, "{}", asked.text);
+    assert_eq!(asked.json()["subject"], "bob", "{}", asked.text);
+    // Before the account, an admin's `user=` finds nobody of today's account.
+    let r = admin.get(&path(&format!("&user=robert&as_of={}", granted - 2)));
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert!(r.text.contains("did not exist"), "{}", r.text);
+}
+
 #[test]
 fn the_events_api_filters_pages_streams_and_redacts() {
     let app = TestApp::spawn();
