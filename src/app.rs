@@ -653,7 +653,7 @@ async fn initialize(settings: &Settings, writer: &WriterHandle) -> Result<(), St
         _ => {
             let p = password::generate();
             let path = settings.data_dir.join(INITIAL_PASSWORD_FILE);
-            write_private(&path, &p)?;
+            let p = write_private(&path, &p)?;
             tracing::info!(path = %path.display(), "the initial password of `admin` was written to this file");
             p
         }
@@ -744,19 +744,33 @@ async fn ensure_keys(
         let version = url_version + 1;
         keys.new_signed_url_key(version)
             .map_err(|e| StartError::Other(e.to_string()))?;
-        writer
+        let made = writer
             .submit(Command::ReplaceSignedUrlKey { version, org: None }, ctx())
-            .await
-            .map_err(|e| StartError::Other(e.to_string()))?;
+            .await;
+        if let Err(e) = made {
+            // Nodes of a shared log started together: another one made it first (its
+            // key is the shared one, fetched when missing here).
+            let now = shared
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys
+                .signed_url_version;
+            if now < version || keys.signed_url_key(now).is_none() {
+                return Err(StartError::Other(e.to_string()));
+            }
+        }
     }
     Ok(())
 }
 
 /// Write a private file (0600). A key file is also given to the other nodes of a shared
-/// log (`keys::vault`), before anything can use it.
-pub fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
-    write_private_local(path, contents)?;
-    crate::keys::vault::written(path, contents)
+/// log (`keys::vault`), before anything can use it; when another node made that key
+/// first, its copy is written instead. Returns what was written.
+pub fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<String> {
+    let kept = crate::keys::vault::written(path, contents)?;
+    let text = kept.unwrap_or_else(|| contents.to_owned());
+    write_private_local(path, &text)?;
+    Ok(text)
 }
 
 /// [`write_private`] on this node only.

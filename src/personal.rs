@@ -574,8 +574,12 @@ impl PersonalKeys {
         if self.cache.get(name).flatten().is_none() && self.key_from_disk(name).is_none() {
             let mut key = [0u8; 32];
             getrandom::getrandom(&mut key).map_err(|e| KeyStoreError(e.to_string()))?;
-            crate::app::write_private(&self.dir.join(name), &URL_SAFE_NO_PAD.encode(key))
-                .map_err(|e| KeyStoreError(e.to_string()))?;
+            // Another node of a shared log may have made it first: its key is the one.
+            let kept =
+                crate::app::write_private(&self.dir.join(name), &URL_SAFE_NO_PAD.encode(key))
+                    .map_err(|e| KeyStoreError(e.to_string()))?;
+            let key = crate::keys::vault::parse32(&kept)
+                .ok_or_else(|| KeyStoreError(format!("the shared key `{name}` is damaged")))?;
             self.cache.insert(name, Some(key));
         }
         Ok(name.to_string())

@@ -462,7 +462,10 @@ impl KeyRing {
             .join(format!("signed-url-org-{org}-{version}.secret"));
         let mut key = [0u8; 32];
         getrandom::getrandom(&mut key).expect("the OS has randomness");
+        // With a key vault, another node may have made this version first: its key
+        // was written instead (the file is what signs and verifies).
         crate::app::write_private(&path, &URL_SAFE_NO_PAD.encode(key))
+            .map(drop)
             .map_err(|source| KeyError { path, source })
     }
 
@@ -484,7 +487,10 @@ impl KeyRing {
         let path = self.dir.join(format!("signed-url-{version}.secret"));
         let mut key = [0u8; 32];
         getrandom::getrandom(&mut key).expect("the OS has randomness");
+        // With a key vault, another node may have made this version first: its key
+        // was written instead (the file is what signs and verifies).
         crate::app::write_private(&path, &URL_SAFE_NO_PAD.encode(key))
+            .map(drop)
             .map_err(|source| KeyError { path, source })
     }
 }

@@ -139,14 +139,19 @@ impl KeyVault {
                 }
                 continue;
             }
-            if path.exists() {
-                continue;
-            }
             let Some(plain) = self.open_sealed(&name, &sealed) else {
                 return Err(LogError::Database(format!(
                     "the shared key `{name}` does not open with this master key: every node needs the same master key file"
                 )));
             };
+            if let Ok(here) = std::fs::read_to_string(&path) {
+                // The shared copy is the key: a file that differs was made here by a node
+                // that lost a race to make it (and signed what no other node accepts).
+                if here.trim().as_bytes() == plain.trim_ascii() {
+                    continue;
+                }
+                tracing::warn!(key = %name, "this node's copy of a shared key differed from the shared one; taking the shared one");
+            }
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| LogError::Database(e.to_string()))?;
             }
@@ -175,6 +180,7 @@ impl KeyVault {
                     for (id, key) in crate::personal::stored_keys(&path) {
                         let name = format!("keys/personal/{id}");
                         if !known.contains(&name) {
+                            // Ids are unique: no other node holds one of these.
                             self.put(&name, &key)?;
                         }
                     }
@@ -185,22 +191,52 @@ impl KeyVault {
                 }
                 let text = std::fs::read_to_string(&path)
                     .map_err(|e| LogError::Database(e.to_string()))?;
-                self.put(&name, text.trim())?;
+                if let Some(kept) = self.put(&name, text.trim())? {
+                    tracing::warn!(key = %name, "another node made this shared key first; taking its copy");
+                    crate::app::write_private_local(&path, kept.trim())
+                        .map_err(|e| LogError::Database(e.to_string()))?;
+                }
             }
         }
         Ok(())
     }
 
-    fn put(&self, name: &str, plain: &str) -> Result<(), LogError> {
+    /// Keep `plain` as key `name` unless a node was first: then the key kept is that
+    /// node's, returned (two nodes making the webhooks key or signed-URL key N at once
+    /// each kept its own, and the one whose value lost signed what the others refused).
+    fn put(&self, name: &str, plain: &str) -> Result<Option<String>, LogError> {
         let sealed = self.seal(name, plain.as_bytes());
         let mut pg = self.pg.lock().unwrap_or_else(|p| p.into_inner());
-        pg.client()?
+        let client = pg.client()?;
+        let inserted = client
             .execute(
                 "INSERT INTO gatehouse_keys (name, sealed) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 &[&name, &sealed],
             )
             .map_err(db)?;
-        Ok(())
+        if inserted == 1 {
+            return Ok(None);
+        }
+        let row = client
+            .query_one(
+                "SELECT sealed, destroyed FROM gatehouse_keys WHERE name = $1",
+                &[&name],
+            )
+            .map_err(db)?;
+        if row.get::<_, bool>(1) {
+            return Err(LogError::Database(format!(
+                "the shared key `{name}` was destroyed and cannot be made again"
+            )));
+        }
+        let kept = self
+            .open_sealed(name, row.get::<_, &[u8]>(0))
+            .and_then(|p| String::from_utf8(p).ok())
+            .ok_or_else(|| {
+                LogError::Database(format!(
+                    "the shared key `{name}` does not open with this master key: every node needs the same master key file"
+                ))
+            })?;
+        Ok((kept.trim() != plain.trim()).then_some(kept))
     }
 
     fn get(&self, name: &str) -> Option<String> {
@@ -236,10 +272,11 @@ pub fn serves(path: &Path) -> bool {
     vault_for(path).is_some()
 }
 
-/// A key file was written: give it to the other nodes (before it is used).
-pub fn written(path: &Path, contents: &str) -> std::io::Result<()> {
+/// A key file is about to be written: give it to the other nodes (before it is used).
+/// `Some` is the key another node made first under that name, to be written instead.
+pub fn written(path: &Path, contents: &str) -> std::io::Result<Option<String>> {
     let Some((vault, name)) = vault_for(path) else {
-        return Ok(());
+        return Ok(None);
     };
     off_runtime(|| vault.put(&name, contents.trim())).map_err(std::io::Error::other)
 }

@@ -984,6 +984,138 @@ fn nodes_share_their_keys_sealed_under_the_master_key() {
     drop((a, b, c));
 }
 
+/// Every `keys/…` file of the nodes' data directories, by name: a name two nodes hold
+/// must hold one key.
+fn shared_key_files(dirs: &[&Path]) -> HashMap<String, Vec<String>> {
+    let mut files: HashMap<String, Vec<String>> = HashMap::new();
+    for dir in dirs {
+        for sub in ["keys", "keys/personal"] {
+            let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = format!("{sub}/{}", e.file_name().to_string_lossy());
+                if e.path().is_file() && !name.ends_with(".tmp") {
+                    let text = std::fs::read_to_string(e.path()).unwrap();
+                    files.entry(name).or_default().push(text.trim().to_string());
+                }
+            }
+        }
+    }
+    files
+}
+
+fn assert_one_key_per_name(dirs: &[&Path]) {
+    for (name, copies) in shared_key_files(dirs) {
+        assert!(
+            copies.windows(2).all(|w| w[0] == w[1]),
+            "nodes hold different keys under `{name}`"
+        );
+    }
+}
+
+/// Keys with a fixed name (the signed-URL key of a version, the webhook-secret key) made
+/// by two nodes at once are one key: the first node's. Nodes started together on an
+/// empty database each made signed-URL key 1, all but one failed to start, and the
+/// losers' keys signed URLs that no other node accepted.
+#[test]
+fn nodes_that_make_the_same_key_at_once_keep_one() {
+    let Some(pg) = Postgres::start("nodes_that_make_the_same_key_at_once_keep_one") else {
+        return;
+    };
+    let url = pg.url();
+    let secrets = tempfile::tempdir().unwrap();
+    let master = secrets.path().join("master.key");
+    std::fs::write(&master, [0x5au8; 48]).unwrap();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes: Vec<ServerProcess> = std::thread::scope(|s| {
+        let started: Vec<_> = dirs
+            .iter()
+            .map(|d| {
+                let (url, master) = (&url, &master);
+                s.spawn(move || keyed_node(d.path(), url, master))
+            })
+            .collect();
+        started.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let paths: Vec<&Path> = dirs.iter().map(|d| d.path()).collect();
+    assert_one_key_per_name(&paths);
+    // Key replacements racing on two nodes, and a subscription with a secret (the first
+    // makes the webhook-secret key) on each of two nodes at once.
+    for round in 0..4 {
+        std::thread::scope(|s| {
+            for n in [&nodes[0], &nodes[2]] {
+                s.spawn(move || {
+                    n.admin()
+                        .post("/artifactory/api/signed/url/key", &json!({}))
+                });
+            }
+            if round == 0 {
+                for (i, n) in [&nodes[0], &nodes[1]].into_iter().enumerate() {
+                    s.spawn(move || {
+                        let r = n.admin().post(
+                            "/event/api/v1/subscriptions",
+                            &json!({
+                                "key": format!("hook{i}"),
+                                "event_filter": {"domain": "group", "event_types": ["created"]},
+                                "handlers": [{"handler_type": "webhook",
+                                              "url": "http://127.0.0.1:9/",
+                                              "secret": "s3cr3t-hook"}]
+                            }),
+                        );
+                        assert_eq!(r.status, 201, "{}", r.text);
+                    });
+                }
+            }
+        });
+        assert_one_key_per_name(&paths);
+    }
+    // A URL signed on any node verifies on every node.
+    let head = nodes
+        .iter()
+        .map(|n| digest(&n.base)["seq"].as_u64().unwrap())
+        .max()
+        .unwrap()
+        .to_string();
+    for signer in &nodes {
+        let r = signer.admin().raw_with(
+            "POST",
+            "/artifactory/api/signed/url",
+            Some("application/json"),
+            Some(
+                json!({"repo_path": "libs/a.jar", "valid_for_secs": 600})
+                    .to_string()
+                    .as_bytes(),
+            ),
+            &[("X-Gatehouse-Min-Seq", &head)],
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        let signed = r.text.trim().trim_matches('"').to_string();
+        let path = signed
+            .split_once("/artifactory")
+            .map(|(_, p)| p)
+            .unwrap()
+            .to_string();
+        let query = format!("/artifactory{path}")
+            .replace('%', "%25")
+            .replace('?', "%3F")
+            .replace('&', "%26")
+            .replace('=', "%3D");
+        for checker in &nodes {
+            let r = checker.admin().get_with(
+                &format!("/artifactory/api/signed/url/verify?url={query}"),
+                &[("X-Gatehouse-Min-Seq", &head)],
+            );
+            assert_eq!(
+                r.status, 200,
+                "signed on {} and checked on {}: {}",
+                signer.base, checker.base, r.text
+            );
+        }
+    }
+    drop(nodes);
+}
+
 /// Each node's view of the delivery lease (the digest answer's `lease`).
 fn lease_of(base: &str) -> Value {
     digest(base)["lease"].clone()
