@@ -385,7 +385,13 @@ pub(super) fn save_target_as_manager(
     }
     // Not its own actions, nor those of its groups: seed 002's Manage changes "the
     // permission settings for other users", and a manage-only user gave itself read,
-    // write and delete (projects refuse raising oneself the same way).
+    // write and delete (projects refuse raising oneself the same way). Nor anonymous's
+    // (or its groups'): what anonymous may do, the manager may do without credentials.
+    let anonymous = state
+        .directory
+        .users
+        .get(gatehouse_projections::ANONYMOUS)
+        .map(|u| &u.groups);
     let own = |s: &Option<PermissionSection>| {
         s.as_ref().map(|s| {
             let sorted =
@@ -393,13 +399,19 @@ pub(super) fn save_target_as_manager(
             let users: std::collections::BTreeMap<String, _> = s
                 .users
                 .iter()
-                .filter(|(u, _)| u.eq_ignore_ascii_case(manager))
+                .filter(|(u, _)| {
+                    u.eq_ignore_ascii_case(manager)
+                        || u.eq_ignore_ascii_case(gatehouse_projections::ANONYMOUS)
+                })
                 .map(|(u, a)| (u.to_lowercase(), sorted(a)))
                 .collect();
             let groups: std::collections::BTreeMap<String, _> = s
                 .groups
                 .iter()
-                .filter(|(g, _)| held.is_some_and(|h| h.contains(*g)))
+                .filter(|(g, _)| {
+                    held.is_some_and(|h| h.contains(*g))
+                        || anonymous.is_some_and(|h| h.contains(*g))
+                })
                 .map(|(g, a)| (g.clone(), sorted(a)))
                 .collect();
             (users, groups)
@@ -412,7 +424,7 @@ pub(super) fn save_target_as_manager(
     ] {
         if own(a) != own(b) {
             return Err(DomainError::Forbidden(format!(
-                "`{manager}` may change other users' and groups' actions on `{}`, not its own or its groups' (`{name}`)",
+                "`{manager}` may change other users' and groups' actions on `{}`, not its own, its groups', nor anonymous's (`{name}`)",
                 target.name
             )));
         }

@@ -116,17 +116,19 @@ fn may_sign_as(
     let subject = crate::authorize::Subject::new(&s.directory, signer, false, scope);
     // With the state already read: a second read lock while holding one can wait
     // forever behind a writer queued in between.
-    let d = app
-        .permission_index(&s)
-        .decide(&subject, repo, path, "manage");
-    if d.allowed {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(format!(
-            "creating a signed URL needs an admin or `manage` on `{repo_path}` ({})",
-            d.via
-        )))
+    let index = app.permission_index(&s);
+    // `manage` (seed 002), and `read`: the URL lends read, and a manage-only user may
+    // not give itself read (its own actions are not its to change).
+    for action in ["manage", "read"] {
+        let d = index.decide(&subject, repo, path, action);
+        if !d.allowed {
+            return Err(ApiError::Forbidden(format!(
+                "a signed URL needs an admin, or `manage` and `read` on `{repo_path}` (`{action}`: {})",
+                d.via
+            )));
+        }
     }
+    Ok(())
 }
 
 async fn create(

@@ -895,6 +895,22 @@ fn a_token_scoped_to_groups_manages_targets_only_through_them() {
         "actions": {"users": {"mgr": ["manage"]}, "groups": {"r3-readers": ["read"], "r3-others": ["read", "write"]}}}});
     let r = mgr.put("/artifactory/api/v2/security/permissions/r3", &others);
     assert_eq!(r.status, 200, "{}", r.text);
+    // Nor anonymous's: with anonymous access on, what anonymous may do the manager may do
+    // without credentials (it gave anonymous write, and wrote).
+    let r = admin.put(
+        "/access/api/v1/config/security/anonymous_access",
+        &json!({"enabled": true}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let mut to_anonymous = others.clone();
+    to_anonymous["repo"]["actions"]["users"]["anonymous"] = json!(["read", "write"]);
+    let r = mgr.put("/artifactory/api/v2/security/permissions/r3", &to_anonymous);
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.text.contains("anonymous"), "{}", r.text);
+    let r = app
+        .anon()
+        .get("/access/api/v1/authorize?resource=r3-repo/a&action=write");
+    assert_ne!(r.status, 200, "{}", r.text);
 }
 
 /// What a model-based review of the three formats found: a v1 read sent back widened a

@@ -827,6 +827,19 @@ fn a_signed_url_holds_only_while_its_signer_may_sign_it() {
     assert_eq!(verify(&erin_url).status, 200, "erin keeps hers");
     grant(json!({"dave+ops@example.com": ["read", "manage"], "erin": ["read", "manage"]}));
     assert_eq!(verify(&url).status, 200);
+    // `read` taken away: the URL lends read, which a manage-only user may not give
+    // itself (it read anything it managed, without credentials), nor sign anew.
+    grant(json!({"dave+ops@example.com": ["manage"], "erin": ["read", "manage"]}));
+    assert_eq!(verify(&url).status, 403);
+    assert_eq!(via_nginx(&url), 401);
+    let r = app.as_user("dave+ops@example.com", "password-1").post(
+        "/artifactory/api/signed/url",
+        &json!({"repo_path": "libs/a.txt"}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.error_message().contains("`read`"), "{}", r.text);
+    grant(json!({"dave+ops@example.com": ["read", "manage"], "erin": ["read", "manage"]}));
+    assert_eq!(verify(&url).status, 200);
     // Disabled, then deleted.
     let r = admin.patch(
         "/access/api/v2/users/dave+ops@example.com",
