@@ -387,10 +387,16 @@ impl Directory {
                 Ok(out)
             }
             // The user's DN names its groups: each RDN above the entry's own whose
-            // attribute is the group name attribute (`ou=devs,ou=eng,…`).
+            // attribute is the group name attribute (`ou=devs,ou=eng,…`), below the
+            // group base (every user under `ou=people` joined a group `people`).
             _ => Ok(rdns(dn)
                 .into_iter()
                 .skip(1)
+                .filter(|rdn| {
+                    let group_dn = &dn[rdn.at..];
+                    crate::domain::ldap::dn_within(group_dn, &base)
+                        && !crate::domain::ldap::dn_within(&base, group_dn)
+                })
                 .flat_map(|rdn| {
                     let group_dn = &dn[rdn.at..];
                     rdn.pairs
@@ -449,7 +455,14 @@ impl Directory {
                         let name = match names.get(&m) {
                             Some(n) => n.clone(),
                             None => {
-                                let n = self.username_of(&m, &login)?;
+                                // Only an entry where this setting's sign-in finds users:
+                                // any `uid=alice` elsewhere in the tree was taken for the
+                                // user `alice` (who got its groups and their grants).
+                                let n = if self.users_could_be(s, &m) {
+                                    self.username_of(&m, &login)?
+                                } else {
+                                    None
+                                };
                                 names.insert(m.clone(), n.clone());
                                 n
                             }
@@ -493,6 +506,36 @@ impl Directory {
                 ),
             }),
         }
+    }
+
+    /// Whether `dn` is where setting `s` signs users in: under one of its search bases
+    /// (directly, without `search_sub_tree`), or its DN pattern's parent.
+    fn users_could_be(&self, s: &LdapSetting, dn: &str) -> bool {
+        use crate::domain::ldap::dn_within;
+        let Some(parent) = rdns(dn).get(1).map(|r| &dn[r.at..]) else {
+            return false;
+        };
+        let same = |a: &str, b: &str| dn_within(a, b) && dn_within(b, a);
+        if !s.search_filter.as_deref().unwrap_or("").trim().is_empty() {
+            let bases: Vec<String> = match s.search_base.as_deref().filter(|b| !b.is_empty()) {
+                Some(b) => b.split('|').map(|b| under(b, &self.base)).collect(),
+                None => vec![self.base.clone()],
+            };
+            return bases.iter().any(|base| {
+                if s.search_sub_tree {
+                    dn_within(parent, base)
+                } else {
+                    same(parent, base)
+                }
+            });
+        }
+        let Some(pattern) = s.user_dn_pattern.as_deref().filter(|p| !p.is_empty()) else {
+            return false;
+        };
+        let pattern = under(pattern, &self.base);
+        rdns(&pattern)
+            .get(1)
+            .is_some_and(|r| same(parent, &pattern[r.at..]))
     }
 
     /// The user name of the entry `dn`: its RDN value when the RDN is the login

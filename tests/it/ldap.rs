@@ -1003,3 +1003,107 @@ access to * by * read"
         "bob@corp.example"
     );
 }
+
+/// An import counts a group member as a user only where the setting signs users in: an
+/// entry `uid=alice` elsewhere in the tree was taken for the user `alice`, who got its
+/// group and that group's grants. HIERARCHICAL groups come from below the group base
+/// only (every user under `ou=people` joined a group `people`).
+#[test]
+fn a_member_outside_the_user_bases_and_a_dn_above_the_group_base_are_not_taken() {
+    use std::collections::HashSet;
+    if !installed("a_member_outside_the_user_bases_and_a_dn_above_the_group_base_are_not_taken") {
+        return;
+    }
+    let slapd = Slapd::start();
+    let app = TestApp::spawn_with(gatehouse::Config {
+        auth_cache_ttl_secs: 0,
+        ..Default::default()
+    });
+    let admin = app.admin();
+    configure(&admin, &slapd);
+    let mut conn = slapd.manager();
+    let add = |conn: &mut ldap3::LdapConn, dn: String, attrs: Vec<(&str, HashSet<&str>)>| {
+        conn.add(&dn, attrs).unwrap().success().unwrap();
+    };
+    add(
+        &mut conn,
+        format!("ou=contractors,{BASE}"),
+        vec![
+            ("objectClass", HashSet::from(["organizationalUnit"])),
+            ("ou", HashSet::from(["contractors"])),
+        ],
+    );
+    let other_alice = format!("uid=alice,ou=contractors,{BASE}");
+    add(
+        &mut conn,
+        other_alice.clone(),
+        vec![
+            ("objectClass", HashSet::from(["inetOrgPerson"])),
+            ("uid", HashSet::from(["alice"])),
+            ("cn", HashSet::from(["Other Alice"])),
+            ("sn", HashSet::from(["x"])),
+        ],
+    );
+    add(
+        &mut conn,
+        format!("cn=contractors,ou=groups,{BASE}"),
+        vec![
+            ("objectClass", HashSet::from(["groupOfNames"])),
+            ("cn", HashSet::from(["contractors"])),
+            ("member", HashSet::from([other_alice.as_str()])),
+        ],
+    );
+    for ou in ["eng", "devs"] {
+        let parent = if ou == "eng" {
+            format!("ou=people,{BASE}")
+        } else {
+            format!("ou=eng,ou=people,{BASE}")
+        };
+        add(
+            &mut conn,
+            format!("ou={ou},{parent}"),
+            vec![
+                ("objectClass", HashSet::from(["organizationalUnit"])),
+                ("ou", HashSet::from([ou])),
+            ],
+        );
+    }
+    add(
+        &mut conn,
+        format!("uid=dave,ou=devs,ou=eng,ou=people,{BASE}"),
+        vec![
+            ("objectClass", HashSet::from(["inetOrgPerson"])),
+            ("uid", HashSet::from(["dave"])),
+            ("cn", HashSet::from(["Dave"])),
+            ("sn", HashSet::from(["x"])),
+            ("userPassword", HashSet::from(["dave-Directory-pw-4"])),
+        ],
+    );
+    let _ = conn.unbind();
+    assert_eq!(sign_in(&app.base, "alice", ALICE_PASSWORD).status, 200);
+    let r = admin.post_empty("/access/api/v1/ldap/groups/corp-groups/refresh");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(members_of(&admin, "contractors"), Vec::<String>::new());
+    assert!(!groups_of(&admin, "alice").contains(&"contractors".to_string()));
+    // HIERARCHICAL under `ou=eng,ou=people`: dave's `devs`, not `eng` (the base) nor
+    // `people` (above it).
+    let r = admin.post(
+        "/access/api/v1/ldap/groups",
+        &json!({
+            "name": "hier",
+            "enabled_ldap": "corp",
+            "group_base_dn": "ou=eng,ou=people",
+            "group_name_attribute": "ou",
+            "strategy": "HIERARCHICAL"
+        }),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        sign_in(&app.base, "dave", "dave-Directory-pw-4").status,
+        200
+    );
+    let groups = groups_of(&admin, "dave");
+    assert!(groups.contains(&"devs".to_string()), "{groups:?}");
+    assert!(!groups.contains(&"people".to_string()), "{groups:?}");
+    assert!(!groups.contains(&"eng".to_string()), "{groups:?}");
+}
