@@ -286,16 +286,7 @@ impl Lease {
             *e = position;
         }
         let mut pg = pg.lock().unwrap_or_else(|p| p.into_inner());
-        let result = pg.client().and_then(|c| {
-            c.execute(
-                "INSERT INTO gatehouse_cursors (name, position) VALUES ($1, $2)
-                 ON CONFLICT (name) DO UPDATE
-                   SET position = GREATEST(gatehouse_cursors.position, EXCLUDED.position)",
-                &[&name, &(position as i64)],
-            )
-            .map_err(|e| crate::log::LogError::Database(e.to_string()))
-        });
-        if let Err(e) = result {
+        if let Err(e) = pg.raise_cursor(name, position) {
             pg.drop_connection();
             tracing::warn!(cursor = name, position, error = %e, "cannot record a delivery cursor in the shared log");
         }

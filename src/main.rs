@@ -776,6 +776,17 @@ fn import(data_dir: PathBuf, input: PathBuf, allow_unterminated: bool) -> ExitCo
         );
         return ExitCode::from(2);
     }
+    // Until the last event is in and verified, the directory says the import is
+    // unfinished: one cut short (killed, a full disk) verified as a shorter history, was
+    // served as one, and refused a second import.
+    let marker = data_dir.join(gatehouse::log::IMPORT_UNFINISHED);
+    let marked = std::fs::write(&marker, b"gatehouse import\n")
+        .and_then(|()| std::fs::File::open(&marker)?.sync_all())
+        .and_then(|()| std::fs::File::open(&data_dir)?.sync_all());
+    if let Err(e) = marked {
+        eprintln!("gatehouse: cannot write {}: {e}", marker.display());
+        return ExitCode::from(2);
+    }
     for chunk in records.chunks(10_000) {
         if let Err(e) = log.append_raw(chunk) {
             return report_broken(e);
@@ -784,6 +795,16 @@ fn import(data_dir: PathBuf, input: PathBuf, allow_unterminated: bool) -> ExitCo
     let mut state = State::default();
     match log.verify_with(|env| state.apply(env)) {
         Ok(report) => {
+            let head = records.last().map_or(0, |r| r.seq);
+            if let Err(e) = gatehouse::webhooks::start_after_import(&data_dir, head) {
+                return report_broken(e);
+            }
+            let done = std::fs::remove_file(&marker)
+                .and_then(|()| std::fs::File::open(&data_dir)?.sync_all());
+            if let Err(e) = done {
+                eprintln!("gatehouse: cannot remove {}: {e}", marker.display());
+                return ExitCode::from(2);
+            }
             println!(
                 "imported {} events, head hash {}, state digest {}",
                 report.events,
@@ -825,7 +846,10 @@ fn report_broken(e: LogError) -> ExitCode {
     }
     let unreadable = matches!(
         e,
-        LogError::Storage(sled::Error::Io(_)) | LogError::Database(_) | LogError::NoSpace(_)
+        LogError::Storage(sled::Error::Io(_))
+            | LogError::Database(_)
+            | LogError::NoSpace(_)
+            | LogError::ImportUnfinished(_)
     );
     ExitCode::from(if unreadable { 2 } else { 1 })
 }
@@ -955,17 +979,32 @@ fn import_shared(url: &str, input: PathBuf, allow_unterminated: bool) -> ExitCod
         println!("chain broken at position {at}: the export does not verify");
         return ExitCode::from(1);
     }
-    let (mut after, mut prev) = (0u64, gatehouse::log::GENESIS_HASH);
-    for chunk in records.chunks(1000) {
-        if let Err(e) = pg.append(after, &prev, chunk) {
-            eprintln!("gatehouse: {e}");
-            return ExitCode::from(1);
-        }
-        let last = chunk.last().expect("chunks are not empty");
-        (after, prev) = (last.seq, last.hash);
+    if let Err(e) = pg.import(&records) {
+        eprintln!("gatehouse: {e}");
+        return ExitCode::from(1);
     }
     match replay_rows(&mut pg, None) {
         Ok((state, _, events, head)) => {
+            // Deliveries start after the imported history, which the server it came
+            // from delivered: every node's worker drops what is below these cursors.
+            let position = records.last().map_or(0, |r| r.seq);
+            let names = state
+                .subscriptions
+                .keys()
+                .map(|k| gatehouse::lease::webhook_cursor(k))
+                .chain(
+                    state
+                        .federation
+                        .targets
+                        .keys()
+                        .map(|t| gatehouse::lease::federation_cursor(t)),
+                );
+            for name in names {
+                if let Err(e) = pg.raise_cursor(&name, position) {
+                    eprintln!("gatehouse: {e}");
+                    return ExitCode::from(1);
+                }
+            }
             println!(
                 "imported {events} events, head hash {}, state digest {}",
                 hex(&head),

@@ -53,13 +53,24 @@ pub enum LogError {
     /// writer refuses that batch and goes on.
     #[error("the disk is full: {0}")]
     NoSpace(std::io::Error),
+    /// `gatehouse import` into this data directory stopped before its end: the log
+    /// holds part of the export, which verifies, and would be served as the history.
+    #[error("an import into {0} did not finish (`{IMPORT_UNFINISHED}` is there): the log holds only part of the export; empty the data directory and import again")]
+    ImportUnfinished(String),
 }
+
+/// The file `gatehouse import` keeps in the data directory while it writes: a log it
+/// left there is refused until the directory is emptied.
+pub const IMPORT_UNFINISHED: &str = "import-unfinished";
 
 impl LogError {
     /// The position the error is about, if any (for exit messages and tests).
     pub fn position(&self) -> Option<u64> {
         match self {
-            LogError::Storage(_) | LogError::Database(_) | LogError::NoSpace(_) => None,
+            LogError::Storage(_)
+            | LogError::Database(_)
+            | LogError::NoSpace(_)
+            | LogError::ImportUnfinished(_) => None,
             LogError::ChainBroken { seq, .. } | LogError::Undecodable { seq, .. } => Some(*seq),
         }
     }
@@ -360,6 +371,9 @@ impl EventLog {
     }
 
     fn open_as(dir: &Path, cache_bytes: u64, repair: bool) -> Result<EventLog, LogError> {
+        if dir.join(IMPORT_UNFINISHED).exists() {
+            return Err(LogError::ImportUnfinished(dir.display().to_string()));
+        }
         private_dir(dir).map_err(|e| LogError::Storage(sled::Error::Io(e)))?;
         if repair {
             data_dir_owner_only(dir);

@@ -420,6 +420,50 @@ impl PgLog {
         row.map(|r| hash_of(r.get::<_, &[u8]>(0), seq)).transpose()
     }
 
+    /// Every record of an export into an empty shared log, in one transaction: an import
+    /// cut short (killed, the database gone) leaves nothing, where batches of their own
+    /// left a shorter history that verified and was served.
+    pub fn import(&mut self, records: &[RawEvent]) -> Result<(), LogError> {
+        let client = self.client()?;
+        let mut tx = client.transaction().map_err(db)?;
+        tx.batch_execute("LOCK TABLE gatehouse_events IN EXCLUSIVE MODE")
+            .map_err(db)?;
+        let taken: bool = tx
+            .query_one("SELECT EXISTS (SELECT 1 FROM gatehouse_events)", &[])
+            .map_err(db)?
+            .get(0);
+        if taken {
+            return Err(LogError::Database(
+                "the shared log is no longer empty: another process wrote to it".into(),
+            ));
+        }
+        for chunk in records.chunks(1000) {
+            let positions: Vec<i64> = chunk.iter().map(|r| r.seq as i64).collect();
+            let hashes: Vec<&[u8]> = chunk.iter().map(|r| r.hash.as_slice()).collect();
+            let bytes: Vec<&[u8]> = chunk.iter().map(|r| r.bytes.as_slice()).collect();
+            tx.execute(
+                "INSERT INTO gatehouse_events (position, hash, bytes)
+                 SELECT * FROM unnest($1::BIGINT[], $2::BYTEA[], $3::BYTEA[])",
+                &[&positions, &hashes, &bytes],
+            )
+            .map_err(db)?;
+        }
+        tx.commit().map_err(db)
+    }
+
+    /// Raise the shared delivery cursor `name` to `position` (never lowers it).
+    pub fn raise_cursor(&mut self, name: &str, position: u64) -> Result<(), LogError> {
+        self.client()?
+            .execute(
+                "INSERT INTO gatehouse_cursors (name, position) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE
+                   SET position = GREATEST(gatehouse_cursors.position, EXCLUDED.position)",
+                &[&name, &(position as i64)],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
     /// Append `records` (numbered `after+1…`, chained onto `prev`, the hash at `after`)
     /// in one transaction. The insert only happens when the row at `after` still has hash
     /// `prev`, so a batch can never land anywhere but right after what its writer saw.

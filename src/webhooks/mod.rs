@@ -552,6 +552,22 @@ pub struct Status {
     pub last_error: Option<String>,
 }
 
+/// A data directory `gatehouse import` made: its deliveries (webhooks, federation)
+/// start after the imported history, which the server it came from delivered (from
+/// position 0, every past event a subscription matched was sent again).
+pub fn start_after_import(
+    data_dir: &std::path::Path,
+    position: u64,
+) -> Result<(), crate::log::LogError> {
+    let db = crate::log::open_db(sled::Config::new().path(data_dir.join("outbox")), data_dir)?;
+    let tree = db.open_tree(TREE)?;
+    if tree.get(b"c")?.is_none() {
+        tree.insert(b"c", &position.to_be_bytes())?;
+    }
+    db.flush()?;
+    Ok(())
+}
+
 impl Deliveries {
     /// Start the dispatcher (and, as it finds subscriptions, their workers). Returns the
     /// handle and the doorbell the writer rings after each commit.

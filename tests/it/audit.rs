@@ -1976,3 +1976,102 @@ fn ldap_settings_have_a_past_and_refuse_credentials_in_their_url() {
     let now = admin.get("/access/api/v1/ldap/settings/corp").json();
     assert_eq!(now["ldap_url"], "ldap://127.0.0.1:2/dc=example,dc=com");
 }
+
+/// An import stopped before its end (killed, a full disk) leaves the data directory
+/// marked unfinished: it verified as a shorter history, was served as one, and refused
+/// a second import.
+#[test]
+fn an_import_cut_short_is_refused_until_the_directory_is_emptied() {
+    use gatehouse::log::EventLog;
+    use gatehouse_schemas::{Envelope, Event};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    {
+        let mut log = EventLog::open(&dir).unwrap();
+        let mut batch = Vec::with_capacity(10_000);
+        for seq in 1..=200_000u64 {
+            batch.push(Envelope {
+                seq,
+                time_ms: 1_700_000_000_000,
+                actor: "admin".into(),
+                origin: "o".into(),
+                request_id: format!("r{seq}"),
+                event: Event::TrustedKeyRemoved {
+                    name: format!("peer-{seq}"),
+                },
+            });
+            if batch.len() == 10_000 {
+                log.append(&batch).unwrap();
+                batch.clear();
+            }
+        }
+    }
+    let file = tmp.path().join("export.bin");
+    let (ok, out) = gatehouse(&[
+        "export",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    let into = tmp.path().join("into");
+    let marker = into.join("import-unfinished");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args([
+            "import",
+            "--data-dir",
+            into.to_str().unwrap(),
+            "--in",
+            file.to_str().unwrap(),
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !marker.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the import ended before it was marked"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let d = into.to_str().unwrap();
+    for args in [
+        vec!["verify", "--data-dir", d],
+        vec![
+            "export",
+            "--data-dir",
+            d,
+            "--out",
+            tmp.path().join("again.bin").to_str().unwrap(),
+        ],
+        vec!["import", "--data-dir", d, "--in", file.to_str().unwrap()],
+    ] {
+        let (ok, out) = gatehouse(&args);
+        assert!(!ok && out.contains("did not finish"), "{args:?}: {out}");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", d])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("did not finish"),
+        "{out:?}"
+    );
+    // Emptied, the import runs to its end and leaves no mark.
+    std::fs::remove_dir_all(&into).unwrap();
+    let (ok, out) = gatehouse(&["import", "--data-dir", d, "--in", file.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(out.contains("imported 200000 events"), "{out}");
+    assert!(!marker.exists());
+    let (ok, out) = gatehouse(&["verify", "--data-dir", d]);
+    assert!(ok, "{out}");
+}

@@ -938,3 +938,67 @@ fn a_request_that_cannot_be_made_is_a_dead_letter_at_once() {
         "{failed}"
     );
 }
+
+/// A server moved by export and import (its keys copied, as README says) delivers what
+/// happens after the move, not the whole history again: its new outbox started at
+/// position 0 and sent every past event a subscription matched.
+#[test]
+fn a_moved_server_does_not_deliver_its_history_again() {
+    let rx = Receiver::start();
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    subscribe(&admin, "moved", &rx.url, &["created"], &["**"]);
+    for name in ["mo1", "mo2", "mo3"] {
+        create_user(&admin, name);
+    }
+    rx.wait_for(3, 20);
+    let old = app.dir.clone();
+    let tmp = app.stop().expect("the temp dir");
+    let export = tmp.path().join("moved.bin");
+    let new = tmp.path().join("new");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    run(&[
+        "export".as_ref(),
+        "--data-dir".as_ref(),
+        old.as_os_str(),
+        "--out".as_ref(),
+        export.as_os_str(),
+    ]);
+    run(&[
+        "import".as_ref(),
+        "--data-dir".as_ref(),
+        new.as_os_str(),
+        "--in".as_ref(),
+        export.as_os_str(),
+    ]);
+    let copy = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(old.join("keys"))
+        .arg(new.join("keys"))
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    std::fs::copy(
+        old.join("initial-admin-password"),
+        new.join("initial-admin-password"),
+    )
+    .unwrap();
+    let moved = TestApp::start(new, Config::default()).unwrap();
+    create_user(&moved.admin(), "mo4");
+    let seen = rx.wait_for(4, 20);
+    std::thread::sleep(Duration::from_millis(500));
+    let names: Vec<Value> = rx
+        .events()
+        .iter()
+        .map(|r| r.json()["data"]["username"].clone())
+        .collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert_eq!(seen[3].json()["data"]["username"], "mo4", "{names:?}");
+}
