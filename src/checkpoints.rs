@@ -19,7 +19,9 @@ pub fn sign(state: &State, keys: &KeyRing, log: &EventLog) -> Result<Checkpoint,
 }
 
 /// Every checkpoint names the hash the chain really has at its position and carries a
-/// valid signature: by `key` when given, else by the log's own key of that kid.
+/// valid signature: by `key` when given or by the log's own key of its kid (a
+/// checkpoint signed before a rotation is by another key; which ones `key` signed is
+/// [`proven_by`]'s), else by the log's own key.
 pub fn check(
     state: &State,
     hash_at: impl Fn(u64) -> Option<[u8; 32]>,
@@ -35,9 +37,24 @@ pub fn check(
                 actual.unwrap_or_else(|| "missing".into())
             ));
         }
-        signature_holds(state, c, key)?;
+        if let Err(e) = signature_holds(state, c, key) {
+            if key.is_none() || signature_holds(state, c, None).is_err() {
+                return Err(e);
+            }
+        }
     }
     Ok(state.checkpoints.len())
+}
+
+/// The last position a checkpoint signed by `key` vouches for (with the chain, every
+/// event up to it), if any.
+pub fn proven_by(state: &State, key: &ed25519_dalek::VerifyingKey) -> Option<u64> {
+    state
+        .checkpoints
+        .iter()
+        .filter(|c| signature_holds(state, c, Some(key)).is_ok())
+        .map(|c| c.position)
+        .max()
 }
 
 /// A checkpoint's signature verifies: by `key` when given, else by the log's own key of

@@ -497,7 +497,7 @@ fn verify(
         Ok(report) => {
             let hash_at = |p: u64| log.hash_at(p).ok().flatten();
             match gatehouse::checkpoints::check(&state, hash_at, key.as_ref())
-                .and_then(|n| signed_coverage(&state, report.events, key.is_some()).map(|_| n))
+                .and_then(|n| signed_coverage(&state, report.events, key.as_ref()).map(|_| n))
             {
                 Ok(n) => {
                     println!(
@@ -519,15 +519,20 @@ fn verify(
 }
 
 /// With `--key`, how much of the log the key's signatures vouch for (printed), after
-/// [`gatehouse::checkpoints::check`] verified every checkpoint with it. Checkpoints are events of the
+/// [`gatehouse::checkpoints::check`] verified every checkpoint (with it, or with the
+/// log's own key of another kid: signed before a rotation). Checkpoints are events of the
 /// log they vouch for: a log stripped of them, its chain recomputed, is consistent but
 /// proven by nothing, so it fails; and what follows the last checkpoint is counted, since
 /// no signature covers it.
-fn signed_coverage(state: &State, events: u64, with_key: bool) -> Result<(), String> {
-    if !with_key {
+fn signed_coverage(
+    state: &State,
+    events: u64,
+    key: Option<&ed25519_dalek::VerifyingKey>,
+) -> Result<(), String> {
+    let Some(key) = key else {
         return Ok(());
-    }
-    match state.checkpoints.iter().map(|c| c.position).max() {
+    };
+    match gatehouse::checkpoints::proven_by(state, key) {
         None => Err(format!(
             "no checkpoint signed by the given key: none of the {events} events is proven by it"
         )),
@@ -577,7 +582,7 @@ fn verify_export(
     }
     let hash_at = |p: u64| hashes.get((p as usize).wrapping_sub(1)).copied();
     match gatehouse::checkpoints::check(&state, hash_at, key.as_ref())
-        .and_then(|n| signed_coverage(&state, records.len() as u64, key.is_some()).map(|_| n))
+        .and_then(|n| signed_coverage(&state, records.len() as u64, key.as_ref()).map(|_| n))
     {
         Ok(n) => {
             println!(
@@ -597,9 +602,20 @@ fn verify_export(
 }
 
 fn open_existing(data_dir: &std::path::Path) -> Result<EventLog, ExitCode> {
-    if !data_dir.join("log").exists() {
-        eprintln!("gatehouse: no event log in {}", data_dir.display());
-        return Err(ExitCode::from(2));
+    // The log is `events.log`; `log/` (sled) held it in older versions, and holds only
+    // the lock now (a directory without it was said to have no log). `try_exists`: a
+    // directory that cannot be read is not one without a log.
+    let found = |name: &str| data_dir.join(name).try_exists();
+    match (found("events.log"), found("log")) {
+        (Ok(true), _) | (_, Ok(true)) => {}
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("gatehouse: cannot read {}: {e}", data_dir.display());
+            return Err(ExitCode::from(2));
+        }
+        _ => {
+            eprintln!("gatehouse: no event log in {}", data_dir.display());
+            return Err(ExitCode::from(2));
+        }
     }
     EventLog::open_to_read(data_dir).map_err(report_broken)
 }
@@ -763,7 +779,7 @@ fn import(data_dir: PathBuf, input: PathBuf, allow_unterminated: bool) -> ExitCo
         println!("chain broken at position {at}: the export does not verify");
         return ExitCode::from(1);
     }
-    let existed = data_dir.join("log").exists();
+    let existed = data_dir.join("log").exists() || data_dir.join("events.log").exists();
     let mut log = match EventLog::open(&data_dir) {
         Ok(l) => l,
         Err(e) => return report_broken(e),
@@ -902,7 +918,7 @@ fn verify_shared(url: &str, key: Option<ed25519_dalek::VerifyingKey>) -> ExitCod
     };
     let hash_at = |p: u64| hashes.get((p as usize).wrapping_sub(1)).copied();
     match gatehouse::checkpoints::check(&state, hash_at, key.as_ref())
-        .and_then(|n| signed_coverage(&state, events, key.is_some()).map(|_| n))
+        .and_then(|n| signed_coverage(&state, events, key.as_ref()).map(|_| n))
     {
         Ok(n) => {
             println!(

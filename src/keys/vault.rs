@@ -62,6 +62,16 @@ impl KeyVault {
                 path.display()
             ));
         }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+                tracing::warn!(
+                    file = %path.display(),
+                    "the master key file is readable by others: it opens every private key in the database (chmod 600 it)"
+                );
+            }
+        }
         Ok(blake3::derive_key("gatehouse key vault v1", &bytes))
     }
 

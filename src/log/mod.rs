@@ -350,7 +350,16 @@ pub fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    opts.open(path)
+    let file = opts.open(path)?;
+    // The mode applies only to a file it creates: one already there (a `.partial` left
+    // by an earlier run) kept its own, and an export was renamed into place readable by
+    // all.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
 }
 
 impl EventLog {

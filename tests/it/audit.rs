@@ -2075,3 +2075,56 @@ fn an_import_cut_short_is_refused_until_the_directory_is_emptied() {
     let (ok, out) = gatehouse(&["verify", "--data-dir", d]);
     assert!(ok, "{out}");
 }
+
+/// After a rotation of the signing key, the older checkpoints are the old key's:
+/// `verify --key` with either key passed none (every checkpoint had to be the given
+/// key's); each key now proves the log up to its own last checkpoint.
+#[test]
+fn verify_with_a_key_holds_across_a_key_rotation() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("rot1", "password-1");
+    let first = admin.post_empty("/access/api/v1/audit/checkpoints").json()["position"]
+        .as_u64()
+        .unwrap();
+    let old_pem = admin.get("/access/api/v1/cert/root?formatted=true").text;
+    assert_eq!(
+        admin.post_empty("/access/api/v1/cert/root/rotate").status,
+        200
+    );
+    app.create_user("rot2", "password-1");
+    let second = admin.post_empty("/access/api/v1/audit/checkpoints").json()["position"]
+        .as_u64()
+        .unwrap();
+    let new_pem = admin.get("/access/api/v1/cert/root?formatted=true").text;
+    assert_ne!(old_pem, new_pem);
+    let dir = app.dir.clone();
+    let tmp = app.stop().unwrap();
+    let d = dir.to_str().unwrap();
+    for (name, pem, last) in [("old", &old_pem, first), ("new", &new_pem, second)] {
+        let key = tmp.path().join(format!("{name}.pem"));
+        std::fs::write(&key, pem).unwrap();
+        let (ok, out) = gatehouse(&["verify", "--data-dir", d, "--key", key.to_str().unwrap()]);
+        assert!(ok, "{name}: {out}");
+        assert!(
+            out.contains(&format!("positions 1 to {last} ")),
+            "{name}: {out}"
+        );
+    }
+    // A key that signed nothing here proves nothing.
+    let stranger = TestApp::spawn();
+    let key = tmp.path().join("stranger.pem");
+    std::fs::write(
+        &key,
+        stranger
+            .admin()
+            .get("/access/api/v1/cert/root?formatted=true")
+            .text,
+    )
+    .unwrap();
+    let (ok, out) = gatehouse(&["verify", "--data-dir", d, "--key", key.to_str().unwrap()]);
+    assert!(
+        !ok && out.contains("no checkpoint signed by the given key"),
+        "{out}"
+    );
+}

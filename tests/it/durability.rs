@@ -1015,6 +1015,25 @@ fn a_new_data_directory_and_an_export_are_private() {
     );
     let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{mode:o}");
+    // A `.partial` an earlier run left, readable by all: the export is private all the
+    // same (it kept the old file's mode).
+    std::fs::remove_file(&out).unwrap();
+    let partial = tmp.path().join("log.bin.partial");
+    std::fs::write(&partial, b"old").unwrap();
+    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(export(&dir).status.success());
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    // A directory whose sled leftovers (`log/`) are gone still has its log.
+    let no_sled = tmp.path().join("no-sled");
+    copy_dir(&dir, &no_sled);
+    std::fs::remove_dir_all(no_sled.join("log")).unwrap();
+    let said = run(&[
+        "verify".as_ref(),
+        "--data-dir".as_ref(),
+        no_sled.as_os_str(),
+    ]);
+    assert!(said.status.success(), "{said:?}");
     // A log that does not read: no export, and no part of one.
     std::fs::remove_file(&out).unwrap();
     let bad = tmp.path().join("bad");
