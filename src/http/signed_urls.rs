@@ -63,7 +63,15 @@ fn check_repo_path(p: &str) -> Result<String, ApiError> {
     // The path `authorize` decides on: without empty and `.` segments (the signer's
     // `manage` is judged there, not on `org//secret/…`).
     let p = super::authorize::normalize_path(p);
-    let (repo, _) = p.split_once('/').unwrap_or((&p, ""));
+    let (repo, path) = p.split_once('/').unwrap_or((&p, ""));
+    // A URL is for a file (seed 002: "a specific artifact"): one for a whole repository
+    // was issued and verified, and every file server's check refused it.
+    if path.is_empty() {
+        return Err(ApiError::BadRequest(
+            "invalid `repo_path`: expected `<repository>/<path>` (a file, not a whole repository)"
+                .into(),
+        ));
+    }
     if repo.is_empty()
         || p.len() > 2048
         || p.chars().any(|c| c.is_control())
@@ -205,7 +213,11 @@ async fn create(
         expiry_ms,
         Some((signer, created_seq)),
     );
-    let org_param = org.map(|o| format!("&org={o}")).unwrap_or_default();
+    // Encoded as `signer` is: an organisation named `my org` or `a&b` made a URL no
+    // client could send, or one whose `org` ended at the `&`.
+    let org_param = org
+        .map(|o| format!("&org={}", super::query_value(o)))
+        .unwrap_or_default();
     // The path percent-encoded segment by segment: the signature covers the path a file
     // server serves (decoded), and a `%`, `?`, `#` or space in a file's name must reach
     // it as part of the name (written raw, `?` began the query and `%2e%2e` became `..`).
@@ -305,7 +317,12 @@ pub fn check_signed(app: &AppState, repo_path: &str, query: &str) -> Result<(), 
             Some(("sig", v)) => sig = Some(v.to_string()),
             Some(("exp", v)) => exp = v.parse::<u64>().ok(),
             Some(("v", v)) => version = v.parse::<u64>().ok(),
-            Some(("org", v)) => org = Some(v.to_string()),
+            Some(("org", v)) => {
+                org =
+                    Some(super::percent_decode(v).ok_or_else(|| {
+                        ApiError::Forbidden("the URL's `org` is not valid".into())
+                    })?)
+            }
             Some(("signer", v)) => {
                 signer =
                     Some(super::percent_decode(v).ok_or_else(|| {

@@ -876,6 +876,37 @@ fn signed_urls_by_managers_as_json_and_per_organisation_keys() {
         403,
         "an organisation's key is for admins"
     );
+    // An organisation whose name needs encoding (`my org`, `a&b`): its URLs verify in
+    // every form (the name went into the URL raw, and none did).
+    for org in ["my org", "a&b"] {
+        let r = admin.post("/artifactory/api/signed/url/key", &json!({ "org": org }));
+        assert_eq!(r.status, 201, "{}", r.text);
+        let r = admin.post(
+            "/artifactory/api/signed/url",
+            &json!({"repo_path": "example-repo-local/3.txt", "org": org}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        let u = r.json().as_str().unwrap().to_string();
+        assert!(!u.contains(' '), "{u}");
+        assert_eq!(verify(&u), 200, "{org}: {u}");
+        let uri = &u[u.find("/artifactory/").unwrap()..];
+        let r = app
+            .anon()
+            .get_with("/access/api/v1/authorize", &[("X-Original-URI", uri)]);
+        assert_eq!(r.status, 200, "{org}: {}", r.text);
+        let query = u.split_once('?').unwrap().1;
+        let r = app.anon().get(&format!(
+            "/access/api/v1/authorize?resource=example-repo-local/3.txt&action=read&{query}"
+        ));
+        assert_eq!(r.status, 200, "{org}: {}", r.text);
+    }
+    // A URL is for a file: one for a whole repository verified and was refused by every
+    // file server's check.
+    let r = admin.post(
+        "/artifactory/api/signed/url",
+        &json!({"repo_path": "example-repo-local"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
 }
 
 /// Seed 001's own access key (`bob`, password `secret`) and seed 002's "keep Bintray
