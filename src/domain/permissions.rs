@@ -238,12 +238,36 @@ pub fn keep_repository_patterns(current: Option<&PermissionTarget>, target: &mut
         {
             continue;
         }
-        new.include_patterns = old.include_patterns.clone();
-        new.exclude_patterns = old.exclude_patterns.clone();
-        new.patterns_by_repository = (old.patterns_by_repository.iter())
-            .filter(|(repo, _)| new.repositories.contains(repo))
-            .map(|(repo, p)| (repo.clone(), p.clone()))
+        // Each listed repository keeps what applied to it: its own patterns, or the
+        // section's.
+        let section = gatehouse_schemas::RepositoryPatterns {
+            include_patterns: old.include_patterns.clone(),
+            exclude_patterns: old.exclude_patterns.clone(),
+        };
+        let mut each: BTreeMap<String, gatehouse_schemas::RepositoryPatterns> = new
+            .repositories
+            .iter()
+            .map(|repo| {
+                let own = old.patterns_by_repository.get(repo);
+                (repo.clone(), own.unwrap_or(&section).clone())
+            })
             .collect();
+        // The section's are its first repository's, as those formats show them (with the
+        // old first repository dropped, they showed its patterns, which applied to no
+        // repository left); a repository's own equal to them are not kept apart.
+        let first = new
+            .repositories
+            .first()
+            .and_then(|r| each.get(r))
+            .cloned()
+            .unwrap_or(section);
+        each.retain(|_, p| {
+            p.include_patterns != first.include_patterns
+                || p.exclude_patterns != first.exclude_patterns
+        });
+        new.include_patterns = first.include_patterns;
+        new.exclude_patterns = first.exclude_patterns;
+        new.patterns_by_repository = each;
     }
 }
 

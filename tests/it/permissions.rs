@@ -1013,6 +1013,38 @@ fn round_trips_and_patches_neither_widen_nor_misreport() {
     // c-repo was not in the PATCH: it keeps its own.
     assert!(allowed("c-repo/old/x", "read"));
     assert!(!allowed("c-repo/new/x", "read"));
+
+    // The first repository dropped by a v2 PUT that sends the patterns back as shown:
+    // the section shows the new first repository's (it kept showing the dropped one's,
+    // which applied to no repository left, and hid an exclude that decides).
+    let r = admin.put(
+        "/access/api/v2/permissions/pp",
+        &json!({"name": "pp", "resources": {"artifact": {"actions": {"users": {"rt": ["READ"]}},
+            "targets": {"repoA": {"include_patterns": ["a/**"], "exclude_patterns": []},
+                        "repoB": {"include_patterns": ["b/**"], "exclude_patterns": ["b/secret/**"]},
+                        "repoC": {"include_patterns": ["a/**"], "exclude_patterns": []}}}}}),
+    );
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/pp",
+        &json!({"name": "pp", "repo": {"include-patterns": ["a/**"], "exclude-patterns": [],
+            "repositories": ["repoB", "repoC"], "actions": {"users": {"rt": ["read"]}}}}),
+    );
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let v2 = admin
+        .get("/artifactory/api/v2/security/permissions/pp")
+        .json();
+    assert_eq!(v2["repo"]["include-patterns"], json!(["b/**"]), "{v2}");
+    assert_eq!(
+        v2["repo"]["exclude-patterns"],
+        json!(["b/secret/**"]),
+        "{v2}"
+    );
+    assert!(allowed("repoB/b/x", "read"));
+    assert!(!allowed("repoB/b/secret/x", "read"));
+    // repoC had the old section's patterns: it keeps them.
+    assert!(allowed("repoC/a/x", "read"));
+    assert!(!allowed("repoC/b/x", "read"));
 }
 
 /// `authorize/effective` says what `authorize` decides: a repository's own patterns
