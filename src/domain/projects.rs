@@ -169,6 +169,10 @@ pub(super) fn save_role(
     if !create_only && !exists {
         return Err(DomainError::NotFound(format!("role `{}`", role.name)));
     }
+    // The same role again writes nothing.
+    if p.roles.get(&role.name) == Some(role) {
+        return Ok(vec![]);
+    }
     Ok(vec![Event::ProjectRoleSaved {
         project_key: project_key.to_string(),
         role: role.clone(),
@@ -355,6 +359,15 @@ pub(super) fn share_repository(
             ));
         }
     }
+    // Shared already: nothing to write (an admin script's repeat filled the log, the
+    // audit trail and the receivers with the same share).
+    let already = match project_key {
+        Some(p) => r.shared_with.contains(p),
+        None => r.shared_with_all,
+    };
+    if already {
+        return Ok(vec![]);
+    }
     Ok(vec![Event::RepositoryShared {
         repo: repo.to_string(),
         project_key: project_key.map(str::to_string),
@@ -477,6 +490,10 @@ pub(super) fn save_global_role(
     }
     if !create_only && !exists {
         return Err(DomainError::NotFound(format!("role `{}`", role.name)));
+    }
+    // The same role again writes nothing.
+    if state.projects.global_roles.get(&role.name) == Some(role) {
+        return Ok(vec![]);
     }
     Ok(vec![Event::GlobalRoleSaved(role.clone())])
 }

@@ -769,14 +769,41 @@ struct RoleIn {
     kind: Option<String>,
 }
 
-fn role_out(r: &ProjectRole, predefined: bool) -> serde_json::Value {
+fn role_out(r: &ProjectRole, kind: &str) -> serde_json::Value {
     json!({
         "name": r.name,
         "description": r.description,
         "actions": r.actions,
-        "type": if predefined { "PREDEFINED" } else { "CUSTOM" },
+        "type": kind,
         "environments": r.environments,
     })
+}
+
+/// A role's `type` as a project shows it: its own (`CUSTOM`), a global role its members
+/// hold (`CUSTOM_GLOBAL`), or a predefined one.
+fn role_kind(s: &State, p: &ProjectRecord, name: &str) -> &'static str {
+    if p.roles.contains_key(name) {
+        "CUSTOM"
+    } else if s.projects.global_roles.contains_key(name) {
+        "CUSTOM_GLOBAL"
+    } else {
+        "PREDEFINED"
+    }
+}
+
+/// The global roles the project's members hold: they decide there too, and a Project
+/// Admin (who may not read `/access/api/v1/roles`) could not see what they grant.
+fn global_roles_held<'a>(s: &'a State, p: &ProjectRecord) -> Vec<&'a ProjectRole> {
+    let held: std::collections::BTreeSet<&String> = p
+        .users
+        .values()
+        .chain(p.groups.values())
+        .flatten()
+        .filter(|name| !p.roles.contains_key(name.as_str()))
+        .collect();
+    held.into_iter()
+        .filter_map(|name| s.projects.global_roles.get(name.as_str()))
+        .collect()
 }
 
 fn role_in(name: &str, body: RoleIn) -> Result<ProjectRole, ApiError> {
@@ -822,8 +849,13 @@ async fn list_roles(
     let p = &s.projects.by_key[path.as_str()];
     let items: Vec<_> = predefined_roles()
         .iter()
-        .map(|r| role_out(r, true))
-        .chain(p.roles.values().map(|r| role_out(r, false)))
+        .map(|r| role_out(r, "PREDEFINED"))
+        .chain(p.roles.values().map(|r| role_out(r, "CUSTOM")))
+        .chain(
+            global_roles_held(&s, p)
+                .into_iter()
+                .map(|r| role_out(r, "CUSTOM_GLOBAL")),
+        )
         .collect();
     Ok(HttpResponse::Ok().json(items))
 }
@@ -841,19 +873,24 @@ async fn get_role(
     // An exact name first, then the one role whose name differs only in case: members
     // are given roles ignoring case (seed 004's `"developer"`), and a client reading
     // such a name back and asking for it found nothing.
-    let role = p
-        .role(&path.1)
+    // A global role only when the project's members hold it (as the list shows).
+    let held = global_roles_held(&s, p);
+    let find = |name: &str| {
+        p.role(name)
+            .or_else(|| held.iter().find(|r| r.name == name).map(|r| (*r).clone()))
+    };
+    let role = find(&path.1)
         .or_else(|| {
             let names = crate::domain::role_names_ignoring_case(&s, p, &path.1);
             match names.as_slice() {
-                [one] => p.role(one),
+                [one] => find(one),
                 _ => None,
             }
         })
         .ok_or_else(|| {
             ApiError::NotFound(format!("role `{}` not found in project `{key}`", path.1))
         })?;
-    Ok(HttpResponse::Ok().json(role_out(&role, !p.roles.contains_key(&role.name))))
+    Ok(HttpResponse::Ok().json(role_out(&role, role_kind(&s, p, &role.name))))
 }
 
 async fn save_role(
@@ -927,7 +964,7 @@ async fn save_role(
         StatusCode::OK
     };
     Ok(written(
-        HttpResponse::build(status).json(role_out(&role, false)),
+        HttpResponse::build(status).json(role_out(&role, "CUSTOM")),
         committed,
     ))
 }

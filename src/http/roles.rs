@@ -225,7 +225,8 @@ async fn projects_by_role(
             .users
             .values()
             .chain(p.groups.values())
-            .any(|roles| roles.contains(r)),
+            // Ignoring case, as role assignment and the users list's `role` filter do.
+            .any(|roles| roles.iter().any(|held| held.eq_ignore_ascii_case(r))),
     };
     let mut keys: Vec<&String> = s
         .projects

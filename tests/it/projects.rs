@@ -1089,3 +1089,74 @@ fn v2_lists_a_project_admins_projects_and_idle_updates_write_nothing() {
     }
     assert_eq!(admin.get(&format!("{P}/alpha/roles/nobody")).status, 404);
 }
+
+/// A project's roles list and role GET show the global roles its members hold (a
+/// Project Admin, who may not read `/access/api/v1/roles`, could not see what they
+/// grant); `role_name` matches ignoring case as assignments do; a role or share saved
+/// again as it is writes nothing.
+#[test]
+fn global_roles_held_show_in_the_project_and_repeats_write_nothing() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    repo(&admin, "web-prod", "local", &["PROD"]);
+    project(&admin, "api");
+    project(&admin, "web");
+    app.create_user("dave", "password-1");
+    let global =
+        json!({"name": "Auditor2", "actions": ["READ_REPOSITORY"], "environments": ["PROD"]});
+    let r = admin.post("/access/api/v1/roles", &global);
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.put(
+        &format!("{P}/api/users/dave"),
+        &json!({"roles": ["auditor2"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let roles = admin.get(&format!("{P}/api/roles")).json();
+    let auditor = roles
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "Auditor2")
+        .unwrap_or_else(|| panic!("{roles}"));
+    assert_eq!(auditor["type"], "CUSTOM_GLOBAL");
+    let r = admin.get(&format!("{P}/api/roles/Auditor2"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["type"], "CUSTOM_GLOBAL");
+    // Not held in `web`: not shown there.
+    assert_eq!(admin.get(&format!("{P}/web/roles/Auditor2")).status, 404);
+    let r = admin.get("/access/api/v2/projects?role_name=AUDITOR2");
+    assert!(r.text.contains("\"api\""), "{}", r.text);
+    // Saved again as they are: the same position, nothing written.
+    let seq = |r: &crate::helpers::Resp| r.header("x-gatehouse-seq").map(str::to_string);
+    let role = json!({"name": "PA2", "actions": ["READ_REPOSITORY"], "environments": ["DEV"]});
+    let r = admin.post(
+        &format!("{P}/api/roles"),
+        &json!({"name": "PA2", "actions": ["READ_REPOSITORY"], "environments": ["PROD"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let first = admin.put(&format!("{P}/api/roles/PA2"), &role);
+    assert!(first.status < 300, "{}", first.text);
+    let again = admin.put(&format!("{P}/api/roles/PA2"), &role);
+    assert!(again.status < 300, "{}", again.text);
+    assert_eq!(seq(&first), seq(&again));
+    let first = admin.put("/access/api/v1/roles/Auditor2", &global);
+    let again = admin.put("/access/api/v1/roles/Auditor2", &global);
+    assert!(again.status < 300, "{}", again.text);
+    assert_eq!(seq(&first), seq(&again));
+    let r = admin.put(
+        &format!("{P}/_/attach/repositories/web-prod/web"),
+        &json!({}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let first = admin.put(
+        &format!("{P}/_/share/repositories/web-prod/api"),
+        &json!({}),
+    );
+    assert!(first.status < 300, "{}", first.text);
+    let again = admin.put(
+        &format!("{P}/_/share/repositories/web-prod/api"),
+        &json!({}),
+    );
+    assert!(again.status < 300, "{}", again.text);
+    assert_eq!(seq(&first), seq(&again));
+}
