@@ -14,12 +14,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     // nginx keeps an upstream connection for the next auth_request only when the answer
     // has no body to skip (`proxy_method HEAD` in scripts/nginx): with a body it closes
     // the connection after every subrequest, and each check pays a TCP connect and accept.
-    cfg.service(
-        resource("/access/api/v1/authorize")
-            .route(web::get().to(authorize))
-            .route(web::head().to(authorize)),
-    )
-    .service(resource("/access/api/v1/authorize/effective").route(web::get().to(effective)));
+    // HEAD is answered as GET everywhere (`request_middleware`).
+    cfg.service(resource("/access/api/v1/authorize").route(web::get().to(authorize)))
+        .service(resource("/access/api/v1/authorize/effective").route(web::get().to(effective)));
 }
 
 /// What is asked: from the query (`resource`, `action`), or from nginx's

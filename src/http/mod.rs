@@ -1199,6 +1199,12 @@ pub async fn request_middleware(
     without_trailing_slash(&mut req);
     art_api_header_as_bearer(&mut req);
     let method = req.method().clone();
+    // HEAD is GET without the body (RFC 9110 9.3.2), wherever GET is served: routes
+    // registered for GET answered 405 (the console's pages, most API reads). The wire
+    // codec saw HEAD and sends no body.
+    if method == actix_web::http::Method::HEAD {
+        req.head_mut().method = actix_web::http::Method::GET;
+    }
     let start = Instant::now();
     let mut res = next.call(req).await?;
     let status = res.status().as_u16();

@@ -13,9 +13,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/artifactory/api/v2/security/permissions").route(web::get().to(list)))
         .service(
             resource("/artifactory/api/v2/security/permissions/{name}")
+                // HEAD, Artifactory's existence check, is GET's status without the body.
                 .route(web::get().to(get))
-                // Artifactory's existence check: GET's status, no body.
-                .route(web::head().to(get))
                 .route(web::post().to(create))
                 .route(web::put().to(replace))
                 .route(web::delete().to(delete)),

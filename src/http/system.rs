@@ -7,36 +7,24 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    // The probes answer HEAD as GET (RFC 9110 §9.3.2; some load balancers probe with it).
-    cfg.service(
-        resource("/access/api/v1/system/ping")
-            .route(web::get().to(ping))
-            .route(web::head().to(ping)),
-    )
-    .service(
-        resource("/router/api/v1/system/health")
-            .route(web::get().to(health))
-            .route(web::head().to(health)),
-    );
+    // HEAD is answered as GET everywhere (`request_middleware`): load balancers probe with it.
+    cfg.service(resource("/access/api/v1/system/ping").route(web::get().to(ping)))
+        .service(resource("/router/api/v1/system/health").route(web::get().to(health)));
     // Artifactory's probes under its own base too (seed 004 lists them in Artifactory's
     // REST API; clients and `jf rt ping` ask `/artifactory/api/system/ping`).
     for prefix in ["", "/artifactory"] {
-        cfg.service(
-            resource(&format!("{prefix}/api/system/ping"))
-                .route(web::get().to(ping))
-                .route(web::head().to(ping)),
-        )
-        .service(
-            resource(&format!("{prefix}/api/v1/system/readiness"))
-                .route(web::get().to(readiness))
-                .route(web::head().to(readiness)),
-        )
-        .service(
-            resource(&format!("{prefix}/api/v1/system/liveness"))
-                .route(web::get().to(liveness))
-                .route(web::head().to(liveness)),
-        )
-        .service(resource(&format!("{prefix}/api/system/version")).route(web::get().to(version)));
+        cfg.service(resource(&format!("{prefix}/api/system/ping")).route(web::get().to(ping)))
+            .service(
+                resource(&format!("{prefix}/api/v1/system/readiness"))
+                    .route(web::get().to(readiness)),
+            )
+            .service(
+                resource(&format!("{prefix}/api/v1/system/liveness"))
+                    .route(web::get().to(liveness)),
+            )
+            .service(
+                resource(&format!("{prefix}/api/system/version")).route(web::get().to(version)),
+            );
     }
     cfg.service(resource("/access/api/v1/system/state/digest").route(web::get().to(digest)))
         .service(resource("/artifactory/api/system/service_id").route(web::get().to(service_id)));

@@ -470,3 +470,26 @@ fn one_users_many_sign_ins_end_only_its_own_oldest_sessions() {
     assert_eq!(first.call("GET", "/ui/session", None).status, 401);
     assert_eq!(last.unwrap().call("GET", "/ui/session", None).status, 200);
 }
+
+/// HEAD is answered wherever GET is, without the body: the console's page and assets and
+/// the API's reads answered 405 (link checkers and uptime probes use HEAD).
+#[test]
+fn head_is_answered_wherever_get_is() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for (client, path, status) in [
+        (app.anon(), "/ui/", 200),
+        (app.anon(), "/ui/assets/app.js", 200),
+        (admin.clone(), "/access/api/v2/users", 200),
+        (admin.clone(), "/access/api/v2/users/admin", 200),
+        (app.anon(), "/access/api/v2/users", 401),
+        (admin.clone(), "/access/api/v2/users/nobody", 404),
+    ] {
+        let r = client.raw("HEAD", path, None, None);
+        assert_eq!(r.status, status, "HEAD {path}: {}", r.text);
+        assert!(r.text.is_empty(), "HEAD {path} has a body: {}", r.text);
+    }
+    // A resource without GET is still 405.
+    let r = admin.raw("HEAD", "/ui/sign-in", None, None);
+    assert_eq!(r.status, 405, "{}", r.text);
+}

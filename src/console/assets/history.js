@@ -25,9 +25,16 @@ async function why(main, ctx) {
     try {
       d = await api('GET', '/access/api/v1/authorize', { query, asOf: ctx.asOf, headers });
     } catch (e) {
-      // A "no" is a 403 with the same body; anything else is an error.
+      // A "no" is a 403 with the same body; a pasted token the API does not take (revoked,
+      // expired, not a token) is a 401 about that token, not about this session (it was
+      // taken for the session's end, and the page signed out); anything else is an error.
       if (e instanceof ApiError && e.status === 403 && e.data && 'allowed' in e.data) d = e.data;
-      else throw e;
+      else if (e instanceof ApiError && e.status === 401 && v.kind === 'token') {
+        answer.replaceChildren(h('p', { class: 'answer no' },
+          h('strong', {}, 'No'), ' — the token is not accepted'),
+        h('p', {}, 'Why: ', h('span', { id: 'why-via' }, e.message)));
+        return;
+      } else throw e;
     }
     answer.replaceChildren(h('p', { class: `answer ${d.allowed ? 'yes' : 'no'}` },
       h('strong', {}, d.allowed ? 'Yes' : 'No'), ` — ${d.subject} may${d.allowed ? '' : ' not'} ${d.action} ${d.resource}`),

@@ -170,7 +170,7 @@ async function user(main, ctx, name) {
   const u = await get(`/access/api/v2/users/${enc(name)}`, { asOf: ctx.asOf });
   title(main, `User ${u.username}`, ctx);
   main.append(table(['Field', 'Value'], [
-    ['Status', u.status], ['Admin', u.admin ? 'yes' : 'no'], ['E-mail', u.email || '—'],
+    ['Status', u.status], ['Admin', u.admin ? 'yes' : (u.effective_admin ? 'yes, through a group' : 'no')], ['E-mail', u.email || '—'],
     ['Groups', u.groups.length ? h('span', {}, u.groups.map((g, i) => [i ? ', ' : '', ctx.session.admin ? link(ctx, 'groups', g, g) : g])) : '—'],
     ['Realm', u.realm], ['Password expired', u.password_expired ? 'yes' : 'no'],
   ]));
