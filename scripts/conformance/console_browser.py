@@ -165,6 +165,12 @@ def walk(ctx, page):
         expect(page.locator("#why-answer .answer")).to_contain_text("Yes")
         expect(page.locator("#why-via")).to_contain_text("readers-read")
         shot(page, "why")
+        # A pasted token the API refuses is the answer, not the session's end.
+        field(page, "Question", "Who").select_option("token")
+        field(page, "Question", "User name, token or access key (id@org)").fill("not-a-token")
+        submit(page, "Question", "Ask")
+        expect(page.locator("#why-answer .answer")).to_contain_text("the token is not accepted")
+        expect(page.get_by_role("link", name="Why?", exact=True)).to_be_visible()
 
         step("the user now holds the grant")
         page.goto(BASE + "/ui/#/users/carol")
