@@ -159,7 +159,14 @@ fn rc(e: &LdapError) -> Option<u32> {
 const REFUSED: &[u32] = &[49, 32, 48, 50, 53];
 
 impl Directory {
-    pub fn connect(s: &LdapSetting) -> Result<Directory, DirectoryError> {
+    /// Run `work` on a connection to the setting's URLs in turn, until one answers: a
+    /// URL that does not open, or that opens and then cannot answer (a timeout, busy,
+    /// unavailable), is given up for the next (a first server that accepted connections
+    /// and never answered made every sign-in a 503, the second never asked).
+    pub fn with_failover<T>(
+        s: &LdapSetting,
+        mut work: impl FnMut(&mut Directory) -> Result<T, DirectoryError>,
+    ) -> Result<T, DirectoryError> {
         let tls = match s.ca_certificate.as_deref().filter(|p| !p.trim().is_empty()) {
             Some(pem) => {
                 crate::tls::client_with_roots(pem).map_err(|e| DirectoryError::Config {
@@ -169,27 +176,35 @@ impl Directory {
             }
             None => crate::tls::client(),
         };
-        let mut last = String::from("no URL");
+        let mut last = unavailable(&s.key, "no URL");
         for ep in endpoints(s) {
             let settings = LdapConnSettings::new()
                 .set_conn_timeout(TIMEOUT)
                 .set_config(Arc::clone(&tls))
                 .set_starttls(s.start_tls && !ep.ldaps);
-            match LdapConn::with_settings(settings, &ep.url) {
-                Ok(conn) => {
-                    return Ok(Directory {
-                        conn,
-                        base: ep.base,
-                        key: s.key.clone(),
-                    })
-                }
+            let url = ep.url.clone();
+            let conn = match LdapConn::with_settings(settings, &ep.url) {
+                Ok(conn) => conn,
                 Err(e) => {
-                    tracing::info!(setting = %s.key, url = %ep.url, error = %e, "LDAP directory not reachable");
-                    last = format!("{}: {e}", ep.url);
+                    tracing::info!(setting = %s.key, url = %url, error = %e, "LDAP directory not reachable");
+                    last = unavailable(&s.key, format!("{url}: {e}"));
+                    continue;
                 }
+            };
+            let mut directory = Directory {
+                conn,
+                base: ep.base,
+                key: s.key.clone(),
+            };
+            match work(&mut directory) {
+                Err(e @ DirectoryError::Unavailable { .. }) => {
+                    tracing::info!(setting = %s.key, url = %url, error = %e, "LDAP directory did not answer; trying the next URL");
+                    last = e;
+                }
+                done => return done,
             }
         }
-        Err(unavailable(&s.key, last))
+        Err(last)
     }
 
     /// Bind as the setting's manager (when it has one); an anonymous connection otherwise.
@@ -762,8 +777,9 @@ pub fn sign_in(
     for s in ldap.settings.values().filter(|s| s.enabled) {
         let groups: Vec<LdapGroupSetting> = ldap.group_settings_of(&s.key).cloned().collect();
         let manager = s.manager_password.as_deref().and_then(unseal);
-        let attempt = Directory::connect(s)
-            .and_then(|mut d| d.sign_in(s, manager.as_deref(), &groups, username, password));
+        let attempt = Directory::with_failover(s, |d| {
+            d.sign_in(s, manager.as_deref(), &groups, username, password)
+        });
         match attempt {
             Ok(Some(u)) => return Ok(Some((s.key.clone(), u))),
             Ok(None) => {}
@@ -800,7 +816,7 @@ pub fn list_groups(
             message: "no such LDAP setting".into(),
         })?;
     let manager = s.manager_password.as_deref().and_then(unseal);
-    Directory::connect(s)?.list_groups(s, manager.as_deref(), g)
+    Directory::with_failover(s, |d| d.list_groups(s, manager.as_deref(), g))
 }
 
 /// The group settings an import on a schedule reads: those of enabled LDAP settings

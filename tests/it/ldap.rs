@@ -1107,3 +1107,31 @@ fn a_member_outside_the_user_bases_and_a_dn_above_the_group_base_are_not_taken()
     assert!(!groups.contains(&"people".to_string()), "{groups:?}");
     assert!(!groups.contains(&"eng".to_string()), "{groups:?}");
 }
+
+/// A first URL whose server accepts the connection and never answers is given up for
+/// the next one (every sign-in was a 503 after 5 s, the second server never asked).
+#[test]
+fn a_directory_that_accepts_and_never_answers_fails_over_to_the_next_url() {
+    if !installed("a_directory_that_accepts_and_never_answers_fails_over_to_the_next_url") {
+        return;
+    }
+    let slapd = Slapd::start();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let app = TestApp::spawn_with(gatehouse::Config {
+        auth_cache_ttl_secs: 0,
+        ..Default::default()
+    });
+    let admin = app.admin();
+    let url = format!("ldap://127.0.0.1:{port}/{BASE} {}", slapd.url());
+    configure_with(&admin, &slapd, &url, false);
+    assert_eq!(sign_in(&app.base, "alice", ALICE_PASSWORD).status, 200);
+    let r = admin.post_empty("/access/api/v1/ldap/groups/corp-groups/refresh");
+    assert_eq!(r.status, 200, "{}", r.text);
+}
