@@ -376,6 +376,12 @@ fn new_group(g: &DirectoryGroup, members: Vec<String>) -> Event {
     })
 }
 
+/// A directory group's name as every other way in takes a new one (no invisible
+/// characters, normal form C); a group already here is taken as it is.
+fn new_name_allowed(state: &State, name: &str) -> bool {
+    state.directory.groups.contains_key(name) || names::validate_new_name("group", name).is_ok()
+}
+
 /// A directory sign-in succeeded: create the user (first time) and bring its directory
 /// groups in step.
 pub(super) fn signed_in(state: &State, s: &LdapSignIn) -> Result<Vec<Event>, DomainError> {
@@ -394,6 +400,10 @@ pub(super) fn signed_in(state: &State, s: &LdapSignIn) -> Result<Vec<Event>, Dom
                 "user `{username}` (the LDAP setting does not create users)"
             )));
         }
+        // As every other way in: no invisible characters, normal form C (the directory
+        // matched `jose` and a combining accent to `josé`, and a look-alike of the
+        // internal `josé` was made; `a\u{34f}dmin` shows as `admin`).
+        names::validate_new_name("username", &username)?;
         if state.access_keys.keys.contains_key(&username) || dir.scim_ids.contains_key(&username) {
             return Err(DomainError::Conflict(format!(
                 "`{username}` is taken by another identity"
@@ -405,7 +415,10 @@ pub(super) fn signed_in(state: &State, s: &LdapSignIn) -> Result<Vec<Event>, Dom
     let wanted: Option<BTreeSet<String>> = s.groups.as_ref().map(|groups| {
         let mut wanted = BTreeSet::new();
         for g in groups {
-            if names::validate_group_name("group", &g.name).is_err() || !ours(state, &g.name) {
+            if names::validate_group_name("group", &g.name).is_err()
+                || !new_name_allowed(state, &g.name)
+                || !ours(state, &g.name)
+            {
                 continue;
             }
             if !dir.groups.contains_key(g.name.as_str()) && !wanted.contains(&g.name) {
@@ -487,6 +500,7 @@ pub(super) fn sync_groups(
     let mut seen = BTreeSet::new();
     for g in groups {
         if names::validate_group_name("group", &g.name).is_err()
+            || !new_name_allowed(state, &g.name)
             || !ours(state, &g.name)
             || !seen.insert(g.name.clone())
         {
@@ -676,6 +690,40 @@ mod tests {
             ..setting
         };
         assert!(save_setting(&State::default(), &plain).is_ok());
+    }
+
+    /// A directory's names are new names like any other: no invisible characters,
+    /// normal form C (a look-alike of an internal user or group was made).
+    #[test]
+    fn look_alike_names_from_the_directory_are_not_made() {
+        let s = State::default();
+        for name in ["jose\u{301}", "a\u{34f}dmin"] {
+            let e = signed_in(&s, &sign_in(name, &[])).unwrap_err().to_string();
+            assert!(e.contains("username"), "{name:?}: {e}");
+        }
+        let events = signed_in(&s, &sign_in("bob", &["a\u{34f}dmins", "devs"])).unwrap();
+        let groups: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::GroupCreated(g) => Some(g.name.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(groups, ["devs"]);
+        let events = sync_groups(
+            &s,
+            &[group("a\u{34f}dmins", Some(&[])), group("ops", Some(&[]))],
+            SyncOperation::UpdateAndImport,
+            None,
+            None,
+        )
+        .unwrap();
+        assert!(
+            events
+                .iter()
+                .all(|e| !matches!(e, Event::GroupCreated(g) if g.name != "ops")),
+            "{events:?}"
+        );
     }
 
     #[test]

@@ -193,12 +193,13 @@ fn setting_from(
     if let (true, Some(old), Some(_)) = (password_left_out, previous, &setting.manager_password) {
         let moved = crate::ldap::servers(&old.ldap_url) != crate::ldap::servers(&setting.ldap_url)
             || (old.start_tls && !setting.start_tls)
-            // Another CA to trust: whoever holds its key could answer for the servers.
-            || (setting.ca_certificate.is_some() && old.ca_certificate != setting.ca_certificate);
+            // Another CA to trust, or none (then the system roots and `--ca-file`, which
+            // trust far more): whoever holds such a key could answer for the servers.
+            || old.ca_certificate != setting.ca_certificate;
         if moved {
             return Err(ApiError::BadRequest(
                 "invalid `search.manager_password`: required again when `ldap_url` names other \
-                 servers, `start_tls` is turned off or another `ca_certificate` is given (the kept \
+                 servers, `start_tls` is turned off or `ca_certificate` changes or goes (the kept \
                  password goes only where it went)"
                     .into(),
             ));
@@ -363,7 +364,11 @@ struct GroupIn {
 }
 
 fn group_from(name: String, b: GroupIn, previous: Option<&LdapGroupSetting>) -> LdapGroupSetting {
-    let p = previous.cloned().unwrap_or(LdapGroupSetting {
+    // A PUT replaces, as for LDAP settings: what it leaves out (or sends as `null`) takes
+    // its default, not its old value (a base left out stayed, and `null` kept it too).
+    // Only the LDAP setting it belongs to is kept when left out: it names the binding.
+    let p = LdapGroupSetting {
+        enabled_ldap: previous.map(|p| p.enabled_ldap.clone()).unwrap_or_default(),
         group_name_attribute: "cn".into(),
         group_member_attribute: "uniqueMember".into(),
         sub_tree: true,
@@ -371,7 +376,7 @@ fn group_from(name: String, b: GroupIn, previous: Option<&LdapGroupSetting>) -> 
         description_attribute: Some("description".into()),
         strategy: "STATIC".into(),
         ..Default::default()
-    });
+    };
     let keep = |v: Option<String>, old: &Option<String>| match v {
         Some(v) => non_empty(Some(v)),
         None => old.clone(),

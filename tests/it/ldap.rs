@@ -650,17 +650,19 @@ fn ldap_settings_the_directory_cannot_use_are_refused_or_not_blamed_on_users() {
     let admin = app.admin();
     configure(&admin, &slapd);
     let put = |body: Value| admin.put("/access/api/v1/ldap/settings/corp", &body);
+    // (The manager's password given again: a PUT without the CA, or with another, asks
+    // for it first.)
     for (body, field) in [
         (
-            json!({"ldap_url": slapd.url(), "search": {"search_filter": "(&(uid={0})"}}),
+            json!({"ldap_url": slapd.url(), "search": {"search_filter": "(&(uid={0})", "manager_password": MANAGER_PASSWORD}}),
             "search.search_filter",
         ),
         (
-            json!({"ldap_url": "ldap://127.0.0.1:notaport/dc=example,dc=com", "search": {"search_filter": "(uid={0})"}}),
+            json!({"ldap_url": "ldap://127.0.0.1:notaport/dc=example,dc=com", "search": {"search_filter": "(uid={0})", "manager_password": MANAGER_PASSWORD}}),
             "ldap_url",
         ),
         (
-            json!({"ldap_url": slapd.url(), "search": {"search_filter": "(uid={0})"}, "ca_certificate": "garbage"}),
+            json!({"ldap_url": slapd.url(), "search": {"search_filter": "(uid={0})", "manager_password": MANAGER_PASSWORD}, "ca_certificate": "garbage"}),
             "ca_certificate",
         ),
     ] {
@@ -696,14 +698,29 @@ fn ldap_settings_the_directory_cannot_use_are_refused_or_not_blamed_on_users() {
     if bob.status == 200 {
         assert_ne!(bob.json()["status"], "locked", "{}", bob.text);
     }
-    // A PUT replaces: the CA it leaves out is gone (it stayed), the manager's password
-    // (which no GET shows) is kept.
+    // A PUT replaces: the CA it leaves out is gone (it stayed) — and the kept manager's
+    // password is not sent where the wider system roots would trust: it is asked again.
     let r = put(
         json!({"ldap_url": slapd.url(), "search": {"search_filter": "(uid={0})", "manager_dn": MANAGER_DN}}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("manager_password"), "{}", r.text);
+    let r = put(
+        json!({"ldap_url": slapd.url(), "search": {"search_filter": "(uid={0})", "manager_dn": MANAGER_DN,
+               "manager_password": MANAGER_PASSWORD}}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
     let got = admin.get("/access/api/v1/ldap/settings/corp").json();
     assert_eq!(got["ca_certificate"], Value::Null, "{got}");
+    // A group setting's PUT replaces too: a base left out, or `null`, is gone (it stayed).
+    let r = admin.put(
+        "/access/api/v1/ldap/groups/corp-groups",
+        &json!({"enabled_ldap": "corp", "strategy": "STATIC", "group_base_dn": null}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let g = admin.get("/access/api/v1/ldap/groups/corp-groups").json();
+    assert_eq!(g["group_base_dn"], Value::Null, "{g}");
+    assert_eq!(g["group_member_attribute"], "uniqueMember", "{g}");
 }
 
 #[test]
