@@ -212,6 +212,20 @@ pub(super) fn save_setting(state: &State, s: &LdapSetting) -> Result<Vec<Event>,
     if !filter.is_empty() {
         valid_filter("search.search_filter", &filter.replace("{0}", "user"))?;
     }
+    if !pattern.is_empty() {
+        valid_dn("user_dn_pattern", &pattern.replace("{0}", "user"))?;
+    }
+    for base in s.search_base.as_deref().unwrap_or("").split('|') {
+        valid_dn("search.search_base", base)?;
+    }
+    valid_dn("search.manager_dn", s.manager_dn.as_deref().unwrap_or(""))?;
+    for u in url.split_whitespace() {
+        let rest = &u[u.find("://").map_or(0, |p| p + 3)..];
+        // A base written with percent escapes is sent decoded: checked when it has none.
+        if let Some((_, base)) = rest.split_once('/').filter(|(_, b)| !b.contains('%')) {
+            valid_dn("ldap_url", base)?;
+        }
+    }
     if let Some(pem) = s.ca_certificate.as_deref().filter(|p| !p.trim().is_empty()) {
         crate::tls::client_with_roots(pem)
             .map_err(|e| DomainError::invalid("ca_certificate", e.to_string()))?;
@@ -275,6 +289,43 @@ fn valid_attribute(field: &str, name: &str) -> Result<(), DomainError> {
     }
 }
 
+/// A DN the directory can be sent (RFC 4514): RDNs between unescaped `,` (or `;`), each
+/// of `attribute=value` pairs joined by `+`. Empty is the URL's base. One that does not
+/// parse was stored, and every sign-in then answered "not available" (invalidDNSyntax).
+fn valid_dn(field: &str, dn: &str) -> Result<(), DomainError> {
+    let dn = dn.trim();
+    if dn.is_empty() {
+        return Ok(());
+    }
+    let bad = |why: &str| {
+        DomainError::invalid(field, format!("`{}` is not a DN: {why}", dn.escape_debug()))
+    };
+    // Split outside escapes (`\,`, `\2C`): the parts between `,`/`;` and `+`.
+    let mut pairs: Vec<String> = vec![String::new()];
+    let mut chars = dn.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let next = chars.next().ok_or_else(|| bad("it ends with `\\`"))?;
+                let last = pairs.last_mut().expect("one part at least");
+                last.push(c);
+                last.push(next);
+            }
+            ',' | ';' | '+' => pairs.push(String::new()),
+            c => pairs.last_mut().expect("one part at least").push(c),
+        }
+    }
+    for pair in &pairs {
+        let Some((attr, _value)) = pair.split_once('=') else {
+            return Err(bad(
+                "every part is `attribute=value` (an empty part, or one without `=`)",
+            ));
+        };
+        valid_attribute(field, attr.trim())?;
+    }
+    Ok(())
+}
+
 /// An LDAP search filter the directory can be sent (RFC 4515): one that does not parse
 /// was stored, and every sign-in of the directory then answered "not available".
 fn valid_filter(field: &str, filter: &str) -> Result<(), DomainError> {
@@ -312,6 +363,7 @@ pub(super) fn save_group_setting(
     if g.group_name_attribute.trim().is_empty() {
         return Err(DomainError::invalid("group_name_attribute", "is required"));
     }
+    valid_dn("group_base_dn", g.group_base_dn.as_deref().unwrap_or(""))?;
     if g.strategy != "HIERARCHICAL" && g.group_member_attribute.trim().is_empty() {
         return Err(DomainError::invalid(
             "group_member_attribute",
@@ -690,6 +742,32 @@ mod tests {
             ..setting
         };
         assert!(save_setting(&State::default(), &plain).is_ok());
+    }
+
+    #[test]
+    fn dns_are_read_as_rfc_4514_writes_them() {
+        for ok in [
+            "",
+            "ou=people",
+            "uid=a\\,b,ou=people, dc=example;dc=com",
+            "cn=Dave Jones+uid=dave,ou=people",
+            "uid=smith\\2C john,ou=x",
+            "cn=,ou=x",
+            "2.5.4.3=x",
+        ] {
+            assert!(valid_dn("f", ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "notadn",
+            "uid=x,,ou=people",
+            "ou=people,",
+            "=x",
+            "uid=x\\",
+            "a b=x",
+        ] {
+            let e = valid_dn("search.search_base", bad).unwrap_err().to_string();
+            assert!(e.contains("search.search_base"), "{bad:?}: {e}");
+        }
     }
 
     /// A directory's names are new names like any other: no invisible characters,
