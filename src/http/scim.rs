@@ -1958,14 +1958,20 @@ fn common_created_body(
 }
 
 /// Store `doc` (a whole user as the client wants it) over the user named `username`.
+/// `states_active`: the request itself says `active` (a PATCH's document carries the
+/// rendered one, `false` for a locked user, which is no statement).
 async fn replace_user(
     req: &HttpRequest,
     caller: &crate::auth::Principal,
     username: &str,
     doc: &Value,
     if_match: Option<u64>,
+    states_active: bool,
 ) -> Result<HttpResponse> {
-    let input = user_input(doc)?;
+    let mut input = user_input(doc)?;
+    if !states_active {
+        input.active = None;
+    }
     let app = app_of(req);
     let (had_password_disabled, current_status, stored_email, stored_attributes) = {
         let s = app.read();
@@ -2005,14 +2011,16 @@ async fn replace_user(
         }
         _ => app.seal(&key, &input.attributes)?,
     };
-    // No `active` means no statement, and a user is active by default.
-    match input.active.unwrap_or(true) {
+    // No `active` means no statement: the status stays (a PUT without it enabled a
+    // user an admin had disabled).
+    match input.active {
         // Only `unlock` unlocks (Okta's profile pushes all say `active: true`).
-        true if !matches!(current_status, UserStatus::Enabled | UserStatus::Locked) => {
+        Some(true) if !matches!(current_status, UserStatus::Enabled | UserStatus::Locked) => {
             changes.status = Some(UserStatus::Enabled)
         }
-        // A locked user already is inactive: `active: false` leaves it locked.
-        false if current_status == UserStatus::Enabled => {
+        // Deprovisioning a locked user disables it: left locked, an unlock later gave
+        // the deprovisioned user its sign-in back (v2's `disabled` does the same).
+        Some(false) if matches!(current_status, UserStatus::Enabled | UserStatus::Locked) => {
             changes.status = Some(UserStatus::Disabled)
         }
         _ => {}
@@ -2094,7 +2102,10 @@ async fn put_user(
     // as a change of what was read (its status, e-mail, attributes), and a write that
     // came in between (an admin enabling the user) made `active: false` a no-op that
     // answered 200. Read again and replace again instead.
-    write_user(&req, &caller, &path, |_| Ok(body.clone())).await
+    write_user(&req, &caller, &path, |_| {
+        Ok((body.clone(), body.get("active").is_some()))
+    })
+    .await
 }
 
 /// Write user `id` as `make` turns what it is now into: over the version read, and —
@@ -2104,13 +2115,13 @@ async fn write_user(
     req: &HttpRequest,
     caller: &crate::auth::Principal,
     id: &str,
-    make: impl Fn(Value) -> Result<Value>,
+    make: impl Fn(Value) -> Result<(Value, bool)>,
 ) -> Result<HttpResponse> {
     for _ in 0..16 {
         let (username, doc, seq) = current_user(req, id)?;
         let asked = if_match(req, seq)?;
-        let doc = make(doc)?;
-        match replace_user(req, caller, &username, &doc, Some(seq)).await {
+        let (doc, states_active) = make(doc)?;
+        match replace_user(req, caller, &username, &doc, Some(seq), states_active).await {
             Err(e) if asked.is_none() && retry_after(req, id, &username, &e) => continue,
             done => return done,
         }
@@ -2143,10 +2154,33 @@ async fn patch_user(
     // this read and this write is read again and the patch applied to it (identity
     // providers add members to one group from many requests at once; 14 of 20 got 412).
     write_user(&req, &caller, &path, |mut doc| {
+        let before = doc.get("active").cloned();
         patch::apply(Kind::User, &mut doc, &body)?;
-        Ok(doc)
+        // The rendered `active` left as it was is no statement: an unrelated patch of a
+        // locked user (rendered `active: false`) would disable it.
+        let states_active = doc.get("active") != before.as_ref() || mentions_active(&body);
+        Ok((doc, states_active))
     })
     .await
+}
+
+/// Whether a PATCH's operations name `active` (by path, or in a value without one).
+fn mentions_active(body: &Value) -> bool {
+    let field = |v: &Value, name: &str| {
+        v.as_object()
+            .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
+            .map(|(_, v)| v.clone())
+    };
+    let Some(Value::Array(ops)) = field(body, "Operations") else {
+        return false;
+    };
+    ops.iter().any(|op| match field(op, "path") {
+        Some(Value::String(p)) => {
+            let p = p.trim();
+            p.eq_ignore_ascii_case("active") || p.to_ascii_lowercase().ends_with(":user:active")
+        }
+        _ => field(op, "value").is_some_and(|v| field(&v, "active").is_some()),
+    })
 }
 
 async fn delete_user(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse> {

@@ -50,13 +50,15 @@ pub(super) fn path_username(path: &str) -> Result<String, ApiError> {
     Ok(domain::normalize_username("username", path)?)
 }
 
-/// Render the user as it is now (after the caller's write).
+/// Render the user as it is right after the caller's write (`committed`): a delete that
+/// followed it is not the answer (a committed create was answered 404).
 fn user_response(
     app: &AppState,
     username: &str,
     status: actix_web::http::StatusCode,
+    committed: &crate::writer::Committed,
 ) -> Result<HttpResponse, ApiError> {
-    let s = app.read();
+    let s = app.state_after(committed, |s| s.directory.users.contains_key(username))?;
     let user = s
         .directory
         .users
@@ -222,7 +224,12 @@ async fn create(
     }
     let (username, committed) = create_user(&app, &admin.0, &rid, body).await?;
     Ok(written(
-        user_response(&app, &username, actix_web::http::StatusCode::CREATED)?,
+        user_response(
+            &app,
+            &username,
+            actix_web::http::StatusCode::CREATED,
+            &committed,
+        )?,
         committed,
     ))
 }
@@ -402,7 +409,7 @@ async fn patch(
     }
     let committed = update_user(&app, &admin.0, &rid, &username, body, None).await?;
     Ok(written(
-        user_response(&app, &username, actix_web::http::StatusCode::OK)?,
+        user_response(&app, &username, actix_web::http::StatusCode::OK, &committed)?,
         committed,
     ))
 }
@@ -616,16 +623,17 @@ async fn change_groups(
             &rid,
         )
         .await?;
-    let s = app.read();
+    let s = app.state_after(&committed, |s| {
+        s.directory.users.contains_key(username.as_str())
+    })?;
     let user = s
         .directory
         .users
         .get(username.as_str())
         .ok_or_else(|| ApiError::NotFound(format!("user `{username}` not found")))?;
-    Ok(written(
-        HttpResponse::Ok().json(serde_json::json!({"groups": user.groups})),
-        committed,
-    ))
+    let answer = HttpResponse::Ok().json(serde_json::json!({"groups": user.groups}));
+    drop(s);
+    Ok(written(answer, committed))
 }
 
 #[derive(Deserialize)]

@@ -278,6 +278,42 @@ fn a_locked_user_stays_locked_through_unrelated_patches() {
             .status,
         200
     );
+    // Deprovisioned while locked: disabled, so an unlock later does not give the
+    // deprovisioned user its sign-in back (the `active: false` was dropped).
+    for _ in 0..5 {
+        app.as_user("lou", "wrong-password")
+            .get("/access/api/v2/users/lou");
+    }
+    assert_eq!(
+        admin.get("/access/api/v2/users/lou").json()["status"],
+        "locked"
+    );
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Users/lou",
+        &patch_ops(json!([{"op": "replace", "path": "active", "value": false}])),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        admin.get("/access/api/v2/users/lou").json()["status"],
+        "disabled"
+    );
+    admin.post_empty("/access/api/v2/users/lou/unlock");
+    assert_eq!(
+        app.as_user("lou", "password-1")
+            .get("/access/api/v2/users/lou")
+            .status,
+        401
+    );
+    // A PUT that says nothing of `active` leaves the status as it is (it enabled a user
+    // an admin had disabled).
+    let r = scim(&admin, "PUT", "/Users/lou", &json!({"userName": "lou"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        admin.get("/access/api/v2/users/lou").json()["status"],
+        "disabled"
+    );
 }
 
 #[test]

@@ -953,3 +953,48 @@ fn look_alike_names_are_refused() {
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(role("shadow", "").status, 409);
 }
+
+/// A committed create or change of a user is answered from the state right after it, not
+/// 404 because a concurrent delete followed (the client concluded the create failed; it
+/// was in the log, audited and delivered).
+#[test]
+fn a_committed_user_write_is_not_answered_404_because_a_delete_followed() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let mut wrong = Vec::new();
+    for round in 0..30 {
+        let name = format!("race{round}");
+        let path = format!("/access/api/v2/users/{name}");
+        let (created, _) = std::thread::scope(|t| {
+            let a = t.spawn(|| {
+                admin.post(
+                    "/access/api/v2/users",
+                    &json!({"username": name, "password": "Password-123", "email": "r@example.com"}),
+                )
+            });
+            let b = t.spawn(|| {
+                // The delete right behind the create.
+                for _ in 0..200 {
+                    if admin.delete(&path).status == 204 {
+                        break;
+                    }
+                }
+            });
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        if created.status == 404 {
+            wrong.push(created.header("x-request-id").unwrap().to_string());
+        } else {
+            assert_eq!(created.status, 201, "{}", created.text);
+            assert!(created.header("x-gatehouse-seq").is_some());
+        }
+    }
+    let audit = admin.get("/access/api/v1/audit/events?limit=1000&type=UserCreated");
+    assert_eq!(audit.status, 200, "{}", audit.text);
+    for id in wrong {
+        assert!(
+            !audit.text.contains(&id),
+            "request {id} was committed and answered 404"
+        );
+    }
+}
