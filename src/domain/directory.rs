@@ -610,14 +610,21 @@ pub(super) fn update_group(
         changes.external_id.as_deref(),
     )?;
     let mut events = Vec::new();
+    // A field set to what it is already is no change (a group sent back as it was read
+    // wrote an event, a webhook and an audit/diff entry), as for users.
+    let text = |new: &Option<String>, now: &Option<String>| {
+        new.clone().filter(|v| now.as_deref() != Some(v.as_str()))
+    };
     let update = GroupUpdated {
         name: name.to_string(),
-        description: changes.description.clone(),
-        auto_join: changes.auto_join,
-        admin_privileges: changes.admin_privileges,
-        realm: changes.realm.clone(),
-        realm_attributes: changes.realm_attributes.clone(),
-        external_id: changes.external_id.clone(),
+        description: text(&changes.description, &group.description),
+        auto_join: changes.auto_join.filter(|v| *v != group.auto_join),
+        admin_privileges: changes
+            .admin_privileges
+            .filter(|v| *v != group.admin_privileges),
+        realm: changes.realm.clone().filter(|v| *v != group.realm),
+        realm_attributes: text(&changes.realm_attributes, &group.realm_attributes),
+        external_id: text(&changes.external_id, &group.external_id),
     };
     if update
         != (GroupUpdated {

@@ -219,3 +219,40 @@ fn a_committed_write_is_not_answered_404_because_a_delete_followed() {
         );
     }
 }
+
+/// A group sent back as it was read writes nothing (it wrote an event, a webhook and an
+/// audit/diff entry each time), through the v2 API and Artifactory's.
+#[test]
+fn a_group_sent_back_as_read_writes_nothing() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.post(
+        "/access/api/v2/groups",
+        &json!({"name": "readers", "description": "Read only", "auto_join": false, "external_id": "ext-1"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let seq = r.header("x-gatehouse-seq").unwrap().to_string();
+    let read = admin.get("/access/api/v2/groups/readers").json();
+    let r = admin.patch("/access/api/v2/groups/readers", &read);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.header("x-gatehouse-seq"),
+        Some(seq.as_str()),
+        "{}",
+        r.text
+    );
+    let art = admin.get("/artifactory/api/security/groups/readers").json();
+    let r = admin.put("/artifactory/api/security/groups/readers", &art);
+    assert!(r.status < 300, "{}", r.text);
+    assert_eq!(
+        admin.get("/access/api/v1/system/state/digest").json()["seq"].to_string(),
+        seq
+    );
+    // A real change still writes.
+    let r = admin.patch(
+        "/access/api/v2/groups/readers",
+        &json!({"description": "Readers"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_ne!(r.header("x-gatehouse-seq"), Some(seq.as_str()));
+}
