@@ -889,6 +889,20 @@ impl Sender {
             if mine < shared {
                 b.insert(prefixed(b'g', &self.name), &shared.to_be_bytes());
             }
+            // A broadcast owed here as of a position the holder has streamed past was
+            // sent by the holder: every node kept it owed, and each lease handover sent
+            // the whole selection again. (A marker without its position, from an older
+            // version, stays.)
+            let owed_at = f
+                .tree
+                .get(owed_key(&self.name))
+                .ok()
+                .flatten()
+                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                .map(u64::from_be_bytes);
+            if owed_at.is_some_and(|at| at <= shared) {
+                b.remove(owed_key(&self.name));
+            }
             if let Err(e) = f.tree.apply_batch(b) {
                 tracing::warn!(error = %e, "cannot follow the shared federation cursor");
             }
@@ -920,7 +934,15 @@ impl Sender {
             return;
         }
         tracing::warn!(target = %self.name, pending, "federation target too far behind: a full broadcast will follow");
-        if let Err(e) = f.tree.insert(owed_key(&self.name), &[1u8]) {
+        // Owed as of the last change dropped (see `follow_shared`).
+        let last = f
+            .tree
+            .scan_prefix(prefixed(b'f', &self.name))
+            .keys()
+            .flatten()
+            .last()
+            .map_or(0, |k| position_of(&k));
+        if let Err(e) = f.tree.insert(owed_key(&self.name), &last.to_be_bytes()) {
             tracing::warn!(error = %e, "cannot record an owed full broadcast");
             return;
         }

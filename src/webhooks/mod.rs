@@ -1097,7 +1097,9 @@ impl Dispatcher {
                             || old.group_exclude_patterns != t.group_exclude_patterns
                     });
                 if owed {
-                    batch.insert(crate::federation::owed_key(&t.name), &[1u8]);
+                    // Owed as of this position: a node that is not the lease holder
+                    // clears it once the shared cursor passes it (the holder sent it).
+                    batch.insert(crate::federation::owed_key(&t.name), &env.seq.to_be_bytes());
                 }
             }
             if let Event::FederationTargetDeleted { name } = &env.event {

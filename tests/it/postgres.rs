@@ -1471,6 +1471,12 @@ fn the_federation_stream_moves_with_the_lease_and_the_peer_gets_every_change() {
         "the node without the lease sent nothing: {}",
         status(&bases[1 - holder])
     );
+    // The broadcast owed at registration was the holder's to send, and it sent it: the
+    // other node no longer owes it (it did for good, and sent the whole selection again
+    // when it took the lease).
+    crate::federation::wait_until(30, "the other node sees the broadcast sent", || {
+        status(&bases[1 - holder])["broadcast_owed"] == false
+    });
     // The holder is SIGKILLed; writes go on on the other node, which takes the stream
     // over from the shared cursor.
     nodes[holder].take().unwrap().kill();
@@ -1484,6 +1490,12 @@ fn the_federation_stream_moves_with_the_lease_and_the_peer_gets_every_change() {
     assert_eq!(holder_among(std::slice::from_ref(&other)), 0);
     wait_at_b(&names);
     succeeded(&other);
+    assert_eq!(
+        status(&other)["broadcast"]["state"],
+        "idle",
+        "the new holder streamed on, with no broadcast again: {}",
+        status(&other)
+    );
     drop((nodes, b));
 }
 
