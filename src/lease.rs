@@ -43,6 +43,9 @@ pub fn webhook_cursor(key: &str) -> String {
     format!("webhook:{key}")
 }
 
+/// The `health` line of a shared log out of reach (see `Lease::round`).
+const SHARED_LOG_HEALTH: &str = "shared-log";
+
 /// The shared cursor of a federation target.
 pub fn federation_cursor(target: &str) -> String {
     format!("federation:{target}")
@@ -142,6 +145,7 @@ impl Lease {
         let was_held = self.held();
         match self.try_renew(conn) {
             Ok((mine, holder, cursors)) => {
+                crate::vitals::recovered(SHARED_LOG_HEALTH);
                 // Cursors first: a worker that sees the lease held sees them fresh.
                 {
                     let mut c = self.cursors.write().unwrap_or_else(|p| p.into_inner());
@@ -167,6 +171,12 @@ impl Lease {
             }
             Err(e) => {
                 conn.drop_connection();
+                // Every round is a look at the database: `health` says it is out of
+                // reach while it is (it said HEALTHY while every write answered 503).
+                crate::vitals::impaired(
+                    SHARED_LOG_HEALTH,
+                    format!("the shared log (PostgreSQL) cannot be reached: writes answer 503 until it can ({e})"),
+                );
                 let mut until = self.until.lock().unwrap_or_else(|p| p.into_inner());
                 if until.is_some() {
                     tracing::warn!(lease = self.name, error = %e, "lease not renewed: this node stops delivering");

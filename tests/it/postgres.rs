@@ -1831,3 +1831,31 @@ fn nodes_do_not_spin_after_postgres_closed_their_connections() {
         assert_eq!(r.status, 401, "{}", r.text);
     }
 }
+
+/// While PostgreSQL cannot be reached, `health` says so (DEGRADED, naming the shared
+/// log), and HEALTHY again once it can: it said HEALTHY while every write answered 503.
+#[test]
+fn health_says_when_the_shared_log_cannot_be_reached() {
+    let Some(pg) = Postgres::start("health_says_when_the_shared_log_cannot_be_reached") else {
+        return;
+    };
+    let url = pg.url();
+    let conf = tempfile::tempdir().unwrap();
+    let config = conf.path().join("gatehouse.toml");
+    std::fs::write(&config, "lease-renew-ms = 200\nlease-ttl-ms = 1000\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path(), &url, Some(&config));
+    let health = || admin(&n.base).get("/router/api/v1/system/health").text;
+    assert!(health().contains("HEALTHY"), "{}", health());
+    pg.ctl_stop("fast");
+    crate::federation::wait_until(30, "health names the shared log", || {
+        let h = health();
+        h.contains("DEGRADED") && h.contains("shared log")
+    });
+    pg.ctl_start();
+    crate::federation::wait_until(30, "health is HEALTHY again", || {
+        let h = health();
+        h.contains("HEALTHY") && !h.contains("DEGRADED")
+    });
+    drop(n);
+}
