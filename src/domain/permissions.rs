@@ -503,11 +503,13 @@ pub(super) fn save_target_as_manager(
         ("build", &old.build, &target.build),
         ("releaseBundle", &old.release_bundle, &target.release_bundle),
     ] {
+        // A refusal of what the manager may do, as for another section's actions: 403
+        // (it was a 400, as if the body were malformed).
         if scope(a) != scope(b) {
-            return Err(DomainError::invalid(
-                name,
-                "a user with `manage` may change the actions of users and groups only (repositories, patterns and sections stay as they are)",
-            ));
+            return Err(DomainError::Forbidden(format!(
+                "`{manager}` may change the actions of users and groups only: the repositories, patterns and sections of `{}` stay as they are (`{name}`)",
+                target.name
+            )));
         }
     }
     save_target(state, target, false)

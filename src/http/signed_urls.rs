@@ -236,6 +236,13 @@ async fn create(
     Ok(super::no_store(HttpResponse::Created().json(url)))
 }
 
+/// A number written as digits only.
+fn digits(v: &str) -> Option<u64> {
+    (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| v.parse().ok())
+        .flatten()
+}
+
 fn current_version(app: &AppState, org: Option<&str>) -> u64 {
     let s = app.read();
     match org {
@@ -315,8 +322,9 @@ pub fn check_signed(app: &AppState, repo_path: &str, query: &str) -> Result<(), 
         }
         match pair.split_once('=') {
             Some(("sig", v)) => sig = Some(v.to_string()),
-            Some(("exp", v)) => exp = v.parse::<u64>().ok(),
-            Some(("v", v)) => version = v.parse::<u64>().ok(),
+            // Digits only: `+5` read as 5 gave one URL two spellings.
+            Some(("exp", v)) => exp = digits(v),
+            Some(("v", v)) => version = digits(v),
             Some(("org", v)) => {
                 org =
                     Some(super::percent_decode(v).ok_or_else(|| {

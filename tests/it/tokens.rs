@@ -808,6 +808,8 @@ fn a_signed_url_holds_only_while_its_signer_may_sign_it() {
     assert_eq!(verify(&url).status, 200, "{}", verify(&url).text);
     assert_eq!(via_nginx(&url), 200);
     assert_eq!(via_query(&url), 200);
+    // One URL, one spelling: `exp=+…` is not the number (it was read as one).
+    assert_eq!(verify(&url.replace("&exp=", "&exp=+")).status, 403);
     // The signer's name is signed: dropped or replaced, the URL fails.
     let erin_url = sign("erin");
     let (head, _) = url.split_once("&signer=").unwrap();
