@@ -79,7 +79,9 @@ impl<'a> From<&'a Group> for GroupView<'a> {
             admin_privileges: g.admin_privileges,
             realm: &g.realm,
             realm_attributes: g.realm_attributes.as_deref(),
-            external_id: g.external_id.as_deref(),
+            // Cleared (`""`, as a SCIM PUT without `externalId` stores it) reads as
+            // never set.
+            external_id: g.external_id.as_deref().filter(|e| !e.is_empty()),
             members: g.members.iter().map(String::as_str).collect(),
         }
     }
@@ -378,6 +380,8 @@ pub fn artifactory_group(g: &Group) -> Value {
         "adminPrivileges": g.admin_privileges,
         "realm": g.realm,
         "realmAttributes": g.realm_attributes,
+        // One value in every API (the v2 `external_id`, SCIM's `externalId`).
+        "externalId": g.external_id.as_deref().filter(|e| !e.is_empty()),
         "userNames": g.members,
         "watchManager": false,
         "policyManager": false,

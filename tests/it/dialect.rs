@@ -1318,6 +1318,9 @@ fn artifactory_security_fields_mean_what_they_mean_in_every_api() {
     let g = admin.get("/access/api/v2/groups/ext").json();
     assert_eq!(g["external_id"], "123", "{g}");
     assert_eq!(g["realm"], "ldap", "{g}");
+    // Artifactory's read shows it too (one value in every API: it was never shown).
+    let a = admin.get("/artifactory/api/security/groups/ext").json();
+    assert_eq!(a["externalId"], "123", "{a}");
     let r = admin.post(
         "/artifactory/api/security/groups/ext",
         &json!({"realm": "internal"}),
