@@ -573,6 +573,22 @@ async fn put_member(
     let mut managing = false;
     if !caller.admin {
         let s = app.read();
+        // Nor anonymous a role (or a group it is in): what anonymous may do, anyone may,
+        // without credentials — a member manager gave anonymous `Developer` and wrote
+        // and deleted what its own account could not.
+        let anonymous = match kind {
+            "user" => name == gatehouse_projections::ANONYMOUS,
+            _ => s
+                .directory
+                .users
+                .get(gatehouse_projections::ANONYMOUS)
+                .is_some_and(|u| u.groups.contains(name.as_str())),
+        };
+        if anonymous {
+            return Err(ApiError::Forbidden(
+                "only an admin gives anonymous (or a group it is in) a role: what anonymous may do, anyone may, without credentials".into(),
+            ));
+        }
         let own = match kind {
             "user" => name == caller.username,
             _ => s

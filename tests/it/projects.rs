@@ -1160,3 +1160,57 @@ fn global_roles_held_show_in_the_project_and_repeats_write_nothing() {
     assert!(again.status < 300, "{}", again.text);
     assert_eq!(seq(&first), seq(&again));
 }
+
+/// Only an admin gives anonymous (or a group it is in) a project role: a member manager
+/// gave anonymous `Developer`, then wrote and deleted without credentials what its own
+/// account could not.
+#[test]
+fn only_an_admin_gives_anonymous_a_project_role() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.put(
+        "/access/api/v1/config/security/anonymous_access",
+        &json!({"enabled": true}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    repo(&admin, "web-dev", "local", &["DEV"]);
+    project(&admin, "web");
+    let r = admin.put(
+        &format!("{P}/_/attach/repositories/web-dev/web"),
+        &json!({}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let r = admin.post(
+        &format!("{P}/web/roles"),
+        &json!({"name": "MemMgr", "type": "CUSTOM", "environments": ["DEV"], "actions": ["MANAGE_MEMBERS"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    app.create_user("mm", "password-1");
+    let r = admin.put(&format!("{P}/web/users/mm"), &json!({"roles": ["MemMgr"]}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    app.create_group("public");
+    let r = admin.patch(
+        "/access/api/v2/groups/public/members",
+        &json!({"add": ["anonymous"]}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let mm = app.as_user("mm", "password-1");
+    for path in [
+        format!("{P}/web/users/anonymous"),
+        format!("{P}/web/groups/public"),
+    ] {
+        let r = mm.put(&path, &json!({"roles": ["Developer"]}));
+        assert_eq!(r.status, 403, "{path}: {}", r.text);
+        assert!(r.text.contains("anonymous"), "{}", r.text);
+    }
+    let r = app
+        .anon()
+        .get("/access/api/v1/authorize?resource=web-dev/x.bin&action=write");
+    assert_ne!(r.status, 200, "{}", r.text);
+    // An admin may.
+    let r = admin.put(
+        &format!("{P}/web/users/anonymous"),
+        &json!({"roles": ["Viewer"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+}
