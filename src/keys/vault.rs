@@ -155,11 +155,28 @@ impl KeyVault {
                 )));
             };
             if let Ok(here) = std::fs::read_to_string(&path) {
-                // The shared copy is the key: a file that differs was made here by a node
-                // that lost a race to make it (and signed what no other node accepts).
                 if here.trim().as_bytes() == plain.trim_ascii() {
                     continue;
                 }
+                // A personal-data key (the webhook-secret key, the LDAP one) may have
+                // sealed data in the log: which copy is the key is not this node's to
+                // guess, and taking the shared one destroyed the only copy of the one
+                // that sealed it. Nothing is changed; the start stops, saying what to do.
+                if name.starts_with("keys/personal/") {
+                    return Err(LogError::Database(format!(
+                        "this node's `{name}` differs from the shared copy another node made: \
+                         either may have sealed data in the log, so neither is replaced. If this \
+                         node's data directory is the one whose data the log holds (the old server), \
+                         stop the other nodes, remove the shared copy (DELETE FROM gatehouse_keys \
+                         WHERE name = '{name}'), remove `{name}` from the other nodes' data \
+                         directories and start this node first; otherwise remove `{name}` here \
+                         (see README, Several nodes)",
+                        name = name
+                    )));
+                }
+                // A signed-URL key: the shared copy is the key; a file that differs was
+                // made here by a node that lost a race to make it (and signed URLs no
+                // other node accepts: they fail, nothing else is lost).
                 tracing::warn!(key = %name, "this node's copy of a shared key differed from the shared one; taking the shared one");
             }
             if let Some(dir) = path.parent() {

@@ -1113,6 +1113,48 @@ fn nodes_that_make_the_same_key_at_once_keep_one() {
             );
         }
     }
+    // A node whose own webhook-secret key differs from the shared one (an old server's
+    // data directory joining after a new node made the key) does not start: either key
+    // may have sealed data in the log, and taking the shared one destroyed the only
+    // copy of the other. Its file is left as it was.
+    let old = tempfile::tempdir().unwrap();
+    let own = old.path().join("keys/personal/webhooks");
+    std::fs::create_dir_all(own.parent().unwrap()).unwrap();
+    std::fs::write(&own, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(old.path())
+        .args(["--store", &url, "--master-key-file"])
+        .arg(&master)
+        .env("GATEHOUSE_ADMIN_PASSWORD", BINARY_ADMIN_PASSWORD)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the node started with a webhook-secret key that differs from the shared one");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut said).unwrap();
+    assert!(
+        said.contains("keys/personal/webhooks") && said.contains("differs"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&own).unwrap().trim(),
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"
+    );
     drop(nodes);
 }
 
