@@ -995,32 +995,36 @@ fn import_shared(url: &str, input: PathBuf, allow_unterminated: bool) -> ExitCod
         println!("chain broken at position {at}: the export does not verify");
         return ExitCode::from(1);
     }
-    if let Err(e) = pg.import(&records) {
+    // The subscriptions and federation targets of the imported log, whose deliveries
+    // start after it (the cursors are raised in the import's transaction).
+    let mut imported = State::default();
+    for r in &records {
+        match gatehouse_schemas::decode(&r.bytes) {
+            Ok(env) => imported.apply(&env),
+            Err(e) => {
+                println!("the event at position {} does not decode: {e}", r.seq);
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let cursors: Vec<String> = imported
+        .subscriptions
+        .keys()
+        .map(|k| gatehouse::lease::webhook_cursor(k))
+        .chain(
+            imported
+                .federation
+                .targets
+                .keys()
+                .map(|t| gatehouse::lease::federation_cursor(t)),
+        )
+        .collect();
+    if let Err(e) = pg.import(&records, &cursors) {
         eprintln!("gatehouse: {e}");
         return ExitCode::from(1);
     }
     match replay_rows(&mut pg, None) {
         Ok((state, _, events, head)) => {
-            // Deliveries start after the imported history, which the server it came
-            // from delivered: every node's worker drops what is below these cursors.
-            let position = records.last().map_or(0, |r| r.seq);
-            let names = state
-                .subscriptions
-                .keys()
-                .map(|k| gatehouse::lease::webhook_cursor(k))
-                .chain(
-                    state
-                        .federation
-                        .targets
-                        .keys()
-                        .map(|t| gatehouse::lease::federation_cursor(t)),
-                );
-            for name in names {
-                if let Err(e) = pg.raise_cursor(&name, position) {
-                    eprintln!("gatehouse: {e}");
-                    return ExitCode::from(1);
-                }
-            }
             println!(
                 "imported {events} events, head hash {}, state digest {}",
                 hex(&head),

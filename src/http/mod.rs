@@ -877,6 +877,12 @@ async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
             .filter(|(_, path)| *path == pattern)
             .map(|(method, _)| *method)
             .collect();
+        // HEAD is answered wherever GET is (`request_middleware`).
+        if let Some(at) = methods.iter().position(|m| *m == "GET") {
+            if !methods.contains(&"HEAD") {
+                methods.insert(at + 1, "HEAD");
+            }
+        }
         methods.dedup();
         methods.join(", ")
     });

@@ -116,7 +116,8 @@ async fn health(app: web::Data<AppState>) -> HttpResponse {
         )
     };
     let body = json!({
-        "router": {"node_id": node_id, "state": state, "message": if stopped.is_empty() { "OK" } else { "UNHEALTHY" }},
+        // The router's message follows its state (it said "OK" beside DEGRADED).
+        "router": {"node_id": node_id, "state": state, "message": match state { "HEALTHY" => "OK", other => other }},
         // The router itself answers; the service's state says what runs.
         "services": [{
             "service_id": service_id,

@@ -423,7 +423,10 @@ impl PgLog {
     /// Every record of an export into an empty shared log, in one transaction: an import
     /// cut short (killed, the database gone) leaves nothing, where batches of their own
     /// left a shorter history that verified and was served.
-    pub fn import(&mut self, records: &[RawEvent]) -> Result<(), LogError> {
+    /// `cursors`: the shared delivery cursors raised to the last record in the same
+    /// transaction (deliveries of an imported log start after it; raised after the
+    /// commit, a kill in between sent the history again).
+    pub fn import(&mut self, records: &[RawEvent], cursors: &[String]) -> Result<(), LogError> {
         let client = self.client()?;
         let mut tx = client.transaction().map_err(db)?;
         tx.batch_execute("LOCK TABLE gatehouse_events IN EXCLUSIVE MODE")
@@ -445,6 +448,16 @@ impl PgLog {
                 "INSERT INTO gatehouse_events (position, hash, bytes)
                  SELECT * FROM unnest($1::BIGINT[], $2::BYTEA[], $3::BYTEA[])",
                 &[&positions, &hashes, &bytes],
+            )
+            .map_err(db)?;
+        }
+        let position = records.last().map_or(0, |r| r.seq) as i64;
+        for name in cursors {
+            tx.execute(
+                "INSERT INTO gatehouse_cursors (name, position) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE
+                   SET position = GREATEST(gatehouse_cursors.position, EXCLUDED.position)",
+                &[name, &position],
             )
             .map_err(db)?;
         }

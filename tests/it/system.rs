@@ -86,12 +86,20 @@ fn unknown_routes_are_404_and_wrong_methods_405_in_the_error_shape() {
     assert_eq!(r.status, 405);
     r.error_message();
     // With the methods the path takes (HTTP's `Allow`), under the alias prefix too.
-    assert_eq!(r.header("allow"), Some("GET, POST"), "{:?}", r.headers);
+    assert_eq!(
+        r.header("allow"),
+        Some("GET, HEAD, POST"),
+        "{:?}",
+        r.headers
+    );
     let r = admin.raw("DELETE", "/artifactory/access/api/v2/users", None, None);
-    assert_eq!((r.status, r.header("allow")), (405, Some("GET, POST")));
+    assert_eq!(
+        (r.status, r.header("allow")),
+        (405, Some("GET, HEAD, POST"))
+    );
     let r = admin.raw("POST", "/api/system/ping", None, None);
     assert_eq!(r.status, 405);
-    assert_eq!(r.header("allow"), Some("GET"));
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
     // The probes in their own scope (`system::PROBES`): the same answers.
     let r = admin.raw("POST", "/api/v1/system/readiness", None, None);
     assert_eq!(r.status, 405);
