@@ -301,20 +301,21 @@ fn valid_dn(field: &str, dn: &str) -> Result<(), DomainError> {
         DomainError::invalid(field, format!("`{}` is not a DN: {why}", dn.escape_debug()))
     };
     // Split outside escapes (`\,`, `\2C`): the parts between `,`/`;` and `+`.
-    let mut pairs: Vec<String> = vec![String::new()];
+    let mut pairs: Vec<String> = Vec::new();
+    let mut part = String::new();
     let mut chars = dn.chars();
     while let Some(c) = chars.next() {
         match c {
             '\\' => {
                 let next = chars.next().ok_or_else(|| bad("it ends with `\\`"))?;
-                let last = pairs.last_mut().expect("one part at least");
-                last.push(c);
-                last.push(next);
+                part.push(c);
+                part.push(next);
             }
-            ',' | ';' | '+' => pairs.push(String::new()),
-            c => pairs.last_mut().expect("one part at least").push(c),
+            ',' | ';' | '+' => pairs.push(std::mem::take(&mut part)),
+            c => part.push(c),
         }
     }
+    pairs.push(part);
     for pair in &pairs {
         let Some((attr, _value)) = pair.split_once('=') else {
             return Err(bad(
