@@ -1969,9 +1969,12 @@ async fn replace_user(
     states_active: bool,
 ) -> Result<HttpResponse> {
     let mut input = user_input(doc)?;
-    if !states_active {
-        input.active = None;
-    }
+    // Not said: no statement. Said away (a PATCH `remove`, `null`): the default, active.
+    input.active = match (states_active, input.active) {
+        (false, _) => None,
+        (true, None) => Some(true),
+        (true, said) => said,
+    };
     let app = app_of(req);
     let (had_password_disabled, current_status, stored_email, stored_attributes) = {
         let s = app.read();
