@@ -314,6 +314,18 @@ fn a_locked_user_stays_locked_through_unrelated_patches() {
         admin.get("/access/api/v2/users/lou").json()["status"],
         "disabled"
     );
+    // One that removes it says so: the default, active.
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Users/lou",
+        &patch_ops(json!([{"op": "remove", "path": "active"}])),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        admin.get("/access/api/v2/users/lou").json()["status"],
+        "enabled"
+    );
 }
 
 #[test]
