@@ -18,15 +18,23 @@ pub fn sign(state: &State, keys: &KeyRing, log: &EventLog) -> Result<Checkpoint,
     sign_position(state, keys, position, &hash, state.time_ms)
 }
 
+/// What [`check`] found: how many checkpoints hold, and the last position a checkpoint
+/// signed by the given key vouches for (with the chain, every event up to it).
+pub struct Checked {
+    pub verified: usize,
+    pub proven_to: Option<u64>,
+}
+
 /// Every checkpoint names the hash the chain really has at its position and carries a
 /// valid signature: by `key` when given or by the log's own key of its kid (a
-/// checkpoint signed before a rotation is by another key; which ones `key` signed is
-/// [`proven_by`]'s), else by the log's own key.
+/// checkpoint signed before a rotation is by another key, and proves nothing for
+/// `key`), else by the log's own key.
 pub fn check(
     state: &State,
     hash_at: impl Fn(u64) -> Option<[u8; 32]>,
     key: Option<&ed25519_dalek::VerifyingKey>,
-) -> Result<usize, String> {
+) -> Result<Checked, String> {
+    let mut proven_to = None;
     for c in state.checkpoints.iter() {
         let actual = hash_at(c.position).map(|h| crate::hex(&h));
         if actual.as_deref() != Some(c.head_hash.as_str()) {
@@ -37,24 +45,20 @@ pub fn check(
                 actual.unwrap_or_else(|| "missing".into())
             ));
         }
-        if let Err(e) = signature_holds(state, c, key) {
-            if key.is_none() || signature_holds(state, c, None).is_err() {
-                return Err(e);
+        match signature_holds(state, c, key) {
+            Ok(()) if key.is_some() => proven_to = proven_to.max(Some(c.position)),
+            Ok(()) => {}
+            Err(e) => {
+                if key.is_none() || signature_holds(state, c, None).is_err() {
+                    return Err(e);
+                }
             }
         }
     }
-    Ok(state.checkpoints.len())
-}
-
-/// The last position a checkpoint signed by `key` vouches for (with the chain, every
-/// event up to it), if any.
-pub fn proven_by(state: &State, key: &ed25519_dalek::VerifyingKey) -> Option<u64> {
-    state
-        .checkpoints
-        .iter()
-        .filter(|c| signature_holds(state, c, Some(key)).is_ok())
-        .map(|c| c.position)
-        .max()
+    Ok(Checked {
+        verified: state.checkpoints.len(),
+        proven_to,
+    })
 }
 
 /// A checkpoint's signature verifies: by `key` when given, else by the log's own key of

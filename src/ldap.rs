@@ -287,10 +287,7 @@ impl Directory {
             } else {
                 Scope::OneLevel
             };
-            let bases: Vec<String> = match s.search_base.as_deref().filter(|b| !b.is_empty()) {
-                Some(b) => b.split('|').map(|b| under(b, &self.base)).collect(),
-                None => vec![self.base.clone()],
-            };
+            let bases = self.search_bases(s);
             let mut found = Vec::new();
             for base in bases {
                 found.extend(self.search(&base, scope, &f, &attr_refs)?);
@@ -523,6 +520,15 @@ impl Directory {
         }
     }
 
+    /// Where setting `s` searches for users: its search bases (`|` between them) under
+    /// the URL's base, or that base.
+    fn search_bases(&self, s: &LdapSetting) -> Vec<String> {
+        match s.search_base.as_deref().filter(|b| !b.is_empty()) {
+            Some(b) => b.split('|').map(|b| under(b, &self.base)).collect(),
+            None => vec![self.base.clone()],
+        }
+    }
+
     /// Whether `dn` is where setting `s` signs users in: under one of its search bases
     /// (directly, without `search_sub_tree`), or its DN pattern's parent.
     fn users_could_be(&self, s: &LdapSetting, dn: &str) -> bool {
@@ -532,10 +538,7 @@ impl Directory {
         };
         let same = |a: &str, b: &str| dn_within(a, b) && dn_within(b, a);
         if !s.search_filter.as_deref().unwrap_or("").trim().is_empty() {
-            let bases: Vec<String> = match s.search_base.as_deref().filter(|b| !b.is_empty()) {
-                Some(b) => b.split('|').map(|b| under(b, &self.base)).collect(),
-                None => vec![self.base.clone()],
-            };
+            let bases = self.search_bases(s);
             return bases.iter().any(|base| {
                 if s.search_sub_tree {
                     dn_within(parent, base)

@@ -497,7 +497,7 @@ fn verify(
         Ok(report) => {
             let hash_at = |p: u64| log.hash_at(p).ok().flatten();
             match gatehouse::checkpoints::check(&state, hash_at, key.as_ref())
-                .and_then(|n| signed_coverage(&state, report.events, key.as_ref()).map(|_| n))
+                .and_then(|c| signed_coverage(c, report.events, key.is_some()))
             {
                 Ok(n) => {
                     println!(
@@ -525,14 +525,14 @@ fn verify(
 /// proven by nothing, so it fails; and what follows the last checkpoint is counted, since
 /// no signature covers it.
 fn signed_coverage(
-    state: &State,
+    checked: gatehouse::checkpoints::Checked,
     events: u64,
-    key: Option<&ed25519_dalek::VerifyingKey>,
-) -> Result<(), String> {
-    let Some(key) = key else {
-        return Ok(());
-    };
-    match gatehouse::checkpoints::proven_by(state, key) {
+    with_key: bool,
+) -> Result<usize, String> {
+    if !with_key {
+        return Ok(checked.verified);
+    }
+    match checked.proven_to {
         None => Err(format!(
             "no checkpoint signed by the given key: none of the {events} events is proven by it"
         )),
@@ -541,7 +541,7 @@ fn signed_coverage(
                 "proven by the given key: positions 1 to {last} (the last verified checkpoint); {} events after it are not covered by a signature",
                 events.saturating_sub(last)
             );
-            Ok(())
+            Ok(checked.verified)
         }
     }
 }
@@ -582,7 +582,7 @@ fn verify_export(
     }
     let hash_at = |p: u64| hashes.get((p as usize).wrapping_sub(1)).copied();
     match gatehouse::checkpoints::check(&state, hash_at, key.as_ref())
-        .and_then(|n| signed_coverage(&state, records.len() as u64, key.as_ref()).map(|_| n))
+        .and_then(|c| signed_coverage(c, records.len() as u64, key.is_some()))
     {
         Ok(n) => {
             println!(
@@ -918,7 +918,7 @@ fn verify_shared(url: &str, key: Option<ed25519_dalek::VerifyingKey>) -> ExitCod
     };
     let hash_at = |p: u64| hashes.get((p as usize).wrapping_sub(1)).copied();
     match gatehouse::checkpoints::check(&state, hash_at, key.as_ref())
-        .and_then(|n| signed_coverage(&state, events, key.as_ref()).map(|_| n))
+        .and_then(|c| signed_coverage(c, events, key.is_some()))
     {
         Ok(n) => {
             println!(

@@ -559,7 +559,7 @@ fn chain(app: &AppState) -> Value {
     };
     let checkpoints =
         match crate::checkpoints::check(&state, |p| app.log.hash_at(p).ok().flatten(), None) {
-            Ok(n) => json!({"ok": true, "verified": n}),
+            Ok(c) => json!({"ok": true, "verified": c.verified}),
             Err(e) => json!({"ok": false, "error": e}),
         };
     let newest = state.checkpoints.last().map(|c| {

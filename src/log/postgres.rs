@@ -59,6 +59,11 @@ CREATE TABLE IF NOT EXISTS gatehouse_cursors (
 );
 ";
 
+/// Raise a shared delivery cursor (`$1` name, `$2` position); never lowers it.
+const RAISE_CURSOR: &str = "INSERT INTO gatehouse_cursors (name, position) VALUES ($1, $2)
+     ON CONFLICT (name) DO UPDATE
+       SET position = GREATEST(gatehouse_cursors.position, EXCLUDED.position)";
+
 /// A connection to the shared log.
 pub struct PgLog {
     config: postgres::Config,
@@ -453,13 +458,7 @@ impl PgLog {
         }
         let position = records.last().map_or(0, |r| r.seq) as i64;
         for name in cursors {
-            tx.execute(
-                "INSERT INTO gatehouse_cursors (name, position) VALUES ($1, $2)
-                 ON CONFLICT (name) DO UPDATE
-                   SET position = GREATEST(gatehouse_cursors.position, EXCLUDED.position)",
-                &[name, &position],
-            )
-            .map_err(db)?;
+            tx.execute(RAISE_CURSOR, &[name, &position]).map_err(db)?;
         }
         tx.commit().map_err(db)
     }
@@ -467,12 +466,7 @@ impl PgLog {
     /// Raise the shared delivery cursor `name` to `position` (never lowers it).
     pub fn raise_cursor(&mut self, name: &str, position: u64) -> Result<(), LogError> {
         self.client()?
-            .execute(
-                "INSERT INTO gatehouse_cursors (name, position) VALUES ($1, $2)
-                 ON CONFLICT (name) DO UPDATE
-                   SET position = GREATEST(gatehouse_cursors.position, EXCLUDED.position)",
-                &[&name, &(position as i64)],
-            )
+            .execute(RAISE_CURSOR, &[&name, &(position as i64)])
             .map_err(db)?;
         Ok(())
     }
