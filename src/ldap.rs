@@ -7,7 +7,8 @@
 //! and no password as an *unauthenticated* bind that succeeds (RFC 4513 §5.1.2), which
 //! must never count as a sign-in.
 //!
-//! Errors are two kinds: the credentials are wrong (`Ok(None)`), or the directory cannot
+//! Errors are two kinds: the credentials are not taken (`Ok(Err(Miss))`: the password is
+//! wrong, or no directory knows the name), or the directory cannot
 //! answer (`DirectoryError`: unreachable, TLS refused, the manager's bind refused) —
 //! the caller answers 503 for those, never 401, so a directory that is down is not
 //! mistaken for a wrong password (and nothing about it is cached).
@@ -21,6 +22,17 @@ use std::time::Duration;
 
 /// How long a connection attempt (and each operation) may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a directory did not sign a user in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Miss {
+    /// A directory refused the password (a bind to a DN the setting's pattern makes is
+    /// refused alike for a wrong password and a missing entry: it counts as this).
+    Refused,
+    /// No directory knows the name (or a search filter matched several entries): the
+    /// password was never checked, so it is not a failure of the user's.
+    Unknown,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
@@ -258,8 +270,8 @@ impl Directory {
         }
     }
 
-    /// Sign `username` in with `password`: `Ok(None)` when the directory says no (or
-    /// knows no such user).
+    /// Sign `username` in with `password`: `Ok(Err(Miss))` when the directory says no,
+    /// or knows no such user.
     pub fn sign_in(
         &mut self,
         s: &LdapSetting,
@@ -267,9 +279,9 @@ impl Directory {
         groups: &[LdapGroupSetting],
         username: &str,
         password: &str,
-    ) -> Result<Option<DirectoryUser>, DirectoryError> {
+    ) -> Result<Result<DirectoryUser, Miss>, DirectoryError> {
         if password.is_empty() {
-            return Ok(None);
+            return Ok(Err(Miss::Refused));
         }
         let email_attr = s.email_attribute.clone().filter(|a| !a.is_empty());
         let mut attrs: Vec<String> = email_attr.iter().cloned().collect();
@@ -294,7 +306,7 @@ impl Directory {
             }
             // None, or more than one: not a sign-in (an ambiguous filter must not pick).
             if found.len() != 1 {
-                return Ok(None);
+                return Ok(Err(Miss::Unknown));
             }
             let e = found.pop().expect("one entry");
             let dn = e.dn.clone();
@@ -315,7 +327,9 @@ impl Directory {
             .and_then(|r| r.success())
         {
             Ok(_) => {}
-            Err(e) if rc(&e).is_some_and(|c| REFUSED.contains(&c)) => return Ok(None),
+            Err(e) if rc(&e).is_some_and(|c| REFUSED.contains(&c)) => {
+                return Ok(Err(Miss::Refused))
+            }
             Err(e) => return Err(unavailable(&self.key, e)),
         }
         // Read the rest as the manager where there is one (the user may not see groups).
@@ -343,7 +357,7 @@ impl Directory {
             }
             Some(found)
         };
-        Ok(Some(DirectoryUser {
+        Ok(Ok(DirectoryUser {
             dn,
             email,
             email_read,
@@ -766,16 +780,20 @@ fn directory_group(
 
 /// Sign in against the enabled LDAP settings in key order: the first that knows the
 /// credentials wins. A directory that cannot answer is an error only when no other one
-/// signed the user in. `unseal` opens the sealed manager password.
+/// signed the user in; otherwise the miss is `Refused` when any directory refused the
+/// password, `Unknown` when none knew the name (a user of a setting that was disabled,
+/// while another stays enabled: not a wrong password of the user's). `unseal` opens the
+/// sealed manager password.
 pub fn sign_in(
     ldap: &gatehouse_projections::Ldap,
     unseal: &dyn Fn(&str) -> Option<String>,
     username: &str,
     password: &str,
-) -> Result<Option<(String, DirectoryUser)>, DirectoryError> {
+) -> Result<Result<(String, DirectoryUser), Miss>, DirectoryError> {
     if password.is_empty() {
-        return Ok(None);
+        return Ok(Err(Miss::Refused));
     }
+    let mut miss = Miss::Unknown;
     let mut failure = None;
     for s in ldap.settings.values().filter(|s| s.enabled) {
         let groups: Vec<LdapGroupSetting> = ldap.group_settings_of(&s.key).cloned().collect();
@@ -784,8 +802,9 @@ pub fn sign_in(
             d.sign_in(s, manager.as_deref(), &groups, username, password)
         });
         match attempt {
-            Ok(Some(u)) => return Ok(Some((s.key.clone(), u))),
-            Ok(None) => {}
+            Ok(Ok(u)) => return Ok(Ok((s.key.clone(), u))),
+            Ok(Err(Miss::Refused)) => miss = Miss::Refused,
+            Ok(Err(Miss::Unknown)) => {}
             Err(e) => {
                 tracing::warn!(setting = %s.key, error = %e, "LDAP sign-in could not be checked");
                 failure = Some(e);
@@ -794,7 +813,7 @@ pub fn sign_in(
     }
     match failure {
         Some(e) => Err(e),
-        None => Ok(None),
+        None => Ok(Err(miss)),
     }
 }
 

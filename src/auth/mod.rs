@@ -126,7 +126,8 @@ struct VerifiedToken {
 
 /// What the directory said to one sign-in: who signed in (the setting's key and the
 /// entry), nobody, or why it could not say.
-type DirectoryOutcome = Result<Option<(String, crate::ldap::DirectoryUser)>, String>;
+type DirectoryOutcome =
+    Result<Result<(String, crate::ldap::DirectoryUser), crate::ldap::Miss>, String>;
 
 struct CachedLogin {
     username: String,
@@ -1027,17 +1028,24 @@ impl Authenticator {
                 )
                 .await?
                 .map_err(AuthError::Directory)?;
-            let Some((setting, found)) = found else {
-                self.ops.metrics.signins_failed.inc();
-                reservation.failed();
-                let counts = familiar || self.ops.lockout_from == crate::config::LockoutFrom::Any;
-                if let (Some(UserStatus::Enabled), Some(threshold), true) =
-                    (status, lock_threshold, counts)
-                {
-                    self.record_failure(username, threshold, writer, request_id)
-                        .await?;
+            let (setting, found) = match found {
+                Ok(found) => found,
+                Err(miss) => {
+                    self.ops.metrics.signins_failed.inc();
+                    reservation.failed();
+                    // A name no enabled directory knows (its setting was disabled while
+                    // another stays enabled): the password was never checked, so it is
+                    // not counted against the user (right passwords locked it).
+                    let counts = miss == crate::ldap::Miss::Refused
+                        && (familiar || self.ops.lockout_from == crate::config::LockoutFrom::Any);
+                    if let (Some(UserStatus::Enabled), Some(threshold), true) =
+                        (status, lock_threshold, counts)
+                    {
+                        self.record_failure(username, threshold, writer, request_id)
+                            .await?;
+                    }
+                    return Err(AuthError::Invalid);
                 }
-                return Err(AuthError::Invalid);
             };
             // The log learns what the directory said: the user on its first sign-in (its
             // e-mail sealed like any personal data), its directory groups every time, and
