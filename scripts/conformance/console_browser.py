@@ -212,6 +212,16 @@ def walk(ctx, page):
         page.get_by_role("button", name="Back to now").click()
         expect(page.locator("body")).not_to_have_class("is-past")
 
+        step("a moment still to come is the present, not the past")
+        page.locator("#asof-time").fill("2999-01-01T00:00")
+        page.get_by_role("button", name="Show this moment").click()
+        expect(page.locator("#asof-banner")).to_contain_text("Now: log position")
+        expect(page.locator("body")).not_to_have_class("is-past")
+        expect(page.get_by_role("form", name="Question")).to_be_visible()
+        page.goto(BASE + "/ui/#/users/carol?as_of=2999-01-01T00%3A00%3A00.000Z")
+        expect(page.get_by_role("heading", name="User carol", exact=True)).to_be_visible()
+        expect(page.locator("body")).not_to_have_class("is-past")
+
         step("timeline, diff, integrity")
         page.get_by_role("link", name="Timeline", exact=True).click()
         field(page, "Filters", "Entity (user, group, token id, …)").fill("carol")

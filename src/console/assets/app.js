@@ -27,7 +27,11 @@ function parseHash() {
   // there is no such page (decodeURIComponent would throw and leave the last page up).
   const decode = (x) => { try { return decodeURIComponent(x); } catch { return x; } };
   const [page, ...rest] = path.split('/').map(decode);
-  return { page: page || '', arg: rest.join('/'), asOf: params.get('as_of') || null };
+  let asOf = params.get('as_of') || null;
+  // A moment still to come is the present (the API answers it with the head): shown as
+  // the past, read-only, it was labelled as what it is not.
+  if (asOf && !/^\d+$/.test(asOf) && Date.parse(asOf) > Date.now()) asOf = null;
+  return { page: page || '', arg: rest.join('/'), asOf };
 }
 
 function hashFor(page, arg, asOf) {
@@ -179,6 +183,8 @@ function applyMoment() {
   if (time) {
     // datetime-local has no zone: the console speaks UTC, like the API.
     asOf = new Date(time + (time.length === 16 ? ':00' : '') + 'Z').toISOString();
+    // A moment still to come: the present (see parseHash).
+    if (Date.parse(asOf) > Date.now()) asOf = null;
   } else if (pos && Number(pos) < session.position) {
     asOf = pos;
   }
