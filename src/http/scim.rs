@@ -653,10 +653,12 @@ fn user_own_attributes(
 
 /// The `active` a rendering shows (`sent`: the stored attributes have one): the
 /// domain's, where the client last set it; a user SCIM never described (or one that is
-/// not enabled) always shows it.
+/// not active) always shows it. `active` is the administrative status (RFC 7643
+/// §4.1.1): a user locked by failed sign-ins is active — shown `false`, a client's
+/// read-modify-write sent it back, and `active: false` disables.
 fn shown_active(u: &User, sent: bool) -> Option<bool> {
-    let enabled = u.status == UserStatus::Enabled;
-    (u.scim.is_none() || sent || !enabled).then_some(enabled)
+    let active = matches!(u.status, UserStatus::Enabled | UserStatus::Locked);
+    (u.scim.is_none() || sent || !active).then_some(active)
 }
 
 /// [`user_own_attributes`] over the user's stored attributes, already parsed.

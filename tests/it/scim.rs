@@ -230,11 +230,22 @@ fn a_locked_user_stays_locked_through_unrelated_patches() {
         &patch_ops(json!([{"op": "add", "path": "title", "value": "Pilot"}])),
     );
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json()["active"], false);
+    // Locked is not deprovisioned: SCIM's administrative status stays active.
+    assert_ne!(r.json()["active"], false, "{}", r.text);
     assert_eq!(
         admin.get("/access/api/v2/users/lou").json()["status"],
         "locked",
         "not turned into disabled"
+    );
+    // A client's read-modify-write sends the resource back as read: nothing changes (it
+    // read `active: false`, sent it back, and the user was disabled for good).
+    let read = admin.get(&format!("{S}/Users/lou")).json();
+    let r = scim(&admin, "PUT", "/Users/lou", &read);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        admin.get("/access/api/v2/users/lou").json()["status"],
+        "locked",
+        "a round trip is no deprovisioning"
     );
     // What IdPs send on every profile push says `active: true` (Okta's whole-user PUT,
     // Entra's `Replace` with a string), and a v2 script re-saving the record says
@@ -255,7 +266,7 @@ fn a_locked_user_stays_locked_through_unrelated_patches() {
     for (method, path, body) in pushes {
         let r = scim(&admin, method, &path, &body);
         assert_eq!(r.status, 200, "{method} {body}: {}", r.text);
-        assert_eq!(r.json()["active"], false, "{method} {body}");
+        assert_ne!(r.json()["active"], false, "{method} {body}");
     }
     let r = admin.patch("/access/api/v2/users/lou", &json!({"status": "enabled"}));
     assert!(r.status < 300, "{}", r.text);
