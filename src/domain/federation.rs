@@ -70,6 +70,15 @@ pub(super) fn save_target(
             target.name
         )));
     }
+    // Saved again as it is: nothing to write.
+    if state
+        .federation
+        .targets
+        .get(&target.name)
+        .is_some_and(|r| r.target == *target)
+    {
+        return Ok(vec![]);
+    }
     Ok(vec![Event::FederationTargetSaved(target.clone())])
 }
 

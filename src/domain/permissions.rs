@@ -271,6 +271,40 @@ pub fn keep_repository_patterns(current: Option<&PermissionTarget>, target: &mut
     }
 }
 
+/// Whether two normalised targets say the same: repositories in any order (a read
+/// shows them sorted, so a client's round trip reordered them), each with its own
+/// patterns.
+fn same_grants(a: &PermissionTarget, b: &PermissionTarget) -> bool {
+    type Patterns<'a> = (&'a [String], &'a [String]);
+    type Canonical<'a> = (
+        Vec<(&'a str, Patterns<'a>)>,
+        Option<Patterns<'a>>,
+        &'a std::collections::BTreeMap<String, Vec<String>>,
+        &'a std::collections::BTreeMap<String, Vec<String>>,
+    );
+    fn canonical(s: &Option<PermissionSection>) -> Option<Canonical<'_>> {
+        s.as_ref().map(|s| {
+            let section = (&s.include_patterns[..], &s.exclude_patterns[..]);
+            let mut repos: Vec<_> = (s.repositories.iter())
+                .map(|r| {
+                    let own = s.patterns_by_repository.get(r);
+                    let own = own.map(|p| (&p.include_patterns[..], &p.exclude_patterns[..]));
+                    (r.as_str(), own.unwrap_or(section))
+                })
+                .collect();
+            repos.sort();
+            // The section's own patterns say something only where no repository has
+            // its own (then they are every repository's, in any order).
+            let shared = s.patterns_by_repository.is_empty().then_some(section);
+            (repos, shared, &s.users, &s.groups)
+        })
+    }
+    a.name == b.name
+        && canonical(&a.repo) == canonical(&b.repo)
+        && canonical(&a.build) == canonical(&b.build)
+        && canonical(&a.release_bundle) == canonical(&b.release_bundle)
+}
+
 /// Create (`create_only`) or create-or-replace a permission target.
 pub(super) fn save_target(
     state: &State,
@@ -290,6 +324,16 @@ pub(super) fn save_target(
             "permission target `{}`",
             target.name
         )));
+    }
+    // Saved again as it is (a client's read-modify-write, a tool re-applying its
+    // configuration): nothing to write (it wrote an event and fired webhooks each time).
+    if state
+        .permissions
+        .targets
+        .get(&target.name)
+        .is_some_and(|t| same_grants(t, target))
+    {
+        return Ok(vec![]);
     }
     principals_exist(state, target)?;
     Ok(vec![Event::PermissionTargetSaved(Box::new(target.clone()))])
@@ -632,6 +676,23 @@ pub(super) fn save_repository(state: &State, r: &Repository) -> Result<Vec<Event
                 "not the repository itself, and each once",
             ));
         }
+    }
+    // Saved again as it is: nothing to write (no environments are `DEV`'s, as a read
+    // shows them).
+    let same = |was: &Repository| {
+        let environments = crate::authorize::repository_environments;
+        *was == Repository {
+            environments: was.environments.clone(),
+            ..r.clone()
+        } && environments(was) == environments(r)
+    };
+    if state
+        .repositories
+        .by_key
+        .get(r.key.as_str())
+        .is_some_and(|rec| same(&rec.config))
+    {
+        return Ok(vec![]);
     }
     Ok(vec![Event::RepositorySaved(r.clone())])
 }

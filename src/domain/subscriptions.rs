@@ -23,6 +23,15 @@ pub(super) fn save(
             subscription.key
         )));
     }
+    // Saved again as it is (secrets left out, or given again: the HTTP layer keeps
+    // their stored ciphertext): nothing to write.
+    if state
+        .subscriptions
+        .get(&subscription.key)
+        .is_some_and(|r| r.subscription == *subscription)
+    {
+        return Ok(vec![]);
+    }
     Ok(vec![Event::SubscriptionSaved(subscription.clone())])
 }
 

@@ -464,6 +464,14 @@ fn subscription_in(
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         app.seal(&id, plain)
     };
+    // A secret given again as it is stored keeps its ciphertext (sealed anew, with a new
+    // nonce, the subscription differed and every re-save wrote an event).
+    let seal_or_keep = |stored: Option<&String>, plain: &str| -> Result<String, ApiError> {
+        match stored {
+            Some(c) if app.personal.decrypt(c).as_deref() == Some(plain) => Ok(c.clone()),
+            _ => seal(plain),
+        }
+    };
     let kept_from = kept_handlers(previous, &w.handlers);
     let mut handlers = Vec::new();
     for (i, h) in w.handlers.into_iter().enumerate() {
@@ -498,7 +506,7 @@ fn subscription_in(
                     // sent as an empty `X-JFrog-Event-Auth`): it clears one, as an empty
                     // LDAP manager password does.
                     Some(s) if s.is_empty() => None,
-                    Some(s) => Some(seal(s)?),
+                    Some(s) => Some(seal_or_keep(before.and_then(|b| b.secret.as_ref()), s)?),
                     None => before.and_then(|b| b.secret.clone()),
                 };
                 handlers.push(SubscriptionHandler {
@@ -553,7 +561,12 @@ fn subscription_in(
                                 "invalid `{field}.secrets[{j}].value`: empty (leave the secret out of `secrets` instead)"
                             )))
                         }
-                        Some(v) => seal(v)?,
+                        Some(v) => seal_or_keep(
+                            before
+                                .and_then(|b| b.secrets.iter().find(|(n, _)| *n == s.name))
+                                .map(|(_, c)| c),
+                            v,
+                        )?,
                         None => before
                             .and_then(|b| b.secrets.iter().find(|(n, _)| *n == s.name))
                             .map(|(_, v)| v.clone())
@@ -600,6 +613,13 @@ fn subscription_in(
             }
         }
     }
+    // What a read shows of a subscription without criteria, sent back, is none (stored
+    // as sent, a client's round trip wrote a changed subscription).
+    let shown_without =
+        json!({"includePatterns": include_patterns, "excludePatterns": exclude_patterns});
+    let criteria = criteria
+        .filter(|c| *c != shown_without || previous.is_some_and(|p| p.criteria.is_some()))
+        .map(|c| c.to_string());
     Ok(Subscription {
         key,
         description: w.description,
@@ -609,7 +629,7 @@ fn subscription_in(
         include_patterns,
         exclude_patterns,
         handlers,
-        criteria: criteria.map(|c| c.to_string()),
+        criteria,
     })
 }
 

@@ -1623,3 +1623,87 @@ fn a_remote_url_and_a_virtual_repositorys_members_are_kept() {
     let got = admin.get("/artifactory/api/repositories/maven").json();
     assert_eq!(got["repositories"], json!(["central"]));
 }
+
+/// A permission target (v2, v1, one section), a repository, a webhook subscription (its
+/// secret given again) and a federation target, each sent back as it was read: nothing
+/// is written (each wrote an event, fired webhooks and added an audit entry every time
+/// a client read-modify-wrote it, or a tool re-applied its configuration).
+#[test]
+fn entities_saved_again_as_read_write_nothing() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("bob", "Bob-password-1");
+    let head = || admin.get("/access/api/v1/system/state/digest").json()["seq"].clone();
+    let v2 = "/artifactory/api/v2/security/permissions/devs";
+    let r = admin.post(
+        v2,
+        &json!({"name": "devs", "repo": {"repositories": ["libs", "docs"],
+                "include-patterns": ["org/**"], "exclude-patterns": [],
+                "actions": {"users": {"bob": ["read", "write"]}}}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.put(
+        "/artifactory/api/repositories/libs",
+        &json!({"rclass": "local", "packageType": "maven", "description": "Libraries"}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let r = admin.post(
+        "/event/api/v1/subscriptions",
+        &json!({"key": "hook", "enabled": true,
+                "event_filter": {"domain": "user", "event_types": ["created"]},
+                "handlers": [{"handler_type": "webhook", "url": "http://127.0.0.1:9/hook",
+                              "secret": "tell-no-one-123"}]}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let r = admin.post(
+        "/access/api/v1/system/federation",
+        &json!({"name": "peer", "url": "http://127.0.0.1:9", "entities": ["users"],
+                "active": true}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let before = head();
+
+    let read = admin.get(v2).json();
+    let r = admin.put(v2, &read);
+    assert!(r.status < 300, "{}", r.text);
+    let v1 = "/artifactory/api/security/permissions/devs";
+    let read = admin.get(v1).json();
+    let r = admin.put(v1, &read);
+    assert!(r.status < 300, "{}", r.text);
+    let section = "/access/api/v2/permissions/devs/artifact";
+    let read = admin.get(section).json();
+    let r = admin.put(section, &read);
+    assert!(r.status < 300, "{}", r.text);
+    let repo = "/artifactory/api/repositories/libs";
+    let read = admin.get(repo).json();
+    let r = admin.put(repo, &read);
+    assert!(r.status < 300, "{}", r.text);
+    let mut read = admin.get("/event/api/v1/subscriptions/hook").json();
+    read["handlers"][0]["secret"] = json!("tell-no-one-123");
+    let r = admin.put("/event/api/v1/subscriptions/hook", &read);
+    assert!(r.status < 300, "{}", r.text);
+    let read = admin.get("/access/api/v1/system/federation/peer").json();
+    let r = admin.patch("/access/api/v1/system/federation/peer", &read);
+    assert!(r.status < 300, "{}", r.text);
+    assert_eq!(
+        head(),
+        before,
+        "nothing written: {}",
+        admin
+            .get(&format!("/access/api/v1/audit/events?from={before}"))
+            .text
+    );
+
+    // A real change still writes.
+    let mut read = admin.get(v2).json();
+    read["repo"]["actions"]["users"]["bob"] = json!(["read"]);
+    let r = admin.put(v2, &read);
+    assert!(r.status < 300, "{}", r.text);
+    assert_ne!(head(), before);
+    let before = head();
+    let mut read = admin.get("/event/api/v1/subscriptions/hook").json();
+    read["handlers"][0]["secret"] = json!("a-new-secret-456");
+    let r = admin.put("/event/api/v1/subscriptions/hook", &read);
+    assert!(r.status < 300, "{}", r.text);
+    assert_ne!(head(), before, "a new secret is a change");
+}
