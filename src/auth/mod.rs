@@ -768,6 +768,15 @@ impl Authenticator {
                 }
                 scope_grants_admin(&scope, &s.directory, || s.directory.user_is_admin(user))
             }
+            // A peer's token for a user deleted (or renamed) here after it was issued:
+            // that user's, not a transient identity's (an admin deleted at its own site
+            // stayed admin at every peer with a short-lived token, and could create
+            // users there).
+            None if !local && deleted_since(&s, &subject, times.0) => {
+                return Err(AuthError::Token(format!(
+                    "user `{subject}` no longer exists"
+                )))
+            }
             None if transient_ok => scope_is_admin(&scope, &s.directory, None),
             None => {
                 return Err(AuthError::Token(format!(
@@ -1397,6 +1406,16 @@ impl Authenticator {
 
 /// The principal of a user whose password was just accepted: locked and disabled are
 /// told only now, to a caller that knew the password.
+/// Whether a user named `name` was deleted (or renamed away) here at or after
+/// `issued_at` (unix seconds): its tombstone in the federation's version table, which
+/// every deletion leaves (its time is the deletion's at its origin).
+fn deleted_since(s: &State, name: &str, issued_at: u64) -> bool {
+    s.federation
+        .versions
+        .get("user", name)
+        .is_some_and(|r| r.removed && r.version.time_ms >= issued_at.saturating_mul(1000))
+}
+
 fn signed_in(s: &State, user: &gatehouse_projections::User) -> Result<Principal, AuthError> {
     match user.status {
         UserStatus::Enabled => {}

@@ -787,6 +787,66 @@ fn a_token_issued_at_a_works_at_b_until_it_is_revoked_at_a() {
     eprintln!("revocation at B after {:?}", revoked.elapsed());
 }
 
+/// A short-lived (not revocable) admin token of a user deleted at its own site, and one
+/// of a user renamed there: refused at the peer that heard of it (each was taken as a
+/// transient identity's, admin by its scope, and made users there).
+#[test]
+fn a_peer_token_of_a_user_deleted_or_renamed_since_is_refused() {
+    let a = Site::start();
+    let b = Site::start();
+    trust_both(&a, &b);
+    a.register("site-b", &b, json!({"entities": ["users"]}));
+    let admin_token = |name: &str| {
+        let r = a.admin().post(
+            "/access/api/v2/users",
+            &json!({"username": name, "email": format!("{name}@example.com"),
+                    "password": "Passw0rd-long!x", "admin": true}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        let r = a.admin().post(
+            "/access/api/v1/tokens",
+            &json!({"username": name, "expires_in": 3000, "scope": "applied-permissions/admin"}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        let token = r.json()["access_token"].as_str().unwrap().to_string();
+        let on_b = Client::new(&b.url(), None).with_header_auth(&format!("Bearer {token}"));
+        wait_until(10, "the user and the token work at B", || {
+            on_b.get(&format!("/access/api/v2/users/{name}")).status == 200
+        });
+        on_b
+    };
+    let eve = admin_token("eve");
+    let dan = admin_token("dan");
+    assert_eq!(a.admin().delete("/access/api/v2/users/eve").status, 204);
+    let r = a.admin().raw(
+        "PATCH",
+        "/access/api/v1/scim/v2/Users/dan",
+        Some("application/scim+json"),
+        Some(
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                   "Operations": [{"op": "replace", "path": "userName", "value": "daniel"}]})
+            .to_string()
+            .as_bytes(),
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_until(10, "the deletion and the rename reach B", || {
+        b.admin().get("/access/api/v2/users/eve").status == 404
+            && b.admin().get("/access/api/v2/users/daniel").status == 200
+    });
+    for on_b in [&eve, &dan] {
+        let r = on_b.get("/access/api/v2/users");
+        assert_eq!(r.status, 401, "{}", r.text);
+        let r = on_b.post(
+            "/access/api/v2/users",
+            &json!({"username": "planted", "email": "p@example.com",
+                    "password": "Passw0rd-long!x", "admin": true}),
+        );
+        assert_eq!(r.status, 401, "{}", r.text);
+    }
+    assert_eq!(b.admin().get("/access/api/v2/users/planted").status, 404);
+}
+
 /// A batch's bearer token as a peer `iss` signs it with `key` (`kid`): scope `scp`, the
 /// body's blake3 as `jti`.
 fn sign_batch(
