@@ -126,27 +126,35 @@ pub(super) fn set_anonymous_access(
     Ok(events)
 }
 
-pub(super) fn create_user(state: &State, u: &NewUser) -> Result<Vec<Event>, DomainError> {
+/// Whether `name` may be a new user's here: a new name (no look-alikes), no user's, no
+/// renamed user's SCIM id, no access key's. Local creates and users a federation peer
+/// sends both keep it (a peer's user took an access key's name and the key stopped
+/// signing in; another took a renamed user's SCIM id, and two resources had one id).
+pub(super) fn free_for_new_user(state: &State, name: &str) -> Result<(), DomainError> {
     let dir = &state.directory;
-    super::names::validate_new_name("username", &u.username)?;
-    if dir.users.contains_key(u.username.as_str()) {
-        return Err(DomainError::AlreadyExists(format!("user `{}`", u.username)));
+    super::names::validate_new_name("username", name)?;
+    if dir.users.contains_key(name) {
+        return Err(DomainError::AlreadyExists(format!("user `{name}`")));
     }
     // A renamed user keeps its old name as its SCIM id.
-    if dir.scim_ids.contains_key(&u.username) {
+    if dir.scim_ids.contains_key(name) {
         return Err(DomainError::AlreadyExists(format!(
-            "a user with SCIM id `{}`",
-            u.username
+            "a user with SCIM id `{name}`"
         )));
     }
     // Users and access keys sign in by the same name: one namespace. (The other half of
     // the rule is in `access_keys::save`; a SCIM rename checks it too, in `scim_save_user`.)
-    if state.access_keys.keys.contains_key(&u.username) {
+    if state.access_keys.keys.contains_key(name) {
         return Err(DomainError::AlreadyExists(format!(
-            "an access key named `{}` (users and access keys sign in by the same names)",
-            u.username
+            "an access key named `{name}` (users and access keys sign in by the same names)"
         )));
     }
+    Ok(())
+}
+
+pub(super) fn create_user(state: &State, u: &NewUser) -> Result<Vec<Event>, DomainError> {
+    let dir = &state.directory;
+    free_for_new_user(state, &u.username)?;
     if u.password_hash.is_none() && !u.internal_password_disabled {
         return Err(DomainError::invalid(
             "password",

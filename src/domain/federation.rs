@@ -169,6 +169,22 @@ pub(super) fn apply_replicated(
         if !newer && !fills_members {
             continue;
         }
+        // A user new here takes its name only where a local create could: not an access
+        // key's, not a renamed user's SCIM id, no look-alike. Left out (and said), not
+        // refused: a refusal would stop the peer's whole stream.
+        if let Replicated::User(u) = &c.change {
+            let new_here = !state.directory.users.contains_key(u.username.as_str())
+                && !arrived.contains(u.username.as_str());
+            if new_here {
+                if let Err(e) = super::directory::free_for_new_user(state, &u.username) {
+                    tracing::warn!(
+                        user = %u.username.escape_debug(), peer = source, error = %e,
+                        "a user sent by a federation peer was left out"
+                    );
+                    continue;
+                }
+            }
+        }
         batch.insert((entity, name), &c.version);
         if let Replicated::User(u) = &c.change {
             arrived.insert(u.username.as_str());

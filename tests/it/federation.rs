@@ -847,6 +847,65 @@ fn a_peer_token_of_a_user_deleted_or_renamed_since_is_refused() {
     assert_eq!(b.admin().get("/access/api/v2/users/planted").status, 404);
 }
 
+/// A peer's new user takes a name only where a local create could: not an access key's
+/// (the key stopped signing in, the peer's user signed in by its name), not a renamed
+/// user's SCIM id (two SCIM resources had one id). The rest of the stream goes on.
+#[test]
+fn a_peer_user_does_not_take_an_access_key_or_a_scim_id() {
+    let a = Site::start();
+    let b = Site::start();
+    trust_both(&a, &b);
+    let r = a.admin().post(
+        "/access/api/v1/orgs/myorg/access_keys",
+        &json!({"id": "client1", "password": "client1-secret-XY1"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    create_user(&a, "bob", "bob@example.com");
+    let r = a.admin().raw(
+        "PATCH",
+        "/access/api/v1/scim/v2/Users/bob",
+        Some("application/scim+json"),
+        Some(
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                   "Operations": [{"op": "replace", "path": "userName", "value": "robert"}]})
+            .to_string()
+            .as_bytes(),
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    for name in ["client1@myorg", "bob", "carol"] {
+        create_user(&b, name, &format!("{}@example.com", name.replace('@', ".")));
+    }
+    b.register("site-a", &a, json!({"entities": ["users"]}));
+    wait_until(10, "carol reaches A", || {
+        a.admin().get("/access/api/v2/users/carol").status == 200
+    });
+    assert_eq!(
+        a.admin().get("/access/api/v2/users/client1@myorg").status,
+        404
+    );
+    assert_eq!(a.admin().get("/access/api/v2/users/bob").status, 404);
+    let key = Client::new(&a.url(), Some(("client1@myorg", "client1-secret-XY1")));
+    let r = key.get("/access/api/v1/authorize?resource=libs/x.jar");
+    assert_ne!(r.status, 401, "the key still signs in: {}", r.text);
+    let ids = a
+        .admin()
+        .get("/access/api/v1/scim/v2/Users?filter=userName%20eq%20%22robert%22")
+        .json();
+    assert_eq!(ids["Resources"][0]["id"], "bob", "{ids}");
+    let all = a
+        .admin()
+        .get("/access/api/v1/scim/v2/Users?count=100")
+        .json();
+    let with_id_bob = all["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["id"] == "bob")
+        .count();
+    assert_eq!(with_id_bob, 1, "{all}");
+}
+
 /// A batch's bearer token as a peer `iss` signs it with `key` (`kid`): scope `scp`, the
 /// body's blake3 as `jti`.
 fn sign_batch(
