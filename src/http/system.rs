@@ -133,11 +133,19 @@ async fn health(app: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+/// The Artifactory version whose REST API this server speaks: the newest `Since` of the
+/// seeds' endpoints it serves. Clients compare `version` with Artifactory's releases and
+/// take old code paths (or none) below them: jfrog-client did nothing under 7.49.3, and
+/// JFrog's Vault plugin skips the token signature check under 7.12.0.
+pub const ARTIFACTORY_API_VERSION: &str = "7.53.0";
+
 async fn version() -> HttpResponse {
     HttpResponse::Ok().json(json!({
-        "version": env!("CARGO_PKG_VERSION"),
+        "version": ARTIFACTORY_API_VERSION,
         "revision": option_env!("GATEHOUSE_REVISION").unwrap_or("dev"),
         "addons": [],
+        // Gatehouse's own version, beside the API's it speaks.
+        "gatehouse_version": env!("CARGO_PKG_VERSION"),
     }))
 }
 
