@@ -511,7 +511,9 @@ fn list_members(
         .iter()
         .map(|(name, roles)| json!({"name": name, "roles": roles}))
         .collect();
-    Ok(HttpResponse::Ok().json(items))
+    // `{members: [...]}`, as JFrog's API answers (py-jfrog-client's model, JFrog's
+    // Terraform provider); seed 004's sample shows the bare list, which both fail on.
+    Ok(HttpResponse::Ok().json(json!({ "members": items })))
 }
 
 fn get_member(

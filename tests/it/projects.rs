@@ -312,7 +312,7 @@ fn projects_crud_roles_and_members() {
     );
     assert_eq!(
         admin.get(&format!("{P}/rtfct/users")).json(),
-        json!([{"name": "bob", "roles": ["Developer", "senior developer"]}])
+        json!({"members": [{"name": "bob", "roles": ["Developer", "senior developer"]}]})
     );
     assert_eq!(
         admin
@@ -364,7 +364,10 @@ fn projects_crud_roles_and_members() {
     assert_eq!(admin.delete(&format!("{P}/rtfct/groups/devs")).status, 404);
     // Deleting a user takes it out of projects.
     assert_eq!(admin.delete("/access/api/v2/users/bob").status, 204);
-    assert_eq!(admin.get(&format!("{P}/rtfct/users")).json(), json!([]));
+    assert_eq!(
+        admin.get(&format!("{P}/rtfct/users")).json(),
+        json!({"members": []})
+    );
     assert_eq!(admin.delete(&format!("{P}/rtfct")).status, 204);
     assert_eq!(admin.get(&format!("{P}/rtfct")).status, 404);
     assert_eq!(admin.delete(&format!("{P}/rtfct")).status, 404);
