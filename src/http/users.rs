@@ -435,7 +435,21 @@ pub(super) async fn update_user(
     if let Some(email) = &body.email {
         domain::validate_email(email)?;
     }
-    let status = body.status.as_deref().map(parse_status).transpose()?;
+    let status = match body.status.as_deref() {
+        // The status a read showed, sent back as it is (a client's read-modify-write of
+        // a locked or invited user): no statement. Only `unlock` unlocks.
+        Some(s @ ("locked" | "invited"))
+            if app
+                .read()
+                .directory
+                .users
+                .get(username.as_str())
+                .is_some_and(|u| u.status.as_str() == s) =>
+        {
+            None
+        }
+        other => other.map(parse_status).transpose()?,
+    };
     if status == Some(UserStatus::Disabled) && username == admin.username {
         return Err(ApiError::BadRequest(
             "invalid `status`: you cannot disable yourself".into(),

@@ -441,6 +441,17 @@ fn repeated_failures_lock_until_an_admin_unlocks() {
         "locked users cannot sign in even with the right password"
     );
     assert!(r.error_message().contains("locked"));
+    // A client's read-modify-write sends `locked` back: no change, not a 400 (and
+    // nothing written); setting `locked` on an enabled user stays a 400 (see above).
+    let seq = admin.get("/access/api/v1/system/state/digest").json()["seq"].clone();
+    let read = admin.get("/access/api/v2/users/lou").json();
+    let r = admin.patch("/access/api/v2/users/lou", &read);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["status"], "locked");
+    assert_eq!(
+        admin.get("/access/api/v1/system/state/digest").json()["seq"],
+        seq
+    );
     let r = admin.post_empty("/access/api/v2/users/lou/unlock");
     assert_eq!(r.status, 204);
     assert_eq!(
