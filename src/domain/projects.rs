@@ -127,15 +127,22 @@ pub(super) fn save_role(
             "the role is not in its normal form",
         ));
     }
-    if gatehouse_projections::predefined_roles()
-        .iter()
-        .any(|r| r.name == role.name)
+    if let Some(predefined) = gatehouse_projections::predefined_roles()
+        .into_iter()
+        .find(|r| r.name == role.name)
     {
-        return Err(if create_only {
-            DomainError::AlreadyExists(format!("predefined role `{}`", role.name))
-        } else {
-            DomainError::invalid("name", "predefined roles cannot be changed")
-        });
+        return match (create_only, predefined == *role) {
+            (true, _) => Err(DomainError::AlreadyExists(format!(
+                "predefined role `{}`",
+                role.name
+            ))),
+            // Sent back as read (a client's read-modify-write): nothing to write.
+            (false, true) => Ok(vec![]),
+            (false, false) => Err(DomainError::invalid(
+                "name",
+                "predefined roles cannot be changed",
+            )),
+        };
     }
     let exists = p.roles.contains_key(&role.name);
     if create_only && exists {
@@ -452,15 +459,22 @@ pub(super) fn save_global_role(
             "1 to 64 characters, not starting or ending with whitespace",
         ));
     }
-    if gatehouse_projections::predefined_roles()
-        .iter()
-        .any(|r| r.name == role.name)
+    if let Some(predefined) = gatehouse_projections::predefined_roles()
+        .into_iter()
+        .find(|r| r.name == role.name)
     {
-        return Err(if create_only {
-            DomainError::AlreadyExists(format!("predefined role `{}`", role.name))
-        } else {
-            DomainError::invalid("name", "predefined roles cannot be changed")
-        });
+        return match (create_only, predefined == *role) {
+            (true, _) => Err(DomainError::AlreadyExists(format!(
+                "predefined role `{}`",
+                role.name
+            ))),
+            // Sent back as read (a client's read-modify-write): nothing to write.
+            (false, true) => Ok(vec![]),
+            (false, false) => Err(DomainError::invalid(
+                "name",
+                "predefined roles cannot be changed",
+            )),
+        };
     }
     let exists = state.projects.global_roles.contains_key(&role.name);
     if create_only && exists {

@@ -805,7 +805,7 @@ fn role_kind(s: &State, p: &ProjectRecord, name: &str) -> &'static str {
     } else if s.projects.global_roles.contains_key(name) {
         "CUSTOM_GLOBAL"
     } else {
-        "PREDEFINED"
+        super::roles::predefined_kind(name)
     }
 }
 
@@ -838,7 +838,9 @@ fn role_in(name: &str, body: RoleIn) -> Result<ProjectRole, ApiError> {
         ));
     }
     if let Some(k) = &body.kind {
-        if k != "CUSTOM" && k != "PREDEFINED" {
+        // `PREDEFINED` as the seed's sample sends it, `ADMIN` as a read of Project
+        // Admin shows it (the domain refuses a change of a predefined role).
+        if k != "CUSTOM" && k != "PREDEFINED" && k != "ADMIN" {
             return Err(ApiError::BadRequest(format!(
                 "invalid `type`: `{}` (use CUSTOM)",
                 k.escape_debug()
@@ -867,7 +869,7 @@ async fn list_roles(
     let p = &s.projects.by_key[path.as_str()];
     let items: Vec<_> = predefined_roles()
         .iter()
-        .map(|r| role_out(r, "PREDEFINED"))
+        .map(|r| role_out(r, super::roles::predefined_kind(&r.name)))
         .chain(p.roles.values().map(|r| role_out(r, "CUSTOM")))
         .chain(
             global_roles_held(&s, p)

@@ -40,7 +40,7 @@ fn role_out(r: &ProjectRole, kind: &str) -> Value {
     })
 }
 
-fn predefined_kind(name: &str) -> &'static str {
+pub(crate) fn predefined_kind(name: &str) -> &'static str {
     if name == "Project Admin" {
         "ADMIN"
     } else {
@@ -63,8 +63,13 @@ struct RoleIn {
 }
 
 fn role_in(name: &str, body: RoleIn) -> Result<ProjectRole, ApiError> {
+    // A predefined role's own type, sent back as read, is no change of type (the domain
+    // says whether anything else changed).
+    let predefined = gatehouse_projections::predefined_roles()
+        .iter()
+        .any(|r| r.name == name);
     if let Some(k) = &body.kind {
-        if k != CUSTOM_GLOBAL {
+        if k != CUSTOM_GLOBAL && !(predefined && k == predefined_kind(name)) {
             return Err(ApiError::BadRequest(format!(
                 "invalid `type`: `{}` (roles made here are {CUSTOM_GLOBAL})",
                 k.escape_debug()

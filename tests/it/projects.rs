@@ -1162,6 +1162,31 @@ fn global_roles_held_show_in_the_project_and_repeats_write_nothing() {
     );
     assert!(again.status < 300, "{}", again.text);
     assert_eq!(seq(&first), seq(&again));
+    // Predefined roles sent back as read, through both APIs: nothing changes (each was
+    // a 400, "predefined roles cannot be changed", or an invalid `type`); Project Admin
+    // is `ADMIN` in both; a change of a predefined role stays a 400.
+    let head = || admin.get("/access/api/v1/system/state/digest").json()["seq"].clone();
+    let before = head();
+    for path in [
+        format!("{P}/api/roles/Developer"),
+        format!("{P}/api/roles/Project%20Admin"),
+        "/access/api/v1/roles/Developer".to_string(),
+        "/access/api/v1/roles/Project%20Admin".to_string(),
+    ] {
+        let read = admin.get(&path).json();
+        let kind = if path.ends_with("Admin") {
+            "ADMIN"
+        } else {
+            "PREDEFINED"
+        };
+        assert_eq!(read["type"], kind, "{path}: {read}");
+        let r = admin.put(&path, &read);
+        assert!(r.status < 300, "{path}: {}", r.text);
+        let mut changed = read.clone();
+        changed["actions"] = json!(["READ_REPOSITORY"]);
+        assert_eq!(admin.put(&path, &changed).status, 400, "{path}");
+    }
+    assert_eq!(head(), before);
 }
 
 /// Only an admin gives anonymous (or a group it is in) a project role: a member manager
