@@ -520,13 +520,56 @@ impl Application {
                 ),
             }
         }
-        if !handle_signals {
-            server = server.disable_signals();
+        // Stopping is this program's, not actix's: actix takes SIGINT (Ctrl-C) as a
+        // forced stop that drops requests in flight, where README promises Ctrl-C and
+        // SIGTERM alike finish them. A second one (or SIGQUIT) stops at once.
+        let server = server.disable_signals().run();
+        #[cfg(unix)]
+        if handle_signals {
+            use tokio::signal::unix::{signal, SignalKind};
+            let handle = server.handle();
+            let kinds = [
+                SignalKind::interrupt(),
+                SignalKind::terminate(),
+                SignalKind::quit(),
+            ];
+            let streams: Result<Vec<_>, _> = kinds.into_iter().map(signal).collect();
+            match streams {
+                Ok(mut streams) => {
+                    actix_web::rt::spawn(async move {
+                        let mut graceful = true;
+                        loop {
+                            let (int, rest) = streams.split_at_mut(1);
+                            let (term, quit) = rest.split_at_mut(1);
+                            let forced = tokio::select! {
+                                _ = int[0].recv() => !graceful,
+                                _ = term[0].recv() => !graceful,
+                                _ = quit[0].recv() => true,
+                            };
+                            if forced {
+                                tracing::info!("stopping now (requests in flight are dropped)");
+                                handle.stop(false).await;
+                                return;
+                            }
+                            tracing::info!(
+                                "stopping: finishing requests in flight (signal again to stop at once)"
+                            );
+                            graceful = false;
+                            let handle = handle.clone();
+                            actix_web::rt::spawn(async move { handle.stop(true).await });
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "cannot listen for SIGINT/SIGTERM; stop the server with SIGKILL"
+                ),
+            }
         }
         Ok(Application {
             port,
             tls: cert_store.is_some(),
-            server: server.run(),
+            server,
             writer,
             writer_thread,
             service_id,

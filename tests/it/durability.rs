@@ -338,6 +338,48 @@ fn acknowledged_writes_survive_sigkill() {
     assert!(ok, "{out}");
 }
 
+/// Ctrl-C (SIGINT) stops as SIGTERM does: a request in flight is finished and answered,
+/// and what it wrote is there after a restart (actix took SIGINT as a forced stop that
+/// dropped it). README: "Stop the server with Ctrl-C or SIGTERM: it finishes in-flight
+/// requests".
+#[test]
+fn ctrl_c_finishes_the_requests_in_flight() {
+    use std::io::{Read, Write};
+    for signal in ["-INT", "-TERM"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let server = ServerProcess::start(tmp.path());
+        let addr = server.base.trim_start_matches("http://").to_string();
+        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let body = format!(r#"{{"name":"in-flight{signal}"}}"#);
+        let head = format!(
+            "POST /access/api/v2/groups HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            basic(),
+            body.len()
+        );
+        conn.write_all(head.as_bytes()).unwrap();
+        conn.write_all(&body.as_bytes()[..4]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        server.signal(signal);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        conn.write_all(&body.as_bytes()[4..]).unwrap();
+        let mut answer = Vec::new();
+        let _ = conn.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 201"), "{signal}: {answer:?}");
+        let mut server = server;
+        assert!(server.child.wait().unwrap().success(), "{signal}");
+        let again = ServerProcess::start(tmp.path());
+        let r = again
+            .admin()
+            .get(&format!("/access/api/v2/groups/in-flight{signal}"));
+        assert_eq!(r.status, 200, "{signal}: {}", r.text);
+        assert!(again.terminate().success());
+    }
+}
+
 fn admin_base(c: &crate::helpers::Client) -> String {
     // The client keeps its base private; ask it for a URL by requesting nothing.
     c.base_url()

@@ -443,10 +443,19 @@ impl ServerProcess {
         self.child.wait().unwrap();
     }
 
-    pub fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    pub fn terminate(self) -> std::process::ExitStatus {
+        self.stop_with("-TERM")
+    }
+
+    /// Send a signal (`-INT`, `-TERM`, …) and wait for the process to end.
+    pub fn stop_with(mut self, signal: &str) -> std::process::ExitStatus {
+        self.signal(signal);
         self.child.wait().unwrap()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args([signal, &pid]).status().unwrap();
     }
 }
 
