@@ -271,32 +271,53 @@ pub fn keep_repository_patterns(current: Option<&PermissionTarget>, target: &mut
     }
 }
 
-/// Whether two normalised targets say the same: repositories in any order (a read
-/// shows them sorted, so a client's round trip reordered them), each with its own
-/// patterns.
+/// Whether two normalised targets say the same: repositories and actions in any order
+/// (the formats show them each their own way: a client's round trip reordered them),
+/// each repository with its own patterns, and patterns by what they match (no includes
+/// is `**`, as every read shows it; an empty pattern, JFrog's default exclude, is none).
 fn same_grants(a: &PermissionTarget, b: &PermissionTarget) -> bool {
-    type Patterns<'a> = (&'a [String], &'a [String]);
+    use std::collections::BTreeSet;
+    type Patterns<'a> = (BTreeSet<&'a str>, BTreeSet<&'a str>);
+    type Grants<'a> = BTreeMap<&'a str, BTreeSet<&'a str>>;
     type Canonical<'a> = (
         Vec<(&'a str, Patterns<'a>)>,
         Option<Patterns<'a>>,
-        &'a std::collections::BTreeMap<String, Vec<String>>,
-        &'a std::collections::BTreeMap<String, Vec<String>>,
+        Grants<'a>,
+        Grants<'a>,
     );
+    fn patterns<'a>(include: &'a [String], exclude: &'a [String]) -> Patterns<'a> {
+        let set = |p: &'a [String]| -> BTreeSet<&'a str> {
+            p.iter()
+                .map(String::as_str)
+                .filter(|p| !p.is_empty())
+                .collect()
+        };
+        let mut include = set(include);
+        if include.is_empty() {
+            include.insert("**");
+        }
+        (include, set(exclude))
+    }
+    fn grants(g: &BTreeMap<String, Vec<String>>) -> Grants<'_> {
+        g.iter()
+            .map(|(k, v)| (k.as_str(), v.iter().map(String::as_str).collect()))
+            .collect()
+    }
     fn canonical(s: &Option<PermissionSection>) -> Option<Canonical<'_>> {
         s.as_ref().map(|s| {
-            let section = (&s.include_patterns[..], &s.exclude_patterns[..]);
+            let section = || patterns(&s.include_patterns, &s.exclude_patterns);
             let mut repos: Vec<_> = (s.repositories.iter())
                 .map(|r| {
                     let own = s.patterns_by_repository.get(r);
-                    let own = own.map(|p| (&p.include_patterns[..], &p.exclude_patterns[..]));
-                    (r.as_str(), own.unwrap_or(section))
+                    let own = own.map(|p| patterns(&p.include_patterns, &p.exclude_patterns));
+                    (r.as_str(), own.unwrap_or_else(section))
                 })
                 .collect();
             repos.sort();
             // The section's own patterns say something only where no repository has
             // its own (then they are every repository's, in any order).
-            let shared = s.patterns_by_repository.is_empty().then_some(section);
-            (repos, shared, &s.users, &s.groups)
+            let shared = s.patterns_by_repository.is_empty().then(section);
+            (repos, shared, grants(&s.users), grants(&s.groups))
         })
     }
     a.name == b.name
@@ -517,29 +538,25 @@ pub(super) fn save_target_as_manager(
             .filter(|p| !p.is_empty())
             .collect()
     }
-    type Scope<'a> = (
-        Vec<&'a str>,
-        Vec<&'a str>,
-        &'a [String],
-        Vec<(&'a String, Vec<&'a str>, Vec<&'a str>)>,
-    );
+    // Each repository with the patterns that apply to it, in any order (a reorder is no
+    // change of scope: the formats show the repositories each their own way, and a
+    // manager's read-modify-write was refused); the section's own patterns where no
+    // repository has its own.
+    type Patterns<'a> = (Vec<&'a str>, Vec<&'a str>);
+    type Scope<'a> = (Vec<(&'a str, Patterns<'a>)>, Option<Patterns<'a>>);
     fn scope(s: &Option<PermissionSection>) -> Option<Scope<'_>> {
         s.as_ref().map(|s| {
-            (
-                includes(&s.include_patterns),
-                excludes(&s.exclude_patterns),
-                &s.repositories[..],
-                s.patterns_by_repository
-                    .iter()
-                    .map(|(r, p)| {
-                        (
-                            r,
-                            includes(&p.include_patterns),
-                            excludes(&p.exclude_patterns),
-                        )
-                    })
-                    .collect(),
-            )
+            let section = || (includes(&s.include_patterns), excludes(&s.exclude_patterns));
+            let mut repos: Vec<_> = (s.repositories.iter())
+                .map(|r| {
+                    let own = s.patterns_by_repository.get(r);
+                    let own =
+                        own.map(|p| (includes(&p.include_patterns), excludes(&p.exclude_patterns)));
+                    (r.as_str(), own.unwrap_or_else(section))
+                })
+                .collect();
+            repos.sort();
+            (repos, s.patterns_by_repository.is_empty().then(section))
         })
     }
     for (name, a, b) in [

@@ -1661,7 +1661,35 @@ fn entities_saved_again_as_read_write_nothing() {
                 "active": true}),
     );
     assert!(r.status < 300, "{}", r.text);
+    // Written through JFrog's Access permissions API with no patterns (a read shows
+    // `**`) and actions in another order than a v1 read shows them.
+    let access = "/access/api/v2/permissions/bare";
+    let r = admin.put(
+        access,
+        &json!({"resources": {"artifact": {"actions": {"users": {"bob": ["WRITE", "READ"]}},
+                                           "targets": {"libs": {}}}}}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/dflt",
+        &json!({"name": "dflt", "repo": {"repositories": ["libs"], "exclude-patterns": [""],
+                "actions": {"users": {"bob": ["read"]}}}}),
+    );
+    assert!(r.status < 300, "{}", r.text);
     let before = head();
+    for path in [
+        access.to_string(),
+        "/artifactory/api/v2/security/permissions/bare".into(),
+        "/artifactory/api/security/permissions/bare".into(),
+        "/artifactory/api/security/permissions/dflt".into(),
+        "/artifactory/api/v2/security/permissions/dflt".into(),
+        "/access/api/v2/permissions/dflt".into(),
+    ] {
+        let read = admin.get(&path).json();
+        let r = admin.put(&path, &read);
+        assert!(r.status < 300, "{path}: {}", r.text);
+        assert_eq!(head(), before, "{path}: {read}");
+    }
 
     let read = admin.get(v2).json();
     let r = admin.put(v2, &read);

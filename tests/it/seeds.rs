@@ -749,6 +749,20 @@ fn manage_lets_a_user_change_the_members_of_that_target_only() {
         dave.get("/artifactory/api/v2/security/permissions").status,
         403
     );
+    // The same repositories in another order are the same scope (the formats show them
+    // each their own way: a manager's read-modify-write was refused).
+    let pair = "/artifactory/api/v2/security/permissions/pair";
+    let r = admin.put(
+        pair,
+        &json!({"name": "pair", "repo": {"repositories": ["z-repo", "a-repo"],
+                "actions": {"groups": {"leads": ["read", "manage"]}}}}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let mut read = dave.get(pair).json();
+    read["repo"]["repositories"] = json!(["a-repo", "z-repo"]);
+    read["repo"]["actions"]["users"] = json!({"erin": ["read"]});
+    let r = dave.put(pair, &read);
+    assert_eq!(r.status, 200, "{}", r.text);
 }
 
 /// `manage` is a section's (seed 002: the permission settings of what it is held on): a
