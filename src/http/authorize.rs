@@ -15,8 +15,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     // has no body to skip (`proxy_method HEAD` in scripts/nginx): with a body it closes
     // the connection after every subrequest, and each check pays a TCP connect and accept.
     // HEAD is answered as GET everywhere (`request_middleware`).
-    cfg.service(resource("/access/api/v1/authorize").route(web::get().to(authorize)))
-        .service(resource("/access/api/v1/authorize/effective").route(web::get().to(effective)));
+    // Decisions are never stored by a cache on the way (a cache in front of the check
+    // kept a revoked token's "yes"): `no-store` on every answer, refusals included.
+    let no_store = || {
+        actix_web::middleware::DefaultHeaders::new()
+            .add((actix_web::http::header::CACHE_CONTROL, "no-store"))
+    };
+    cfg.service(
+        resource("/access/api/v1/authorize")
+            .wrap(no_store())
+            .route(web::get().to(authorize)),
+    )
+    .service(
+        resource("/access/api/v1/authorize/effective")
+            .wrap(no_store())
+            .route(web::get().to(effective)),
+    );
 }
 
 /// What is asked: from the query (`resource`, `action`), or from nginx's
@@ -114,7 +128,15 @@ fn question(req: &HttpRequest) -> Result<Question, ApiError> {
                 None if path == "artifactory" => String::new(),
                 None => path,
             };
-            let action = match header_str(req, "x-original-method").unwrap_or("GET") {
+            // Without the method the action is unknown: refused, not taken as a read
+            // (a proxy configured with `X-Original-URI` alone let every reader write
+            // and delete through it).
+            let method = header_str(req, "x-original-method").ok_or_else(|| {
+                ApiError::BadRequest(
+                    "X-Original-URI without X-Original-Method: the proxy must send the request's method (nginx: `proxy_set_header X-Original-Method $request_method;`)".into(),
+                )
+            })?;
+            let action = match method {
                 "GET" | "HEAD" | "OPTIONS" | "PROPFIND" => "read",
                 // WebDAV's writes to the path itself too (a file server with
                 // `dav_methods`); COPY and MOVE also write where their `Destination`

@@ -329,6 +329,7 @@ fn a_plus_in_a_path_is_a_plus() {
     admin.put("/artifactory/api/v2/security/permissions/cpp", &t);
     let r = ureq::get(&format!("{}/access/api/v1/authorize", app.base))
         .set("X-Original-URI", "/artifactory/libs/c++/x.h")
+        .set("X-Original-Method", "GET")
         .set(
             "Authorization",
             &app.as_user("bob", "password-1").auth_header().unwrap(),
@@ -453,7 +454,10 @@ fn a_signed_urls_sig_works_directly_in_authorize_for_reading_only() {
     // The same through nginx's headers: expired is 401 there too.
     let r = app.anon().get_with(
         "/access/api/v1/authorize",
-        &[("X-Original-URI", &format!("/artifactory/{path}?{short}"))],
+        &[
+            ("X-Original-URI", &format!("/artifactory/{path}?{short}")),
+            ("X-Original-Method", "GET"),
+        ],
     );
     assert_eq!(r.status, 401, "{}", r.text);
     // After the key is replaced, earlier URLs are bad credentials.
@@ -774,9 +778,10 @@ fn empty_and_dot_segments_do_not_escape_a_pattern() {
     );
     assert!(r.status == 200 || r.status == 201, "{}", r.text);
     let ask = |who: &str, password: &str, uri: &str| {
-        let r = app
-            .as_user(who, password)
-            .get_with("/access/api/v1/authorize", &[("X-Original-URI", uri)]);
+        let r = app.as_user(who, password).get_with(
+            "/access/api/v1/authorize",
+            &[("X-Original-URI", uri), ("X-Original-Method", "GET")],
+        );
         r.status
     };
     let alice = |uri: &str| ask("alice", "Alice-password-1", uri);
@@ -1287,9 +1292,10 @@ fn a_signed_url_expires_to_the_millisecond() {
     let url: String = serde_json::from_str(&r.text).unwrap();
     let uri = &url[url.find("/artifactory/").unwrap()..];
     std::thread::sleep(std::time::Duration::from_millis(400));
-    let r = app
-        .anon()
-        .get_with("/access/api/v1/authorize", &[("X-Original-URI", uri)]);
+    let r = app.anon().get_with(
+        "/access/api/v1/authorize",
+        &[("X-Original-URI", uri), ("X-Original-Method", "GET")],
+    );
     assert_eq!(r.status, 401, "{}", r.text);
 }
 
@@ -1419,4 +1425,45 @@ fn excludes_with_empty_or_dot_segments_exclude_and_dot_dot_is_refused() {
         "{}",
         r.text
     );
+}
+
+/// A proxy that sends `X-Original-URI` without `X-Original-Method` is refused (400
+/// naming the header), not judged as a read: every reader wrote and deleted through it.
+/// Every decision carries `Cache-Control: no-store`, refusals too, so that no cache on
+/// the way keeps a "yes" past a revocation.
+#[test]
+fn a_uri_without_its_method_is_refused_and_decisions_are_not_stored() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("alice", "Alice-password-1");
+    admin.put(
+        "/artifactory/api/v2/security/permissions/readers",
+        &json!({"name": "readers", "repo": {"repositories": ["libs"],
+                "actions": {"users": {"alice": ["read"]}}}}),
+    );
+    let alice = app.as_user("alice", "Alice-password-1");
+    let uri = ("X-Original-URI", "/artifactory/libs/app.jar");
+    let r = alice.get_with("/access/api/v1/authorize", &[uri]);
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.error_message().contains("X-Original-Method"),
+        "{}",
+        r.text
+    );
+    for (method, status) in [("GET", 200), ("PUT", 403), ("DELETE", 403)] {
+        let r = alice.get_with(
+            "/access/api/v1/authorize",
+            &[uri, ("X-Original-Method", method)],
+        );
+        assert_eq!(r.status, status, "{method}: {}", r.text);
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{method}");
+    }
+    let r = app
+        .anon()
+        .get("/access/api/v1/authorize?resource=libs/app.jar&action=read");
+    assert_eq!(r.status, 401, "{}", r.text);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let r = alice.get("/access/api/v1/authorize/effective");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
 }

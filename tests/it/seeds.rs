@@ -905,9 +905,10 @@ fn signed_urls_by_managers_as_json_and_per_organisation_keys() {
         assert!(!u.contains(' '), "{u}");
         assert_eq!(verify(&u), 200, "{org}: {u}");
         let uri = &u[u.find("/artifactory/").unwrap()..];
-        let r = app
-            .anon()
-            .get_with("/access/api/v1/authorize", &[("X-Original-URI", uri)]);
+        let r = app.anon().get_with(
+            "/access/api/v1/authorize",
+            &[("X-Original-URI", uri), ("X-Original-Method", "GET")],
+        );
         assert_eq!(r.status, 200, "{org}: {}", r.text);
         let query = u.split_once('?').unwrap().1;
         let r = app.anon().get(&format!(

@@ -793,7 +793,10 @@ fn a_signed_url_holds_only_while_its_signer_may_sign_it() {
     let via_nginx = |u: &str| {
         let uri = &u[u.find("/artifactory/").unwrap()..];
         app.anon()
-            .get_with("/access/api/v1/authorize", &[("X-Original-URI", uri)])
+            .get_with(
+                "/access/api/v1/authorize",
+                &[("X-Original-URI", uri), ("X-Original-Method", "GET")],
+            )
             .status
     };
     // authorize's `?resource=` form.
@@ -927,9 +930,10 @@ fn signed_url_paths_are_encoded_in_the_url_and_judged_decoded() {
     assert_eq!(r.json()["repo_path"], "libs/public/my file?#%.txt");
     // As nginx asks: the URL's own path and query in X-Original-URI.
     let uri = &url[url.find("/artifactory/").unwrap()..];
-    let r = app
-        .anon()
-        .get_with("/access/api/v1/authorize", &[("X-Original-URI", uri)]);
+    let r = app.anon().get_with(
+        "/access/api/v1/authorize",
+        &[("X-Original-URI", uri), ("X-Original-Method", "GET")],
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     // `%2e%2e` in a repo_path is a directory named so, not `..`.
     let url = sign("libs/public/%2e%2e/private/a.txt");
@@ -941,9 +945,10 @@ fn signed_url_paths_are_encoded_in_the_url_and_judged_decoded() {
     let r = verify(&raw);
     assert_eq!(r.status, 403, "{}", r.text);
     let uri = &raw[raw.find("/artifactory/").unwrap()..];
-    let r = app
-        .anon()
-        .get_with("/access/api/v1/authorize", &[("X-Original-URI", uri)]);
+    let r = app.anon().get_with(
+        "/access/api/v1/authorize",
+        &[("X-Original-URI", uri), ("X-Original-Method", "GET")],
+    );
     assert!(r.status == 400 || r.status == 401, "{}", r.text);
 }
 
