@@ -233,8 +233,16 @@ pub fn access_resource_in(field: &str, r: AccessResource) -> Result<PermissionSe
         ..Default::default()
     };
     let mut first = true;
-    for (name, p) in r.targets {
-        let name = target_name_in(&name);
+    for (key, p) in r.targets {
+        let name = target_name_in(&key);
+        // `ALL-LOCAL` beside `ANY LOCAL` is one repository named twice: the second's
+        // patterns replaced the first's, while the other formats showed the first's.
+        if section.repositories.contains(&name) {
+            return Err(WireError {
+                field: format!("{field}.targets.{key}"),
+                message: format!("names `{name}` again (given twice under two spellings)"),
+            });
+        }
         if first {
             section.include_patterns = p.include_patterns.clone();
             section.exclude_patterns = p.exclude_patterns.clone();

@@ -444,6 +444,18 @@ fn a_table_of_bad_requests_gets_4xx_and_writes_nothing() {
             400,
             "given more than once",
         ),
+        // One repository under its two spellings: the second's patterns replaced the
+        // first's, which the other formats went on showing.
+        (
+            "POST",
+            "/access/api/v2/permissions",
+            json_ct,
+            br#"{"name":"dupany","resources":{"artifact":{"actions":{"users":{},"groups":{}},
+                 "targets":{"ALL-LOCAL":{"include_patterns":["a/**"]},"ANY LOCAL":{"include_patterns":["b/**"]}}}}}"#
+                .to_vec(),
+            400,
+            "given twice under two spellings",
+        ),
         // Access's v2 permissions: errors name the fields as this format has them.
         (
             "POST",
