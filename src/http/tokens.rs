@@ -276,8 +276,18 @@ pub(super) async fn issue(
         )));
     }
     // The default set through `config/token/default_expiry`, else the configured one.
-    let default_expiry =
+    let mut default_expiry =
         crate::domain::settings::default_token_expiry(&app.read(), cfg.default_expiry);
+    // A default the non-admin limit refuses (0, "never", or above `max-expiry`: set
+    // through the API or the file before the limit was) is the limit for them: every
+    // non-admin request without `expires_in` was refused (403) for a value they did not
+    // choose.
+    if !caller.admin
+        && cfg.max_expiry > 0
+        && (default_expiry == 0 || default_expiry > cfg.max_expiry)
+    {
+        default_expiry = cfg.max_expiry;
+    }
     let expires_in = match form.unsigned("expires_in")? {
         Some(0) => None,
         Some(n) => Some(n),

@@ -196,6 +196,29 @@ fn non_admins_get_identity_tokens_for_themselves_only() {
     );
 }
 
+/// A default expiry the non-admin limit refuses (0, "never", kept from before a
+/// `max-expiry` was set) is the limit for non-admins: every request of theirs without
+/// `expires_in` was a 403 for a value they did not choose. Admins keep "never".
+#[test]
+fn a_default_expiry_over_the_non_admin_limit_is_the_limit_for_non_admins() {
+    let app = TestApp::spawn_with(Config {
+        max_expiry: 7200,
+        default_expiry: 0,
+        ..Config::default()
+    });
+    app.create_user("nina", "password-1");
+    let r = app
+        .as_user("nina", "password-1")
+        .post("/access/api/v1/tokens", &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["expires_in"], 7200, "{}", r.text);
+    let r = app
+        .admin()
+        .post("/access/api/v1/tokens", &json!({"username": "nina"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.json()["expires_in"].is_null(), "{}", r.text);
+}
+
 #[test]
 fn tokens_as_passwords_reference_tokens_and_disabled_subjects() {
     let app = TestApp::spawn();
