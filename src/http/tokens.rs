@@ -699,7 +699,8 @@ pub(super) async fn refresh(
     )?;
     let description = sent_description.or(old.description.clone());
     let audience = sent_audience.unwrap_or(old.audience.clone());
-    let refreshable = form.boolean("refreshable")?.unwrap_or(true) && app.config.allow_refreshable;
+    let asked_refreshable = form.boolean("refreshable")?.unwrap_or(true);
+    let refreshable = asked_refreshable && app.config.allow_refreshable;
     let reference = form
         .boolean("include_reference_token")?
         .unwrap_or(old.reference_hash.is_some());
@@ -732,9 +733,15 @@ pub(super) async fn refresh(
     };
     let actor = caller.map_or(old.subject.as_str(), |c| c.username.as_str());
     let committed = app.submit(cmd, actor, rid).await?;
+    let mut response = HttpResponse::Ok();
+    // The chain ends here (refreshable tokens switched off since the last refresh): said,
+    // as at create, not left for the client to find the refresh token missing.
+    if asked_refreshable && !refreshable {
+        response.insert_header((NOTICE, REFRESHABLE_DISABLED));
+    }
     Ok(written(
         super::no_store(
-            HttpResponse::Ok()
+            response
                 .content_type(ContentType::json())
                 .body(token_response(&minted, now)),
         ),

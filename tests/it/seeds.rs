@@ -191,6 +191,48 @@ fn allow_refreshable_false_binds_everyone_and_livelogs_scope() {
     assert_eq!(r.status, 403, "{}", r.text);
 }
 
+/// A refresh after refreshable tokens were switched off ends the chain, and says so as
+/// a create does (the refresh token went missing without a word).
+#[test]
+fn a_refresh_after_allow_refreshable_went_off_says_the_chain_ends() {
+    let app = TestApp::spawn();
+    let t = token(
+        &app.admin(),
+        json!({"refreshable": true, "expires_in": 3600}),
+    );
+    let dir = app.dir.clone();
+    let tmp = app.stop();
+    let app = TestApp::start(
+        dir,
+        Config {
+            allow_refreshable: false,
+            ..Config::default()
+        },
+    )
+    .unwrap();
+    let body = format!(
+        "grant_type=refresh_token&refresh_token={}&access_token={}",
+        t["refresh_token"].as_str().unwrap(),
+        t["access_token"].as_str().unwrap()
+    );
+    let r = app.anon().raw(
+        "POST",
+        "/access/api/v1/tokens",
+        Some("application/x-www-form-urlencoded"),
+        Some(body.as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.json().get("refresh_token").is_none(), "{}", r.text);
+    assert!(
+        r.header("x-gatehouse-notice")
+            .is_some_and(|n| n.contains("allow-refreshable")),
+        "{:?}",
+        r.header("x-gatehouse-notice")
+    );
+    app.stop();
+    drop(tmp);
+}
+
 /// Seed 004, Revoke Token by ID: 204 when not found, 400 when the token cannot be
 /// revoked here; a short-lived token is not revocable and says so.
 #[test]
