@@ -363,9 +363,11 @@ pub fn check_signed(app: &AppState, repo_path: &str, query: &str) -> Result<(), 
         let s = app.read();
         let user = s.directory.users.get(name);
         let created_seq = user.map_or(0, |u| u.created_seq);
+        // Able to sign in: enabled, and its password not expired (its tokens stop then
+        // too; its URLs went on lending its right).
         let state = user.map(|u| {
             (
-                u.status == gatehouse_schemas::UserStatus::Enabled,
+                u.status == gatehouse_schemas::UserStatus::Enabled && !u.password_expired,
                 s.directory.user_is_admin(u),
             )
         });
@@ -402,7 +404,7 @@ pub fn check_signed(app: &AppState, repo_path: &str, query: &str) -> Result<(), 
                 })?,
             _ => {
                 return Err(ApiError::Forbidden(format!(
-                    "the URL's signer `{signer}` is disabled or locked"
+                    "the URL's signer `{signer}` is disabled or locked, or its password has expired"
                 )))
             }
         }
@@ -415,11 +417,11 @@ pub fn check_signed(app: &AppState, repo_path: &str, query: &str) -> Result<(), 
 fn signer_record(app: &AppState, signer: &str) -> Result<(u64, bool), ApiError> {
     let s = app.read();
     match s.directory.users.get(signer) {
-        Some(u) if u.status == gatehouse_schemas::UserStatus::Enabled => {
+        Some(u) if u.status == gatehouse_schemas::UserStatus::Enabled && !u.password_expired => {
             Ok((u.created_seq, s.directory.user_is_admin(u)))
         }
         Some(_) => Err(ApiError::Forbidden(format!(
-            "`{signer}` is disabled or locked"
+            "`{signer}` is disabled or locked, or its password has expired"
         ))),
         None => Err(ApiError::Forbidden(format!(
             "`{signer}` is not a user here (a transient identity)"

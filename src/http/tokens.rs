@@ -380,6 +380,23 @@ pub(super) async fn issue(
     for notice in useless_here(&app.read(), &scope, audience, &service_id) {
         response.append_header((NOTICE, notice));
     }
+    // A user whose password has expired: its tokens stop until it changes it (an admin
+    // issuing one for it got a token refused at its first use, without a word).
+    if app
+        .read()
+        .directory
+        .users
+        .get(username.as_str())
+        .is_some_and(|u| u.password_expired)
+    {
+        response.append_header((
+            NOTICE,
+            format!(
+                "the password of `{}` has expired: the token is refused until the user changes it",
+                username.escape_default()
+            ),
+        ));
+    }
     Ok(written(
         response
             .content_type(ContentType::json())

@@ -855,6 +855,22 @@ fn a_signed_url_holds_only_while_its_signer_may_sign_it() {
     assert_eq!(verify(&erin_url).status, 200, "erin keeps hers");
     grant(json!({"dave+ops@example.com": ["read", "manage"], "erin": ["read", "manage"]}));
     assert_eq!(verify(&url).status, 200);
+    // erin's password expired: her URLs stop, as her tokens do; a new password, and
+    // they hold again.
+    let r = admin.post_empty("/access/api/v2/users/erin/password/expire");
+    assert!(r.status < 300, "{}", r.text);
+    let r = verify(&erin_url);
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.error_message().contains("expired"), "{}", r.text);
+    assert_eq!(via_nginx(&erin_url), 401);
+    let r = admin.raw(
+        "POST",
+        "/artifactory/api/security/users/authorization/unexpirePassword/erin",
+        None,
+        None,
+    );
+    assert!(r.status < 300, "{}", r.text);
+    assert_eq!(verify(&erin_url).status, 200);
     // `read` taken away: the URL lends read, which a manage-only user may not give
     // itself (it read anything it managed, without credentials), nor sign anew.
     grant(json!({"dave+ops@example.com": ["manage"], "erin": ["read", "manage"]}));
@@ -1998,4 +2014,30 @@ fn a_transient_token_reads_and_revokes_itself() {
         assert_eq!(r.status, 200, "{}", r.text);
         assert_eq!(ci.get("/access/api/v1/tokens/me").status, 401);
     }
+}
+
+/// A token an admin issues for a user whose password has expired is refused at its
+/// first use until the user changes it: the answer says so at once.
+#[test]
+fn a_token_for_a_user_whose_password_expired_says_it_will_be_refused() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("dave", "password-1");
+    let r = admin.post_empty("/access/api/v2/users/dave/password/expire");
+    assert!(r.status < 300, "{}", r.text);
+    let r = admin.post("/access/api/v1/tokens", &json!({"username": "dave"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.header("x-gatehouse-notice")
+            .is_some_and(|n| n.contains("password of `dave` has expired")),
+        "{:?}",
+        r.header("x-gatehouse-notice")
+    );
+    let token = r.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        bearer(&app, &token).get("/access/api/v1/tokens/me").status,
+        403
+    );
+    let r = admin.post("/access/api/v1/tokens", &json!({"username": "admin"}));
+    assert!(r.header("x-gatehouse-notice").is_none(), "{}", r.text);
 }
