@@ -391,6 +391,7 @@ struct EntitlementPatch {
 /// `remove` naming what `add` names is a contradiction (users' and groups' `{add,
 /// remove}` answer it 400 too); it was settled silently, the add winning.
 fn check_add_remove(field: &str, add: &[String], remove: &[String]) -> Result<(), ApiError> {
+    let remove: std::collections::HashSet<&String> = remove.iter().collect();
     match add.iter().find(|a| remove.contains(a)) {
         Some(both) => Err(ApiError::BadRequest(format!(
             "invalid `{field}_remove`: `{}` is in `{field}_add` too",
@@ -446,13 +447,30 @@ fn key_ids(field: &str, ids: &[String]) -> Result<Vec<String>, ApiError> {
     Ok(out)
 }
 
+/// `list` without `remove`, then with each of `add` it does not hold yet, in order. In
+/// sets: compared item by item, 50,000 tags held a request worker for 40 s.
 fn merged(list: &mut Vec<String>, add: &[String], remove: &[String]) {
+    use std::collections::HashSet;
+    let remove: HashSet<&String> = remove.iter().collect();
     list.retain(|x| !remove.contains(x));
+    let mut held: HashSet<String> = list.iter().cloned().collect();
     for a in add {
-        if !list.contains(a) {
+        if held.insert(a.clone()) {
             list.push(a.clone());
         }
     }
+}
+
+/// The most tags, and access keys, one entitlement holds.
+const MAX_LISTED: usize = 10_000;
+
+fn check_listed(field: &str, list: &[String]) -> Result<(), ApiError> {
+    if list.len() > MAX_LISTED {
+        return Err(ApiError::BadRequest(format!(
+            "invalid `{field}`: at most {MAX_LISTED} on one entitlement"
+        )));
+    }
+    Ok(())
 }
 
 async fn create_entitlement(
@@ -501,6 +519,8 @@ async fn create_entitlement(
     merged(&mut keys, &ids, &[]);
     let mut tags = Vec::new();
     merged(&mut tags, &body.tags, &[]);
+    check_listed("access_keys", &keys)?;
+    check_listed("tags", &tags)?;
     let entitlement = Entitlement {
         id: crate::ids::new_ulid(),
         org,
@@ -707,6 +727,8 @@ fn change_entitlement(
     check_tags("tags_add", &body.tags_add)?;
     check_add_remove("tags", &body.tags_add, &body.tags_remove)?;
     merged(&mut e.tags, &body.tags_add, &body.tags_remove);
+    check_listed("access_keys", &e.access_keys)?;
+    check_listed("tags", &e.tags)?;
     Ok(e)
 }
 
