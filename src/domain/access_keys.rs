@@ -74,7 +74,11 @@ pub(super) fn save_entitlement(
         .get(&e.repo)
         .and_then(|r| r.config.package_type.as_deref())
         .is_some_and(|t| t.eq_ignore_ascii_case("maven"));
-    if e.version.is_some() && maven {
+    // On create only: an entitlement kept from before its repository was registered as
+    // Maven (README says remove it if it should not be) could otherwise not even be
+    // narrowed — every change of its keys, tags or access was refused. Its repository,
+    // package and version never change on update.
+    if create_only && e.version.is_some() && maven {
         return Err(DomainError::invalid(
             "version",
             format!(

@@ -1724,6 +1724,21 @@ fn seed_rows_found_differing_in_the_second_audit() {
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(r.error_message().contains("Maven"), "{}", r.text);
     assert_eq!(version("npm-local").status, 201);
+    // A version entitlement kept from before its repository was registered as Maven
+    // may still be narrowed (every PATCH of it was refused).
+    let kept = version("later-mvn");
+    assert_eq!(kept.status, 201, "{}", kept.text);
+    let kept = kept.json()["id"].as_str().unwrap().to_string();
+    let r = admin.put(
+        "/artifactory/api/repositories/later-mvn",
+        &json!({"rclass": "local", "packageType": "maven"}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let r = admin.patch(
+        &format!("{org}/entitlements/{kept}"),
+        &json!({"access": "r", "access_keys_remove": ["bob"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
     // The package of a Maven repository may be entitled.
     let r = admin.post(
         &format!("{org}/entitlements"),
