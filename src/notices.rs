@@ -96,11 +96,6 @@ pub fn classify_alone(event: &Event) -> Option<Vec<Notice>> {
         Event::TokenRefreshed { issued, .. } => vec![n("token", "refreshed", &issued.subject)],
         Event::PermissionTargetDeleted { name } => vec![n("permission", "deleted", name)],
         Event::EntitlementDeleted { id, .. } => vec![n("entitlement", "deleted", id)],
-        Event::AccessKeyDeleted { org, id } => vec![n(
-            "access_key",
-            "deleted",
-            &gatehouse_projections::access_key_username(org, id),
-        )],
         Event::ProjectDeleted { project_key } => vec![n("project", "deleted", project_key)],
         Event::TokenReplicated { token, .. } => vec![n("token", "created", &token.subject)],
         Event::ProjectMemberSaved { project_key, .. }
@@ -170,6 +165,20 @@ fn classify_against(before: &State, event: &Event) -> Vec<Notice> {
         Event::GroupDeleted { name } => std::iter::once(n("group", "deleted", name))
             .chain(member(true, name))
             .collect(),
+        // The entitlements that named the key lose it with no event of their own: each
+        // is updated (a subscriber mirroring entitlements kept the deleted key).
+        Event::AccessKeyDeleted { org, id } => {
+            let name = gatehouse_projections::access_key_username(org, id);
+            let entitlements = before.access_keys.entitlements_by_key.get(&name);
+            std::iter::once(n("access_key", "deleted", &name))
+                .chain(
+                    entitlements
+                        .into_iter()
+                        .flatten()
+                        .map(|e| n("entitlement", "updated", e)),
+                )
+                .collect()
+        }
         Event::ProjectRoleDeleted { project_key, role } => before
             .projects
             .by_key
@@ -520,6 +529,31 @@ mod tests {
         assert_eq!(
             projects(global_gone),
             ["alpha member_changed", "beta member_changed"]
+        );
+    }
+
+    /// Deleting an access key takes it out of the entitlements that named it: each is
+    /// `updated` (a subscriber mirroring entitlements kept the deleted key).
+    #[test]
+    fn a_deleted_access_key_updates_the_entitlements_that_named_it() {
+        let mut state = State::default();
+        state
+            .access_keys
+            .entitlements_by_key
+            .entry("k1@myorg".into())
+            .or_default()
+            .insert("01ENT".into());
+        let gone = Event::AccessKeyDeleted {
+            org: "myorg".into(),
+            id: "k1".into(),
+        };
+        let notices: Vec<String> = classify(&state, &gone)
+            .into_iter()
+            .map(|n| format!("{} {} {}", n.domain, n.event_type, n.name))
+            .collect();
+        assert_eq!(
+            notices,
+            ["access_key deleted k1@myorg", "entitlement updated 01ENT"]
         );
     }
 
