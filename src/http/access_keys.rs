@@ -93,6 +93,38 @@ struct KeyIn {
     allowed_cidrs: Option<Vec<String>>,
     #[serde(default, alias = "black_cidrs")]
     blocked_cidrs: Option<Vec<String>>,
+    /// As a read shows them: sent back as they are, nothing; another value is a 400
+    /// (answered 200 and ignored, the client believed it had moved or renamed the key).
+    #[serde(default)]
+    org: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+}
+
+impl KeyIn {
+    /// `org` and `username`, where given, name the key `key` (of `org`, as `<id>@<org>`).
+    fn names(&self, key: &AccessKey) -> Result<(), ApiError> {
+        if self
+            .org
+            .as_ref()
+            .is_some_and(|o| o.to_lowercase() != key.org)
+        {
+            return Err(ApiError::BadRequest(
+                "invalid `org`: must match the org in the path (a key does not move)".into(),
+            ));
+        }
+        let name = access_key_username(&key.org, &key.id);
+        if self
+            .username
+            .as_ref()
+            .is_some_and(|u| u.to_lowercase() != name)
+        {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `username`: must be `{name}` (`<id>@<org>`; a key is not renamed)"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// A field that is present, even as `null` (absent stays `None` through `default`).
@@ -189,6 +221,9 @@ async fn list_keys(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let org = domain::normalize_key_part("org", &path)?;
+    // No search here: a parameter is a filter the client believed applied (`as_of` is
+    // the middleware's).
+    super::only_query_params(&req, &[])?;
     let s = app.view(&req);
     let items: Vec<_> = s
         .access_keys
@@ -230,6 +265,7 @@ async fn create_key(
         id,
         ..Default::default()
     };
+    body.names(&key)?;
     let generated = apply_key_fields(&app, &mut key, body, true).await?;
     let committed = app
         .submit(
@@ -294,6 +330,7 @@ async fn update_key(
                 "invalid `id`: must match the id in the path".into(),
             ));
         }
+        body.names(&key)?;
         apply_key_fields(&app, &mut key, body.clone(), false).await?;
         if let Some(h) = &password_hash {
             key.password_hash = h.clone();

@@ -1486,10 +1486,13 @@ pub fn only_query_params(req: &HttpRequest, known: &[&str]) -> Result<(), ApiErr
         let (k, _) = pair.split_once('=').unwrap_or((pair, ""));
         let name = percent_decode_query(k).unwrap_or_else(|| k.to_string());
         if name != "as_of" && !known.contains(&name.as_str()) {
+            let filters = match known {
+                [] => "it has none but `as_of`".to_string(),
+                _ => format!("use {}", known.join(", ")),
+            };
             return Err(ApiError::BadRequest(format!(
-                "invalid query parameter `{}`: not a filter of this list (use {})",
+                "invalid query parameter `{}`: not a filter of this list ({filters})",
                 name.escape_default(),
-                known.join(", ")
             )));
         }
     }

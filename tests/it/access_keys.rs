@@ -768,3 +768,28 @@ fn an_entitlements_lists_are_bounded() {
     );
     assert_eq!(r.status, 400, "{}", r.text);
 }
+
+/// A key read and sent back (its `org`, `username` included) changes nothing; another
+/// `org` or `username` is a 400 (answered 200 and ignored, the client believed it had
+/// moved the key); the key list takes no filters (`?org=x` was answered unfiltered).
+#[test]
+fn a_key_sent_back_as_read_and_names_it_cannot_change() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    key(&admin, json!({"id": "ci", "password": "ci-secret-123"}));
+    let path = format!("{ORG}/access_keys/ci");
+    let read = admin.get(&path).json();
+    let seq = admin.get("/access/api/v1/system/state/digest").json()["seq"].clone();
+    let r = admin.patch(&path, &read);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        admin.get("/access/api/v1/system/state/digest").json()["seq"],
+        seq
+    );
+    for body in [json!({"org": "other"}), json!({"username": "x@y"})] {
+        let r = admin.patch(&path, &body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text);
+    }
+    let r = admin.get(&format!("{ORG}/access_keys?org=other"));
+    assert_eq!(r.status, 400, "{}", r.text);
+}
