@@ -142,15 +142,31 @@ fn hex(bytes: &[u8]) -> String {
 /// Does any string in `v` equal `needle`, or is `needle` a principal keyed in a
 /// `users`/`groups` map (a permission target's grants: `"users": {"carol": [...]}`, which
 /// a grant to carol did not count as mentioning her)?
+///
+/// An access key is named `<id>@<org>` everywhere else (its user name, diffs, webhooks):
+/// an object with that `org` whose `id` (a key's event) or `access_keys` (an
+/// entitlement's) holds the id mentions it too (`entity=ci@myorg` found nothing).
 fn mentions(v: &Value, needle: &str) -> bool {
     match v {
         Value::String(s) => s == needle,
         Value::Array(items) => items.iter().any(|x| mentions(x, needle)),
-        Value::Object(m) => m.iter().any(|(k, x)| {
-            let principals = matches!(k.as_str(), "users" | "groups")
-                && x.as_object().is_some_and(|p| p.contains_key(needle));
-            principals || mentions(x, needle)
-        }),
+        Value::Object(m) => {
+            let key = needle
+                .rsplit_once('@')
+                .filter(|(_, org)| m.get("org").and_then(Value::as_str) == Some(*org));
+            let names_key = key.is_some_and(|(id, _)| {
+                m.get("id").and_then(Value::as_str) == Some(id)
+                    || m.get("access_keys")
+                        .and_then(Value::as_array)
+                        .is_some_and(|keys| keys.iter().any(|k| k.as_str() == Some(id)))
+            });
+            names_key
+                || m.iter().any(|(k, x)| {
+                    let principals = matches!(k.as_str(), "users" | "groups")
+                        && x.as_object().is_some_and(|p| p.contains_key(needle));
+                    principals || mentions(x, needle)
+                })
+        }
         _ => false,
     }
 }

@@ -792,4 +792,20 @@ fn a_key_sent_back_as_read_and_names_it_cannot_change() {
     }
     let r = admin.get(&format!("{ORG}/access_keys?org=other"));
     assert_eq!(r.status, 400, "{}", r.text);
+    // The audit trail finds the key by the name it has everywhere else, in its own
+    // events and in an entitlement that names it (it found nothing).
+    entitlement(
+        &admin,
+        json!({"repo": "libs", "access": "r", "access_keys": ["ci"]}),
+    );
+    let events = admin
+        .get("/access/api/v1/audit/events?entity=ci@myorg")
+        .json();
+    let kinds: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["AccessKeySaved", "EntitlementSaved"], "{events}");
 }
