@@ -289,9 +289,23 @@ fn main() -> ExitCode {
 /// and the shared log are alternatives: a `--data-dir` typed on the command line is the
 /// log meant, whatever `GATEHOUSE_STORE` (set for `serve` on a node's host) says, and
 /// both typed is a mistake, not a choice to make silently.
+/// An empty `GATEHOUSE_*` variable is an unset one (systemd units and compose files
+/// declare them empty): clap took `GATEHOUSE_TLS_CERT=` as `--tls-cert` with no value and
+/// stopped with an error about a flag nobody typed. Run before any thread starts.
+fn forget_empty_variables() {
+    let empty: Vec<_> = std::env::vars_os()
+        .filter(|(k, v)| v.is_empty() && k.to_str().is_some_and(|k| k.starts_with("GATEHOUSE_")))
+        .map(|(k, _)| k)
+        .collect();
+    for k in empty {
+        std::env::remove_var(k);
+    }
+}
+
 fn parse_cli() -> Result<Cli, String> {
     use clap::parser::ValueSource;
     use clap::{CommandFactory, FromArgMatches};
+    forget_empty_variables();
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let Some((name, sub)) = matches.subcommand() else {

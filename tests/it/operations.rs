@@ -1353,3 +1353,33 @@ fn familiar_addresses_outlive_a_restart() {
     drop(app);
     drop(tmp);
 }
+
+/// `GATEHOUSE_*` variables declared empty (as systemd units and compose files do) are
+/// unset: the server starts (it stopped with "a value is required for '--tls-cert'",
+/// naming a flag nobody typed).
+#[test]
+fn empty_environment_variables_are_unset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let empty = [
+        "GATEHOUSE_TLS_CERT",
+        "GATEHOUSE_TLS_KEY",
+        "GATEHOUSE_CONFIG",
+        "GATEHOUSE_CA_FILE",
+        "GATEHOUSE_MASTER_KEY_FILE",
+        "GATEHOUSE_LOG_FORMAT",
+        "GATEHOUSE_STORE",
+    ]
+    .map(|k| (k, ""));
+    let server = ServerProcess::spawn_with_env(
+        tmp.path(),
+        "warn",
+        std::process::Stdio::inherit(),
+        None,
+        "127.0.0.1:0",
+        &[],
+        &empty,
+    );
+    assert!(server.base.starts_with("http://"), "{}", server.base);
+    assert_eq!(server.admin().get("/access/api/v2/users/admin").status, 200);
+    assert!(server.terminate().success());
+}
