@@ -207,10 +207,15 @@ fn main() -> ExitCode {
     use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,actix_server=warn".into());
+    // `RUST_LOG` filters what is written, not what is counted: the refused connections
+    // are counted from actix's ERROR lines whatever the level (with `RUST_LOG=off` the
+    // counter never moved). Each layer has its own filter; the counting layer's takes
+    // those lines only, so no other callsite is enabled for it.
+    let counted = tracing_subscriber::filter::filter_fn(gatehouse::metrics::is_refusal_line)
+        .with_max_level_hint(tracing::Level::ERROR);
+    let written = tracing_subscriber::filter::filter_fn(not_secret_bearing);
     let registry = tracing_subscriber::registry()
-        .with(filter)
-        .with(tracing_subscriber::filter::filter_fn(not_secret_bearing))
-        .with(gatehouse::metrics::RefusedConnections);
+        .with(gatehouse::metrics::RefusedConnections.with_filter(counted));
     match format {
         // Colours only for a terminal: a file, a journal or the support bundle's copy of
         // the recent lines (the same writer) gets plain text.
@@ -218,7 +223,9 @@ fn main() -> ExitCode {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                    .with_writer(gatehouse::recent_logs::Tee::install()),
+                    .with_writer(gatehouse::recent_logs::Tee::install())
+                    .with_filter(written)
+                    .with_filter(filter),
             )
             .init(),
         // One JSON object a line; the event's fields at the top level (`request_id`,
@@ -230,7 +237,9 @@ fn main() -> ExitCode {
                     .flatten_event(true)
                     .with_current_span(false)
                     .with_span_list(false)
-                    .with_writer(gatehouse::recent_logs::Tee::install()),
+                    .with_writer(gatehouse::recent_logs::Tee::install())
+                    .with_filter(written)
+                    .with_filter(filter),
             )
             .init(),
     }

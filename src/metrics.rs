@@ -81,6 +81,12 @@ pub struct ReasonLabels {
 /// 431; the server is fine). Every other line passes.
 pub struct RefusedConnections;
 
+/// The lines [`RefusedConnections`] reads: actix's ERROR lines about a connection (its
+/// filter, so that it enables no other callsite).
+pub fn is_refusal_line(meta: &tracing::Metadata<'_>) -> bool {
+    *meta.level() == tracing::Level::ERROR && meta.target() == "actix_http::h1::dispatcher"
+}
+
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RefusedConnections {
     fn event_enabled(
         &self,
@@ -88,7 +94,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RefusedConnections
         _: tracing_subscriber::layer::Context<'_, S>,
     ) -> bool {
         let meta = event.metadata();
-        if *meta.level() != tracing::Level::ERROR || meta.target() != "actix_http::h1::dispatcher" {
+        if !is_refusal_line(meta) {
             return true;
         }
         struct Message(String);
