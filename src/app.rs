@@ -317,7 +317,12 @@ impl Application {
             .with_operations(&settings.config, metrics.clone())
             .with_personal(personal.clone()),
             metrics,
-            config: settings.config.clone(),
+            // As in force: `max-connections` as lowered to fit the open-file limit (the
+            // support bundle's configuration showed the file's value).
+            config: crate::config::Config {
+                max_connections,
+                ..settings.config.clone()
+            },
             started,
             timeline: std::sync::Mutex::new(crate::timeline::Timeline::default()),
             personal,

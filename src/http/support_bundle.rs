@@ -532,12 +532,29 @@ fn write_archive(
     file.sync_all()
 }
 
-/// The effective configuration. `Config`'s `Debug` prints secrets as `<secret>`.
+/// The effective configuration: the settings the API changed (kept in the log, over the
+/// file's), then the configuration as in force. `Config`'s `Debug` prints secrets as
+/// `<secret>`.
 fn configuration(app: &AppState) -> String {
+    let (lock, expiry, basic) = {
+        let s = app.read();
+        (
+            crate::domain::settings::user_lock_policy(&s, app.config.lockout_threshold),
+            crate::domain::settings::default_token_expiry(&s, app.config.default_expiry),
+            crate::domain::settings::basic_authentication(&s),
+        )
+    };
     format!(
-        "# The effective configuration of this server (config file, environment and\n\
-         # defaults). Secrets print as <secret>.\n\
+        "# The effective configuration of this server. Settings the API changes are kept\n\
+         # in the log and win over the file's; in force now:\n\
+         user lock policy: enabled {}, login attempts {}\n\
+         default token expiry: {expiry} s\n\
+         basic authentication: {basic}\n\n\
+         # The configuration (file, environment and defaults; max_connections as lowered\n\
+         # to the open-file limit). Secrets print as <secret>.\n\
          data directory: {}\n\n{:#?}\n",
+        lock.enabled,
+        lock.login_attempts,
         app.data_dir.display(),
         app.config
     )

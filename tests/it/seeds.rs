@@ -1444,6 +1444,15 @@ fn support_bundles_as_the_seed_writes_them() {
     let carol = app.as_user("carol", "Carol-password-1");
     assert_eq!(carol.post(BUNDLE, &json!({})).status, 403);
     assert_eq!(carol.get("/api/system/support/bundles").status, 403);
+    // A setting the API changed is what the bundle says is in force (it showed the
+    // file's value).
+    let r = admin.raw(
+        "PUT",
+        "/artifactory/api/security/userLockPolicy",
+        Some("application/json"),
+        Some(br#"{"enabled": true, "loginAttempts": 7}"#),
+    );
+    assert!(r.status < 300, "{}", r.text);
 
     let r = admin.post(
         BUNDLE,
@@ -1530,6 +1539,11 @@ fn support_bundles_as_the_seed_writes_them() {
     let text = |f: &str| String::from_utf8_lossy(&files[f]).to_string();
     assert!(
         text("configuration.txt").contains("metrics_token: Some(\n        <secret>"),
+        "{}",
+        text("configuration.txt")
+    );
+    assert!(
+        text("configuration.txt").contains("user lock policy: enabled true, login attempts 7"),
         "{}",
         text("configuration.txt")
     );
