@@ -389,6 +389,11 @@ pub fn owed_key(target: &str) -> Vec<u8> {
     prefixed(b'n', target)
 }
 
+/// The key of the service id the target last answered with.
+fn peer_key(target: &str) -> Vec<u8> {
+    prefixed(b'i', target)
+}
+
 /// One pending change for a target.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Pending {
@@ -484,6 +489,7 @@ impl Federation {
         }
         batch.remove(prefixed(b'g', target));
         batch.remove(prefixed(b'n', target));
+        batch.remove(peer_key(target));
         self.tree.apply_batch(batch).map_err(|e| e.to_string())?;
         // Its status too: a target registered again under the name showed the last
         // broadcast of the one deleted.
@@ -835,9 +841,10 @@ impl Sender {
                 names: None,
             };
             match f.post(&agent, &target.url, &batch) {
-                Ok(_) => {
+                Ok(answer) => {
                     failures = 0;
                     let last = keys.last().map(|k| position_of(k)).unwrap_or(0);
+                    self.check_peer(&answer, last);
                     let mut b = sled::Batch::default();
                     for k in keys {
                         b.remove(k);
@@ -921,6 +928,39 @@ impl Sender {
     }
 
     /// Too far behind: drop what is pending and owe the target a full broadcast.
+    /// The target answered as service `answer["service_id"]`: another server than the
+    /// one the stream filled (its data directory wiped, or a new server at the address)
+    /// has nothing the stream sent before, and would get only what follows — a full
+    /// broadcast is owed (status said all was well while the peer held none of it).
+    fn check_peer(&self, answer: &serde_json::Value, last: u64) {
+        let f = &self.federation;
+        let Some(id) = answer["service_id"].as_str() else {
+            // A peer of an earlier version says nothing: nothing to compare.
+            return;
+        };
+        let known = f.tree.get(peer_key(&self.name)).ok().flatten();
+        match known {
+            Some(k) if k.as_ref() == id.as_bytes() => {}
+            Some(k) => {
+                tracing::warn!(
+                    target = %self.name,
+                    was = %String::from_utf8_lossy(&k),
+                    now = id,
+                    "federation target is another server now (wiped or replaced): a full broadcast follows"
+                );
+                let mut b = sled::Batch::default();
+                b.insert(owed_key(&self.name), &last.to_be_bytes());
+                b.insert(peer_key(&self.name), id.as_bytes());
+                if let Err(e) = f.tree.apply_batch(b) {
+                    tracing::warn!(error = %e, "cannot record an owed full broadcast");
+                }
+            }
+            None => {
+                let _ = f.tree.insert(peer_key(&self.name), id.as_bytes());
+            }
+        }
+    }
+
     fn check_lag(&self) {
         let f = &self.federation;
         let max = f.settings.max_lag_events;
@@ -1080,6 +1120,10 @@ impl Sender {
         let since = begin["position"]
             .as_u64()
             .ok_or_else(|| "the target did not say where the broadcast begins".to_string())?;
+        // The server this broadcast fills is the one the stream goes on to.
+        if let Some(id) = begin["service_id"].as_str() {
+            let _ = f.tree.insert(peer_key(&self.name), id.as_bytes());
+        }
         let mut sent = 0u64;
         let mut rest = all.iter().peekable();
         while rest.peek().is_some() {

@@ -805,7 +805,12 @@ async fn receive(
     let rid = RequestId(format!("federation-{}", crate::auth::unix_millis()));
     let actor = format!("federation:{signer}");
     match batch.kind.as_str() {
-        "begin" => Ok(HttpResponse::Ok().json(json!({ "position": app.read().seq }))),
+        // Each answer names this server (its service id): a sender that finds another
+        // one at the target's address (a wiped or replaced server) owes it a broadcast.
+        "begin" => {
+            let s = app.read();
+            Ok(HttpResponse::Ok().json(json!({ "position": s.seq, "service_id": s.service_id })))
+        }
         "changes" => {
             let received = batch.changes.len();
             let mut changes = Vec::with_capacity(received);
@@ -835,9 +840,13 @@ async fn receive(
                     &rid,
                 )
                 .await?;
+            let service_id = app.read().service_id.clone();
             Ok(written(
-                HttpResponse::Ok()
-                    .json(json!({ "received": received, "applied": committed.events })),
+                HttpResponse::Ok().json(json!({
+                    "received": received,
+                    "applied": committed.events,
+                    "service_id": service_id,
+                })),
                 committed,
             ))
         }

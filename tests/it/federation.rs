@@ -906,6 +906,29 @@ fn a_peer_user_does_not_take_an_access_key_or_a_scim_id() {
     assert_eq!(with_id_bob, 1, "{all}");
 }
 
+/// A target whose server was wiped (a new service id at the same address) gets a full
+/// broadcast by itself: the stream went on with what followed, status said all was
+/// well, and every earlier user was missing there.
+#[test]
+fn a_target_wiped_and_started_again_gets_everything_again() {
+    let a = Site::start();
+    let mut b = Site::start();
+    trust_both(&a, &b);
+    a.register("site-b", &b, json!({"entities": ["users"]}));
+    create_user(&a, "early", "early@example.com");
+    wait_until(10, "early reaches B", || b.user("early").is_some());
+    let old_id = b.service_id();
+    b.kill();
+    std::fs::remove_dir_all(&b.data).unwrap();
+    b.restart();
+    assert_ne!(b.service_id(), old_id);
+    b.trust("peer-a", &a);
+    create_user(&a, "late", "late@example.com");
+    wait_until(15, "late and early reach the new B", || {
+        b.user("late").is_some() && b.user("early").is_some()
+    });
+}
+
 /// A batch's bearer token as a peer `iss` signs it with `key` (`kid`): scope `scp`, the
 /// body's blake3 as `jti`.
 fn sign_batch(
