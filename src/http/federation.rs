@@ -385,6 +385,7 @@ async fn status(
         .await
         .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
     let now = crate::auth::unix_millis();
+    let oldest = super::metrics::owed_since(&app, owed, cursor, head).or(oldest);
     Ok(HttpResponse::Ok().json(json!({
         "name": name,
         "active": target.active,

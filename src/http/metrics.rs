@@ -137,6 +137,7 @@ pub(super) fn refresh(app: &AppState, m: &Metrics) {
             head.saturating_sub(cursor)
         };
         m.federation_lag_events.get_or_create(&l).set(lag as i64);
+        let oldest = owed_since(app, owed, cursor, head).or(oldest);
         m.federation_lag_seconds
             .get_or_create(&l)
             .set(oldest.map_or(0, |t| now_ms.saturating_sub(t) / 1000) as i64);
@@ -144,4 +145,18 @@ pub(super) fn refresh(app: &AppState, m: &Metrics) {
             .get_or_create(&l)
             .set(owed as i64);
     }
+}
+
+/// A target owed a full broadcast has nothing waiting (what was is dropped), and is
+/// behind by everything after its cursor: the time of the first event it has not
+/// acknowledged (lag in seconds read 0 for as long as the target was away).
+pub(super) fn owed_since(app: &AppState, owed: bool, cursor: u64, head: u64) -> Option<u64> {
+    if !owed || cursor >= head {
+        return None;
+    }
+    app.log
+        .event_at(cursor + 1)
+        .ok()
+        .flatten()
+        .map(|e| e.time_ms)
 }

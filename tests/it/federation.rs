@@ -559,6 +559,18 @@ fn a_target_too_far_behind_gets_a_full_broadcast_by_itself() {
     });
     let st = a.admin().get(&format!("{FED}/site-b/status")).json();
     assert!(st["lag_events"].as_u64().unwrap() >= 12, "{st}");
+    // And for how long: since the first event B has not acknowledged (it read 0 for as
+    // long as B was away, the outbox being dropped), in the status and the metrics.
+    std::thread::sleep(Duration::from_millis(1100));
+    let st = a.admin().get(&format!("{FED}/site-b/status")).json();
+    assert!(st["lag_seconds"].as_f64().unwrap() >= 1.0, "{st}");
+    let metrics = a.admin().get("/access/api/v1/metrics").text;
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("gatehouse_federation_lag_seconds{target=\"site-b\"}"))
+        .unwrap_or_else(|| panic!("{metrics}"))
+        .to_string();
+    assert!(!line.ends_with(" 0"), "{line}");
     b.restart();
     wait_until(20, "the broadcast brought B up to date", || {
         (0..12).all(|i| b.user(&format!("late{i}")).is_some())
