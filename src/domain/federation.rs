@@ -129,15 +129,30 @@ pub(super) fn apply_replicated(
         if c.version.origin == own || (entity == "user" && unfederated_user(name)) {
             continue;
         }
-        let newer = match batch.get(&(entity, name)) {
-            Some(v) => c.version > **v,
-            None => match state.federation.versions.get(entity, name) {
-                // Swept by a full broadcast: the same version brings it back.
-                Some(r) if r.swept => c.version >= r.version,
-                Some(r) => c.version > r.version,
-                None => state.version_of(entity, name).is_none_or(|v| c.version > v),
-            },
-        };
+        let removal = matches!(c.change, Replicated::Removed { .. });
+        // A removal at the very version held here, from the peer that copy came from:
+        // the peer swept it (a full broadcast of its own source no longer had it) and
+        // passes the sweep on. Dropped as not newer, the copy here was orphaned — its
+        // origin no longer selected it, so its later changes and deletion never came.
+        let forwarded_sweep = removal
+            && !batch.contains_key(&(entity, name))
+            && state
+                .federation
+                .versions
+                .get(entity, name)
+                .is_some_and(|r| {
+                    !r.removed && c.version == r.version && r.source.as_deref() == Some(source)
+                });
+        let newer = forwarded_sweep
+            || match batch.get(&(entity, name)) {
+                Some(v) => c.version > **v,
+                None => match state.federation.versions.get(entity, name) {
+                    // Swept by a full broadcast: the same version brings it back.
+                    Some(r) if r.swept => c.version >= r.version,
+                    Some(r) => c.version > r.version,
+                    None => state.version_of(entity, name).is_none_or(|v| c.version > v),
+                },
+            };
         // The same version of a group again (a full broadcast), naming members whose
         // users have arrived here since: applied again. Its members were dropped while
         // their users did not exist here, and the version rule kept them out for good
@@ -224,12 +239,14 @@ pub(super) fn apply_replicated(
                 token: Box::new(token.clone()),
             },
             Replicated::Removed { entity, name } => {
-                if entity == "user" || entity == "group" {
+                // A sweep passed on is no deletion (as the peer's own sweep, which
+                // `end_broadcast` writes alone): grants and tokens stay.
+                if (entity == "user" || entity == "group") && !forwarded_sweep {
                     removed_principals.push((entity == "group", name.as_str()));
                 }
                 // A user's deletion ends the tokens this server issued to it, as events
                 // its own peers receive (the projection's removal is silent).
-                if entity == "user" {
+                if entity == "user" && !forwarded_sweep {
                     events.extend(super::tokens::revocations_of(state, name, true));
                 }
                 Event::ReplicaRemoved {
@@ -237,7 +254,8 @@ pub(super) fn apply_replicated(
                     version,
                     entity: entity.clone(),
                     name: name.clone(),
-                    swept: false,
+                    // Swept here too: the same version sent again brings it back.
+                    swept: forwarded_sweep,
                 }
             }
         };

@@ -941,6 +941,38 @@ fn a_target_wiped_and_started_again_gets_everything_again() {
     });
 }
 
+/// A copy swept at the middle of a chain (its source's filters no longer select it) is
+/// swept downstream too: the sweep's removal carries the version the next site holds,
+/// and was dropped there as not newer — an orphan its origin never changed or deleted
+/// again.
+#[test]
+fn a_sweep_is_passed_on_down_a_chain() {
+    let a = Site::start();
+    let b = Site::start();
+    let c = Site::start();
+    trust_both(&a, &b);
+    trust_both(&b, &c);
+    let all = json!({"entities": ["groups", "permissions"]});
+    a.register("to-b", &b, all.clone());
+    b.register("to-c", &c, all);
+    create_group(&a, "devs", &[]);
+    create_target(&a, "team_a_perm", "devs");
+    let at = |site: &Site| {
+        site.admin()
+            .get("/artifactory/api/v2/security/permissions/team_a_perm")
+            .status
+    };
+    wait_until(15, "the target reaches C", || at(&c) == 200);
+    let r = a.admin().patch(
+        &format!("{FED}/to-b"),
+        &json!({"permission_filters": {"include_patterns": ["zzz*"], "exclude_patterns": []}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_until(15, "B swept it", || at(&b) == 404);
+    wait_until(15, "C swept it too", || at(&c) == 404);
+    assert_eq!(at(&a), 200);
+}
+
 /// A batch's bearer token as a peer `iss` signs it with `key` (`kid`): scope `scp`, the
 /// body's blake3 as `jti`.
 fn sign_batch(
