@@ -551,6 +551,14 @@ impl Application {
                                 _ = term[0].recv() => !graceful,
                                 _ = quit[0].recv() => true,
                             };
+                            if forced && !graceful {
+                                // actix takes no second stop while the graceful one waits
+                                // for its workers: the process ends here. Every
+                                // acknowledged write is already durable (fsynced before
+                                // its answer); only the final snapshot is skipped.
+                                tracing::info!("stopping now (requests in flight are dropped)");
+                                std::process::exit(130);
+                            }
                             if forced {
                                 tracing::info!("stopping now (requests in flight are dropped)");
                                 handle.stop(false).await;

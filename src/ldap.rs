@@ -328,7 +328,22 @@ impl Directory {
         {
             Ok(_) => {}
             Err(e) if rc(&e).is_some_and(|c| REFUSED.contains(&c)) => {
-                return Ok(Err(Miss::Refused))
+                // A bind to a DN the pattern made is refused alike for a wrong password
+                // and a missing entry; with a manager the entry is looked for, so that a
+                // name this directory does not hold is no failure of the user's (right
+                // passwords of a user of another, paused setting locked it).
+                let pattern = entry.is_none();
+                let manager = s.manager_dn.as_deref().is_some_and(|d| !d.is_empty());
+                if pattern && manager {
+                    self.bind_manager(s, manager_password)?;
+                    if self
+                        .search(&dn, Scope::Base, "(objectClass=*)", &["1.1"])?
+                        .is_empty()
+                    {
+                        return Ok(Err(Miss::Unknown));
+                    }
+                }
+                return Ok(Err(Miss::Refused));
             }
             Err(e) => return Err(unavailable(&self.key, e)),
         }

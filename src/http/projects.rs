@@ -779,8 +779,12 @@ struct RoleIn {
     name: Option<String>,
     #[serde(default)]
     description: Option<String>,
-    actions: Vec<String>,
-    environments: Vec<String>,
+    /// Left out of an update: the role's own, as stored (JFrog's clients send only what
+    /// changes; a description left out was erased, actions left out were a 400).
+    #[serde(default)]
+    actions: Option<Vec<String>>,
+    #[serde(default)]
+    environments: Option<Vec<String>>,
     /// Roles made through the API are always `CUSTOM` (the seed's sample sends
     /// `PREDEFINED` and gets `CUSTOM` back).
     #[serde(default, rename = "type")]
@@ -853,9 +857,22 @@ fn role_in(name: &str, body: RoleIn) -> Result<ProjectRole, ApiError> {
     Ok(crate::domain::normalize_role(ProjectRole {
         name: name.to_string(),
         description: body.description.filter(|d| !d.is_empty()),
-        actions: body.actions,
-        environments: body.environments,
+        actions: body.actions.unwrap_or_default(),
+        environments: body.environments.unwrap_or_default(),
     })?)
+}
+
+/// An update's body completed from the role as stored (`was`): what it leaves out stays.
+fn completed(mut body: RoleIn, was: Option<&ProjectRole>) -> RoleIn {
+    if let Some(was) = was {
+        if body.description.is_none() {
+            body.description = was.description.clone();
+        }
+        body.actions.get_or_insert_with(|| was.actions.clone());
+        body.environments
+            .get_or_insert_with(|| was.environments.clone());
+    }
+    body
 }
 
 async fn list_roles(
@@ -944,6 +961,19 @@ async fn save_role(
             .clone()
             .ok_or_else(|| ApiError::BadRequest("invalid `name`: required".into()))?,
     };
+    let body = if create_only {
+        body
+    } else {
+        let was = {
+            let s = app.read();
+            s.projects
+                .by_key
+                .get(&key)
+                .and_then(|p| p.roles.get(&name).cloned())
+                .or_else(|| predefined_roles().into_iter().find(|r| r.name == name))
+        };
+        completed(body, was.as_ref())
+    };
     let role = role_in(&name, body)?;
     refuse_own_role(app, caller, &key, &role.name)?;
     if !caller.admin && grants_management(&role.actions) {
@@ -983,8 +1013,15 @@ async fn save_role(
     } else {
         StatusCode::OK
     };
+    // The role's type as a read shows it (a predefined one sent back as read is still
+    // predefined).
+    let kind = if predefined_roles().iter().any(|r| r.name == role.name) {
+        super::roles::predefined_kind(&role.name)
+    } else {
+        "CUSTOM"
+    };
     Ok(written(
-        HttpResponse::build(status).json(role_out(&role, "CUSTOM")),
+        HttpResponse::build(status).json(role_out(&role, kind)),
         committed,
     ))
 }
@@ -1107,7 +1144,7 @@ async fn repository_status(
     Ok(HttpResponse::Ok().json(json!({
         "resource_name": r.config.key,
         "assigned_to": r.project,
-        "environments": r.config.environments,
+        "environments": crate::authorize::repository_environments(&r.config),
         "shared_with_projects": r.shared_with,
         "shared_with_all_projects": r.shared_with_all,
         "shared_read_only": false,

@@ -56,10 +56,11 @@ struct RoleIn {
     description: Option<String>,
     #[serde(default, rename = "type")]
     kind: Option<String>,
-    #[serde(default, deserialize_with = "crate::views::null_as_default")]
-    environments: Vec<String>,
-    #[serde(default, deserialize_with = "crate::views::null_as_default")]
-    actions: Vec<String>,
+    /// Left out of an update: the role's own, as stored (see `projects::RoleIn`).
+    #[serde(default)]
+    environments: Option<Vec<String>>,
+    #[serde(default)]
+    actions: Option<Vec<String>>,
 }
 
 fn role_in(name: &str, body: RoleIn) -> Result<ProjectRole, ApiError> {
@@ -79,8 +80,8 @@ fn role_in(name: &str, body: RoleIn) -> Result<ProjectRole, ApiError> {
     Ok(domain::normalize_role(ProjectRole {
         name: name.to_string(),
         description: body.description.filter(|d| !d.is_empty()),
-        actions: body.actions,
-        environments: body.environments,
+        actions: body.actions.unwrap_or_default(),
+        environments: body.environments.unwrap_or_default(),
     })?)
 }
 
@@ -166,7 +167,30 @@ async fn update(
             "invalid `name`: a role cannot be renamed".into(),
         ));
     }
+    // What the update leaves out stays as stored.
+    let mut body = body;
+    let was = {
+        let s = app.read();
+        s.projects.global_roles.get(&name).cloned().or_else(|| {
+            gatehouse_projections::predefined_roles()
+                .into_iter()
+                .find(|r| r.name == name)
+        })
+    };
+    if let Some(was) = &was {
+        if body.description.is_none() {
+            body.description = was.description.clone();
+        }
+        body.actions.get_or_insert_with(|| was.actions.clone());
+        body.environments
+            .get_or_insert_with(|| was.environments.clone());
+    }
     let role = role_in(&name, body)?;
+    let kind = if was.is_some() && !app.read().projects.global_roles.contains_key(&name) {
+        predefined_kind(&name)
+    } else {
+        CUSTOM_GLOBAL
+    };
     let committed = app
         .submit(
             Command::SaveGlobalRole {
@@ -178,7 +202,7 @@ async fn update(
         )
         .await?;
     Ok(written(
-        HttpResponse::Ok().json(role_out(&role, CUSTOM_GLOBAL)),
+        HttpResponse::Ok().json(role_out(&role, kind)),
         committed,
     ))
 }
@@ -243,11 +267,20 @@ async fn projects_by_role(
     if descending {
         keys.reverse();
     }
+    // After the cursor's key, whether or not that project still exists (deleted between
+    // two pages, the listing ended there and every later project was missed): keys are
+    // in order, ascending or descending.
     let start = match &cursor {
         Some(c) => keys
             .iter()
-            .position(|k| *k == c)
-            .map_or(keys.len(), |i| i + 1),
+            .position(|k| {
+                if descending {
+                    k.as_str() < c.as_str()
+                } else {
+                    k.as_str() > c.as_str()
+                }
+            })
+            .unwrap_or(keys.len()),
         None => 0,
     };
     let page: Vec<&String> = keys.iter().skip(start).take(limit).copied().collect();

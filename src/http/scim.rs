@@ -1239,7 +1239,12 @@ fn user_matches(f: &Filter, u: &User, r: &mut Value) -> bool {
     if doc.contains_key("active") {
         return f.matches(r, scim::USER_SCHEMA);
     }
-    doc.insert("active".into(), json!(u.status == UserStatus::Enabled));
+    // The administrative status, as a rendering shows it (`shown_active`): a locked
+    // user is active (`active eq false` found locked users to deprovision).
+    doc.insert(
+        "active".into(),
+        json!(matches!(u.status, UserStatus::Enabled | UserStatus::Locked)),
+    );
     let hit = f.matches(r, scim::USER_SCHEMA);
     if let Some(doc) = r.as_object_mut() {
         doc.remove("active");

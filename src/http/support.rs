@@ -118,7 +118,8 @@ pub(super) fn system_text(app: &AppState, base: &str) -> String {
         } else {
             "off"
         },
-        dexp = c.default_expiry,
+        // In force: the API's setting over the file's.
+        dexp = crate::domain::settings::default_token_expiry(&s, c.default_expiry),
         mexp = c.max_expiry,
         refr = c.allow_refreshable,
         os = std::env::consts::OS,

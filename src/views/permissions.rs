@@ -406,8 +406,16 @@ pub fn access_resource_patch(
                     exclude_patterns: s.exclude_patterns.clone(),
                 });
         }
-        for (name, p) in targets {
-            let name = target_name_in(&name);
+        let mut named = std::collections::BTreeSet::new();
+        for (key, p) in targets {
+            let name = target_name_in(&key);
+            // One repository under its two spellings, as in a whole section.
+            if !named.insert(name.clone()) {
+                return Err(WireError {
+                    field: format!("{field}.targets.{key}"),
+                    message: format!("names `{name}` again (given twice under two spellings)"),
+                });
+            }
             match p {
                 None => {
                     s.repositories.retain(|r| *r != name);

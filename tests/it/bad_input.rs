@@ -9,6 +9,12 @@ fn a_table_of_bad_requests_gets_4xx_and_writes_nothing() {
     let app = TestApp::spawn();
     let admin = app.admin();
     app.create_group("g");
+    let r = admin.put(
+        "/access/api/v2/permissions/dupany2",
+        &serde_json::json!({"resources": {"artifact": {"actions": {"groups": {"g": ["READ"]}},
+                                                       "targets": {"libs": {}}}}}),
+    );
+    assert!(r.status < 300, "{}", r.text);
     let seq_before = app.digest()["seq"].as_u64().unwrap();
     let long = "a".repeat(129);
     let deep = "[".repeat(5000);
@@ -453,6 +459,14 @@ fn a_table_of_bad_requests_gets_4xx_and_writes_nothing() {
             br#"{"name":"dupany","resources":{"artifact":{"actions":{"users":{},"groups":{}},
                  "targets":{"ALL-LOCAL":{"include_patterns":["a/**"]},"ANY LOCAL":{"include_patterns":["b/**"]}}}}}"#
                 .to_vec(),
+            400,
+            "given twice under two spellings",
+        ),
+        (
+            "PATCH",
+            "/access/api/v2/permissions/dupany2/artifact",
+            json_ct,
+            br#"{"targets":{"ALL-LOCAL":{},"ANY LOCAL":{"include_patterns":["x/**"]}}}"#.to_vec(),
             400,
             "given twice under two spellings",
         ),

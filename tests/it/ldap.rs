@@ -950,6 +950,26 @@ fn ldap_escaped_names_blank_bases_a_paused_directory_and_a_moved_setting() {
     assert_eq!(r.status, 200, "{}", r.text);
     let r = admin.delete("/access/api/v1/ldap/settings/elsewhere");
     assert!(r.status == 200 || r.status == 204, "{}", r.text);
+    // The same with a setting that binds to a DN pattern and has a manager: the entry
+    // is looked for, and a name it does not hold is not counted either.
+    let r = admin.post(
+        "/access/api/v1/ldap/settings",
+        &json!({"key": "by-pattern", "enabled": true, "ldap_url": slapd.url(),
+                "ca_certificate": slapd.ca_pem, "user_dn_pattern": "uid={0},ou=groups",
+                "search": {"manager_dn": MANAGER_DN, "manager_password": MANAGER_PASSWORD}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = put(setting(false, &slapd.url()));
+    assert_eq!(r.status, 200, "{}", r.text);
+    for _ in 0..4 {
+        assert_eq!(sign_in(&app.base, "alice", ALICE_PASSWORD).status, 401);
+    }
+    let r = put(setting(true, &slapd.url()));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = sign_in(&app.base, "alice", ALICE_PASSWORD);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = admin.delete("/access/api/v1/ldap/settings/by-pattern");
+    assert!(r.status == 200 || r.status == 204, "{}", r.text);
 
     // Pointed at other servers (or StartTLS off) without the password: given again.
     let elsewhere = format!("ldaps://127.0.0.1:{}/{BASE}", free_port());

@@ -1182,6 +1182,8 @@ fn global_roles_held_show_in_the_project_and_repeats_write_nothing() {
         assert_eq!(read["type"], kind, "{path}: {read}");
         let r = admin.put(&path, &read);
         assert!(r.status < 300, "{path}: {}", r.text);
+        // Answered as what it is (it said CUSTOM, CUSTOM_GLOBAL).
+        assert_eq!(r.json()["type"], kind, "{path}: {}", r.text);
         let mut changed = read.clone();
         changed["actions"] = json!(["READ_REPOSITORY"]);
         assert_eq!(admin.put(&path, &changed).status, 400, "{path}");
@@ -1241,4 +1243,84 @@ fn only_an_admin_gives_anonymous_a_project_role() {
         &json!({"roles": ["Viewer"]}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
+}
+
+/// A role update changes what it gives and keeps the rest (JFrog's clients send only
+/// what changes: a description left out was erased, actions left out were a 400); the
+/// v2 projects list goes on after a cursor whose project was deleted (it ended there);
+/// a repository without environments is `DEV` in its project status too.
+#[test]
+fn role_updates_keep_what_they_leave_out_and_paging_survives_a_deleted_cursor() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    project(&admin, "web");
+    let r = admin.post(
+        &format!("{P}/web/roles"),
+        &json!({"name": "Senior Dev", "description": "sd", "type": "CUSTOM",
+                "actions": ["READ_REPOSITORY"], "environments": ["DEV"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.put(
+        &format!("{P}/web/roles/Senior%20Dev"),
+        &json!({"type": "CUSTOM", "actions": ["READ_REPOSITORY", "ANNOTATE_REPOSITORY"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let role = r.json();
+    assert_eq!(role["description"], "sd", "{role}");
+    assert_eq!(role["environments"], json!(["DEV"]), "{role}");
+    let r = admin.put(
+        &format!("{P}/web/roles/Senior%20Dev"),
+        &json!({"type": "CUSTOM", "description": "senior"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json()["actions"].as_array().unwrap().len(),
+        2,
+        "{}",
+        r.text
+    );
+    let r = admin.post(
+        "/access/api/v1/roles",
+        &json!({"name": "auditor", "description": "reads everything",
+                "actions": ["READ_REPOSITORY"], "environments": ["DEV", "PROD"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.put(
+        "/access/api/v1/roles/auditor",
+        &json!({"name": "auditor", "type": "CUSTOM_GLOBAL", "description": "x"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json()["environments"],
+        json!(["DEV", "PROD"]),
+        "{}",
+        r.text
+    );
+    let r = admin.put(
+        "/access/api/v1/roles/auditor",
+        &json!({"name": "auditor", "actions": ["READ_REPOSITORY"], "environments": ["DEV"]}),
+    );
+    assert_eq!(r.json()["description"], "x", "{}", r.text);
+
+    for key in ["pg1", "pg2", "pg3", "pg4"] {
+        project(&admin, key);
+    }
+    let first = admin.get("/access/api/v2/projects?limit=2").json();
+    let cursor = first["cursor"].as_str().unwrap().to_string();
+    assert_eq!(admin.delete(&format!("{P}/{cursor}")).status, 204);
+    let next = admin
+        .get(&format!("/access/api/v2/projects?limit=10&cursor={cursor}"))
+        .json();
+    let keys: Vec<&str> = next["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["projectKey"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 3, "{first} then {next}");
+
+    repo(&admin, "plain", "local", &[]);
+    let r = admin.get(&format!("{P}/_/repositories/plain"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["environments"], json!(["DEV"]), "{}", r.text);
 }

@@ -247,6 +247,19 @@ fn a_locked_user_stays_locked_through_unrelated_patches() {
         "locked",
         "a round trip is no deprovisioning"
     );
+    // Filters see it so too: `active eq false` (what a client deprovisions by) does not
+    // find a locked user.
+    let found = |filter: &str| -> Vec<String> {
+        let q = filter.replace(' ', "%20").replace('"', "%22");
+        admin.get(&format!("{S}/Users?filter={q}")).json()["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["userName"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(!found("active eq false").contains(&"lou".to_string()));
+    assert_eq!(found("userName eq \"lou\" and active eq true"), ["lou"]);
     // What IdPs send on every profile push says `active: true` (Okta's whole-user PUT,
     // Entra's `Replace` with a string), and a v2 script re-saving the record says
     // `enabled`: none of them unlocks (each push would give a guesser new tries).

@@ -1453,6 +1453,11 @@ fn support_bundles_as_the_seed_writes_them() {
         Some(br#"{"enabled": true, "loginAttempts": 7}"#),
     );
     assert!(r.status < 300, "{}", r.text);
+    let r = admin.put(
+        "/access/api/v1/config/token/default_expiry",
+        &json!({"default_token_expiration": 7200}),
+    );
+    assert!(r.status < 300, "{}", r.text);
 
     let r = admin.post(
         BUNDLE,
@@ -1548,6 +1553,11 @@ fn support_bundles_as_the_seed_writes_them() {
         text("configuration.txt")
     );
     assert!(text("system.txt").contains("log position"));
+    assert!(
+        text("system.txt").contains("token default expiry: 7200 s"),
+        "{}",
+        text("system.txt")
+    );
     assert!(text("metrics.txt").contains("gatehouse_log_position"));
     let chain: Value = serde_json::from_slice(&files["chain.json"]).unwrap();
     assert_eq!(chain["verify"]["ok"], true, "{chain}");
