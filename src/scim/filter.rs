@@ -425,6 +425,10 @@ fn case_exact(attr: &str, sub: Option<&str>) -> bool {
     let a = attr.to_ascii_lowercase();
     matches!(a.as_str(), "id" | "externalid" | "password" | "profileurl")
         || (a == "x509certificates" && sub.is_none_or(|s| s.eq_ignore_ascii_case("value")))
+        // A user's groups and a group's members by id, as `/Schemas` declares them
+        // (group names are case-sensitive: `devs` found the members of `Devs` too).
+        || (matches!(a.as_str(), "groups" | "members")
+            && sub.is_some_and(|s| s.eq_ignore_ascii_case("value")))
         || sub.is_some_and(|s| s.eq_ignore_ascii_case("$ref"))
         || (a == "meta" && sub.is_some_and(|s| !s.eq_ignore_ascii_case("resourcetype")))
 }
@@ -562,14 +566,24 @@ fn present(v: &Value) -> bool {
 impl Filter {
     /// Does `resource` (whose core schema is `core_urn`) match?
     pub fn matches(&self, resource: &Value, core_urn: &str) -> bool {
+        self.matches_within(resource, core_urn, None)
+    }
+
+    /// [`Filter::matches`] inside a value filter of attribute `parent` (`groups[value eq
+    /// "x"]`: `value` is `groups.value`, whose case-exactness is the parent's).
+    fn matches_within(&self, resource: &Value, core_urn: &str, parent: Option<&str>) -> bool {
+        let within = |f: &Filter| f.matches_within(resource, core_urn, parent);
         match self {
-            Filter::And(a, b) => a.matches(resource, core_urn) && b.matches(resource, core_urn),
-            Filter::Or(a, b) => a.matches(resource, core_urn) || b.matches(resource, core_urn),
-            Filter::Not(a) => !a.matches(resource, core_urn),
+            Filter::And(a, b) => within(a) && within(b),
+            Filter::Or(a, b) => within(a) || within(b),
+            Filter::Not(a) => !within(a),
             Filter::Present(p) => values(resource, p, core_urn).into_iter().any(present),
             Filter::Compare(p, op, expected) => {
                 let vals = values(resource, p, core_urn);
-                let exact = case_exact(&p.attr, p.sub.as_deref());
+                let exact = match parent {
+                    Some(parent) => case_exact(parent, Some(&p.attr)),
+                    None => case_exact(&p.attr, p.sub.as_deref()),
+                };
                 if vals.is_empty() {
                     return *op == Op::Ne && !expected.is_null()
                         || (*op == Op::Eq && expected.is_null());
@@ -594,7 +608,9 @@ impl Filter {
                     other => vec![other],
                 };
                 // Inside the brackets, paths are relative to each value.
-                items.into_iter().any(|item| inner.matches(item, core_urn))
+                items
+                    .into_iter()
+                    .any(|item| inner.matches_within(item, core_urn, Some(&p.attr)))
             }
         }
     }

@@ -2346,3 +2346,58 @@ fn a_member_removal_racing_the_members_rename_lands() {
         );
     }
 }
+
+/// `groups.value` and `members.value` compare case-exactly, as `/Schemas` declares them
+/// (group names are case-sensitive: `groups.value eq "devs"` found the members of
+/// `Devs` too).
+#[test]
+fn member_and_group_ids_compare_case_exactly_in_filters() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for user in ["bob", "carol"] {
+        let r = scim(&admin, "POST", "/Users", &json!({"userName": user}));
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    for (group, member) in [("devs", "bob"), ("Devs", "carol")] {
+        let r = scim(
+            &admin,
+            "POST",
+            "/Groups",
+            &json!({"displayName": group, "members": [{"value": member}]}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let names = |path: &str, key: &str| -> Vec<String> {
+        let r = admin.get(&format!("{S}{path}"));
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x[key].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names("/Users?filter=groups.value%20eq%20%22devs%22", "userName"),
+        ["bob"]
+    );
+    assert_eq!(
+        names(
+            "/Users?filter=groups%5Bvalue%20eq%20%22devs%22%5D",
+            "userName"
+        ),
+        ["bob"]
+    );
+    assert!(names(
+        "/Groups?filter=members.value%20eq%20%22BOB%22",
+        "displayName"
+    )
+    .is_empty());
+    assert_eq!(
+        names(
+            "/Groups?filter=members.value%20eq%20%22bob%22",
+            "displayName"
+        ),
+        ["devs"]
+    );
+}
