@@ -854,6 +854,12 @@ impl Authenticator {
         // An unknown name (or one without a password) is checked against a dummy hash:
         // it costs the same argon2 work and goes through the same limits as a known one,
         // so neither the time nor the answer tells which names exist.
+        // The built-in anonymous user never signs in with a password (a name everyone
+        // knows: refusing it at once tells nothing).
+        if username == gatehouse_projections::ANONYMOUS {
+            self.ops.metrics.signins_failed.inc();
+            return Err(AuthError::Invalid);
+        }
         let key = self.cache_key(username, password);
         let (hash, status, credentials_seq, lock_threshold, directory) = {
             let s = state.read().unwrap_or_else(|p| p.into_inner());

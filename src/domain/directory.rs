@@ -220,6 +220,16 @@ pub(super) fn update_user(
             "the anonymous user cannot be an admin",
         ));
     }
+    // Nor does it sign in: it is who a request without credentials acts as (given a
+    // password, it signed in — and got tokens — while anonymous access was off).
+    if username == gatehouse_projections::ANONYMOUS
+        && (changes.password_hash.is_some() || changes.internal_password_disabled == Some(false))
+    {
+        return Err(DomainError::invalid(
+            "password",
+            "the anonymous user has no password (it is who requests without credentials act as)",
+        ));
+    }
     if let Some(status) = changes.status {
         if !matches!(status, UserStatus::Enabled | UserStatus::Disabled) {
             return Err(DomainError::invalid(

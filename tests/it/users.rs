@@ -854,11 +854,26 @@ fn anonymous_is_never_an_admin_and_stays() {
         &json!({"name": "admins", "admin_privileges": true}),
     );
     assert_eq!(r.status, 201, "{}", r.text);
+    // No password for it either (it signed in with one, and got tokens, while anonymous
+    // access was off): refused through every API.
     let r = admin.patch(
         "/access/api/v2/users/anonymous",
         &json!({"internal_password_disabled": false, "password": "Anon-pass-123"}),
     );
-    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error_message().contains("password"), "{}", r.text);
+    let r = admin.raw(
+        "PUT",
+        "/access/api/v1/scim/v2/Users/anonymous",
+        Some("application/scim+json"),
+        Some(
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                   "userName": "anonymous", "password": "Anon-pass-123"})
+            .to_string()
+            .as_bytes(),
+        ),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
     let r = admin.patch(
         "/access/api/v2/groups/admins/members",
         &json!({"add": ["anonymous"]}),
@@ -874,7 +889,14 @@ fn anonymous_is_never_an_admin_and_stays() {
         "/access/api/v2/users",
         &json!({"username": "mallory", "password": "Mallory-pass-1", "admin": true}),
     );
-    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(r.status, 401, "{}", r.text);
+    // Without credentials (anonymous access on), in a group with admin privileges:
+    // still no admin.
+    let r = app.anon().post(
+        "/access/api/v2/users",
+        &json!({"username": "mallory", "password": "Mallory-pass-1", "admin": true}),
+    );
+    assert!(r.status == 401 || r.status == 403, "{}", r.text);
     let shown = admin.get("/access/api/v2/users/anonymous").json();
     assert_eq!(shown["effective_admin"], false, "{shown}");
     // Neither deleted (v2, SCIM) nor renamed.
