@@ -113,6 +113,29 @@ pub fn normalize_role(role: ProjectRole) -> Result<ProjectRole, DomainError> {
     })
 }
 
+/// A predefined role saved through either roles API: `None` when `role` is not one;
+/// else never created again, sent back as read writes nothing (a client's
+/// read-modify-write), and any change is refused.
+fn predefined_role_saved(
+    role: &ProjectRole,
+    create_only: bool,
+) -> Option<Result<Vec<Event>, DomainError>> {
+    let predefined = gatehouse_projections::predefined_roles()
+        .into_iter()
+        .find(|r| r.name == role.name)?;
+    Some(match (create_only, predefined == *role) {
+        (true, _) => Err(DomainError::AlreadyExists(format!(
+            "predefined role `{}`",
+            role.name
+        ))),
+        (false, true) => Ok(vec![]),
+        (false, false) => Err(DomainError::invalid(
+            "name",
+            "predefined roles cannot be changed",
+        )),
+    })
+}
+
 pub(super) fn save_role(
     state: &State,
     project_key: &str,
@@ -127,22 +150,8 @@ pub(super) fn save_role(
             "the role is not in its normal form",
         ));
     }
-    if let Some(predefined) = gatehouse_projections::predefined_roles()
-        .into_iter()
-        .find(|r| r.name == role.name)
-    {
-        return match (create_only, predefined == *role) {
-            (true, _) => Err(DomainError::AlreadyExists(format!(
-                "predefined role `{}`",
-                role.name
-            ))),
-            // Sent back as read (a client's read-modify-write): nothing to write.
-            (false, true) => Ok(vec![]),
-            (false, false) => Err(DomainError::invalid(
-                "name",
-                "predefined roles cannot be changed",
-            )),
-        };
+    if let Some(answer) = predefined_role_saved(role, create_only) {
+        return answer;
     }
     let exists = p.roles.contains_key(&role.name);
     if create_only && exists {
@@ -459,22 +468,8 @@ pub(super) fn save_global_role(
             "1 to 64 characters, not starting or ending with whitespace",
         ));
     }
-    if let Some(predefined) = gatehouse_projections::predefined_roles()
-        .into_iter()
-        .find(|r| r.name == role.name)
-    {
-        return match (create_only, predefined == *role) {
-            (true, _) => Err(DomainError::AlreadyExists(format!(
-                "predefined role `{}`",
-                role.name
-            ))),
-            // Sent back as read (a client's read-modify-write): nothing to write.
-            (false, true) => Ok(vec![]),
-            (false, false) => Err(DomainError::invalid(
-                "name",
-                "predefined roles cannot be changed",
-            )),
-        };
+    if let Some(answer) = predefined_role_saved(role, create_only) {
+        return answer;
     }
     let exists = state.projects.global_roles.contains_key(&role.name);
     if create_only && exists {

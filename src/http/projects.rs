@@ -862,15 +862,29 @@ fn role_in(name: &str, body: RoleIn) -> Result<ProjectRole, ApiError> {
     })?)
 }
 
-/// An update's body completed from the role as stored (`was`): what it leaves out stays.
+/// A role update's fields completed from the role as stored (`was`): what the update
+/// leaves out stays (both roles APIs).
+pub(super) fn complete_role(
+    description: &mut Option<String>,
+    actions: &mut Option<Vec<String>>,
+    environments: &mut Option<Vec<String>>,
+    was: &ProjectRole,
+) {
+    if description.is_none() {
+        description.clone_from(&was.description);
+    }
+    actions.get_or_insert_with(|| was.actions.clone());
+    environments.get_or_insert_with(|| was.environments.clone());
+}
+
 fn completed(mut body: RoleIn, was: Option<&ProjectRole>) -> RoleIn {
     if let Some(was) = was {
-        if body.description.is_none() {
-            body.description = was.description.clone();
-        }
-        body.actions.get_or_insert_with(|| was.actions.clone());
-        body.environments
-            .get_or_insert_with(|| was.environments.clone());
+        complete_role(
+            &mut body.description,
+            &mut body.actions,
+            &mut body.environments,
+            was,
+        );
     }
     body
 }

@@ -178,12 +178,12 @@ async fn update(
         })
     };
     if let Some(was) = &was {
-        if body.description.is_none() {
-            body.description = was.description.clone();
-        }
-        body.actions.get_or_insert_with(|| was.actions.clone());
-        body.environments
-            .get_or_insert_with(|| was.environments.clone());
+        super::projects::complete_role(
+            &mut body.description,
+            &mut body.actions,
+            &mut body.environments,
+            was,
+        );
     }
     let role = role_in(&name, body)?;
     let kind = if was.is_some() && !app.read().projects.global_roles.contains_key(&name) {
