@@ -487,6 +487,14 @@ fn check_group_text(
 ) -> Result<(), DomainError> {
     super::validate_text("description", description, 1024)?;
     super::validate_text("realm", realm, 64)?;
+    // A realm names where the group comes from (`internal`, `ldap`, `saml`, …): a blank
+    // one was stored and shown as `""`.
+    if realm.is_some_and(|r| r.trim().is_empty()) {
+        return Err(DomainError::invalid(
+            "realm",
+            "must not be blank (leave it out for `internal`)",
+        ));
+    }
     super::validate_text("realm_attributes", realm_attributes, 4096)?;
     super::validate_text("external_id", external_id, 256)
 }

@@ -896,7 +896,10 @@ async fn list_roles(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let s = app.view(&req);
-    check(&s, &caller.0, &path, Need::Resources)?;
+    // A member manager assigns roles: it may see which there are (it could read one by
+    // name, not find the names).
+    check(&s, &caller.0, &path, Need::Resources)
+        .or_else(|_| check(&s, &caller.0, &path, Need::Members))?;
     let p = &s.projects.by_key[path.as_str()];
     let items: Vec<_> = predefined_roles()
         .iter()
@@ -944,6 +947,27 @@ async fn get_role(
     Ok(HttpResponse::Ok().json(role_out(&role, role_kind(&s, p, &role.name))))
 }
 
+/// The project role `name` names: itself where the project (or the predefined roles)
+/// has it, else the one such role whose name differs only in case (names are matched
+/// ignoring case on read and in assignments).
+fn project_role_name(s: &State, key: &str, name: &str) -> String {
+    let Some(p) = s.projects.by_key.get(key) else {
+        return name.to_string();
+    };
+    let here = |n: &str| p.roles.contains_key(n) || predefined_roles().iter().any(|r| r.name == n);
+    if here(name) {
+        return name.to_string();
+    }
+    let names: Vec<String> = crate::domain::role_names_ignoring_case(s, p, name)
+        .into_iter()
+        .filter(|n| here(n))
+        .collect();
+    match names.as_slice() {
+        [one] => one.clone(),
+        _ => name.to_string(),
+    }
+}
+
 async fn save_role(
     app: &AppState,
     req: &HttpRequest,
@@ -960,9 +984,19 @@ async fn save_role(
     }
     let key = key.to_string();
     let body: RoleIn = from_value(req, body)?;
+    // An update names its role ignoring case, as a read does (`PUT …/roles/R1` of `r1`
+    // was a 404 where `GET` found it).
+    let resolved = name
+        .filter(|_| !create_only)
+        .map(|n| project_role_name(&app.read(), &key, n));
+    let name = resolved.as_deref().or(name);
     let name = match name {
         Some(n) => {
-            if body.name.as_ref().is_some_and(|b| b != n) {
+            if body
+                .name
+                .as_ref()
+                .is_some_and(|b| b != n && !b.eq_ignore_ascii_case(n))
+            {
                 return Err(ApiError::BadRequest(
                     "invalid `name`: must match the role in the path (roles cannot be renamed)"
                         .into(),
@@ -1114,12 +1148,13 @@ async fn delete_role(
         let s = app.read();
         check(&s, &caller.0, &key, Need::Resources)?;
     }
-    refuse_own_role(&app, &caller.0, &key, &path.1)?;
+    let role = project_role_name(&app.read(), &key, &path.1);
+    refuse_own_role(&app, &caller.0, &key, &role)?;
     let committed = app
         .submit(
             Command::DeleteProjectRole {
                 project_key: key,
-                role: path.1.clone(),
+                role,
             },
             &caller.0.username,
             &rid,

@@ -85,9 +85,24 @@ fn role_in(name: &str, body: RoleIn) -> Result<ProjectRole, ApiError> {
     })?)
 }
 
-/// The role name in the path (`Project%20Admin`, which the router has decoded).
-fn path_role(raw: &str) -> String {
-    raw.to_string()
+/// The role name in the path (`Project%20Admin`, which the router has decoded): itself
+/// where a global or predefined role has it, else the one such role whose name differs
+/// only in case (as the project API reads them: `project admin` was a 404 here).
+fn path_role(s: &gatehouse_projections::State, raw: &str) -> String {
+    let names = || {
+        gatehouse_projections::predefined_roles()
+            .into_iter()
+            .map(|r| r.name)
+            .chain(s.projects.global_roles.keys().cloned())
+    };
+    if names().any(|n| n == raw) {
+        return raw.to_string();
+    }
+    let mut alike: Vec<String> = names().filter(|n| n.eq_ignore_ascii_case(raw)).collect();
+    match alike.len() {
+        1 => alike.remove(0),
+        _ => raw.to_string(),
+    }
 }
 
 async fn list(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> HttpResponse {
@@ -111,14 +126,14 @@ async fn get(
     path: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let name = path_role(&path);
+    let s = app.view(&req);
+    let name = path_role(&s, &path);
     if let Some(r) = gatehouse_projections::predefined_roles()
         .into_iter()
         .find(|r| r.name == name)
     {
         return Ok(HttpResponse::Ok().json(role_out(&r, predefined_kind(&r.name))));
     }
-    let s = app.view(&req);
     let r = s
         .projects
         .global_roles
@@ -161,8 +176,12 @@ async fn update(
     path: web::Path<String>,
     Body(body): Body<RoleIn>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = path_role(&path);
-    if body.name.as_ref().is_some_and(|n| *n != name) {
+    let name = path_role(&app.read(), &path);
+    if body
+        .name
+        .as_ref()
+        .is_some_and(|n| !n.eq_ignore_ascii_case(&name))
+    {
         return Err(ApiError::BadRequest(
             "invalid `name`: a role cannot be renamed".into(),
         ));
@@ -213,14 +232,11 @@ async fn delete(
     rid: RequestId,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    // Resolved before the write: the state's read lock, held by a temporary in the
+    // submitted command, would be held across the write that waits for it.
+    let name = path_role(&app.read(), &path);
     let committed = app
-        .submit(
-            Command::DeleteGlobalRole {
-                name: path_role(&path),
-            },
-            &admin.0.username,
-            &rid,
-        )
+        .submit(Command::DeleteGlobalRole { name }, &admin.0.username, &rid)
         .await?;
     Ok(written(HttpResponse::NoContent().finish(), committed))
 }

@@ -191,6 +191,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(r("/Schemas", "GET").route(web::get().to(list_schemas)))
             .service(r("/Schemas/{id}", "GET").route(web::get().to(get_schema)))
             .service(web::resource(["/Me", "/Me/{tail:.*}"]).to(me))
+            .service(web::resource("/Bulk").to(bulk))
             .service(web::resource("/{tail:.*}").to(unknown)),
     );
 }
@@ -236,6 +237,17 @@ async fn me() -> Result<HttpResponse> {
         StatusCode::NOT_IMPLEMENTED,
         None,
         "`/Me` is not supported: SCIM here is for provisioning, by an admin",
+    ))
+}
+
+/// `/Bulk`: `ServiceProviderConfig` says `bulk.supported: false`; the endpoint answers
+/// 501 as RFC 7644 §3.7 has a provider that does not offer it (it was a 404, "no such
+/// SCIM endpoint", as a typo would be).
+async fn bulk() -> Result<HttpResponse> {
+    Err(ScimError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        None,
+        "`/Bulk` is not supported (ServiceProviderConfig: bulk.supported is false): send each operation on its own",
     ))
 }
 
@@ -487,7 +499,14 @@ pub fn user_id(u: &User) -> &str {
 
 /// The user a SCIM id names.
 fn user_by_id<'a>(s: &'a State, id: &str) -> Option<&'a User> {
-    if let Some(name) = s.directory.scim_ids.get(id) {
+    // A renamed user's id (its old name, lower-case as names are) ignoring case too, as
+    // any other user's is (`GINA` found `gina` only while it had not been renamed).
+    let renamed = s
+        .directory
+        .scim_ids
+        .get(id)
+        .or_else(|| s.directory.scim_ids.get(&id.to_lowercase()));
+    if let Some(name) = renamed {
         return s.directory.users.get(name.as_str()).map(|u| &**u);
     }
     s.directory

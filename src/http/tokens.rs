@@ -1011,6 +1011,26 @@ pub(super) fn token_id_of_value(s: &gatehouse_projections::State, value: &str) -
     (record.access_hash == hash).then(|| jti.to_string())
 }
 
+/// The answer to revoking by a value no record here has: 400 when it is a token this
+/// server signed (short-lived, not recorded: it ends when it expires, as revoking it by
+/// id says), else 404 (it said "no revocable token of this server" of this server's own).
+pub(super) fn unrecorded(app: &AppState, value: &str) -> ApiError {
+    let s = app.read();
+    // Signed here, and its id marks a token that was never recorded (a revoked one, or
+    // one whose record expired, keeps the 404: nothing revocable has the value).
+    let short_lived = crate::auth::verify_token(&app.keys, &s, value).is_ok_and(|c| {
+        s.service_id.as_deref() == Some(c.iss.as_str())
+            && crate::tokens::id_marks_non_revocable(&c.jti)
+    });
+    if short_lived {
+        return ApiError::BadRequest(format!(
+            "the token is not revocable here: it is not recorded (shorter-lived than revocable-expiry-threshold, {} seconds, without force_revocable); it ends when it expires",
+            app.config.revocable_expiry_threshold
+        ));
+    }
+    ApiError::NotFound("no revocable token of this server has this value".into())
+}
+
 /// Revoke the token `id` for `caller` (its owner or an admin).
 pub(super) async fn revoke_id(
     app: &AppState,
@@ -1104,9 +1124,7 @@ async fn revoke_by_value(
         .string("token")?
         .filter(|v| !v.is_empty())
         .ok_or_else(|| ApiError::BadRequest("invalid `token`: required".into()))?;
-    let id = token_id_of_value(&app.read(), &value).ok_or_else(|| {
-        ApiError::NotFound("no revocable token of this server has this value".into())
-    })?;
+    let id = token_id_of_value(&app.read(), &value).ok_or_else(|| unrecorded(&app, &value))?;
     let committed = revoke_id(&app, &caller.0, &rid, id.clone()).await?;
     Ok(written(
         HttpResponse::Ok().json(json!({ "revoked_token_id": id })),

@@ -302,6 +302,16 @@ impl Parser {
             },
             _ => return err("expected a value after the operator"),
         };
+        // RFC 7644 §3.4.2.2: `gt`, `ge`, `lt` and `le` on a boolean (or null) "SHALL"
+        // fail with `invalidFilter` (they matched nothing, under a 200).
+        if matches!(op, Op::Gt | Op::Ge | Op::Lt | Op::Le)
+            && matches!(value, Value::Bool(_) | Value::Null)
+        {
+            return err(format!(
+                "`{}` orders strings, numbers and times, not {value}",
+                op.as_str()
+            ));
+        }
         Ok(Filter::Compare(path, op, value))
     }
 
@@ -723,11 +733,20 @@ mod tests {
         for f in [
             r#"meta.lastModified gt "garbage""#,
             r#"meta.lastModified gt 5"#,
-            r#"meta.created lt true"#,
             r#"not (meta.lastModified eq "2011-05-13")"#,
         ] {
             assert!(parse(f).unwrap().check_dates().is_err(), "{f}");
         }
+        // Ordering a boolean or null is no filter at all (RFC 7644 §3.4.2.2).
+        for f in [
+            r#"meta.created lt true"#,
+            r#"active gt true"#,
+            r#"active ge False"#,
+            r#"title le null"#,
+        ] {
+            assert!(parse(f).is_err(), "{f}");
+        }
+        assert!(parse(r#"active eq true"#).is_ok());
         assert!(parse(r#"meta.lastModified sw "2011""#)
             .unwrap()
             .check_dates()
@@ -960,11 +979,15 @@ mod tests {
                     json!(-1.5),
                     json!(""),
                 ];
-                return Filter::Compare(
-                    path(next),
-                    ops[next(ops.len())],
-                    values[next(values.len())].clone(),
-                );
+                let op = ops[next(ops.len())];
+                let mut value = values[next(values.len())].clone();
+                // Ordering a boolean or null is no filter (it does not parse).
+                if matches!(op, Op::Gt | Op::Ge | Op::Lt | Op::Le)
+                    && matches!(value, Value::Bool(_) | Value::Null)
+                {
+                    value = json!("");
+                }
+                return Filter::Compare(path(next), op, value);
             }
             match next(4) {
                 0 => Filter::And(

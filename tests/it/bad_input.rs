@@ -450,6 +450,23 @@ fn a_table_of_bad_requests_gets_4xx_and_writes_nothing() {
             400,
             "given more than once",
         ),
+        // A blank realm was stored and shown as `""`.
+        (
+            "POST",
+            "/access/api/v2/groups",
+            json_ct,
+            br#"{"name":"blank-realm","realm":"  "}"#.to_vec(),
+            400,
+            "`realm`",
+        ),
+        (
+            "PATCH",
+            "/access/api/v2/groups/g",
+            json_ct,
+            br#"{"realm":""}"#.to_vec(),
+            400,
+            "`realm`",
+        ),
         // One repository under its two spellings: the second's patterns replaced the
         // first's, which the other formats went on showing.
         (

@@ -699,7 +699,11 @@ fn custom_role_managers_cannot_raise_themselves() {
         &json!({"roles": ["project admin"]}),
     );
     assert_eq!(r.status, 403, "{}", r.text);
-    // What the role is for still works: others' roles, below Project Admin.
+    // What the role is for still works: others' roles, below Project Admin — and it may
+    // list the roles it assigns (the list was 403).
+    let r = carl.get(&format!("{P}/other/roles"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.text.contains("Gatekeeper"), "{}", r.text);
     let r = carl.put(
         &format!("{P}/other/users/dora"),
         &json!({"roles": ["Developer"]}),
@@ -1301,6 +1305,31 @@ fn role_updates_keep_what_they_leave_out_and_paging_survives_a_deleted_cursor() 
         &json!({"name": "auditor", "actions": ["READ_REPOSITORY"], "environments": ["DEV"]}),
     );
     assert_eq!(r.json()["description"], "x", "{}", r.text);
+    // Names ignoring case, as reads and assignments take them (updates and deletions
+    // were 404).
+    let r = admin.put(
+        &format!("{P}/web/roles/senior%20dev"),
+        &json!({"description": "lower-case path"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["name"], "Senior Dev", "{}", r.text);
+    let r = admin.get("/access/api/v1/roles/project%20admin");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["name"], "Project Admin");
+    let r = admin.put(
+        "/access/api/v1/roles/AUDITOR",
+        &json!({"description": "upper-case path"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["name"], "auditor", "{}", r.text);
+    assert_eq!(
+        admin.delete(&format!("{P}/web/roles/SENIOR%20DEV")).status,
+        204
+    );
+    assert_eq!(
+        admin.get(&format!("{P}/web/roles/Senior%20Dev")).status,
+        404
+    );
 
     for key in ["pg1", "pg2", "pg3", "pg4"] {
         project(&admin, key);

@@ -1435,6 +1435,8 @@ fn scim_me_is_not_implemented() {
         scim_error(&r, 501, None);
     }
     scim_error(&with_headers(&admin, "GET", "/Me/x", None, &[]), 501, None);
+    // `/Bulk` too, as ServiceProviderConfig says it is not supported (it was a 404).
+    scim_error(&with_headers(&admin, "POST", "/Bulk", None, &[]), 501, None);
 }
 
 /// Finding: `userName` "ΚΟΣΜΟΣ" is stored "κοσμος" (a word-final Σ lowers to ς), so
@@ -2400,4 +2402,16 @@ fn member_and_group_ids_compare_case_exactly_in_filters() {
         ),
         ["devs"]
     );
+    // A renamed user's id (its old name) is found ignoring case in a path, as any
+    // other user's is (it was a 404 once renamed).
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Users/carol",
+        &patch_ops(json!([{"op": "replace", "path": "userName", "value": "carol2"}])),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = admin.get(&format!("{S}/Users/CAROL"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["userName"], "carol2");
 }

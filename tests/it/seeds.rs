@@ -247,6 +247,27 @@ fn revoking_what_cannot_be_revoked_says_why() {
     let r =
         bearer(&app, short["access_token"].as_str().unwrap()).delete("/access/api/v1/tokens/me");
     assert_eq!(r.status, 400, "{}", r.text);
+    // By value too, in both APIs (it said 404, "no revocable token of this server", of
+    // this server's own token that goes on working).
+    let r = admin.raw(
+        "DELETE",
+        "/access/api/v1/tokens/revoke",
+        Some("application/json"),
+        Some(
+            json!({"token": short["access_token"]})
+                .to_string()
+                .as_bytes(),
+        ),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error_message().contains("not revocable"), "{}", r.text);
+    let r = admin.raw(
+        "POST",
+        "/artifactory/api/security/token/revoke",
+        Some("application/x-www-form-urlencoded"),
+        Some(format!("token={}", short["access_token"].as_str().unwrap()).as_bytes()),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(
         admin.delete("/access/api/v1/tokens/no-such-token").status,
         204

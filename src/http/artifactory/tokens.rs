@@ -69,9 +69,8 @@ async fn revoke(
     let form = FormOrJson(fields);
     form.only(&req, &["token", "token_id"]);
     let id = match (form.string("token")?, form.string("token_id")?) {
-        (Some(v), _) if !v.is_empty() => token_id_of_value(&app.read(), &v).ok_or_else(|| {
-            ApiError::NotFound("no revocable token of this server has this value".into())
-        })?,
+        (Some(v), _) if !v.is_empty() => token_id_of_value(&app.read(), &v)
+            .ok_or_else(|| super::super::tokens::unrecorded(&app, &v))?,
         (_, Some(id)) if !id.is_empty() => id,
         _ => {
             return Err(ApiError::BadRequest(
