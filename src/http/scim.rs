@@ -670,13 +670,19 @@ fn user_own_attributes(
     own_attributes(u, doc, email)
 }
 
+/// SCIM's `active`: the administrative status (RFC 7643 §4.1.1), which a lock by failed
+/// sign-ins does not change. Renderings and filters both read it here.
+fn scim_active(u: &User) -> bool {
+    matches!(u.status, UserStatus::Enabled | UserStatus::Locked)
+}
+
 /// The `active` a rendering shows (`sent`: the stored attributes have one): the
 /// domain's, where the client last set it; a user SCIM never described (or one that is
 /// not active) always shows it. `active` is the administrative status (RFC 7643
 /// §4.1.1): a user locked by failed sign-ins is active — shown `false`, a client's
 /// read-modify-write sent it back, and `active: false` disables.
 fn shown_active(u: &User, sent: bool) -> Option<bool> {
-    let active = matches!(u.status, UserStatus::Enabled | UserStatus::Locked);
+    let active = scim_active(u);
     (u.scim.is_none() || sent || !active).then_some(active)
 }
 
@@ -1260,10 +1266,7 @@ fn user_matches(f: &Filter, u: &User, r: &mut Value) -> bool {
     }
     // The administrative status, as a rendering shows it (`shown_active`): a locked
     // user is active (`active eq false` found locked users to deprovision).
-    doc.insert(
-        "active".into(),
-        json!(matches!(u.status, UserStatus::Enabled | UserStatus::Locked)),
-    );
+    doc.insert("active".into(), json!(scim_active(u)));
     let hit = f.matches(r, scim::USER_SCHEMA);
     if let Some(doc) = r.as_object_mut() {
         doc.remove("active");
