@@ -144,6 +144,17 @@ impl Application {
         };
         let open_ms = started.elapsed().as_millis() as u64;
         let (state, report) = log.load(settings.config.startup_verify)?;
+        // The signed checkpoints vouch for the chain at their positions: a log rewritten
+        // before one, its chain recomputed, verified, and a revoked token worked again.
+        if settings.config.startup_verify == crate::log::StartupVerify::Full {
+            crate::checkpoints::check(&state, |p| log.hash_at(p).ok().flatten(), None).map_err(
+                |e| {
+                    StartError::Other(format!(
+                        "the event log does not verify: {e} (`gatehouse verify` says more)"
+                    ))
+                },
+            )?;
+        }
         tracing::info!(
             events = state.seq,
             snapshot = report.snapshot_seq,
@@ -779,19 +790,28 @@ async fn ensure_keys(
         .is_some_and(|kid| keys.signing_key(kid).is_none());
     if active.is_none() || missing_private {
         if missing_private {
-            tracing::warn!("the private half of the active signing key is missing from the data directory; making a new key");
+            tracing::warn!("the private half of the active signing key is missing from the data directory; making a new key, and the tokens signed before are refused from now on (restore `keys/` with the log to keep them)");
         }
         let (kid, public) = keys
             .generate()
             .map_err(|e| StartError::Other(e.to_string()))?;
+        let public_key = keys::public_b64(&public);
+        // A key whose private half is gone is retired, as README promises (it went on
+        // verifying: a restore made without `keys/` to be rid of a leaked key still
+        // took tokens the leaked key signed).
+        let command = if missing_private {
+            Command::ResetSigningKeys {
+                kid: kid.clone(),
+                public_key,
+            }
+        } else {
+            Command::AddSigningKey {
+                kid: kid.clone(),
+                public_key,
+            }
+        };
         writer
-            .submit(
-                Command::AddSigningKey {
-                    kid: kid.clone(),
-                    public_key: keys::public_b64(&public),
-                },
-                ctx(),
-            )
+            .submit(command, ctx())
             .await
             .map_err(|e| StartError::Other(e.to_string()))?;
         tracing::info!(%kid, "token signing key created");

@@ -654,7 +654,11 @@ impl ProjectIndex {
     }
 
     /// What `subject` holds through project roles, repository by repository.
-    fn effective(&self, subject: &Subject) -> Vec<serde_json::Value> {
+    fn effective(
+        &self,
+        subject: &Subject,
+        applies: impl Fn(&str) -> bool,
+    ) -> Vec<serde_json::Value> {
         let mut out: Vec<serde_json::Value> = Vec::new();
         // Keys were made from `&str`: the lossy conversion never replaces anything.
         let mut repos: Vec<_> = self
@@ -662,6 +666,7 @@ impl ProjectIndex {
             .iter()
             .map(|(k, (grants, _))| (String::from_utf8_lossy(k), grants))
             .collect();
+        repos.retain(|(repo, _)| applies(repo));
         repos.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (repo, grants) in repos {
             for g in grants {
@@ -1146,7 +1151,11 @@ pub fn effective_project_roles(
     index: &PermissionIndex,
     subject: &Subject,
 ) -> Vec<serde_json::Value> {
-    index.projects.effective(subject)
+    // As `decide` judges: project roles reach repositories only (not build info, not a
+    // repository a release-bundle section names), and were listed on those too.
+    index.projects.effective(subject, |repo| {
+        index.targets.kind(repo) == ResourceKind::Repository
+    })
 }
 
 /// Everything a subject holds, section by section of each target (`section` is `repo`,
@@ -1154,6 +1163,16 @@ pub fn effective_project_roles(
 /// whom (user or group).
 pub fn effective(state: &State, subject: &Subject) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
+    // A repository a release-bundle section names is decided by release-bundle sections
+    // only: `repo` sections naming it grant nothing there (as `decide` judges), and
+    // were listed as held.
+    let bundle_repos: std::collections::HashSet<&str> = state
+        .permissions
+        .targets
+        .values()
+        .filter_map(|t| t.release_bundle.as_ref())
+        .flat_map(bundle_repositories)
+        .collect();
     for t in state.permissions.targets.values() {
         let sections = [
             ("repo", t.repo.as_ref()),
@@ -1163,13 +1182,21 @@ pub fn effective(state: &State, subject: &Subject) -> Vec<serde_json::Value> {
         for (kind, s) in sections {
             let Some(s) = s else { continue };
             let repositories: Vec<String> = match kind {
-                "repo" => s.repositories.clone(),
+                "repo" => s
+                    .repositories
+                    .iter()
+                    .filter(|r| !bundle_repos.contains(r.as_str()))
+                    .cloned()
+                    .collect(),
                 "build" => vec![BUILD_INFO_REPOSITORY.to_string()],
                 _ => bundle_repositories(s)
                     .into_iter()
                     .map(String::from)
                     .collect(),
             };
+            if repositories.is_empty() {
+                continue;
+            }
             // One entry per set of patterns: a repository with patterns of its own is
             // listed with them (every repository was listed with the section's).
             let mut by_patterns: Vec<(&[String], &[String], Vec<String>)> = Vec::new();

@@ -802,6 +802,24 @@ fn import(data_dir: PathBuf, input: PathBuf, allow_unterminated: bool) -> ExitCo
         println!("chain broken at position {at}: the export does not verify");
         return ExitCode::from(1);
     }
+    // Its signed checkpoints too, before anything is written: an export rewritten before
+    // one, its chain recomputed, was imported (and a revoked token worked again), while
+    // `gatehouse verify --export` refused it.
+    let mut replayed = State::default();
+    for r in &records {
+        if let Ok(env) = gatehouse_schemas::decode(&r.bytes) {
+            replayed.apply(&env);
+        }
+    }
+    let hash_at = |p: u64| {
+        let i = usize::try_from(p).ok()?.checked_sub(1)?;
+        records.get(i).map(|r| r.hash)
+    };
+    if let Err(e) = gatehouse::checkpoints::check(&replayed, hash_at, None) {
+        println!("{e}: the export does not verify");
+        return ExitCode::from(1);
+    }
+    drop(replayed);
     let existed = data_dir.join("log").exists() || data_dir.join("events.log").exists();
     let mut log = match EventLog::open(&data_dir) {
         Ok(l) => l,

@@ -554,6 +554,52 @@ pub struct Writer {
     outage_since: Option<Instant>,
 }
 
+/// A read of the published read models, taken with [`read_models`].
+pub struct ReadGuard<'a> {
+    guard: std::sync::RwLockReadGuard<'a, State>,
+}
+
+impl std::ops::Deref for ReadGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+#[cfg(debug_assertions)]
+thread_local! {
+    /// Reads of the published read models this thread holds (debug builds only).
+    static READS_HELD: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Read the published read models. std's `RwLock` lets a waiting writer go first, so a
+/// second read on a thread that already holds one waits for the writer, which waits for
+/// the first: a deadlock, and only while a write is being published (a revoke by value
+/// hung a node so). The same holds for a read held across an `.await` while another
+/// request on the same worker reads. Debug builds (the tests) refuse the second read
+/// outright, so that any test reaching such a path finds it.
+pub fn read_models(lock: &RwLock<State>) -> ReadGuard<'_> {
+    #[cfg(debug_assertions)]
+    READS_HELD.with(|held| {
+        assert_eq!(
+            held.get(),
+            0,
+            "a second read of the read models on a thread that holds one (deadlocks when the writer waits)"
+        );
+        held.set(1);
+    });
+    ReadGuard {
+        guard: lock.read().unwrap_or_else(|p| p.into_inner()),
+    }
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        #[cfg(debug_assertions)]
+        READS_HELD.with(|held| held.set(0));
+    }
+}
+
 /// Where the before-commit thread answers for one batch.
 type BeforeReply = crossbeam_channel::Sender<Result<(), String>>;
 /// A batch's before-commit work under way: its answer comes here.
@@ -988,6 +1034,25 @@ impl Writer {
     /// node's copy), else in the local log.
     fn append(&mut self, envelopes: &[Envelope]) -> Appended {
         if envelopes.is_empty() {
+            // On a shared log, a batch that writes nothing (refused, or no change) was
+            // decided on this node's copy, which may lag: a group created on another node
+            // a moment ago was "not found" here, a refresh token "unknown". Decided again
+            // when the shared log holds more than the copy (one query; each round applies
+            // something, so this ends).
+            if self.shared_log.is_some() {
+                let before = self.log.head_seq();
+                let ahead = self
+                    .shared_log
+                    .as_mut()
+                    .is_some_and(|pg| pg.head().is_ok_and(|(head, _)| head > before));
+                if ahead {
+                    self.rewind();
+                    self.catch_up();
+                    if self.log.head_seq() > before {
+                        return Appended::Conflict;
+                    }
+                }
+            }
             return Appended::Done;
         }
         let Some(pg) = self.shared_log.as_mut() else {

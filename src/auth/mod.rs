@@ -376,7 +376,7 @@ impl Authenticator {
         // two namespaces apart).
         if username.contains('@') {
             let is_key = {
-                let s = state.read().unwrap_or_else(|p| p.into_inner());
+                let s = crate::writer::read_models(state);
                 !s.directory.users.contains_key(username.as_str())
                     && s.access_keys.keys.contains_key(&username)
             };
@@ -448,7 +448,7 @@ impl Authenticator {
         client_ip: Option<std::net::IpAddr>,
     ) -> Result<Principal, AuthError> {
         let record = {
-            let s = state.read().unwrap_or_else(|p| p.into_inner());
+            let s = crate::writer::read_models(state);
             s.access_keys
                 .keys
                 .get(name)
@@ -519,7 +519,7 @@ impl Authenticator {
             }
         }
         // The key may have changed (or gone) while argon2 ran.
-        let s = state.read().unwrap_or_else(|p| p.into_inner());
+        let s = crate::writer::read_models(state);
         if s.access_keys.keys.get(name).map(|r| r.updated_seq) != Some(seq) {
             return Err(AuthError::Invalid);
         }
@@ -618,7 +618,7 @@ impl Authenticator {
         expected_user: Option<&str>,
     ) -> Result<Principal, AuthError> {
         let now = unix_secs();
-        let s = state.read().unwrap_or_else(|p| p.into_inner());
+        let s = crate::writer::read_models(state);
         let service_id = s.service_id.clone().unwrap_or_default();
         let (subject, transient_ok, scope, token_id, local, user_seq, self_issued, times, issuer) =
             if !token.contains('.') {
@@ -862,7 +862,7 @@ impl Authenticator {
         }
         let key = self.cache_key(username, password);
         let (hash, status, credentials_seq, lock_threshold, directory) = {
-            let s = state.read().unwrap_or_else(|p| p.into_inner());
+            let s = crate::writer::read_models(state);
             // Basic authentication switched off: only admins still sign in with a
             // password (so that no one is locked out), and it is said before the user
             // is looked up, so it tells nothing about who exists.
@@ -974,7 +974,7 @@ impl Authenticator {
         }
         // Read the user again: it may have changed while argon2 ran. Locked and disabled
         // are told only now, to a caller that knew the password.
-        let s = state.read().unwrap_or_else(|p| p.into_inner());
+        let s = crate::writer::read_models(state);
         let user = s.directory.users.get(username).ok_or(AuthError::Invalid)?;
         if user.credentials_seq != credentials_seq {
             return Err(AuthError::Invalid);
@@ -1004,7 +1004,7 @@ impl Authenticator {
         }
         let key = self.cache_key(username, password);
         let (user_seq, ldap_seq) = {
-            let s = state.read().unwrap_or_else(|p| p.into_inner());
+            let s = crate::writer::read_models(state);
             (
                 s.directory.users.get(username).map(|u| u.credentials_seq),
                 s.settings.ldap.changed_seq,
@@ -1031,7 +1031,7 @@ impl Authenticator {
             let familiar = self.ops.limits.is_familiar(username, client_ip);
             let reservation = self.check_limits(username, client_ip, familiar).await?;
             let ldap = {
-                let s = state.read().unwrap_or_else(|p| p.into_inner());
+                let s = crate::writer::read_models(state);
                 s.settings.ldap.clone()
             };
             let found = self
@@ -1066,7 +1066,7 @@ impl Authenticator {
             // e-mail sealed like any personal data), its directory groups every time, and
             // its e-mail when the directory's differs from the one kept here.
             let stored = {
-                let s = state.read().unwrap_or_else(|p| p.into_inner());
+                let s = crate::writer::read_models(state);
                 s.directory.users.get(username).map(|u| u.email.clone())
             };
             // Whether the directory said anything about e-mails: a setting without
@@ -1179,7 +1179,7 @@ impl Authenticator {
             }
         }
         // Disabled or locked here stays refused, whatever the directory says.
-        let s = state.read().unwrap_or_else(|p| p.into_inner());
+        let s = crate::writer::read_models(state);
         let user = s.directory.users.get(username).ok_or(AuthError::Invalid)?;
         match user.status {
             UserStatus::Enabled => {}
@@ -1443,7 +1443,7 @@ fn signed_in(s: &State, user: &gatehouse_projections::User) -> Result<Principal,
 /// A request without credentials: the `anonymous` user when anonymous access is on (and
 /// the user enabled), otherwise "authentication is required".
 fn anonymous(state: &Arc<RwLock<State>>) -> Result<Principal, AuthError> {
-    let s = state.read().unwrap_or_else(|p| p.into_inner());
+    let s = crate::writer::read_models(state);
     let name = gatehouse_projections::ANONYMOUS;
     let on = s.directory.anonymous_access
         && s.directory
@@ -1513,7 +1513,7 @@ pub fn looks_like_token(s: &str) -> bool {
 /// Whether a reference token with this value is on record (expired or not).
 fn known_reference(state: &Arc<RwLock<State>>, value: &str) -> bool {
     let hash = blake3::hash(value.as_bytes()).to_hex().to_string();
-    let s = state.read().unwrap_or_else(|p| p.into_inner());
+    let s = crate::writer::read_models(state);
     s.tokens.by_reference_hash.contains_key(&hash)
 }
 

@@ -399,8 +399,38 @@ pub(super) fn change_password(
     }])
 }
 
+/// A group's realm as stored: Artifactory calls its own realm `artifactory`, here it is
+/// `internal`, whichever API says it (the v2 API stored `artifactory`, the Artifactory
+/// one `internal`). And a change like another: an LDAP group given `internal` becomes
+/// internal.
+fn stored_realm(realm: &str) -> String {
+    if realm == "artifactory" {
+        INTERNAL_REALM.into()
+    } else {
+        realm.to_string()
+    }
+}
+
 pub(super) fn expire_password(state: &State, username: &str) -> Result<Vec<Event>, DomainError> {
     user_must_exist(state, username)?;
+    let Some(u) = state.directory.users.get(username) else {
+        return Ok(vec![]);
+    };
+    // As the bulk expiry says: a user with no password here could not change one, and
+    // expired it could do nothing at all (its tokens stopped).
+    if u.password_hash.is_none() || u.internal_password_disabled {
+        return Err(DomainError::invalid(
+            "username",
+            format!(
+                "user `{}` has no password here (realm `{}`, or its internal password is disabled): there is none to expire",
+                u.username, u.realm
+            ),
+        ));
+    }
+    // Expired already: nothing to write (each call wrote another event).
+    if u.password_expired {
+        return Ok(vec![]);
+    }
     Ok(vec![Event::UserPasswordExpired {
         username: username.to_string(),
     }])
@@ -608,7 +638,10 @@ pub(super) fn create_group(state: &State, g: &NewGroup) -> Result<Vec<Event>, Do
         description: g.description.clone(),
         auto_join: g.auto_join,
         admin_privileges: g.admin_privileges,
-        realm: g.realm.clone().unwrap_or_else(|| INTERNAL_REALM.into()),
+        realm: g
+            .realm
+            .as_deref()
+            .map_or_else(|| INTERNAL_REALM.into(), stored_realm),
         realm_attributes: g.realm_attributes.clone(),
         external_id: g.external_id.clone(),
         members: dedup(g.members.clone()),
@@ -648,7 +681,11 @@ pub(super) fn update_group(
         admin_privileges: changes
             .admin_privileges
             .filter(|v| *v != group.admin_privileges),
-        realm: changes.realm.clone().filter(|v| *v != group.realm),
+        realm: changes
+            .realm
+            .as_deref()
+            .map(stored_realm)
+            .filter(|v| *v != group.realm),
         realm_attributes: text(&changes.realm_attributes, &group.realm_attributes),
         external_id: text(&changes.external_id, &group.external_id),
     };

@@ -96,6 +96,17 @@ pub fn validate_new_name(field: &str, name: &str) -> Result<(), DomainError> {
             "must be in Unicode normal form C (composed characters: `é`, not `e` and a combining accent)",
         ));
     }
+    // `İ` lower-cases to `i` and a combining dot above: `ADMİN` became the user `admi̇n`,
+    // which reads as `admin` (normal form C has no composed form to refuse it by).
+    let mut chars = name.chars().peekable();
+    while let Some(c) = chars.next() {
+        if matches!(c, 'i' | 'j') && chars.peek() == Some(&'\u{0307}') {
+            return Err(DomainError::invalid(
+                field,
+                format!("must not put a dot above the dotted `{c}` (U+0307): it reads as plain `{c}`"),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -135,7 +146,14 @@ pub fn fit_text(value: &str, max: usize) -> String {
 /// Validate a user name and return its stored, lower-case form.
 pub fn normalize_username(field: &str, name: &str) -> Result<String, DomainError> {
     check_name(field, name)?;
-    Ok(name.to_lowercase())
+    let lower = name.to_lowercase();
+    // Some letters lower-case to two characters (`İ`: `i` and a combining dot): the
+    // stored form meets the rules too (128 `İ` were stored as 256 characters, and every
+    // look-up of that name, its own `uri` included, was then refused).
+    if lower.len() != name.len() {
+        check_name(field, &lower)?;
+    }
+    Ok(lower)
 }
 
 pub fn validate_group_name(field: &str, name: &str) -> Result<(), DomainError> {

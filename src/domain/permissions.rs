@@ -640,6 +640,17 @@ pub(super) fn save_repository(state: &State, r: &Repository) -> Result<Vec<Event
     // Keys are case-sensitive, but Artifactory refuses a new key that differs from an
     // existing one by case only (`LIBS-RELEASE` beside `libs-release`).
     if !state.repositories.by_key.contains_key(r.key.as_str()) {
+        // `ANY` in a permission target means every repository: a repository of that key
+        // could never be granted by name, and "read on repository ANY" read everywhere.
+        if is_any_repository(&r.key) {
+            return Err(DomainError::invalid(
+                "key",
+                format!(
+                    "`{}` means every repository in a permission target: no repository has that key",
+                    r.key
+                ),
+            ));
+        }
         if let Some(other) =
             (state.repositories.by_key.keys()).find(|k| k.eq_ignore_ascii_case(&r.key))
         {

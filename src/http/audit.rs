@@ -270,9 +270,20 @@ fn event_query(app: &AppState, req: &HttpRequest) -> Result<EventQuery, ApiError
         from,
         to,
         types,
-        actor: query_param(req, "actor")?,
-        entity: query_param(req, "entity")?,
+        actor: named(req, "actor")?,
+        entity: named(req, "entity")?,
     })
+}
+
+/// A filter that names something: given empty, it matched nothing under a 200 (`type=`
+/// was already a 400).
+fn named(req: &HttpRequest, name: &str) -> Result<Option<String>, ApiError> {
+    match query_param(req, name)? {
+        Some(v) if v.is_empty() => Err(ApiError::BadRequest(format!(
+            "invalid `{name}`: empty (leave it out to match every {name})"
+        ))),
+        other => Ok(other),
+    }
 }
 
 fn wants_ndjson(req: &HttpRequest) -> bool {
@@ -291,9 +302,8 @@ async fn events(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let q = event_query(&app, &req)?;
-    if wants_ndjson(&req) {
-        return Ok(stream_ndjson(&app, q));
-    }
+    // Checked for the stream too (`limit=abc` answered every event under a 200); the
+    // stream is every matching event of the range, as README says.
     let limit = match query_param(&req, "limit")? {
         None => 100,
         Some(v) => match v.parse::<usize>() {
@@ -305,6 +315,9 @@ async fn events(
             }
         },
     };
+    if wants_ndjson(&req) {
+        return Ok(stream_ndjson(&app, q));
+    }
     let log = app.log.reader();
     let (page, next) = web::block(move || -> Result<(Vec<Value>, Option<u64>), ApiError> {
         let mut page = Vec::new();
@@ -396,6 +409,14 @@ async fn chain(app: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, 
             }
         })?;
         let same = replayed.seq != live.seq || replayed.digest() == live.digest();
+        // The signed checkpoints too: a history rewritten before one, its chain
+        // recomputed, chains from end to end.
+        crate::checkpoints::check(&replayed, |p| log.hash_at(p).ok().flatten(), None).map_err(
+            |reason| crate::log::LogError::ChainBroken {
+                seq: checkpoint_position(&reason),
+                reason,
+            },
+        )?;
         Ok::<_, crate::log::LogError>((report, same, live.seq))
     })
     .await
@@ -424,6 +445,15 @@ async fn chain(app: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, 
             })
         }
     }))
+}
+
+/// The position a checkpoint's refusal names ("checkpoint at position N …").
+fn checkpoint_position(reason: &str) -> u64 {
+    reason
+        .strip_prefix("checkpoint at position ")
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The whole state as JSON, secrets redacted.
@@ -644,6 +674,10 @@ async fn backup(app: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse,
     let dir = app.data_dir.join("backup");
     let app2 = app.clone();
     let (path, events) = web::block(move || -> Result<_, ApiError> {
+        // One export at a time: two at one position wrote one temporary file at once
+        // (answered 200 over a backup cut short or longer than its signature, or 500).
+        static EXPORTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = EXPORTING.lock().unwrap_or_else(|p| p.into_inner());
         let io = |e: std::io::Error| ApiError::Internal(format!("cannot write the backup: {e}"));
         crate::log::private_dir(&dir).map_err(io)?;
         let tmp = dir.join(format!(".gatehouse-{position}.bin.partial"));

@@ -399,11 +399,7 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
                     .directory
                     .users
                     .get(principal.username.as_str())
-                    .and_then(|u| match u.status {
-                        UserStatus::Enabled => None,
-                        UserStatus::Locked => Some("the user was locked then"),
-                        _ => Some("the user was disabled then"),
-                    });
+                    .and_then(|u| refused_then(u));
                 if let Some(why) = then {
                     let d = Decision {
                         allowed: false,
@@ -434,6 +430,18 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
 /// Everything the caller (or, for an admin, `user=`) holds, and why.
 /// Why `user` would be refused every request now, if it would be: disabled or locked, its
 /// password expired, or anonymous with anonymous access off.
+/// Why a user asking about itself in the past was refused everything then: disabled,
+/// locked, or its password expired (its own requests were answered 403; the past answer
+/// said yes, while `user=` said no).
+fn refused_then(user: &gatehouse_projections::User) -> Option<&'static str> {
+    match user.status {
+        UserStatus::Enabled if user.password_expired => Some("the user's password had expired then"),
+        UserStatus::Enabled => None,
+        UserStatus::Locked => Some("the user was locked then"),
+        _ => Some("the user was disabled then"),
+    }
+}
+
 fn cannot_be_served(
     s: &gatehouse_projections::State,
     user: &gatehouse_projections::User,
@@ -624,11 +632,7 @@ async fn effective(
                 s.directory
                     .users
                     .get(caller.username.as_str())
-                    .and_then(|u| match u.status {
-                        UserStatus::Enabled => None,
-                        UserStatus::Locked => Some("the user was locked then"),
-                        _ => Some("the user was disabled then"),
-                    })
+                    .and_then(|u| refused_then(u))
             });
             if let Some(why) = then.flatten() {
                 return Ok(HttpResponse::Ok().json(json!({

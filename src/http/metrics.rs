@@ -62,7 +62,10 @@ pub(super) fn refresh(app: &AppState, m: &Metrics) {
         (
             s.seq,
             locked,
-            s.subscriptions.keys().cloned().collect::<Vec<_>>(),
+            s.subscriptions
+                .iter()
+                .map(|(k, r)| (k.clone(), r.created_seq))
+                .collect::<Vec<_>>(),
             s.federation.targets.keys().cloned().collect::<Vec<_>>(),
         )
     };
@@ -94,8 +97,8 @@ pub(super) fn refresh(app: &AppState, m: &Metrics) {
     m.webhook_dead_letters.clear();
     m.webhook_lag_events.clear();
     m.webhook_lag_seconds.clear();
-    for key in subscriptions {
-        let Ok(status) = app.deliveries.status(&key) else {
+    for (key, created_seq) in subscriptions {
+        let Ok(status) = app.deliveries.status(&key, created_seq) else {
             continue;
         };
         let l = crate::metrics::SubscriptionLabels { subscription: key };

@@ -92,7 +92,7 @@ pub struct AppState {
 /// The state a write is answered from ([`AppState::state_after`]): the live one (its
 /// read lock), or the state right after the write.
 pub enum Answering<'a> {
-    Live(std::sync::RwLockReadGuard<'a, State>),
+    Live(crate::writer::ReadGuard<'a>),
     Past(Arc<State>),
 }
 
@@ -121,7 +121,7 @@ const PAST_CACHE: usize = 4;
 /// A request's view of the read models: the live state, or the state as of the position
 /// its `as_of` named (put in the request by [`as_of_middleware`]).
 pub enum View<'a> {
-    Live(std::sync::RwLockReadGuard<'a, State>),
+    Live(crate::writer::ReadGuard<'a>),
     Past(Arc<State>),
 }
 
@@ -160,8 +160,29 @@ fn one_user_read(req: &ServiceRequest) -> bool {
 impl AppState {
     /// Read the read models. Poisoning cannot leave them half-applied (the writer applies
     /// under the lock without panicking paths), so a poisoned lock is still readable.
-    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(|p| p.into_inner())
+    pub fn read(&self) -> crate::writer::ReadGuard<'_> {
+        crate::writer::read_models(&self.state)
+    }
+
+    /// On a shared log, wait until what any node committed before now is applied here
+    /// (two catch-up rounds of the writer, the second begun after the first ended; at
+    /// most 2 s). A question answered "unknown" from this node's copy — a token to revoke
+    /// or refresh, issued on another node a moment ago — is asked again after it (the
+    /// revoke answered 204 and revoked nothing). Nothing to wait for on a single node.
+    pub async fn caught_up(&self) {
+        if !self.writer.is_shared() {
+            return;
+        }
+        let mut rounds = self.writer.caught_up_rounds();
+        let start = *rounds.borrow_and_update();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        while *rounds.borrow_and_update() < start + 2 {
+            self.writer.nudge();
+            match tokio::time::timeout_at(deadline, rounds.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return,
+            }
+        }
     }
 
     /// The compiled permission index for `state`, the current state the caller holds (one
@@ -1047,9 +1068,37 @@ pub async fn as_of_middleware(
     }
 }
 
+/// A query parameter that spells `as_of` otherwise (its letters, in any case, with `_`
+/// or `-` anywhere or nowhere), percent-decoded.
+fn misspelt_as_of(query: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split('=').next())
+        .filter(|raw| raw.len() >= 4 && raw.len() <= 16 && *raw != "as_of")
+        // Borrowed unless the name has escapes.
+        .map(|raw| percent_encoding::percent_decode_str(raw).decode_utf8_lossy())
+        .find(|name| {
+            name != "as_of"
+                && name
+                    .chars()
+                    .filter(|c| !matches!(c, '_' | '-'))
+                    .map(|c| c.to_ascii_lowercase())
+                    .eq("asof".chars())
+        })
+        .map(|name| name.into_owned())
+}
+
 /// What [`as_of_middleware`] does before the request goes on: checks, authenticates,
 /// resolves and rebuilds; `Err` is the answer.
 async fn as_of_prepare(req: &mut ServiceRequest) -> Result<(), ApiError> {
+    // `asOf`, `AS_OF`, `as-of`: most reads ignore parameters they do not know, so an
+    // auditor asking for the past in another spelling was answered the present.
+    if let Some(name) = misspelt_as_of(req.query_string()) {
+        return Err(ApiError::BadRequest(format!(
+            "unknown parameter `{}`: the past is asked for with `as_of`",
+            name.escape_debug()
+        )));
+    }
     let value = query_param(req.request(), "as_of")?;
     if let Some(value) = value {
         if !matches!(

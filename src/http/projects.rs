@@ -611,7 +611,10 @@ async fn put_member(
             return Err(self_management());
         }
     }
-    if let Some((_, groups)) = custom_role_manager(&app.read(), caller, &key) {
+    // Bound first: a guard in an `if let` lives through its block, where the state is
+    // read again (a second read on this thread deadlocks when the writer waits).
+    let manager = custom_role_manager(&app.read(), caller, &key);
+    if let Some((_, groups)) = manager {
         let own = match kind {
             "user" => name == caller.username,
             _ => groups.contains(&name),

@@ -528,6 +528,15 @@ pub(super) async fn refresh(
         }
     }
     let now = unix_secs();
+    // Unknown here may be only not applied here yet (issued on another node).
+    let known = app
+        .read()
+        .tokens
+        .by_refresh_hash
+        .contains_key(&tokens::hash_hex(&refresh_token));
+    if !known {
+        app.caught_up().await;
+    }
     let (old, service_id, kid) = {
         let s = app.read();
         let old = s
@@ -911,6 +920,11 @@ async fn revoke(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = resolve_id(&caller.0, &path, false)?;
+    // Unknown here may be only not applied here yet (issued on another node).
+    let known = app.read().tokens.by_id.contains_key(id.as_str());
+    if !known {
+        app.caught_up().await;
+    }
     let (owner, issuer, non_revocable) = {
         let s = app.read();
         (
@@ -1124,7 +1138,15 @@ async fn revoke_by_value(
         .string("token")?
         .filter(|v| !v.is_empty())
         .ok_or_else(|| ApiError::BadRequest("invalid `token`: required".into()))?;
-    let id = token_id_of_value(&app.read(), &value).ok_or_else(|| unrecorded(&app, &value))?;
+    // The read is dropped before `unrecorded` reads again (a second read on this thread
+    // waits for a waiting writer, which waits for the first: a node hung so).
+    let mut found = token_id_of_value(&app.read(), &value);
+    if found.is_none() {
+        // Not applied here yet, maybe (issued on another node).
+        app.caught_up().await;
+        found = token_id_of_value(&app.read(), &value);
+    }
+    let id = found.ok_or_else(|| unrecorded(&app, &value))?;
     let committed = revoke_id(&app, &caller.0, &rid, id.clone()).await?;
     Ok(written(
         HttpResponse::Ok().json(json!({ "revoked_token_id": id })),

@@ -108,6 +108,7 @@ fn check_key(key: &str) -> Result<(), ApiError> {
     if key == "." || key == ".." {
         return Err(bad("invalid `key`: must not be `.` or `..`".into()));
     }
+
     if key.is_empty()
         || key.len() > 64
         || !key
@@ -181,15 +182,25 @@ const RESERVED_HEADERS: &[&str] = &[
 
 /// Whether an http(s) URL carries `user[:password]@` before its host.
 pub(crate) fn has_credentials(url: &str) -> bool {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .unwrap_or(url);
+    // The scheme in any case (`HTTP://u:p@host` went through, and was stored in clear).
+    let after = |scheme: &str| {
+        url.get(..scheme.len())
+            .filter(|p| p.eq_ignore_ascii_case(scheme))
+            .map(|_| &url[scheme.len()..])
+    };
+    let rest = after("http://").or_else(|| after("https://")).unwrap_or(url);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     authority.contains('@')
+        || url::Url::parse(url).is_ok_and(|u| !u.username().is_empty() || u.password().is_some())
 }
 
-fn check_header(field: &str, h: &HeaderIn) -> Result<(String, String), ApiError> {
+/// `templated`: the handler fills `{{…}}` placeholders in its headers (`custom-webhook`);
+/// a plain `webhook` sends them as they are, so all of the value must travel in HTTP.
+fn check_header(
+    field: &str,
+    h: &HeaderIn,
+    templated: bool,
+) -> Result<(String, String), ApiError> {
     let name_ok = !h.name.is_empty()
         && h.name.len() <= 128
         && h.name
@@ -218,7 +229,7 @@ fn check_header(field: &str, h: &HeaderIn) -> Result<(String, String), ApiError>
     // through all its retries into the dead letters.
     let mut fixed = String::with_capacity(h.value.len());
     let mut rest = h.value.as_str();
-    while let Some(open) = rest.find("{{") {
+    while let Some(open) = rest.find("{{").filter(|_| templated) {
         fixed.push_str(&rest[..open]);
         match rest[open..].find("}}") {
             Some(close) => rest = &rest[open + close + 2..],
@@ -411,8 +422,13 @@ fn subscription_in(
 ) -> Result<Subscription, ApiError> {
     check_key(&key)?;
     if let Some(d) = &w.description {
-        if d.chars().count() > 1000 || d.chars().any(|c| c.is_control() && c != '\n') {
+        if d.chars().count() > 1000 {
             return Err(bad("invalid `description`: at most 1000 characters".into()));
+        }
+        if d.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(bad(
+                "invalid `description`: no control characters but line breaks".into(),
+            ));
         }
     }
     let f = w.event_filter;
@@ -494,12 +510,21 @@ fn subscription_in(
                     .custom_http_headers
                     .iter()
                     .enumerate()
-                    .map(|(j, x)| check_header(&format!("{field}.custom_http_headers[{j}]"), x))
+                    .map(|(j, x)| {
+                        check_header(&format!("{field}.custom_http_headers[{j}]"), x, false)
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 let secret = match &h.secret {
                     Some(s) if s.len() > 1024 => {
                         return Err(bad(format!(
                             "invalid `{field}.secret`: at most 1024 characters"
+                        )))
+                    }
+                    // Sent as `X-JFrog-Event-Auth`: a value HTTP cannot carry was stored,
+                    // and every delivery went into the dead letters.
+                    Some(s) if !s.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) => {
+                        return Err(bad(format!(
+                            "invalid `{field}.secret`: it is sent in a header, where HTTP takes visible ASCII and spaces only"
                         )))
                     }
                     // An empty secret is none (it was stored, shown as `secret_set`, and
@@ -532,7 +557,7 @@ fn subscription_in(
                     .http_headers
                     .iter()
                     .enumerate()
-                    .map(|(j, x)| check_header(&format!("{field}.http_headers[{j}]"), x))
+                    .map(|(j, x)| check_header(&format!("{field}.http_headers[{j}]"), x, true))
                     .collect::<Result<Vec<_>, _>>()?;
                 let mut secrets = Vec::new();
                 for (j, s) in h.secrets.iter().enumerate() {
@@ -748,6 +773,13 @@ async fn create(
         .key
         .clone()
         .ok_or_else(|| bad("invalid `key`: required".into()))?;
+    // `/subscriptions/test` is the test delivery's path: a subscription of that key was
+    // made, then could never be read, changed or deleted (405).
+    if key == "test" {
+        return Err(bad(
+            "invalid `key`: `test` is taken by `POST /event/api/v1/subscriptions/test` (the test delivery)".into(),
+        ));
+    }
     let sub = subscription_in(&app, key, body, None)?;
     let committed = app
         .submit(
@@ -790,7 +822,8 @@ fn handlers_keep_their_places(
     }
     let status = app
         .deliveries
-        .status(&new.key)
+        // Only what waits counts here, not the cursor.
+        .status(&new.key, 0)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     if status.pending + status.failed > 0 {
         return Err(ApiError::Conflict(format!(
@@ -932,13 +965,13 @@ async fn test(
     }))
 }
 
-fn existing(app: &AppState, key: &str) -> Result<(), ApiError> {
-    if app.read().subscriptions.contains_key(key) {
-        Ok(())
-    } else {
-        Err(ApiError::NotFound(format!(
+/// The position where subscription `key` was made, or 404.
+fn existing(app: &AppState, key: &str) -> Result<u64, ApiError> {
+    match app.read().subscriptions.get(key) {
+        Some(r) => Ok(r.created_seq),
+        None => Err(ApiError::NotFound(format!(
             "subscription `{key}` not found"
-        )))
+        ))),
     }
 }
 
@@ -969,9 +1002,9 @@ async fn deliveries(
     path: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    existing(&app, &path)?;
+    let created_seq = existing(&app, &path)?;
     let limit = super::limit_param(&req)?;
-    let status = app.deliveries.status(&path).map_err(storage)?;
+    let status = app.deliveries.status(&path, created_seq).map_err(storage)?;
     let attempts = app.deliveries.history(&path, limit).map_err(storage)?;
     let pending = app.deliveries.pending(&path, limit).map_err(storage)?;
     let attempts: Vec<Value> = attempts

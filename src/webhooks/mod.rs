@@ -341,6 +341,15 @@ pub fn build_request(
         // JFrog's receivers compare this header with the shared secret.
         headers.push(("X-JFrog-Event-Auth".into(), secret.to_string()));
     }
+    // A handler's own `Content-Type` replaces the server's, in any case of its name (as
+    // `content-type` both went out: names are case-insensitive, receivers read either).
+    if handler
+        .headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+    {
+        headers.retain(|(n, _)| n != "Content-Type");
+    }
     // A custom webhook's headers may use the same placeholders as its payload.
     headers.extend(handler.headers.iter().map(|(n, v)| {
         let v = if custom {
@@ -792,12 +801,16 @@ impl Deliveries {
         }
     }
 
-    pub fn status(&self, key: &str) -> Result<Status, sled::Error> {
+    /// `created_seq`: where the subscription was made. Nothing before it is owed to it: a
+    /// subscription that never delivered read the whole log as its lag (and the age of
+    /// the server's first event as its lag in seconds).
+    pub fn status(&self, key: &str, created_seq: u64) -> Result<Status, sled::Error> {
         let cursor = self
             .tree
             .get(cursor_key(key))?
             .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
-            .unwrap_or(0);
+            .unwrap_or(0)
+            .max(created_seq);
         let count = |tag: u8| -> Result<usize, sled::Error> {
             let mut n = 0;
             for item in self.tree.scan_prefix(prefixed(tag, key)) {

@@ -150,7 +150,78 @@ pub fn sample_data(domain: &str) -> Value {
             "release_bundle_name": "sample", "release_bundle_version": "1.0.0",
             "note": "a test delivery from Gatehouse (this domain never fires here)"
         }),
-        _ => serde_json::json!({"name": "sample", "note": "a test delivery from Gatehouse"}),
+        // Gatehouse's own domains: the shape a real event's `data` has (rendered by the
+        // same views), so that a template tried here fills as it will (`{{.data.username}}`
+        // rendered as nothing in the test, and was filled in real deliveries).
+        own => {
+            let mut data = own_sample(own);
+            if let Some(o) = data.as_object_mut() {
+                o.insert("note".into(), "a test delivery from Gatehouse".into());
+            }
+            data
+        }
+    }
+}
+
+/// A sample entity of one of Gatehouse's own domains, as its events' `data` shows one.
+fn own_sample(domain: &str) -> Value {
+    use gatehouse_schemas as s;
+    use serde_json::json;
+    match domain {
+        "user" => json!({
+            "username": "sample-user", "email": "sample-user@example.com",
+            "groups": ["sample-group"], "realm": "internal", "status": "enabled",
+            "admin": false, "profile_updatable": true, "internal_password_disabled": false,
+            "disable_ui_access": false, "password_expired": false,
+        }),
+        "group" => json!({
+            "name": "sample-group", "description": "a sample group", "auto_join": false,
+            "admin_privileges": false, "realm": "internal", "realm_attributes": null,
+            "external_id": null, "members": ["sample-user"],
+        }),
+        "token" => json!({
+            "token_id": "sample-token-id", "subject": "sample-service/users/sample-user",
+            "issued_at": 0, "issuer": "sample-service", "refreshable": false,
+            "scope": "applied-permissions/user", "description": "a sample token",
+        }),
+        "permission" => crate::views::permission(&s::PermissionTarget {
+            name: "sample-permission".into(),
+            repo: Some(s::PermissionSection {
+                repositories: vec!["sample-repo".into()],
+                include_patterns: vec!["**".into()],
+                users: [("sample-user".to_string(), vec!["read".to_string()])]
+                    .into_iter()
+                    .collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        "entitlement" => crate::views::entitlement(&s::Entitlement {
+            id: "sample-entitlement".into(),
+            org: "sample-org".into(),
+            repo: "sample-repo".into(),
+            access: "r".into(),
+            access_keys: vec!["sample-key".into()],
+            ..Default::default()
+        }),
+        "access_key" => crate::views::access_key(&s::AccessKey {
+            org: "sample-org".into(),
+            id: "sample-key".into(),
+            ..Default::default()
+        }),
+        "project" => crate::views::project(&s::Project {
+            project_key: "sample".into(),
+            display_name: "Sample project".into(),
+            ..Default::default()
+        }),
+        "federation" => crate::views::federation_target(&s::FederationTarget {
+            name: "sample-peer".into(),
+            url: "https://peer.example.com/access".into(),
+            entities: vec!["users".into(), "groups".into()],
+            active: true,
+            ..Default::default()
+        }),
+        _ => json!({"name": "sample"}),
     }
 }
 

@@ -284,7 +284,10 @@ fn the_test_endpoint_delivers_a_signed_sample_to_a_real_receiver() {
     assert_eq!(event["event_type"], "created");
     assert_eq!(event["subscription_key"], "QaAudit");
     assert!(event["source"].as_str().unwrap().starts_with("jfac@"));
-    assert!(event["data"].is_object());
+    // The sample has a real user event's shape: a template's `{{.data.username}}` is
+    // filled in the test as it will be in deliveries (it rendered as nothing).
+    assert_eq!(event["data"]["username"], "sample-user", "{event}");
+    assert_eq!(event["data"]["status"], "enabled", "{event}");
     // A custom webhook: the template is filled.
     let custom = json!({"key": "Chat", "event_filter": {"domain": "group", "event_types": ["members_changed"]},
         "handlers": [{"handler_type": "custom-webhook", "url": rx.url,
@@ -297,7 +300,7 @@ fn the_test_endpoint_delivers_a_signed_sample_to_a_real_receiver() {
     assert_eq!(header(&head, "authorization"), Some("Bearer s3"));
     assert_eq!(
         String::from_utf8(body).unwrap(),
-        "{\"text\": \"sample by s3\"}"
+        "{\"text\": \"sample-group by s3\"}"
     );
     // A header that HTTP cannot carry (a secret with non-ASCII letters) fails by its
     // name, never showing the secret (ureq's message quoted the whole header).

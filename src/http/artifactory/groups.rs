@@ -54,19 +54,6 @@ const FIELDS: &[(&str, &str)] = &[
     ("members", "userNames"),
 ];
 
-/// Artifactory calls its own realm `artifactory`; here it is `internal` (and it is a
-/// change like another: an LDAP group given `internal` becomes internal, as the v2 API
-/// makes it; it answered 200 and stayed `ldap`).
-fn realm_in(realm: Option<String>) -> Option<String> {
-    realm.map(|r| {
-        if r == "artifactory" {
-            "internal".to_string()
-        } else {
-            r
-        }
-    })
-}
-
 async fn list(app: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> HttpResponse {
     let base = base_url(&req);
     let s = app.view(&req);
@@ -100,7 +87,7 @@ fn changes(body: GroupIn) -> Result<GroupChanges, ApiError> {
         description: body.description,
         auto_join: body.auto_join,
         admin_privileges: body.admin_privileges,
-        realm: realm_in(body.realm),
+        realm: body.realm,
         realm_attributes: body.realm_attributes,
         external_id: body.external_id,
         members: body
@@ -139,7 +126,7 @@ async fn put(
                 description: body.description,
                 auto_join: body.auto_join.unwrap_or(false),
                 admin_privileges: body.admin_privileges.unwrap_or(false),
-                realm: realm_in(body.realm),
+                realm: body.realm,
                 realm_attributes: body.realm_attributes,
                 external_id: body.external_id.filter(|e| !e.is_empty()),
                 members: normalize_members("userNames", body.user_names.unwrap_or_default())?,

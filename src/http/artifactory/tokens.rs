@@ -69,8 +69,16 @@ async fn revoke(
     let form = FormOrJson(fields);
     form.only(&req, &["token", "token_id"]);
     let id = match (form.string("token")?, form.string("token_id")?) {
-        (Some(v), _) if !v.is_empty() => token_id_of_value(&app.read(), &v)
-            .ok_or_else(|| super::super::tokens::unrecorded(&app, &v))?,
+        (Some(v), _) if !v.is_empty() => {
+            // Read, and the read dropped, before `unrecorded` reads again.
+            let mut found = token_id_of_value(&app.read(), &v);
+            if found.is_none() {
+                // Not applied here yet, maybe (issued on another node).
+                app.caught_up().await;
+                found = token_id_of_value(&app.read(), &v);
+            }
+            found.ok_or_else(|| super::super::tokens::unrecorded(&app, &v))?
+        }
         (_, Some(id)) if !id.is_empty() => id,
         _ => {
             return Err(ApiError::BadRequest(
