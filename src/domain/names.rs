@@ -103,7 +103,9 @@ pub fn validate_new_name(field: &str, name: &str) -> Result<(), DomainError> {
         if matches!(c, 'i' | 'j') && chars.peek() == Some(&'\u{0307}') {
             return Err(DomainError::invalid(
                 field,
-                format!("must not put a dot above the dotted `{c}` (U+0307): it reads as plain `{c}`"),
+                format!(
+                    "must not put a dot above the dotted `{c}` (U+0307): it reads as plain `{c}`"
+                ),
             ));
         }
     }

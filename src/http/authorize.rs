@@ -435,7 +435,9 @@ async fn authorize(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
 /// said yes, while `user=` said no).
 fn refused_then(user: &gatehouse_projections::User) -> Option<&'static str> {
     match user.status {
-        UserStatus::Enabled if user.password_expired => Some("the user's password had expired then"),
+        UserStatus::Enabled if user.password_expired => {
+            Some("the user's password had expired then")
+        }
         UserStatus::Enabled => None,
         UserStatus::Locked => Some("the user was locked then"),
         _ => Some("the user was disabled then"),

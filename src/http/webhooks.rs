@@ -188,7 +188,9 @@ pub(crate) fn has_credentials(url: &str) -> bool {
             .filter(|p| p.eq_ignore_ascii_case(scheme))
             .map(|_| &url[scheme.len()..])
     };
-    let rest = after("http://").or_else(|| after("https://")).unwrap_or(url);
+    let rest = after("http://")
+        .or_else(|| after("https://"))
+        .unwrap_or(url);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     authority.contains('@')
         || url::Url::parse(url).is_ok_and(|u| !u.username().is_empty() || u.password().is_some())
@@ -196,11 +198,7 @@ pub(crate) fn has_credentials(url: &str) -> bool {
 
 /// `templated`: the handler fills `{{…}}` placeholders in its headers (`custom-webhook`);
 /// a plain `webhook` sends them as they are, so all of the value must travel in HTTP.
-fn check_header(
-    field: &str,
-    h: &HeaderIn,
-    templated: bool,
-) -> Result<(String, String), ApiError> {
+fn check_header(field: &str, h: &HeaderIn, templated: bool) -> Result<(String, String), ApiError> {
     let name_ok = !h.name.is_empty()
         && h.name.len() <= 128
         && h.name

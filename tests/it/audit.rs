@@ -945,6 +945,18 @@ fn signed_checkpoints_catch_a_rewritten_history() {
         k,
     ]);
     assert!(!ok && out.contains("does not match the chain"), "{out}");
+    // `import` refuses it too, before writing anything (it imported it, and a history
+    // its own checkpoint contradicts was served).
+    let into = tmp.path().join("forged-import");
+    let (ok, out) = gatehouse(&[
+        "import",
+        "--data-dir",
+        into.to_str().unwrap(),
+        "--in",
+        forged_file.to_str().unwrap(),
+    ]);
+    assert!(!ok && out.contains("does not match the chain"), "{out}");
+    assert!(!into.join("events.log").exists() && !into.join("log").exists());
     // Forging the checkpoint's hash too: its signature no longer verifies.
     let cp_position = first["position"].as_u64().unwrap();
     let real_hash = first["head_hash"].as_str().unwrap().to_string();
@@ -2127,4 +2139,74 @@ fn verify_with_a_key_holds_across_a_key_rotation() {
         !ok && out.contains("no checkpoint signed by the given key"),
         "{out}"
     );
+}
+
+/// From a review: exports at one position shared one temporary file (answered 200 over a
+/// backup cut short, or longer than its signature, or 500); a restore without `keys/`
+/// kept trusting the lost key (README: tokens signed before are refused); a misspelt
+/// `as_of` answered the present; empty `actor`/`entity` filters and a bad `limit` on
+/// the NDJSON stream answered under a 200.
+#[test]
+fn backups_at_once_restores_without_keys_and_misspelt_reads() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for i in 0..5 {
+        app.create_user(&format!("user{i}"), "password-1");
+    }
+    let r = admin.raw(
+        "POST",
+        "/access/api/v1/tokens",
+        Some("application/x-www-form-urlencoded"),
+        Some(b"username=user1&scope=applied-permissions/user&expires_in=3600"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let token = r.json()["access_token"].as_str().unwrap().to_string();
+    let files: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    let r = admin.post_empty("/access/api/v1/system/backup/export");
+                    assert_eq!(r.status, 200, "{}", r.text);
+                    r.json()["file"].as_str().unwrap().to_string()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let target = tempfile::tempdir().unwrap();
+    for (i, file) in files.iter().enumerate() {
+        let (ok, out) = gatehouse(&["verify", "--export", file]);
+        assert!(ok, "{file}: {out}");
+        let t = target.path().join(format!("r{i}"));
+        let (ok, out) = gatehouse(&["import", "--data-dir", t.to_str().unwrap(), "--in", file]);
+        assert!(ok, "{out}");
+    }
+    let anon = app.anon();
+    let bearer = |c: &crate::helpers::Client| c.with_header_auth(&format!("Bearer {token}"));
+    assert_eq!(bearer(&anon).get("/access/api/v1/tokens/me").status, 200);
+    // Restored without `keys/`: a new key, and the tokens of the lost one are refused.
+    std::fs::copy(
+        app.dir.join("initial-admin-password"),
+        target.path().join("r0").join("initial-admin-password"),
+    )
+    .unwrap();
+    let restored = TestApp::start(target.path().join("r0"), Default::default()).unwrap();
+    let r = bearer(&restored.anon()).get("/access/api/v1/tokens/me");
+    assert_eq!(r.status, 401, "{}", r.text);
+    drop(restored);
+    for q in ["asof=3", "AS_OF=3", "asOf=3", "as-of=3", "x=1&As_Of=3"] {
+        let r = admin.get(&format!("/access/api/v2/groups?{q}"));
+        assert_eq!(r.status, 400, "{q}: {}", r.text);
+        assert!(r.text.contains("as_of"), "{}", r.text);
+    }
+    assert_eq!(admin.get("/access/api/v2/groups?as_of=3").status, 200);
+    for q in ["actor=", "entity="] {
+        let r = admin.get(&format!("/access/api/v1/audit/events?{q}"));
+        assert_eq!(r.status, 400, "{q}: {}", r.text);
+    }
+    let r = admin.get_with(
+        "/access/api/v1/audit/events?limit=abc",
+        &[("Accept", "application/x-ndjson")],
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
 }

@@ -256,3 +256,43 @@ fn a_group_sent_back_as_read_writes_nothing() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_ne!(r.header("x-gatehouse-seq"), Some(seq.as_str()));
 }
+
+/// From a review: README says a realm of `artifactory` is stored as `internal` in every
+/// API; the v2 group API stored `artifactory`.
+#[test]
+fn an_artifactory_realm_is_internal_in_every_api() {
+    let app = crate::helpers::TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.post(
+        "/access/api/v2/groups",
+        &serde_json::json!({"name": "artg", "realm": "artifactory"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        admin.get("/access/api/v2/groups/artg").json()["realm"],
+        "internal"
+    );
+    let r = admin.put(
+        "/artifactory/api/security/groups/artg2",
+        &serde_json::json!({"realm": "artifactory"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        admin.get("/access/api/v2/groups/artg2").json()["realm"],
+        "internal"
+    );
+    let r = admin.post(
+        "/access/api/v2/groups",
+        &serde_json::json!({"name": "ldapg", "realm": "ldap"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.patch(
+        "/access/api/v2/groups/ldapg",
+        &serde_json::json!({"realm": "artifactory"}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    assert_eq!(
+        admin.get("/access/api/v2/groups/ldapg").json()["realm"],
+        "internal"
+    );
+}

@@ -1467,3 +1467,92 @@ fn a_uri_without_its_method_is_refused_and_decisions_are_not_stored() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.header("cache-control"), Some("no-store"));
 }
+
+/// From a review: a user asking about itself in the past was allowed while its password
+/// had expired then (its own requests were answered 403; `user=` said no); the effective
+/// view listed grants `authorize` never honours (project roles on the release-bundle
+/// repository, a `repo` grant on a repository a release-bundle section names); a
+/// repository could be registered as `ANY`.
+#[test]
+fn past_self_answers_and_effective_views_agree_with_authorize() {
+    let app = crate::helpers::TestApp::spawn();
+    let admin = app.admin();
+    let repo = |key: &str| {
+        let r = admin.put(
+            &format!("/artifactory/api/repositories/{key}"),
+            &serde_json::json!({"rclass": "local"}),
+        );
+        assert_eq!(r.status, 201, "{key}: {}", r.text);
+    };
+    repo("exp-repo");
+    app.create_user("eve", "Passw0rd-long");
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/exp-t",
+        &serde_json::json!({"repo": {"repositories": ["exp-repo"], "actions": {"users": {"eve": ["read"]}}}}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let r = admin.post_empty("/artifactory/api/security/users/authorization/expirePassword/eve");
+    assert!(r.status < 300, "{}", r.text);
+    let then = app.digest()["seq"].as_u64().unwrap();
+    let eve = app.as_user("eve", "Passw0rd-long");
+    let ask = "/access/api/v1/authorize?resource=exp-repo/a&action=read";
+    assert_eq!(eve.get(ask).status, 403);
+    let r = admin.post_empty("/artifactory/api/security/users/authorization/unexpirePassword/eve");
+    assert!(r.status < 300, "{}", r.text);
+    let past = eve.get(&format!("{ask}&as_of={then}"));
+    assert_eq!(past.json()["allowed"], false, "{}", past.text);
+    assert!(past.text.contains("password had expired"), "{}", past.text);
+    let effective = eve.get(&format!("/access/api/v1/authorize/effective?as_of={then}"));
+    assert!(
+        effective.json()["refused"].is_string(),
+        "{}",
+        effective.text
+    );
+    // Project roles reach repositories only.
+    repo("release-bundles");
+    repo("shipit");
+    let r = admin.post(
+        "/access/api/v1/projects",
+        &serde_json::json!({"project_key": "gp", "display_name": "GP"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    for key in ["release-bundles", "shipit"] {
+        let r = admin.put(
+            &format!("/access/api/v1/projects/_/attach/repositories/{key}/gp"),
+            &serde_json::json!({}),
+        );
+        assert!(r.status < 300, "{}", r.text);
+    }
+    let r = admin.put(
+        "/access/api/v1/projects/gp/users/eve",
+        &serde_json::json!({"roles": ["Developer"]}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/ship-repo",
+        &serde_json::json!({"repo": {"repositories": ["shipit"], "actions": {"users": {"eve": ["read"]}}}}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/ship-rb",
+        &serde_json::json!({"releaseBundle": {"repositories": ["shipit"], "actions": {"users": {"admin": ["read"]}}}}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    for resource in ["release-bundles/b1/1.0/x", "shipit/a"] {
+        let r = admin.get(&format!(
+            "/access/api/v1/authorize?resource={resource}&action=read&user=eve"
+        ));
+        assert_eq!(r.json()["allowed"], false, "{resource}: {}", r.text);
+    }
+    let effective = admin
+        .get("/access/api/v1/authorize/effective?user=eve")
+        .text;
+    assert!(!effective.contains("release-bundles"), "{effective}");
+    assert!(!effective.contains("shipit"), "{effective}");
+    // No repository has the key `ANY`.
+    let r = admin.put(
+        "/artifactory/api/repositories/ANY",
+        &serde_json::json!({"rclass": "local"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+}

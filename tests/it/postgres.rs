@@ -1901,3 +1901,63 @@ fn health_says_when_the_shared_log_cannot_be_reached() {
     });
     drop(n);
 }
+
+/// From a review: a node that had not applied another node's write yet answered from
+/// its copy when it refused or wrote nothing — deleting a group just made elsewhere was
+/// a 404, a refresh of a pair just issued "unknown, revoked or already used", and a
+/// revoke by id answered 204 and revoked nothing (the token kept working everywhere).
+#[test]
+fn a_lagging_node_decides_refusals_against_the_shared_log() {
+    let Some(pg) = Postgres::start("a_lagging_node_decides_refusals_against_the_shared_log") else {
+        return;
+    };
+    let url = pg.url();
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = node(a_dir.path(), &url, None);
+    // B neither listens nor polls in the time of this test.
+    let config = b_dir.path().join("gatehouse.toml");
+    std::fs::write(&config, "follow-listen = false\nfollow-poll-ms = 600000\n").unwrap();
+    let b = node(b_dir.path(), &url, Some(&config));
+    let r = a
+        .admin()
+        .post("/access/api/v2/groups", &json!({"name": "stale0"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = b.admin().delete("/access/api/v2/groups/stale0");
+    assert_eq!(r.status, 204, "{}", r.text);
+    let issue = |refreshable: bool| {
+        let body = format!(
+            "username=admin&scope=applied-permissions/admin&expires_in=36000&refreshable={refreshable}"
+        );
+        let r = a.admin().raw(
+            "POST",
+            "/access/api/v1/tokens",
+            Some("application/x-www-form-urlencoded"),
+            Some(body.as_bytes()),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()
+    };
+    let t = issue(false);
+    let id = t["token_id"].as_str().unwrap();
+    let r = b.admin().delete(&format!("/access/api/v1/tokens/{id}"));
+    assert_eq!(r.status, 200, "revoked, not 204: {}", r.text);
+    let seq = r.header("x-gatehouse-seq").unwrap().to_string();
+    let me = a
+        .admin()
+        .with_header_auth(&format!("Bearer {}", t["access_token"].as_str().unwrap()))
+        .get_with("/access/api/v1/tokens/me", &[("X-Gatehouse-Min-Seq", &seq)]);
+    assert_eq!(me.status, 401, "{}", me.text);
+    let pair = issue(true);
+    let body = format!(
+        "grant_type=refresh_token&refresh_token={}&access_token={}",
+        pair["refresh_token"].as_str().unwrap(),
+        pair["access_token"].as_str().unwrap()
+    );
+    let r = b.admin().raw(
+        "POST",
+        "/access/api/v1/tokens",
+        Some("application/x-www-form-urlencoded"),
+        Some(body.as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+}

@@ -1031,3 +1031,55 @@ fn a_committed_user_write_is_not_answered_404_because_a_delete_followed() {
         );
     }
 }
+
+/// From a review: expiring the password of a user who has none (its internal password
+/// disabled, or `anonymous`) was taken (204), and the user could then do nothing at all;
+/// each expiry of an expired password wrote another event; a name that grows when
+/// lower-cased (`İ`) was stored past 128 characters, and `ADMİN` became a user that
+/// reads as `admin`.
+#[test]
+fn expiry_needs_a_password_and_names_are_checked_as_stored() {
+    let app = crate::helpers::TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.post(
+        "/access/api/v2/users",
+        &serde_json::json!({"username": "svc", "internal_password_disabled": true}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    for name in ["svc", "anonymous"] {
+        let r = admin.post_empty(&format!("/access/api/v2/users/{name}/password/expire"));
+        assert_eq!(r.status, 400, "{name}: {}", r.text);
+        assert!(r.text.contains("no password here"), "{}", r.text);
+    }
+    app.create_user("carol", "password-1");
+    let r = admin.post_empty("/access/api/v2/users/carol/password/expire");
+    assert!(r.status < 300, "{}", r.text);
+    let seq = app.digest()["seq"].as_u64().unwrap();
+    let r = admin.post_empty("/access/api/v2/users/carol/password/expire");
+    assert!(r.status < 300, "{}", r.text);
+    assert_eq!(
+        app.digest()["seq"].as_u64().unwrap(),
+        seq,
+        "expiring an expired password writes nothing"
+    );
+    let long = "\u{130}".repeat(128);
+    for name in [long.as_str(), "ADM\u{130}N", "admi\u{307}n"] {
+        let r = admin.post(
+            "/access/api/v2/users",
+            &serde_json::json!({"username": name, "password": "builder-4242"}),
+        );
+        assert_eq!(r.status, 400, "{name:?}: {}", r.text);
+        assert!(r.text.contains("username"), "{}", r.text);
+    }
+    // `İVAN` too (stored as `i̇van`); a plain `Ivan` is `ivan`.
+    let r = admin.post(
+        "/access/api/v2/users",
+        &serde_json::json!({"username": "\u{130}VAN", "password": "builder-4242"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = admin.post(
+        "/access/api/v2/users",
+        &serde_json::json!({"username": "Ivan", "password": "builder-4242"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+}

@@ -658,3 +658,119 @@ fn a_secret_that_cannot_be_opened_fails_the_delivery_instead_of_dropping_it() {
     drop(app);
     drop(tmp);
 }
+
+/// From a review: an upper-case scheme let `user:password@` through (stored and shown in
+/// clear, sent as Basic credentials); a subscription keyed `test` could never be read,
+/// changed or deleted; a secret or a plain webhook's header HTTP cannot carry was
+/// stored, and every delivery went to the dead letters; a description with a tab was
+/// refused as too long.
+#[test]
+fn subscriptions_refuse_what_could_never_be_delivered() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let url = "http://127.0.0.1:9/hook";
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            {
+                let mut d = definition("creds", "HTTP://hookuser:HookPassw0rd@127.0.0.1:9/x");
+                d["handlers"][0]["custom_http_headers"] = json!([]);
+                d
+            },
+            "handlers[0].url",
+        ),
+        (definition("test", url), "`key`"),
+        (
+            {
+                let mut d = definition("accent", url);
+                d["handlers"][0]["secret"] = json!("p\u{e4}ssw\u{f6}rd");
+                d
+            },
+            "handlers[0].secret",
+        ),
+        (
+            {
+                let mut d = definition("line", url);
+                d["handlers"][0]["secret"] = json!("two\nlines");
+                d
+            },
+            "handlers[0].secret",
+        ),
+        (
+            {
+                let mut d = definition("braces", url);
+                d["handlers"][0]["custom_http_headers"] =
+                    json!([{"name": "X-A", "value": "{{caf\u{e9}}}"}]);
+                d
+            },
+            "handlers[0].custom_http_headers[0].value",
+        ),
+        (
+            {
+                let mut d = definition("tab", url);
+                d["description"] = json!("tab\there");
+                d
+            },
+            "control characters",
+        ),
+    ];
+    for (body, names) in cases {
+        let r = admin.post(SUBS, &body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text);
+        assert!(r.text.contains(names), "{body}: {}", r.text);
+        assert!(!r.text.contains("HookPassw0rd"), "{}", r.text);
+    }
+    // The test delivery still works without a key (it is called `test` there).
+    let rx = receiver();
+    let mut d = definition("any", &rx.url);
+    d.as_object_mut().unwrap().remove("key");
+    let r = admin.post(&format!("{SUBS}/test"), &d);
+    assert_eq!(r.json()["result"], "success", "{}", r.text);
+}
+
+/// From a review: a handler's `content-type` (lower case) went out beside the server's
+/// `Content-Type`; a new subscription whose receiver is down said it lagged by the
+/// whole log, and by the age of the server's first event.
+#[test]
+fn a_handlers_content_type_replaces_the_servers_and_a_new_subscription_lags_from_its_creation() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for i in 0..20 {
+        app.create_group(&format!("before{i}"));
+    }
+    let rx = receiver();
+    let def = json!({"key": "ct", "event_filter": {"domain": "group", "event_types": ["created"]},
+        "handlers": [{"handler_type": "custom-webhook", "url": rx.url, "payload": "x",
+                      "http_headers": [{"name": "content-type", "value": "text/plain"}]}]});
+    let r = admin.post(&format!("{SUBS}/test"), &def);
+    assert_eq!(r.json()["result"], "success", "{}", r.text);
+    let (head, _) = rx.seen.lock().unwrap()[0].clone();
+    let types: Vec<&str> = head
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("content-type:"))
+        .collect();
+    assert_eq!(types, vec!["content-type: text/plain"], "{head}");
+    // A receiver that refuses everything: one event owed, not the whole log.
+    let down = receiver();
+    down.status.store(503, Ordering::SeqCst);
+    let mut d = definition("late", &down.url);
+    d["event_filter"] = json!({"domain": "group", "event_types": ["created"]});
+    assert_eq!(admin.post(SUBS, &d).status, 201);
+    app.create_group("after");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while down.seen.lock().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no attempt");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let text = admin.get("/access/api/v1/metrics").text;
+    let lag = text
+        .lines()
+        .find(|l| l.starts_with(r#"gatehouse_webhook_lag_events{subscription="late"}"#))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        lag.ends_with(" 1") || lag.ends_with(" 2"),
+        "lag counted from the subscription's creation: {lag}"
+    );
+    let d = admin.get(&format!("{SUBS}/late/deliveries")).json();
+    assert!(d["cursor"].as_u64().unwrap() >= 21, "{d}");
+}
