@@ -70,8 +70,8 @@ fn open_files_for(max_connections: usize) -> usize {
     }
     tracing::info!(
         open_files = limit.rlim_cur,
-        max_connections,
-        taken = fits,
+        configured = max_connections,
+        max_connections = fits,
         "max-connections lowered to fit the open-file limit beside {OWN_FILES} files of the server's own (raise the limit to take more: ulimit -n, LimitNOFILE=)"
     );
     fits
@@ -777,9 +777,16 @@ async fn ensure_keys(
     keys: &KeyRing,
     writer: &WriterHandle,
 ) -> Result<(), StartError> {
-    let (active, url_version) = {
+    let (active, url_version, any_private) = {
         let s = shared.read().unwrap_or_else(|p| p.into_inner());
-        (s.keys.active.clone(), s.keys.signed_url_version)
+        (
+            s.keys.active.clone(),
+            s.keys.signed_url_version,
+            s.keys
+                .signing
+                .keys()
+                .any(|kid| keys.signing_key(kid).is_some()),
+        )
     };
     let ctx = || CommandContext {
         actor: "system".into(),
@@ -788,9 +795,17 @@ async fn ensure_keys(
     let missing_private = active
         .as_deref()
         .is_some_and(|kid| keys.signing_key(kid).is_none());
+    // A restore without `keys/` (no private half of any signing key here, one server)
+    // retires the keys it lost. Not on a shared log: there a node started before the old
+    // server's data directory joined (README, Keys shared by all nodes) retired, for the
+    // whole cluster, the key the old node then brought back; and not while some private
+    // halves are here (a reset retires every earlier key).
+    let retire = missing_private && !any_private && !writer.is_shared();
     if active.is_none() || missing_private {
-        if missing_private {
-            tracing::warn!("the private half of the active signing key is missing from the data directory; making a new key, and the tokens signed before are refused from now on (restore `keys/` with the log to keep them)");
+        if retire {
+            tracing::warn!("no private half of any signing key is in the data directory (restored without `keys/`?); making a new key, and the tokens signed before are refused from now on (restore `keys/` with the log to keep them)");
+        } else if missing_private {
+            tracing::warn!("the private half of the active signing key is missing from the data directory; making a new key");
         }
         let (kid, public) = keys
             .generate()
@@ -799,7 +814,7 @@ async fn ensure_keys(
         // A key whose private half is gone is retired, as README promises (it went on
         // verifying: a restore made without `keys/` to be rid of a leaked key still
         // took tokens the leaked key signed).
-        let command = if missing_private {
+        let command = if retire {
             Command::ResetSigningKeys {
                 kid: kid.clone(),
                 public_key,

@@ -59,6 +59,42 @@ pub fn is_any_repository(name: &str) -> bool {
     matches!(name, "ANY" | "ANY LOCAL" | "ANY REMOTE")
 }
 
+/// Repositories where `repo` grants of the targets named are shadowed after target
+/// `name` was saved: those its `repo` section names that a release-bundle section names
+/// (anywhere), and those its release-bundle section names that other targets' `repo`
+/// sections name — each with the targets whose `repo` grants no longer apply there.
+/// (A repository a release-bundle section names is decided by those sections only.)
+pub fn shadowed_repo_grants(state: &State, name: &str) -> Vec<(String, Vec<String>)> {
+    let Some(saved) = state.permissions.targets.get(name) else {
+        return Vec::new();
+    };
+    let bundles: std::collections::BTreeSet<&str> = state
+        .permissions
+        .targets
+        .values()
+        .filter_map(|t| t.release_bundle.as_ref())
+        .flat_map(bundle_repositories)
+        .collect();
+    let own_bundles: std::collections::BTreeSet<&str> = saved
+        .release_bundle
+        .as_ref()
+        .map(bundle_repositories)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for t in state.permissions.targets.values() {
+        let Some(repo) = &t.repo else { continue };
+        for r in &repo.repositories {
+            let mine = t.name == name && bundles.contains(r.as_str());
+            if mine || own_bundles.contains(r.as_str()) {
+                out.entry(r.clone()).or_default().push(t.name.clone());
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
 /// Which sections decide a question about a repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResourceKind {

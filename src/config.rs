@@ -468,12 +468,9 @@ impl Config {
                 message: "`lockout-threshold` must be at least 1".into(),
             });
         }
-        if config.max_expiry > 0 && config.default_expiry > config.max_expiry {
-            return Err(ConfigError::Invalid {
-                path: path.into(),
-                message: "`max-expiry` must be at least `default-expiry`".into(),
-            });
-        }
+        // `max-expiry` under `default-expiry` is no contradiction: non-admins get
+        // `max-expiry` when they give none (`http::tokens`), admins the default. (A file
+        // with `max-expiry = 600` alone stopped the server.)
         if let Some(bad) = config
             .trusted_proxies
             .iter()

@@ -254,6 +254,10 @@ def walk(ctx, page):
                             json.dumps({"name": "console-auditor", "type": "CUSTOM_GLOBAL", "environments": ["DEV"],
                                         "actions": ["READ_REPOSITORY"]}).encode())
         assert status == 201, (status, text)
+        # A write after it: "After #N" of the newest event would be the present.
+        status, text = http("POST", "/access/api/v2/groups", {**basic("admin", ADMIN_PASSWORD), "Content-Type": "application/json"},
+                            json.dumps({"name": "console-after-role"}).encode())
+        assert status == 201, (status, text)
         page.get_by_role("link", name="Timeline", exact=True).click()
         field(page, "Filters", "Event types (comma-separated)").fill("GlobalRoleSaved")
         submit(page, "Filters", "Show events")
@@ -264,6 +268,18 @@ def walk(ctx, page):
         assert f"#/projects" in page.url and f"as_of={pos}" in page.url, page.url
         page.get_by_role("button", name="Back to now").click()
         expect(page.locator("body")).not_to_have_class("is-past")
+        # The head, or a position after it, is the present (it was "the past, read-only",
+        # and after the head an error under that title).
+        page.goto(BASE + f"/ui/#/groups?as_of={pos + 1}")
+        expect(page.get_by_role("cell", name="console-after-role", exact=True)).to_have_count(1)
+        expect(page.locator("body")).not_to_have_class("is-past")
+        page.goto(BASE + "/ui/#/groups?as_of=99999999")
+        expect(page.get_by_role("cell", name="console-after-role", exact=True)).to_have_count(1)
+        expect(page.locator("body")).not_to_have_class("is-past")
+        # The timeline opens at the newest events: the group just made is on its page.
+        page.get_by_role("link", name="Timeline", exact=True).click()
+        expect(page.get_by_role("cell", name="GroupCreated").last).to_be_visible()
+        expect(page.get_by_role("cell", name="console-after-role", exact=True)).to_have_count(1)
         page.get_by_role("link", name="Diff", exact=True).click()
         field(page, "Moments", "From (position or RFC 3339 time)").fill(str(before_grant))
         submit(page, "Moments", "Compare")

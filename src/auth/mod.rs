@@ -708,6 +708,13 @@ impl Authenticator {
                     .username()
                     .ok_or_else(|| AuthError::Token("the token has no user subject".into()))?
                     .to_string();
+                // A peer's subject is held to the rules of a name here: a line break or a
+                // right-to-left override reached the audit trail as an actor.
+                if !local && crate::domain::normalize_username("sub", &subject).is_err() {
+                    return Err(AuthError::Token(
+                        "the token's subject is not a user name this server takes".into(),
+                    ));
+                }
                 // Local tokens name transient subjects in their record or extension; a peer's
                 // subject that is unknown here is transient by nature.
                 let transient_ok =
@@ -843,6 +850,31 @@ impl Authenticator {
 
     #[allow(clippy::too_many_arguments)]
     async fn password_login(
+        &self,
+        username: &str,
+        password: &str,
+        state: &Arc<RwLock<State>>,
+        writer: &WriterHandle,
+        request_id: &str,
+        client_ip: Option<std::net::IpAddr>,
+    ) -> Result<Principal, AuthError> {
+        let result = self
+            .check_password(username, password, state, writer, request_id, client_ip)
+            .await;
+        // Basic authentication off: an admin's wrong password is refused in the words a
+        // non-admin's is ("invalid credentials" for admins alone told anyone which names
+        // are admins, the only ones still worth guessing a password for).
+        if matches!(result, Err(AuthError::Invalid)) {
+            let basic = settings::basic_authentication(&crate::writer::read_models(state));
+            if !basic {
+                return Err(AuthError::BasicDisabled);
+            }
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn check_password(
         &self,
         username: &str,
         password: &str,

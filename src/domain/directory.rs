@@ -121,6 +121,10 @@ pub(super) fn set_anonymous_access(
         .contains_key(gatehouse_projections::ANONYMOUS)
     {
         events.push(anonymous_user());
+    } else if state.directory.anonymous_access == enabled {
+        // Sent back as read: nothing to write (each PUT of the same value wrote an event
+        // and fired its webhooks), as for every other setting.
+        return Ok(vec![]);
     }
     events.push(Event::AnonymousAccessChanged { enabled });
     Ok(events)

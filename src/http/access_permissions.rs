@@ -184,10 +184,11 @@ async fn create(
         .ok_or_else(|| ApiError::BadRequest("invalid `name`: required".into()))?;
     let target = access_permission_in(&name, body).map_err(wire)?;
     let (t, committed) = save(&app, &admin, &rid, target, true, None).await?;
-    Ok(written(
+    let res = written(
         HttpResponse::Created().json(access_permission_out(&t)),
         committed,
-    ))
+    );
+    Ok(super::permissions::with_bundle_notice(res, &app, &t.name))
 }
 
 async fn get(
@@ -226,10 +227,11 @@ async fn replace(
     } else {
         StatusCode::CREATED
     };
-    Ok(written(
+    let res = written(
         HttpResponse::build(status).json(access_permission_out(&t)),
         committed,
-    ))
+    );
+    Ok(super::permissions::with_bundle_notice(res, &app, &t.name))
 }
 
 async fn delete(
@@ -271,6 +273,7 @@ async fn get_resource(
 
 /// Answer with the resource as stored after a change of it.
 fn resource_answer(
+    app: &AppState,
     t: &PermissionTarget,
     kind: &str,
     committed: crate::writer::Committed,
@@ -278,7 +281,8 @@ fn resource_answer(
     let body = section_of(t, kind)
         .map(access_resource_out)
         .unwrap_or_default();
-    written(HttpResponse::Ok().json(body), committed)
+    let res = written(HttpResponse::Ok().json(body), committed);
+    super::permissions::with_bundle_notice(res, app, &t.name)
 }
 
 /// `PUT …/{name}/{resourceType}`: set one resource of an existing permission.
@@ -298,7 +302,7 @@ async fn replace_resource(
         save(&app, &admin, &rid, target, false, Some(was)).await
     })
     .await?;
-    Ok(resource_answer(&t, kind, committed))
+    Ok(resource_answer(&app, &t, kind, committed))
 }
 
 /// `PATCH …/{name}/{resourceType}`: change the named users, groups and targets of one
@@ -321,7 +325,7 @@ async fn patch_resource(
         save(&app, &admin, &rid, target, false, Some(was)).await
     })
     .await?;
-    Ok(resource_answer(&t, kind, committed))
+    Ok(resource_answer(&app, &t, kind, committed))
 }
 
 /// `DELETE …/{name}/{resourceType}`: the permission without that resource (204).

@@ -786,11 +786,24 @@ async fn restore(
     };
     // The `file` an export answered (its path under the data directory) names the same
     // file (it was refused for its directories).
-    let answered = format!("{}/", app.data_dir.join("backup").display());
-    let name = name
-        .strip_prefix(&answered)
-        .map(str::to_string)
-        .unwrap_or(name);
+    // (Compared as directories, not as text: `./d`, `d/` and an absolute path name it too.)
+    let backup_dir = app.data_dir.join("backup");
+    let answered = format!("{}/", backup_dir.display());
+    let name = match name.strip_prefix(&answered) {
+        Some(rest) => rest.to_string(),
+        None => {
+            let p = std::path::Path::new(&name);
+            let same_dir = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .and_then(|d| d.canonicalize().ok())
+                .is_some_and(|d| backup_dir.canonicalize().is_ok_and(|b| b == d));
+            match p.file_name().and_then(|f| f.to_str()).filter(|_| same_dir) {
+                Some(f) => f.to_string(),
+                None => name,
+            }
+        }
+    };
     if name.is_empty()
         || name.contains('/')
         || name.contains('\\')

@@ -194,6 +194,11 @@ async fn add_trusted(
     let key = keys::peer::parse_peer(&body.certificate).ok_or_else(|| {
         ApiError::BadRequest("invalid `certificate`: not an X.509 certificate or public key (Ed25519 or RSA; send the root.crt or the PEM a peer serves at /access/api/v1/cert/root?formatted=true)".into())
     })?;
+    if let Some(bits) = key.weak_rsa_bits() {
+        return Err(ApiError::BadRequest(format!(
+            "invalid `certificate`: an RSA key of {bits} bits (at least 2048)"
+        )));
+    }
     let kid = key.kid();
     let cmd = Command::AddTrustedKey {
         name: body.name.clone(),
@@ -231,6 +236,8 @@ async fn remove_trusted(
 /// already verifies tokens (`KeyRing` reads the folder), so there is no gap.
 pub async fn import_trusted_folder(app: web::Data<AppState>) {
     let rid = RequestId("trusted-folder".into());
+    // Files left in place are said once each (an own key was warned of every second).
+    let mut said: std::collections::HashSet<std::path::PathBuf> = Default::default();
     loop {
         actix_web::rt::time::sleep(std::time::Duration::from_secs(1)).await;
         for (path, key) in app.keys.trusted_folder_files() {
@@ -245,7 +252,9 @@ pub async fn import_trusted_folder(app: web::Data<AppState>) {
                 )
             };
             if own {
-                tracing::warn!(path = %path.display(), "a file in trusted/ holds one of this server's own keys; left in place");
+                if said.insert(path.clone()) {
+                    tracing::warn!(path = %path.display(), "a file in trusted/ holds one of this server's own keys; left in place");
+                }
                 continue;
             }
             if !known {

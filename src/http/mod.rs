@@ -19,7 +19,7 @@ mod groups;
 mod ldap;
 mod metrics;
 mod pairing;
-mod permissions;
+pub(crate) mod permissions;
 mod projects;
 mod repositories;
 mod roles;
@@ -1075,15 +1075,14 @@ fn misspelt_as_of(query: &str) -> Option<String> {
         .split('&')
         .filter_map(|pair| pair.split('=').next())
         .filter(|raw| raw.len() >= 4 && raw.len() <= 16 && *raw != "as_of")
-        // Borrowed unless the name has escapes.
+        // Borrowed unless the name has escapes. `as%5Fof` too: parameters are read by
+        // their names as sent, so it was never `as_of` (and answered the present).
         .map(|raw| percent_encoding::percent_decode_str(raw).decode_utf8_lossy())
         .find(|name| {
-            name != "as_of"
-                && name
-                    .chars()
-                    .filter(|c| !matches!(c, '_' | '-'))
-                    .map(|c| c.to_ascii_lowercase())
-                    .eq("asof".chars())
+            name.chars()
+                .filter(|c| !matches!(c, '_' | '-' | '+' | ' '))
+                .map(|c| c.to_ascii_lowercase())
+                .eq("asof".chars())
         })
         .map(|name| name.into_owned())
 }

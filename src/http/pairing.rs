@@ -229,7 +229,12 @@ impl actix_web::FromRequest for BearerToken {
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let token = super::extract::authorization(req)
-            .and_then(|v| v.strip_prefix("Bearer "))
+            // The scheme in any case, as everywhere else (RFC 9110 §11.1).
+            .and_then(|v| {
+                v.get(..7)
+                    .filter(|p| p.eq_ignore_ascii_case("bearer "))
+                    .map(|_| &v[7..])
+            })
             .map(|t| BearerToken(t.trim().to_string()))
             .ok_or_else(|| {
                 ApiError::Unauthorized("present the pairing token as a bearer token".into())
@@ -280,6 +285,22 @@ async fn exchange(
         if !s.tokens.by_id.contains_key(claims.jti.as_str()) {
             return Err(ApiError::Unauthorized(
                 "the pairing token was used already or revoked".into(),
+            ));
+        }
+        // The master token and the trusted key are an admin's gift: its creator must
+        // still be an enabled admin (one demoted or disabled since made itself admin
+        // again, or a key that signs admin tokens, with a pairing token made before).
+        let creator_ok = claims
+            .username()
+            .and_then(|n| s.directory.users.get(n))
+            .is_some_and(|u| {
+                u.status == gatehouse_schemas::UserStatus::Enabled
+                    && !u.password_expired
+                    && s.directory.user_is_admin(u)
+            });
+        if !creator_ok {
+            return Err(ApiError::Unauthorized(
+                "the pairing token's creator is no longer an enabled admin".into(),
             ));
         }
         let own = s

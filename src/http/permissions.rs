@@ -154,10 +154,41 @@ async fn save(
         .targets
         .get(name)
         .ok_or_else(|| ApiError::NotFound(format!("permission target `{name}` not found")))?;
-    Ok(written(
+    let res = written(
         HttpResponse::build(status).json(crate::views::target_out(t)),
         committed,
-    ))
+    );
+    drop(s);
+    Ok(with_bundle_notice(res, app, name))
+}
+
+/// `X-Gatehouse-Notice` when target `name`, as saved, leaves `repo` grants that no
+/// longer apply: a repository a release-bundle section names is decided by those
+/// sections only, so saving one silently switched off grants of targets nobody touched.
+pub(crate) fn with_bundle_notice(
+    mut res: HttpResponse,
+    app: &AppState,
+    name: &str,
+) -> HttpResponse {
+    let shadowed = crate::authorize::shadowed_repo_grants(&app.read(), name);
+    if shadowed.is_empty() {
+        return res;
+    }
+    let list = shadowed
+        .iter()
+        .map(|(repo, targets)| format!("`{repo}` ({})", targets.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let text = format!(
+        "`repo` grants do not apply on repositories a release-bundle section names (grant them there): {list}"
+    );
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&text) {
+        res.headers_mut().append(
+            actix_web::http::header::HeaderName::from_static("x-gatehouse-notice"),
+            v,
+        );
+    }
+    res
 }
 
 async fn create(

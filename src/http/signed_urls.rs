@@ -236,9 +236,10 @@ async fn create(
     Ok(super::no_store(HttpResponse::Created().json(url)))
 }
 
-/// A number written as digits only.
+/// A number written as digits only, and one way (no leading zero: `exp=0179…` and `v=01`
+/// verified as other spellings of one signed URL).
 fn digits(v: &str) -> Option<u64> {
-    (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+    (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) && (v == "0" || !v.starts_with('0')))
         .then(|| v.parse().ok())
         .flatten()
 }
@@ -455,6 +456,11 @@ async fn replace_key(
     if let Some(o) = &org {
         crate::domain::validate_group_name("org", o)?;
     }
+    // One replacement at a time: two at once both wrote the key file of the next
+    // version, one committed, and the other's key was the one on disk — URLs signed
+    // with the committed version stopped verifying.
+    static REPLACING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one = REPLACING.lock().await;
     let version = current_version(&app, org.as_deref()) + 1;
     let made = match &org {
         None => app.keys.new_signed_url_key(version),

@@ -180,6 +180,14 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-jfrog-event-auth",
 ];
 
+/// The expressions of a template's `{{…}}` placeholders, trimmed.
+fn placeholders(template: &str) -> impl Iterator<Item = &str> {
+    template
+        .split("{{")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("}}").map(|(expr, _)| expr.trim()))
+}
+
 /// Whether an http(s) URL carries `user[:password]@` before its host.
 pub(crate) fn has_credentials(url: &str) -> bool {
     // The scheme in any case (`HTTP://u:p@host` went through, and was stored in clear).
@@ -617,6 +625,20 @@ fn subscription_in(
                     check_template(v, &names).map_err(|e| {
                         bad(format!("invalid `{field}.http_headers[{j}].value`: {e}"))
                     })?;
+                }
+                // A secret put into a header travels as the header does: visible ASCII
+                // (`Bearer {{.secrets.tok}}` with `pässwörd` was stored, and every
+                // delivery went into the dead letters).
+                for (j, s) in h.secrets.iter().enumerate() {
+                    let sendable = |v: &str| v.bytes().all(|b| b == b' ' || b.is_ascii_graphic());
+                    let in_header = headers
+                        .iter()
+                        .any(|(_, v)| placeholders(v).any(|p| p == format!(".secrets.{}", s.name)));
+                    if in_header && s.value.as_deref().is_some_and(|v| !sendable(v)) {
+                        return Err(bad(format!(
+                            "invalid `{field}.secrets[{j}].value`: it is put into a header, where HTTP takes visible ASCII and spaces only"
+                        )));
+                    }
                 }
                 handlers.push(SubscriptionHandler {
                     handler_type: h.handler_type,

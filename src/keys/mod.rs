@@ -363,6 +363,9 @@ impl KeyRing {
                     continue;
                 };
                 match peer::parse_peer(&text) {
+                    Some(k) if k.weak_rsa_bits().is_some() => {
+                        tracing::warn!(path = %path.display(), "ignoring a trusted file whose RSA key is under 2048 bits")
+                    }
                     Some(k) => {
                         found.insert(k.kid(), k);
                     }
@@ -407,7 +410,9 @@ impl KeyRing {
             .filter(|p| p.is_file())
             .filter_map(|p| {
                 let text = std::fs::read_to_string(&p).ok()?;
-                peer::parse_peer(&text).map(|k| (p, k))
+                peer::parse_peer(&text)
+                    .filter(|k| k.weak_rsa_bits().is_none())
+                    .map(|k| (p, k))
             })
             .collect()
     }

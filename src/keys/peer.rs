@@ -56,6 +56,17 @@ impl PeerKey {
         }
     }
 
+    /// The size in bits of an RSA key too small to be trusted (under 2,048: one weak key
+    /// a forger can factor signs any token, RS256 tokens being tried against every
+    /// trusted RSA key).
+    pub fn weak_rsa_bits(&self) -> Option<usize> {
+        use rsa::traits::PublicKeyParts;
+        match self {
+            PeerKey::Rsa(k) if k.size() * 8 < 2048 => Some(k.size() * 8),
+            _ => None,
+        }
+    }
+
     pub fn from_stored(text: &str) -> Option<PeerKey> {
         match text.strip_prefix(SPKI_TAG) {
             Some(b64) => spki(&STANDARD.decode(b64).ok()?),

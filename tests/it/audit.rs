@@ -2194,7 +2194,15 @@ fn backups_at_once_restores_without_keys_and_misspelt_reads() {
     let r = bearer(&restored.anon()).get("/access/api/v1/tokens/me");
     assert_eq!(r.status, 401, "{}", r.text);
     drop(restored);
-    for q in ["asof=3", "AS_OF=3", "asOf=3", "as-of=3", "x=1&As_Of=3"] {
+    for q in [
+        "asof=3",
+        "AS_OF=3",
+        "asOf=3",
+        "as-of=3",
+        "x=1&As_Of=3",
+        "as%5Fof=3",
+        "as+of=3",
+    ] {
         let r = admin.get(&format!("/access/api/v2/groups?{q}"));
         assert_eq!(r.status, 400, "{q}: {}", r.text);
         assert!(r.text.contains("as_of"), "{}", r.text);
@@ -2209,4 +2217,85 @@ fn backups_at_once_restores_without_keys_and_misspelt_reads() {
         &[("Accept", "application/x-ndjson")],
     );
     assert_eq!(r.status, 400, "{}", r.text);
+}
+
+/// Rewrite `events.log` in place: user3's creation becomes userX's, every chain hash and
+/// commit mark after it recomputed (what someone with the disk could do). The sparse
+/// index and the snapshots go (they are hints, and would tell).
+fn rewrite_log_in_place(dir: &std::path::Path) {
+    let path = dir.join("events.log");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mut at = 0usize;
+    let mut prev = gatehouse::log::GENESIS_HASH;
+    while at + 4 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        if len == 0 {
+            break;
+        }
+        if len == u32::MAX {
+            bytes[at + 4..at + 36].copy_from_slice(&prev);
+            at += 36;
+            continue;
+        }
+        let body = at + 36..at + 36 + len as usize;
+        let text = String::from_utf8_lossy(&bytes[body.clone()]).to_string();
+        if text.contains("UserCreated") && text.contains("user3") {
+            let changed = replace(&bytes[body.clone()], b"user3", b"userX");
+            bytes[body.clone()].copy_from_slice(&changed);
+        }
+        prev = gatehouse::log::chain_hash(&prev, &bytes[body.clone()]);
+        bytes[at + 4..at + 36].copy_from_slice(&prev);
+        at = body.end;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    let _ = std::fs::remove_file(dir.join("events.idx"));
+    let _ = std::fs::remove_dir_all(dir.join("snapshots"));
+}
+
+/// From a review: start-up (`startup-verify = "full"`) and `audit/chain` took a log its
+/// own signed checkpoint contradicts (rewritten before it, the chain recomputed), and a
+/// revoked token could work again; only `gatehouse verify` said so.
+#[test]
+fn start_up_and_the_chain_check_hold_the_log_to_its_checkpoints() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for i in 0..10 {
+        app.create_user(&format!("user{i}"), "password-1");
+    }
+    assert_eq!(
+        admin.post_empty("/access/api/v1/audit/checkpoints").status,
+        201
+    );
+    app.create_user("later", "password-1");
+    let dir = app.dir.clone();
+    let tmp = app.stop().unwrap();
+    rewrite_log_in_place(&dir);
+    // The chain itself holds: only the checkpoint tells.
+    let (ok, out) = gatehouse(&["verify", "--data-dir", dir.to_str().unwrap()]);
+    assert!(!ok && out.contains("does not match the chain"), "{out}");
+    let err = match TestApp::start(dir.clone(), Default::default()) {
+        Ok(_) => panic!("a log its checkpoint contradicts was served"),
+        Err(e) => e,
+    };
+    assert!(err.contains("does not match the chain"), "{err}");
+    // Started without the full check, it serves, and audit/chain says the log is broken.
+    let app = TestApp::start(
+        dir.clone(),
+        Config {
+            startup_verify: gatehouse::log::StartupVerify::Tail,
+            ..Config::default()
+        },
+    )
+    .unwrap();
+    let chain = app.admin().get("/access/api/v1/audit/chain").json();
+    assert_eq!(chain["status"], "broken", "{chain}");
+    assert!(
+        chain["reason"]
+            .as_str()
+            .unwrap()
+            .contains("does not match the chain"),
+        "{chain}"
+    );
+    drop(app);
+    drop(tmp);
 }

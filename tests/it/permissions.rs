@@ -1556,3 +1556,41 @@ fn past_self_answers_and_effective_views_agree_with_authorize() {
     );
     assert_eq!(r.status, 400, "{}", r.text);
 }
+
+/// From a review: a release-bundle section naming a repository silently switched off
+/// the `repo` grants of other targets on it: the write that does so says it now.
+#[test]
+fn a_release_bundle_section_that_shadows_repo_grants_says_so() {
+    let app = crate::helpers::TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("eve", "Passw0rd-long");
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/ship-repo",
+        &serde_json::json!({"repo": {"repositories": ["shipit"], "actions": {"users": {"eve": ["read"]}}}}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    assert!(
+        r.header("x-gatehouse-notice").is_none(),
+        "{:?}",
+        r.header("x-gatehouse-notice")
+    );
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/ship-rb",
+        &serde_json::json!({"releaseBundle": {"repositories": ["shipit"], "actions": {"users": {"admin": ["read"]}}}}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let notice = r
+        .header("x-gatehouse-notice")
+        .unwrap_or_default()
+        .to_string();
+    assert!(notice.contains("`shipit` (ship-repo)"), "{notice}");
+    // And the target whose grants are shadowed, when it is written again.
+    let r = admin.put(
+        "/artifactory/api/v2/security/permissions/ship-repo",
+        &serde_json::json!({"repo": {"repositories": ["shipit"], "actions": {"users": {"eve": ["read", "write"]}}}}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    assert!(r
+        .header("x-gatehouse-notice")
+        .is_some_and(|n| n.contains("shipit")));
+}

@@ -1834,3 +1834,45 @@ fn seed_rows_found_differing_in_the_second_audit() {
         admin.get("/access/api/v1/system/federation").json()
     );
 }
+
+/// From a review: an admin demoted or disabled after making a pairing token could still
+/// exchange it for a never-expiring admin token and a trusted key of its choosing; the
+/// exchange took the bearer scheme in one spelling only.
+#[test]
+fn a_pairing_token_is_worth_only_what_its_creator_still_is() {
+    let a = TestApp::spawn();
+    let b = TestApp::spawn();
+    let aa = a.admin();
+    let r = aa.post(
+        "/access/api/v2/users",
+        &json!({"username": "carol", "email": "c@example.com", "password": "Builder-42x!!", "admin": true}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let carol = a.as_user("carol", "Builder-42x!!");
+    let r = carol.post_empty("/artifactory/api/v1/service_trust/pairing/federation");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let pairing = r.json()["pairing_token"].as_str().unwrap().to_string();
+    // Any spelling of the scheme reaches the body's check (a bad key: 400, not 401).
+    let r = a
+        .anon()
+        .with_header_auth(&format!("bearer {pairing}"))
+        .post(
+            "/access/api/v1/service_trust/pairing/exchange",
+            &json!({"service_id": "jfac@01evil2", "certificate": "not a key"}),
+        );
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = aa.patch("/access/api/v2/users/carol", &json!({"admin": false}));
+    assert!(r.status < 300, "{}", r.text);
+    let trusted_before = aa.get("/access/api/v1/cert/trusted").text;
+    let r = b.admin().put(
+        "/artifactory/api/v1/service_trust/pairing/federation",
+        &json!({"pairing_token": pairing}),
+    );
+    assert!(r.status >= 400, "{}", r.text);
+    assert!(r.text.contains("no longer an enabled admin"), "{}", r.text);
+    assert_eq!(
+        aa.get("/access/api/v1/cert/trusted").text,
+        trusted_before,
+        "no key was trusted"
+    );
+}

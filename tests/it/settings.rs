@@ -743,3 +743,74 @@ fn under_the_expiration_policy_an_old_password_counts_as_expired_at_sign_in() {
     let r = by_token.put(policy, &json!({"enabled": false}));
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+/// From a review: with basic authentication off, a wrong password answered "invalid
+/// credentials" for an admin's name and "disabled for users other than admins" for any
+/// other, so anyone could tell which names are admins; re-sending the anonymous-access
+/// setting as read wrote an event each time; `max-expiry` alone in the config file
+/// stopped the server.
+#[test]
+fn settings_tell_nothing_write_nothing_unchanged_and_max_expiry_stands_alone() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_user("basil", "password-1");
+    let path = "/access/api/v1/config/security/authentication/basic_authentication_enabled";
+    assert_eq!(admin.put(path, &json!({"enabled": false})).status, 200);
+    let answers: Vec<String> = ["admin", "basil", "nobody"]
+        .iter()
+        .map(|u| {
+            let r = app
+                .as_user(u, "wrong-password")
+                .get("/access/api/v2/users/basil");
+            assert_eq!(r.status, 401, "{u}: {}", r.text);
+            r.error_message()
+        })
+        .collect();
+    assert_eq!(answers[0], answers[1], "{answers:?}");
+    assert_eq!(answers[1], answers[2], "{answers:?}");
+    assert_eq!(admin.get("/access/api/v2/users/basil").status, 200);
+    let anon = "/access/api/v1/config/security/anonymous_access";
+    let read = admin.get(anon).json();
+    assert_eq!(admin.put(anon, &read).status, 200);
+    let seq = app.digest()["seq"].as_u64().unwrap();
+    for _ in 0..2 {
+        assert_eq!(admin.put(anon, &read).status, 200);
+    }
+    assert_eq!(
+        app.digest()["seq"].as_u64().unwrap(),
+        seq,
+        "nothing written"
+    );
+    drop(app);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gatehouse.toml");
+    std::fs::write(&config, "max-expiry = 600\n").unwrap();
+    let server = crate::helpers::ServerProcess::spawn_with_args(
+        &dir.path().join("data"),
+        "warn",
+        std::process::Stdio::inherit(),
+        Some(&config),
+        "127.0.0.1:0",
+        &[],
+    );
+    let admin = server.admin();
+    let r = admin.post(
+        "/access/api/v2/users",
+        &json!({"username": "basil", "password": "password-1", "email": "b@example.com"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let basil = admin.with_header_auth(&format!("Basic {}", base64_of("basil:password-1")));
+    let r = basil.raw(
+        "POST",
+        "/access/api/v1/tokens",
+        Some("application/x-www-form-urlencoded"),
+        Some(b"scope=applied-permissions/user"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["expires_in"], 600, "{}", r.text);
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}

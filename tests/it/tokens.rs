@@ -2041,3 +2041,72 @@ fn a_token_for_a_user_whose_password_expired_says_it_will_be_refused() {
     let r = admin.post("/access/api/v1/tokens", &json!({"username": "admin"}));
     assert!(r.header("x-gatehouse-notice").is_none(), "{}", r.text);
 }
+
+/// From a review: `exp` and `v` with leading zeros verified (other spellings of one
+/// signed URL); two key replacements at once left the loser's key on disk under the
+/// winner's version (URLs signed meanwhile stopped verifying); a trusted RSA key of 512
+/// bits was taken.
+#[test]
+fn signed_url_spellings_key_races_and_weak_trusted_keys() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let verify = |u: &str| {
+        app.anon().get(&format!(
+            "/artifactory/api/signed/url/verify?url={}",
+            urlencode(u)
+        ))
+    };
+    let sign = || {
+        let r = admin.post(
+            "/artifactory/api/signed/url",
+            &json!({"repo_path": "libs-release/r.txt", "valid_for_secs": 3600}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.json().as_str().unwrap().to_string()
+    };
+    let url = sign();
+    assert_eq!(verify(&url).status, 200);
+    for param in ["exp=", "v="] {
+        let at = url.find(param).unwrap() + param.len();
+        let mut zero = url.clone();
+        zero.insert(at, '0');
+        assert_eq!(verify(&zero).status, 403, "{zero}");
+    }
+    for _ in 0..5 {
+        let urls: Vec<String> = std::thread::scope(|s| {
+            let keys: Vec<_> = (0..2)
+                .map(|_| s.spawn(|| admin.post_empty("/artifactory/api/signed/url/key").status))
+                .collect();
+            let signed: Vec<_> = (0..3).map(|_| s.spawn(sign)).collect();
+            for k in keys {
+                assert_eq!(k.join().unwrap(), 201);
+            }
+            signed.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        // Every URL signed with the version now current verifies (a fresh one tells it).
+        let v_of = |u: &str| {
+            u.split("v=")
+                .nth(1)
+                .and_then(|v| v.split('&').next())
+                .unwrap()
+                .to_string()
+        };
+        let fresh = sign();
+        assert_eq!(verify(&fresh).status, 200);
+        for u in urls.iter().filter(|u| v_of(u) == v_of(&fresh)) {
+            let r = verify(u);
+            assert_eq!(
+                r.status, 200,
+                "signed with the current key: {u}: {}",
+                r.text
+            );
+        }
+    }
+    let weak = "-----BEGIN PUBLIC KEY-----\nMFwwDQYJKoZIhvcNAQEBBQADSwAwSAJBANGEiLXPhFpyU3g8RGDppOW39Jiac1LU\nxbwsy1EsoHDO30gIafddnY7ngV9n0HR061tndyPsFz/tVM3T8uIKizECAwEAAQ==\n-----END PUBLIC KEY-----\n";
+    let r = admin.post(
+        "/access/api/v1/cert/trusted",
+        &json!({"name": "weak", "certificate": weak}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("512 bits"), "{}", r.text);
+}

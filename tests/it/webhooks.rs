@@ -774,3 +774,30 @@ fn a_handlers_content_type_replaces_the_servers_and_a_new_subscription_lags_from
     let d = admin.get(&format!("{SUBS}/late/deliveries")).json();
     assert!(d["cursor"].as_u64().unwrap() >= 21, "{d}");
 }
+
+/// From a review: a custom webhook's secret put into a header was not held to what HTTP
+/// carries (a plain webhook's `secret` was): every delivery went into the dead letters.
+#[test]
+fn a_custom_webhooks_secret_in_a_header_is_one_http_carries() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let def = |value: &str, header: &str| {
+        json!({"key": "cw1", "event_filter": {"domain": "user", "event_types": ["created"]},
+            "handlers": [{"handler_type": "custom-webhook", "url": "http://127.0.0.1:9/cw", "payload": "{\"s\": \"{{.secrets.tok}}\"}",
+                          "http_headers": [{"name": "Authorization", "value": header}],
+                          "secrets": [{"name": "tok", "value": value}]}]})
+    };
+    let r = admin.post(
+        SUBS,
+        &def("p\u{e4}ssw\u{f6}rd", "Bearer {{ .secrets.tok }}"),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.text.contains("handlers[0].secrets[0].value"),
+        "{}",
+        r.text
+    );
+    // In the payload only, any text is fine.
+    let r = admin.post(SUBS, &def("p\u{e4}ssw\u{f6}rd", "Bearer fixed"));
+    assert_eq!(r.status, 201, "{}", r.text);
+}

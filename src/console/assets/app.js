@@ -128,7 +128,13 @@ async function render() {
   // A render overtaken meanwhile (a sign-out, a newer page) says nothing more.
   if (mine !== renderSeq) return;
   if (!live) { showSignIn('Your session has ended; sign in again.'); return; }
-  const { page, arg, asOf } = parseHash();
+  let { page, arg, asOf } = parseHash();
+  // A position at or after the head is the present, as a time still to come is (it was
+  // shown as the past, read-only — and past the head, as an error under that title).
+  if (asOf && /^\d+$/.test(asOf) && Number(asOf) >= session.position) {
+    asOf = null;
+    history.replaceState(null, '', hashFor(page || '', arg, null));
+  }
   const name = page || (session.admin ? 'users' : 'me');
   $('signin').hidden = true;
   $('console').hidden = false;

@@ -51,6 +51,13 @@ async function timeline(main, ctx) {
   const query = {};
   for (const f of filters) if (q.get(f)) query[f] = q.get(f);
   if (!query.limit) query.limit = '50';
+  // Unfiltered, the page opens at the newest events (it opened at position 1: recent
+  // activity was many "Next events" away); a filter reads from the start, as the API.
+  const unfiltered = !['type', 'actor', 'entity', 'since', 'until', 'from'].some((f) => query[f]);
+  const end = ctx.asOf && /^\d+$/.test(ctx.asOf) ? Number(ctx.asOf) : ctx.session.position;
+  if (unfiltered && end > 0 && !(ctx.asOf && !/^\d+$/.test(ctx.asOf))) {
+    query.from = String(Math.max(1, end - Math.max(1, Number(query.limit) || 50) + 1));
+  }
   // Within the slider's moment: nothing after it.
   if (ctx.asOf && /^\d+$/.test(ctx.asOf)) query.to = ctx.asOf;
   // A time on the slider bounds what the form asks; an earlier `until` typed in the

@@ -53,7 +53,16 @@ async function pagedTable(ctx, path, key, columns, row) {
     if (r.cursor) {
       const shown = rendered.querySelectorAll('tbody tr').length;
       wrap.append(h('p', { class: 'more' }, `${shown} shown. `,
-        h('button', { type: 'button', onclick: async (e) => { e.target.disabled = true; await more(r.cursor); } }, 'Show more')));
+        h('button', { type: 'button', onclick: async (e) => {
+          e.target.disabled = true;
+          // An error is said beside the button, which can be tried again (it stayed
+          // disabled and said nothing); a 401 ends the session, as forms do.
+          try { await more(r.cursor); } catch (err) {
+            if (err instanceof ApiError && err.status === 401) { ended('Your session has ended; sign in again.'); return; }
+            e.target.disabled = false;
+            e.target.after(h('span', { class: 'error', role: 'alert' }, ` ${err.message || err}`));
+          }
+        } }, 'Show more')));
     }
   };
   await more(null);
@@ -138,7 +147,12 @@ export function button(text, action, { danger = false, confirmText } = {}) {
   b.addEventListener('click', async () => {
     err.textContent = '';
     if (confirmText && !window.confirm(confirmText)) return;
-    try { await action(); } catch (e) { err.textContent = e.message; }
+    try { await action(); } catch (e) {
+      // A 401 is the session's end, as for forms (it was said beside the button while
+      // the page stayed signed in).
+      if (e instanceof ApiError && e.status === 401) { ended('Your session has ended; sign in again.'); return; }
+      err.textContent = e.message;
+    }
   });
   return h('span', { class: 'actions' }, b, err);
 }

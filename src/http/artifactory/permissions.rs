@@ -95,9 +95,13 @@ async fn put(
     .await
     // The domain names fields as Artifactory's v2 does: as v1 spells them here.
     .map_err(|e| e.renaming_fields(V1_FIELDS))?;
-    Ok(written(
-        HttpResponse::build(created_or_ok(existed)).finish(),
-        committed,
+    Ok(crate::http::permissions::with_bundle_notice(
+        written(
+            HttpResponse::build(created_or_ok(existed)).finish(),
+            committed,
+        ),
+        &app,
+        &name,
     ))
 }
 
