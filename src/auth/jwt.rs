@@ -15,6 +15,9 @@ pub struct Header {
     pub alg: String,
     #[serde(default)]
     pub typ: Option<String>,
+    /// Empty when the token names none: an RS256 token (a trusted JFrog's) needs none,
+    /// it is tried against every trusted RSA key ("not a JWT" was said of one without).
+    #[serde(default)]
     pub kid: String,
     /// Extensions the token says a reader must understand (RFC 7515 §4.1.11): this
     /// server understands none, so a token that names any is refused.

@@ -639,6 +639,13 @@ impl Authenticator {
                         "the token's signing key was retired (the certificate was reset)".into(),
                     ));
                 }
+                // Its audience as the access token's: one meant for another service was
+                // refused as a JWT and taken as a reference token.
+                if !record.audience.is_empty() && !audience_matches(&record.audience, &service_id) {
+                    return Err(AuthError::Token(format!(
+                        "the token is not meant for `{service_id}`"
+                    )));
+                }
                 (
                     record.subject.clone(),
                     record.transient,
@@ -1513,9 +1520,11 @@ pub fn verify_token_kid(
     let unverified = jwt::parse(token).map_err(|e| AuthError::Token(e.to_string()))?;
     let candidates = keys.candidate_keys(s, &unverified.header.alg, &unverified.header.kid);
     if candidates.is_empty() {
+        // The kid as sent, cut short: a 50 KB one came back whole in the 401.
+        let kid: String = unverified.header.kid.chars().take(64).collect();
         return Err(AuthError::Token(format!(
             "unknown signing key `{}`",
-            unverified.header.kid
+            kid.escape_debug()
         )));
     }
     for (kid, key) in &candidates {

@@ -264,12 +264,25 @@ pub(super) fn apply_replicated(
     // A principal deleted at the peer leaves this server's permission targets as a local
     // deletion does (a later user of the name inherited its grants). Targets this batch
     // replaces are the peer's to say.
+    // And the targets this batch removes: cleaned against the state before the batch,
+    // a target deleted at the peer together with a principal it granted was saved again
+    // right after its removal, and went on granting here.
+    let removed_targets: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ReplicaRemoved { entity, name, .. } if entity == "permission" => {
+                Some(name.clone())
+            }
+            _ => None,
+        })
+        .collect();
     let replaced: BTreeSet<&str> = changes
         .iter()
         .filter_map(|c| match &c.change {
             Replicated::Permission(t) => Some(t.name.as_str()),
             _ => None,
         })
+        .chain(removed_targets.iter().map(String::as_str))
         .collect();
     // A target that is itself a replica is changed here at the version it has: the
     // peer's own deletion (or rename) rewrites its copy and sends it, and that copy must

@@ -222,6 +222,14 @@ pub(super) fn save_setting(state: &State, s: &LdapSetting) -> Result<Vec<Event>,
     for u in url.split_whitespace() {
         let rest = &u[u.find("://").map_or(0, |p| p + 3)..];
         // A base written with percent escapes is sent decoded: checked when it has none.
+        // RFC 4516's `?attributes?scope?filter` is not taken: the whole path was the base
+        // DN, every bind went to a DN that does not exist, and right passwords locked.
+        if rest.contains('?') {
+            return Err(DomainError::invalid(
+                "ldap_url",
+                "`?attributes?scope?filter` is not taken: give the base DN alone in the URL, the filter in `search.search_filter`",
+            ));
+        }
         if let Some((_, base)) = rest.split_once('/').filter(|(_, b)| !b.contains('%')) {
             valid_dn("ldap_url", base)?;
         }
@@ -240,7 +248,14 @@ pub(super) fn save_setting(state: &State, s: &LdapSetting) -> Result<Vec<Event>,
     if s.manager_password.is_some() && s.manager_dn.as_deref().unwrap_or("").is_empty() {
         return Err(DomainError::invalid(
             "search.manager_dn",
-            "is required with a manager password",
+            "is required with a manager password (send `manager_password: \"\"` to remove the password)",
+        ));
+    }
+    // A manager with no password can never bind: every sign-in answered 503.
+    if s.manager_password.is_none() && !s.manager_dn.as_deref().unwrap_or("").is_empty() {
+        return Err(DomainError::invalid(
+            "search.manager_password",
+            "is required with a manager DN",
         ));
     }
     if state.settings.ldap.settings.get(&s.key) == Some(s) {

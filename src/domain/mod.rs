@@ -31,8 +31,8 @@ pub use federation::{unfederated_user, Replicated, ReplicatedChange};
 pub use names::default_password_policy;
 pub use names::{
     fit_text, normalize_environment, normalize_key_part, normalize_username, validate_display_name,
-    validate_email, validate_group_name, validate_password, validate_project_key,
-    validate_repo_key, validate_text, REPOSITORY_CLASSES,
+    validate_email, validate_group_name, validate_new_name, validate_password,
+    validate_project_key, validate_repo_key, validate_text, REPOSITORY_CLASSES,
 };
 pub use permissions::{keep_repository_patterns, managed_sections, manages, normalize_target};
 pub use projects::{normalize_role, role_names_ignoring_case};

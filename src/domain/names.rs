@@ -96,6 +96,15 @@ pub fn validate_new_name(field: &str, name: &str) -> Result<(), DomainError> {
             "must be in Unicode normal form C (composed characters: `é`, not `e` and a combining accent)",
         ));
     }
+    // Compatibility forms (fullwidth `ａ`, ligatures, superscripts) read as other letters,
+    // and a directory compares them as those: `ａlice` signed in to `alice`'s directory
+    // entry as a new user here, past `alice`'s lock or disabled status.
+    if !unicode_normalization::is_nfkc(name) {
+        return Err(DomainError::invalid(
+            field,
+            "must not use compatibility characters (fullwidth letters, ligatures): they read as other letters",
+        ));
+    }
     // `İ` lower-cases to `i` and a combining dot above: `ADMİN` became the user `admi̇n`,
     // which reads as `admin` (normal form C has no composed form to refuse it by).
     let mut chars = name.chars().peekable();

@@ -544,6 +544,13 @@ async fn validate(
     {
         return Err(failed("an answer that does not match the challenge".into()));
     }
+    // This server itself answers its own challenge: as a target, every batch it sent
+    // would be refused ("comes from this server itself") and a broadcast owed for ever.
+    if claims.iss == own {
+        return Err(failed(
+            "the URL is this server's own; a federation target is another server".into(),
+        ));
+    }
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -1313,19 +1313,20 @@ pub async fn request_middleware(
 
 /// A read-change-write (a PATCH, a PUT of one part of an entity) whose command is sent
 /// as [`Command::IfUnchanged`](crate::domain::Command::IfUnchanged): run again while
-/// another write came between its read and its write (412 from the domain), at most 16
+/// another write came between its read and its write (412 from the domain), at most 32
 /// times. Without it two at once both answered 200 and one change was lost.
 pub(crate) async fn read_change_write<T>(
     mut once: impl AsyncFnMut() -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    for attempt in 0..16u32 {
+    for attempt in 0..32u32 {
         match once().await {
             // Another write came first: again, after a pause drawn at random from a
-            // window that doubles (up to 8 ms). Retried at once, forty PATCHes of one
+            // window that doubles (up to 16 ms). Retried at once, forty PATCHes of one
             // entitlement at the same moment kept meeting each other, and a third of
-            // them gave up with 409 (their changes commute: `tags_add`).
+            // them gave up with 409 (their changes commute: `tags_add`); with 16 tries
+            // up to 8 ms apart, one in forty still did on a loaded machine.
             Err(ApiError::PreconditionFailed(_)) => {
-                let window = 250u64 << attempt.min(5);
+                let window = 250u64 << attempt.min(6);
                 let pause = rand::random::<u64>() % window;
                 tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
             }

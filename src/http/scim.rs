@@ -1769,6 +1769,16 @@ fn user_input(body: &Value) -> Result<UserInput<'static>> {
         .and_then(|list| scim::primary_or_first(list, |e| e["primary"] == json!(true)))
         .and_then(|e| e["value"].as_str())
         .map(str::to_string);
+    // The other addresses too, each an address (one that is not blocked every later
+    // change of the primary until the client took it out).
+    if let Some(list) = attrs.get("emails").and_then(Value::as_array) {
+        for e in list {
+            if let Some(v) = e["value"].as_str().filter(|v| !v.is_empty()) {
+                domain::validate_email(v)
+                    .map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
+            }
+        }
+    }
     let (username, email) = checked_user(&username, email)?;
     Ok(UserInput {
         username,
@@ -1798,6 +1808,8 @@ fn common_user_input(body: CommonUser<'_>) -> Result<UserInput<'_>> {
 
 /// The user name as the domain keeps it, and the e-mail, checked.
 fn checked_user(username: &str, email: Option<String>) -> Result<(String, Option<String>)> {
+    // An empty address is none, as the v2 API stores it (it was kept as `""`).
+    let email = email.filter(|e| !e.is_empty());
     let username = domain::normalize_username("userName", username)
         .map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
     if let Some(e) = &email {
@@ -2126,7 +2138,14 @@ async fn put_user(
     check_projection(&req)?;
     let body = parse_body(&body, &req)?;
     if let Some(id) = filter::get_ci(&body, "id").and_then(Value::as_str) {
-        if id != path.as_str() {
+        // Compared with the id of the user the path finds (ignoring case, as the
+        // look-up does): the right id sent to a path in another case was refused.
+        let found = {
+            let app = app_of(&req);
+            let s = app.read();
+            user_by_id(&s, &path).map(|u| user_id(u).to_string())
+        };
+        if found.as_deref().unwrap_or(path.as_str()) != id && id != path.as_str() {
             return Err(ScimError::bad("mutability", "`id` cannot be changed"));
         }
     }
@@ -2268,7 +2287,10 @@ fn group_input(
         .and_then(Value::as_str)
         .map(str::to_string)
         .ok_or_else(|| ScimError::bad("invalidValue", "`displayName` is required"))?;
+    // And a name's rules against look-alikes (no invisible characters, one spelling): a
+    // rename took zero-width and bidi characters a create refuses.
     domain::validate_display_name("displayName", &display_name)
+        .and_then(|()| domain::validate_new_name("displayName", &display_name))
         .map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
     let external_id = match attrs.remove("externalId") {
         Some(Value::String(e)) => Some(e).filter(|e| !e.is_empty()),

@@ -274,6 +274,9 @@ fn expiry_of(url: &str) -> Option<u64> {
 /// segments (judged raw, `libs/public/%2e%2e/private/a` verified while nginx served
 /// `libs/private/a`; a file name with a space, encoded by a client, did not verify).
 pub fn check(app: &AppState, url: &str) -> Result<String, ApiError> {
+    // A fragment is no part of what a client sends (as `authorize` judges the URI: the
+    // verify answered 403 where the download was allowed).
+    let url = url.split_once('#').map_or(url, |(u, _)| u);
     let (path, query) = url
         .split_once('?')
         .ok_or_else(|| ApiError::Forbidden("the URL is not signed".into()))?;

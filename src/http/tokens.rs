@@ -524,7 +524,9 @@ pub(super) async fn refresh(
                     extra.iter().map(|k| k.as_str()).collect::<Vec<_>>().join("`, `")
                 )))
             }
-            Some(_) => {}
+            // What may not create a token may not make one by a refresh either: another
+            // server's admin token turned any refreshable pair into a local admin token.
+            Some(c) => token_may_mint(c)?,
         }
     }
     let now = unix_secs();
@@ -710,11 +712,18 @@ pub(super) async fn refresh(
             "invalid `expires_in`: at most {MAX_EXPIRES_IN} seconds (0 = never expires)"
         )));
     }
-    let expires_in = match form.unsigned("expires_in")? {
+    let mut expires_in = match form.unsigned("expires_in")? {
         Some(0) => None,
         Some(n) => Some(n),
         None => old.expires_at.map(|e| e.saturating_sub(old.issued_at)),
     };
+    // A refresh made without an admin takes the non-admin limit in force now (seed 004:
+    // with `max-expiry` set "non-expirable tokens are forbidden"): a pair issued before
+    // the limit refreshed for ever into tokens that never expire.
+    let max = app.config.max_expiry;
+    if max > 0 && !caller.is_some_and(|c| c.admin) && expires_in.is_none_or(|e| e > max) {
+        expires_in = Some(max);
+    }
     let sent_description = form.string("description")?;
     let sent_audience = form.string("audience")?;
     // What this request sends, by the rules of an issue (what the old token had stays
@@ -1055,7 +1064,12 @@ pub(super) async fn revoke_id(
     let (owner, issuer) = {
         let s = app.read();
         (
-            s.tokens.by_id.get(id.as_str()).map(|t| t.subject.clone()),
+            // A transient identity's token is no user's own (a user created later by
+            // that name revoked a CI job's token here, as `DELETE …/{id}` refuses).
+            s.tokens
+                .by_id
+                .get(id.as_str())
+                .map(|t| (!t.transient).then(|| t.subject.clone())),
             s.federation.token_issuers.get(&id).cloned(),
         )
     };
@@ -1077,7 +1091,10 @@ pub(super) async fn revoke_id(
         }
         return Err(ApiError::NotFound(format!("token `{id}` not found")));
     };
-    if !caller.admin && !is_itself(caller, &id) && owner != caller.username {
+    if !caller.admin
+        && !is_itself(caller, &id)
+        && owner.as_deref() != Some(caller.username.as_str())
+    {
         return Err(ApiError::Forbidden(
             "only an admin can revoke other users' tokens".into(),
         ));

@@ -1876,3 +1876,54 @@ fn a_pairing_token_is_worth_only_what_its_creator_still_is() {
         "no key was trusted"
     );
 }
+
+/// From a review: an RS256 token without `kid` was "not a JWT" (README: RS256 tokens are
+/// tried against every trusted RSA key); a peer's subject with a line break or a
+/// right-to-left override was taken, and reached the audit trail as an actor; a 50 KB
+/// `kid` came back whole in the 401.
+#[test]
+fn a_trusted_jfrogs_tokens_need_no_kid_and_a_sane_subject() {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.post(
+        "/access/api/v1/cert/trusted",
+        &json!({"name": "jfrog-eu", "certificate": include_str!("fixtures/jfrog-root.crt")}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let key = EncodingKey::from_rsa_pem(include_bytes!("fixtures/jfrog-rsa.key")).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let sign = |sub: &str, kid: Option<String>| {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = kid;
+        let claims = json!({"sub": format!("jfrt@01testjfrogservice0000000/users/{sub}"),
+            "scp": "applied-permissions/admin", "aud": "*@*", "iss": "jfrt@01testjfrogservice0000000",
+            "iat": now, "exp": now + 600, "jti": format!("j-{}", sub.len())});
+        encode(&header, &claims, &key).unwrap()
+    };
+    let r = bearer(&app, &sign("admin", None)).get("/access/api/v2/users");
+    assert_eq!(r.status, 200, "no kid: {}", r.text);
+    for bad in ["ad\nmin", "ad\u{202e}min", "a\u{0}b"] {
+        let r = bearer(&app, &sign(bad, None)).get("/access/api/v2/users");
+        assert_eq!(r.status, 401, "{bad:?}: {}", r.text);
+    }
+    // An EdDSA token naming an unknown key of 50 KB: the answer does not repeat it.
+    let long_kid = "k".repeat(50_000);
+    let header = format!(r#"{{"alg":"EdDSA","kid":"{long_kid}"}}"#);
+    let b64 = |s: &[u8]| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+    };
+    let forged = format!(
+        "{}.{}.{}",
+        b64(header.as_bytes()),
+        b64(b"{}"),
+        b64(&[0u8; 64])
+    );
+    let r = bearer(&app, &forged).get("/access/api/v2/users");
+    assert!(r.status == 401 || r.status == 431, "{}", r.status);
+    assert!(r.text.len() < 2_000, "{} bytes", r.text.len());
+}
