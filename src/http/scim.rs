@@ -1769,17 +1769,16 @@ fn user_input(body: &Value) -> Result<UserInput<'static>> {
         .and_then(|list| scim::primary_or_first(list, |e| e["primary"] == json!(true)))
         .and_then(|e| e["value"].as_str())
         .map(str::to_string);
+    let (username, email) = checked_user(&username, email)?;
     // The other addresses too, each an address (one that is not blocked every later
     // change of the primary until the client took it out).
     if let Some(list) = attrs.get("emails").and_then(Value::as_array) {
         for e in list {
             if let Some(v) = e["value"].as_str().filter(|v| !v.is_empty()) {
-                domain::validate_email(v)
-                    .map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
+                checked_email(v)?;
             }
         }
     }
-    let (username, email) = checked_user(&username, email)?;
     Ok(UserInput {
         username,
         email,
@@ -1795,6 +1794,12 @@ fn user_input(body: &Value) -> Result<UserInput<'static>> {
 fn common_user_input(body: CommonUser<'_>) -> Result<UserInput<'_>> {
     let email = body.email().map(str::to_string);
     let (username, email) = checked_user(&body.user_name, email)?;
+    // Every address, as the generic path checks them.
+    for e in body.emails.iter().flatten() {
+        if let Some(v) = e.value.as_deref().filter(|v| !v.is_empty()) {
+            checked_email(v)?;
+        }
+    }
     let (attributes, name_at) = body.attributes();
     Ok(UserInput {
         username,
@@ -1808,20 +1813,22 @@ fn common_user_input(body: CommonUser<'_>) -> Result<UserInput<'_>> {
 
 /// The user name as the domain keeps it, and the e-mail, checked.
 fn checked_user(username: &str, email: Option<String>) -> Result<(String, Option<String>)> {
-    // An empty address is none, as the v2 API stores it (it was kept as `""`).
-    let email = email.filter(|e| !e.is_empty());
     let username = domain::normalize_username("userName", username)
         .map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
     if let Some(e) = &email {
-        // Named by SCIM's path of the attribute the address came from.
-        domain::validate_email(e).map_err(|e| match e {
-            domain::DomainError::Invalid { message, .. } => {
-                ScimError::bad("invalidValue", format!("invalid `emails.value`: {message}"))
-            }
-            other => ScimError::bad("invalidValue", other.to_string()),
-        })?;
+        checked_email(e)?;
     }
     Ok((username, email))
+}
+
+/// An address of `emails`, named by SCIM's path of the attribute it came from.
+fn checked_email(e: &str) -> Result<()> {
+    domain::validate_email(e).map_err(|e| match e {
+        domain::DomainError::Invalid { message, .. } => {
+            ScimError::bad("invalidValue", format!("invalid `emails.value`: {message}"))
+        }
+        other => ScimError::bad("invalidValue", other.to_string()),
+    })
 }
 
 /// Under the password policy in force (`username`: the user whose password it replaces).

@@ -1704,3 +1704,43 @@ fn a_groups_members_arrive_with_their_users_later() {
             .is_some_and(|g| g["members"] == json!(["mia", "noa"]))
     });
 }
+
+/// From a review: a batch that removed a permission target and a user it granted put the
+/// target back right after its removal (cleaned of the user against the state before
+/// the batch), and it went on granting at the peer.
+#[test]
+fn a_target_deleted_with_a_principal_it_granted_stays_deleted_at_the_peer() {
+    let a = Site::start();
+    let mut b = Site::start();
+    trust_both(&a, &b);
+    a.register(
+        "site-b",
+        &b,
+        json!({"entities": ["users", "groups", "permissions"]}),
+    );
+    create_user(&a, "victim", "victim@example.com");
+    create_user(&a, "member1", "member1@example.com");
+    create_group(&a, "devs", &["member1"]);
+    let r = a.admin().put(
+        "/artifactory/api/v2/security/permissions/prodwrite",
+        &json!({"name": "prodwrite", "repo": {"repositories": ["ANY"], "include-patterns": ["**"],
+                "actions": {"users": {"victim": ["read"]}, "groups": {"devs": ["read", "write"]}}}}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let target = "/artifactory/api/v2/security/permissions/prodwrite";
+    wait_until(15, "the target reached B", || {
+        b.admin().get(target).status == 200
+    });
+    b.kill();
+    assert!(a.admin().delete(target).status < 300);
+    assert!(a.admin().delete("/access/api/v2/users/victim").status < 300);
+    b.restart();
+    wait_until(20, "B took the deletions", || b.user("victim").is_none());
+    std::thread::sleep(Duration::from_millis(500));
+    let r = b.admin().get(target);
+    assert_eq!(r.status, 404, "the target came back at B: {}", r.text);
+    let r = b
+        .admin()
+        .get("/access/api/v1/authorize?resource=libs/x.jar&action=write&user=member1");
+    assert_eq!(r.json()["allowed"], false, "{}", r.text);
+}

@@ -1203,3 +1203,31 @@ fn a_directory_that_accepts_and_never_answers_fails_over_to_the_next_url() {
     let r = admin.post_empty("/access/api/v1/ldap/groups/corp-groups/refresh");
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+/// From a review: an RFC 4516 URL (`?attributes?scope?filter`) was saved with its whole
+/// path as the base DN (every bind failed, and right passwords locked users); a manager
+/// DN without a password was saved and every sign-in answered 503.
+#[test]
+fn ldap_settings_refuse_url_queries_and_a_manager_without_password() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let put = |body: Value| admin.put("/access/api/v1/ldap/settings/v", &body);
+    let r = put(
+        json!({"ldap_url": "ldap://127.0.0.1:38901/dc=example,dc=com??sub?(objectClass=*)",
+                       "user_dn_pattern": "uid={0},ou=people"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("ldap_url"), "{}", r.text);
+    let r = put(
+        json!({"ldap_url": "ldap://127.0.0.1:38901/dc=example,dc=com",
+                       "search": {"search_filter": "(uid={0})", "manager_dn": "cn=reader,dc=example,dc=com"}}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("manager_password"), "{}", r.text);
+    let r = put(
+        json!({"ldap_url": "ldap://127.0.0.1:38901/dc=example,dc=com",
+                       "search": {"search_filter": "(uid={0})", "manager_dn": "cn=reader,dc=example,dc=com",
+                                  "manager_password": "secret-1"}}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+}

@@ -2415,3 +2415,56 @@ fn member_and_group_ids_compare_case_exactly_in_filters() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["userName"], "carol2");
 }
+
+/// From a review: a PUT to a user's path in another case, with the user's right `id`,
+/// was refused; a group renamed took zero-width and bidi characters a create refuses;
+/// a secondary address was never checked (a bad one blocked later changes).
+#[test]
+fn scim_ids_renames_and_addresses_are_checked_as_creates_check_them() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = scim(
+        &admin,
+        "POST",
+        "/Users",
+        &json!({"schemas": [USER], "userName": "u5@ex.com", "active": true}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = scim(
+        &admin,
+        "PUT",
+        "/Users/U5@EX.COM",
+        &json!({"schemas": [USER], "id": "u5@ex.com", "userName": "u5@ex.com", "active": true}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = scim(
+        &admin,
+        "PUT",
+        "/Users/u5@ex.com",
+        &json!({"schemas": [USER], "id": "someone-else", "userName": "u5@ex.com"}),
+    );
+    scim_error(&r, 400, Some("mutability"));
+    let r = scim(
+        &admin,
+        "POST",
+        "/Groups",
+        &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Par"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    for bad in ["bad\u{200b}name", "x\u{202e}y", "e\u{301}"] {
+        let r = scim(
+            &admin,
+            "PATCH",
+            "/Groups/Par",
+            &patch_ops(json!([{"op": "replace", "path": "displayName", "value": bad}])),
+        );
+        scim_error(&r, 400, Some("invalidValue"));
+    }
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Users/u5@ex.com",
+        &patch_ops(json!([{"op": "add", "path": "emails", "value": [{"value": "not an email"}]}])),
+    );
+    scim_error(&r, 400, Some("invalidValue"));
+}

@@ -1927,3 +1927,65 @@ fn a_trusted_jfrogs_tokens_need_no_kid_and_a_sane_subject() {
     assert!(r.status == 401 || r.status == 431, "{}", r.status);
     assert!(r.text.len() < 2_000, "{} bytes", r.text.len());
 }
+
+/// From a review: a reference token was taken here while its audience left this server
+/// out (its JWT was refused); another server's admin token refreshed a local pair into a
+/// local admin token (issuing one with it is refused); a user created later under a
+/// transient identity's name revoked that identity's token through Artifactory's API.
+#[test]
+fn reference_tokens_refreshes_and_revocations_keep_the_rules_of_issue() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    app.create_group("devs");
+    app.create_user("alice", "Wonderland-42x");
+    let alice = app.as_user("alice", "Wonderland-42x");
+    let t = token(
+        &alice,
+        json!({"audience": "jfxr@*", "include_reference_token": true, "expires_in": 86400}),
+    );
+    let reference = t["reference_token"].as_str().unwrap();
+    assert_eq!(
+        bearer(&app, t["access_token"].as_str().unwrap())
+            .get("/access/api/v1/tokens/me")
+            .status,
+        401
+    );
+    let r = bearer(&app, reference).get("/access/api/v2/users/alice");
+    assert_eq!(r.status, 401, "{}", r.text);
+    // Another server's admin token cannot turn a pair into a local admin token.
+    let r = admin.post(
+        "/access/api/v1/cert/trusted",
+        &json!({"name": "jfrog-eu", "certificate": include_str!("fixtures/jfrog-root.crt")}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let peer = jfrog_token(
+        include_bytes!("fixtures/jfrog-rsa.key"),
+        "applied-permissions/admin",
+    );
+    let pair = token(&alice, json!({"refreshable": true, "expires_in": 86400}));
+    let r = bearer(&app, &peer).post(
+        "/access/api/v1/tokens",
+        &json!({"grant_type": "refresh_token", "refresh_token": pair["refresh_token"],
+                "access_token": pair["access_token"], "scope": "applied-permissions/admin", "expires_in": 0}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    // A transient identity's token is no later user's.
+    let ci = token(
+        &admin,
+        json!({"username": "ci-job", "scope": "applied-permissions/groups:devs", "expires_in": 86400}),
+    );
+    app.create_user("ci-job", "Wonderland-42x");
+    let r = app.as_user("ci-job", "Wonderland-42x").raw(
+        "POST",
+        "/artifactory/api/security/token/revoke",
+        Some("application/x-www-form-urlencoded"),
+        Some(format!("token_id={}", ci["token_id"].as_str().unwrap()).as_bytes()),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    let id = ci["token_id"].as_str().unwrap();
+    assert_eq!(
+        admin.get(&format!("/access/api/v1/tokens/{id}")).status,
+        200,
+        "still there"
+    );
+}

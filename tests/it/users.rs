@@ -1083,3 +1083,25 @@ fn expiry_needs_a_password_and_names_are_checked_as_stored() {
     );
     assert_eq!(r.status, 201, "{}", r.text);
 }
+
+/// From a review: a directory compares `uid` loosely (`ａlice` matches `alice`), so a
+/// look-alike name in compatibility form signed in to another's entry as a new user:
+/// new names in such forms are refused, through every API.
+#[test]
+fn names_in_compatibility_forms_are_refused() {
+    let app = crate::helpers::TestApp::spawn();
+    let admin = app.admin();
+    for name in ["\u{ff41}lice", "\u{ff43}arol", "\u{fb01}nance"] {
+        let r = admin.post(
+            "/access/api/v2/users",
+            &serde_json::json!({"username": name, "password": "builder-4242"}),
+        );
+        assert_eq!(r.status, 400, "{name:?}: {}", r.text);
+        assert!(r.text.contains("compatibility"), "{}", r.text);
+    }
+    let r = admin.post(
+        "/access/api/v2/users",
+        &serde_json::json!({"username": "jos\u{e9}", "password": "builder-4242"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+}
