@@ -59,6 +59,17 @@ pub fn is_any_repository(name: &str) -> bool {
     matches!(name, "ANY" | "ANY LOCAL" | "ANY REMOTE")
 }
 
+/// Every repository a release-bundle section of some target is about.
+fn bundle_repositories_named(state: &State) -> std::collections::BTreeSet<&str> {
+    state
+        .permissions
+        .targets
+        .values()
+        .filter_map(|t| t.release_bundle.as_ref())
+        .flat_map(bundle_repositories)
+        .collect()
+}
+
 /// Repositories where `repo` grants of the targets named are shadowed after target
 /// `name` was saved: those its `repo` section names that a release-bundle section names
 /// (anywhere), and those its release-bundle section names that other targets' `repo`
@@ -68,13 +79,7 @@ pub fn shadowed_repo_grants(state: &State, name: &str) -> Vec<(String, Vec<Strin
     let Some(saved) = state.permissions.targets.get(name) else {
         return Vec::new();
     };
-    let bundles: std::collections::BTreeSet<&str> = state
-        .permissions
-        .targets
-        .values()
-        .filter_map(|t| t.release_bundle.as_ref())
-        .flat_map(bundle_repositories)
-        .collect();
+    let bundles = bundle_repositories_named(state);
     let own_bundles: std::collections::BTreeSet<&str> = saved
         .release_bundle
         .as_ref()
@@ -1202,13 +1207,7 @@ pub fn effective(state: &State, subject: &Subject) -> Vec<serde_json::Value> {
     // A repository a release-bundle section names is decided by release-bundle sections
     // only: `repo` sections naming it grant nothing there (as `decide` judges), and
     // were listed as held.
-    let bundle_repos: std::collections::HashSet<&str> = state
-        .permissions
-        .targets
-        .values()
-        .filter_map(|t| t.release_bundle.as_ref())
-        .flat_map(bundle_repositories)
-        .collect();
+    let bundle_repos = bundle_repositories_named(state);
     for t in state.permissions.targets.values() {
         let sections = [
             ("repo", t.repo.as_ref()),
