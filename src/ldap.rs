@@ -520,22 +520,26 @@ impl Directory {
                     attrs.push(&desc_attr);
                 }
                 let entries = self.search(&base, scope, &group_filter(g), &attrs)?;
-                let user_base = under(
-                    s.search_base
-                        .as_deref()
-                        .and_then(|b| b.split('|').next())
-                        .unwrap_or(""),
-                    &self.base,
-                );
+                let places = self.user_places(s);
                 let mut out = Vec::new();
                 for e in entries {
                     let f = format!("({}={})", g.group_member_attribute, ldap_escape(&e.dn));
-                    let members = self
-                        .search(&user_base, Scope::Subtree, &f, &[login.as_str()])?
-                        .iter()
-                        .filter_map(|u| first(&u.attrs, &login).map(|n| n.to_lowercase()))
-                        .collect();
-                    out.extend(directory_group(g, &e, Some(members)));
+                    // Only entries where this setting's sign-in finds users, as for
+                    // STATIC groups: searched under the first base alone and always its
+                    // whole subtree, members in the other bases were left out and any
+                    // `uid=alice` below the first was taken for the user `alice`.
+                    let mut members = std::collections::BTreeSet::new();
+                    for (place, scope) in &places {
+                        for u in self.search(place, *scope, &f, &[login.as_str()])? {
+                            if !self.users_could_be(s, &u.dn) {
+                                continue;
+                            }
+                            if let Some(name) = self.username_of_entry(&u, &login) {
+                                members.insert(name);
+                            }
+                        }
+                    }
+                    out.extend(directory_group(g, &e, Some(members.into_iter().collect())));
                 }
                 Ok((out, listed_from))
             }
@@ -556,6 +560,45 @@ impl Directory {
             Some(b) => b.split('|').map(|b| under(b, &self.base)).collect(),
             None => vec![self.base.clone()],
         }
+    }
+
+    /// Where setting `s` finds users, with how deep: its search bases (with a search
+    /// filter), else its DN pattern's parent (one level), else nowhere.
+    fn user_places(&self, s: &LdapSetting) -> Vec<(String, Scope)> {
+        if !s.search_filter.as_deref().unwrap_or("").trim().is_empty() {
+            let scope = if s.search_sub_tree {
+                Scope::Subtree
+            } else {
+                Scope::OneLevel
+            };
+            return self
+                .search_bases(s)
+                .into_iter()
+                .map(|b| (b, scope))
+                .collect();
+        }
+        let Some(pattern) = s.user_dn_pattern.as_deref().filter(|p| !p.is_empty()) else {
+            return Vec::new();
+        };
+        let pattern = under(pattern, &self.base);
+        rdns(&pattern)
+            .get(1)
+            .map(|r| vec![(pattern[r.at..].to_string(), Scope::OneLevel)])
+            .unwrap_or_default()
+    }
+
+    /// The user name of a user entry read with its login attribute: that attribute, or
+    /// its RDN's value when the RDN is the login attribute (`cn=Dave Jones+uid=dave`).
+    fn username_of_entry(&self, entry: &SearchEntry, login: &str) -> Option<String> {
+        if let Some(name) = first(&entry.attrs, login) {
+            return Some(name.to_lowercase());
+        }
+        rdns(&entry.dn).into_iter().next().and_then(|own| {
+            own.pairs
+                .into_iter()
+                .find(|(a, _)| a.eq_ignore_ascii_case(login))
+                .map(|(_, v)| v.to_lowercase())
+        })
     }
 
     /// Whether `dn` is where setting `s` signs users in: under one of its search bases

@@ -1176,6 +1176,113 @@ fn a_member_outside_the_user_bases_and_a_dn_above_the_group_base_are_not_taken()
     assert!(!groups.contains(&"eng".to_string()), "{groups:?}");
 }
 
+/// A DYNAMIC import takes members where the setting's sign-in finds users: every search
+/// base, as deep as `search_sub_tree` says (it searched only the first base, always its
+/// whole subtree: a member in the second base was left out, and a `uid=alice` below the
+/// first was taken for the user `alice`).
+#[test]
+fn a_dynamic_import_takes_members_from_every_user_base_and_no_deeper() {
+    use std::collections::HashSet;
+    if !installed("a_dynamic_import_takes_members_from_every_user_base_and_no_deeper") {
+        return;
+    }
+    let slapd = Slapd::start();
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = admin.post(
+        "/access/api/v1/ldap/settings",
+        &json!({
+            "key": "corp",
+            "enabled": true,
+            "ldap_url": slapd.url(),
+            "search": {
+                "search_filter": "(uid={0})",
+                "search_base": "ou=people|ou=staff",
+                "search_sub_tree": false,
+                "manager_dn": MANAGER_DN,
+                "manager_password": MANAGER_PASSWORD
+            },
+            "auto_create_user": true,
+            "ca_certificate": slapd.ca_pem,
+        }),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin.post(
+        "/access/api/v1/ldap/groups",
+        &json!({
+            "name": "dyn-groups",
+            "enabled_ldap": "corp",
+            "group_base_dn": "ou=groups",
+            "group_name_attribute": "cn",
+            "group_member_attribute": "seeAlso",
+            "sub_tree": true,
+            "filter": "(objectClass=organizationalRole)",
+            "strategy": "DYNAMIC"
+        }),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let group = format!("cn=builders,ou=groups,{BASE}");
+    let mut conn = slapd.manager();
+    let mut add = |dn: String, attrs: Vec<(&str, HashSet<&str>)>| {
+        conn.add(&dn, attrs).unwrap().success().unwrap();
+    };
+    add(
+        group.clone(),
+        vec![
+            ("objectClass", HashSet::from(["organizationalRole"])),
+            ("cn", HashSet::from(["builders"])),
+        ],
+    );
+    for (ou, parent) in [
+        ("staff", BASE.to_string()),
+        ("interns", format!("ou=people,{BASE}")),
+    ] {
+        add(
+            format!("ou={ou},{parent}"),
+            vec![
+                ("objectClass", HashSet::from(["organizationalUnit"])),
+                ("ou", HashSet::from([ou])),
+            ],
+        );
+    }
+    // dan in the first base, carol in the second, and an `alice` below the first (not
+    // where sign-in looks: `search_sub_tree` is off; the user `alice` is the one in
+    // `ou=people`, no member).
+    for (uid, place) in [
+        ("dan", format!("ou=people,{BASE}")),
+        ("carol", format!("ou=staff,{BASE}")),
+        ("alice", format!("ou=interns,ou=people,{BASE}")),
+    ] {
+        add(
+            format!("uid={uid},{place}"),
+            vec![
+                ("objectClass", HashSet::from(["inetOrgPerson"])),
+                ("uid", HashSet::from([uid])),
+                ("cn", HashSet::from([uid])),
+                ("sn", HashSet::from(["x"])),
+                ("seeAlso", HashSet::from([group.as_str()])),
+                ("userPassword", HashSet::from(["a-Directory-pw-5"])),
+            ],
+        );
+    }
+    drop(add);
+    let _ = conn.unbind();
+    // Only users of the directory that signed in are made members.
+    for (user, password) in [
+        ("alice", ALICE_PASSWORD),
+        ("carol", "a-Directory-pw-5"),
+        ("dan", "a-Directory-pw-5"),
+    ] {
+        assert_eq!(sign_in(&app.base, user, password).status, 200, "{user}");
+    }
+    let r = admin.post_empty("/access/api/v1/ldap/groups/dyn-groups/refresh");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        members_of(&admin, "builders"),
+        vec!["carol".to_string(), "dan".to_string()]
+    );
+}
+
 /// A first URL whose server accepts the connection and never answers is given up for
 /// the next one (every sign-in was a 503 after 5 s, the second server never asked).
 #[test]
