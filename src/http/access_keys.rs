@@ -322,7 +322,7 @@ async fn update_key(
         Some(p) => Some(hash(&app, p).await?),
         None => None,
     };
-    let (key, committed) = super::read_change_write(async || {
+    let (key, committed) = super::read_change_write(&app, async || {
         let was = find_key(&app.read(), &path.0, &path.1)?;
         let mut key = was.clone();
         if body.id.as_ref().is_some_and(|i| i.to_lowercase() != key.id) {
@@ -676,7 +676,7 @@ async fn update_entitlement(
     path: web::Path<(String, String)>,
     Body(body): Body<EntitlementPatch>,
 ) -> Result<HttpResponse, ApiError> {
-    let (e, committed) = super::read_change_write(async || {
+    let (e, committed) = super::read_change_write(&app, async || {
         let was = find_entitlement(&app.read(), &path.0, &path.1)?;
         let e = change_entitlement(&app, was.clone(), body.clone())?;
         let committed = app

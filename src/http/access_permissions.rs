@@ -295,7 +295,7 @@ async fn replace_resource(
 ) -> Result<HttpResponse, ApiError> {
     let kind = resource_type(&path.1)?;
     let section = access_resource_in(kind, body).map_err(wire)?;
-    let (t, committed) = super::read_change_write(async || {
+    let (t, committed) = super::read_change_write(&app, async || {
         let was = current(&app, &path.0)?;
         let mut target = was.clone();
         *section_of_mut(&mut target, kind).expect("a known resource type") = Some(section.clone());
@@ -315,7 +315,7 @@ async fn patch_resource(
     Body(body): Body<AccessResourcePatch>,
 ) -> Result<HttpResponse, ApiError> {
     let kind = resource_type(&path.1)?;
-    let (t, committed) = super::read_change_write(async || {
+    let (t, committed) = super::read_change_write(&app, async || {
         let was = current(&app, &path.0)?;
         let mut target = was.clone();
         let slot = section_of_mut(&mut target, kind).expect("a known resource type");
@@ -336,7 +336,7 @@ async fn delete_resource(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let kind = resource_type(&path.1)?;
-    let (_, committed) = super::read_change_write(async || {
+    let (_, committed) = super::read_change_write(&app, async || {
         let was = current(&app, &path.0)?;
         let mut target = was.clone();
         let slot = section_of_mut(&mut target, kind).expect("a known resource type");

@@ -1315,11 +1315,21 @@ pub async fn request_middleware(
 /// as [`Command::IfUnchanged`](crate::domain::Command::IfUnchanged): run again while
 /// another write came between its read and its write (412 from the domain), at most 32
 /// times. Without it two at once both answered 200 and one change was lost.
+///
+/// On a shared log its read may be of a copy that trails the other nodes: a 404 is
+/// asked again once this node has caught up (an object created on another node a moment
+/// ago was "not found" here).
 pub(crate) async fn read_change_write<T>(
+    app: &AppState,
     mut once: impl AsyncFnMut() -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
+    let mut caught_up = false;
     for attempt in 0..32u32 {
         match once().await {
+            Err(ApiError::NotFound(_)) if !caught_up && app.writer.is_shared() => {
+                caught_up = true;
+                app.caught_up().await;
+            }
             // Another write came first: again, after a pause drawn at random from a
             // window that doubles (up to 16 ms). Retried at once, forty PATCHes of one
             // entitlement at the same moment kept meeting each other, and a third of

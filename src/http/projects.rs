@@ -385,7 +385,7 @@ async fn update(
             "invalid `project_key`: must match the key in the path".into(),
         ));
     }
-    let (project, committed) = super::read_change_write(async || {
+    let (project, committed) = super::read_change_write(&app, async || {
         let was = app
             .read()
             .projects

@@ -537,7 +537,7 @@ async fn update(
     if let Some(current) = app.read().repositories.by_key.get(&key) {
         note_other_class(&req, &body, &current.config.rclass);
     }
-    let committed = super::read_change_write(async || {
+    let committed = super::read_change_write(&app, async || {
         let (was, repository) = {
             let s = app.read();
             let current = s

@@ -459,7 +459,7 @@ pub(super) async fn update_user(
         Some(p) => Some(hash_password(&app, Some(&username), p).await?),
         None => None,
     };
-    super::read_change_write(async || {
+    super::read_change_write(&app, async || {
         // The e-mail it already has is no change (sealed again it looked like one: an
         // event, a webhook, and `audit/diff` listing the e-mail as changed) — while it
         // still has it (`AsRead::UserEmail`).

@@ -1905,7 +1905,8 @@ fn health_says_when_the_shared_log_cannot_be_reached() {
 /// From a review: a node that had not applied another node's write yet answered from
 /// its copy when it refused or wrote nothing — deleting a group just made elsewhere was
 /// a 404, a refresh of a pair just issued "unknown, revoked or already used", and a
-/// revoke by id answered 204 and revoked nothing (the token kept working everywhere).
+/// revoke by id answered 204 and revoked nothing (the token kept working everywhere);
+/// a change that looks its object up before it writes was a 404.
 #[test]
 fn a_lagging_node_decides_refusals_against_the_shared_log() {
     let Some(pg) = Postgres::start("a_lagging_node_decides_refusals_against_the_shared_log") else {
@@ -1958,6 +1959,32 @@ fn a_lagging_node_decides_refusals_against_the_shared_log() {
         "/access/api/v1/tokens",
         Some("application/x-www-form-urlencoded"),
         Some(body.as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Changes that look their object up before they write (a repository updated with
+    // POST, one resource of an Access permission): asked again once B caught up (they
+    // answered 404 from B's copy).
+    let r = a.admin().put(
+        "/artifactory/api/repositories/stale-repo",
+        &json!({"rclass": "local", "packageType": "generic"}),
+    );
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let r = b.admin().post(
+        "/artifactory/api/repositories/stale-repo",
+        &json!({"rclass": "local", "description": "from B"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = a.admin().post(
+        "/access/api/v2/permissions",
+        &json!({"name": "stale-p", "resources": {"artifact": {
+            "actions": {"users": {"admin": ["READ"]}},
+            "targets": {"stale-repo": {"include_patterns": ["**"]}},
+        }}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = b.admin().patch(
+        "/access/api/v2/permissions/stale-p/artifact",
+        &json!({"actions": {"users": {"admin": ["READ", "WRITE"]}}}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
 }

@@ -72,7 +72,7 @@ async fn put(
     // v1 describes the repository section only: the others are kept as read, and only
     // while they are still so (a group deleted meanwhile came back into the build
     // section, and a concurrent PATCH of it was lost).
-    let (existed, committed) = crate::http::read_change_write(async || {
+    let (existed, committed) = crate::http::read_change_write(&app, async || {
         let current = (app.read().permissions.targets.get(&name)).map(|t| (**t).clone());
         let target = PermissionTarget {
             name: name.clone(),
