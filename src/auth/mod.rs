@@ -1101,6 +1101,16 @@ impl Authenticator {
                     return Err(AuthError::Invalid);
                 }
             };
+            // Disabled or locked here stays refused (below), and nothing the directory
+            // said is written for such a user: its groups and e-mail changed on a refused
+            // sign-in, with the refused user as the actor.
+            match status {
+                Some(UserStatus::Locked) => return Err(AuthError::Locked(username.into())),
+                Some(UserStatus::Disabled | UserStatus::Invited) => {
+                    return Err(AuthError::Disabled(username.into()))
+                }
+                _ => {}
+            }
             // The log learns what the directory said: the user on its first sign-in (its
             // e-mail sealed like any personal data), its directory groups every time, and
             // its e-mail when the directory's differs from the one kept here.

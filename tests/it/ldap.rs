@@ -415,13 +415,24 @@ fn ldap_first_sign_in_creates_the_user_with_its_groups() {
     assert!(matches!(revoked, 200 | 204), "{revoked}");
     assert_eq!(bearer.get("/access/api/v2/users/alice").status, 401);
 
-    // Disabled here stays refused, whatever the directory says.
+    // Disabled here stays refused, whatever the directory says — and what it says of
+    // the user's groups is not written by a refused sign-in (its group changes were,
+    // with the disabled user as their actor).
     let r = admin.patch("/access/api/v2/users/alice", &json!({"status": "disabled"}));
     assert_eq!(r.status, 200, "{}", r.text);
+    slapd.modify_group("developers", "delete", "alice");
+    let seq = app.digest()["seq"].as_u64().unwrap();
     assert_eq!(sign_in(&app.base, "alice", ALICE_PASSWORD).status, 401);
+    assert_eq!(
+        app.digest()["seq"].as_u64().unwrap(),
+        seq,
+        "nothing written"
+    );
+    assert!(groups_of(&admin, "alice").contains(&"developers".to_string()));
     let r = admin.patch("/access/api/v2/users/alice", &json!({"status": "enabled"}));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(sign_in(&app.base, "alice", ALICE_PASSWORD).status, 200);
+    assert!(!groups_of(&admin, "alice").contains(&"developers".to_string()));
 
     // An internal user of the same name as a directory user keeps its own password.
     app.create_user("bob", "internal-Bob-pw-3");
