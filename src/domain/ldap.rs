@@ -332,12 +332,60 @@ fn valid_dn(field: &str, dn: &str) -> Result<(), DomainError> {
     }
     pairs.push(part);
     for pair in &pairs {
-        let Some((attr, _value)) = pair.split_once('=') else {
+        let Some((attr, value)) = pair.split_once('=') else {
             return Err(bad(
                 "every part is `attribute=value` (an empty part, or one without `=`)",
             ));
         };
         valid_attribute(field, attr.trim())?;
+        valid_value(value.trim()).map_err(|why| bad(&why))?;
+    }
+    Ok(())
+}
+
+/// An attribute value as RFC 4514 writes it (the directory refused the rest, and every
+/// sign-in or sync of the setting failed): `"`, `<`, `>` and NUL only escaped, an escape
+/// a special character or two hex digits, a value starting with `#` hex pairs.
+fn valid_value(value: &str) -> Result<(), String> {
+    if let Some(hex) = value.strip_prefix('#') {
+        if hex.is_empty() || hex.len() % 2 != 0 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(format!(
+                "the value `{}` starts with `#`, which makes it hex pairs (escape it as `\\#` to mean the character)",
+                value.escape_debug()
+            ));
+        }
+        return Ok(());
+    }
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('\\' | '"' | '+' | ',' | ';' | '<' | '>' | ' ' | '#' | '=') => {}
+                Some(h) if h.is_ascii_hexdigit() => {
+                    if !chars.next().is_some_and(|l| l.is_ascii_hexdigit()) {
+                        return Err(format!(
+                            "`\\{h}` in `{}` is not an escape (a special character, or two hex digits)",
+                            value.escape_debug()
+                        ));
+                    }
+                }
+                other => {
+                    return Err(format!(
+                        "`\\{}` in `{}` is not an escape (a special character, or two hex digits)",
+                        other.map(String::from).unwrap_or_default().escape_debug(),
+                        value.escape_debug()
+                    ))
+                }
+            },
+            '"' | '<' | '>' | '\0' => {
+                return Err(format!(
+                    "`{}` in a value is written escaped (`\\{}`)",
+                    c.escape_debug(),
+                    c.escape_debug()
+                ))
+            }
+            _ => {}
+        }
     }
     Ok(())
 }
@@ -770,6 +818,9 @@ mod tests {
             "uid=smith\\2C john,ou=x",
             "cn=,ou=x",
             "2.5.4.3=x",
+            "cn=#04024869,ou=x",
+            "cn=a\\+b\\<c\\>\\\"d\\#e,ou=x",
+            "cn=a=b,ou=x",
         ] {
             assert!(valid_dn("f", ok).is_ok(), "{ok:?}");
         }
@@ -780,6 +831,12 @@ mod tests {
             "=x",
             "uid=x\\",
             "a b=x",
+            "ou=a\"b",
+            "ou=<x>",
+            "uid=x\\zz,ou=p",
+            "uid=x\\2g,ou=p",
+            "cn=#zz",
+            "cn=#123",
         ] {
             let e = valid_dn("search.search_base", bad).unwrap_err().to_string();
             assert!(e.contains("search.search_base"), "{bad:?}: {e}");
