@@ -224,7 +224,7 @@ pub(super) async fn create(
     // scopes, which are not kept here): a string, accepted and named as ignored.
     form.only(&req, FIELDS);
     form.str("project_key")?;
-    match form.str("grant_type")? {
+    let mut answer = match form.str("grant_type")? {
         None | Some("client_credentials") => {
             let caller = caller
                 .0
@@ -236,7 +236,31 @@ pub(super) async fn create(
             "invalid `grant_type`: `{}` (use client_credentials or refresh_token)",
             other.escape_debug()
         ))),
+    }?;
+    // The parameters are read from the body, as JFrog reads them; a query string is not
+    // (`curl -X POST '…/tokens?username=ci&scope=…'` got a token for its caller, with the
+    // default scope, without a word): said.
+    if let Some(names) = query_names(req.query_string()) {
+        if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&format!(
+            "the query string ({names}) is not read: token parameters go in the body (form or JSON)"
+        )) {
+            answer.headers_mut().append(
+                actix_web::http::header::HeaderName::from_static(NOTICE_HEADER),
+                v,
+            );
+        }
     }
+    Ok(answer)
+}
+
+/// The names in a query string, quoted and comma-separated for a notice (at most five;
+/// `None` when there is none).
+fn query_names(query: &str) -> Option<String> {
+    let names: Vec<String> = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, _)| format!("`{}`", k.escape_default()))
+        .take(5)
+        .collect();
+    (!names.is_empty()).then(|| names.join(", "))
 }
 
 /// The fields a refresh by the token pair alone may carry (seed 003: "if only the access
@@ -419,6 +443,7 @@ fn single_spaced(scope: &str) -> std::borrow::Cow<'_, str> {
 }
 
 const NOTICE: &str = "X-Gatehouse-Notice";
+const NOTICE_HEADER: &str = "x-gatehouse-notice";
 
 /// What of a token's scope and audience means nothing on this server: groups that do not
 /// exist (an admin may name any; a token for them grants nothing until they do), and an

@@ -1276,7 +1276,6 @@ fn a_dynamic_import_takes_members_from_every_user_base_and_no_deeper() {
             ],
         );
     }
-    drop(add);
     let _ = conn.unbind();
     // Only users of the directory that signed in are made members.
     for (user, password) in [

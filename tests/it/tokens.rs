@@ -2110,3 +2110,49 @@ fn signed_url_spellings_key_races_and_weak_trusted_keys() {
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(r.text.contains("512 bits"), "{}", r.text);
 }
+
+/// Token parameters are read from the body, as JFrog reads them; a query string is not,
+/// and the answer says so (`curl -X POST '…/tokens?username=ci'` got a token for its
+/// caller, with the default scope, without a word) — on Artifactory's API too.
+#[test]
+fn a_query_string_on_a_token_request_is_said_not_read() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for path in [
+        "/access/api/v1/tokens?username=ci-bot&scope=applied-permissions%2Fadmin",
+        "/artifactory/api/security/token?username=ci-bot",
+    ] {
+        let r = admin.raw(
+            "POST",
+            path,
+            Some("application/x-www-form-urlencoded"),
+            Some(b"expires_in=600"),
+        );
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        // The default scope, not the admin scope the query asked for.
+        if path.starts_with("/access/") {
+            assert_eq!(r.json()["scope"], json!("applied-permissions/user"));
+        }
+        let notices: Vec<&str> = r
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("x-gatehouse-notice"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert!(
+            notices
+                .iter()
+                .any(|n| n.contains("query string") && n.contains("`username`")),
+            "{path}: {notices:?}"
+        );
+    }
+    // Without a query string, no such notice.
+    let r = admin.raw(
+        "POST",
+        "/access/api/v1/tokens",
+        Some("application/x-www-form-urlencoded"),
+        Some(b"expires_in=600"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(!r.headers.iter().any(|(_, v)| v.contains("query string")));
+}
