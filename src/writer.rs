@@ -64,6 +64,11 @@ pub enum SubmitError {
     /// broke): said, so that a client reads before it sends the write again.
     #[error("the shared log (PostgreSQL) did not answer in time; this write is in doubt: it may still appear, so read before sending it again")]
     SharedLogUnavailable,
+    /// Several nodes: PostgreSQL could not be reached within the outage wait, and nothing
+    /// of the batch was sent to it (every 503 said "in doubt", and a client read before a
+    /// retry that was safe all along).
+    #[error("the shared log (PostgreSQL) could not be reached in time; nothing of this write was written: send it again")]
+    SharedLogUnreachable,
     /// The disk holding the log is full: nothing of the batch was written.
     #[error("the disk holding the event log is full; writes are refused until there is room")]
     DiskFull,
@@ -508,9 +513,11 @@ enum Appended {
     Done,
     /// Another node appended first; caught up, decide again.
     Conflict,
-    /// Sent, commit unconfirmed (or the shared log unreachable): ask it again before
-    /// deciding anything.
+    /// Sent, commit unconfirmed: ask it again before deciding anything.
     InDoubt(Vec<RawEvent>),
+    /// The shared log could not be reached, or failed before the commit: nothing was
+    /// written (the writer's state is back at the read models); decide again later.
+    NotWritten,
     /// Not written (the disk is full): the batch is refused, the writer goes on.
     Refused,
 }
@@ -927,7 +934,7 @@ impl Writer {
             };
             match &outcome {
                 Appended::Done | Appended::Conflict | Appended::Refused => self.outage_since = None,
-                Appended::InDoubt(_) => {
+                Appended::InDoubt(_) | Appended::NotWritten => {
                     self.outage_since.get_or_insert_with(Instant::now);
                 }
             }
@@ -949,6 +956,17 @@ impl Writer {
                 }
                 Appended::InDoubt(records) if Instant::now() < deadline => {
                     in_doubt = Some((envelopes, records, results));
+                }
+                Appended::NotWritten if Instant::now() < deadline => {}
+                Appended::NotWritten => {
+                    tracing::error!(
+                        "the shared log stayed unreachable; answering 503 (nothing written)"
+                    );
+                    self.catch_up();
+                    for reply in senders {
+                        let _ = reply.send(Err(SubmitError::SharedLogUnreachable));
+                    }
+                    return;
                 }
                 Appended::Refused => {
                     for reply in senders {
@@ -1103,6 +1121,11 @@ impl Writer {
                 tracing::warn!(error = %e, "cannot append to the shared log; retrying");
                 self.resolve(envelopes, &records)
             }
+            Err(AppendError::NotWritten(e)) => {
+                tracing::warn!(error = %e, "cannot reach the shared log (nothing written); retrying");
+                self.rewind();
+                Appended::NotWritten
+            }
             Err(AppendError::Log(e)) => self.fail_stop(&e),
         }
     }
@@ -1247,6 +1270,7 @@ impl Writer {
                 tracing::warn!(error = %e, "backup import refused by the shared log");
                 return Err(match e {
                     AppendError::Unavailable(_) => SubmitError::SharedLogUnavailable,
+                    AppendError::NotWritten(_) => SubmitError::SharedLogUnreachable,
                     e => SubmitError::Domain(DomainError::Conflict(format!(
                         "the backup does not continue this log: {e}"
                     ))),

@@ -1192,6 +1192,7 @@ impl Authenticator {
                 Err(
                     crate::writer::SubmitError::Unavailable
                     | crate::writer::SubmitError::SharedLogUnavailable
+                    | crate::writer::SubmitError::SharedLogUnreachable
                     | crate::writer::SubmitError::DiskFull,
                 ) => return Err(AuthError::Unavailable),
                 Err(crate::writer::SubmitError::Domain(e)) => {

@@ -154,6 +154,9 @@ impl From<DomainError> for ApiError {
 /// What a write refused for a full disk tells the client to wait (`Retry-After`): room
 /// is made by an operator, not in a second.
 pub const DISK_FULL_RETRY_SECS: u64 = 30;
+/// `Retry-After` of a write the shared log could not be reached for (nothing written):
+/// the wait the writer already spent on it was 20 s.
+pub const SHARED_LOG_RETRY_SECS: u64 = 5;
 
 impl From<SubmitError> for ApiError {
     fn from(e: SubmitError) -> Self {
@@ -171,6 +174,11 @@ impl From<SubmitError> for ApiError {
             SubmitError::SharedLogUnavailable => {
                 ApiError::Unavailable(SubmitError::SharedLogUnavailable.to_string())
             }
+            // Nothing was sent: a retry is safe.
+            SubmitError::SharedLogUnreachable => ApiError::UnavailableFor(
+                SubmitError::SharedLogUnreachable.to_string(),
+                SHARED_LOG_RETRY_SECS,
+            ),
         }
     }
 }
@@ -205,5 +213,12 @@ mod tests {
         let doubt = ApiError::from(SubmitError::SharedLogUnavailable).error_response();
         assert_eq!(doubt.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(doubt.headers().get(header::RETRY_AFTER).is_none());
+        // Nothing sent to the shared log: as safe to retry as a full disk.
+        let unreached = ApiError::from(SubmitError::SharedLogUnreachable).error_response();
+        assert_eq!(unreached.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            unreached.headers().get(header::RETRY_AFTER).unwrap(),
+            &SHARED_LOG_RETRY_SECS.to_string()
+        );
     }
 }

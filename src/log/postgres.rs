@@ -81,10 +81,14 @@ pub enum AppendError {
     /// Another node wrote the position first: catch up, decide again, retry.
     #[error("another node appended at this position first")]
     Conflict,
-    /// The database could not be reached, or the connection broke. When it broke during
-    /// the commit, the outcome is unknown: [`PgLog::resolve`] finds out.
+    /// The connection broke during the commit: the outcome is unknown, and
+    /// [`PgLog::resolve`] finds out.
     #[error("the shared log is unavailable: {0}")]
     Unavailable(String),
+    /// The database could not be reached, or failed before the commit was sent: nothing
+    /// of the batch was written.
+    #[error("the shared log is unavailable (nothing written): {0}")]
+    NotWritten(String),
     /// The row before the batch is not the one the writer built on: the local copy has
     /// diverged from the shared log. Fail-stop.
     #[error(transparent)]
@@ -490,7 +494,11 @@ impl PgLog {
         let head = records.last().expect("not empty").seq.to_string();
         let client = self
             .client()
-            .map_err(|e| AppendError::Unavailable(e.to_string()))?;
+            .map_err(|e| AppendError::NotWritten(e.to_string()))?;
+        // Whether the commit was sent: an error before it leaves nothing written (the
+        // server rolls back a transaction whose connection ends), one during it an
+        // unknown outcome.
+        let mut committing = false;
         // A position another node took is skipped (`ON CONFLICT DO NOTHING`), not an error
         // that PostgreSQL logs with its statement: with several writers that was most
         // of its log. Fewer rows than sent roll the whole batch back, and tell which.
@@ -527,6 +535,7 @@ impl PgLog {
             if notify {
                 tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &head])?;
             }
+            committing = true;
             tx.commit()?;
             Ok(Ok(()))
         })();
@@ -543,7 +552,11 @@ impl PgLog {
             }
             Err(e) => {
                 self.drop_connection();
-                Err(AppendError::Unavailable(e.to_string()))
+                Err(if committing {
+                    AppendError::Unavailable(e.to_string())
+                } else {
+                    AppendError::NotWritten(e.to_string())
+                })
             }
         }
     }

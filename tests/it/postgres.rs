@@ -1988,3 +1988,32 @@ fn a_lagging_node_decides_refusals_against_the_shared_log() {
     );
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+/// A write that never reached the shared log (PostgreSQL stopped through the whole wait)
+/// is answered as such: nothing written, safe to send again, with `Retry-After` (every
+/// such 503 said "in doubt: read before sending it again").
+#[test]
+fn a_write_that_never_reached_postgres_says_nothing_was_written() {
+    let Some(pg) = Postgres::start("a_write_that_never_reached_postgres_says_nothing_was_written")
+    else {
+        return;
+    };
+    let url = pg.url();
+    let dir = tempfile::tempdir().unwrap();
+    let a = node(dir.path(), &url, None);
+    let admin = a.admin();
+    pg.ctl_stop("fast");
+    let r = admin.post("/access/api/v2/groups", &json!({"name": "never-sent"}));
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert!(
+        r.text.contains("nothing of this write was written"),
+        "{}",
+        r.text
+    );
+    assert!(!r.text.contains("in doubt"), "{}", r.text);
+    assert!(r.header("retry-after").is_some(), "{:?}", r.headers);
+    pg.ctl_start();
+    let r = admin.post("/access/api/v2/groups", &json!({"name": "never-sent"}));
+    assert_eq!(r.status, 201, "sent again, made once: {}", r.text);
+    assert!(a.terminate().success());
+}
