@@ -1044,12 +1044,45 @@ impl Sender {
         let source = state.service_id.clone().unwrap_or_default();
         let mut names: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let mut all: Vec<(&'static str, String)> = Vec::new();
+        let begin = f.post(
+            agent,
+            &target.url,
+            &Batch {
+                source: source.clone(),
+                kind: "begin".into(),
+                changes: vec![],
+                since: None,
+                names: None,
+            },
+        )?;
+        let since = begin["position"]
+            .as_u64()
+            .ok_or_else(|| "the target did not say where the broadcast begins".to_string())?;
+        // The server this broadcast fills is the one the stream goes on to.
+        let peer_id = begin["service_id"].as_str();
+        if let Some(id) = peer_id {
+            let _ = f.tree.insert(peer_key(&self.name), id.as_bytes());
+        }
+        // The other targets to the same peer: the same URL, or (spelled otherwise:
+        // `localhost` and `127.0.0.1`, a second DNS name) a peer that answered them
+        // with the service id this one answers with. By URL alone, a broadcast swept
+        // away at the peer what a target spelled otherwise had sent.
         let same_peer: Vec<&FederationTarget> = state
             .federation
             .targets
             .values()
             .map(|r| &r.target)
-            .filter(|t| t.name != target.name && peer_base(&t.url) == peer_base(&target.url))
+            .filter(|t| {
+                t.name != target.name
+                    && (peer_base(&t.url) == peer_base(&target.url)
+                        || peer_id.is_some_and(|id| {
+                            f.tree
+                                .get(peer_key(&t.name))
+                                .ok()
+                                .flatten()
+                                .is_some_and(|k| k.as_ref() == id.as_bytes())
+                        }))
+            })
             .collect();
         for (plural, entity) in ENTITIES {
             if !target.entities.iter().any(|e| e == plural) {
@@ -1106,24 +1139,6 @@ impl Sender {
             s.broadcast.total = total;
             s.broadcast.position = state.seq;
         });
-        let begin = f.post(
-            agent,
-            &target.url,
-            &Batch {
-                source: source.clone(),
-                kind: "begin".into(),
-                changes: vec![],
-                since: None,
-                names: None,
-            },
-        )?;
-        let since = begin["position"]
-            .as_u64()
-            .ok_or_else(|| "the target did not say where the broadcast begins".to_string())?;
-        // The server this broadcast fills is the one the stream goes on to.
-        if let Some(id) = begin["service_id"].as_str() {
-            let _ = f.tree.insert(peer_key(&self.name), id.as_bytes());
-        }
         let mut sent = 0u64;
         let mut rest = all.iter().peekable();
         while rest.peek().is_some() {

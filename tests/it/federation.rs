@@ -1518,6 +1518,61 @@ fn broadcasts_of_two_targets_to_one_peer_keep_each_others_entities() {
     assert_eq!(on_b("team_a_read"), 200);
 }
 
+/// The same peer spelled two ways (`127.0.0.1` and `localhost`): a broadcast of one
+/// target keeps what the other sent. "The same peer" was the URL's text, and the end of
+/// the broadcast swept away at the peer what the other target had sent.
+#[test]
+fn a_broadcast_keeps_what_a_target_to_the_same_peer_spelled_otherwise_sent() {
+    let a = Site::start();
+    let b = Site::start();
+    trust_both(&a, &b);
+    create_user(&a, "alice", "alice@example.com");
+    create_group(&a, "team", &["alice"]);
+    create_target(&a, "team_a_read", "team");
+    create_target(&a, "team_b_read", "team");
+    a.register(
+        "b-team-a",
+        &b,
+        json!({"entities": ["permissions"], "permissionFilters": {"includePatterns": ["team_a_*"]}}),
+    );
+    let on_b = |name: &str| {
+        b.admin()
+            .get(&format!("/artifactory/api/v2/security/permissions/{name}"))
+            .status
+    };
+    let done = |target: &str| {
+        wait_until(20, "the broadcast is done", || {
+            a.admin().get(&format!("{FED}/{target}/status")).json()["broadcast"]["state"] == "done"
+        })
+    };
+    wait_until(20, "team_a_read reached B", || on_b("team_a_read") == 200);
+    done("b-team-a");
+    // Registered after the first one's broadcast: its own (owed) broadcast knows the
+    // first target's peer by the service id it answered.
+    let localhost = format!("{}/access/", b.url()).replace("127.0.0.1", "localhost");
+    let r = a.admin().post(
+        FED,
+        &json!({"name": "b-team-b", "url": localhost, "entities": ["permissions"],
+                "permissionFilters": {"includePatterns": ["team_b_*"]}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    wait_until(20, "team_b_read reached B", || on_b("team_b_read") == 200);
+    done("b-team-b");
+    assert_eq!(on_b("team_a_read"), 200, "after b-team-b's first broadcast");
+    for target in ["b-team-a", "b-team-b"] {
+        let r = a
+            .admin()
+            .put(&format!("{FED}/{target}/full_broadcast"), &json!({}));
+        assert_eq!(r.status, 202, "{}", r.text);
+        done(target);
+        assert_eq!(
+            (on_b("team_a_read"), on_b("team_b_read")),
+            (200, 200),
+            "after {target}'s broadcast"
+        );
+    }
+}
+
 /// A target deleted and registered again, or made to select more, owes its peer a full
 /// broadcast, sent by itself: the peer kept a user deleted meanwhile and never got one
 /// created meanwhile, while status said nothing was pending.
