@@ -344,6 +344,18 @@ pub struct StreamStatus {
     pub last_error: Option<String>,
     pub last_success_ms: Option<u64>,
     pub broadcast: BroadcastProgress,
+    /// Changes the target refused for good and that were left out (since this start).
+    pub refused_changes: u64,
+    pub last_refused: Option<RefusedChange>,
+}
+
+/// The last change a target refused for good.
+#[derive(Debug, Clone)]
+pub struct RefusedChange {
+    pub entity: String,
+    pub name: String,
+    pub reason: String,
+    pub time_ms: u64,
 }
 
 struct SenderHandle {
@@ -674,12 +686,12 @@ impl Federation {
         agent: &ureq::Agent,
         url: &str,
         batch: &Batch,
-    ) -> Result<serde_json::Value, String> {
-        let body = serde_json::to_vec(batch).map_err(|e| e.to_string())?;
+    ) -> Result<serde_json::Value, PostError> {
+        let body = serde_json::to_vec(batch).map_err(|e| PostError::Other(e.to_string()))?;
         let hash = blake3::hash(&body).to_hex().to_string();
         let token = {
             let s = self.shared.read().unwrap_or_else(|p| p.into_inner());
-            sign(&self.keys, &s, BATCH_SCOPE, "*@*", &hash)?
+            sign(&self.keys, &s, BATCH_SCOPE, "*@*", &hash).map_err(PostError::Other)?
         };
         match agent
             .post(&peer_endpoint(url, "receive"))
@@ -687,16 +699,121 @@ impl Federation {
             .set("Content-Type", "application/json")
             .send_bytes(&body)
         {
-            Ok(r) => crate::tls::json_answer(r),
-            Err(ureq::Error::Status(code, r)) => Err(format!(
-                "the target answered {code}: {}",
-                r.into_string()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(500)
-                    .collect::<String>()
-            )),
-            Err(e) => Err(format!("the target is unreachable: {e}")),
+            Ok(r) => crate::tls::json_answer(r).map_err(PostError::Other),
+            Err(ureq::Error::Status(code, r)) => {
+                let refused = r
+                    .header(REFUSED_CHANGE_HEADER)
+                    .and_then(|v| v.trim().parse::<usize>().ok());
+                let message = format!(
+                    "the target answered {code}: {}",
+                    r.into_string()
+                        .unwrap_or_default()
+                        .chars()
+                        .take(500)
+                        .collect::<String>()
+                );
+                Err(match (code, refused) {
+                    (400, Some(index)) => PostError::Refused { index, message },
+                    (413, _) => PostError::TooLarge(message),
+                    _ => PostError::Other(message),
+                })
+            }
+            Err(e) => Err(PostError::Other(format!("the target is unreachable: {e}"))),
+        }
+    }
+
+    /// Send `changes` to a peer as one batch, or as several when the peer finds it too
+    /// large. A change the peer refuses for good — it names the change
+    /// ([`REFUSED_CHANGE_HEADER`]), or the change alone is over its size limit — is left
+    /// out and recorded, and the rest go on: retried as it was, the batch could never
+    /// succeed, and one change held back every change after it, for ever (a broadcast
+    /// owed after the lag overflowed failed on it too). The peer's answer to the last
+    /// batch it took, if it took one.
+    fn send_changes(
+        &self,
+        agent: &ureq::Agent,
+        target: &str,
+        url: &str,
+        source: &str,
+        changes: Vec<ChangeWire>,
+    ) -> Result<Option<serde_json::Value>, String> {
+        let mut batch = Batch {
+            source: source.to_string(),
+            kind: "changes".into(),
+            changes,
+            since: None,
+            names: None,
+        };
+        // A batch left empty by refusals is still sent when it was empty to begin with
+        // (an outbox entry that rendered to nothing still moves the cursor, as before).
+        let mut first = true;
+        while first || !batch.changes.is_empty() {
+            first = false;
+            match self.post(agent, url, &batch) {
+                Ok(answer) => return Ok(Some(answer)),
+                Err(PostError::Refused { index, message }) if index < batch.changes.len() => {
+                    let change = batch.changes.remove(index);
+                    self.refused(target, &change, &message);
+                }
+                Err(PostError::TooLarge(message)) if batch.changes.len() == 1 => {
+                    let change = batch.changes.remove(0);
+                    self.refused(target, &change, &message);
+                }
+                Err(PostError::TooLarge(_)) if batch.changes.len() > 1 => {
+                    let second = batch.changes.split_off(batch.changes.len() / 2);
+                    let first_half = std::mem::take(&mut batch.changes);
+                    let a = self.send_changes(agent, target, url, source, first_half)?;
+                    let b = self.send_changes(agent, target, url, source, second)?;
+                    return Ok(b.or(a));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
+    }
+
+    /// A change a peer refused for good: said in the log and in the target's status.
+    fn refused(&self, target: &str, change: &ChangeWire, reason: &str) {
+        tracing::warn!(
+            target = %target,
+            entity = %change.entity,
+            name = %change.name,
+            reason = %reason,
+            "federation target refused a change: it is left out, the rest go on"
+        );
+        self.set_status(target, |s| {
+            s.refused_changes += 1;
+            s.last_refused = Some(RefusedChange {
+                entity: change.entity.clone(),
+                name: change.name.clone(),
+                reason: reason.to_string(),
+                time_ms: crate::auth::unix_millis(),
+            });
+        });
+    }
+}
+
+/// The header a Gatehouse peer's 400 to a batch names the refused change with (its
+/// index in the batch's `changes`), when that change is invalid there whatever is sent
+/// around it. Its absence (another error, an older peer) leaves the batch to be retried.
+pub const REFUSED_CHANGE_HEADER: &str = "x-gatehouse-refused-change";
+
+/// Why a batch was not taken.
+enum PostError {
+    /// One change of it, for good (400 naming it).
+    Refused { index: usize, message: String },
+    /// Over the peer's size limit (413).
+    TooLarge(String),
+    /// Anything else: unreachable, untrusted, a server error — worth a retry.
+    Other(String),
+}
+
+impl From<PostError> for String {
+    fn from(e: PostError) -> String {
+        match e {
+            PostError::Refused { message, .. }
+            | PostError::TooLarge(message)
+            | PostError::Other(message) => message,
         }
     }
 }
@@ -833,18 +950,13 @@ impl Sender {
                 .service_id
                 .clone()
                 .unwrap_or_default();
-            let batch = Batch {
-                source,
-                kind: "changes".into(),
-                changes,
-                since: None,
-                names: None,
-            };
-            match f.post(&agent, &target.url, &batch) {
+            match f.send_changes(&agent, &self.name, &target.url, &source, changes) {
                 Ok(answer) => {
                     failures = 0;
                     let last = keys.last().map(|k| position_of(k)).unwrap_or(0);
-                    self.check_peer(&answer, last);
+                    if let Some(answer) = answer {
+                        self.check_peer(&answer, last);
+                    }
                     let mut b = sled::Batch::default();
                     for k in keys {
                         b.remove(k);
@@ -1044,17 +1156,19 @@ impl Sender {
         let source = state.service_id.clone().unwrap_or_default();
         let mut names: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let mut all: Vec<(&'static str, String)> = Vec::new();
-        let begin = f.post(
-            agent,
-            &target.url,
-            &Batch {
-                source: source.clone(),
-                kind: "begin".into(),
-                changes: vec![],
-                since: None,
-                names: None,
-            },
-        )?;
+        let begin = f
+            .post(
+                agent,
+                &target.url,
+                &Batch {
+                    source: source.clone(),
+                    kind: "begin".into(),
+                    changes: vec![],
+                    since: None,
+                    names: None,
+                },
+            )
+            .map_err(String::from)?;
         let since = begin["position"]
             .as_u64()
             .ok_or_else(|| "the target did not say where the broadcast begins".to_string())?;
@@ -1160,17 +1274,7 @@ impl Sender {
                 rest.next();
             }
             let count = changes.len() as u64;
-            f.post(
-                agent,
-                &target.url,
-                &Batch {
-                    source: source.clone(),
-                    kind: "changes".into(),
-                    changes,
-                    since: None,
-                    names: None,
-                },
-            )?;
+            f.send_changes(agent, &self.name, &target.url, &source, changes)?;
             sent += count;
             f.set_status(&self.name, |s| s.broadcast.sent = sent);
         }
@@ -1184,7 +1288,8 @@ impl Sender {
                 since: Some(since),
                 names: Some(names),
             },
-        )?;
+        )
+        .map_err(String::from)?;
         // What was pending up to the copy's position is in the broadcast.
         let mut b = sled::Batch::default();
         for k in f

@@ -402,6 +402,15 @@ async fn status(
         "broadcast_position": broadcast_position,
         "broadcast_owed": owed,
         "broadcast": st.broadcast,
+        // Changes the target refused for good (it named them), left out so that the
+        // rest went on; since this server started.
+        "refused_changes": st.refused_changes,
+        "last_refused": st.last_refused.map(|r| json!({
+            "entity": r.entity,
+            "name": r.name,
+            "reason": r.reason,
+            "time": crate::timefmt::format(r.time_ms, true),
+        })),
     })))
 }
 
@@ -826,7 +835,26 @@ async fn receive(
                 if c.entity == "user" && unfederated_user(&c.name) {
                     continue;
                 }
-                let change = change_in(&app, i, c).await?;
+                // A version from the future is refused only until the clock catches up:
+                // not named, so that the sender retries it.
+                let early = c.version.time_ms > crate::auth::unix_millis() + MAX_CLOCK_SKEW_MS;
+                let change = match change_in(&app, i, c).await {
+                    Ok(change) => change,
+                    // Invalid here whatever comes with it: named, so that the sender
+                    // leaves it out and sends the rest (a batch retried as it was could
+                    // never be taken, and held up the whole stream).
+                    Err(e @ ApiError::BadRequest(_)) if !early => {
+                        let mut answer = actix_web::ResponseError::error_response(&e);
+                        answer.headers_mut().insert(
+                            actix_web::http::header::HeaderName::from_static(
+                                fed::REFUSED_CHANGE_HEADER,
+                            ),
+                            actix_web::http::header::HeaderValue::from(i),
+                        );
+                        return Ok(answer);
+                    }
+                    Err(e) => return Err(e),
+                };
                 // A token already past use here is not taken (this server's sweep
                 // forgot it, or would at once): a peer that has not swept yet would
                 // otherwise bring it back.

@@ -1188,6 +1188,192 @@ fn a_peer_token_already_past_use_is_not_taken() {
     );
 }
 
+/// A change the receiver refuses for good is named in its 400
+/// (`X-Gatehouse-Refused-Change`, the index in the batch), so that the sender can leave
+/// it out; a version from the future is refused without the name (it is taken once the
+/// clock catches up, so the sender retries it).
+#[test]
+fn a_refused_change_is_named_in_the_answer() {
+    let b = Site::start();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[11u8; 32]);
+    let public = key.verifying_key();
+    let kid = gatehouse::keys::kid_of(&public);
+    let r = b.admin().post(
+        "/access/api/v1/cert/trusted",
+        &json!({"name": "test-peer", "certificate": gatehouse::keys::public_pem(&public)}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let peer = "jfac@01testpeer";
+    let user = |name: &str, origin: &str, time_ms: u64| {
+        json!({"entity": "user", "name": name, "op": "upsert",
+               "version": {"time_ms": time_ms, "origin": origin, "origin_seq": 1},
+               "user": {"username": name, "email": null, "password_hash": null, "admin": false,
+                        "profile_updatable": true, "internal_password_disabled": false,
+                        "disable_ui_access": false, "realm": "internal", "status": "enabled",
+                        "password_expired": false}})
+    };
+    let post = |changes: Value| {
+        let body =
+            serde_json::to_vec(&json!({"source": peer, "kind": "changes", "changes": changes}))
+                .unwrap();
+        let signed = sign_batch(&body, "federation:batch", peer, &key, &kid, now_ms / 1000);
+        Client::new(&b.url(), None)
+            .with_header_auth(&format!("Bearer {signed}"))
+            .raw(
+                "POST",
+                &format!("{FED}/receive"),
+                Some("application/json"),
+                Some(&body),
+            )
+    };
+    let before = b.digest();
+    let r = post(json!([user("fine", peer, 1), user("no-origin", "", 1)]));
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("changes[1].version.origin"), "{}", r.text);
+    assert_eq!(
+        r.header("x-gatehouse-refused-change"),
+        Some("1"),
+        "{:?}",
+        r.headers
+    );
+    let r = post(json!([user("early", peer, now_ms + 3_600_000)]));
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(
+        r.header("x-gatehouse-refused-change"),
+        None,
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(b.digest(), before, "nothing was applied");
+    let r = post(json!([user("fine", peer, 1)]));
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+/// One change the peer refuses for good no longer holds back the stream: it is left
+/// out (the log and the target's status say so) and every change after it goes on, in
+/// the broadcast the target's registration owes and in the live stream. Before, the
+/// batch was retried as it was, for ever, and nothing after it reached the peer.
+#[test]
+fn a_change_the_peer_refuses_is_left_out_and_the_rest_go_on() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::{Arc, Mutex};
+    let a = Site::start();
+    // A peer that refuses any change of the user `poison`, naming it as a Gatehouse
+    // peer does, and takes everything else.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/access/", listener.local_addr().unwrap());
+    let taken: Arc<Mutex<Vec<String>>> = Arc::default();
+    let refusals = Arc::new(Mutex::new(0u32));
+    let (t, n) = (taken.clone(), refusals.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let mut reader = BufReader::new(stream);
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            let batch: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let names: Vec<String> = batch["changes"]
+                .as_array()
+                .map(|c| {
+                    c.iter()
+                        .map(|c| c["name"].as_str().unwrap_or("").to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let (status, extra, answer) = match batch["kind"].as_str() {
+                Some("begin") => (
+                    200,
+                    String::new(),
+                    r#"{"position":0,"service_id":"jfac@fake"}"#.to_string(),
+                ),
+                Some("changes") => match names.iter().position(|n| n == "poison") {
+                    Some(i) => {
+                        *n.lock().unwrap() += 1;
+                        (
+                            400,
+                            format!("x-gatehouse-refused-change: {i}\r\n"),
+                            format!(
+                                r#"{{"errors":[{{"status":400,"message":"invalid `changes[{i}].name`"}}]}}"#
+                            ),
+                        )
+                    }
+                    None => {
+                        t.lock().unwrap().extend(names.iter().cloned());
+                        (
+                            200,
+                            String::new(),
+                            format!(
+                                r#"{{"received":{0},"applied":{0},"service_id":"jfac@fake"}}"#,
+                                names.len()
+                            ),
+                        )
+                    }
+                },
+                _ => (200, String::new(), r#"{"removed":0}"#.to_string()),
+            };
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    create_user(&a, "before", "before@example.com");
+    create_user(&a, "poison", "poison@example.com");
+    create_user(&a, "after", "after@example.com");
+    let r = a.admin().post(
+        FED,
+        &json!({"name": "to-fake", "url": url, "entities": ["users"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let has = |name: &str| taken.lock().unwrap().iter().any(|n| n == name);
+    wait_until(20, "the broadcast's users reached the peer", || {
+        has("before") && has("after")
+    });
+    // The live stream: a change of `poison` between two others.
+    create_user(&a, "live1", "live1@example.com");
+    let r = a.admin().patch(
+        "/access/api/v2/users/poison",
+        &json!({"email": "poison2@example.com"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    create_user(&a, "live2", "live2@example.com");
+    wait_until(20, "the stream's users reached the peer", || {
+        has("live1") && has("live2")
+    });
+    assert!(!has("poison"));
+    assert!(
+        *refusals.lock().unwrap() >= 2,
+        "the broadcast's and the stream's"
+    );
+    let st = a.admin().get(&format!("{FED}/to-fake/status")).json();
+    assert!(st["refused_changes"].as_u64().unwrap() >= 2, "{st}");
+    assert_eq!(st["last_refused"]["name"], "poison", "{st}");
+    assert_eq!(st["last_refused"]["entity"], "user", "{st}");
+    assert!(
+        st["last_refused"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("changes["),
+        "{st}"
+    );
+}
+
 /// A peer's answer is read up to a bound: one that announces gigabytes and keeps sending
 /// is refused as too large, at once. Before, the server read on (into memory) until the
 /// federation timeout.
