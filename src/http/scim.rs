@@ -1811,10 +1811,13 @@ fn common_user_input(body: CommonUser<'_>) -> Result<UserInput<'_>> {
     })
 }
 
-/// The user name as the domain keeps it, and the e-mail, checked.
+/// The user name as the domain keeps it, and the e-mail, checked. An empty address is
+/// none, as the v2 API takes it (it was kept as `""`: an address the v2 API showed, and
+/// that filters found).
 fn checked_user(username: &str, email: Option<String>) -> Result<(String, Option<String>)> {
     let username = domain::normalize_username("userName", username)
         .map_err(|e| ScimError::bad("invalidValue", e.to_string()))?;
+    let email = email.filter(|e| !e.is_empty());
     if let Some(e) = &email {
         checked_email(e)?;
     }

@@ -973,6 +973,19 @@ fn a_sweep_is_passed_on_down_a_chain() {
     assert_eq!(at(&a), 200);
 }
 
+/// A key of our own (from `seed`), trusted by `b` as `test-peer`, to sign batches the
+/// way a peer would; and its key id.
+fn trust_test_peer(b: &Site, seed: u8) -> (ed25519_dalek::SigningKey, String) {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+    let public = key.verifying_key();
+    let r = b.admin().post(
+        "/access/api/v1/cert/trusted",
+        &json!({"name": "test-peer", "certificate": gatehouse::keys::public_pem(&public)}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    (key, gatehouse::keys::kid_of(&public))
+}
+
 /// A batch's bearer token as a peer `iss` signs it with `key` (`kid`): scope `scp`, the
 /// body's blake3 as `jti`.
 fn sign_batch(
@@ -1004,14 +1017,7 @@ fn sign_batch(
 fn tampered_or_untrusted_batches_are_refused_and_change_nothing() {
     let b = Site::start();
     // A key of our own, trusted by B, to sign batches the way a peer would.
-    let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
-    let public = key.verifying_key();
-    let kid = gatehouse::keys::kid_of(&public);
-    let r = b.admin().post(
-        "/access/api/v1/cert/trusted",
-        &json!({"name": "test-peer", "certificate": gatehouse::keys::public_pem(&public)}),
-    );
-    assert_eq!(r.status, 201, "{}", r.text);
+    let (key, kid) = trust_test_peer(&b, 7);
     let untrusted = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
     let untrusted_kid = gatehouse::keys::kid_of(&untrusted.verifying_key());
     let now = std::time::SystemTime::now()
@@ -1142,14 +1148,7 @@ fn tampered_or_untrusted_batches_are_refused_and_change_nothing() {
 #[test]
 fn a_peer_token_already_past_use_is_not_taken() {
     let b = Site::start();
-    let key = ed25519_dalek::SigningKey::from_bytes(&[11u8; 32]);
-    let public = key.verifying_key();
-    let kid = gatehouse::keys::kid_of(&public);
-    let r = b.admin().post(
-        "/access/api/v1/cert/trusted",
-        &json!({"name": "test-peer", "certificate": gatehouse::keys::public_pem(&public)}),
-    );
-    assert_eq!(r.status, 201, "{}", r.text);
+    let (key, kid) = trust_test_peer(&b, 11);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -1195,14 +1194,7 @@ fn a_peer_token_already_past_use_is_not_taken() {
 #[test]
 fn a_refused_change_is_named_in_the_answer() {
     let b = Site::start();
-    let key = ed25519_dalek::SigningKey::from_bytes(&[11u8; 32]);
-    let public = key.verifying_key();
-    let kid = gatehouse::keys::kid_of(&public);
-    let r = b.admin().post(
-        "/access/api/v1/cert/trusted",
-        &json!({"name": "test-peer", "certificate": gatehouse::keys::public_pem(&public)}),
-    );
-    assert_eq!(r.status, 201, "{}", r.text);
+    let (key, kid) = trust_test_peer(&b, 11);
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -1830,14 +1822,7 @@ fn a_target_pointing_at_its_own_server_fails_saying_so() {
 #[test]
 fn replicated_permission_targets_keep_the_rules_of_a_local_write() {
     let b = Site::start();
-    let key = ed25519_dalek::SigningKey::from_bytes(&[12u8; 32]);
-    let public = key.verifying_key();
-    let kid = gatehouse::keys::kid_of(&public);
-    let r = b.admin().post(
-        "/access/api/v1/cert/trusted",
-        &json!({"name": "rules-peer", "certificate": gatehouse::keys::public_pem(&public)}),
-    );
-    assert_eq!(r.status, 201, "{}", r.text);
+    let (key, kid) = trust_test_peer(&b, 12);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

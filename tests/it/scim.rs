@@ -2468,3 +2468,36 @@ fn scim_ids_renames_and_addresses_are_checked_as_creates_check_them() {
     );
     scim_error(&r, 400, Some("invalidValue"));
 }
+
+/// An empty primary address is no address, on both paths a create takes (the common
+/// shape, read straight into its fields, and any other shape): the v2 API shows none,
+/// as when it is sent an empty `email` itself. It was kept as `""`.
+#[test]
+fn an_empty_primary_email_is_no_email() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    for (name, body) in [
+        (
+            "empty-common",
+            json!({"schemas": [USER], "userName": "empty-common",
+                   "emails": [{"value": "", "primary": true}]}),
+        ),
+        (
+            // An attribute the common shape does not read (`nickName`): the generic path.
+            "empty-generic",
+            json!({"schemas": [USER], "userName": "empty-generic", "nickName": "eg",
+                   "emails": [{"value": "", "type": "work", "primary": true}]}),
+        ),
+    ] {
+        let r = scim(&admin, "POST", "/Users", &body);
+        assert_eq!(r.status, 201, "{name}: {}", r.text);
+        let v2 = admin.get(&format!("/access/api/v2/users/{name}"));
+        assert_eq!(v2.status, 200, "{}", v2.text);
+        assert!(v2.json()["email"].is_null(), "{name}: {}", v2.text);
+        let shown = admin.get(&format!("{S}/Users/{name}")).json();
+        assert!(
+            !shown.to_string().contains(r#""value":"""#),
+            "{name}: {shown}"
+        );
+    }
+}
