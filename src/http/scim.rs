@@ -706,8 +706,11 @@ fn own_attributes(
                 .iter()
                 .position(|e| e["primary"] == json!(true))
                 .or((!list.is_empty()).then_some(0));
-            // Only an entry the e-mail was read from (one with a value).
-            if let Some(at) = at.filter(|&at| list[at]["value"].is_string()) {
+            // Only an entry the e-mail was read from (one with a value; an empty one
+            // is no address and stays as sent, as the create's answer showed it).
+            if let Some(at) =
+                at.filter(|&at| list[at]["value"].as_str().is_some_and(|v| !v.is_empty()))
+            {
                 list.remove(at);
             }
             if list.is_empty() {
