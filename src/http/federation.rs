@@ -644,6 +644,12 @@ fn authenticate_batch(
     Ok(claims)
 }
 
+/// A version time more than [`MAX_CLOCK_SKEW_MS`] ahead of this server's clock: refused
+/// until the clock catches up (the one refusal of a change that is not for good).
+fn from_the_future(time_ms: u64) -> bool {
+    time_ms > crate::auth::unix_millis() + MAX_CLOCK_SKEW_MS
+}
+
 /// A change from the wire, checked, with its e-mail sealed with our key for the user.
 async fn change_in(app: &AppState, i: usize, c: ChangeWire) -> Result<ReplicatedChange, ApiError> {
     let field = |f: &str| format!("changes[{i}].{f}");
@@ -652,7 +658,7 @@ async fn change_in(app: &AppState, i: usize, c: ChangeWire) -> Result<Replicated
         return Err(invalid("version.origin", "required"));
     }
     // A version from the future would win every conflict for as long as that lasts.
-    if c.version.time_ms > crate::auth::unix_millis() + MAX_CLOCK_SKEW_MS {
+    if from_the_future(c.version.time_ms) {
         return Err(invalid(
             "version.time_ms",
             "is more than 5 minutes ahead of this server's clock",
@@ -837,7 +843,7 @@ async fn receive(
                 }
                 // A version from the future is refused only until the clock catches up:
                 // not named, so that the sender retries it.
-                let early = c.version.time_ms > crate::auth::unix_millis() + MAX_CLOCK_SKEW_MS;
+                let early = from_the_future(c.version.time_ms);
                 let change = match change_in(&app, i, c).await {
                     Ok(change) => change,
                     // Invalid here whatever comes with it: named, so that the sender
