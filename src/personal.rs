@@ -62,8 +62,10 @@ pub struct PersonalKeys {
     /// Held while a named key is looked for and made: two first users of one (eight
     /// webhook subscriptions made at once on a new server) each made their own, one
     /// answered 500, and the secrets sealed with the key that lost on disk could never
-    /// be opened again.
-    naming: Mutex<()>,
+    /// be opened again. It counts the keys made by name and destroyed: what a read of the
+    /// disk found is remembered only if that count did not move meanwhile (see
+    /// [`key_from_disk`](Self::key_from_disk)).
+    naming: Mutex<u64>,
 }
 
 /// Key id → key (`None`: destroyed), in [`KeyCache::SHARDS`] maps, each behind its own
@@ -278,7 +280,7 @@ impl PersonalKeys {
             store: Mutex::new(false),
             pool: Mutex::new(Vec::new()),
             refill: Mutex::new(None),
-            naming: Mutex::new(()),
+            naming: Mutex::new(0),
         })
     }
 
@@ -433,17 +435,41 @@ impl PersonalKeys {
     }
 
     /// A key's own file (or the key vault's copy), into the cache as found (`None`
-    /// too).
+    /// too, so that values whose key is gone do not read the disk each time).
     fn key_from_disk(&self, id: &str) -> Option<[u8; 32]> {
+        let seen = self.disk_changes();
+        let k = self.read_key_file(id);
+        self.remember_from_disk(id, k, seen);
+        k
+    }
+
+    /// How many keys were made by name or destroyed so far.
+    fn disk_changes(&self) -> u64 {
+        *self.naming.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A key's own file, or the key vault's copy.
+    fn read_key_file(&self, id: &str) -> Option<[u8; 32]> {
         let path = self.dir.join(id);
-        let k = std::fs::read_to_string(&path)
+        std::fs::read_to_string(&path)
             .ok()
             // Another node of a shared log may have made it.
             .or_else(|| crate::keys::vault::fetch(&path))
             .and_then(|t| URL_SAFE_NO_PAD.decode(t.trim()).ok())
-            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok());
-        self.cache.insert(id, k);
-        k
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+    }
+
+    /// Put what a read of the disk found in the cache, unless a key was made by name or
+    /// destroyed since `seen`: the read may be older than what that put there. A reader
+    /// that found no file an instant before [`named`](Self::named) wrote it, and cached
+    /// that after `named` cached the key, hid the key from everyone (sealing with it
+    /// failed with "does not exist"); one that read a key just before it was destroyed
+    /// would have brought it back.
+    fn remember_from_disk(&self, id: &str, k: Option<[u8; 32]>, seen: u64) {
+        let changes = self.naming.lock().unwrap_or_else(|p| p.into_inner());
+        if *changes == seen {
+            self.cache.insert(id, k);
+        }
     }
 
     /// Make [`POOL`] keys durable in one append and flush, then offer them.
@@ -569,9 +595,14 @@ impl PersonalKeys {
         if self.key(name).is_some() {
             return Ok(name.to_string());
         }
-        let _naming = self.naming.lock().unwrap_or_else(|p| p.into_inner());
+        let mut changes = self.naming.lock().unwrap_or_else(|p| p.into_inner());
         // Looked for again, from the cache or the file another caller just wrote.
-        if self.cache.get(name).flatten().is_none() && self.key_from_disk(name).is_none() {
+        if self.cache.get(name).flatten().is_some() {
+            return Ok(name.to_string());
+        }
+        if let Some(key) = self.read_key_file(name) {
+            self.cache.insert(name, Some(key));
+        } else {
             let mut key = [0u8; 32];
             getrandom::getrandom(&mut key).map_err(|e| KeyStoreError(e.to_string()))?;
             // Another node of a shared log may have made it first: its key is the one.
@@ -582,6 +613,7 @@ impl PersonalKeys {
                 .ok_or_else(|| KeyStoreError(format!("the shared key `{name}` is damaged")))?;
             self.cache.insert(name, Some(key));
         }
+        *changes += 1;
         Ok(name.to_string())
     }
 
@@ -690,7 +722,11 @@ impl PersonalKeys {
                 let _ = d.sync_all();
             }
         }
-        self.cache.insert(id, None);
+        {
+            let mut changes = self.naming.lock().unwrap_or_else(|p| p.into_inner());
+            self.cache.insert(id, None);
+            *changes += 1;
+        }
         self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
@@ -842,6 +878,35 @@ mod tests {
                 assert_eq!(reopened.decrypt(s), Some(format!("secret-{i}")), "{i}");
             }
         }
+    }
+
+    /// A read of the disk that found nothing just before a named key was made, and
+    /// comes back after, does not hide that key (the interleaving that made the test
+    /// above fail once in CI: sealing with the key then failed with "does not exist"); nor
+    /// does one that found a key just before it was destroyed bring it back.
+    #[test]
+    fn a_read_of_the_disk_older_than_a_change_is_not_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = PersonalKeys::open(dir.path()).unwrap();
+        let seen = keys.disk_changes();
+        let found = keys.read_key_file("webhooks");
+        assert_eq!(found, None);
+        let id = keys.named("webhooks").unwrap();
+        keys.remember_from_disk("webhooks", found, seen);
+        let sealed = keys.encrypt(&id, "secret").unwrap();
+        assert_eq!(keys.decrypt(&sealed).as_deref(), Some("secret"));
+
+        let seen = keys.disk_changes();
+        let found = keys.read_key_file("webhooks");
+        assert!(found.is_some());
+        keys.destroy("webhooks").unwrap();
+        keys.remember_from_disk("webhooks", found, seen);
+        assert_eq!(keys.decrypt(&sealed), None);
+
+        // With nothing in between, what was read is remembered.
+        let seen = keys.disk_changes();
+        keys.remember_from_disk("other", Some([9; 32]), seen);
+        assert_eq!(keys.key("other"), Some([9; 32]));
     }
 
     /// Values sealed here open with the `chacha20poly1305` crate's XChaCha20-Poly1305 (as
