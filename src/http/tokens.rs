@@ -852,12 +852,14 @@ pub(super) async fn list(
     }
     let large = s.tokens.by_id.len() > super::LARGE_LIST;
     let (admin, username) = (caller.0.admin, caller.0.username.clone());
+    let ended = ended_by_reset(&app, &s);
     let body = super::read_off_worker(s, large, move |s| {
         let service_id = s.service_id.clone().unwrap_or_default();
         let tokens: Vec<_> = s
             .tokens
             .by_id
             .values()
+            .filter(|t| !ended.contains(t.kid.as_str()))
             .filter(|t| admin || (t.subject == username && !t.transient))
             .filter(|t| refreshable.is_none_or(|r| t.refreshable == r))
             .filter(|t| matches_description(t.description.as_ref()))
@@ -870,6 +872,23 @@ pub(super) async fn list(
     Ok(HttpResponse::Ok()
         .content_type(actix_web::http::header::ContentType::json())
         .body(body))
+}
+
+/// The kids of this server's keys that a certificate reset retired and that are not
+/// trusted again: every token signed with one is ended (seed 003, "resetting the
+/// certificate will effectively revoke all of the tokens"), so lists and reads leave it
+/// out as they leave out a revoked one (they listed tokens no request could use). The
+/// records stay: trusting the old certificate again brings the tokens back.
+fn ended_by_reset(
+    app: &AppState,
+    s: &gatehouse_projections::State,
+) -> std::collections::HashSet<String> {
+    s.keys
+        .retired
+        .iter()
+        .filter(|kid| !app.keys.still_trusted(s, kid))
+        .cloned()
+        .collect()
 }
 
 /// `me` means the token the caller signed in with.
@@ -899,7 +918,13 @@ async fn get(
     let id = resolve_id(&caller.0, &path, true)?;
     let s = app.view(&req);
     let own = s.service_id.as_deref().unwrap_or("");
-    let Some(t) = s.tokens.by_id.get(id.as_str()) else {
+    let found = s.tokens.by_id.get(id.as_str());
+    if found.is_some_and(|t| ended_by_reset(&app, &s).contains(t.kid.as_str())) {
+        return Err(ApiError::NotFound(format!(
+            "token `{id}` not found: its signing key was retired (the certificate was reset)"
+        )));
+    }
+    let Some(t) = found else {
         // A short-lived token that is not revocable has no record (seed 004: tokens
         // under the revocable threshold): `me` answers from the token itself, which
         // the server just verified, rather than "not found" for the token in hand.

@@ -333,6 +333,22 @@ fn resetting_the_certificate_revokes_every_token_unless_the_old_one_is_trusted()
     );
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(r.text.contains("retired"), "{}", r.text);
+    // Ended tokens are listed and read no more, as revoked ones (they were listed).
+    let dave_id = dave_token["token_id"].as_str().unwrap();
+    let listed = |admin: &Client| -> Vec<String> {
+        let r = admin.get("/access/api/v1/tokens");
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["token_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(!listed(&admin).contains(&dave_id.to_string()));
+    let r = admin.get(&format!("/access/api/v1/tokens/{dave_id}"));
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert!(r.text.contains("retired"), "{}", r.text);
     let new = token(&admin, json!({}));
     assert_eq!(
         bearer(&app, new["access_token"].as_str().unwrap())
@@ -357,6 +373,9 @@ fn resetting_the_certificate_revokes_every_token_unless_the_old_one_is_trusted()
             .status,
         200
     );
+    assert!(listed(&admin).contains(&dave_id.to_string()));
+    let r = admin.get(&format!("/access/api/v1/tokens/{dave_id}"));
+    assert_eq!(r.status, 200, "{}", r.text);
     assert_ne!(rotated_root, old_root.text);
     // Keys retired by the reset are not in the JWKS.
     let jwks = admin.get("/access/api/v1/cert/jwks").json();
