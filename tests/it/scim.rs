@@ -557,6 +557,24 @@ fn bad_input_gets_scim_errors_never_500() {
             json!({"userName": "g", "emails": [{"value": "a@b", "primary": true}, {"value": "c@d", "primary": true}]}),
             "invalidValue",
         ),
+        // Every address is checked, the primary and the others, on either create path
+        // (`title` takes the generic one).
+        (
+            json!({"userName": "g", "emails": [{"value": "no-at-sign", "primary": true}]}),
+            "invalidValue",
+        ),
+        (
+            json!({"userName": "g", "emails": [{"value": "g@x.org", "primary": true}, {"value": "not an address"}]}),
+            "invalidValue",
+        ),
+        (
+            json!({"userName": "g", "title": "t", "emails": [{"value": "g@x.org", "primary": true}, {"value": "not an address"}]}),
+            "invalidValue",
+        ),
+        (
+            json!({"userName": "g", "title": "t", "emails": [{"value": "no-at-sign"}]}),
+            "invalidValue",
+        ),
         (json!({"title": "no user name"}), "invalidValue"),
         (json!({"userName": "bad/name"}), "invalidValue"),
         (json!({"userName": "FRANK"}), "uniqueness"),
