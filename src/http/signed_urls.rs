@@ -483,6 +483,8 @@ async fn replace_key(
             &rid,
         )
         .await?;
+    // Committed: the versions before it verify nothing any more.
+    app.keys.retire_signed_url_keys(org.as_deref(), version);
     let mut body = json!({"version": version});
     if let Some(o) = org {
         body["org"] = json!(o);

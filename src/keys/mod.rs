@@ -474,6 +474,49 @@ impl KeyRing {
             .map_err(|source| KeyError { path, source })
     }
 
+    /// Destroy the signed-URL keys (server-wide: `org` `None`) of versions before
+    /// `current`: only the current version verifies a URL, so the replaced ones were
+    /// secrets kept for nothing (every replacement left one more on disk). Each file is
+    /// overwritten before it is unlinked, as a personal-data key is, and dropped from
+    /// the shared key store so that no node fetches it again. Failures are logged: the
+    /// replacement itself has committed.
+    pub fn retire_signed_url_keys(&self, org: Option<&str>, current: u64) {
+        let prefix = match org {
+            None => "signed-url-".to_string(),
+            Some(o) => format!("signed-url-org-{o}-"),
+        };
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(version) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(prefix.as_str()))
+                .and_then(|n| n.strip_suffix(".secret"))
+                // Digits only: `signed-url-org-…` is not a server-wide version.
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if version >= current {
+                continue;
+            }
+            let path = entry.path();
+            if let Err(e) = vault::destroyed(&path) {
+                tracing::warn!(error = %e, "cannot retire a replaced signed-URL key in the shared key store");
+            }
+            let gone = std::fs::write(&path, [b'0'; 43]).and_then(|()| std::fs::remove_file(&path));
+            if let Err(e) = gone {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove a replaced signed-URL key");
+            }
+        }
+        if let Ok(d) = std::fs::File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+    }
+
     /// The signed-URL key of `version`, if it exists.
     pub fn signed_url_key(&self, version: u64) -> Option<[u8; 32]> {
         let path = self.dir.join(format!("signed-url-{version}.secret"));

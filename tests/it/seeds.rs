@@ -964,6 +964,18 @@ fn signed_urls_by_managers_as_json_and_per_organisation_keys() {
     );
     assert_eq!(verify(&org_url), 403);
     assert_eq!(verify(&url), 200);
+    // Of myorg's keys only the current one is kept; the server-wide key stays.
+    let mut keys: Vec<String> = std::fs::read_dir(app.dir.join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("signed-url-"))
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["signed-url-1.secret", "signed-url-org-myorg-2.secret"],
+        "{keys:?}"
+    );
     assert_eq!(
         dave.post(
             "/artifactory/api/signed/url",

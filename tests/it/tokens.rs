@@ -735,9 +735,24 @@ fn signed_urls_valid_expired_tampered_and_after_key_replacement() {
     let r = verify(&short);
     assert_eq!(r.status, 403);
     assert!(r.error_message().contains("expired"));
+    let server_wide_keys = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(app.dir.join("keys"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with("signed-url-") && !n.starts_with("signed-url-org-"))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = server_wide_keys();
+    assert_eq!(before.len(), 1, "{before:?}");
+    let r = admin.post_empty("/artifactory/api/signed/url/key");
+    assert_eq!(r.status, 201);
+    // Only the current key verifies: the one it replaced is no longer kept.
+    let version = r.json()["version"].as_u64().unwrap();
     assert_eq!(
-        admin.post_empty("/artifactory/api/signed/url/key").status,
-        201
+        server_wide_keys(),
+        vec![format!("signed-url-{version}.secret")]
     );
     let r = verify(&url);
     assert_eq!(r.status, 403, "URLs signed before the key replacement fail");
