@@ -2380,7 +2380,24 @@ async fn create_group(req: HttpRequest, ScimBody(body): ScimBody) -> Result<Http
     let app = app_of(&req);
     let input = {
         let s = app.read();
-        group_input(&s, &body, &app.personal, None)?
+        let input = group_input(&s, &body, &app.personal, None)?;
+        // The name is the id of a group whose displayName was changed since: no filter
+        // on displayName finds it, so the bare "already exists" named nothing a client
+        // could look up.
+        if let Some(g) = s.directory.groups.get(input.display_name.as_str()) {
+            let shown = group_display(g);
+            if shown != g.name {
+                return Err(ScimError::new(
+                    StatusCode::CONFLICT,
+                    Some("uniqueness"),
+                    format!(
+                        "group `{}` already exists: it is the id of the group now shown as `{}` (a group keeps the id it was created with when its displayName changes)",
+                        g.name, shown
+                    ),
+                ));
+            }
+        }
+        input
     };
     // The group's name (its id) is the display name it was created with; a later
     // `displayName` is an attribute, the id stays.

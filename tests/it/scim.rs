@@ -2517,3 +2517,35 @@ fn an_empty_primary_email_is_no_email() {
         assert_eq!(shown["emails"][0]["value"], "", "{name}: {shown}");
     }
 }
+
+/// A group keeps the id it was created with when its displayName changes, so that name
+/// stays taken; a create under it says which group holds it (the bare "already exists"
+/// named a group no `displayName` filter finds). Another group may take the new name, as
+/// RFC 7643 makes a group's displayName not unique.
+#[test]
+fn a_create_under_a_renamed_groups_id_names_that_group() {
+    let app = TestApp::spawn();
+    let admin = app.admin();
+    let r = scim(&admin, "POST", "/Groups", &json!({"displayName": "eng"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = scim(
+        &admin,
+        "PATCH",
+        "/Groups/eng",
+        &patch_ops(json!([{"op": "replace", "path": "displayName", "value": "dev"}])),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = scim(&admin, "POST", "/Groups", &json!({"displayName": "eng"}));
+    scim_error(&r, 409, Some("uniqueness"));
+    let detail = r.json()["detail"].as_str().unwrap().to_string();
+    assert!(
+        detail.contains("`dev`") && detail.contains("id"),
+        "{detail}"
+    );
+    // A group never renamed: the plain answer.
+    let r = scim(&admin, "POST", "/Groups", &json!({"displayName": "dev"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = scim(&admin, "POST", "/Groups", &json!({"displayName": "dev"}));
+    scim_error(&r, 409, Some("uniqueness"));
+    assert!(!r.text.contains("shown as"), "{}", r.text);
+}
