@@ -542,11 +542,13 @@ fn min_seq_makes_a_read_on_another_node_see_the_write() {
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = node(a_dir.path(), &url, None);
     // B neither listens nor polls in the time of this test: only X-Gatehouse-Min-Seq
-    // makes it read the shared log, so a stale read would show.
+    // makes it read the shared log, so a stale read would show. The wait is the
+    // default's (2 s): nothing here relies on it running out but the position no node
+    // has, and a catch-up slower than 300 ms on a loaded machine answered 503.
     let config = b_dir.path().join("gatehouse.toml");
     std::fs::write(
         &config,
-        "follow-listen = false\nfollow-poll-ms = 600000\nmin-seq-wait-ms = 300\n",
+        "follow-listen = false\nfollow-poll-ms = 600000\nmin-seq-wait-ms = 2000\n",
     )
     .unwrap();
     let b = node(b_dir.path(), &url, Some(&config));
