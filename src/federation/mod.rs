@@ -1153,6 +1153,15 @@ impl Sender {
         let f = &self.federation;
         // A copy, so the writer is not held up while thousands of entities are sent.
         let state = f.shared.read().unwrap_or_else(|p| p.into_inner()).clone();
+        // The target as of that copy: what it selects now (the sender read it before;
+        // a change to it in between was owed a broadcast that this one may take for
+        // its own, below).
+        let target = &state
+            .federation
+            .targets
+            .get(&self.name)
+            .map(|r| r.target.clone())
+            .unwrap_or_else(|| target.clone());
         let source = state.service_id.clone().unwrap_or_default();
         let mut names: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let mut all: Vec<(&'static str, String)> = Vec::new();
@@ -1302,7 +1311,6 @@ impl Sender {
                 b.remove(k);
             }
         }
-        b.remove(prefixed(b'n', &self.name));
         // The peer has everything up to the copy's position: the cursor says so, and the
         // broadcast is a success (status showed neither: an old cursor, no success).
         let cursor = f.cursor(&self.name);
@@ -1310,6 +1318,22 @@ impl Sender {
             b.insert(prefixed(b'g', &self.name), &state.seq.to_be_bytes());
         }
         f.tree.apply_batch(b).map_err(|e| e.to_string())?;
+        // The broadcast owed is sent, unless it was owed again after the copy (a target
+        // made to select users too while its first broadcast ran): removing that marker
+        // too, the entities it now selects never went, and a group's members stayed
+        // missing at the peer for good. Removed only if it is still the one read.
+        let owed = owed_key(&self.name);
+        if let Ok(Some(marker)) = f.tree.get(&owed) {
+            let at = <[u8; 8]>::try_from(marker.as_ref())
+                .ok()
+                .map(u64::from_be_bytes);
+            if at.is_none_or(|at| at <= state.seq) {
+                let _ = f
+                    .tree
+                    .compare_and_swap(&owed, Some(marker), None::<&[u8]>)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
         if cursor < state.seq {
             f.lease
                 .advance(&crate::lease::federation_cursor(&self.name), state.seq);
