@@ -852,7 +852,13 @@ pub(super) async fn list(
     }
     let large = s.tokens.by_id.len() > super::LARGE_LIST;
     let (admin, username) = (caller.0.admin, caller.0.username.clone());
-    let ended = ended_by_reset(&app, &s);
+    let ended: std::collections::HashSet<String> = s
+        .keys
+        .retired
+        .iter()
+        .filter(|kid| ended_by_reset(&app, &s, kid))
+        .cloned()
+        .collect();
     let body = super::read_off_worker(s, large, move |s| {
         let service_id = s.service_id.clone().unwrap_or_default();
         let tokens: Vec<_> = s
@@ -874,21 +880,13 @@ pub(super) async fn list(
         .body(body))
 }
 
-/// The kids of this server's keys that a certificate reset retired and that are not
-/// trusted again: every token signed with one is ended (seed 003, "resetting the
+/// Whether `kid` is one of this server's keys that a certificate reset retired and that
+/// is not trusted again: every token signed with one is ended (seed 003, "resetting the
 /// certificate will effectively revoke all of the tokens"), so lists and reads leave it
 /// out as they leave out a revoked one (they listed tokens no request could use). The
 /// records stay: trusting the old certificate again brings the tokens back.
-fn ended_by_reset(
-    app: &AppState,
-    s: &gatehouse_projections::State,
-) -> std::collections::HashSet<String> {
-    s.keys
-        .retired
-        .iter()
-        .filter(|kid| !app.keys.still_trusted(s, kid))
-        .cloned()
-        .collect()
+fn ended_by_reset(app: &AppState, s: &gatehouse_projections::State, kid: &str) -> bool {
+    s.keys.retired.contains(kid) && !app.keys.still_trusted(s, kid)
 }
 
 /// `me` means the token the caller signed in with.
@@ -919,7 +917,7 @@ async fn get(
     let s = app.view(&req);
     let own = s.service_id.as_deref().unwrap_or("");
     let found = s.tokens.by_id.get(id.as_str());
-    if found.is_some_and(|t| ended_by_reset(&app, &s).contains(t.kid.as_str())) {
+    if found.is_some_and(|t| ended_by_reset(&app, &s, &t.kid)) {
         return Err(ApiError::NotFound(format!(
             "token `{id}` not found: its signing key was retired (the certificate was reset)"
         )));

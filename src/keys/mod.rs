@@ -448,9 +448,7 @@ impl KeyRing {
         let Some(org) = org else {
             return self.signed_url_key(version);
         };
-        let path = self
-            .dir
-            .join(format!("signed-url-org-{org}-{version}.secret"));
+        let path = self.dir.join(signed_url_file(Some(org), version));
         let text = std::fs::read_to_string(&path)
             .ok()
             .or_else(|| vault::fetch(&path))?;
@@ -462,9 +460,7 @@ impl KeyRing {
 
     /// Make an organisation's signed-URL key of `version` (0600).
     pub fn new_org_signed_url_key(&self, org: &str, version: u64) -> Result<(), KeyError> {
-        let path = self
-            .dir
-            .join(format!("signed-url-org-{org}-{version}.secret"));
+        let path = self.dir.join(signed_url_file(Some(org), version));
         let mut key = [0u8; 32];
         getrandom::getrandom(&mut key).expect("the OS has randomness");
         // With a key vault, another node may have made this version first: its key
@@ -481,10 +477,7 @@ impl KeyRing {
     /// the shared key store so that no node fetches it again. Failures are logged: the
     /// replacement itself has committed.
     pub fn retire_signed_url_keys(&self, org: Option<&str>, current: u64) {
-        let prefix = match org {
-            None => "signed-url-".to_string(),
-            Some(o) => format!("signed-url-org-{o}-"),
-        };
+        let prefix = signed_url_prefix(org);
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
@@ -519,7 +512,7 @@ impl KeyRing {
 
     /// The signed-URL key of `version`, if it exists.
     pub fn signed_url_key(&self, version: u64) -> Option<[u8; 32]> {
-        let path = self.dir.join(format!("signed-url-{version}.secret"));
+        let path = self.dir.join(signed_url_file(None, version));
         let text = std::fs::read_to_string(&path)
             .ok()
             .or_else(|| vault::fetch(&path))?;
@@ -532,7 +525,7 @@ impl KeyRing {
     /// Make the signed-URL key of `version` (0600); the caller then records
     /// `SignedUrlKeyReplaced { version }`.
     pub fn new_signed_url_key(&self, version: u64) -> Result<(), KeyError> {
-        let path = self.dir.join(format!("signed-url-{version}.secret"));
+        let path = self.dir.join(signed_url_file(None, version));
         let mut key = [0u8; 32];
         getrandom::getrandom(&mut key).expect("the OS has randomness");
         // With a key vault, another node may have made this version first: its key
@@ -541,6 +534,20 @@ impl KeyRing {
             .map(drop)
             .map_err(|source| KeyError { path, source })
     }
+}
+
+/// The start of the file names of the signed-URL keys of `org` (`None`: server-wide);
+/// [`signed_url_file`] appends the version.
+fn signed_url_prefix(org: Option<&str>) -> String {
+    match org {
+        None => "signed-url-".to_string(),
+        Some(o) => format!("signed-url-org-{o}-"),
+    }
+}
+
+/// The file (in `<data-dir>/keys/`) of the signed-URL key `version` of `org`.
+fn signed_url_file(org: Option<&str>, version: u64) -> String {
+    format!("{}{version}.secret", signed_url_prefix(org))
 }
 
 #[cfg(test)]
