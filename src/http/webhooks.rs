@@ -945,12 +945,7 @@ async fn test(
     });
     let mut failures = Vec::new();
     let mut statuses = Vec::new();
-    let agent = crate::tls::agent()
-        .timeout(std::time::Duration::from_millis(
-            app.config.webhook_timeout_ms,
-        ))
-        .redirects(0)
-        .build();
+    let timeout = std::time::Duration::from_millis(app.config.webhook_timeout_ms);
     for (h, (secret, secrets)) in sub.handlers.iter().zip(clear) {
         let (bytes, headers) = crate::webhooks::build_request(
             h,
@@ -961,10 +956,13 @@ async fn test(
             // not take the real event at this position for the test it already saw.
             &format!("test-{position}-{}", super::new_request_id()),
         );
-        let (url, agent) = (h.url.clone(), agent.clone());
-        let result = web::block(move || crate::webhooks::post(&agent, &url, &bytes, &headers))
-            .await
-            .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
+        let url = h.url.clone();
+        let result = web::block(move || {
+            let mut client = crate::webhooks::client::Client::new(timeout);
+            crate::webhooks::post(&mut client, &url, &bytes, &headers)
+        })
+        .await
+        .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?;
         match result {
             Ok(code) if (200..300).contains(&code) => {
                 statuses.push(format!("{} answered {code}", h.url))
