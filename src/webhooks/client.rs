@@ -566,6 +566,9 @@ mod tests {
         Hang,
     }
 
+    trait Duplex: Read + Write + Send {}
+    impl<T: Read + Write + Send> Duplex for T {}
+
     fn ok(text: &str) -> Answer {
         Answer::Bytes(text.as_bytes().to_vec(), false)
     }
@@ -573,17 +576,26 @@ mod tests {
     /// A receiver on loopback that answers requests in turn with `answers`; each request
     /// it read is reported as (the number of its connection, its head and body).
     fn receiver(answers: Vec<Answer>) -> (String, mpsc::Receiver<(usize, String)>) {
+        let (port, seen) = receiver_on(answers, |s| Box::new(s));
+        (format!("http://127.0.0.1:{port}"), seen)
+    }
+
+    /// The same on the streams `wrap` makes of its connections (TLS); its port.
+    fn receiver_on(
+        answers: Vec<Answer>,
+        wrap: impl Fn(TcpStream) -> Box<dyn Duplex> + Send + Sync + 'static,
+    ) -> (u16, mpsc::Receiver<(usize, String)>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let port = listener.local_addr().unwrap().port();
+        let wrap = Arc::new(wrap);
         let answers = Arc::new(Mutex::new(VecDeque::from(answers)));
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for (n, stream) in listener.incoming().enumerate() {
                 let Ok(stream) = stream else { return };
-                let (answers, tx) = (answers.clone(), tx.clone());
+                let (answers, tx, wrap) = (answers.clone(), tx.clone(), wrap.clone());
                 std::thread::spawn(move || {
-                    let mut out = stream.try_clone().unwrap();
-                    let mut reader = BufReader::new(stream);
+                    let mut reader = BufReader::new(wrap(stream));
                     loop {
                         let mut request = String::new();
                         let mut length = 0;
@@ -609,7 +621,9 @@ mod tests {
                         let next = answers.lock().unwrap().pop_front();
                         match next {
                             Some(Answer::Bytes(bytes, close)) => {
+                                let out = reader.get_mut();
                                 out.write_all(&bytes).unwrap();
+                                out.flush().unwrap();
                                 if close {
                                     return;
                                 }
@@ -621,7 +635,7 @@ mod tests {
                 });
             }
         });
-        (base, rx)
+        (port, rx)
     }
 
     fn headers() -> Vec<(String, String)> {
@@ -738,6 +752,57 @@ mod tests {
             seen.recv_timeout(Duration::from_millis(300)).is_err(),
             "sent twice"
         );
+    }
+
+    #[test]
+    fn https_is_verified_and_its_connection_kept() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let server = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap(),
+        );
+        let answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        let (port, seen) = receiver_on(vec![ok(answer), ok(answer)], move |tcp| {
+            let conn = rustls::ServerConnection::new(server.clone()).unwrap();
+            Box::new(rustls::StreamOwned::new(conn, tcp))
+        });
+        let url = format!("https://localhost:{port}/hook");
+        // Trusting the receiver's certificate: two requests on one connection.
+        let trusted = crate::tls::client_with_roots(&cert.pem()).unwrap();
+        let mut client = Client::new(Duration::from_secs(5));
+        client.tls = Some(trusted);
+        for _ in 0..2 {
+            assert_eq!(client.post(&url, b"{}", &headers()), Ok(200));
+        }
+        let (c1, request) = seen.recv().unwrap();
+        assert!(
+            request.contains(&format!("\r\nHost: localhost:{port}\r\n")),
+            "{request}"
+        );
+        assert_eq!((c1, seen.recv().unwrap().0), (0, 0));
+        // Trusting another: refused, saying why, and nothing sent.
+        let other = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&rcgen::KeyPair::generate().unwrap())
+            .unwrap();
+        let mut client = Client::new(Duration::from_secs(5));
+        client.tls = Some(crate::tls::client_with_roots(&other.pem()).unwrap());
+        let e = client.post(&url, b"{}", &headers()).unwrap_err();
+        assert!(e.contains("certificate"), "{e}");
+        assert!(seen.recv_timeout(Duration::from_millis(300)).is_err());
     }
 
     #[test]
