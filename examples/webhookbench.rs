@@ -1,6 +1,6 @@
 //! Webhook delivery under load (used by `scripts/bench`), against a running server.
 //!
-//! `webhookbench BASE ADMIN_PASSWORD [SECONDS]`:
+//! `webhookbench BASE ADMIN_PASSWORD [SECONDS] [SERVER_PID]`:
 //! 1. ten subscriptions to a fast loopback receiver while writes come at 2,000/s:
 //!    does delivery keep up, and how long from commit (the event's timestamp) to
 //!    receipt, p50 / p99;
@@ -8,7 +8,8 @@
 //!    answers at once, and vs no subscription at all (the three in turn, three rounds,
 //!    each in another order; medians): a hung receiver must not slow writes.
 //!
-//! Prints `key=value` lines.
+//! Prints `key=value` lines; with the server's pid, also the server's CPU (user + system,
+//! `/proc`) over the paced phase a delivery (its share of the writes included).
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -178,6 +179,16 @@ fn main() {
         .expect("usage: webhookbench BASE ADMIN_PASSWORD [SECONDS]");
     let password = args.next().expect("the admin password");
     let secs: f64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(5.0);
+    let server: Option<u32> = args.next().and_then(|s| s.parse().ok());
+    // User + system CPU of the server so far, in µs (`/proc/<pid>/stat`, fields 14 and 15).
+    let server_cpu_us = || -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", server?)).ok()?;
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: f64 = rest.get(11)?.parse::<f64>().ok()? + rest.get(12)?.parse::<f64>().ok()?;
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        Some(ticks * 1e6 / hz)
+    };
     use base64::Engine;
     let auth = format!(
         "Basic {}",
@@ -198,6 +209,7 @@ fn main() {
         subscribe(&api, &format!("fast{i}"), &url);
     }
     let rate = 2000.0;
+    let cpu0 = server_cpu_us();
     let t0 = now_ms();
     // The pacing sets the rate; 64 writers (as many as the other benchmarks' clients)
     // so that a durable write's latency on a loaded machine does not hold it below 2,000/s.
@@ -208,6 +220,7 @@ fn main() {
     while seen.lock().unwrap().len() < expected && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
+    let cpu1 = server_cpu_us();
     let seen = seen.lock().unwrap().clone();
     for i in 0..10 {
         api.delete(&format!("/event/api/v1/subscriptions/fast{i}"));
@@ -234,6 +247,12 @@ fn main() {
         "drain_after_last_write_ms={}",
         last.saturating_sub(writes_done)
     );
+    if let (Some(a), Some(b)) = (cpu0, cpu1) {
+        println!(
+            "server_cpu_us_per_delivery={:.1}",
+            (b - a) / seen.len().max(1) as f64
+        );
+    }
     println!("latency_p50_ms={}", pct(0.50));
     println!("latency_p99_ms={}", pct(0.99));
 
